@@ -1,0 +1,299 @@
+/*
+ * loom.h — the one public C ABI of the Loom deep learning engine.
+ *
+ * Conventions (every declaration below follows them):
+ *  - Every fallible function returns a loom_status: LOOM_OK (0) or a negative
+ *    code naming the category of failure. The calling thread's message for its
+ *    last failure is returned by loom_last_error().
+ *  - Outputs come first in the parameter list, through pointers. On failure,
+ *    outputs are left untouched.
+ *  - Handles are opaque and distinct per kind. A handle returned through an
+ *    output parameter is owned by the caller and released with the matching
+ *    loom_*_free function. Free functions accept NULL and never fail.
+ *  - Passing NULL, or a handle that was already freed, gives
+ *    LOOM_ERR_INVALID_ARGUMENT; it never crashes the process.
+ *  - Strings are UTF-8 and NUL-terminated. Strings returned by the library are
+ *    owned by the library; the lifetime of each is stated at its function.
+ *  - Every function is safe to call from any thread at any time.
+ *  - No C++ exception, abort or exit crosses this boundary.
+ *
+ * Execution is asynchronous: operations are pushed to a dependency engine and
+ * run when the arrays they read and write are ready. A failure inside an
+ * operation is stored on the arrays it writes and is returned by the next wait
+ * on them (loom_ndarray_wait_to_read, loom_ndarray_copy_to_host) and by
+ * loom_wait_all(); operations that read a failed array are skipped and pass the
+ * same error on.
+ */
+#ifndef LOOM_LOOM_H_
+#define LOOM_LOOM_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#if defined(LOOM_BUILDING_LIBRARY)
+#define LOOM_API __declspec(dllexport)
+#else
+#define LOOM_API __declspec(dllimport)
+#endif
+#else
+#define LOOM_API __attribute__((visibility("default")))
+#endif
+
+/** Version of this ABI. It only grows; a binding compares it with
+ *  loom_abi_version() and refuses a library with another value. */
+#define LOOM_ABI_VERSION 1
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+/** Result of every fallible call: 0 on success, a negative category code on failure. */
+typedef int32_t loom_status;
+
+#define LOOM_OK 0
+/** An argument is NULL, freed, out of range or malformed (unknown parameter, bad value). */
+#define LOOM_ERR_INVALID_ARGUMENT (-1)
+/** Shapes do not fit together (broadcasting, axes, element counts). */
+#define LOOM_ERR_SHAPE (-2)
+/** Data types do not fit together or are not supported by the operation. */
+#define LOOM_ERR_DTYPE (-3)
+/** A named thing (operator, parameter, file, array name) does not exist. */
+#define LOOM_ERR_NOT_FOUND (-4)
+/** Memory could not be allocated; the message names the bytes asked for. */
+#define LOOM_ERR_OUT_OF_MEMORY (-5)
+/** Reading or writing a file failed, or its contents are malformed. */
+#define LOOM_ERR_IO (-6)
+/** The device or backend asked for is not available in this process. */
+#define LOOM_ERR_BACKEND_UNAVAILABLE (-7)
+/** A bug inside Loom; the message says where. */
+#define LOOM_ERR_INTERNAL (-8)
+
+/* ------------------------------------------------------------------------ */
+/* Enumerations (passed as int32_t so every binding sees a fixed width)      */
+/* ------------------------------------------------------------------------ */
+
+/** Element types. The codes are MXNet's, as stored in `.params` files. */
+#define LOOM_DTYPE_FLOAT32 0
+#define LOOM_DTYPE_FLOAT64 1
+#define LOOM_DTYPE_FLOAT16 2 /* recognised in files, not computed with */
+#define LOOM_DTYPE_UINT8 3
+#define LOOM_DTYPE_INT32 4
+#define LOOM_DTYPE_INT8 5 /* recognised in files, not computed with */
+#define LOOM_DTYPE_INT64 6
+
+/** Device types, as stored in `.params` files. */
+#define LOOM_DEVICE_CPU 1
+#define LOOM_DEVICE_GPU 2
+
+/** Largest number of dimensions an array may have. */
+#define LOOM_MAX_NDIM 8
+
+/* ------------------------------------------------------------------------ */
+/* Handles                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** An n-dimensional array (or a view of one). Free with loom_ndarray_free. */
+typedef struct loom_ndarray_s *loom_ndarray;
+/** A registered operator. Owned by the library, valid for the process lifetime; never freed. */
+typedef struct loom_op_s *loom_op;
+/** A list of named arrays, as read from a `.params` file. Free with loom_ndarray_list_free. */
+typedef struct loom_ndarray_list_s *loom_ndarray_list;
+
+/* ------------------------------------------------------------------------ */
+/* Library                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Returns LOOM_ABI_VERSION of the library that is loaded. Never fails. */
+LOOM_API int32_t loom_abi_version(void);
+
+/** Returns the message of the calling thread's last failed call, or "" if none.
+ *  The string is owned by the library and stays valid until the next failing
+ *  call on the same thread. Never NULL. */
+LOOM_API const char *loom_last_error(void);
+
+/** Returns a constant name for a status code ("invalid argument", "shape", ...).
+ *  The string is static. Never NULL. */
+LOOM_API const char *loom_status_name(loom_status status);
+
+/** Blocks until every operation pushed so far, from any thread, has finished.
+ *  Returns the first asynchronous failure recorded since the previous
+ *  loom_wait_all (and forgets it), or LOOM_OK. */
+LOOM_API loom_status loom_wait_all(void);
+
+/** Engine description. `*out_kind` receives a static string: "threaded" or
+ *  "naive" (chosen by the environment variable LOOM_ENGINE at first use);
+ *  `*out_cpu_workers` the worker threads per CPU device (LOOM_CPU_WORKERS). */
+LOOM_API loom_status loom_engine_info(const char **out_kind, int32_t *out_cpu_workers);
+
+/* ------------------------------------------------------------------------ */
+/* Storage                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Memory statistics of one device's pooled allocator. All byte counts. */
+typedef struct loom_storage_stats {
+  int64_t bytes_in_use;    /**< held by live arrays and running operations */
+  int64_t bytes_pooled;    /**< freed by arrays, kept for reuse */
+  int64_t peak_bytes_in_use;
+  int64_t alloc_calls;     /**< allocations requested */
+  int64_t pool_hits;       /**< of those, served from the pool */
+} loom_storage_stats;
+
+/** Writes the allocator statistics of device (dev_type, dev_id) into *out.
+ *  A device never used reports zeros. */
+LOOM_API loom_status loom_storage_get_stats(loom_storage_stats *out, int32_t dev_type,
+                                            int32_t dev_id);
+
+/** Returns the pooled (unused) memory of device (dev_type, dev_id) to the system. */
+LOOM_API loom_status loom_storage_release_pooled(int32_t dev_type, int32_t dev_id);
+
+/* ------------------------------------------------------------------------ */
+/* NDArray                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Creates an uninitialised array of the given shape, dtype and device.
+ *  `shape` holds `ndim` extents (0 <= ndim <= LOOM_MAX_NDIM, each >= 0).
+ *  The caller owns *out and frees it with loom_ndarray_free. */
+LOOM_API loom_status loom_ndarray_create(loom_ndarray *out, const int64_t *shape, int32_t ndim,
+                                         int32_t dtype, int32_t dev_type, int32_t dev_id);
+
+/** Releases a handle. The memory is returned once pending operations that use
+ *  it have finished. Accepts NULL. Freeing a handle twice is detected and ignored. */
+LOOM_API void loom_ndarray_free(loom_ndarray array);
+
+/** Number of dimensions of `array`. */
+LOOM_API loom_status loom_ndarray_get_ndim(int32_t *out, loom_ndarray array);
+
+/** Copies the extents into `out_shape`, which has room for `capacity` values
+ *  (LOOM_MAX_NDIM always suffices). `out_shape` may be NULL for a 0-d array. */
+LOOM_API loom_status loom_ndarray_get_shape(int64_t *out_shape, int32_t capacity,
+                                            loom_ndarray array);
+
+/** Number of elements (product of the extents). */
+LOOM_API loom_status loom_ndarray_get_size(int64_t *out, loom_ndarray array);
+
+/** Element type code (LOOM_DTYPE_*). */
+LOOM_API loom_status loom_ndarray_get_dtype(int32_t *out, loom_ndarray array);
+
+/** Device of the array. */
+LOOM_API loom_status loom_ndarray_get_context(int32_t *out_dev_type, int32_t *out_dev_id,
+                                              loom_ndarray array);
+
+/** Copies `nbytes` from host memory into the array. `nbytes` must equal the
+ *  array's size times its element size. Waits until pending operations on the
+ *  array are done, then copies synchronously. */
+LOOM_API loom_status loom_ndarray_copy_from_host(loom_ndarray array, const void *data,
+                                                 size_t nbytes);
+
+/** Waits for the array's value, then copies it into host memory `data`
+ *  (`nbytes` must equal size times element size). Returns the stored error if
+ *  the operation that produced the array failed. */
+LOOM_API loom_status loom_ndarray_copy_to_host(void *data, size_t nbytes, loom_ndarray array);
+
+/** Pushes a copy of `src` into `dst` (same shape and dtype; devices may differ). */
+LOOM_API loom_status loom_ndarray_copy_to(loom_ndarray dst, loom_ndarray src);
+
+/** Blocks until all pending writes to the array are done. Returns the error
+ *  stored on the array if the operation that produced it failed. */
+LOOM_API loom_status loom_ndarray_wait_to_read(loom_ndarray array);
+
+/** Blocks until all pending reads and writes of the array are done. */
+LOOM_API loom_status loom_ndarray_wait_to_write(loom_ndarray array);
+
+/** Creates a view with another shape over the same memory. The element count
+ *  must match; one extent may be -1 (inferred). The caller owns *out. */
+LOOM_API loom_status loom_ndarray_reshape(loom_ndarray *out, loom_ndarray array,
+                                          const int64_t *shape, int32_t ndim);
+
+/** Creates a view of rows [begin, end) along the first axis, sharing memory.
+ *  Requires ndim >= 1 and 0 <= begin <= end <= shape[0]. The caller owns *out. */
+LOOM_API loom_status loom_ndarray_slice(loom_ndarray *out, loom_ndarray array, int64_t begin,
+                                        int64_t end);
+
+/** Creates a view of row `index` along the first axis with that axis removed,
+ *  sharing memory. Negative indices count from the end. The caller owns *out. */
+LOOM_API loom_status loom_ndarray_at(loom_ndarray *out, loom_ndarray array, int64_t index);
+
+/** Saves `count` arrays to `path` in MXNet's `.params` format (V2 records).
+ *  `names` is NULL for an unnamed list, or holds `count` names. The file is
+ *  written to a temporary name and renamed, so an existing file is replaced
+ *  only by a complete one. */
+LOOM_API loom_status loom_ndarray_save(const char *path, const loom_ndarray *arrays,
+                                       const char *const *names, int32_t count);
+
+/** Loads a `.params` file (V1 or V2 records) into a new list on cpu(0).
+ *  The caller owns *out and frees it with loom_ndarray_list_free. */
+LOOM_API loom_status loom_ndarray_load(loom_ndarray_list *out, const char *path);
+
+/** Number of arrays in the list. */
+LOOM_API loom_status loom_ndarray_list_size(int32_t *out, loom_ndarray_list list);
+
+/** Gets entry `index`: *out_array receives a new handle the caller owns;
+ *  *out_name the entry's name ("" in an unnamed list), owned by the list and
+ *  valid until the list is freed. Either output may be NULL. */
+LOOM_API loom_status loom_ndarray_list_get(loom_ndarray *out_array, const char **out_name,
+                                           loom_ndarray_list list, int32_t index);
+
+/** Releases a list (not the arrays taken out of it). Accepts NULL. */
+LOOM_API void loom_ndarray_list_free(loom_ndarray_list list);
+
+/* ------------------------------------------------------------------------ */
+/* Operators                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/** Number of registered operators. */
+LOOM_API loom_status loom_op_count(int32_t *out);
+
+/** The operator at `index` (0 <= index < count), in name order. */
+LOOM_API loom_status loom_op_get(loom_op *out, int32_t index);
+
+/** Looks an operator up by name; LOOM_ERR_NOT_FOUND (with close names in the
+ *  message) if there is none. */
+LOOM_API loom_status loom_op_find(loom_op *out, const char *name);
+
+/** The operator's name. Static string, never freed. */
+LOOM_API loom_status loom_op_get_name(const char **out, loom_op op);
+
+/** Describes the operator as JSON, the single source from which bindings and
+ *  documentation are generated:
+ *  {"name", "doc", "inputs": [names], "variadic": bool, "outputs": [names],
+ *   "params": [{"name","type","default","required","doc","choices"}],
+ *   "inplace": [[input, output]...], "temp_space": bool}.
+ *  Static string, never freed. */
+LOOM_API loom_status loom_op_describe(const char **out, loom_op op);
+
+/** Number of outputs the operator produces with the given parameters. */
+LOOM_API loom_status loom_op_num_outputs(int32_t *out, loom_op op, const char *const *keys,
+                                         const char *const *values, int32_t num_params);
+
+/** Invokes an operator imperatively (pushed to the engine, asynchronous).
+ *  `outputs` has `num_outputs` slots, which must equal loom_op_num_outputs.
+ *  A slot holding NULL receives a new array the caller owns; a slot holding an
+ *  array is written in place (its shape and dtype must match what the op infers).
+ *  Parameters are string-keyed: keys[i] = values[i]. Unknown keys, bad values,
+ *  wrong input counts, shapes, dtypes and devices are reported before anything
+ *  is pushed, with messages naming the op, the argument and the shapes. */
+LOOM_API loom_status loom_imperative_invoke(loom_ndarray *outputs, int32_t num_outputs,
+                                            loom_op op, const loom_ndarray *inputs,
+                                            int32_t num_inputs, const char *const *keys,
+                                            const char *const *values, int32_t num_params);
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/** Seeds the generator used by the random operators. Draws come from a
+ *  counter-based generator (Philox-4x32-10) keyed by the seed and the number of
+ *  random operators invoked since seeding, so they do not depend on thread
+ *  counts or scheduling. */
+LOOM_API loom_status loom_random_seed(uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOOM_LOOM_H_ */

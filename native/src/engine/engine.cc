@@ -1,0 +1,298 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+namespace loom {
+
+struct OprBlock {
+  Engine::Fn fn;
+  std::vector<VarPtr> reads;
+  std::vector<VarPtr> writes;
+  std::atomic<int> wait{0};
+  Context ctx;
+  PushOptions opts;
+};
+
+// A pool of workers serving one device, fed from one FIFO queue.
+struct Engine::WorkerPool {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<OprBlock *> queue;
+  std::vector<std::thread> threads;
+  bool stop = false;
+
+  WorkerPool(Engine *engine, int n) {
+    for (int i = 0; i < n; ++i)
+      threads.emplace_back([this, engine] {
+        for (;;) {
+          OprBlock *op;
+          {
+            std::unique_lock<std::mutex> lk(mu);
+            cv.wait(lk, [this] { return stop || !queue.empty(); });
+            if (queue.empty()) return;
+            op = queue.front();
+            queue.pop_front();
+          }
+          engine->execute(op);
+        }
+      });
+  }
+  void enqueue(OprBlock *op) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      queue.push_back(op);
+    }
+    cv.notify_one();
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    for (auto &t : threads) t.join();
+  }
+};
+
+namespace {
+int env_int(const char *name, int fallback) {
+  const char *v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char *end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  return (end && *end == 0 && n > 0 && n < 1024) ? static_cast<int>(n) : fallback;
+}
+
+void dedup(std::vector<VarPtr> &reads, std::vector<VarPtr> &writes) {
+  auto by_ptr = [](const VarPtr &a, const VarPtr &b) { return a.get() < b.get(); };
+  auto same = [](const VarPtr &a, const VarPtr &b) { return a.get() == b.get(); };
+  std::sort(writes.begin(), writes.end(), by_ptr);
+  writes.erase(std::unique(writes.begin(), writes.end(), same), writes.end());
+  std::sort(reads.begin(), reads.end(), by_ptr);
+  reads.erase(std::unique(reads.begin(), reads.end(), same), reads.end());
+  // A var both read and written is only written.
+  reads.erase(std::remove_if(reads.begin(), reads.end(),
+                             [&](const VarPtr &r) {
+                               return std::binary_search(writes.begin(), writes.end(), r, by_ptr);
+                             }),
+              reads.end());
+}
+}  // namespace
+
+Engine &Engine::get() {
+  // Never destroyed: workers may still be finishing when static destructors run.
+  static Engine *engine = [] {
+    const char *kind = std::getenv("LOOM_ENGINE");
+    bool naive = kind && std::string(kind) == "naive";
+    int hw = static_cast<int>(std::thread::hardware_concurrency());
+    return new Engine(naive, env_int("LOOM_CPU_WORKERS", hw > 0 ? hw : 2));
+  }();
+  return *engine;
+}
+
+Engine::Engine(bool naive, int cpu_workers)
+    : naive_(naive), cpu_workers_(cpu_workers) {
+  pools_.resize(kMaxCpuDevices);
+}
+
+Engine::~Engine() {
+  wait_all();
+  pools_.clear();
+}
+
+Engine::WorkerPool &Engine::pool_for(const Context &ctx) {
+  std::lock_guard<std::mutex> lk(pools_mu_);
+  auto &p = pools_[ctx.dev_id];
+  if (!p) p = std::make_unique<WorkerPool>(this, cpu_workers_);
+  return *p;
+}
+
+void Engine::record_error(const ErrorPtr &e) {
+  std::lock_guard<std::mutex> lk(all_mu_);
+  if (!first_error_) first_error_ = e;
+}
+
+void Engine::push(Fn fn, const Context &ctx, std::vector<VarPtr> reads, std::vector<VarPtr> writes,
+                  const PushOptions &opts) {
+  check_context(ctx);
+  dedup(reads, writes);
+  auto *op = new OprBlock;
+  op->fn = std::move(fn);
+  op->reads = std::move(reads);
+  op->writes = std::move(writes);
+  op->ctx = ctx;
+  op->opts = opts;
+  pending_.fetch_add(1, std::memory_order_relaxed);
+  if (naive_) {
+    std::lock_guard<std::mutex> lk(naive_mu_);
+    execute(op);
+    return;
+  }
+  op->wait.store(static_cast<int>(op->reads.size() + op->writes.size()) + 1,
+                 std::memory_order_relaxed);
+  for (auto &v : op->reads) append_read(v.get(), op);
+  for (auto &v : op->writes) append_write(v.get(), op);
+  dec_wait(op, opts.allow_inline);
+}
+
+void Engine::append_read(Var *v, OprBlock *op) {
+  bool granted;
+  {
+    std::lock_guard<std::mutex> lk(v->mu_);
+    granted = !v->writing_ && v->queue_.empty();
+    if (granted)
+      ++v->running_reads_;
+    else
+      v->queue_.push_back({op, false});
+  }
+  if (granted) dec_wait(op, false);
+}
+
+void Engine::append_write(Var *v, OprBlock *op) {
+  bool granted;
+  {
+    std::lock_guard<std::mutex> lk(v->mu_);
+    granted = !v->writing_ && v->running_reads_ == 0 && v->queue_.empty();
+    if (granted)
+      v->writing_ = true;
+    else
+      v->queue_.push_back({op, true});
+  }
+  if (granted) dec_wait(op, false);
+}
+
+void Engine::dec_wait(OprBlock *op, bool may_inline) {
+  if (op->wait.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (may_inline)
+      execute(op);
+    else
+      dispatch(op);
+  }
+}
+
+void Engine::dispatch(OprBlock *op) { pool_for(op->ctx).enqueue(op); }
+
+void Engine::execute(OprBlock *op) {
+  // An op reading a failed var is skipped and passes the failure on.
+  // Waits (keep_errors) always run: they report the failure themselves.
+  ErrorPtr err;
+  if (!op->opts.keep_errors) {
+    for (auto &v : op->reads) {
+      if ((err = v->error())) break;
+    }
+  }
+  bool failed_here = false;
+  if (!err) {
+    try {
+      op->fn();
+    } catch (const Error &e) {
+      err = std::make_shared<ErrorInfo>(ErrorInfo{e.status(), e.what()});
+      failed_here = true;
+    } catch (const std::bad_alloc &) {
+      err = std::make_shared<ErrorInfo>(
+          ErrorInfo{LOOM_ERR_OUT_OF_MEMORY, std::string(op->opts.name) + ": out of memory"});
+      failed_here = true;
+    } catch (const std::exception &e) {
+      err = std::make_shared<ErrorInfo>(
+          ErrorInfo{LOOM_ERR_INTERNAL, std::string(op->opts.name) + ": " + e.what()});
+      failed_here = true;
+    } catch (...) {
+      err = std::make_shared<ErrorInfo>(
+          ErrorInfo{LOOM_ERR_INTERNAL, std::string(op->opts.name) + ": unknown failure"});
+      failed_here = true;
+    }
+  }
+  if (failed_here) record_error(err);
+  if (!op->opts.keep_errors) {
+    for (auto &v : op->writes) {
+      std::lock_guard<std::mutex> lk(v->mu_);
+      v->error_ = err;  // a successful write clears an old failure
+    }
+  }
+  if (naive_) {
+    for (auto &v : op->writes) {
+      std::lock_guard<std::mutex> lk(v->mu_);
+      ++v->version_;
+    }
+    delete op;
+  } else {
+    complete(op);
+  }
+  if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    std::lock_guard<std::mutex> lk(all_mu_);
+    all_cv_.notify_all();
+  }
+}
+
+void Engine::complete(OprBlock *op) {
+  std::vector<OprBlock *> ready;
+  for (auto &vp : op->reads) {
+    Var *v = vp.get();
+    std::lock_guard<std::mutex> lk(v->mu_);
+    if (--v->running_reads_ == 0 && !v->queue_.empty()) {
+      // Only a write can be waiting behind running reads.
+      auto next = v->queue_.front();
+      v->queue_.pop_front();
+      v->writing_ = true;
+      ready.push_back(next.op);
+    }
+  }
+  for (auto &vp : op->writes) {
+    Var *v = vp.get();
+    std::lock_guard<std::mutex> lk(v->mu_);
+    v->writing_ = false;
+    ++v->version_;
+    if (!v->queue_.empty() && v->queue_.front().write) {
+      ready.push_back(v->queue_.front().op);
+      v->queue_.pop_front();
+      v->writing_ = true;
+    } else {
+      while (!v->queue_.empty() && !v->queue_.front().write) {
+        ready.push_back(v->queue_.front().op);
+        v->queue_.pop_front();
+        ++v->running_reads_;
+      }
+    }
+  }
+  // Release the op's vars and closure before waking successors.
+  delete op;
+  for (OprBlock *r : ready) dec_wait(r, false);
+}
+
+ErrorPtr Engine::wait_to_read(const VarPtr &var) {
+  std::promise<void> done;
+  auto fut = done.get_future();
+  PushOptions o;
+  o.name = "wait_to_read";
+  o.allow_inline = true;
+  o.keep_errors = true;
+  push([&done] { done.set_value(); }, Context{}, {var}, {}, o);
+  fut.wait();
+  return var->error();
+}
+
+ErrorPtr Engine::wait_to_write(const VarPtr &var) {
+  std::promise<void> done;
+  auto fut = done.get_future();
+  PushOptions o;
+  o.name = "wait_to_write";
+  o.allow_inline = true;
+  o.keep_errors = true;
+  push([&done] { done.set_value(); }, Context{}, {}, {var}, o);
+  fut.wait();
+  return var->error();
+}
+
+ErrorPtr Engine::wait_all() {
+  std::unique_lock<std::mutex> lk(all_mu_);
+  all_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+  ErrorPtr e = std::move(first_error_);
+  first_error_.reset();
+  return e;
+}
+
+}  // namespace loom

@@ -1,0 +1,117 @@
+// Dependency engine (MXNet's model). Each array chunk owns a Var. An operation
+// is pushed with the vars it reads and the vars it writes; reads of the same
+// version run in parallel, writes are ordered in push order. Operations run on
+// a worker pool per device, or synchronously under LOOM_ENGINE=naive.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/base.h"
+
+namespace loom {
+
+// An asynchronous failure, stored on the vars an operation writes.
+struct ErrorInfo {
+  loom_status status;
+  std::string message;
+};
+using ErrorPtr = std::shared_ptr<const ErrorInfo>;
+
+struct OprBlock;
+
+class Var {
+ public:
+  // Version counter: bumped by every completed write.
+  uint64_t version() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return version_;
+  }
+  ErrorPtr error() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return error_;
+  }
+
+ private:
+  friend class Engine;
+  struct Pending {
+    OprBlock *op;
+    bool write;
+  };
+  std::mutex mu_;
+  std::deque<Pending> queue_;
+  int running_reads_ = 0;
+  bool writing_ = false;
+  uint64_t version_ = 0;
+  ErrorPtr error_;
+};
+using VarPtr = std::shared_ptr<Var>;
+
+// Hints given with a push.
+struct PushOptions {
+  const char *name = "op";
+  // The op is cheap enough to run on the pushing thread when its inputs are
+  // already ready (avoids a thread hand-off for tiny imperative calls).
+  bool allow_inline = false;
+  // The op neither sets nor clears errors on the vars it writes (used by waits).
+  bool keep_errors = false;
+};
+
+class Engine {
+ public:
+  using Fn = std::function<void()>;
+
+  static Engine &get();
+
+  // Pushes `fn` to run on `ctx`'s workers once the vars are ready. `fn`
+  // throwing loom::Error (or any exception) marks every written var as failed.
+  void push(Fn fn, const Context &ctx, std::vector<VarPtr> reads, std::vector<VarPtr> writes,
+            const PushOptions &opts = {});
+
+  // Blocks until pending writes to `var` are done; returns its stored error.
+  ErrorPtr wait_to_read(const VarPtr &var);
+  // Blocks until pending reads and writes of `var` are done; returns its stored error.
+  ErrorPtr wait_to_write(const VarPtr &var);
+  // Blocks until everything pushed has run; returns (and forgets) the first
+  // failure recorded since the last call.
+  ErrorPtr wait_all();
+
+  bool naive() const { return naive_; }
+  int cpu_workers() const { return cpu_workers_; }
+  const char *kind() const { return naive_ ? "naive" : "threaded"; }
+
+  // Builds an engine of the given kind; used by the singleton and by tests.
+  Engine(bool naive, int cpu_workers);
+  ~Engine();
+  Engine(const Engine &) = delete;
+  Engine &operator=(const Engine &) = delete;
+
+ private:
+  struct WorkerPool;
+  void append_read(Var *v, OprBlock *op);
+  void append_write(Var *v, OprBlock *op);
+  void complete(OprBlock *op);
+  void dec_wait(OprBlock *op, bool may_inline);
+  void dispatch(OprBlock *op);
+  void execute(OprBlock *op);
+  WorkerPool &pool_for(const Context &ctx);
+  void record_error(const ErrorPtr &e);
+
+  const bool naive_;
+  const int cpu_workers_;
+  std::mutex naive_mu_;
+  std::mutex pools_mu_;
+  std::vector<std::unique_ptr<WorkerPool>> pools_;
+  std::atomic<int64_t> pending_{0};
+  std::mutex all_mu_;
+  std::condition_variable all_cv_;
+  ErrorPtr first_error_;
+};
+
+}  // namespace loom

@@ -1,0 +1,138 @@
+#include "imperative/imperative.h"
+
+#include <atomic>
+#include <memory>
+
+namespace loom {
+
+namespace {
+std::atomic<uint64_t> g_seed{0x5EEDu};
+std::atomic<uint64_t> g_stream{0};
+
+// Below this many output elements a ready op runs on the calling thread.
+constexpr int64_t kInlineElements = 1 << 14;
+
+bool is_set(const NDArray &a) { return a.chunk() != nullptr; }
+}  // namespace
+
+void random_seed(uint64_t seed) {
+  g_seed.store(seed);
+  g_stream.store(0);
+}
+
+void next_random_stream(uint64_t *key, uint64_t *stream) {
+  *key = g_seed.load();
+  *stream = g_stream.fetch_add(1);
+}
+
+void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDArray> &outputs,
+            const char *const *keys, const char *const *values, int32_t num_params) {
+  auto params = std::make_shared<Params>(op, keys, values, num_params);
+  const size_t nin = inputs.size();
+  if (op.variadic) {
+    LOOM_CHECK(nin >= 1, LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects at least one input (",
+               op.inputs[0], "), got none");
+  } else if (nin != op.inputs.size()) {
+    std::string names;
+    for (auto &n : op.inputs) names += (names.empty() ? "" : ", ") + n;
+    fail(LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects ", op.inputs.size(), " input",
+         op.inputs.size() == 1 ? "" : "s", names.empty() ? "" : " (" + names + ")", ", got ", nin);
+  }
+  int nout = op.output_count(*params);
+  LOOM_CHECK(static_cast<int>(outputs.size()) == nout, LOOM_ERR_INVALID_ARGUMENT, op.name,
+             ": produces ", nout, " output", nout == 1 ? "" : "s", ", but ", outputs.size(),
+             " output slots were given");
+
+  std::vector<Shape> in_shapes(nin);
+  std::vector<int32_t> in_dtypes(nin);
+  Context ctx;
+  for (size_t i = 0; i < nin; ++i) {
+    const NDArray &a = inputs[i];
+    const std::string &iname = op.variadic ? op.inputs[0] : op.inputs[i];
+    in_shapes[i] = a.shape();
+    in_dtypes[i] = a.dtype();
+    LOOM_CHECK(dtype_computable(a.dtype()), LOOM_ERR_DTYPE, op.name, ": input ", i, " (", iname,
+               ") has dtype ", dtype_name(a.dtype()), ", which Loom stores but does not compute with");
+    LOOM_CHECK(!op.float_only || dtype_is_float(a.dtype()), LOOM_ERR_DTYPE, op.name, ": input ", i,
+               " (", iname, ") has dtype ", dtype_name(a.dtype()),
+               "; this op needs float32 or float64");
+    if (i == 0) {
+      ctx = a.ctx();
+    } else if (!op.any_context && a.ctx() != ctx) {
+      fail(LOOM_ERR_INVALID_ARGUMENT, op.name, ": input ", i, " (", iname, ") is on ",
+           a.ctx().str(), " but input 0 is on ", ctx.str(), "; copy it first");
+    }
+  }
+  bool has_ctx_param = false;
+  for (auto &p : op.params) has_ctx_param |= p.name == "ctx";
+  if (nin == 0) {
+    if (has_ctx_param) ctx = params->ctx("ctx");
+    for (auto &o : outputs)
+      if (is_set(o)) {
+        ctx = o.ctx();
+        break;
+      }
+  }
+  check_context(ctx);
+
+  std::vector<Shape> out_shapes(nout);
+  std::vector<int32_t> out_dtypes(nout, nin ? in_dtypes[0] : kFloat32);
+  op.infer(*params, in_shapes, in_dtypes, out_shapes, out_dtypes);
+
+  for (int j = 0; j < nout; ++j) {
+    NDArray &o = outputs[j];
+    const std::string oname = j < static_cast<int>(op.outputs.size()) ? op.outputs[j]
+                                                                      : "out" + std::to_string(j);
+    if (!is_set(o)) continue;
+    LOOM_CHECK(o.shape() == out_shapes[j] && o.dtype() == out_dtypes[j], LOOM_ERR_SHAPE, op.name,
+               ": output ", j, " (", oname, ") has shape ", o.shape().str(), " ",
+               dtype_name(o.dtype()), ", but the op produces ", out_shapes[j].str(), " ",
+               dtype_name(out_dtypes[j]));
+    LOOM_CHECK(op.any_context || o.ctx() == ctx, LOOM_ERR_INVALID_ARGUMENT, op.name, ": output ",
+               j, " (", oname, ") is on ", o.ctx().str(), " but the inputs are on ", ctx.str());
+  }
+  // Nothing can fail past this point except allocation; allocate into a
+  // scratch list so the caller's slots stay untouched if it throws.
+  std::vector<NDArray> outs = outputs;
+  int64_t work = 0;
+  for (int j = 0; j < nout; ++j) {
+    if (!is_set(outs[j])) outs[j] = NDArray::empty(out_shapes[j], out_dtypes[j], ctx);
+    work += outs[j].size();
+  }
+  for (auto &a : inputs) work = std::max(work, a.size());
+
+  auto opctx = std::make_shared<OpContext>();
+  opctx->ctx = ctx;
+  BlockPtr temp;
+  if (op.temp_bytes) {
+    size_t bytes = op.temp_bytes(*params, in_shapes);
+    if (bytes) {
+      temp = Storage::alloc(bytes, ctx);
+      opctx->temp = temp->ptr;
+      opctx->temp_bytes = bytes;
+    }
+  }
+  if (op.random) next_random_stream(&opctx->rng_key, &opctx->rng_stream);
+
+  std::vector<VarPtr> reads, writes;
+  reads.reserve(nin);
+  writes.reserve(nout);
+  for (auto &a : inputs) reads.push_back(a.var());
+  for (auto &o : outs) writes.push_back(o.var());
+
+  const OpDef *opp = &op;
+  PushOptions po;
+  po.name = op.name.c_str();
+  po.allow_inline = work <= kInlineElements;
+  Engine::get().push(
+      [opp, params, opctx, temp, ins = inputs, outs]() {
+        std::vector<TBlob> in(ins.size()), out(outs.size());
+        for (size_t i = 0; i < ins.size(); ++i) in[i] = ins[i].blob();
+        for (size_t i = 0; i < outs.size(); ++i) out[i] = outs[i].blob();
+        opp->compute(*opctx, *params, in, out);
+      },
+      ctx, std::move(reads), std::move(writes), po);
+  outputs = std::move(outs);
+}
+
+}  // namespace loom

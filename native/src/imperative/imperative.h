@@ -1,0 +1,20 @@
+// Imperative invocation: check, infer, allocate and push one operator call.
+#pragma once
+
+#include <vector>
+
+#include "ndarray/ndarray.h"
+#include "op/registry.h"
+
+namespace loom {
+
+// `outputs` has one slot per op output; empty slots (no chunk) are allocated.
+// Everything is checked before anything is pushed.
+void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDArray> &outputs,
+            const char *const *keys, const char *const *values, int32_t num_params);
+
+// Counter-based random streams: seed plus a per-call stream number.
+void random_seed(uint64_t seed);
+void next_random_stream(uint64_t *key, uint64_t *stream);
+
+}  // namespace loom

@@ -1,0 +1,78 @@
+// NDArray: a typed, shaped view over a chunk of device memory that owns an
+// engine var. Views (reshape, slice, at) share the chunk and so its var.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/base.h"
+#include "engine/engine.h"
+#include "storage/storage.h"
+
+namespace loom {
+
+// What a kernel sees: a contiguous buffer with a shape and a dtype.
+struct TBlob {
+  void *dptr = nullptr;
+  Shape shape;
+  int32_t dtype = kFloat32;
+  template <typename T>
+  T *ptr() const {
+    return static_cast<T *>(dptr);
+  }
+  int64_t size() const { return shape.size(); }
+};
+
+struct Chunk {
+  BlockPtr block;  // null when the array holds no bytes
+  VarPtr var = std::make_shared<Var>();
+  Context ctx;
+};
+
+class NDArray {
+ public:
+  NDArray() = default;
+  static NDArray empty(const Shape &shape, int32_t dtype, const Context &ctx);
+
+  const Shape &shape() const { return shape_; }
+  int32_t dtype() const { return dtype_; }
+  const Context &ctx() const { return chunk_->ctx; }
+  int64_t size() const { return shape_.size(); }
+  size_t nbytes() const { return static_cast<size_t>(size()) * dtype_size(dtype_); }
+  void *data() const {
+    return chunk_->block ? static_cast<char *>(chunk_->block->ptr) + offset_ : nullptr;
+  }
+  TBlob blob() const { return TBlob{data(), shape_, dtype_}; }
+  const VarPtr &var() const { return chunk_->var; }
+  const std::shared_ptr<Chunk> &chunk() const { return chunk_; }
+  bool same_memory(const NDArray &o) const { return chunk_ == o.chunk_; }
+
+  NDArray reshape(const Shape &shape) const;
+  NDArray slice(int64_t begin, int64_t end) const;
+  NDArray at(int64_t index) const;
+
+  // Blocking host transfers (they wait on the engine).
+  void copy_from_host(const void *src, size_t nbytes) const;
+  void copy_to_host(void *dst, size_t nbytes) const;
+  // Throws the error stored on the array, if any, after waiting for writes.
+  void wait_to_read() const;
+  void wait_to_write() const;
+
+ private:
+  std::shared_ptr<Chunk> chunk_;
+  Shape shape_;
+  int32_t dtype_ = kFloat32;
+  size_t offset_ = 0;  // bytes into the chunk
+};
+
+// Throws the stored failure as a loom::Error.
+void rethrow(const ErrorPtr &e);
+
+// `.params` files (MXNet's format; DESIGN.md).
+void save_params(const std::string &path, const std::vector<NDArray> &arrays,
+                 const std::vector<std::string> &names);
+std::vector<std::pair<std::string, NDArray>> load_params(const std::string &path);
+
+}  // namespace loom

@@ -1,0 +1,148 @@
+// Operator registry. An operator is declared once, as data: name, doc, typed
+// parameters with defaults, inputs and outputs, shape/dtype inference, in-place
+// options, temp-space needs and its CPU kernel. Bindings and docs are generated
+// from this metadata (loom_op_describe).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/base.h"
+#include "ndarray/ndarray.h"
+
+namespace loom {
+
+enum class ParamType { Int, Float, Bool, Tuple, String, Enum, DType, Context };
+const char *param_type_name(ParamType t);
+
+struct ParamDef {
+  std::string name;
+  ParamType type;
+  std::string default_value;  // textual; "None" for an optional value
+  bool required = false;
+  std::string doc;
+  std::vector<std::string> choices;  // for Enum
+};
+
+struct ParamValue {
+  bool none = true;
+  int64_t i = 0;
+  double f = 0;
+  std::vector<int64_t> tuple;
+  std::string s;
+  Context ctx;
+};
+
+struct OpDef;
+
+// Parameters of one call, parsed and checked against the op's schema.
+class Params {
+ public:
+  Params(const OpDef &op, const char *const *keys, const char *const *values, int32_t n);
+  const OpDef &op() const { return *op_; }
+  bool has(const char *name) const { return !get(name).none; }
+  int64_t i(const char *name) const { return get(name).i; }
+  double f(const char *name) const { return get(name).f; }
+  bool b(const char *name) const { return get(name).i != 0; }
+  const std::vector<int64_t> &tuple(const char *name) const { return get(name).tuple; }
+  const std::string &s(const char *name) const { return get(name).s; }
+  int32_t dtype(const char *name) const { return static_cast<int32_t>(get(name).i); }
+  const Context &ctx(const char *name) const { return get(name).ctx; }
+  const ParamValue &get(const char *name) const;
+
+ private:
+  const OpDef *op_;
+  std::vector<ParamValue> values_;  // one per ParamDef, in schema order
+};
+
+// What a kernel receives besides its arrays.
+struct OpContext {
+  Context ctx;
+  void *temp = nullptr;  // temp space, when the op declared it
+  size_t temp_bytes = 0;
+  uint64_t rng_key = 0;  // random stream, for random ops
+  uint64_t rng_stream = 0;
+};
+
+using InferFn = std::function<void(const Params &, const std::vector<Shape> &in_shapes,
+                                   const std::vector<int32_t> &in_dtypes,
+                                   std::vector<Shape> &out_shapes,
+                                   std::vector<int32_t> &out_dtypes)>;
+using ComputeFn = std::function<void(const OpContext &, const Params &,
+                                     const std::vector<TBlob> &in, const std::vector<TBlob> &out)>;
+
+struct OpDef {
+  std::string name;
+  std::string doc;
+  std::vector<std::string> inputs;
+  bool variadic = false;  // any number (>= 1) of inputs named inputs[0]
+  std::vector<std::string> outputs{"out"};
+  std::function<int(const Params &)> num_outputs;  // when it depends on parameters
+  std::vector<ParamDef> params;
+  InferFn infer;
+  ComputeFn compute;
+  std::vector<std::pair<int, int>> inplace;  // (input, output) that may share memory
+  std::function<size_t(const Params &, const std::vector<Shape> &)> temp_bytes;
+  bool random = false;       // draws from the seeded generator
+  bool any_context = false;  // inputs and outputs may live on different devices
+  bool float_only = false;   // rejects integer inputs
+  // Creation ops (no inputs) place their output with the "ctx" parameter.
+
+  int output_count(const Params &p) const {
+    return num_outputs ? num_outputs(p) : static_cast<int>(outputs.size());
+  }
+  const std::string &describe() const;
+
+  // Builder helpers used by the registration files.
+  OpDef &set_doc(const std::string &d) { doc = d; return *this; }
+  OpDef &set_inputs(std::vector<std::string> in) { inputs = std::move(in); return *this; }
+  OpDef &set_variadic() { variadic = true; return *this; }
+  OpDef &param(const std::string &n, ParamType t, const std::string &def, const std::string &d,
+               std::vector<std::string> choices = {}) {
+    params.push_back(ParamDef{n, t, def, false, d, std::move(choices)});
+    return *this;
+  }
+  OpDef &required(const std::string &n, ParamType t, const std::string &d) {
+    params.push_back(ParamDef{n, t, "", true, d, {}});
+    return *this;
+  }
+  OpDef &set_infer(InferFn f) { infer = std::move(f); return *this; }
+  OpDef &set_compute(ComputeFn f) { compute = std::move(f); return *this; }
+  OpDef &set_inplace(std::vector<std::pair<int, int>> v) { inplace = std::move(v); return *this; }
+
+ private:
+  mutable std::once_flag describe_once_;
+  mutable std::string describe_;
+};
+
+class Registry {
+ public:
+  static Registry &get();
+  OpDef &add(const std::string &name);
+  const OpDef *find(const std::string &name) const;
+  // Throws LOOM_ERR_NOT_FOUND naming close matches.
+  const OpDef &lookup(const std::string &name) const;
+  const std::vector<const OpDef *> &list() const;
+
+ private:
+  std::map<std::string, std::unique_ptr<OpDef>> ops_;
+  mutable std::vector<const OpDef *> sorted_;
+  mutable std::once_flag sorted_once_;
+};
+
+#define LOOM_CONCAT_(a, b) a##b
+#define LOOM_CONCAT(a, b) LOOM_CONCAT_(a, b)
+// Registers an op at load time: LOOM_REGISTER_OP(add).set_doc(...)...;
+#define LOOM_REGISTER_OP(opname)                                  \
+  static ::loom::OpDef &LOOM_CONCAT(loom_op_reg_, __COUNTER__) = \
+      ::loom::Registry::get().add(#opname)
+
+// Helpers shared by inference functions.
+[[noreturn]] void shape_fail(const Params &p, const std::string &what);
+int32_t same_dtype(const Params &p, const std::vector<int32_t> &in_dtypes);
+
+}  // namespace loom

@@ -1,0 +1,113 @@
+// Helpers shared by operator definitions and their CPU kernels.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "op/registry.h"
+
+namespace loom {
+
+// Parallel loop over [0, n). Splits only when the work is large enough to
+// pay for the threads; each index is computed independently, so results do
+// not depend on the thread count.
+template <typename F>
+void parallel_for(int64_t n, F &&f, int64_t grain = 1 << 15) {
+#ifdef LOOM_USE_OPENMP
+  if (n >= 2 * grain) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#endif
+  (void)grain;
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// NumPy broadcasting of two shapes; names the op and both shapes on failure.
+inline Shape broadcast_shape(const Params &p, const Shape &a, const Shape &b,
+                             const char *an = "lhs", const char *bn = "rhs") {
+  Shape out;
+  out.ndim = std::max(a.ndim, b.ndim);
+  for (int i = 0; i < out.ndim; ++i) {
+    int ia = a.ndim - out.ndim + i, ib = b.ndim - out.ndim + i;
+    int64_t da = ia >= 0 ? a.d[ia] : 1, db = ib >= 0 ? b.d[ib] : 1;
+    if (da != db && da != 1 && db != 1)
+      shape_fail(p, std::string("cannot broadcast ") + an + " of shape " + a.str() + " with " +
+                        bn + " of shape " + b.str() + " (axis " + std::to_string(i) + ": " +
+                        std::to_string(da) + " vs " + std::to_string(db) + ")");
+    out.d[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// Element strides of `in` laid against `out` under broadcasting (0 where broadcast).
+inline std::vector<int64_t> broadcast_strides(const Shape &in, const Shape &out) {
+  std::vector<int64_t> st(out.ndim, 0);
+  int64_t s = 1;
+  for (int i = in.ndim - 1; i >= 0; --i) {
+    int o = out.ndim - in.ndim + i;
+    st[o] = in.d[i] == 1 ? 0 : s;
+    s *= in.d[i];
+  }
+  return st;
+}
+
+// Maps a flat output index to the flat index of a broadcast input.
+struct BroadcastIndexer {
+  Shape out;
+  std::vector<int64_t> strides;
+  bool identity;
+  BroadcastIndexer(const Shape &in, const Shape &o) : out(o), strides(broadcast_strides(in, o)) {
+    identity = in == o;
+  }
+  int64_t operator()(int64_t flat) const {
+    if (identity) return flat;
+    int64_t idx = 0;
+    for (int i = out.ndim - 1; i >= 0; --i) {
+      int64_t c = flat % out.d[i];
+      flat /= out.d[i];
+      idx += c * strides[i];
+    }
+    return idx;
+  }
+};
+
+// Splits a shape around a block of axes [a0, a1): (outer, mid, inner).
+inline void split_axes(const Shape &s, int a0, int a1, int64_t *outer, int64_t *mid,
+                       int64_t *inner) {
+  *outer = *mid = *inner = 1;
+  for (int i = 0; i < s.ndim; ++i) {
+    if (i < a0) *outer *= s.d[i];
+    else if (i < a1) *mid *= s.d[i];
+    else *inner *= s.d[i];
+  }
+}
+
+inline Shape tuple_to_shape(const Params &p, const char *name) {
+  const auto &t = p.tuple(name);
+  LOOM_CHECK(t.size() <= LOOM_MAX_NDIM, LOOM_ERR_SHAPE, p.op().name, ": ", name, " has ",
+             t.size(), " dimensions; at most ", LOOM_MAX_NDIM, " are supported");
+  for (int64_t v : t)
+    LOOM_CHECK(v >= 0, LOOM_ERR_SHAPE, p.op().name, ": ", name, " has a negative extent: ",
+               Shape::from(t).str());
+  return Shape::from(t);
+}
+
+// Accumulator type for reductions: double for floats, int64 for integers.
+template <typename T>
+struct Acc {
+  using type = int64_t;
+};
+template <>
+struct Acc<float> {
+  using type = double;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+
+}  // namespace loom

@@ -1,0 +1,409 @@
+// Shape-manipulating and selection operators: transpose, concat, slice,
+// reshape, one_hot, clip, where, cast, copy.
+#include <climits>
+
+#include "ops/common.h"
+
+namespace loom {
+namespace {
+
+// ---------------------------------------------------------------- transpose
+std::vector<int> transpose_axes(const Params &p, const Shape &s) {
+  std::vector<int> axes;
+  const auto &t = p.tuple("axes");
+  if (t.empty()) {
+    for (int i = s.ndim - 1; i >= 0; --i) axes.push_back(i);
+    return axes;
+  }
+  LOOM_CHECK(static_cast<int>(t.size()) == s.ndim, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+             ": axes=", Shape::from(t).str(), " must list all ", s.ndim, " axes of shape ",
+             s.str());
+  std::vector<bool> seen(s.ndim, false);
+  for (int64_t a : t) {
+    int ax = normalize_axis(a, s.ndim, p.op().name, "axes");
+    LOOM_CHECK(!seen[ax], LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": axes=",
+               Shape::from(t).str(), " repeats axis ", ax);
+    seen[ax] = true;
+    axes.push_back(ax);
+  }
+  return axes;
+}
+
+template <typename T>
+void permute(const TBlob &in, const TBlob &out, const std::vector<int> &axes) {
+  const Shape &is = in.shape;
+  const int nd = is.ndim;
+  std::vector<int64_t> istride(nd, 1);
+  for (int i = nd - 2; i >= 0; --i) istride[i] = istride[i + 1] * is.d[i + 1];
+  std::vector<int64_t> st(nd);  // input stride for each output axis
+  for (int i = 0; i < nd; ++i) st[i] = istride[axes[i]];
+  const T *a = in.ptr<T>();
+  T *o = out.ptr<T>();
+  const Shape os = out.shape;
+  if (nd == 2 && axes[0] == 1) {  // blocked 2-D transpose
+    const int64_t R = is.d[0], C = is.d[1], B = 32;
+    for (int64_t r0 = 0; r0 < R; r0 += B)
+      for (int64_t c0 = 0; c0 < C; c0 += B)
+        for (int64_t r = r0; r < std::min(R, r0 + B); ++r)
+          for (int64_t c = c0; c < std::min(C, c0 + B); ++c) o[c * R + r] = a[r * C + c];
+    return;
+  }
+  parallel_for(out.size(), [&](int64_t flat) {
+    int64_t src = 0, f = flat;
+    for (int i = nd - 1; i >= 0; --i) {
+      src += (f % os.d[i]) * st[i];
+      f /= os.d[i];
+    }
+    o[flat] = a[src];
+  });
+}
+
+// ---------------------------------------------------------------- slice
+struct SliceSpec {
+  std::vector<int64_t> begin, step;
+  Shape out;
+};
+
+SliceSpec slice_spec(const Params &p, const Shape &s) {
+  const auto &b = p.tuple("begin");
+  const auto &e = p.tuple("end");
+  const auto &st = p.tuple("step");
+  LOOM_CHECK(b.size() == e.size() && b.size() <= static_cast<size_t>(s.ndim),
+             LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": begin has ", b.size(),
+             " entries and end has ", e.size(), "; both must have the same length, at most ndim=",
+             s.ndim, " of shape ", s.str());
+  LOOM_CHECK(st.empty() || st.size() == b.size(), LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+             ": step has ", st.size(), " entries but begin has ", b.size());
+  SliceSpec sp;
+  sp.out = s;
+  for (int i = 0; i < s.ndim; ++i) {
+    int64_t n = s.d[i];
+    int64_t step = (i < static_cast<int>(st.size()) && st[i] != INT64_MIN) ? st[i] : 1;
+    LOOM_CHECK(step != 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": step on axis ", i,
+               " is 0");
+    int64_t lo, hi;
+    bool has_b = i < static_cast<int>(b.size()) && b[i] != INT64_MIN;
+    bool has_e = i < static_cast<int>(e.size()) && e[i] != INT64_MIN;
+    // Python slicing semantics, clamped to the axis.
+    if (step > 0) {
+      lo = has_b ? (b[i] < 0 ? std::max<int64_t>(b[i] + n, 0) : std::min(b[i], n)) : 0;
+      hi = has_e ? (e[i] < 0 ? std::max<int64_t>(e[i] + n, 0) : std::min(e[i], n)) : n;
+      sp.out.d[i] = hi > lo ? (hi - lo + step - 1) / step : 0;
+    } else {
+      lo = has_b ? (b[i] < 0 ? std::max<int64_t>(b[i] + n, -1) : std::min(b[i], n - 1)) : n - 1;
+      hi = has_e ? (e[i] < 0 ? std::max<int64_t>(e[i] + n, -1) : std::min(e[i], n - 1)) : -1;
+      sp.out.d[i] = lo > hi ? (lo - hi + (-step) - 1) / (-step) : 0;
+    }
+    sp.begin.push_back(lo);
+    sp.step.push_back(step);
+  }
+  return sp;
+}
+
+template <typename T>
+void slice_kernel(const TBlob &in, const TBlob &out, const SliceSpec &sp) {
+  const Shape &is = in.shape, &os = out.shape;
+  const int nd = is.ndim;
+  std::vector<int64_t> istride(nd, 1);
+  for (int i = nd - 2; i >= 0; --i) istride[i] = istride[i + 1] * is.d[i + 1];
+  const T *a = in.ptr<T>();
+  T *o = out.ptr<T>();
+  parallel_for(out.size(), [&](int64_t flat) {
+    int64_t src = 0, f = flat;
+    for (int i = nd - 1; i >= 0; --i) {
+      int64_t c = f % os.d[i];
+      f /= os.d[i];
+      src += (sp.begin[i] + c * sp.step[i]) * istride[i];
+    }
+    o[flat] = a[src];
+  });
+}
+
+// ---------------------------------------------------------------- reshape
+// MXNet's special codes: 0 copy this dim, -1 infer, -2 copy all remaining,
+// -3 merge two dims, -4 split one dim into the next two values (one may be -1).
+Shape reshape_target(const Params &p, const Shape &in) {
+  const auto &t = p.tuple("shape");
+  Shape out;
+  int src = 0, infer = -1;
+  for (size_t k = 0; k < t.size(); ++k) {
+    int64_t v = t[k];
+    if (v > 0) {
+      out.push_back(v);
+      ++src;
+    } else if (v == 0) {
+      LOOM_CHECK(src < in.ndim, LOOM_ERR_SHAPE, p.op().name, ": code 0 at position ", k,
+                 " has no input dimension to copy from shape ", in.str());
+      out.push_back(in.d[src++]);
+    } else if (v == -1) {
+      LOOM_CHECK(infer < 0, LOOM_ERR_SHAPE, p.op().name, ": more than one -1 in shape=",
+                 Shape::from(t).str());
+      infer = out.ndim;
+      out.push_back(1);
+      ++src;
+    } else if (v == -2) {
+      while (src < in.ndim) out.push_back(in.d[src++]);
+    } else if (v == -3) {
+      LOOM_CHECK(src + 1 < in.ndim, LOOM_ERR_SHAPE, p.op().name, ": code -3 at position ", k,
+                 " needs two input dimensions from shape ", in.str());
+      out.push_back(in.d[src] * in.d[src + 1]);
+      src += 2;
+    } else if (v == -4) {
+      LOOM_CHECK(k + 2 < t.size() && src < in.ndim, LOOM_ERR_SHAPE, p.op().name,
+                 ": code -4 at position ", k, " needs two values after it and an input dimension");
+      int64_t d = in.d[src++], a = t[k + 1], b = t[k + 2];
+      LOOM_CHECK(!(a == -1 && b == -1), LOOM_ERR_SHAPE, p.op().name,
+                 ": code -4 cannot split into (-1, -1)");
+      if (a == -1) a = b ? d / b : 0;
+      if (b == -1) b = a ? d / a : 0;
+      LOOM_CHECK(a >= 0 && b >= 0 && a * b == d, LOOM_ERR_SHAPE, p.op().name,
+                 ": code -4 cannot split extent ", d, " into (", t[k + 1], ", ", t[k + 2], ")");
+      out.push_back(a);
+      out.push_back(b);
+      k += 2;
+    } else {
+      fail(LOOM_ERR_SHAPE, p.op().name, ": invalid code ", v, " in shape=", Shape::from(t).str());
+    }
+  }
+  if (infer >= 0) {
+    int64_t known = 1;
+    for (int i = 0; i < out.ndim; ++i)
+      if (i != infer) known *= out.d[i];
+    LOOM_CHECK(known > 0 && in.size() % known == 0, LOOM_ERR_SHAPE, p.op().name,
+               ": cannot infer -1 in shape=", Shape::from(t).str(), " for input ", in.str());
+    out.d[infer] = in.size() / known;
+  }
+  LOOM_CHECK(out.size() == in.size(), LOOM_ERR_SHAPE, p.op().name, ": cannot reshape ", in.str(),
+             " (", in.size(), " elements) to ", out.str(), " (", out.size(), " elements)");
+  return out;
+}
+
+template <typename S, typename D>
+void cast_kernel(const TBlob &in, const TBlob &out) {
+  const S *a = in.ptr<S>();
+  D *o = out.ptr<D>();
+  parallel_for(in.size(), [&](int64_t i) { o[i] = static_cast<D>(a[i]); });
+}
+
+void copy_bytes(const TBlob &in, const TBlob &out) {
+  size_t n = static_cast<size_t>(in.size()) * dtype_size(in.dtype);
+  if (n && in.dptr != out.dptr) std::memcpy(out.dptr, in.dptr, n);
+}
+
+const int kRegistered = [] {
+  auto &reg = Registry::get();
+
+  reg.add("transpose")
+      .set_doc("Permutes the axes. With axes empty, reverses them (matrix transpose for 2-D).")
+      .set_inputs({"data"})
+      .param("axes", ParamType::Tuple, "()", "New order of the axes; () reverses them.")
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        auto axes = transpose_axes(p, in[0]);
+        out[0].ndim = in[0].ndim;
+        for (int i = 0; i < in[0].ndim; ++i) out[0].d[i] = in[0].d[axes[i]];
+        odt[0] = dt[0];
+      })
+      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        auto axes = transpose_axes(p, in[0].shape);
+        LOOM_DTYPE_SWITCH(in[0].dtype, T, permute<T>(in[0], out[0], axes));
+      });
+
+  reg.add("concat")
+      .set_doc("Joins arrays along an axis; all other extents must agree.")
+      .set_inputs({"data"})
+      .set_variadic()
+      .param("dim", ParamType::Int, "1", "Axis to join along (negative counts from the end).")
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        odt[0] = same_dtype(p, dt);
+        int ax = normalize_axis(p.i("dim"), in[0].ndim, p.op().name, "dim");
+        Shape s = in[0];
+        for (size_t k = 1; k < in.size(); ++k) {
+          bool ok = in[k].ndim == s.ndim;
+          for (int i = 0; ok && i < s.ndim; ++i) ok = i == ax || in[k].d[i] == in[0].d[i];
+          if (!ok)
+            shape_fail(p, "input " + std::to_string(k) + " has shape " + in[k].str() +
+                              ", which does not match input 0 " + in[0].str() +
+                              " outside dim " + std::to_string(ax));
+          s.d[ax] += in[k].d[ax];
+        }
+        out[0] = s;
+      })
+      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        int ax = normalize_axis(p.i("dim"), in[0].shape.ndim, p.op().name, "dim");
+        int64_t outer, mid, inner;
+        split_axes(out[0].shape, ax, ax + 1, &outer, &mid, &inner);
+        size_t es = dtype_size(out[0].dtype);
+        char *o = static_cast<char *>(out[0].dptr);
+        int64_t offset = 0;
+        for (const TBlob &b : in) {
+          int64_t bm = b.shape.d[ax];
+          size_t row = static_cast<size_t>(bm * inner) * es;
+          for (int64_t r = 0; r < outer && row; ++r)
+            std::memcpy(o + static_cast<size_t>((r * mid + offset) * inner) * es,
+                        static_cast<const char *>(b.dptr) + r * row, row);
+          offset += bm;
+        }
+      });
+
+  reg.add("slice")
+      .set_doc(
+          "Takes a strided block with Python slicing semantics per axis: begin, end and step "
+          "tuples (None entries mean the default); axes beyond the tuples are kept whole.")
+      .set_inputs({"data"})
+      .required("begin", ParamType::Tuple, "Start index per axis (None for the start).")
+      .required("end", ParamType::Tuple, "Stop index per axis, exclusive (None for the end).")
+      .param("step", ParamType::Tuple, "()", "Step per axis (None or omitted for 1).")
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        out[0] = slice_spec(p, in[0]).out;
+        odt[0] = dt[0];
+      })
+      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        auto sp = slice_spec(p, in[0].shape);
+        LOOM_DTYPE_SWITCH(in[0].dtype, T, slice_kernel<T>(in[0], out[0], sp));
+      });
+
+  reg.add("reshape")
+      .set_doc(
+          "Gives the data a new shape with the same element count. Codes: 0 copies an input "
+          "dimension, -1 infers one, -2 copies all remaining, -3 merges two, -4 splits one into "
+          "the next two values.")
+      .set_inputs({"data"})
+      .required("shape", ParamType::Tuple, "Target shape, with MXNet's special codes.")
+      .set_inplace({{0, 0}})
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        out[0] = reshape_target(p, in[0]);
+        odt[0] = dt[0];
+      })
+      .set_compute([](const OpContext &, const Params &, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) { copy_bytes(in[0], out[0]); });
+
+  reg.add("one_hot")
+      .set_doc(
+          "One-hot encoding: output shape indices.shape + (depth,), on_value where the index "
+          "matches. An index outside [0, depth) is an error.")
+      .set_inputs({"indices"})
+      .required("depth", ParamType::Int, "Number of classes.")
+      .param("on_value", ParamType::Float, "1.0", "Value at the index.")
+      .param("off_value", ParamType::Float, "0.0", "Value elsewhere.")
+      .param("dtype", ParamType::DType, "float32", "Output dtype.")
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        LOOM_CHECK(p.i("depth") > 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+                   ": depth must be > 0, got ", p.i("depth"));
+        out[0] = in[0];
+        out[0].push_back(p.i("depth"));
+        odt[0] = p.dtype("dtype");
+      })
+      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        int64_t depth = p.i("depth"), n = in[0].size();
+        double on = p.f("on_value"), off = p.f("off_value");
+        LOOM_DTYPE_SWITCH(in[0].dtype, S, {
+          const S *idx = in[0].ptr<S>();
+          for (int64_t i = 0; i < n; ++i) {
+            double v = static_cast<double>(idx[i]);
+            if (!(v >= 0 && v < static_cast<double>(depth)) || v != std::floor(v))
+              fail(LOOM_ERR_INVALID_ARGUMENT, "one_hot: index ", v, " at position ", i,
+                   " is outside [0, depth=", depth, ")");
+          }
+          LOOM_DTYPE_SWITCH(out[0].dtype, D, {
+            D *o = out[0].ptr<D>();
+            std::fill(o, o + n * depth, static_cast<D>(off));
+            for (int64_t i = 0; i < n; ++i)
+              o[i * depth + static_cast<int64_t>(idx[i])] = static_cast<D>(on);
+          });
+        });
+      });
+
+  reg.add("clip")
+      .set_doc("Limits values to [a_min, a_max], elementwise.")
+      .set_inputs({"data"})
+      .required("a_min", ParamType::Float, "Lower bound.")
+      .required("a_max", ParamType::Float, "Upper bound.")
+      .set_inplace({{0, 0}})
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        LOOM_CHECK(p.f("a_min") <= p.f("a_max"), LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+                   ": a_min=", p.f("a_min"), " is greater than a_max=", p.f("a_max"));
+        out[0] = in[0];
+        odt[0] = dt[0];
+      })
+      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        LOOM_DTYPE_SWITCH(in[0].dtype, T, {
+          T lo = static_cast<T>(p.f("a_min")), hi = static_cast<T>(p.f("a_max"));
+          const T *a = in[0].ptr<T>();
+          T *o = out[0].ptr<T>();
+          parallel_for(in[0].size(), [&](int64_t i) { o[i] = a[i] < lo ? lo : (a[i] > hi ? hi : a[i]); });
+        });
+      });
+
+  reg.add("where")
+      .set_doc(
+          "Chooses x where condition is non-zero and y elsewhere; the three shapes broadcast "
+          "together. x and y share a dtype; condition may have any dtype.")
+      .set_inputs({"condition", "x", "y"})
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        LOOM_CHECK(dt[1] == dt[2], LOOM_ERR_DTYPE, p.op().name, ": x has dtype ",
+                   dtype_name(dt[1]), " but y has dtype ", dtype_name(dt[2]));
+        Shape s = broadcast_shape(p, in[1], in[2], "x", "y");
+        out[0] = broadcast_shape(p, in[0], s, "condition", "x/y");
+        odt[0] = dt[1];
+      })
+      .set_compute([](const OpContext &, const Params &, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        BroadcastIndexer ic(in[0].shape, out[0].shape), ix(in[1].shape, out[0].shape),
+            iy(in[2].shape, out[0].shape);
+        LOOM_DTYPE_SWITCH(in[0].dtype, C, {
+          const C *c = in[0].ptr<C>();
+          LOOM_DTYPE_SWITCH(out[0].dtype, T, {
+            const T *x = in[1].ptr<T>();
+            const T *y = in[2].ptr<T>();
+            T *o = out[0].ptr<T>();
+            parallel_for(out[0].size(),
+                         [&](int64_t i) { o[i] = c[ic(i)] != C(0) ? x[ix(i)] : y[iy(i)]; });
+          });
+        });
+      });
+
+  reg.add("cast")
+      .set_doc("Converts to another dtype (C++ conversion: floats to integers truncate).")
+      .set_inputs({"data"})
+      .required("dtype", ParamType::DType, "Target dtype.")
+      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &,
+                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+        out[0] = in[0];
+        odt[0] = p.dtype("dtype");
+      })
+      .set_compute([](const OpContext &, const Params &, const std::vector<TBlob> &in,
+                      const std::vector<TBlob> &out) {
+        LOOM_DTYPE_SWITCH(in[0].dtype, S,
+                          LOOM_DTYPE_SWITCH(out[0].dtype, D, cast_kernel<S, D>(in[0], out[0])));
+      });
+
+  OpDef &copy = reg.add("copy")
+                    .set_doc("Copies the data; the output may be on another device.")
+                    .set_inputs({"data"})
+                    .set_infer([](const Params &, const std::vector<Shape> &in,
+                                  const std::vector<int32_t> &dt, std::vector<Shape> &out,
+                                  std::vector<int32_t> &odt) {
+                      out[0] = in[0];
+                      odt[0] = dt[0];
+                    })
+                    .set_compute([](const OpContext &, const Params &,
+                                    const std::vector<TBlob> &in,
+                                    const std::vector<TBlob> &out) { copy_bytes(in[0], out[0]); });
+  copy.any_context = true;
+  return 0;
+}();
+
+}  // namespace
+}  // namespace loom

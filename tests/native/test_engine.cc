@@ -1,0 +1,230 @@
+// The dependency engine: ordering against a sequential replay, read/write
+// exclusion under many threads, asynchronous error propagation, naive mode.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "engine/engine.h"
+
+using loom::Context;
+using loom::Engine;
+using loom::VarPtr;
+
+namespace {
+
+// A cell guarded only by the engine; the atomics detect forbidden overlap.
+struct Cell {
+  int64_t value = 0;
+  std::atomic<int> readers{0};
+  std::atomic<int> writers{0};
+};
+
+struct RandomOp {
+  std::vector<int> reads;
+  int write;
+  int64_t salt;
+};
+
+int64_t mix(int64_t acc, int64_t x) { return (acc * 1000003) ^ (x + 0x9E37); }
+
+std::vector<RandomOp> random_program(int n_ops, int n_vars, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<RandomOp> prog;
+  for (int i = 0; i < n_ops; ++i) {
+    RandomOp op;
+    int nr = static_cast<int>(g() % 4);
+    for (int k = 0; k < nr; ++k) op.reads.push_back(static_cast<int>(g() % n_vars));
+    op.write = static_cast<int>(g() % n_vars);
+    op.salt = i;
+    prog.push_back(op);
+  }
+  return prog;
+}
+
+void run_program(Engine &engine, const std::vector<RandomOp> &prog, std::vector<Cell> &cells,
+                 std::vector<VarPtr> &vars, std::atomic<int> &violations) {
+  for (const RandomOp &op : prog) {
+    std::vector<VarPtr> r, w{vars[op.write]};
+    for (int x : op.reads) r.push_back(vars[x]);
+    engine.push(
+        [&cells, &violations, op] {
+          Cell &out = cells[op.write];
+          if (out.writers.fetch_add(1) != 0 || out.readers.load() != 0) ++violations;
+          for (int x : op.reads)
+            if (x != op.write) {
+              cells[x].readers.fetch_add(1);
+              if (cells[x].writers.load() != 0) ++violations;
+            }
+          int64_t acc = out.value;
+          for (int x : op.reads) acc = mix(acc, cells[x].value);
+          acc = mix(acc, op.salt);
+          // Stretch the critical section so overlaps would be seen.
+          for (volatile int spin = 0; spin < 200; spin = spin + 1) {
+          }
+          out.value = acc;
+          for (int x : op.reads)
+            if (x != op.write) cells[x].readers.fetch_sub(1);
+          out.writers.fetch_sub(1);
+        },
+        Context{}, r, w);
+  }
+}
+
+std::vector<int64_t> replay(const std::vector<RandomOp> &prog, int n_vars) {
+  std::vector<int64_t> v(n_vars, 0);
+  for (const RandomOp &op : prog) {
+    int64_t acc = v[op.write];
+    for (int x : op.reads) acc = mix(acc, v[x]);
+    v[op.write] = mix(acc, op.salt);
+  }
+  return v;
+}
+
+TEST(Engine, RandomProgramMatchesSequentialReplayOn8Workers) {
+  for (bool naive : {false, true}) {
+    Engine engine(naive, 8);
+    const int n_vars = 24, n_ops = 6000;
+    auto prog = random_program(n_ops, n_vars, 7);
+    std::vector<Cell> cells(n_vars);
+    std::vector<VarPtr> vars;
+    for (int i = 0; i < n_vars; ++i) vars.push_back(std::make_shared<loom::Var>());
+    std::atomic<int> violations{0};
+    run_program(engine, prog, cells, vars, violations);
+    EXPECT_EQ(engine.wait_all(), nullptr);
+    auto want = replay(prog, n_vars);
+    for (int i = 0; i < n_vars; ++i) EXPECT_EQ(cells[i].value, want[i]) << "var " << i;
+    EXPECT_EQ(violations.load(), 0);
+  }
+}
+
+TEST(Engine, EightPushingThreadsKeepPerThreadOrderAndExclusion) {
+  Engine engine(false, 4);
+  const int threads = 8, per_thread = 1500, private_vars = 4;
+  std::vector<Cell> cells(threads * private_vars + 1);  // last cell is shared
+  std::vector<VarPtr> vars;
+  for (size_t i = 0; i < cells.size(); ++i) vars.push_back(std::make_shared<loom::Var>());
+  std::atomic<int> violations{0};
+  std::vector<std::vector<RandomOp>> progs(threads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    // Each thread runs its own random program over its private vars, and
+    // also increments the shared cell (order-independent, but racy if two
+    // writes ever overlapped).
+    progs[t] = random_program(per_thread, private_vars, 100 + t);
+    for (auto &op : progs[t]) {
+      for (auto &r : op.reads) r += t * private_vars;
+      op.write += t * private_vars;
+    }
+    ts.emplace_back([&, t] {
+      run_program(engine, progs[t], cells, vars, violations);
+      Cell &shared = cells.back();
+      for (int k = 0; k < per_thread; ++k)
+        engine.push(
+            [&shared, &violations] {
+              if (shared.writers.fetch_add(1) != 0) ++violations;
+              int64_t v = shared.value;
+              for (volatile int spin = 0; spin < 50; spin = spin + 1) {
+              }
+              shared.value = v + 1;
+              shared.writers.fetch_sub(1);
+            },
+            Context{}, {}, {vars.back()});
+    });
+  }
+  for (auto &t : ts) t.join();
+  EXPECT_EQ(engine.wait_all(), nullptr);
+  for (int t = 0; t < threads; ++t) {
+    std::vector<RandomOp> local = progs[t];
+    for (auto &op : local) {
+      for (auto &r : op.reads) r -= t * private_vars;
+      op.write -= t * private_vars;
+    }
+    auto want = replay(local, private_vars);
+    for (int i = 0; i < private_vars; ++i)
+      EXPECT_EQ(cells[t * private_vars + i].value, want[i]) << "thread " << t << " var " << i;
+  }
+  EXPECT_EQ(cells.back().value, threads * per_thread);
+  EXPECT_EQ(violations.load(), 0);
+}
+
+TEST(Engine, ReadsOfTheSameVersionRunInParallel) {
+  Engine engine(false, 2);
+  auto v = std::make_shared<loom::Var>();
+  std::atomic<int> inside{0}, max_inside{0};
+  for (int i = 0; i < 2; ++i)
+    engine.push(
+        [&] {
+          int now = ++inside;
+          int prev = max_inside.load();
+          while (now > prev && !max_inside.compare_exchange_weak(prev, now)) {
+          }
+          for (int k = 0; k < 200 && max_inside.load() < 2; ++k)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          --inside;
+        },
+        Context{}, {v}, {});
+  engine.wait_all();
+  EXPECT_EQ(max_inside.load(), 2);
+}
+
+TEST(Engine, ErrorIsStoredOnOutputsAndPropagatesToDependents) {
+  for (bool naive : {false, true}) {
+    Engine engine(naive, 2);
+    auto a = std::make_shared<loom::Var>(), b = std::make_shared<loom::Var>(),
+         c = std::make_shared<loom::Var>();
+    std::atomic<bool> dependent_ran{false}, independent_ran{false};
+    engine.push([] { throw loom::Error(LOOM_ERR_SHAPE, "boom: shapes (2,3) and (4,)"); },
+                Context{}, {}, {a});
+    engine.push([&] { dependent_ran = true; }, Context{}, {a}, {b});
+    engine.push([&] { independent_ran = true; }, Context{}, {}, {c});
+    auto eb = engine.wait_to_read(b);
+    ASSERT_NE(eb, nullptr);
+    EXPECT_EQ(eb->status, LOOM_ERR_SHAPE);
+    EXPECT_EQ(eb->message, "boom: shapes (2,3) and (4,)");
+    EXPECT_FALSE(dependent_ran.load());
+    EXPECT_EQ(engine.wait_to_read(c), nullptr);
+    EXPECT_TRUE(independent_ran.load());
+    auto all = engine.wait_all();
+    ASSERT_NE(all, nullptr);
+    EXPECT_EQ(all->status, LOOM_ERR_SHAPE);
+    EXPECT_EQ(engine.wait_all(), nullptr) << "wait_all forgets reported failures";
+    // A later successful write of `a` clears its failure.
+    engine.push([] {}, Context{}, {}, {a});
+    EXPECT_EQ(engine.wait_to_read(a), nullptr);
+    // Non-loom exceptions become internal errors, never a crash.
+    engine.push([] { throw std::runtime_error("plain"); }, Context{}, {}, {a});
+    auto ea = engine.wait_to_read(a);
+    ASSERT_NE(ea, nullptr);
+    EXPECT_EQ(ea->status, LOOM_ERR_INTERNAL);
+    engine.wait_all();
+  }
+}
+
+TEST(Engine, WaitToWriteWaitsForReaders) {
+  Engine engine(false, 2);
+  auto v = std::make_shared<loom::Var>();
+  std::atomic<bool> done{false};
+  engine.push(
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        done = true;
+      },
+      Context{}, {v}, {});
+  engine.wait_to_write(v);
+  EXPECT_TRUE(done.load());
+}
+
+TEST(Engine, SingletonHonoursEnvironment) {
+  auto &e = Engine::get();
+  const char *kind = std::getenv("LOOM_ENGINE");
+  EXPECT_STREQ(e.kind(), kind && std::string(kind) == "naive" ? "naive" : "threaded");
+  const char *w = std::getenv("LOOM_CPU_WORKERS");
+  if (w) {
+    EXPECT_EQ(e.cpu_workers(), std::atoi(w));
+  }
+  EXPECT_GE(e.cpu_workers(), 1);
+}
+
+}  // namespace

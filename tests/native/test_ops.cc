@@ -1,0 +1,652 @@
+// Every registered operator against an independent naive float64 reference.
+#include <algorithm>
+#include <functional>
+#include <numeric>
+#include <set>
+
+#include "testutil.h"
+
+using namespace lt;
+
+namespace {
+
+const int32_t kFloatTypes[] = {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64};
+
+// Ops covered by a reference test in this file; the coverage test below
+// fails when an op is registered without one.
+std::set<std::string> &covered() {
+  static std::set<std::string> s;
+  return s;
+}
+bool cover(std::initializer_list<const char *> names) {
+  for (const char *n : names) covered().insert(n);
+  return true;
+}
+#define LOOM_CAT2(a, b) a##b
+#define LOOM_CAT(a, b) LOOM_CAT2(a, b)
+// Declares, at load time, which ops the following test checks.
+#define COVERS(...) static const bool LOOM_CAT(covers_, __COUNTER__) = cover({__VA_ARGS__})
+
+struct UnaryRef {
+  const char *name;
+  std::function<double(double)> f;
+  double lo, hi;
+  bool ints;
+};
+
+double sgn(double x) { return (x > 0) - (x < 0); }
+
+const UnaryRef kUnary[] = {
+    {"negative", [](double x) { return -x; }, -5, 5, true},
+    {"abs", [](double x) { return std::fabs(x); }, -5, 5, true},
+    {"sign", sgn, -5, 5, true},
+    {"square", [](double x) { return x * x; }, -5, 5, true},
+    {"relu", [](double x) { return x > 0 ? x : 0.0; }, -5, 5, true},
+    {"exp", [](double x) { return std::exp(x); }, -5, 5, false},
+    {"log", [](double x) { return std::log(x); }, 0.01, 10, false},
+    {"log1p", [](double x) { return std::log1p(x); }, -0.9, 10, false},
+    {"expm1", [](double x) { return std::expm1(x); }, -3, 3, false},
+    {"sqrt", [](double x) { return std::sqrt(x); }, 0, 10, false},
+    {"rsqrt", [](double x) { return 1 / std::sqrt(x); }, 0.1, 10, false},
+    {"reciprocal", [](double x) { return 1 / x; }, 0.1, 10, false},
+    {"sigmoid", [](double x) { return 1 / (1 + std::exp(-x)); }, -8, 8, false},
+    {"tanh", [](double x) { return std::tanh(x); }, -4, 4, false},
+    {"softsign", [](double x) { return x / (1 + std::fabs(x)); }, -4, 4, false},
+    {"sin", [](double x) { return std::sin(x); }, -4, 4, false},
+    {"cos", [](double x) { return std::cos(x); }, -4, 4, false},
+    {"floor", [](double x) { return std::floor(x); }, -4, 4, false},
+    {"ceil", [](double x) { return std::ceil(x); }, -4, 4, false},
+    {"round", [](double x) { return std::round(x); }, -4, 4, false},
+};
+
+const bool unary_covered = [] {
+  for (const auto &u : kUnary) cover({u.name});
+  return true;
+}();
+
+TEST(Ops, UnaryMatchesReference) {
+  uint32_t seed = 1;
+  for (const auto &u : kUnary) {
+    std::vector<int32_t> types(std::begin(kFloatTypes), std::end(kFloatTypes));
+    if (u.ints) types.insert(types.end(), {LOOM_DTYPE_INT32, LOOM_DTYPE_INT64});
+    for (int32_t dt : types) {
+      for (auto shape : {std::vector<int64_t>{}, {7}, {3, 4, 5}, {0, 3}, {70000}}) {
+        auto raw = as_dtype(random_values(numel(shape), u.lo, u.hi, seed++), dt);
+        Arr a = make(shape, raw, dt);
+        Arr o = call(u.name, {&a});
+        EXPECT_EQ(shape_of(o), shape);
+        EXPECT_EQ(dtype_of(o), dt);
+        std::vector<double> want(raw.size());
+        for (size_t i = 0; i < raw.size(); ++i) want[i] = u.f(raw[i]);
+        expect_close(read(o), as_dtype(want, dt), dt,
+                     std::string(u.name) + " " + loom::dtype_name(dt) + " " + shape_str(shape));
+      }
+    }
+  }
+}
+
+TEST(Ops, FloatOnlyUnaryRejectsIntegers) {
+  Arr a = make({3}, {1, 2, 3}, LOOM_DTYPE_INT32);
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("exp", {&a}, {}, &outs), LOOM_ERR_DTYPE);
+  EXPECT_NE(std::string(loom_last_error()).find("exp"), std::string::npos);
+  EXPECT_NE(std::string(loom_last_error()).find("int32"), std::string::npos);
+}
+
+struct BinaryRef {
+  const char *name;
+  std::function<double(double, double)> f;
+  double lo, hi;  // input range (rhs of divide/power kept positive)
+};
+
+const BinaryRef kBinary[] = {
+    {"add", [](double a, double b) { return a + b; }, -5, 5},
+    {"subtract", [](double a, double b) { return a - b; }, -5, 5},
+    {"multiply", [](double a, double b) { return a * b; }, -5, 5},
+    {"divide", [](double a, double b) { return a / b; }, 0.5, 5},
+    {"power", [](double a, double b) { return std::pow(a, b); }, 0.5, 3},
+    {"maximum", [](double a, double b) { return std::max(a, b); }, -5, 5},
+    {"minimum", [](double a, double b) { return std::min(a, b); }, -5, 5},
+    {"equal", [](double a, double b) { return double(a == b); }, -2, 2},
+    {"not_equal", [](double a, double b) { return double(a != b); }, -2, 2},
+    {"greater", [](double a, double b) { return double(a > b); }, -2, 2},
+    {"greater_equal", [](double a, double b) { return double(a >= b); }, -2, 2},
+    {"less", [](double a, double b) { return double(a < b); }, -2, 2},
+    {"less_equal", [](double a, double b) { return double(a <= b); }, -2, 2},
+};
+
+const std::pair<std::vector<int64_t>, std::vector<int64_t>> kBroadcastCases[] = {
+    {{2, 3}, {2, 3}}, {{2, 3}, {3}},       {{2, 1, 4}, {3, 1}}, {{}, {2, 2}},
+    {{4, 1}, {1, 5}}, {{1}, {5}},          {{0, 3}, {1, 3}},    {{2, 3, 1, 2}, {3, 4, 1}},
+    {{5}, {}},        {{300, 257}, {257}},
+};
+
+const bool binary_covered = [] {
+  for (const auto &b : kBinary) cover({b.name});
+  return true;
+}();
+
+TEST(Ops, BinaryBroadcastMatchesReference) {
+  uint32_t seed = 100;
+  for (const auto &b : kBinary) {
+    for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64, LOOM_DTYPE_INT32, LOOM_DTYPE_INT64}) {
+      for (const auto &sc : kBroadcastCases) {
+        auto &ls = sc.first;
+        auto &rs = sc.second;
+        bool is_int = dt == LOOM_DTYPE_INT32 || dt == LOOM_DTYPE_INT64;
+        double lo = is_int ? std::max(b.lo, 1.0) : b.lo;
+        auto lv = as_dtype(random_values(numel(ls), lo, b.hi, seed++), dt);
+        auto rv = as_dtype(random_values(numel(rs), lo, b.hi, seed++), dt);
+        // Make comparisons see equal values too.
+        if (!rv.empty() && !lv.empty()) lv[0] = rv[0];
+        Arr l = make(ls, lv, dt), r = make(rs, rv, dt);
+        Arr o = call(b.name, {&l, &r});
+        std::vector<int64_t> os(std::max(ls.size(), rs.size()));
+        for (size_t i = 0; i < os.size(); ++i) {
+          int li = static_cast<int>(i) - static_cast<int>(os.size() - ls.size());
+          int ri = static_cast<int>(i) - static_cast<int>(os.size() - rs.size());
+          int64_t a = li >= 0 ? ls[li] : 1, c = ri >= 0 ? rs[ri] : 1;
+          os[i] = a == 1 ? c : a;
+        }
+        ASSERT_EQ(shape_of(o), os) << b.name << " " << shape_str(ls) << " " << shape_str(rs);
+        std::vector<double> want(numel(os));
+        for (int64_t i = 0; i < numel(os); ++i) {
+          double x = lv[bcast_index(i, ls, os)], y = rv[bcast_index(i, rs, os)];
+          double w = b.f(x, y);
+          if (is_int && std::string(b.name) == "divide") w = std::trunc(w);
+          want[i] = w;
+        }
+        expect_close(read(o), as_dtype(want, dt), dt,
+                     std::string(b.name) + " " + loom::dtype_name(dt) + " " + shape_str(ls) +
+                         " vs " + shape_str(rs));
+      }
+    }
+  }
+}
+
+struct ScalarRef {
+  const char *name;
+  std::function<double(double, double)> f;
+};
+const ScalarRef kScalarOps[] = {
+      {"add_scalar", [](double a, double s) { return a + s; }},
+      {"subtract_scalar", [](double a, double s) { return a - s; }},
+      {"rsubtract_scalar", [](double a, double s) { return s - a; }},
+      {"multiply_scalar", [](double a, double s) { return a * s; }},
+      {"divide_scalar", [](double a, double s) { return a / s; }},
+      {"rdivide_scalar", [](double a, double s) { return s / a; }},
+      {"power_scalar", [](double a, double s) { return std::pow(a, s); }},
+      {"rpower_scalar", [](double a, double s) { return std::pow(s, a); }},
+      {"maximum_scalar", [](double a, double s) { return std::max(a, s); }},
+      {"minimum_scalar", [](double a, double s) { return std::min(a, s); }},
+      {"equal_scalar", [](double a, double s) { return double(a == s); }},
+      {"not_equal_scalar", [](double a, double s) { return double(a != s); }},
+      {"greater_scalar", [](double a, double s) { return double(a > s); }},
+      {"greater_equal_scalar", [](double a, double s) { return double(a >= s); }},
+      {"less_scalar", [](double a, double s) { return double(a < s); }},
+      {"less_equal_scalar", [](double a, double s) { return double(a <= s); }},
+};
+const bool scalar_covered = [] {
+  for (const auto &s : kScalarOps) cover({s.name});
+  return true;
+}();
+
+TEST(Ops, ScalarFormsMatchReference) {
+  for (const auto &s : kScalarOps) {
+    for (int32_t dt : kFloatTypes) {
+      auto v = as_dtype(random_values(40, 0.5, 3, 7), dt);
+      v[3] = 1.5;
+      Arr a = make({5, 8}, v, dt);
+      Arr o = call(s.name, {&a}, {{"scalar", "1.5"}});
+      std::vector<double> want(v.size());
+      for (size_t i = 0; i < v.size(); ++i) want[i] = s.f(v[i], 1.5);
+      expect_close(read(o), as_dtype(want, dt), dt, s.name);
+    }
+  }
+}
+
+TEST(Ops, IntegerDivisionByZeroIsAnError) {
+  Arr a = make({3}, {1, 2, 3}, LOOM_DTYPE_INT32);
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("divide_scalar", {&a}, {{"scalar", "0"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  Arr z = make({3}, {1, 0, 3}, LOOM_DTYPE_INT32);
+  // Data-dependent: fails when it runs, reported at the wait.
+  ASSERT_EQ(invoke("divide", {&a, &z}, {}, &outs), LOOM_OK);
+  std::vector<int32_t> buf(3);
+  EXPECT_EQ(loom_ndarray_copy_to_host(buf.data(), 12, outs[0].h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("division by zero"), std::string::npos);
+  loom_wait_all();
+}
+
+// Naive product in float64.
+std::vector<double> matmul(const std::vector<double> &a, const std::vector<double> &b, int64_t m,
+                           int64_t k, int64_t n, bool ta, bool tb) {
+  std::vector<double> c(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p)
+        s += (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+      c[i * n + j] = s;
+    }
+  return c;
+}
+
+COVERS("dot", "batch_dot");
+TEST(Ops, DotMatchesReference) {
+  for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64, LOOM_DTYPE_INT32}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        int64_t m = 5, k = 7, n = 3;
+        auto av = as_dtype(random_values(m * k, -3, 3, 11), dt);
+        auto bv = as_dtype(random_values(k * n, -3, 3, 12), dt);
+        Arr a = make(ta ? std::vector<int64_t>{k, m} : std::vector<int64_t>{m, k}, av, dt);
+        Arr b = make(tb ? std::vector<int64_t>{n, k} : std::vector<int64_t>{k, n}, bv, dt);
+        Arr o = call("dot", {&a, &b},
+                     {{"transpose_a", ta ? "true" : "false"}, {"transpose_b", tb ? "1" : "0"}});
+        EXPECT_EQ(shape_of(o), (std::vector<int64_t>{m, n}));
+        double tol = dt == LOOM_DTYPE_FLOAT32 ? 1e-4 : 1e-10;
+        auto want = matmul(av, bv, m, k, n, ta, tb);
+        auto got = read(o);
+        for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol);
+      }
+    // N-D lhs flattens its leading axes; 1-D x 1-D is a 0-d inner product.
+    auto av = as_dtype(random_values(24, -2, 2, 13), dt);
+    auto bv = as_dtype(random_values(4 * 3, -2, 2, 14), dt);
+    Arr a = make({2, 3, 4}, av, dt), b = make({4, 3}, bv, dt);
+    Arr o = call("dot", {&a, &b});
+    EXPECT_EQ(shape_of(o), (std::vector<int64_t>{2, 3, 3}));
+    auto want = matmul(av, bv, 6, 4, 3, false, false);
+    auto got = read(o);
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-4);
+    Arr v = make({4}, {1, 2, 3, 4}, dt);
+    Arr ip = call("dot", {&v, &v});
+    EXPECT_EQ(shape_of(ip), std::vector<int64_t>{});
+    EXPECT_EQ(read(ip)[0], 30.0);
+    // batch_dot
+    int64_t B = 3, m = 4, k = 5, n = 2;
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        auto x = as_dtype(random_values(B * m * k, -2, 2, 15), dt);
+        auto y = as_dtype(random_values(B * k * n, -2, 2, 16), dt);
+        Arr X = make(ta ? std::vector<int64_t>{B, k, m} : std::vector<int64_t>{B, m, k}, x, dt);
+        Arr Y = make(tb ? std::vector<int64_t>{B, n, k} : std::vector<int64_t>{B, k, n}, y, dt);
+        Arr Z = call("batch_dot", {&X, &Y},
+                     {{"transpose_a", ta ? "true" : "false"}, {"transpose_b", tb ? "true" : "false"}});
+        EXPECT_EQ(shape_of(Z), (std::vector<int64_t>{B, m, n}));
+        auto got = read(Z);
+        for (int64_t bi = 0; bi < B; ++bi) {
+          std::vector<double> xa(x.begin() + bi * m * k, x.begin() + (bi + 1) * m * k);
+          std::vector<double> ya(y.begin() + bi * k * n, y.begin() + (bi + 1) * k * n);
+          auto w = matmul(xa, ya, m, k, n, ta, tb);
+          for (int64_t i = 0; i < m * n; ++i) EXPECT_NEAR(got[bi * m * n + i], w[i], 1e-4);
+        }
+      }
+  }
+}
+
+TEST(Ops, DotShapeErrorsNameTheShapes) {
+  Arr a = make({2, 3}, std::vector<double>(6, 1)), b = make({4, 2}, std::vector<double>(8, 1));
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("dot", {&a, &b}, {}, &outs), LOOM_ERR_SHAPE);
+  std::string msg = loom_last_error();
+  EXPECT_NE(msg.find("dot"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(2,3)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(4,2)"), std::string::npos) << msg;
+}
+
+// Naive reduction: iterate every input element, map to its output slot.
+std::vector<double> naive_reduce(const std::vector<double> &v, const std::vector<int64_t> &s,
+                                 const std::set<int> &axes, const std::string &op) {
+  std::vector<int64_t> os;
+  for (int i = 0; i < static_cast<int>(s.size()); ++i)
+    if (!axes.count(i)) os.push_back(s[i]);
+  int64_t on = numel(os);
+  std::vector<double> acc(on, op == "prod" ? 1.0 : 0.0);
+  std::vector<int64_t> cnt(on, 0);
+  std::vector<bool> init(on, false);
+  for (int64_t i = 0; i < numel(s); ++i) {
+    int64_t rem = i, oidx = 0, ostride = 1;
+    for (int k = static_cast<int>(s.size()) - 1; k >= 0; --k) {
+      int64_t c = rem % s[k];
+      rem /= s[k];
+      if (!axes.count(k)) {
+        oidx += c * ostride;
+        ostride *= s[k];
+      }
+    }
+    double x = v[i];
+    if (op == "sum" || op == "mean") acc[oidx] += x;
+    if (op == "prod") acc[oidx] *= x;
+    if (op == "max") acc[oidx] = init[oidx] ? std::max(acc[oidx], x) : x;
+    if (op == "min") acc[oidx] = init[oidx] ? std::min(acc[oidx], x) : x;
+    init[oidx] = true;
+    cnt[oidx]++;
+  }
+  if (op == "mean")
+    for (int64_t i = 0; i < on; ++i) acc[i] /= static_cast<double>(cnt[i]);
+  return acc;
+}
+
+COVERS("sum", "mean", "prod", "max", "min");
+TEST(Ops, ReductionsMatchReference) {
+  std::vector<int64_t> s{3, 4, 5, 2};
+  struct Case {
+    std::string axis;
+    std::set<int> axes;
+  };
+  const Case cases[] = {{"None", {0, 1, 2, 3}}, {"(0,)", {0}}, {"(-1,)", {3}}, {"(1,2)", {1, 2}},
+                        {"(0,2)", {0, 2}},      {"(0,1,3)", {0, 1, 3}}, {"()", {}}};
+  for (const char *op : {"sum", "mean", "prod", "max", "min"})
+    for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64, LOOM_DTYPE_INT64}) {
+      auto v = as_dtype(random_values(numel(s), 0.5, 1.5, 21), dt);
+      if (dt == LOOM_DTYPE_INT64) v = as_dtype(random_values(numel(s), -3, 9, 22), dt);
+      Arr a = make(s, v, dt);
+      for (const auto &c : cases)
+        for (bool keep : {false, true}) {
+          Arr o = call(op, {&a}, {{"axis", c.axis}, {"keepdims", keep ? "true" : "false"}});
+          std::vector<int64_t> os;
+          for (int i = 0; i < 4; ++i)
+            if (!c.axes.count(i)) os.push_back(s[i]);
+            else if (keep) os.push_back(1);
+          EXPECT_EQ(shape_of(o), os) << op << " axis=" << c.axis;
+          auto want = naive_reduce(v, s, c.axes, op);
+          if (dt == LOOM_DTYPE_INT64 && std::string(op) == "mean")
+            for (auto &w : want) w = std::trunc(w);  // integer mean truncates
+          expect_close(read(o), as_dtype(want, dt), dt == LOOM_DTYPE_FLOAT32 ? dt : LOOM_DTYPE_FLOAT64,
+                       std::string(op) + " axis=" + c.axis);
+        }
+      // exclude=true reduces the complement.
+      Arr ex = call(op, {&a}, {{"axis", "(1,)"}, {"exclude", "true"}});
+      expect_close(read(ex), as_dtype(naive_reduce(v, s, {0, 2, 3}, op), dt),
+                   dt == LOOM_DTYPE_INT64 ? LOOM_DTYPE_FLOAT64 : dt, std::string(op) + " exclude");
+    }
+}
+
+TEST(Ops, ReductionErrors) {
+  Arr a = make({2, 3}, std::vector<double>(6, 1));
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("sum", {&a}, {{"axis", "(2,)"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("axis=2"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("sum", {&a}, {{"axis", "(0,0)"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  Arr e = make({0, 3}, {});
+  EXPECT_EQ(invoke("max", {&e}, {{"axis", "(0,)"}}, &outs), LOOM_ERR_SHAPE);
+  Arr s = call("sum", {&e}, {{"axis", "(0,)"}});
+  EXPECT_EQ(read(s), (std::vector<double>{0, 0, 0}));
+}
+
+COVERS("argmax", "argmin");
+TEST(Ops, ArgMaxMinMatchReference) {
+  std::vector<int64_t> s{4, 6, 3};
+  for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_INT32}) {
+    auto v = as_dtype(random_values(numel(s), -10, 10, 31), dt);
+    Arr a = make(s, v, dt);
+    for (int axis = 0; axis < 3; ++axis)
+      for (bool is_max : {true, false}) {
+        Arr o = call(is_max ? "argmax" : "argmin", {&a}, {{"axis", std::to_string(axis)}});
+        EXPECT_EQ(dtype_of(o), LOOM_DTYPE_INT64);
+        auto got = read(o);
+        std::vector<int64_t> os;
+        for (int i = 0; i < 3; ++i)
+          if (i != axis) os.push_back(s[i]);
+        ASSERT_EQ(shape_of(o), os);
+        int64_t inner = 1;
+        for (int i = axis + 1; i < 3; ++i) inner *= s[i];
+        for (int64_t idx = 0; idx < numel(os); ++idx) {
+          int64_t outer = idx / inner, j = idx % inner;
+          int64_t best = 0;
+          for (int64_t k = 1; k < s[axis]; ++k) {
+            double cand = v[(outer * s[axis] + k) * inner + j];
+            double cur = v[(outer * s[axis] + best) * inner + j];
+            if (is_max ? cand > cur : cand < cur) best = k;
+          }
+          EXPECT_EQ(got[idx], best);
+        }
+      }
+    Arr flat = call("argmax", {&a});
+    EXPECT_EQ(shape_of(flat), std::vector<int64_t>{});
+    EXPECT_EQ(read(flat)[0],
+              static_cast<double>(std::max_element(v.begin(), v.end()) - v.begin()));
+  }
+}
+
+COVERS("softmax", "log_softmax");
+TEST(Ops, SoftmaxMatchesReference) {
+  std::vector<int64_t> s{3, 5, 4};
+  for (int32_t dt : kFloatTypes) {
+    auto v = as_dtype(random_values(numel(s), -20, 20, 41), dt);
+    Arr a = make(s, v, dt);
+    for (int axis : {0, 1, -1})
+      for (bool lg : {false, true})
+        for (double t : {1.0, 2.5}) {
+          Arr o = call(lg ? "log_softmax" : "softmax", {&a},
+                       {{"axis", std::to_string(axis)}, {"temperature", std::to_string(t)}});
+          int ax = axis < 0 ? axis + 3 : axis;
+          int64_t inner = 1, outer = 1;
+          for (int i = ax + 1; i < 3; ++i) inner *= s[i];
+          for (int i = 0; i < ax; ++i) outer *= s[i];
+          std::vector<double> want(v.size());
+          for (int64_t o2 = 0; o2 < outer; ++o2)
+            for (int64_t j = 0; j < inner; ++j) {
+              double mx = -1e300, sum = 0;
+              for (int64_t k = 0; k < s[ax]; ++k) mx = std::max(mx, v[(o2 * s[ax] + k) * inner + j]);
+              for (int64_t k = 0; k < s[ax]; ++k)
+                sum += std::exp((v[(o2 * s[ax] + k) * inner + j] - mx) / t);
+              for (int64_t k = 0; k < s[ax]; ++k) {
+                double z = (v[(o2 * s[ax] + k) * inner + j] - mx) / t;
+                want[(o2 * s[ax] + k) * inner + j] = lg ? z - std::log(sum) : std::exp(z) / sum;
+              }
+            }
+          expect_close(read(o), as_dtype(want, dt), dt, lg ? "log_softmax" : "softmax");
+        }
+  }
+}
+
+COVERS("transpose");
+TEST(Ops, TransposeMatchesReference) {
+  std::vector<int64_t> s{2, 3, 4};
+  std::vector<double> v(24);
+  std::iota(v.begin(), v.end(), 0.0);
+  Arr a = make(s, v, LOOM_DTYPE_FLOAT64);
+  for (auto axes : {std::vector<int>{2, 1, 0}, {0, 2, 1}, {1, 0, 2}, {2, 0, 1}}) {
+    std::string p = "(" + std::to_string(axes[0]) + "," + std::to_string(axes[1]) + "," +
+                    std::to_string(axes[2]) + ")";
+    Arr o = call("transpose", {&a}, {{"axes", p}});
+    std::vector<int64_t> os{s[axes[0]], s[axes[1]], s[axes[2]]};
+    ASSERT_EQ(shape_of(o), os);
+    auto got = read(o);
+    for (int64_t i = 0; i < os[0]; ++i)
+      for (int64_t j = 0; j < os[1]; ++j)
+        for (int64_t k = 0; k < os[2]; ++k) {
+          int64_t idx[3];
+          idx[axes[0]] = i;
+          idx[axes[1]] = j;
+          idx[axes[2]] = k;
+          EXPECT_EQ(got[(i * os[1] + j) * os[2] + k], v[(idx[0] * 3 + idx[1]) * 4 + idx[2]]);
+        }
+  }
+  // Default reverses axes; the 2-D path is blocked.
+  auto mv = random_values(70 * 45, -1, 1, 51);
+  Arr m = make({70, 45}, mv, LOOM_DTYPE_FLOAT64);
+  auto got = read(call("transpose", {&m}));
+  for (int64_t r = 0; r < 70; ++r)
+    for (int64_t c = 0; c < 45; ++c) EXPECT_EQ(got[c * 70 + r], mv[r * 45 + c]);
+}
+
+COVERS("concat");
+TEST(Ops, ConcatMatchesReference) {
+  Arr a = make({2, 2}, {1, 2, 3, 4}), b = make({2, 3}, {5, 6, 7, 8, 9, 10}),
+      c = make({1, 2}, {11, 12});
+  EXPECT_EQ(read(call("concat", {&a, &b}, {{"dim", "1"}})),
+            (std::vector<double>{1, 2, 5, 6, 7, 3, 4, 8, 9, 10}));
+  EXPECT_EQ(read(call("concat", {&a, &c}, {{"dim", "0"}})),
+            (std::vector<double>{1, 2, 3, 4, 11, 12}));
+  EXPECT_EQ(read(call("concat", {&a, &a, &c}, {{"dim", "-2"}})).size(), 10u);
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("concat", {&a, &b}, {{"dim", "0"}}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("(2,3)"), std::string::npos);
+}
+
+COVERS("slice");
+TEST(Ops, SliceMatchesPythonSemantics) {
+  std::vector<double> v(60);
+  std::iota(v.begin(), v.end(), 0.0);
+  Arr a = make({3, 4, 5}, v);
+  // a[1:3, ::2, -1:0:-2] in NumPy terms.
+  Arr o = call("slice", {&a}, {{"begin", "(1,None,-1)"}, {"end", "(3,None,0)"}, {"step", "(1,2,-2)"}});
+  ASSERT_EQ(shape_of(o), (std::vector<int64_t>{2, 2, 2}));
+  std::vector<double> want;
+  for (int i = 1; i < 3; ++i)
+    for (int j = 0; j < 4; j += 2)
+      for (int k = 4; k > 0; k -= 2) want.push_back(v[(i * 4 + j) * 5 + k]);
+  EXPECT_EQ(read(o), want);
+  Arr o2 = call("slice", {&a}, {{"begin", "(0,1)"}, {"end", "(1,-1)"}});
+  EXPECT_EQ(shape_of(o2), (std::vector<int64_t>{1, 2, 5}));
+  Arr empty = call("slice", {&a}, {{"begin", "(2,)"}, {"end", "(1,)"}});
+  EXPECT_EQ(shape_of(empty), (std::vector<int64_t>{0, 4, 5}));
+}
+
+COVERS("reshape");
+TEST(Ops, ReshapeSpecialCodes) {
+  std::vector<double> v(2 * 3 * 4);
+  std::iota(v.begin(), v.end(), 0.0);
+  Arr a = make({2, 3, 4}, v);
+  struct C {
+    const char *shape;
+    std::vector<int64_t> want;
+  };
+  for (const C &c : {C{"(4,0,2)", {4, 3, 2}}, C{"(-1,)", {24}}, C{"(2,-1)", {2, 12}},
+                     C{"(0,-2)", {2, 3, 4}}, C{"(-3,4)", {6, 4}}, C{"(-4,1,2,-2)", {1, 2, 3, 4}},
+                     C{"(0,-4,-1,3,4)", {2, 1, 3, 4}}}) {
+    Arr o = call("reshape", {&a}, {{"shape", c.shape}});
+    EXPECT_EQ(shape_of(o), c.want) << c.shape;
+    EXPECT_EQ(read(o), v);
+  }
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("reshape", {&a}, {{"shape", "(5,5)"}}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("(2,3,4)"), std::string::npos);
+}
+
+COVERS("one_hot");
+TEST(Ops, OneHotMatchesReference) {
+  Arr idx = make({2, 2}, {0, 3, 2, 1}, LOOM_DTYPE_INT32);
+  Arr o = call("one_hot", {&idx}, {{"depth", "4"}, {"on_value", "5"}, {"off_value", "-1"},
+                                   {"dtype", "float64"}});
+  EXPECT_EQ(shape_of(o), (std::vector<int64_t>{2, 2, 4}));
+  EXPECT_EQ(dtype_of(o), LOOM_DTYPE_FLOAT64);
+  std::vector<double> want(16, -1);
+  int ids[] = {0, 3, 2, 1};
+  for (int i = 0; i < 4; ++i) want[i * 4 + ids[i]] = 5;
+  EXPECT_EQ(read(o), want);
+}
+
+COVERS("clip", "where");
+TEST(Ops, ClipAndWhereMatchReference) {
+  auto v = random_values(50, -3, 3, 61);
+  Arr a = make({50}, v, LOOM_DTYPE_FLOAT64);
+  auto got = read(call("clip", {&a}, {{"a_min", "-1"}, {"a_max", "0.5"}}));
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(got[i], std::min(0.5, std::max(-1.0, v[i])));
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("clip", {&a}, {{"a_min", "1"}, {"a_max", "0"}}, &outs),
+            LOOM_ERR_INVALID_ARGUMENT);
+
+  Arr cond = make({2, 1}, {1, 0}, LOOM_DTYPE_UINT8);
+  Arr x = make({2, 3}, {1, 2, 3, 4, 5, 6}), y = make({3}, {-1, -2, -3});
+  EXPECT_EQ(read(call("where", {&cond, &x, &y})), (std::vector<double>{1, 2, 3, -1, -2, -3}));
+  Arr yd = make({3}, {-1, -2, -3}, LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(invoke("where", {&cond, &x, &yd}, {}, &outs), LOOM_ERR_DTYPE);
+}
+
+COVERS("zeros", "ones", "full", "arange");
+TEST(Ops, CreationOps) {
+  Arr z = call("zeros", {}, {{"shape", "(2,3)"}, {"dtype", "int32"}});
+  EXPECT_EQ(dtype_of(z), LOOM_DTYPE_INT32);
+  EXPECT_EQ(read(z), std::vector<double>(6, 0));
+  EXPECT_EQ(read(call("ones", {}, {{"shape", "(4,)"}})), std::vector<double>(4, 1));
+  EXPECT_EQ(read(call("full", {}, {{"shape", "(2,)"}, {"value", "2.5"}, {"dtype", "float64"}})),
+            std::vector<double>(2, 2.5));
+  EXPECT_EQ(read(call("arange", {}, {{"start", "5"}})), (std::vector<double>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(read(call("arange", {}, {{"start", "1"}, {"stop", "2"}, {"step", "0.25"}})),
+            (std::vector<double>{1, 1.25, 1.5, 1.75}));
+  EXPECT_EQ(read(call("arange", {}, {{"start", "3"}, {"stop", "0"}, {"step", "-1"},
+                                     {"dtype", "int64"}})),
+            (std::vector<double>{3, 2, 1}));
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("full", {}, {{"shape", "(2,)"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("value"), std::string::npos);
+  EXPECT_EQ(invoke("zeros", {}, {{"ctx", "gpu(0)"}}, &outs), LOOM_ERR_BACKEND_UNAVAILABLE);
+}
+
+COVERS("cast", "copy");
+TEST(Ops, CastAndCopy) {
+  Arr a = make({4}, {-1.7, 0.2, 2.9, 250}, LOOM_DTYPE_FLOAT64);
+  Arr i = call("cast", {&a}, {{"dtype", "int32"}});
+  EXPECT_EQ(dtype_of(i), LOOM_DTYPE_INT32);
+  EXPECT_EQ(read(i), (std::vector<double>{-1, 0, 2, 250}));
+  Arr u = call("cast", {&i}, {{"dtype", "uint8"}});
+  EXPECT_EQ(read(u)[3], 250);
+  Arr c = call("copy", {&a});
+  EXPECT_EQ(read(c), read(a));
+  // copy may cross devices when the output is given.
+  int64_t shp = 4;
+  loom_ndarray dst = nullptr;
+  ASSERT_EQ(loom_ndarray_create(&dst, &shp, 1, LOOM_DTYPE_FLOAT64, LOOM_DEVICE_CPU, 1), LOOM_OK);
+  Arr d(dst);
+  ASSERT_EQ(loom_ndarray_copy_to(d.h, a.h), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(read(d), read(a));
+}
+
+COVERS("random_uniform", "random_normal");
+TEST(Ops, RandomIsSeededAndWellDistributed) {
+  ASSERT_EQ(loom_random_seed(42), LOOM_OK);
+  Arr u1 = call("random_uniform", {}, {{"shape", "(100000,)"}, {"low", "-2"}, {"high", "3"}});
+  Arr n1 = call("random_normal", {}, {{"shape", "(100001,)"}, {"loc", "1"}, {"scale", "2"},
+                                      {"dtype", "float64"}});
+  ASSERT_EQ(loom_random_seed(42), LOOM_OK);
+  Arr u2 = call("random_uniform", {}, {{"shape", "(100000,)"}, {"low", "-2"}, {"high", "3"}});
+  Arr n2 = call("random_normal", {}, {{"shape", "(100001,)"}, {"loc", "1"}, {"scale", "2"},
+                                      {"dtype", "float64"}});
+  auto a = read(u1), b = read(u2);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(read(n1), read(n2));
+  double mean = 0, mn = 1e9, mx = -1e9;
+  for (double x : a) {
+    mean += x;
+    mn = std::min(mn, x);
+    mx = std::max(mx, x);
+  }
+  mean /= a.size();
+  EXPECT_NEAR(mean, 0.5, 0.02);
+  EXPECT_GE(mn, -2.0);
+  EXPECT_LT(mx, 3.0);
+  auto n = read(n1);
+  double m = 0, var = 0;
+  for (double x : n) m += x;
+  m /= n.size();
+  for (double x : n) var += (x - m) * (x - m);
+  var /= n.size();
+  EXPECT_NEAR(m, 1.0, 0.03);
+  EXPECT_NEAR(std::sqrt(var), 2.0, 0.03);
+  // A different seed gives different draws.
+  ASSERT_EQ(loom_random_seed(43), LOOM_OK);
+  Arr u3 = call("random_uniform", {}, {{"shape", "(100000,)"}, {"low", "-2"}, {"high", "3"}});
+  EXPECT_NE(read(u3), a);
+}
+
+TEST(Ops, EveryRegisteredOpHasAReferenceTest) {
+  int32_t n = 0;
+  ASSERT_EQ(loom_op_count(&n), LOOM_OK);
+  std::vector<std::string> missing;
+  for (int32_t i = 0; i < n; ++i) {
+    loom_op op;
+    const char *name;
+    ASSERT_EQ(loom_op_get(&op, i), LOOM_OK);
+    ASSERT_EQ(loom_op_get_name(&name, op), LOOM_OK);
+    if (!covered().count(name)) missing.push_back(name);
+  }
+  std::string list;
+  for (auto &m : missing) list += m + " ";
+  EXPECT_TRUE(missing.empty()) << "ops without a reference test: " << list;
+}
+
+}  // namespace
