@@ -155,6 +155,8 @@ TEST(Api, AsyncFailureIsReportedAtWaitAndPassedOn) {
 }
 
 TEST(Api, StorageStatsTrackPooledMemory) {
+  const char *pool = std::getenv("LOOM_POOL");
+  if (pool && std::string(pool) == "0") GTEST_SKIP() << "pooling disabled by LOOM_POOL=0";
   loom_storage_stats before, during, after;
   ASSERT_EQ(loom_wait_all(), LOOM_OK);
   ASSERT_EQ(loom_storage_get_stats(&before, LOOM_DEVICE_CPU, 0), LOOM_OK);

@@ -138,7 +138,7 @@ LOOM_API loom_status loom_engine_info(const char **out_kind, int32_t *out_cpu_wo
 typedef struct loom_storage_stats {
   int64_t bytes_in_use;    /**< held by live arrays and running operations */
   int64_t bytes_pooled;    /**< freed by arrays, kept for reuse */
-  int64_t peak_bytes_in_use;
+  int64_t peak_bytes_in_use; /**< largest bytes_in_use seen */
   int64_t alloc_calls;     /**< allocations requested */
   int64_t pool_hits;       /**< of those, served from the pool */
 } loom_storage_stats;

@@ -1,0 +1,154 @@
+using System;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>String-keyed operator parameters, formatted the way the engine parses them.</summary>
+public sealed class OpParams
+{
+    private string[] _keys = new string[4];
+    private string[] _values = new string[4];
+
+    /// <summary>Number of parameters added.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>Adds a raw textual value.</summary>
+    public void Add(string key, string value)
+    {
+        if (Count == _keys.Length)
+        {
+            Array.Resize(ref _keys, Count * 2);
+            Array.Resize(ref _values, Count * 2);
+        }
+        _keys[Count] = key;
+        _values[Count] = value;
+        Count++;
+    }
+
+    /// <summary>Adds an integer.</summary>
+    public void Add(string key, long value) => Add(key, value.ToString(CultureInfo.InvariantCulture));
+    /// <summary>Adds a number (round-trip formatting, so no precision is lost).</summary>
+    public void Add(string key, double value) => Add(key, value.ToString("R", CultureInfo.InvariantCulture));
+    /// <summary>Adds a boolean.</summary>
+    public void Add(string key, bool value) => Add(key, value ? "true" : "false");
+    /// <summary>Adds a tuple of integers.</summary>
+    public void Add(string key, long[] value)
+    {
+        var parts = new string[value.Length];
+        for (int i = 0; i < value.Length; i++) parts[i] = value[i].ToString(CultureInfo.InvariantCulture);
+        Add(key, "(" + string.Join(",", parts) + (value.Length == 1 ? ",)" : ")"));
+    }
+    /// <summary>Adds a dtype by name.</summary>
+    public void Add(string key, DType value) => Add(key, DTypes.Name(value));
+    /// <summary>Adds a device.</summary>
+    public void Add(string key, Context value) => Add(key, value.ToString());
+
+    internal string[]? Keys => Count == 0 ? null : _keys;
+    internal string[]? Values => Count == 0 ? null : _values;
+}
+
+/// <summary>Imperative operator calls through the engine (what the generated
+/// <see cref="Op"/> methods use).</summary>
+public static unsafe class Imperative
+{
+    /// <summary>Looks an operator up by name once, caching its handle.</summary>
+    public static OpHandle Resolve(ref OpHandle cache, string name)
+    {
+        if (!cache.IsNull) return cache;
+        LoomException.Check(LoomNative.loom_op_find(out OpHandle h, name));
+        cache = h;
+        return h;
+    }
+
+    /// <summary>Invokes a single-output operator by name.</summary>
+    public static NDArray Invoke(string name, NDArray[] inputs, OpParams? p = null, NDArray? @out = null)
+    {
+        OpHandle h = default;
+        return Invoke(ref h, name, inputs, p ?? new OpParams(), @out);
+    }
+
+    internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams p, NDArray? @out)
+    {
+        OpHandle op = Resolve(ref cache, name);
+        var outs = new NDArray?[] { @out };
+        Call(op, name, inputs, p, outs);
+        return outs[0]!;
+    }
+
+    internal static NDArray[] InvokeMany(ref OpHandle cache, string name, NDArray[] inputs, OpParams p, NDArray? @out)
+    {
+        OpHandle op = Resolve(ref cache, name);
+        LoomException.Check(LoomNative.loom_op_num_outputs(out int n, op, p.Keys, p.Values, p.Count));
+        var outs = new NDArray?[n];
+        if (@out is not null) outs[0] = @out;
+        Call(op, name, inputs, p, outs);
+        return Array.ConvertAll(outs, o => o!);
+    }
+
+    private static void Call(OpHandle op, string name, NDArray[] inputs, OpParams p, NDArray?[] outs)
+    {
+        int n = inputs.Length, m = outs.Length;
+        nint* ins = stackalloc nint[Math.Max(n, 1)];
+        nint* outp = stackalloc nint[Math.Max(m, 1)];
+        int addedIn = 0, addedOut = 0;
+        try
+        {
+            for (; addedIn < n; addedIn++)
+            {
+                NDArray a = inputs[addedIn] ?? throw new LoomException(LoomStatus.InvalidArgument,
+                    $"{name}: input {addedIn} is null");
+                ins[addedIn] = a.AddRef($"{name} input {addedIn}");
+            }
+            for (; addedOut < m; addedOut++)
+                outp[addedOut] = outs[addedOut]?.AddRef($"{name} output {addedOut}") ?? 0;
+            LoomException.Check(LoomNative.loom_imperative_invoke(outp, m, op, ins, n, p.Keys, p.Values, p.Count));
+            for (int j = 0; j < m; j++)
+                if (outs[j] is null) outs[j] = new NDArray(new NDArrayHandle(outp[j]));
+        }
+        finally
+        {
+            for (int i = 0; i < addedIn; i++) inputs[i].Release();
+            for (int j = 0; j < addedOut; j++) outs[j]?.ReleaseIfHeld(outp[j]);
+        }
+    }
+}
+
+/// <summary>Element types and their names.</summary>
+public static class DTypes
+{
+    /// <summary>The engine's name for a dtype ("float32", ...).</summary>
+    public static string Name(DType d) => d switch
+    {
+        DType.Float32 => "float32",
+        DType.Float64 => "float64",
+        DType.Float16 => "float16",
+        DType.Uint8 => "uint8",
+        DType.Int32 => "int32",
+        DType.Int8 => "int8",
+        DType.Int64 => "int64",
+        _ => d.ToString(),
+    };
+
+    /// <summary>The dtype of a CLR element type.</summary>
+    public static DType Of<T>() where T : unmanaged
+    {
+        if (typeof(T) == typeof(float)) return DType.Float32;
+        if (typeof(T) == typeof(double)) return DType.Float64;
+        if (typeof(T) == typeof(int)) return DType.Int32;
+        if (typeof(T) == typeof(long)) return DType.Int64;
+        if (typeof(T) == typeof(byte)) return DType.Uint8;
+        throw new LoomException(LoomStatus.DType,
+            $"element type {typeof(T).Name} has no Loom dtype; use float, double, int, long or byte");
+    }
+
+    /// <summary>Bytes per element.</summary>
+    public static int Size(DType d) => d switch
+    {
+        DType.Float32 or DType.Int32 => 4,
+        DType.Float64 or DType.Int64 => 8,
+        DType.Float16 => 2,
+        _ => 1,
+    };
+}

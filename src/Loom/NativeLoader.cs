@@ -1,0 +1,113 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>
+/// Finds libloom and checks its ABI version. Search order: the file or folder in
+/// <c>LOOM_LIBRARY_PATH</c>; beside the Loom assembly; the NuGet
+/// <c>runtimes/&lt;rid&gt;/native</c> folder; the system loader's own search.
+/// </summary>
+public static class NativeLoader
+{
+    private static readonly object s_lock = new();
+    private static nint s_handle;
+    private static List<string> s_tried = new();
+
+    // A library must install its resolver before the first P/Invoke; a module
+    // initializer is the one place that runs early enough.
+#pragma warning disable CA2255
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Register()
+    {
+        NativeLibrary.SetDllImportResolver(typeof(NativeLoader).Assembly, Resolve);
+    }
+
+    private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    {
+        if (name != LoomNative.Library) return 0;
+        return Load();
+    }
+
+    /// <summary>The file names libloom has on this platform.</summary>
+    private static IEnumerable<string> FileNames()
+    {
+        if (OperatingSystem.IsWindows()) yield return "loom.dll";
+        else if (OperatingSystem.IsMacOS()) yield return "libloom.dylib";
+        else { yield return "libloom.so"; yield return "libloom.so.0"; }
+    }
+
+    /// <summary>Candidate paths, in search order.</summary>
+    public static IReadOnlyList<string> Candidates()
+    {
+        var list = new List<string>();
+        string? env = Environment.GetEnvironmentVariable("LOOM_LIBRARY_PATH");
+        if (!string.IsNullOrEmpty(env))
+        {
+            if (File.Exists(env) || !Directory.Exists(env) && Path.HasExtension(env)) list.Add(env);
+            else foreach (var f in FileNames()) list.Add(Path.Combine(env, f));
+        }
+        string dir = Path.GetDirectoryName(typeof(NativeLoader).Assembly.Location) is { Length: > 0 } d
+            ? d : AppContext.BaseDirectory;
+        foreach (var f in FileNames()) list.Add(Path.Combine(dir, f));
+        string rid = RuntimeInformation.RuntimeIdentifier;
+        foreach (var r in new[] { rid, OperatingSystem.IsLinux() ? "linux-x64" : rid })
+            foreach (var f in FileNames())
+                list.Add(Path.Combine(dir, "runtimes", r, "native", f));
+        return list;
+    }
+
+    /// <summary>Loads libloom once and verifies its ABI version; throws
+    /// <see cref="LoomException"/> naming every path tried, or both versions.</summary>
+    public static nint Load()
+    {
+        lock (s_lock)
+        {
+            if (s_handle != 0) return s_handle;
+            var tried = new List<string>();
+            nint h = 0;
+            string? loadedFrom = null;
+            foreach (var c in Candidates())
+            {
+                tried.Add(c);
+                if (File.Exists(c) && NativeLibrary.TryLoad(c, out h)) { loadedFrom = c; break; }
+            }
+            if (h == 0)
+            {
+                foreach (var f in FileNames())
+                {
+                    tried.Add(f + " (system search path)");
+                    if (NativeLibrary.TryLoad(f, out h)) { loadedFrom = f; break; }
+                }
+            }
+            s_tried = tried;
+            if (h == 0)
+                throw new LoomException(LoomStatus.BackendUnavailable,
+                    "the native library libloom was not found. Looked for:\n  " + string.Join("\n  ", tried) +
+                    "\nBuild it with ./build.sh, or set LOOM_LIBRARY_PATH to the file or its folder.");
+            unsafe
+            {
+                if (!NativeLibrary.TryGetExport(h, "loom_abi_version", out nint fn))
+                    throw new LoomException(LoomStatus.BackendUnavailable,
+                        $"'{loadedFrom}' is not libloom: it has no loom_abi_version symbol");
+                int version = ((delegate* unmanaged<int>)fn)();
+                if (version != LoomConstants.LOOM_ABI_VERSION)
+                    throw new LoomException(LoomStatus.BackendUnavailable,
+                        $"'{loadedFrom}' has ABI version {version}, but this Loom assembly needs ABI version " +
+                        $"{LoomConstants.LOOM_ABI_VERSION}; use the libloom that came with this package");
+            }
+            s_handle = h;
+            LoadedFrom = loadedFrom;
+            return h;
+        }
+    }
+
+    /// <summary>Where libloom was loaded from, once loaded.</summary>
+    public static string? LoadedFrom { get; private set; }
+}

@@ -1,0 +1,63 @@
+using System.Runtime.InteropServices;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>The native dependency engine.</summary>
+public static class Engine
+{
+    /// <summary>Blocks until every pushed operation has run; throws the first
+    /// asynchronous failure recorded since the previous call.</summary>
+    public static void WaitAll() => LoomException.Check(LoomNative.loom_wait_all());
+
+    /// <summary>"threaded" or "naive" (environment variable LOOM_ENGINE).</summary>
+    public static string Kind
+    {
+        get
+        {
+            LoomException.Check(LoomNative.loom_engine_info(out nint kind, out _));
+            return Marshal.PtrToStringUTF8(kind) ?? "";
+        }
+    }
+
+    /// <summary>Worker threads per CPU device (environment variable LOOM_CPU_WORKERS).</summary>
+    public static int CpuWorkers
+    {
+        get
+        {
+            LoomException.Check(LoomNative.loom_engine_info(out _, out int n));
+            return n;
+        }
+    }
+}
+
+/// <summary>The pooled device allocators.</summary>
+public static class Storage
+{
+    /// <summary>Allocator statistics of a device.</summary>
+    public static StorageStats Stats(Context ctx)
+    {
+        LoomException.Check(LoomNative.loom_storage_get_stats(out StorageStats s, (int)ctx.DeviceType, ctx.DeviceId));
+        return s;
+    }
+
+    /// <summary>Returns a device's pooled, unused memory to the system.</summary>
+    public static void ReleasePooled(Context ctx) =>
+        LoomException.Check(LoomNative.loom_storage_release_pooled((int)ctx.DeviceType, ctx.DeviceId));
+}
+
+/// <summary>The seeded, counter-based random generator of the engine.</summary>
+public static class Rand
+{
+    /// <summary>Seeds every random operator; the same seed and call sequence gives the
+    /// same numbers whatever the engine or thread count.</summary>
+    public static void Seed(ulong seed) => LoomException.Check(LoomNative.loom_random_seed(seed));
+
+    /// <summary>Uniform samples in [low, high).</summary>
+    public static NDArray Uniform(double low, double high, long[] shape, DType dtype = DType.Float32, Context? ctx = null) =>
+        Op.RandomUniform(low: low, high: high, shape: shape, dtype: dtype, ctx: ctx);
+
+    /// <summary>Normal samples with mean <paramref name="loc"/> and deviation <paramref name="scale"/>.</summary>
+    public static NDArray Normal(double loc, double scale, long[] shape, DType dtype = DType.Float32, Context? ctx = null) =>
+        Op.RandomNormal(loc: loc, scale: scale, shape: shape, dtype: dtype, ctx: ctx);
+}
