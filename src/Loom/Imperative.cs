@@ -8,8 +8,8 @@ namespace Loom;
 /// <summary>String-keyed operator parameters, formatted the way the engine parses them.</summary>
 public sealed class OpParams
 {
-    private string[] _keys = new string[4];
-    private string[] _values = new string[4];
+    private string[] _keys = Array.Empty<string>();
+    private string[] _values = Array.Empty<string>();
 
     /// <summary>Number of parameters added.</summary>
     public int Count { get; private set; }
@@ -19,8 +19,8 @@ public sealed class OpParams
     {
         if (Count == _keys.Length)
         {
-            Array.Resize(ref _keys, Count * 2);
-            Array.Resize(ref _values, Count * 2);
+            Array.Resize(ref _keys, Math.Max(4, Count * 2));
+            Array.Resize(ref _values, Math.Max(4, Count * 2));
         }
         _keys[Count] = key;
         _values[Count] = value;
@@ -72,9 +72,32 @@ public static unsafe class Imperative
     internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams p, NDArray? @out)
     {
         OpHandle op = Resolve(ref cache, name);
-        var outs = new NDArray?[] { @out };
-        Call(op, name, inputs, p, outs);
-        return outs[0]!;
+        int n = inputs.Length;
+        nint* ins = stackalloc nint[Math.Max(n, 1)];
+        int added = 0;
+        bool outAdded = false;
+        nint outp = 0;
+        try
+        {
+            for (; added < n; added++)
+            {
+                NDArray a = inputs[added] ?? throw new LoomException(LoomStatus.InvalidArgument,
+                    $"{name}: input {added} is null");
+                ins[added] = a.AddRef($"{name} input {added}");
+            }
+            if (@out is not null)
+            {
+                outp = @out.AddRef($"{name} output 0");
+                outAdded = true;
+            }
+            LoomException.Check(LoomNative.loom_imperative_invoke(&outp, 1, op, ins, n, p.Keys, p.Values, p.Count));
+            return @out ?? new NDArray(new NDArrayHandle(outp));
+        }
+        finally
+        {
+            for (int i = 0; i < added; i++) inputs[i].Release();
+            if (outAdded) @out!.Release();
+        }
     }
 
     internal static NDArray[] InvokeMany(ref OpHandle cache, string name, NDArray[] inputs, OpParams p, NDArray? @out)
@@ -93,6 +116,7 @@ public static unsafe class Imperative
         nint* ins = stackalloc nint[Math.Max(n, 1)];
         nint* outp = stackalloc nint[Math.Max(m, 1)];
         int addedIn = 0, addedOut = 0;
+        NDArray?[] given = (NDArray?[])outs.Clone();
         try
         {
             for (; addedIn < n; addedIn++)
@@ -102,7 +126,7 @@ public static unsafe class Imperative
                 ins[addedIn] = a.AddRef($"{name} input {addedIn}");
             }
             for (; addedOut < m; addedOut++)
-                outp[addedOut] = outs[addedOut]?.AddRef($"{name} output {addedOut}") ?? 0;
+                outp[addedOut] = given[addedOut]?.AddRef($"{name} output {addedOut}") ?? 0;
             LoomException.Check(LoomNative.loom_imperative_invoke(outp, m, op, ins, n, p.Keys, p.Values, p.Count));
             for (int j = 0; j < m; j++)
                 if (outs[j] is null) outs[j] = new NDArray(new NDArrayHandle(outp[j]));
@@ -110,7 +134,7 @@ public static unsafe class Imperative
         finally
         {
             for (int i = 0; i < addedIn; i++) inputs[i].Release();
-            for (int j = 0; j < addedOut; j++) outs[j]?.ReleaseIfHeld(outp[j]);
+            for (int j = 0; j < addedOut; j++) given[j]?.Release();
         }
     }
 }

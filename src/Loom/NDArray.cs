@@ -52,11 +52,6 @@ public sealed unsafe partial class NDArray : IDisposable
 
     internal void Release() => _handle.DangerousRelease();
 
-    internal void ReleaseIfHeld(nint raw)
-    {
-        if (raw != 0 && raw == _handle.DangerousGetHandle()) _handle.DangerousRelease();
-    }
-
     // ------------------------------------------------------------------ metadata
 
     /// <summary>The extents, outermost first.</summary>
@@ -248,6 +243,12 @@ public sealed unsafe partial class NDArray : IDisposable
             return new NDArray(h);
         }
     }
+
+    /// <summary>Row <paramref name="index"/> of the first axis (negative counts from the end), as a view.</summary>
+    public NDArray this[int index] => this[(long)index];
+
+    /// <summary>Row <paramref name="index"/> of the first axis (<c>^1</c> is the last), as a view.</summary>
+    public NDArray this[Index index] => this[index.IsFromEnd ? -(long)index.Value : index.Value];
 
     /// <summary>Rows selected by a range of the first axis, as a view.</summary>
     public NDArray this[Range range]

@@ -91,21 +91,33 @@ public static class NativeLoader
                 throw new LoomException(LoomStatus.BackendUnavailable,
                     "the native library libloom was not found. Looked for:\n  " + string.Join("\n  ", tried) +
                     "\nBuild it with ./build.sh, or set LOOM_LIBRARY_PATH to the file or its folder.");
-            unsafe
-            {
-                if (!NativeLibrary.TryGetExport(h, "loom_abi_version", out nint fn))
-                    throw new LoomException(LoomStatus.BackendUnavailable,
-                        $"'{loadedFrom}' is not libloom: it has no loom_abi_version symbol");
-                int version = ((delegate* unmanaged<int>)fn)();
-                if (version != LoomConstants.LOOM_ABI_VERSION)
-                    throw new LoomException(LoomStatus.BackendUnavailable,
-                        $"'{loadedFrom}' has ABI version {version}, but this Loom assembly needs ABI version " +
-                        $"{LoomConstants.LOOM_ABI_VERSION}; use the libloom that came with this package");
-            }
+            CheckAbi(h, loadedFrom!);
             s_handle = h;
             LoadedFrom = loadedFrom;
             return h;
         }
+    }
+
+    /// <summary>Loads the library at <paramref name="path"/> and checks that it is libloom with
+    /// this assembly's ABI version; throws <see cref="LoomException"/> otherwise. The
+    /// library is not used for calls.</summary>
+    public static void Verify(string path)
+    {
+        if (!File.Exists(path) || !NativeLibrary.TryLoad(path, out nint h))
+            throw new LoomException(LoomStatus.BackendUnavailable, $"cannot load the native library '{path}'");
+        CheckAbi(h, path);
+    }
+
+    private static unsafe void CheckAbi(nint h, string path)
+    {
+        if (!NativeLibrary.TryGetExport(h, "loom_abi_version", out nint fn))
+            throw new LoomException(LoomStatus.BackendUnavailable,
+                $"'{path}' is not libloom: it has no loom_abi_version symbol");
+        int version = ((delegate* unmanaged<int>)fn)();
+        if (version != LoomConstants.LOOM_ABI_VERSION)
+            throw new LoomException(LoomStatus.BackendUnavailable,
+                $"'{path}' has ABI version {version}, but this Loom assembly needs ABI version " +
+                $"{LoomConstants.LOOM_ABI_VERSION}; use the libloom that came with this package");
     }
 
     /// <summary>Where libloom was loaded from, once loaded.</summary>

@@ -46,7 +46,7 @@ std::vector<RandomOp> random_program(int n_ops, int n_vars, uint32_t seed) {
 void run_program(Engine &engine, const std::vector<RandomOp> &prog, std::vector<Cell> &cells,
                  std::vector<VarPtr> &vars, std::atomic<int> &violations) {
   for (const RandomOp &op : prog) {
-    std::vector<VarPtr> r, w{vars[op.write]};
+    loom::VarList r, w{vars[op.write]};
     for (int x : op.reads) r.push_back(vars[x]);
     engine.push(
         [&cells, &violations, op] {

@@ -47,6 +47,15 @@ class HandleTable {
                " handle that was already freed (or was never created by Loom)");
     return f(*p);
   }
+  // Copies out of a live handle; returns false (touching nothing) if it is not live.
+  template <typename F>
+  bool try_with(T *p, F &&f) {
+    if (!p) return false;
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!live_.count(p)) return false;
+    f(*p);
+    return true;
+  }
   void remove(T *p) {
     if (!p) return;
     {
@@ -72,6 +81,14 @@ HandleTable<loom_ndarray_list_s> &lists() {
 
 loom::NDArray get_array(loom_ndarray h, const char *arg) {
   return arrays().with(h, "ndarray", arg, [](loom_ndarray_s &s) { return s.array; });
+}
+
+// Fetches an op's input or output array; the argument name is only built on failure.
+loom::NDArray get_op_array(loom_ndarray h, const loom::OpDef &op, const char *role, int32_t i) {
+  loom::NDArray out;
+  if (arrays().try_with(h, [&](loom_ndarray_s &s) { out = s.array; })) return out;
+  std::string arg = op.name + " " + role + " " + std::to_string(i);
+  return get_array(h, arg.c_str());  // throws the precise error
 }
 
 loom_ndarray new_handle(loom::NDArray a) {
@@ -235,8 +252,8 @@ loom_status loom_ndarray_copy_to(loom_ndarray dst, loom_ndarray src) {
   API_BEGIN
   loom::NDArray d = get_array(dst, "dst"), s = get_array(src, "src");
   const loom::OpDef &copy = loom::Registry::get().lookup("copy");
-  std::vector<loom::NDArray> outs{d};
-  loom::invoke(copy, {s}, outs, nullptr, nullptr, 0);
+  loom::ArrayList outs{d};
+  loom::invoke(copy, loom::ArrayList{s}, outs, nullptr, nullptr, 0);
   API_END
 }
 
@@ -397,17 +414,11 @@ loom_status loom_imperative_invoke(loom_ndarray *outputs, int32_t num_outputs, l
   LOOM_CHECK(num_outputs >= 0 && (outputs || num_outputs == 0), LOOM_ERR_INVALID_ARGUMENT,
              def.name, ": outputs is NULL or num_outputs is negative");
   LOOM_CHECK(num_params >= 0, LOOM_ERR_INVALID_ARGUMENT, def.name, ": num_params is negative");
-  std::vector<loom::NDArray> ins(num_inputs);
-  for (int32_t i = 0; i < num_inputs; ++i) {
-    std::string arg = def.name + " input " + std::to_string(i);
-    ins[i] = get_array(inputs[i], arg.c_str());
-  }
-  std::vector<loom::NDArray> outs(num_outputs);
+  loom::ArrayList ins(num_inputs);
+  for (int32_t i = 0; i < num_inputs; ++i) ins[i] = get_op_array(inputs[i], def, "input", i);
+  loom::ArrayList outs(num_outputs);
   for (int32_t j = 0; j < num_outputs; ++j)
-    if (outputs[j]) {
-      std::string arg = def.name + " output " + std::to_string(j);
-      outs[j] = get_array(outputs[j], arg.c_str());
-    }
+    if (outputs[j]) outs[j] = get_op_array(outputs[j], def, "output", j);
   loom::invoke(def, ins, outs, keys, values, num_params);
   for (int32_t j = 0; j < num_outputs; ++j)
     if (!outputs[j]) outputs[j] = new_handle(outs[j]);

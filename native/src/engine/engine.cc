@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <cstdlib>
 #include <future>
 #include <thread>
@@ -10,8 +11,8 @@ namespace loom {
 
 struct OprBlock {
   Engine::Fn fn;
-  std::vector<VarPtr> reads;
-  std::vector<VarPtr> writes;
+  VarList reads;
+  VarList writes;
   std::atomic<int> wait{0};
   Context ctx;
   PushOptions opts;
@@ -67,19 +68,23 @@ int env_int(const char *name, int fallback) {
   return (end && *end == 0 && n > 0 && n < 1024) ? static_cast<int>(n) : fallback;
 }
 
-void dedup(std::vector<VarPtr> &reads, std::vector<VarPtr> &writes) {
-  auto by_ptr = [](const VarPtr &a, const VarPtr &b) { return a.get() < b.get(); };
-  auto same = [](const VarPtr &a, const VarPtr &b) { return a.get() == b.get(); };
-  std::sort(writes.begin(), writes.end(), by_ptr);
-  writes.erase(std::unique(writes.begin(), writes.end(), same), writes.end());
-  std::sort(reads.begin(), reads.end(), by_ptr);
-  reads.erase(std::unique(reads.begin(), reads.end(), same), reads.end());
-  // A var both read and written is only written.
-  reads.erase(std::remove_if(reads.begin(), reads.end(),
-                             [&](const VarPtr &r) {
-                               return std::binary_search(writes.begin(), writes.end(), r, by_ptr);
-                             }),
-              reads.end());
+// Removes repeats; a var both read and written is only written. Lists are a
+// handful of vars, so a quadratic pass beats sorting.
+void dedup(VarList &reads, VarList &writes) {
+  auto contains = [](const VarList &l, size_t n, const Var *v) {
+    for (size_t i = 0; i < n; ++i)
+      if (l[i].get() == v) return true;
+    return false;
+  };
+  size_t w = 0;
+  for (size_t i = 0; i < writes.size(); ++i)
+    if (!contains(writes, w, writes[i].get())) writes[w++] = std::move(writes[i]);
+  writes.resize(w);
+  size_t r = 0;
+  for (size_t i = 0; i < reads.size(); ++i)
+    if (!contains(reads, r, reads[i].get()) && !contains(writes, w, reads[i].get()))
+      reads[r++] = std::move(reads[i]);
+  reads.resize(r);
 }
 }  // namespace
 
@@ -116,7 +121,7 @@ void Engine::record_error(const ErrorPtr &e) {
   if (!first_error_) first_error_ = e;
 }
 
-void Engine::push(Fn fn, const Context &ctx, std::vector<VarPtr> reads, std::vector<VarPtr> writes,
+void Engine::push(Fn fn, const Context &ctx, VarList reads, VarList writes,
                   const PushOptions &opts) {
   check_context(ctx);
   dedup(reads, writes);
@@ -147,7 +152,7 @@ void Engine::append_read(Var *v, OprBlock *op) {
     if (granted)
       ++v->running_reads_;
     else
-      v->queue_.push_back({op, false});
+      v->queue_.push_back(op, false);
   }
   if (granted) dec_wait(op, false);
 }
@@ -160,7 +165,7 @@ void Engine::append_write(Var *v, OprBlock *op) {
     if (granted)
       v->writing_ = true;
     else
-      v->queue_.push_back({op, true});
+      v->queue_.push_back(op, true);
   }
   if (granted) dec_wait(op, false);
 }
@@ -209,8 +214,10 @@ void Engine::execute(OprBlock *op) {
   if (failed_here) record_error(err);
   if (!op->opts.keep_errors) {
     for (auto &v : op->writes) {
+      if (!err && !v->has_error_.load(std::memory_order_acquire)) continue;
       std::lock_guard<std::mutex> lk(v->mu_);
       v->error_ = err;  // a successful write clears an old failure
+      v->has_error_.store(err != nullptr, std::memory_order_release);
     }
   }
   if (naive_) {
@@ -222,14 +229,14 @@ void Engine::execute(OprBlock *op) {
   } else {
     complete(op);
   }
-  if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+  if (pending_.fetch_sub(1) == 1 && all_waiters_.load() > 0) {
     std::lock_guard<std::mutex> lk(all_mu_);
     all_cv_.notify_all();
   }
 }
 
 void Engine::complete(OprBlock *op) {
-  std::vector<OprBlock *> ready;
+  SmallVec<OprBlock *, 8> ready;
   for (auto &vp : op->reads) {
     Var *v = vp.get();
     std::lock_guard<std::mutex> lk(v->mu_);
@@ -289,7 +296,11 @@ ErrorPtr Engine::wait_to_write(const VarPtr &var) {
 
 ErrorPtr Engine::wait_all() {
   std::unique_lock<std::mutex> lk(all_mu_);
-  all_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+  // Registered before the predicate is checked, so a finishing op that sees
+  // no waiter cannot have been the one this wait needed.
+  all_waiters_.fetch_add(1);
+  all_cv_.wait(lk, [this] { return pending_.load() == 0; });
+  all_waiters_.fetch_sub(1);
   ErrorPtr e = std::move(first_error_);
   first_error_.reset();
   return e;

@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "common/base.h"
+#include "common/small_vector.h"
 
 namespace loom {
 
@@ -26,6 +26,8 @@ using ErrorPtr = std::shared_ptr<const ErrorInfo>;
 
 struct OprBlock;
 
+using VarList = SmallVec<std::shared_ptr<class Var>, 3>;
+
 class Var {
  public:
   // Version counter: bumped by every completed write.
@@ -34,6 +36,7 @@ class Var {
     return version_;
   }
   ErrorPtr error() {
+    if (!has_error_.load(std::memory_order_acquire)) return nullptr;
     std::lock_guard<std::mutex> lk(mu_);
     return error_;
   }
@@ -43,13 +46,36 @@ class Var {
   struct Pending {
     OprBlock *op;
     bool write;
+    Pending *next;
+  };
+  // FIFO of ops waiting on this var; nodes are allocated only when an op must wait.
+  struct Queue {
+    Pending *head = nullptr, *tail = nullptr;
+    bool empty() const { return head == nullptr; }
+    const Pending &front() const { return *head; }
+    void push_back(OprBlock *op, bool write) {
+      auto *n = new Pending{op, write, nullptr};
+      if (tail) tail->next = n;
+      else head = n;
+      tail = n;
+    }
+    void pop_front() {
+      Pending *n = head;
+      head = n->next;
+      if (!head) tail = nullptr;
+      delete n;
+    }
+    ~Queue() {
+      while (head) pop_front();
+    }
   };
   std::mutex mu_;
-  std::deque<Pending> queue_;
+  Queue queue_;
   int running_reads_ = 0;
   bool writing_ = false;
   uint64_t version_ = 0;
   ErrorPtr error_;
+  std::atomic<bool> has_error_{false};  // lets the common, error-free path skip the lock
 };
 using VarPtr = std::shared_ptr<Var>;
 
@@ -71,7 +97,7 @@ class Engine {
 
   // Pushes `fn` to run on `ctx`'s workers once the vars are ready. `fn`
   // throwing loom::Error (or any exception) marks every written var as failed.
-  void push(Fn fn, const Context &ctx, std::vector<VarPtr> reads, std::vector<VarPtr> writes,
+  void push(Fn fn, const Context &ctx, VarList reads, VarList writes,
             const PushOptions &opts = {});
 
   // Blocks until pending writes to `var` are done; returns its stored error.
@@ -109,6 +135,7 @@ class Engine {
   std::mutex pools_mu_;
   std::vector<std::unique_ptr<WorkerPool>> pools_;
   std::atomic<int64_t> pending_{0};
+  std::atomic<int> all_waiters_{0};
   std::mutex all_mu_;
   std::condition_variable all_cv_;
   ErrorPtr first_error_;

@@ -25,9 +25,24 @@ void next_random_stream(uint64_t *key, uint64_t *stream) {
   *stream = g_stream.fetch_add(1);
 }
 
-void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDArray> &outputs,
+namespace {
+// Everything a pushed call needs, in one allocation shared by its closure.
+struct Call {
+  Call(const OpDef &op, const char *const *keys, const char *const *values, int32_t n)
+      : op(&op), params(op, keys, values, n) {}
+  const OpDef *op;
+  Params params;
+  OpContext ctx;
+  BlockPtr temp;
+  SmallVec<NDArray, 3> arrays;  // inputs, then outputs
+  size_t nin = 0;
+};
+}  // namespace
+
+void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
             const char *const *keys, const char *const *values, int32_t num_params) {
-  auto params = std::make_shared<Params>(op, keys, values, num_params);
+  auto call = std::make_shared<Call>(op, keys, values, num_params);
+  Params *params = &call->params;
   const size_t nin = inputs.size();
   if (op.variadic) {
     LOOM_CHECK(nin >= 1, LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects at least one input (",
@@ -43,8 +58,8 @@ void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDA
              ": produces ", nout, " output", nout == 1 ? "" : "s", ", but ", outputs.size(),
              " output slots were given");
 
-  std::vector<Shape> in_shapes(nin);
-  std::vector<int32_t> in_dtypes(nin);
+  ShapeList in_shapes(nin);
+  DTypeList in_dtypes(nin);
   Context ctx;
   for (size_t i = 0; i < nin; ++i) {
     const NDArray &a = inputs[i];
@@ -63,9 +78,9 @@ void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDA
            a.ctx().str(), " but input 0 is on ", ctx.str(), "; copy it first");
     }
   }
-  bool has_ctx_param = false;
-  for (auto &p : op.params) has_ctx_param |= p.name == "ctx";
   if (nin == 0) {
+    bool has_ctx_param = false;
+    for (auto &p : op.params) has_ctx_param |= p.name == "ctx";
     if (has_ctx_param) ctx = params->ctx("ctx");
     for (auto &o : outputs)
       if (is_set(o)) {
@@ -75,15 +90,15 @@ void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDA
   }
   check_context(ctx);
 
-  std::vector<Shape> out_shapes(nout);
-  std::vector<int32_t> out_dtypes(nout, nin ? in_dtypes[0] : kFloat32);
+  ShapeList out_shapes(nout);
+  DTypeList out_dtypes(nout, nin ? in_dtypes[0] : kFloat32);
   op.infer(*params, in_shapes, in_dtypes, out_shapes, out_dtypes);
 
   for (int j = 0; j < nout; ++j) {
     NDArray &o = outputs[j];
+    if (!is_set(o)) continue;
     const std::string oname = j < static_cast<int>(op.outputs.size()) ? op.outputs[j]
                                                                       : "out" + std::to_string(j);
-    if (!is_set(o)) continue;
     LOOM_CHECK(o.shape() == out_shapes[j] && o.dtype() == out_dtypes[j], LOOM_ERR_SHAPE, op.name,
                ": output ", j, " (", oname, ") has shape ", o.shape().str(), " ",
                dtype_name(o.dtype()), ", but the op produces ", out_shapes[j].str(), " ",
@@ -93,7 +108,7 @@ void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDA
   }
   // Nothing can fail past this point except allocation; allocate into a
   // scratch list so the caller's slots stay untouched if it throws.
-  std::vector<NDArray> outs = outputs;
+  ArrayList outs = outputs;
   int64_t work = 0;
   for (int j = 0; j < nout; ++j) {
     if (!is_set(outs[j])) outs[j] = NDArray::empty(out_shapes[j], out_dtypes[j], ctx);
@@ -101,35 +116,36 @@ void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDA
   }
   for (auto &a : inputs) work = std::max(work, a.size());
 
-  auto opctx = std::make_shared<OpContext>();
+  OpContext *opctx = &call->ctx;
   opctx->ctx = ctx;
-  BlockPtr temp;
   if (op.temp_bytes) {
     size_t bytes = op.temp_bytes(*params, in_shapes);
     if (bytes) {
-      temp = Storage::alloc(bytes, ctx);
-      opctx->temp = temp->ptr;
+      call->temp = Storage::alloc(bytes, ctx);
+      opctx->temp = call->temp->ptr;
       opctx->temp_bytes = bytes;
     }
   }
   if (op.random) next_random_stream(&opctx->rng_key, &opctx->rng_stream);
+  call->arrays.reserve(nin + nout);
+  for (const NDArray &a : inputs) call->arrays.push_back(a);
+  for (const NDArray &o : outs) call->arrays.push_back(o);
+  call->nin = nin;
 
-  std::vector<VarPtr> reads, writes;
-  reads.reserve(nin);
-  writes.reserve(nout);
+  VarList reads, writes;
   for (auto &a : inputs) reads.push_back(a.var());
   for (auto &o : outs) writes.push_back(o.var());
 
-  const OpDef *opp = &op;
   PushOptions po;
   po.name = op.name.c_str();
   po.allow_inline = work <= kInlineElements;
   Engine::get().push(
-      [opp, params, opctx, temp, ins = inputs, outs]() {
-        std::vector<TBlob> in(ins.size()), out(outs.size());
-        for (size_t i = 0; i < ins.size(); ++i) in[i] = ins[i].blob();
-        for (size_t i = 0; i < outs.size(); ++i) out[i] = outs[i].blob();
-        opp->compute(*opctx, *params, in, out);
+      [call]() {
+        const auto &a = call->arrays;
+        BlobList in(call->nin), out(a.size() - call->nin);
+        for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].blob();
+        for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
+        call->op->compute(call->ctx, call->params, in, out);
       },
       ctx, std::move(reads), std::move(writes), po);
   outputs = std::move(outs);

@@ -8,9 +8,11 @@
 
 namespace loom {
 
+using ArrayList = SmallVec<NDArray, 4>;
+
 // `outputs` has one slot per op output; empty slots (no chunk) are allocated.
 // Everything is checked before anything is pushed.
-void invoke(const OpDef &op, const std::vector<NDArray> &inputs, std::vector<NDArray> &outputs,
+void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
             const char *const *keys, const char *const *values, int32_t num_params);
 
 // Counter-based random streams: seed plus a per-call stream number.

@@ -30,7 +30,7 @@ NDArray NDArray::empty(const Shape &shape, int32_t dtype, const Context &ctx) {
   a.chunk_ = std::make_shared<Chunk>();
   a.chunk_->ctx = ctx;
   size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
-  if (bytes) a.chunk_->block = Storage::alloc(bytes, ctx);
+  if (bytes) Storage::alloc_into(a.chunk_->block, bytes, ctx);
   a.shape_ = shape;
   a.dtype_ = dtype;
   return a;
@@ -126,6 +126,12 @@ class Writer {
   std::string buf_;
 };
 
+// GCC 12 reports a false maybe-uninitialized on std::string members when a
+// [[noreturn]] formatting helper is inlined; the members are always built.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 class Reader {
  public:
   Reader(const std::string &path, std::string data) : path_(path), data_(std::move(data)) {}
@@ -160,6 +166,9 @@ class Reader {
   std::string data_;
   size_t pos_ = 0;
 };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 }  // namespace
 
 void save_params(const std::string &path, const std::vector<NDArray> &arrays,

@@ -25,9 +25,11 @@ struct TBlob {
   int64_t size() const { return shape.size(); }
 };
 
+// Memory and its engine var in one allocation; the var is handed to the
+// engine through an aliasing shared_ptr, so it lives as long as the chunk.
 struct Chunk {
-  BlockPtr block;  // null when the array holds no bytes
-  VarPtr var = std::make_shared<Var>();
+  Block block;  // ptr is null when the array holds no bytes
+  Var var;
   Context ctx;
 };
 
@@ -42,10 +44,10 @@ class NDArray {
   int64_t size() const { return shape_.size(); }
   size_t nbytes() const { return static_cast<size_t>(size()) * dtype_size(dtype_); }
   void *data() const {
-    return chunk_->block ? static_cast<char *>(chunk_->block->ptr) + offset_ : nullptr;
+    return chunk_->block.ptr ? static_cast<char *>(chunk_->block.ptr) + offset_ : nullptr;
   }
   TBlob blob() const { return TBlob{data(), shape_, dtype_}; }
-  const VarPtr &var() const { return chunk_->var; }
+  VarPtr var() const { return VarPtr(chunk_, &chunk_->var); }
   const std::shared_ptr<Chunk> &chunk() const { return chunk_; }
   bool same_memory(const NDArray &o) const { return chunk_ == o.chunk_; }
 

@@ -279,7 +279,7 @@ void shape_fail(const Params &p, const std::string &what) {
   fail(LOOM_ERR_SHAPE, p.op().name, ": ", what);
 }
 
-int32_t same_dtype(const Params &p, const std::vector<int32_t> &in) {
+int32_t same_dtype(const Params &p, const DTypeList &in) {
   for (size_t i = 1; i < in.size(); ++i)
     LOOM_CHECK(in[i] == in[0], LOOM_ERR_DTYPE, p.op().name, ": input ", i, " (",
                p.op().variadic ? p.op().inputs[0] : p.op().inputs[i], ") has dtype ",

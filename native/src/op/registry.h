@@ -12,9 +12,14 @@
 #include <vector>
 
 #include "common/base.h"
+#include "common/small_vector.h"
 #include "ndarray/ndarray.h"
 
 namespace loom {
+
+using ShapeList = SmallVec<Shape, 3>;
+using DTypeList = SmallVec<int32_t, 4>;
+using BlobList = SmallVec<TBlob, 4>;
 
 enum class ParamType { Int, Float, Bool, Tuple, String, Enum, DType, Context };
 const char *param_type_name(ParamType t);
@@ -68,12 +73,12 @@ struct OpContext {
   uint64_t rng_stream = 0;
 };
 
-using InferFn = std::function<void(const Params &, const std::vector<Shape> &in_shapes,
-                                   const std::vector<int32_t> &in_dtypes,
-                                   std::vector<Shape> &out_shapes,
-                                   std::vector<int32_t> &out_dtypes)>;
+using InferFn = std::function<void(const Params &, const ShapeList &in_shapes,
+                                   const DTypeList &in_dtypes,
+                                   ShapeList &out_shapes,
+                                   DTypeList &out_dtypes)>;
 using ComputeFn = std::function<void(const OpContext &, const Params &,
-                                     const std::vector<TBlob> &in, const std::vector<TBlob> &out)>;
+                                     const BlobList &in, const BlobList &out)>;
 
 struct OpDef {
   std::string name;
@@ -86,7 +91,7 @@ struct OpDef {
   InferFn infer;
   ComputeFn compute;
   std::vector<std::pair<int, int>> inplace;  // (input, output) that may share memory
-  std::function<size_t(const Params &, const std::vector<Shape> &)> temp_bytes;
+  std::function<size_t(const Params &, const ShapeList &)> temp_bytes;
   bool random = false;       // draws from the seeded generator
   bool any_context = false;  // inputs and outputs may live on different devices
   bool float_only = false;   // rejects integer inputs
@@ -143,6 +148,6 @@ class Registry {
 
 // Helpers shared by inference functions.
 [[noreturn]] void shape_fail(const Params &p, const std::string &what);
-int32_t same_dtype(const Params &p, const std::vector<int32_t> &in_dtypes);
+int32_t same_dtype(const Params &p, const DTypeList &in_dtypes);
 
 }  // namespace loom

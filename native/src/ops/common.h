@@ -58,10 +58,15 @@ inline std::vector<int64_t> broadcast_strides(const Shape &in, const Shape &out)
 // Maps a flat output index to the flat index of a broadcast input.
 struct BroadcastIndexer {
   Shape out;
-  std::vector<int64_t> strides;
+  int64_t strides[LOOM_MAX_NDIM] = {0};
   bool identity;
-  BroadcastIndexer(const Shape &in, const Shape &o) : out(o), strides(broadcast_strides(in, o)) {
-    identity = in == o;
+  BroadcastIndexer(const Shape &in, const Shape &o) : out(o), identity(in == o) {
+    if (identity) return;
+    int64_t s = 1;
+    for (int i = in.ndim - 1; i >= 0; --i) {
+      strides[out.ndim - in.ndim + i] = in.d[i] == 1 ? 0 : s;
+      s *= in.d[i];
+    }
   }
   int64_t operator()(int64_t flat) const {
     if (identity) return flat;

@@ -105,13 +105,17 @@ Block::~Block() {
   if (ptr) pool_for(ctx).give(ptr, bytes);
 }
 
-BlockPtr Storage::alloc(size_t bytes, const Context &ctx) {
+void Storage::alloc_into(Block &b, size_t bytes, const Context &ctx) {
   Pool &pool = pool_for(ctx);
   size_t cls = size_class(bytes);
+  b.ptr = pool.take(cls);
+  b.bytes = cls;
+  b.ctx = ctx;
+}
+
+BlockPtr Storage::alloc(size_t bytes, const Context &ctx) {
   auto b = std::make_shared<Block>();
-  b->ptr = pool.take(cls);
-  b->bytes = cls;
-  b->ctx = ctx;
+  alloc_into(*b, bytes, ctx);
   return b;
 }
 

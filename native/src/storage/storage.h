@@ -22,6 +22,8 @@ class Storage {
   // Allocates at least `bytes` (aligned to 64) on `ctx`. Throws LOOM_ERR_OUT_OF_MEMORY
   // naming the bytes asked for and the bytes in use.
   static BlockPtr alloc(size_t bytes, const Context &ctx);
+  // Fills an embedded block (no separate allocation for the block itself).
+  static void alloc_into(Block &b, size_t bytes, const Context &ctx);
   static loom_storage_stats stats(const Context &ctx);
   static void release_pooled(const Context &ctx);
 };

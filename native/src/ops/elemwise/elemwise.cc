@@ -191,8 +191,8 @@ const BinaryDef kScalar[] = {
     {"less_equal_scalar", Bin::Le, "Elementwise data <= scalar as 1/0 in the input dtype."},
 };
 
-void same_shape_infer(const Params &, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                      std::vector<Shape> &out, std::vector<int32_t> &odt) {
+void same_shape_infer(const Params &, const ShapeList &in, const DTypeList &dt,
+                      ShapeList &out, DTypeList &odt) {
   out[0] = in[0];
   odt[0] = dt[0];
 }
@@ -204,8 +204,8 @@ const int kRegistered = [] {
     OpDef &d = reg.add(u.name);
     d.set_doc(u.doc).set_inputs({"data"}).set_inplace({{0, 0}}).set_infer(same_shape_infer);
     d.float_only = u.float_only;
-    d.set_compute([up](const OpContext &, const Params &, const std::vector<TBlob> &in,
-                       const std::vector<TBlob> &out) {
+    d.set_compute([up](const OpContext &, const Params &, const BlobList &in,
+                       const BlobList &out) {
       LOOM_DTYPE_SWITCH(in[0].dtype, T, unary_kernel<T>(*up, in[0], out[0]));
     });
   }
@@ -215,14 +215,14 @@ const int kRegistered = [] {
         .set_doc(b.doc)
         .set_inputs({"lhs", "rhs"})
         .set_inplace({{0, 0}, {1, 0}})
-        .set_infer([](const Params &p, const std::vector<Shape> &in,
-                      const std::vector<int32_t> &dt, std::vector<Shape> &out,
-                      std::vector<int32_t> &odt) {
+        .set_infer([](const Params &p, const ShapeList &in,
+                      const DTypeList &dt, ShapeList &out,
+                      DTypeList &odt) {
           odt[0] = same_dtype(p, dt);
           out[0] = broadcast_shape(p, in[0], in[1]);
         })
-        .set_compute([op](const OpContext &, const Params &, const std::vector<TBlob> &in,
-                          const std::vector<TBlob> &out) {
+        .set_compute([op](const OpContext &, const Params &, const BlobList &in,
+                          const BlobList &out) {
           LOOM_DTYPE_SWITCH(in[0].dtype, T, binary_kernel<T>(op, in[0], in[1], out[0]));
         });
   }
@@ -233,9 +233,9 @@ const int kRegistered = [] {
         .set_inputs({"data"})
         .required("scalar", ParamType::Float, "The scalar operand.")
         .set_inplace({{0, 0}})
-        .set_infer([op](const Params &p, const std::vector<Shape> &in,
-                        const std::vector<int32_t> &dt, std::vector<Shape> &out,
-                        std::vector<int32_t> &odt) {
+        .set_infer([op](const Params &p, const ShapeList &in,
+                        const DTypeList &dt, ShapeList &out,
+                        DTypeList &odt) {
           if (op == Bin::Div && !dtype_is_float(dt[0]) && static_cast<int64_t>(p.f("scalar")) == 0)
             fail(LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                  ": integer division by zero (scalar=", p.f("scalar"), ", data dtype ",
@@ -243,8 +243,8 @@ const int kRegistered = [] {
           out[0] = in[0];
           odt[0] = dt[0];
         })
-        .set_compute([op](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                          const std::vector<TBlob> &out) {
+        .set_compute([op](const OpContext &, const Params &p, const BlobList &in,
+                          const BlobList &out) {
           LOOM_DTYPE_SWITCH(in[0].dtype, T, scalar_kernel<T>(op, in[0], p.f("scalar"), out[0]));
         });
   }

@@ -19,13 +19,13 @@ void add_creation(const char *name, const char *doc, double value) {
   if (is_full) d.required("value", ParamType::Float, "Fill value.");
   d.param("dtype", ParamType::DType, "float32", "Output dtype.")
       .param("ctx", ParamType::Context, "cpu(0)", "Device of the output.")
-      .set_infer([](const Params &p, const std::vector<Shape> &, const std::vector<int32_t> &,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &, const DTypeList &,
+                    ShapeList &out, DTypeList &odt) {
         out[0] = tuple_to_shape(p, "shape");
         odt[0] = p.dtype("dtype");
       })
       .set_compute([is_full, value](const OpContext &, const Params &p,
-                                    const std::vector<TBlob> &, const std::vector<TBlob> &out) {
+                                    const BlobList &, const BlobList &out) {
         double v = is_full ? p.f("value") : value;
         LOOM_DTYPE_SWITCH(out[0].dtype, T, fill<T>(out[0], v));
       });
@@ -57,13 +57,13 @@ const int kRegistered = [] {
       .param("step", ParamType::Float, "1.0", "Spacing between values.")
       .param("dtype", ParamType::DType, "float32", "Output dtype.")
       .param("ctx", ParamType::Context, "cpu(0)", "Device of the output.")
-      .set_infer([](const Params &p, const std::vector<Shape> &, const std::vector<int32_t> &,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &, const DTypeList &,
+                    ShapeList &out, DTypeList &odt) {
         out[0] = Shape{arange_count(p)};
         odt[0] = p.dtype("dtype");
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &,
+                      const BlobList &out) {
         double start = p.has("stop") ? p.f("start") : 0.0, step = p.f("step");
         LOOM_DTYPE_SWITCH(out[0].dtype, T, {
           T *o = out[0].ptr<T>();

@@ -89,13 +89,13 @@ const int kRegistered = [] {
       .set_inputs({"lhs", "rhs"})
       .param("transpose_a", ParamType::Bool, "false", "Use the transpose of lhs.")
       .param("transpose_b", ParamType::Bool, "false", "Use the transpose of rhs.")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         odt[0] = same_dtype(p, dt);
         out[0] = dot_dims(p, in[0], in[1]).out;
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         DotDims d = dot_dims(p, in[0].shape, in[1].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T,
                           gemm<T>(p.b("transpose_a"), p.b("transpose_b"), d.m, d.n, d.k,
@@ -109,8 +109,8 @@ const int kRegistered = [] {
       .set_inputs({"lhs", "rhs"})
       .param("transpose_a", ParamType::Bool, "false", "Use the transpose of each lhs matrix.")
       .param("transpose_b", ParamType::Bool, "false", "Use the transpose of each rhs matrix.")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         odt[0] = same_dtype(p, dt);
         const Shape &a = in[0], &b = in[1];
         if (a.ndim != 3 || b.ndim != 3)
@@ -124,8 +124,8 @@ const int kRegistered = [] {
                             ", rhs " + b.str() + " has " + std::to_string(kb));
         out[0] = Shape{a.d[0], ta ? a.d[2] : a.d[1], tb ? b.d[1] : b.d[2]};
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         bool ta = p.b("transpose_a"), tb = p.b("transpose_b");
         const Shape &a = in[0].shape;
         const Shape &o = out[0].shape;

@@ -15,9 +15,9 @@ void creation_params(OpDef &d) {
       .param("ctx", ParamType::Context, "cpu(0)", "Device of the output.");
 }
 
-void float_creation_infer(const Params &p, const std::vector<Shape> &,
-                          const std::vector<int32_t> &, std::vector<Shape> &out,
-                          std::vector<int32_t> &odt) {
+void float_creation_infer(const Params &p, const ShapeList &,
+                          const DTypeList &, ShapeList &out,
+                          DTypeList &odt) {
   out[0] = tuple_to_shape(p, "shape");
   odt[0] = p.dtype("dtype");
   LOOM_CHECK(dtype_is_float(odt[0]), LOOM_ERR_DTYPE, p.op().name, ": dtype ",
@@ -54,13 +54,13 @@ const int kRegistered = [] {
       .param("high", ParamType::Float, "1.0", "Upper bound (exclusive).");
   creation_params(u);
   u.random = true;
-  u.set_infer([](const Params &p, const std::vector<Shape> &s, const std::vector<int32_t> &d,
-                 std::vector<Shape> &out, std::vector<int32_t> &odt) {
+  u.set_infer([](const Params &p, const ShapeList &s, const DTypeList &d,
+                 ShapeList &out, DTypeList &odt) {
      LOOM_CHECK(p.f("low") <= p.f("high"), LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": low=",
                 p.f("low"), " is greater than high=", p.f("high"));
      float_creation_infer(p, s, d, out, odt);
-   }).set_compute([](const OpContext &c, const Params &p, const std::vector<TBlob> &,
-                     const std::vector<TBlob> &out) {
+   }).set_compute([](const OpContext &c, const Params &p, const BlobList &,
+                     const BlobList &out) {
     double lo = p.f("low"), span = p.f("high") - p.f("low");
     LOOM_FLOAT_SWITCH(out[0].dtype, T, {
       T hi = static_cast<T>(p.f("high"));
@@ -79,13 +79,13 @@ const int kRegistered = [] {
       .param("scale", ParamType::Float, "1.0", "Standard deviation (>= 0).");
   creation_params(g);
   g.random = true;
-  g.set_infer([](const Params &p, const std::vector<Shape> &s, const std::vector<int32_t> &d,
-                 std::vector<Shape> &out, std::vector<int32_t> &odt) {
+  g.set_infer([](const Params &p, const ShapeList &s, const DTypeList &d,
+                 ShapeList &out, DTypeList &odt) {
      LOOM_CHECK(p.f("scale") >= 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                 ": scale must be >= 0, got ", p.f("scale"));
      float_creation_infer(p, s, d, out, odt);
-   }).set_compute([](const OpContext &c, const Params &p, const std::vector<TBlob> &,
-                     const std::vector<TBlob> &out) {
+   }).set_compute([](const OpContext &c, const Params &p, const BlobList &,
+                     const BlobList &out) {
     double loc = p.f("loc"), scale = p.f("scale");
     Philox ph(c.rng_key, c.rng_stream);
     const int64_t n = out[0].size();

@@ -135,8 +135,8 @@ void register_reduce(const char *name, Red r, const char *doc) {
              "Axes to reduce (negative counts from the end); None reduces all axes.")
       .param("keepdims", ParamType::Bool, "false", "Keep reduced axes with extent 1.")
       .param("exclude", ParamType::Bool, "false", "Reduce every axis except those in axis.")
-      .set_infer([r](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                     std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([r](const Params &p, const ShapeList &in, const DTypeList &dt,
+                     ShapeList &out, DTypeList &odt) {
         auto axes = reduce_axes(p, in[0]);
         if (r == Red::Max || r == Red::Min)
           for (int a : axes)
@@ -146,8 +146,8 @@ void register_reduce(const char *name, Red r, const char *doc) {
         out[0] = reduced_shape(in[0], axes, p.b("keepdims"));
         odt[0] = dt[0];
       })
-      .set_compute([r](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                       const std::vector<TBlob> &out) {
+      .set_compute([r](const OpContext &, const Params &p, const BlobList &in,
+                       const BlobList &out) {
         auto axes = reduce_axes(p, in[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, reduce_kernel<T>(r, in[0], out[0], axes));
       });
@@ -193,8 +193,8 @@ void register_arg(const char *name, bool is_max, const char *doc) {
       .set_inputs({"data"})
       .param("axis", ParamType::Int, "None", "Axis to search; None searches the flattened array.")
       .param("keepdims", ParamType::Bool, "false", "Keep the searched axis with extent 1.")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &,
+                    ShapeList &out, DTypeList &odt) {
         const Shape &s = in[0];
         odt[0] = kInt64;
         if (!p.has("axis")) {
@@ -211,7 +211,7 @@ void register_arg(const char *name, bool is_max, const char *doc) {
         out[0] = reduced_shape(s, {ax}, p.b("keepdims"));
       })
       .set_compute([is_max, split](const OpContext &, const Params &p,
-                                   const std::vector<TBlob> &in, const std::vector<TBlob> &out) {
+                                   const BlobList &in, const BlobList &out) {
         int64_t outer, mid, inner;
         split(p, in[0].shape, &outer, &mid, &inner);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, arg_kernel<T>(is_max, in[0], out[0], outer, mid, inner));
@@ -251,16 +251,16 @@ void register_softmax(const char *name, bool log_form, const char *doc) {
       .param("axis", ParamType::Int, "-1", "Axis along which to normalise.")
       .param("temperature", ParamType::Float, "1.0", "Divides the inputs before normalising.")
       .set_inplace({{0, 0}})
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         normalize_axis(p.i("axis"), in[0].ndim, p.op().name);
         LOOM_CHECK(p.f("temperature") > 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                    ": temperature must be > 0, got ", p.f("temperature"));
         out[0] = in[0];
         odt[0] = dt[0];
       })
-      .set_compute([log_form](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                              const std::vector<TBlob> &out) {
+      .set_compute([log_form](const OpContext &, const Params &p, const BlobList &in,
+                              const BlobList &out) {
         int ax = normalize_axis(p.i("axis"), in[0].shape.ndim, p.op().name);
         int64_t outer, mid, inner;
         split_axes(in[0].shape, ax, ax + 1, &outer, &mid, &inner);

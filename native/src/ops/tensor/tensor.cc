@@ -197,15 +197,15 @@ const int kRegistered = [] {
       .set_doc("Permutes the axes. With axes empty, reverses them (matrix transpose for 2-D).")
       .set_inputs({"data"})
       .param("axes", ParamType::Tuple, "()", "New order of the axes; () reverses them.")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         auto axes = transpose_axes(p, in[0]);
         out[0].ndim = in[0].ndim;
         for (int i = 0; i < in[0].ndim; ++i) out[0].d[i] = in[0].d[axes[i]];
         odt[0] = dt[0];
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         auto axes = transpose_axes(p, in[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, permute<T>(in[0], out[0], axes));
       });
@@ -215,8 +215,8 @@ const int kRegistered = [] {
       .set_inputs({"data"})
       .set_variadic()
       .param("dim", ParamType::Int, "1", "Axis to join along (negative counts from the end).")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         odt[0] = same_dtype(p, dt);
         int ax = normalize_axis(p.i("dim"), in[0].ndim, p.op().name, "dim");
         Shape s = in[0];
@@ -231,8 +231,8 @@ const int kRegistered = [] {
         }
         out[0] = s;
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         int ax = normalize_axis(p.i("dim"), in[0].shape.ndim, p.op().name, "dim");
         int64_t outer, mid, inner;
         split_axes(out[0].shape, ax, ax + 1, &outer, &mid, &inner);
@@ -257,13 +257,13 @@ const int kRegistered = [] {
       .required("begin", ParamType::Tuple, "Start index per axis (None for the start).")
       .required("end", ParamType::Tuple, "Stop index per axis, exclusive (None for the end).")
       .param("step", ParamType::Tuple, "()", "Step per axis (None or omitted for 1).")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         out[0] = slice_spec(p, in[0]).out;
         odt[0] = dt[0];
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         auto sp = slice_spec(p, in[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, slice_kernel<T>(in[0], out[0], sp));
       });
@@ -276,13 +276,13 @@ const int kRegistered = [] {
       .set_inputs({"data"})
       .required("shape", ParamType::Tuple, "Target shape, with MXNet's special codes.")
       .set_inplace({{0, 0}})
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         out[0] = reshape_target(p, in[0]);
         odt[0] = dt[0];
       })
-      .set_compute([](const OpContext &, const Params &, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) { copy_bytes(in[0], out[0]); });
+      .set_compute([](const OpContext &, const Params &, const BlobList &in,
+                      const BlobList &out) { copy_bytes(in[0], out[0]); });
 
   reg.add("one_hot")
       .set_doc(
@@ -293,16 +293,16 @@ const int kRegistered = [] {
       .param("on_value", ParamType::Float, "1.0", "Value at the index.")
       .param("off_value", ParamType::Float, "0.0", "Value elsewhere.")
       .param("dtype", ParamType::DType, "float32", "Output dtype.")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &,
+                    ShapeList &out, DTypeList &odt) {
         LOOM_CHECK(p.i("depth") > 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                    ": depth must be > 0, got ", p.i("depth"));
         out[0] = in[0];
         out[0].push_back(p.i("depth"));
         odt[0] = p.dtype("dtype");
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         int64_t depth = p.i("depth"), n = in[0].size();
         double on = p.f("on_value"), off = p.f("off_value");
         LOOM_DTYPE_SWITCH(in[0].dtype, S, {
@@ -328,15 +328,15 @@ const int kRegistered = [] {
       .required("a_min", ParamType::Float, "Lower bound.")
       .required("a_max", ParamType::Float, "Upper bound.")
       .set_inplace({{0, 0}})
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         LOOM_CHECK(p.f("a_min") <= p.f("a_max"), LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                    ": a_min=", p.f("a_min"), " is greater than a_max=", p.f("a_max"));
         out[0] = in[0];
         odt[0] = dt[0];
       })
-      .set_compute([](const OpContext &, const Params &p, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in,
+                      const BlobList &out) {
         LOOM_DTYPE_SWITCH(in[0].dtype, T, {
           T lo = static_cast<T>(p.f("a_min")), hi = static_cast<T>(p.f("a_max"));
           const T *a = in[0].ptr<T>();
@@ -350,16 +350,16 @@ const int kRegistered = [] {
           "Chooses x where condition is non-zero and y elsewhere; the three shapes broadcast "
           "together. x and y share a dtype; condition may have any dtype.")
       .set_inputs({"condition", "x", "y"})
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &dt,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
+                    ShapeList &out, DTypeList &odt) {
         LOOM_CHECK(dt[1] == dt[2], LOOM_ERR_DTYPE, p.op().name, ": x has dtype ",
                    dtype_name(dt[1]), " but y has dtype ", dtype_name(dt[2]));
         Shape s = broadcast_shape(p, in[1], in[2], "x", "y");
         out[0] = broadcast_shape(p, in[0], s, "condition", "x/y");
         odt[0] = dt[1];
       })
-      .set_compute([](const OpContext &, const Params &, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &, const BlobList &in,
+                      const BlobList &out) {
         BroadcastIndexer ic(in[0].shape, out[0].shape), ix(in[1].shape, out[0].shape),
             iy(in[2].shape, out[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, C, {
@@ -378,13 +378,13 @@ const int kRegistered = [] {
       .set_doc("Converts to another dtype (C++ conversion: floats to integers truncate).")
       .set_inputs({"data"})
       .required("dtype", ParamType::DType, "Target dtype.")
-      .set_infer([](const Params &p, const std::vector<Shape> &in, const std::vector<int32_t> &,
-                    std::vector<Shape> &out, std::vector<int32_t> &odt) {
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &,
+                    ShapeList &out, DTypeList &odt) {
         out[0] = in[0];
         odt[0] = p.dtype("dtype");
       })
-      .set_compute([](const OpContext &, const Params &, const std::vector<TBlob> &in,
-                      const std::vector<TBlob> &out) {
+      .set_compute([](const OpContext &, const Params &, const BlobList &in,
+                      const BlobList &out) {
         LOOM_DTYPE_SWITCH(in[0].dtype, S,
                           LOOM_DTYPE_SWITCH(out[0].dtype, D, cast_kernel<S, D>(in[0], out[0])));
       });
@@ -392,15 +392,15 @@ const int kRegistered = [] {
   OpDef &copy = reg.add("copy")
                     .set_doc("Copies the data; the output may be on another device.")
                     .set_inputs({"data"})
-                    .set_infer([](const Params &, const std::vector<Shape> &in,
-                                  const std::vector<int32_t> &dt, std::vector<Shape> &out,
-                                  std::vector<int32_t> &odt) {
+                    .set_infer([](const Params &, const ShapeList &in,
+                                  const DTypeList &dt, ShapeList &out,
+                                  DTypeList &odt) {
                       out[0] = in[0];
                       odt[0] = dt[0];
                     })
                     .set_compute([](const OpContext &, const Params &,
-                                    const std::vector<TBlob> &in,
-                                    const std::vector<TBlob> &out) { copy_bytes(in[0], out[0]); });
+                                    const BlobList &in,
+                                    const BlobList &out) { copy_bytes(in[0], out[0]); });
   copy.any_context = true;
   return 0;
 }();

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Loom's one build entry point.
+#   ./build.sh            build the native library (CMake, Release, warnings as errors) and every C# project
+#   ./build.sh test       build, then run every suite; ends with one line "N passed, N failed"
+#   ./build.sh run        build, then run the main example program
+#   ./build.sh bench      build, then run the benchmark programs (they print numbers)
+#   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry
+#   ./build.sh sanitize   native tests under AddressSanitizer and engine/API tests under ThreadSanitizer
+#   ./build.sh clean      remove build outputs
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+BUILD=${LOOM_BUILD_DIR:-$ROOT/build}
+CONFIG=Release
+# Debian's python3 carries the libclang bindings (python3-clang-14).
+PY=/usr/bin/python3
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# ------------------------------------------------------------ dependencies
+APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev libclang-14-dev python3-clang-14)
+
+missing_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  echo "${missing[@]:-}"
+}
+
+ensure_deps() {
+  local missing
+  missing=$(missing_packages)
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing: $missing"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+      echo "Missing Debian packages: $missing" >&2
+      echo "Install them with:  sudo apt-get install -y $missing" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v dotnet >/dev/null; then
+    echo "The .NET SDK (10.0) is required: see https://learn.microsoft.com/dotnet/core/install/linux-debian" >&2
+    exit 1
+  fi
+}
+
+# ------------------------------------------------------------ build
+build_native() {
+  log "native library ($CONFIG)"
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=$CONFIG >/dev/null
+  cmake --build "$BUILD" --parallel
+}
+
+build_dotnet() {
+  log "C# projects"
+  dotnet build "$ROOT/Interop.sln" -c $CONFIG -nologo -v quiet -clp:ErrorsOnly
+}
+
+build_all() {
+  ensure_deps
+  build_native
+  build_dotnet
+}
+
+generate() {
+  "$PY" "$ROOT/bindings/generator/generate.py" all --header "$ROOT/native/include/loom/loom.h" \
+    --lib "$BUILD/lib/libloom.so" --out "${1:-$ROOT/bindings/csharp}" --docs "${2:-$ROOT/docs}"
+}
+
+# ------------------------------------------------------------ tests
+PASSED=0
+FAILED=0
+count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
+
+run_ctest() {
+  log "native suite (ctest)"
+  local out rc=0
+  out=$(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" 2>&1) || rc=$?
+  echo "$out" | grep -vE '^ +Start |Test +#[0-9]+: .* Passed' >&2 || true
+  local line total failed
+  line=$(echo "$out" | grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  total=$(echo "$line" | sed -E 's/.* out of ([0-9]+).*/\1/')
+  failed=$(echo "$line" | sed -E 's/.*tests passed, ([0-9]+) tests failed.*/\1/')
+  count $((total - failed)) "$failed"
+}
+
+run_nunit() {
+  log "C# suite (NUnit)"
+  local out rc=0
+  out=$(dotnet test "$ROOT/tests/Loom.Tests/Loom.Tests.csproj" -c $CONFIG --no-build -nologo 2>&1) || rc=$?
+  echo "$out" | grep -vE 'warning NU1603' >&2 || true
+  local line
+  line=$(echo "$out" | grep -E '(Passed|Failed)! +- +Failed: +[0-9]+, +Passed: +[0-9]+' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  local p f
+  f=$(echo "$line" | sed -E 's/.*Failed: +([0-9]+),.*/\1/')
+  p=$(echo "$line" | sed -E 's/.*Passed: +([0-9]+),.*/\1/')
+  count "$p" "$f"
+}
+
+check_generated() {
+  log "generated bindings are up to date"
+  local tmp
+  tmp=$(mktemp -d)
+  if generate "$tmp/csharp" "$tmp/docs" >/dev/null && diff -ru "$ROOT/bindings/csharp" "$tmp/csharp" >&2 &&
+    diff -u "$ROOT/docs/operators.md" "$tmp/docs/operators.md" >&2; then
+    count 1 0
+  else
+    echo "bindings/csharp differs from what the generator writes: run ./build.sh generate and commit" >&2
+    count 0 1
+  fi
+  rm -rf "$tmp"
+}
+
+run_tests() {
+  if ! build_all; then
+    echo "build failed" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+  check_generated
+  run_ctest
+  run_nunit
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
+
+sanitize() {
+  ensure_deps
+  log "AddressSanitizer: all native tests (pool off, so every block is checked)"
+  cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=address -DLOOM_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$ROOT/build-asan" --parallel
+  (cd "$ROOT/build-asan" && LOOM_POOL=0 ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
+  log "ThreadSanitizer: engine and API tests"
+  cmake -S "$ROOT" -B "$ROOT/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$ROOT/build-tsan" --parallel
+  (cd "$ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'Engine|Api')
+}
+
+bench() {
+  build_all
+  log "engine"
+  "$BUILD/tests/bench/loom_engine_bench"
+  log "dot vs OpenBLAS"
+  "$BUILD/tests/bench/loom_dot_bench"
+  log "C# imperative call overhead"
+  dotnet run -c $CONFIG --no-build --project "$ROOT/tests/bench/Loom.Bench"
+}
+
+case "${1:-build}" in
+  build) build_all ;;
+  test) run_tests ;;
+  run)
+    build_all
+    dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
+    ;;
+  bench) bench ;;
+  generate)
+    ensure_deps
+    build_native
+    generate
+    ;;
+  sanitize) sanitize ;;
+  clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
+  *)
+    sed -n '2,9p' "$0"
+    exit 2
+    ;;
+esac

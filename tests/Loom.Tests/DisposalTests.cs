@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using Loom;
+
+namespace Loom.Tests;
+
+// Native memory must stay flat in loops: disposal, scopes and the finalizer net.
+public class DisposalTests
+{
+    private static long InUse()
+    {
+        Engine.WaitAll();
+        return Storage.Stats(Context.Cpu()).BytesInUse;
+    }
+
+    [Test]
+    public void HundredThousandCreateDisposeCyclesKeepMemoryFlat()
+    {
+        long before = InUse();
+        var proc = Process.GetCurrentProcess();
+        for (int i = 0; i < 1000; i++) using (var warm = NDArray.Zeros(64)) { }
+        GC.Collect();
+        proc.Refresh();
+        long rssBefore = proc.WorkingSet64;
+        for (int i = 0; i < 100_000; i++)
+        {
+            using var scope = NDArray.Scope();
+            var a = NDArray.Zeros(64);
+            var b = a + 1.0;
+        }
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        proc.Refresh();
+        Assert.That(InUse(), Is.EqualTo(before), "native bytes in use returned to the baseline");
+        Assert.That(proc.WorkingSet64 - rssBefore, Is.LessThan(64L << 20), "process memory stayed flat");
+    }
+
+    [Test]
+    public void ScopeDisposesItsArraysAndKeepSurvives()
+    {
+        NDArray kept, dropped;
+        using (var outer = NDArray.Scope())
+        {
+            using (var inner = NDArray.Scope())
+            {
+                dropped = NDArray.Ones(3);
+                kept = inner.Keep(NDArray.Ones(3) * 2.0);
+                Assert.That(inner.Count, Is.EqualTo(2)); // Ones(3) temp and dropped
+            }
+            Assert.That(dropped.IsDisposed);
+            Assert.That(kept.IsDisposed, Is.False);
+            Assert.That(kept.ToArray<float>(), Is.EqualTo(new float[] { 2, 2, 2 }));
+        }
+        Assert.That(kept.IsDisposed, "the outer scope took over the kept array");
+    }
+
+    [Test]
+    public void FinalizerReleasesForgottenArrays()
+    {
+        long before = InUse();
+        static void Leak()
+        {
+            for (int i = 0; i < 2000; i++) NDArray.Zeros(256);
+        }
+        Leak();
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        Assert.That(InUse(), Is.EqualTo(before));
+    }
+
+    [Test]
+    public void DisposeTwiceIsHarmless()
+    {
+        var a = NDArray.Ones(2);
+        a.Dispose();
+        a.Dispose();
+        Assert.That(a.IsDisposed);
+        Assert.That(a.ToString(), Is.EqualTo("NDArray(disposed)"));
+    }
+}

@@ -1,0 +1,133 @@
+using Loom;
+using Loom.Interop;
+
+namespace Loom.Tests;
+
+// Every kind of bad input gives a LoomException with a status and a message that
+// names the op, the argument and the shapes; nothing crashes.
+public class ErrorTests
+{
+    private DisposeScope _scope = null!;
+    [SetUp] public void Begin() => _scope = NDArray.Scope();
+    [TearDown] public void End() { _scope.Dispose(); try { Engine.WaitAll(); } catch (LoomException) { } }
+
+    private static LoomException Fails(TestDelegate d, LoomStatus status, params string[] fragments)
+    {
+        var e = Assert.Throws<LoomException>(d)!;
+        Assert.That(e.Status, Is.EqualTo(status), e.Message);
+        foreach (var f in fragments) Assert.That(e.Message, Does.Contain(f));
+        return e;
+    }
+
+    [Test]
+    public void WrongShapes() =>
+        Fails(() => Op.Add(NDArray.Zeros(2, 3), NDArray.Zeros(4)), LoomStatus.Shape, "add", "(2,3)", "(4,)");
+
+    [Test]
+    public void WrongDtypes() =>
+        Fails(() => Op.Multiply(NDArray.Zeros(3), NDArray.Zeros(new long[] { 3 }, DType.Float64)),
+            LoomStatus.DType, "multiply", "float64", "float32");
+
+    [Test]
+    public void ReadingWithTheWrongElementType() =>
+        Fails(() => NDArray.Zeros(3).ToArray<double>(), LoomStatus.DType, "float32", "float64");
+
+    [Test]
+    public void UnknownOp() =>
+        Fails(() => Imperative.Invoke("sofmax", new[] { NDArray.Zeros(2) }), LoomStatus.NotFound, "sofmax", "softmax");
+
+    [Test]
+    public void UnknownParameter()
+    {
+        var p = new OpParams();
+        p.Add("axs", 1);
+        Fails(() => Imperative.Invoke("sum", new[] { NDArray.Zeros(2) }, p), LoomStatus.InvalidArgument,
+            "sum", "unknown parameter 'axs'", "axis");
+    }
+
+    [Test]
+    public void BadParameterValue()
+    {
+        var p = new OpParams();
+        p.Add("keepdims", "perhaps");
+        Fails(() => Imperative.Invoke("sum", new[] { NDArray.Zeros(2) }, p), LoomStatus.InvalidArgument,
+            "sum", "keepdims", "perhaps");
+        Fails(() => Op.Clip(NDArray.Zeros(2), aMin: 3, aMax: 1), LoomStatus.InvalidArgument, "clip", "a_min");
+    }
+
+    [Test]
+    public void OutOfRangeAxis() =>
+        Fails(() => Op.Softmax(NDArray.Zeros(2, 3), axis: 2), LoomStatus.InvalidArgument, "softmax", "axis=2");
+
+    [Test]
+    public void WrongOutputShape() =>
+        Fails(() => Op.Add(NDArray.Zeros(3), NDArray.Zeros(3), @out: NDArray.Zeros(2)), LoomStatus.Shape,
+            "add", "output 0", "(2,)", "(3,)");
+
+    [Test]
+    public void NullInput() =>
+        Fails(() => Op.Add(NDArray.Zeros(3), null!), LoomStatus.InvalidArgument, "add", "input 1");
+
+    [Test]
+    public void UseAfterDispose()
+    {
+        var a = NDArray.Zeros(3);
+        a.Dispose();
+        Fails(() => Op.Exp(a), LoomStatus.InvalidArgument, "exp input 0", "Dispose");
+        Fails(() => a.ToArray<float>(), LoomStatus.InvalidArgument, "Dispose");
+        Fails(() => _ = a.Shape, LoomStatus.InvalidArgument, "Dispose");
+    }
+
+    [Test]
+    public void BadViews()
+    {
+        var a = NDArray.Zeros(4, 3);
+        Fails(() => a.Reshape(5), LoomStatus.Shape, "(4,3)", "(5,)");
+        Fails(() => _ = a[4], LoomStatus.InvalidArgument, "index 4", "(4,3)");
+        Fails(() => a.Slice(3, 9), LoomStatus.InvalidArgument, "[3, 9)");
+        Fails(() => a.CopyFrom<float>(new float[5]), LoomStatus.Shape, "48 bytes", "20 bytes");
+    }
+
+    [Test]
+    public void UnavailableDevice() =>
+        Fails(() => NDArray.Zeros(new long[] { 2 }, DType.Float32, Context.Gpu(0)), LoomStatus.BackendUnavailable, "gpu(0)");
+
+    [Test]
+    public void AsynchronousFailureSurfacesAtTheWait()
+    {
+        var labels = NDArray.FromArray(new int[] { 0, 1, 9 });
+        var onehot = Op.OneHot(labels, depth: 4);   // pushed fine; fails when it runs
+        var derived = Op.Exp(onehot);               // skipped, inherits the failure
+        Fails(() => derived.WaitToRead(), LoomStatus.InvalidArgument, "one_hot", "index 9");
+        Fails(() => Engine.WaitAll(), LoomStatus.InvalidArgument, "one_hot");
+        Assert.DoesNotThrow(Engine.WaitAll);
+    }
+
+    [Test]
+    public void TruncatedAndCorruptedParamsFiles()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"loom_bad_{Environment.ProcessId}.params");
+        NDArray.Save(path, new Dictionary<string, NDArray> { ["w"] = NDArray.Ones(4, 4) });
+        byte[] good = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, good[..(good.Length - 10)]);
+        Fails(() => NDArray.Load(path), LoomStatus.Io, path, "truncated");
+        byte[] bad = (byte[])good.Clone();
+        bad[24] ^= 0xFF;
+        File.WriteAllBytes(path, bad);
+        Fails(() => NDArray.Load(path), LoomStatus.Io, path, "magic");
+        Fails(() => NDArray.Load(path + ".missing"), LoomStatus.Io, "cannot open");
+        File.Delete(path);
+    }
+
+    [Test]
+    public void FailedSaveKeepsTheExistingFile()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"loom_keep_{Environment.ProcessId}.params");
+        NDArray.Save(path, new[] { NDArray.Ones(3) });
+        byte[] before = File.ReadAllBytes(path);
+        var failed = Op.OneHot(NDArray.FromArray(new int[] { 7 }), depth: 2);
+        Fails(() => NDArray.Save(path, new[] { NDArray.Ones(3), failed }), LoomStatus.InvalidArgument, "one_hot");
+        Assert.That(File.ReadAllBytes(path), Is.EqualTo(before));
+        File.Delete(path);
+    }
+}
