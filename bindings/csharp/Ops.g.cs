@@ -18,7 +18,7 @@ public static partial class Op
     /// <returns>The result (the op 'abs').</returns>
     public static NDArray Abs(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_abs, "abs", new[] { data }, p, @out);
     }
     private static OpHandle s_abs;
@@ -30,7 +30,7 @@ public static partial class Op
     /// <returns>The result (the op 'add').</returns>
     public static NDArray Add(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_add, "add", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_add;
@@ -42,8 +42,8 @@ public static partial class Op
     /// <returns>The result (the op 'add_scalar').</returns>
     public static NDArray AddScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_add_scalar, "add_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_add_scalar;
@@ -58,12 +58,12 @@ public static partial class Op
     /// <returns>The result (the op 'arange').</returns>
     public static NDArray Arange(double? start = null, double? stop = null, double? step = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (start is not null) p.Add("start", start.Value);
-        if (stop is not null) p.Add("stop", stop.Value);
-        if (step is not null) p.Add("step", step.Value);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
-        if (ctx is not null) p.Add("ctx", ctx.Value);
+        OpParams? p = null;
+        if (start is not null) (p ??= new()).Add("start", start.Value);
+        if (stop is not null) (p ??= new()).Add("stop", stop.Value);
+        if (step is not null) (p ??= new()).Add("step", step.Value);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_arange, "arange", System.Array.Empty<NDArray>(), p, @out);
     }
     private static OpHandle s_arange;
@@ -76,9 +76,9 @@ public static partial class Op
     /// <returns>The result (the op 'argmax').</returns>
     public static NDArray Argmax(NDArray data, long? axis = null, bool? keepdims = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis.Value);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
         return Imperative.Invoke(ref s_argmax, "argmax", new[] { data }, p, @out);
     }
     private static OpHandle s_argmax;
@@ -91,9 +91,9 @@ public static partial class Op
     /// <returns>The result (the op 'argmin').</returns>
     public static NDArray Argmin(NDArray data, long? axis = null, bool? keepdims = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis.Value);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
         return Imperative.Invoke(ref s_argmin, "argmin", new[] { data }, p, @out);
     }
     private static OpHandle s_argmin;
@@ -107,9 +107,9 @@ public static partial class Op
     /// <returns>The result (the op 'batch_dot').</returns>
     public static NDArray BatchDot(NDArray lhs, NDArray rhs, bool? transposeA = null, bool? transposeB = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (transposeA is not null) p.Add("transpose_a", transposeA.Value);
-        if (transposeB is not null) p.Add("transpose_b", transposeB.Value);
+        OpParams? p = null;
+        if (transposeA is not null) (p ??= new()).Add("transpose_a", transposeA.Value);
+        if (transposeB is not null) (p ??= new()).Add("transpose_b", transposeB.Value);
         return Imperative.Invoke(ref s_batch_dot, "batch_dot", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_batch_dot;
@@ -121,8 +121,8 @@ public static partial class Op
     /// <returns>The result (the op 'cast').</returns>
     public static NDArray Cast(NDArray data, DType dtype, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("dtype", dtype);
+        OpParams? p = null;
+        (p ??= new()).Add("dtype", dtype);
         return Imperative.Invoke(ref s_cast, "cast", new[] { data }, p, @out);
     }
     private static OpHandle s_cast;
@@ -133,7 +133,7 @@ public static partial class Op
     /// <returns>The result (the op 'ceil').</returns>
     public static NDArray Ceil(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_ceil, "ceil", new[] { data }, p, @out);
     }
     private static OpHandle s_ceil;
@@ -146,9 +146,9 @@ public static partial class Op
     /// <returns>The result (the op 'clip').</returns>
     public static NDArray Clip(NDArray data, double aMin, double aMax, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("a_min", aMin);
-        p.Add("a_max", aMax);
+        OpParams? p = null;
+        (p ??= new()).Add("a_min", aMin);
+        (p ??= new()).Add("a_max", aMax);
         return Imperative.Invoke(ref s_clip, "clip", new[] { data }, p, @out);
     }
     private static OpHandle s_clip;
@@ -160,8 +160,8 @@ public static partial class Op
     /// <returns>The result (the op 'concat').</returns>
     public static NDArray Concat(NDArray[] data, long? dim = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (dim is not null) p.Add("dim", dim.Value);
+        OpParams? p = null;
+        if (dim is not null) (p ??= new()).Add("dim", dim.Value);
         return Imperative.Invoke(ref s_concat, "concat", data, p, @out);
     }
     private static OpHandle s_concat;
@@ -172,7 +172,7 @@ public static partial class Op
     /// <returns>The result (the op 'copy').</returns>
     public static NDArray Copy(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_copy, "copy", new[] { data }, p, @out);
     }
     private static OpHandle s_copy;
@@ -183,7 +183,7 @@ public static partial class Op
     /// <returns>The result (the op 'cos').</returns>
     public static NDArray Cos(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_cos, "cos", new[] { data }, p, @out);
     }
     private static OpHandle s_cos;
@@ -195,7 +195,7 @@ public static partial class Op
     /// <returns>The result (the op 'divide').</returns>
     public static NDArray Divide(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_divide, "divide", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_divide;
@@ -207,8 +207,8 @@ public static partial class Op
     /// <returns>The result (the op 'divide_scalar').</returns>
     public static NDArray DivideScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_divide_scalar, "divide_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_divide_scalar;
@@ -222,9 +222,9 @@ public static partial class Op
     /// <returns>The result (the op 'dot').</returns>
     public static NDArray Dot(NDArray lhs, NDArray rhs, bool? transposeA = null, bool? transposeB = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (transposeA is not null) p.Add("transpose_a", transposeA.Value);
-        if (transposeB is not null) p.Add("transpose_b", transposeB.Value);
+        OpParams? p = null;
+        if (transposeA is not null) (p ??= new()).Add("transpose_a", transposeA.Value);
+        if (transposeB is not null) (p ??= new()).Add("transpose_b", transposeB.Value);
         return Imperative.Invoke(ref s_dot, "dot", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_dot;
@@ -236,7 +236,7 @@ public static partial class Op
     /// <returns>The result (the op 'equal').</returns>
     public static NDArray Equal(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_equal, "equal", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_equal;
@@ -248,8 +248,8 @@ public static partial class Op
     /// <returns>The result (the op 'equal_scalar').</returns>
     public static NDArray EqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_equal_scalar, "equal_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_equal_scalar;
@@ -260,7 +260,7 @@ public static partial class Op
     /// <returns>The result (the op 'exp').</returns>
     public static NDArray Exp(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_exp, "exp", new[] { data }, p, @out);
     }
     private static OpHandle s_exp;
@@ -271,7 +271,7 @@ public static partial class Op
     /// <returns>The result (the op 'expm1').</returns>
     public static NDArray Expm1(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_expm1, "expm1", new[] { data }, p, @out);
     }
     private static OpHandle s_expm1;
@@ -282,7 +282,7 @@ public static partial class Op
     /// <returns>The result (the op 'floor').</returns>
     public static NDArray Floor(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_floor, "floor", new[] { data }, p, @out);
     }
     private static OpHandle s_floor;
@@ -296,11 +296,11 @@ public static partial class Op
     /// <returns>The result (the op 'full').</returns>
     public static NDArray Full(double value, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("value", value);
-        if (shape is not null) p.Add("shape", shape);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
-        if (ctx is not null) p.Add("ctx", ctx.Value);
+        OpParams? p = null;
+        (p ??= new()).Add("value", value);
+        if (shape is not null) (p ??= new()).Add("shape", shape);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_full, "full", System.Array.Empty<NDArray>(), p, @out);
     }
     private static OpHandle s_full;
@@ -312,7 +312,7 @@ public static partial class Op
     /// <returns>The result (the op 'greater').</returns>
     public static NDArray Greater(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_greater, "greater", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_greater;
@@ -324,7 +324,7 @@ public static partial class Op
     /// <returns>The result (the op 'greater_equal').</returns>
     public static NDArray GreaterEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_greater_equal, "greater_equal", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_greater_equal;
@@ -336,8 +336,8 @@ public static partial class Op
     /// <returns>The result (the op 'greater_equal_scalar').</returns>
     public static NDArray GreaterEqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_greater_equal_scalar, "greater_equal_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_greater_equal_scalar;
@@ -349,8 +349,8 @@ public static partial class Op
     /// <returns>The result (the op 'greater_scalar').</returns>
     public static NDArray GreaterScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_greater_scalar, "greater_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_greater_scalar;
@@ -362,7 +362,7 @@ public static partial class Op
     /// <returns>The result (the op 'less').</returns>
     public static NDArray Less(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_less, "less", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_less;
@@ -374,7 +374,7 @@ public static partial class Op
     /// <returns>The result (the op 'less_equal').</returns>
     public static NDArray LessEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_less_equal, "less_equal", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_less_equal;
@@ -386,8 +386,8 @@ public static partial class Op
     /// <returns>The result (the op 'less_equal_scalar').</returns>
     public static NDArray LessEqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_less_equal_scalar, "less_equal_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_less_equal_scalar;
@@ -399,8 +399,8 @@ public static partial class Op
     /// <returns>The result (the op 'less_scalar').</returns>
     public static NDArray LessScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_less_scalar, "less_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_less_scalar;
@@ -411,7 +411,7 @@ public static partial class Op
     /// <returns>The result (the op 'log').</returns>
     public static NDArray Log(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_log, "log", new[] { data }, p, @out);
     }
     private static OpHandle s_log;
@@ -422,7 +422,7 @@ public static partial class Op
     /// <returns>The result (the op 'log1p').</returns>
     public static NDArray Log1p(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_log1p, "log1p", new[] { data }, p, @out);
     }
     private static OpHandle s_log1p;
@@ -435,9 +435,9 @@ public static partial class Op
     /// <returns>The result (the op 'log_softmax').</returns>
     public static NDArray LogSoftmax(NDArray data, long? axis = null, double? temperature = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis.Value);
-        if (temperature is not null) p.Add("temperature", temperature.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
+        if (temperature is not null) (p ??= new()).Add("temperature", temperature.Value);
         return Imperative.Invoke(ref s_log_softmax, "log_softmax", new[] { data }, p, @out);
     }
     private static OpHandle s_log_softmax;
@@ -451,10 +451,10 @@ public static partial class Op
     /// <returns>The result (the op 'max').</returns>
     public static NDArray Max(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
-        if (exclude is not null) p.Add("exclude", exclude.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
         return Imperative.Invoke(ref s_max, "max", new[] { data }, p, @out);
     }
     private static OpHandle s_max;
@@ -466,7 +466,7 @@ public static partial class Op
     /// <returns>The result (the op 'maximum').</returns>
     public static NDArray Maximum(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_maximum, "maximum", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_maximum;
@@ -478,8 +478,8 @@ public static partial class Op
     /// <returns>The result (the op 'maximum_scalar').</returns>
     public static NDArray MaximumScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_maximum_scalar, "maximum_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_maximum_scalar;
@@ -493,10 +493,10 @@ public static partial class Op
     /// <returns>The result (the op 'mean').</returns>
     public static NDArray Mean(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
-        if (exclude is not null) p.Add("exclude", exclude.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
         return Imperative.Invoke(ref s_mean, "mean", new[] { data }, p, @out);
     }
     private static OpHandle s_mean;
@@ -510,10 +510,10 @@ public static partial class Op
     /// <returns>The result (the op 'min').</returns>
     public static NDArray Min(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
-        if (exclude is not null) p.Add("exclude", exclude.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
         return Imperative.Invoke(ref s_min, "min", new[] { data }, p, @out);
     }
     private static OpHandle s_min;
@@ -525,7 +525,7 @@ public static partial class Op
     /// <returns>The result (the op 'minimum').</returns>
     public static NDArray Minimum(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_minimum, "minimum", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_minimum;
@@ -537,8 +537,8 @@ public static partial class Op
     /// <returns>The result (the op 'minimum_scalar').</returns>
     public static NDArray MinimumScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_minimum_scalar, "minimum_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_minimum_scalar;
@@ -550,7 +550,7 @@ public static partial class Op
     /// <returns>The result (the op 'multiply').</returns>
     public static NDArray Multiply(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_multiply, "multiply", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_multiply;
@@ -562,8 +562,8 @@ public static partial class Op
     /// <returns>The result (the op 'multiply_scalar').</returns>
     public static NDArray MultiplyScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_multiply_scalar, "multiply_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_multiply_scalar;
@@ -574,7 +574,7 @@ public static partial class Op
     /// <returns>The result (the op 'negative').</returns>
     public static NDArray Negative(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_negative, "negative", new[] { data }, p, @out);
     }
     private static OpHandle s_negative;
@@ -586,7 +586,7 @@ public static partial class Op
     /// <returns>The result (the op 'not_equal').</returns>
     public static NDArray NotEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_not_equal, "not_equal", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_not_equal;
@@ -598,8 +598,8 @@ public static partial class Op
     /// <returns>The result (the op 'not_equal_scalar').</returns>
     public static NDArray NotEqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_not_equal_scalar, "not_equal_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_not_equal_scalar;
@@ -614,11 +614,11 @@ public static partial class Op
     /// <returns>The result (the op 'one_hot').</returns>
     public static NDArray OneHot(NDArray indices, long depth, double? onValue = null, double? offValue = null, DType? dtype = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("depth", depth);
-        if (onValue is not null) p.Add("on_value", onValue.Value);
-        if (offValue is not null) p.Add("off_value", offValue.Value);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
+        OpParams? p = null;
+        (p ??= new()).Add("depth", depth);
+        if (onValue is not null) (p ??= new()).Add("on_value", onValue.Value);
+        if (offValue is not null) (p ??= new()).Add("off_value", offValue.Value);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
         return Imperative.Invoke(ref s_one_hot, "one_hot", new[] { indices }, p, @out);
     }
     private static OpHandle s_one_hot;
@@ -631,10 +631,10 @@ public static partial class Op
     /// <returns>The result (the op 'ones').</returns>
     public static NDArray Ones(long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (shape is not null) p.Add("shape", shape);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
-        if (ctx is not null) p.Add("ctx", ctx.Value);
+        OpParams? p = null;
+        if (shape is not null) (p ??= new()).Add("shape", shape);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_ones, "ones", System.Array.Empty<NDArray>(), p, @out);
     }
     private static OpHandle s_ones;
@@ -646,7 +646,7 @@ public static partial class Op
     /// <returns>The result (the op 'power').</returns>
     public static NDArray Power(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_power, "power", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_power;
@@ -658,8 +658,8 @@ public static partial class Op
     /// <returns>The result (the op 'power_scalar').</returns>
     public static NDArray PowerScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_power_scalar, "power_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_power_scalar;
@@ -673,10 +673,10 @@ public static partial class Op
     /// <returns>The result (the op 'prod').</returns>
     public static NDArray Prod(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
-        if (exclude is not null) p.Add("exclude", exclude.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
         return Imperative.Invoke(ref s_prod, "prod", new[] { data }, p, @out);
     }
     private static OpHandle s_prod;
@@ -691,12 +691,12 @@ public static partial class Op
     /// <returns>The result (the op 'random_normal').</returns>
     public static NDArray RandomNormal(double? loc = null, double? scale = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (loc is not null) p.Add("loc", loc.Value);
-        if (scale is not null) p.Add("scale", scale.Value);
-        if (shape is not null) p.Add("shape", shape);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
-        if (ctx is not null) p.Add("ctx", ctx.Value);
+        OpParams? p = null;
+        if (loc is not null) (p ??= new()).Add("loc", loc.Value);
+        if (scale is not null) (p ??= new()).Add("scale", scale.Value);
+        if (shape is not null) (p ??= new()).Add("shape", shape);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_random_normal, "random_normal", System.Array.Empty<NDArray>(), p, @out);
     }
     private static OpHandle s_random_normal;
@@ -711,12 +711,12 @@ public static partial class Op
     /// <returns>The result (the op 'random_uniform').</returns>
     public static NDArray RandomUniform(double? low = null, double? high = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (low is not null) p.Add("low", low.Value);
-        if (high is not null) p.Add("high", high.Value);
-        if (shape is not null) p.Add("shape", shape);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
-        if (ctx is not null) p.Add("ctx", ctx.Value);
+        OpParams? p = null;
+        if (low is not null) (p ??= new()).Add("low", low.Value);
+        if (high is not null) (p ??= new()).Add("high", high.Value);
+        if (shape is not null) (p ??= new()).Add("shape", shape);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_random_uniform, "random_uniform", System.Array.Empty<NDArray>(), p, @out);
     }
     private static OpHandle s_random_uniform;
@@ -728,8 +728,8 @@ public static partial class Op
     /// <returns>The result (the op 'rdivide_scalar').</returns>
     public static NDArray RdivideScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_rdivide_scalar, "rdivide_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_rdivide_scalar;
@@ -740,7 +740,7 @@ public static partial class Op
     /// <returns>The result (the op 'reciprocal').</returns>
     public static NDArray Reciprocal(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_reciprocal, "reciprocal", new[] { data }, p, @out);
     }
     private static OpHandle s_reciprocal;
@@ -751,7 +751,7 @@ public static partial class Op
     /// <returns>The result (the op 'relu').</returns>
     public static NDArray Relu(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_relu, "relu", new[] { data }, p, @out);
     }
     private static OpHandle s_relu;
@@ -763,8 +763,8 @@ public static partial class Op
     /// <returns>The result (the op 'reshape').</returns>
     public static NDArray Reshape(NDArray data, long[] shape, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("shape", shape);
+        OpParams? p = null;
+        (p ??= new()).Add("shape", shape);
         return Imperative.Invoke(ref s_reshape, "reshape", new[] { data }, p, @out);
     }
     private static OpHandle s_reshape;
@@ -775,7 +775,7 @@ public static partial class Op
     /// <returns>The result (the op 'round').</returns>
     public static NDArray Round(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_round, "round", new[] { data }, p, @out);
     }
     private static OpHandle s_round;
@@ -787,8 +787,8 @@ public static partial class Op
     /// <returns>The result (the op 'rpower_scalar').</returns>
     public static NDArray RpowerScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_rpower_scalar, "rpower_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_rpower_scalar;
@@ -799,7 +799,7 @@ public static partial class Op
     /// <returns>The result (the op 'rsqrt').</returns>
     public static NDArray Rsqrt(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_rsqrt, "rsqrt", new[] { data }, p, @out);
     }
     private static OpHandle s_rsqrt;
@@ -811,8 +811,8 @@ public static partial class Op
     /// <returns>The result (the op 'rsubtract_scalar').</returns>
     public static NDArray RsubtractScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_rsubtract_scalar, "rsubtract_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_rsubtract_scalar;
@@ -823,7 +823,7 @@ public static partial class Op
     /// <returns>The result (the op 'sigmoid').</returns>
     public static NDArray Sigmoid(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_sigmoid, "sigmoid", new[] { data }, p, @out);
     }
     private static OpHandle s_sigmoid;
@@ -834,7 +834,7 @@ public static partial class Op
     /// <returns>The result (the op 'sign').</returns>
     public static NDArray Sign(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_sign, "sign", new[] { data }, p, @out);
     }
     private static OpHandle s_sign;
@@ -845,7 +845,7 @@ public static partial class Op
     /// <returns>The result (the op 'sin').</returns>
     public static NDArray Sin(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_sin, "sin", new[] { data }, p, @out);
     }
     private static OpHandle s_sin;
@@ -859,10 +859,10 @@ public static partial class Op
     /// <returns>The result (the op 'slice').</returns>
     public static NDArray Slice(NDArray data, long[] begin, long[] end, long[]? step = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("begin", begin);
-        p.Add("end", end);
-        if (step is not null) p.Add("step", step);
+        OpParams? p = null;
+        (p ??= new()).Add("begin", begin);
+        (p ??= new()).Add("end", end);
+        if (step is not null) (p ??= new()).Add("step", step);
         return Imperative.Invoke(ref s_slice, "slice", new[] { data }, p, @out);
     }
     private static OpHandle s_slice;
@@ -875,9 +875,9 @@ public static partial class Op
     /// <returns>The result (the op 'softmax').</returns>
     public static NDArray Softmax(NDArray data, long? axis = null, double? temperature = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis.Value);
-        if (temperature is not null) p.Add("temperature", temperature.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
+        if (temperature is not null) (p ??= new()).Add("temperature", temperature.Value);
         return Imperative.Invoke(ref s_softmax, "softmax", new[] { data }, p, @out);
     }
     private static OpHandle s_softmax;
@@ -888,7 +888,7 @@ public static partial class Op
     /// <returns>The result (the op 'softsign').</returns>
     public static NDArray Softsign(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_softsign, "softsign", new[] { data }, p, @out);
     }
     private static OpHandle s_softsign;
@@ -899,7 +899,7 @@ public static partial class Op
     /// <returns>The result (the op 'sqrt').</returns>
     public static NDArray Sqrt(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_sqrt, "sqrt", new[] { data }, p, @out);
     }
     private static OpHandle s_sqrt;
@@ -910,7 +910,7 @@ public static partial class Op
     /// <returns>The result (the op 'square').</returns>
     public static NDArray Square(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_square, "square", new[] { data }, p, @out);
     }
     private static OpHandle s_square;
@@ -922,7 +922,7 @@ public static partial class Op
     /// <returns>The result (the op 'subtract').</returns>
     public static NDArray Subtract(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_subtract, "subtract", new[] { lhs, rhs }, p, @out);
     }
     private static OpHandle s_subtract;
@@ -934,8 +934,8 @@ public static partial class Op
     /// <returns>The result (the op 'subtract_scalar').</returns>
     public static NDArray SubtractScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        var p = new OpParams();
-        p.Add("scalar", scalar);
+        OpParams? p = null;
+        (p ??= new()).Add("scalar", scalar);
         return Imperative.Invoke(ref s_subtract_scalar, "subtract_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_subtract_scalar;
@@ -949,10 +949,10 @@ public static partial class Op
     /// <returns>The result (the op 'sum').</returns>
     public static NDArray Sum(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axis is not null) p.Add("axis", axis);
-        if (keepdims is not null) p.Add("keepdims", keepdims.Value);
-        if (exclude is not null) p.Add("exclude", exclude.Value);
+        OpParams? p = null;
+        if (axis is not null) (p ??= new()).Add("axis", axis);
+        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
         return Imperative.Invoke(ref s_sum, "sum", new[] { data }, p, @out);
     }
     private static OpHandle s_sum;
@@ -963,7 +963,7 @@ public static partial class Op
     /// <returns>The result (the op 'tanh').</returns>
     public static NDArray Tanh(NDArray data, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_tanh, "tanh", new[] { data }, p, @out);
     }
     private static OpHandle s_tanh;
@@ -975,8 +975,8 @@ public static partial class Op
     /// <returns>The result (the op 'transpose').</returns>
     public static NDArray Transpose(NDArray data, long[]? axes = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (axes is not null) p.Add("axes", axes);
+        OpParams? p = null;
+        if (axes is not null) (p ??= new()).Add("axes", axes);
         return Imperative.Invoke(ref s_transpose, "transpose", new[] { data }, p, @out);
     }
     private static OpHandle s_transpose;
@@ -989,7 +989,7 @@ public static partial class Op
     /// <returns>The result (the op 'where').</returns>
     public static NDArray Where(NDArray condition, NDArray x, NDArray y, NDArray? @out = null)
     {
-        var p = new OpParams();
+        OpParams? p = null;
         return Imperative.Invoke(ref s_where, "where", new[] { condition, x, y }, p, @out);
     }
     private static OpHandle s_where;
@@ -1002,10 +1002,10 @@ public static partial class Op
     /// <returns>The result (the op 'zeros').</returns>
     public static NDArray Zeros(long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        var p = new OpParams();
-        if (shape is not null) p.Add("shape", shape);
-        if (dtype is not null) p.Add("dtype", dtype.Value);
-        if (ctx is not null) p.Add("ctx", ctx.Value);
+        OpParams? p = null;
+        if (shape is not null) (p ??= new()).Add("shape", shape);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_zeros, "zeros", System.Array.Empty<NDArray>(), p, @out);
     }
     private static OpHandle s_zeros;

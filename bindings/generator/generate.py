@@ -309,12 +309,12 @@ def generate_ops(lib_path, out_dir):
         lines.append("    /// <returns>The result (the op '%s').</returns>" % name)
         lines.append("    public static %s %s(%s)" % ("NDArray[]" if multi else "NDArray", method, ", ".join(sig)))
         lines.append("    {")
-        lines.append("        var p = new OpParams();")
+        lines.append("        OpParams? p = null;")
         for p in required:
-            lines.append("        p.Add(\"%s\", %s);" % (p["name"], safe_ident(camel(p["name"]))))
+            lines.append("        (p ??= new()).Add(\"%s\", %s);" % (p["name"], safe_ident(camel(p["name"]))))
         for p in optional:
             v = safe_ident(camel(p["name"]))
-            lines.append("        if (%s is not null) p.Add(\"%s\", %s%s);" % (v, p["name"], v, ".Value" if CS_PARAM[p["type"]].endswith("?") and p["type"] not in ("tuple", "string", "enum") else ""))
+            lines.append("        if (%s is not null) (p ??= new()).Add(\"%s\", %s%s);" % (v, p["name"], v, ".Value" if CS_PARAM[p["type"]].endswith("?") and p["type"] not in ("tuple", "string", "enum") else ""))
         inputs_expr = safe_ident(camel(op["inputs"][0])) if call_inputs is None else (
             "new[] { %s }" % ", ".join(call_inputs) if call_inputs else "System.Array.Empty<NDArray>()")
         if multi:

@@ -69,7 +69,7 @@ public static unsafe class Imperative
         return Invoke(ref h, name, inputs, p ?? new OpParams(), @out);
     }
 
-    internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams p, NDArray? @out)
+    internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray? @out)
     {
         OpHandle op = Resolve(ref cache, name);
         int n = inputs.Length;
@@ -90,7 +90,7 @@ public static unsafe class Imperative
                 outp = @out.AddRef($"{name} output 0");
                 outAdded = true;
             }
-            LoomException.Check(LoomNative.loom_imperative_invoke(&outp, 1, op, ins, n, p.Keys, p.Values, p.Count));
+            LoomException.Check(LoomNative.loom_imperative_invoke(&outp, 1, op, ins, n, p?.Keys, p?.Values, p?.Count ?? 0));
             return @out ?? new NDArray(new NDArrayHandle(outp));
         }
         finally
@@ -100,9 +100,10 @@ public static unsafe class Imperative
         }
     }
 
-    internal static NDArray[] InvokeMany(ref OpHandle cache, string name, NDArray[] inputs, OpParams p, NDArray? @out)
+    internal static NDArray[] InvokeMany(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray? @out)
     {
         OpHandle op = Resolve(ref cache, name);
+        p ??= new OpParams();
         LoomException.Check(LoomNative.loom_op_num_outputs(out int n, op, p.Keys, p.Values, p.Count));
         var outs = new NDArray?[n];
         if (@out is not null) outs[0] = @out;

@@ -72,6 +72,8 @@ TEST(Ops, UnaryMatchesReference) {
     for (int32_t dt : types) {
       for (auto shape : {std::vector<int64_t>{}, {7}, {3, 4, 5}, {0, 3}, {70000}}) {
         auto raw = as_dtype(random_values(numel(shape), u.lo, u.hi, seed++), dt);
+        if (raw.size() > 1 && u.lo <= 0 && u.hi >= 0) raw[1] = 0;  // edge value
+        if (raw.size() > 2 && u.lo <= -1) raw[2] = -1;
         Arr a = make(shape, raw, dt);
         Arr o = call(u.name, {&a});
         EXPECT_EQ(shape_of(o), shape);
@@ -137,8 +139,9 @@ TEST(Ops, BinaryBroadcastMatchesReference) {
         double lo = is_int ? std::max(b.lo, 1.0) : b.lo;
         auto lv = as_dtype(random_values(numel(ls), lo, b.hi, seed++), dt);
         auto rv = as_dtype(random_values(numel(rs), lo, b.hi, seed++), dt);
-        // Make comparisons see equal values too.
+        // Make comparisons see equal values too, and every op see a zero.
         if (!rv.empty() && !lv.empty()) lv[0] = rv[0];
+        if (lv.size() > 1) lv[1] = 0;
         Arr l = make(ls, lv, dt), r = make(rs, rv, dt);
         Arr o = call(b.name, {&l, &r});
         std::vector<int64_t> os(std::max(ls.size(), rs.size()));
@@ -196,6 +199,7 @@ TEST(Ops, ScalarFormsMatchReference) {
     for (int32_t dt : kFloatTypes) {
       auto v = as_dtype(random_values(40, 0.5, 3, 7), dt);
       v[3] = 1.5;
+      v[4] = 0;
       Arr a = make({5, 8}, v, dt);
       Arr o = call(s.name, {&a}, {{"scalar", "1.5"}});
       std::vector<double> want(v.size());
