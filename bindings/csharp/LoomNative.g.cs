@@ -426,6 +426,45 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_imperative_invoke(nint* outputs, int num_outputs, OpHandle op, nint* inputs, int num_inputs, string[]? keys, string[]? values, int num_params);
 
     /// <summary>
+    /// Starts (1) or stops (0) recording on the calling thread; *out_prev (may be
+    ///  NULL) receives the previous state. While recording, ops whose inputs need
+    ///  gradients are remembered on their outputs. Recording is per thread.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_autograd_set_recording(out int out_prev, int recording);
+
+    /// <summary>
+    /// Switches training mode (1) or prediction mode (0) on the calling thread;
+    ///  ops such as Dropout and BatchNorm read it. *out_prev may be NULL.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_autograd_set_training(out int out_prev, int training);
+
+    /// <summary>
+    /// Marks arrays as variables whose gradients backward computes. grads[i] is
+    ///  the buffer (same shape and dtype) that receives the gradient of arrays[i];
+    ///  grad_reqs[i] is 0 (none), 1 (write) or 2 (add to the buffer); grad_reqs may
+    ///  be NULL for all-write. The arrays keep references to their buffers.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_autograd_mark_variables(nint* arrays, nint* grads, int* grad_reqs, int count);
+
+    /// <summary>
+    /// Computes gradients of the heads with respect to every marked variable that
+    ///  they were recorded from. head_grads may be NULL, or hold NULL entries, for
+    ///  gradients of ones. Fails, naming the op, if a recorded op on the way has no
+    ///  gradient. The gradient kernels are pushed to the engine (asynchronous).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_autograd_backward(nint* heads, nint* head_grads, int count);
+
+    /// <summary>
+    /// The gradient buffer of a marked variable, as a new handle the caller owns.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_ndarray_get_grad(out NDArrayHandle @out, NDArrayHandle array);
+
+    /// <summary>
     /// Seeds the generator used by the random operators. Draws come from a
     ///  counter-based generator (Philox-4x32-10) keyed by the seed and the number of
     ///  random operators invoked since seeding, so they do not depend on thread

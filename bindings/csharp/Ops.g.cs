@@ -12,6 +12,71 @@ namespace Loom;
 /// null take the operator's default (shown in each parameter's doc).</summary>
 public static partial class Op
 {
+    /// <summary>Elementwise activation: relu max(x,0), sigmoid 1/(1+e^-x), tanh, softrelu log(1+e^x), softsign x/(1+|x|).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Activation').</returns>
+    public static NDArray Activation(NDArray data, string? actType = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        if (actType is not null) (p ??= new()).Add("act_type", actType);
+        return Imperative.Invoke(ref s_Activation, "Activation", new[] { data }, p, @out);
+    }
+    private static OpHandle s_Activation;
+
+    /// <summary>Collapses all axes after the first: (N, d1, d2, ...) -&gt; (N, d1*d2*...).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Flatten').</returns>
+    public static NDArray Flatten(NDArray data, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        return Imperative.Invoke(ref s_Flatten, "Flatten", new[] { data }, p, @out);
+    }
+    private static OpHandle s_Flatten;
+
+    /// <summary>Fully connected layer: out = data . weight^T + bias. With flatten (default) data (N, ...) is flattened to (N, K); weight is (num_hidden, K), bias (num_hidden,).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="bias">Input 'bias'.</param>
+    /// <param name="numHidden">Number of output units.</param>
+    /// <param name="noBias">Leave out the bias input. Default: false.</param>
+    /// <param name="flatten">Flatten data to 2-D; otherwise apply to the last axis only. Default: true.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'FullyConnected').</returns>
+    public static NDArray FullyConnected(NDArray data, NDArray weight, NDArray bias, long numHidden, bool? noBias = null, bool? flatten = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        (p ??= new()).Add("num_hidden", numHidden);
+        if (noBias is not null) (p ??= new()).Add("no_bias", noBias.Value);
+        if (flatten is not null) (p ??= new()).Add("flatten", flatten.Value);
+        return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", new[] { data, weight, bias }, p, @out);
+    }
+    private static OpHandle s_FullyConnected;
+
+    /// <summary>Softmax with a cross-entropy gradient: the output is softmax(data); the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <param name="ignoreLabel">Label whose gradient is zero (use_ignore). Default: -1.0.</param>
+    /// <param name="useIgnore">Skip samples labelled ignore_label. Default: false.</param>
+    /// <param name="multiOutput">Softmax over axis 1 of (N, C, ...) with labels (N, ...). Default: false.</param>
+    /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SoftmaxOutput').</returns>
+    public static NDArray SoftmaxOutput(NDArray data, NDArray label, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, string? normalization = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        if (gradScale is not null) (p ??= new()).Add("grad_scale", gradScale.Value);
+        if (ignoreLabel is not null) (p ??= new()).Add("ignore_label", ignoreLabel.Value);
+        if (useIgnore is not null) (p ??= new()).Add("use_ignore", useIgnore.Value);
+        if (multiOutput is not null) (p ??= new()).Add("multi_output", multiOutput.Value);
+        if (normalization is not null) (p ??= new()).Add("normalization", normalization);
+        return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", new[] { data, label }, p, @out);
+    }
+    private static OpHandle s_SoftmaxOutput;
+
     /// <summary>Absolute value, elementwise: |x|.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>

@@ -637,6 +637,73 @@ TEST(Ops, RandomIsSeededAndWellDistributed) {
   EXPECT_NE(read(u3), a);
 }
 
+COVERS("FullyConnected", "Activation", "SoftmaxOutput", "Flatten");
+TEST(Ops, NeuralNetworkLayersMatchReference) {
+  // FullyConnected: data (3,2,2) flattened to (3,4); weight (5,4); bias (5).
+  auto x = random_values(12, -1, 1, 81), w = random_values(20, -1, 1, 82), b = random_values(5, -1, 1, 83);
+  for (int32_t dt : kFloatTypes) {
+    Arr X = make({3, 2, 2}, x, dt), W = make({5, 4}, w, dt), B = make({5}, b, dt);
+    auto xr = as_dtype(x, dt), wr = as_dtype(w, dt), br = as_dtype(b, dt);
+    Arr o = call("FullyConnected", {&X, &W, &B}, {{"num_hidden", "5"}});
+    ASSERT_EQ(shape_of(o), (std::vector<int64_t>{3, 5}));
+    std::vector<double> want(15);
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 5; ++j) {
+        double s = br[j];
+        for (int k = 0; k < 4; ++k) s += xr[i * 4 + k] * wr[j * 4 + k];
+        want[i * 5 + j] = s;
+      }
+    expect_close(read(o), as_dtype(want, dt), dt, "FullyConnected");
+    Arr nb = call("FullyConnected", {&X, &W}, {{"num_hidden", "5"}, {"no_bias", "true"}});
+    for (int i = 0; i < 15; ++i) want[i] -= br[i % 5];
+    expect_close(read(nb), as_dtype(want, dt), dt, "FullyConnected no_bias");
+    std::vector<Arr> outs;
+    EXPECT_EQ(invoke("FullyConnected", {&X, &B, &B}, {{"num_hidden", "5"}}, &outs), LOOM_ERR_SHAPE);
+    EXPECT_NE(std::string(loom_last_error()).find("weight has shape (5,), expected (5,4)"),
+              std::string::npos) << loom_last_error();
+    EXPECT_EQ(invoke("FullyConnected", {&X, &W}, {{"num_hidden", "5"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+
+    // Activation, every act_type.
+    auto v = random_values(10, -3, 3, 84);
+    Arr A = make({2, 5}, v, dt);
+    auto vr = as_dtype(v, dt);
+    struct { const char *t; double (*f)(double); } acts[] = {
+        {"relu", [](double z) { return z > 0 ? z : 0.0; }},
+        {"sigmoid", [](double z) { return 1 / (1 + std::exp(-z)); }},
+        {"tanh", [](double z) { return std::tanh(z); }},
+        {"softrelu", [](double z) { return std::log(1 + std::exp(z)); }},
+        {"softsign", [](double z) { return z / (1 + std::fabs(z)); }}};
+    for (auto &a : acts) {
+      std::vector<double> wa(10);
+      for (int i = 0; i < 10; ++i) wa[i] = a.f(vr[i]);
+      expect_close(read(call("Activation", {&A}, {{"act_type", a.t}})), as_dtype(wa, dt), dt, a.t);
+    }
+    EXPECT_EQ(invoke("Activation", {&A}, {{"act_type", "swish"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(loom_last_error()).find("relu, sigmoid, tanh, softrelu, softsign"),
+              std::string::npos);
+
+    // SoftmaxOutput forward is a row softmax; labels are checked for shape.
+    Arr L = make({2}, {1, 4}, dt);
+    auto sm = read(call("SoftmaxOutput", {&A, &L}));
+    for (int r = 0; r < 2; ++r) {
+      double mx = -1e9, z = 0;
+      for (int c = 0; c < 5; ++c) mx = std::max(mx, vr[r * 5 + c]);
+      for (int c = 0; c < 5; ++c) z += std::exp(vr[r * 5 + c] - mx);
+      for (int c = 0; c < 5; ++c)
+        EXPECT_NEAR(sm[r * 5 + c], std::exp(vr[r * 5 + c] - mx) / z, dt == LOOM_DTYPE_FLOAT32 ? 1e-6 : 1e-14);
+    }
+    Arr L3 = make({3}, {1, 2, 3}, dt);
+    EXPECT_EQ(invoke("SoftmaxOutput", {&A, &L3}, {}, &outs), LOOM_ERR_SHAPE);
+    EXPECT_NE(std::string(loom_last_error()).find("label has shape (3,), expected (2,)"),
+              std::string::npos) << loom_last_error();
+
+    // Flatten keeps the data, merging trailing axes.
+    Arr F = call("Flatten", {&X});
+    EXPECT_EQ(shape_of(F), (std::vector<int64_t>{3, 4}));
+    EXPECT_EQ(read(F), read(X));
+  }
+}
+
 TEST(Ops, EveryRegisteredOpHasAReferenceTest) {
   int32_t n = 0;
   ASSERT_EQ(loom_op_count(&n), LOOM_OK);

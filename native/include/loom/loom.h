@@ -283,6 +283,37 @@ LOOM_API loom_status loom_imperative_invoke(loom_ndarray *outputs, int32_t num_o
                                             const char *const *values, int32_t num_params);
 
 /* ------------------------------------------------------------------------ */
+/* Autograd (imperative)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/** Starts (1) or stops (0) recording on the calling thread; *out_prev (may be
+ *  NULL) receives the previous state. While recording, ops whose inputs need
+ *  gradients are remembered on their outputs. Recording is per thread. */
+LOOM_API loom_status loom_autograd_set_recording(int32_t *out_prev, int32_t recording);
+
+/** Switches training mode (1) or prediction mode (0) on the calling thread;
+ *  ops such as Dropout and BatchNorm read it. *out_prev may be NULL. */
+LOOM_API loom_status loom_autograd_set_training(int32_t *out_prev, int32_t training);
+
+/** Marks arrays as variables whose gradients backward computes. grads[i] is
+ *  the buffer (same shape and dtype) that receives the gradient of arrays[i];
+ *  grad_reqs[i] is 0 (none), 1 (write) or 2 (add to the buffer); grad_reqs may
+ *  be NULL for all-write. The arrays keep references to their buffers. */
+LOOM_API loom_status loom_autograd_mark_variables(const loom_ndarray *arrays,
+                                                  const loom_ndarray *grads,
+                                                  const int32_t *grad_reqs, int32_t count);
+
+/** Computes gradients of the heads with respect to every marked variable that
+ *  they were recorded from. head_grads may be NULL, or hold NULL entries, for
+ *  gradients of ones. Fails, naming the op, if a recorded op on the way has no
+ *  gradient. The gradient kernels are pushed to the engine (asynchronous). */
+LOOM_API loom_status loom_autograd_backward(const loom_ndarray *heads,
+                                            const loom_ndarray *head_grads, int32_t count);
+
+/** The gradient buffer of a marked variable, as a new handle the caller owns. */
+LOOM_API loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array);
+
+/* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */
 /* ------------------------------------------------------------------------ */
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "imperative/autograd.h"
 #include "imperative/imperative.h"
 #include "ndarray/ndarray.h"
 #include "op/registry.h"
@@ -422,6 +423,73 @@ loom_status loom_imperative_invoke(loom_ndarray *outputs, int32_t num_outputs, l
   loom::invoke(def, ins, outs, keys, values, num_params);
   for (int32_t j = 0; j < num_outputs; ++j)
     if (!outputs[j]) outputs[j] = new_handle(outs[j]);
+  API_END
+}
+
+loom_status loom_autograd_set_recording(int32_t *out_prev, int32_t recording) {
+  API_BEGIN
+  bool prev = loom::autograd::set_recording(recording != 0);
+  if (out_prev) *out_prev = prev;
+  API_END
+}
+
+loom_status loom_autograd_set_training(int32_t *out_prev, int32_t training) {
+  API_BEGIN
+  bool prev = loom::autograd::set_training(training != 0);
+  if (out_prev) *out_prev = prev;
+  API_END
+}
+
+loom_status loom_autograd_mark_variables(const loom_ndarray *handles, const loom_ndarray *grads,
+                                         const int32_t *grad_reqs, int32_t count) {
+  API_BEGIN
+  LOOM_CHECK(count >= 0 && (count == 0 || (handles && grads)), LOOM_ERR_INVALID_ARGUMENT,
+             "mark_variables: arrays or grads is NULL, or count is negative");
+  // Check everything first, so a failure marks nothing.
+  std::vector<loom::NDArray> gs;
+  for (int32_t i = 0; i < count; ++i) {
+    std::string arg = "grads[" + std::to_string(i) + "]";
+    gs.push_back(get_array(grads[i], arg.c_str()));
+    std::string arg2 = "arrays[" + std::to_string(i) + "]";
+    loom::NDArray a = get_array(handles[i], arg2.c_str());
+    loom::NDArray probe = a;
+    loom::autograd::mark_variable(probe, gs.back(), grad_reqs ? grad_reqs[i] : loom::kWriteTo);
+  }
+  for (int32_t i = 0; i < count; ++i)
+    arrays().with(handles[i], "ndarray", "arrays", [&](loom_ndarray_s &s) {
+      loom::autograd::mark_variable(s.array, gs[i], grad_reqs ? grad_reqs[i] : loom::kWriteTo);
+      return 0;
+    });
+  API_END
+}
+
+loom_status loom_autograd_backward(const loom_ndarray *heads, const loom_ndarray *head_grads,
+                                   int32_t count) {
+  API_BEGIN
+  LOOM_CHECK(count > 0 && heads, LOOM_ERR_INVALID_ARGUMENT,
+             "backward: heads is NULL or count is not positive");
+  loom::ArrayList hs, gs;
+  for (int32_t i = 0; i < count; ++i) {
+    std::string arg = "heads[" + std::to_string(i) + "]";
+    hs.push_back(get_array(heads[i], arg.c_str()));
+    if (head_grads && head_grads[i]) {
+      std::string garg = "head_grads[" + std::to_string(i) + "]";
+      gs.push_back(get_array(head_grads[i], garg.c_str()));
+    } else {
+      gs.push_back(loom::NDArray());
+    }
+  }
+  loom::autograd::backward(hs, gs);
+  API_END
+}
+
+loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array) {
+  API_BEGIN
+  need(out, "out");
+  loom::NDArray a = get_array(array, "array");
+  LOOM_CHECK(a.ag() && a.ag()->is_variable, LOOM_ERR_INVALID_ARGUMENT, "get_grad: the array of shape ",
+             a.shape().str(), " is not a variable marked for gradients (attach a gradient first)");
+  *out = new_handle(a.ag()->grad);
   API_END
 }
 

@@ -1,5 +1,7 @@
 #include "imperative/imperative.h"
 
+#include "imperative/autograd.h"
+
 #include <atomic>
 #include <memory>
 
@@ -29,9 +31,10 @@ namespace {
 // Everything a pushed call needs, in one allocation shared by its closure.
 struct Call {
   Call(const OpDef &op, const char *const *keys, const char *const *values, int32_t n)
-      : op(&op), params(op, keys, values, n) {}
+      : op(&op), params_holder(std::make_shared<Params>(op, keys, values, n)) {}
   const OpDef *op;
-  Params params;
+  std::shared_ptr<const Params> params_holder;  // shared with autograd's record
+  const Params &params() const { return *params_holder; }
   OpContext ctx;
   BlockPtr temp;
   SmallVec<NDArray, 3> arrays;  // inputs, then outputs
@@ -42,16 +45,18 @@ struct Call {
 void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
             const char *const *keys, const char *const *values, int32_t num_params) {
   auto call = std::make_shared<Call>(op, keys, values, num_params);
-  Params *params = &call->params;
+  const Params *params = call->params_holder.get();
   const size_t nin = inputs.size();
   if (op.variadic) {
     LOOM_CHECK(nin >= 1, LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects at least one input (",
                op.inputs[0], "), got none");
-  } else if (nin != op.inputs.size()) {
+  } else if (static_cast<int>(nin) != op.input_count(*params)) {
+    size_t want = static_cast<size_t>(op.input_count(*params));
     std::string names;
-    for (auto &n : op.inputs) names += (names.empty() ? "" : ", ") + n;
-    fail(LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects ", op.inputs.size(), " input",
-         op.inputs.size() == 1 ? "" : "s", names.empty() ? "" : " (" + names + ")", ", got ", nin);
+    for (size_t i = 0; i < want && i < op.inputs.size(); ++i)
+      names += (names.empty() ? "" : ", ") + op.inputs[i];
+    fail(LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects ", want, " input", want == 1 ? "" : "s",
+         names.empty() ? "" : " (" + names + ")", ", got ", nin);
   }
   int nout = op.output_count(*params);
   LOOM_CHECK(static_cast<int>(outputs.size()) == nout, LOOM_ERR_INVALID_ARGUMENT, op.name,
@@ -118,6 +123,9 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
 
   OpContext *opctx = &call->ctx;
   opctx->ctx = ctx;
+  opctx->is_train = autograd::is_training();
+  if (autograd::is_recording())
+    autograd::record(op, call->params_holder, inputs, outs, outputs);
   if (op.temp_bytes) {
     size_t bytes = op.temp_bytes(*params, in_shapes);
     if (bytes) {
@@ -145,7 +153,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
         BlobList in(call->nin), out(a.size() - call->nin);
         for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].blob();
         for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
-        call->op->compute(call->ctx, call->params, in, out);
+        call->op->compute(call->ctx, call->params(), in, out);
       },
       ctx, std::move(reads), std::move(writes), po);
   outputs = std::move(outs);

@@ -33,6 +33,8 @@ struct Chunk {
   Context ctx;
 };
 
+struct AGInfo;  // autograd: how this array was produced (imperative/autograd.h)
+
 class NDArray {
  public:
   NDArray() = default;
@@ -51,6 +53,15 @@ class NDArray {
   const std::shared_ptr<Chunk> &chunk() const { return chunk_; }
   bool same_memory(const NDArray &o) const { return chunk_ == o.chunk_; }
 
+  // Autograd record of this array (null when not recorded and not a variable).
+  const std::shared_ptr<AGInfo> &ag() const { return ag_; }
+  void set_ag(std::shared_ptr<AGInfo> ag) { ag_ = std::move(ag); }
+  NDArray detached() const {
+    NDArray r = *this;
+    r.ag_.reset();
+    return r;
+  }
+
   NDArray reshape(const Shape &shape) const;
   NDArray slice(int64_t begin, int64_t end) const;
   NDArray at(int64_t index) const;
@@ -67,6 +78,7 @@ class NDArray {
   Shape shape_;
   int32_t dtype_ = kFloat32;
   size_t offset_ = 0;  // bytes into the chunk
+  std::shared_ptr<AGInfo> ag_;
 };
 
 // Throws the stored failure as a loom::Error.

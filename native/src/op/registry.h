@@ -44,6 +44,10 @@ struct ParamValue {
 
 struct OpDef;
 
+// How a backward kernel stores an input's gradient.
+enum GradReq : int32_t { kNullOp = 0, kWriteTo = 1, kAddTo = 2 };
+using ReqList = SmallVec<int32_t, 4>;
+
 // Parameters of one call, parsed and checked against the op's schema.
 class Params {
  public:
@@ -67,6 +71,7 @@ class Params {
 // What a kernel receives besides its arrays.
 struct OpContext {
   Context ctx;
+  bool is_train = false;  // training mode (autograd's train/predict switch)
   void *temp = nullptr;  // temp space, when the op declared it
   size_t temp_bytes = 0;
   uint64_t rng_key = 0;  // random stream, for random ops
@@ -79,6 +84,12 @@ using InferFn = std::function<void(const Params &, const ShapeList &in_shapes,
                                    DTypeList &out_dtypes)>;
 using ComputeFn = std::function<void(const OpContext &, const Params &,
                                      const BlobList &in, const BlobList &out)>;
+// Gradients of the inputs from the inputs, the outputs and the outputs'
+// gradients. `req[i]` says whether in_grad[i] is wanted (and if so written or
+// added to); kernels must honour kNullOp and may be given kWriteTo only.
+using BackwardFn = std::function<void(const OpContext &, const Params &, const BlobList &in,
+                                      const BlobList &out, const BlobList &out_grad,
+                                      const BlobList &in_grad, const ReqList &req)>;
 
 struct OpDef {
   std::string name;
@@ -87,6 +98,8 @@ struct OpDef {
   bool variadic = false;  // any number (>= 1) of inputs named inputs[0]
   std::vector<std::string> outputs{"out"};
   std::function<int(const Params &)> num_outputs;  // when it depends on parameters
+  std::function<int(const Params &)> num_inputs;   // when it depends on parameters (e.g. no_bias)
+  BackwardFn backward;                             // empty: the op has no gradient
   std::vector<ParamDef> params;
   InferFn infer;
   ComputeFn compute;
@@ -118,6 +131,10 @@ struct OpDef {
   OpDef &set_infer(InferFn f) { infer = std::move(f); return *this; }
   OpDef &set_compute(ComputeFn f) { compute = std::move(f); return *this; }
   OpDef &set_inplace(std::vector<std::pair<int, int>> v) { inplace = std::move(v); return *this; }
+  OpDef &set_backward(BackwardFn f) { backward = std::move(f); return *this; }
+  int input_count(const Params &p) const {
+    return num_inputs ? num_inputs(p) : static_cast<int>(inputs.size());
+  }
 
  private:
   mutable std::once_flag describe_once_;

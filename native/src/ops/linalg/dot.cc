@@ -1,43 +1,15 @@
 // Dense products: dot and batch_dot. float32/float64 go to OpenBLAS gemm;
 // integer types use a plain triple loop.
-#include <cblas.h>
-
 #include "ops/common.h"
+#include "ops/linalg/gemm.h"
 
 namespace loom {
 namespace {
 
+// C (m x n) = op(A) (m x k) * op(B) (k x n), all row-major and dense.
 template <typename T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *a, const T *b, T *c) {
-  // C (m x n) = op(A) (m x k) * op(B) (k x n), all row-major.
-  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    std::fill(c, c + m * n, T(0));
-    return;
-  }
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c,
-                static_cast<int>(n));
-  } else if constexpr (std::is_same_v<T, double>) {
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c,
-                static_cast<int>(n));
-  } else {
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        int64_t acc = 0;
-        for (int64_t p = 0; p < k; ++p) {
-          T av = ta ? a[p * lda + i] : a[i * lda + p];
-          T bv = tb ? b[j * ldb + p] : b[p * ldb + j];
-          acc += static_cast<int64_t>(av) * static_cast<int64_t>(bv);
-        }
-        c[i * n + j] = static_cast<T>(acc);
-      }
-  }
+void dense_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *a, const T *b, T *c) {
+  ::loom::gemm<T>(ta, tb, m, n, k, 1.0, a, ta ? m : k, b, tb ? k : n, 0.0, c, n);
 }
 
 // dot: lhs (..., k) x rhs (k, ...) -> lhs[:-1] + rhs[1:]. Transposes apply to
@@ -98,7 +70,7 @@ const int kRegistered = [] {
                       const BlobList &out) {
         DotDims d = dot_dims(p, in[0].shape, in[1].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T,
-                          gemm<T>(p.b("transpose_a"), p.b("transpose_b"), d.m, d.n, d.k,
+                          dense_gemm<T>(p.b("transpose_a"), p.b("transpose_b"), d.m, d.n, d.k,
                                   in[0].ptr<T>(), in[1].ptr<T>(), out[0].ptr<T>()));
       });
 
@@ -132,7 +104,7 @@ const int kRegistered = [] {
         int64_t B = o.d[0], m = o.d[1], n = o.d[2], k = ta ? a.d[1] : a.d[2];
         LOOM_DTYPE_SWITCH(in[0].dtype, T, {
           for (int64_t i = 0; i < B; ++i)
-            gemm<T>(ta, tb, m, n, k, in[0].ptr<T>() + i * m * k, in[1].ptr<T>() + i * k * n,
+            dense_gemm<T>(ta, tb, m, n, k, in[0].ptr<T>() + i * m * k, in[1].ptr<T>() + i * k * n,
                     out[0].ptr<T>() + i * m * n);
         });
       });

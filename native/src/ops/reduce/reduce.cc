@@ -151,6 +151,26 @@ void register_reduce(const char *name, Red r, const char *doc) {
         auto axes = reduce_axes(p, in[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, reduce_kernel<T>(r, in[0], out[0], axes));
       });
+  if (r != Red::Sum && r != Red::Mean) return;
+  // The output gradient broadcasts back over the reduced axes (divided by the
+  // count for mean).
+  Registry::get().add(name).set_backward([r](const OpContext &, const Params &p,
+                                             const BlobList &in, const BlobList &,
+                                             const BlobList &og, const BlobList &ig,
+                                             const ReqList &req) {
+    if (!req[0]) return;
+    auto axes = reduce_axes(p, in[0].shape);
+    Shape kept = reduced_shape(in[0].shape, axes, true);
+    int64_t count = 1;
+    for (int a : axes) count *= in[0].shape.d[a];
+    double scale = r == Red::Mean && count ? 1.0 / double(count) : 1.0;
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      BroadcastIndexer ix(kept, in[0].shape);
+      const T *g = og[0].ptr<T>();
+      T *d = ig[0].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) { d[i] = static_cast<T>(double(g[ix(i)]) * scale); });
+    });
+  });
 }
 
 template <typename T>

@@ -1,0 +1,43 @@
+// Imperative autograd: while recording, every differentiable op invoked
+// through the imperative path leaves a node on its outputs; backward walks
+// those nodes from the heads in reverse topological order and pushes each
+// op's backward kernel to the engine.
+#pragma once
+
+#include <memory>
+
+#include "imperative/imperative.h"
+
+namespace loom {
+
+struct AGNode {
+  const OpDef *op = nullptr;
+  std::shared_ptr<const Params> params;
+  bool is_train = false;
+  ArrayList inputs;   // keep their own AGInfo: the edges of the graph
+  ArrayList outputs;  // detached copies (no AGInfo), so a node never owns itself
+};
+
+struct AGInfo {
+  std::shared_ptr<AGNode> node;  // producer; null for a variable
+  int index = 0;                 // which output of the producer
+  // Variables (marked with mark_variables):
+  bool is_variable = false;
+  NDArray grad;
+  int32_t grad_req = kWriteTo;
+};
+
+namespace autograd {
+bool is_recording();
+bool set_recording(bool on);  // returns the previous state (per thread)
+bool is_training();
+bool set_training(bool on);
+// Called by invoke for every pushed op while recording.
+void record(const OpDef &op, const std::shared_ptr<const Params> &params, const ArrayList &inputs,
+            ArrayList &outputs, const ArrayList &given_outputs);
+void mark_variable(NDArray &array, const NDArray &grad, int32_t grad_req);
+// heads[i] gets head_grads[i] (or ones when that slot is empty).
+void backward(const ArrayList &heads, const ArrayList &head_grads);
+}  // namespace autograd
+
+}  // namespace loom

@@ -1,0 +1,218 @@
+// Gradients of elementwise, reduction, product and shape operators, attached
+// to the ops registered in their own files. Broadcast inputs receive the
+// output gradient summed over the broadcast axes (in a fixed order).
+#include "ops/common.h"
+#include "ops/linalg/gemm.h"
+
+namespace loom {
+namespace {
+
+// dst (shape of the input) = sum of src (shape of the output) over broadcast axes.
+template <typename T>
+void reduce_to(const TBlob &src, const TBlob &dst, double scale = 1.0) {
+  std::vector<double> acc(static_cast<size_t>(dst.size()), 0.0);
+  BroadcastIndexer ix(dst.shape, src.shape);
+  const T *g = src.ptr<T>();
+  for (int64_t i = 0; i < src.size(); ++i) acc[ix(i)] += double(g[i]);
+  T *d = dst.ptr<T>();
+  for (int64_t i = 0; i < dst.size(); ++i) d[i] = static_cast<T>(acc[i] * scale);
+}
+
+// dst = f(i) reduced to dst's shape, where f is evaluated over the output.
+template <typename T, typename F>
+void reduce_fn_to(const TBlob &dst, const Shape &out_shape, F &&f) {
+  std::vector<double> acc(static_cast<size_t>(dst.size()), 0.0);
+  BroadcastIndexer ix(dst.shape, out_shape);
+  int64_t n = out_shape.size();
+  for (int64_t i = 0; i < n; ++i) acc[ix(i)] += f(i);
+  T *d = dst.ptr<T>();
+  for (int64_t i = 0; i < dst.size(); ++i) d[i] = static_cast<T>(acc[i]);
+}
+
+void set_binary_grad(const char *name) {
+  std::string op = name;
+  Registry::get().add(name).set_backward([op](const OpContext &, const Params &,
+                                              const BlobList &in, const BlobList &,
+                                              const BlobList &og, const BlobList &ig,
+                                              const ReqList &req) {
+    LOOM_FLOAT_SWITCH(og[0].dtype, T, {
+      const Shape &os = og[0].shape;
+      BroadcastIndexer il(in[0].shape, os), ir(in[1].shape, os);
+      const T *a = in[0].ptr<T>();
+      const T *b = in[1].ptr<T>();
+      const T *g = og[0].ptr<T>();
+      for (int side = 0; side < 2; ++side) {
+        if (!req[side]) continue;
+        reduce_fn_to<T>(ig[side], os, [&](int64_t i) -> double {
+          double x = a[il(i)], y = b[ir(i)], gy = g[i];
+          if (op == "add") return gy;
+          if (op == "subtract") return side == 0 ? gy : -gy;
+          if (op == "multiply") return side == 0 ? gy * y : gy * x;
+          /* divide */ return side == 0 ? gy / y : -gy * x / (y * y);
+        });
+      }
+    });
+  });
+}
+
+// Unary gradients from the input x, output y and incoming gradient g.
+struct UnaryGrad {
+  const char *name;
+  double (*f)(double x, double y, double g);
+};
+const UnaryGrad kUnaryGrads[] = {
+    {"negative", [](double, double, double g) { return -g; }},
+    {"abs", [](double x, double, double g) { return x > 0 ? g : (x < 0 ? -g : 0.0); }},
+    {"exp", [](double, double y, double g) { return g * y; }},
+    {"log", [](double x, double, double g) { return g / x; }},
+    {"sqrt", [](double, double y, double g) { return g / (2 * y); }},
+    {"square", [](double x, double, double g) { return 2 * x * g; }},
+    {"relu", [](double x, double, double g) { return x > 0 ? g : 0.0; }},
+    {"sigmoid", [](double, double y, double g) { return g * y * (1 - y); }},
+    {"tanh", [](double, double y, double g) { return g * (1 - y * y); }},
+    {"copy", [](double, double, double g) { return g; }},
+    {"reshape", [](double, double, double g) { return g; }},
+};
+
+struct ScalarGrad {
+  const char *name;
+  double (*f)(double x, double s, double g);
+};
+const ScalarGrad kScalarGrads[] = {
+    {"add_scalar", [](double, double, double g) { return g; }},
+    {"subtract_scalar", [](double, double, double g) { return g; }},
+    {"rsubtract_scalar", [](double, double, double g) { return -g; }},
+    {"multiply_scalar", [](double, double s, double g) { return g * s; }},
+    {"divide_scalar", [](double, double s, double g) { return g / s; }},
+    {"power_scalar", [](double x, double s, double g) { return g * s * std::pow(x, s - 1); }},
+};
+
+const int kRegistered = [] {
+  auto &reg = Registry::get();
+  for (const char *b : {"add", "subtract", "multiply", "divide"}) set_binary_grad(b);
+
+  for (const UnaryGrad &u : kUnaryGrads) {
+    auto f = u.f;
+    reg.add(u.name).set_backward([f](const OpContext &, const Params &, const BlobList &in,
+                                     const BlobList &out, const BlobList &og, const BlobList &ig,
+                                     const ReqList &req) {
+      if (!req[0]) return;
+      LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+        const T *x = in[0].ptr<T>();
+        const T *y = out[0].ptr<T>();
+        const T *g = og[0].ptr<T>();
+        T *d = ig[0].ptr<T>();
+        parallel_for(in[0].size(), [&](int64_t i) { d[i] = static_cast<T>(f(x[i], y[i], g[i])); });
+      });
+    });
+  }
+  for (const ScalarGrad &u : kScalarGrads) {
+    auto f = u.f;
+    reg.add(u.name).set_backward([f](const OpContext &, const Params &p, const BlobList &in,
+                                     const BlobList &, const BlobList &og, const BlobList &ig,
+                                     const ReqList &req) {
+      if (!req[0]) return;
+      double s = p.f("scalar");
+      LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+        const T *x = in[0].ptr<T>();
+        const T *g = og[0].ptr<T>();
+        T *d = ig[0].ptr<T>();
+        parallel_for(in[0].size(), [&](int64_t i) { d[i] = static_cast<T>(f(x[i], s, g[i])); });
+      });
+    });
+  }
+
+  // dot (2-D operands): dA = dC . op(B)^T, dB = op(A)^T . dC, respecting transposes.
+  reg.add("dot").set_backward([](const OpContext &, const Params &p, const BlobList &in,
+                                 const BlobList &, const BlobList &og, const BlobList &ig,
+                                 const ReqList &req) {
+    bool ta = p.b("transpose_a"), tb = p.b("transpose_b");
+    const Shape &as = in[0].shape, &bs = in[1].shape;
+    LOOM_CHECK(as.ndim == 2 && bs.ndim == 2, LOOM_ERR_SHAPE,
+               "dot: gradients are implemented for 2-D operands; got ", as.str(), " and ",
+               bs.str());
+    int64_t m = ta ? as.d[1] : as.d[0], k = ta ? as.d[0] : as.d[1], n = tb ? bs.d[0] : bs.d[1];
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *a = in[0].ptr<T>();
+      const T *b = in[1].ptr<T>();
+      const T *g = og[0].ptr<T>();
+      if (req[0]) {
+        if (!ta)  // dA (m,k) = G (m,n) . op(B)^T
+          gemm<T>(false, !tb, m, k, n, 1.0, g, n, b, tb ? k : n, 0.0, ig[0].ptr<T>(), k);
+        else  // A stored (k,m): dA = op(B) . G^T
+          gemm<T>(tb, true, k, m, n, 1.0, b, tb ? k : n, g, n, 0.0, ig[0].ptr<T>(), m);
+      }
+      if (req[1]) {
+        if (!tb)  // dB (k,n) = op(A)^T . G
+          gemm<T>(!ta, false, k, n, m, 1.0, a, ta ? m : k, g, n, 0.0, ig[1].ptr<T>(), n);
+        else  // B stored (n,k): dB = G^T . op(A)
+          gemm<T>(true, ta, n, k, m, 1.0, g, n, a, ta ? m : k, 0.0, ig[1].ptr<T>(), k);
+      }
+    });
+  });
+
+  // softmax / log_softmax along an axis.
+  for (const char *name : {"softmax", "log_softmax"}) {
+    bool lg = std::string(name) == "log_softmax";
+    reg.add(name).set_backward([lg](const OpContext &, const Params &p, const BlobList &in,
+                                    const BlobList &out, const BlobList &og, const BlobList &ig,
+                                    const ReqList &req) {
+      if (!req[0]) return;
+      int ax = normalize_axis(p.i("axis"), in[0].shape.ndim, p.op().name);
+      int64_t outer, mid, inner;
+      split_axes(in[0].shape, ax, ax + 1, &outer, &mid, &inner);
+      double t = p.f("temperature");
+      LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+        const T *y = out[0].ptr<T>();
+        const T *g = og[0].ptr<T>();
+        T *d = ig[0].ptr<T>();
+        for (int64_t o = 0; o < outer; ++o)
+          for (int64_t j = 0; j < inner; ++j) {
+            double s = 0;
+            for (int64_t c = 0; c < mid; ++c) {
+              int64_t at = (o * mid + c) * inner + j;
+              s += lg ? double(g[at]) : double(g[at]) * double(y[at]);
+            }
+            for (int64_t c = 0; c < mid; ++c) {
+              int64_t at = (o * mid + c) * inner + j;
+              double v = lg ? double(g[at]) - std::exp(double(y[at])) * s
+                            : double(y[at]) * (double(g[at]) - s);
+              d[at] = static_cast<T>(v / t);
+            }
+          }
+      });
+    });
+  }
+
+  // transpose: the gradient is transposed back.
+  reg.add("transpose").set_backward([](const OpContext &, const Params &p, const BlobList &in,
+                                       const BlobList &, const BlobList &og, const BlobList &ig,
+                                       const ReqList &req) {
+    if (!req[0]) return;
+    const Shape &is = in[0].shape;
+    std::vector<int> axes;
+    if (p.tuple("axes").empty())
+      for (int i = is.ndim - 1; i >= 0; --i) axes.push_back(i);
+    else
+      for (int64_t a : p.tuple("axes")) axes.push_back(normalize_axis(a, is.ndim, "transpose"));
+    std::vector<int64_t> istride(is.ndim, 1);
+    for (int i = is.ndim - 2; i >= 0; --i) istride[i] = istride[i + 1] * is.d[i + 1];
+    const Shape &os = og[0].shape;
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *g = og[0].ptr<T>();
+      T *d = ig[0].ptr<T>();
+      for (int64_t flat = 0; flat < og[0].size(); ++flat) {
+        int64_t src = 0, f = flat;
+        for (int i = os.ndim - 1; i >= 0; --i) {
+          src += (f % os.d[i]) * istride[axes[i]];
+          f /= os.d[i];
+        }
+        d[src] = g[flat];
+      }
+    });
+  });
+  return 0;
+}();
+
+}  // namespace
+}  // namespace loom

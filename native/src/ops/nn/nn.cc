@@ -1,0 +1,302 @@
+// Neural-network layers with their gradients: FullyConnected, Activation,
+// SoftmaxOutput, Flatten (MXNet's definitions and parameter names).
+#include "ops/common.h"
+#include "ops/linalg/gemm.h"
+
+namespace loom {
+namespace {
+
+// ---------------------------------------------------------------- FullyConnected
+// out (N, H) = data (N, K) . weight (H, K)^T + bias (H); data is flattened to
+// 2-D when flatten=true, else only its last axis is the feature axis.
+void fc_dims(const Params &p, const Shape &data, int64_t *n, int64_t *k) {
+  if (p.b("flatten")) {
+    *n = data.ndim ? data.d[0] : 1;
+    *k = *n ? data.size() / *n : 1;
+    if (data.ndim) {
+      *k = 1;
+      for (int i = 1; i < data.ndim; ++i) *k *= data.d[i];
+    }
+  } else {
+    *k = data.ndim ? data.d[data.ndim - 1] : 1;
+    *n = 1;
+    for (int i = 0; i + 1 < data.ndim; ++i) *n *= data.d[i];
+  }
+}
+
+const int kFullyConnected = [] {
+  OpDef &d = Registry::get().add("FullyConnected");
+  d.set_doc("Fully connected layer: out = data . weight^T + bias. With flatten (default) data "
+            "(N, ...) is flattened to (N, K); weight is (num_hidden, K), bias (num_hidden,).")
+      .set_inputs({"data", "weight", "bias"})
+      .required("num_hidden", ParamType::Int, "Number of output units.")
+      .param("no_bias", ParamType::Bool, "false", "Leave out the bias input.")
+      .param("flatten", ParamType::Bool, "true",
+             "Flatten data to 2-D; otherwise apply to the last axis only.");
+  d.float_only = true;
+  d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    odt[0] = same_dtype(p, dt);
+    int64_t h = p.i("num_hidden");
+    LOOM_CHECK(h > 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": num_hidden must be > 0, got ", h);
+    const Shape &x = in[0];
+    if (x.ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + x.str());
+    int64_t n, k;
+    fc_dims(p, x, &n, &k);
+    if (in[1] != Shape{h, k})
+      shape_fail(p, "weight has shape " + in[1].str() + ", expected " + Shape{h, k}.str() +
+                        " for data " + x.str() + " and num_hidden=" + std::to_string(h));
+    if (in.size() > 2 && in[2] != Shape{h})
+      shape_fail(p, "bias has shape " + in[2].str() + ", expected " + Shape{h}.str());
+    Shape o;
+    if (p.b("flatten")) {
+      o = Shape{x.d[0], h};
+    } else {
+      o = x;
+      o.d[o.ndim - 1] = h;
+    }
+    out[0] = o;
+  });
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    int64_t n, k, h = p.i("num_hidden");
+    fc_dims(p, in[0].shape, &n, &k);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      T *o = out[0].ptr<T>();
+      double beta = 0;
+      if (in.size() > 2) {
+        const T *b = in[2].ptr<T>();
+        for (int64_t i = 0; i < n; ++i) std::copy(b, b + h, o + i * h);
+        beta = 1;
+      }
+      gemm<T>(false, true, n, h, k, 1.0, in[0].ptr<T>(), k, in[1].ptr<T>(), k, beta, o, h);
+    });
+  });
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    int64_t n, k, h = p.i("num_hidden");
+    fc_dims(p, in[0].shape, &n, &k);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *dy = og[0].ptr<T>();
+      if (req[0]) gemm<T>(false, false, n, k, h, 1.0, dy, h, in[1].ptr<T>(), k, 0.0, ig[0].ptr<T>(), k);
+      if (req[1]) gemm<T>(true, false, h, k, n, 1.0, dy, h, in[0].ptr<T>(), k, 0.0, ig[1].ptr<T>(), k);
+      if (in.size() > 2 && req[2]) {
+        T *db = ig[2].ptr<T>();
+        for (int64_t j = 0; j < h; ++j) {
+          double s = 0;
+          for (int64_t i = 0; i < n; ++i) s += dy[i * h + j];
+          db[j] = static_cast<T>(s);
+        }
+      }
+    });
+  });
+  return 0;
+}();
+
+// ---------------------------------------------------------------- Activation
+enum class Act { Relu, Sigmoid, Tanh, SoftRelu, SoftSign };
+Act act_of(const Params &p) {
+  const std::string &a = p.s("act_type");
+  if (a == "relu") return Act::Relu;
+  if (a == "sigmoid") return Act::Sigmoid;
+  if (a == "tanh") return Act::Tanh;
+  if (a == "softrelu") return Act::SoftRelu;
+  return Act::SoftSign;
+}
+
+const int kActivation = [] {
+  OpDef &d = Registry::get().add("Activation");
+  d.set_doc("Elementwise activation: relu max(x,0), sigmoid 1/(1+e^-x), tanh, softrelu "
+            "log(1+e^x), softsign x/(1+|x|).")
+      .set_inputs({"data"})
+      .param("act_type", ParamType::Enum, "relu", "Activation function.",
+             {"relu", "sigmoid", "tanh", "softrelu", "softsign"})
+      .set_inplace({{0, 0}});
+  d.float_only = true;
+  d.set_infer([](const Params &, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    out[0] = in[0];
+    odt[0] = dt[0];
+  });
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    Act a = act_of(p);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) {
+        double v = x[i], r;
+        switch (a) {
+          case Act::Relu: r = v > 0 ? v : 0; break;
+          case Act::Sigmoid: r = 1 / (1 + std::exp(-v)); break;
+          case Act::Tanh: r = std::tanh(v); break;
+          case Act::SoftRelu: r = v > 20 ? v : std::log1p(std::exp(v)); break;
+          default: r = v / (1 + std::fabs(v)); break;
+        }
+        y[i] = static_cast<T>(r);
+      });
+    });
+  });
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    Act a = act_of(p);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      const T *y = out[0].ptr<T>();
+      const T *dy = og[0].ptr<T>();
+      T *dx = ig[0].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) {
+        double g;
+        switch (a) {
+          case Act::Relu: g = x[i] > 0 ? 1 : 0; break;
+          case Act::Sigmoid: g = double(y[i]) * (1 - double(y[i])); break;
+          case Act::Tanh: g = 1 - double(y[i]) * double(y[i]); break;
+          case Act::SoftRelu: g = 1 / (1 + std::exp(-double(x[i]))); break;
+          default: {
+            double t = 1 + std::fabs(double(x[i]));
+            g = 1 / (t * t);
+          }
+        }
+        dx[i] = static_cast<T>(g * double(dy[i]));
+      });
+    });
+  });
+  return 0;
+}();
+
+// ---------------------------------------------------------------- SoftmaxOutput
+// Forward: softmax over the last axis (or axis 1 with multi_output). Backward
+// ignores the incoming gradient (it is a loss layer): d data = (p - onehot(label))
+// * grad_scale / norm, where norm is 1, the batch size, or the count of labels
+// that are not ignore_label (normalization null / batch / valid).
+struct SoftmaxDims {
+  int64_t outer, k, inner;
+};
+SoftmaxDims sm_dims(const Params &p, const Shape &s) {
+  SoftmaxDims d{1, 1, 1};
+  if (p.b("multi_output")) {
+    split_axes(s, 1, 2, &d.outer, &d.k, &d.inner);
+  } else {
+    d.k = s.ndim ? s.d[s.ndim - 1] : 1;
+    d.outer = d.k ? s.size() / d.k : 0;
+  }
+  return d;
+}
+
+const int kSoftmaxOutput = [] {
+  OpDef &d = Registry::get().add("SoftmaxOutput");
+  d.set_doc("Softmax with a cross-entropy gradient: the output is softmax(data); the backward "
+            "pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming "
+            "gradient.")
+      .set_inputs({"data", "label"})
+      .param("grad_scale", ParamType::Float, "1.0", "Scales the gradient.")
+      .param("ignore_label", ParamType::Float, "-1.0", "Label whose gradient is zero (use_ignore).")
+      .param("use_ignore", ParamType::Bool, "false", "Skip samples labelled ignore_label.")
+      .param("multi_output", ParamType::Bool, "false",
+             "Softmax over axis 1 of (N, C, ...) with labels (N, ...).")
+      .param("normalization", ParamType::Enum, "null", "Divide the gradient by this count.",
+             {"null", "batch", "valid"});
+  d.float_only = true;
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    const Shape &x = in[0], &l = in[1];
+    if (x.ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + x.str());
+    Shape want;
+    if (p.b("multi_output")) {
+      if (x.ndim < 2) shape_fail(p, "multi_output needs data (N, C, ...), got " + x.str());
+      want.push_back(x.d[0]);
+      for (int i = 2; i < x.ndim; ++i) want.push_back(x.d[i]);
+    } else {
+      for (int i = 0; i + 1 < x.ndim; ++i) want.push_back(x.d[i]);
+    }
+    if (l != want && !(l.size() == want.size() && l.ndim == 2 && l.d[1] == 1))
+      shape_fail(p, "label has shape " + l.str() + ", expected " + want.str() + " for data " +
+                        x.str());
+    out[0] = x;
+    odt[0] = dt[0];
+  });
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    SoftmaxDims s = sm_dims(p, in[0].shape);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      parallel_for(s.outer * s.inner, [&](int64_t idx) {
+        int64_t o = idx / s.inner, j = idx % s.inner;
+        const T *xr = x + o * s.k * s.inner + j;
+        T *yr = y + o * s.k * s.inner + j;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
+        for (int64_t c = 0; c < s.k; ++c) sum += std::exp(double(xr[c * s.inner]) - mx);
+        for (int64_t c = 0; c < s.k; ++c)
+          yr[c * s.inner] = static_cast<T>(std::exp(double(xr[c * s.inner]) - mx) / sum);
+      }, 1 << 10);
+    });
+  });
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
+                    const BlobList &, const BlobList &ig, const ReqList &req) {
+    SoftmaxDims s = sm_dims(p, in[0].shape);
+    bool use_ignore = p.b("use_ignore");
+    double ignore = p.f("ignore_label"), scale = p.f("grad_scale");
+    const std::string &norm = p.s("normalization");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *y = out[0].ptr<T>();
+      const T *lab = in[1].ptr<T>();
+      int64_t samples = s.outer * s.inner, valid = 0;
+      for (int64_t i = 0; i < samples; ++i) {
+        double l = lab[i];
+        if (use_ignore && l == ignore) continue;
+        LOOM_CHECK(l >= 0 && l < s.k && l == std::floor(l), LOOM_ERR_INVALID_ARGUMENT,
+                   "SoftmaxOutput: label ", l, " at position ", i, " is outside [0, ", s.k, ")");
+        ++valid;
+      }
+      double div = norm == "batch" ? double(s.outer) : norm == "valid" ? double(std::max<int64_t>(valid, 1)) : 1.0;
+      if (req[0]) {
+        T *dx = ig[0].ptr<T>();
+        for (int64_t idx = 0; idx < samples; ++idx) {
+          int64_t o = idx / s.inner, j = idx % s.inner;
+          double l = lab[idx];
+          bool skip = use_ignore && l == ignore;
+          for (int64_t c = 0; c < s.k; ++c) {
+            int64_t at = (o * s.k + c) * s.inner + j;
+            double g = skip ? 0.0 : (double(y[at]) - (c == int64_t(l) ? 1.0 : 0.0)) * scale / div;
+            dx[at] = static_cast<T>(g);
+          }
+        }
+      }
+      if (req[1]) std::fill(ig[1].ptr<T>(), ig[1].ptr<T>() + ig[1].size(), T(0));
+    });
+  });
+  return 0;
+}();
+
+// ---------------------------------------------------------------- Flatten
+const int kFlatten = [] {
+  OpDef &d = Registry::get().add("Flatten");
+  d.set_doc("Collapses all axes after the first: (N, d1, d2, ...) -> (N, d1*d2*...).")
+      .set_inputs({"data"})
+      .set_inplace({{0, 0}});
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    const Shape &x = in[0];
+    if (x.ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + x.str());
+    int64_t rest = 1;
+    for (int i = 1; i < x.ndim; ++i) rest *= x.d[i];
+    out[0] = Shape{x.d[0], rest};
+    odt[0] = dt[0];
+  });
+  auto copy = [](const TBlob &src, const TBlob &dst) {
+    size_t n = static_cast<size_t>(src.size()) * dtype_size(src.dtype);
+    if (n && src.dptr != dst.dptr) std::memcpy(dst.dptr, src.dptr, n);
+  };
+  d.set_compute([copy](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    copy(in[0], out[0]);
+  });
+  d.set_backward([copy](const OpContext &, const Params &, const BlobList &, const BlobList &,
+                        const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (req[0]) copy(og[0], ig[0]);
+  });
+  return 0;
+}();
+
+}  // namespace
+}  // namespace loom
