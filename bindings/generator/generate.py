@@ -161,9 +161,10 @@ def generate_abi(header, out_dir):
              "using System;",
              "using System.Runtime.InteropServices;",
              "",
-             "namespace Loom.Interop;",
+             "namespace Loom",
+             "{",
              ""]
-    # Enumerations from macro families.
+    # Enumerations from macro families (in Loom itself: users name them every day).
     families = [("LoomStatus", "LOOM_", r"LOOM_(OK|ERR_\w+)$", lambda n: pascal(n.replace("LOOM_ERR_", "").lower()) if n != "LOOM_OK" else "Ok"),
                 ("DType", "LOOM_DTYPE_", r"LOOM_DTYPE_\w+$", lambda n: pascal(n[len("LOOM_DTYPE_"):].lower())),
                 ("DeviceType", "LOOM_DEVICE_", r"LOOM_DEVICE_\w+$", lambda n: pascal(n[len("LOOM_DEVICE_"):].lower()))]
@@ -177,6 +178,11 @@ def generate_abi(header, out_dir):
             lines.append("    %s = %d," % (m, v))
         lines.append("}")
         lines.append("")
+    lines.append("}")
+    lines.append("")
+    lines.append("namespace Loom.Interop")
+    lines.append("{")
+    lines.append("")
     lines.append("/// <summary>Integer constants of loom.h.</summary>")
     lines.append("public static class LoomConstants")
     lines.append("{")
@@ -238,6 +244,8 @@ def generate_abi(header, out_dir):
         lines.append("    public static partial %s %s(%s);" % (ret, f.spelling, ", ".join(params)))
         lines.append("")
     lines.append("}")
+    lines.append("")
+    lines.append("}")
     path = os.path.join(out_dir, "LoomNative.g.cs")
     write(path, "\n".join(lines) + "\n")
 
@@ -297,7 +305,7 @@ def generate_ops(lib_path, out_dir):
         for p in optional:
             sig.append("%s %s = null" % (CS_PARAM[p["type"]], safe_ident(camel(p["name"]))))
         multi = len(op["outputs"]) > 1
-        sig.append("NDArray? @out = null")
+        sig.append("NDArray[]? @out = null" if multi else "NDArray? @out = null")
         lines.append("    /// <summary>%s</summary>" % xml_escape(op["doc"]))
         for inp in op["inputs"]:
             lines.append("    /// <param name=\"%s\">Input '%s'%s.</param>" % (camel(inp), inp, " (one or more)" if op["variadic"] else ""))
@@ -305,7 +313,10 @@ def generate_ops(lib_path, out_dir):
             default = "" if p["required"] else " Default: %s." % (p["default"] or "none")
             choices = " One of: %s." % ", ".join(p["choices"]) if p["choices"] else ""
             lines.append("    /// <param name=\"%s\">%s%s%s</param>" % (camel(p["name"]), xml_escape(p["doc"]), choices, xml_escape(default)))
-        lines.append("    /// <param name=\"out\">Write the result into this array instead of a new one.</param>")
+        if multi:
+            lines.append("    /// <param name=\"out\">Write the results into these arrays (%s) instead of new ones.</param>" % ", ".join(op["outputs"]))
+        else:
+            lines.append("    /// <param name=\"out\">Write the result into this array instead of a new one.</param>")
         lines.append("    /// <returns>The result (the op '%s').</returns>" % name)
         lines.append("    public static %s %s(%s)" % ("NDArray[]" if multi else "NDArray", method, ", ".join(sig)))
         lines.append("    {")

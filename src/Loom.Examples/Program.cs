@@ -1,60 +1,173 @@
-// Runnable examples. `dotnet run -- tour` walks through the imperative API.
+// Runnable examples. With no argument: the seed notebook's MNIST MLP.
+//   mnist [epochs]   train 784-128-64-10 (ReLU) with SGD (lr 0.1, momentum 0.9, wd 1e-5), batch 100
+//   tour             a walk through the imperative API
+using System.Diagnostics;
 using Loom;
-using Loom.Interop;
 
-string example = args.Length > 0 ? args[0] : "tour";
+string example = args.Length > 0 ? args[0] : "mnist";
 switch (example)
 {
-    case "tour":
-        Tour();
-        break;
     case "mnist":
-        Console.Error.WriteLine("MNIST training needs the symbolic executor and autograd, which are not built yet.");
-        return 2;
+        return Mnist.TrainMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
+    case "tour":
+        Tour.Run();
+        return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: tour");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], tour");
         return 2;
 }
-return 0;
 
-static void Tour()
+static class Mnist
 {
-    Console.WriteLine($"Loom engine: {Engine.Kind}, {Engine.CpuWorkers} CPU workers, library {NativeLoader.LoadedFrom ?? "(not loaded yet)"}");
-    using var scope = NDArray.Scope();   // everything created below is freed at the end
+    static string DataDir()
+    {
+        var env = Environment.GetEnvironmentVariable("LOOM_DATA_DIR");
+        if (!string.IsNullOrEmpty(env)) return Path.Combine(env, "mnist");
+        for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
+            if (Directory.Exists(Path.Combine(d.FullName, "data", "mnist"))) return Path.Combine(d.FullName, "data", "mnist");
+        return Path.Combine("data", "mnist");
+    }
 
-    // Arrays and arithmetic: every number is computed by the native engine.
-    var x = NDArray.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
-    var y = x * 2.0 + 1.0;
-    Console.WriteLine($"x          = {x}");
-    Console.WriteLine($"x*2+1      = {y}");
-    Console.WriteLine($"row sums   = {x.Sum(1)}");
-    Console.WriteLine($"x . x^T    = {x.Dot(x.T)}");
-    Console.WriteLine($"softmax(x) = {Op.Softmax(x, axis: -1)}");
+    // Images as float32 (N, 784) in [0, 1]; labels as float32 (N).
+    static (NDArray X, NDArray Y) Load(string dir, string prefix)
+    {
+        using var scope = NDArray.Scope();
+        var images = Idx.Read(Path.Combine(dir, $"{prefix}-images-idx3-ubyte"));
+        var labels = Idx.Read(Path.Combine(dir, $"{prefix}-labels-idx1-ubyte"));
+        long n = images.Shape[0];
+        var x = scope.Keep(Op.DivideScalar(images.AsType(DType.Float32), 255.0).Reshape(n, 784));
+        var y = scope.Keep(labels.AsType(DType.Float32));
+        return (x, y);
+    }
 
-    // Broadcasting, comparisons and views that share memory.
-    var bias = NDArray.FromArray(new float[] { 10, 20, 30 });
-    Console.WriteLine($"x + bias   = {x + bias}");
-    Console.WriteLine($"x > 3      = {x > 3.0}");
-    var row = x[1];
-    Console.WriteLine($"x[1]       = {row}");
+    static void Info(string s) => Console.WriteLine("INFO: " + s);
 
-    // Seeded random numbers: identical for every thread count and language.
-    Rand.Seed(42);
-    var w = Rand.Normal(0, 0.01, new long[] { 784, 128 });
-    Console.WriteLine($"w          = NDArray{NDArrayShape(w)} mean {w.Mean().Scalar<float>():F5}");
+    public static int TrainMlp(int epochs)
+    {
+        string dir = DataDir();
+        if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
+        {
+            Console.Error.WriteLine($"MNIST not found in {dir}; fetch it with ./build.sh data");
+            return 1;
+        }
+        var (trainX, trainY) = Load(dir, "train");
+        var (testX, testY) = Load(dir, "t10k");
+        const int batch = 100;
+        var train = new NDArrayIter(trainX, trainY, batch, shuffle: true);
+        var test = new NDArrayIter(testX, testY, batch);
 
-    // Parameters files in MXNet's format.
-    string path = Path.Combine(Path.GetTempPath(), "loom-tour.params");
-    NDArray.Save(path, new Dictionary<string, NDArray> { ["arg:w"] = w, ["arg:b"] = bias });
-    foreach (var (name, arr) in NDArray.Load(path))
-        Console.WriteLine($"loaded {name,-6} {NDArrayShape(arr)}");
+        Info($"Start training on [{Context.Cpu()}]");
+        Info("Initializing parameters...");
+        Rand.Seed(42);
+        long[] sizes = { 784, 128, 64, 10 };
+        var parameters = new List<NDArray>();
+        for (int l = 0; l < 3; l++)
+        {
+            parameters.Add(Op.InitXavier(shape: new[] { sizes[l + 1], sizes[l] }).AttachGrad());
+            parameters.Add(NDArray.Zeros(sizes[l + 1]).AttachGrad());
+        }
+        var opt = new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001);
+        using var accuracy = new Accuracy();
 
-    // Errors are exceptions that say what went wrong.
-    try { _ = x + NDArray.Zeros(4); }
-    catch (LoomException e) { Console.WriteLine($"error ({e.Status}): {e.Message}"); }
+        NDArray Forward(NDArray x, NDArray y)
+        {
+            var h = x;
+            for (int l = 0; l < 3; l++)
+            {
+                h = Op.FullyConnected(h, parameters[2 * l], parameters[2 * l + 1], numHidden: sizes[l + 1]);
+                if (l < 2) h = Op.Activation(h, actType: "relu");
+            }
+            // normalization=batch: gradients are averaged over the batch.
+            return Op.SoftmaxOutput(h, y, normalization: "batch");
+        }
 
-    var stats = Storage.Stats(Context.Cpu());
-    Console.WriteLine($"cpu(0) memory: {stats.BytesInUse} bytes in use, {stats.BytesPooled} pooled, peak {stats.PeakBytesInUse}");
+        double Evaluate(NDArrayIter data)
+        {
+            accuracy.Reset();
+            using var predict = Autograd.Predict();
+            foreach (var (x, y) in data.Epoch())
+            {
+                using var scope = NDArray.Scope();
+                accuracy.Update(Forward(x, y), y);
+            }
+            return accuracy.Get();
+        }
+
+        Info("Start training...");
+        var total = Stopwatch.StartNew();
+        for (int epoch = 1; epoch <= epochs; epoch++)
+        {
+            Info($"== Epoch {epoch:D3} ==========");
+            var sw = Stopwatch.StartNew();
+            accuracy.Reset();
+            foreach (var (x, y) in train.Epoch())
+            {
+                using var scope = NDArray.Scope();
+                NDArray output;
+                using (Autograd.Record()) output = Forward(x, y);
+                output.Backward();
+                for (int i = 0; i < parameters.Count; i++) opt.Update(i, parameters[i], parameters[i].Grad);
+                accuracy.Update(output, y);
+            }
+            double trainAcc = accuracy.Get();
+            Engine.WaitAll();
+            double seconds = sw.Elapsed.TotalSeconds;
+            Info("## Training summary");
+            Info($"          accuracy = {trainAcc:F4}");
+            Info($"              time = {seconds:F4} seconds");
+            Info("## Validation summary");
+            Info($"          accuracy = {Evaluate(test):F4}");
+        }
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds");
+        Console.WriteLine($"test-accuracy={Evaluate(test):F4}");
+        return 0;
+    }
 }
 
-static string NDArrayShape(NDArray a) => "(" + string.Join(",", a.Shape) + ")";
+static class Tour
+{
+    public static void Run()
+    {
+        Console.WriteLine($"Loom engine: {Engine.Kind}, {Engine.CpuWorkers} CPU workers");
+        using var scope = NDArray.Scope();   // everything created below is freed at the end
+
+        // Arrays and arithmetic: every number is computed by the native engine.
+        var x = NDArray.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, 2, 3);
+        Console.WriteLine($"x          = {x}");
+        Console.WriteLine($"x*2+1      = {x * 2.0 + 1.0}");
+        Console.WriteLine($"row sums   = {x.Sum(1)}");
+        Console.WriteLine($"x . x^T    = {x.Dot(x.T)}");
+        Console.WriteLine($"softmax(x) = {Op.Softmax(x, axis: -1)}");
+
+        // Broadcasting, comparisons and views that share memory.
+        var bias = NDArray.FromArray(new float[] { 10, 20, 30 });
+        Console.WriteLine($"x + bias   = {x + bias}");
+        Console.WriteLine($"x > 3      = {x > 3.0}");
+        Console.WriteLine($"x[1]       = {x[1]}");
+
+        // Gradients by recording.
+        var w = NDArray.FromArray(new double[] { 1, -2, 3 }).AttachGrad();
+        NDArray loss;
+        using (Autograd.Record()) loss = Op.Sum(Op.Square(w));
+        loss.Backward();
+        Console.WriteLine($"d/dw sum(w^2) = {w.Grad}");
+
+        // Seeded random numbers: identical for every thread count and language.
+        Rand.Seed(42);
+        var r = Rand.Normal(0, 0.01, new long[] { 784, 128 });
+        Console.WriteLine($"normal     = NDArray(784,128) mean {r.Mean().Scalar<float>():F5}");
+
+        // Parameters files in MXNet's format.
+        string path = Path.Combine(Path.GetTempPath(), "loom-tour.params");
+        NDArray.Save(path, new Dictionary<string, NDArray> { ["arg:w"] = r, ["arg:b"] = bias });
+        foreach (var (name, arr) in NDArray.Load(path))
+            Console.WriteLine($"loaded {name,-6} ({string.Join(",", arr.Shape)})");
+
+        // Errors are exceptions that say what went wrong.
+        try { _ = x + NDArray.Zeros(4); }
+        catch (LoomException e) { Console.WriteLine($"error ({e.Status}): {e.Message}"); }
+
+        var stats = Storage.Stats(Context.Cpu());
+        Console.WriteLine($"cpu(0) memory: {stats.BytesInUse} bytes in use, {stats.BytesPooled} pooled, peak {stats.PeakBytesInUse}");
+    }
+}

@@ -100,13 +100,15 @@ public static unsafe class Imperative
         }
     }
 
-    internal static NDArray[] InvokeMany(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray? @out)
+    internal static NDArray[] InvokeMany(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray[]? @out)
     {
         OpHandle op = Resolve(ref cache, name);
         p ??= new OpParams();
         LoomException.Check(LoomNative.loom_op_num_outputs(out int n, op, p.Keys, p.Values, p.Count));
+        if (@out is not null && @out.Length != n)
+            throw new LoomException(LoomStatus.InvalidArgument, $"{name}: produces {n} outputs, but {@out.Length} output arrays were given");
         var outs = new NDArray?[n];
-        if (@out is not null) outs[0] = @out;
+        if (@out is not null) Array.Copy(@out, outs, n);
         Call(op, name, inputs, p, outs);
         return Array.ConvertAll(outs, o => o!);
     }

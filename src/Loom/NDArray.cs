@@ -445,6 +445,9 @@ public sealed class DisposeScope : IDisposable
 
     internal static void Register(NDArray a) => t_current?._arrays?.Add(a);
 
+    // An array disposed right away by its creator need not wait for the scope.
+    internal static void Forget(NDArray a) => t_current?._arrays?.Remove(a);
+
     /// <summary>Number of arrays this scope will dispose.</summary>
     public int Count => _arrays?.Count ?? 0;
 

@@ -704,6 +704,117 @@ TEST(Ops, NeuralNetworkLayersMatchReference) {
   }
 }
 
+COVERS("sgd_update", "sgd_mom_update", "adam_update");
+TEST(Ops, OptimizerUpdatesMatchReference) {
+  auto w = random_values(6, -1, 1, 91), g = random_values(6, -3, 3, 92), m = random_values(6, -1, 1, 93),
+       v = random_values(6, 0, 1, 94);
+  for (int32_t dt : kFloatTypes) {
+    auto wr = as_dtype(w, dt), gr = as_dtype(g, dt), mr = as_dtype(m, dt), vr = as_dtype(v, dt);
+    auto clipg = [](double x, double rs, double c) {
+      x *= rs;
+      return c >= 0 ? std::max(-c, std::min(c, x)) : x;
+    };
+    {
+      Arr W = make({6}, w, dt), G = make({6}, g, dt);
+      Arr o = call("sgd_update", {&W, &G}, {{"lr", "0.1"}, {"wd", "0.01"}, {"rescale_grad", "0.5"},
+                                            {"clip_gradient", "1"}});
+      std::vector<double> want(6);
+      for (int i = 0; i < 6; ++i) want[i] = wr[i] - 0.1 * (clipg(gr[i], 0.5, 1) + 0.01 * wr[i]);
+      expect_close(read(o), as_dtype(want, dt), dt, "sgd_update");
+    }
+    for (bool nesterov : {false, true}) {
+      Arr W = make({6}, w, dt), G = make({6}, g, dt), M = make({6}, m, dt);
+      loom_op op;
+      loom_op_find(&op, "sgd_mom_update");
+      loom_ndarray ins[3] = {W.h, G.h, M.h}, outs[2] = {W.h, M.h};  // in place
+      const char *k[] = {"lr", "momentum", "wd", "nesterov"};
+      const char *vals[] = {"0.1", "0.9", "0.001", nesterov ? "true" : "false"};
+      ASSERT_EQ(loom_imperative_invoke(outs, 2, op, ins, 3, k, vals, 4), LOOM_OK) << loom_last_error();
+      std::vector<double> ww(6), wm(6);
+      for (int i = 0; i < 6; ++i) {
+        double step = gr[i] + 0.001 * wr[i];
+        wm[i] = 0.9 * mr[i] - 0.1 * step;
+        ww[i] = nesterov ? wr[i] + 0.9 * wm[i] - 0.1 * step : wr[i] + wm[i];
+      }
+      expect_close(read(W), as_dtype(ww, dt), dt, "sgd_mom_update weight");
+      expect_close(read(M), as_dtype(wm, dt), dt, "sgd_mom_update mom");
+    }
+    {
+      Arr W = make({6}, w, dt), G = make({6}, g, dt), M = make({6}, m, dt), V = make({6}, v, dt);
+      std::vector<Arr> outs;
+      ASSERT_EQ(invoke("adam_update", {&W, &G, &M, &V}, {{"lr", "0.01"}, {"t", "3"}, {"wd", "0.1"}},
+                       &outs, 3),
+                LOOM_OK) << loom_last_error();
+      double lr = 0.01 * std::sqrt(1 - std::pow(0.999, 3)) / (1 - std::pow(0.9, 3));
+      std::vector<double> ww(6), wm(6), wv(6);
+      for (int i = 0; i < 6; ++i) {
+        double gi = gr[i] + 0.1 * wr[i];
+        wm[i] = 0.9 * mr[i] + 0.1 * gi;
+        wv[i] = 0.999 * vr[i] + 0.001 * gi * gi;
+        ww[i] = wr[i] - lr * wm[i] / (std::sqrt(wv[i]) + 1e-8);
+      }
+      expect_close(read(outs[0]), as_dtype(ww, dt), dt, "adam weight");
+      expect_close(read(outs[1]), as_dtype(wm, dt), dt, "adam mean");
+      expect_close(read(outs[2]), as_dtype(wv, dt), dt, "adam var");
+    }
+  }
+  Arr W = make({6}, w), G = make({5}, std::vector<double>(5, 0));
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("sgd_update", {&W, &G}, {{"lr", "0.1"}}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("grad) has shape (5,)"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("sgd_update", {&W, &W}, {}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+}
+
+COVERS("init_xavier", "random_permutation", "take", "accuracy_count");
+TEST(Ops, InitializersPermutationsGatherAndMetrics) {
+  loom_random_seed(5);
+  Arr x = call("init_xavier", {}, {{"shape", "(300,200)"}});
+  auto xv = read(x);
+  double bound = std::sqrt(3.0 / 250.0), mx = 0, mean = 0;
+  for (double v : xv) {
+    mx = std::max(mx, std::fabs(v));
+    mean += v;
+  }
+  EXPECT_LE(mx, bound);
+  EXPECT_GT(mx, 0.99 * bound);
+  EXPECT_NEAR(mean / xv.size(), 0.0, 0.002);
+  Arr xg = call("init_xavier", {}, {{"shape", "(100,50,3,3)"}, {"rnd_type", "gaussian"},
+                                    {"factor_type", "in"}, {"magnitude", "2"}, {"dtype", "float64"}});
+  auto gv = read(xg);
+  double var = 0;
+  for (double v : gv) var += v * v;
+  EXPECT_NEAR(std::sqrt(var / gv.size()), std::sqrt(2.0 / (50 * 9)), 0.003);
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("init_xavier", {}, {{"shape", "(5,)"}}, &outs), LOOM_ERR_SHAPE);
+
+  loom_random_seed(9);
+  auto p1 = read(call("random_permutation", {}, {{"n", "1000"}}));
+  loom_random_seed(9);
+  auto p2 = read(call("random_permutation", {}, {{"n", "1000"}}));
+  EXPECT_EQ(p1, p2);
+  auto sorted = p1;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(sorted[i], i);
+  EXPECT_NE(p1, sorted);
+
+  Arr data = make({4, 2}, {0, 1, 10, 11, 20, 21, 30, 31});
+  Arr idx = make({3}, {3, 0, 3}, LOOM_DTYPE_INT64);
+  Arr t = call("take", {&data, &idx});
+  EXPECT_EQ(shape_of(t), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(read(t), (std::vector<double>{30, 31, 0, 1, 30, 31}));
+  Arr badidx = make({1}, {4}, LOOM_DTYPE_INT64);
+  ASSERT_EQ(invoke("take", {&data, &badidx}, {}, &outs), LOOM_OK);
+  EXPECT_EQ(loom_ndarray_wait_to_read(outs.back().h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("take: index 4"), std::string::npos);
+  loom_wait_all();
+
+  Arr pred = make({4, 3}, {0.1, 0.7, 0.2, 0.9, 0.05, 0.05, 0.2, 0.3, 0.5, 0.3, 0.3, 0.4});
+  Arr lab = make({4}, {1, 0, 0, 2});
+  EXPECT_EQ(read(call("accuracy_count", {&pred, &lab})), (std::vector<double>{3, 4}));
+  Arr lab5 = make({5}, {1, 0, 0, 2, 1});
+  EXPECT_EQ(invoke("accuracy_count", {&pred, &lab5}, {}, &outs), LOOM_ERR_SHAPE);
+}
+
 TEST(Ops, EveryRegisteredOpHasAReferenceTest) {
   int32_t n = 0;
   ASSERT_EQ(loom_op_count(&n), LOOM_OK);

@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include "testutil.h"
 
@@ -203,6 +204,72 @@ TEST(Params, FailedSaveLeavesTheOldFileIntact) {
   // An unwritable directory is an IO error naming the path.
   EXPECT_EQ(save("/proc/loom_no_such_dir/x.params", {&w}, {"w"}), LOOM_ERR_IO);
   EXPECT_NE(std::string(loom_last_error()).find("loom_no_such_dir"), std::string::npos);
+  std::remove(p.c_str());
+}
+
+std::string idx_bytes(uint8_t code, const std::vector<uint32_t> &dims, const std::string &payload) {
+  std::string s;
+  s += '\0';
+  s += '\0';
+  s += char(code);
+  s += char(dims.size());
+  for (uint32_t d : dims)
+    for (int b = 3; b >= 0; --b) s += char((d >> (8 * b)) & 0xFF);
+  return s + payload;
+}
+
+TEST(Idx, ReadsUint8Int32AndFloat32BigEndian) {
+  std::string p = tmp_path("a.idx");
+  spit(p, idx_bytes(0x08, {2, 3}, std::string("\x01\x02\x03\x04\x05\xff", 6)));
+  loom_ndarray h;
+  ASSERT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_OK) << loom_last_error();
+  Arr a(h);
+  EXPECT_EQ(dtype_of(a), LOOM_DTYPE_UINT8);
+  EXPECT_EQ(shape_of(a), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(read(a), (std::vector<double>{1, 2, 3, 4, 5, 255}));
+  spit(p, idx_bytes(0x0C, {2}, std::string("\x00\x00\x01\x00\xff\xff\xff\xfe", 8)));
+  ASSERT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_OK) << loom_last_error();
+  Arr b(h);
+  EXPECT_EQ(read(b), (std::vector<double>{256, -2}));
+  spit(p, idx_bytes(0x0D, {1}, std::string("\x3f\xc0\x00\x00", 4)));  // 1.5f
+  ASSERT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_OK);
+  Arr c(h);
+  EXPECT_EQ(read(c), (std::vector<double>{1.5}));
+  std::remove(p.c_str());
+}
+
+TEST(Idx, ReadsGzipCompressedFiles) {
+  std::string p = tmp_path("b.idx.gz");
+  std::string raw = idx_bytes(0x08, {4}, std::string("\x09\x08\x07\x06", 4));
+  gzFile f = gzopen(p.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  gzwrite(f, raw.data(), static_cast<unsigned>(raw.size()));
+  gzclose(f);
+  loom_ndarray h;
+  ASSERT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_OK) << loom_last_error();
+  Arr a(h);
+  EXPECT_EQ(read(a), (std::vector<double>{9, 8, 7, 6}));
+  std::remove(p.c_str());
+}
+
+TEST(Idx, DamagedFilesAreIoErrorsNamingTheFile) {
+  std::string p = tmp_path("c.idx");
+  std::string good = idx_bytes(0x08, {2, 2}, std::string("\x01\x02\x03\x04", 4));
+  for (size_t len = 0; len < good.size(); ++len) {
+    spit(p, good.substr(0, len));
+    loom_ndarray h = nullptr;
+    EXPECT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_ERR_IO) << len;
+    EXPECT_EQ(h, nullptr);
+    EXPECT_NE(std::string(loom_last_error()).find(p), std::string::npos);
+  }
+  spit(p, idx_bytes(0x0B, {1}, std::string("\x00\x01", 2)));
+  loom_ndarray h;
+  EXPECT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("0x0B"), std::string::npos) << loom_last_error();
+  spit(p, good + "x");
+  EXPECT_EQ(loom_io_read_idx(&h, p.c_str()), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("trailing"), std::string::npos);
+  EXPECT_EQ(loom_io_read_idx(&h, "/nonexistent/x.idx"), LOOM_ERR_IO);
   std::remove(p.c_str());
 }
 

@@ -314,6 +314,16 @@ LOOM_API loom_status loom_autograd_backward(const loom_ndarray *heads,
 LOOM_API loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array);
 
 /* ------------------------------------------------------------------------ */
+/* Data                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/** Reads an IDX file (MNIST's format), plain or gzip-compressed, into a new
+ *  array on cpu(0) with the file's shape and element type (uint8, int32,
+ *  float32 or float64). The caller owns *out. Truncated or malformed files give
+ *  LOOM_ERR_IO naming the file and the bytes involved. */
+LOOM_API loom_status loom_io_read_idx(loom_ndarray *out, const char *path);
+
+/* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */
 /* ------------------------------------------------------------------------ */
 

@@ -7,6 +7,7 @@
 
 #include "engine/engine.h"
 #include "imperative/autograd.h"
+#include "io/idx.h"
 #include "imperative/imperative.h"
 #include "ndarray/ndarray.h"
 #include "op/registry.h"
@@ -490,6 +491,14 @@ loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array) {
   LOOM_CHECK(a.ag() && a.ag()->is_variable, LOOM_ERR_INVALID_ARGUMENT, "get_grad: the array of shape ",
              a.shape().str(), " is not a variable marked for gradients (attach a gradient first)");
   *out = new_handle(a.ag()->grad);
+  API_END
+}
+
+loom_status loom_io_read_idx(loom_ndarray *out, const char *path) {
+  API_BEGIN
+  need(out, "out");
+  LOOM_CHECK(path, LOOM_ERR_INVALID_ARGUMENT, "read_idx: path is NULL");
+  *out = new_handle(loom::read_idx(path));
   API_END
 }
 

@@ -103,6 +103,81 @@ const int kRegistered = [] {
       }, 1 << 12);
     });
   });
+
+  // Xavier/Glorot initialisation (MXNet's Xavier): fan_in = shape[1] * rf,
+  // fan_out = shape[0] * rf with rf the product of shape[2:]; scale =
+  // sqrt(magnitude / factor), factor the mean of the fans, fan_in or fan_out.
+  OpDef &x = reg.add("init_xavier");
+  x.set_doc("Xavier initialisation: uniform in [-s, s] or normal with deviation s, "
+            "s = sqrt(magnitude / factor) from the fans of shape (at least 2-D).")
+      .set_inputs({})
+      .param("rnd_type", ParamType::Enum, "uniform", "Distribution.", {"uniform", "gaussian"})
+      .param("factor_type", ParamType::Enum, "avg", "Which fan scales.", {"avg", "in", "out"})
+      .param("magnitude", ParamType::Float, "3.0", "Scale numerator.");
+  creation_params(x);
+  x.random = true;
+  x.set_infer([](const Params &p, const ShapeList &s, const DTypeList &d, ShapeList &out,
+                 DTypeList &odt) {
+    float_creation_infer(p, s, d, out, odt);
+    LOOM_CHECK(out[0].ndim >= 2, LOOM_ERR_SHAPE, p.op().name,
+               ": needs a shape with at least 2 dimensions, got ", out[0].str());
+    LOOM_CHECK(p.f("magnitude") > 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": magnitude must be > 0, got ", p.f("magnitude"));
+  }).set_compute([](const OpContext &c, const Params &p, const BlobList &,
+                    const BlobList &out) {
+    const Shape &s = out[0].shape;
+    double rf = 1;
+    for (int i = 2; i < s.ndim; ++i) rf *= double(s.d[i]);
+    double fan_in = double(s.d[1]) * rf, fan_out = double(s.d[0]) * rf;
+    const std::string &ft = p.s("factor_type");
+    double factor = ft == "in" ? fan_in : ft == "out" ? fan_out : (fan_in + fan_out) / 2;
+    double scale = std::sqrt(p.f("magnitude") / std::max(factor, 1.0));
+    bool gaussian = p.s("rnd_type") == "gaussian";
+    Philox ph(c.rng_key, c.rng_stream);
+    const int64_t n = out[0].size();
+    LOOM_FLOAT_SWITCH(out[0].dtype, T, {
+      T *o = out[0].ptr<T>();
+      if (gaussian) {
+        parallel_for((n + 1) / 2, [&](int64_t b) {
+          uint32_t w[4];
+          ph.block(static_cast<uint64_t>(b), w);
+          double r = std::sqrt(-2.0 * std::log(1.0 - u01_double(w[0], w[1]))),
+                 t = 6.283185307179586 * u01_double(w[2], w[3]);
+          o[2 * b] = static_cast<T>(scale * r * std::cos(t));
+          if (2 * b + 1 < n) o[2 * b + 1] = static_cast<T>(scale * r * std::sin(t));
+        }, 1 << 12);
+      } else {
+        fill_uniform01<T>(c, o, n, [&](double u) { return static_cast<T>(-scale + 2 * scale * u); });
+      }
+    });
+  });
+
+  // A seeded random permutation of [0, n) (Fisher-Yates on the counter-based stream).
+  OpDef &perm = reg.add("random_permutation");
+  perm.set_doc("A random permutation of 0..n-1 (int64), from the seeded generator.")
+      .set_inputs({})
+      .required("n", ParamType::Int, "Length of the permutation.")
+      .param("ctx", ParamType::Context, "cpu(0)", "Device of the output.");
+  perm.random = true;
+  perm.set_infer([](const Params &p, const ShapeList &, const DTypeList &, ShapeList &out,
+                    DTypeList &odt) {
+    LOOM_CHECK(p.i("n") >= 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": n must be >= 0, got ",
+               p.i("n"));
+    out[0] = Shape{p.i("n")};
+    odt[0] = kInt64;
+  }).set_compute([](const OpContext &c, const Params &, const BlobList &, const BlobList &out) {
+    Philox ph(c.rng_key, c.rng_stream);
+    int64_t n = out[0].size();
+    int64_t *o = out[0].ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) o[i] = i;
+    for (int64_t i = n - 1; i > 0; --i) {
+      uint32_t w[4];
+      ph.block(static_cast<uint64_t>(i), w);
+      uint64_t r = (uint64_t(w[0]) << 32) | w[1];
+      int64_t j = static_cast<int64_t>(r % uint64_t(i + 1));
+      std::swap(o[i], o[j]);
+    }
+  });
   return 0;
 }();
 

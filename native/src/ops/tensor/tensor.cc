@@ -389,6 +389,38 @@ const int kRegistered = [] {
                           LOOM_DTYPE_SWITCH(out[0].dtype, D, cast_kernel<S, D>(in[0], out[0])));
       });
 
+  reg.add("take")
+      .set_doc("Gathers rows of data along axis 0: out[i, ...] = data[indices[i], ...]; the "
+               "output shape is indices.shape + data.shape[1:]. An index outside the rows is an "
+               "error.")
+      .set_inputs({"data", "indices"})
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                    DTypeList &odt) {
+        if (in[0].ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + in[0].str());
+        Shape s = in[1];
+        for (int i = 1; i < in[0].ndim; ++i) s.push_back(in[0].d[i]);
+        out[0] = s;
+        odt[0] = dt[0];
+      })
+      .set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+        int64_t rows = in[0].shape.d[0], row = rows ? in[0].size() / rows : 0;
+        size_t bytes = static_cast<size_t>(row) * dtype_size(in[0].dtype);
+        const char *src = static_cast<const char *>(in[0].dptr);
+        char *dst = static_cast<char *>(out[0].dptr);
+        LOOM_DTYPE_SWITCH(in[1].dtype, I, {
+          const I *idx = in[1].ptr<I>();
+          for (int64_t i = 0; i < in[1].size(); ++i) {
+            double v = double(idx[i]);
+            if (!(v >= 0 && v < double(rows)))
+              fail(LOOM_ERR_INVALID_ARGUMENT, "take: index ", v, " at position ", i,
+                   " is outside [0, ", rows, ")");
+          }
+          parallel_for(in[1].size(), [&](int64_t i) {
+            if (bytes) std::memcpy(dst + i * bytes, src + static_cast<int64_t>(idx[i]) * bytes, bytes);
+          }, 256);
+        });
+      });
+
   OpDef &copy = reg.add("copy")
                     .set_doc("Copies the data; the output may be on another device.")
                     .set_inputs({"data"})
