@@ -1,0 +1,124 @@
+using Loom;
+
+namespace Loom.Tests;
+
+// Autograd, optimizers, iterators and metrics through C#, against independent
+// references computed here.
+public class TrainingTests
+{
+    private DisposeScope _scope = null!;
+    [SetUp] public void Begin() => _scope = NDArray.Scope();
+    [TearDown] public void End() => _scope.Dispose();
+
+    [Test]
+    public void RecordedComputationGivesGradients()
+    {
+        var w = NDArray.FromArray(new double[] { 1, -2, 3 }).AttachGrad();
+        var x = NDArray.FromArray(new double[] { 0.5, 0.25, 2 });
+        NDArray loss;
+        using (Autograd.Record()) loss = Op.Sum(w * w * x);
+        loss.Backward();
+        Assert.That(w.Grad.ToArray<double>(), Is.EqualTo(new double[] { 1.0, -1.0, 12.0 }));
+        // Not recorded: no gradient.
+        var plain = Op.Sum(w * x);
+        var e = Assert.Throws<LoomException>(() => plain.Backward())!;
+        Assert.That(e.Message, Does.Contain("was not computed while recording"));
+    }
+
+    [Test]
+    public void SgdWithMomentumMatchesTheFormula()
+    {
+        var w = NDArray.FromArray(new double[] { 1, 2 });
+        var g = NDArray.FromArray(new double[] { 0.5, -1 });
+        var opt = new SGD(lr: 0.1, momentum: 0.9, wd: 0.01);
+        double[] wv = { 1, 2 }, mv = { 0, 0 }, gv = { 0.5, -1 };
+        for (int step = 0; step < 3; step++)
+        {
+            opt.Update(0, w, g);
+            for (int i = 0; i < 2; i++)
+            {
+                mv[i] = 0.9 * mv[i] - 0.1 * (gv[i] + 0.01 * wv[i]);
+                wv[i] += mv[i];
+            }
+        }
+        var got = w.ToArray<double>();
+        for (int i = 0; i < 2; i++) Assert.That(got[i], Is.EqualTo(wv[i]).Within(1e-14));
+    }
+
+    [Test]
+    public void IteratorShufflesWholeEpochsAndPads()
+    {
+        var data = Op.Arange(0, 10, dtype: DType.Float32).Reshape(10, 1);
+        var label = Op.Arange(0, 10, dtype: DType.Float32);
+        Loom.Rand.Seed(3);
+        var seen = new List<float>();
+        foreach (var (x, y) in new NDArrayIter(data, label, 3, shuffle: true, last: LastBatch.Pad).Epoch())
+        {
+            Assert.That(x.Shape, Is.EqualTo(new long[] { 3, 1 }));
+            Assert.That(x.Reshape(3).ToArray<float>(), Is.EqualTo(y.ToArray<float>()), "data and labels stay paired");
+            seen.AddRange(y.ToArray<float>());
+        }
+        Assert.That(seen.Count, Is.EqualTo(12));
+        Assert.That(seen.Take(10).OrderBy(v => v), Is.EqualTo(Enumerable.Range(0, 10).Select(v => (float)v)));
+        Assert.That(seen.Take(10), Is.Not.EqualTo(Enumerable.Range(0, 10).Select(v => (float)v)), "shuffled");
+        int batches = new NDArrayIter(data, label, 3).Epoch().Count();
+        Assert.That(batches, Is.EqualTo(3), "the last partial batch is discarded by default");
+        Assert.Throws<LoomException>(() => new NDArrayIter(data, NDArray.Zeros(4), 2));
+    }
+
+    [Test]
+    public void AccuracyCountsArgmaxMatches()
+    {
+        using var acc = new Accuracy();
+        acc.Update(NDArray.FromArray(new float[] { 0.1f, 0.9f, 0.8f, 0.2f }, 2, 2), NDArray.FromArray(new float[] { 1, 1 }));
+        acc.Update(NDArray.FromArray(new float[] { 0.3f, 0.7f }, 1, 2), NDArray.FromArray(new float[] { 1 }));
+        Assert.That(acc.Get(), Is.EqualTo(2.0 / 3.0).Within(1e-15));
+        acc.Reset();
+        acc.Update(NDArray.FromArray(new float[] { 0.3f, 0.7f }, 1, 2), NDArray.FromArray(new float[] { 0 }));
+        Assert.That(acc.Get(), Is.EqualTo(0.0));
+    }
+
+    [Test]
+    public void SmallNetworkLearnsASeparableProblem()
+    {
+        // Labels from a fixed linear rule over native random inputs; a 2-layer MLP must fit them.
+        Loom.Rand.Seed(11);
+        var x = Loom.Rand.Uniform(-1, 1, new long[] { 512, 4 });
+        var rule = NDArray.FromArray(new float[] { 1, -2, 0.5f, 1 }, 4, 1);
+        var y = Op.Reshape(x.Dot(rule) > 0.0, shape: new long[] { -1 });
+        var w1 = Op.InitXavier(shape: new long[] { 16, 4 }).AttachGrad();
+        var b1 = NDArray.Zeros(16).AttachGrad();
+        var w2 = Op.InitXavier(shape: new long[] { 2, 16 }).AttachGrad();
+        var b2 = NDArray.Zeros(2).AttachGrad();
+        var ps = new[] { w1, b1, w2, b2 };
+        var opt = new Adam(lr: 0.05);
+        var iter = new NDArrayIter(x, y, 32, shuffle: true);
+        using var acc = new Accuracy();
+        for (int epoch = 0; epoch < 15; epoch++)
+        {
+            acc.Reset();
+            foreach (var (xb, yb) in iter.Epoch())
+            {
+                using var s = NDArray.Scope();
+                NDArray outp;
+                using (Autograd.Record())
+                {
+                    var h = Op.Activation(Op.FullyConnected(xb, w1, b1, numHidden: 16), actType: "tanh");
+                    outp = Op.SoftmaxOutput(Op.FullyConnected(h, w2, b2, numHidden: 2), yb, normalization: "batch");
+                }
+                outp.Backward();
+                for (int i = 0; i < ps.Length; i++) opt.Update(i, ps[i], ps[i].Grad);
+                acc.Update(outp, yb);
+            }
+        }
+        Assert.That(acc.Get(), Is.GreaterThan(0.95));
+    }
+
+    [Test]
+    public void MissingIdxFileIsAnIoError()
+    {
+        var e = Assert.Throws<LoomException>(() => Idx.Read("/nonexistent/train-images-idx3-ubyte"))!;
+        Assert.That(e.Status, Is.EqualTo(LoomStatus.Io));
+        Assert.That(e.Message, Does.Contain("/nonexistent/train-images-idx3-ubyte"));
+    }
+}
