@@ -170,7 +170,7 @@ sanitize() {
   log "ThreadSanitizer: engine and API tests"
   cmake -S "$ROOT" -B "$ROOT/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF >/dev/null
   cmake --build "$ROOT/build-tsan" --parallel
-  (cd "$ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'Engine|Api')
+  (cd "$ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'Engine|Api|Grad')
 }
 
 bench() {
@@ -181,6 +181,9 @@ bench() {
   "$BUILD/tests/bench/loom_dot_bench"
   log "C# imperative call overhead"
   dotnet run -c $CONFIG --no-build --project "$ROOT/tests/bench/Loom.Bench"
+  fetch_data
+  log "MLP epoch on MNIST, Loom vs PyTorch"
+  "$ROOT/tests/bench/mlp.sh"
 }
 
 case "${1:-build}" in

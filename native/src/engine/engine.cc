@@ -19,6 +19,11 @@ struct OprBlock {
 };
 
 // A pool of workers serving one device, fed from one FIFO queue.
+namespace {
+// Set on engine worker threads: they may run a successor op directly.
+thread_local bool t_on_worker = false;
+}  // namespace
+
 struct Engine::WorkerPool {
   std::mutex mu;
   std::condition_variable cv;
@@ -29,6 +34,7 @@ struct Engine::WorkerPool {
   WorkerPool(Engine *engine, int n) {
     for (int i = 0; i < n; ++i)
       threads.emplace_back([this, engine] {
+        t_on_worker = true;
         for (;;) {
           OprBlock *op;
           {
@@ -179,9 +185,19 @@ void Engine::dec_wait(OprBlock *op, bool may_inline) {
   }
 }
 
+bool Engine::dec_wait_ready(OprBlock *op) {
+  return op->wait.fetch_sub(1, std::memory_order_acq_rel) == 1;
+}
+
 void Engine::dispatch(OprBlock *op) { pool_for(op->ctx).enqueue(op); }
 
 void Engine::execute(OprBlock *op) {
+  // A worker that finishes an op runs one successor it made ready itself, so a
+  // chain of dependent ops does not pay a thread wake-up per op.
+  while (op) op = run_one(op);
+}
+
+OprBlock *Engine::run_one(OprBlock *op) {
   // An op reading a failed var is skipped and passes the failure on.
   // Waits (keep_errors) always run: they report the failure themselves.
   ErrorPtr err;
@@ -220,6 +236,7 @@ void Engine::execute(OprBlock *op) {
       v->has_error_.store(err != nullptr, std::memory_order_release);
     }
   }
+  OprBlock *next = nullptr;
   if (naive_) {
     for (auto &v : op->writes) {
       std::lock_guard<std::mutex> lk(v->mu_);
@@ -227,15 +244,24 @@ void Engine::execute(OprBlock *op) {
     }
     delete op;
   } else {
-    complete(op);
+    Context ctx = op->ctx;
+    SmallVec<OprBlock *, 8> ready;
+    complete(op, ready);
+    for (OprBlock *r : ready) {
+      if (!next && t_on_worker && r->ctx == ctx)
+        next = r;
+      else
+        dispatch(r);
+    }
   }
   if (pending_.fetch_sub(1) == 1 && all_waiters_.load() > 0) {
     std::lock_guard<std::mutex> lk(all_mu_);
     all_cv_.notify_all();
   }
+  return next;
 }
 
-void Engine::complete(OprBlock *op) {
+void Engine::complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable) {
   SmallVec<OprBlock *, 8> ready;
   for (auto &vp : op->reads) {
     Var *v = vp.get();
@@ -267,7 +293,8 @@ void Engine::complete(OprBlock *op) {
   }
   // Release the op's vars and closure before waking successors.
   delete op;
-  for (OprBlock *r : ready) dec_wait(r, false);
+  for (OprBlock *r : ready)
+    if (dec_wait_ready(r)) runnable.push_back(r);
 }
 
 ErrorPtr Engine::wait_to_read(const VarPtr &var) {

@@ -122,8 +122,10 @@ class Engine {
   struct WorkerPool;
   void append_read(Var *v, OprBlock *op);
   void append_write(Var *v, OprBlock *op);
-  void complete(OprBlock *op);
+  void complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable);
   void dec_wait(OprBlock *op, bool may_inline);
+  bool dec_wait_ready(OprBlock *op);
+  OprBlock *run_one(OprBlock *op);
   void dispatch(OprBlock *op);
   void execute(OprBlock *op);
   WorkerPool &pool_for(const Context &ctx);
