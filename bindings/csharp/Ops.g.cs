@@ -25,6 +25,35 @@ public static partial class Op
     }
     private static OpHandle s_Activation;
 
+    /// <summary>Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) / stride + 1.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="bias">Input 'bias'.</param>
+    /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
+    /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
+    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
+    /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
+    /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="noBias">Leave out the bias input. Default: false.</param>
+    /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Convolution').</returns>
+    public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        (p ??= new()).Add("kernel", kernel);
+        (p ??= new()).Add("num_filter", numFilter);
+        if (stride is not null) (p ??= new()).Add("stride", stride);
+        if (pad is not null) (p ??= new()).Add("pad", pad);
+        if (dilate is not null) (p ??= new()).Add("dilate", dilate);
+        if (numGroup is not null) (p ??= new()).Add("num_group", numGroup.Value);
+        if (noBias is not null) (p ??= new()).Add("no_bias", noBias.Value);
+        if (workspace is not null) (p ??= new()).Add("workspace", workspace.Value);
+        return Imperative.Invoke(ref s_Convolution, "Convolution", new[] { data, weight, bias }, p, @out);
+    }
+    private static OpHandle s_Convolution;
+
     /// <summary>Collapses all axes after the first: (N, d1, d2, ...) -&gt; (N, d1*d2*...).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
@@ -54,6 +83,29 @@ public static partial class Op
         return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", new[] { data, weight, bias }, p, @out);
     }
     private static OpHandle s_FullyConnected;
+
+    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the kernel area, padding included (MXNet's default).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="kernel">Window size, (w,) or (h, w). Default: ().</param>
+    /// <param name="poolType">Reduction. One of: max, avg, sum. Default: max.</param>
+    /// <param name="globalPool">Pool over the whole spatial extent. Default: false.</param>
+    /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
+    /// <param name="pad">Padding per spatial axis (default 0). Default: ().</param>
+    /// <param name="poolingConvention">Output size rounding. One of: valid, full. Default: valid.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Pooling').</returns>
+    public static NDArray Pooling(NDArray data, long[]? kernel = null, string? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, string? poolingConvention = null, NDArray? @out = null)
+    {
+        OpParams? p = null;
+        if (kernel is not null) (p ??= new()).Add("kernel", kernel);
+        if (poolType is not null) (p ??= new()).Add("pool_type", poolType);
+        if (globalPool is not null) (p ??= new()).Add("global_pool", globalPool.Value);
+        if (stride is not null) (p ??= new()).Add("stride", stride);
+        if (pad is not null) (p ??= new()).Add("pad", pad);
+        if (poolingConvention is not null) (p ??= new()).Add("pooling_convention", poolingConvention);
+        return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, p, @out);
+    }
+    private static OpHandle s_Pooling;
 
     /// <summary>Softmax with a cross-entropy gradient: the output is softmax(data); the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient.</summary>
     /// <param name="data">Input 'data'.</param>

@@ -1,5 +1,6 @@
 // Runnable examples. With no argument: the seed notebook's MNIST MLP.
 //   mnist [epochs]   train 784-128-64-10 (ReLU) with SGD (lr 0.1, momentum 0.9, wd 1e-5), batch 100
+//   lenet [epochs]   train LeNet (conv 5x5x20, tanh, max-pool, conv 5x5x50, tanh, max-pool, fc 500, fc 10)
 //   tour             a walk through the imperative API
 using System.Diagnostics;
 using Loom;
@@ -9,11 +10,13 @@ switch (example)
 {
     case "mnist":
         return Mnist.TrainMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
+    case "lenet":
+        return Mnist.TrainLeNet(args.Length > 1 ? int.Parse(args[1]) : 10);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], tour");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], tour");
         return 2;
 }
 
@@ -42,7 +45,55 @@ static class Mnist
 
     static void Info(string s) => Console.WriteLine("INFO: " + s);
 
+    static NDArray Weight(params long[] shape) => Op.InitXavier(shape: shape).AttachGrad();
+    static NDArray Bias(long n) => NDArray.Zeros(n).AttachGrad();
+
     public static int TrainMlp(int epochs)
+    {
+        Rand.Seed(42);
+        long[] sizes = { 784, 128, 64, 10 };
+        var p = new List<NDArray>();
+        for (int l = 0; l < 3; l++)
+        {
+            p.Add(Weight(sizes[l + 1], sizes[l]));
+            p.Add(Bias(sizes[l + 1]));
+        }
+        NDArray Forward(NDArray x, NDArray y)
+        {
+            var h = x;
+            for (int l = 0; l < 3; l++)
+            {
+                h = Op.FullyConnected(h, p[2 * l], p[2 * l + 1], numHidden: sizes[l + 1]);
+                if (l < 2) h = Op.Activation(h, actType: "relu");
+            }
+            // normalization=batch: gradients are averaged over the batch.
+            return Op.SoftmaxOutput(h, y, normalization: "batch");
+        }
+        return Train(p, Forward, epochs, flat: true);
+    }
+
+    public static int TrainLeNet(int epochs)
+    {
+        Rand.Seed(42);
+        var p = new List<NDArray>
+        {
+            Weight(20, 1, 5, 5), Bias(20), Weight(50, 20, 5, 5), Bias(50),
+            Weight(500, 800), Bias(500), Weight(10, 500), Bias(10),
+        };
+        NDArray Forward(NDArray x, NDArray y)
+        {
+            var h = Op.Convolution(x, p[0], p[1], kernel: new long[] { 5, 5 }, numFilter: 20);
+            h = Op.Pooling(Op.Activation(h, actType: "tanh"), kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 });
+            h = Op.Convolution(h, p[2], p[3], kernel: new long[] { 5, 5 }, numFilter: 50);
+            h = Op.Pooling(Op.Activation(h, actType: "tanh"), kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 });
+            h = Op.Activation(Op.FullyConnected(h, p[4], p[5], numHidden: 500), actType: "tanh");
+            h = Op.FullyConnected(h, p[6], p[7], numHidden: 10);
+            return Op.SoftmaxOutput(h, y, normalization: "batch");
+        }
+        return Train(p, Forward, epochs, flat: false);
+    }
+
+    static int Train(List<NDArray> parameters, Func<NDArray, NDArray, NDArray> Forward, int epochs, bool flat)
     {
         string dir = DataDir();
         if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
@@ -52,34 +103,19 @@ static class Mnist
         }
         var (trainX, trainY) = Load(dir, "train");
         var (testX, testY) = Load(dir, "t10k");
+        if (!flat)
+        {
+            trainX = trainX.Reshape(-1, 1, 28, 28);
+            testX = testX.Reshape(-1, 1, 28, 28);
+        }
         const int batch = 100;
         var train = new NDArrayIter(trainX, trainY, batch, shuffle: true);
         var test = new NDArrayIter(testX, testY, batch);
 
         Info($"Start training on [{Context.Cpu()}]");
         Info("Initializing parameters...");
-        Rand.Seed(42);
-        long[] sizes = { 784, 128, 64, 10 };
-        var parameters = new List<NDArray>();
-        for (int l = 0; l < 3; l++)
-        {
-            parameters.Add(Op.InitXavier(shape: new[] { sizes[l + 1], sizes[l] }).AttachGrad());
-            parameters.Add(NDArray.Zeros(sizes[l + 1]).AttachGrad());
-        }
         var opt = new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001);
         using var accuracy = new Accuracy();
-
-        NDArray Forward(NDArray x, NDArray y)
-        {
-            var h = x;
-            for (int l = 0; l < 3; l++)
-            {
-                h = Op.FullyConnected(h, parameters[2 * l], parameters[2 * l + 1], numHidden: sizes[l + 1]);
-                if (l < 2) h = Op.Activation(h, actType: "relu");
-            }
-            // normalization=batch: gradients are averaged over the batch.
-            return Op.SoftmaxOutput(h, y, normalization: "batch");
-        }
 
         double Evaluate(NDArrayIter data)
         {

@@ -125,6 +125,19 @@ const GradCase kCases[] = {
     {"Activation", {{2, 5}}, {{"act_type", "softrelu"}}, {}},
     {"Activation", {{2, 5}}, {{"act_type", "softsign"}}, {}},
     {"Flatten", {{2, 3, 2}}, {}, {}},
+    {"Convolution", {{2, 3, 5, 4}, {4, 3, 3, 2}, {4}}, {{"kernel", "(3,2)"}, {"num_filter", "4"}}, {}},
+    {"Convolution", {{1, 4, 6, 6}, {4, 2, 3, 3}, {4}},
+     {{"kernel", "(3,3)"}, {"num_filter", "4"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"num_group", "2"}}, {}},
+    {"Convolution", {{1, 2, 7, 7}, {3, 2, 2, 2}}, {{"kernel", "(2,2)"}, {"num_filter", "3"}, {"dilate", "(2,2)"},
+                                                  {"no_bias", "true"}}, {}},
+    {"Convolution", {{2, 2, 6}, {3, 2, 3}, {3}}, {{"kernel", "(3,)"}, {"num_filter", "3"}}, {}},
+    // workspace=0: one image per gemm, exercising the chunked path.
+    {"Convolution", {{3, 2, 4, 4}, {2, 2, 2, 2}, {2}}, {{"kernel", "(2,2)"}, {"num_filter", "2"}, {"workspace", "0"}}, {}},
+    {"Pooling", {{2, 2, 5, 4}}, {{"kernel", "(2,2)"}, {"stride", "(2,2)"}, {"pool_type", "max"}}, {}},
+    {"Pooling", {{1, 2, 5, 5}}, {{"kernel", "(3,3)"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"pool_type", "avg"},
+                                 {"pooling_convention", "full"}}, {}},
+    {"Pooling", {{1, 2, 4, 4}}, {{"kernel", "(2,2)"}, {"pool_type", "sum"}}, {}},
+    {"Pooling", {{2, 3, 3, 2}}, {{"global_pool", "true"}, {"pool_type", "avg"}}, {}},
 };
 
 const bool kCovered = [] {

@@ -815,6 +815,125 @@ TEST(Ops, InitializersPermutationsGatherAndMetrics) {
   EXPECT_EQ(invoke("accuracy_count", {&pred, &lab5}, {}, &outs), LOOM_ERR_SHAPE);
 }
 
+// Direct convolution in float64: out[n,f,i,j] = b[f] + sum x[n,c,i*s-p+ki*d, j*s-p+kj*d] w[f,c',ki,kj].
+std::vector<double> naive_conv(const std::vector<double> &x, const std::vector<double> &w,
+                               const std::vector<double> &b, int64_t N, int64_t C, int64_t H,
+                               int64_t W, int64_t F, int64_t KH, int64_t KW, int64_t S, int64_t P,
+                               int64_t D, int64_t G, int64_t *OH, int64_t *OW) {
+  *OH = (H + 2 * P - D * (KH - 1) - 1) / S + 1;
+  *OW = (W + 2 * P - D * (KW - 1) - 1) / S + 1;
+  int64_t cg = C / G, fg = F / G;
+  std::vector<double> y(N * F * *OH * *OW);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t i = 0; i < *OH; ++i)
+        for (int64_t j = 0; j < *OW; ++j) {
+          double s = b.empty() ? 0 : b[f];
+          int64_t gr = f / fg;
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t ki = 0; ki < KH; ++ki)
+              for (int64_t kj = 0; kj < KW; ++kj) {
+                int64_t ii = i * S - P + ki * D, jj = j * S - P + kj * D;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                s += x[((n * C + gr * cg + c) * H + ii) * W + jj] * w[((f * cg + c) * KH + ki) * KW + kj];
+              }
+          y[((n * F + f) * *OH + i) * *OW + j] = s;
+        }
+  return y;
+}
+
+COVERS("Convolution", "Pooling");
+TEST(Ops, ConvolutionAndPoolingMatchReference) {
+  struct C {
+    int64_t N, Cc, H, W, F, K, S, P, D, G;
+  };
+  for (const C &c : {C{2, 3, 7, 6, 4, 3, 1, 0, 1, 1}, C{1, 4, 8, 8, 6, 3, 2, 1, 1, 2},
+                     C{2, 2, 9, 7, 2, 2, 1, 2, 2, 1}, C{1, 1, 5, 5, 1, 5, 1, 0, 1, 1}}) {
+    auto x = random_values(c.N * c.Cc * c.H * c.W, -1, 1, 201);
+    auto w = random_values(c.F * (c.Cc / c.G) * c.K * c.K, -1, 1, 202);
+    auto b = random_values(c.F, -1, 1, 203);
+    int64_t OH, OW;
+    auto want = naive_conv(x, w, b, c.N, c.Cc, c.H, c.W, c.F, c.K, c.K, c.S, c.P, c.D, c.G, &OH, &OW);
+    for (int32_t dt : kFloatTypes) {
+      Arr X = make({c.N, c.Cc, c.H, c.W}, x, dt), Wt = make({c.F, c.Cc / c.G, c.K, c.K}, w, dt),
+          B = make({c.F}, b, dt);
+      auto k = "(" + std::to_string(c.K) + "," + std::to_string(c.K) + ")";
+      auto sp = "(" + std::to_string(c.S) + "," + std::to_string(c.S) + ")";
+      auto pp = "(" + std::to_string(c.P) + "," + std::to_string(c.P) + ")";
+      auto dp = "(" + std::to_string(c.D) + "," + std::to_string(c.D) + ")";
+      Arr o = call("Convolution", {&X, &Wt, &B},
+                   {{"kernel", k}, {"num_filter", std::to_string(c.F)}, {"stride", sp}, {"pad", pp},
+                    {"dilate", dp}, {"num_group", std::to_string(c.G)}});
+      ASSERT_EQ(shape_of(o), (std::vector<int64_t>{c.N, c.F, OH, OW}));
+      auto got = read(o);
+      double tol = dt == LOOM_DTYPE_FLOAT32 ? 1e-5 : 1e-12;
+      for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << i;
+      // One image per gemm (workspace=0) gives the same result.
+      Arr oc = call("Convolution", {&X, &Wt, &B},
+                    {{"kernel", k}, {"num_filter", std::to_string(c.F)}, {"stride", sp}, {"pad", pp},
+                     {"dilate", dp}, {"num_group", std::to_string(c.G)}, {"workspace", "0"}});
+      auto gc = read(oc);
+      for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(gc[i], want[i], tol) << i;
+    }
+  }
+  // 1-D convolution is 2-D with H = 1.
+  auto x = random_values(2 * 3 * 10, -1, 1, 204), w = random_values(4 * 3 * 3, -1, 1, 205);
+  int64_t OH, OW;
+  auto want = naive_conv(x, w, {}, 2, 3, 1, 10, 4, 1, 3, 1, 0, 1, 1, &OH, &OW);
+  Arr X1 = make({2, 3, 10}, x, LOOM_DTYPE_FLOAT64), W1 = make({4, 3, 3}, w, LOOM_DTYPE_FLOAT64);
+  Arr o1 = call("Convolution", {&X1, &W1}, {{"kernel", "(3,)"}, {"num_filter", "4"}, {"no_bias", "true"}});
+  EXPECT_EQ(shape_of(o1), (std::vector<int64_t>{2, 4, 8}));
+  expect_close(read(o1), want, LOOM_DTYPE_FLOAT64, "conv1d");
+  std::vector<Arr> outs;
+  Arr Wbad = make({4, 2, 3}, std::vector<double>(24, 0), LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(invoke("Convolution", {&X1, &Wbad}, {{"kernel", "(3,)"}, {"num_filter", "4"}, {"no_bias", "true"}}, &outs),
+            LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("weight has shape (4,2,3), expected (4,3,3)"), std::string::npos)
+      << loom_last_error();
+  EXPECT_EQ(invoke("Convolution", {&X1, &W1}, {{"kernel", "(11,)"}, {"num_filter", "4"}, {"no_bias", "true"}}, &outs),
+            LOOM_ERR_SHAPE);
+
+  // Pooling: max/avg/sum, valid/full, padding, global.
+  auto v = random_values(2 * 3 * 7 * 6, -1, 1, 206);
+  Arr P = make({2, 3, 7, 6}, v, LOOM_DTYPE_FLOAT64);
+  for (const char *type : {"max", "avg", "sum"})
+    for (const char *conv : {"valid", "full"})
+      for (int64_t pad : {0, 1}) {
+        int64_t K = 3, S = 2, H = 7, W = 6;
+        auto len = [&](int64_t n) {
+          int64_t span = n + 2 * pad - K;
+          return std::string(conv) == "full" ? (span + S - 1) / S + 1 : span / S + 1;
+        };
+        int64_t oh = len(H), ow = len(W);
+        Arr o = call("Pooling", {&P}, {{"kernel", "(3,3)"}, {"stride", "(2,2)"}, {"pool_type", type},
+                                       {"pooling_convention", conv},
+                                       {"pad", "(" + std::to_string(pad) + "," + std::to_string(pad) + ")"}});
+        ASSERT_EQ(shape_of(o), (std::vector<int64_t>{2, 3, oh, ow})) << type << conv << pad;
+        auto got = read(o);
+        for (int64_t nc = 0; nc < 6; ++nc)
+          for (int64_t i = 0; i < oh; ++i)
+            for (int64_t j = 0; j < ow; ++j) {
+              double acc = std::string(type) == "max" ? -1e300 : 0;
+              for (int64_t ki = 0; ki < K; ++ki)
+                for (int64_t kj = 0; kj < K; ++kj) {
+                  int64_t ii = i * S - pad + ki, jj = j * S - pad + kj;
+                  if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                  double x0 = v[(nc * H + ii) * W + jj];
+                  acc = std::string(type) == "max" ? std::max(acc, x0) : acc + x0;
+                }
+              if (std::string(type) == "avg") acc /= K * K;
+              EXPECT_NEAR(got[(nc * oh + i) * ow + j], acc, 1e-12) << type << " " << conv << " pad " << pad;
+            }
+      }
+  Arr gp = call("Pooling", {&P}, {{"global_pool", "true"}, {"pool_type", "avg"}});
+  EXPECT_EQ(shape_of(gp), (std::vector<int64_t>{2, 3, 1, 1}));
+  double m0 = 0;
+  for (int i = 0; i < 42; ++i) m0 += v[i];
+  EXPECT_NEAR(read(gp)[0], m0 / 42, 1e-12);
+  EXPECT_EQ(invoke("Pooling", {&P}, {{"kernel", "(3,3,3)"}}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_EQ(invoke("Pooling", {&P}, {{"kernel", "(2,2)"}, {"pool_type", "median"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+}
+
 TEST(Ops, EveryRegisteredOpHasAReferenceTest) {
   int32_t n = 0;
   ASSERT_EQ(loom_op_count(&n), LOOM_OK);

@@ -1,0 +1,390 @@
+// Convolution (im2col + gemm) and Pooling, NCHW, 1-D or 2-D, with gradients.
+// 1-D inputs (N, C, W) are treated as 2-D with H = 1.
+#include "ops/common.h"
+#include "ops/linalg/gemm.h"
+
+namespace loom {
+namespace {
+
+struct Geometry {
+  int64_t n, c, h, w;        // input
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t oh, ow;            // output spatial
+  int spatial;               // 1 or 2
+};
+
+// Reads a 1- or 2-element tuple parameter, with a default for each element.
+void pair_param(const Params &p, const char *name, int spatial, int64_t dflt, int64_t *a,
+                int64_t *b) {
+  const auto &t = p.tuple(name);
+  if (t.empty()) {
+    *a = *b = dflt;
+    return;
+  }
+  LOOM_CHECK(static_cast<int>(t.size()) == spatial, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": ",
+             name, "=", Shape::from(t).str(), " must have ", spatial,
+             " value(s), like kernel");
+  if (spatial == 1) {
+    *a = 1;
+    *b = t[0];
+    if (std::string(name) == "pad") *a = 0;
+  } else {
+    *a = t[0];
+    *b = t[1];
+  }
+}
+
+Geometry geometry(const Params &p, const Shape &data, bool pooling) {
+  Geometry g{};
+  bool global = pooling && p.b("global_pool");
+  const auto &k = p.tuple("kernel");
+  int spatial = global ? data.ndim - 2 : static_cast<int>(k.size());
+  if (spatial != 1 && spatial != 2)
+    shape_fail(p, "kernel must have 1 or 2 values (1-D or 2-D), got " + Shape::from(k).str());
+  if (data.ndim != spatial + 2)
+    shape_fail(p, "data must be " + std::string(spatial == 2 ? "(N, C, H, W)" : "(N, C, W)") +
+                      " for a " + std::to_string(spatial) + "-D kernel, got " + data.str());
+  g.spatial = spatial;
+  g.n = data.d[0];
+  g.c = data.d[1];
+  g.h = spatial == 2 ? data.d[2] : 1;
+  g.w = data.d[data.ndim - 1];
+  if (global) {
+    g.kh = g.h;
+    g.kw = g.w;
+    g.sh = g.sw = 1;
+    g.ph = g.pw = 0;
+    g.dh = g.dw = 1;
+  } else {
+    if (spatial == 2) {
+      g.kh = k[0];
+      g.kw = k[1];
+    } else {
+      g.kh = 1;
+      g.kw = k[0];
+    }
+    pair_param(p, "stride", spatial, 1, &g.sh, &g.sw);
+    pair_param(p, "pad", spatial, 0, &g.ph, &g.pw);
+    if (!pooling)
+      pair_param(p, "dilate", spatial, 1, &g.dh, &g.dw);
+    else
+      g.dh = g.dw = 1;
+  }
+  LOOM_CHECK(g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 && g.dh > 0 && g.dw > 0 && g.ph >= 0 &&
+                 g.pw >= 0,
+             LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+             ": kernel, stride and dilate must be positive and pad non-negative");
+  int64_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1;
+  bool full = pooling && p.s("pooling_convention") == "full";
+  auto out_len = [&](int64_t in, int64_t pad, int64_t ext, int64_t stride) -> int64_t {
+    int64_t span = in + 2 * pad - ext;
+    if (span < 0) return -1;
+    return full ? (span + stride - 1) / stride + 1 : span / stride + 1;
+  };
+  g.oh = out_len(g.h, g.ph, eh, g.sh);
+  g.ow = out_len(g.w, g.pw, ew, g.sw);
+  if (g.oh <= 0 || g.ow <= 0)
+    shape_fail(p, "kernel " + Shape::from(k).str() + " (dilated extent " +
+                      (spatial == 2 ? std::to_string(eh) + "x" : "") + std::to_string(ew) +
+                      ") does not fit data " + data.str() + " with pad " + std::to_string(g.ph) +
+                      "," + std::to_string(g.pw));
+  return g;
+}
+
+// Per-thread scratch reused across calls: fresh multi-megabyte buffers would
+// page-fault on every call.
+template <typename T>
+T *scratch(size_t n, int slot) {
+  thread_local std::vector<char> buffers[2];
+  auto &b = buffers[slot];
+  if (b.size() < n * sizeof(T)) b.resize(n * sizeof(T));
+  return reinterpret_cast<T *>(b.data());
+}
+
+// Images per batched gemm, so the column buffer stays within `workspace` MB.
+int64_t chunk_images(const Geometry &g, int64_t krows, size_t esize, int64_t workspace_mb) {
+  int64_t per = krows * g.oh * g.ow * static_cast<int64_t>(esize);
+  return std::max<int64_t>(1, std::min<int64_t>(g.n, (workspace_mb << 20) / std::max<int64_t>(per, 1)));
+}
+
+Shape out_shape(const Geometry &g, int64_t channels) {
+  if (g.spatial == 2) return Shape{g.n, channels, g.oh, g.ow};
+  return Shape{g.n, channels, g.ow};
+}
+
+// col (cg*kh*kw, oh*ow) from one image's channel group x (cg, h, w).
+// The output columns oj whose input column oj*sw - pw + kj*dw lies in [0, w).
+inline void valid_cols(const Geometry &g, int64_t kj, int64_t *lo, int64_t *hi) {
+  int64_t off = kj * g.dw - g.pw;  // jj = oj*sw + off
+  *lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+  *hi = g.w - off <= 0 ? 0 : std::min(g.ow, (g.w - off + g.sw - 1) / g.sw);
+  if (*hi < *lo) *hi = *lo;
+}
+
+// col (cg*kh*kw rows, columns with stride ld) from one image's channel group x (cg, h, w).
+template <typename T>
+void im2col(const T *x, int64_t cg, const Geometry &g, T *col, int64_t ld) {
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t ki = 0; ki < g.kh; ++ki)
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        T *row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+        int64_t lo, hi, off = kj * g.dw - g.pw;
+        valid_cols(g, kj, &lo, &hi);
+        for (int64_t oi = 0; oi < g.oh; ++oi) {
+          int64_t ii = oi * g.sh - g.ph + ki * g.dh;
+          T *r = row + oi * g.ow;
+          if (ii < 0 || ii >= g.h) {
+            std::fill(r, r + g.ow, T(0));
+            continue;
+          }
+          const T *xr = x + (c * g.h + ii) * g.w + off;
+          std::fill(r, r + lo, T(0));
+          if (g.sw == 1)
+            std::memcpy(r + lo, xr + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+          else
+            for (int64_t oj = lo; oj < hi; ++oj) r[oj] = xr[oj * g.sw];
+          std::fill(r + hi, r + g.ow, T(0));
+        }
+      }
+}
+
+// Adds col back into dx (cg, h, w): the transpose of im2col.
+template <typename T>
+void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t ki = 0; ki < g.kh; ++ki)
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        const T *row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+        int64_t lo, hi, off = kj * g.dw - g.pw;
+        valid_cols(g, kj, &lo, &hi);
+        for (int64_t oi = 0; oi < g.oh; ++oi) {
+          int64_t ii = oi * g.sh - g.ph + ki * g.dh;
+          if (ii < 0 || ii >= g.h) continue;
+          const T *r = row + oi * g.ow;
+          T *dr = dx + (c * g.h + ii) * g.w + off;
+          for (int64_t oj = lo; oj < hi; ++oj) dr[oj * g.sw] += r[oj];
+        }
+      }
+}
+
+const int kConvolution = [] {
+  OpDef &d = Registry::get().add("Convolution");
+  d.set_doc("Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, "
+            "kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) "
+            "/ stride + 1.")
+      .set_inputs({"data", "weight", "bias"})
+      .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
+      .required("num_filter", ParamType::Int, "Number of output channels.")
+      .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
+      .param("pad", ParamType::Tuple, "()", "Zero padding per spatial axis (default 0).")
+      .param("dilate", ParamType::Tuple, "()", "Dilation per spatial axis (default 1).")
+      .param("num_group", ParamType::Int, "1", "Split channels into this many groups.")
+      .param("no_bias", ParamType::Bool, "false", "Leave out the bias input.")
+      .param("workspace", ParamType::Int, "256",
+             "Limit in MB for the column buffer; larger batches are processed in chunks.");
+  d.float_only = true;
+  d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    odt[0] = same_dtype(p, dt);
+    LOOM_CHECK(p.i("workspace") >= 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": workspace must be >= 0 MB, got ", p.i("workspace"));
+    Geometry g = geometry(p, in[0], false);
+    int64_t f = p.i("num_filter"), groups = p.i("num_group");
+    LOOM_CHECK(f > 0 && groups > 0 && g.c % groups == 0 && f % groups == 0,
+               LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": num_filter=", f, " and channels ", g.c,
+               " must be positive multiples of num_group=", groups);
+    Shape w = g.spatial == 2 ? Shape{f, g.c / groups, g.kh, g.kw} : Shape{f, g.c / groups, g.kw};
+    if (in[1] != w)
+      shape_fail(p, "weight has shape " + in[1].str() + ", expected " + w.str() + " for data " +
+                        in[0].str());
+    if (in.size() > 2 && in[2] != Shape{f})
+      shape_fail(p, "bias has shape " + in[2].str() + ", expected " + Shape{f}.str());
+    out[0] = out_shape(g, f);
+  });
+  // Columns of a chunk of images sit side by side, so each group is one gemm:
+  // Y (fg, B*plane) = W_g (fg, krows) . COL (krows, B*plane).
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    Geometry g = geometry(p, in[0].shape, false);
+    int64_t f = p.i("num_filter"), groups = p.i("num_group"), cg = g.c / groups, fg = f / groups;
+    int64_t plane = g.oh * g.ow, krows = cg * g.kh * g.kw;
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      int64_t chunk = chunk_images(g, krows, sizeof(T), p.i("workspace"));
+      T *col = scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
+      T *tmp = scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
+      const T *x = in[0].ptr<T>();
+      const T *w = in[1].ptr<T>();
+      T *y = out[0].ptr<T>();
+      for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+        int64_t bn = std::min(chunk, g.n - n0), ld = bn * plane;
+        for (int64_t gr = 0; gr < groups; ++gr) {
+          for (int64_t b = 0; b < bn; ++b)
+            im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
+          gemm<T>(false, false, fg, ld, krows, 1.0, w + gr * fg * krows, krows, col, ld, 0.0, tmp, ld);
+          for (int64_t b = 0; b < bn; ++b)
+            for (int64_t c = 0; c < fg; ++c)
+              std::memcpy(y + ((n0 + b) * f + gr * fg + c) * plane, tmp + c * ld + b * plane,
+                          static_cast<size_t>(plane) * sizeof(T));
+        }
+      }
+      if (in.size() > 2) {
+        const T *bias = in[2].ptr<T>();
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t c = 0; c < f; ++c) {
+            T *yo = y + (n * f + c) * plane;
+            for (int64_t i = 0; i < plane; ++i) yo[i] += bias[c];
+          }
+      }
+    });
+  });
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    Geometry g = geometry(p, in[0].shape, false);
+    int64_t f = p.i("num_filter"), groups = p.i("num_group"), cg = g.c / groups, fg = f / groups;
+    int64_t plane = g.oh * g.ow, krows = cg * g.kh * g.kw;
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      int64_t chunk = chunk_images(g, krows, sizeof(T), p.i("workspace"));
+      T *col = scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
+      T *dyb = scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
+      const T *x = in[0].ptr<T>();
+      const T *w = in[1].ptr<T>();
+      const T *dy = og[0].ptr<T>();
+      if (req[0]) std::fill(ig[0].ptr<T>(), ig[0].ptr<T>() + ig[0].size(), T(0));
+      for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+        int64_t bn = std::min(chunk, g.n - n0), ld = bn * plane;
+        for (int64_t gr = 0; gr < groups; ++gr) {
+          // dY of this group laid out (fg, bn*plane), like the forward's output.
+          for (int64_t b = 0; b < bn; ++b)
+            for (int64_t c = 0; c < fg; ++c)
+              std::memcpy(dyb + c * ld + b * plane, dy + ((n0 + b) * f + gr * fg + c) * plane,
+                          static_cast<size_t>(plane) * sizeof(T));
+          if (req[1]) {  // dW_g (+)= dY (fg, ld) . COL^T (ld, krows)
+            for (int64_t b = 0; b < bn; ++b)
+              im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
+            gemm<T>(false, true, fg, krows, ld, 1.0, dyb, ld, col, ld, n0 == 0 ? 0.0 : 1.0,
+                    ig[1].ptr<T>() + gr * fg * krows, krows);
+          }
+          if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
+            gemm<T>(true, false, krows, ld, fg, 1.0, w + gr * fg * krows, krows, dyb, ld, 0.0, col, ld);
+            for (int64_t b = 0; b < bn; ++b)
+              col2im(col + b * plane, cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * cg) * g.h * g.w, ld);
+          }
+        }
+      }
+      if (in.size() > 2 && req[2]) {
+        T *db = ig[2].ptr<T>();
+        for (int64_t c = 0; c < f; ++c) {
+          double s = 0;
+          for (int64_t n = 0; n < g.n; ++n)
+            for (int64_t i = 0; i < plane; ++i) s += dy[(n * f + c) * plane + i];
+          db[c] = static_cast<T>(s);
+        }
+      }
+    });
+  });
+  return 0;
+}();
+
+const int kPooling = [] {
+  OpDef &d = Registry::get().add("Pooling");
+  d.set_doc("Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: "
+            "floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average "
+            "divides by the kernel area, padding included (MXNet's default).")
+      .set_inputs({"data"})
+      .param("kernel", ParamType::Tuple, "()", "Window size, (w,) or (h, w).")
+      .param("pool_type", ParamType::Enum, "max", "Reduction.", {"max", "avg", "sum"})
+      .param("global_pool", ParamType::Bool, "false", "Pool over the whole spatial extent.")
+      .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
+      .param("pad", ParamType::Tuple, "()", "Padding per spatial axis (default 0).")
+      .param("pooling_convention", ParamType::Enum, "valid", "Output size rounding.",
+             {"valid", "full"});
+  d.float_only = true;
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    Geometry g = geometry(p, in[0], true);
+    out[0] = out_shape(g, g.c);
+    odt[0] = dt[0];
+  });
+  auto window = [](const Geometry &g, int64_t oi, int64_t oj, int64_t *i0, int64_t *i1,
+                   int64_t *j0, int64_t *j1) {
+    *i0 = oi * g.sh - g.ph;
+    *j0 = oj * g.sw - g.pw;
+    *i1 = std::min(*i0 + g.kh, g.h);
+    *j1 = std::min(*j0 + g.kw, g.w);
+    *i0 = std::max<int64_t>(*i0, 0);
+    *j0 = std::max<int64_t>(*j0, 0);
+  };
+  d.set_compute([window](const OpContext &, const Params &p, const BlobList &in,
+                         const BlobList &out) {
+    Geometry g = geometry(p, in[0].shape, true);
+    const std::string &ts = p.s("pool_type");
+    const bool is_max = ts == "max", is_avg = ts == "avg";
+    double area = double(g.kh * g.kw);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+        const T *xp = x + nc * g.h * g.w;
+        T *yp = y + nc * g.oh * g.ow;
+        for (int64_t oi = 0; oi < g.oh; ++oi)
+          for (int64_t oj = 0; oj < g.ow; ++oj) {
+            int64_t i0, i1, j0, j1;
+            window(g, oi, oj, &i0, &i1, &j0, &j1);
+            double acc = is_max ? -INFINITY : 0.0;
+            for (int64_t i = i0; i < i1; ++i)
+              for (int64_t j = j0; j < j1; ++j) {
+                double v = xp[i * g.w + j];
+                acc = is_max ? std::max(acc, v) : acc + v;
+              }
+            if (is_avg) acc /= area;
+            if (is_max && i0 >= i1) acc = 0;
+            yp[oi * g.ow + oj] = static_cast<T>(acc);
+          }
+      }
+    });
+  });
+  d.set_backward([window](const OpContext &, const Params &p, const BlobList &in,
+                          const BlobList &, const BlobList &og, const BlobList &ig,
+                          const ReqList &req) {
+    if (!req[0]) return;
+    Geometry g = geometry(p, in[0].shape, true);
+    const std::string &ts = p.s("pool_type");
+    const bool is_max = ts == "max", is_avg = ts == "avg";
+    double area = double(g.kh * g.kw);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      const T *dy = og[0].ptr<T>();
+      T *dx = ig[0].ptr<T>();
+      std::fill(dx, dx + ig[0].size(), T(0));
+      for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+        const T *xp = x + nc * g.h * g.w;
+        T *dxp = dx + nc * g.h * g.w;
+        const T *dyp = dy + nc * g.oh * g.ow;
+        for (int64_t oi = 0; oi < g.oh; ++oi)
+          for (int64_t oj = 0; oj < g.ow; ++oj) {
+            int64_t i0, i1, j0, j1;
+            window(g, oi, oj, &i0, &i1, &j0, &j1);
+            double gy = dyp[oi * g.ow + oj];
+            if (is_max) {  // the first maximum takes the gradient
+              int64_t bi = -1, bj = -1;
+              for (int64_t i = i0; i < i1; ++i)
+                for (int64_t j = j0; j < j1; ++j)
+                  if (bi < 0 || xp[i * g.w + j] > xp[bi * g.w + bj]) {
+                    bi = i;
+                    bj = j;
+                  }
+              if (bi >= 0) dxp[bi * g.w + bj] += static_cast<T>(gy);
+            } else {
+              double share = is_avg ? gy / area : gy;
+              for (int64_t i = i0; i < i1; ++i)
+                for (int64_t j = j0; j < j1; ++j) dxp[i * g.w + j] += static_cast<T>(share);
+            }
+          }
+      }
+    });
+  });
+  return 0;
+}();
+
+}  // namespace
+}  // namespace loom
