@@ -182,8 +182,8 @@ bench() {
   log "C# imperative call overhead"
   dotnet run -c $CONFIG --no-build --project "$ROOT/tests/bench/Loom.Bench"
   fetch_data
-  log "MLP epoch on MNIST, Loom vs PyTorch"
-  "$ROOT/tests/bench/mlp.sh"
+  log "MLP and LeNet epochs on MNIST, Loom vs PyTorch"
+  "$ROOT/tests/bench/mnist_vs_torch.sh"
 }
 
 case "${1:-build}" in

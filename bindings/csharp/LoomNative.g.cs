@@ -222,6 +222,9 @@ public static unsafe partial class LoomNative
     /// Engine description. `*out_kind` receives a static string: "threaded" or
     ///  "naive" (chosen by the environment variable LOOM_ENGINE at first use);
     ///  `*out_cpu_workers` the worker threads per CPU device (LOOM_CPU_WORKERS).
+    ///  A thread that has more than LOOM_MAX_PENDING (default 256) operations queued
+    ///  waits in its next push until the workers have drained half of them, which
+    ///  bounds the memory a fast producer can hold.
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_engine_info(out nint out_kind, out int out_cpu_workers);

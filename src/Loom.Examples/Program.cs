@@ -154,7 +154,7 @@ static class Mnist
             Info("## Validation summary");
             Info($"          accuracy = {Evaluate(test):F4}");
         }
-        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds");
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Context.Cpu()).PeakBytesInUse >> 20} MB");
         Console.WriteLine($"test-accuracy={Evaluate(test):F4}");
         return 0;
     }

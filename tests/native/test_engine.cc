@@ -216,6 +216,27 @@ TEST(Engine, WaitToWriteWaitsForReaders) {
   EXPECT_TRUE(done.load());
 }
 
+TEST(Engine, FastProducerIsHeldBackAtMaxPending) {
+  Engine engine(false, 1);
+  engine.set_max_pending(8);
+  auto v = std::make_shared<loom::Var>();
+  std::atomic<int> done{0};
+  int worst = 0;
+  for (int i = 0; i < 200; ++i) {
+    engine.push(
+        [&done] {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          ++done;
+        },
+        Context{}, {}, {v});
+    worst = std::max(worst, i + 1 - done.load());
+  }
+  engine.wait_all();
+  EXPECT_EQ(done.load(), 200);
+  EXPECT_LE(worst, 8 + 1) << "the producer ran more than max_pending ops ahead";
+  EXPECT_GE(worst, 4) << "the producer was not allowed to run ahead at all";
+}
+
 TEST(Engine, SingletonHonoursEnvironment) {
   auto &e = Engine::get();
   const char *kind = std::getenv("LOOM_ENGINE");

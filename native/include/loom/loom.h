@@ -127,7 +127,10 @@ LOOM_API loom_status loom_wait_all(void);
 
 /** Engine description. `*out_kind` receives a static string: "threaded" or
  *  "naive" (chosen by the environment variable LOOM_ENGINE at first use);
- *  `*out_cpu_workers` the worker threads per CPU device (LOOM_CPU_WORKERS). */
+ *  `*out_cpu_workers` the worker threads per CPU device (LOOM_CPU_WORKERS).
+ *  A thread that has more than LOOM_MAX_PENDING (default 256) operations queued
+ *  waits in its next push until the workers have drained half of them, which
+ *  bounds the memory a fast producer can hold. */
 LOOM_API loom_status loom_engine_info(const char **out_kind, int32_t *out_cpu_workers);
 
 /* ------------------------------------------------------------------------ */

@@ -100,7 +100,10 @@ Engine &Engine::get() {
     const char *kind = std::getenv("LOOM_ENGINE");
     bool naive = kind && std::string(kind) == "naive";
     int hw = static_cast<int>(std::thread::hardware_concurrency());
-    return new Engine(naive, env_int("LOOM_CPU_WORKERS", hw > 0 ? hw : 2));
+    auto *e = new Engine(naive, env_int("LOOM_CPU_WORKERS", hw > 0 ? hw : 2));
+    const char *mp = std::getenv("LOOM_MAX_PENDING");
+    if (mp && std::atoll(mp) > 0) e->set_max_pending(std::atoll(mp));
+    return e;
   }();
   return *engine;
 }
@@ -131,6 +134,12 @@ void Engine::push(Fn fn, const Context &ctx, VarList reads, VarList writes,
                   const PushOptions &opts) {
   check_context(ctx);
   dedup(reads, writes);
+  if (!naive_ && !t_on_worker && pending_.load() >= max_pending_) {
+    std::unique_lock<std::mutex> lk(space_mu_);
+    space_waiters_.fetch_add(1);  // registered before the check, as in wait_all
+    space_cv_.wait(lk, [this] { return pending_.load() < max_pending_ / 2; });
+    space_waiters_.fetch_sub(1);
+  }
   auto *op = new OprBlock;
   op->fn = std::move(fn);
   op->reads = std::move(reads);
@@ -254,9 +263,14 @@ OprBlock *Engine::run_one(OprBlock *op) {
         dispatch(r);
     }
   }
-  if (pending_.fetch_sub(1) == 1 && all_waiters_.load() > 0) {
+  int64_t left = pending_.fetch_sub(1) - 1;
+  if (left == 0 && all_waiters_.load() > 0) {
     std::lock_guard<std::mutex> lk(all_mu_);
     all_cv_.notify_all();
+  }
+  if (left < max_pending_ / 2 && space_waiters_.load() > 0) {
+    std::lock_guard<std::mutex> lk(space_mu_);
+    space_cv_.notify_all();
   }
   return next;
 }
@@ -297,29 +311,23 @@ void Engine::complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable) {
     if (dec_wait_ready(r)) runnable.push_back(r);
 }
 
-ErrorPtr Engine::wait_to_read(const VarPtr &var) {
+// Pushes a no-op that reads (or writes) `var` and blocks until it has run.
+ErrorPtr Engine::wait_on(const VarPtr &var, bool write) {
   std::promise<void> done;
   auto fut = done.get_future();
   PushOptions o;
-  o.name = "wait_to_read";
+  o.name = write ? "wait_to_write" : "wait_to_read";
   o.allow_inline = true;
   o.keep_errors = true;
-  push([&done] { done.set_value(); }, Context{}, {var}, {}, o);
+  VarList none, which{var};
+  push([&done] { done.set_value(); }, Context{}, write ? none : which, write ? which : none, o);
   fut.wait();
   return var->error();
 }
 
-ErrorPtr Engine::wait_to_write(const VarPtr &var) {
-  std::promise<void> done;
-  auto fut = done.get_future();
-  PushOptions o;
-  o.name = "wait_to_write";
-  o.allow_inline = true;
-  o.keep_errors = true;
-  push([&done] { done.set_value(); }, Context{}, {}, {var}, o);
-  fut.wait();
-  return var->error();
-}
+ErrorPtr Engine::wait_to_read(const VarPtr &var) { return wait_on(var, false); }
+
+ErrorPtr Engine::wait_to_write(const VarPtr &var) { return wait_on(var, true); }
 
 ErrorPtr Engine::wait_all() {
   std::unique_lock<std::mutex> lk(all_mu_);

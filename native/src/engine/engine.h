@@ -109,6 +109,11 @@ class Engine {
   ErrorPtr wait_all();
 
   bool naive() const { return naive_; }
+  // Pending ops above which a pushing (non-worker) thread waits for the
+  // workers to drain to half, so a fast producer cannot queue unbounded work
+  // and memory (LOOM_MAX_PENDING, default 256).
+  int64_t max_pending() const { return max_pending_; }
+  void set_max_pending(int64_t n) { max_pending_ = n > 1 ? n : 2; }
   int cpu_workers() const { return cpu_workers_; }
   const char *kind() const { return naive_ ? "naive" : "threaded"; }
 
@@ -126,6 +131,7 @@ class Engine {
   void dec_wait(OprBlock *op, bool may_inline);
   bool dec_wait_ready(OprBlock *op);
   OprBlock *run_one(OprBlock *op);
+  ErrorPtr wait_on(const VarPtr &var, bool write);
   void dispatch(OprBlock *op);
   void execute(OprBlock *op);
   WorkerPool &pool_for(const Context &ctx);
@@ -138,6 +144,10 @@ class Engine {
   std::vector<std::unique_ptr<WorkerPool>> pools_;
   std::atomic<int64_t> pending_{0};
   std::atomic<int> all_waiters_{0};
+  int64_t max_pending_ = 256;
+  std::mutex space_mu_;
+  std::condition_variable space_cv_;
+  std::atomic<int> space_waiters_{0};
   std::mutex all_mu_;
   std::condition_variable all_cv_;
   ErrorPtr first_error_;

@@ -13,37 +13,30 @@ const int batch = 1000, batches = 400;
 for (int i = 0; i < 20_000; i++) { using var w = a + b; }
 Engine.WaitAll();
 
-var perCall = new double[batches];
 var sw = new Stopwatch();
-for (int r = 0; r < batches; r++)
+// Microseconds per call for each batch of calls, sorted.
+double[] Measure(Action call, bool waitAllPerBatch)
 {
-    sw.Restart();
-    for (int i = 0; i < batch; i++)
+    var t = new double[batches];
+    for (int r = 0; r < batches; r++)
     {
-        using var c = a + b;
+        sw.Restart();
+        for (int i = 0; i < batch; i++) call();
+        if (waitAllPerBatch) Engine.WaitAll();
+        t[r] = sw.Elapsed.TotalMicroseconds / batch;
     }
-    Engine.WaitAll();
-    perCall[r] = sw.Elapsed.TotalMicroseconds / batch;
+    Array.Sort(t);
+    return t;
 }
-Array.Sort(perCall);
+
+var perCall = Measure(() => { using var c = a + b; }, waitAllPerBatch: true);
 using (var check = a + b)
     if (check.Scalar<float>() != 3f) throw new Exception("wrong result");
 Console.WriteLine($"C# 1-element add, end to end: median {perCall[batches / 2]:F3} us/call, " +
                   $"p10 {perCall[batches / 10]:F3}, p90 {perCall[batches * 9 / 10]:F3} ({batch * batches} calls)");
 
 // The same with a wait after every call (synchronous use, as in a REPL).
-var sync = new double[batches];
-for (int r = 0; r < batches; r++)
-{
-    sw.Restart();
-    for (int i = 0; i < batch; i++)
-    {
-        using var c = a + b;
-        c.WaitToRead();
-    }
-    sync[r] = sw.Elapsed.TotalMicroseconds / batch;
-}
-Array.Sort(sync);
+var sync = Measure(() => { using var c = a + b; c.WaitToRead(); }, waitAllPerBatch: false);
 Console.WriteLine($"C# 1-element add + WaitToRead each call: median {sync[batches / 2]:F3} us/call");
 
 // The raw ABI from C# (no NDArray or SafeHandle objects), to split the cost

@@ -167,6 +167,21 @@ void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
       }
 }
 
+// Sizes shared by the forward and backward kernels.
+struct ConvPlan {
+  Geometry g;
+  int64_t f, groups, cg, fg, plane, krows, chunk;
+  ConvPlan(const Params &p, const Shape &data, size_t esize) : g(geometry(p, data, false)) {
+    f = p.i("num_filter");
+    groups = p.i("num_group");
+    cg = g.c / groups;
+    fg = f / groups;
+    plane = g.oh * g.ow;
+    krows = cg * g.kh * g.kw;
+    chunk = chunk_images(g, krows, esize, p.i("workspace"));
+  }
+};
+
 const int kConvolution = [] {
   OpDef &d = Registry::get().add("Convolution");
   d.set_doc("Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, "
@@ -205,11 +220,11 @@ const int kConvolution = [] {
   // Columns of a chunk of images sit side by side, so each group is one gemm:
   // Y (fg, B*plane) = W_g (fg, krows) . COL (krows, B*plane).
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
-    Geometry g = geometry(p, in[0].shape, false);
-    int64_t f = p.i("num_filter"), groups = p.i("num_group"), cg = g.c / groups, fg = f / groups;
-    int64_t plane = g.oh * g.ow, krows = cg * g.kh * g.kw;
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-      int64_t chunk = chunk_images(g, krows, sizeof(T), p.i("workspace"));
+      const ConvPlan c(p, in[0].shape, sizeof(T));
+      const Geometry &g = c.g;
+      const int64_t f = c.f, groups = c.groups, cg = c.cg, fg = c.fg, plane = c.plane,
+                    krows = c.krows, chunk = c.chunk;
       T *col = scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
       T *tmp = scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
       const T *x = in[0].ptr<T>();
@@ -222,28 +237,28 @@ const int kConvolution = [] {
             im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
           gemm<T>(false, false, fg, ld, krows, 1.0, w + gr * fg * krows, krows, col, ld, 0.0, tmp, ld);
           for (int64_t b = 0; b < bn; ++b)
-            for (int64_t c = 0; c < fg; ++c)
-              std::memcpy(y + ((n0 + b) * f + gr * fg + c) * plane, tmp + c * ld + b * plane,
+            for (int64_t k = 0; k < fg; ++k)
+              std::memcpy(y + ((n0 + b) * f + gr * fg + k) * plane, tmp + k * ld + b * plane,
                           static_cast<size_t>(plane) * sizeof(T));
         }
       }
       if (in.size() > 2) {
         const T *bias = in[2].ptr<T>();
         for (int64_t n = 0; n < g.n; ++n)
-          for (int64_t c = 0; c < f; ++c) {
-            T *yo = y + (n * f + c) * plane;
-            for (int64_t i = 0; i < plane; ++i) yo[i] += bias[c];
+          for (int64_t k = 0; k < f; ++k) {
+            T *yo = y + (n * f + k) * plane;
+            for (int64_t i = 0; i < plane; ++i) yo[i] += bias[k];
           }
       }
     });
   });
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
-    Geometry g = geometry(p, in[0].shape, false);
-    int64_t f = p.i("num_filter"), groups = p.i("num_group"), cg = g.c / groups, fg = f / groups;
-    int64_t plane = g.oh * g.ow, krows = cg * g.kh * g.kw;
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-      int64_t chunk = chunk_images(g, krows, sizeof(T), p.i("workspace"));
+      const ConvPlan c(p, in[0].shape, sizeof(T));
+      const Geometry &g = c.g;
+      const int64_t f = c.f, groups = c.groups, cg = c.cg, fg = c.fg, plane = c.plane,
+                    krows = c.krows, chunk = c.chunk;
       T *col = scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
       T *dyb = scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
       const T *x = in[0].ptr<T>();
@@ -255,8 +270,8 @@ const int kConvolution = [] {
         for (int64_t gr = 0; gr < groups; ++gr) {
           // dY of this group laid out (fg, bn*plane), like the forward's output.
           for (int64_t b = 0; b < bn; ++b)
-            for (int64_t c = 0; c < fg; ++c)
-              std::memcpy(dyb + c * ld + b * plane, dy + ((n0 + b) * f + gr * fg + c) * plane,
+            for (int64_t k = 0; k < fg; ++k)
+              std::memcpy(dyb + k * ld + b * plane, dy + ((n0 + b) * f + gr * fg + k) * plane,
                           static_cast<size_t>(plane) * sizeof(T));
           if (req[1]) {  // dW_g (+)= dY (fg, ld) . COL^T (ld, krows)
             for (int64_t b = 0; b < bn; ++b)
@@ -273,11 +288,11 @@ const int kConvolution = [] {
       }
       if (in.size() > 2 && req[2]) {
         T *db = ig[2].ptr<T>();
-        for (int64_t c = 0; c < f; ++c) {
+        for (int64_t k = 0; k < f; ++k) {
           double s = 0;
           for (int64_t n = 0; n < g.n; ++n)
-            for (int64_t i = 0; i < plane; ++i) s += dy[(n * f + c) * plane + i];
-          db[c] = static_cast<T>(s);
+            for (int64_t i = 0; i < plane; ++i) s += dy[(n * f + k) * plane + i];
+          db[k] = static_cast<T>(s);
         }
       }
     });
