@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <thread>
 #include <vector>
 
 using clk = std::chrono::steady_clock;
@@ -34,12 +35,17 @@ int main(int argc, char **argv) {
   CHECK(loom_ndarray_copy_from_host(B, b.data(), b.size() * 4));
   loom_op dot;
   CHECK(loom_op_find(&dot, "dot"));
+  // Loom runs OpenBLAS single-threaded and splits products over its own
+  // threads; the baseline gets OpenBLAS's full thread count for its calls.
+  int blas_threads = static_cast<int>(std::thread::hardware_concurrency());
   std::vector<double> t_loom, t_blas;
   for (int r = 0; r < reps + 1; ++r) {
+    openblas_set_num_threads(blas_threads);
     auto t0 = clk::now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
     double tb = std::chrono::duration<double>(clk::now() - t0).count();
+    openblas_set_num_threads(1);
     loom_ndarray ins[2] = {A, B}, outs[1] = {C};
     t0 = clk::now();
     CHECK(loom_imperative_invoke(outs, 1, dot, ins, 2, nullptr, nullptr, 0));

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/parallel.h"
 #include "op/registry.h"
 
 namespace loom {
@@ -21,9 +22,16 @@ void parallel_for(int64_t n, F &&f, int64_t grain = 1 << 15) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
-#endif
-  (void)grain;
   for (int64_t i = 0; i < n; ++i) f(i);
+#else
+  if (n < 2 * grain) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  parallel_ranges(n, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(i);
+  });
+#endif
 }
 
 // NumPy broadcasting of two shapes; names the op and both shapes on failure.

@@ -8,10 +8,20 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/parallel.h"
+
 namespace loom {
 
+// OpenBLAS runs single-threaded inside Loom except for large products (see
+// blas_threads.cc): its idle threads spin in sched_yield and fight the engine
+// for the cores. Medium products are split across Loom's kernel threads by
+// output rows or columns (no reduction, so results do not depend on the
+// thread count); large ones use OpenBLAS's threads, one such call at a time.
+void ensure_single_threaded_blas();
+void run_with_blas_threads(const std::function<void()> &f);
+
 template <typename T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T *a,
+void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T *a,
           int64_t lda, const T *b, int64_t ldb, double beta, T *c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
@@ -42,6 +52,32 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
         c[i * ldc + j] = static_cast<T>(alpha * static_cast<double>(acc) +
                                         (beta == 0 ? 0.0 : beta * static_cast<double>(c[i * ldc + j])));
       }
+  }
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T *a,
+          int64_t lda, const T *b, int64_t ldb, double beta, T *c, int64_t ldc) {
+  ensure_single_threaded_blas();
+  if (std::is_floating_point_v<T> && kernel_threads() > 1 && m * n * k >= (int64_t(1) << 27)) {
+    run_with_blas_threads([&] { gemm_serial<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+    return;
+  }
+  // Below ~4 MFLOP a split costs more than it saves.
+  if (kernel_threads() <= 1 || m * n * k < (int64_t(1) << 21)) {
+    gemm_serial<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  if (n >= m) {  // split the columns of C (and of op(B))
+    parallel_ranges(n, 64, [&](int64_t j0, int64_t j1) {
+      const T *bj = tb ? b + j0 * ldb : b + j0;
+      gemm_serial<T>(ta, tb, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+    });
+  } else {  // split the rows of C (and of op(A))
+    parallel_ranges(m, 16, [&](int64_t i0, int64_t i1) {
+      const T *ai = ta ? a + i0 : a + i0 * lda;
+      gemm_serial<T>(ta, tb, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + i0 * ldc, ldc);
+    });
   }
 }
 

@@ -233,8 +233,10 @@ const int kConvolution = [] {
       for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
         int64_t bn = std::min(chunk, g.n - n0), ld = bn * plane;
         for (int64_t gr = 0; gr < groups; ++gr) {
-          for (int64_t b = 0; b < bn; ++b)
-            im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
+          parallel_ranges(bn, 4, [&](int64_t b0, int64_t b1) {
+            for (int64_t b = b0; b < b1; ++b)
+              im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
+          });
           gemm<T>(false, false, fg, ld, krows, 1.0, w + gr * fg * krows, krows, col, ld, 0.0, tmp, ld);
           for (int64_t b = 0; b < bn; ++b)
             for (int64_t k = 0; k < fg; ++k)
@@ -274,15 +276,19 @@ const int kConvolution = [] {
               std::memcpy(dyb + k * ld + b * plane, dy + ((n0 + b) * f + gr * fg + k) * plane,
                           static_cast<size_t>(plane) * sizeof(T));
           if (req[1]) {  // dW_g (+)= dY (fg, ld) . COL^T (ld, krows)
-            for (int64_t b = 0; b < bn; ++b)
-              im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
+            parallel_ranges(bn, 4, [&](int64_t b0, int64_t b1) {
+              for (int64_t b = b0; b < b1; ++b)
+                im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
+            });
             gemm<T>(false, true, fg, krows, ld, 1.0, dyb, ld, col, ld, n0 == 0 ? 0.0 : 1.0,
                     ig[1].ptr<T>() + gr * fg * krows, krows);
           }
           if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
             gemm<T>(true, false, krows, ld, fg, 1.0, w + gr * fg * krows, krows, dyb, ld, 0.0, col, ld);
-            for (int64_t b = 0; b < bn; ++b)
-              col2im(col + b * plane, cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * cg) * g.h * g.w, ld);
+            parallel_ranges(bn, 4, [&](int64_t b0, int64_t b1) {  // images write disjoint dx
+              for (int64_t b = b0; b < b1; ++b)
+                col2im(col + b * plane, cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * cg) * g.h * g.w, ld);
+            });
           }
         }
       }
@@ -338,7 +344,8 @@ const int kPooling = [] {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
-      for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+      parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+      for (int64_t nc = p0; nc < p1; ++nc) {
         const T *xp = x + nc * g.h * g.w;
         T *yp = y + nc * g.oh * g.ow;
         for (int64_t oi = 0; oi < g.oh; ++oi)
@@ -356,6 +363,7 @@ const int kPooling = [] {
             yp[oi * g.ow + oj] = static_cast<T>(acc);
           }
       }
+      });
     });
   });
   d.set_backward([window](const OpContext &, const Params &p, const BlobList &in,
@@ -371,7 +379,8 @@ const int kPooling = [] {
       const T *dy = og[0].ptr<T>();
       T *dx = ig[0].ptr<T>();
       std::fill(dx, dx + ig[0].size(), T(0));
-      for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+      parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {  // planes are disjoint
+      for (int64_t nc = p0; nc < p1; ++nc) {
         const T *xp = x + nc * g.h * g.w;
         T *dxp = dx + nc * g.h * g.w;
         const T *dyp = dy + nc * g.oh * g.ow;
@@ -396,6 +405,7 @@ const int kPooling = [] {
             }
           }
       }
+      });
     });
   });
   return 0;

@@ -139,23 +139,24 @@ const int kActivation = [] {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
-      const int64_t n = in[0].size();
-      switch (a) {
-        case Act::Relu:
-          for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
-          break;
-        case Act::Sigmoid:
-          for (int64_t i = 0; i < n; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
-          break;
-        case Act::Tanh:
-          for (int64_t i = 0; i < n; ++i) y[i] = fast_tanh(x[i]);
-          break;
-        case Act::SoftRelu:
-          for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
-          break;
-        default:
-          for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (T(1) + std::fabs(x[i]));
-      }
+      parallel_ranges(in[0].size(), 1 << 15, [&](int64_t b, int64_t n) {
+        switch (a) {
+          case Act::Relu:
+            for (int64_t i = b; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+            break;
+          case Act::Sigmoid:
+            for (int64_t i = b; i < n; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
+            break;
+          case Act::Tanh:
+            for (int64_t i = b; i < n; ++i) y[i] = fast_tanh(x[i]);
+            break;
+          case Act::SoftRelu:
+            for (int64_t i = b; i < n; ++i) y[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
+            break;
+          default:
+            for (int64_t i = b; i < n; ++i) y[i] = x[i] / (T(1) + std::fabs(x[i]));
+        }
+      });
     });
   });
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,

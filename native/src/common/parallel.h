@@ -1,0 +1,20 @@
+// Fork-join parallel loops on a small pool of helper threads that sleep when
+// idle (no spinning: on small machines spinning helpers steal the cores that
+// OpenBLAS and the engine workers need). Each index is computed independently,
+// so results never depend on the number of threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace loom {
+
+// Runs body(begin, end) over [0, n) split into contiguous ranges, on the
+// calling thread plus idle helpers. Falls back to one range when n < 2 * grain,
+// when the pool is busy (a concurrent caller) or when there is one core.
+void parallel_ranges(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
+
+// Number of threads a parallel loop can use (LOOM_KERNEL_THREADS, default: cores).
+int kernel_threads();
+
+}  // namespace loom
