@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "common/parallel.h"
 #include "engine/engine.h"
 
 using loom::Context;
@@ -235,6 +236,28 @@ TEST(Engine, FastProducerIsHeldBackAtMaxPending) {
   EXPECT_EQ(done.load(), 200);
   EXPECT_LE(worst, 8 + 1) << "the producer ran more than max_pending ops ahead";
   EXPECT_GE(worst, 4) << "the producer was not allowed to run ahead at all";
+}
+
+TEST(Engine, ParallelRangesVisitEveryIndexOnceFromManyThreads) {
+  const int callers = 4;
+  const int64_t n = 200000;
+  std::vector<std::vector<std::atomic<int>>> hits(callers);
+  for (auto &h : hits) h = std::vector<std::atomic<int>>(n);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < callers; ++t)
+    ts.emplace_back([&, t] {
+      for (int rep = 0; rep < 5; ++rep)
+        loom::parallel_ranges(n, 1000, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[t][i].fetch_add(1, std::memory_order_relaxed);
+        });
+    });
+  for (auto &th : ts) th.join();
+  for (int t = 0; t < callers; ++t)
+    for (int64_t i = 0; i < n; i += 997) ASSERT_EQ(hits[t][i].load(), 5) << "caller " << t << " index " << i;
+  int64_t total = 0;
+  for (int t = 0; t < callers; ++t)
+    for (int64_t i = 0; i < n; ++i) total += hits[t][i].load();
+  EXPECT_EQ(total, int64_t(callers) * 5 * n);
 }
 
 TEST(Engine, SingletonHonoursEnvironment) {
