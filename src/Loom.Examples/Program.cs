@@ -53,9 +53,10 @@ static class Mnist
         Rand.Seed(42);
         long[] sizes = { 784, 128, 64, 10 };
         var p = new List<NDArray>();
+        // MXNet.jl's default initializer, as in the seed notebook: uniform in [-0.01, 0.01].
         for (int l = 0; l < 3; l++)
         {
-            p.Add(Weight(sizes[l + 1], sizes[l]));
+            p.Add(Rand.Uniform(-0.01, 0.01, new[] { sizes[l + 1], sizes[l] }).AttachGrad());
             p.Add(Bias(sizes[l + 1]));
         }
         NDArray Forward(NDArray x, NDArray y)
