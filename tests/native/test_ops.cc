@@ -934,6 +934,64 @@ TEST(Ops, ConvolutionAndPoolingMatchReference) {
   EXPECT_EQ(invoke("Pooling", {&P}, {{"kernel", "(2,2)"}, {"pool_type", "median"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
 }
 
+COVERS("LeakyReLU", "Dropout", "BlockGrad", "MakeLoss", "LinearRegressionOutput",
+       "LogisticRegressionOutput", "SwapAxis", "ElementWiseSum", "Embedding", "UpSampling", "SliceChannel");
+TEST(Ops, MoreLayersMatchReference) {
+  auto v = random_values(24, -2, 2, 301);
+  Arr X = make({2, 3, 4}, v, LOOM_DTYPE_FLOAT64);
+  auto leaky = read(call("LeakyReLU", {&X}, {{"slope", "0.1"}}));
+  auto elu = read(call("LeakyReLU", {&X}, {{"act_type", "elu"}, {"slope", "0.5"}}));
+  Arr gamma = make({3}, {0.1, 0.2, 0.3}, LOOM_DTYPE_FLOAT64);
+  auto prelu = read(call("LeakyReLU", {&X, &gamma}, {{"act_type", "prelu"}}));
+  for (int i = 0; i < 24; ++i) {
+    EXPECT_NEAR(leaky[i], v[i] > 0 ? v[i] : 0.1 * v[i], 1e-15);
+    EXPECT_NEAR(elu[i], v[i] > 0 ? v[i] : 0.5 * (std::exp(v[i]) - 1), 1e-15);
+    EXPECT_NEAR(prelu[i], v[i] > 0 ? v[i] : 0.1 * (1 + (i / 4) % 3) * v[i], 1e-15);
+  }
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("LeakyReLU", {&X}, {{"act_type", "prelu"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(read(call("BlockGrad", {&X})), v);
+  EXPECT_EQ(read(call("MakeLoss", {&X})), v);
+  EXPECT_EQ(read(call("LinearRegressionOutput", {&X, &X})), v);
+  auto lo = read(call("LogisticRegressionOutput", {&X, &X}));
+  for (int i = 0; i < 24; ++i) EXPECT_NEAR(lo[i], 1 / (1 + std::exp(-v[i])), 1e-15);
+  Arr wrong = make({5}, std::vector<double>(5, 0), LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(invoke("LinearRegressionOutput", {&X, &wrong}, {}, &outs), LOOM_ERR_SHAPE);
+
+  Arr S = call("SwapAxis", {&X}, {{"dim1", "0"}, {"dim2", "2"}});
+  EXPECT_EQ(shape_of(S), (std::vector<int64_t>{4, 3, 2}));
+  auto sv = read(S);
+  for (int a = 0; a < 2; ++a)
+    for (int b = 0; b < 3; ++b)
+      for (int c = 0; c < 4; ++c) EXPECT_EQ(sv[(c * 3 + b) * 2 + a], v[(a * 3 + b) * 4 + c]);
+
+  auto e = read(call("ElementWiseSum", {&X, &X, &X}));
+  for (int i = 0; i < 24; ++i) EXPECT_NEAR(e[i], 3 * v[i], 1e-15);
+
+  Arr idx = make({2, 2}, {3, 0, 1, 3}, LOOM_DTYPE_INT32);
+  auto wv = random_values(8, -1, 1, 302);
+  Arr W = make({4, 2}, wv, LOOM_DTYPE_FLOAT64);
+  Arr Em = call("Embedding", {&idx, &W}, {{"input_dim", "4"}, {"output_dim", "2"}});
+  EXPECT_EQ(shape_of(Em), (std::vector<int64_t>{2, 2, 2}));
+  auto ev = read(Em);
+  int ids[] = {3, 0, 1, 3};
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) EXPECT_EQ(ev[i * 2 + j], wv[ids[i] * 2 + j]);
+
+  Arr img = make({1, 1, 2, 2}, {1, 2, 3, 4}, LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(read(call("UpSampling", {&img}, {{"scale", "2"}})),
+            (std::vector<double>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}));
+
+  ASSERT_EQ(invoke("SliceChannel", {&X}, {{"num_outputs", "3"}, {"axis", "1"}, {"squeeze_axis", "true"}},
+                   &outs, 3), LOOM_OK) << loom_last_error();
+  ASSERT_EQ(outs.size(), 3u);
+  EXPECT_EQ(shape_of(outs[1]), (std::vector<int64_t>{2, 4}));
+  auto part = read(outs[1]);
+  for (int a = 0; a < 2; ++a)
+    for (int c = 0; c < 4; ++c) EXPECT_EQ(part[a * 4 + c], v[(a * 3 + 1) * 4 + c]);
+  EXPECT_EQ(invoke("SliceChannel", {&X}, {{"num_outputs", "5"}}, &outs, 5), LOOM_ERR_SHAPE);
+}
+
 TEST(Ops, EveryRegisteredOpHasAReferenceTest) {
   int32_t n = 0;
   ASSERT_EQ(loom_op_count(&n), LOOM_OK);

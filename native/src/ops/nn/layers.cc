@@ -1,0 +1,433 @@
+// More layers of MXNet's set, each with its gradient: LeakyReLU (leaky, elu,
+// prelu), Dropout, BlockGrad, MakeLoss, LinearRegressionOutput,
+// LogisticRegressionOutput, SwapAxis, ElementWiseSum, Embedding, UpSampling
+// (nearest) and SliceChannel.
+#include "ops/common.h"
+#include "ops/random/philox.h"
+
+namespace loom {
+namespace {
+
+void same_infer(const Params &, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                DTypeList &odt) {
+  for (size_t j = 0; j < out.size(); ++j) {
+    out[j] = in[0];
+    odt[j] = dt[0];
+  }
+}
+
+template <typename T>
+void copy_blob(const TBlob &src, const TBlob &dst) {
+  if (src.dptr != dst.dptr) std::memcpy(dst.dptr, src.dptr, static_cast<size_t>(src.size()) * sizeof(T));
+}
+
+// Regression outputs: forward f(data); backward (f(data) - label) * grad_scale / m,
+// with m the number of outputs per sample (MXNet's normalisation).
+void register_regression(const char *name, bool logistic, const char *doc) {
+  OpDef &d = Registry::get().add(name);
+  d.set_doc(doc).set_inputs({"data", "label"}).param("grad_scale", ParamType::Float, "1.0",
+                                                      "Scales the gradient.");
+  d.float_only = true;
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    if (in[1].size() != in[0].size())
+      shape_fail(p, "label has shape " + in[1].str() + " but data has shape " + in[0].str() +
+                        "; they need the same number of elements");
+    out[0] = in[0];
+    odt[0] = same_dtype(p, dt);
+  });
+  d.set_compute([logistic](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      for (int64_t i = 0; i < in[0].size(); ++i)
+        y[i] = logistic ? T(1) / (T(1) + std::exp(-x[i])) : x[i];
+    });
+  });
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
+                    const BlobList &, const BlobList &ig, const ReqList &req) {
+    const Shape &s = in[0].shape;
+    double m = s.ndim > 1 ? double(s.size() / std::max<int64_t>(s.d[0], 1)) : 1.0;
+    double scale = p.f("grad_scale") / m;
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *y = out[0].ptr<T>();
+      const T *l = in[1].ptr<T>();
+      if (req[0]) {
+        T *dx = ig[0].ptr<T>();
+        for (int64_t i = 0; i < in[0].size(); ++i) dx[i] = static_cast<T>((double(y[i]) - double(l[i])) * scale);
+      }
+      if (req[1]) std::fill(ig[1].ptr<T>(), ig[1].ptr<T>() + ig[1].size(), T(0));
+    });
+  });
+}
+
+const int kRegistered = [] {
+  auto &reg = Registry::get();
+
+  // ------------------------------------------------------------ LeakyReLU
+  OpDef &lr = reg.add("LeakyReLU");
+  lr.set_doc("Leaky activations: leaky x>0 ? x : slope*x; elu x>0 ? x : slope*(e^x-1); prelu "
+             "x>0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).")
+      .set_inputs({"data", "gamma"})
+      .param("act_type", ParamType::Enum, "leaky", "Variant.", {"leaky", "elu", "prelu"})
+      .param("slope", ParamType::Float, "0.25", "Negative slope (leaky, elu).");
+  lr.float_only = true;
+  lr.num_inputs = [](const Params &p) { return p.s("act_type") == "prelu" ? 2 : 1; };
+  lr.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                  DTypeList &odt) {
+    if (in.size() > 1) {
+      int64_t c = in[0].ndim > 1 ? in[0].d[1] : 1;
+      if (in[1] != Shape{c})
+        shape_fail(p, "gamma has shape " + in[1].str() + ", expected " + Shape{c}.str() +
+                          " (one slope per channel of data " + in[0].str() + ")");
+    }
+    out[0] = in[0];
+    odt[0] = same_dtype(p, dt);
+  });
+  auto channel_of = [](const Shape &s, int64_t i) -> int64_t {
+    if (s.ndim < 2) return 0;
+    int64_t inner = 1;
+    for (int k = 2; k < s.ndim; ++k) inner *= s.d[k];
+    return (i / inner) % s.d[1];
+  };
+  lr.set_compute([channel_of](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    const std::string &t = p.s("act_type");
+    double slope = p.f("slope");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      for (int64_t i = 0; i < in[0].size(); ++i) {
+        double v = x[i];
+        double a = t == "prelu" ? double(in[1].ptr<T>()[channel_of(in[0].shape, i)]) : slope;
+        y[i] = static_cast<T>(v > 0 ? v : (t == "elu" ? a * std::expm1(v) : a * v));
+      }
+    });
+  });
+  lr.set_backward([channel_of](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                               const BlobList &og, const BlobList &ig, const ReqList &req) {
+    const std::string &t = p.s("act_type");
+    double slope = p.f("slope");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      const T *g = og[0].ptr<T>();
+      if (in.size() > 1 && req[1]) std::fill(ig[1].ptr<T>(), ig[1].ptr<T>() + ig[1].size(), T(0));
+      for (int64_t i = 0; i < in[0].size(); ++i) {
+        double v = x[i];
+        int64_t c = channel_of(in[0].shape, i);
+        double a = t == "prelu" ? double(in[1].ptr<T>()[c]) : slope;
+        double d = v > 0 ? 1.0 : (t == "elu" ? a * std::exp(v) : a);
+        if (req[0]) ig[0].ptr<T>()[i] = static_cast<T>(d * double(g[i]));
+        if (t == "prelu" && req[1] && v <= 0) ig[1].ptr<T>()[c] += static_cast<T>(v * double(g[i]));
+      }
+    });
+  });
+
+  // ------------------------------------------------------------ Dropout
+  OpDef &dr = reg.add("Dropout");
+  dr.set_doc("In training mode, zeroes each element with probability p and scales the rest by "
+             "1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is "
+             "the identity.")
+      .set_inputs({"data"})
+      .param("p", ParamType::Float, "0.5", "Probability of dropping an element, in [0, 1).");
+  dr.outputs = {"out", "mask"};
+  dr.random = true;
+  dr.float_only = true;
+  dr.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                  DTypeList &odt) {
+    LOOM_CHECK(p.f("p") >= 0 && p.f("p") < 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": p must be in [0, 1), got ", p.f("p"));
+    same_infer(p, in, dt, out, odt);
+  });
+  dr.set_compute([](const OpContext &c, const Params &p, const BlobList &in, const BlobList &out) {
+    double prob = p.f("p");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      T *mask = out[1].ptr<T>();
+      const int64_t n = in[0].size();
+      if (!c.is_train || prob == 0) {
+        for (int64_t i = 0; i < n; ++i) {
+          y[i] = x[i];
+          mask[i] = T(1);
+        }
+      } else {
+        Philox ph(c.rng_key, c.rng_stream);
+        T keep = static_cast<T>(1.0 / (1.0 - prob));
+        for (int64_t b = 0; b < (n + 3) / 4; ++b) {
+          uint32_t w[4];
+          ph.block(static_cast<uint64_t>(b), w);
+          for (int k = 0; k < 4 && b * 4 + k < n; ++k) {
+            int64_t i = b * 4 + k;
+            mask[i] = u01_float(w[k]) < prob ? T(0) : keep;
+            y[i] = x[i] * mask[i];
+          }
+        }
+      }
+    });
+  });
+  dr.set_backward([](const OpContext &, const Params &, const BlobList &in, const BlobList &out,
+                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *mask = out[1].ptr<T>();
+      const T *g = og[0].ptr<T>();
+      T *dx = ig[0].ptr<T>();
+      for (int64_t i = 0; i < in[0].size(); ++i) dx[i] = g[i] * mask[i];
+    });
+  });
+
+  // ------------------------------------------------------------ BlockGrad, MakeLoss
+  OpDef &bg = reg.add("BlockGrad");
+  bg.set_doc("The identity forward; passes no gradient back.").set_inputs({"data"}).set_infer(same_infer);
+  bg.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    LOOM_DTYPE_SWITCH(in[0].dtype, T, copy_blob<T>(in[0], out[0]));
+  });
+  bg.set_backward([](const OpContext &, const Params &, const BlobList &, const BlobList &,
+                     const BlobList &, const BlobList &ig, const ReqList &req) {
+    if (req[0]) std::memset(ig[0].dptr, 0, static_cast<size_t>(ig[0].size()) * dtype_size(ig[0].dtype));
+  });
+
+  OpDef &ml = reg.add("MakeLoss");
+  ml.set_doc("Marks data as a loss: the identity forward; backward gives grad_scale (divided by "
+             "the batch size with normalization=batch) whatever gradient arrives.")
+      .set_inputs({"data"})
+      .param("grad_scale", ParamType::Float, "1.0", "Gradient of every element.")
+      .param("normalization", ParamType::Enum, "null", "Divide by the batch size or not.", {"null", "batch"})
+      .set_infer(same_infer);
+  ml.float_only = true;
+  ml.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, copy_blob<T>(in[0], out[0]));
+  });
+  ml.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                     const BlobList &, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    double v = p.f("grad_scale");
+    if (p.s("normalization") == "batch" && in[0].shape.ndim) v /= double(std::max<int64_t>(in[0].shape.d[0], 1));
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, std::fill(ig[0].ptr<T>(), ig[0].ptr<T>() + ig[0].size(), static_cast<T>(v)));
+  });
+
+  register_regression("LinearRegressionOutput", false,
+                      "Squared-error output: forward data; backward (data - label) * grad_scale / "
+                      "outputs-per-sample.");
+  register_regression("LogisticRegressionOutput", true,
+                      "Logistic output: forward sigmoid(data); backward (sigmoid(data) - label) * "
+                      "grad_scale / outputs-per-sample.");
+
+  // ------------------------------------------------------------ SwapAxis
+  OpDef &sw = reg.add("SwapAxis");
+  sw.set_doc("Exchanges two axes.")
+      .set_inputs({"data"})
+      .param("dim1", ParamType::Int, "0", "First axis.")
+      .param("dim2", ParamType::Int, "0", "Second axis.");
+  auto swap_perm = [](const Params &p, const Shape &s) {
+    int a = normalize_axis(p.i("dim1"), s.ndim, p.op().name, "dim1");
+    int b = normalize_axis(p.i("dim2"), s.ndim, p.op().name, "dim2");
+    std::vector<int> perm(s.ndim);
+    for (int i = 0; i < s.ndim; ++i) perm[i] = i;
+    std::swap(perm[a], perm[b]);
+    return perm;
+  };
+  auto permute_copy = [](const TBlob &src, const TBlob &dst, const std::vector<int> &perm) {
+    // dst axis i is src axis perm[i]; perm is its own inverse.
+    const Shape &ss = src.shape;
+    std::vector<int64_t> st(ss.ndim, 1);
+    for (int i = ss.ndim - 2; i >= 0; --i) st[i] = st[i + 1] * ss.d[i + 1];
+    size_t es = dtype_size(src.dtype);
+    const char *a = static_cast<const char *>(src.dptr);
+    char *o = static_cast<char *>(dst.dptr);
+    for (int64_t flat = 0; flat < dst.size(); ++flat) {
+      int64_t f = flat, from = 0;
+      for (int i = dst.shape.ndim - 1; i >= 0; --i) {
+        from += (f % dst.shape.d[i]) * st[perm[i]];
+        f /= dst.shape.d[i];
+      }
+      std::memcpy(o + flat * es, a + from * es, es);
+    }
+  };
+  sw.set_infer([swap_perm](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                           DTypeList &odt) {
+    auto perm = swap_perm(p, in[0]);
+    out[0] = in[0];
+    for (int i = 0; i < in[0].ndim; ++i) out[0].d[i] = in[0].d[perm[i]];
+    odt[0] = dt[0];
+  });
+  sw.set_compute([swap_perm, permute_copy](const OpContext &, const Params &p, const BlobList &in,
+                                           const BlobList &out) {
+    permute_copy(in[0], out[0], swap_perm(p, in[0].shape));
+  });
+  sw.set_backward([swap_perm, permute_copy](const OpContext &, const Params &p, const BlobList &in,
+                                            const BlobList &, const BlobList &og, const BlobList &ig,
+                                            const ReqList &req) {
+    if (req[0]) permute_copy(og[0], ig[0], swap_perm(p, in[0].shape));
+  });
+
+  // ------------------------------------------------------------ ElementWiseSum
+  OpDef &es = reg.add("ElementWiseSum");
+  es.set_doc("Sum of any number of arrays of one shape.").set_inputs({"args"}).set_variadic();
+  es.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                  DTypeList &odt) {
+    odt[0] = same_dtype(p, dt);
+    for (size_t k = 1; k < in.size(); ++k)
+      if (in[k] != in[0])
+        shape_fail(p, "input " + std::to_string(k) + " has shape " + in[k].str() +
+                          " but input 0 has shape " + in[0].str());
+    out[0] = in[0];
+  });
+  es.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    LOOM_DTYPE_SWITCH(out[0].dtype, T, {
+      T *o = out[0].ptr<T>();
+      for (int64_t i = 0; i < out[0].size(); ++i) {
+        T s = T(0);
+        for (const TBlob &b : in) s += b.ptr<T>()[i];
+        o[i] = s;
+      }
+    });
+  });
+  es.set_backward([](const OpContext &, const Params &, const BlobList &, const BlobList &,
+                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+    for (size_t k = 0; k < ig.size(); ++k)
+      if (req[k]) std::memcpy(ig[k].dptr, og[0].dptr, static_cast<size_t>(og[0].size()) * dtype_size(og[0].dtype));
+  });
+
+  // ------------------------------------------------------------ Embedding
+  OpDef &em = reg.add("Embedding");
+  em.set_doc("Looks up rows of weight (input_dim, output_dim) for integer-valued data; the "
+             "output shape is data.shape + (output_dim,). Indices outside [0, input_dim) are "
+             "an error. The weight gradient adds rows in index order.")
+      .set_inputs({"data", "weight"})
+      .required("input_dim", ParamType::Int, "Vocabulary size (rows of weight).")
+      .required("output_dim", ParamType::Int, "Embedding size (columns of weight).");
+  em.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                  DTypeList &odt) {
+    Shape w{p.i("input_dim"), p.i("output_dim")};
+    if (in[1] != w) shape_fail(p, "weight has shape " + in[1].str() + ", expected " + w.str());
+    out[0] = in[0];
+    out[0].push_back(p.i("output_dim"));
+    odt[0] = dt[1];
+  });
+  em.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    int64_t rows = p.i("input_dim"), dim = p.i("output_dim");
+    LOOM_DTYPE_SWITCH(in[0].dtype, I, {
+      const I *idx = in[0].ptr<I>();
+      size_t row = static_cast<size_t>(dim) * dtype_size(in[1].dtype);
+      for (int64_t i = 0; i < in[0].size(); ++i) {
+        double v = double(idx[i]);
+        if (!(v >= 0 && v < double(rows)) || v != std::floor(v))
+          fail(LOOM_ERR_INVALID_ARGUMENT, "Embedding: index ", v, " at position ", i,
+               " is outside [0, input_dim=", rows, ")");
+        std::memcpy(static_cast<char *>(out[0].dptr) + i * row,
+                    static_cast<const char *>(in[1].dptr) + static_cast<int64_t>(v) * row, row);
+      }
+    });
+  });
+  em.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+    int64_t dim = p.i("output_dim");
+    if (req[0]) std::memset(ig[0].dptr, 0, static_cast<size_t>(ig[0].size()) * dtype_size(ig[0].dtype));
+    if (!req[1]) return;
+    LOOM_FLOAT_SWITCH(in[1].dtype, T, {
+      T *dw = ig[1].ptr<T>();
+      std::fill(dw, dw + ig[1].size(), T(0));
+      const T *g = og[0].ptr<T>();
+      LOOM_DTYPE_SWITCH(in[0].dtype, I, {
+        const I *idx = in[0].ptr<I>();
+        for (int64_t i = 0; i < in[0].size(); ++i)
+          for (int64_t j = 0; j < dim; ++j) dw[static_cast<int64_t>(idx[i]) * dim + j] += g[i * dim + j];
+      });
+    });
+  });
+
+  // ------------------------------------------------------------ UpSampling (nearest)
+  OpDef &up = reg.add("UpSampling");
+  up.set_doc("Nearest-neighbour upsampling of NCHW data by an integer scale.")
+      .set_inputs({"data"})
+      .required("scale", ParamType::Int, "Scale factor for H and W.")
+      .param("sample_type", ParamType::Enum, "nearest", "Only nearest is implemented.", {"nearest"});
+  up.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                  DTypeList &odt) {
+    if (in[0].ndim != 4) shape_fail(p, "data must be (N, C, H, W), got " + in[0].str());
+    LOOM_CHECK(p.i("scale") >= 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": scale must be >= 1");
+    out[0] = Shape{in[0].d[0], in[0].d[1], in[0].d[2] * p.i("scale"), in[0].d[3] * p.i("scale")};
+    odt[0] = dt[0];
+  });
+  up.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    int64_t s = p.i("scale"), h = in[0].shape.d[2], w = in[0].shape.d[3], planes = in[0].shape.d[0] * in[0].shape.d[1];
+    LOOM_DTYPE_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      for (int64_t pl = 0; pl < planes; ++pl)
+        for (int64_t i = 0; i < h * s; ++i)
+          for (int64_t j = 0; j < w * s; ++j) y[(pl * h * s + i) * w * s + j] = x[(pl * h + i / s) * w + j / s];
+    });
+  });
+  up.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    int64_t s = p.i("scale"), h = in[0].shape.d[2], w = in[0].shape.d[3], planes = in[0].shape.d[0] * in[0].shape.d[1];
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *g = og[0].ptr<T>();
+      T *dx = ig[0].ptr<T>();
+      std::fill(dx, dx + ig[0].size(), T(0));
+      for (int64_t pl = 0; pl < planes; ++pl)
+        for (int64_t i = 0; i < h * s; ++i)
+          for (int64_t j = 0; j < w * s; ++j) dx[(pl * h + i / s) * w + j / s] += g[(pl * h * s + i) * w * s + j];
+    });
+  });
+
+  // ------------------------------------------------------------ SliceChannel
+  OpDef &sc = reg.add("SliceChannel");
+  sc.set_doc("Splits data into num_outputs equal parts along an axis (optionally dropping that "
+             "axis when each part has extent 1).")
+      .set_inputs({"data"})
+      .required("num_outputs", ParamType::Int, "Number of parts.")
+      .param("axis", ParamType::Int, "1", "Axis to split.")
+      .param("squeeze_axis", ParamType::Bool, "false", "Drop the split axis (parts of extent 1).");
+  sc.num_outputs = [](const Params &p) { return static_cast<int>(std::max<int64_t>(p.i("num_outputs"), 1)); };
+  sc.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                  DTypeList &odt) {
+    int64_t k = p.i("num_outputs");
+    int ax = normalize_axis(p.i("axis"), in[0].ndim, p.op().name);
+    if (k < 1 || in[0].d[ax] % k != 0)
+      shape_fail(p, "axis " + std::to_string(ax) + " of " + in[0].str() + " does not split into " +
+                        std::to_string(k) + " equal parts");
+    Shape part = in[0];
+    part.d[ax] /= k;
+    if (p.b("squeeze_axis")) {
+      if (part.d[ax] != 1) shape_fail(p, "squeeze_axis needs parts of extent 1, got " + std::to_string(part.d[ax]));
+      for (int i = ax; i + 1 < part.ndim; ++i) part.d[i] = part.d[i + 1];
+      --part.ndim;
+    }
+    for (size_t j = 0; j < out.size(); ++j) {
+      out[j] = part;
+      odt[j] = dt[0];
+    }
+  });
+  auto split_dims = [](const Params &p, const Shape &s, int64_t *outer, int64_t *mid, int64_t *inner) {
+    int ax = normalize_axis(p.i("axis"), s.ndim, p.op().name);
+    split_axes(s, ax, ax + 1, outer, mid, inner);
+  };
+  sc.set_compute([split_dims](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    int64_t outer, mid, inner, k = static_cast<int64_t>(out.size());
+    split_dims(p, in[0].shape, &outer, &mid, &inner);
+    size_t es = dtype_size(in[0].dtype), part = static_cast<size_t>(mid / k * inner) * es;
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(static_cast<char *>(out[j].dptr) + o * part,
+                    static_cast<const char *>(in[0].dptr) + (o * mid * inner) * es + j * part, part);
+  });
+  sc.set_backward([split_dims](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                               const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    int64_t outer, mid, inner, k = static_cast<int64_t>(og.size());
+    split_dims(p, in[0].shape, &outer, &mid, &inner);
+    size_t es = dtype_size(in[0].dtype), part = static_cast<size_t>(mid / k * inner) * es;
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(static_cast<char *>(ig[0].dptr) + (o * mid * inner) * es + j * part,
+                    static_cast<const char *>(og[j].dptr) + o * part, part);
+  });
+  return 0;
+}();
+
+}  // namespace
+}  // namespace loom
