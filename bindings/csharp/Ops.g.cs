@@ -19,11 +19,22 @@ public static partial class Op
     /// <returns>The result (the op 'Activation').</returns>
     public static NDArray Activation(NDArray data, string? actType = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (actType is not null) (p ??= new()).Add("act_type", actType);
-        return Imperative.Invoke(ref s_Activation, "Activation", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (actType is not null) (__params ??= new()).Add("act_type", actType);
+        return Imperative.Invoke(ref s_Activation, "Activation", new[] { data }, __params, @out);
     }
     private static OpHandle s_Activation;
+
+    /// <summary>The identity forward; passes no gradient back.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'BlockGrad').</returns>
+    public static NDArray BlockGrad(NDArray data, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_BlockGrad, "BlockGrad", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_BlockGrad;
 
     /// <summary>Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) / stride + 1.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -41,18 +52,58 @@ public static partial class Op
     /// <returns>The result (the op 'Convolution').</returns>
     public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("kernel", kernel);
-        (p ??= new()).Add("num_filter", numFilter);
-        if (stride is not null) (p ??= new()).Add("stride", stride);
-        if (pad is not null) (p ??= new()).Add("pad", pad);
-        if (dilate is not null) (p ??= new()).Add("dilate", dilate);
-        if (numGroup is not null) (p ??= new()).Add("num_group", numGroup.Value);
-        if (noBias is not null) (p ??= new()).Add("no_bias", noBias.Value);
-        if (workspace is not null) (p ??= new()).Add("workspace", workspace.Value);
-        return Imperative.Invoke(ref s_Convolution, "Convolution", new[] { data, weight, bias }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("kernel", kernel);
+        (__params ??= new()).Add("num_filter", numFilter);
+        if (stride is not null) (__params ??= new()).Add("stride", stride);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
+        if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
+        if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
+        return Imperative.Invoke(ref s_Convolution, "Convolution", new[] { data, weight, bias }, __params, @out);
     }
     private static OpHandle s_Convolution;
+
+    /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="p">Probability of dropping an element, in [0, 1). Default: 0.5.</param>
+    /// <param name="out">Write the results into these arrays (out, mask) instead of new ones.</param>
+    /// <returns>The result (the op 'Dropout').</returns>
+    public static NDArray[] Dropout(NDArray data, double? p = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        if (p is not null) (__params ??= new()).Add("p", p.Value);
+        return Imperative.InvokeMany(ref s_Dropout, "Dropout", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_Dropout;
+
+    /// <summary>Sum of any number of arrays of one shape.</summary>
+    /// <param name="args">Input 'args' (one or more).</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'ElementWiseSum').</returns>
+    public static NDArray ElementWiseSum(NDArray[] args, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_ElementWiseSum, "ElementWiseSum", args, __params, @out);
+    }
+    private static OpHandle s_ElementWiseSum;
+
+    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices outside [0, input_dim) are an error. The weight gradient adds rows in index order.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="inputDim">Vocabulary size (rows of weight).</param>
+    /// <param name="outputDim">Embedding size (columns of weight).</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Embedding').</returns>
+    public static NDArray Embedding(NDArray data, NDArray weight, long inputDim, long outputDim, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("input_dim", inputDim);
+        (__params ??= new()).Add("output_dim", outputDim);
+        return Imperative.Invoke(ref s_Embedding, "Embedding", new[] { data, weight }, __params, @out);
+    }
+    private static OpHandle s_Embedding;
 
     /// <summary>Collapses all axes after the first: (N, d1, d2, ...) -&gt; (N, d1*d2*...).</summary>
     /// <param name="data">Input 'data'.</param>
@@ -60,8 +111,8 @@ public static partial class Op
     /// <returns>The result (the op 'Flatten').</returns>
     public static NDArray Flatten(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_Flatten, "Flatten", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_Flatten, "Flatten", new[] { data }, __params, @out);
     }
     private static OpHandle s_Flatten;
 
@@ -76,13 +127,72 @@ public static partial class Op
     /// <returns>The result (the op 'FullyConnected').</returns>
     public static NDArray FullyConnected(NDArray data, NDArray weight, NDArray bias, long numHidden, bool? noBias = null, bool? flatten = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("num_hidden", numHidden);
-        if (noBias is not null) (p ??= new()).Add("no_bias", noBias.Value);
-        if (flatten is not null) (p ??= new()).Add("flatten", flatten.Value);
-        return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", new[] { data, weight, bias }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("num_hidden", numHidden);
+        if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
+        if (flatten is not null) (__params ??= new()).Add("flatten", flatten.Value);
+        return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", new[] { data, weight, bias }, __params, @out);
     }
     private static OpHandle s_FullyConnected;
+
+    /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="gamma">Input 'gamma'.</param>
+    /// <param name="actType">Variant. One of: leaky, elu, prelu. Default: leaky.</param>
+    /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'LeakyReLU').</returns>
+    public static NDArray LeakyReLU(NDArray data, NDArray gamma, string? actType = null, double? slope = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (actType is not null) (__params ??= new()).Add("act_type", actType);
+        if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
+        return Imperative.Invoke(ref s_LeakyReLU, "LeakyReLU", new[] { data, gamma }, __params, @out);
+    }
+    private static OpHandle s_LeakyReLU;
+
+    /// <summary>Squared-error output: forward data; backward (data - label) * grad_scale / outputs-per-sample.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'LinearRegressionOutput').</returns>
+    public static NDArray LinearRegressionOutput(NDArray data, NDArray label, double? gradScale = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
+        return Imperative.Invoke(ref s_LinearRegressionOutput, "LinearRegressionOutput", new[] { data, label }, __params, @out);
+    }
+    private static OpHandle s_LinearRegressionOutput;
+
+    /// <summary>Logistic output: forward sigmoid(data); backward (sigmoid(data) - label) * grad_scale / outputs-per-sample.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'LogisticRegressionOutput').</returns>
+    public static NDArray LogisticRegressionOutput(NDArray data, NDArray label, double? gradScale = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
+        return Imperative.Invoke(ref s_LogisticRegressionOutput, "LogisticRegressionOutput", new[] { data, label }, __params, @out);
+    }
+    private static OpHandle s_LogisticRegressionOutput;
+
+    /// <summary>Marks data as a loss: the identity forward; backward gives grad_scale (divided by the batch size with normalization=batch) whatever gradient arrives.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="gradScale">Gradient of every element. Default: 1.0.</param>
+    /// <param name="normalization">Divide by the batch size or not. One of: null, batch. Default: null.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'MakeLoss').</returns>
+    public static NDArray MakeLoss(NDArray data, double? gradScale = null, string? normalization = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
+        if (normalization is not null) (__params ??= new()).Add("normalization", normalization);
+        return Imperative.Invoke(ref s_MakeLoss, "MakeLoss", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_MakeLoss;
 
     /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the kernel area, padding included (MXNet's default).</summary>
     /// <param name="data">Input 'data'.</param>
@@ -96,16 +206,33 @@ public static partial class Op
     /// <returns>The result (the op 'Pooling').</returns>
     public static NDArray Pooling(NDArray data, long[]? kernel = null, string? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, string? poolingConvention = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (kernel is not null) (p ??= new()).Add("kernel", kernel);
-        if (poolType is not null) (p ??= new()).Add("pool_type", poolType);
-        if (globalPool is not null) (p ??= new()).Add("global_pool", globalPool.Value);
-        if (stride is not null) (p ??= new()).Add("stride", stride);
-        if (pad is not null) (p ??= new()).Add("pad", pad);
-        if (poolingConvention is not null) (p ??= new()).Add("pooling_convention", poolingConvention);
-        return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (kernel is not null) (__params ??= new()).Add("kernel", kernel);
+        if (poolType is not null) (__params ??= new()).Add("pool_type", poolType);
+        if (globalPool is not null) (__params ??= new()).Add("global_pool", globalPool.Value);
+        if (stride is not null) (__params ??= new()).Add("stride", stride);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (poolingConvention is not null) (__params ??= new()).Add("pooling_convention", poolingConvention);
+        return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, __params, @out);
     }
     private static OpHandle s_Pooling;
+
+    /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="numOutputs">Number of parts.</param>
+    /// <param name="axis">Axis to split. Default: 1.</param>
+    /// <param name="squeezeAxis">Drop the split axis (parts of extent 1). Default: false.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SliceChannel').</returns>
+    public static NDArray SliceChannel(NDArray data, long numOutputs, long? axis = null, bool? squeezeAxis = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("num_outputs", numOutputs);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (squeezeAxis is not null) (__params ??= new()).Add("squeeze_axis", squeezeAxis.Value);
+        return Imperative.Invoke(ref s_SliceChannel, "SliceChannel", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_SliceChannel;
 
     /// <summary>Softmax with a cross-entropy gradient: the output is softmax(data); the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -119,15 +246,45 @@ public static partial class Op
     /// <returns>The result (the op 'SoftmaxOutput').</returns>
     public static NDArray SoftmaxOutput(NDArray data, NDArray label, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, string? normalization = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (gradScale is not null) (p ??= new()).Add("grad_scale", gradScale.Value);
-        if (ignoreLabel is not null) (p ??= new()).Add("ignore_label", ignoreLabel.Value);
-        if (useIgnore is not null) (p ??= new()).Add("use_ignore", useIgnore.Value);
-        if (multiOutput is not null) (p ??= new()).Add("multi_output", multiOutput.Value);
-        if (normalization is not null) (p ??= new()).Add("normalization", normalization);
-        return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", new[] { data, label }, p, @out);
+        OpParams? __params = null;
+        if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
+        if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
+        if (useIgnore is not null) (__params ??= new()).Add("use_ignore", useIgnore.Value);
+        if (multiOutput is not null) (__params ??= new()).Add("multi_output", multiOutput.Value);
+        if (normalization is not null) (__params ??= new()).Add("normalization", normalization);
+        return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", new[] { data, label }, __params, @out);
     }
     private static OpHandle s_SoftmaxOutput;
+
+    /// <summary>Exchanges two axes.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="dim1">First axis. Default: 0.</param>
+    /// <param name="dim2">Second axis. Default: 0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SwapAxis').</returns>
+    public static NDArray SwapAxis(NDArray data, long? dim1 = null, long? dim2 = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (dim1 is not null) (__params ??= new()).Add("dim1", dim1.Value);
+        if (dim2 is not null) (__params ??= new()).Add("dim2", dim2.Value);
+        return Imperative.Invoke(ref s_SwapAxis, "SwapAxis", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_SwapAxis;
+
+    /// <summary>Nearest-neighbour upsampling of NCHW data by an integer scale.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="scale">Scale factor for H and W.</param>
+    /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'UpSampling').</returns>
+    public static NDArray UpSampling(NDArray data, long scale, string? sampleType = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("scale", scale);
+        if (sampleType is not null) (__params ??= new()).Add("sample_type", sampleType);
+        return Imperative.Invoke(ref s_UpSampling, "UpSampling", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_UpSampling;
 
     /// <summary>Absolute value, elementwise: |x|.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -135,8 +292,8 @@ public static partial class Op
     /// <returns>The result (the op 'abs').</returns>
     public static NDArray Abs(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_abs, "abs", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_abs, "abs", new[] { data }, __params, @out);
     }
     private static OpHandle s_abs;
 
@@ -147,8 +304,8 @@ public static partial class Op
     /// <returns>The result (the op 'accuracy_count').</returns>
     public static NDArray AccuracyCount(NDArray pred, NDArray label, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_accuracy_count, "accuracy_count", new[] { pred, label }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_accuracy_count, "accuracy_count", new[] { pred, label }, __params, @out);
     }
     private static OpHandle s_accuracy_count;
 
@@ -169,16 +326,16 @@ public static partial class Op
     /// <returns>The result (the op 'adam_update').</returns>
     public static NDArray[] AdamUpdate(NDArray weight, NDArray grad, NDArray mean, NDArray var, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? beta1 = null, double? beta2 = null, double? epsilon = null, long? t = null, NDArray[]? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("lr", lr);
-        if (wd is not null) (p ??= new()).Add("wd", wd.Value);
-        if (rescaleGrad is not null) (p ??= new()).Add("rescale_grad", rescaleGrad.Value);
-        if (clipGradient is not null) (p ??= new()).Add("clip_gradient", clipGradient.Value);
-        if (beta1 is not null) (p ??= new()).Add("beta1", beta1.Value);
-        if (beta2 is not null) (p ??= new()).Add("beta2", beta2.Value);
-        if (epsilon is not null) (p ??= new()).Add("epsilon", epsilon.Value);
-        if (t is not null) (p ??= new()).Add("t", t.Value);
-        return Imperative.InvokeMany(ref s_adam_update, "adam_update", new[] { weight, grad, mean, var }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (beta1 is not null) (__params ??= new()).Add("beta1", beta1.Value);
+        if (beta2 is not null) (__params ??= new()).Add("beta2", beta2.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        if (t is not null) (__params ??= new()).Add("t", t.Value);
+        return Imperative.InvokeMany(ref s_adam_update, "adam_update", new[] { weight, grad, mean, var }, __params, @out);
     }
     private static OpHandle s_adam_update;
 
@@ -189,8 +346,8 @@ public static partial class Op
     /// <returns>The result (the op 'add').</returns>
     public static NDArray Add(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_add, "add", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_add, "add", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_add;
 
@@ -201,9 +358,9 @@ public static partial class Op
     /// <returns>The result (the op 'add_scalar').</returns>
     public static NDArray AddScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_add_scalar, "add_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_add_scalar, "add_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_add_scalar;
 
@@ -217,13 +374,13 @@ public static partial class Op
     /// <returns>The result (the op 'arange').</returns>
     public static NDArray Arange(double? start = null, double? stop = null, double? step = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (start is not null) (p ??= new()).Add("start", start.Value);
-        if (stop is not null) (p ??= new()).Add("stop", stop.Value);
-        if (step is not null) (p ??= new()).Add("step", step.Value);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_arange, "arange", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        if (start is not null) (__params ??= new()).Add("start", start.Value);
+        if (stop is not null) (__params ??= new()).Add("stop", stop.Value);
+        if (step is not null) (__params ??= new()).Add("step", step.Value);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_arange, "arange", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_arange;
 
@@ -235,10 +392,10 @@ public static partial class Op
     /// <returns>The result (the op 'argmax').</returns>
     public static NDArray Argmax(NDArray data, long? axis = null, bool? keepdims = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        return Imperative.Invoke(ref s_argmax, "argmax", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        return Imperative.Invoke(ref s_argmax, "argmax", new[] { data }, __params, @out);
     }
     private static OpHandle s_argmax;
 
@@ -250,10 +407,10 @@ public static partial class Op
     /// <returns>The result (the op 'argmin').</returns>
     public static NDArray Argmin(NDArray data, long? axis = null, bool? keepdims = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        return Imperative.Invoke(ref s_argmin, "argmin", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        return Imperative.Invoke(ref s_argmin, "argmin", new[] { data }, __params, @out);
     }
     private static OpHandle s_argmin;
 
@@ -266,10 +423,10 @@ public static partial class Op
     /// <returns>The result (the op 'batch_dot').</returns>
     public static NDArray BatchDot(NDArray lhs, NDArray rhs, bool? transposeA = null, bool? transposeB = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (transposeA is not null) (p ??= new()).Add("transpose_a", transposeA.Value);
-        if (transposeB is not null) (p ??= new()).Add("transpose_b", transposeB.Value);
-        return Imperative.Invoke(ref s_batch_dot, "batch_dot", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        if (transposeA is not null) (__params ??= new()).Add("transpose_a", transposeA.Value);
+        if (transposeB is not null) (__params ??= new()).Add("transpose_b", transposeB.Value);
+        return Imperative.Invoke(ref s_batch_dot, "batch_dot", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_batch_dot;
 
@@ -280,9 +437,9 @@ public static partial class Op
     /// <returns>The result (the op 'cast').</returns>
     public static NDArray Cast(NDArray data, DType dtype, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("dtype", dtype);
-        return Imperative.Invoke(ref s_cast, "cast", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("dtype", dtype);
+        return Imperative.Invoke(ref s_cast, "cast", new[] { data }, __params, @out);
     }
     private static OpHandle s_cast;
 
@@ -292,8 +449,8 @@ public static partial class Op
     /// <returns>The result (the op 'ceil').</returns>
     public static NDArray Ceil(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_ceil, "ceil", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_ceil, "ceil", new[] { data }, __params, @out);
     }
     private static OpHandle s_ceil;
 
@@ -305,10 +462,10 @@ public static partial class Op
     /// <returns>The result (the op 'clip').</returns>
     public static NDArray Clip(NDArray data, double aMin, double aMax, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("a_min", aMin);
-        (p ??= new()).Add("a_max", aMax);
-        return Imperative.Invoke(ref s_clip, "clip", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("a_min", aMin);
+        (__params ??= new()).Add("a_max", aMax);
+        return Imperative.Invoke(ref s_clip, "clip", new[] { data }, __params, @out);
     }
     private static OpHandle s_clip;
 
@@ -319,9 +476,9 @@ public static partial class Op
     /// <returns>The result (the op 'concat').</returns>
     public static NDArray Concat(NDArray[] data, long? dim = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (dim is not null) (p ??= new()).Add("dim", dim.Value);
-        return Imperative.Invoke(ref s_concat, "concat", data, p, @out);
+        OpParams? __params = null;
+        if (dim is not null) (__params ??= new()).Add("dim", dim.Value);
+        return Imperative.Invoke(ref s_concat, "concat", data, __params, @out);
     }
     private static OpHandle s_concat;
 
@@ -331,8 +488,8 @@ public static partial class Op
     /// <returns>The result (the op 'copy').</returns>
     public static NDArray Copy(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_copy, "copy", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_copy, "copy", new[] { data }, __params, @out);
     }
     private static OpHandle s_copy;
 
@@ -342,8 +499,8 @@ public static partial class Op
     /// <returns>The result (the op 'cos').</returns>
     public static NDArray Cos(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_cos, "cos", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_cos, "cos", new[] { data }, __params, @out);
     }
     private static OpHandle s_cos;
 
@@ -354,8 +511,8 @@ public static partial class Op
     /// <returns>The result (the op 'divide').</returns>
     public static NDArray Divide(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_divide, "divide", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_divide, "divide", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_divide;
 
@@ -366,9 +523,9 @@ public static partial class Op
     /// <returns>The result (the op 'divide_scalar').</returns>
     public static NDArray DivideScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_divide_scalar, "divide_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_divide_scalar, "divide_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_divide_scalar;
 
@@ -381,10 +538,10 @@ public static partial class Op
     /// <returns>The result (the op 'dot').</returns>
     public static NDArray Dot(NDArray lhs, NDArray rhs, bool? transposeA = null, bool? transposeB = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (transposeA is not null) (p ??= new()).Add("transpose_a", transposeA.Value);
-        if (transposeB is not null) (p ??= new()).Add("transpose_b", transposeB.Value);
-        return Imperative.Invoke(ref s_dot, "dot", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        if (transposeA is not null) (__params ??= new()).Add("transpose_a", transposeA.Value);
+        if (transposeB is not null) (__params ??= new()).Add("transpose_b", transposeB.Value);
+        return Imperative.Invoke(ref s_dot, "dot", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_dot;
 
@@ -395,8 +552,8 @@ public static partial class Op
     /// <returns>The result (the op 'equal').</returns>
     public static NDArray Equal(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_equal, "equal", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_equal, "equal", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_equal;
 
@@ -407,9 +564,9 @@ public static partial class Op
     /// <returns>The result (the op 'equal_scalar').</returns>
     public static NDArray EqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_equal_scalar, "equal_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_equal_scalar, "equal_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_equal_scalar;
 
@@ -419,8 +576,8 @@ public static partial class Op
     /// <returns>The result (the op 'exp').</returns>
     public static NDArray Exp(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_exp, "exp", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_exp, "exp", new[] { data }, __params, @out);
     }
     private static OpHandle s_exp;
 
@@ -430,8 +587,8 @@ public static partial class Op
     /// <returns>The result (the op 'expm1').</returns>
     public static NDArray Expm1(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_expm1, "expm1", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_expm1, "expm1", new[] { data }, __params, @out);
     }
     private static OpHandle s_expm1;
 
@@ -441,8 +598,8 @@ public static partial class Op
     /// <returns>The result (the op 'floor').</returns>
     public static NDArray Floor(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_floor, "floor", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_floor, "floor", new[] { data }, __params, @out);
     }
     private static OpHandle s_floor;
 
@@ -455,12 +612,12 @@ public static partial class Op
     /// <returns>The result (the op 'full').</returns>
     public static NDArray Full(double value, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("value", value);
-        if (shape is not null) (p ??= new()).Add("shape", shape);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_full, "full", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("value", value);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_full, "full", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_full;
 
@@ -471,8 +628,8 @@ public static partial class Op
     /// <returns>The result (the op 'greater').</returns>
     public static NDArray Greater(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_greater, "greater", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_greater, "greater", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_greater;
 
@@ -483,8 +640,8 @@ public static partial class Op
     /// <returns>The result (the op 'greater_equal').</returns>
     public static NDArray GreaterEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_greater_equal, "greater_equal", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_greater_equal, "greater_equal", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_greater_equal;
 
@@ -495,9 +652,9 @@ public static partial class Op
     /// <returns>The result (the op 'greater_equal_scalar').</returns>
     public static NDArray GreaterEqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_greater_equal_scalar, "greater_equal_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_greater_equal_scalar, "greater_equal_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_greater_equal_scalar;
 
@@ -508,9 +665,9 @@ public static partial class Op
     /// <returns>The result (the op 'greater_scalar').</returns>
     public static NDArray GreaterScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_greater_scalar, "greater_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_greater_scalar, "greater_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_greater_scalar;
 
@@ -525,14 +682,14 @@ public static partial class Op
     /// <returns>The result (the op 'init_xavier').</returns>
     public static NDArray InitXavier(string? rndType = null, string? factorType = null, double? magnitude = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (rndType is not null) (p ??= new()).Add("rnd_type", rndType);
-        if (factorType is not null) (p ??= new()).Add("factor_type", factorType);
-        if (magnitude is not null) (p ??= new()).Add("magnitude", magnitude.Value);
-        if (shape is not null) (p ??= new()).Add("shape", shape);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_init_xavier, "init_xavier", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        if (rndType is not null) (__params ??= new()).Add("rnd_type", rndType);
+        if (factorType is not null) (__params ??= new()).Add("factor_type", factorType);
+        if (magnitude is not null) (__params ??= new()).Add("magnitude", magnitude.Value);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_init_xavier, "init_xavier", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_init_xavier;
 
@@ -543,8 +700,8 @@ public static partial class Op
     /// <returns>The result (the op 'less').</returns>
     public static NDArray Less(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_less, "less", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_less, "less", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_less;
 
@@ -555,8 +712,8 @@ public static partial class Op
     /// <returns>The result (the op 'less_equal').</returns>
     public static NDArray LessEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_less_equal, "less_equal", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_less_equal, "less_equal", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_less_equal;
 
@@ -567,9 +724,9 @@ public static partial class Op
     /// <returns>The result (the op 'less_equal_scalar').</returns>
     public static NDArray LessEqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_less_equal_scalar, "less_equal_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_less_equal_scalar, "less_equal_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_less_equal_scalar;
 
@@ -580,9 +737,9 @@ public static partial class Op
     /// <returns>The result (the op 'less_scalar').</returns>
     public static NDArray LessScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_less_scalar, "less_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_less_scalar, "less_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_less_scalar;
 
@@ -592,8 +749,8 @@ public static partial class Op
     /// <returns>The result (the op 'log').</returns>
     public static NDArray Log(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_log, "log", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_log, "log", new[] { data }, __params, @out);
     }
     private static OpHandle s_log;
 
@@ -603,8 +760,8 @@ public static partial class Op
     /// <returns>The result (the op 'log1p').</returns>
     public static NDArray Log1p(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_log1p, "log1p", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_log1p, "log1p", new[] { data }, __params, @out);
     }
     private static OpHandle s_log1p;
 
@@ -616,10 +773,10 @@ public static partial class Op
     /// <returns>The result (the op 'log_softmax').</returns>
     public static NDArray LogSoftmax(NDArray data, long? axis = null, double? temperature = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
-        if (temperature is not null) (p ??= new()).Add("temperature", temperature.Value);
-        return Imperative.Invoke(ref s_log_softmax, "log_softmax", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (temperature is not null) (__params ??= new()).Add("temperature", temperature.Value);
+        return Imperative.Invoke(ref s_log_softmax, "log_softmax", new[] { data }, __params, @out);
     }
     private static OpHandle s_log_softmax;
 
@@ -632,11 +789,11 @@ public static partial class Op
     /// <returns>The result (the op 'max').</returns>
     public static NDArray Max(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_max, "max", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
+        return Imperative.Invoke(ref s_max, "max", new[] { data }, __params, @out);
     }
     private static OpHandle s_max;
 
@@ -647,8 +804,8 @@ public static partial class Op
     /// <returns>The result (the op 'maximum').</returns>
     public static NDArray Maximum(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_maximum, "maximum", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_maximum, "maximum", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_maximum;
 
@@ -659,9 +816,9 @@ public static partial class Op
     /// <returns>The result (the op 'maximum_scalar').</returns>
     public static NDArray MaximumScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_maximum_scalar, "maximum_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_maximum_scalar, "maximum_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_maximum_scalar;
 
@@ -674,11 +831,11 @@ public static partial class Op
     /// <returns>The result (the op 'mean').</returns>
     public static NDArray Mean(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_mean, "mean", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
+        return Imperative.Invoke(ref s_mean, "mean", new[] { data }, __params, @out);
     }
     private static OpHandle s_mean;
 
@@ -691,11 +848,11 @@ public static partial class Op
     /// <returns>The result (the op 'min').</returns>
     public static NDArray Min(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_min, "min", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
+        return Imperative.Invoke(ref s_min, "min", new[] { data }, __params, @out);
     }
     private static OpHandle s_min;
 
@@ -706,8 +863,8 @@ public static partial class Op
     /// <returns>The result (the op 'minimum').</returns>
     public static NDArray Minimum(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_minimum, "minimum", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_minimum, "minimum", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_minimum;
 
@@ -718,9 +875,9 @@ public static partial class Op
     /// <returns>The result (the op 'minimum_scalar').</returns>
     public static NDArray MinimumScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_minimum_scalar, "minimum_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_minimum_scalar, "minimum_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_minimum_scalar;
 
@@ -731,8 +888,8 @@ public static partial class Op
     /// <returns>The result (the op 'multiply').</returns>
     public static NDArray Multiply(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_multiply, "multiply", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_multiply, "multiply", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_multiply;
 
@@ -743,9 +900,9 @@ public static partial class Op
     /// <returns>The result (the op 'multiply_scalar').</returns>
     public static NDArray MultiplyScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_multiply_scalar, "multiply_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_multiply_scalar, "multiply_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_multiply_scalar;
 
@@ -755,8 +912,8 @@ public static partial class Op
     /// <returns>The result (the op 'negative').</returns>
     public static NDArray Negative(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_negative, "negative", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_negative, "negative", new[] { data }, __params, @out);
     }
     private static OpHandle s_negative;
 
@@ -767,8 +924,8 @@ public static partial class Op
     /// <returns>The result (the op 'not_equal').</returns>
     public static NDArray NotEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_not_equal, "not_equal", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_not_equal, "not_equal", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_not_equal;
 
@@ -779,9 +936,9 @@ public static partial class Op
     /// <returns>The result (the op 'not_equal_scalar').</returns>
     public static NDArray NotEqualScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_not_equal_scalar, "not_equal_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_not_equal_scalar, "not_equal_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_not_equal_scalar;
 
@@ -795,12 +952,12 @@ public static partial class Op
     /// <returns>The result (the op 'one_hot').</returns>
     public static NDArray OneHot(NDArray indices, long depth, double? onValue = null, double? offValue = null, DType? dtype = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("depth", depth);
-        if (onValue is not null) (p ??= new()).Add("on_value", onValue.Value);
-        if (offValue is not null) (p ??= new()).Add("off_value", offValue.Value);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        return Imperative.Invoke(ref s_one_hot, "one_hot", new[] { indices }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("depth", depth);
+        if (onValue is not null) (__params ??= new()).Add("on_value", onValue.Value);
+        if (offValue is not null) (__params ??= new()).Add("off_value", offValue.Value);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        return Imperative.Invoke(ref s_one_hot, "one_hot", new[] { indices }, __params, @out);
     }
     private static OpHandle s_one_hot;
 
@@ -812,11 +969,11 @@ public static partial class Op
     /// <returns>The result (the op 'ones').</returns>
     public static NDArray Ones(long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (shape is not null) (p ??= new()).Add("shape", shape);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_ones, "ones", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_ones, "ones", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_ones;
 
@@ -827,8 +984,8 @@ public static partial class Op
     /// <returns>The result (the op 'power').</returns>
     public static NDArray Power(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_power, "power", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_power, "power", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_power;
 
@@ -839,9 +996,9 @@ public static partial class Op
     /// <returns>The result (the op 'power_scalar').</returns>
     public static NDArray PowerScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_power_scalar, "power_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_power_scalar, "power_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_power_scalar;
 
@@ -854,11 +1011,11 @@ public static partial class Op
     /// <returns>The result (the op 'prod').</returns>
     public static NDArray Prod(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_prod, "prod", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
+        return Imperative.Invoke(ref s_prod, "prod", new[] { data }, __params, @out);
     }
     private static OpHandle s_prod;
 
@@ -872,13 +1029,13 @@ public static partial class Op
     /// <returns>The result (the op 'random_normal').</returns>
     public static NDArray RandomNormal(double? loc = null, double? scale = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (loc is not null) (p ??= new()).Add("loc", loc.Value);
-        if (scale is not null) (p ??= new()).Add("scale", scale.Value);
-        if (shape is not null) (p ??= new()).Add("shape", shape);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_random_normal, "random_normal", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        if (loc is not null) (__params ??= new()).Add("loc", loc.Value);
+        if (scale is not null) (__params ??= new()).Add("scale", scale.Value);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_random_normal, "random_normal", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_random_normal;
 
@@ -889,10 +1046,10 @@ public static partial class Op
     /// <returns>The result (the op 'random_permutation').</returns>
     public static NDArray RandomPermutation(long n, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("n", n);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_random_permutation, "random_permutation", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("n", n);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_random_permutation, "random_permutation", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_random_permutation;
 
@@ -906,13 +1063,13 @@ public static partial class Op
     /// <returns>The result (the op 'random_uniform').</returns>
     public static NDArray RandomUniform(double? low = null, double? high = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (low is not null) (p ??= new()).Add("low", low.Value);
-        if (high is not null) (p ??= new()).Add("high", high.Value);
-        if (shape is not null) (p ??= new()).Add("shape", shape);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_random_uniform, "random_uniform", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        if (low is not null) (__params ??= new()).Add("low", low.Value);
+        if (high is not null) (__params ??= new()).Add("high", high.Value);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_random_uniform, "random_uniform", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_random_uniform;
 
@@ -923,9 +1080,9 @@ public static partial class Op
     /// <returns>The result (the op 'rdivide_scalar').</returns>
     public static NDArray RdivideScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_rdivide_scalar, "rdivide_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_rdivide_scalar, "rdivide_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_rdivide_scalar;
 
@@ -935,8 +1092,8 @@ public static partial class Op
     /// <returns>The result (the op 'reciprocal').</returns>
     public static NDArray Reciprocal(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_reciprocal, "reciprocal", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_reciprocal, "reciprocal", new[] { data }, __params, @out);
     }
     private static OpHandle s_reciprocal;
 
@@ -946,8 +1103,8 @@ public static partial class Op
     /// <returns>The result (the op 'relu').</returns>
     public static NDArray Relu(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_relu, "relu", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_relu, "relu", new[] { data }, __params, @out);
     }
     private static OpHandle s_relu;
 
@@ -958,9 +1115,9 @@ public static partial class Op
     /// <returns>The result (the op 'reshape').</returns>
     public static NDArray Reshape(NDArray data, long[] shape, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("shape", shape);
-        return Imperative.Invoke(ref s_reshape, "reshape", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("shape", shape);
+        return Imperative.Invoke(ref s_reshape, "reshape", new[] { data }, __params, @out);
     }
     private static OpHandle s_reshape;
 
@@ -970,8 +1127,8 @@ public static partial class Op
     /// <returns>The result (the op 'round').</returns>
     public static NDArray Round(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_round, "round", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_round, "round", new[] { data }, __params, @out);
     }
     private static OpHandle s_round;
 
@@ -982,9 +1139,9 @@ public static partial class Op
     /// <returns>The result (the op 'rpower_scalar').</returns>
     public static NDArray RpowerScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_rpower_scalar, "rpower_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_rpower_scalar, "rpower_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_rpower_scalar;
 
@@ -994,8 +1151,8 @@ public static partial class Op
     /// <returns>The result (the op 'rsqrt').</returns>
     public static NDArray Rsqrt(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_rsqrt, "rsqrt", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_rsqrt, "rsqrt", new[] { data }, __params, @out);
     }
     private static OpHandle s_rsqrt;
 
@@ -1006,9 +1163,9 @@ public static partial class Op
     /// <returns>The result (the op 'rsubtract_scalar').</returns>
     public static NDArray RsubtractScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_rsubtract_scalar, "rsubtract_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_rsubtract_scalar, "rsubtract_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_rsubtract_scalar;
 
@@ -1026,14 +1183,14 @@ public static partial class Op
     /// <returns>The result (the op 'sgd_mom_update').</returns>
     public static NDArray[] SgdMomUpdate(NDArray weight, NDArray grad, NDArray mom, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? momentum = null, bool? nesterov = null, NDArray[]? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("lr", lr);
-        if (wd is not null) (p ??= new()).Add("wd", wd.Value);
-        if (rescaleGrad is not null) (p ??= new()).Add("rescale_grad", rescaleGrad.Value);
-        if (clipGradient is not null) (p ??= new()).Add("clip_gradient", clipGradient.Value);
-        if (momentum is not null) (p ??= new()).Add("momentum", momentum.Value);
-        if (nesterov is not null) (p ??= new()).Add("nesterov", nesterov.Value);
-        return Imperative.InvokeMany(ref s_sgd_mom_update, "sgd_mom_update", new[] { weight, grad, mom }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (momentum is not null) (__params ??= new()).Add("momentum", momentum.Value);
+        if (nesterov is not null) (__params ??= new()).Add("nesterov", nesterov.Value);
+        return Imperative.InvokeMany(ref s_sgd_mom_update, "sgd_mom_update", new[] { weight, grad, mom }, __params, @out);
     }
     private static OpHandle s_sgd_mom_update;
 
@@ -1048,12 +1205,12 @@ public static partial class Op
     /// <returns>The result (the op 'sgd_update').</returns>
     public static NDArray SgdUpdate(NDArray weight, NDArray grad, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("lr", lr);
-        if (wd is not null) (p ??= new()).Add("wd", wd.Value);
-        if (rescaleGrad is not null) (p ??= new()).Add("rescale_grad", rescaleGrad.Value);
-        if (clipGradient is not null) (p ??= new()).Add("clip_gradient", clipGradient.Value);
-        return Imperative.Invoke(ref s_sgd_update, "sgd_update", new[] { weight, grad }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        return Imperative.Invoke(ref s_sgd_update, "sgd_update", new[] { weight, grad }, __params, @out);
     }
     private static OpHandle s_sgd_update;
 
@@ -1063,8 +1220,8 @@ public static partial class Op
     /// <returns>The result (the op 'sigmoid').</returns>
     public static NDArray Sigmoid(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_sigmoid, "sigmoid", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_sigmoid, "sigmoid", new[] { data }, __params, @out);
     }
     private static OpHandle s_sigmoid;
 
@@ -1074,8 +1231,8 @@ public static partial class Op
     /// <returns>The result (the op 'sign').</returns>
     public static NDArray Sign(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_sign, "sign", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_sign, "sign", new[] { data }, __params, @out);
     }
     private static OpHandle s_sign;
 
@@ -1085,8 +1242,8 @@ public static partial class Op
     /// <returns>The result (the op 'sin').</returns>
     public static NDArray Sin(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_sin, "sin", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_sin, "sin", new[] { data }, __params, @out);
     }
     private static OpHandle s_sin;
 
@@ -1099,11 +1256,11 @@ public static partial class Op
     /// <returns>The result (the op 'slice').</returns>
     public static NDArray Slice(NDArray data, long[] begin, long[] end, long[]? step = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("begin", begin);
-        (p ??= new()).Add("end", end);
-        if (step is not null) (p ??= new()).Add("step", step);
-        return Imperative.Invoke(ref s_slice, "slice", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("begin", begin);
+        (__params ??= new()).Add("end", end);
+        if (step is not null) (__params ??= new()).Add("step", step);
+        return Imperative.Invoke(ref s_slice, "slice", new[] { data }, __params, @out);
     }
     private static OpHandle s_slice;
 
@@ -1115,10 +1272,10 @@ public static partial class Op
     /// <returns>The result (the op 'softmax').</returns>
     public static NDArray Softmax(NDArray data, long? axis = null, double? temperature = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis.Value);
-        if (temperature is not null) (p ??= new()).Add("temperature", temperature.Value);
-        return Imperative.Invoke(ref s_softmax, "softmax", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (temperature is not null) (__params ??= new()).Add("temperature", temperature.Value);
+        return Imperative.Invoke(ref s_softmax, "softmax", new[] { data }, __params, @out);
     }
     private static OpHandle s_softmax;
 
@@ -1128,8 +1285,8 @@ public static partial class Op
     /// <returns>The result (the op 'softsign').</returns>
     public static NDArray Softsign(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_softsign, "softsign", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_softsign, "softsign", new[] { data }, __params, @out);
     }
     private static OpHandle s_softsign;
 
@@ -1139,8 +1296,8 @@ public static partial class Op
     /// <returns>The result (the op 'sqrt').</returns>
     public static NDArray Sqrt(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_sqrt, "sqrt", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_sqrt, "sqrt", new[] { data }, __params, @out);
     }
     private static OpHandle s_sqrt;
 
@@ -1150,8 +1307,8 @@ public static partial class Op
     /// <returns>The result (the op 'square').</returns>
     public static NDArray Square(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_square, "square", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_square, "square", new[] { data }, __params, @out);
     }
     private static OpHandle s_square;
 
@@ -1162,8 +1319,8 @@ public static partial class Op
     /// <returns>The result (the op 'subtract').</returns>
     public static NDArray Subtract(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_subtract, "subtract", new[] { lhs, rhs }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_subtract, "subtract", new[] { lhs, rhs }, __params, @out);
     }
     private static OpHandle s_subtract;
 
@@ -1174,9 +1331,9 @@ public static partial class Op
     /// <returns>The result (the op 'subtract_scalar').</returns>
     public static NDArray SubtractScalar(NDArray data, double scalar, NDArray? @out = null)
     {
-        OpParams? p = null;
-        (p ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_subtract_scalar, "subtract_scalar", new[] { data }, p, @out);
+        OpParams? __params = null;
+        (__params ??= new()).Add("scalar", scalar);
+        return Imperative.Invoke(ref s_subtract_scalar, "subtract_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_subtract_scalar;
 
@@ -1189,11 +1346,11 @@ public static partial class Op
     /// <returns>The result (the op 'sum').</returns>
     public static NDArray Sum(NDArray data, long[]? axis = null, bool? keepdims = null, bool? exclude = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axis is not null) (p ??= new()).Add("axis", axis);
-        if (keepdims is not null) (p ??= new()).Add("keepdims", keepdims.Value);
-        if (exclude is not null) (p ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_sum, "sum", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
+        return Imperative.Invoke(ref s_sum, "sum", new[] { data }, __params, @out);
     }
     private static OpHandle s_sum;
 
@@ -1204,8 +1361,8 @@ public static partial class Op
     /// <returns>The result (the op 'take').</returns>
     public static NDArray Take(NDArray data, NDArray indices, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_take, "take", new[] { data, indices }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_take, "take", new[] { data, indices }, __params, @out);
     }
     private static OpHandle s_take;
 
@@ -1215,8 +1372,8 @@ public static partial class Op
     /// <returns>The result (the op 'tanh').</returns>
     public static NDArray Tanh(NDArray data, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_tanh, "tanh", new[] { data }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_tanh, "tanh", new[] { data }, __params, @out);
     }
     private static OpHandle s_tanh;
 
@@ -1227,9 +1384,9 @@ public static partial class Op
     /// <returns>The result (the op 'transpose').</returns>
     public static NDArray Transpose(NDArray data, long[]? axes = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (axes is not null) (p ??= new()).Add("axes", axes);
-        return Imperative.Invoke(ref s_transpose, "transpose", new[] { data }, p, @out);
+        OpParams? __params = null;
+        if (axes is not null) (__params ??= new()).Add("axes", axes);
+        return Imperative.Invoke(ref s_transpose, "transpose", new[] { data }, __params, @out);
     }
     private static OpHandle s_transpose;
 
@@ -1241,8 +1398,8 @@ public static partial class Op
     /// <returns>The result (the op 'where').</returns>
     public static NDArray Where(NDArray condition, NDArray x, NDArray y, NDArray? @out = null)
     {
-        OpParams? p = null;
-        return Imperative.Invoke(ref s_where, "where", new[] { condition, x, y }, p, @out);
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_where, "where", new[] { condition, x, y }, __params, @out);
     }
     private static OpHandle s_where;
 
@@ -1254,11 +1411,11 @@ public static partial class Op
     /// <returns>The result (the op 'zeros').</returns>
     public static NDArray Zeros(long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
-        OpParams? p = null;
-        if (shape is not null) (p ??= new()).Add("shape", shape);
-        if (dtype is not null) (p ??= new()).Add("dtype", dtype.Value);
-        if (ctx is not null) (p ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_zeros, "zeros", System.Array.Empty<NDArray>(), p, @out);
+        OpParams? __params = null;
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
+        return Imperative.Invoke(ref s_zeros, "zeros", System.Array.Empty<NDArray>(), __params, @out);
     }
     private static OpHandle s_zeros;
 

@@ -298,6 +298,10 @@ def generate_ops(lib_path, out_dir):
             for inp in op["inputs"]:
                 sig.append("NDArray %s" % safe_ident(camel(inp)))
                 call_inputs = (call_inputs or []) + [safe_ident(camel(inp))]
+        for p in op["params"]:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", p["name"]):
+                sys.exit("generate.py: op %s has a parameter named %r; names must match [a-z][a-z0-9_]*"
+                         % (name, p["name"]))
         required = [p for p in op["params"] if p["required"]]
         optional = [p for p in op["params"] if not p["required"]]
         for p in required:
@@ -320,18 +324,19 @@ def generate_ops(lib_path, out_dir):
         lines.append("    /// <returns>The result (the op '%s').</returns>" % name)
         lines.append("    public static %s %s(%s)" % ("NDArray[]" if multi else "NDArray", method, ", ".join(sig)))
         lines.append("    {")
-        lines.append("        OpParams? p = null;")
+        # "__params" cannot clash: parameter names are checked above to start with a letter.
+        lines.append("        OpParams? __params = null;")
         for p in required:
-            lines.append("        (p ??= new()).Add(\"%s\", %s);" % (p["name"], safe_ident(camel(p["name"]))))
+            lines.append("        (__params ??= new()).Add(\"%s\", %s);" % (p["name"], safe_ident(camel(p["name"]))))
         for p in optional:
             v = safe_ident(camel(p["name"]))
-            lines.append("        if (%s is not null) (p ??= new()).Add(\"%s\", %s%s);" % (v, p["name"], v, ".Value" if CS_PARAM[p["type"]].endswith("?") and p["type"] not in ("tuple", "string", "enum") else ""))
+            lines.append("        if (%s is not null) (__params ??= new()).Add(\"%s\", %s%s);" % (v, p["name"], v, ".Value" if CS_PARAM[p["type"]].endswith("?") and p["type"] not in ("tuple", "string", "enum") else ""))
         inputs_expr = safe_ident(camel(op["inputs"][0])) if call_inputs is None else (
             "new[] { %s }" % ", ".join(call_inputs) if call_inputs else "System.Array.Empty<NDArray>()")
         if multi:
-            lines.append("        return Imperative.InvokeMany(ref s_%s, \"%s\", %s, p, @out);" % (name, name, inputs_expr))
+            lines.append("        return Imperative.InvokeMany(ref s_%s, \"%s\", %s, __params, @out);" % (name, name, inputs_expr))
         else:
-            lines.append("        return Imperative.Invoke(ref s_%s, \"%s\", %s, p, @out);" % (name, name, inputs_expr))
+            lines.append("        return Imperative.Invoke(ref s_%s, \"%s\", %s, __params, @out);" % (name, name, inputs_expr))
         lines.append("    }")
         lines.append("    private static OpHandle s_%s;" % name)
         lines.append("")
