@@ -990,6 +990,28 @@ TEST(Ops, MoreLayersMatchReference) {
   for (int a = 0; a < 2; ++a)
     for (int c = 0; c < 4; ++c) EXPECT_EQ(part[a * 4 + c], v[(a * 3 + 1) * 4 + c]);
   EXPECT_EQ(invoke("SliceChannel", {&X}, {{"num_outputs", "5"}}, &outs, 5), LOOM_ERR_SHAPE);
+
+  // Bad input for each of these layers names the op and the problem.
+  auto expect_error = [&](const std::string &op, std::vector<const Arr *> ins, Params ps, loom_status want,
+                          const std::string &fragment) {
+    std::vector<Arr> o;
+    EXPECT_EQ(invoke(op, ins, ps, &o), want) << op;
+    EXPECT_NE(std::string(loom_last_error()).find(fragment), std::string::npos) << loom_last_error();
+  };
+  expect_error("SwapAxis", {&X}, {{"dim1", "0"}, {"dim2", "3"}}, LOOM_ERR_INVALID_ARGUMENT, "SwapAxis: dim2=3");
+  Arr Y = make({2, 4}, std::vector<double>(8, 0), LOOM_DTYPE_FLOAT64);
+  expect_error("ElementWiseSum", {&X, &Y}, {}, LOOM_ERR_SHAPE, "input 1 has shape (2,4)");
+  expect_error("UpSampling", {&X}, {{"scale", "2"}}, LOOM_ERR_SHAPE, "(N, C, H, W), got (2,3,4)");
+  expect_error("UpSampling", {&img}, {{"scale", "0"}}, LOOM_ERR_INVALID_ARGUMENT, "scale must be >= 1");
+  expect_error("MakeLoss", {&X}, {{"normalization", "valid"}}, LOOM_ERR_INVALID_ARGUMENT, "normalization");
+  expect_error("Embedding", {&idx, &W}, {{"input_dim", "5"}, {"output_dim", "2"}}, LOOM_ERR_SHAPE,
+               "weight has shape (4,2), expected (5,2)");
+  Arr badidx = make({1}, {7}, LOOM_DTYPE_INT32);
+  std::vector<Arr> o;
+  ASSERT_EQ(invoke("Embedding", {&badidx, &W}, {{"input_dim", "4"}, {"output_dim", "2"}}, &o), LOOM_OK);
+  EXPECT_EQ(loom_ndarray_wait_to_read(o[0].h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("Embedding: index 7"), std::string::npos);
+  loom_wait_all();
 }
 
 TEST(Ops, EveryRegisteredOpHasAReferenceTest) {

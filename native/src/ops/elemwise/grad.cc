@@ -7,17 +7,6 @@
 namespace loom {
 namespace {
 
-// dst (shape of the input) = sum of src (shape of the output) over broadcast axes.
-template <typename T>
-void reduce_to(const TBlob &src, const TBlob &dst, double scale = 1.0) {
-  std::vector<double> acc(static_cast<size_t>(dst.size()), 0.0);
-  BroadcastIndexer ix(dst.shape, src.shape);
-  const T *g = src.ptr<T>();
-  for (int64_t i = 0; i < src.size(); ++i) acc[ix(i)] += double(g[i]);
-  T *d = dst.ptr<T>();
-  for (int64_t i = 0; i < dst.size(); ++i) d[i] = static_cast<T>(acc[i] * scale);
-}
-
 // dst = f(i) reduced to dst's shape, where f is evaluated over the output.
 template <typename T, typename F>
 void reduce_fn_to(const TBlob &dst, const Shape &out_shape, F &&f) {
