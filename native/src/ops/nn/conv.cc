@@ -180,6 +180,16 @@ struct ConvPlan {
     krows = cg * g.kh * g.kw;
     chunk = chunk_images(g, krows, esize, p.i("workspace"));
   }
+  // The column buffer (krows, chunk*plane) and the per-group output buffer
+  // (fg, chunk*plane) that forward and backward both work in.
+  template <typename T>
+  T *columns() const {
+    return scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
+  }
+  template <typename T>
+  T *group_rows() const {
+    return scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
+  }
 };
 
 const int kConvolution = [] {
@@ -225,8 +235,8 @@ const int kConvolution = [] {
       const Geometry &g = c.g;
       const int64_t f = c.f, groups = c.groups, cg = c.cg, fg = c.fg, plane = c.plane,
                     krows = c.krows, chunk = c.chunk;
-      T *col = scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
-      T *tmp = scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
+      T *col = c.columns<T>();
+      T *tmp = c.group_rows<T>();
       const T *x = in[0].ptr<T>();
       const T *w = in[1].ptr<T>();
       T *y = out[0].ptr<T>();
@@ -261,8 +271,8 @@ const int kConvolution = [] {
       const Geometry &g = c.g;
       const int64_t f = c.f, groups = c.groups, cg = c.cg, fg = c.fg, plane = c.plane,
                     krows = c.krows, chunk = c.chunk;
-      T *col = scratch<T>(static_cast<size_t>(krows * chunk * plane), 0);
-      T *dyb = scratch<T>(static_cast<size_t>(fg * chunk * plane), 1);
+      T *col = c.columns<T>();
+      T *dyb = c.group_rows<T>();
       const T *x = in[0].ptr<T>();
       const T *w = in[1].ptr<T>();
       const T *dy = og[0].ptr<T>();
