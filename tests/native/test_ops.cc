@@ -1014,6 +1014,53 @@ TEST(Ops, MoreLayersMatchReference) {
   loom_wait_all();
 }
 
+// BatchNorm against float64 loops: batch statistics and moving-average
+// updates in training, moving statistics in prediction.
+COVERS("BatchNorm");
+TEST(Ops, BatchNormTrainingAndPrediction) {
+  const int N = 3, C = 2, S = 4;
+  auto x = random_values(N * C * S, -2, 2, 41);
+  std::vector<double> gamma{1.5, -0.5}, beta{0.25, 1}, mm{0.1, -0.2}, mv{1.2, 0.8};
+  for (bool train : {true, false}) {
+    Arr X = make({N, C, 2, 2}, x, LOOM_DTYPE_FLOAT64), G = make({C}, gamma, LOOM_DTYPE_FLOAT64),
+        B = make({C}, beta, LOOM_DTYPE_FLOAT64), M = make({C}, mm, LOOM_DTYPE_FLOAT64),
+        V = make({C}, mv, LOOM_DTYPE_FLOAT64);
+    int32_t prev;
+    loom_autograd_set_training(&prev, train ? 1 : 0);
+    Arr Y = call("BatchNorm", {&X, &G, &B, &M, &V}, {{"fix_gamma", "false"}, {"eps", "0.01"}, {"momentum", "0.8"}});
+    loom_autograd_set_training(nullptr, prev);
+    auto y = read(Y), m2 = read(M), v2 = read(V);
+    for (int c = 0; c < C; ++c) {
+      double mean = 0, var = 0;
+      for (int n = 0; n < N; ++n)
+        for (int i = 0; i < S; ++i) mean += x[(n * C + c) * S + i] / (N * S);
+      for (int n = 0; n < N; ++n)
+        for (int i = 0; i < S; ++i) var += std::pow(x[(n * C + c) * S + i] - mean, 2) / (N * S);
+      double um = train ? mean : mm[c], uv = train ? var : mv[c];
+      for (int n = 0; n < N; ++n)
+        for (int i = 0; i < S; ++i) {
+          int k = (n * C + c) * S + i;
+          EXPECT_NEAR(y[k], gamma[c] * (x[k] - um) / std::sqrt(uv + 0.01) + beta[c], 1e-12);
+        }
+      EXPECT_NEAR(m2[c], train ? 0.8 * mm[c] + 0.2 * mean : mm[c], 1e-12);
+      EXPECT_NEAR(v2[c], train ? 0.8 * mv[c] + 0.2 * var : mv[c], 1e-12);
+    }
+  }
+  Arr X = make({2, 3}, std::vector<double>(6, 1)), G = make({2}, {1, 1});
+  std::vector<Arr> o;
+  EXPECT_EQ(invoke("BatchNorm", {&X, &G, &G, &G, &G}, {}, &o), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("gamma has shape (2,), expected (3,)"), std::string::npos);
+}
+
+COVERS("Concat");
+TEST(Ops, ConcatLayerJoinsAlongDim) {
+  Arr a = make({2, 1}, {1, 2}), b = make({2, 2}, {3, 4, 5, 6});
+  EXPECT_EQ(read(call("Concat", {&a, &b}, {{"num_args", "2"}})), (std::vector<double>{1, 3, 4, 2, 5, 6}));
+  std::vector<Arr> o;
+  EXPECT_EQ(invoke("Concat", {&a, &b}, {{"num_args", "3"}}, &o), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("num_args=3 but 2 inputs"), std::string::npos);
+}
+
 TEST(Ops, EveryRegisteredOpHasAReferenceTest) {
   int32_t n = 0;
   ASSERT_EQ(loom_op_count(&n), LOOM_OK);

@@ -103,6 +103,10 @@ typedef struct loom_ndarray_s *loom_ndarray;
 typedef struct loom_op_s *loom_op;
 /** A list of named arrays, as read from a `.params` file. Free with loom_ndarray_list_free. */
 typedef struct loom_ndarray_list_s *loom_ndarray_list;
+/** A symbolic graph (one or more outputs). Free with loom_symbol_free. */
+typedef struct loom_symbol_s *loom_symbol;
+/** A symbol bound to arrays, ready to run. Free with loom_executor_free. */
+typedef struct loom_executor_s *loom_executor;
 
 /* ------------------------------------------------------------------------ */
 /* Library                                                                   */
@@ -325,6 +329,196 @@ LOOM_API loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array
  *  float32 or float64). The caller owns *out. Truncated or malformed files give
  *  LOOM_ERR_IO naming the file and the bytes involved. */
 LOOM_API loom_status loom_io_read_idx(loom_ndarray *out, const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Symbols                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** What loom_symbol_list lists. */
+#define LOOM_LIST_ARGUMENTS 0
+#define LOOM_LIST_OUTPUTS 1
+#define LOOM_LIST_AUXILIARY_STATES 2
+#define LOOM_LIST_ATTRIBUTES 3
+
+/** Gradient requests at bind. */
+#define LOOM_GRAD_NULL 0
+#define LOOM_GRAD_WRITE 1
+#define LOOM_GRAD_ADD 2
+
+/** What loom_executor_get returns. */
+#define LOOM_EXEC_ARGUMENT 0
+#define LOOM_EXEC_GRADIENT 1
+#define LOOM_EXEC_AUXILIARY_STATE 2
+#define LOOM_EXEC_OUTPUT 3
+
+/** Memory of a bound graph. Byte counts cover intermediate values and op
+ *  scratch space ("internal" memory), not arguments or their gradients. */
+typedef struct loom_memory_plan {
+  int64_t planned_bytes;   /**< internal bytes with in-place and reuse planning */
+  int64_t unplanned_bytes; /**< internal bytes with one buffer per value */
+  int64_t allocated_bytes; /**< internal bytes this executor holds (0 for a plan only) */
+  int64_t argument_bytes;  /**< arguments, gradients and auxiliary states */
+  int32_t num_values;      /**< intermediate values */
+  int32_t num_buffers;     /**< buffers after planning */
+  int32_t num_steps;       /**< kernels per forward+backward */
+  int32_t num_inplace;     /**< values computed in place of an input */
+} loom_memory_plan;
+
+/** A new variable named `name` (non-empty). The caller owns *out. Nodes
+ *  created inside an attribute scope take its attributes. */
+LOOM_API loom_status loom_symbol_variable(loom_symbol *out, const char *name);
+
+/** A new symbol applying `op` to inputs. `name` may be NULL or "" for an
+ *  automatic name (lower-case op name and a counter). `inputs` are positional,
+ *  or matched to the op's input names when `input_names` is not NULL; inputs
+ *  left out become variables named <name>_<input> (fc1_weight, fc1_bias,
+ *  softmax_label). Parameters are string-keyed as in loom_imperative_invoke.
+ *  Unknown ops, inputs or parameters and bad values fail naming them. */
+LOOM_API loom_status loom_symbol_create(loom_symbol *out, loom_op op, const char *name,
+                                        int32_t num_inputs, const loom_symbol *inputs,
+                                        const char *const *input_names, int32_t num_params,
+                                        const char *const *keys, const char *const *values);
+
+/** Groups the outputs of `count` symbols into one symbol. */
+LOOM_API loom_status loom_symbol_group(loom_symbol *out, const loom_symbol *symbols,
+                                       int32_t count);
+
+/** Number of outputs of a symbol. */
+LOOM_API loom_status loom_symbol_num_outputs(int32_t *out, loom_symbol symbol);
+
+/** Output `index` of a symbol as a new single-output symbol. */
+LOOM_API loom_status loom_symbol_get_output(loom_symbol *out, loom_symbol symbol, int32_t index);
+
+/** A copy of `symbol` in which the variables names[i] are replaced by the
+ *  single-output symbols replacements[i]. Unknown names fail. */
+LOOM_API loom_status loom_symbol_compose(loom_symbol *out, loom_symbol symbol, int32_t count,
+                                         const char *const *names,
+                                         const loom_symbol *replacements);
+
+/** Lists the symbol's arguments, outputs or auxiliary states (a JSON array of
+ *  names), or its attributes (a JSON object "node$key": value), by `kind`
+ *  (LOOM_LIST_*). *out_json is owned by the library and valid until the next
+ *  call of a loom_symbol_* function on the same thread. */
+LOOM_API loom_status loom_symbol_list(const char **out_json, loom_symbol symbol, int32_t kind);
+
+/** Sets a user attribute (lr_mult, wd_mult, ctx_group, ...) on the symbol's
+ *  node; a symbol grouping several nodes fails. */
+LOOM_API loom_status loom_symbol_set_attr(loom_symbol symbol, const char *key, const char *value);
+
+/** Reads an attribute or parameter of the symbol's node. *out_found is 1 when
+ *  it exists; *out_value (valid until the next loom_symbol_* call on the same
+ *  thread) is "" otherwise. */
+LOOM_API loom_status loom_symbol_get_attr(const char **out_value, int32_t *out_found,
+                                          loom_symbol symbol, const char *key);
+
+/** Opens an attribute scope on the calling thread: nodes created until the
+ *  matching pop take these attributes. Scopes nest. */
+LOOM_API loom_status loom_symbol_attr_scope_push(int32_t count, const char *const *keys,
+                                                 const char *const *values);
+
+/** Closes the innermost attribute scope of the calling thread. */
+LOOM_API loom_status loom_symbol_attr_scope_pop(void);
+
+/** The symbol in MXNet's symbol JSON. *out_json is valid until the next
+ *  loom_symbol_* call on the same thread. */
+LOOM_API loom_status loom_symbol_to_json(const char **out_json, loom_symbol symbol);
+
+/** Reads MXNet's symbol JSON (op parameters under "attrs", or the legacy
+ *  "param" and "attr" keys). Invalid JSON, unknown ops or parameters and
+ *  dangling references fail naming the node and position. */
+LOOM_API loom_status loom_symbol_from_json(loom_symbol *out, const char *json);
+
+/** Writes the symbol's JSON to `path` through a temporary file and a rename,
+ *  so an existing file is only ever replaced by a complete one. */
+LOOM_API loom_status loom_symbol_save(loom_symbol symbol, const char *path);
+
+/** Reads a symbol JSON file. */
+LOOM_API loom_status loom_symbol_load(loom_symbol *out, const char *path);
+
+/** Partial shape and dtype inference. The `count` known inputs are named by
+ *  names[i] (arguments or auxiliary states) with ndims[i] extents taken in
+ *  turn from `dims`; dtypes may be NULL (or hold -1) for unknown. *out_json
+ *  receives {"arg_shapes": [...], "out_shapes": [...], "aux_shapes": [...],
+ *  "arg_dtypes": [...], "out_dtypes": [...], "aux_dtypes": [...],
+ *  "complete": bool} with null for shapes that could not be inferred and -1
+ *  for unknown dtypes; valid until the next loom_symbol_* call on the same
+ *  thread. Inconsistent shapes fail naming the node and the shapes. */
+LOOM_API loom_status loom_symbol_infer(const char **out_json, loom_symbol symbol, int32_t count,
+                                       const char *const *names, const int32_t *ndims,
+                                       const int64_t *dims, const int32_t *dtypes);
+
+/** Plans the memory of binding `symbol` with the given input shapes (as in
+ *  loom_symbol_infer), without allocating. Arguments named in req_names get
+ *  reqs[i], the others default_req; for_training adds the backward pass. */
+LOOM_API loom_status loom_symbol_plan_memory(loom_memory_plan *out, loom_symbol symbol,
+                                             int32_t count, const char *const *names,
+                                             const int32_t *ndims, const int64_t *dims,
+                                             int32_t num_reqs, const char *const *req_names,
+                                             const int32_t *reqs, int32_t default_req,
+                                             int32_t for_training);
+
+/** Releases a symbol. Accepts NULL. */
+LOOM_API void loom_symbol_free(loom_symbol symbol);
+
+/* ------------------------------------------------------------------------ */
+/* Executors                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/** Binds `symbol` on device (dev_type, dev_id) to arrays given in the order of
+ *  its argument and auxiliary-state lists. grad_reqs (NULL: all null) holds
+ *  LOOM_GRAD_* per argument; arg_grads (may be NULL when every request is
+ *  null) the gradient buffers, NULL entries where the request is null.
+ *  Missing or extra arrays, shapes that disagree with inference (including a
+ *  label that does not match its data) and arrays on other devices fail
+ *  naming the argument and the shapes. The executor keeps references to the
+ *  arrays; the caller owns *out. */
+LOOM_API loom_status loom_executor_bind(loom_executor *out, loom_symbol symbol, int32_t dev_type,
+                                        int32_t dev_id, int32_t num_args,
+                                        const loom_ndarray *args, const loom_ndarray *arg_grads,
+                                        const int32_t *grad_reqs, int32_t num_aux,
+                                        const loom_ndarray *aux_states);
+
+/** Binds with arrays allocated (zero-filled) from input shapes given as in
+ *  loom_symbol_infer; grad requests as in loom_symbol_plan_memory. */
+LOOM_API loom_status loom_executor_simple_bind(loom_executor *out, loom_symbol symbol,
+                                               int32_t dev_type, int32_t dev_id, int32_t count,
+                                               const char *const *names, const int32_t *ndims,
+                                               const int64_t *dims, const int32_t *dtypes,
+                                               int32_t num_reqs, const char *const *req_names,
+                                               const int32_t *reqs, int32_t default_req);
+
+/** A new executor of the same symbol for other input shapes (another batch
+ *  size). Arrays whose shape does not change (parameters, their gradients,
+ *  auxiliary states) are shared, and intermediate buffers are reused where
+ *  large enough. */
+LOOM_API loom_status loom_executor_reshape(loom_executor *out, loom_executor executor,
+                                           int32_t count, const char *const *names,
+                                           const int32_t *ndims, const int64_t *dims);
+
+/** Pushes the forward pass; is_train selects training behaviour (Dropout,
+ *  BatchNorm batch statistics and moving averages). */
+LOOM_API loom_status loom_executor_forward(loom_executor executor, int32_t is_train);
+
+/** Pushes the backward pass. head_grads holds one array per output (NULL
+ *  entries, or a NULL pointer with count 0, for gradients of ones). */
+LOOM_API loom_status loom_executor_backward(loom_executor executor, int32_t count,
+                                            const loom_ndarray *head_grads);
+
+/** Number of arrays of a kind (LOOM_EXEC_*). */
+LOOM_API loom_status loom_executor_count(int32_t *out, loom_executor executor, int32_t kind);
+
+/** Array `index` of a kind (LOOM_EXEC_*) as a new handle the caller owns,
+ *  sharing memory with the executor; *out is NULL for the gradient of an
+ *  argument whose request is null. */
+LOOM_API loom_status loom_executor_get(loom_ndarray *out, loom_executor executor, int32_t kind,
+                                       int32_t index);
+
+/** The executor's memory plan (see loom_memory_plan). LOOM_EXEC_PLAN=0 in the
+ *  environment turns planning off (one buffer per value) for comparison. */
+LOOM_API loom_status loom_executor_memory(loom_memory_plan *out, loom_executor executor);
+
+/** Releases an executor; pending work keeps what it uses alive. Accepts NULL. */
+LOOM_API void loom_executor_free(loom_executor executor);
 
 /* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */

@@ -164,7 +164,8 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       const NDArray &in = n->inputs[i];
       reads.push_back(in.var());
-      req[i] = needs_grad(in) ? kWriteTo : kNullOp;
+      bool aux = op.num_aux > 0 && i + op.num_aux >= n->inputs.size();
+      req[i] = !aux && needs_grad(in) ? kWriteTo : kNullOp;
       if (req[i]) {
         ig[i] = NDArray::empty(in.shape(), in.dtype(), in.ctx());
         writes.push_back(ig[i].var());

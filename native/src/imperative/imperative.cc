@@ -141,7 +141,8 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
   call->nin = nin;
 
   VarList reads, writes;
-  for (auto &a : inputs) reads.push_back(a.var());
+  for (size_t i = 0; i < nin; ++i)  // auxiliary states are updated in place
+    (i + op.num_aux >= nin && op.num_aux > 0 ? writes : reads).push_back(inputs[i].var());
   for (auto &o : outs) writes.push_back(o.var());
 
   PushOptions po;

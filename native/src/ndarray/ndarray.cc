@@ -62,6 +62,17 @@ NDArray NDArray::reshape(const Shape &shape) const {
   return r;
 }
 
+NDArray NDArray::view(const Shape &shape, int32_t dtype) const {
+  size_t need = static_cast<size_t>(shape.size()) * dtype_size(dtype);
+  LOOM_CHECK(need <= nbytes(), LOOM_ERR_SHAPE, "view: ", shape.str(), " ", dtype_name(dtype),
+             " needs ", need, " bytes but the array holds ", nbytes());
+  NDArray r = *this;
+  r.shape_ = shape;
+  r.dtype_ = dtype;
+  r.ag_.reset();
+  return r;
+}
+
 NDArray NDArray::slice(int64_t begin, int64_t end) const {
   LOOM_CHECK(shape_.ndim >= 1, LOOM_ERR_SHAPE, "slice: cannot slice a 0-dimensional array");
   LOOM_CHECK(begin >= 0 && begin <= end && end <= shape_.d[0], LOOM_ERR_INVALID_ARGUMENT,

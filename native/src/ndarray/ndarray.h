@@ -65,6 +65,9 @@ class NDArray {
   NDArray reshape(const Shape &shape) const;
   NDArray slice(int64_t begin, int64_t end) const;
   NDArray at(int64_t index) const;
+  // The start of this array's memory seen with another shape and dtype that
+  // fit in it (executors carve planned buffers this way).
+  NDArray view(const Shape &shape, int32_t dtype) const;
 
   // Blocking host transfers (they wait on the engine).
   void copy_from_host(const void *src, size_t nbytes) const;

@@ -91,18 +91,34 @@ using BackwardFn = std::function<void(const OpContext &, const Params &, const B
                                       const BlobList &out, const BlobList &out_grad,
                                       const BlobList &in_grad, const ReqList &req)>;
 
+// Fills input shapes that can be deduced from the known ones and from the
+// outputs (weights from data, labels from data, an operand from the result).
+// `known[i]` says whether in[i] is set; the hook sets it for what it fills.
+using InferInputsFn = std::function<void(const Params &, ShapeList &in, SmallVec<char, 4> &known,
+                                         const ShapeList &out, const SmallVec<char, 4> &out_known)>;
+
+// What a backward kernel reads besides the output gradients (memory planning
+// may reuse what it does not read as soon as the forward pass is done with it).
+enum BackwardUses : uint8_t { kBwdNone = 0, kBwdInputs = 1, kBwdOutputs = 2, kBwdAll = 3 };
+
 struct OpDef {
   std::string name;
   std::string doc;
   std::vector<std::string> inputs;
   bool variadic = false;  // any number (>= 1) of inputs named inputs[0]
   std::vector<std::string> outputs{"out"};
+  int visible_outputs = -1;  // outputs a symbol exposes (-1: all); the rest are internal
   std::function<int(const Params &)> num_outputs;  // when it depends on parameters
   std::function<int(const Params &)> num_inputs;   // when it depends on parameters (e.g. no_bias)
   BackwardFn backward;                             // empty: the op has no gradient
   std::vector<ParamDef> params;
   InferFn infer;
+  InferInputsFn infer_inputs;  // optional; symbolic partial inference only
   ComputeFn compute;
+  // The last num_aux inputs are auxiliary states: not differentiated, and
+  // updated in place by the forward pass in training (BatchNorm's moving stats).
+  int num_aux = 0;
+  uint8_t backward_uses = kBwdAll;
   std::vector<std::pair<int, int>> inplace;  // (input, output) that may share memory
   std::function<size_t(const Params &, const ShapeList &)> temp_bytes;
   bool random = false;       // draws from the seeded generator
@@ -132,6 +148,8 @@ struct OpDef {
   OpDef &set_compute(ComputeFn f) { compute = std::move(f); return *this; }
   OpDef &set_inplace(std::vector<std::pair<int, int>> v) { inplace = std::move(v); return *this; }
   OpDef &set_backward(BackwardFn f) { backward = std::move(f); return *this; }
+  OpDef &set_infer_inputs(InferInputsFn f) { infer_inputs = std::move(f); return *this; }
+  OpDef &set_backward_uses(uint8_t u) { backward_uses = u; return *this; }
   int input_count(const Params &p) const {
     return num_inputs ? num_inputs(p) : static_cast<int>(inputs.size());
   }

@@ -34,6 +34,23 @@ void parallel_for(int64_t n, F &&f, int64_t grain = 1 << 15) {
 #endif
 }
 
+// Symbolic inference hint: unknown inputs take the shape of a known input, or
+// of output 0 (elementwise ops, activations, identity-like layers).
+inline void same_shape_hint(const Params &, ShapeList &in, SmallVec<char, 4> &known,
+                            const ShapeList &out, const SmallVec<char, 4> &out_known) {
+  const Shape *ref = nullptr;
+  for (size_t i = 0; i < in.size() && !ref; ++i)
+    if (known[i]) ref = &in[i];
+  if (!ref && !out.empty() && out_known[0]) ref = &out[0];
+  if (!ref) return;
+  Shape r = *ref;
+  for (size_t i = 0; i < in.size(); ++i)
+    if (!known[i]) {
+      in[i] = r;
+      known[i] = 1;
+    }
+}
+
 // NumPy broadcasting of two shapes; names the op and both shapes on failure.
 inline Shape broadcast_shape(const Params &p, const Shape &a, const Shape &b,
                              const char *an = "lhs", const char *bn = "rhs") {

@@ -204,6 +204,7 @@ const int kRegistered = [] {
     OpDef &d = reg.add(u.name);
     d.set_doc(u.doc).set_inputs({"data"}).set_inplace({{0, 0}}).set_infer(same_shape_infer);
     d.float_only = u.float_only;
+    d.infer_inputs = same_shape_hint;
     d.set_compute([up](const OpContext &, const Params &, const BlobList &in,
                        const BlobList &out) {
       LOOM_DTYPE_SWITCH(in[0].dtype, T, unary_kernel<T>(*up, in[0], out[0]));
@@ -215,6 +216,7 @@ const int kRegistered = [] {
         .set_doc(b.doc)
         .set_inputs({"lhs", "rhs"})
         .set_inplace({{0, 0}, {1, 0}})
+        .set_infer_inputs(same_shape_hint)
         .set_infer([](const Params &p, const ShapeList &in,
                       const DTypeList &dt, ShapeList &out,
                       DTypeList &odt) {
@@ -233,6 +235,7 @@ const int kRegistered = [] {
         .set_inputs({"data"})
         .required("scalar", ParamType::Float, "The scalar operand.")
         .set_inplace({{0, 0}})
+        .set_infer_inputs(same_shape_hint)
         .set_infer([op](const Params &p, const ShapeList &in,
                         const DTypeList &dt, ShapeList &out,
                         DTypeList &odt) {

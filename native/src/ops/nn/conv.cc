@@ -209,6 +209,18 @@ const int kConvolution = [] {
              "Limit in MB for the column buffer; larger batches are processed in chunks.");
   d.float_only = true;
   d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.backward_uses = kBwdInputs;
+  d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
+                      const SmallVec<char, 4> &) {
+    if (!known[0]) return;
+    Geometry g = geometry(p, in[0], false);
+    int64_t f = p.i("num_filter"), groups = std::max<int64_t>(p.i("num_group"), 1);
+    if (!known[1]) {
+      in[1] = g.spatial == 2 ? Shape{f, g.c / groups, g.kh, g.kw} : Shape{f, g.c / groups, g.kw};
+      known[1] = 1;
+    }
+    if (in.size() > 2 && !known[2]) in[2] = Shape{f}, known[2] = 1;
+  };
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     odt[0] = same_dtype(p, dt);

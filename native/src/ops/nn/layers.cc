@@ -28,6 +28,7 @@ void register_regression(const char *name, bool logistic, const char *doc) {
   d.set_doc(doc).set_inputs({"data", "label"}).param("grad_scale", ParamType::Float, "1.0",
                                                       "Scales the gradient.");
   d.float_only = true;
+  d.infer_inputs = same_shape_hint;
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     if (in[1].size() != in[0].size())
@@ -73,6 +74,17 @@ const int kRegistered = [] {
       .param("slope", ParamType::Float, "0.25", "Negative slope (leaky, elu).");
   lr.float_only = true;
   lr.num_inputs = [](const Params &p) { return p.s("act_type") == "prelu" ? 2 : 1; };
+  lr.infer_inputs = [](const Params &, ShapeList &in, SmallVec<char, 4> &known,
+                       const ShapeList &out, const SmallVec<char, 4> &out_known) {
+    if (!known[0] && out_known[0]) {
+      in[0] = out[0];
+      known[0] = 1;
+    }
+    if (in.size() > 1 && known[0] && !known[1]) {
+      in[1] = Shape{in[0].ndim > 1 ? in[0].d[1] : 1};
+      known[1] = 1;
+    }
+  };
   lr.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                   DTypeList &odt) {
     if (in.size() > 1) {
@@ -130,6 +142,9 @@ const int kRegistered = [] {
       .set_inputs({"data"})
       .param("p", ParamType::Float, "0.5", "Probability of dropping an element, in [0, 1).");
   dr.outputs = {"out", "mask"};
+  dr.visible_outputs = 1;
+  dr.infer_inputs = same_shape_hint;
+  dr.backward_uses = kBwdOutputs;
   dr.random = true;
   dr.float_only = true;
   dr.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
@@ -179,6 +194,7 @@ const int kRegistered = [] {
   // ------------------------------------------------------------ BlockGrad, MakeLoss
   OpDef &bg = reg.add("BlockGrad");
   bg.set_doc("The identity forward; passes no gradient back.").set_inputs({"data"}).set_infer(same_infer);
+  bg.set_infer_inputs(same_shape_hint).set_backward_uses(kBwdNone);
   bg.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
     LOOM_DTYPE_SWITCH(in[0].dtype, T, copy_blob<T>(in[0], out[0]));
   });
@@ -195,6 +211,7 @@ const int kRegistered = [] {
       .param("normalization", ParamType::Enum, "null", "Divide by the batch size or not.", {"null", "batch"})
       .set_infer(same_infer);
   ml.float_only = true;
+  ml.set_infer_inputs(same_shape_hint).set_backward_uses(kBwdInputs);
   ml.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, copy_blob<T>(in[0], out[0]));
   });
@@ -264,6 +281,7 @@ const int kRegistered = [] {
   // ------------------------------------------------------------ ElementWiseSum
   OpDef &es = reg.add("ElementWiseSum");
   es.set_doc("Sum of any number of arrays of one shape.").set_inputs({"args"}).set_variadic();
+  es.set_infer_inputs(same_shape_hint).set_backward_uses(kBwdNone).set_inplace({{0, 0}});
   es.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                   DTypeList &odt) {
     odt[0] = same_dtype(p, dt);
@@ -297,6 +315,13 @@ const int kRegistered = [] {
       .set_inputs({"data", "weight"})
       .required("input_dim", ParamType::Int, "Vocabulary size (rows of weight).")
       .required("output_dim", ParamType::Int, "Embedding size (columns of weight).");
+  em.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known,
+                       const ShapeList &, const SmallVec<char, 4> &) {
+    if (!known[1]) {
+      in[1] = Shape{p.i("input_dim"), p.i("output_dim")};
+      known[1] = 1;
+    }
+  };
   em.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                   DTypeList &odt) {
     Shape w{p.i("input_dim"), p.i("output_dim")};

@@ -35,6 +35,16 @@ const int kFullyConnected = [] {
              "Flatten data to 2-D; otherwise apply to the last axis only.");
   d.float_only = true;
   d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.backward_uses = kBwdInputs;
+  d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
+                      const SmallVec<char, 4> &) {
+    int64_t h = p.i("num_hidden");
+    if (!known[0] || in[0].ndim < 1) return;
+    int64_t n, k;
+    fc_dims(p, in[0], &n, &k);
+    if (!known[1]) in[1] = Shape{h, k}, known[1] = 1;
+    if (in.size() > 2 && !known[2]) in[2] = Shape{h}, known[2] = 1;
+  };
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     odt[0] = same_dtype(p, dt);
@@ -127,6 +137,8 @@ const int kActivation = [] {
              {"relu", "sigmoid", "tanh", "softrelu", "softsign"})
       .set_inplace({{0, 0}});
   d.float_only = true;
+  d.infer_inputs = same_shape_hint;
+  d.backward_uses = kBwdOutputs;
   d.set_infer([](const Params &, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     out[0] = in[0];
@@ -164,20 +176,20 @@ const int kActivation = [] {
     if (!req[0]) return;
     Act a = act_of(p);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-      const T *x = in[0].ptr<T>();
+      // From the output only, so the input may be overwritten (in place).
       const T *y = out[0].ptr<T>();
       const T *dy = og[0].ptr<T>();
       T *dx = ig[0].ptr<T>();
       parallel_for(in[0].size(), [&](int64_t i) {
-        double g;
+        double g, v = double(y[i]);
         switch (a) {
-          case Act::Relu: g = x[i] > 0 ? 1 : 0; break;
-          case Act::Sigmoid: g = double(y[i]) * (1 - double(y[i])); break;
-          case Act::Tanh: g = 1 - double(y[i]) * double(y[i]); break;
-          case Act::SoftRelu: g = 1 / (1 + std::exp(-double(x[i]))); break;
+          case Act::Relu: g = v > 0 ? 1 : 0; break;
+          case Act::Sigmoid: g = v * (1 - v); break;
+          case Act::Tanh: g = 1 - v * v; break;
+          case Act::SoftRelu: g = -std::expm1(-v); break;  // sigmoid(x) = 1 - e^-y
           default: {
-            double t = 1 + std::fabs(double(x[i]));
-            g = 1 / (t * t);
+            double t = 1 - std::fabs(v);  // 1/(1+|x|)
+            g = t * t;
           }
         }
         dx[i] = static_cast<T>(g * double(dy[i]));
@@ -220,6 +232,22 @@ const int kSoftmaxOutput = [] {
       .param("normalization", ParamType::Enum, "null", "Divide the gradient by this count.",
              {"null", "batch", "valid"});
   d.float_only = true;
+  d.backward_uses = kBwdAll;
+  d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known,
+                      const ShapeList &out, const SmallVec<char, 4> &out_known) {
+    if (!known[0] && out_known[0]) in[0] = out[0], known[0] = 1;
+    if (!known[0] || known[1] || in[0].ndim < 1) return;
+    Shape want;
+    if (p.b("multi_output")) {
+      if (in[0].ndim < 2) return;
+      want.push_back(in[0].d[0]);
+      for (int i = 2; i < in[0].ndim; ++i) want.push_back(in[0].d[i]);
+    } else {
+      for (int i = 0; i + 1 < in[0].ndim; ++i) want.push_back(in[0].d[i]);
+    }
+    in[1] = want;
+    known[1] = 1;
+  };
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     const Shape &x = in[0], &l = in[1];
@@ -298,6 +326,8 @@ const int kFlatten = [] {
   d.set_doc("Collapses all axes after the first: (N, d1, d2, ...) -> (N, d1*d2*...).")
       .set_inputs({"data"})
       .set_inplace({{0, 0}});
+  d.backward_uses = kBwdNone;
+  d.infer_inputs = nullptr;
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     const Shape &x = in[0];

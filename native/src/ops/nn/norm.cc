@@ -1,0 +1,216 @@
+// BatchNorm (moving statistics as auxiliary states) and the Concat layer
+// with its gradient (MXNet's definitions and parameter names).
+#include "ops/common.h"
+
+namespace loom {
+namespace {
+
+// (outer, C, inner) around the channel axis.
+struct BNDims {
+  int64_t outer, c, inner;
+  int64_t m() const { return outer * inner; }
+};
+
+BNDims bn_dims(const Params &p, const Shape &s) {
+  int ax = normalize_axis(p.i("axis"), s.ndim, p.op().name, "axis");
+  BNDims d;
+  split_axes(s, ax, ax + 1, &d.outer, &d.c, &d.inner);
+  return d;
+}
+
+// Per-channel mean and biased variance, accumulated in double.
+template <typename T>
+void channel_stats(const T *x, const BNDims &d, std::vector<double> &mean, std::vector<double> &var) {
+  mean.assign(d.c, 0);
+  var.assign(d.c, 0);
+  parallel_for(d.c, [&](int64_t c) {
+    double s = 0, s2 = 0;
+    for (int64_t o = 0; o < d.outer; ++o) {
+      const T *row = x + (o * d.c + c) * d.inner;
+      for (int64_t i = 0; i < d.inner; ++i) s += double(row[i]);
+    }
+    double mu = s / double(std::max<int64_t>(d.m(), 1));
+    for (int64_t o = 0; o < d.outer; ++o) {
+      const T *row = x + (o * d.c + c) * d.inner;
+      for (int64_t i = 0; i < d.inner; ++i) {
+        double v = double(row[i]) - mu;
+        s2 += v * v;
+      }
+    }
+    mean[c] = mu;
+    var[c] = s2 / double(std::max<int64_t>(d.m(), 1));
+  }, 1);
+}
+
+bool batch_stats(const OpContext &ctx, const Params &p) {
+  return ctx.is_train && !p.b("use_global_stats");
+}
+
+const int kBatchNorm = [] {
+  OpDef &d = Registry::get().add("BatchNorm");
+  d.set_doc("Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / "
+            "sqrt(var + eps) + beta. Training uses the batch's mean and biased variance and "
+            "updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch; "
+            "prediction (or use_global_stats) uses the moving statistics. fix_gamma holds "
+            "gamma at 1 (its gradient is zero).")
+      .set_inputs({"data", "gamma", "beta", "moving_mean", "moving_var"})
+      .param("eps", ParamType::Float, "0.001", "Added to the variance.")
+      .param("momentum", ParamType::Float, "0.9", "Decay of the moving statistics.")
+      .param("fix_gamma", ParamType::Bool, "true", "Use gamma = 1 (and give it no gradient).")
+      .param("use_global_stats", ParamType::Bool, "false",
+             "Normalise with the moving statistics in training too.")
+      .param("axis", ParamType::Int, "1", "The channel axis.");
+  d.num_aux = 2;
+  d.float_only = true;
+  d.backward_uses = kBwdInputs;
+  d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known,
+                      const ShapeList &out, const SmallVec<char, 4> &out_known) {
+    if (!known[0] && out_known[0]) in[0] = out[0], known[0] = 1;
+    if (!known[0] || in[0].ndim < 1) return;
+    int ax = normalize_axis(p.i("axis"), in[0].ndim, p.op().name, "axis");
+    for (size_t k = 1; k < in.size(); ++k)
+      if (!known[k]) in[k] = Shape{in[0].d[ax]}, known[k] = 1;
+  };
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    LOOM_CHECK(p.f("eps") > 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": eps must be > 0, got ",
+               p.f("eps"));
+    if (in[0].ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + in[0].str());
+    BNDims dm = bn_dims(p, in[0]);
+    const char *names[] = {"data", "gamma", "beta", "moving_mean", "moving_var"};
+    for (int k = 1; k < 5; ++k)
+      if (in[k] != Shape{dm.c})
+        shape_fail(p, std::string(names[k]) + " has shape " + in[k].str() + ", expected " +
+                          Shape{dm.c}.str() + " (one per channel of data " + in[0].str() + ")");
+    out[0] = in[0];
+    odt[0] = same_dtype(p, dt);
+  });
+  d.set_compute([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out) {
+    BNDims dm = bn_dims(p, in[0].shape);
+    const double eps = p.f("eps"), mom = p.f("momentum");
+    const bool fix = p.b("fix_gamma");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>(), *beta = in[2].ptr<T>();
+      T *mm = in[3].ptr<T>(), *mv = in[4].ptr<T>();
+      T *y = out[0].ptr<T>();
+      std::vector<double> mean, var;
+      if (batch_stats(ctx, p)) {
+        channel_stats(x, dm, mean, var);
+        for (int64_t c = 0; c < dm.c; ++c) {
+          mm[c] = static_cast<T>(mom * double(mm[c]) + (1 - mom) * mean[c]);
+          mv[c] = static_cast<T>(mom * double(mv[c]) + (1 - mom) * var[c]);
+        }
+      } else {
+        mean.assign(mm, mm + dm.c);
+        var.assign(mv, mv + dm.c);
+      }
+      parallel_for(dm.outer * dm.c, [&](int64_t oc) {
+        int64_t c = oc % dm.c;
+        double g = fix ? 1.0 : double(gamma[c]);
+        double scale = g / std::sqrt(var[c] + eps), shift = double(beta[c]) - mean[c] * scale;
+        const T *xr = x + oc * dm.inner;
+        T *yr = y + oc * dm.inner;
+        for (int64_t i = 0; i < dm.inner; ++i) yr[i] = static_cast<T>(double(xr[i]) * scale + shift);
+      }, 1 + (1 << 14) / std::max<int64_t>(dm.inner, 1));
+    });
+  });
+  d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    BNDims dm = bn_dims(p, in[0].shape);
+    const double eps = p.f("eps");
+    const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>();
+      const T *dy = og[0].ptr<T>();
+      std::vector<double> mean, var;
+      if (batch) {
+        channel_stats(x, dm, mean, var);
+      } else {
+        mean.assign(in[3].ptr<T>(), in[3].ptr<T>() + dm.c);
+        var.assign(in[4].ptr<T>(), in[4].ptr<T>() + dm.c);
+      }
+      const double m = double(std::max<int64_t>(dm.m(), 1));
+      parallel_for(dm.c, [&](int64_t c) {
+        double invstd = 1 / std::sqrt(var[c] + eps);
+        double sdy = 0, sdyx = 0;
+        for (int64_t o = 0; o < dm.outer; ++o) {
+          const T *xr = x + (o * dm.c + c) * dm.inner;
+          const T *gr = dy + (o * dm.c + c) * dm.inner;
+          for (int64_t i = 0; i < dm.inner; ++i) {
+            sdy += double(gr[i]);
+            sdyx += double(gr[i]) * (double(xr[i]) - mean[c]) * invstd;
+          }
+        }
+        double g = fix ? 1.0 : double(gamma[c]);
+        if (req[1]) ig[1].ptr<T>()[c] = static_cast<T>(fix ? 0.0 : sdyx);
+        if (req[2]) ig[2].ptr<T>()[c] = static_cast<T>(sdy);
+        if (!req[0]) return;
+        for (int64_t o = 0; o < dm.outer; ++o) {
+          const T *xr = x + (o * dm.c + c) * dm.inner;
+          const T *gr = dy + (o * dm.c + c) * dm.inner;
+          T *dx = ig[0].ptr<T>() + (o * dm.c + c) * dm.inner;
+          for (int64_t i = 0; i < dm.inner; ++i) {
+            double v;
+            if (batch) {
+              double xh = (double(xr[i]) - mean[c]) * invstd;
+              v = g * invstd * (double(gr[i]) - sdy / m - xh * sdyx / m);
+            } else {
+              v = g * invstd * double(gr[i]);
+            }
+            dx[i] = static_cast<T>(v);
+          }
+        }
+      }, 1);
+    });
+  });
+  return 0;
+}();
+
+// ---------------------------------------------------------------- Concat
+// Gradient of a concatenation: each input receives its slice of out_grad.
+void concat_backward(const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+  int ax = normalize_axis(p.i("dim"), og[0].shape.ndim, p.op().name, "dim");
+  int64_t outer, mid, inner;
+  split_axes(og[0].shape, ax, ax + 1, &outer, &mid, &inner);
+  size_t es = dtype_size(og[0].dtype);
+  const char *g = static_cast<const char *>(og[0].dptr);
+  int64_t offset = 0;
+  for (size_t k = 0; k < in.size(); ++k) {
+    int64_t bm = in[k].shape.d[ax];
+    size_t row = static_cast<size_t>(bm * inner) * es;
+    if (req[k])
+      for (int64_t r = 0; r < outer && row; ++r)
+        std::memcpy(static_cast<char *>(ig[k].dptr) + r * row,
+                    g + static_cast<size_t>((r * mid + offset) * inner) * es, row);
+    offset += bm;
+  }
+}
+
+const int kConcat = [] {
+  auto &reg = Registry::get();
+  reg.add("concat").set_backward(concat_backward).set_backward_uses(kBwdNone);
+  OpDef &d = reg.add("Concat");
+  d.set_doc("Joins num_args arrays along dim (MXNet's layer form of concat); all other extents "
+            "must agree.")
+      .set_inputs({"data"})
+      .set_variadic()
+      .required("num_args", ParamType::Int, "Number of inputs.")
+      .param("dim", ParamType::Int, "1", "Axis to join along (negative counts from the end).");
+  d.backward_uses = kBwdNone;
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    LOOM_CHECK(p.i("num_args") == static_cast<int64_t>(in.size()), LOOM_ERR_INVALID_ARGUMENT,
+               p.op().name, ": num_args=", p.i("num_args"), " but ", in.size(),
+               " inputs were given");
+    Registry::get().lookup("concat").infer(p, in, dt, out, odt);
+  });
+  d.set_compute([](const OpContext &c, const Params &p, const BlobList &in, const BlobList &out) {
+    Registry::get().lookup("concat").compute(c, p, in, out);
+  });
+  d.set_backward(concat_backward);
+  return 0;
+}();
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,705 @@
+#include "symbol/executor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "imperative/autograd.h"
+
+namespace loom {
+
+namespace {
+
+// Where a value's memory comes from.
+enum class Src : int8_t { Internal, Arg, Aux, Grad, HeadGrad };
+
+struct Value {
+  Shape shape;
+  int32_t dtype = kFloat32;
+  Src src = Src::Internal;
+  int index = -1;    // argument / aux / head index for external values
+  size_t bytes = 0;  // scratch values: raw bytes (shape unused)
+  bool scratch = false;
+  size_t nbytes() const {
+    return scratch ? bytes : static_cast<size_t>(shape.size()) * dtype_size(dtype);
+  }
+};
+
+enum class StepKind : int8_t { Forward, Backward, Sum, Zero };
+
+struct Step {
+  StepKind kind = StepKind::Forward;
+  int node = -1;
+  std::vector<int> in, out;  // kernel inputs / outputs (value ids; -1: none)
+  // Backward: the forward node's inputs, outputs and output gradients.
+  std::vector<int> fin, fout, ograd;
+  ReqList req;
+  int temp = -1;           // scratch value
+  std::vector<int> reads;  // values whose contents the step reads (for planning)
+  std::vector<std::pair<int, int>> inplace;  // (position in `in`, position in `out`)
+};
+
+// The step list of one binding, independent of any memory.
+struct Program {
+  IndexedGraph g;
+  ShapeInfo info;
+  std::vector<Value> values;
+  std::vector<Step> steps;
+  size_t num_forward = 0;  // steps[0, num_forward) run on Forward
+  std::vector<int> head_values;
+  std::vector<int> head_grad_values;  // -1 where the head takes no gradient
+};
+
+std::string shape_list(const std::vector<std::string> &names) {
+  std::string s;
+  for (auto &n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_t> &grad_req,
+              bool for_training) {
+  Program p;
+  p.g = sym.index();
+  p.info = info;
+  const IndexedGraph &g = p.g;
+  const int ne = g.num_entries();
+  for (int e = 0; e < ne; ++e)
+    LOOM_CHECK(info.known[e], LOOM_ERR_SHAPE, "bind: cannot infer the shape of ",
+               [&] {
+                 auto it = std::upper_bound(g.entry_base.begin(), g.entry_base.end(), e);
+                 const Node &n = *g.nodes[it - g.entry_base.begin() - 1];
+                 return n.is_variable() ? "argument '" + n.name + "'"
+                                        : "node '" + n.name + "' (" + n.op->name + ")";
+               }(),
+               "; give the shapes of more arguments");
+  p.values.resize(ne);
+  std::vector<int> arg_pos(g.nodes.size(), -1), aux_pos(g.nodes.size(), -1);
+  for (size_t i = 0; i < g.args.size(); ++i) arg_pos[g.args[i]] = static_cast<int>(i);
+  for (size_t i = 0; i < g.aux.size(); ++i) aux_pos[g.aux[i]] = static_cast<int>(i);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int j = 0; j < g.nodes[i]->num_outputs(); ++j) {
+      Value &v = p.values[g.entry_base[i] + j];
+      v.shape = info.shape[g.entry_base[i] + j];
+      v.dtype = info.dtype[g.entry_base[i] + j];
+    }
+    if (arg_pos[i] >= 0) {
+      p.values[g.entry_base[i]].src = Src::Arg;
+      p.values[g.entry_base[i]].index = arg_pos[i];
+    } else if (aux_pos[i] >= 0) {
+      p.values[g.entry_base[i]].src = Src::Aux;
+      p.values[g.entry_base[i]].index = aux_pos[i];
+    }
+  }
+  auto add_value = [&](Value v) {
+    p.values.push_back(v);
+    return static_cast<int>(p.values.size()) - 1;
+  };
+  // Forward steps.
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = *g.nodes[i];
+    if (n.is_variable()) continue;
+    Step s;
+    s.kind = StepKind::Forward;
+    s.node = static_cast<int>(i);
+    ShapeList in_shapes;
+    for (auto &e : n.inputs) {
+      s.in.push_back(g.entry(e));
+      in_shapes.push_back(info.shape[g.entry(e)]);
+    }
+    for (int j = 0; j < n.num_outputs(); ++j) s.out.push_back(g.entry_base[i] + j);
+    s.reads = s.in;
+    for (auto &io : n.op->inplace)
+      if (io.first < static_cast<int>(s.in.size()) && io.second < static_cast<int>(s.out.size()))
+        s.inplace.push_back(io);
+    if (n.op->temp_bytes) {
+      size_t b = n.op->temp_bytes(*n.parsed, in_shapes);
+      if (b) {
+        Value t;
+        t.scratch = true;
+        t.bytes = b;
+        s.temp = add_value(t);
+      }
+    }
+    p.steps.push_back(std::move(s));
+  }
+  p.num_forward = p.steps.size();
+  p.head_values = g.heads;
+  p.head_grad_values.assign(g.heads.size(), -1);
+  if (!for_training) return p;
+
+  // Which values carry a gradient (depend on an argument that wants one).
+  std::vector<char> needs(p.values.size(), 0);
+  for (size_t a = 0; a < g.args.size(); ++a)
+    if (grad_req[a] != kNullOp) needs[g.entry_base[g.args[a]]] = 1;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = *g.nodes[i];
+    if (n.is_variable()) continue;
+    bool any = false;
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      any |= !n.input_is_aux(k) && needs[g.entry(n.inputs[k])];
+    for (int j = 0; j < n.num_outputs(); ++j) needs[g.entry_base[i] + j] = any;
+  }
+  // Gradient contributions per forward value.
+  std::vector<std::vector<int>> contrib(ne);
+  for (size_t h = 0; h < g.heads.size(); ++h) {
+    int e = g.heads[h];
+    if (!needs[e]) continue;
+    Value v = p.values[e];
+    v.src = Src::HeadGrad;
+    v.index = static_cast<int>(h);
+    int id = add_value(v);
+    p.head_grad_values[h] = id;
+    contrib[e].push_back(id);
+  }
+  // How many backward steps will produce a gradient for each argument.
+  std::vector<int> producers(ne, 0);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = *g.nodes[i];
+    if (n.is_variable()) continue;
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      if (!n.input_is_aux(k)) producers[g.entry(n.inputs[k])]++;
+  }
+  auto combine = [&](int e) -> int {  // value holding the total gradient of entry e
+    auto &c = contrib[e];
+    if (c.size() == 1) return c[0];
+    Value v = p.values[e];
+    v.src = Src::Internal;
+    v.index = -1;
+    int out = add_value(v);
+    Step s;
+    s.node = -1;
+    if (c.empty()) {
+      s.kind = StepKind::Zero;
+    } else {
+      s.kind = StepKind::Sum;
+      s.in = c;
+      s.reads = c;
+      s.inplace.emplace_back(0, 0);
+    }
+    s.out.push_back(out);
+    p.steps.push_back(std::move(s));
+    return out;
+  };
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const Node &n = *g.nodes[i];
+    if (n.is_variable()) continue;
+    bool any_grad = false;
+    for (int j = 0; j < n.num_outputs(); ++j) any_grad |= !contrib[g.entry_base[i] + j].empty();
+    bool any_input = false;
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      any_input |= !n.input_is_aux(k) && needs[g.entry(n.inputs[k])];
+    if (!any_grad || !any_input) continue;  // no gradient flows through this node
+    LOOM_CHECK(n.op->backward, LOOM_ERR_INVALID_ARGUMENT, "bind: node '", n.name, "' (",
+               n.op->name, ") has no gradient, but a gradient must flow through it to ",
+               "the arguments; wrap it in BlockGrad or set their grad_req to null");
+    Step s;
+    s.kind = StepKind::Backward;
+    s.node = static_cast<int>(i);
+    for (int j = 0; j < n.num_outputs(); ++j) {
+      s.fout.push_back(g.entry_base[i] + j);
+      s.ograd.push_back(combine(g.entry_base[i] + j));
+    }
+    for (auto &e : n.inputs) s.fin.push_back(g.entry(e));
+    s.req.resize(n.inputs.size());
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      int e = g.entry(n.inputs[k]);
+      if (n.input_is_aux(k) || !needs[e]) {
+        s.req[k] = kNullOp;
+        s.out.push_back(-1);
+        continue;
+      }
+      s.req[k] = kWriteTo;
+      const Value &src = p.values[e];
+      int gv;
+      if (src.src == Src::Arg && producers[e] == 1 && grad_req[src.index] == kWriteTo &&
+          std::find(g.heads.begin(), g.heads.end(), e) == g.heads.end()) {
+        Value v = src;
+        v.src = Src::Grad;
+        gv = add_value(v);
+      } else {
+        Value v = src;
+        v.src = Src::Internal;
+        v.index = -1;
+        gv = add_value(v);
+      }
+      s.out.push_back(gv);
+      contrib[e].push_back(gv);
+    }
+    if (n.op->backward_uses & kBwdInputs) s.reads.insert(s.reads.end(), s.fin.begin(), s.fin.end());
+    if (n.op->backward_uses & kBwdOutputs)
+      s.reads.insert(s.reads.end(), s.fout.begin(), s.fout.end());
+    s.reads.insert(s.reads.end(), s.ograd.begin(), s.ograd.end());
+    p.steps.push_back(std::move(s));
+  }
+  // Argument gradients that were not written in place.
+  for (size_t a = 0; a < g.args.size(); ++a) {
+    if (grad_req[a] == kNullOp) continue;
+    int e = g.entry_base[g.args[a]];
+    auto &c = contrib[e];
+    if (c.size() == 1 && p.values[c[0]].src == Src::Grad) continue;
+    Value v = p.values[e];
+    v.src = Src::Grad;
+    v.index = static_cast<int>(a);
+    int out = add_value(v);
+    Step s;
+    s.node = -1;
+    s.kind = c.empty() && grad_req[a] == kWriteTo ? StepKind::Zero : StepKind::Sum;
+    if (grad_req[a] == kAddTo) s.in.push_back(out);
+    for (int x : c) s.in.push_back(x);
+    if (s.kind == StepKind::Sum && s.in.empty()) continue;  // add of nothing
+    s.reads = s.in;
+    s.out.push_back(out);
+    p.steps.push_back(std::move(s));
+  }
+  return p;
+}
+
+struct Planned {
+  std::vector<int> storage;       // per value; -1 external
+  std::vector<size_t> sizes;      // per storage
+  MemoryPlan stats;
+};
+
+Planned plan(const Program &p, bool enabled) {
+  Planned r;
+  const size_t nv = p.values.size();
+  r.storage.assign(nv, -1);
+  std::vector<int> refs(nv, 0);
+  for (auto &s : p.steps)
+    for (int v : s.reads) refs[v]++;
+  for (int h : p.head_values) refs[h]++;  // outputs stay readable
+  std::vector<int> live;                  // per storage: values mapped to it
+  std::multimap<size_t, int> free_list;
+  auto internal = [&](int v) { return v >= 0 && p.values[v].src == Src::Internal; };
+  auto alloc = [&](int v) {
+    size_t need = std::max<size_t>(p.values[v].nbytes(), 1);
+    r.stats.unplanned_bytes += static_cast<int64_t>(need);
+    r.stats.num_values++;
+    int s = -1;
+    if (enabled && !free_list.empty()) {
+      auto it = free_list.lower_bound(need);
+      if (it != free_list.end() && it->first <= need * 16) {
+        s = it->second;
+        free_list.erase(it);
+      } else if (it != free_list.begin()) {
+        --it;  // the largest smaller buffer, grown
+        s = it->second;
+        free_list.erase(it);
+        r.sizes[s] = need;
+      }
+    }
+    if (s < 0) {
+      s = static_cast<int>(r.sizes.size());
+      r.sizes.push_back(need);
+      live.push_back(0);
+    }
+    r.storage[v] = s;
+    live[s]++;
+  };
+  auto release = [&](int v) {
+    int s = r.storage[v];
+    if (--live[s] == 0) free_list.emplace(r.sizes[s], s);
+  };
+  for (auto &s : p.steps) {
+    std::vector<char> done(s.out.size(), 0);
+    if (enabled) {
+      for (auto &io : s.inplace) {
+        int u = s.in[io.first], v = s.out[io.second];
+        if (!internal(u) || !internal(v) || done[io.second]) continue;
+        int st = r.storage[u];
+        if (refs[u] != 1 || live[st] != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
+        if (std::count(s.in.begin(), s.in.end(), u) != 1) continue;
+        r.storage[v] = st;
+        live[st]++;
+        done[io.second] = 1;
+        r.stats.num_inplace++;
+        r.stats.unplanned_bytes += static_cast<int64_t>(p.values[v].nbytes());
+        r.stats.num_values++;
+      }
+    }
+    for (size_t j = 0; j < s.out.size(); ++j)
+      if (internal(s.out[j]) && !done[j]) alloc(s.out[j]);
+    if (s.temp >= 0) alloc(s.temp);
+    for (int u : s.reads)
+      if (--refs[u] == 0 && internal(u)) release(u);
+    if (s.temp >= 0) release(s.temp);
+    for (int v : s.out)
+      if (internal(v) && refs[v] == 0) release(v);
+  }
+  for (size_t sz : r.sizes) r.stats.planned_bytes += static_cast<int64_t>(sz);
+  r.stats.num_buffers = static_cast<int32_t>(r.sizes.size());
+  r.stats.num_steps = static_cast<int32_t>(p.steps.size());
+  if (!enabled) r.stats.planned_bytes = r.stats.unplanned_bytes;
+  return r;
+}
+
+bool planning_enabled() {
+  const char *e = std::getenv("LOOM_EXEC_PLAN");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
+// Elementwise sum of the inputs into out (out may alias an input).
+void sum_kernel(const BlobList &in, const TBlob &out) {
+  const int64_t n = out.size();
+  LOOM_DTYPE_SWITCH(out.dtype, T, {
+    T *o = out.ptr<T>();
+    for (int64_t i = 0; i < n; ++i) {
+      T acc = in[0].ptr<T>()[i];
+      for (size_t k = 1; k < in.size(); ++k) acc += in[k].ptr<T>()[i];
+      o[i] = acc;
+    }
+  });
+}
+
+}  // namespace
+
+struct Executor::Impl {
+  Program prog;
+  Planned planned;
+  std::vector<NDArray> buffers;  // per storage
+  std::vector<NDArray> arrays;   // per value
+  std::vector<NDArray> head_grads;
+  std::vector<std::string> arg_names, aux_names;
+};
+
+Executor::~Executor() = default;
+
+namespace {
+std::vector<int32_t> reqs_for(const IndexedGraph &g, const std::map<std::string, int32_t> &reqs,
+                              int32_t default_req) {
+  std::vector<int32_t> r;
+  std::set<std::string> names;
+  for (int a : g.args) {
+    const std::string &nm = g.nodes[a]->name;
+    names.insert(nm);
+    auto it = reqs.find(nm);
+    int32_t q = it != reqs.end() ? it->second : default_req;
+    LOOM_CHECK(q == kNullOp || q == kWriteTo || q == kAddTo, LOOM_ERR_INVALID_ARGUMENT,
+               "bind: grad_req ", q, " for '", nm, "' is not 0 (null), 1 (write) or 2 (add)");
+    r.push_back(q);
+  }
+  for (auto &kv : reqs)
+    LOOM_CHECK(names.count(kv.first), LOOM_ERR_NOT_FOUND, "bind: grad_req names '", kv.first,
+               "', which is not an argument of the symbol");
+  return r;
+}
+}  // namespace
+
+MemoryPlan Executor::plan_only(const Symbol &sym, const std::map<std::string, Shape> &shapes,
+                               const std::map<std::string, int32_t> &reqs, int32_t default_req,
+                               bool for_training) {
+  IndexedGraph g = sym.index();
+  ShapeInfo info = infer(g, shapes, {});
+  std::vector<int32_t> rq = reqs_for(g, reqs, default_req);
+  Program p = build(sym, info, rq, for_training);
+  Planned on = plan(p, true);
+  MemoryPlan m = on.stats;
+  for (auto &v : p.values)
+    if (v.src == Src::Arg || v.src == Src::Aux || v.src == Src::Grad)
+      m.argument_bytes += static_cast<int64_t>(v.nbytes());
+  m.allocated_bytes = 0;
+  return m;
+}
+
+std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const Executor *share) {
+  IndexedGraph g = sym.index();
+  std::vector<std::string> arg_names, aux_names;
+  for (int a : g.args) arg_names.push_back(g.nodes[a]->name);
+  for (int a : g.aux) aux_names.push_back(g.nodes[a]->name);
+  LOOM_CHECK(spec.args.size() == arg_names.size(), LOOM_ERR_INVALID_ARGUMENT, "bind: got ",
+             spec.args.size(), " argument arrays, the symbol has ", arg_names.size(), " (",
+             shape_list(arg_names), ")");
+  LOOM_CHECK(spec.aux.size() == aux_names.size(), LOOM_ERR_INVALID_ARGUMENT, "bind: got ",
+             spec.aux.size(), " auxiliary-state arrays, the symbol has ", aux_names.size(),
+             aux_names.empty() ? "" : " (" + shape_list(aux_names) + ")");
+  if (spec.grad_req.empty()) spec.grad_req.assign(arg_names.size(), kNullOp);
+  LOOM_CHECK(spec.grad_req.size() == arg_names.size(), LOOM_ERR_INVALID_ARGUMENT, "bind: got ",
+             spec.grad_req.size(), " grad_req values for ", arg_names.size(), " arguments");
+  spec.grads.resize(arg_names.size());
+  std::map<std::string, Shape> shapes;
+  std::map<std::string, int32_t> dtypes;
+  auto check_array = [&](const NDArray &a, const std::string &what) {
+    LOOM_CHECK(a.chunk(), LOOM_ERR_INVALID_ARGUMENT, "bind: ", what, " is missing");
+    LOOM_CHECK(a.ctx() == spec.ctx, LOOM_ERR_INVALID_ARGUMENT, "bind: ", what, " is on ",
+               a.ctx().str(), " but the executor binds to ", spec.ctx.str());
+  };
+  bool training = false;
+  for (size_t i = 0; i < arg_names.size(); ++i) {
+    check_array(spec.args[i], "argument '" + arg_names[i] + "'");
+    shapes[arg_names[i]] = spec.args[i].shape();
+    dtypes[arg_names[i]] = spec.args[i].dtype();
+    int32_t q = spec.grad_req[i];
+    LOOM_CHECK(q == kNullOp || q == kWriteTo || q == kAddTo, LOOM_ERR_INVALID_ARGUMENT,
+               "bind: grad_req ", q, " for '", arg_names[i],
+               "' is not 0 (null), 1 (write) or 2 (add)");
+    if (q == kNullOp) continue;
+    training = true;
+    const NDArray &gr = spec.grads[i];
+    check_array(gr, "gradient array for '" + arg_names[i] + "' (grad_req is not null)");
+    LOOM_CHECK(gr.shape() == spec.args[i].shape() && gr.dtype() == spec.args[i].dtype(),
+               LOOM_ERR_SHAPE, "bind: gradient array for '", arg_names[i], "' is ",
+               gr.shape().str(), " ", dtype_name(gr.dtype()), " but the argument is ",
+               spec.args[i].shape().str(), " ", dtype_name(spec.args[i].dtype()));
+  }
+  for (size_t i = 0; i < aux_names.size(); ++i) {
+    check_array(spec.aux[i], "auxiliary state '" + aux_names[i] + "'");
+    shapes[aux_names[i]] = spec.aux[i].shape();
+    dtypes[aux_names[i]] = spec.aux[i].dtype();
+  }
+  ShapeInfo info = infer(g, shapes, dtypes);
+  auto ex = std::unique_ptr<Executor>(new Executor);
+  ex->sym_ = sym;
+  ex->impl_ = std::make_unique<Impl>();
+  Impl &im = *ex->impl_;
+  im.arg_names = arg_names;
+  im.aux_names = aux_names;
+  im.prog = build(sym, info, spec.grad_req, training);
+  im.planned = plan(im.prog, planning_enabled());
+  Program &p = im.prog;
+  ex->plan_ = im.planned.stats;
+  if (!planning_enabled()) ex->plan_.planned_bytes = plan(p, true).stats.planned_bytes;
+  // Buffers: reuse the shared executor's where they are large enough.
+  for (size_t s = 0; s < im.planned.sizes.size(); ++s) {
+    size_t need = im.planned.sizes[s];
+    if (share && s < share->impl_->buffers.size() && share->impl_->buffers[s].nbytes() >= need) {
+      im.buffers.push_back(share->impl_->buffers[s]);
+    } else {
+      im.buffers.push_back(NDArray::empty(Shape{static_cast<int64_t>(need)}, kUInt8, spec.ctx));
+    }
+    ex->plan_.allocated_bytes += static_cast<int64_t>(im.buffers.back().nbytes());
+  }
+  im.arrays.resize(p.values.size());
+  for (size_t h = 0; h < p.head_grad_values.size(); ++h) {
+    im.head_grads.emplace_back();
+    if (p.head_grad_values[h] < 0) continue;
+    const Value &v = p.values[p.head_grad_values[h]];
+    NDArray hg = NDArray::empty(v.shape, v.dtype, spec.ctx);
+    std::string shp = "(";
+    for (int i = 0; i < v.shape.ndim; ++i) shp += std::to_string(v.shape.d[i]) + ",";
+    shp += ")";
+    ArrayList outs{hg};
+    std::string c = spec.ctx.str();
+    const char *k[] = {"shape", "dtype", "ctx", "value"};
+    const char *val[] = {shp.c_str(), dtype_name(v.dtype), c.c_str(), "1"};
+    bool was = autograd::set_recording(false);
+    invoke(Registry::get().lookup("full"), {}, outs, k, val, 4);
+    autograd::set_recording(was);
+    im.head_grads.back() = hg;
+  }
+  for (size_t v = 0; v < p.values.size(); ++v) {
+    const Value &val = p.values[v];
+    switch (val.src) {
+      case Src::Arg: im.arrays[v] = spec.args[val.index].detached(); break;
+      case Src::Aux: im.arrays[v] = spec.aux[val.index].detached(); break;
+      case Src::Grad: im.arrays[v] = spec.grads[val.index].detached(); break;
+      case Src::HeadGrad: im.arrays[v] = im.head_grads[val.index]; break;
+      case Src::Internal: {
+        int s = im.planned.storage[v];
+        if (s < 0) break;  // never produced (unused)
+        if (val.scratch)
+          im.arrays[v] = im.buffers[s].view(Shape{static_cast<int64_t>(val.bytes)}, kUInt8);
+        else
+          im.arrays[v] = im.buffers[s].view(val.shape, val.dtype);
+        break;
+      }
+    }
+  }
+  for (auto &a : spec.args) ex->plan_.argument_bytes += static_cast<int64_t>(a.nbytes());
+  for (auto &a : spec.aux) ex->plan_.argument_bytes += static_cast<int64_t>(a.nbytes());
+  for (auto &a : spec.grads)
+    if (a.chunk()) ex->plan_.argument_bytes += static_cast<int64_t>(a.nbytes());
+  for (int h : p.head_values) ex->outputs_.push_back(im.arrays[h]);
+  ex->spec_ = std::move(spec);
+  return ex;
+}
+
+std::unique_ptr<Executor> Executor::simple_bind(const Symbol &sym, const Context &ctx,
+                                                const std::map<std::string, Shape> &shapes,
+                                                const std::map<std::string, int32_t> &dtypes,
+                                                const std::map<std::string, int32_t> &reqs,
+                                                int32_t default_req) {
+  check_context(ctx);
+  IndexedGraph g = sym.index();
+  ShapeInfo info = infer(g, shapes, dtypes);
+  BindSpec spec;
+  spec.ctx = ctx;
+  spec.grad_req = reqs_for(g, reqs, default_req);
+  auto need = [&](int node, const char *what) {
+    int e = g.entry_base[node];
+    LOOM_CHECK(info.known[e], LOOM_ERR_SHAPE, "simple_bind: cannot infer the shape of ", what,
+               " '", g.nodes[node]->name, "'; give its shape or the shapes of the inputs it "
+               "depends on");
+    return NDArray::empty(info.shape[e], info.dtype[e] < 0 ? kFloat32 : info.dtype[e], ctx);
+  };
+  for (size_t a = 0; a < g.args.size(); ++a) {
+    spec.args.push_back(need(g.args[a], "argument"));
+    spec.grads.push_back(spec.grad_req[a] != kNullOp ? need(g.args[a], "argument") : NDArray());
+  }
+  for (int a : g.aux) spec.aux.push_back(need(a, "auxiliary state"));
+  // Fresh arrays hold zeros until initialised.
+  auto zero = [](const NDArray &a) {
+    if (!a.chunk()) return;
+    std::vector<char> z(a.nbytes(), 0);
+    a.copy_from_host(z.data(), z.size());
+  };
+  for (auto &a : spec.args) zero(a);
+  for (auto &a : spec.grads) zero(a);
+  for (auto &a : spec.aux) zero(a);
+  return bind(sym, std::move(spec));
+}
+
+std::unique_ptr<Executor> Executor::reshape(const std::map<std::string, Shape> &shapes) const {
+  const Impl &im = *impl_;
+  std::map<std::string, Shape> all;
+  for (size_t i = 0; i < im.arg_names.size(); ++i) all[im.arg_names[i]] = spec_.args[i].shape();
+  for (size_t i = 0; i < im.aux_names.size(); ++i) all[im.aux_names[i]] = spec_.aux[i].shape();
+  for (auto &kv : shapes) {
+    LOOM_CHECK(all.count(kv.first), LOOM_ERR_NOT_FOUND, "reshape: the symbol has no argument '",
+               kv.first, "'");
+    all[kv.first] = kv.second;
+  }
+  // Re-infer from the changed inputs only, so parameter shapes follow them.
+  std::map<std::string, Shape> given = shapes;
+  IndexedGraph g = sym_.index();
+  ShapeInfo info = infer(g, given, {});
+  BindSpec spec;
+  spec.ctx = spec_.ctx;
+  spec.grad_req = spec_.grad_req;
+  auto pick = [&](const NDArray &old, int node, const std::string &name) {
+    int e = g.entry_base[node];
+    Shape s = info.known[e] ? info.shape[e] : all[name];
+    if (s == old.shape()) return old;
+    return NDArray::empty(s, old.dtype(), spec.ctx);
+  };
+  for (size_t a = 0; a < g.args.size(); ++a) {
+    spec.args.push_back(pick(spec_.args[a], g.args[a], im.arg_names[a]));
+    spec.grads.push_back(spec_.grads[a].chunk() ? pick(spec_.grads[a], g.args[a], im.arg_names[a])
+                                                : NDArray());
+  }
+  for (size_t a = 0; a < g.aux.size(); ++a)
+    spec.aux.push_back(pick(spec_.aux[a], g.aux[a], im.aux_names[a]));
+  return bind(sym_, std::move(spec), this);
+}
+
+namespace {
+struct Pushed {
+  const OpDef *op = nullptr;
+  std::shared_ptr<const Params> params;
+  StepKind kind;
+  OpContext ctx;
+  SmallVec<NDArray, 4> in, out, fin, fout, ograd;
+  ReqList req;
+};
+
+void push_step(const Program &p, const std::vector<NDArray> &arrays, const Step &s,
+               const Context &ctx, bool is_train) {
+  auto call = std::make_shared<Pushed>();
+  call->kind = s.kind;
+  call->ctx.ctx = ctx;
+  call->ctx.is_train = is_train;
+  VarList reads, writes;
+  auto arr = [&](int v) -> const NDArray & { return arrays[v]; };
+  const Node *node = s.node >= 0 ? p.g.nodes[s.node] : nullptr;
+  if (node) {
+    call->op = node->op;
+    call->params = node->parsed;
+  }
+  for (int v : s.in) {
+    call->in.push_back(arr(v));
+    reads.push_back(arr(v).var());
+  }
+  for (int v : s.out) {
+    if (v < 0) {
+      call->out.push_back(NDArray());
+      continue;
+    }
+    call->out.push_back(arr(v));
+    writes.push_back(arr(v).var());
+  }
+  if (s.kind == StepKind::Forward) {
+    if (node->op->num_aux > 0 && is_train)
+      for (size_t k = s.in.size() - node->op->num_aux; k < s.in.size(); ++k)
+        writes.push_back(arr(s.in[k]).var());
+    if (node->op->random) next_random_stream(&call->ctx.rng_key, &call->ctx.rng_stream);
+    if (s.temp >= 0) {
+      const NDArray &t = arr(s.temp);
+      call->ctx.temp = t.data();
+      call->ctx.temp_bytes = t.nbytes();
+      call->fin.push_back(t);  // keeps the buffer alive
+      writes.push_back(t.var());
+    }
+  } else if (s.kind == StepKind::Backward) {
+    for (int v : s.fin) call->fin.push_back(arr(v));
+    for (int v : s.fout) call->fout.push_back(arr(v));
+    for (int v : s.ograd) call->ograd.push_back(arr(v));
+    for (int v : s.reads) reads.push_back(arr(v).var());
+    call->req = s.req;
+  }
+  PushOptions po;
+  po.name = node ? node->op->name.c_str() : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
+  Engine::get().push(
+      [call]() {
+        BlobList in, out;
+        for (auto &a : call->in) in.push_back(a.blob());
+        for (auto &a : call->out) out.push_back(a.chunk() ? a.blob() : TBlob{});
+        switch (call->kind) {
+          case StepKind::Forward:
+            call->op->compute(call->ctx, *call->params, in, out);
+            break;
+          case StepKind::Backward: {
+            BlobList fi, fo, og;
+            for (auto &a : call->fin) fi.push_back(a.blob());
+            for (auto &a : call->fout) fo.push_back(a.blob());
+            for (auto &a : call->ograd) og.push_back(a.blob());
+            call->op->backward(call->ctx, *call->params, fi, fo, og, out, call->req);
+            break;
+          }
+          case StepKind::Sum: sum_kernel(in, out[0]); break;
+          case StepKind::Zero: std::memset(out[0].dptr, 0, call->out[0].nbytes()); break;
+        }
+      },
+      ctx, std::move(reads), std::move(writes), po);
+}
+}  // namespace
+
+void Executor::forward(bool is_train) {
+  const Program &p = impl_->prog;
+  for (size_t i = 0; i < p.num_forward; ++i)
+    push_step(p, impl_->arrays, p.steps[i], spec_.ctx, is_train);
+}
+
+void Executor::backward(const std::vector<NDArray> &head_grads) {
+  const Program &p = impl_->prog;
+  LOOM_CHECK(p.steps.size() > p.num_forward || p.num_forward == p.steps.size(),
+             LOOM_ERR_INTERNAL, "backward: inconsistent program");
+  bool training = false;
+  for (int32_t q : spec_.grad_req) training |= q != kNullOp;
+  LOOM_CHECK(training, LOOM_ERR_INVALID_ARGUMENT,
+             "backward: the executor was bound without gradients (every grad_req is null)");
+  if (!head_grads.empty()) {
+    LOOM_CHECK(head_grads.size() == impl_->head_grads.size(), LOOM_ERR_INVALID_ARGUMENT,
+               "backward: got ", head_grads.size(), " head gradients for ",
+               impl_->head_grads.size(), " outputs");
+    for (size_t h = 0; h < head_grads.size(); ++h) {
+      const NDArray &dst = impl_->head_grads[h];
+      if (!head_grads[h].chunk() || !dst.chunk()) continue;
+      LOOM_CHECK(head_grads[h].shape() == dst.shape(), LOOM_ERR_SHAPE, "backward: head gradient ",
+                 h, " has shape ", head_grads[h].shape().str(), " but output ", h, " is ",
+                 dst.shape().str());
+      ArrayList outs{dst};
+      bool was = autograd::set_recording(false);
+      try {
+        invoke(Registry::get().lookup("copy"), ArrayList{head_grads[h]}, outs, nullptr, nullptr, 0);
+      } catch (...) {
+        autograd::set_recording(was);
+        throw;
+      }
+      autograd::set_recording(was);
+    }
+  }
+  for (size_t i = p.num_forward; i < p.steps.size(); ++i)
+    push_step(p, impl_->arrays, p.steps[i], spec_.ctx, true);
+}
+
+}  // namespace loom

@@ -1,0 +1,538 @@
+// Symbols, inference, JSON and executors, through the C ABI: graphs are
+// checked against the imperative path, gradients against finite differences.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "testutil.h"
+
+using namespace lt;
+
+namespace {
+
+struct Sym {
+  loom_symbol h = nullptr;
+  Sym() = default;
+  explicit Sym(loom_symbol x) : h(x) {}
+  Sym(const Sym &) = delete;
+  Sym(Sym &&o) noexcept : h(o.h) { o.h = nullptr; }
+  Sym &operator=(Sym &&o) noexcept {
+    std::swap(h, o.h);
+    return *this;
+  }
+  ~Sym() { loom_symbol_free(h); }
+};
+
+struct Exec {
+  loom_executor h = nullptr;
+  Exec() = default;
+  explicit Exec(loom_executor x) : h(x) {}
+  Exec(const Exec &) = delete;
+  Exec(Exec &&o) noexcept : h(o.h) { o.h = nullptr; }
+  Exec &operator=(Exec &&o) noexcept {
+    std::swap(h, o.h);
+    return *this;
+  }
+  ~Exec() { loom_executor_free(h); }
+};
+
+Sym var(const char *name) {
+  loom_symbol s = nullptr;
+  EXPECT_EQ(loom_symbol_variable(&s, name), LOOM_OK) << loom_last_error();
+  return Sym(s);
+}
+
+loom_status try_op(Sym *out, const std::string &op, const std::string &name,
+                   const std::vector<const Sym *> &ins, const Params &params,
+                   const std::vector<std::string> &keys = {}) {
+  loom_op h = nullptr;
+  loom_status s = loom_op_find(&h, op.c_str());
+  if (s != LOOM_OK) return s;
+  std::vector<loom_symbol> in;
+  for (auto *x : ins) in.push_back(x->h);
+  std::vector<const char *> k, v, kn;
+  for (auto &kv : params) {
+    k.push_back(kv.first.c_str());
+    v.push_back(kv.second.c_str());
+  }
+  for (auto &n : keys) kn.push_back(n.c_str());
+  loom_symbol r = nullptr;
+  s = loom_symbol_create(&r, h, name.c_str(), int32_t(in.size()), in.data(),
+                         keys.empty() ? nullptr : kn.data(), int32_t(k.size()), k.data(), v.data());
+  if (s == LOOM_OK) *out = Sym(r);
+  return s;
+}
+
+Sym op(const std::string &o, const std::string &name, const std::vector<const Sym *> &ins,
+       const Params &params = {}) {
+  Sym r;
+  EXPECT_EQ(try_op(&r, o, name, ins, params), LOOM_OK) << loom_last_error();
+  return r;
+}
+
+std::string list(const Sym &s, int kind) {
+  const char *j = nullptr;
+  EXPECT_EQ(loom_symbol_list(&j, s.h, kind), LOOM_OK) << loom_last_error();
+  return j ? j : "";
+}
+
+std::string to_json(const Sym &s) {
+  const char *j = nullptr;
+  EXPECT_EQ(loom_symbol_to_json(&j, s.h), LOOM_OK) << loom_last_error();
+  return j ? j : "";
+}
+
+struct Shapes {
+  std::vector<std::string> names;
+  std::vector<int32_t> ndims;
+  std::vector<int64_t> dims;
+  std::vector<const char *> ptrs;
+  Shapes(std::initializer_list<std::pair<const char *, std::vector<int64_t>>> l) {
+    for (auto &kv : l) {
+      names.push_back(kv.first);
+      ndims.push_back(int32_t(kv.second.size()));
+      dims.insert(dims.end(), kv.second.begin(), kv.second.end());
+    }
+    for (auto &n : names) ptrs.push_back(n.c_str());
+  }
+  int32_t n() const { return int32_t(names.size()); }
+};
+
+loom_status try_simple_bind(Exec *out, const Sym &s, const Shapes &sh, int32_t req = LOOM_GRAD_WRITE,
+                            std::vector<std::pair<std::string, int32_t>> reqs = {}) {
+  std::vector<const char *> rn;
+  std::vector<int32_t> rv;
+  for (auto &r : reqs) {
+    rn.push_back(r.first.c_str());
+    rv.push_back(r.second);
+  }
+  loom_executor e = nullptr;
+  loom_status st = loom_executor_simple_bind(&e, s.h, LOOM_DEVICE_CPU, 0, sh.n(), sh.ptrs.data(),
+                                             sh.ndims.data(), sh.dims.data(), nullptr,
+                                             int32_t(rn.size()), rn.data(), rv.data(), req);
+  if (st == LOOM_OK) *out = Exec(e);
+  return st;
+}
+
+Exec simple_bind(const Sym &s, const Shapes &sh, int32_t req = LOOM_GRAD_WRITE,
+                 std::vector<std::pair<std::string, int32_t>> reqs = {}) {
+  Exec e;
+  EXPECT_EQ(try_simple_bind(&e, s, sh, req, reqs), LOOM_OK) << loom_last_error();
+  return e;
+}
+
+Arr get(const Exec &e, int kind, int i) {
+  loom_ndarray h = nullptr;
+  EXPECT_EQ(loom_executor_get(&h, e.h, kind, i), LOOM_OK) << loom_last_error();
+  return Arr(h);
+}
+
+void fill(const Arr &a, const std::vector<double> &v) {
+  int32_t d = dtype_of(a);
+  std::vector<char> buf(v.size() * loom::dtype_size(d));
+  LOOM_DTYPE_SWITCH(d, T, {
+    for (size_t i = 0; i < v.size(); ++i) reinterpret_cast<T *>(buf.data())[i] = static_cast<T>(v[i]);
+  });
+  ASSERT_EQ(loom_ndarray_copy_from_host(a.h, buf.data(), buf.size()), LOOM_OK) << loom_last_error();
+}
+
+// The seed's MLP.
+Sym mlp() {
+  Sym data = var("data");
+  Sym fc1 = op("FullyConnected", "fc1", {&data}, {{"num_hidden", "16"}});
+  Sym a1 = op("Activation", "relu1", {&fc1}, {{"act_type", "relu"}});
+  Sym fc2 = op("FullyConnected", "fc2", {&a1}, {{"num_hidden", "10"}});
+  return op("SoftmaxOutput", "softmax", {&fc2});
+}
+
+}  // namespace
+
+TEST(Symbol, CompositionNamesArgumentsLikeMXNet) {
+  Sym net = mlp();
+  EXPECT_EQ(list(net, LOOM_LIST_ARGUMENTS),
+            "[\"data\", \"fc1_weight\", \"fc1_bias\", \"fc2_weight\", \"fc2_bias\", \"softmax_label\"]");
+  EXPECT_EQ(list(net, LOOM_LIST_OUTPUTS), "[\"softmax_output\"]");
+  EXPECT_EQ(list(net, LOOM_LIST_AUXILIARY_STATES), "[]");
+  Sym data = var("x");
+  Sym bn = op("BatchNorm", "bn", {&data});
+  EXPECT_EQ(list(bn, LOOM_LIST_ARGUMENTS), "[\"x\", \"bn_gamma\", \"bn_beta\"]");
+  EXPECT_EQ(list(bn, LOOM_LIST_AUXILIARY_STATES), "[\"bn_moving_mean\", \"bn_moving_var\"]");
+  // Keyed inputs, automatic names, grouping, outputs.
+  Sym w = var("shared_w");
+  Sym fc;
+  ASSERT_EQ(try_op(&fc, "FullyConnected", "", {&data, &w}, {{"num_hidden", "3"}, {"no_bias", "true"}},
+                   {"data", "weight"}),
+            LOOM_OK)
+      << loom_last_error();
+  std::string args = list(fc, LOOM_LIST_ARGUMENTS);
+  EXPECT_EQ(args, "[\"x\", \"shared_w\"]");
+  std::string outs = list(fc, LOOM_LIST_OUTPUTS);
+  EXPECT_EQ(outs.find("fullyconnected"), 2u) << outs;
+  loom_symbol parts[] = {bn.h, fc.h}, g = nullptr;
+  ASSERT_EQ(loom_symbol_group(&g, parts, 2), LOOM_OK);
+  Sym grp(g);
+  int32_t n = 0;
+  ASSERT_EQ(loom_symbol_num_outputs(&n, grp.h), LOOM_OK);
+  EXPECT_EQ(n, 2);
+  loom_symbol one = nullptr;
+  ASSERT_EQ(loom_symbol_get_output(&one, grp.h, 0), LOOM_OK);
+  Sym first(one);
+  EXPECT_EQ(list(first, LOOM_LIST_OUTPUTS), "[\"bn_output\"]");
+  // A group cannot be an op's input.
+  Sym bad;
+  EXPECT_EQ(try_op(&bad, "Activation", "a", {&grp}, {{"act_type", "relu"}}), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("group of 2 outputs"), std::string::npos);
+  // Dropout exposes only its output.
+  Sym d = op("Dropout", "drop", {&data}, {{"p", "0.5"}});
+  EXPECT_EQ(list(d, LOOM_LIST_OUTPUTS), "[\"drop_output\"]");
+}
+
+TEST(Symbol, BadCompositionIsReported) {
+  Sym data = var("data");
+  Sym r;
+  EXPECT_EQ(try_op(&r, "FullyConnected", "fc", {&data}, {{"num_hiden", "3"}}), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("unknown parameter 'num_hiden'"), std::string::npos);
+  EXPECT_EQ(try_op(&r, "FullyConnected", "fc", {&data}, {{"num_hidden", "3"}}, {"dat"}),
+            LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("unknown input 'dat'"), std::string::npos);
+  EXPECT_EQ(try_op(&r, "NoSuchOp", "x", {&data}, {}), LOOM_ERR_NOT_FOUND);
+  loom_symbol s = nullptr;
+  EXPECT_EQ(loom_symbol_variable(&s, ""), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(loom_symbol_variable(&s, nullptr), LOOM_ERR_INVALID_ARGUMENT);
+  const char *j = nullptr;
+  EXPECT_EQ(loom_symbol_to_json(&j, nullptr), LOOM_ERR_INVALID_ARGUMENT);
+  loom_symbol freed = nullptr;
+  ASSERT_EQ(loom_symbol_variable(&freed, "v"), LOOM_OK);
+  loom_symbol_free(freed);
+  EXPECT_EQ(loom_symbol_to_json(&j, freed), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("already freed"), std::string::npos);
+  loom_symbol_free(freed);  // double free is ignored
+}
+
+TEST(Symbol, PartialInferenceSweepsForwardAndBackward) {
+  Sym net = mlp();
+  Shapes sh{{"data", {8, 20}}};
+  const char *j = nullptr;
+  ASSERT_EQ(loom_symbol_infer(&j, net.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), nullptr),
+            LOOM_OK)
+      << loom_last_error();
+  EXPECT_EQ(std::string(j),
+            "{\"arg_shapes\": [[8, 20], [16, 20], [16], [10, 16], [10], [8]], \"out_shapes\": [[8, 10]], "
+            "\"aux_shapes\": [], \"arg_dtypes\": [0, 0, 0, 0, 0, 0], \"out_dtypes\": [0], \"aux_dtypes\": [], "
+            "\"complete\": true}");
+  // Backward sweep: z = relu(x) + w, with only w known, gives x.
+  Sym x = var("x"), w = var("w");
+  Sym r = op("Activation", "r", {&x}, {{"act_type", "relu"}});
+  Sym z = op("add", "z", {&r, &w});
+  Shapes sw{{"w", {3, 4}}};
+  ASSERT_EQ(loom_symbol_infer(&j, z.h, sw.n(), sw.ptrs.data(), sw.ndims.data(), sw.dims.data(), nullptr),
+            LOOM_OK)
+      << loom_last_error();
+  EXPECT_NE(std::string(j).find("\"arg_shapes\": [[3, 4], [3, 4]]"), std::string::npos) << j;
+  // Nothing known: partial, not an error.
+  ASSERT_EQ(loom_symbol_infer(&j, net.h, 0, nullptr, nullptr, nullptr, nullptr), LOOM_OK);
+  EXPECT_NE(std::string(j).find("\"complete\": false"), std::string::npos);
+  EXPECT_NE(std::string(j).find("null"), std::string::npos);
+  // Inconsistent shapes name the node.
+  Shapes bad{{"data", {8, 20}}, {"fc1_weight", {16, 21}}};
+  EXPECT_EQ(loom_symbol_infer(&j, net.h, bad.n(), bad.ptrs.data(), bad.ndims.data(), bad.dims.data(), nullptr),
+            LOOM_ERR_SHAPE);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("node 'fc1'"), std::string::npos) << e;
+  EXPECT_NE(e.find("(16,21)"), std::string::npos) << e;
+  Shapes unknown{{"dta", {8, 20}}};
+  EXPECT_EQ(loom_symbol_infer(&j, net.h, unknown.n(), unknown.ptrs.data(), unknown.ndims.data(),
+                              unknown.dims.data(), nullptr),
+            LOOM_ERR_NOT_FOUND);
+  EXPECT_NE(std::string(loom_last_error()).find("'dta'"), std::string::npos);
+}
+
+TEST(Symbol, AttributesAndScopes) {
+  const char *k[] = {"ctx_group"}, *v[] = {"stage1"};
+  ASSERT_EQ(loom_symbol_attr_scope_push(1, k, v), LOOM_OK);
+  Sym data = var("data");
+  Sym fc = op("FullyConnected", "fc", {&data}, {{"num_hidden", "4"}});
+  ASSERT_EQ(loom_symbol_attr_scope_pop(), LOOM_OK);
+  EXPECT_EQ(loom_symbol_attr_scope_pop(), LOOM_ERR_INVALID_ARGUMENT);
+  Sym other = var("other");
+  ASSERT_EQ(loom_symbol_set_attr(data.h, "lr_mult", "0.5"), LOOM_OK);
+  const char *val = nullptr;
+  int32_t found = 0;
+  ASSERT_EQ(loom_symbol_get_attr(&val, &found, fc.h, "ctx_group"), LOOM_OK);
+  EXPECT_EQ(found, 1);
+  EXPECT_STREQ(val, "stage1");
+  ASSERT_EQ(loom_symbol_get_attr(&val, &found, fc.h, "num_hidden"), LOOM_OK);
+  EXPECT_STREQ(val, "4");
+  ASSERT_EQ(loom_symbol_get_attr(&val, &found, other.h, "ctx_group"), LOOM_OK);
+  EXPECT_EQ(found, 0);
+  EXPECT_EQ(loom_symbol_set_attr(fc.h, "num_hidden", "5"), LOOM_ERR_INVALID_ARGUMENT);
+  std::string attrs = list(fc, LOOM_LIST_ATTRIBUTES);
+  EXPECT_NE(attrs.find("\"data$lr_mult\": \"0.5\""), std::string::npos) << attrs;
+  EXPECT_NE(attrs.find("\"fc$ctx_group\": \"stage1\""), std::string::npos) << attrs;
+  // Attributes survive JSON as MXNet writes them (__key__).
+  std::string j = to_json(fc);
+  EXPECT_NE(j.find("\"__lr_mult__\": \"0.5\""), std::string::npos) << j;
+  loom_symbol back = nullptr;
+  ASSERT_EQ(loom_symbol_from_json(&back, j.c_str()), LOOM_OK) << loom_last_error();
+  Sym b(back);
+  EXPECT_EQ(list(b, LOOM_LIST_ATTRIBUTES), attrs);
+}
+
+TEST(Symbol, JsonRoundTripAndLegacyKeys) {
+  Sym net = mlp();
+  std::string j = to_json(net);
+  EXPECT_NE(j.find("\"op\": \"FullyConnected\""), std::string::npos);
+  EXPECT_NE(j.find("\"num_hidden\": \"16\""), std::string::npos);
+  EXPECT_NE(j.find("\"arg_nodes\""), std::string::npos);
+  EXPECT_NE(j.find("\"heads\": [[9, 0, 0]]"), std::string::npos) << j;
+  loom_symbol back = nullptr;
+  ASSERT_EQ(loom_symbol_from_json(&back, j.c_str()), LOOM_OK) << loom_last_error();
+  Sym b(back);
+  EXPECT_EQ(to_json(b), j);
+  // MXNet 0.x files: op parameters under "param", user attributes under "attr".
+  const char *legacy = R"({"nodes": [
+      {"op": "null", "name": "data", "inputs": []},
+      {"op": "null", "name": "fc_weight", "attr": {"lr_mult": "2"}, "inputs": []},
+      {"op": "FullyConnected", "name": "fc", "param": {"num_hidden": "3", "no_bias": "True"},
+       "attr": {"ctx_group": "g"}, "inputs": [[0, 0], [1, 0]], "backward_source_id": -1}],
+    "arg_nodes": [0, 1], "heads": [[2, 0]]})";
+  ASSERT_EQ(loom_symbol_from_json(&back, legacy), LOOM_OK) << loom_last_error();
+  Sym l(back);
+  EXPECT_EQ(list(l, LOOM_LIST_ARGUMENTS), "[\"data\", \"fc_weight\"]");
+  std::string attrs = list(l, LOOM_LIST_ATTRIBUTES);
+  EXPECT_NE(attrs.find("\"fc_weight$lr_mult\": \"2\""), std::string::npos) << attrs;
+  EXPECT_NE(attrs.find("\"fc$no_bias\": \"True\""), std::string::npos) << attrs;
+  // Save and load through a file.
+  std::string path = ::testing::TempDir() + "loom_sym_test.json";
+  ASSERT_EQ(loom_symbol_save(net.h, path.c_str()), LOOM_OK) << loom_last_error();
+  ASSERT_EQ(loom_symbol_load(&back, path.c_str()), LOOM_OK) << loom_last_error();
+  Sym f(back);
+  EXPECT_EQ(to_json(f), j);
+  std::remove(path.c_str());
+}
+
+TEST(Symbol, BadJsonIsReportedWithWhereAndWhat) {
+  loom_symbol s = nullptr;
+  std::string j = to_json(mlp());
+  auto expect_fail = [&](const std::string &text, loom_status st, const std::string &needle) {
+    EXPECT_EQ(loom_symbol_from_json(&s, text.c_str()), st) << text;
+    EXPECT_NE(std::string(loom_last_error()).find(needle), std::string::npos) << loom_last_error();
+  };
+  expect_fail(j.substr(0, j.size() / 2), LOOM_ERR_IO, "invalid JSON at byte");
+  expect_fail("[1, 2]", LOOM_ERR_IO, "JSON object");
+  expect_fail("{\"heads\": []}", LOOM_ERR_IO, "\"nodes\"");
+  std::string unknown_op = j;
+  unknown_op.replace(unknown_op.find("\"Activation\""), 12, "\"Activatoin\"");
+  expect_fail(unknown_op, LOOM_ERR_NOT_FOUND, "node 4 ('relu1')");
+  std::string bad_param = j;
+  bad_param.replace(bad_param.find("\"num_hidden\": \"16\""), 18, "\"num_hidden\": \"x6\"");
+  expect_fail(bad_param, LOOM_ERR_INVALID_ARGUMENT, "num_hidden");
+  std::string extra_param = j;
+  extra_param.replace(extra_param.find("\"num_hidden\": \"16\""), 18, "\"num_hidden\": \"16\", \"bogus\": \"1\"");
+  expect_fail(extra_param, LOOM_ERR_INVALID_ARGUMENT, "has no parameter 'bogus'");
+  expect_fail(R"({"nodes": [{"op": "null", "name": "a", "inputs": [[3, 0, 0]]}], "heads": [[0, 0, 0]]})",
+              LOOM_ERR_IO, "does not come before it");
+  expect_fail(R"({"nodes": [{"op": "null", "name": "a"}], "heads": [[5, 0, 0]]})", LOOM_ERR_IO, "head 0");
+  EXPECT_EQ(loom_symbol_load(&s, "/nonexistent/dir/x.json"), LOOM_ERR_IO);
+  // Saving into a directory that does not exist fails and leaves nothing behind.
+  Sym net = mlp();
+  EXPECT_EQ(loom_symbol_save(net.h, "/nonexistent/dir/x.json"), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("/nonexistent/dir/x.json"), std::string::npos);
+}
+
+// Forward and backward of the MLP through the executor agree with the
+// imperative ops and with imperative autograd on the same arrays.
+TEST(Executor, AgreesWithImperativeAndAutograd) {
+  Sym net = mlp();
+  Shapes sh{{"data", {5, 7}}};
+  Exec ex = simple_bind(net, sh, LOOM_GRAD_WRITE, {{"data", LOOM_GRAD_NULL}, {"softmax_label", LOOM_GRAD_NULL}});
+  const std::vector<std::vector<int64_t>> shapes{{5, 7}, {16, 7}, {16}, {10, 16}, {10}, {5}};
+  std::vector<Arr> mine;
+  for (int i = 0; i < 6; ++i) {
+    auto v = i == 5 ? std::vector<double>{1, 0, 9, 3, 3} : random_values(numel(shapes[i]), -1, 1, 10 + i);
+    Arr a = get(ex, LOOM_EXEC_ARGUMENT, i);
+    fill(a, v);
+    mine.push_back(make(shapes[i], v));
+  }
+  ASSERT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK) << loom_last_error();
+  ASSERT_EQ(loom_executor_backward(ex.h, 0, nullptr), LOOM_OK) << loom_last_error();
+  // Imperative autograd on copies.
+  std::vector<Arr> grads;
+  std::vector<loom_ndarray> vars, gs;
+  for (int i = 1; i <= 4; ++i) {
+    grads.push_back(make(shapes[i], std::vector<double>(numel(shapes[i]), 0)));
+    vars.push_back(mine[i].h);
+    gs.push_back(grads.back().h);
+  }
+  ASSERT_EQ(loom_autograd_mark_variables(vars.data(), gs.data(), nullptr, 4), LOOM_OK);
+  loom_autograd_set_recording(nullptr, 1);
+  Arr h1 = call("FullyConnected", {&mine[0], &mine[1], &mine[2]}, {{"num_hidden", "16"}});
+  Arr a1 = call("Activation", {&h1}, {{"act_type", "relu"}});
+  Arr h2 = call("FullyConnected", {&a1, &mine[3], &mine[4]}, {{"num_hidden", "10"}});
+  Arr out = call("SoftmaxOutput", {&h2, &mine[5]});
+  loom_autograd_set_recording(nullptr, 0);
+  ASSERT_EQ(loom_autograd_backward(&out.h, nullptr, 1), LOOM_OK) << loom_last_error();
+  expect_close(read(get(ex, LOOM_EXEC_OUTPUT, 0)), read(out), LOOM_DTYPE_FLOAT32, "output");
+  for (int i = 1; i <= 4; ++i)
+    expect_close(read(get(ex, LOOM_EXEC_GRADIENT, i)), read(grads[i - 1]), LOOM_DTYPE_FLOAT32,
+                 "gradient " + std::to_string(i));
+  Arr none = get(ex, LOOM_EXEC_GRADIENT, 0);
+  EXPECT_EQ(none.h, nullptr);
+}
+
+// A branching float64 network with every kind of planning opportunity
+// (in-place activations, shared inputs, concat, batch norm, pooling): the
+// executor's gradients against finite differences of its own forward pass.
+TEST(Executor, GradientsMatchFiniteDifferencesOnABranchingNet) {
+  Sym data = var("data");
+  Sym conv = op("Convolution", "conv", {&data}, {{"kernel", "(3,3)"}, {"num_filter", "3"}, {"pad", "(1,1)"}});
+  Sym bn = op("BatchNorm", "bn", {&conv}, {{"fix_gamma", "false"}});
+  Sym act = op("Activation", "act", {&bn}, {{"act_type", "tanh"}});
+  Sym b1 = op("Convolution", "b1", {&act}, {{"kernel", "(1,1)"}, {"num_filter", "2"}});
+  Sym b2 = op("Pooling", "b2", {&act}, {{"kernel", "(3,3)"}, {"pad", "(1,1)"}, {"pool_type", "max"}});
+  Sym b3 = op("Activation", "b3", {&act}, {{"act_type", "sigmoid"}});
+  Sym cat = op("Concat", "cat", {&b1, &b2, &b3}, {{"num_args", "3"}});
+  Sym sum = op("add", "sum", {&cat, &cat});
+  Sym fc = op("FullyConnected", "fc", {&sum}, {{"num_hidden", "3"}});
+  Sym net = op("LeakyReLU", "lrelu", {&fc}, {{"act_type", "leaky"}, {"slope", "0.2"}});
+  Shapes sh{{"data", {2, 2, 4, 4}}};
+  std::vector<int32_t> ndims{4};
+  const char *dn[] = {"data"};
+  int32_t dt[] = {LOOM_DTYPE_FLOAT64};
+  loom_executor eh = nullptr;
+  ASSERT_EQ(loom_executor_simple_bind(&eh, net.h, LOOM_DEVICE_CPU, 0, 1, dn, ndims.data(), sh.dims.data(), dt, 0,
+                                      nullptr, nullptr, LOOM_GRAD_WRITE),
+            LOOM_OK)
+      << loom_last_error();
+  Exec ex(eh);
+  int32_t nargs = 0;
+  ASSERT_EQ(loom_executor_count(&nargs, ex.h, LOOM_EXEC_ARGUMENT), LOOM_OK);
+  std::vector<std::vector<double>> vals;
+  for (int i = 0; i < nargs; ++i) {
+    Arr a = get(ex, LOOM_EXEC_ARGUMENT, i);
+    EXPECT_EQ(dtype_of(a), LOOM_DTYPE_FLOAT64);
+    vals.push_back(random_values(numel(shape_of(a)), -1, 1, 300 + i));
+    fill(a, vals.back());
+  }
+  Arr out0 = get(ex, LOOM_EXEC_OUTPUT, 0);
+  auto w = random_values(numel(shape_of(out0)), -1, 1, 99);
+  Arr head = make(shape_of(out0), w, LOOM_DTYPE_FLOAT64);
+  ASSERT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK);
+  ASSERT_EQ(loom_executor_backward(ex.h, 1, &head.h), LOOM_OK) << loom_last_error();
+  std::vector<std::vector<double>> analytic;
+  for (int i = 0; i < nargs; ++i) analytic.push_back(read(get(ex, LOOM_EXEC_GRADIENT, i)));
+  auto objective = [&]() {
+    EXPECT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK);
+    auto o = read(get(ex, LOOM_EXEC_OUTPUT, 0));
+    double s = 0;
+    for (size_t k = 0; k < o.size(); ++k) s += o[k] * w[k];
+    return s;
+  };
+  for (int i = 0; i < nargs; ++i) {
+    Arr a = get(ex, LOOM_EXEC_ARGUMENT, i);
+    for (size_t k = 0; k < vals[i].size(); ++k) {
+      auto v = vals[i];
+      v[k] += 1e-6;
+      fill(a, v);
+      double fp = objective();
+      v[k] -= 2e-6;
+      fill(a, v);
+      double fm = objective();
+      double numeric = (fp - fm) / 2e-6;
+      EXPECT_NEAR(analytic[i][k], numeric, 1e-6 + 1e-5 * std::fabs(numeric)) << "argument " << i << " element " << k;
+    }
+    fill(a, vals[i]);
+  }
+  loom_memory_plan m{};
+  ASSERT_EQ(loom_executor_memory(&m, ex.h), LOOM_OK);
+  EXPECT_LT(m.planned_bytes, m.unplanned_bytes);
+  EXPECT_EQ(m.allocated_bytes, m.planned_bytes);
+}
+
+TEST(Executor, GradReqAddAccumulatesAndAuxStatesUpdateOnlyInTraining) {
+  Sym data = var("data");
+  Sym bn = op("BatchNorm", "bn", {&data}, {{"momentum", "0.5"}});
+  Sym fc = op("FullyConnected", "fc", {&bn}, {{"num_hidden", "2"}});
+  Shapes sh{{"data", {4, 3}}};
+  Exec ex = simple_bind(fc, sh, LOOM_GRAD_ADD);
+  auto x = random_values(12, -1, 1, 1);
+  fill(get(ex, LOOM_EXEC_ARGUMENT, 0), x);
+  fill(get(ex, LOOM_EXEC_ARGUMENT, 3), random_values(6, -1, 1, 2));
+  fill(get(ex, LOOM_EXEC_AUXILIARY_STATE, 1), {1, 1, 1});
+  ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK);
+  EXPECT_EQ(read(get(ex, LOOM_EXEC_AUXILIARY_STATE, 0)), (std::vector<double>{0, 0, 0}));
+  ASSERT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK);
+  ASSERT_EQ(loom_executor_backward(ex.h, 0, nullptr), LOOM_OK);
+  auto once = read(get(ex, LOOM_EXEC_GRADIENT, 3));
+  ASSERT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK);
+  ASSERT_EQ(loom_executor_backward(ex.h, 0, nullptr), LOOM_OK);
+  auto twice = read(get(ex, LOOM_EXEC_GRADIENT, 3));
+  for (size_t i = 0; i < once.size(); ++i) EXPECT_NEAR(twice[i], 2 * once[i], 1e-5);
+  // Moving mean after two training passes with momentum 0.5: 0.75 * batch mean.
+  auto mm = read(get(ex, LOOM_EXEC_AUXILIARY_STATE, 0));
+  for (int c = 0; c < 3; ++c) {
+    double mean = 0;
+    for (int n = 0; n < 4; ++n) mean += as_dtype(x, LOOM_DTYPE_FLOAT32)[n * 3 + c] / 4;
+    EXPECT_NEAR(mm[c], 0.75 * mean, 1e-6);
+  }
+}
+
+TEST(Executor, PlanningReusesMemory) {
+  // A chain of 12 activations: inference needs two buffers, not twelve.
+  Sym cur = var("data");
+  for (int i = 0; i < 12; ++i) cur = op("Activation", "a" + std::to_string(i), {&cur}, {{"act_type", "sigmoid"}});
+  Shapes sh{{"data", {100, 100}}};
+  loom_memory_plan inf{}, train{};
+  ASSERT_EQ(loom_symbol_plan_memory(&inf, cur.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 0,
+                                    nullptr, nullptr, LOOM_GRAD_WRITE, 0),
+            LOOM_OK)
+      << loom_last_error();
+  EXPECT_EQ(inf.unplanned_bytes, 12 * 40000);
+  EXPECT_LE(inf.planned_bytes, 2 * 40000);
+  ASSERT_EQ(loom_symbol_plan_memory(&train, cur.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 0,
+                                    nullptr, nullptr, LOOM_GRAD_WRITE, 1),
+            LOOM_OK);
+  // Training keeps every activation for its backward (12) plus a few gradient buffers.
+  EXPECT_LE(train.planned_bytes, 15 * 40000);
+  EXPECT_GE(train.unplanned_bytes, 23 * 40000);
+  EXPECT_EQ(train.argument_bytes, 2 * 40000);
+}
+
+TEST(Executor, ReshapeSharesParametersAndBadBindsAreReported) {
+  Sym net = mlp();
+  Exec ex = simple_bind(net, Shapes{{"data", {8, 6}}});
+  loom_executor small = nullptr;
+  Shapes s4{{"data", {4, 6}}};
+  ASSERT_EQ(loom_executor_reshape(&small, ex.h, s4.n(), s4.ptrs.data(), s4.ndims.data(), s4.dims.data()), LOOM_OK)
+      << loom_last_error();
+  Exec ex4(small);
+  Arr w8 = get(ex, LOOM_EXEC_ARGUMENT, 1), w4 = get(ex4, LOOM_EXEC_ARGUMENT, 1);
+  fill(w8, random_values(16 * 6, -1, 1, 3));
+  EXPECT_EQ(read(w4), read(w8));  // same memory
+  EXPECT_EQ(shape_of(get(ex4, LOOM_EXEC_ARGUMENT, 0)), (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(shape_of(get(ex4, LOOM_EXEC_OUTPUT, 0)), (std::vector<int64_t>{4, 10}));
+  ASSERT_EQ(loom_executor_forward(ex4.h, 0), LOOM_OK);
+  ASSERT_EQ(loom_wait_all(), LOOM_OK);
+
+  Exec bad;
+  EXPECT_EQ(try_simple_bind(&bad, net, Shapes{{"data", {8, 6}}, {"softmax_label", {8, 2}}}), LOOM_ERR_SHAPE);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("node 'softmax'"), std::string::npos) << e;
+  EXPECT_NE(e.find("label has shape (8,2)"), std::string::npos) << e;
+  EXPECT_EQ(try_simple_bind(&bad, net, Shapes{}), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("cannot infer the shape"), std::string::npos);
+  // bind with the wrong number of arrays names the arguments.
+  Arr a = make({8, 6}, std::vector<double>(48, 0));
+  loom_executor out = nullptr;
+  EXPECT_EQ(loom_executor_bind(&out, net.h, LOOM_DEVICE_CPU, 0, 1, &a.h, nullptr, nullptr, 0, nullptr),
+            LOOM_ERR_INVALID_ARGUMENT);
+  e = loom_last_error();
+  EXPECT_NE(e.find("fc1_weight"), std::string::npos) << e;
+  EXPECT_EQ(loom_executor_forward(nullptr, 0), LOOM_ERR_INVALID_ARGUMENT);
+  // An inference-only executor refuses backward.
+  Exec inf = simple_bind(net, Shapes{{"data", {8, 6}}}, LOOM_GRAD_NULL);
+  EXPECT_EQ(loom_executor_backward(inf.h, 0, nullptr), LOOM_ERR_INVALID_ARGUMENT);
+  int32_t grad_req_bad[] = {7};
+  (void)grad_req_bad;
+  EXPECT_EQ(try_simple_bind(&bad, net, Shapes{{"data", {8, 6}}}, 7), LOOM_ERR_INVALID_ARGUMENT);
+}
