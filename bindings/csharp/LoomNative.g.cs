@@ -109,6 +109,28 @@ public static class LoomConstants
     public const int LOOM_DEVICE_GPU = 2;
     /// <summary>LOOM_MAX_NDIM</summary>
     public const int LOOM_MAX_NDIM = 8;
+    /// <summary>LOOM_LIST_ARGUMENTS</summary>
+    public const int LOOM_LIST_ARGUMENTS = 0;
+    /// <summary>LOOM_LIST_OUTPUTS</summary>
+    public const int LOOM_LIST_OUTPUTS = 1;
+    /// <summary>LOOM_LIST_AUXILIARY_STATES</summary>
+    public const int LOOM_LIST_AUXILIARY_STATES = 2;
+    /// <summary>LOOM_LIST_ATTRIBUTES</summary>
+    public const int LOOM_LIST_ATTRIBUTES = 3;
+    /// <summary>LOOM_GRAD_NULL</summary>
+    public const int LOOM_GRAD_NULL = 0;
+    /// <summary>LOOM_GRAD_WRITE</summary>
+    public const int LOOM_GRAD_WRITE = 1;
+    /// <summary>LOOM_GRAD_ADD</summary>
+    public const int LOOM_GRAD_ADD = 2;
+    /// <summary>LOOM_EXEC_ARGUMENT</summary>
+    public const int LOOM_EXEC_ARGUMENT = 0;
+    /// <summary>LOOM_EXEC_GRADIENT</summary>
+    public const int LOOM_EXEC_GRADIENT = 1;
+    /// <summary>LOOM_EXEC_AUXILIARY_STATE</summary>
+    public const int LOOM_EXEC_AUXILIARY_STATE = 2;
+    /// <summary>LOOM_EXEC_OUTPUT</summary>
+    public const int LOOM_EXEC_OUTPUT = 3;
 }
 
 /// <summary>
@@ -137,6 +159,47 @@ public struct StorageStats
     /// of those, served from the pool
     /// </summary>
     public long PoolHits;
+}
+
+/// <summary>
+/// Memory of a bound graph. Byte counts cover intermediate values and op
+///  scratch space ("internal" memory), not arguments or their gradients.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct MemoryPlan
+{
+    /// <summary>
+    /// internal bytes with in-place and reuse planning
+    /// </summary>
+    public long PlannedBytes;
+    /// <summary>
+    /// internal bytes with one buffer per value
+    /// </summary>
+    public long UnplannedBytes;
+    /// <summary>
+    /// internal bytes this executor holds (0 for a plan only)
+    /// </summary>
+    public long AllocatedBytes;
+    /// <summary>
+    /// arguments, gradients and auxiliary states
+    /// </summary>
+    public long ArgumentBytes;
+    /// <summary>
+    /// intermediate values
+    /// </summary>
+    public int NumValues;
+    /// <summary>
+    /// buffers after planning
+    /// </summary>
+    public int NumBuffers;
+    /// <summary>
+    /// kernels per forward+backward
+    /// </summary>
+    public int NumSteps;
+    /// <summary>
+    /// values computed in place of an input
+    /// </summary>
+    public int NumInplace;
 }
 
 /// <summary>
@@ -181,6 +244,36 @@ public sealed class NDArrayListHandle : SafeHandle
     public override bool IsInvalid => handle == IntPtr.Zero;
     /// <inheritdoc/>
     protected override bool ReleaseHandle() { LoomNative.loom_ndarray_list_free(handle); return true; }
+}
+
+/// <summary>
+/// A symbolic graph (one or more outputs). Free with loom_symbol_free.
+/// </summary>
+public sealed class SymbolHandle : SafeHandle
+{
+    /// <summary>An empty handle, filled in by the marshaller.</summary>
+    public SymbolHandle() : base(IntPtr.Zero, true) { }
+    /// <summary>Takes ownership of a raw handle returned by the library.</summary>
+    public SymbolHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle() { LoomNative.loom_symbol_free(handle); return true; }
+}
+
+/// <summary>
+/// A symbol bound to arrays, ready to run. Free with loom_executor_free.
+/// </summary>
+public sealed class ExecutorHandle : SafeHandle
+{
+    /// <summary>An empty handle, filled in by the marshaller.</summary>
+    public ExecutorHandle() : base(IntPtr.Zero, true) { }
+    /// <summary>Takes ownership of a raw handle returned by the library.</summary>
+    public ExecutorHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle() { LoomNative.loom_executor_free(handle); return true; }
 }
 
 /// <summary>The C ABI of libloom, one method per function in loom.h.</summary>
@@ -483,6 +576,211 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_io_read_idx(out NDArrayHandle @out, string path);
 
     /// <summary>
+    /// A new variable named `name` (non-empty). The caller owns *out. Nodes
+    ///  created inside an attribute scope take its attributes.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_variable(out SymbolHandle @out, string name);
+
+    /// <summary>
+    /// A new symbol applying `op` to inputs. `name` may be NULL or "" for an
+    ///  automatic name (lower-case op name and a counter). `inputs` are positional,
+    ///  or matched to the op's input names when `input_names` is not NULL; inputs
+    ///  left out become variables named &lt;name&gt;_&lt;input&gt; (fc1_weight, fc1_bias,
+    ///  softmax_label). Parameters are string-keyed as in loom_imperative_invoke.
+    ///  Unknown ops, inputs or parameters and bad values fail naming them.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_create(out SymbolHandle @out, OpHandle op, string name, int num_inputs, nint* inputs, string[]? input_names, int num_params, string[]? keys, string[]? values);
+
+    /// <summary>
+    /// Groups the outputs of `count` symbols into one symbol.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_group(out SymbolHandle @out, nint* symbols, int count);
+
+    /// <summary>
+    /// Number of outputs of a symbol.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_num_outputs(out int @out, SymbolHandle symbol);
+
+    /// <summary>
+    /// Output `index` of a symbol as a new single-output symbol.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_get_output(out SymbolHandle @out, SymbolHandle symbol, int index);
+
+    /// <summary>
+    /// A copy of `symbol` in which the variables names[i] are replaced by the
+    ///  single-output symbols replacements[i]. Unknown names fail.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_compose(out SymbolHandle @out, SymbolHandle symbol, int count, string[]? names, nint* replacements);
+
+    /// <summary>
+    /// Lists the symbol's arguments, outputs or auxiliary states (a JSON array of
+    ///  names), or its attributes (a JSON object "node$key": value), by `kind`
+    ///  (LOOM_LIST_*). *out_json is owned by the library and valid until the next
+    ///  call of a loom_symbol_* function on the same thread.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_list(out nint out_json, SymbolHandle symbol, int kind);
+
+    /// <summary>
+    /// Sets a user attribute (lr_mult, wd_mult, ctx_group, ...) on the symbol's
+    ///  node; a symbol grouping several nodes fails.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_set_attr(SymbolHandle symbol, string key, string value);
+
+    /// <summary>
+    /// Reads an attribute or parameter of the symbol's node. *out_found is 1 when
+    ///  it exists; *out_value (valid until the next loom_symbol_* call on the same
+    ///  thread) is "" otherwise.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_get_attr(out nint out_value, out int out_found, SymbolHandle symbol, string key);
+
+    /// <summary>
+    /// Opens an attribute scope on the calling thread: nodes created until the
+    ///  matching pop take these attributes. Scopes nest.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_attr_scope_push(int count, string[]? keys, string[]? values);
+
+    /// <summary>
+    /// Closes the innermost attribute scope of the calling thread.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_attr_scope_pop();
+
+    /// <summary>
+    /// The symbol in MXNet's symbol JSON. *out_json is valid until the next
+    ///  loom_symbol_* call on the same thread.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_to_json(out nint out_json, SymbolHandle symbol);
+
+    /// <summary>
+    /// Reads MXNet's symbol JSON (op parameters under "attrs", or the legacy
+    ///  "param" and "attr" keys). Invalid JSON, unknown ops or parameters and
+    ///  dangling references fail naming the node and position.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_from_json(out SymbolHandle @out, string json);
+
+    /// <summary>
+    /// Writes the symbol's JSON to `path` through a temporary file and a rename,
+    ///  so an existing file is only ever replaced by a complete one.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_save(SymbolHandle symbol, string path);
+
+    /// <summary>
+    /// Reads a symbol JSON file.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_load(out SymbolHandle @out, string path);
+
+    /// <summary>
+    /// Partial shape and dtype inference. The `count` known inputs are named by
+    ///  names[i] (arguments or auxiliary states) with ndims[i] extents taken in
+    ///  turn from `dims`; dtypes may be NULL (or hold -1) for unknown. *out_json
+    ///  receives {"arg_shapes": [...], "out_shapes": [...], "aux_shapes": [...],
+    ///  "arg_dtypes": [...], "out_dtypes": [...], "aux_dtypes": [...],
+    ///  "complete": bool} with null for shapes that could not be inferred and -1
+    ///  for unknown dtypes; valid until the next loom_symbol_* call on the same
+    ///  thread. Inconsistent shapes fail naming the node and the shapes.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_infer(out nint out_json, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, int* dtypes);
+
+    /// <summary>
+    /// Plans the memory of binding `symbol` with the given input shapes (as in
+    ///  loom_symbol_infer), without allocating. Arguments named in req_names get
+    ///  reqs[i], the others default_req; for_training adds the backward pass.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_plan_memory(out MemoryPlan @out, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, int num_reqs, string[]? req_names, int* reqs, int default_req, int for_training);
+
+    /// <summary>
+    /// Releases a symbol. Accepts NULL.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_symbol_free(nint symbol);
+
+    /// <summary>
+    /// Binds `symbol` on device (dev_type, dev_id) to arrays given in the order of
+    ///  its argument and auxiliary-state lists. grad_reqs (NULL: all null) holds
+    ///  LOOM_GRAD_* per argument; arg_grads (may be NULL when every request is
+    ///  null) the gradient buffers, NULL entries where the request is null.
+    ///  Missing or extra arrays, shapes that disagree with inference (including a
+    ///  label that does not match its data) and arrays on other devices fail
+    ///  naming the argument and the shapes. The executor keeps references to the
+    ///  arrays; the caller owns *out.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_bind(out ExecutorHandle @out, SymbolHandle symbol, int dev_type, int dev_id, int num_args, nint* args, nint* arg_grads, int* grad_reqs, int num_aux, nint* aux_states);
+
+    /// <summary>
+    /// Binds with arrays allocated (zero-filled) from input shapes given as in
+    ///  loom_symbol_infer; grad requests as in loom_symbol_plan_memory.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_simple_bind(out ExecutorHandle @out, SymbolHandle symbol, int dev_type, int dev_id, int count, string[]? names, int* ndims, long* dims, int* dtypes, int num_reqs, string[]? req_names, int* reqs, int default_req);
+
+    /// <summary>
+    /// A new executor of the same symbol for other input shapes (another batch
+    ///  size). Arrays whose shape does not change (parameters, their gradients,
+    ///  auxiliary states) are shared, and intermediate buffers are reused where
+    ///  large enough.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_reshape(out ExecutorHandle @out, ExecutorHandle executor, int count, string[]? names, int* ndims, long* dims);
+
+    /// <summary>
+    /// Pushes the forward pass; is_train selects training behaviour (Dropout,
+    ///  BatchNorm batch statistics and moving averages).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_forward(ExecutorHandle executor, int is_train);
+
+    /// <summary>
+    /// Pushes the backward pass. head_grads holds one array per output (NULL
+    ///  entries, or a NULL pointer with count 0, for gradients of ones).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_backward(ExecutorHandle executor, int count, nint* head_grads);
+
+    /// <summary>
+    /// Number of arrays of a kind (LOOM_EXEC_*).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_count(out int @out, ExecutorHandle executor, int kind);
+
+    /// <summary>
+    /// Array `index` of a kind (LOOM_EXEC_*) as a new handle the caller owns,
+    ///  sharing memory with the executor; *out is NULL for the gradient of an
+    ///  argument whose request is null.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_get(out NDArrayHandle @out, ExecutorHandle executor, int kind, int index);
+
+    /// <summary>
+    /// The executor's memory plan (see loom_memory_plan). LOOM_EXEC_PLAN=0 in the
+    ///  environment turns planning off (one buffer per value) for comparison.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_executor_memory(out MemoryPlan @out, ExecutorHandle executor);
+
+    /// <summary>
+    /// Releases an executor; pending work keeps what it uses alive. Accepts NULL.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_executor_free(nint executor);
+
+    /// <summary>
     /// Seeds the generator used by the random operators. Draws come from a
     ///  counter-based generator (Philox-4x32-10) keyed by the seed and the number of
     ///  random operators invoked since seeding, so they do not depend on thread
@@ -490,6 +788,20 @@ public static unsafe partial class LoomNative
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_random_seed(ulong seed);
+
+    /// <summary>
+    /// The generator's state: the seed and the number of random operators invoked
+    ///  since seeding. Restoring it (loom_random_set_state) makes the following
+    ///  draws repeat exactly, so a resumed run continues as an uninterrupted one.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_random_get_state(out ulong out_seed, out ulong out_stream);
+
+    /// <summary>
+    /// Restores a state read by loom_random_get_state.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_random_set_state(ulong seed, ulong stream);
 
 }
 

@@ -17,13 +17,38 @@ public static partial class Op
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Activation').</returns>
-    public static NDArray Activation(NDArray data, string? actType = null, NDArray? @out = null)
+    public static NDArray Activation(NDArray data, ActType? actType = null, NDArray? @out = null)
     {
         OpParams? __params = null;
-        if (actType is not null) (__params ??= new()).Add("act_type", actType);
+        if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         return Imperative.Invoke(ref s_Activation, "Activation", new[] { data }, __params, @out);
     }
     private static OpHandle s_Activation;
+
+    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance and updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch; prediction (or use_global_stats) uses the moving statistics. fix_gamma holds gamma at 1 (its gradient is zero).</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="gamma">Input 'gamma'.</param>
+    /// <param name="beta">Input 'beta'.</param>
+    /// <param name="movingMean">Input 'moving_mean'.</param>
+    /// <param name="movingVar">Input 'moving_var'.</param>
+    /// <param name="eps">Added to the variance. Default: 0.001.</param>
+    /// <param name="momentum">Decay of the moving statistics. Default: 0.9.</param>
+    /// <param name="fixGamma">Use gamma = 1 (and give it no gradient). Default: true.</param>
+    /// <param name="useGlobalStats">Normalise with the moving statistics in training too. Default: false.</param>
+    /// <param name="axis">The channel axis. Default: 1.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'BatchNorm').</returns>
+    public static NDArray BatchNorm(NDArray data, NDArray gamma, NDArray beta, NDArray movingMean, NDArray movingVar, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        if (momentum is not null) (__params ??= new()).Add("momentum", momentum.Value);
+        if (fixGamma is not null) (__params ??= new()).Add("fix_gamma", fixGamma.Value);
+        if (useGlobalStats is not null) (__params ??= new()).Add("use_global_stats", useGlobalStats.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Imperative.Invoke(ref s_BatchNorm, "BatchNorm", new[] { data, gamma, beta, movingMean, movingVar }, __params, @out);
+    }
+    private static OpHandle s_BatchNorm;
 
     /// <summary>The identity forward; passes no gradient back.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -35,6 +60,21 @@ public static partial class Op
         return Imperative.Invoke(ref s_BlockGrad, "BlockGrad", new[] { data }, __params, @out);
     }
     private static OpHandle s_BlockGrad;
+
+    /// <summary>Joins num_args arrays along dim (MXNet's layer form of concat); all other extents must agree.</summary>
+    /// <param name="data">Input 'data' (one or more).</param>
+    /// <param name="numArgs">Number of inputs.</param>
+    /// <param name="dim">Axis to join along (negative counts from the end). Default: 1.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Concat').</returns>
+    public static NDArray Concat(NDArray[] data, long numArgs, long? dim = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("num_args", numArgs);
+        if (dim is not null) (__params ??= new()).Add("dim", dim.Value);
+        return Imperative.Invoke(ref s_Concat, "Concat", data, __params, @out);
+    }
+    private static OpHandle s_Concat;
 
     /// <summary>Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) / stride + 1.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -142,10 +182,10 @@ public static partial class Op
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'LeakyReLU').</returns>
-    public static NDArray LeakyReLU(NDArray data, NDArray gamma, string? actType = null, double? slope = null, NDArray? @out = null)
+    public static NDArray LeakyReLU(NDArray data, NDArray gamma, LeakyReLUActType? actType = null, double? slope = null, NDArray? @out = null)
     {
         OpParams? __params = null;
-        if (actType is not null) (__params ??= new()).Add("act_type", actType);
+        if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
         return Imperative.Invoke(ref s_LeakyReLU, "LeakyReLU", new[] { data, gamma }, __params, @out);
     }
@@ -185,11 +225,11 @@ public static partial class Op
     /// <param name="normalization">Divide by the batch size or not. One of: null, batch. Default: null.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'MakeLoss').</returns>
-    public static NDArray MakeLoss(NDArray data, double? gradScale = null, string? normalization = null, NDArray? @out = null)
+    public static NDArray MakeLoss(NDArray data, double? gradScale = null, MakeLossNormalization? normalization = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
-        if (normalization is not null) (__params ??= new()).Add("normalization", normalization);
+        if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
         return Imperative.Invoke(ref s_MakeLoss, "MakeLoss", new[] { data }, __params, @out);
     }
     private static OpHandle s_MakeLoss;
@@ -204,15 +244,15 @@ public static partial class Op
     /// <param name="poolingConvention">Output size rounding. One of: valid, full. Default: valid.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Pooling').</returns>
-    public static NDArray Pooling(NDArray data, long[]? kernel = null, string? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, string? poolingConvention = null, NDArray? @out = null)
+    public static NDArray Pooling(NDArray data, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (kernel is not null) (__params ??= new()).Add("kernel", kernel);
-        if (poolType is not null) (__params ??= new()).Add("pool_type", poolType);
+        if (poolType is not null) (__params ??= new()).Add("pool_type", OpEnums.Text(poolType.Value));
         if (globalPool is not null) (__params ??= new()).Add("global_pool", globalPool.Value);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
-        if (poolingConvention is not null) (__params ??= new()).Add("pooling_convention", poolingConvention);
+        if (poolingConvention is not null) (__params ??= new()).Add("pooling_convention", OpEnums.Text(poolingConvention.Value));
         return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, __params, @out);
     }
     private static OpHandle s_Pooling;
@@ -244,14 +284,14 @@ public static partial class Op
     /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'SoftmaxOutput').</returns>
-    public static NDArray SoftmaxOutput(NDArray data, NDArray label, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, string? normalization = null, NDArray? @out = null)
+    public static NDArray SoftmaxOutput(NDArray data, NDArray label, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, Normalization? normalization = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
         if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         if (useIgnore is not null) (__params ??= new()).Add("use_ignore", useIgnore.Value);
         if (multiOutput is not null) (__params ??= new()).Add("multi_output", multiOutput.Value);
-        if (normalization is not null) (__params ??= new()).Add("normalization", normalization);
+        if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
         return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", new[] { data, label }, __params, @out);
     }
     private static OpHandle s_SoftmaxOutput;
@@ -277,11 +317,11 @@ public static partial class Op
     /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'UpSampling').</returns>
-    public static NDArray UpSampling(NDArray data, long scale, string? sampleType = null, NDArray? @out = null)
+    public static NDArray UpSampling(NDArray data, long scale, SampleType? sampleType = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scale", scale);
-        if (sampleType is not null) (__params ??= new()).Add("sample_type", sampleType);
+        if (sampleType is not null) (__params ??= new()).Add("sample_type", OpEnums.Text(sampleType.Value));
         return Imperative.Invoke(ref s_UpSampling, "UpSampling", new[] { data }, __params, @out);
     }
     private static OpHandle s_UpSampling;
@@ -613,8 +653,8 @@ public static partial class Op
     public static NDArray Full(double value, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
         OpParams? __params = null;
-        (__params ??= new()).Add("value", value);
         if (shape is not null) (__params ??= new()).Add("shape", shape);
+        (__params ??= new()).Add("value", value);
         if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
         if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_full, "full", System.Array.Empty<NDArray>(), __params, @out);
@@ -680,11 +720,11 @@ public static partial class Op
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'init_xavier').</returns>
-    public static NDArray InitXavier(string? rndType = null, string? factorType = null, double? magnitude = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
+    public static NDArray InitXavier(RndType? rndType = null, FactorType? factorType = null, double? magnitude = null, long[]? shape = null, DType? dtype = null, Context? ctx = null, NDArray? @out = null)
     {
         OpParams? __params = null;
-        if (rndType is not null) (__params ??= new()).Add("rnd_type", rndType);
-        if (factorType is not null) (__params ??= new()).Add("factor_type", factorType);
+        if (rndType is not null) (__params ??= new()).Add("rnd_type", OpEnums.Text(rndType.Value));
+        if (factorType is not null) (__params ??= new()).Add("factor_type", OpEnums.Text(factorType.Value));
         if (magnitude is not null) (__params ??= new()).Add("magnitude", magnitude.Value);
         if (shape is not null) (__params ??= new()).Add("shape", shape);
         if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
@@ -1419,4 +1459,120 @@ public static partial class Op
     }
     private static OpHandle s_zeros;
 
+}
+
+/// <summary>Choices of an operator parameter (relu, sigmoid, tanh, softrelu, softsign).</summary>
+public enum ActType
+{
+    /// <summary>"relu"</summary>
+    Relu,
+    /// <summary>"sigmoid"</summary>
+    Sigmoid,
+    /// <summary>"tanh"</summary>
+    Tanh,
+    /// <summary>"softrelu"</summary>
+    Softrelu,
+    /// <summary>"softsign"</summary>
+    Softsign,
+}
+
+/// <summary>Choices of an operator parameter (avg, in, out).</summary>
+public enum FactorType
+{
+    /// <summary>"avg"</summary>
+    Avg,
+    /// <summary>"in"</summary>
+    In,
+    /// <summary>"out"</summary>
+    Out,
+}
+
+/// <summary>Choices of an operator parameter (leaky, elu, prelu).</summary>
+public enum LeakyReLUActType
+{
+    /// <summary>"leaky"</summary>
+    Leaky,
+    /// <summary>"elu"</summary>
+    Elu,
+    /// <summary>"prelu"</summary>
+    Prelu,
+}
+
+/// <summary>Choices of an operator parameter (null, batch).</summary>
+public enum MakeLossNormalization
+{
+    /// <summary>"null"</summary>
+    Null,
+    /// <summary>"batch"</summary>
+    Batch,
+}
+
+/// <summary>Choices of an operator parameter (null, batch, valid).</summary>
+public enum Normalization
+{
+    /// <summary>"null"</summary>
+    Null,
+    /// <summary>"batch"</summary>
+    Batch,
+    /// <summary>"valid"</summary>
+    Valid,
+}
+
+/// <summary>Choices of an operator parameter (max, avg, sum).</summary>
+public enum PoolType
+{
+    /// <summary>"max"</summary>
+    Max,
+    /// <summary>"avg"</summary>
+    Avg,
+    /// <summary>"sum"</summary>
+    Sum,
+}
+
+/// <summary>Choices of an operator parameter (valid, full).</summary>
+public enum PoolingConvention
+{
+    /// <summary>"valid"</summary>
+    Valid,
+    /// <summary>"full"</summary>
+    Full,
+}
+
+/// <summary>Choices of an operator parameter (uniform, gaussian).</summary>
+public enum RndType
+{
+    /// <summary>"uniform"</summary>
+    Uniform,
+    /// <summary>"gaussian"</summary>
+    Gaussian,
+}
+
+/// <summary>Choices of an operator parameter (nearest).</summary>
+public enum SampleType
+{
+    /// <summary>"nearest"</summary>
+    Nearest,
+}
+
+/// <summary>The engine's spelling of each operator enum value.</summary>
+public static class OpEnums
+{
+    /// <summary>The parameter text of a <see cref="ActType"/> value.</summary>
+    public static string Text(ActType v) => v switch { ActType.Relu => "relu", ActType.Sigmoid => "sigmoid", ActType.Tanh => "tanh", ActType.Softrelu => "softrelu", ActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="FactorType"/> value.</summary>
+    public static string Text(FactorType v) => v switch { FactorType.Avg => "avg", FactorType.In => "in", FactorType.Out => "out", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="LeakyReLUActType"/> value.</summary>
+    public static string Text(LeakyReLUActType v) => v switch { LeakyReLUActType.Leaky => "leaky", LeakyReLUActType.Elu => "elu", LeakyReLUActType.Prelu => "prelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="MakeLossNormalization"/> value.</summary>
+    public static string Text(MakeLossNormalization v) => v switch { MakeLossNormalization.Null => "null", MakeLossNormalization.Batch => "batch", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="Normalization"/> value.</summary>
+    public static string Text(Normalization v) => v switch { Normalization.Null => "null", Normalization.Batch => "batch", Normalization.Valid => "valid", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="PoolType"/> value.</summary>
+    public static string Text(PoolType v) => v switch { PoolType.Max => "max", PoolType.Avg => "avg", PoolType.Sum => "sum", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="PoolingConvention"/> value.</summary>
+    public static string Text(PoolingConvention v) => v switch { PoolingConvention.Valid => "valid", PoolingConvention.Full => "full", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="RndType"/> value.</summary>
+    public static string Text(RndType v) => v switch { RndType.Uniform => "uniform", RndType.Gaussian => "gaussian", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="SampleType"/> value.</summary>
+    public static string Text(SampleType v) => v switch { SampleType.Nearest => "nearest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
 }

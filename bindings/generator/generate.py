@@ -274,8 +274,91 @@ def load_ops(lib_path):
     return ops
 
 
+def enum_names(ops):
+    """(op, param) -> C# enum name. The op with the most choices for a parameter
+    name gets the plain name (ActType); the others are prefixed with the op."""
+    by_param = {}
+    for op in ops:
+        for p in op["params"]:
+            if p["type"] == "enum":
+                by_param.setdefault(p["name"], []).append((op["name"], tuple(p["choices"])))
+    names = {}
+    for pname, uses in by_param.items():
+        uses.sort(key=lambda u: (-len(u[1]), u[0]))
+        plain = uses[0][1]
+        for opname, choices in uses:
+            names[(opname, pname)] = pascal(pname) if choices == plain else pascal(opname) + pascal(pname)
+    return names
+
+
+def enum_member(choice):
+    m = pascal(choice)
+    return m if re.match(r"[A-Za-z_]", m) else "V" + m
+
+
+def generate_enums(ops):
+    names = enum_names(ops)
+    done = {}
+    for op in ops:
+        for p in op["params"]:
+            if p["type"] == "enum":
+                done.setdefault(names[(op["name"], p["name"])], p["choices"])
+    lines = []
+    for en in sorted(done):
+        lines.append("/// <summary>Choices of an operator parameter (%s).</summary>" % ", ".join(done[en]))
+        lines.append("public enum %s" % en)
+        lines.append("{")
+        for c in done[en]:
+            lines.append("    /// <summary>\"%s\"</summary>" % c)
+            lines.append("    %s," % enum_member(c))
+        lines.append("}")
+        lines.append("")
+    lines.append("/// <summary>The engine's spelling of each operator enum value.</summary>")
+    lines.append("public static class OpEnums")
+    lines.append("{")
+    for en in sorted(done):
+        lines.append("    /// <summary>The parameter text of a <see cref=\"%s\"/> value.</summary>" % en)
+        cases = " ".join("%s.%s => \"%s\"," % (en, enum_member(c), c) for c in done[en])
+        lines.append("    public static string Text(%s v) => v switch { %s _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };" % (en, cases))
+    lines.append("}")
+    return lines
+
+
+def cs_param_type(op, p, names, required):
+    if p["type"] == "enum":
+        return names[(op["name"], p["name"])] + ("" if required else "?")
+    return (CS_REQUIRED if required else CS_PARAM)[p["type"]]
+
+
+def param_add_lines(op, names, indent="        "):
+    out = []
+    for p in op["params"]:
+        v = safe_ident(camel(p["name"]))
+        if p["type"] == "enum":
+            val = "OpEnums.Text(%s%s)" % (v, "" if p["required"] else ".Value")
+        elif not p["required"] and p["type"] not in ("tuple", "string"):
+            val = v + ".Value"
+        else:
+            val = v
+        add = "(__params ??= new()).Add(\"%s\", %s);" % (p["name"], val)
+        out.append(indent + (add if p["required"] else "if (%s is not null) %s" % (v, add)))
+    return out
+
+
+def param_doc_lines(op, indent="    "):
+    out = []
+    req = [p for p in op["params"] if p["required"]]
+    opt = [p for p in op["params"] if not p["required"]]
+    for p in req + opt:
+        default = "" if p["required"] else " Default: %s." % (p["default"] or "none")
+        choices = " One of: %s." % ", ".join(p["choices"]) if p["choices"] else ""
+        out.append("%s/// <param name=\"%s\">%s%s%s</param>" % (indent, camel(p["name"]), xml_escape(p["doc"]), choices, xml_escape(default)))
+    return out
+
+
 def generate_ops(lib_path, out_dir):
     ops = load_ops(lib_path)
+    enames = enum_names(ops)
     lines = [HEADER_NOTE.format(src="the operator registry (loom_op_describe)"),
              "#nullable enable",
              "using Loom.Interop;",
@@ -305,9 +388,9 @@ def generate_ops(lib_path, out_dir):
         required = [p for p in op["params"] if p["required"]]
         optional = [p for p in op["params"] if not p["required"]]
         for p in required:
-            sig.append("%s %s" % (CS_REQUIRED[p["type"]], safe_ident(camel(p["name"]))))
+            sig.append("%s %s" % (cs_param_type(op, p, enames, True), safe_ident(camel(p["name"]))))
         for p in optional:
-            sig.append("%s %s = null" % (CS_PARAM[p["type"]], safe_ident(camel(p["name"]))))
+            sig.append("%s %s = null" % (cs_param_type(op, p, enames, False), safe_ident(camel(p["name"]))))
         multi = len(op["outputs"]) > 1
         sig.append("NDArray[]? @out = null" if multi else "NDArray? @out = null")
         lines.append("    /// <summary>%s</summary>" % xml_escape(op["doc"]))
@@ -326,11 +409,7 @@ def generate_ops(lib_path, out_dir):
         lines.append("    {")
         # "__params" cannot clash: parameter names are checked above to start with a letter.
         lines.append("        OpParams? __params = null;")
-        for p in required:
-            lines.append("        (__params ??= new()).Add(\"%s\", %s);" % (p["name"], safe_ident(camel(p["name"]))))
-        for p in optional:
-            v = safe_ident(camel(p["name"]))
-            lines.append("        if (%s is not null) (__params ??= new()).Add(\"%s\", %s%s);" % (v, p["name"], v, ".Value" if CS_PARAM[p["type"]].endswith("?") and p["type"] not in ("tuple", "string", "enum") else ""))
+        lines += param_add_lines(op, enames)
         inputs_expr = safe_ident(camel(op["inputs"][0])) if call_inputs is None else (
             "new[] { %s }" % ", ".join(call_inputs) if call_inputs else "System.Array.Empty<NDArray>()")
         if multi:
@@ -341,9 +420,69 @@ def generate_ops(lib_path, out_dir):
         lines.append("    private static OpHandle s_%s;" % name)
         lines.append("")
     lines.append("}")
+    lines.append("")
+    lines += generate_enums(ops)
     write(os.path.join(out_dir, "Ops.g.cs"), "\n".join(lines) + "\n")
+    generate_symbol_ops(ops, enames, out_dir)
     # The registry's own description, for docs and other generators.
     write(os.path.join(out_dir, "ops.json"), json.dumps(ops, indent=1, sort_keys=True) + "\n")
+
+
+def generate_symbol_ops(ops, enames, out_dir):
+    """Symbol constructors: Sym.X(name, ...) for every op, and a fluent
+    instance method symbol.X(name, ...) whose first input is the symbol."""
+    head = [HEADER_NOTE.format(src="the operator registry (loom_op_describe)"),
+            "#nullable enable",
+            "",
+            "namespace Loom;",
+            ""]
+    stat = ["/// <summary>A symbol constructor per registered operator. Inputs left null become",
+            "/// variables named &lt;name&gt;_&lt;input&gt; (fc1_weight, softmax_label).</summary>",
+            "public static partial class Sym",
+            "{"]
+    inst = ["/// <summary>Fluent constructors: <c>x.FullyConnected(\"fc1\", numHidden: 128)</c> applies",
+            "/// the operator with this symbol as its first input.</summary>",
+            "public sealed partial class Symbol",
+            "{"]
+    for op in ops:
+        name = op["name"]
+        method = pascal(name)
+        req = [p for p in op["params"] if p["required"]]
+        opt = [p for p in op["params"] if not p["required"]]
+        psig_req = ["%s %s" % (cs_param_type(op, p, enames, True), safe_ident(camel(p["name"]))) for p in req]
+        psig_opt = ["%s %s = null" % (cs_param_type(op, p, enames, False), safe_ident(camel(p["name"]))) for p in opt]
+        body = ["    {", "        OpParams? __params = null;"] + param_add_lines(op, enames)
+        doc = ["    /// <summary>%s</summary>" % xml_escape(op["doc"]),
+               "    /// <param name=\"name\">Node name (null: automatic).</param>"]
+        if op["variadic"]:
+            inp = safe_ident(camel(op["inputs"][0]))
+            stat += doc + ["    /// <param name=\"%s\">Inputs '%s' (one or more).</param>" % (camel(op["inputs"][0]), op["inputs"][0])]
+            stat += param_doc_lines(op)
+            stat.append("    public static Symbol %s(string? name, Symbol[] %s%s)" % (method, inp, "".join(", " + x for x in psig_req + psig_opt)))
+            stat += body + ["        return Symbol.Create(\"%s\", name, %s, null, __params);" % (name, inp), "    }", ""]
+            continue
+        ins = [safe_ident(camel(i)) for i in op["inputs"]]
+        in_names = ", ".join("\"%s\"" % i for i in op["inputs"])
+        # Static form: every input optional.
+        stat += doc + ["    /// <param name=\"%s\">Input '%s' (null: a new variable).</param>" % (camel(i), i) for i in op["inputs"]]
+        stat += param_doc_lines(op)
+        sig = ["string? name"] + psig_req + ["Symbol? %s = null" % i for i in ins] + psig_opt
+        stat.append("    public static Symbol %s(%s)" % (method, ", ".join(sig)))
+        if ins:
+            stat += body + ["        return Symbol.Create(\"%s\", name, new Symbol?[] { %s }, new[] { %s }, __params);" % (name, ", ".join(ins), in_names), "    }", ""]
+        else:
+            stat += body + ["        return Symbol.Create(\"%s\", name, System.Array.Empty<Symbol?>(), System.Array.Empty<string>(), __params);" % name, "    }", ""]
+        if not ins:
+            continue
+        # Fluent form: this symbol is the first input.
+        inst += doc + ["    /// <param name=\"%s\">Input '%s' (null: a new variable).</param>" % (camel(i), i) for i in op["inputs"][1:]]
+        inst += param_doc_lines(op)
+        sig = ["string? name"] + psig_req + psig_opt + ["Symbol? %s = null" % i for i in ins[1:]]
+        inst.append("    public Symbol %s(%s)" % (method, ", ".join(sig)))
+        inst += body + ["        return Create(\"%s\", name, new Symbol?[] { this%s }, new[] { %s }, __params);" % (name, "".join(", " + i for i in ins[1:]), in_names), "    }", ""]
+    stat.append("}")
+    inst.append("}")
+    write(os.path.join(out_dir, "SymbolOps.g.cs"), "\n".join(head + stat + [""] + inst) + "\n")
 
 
 def generate_op_docs(lib_path, docs_dir):

@@ -1,6 +1,10 @@
 // Runnable examples. With no argument: the seed notebook's MNIST MLP.
-//   mnist [epochs]   train 784-128-64-10 (ReLU) with SGD (lr 0.1, momentum 0.9, wd 1e-5), batch 100
-//   lenet [epochs]   train LeNet (conv 5x5x20, tanh, max-pool, conv 5x5x50, tanh, max-pool, fc 500, fc 10)
+//   mnist [epochs]   the seed's symbolic MLP 784-128-64-10 (ReLU), FeedForward with SGD
+//                    (lr 0.1, momentum 0.9, wd 1e-5), batch 100
+//   lenet [epochs]   LeNet as a symbol (conv 5x5x20, tanh, max-pool, conv 5x5x50, tanh,
+//                    max-pool, fc 500, fc 10), trained by a Module
+//   mnist-imperative [epochs], lenet-imperative [epochs]
+//                    the same networks written with NDArrays and autograd
 //   tour             a walk through the imperative API
 using System.Diagnostics;
 using Loom;
@@ -9,14 +13,18 @@ string example = args.Length > 0 ? args[0] : "mnist";
 switch (example)
 {
     case "mnist":
-        return Mnist.TrainMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
+        return Mnist.FitMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
     case "lenet":
+        return Mnist.FitLeNet(args.Length > 1 ? int.Parse(args[1]) : 10);
+    case "mnist-imperative":
+        return Mnist.TrainMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
+    case "lenet-imperative":
         return Mnist.TrainLeNet(args.Length > 1 ? int.Parse(args[1]) : 10);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], tour");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], mnist-imperative [epochs], lenet-imperative [epochs], tour");
         return 2;
 }
 
@@ -48,6 +56,60 @@ static class Mnist
     static NDArray Weight(params long[] shape) => Op.InitXavier(shape: shape).AttachGrad();
     static NDArray Bias(long n) => NDArray.Zeros(n).AttachGrad();
 
+    // The seed notebook, symbolically: @mx.chain becomes a fluent chain.
+    public static int FitMlp(int epochs)
+    {
+        var mlp = Symbol.Variable("data")
+            .FullyConnected("fc1", numHidden: 128).Activation("relu1", ActType.Relu)
+            .FullyConnected("fc2", numHidden: 64).Activation("relu2", ActType.Relu)
+            .FullyConnected("fc3", numHidden: 10)
+            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        // MXNet.jl's default initializer, as in the seed notebook: uniform in [-0.01, 0.01].
+        return Fit(mlp, new UniformInit(0.01), epochs, flat: true);
+    }
+
+    public static int FitLeNet(int epochs)
+    {
+        var lenet = Symbol.Variable("data")
+            .Convolution("conv1", kernel: new long[] { 5, 5 }, numFilter: 20).Activation("tanh1", ActType.Tanh)
+            .Pooling("pool1", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
+            .Convolution("conv2", kernel: new long[] { 5, 5 }, numFilter: 50).Activation("tanh2", ActType.Tanh)
+            .Pooling("pool2", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
+            .Flatten("flatten")
+            .FullyConnected("fc1", numHidden: 500).Activation("tanh3", ActType.Tanh)
+            .FullyConnected("fc2", numHidden: 10)
+            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        return Fit(lenet, new XavierInit(), epochs, flat: false);
+    }
+
+    static int Fit(Symbol net, Initializer init, int epochs, bool flat)
+    {
+        Rand.Seed(42);
+        string dir = DataDir();
+        if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
+        {
+            Console.Error.WriteLine($"MNIST not found in {dir}; fetch it with ./build.sh data");
+            return 1;
+        }
+        var (trainX, trainY) = Load(dir, "train");
+        var (testX, testY) = Load(dir, "t10k");
+        if (!flat)
+        {
+            trainX = trainX.Reshape(-1, 1, 28, 28);
+            testX = testX.Reshape(-1, 1, 28, 28);
+        }
+        var train = new NDArrayIter(trainX, trainY, 100, shuffle: true);
+        var test = new NDArrayIter(testX, testY, 100);
+        var total = Stopwatch.StartNew();
+        using var model = new FeedForward(net, Context.Cpu());
+        model.Fit(new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), train, epochs, test, init);
+        var plan = model.Module.Executor.Memory;
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Context.Cpu()).PeakBytesInUse >> 20} MB; " +
+             $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");
+        Console.WriteLine($"test-accuracy={model.Score(test):F4}");
+        return 0;
+    }
+
     public static int TrainMlp(int epochs)
     {
         Rand.Seed(42);
@@ -65,10 +127,10 @@ static class Mnist
             for (int l = 0; l < 3; l++)
             {
                 h = Op.FullyConnected(h, p[2 * l], p[2 * l + 1], numHidden: sizes[l + 1]);
-                if (l < 2) h = Op.Activation(h, actType: "relu");
+                if (l < 2) h = Op.Activation(h, actType: ActType.Relu);
             }
             // normalization=batch: gradients are averaged over the batch.
-            return Op.SoftmaxOutput(h, y, normalization: "batch");
+            return Op.SoftmaxOutput(h, y, normalization: Normalization.Batch);
         }
         return Train(p, Forward, epochs, flat: true);
     }
@@ -84,12 +146,12 @@ static class Mnist
         NDArray Forward(NDArray x, NDArray y)
         {
             var h = Op.Convolution(x, p[0], p[1], kernel: new long[] { 5, 5 }, numFilter: 20);
-            h = Op.Pooling(Op.Activation(h, actType: "tanh"), kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 });
+            h = Op.Pooling(Op.Activation(h, actType: ActType.Tanh), kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 });
             h = Op.Convolution(h, p[2], p[3], kernel: new long[] { 5, 5 }, numFilter: 50);
-            h = Op.Pooling(Op.Activation(h, actType: "tanh"), kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 });
-            h = Op.Activation(Op.FullyConnected(h, p[4], p[5], numHidden: 500), actType: "tanh");
+            h = Op.Pooling(Op.Activation(h, actType: ActType.Tanh), kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 });
+            h = Op.Activation(Op.FullyConnected(h, p[4], p[5], numHidden: 500), actType: ActType.Tanh);
             h = Op.FullyConnected(h, p[6], p[7], numHidden: 10);
-            return Op.SoftmaxOutput(h, y, normalization: "batch");
+            return Op.SoftmaxOutput(h, y, normalization: Normalization.Batch);
         }
         return Train(p, Forward, epochs, flat: false);
     }

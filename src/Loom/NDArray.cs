@@ -23,6 +23,13 @@ public sealed unsafe partial class NDArray : IDisposable
         DisposeScope.Register(this);
     }
 
+    // Arrays owned by another object (an executor's) are not put in a scope.
+    internal NDArray(NDArrayHandle handle, bool scoped)
+    {
+        _handle = handle;
+        if (scoped) DisposeScope.Register(this);
+    }
+
     /// <summary>The SafeHandle, for calls into <see cref="LoomNative"/>.</summary>
     public NDArrayHandle Handle
     {

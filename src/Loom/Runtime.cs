@@ -53,6 +53,16 @@ public static class Rand
     /// same numbers whatever the engine or thread count.</summary>
     public static void Seed(ulong seed) => LoomException.Check(LoomNative.loom_random_seed(seed));
 
+    /// <summary>The generator's state (seed, draws so far); see <see cref="SetState"/>.</summary>
+    public static (ulong Seed, ulong Stream) GetState()
+    {
+        LoomException.Check(LoomNative.loom_random_get_state(out ulong seed, out ulong stream));
+        return (seed, stream);
+    }
+
+    /// <summary>Restores a state from <see cref="GetState"/>: later draws repeat exactly.</summary>
+    public static void SetState(ulong seed, ulong stream) => LoomException.Check(LoomNative.loom_random_set_state(seed, stream));
+
     /// <summary>Uniform samples in [low, high).</summary>
     public static NDArray Uniform(double low, double high, long[] shape, DType dtype = DType.Float32, Context? ctx = null) =>
         Op.RandomUniform(low: low, high: high, shape: shape, dtype: dtype, ctx: ctx);

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using Loom.Interop;
 
 namespace Loom;
@@ -55,6 +56,28 @@ public sealed class NDArrayIter
         _last = last;
     }
 
+    /// <summary>Shape of one data batch.</summary>
+    public long[] BatchDataShape
+    {
+        get
+        {
+            var s = _data.Shape.ToArray();
+            s[0] = BatchSize;
+            return s;
+        }
+    }
+
+    /// <summary>Shape of one label batch.</summary>
+    public long[] BatchLabelShape
+    {
+        get
+        {
+            var s = _label.Shape.ToArray();
+            s[0] = BatchSize;
+            return s;
+        }
+    }
+
     /// <summary>One pass over the data. Batches are created in the caller's dispose scope.</summary>
     public IEnumerable<(NDArray Data, NDArray Label)> Epoch()
     {
@@ -100,6 +123,29 @@ public abstract class Optimizer
 
     /// <summary>Updates parameter <paramref name="index"/> in place.</summary>
     public abstract void Update(int index, NDArray weight, NDArray grad);
+
+    /// <summary>The optimizer's per-parameter state arrays, by name (for checkpoints).</summary>
+    public virtual IEnumerable<(string Name, NDArray Array)> States() => Array.Empty<(string, NDArray)>();
+
+    /// <summary>Restores state arrays written by <see cref="States"/>.</summary>
+    public virtual void LoadStates(IReadOnlyDictionary<string, NDArray> states) { }
+
+    /// <summary>A fresh array of zeros owned by the optimizer (not by any scope).</summary>
+    protected static NDArray OwnedZeros(NDArray like)
+    {
+        NDArray z;
+        using (var outer = NDArray.Scope()) z = outer.Keep(NDArray.Zeros(like.Shape, like.DType, like.Context));
+        DisposeScope.Forget(z);
+        return z;
+    }
+
+    /// <summary>An owned copy of <paramref name="src"/>.</summary>
+    protected static NDArray OwnedCopy(NDArray src)
+    {
+        var z = OwnedZeros(src);
+        src.CopyTo(z);
+        return z;
+    }
 }
 
 /// <summary>SGD with optional (Nesterov) momentum.</summary>
@@ -128,14 +174,25 @@ public sealed class SGD : Optimizer
             Op.SgdUpdate(weight, grad, LearningRate, wd: WeightDecay, rescaleGrad: RescaleGrad, clipGradient: ClipGradient, @out: weight);
             return;
         }
-        if (!_mom.TryGetValue(index, out var mom))
-        {
-            using (var outer = NDArray.Scope()) mom = outer.Keep(NDArray.Zeros(weight.Shape, weight.DType, weight.Context));
-            DisposeScope.Forget(mom);
-            _mom[index] = mom;
-        }
+        if (!_mom.TryGetValue(index, out var mom)) _mom[index] = mom = OwnedZeros(weight);
         Op.SgdMomUpdate(weight, grad, mom, LearningRate, wd: WeightDecay, rescaleGrad: RescaleGrad,
             clipGradient: ClipGradient, momentum: Momentum, nesterov: Nesterov, @out: new[] { weight, mom });
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<(string Name, NDArray Array)> States()
+    {
+        foreach (var kv in _mom) yield return ($"momentum:{kv.Key}", kv.Value);
+    }
+
+    /// <inheritdoc/>
+    public override void LoadStates(IReadOnlyDictionary<string, NDArray> states)
+    {
+        foreach (var kv in _mom) kv.Value.Dispose();
+        _mom.Clear();
+        foreach (var kv in states)
+            if (kv.Key.StartsWith("momentum:", StringComparison.Ordinal))
+                _mom[int.Parse(kv.Key.AsSpan(9), System.Globalization.CultureInfo.InvariantCulture)] = OwnedCopy(kv.Value);
     }
 }
 
@@ -165,21 +222,39 @@ public sealed class Adam : Optimizer
     {
         if (!_state.TryGetValue(index, out var s))
         {
-            NDArray m, v;
-            using (var outer = NDArray.Scope())
-            {
-                m = outer.Keep(NDArray.Zeros(weight.Shape, weight.DType, weight.Context));
-                v = outer.Keep(NDArray.Zeros(weight.Shape, weight.DType, weight.Context));
-            }
-            DisposeScope.Forget(m);
-            DisposeScope.Forget(v);
-            s = (m, v, 0);
+            s = (OwnedZeros(weight), OwnedZeros(weight), 0);
         }
         s.T++;
         _state[index] = s;
         Op.AdamUpdate(weight, grad, s.Mean, s.Var, LearningRate, wd: WeightDecay, rescaleGrad: RescaleGrad,
             clipGradient: ClipGradient, beta1: Beta1, beta2: Beta2, epsilon: Epsilon, t: s.T,
             @out: new[] { weight, s.Mean, s.Var });
+    }
+
+    /// <inheritdoc/>
+    public override IEnumerable<(string Name, NDArray Array)> States()
+    {
+        foreach (var kv in _state)
+        {
+            yield return ($"mean:{kv.Key}", kv.Value.Mean);
+            yield return ($"var:{kv.Key}", kv.Value.Var);
+            yield return ($"t:{kv.Key}", NDArray.FromArray(new long[] { kv.Value.T }, 1));
+        }
+    }
+
+    /// <inheritdoc/>
+    public override void LoadStates(IReadOnlyDictionary<string, NDArray> states)
+    {
+        _state.Clear();
+        foreach (var kv in states)
+        {
+            if (!kv.Key.StartsWith("mean:", StringComparison.Ordinal)) continue;
+            string i = kv.Key.Substring(5);
+            if (!states.TryGetValue("var:" + i, out var v) || !states.TryGetValue("t:" + i, out var t))
+                throw new LoomException(LoomStatus.Io, $"Adam states: 'mean:{i}' has no matching 'var:{i}' and 't:{i}'");
+            _state[int.Parse(i, System.Globalization.CultureInfo.InvariantCulture)] =
+                (OwnedCopy(kv.Value), OwnedCopy(v), t.ToArray<long>()[0]);
+        }
     }
 }
 

@@ -103,8 +103,8 @@ public class TrainingTests
                 NDArray outp;
                 using (Autograd.Record())
                 {
-                    var h = Op.Activation(Op.FullyConnected(xb, w1, b1, numHidden: 16), actType: "tanh");
-                    outp = Op.SoftmaxOutput(Op.FullyConnected(h, w2, b2, numHidden: 2), yb, normalization: "batch");
+                    var h = Op.Activation(Op.FullyConnected(xb, w1, b1, numHidden: 16), actType: ActType.Tanh);
+                    outp = Op.SoftmaxOutput(Op.FullyConnected(h, w2, b2, numHidden: 2), yb, normalization: Normalization.Batch);
                 }
                 outp.Backward();
                 for (int i = 0; i < ps.Length; i++) opt.Update(i, ps[i], ps[i].Grad);

@@ -530,6 +530,14 @@ LOOM_API void loom_executor_free(loom_executor executor);
  *  counts or scheduling. */
 LOOM_API loom_status loom_random_seed(uint64_t seed);
 
+/** The generator's state: the seed and the number of random operators invoked
+ *  since seeding. Restoring it (loom_random_set_state) makes the following
+ *  draws repeat exactly, so a resumed run continues as an uninterrupted one. */
+LOOM_API loom_status loom_random_get_state(uint64_t *out_seed, uint64_t *out_stream);
+
+/** Restores a state read by loom_random_get_state. */
+LOOM_API loom_status loom_random_set_state(uint64_t seed, uint64_t stream);
+
 #ifdef __cplusplus
 }
 #endif

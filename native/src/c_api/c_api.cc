@@ -392,4 +392,18 @@ loom_status loom_random_seed(uint64_t seed) {
   API_END
 }
 
+loom_status loom_random_get_state(uint64_t *out_seed, uint64_t *out_stream) {
+  API_BEGIN
+  need(out_seed, "out_seed");
+  need(out_stream, "out_stream");
+  loom::random_state(out_seed, out_stream);
+  API_END
+}
+
+loom_status loom_random_set_state(uint64_t seed, uint64_t stream) {
+  API_BEGIN
+  loom::set_random_state(seed, stream);
+  API_END
+}
+
 }  // extern "C"

@@ -22,6 +22,16 @@ void random_seed(uint64_t seed) {
   g_stream.store(0);
 }
 
+void random_state(uint64_t *seed, uint64_t *stream) {
+  *seed = g_seed.load();
+  *stream = g_stream.load();
+}
+
+void set_random_state(uint64_t seed, uint64_t stream) {
+  g_seed.store(seed);
+  g_stream.store(stream);
+}
+
 void next_random_stream(uint64_t *key, uint64_t *stream) {
   *key = g_seed.load();
   *stream = g_stream.fetch_add(1);

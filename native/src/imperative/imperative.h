@@ -18,5 +18,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
 // Counter-based random streams: seed plus a per-call stream number.
 void random_seed(uint64_t seed);
 void next_random_stream(uint64_t *key, uint64_t *stream);
+void random_state(uint64_t *seed, uint64_t *stream);
+void set_random_state(uint64_t seed, uint64_t stream);
 
 }  // namespace loom

@@ -1,0 +1,440 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+
+namespace Loom;
+
+/// <summary>Fills parameter arrays by name with the native seeded generator. Names
+/// ending in bias, beta or moving_mean get zeros; gamma and moving_var get ones
+/// (MXNet's convention); the rest go to <see cref="InitWeight"/>.</summary>
+public abstract class Initializer
+{
+    /// <summary>Initialises one named array in place.</summary>
+    public void Init(string name, NDArray array)
+    {
+        if (name.EndsWith("bias", StringComparison.Ordinal) || name.EndsWith("beta", StringComparison.Ordinal) ||
+            name.EndsWith("moving_mean", StringComparison.Ordinal))
+            Op.Full(0, shape: array.Shape, dtype: array.DType, ctx: array.Context, @out: array);
+        else if (name.EndsWith("gamma", StringComparison.Ordinal) || name.EndsWith("moving_var", StringComparison.Ordinal))
+            Op.Full(1, shape: array.Shape, dtype: array.DType, ctx: array.Context, @out: array);
+        else
+            InitWeight(name, array);
+    }
+
+    /// <summary>Initialises a weight.</summary>
+    protected internal abstract void InitWeight(string name, NDArray array);
+}
+
+/// <summary>Uniform in [-scale, scale] (MXNet.jl's default with scale 0.01... here 0.07, MXNet's).</summary>
+public sealed class UniformInit(double scale = 0.07) : Initializer
+{
+    /// <inheritdoc/>
+    protected internal override void InitWeight(string name, NDArray a) =>
+        Op.RandomUniform(low: -scale, high: scale, shape: a.Shape, dtype: a.DType, ctx: a.Context, @out: a);
+}
+
+/// <summary>Normal with mean 0 and deviation sigma.</summary>
+public sealed class NormalInit(double sigma = 0.01) : Initializer
+{
+    /// <inheritdoc/>
+    protected internal override void InitWeight(string name, NDArray a) =>
+        Op.RandomNormal(loc: 0, scale: sigma, shape: a.Shape, dtype: a.DType, ctx: a.Context, @out: a);
+}
+
+/// <summary>Xavier/Glorot: scale sqrt(magnitude / fan) with fan by <paramref name="factorType"/>.</summary>
+public class XavierInit(RndType rndType = RndType.Uniform, FactorType factorType = FactorType.Avg, double magnitude = 3) : Initializer
+{
+    /// <inheritdoc/>
+    protected internal override void InitWeight(string name, NDArray a) =>
+        Op.InitXavier(rndType: rndType, factorType: factorType, magnitude: magnitude, shape: a.Shape, dtype: a.DType,
+            ctx: a.Context, @out: a);
+}
+
+/// <summary>MSRA/He: Gaussian with variance 2 / fan_in (for ReLU networks).</summary>
+public sealed class MsraInit() : XavierInit(RndType.Gaussian, FactorType.In, 2);
+
+/// <summary>Every weight set to one value.</summary>
+public sealed class ConstantInit(double value) : Initializer
+{
+    /// <inheritdoc/>
+    protected internal override void InitWeight(string name, NDArray a) =>
+        Op.Full(value, shape: a.Shape, dtype: a.DType, ctx: a.Context, @out: a);
+}
+
+/// <summary>Chooses an initializer by the first regular expression matching the name.</summary>
+public sealed class MixedInit(params (string Pattern, Initializer Init)[] rules) : Initializer
+{
+    /// <inheritdoc/>
+    protected internal override void InitWeight(string name, NDArray a)
+    {
+        foreach (var (pattern, init) in rules)
+            if (Regex.IsMatch(name, pattern))
+            {
+                init.InitWeight(name, a);
+                return;
+            }
+        throw new LoomException(LoomStatus.InvalidArgument,
+            $"MixedInit: no pattern matches parameter '{name}' (patterns: {string.Join(", ", rules.Select(r => r.Pattern))})");
+    }
+}
+
+/// <summary>What a callback sees.</summary>
+public sealed record BatchEnd(int Epoch, int Batch, long Samples, double Seconds, Accuracy Metric);
+
+/// <summary>Runs every <paramref name="interval"/> batches (Mocha's "coffee breaks").</summary>
+public abstract class Callback(int interval)
+{
+    /// <summary>Batches between calls.</summary>
+    public int Interval { get; } = interval;
+    /// <summary>Called after batches number Interval, 2*Interval, ...</summary>
+    public abstract void Invoke(Module module, BatchEnd e);
+}
+
+/// <summary>Logs training speed (samples/s) and the running accuracy.</summary>
+public sealed class Speedometer(int interval = 50) : Callback(interval)
+{
+    private long _lastSamples;
+    private double _lastSeconds;
+
+    /// <inheritdoc/>
+    public override void Invoke(Module module, BatchEnd e)
+    {
+        if (e.Batch == Interval) (_lastSamples, _lastSeconds) = (0, 0);
+        double dt = e.Seconds - _lastSeconds;
+        long ds = e.Samples - _lastSamples;
+        (_lastSamples, _lastSeconds) = (e.Samples, e.Seconds);
+        if (dt > 0)
+            Module.Info($"Epoch[{e.Epoch}] Batch [{e.Batch}]\tSpeed: {ds / dt:F2} samples/sec\taccuracy={e.Metric.Get():F6}");
+    }
+}
+
+/// <summary>Writes a checkpoint (symbol, parameters, optimizer state) at the interval.</summary>
+public sealed class Snapshot(string prefix, int interval) : Callback(interval)
+{
+    /// <inheritdoc/>
+    public override void Invoke(Module module, BatchEnd e) => module.SaveCheckpoint(prefix, e.Epoch, saveOptimizerStates: true);
+}
+
+/// <summary>A symbol bound for training and prediction with data and label inputs:
+/// <see cref="Fit"/>, <see cref="Predict"/>, <see cref="Score"/>, checkpoints.</summary>
+public sealed class Module : IDisposable
+{
+    private Executor? _exec;
+    private Optimizer? _opt;
+    private int[] _paramIndex = Array.Empty<int>();
+
+    /// <summary>The network.</summary>
+    public Symbol Symbol { get; }
+    /// <summary>Data input names.</summary>
+    public string[] DataNames { get; }
+    /// <summary>Label input names.</summary>
+    public string[] LabelNames { get; }
+    /// <summary>Device.</summary>
+    public Context Context { get; }
+    /// <summary>Where progress goes (the console by default).</summary>
+    public static Action<string> Log { get; set; } = s => Console.WriteLine("INFO: " + s);
+
+    internal static void Info(string s) => Log(s);
+
+    /// <summary>A module over <paramref name="symbol"/>; inputs not named as data or labels are parameters.</summary>
+    public Module(Symbol symbol, string[]? dataNames = null, string[]? labelNames = null, Context? context = null)
+    {
+        Symbol = symbol;
+        DataNames = dataNames ?? new[] { "data" };
+        LabelNames = labelNames ?? new[] { "softmax_label" };
+        Context = context ?? Context.Cpu();
+        var args = symbol.ListArguments();
+        foreach (var n in DataNames.Concat(LabelNames))
+            if (!args.Contains(n))
+                throw new LoomException(LoomStatus.NotFound,
+                    $"Module: the symbol has no input '{n}'; its arguments are: {string.Join(", ", args)}");
+    }
+
+    /// <summary>The bound executor (after <see cref="Bind"/>).</summary>
+    public Executor Executor => _exec ?? throw new LoomException(LoomStatus.InvalidArgument, "Module: call Bind first");
+
+    /// <summary>Parameter names (arguments that are neither data nor labels).</summary>
+    public string[] ParamNames => Symbol.ListArguments().Where(n => !DataNames.Contains(n) && !LabelNames.Contains(n)).ToArray();
+
+    /// <summary>Binds for a batch shape; parameters keep their values across rebinds.</summary>
+    public void Bind(long[] dataShape, long[]? labelShape = null, bool forTraining = true)
+    {
+        var shapes = new Dictionary<string, long[]> { [DataNames[0]] = dataShape };
+        if (labelShape is not null) shapes[LabelNames[0]] = labelShape;
+        var reqs = DataNames.Concat(LabelNames).ToDictionary(n => n, _ => GradReq.Null);
+        var old = _exec;
+        if (old is not null && forTraining == (old.GradDict.Count > 0))
+        {
+            _exec = old.Reshape(shapes);
+        }
+        else
+        {
+            _exec = Symbol.SimpleBind(Context, shapes, forTraining ? GradReq.Write : GradReq.Null, reqs);
+            if (old is not null)
+            {
+                foreach (var kv in old.ArgDict) if (!IsInput(kv.Key)) kv.Value.CopyTo(_exec.ArgDict[kv.Key]);
+                foreach (var kv in old.AuxDict) kv.Value.CopyTo(_exec.AuxDict[kv.Key]);
+            }
+        }
+        old?.Dispose();
+        var args = Symbol.ListArguments();
+        _paramIndex = Enumerable.Range(0, args.Length).Where(i => !IsInput(args[i])).ToArray();
+    }
+
+    private bool IsInput(string n) => DataNames.Contains(n) || LabelNames.Contains(n);
+
+    /// <summary>Initialises every parameter and auxiliary state.</summary>
+    public void InitParams(Initializer? init = null)
+    {
+        init ??= new UniformInit(0.01);
+        foreach (var n in ParamNames) init.Init(n, Executor.ArgDict[n]);
+        foreach (var kv in Executor.AuxDict) init.Init(kv.Key, kv.Value);
+    }
+
+    /// <summary>Parameters and auxiliary states by name (the executor's arrays).</summary>
+    public (Dictionary<string, NDArray> Args, Dictionary<string, NDArray> Aux) GetParams() =>
+        (ParamNames.ToDictionary(n => n, n => Executor.ArgDict[n]), new Dictionary<string, NDArray>(Executor.AuxDict));
+
+    /// <summary>Copies values into the parameters and states; unknown names and shape
+    /// mismatches are errors naming the parameter.</summary>
+    public void SetParams(IReadOnlyDictionary<string, NDArray> args, IReadOnlyDictionary<string, NDArray>? aux = null,
+        bool allowMissing = false)
+    {
+        void Copy(string kind, IReadOnlyDictionary<string, NDArray> src, IReadOnlyDictionary<string, NDArray> dst)
+        {
+            foreach (var kv in src)
+            {
+                if (!dst.TryGetValue(kv.Key, out var d))
+                    throw new LoomException(LoomStatus.NotFound, $"SetParams: the network has no {kind} '{kv.Key}'");
+                if (!d.Shape.SequenceEqual(kv.Value.Shape))
+                    throw new LoomException(LoomStatus.Shape,
+                        $"SetParams: {kind} '{kv.Key}' has shape {NDArray.ShapeString(kv.Value.Shape)} but the network expects {NDArray.ShapeString(d.Shape)}");
+                kv.Value.CopyTo(d);
+            }
+            if (!allowMissing)
+                foreach (var n in dst.Keys)
+                    if (!src.ContainsKey(n))
+                        throw new LoomException(LoomStatus.NotFound, $"SetParams: no value given for {kind} '{n}'");
+        }
+        var (myArgs, myAux) = GetParams();
+        Copy("parameter", args, myArgs);
+        Copy("auxiliary state", aux ?? new Dictionary<string, NDArray>(), myAux);
+    }
+
+    /// <summary>Sets the optimizer used by <see cref="Update"/>.</summary>
+    public void InitOptimizer(Optimizer optimizer) => _opt = optimizer;
+
+    /// <summary>The optimizer (after <see cref="InitOptimizer"/>).</summary>
+    public Optimizer? Optimizer => _opt;
+
+    /// <summary>Copies a batch in and pushes the forward pass.</summary>
+    public void Forward(NDArray data, NDArray? label, bool isTrain)
+    {
+        data.CopyTo(Executor.ArgDict[DataNames[0]]);
+        if (label is not null && Executor.ArgDict.TryGetValue(LabelNames[0], out var l)) label.CopyTo(l);
+        Executor.Forward(isTrain);
+    }
+
+    /// <summary>Pushes the backward pass.</summary>
+    public void Backward() => Executor.Backward();
+
+    /// <summary>Applies the optimizer to every parameter.</summary>
+    public void Update()
+    {
+        var opt = _opt ?? throw new LoomException(LoomStatus.InvalidArgument, "Module: call InitOptimizer (or Fit) first");
+        foreach (int i in _paramIndex) opt.Update(i, Executor.Arguments[i], Executor.Gradients[i]!);
+    }
+
+    /// <summary>The first output of the last forward pass.</summary>
+    public NDArray Output => Executor.Outputs[0];
+
+    /// <summary>Trains for <paramref name="epochs"/> epochs (from <paramref name="beginEpoch"/>),
+    /// logging the seed's summaries after each, and evaluating on <paramref name="eval"/>.</summary>
+    public void Fit(NDArrayIter train, Optimizer optimizer, int epochs, NDArrayIter? eval = null,
+        Initializer? init = null, IEnumerable<Callback>? callbacks = null, int beginEpoch = 0, bool initialize = true)
+    {
+        var dataShape = train.BatchDataShape;
+        var labelShape = train.BatchLabelShape;
+        if (_exec is null || !_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(dataShape) || _exec.GradDict.Count == 0)
+            Bind(dataShape, labelShape, forTraining: true);
+        Info($"Start training on [{Context}]");
+        if (initialize)
+        {
+            Info("Initializing parameters...");
+            InitParams(init);
+        }
+        InitOptimizer(optimizer);
+        using var metric = new Accuracy();
+        var cbs = callbacks?.ToList() ?? new List<Callback>();
+        Info("Start training...");
+        for (int epoch = beginEpoch + 1; epoch <= beginEpoch + epochs; epoch++)
+        {
+            Info($"== Epoch {epoch:D3} ==========");
+            var sw = Stopwatch.StartNew();
+            metric.Reset();
+            int batch = 0;
+            long samples = 0;
+            bool tty = !Console.IsOutputRedirected;
+            long total = train.Count / train.BatchSize;
+            foreach (var (x, y) in train.Epoch())
+            {
+                using var scope = NDArray.Scope();
+                Forward(x, y, isTrain: true);
+                Backward();
+                Update();
+                metric.Update(Output, Executor.ArgDict[LabelNames[0]]);
+                batch++;
+                samples += x.Shape[0];
+                foreach (var cb in cbs)
+                    if (batch % cb.Interval == 0) cb.Invoke(this, new BatchEnd(epoch, batch, samples, sw.Elapsed.TotalSeconds, metric));
+                if (tty && batch % 20 == 0) Console.Write($"\r[{new string('=', (int)(30 * batch / Math.Max(total, 1))),-30}] {batch}/{total}");
+            }
+            double acc = metric.Get();
+            Engine.WaitAll();
+            if (tty) Console.Write("\r" + new string(' ', 50) + "\r");
+            Info("## Training summary");
+            Info($"          accuracy = {acc:F4}");
+            Info($"              time = {sw.Elapsed.TotalSeconds:F4} seconds");
+            if (eval is not null)
+            {
+                Info("## Validation summary");
+                Info($"          accuracy = {Score(eval):F4}");
+            }
+        }
+    }
+
+    /// <summary>Accuracy of the network on <paramref name="data"/> (prediction mode).</summary>
+    public double Score(NDArrayIter data)
+    {
+        using var metric = new Accuracy();
+        foreach (var (x, y) in data.Epoch())
+        {
+            using var scope = NDArray.Scope();
+            EnsureBatch(x.Shape);
+            Forward(x, y, isTrain: false);
+            metric.Update(Output, y);
+        }
+        return metric.Get();
+    }
+
+    /// <summary>Outputs for every sample of <paramref name="data"/>, concatenated.</summary>
+    public NDArray Predict(NDArrayIter data)
+    {
+        var parts = new List<NDArray>();
+        using (var scope = NDArray.Scope())
+        {
+            foreach (var (x, _) in data.Epoch())
+            {
+                EnsureBatch(x.Shape);
+                Forward(x, null, isTrain: false);
+                parts.Add(scope.Keep(Op.Copy(Output)));
+            }
+        }
+        var all = Op.Concat(parts.ToArray(), dim: 0);
+        foreach (var p in parts) p.Dispose();
+        return all.Shape[0] > data.Count ? all.Slice(0, data.Count) : all;
+    }
+
+    private void EnsureBatch(long[] shape)
+    {
+        if (_exec is null) throw new LoomException(LoomStatus.InvalidArgument, "Module: bind (or Fit) before predicting");
+        if (!_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(shape))
+        {
+            var labelShape = _exec.ArgDict.TryGetValue(LabelNames[0], out var l) ? l.Shape.ToArray() : null;
+            if (labelShape is not null) labelShape[0] = shape[0];
+            Bind(shape, labelShape, forTraining: _exec.GradDict.Count > 0);
+        }
+    }
+
+    /// <summary>Writes prefix-symbol.json, prefix-NNNN.params (arg:/aux: keys) and, when
+    /// asked, prefix-NNNN.states (optimizer state and the random generator's position).
+    /// Each file is written to a temporary name and renamed, so an interrupted save
+    /// never replaces a good checkpoint with a partial one.</summary>
+    public void SaveCheckpoint(string prefix, int epoch, bool saveOptimizerStates = false)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(prefix))!;
+        if (!Directory.Exists(dir))
+            throw new LoomException(LoomStatus.Io, $"SaveCheckpoint: directory '{dir}' does not exist");
+        Engine.WaitAll();
+        Symbol.Save($"{prefix}-symbol.json");
+        var (args, aux) = GetParams();
+        var all = new Dictionary<string, NDArray>();
+        foreach (var kv in args) all["arg:" + kv.Key] = kv.Value;
+        foreach (var kv in aux) all["aux:" + kv.Key] = kv.Value;
+        NDArray.Save($"{prefix}-{epoch:D4}.params", all);
+        if (saveOptimizerStates)
+        {
+            var states = new Dictionary<string, NDArray>();
+            if (_opt is not null) foreach (var (n, a) in _opt.States()) states[n] = a;
+            var (seed, stream) = Rand.GetState();
+            using var rng = NDArray.FromArray(new long[] { (long)seed, (long)stream }, 2);
+            states["rng"] = rng;
+            NDArray.Save($"{prefix}-{epoch:D4}.states", states);
+        }
+        Info($"Saved checkpoint to \"{prefix}-{epoch:D4}.params\"");
+    }
+
+    /// <summary>Reads a checkpoint into this (bound) module; with optimizer states,
+    /// also restores the optimizer and the random generator so training resumes
+    /// exactly where it stopped.</summary>
+    public void LoadCheckpoint(string prefix, int epoch, Optimizer? optimizer = null)
+    {
+        var loaded = NDArray.Load($"{prefix}-{epoch:D4}.params");
+        var args = new Dictionary<string, NDArray>();
+        var aux = new Dictionary<string, NDArray>();
+        foreach (var (name, arr) in loaded)
+        {
+            if (name.StartsWith("arg:", StringComparison.Ordinal)) args[name[4..]] = arr;
+            else if (name.StartsWith("aux:", StringComparison.Ordinal)) aux[name[4..]] = arr;
+            else throw new LoomException(LoomStatus.Io, $"LoadCheckpoint: entry '{name}' in {prefix}-{epoch:D4}.params is neither arg: nor aux:");
+        }
+        SetParams(args, aux);
+        if (optimizer is not null)
+        {
+            string path = $"{prefix}-{epoch:D4}.states";
+            var states = NDArray.Load(path).ToDictionary(t => t.Name, t => t.Array);
+            if (!states.TryGetValue("rng", out var rng) || rng.Size != 2 || rng.DType != DType.Int64)
+                throw new LoomException(LoomStatus.Io, $"LoadCheckpoint: {path} has no valid 'rng' entry");
+            var r = rng.ToArray<long>();
+            Rand.SetState((ulong)r[0], (ulong)r[1]);
+            states.Remove("rng");
+            optimizer.LoadStates(states);
+            InitOptimizer(optimizer);
+        }
+        Engine.WaitAll();
+    }
+
+    /// <summary>Releases the executor.</summary>
+    public void Dispose()
+    {
+        _exec?.Dispose();
+        _exec = null;
+    }
+}
+
+/// <summary>The seed notebook's model: <c>new FeedForward(net, ctx).Fit(optimizer, train, epochs, evalData)</c>.</summary>
+public sealed class FeedForward(Symbol net, Context? context = null) : IDisposable
+{
+    /// <summary>The module doing the work.</summary>
+    public Module Module { get; } = new Module(net, context: context);
+
+    /// <summary>Trains with the seed's defaults (uniform ±0.01 initialisation unless given).</summary>
+    public FeedForward Fit(Optimizer optimizer, NDArrayIter train, int epochs, NDArrayIter? evalData = null,
+        Initializer? init = null, IEnumerable<Callback>? callbacks = null)
+    {
+        Module.Fit(train, optimizer, epochs, evalData, init, callbacks);
+        return this;
+    }
+
+    /// <summary>Outputs for every sample.</summary>
+    public NDArray Predict(NDArrayIter data) => Module.Predict(data);
+
+    /// <summary>Accuracy on <paramref name="data"/>.</summary>
+    public double Score(NDArrayIter data) => Module.Score(data);
+
+    /// <summary>Releases the module.</summary>
+    public void Dispose() => Module.Dispose();
+}
