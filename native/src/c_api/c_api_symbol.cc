@@ -1,5 +1,10 @@
 // ABI entry points for symbols and executors.
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -84,7 +89,8 @@ std::string names_json(const std::vector<std::string> &v) {
 }
 
 void write_atomic(const std::string &path, const std::string &text) {
-  std::string tmp = path + ".tmp";
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     LOOM_CHECK(f, LOOM_ERR_IO, "symbol save: cannot open '", tmp,
@@ -98,8 +104,9 @@ void write_atomic(const std::string &path, const std::string &text) {
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
     std::remove(tmp.c_str());
-    fail(LOOM_ERR_IO, "symbol save: cannot rename '", tmp, "' to '", path, "'");
+    fail(LOOM_ERR_IO, "symbol save: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
   }
 }
 

@@ -1,0 +1,165 @@
+using Loom;
+
+namespace Loom.Tests;
+
+// Symbols, executors and the Module training API through C#.
+public class SymbolTests
+{
+    private DisposeScope _scope = null!;
+    private string _dir = null!;
+    [SetUp]
+    public void Begin()
+    {
+        _scope = NDArray.Scope();
+        _dir = Path.Combine(Path.GetTempPath(), "loom-sym-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_dir);
+        Module.Log = _ => { };
+    }
+    [TearDown]
+    public void End()
+    {
+        _scope.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private static Symbol Mlp(int hidden = 8) => Symbol.Variable("data")
+        .FullyConnected("fc1", numHidden: hidden).Activation("relu1", ActType.Relu)
+        .FullyConnected("fc2", numHidden: 3)
+        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+
+    [Test]
+    public void FluentChainBuildsTheSeedsGraph()
+    {
+        var net = Mlp();
+        Assert.That(net.ListArguments(), Is.EqualTo(new[] { "data", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias", "softmax_label" }));
+        Assert.That(net.ListOutputs(), Is.EqualTo(new[] { "softmax_output" }));
+        var inf = net.InferShape(new Dictionary<string, long[]> { ["data"] = new long[] { 4, 5 } });
+        Assert.That(inf.Complete, Is.True);
+        Assert.That(inf.ArgumentShapes[1], Is.EqualTo(new long[] { 8, 5 }));
+        Assert.That(inf.OutputShapes[0], Is.EqualTo(new long[] { 4, 3 }));
+        // Operators and JSON.
+        var a = Symbol.Variable("a");
+        var b = Symbol.Variable("b");
+        var c = (a + b) * 2.0 - a / b;
+        Assert.That(c.ListArguments(), Is.EqualTo(new[] { "a", "b" }));
+        var back = Symbol.FromJson(c.ToJson());
+        Assert.That(back.ToJson(), Is.EqualTo(c.ToJson()));
+        using var ex = c.SimpleBind(Context.Cpu(), new Dictionary<string, long[]> { ["a"] = new long[] { 2 }, ["b"] = new long[] { 2 } });
+        ex.ArgDict["a"].CopyFrom<float>(new float[] { 1, 2 });
+        ex.ArgDict["b"].CopyFrom<float>(new float[] { 4, 8 });
+        ex.Forward();
+        Assert.That(ex.Outputs[0].ToArray<float>(), Is.EqualTo(new float[] { 10 - 0.25f, 20 - 0.25f }));
+        ex.Backward(NDArray.FromArray(new float[] { 1, 1 }));
+        // d/da = 2 - 1/b, d/db = 2 + a/b^2
+        Assert.That(ex.GradDict["a"].ToArray<float>(), Is.EqualTo(new float[] { 1.75f, 1.875f }));
+        Assert.That(ex.GradDict["b"].ToArray<float>(), Is.EqualTo(new float[] { 2.0625f, 2.03125f }));
+        // Attributes and scopes.
+        using (Symbol.AttrScope(("ctx_group", "stage1")))
+        {
+            var d = Symbol.Variable("d", lrMult: 0.5);
+            Assert.That(d.GetAttr("ctx_group"), Is.EqualTo("stage1"));
+            Assert.That(d.GetAttr("lr_mult"), Is.EqualTo("0.5"));
+        }
+        Assert.That(Symbol.Variable("e").GetAttr("ctx_group"), Is.Null);
+    }
+
+    [Test]
+    public void BadGraphsAndBindsGiveClearErrors()
+    {
+        var net = Mlp();
+        var e = Assert.Throws<LoomException>(() => net.SimpleBind(Context.Cpu(), new Dictionary<string, long[]>
+        {
+            ["data"] = new long[] { 4, 5 }, ["softmax_label"] = new long[] { 5 },
+        }))!;
+        Assert.That(e.Status, Is.EqualTo(LoomStatus.Shape));
+        Assert.That(e.Message, Does.Contain("node 'softmax'").And.Contain("label has shape (5,)"));
+        e = Assert.Throws<LoomException>(() => Symbol.FromJson("{\"nodes\": [{\"op\": \"Blah\", \"name\": \"x\", \"inputs\": []}], \"heads\": [[0,0,0]]}"))!;
+        Assert.That(e.Message, Does.Contain("unknown operator 'Blah'"));
+        e = Assert.Throws<LoomException>(() => Symbol.Load(Path.Combine(_dir, "missing.json")))!;
+        Assert.That(e.Status, Is.EqualTo(LoomStatus.Io));
+        e = Assert.Throws<LoomException>(() => new Module(net, dataNames: new[] { "input" }))!;
+        Assert.That(e.Message, Does.Contain("no input 'input'"));
+        var disposed = Symbol.Variable("z");
+        disposed.Dispose();
+        Assert.Throws<LoomException>(() => disposed.ListArguments());
+    }
+
+    private static (NDArrayIter Train, NDArrayIter Test) Blobs()
+    {
+        // Three separable clusters in 5-D, made by the native generator.
+        Rand.Seed(7);
+        var labels = Op.Cast(Op.RandomUniform(low: 0, high: 3, shape: new long[] { 300 }), DType.Int32).AsType(DType.Float32);
+        var centers = Op.OneHot(labels.AsType(DType.Int64), depth: 5) * 3.0;
+        var x = centers + Rand.Normal(0, 0.5, new long[] { 300, 5 });
+        return (new NDArrayIter(x, labels, 20, shuffle: true), new NDArrayIter(x, labels, 20));
+    }
+
+    [Test]
+    public void ModuleFitsScoresAndPredicts()
+    {
+        var (train, test) = Blobs();
+        using var model = new FeedForward(Mlp(), Context.Cpu());
+        model.Fit(new SGD(lr: 0.5, momentum: 0.9), train, 5, test, new XavierInit());
+        Assert.That(model.Score(test), Is.GreaterThan(0.95));
+        var p = model.Predict(test);
+        Assert.That(p.Shape, Is.EqualTo(new long[] { 300, 3 }));
+    }
+
+    private static float[][] Params(Module m) =>
+        m.ParamNames.Select(n => m.Executor.ArgDict[n].ToArray<float>()).ToArray();
+
+    [Test]
+    public void ResumingFromACheckpointIsBitIdentical()
+    {
+        var (train, _) = Blobs();
+        Rand.Seed(1);
+        using var straight = new Module(Mlp());
+        straight.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4), 3, init: new XavierInit());
+        var want = Params(straight);
+
+        Rand.Seed(1);
+        string prefix = Path.Combine(_dir, "mlp");
+        using (var first = new Module(Mlp()))
+        {
+            first.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4), 2, init: new XavierInit());
+            first.SaveCheckpoint(prefix, 2, saveOptimizerStates: true);
+        }
+        Rand.Seed(12345);  // whatever happens in between
+        using var resumed = new Module(Symbol.Load(prefix + "-symbol.json"));
+        resumed.Bind(train.BatchDataShape, train.BatchLabelShape);
+        var opt = new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4);
+        resumed.LoadCheckpoint(prefix, 2, opt);
+        resumed.Fit(train, opt, 1, beginEpoch: 2, initialize: false);
+        var got = Params(resumed);
+        for (int i = 0; i < want.Length; i++) Assert.That(got[i], Is.EqualTo(want[i]), $"parameter {i}");
+        // Without the optimizer state the run differs (the test can fail).
+        Assert.That(File.Exists(prefix + "-0002.states"));
+    }
+
+    [Test]
+    public void AFailedSaveLeavesTheGoodCheckpoint()
+    {
+        var (train, _) = Blobs();
+        using var m = new Module(Mlp());
+        m.Fit(train, new SGD(lr: 0.1), 1, init: new XavierInit());
+        string prefix = Path.Combine(_dir, "ck");
+        m.SaveCheckpoint(prefix, 1);
+        byte[] good = File.ReadAllBytes(prefix + "-0001.params");
+        m.Fit(train, new SGD(lr: 0.1), 1, initialize: false);
+        // The symbol file cannot be replaced (a directory took its name): the save
+        // fails and the parameters already saved are untouched.
+        File.Delete(prefix + "-symbol.json");
+        Directory.CreateDirectory(Path.Combine(prefix + "-symbol.json", "occupied"));
+        var e = Assert.Throws<LoomException>(() => m.SaveCheckpoint(prefix, 1))!;
+        Assert.That(e.Status, Is.EqualTo(LoomStatus.Io));
+        Assert.That(e.Message, Does.Contain("ck-symbol.json"));
+        Assert.That(Directory.GetFiles(_dir).Where(f => f.Contains(".tmp")), Is.Empty);
+        Assert.That(File.ReadAllBytes(prefix + "-0001.params"), Is.EqualTo(good));
+        e = Assert.Throws<LoomException>(() => m.SaveCheckpoint(Path.Combine(_dir, "no", "such", "dir", "ck"), 1))!;
+        Assert.That(e.Message, Does.Contain("does not exist"));
+        // A truncated parameters file is refused with the file named.
+        File.WriteAllBytes(prefix + "-0003.params", good.AsSpan(0, good.Length / 2).ToArray());
+        e = Assert.Throws<LoomException>(() => m.LoadCheckpoint(prefix, 3))!;
+        Assert.That(e.Message, Does.Contain("ck-0003.params"));
+    }
+}
