@@ -83,6 +83,7 @@ switch ($Command) {
         & (Join-Path $Build "tests/bench/loom_engine_bench")
         & (Join-Path $Build "tests/bench/loom_dot_bench")
         dotnet run -c $Config --no-build --project tests/bench/Loom.Bench
+        dotnet run -c $Config --no-build --project src/Loom.Examples -- memory 32
         Get-Mnist
         bash tests/bench/mnist_vs_torch.sh
     }

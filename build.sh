@@ -181,6 +181,8 @@ bench() {
   "$BUILD/tests/bench/loom_dot_bench"
   log "C# imperative call overhead"
   dotnet run -c $CONFIG --no-build --project "$ROOT/tests/bench/Loom.Bench"
+  log "planned memory of Inception-BN, batch 32 (planning on vs one buffer per value)"
+  dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- memory 32
   fetch_data
   log "MLP and LeNet epochs on MNIST, Loom vs PyTorch"
   "$ROOT/tests/bench/mnist_vs_torch.sh"

@@ -20,11 +20,13 @@ switch (example)
         return Mnist.TrainMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
     case "lenet-imperative":
         return Mnist.TrainLeNet(args.Length > 1 ? int.Parse(args[1]) : 10);
+    case "memory":
+        return Mnist.Memory(args.Length > 1 ? int.Parse(args[1]) : 32);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], mnist-imperative [epochs], lenet-imperative [epochs], tour");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], mnist-imperative [epochs], lenet-imperative [epochs], tour");
         return 2;
 }
 
@@ -59,26 +61,14 @@ static class Mnist
     // The seed notebook, symbolically: @mx.chain becomes a fluent chain.
     public static int FitMlp(int epochs)
     {
-        var mlp = Symbol.Variable("data")
-            .FullyConnected("fc1", numHidden: 128).Activation("relu1", ActType.Relu)
-            .FullyConnected("fc2", numHidden: 64).Activation("relu2", ActType.Relu)
-            .FullyConnected("fc3", numHidden: 10)
-            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        var mlp = Models.Mlp();
         // MXNet.jl's default initializer, as in the seed notebook: uniform in [-0.01, 0.01].
         return Fit(mlp, new UniformInit(0.01), epochs, flat: true);
     }
 
     public static int FitLeNet(int epochs)
     {
-        var lenet = Symbol.Variable("data")
-            .Convolution("conv1", kernel: new long[] { 5, 5 }, numFilter: 20).Activation("tanh1", ActType.Tanh)
-            .Pooling("pool1", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
-            .Convolution("conv2", kernel: new long[] { 5, 5 }, numFilter: 50).Activation("tanh2", ActType.Tanh)
-            .Pooling("pool2", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
-            .Flatten("flatten")
-            .FullyConnected("fc1", numHidden: 500).Activation("tanh3", ActType.Tanh)
-            .FullyConnected("fc2", numHidden: 10)
-            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        var lenet = Models.LeNet();
         return Fit(lenet, new XavierInit(), epochs, flat: false);
     }
 
@@ -107,6 +97,23 @@ static class Mnist
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Context.Cpu()).PeakBytesInUse >> 20} MB; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");
         Console.WriteLine($"test-accuracy={model.Score(test):F4}");
+        return 0;
+    }
+
+    // Planned memory of Inception-BN at batch n, 3x224x224 (no allocation).
+    public static int Memory(int n)
+    {
+        var net = Models.InceptionBN();
+        var shapes = new Dictionary<string, long[]> { ["data"] = new long[] { n, 3, 224, 224 } };
+        var reqs = new Dictionary<string, GradReq> { ["data"] = GradReq.Null, ["softmax_label"] = GradReq.Null };
+        Console.WriteLine($"Inception-BN, batch {n}, 3x224x224: {net.ListArguments().Length} arguments, {net.ListAuxiliaryStates().Length} auxiliary states");
+        Console.WriteLine("mode       unplanned_MB  planned_MB  ratio  buffers/values  in_place  args_MB");
+        foreach (bool training in new[] { true, false })
+        {
+            var m = net.PlanMemory(shapes, training, GradReq.Write, reqs);
+            Console.WriteLine($"{(training ? "training " : "inference")}  {m.UnplannedBytes / 1048576.0,12:F1}  {m.PlannedBytes / 1048576.0,10:F1}  " +
+                $"{(double)m.PlannedBytes / m.UnplannedBytes,5:F3}  {m.NumBuffers,7}/{m.NumValues,-6}  {m.NumInplace,8}  {m.ArgumentBytes / 1048576.0,7:F1}");
+        }
         return 0;
     }
 

@@ -162,4 +162,20 @@ public class SymbolTests
         e = Assert.Throws<LoomException>(() => m.LoadCheckpoint(prefix, 3))!;
         Assert.That(e.Message, Does.Contain("ck-0003.params"));
     }
+
+    [Test]
+    public void InceptionBnPlansWithinTheMemoryTargets()
+    {
+        var net = Models.InceptionBN();
+        Assert.That(net.ListAuxiliaryStates(), Has.Length.EqualTo(138));
+        var shapes = new Dictionary<string, long[]> { ["data"] = new long[] { 32, 3, 224, 224 } };
+        var reqs = new Dictionary<string, GradReq> { ["data"] = GradReq.Null, ["softmax_label"] = GradReq.Null };
+        var train = net.PlanMemory(shapes, true, GradReq.Write, reqs);
+        var infer = net.PlanMemory(shapes, false, GradReq.Write, reqs);
+        Assert.That(train.PlannedBytes, Is.LessThanOrEqualTo(train.UnplannedBytes / 2), "training");
+        Assert.That(infer.PlannedBytes, Is.LessThanOrEqualTo(infer.UnplannedBytes / 4), "inference");
+        Assert.That(infer.NumInplace, Is.GreaterThan(0));
+        // The graph survives MXNet's JSON.
+        Assert.That(Symbol.FromJson(net.ToJson()).ListArguments(), Is.EqualTo(net.ListArguments()));
+    }
 }

@@ -1,0 +1,75 @@
+namespace Loom;
+
+/// <summary>Reference network definitions (the seeds' MLP, LeNet and Inception-BN).</summary>
+public static class Models
+{
+    /// <summary>The seed notebook's MLP: 784-128-64-10 with ReLU and a softmax output.</summary>
+    public static Symbol Mlp() => Symbol.Variable("data")
+        .FullyConnected("fc1", numHidden: 128).Activation("relu1", ActType.Relu)
+        .FullyConnected("fc2", numHidden: 64).Activation("relu2", ActType.Relu)
+        .FullyConnected("fc3", numHidden: 10)
+        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+
+    /// <summary>LeNet: conv 5x5x20, tanh, max-pool 2, conv 5x5x50, tanh, max-pool 2, fc 500 tanh, fc 10.</summary>
+    public static Symbol LeNet() => Symbol.Variable("data")
+        .Convolution("conv1", kernel: new long[] { 5, 5 }, numFilter: 20).Activation("tanh1", ActType.Tanh)
+        .Pooling("pool1", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
+        .Convolution("conv2", kernel: new long[] { 5, 5 }, numFilter: 50).Activation("tanh2", ActType.Tanh)
+        .Pooling("pool2", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
+        .Flatten("flatten")
+        .FullyConnected("fc1", numHidden: 500).Activation("tanh3", ActType.Tanh)
+        .FullyConnected("fc2", numHidden: 10)
+        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+
+    private static Symbol ConvFactory(Symbol data, long filters, long k, long stride, long pad, string name) => data
+        .Convolution("conv_" + name, kernel: new[] { k, k }, numFilter: filters, stride: new[] { stride, stride }, pad: new[] { pad, pad })
+        .BatchNorm("bn_" + name, fixGamma: false, eps: 1e-5, momentum: 0.9)
+        .Activation("relu_" + name, ActType.Relu);
+
+    private static Symbol InceptionA(Symbol data, long n1, long n3r, long n3, long nd3r, long nd3, PoolType pool, long proj, string name)
+    {
+        var c1 = ConvFactory(data, n1, 1, 1, 0, name + "_1x1");
+        var c3 = ConvFactory(ConvFactory(data, n3r, 1, 1, 0, name + "_3x3_reduce"), n3, 3, 1, 1, name + "_3x3");
+        var cd = ConvFactory(data, nd3r, 1, 1, 0, name + "_double_3x3_reduce");
+        cd = ConvFactory(ConvFactory(cd, nd3, 3, 1, 1, name + "_double_3x3_0"), nd3, 3, 1, 1, name + "_double_3x3_1");
+        var pooled = data.Pooling($"{pool.ToString().ToLowerInvariant()}_pool_{name}_pool", kernel: new long[] { 3, 3 },
+            stride: new long[] { 1, 1 }, pad: new long[] { 1, 1 }, poolType: pool);
+        var cp = ConvFactory(pooled, proj, 1, 1, 0, name + "_proj");
+        return Sym.Concat($"ch_concat_{name}_chconcat", new[] { c1, c3, cd, cp }, numArgs: 4);
+    }
+
+    private static Symbol InceptionB(Symbol data, long n3r, long n3, long nd3r, long nd3, string name)
+    {
+        var c3 = ConvFactory(ConvFactory(data, n3r, 1, 1, 0, name + "_3x3_reduce"), n3, 3, 2, 1, name + "_3x3");
+        var cd = ConvFactory(data, nd3r, 1, 1, 0, name + "_double_3x3_reduce");
+        cd = ConvFactory(ConvFactory(cd, nd3, 3, 1, 1, name + "_double_3x3_0"), nd3, 3, 2, 1, name + "_double_3x3_1");
+        var pooled = data.Pooling($"max_pool_{name}_pool", kernel: new long[] { 3, 3 }, stride: new long[] { 2, 2 },
+            pad: new long[] { 1, 1 }, poolType: PoolType.Max);
+        return Sym.Concat($"ch_concat_{name}_chconcat", new[] { c3, cd, pooled }, numArgs: 3);
+    }
+
+    /// <summary>Inception-BN (GoogLeNet with batch normalisation) for 3x224x224 images,
+    /// as in MXNet's image-classification examples.</summary>
+    public static Symbol InceptionBN(long numClasses = 1000)
+    {
+        var data = Symbol.Variable("data");
+        var x = ConvFactory(data, 64, 7, 2, 3, "1")
+            .Pooling("pool_1", kernel: new long[] { 3, 3 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max);
+        x = ConvFactory(ConvFactory(x, 64, 1, 1, 0, "2_red"), 192, 3, 1, 1, "2")
+            .Pooling("pool_2", kernel: new long[] { 3, 3 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max);
+        x = InceptionA(x, 64, 64, 64, 64, 96, PoolType.Avg, 32, "3a");
+        x = InceptionA(x, 64, 64, 96, 64, 96, PoolType.Avg, 64, "3b");
+        x = InceptionB(x, 128, 160, 64, 96, "3c");
+        x = InceptionA(x, 224, 64, 96, 96, 128, PoolType.Avg, 128, "4a");
+        x = InceptionA(x, 192, 96, 128, 96, 128, PoolType.Avg, 128, "4b");
+        x = InceptionA(x, 160, 128, 160, 128, 160, PoolType.Avg, 128, "4c");
+        x = InceptionA(x, 96, 128, 192, 160, 192, PoolType.Avg, 128, "4d");
+        x = InceptionB(x, 128, 192, 192, 256, "4e");
+        x = InceptionA(x, 352, 192, 320, 160, 224, PoolType.Avg, 128, "5a");
+        x = InceptionA(x, 352, 192, 320, 192, 224, PoolType.Max, 128, "5b");
+        return x.Pooling("global_pool", kernel: new long[] { 7, 7 }, stride: new long[] { 1, 1 }, poolType: PoolType.Avg)
+            .Flatten("flatten")
+            .FullyConnected("fc1", numHidden: numClasses)
+            .SoftmaxOutput("softmax");
+    }
+}
