@@ -53,6 +53,26 @@ static class Mnist
         return (x, y);
     }
 
+    // MNIST's training (shuffled) and test iterators, batch 100; images flat (N, 784)
+    // or as (N, 1, 28, 28). Null, with a message, when the data is missing.
+    static (NDArrayIter Train, NDArrayIter Test)? Iterators(bool flat)
+    {
+        string dir = DataDir();
+        if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
+        {
+            Console.Error.WriteLine($"MNIST not found in {dir}; fetch it with ./build.sh data");
+            return null;
+        }
+        var (trainX, trainY) = Load(dir, "train");
+        var (testX, testY) = Load(dir, "t10k");
+        if (!flat)
+        {
+            trainX = trainX.Reshape(-1, 1, 28, 28);
+            testX = testX.Reshape(-1, 1, 28, 28);
+        }
+        return (new NDArrayIter(trainX, trainY, 100, shuffle: true), new NDArrayIter(testX, testY, 100));
+    }
+
     static void Info(string s) => Console.WriteLine("INFO: " + s);
 
     static NDArray Weight(params long[] shape) => Op.InitXavier(shape: shape).AttachGrad();
@@ -75,21 +95,8 @@ static class Mnist
     static int Fit(Symbol net, Initializer init, int epochs, bool flat)
     {
         Rand.Seed(42);
-        string dir = DataDir();
-        if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
-        {
-            Console.Error.WriteLine($"MNIST not found in {dir}; fetch it with ./build.sh data");
-            return 1;
-        }
-        var (trainX, trainY) = Load(dir, "train");
-        var (testX, testY) = Load(dir, "t10k");
-        if (!flat)
-        {
-            trainX = trainX.Reshape(-1, 1, 28, 28);
-            testX = testX.Reshape(-1, 1, 28, 28);
-        }
-        var train = new NDArrayIter(trainX, trainY, 100, shuffle: true);
-        var test = new NDArrayIter(testX, testY, 100);
+        if (Iterators(flat) is not { } iterators) return 1;
+        var (train, test) = iterators;
         var total = Stopwatch.StartNew();
         using var model = new FeedForward(net, Context.Cpu());
         model.Fit(new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), train, epochs, test, init);
@@ -165,22 +172,8 @@ static class Mnist
 
     static int Train(List<NDArray> parameters, Func<NDArray, NDArray, NDArray> Forward, int epochs, bool flat)
     {
-        string dir = DataDir();
-        if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
-        {
-            Console.Error.WriteLine($"MNIST not found in {dir}; fetch it with ./build.sh data");
-            return 1;
-        }
-        var (trainX, trainY) = Load(dir, "train");
-        var (testX, testY) = Load(dir, "t10k");
-        if (!flat)
-        {
-            trainX = trainX.Reshape(-1, 1, 28, 28);
-            testX = testX.Reshape(-1, 1, 28, 28);
-        }
-        const int batch = 100;
-        var train = new NDArrayIter(trainX, trainY, batch, shuffle: true);
-        var test = new NDArrayIter(testX, testY, batch);
+        if (Iterators(flat) is not { } iterators) return 1;
+        var (train, test) = iterators;
 
         Info($"Start training on [{Context.Cpu()}]");
         Info("Initializing parameters...");

@@ -74,6 +74,20 @@ std::map<std::string, loom::Shape> shape_map(int32_t count, const char *const *n
   return r;
 }
 
+// Known dtypes by name (-1 entries, or a NULL array, leave a dtype unknown).
+std::map<std::string, int32_t> dtype_map(int32_t count, const char *const *names,
+                                         const int32_t *dtypes) {
+  std::map<std::string, int32_t> r;
+  if (!dtypes) return r;
+  for (int32_t i = 0; i < count; ++i)
+    if (dtypes[i] >= 0) {
+      LOOM_CHECK(loom::dtype_known(dtypes[i]), LOOM_ERR_DTYPE, "unknown dtype code ", dtypes[i],
+                 " for '", names[i], "'");
+      r[names[i]] = dtypes[i];
+    }
+  return r;
+}
+
 std::map<std::string, int32_t> req_map(int32_t n, const char *const *names, const int32_t *reqs) {
   std::map<std::string, int32_t> r;
   LOOM_CHECK(n >= 0 && (n == 0 || (names && reqs)), LOOM_ERR_INVALID_ARGUMENT,
@@ -311,14 +325,7 @@ loom_status loom_symbol_infer(const char **out_json, loom_symbol symbol, int32_t
   need(out_json, "out_json");
   loom::Symbol s = get_symbol(symbol, "symbol");
   auto shapes = shape_map(count, names, ndims, dims);
-  std::map<std::string, int32_t> dt;
-  if (dtypes)
-    for (int32_t i = 0; i < count; ++i)
-      if (dtypes[i] >= 0) {
-        LOOM_CHECK(loom::dtype_known(dtypes[i]), LOOM_ERR_DTYPE, "infer: unknown dtype code ",
-                   dtypes[i], " for '", names[i], "'");
-        dt[names[i]] = dtypes[i];
-      }
+  auto dt = dtype_map(count, names, dtypes);
   std::lock_guard<std::mutex> lk(graph_mutex());
   loom::IndexedGraph g = s.index();
   loom::ShapeInfo info = loom::infer(g, shapes, dt);
@@ -428,10 +435,7 @@ loom_status loom_executor_simple_bind(loom_executor *out, loom_symbol symbol, in
   need(out, "out");
   loom::Symbol s = get_symbol(symbol, "symbol");
   auto shapes = shape_map(count, names, ndims, dims);
-  std::map<std::string, int32_t> dt;
-  if (dtypes)
-    for (int32_t i = 0; i < count; ++i)
-      if (dtypes[i] >= 0) dt[names[i]] = dtypes[i];
+  auto dt = dtype_map(count, names, dtypes);
   auto rq = req_map(num_reqs, req_names, reqs);
   std::shared_ptr<loom::Executor> ex;
   {
