@@ -337,17 +337,68 @@ public static partial class Op
     }
     private static OpHandle s_abs;
 
-    /// <summary>Counts predictions whose arg-max (over the last axis) equals the label: returns float64 [correct, total]. Sum the results over batches and divide for accuracy.</summary>
+    /// <summary>Counts rows whose label is among the top_k scores (over the last axis): returns float64 [correct, total]. Ties rank the lower class index first, so top_k=1 is 'the first arg-max equals the label'.</summary>
     /// <param name="pred">Input 'pred'.</param>
     /// <param name="label">Input 'label'.</param>
+    /// <param name="topK">How many of the best classes count as correct. Default: 1.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'accuracy_count').</returns>
-    public static NDArray AccuracyCount(NDArray pred, NDArray label, NDArray? @out = null)
+    public static NDArray AccuracyCount(NDArray pred, NDArray label, long? topK = null, NDArray? @out = null)
     {
         OpParams? __params = null;
+        if (topK is not null) (__params ??= new()).Add("top_k", topK.Value);
         return Imperative.Invoke(ref s_accuracy_count, "accuracy_count", new[] { pred, label }, __params, @out);
     }
     private static OpHandle s_accuracy_count;
+
+    /// <summary>AdaDelta (Zeiler): g = clip(rescale_grad * grad); acc_g = rho * acc_g + (1-rho) g^2; delta = sqrt(acc_delta + epsilon) / sqrt(acc_g + epsilon) * g; acc_delta = rho * acc_delta + (1-rho) delta^2; w = w - lr * delta - wd * w. The method needs no learning rate: lr defaults to 1.</summary>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="grad">Input 'grad'.</param>
+    /// <param name="accG">Input 'acc_g'.</param>
+    /// <param name="accDelta">Input 'acc_delta'.</param>
+    /// <param name="lr">Scales the step (1 in the method as published). Default: 1.0.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="rho">Decay of both running averages. Default: 0.9.</param>
+    /// <param name="epsilon">Added under the square roots. Default: 1e-5.</param>
+    /// <param name="out">Write the results into these arrays (weight, acc_g, acc_delta) instead of new ones.</param>
+    /// <returns>The result (the op 'adadelta_update').</returns>
+    public static NDArray[] AdadeltaUpdate(NDArray weight, NDArray grad, NDArray accG, NDArray accDelta, double? lr = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? rho = null, double? epsilon = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        if (lr is not null) (__params ??= new()).Add("lr", lr.Value);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (rho is not null) (__params ??= new()).Add("rho", rho.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        return Imperative.InvokeMany(ref s_adadelta_update, "adadelta_update", new[] { weight, grad, accG, accDelta }, __params, @out);
+    }
+    private static OpHandle s_adadelta_update;
+
+    /// <summary>AdaGrad: g = clip(rescale_grad * grad); history = history + g^2; w = w - lr * (g / sqrt(history + epsilon) + wd * w).</summary>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="grad">Input 'grad'.</param>
+    /// <param name="history">Input 'history'.</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="epsilon">Added under the square root. Default: 1e-7.</param>
+    /// <param name="out">Write the results into these arrays (weight, history) instead of new ones.</param>
+    /// <returns>The result (the op 'adagrad_update').</returns>
+    public static NDArray[] AdagradUpdate(NDArray weight, NDArray grad, NDArray history, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? epsilon = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        return Imperative.InvokeMany(ref s_adagrad_update, "adagrad_update", new[] { weight, grad, history }, __params, @out);
+    }
+    private static OpHandle s_adagrad_update;
 
     /// <summary>Adam: mean = beta1 mean + (1-beta1) g; var = beta2 var + (1-beta2) g^2; w = w - lr_t * mean / (sqrt(var) + epsilon), where g = clip(rescale_grad * grad) + wd * w and lr_t = lr * sqrt(1-beta2^t) / (1-beta1^t) when t &gt; 0 (bias correction), lr otherwise.</summary>
     /// <param name="weight">Input 'weight'.</param>
@@ -544,6 +595,20 @@ public static partial class Op
     }
     private static OpHandle s_cos;
 
+    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows].</summary>
+    /// <param name="pred">Input 'pred'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'cross_entropy_count').</returns>
+    public static NDArray CrossEntropyCount(NDArray pred, NDArray label, double? eps = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        return Imperative.Invoke(ref s_cross_entropy_count, "cross_entropy_count", new[] { pred, label }, __params, @out);
+    }
+    private static OpHandle s_cross_entropy_count;
+
     /// <summary>Elementwise lhs / rhs with NumPy broadcasting (integer division truncates; dividing an integer by zero is an error).</summary>
     /// <param name="lhs">Input 'lhs'.</param>
     /// <param name="rhs">Input 'rhs'.</param>
@@ -631,6 +696,18 @@ public static partial class Op
         return Imperative.Invoke(ref s_expm1, "expm1", new[] { data }, __params, @out);
     }
     private static OpHandle s_expm1;
+
+    /// <summary>Binary F1 counts: the predicted class is the arg-max of pred (rows, 2), or pred &gt;= 0.5 when pred has one value per label; label 1 is positive. Returns float64 [2 tp, 2 tp + fp + fn], whose ratio summed over batches is the F1 score.</summary>
+    /// <param name="pred">Input 'pred'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'f1_count').</returns>
+    public static NDArray F1Count(NDArray pred, NDArray label, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_f1_count, "f1_count", new[] { pred, label }, __params, @out);
+    }
+    private static OpHandle s_f1_count;
 
     /// <summary>Floor, elementwise.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -820,6 +897,50 @@ public static partial class Op
     }
     private static OpHandle s_log_softmax;
 
+    /// <summary>The learning rate after num_update updates, as a float64 scalar of shape (1,). fixed: base_lr. factor: base_lr * factor^floor(num_update / step), not below stop_factor_lr. multifactor: base_lr * factor^k, k = the number of steps s &lt;= num_update. inv: base_lr * (1 + gamma * num_update)^-power. cosine: final_lr + (base_lr - final_lr) * (1 + cos(pi * num_update / max_update)) / 2, then final_lr.</summary>
+    /// <param name="baseLr">The initial learning rate.</param>
+    /// <param name="numUpdate">Updates done so far (from 0).</param>
+    /// <param name="schedule">The schedule. One of: fixed, factor, multifactor, inv, cosine. Default: fixed.</param>
+    /// <param name="step">factor: updates between decays. Default: 1.</param>
+    /// <param name="steps">multifactor: increasing update counts at which to decay. Default: ().</param>
+    /// <param name="factor">factor, multifactor: the decay factor. Default: 1.0.</param>
+    /// <param name="stopFactorLr">factor: the lowest learning rate. Default: 1e-8.</param>
+    /// <param name="gamma">inv: gamma. Default: 0.0.</param>
+    /// <param name="power">inv: power. Default: 0.0.</param>
+    /// <param name="maxUpdate">cosine: updates until final_lr. Default: 1.</param>
+    /// <param name="finalLr">cosine: the last learning rate. Default: 0.0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'lr_schedule').</returns>
+    public static NDArray LrSchedule(double baseLr, long numUpdate, Schedule? schedule = null, long? step = null, long[]? steps = null, double? factor = null, double? stopFactorLr = null, double? gamma = null, double? power = null, long? maxUpdate = null, double? finalLr = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (schedule is not null) (__params ??= new()).Add("schedule", OpEnums.Text(schedule.Value));
+        (__params ??= new()).Add("base_lr", baseLr);
+        (__params ??= new()).Add("num_update", numUpdate);
+        if (step is not null) (__params ??= new()).Add("step", step.Value);
+        if (steps is not null) (__params ??= new()).Add("steps", steps);
+        if (factor is not null) (__params ??= new()).Add("factor", factor.Value);
+        if (stopFactorLr is not null) (__params ??= new()).Add("stop_factor_lr", stopFactorLr.Value);
+        if (gamma is not null) (__params ??= new()).Add("gamma", gamma.Value);
+        if (power is not null) (__params ??= new()).Add("power", power.Value);
+        if (maxUpdate is not null) (__params ??= new()).Add("max_update", maxUpdate.Value);
+        if (finalLr is not null) (__params ??= new()).Add("final_lr", finalLr.Value);
+        return Imperative.Invoke(ref s_lr_schedule, "lr_schedule", System.Array.Empty<NDArray>(), __params, @out);
+    }
+    private static OpHandle s_lr_schedule;
+
+    /// <summary>Absolute error: returns float64 [sum of |label - pred|, values]. label needs as many values as pred (any shape).</summary>
+    /// <param name="pred">Input 'pred'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'mae_count').</returns>
+    public static NDArray MaeCount(NDArray pred, NDArray label, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_mae_count, "mae_count", new[] { pred, label }, __params, @out);
+    }
+    private static OpHandle s_mae_count;
+
     /// <summary>Maximum over the given axes (NaN propagates).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
@@ -920,6 +1041,18 @@ public static partial class Op
         return Imperative.Invoke(ref s_minimum_scalar, "minimum_scalar", new[] { data }, __params, @out);
     }
     private static OpHandle s_minimum_scalar;
+
+    /// <summary>Squared error: returns float64 [sum of (label - pred)^2, values]. label needs as many values as pred (any shape).</summary>
+    /// <param name="pred">Input 'pred'.</param>
+    /// <param name="label">Input 'label'.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'mse_count').</returns>
+    public static NDArray MseCount(NDArray pred, NDArray label, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        return Imperative.Invoke(ref s_mse_count, "mse_count", new[] { pred, label }, __params, @out);
+    }
+    private static OpHandle s_mse_count;
 
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
@@ -1160,6 +1293,33 @@ public static partial class Op
         return Imperative.Invoke(ref s_reshape, "reshape", new[] { data }, __params, @out);
     }
     private static OpHandle s_reshape;
+
+    /// <summary>RMSProp (Tieleman and Hinton): g = clip(rescale_grad * grad) + wd * w; n = (1 - gamma1) * g^2 + gamma1 * n; w = w - lr * g / sqrt(n + epsilon), with the step clipped to [-clip_weights, clip_weights] when that is positive.</summary>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="grad">Input 'grad'.</param>
+    /// <param name="n">Input 'n'.</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="gamma1">Decay of the squared-gradient average. Default: 0.95.</param>
+    /// <param name="epsilon">Added under the square root. Default: 1e-8.</param>
+    /// <param name="clipWeights">Clips the updated weight to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="out">Write the results into these arrays (weight, n) instead of new ones.</param>
+    /// <returns>The result (the op 'rmsprop_update').</returns>
+    public static NDArray[] RmspropUpdate(NDArray weight, NDArray grad, NDArray n, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? gamma1 = null, double? epsilon = null, double? clipWeights = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (gamma1 is not null) (__params ??= new()).Add("gamma1", gamma1.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        if (clipWeights is not null) (__params ??= new()).Add("clip_weights", clipWeights.Value);
+        return Imperative.InvokeMany(ref s_rmsprop_update, "rmsprop_update", new[] { weight, grad, n }, __params, @out);
+    }
+    private static OpHandle s_rmsprop_update;
 
     /// <summary>Round half away from zero, elementwise.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -1554,6 +1714,21 @@ public enum SampleType
     Nearest,
 }
 
+/// <summary>Choices of an operator parameter (fixed, factor, multifactor, inv, cosine).</summary>
+public enum Schedule
+{
+    /// <summary>"fixed"</summary>
+    Fixed,
+    /// <summary>"factor"</summary>
+    Factor,
+    /// <summary>"multifactor"</summary>
+    Multifactor,
+    /// <summary>"inv"</summary>
+    Inv,
+    /// <summary>"cosine"</summary>
+    Cosine,
+}
+
 /// <summary>The engine's spelling of each operator enum value.</summary>
 public static class OpEnums
 {
@@ -1575,4 +1750,6 @@ public static class OpEnums
     public static string Text(RndType v) => v switch { RndType.Uniform => "uniform", RndType.Gaussian => "gaussian", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="SampleType"/> value.</summary>
     public static string Text(SampleType v) => v switch { SampleType.Nearest => "nearest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="Schedule"/> value.</summary>
+    public static string Text(Schedule v) => v switch { Schedule.Fixed => "fixed", Schedule.Factor => "factor", Schedule.Multifactor => "multifactor", Schedule.Inv => "inv", Schedule.Cosine => "cosine", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
 }

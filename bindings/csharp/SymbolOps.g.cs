@@ -296,14 +296,61 @@ public static partial class Sym
         return Symbol.Create("abs", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Counts predictions whose arg-max (over the last axis) equals the label: returns float64 [correct, total]. Sum the results over batches and divide for accuracy.</summary>
+    /// <summary>Counts rows whose label is among the top_k scores (over the last axis): returns float64 [correct, total]. Ties rank the lower class index first, so top_k=1 is 'the first arg-max equals the label'.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
-    public static Symbol AccuracyCount(string? name, Symbol? pred = null, Symbol? label = null)
+    /// <param name="topK">How many of the best classes count as correct. Default: 1.</param>
+    public static Symbol AccuracyCount(string? name, Symbol? pred = null, Symbol? label = null, long? topK = null)
     {
         OpParams? __params = null;
+        if (topK is not null) (__params ??= new()).Add("top_k", topK.Value);
         return Symbol.Create("accuracy_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
+    }
+
+    /// <summary>AdaDelta (Zeiler): g = clip(rescale_grad * grad); acc_g = rho * acc_g + (1-rho) g^2; delta = sqrt(acc_delta + epsilon) / sqrt(acc_g + epsilon) * g; acc_delta = rho * acc_delta + (1-rho) delta^2; w = w - lr * delta - wd * w. The method needs no learning rate: lr defaults to 1.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="weight">Input 'weight' (null: a new variable).</param>
+    /// <param name="grad">Input 'grad' (null: a new variable).</param>
+    /// <param name="accG">Input 'acc_g' (null: a new variable).</param>
+    /// <param name="accDelta">Input 'acc_delta' (null: a new variable).</param>
+    /// <param name="lr">Scales the step (1 in the method as published). Default: 1.0.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="rho">Decay of both running averages. Default: 0.9.</param>
+    /// <param name="epsilon">Added under the square roots. Default: 1e-5.</param>
+    public static Symbol AdadeltaUpdate(string? name, Symbol? weight = null, Symbol? grad = null, Symbol? accG = null, Symbol? accDelta = null, double? lr = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? rho = null, double? epsilon = null)
+    {
+        OpParams? __params = null;
+        if (lr is not null) (__params ??= new()).Add("lr", lr.Value);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (rho is not null) (__params ??= new()).Add("rho", rho.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        return Symbol.Create("adadelta_update", name, new Symbol?[] { weight, grad, accG, accDelta }, new[] { "weight", "grad", "acc_g", "acc_delta" }, __params);
+    }
+
+    /// <summary>AdaGrad: g = clip(rescale_grad * grad); history = history + g^2; w = w - lr * (g / sqrt(history + epsilon) + wd * w).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="weight">Input 'weight' (null: a new variable).</param>
+    /// <param name="grad">Input 'grad' (null: a new variable).</param>
+    /// <param name="history">Input 'history' (null: a new variable).</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="epsilon">Added under the square root. Default: 1e-7.</param>
+    public static Symbol AdagradUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, Symbol? history = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? epsilon = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        return Symbol.Create("adagrad_update", name, new Symbol?[] { weight, grad, history }, new[] { "weight", "grad", "history" }, __params);
     }
 
     /// <summary>Adam: mean = beta1 mean + (1-beta1) g; var = beta2 var + (1-beta2) g^2; w = w - lr_t * mean / (sqrt(var) + epsilon), where g = clip(rescale_grad * grad) + wd * w and lr_t = lr * sqrt(1-beta2^t) / (1-beta1^t) when t &gt; 0 (bias correction), lr otherwise.</summary>
@@ -475,6 +522,18 @@ public static partial class Sym
         return Symbol.Create("cos", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
+    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows].</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="pred">Input 'pred' (null: a new variable).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    public static Symbol CrossEntropyCount(string? name, Symbol? pred = null, Symbol? label = null, double? eps = null)
+    {
+        OpParams? __params = null;
+        if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        return Symbol.Create("cross_entropy_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
+    }
+
     /// <summary>Elementwise lhs / rhs with NumPy broadcasting (integer division truncates; dividing an integer by zero is an error).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
@@ -547,6 +606,16 @@ public static partial class Sym
     {
         OpParams? __params = null;
         return Symbol.Create("expm1", name, new Symbol?[] { data }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Binary F1 counts: the predicted class is the arg-max of pred (rows, 2), or pred &gt;= 0.5 when pred has one value per label; label 1 is positive. Returns float64 [2 tp, 2 tp + fp + fn], whose ratio summed over batches is the F1 score.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="pred">Input 'pred' (null: a new variable).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    public static Symbol F1Count(string? name, Symbol? pred = null, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        return Symbol.Create("f1_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
     }
 
     /// <summary>Floor, elementwise.</summary>
@@ -709,6 +778,46 @@ public static partial class Sym
         return Symbol.Create("log_softmax", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
+    /// <summary>The learning rate after num_update updates, as a float64 scalar of shape (1,). fixed: base_lr. factor: base_lr * factor^floor(num_update / step), not below stop_factor_lr. multifactor: base_lr * factor^k, k = the number of steps s &lt;= num_update. inv: base_lr * (1 + gamma * num_update)^-power. cosine: final_lr + (base_lr - final_lr) * (1 + cos(pi * num_update / max_update)) / 2, then final_lr.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="baseLr">The initial learning rate.</param>
+    /// <param name="numUpdate">Updates done so far (from 0).</param>
+    /// <param name="schedule">The schedule. One of: fixed, factor, multifactor, inv, cosine. Default: fixed.</param>
+    /// <param name="step">factor: updates between decays. Default: 1.</param>
+    /// <param name="steps">multifactor: increasing update counts at which to decay. Default: ().</param>
+    /// <param name="factor">factor, multifactor: the decay factor. Default: 1.0.</param>
+    /// <param name="stopFactorLr">factor: the lowest learning rate. Default: 1e-8.</param>
+    /// <param name="gamma">inv: gamma. Default: 0.0.</param>
+    /// <param name="power">inv: power. Default: 0.0.</param>
+    /// <param name="maxUpdate">cosine: updates until final_lr. Default: 1.</param>
+    /// <param name="finalLr">cosine: the last learning rate. Default: 0.0.</param>
+    public static Symbol LrSchedule(string? name, double baseLr, long numUpdate, Schedule? schedule = null, long? step = null, long[]? steps = null, double? factor = null, double? stopFactorLr = null, double? gamma = null, double? power = null, long? maxUpdate = null, double? finalLr = null)
+    {
+        OpParams? __params = null;
+        if (schedule is not null) (__params ??= new()).Add("schedule", OpEnums.Text(schedule.Value));
+        (__params ??= new()).Add("base_lr", baseLr);
+        (__params ??= new()).Add("num_update", numUpdate);
+        if (step is not null) (__params ??= new()).Add("step", step.Value);
+        if (steps is not null) (__params ??= new()).Add("steps", steps);
+        if (factor is not null) (__params ??= new()).Add("factor", factor.Value);
+        if (stopFactorLr is not null) (__params ??= new()).Add("stop_factor_lr", stopFactorLr.Value);
+        if (gamma is not null) (__params ??= new()).Add("gamma", gamma.Value);
+        if (power is not null) (__params ??= new()).Add("power", power.Value);
+        if (maxUpdate is not null) (__params ??= new()).Add("max_update", maxUpdate.Value);
+        if (finalLr is not null) (__params ??= new()).Add("final_lr", finalLr.Value);
+        return Symbol.Create("lr_schedule", name, System.Array.Empty<Symbol?>(), System.Array.Empty<string>(), __params);
+    }
+
+    /// <summary>Absolute error: returns float64 [sum of |label - pred|, values]. label needs as many values as pred (any shape).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="pred">Input 'pred' (null: a new variable).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    public static Symbol MaeCount(string? name, Symbol? pred = null, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        return Symbol.Create("mae_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
+    }
+
     /// <summary>Maximum over the given axes (NaN propagates).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
@@ -794,6 +903,16 @@ public static partial class Sym
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
         return Symbol.Create("minimum_scalar", name, new Symbol?[] { data }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Squared error: returns float64 [sum of (label - pred)^2, values]. label needs as many values as pred (any shape).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="pred">Input 'pred' (null: a new variable).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    public static Symbol MseCount(string? name, Symbol? pred = null, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        return Symbol.Create("mse_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
     }
 
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
@@ -1000,6 +1119,31 @@ public static partial class Sym
         OpParams? __params = null;
         (__params ??= new()).Add("shape", shape);
         return Symbol.Create("reshape", name, new Symbol?[] { data }, new[] { "data" }, __params);
+    }
+
+    /// <summary>RMSProp (Tieleman and Hinton): g = clip(rescale_grad * grad) + wd * w; n = (1 - gamma1) * g^2 + gamma1 * n; w = w - lr * g / sqrt(n + epsilon), with the step clipped to [-clip_weights, clip_weights] when that is positive.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="weight">Input 'weight' (null: a new variable).</param>
+    /// <param name="grad">Input 'grad' (null: a new variable).</param>
+    /// <param name="n">Input 'n' (null: a new variable).</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="gamma1">Decay of the squared-gradient average. Default: 0.95.</param>
+    /// <param name="epsilon">Added under the square root. Default: 1e-8.</param>
+    /// <param name="clipWeights">Clips the updated weight to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    public static Symbol RmspropUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, Symbol? n = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? gamma1 = null, double? epsilon = null, double? clipWeights = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (gamma1 is not null) (__params ??= new()).Add("gamma1", gamma1.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        if (clipWeights is not null) (__params ??= new()).Add("clip_weights", clipWeights.Value);
+        return Symbol.Create("rmsprop_update", name, new Symbol?[] { weight, grad, n }, new[] { "weight", "grad", "n" }, __params);
     }
 
     /// <summary>Round half away from zero, elementwise.</summary>
@@ -1507,13 +1651,58 @@ public sealed partial class Symbol
         return Create("abs", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Counts predictions whose arg-max (over the last axis) equals the label: returns float64 [correct, total]. Sum the results over batches and divide for accuracy.</summary>
+    /// <summary>Counts rows whose label is among the top_k scores (over the last axis): returns float64 [correct, total]. Ties rank the lower class index first, so top_k=1 is 'the first arg-max equals the label'.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
-    public Symbol AccuracyCount(string? name, Symbol? label = null)
+    /// <param name="topK">How many of the best classes count as correct. Default: 1.</param>
+    public Symbol AccuracyCount(string? name, long? topK = null, Symbol? label = null)
     {
         OpParams? __params = null;
+        if (topK is not null) (__params ??= new()).Add("top_k", topK.Value);
         return Create("accuracy_count", name, new Symbol?[] { this, label }, new[] { "pred", "label" }, __params);
+    }
+
+    /// <summary>AdaDelta (Zeiler): g = clip(rescale_grad * grad); acc_g = rho * acc_g + (1-rho) g^2; delta = sqrt(acc_delta + epsilon) / sqrt(acc_g + epsilon) * g; acc_delta = rho * acc_delta + (1-rho) delta^2; w = w - lr * delta - wd * w. The method needs no learning rate: lr defaults to 1.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="grad">Input 'grad' (null: a new variable).</param>
+    /// <param name="accG">Input 'acc_g' (null: a new variable).</param>
+    /// <param name="accDelta">Input 'acc_delta' (null: a new variable).</param>
+    /// <param name="lr">Scales the step (1 in the method as published). Default: 1.0.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="rho">Decay of both running averages. Default: 0.9.</param>
+    /// <param name="epsilon">Added under the square roots. Default: 1e-5.</param>
+    public Symbol AdadeltaUpdate(string? name, double? lr = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? rho = null, double? epsilon = null, Symbol? grad = null, Symbol? accG = null, Symbol? accDelta = null)
+    {
+        OpParams? __params = null;
+        if (lr is not null) (__params ??= new()).Add("lr", lr.Value);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (rho is not null) (__params ??= new()).Add("rho", rho.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        return Create("adadelta_update", name, new Symbol?[] { this, grad, accG, accDelta }, new[] { "weight", "grad", "acc_g", "acc_delta" }, __params);
+    }
+
+    /// <summary>AdaGrad: g = clip(rescale_grad * grad); history = history + g^2; w = w - lr * (g / sqrt(history + epsilon) + wd * w).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="grad">Input 'grad' (null: a new variable).</param>
+    /// <param name="history">Input 'history' (null: a new variable).</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="epsilon">Added under the square root. Default: 1e-7.</param>
+    public Symbol AdagradUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? epsilon = null, Symbol? grad = null, Symbol? history = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        return Create("adagrad_update", name, new Symbol?[] { this, grad, history }, new[] { "weight", "grad", "history" }, __params);
     }
 
     /// <summary>Adam: mean = beta1 mean + (1-beta1) g; var = beta2 var + (1-beta2) g^2; w = w - lr_t * mean / (sqrt(var) + epsilon), where g = clip(rescale_grad * grad) + wd * w and lr_t = lr * sqrt(1-beta2^t) / (1-beta1^t) when t &gt; 0 (bias correction), lr otherwise.</summary>
@@ -1645,6 +1834,17 @@ public sealed partial class Symbol
         return Create("cos", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
+    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows].</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    public Symbol CrossEntropyCount(string? name, double? eps = null, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        return Create("cross_entropy_count", name, new Symbol?[] { this, label }, new[] { "pred", "label" }, __params);
+    }
+
     /// <summary>Elementwise lhs / rhs with NumPy broadcasting (integer division truncates; dividing an integer by zero is an error).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
@@ -1710,6 +1910,15 @@ public sealed partial class Symbol
     {
         OpParams? __params = null;
         return Create("expm1", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Binary F1 counts: the predicted class is the arg-max of pred (rows, 2), or pred &gt;= 0.5 when pred has one value per label; label 1 is positive. Returns float64 [2 tp, 2 tp + fp + fn], whose ratio summed over batches is the F1 score.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    public Symbol F1Count(string? name, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        return Create("f1_count", name, new Symbol?[] { this, label }, new[] { "pred", "label" }, __params);
     }
 
     /// <summary>Floor, elementwise.</summary>
@@ -1824,6 +2033,15 @@ public sealed partial class Symbol
         return Create("log_softmax", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
+    /// <summary>Absolute error: returns float64 [sum of |label - pred|, values]. label needs as many values as pred (any shape).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    public Symbol MaeCount(string? name, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        return Create("mae_count", name, new Symbol?[] { this, label }, new[] { "pred", "label" }, __params);
+    }
+
     /// <summary>Maximum over the given axes (NaN propagates).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
@@ -1902,6 +2120,15 @@ public sealed partial class Symbol
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
         return Create("minimum_scalar", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Squared error: returns float64 [sum of (label - pred)^2, values]. label needs as many values as pred (any shape).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="label">Input 'label' (null: a new variable).</param>
+    public Symbol MseCount(string? name, Symbol? label = null)
+    {
+        OpParams? __params = null;
+        return Create("mse_count", name, new Symbol?[] { this, label }, new[] { "pred", "label" }, __params);
     }
 
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
@@ -2033,6 +2260,30 @@ public sealed partial class Symbol
         OpParams? __params = null;
         (__params ??= new()).Add("shape", shape);
         return Create("reshape", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>RMSProp (Tieleman and Hinton): g = clip(rescale_grad * grad) + wd * w; n = (1 - gamma1) * g^2 + gamma1 * n; w = w - lr * g / sqrt(n + epsilon), with the step clipped to [-clip_weights, clip_weights] when that is positive.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="grad">Input 'grad' (null: a new variable).</param>
+    /// <param name="n">Input 'n' (null: a new variable).</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
+    /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="gamma1">Decay of the squared-gradient average. Default: 0.95.</param>
+    /// <param name="epsilon">Added under the square root. Default: 1e-8.</param>
+    /// <param name="clipWeights">Clips the updated weight to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    public Symbol RmspropUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? gamma1 = null, double? epsilon = null, double? clipWeights = null, Symbol? grad = null, Symbol? n = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lr", lr);
+        if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (gamma1 is not null) (__params ??= new()).Add("gamma1", gamma1.Value);
+        if (epsilon is not null) (__params ??= new()).Add("epsilon", epsilon.Value);
+        if (clipWeights is not null) (__params ??= new()).Add("clip_weights", clipWeights.Value);
+        return Create("rmsprop_update", name, new Symbol?[] { this, grad, n }, new[] { "weight", "grad", "n" }, __params);
     }
 
     /// <summary>Round half away from zero, elementwise.</summary>

@@ -82,7 +82,7 @@ public sealed class MixedInit(params (string Pattern, Initializer Init)[] rules)
 }
 
 /// <summary>What a callback sees.</summary>
-public sealed record BatchEnd(int Epoch, int Batch, long Samples, double Seconds, Accuracy Metric);
+public sealed record BatchEnd(int Epoch, int Batch, long Samples, double Seconds, EvalMetric Metric);
 
 /// <summary>Runs every <paramref name="interval"/> batches (Mocha's "coffee breaks").</summary>
 public abstract class Callback(int interval)
@@ -107,7 +107,7 @@ public sealed class Speedometer(int interval = 50) : Callback(interval)
         long ds = e.Samples - _lastSamples;
         (_lastSamples, _lastSeconds) = (e.Samples, e.Seconds);
         if (dt > 0)
-            Module.Info($"Epoch[{e.Epoch}] Batch [{e.Batch}]\tSpeed: {ds / dt:F2} samples/sec\taccuracy={e.Metric.Get():F6}");
+            Module.Info($"Epoch[{e.Epoch}] Batch [{e.Batch}]\tSpeed: {ds / dt:F2} samples/sec\t{e.Metric.Name}={e.Metric.Get():F6}");
     }
 }
 
@@ -224,8 +224,31 @@ public sealed class Module : IDisposable
         Copy("auxiliary state", aux ?? new Dictionary<string, NDArray>(), myAux);
     }
 
-    /// <summary>Sets the optimizer used by <see cref="Update"/>.</summary>
-    public void InitOptimizer(Optimizer optimizer) => _opt = optimizer;
+    /// <summary>Sets the optimizer used by <see cref="Update"/> (bind first).
+    /// The parameters' <c>lr_mult</c> and <c>wd_mult</c> attributes become the optimizer's
+    /// multipliers; without a <c>wd_mult</c>, parameters whose names do not end in
+    /// <c>_weight</c> (biases, BatchNorm's gamma and beta) get no weight decay, as in MXNet.</summary>
+    public void InitOptimizer(Optimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        var attrs = Symbol.ListAttributes();
+        var args = Symbol.ListArguments();
+        optimizer.LrMult.Clear();
+        optimizer.WdMult.Clear();
+        foreach (int i in _paramIndex)
+        {
+            string n = args[i];
+            if (attrs.TryGetValue(n + "$lr_mult", out var lm)) optimizer.LrMult[i] = ParseMult(n, "lr_mult", lm);
+            if (attrs.TryGetValue(n + "$wd_mult", out var wm)) optimizer.WdMult[i] = ParseMult(n, "wd_mult", wm);
+            else if (!n.EndsWith("_weight", StringComparison.Ordinal)) optimizer.WdMult[i] = 0;
+        }
+        _opt = optimizer;
+    }
+
+    private static double ParseMult(string name, string key, string value) =>
+        double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v)
+            ? v
+            : throw new LoomException(LoomStatus.InvalidArgument, $"Module: attribute {key}='{value}' of '{name}' is not a number");
 
     /// <summary>The optimizer (after <see cref="InitOptimizer"/>).</summary>
     public Optimizer? Optimizer => _opt;
@@ -254,8 +277,10 @@ public sealed class Module : IDisposable
     /// <summary>Trains for <paramref name="epochs"/> epochs (from <paramref name="beginEpoch"/>),
     /// logging the seed's summaries after each, and evaluating on <paramref name="eval"/>.</summary>
     public void Fit(NDArrayIter train, Optimizer optimizer, int epochs, NDArrayIter? eval = null,
-        Initializer? init = null, IEnumerable<Callback>? callbacks = null, int beginEpoch = 0, bool initialize = true)
+        Initializer? init = null, IEnumerable<Callback>? callbacks = null, int beginEpoch = 0, bool initialize = true,
+        Func<EvalMetric>? metric = null)
     {
+        metric ??= () => new Accuracy();
         var dataShape = train.BatchDataShape;
         var labelShape = train.BatchLabelShape;
         if (_exec is null || !_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(dataShape) || _exec.GradDict.Count == 0)
@@ -267,14 +292,14 @@ public sealed class Module : IDisposable
             InitParams(init);
         }
         InitOptimizer(optimizer);
-        using var metric = new Accuracy();
+        using var trainMetric = metric();
         var cbs = callbacks?.ToList() ?? new List<Callback>();
         Info("Start training...");
         for (int epoch = beginEpoch + 1; epoch <= beginEpoch + epochs; epoch++)
         {
             Info($"== Epoch {epoch:D3} ==========");
             var sw = Stopwatch.StartNew();
-            metric.Reset();
+            trainMetric.Reset();
             int batch = 0;
             long samples = 0;
             bool tty = !Console.IsOutputRedirected;
@@ -285,31 +310,34 @@ public sealed class Module : IDisposable
                 Forward(x, y, isTrain: true);
                 Backward();
                 Update();
-                metric.Update(Output, Executor.ArgDict[LabelNames[0]]);
+                trainMetric.Update(Output, Executor.ArgDict[LabelNames[0]]);
                 batch++;
                 samples += x.Shape[0];
                 foreach (var cb in cbs)
-                    if (batch % cb.Interval == 0) cb.Invoke(this, new BatchEnd(epoch, batch, samples, sw.Elapsed.TotalSeconds, metric));
+                    if (batch % cb.Interval == 0) cb.Invoke(this, new BatchEnd(epoch, batch, samples, sw.Elapsed.TotalSeconds, trainMetric));
                 if (tty && batch % 20 == 0) Console.Write($"\r[{new string('=', (int)(30 * batch / Math.Max(total, 1))),-30}] {batch}/{total}");
             }
-            double acc = metric.Get();
+            double value = trainMetric.Get();
             Engine.WaitAll();
             if (tty) Console.Write("\r" + new string(' ', 50) + "\r");
             Info("## Training summary");
-            Info($"          accuracy = {acc:F4}");
+            Info($"{trainMetric.Name,18} = {value:F4}");
             Info($"              time = {sw.Elapsed.TotalSeconds:F4} seconds");
             if (eval is not null)
             {
                 Info("## Validation summary");
-                Info($"          accuracy = {Score(eval):F4}");
+                using var evalMetric = metric();
+                Info($"{evalMetric.Name,18} = {Score(eval, evalMetric):F4}");
             }
         }
     }
 
-    /// <summary>Accuracy of the network on <paramref name="data"/> (prediction mode).</summary>
-    public double Score(NDArrayIter data)
+    /// <summary>The metric (accuracy by default) of the network on <paramref name="data"/>, in prediction mode.</summary>
+    public double Score(NDArrayIter data, EvalMetric? metric = null)
     {
-        using var metric = new Accuracy();
+        using var own = metric is null ? new Accuracy() : null;
+        metric ??= own!;
+        metric.Reset();
         foreach (var (x, y) in data.Epoch())
         {
             using var scope = NDArray.Scope();
@@ -367,6 +395,7 @@ public sealed class Module : IDisposable
         NDArray.Save($"{prefix}-{epoch:D4}.params", all);
         if (saveOptimizerStates)
         {
+            using var scope = NDArray.Scope();
             var states = new Dictionary<string, NDArray>();
             if (_opt is not null) foreach (var (n, a) in _opt.States()) states[n] = a;
             var (seed, stream) = Rand.GetState();
@@ -423,9 +452,9 @@ public sealed class FeedForward(Symbol net, Context? context = null) : IDisposab
 
     /// <summary>Trains with the seed's defaults (uniform ±0.01 initialisation unless given).</summary>
     public FeedForward Fit(Optimizer optimizer, NDArrayIter train, int epochs, NDArrayIter? evalData = null,
-        Initializer? init = null, IEnumerable<Callback>? callbacks = null)
+        Initializer? init = null, IEnumerable<Callback>? callbacks = null, Func<EvalMetric>? metric = null)
     {
-        Module.Fit(train, optimizer, epochs, evalData, init, callbacks);
+        Module.Fit(train, optimizer, epochs, evalData, init, callbacks, metric: metric);
         return this;
     }
 

@@ -109,10 +109,67 @@ public sealed class NDArrayIter
     }
 }
 
-/// <summary>Updates parameters from their gradients, with native update ops.</summary>
+/// <summary>A learning-rate schedule, evaluated by the native <c>lr_schedule</c> op.</summary>
+public abstract class LRScheduler
+{
+    private long _cachedUpdate = -1;
+    private double _cachedBase = double.NaN, _cachedLr;
+
+    /// <summary>The learning rate after <paramref name="numUpdate"/> updates, starting from <paramref name="baseLr"/>.</summary>
+    public double LearningRate(double baseLr, long numUpdate)
+    {
+        if (numUpdate == _cachedUpdate && baseLr.Equals(_cachedBase)) return _cachedLr;
+        using var lr = Evaluate(baseLr, numUpdate);
+        (_cachedUpdate, _cachedBase, _cachedLr) = (numUpdate, baseLr, lr.Scalar<double>());
+        return _cachedLr;
+    }
+
+    /// <summary>Invokes <c>lr_schedule</c> with this schedule's parameters.</summary>
+    protected abstract NDArray Evaluate(double baseLr, long numUpdate);
+}
+
+/// <summary>Multiplies the rate by <paramref name="factor"/> every <paramref name="step"/> updates,
+/// never going below <paramref name="stopFactorLr"/>.</summary>
+public sealed class FactorScheduler(long step, double factor = 1, double stopFactorLr = 1e-8) : LRScheduler
+{
+    /// <inheritdoc/>
+    protected override NDArray Evaluate(double baseLr, long n) =>
+        Op.LrSchedule(baseLr, n, Schedule.Factor, step: step, factor: factor, stopFactorLr: stopFactorLr);
+}
+
+/// <summary>Multiplies the rate by <paramref name="factor"/> once each listed update count is passed.</summary>
+public sealed class MultiFactorScheduler(long[] steps, double factor = 1) : LRScheduler
+{
+    /// <inheritdoc/>
+    protected override NDArray Evaluate(double baseLr, long n) =>
+        Op.LrSchedule(baseLr, n, Schedule.Multifactor, steps: steps, factor: factor);
+}
+
+/// <summary>Mocha's <c>Inv(base, gamma, power)</c>: base * (1 + gamma * updates)^-power.</summary>
+public sealed class InvScheduler(double gamma, double power) : LRScheduler
+{
+    /// <inheritdoc/>
+    protected override NDArray Evaluate(double baseLr, long n) =>
+        Op.LrSchedule(baseLr, n, Schedule.Inv, gamma: gamma, power: power);
+}
+
+/// <summary>Half a cosine from the base rate down to <paramref name="finalLr"/> over <paramref name="maxUpdate"/> updates.</summary>
+public sealed class CosineScheduler(long maxUpdate, double finalLr = 0) : LRScheduler
+{
+    /// <inheritdoc/>
+    protected override NDArray Evaluate(double baseLr, long n) =>
+        Op.LrSchedule(baseLr, n, Schedule.Cosine, maxUpdate: maxUpdate, finalLr: finalLr);
+}
+
+/// <summary>Updates parameters from their gradients, with native update ops. Keeps
+/// per-parameter state arrays ("slots") and update counts, a learning-rate schedule,
+/// and per-parameter multipliers of the learning rate and weight decay.</summary>
 public abstract class Optimizer
 {
-    /// <summary>Learning rate.</summary>
+    private readonly Dictionary<int, NDArray[]> _slots = new();
+    private readonly Dictionary<int, long> _counts = new();
+
+    /// <summary>Base learning rate.</summary>
     public double LearningRate { get; set; }
     /// <summary>Weight decay.</summary>
     public double WeightDecay { get; set; }
@@ -120,15 +177,88 @@ public abstract class Optimizer
     public double RescaleGrad { get; set; } = 1.0;
     /// <summary>Clips rescaled gradients to [-c, c]; negative for none.</summary>
     public double ClipGradient { get; set; } = -1;
+    /// <summary>Schedule of the learning rate over updates; null keeps it fixed.</summary>
+    public LRScheduler? Scheduler { get; set; }
+    /// <summary>Per-parameter learning-rate multipliers (by index); 1 where absent.</summary>
+    public Dictionary<int, double> LrMult { get; } = new();
+    /// <summary>Per-parameter weight-decay multipliers (by index); 1 where absent.</summary>
+    public Dictionary<int, double> WdMult { get; } = new();
+    /// <summary>The most updates any parameter has had.</summary>
+    public long NumUpdate { get; private set; }
+
+    /// <summary>Names of the per-parameter state arrays, each shaped like the weight.</summary>
+    protected abstract string[] SlotNames { get; }
+
+    /// <summary>One step for one parameter: <paramref name="lr"/> and <paramref name="wd"/> already
+    /// scheduled and multiplied; <paramref name="t"/> counts this parameter's updates from 1.</summary>
+    protected abstract void Step(NDArray weight, NDArray grad, NDArray[] slots, double lr, double wd, long t);
+
+    /// <summary>The learning rate the next update of a parameter without multiplier uses.</summary>
+    public double CurrentLearningRate => Scheduler?.LearningRate(LearningRate, NumUpdate) ?? LearningRate;
 
     /// <summary>Updates parameter <paramref name="index"/> in place.</summary>
-    public abstract void Update(int index, NDArray weight, NDArray grad);
+    public void Update(int index, NDArray weight, NDArray grad)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(grad);
+        long t = (_counts.TryGetValue(index, out var c) ? c : 0) + 1;
+        double lr = Scheduler?.LearningRate(LearningRate, t - 1) ?? LearningRate;
+        if (LrMult.TryGetValue(index, out var lm)) lr *= lm;
+        double wd = WeightDecay * (WdMult.TryGetValue(index, out var wm) ? wm : 1.0);
+        if (!_slots.TryGetValue(index, out var slots))
+            _slots[index] = slots = SlotNames.Select(_ => OwnedZeros(weight)).ToArray();
+        Step(weight, grad, slots, lr, wd, t);
+        _counts[index] = t;
+        NumUpdate = Math.Max(NumUpdate, t);
+    }
 
-    /// <summary>The optimizer's per-parameter state arrays, by name (for checkpoints).</summary>
-    public virtual IEnumerable<(string Name, NDArray Array)> States() => Array.Empty<(string, NDArray)>();
+    /// <summary>The state arrays and update counts, by name ("slot:index", "t:index"), for checkpoints.</summary>
+    public IEnumerable<(string Name, NDArray Array)> States()
+    {
+        var names = SlotNames;
+        foreach (var kv in _slots)
+            for (int j = 0; j < names.Length; j++) yield return ($"{names[j]}:{kv.Key}", kv.Value[j]);
+        foreach (var kv in _counts) yield return ($"t:{kv.Key}", NDArray.FromArray(new[] { kv.Value }, 1));
+    }
 
-    /// <summary>Restores state arrays written by <see cref="States"/>.</summary>
-    public virtual void LoadStates(IReadOnlyDictionary<string, NDArray> states) { }
+    /// <summary>Restores what <see cref="States"/> wrote.</summary>
+    public void LoadStates(IReadOnlyDictionary<string, NDArray> states)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        foreach (var a in _slots.Values.SelectMany(x => x)) a.Dispose();
+        _slots.Clear();
+        _counts.Clear();
+        NumUpdate = 0;
+        var names = SlotNames;
+        foreach (var (key, arr) in states)
+        {
+            int colon = key.LastIndexOf(':');
+            if (colon < 0 || !int.TryParse(key.AsSpan(colon + 1), System.Globalization.NumberStyles.None,
+                    System.Globalization.CultureInfo.InvariantCulture, out int index))
+                throw new LoomException(LoomStatus.Io, $"{GetType().Name} states: entry '{key}' is not 'name:index'");
+            string slot = key[..colon];
+            if (slot == "t")
+            {
+                if (arr.Size != 1 || arr.DType != DType.Int64)
+                    throw new LoomException(LoomStatus.Io, $"{GetType().Name} states: '{key}' must be one int64, got {arr.DType} {NDArray.ShapeString(arr.Shape)}");
+                _counts[index] = arr.ToArray<long>()[0];
+                NumUpdate = Math.Max(NumUpdate, _counts[index]);
+                continue;
+            }
+            int j = Array.IndexOf(names, slot);
+            if (j < 0)
+                throw new LoomException(LoomStatus.Io,
+                    $"{GetType().Name} states: entry '{key}' names no state of this optimizer (its states: {string.Join(", ", names.Append("t"))})");
+            if (!_slots.TryGetValue(index, out var slots)) _slots[index] = slots = new NDArray[names.Length];
+            slots[j] = OwnedCopy(arr);
+        }
+        foreach (var (index, slots) in _slots)
+        {
+            int missing = Array.IndexOf(slots, null);
+            if (missing >= 0)
+                throw new LoomException(LoomStatus.Io, $"{GetType().Name} states: parameter {index} has no '{names[missing]}:{index}' entry");
+        }
+    }
 
     /// <summary>A fresh array of zeros owned by the optimizer (not by any scope).</summary>
     protected static NDArray OwnedZeros(NDArray like)
@@ -151,7 +281,6 @@ public abstract class Optimizer
 /// <summary>SGD with optional (Nesterov) momentum.</summary>
 public sealed class SGD : Optimizer
 {
-    private readonly Dictionary<int, NDArray> _mom = new();
     /// <summary>Momentum factor.</summary>
     public double Momentum { get; }
     /// <summary>Nesterov momentum.</summary>
@@ -167,40 +296,23 @@ public sealed class SGD : Optimizer
     }
 
     /// <inheritdoc/>
-    public override void Update(int index, NDArray weight, NDArray grad)
+    protected override string[] SlotNames => Momentum == 0 ? Array.Empty<string>() : new[] { "momentum" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t)
     {
         if (Momentum == 0)
-        {
-            Op.SgdUpdate(weight, grad, LearningRate, wd: WeightDecay, rescaleGrad: RescaleGrad, clipGradient: ClipGradient, @out: weight);
-            return;
-        }
-        if (!_mom.TryGetValue(index, out var mom)) _mom[index] = mom = OwnedZeros(weight);
-        Op.SgdMomUpdate(weight, grad, mom, LearningRate, wd: WeightDecay, rescaleGrad: RescaleGrad,
-            clipGradient: ClipGradient, momentum: Momentum, nesterov: Nesterov, @out: new[] { weight, mom });
-    }
-
-    /// <inheritdoc/>
-    public override IEnumerable<(string Name, NDArray Array)> States()
-    {
-        foreach (var kv in _mom) yield return ($"momentum:{kv.Key}", kv.Value);
-    }
-
-    /// <inheritdoc/>
-    public override void LoadStates(IReadOnlyDictionary<string, NDArray> states)
-    {
-        foreach (var kv in _mom) kv.Value.Dispose();
-        _mom.Clear();
-        foreach (var kv in states)
-            if (kv.Key.StartsWith("momentum:", StringComparison.Ordinal))
-                _mom[int.Parse(kv.Key.AsSpan(9), System.Globalization.CultureInfo.InvariantCulture)] = OwnedCopy(kv.Value);
+            Op.SgdUpdate(weight, grad, lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient, @out: weight);
+        else
+            Op.SgdMomUpdate(weight, grad, s[0], lr, wd: wd, rescaleGrad: RescaleGrad,
+                clipGradient: ClipGradient, momentum: Momentum, nesterov: Nesterov, @out: new[] { weight, s[0] });
     }
 }
 
 /// <summary>Adam with bias correction.</summary>
 public sealed class Adam : Optimizer
 {
-    private readonly Dictionary<int, (NDArray Mean, NDArray Var, long T)> _state = new();
-    /// <summary>Decay rates and epsilon.</summary>
+    /// <summary>Decay of the first moment.</summary>
     public double Beta1 { get; }
     /// <summary>Decay of the second moment.</summary>
     public double Beta2 { get; }
@@ -218,56 +330,106 @@ public sealed class Adam : Optimizer
     }
 
     /// <inheritdoc/>
-    public override void Update(int index, NDArray weight, NDArray grad)
-    {
-        if (!_state.TryGetValue(index, out var s))
-        {
-            s = (OwnedZeros(weight), OwnedZeros(weight), 0);
-        }
-        s.T++;
-        _state[index] = s;
-        Op.AdamUpdate(weight, grad, s.Mean, s.Var, LearningRate, wd: WeightDecay, rescaleGrad: RescaleGrad,
-            clipGradient: ClipGradient, beta1: Beta1, beta2: Beta2, epsilon: Epsilon, t: s.T,
-            @out: new[] { weight, s.Mean, s.Var });
-    }
+    protected override string[] SlotNames => new[] { "mean", "var" };
 
     /// <inheritdoc/>
-    public override IEnumerable<(string Name, NDArray Array)> States()
-    {
-        foreach (var kv in _state)
-        {
-            yield return ($"mean:{kv.Key}", kv.Value.Mean);
-            yield return ($"var:{kv.Key}", kv.Value.Var);
-            yield return ($"t:{kv.Key}", NDArray.FromArray(new long[] { kv.Value.T }, 1));
-        }
-    }
-
-    /// <inheritdoc/>
-    public override void LoadStates(IReadOnlyDictionary<string, NDArray> states)
-    {
-        _state.Clear();
-        foreach (var kv in states)
-        {
-            if (!kv.Key.StartsWith("mean:", StringComparison.Ordinal)) continue;
-            string i = kv.Key.Substring(5);
-            if (!states.TryGetValue("var:" + i, out var v) || !states.TryGetValue("t:" + i, out var t))
-                throw new LoomException(LoomStatus.Io, $"Adam states: 'mean:{i}' has no matching 'var:{i}' and 't:{i}'");
-            _state[int.Parse(i, System.Globalization.CultureInfo.InvariantCulture)] =
-                (OwnedCopy(kv.Value), OwnedCopy(v), t.ToArray<long>()[0]);
-        }
-    }
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t) =>
+        Op.AdamUpdate(weight, grad, s[0], s[1], lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient,
+            beta1: Beta1, beta2: Beta2, epsilon: Epsilon, t: t, @out: new[] { weight, s[0], s[1] });
 }
 
-/// <summary>Classification accuracy, counted natively over batches.</summary>
-public sealed class Accuracy : IDisposable
+/// <summary>AdaGrad: steps scaled by the root of the summed squared gradients.</summary>
+public sealed class AdaGrad : Optimizer
 {
-    private NDArray _counts;
+    /// <summary>Added under the square root.</summary>
+    public double Epsilon { get; }
+
+    /// <summary>Creates the optimizer.</summary>
+    public AdaGrad(double lr = 0.01, double epsilon = 1e-7, double wd = 0)
+    {
+        LearningRate = lr;
+        Epsilon = epsilon;
+        WeightDecay = wd;
+    }
+
+    /// <inheritdoc/>
+    protected override string[] SlotNames => new[] { "history" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t) =>
+        Op.AdagradUpdate(weight, grad, s[0], lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient,
+            epsilon: Epsilon, @out: new[] { weight, s[0] });
+}
+
+/// <summary>RMSProp: steps scaled by a running root mean square of the gradients.</summary>
+public sealed class RMSProp : Optimizer
+{
+    /// <summary>Decay of the squared-gradient average.</summary>
+    public double Gamma1 { get; }
+    /// <summary>Added under the square root.</summary>
+    public double Epsilon { get; }
+    /// <summary>Clips updated weights to [-c, c]; negative for none.</summary>
+    public double ClipWeights { get; set; } = -1;
+
+    /// <summary>Creates the optimizer.</summary>
+    public RMSProp(double lr = 0.001, double gamma1 = 0.9, double epsilon = 1e-8, double wd = 0)
+    {
+        LearningRate = lr;
+        Gamma1 = gamma1;
+        Epsilon = epsilon;
+        WeightDecay = wd;
+    }
+
+    /// <inheritdoc/>
+    protected override string[] SlotNames => new[] { "n" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t) =>
+        Op.RmspropUpdate(weight, grad, s[0], lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient,
+            gamma1: Gamma1, epsilon: Epsilon, clipWeights: ClipWeights, @out: new[] { weight, s[0] });
+}
+
+/// <summary>AdaDelta: needs no learning rate (it scales the step, 1 by default).</summary>
+public sealed class AdaDelta : Optimizer
+{
+    /// <summary>Decay of both running averages.</summary>
+    public double Rho { get; }
+    /// <summary>Added under the square roots.</summary>
+    public double Epsilon { get; }
+
+    /// <summary>Creates the optimizer.</summary>
+    public AdaDelta(double rho = 0.9, double epsilon = 1e-5, double wd = 0, double lr = 1.0)
+    {
+        LearningRate = lr;
+        Rho = rho;
+        Epsilon = epsilon;
+        WeightDecay = wd;
+    }
+
+    /// <inheritdoc/>
+    protected override string[] SlotNames => new[] { "acc_g", "acc_delta" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t) =>
+        Op.AdadeltaUpdate(weight, grad, s[0], s[1], lr: lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient,
+            rho: Rho, epsilon: Epsilon, @out: new[] { weight, s[0], s[1] });
+}
+
+/// <summary>A metric accumulated natively over batches: each batch adds a
+/// [numerator, denominator] pair computed by a native op; the value is their ratio.</summary>
+public abstract class EvalMetric : IDisposable
+{
+    private NDArray _sums;
 
     /// <summary>Starts at zero.</summary>
-    public Accuracy()
+    protected EvalMetric(string name)
     {
-        _counts = Fresh();
+        Name = name;
+        _sums = Fresh();
     }
+
+    /// <summary>The name printed in logs.</summary>
+    public string Name { get; }
 
     private static NDArray Fresh()
     {
@@ -277,27 +439,74 @@ public sealed class Accuracy : IDisposable
         return z;
     }
 
-    /// <summary>Adds a batch: predictions (N, classes) and labels (N).</summary>
+    /// <summary>The native op giving this batch's [numerator, denominator].</summary>
+    protected abstract NDArray Count(NDArray pred, NDArray label);
+
+    /// <summary>Adds a batch of predictions and labels.</summary>
     public void Update(NDArray pred, NDArray label)
     {
-        using var c = Op.AccuracyCount(pred, label);
-        Op.Add(_counts, c, @out: _counts);
+        ArgumentNullException.ThrowIfNull(pred);
+        ArgumentNullException.ThrowIfNull(label);
+        using var c = Count(pred, label);
+        Op.Add(_sums, c, @out: _sums);
     }
 
-    /// <summary>Correct / total so far.</summary>
+    /// <summary>The metric over every batch since the last reset (NaN before any).</summary>
     public double Get()
     {
         using var scope = NDArray.Scope();
-        return Op.Divide(_counts[0], _counts[1]).Scalar<double>();
+        return Op.Divide(_sums[0], _sums[1]).Scalar<double>();
     }
 
     /// <summary>Back to zero.</summary>
     public void Reset()
     {
-        _counts.Dispose();
-        _counts = Fresh();
+        _sums.Dispose();
+        _sums = Fresh();
     }
 
-    /// <summary>Releases the counters.</summary>
-    public void Dispose() => _counts.Dispose();
+    /// <summary>Releases the sums.</summary>
+    public void Dispose()
+    {
+        _sums.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>Classification accuracy: the label is among the <paramref name="topK"/> best scores.</summary>
+public class Accuracy(int topK = 1) : EvalMetric(topK == 1 ? "accuracy" : $"top_k_accuracy_{topK}")
+{
+    /// <inheritdoc/>
+    protected override NDArray Count(NDArray pred, NDArray label) => Op.AccuracyCount(pred, label, topK: topK);
+}
+
+/// <summary>Top-k accuracy.</summary>
+public sealed class TopKAccuracy(int topK) : Accuracy(topK);
+
+/// <summary>Mean cross-entropy of predicted probabilities against class labels.</summary>
+public sealed class CrossEntropy(double eps = 1e-12) : EvalMetric("cross-entropy")
+{
+    /// <inheritdoc/>
+    protected override NDArray Count(NDArray pred, NDArray label) => Op.CrossEntropyCount(pred, label, eps: eps);
+}
+
+/// <summary>Mean squared error over all values.</summary>
+public sealed class MSE() : EvalMetric("mse")
+{
+    /// <inheritdoc/>
+    protected override NDArray Count(NDArray pred, NDArray label) => Op.MseCount(pred, label);
+}
+
+/// <summary>Mean absolute error over all values.</summary>
+public sealed class MAE() : EvalMetric("mae")
+{
+    /// <inheritdoc/>
+    protected override NDArray Count(NDArray pred, NDArray label) => Op.MaeCount(pred, label);
+}
+
+/// <summary>Binary F1 score over all batches (label 1 is positive).</summary>
+public sealed class F1() : EvalMetric("f1")
+{
+    /// <inheritdoc/>
+    protected override NDArray Count(NDArray pred, NDArray label) => Op.F1Count(pred, label);
 }

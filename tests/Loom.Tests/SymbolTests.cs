@@ -108,32 +108,61 @@ public class SymbolTests
     private static float[][] Params(Module m) =>
         m.ParamNames.Select(n => m.Executor.ArgDict[n].ToArray<float>()).ToArray();
 
-    [Test]
-    public void ResumingFromACheckpointIsBitIdentical()
+    // Optimizers with state, some with a schedule, for the resume test.
+    private static readonly Func<Optimizer>[] Resumable =
     {
+        () => new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4),
+        () => new Adam(lr: 0.01) { Scheduler = new CosineScheduler(40, 0.001) },
+        () => new AdaGrad(lr: 0.1) { Scheduler = new FactorScheduler(10, 0.5) },
+        () => new RMSProp(lr: 0.01, wd: 1e-4),
+        () => new AdaDelta() { Scheduler = new MultiFactorScheduler(new long[] { 20, 35 }, 0.5) },
+    };
+
+    [TestCase(0), TestCase(1), TestCase(2), TestCase(3), TestCase(4)]
+    public void ResumingFromACheckpointIsBitIdentical(int which)
+    {
+        var make = Resumable[which];
         var (train, _) = Blobs();
         Rand.Seed(1);
         using var straight = new Module(Mlp());
-        straight.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4), 3, init: new XavierInit());
+        straight.Fit(train, make(), 3, init: new XavierInit());
         var want = Params(straight);
 
         Rand.Seed(1);
         string prefix = Path.Combine(_dir, "mlp");
         using (var first = new Module(Mlp()))
         {
-            first.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4), 2, init: new XavierInit());
+            first.Fit(train, make(), 2, init: new XavierInit());
             first.SaveCheckpoint(prefix, 2, saveOptimizerStates: true);
         }
         Rand.Seed(12345);  // whatever happens in between
         using var resumed = new Module(Symbol.Load(prefix + "-symbol.json"));
         resumed.Bind(train.BatchDataShape, train.BatchLabelShape);
-        var opt = new SGD(lr: 0.1, momentum: 0.9, wd: 1e-4);
+        var opt = make();
         resumed.LoadCheckpoint(prefix, 2, opt);
+        Assert.That(opt.NumUpdate, Is.EqualTo(2 * 300 / 20));
         resumed.Fit(train, opt, 1, beginEpoch: 2, initialize: false);
         var got = Params(resumed);
         for (int i = 0; i < want.Length; i++) Assert.That(got[i], Is.EqualTo(want[i]), $"parameter {i}");
         // Without the optimizer state the run differs (the test can fail).
-        Assert.That(File.Exists(prefix + "-0002.states"));
+        using var fresh = new Module(Symbol.Load(prefix + "-symbol.json"));
+        fresh.Bind(train.BatchDataShape, train.BatchLabelShape);
+        fresh.LoadCheckpoint(prefix, 2);
+        Rand.Seed(12345);
+        fresh.Fit(train, make(), 1, beginEpoch: 2, initialize: false);
+        Assert.That(Params(fresh)[0], Is.Not.EqualTo(want[0]));
+    }
+
+    [Test]
+    public void OptimizerStatesFromAnotherOptimizerAreRefused()
+    {
+        var (train, _) = Blobs();
+        string prefix = Path.Combine(_dir, "s");
+        using var m = new Module(Mlp());
+        m.Fit(train, new Adam(), 1, init: new XavierInit());
+        m.SaveCheckpoint(prefix, 1, saveOptimizerStates: true);
+        var e = Assert.Throws<LoomException>(() => m.LoadCheckpoint(prefix, 1, new SGD(momentum: 0.9)))!;
+        Assert.That(e.Message, Does.Contain("'mean:1' names no state of this optimizer (its states: momentum, t)"));
     }
 
     [Test]

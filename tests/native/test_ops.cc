@@ -765,6 +765,185 @@ TEST(Ops, OptimizerUpdatesMatchReference) {
   EXPECT_EQ(invoke("sgd_update", {&W, &W}, {}, &outs), LOOM_ERR_INVALID_ARGUMENT);
 }
 
+COVERS("adagrad_update", "rmsprop_update", "adadelta_update");
+TEST(Ops, AdaptiveOptimizerUpdatesMatchReference) {
+  auto w = random_values(7, -1, 1, 191), g = random_values(7, -3, 3, 192),
+       s1 = random_values(7, 0, 1, 193), s2 = random_values(7, 0, 1, 194);
+  auto clipg = [](double x, double rs, double c) {
+    x *= rs;
+    return c >= 0 ? std::max(-c, std::min(c, x)) : x;
+  };
+  for (int32_t dt : kFloatTypes) {
+    auto wr = as_dtype(w, dt), gr = as_dtype(g, dt), ar = as_dtype(s1, dt), br = as_dtype(s2, dt);
+    {
+      Arr W = make({7}, w, dt), G = make({7}, g, dt), H = make({7}, s1, dt);
+      std::vector<Arr> o;
+      ASSERT_EQ(invoke("adagrad_update", {&W, &G, &H},
+                       {{"lr", "0.1"}, {"wd", "0.01"}, {"rescale_grad", "0.5"}, {"clip_gradient", "1"}},
+                       &o, 2), LOOM_OK) << loom_last_error();
+      std::vector<double> ww(7), wh(7);
+      for (int i = 0; i < 7; ++i) {
+        double gi = clipg(gr[i], 0.5, 1);
+        wh[i] = ar[i] + gi * gi;
+        ww[i] = wr[i] - 0.1 * (gi / std::sqrt(wh[i] + 1e-7) + 0.01 * wr[i]);
+      }
+      expect_close(read(o[0]), as_dtype(ww, dt), dt, "adagrad weight");
+      expect_close(read(o[1]), as_dtype(wh, dt), dt, "adagrad history");
+    }
+    for (double cw : {-1.0, 0.5}) {
+      Arr W = make({7}, w, dt), G = make({7}, g, dt), N = make({7}, s1, dt);
+      std::vector<Arr> o;
+      ASSERT_EQ(invoke("rmsprop_update", {&W, &G, &N},
+                       {{"lr", "0.01"}, {"wd", "0.1"}, {"gamma1", "0.9"}, {"clip_weights", std::to_string(cw)}},
+                       &o, 2), LOOM_OK) << loom_last_error();
+      std::vector<double> ww(7), wn(7);
+      for (int i = 0; i < 7; ++i) {
+        double gi = gr[i] + 0.1 * wr[i];
+        wn[i] = 0.1 * gi * gi + 0.9 * ar[i];
+        ww[i] = wr[i] - 0.01 * gi / std::sqrt(wn[i] + 1e-8);
+        if (cw > 0) ww[i] = std::max(-cw, std::min(cw, ww[i]));
+      }
+      expect_close(read(o[0]), as_dtype(ww, dt), dt, "rmsprop weight");
+      expect_close(read(o[1]), as_dtype(wn, dt), dt, "rmsprop n");
+    }
+    {
+      Arr W = make({7}, w, dt), G = make({7}, g, dt), AG = make({7}, s1, dt), AD = make({7}, s2, dt);
+      std::vector<Arr> o;
+      ASSERT_EQ(invoke("adadelta_update", {&W, &G, &AG, &AD}, {{"rho", "0.8"}, {"wd", "0.01"}}, &o, 3),
+                LOOM_OK) << loom_last_error();
+      std::vector<double> ww(7), wg(7), wd(7);
+      for (int i = 0; i < 7; ++i) {
+        wg[i] = 0.8 * ar[i] + 0.2 * gr[i] * gr[i];
+        double delta = std::sqrt(br[i] + 1e-5) / std::sqrt(wg[i] + 1e-5) * gr[i];
+        wd[i] = 0.8 * br[i] + 0.2 * delta * delta;
+        ww[i] = wr[i] - delta - 0.01 * wr[i];
+      }
+      expect_close(read(o[0]), as_dtype(ww, dt), dt, "adadelta weight");
+      expect_close(read(o[1]), as_dtype(wg, dt), dt, "adadelta acc_g");
+      expect_close(read(o[2]), as_dtype(wd, dt), dt, "adadelta acc_delta");
+    }
+  }
+  Arr W = make({7}, w), G = make({7}, g), H = make({6}, std::vector<double>(6, 0.5));
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("adagrad_update", {&W, &G, &H}, {{"lr", "0.1"}}, &outs, 2), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("(history) has shape (6,)"), std::string::npos)
+      << loom_last_error();
+  EXPECT_EQ(invoke("rmsprop_update", {&W, &G, &G}, {{"lr", "0.1"}, {"gamma", "1"}}, &outs, 2),
+            LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("gamma"), std::string::npos) << loom_last_error();
+}
+
+COVERS("lr_schedule");
+TEST(Ops, LearningRateSchedulesMatchReference) {
+  auto lr = [](const Params &p) { return read(call("lr_schedule", {}, p)).at(0); };
+  for (int t : {0, 1, 9, 10, 11, 35, 1000}) {
+    std::string ts = std::to_string(t);
+    EXPECT_EQ(lr({{"base_lr", "0.5"}, {"num_update", ts}}), 0.5);
+    EXPECT_DOUBLE_EQ(lr({{"schedule", "factor"}, {"base_lr", "0.5"}, {"num_update", ts}, {"step", "10"},
+                         {"factor", "0.1"}, {"stop_factor_lr", "1e-4"}}),
+                     std::max(0.5 * std::pow(0.1, t / 10), 1e-4));
+    double mf = 0.5;
+    for (int s : {10, 30}) mf *= t >= s ? 0.5 : 1.0;
+    EXPECT_DOUBLE_EQ(lr({{"schedule", "multifactor"}, {"base_lr", "0.5"}, {"num_update", ts},
+                         {"steps", "(10, 30)"}, {"factor", "0.5"}}), mf);
+    EXPECT_DOUBLE_EQ(lr({{"schedule", "inv"}, {"base_lr", "0.01"}, {"num_update", ts}, {"gamma", "1e-4"},
+                         {"power", "0.75"}}),
+                     0.01 * std::pow(1 + 1e-4 * t, -0.75));
+    double cos_want = t >= 100 ? 0.001 : 0.001 + (0.1 - 0.001) * (1 + std::cos(M_PI * t / 100.0)) / 2;
+    EXPECT_NEAR(lr({{"schedule", "cosine"}, {"base_lr", "0.1"}, {"num_update", ts}, {"max_update", "100"},
+                    {"final_lr", "0.001"}}), cos_want, 1e-15);
+  }
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("lr_schedule", {}, {{"schedule", "step"}, {"base_lr", "1"}, {"num_update", "0"}}, &outs),
+            LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("multifactor"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("lr_schedule", {}, {{"schedule", "multifactor"}, {"base_lr", "1"}, {"num_update", "0"},
+                                       {"steps", "(30, 10)"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("increasing, got (30,10)"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("lr_schedule", {}, {{"schedule", "factor"}, {"base_lr", "1"}, {"num_update", "0"},
+                                       {"step", "0"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(invoke("lr_schedule", {}, {{"base_lr", "1"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+}
+
+COVERS("cross_entropy_count", "mse_count", "mae_count", "f1_count");
+TEST(Ops, MetricsMatchReference) {
+  const int R = 40, K = 6;
+  auto pv = random_values(R * K, 0.01, 1, 301);
+  std::vector<double> lv(R);
+  for (int i = 0; i < R; ++i) lv[i] = (i * 7) % K;
+  for (int i = 0; i < 5; ++i) pv[i * K + 2] = pv[i * K + 4];  // ties
+  pv = as_dtype(pv, LOOM_DTYPE_FLOAT32);
+  Arr P = make({R, K}, pv), L = make({R}, lv, LOOM_DTYPE_INT32);
+  for (int k : {1, 2, 3, 6}) {
+    double correct = 0;
+    for (int i = 0; i < R; ++i) {  // sort classes by (score desc, index asc)
+      std::vector<int> order(K);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return pv[i * K + a] > pv[i * K + b]; });
+      for (int j = 0; j < k; ++j) correct += order[j] == lv[i];
+    }
+    EXPECT_EQ(read(call("accuracy_count", {&P, &L}, {{"top_k", std::to_string(k)}})),
+              (std::vector<double>{correct, double(R)})) << "top_k=" << k;
+  }
+  double ce = 0;
+  for (int i = 0; i < R; ++i) ce -= std::log(pv[i * K + int(lv[i])] + 1e-12);
+  auto got = read(call("cross_entropy_count", {&P, &L}));
+  EXPECT_NEAR(got[0], ce, 1e-9);
+  EXPECT_EQ(got[1], R);
+
+  auto yv = random_values(R * 3, -2, 2, 302), tv = random_values(R * 3, -2, 2, 303);
+  Arr Y = make({R, 3}, yv, LOOM_DTYPE_FLOAT32), T = make({R * 3}, tv);
+  auto yr = as_dtype(yv, LOOM_DTYPE_FLOAT32);
+  tv = as_dtype(tv, LOOM_DTYPE_FLOAT32);
+  double se = 0, ae = 0;
+  for (int i = 0; i < R * 3; ++i) {
+    se += (tv[i] - yr[i]) * (tv[i] - yr[i]);
+    ae += std::fabs(tv[i] - yr[i]);
+  }
+  got = read(call("mse_count", {&Y, &T}));
+  EXPECT_NEAR(got[0], se, 1e-9);
+  EXPECT_EQ(got[1], R * 3);
+  got = read(call("mae_count", {&Y, &T}));
+  EXPECT_NEAR(got[0], ae, 1e-9);
+
+  // F1: from (rows, 2) scores and from one probability per row.
+  auto sv = random_values(R * 2, 0, 1, 304);
+  std::vector<double> bl(R), prob(R);
+  for (int i = 0; i < R; ++i) {
+    bl[i] = (i * 5) % 3 == 0;
+    prob[i] = sv[i * 2];
+  }
+  double tp = 0, fp = 0, fn = 0, tp2 = 0, fp2 = 0, fn2 = 0;
+  for (int i = 0; i < R; ++i) {
+    bool p1 = sv[i * 2 + 1] > sv[i * 2], p2 = prob[i] >= 0.5, a = bl[i] == 1;
+    tp += p1 && a, fp += p1 && !a, fn += !p1 && a;
+    tp2 += p2 && a, fp2 += p2 && !a, fn2 += !p2 && a;
+  }
+  Arr S = make({R, 2}, sv), BL = make({R}, bl), PR = make({R}, prob);
+  EXPECT_EQ(read(call("f1_count", {&S, &BL})), (std::vector<double>{2 * tp, 2 * tp + fp + fn}));
+  EXPECT_EQ(read(call("f1_count", {&PR, &BL})), (std::vector<double>{2 * tp2, 2 * tp2 + fp2 + fn2}));
+  ASSERT_GT(tp, 0);
+  ASSERT_GT(fp + fn, 0);
+
+  std::vector<Arr> outs;
+  Arr L5 = make({5}, {0, 1, 2, 3, 4});
+  EXPECT_EQ(invoke("cross_entropy_count", {&P, &L5}, {}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_EQ(invoke("mse_count", {&Y, &L5}, {}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("label has shape (5,) but pred has shape (40,3)"),
+            std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("f1_count", {&P, &L}, {}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_EQ(invoke("accuracy_count", {&P, &L}, {{"top_k", "0"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  std::vector<double> badl = lv;
+  badl[3] = K;
+  Arr LB = make({R}, badl);
+  ASSERT_EQ(invoke("cross_entropy_count", {&P, &LB}, {}, &outs), LOOM_OK);
+  EXPECT_EQ(loom_ndarray_wait_to_read(outs.back().h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("label 6.000000 in row 3 is not a class index in [0, 6)"),
+            std::string::npos) << loom_last_error();
+  loom_wait_all();
+}
+
 COVERS("init_xavier", "random_permutation", "take", "accuracy_count");
 TEST(Ops, InitializersPermutationsGatherAndMetrics) {
   loom_random_seed(5);

@@ -1,42 +1,172 @@
-// Metrics as native ops, so every frontend counts the same way.
+// Metrics as native ops, so every frontend counts the same way. Each returns
+// float64 [numerator, denominator]: sum the results over batches and divide
+// for the metric over all of them.
 #include "ops/common.h"
 
 namespace loom {
 namespace {
 
-const int kRegistered = [] {
-  OpDef &d = Registry::get().add("accuracy_count");
-  d.set_doc("Counts predictions whose arg-max (over the last axis) equals the label: returns "
-            "float64 [correct, total]. Sum the results over batches and divide for accuracy.")
-      .set_inputs({"pred", "label"});
+// Rows of a (..., classes) prediction whose label has one value per row.
+int64_t class_rows(const Params &p, const Shape &x, const Shape &label) {
+  if (x.ndim < 1) shape_fail(p, "pred must have at least 1 dimension, got " + x.str());
+  int64_t n = x.size() / std::max<int64_t>(x.d[x.ndim - 1], 1);
+  if (label.size() != n)
+    shape_fail(p, "label has shape " + label.str() + " (" + std::to_string(label.size()) +
+                      " values) but pred " + x.str() + " has " + std::to_string(n) + " rows");
+  return n;
+}
+
+void pair_output(ShapeList &out, DTypeList &odt) {
+  out[0] = Shape{2};
+  odt[0] = kFloat64;
+}
+
+// Calls f(row, class_count, pred_row(c), label) for every row, in float64.
+template <typename F>
+void for_rows(const BlobList &in, F &&f) {
+  int64_t k = in[0].shape.d[in[0].shape.ndim - 1], n = in[1].size();
+  LOOM_DTYPE_SWITCH(in[0].dtype, P, {
+    const P *x = in[0].ptr<P>();
+    LOOM_DTYPE_SWITCH(in[1].dtype, L, {
+      const L *l = in[1].ptr<L>();
+      for (int64_t i = 0; i < n; ++i)
+        f(k, [&](int64_t c) { return double(x[i * k + c]); }, double(l[i]));
+    });
+  });
+}
+
+void write_pair(const BlobList &out, double num, double den) {
+  out[0].ptr<double>()[0] = num;
+  out[0].ptr<double>()[1] = den;
+}
+
+// Elementwise metrics (MSE, MAE): label has as many values as pred.
+void elementwise_metric(const char *name, const char *doc, double (*term)(double)) {
+  OpDef &d = Registry::get().add(name);
+  d.set_doc(doc).set_inputs({"pred", "label"});
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &, ShapeList &out,
                  DTypeList &odt) {
-    const Shape &x = in[0];
-    if (x.ndim < 1) shape_fail(p, "pred must have at least 1 dimension, got " + x.str());
-    int64_t n = x.size() / std::max<int64_t>(x.d[x.ndim - 1], 1);
-    if (in[1].size() != n)
-      shape_fail(p, "label has shape " + in[1].str() + " (" + std::to_string(in[1].size()) +
-                        " values) but pred " + x.str() + " has " + std::to_string(n) + " rows");
-    out[0] = Shape{2};
-    odt[0] = kFloat64;
+    if (in[0].size() != in[1].size())
+      shape_fail(p, "label has shape " + in[1].str() + " but pred has shape " + in[0].str() +
+                        "; they need the same number of values");
+    pair_output(out, odt);
   });
-  d.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
-    int64_t k = in[0].shape.d[in[0].shape.ndim - 1], n = in[1].size();
-    int64_t correct = 0;
+  d.set_compute([term](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    double s = 0;
+    int64_t n = in[0].size();
     LOOM_DTYPE_SWITCH(in[0].dtype, P, {
       const P *x = in[0].ptr<P>();
       LOOM_DTYPE_SWITCH(in[1].dtype, L, {
         const L *l = in[1].ptr<L>();
-        for (int64_t i = 0; i < n; ++i) {
-          int64_t best = 0;
-          for (int64_t c = 1; c < k; ++c)
-            if (x[i * k + c] > x[i * k + best]) best = c;
-          correct += double(l[i]) == double(best);
-        }
+        for (int64_t i = 0; i < n; ++i) s += term(double(l[i]) - double(x[i]));
       });
     });
-    out[0].ptr<double>()[0] = double(correct);
-    out[0].ptr<double>()[1] = double(n);
+    write_pair(out, s, double(n));
+  });
+}
+
+const int kRegistered = [] {
+  auto &reg = Registry::get();
+  OpDef &d = reg.add("accuracy_count");
+  d.set_doc("Counts rows whose label is among the top_k scores (over the last axis): returns "
+            "float64 [correct, total]. Ties rank the lower class index first, so top_k=1 is "
+            "'the first arg-max equals the label'.")
+      .set_inputs({"pred", "label"})
+      .param("top_k", ParamType::Int, "1", "How many of the best classes count as correct.");
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &, ShapeList &out,
+                 DTypeList &odt) {
+    LOOM_CHECK(p.i("top_k") >= 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": top_k must be >= 1, got ", p.i("top_k"));
+    class_rows(p, in[0], in[1]);
+    pair_output(out, odt);
+  });
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    int64_t top = p.i("top_k"), correct = 0, rows = 0;
+    for_rows(in, [&](int64_t k, auto &&x, double label) {
+      ++rows;
+      int64_t l = static_cast<int64_t>(label);
+      if (label != double(l) || l < 0 || l >= k) return;  // not a class: never correct
+      double xl = x(l);
+      int64_t rank = 0;
+      for (int64_t c = 0; c < k && rank < top; ++c)
+        if (x(c) > xl || (x(c) == xl && c < l)) ++rank;
+      correct += rank < top;
+    });
+    write_pair(out, double(correct), double(rows));
+  });
+
+  OpDef &ce = reg.add("cross_entropy_count");
+  ce.set_doc("Cross-entropy of probabilities pred (..., classes) against class labels: returns "
+             "float64 [sum of -log(pred[label] + eps), rows].")
+      .set_inputs({"pred", "label"})
+      .param("eps", ParamType::Float, "1e-12", "Added to the probability before the log.");
+  ce.set_infer([](const Params &p, const ShapeList &in, const DTypeList &, ShapeList &out,
+                  DTypeList &odt) {
+    class_rows(p, in[0], in[1]);
+    pair_output(out, odt);
+  });
+  ce.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    double eps = p.f("eps"), s = 0;
+    int64_t rows = 0;
+    std::string bad;
+    for_rows(in, [&](int64_t k, auto &&x, double label) {
+      int64_t l = static_cast<int64_t>(label);
+      if ((label != double(l) || l < 0 || l >= k) && bad.empty())
+        bad = "label " + std::to_string(label) + " in row " + std::to_string(rows) +
+              " is not a class index in [0, " + std::to_string(k) + ")";
+      if (bad.empty()) s -= std::log(x(l) + eps);
+      ++rows;
+    });
+    LOOM_CHECK(bad.empty(), LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": ", bad);
+    write_pair(out, s, double(rows));
+  });
+
+  elementwise_metric("mse_count",
+                     "Squared error: returns float64 [sum of (label - pred)^2, values]. label "
+                     "needs as many values as pred (any shape).",
+                     [](double e) { return e * e; });
+  elementwise_metric("mae_count",
+                     "Absolute error: returns float64 [sum of |label - pred|, values]. label "
+                     "needs as many values as pred (any shape).",
+                     [](double e) { return std::fabs(e); });
+
+  OpDef &f1 = reg.add("f1_count");
+  f1.set_doc("Binary F1 counts: the predicted class is the arg-max of pred (rows, 2), or pred "
+             ">= 0.5 when pred has one value per label; label 1 is positive. Returns float64 "
+             "[2 tp, 2 tp + fp + fn], whose ratio summed over batches is the F1 score.")
+      .set_inputs({"pred", "label"});
+  f1.set_infer([](const Params &p, const ShapeList &in, const DTypeList &, ShapeList &out,
+                  DTypeList &odt) {
+    const Shape &x = in[0];
+    if (x.size() != in[1].size()) {
+      if (x.ndim < 1 || x.d[x.ndim - 1] != 2)
+        shape_fail(p, "pred must be (rows, 2) scores or one probability per label, got " +
+                          x.str() + " for label " + in[1].str());
+      class_rows(p, x, in[1]);
+    }
+    pair_output(out, odt);
+  });
+  f1.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
+    bool scores = in[0].size() != in[1].size();
+    double tp = 0, fp = 0, fn = 0;
+    auto count = [&](bool predicted, double label) {
+      bool actual = label == 1;
+      tp += predicted && actual;
+      fp += predicted && !actual;
+      fn += !predicted && actual;
+    };
+    if (scores) {
+      for_rows(in, [&](int64_t, auto &&x, double label) { count(x(1) > x(0), label); });
+    } else {
+      LOOM_DTYPE_SWITCH(in[0].dtype, P, {
+        const P *x = in[0].ptr<P>();
+        LOOM_DTYPE_SWITCH(in[1].dtype, L, {
+          const L *l = in[1].ptr<L>();
+          for (int64_t i = 0; i < in[1].size(); ++i) count(double(x[i]) >= 0.5, double(l[i]));
+        });
+      });
+    }
+    write_pair(out, 2 * tp, 2 * tp + fp + fn);
   });
   return 0;
 }();

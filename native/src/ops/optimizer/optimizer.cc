@@ -1,7 +1,11 @@
 // Optimizer updates as native ops (MXNet's definitions). Call them with the
 // state arrays also given as outputs to update in place:
 //   sgd_update(w, g) -> w;  sgd_mom_update(w, g, m) -> (w, m);
-//   adam_update(w, g, mean, var) -> (w, mean, var).
+//   adam_update(w, g, mean, var) -> (w, mean, var);
+//   adagrad_update(w, g, history) -> (w, history);
+//   rmsprop_update(w, g, n) -> (w, n);
+//   adadelta_update(w, g, acc_g, acc_delta) -> (w, acc_g, acc_delta).
+// lr_schedule computes the learning rate for an update count.
 #include "ops/common.h"
 
 namespace loom {
@@ -120,6 +124,150 @@ const int kRegistered = [] {
         ow[i] = static_cast<T>(double(w[i]) - lr * mi / (std::sqrt(vi) + eps));
       });
     });
+  });
+  OpDef &ada = reg.add("adagrad_update");
+  ada.set_doc("AdaGrad: g = clip(rescale_grad * grad); history = history + g^2; "
+              "w = w - lr * (g / sqrt(history + epsilon) + wd * w).")
+      .set_inputs({"weight", "grad", "history"});
+  ada.outputs = {"weight", "history"};
+  common_params(ada);
+  ada.param("epsilon", ParamType::Float, "1e-7", "Added under the square root.")
+      .set_inplace({{0, 0}, {2, 1}})
+      .set_infer(same_shapes_infer);
+  ada.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    double lr = p.f("lr"), wd = p.f("wd"), rs = p.f("rescale_grad"), clip = p.f("clip_gradient"),
+           eps = p.f("epsilon");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *w = in[0].ptr<T>(), *g = in[1].ptr<T>(), *h = in[2].ptr<T>();
+      T *ow = out[0].ptr<T>(), *oh = out[1].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) {
+        double gi = grad_of(g[i], rs, clip), wi = w[i];
+        double hi = double(h[i]) + gi * gi;
+        oh[i] = static_cast<T>(hi);
+        ow[i] = static_cast<T>(wi - lr * (gi / std::sqrt(hi + eps) + wd * wi));
+      });
+    });
+  });
+
+  OpDef &rms = reg.add("rmsprop_update");
+  rms.set_doc("RMSProp (Tieleman and Hinton): g = clip(rescale_grad * grad) + wd * w; "
+              "n = (1 - gamma1) * g^2 + gamma1 * n; w = w - lr * g / sqrt(n + epsilon), "
+              "with the step clipped to [-clip_weights, clip_weights] when that is positive.")
+      .set_inputs({"weight", "grad", "n"});
+  rms.outputs = {"weight", "n"};
+  common_params(rms);
+  rms.param("gamma1", ParamType::Float, "0.95", "Decay of the squared-gradient average.")
+      .param("epsilon", ParamType::Float, "1e-8", "Added under the square root.")
+      .param("clip_weights", ParamType::Float, "-1.0",
+             "Clips the updated weight to [-c, c]; negative means no clipping.")
+      .set_inplace({{0, 0}, {2, 1}})
+      .set_infer(same_shapes_infer);
+  rms.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    double lr = p.f("lr"), wd = p.f("wd"), rs = p.f("rescale_grad"), clip = p.f("clip_gradient"),
+           g1 = p.f("gamma1"), eps = p.f("epsilon"), cw = p.f("clip_weights");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *w = in[0].ptr<T>(), *g = in[1].ptr<T>(), *n = in[2].ptr<T>();
+      T *ow = out[0].ptr<T>(), *on = out[1].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) {
+        double wi = w[i], gi = grad_of(g[i], rs, clip) + wd * wi;
+        double ni = (1 - g1) * gi * gi + g1 * double(n[i]);
+        double nw = wi - lr * gi / std::sqrt(ni + eps);
+        if (cw > 0) nw = std::max(-cw, std::min(cw, nw));
+        on[i] = static_cast<T>(ni);
+        ow[i] = static_cast<T>(nw);
+      });
+    });
+  });
+
+  OpDef &add = reg.add("adadelta_update");
+  add.set_doc("AdaDelta (Zeiler): g = clip(rescale_grad * grad); acc_g = rho * acc_g + (1-rho) "
+              "g^2; delta = sqrt(acc_delta + epsilon) / sqrt(acc_g + epsilon) * g; acc_delta = "
+              "rho * acc_delta + (1-rho) delta^2; w = w - lr * delta - wd * w. The method needs "
+              "no learning rate: lr defaults to 1.")
+      .set_inputs({"weight", "grad", "acc_g", "acc_delta"});
+  add.outputs = {"weight", "acc_g", "acc_delta"};
+  add.param("lr", ParamType::Float, "1.0", "Scales the step (1 in the method as published).")
+      .param("wd", ParamType::Float, "0.0", "Weight decay (L2 penalty) coefficient.")
+      .param("rescale_grad", ParamType::Float, "1.0", "Multiplies the gradient first.")
+      .param("clip_gradient", ParamType::Float, "-1.0",
+             "Clips the rescaled gradient to [-c, c]; negative means no clipping.")
+      .param("rho", ParamType::Float, "0.9", "Decay of both running averages.")
+      .param("epsilon", ParamType::Float, "1e-5", "Added under the square roots.")
+      .set_inplace({{0, 0}, {2, 1}, {3, 2}})
+      .set_infer(same_shapes_infer);
+  add.float_only = true;
+  add.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    double lr = p.f("lr"), wd = p.f("wd"), rs = p.f("rescale_grad"), clip = p.f("clip_gradient"),
+           rho = p.f("rho"), eps = p.f("epsilon");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *w = in[0].ptr<T>(), *g = in[1].ptr<T>(), *ag = in[2].ptr<T>(), *ad = in[3].ptr<T>();
+      T *ow = out[0].ptr<T>(), *oag = out[1].ptr<T>(), *oad = out[2].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) {
+        double wi = w[i], gi = grad_of(g[i], rs, clip);
+        double agi = rho * double(ag[i]) + (1 - rho) * gi * gi;
+        double delta = std::sqrt(double(ad[i]) + eps) / std::sqrt(agi + eps) * gi;
+        oag[i] = static_cast<T>(agi);
+        oad[i] = static_cast<T>(rho * double(ad[i]) + (1 - rho) * delta * delta);
+        ow[i] = static_cast<T>(wi - lr * delta - wd * wi);
+      });
+    });
+  });
+
+  OpDef &lrs = reg.add("lr_schedule");
+  lrs.set_doc("The learning rate after num_update updates, as a float64 scalar of shape (1,). "
+              "fixed: base_lr. factor: base_lr * factor^floor(num_update / step), not below "
+              "stop_factor_lr. multifactor: base_lr * factor^k, k = the number of steps s <= "
+              "num_update. inv: base_lr * (1 + gamma * num_update)^-power. cosine: final_lr + "
+              "(base_lr - final_lr) * (1 + cos(pi * num_update / max_update)) / 2, then final_lr.");
+  lrs.param("schedule", ParamType::Enum, "fixed", "The schedule.",
+            {"fixed", "factor", "multifactor", "inv", "cosine"})
+      .required("base_lr", ParamType::Float, "The initial learning rate.")
+      .required("num_update", ParamType::Int, "Updates done so far (from 0).")
+      .param("step", ParamType::Int, "1", "factor: updates between decays.")
+      .param("steps", ParamType::Tuple, "()", "multifactor: increasing update counts at which to decay.")
+      .param("factor", ParamType::Float, "1.0", "factor, multifactor: the decay factor.")
+      .param("stop_factor_lr", ParamType::Float, "1e-8", "factor: the lowest learning rate.")
+      .param("gamma", ParamType::Float, "0.0", "inv: gamma.")
+      .param("power", ParamType::Float, "0.0", "inv: power.")
+      .param("max_update", ParamType::Int, "1", "cosine: updates until final_lr.")
+      .param("final_lr", ParamType::Float, "0.0", "cosine: the last learning rate.");
+  lrs.set_infer([](const Params &p, const ShapeList &, const DTypeList &, ShapeList &out,
+                   DTypeList &odt) {
+    const std::string &s = p.s("schedule");
+    LOOM_CHECK(p.i("num_update") >= 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": num_update must be >= 0, got ", p.i("num_update"));
+    LOOM_CHECK(s != "factor" || p.i("step") >= 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": step must be >= 1 for the factor schedule, got ", p.i("step"));
+    LOOM_CHECK(s != "cosine" || p.i("max_update") >= 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": max_update must be >= 1 for the cosine schedule, got ", p.i("max_update"));
+    if (s == "multifactor") {
+      const auto &st = p.tuple("steps");
+      for (size_t i = 0; i < st.size(); ++i)
+        LOOM_CHECK(st[i] >= 1 && (i == 0 || st[i] > st[i - 1]), LOOM_ERR_INVALID_ARGUMENT,
+                   p.op().name, ": steps must be positive and increasing, got ",
+                   Shape::from(st).str());
+    }
+    out[0] = Shape{1};
+    odt[0] = kFloat64;
+  });
+  lrs.set_compute([](const OpContext &, const Params &p, const BlobList &, const BlobList &out) {
+    const std::string &s = p.s("schedule");
+    double lr = p.f("base_lr"), f = p.f("factor");
+    int64_t t = p.i("num_update");
+    if (s == "factor") {
+      lr *= std::pow(f, double(t / p.i("step")));
+      lr = std::max(lr, p.f("stop_factor_lr"));
+    } else if (s == "multifactor") {
+      for (int64_t step : p.tuple("steps"))
+        if (t >= step) lr *= f;
+    } else if (s == "inv") {
+      lr *= std::pow(1 + p.f("gamma") * double(t), -p.f("power"));
+    } else if (s == "cosine") {
+      int64_t m = p.i("max_update");
+      double fl = p.f("final_lr");
+      lr = t >= m ? fl : fl + (lr - fl) * (1 + std::cos(M_PI * double(t) / double(m))) / 2;
+    }
+    out[0].ptr<double>()[0] = lr;
   });
   return 0;
 }();
