@@ -105,6 +105,37 @@ public static partial class Op
     }
     private static OpHandle s_Convolution;
 
+    /// <summary>Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad + dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="weight">Input 'weight'.</param>
+    /// <param name="bias">Input 'bias'.</param>
+    /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
+    /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
+    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
+    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
+    /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
+    /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
+    /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'Deconvolution').</returns>
+    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? adj = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("kernel", kernel);
+        (__params ??= new()).Add("num_filter", numFilter);
+        if (stride is not null) (__params ??= new()).Add("stride", stride);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (adj is not null) (__params ??= new()).Add("adj", adj);
+        if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
+        if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
+        if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
+        return Imperative.Invoke(ref s_Deconvolution, "Deconvolution", new[] { data, weight, bias }, __params, @out);
+    }
+    private static OpHandle s_Deconvolution;
+
     /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="p">Probability of dropping an element, in [0, 1). Default: 0.5.</param>
@@ -174,6 +205,25 @@ public static partial class Op
         return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", new[] { data, weight, bias }, __params, @out);
     }
     private static OpHandle s_FullyConnected;
+
+    /// <summary>Local response normalisation across channels: out = x / (knorm + alpha / nsize * sum of x^2 over the nsize neighbouring channels)^beta, channels on axis 1.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="nsize">Channels in the window (odd).</param>
+    /// <param name="alpha">Scale of the sum of squares. Default: 0.0001.</param>
+    /// <param name="beta">Exponent. Default: 0.75.</param>
+    /// <param name="knorm">Added to the scaled sum. Default: 2.0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'LRN').</returns>
+    public static NDArray LRN(NDArray data, long nsize, double? alpha = null, double? beta = null, double? knorm = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("nsize", nsize);
+        if (alpha is not null) (__params ??= new()).Add("alpha", alpha.Value);
+        if (beta is not null) (__params ??= new()).Add("beta", beta.Value);
+        if (knorm is not null) (__params ??= new()).Add("knorm", knorm.Value);
+        return Imperative.Invoke(ref s_LRN, "LRN", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_LRN;
 
     /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>
     /// <param name="data">Input 'data'.</param>

@@ -94,6 +94,35 @@ public static partial class Sym
         return Symbol.Create("Convolution", name, new Symbol?[] { data, weight, bias }, new[] { "data", "weight", "bias" }, __params);
     }
 
+    /// <summary>Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad + dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="weight">Input 'weight' (null: a new variable).</param>
+    /// <param name="bias">Input 'bias' (null: a new variable).</param>
+    /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
+    /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
+    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
+    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
+    /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
+    /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
+    /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
+    public static Symbol Deconvolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? pad = null, long[]? adj = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("kernel", kernel);
+        (__params ??= new()).Add("num_filter", numFilter);
+        if (stride is not null) (__params ??= new()).Add("stride", stride);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (adj is not null) (__params ??= new()).Add("adj", adj);
+        if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
+        if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
+        if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
+        return Symbol.Create("Deconvolution", name, new Symbol?[] { data, weight, bias }, new[] { "data", "weight", "bias" }, __params);
+    }
+
     /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
@@ -152,6 +181,23 @@ public static partial class Sym
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (flatten is not null) (__params ??= new()).Add("flatten", flatten.Value);
         return Symbol.Create("FullyConnected", name, new Symbol?[] { data, weight, bias }, new[] { "data", "weight", "bias" }, __params);
+    }
+
+    /// <summary>Local response normalisation across channels: out = x / (knorm + alpha / nsize * sum of x^2 over the nsize neighbouring channels)^beta, channels on axis 1.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="nsize">Channels in the window (odd).</param>
+    /// <param name="alpha">Scale of the sum of squares. Default: 0.0001.</param>
+    /// <param name="beta">Exponent. Default: 0.75.</param>
+    /// <param name="knorm">Added to the scaled sum. Default: 2.0.</param>
+    public static Symbol LRN(string? name, long nsize, Symbol? data = null, double? alpha = null, double? beta = null, double? knorm = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("nsize", nsize);
+        if (alpha is not null) (__params ??= new()).Add("alpha", alpha.Value);
+        if (beta is not null) (__params ??= new()).Add("beta", beta.Value);
+        if (knorm is not null) (__params ??= new()).Add("knorm", knorm.Value);
+        return Symbol.Create("LRN", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
     /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>
@@ -1472,6 +1518,34 @@ public sealed partial class Symbol
         return Create("Convolution", name, new Symbol?[] { this, weight, bias }, new[] { "data", "weight", "bias" }, __params);
     }
 
+    /// <summary>Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad + dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="weight">Input 'weight' (null: a new variable).</param>
+    /// <param name="bias">Input 'bias' (null: a new variable).</param>
+    /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
+    /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
+    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
+    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
+    /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
+    /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
+    /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
+    public Symbol Deconvolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? adj = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("kernel", kernel);
+        (__params ??= new()).Add("num_filter", numFilter);
+        if (stride is not null) (__params ??= new()).Add("stride", stride);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (adj is not null) (__params ??= new()).Add("adj", adj);
+        if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
+        if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
+        if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
+        return Create("Deconvolution", name, new Symbol?[] { this, weight, bias }, new[] { "data", "weight", "bias" }, __params);
+    }
+
     /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="p">Probability of dropping an element, in [0, 1). Default: 0.5.</param>
@@ -1517,6 +1591,22 @@ public sealed partial class Symbol
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (flatten is not null) (__params ??= new()).Add("flatten", flatten.Value);
         return Create("FullyConnected", name, new Symbol?[] { this, weight, bias }, new[] { "data", "weight", "bias" }, __params);
+    }
+
+    /// <summary>Local response normalisation across channels: out = x / (knorm + alpha / nsize * sum of x^2 over the nsize neighbouring channels)^beta, channels on axis 1.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="nsize">Channels in the window (odd).</param>
+    /// <param name="alpha">Scale of the sum of squares. Default: 0.0001.</param>
+    /// <param name="beta">Exponent. Default: 0.75.</param>
+    /// <param name="knorm">Added to the scaled sum. Default: 2.0.</param>
+    public Symbol LRN(string? name, long nsize, double? alpha = null, double? beta = null, double? knorm = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("nsize", nsize);
+        if (alpha is not null) (__params ??= new()).Add("alpha", alpha.Value);
+        if (beta is not null) (__params ??= new()).Add("beta", beta.Value);
+        if (knorm is not null) (__params ??= new()).Add("knorm", knorm.Value);
+        return Create("LRN", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
     /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>

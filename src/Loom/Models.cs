@@ -1,6 +1,6 @@
 namespace Loom;
 
-/// <summary>Reference network definitions (the seeds' MLP, LeNet and Inception-BN).</summary>
+/// <summary>Reference network definitions (the seeds' MLP, LeNet, AlexNet and Inception-BN).</summary>
 public static class Models
 {
     /// <summary>The seed notebook's MLP: 784-128-64-10 with ReLU and a softmax output.</summary>
@@ -20,6 +20,29 @@ public static class Models
         .FullyConnected("fc1", numHidden: 500).Activation("tanh3", ActType.Tanh)
         .FullyConnected("fc2", numHidden: 10)
         .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+
+    /// <summary>AlexNet (Krizhevsky et al. 2012, single tower) for 3x224x224 images, with LRN
+    /// after the first two convolutions and dropout 0.5 before the two 4096-unit layers.</summary>
+    public static Symbol AlexNet(int classes = 1000)
+    {
+        long[] K(long k) => new[] { k, k };
+        return Symbol.Variable("data")
+            .Convolution("conv1", kernel: K(11), numFilter: 96, stride: K(4)).Activation("relu1", ActType.Relu)
+            .LRN("norm1", nsize: 5, alpha: 1e-4, beta: 0.75, knorm: 2)
+            .Pooling("pool1", kernel: K(3), stride: K(2), poolType: PoolType.Max)
+            .Convolution("conv2", kernel: K(5), numFilter: 256, pad: K(2)).Activation("relu2", ActType.Relu)
+            .LRN("norm2", nsize: 5, alpha: 1e-4, beta: 0.75, knorm: 2)
+            .Pooling("pool2", kernel: K(3), stride: K(2), poolType: PoolType.Max)
+            .Convolution("conv3", kernel: K(3), numFilter: 384, pad: K(1)).Activation("relu3", ActType.Relu)
+            .Convolution("conv4", kernel: K(3), numFilter: 384, pad: K(1)).Activation("relu4", ActType.Relu)
+            .Convolution("conv5", kernel: K(3), numFilter: 256, pad: K(1)).Activation("relu5", ActType.Relu)
+            .Pooling("pool3", kernel: K(3), stride: K(2), poolType: PoolType.Max)
+            .Flatten("flatten")
+            .FullyConnected("fc1", numHidden: 4096).Activation("relu6", ActType.Relu).Dropout("dropout1", p: 0.5)
+            .FullyConnected("fc2", numHidden: 4096).Activation("relu7", ActType.Relu).Dropout("dropout2", p: 0.5)
+            .FullyConnected("fc3", numHidden: classes)
+            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+    }
 
     private static Symbol ConvFactory(Symbol data, long filters, long k, long stride, long pad, string name) => data
         .Convolution("conv_" + name, kernel: new[] { k, k }, numFilter: filters, stride: new[] { stride, stride }, pad: new[] { pad, pad })

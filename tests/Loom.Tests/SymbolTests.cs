@@ -193,6 +193,25 @@ public class SymbolTests
     }
 
     [Test]
+    public void AlexNetAndADeconvolutionInferTheirShapes()
+    {
+        var alex = Models.AlexNet();
+        var inf = alex.InferShape(new Dictionary<string, long[]> { ["data"] = new long[] { 2, 3, 224, 224 } });
+        Assert.That(inf.Complete, Is.True);
+        Assert.That(inf.OutputShapes[0], Is.EqualTo(new long[] { 2, 1000 }));
+        var args = alex.ListArguments();
+        Assert.That(inf.ArgumentShapes[Array.IndexOf(args, "fc1_weight")], Is.EqualTo(new long[] { 4096, 256 * 5 * 5 }));
+        // An upsampling decoder: Deconvolution doubles the extent; its weight is (C, F, k, k).
+        var up = Symbol.Variable("data").Deconvolution("up", kernel: new long[] { 4, 4 }, numFilter: 8,
+            stride: new long[] { 2, 2 }, pad: new long[] { 1, 1 });
+        inf = up.InferShape(new Dictionary<string, long[]> { ["data"] = new long[] { 1, 3, 7, 7 } });
+        Assert.That(inf.OutputShapes[0], Is.EqualTo(new long[] { 1, 8, 14, 14 }));
+        Assert.That(inf.ArgumentShapes[1], Is.EqualTo(new long[] { 3, 8, 4, 4 }));
+        var e = Assert.Throws<LoomException>(() => up.InferShape(new Dictionary<string, long[]> { ["data"] = new long[] { 3, 7, 7 } }))!;
+        Assert.That(e.Message, Does.Contain("Deconvolution").And.Contain("(3,7,7)"));
+    }
+
+    [Test]
     public void InceptionBnPlansWithinTheMemoryTargets()
     {
         var net = Models.InceptionBN();

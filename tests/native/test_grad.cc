@@ -160,6 +160,13 @@ const GradCase kCases[] = {
     {"BatchNorm", {{3, 2}, {2}, {2}, {2}, {2}}, {{"fix_gamma", "false"}}, {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, false, 3},
     {"Concat", {{2, 3, 2}, {2, 1, 2}, {2, 2, 2}}, {{"num_args", "3"}}, {}},
     {"concat", {{2, 3}, {4, 3}}, {{"dim", "0"}}, {}},
+    {"Deconvolution", {{2, 3, 3, 4}, {3, 2, 3, 2}, {2}}, {{"kernel", "(3,2)"}, {"num_filter", "2"}, {"no_bias", "false"}}, {}},
+    {"Deconvolution", {{1, 4, 3, 3}, {4, 1, 3, 3}},
+     {{"kernel", "(3,3)"}, {"num_filter", "2"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"adj", "(1,1)"}, {"num_group", "2"}}, {}},
+    {"Deconvolution", {{2, 2, 3, 3}, {2, 2, 2, 2}}, {{"kernel", "(2,2)"}, {"num_filter", "2"}, {"dilate", "(2,2)"}}, {}},
+    {"Deconvolution", {{2, 2, 4}, {2, 3, 3}, {3}}, {{"kernel", "(3,)"}, {"num_filter", "3"}, {"stride", "(2,)"}, {"no_bias", "false"}}, {}},
+    {"LRN", {{2, 5, 2, 2}}, {{"nsize", "3"}, {"alpha", "0.5"}, {"beta", "0.75"}, {"knorm", "1"}}, {}},
+    {"LRN", {{1, 4, 3}}, {{"nsize", "5"}, {"alpha", "2"}, {"beta", "0.4"}, {"knorm", "0.5"}}, {}},
 };
 
 const bool kCovered = [] {

@@ -1021,6 +1021,128 @@ std::vector<double> naive_conv(const std::vector<double> &x, const std::vector<d
   return y;
 }
 
+// Transposed convolution by scattering: every input value adds its weighted
+// kernel into the output, y[n, g*fg+f, i*s-p+ki*d, j*s-p+kj*d] += x[n, g*cg+c, i, j] w[g*cg+c, f, ki, kj].
+std::vector<double> naive_deconv(const std::vector<double> &x, const std::vector<double> &w,
+                                 const std::vector<double> &b, int64_t N, int64_t C, int64_t H,
+                                 int64_t W, int64_t F, int64_t K, int64_t S, int64_t P, int64_t D,
+                                 int64_t A, int64_t G, int64_t *OH, int64_t *OW) {
+  *OH = (H - 1) * S - 2 * P + D * (K - 1) + 1 + A;
+  *OW = (W - 1) * S - 2 * P + D * (K - 1) + 1 + A;
+  int64_t cg = C / G, fg = F / G;
+  std::vector<double> y(N * F * *OH * *OW, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H; ++i)
+        for (int64_t j = 0; j < W; ++j)
+          for (int64_t f = 0; f < fg; ++f)
+            for (int64_t ki = 0; ki < K; ++ki)
+              for (int64_t kj = 0; kj < K; ++kj) {
+                int64_t oi = i * S - P + ki * D, oj = j * S - P + kj * D;
+                if (oi < 0 || oi >= *OH || oj < 0 || oj >= *OW) continue;
+                int64_t fo = (c / cg) * fg + f;
+                y[((n * F + fo) * *OH + oi) * *OW + oj] +=
+                    x[((n * C + c) * H + i) * W + j] * w[((c * fg + f) * K + ki) * K + kj];
+              }
+  if (!b.empty())
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t f = 0; f < F; ++f)
+        for (int64_t k = 0; k < *OH * *OW; ++k) y[(n * F + f) * *OH * *OW + k] += b[f];
+  return y;
+}
+
+COVERS("Deconvolution");
+TEST(Ops, DeconvolutionMatchesReference) {
+  struct C {
+    int64_t N, Cc, H, W, F, K, S, P, D, A, G;
+  };
+  for (const C &c : {C{2, 3, 4, 5, 2, 3, 1, 0, 1, 0, 1}, C{1, 4, 3, 3, 6, 3, 2, 1, 1, 1, 2},
+                     C{2, 2, 4, 4, 3, 2, 2, 0, 2, 0, 1}, C{1, 2, 5, 3, 2, 4, 3, 1, 1, 2, 2}}) {
+    auto x = random_values(c.N * c.Cc * c.H * c.W, -1, 1, 211);
+    auto w = random_values(c.Cc * (c.F / c.G) * c.K * c.K, -1, 1, 212);
+    auto b = random_values(c.F, -1, 1, 213);
+    int64_t OH, OW;
+    auto want = naive_deconv(x, w, b, c.N, c.Cc, c.H, c.W, c.F, c.K, c.S, c.P, c.D, c.A, c.G, &OH, &OW);
+    auto pair = [](int64_t v) { return "(" + std::to_string(v) + "," + std::to_string(v) + ")"; };
+    for (int32_t dt : kFloatTypes) {
+      Arr X = make({c.N, c.Cc, c.H, c.W}, x, dt), Wt = make({c.Cc, c.F / c.G, c.K, c.K}, w, dt),
+          B = make({c.F}, b, dt);
+      Arr o = call("Deconvolution", {&X, &Wt, &B},
+                   {{"kernel", pair(c.K)}, {"num_filter", std::to_string(c.F)}, {"stride", pair(c.S)},
+                    {"pad", pair(c.P)}, {"dilate", pair(c.D)}, {"adj", pair(c.A)},
+                    {"num_group", std::to_string(c.G)}, {"no_bias", "false"}});
+      ASSERT_EQ(shape_of(o), (std::vector<int64_t>{c.N, c.F, OH, OW}));
+      auto got = read(o);
+      double tol = dt == LOOM_DTYPE_FLOAT32 ? 1e-5 : 1e-12;
+      for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << i;
+    }
+  }
+  // 1-D, no bias (the default).
+  auto x = random_values(2 * 3 * 6, -1, 1, 214), w = random_values(3 * 2 * 3, -1, 1, 215);
+  int64_t OH, OW;
+  auto want = naive_deconv(x, w, {}, 2, 3, 1, 6, 2, 1, 2, 0, 1, 0, 1, &OH, &OW);
+  (void)OH;
+  // naive_deconv is square; with H = 1 and K = 1 rows its width is what a (3,) kernel gives.
+  std::vector<double> want1;
+  {
+    int64_t ow = (6 - 1) * 2 + 3;
+    want1.assign(2 * 2 * ow, 0.0);
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t ch = 0; ch < 3; ++ch)
+        for (int64_t j = 0; j < 6; ++j)
+          for (int64_t f = 0; f < 2; ++f)
+            for (int64_t kj = 0; kj < 3; ++kj)
+              want1[(n * 2 + f) * ow + j * 2 + kj] += x[(n * 3 + ch) * 6 + j] * w[(ch * 2 + f) * 3 + kj];
+  }
+  Arr X1 = make({2, 3, 6}, x, LOOM_DTYPE_FLOAT64), W1 = make({3, 2, 3}, w, LOOM_DTYPE_FLOAT64);
+  Arr o1 = call("Deconvolution", {&X1, &W1}, {{"kernel", "(3,)"}, {"num_filter", "2"}, {"stride", "(2,)"}});
+  EXPECT_EQ(shape_of(o1), (std::vector<int64_t>{2, 2, 13}));
+  expect_close(read(o1), want1, LOOM_DTYPE_FLOAT64, "deconv1d");
+  std::vector<Arr> outs;
+  Arr Wbad = make({2, 2, 3}, std::vector<double>(12, 0), LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(invoke("Deconvolution", {&X1, &Wbad}, {{"kernel", "(3,)"}, {"num_filter", "2"}}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("Deconvolution: weight has shape (2,2,3), expected (3,2,3)"),
+            std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("Deconvolution", {&X1, &W1}, {{"kernel", "(3,)"}, {"num_filter", "2"}, {"adj", "(1,)"}}, &outs),
+            LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("adj must be non-negative and smaller than stride"),
+            std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("Deconvolution", {&X1, &W1}, {{"kernel", "(3,)"}, {"num_filter", "2"}, {"pad", "(7,)"}}, &outs),
+            LOOM_ERR_SHAPE);
+}
+
+COVERS("LRN");
+TEST(Ops, LrnMatchesReference) {
+  const int64_t N = 2, C = 7, H = 3, W = 2;
+  auto x = random_values(N * C * H * W, -2, 2, 221);
+  for (int nsize : {1, 3, 5}) {
+    std::vector<double> want(x.size());
+    double alpha = 0.3, beta = 0.6, k = 1.5;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < H * W; ++i) {
+          double s = 0;
+          for (int64_t j = c - nsize / 2; j <= c + nsize / 2; ++j)
+            if (j >= 0 && j < C) s += x[(n * C + j) * H * W + i] * x[(n * C + j) * H * W + i];
+          int64_t o = (n * C + c) * H * W + i;
+          want[o] = x[o] / std::pow(k + alpha / nsize * s, beta);
+        }
+    for (int32_t dt : kFloatTypes) {
+      Arr X = make({N, C, H, W}, x, dt);
+      Arr y = call("LRN", {&X}, {{"nsize", std::to_string(nsize)}, {"alpha", "0.3"}, {"beta", "0.6"}, {"knorm", "1.5"}});
+      if (dt == LOOM_DTYPE_FLOAT64) expect_close(read(y), want, dt, "LRN");
+      else for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(read(y)[i], want[i], 1e-5) << i;
+    }
+  }
+  std::vector<Arr> outs;
+  Arr X = make({N, C, H, W}, x, LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(invoke("LRN", {&X}, {{"nsize", "4"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("LRN: nsize must be a positive odd number, got 4"),
+            std::string::npos) << loom_last_error();
+  Arr X1 = make({5}, std::vector<double>(5, 1.0));
+  EXPECT_EQ(invoke("LRN", {&X1}, {{"nsize", "3"}}, &outs), LOOM_ERR_SHAPE);
+}
+
 COVERS("Convolution", "Pooling");
 TEST(Ops, ConvolutionAndPoolingMatchReference) {
   struct C {

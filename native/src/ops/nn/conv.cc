@@ -1,4 +1,5 @@
-// Convolution (im2col + gemm) and Pooling, NCHW, 1-D or 2-D, with gradients.
+// Convolution (im2col + gemm), Deconvolution and Pooling, NCHW, 1-D or 2-D,
+// with gradients.
 // 1-D inputs (N, C, W) are treated as 2-D with H = 1.
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
@@ -27,7 +28,7 @@ void pair_param(const Params &p, const char *name, int spatial, int64_t dflt, in
   if (spatial == 1) {
     *a = 1;
     *b = t[0];
-    if (std::string(name) == "pad") *a = 0;
+    if (std::string(name) == "pad" || std::string(name) == "adj") *a = 0;
   } else {
     *a = t[0];
     *b = t[1];
@@ -320,6 +321,159 @@ const int kConvolution = [] {
           double s = 0;
           for (int64_t n = 0; n < g.n; ++n)
             for (int64_t i = 0; i < plane; ++i) s += dy[(n * f + k) * plane + i];
+          db[k] = static_cast<T>(s);
+        }
+      }
+    });
+  });
+  return 0;
+}();
+
+// Deconvolution is the transpose of a convolution: its forward pass is the
+// data gradient of the convolution that maps its output back onto its input.
+// The geometry below is that convolution's: (h, w) is the deconvolution's
+// output and (oh, ow) its input.
+struct DeconvPlan {
+  Geometry g;
+  int64_t f, groups, cg, fg, plane, krows;  // cg: input channels per group; fg: output
+  DeconvPlan(const Params &p, const Shape &data) {
+    const auto &k = p.tuple("kernel");
+    int spatial = static_cast<int>(k.size());
+    if (spatial != 1 && spatial != 2)
+      shape_fail(p, "kernel must have 1 or 2 values (1-D or 2-D), got " + Shape::from(k).str());
+    if (data.ndim != spatial + 2)
+      shape_fail(p, "data must be " + std::string(spatial == 2 ? "(N, C, H, W)" : "(N, C, W)") +
+                        " for a " + std::to_string(spatial) + "-D kernel, got " + data.str());
+    g.spatial = spatial;
+    g.n = data.d[0];
+    g.c = data.d[1];
+    g.oh = spatial == 2 ? data.d[2] : 1;
+    g.ow = data.d[data.ndim - 1];
+    g.kh = spatial == 2 ? k[0] : 1;
+    g.kw = k[spatial - 1];
+    int64_t ah, aw;
+    pair_param(p, "stride", spatial, 1, &g.sh, &g.sw);
+    pair_param(p, "pad", spatial, 0, &g.ph, &g.pw);
+    pair_param(p, "dilate", spatial, 1, &g.dh, &g.dw);
+    pair_param(p, "adj", spatial, 0, &ah, &aw);
+    LOOM_CHECK(g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 && g.dh > 0 && g.dw > 0 && g.ph >= 0 &&
+                   g.pw >= 0,
+               LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": kernel, stride and dilate must be positive and pad non-negative");
+    LOOM_CHECK(ah >= 0 && aw >= 0 && ah < g.sh && aw < g.sw, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": adj must be non-negative and smaller than stride, got adj ", ah, ",", aw,
+               " with stride ", g.sh, ",", g.sw);
+    g.h = (g.oh - 1) * g.sh - 2 * g.ph + g.dh * (g.kh - 1) + 1 + ah;
+    g.w = (g.ow - 1) * g.sw - 2 * g.pw + g.dw * (g.kw - 1) + 1 + aw;
+    if (g.h <= 0 || g.w <= 0)
+      shape_fail(p, "pad " + std::to_string(g.ph) + "," + std::to_string(g.pw) +
+                        " leaves no output for data " + data.str() + " and kernel " +
+                        Shape::from(k).str());
+    f = p.i("num_filter");
+    groups = p.i("num_group");
+    LOOM_CHECK(f > 0 && groups > 0 && g.c % groups == 0 && f % groups == 0,
+               LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": num_filter=", f, " and channels ", g.c,
+               " must be positive multiples of num_group=", groups);
+    cg = g.c / groups;
+    fg = f / groups;
+    plane = g.oh * g.ow;
+    krows = fg * g.kh * g.kw;
+  }
+  Shape weight() const {
+    return g.spatial == 2 ? Shape{g.c, fg, g.kh, g.kw} : Shape{g.c, fg, g.kw};
+  }
+  Shape output() const { return g.spatial == 2 ? Shape{g.n, f, g.h, g.w} : Shape{g.n, f, g.w}; }
+};
+
+const int kDeconvolution = [] {
+  OpDef &d = Registry::get().add("Deconvolution");
+  d.set_doc("Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/"
+            "num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad "
+            "+ dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.")
+      .set_inputs({"data", "weight", "bias"})
+      .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
+      .required("num_filter", ParamType::Int, "Number of output channels.")
+      .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
+      .param("pad", ParamType::Tuple, "()", "Padding removed from the output per spatial axis (default 0).")
+      .param("adj", ParamType::Tuple, "()", "Extra output rows/columns per spatial axis, below the stride (default 0).")
+      .param("dilate", ParamType::Tuple, "()", "Dilation per spatial axis (default 1).")
+      .param("num_group", ParamType::Int, "1", "Split channels into this many groups.")
+      .param("no_bias", ParamType::Bool, "true", "Leave out the bias input (MXNet's default).")
+      .param("workspace", ParamType::Int, "512", "Accepted for compatibility; not used.");
+  d.float_only = true;
+  d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.backward_uses = kBwdInputs;
+  d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
+                      const SmallVec<char, 4> &) {
+    if (!known[0]) return;
+    DeconvPlan c(p, in[0]);
+    if (!known[1]) in[1] = c.weight(), known[1] = 1;
+    if (in.size() > 2 && !known[2]) in[2] = Shape{c.f}, known[2] = 1;
+  };
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    odt[0] = same_dtype(p, dt);
+    DeconvPlan c(p, in[0]);
+    if (in[1] != c.weight())
+      shape_fail(p, "weight has shape " + in[1].str() + ", expected " + c.weight().str() +
+                        " for data " + in[0].str());
+    if (in.size() > 2 && in[2] != Shape{c.f})
+      shape_fail(p, "bias has shape " + in[2].str() + ", expected " + Shape{c.f}.str());
+    out[0] = c.output();
+  });
+  // Per image and group: COL (krows, plane) = W_g^T (krows, cg) . X_g (cg, plane); y_g = col2im(COL).
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const DeconvPlan c(p, in[0].shape);
+      const Geometry &g = c.g;
+      T *col = scratch<T>(static_cast<size_t>(c.krows * c.plane), 0);
+      const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>();
+      T *y = out[0].ptr<T>();
+      const int64_t img = g.h * g.w;
+      std::fill(y, y + out[0].size(), T(0));
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t gr = 0; gr < c.groups; ++gr) {
+          gemm<T>(true, false, c.krows, c.plane, c.cg, 1.0, w + gr * c.cg * c.krows, c.krows,
+                  x + (n * g.c + gr * c.cg) * c.plane, c.plane, 0.0, col, c.plane);
+          col2im(col, c.fg, g, y + (n * c.f + gr * c.fg) * img, c.plane);
+        }
+      if (in.size() > 2) {
+        const T *bias = in[2].ptr<T>();
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t k = 0; k < c.f; ++k) {
+            T *yo = y + (n * c.f + k) * img;
+            for (int64_t i = 0; i < img; ++i) yo[i] += bias[k];
+          }
+      }
+    });
+  });
+  // dX_g = W_g (cg, krows) . im2col(dY_g); dW_g += X_g (cg, plane) . im2col(dY_g)^T.
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const DeconvPlan c(p, in[0].shape);
+      const Geometry &g = c.g;
+      T *col = scratch<T>(static_cast<size_t>(c.krows * c.plane), 0);
+      const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>(), *dy = og[0].ptr<T>();
+      const int64_t img = g.h * g.w;
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t gr = 0; gr < c.groups; ++gr) {
+          if (!req[0] && !req[1]) continue;
+          im2col(dy + (n * c.f + gr * c.fg) * img, c.fg, g, col, c.plane);
+          if (req[0])
+            gemm<T>(false, false, c.cg, c.plane, c.krows, 1.0, w + gr * c.cg * c.krows, c.krows, col,
+                    c.plane, 0.0, ig[0].ptr<T>() + (n * g.c + gr * c.cg) * c.plane, c.plane);
+          if (req[1])
+            gemm<T>(false, true, c.cg, c.krows, c.plane, 1.0, x + (n * g.c + gr * c.cg) * c.plane,
+                    c.plane, col, c.plane, n == 0 ? 0.0 : 1.0, ig[1].ptr<T>() + gr * c.cg * c.krows,
+                    c.krows);
+        }
+      if (in.size() > 2 && req[2]) {
+        T *db = ig[2].ptr<T>();
+        for (int64_t k = 0; k < c.f; ++k) {
+          double s = 0;
+          for (int64_t n = 0; n < g.n; ++n)
+            for (int64_t i = 0; i < img; ++i) s += dy[(n * c.f + k) * img + i];
           db[k] = static_cast<T>(s);
         }
       }

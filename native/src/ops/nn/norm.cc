@@ -212,5 +212,100 @@ const int kConcat = [] {
   return 0;
 }();
 
+// LRN across channels (axis 1): y_c = x_c * s_c^-beta, where s_c = knorm +
+// alpha / nsize * sum of x_j^2 over the nsize channels centred on c.
+// Gradient: dx_j = dy_j s_j^-beta - 2 beta alpha / nsize * x_j *
+// sum over the window of j of dy_c x_c s_c^(-beta-1).
+template <typename T, typename F>
+void lrn_planes(const Params &p, const Shape &s, F &&per_plane) {
+  if (s.ndim < 2) shape_fail(p, "data must be (N, C, ...), got " + s.str());
+  int64_t n = s.d[0], c = s.d[1], inner = s.size() / std::max<int64_t>(n * c, 1);
+  parallel_ranges(n, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> scale(static_cast<size_t>(c * inner));
+    for (int64_t b = b0; b < b1; ++b) per_plane(b, c, inner, scale.data());
+  });
+}
+
+// scale[c, i] = s_c at position i of image b.
+template <typename T>
+void lrn_scale(const T *x, int64_t c, int64_t inner, int64_t half, double k, double a, double *sc) {
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t i = 0; i < inner; ++i) {
+      double acc = 0;
+      for (int64_t j = std::max<int64_t>(0, ch - half); j <= std::min(c - 1, ch + half); ++j) {
+        double v = x[j * inner + i];
+        acc += v * v;
+      }
+      sc[ch * inner + i] = k + a * acc;
+    }
+}
+
+const int kLRN = [] {
+  OpDef &d = Registry::get().add("LRN");
+  d.set_doc("Local response normalisation across channels: out = x / (knorm + alpha / nsize * "
+            "sum of x^2 over the nsize neighbouring channels)^beta, channels on axis 1.")
+      .set_inputs({"data"})
+      .required("nsize", ParamType::Int, "Channels in the window (odd).")
+      .param("alpha", ParamType::Float, "0.0001", "Scale of the sum of squares.")
+      .param("beta", ParamType::Float, "0.75", "Exponent.")
+      .param("knorm", ParamType::Float, "2.0", "Added to the scaled sum.");
+  d.float_only = true;
+  d.backward_uses = kBwdInputs;
+  d.infer_inputs = same_shape_hint;
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    LOOM_CHECK(p.i("nsize") >= 1 && p.i("nsize") % 2 == 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": nsize must be a positive odd number, got ", p.i("nsize"));
+    if (in[0].ndim < 2) shape_fail(p, "data must be (N, C, ...), got " + in[0].str());
+    out[0] = in[0];
+    odt[0] = dt[0];
+  });
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    int64_t half = p.i("nsize") / 2;
+    double a = p.f("alpha") / double(p.i("nsize")), beta = p.f("beta"), k = p.f("knorm");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      lrn_planes<T>(p, in[0].shape, [&](int64_t b, int64_t c, int64_t inner, double *sc) {
+        const T *xb = x + b * c * inner;
+        T *yb = y + b * c * inner;
+        lrn_scale(xb, c, inner, half, k, a, sc);
+        for (int64_t i = 0; i < c * inner; ++i)
+          yb[i] = static_cast<T>(double(xb[i]) * std::pow(sc[i], -beta));
+      });
+    });
+  });
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    int64_t half = p.i("nsize") / 2;
+    double a = p.f("alpha") / double(p.i("nsize")), beta = p.f("beta"), k = p.f("knorm");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>(), *dy = og[0].ptr<T>();
+      T *dx = ig[0].ptr<T>();
+      lrn_planes<T>(p, in[0].shape, [&](int64_t b, int64_t c, int64_t inner, double *sc) {
+        const T *xb = x + b * c * inner, *dyb = dy + b * c * inner;
+        T *dxb = dx + b * c * inner;
+        lrn_scale(xb, c, inner, half, k, a, sc);
+        std::vector<double> t(static_cast<size_t>(c));  // dy_c x_c s_c^(-beta-1) at one position
+        for (int64_t i = 0; i < inner; ++i) {
+          for (int64_t ch = 0; ch < c; ++ch)
+            t[ch] = double(dyb[ch * inner + i]) * double(xb[ch * inner + i]) *
+                    std::pow(sc[ch * inner + i], -beta - 1);
+          for (int64_t j = 0; j < c; ++j) {
+            double acc = 0;
+            for (int64_t ch = std::max<int64_t>(0, j - half); ch <= std::min(c - 1, j + half); ++ch)
+              acc += t[ch];
+            int64_t o = j * inner + i;
+            dxb[o] = static_cast<T>(double(dyb[o]) * std::pow(sc[o], -beta) -
+                                    2 * beta * a * double(xb[o]) * acc);
+          }
+        }
+      });
+    });
+  });
+  return 0;
+}();
+
 }  // namespace
 }  // namespace loom
