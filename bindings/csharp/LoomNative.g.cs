@@ -109,6 +109,12 @@ public static class LoomConstants
     public const int LOOM_DEVICE_GPU = 2;
     /// <summary>LOOM_MAX_NDIM</summary>
     public const int LOOM_MAX_NDIM = 8;
+    /// <summary>LOOM_LAST_BATCH_DISCARD</summary>
+    public const int LOOM_LAST_BATCH_DISCARD = 0;
+    /// <summary>LOOM_LAST_BATCH_PAD</summary>
+    public const int LOOM_LAST_BATCH_PAD = 1;
+    /// <summary>LOOM_LAST_BATCH_ROLL_OVER</summary>
+    public const int LOOM_LAST_BATCH_ROLL_OVER = 2;
     /// <summary>LOOM_LIST_ARGUMENTS</summary>
     public const int LOOM_LIST_ARGUMENTS = 0;
     /// <summary>LOOM_LIST_OUTPUTS</summary>
@@ -274,6 +280,21 @@ public sealed class ExecutorHandle : SafeHandle
     public override bool IsInvalid => handle == IntPtr.Zero;
     /// <inheritdoc/>
     protected override bool ReleaseHandle() { LoomNative.loom_executor_free(handle); return true; }
+}
+
+/// <summary>
+/// A batch iterator over in-memory arrays. Free with loom_dataiter_free.
+/// </summary>
+public sealed class DataiterHandle : SafeHandle
+{
+    /// <summary>An empty handle, filled in by the marshaller.</summary>
+    public DataiterHandle() : base(IntPtr.Zero, true) { }
+    /// <summary>Takes ownership of a raw handle returned by the library.</summary>
+    public DataiterHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle() { LoomNative.loom_dataiter_free(handle); return true; }
 }
 
 /// <summary>The C ABI of libloom, one method per function in loom.h.</summary>
@@ -574,6 +595,48 @@ public static unsafe partial class LoomNative
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_io_read_idx(out NDArrayHandle @out, string path);
+
+    /// <summary>
+    /// Reads a CSV file of numbers (plain or gzip-compressed) into a new
+    ///  (rows, columns) array of `dtype` (float32, float64, int32 or int64) on
+    ///  cpu(0), skipping `header_rows` lines first and blank lines anywhere. A field
+    ///  that is not a number or a row with another column count gives LOOM_ERR_IO
+    ///  naming the file, line and column.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_io_read_csv(out NDArrayHandle @out, string path, int dtype, long header_rows);
+
+    /// <summary>
+    /// Creates a batch iterator over `data` and `label` (NULL for none; otherwise
+    ///  the same first extent), both on cpu. Each epoch draws a permutation from the
+    ///  seeded generator when `shuffle` is nonzero (at loom_dataiter_reset, on the
+    ///  calling thread). `prefetch` batches are assembled ahead by a background
+    ///  thread (0: gathered on the calling thread by loom_dataiter_next). The
+    ///  arrays are read while epochs run: do not write them meanwhile.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_dataiter_create(out DataiterHandle @out, NDArrayHandle data, NDArrayHandle label, long batch_size, int shuffle, int last_batch, int prefetch);
+
+    /// <summary>
+    /// Starts an epoch (drawing its order). loom_dataiter_next starts one by itself
+    ///  the first time.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_dataiter_reset(DataiterHandle iter);
+
+    /// <summary>
+    /// The next batch of the epoch: *has_batch is 1 with new handles in *data and
+    ///  *label (NULL when the iterator has no label) and the number of padded
+    ///  samples at the end of the batch in *pad; or 0 at the end of the epoch.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_dataiter_next(int* has_batch, out NDArrayHandle data, out NDArrayHandle label, long* pad, DataiterHandle iter);
+
+    /// <summary>
+    /// Stops the iterator's thread and releases it. NULL and freed handles are ignored.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_dataiter_free(nint iter);
 
     /// <summary>
     /// A new variable named `name` (non-empty). The caller owns *out. Nodes

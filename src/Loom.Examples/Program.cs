@@ -5,6 +5,7 @@
 //                    max-pool, fc 500, fc 10), trained by a Module
 //   mnist-imperative [epochs], lenet-imperative [epochs]
 //                    the same networks written with NDArrays and autograd
+//   fashion [epochs] LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist, gzip IDX files)
 //   tour             a walk through the imperative API
 using System.Diagnostics;
 using Loom;
@@ -20,33 +21,39 @@ switch (example)
         return Mnist.TrainMlp(args.Length > 1 ? int.Parse(args[1]) : 20);
     case "lenet-imperative":
         return Mnist.TrainLeNet(args.Length > 1 ? int.Parse(args[1]) : 10);
+    case "fashion":
+        return Mnist.FitFashion(args.Length > 1 ? int.Parse(args[1]) : 10);
     case "memory":
         return Mnist.Memory(args.Length > 1 ? int.Parse(args[1]) : 32);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], mnist-imperative [epochs], lenet-imperative [epochs], tour");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], tour");
         return 2;
 }
 
 static class Mnist
 {
-    static string DataDir()
+    static string DataDir(string set)
     {
         var env = Environment.GetEnvironmentVariable("LOOM_DATA_DIR");
-        if (!string.IsNullOrEmpty(env)) return Path.Combine(env, "mnist");
+        if (!string.IsNullOrEmpty(env)) return Path.Combine(env, set);
         for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
-            if (Directory.Exists(Path.Combine(d.FullName, "data", "mnist"))) return Path.Combine(d.FullName, "data", "mnist");
-        return Path.Combine("data", "mnist");
+            if (Directory.Exists(Path.Combine(d.FullName, "data", set))) return Path.Combine(d.FullName, "data", set);
+        return Path.Combine("data", set);
     }
+
+    // An IDX file, plain or gzip-compressed (the reader takes both).
+    static string IdxPath(string dir, string name) =>
+        File.Exists(Path.Combine(dir, name)) ? Path.Combine(dir, name) : Path.Combine(dir, name + ".gz");
 
     // Images as float32 (N, 784) in [0, 1]; labels as float32 (N).
     static (NDArray X, NDArray Y) Load(string dir, string prefix)
     {
         using var scope = NDArray.Scope();
-        var images = Idx.Read(Path.Combine(dir, $"{prefix}-images-idx3-ubyte"));
-        var labels = Idx.Read(Path.Combine(dir, $"{prefix}-labels-idx1-ubyte"));
+        var images = Idx.Read(IdxPath(dir, $"{prefix}-images-idx3-ubyte"));
+        var labels = Idx.Read(IdxPath(dir, $"{prefix}-labels-idx1-ubyte"));
         long n = images.Shape[0];
         var x = scope.Keep(Op.DivideScalar(images.AsType(DType.Float32), 255.0).Reshape(n, 784));
         var y = scope.Keep(labels.AsType(DType.Float32));
@@ -55,12 +62,12 @@ static class Mnist
 
     // MNIST's training (shuffled) and test iterators, batch 100; images flat (N, 784)
     // or as (N, 1, 28, 28). Null, with a message, when the data is missing.
-    static (NDArrayIter Train, NDArrayIter Test)? Iterators(bool flat)
+    static (NDArrayIter Train, NDArrayIter Test)? Iterators(bool flat, string set = "mnist")
     {
-        string dir = DataDir();
-        if (!File.Exists(Path.Combine(dir, "train-images-idx3-ubyte")))
+        string dir = DataDir(set);
+        if (!File.Exists(IdxPath(dir, "train-images-idx3-ubyte")))
         {
-            Console.Error.WriteLine($"MNIST not found in {dir}; fetch it with ./build.sh data");
+            Console.Error.WriteLine($"{set} not found in {dir}; fetch it with ./build.sh data");
             return null;
         }
         var (trainX, trainY) = Load(dir, "train");
@@ -92,10 +99,13 @@ static class Mnist
         return Fit(lenet, new XavierInit(), epochs, flat: false);
     }
 
-    static int Fit(Symbol net, Initializer init, int epochs, bool flat)
+    // LeNet on Fashion-MNIST: same network, harder data (expect about 0.90).
+    public static int FitFashion(int epochs) => Fit(Models.LeNet(), new XavierInit(), epochs, flat: false, set: "fashion-mnist");
+
+    static int Fit(Symbol net, Initializer init, int epochs, bool flat, string set = "mnist")
     {
         Rand.Seed(42);
-        if (Iterators(flat) is not { } iterators) return 1;
+        if (Iterators(flat, set) is not { } iterators) return 1;
         var (train, test) = iterators;
         var total = Stopwatch.StartNew();
         using var model = new FeedForward(net, Context.Cpu());

@@ -17,95 +17,119 @@ public static class Idx
     }
 }
 
+/// <summary>CSV files of numbers, read natively.</summary>
+public static class Csv
+{
+    /// <summary>Reads a CSV file (plain or gzip) into a (rows, columns) array on cpu(0),
+    /// skipping <paramref name="headerRows"/> lines first and blank lines anywhere.</summary>
+    public static NDArray Read(string path, DType dtype = DType.Float32, int headerRows = 0)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        LoomException.Check(LoomNative.loom_io_read_csv(out NDArrayHandle h, path, (int)dtype, headerRows));
+        return new NDArray(h);
+    }
+}
+
 /// <summary>What an iterator does with the final, incomplete batch.</summary>
 public enum LastBatch
 {
     /// <summary>Drop it.</summary>
-    Discard,
-    /// <summary>Fill it up with samples from the start of the epoch's order.</summary>
-    Pad,
+    Discard = LoomConstants.LOOM_LAST_BATCH_DISCARD,
+    /// <summary>Fill it up with samples from the start of the epoch's order (the batch's Pad says how many).</summary>
+    Pad = LoomConstants.LOOM_LAST_BATCH_PAD,
+    /// <summary>Carry its samples over to the start of the next epoch.</summary>
+    RollOver = LoomConstants.LOOM_LAST_BATCH_ROLL_OVER,
 }
 
-/// <summary>Batches of (data, label) from arrays whose first axis is the sample axis;
-/// shuffles with the native seeded generator each epoch.</summary>
-public sealed class NDArrayIter
+/// <summary>One batch: data, label (null without labels) and how many samples at its end are padding.</summary>
+public sealed record DataBatch(NDArray Data, NDArray? Label, int Pad);
+
+/// <summary>Batches of (data, label) from arrays whose first axis is the sample axis,
+/// assembled by the native iterator: shuffled with the seeded generator each epoch, with a
+/// background thread preparing the next <c>prefetch</c> batches while the caller trains.
+/// The arrays must not be written while an epoch runs.</summary>
+public sealed class NDArrayIter : IDisposable
 {
-    private readonly NDArray _data, _label;
+    private readonly DataiterHandle _handle;
+    private readonly long[] _dataShape, _labelShape;
 
     /// <summary>Samples per batch.</summary>
     public int BatchSize { get; }
     /// <summary>Number of samples.</summary>
     public long Count { get; }
-    private readonly bool _shuffle;
-    private readonly LastBatch _last;
 
-    /// <summary>Iterates over <paramref name="data"/> and <paramref name="label"/> (same first extent).</summary>
-    public NDArrayIter(NDArray data, NDArray label, int batchSize, bool shuffle = false, LastBatch last = LastBatch.Discard)
+    /// <summary>Iterates over <paramref name="data"/> and <paramref name="label"/> (same first extent; null for none).</summary>
+    public NDArrayIter(NDArray data, NDArray? label, int batchSize, bool shuffle = false, LastBatch last = LastBatch.Discard,
+        int prefetch = 2)
     {
-        long n = data.Shape[0];
-        if (label.Shape.Length == 0 || label.Shape[0] != n)
-            throw new LoomException(LoomStatus.Shape,
-                $"NDArrayIter: data has {n} samples (shape {NDArray.ShapeString(data.Shape)}) but label has shape {NDArray.ShapeString(label.Shape)}");
-        if (batchSize <= 0)
-            throw new LoomException(LoomStatus.InvalidArgument, $"NDArrayIter: batch size must be positive, got {batchSize}");
-        _data = data;
-        _label = label;
+        ArgumentNullException.ThrowIfNull(data);
+        LoomException.Check(LoomNative.loom_dataiter_create(out _handle, data.Handle, label?.Handle ?? new NDArrayHandle(),
+            batchSize, shuffle ? 1 : 0, (int)last, prefetch));
+        _dataShape = data.Shape.ToArray();
+        _dataShape[0] = batchSize;
+        _labelShape = label?.Shape.ToArray() ?? Array.Empty<long>();
+        if (_labelShape.Length > 0) _labelShape[0] = batchSize;
         BatchSize = batchSize;
-        Count = n;
-        _shuffle = shuffle;
-        _last = last;
+        Count = data.Shape[0];
     }
 
     /// <summary>Shape of one data batch.</summary>
-    public long[] BatchDataShape
+    public long[] BatchDataShape => _dataShape.ToArray();
+
+    /// <summary>Shape of one label batch (empty without labels).</summary>
+    public long[] BatchLabelShape => _labelShape.ToArray();
+
+    /// <summary>One pass over the data (a new epoch each call). Batches are created in the caller's dispose scope.</summary>
+    public IEnumerable<DataBatch> Batches()
     {
-        get
-        {
-            var s = _data.Shape.ToArray();
-            s[0] = BatchSize;
-            return s;
-        }
+        LoomException.Check(LoomNative.loom_dataiter_reset(_handle));
+        while (Next() is { } batch) yield return batch;
     }
 
-    /// <summary>Shape of one label batch.</summary>
-    public long[] BatchLabelShape
+    private unsafe DataBatch? Next()
     {
-        get
-        {
-            var s = _label.Shape.ToArray();
-            s[0] = BatchSize;
-            return s;
-        }
+        int has;
+        long pad;
+        LoomException.Check(LoomNative.loom_dataiter_next(&has, out NDArrayHandle d, out NDArrayHandle l, &pad, _handle));
+        if (has == 0) return null;
+        return new DataBatch(new NDArray(d), l.IsInvalid ? null : new NDArray(l), (int)pad);
     }
 
-    /// <summary>One pass over the data. Batches are created in the caller's dispose scope.</summary>
+    /// <summary>One pass over the data as (data, label) pairs.</summary>
     public IEnumerable<(NDArray Data, NDArray Label)> Epoch()
     {
-        NDArray? order = _shuffle ? Op.RandomPermutation(Count) : null;
-        try
+        foreach (var b in Batches()) yield return (b.Data, b.Label!);
+    }
+
+    /// <summary>Stops the prefetch thread and releases the iterator.</summary>
+    public void Dispose() => _handle.Dispose();
+}
+
+/// <summary>MXNet's CSVIter: batches from CSV files, each row one sample reshaped to a given shape.</summary>
+public static class CsvIter
+{
+    /// <summary>Reads <paramref name="dataCsv"/> (and <paramref name="labelCsv"/>, or zeros without one)
+    /// and batches the rows, each reshaped to <paramref name="dataShape"/> / <paramref name="labelShape"/>.</summary>
+    public static NDArrayIter Create(string dataCsv, long[] dataShape, int batchSize, string? labelCsv = null,
+        long[]? labelShape = null, bool shuffle = false, LastBatch last = LastBatch.Pad, int headerRows = 0)
+    {
+        ArgumentNullException.ThrowIfNull(dataShape);
+        using var scope = NDArray.Scope();
+        var raw = Csv.Read(dataCsv, DType.Float32, headerRows);
+        long rows = raw.Shape[0];
+        var data = Op.Reshape(raw, new[] { rows }.Concat(dataShape).ToArray());
+        NDArray label;
+        if (labelCsv is null)
+            label = NDArray.Zeros(new[] { rows }, DType.Float32);
+        else
         {
-            for (long start = 0; start < Count; start += BatchSize)
-            {
-                long end = Math.Min(start + BatchSize, Count);
-                if (end - start < BatchSize && _last == LastBatch.Discard) yield break;
-                if (order is null && end - start == BatchSize)
-                {
-                    yield return (_data.Slice(start, end), _label.Slice(start, end));
-                    continue;
-                }
-                NDArray idx = order?.Slice(start, end) ?? Op.Arange(start, end, dtype: DType.Int64);
-                if (end - start < BatchSize)
-                {
-                    using var head = order?.Slice(0, BatchSize - (end - start)) ?? Op.Arange(0, BatchSize - (end - start), dtype: DType.Int64);
-                    idx = Op.Concat(new[] { idx, head }, dim: 0);
-                }
-                yield return (Op.Take(_data, idx), Op.Take(_label, idx));
-            }
+            var rawLabel = Csv.Read(labelCsv, DType.Float32, headerRows);
+            if (rawLabel.Shape[0] != rows)
+                throw new LoomException(LoomStatus.Shape,
+                    $"CsvIter: '{dataCsv}' has {rows} rows but '{labelCsv}' has {rawLabel.Shape[0]}");
+            label = Op.Reshape(rawLabel, new[] { rows }.Concat(labelShape ?? Array.Empty<long>()).ToArray());
         }
-        finally
-        {
-            order?.Dispose();
-        }
+        return new NDArrayIter(data, label, batchSize, shuffle, last);
     }
 }
 

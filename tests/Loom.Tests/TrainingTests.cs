@@ -67,6 +67,51 @@ public class TrainingTests
     }
 
     [Test]
+    public void IteratorRollsOverAndReportsPadding()
+    {
+        var data = Op.Arange(0, 7, dtype: DType.Float32).Reshape(7, 1);
+        using var roll = new NDArrayIter(data, null, 3, last: LastBatch.RollOver);
+        float[][] Epoch(NDArrayIter it) => it.Batches().Select(b => b.Data.Reshape(3).ToArray<float>()).ToArray();
+        Assert.That(Epoch(roll), Is.EqualTo(new[] { new float[] { 0, 1, 2 }, new float[] { 3, 4, 5 } }));
+        Assert.That(Epoch(roll), Is.EqualTo(new[] { new float[] { 6, 0, 1 }, new float[] { 2, 3, 4 } }));
+        Assert.That(Epoch(roll)[0], Is.EqualTo(new float[] { 5, 6, 0 }));
+        using var pad = new NDArrayIter(data, data, 3, last: LastBatch.Pad, prefetch: 0);
+        Assert.That(pad.Batches().Select(b => b.Pad), Is.EqualTo(new[] { 0, 0, 2 }));
+        Assert.That(pad.Batches().Last().Label!.Reshape(3).ToArray<float>(), Is.EqualTo(new float[] { 6, 0, 1 }));
+    }
+
+    [Test]
+    public void CsvIteratorReadsRowsAsSamples()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "loom-csv-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string d = Path.Combine(dir, "data.csv"), l = Path.Combine(dir, "label.csv");
+            File.WriteAllText(d, "1,2,3,4\n5,6,7,8\n9,10,11,12\n");
+            File.WriteAllText(l, "0\n1\n2\n");
+            using var it = CsvIter.Create(d, new long[] { 2, 2 }, 2, l);
+            var batches = it.Batches().ToList();
+            Assert.That(batches[0].Data.Shape, Is.EqualTo(new long[] { 2, 2, 2 }));
+            Assert.That(batches[1].Data.ToArray<float>(), Is.EqualTo(new float[] { 9, 10, 11, 12, 1, 2, 3, 4 }));
+            Assert.That(batches[1].Label!.ToArray<float>(), Is.EqualTo(new float[] { 2, 0 }));
+            Assert.That(batches[1].Pad, Is.EqualTo(1));
+            File.WriteAllText(l, "0\n1\n");
+            var e = Assert.Throws<LoomException>(() => CsvIter.Create(d, new long[] { 4 }, 2, l))!;
+            Assert.That(e.Message, Does.Contain("has 3 rows but").And.Contain("label.csv' has 2"));
+            File.WriteAllText(d, "1,2\n3,x\n");
+            e = Assert.Throws<LoomException>(() => CsvIter.Create(d, new long[] { 2 }, 1))!;
+            Assert.That(e.Message, Does.Contain("data.csv' line 2 column 2: 'x' is not a number"));
+            e = Assert.Throws<LoomException>(() => CsvIter.Create(d.Replace("data", "nope"), new long[] { 2 }, 1))!;
+            Assert.That(e.Status, Is.EqualTo(LoomStatus.Io));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void AccuracyCountsArgmaxMatches()
     {
         using var acc = new Accuracy();

@@ -107,6 +107,8 @@ typedef struct loom_ndarray_list_s *loom_ndarray_list;
 typedef struct loom_symbol_s *loom_symbol;
 /** A symbol bound to arrays, ready to run. Free with loom_executor_free. */
 typedef struct loom_executor_s *loom_executor;
+/** A batch iterator over in-memory arrays. Free with loom_dataiter_free. */
+typedef struct loom_dataiter_s *loom_dataiter;
 
 /* ------------------------------------------------------------------------ */
 /* Library                                                                   */
@@ -329,6 +331,39 @@ LOOM_API loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array
  *  float32 or float64). The caller owns *out. Truncated or malformed files give
  *  LOOM_ERR_IO naming the file and the bytes involved. */
 LOOM_API loom_status loom_io_read_idx(loom_ndarray *out, const char *path);
+
+/** Reads a CSV file of numbers (plain or gzip-compressed) into a new
+ *  (rows, columns) array of `dtype` (float32, float64, int32 or int64) on
+ *  cpu(0), skipping `header_rows` lines first and blank lines anywhere. A field
+ *  that is not a number or a row with another column count gives LOOM_ERR_IO
+ *  naming the file, line and column. */
+LOOM_API loom_status loom_io_read_csv(loom_ndarray *out, const char *path, int32_t dtype,
+                                      int64_t header_rows);
+
+/** What a batch iterator does with the final, incomplete batch of an epoch. */
+#define LOOM_LAST_BATCH_DISCARD 0   /**< drop it */
+#define LOOM_LAST_BATCH_PAD 1       /**< fill it from the start of the epoch's order */
+#define LOOM_LAST_BATCH_ROLL_OVER 2 /**< carry its samples into the next epoch */
+
+/** Creates a batch iterator over `data` and `label` (NULL for none; otherwise
+ *  the same first extent), both on cpu. Each epoch draws a permutation from the
+ *  seeded generator when `shuffle` is nonzero (at loom_dataiter_reset, on the
+ *  calling thread). `prefetch` batches are assembled ahead by a background
+ *  thread (0: gathered on the calling thread by loom_dataiter_next). The
+ *  arrays are read while epochs run: do not write them meanwhile. */
+LOOM_API loom_status loom_dataiter_create(loom_dataiter *out, loom_ndarray data, loom_ndarray label,
+                                          int64_t batch_size, int32_t shuffle, int32_t last_batch,
+                                          int32_t prefetch);
+/** Starts an epoch (drawing its order). loom_dataiter_next starts one by itself
+ *  the first time. */
+LOOM_API loom_status loom_dataiter_reset(loom_dataiter iter);
+/** The next batch of the epoch: *has_batch is 1 with new handles in *data and
+ *  *label (NULL when the iterator has no label) and the number of padded
+ *  samples at the end of the batch in *pad; or 0 at the end of the epoch. */
+LOOM_API loom_status loom_dataiter_next(int32_t *has_batch, loom_ndarray *data, loom_ndarray *label,
+                                        int64_t *pad, loom_dataiter iter);
+/** Stops the iterator's thread and releases it. NULL and freed handles are ignored. */
+LOOM_API void loom_dataiter_free(loom_dataiter iter);
 
 /* ------------------------------------------------------------------------ */
 /* Symbols                                                                   */

@@ -1,0 +1,192 @@
+// Batch iterators (order, last-batch modes, prefetch thread) and CSV files.
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "testutil.h"
+
+using namespace lt;
+
+namespace {
+
+struct Iter {
+  loom_dataiter h = nullptr;
+  ~Iter() { loom_dataiter_free(h); }
+};
+
+// One epoch: the first column of every data row, the label of every row, and the pads.
+struct Epoch {
+  std::vector<std::vector<double>> data, label;
+  std::vector<int64_t> pads;
+};
+
+Epoch run_epoch(loom_dataiter it) {
+  Epoch e;
+  for (;;) {
+    int32_t has = 0;
+    loom_ndarray d = nullptr, l = nullptr;
+    int64_t pad = -1;
+    EXPECT_EQ(loom_dataiter_next(&has, &d, &l, &pad, it), LOOM_OK) << loom_last_error();
+    if (!has) break;
+    Arr D(d), L(l);
+    auto dv = read(D);
+    auto sh = shape_of(D);
+    std::vector<double> first;
+    for (int64_t r = 0; r < sh[0]; ++r) first.push_back(dv[r * (dv.size() / sh[0])]);
+    e.data.push_back(first);
+    e.label.push_back(l ? read(L) : std::vector<double>{});
+    e.pads.push_back(pad);
+  }
+  return e;
+}
+
+// 10 samples of shape (2,): data row i is (i, -i); label i is 100 + i.
+struct Data {
+  Arr x, y;
+  Data() {
+    std::vector<double> xv;
+    for (int i = 0; i < 10; ++i) xv.insert(xv.end(), {double(i), double(-i)});
+    std::vector<double> yv;
+    for (int i = 0; i < 10; ++i) yv.push_back(100 + i);
+    x = make({10, 2}, xv);
+    y = make({10}, yv, LOOM_DTYPE_INT32);
+  }
+};
+
+TEST(DataIter, LastBatchModesInOrder) {
+  Data d;
+  for (int prefetch : {0, 1, 3}) {
+    SCOPED_TRACE(prefetch);
+    Iter disc, pad, roll;
+    ASSERT_EQ(loom_dataiter_create(&disc.h, d.x.h, d.y.h, 4, 0, LOOM_LAST_BATCH_DISCARD, prefetch), LOOM_OK);
+    ASSERT_EQ(loom_dataiter_create(&pad.h, d.x.h, d.y.h, 4, 0, LOOM_LAST_BATCH_PAD, prefetch), LOOM_OK);
+    ASSERT_EQ(loom_dataiter_create(&roll.h, d.x.h, nullptr, 4, 0, LOOM_LAST_BATCH_ROLL_OVER, prefetch), LOOM_OK);
+    auto e = run_epoch(disc.h);
+    EXPECT_EQ(e.data, (std::vector<std::vector<double>>{{0, 1, 2, 3}, {4, 5, 6, 7}}));
+    EXPECT_EQ(e.label, (std::vector<std::vector<double>>{{100, 101, 102, 103}, {104, 105, 106, 107}}));
+    e = run_epoch(pad.h);
+    EXPECT_EQ(e.data.back(), (std::vector<double>{8, 9, 0, 1}));
+    EXPECT_EQ(e.label.back(), (std::vector<double>{108, 109, 100, 101}));
+    EXPECT_EQ(e.pads, (std::vector<int64_t>{0, 0, 2}));
+    // Roll over: 8 and 9 open the next epoch.
+    e = run_epoch(roll.h);
+    EXPECT_EQ(e.data, (std::vector<std::vector<double>>{{0, 1, 2, 3}, {4, 5, 6, 7}}));
+    EXPECT_TRUE(e.label[0].empty());
+    ASSERT_EQ(loom_dataiter_reset(roll.h), LOOM_OK);
+    e = run_epoch(roll.h);
+    EXPECT_EQ(e.data, (std::vector<std::vector<double>>{{8, 9, 0, 1}, {2, 3, 4, 5}, {6, 7, 8, 9}}));
+    ASSERT_EQ(loom_dataiter_reset(roll.h), LOOM_OK);
+    EXPECT_EQ(run_epoch(roll.h).data.size(), 2u);
+  }
+}
+
+TEST(DataIter, ShufflesFromTheSeededGeneratorWhateverThePrefetchDepth) {
+  Data d;
+  std::vector<Epoch> runs;
+  for (int prefetch : {0, 2}) {
+    loom_random_seed(42);
+    Iter it;
+    ASSERT_EQ(loom_dataiter_create(&it.h, d.x.h, d.y.h, 3, 1, LOOM_LAST_BATCH_PAD, prefetch), LOOM_OK);
+    Epoch both;
+    for (int epoch = 0; epoch < 2; ++epoch) {
+      ASSERT_EQ(loom_dataiter_reset(it.h), LOOM_OK);
+      auto e = run_epoch(it.h);
+      both.data.insert(both.data.end(), e.data.begin(), e.data.end());
+      both.label.insert(both.label.end(), e.label.begin(), e.label.end());
+    }
+    runs.push_back(both);
+  }
+  EXPECT_EQ(runs[0].data, runs[1].data);
+  // Rows stay paired with their labels, and an epoch visits every sample.
+  std::set<double> seen;
+  for (size_t b = 0; b < 4; ++b)
+    for (size_t i = 0; i < runs[0].data[b].size(); ++i) {
+      EXPECT_EQ(runs[0].label[b][i], 100 + runs[0].data[b][i]);
+      seen.insert(runs[0].data[b][i]);
+    }
+  EXPECT_EQ(seen.size(), 10u);
+  std::vector<double> first(runs[0].data[0]);
+  EXPECT_NE(first, (std::vector<double>{0, 1, 2}));
+  EXPECT_NE(runs[0].data[0], runs[0].data[4]);  // each epoch draws a new order
+}
+
+TEST(DataIter, BadInputAndConcurrentUse) {
+  Data d;
+  Iter it;
+  Arr y5 = make({5}, {1, 2, 3, 4, 5});
+  EXPECT_EQ(loom_dataiter_create(&it.h, d.x.h, y5.h, 4, 0, 0, 1), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("data has 10 samples (shape (10,2)) but label has shape (5,)"),
+            std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_dataiter_create(&it.h, d.x.h, d.y.h, 0, 0, 0, 1), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(loom_dataiter_create(&it.h, d.x.h, d.y.h, 4, 0, 3, 1), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("last_batch 3"), std::string::npos);
+  EXPECT_EQ(loom_dataiter_create(&it.h, nullptr, d.y.h, 4, 0, 0, 1), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(loom_dataiter_create(&it.h, d.x.h, d.y.h, 4, 0, 0, -1), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(loom_dataiter_reset(nullptr), LOOM_ERR_INVALID_ARGUMENT);
+  ASSERT_EQ(loom_dataiter_create(&it.h, d.x.h, d.y.h, 2, 1, 0, 2), LOOM_OK);
+  loom_dataiter freed = nullptr;
+  ASSERT_EQ(loom_dataiter_create(&freed, d.x.h, d.y.h, 2, 0, 0, 2), LOOM_OK);
+  loom_dataiter_free(freed);
+  int32_t has;
+  loom_ndarray a, b;
+  int64_t pad;
+  EXPECT_EQ(loom_dataiter_next(&has, &a, &b, &pad, freed), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("already freed"), std::string::npos);
+  // Four threads draining one iterator get each batch exactly once.
+  std::atomic<int> batches{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      for (;;) {
+        int32_t h = 0;
+        loom_ndarray x = nullptr, y = nullptr;
+        int64_t p;
+        if (loom_dataiter_next(&h, &x, &y, &p, it.h) != LOOM_OK || !h) return;
+        loom_ndarray_free(x);
+        loom_ndarray_free(y);
+        ++batches;
+      }
+    });
+  for (auto &t : ts) t.join();
+  EXPECT_EQ(batches.load(), 5);
+  // Freeing an iterator in the middle of an epoch stops its thread.
+  Iter mid;
+  ASSERT_EQ(loom_dataiter_create(&mid.h, d.x.h, d.y.h, 1, 0, 0, 4), LOOM_OK);
+  ASSERT_EQ(loom_dataiter_next(&has, &a, &b, &pad, mid.h), LOOM_OK);
+  loom_ndarray_free(a);
+  loom_ndarray_free(b);
+}
+
+std::string write_file(const std::string &name, const std::string &text) {
+  std::string path = testing::TempDir() + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+TEST(Csv, ReadsNumbersAndNamesBadFields) {
+  auto path = write_file("loom_ok.csv", "a,b,c\n1, 2.5,-3\r\n\n4e2,5,6\n");
+  loom_ndarray h = nullptr;
+  ASSERT_EQ(loom_io_read_csv(&h, path.c_str(), LOOM_DTYPE_FLOAT64, 1), LOOM_OK) << loom_last_error();
+  Arr a(h);
+  EXPECT_EQ(shape_of(a), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(read(a), (std::vector<double>{1, 2.5, -3, 400, 5, 6}));
+  EXPECT_EQ(loom_io_read_csv(&h, path.c_str(), LOOM_DTYPE_FLOAT64, 0), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("line 1 column 1: 'a' is not a number"), std::string::npos)
+      << loom_last_error();
+  auto ragged = write_file("loom_ragged.csv", "1,2\n3\n");
+  EXPECT_EQ(loom_io_read_csv(&h, ragged.c_str(), LOOM_DTYPE_FLOAT32, 0), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("line 2 has 1 columns but the first row has 2"), std::string::npos)
+      << loom_last_error();
+  auto empty_field = write_file("loom_empty.csv", "1,,2\n");
+  EXPECT_EQ(loom_io_read_csv(&h, empty_field.c_str(), LOOM_DTYPE_FLOAT32, 0), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("column 2: '' is not a number"), std::string::npos);
+  EXPECT_EQ(loom_io_read_csv(&h, "/no/such/file.csv", LOOM_DTYPE_FLOAT32, 0), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("/no/such/file.csv"), std::string::npos);
+  EXPECT_EQ(loom_io_read_csv(&h, path.c_str(), LOOM_DTYPE_UINT8, 1), LOOM_ERR_DTYPE);
+  EXPECT_EQ(loom_io_read_csv(&h, nullptr, LOOM_DTYPE_FLOAT32, 0), LOOM_ERR_INVALID_ARGUMENT);
+  for (auto &p : {path, ragged, empty_field}) std::remove(p.c_str());
+}
+
+}  // namespace
