@@ -1,11 +1,14 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <cstdlib>
 #include <future>
 #include <thread>
+
+#include "engine/profiler.h"
 
 namespace loom {
 
@@ -218,7 +221,14 @@ OprBlock *Engine::run_one(OprBlock *op) {
   bool failed_here = false;
   if (!err) {
     try {
-      op->fn();
+      if (profiler::enabled()) {
+        auto t0 = std::chrono::steady_clock::now();
+        op->fn();
+        profiler::record(op->opts.name, op->opts.backward,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      } else {
+        op->fn();
+      }
     } catch (const Error &e) {
       err = std::make_shared<ErrorInfo>(ErrorInfo{e.status(), e.what()});
       failed_here = true;

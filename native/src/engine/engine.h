@@ -87,6 +87,8 @@ struct PushOptions {
   bool allow_inline = false;
   // The op neither sets nor clears errors on the vars it writes (used by waits).
   bool keep_errors = false;
+  // A backward kernel (the profiler lists it apart from the forward one).
+  bool backward = false;
 };
 
 class Engine {

@@ -1,5 +1,7 @@
 #include "symbol/executor.h"
 
+#include "engine/profiler.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -590,6 +592,7 @@ struct Pushed {
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
   ReqList req;
+  std::string label;  // "op node" for the profiler; lives as long as the pushed call
 };
 
 void push_step(const Program &p, const std::vector<NDArray> &arrays, const Step &s,
@@ -637,7 +640,13 @@ void push_step(const Program &p, const std::vector<NDArray> &arrays, const Step 
     call->req = s.req;
   }
   PushOptions po;
-  po.name = node ? node->op->name.c_str() : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
+  if (node && profiler::enabled()) {
+    call->label = node->op->name + " " + node->name;
+    po.name = call->label.c_str();
+  } else {
+    po.name = node ? node->op->name.c_str() : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
+  }
+  po.backward = s.kind == StepKind::Backward;
   Engine::get().push(
       [call]() {
         BlobList in, out;

@@ -171,7 +171,7 @@ void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
 // Sizes shared by the forward and backward kernels.
 struct ConvPlan {
   Geometry g;
-  int64_t f, groups, cg, fg, plane, krows, chunk;
+  int64_t f, groups, cg, fg, plane, krows, chunk, items;
   ConvPlan(const Params &p, const Shape &data, size_t esize) : g(geometry(p, data, false)) {
     f = p.i("num_filter");
     groups = p.i("num_group");
@@ -179,7 +179,12 @@ struct ConvPlan {
     fg = f / groups;
     plane = g.oh * g.ow;
     krows = cg * g.kh * g.kw;
-    chunk = chunk_images(g, krows, esize, p.i("workspace"));
+    // Images per work item: about 1 MB of columns, so a thread's im2col output
+    // is still in its cache when its gemm reads it (and within `workspace`).
+    int64_t per_image = std::max<int64_t>(krows * plane * static_cast<int64_t>(esize), 1);
+    chunk = std::min(chunk_images(g, krows, esize, p.i("workspace")),
+                     std::max<int64_t>(1, (int64_t(1) << 20) / per_image));
+    items = (g.n + chunk - 1) / chunk;
   }
   // The column buffer (krows, chunk*plane) and the per-group output buffer
   // (fg, chunk*plane) that forward and backward both work in.
@@ -240,89 +245,105 @@ const int kConvolution = [] {
       shape_fail(p, "bias has shape " + in[2].str() + ", expected " + Shape{f}.str());
     out[0] = out_shape(g, f);
   });
-  // Columns of a chunk of images sit side by side, so each group is one gemm:
-  // Y (fg, B*plane) = W_g (fg, krows) . COL (krows, B*plane).
+  // Work items are chunks of images, spread over the kernel threads. The columns
+  // of a chunk sit side by side, so each group is one single-threaded gemm:
+  // Y (fg, B*plane) = W_g (fg, krows) . COL (krows, B*plane); the rows are then
+  // scattered to NCHW with the bias added.
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
-      const int64_t f = c.f, groups = c.groups, cg = c.cg, fg = c.fg, plane = c.plane,
-                    krows = c.krows, chunk = c.chunk;
-      T *col = c.columns<T>();
-      T *tmp = c.group_rows<T>();
-      const T *x = in[0].ptr<T>();
-      const T *w = in[1].ptr<T>();
+      const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>();
+      const T *bias = in.size() > 2 ? in[2].ptr<T>() : nullptr;
       T *y = out[0].ptr<T>();
-      for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-        int64_t bn = std::min(chunk, g.n - n0), ld = bn * plane;
-        for (int64_t gr = 0; gr < groups; ++gr) {
-          parallel_ranges(bn, 4, [&](int64_t b0, int64_t b1) {
-            for (int64_t b = b0; b < b1; ++b)
-              im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
-          });
-          gemm<T>(false, false, fg, ld, krows, 1.0, w + gr * fg * krows, krows, col, ld, 0.0, tmp, ld);
-          for (int64_t b = 0; b < bn; ++b)
-            for (int64_t k = 0; k < fg; ++k)
-              std::memcpy(y + ((n0 + b) * f + gr * fg + k) * plane, tmp + k * ld + b * plane,
-                          static_cast<size_t>(plane) * sizeof(T));
-        }
-      }
-      if (in.size() > 2) {
-        const T *bias = in[2].ptr<T>();
-        for (int64_t n = 0; n < g.n; ++n)
-          for (int64_t k = 0; k < f; ++k) {
-            T *yo = y + (n * f + k) * plane;
-            for (int64_t i = 0; i < plane; ++i) yo[i] += bias[k];
+      ensure_single_threaded_blas();
+      parallel_ranges(c.items, 1, [&](int64_t i0, int64_t i1) {
+        T *col = c.columns<T>();
+        T *tmp = c.group_rows<T>();
+        for (int64_t item = i0; item < i1; ++item) {
+          int64_t n0 = item * c.chunk, bn = std::min(c.chunk, g.n - n0), ld = bn * c.plane;
+          for (int64_t gr = 0; gr < c.groups; ++gr) {
+            for (int64_t b = 0; b < bn; ++b)
+              im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
+            gemm_serial<T>(false, false, c.fg, ld, c.krows, 1.0, w + gr * c.fg * c.krows, c.krows,
+                           col, ld, 0.0, tmp, ld);
+            for (int64_t b = 0; b < bn; ++b)
+              for (int64_t k = 0; k < c.fg; ++k) {
+                const T *src = tmp + k * ld + b * c.plane;
+                T *dst = y + ((n0 + b) * c.f + gr * c.fg + k) * c.plane;
+                const T bk = bias ? bias[gr * c.fg + k] : T(0);
+                for (int64_t i = 0; i < c.plane; ++i) dst[i] = src[i] + bk;
+              }
           }
-      }
+        }
+      });
     });
   });
+  // Per work item: dY of the chunk laid out (fg, B*plane) like the forward's
+  // rows; dX by COL = W_g^T . dY and col2im (images are disjoint); dW summed
+  // over the items into per-slot partials (item i goes to slot i % slots) that
+  // are added in slot order, so the result does not depend on the threads.
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
-      const int64_t f = c.f, groups = c.groups, cg = c.cg, fg = c.fg, plane = c.plane,
-                    krows = c.krows, chunk = c.chunk;
-      T *col = c.columns<T>();
-      T *dyb = c.group_rows<T>();
-      const T *x = in[0].ptr<T>();
-      const T *w = in[1].ptr<T>();
-      const T *dy = og[0].ptr<T>();
-      if (req[0]) std::fill(ig[0].ptr<T>(), ig[0].ptr<T>() + ig[0].size(), T(0));
-      for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-        int64_t bn = std::min(chunk, g.n - n0), ld = bn * plane;
-        for (int64_t gr = 0; gr < groups; ++gr) {
-          // dY of this group laid out (fg, bn*plane), like the forward's output.
-          for (int64_t b = 0; b < bn; ++b)
-            for (int64_t k = 0; k < fg; ++k)
-              std::memcpy(dyb + k * ld + b * plane, dy + ((n0 + b) * f + gr * fg + k) * plane,
-                          static_cast<size_t>(plane) * sizeof(T));
-          if (req[1]) {  // dW_g (+)= dY (fg, ld) . COL^T (ld, krows)
-            parallel_ranges(bn, 4, [&](int64_t b0, int64_t b1) {
-              for (int64_t b = b0; b < b1; ++b)
-                im2col(x + ((n0 + b) * g.c + gr * cg) * g.h * g.w, cg, g, col + b * plane, ld);
-            });
-            gemm<T>(false, true, fg, krows, ld, 1.0, dyb, ld, col, ld, n0 == 0 ? 0.0 : 1.0,
-                    ig[1].ptr<T>() + gr * fg * krows, krows);
+      const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>(), *dy = og[0].ptr<T>();
+      const int64_t wsize = c.f * c.krows;
+      // Partial weight gradients: at most 64 slots and 64 MB.
+      const int64_t slots = req[1] ? std::max<int64_t>(1, std::min<int64_t>(
+                                         {c.items, 64, (int64_t(64) << 20) / std::max<int64_t>(
+                                                                wsize * int64_t(sizeof(T)), 1)}))
+                                   : 1;
+      std::vector<T> partial(req[1] ? static_cast<size_t>(slots * wsize) : 0);
+      ensure_single_threaded_blas();
+      parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
+        T *col = c.columns<T>();
+        T *dyb = c.group_rows<T>();
+        for (int64_t slot = s0; slot < s1; ++slot)
+          for (int64_t item = slot; item < c.items; item += slots) {
+            int64_t n0 = item * c.chunk, bn = std::min(c.chunk, g.n - n0), ld = bn * c.plane;
+            if (req[0]) std::fill(ig[0].ptr<T>() + n0 * g.c * g.h * g.w,
+                                  ig[0].ptr<T>() + (n0 + bn) * g.c * g.h * g.w, T(0));
+            for (int64_t gr = 0; gr < c.groups; ++gr) {
+              for (int64_t b = 0; b < bn; ++b)
+                for (int64_t k = 0; k < c.fg; ++k)
+                  std::memcpy(dyb + k * ld + b * c.plane, dy + ((n0 + b) * c.f + gr * c.fg + k) * c.plane,
+                              static_cast<size_t>(c.plane) * sizeof(T));
+              if (req[1]) {  // partial dW_g += dY (fg, ld) . COL^T (ld, krows)
+                for (int64_t b = 0; b < bn; ++b)
+                  im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
+                gemm_serial<T>(false, true, c.fg, c.krows, ld, 1.0, dyb, ld, col, ld,
+                               item == slot ? 0.0 : 1.0, partial.data() + slot * wsize + gr * c.fg * c.krows,
+                               c.krows);
+              }
+              if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
+                gemm_serial<T>(true, false, c.krows, ld, c.fg, 1.0, w + gr * c.fg * c.krows, c.krows, dyb,
+                               ld, 0.0, col, ld);
+                for (int64_t b = 0; b < bn; ++b)
+                  col2im(col + b * c.plane, c.cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, ld);
+              }
+            }
           }
-          if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
-            gemm<T>(true, false, krows, ld, fg, 1.0, w + gr * fg * krows, krows, dyb, ld, 0.0, col, ld);
-            parallel_ranges(bn, 4, [&](int64_t b0, int64_t b1) {  // images write disjoint dx
-              for (int64_t b = b0; b < b1; ++b)
-                col2im(col + b * plane, cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * cg) * g.h * g.w, ld);
-            });
-          }
+      });
+      if (req[1]) {
+        T *dw = ig[1].ptr<T>();
+        std::memcpy(dw, partial.data(), static_cast<size_t>(wsize) * sizeof(T));
+        for (int64_t sl = 1; sl < slots; ++sl) {
+          const T *src = partial.data() + sl * wsize;
+          for (int64_t i = 0; i < wsize; ++i) dw[i] += src[i];
         }
       }
       if (in.size() > 2 && req[2]) {
         T *db = ig[2].ptr<T>();
-        for (int64_t k = 0; k < f; ++k) {
-          double s = 0;
-          for (int64_t n = 0; n < g.n; ++n)
-            for (int64_t i = 0; i < plane; ++i) s += dy[(n * f + k) * plane + i];
-          db[k] = static_cast<T>(s);
-        }
+        parallel_ranges(c.f, 1, [&](int64_t k0, int64_t k1) {
+          for (int64_t k = k0; k < k1; ++k) {
+            double s = 0;
+            for (int64_t n = 0; n < g.n; ++n)
+              for (int64_t i = 0; i < c.plane; ++i) s += dy[(n * c.f + k) * c.plane + i];
+            db[k] = static_cast<T>(s);
+          }
+        });
       }
     });
   });
@@ -482,6 +503,39 @@ const int kDeconvolution = [] {
   return 0;
 }();
 
+// True when no pooling window reaches past the image or into padding.
+bool inside(const Geometry &g) {
+  return g.ph == 0 && g.pw == 0 && (g.oh - 1) * g.sh + g.kh <= g.h && (g.ow - 1) * g.sw + g.kw <= g.w;
+}
+
+// Max pooling of one plane whose windows all lie inside it.
+template <typename T>
+void max_pool_plane(const T *x, T *y, const Geometry &g) {
+  for (int64_t oi = 0; oi < g.oh; ++oi)
+    for (int64_t oj = 0; oj < g.ow; ++oj) {
+      const T *w0 = x + oi * g.sh * g.w + oj * g.sw;
+      T m = w0[0];
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) m = w0[i * g.w + j] > m ? w0[i * g.w + j] : m;
+      y[oi * g.ow + oj] = m;
+    }
+}
+
+// Its gradient: the first maximum of each window (row-major) takes dy.
+template <typename T>
+void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
+  for (int64_t oi = 0; oi < g.oh; ++oi)
+    for (int64_t oj = 0; oj < g.ow; ++oj) {
+      int64_t base = oi * g.sh * g.w + oj * g.sw, best = base;
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          int64_t k = base + i * g.w + j;
+          if (x[k] > x[best]) best = k;
+        }
+      dx[best] += dy[oi * g.ow + oj];
+    }
+}
+
 const int kPooling = [] {
   OpDef &d = Registry::get().add("Pooling");
   d.set_doc("Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: "
@@ -520,6 +574,13 @@ const int kPooling = [] {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
+      if (is_max && inside(g)) {  // every window lies inside the image: no clamping
+        parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+          for (int64_t nc = p0; nc < p1; ++nc)
+            max_pool_plane(x + nc * g.h * g.w, y + nc * g.oh * g.ow, g);
+        });
+        return;
+      }
       parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
       for (int64_t nc = p0; nc < p1; ++nc) {
         const T *xp = x + nc * g.h * g.w;
@@ -554,8 +615,16 @@ const int kPooling = [] {
       const T *x = in[0].ptr<T>();
       const T *dy = og[0].ptr<T>();
       T *dx = ig[0].ptr<T>();
-      std::fill(dx, dx + ig[0].size(), T(0));
+      if (is_max && inside(g)) {
+        parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+          std::fill(dx + p0 * g.h * g.w, dx + p1 * g.h * g.w, T(0));
+          for (int64_t nc = p0; nc < p1; ++nc)
+            max_pool_grad_plane(x + nc * g.h * g.w, dy + nc * g.oh * g.ow, dx + nc * g.h * g.w, g);
+        });
+        return;
+      }
       parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {  // planes are disjoint
+      std::fill(dx + p0 * g.h * g.w, dx + p1 * g.h * g.w, T(0));
       for (int64_t nc = p0; nc < p1; ++nc) {
         const T *xp = x + nc * g.h * g.w;
         T *dxp = dx + nc * g.h * g.w;

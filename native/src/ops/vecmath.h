@@ -1,0 +1,45 @@
+// Branch-free float math that compilers vectorise, and a marker that compiles
+// a loop twice (AVX2 and the baseline) and picks one when the library loads.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+#define LOOM_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LOOM_VECTOR_CLONES
+#endif
+
+namespace loom {
+
+// e^x for float within 2 ulp over [-87, 88] (clamped outside): x = n ln2 + r
+// with |r| <= ln2/2, e^r by its degree-7 Taylor polynomial, 2^n from the
+// exponent bits.
+inline float exp_approx(float x) {
+  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.0f ? -87.0f : x;
+  float t = x * 1.44269504088896341f;
+  float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 in two parts
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                  r * (1.0f / 720 + r * (1.0f / 5040)))))));
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float s;
+  std::memcpy(&s, &bits, sizeof s);
+  return p * s;
+}
+
+// tanh for float, absolute error below 2e-7: 1 - 2 / (e^2x + 1), and a
+// Taylor series below |x| = 0.1 where that form would cancel.
+inline float tanh_approx(float v) {
+  float v2 = v * v;
+  float small =
+      v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315 + v2 * (62.0f / 2835)))));
+  float c = v > 10.0f ? 10.0f : v;
+  c = c < -10.0f ? -10.0f : c;
+  float big = 1.0f - 2.0f / (exp_approx(2.0f * c) + 1.0f);
+  return v2 < 0.01f ? small : big;
+}
+
+}  // namespace loom
