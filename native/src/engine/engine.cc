@@ -221,7 +221,7 @@ OprBlock *Engine::run_one(OprBlock *op) {
   bool failed_here = false;
   if (!err) {
     try {
-      if (profiler::enabled()) {
+      if (profiler::enabled() && !op->opts.profiled_inside) {
         auto t0 = std::chrono::steady_clock::now();
         op->fn();
         profiler::record(op->opts.name, op->opts.backward,

@@ -89,6 +89,8 @@ struct PushOptions {
   bool keep_errors = false;
   // A backward kernel (the profiler lists it apart from the forward one).
   bool backward = false;
+  // The op records its parts in the profiler itself (executor bulks).
+  bool profiled_inside = false;
 };
 
 class Engine {

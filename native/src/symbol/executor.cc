@@ -3,6 +3,7 @@
 #include "engine/profiler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -595,13 +596,14 @@ struct Pushed {
   std::string label;  // "op node" for the profiler; lives as long as the pushed call
 };
 
-void push_step(const Program &p, const std::vector<NDArray> &arrays, const Step &s,
-               const Context &ctx, bool is_train) {
+// Prepares one step: its call, and the vars it reads and writes.
+std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &arrays,
+                                  const Step &s, const Context &ctx, bool is_train,
+                                  VarList &reads, VarList &writes) {
   auto call = std::make_shared<Pushed>();
   call->kind = s.kind;
   call->ctx.ctx = ctx;
   call->ctx.is_train = is_train;
-  VarList reads, writes;
   auto arr = [&](int v) -> const NDArray & { return arrays[v]; };
   const Node *node = s.node >= 0 ? p.g.nodes[s.node] : nullptr;
   if (node) {
@@ -639,43 +641,98 @@ void push_step(const Program &p, const std::vector<NDArray> &arrays, const Step 
     for (int v : s.reads) reads.push_back(arr(v).var());
     call->req = s.req;
   }
-  PushOptions po;
-  if (node && profiler::enabled()) {
-    call->label = node->op->name + " " + node->name;
-    po.name = call->label.c_str();
-  } else {
-    po.name = node ? node->op->name.c_str() : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
+  if (node && profiler::enabled()) call->label = node->op->name + " " + node->name;
+  else call->label = node ? node->op->name : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
+  return call;
+}
+
+void run_call(Pushed &call) {
+  BlobList in, out;
+  for (auto &a : call.in) in.push_back(a.blob());
+  for (auto &a : call.out) out.push_back(a.chunk() ? a.blob() : TBlob{});
+  switch (call.kind) {
+    case StepKind::Forward:
+      call.op->compute(call.ctx, *call.params, in, out);
+      break;
+    case StepKind::Backward: {
+      BlobList fi, fo, og;
+      for (auto &a : call.fin) fi.push_back(a.blob());
+      for (auto &a : call.fout) fo.push_back(a.blob());
+      for (auto &a : call.ograd) og.push_back(a.blob());
+      call.op->backward(call.ctx, *call.params, fi, fo, og, out, call.req);
+      break;
+    }
+    case StepKind::Sum: sum_kernel(in, out[0]); break;
+    case StepKind::Zero: std::memset(out[0].dptr, 0, call.out[0].nbytes()); break;
   }
-  po.backward = s.kind == StepKind::Backward;
-  Engine::get().push(
-      [call]() {
-        BlobList in, out;
-        for (auto &a : call->in) in.push_back(a.blob());
-        for (auto &a : call->out) out.push_back(a.chunk() ? a.blob() : TBlob{});
-        switch (call->kind) {
-          case StepKind::Forward:
-            call->op->compute(call->ctx, *call->params, in, out);
-            break;
-          case StepKind::Backward: {
-            BlobList fi, fo, og;
-            for (auto &a : call->fin) fi.push_back(a.blob());
-            for (auto &a : call->fout) fo.push_back(a.blob());
-            for (auto &a : call->ograd) og.push_back(a.blob());
-            call->op->backward(call->ctx, *call->params, fi, fo, og, out, call->req);
-            break;
-          }
-          case StepKind::Sum: sum_kernel(in, out[0]); break;
-          case StepKind::Zero: std::memset(out[0].dptr, 0, call->out[0].nbytes()); break;
-        }
-      },
-      ctx, std::move(reads), std::move(writes), po);
+}
+
+// Steps whose outputs total at most this many bytes are cheap enough that the
+// engine's per-op cost matters: consecutive ones are pushed as one op.
+constexpr size_t kSmallStepBytes = size_t(1) << 18;
+
+// Most steps in one bulk (LOOM_EXEC_BULK, default 16; 0 or 1 turns bulking off).
+int bulk_limit() {
+  const char *e = std::getenv("LOOM_EXEC_BULK");
+  return e && *e ? std::max(1, std::atoi(e)) : 16;
+}
+
+size_t output_bytes(const std::vector<NDArray> &arrays, const Step &s) {
+  size_t b = 0;
+  for (int v : s.out)
+    if (v >= 0) b += arrays[v].nbytes();
+  return b;
+}
+
+// Pushes steps [first, last): large steps alone, runs of small ones as bulks.
+// A bulk runs its steps in order on one worker; it reads what its steps read
+// and writes what they write (the engine drops reads that are also writes).
+void push_steps(const Program &p, const std::vector<NDArray> &arrays, size_t first, size_t last,
+                const Context &ctx, bool is_train) {
+  const int limit = bulk_limit();
+  size_t i = first;
+  while (i < last) {
+    size_t j = i + 1;
+    if (limit > 1 && output_bytes(arrays, p.steps[i]) <= kSmallStepBytes)
+      while (j < last && j - i < static_cast<size_t>(limit) &&
+             output_bytes(arrays, p.steps[j]) <= kSmallStepBytes)
+        ++j;
+    VarList reads, writes;
+    std::vector<std::shared_ptr<Pushed>> calls;
+    for (size_t k = i; k < j; ++k)
+      calls.push_back(make_call(p, arrays, p.steps[k], ctx, is_train, reads, writes));
+    PushOptions po;
+    po.backward = p.steps[i].kind == StepKind::Backward;
+    if (calls.size() == 1) {
+      auto call = calls[0];
+      po.name = call->label.c_str();
+      Engine::get().push([call]() { run_call(*call); }, ctx, std::move(reads), std::move(writes), po);
+    } else {
+      po.name = "bulk";
+      po.profiled_inside = true;
+      Engine::get().push(
+          [calls]() {
+            for (auto &c : calls) {
+              if (!profiler::enabled()) {
+                run_call(*c);
+                continue;
+              }
+              auto t0 = std::chrono::steady_clock::now();
+              run_call(*c);
+              profiler::record(c->label.c_str(), c->kind == StepKind::Backward,
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
+          },
+          ctx, std::move(reads), std::move(writes), po);
+    }
+    i = j;
+  }
 }
 }  // namespace
 
 void Executor::forward(bool is_train) {
   const Program &p = impl_->prog;
-  for (size_t i = 0; i < p.num_forward; ++i)
-    push_step(p, impl_->arrays, p.steps[i], spec_.ctx, is_train);
+  push_steps(p, impl_->arrays, 0, p.num_forward, spec_.ctx, is_train);
 }
 
 void Executor::backward(const std::vector<NDArray> &head_grads) {
@@ -707,8 +764,7 @@ void Executor::backward(const std::vector<NDArray> &head_grads) {
       autograd::set_recording(was);
     }
   }
-  for (size_t i = p.num_forward; i < p.steps.size(); ++i)
-    push_step(p, impl_->arrays, p.steps[i], spec_.ctx, true);
+  push_steps(p, impl_->arrays, p.num_forward, p.steps.size(), spec_.ctx, true);
 }
 
 }  // namespace loom
