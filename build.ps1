@@ -1,5 +1,5 @@
 # Loom's build entry point for PowerShell; mirrors build.sh.
-#   ./build.ps1 [build|test|run|data|bench|generate|clean]
+#   ./build.ps1 [build|test|run|data|bench|pack|generate|docs|clean]
 param([string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -48,6 +48,22 @@ function Get-Mnist {
 function Invoke-Generate([string]$Out = "bindings/csharp", [string]$Docs = "docs") {
     & $Python bindings/generator/generate.py all --header native/include/loom/loom.h --lib (Join-Path $Build "lib/libloom.so") --out $Out --docs $Docs
 }
+function Invoke-CSharpDocs([string]$Out = "docs/csharp-api.md") {
+    & $Python bindings/generator/csharp_docs.py --xml "src/Loom/bin/$Config/net10.0/Loom.xml" --out $Out
+}
+$Version = (Select-String -Path CMakeLists.txt -Pattern 'project\(Loom VERSION ([0-9.]+)').Matches[0].Groups[1].Value
+function Invoke-Pack {
+    $artifacts = Join-Path $PSScriptRoot "artifacts"
+    $stage = Join-Path $Build "pack"
+    Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $artifacts, $stage
+    New-Item -ItemType Directory $stage | Out-Null
+    $lib = if ($IsWindows) { "loom.dll" } else { "libloom.so" }
+    Copy-Item (Get-Item (Join-Path $Build "lib/$lib")).FullName (Join-Path $stage $lib)
+    $commit = git rev-parse HEAD
+    dotnet pack src/Loom/Loom.csproj -c $Config -nologo -v q -o $artifacts "-p:Version=$Version" `
+        "-p:LoomNativeLibrary=$(Join-Path $stage $lib)" "-p:RepositoryCommit=$commit"
+    if ($LASTEXITCODE) { throw "dotnet pack failed" }
+}
 
 switch ($Command) {
     "build" { Build-All }
@@ -59,6 +75,11 @@ switch ($Command) {
         git diff --no-index --quiet bindings/csharp (Join-Path $tmp "csharp")
         $stale = $LASTEXITCODE
         git diff --no-index --quiet docs/operators.md (Join-Path $tmp "docs/operators.md")
+        $stale += $LASTEXITCODE
+        git diff --no-index --quiet docs/c-api.md (Join-Path $tmp "docs/c-api.md")
+        $stale += $LASTEXITCODE
+        Invoke-CSharpDocs (Join-Path $tmp "docs/csharp-api.md") | Out-Null
+        git diff --no-index --quiet docs/csharp-api.md (Join-Path $tmp "docs/csharp-api.md")
         if ($stale -or $LASTEXITCODE) { $failed++ } else { $passed++ }
         Push-Location $Build
         $ctest = ctest --output-on-failure 2>&1 | Out-String
@@ -68,6 +89,10 @@ switch ($Command) {
         $nunit = dotnet test tests/Loom.Tests/Loom.Tests.csproj -c $Config --no-build -nologo 2>&1 | Out-String
         Write-Host $nunit
         if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] } else { $failed++ }
+        # Consumers outside the tree: the NuGet package and the installed CMake package.
+        try { Invoke-Pack; bash tests/consumers/nuget/run.sh artifacts $Version; if ($LASTEXITCODE) { $failed++ } else { $passed++ } } catch { $failed++ }
+        bash tests/consumers/cmake/run.sh $Build
+        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         Write-Output "$passed passed, $failed failed"
         if ($failed) { exit 1 }
     }
@@ -87,7 +112,8 @@ switch ($Command) {
         Get-Mnist
         bash tests/bench/mnist_vs_torch.sh
     }
-    "generate" { Build-Native; Invoke-Generate }
+    "pack" { Build-All; Invoke-Pack }
+    { $_ -in "generate", "docs" } { Build-Native; Invoke-Generate; Build-DotNet; Invoke-CSharpDocs }
     "clean" { Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build }
-    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|generate|clean]"; exit 2 }
+    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|pack|generate|docs|clean]"; exit 2 }
 }

