@@ -1,5 +1,5 @@
 # Loom's build entry point for PowerShell; mirrors build.sh.
-#   ./build.ps1 [build|test|run|data|bench|pack|generate|docs|clean]
+#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|clean]
 param([string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -45,8 +45,8 @@ function Get-Mnist {
     Remove-Item -Recurse -Force $tmp
     if (-not (Test-Mnist)) { throw "MNIST files do not match the MD5s in DESIGN.md" }
 }
-function Invoke-Generate([string]$Out = "bindings/csharp", [string]$Docs = "docs") {
-    & $Python bindings/generator/generate.py all --header native/include/loom/loom.h --lib (Join-Path $Build "lib/libloom.so") --out $Out --docs $Docs
+function Invoke-Generate([string]$Out = "bindings/csharp", [string]$Docs = "docs", [string]$Py = "bindings/python/loom") {
+    & $Python bindings/generator/generate.py all --header native/include/loom/loom.h --lib (Join-Path $Build "lib/libloom.so") --out $Out --docs $Docs --python $Py
 }
 function Invoke-CSharpDocs([string]$Out = "docs/csharp-api.md") {
     & $Python bindings/generator/csharp_docs.py --xml "src/Loom/bin/$Config/net10.0/Loom.xml" --out $Out
@@ -71,12 +71,14 @@ switch ($Command) {
         $passed = 0; $failed = 0
         try { Build-All } catch { Write-Output "0 passed, 1 failed"; exit 1 }
         $tmp = Join-Path ([IO.Path]::GetTempPath()) ([Guid]::NewGuid())
-        Invoke-Generate (Join-Path $tmp "csharp") (Join-Path $tmp "docs") | Out-Null
+        Invoke-Generate (Join-Path $tmp "csharp") (Join-Path $tmp "docs") (Join-Path $tmp "python") | Out-Null
         git diff --no-index --quiet bindings/csharp (Join-Path $tmp "csharp")
         $stale = $LASTEXITCODE
         git diff --no-index --quiet docs/operators.md (Join-Path $tmp "docs/operators.md")
         $stale += $LASTEXITCODE
         git diff --no-index --quiet docs/c-api.md (Join-Path $tmp "docs/c-api.md")
+        $stale += $LASTEXITCODE
+        git diff --no-index --quiet bindings/python/loom/_abi.py (Join-Path $tmp "python/_abi.py")
         $stale += $LASTEXITCODE
         Invoke-CSharpDocs (Join-Path $tmp "docs/csharp-api.md") | Out-Null
         git diff --no-index --quiet docs/csharp-api.md (Join-Path $tmp "docs/csharp-api.md")
@@ -89,6 +91,16 @@ switch ($Command) {
         $nunit = dotnet test tests/Loom.Tests/Loom.Tests.csproj -c $Config --no-build -nologo 2>&1 | Out-String
         Write-Host $nunit
         if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] } else { $failed++ }
+        # The Python suite and the cross-language conformance suite.
+        $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
+        Push-Location tests/python
+        $py = & $Python -m unittest discover -s . -v 2>&1 | Out-String
+        Pop-Location
+        Write-Host $py
+        if ($py -match 'Ran (\d+) test') { $ran = [int]$Matches[1]; $bad = ([regex]::Matches($py, '\.\.\. (FAIL|ERROR)')).Count; $passed += $ran - $bad; $failed += $bad } else { $failed++ }
+        $conf = bash tests/conformance/run.sh $Build 2>&1 | Out-String
+        Write-Host $conf
+        if ($conf -match '(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
         # Consumers outside the tree: the NuGet package and the installed CMake package.
         try { Invoke-Pack; bash tests/consumers/nuget/run.sh artifacts $Version; if ($LASTEXITCODE) { $failed++ } else { $passed++ } } catch { $failed++ }
         bash tests/consumers/cmake/run.sh $Build
@@ -113,7 +125,8 @@ switch ($Command) {
         bash tests/bench/mnist_vs_torch.sh
     }
     "pack" { Build-All; Invoke-Pack }
+    "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }
     { $_ -in "generate", "docs" } { Build-Native; Invoke-Generate; Build-DotNet; Invoke-CSharpDocs }
     "clean" { Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build }
-    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|pack|generate|docs|clean]"; exit 2 }
+    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|clean]"; exit 2 }
 }

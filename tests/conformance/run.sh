@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every case in C, C# and Python (and in Python again under the naive
+# engine and with 1 and 4 workers), then compares the digests with each other
+# and with golden.sha256. Usage: run.sh BUILD_DIR [--update]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$1
+shift
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cases=("$here"/cases/*.json)
+export LOOM_LIBRARY_PATH="$build/lib/libloom.so"
+"$build/tests/conformance/loom_conformance" "${cases[@]}" > "$tmp/c.txt" || true
+dotnet "$root/tests/conformance/csharp/bin/Release/net10.0/Loom.Conformance.dll" "${cases[@]}" > "$tmp/csharp.txt" || true
+py() { env "$@" PYTHONPATH="$root/bindings/python" /usr/bin/python3 "$here/run.py" "${cases[@]}"; }
+py LOOM_UNUSED=1 > "$tmp/python.txt" || true
+py LOOM_ENGINE=naive > "$tmp/python-naive.txt" || true
+py LOOM_CPU_WORKERS=1 > "$tmp/python-1-worker.txt" || true
+py LOOM_CPU_WORKERS=4 > "$tmp/python-4-workers.txt" || true
+/usr/bin/python3 "$here/compare.py" "$here/golden.sha256" "$@" python="$tmp/python.txt" c="$tmp/c.txt" \
+  csharp="$tmp/csharp.txt" python-naive-engine="$tmp/python-naive.txt" python-1-worker="$tmp/python-1-worker.txt" \
+  python-4-workers="$tmp/python-4-workers.txt"

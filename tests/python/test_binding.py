@@ -1,0 +1,138 @@
+"""The Python binding against NumPy references and the engine's contracts."""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+import loom
+from loom import nd, sym
+
+
+class ArrayTests(unittest.TestCase):
+    def test_numpy_round_trip_and_arithmetic(self):
+        x = np.random.default_rng(1).standard_normal((3, 4))
+        a = loom.from_numpy(x)
+        self.assertEqual(a.shape, (3, 4))
+        self.assertEqual(a.dtype, "float64")
+        np.testing.assert_array_equal(np.asarray(a), x)
+        np.testing.assert_array_equal((a * 2.0 - 1.0).asnumpy(), x * 2.0 - 1.0)
+        np.testing.assert_array_equal((a + a).asnumpy(), x + x)
+        np.testing.assert_allclose(nd.dot(a, nd.transpose(a)).asnumpy(), x @ x.T, rtol=1e-12)
+        np.testing.assert_allclose(nd.sum(a, axis=(1,)).asnumpy(), x.sum(axis=1), rtol=1e-12)
+        i = loom.from_numpy(np.array([1, 2, 3], dtype=np.int32))
+        self.assertEqual(i.dtype, "int32")
+        np.testing.assert_array_equal(i.reshape(3, 1).asnumpy(), [[1], [2], [3]])
+
+    def test_generated_functions_carry_signatures_and_docs(self):
+        import inspect
+        sig = inspect.signature(nd.Convolution)
+        self.assertIn("kernel", sig.parameters)
+        self.assertIs(sig.parameters["kernel"].default, inspect.Parameter.empty)
+        self.assertIn("Convolution over NCHW", nd.Convolution.__doc__)
+        self.assertIn("num_filter : int (required)", nd.Convolution.__doc__)
+        names = {op["name"] for op in loom.describe_ops()}
+        self.assertTrue(names <= set(dir(nd)))
+
+    def test_errors_name_the_op_and_shapes(self):
+        a = loom.from_numpy(np.zeros((2, 3), np.float32))
+        b = loom.from_numpy(np.zeros((4,), np.float32))
+        with self.assertRaises(loom.LoomError) as e:
+            nd.add(a, b)
+        self.assertIn("add: cannot broadcast lhs of shape (2,3) with rhs of shape (4,)", str(e.exception))
+        with self.assertRaises(loom.LoomError) as e:
+            nd.FullyConnected(a, a, num_hidden=2, bogus=1)
+        self.assertIn("bogus", str(e.exception))
+        with self.assertRaises(loom.LoomError) as e:
+            loom.load("/no/such/file.params")
+        self.assertIn("/no/such/file.params", str(e.exception))
+
+    def test_autograd(self):
+        x = loom.from_numpy(np.array([1.0, -2.0, 3.0])).attach_grad()
+        loom._LIB.loom_autograd_set_recording(None, 1)
+        y = nd.sum(x * x * 3.0)
+        loom._LIB.loom_autograd_set_recording(None, 0)
+        y.backward()
+        np.testing.assert_array_equal(x.grad.asnumpy(), [6.0, -12.0, 18.0])
+
+    def test_params_files_round_trip(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "a.params")
+            loom.save(p, {"arg:w": loom.from_numpy(np.arange(4.0))})
+            back = loom.load(p)
+            np.testing.assert_array_equal(back["arg:w"].asnumpy(), np.arange(4.0))
+
+
+class SymbolTests(unittest.TestCase):
+    def mlp(self):
+        data = sym.Variable("data")
+        h = sym.Activation(sym.FullyConnected(data, name="fc1", num_hidden=16), name="relu1", act_type="relu")
+        return sym.SoftmaxOutput(sym.FullyConnected(h, name="fc2", num_hidden=3), name="softmax",
+                                 normalization="batch")
+
+    def test_json_inference_and_executor_gradients_match_autograd(self):
+        net = self.mlp()
+        self.assertEqual(net.list_arguments(), ["data", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias", "softmax_label"])
+        self.assertEqual(loom.Symbol.fromjson(net.tojson()).tojson(), net.tojson())
+        args, outs, _ = net.infer_shape(data=(5, 4))
+        self.assertEqual(args[1], (16, 4))
+        self.assertEqual(outs[0], (5, 3))
+        ex = net.simple_bind(data=(5, 4), softmax_label=(5,), dtype="float64",
+                             grad_req={"data": "null", "softmax_label": "null"})
+        rng = np.random.default_rng(3)
+        vals = {n: rng.standard_normal(a.shape) for n, a in ex.arg_dict.items()}
+        vals["softmax_label"] = np.array([0, 1, 2, 1, 0], dtype=np.float64)
+        for n, v in vals.items():
+            ex.arg_dict[n].copyfrom(v)
+        ex.forward(is_train=True)
+        ex.backward()
+        # The same network imperatively, with autograd.
+        w = {n: loom.from_numpy(vals[n]).attach_grad() for n in ["fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"]}
+        loom._LIB.loom_autograd_set_recording(None, 1)
+        h = nd.Activation(nd.FullyConnected(loom.from_numpy(vals["data"]), w["fc1_weight"], w["fc1_bias"], num_hidden=16),
+                          act_type="relu")
+        out = nd.SoftmaxOutput(nd.FullyConnected(h, w["fc2_weight"], w["fc2_bias"], num_hidden=3),
+                               loom.from_numpy(vals["softmax_label"]), normalization="batch")
+        loom._LIB.loom_autograd_set_recording(None, 0)
+        out.backward()
+        for n in w:
+            np.testing.assert_allclose(ex.grad_dict[n].asnumpy(), w[n].grad.asnumpy(), rtol=1e-12, atol=1e-15)
+
+    def test_module_fits_separable_blobs(self):
+        loom.seed(5)
+        rng = np.random.default_rng(5)
+        labels = rng.integers(0, 3, 300)
+        x = np.eye(4)[labels] * 3 + rng.normal(0, 0.5, (300, 4))
+        X, Y = loom.from_numpy(x.astype(np.float32)), loom.from_numpy(labels.astype(np.float32))
+        m = loom.Module(self.mlp())
+        m.fit(X, Y, batch_size=20, epochs=4, lr=0.2, log=None)
+        self.assertGreater(m.score(X, Y, batch_size=20), 0.95)
+
+    def test_bad_graphs_are_reported(self):
+        with self.assertRaises(loom.LoomError) as e:
+            loom.Symbol.fromjson('{"nodes": [{"op": "NoSuchOp", "name": "x", "inputs": []}], "arg_nodes": [], "heads": [[0, 0, 0]]}')
+        self.assertIn("NoSuchOp", str(e.exception))
+        with self.assertRaises(loom.LoomError) as e:
+            self.mlp().simple_bind(data=(5, 4), softmax_label=(7,))
+        self.assertIn("SoftmaxOutput: label has shape (7,), expected (5,)", str(e.exception))
+
+
+class LoadingTests(unittest.TestCase):
+    def test_a_library_of_another_abi_version_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "fake.c")
+            with open(src, "w") as f:
+                f.write("int loom_abi_version(void) { return 99; }\n")
+            lib = os.path.join(d, "libloom.so")
+            subprocess.run(["cc", "-shared", "-fPIC", "-o", lib, src], check=True)
+            env = dict(os.environ, LOOM_LIBRARY_PATH=lib)
+            r = subprocess.run([sys.executable, "-c", "import loom"], env=env, capture_output=True, text=True)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("has ABI version 99 but these bindings were generated for ABI version 1", r.stderr)
+            self.assertIn(lib, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
