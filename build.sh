@@ -25,7 +25,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # ------------------------------------------------------------ dependencies
-APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14 python3-numpy python3-venv)
+APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14 libdlpack-dev python3-numpy python3-venv)
 
 missing_packages() {
   local missing=()

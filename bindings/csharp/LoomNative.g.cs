@@ -639,6 +639,33 @@ public static unsafe partial class LoomNative
     public static partial void loom_dataiter_free(nint iter);
 
     /// <summary>
+    /// Exports an array as a DLPack tensor without copying: *out receives a
+    ///  `DLManagedTensor *` (dlpack.h, version 0.6) that shares the array's memory
+    ///  and keeps it alive until its deleter runs (loom_dlpack_delete calls it).
+    ///  Pending writes are waited for first; do not write the array through Loom
+    ///  while the tensor is in use. CPU arrays only.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_ndarray_to_dlpack(out nint @out, NDArrayHandle array);
+
+    /// <summary>
+    /// Imports a `DLManagedTensor *` without copying: *out is a new array over
+    ///  its memory, and the tensor's deleter runs when the last Loom array using it
+    ///  is freed. The tensor must be on the CPU, compact and row-major, with one
+    ///  lane of a dtype Loom has; otherwise LOOM_ERR_INVALID_ARGUMENT (or
+    ///  LOOM_ERR_DTYPE) names what differs and the tensor is not consumed.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_ndarray_from_dlpack(out NDArrayHandle @out, void* managed_tensor);
+
+    /// <summary>
+    /// Runs the deleter of a `DLManagedTensor *` (for consumers that do not own a
+    ///  DLPack implementation, such as the C# frontend). NULL is ignored.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_dlpack_delete(void* managed_tensor);
+
+    /// <summary>
     /// A new variable named `name` (non-empty). The caller owns *out. Nodes
     ///  created inside an attribute scope take its attributes.
     /// </summary>

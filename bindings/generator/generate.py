@@ -142,6 +142,8 @@ def generate_abi(header, out_dir, docs_dir=None, py_dir=None):
                 return "nint" if is_ret else "string"
             if psp == "void":
                 return "void*"
+            if pt.kind == ci.TypeKind.POINTER and pt.get_pointee().get_canonical().kind == ci.TypeKind.VOID:
+                return "out nint"  # void **out
             if pt.kind == ci.TypeKind.POINTER and pt.get_pointee().spelling.replace("const ", "").strip() == "char":
                 # const char ** out (library-owned string) or const char *const * (string list)
                 return "string[]?" if pt.is_const_qualified() else "out nint"

@@ -186,6 +186,32 @@ public sealed unsafe partial class NDArray : IDisposable
         return result;
     }
 
+    /// <summary>A zero-copy view of this CPU array's memory as a <see cref="Span{T}"/>, through a
+    /// DLPack export that keeps the memory alive until the view is disposed. Pending writes
+    /// are waited for first; after later Loom writes, call <see cref="WaitToRead"/> before reading.</summary>
+    public DLPackView<T> AsSpanView<T>() where T : unmanaged
+    {
+        CheckType<T>("AsSpanView");
+        LoomException.Check(LoomNative.loom_ndarray_to_dlpack(out nint managed, Handle));
+        return new DLPackView<T>(managed, checked((int)Size));
+    }
+
+    /// <summary>Exports the array as a DLPack <c>DLManagedTensor*</c> (zero-copy) for another
+    /// library; the receiver calls its deleter (or pass it to <see cref="DLPackView{T}"/>).</summary>
+    public nint ToDLPack()
+    {
+        LoomException.Check(LoomNative.loom_ndarray_to_dlpack(out nint managed, Handle));
+        return managed;
+    }
+
+    /// <summary>An array over the memory of a DLPack <c>DLManagedTensor*</c> (zero-copy); Loom
+    /// owns the tensor afterwards and runs its deleter when the array is gone.</summary>
+    public static NDArray FromDLPack(nint managedTensor)
+    {
+        LoomException.Check(LoomNative.loom_ndarray_from_dlpack(out NDArrayHandle h, (void*)managedTensor));
+        return new NDArray(h);
+    }
+
     /// <summary>Waits for the value and copies its raw bytes (C order, the array's dtype).</summary>
     public byte[] ToBytes()
     {
@@ -483,5 +509,31 @@ public sealed class DisposeScope : IDisposable
         _arrays = null;
         for (int i = list.Count - 1; i >= 0; i--) list[i].Dispose();
         if (t_current == this) t_current = _parent;
+    }
+}
+
+/// <summary>A <see cref="Span{T}"/> over an array's CPU memory, kept alive by a DLPack export
+/// until disposed.</summary>
+public sealed unsafe class DLPackView<T> : IDisposable where T : unmanaged
+{
+    private nint _managed;
+    private readonly int _length;
+
+    internal DLPackView(nint managed, int length)
+    {
+        _managed = managed;
+        _length = length;
+    }
+
+    /// <summary>The elements, in C order. DLTensor.data is the first field of the managed tensor.</summary>
+    public Span<T> Span => _managed == 0
+        ? throw new ObjectDisposedException(nameof(DLPackView<T>))
+        : new Span<T>((void*)System.Runtime.InteropServices.Marshal.ReadIntPtr(_managed), _length);
+
+    /// <summary>Ends the export (runs the DLPack deleter).</summary>
+    public void Dispose()
+    {
+        if (_managed != 0) LoomNative.loom_dlpack_delete((void*)_managed);
+        _managed = 0;
     }
 }

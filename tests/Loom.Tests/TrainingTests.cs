@@ -112,6 +112,29 @@ public class TrainingTests
     }
 
     [Test]
+    public void DLPackSpanViewsShareMemory()
+    {
+        var a = NDArray.FromArray(new float[] { 1, 2, 3, 4 }, 2, 2);
+        using (var view = a.AsSpanView<float>())
+        {
+            Assert.That(view.Span.ToArray(), Is.EqualTo(new float[] { 1, 2, 3, 4 }));
+            view.Span[3] = 40;  // written through the view, seen by Loom
+            Assert.That(Op.Sum(a).Scalar<float>(), Is.EqualTo(46));
+            Op.MultiplyScalar(a, 2, @out: a);
+            a.WaitToRead();
+            Assert.That(view.Span[0], Is.EqualTo(2));
+        }
+        // Export and import: the imported array aliases the original's memory.
+        var b = NDArray.FromDLPack(a.ToDLPack());
+        Op.AddScalar(a, 1, @out: a);
+        Assert.That(b.ToArray<float>(), Is.EqualTo(new float[] { 3, 5, 7, 81 }));
+        var e = Assert.Throws<LoomException>(() => a.AsSpanView<double>())!;
+        Assert.That(e.Message, Does.Contain("AsSpanView"));
+        e = Assert.Throws<LoomException>(() => NDArray.FromDLPack(0))!;
+        Assert.That(e.Message, Does.Contain("from_dlpack: the tensor is NULL"));
+    }
+
+    [Test]
     public void AccuracyCountsArgmaxMatches()
     {
         using var acc = new Accuracy();

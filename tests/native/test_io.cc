@@ -1,4 +1,6 @@
 // Batch iterators (order, last-batch modes, prefetch thread) and CSV files.
+#include <dlpack/dlpack.h>
+
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -187,6 +189,75 @@ TEST(Csv, ReadsNumbersAndNamesBadFields) {
   EXPECT_EQ(loom_io_read_csv(&h, path.c_str(), LOOM_DTYPE_UINT8, 1), LOOM_ERR_DTYPE);
   EXPECT_EQ(loom_io_read_csv(&h, nullptr, LOOM_DTYPE_FLOAT32, 0), LOOM_ERR_INVALID_ARGUMENT);
   for (auto &p : {path, ragged, empty_field}) std::remove(p.c_str());
+}
+
+}  // namespace
+
+namespace {
+
+TEST(DLPack, ExportAndImportShareMemory) {
+  Arr a = make({2, 3}, {1, 2, 3, 4, 5, 6}, LOOM_DTYPE_FLOAT64);
+  void *p = nullptr;
+  ASSERT_EQ(loom_ndarray_to_dlpack(&p, a.h), LOOM_OK) << loom_last_error();
+  auto *m = static_cast<DLManagedTensor *>(p);
+  EXPECT_EQ(m->dl_tensor.ndim, 2);
+  EXPECT_EQ(m->dl_tensor.shape[1], 3);
+  EXPECT_EQ(m->dl_tensor.dtype.code, kDLFloat);
+  EXPECT_EQ(m->dl_tensor.dtype.bits, 64);
+  EXPECT_EQ(m->dl_tensor.device.device_type, kDLCPU);
+  static_cast<double *>(m->dl_tensor.data)[4] = 50;  // a write through the export is seen by Loom
+  EXPECT_EQ(read(a)[4], 50);
+  // Importing it back gives an array over the same memory; the deleter runs once
+  // the imported array is freed.
+  loom_ndarray back = nullptr;
+  ASSERT_EQ(loom_ndarray_from_dlpack(&back, p), LOOM_OK) << loom_last_error();
+  Arr b(back);
+  EXPECT_EQ(read(b), (std::vector<double>{1, 2, 3, 4, 50, 6}));
+  Arr c = call("multiply_scalar", {&b}, {{"scalar", "2"}});
+  EXPECT_EQ(read(c)[5], 12);
+}
+
+struct Foreign {
+  float data[6] = {1, 2, 3, 4, 5, 6};
+  int64_t shape[2] = {2, 3};
+  int64_t strides[2] = {1, 2};  // column-major
+  DLManagedTensor t{};
+  int deleted = 0;
+  Foreign() {
+    t.dl_tensor = DLTensor{data, {kDLCPU, 0}, 2, {kDLFloat, 32, 1}, shape, nullptr, 0};
+    t.manager_ctx = this;
+    t.deleter = [](DLManagedTensor *self) { static_cast<Foreign *>(self->manager_ctx)->deleted++; };
+  }
+};
+
+TEST(DLPack, ImportsForeignTensorsAndRefusesWhatItCannotView) {
+  Foreign f;
+  {
+    loom_ndarray h = nullptr;
+    ASSERT_EQ(loom_ndarray_from_dlpack(&h, &f.t), LOOM_OK) << loom_last_error();
+    Arr a(h);
+    EXPECT_EQ(shape_of(a), (std::vector<int64_t>{2, 3}));
+    Arr s = call("sum", {&a});
+    EXPECT_EQ(read(s)[0], 21);
+    EXPECT_EQ(f.deleted, 0);
+  }
+  loom_wait_all();
+  EXPECT_EQ(f.deleted, 1);
+  loom_ndarray h = nullptr;
+  f.t.dl_tensor.strides = f.strides;
+  EXPECT_EQ(loom_ndarray_from_dlpack(&h, &f.t), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("not compact row-major (stride 2 on axis 1, expected 1)"),
+            std::string::npos) << loom_last_error();
+  f.t.dl_tensor.strides = nullptr;
+  f.t.dl_tensor.dtype = {kDLFloat, 32, 4};
+  EXPECT_EQ(loom_ndarray_from_dlpack(&h, &f.t), LOOM_ERR_DTYPE);
+  f.t.dl_tensor.dtype = {kDLFloat, 32, 1};
+  f.t.dl_tensor.device = {kDLCUDA, 0};
+  EXPECT_EQ(loom_ndarray_from_dlpack(&h, &f.t), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("only CPU tensors"), std::string::npos);
+  EXPECT_EQ(f.deleted, 1);  // refused tensors are not consumed
+  EXPECT_EQ(loom_ndarray_from_dlpack(&h, nullptr), LOOM_ERR_INVALID_ARGUMENT);
+  loom_dlpack_delete(nullptr);
 }
 
 }  // namespace

@@ -33,10 +33,10 @@ def _candidates():
     env = os.environ.get("LOOM_LIBRARY_PATH")
     if env:
         out += [env] if os.path.isfile(env) else [os.path.join(env, n) for n in names]
-    out += [os.path.join(here, n) for n in names]
     # Run from the repository: bindings/python/loom -> build/lib
     root = os.path.dirname(os.path.dirname(os.path.dirname(here)))
     out += [os.path.join(root, "build", "lib", n) for n in names]
+    out += [os.path.join(here, n) for n in names]  # installed with the package
     return out
 
 
@@ -118,6 +118,25 @@ def seed(value):
 def wait_all():
     """Waits for every pushed operation; raises the first failure."""
     _check(_LIB.loom_wait_all())
+
+
+class record:
+    """Records operations for autograd inside the block: `with loom.record(): y = f(x)`.
+    train=True also switches layers to training mode (Dropout, BatchNorm)."""
+
+    def __init__(self, train=False):
+        self.train = train
+
+    def __enter__(self):
+        self._rec, self._tr = ctypes.c_int32(), ctypes.c_int32()
+        _check(_LIB.loom_autograd_set_recording(ctypes.byref(self._rec), 1))
+        _check(_LIB.loom_autograd_set_training(ctypes.byref(self._tr), 1 if self.train else 0))
+        return self
+
+    def __exit__(self, *exc):
+        _LIB.loom_autograd_set_recording(None, self._rec.value)
+        _LIB.loom_autograd_set_training(None, self._tr.value)
+        return False
 
 
 # ------------------------------------------------------------------ arrays
@@ -231,8 +250,56 @@ class NDArray:
     def __truediv__(self, o): return self._binary(o, "divide", "divide_scalar")
     def __neg__(self): return _invoke("negative", [self], {})
 
+    # DLPack (zero-copy exchange): numpy.from_dlpack(a), torch.utils.dlpack.from_dlpack(a).
+    def __dlpack__(self, stream=None):
+        managed = ctypes.c_void_p()
+        _check(_LIB.loom_ndarray_to_dlpack(ctypes.byref(managed), self.handle))
+        return _capsule(managed.value)
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU
+
     def __repr__(self):
         return "<NDArray %s %s>\n%s" % ("x".join(map(str, self.shape)) or "scalar", self.dtype, self.asnumpy())
+
+
+_PyCapsule_New = ctypes.pythonapi.PyCapsule_New
+_PyCapsule_New.restype = ctypes.py_object
+_PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+_PyCapsule_GetPointer = ctypes.pythonapi.PyCapsule_GetPointer
+_PyCapsule_GetPointer.restype = ctypes.c_void_p
+_PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_PyCapsule_IsValid = ctypes.pythonapi.PyCapsule_IsValid
+_PyCapsule_IsValid.restype = ctypes.c_int
+_PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_PyCapsule_SetName = ctypes.pythonapi.PyCapsule_SetName
+_PyCapsule_SetName.restype = ctypes.c_int
+_PyCapsule_SetName.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_PyCapsule_GetPointerRaw = ctypes.pythonapi.PyCapsule_GetPointer
+_CAPSULE_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@_CAPSULE_DESTRUCTOR
+def _capsule_destructor(capsule):
+    # An unconsumed "dltensor" capsule still owns its tensor: run the deleter.
+    obj = ctypes.cast(capsule, ctypes.py_object)
+    if _PyCapsule_IsValid(obj, b"dltensor"):
+        _LIB.loom_dlpack_delete(_PyCapsule_GetPointer(obj, b"dltensor"))
+
+
+def _capsule(ptr):
+    return _PyCapsule_New(ptr, b"dltensor", ctypes.cast(_capsule_destructor, ctypes.c_void_p))
+
+
+def from_dlpack(obj):
+    """A Loom array over the memory of any DLPack producer (NumPy, PyTorch, ...), without copying."""
+    capsule = obj.__dlpack__() if hasattr(obj, "__dlpack__") else obj
+    if not _PyCapsule_IsValid(capsule, b"dltensor"):
+        raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "from_dlpack: not an unused DLPack capsule")
+    out = ctypes.c_void_p()
+    _check(_LIB.loom_ndarray_from_dlpack(ctypes.byref(out), _PyCapsule_GetPointer(capsule, b"dltensor")))
+    _PyCapsule_SetName(capsule, b"used_dltensor")  # Loom owns the tensor now
+    return NDArray(out)
 
 
 def from_numpy(values, dtype=None):

@@ -366,6 +366,28 @@ LOOM_API loom_status loom_dataiter_next(int32_t *has_batch, loom_ndarray *data, 
 LOOM_API void loom_dataiter_free(loom_dataiter iter);
 
 /* ------------------------------------------------------------------------ */
+/* DLPack                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Exports an array as a DLPack tensor without copying: *out receives a
+ *  `DLManagedTensor *` (dlpack.h, version 0.6) that shares the array's memory
+ *  and keeps it alive until its deleter runs (loom_dlpack_delete calls it).
+ *  Pending writes are waited for first; do not write the array through Loom
+ *  while the tensor is in use. CPU arrays only. */
+LOOM_API loom_status loom_ndarray_to_dlpack(void **out, loom_ndarray array);
+
+/** Imports a `DLManagedTensor *` without copying: *out is a new array over
+ *  its memory, and the tensor's deleter runs when the last Loom array using it
+ *  is freed. The tensor must be on the CPU, compact and row-major, with one
+ *  lane of a dtype Loom has; otherwise LOOM_ERR_INVALID_ARGUMENT (or
+ *  LOOM_ERR_DTYPE) names what differs and the tensor is not consumed. */
+LOOM_API loom_status loom_ndarray_from_dlpack(loom_ndarray *out, void *managed_tensor);
+
+/** Runs the deleter of a `DLManagedTensor *` (for consumers that do not own a
+ *  DLPack implementation, such as the C# frontend). NULL is ignored. */
+LOOM_API void loom_dlpack_delete(void *managed_tensor);
+
+/* ------------------------------------------------------------------------ */
 /* Symbols                                                                   */
 /* ------------------------------------------------------------------------ */
 

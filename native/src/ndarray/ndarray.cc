@@ -36,6 +36,20 @@ NDArray NDArray::empty(const Shape &shape, int32_t dtype, const Context &ctx) {
   return a;
 }
 
+NDArray NDArray::external(void *data, const Shape &shape, int32_t dtype, const Context &ctx,
+                          std::function<void()> release) {
+  NDArray a;
+  a.chunk_ = std::make_shared<Chunk>();
+  a.chunk_->ctx = ctx;
+  a.chunk_->block.ptr = data;
+  a.chunk_->block.bytes = static_cast<size_t>(shape.size()) * dtype_size(dtype);
+  a.chunk_->block.ctx = ctx;
+  a.chunk_->block.external_release = std::move(release);
+  a.shape_ = shape;
+  a.dtype_ = dtype;
+  return a;
+}
+
 NDArray NDArray::reshape(const Shape &shape) const {
   Shape s = shape;
   int infer = -1;

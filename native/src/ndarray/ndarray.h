@@ -39,6 +39,10 @@ class NDArray {
  public:
   NDArray() = default;
   static NDArray empty(const Shape &shape, int32_t dtype, const Context &ctx);
+  // An array over memory owned elsewhere (no copy); `release` runs when the
+  // last array using it is gone.
+  static NDArray external(void *data, const Shape &shape, int32_t dtype, const Context &ctx,
+                          std::function<void()> release);
 
   const Shape &shape() const { return shape_; }
   int32_t dtype() const { return dtype_; }

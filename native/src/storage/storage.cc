@@ -102,7 +102,8 @@ Pool &pool_for(const Context &ctx) {
 }  // namespace
 
 Block::~Block() {
-  if (ptr) pool_for(ctx).give(ptr, bytes);
+  if (external_release) external_release();
+  else if (ptr) pool_for(ctx).give(ptr, bytes);
 }
 
 void Storage::alloc_into(Block &b, size_t bytes, const Context &ctx) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 
 #include "common/base.h"
@@ -13,6 +14,9 @@ struct Block {
   void *ptr = nullptr;
   size_t bytes = 0;     // usable bytes (the size class)
   Context ctx;
+  // Memory owned by someone else (an imported DLPack tensor): called instead
+  // of returning ptr to the pool.
+  std::function<void()> external_release;
   ~Block();
 };
 using BlockPtr = std::shared_ptr<Block>;
