@@ -22,6 +22,15 @@ def runners():
         yield "csharp", ["dotnet", cs], env
 
 
+class Coverage(unittest.TestCase):
+    def test_every_registered_op_has_a_case(self):
+        import loom
+        with open(os.path.join(ROOT, "tests", "conformance", "cases", "ops.json")) as f:
+            covered = {c["op"] for c in json.load(f)["cases"]}
+        missing = sorted({op["name"] for op in loom.describe_ops()} - covered)
+        self.assertEqual(missing, [], "operators without a conformance case (add them to make_cases.py)")
+
+
 class BadCaseFiles(unittest.TestCase):
     def test_bad_cases_fail_alone(self):
         with tempfile.TemporaryDirectory() as d:
