@@ -83,22 +83,22 @@ public static partial class Op
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
-    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Convolution').</returns>
-    public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
-        if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Imperative.Invoke(ref s_Convolution, "Convolution", new[] { data, weight, bias }, __params, @out);
@@ -112,24 +112,24 @@ public static partial class Op
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
-    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
-    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
+    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Deconvolution').</returns>
-    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? adj = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
-        if (pad is not null) (__params ??= new()).Add("pad", pad);
-        if (adj is not null) (__params ??= new()).Add("adj", adj);
         if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (adj is not null) (__params ??= new()).Add("adj", adj);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Imperative.Invoke(ref s_Deconvolution, "Deconvolution", new[] { data, weight, bias }, __params, @out);

@@ -75,20 +75,20 @@ public static partial class Sym
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
-    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
-    public static Symbol Convolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? pad = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null)
+    public static Symbol Convolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
-        if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Symbol.Create("Convolution", name, new Symbol?[] { data, weight, bias }, new[] { "data", "weight", "bias" }, __params);
@@ -102,22 +102,22 @@ public static partial class Sym
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
-    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
-    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
+    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
-    public static Symbol Deconvolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? pad = null, long[]? adj = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null)
+    public static Symbol Deconvolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, bool? noBias = null, long? workspace = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
-        if (pad is not null) (__params ??= new()).Add("pad", pad);
-        if (adj is not null) (__params ??= new()).Add("adj", adj);
         if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (adj is not null) (__params ??= new()).Add("adj", adj);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Symbol.Create("Deconvolution", name, new Symbol?[] { data, weight, bias }, new[] { "data", "weight", "bias" }, __params);
@@ -1499,20 +1499,20 @@ public sealed partial class Symbol
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
-    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
-    public Symbol Convolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
+    public Symbol Convolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
-        if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Create("Convolution", name, new Symbol?[] { this, weight, bias }, new[] { "data", "weight", "bias" }, __params);
@@ -1525,22 +1525,22 @@ public sealed partial class Symbol
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
-    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
-    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
+    /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
+    /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
-    public Symbol Deconvolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? pad = null, long[]? adj = null, long[]? dilate = null, long? numGroup = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
+    public Symbol Deconvolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
-        if (pad is not null) (__params ??= new()).Add("pad", pad);
-        if (adj is not null) (__params ??= new()).Add("adj", adj);
         if (dilate is not null) (__params ??= new()).Add("dilate", dilate);
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
+        if (pad is not null) (__params ??= new()).Add("pad", pad);
+        if (adj is not null) (__params ??= new()).Add("adj", adj);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Create("Deconvolution", name, new Symbol?[] { this, weight, bias }, new[] { "data", "weight", "bias" }, __params);

@@ -7,10 +7,9 @@
 
 namespace loom {
 
-NDArray read_idx(const std::string &path) {
-  // gzread reads plain files as they are, so one path serves both.
+std::string read_file(const std::string &path, const char *what) {
   gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) fail(LOOM_ERR_IO, "read_idx: cannot open '", path, "': ", std::strerror(errno));
+  if (!f) fail(LOOM_ERR_IO, what, ": cannot open '", path, "': ", std::strerror(errno));
   struct Closer {
     gzFile f;
     ~Closer() { gzclose(f); }
@@ -21,11 +20,16 @@ NDArray read_idx(const std::string &path) {
     int n = gzread(f, buf, sizeof buf);
     if (n < 0) {
       int code;
-      fail(LOOM_ERR_IO, "read_idx: '", path, "' is corrupted: ", gzerror(f, &code));
+      fail(LOOM_ERR_IO, what, ": '", path, "' is corrupted: ", gzerror(f, &code));
     }
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
   }
+  return data;
+}
+
+NDArray read_idx(const std::string &path) {
+  std::string data = read_file(path, "read_idx");
   auto bad = [&](const std::string &m) {
     fail(LOOM_ERR_IO, "'", path, "' is not a valid IDX file: ", m, " (file has ", data.size(),
          " bytes)");

@@ -1,12 +1,11 @@
 #include "io/iter.h"
 
-#include <zlib.h>
-
 #include <cerrno>
 #include <cstring>
 #include <string>
 
 #include "imperative/imperative.h"
+#include "io/idx.h"
 
 namespace loom {
 
@@ -163,23 +162,7 @@ NDArray read_csv(const std::string &path, int32_t dtype, int64_t header_rows) {
              dtype_name(dtype));
   LOOM_CHECK(header_rows >= 0, LOOM_ERR_INVALID_ARGUMENT, "read_csv: header_rows must be >= 0, got ",
              header_rows);
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) fail(LOOM_ERR_IO, "read_csv: cannot open '", path, "': ", std::strerror(errno));
-  struct Closer {
-    gzFile f;
-    ~Closer() { gzclose(f); }
-  } closer{f};
-  std::string text;
-  char buf[1 << 16];
-  for (;;) {
-    int n = gzread(f, buf, sizeof buf);
-    if (n < 0) {
-      int code;
-      fail(LOOM_ERR_IO, "read_csv: '", path, "' is corrupted: ", gzerror(f, &code));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
+  std::string text = read_file(path, "read_csv");
   std::vector<double> values;
   int64_t cols = -1, rows = 0, line = 0;
   size_t pos = 0;

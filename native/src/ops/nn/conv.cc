@@ -198,18 +198,23 @@ struct ConvPlan {
   }
 };
 
+// Parameters Convolution and Deconvolution share.
+OpDef &window_params(OpDef &d) {
+  return d.set_inputs({"data", "weight", "bias"})
+      .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
+      .required("num_filter", ParamType::Int, "Number of output channels.")
+      .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
+      .param("dilate", ParamType::Tuple, "()", "Dilation per spatial axis (default 1).")
+      .param("num_group", ParamType::Int, "1", "Split channels into this many groups.");
+}
+
 const int kConvolution = [] {
   OpDef &d = Registry::get().add("Convolution");
   d.set_doc("Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, "
             "kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) "
-            "/ stride + 1.")
-      .set_inputs({"data", "weight", "bias"})
-      .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
-      .required("num_filter", ParamType::Int, "Number of output channels.")
-      .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
+            "/ stride + 1.");
+  window_params(d)
       .param("pad", ParamType::Tuple, "()", "Zero padding per spatial axis (default 0).")
-      .param("dilate", ParamType::Tuple, "()", "Dilation per spatial axis (default 1).")
-      .param("num_group", ParamType::Int, "1", "Split channels into this many groups.")
       .param("no_bias", ParamType::Bool, "false", "Leave out the bias input.")
       .param("workspace", ParamType::Int, "256",
              "Limit in MB for the column buffer; larger batches are processed in chunks.");
@@ -410,15 +415,10 @@ const int kDeconvolution = [] {
   OpDef &d = Registry::get().add("Deconvolution");
   d.set_doc("Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/"
             "num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad "
-            "+ dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.")
-      .set_inputs({"data", "weight", "bias"})
-      .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
-      .required("num_filter", ParamType::Int, "Number of output channels.")
-      .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
+            "+ dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.");
+  window_params(d)
       .param("pad", ParamType::Tuple, "()", "Padding removed from the output per spatial axis (default 0).")
       .param("adj", ParamType::Tuple, "()", "Extra output rows/columns per spatial axis, below the stride (default 0).")
-      .param("dilate", ParamType::Tuple, "()", "Dilation per spatial axis (default 1).")
-      .param("num_group", ParamType::Int, "1", "Split channels into this many groups.")
       .param("no_bias", ParamType::Bool, "true", "Leave out the bias input (MXNet's default).")
       .param("workspace", ParamType::Int, "512", "Accepted for compatibility; not used.");
   d.float_only = true;

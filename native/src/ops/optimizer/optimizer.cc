@@ -11,9 +11,11 @@
 namespace loom {
 namespace {
 
-void common_params(OpDef &d) {
-  d.required("lr", ParamType::Float, "Learning rate.")
-      .param("wd", ParamType::Float, "0.0", "Weight decay (L2 penalty) coefficient.")
+// lr_default: empty when the learning rate is required.
+void common_params(OpDef &d, const char *lr_default = "", const char *lr_doc = "Learning rate.") {
+  if (*lr_default) d.param("lr", ParamType::Float, lr_default, lr_doc);
+  else d.required("lr", ParamType::Float, lr_doc);
+  d.param("wd", ParamType::Float, "0.0", "Weight decay (L2 penalty) coefficient.")
       .param("rescale_grad", ParamType::Float, "1.0", "Multiplies the gradient first.")
       .param("clip_gradient", ParamType::Float, "-1.0",
              "Clips the rescaled gradient to [-c, c]; negative means no clipping.");
@@ -186,16 +188,11 @@ const int kRegistered = [] {
               "no learning rate: lr defaults to 1.")
       .set_inputs({"weight", "grad", "acc_g", "acc_delta"});
   add.outputs = {"weight", "acc_g", "acc_delta"};
-  add.param("lr", ParamType::Float, "1.0", "Scales the step (1 in the method as published).")
-      .param("wd", ParamType::Float, "0.0", "Weight decay (L2 penalty) coefficient.")
-      .param("rescale_grad", ParamType::Float, "1.0", "Multiplies the gradient first.")
-      .param("clip_gradient", ParamType::Float, "-1.0",
-             "Clips the rescaled gradient to [-c, c]; negative means no clipping.")
-      .param("rho", ParamType::Float, "0.9", "Decay of both running averages.")
+  common_params(add, "1.0", "Scales the step (1 in the method as published).");
+  add.param("rho", ParamType::Float, "0.9", "Decay of both running averages.")
       .param("epsilon", ParamType::Float, "1e-5", "Added under the square roots.")
       .set_inplace({{0, 0}, {2, 1}, {3, 2}})
       .set_infer(same_shapes_infer);
-  add.float_only = true;
   add.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
     double lr = p.f("lr"), wd = p.f("wd"), rs = p.f("rescale_grad"), clip = p.f("clip_gradient"),
            rho = p.f("rho"), eps = p.f("epsilon");
