@@ -105,6 +105,8 @@ switch ($Command) {
         try { Invoke-Pack; bash tests/consumers/nuget/run.sh artifacts $Version; if ($LASTEXITCODE) { $failed++ } else { $passed++ } } catch { $failed++ }
         bash tests/consumers/cmake/run.sh $Build
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        bash tests/consumers/python/run.sh
+        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         Write-Output "$passed passed, $failed failed"
         if ($failed) { exit 1 }
     }

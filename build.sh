@@ -219,8 +219,9 @@ run_conformance() {
   count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 }
 
-# Consumers outside the tree: a console project using the NuGet package, and a
-# C project using the installed CMake package. Each counts as one test.
+# Consumers outside the tree: a console project using the NuGet package, a C
+# project using the installed CMake package, and the Python binding installed
+# by pip into a fresh environment. Each counts as one test.
 run_consumers() {
   log "package consumers"
   if pack && "$ROOT/tests/consumers/nuget/run.sh" "$ROOT/artifacts" "$VERSION" >&2; then
@@ -233,6 +234,12 @@ run_consumers() {
     count 1 0
   else
     echo "CMake consumer failed" >&2
+    count 0 1
+  fi
+  if "$ROOT/tests/consumers/python/run.sh" >&2; then
+    count 1 0
+  else
+    echo "Python (pip) consumer failed" >&2
     count 0 1
   fi
 }
