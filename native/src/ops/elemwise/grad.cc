@@ -37,7 +37,11 @@ void set_binary_grad(const char *name) {
           if (op == "add") return gy;
           if (op == "subtract") return side == 0 ? gy : -gy;
           if (op == "multiply") return side == 0 ? gy * y : gy * x;
-          /* divide */ return side == 0 ? gy / y : -gy * x / (y * y);
+          if (op == "divide") return side == 0 ? gy / y : -gy * x / (y * y);
+          if (op == "power") return side == 0 ? gy * y * std::pow(x, y - 1) : gy * std::pow(x, y) * std::log(x);
+          // maximum / minimum: the chosen operand takes the gradient (ties go to lhs).
+          bool lhs = op == "maximum" ? x >= y : x <= y;
+          return (side == 0) == lhs ? gy : 0.0;
         });
       }
     });
@@ -60,6 +64,13 @@ const UnaryGrad kUnaryGrads[] = {
     {"sigmoid", [](double, double y, double g) { return g * y * (1 - y); }},
     {"tanh", [](double, double y, double g) { return g * (1 - y * y); }},
     {"copy", [](double, double, double g) { return g; }},
+    {"sin", [](double x, double, double g) { return g * std::cos(x); }},
+    {"cos", [](double x, double, double g) { return -g * std::sin(x); }},
+    {"expm1", [](double, double y, double g) { return g * (y + 1); }},
+    {"log1p", [](double x, double, double g) { return g / (1 + x); }},
+    {"softsign", [](double x, double, double g) { return g / ((1 + std::fabs(x)) * (1 + std::fabs(x))); }},
+    {"rsqrt", [](double, double y, double g) { return -0.5 * g * y * y * y; }},
+    {"reciprocal", [](double, double y, double g) { return -g * y * y; }},
     {"reshape", [](double, double, double g) { return g; }},
 };
 
@@ -74,11 +85,27 @@ const ScalarGrad kScalarGrads[] = {
     {"multiply_scalar", [](double, double s, double g) { return g * s; }},
     {"divide_scalar", [](double, double s, double g) { return g / s; }},
     {"power_scalar", [](double x, double s, double g) { return g * s * std::pow(x, s - 1); }},
+    {"rdivide_scalar", [](double x, double s, double g) { return -g * s / (x * x); }},
+    {"rpower_scalar", [](double x, double s, double g) { return g * std::pow(s, x) * std::log(s); }},
+    {"maximum_scalar", [](double x, double s, double g) { return x >= s ? g : 0.0; }},
+    {"minimum_scalar", [](double x, double s, double g) { return x <= s ? g : 0.0; }},
 };
 
 const int kRegistered = [] {
   auto &reg = Registry::get();
-  for (const char *b : {"add", "subtract", "multiply", "divide"}) set_binary_grad(b);
+  for (const char *b : {"add", "subtract", "multiply", "divide", "power", "maximum", "minimum"})
+    set_binary_grad(b);
+  // clip: the gradient passes where a_min <= x <= a_max.
+  reg.add("clip").set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                                  const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    double lo = p.f("a_min"), hi = p.f("a_max");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>(), *g = og[0].ptr<T>();
+      T *d = ig[0].ptr<T>();
+      parallel_for(in[0].size(), [&](int64_t i) { d[i] = x[i] >= lo && x[i] <= hi ? g[i] : T(0); });
+    });
+  });
 
   for (const UnaryGrad &u : kUnaryGrads) {
     auto f = u.f;
