@@ -35,16 +35,22 @@ void pair_param(const Params &p, const char *name, int spatial, int64_t dflt, in
   }
 }
 
+// Checks a 1-D or 2-D window against (N, C, W) or (N, C, H, W) data.
+void check_spatial(const Params &p, const Shape &data, int spatial) {
+  if (spatial != 1 && spatial != 2)
+    shape_fail(p, "kernel must have 1 or 2 values (1-D or 2-D), got " +
+                      Shape::from(p.tuple("kernel")).str());
+  if (data.ndim != spatial + 2)
+    shape_fail(p, "data must be " + std::string(spatial == 2 ? "(N, C, H, W)" : "(N, C, W)") +
+                      " for a " + std::to_string(spatial) + "-D kernel, got " + data.str());
+}
+
 Geometry geometry(const Params &p, const Shape &data, bool pooling) {
   Geometry g{};
   bool global = pooling && p.b("global_pool");
   const auto &k = p.tuple("kernel");
   int spatial = global ? data.ndim - 2 : static_cast<int>(k.size());
-  if (spatial != 1 && spatial != 2)
-    shape_fail(p, "kernel must have 1 or 2 values (1-D or 2-D), got " + Shape::from(k).str());
-  if (data.ndim != spatial + 2)
-    shape_fail(p, "data must be " + std::string(spatial == 2 ? "(N, C, H, W)" : "(N, C, W)") +
-                      " for a " + std::to_string(spatial) + "-D kernel, got " + data.str());
+  check_spatial(p, data, spatial);
   g.spatial = spatial;
   g.n = data.d[0];
   g.c = data.d[1];
@@ -365,11 +371,7 @@ struct DeconvPlan {
   DeconvPlan(const Params &p, const Shape &data) {
     const auto &k = p.tuple("kernel");
     int spatial = static_cast<int>(k.size());
-    if (spatial != 1 && spatial != 2)
-      shape_fail(p, "kernel must have 1 or 2 values (1-D or 2-D), got " + Shape::from(k).str());
-    if (data.ndim != spatial + 2)
-      shape_fail(p, "data must be " + std::string(spatial == 2 ? "(N, C, H, W)" : "(N, C, W)") +
-                        " for a " + std::to_string(spatial) + "-D kernel, got " + data.str());
+    check_spatial(p, data, spatial);
     g.spatial = spatial;
     g.n = data.d[0];
     g.c = data.d[1];
