@@ -140,6 +140,31 @@ LOOM_API loom_status loom_wait_all(void);
 LOOM_API loom_status loom_engine_info(const char **out_kind, int32_t *out_cpu_workers);
 
 /* ------------------------------------------------------------------------ */
+/* Devices and backends                                                      */
+/* ------------------------------------------------------------------------ */
+
+/** Number of devices of `dev_type`: 1 for LOOM_DEVICE_CPU (cpu(i) for other i
+ *  are further workers on the same processor); for LOOM_DEVICE_GPU the devices
+ *  the GPU backend reports, or 0 when no GPU backend is available (which is not
+ *  an error). The GPU backend is the plugin libloom_cuda.so, looked for on first
+ *  use: at the path in the environment variable LOOM_CUDA_LIBRARY when it is
+ *  set, else beside libloom, else on the library search path. */
+LOOM_API loom_status loom_device_count(int32_t *out, int32_t dev_type);
+
+/** A one-line description of the backend serving `dev_type`: for the GPU, the
+ *  plugin's name, file and devices, or why none is available (what was looked
+ *  for, and where). The string is owned by the library and valid until the
+ *  process exits. */
+LOOM_API loom_status loom_backend_describe(const char **out, int32_t dev_type);
+
+/** Loads the GPU backend plugin from `path` (instead of searching for it).
+ *  Loading the file already loaded does nothing; loading another while one is
+ *  loaded fails with LOOM_ERR_INVALID_ARGUMENT. A file that is missing, is not
+ *  a Loom backend, was built for another backend interface version or cannot
+ *  start gives LOOM_ERR_BACKEND_UNAVAILABLE with the reason. */
+LOOM_API loom_status loom_backend_load(const char *path);
+
+/* ------------------------------------------------------------------------ */
 /* Storage                                                                   */
 /* ------------------------------------------------------------------------ */
 

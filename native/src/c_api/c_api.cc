@@ -5,6 +5,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "backend/device.h"
 #include "engine/engine.h"
 #include "imperative/autograd.h"
 #include "io/idx.h"
@@ -49,6 +50,27 @@ loom_status loom_engine_info(const char **out_kind, int32_t *out_cpu_workers) {
   auto &e = loom::Engine::get();
   *out_kind = e.kind();
   *out_cpu_workers = e.cpu_workers();
+  API_END
+}
+
+loom_status loom_device_count(int32_t *out, int32_t dev_type) {
+  API_BEGIN
+  need(out, "out");
+  *out = loom::device::device_count(dev_type);
+  API_END
+}
+
+loom_status loom_backend_describe(const char **out, int32_t dev_type) {
+  API_BEGIN
+  need(out, "out");
+  *out = loom::device::describe(dev_type);
+  API_END
+}
+
+loom_status loom_backend_load(const char *path) {
+  API_BEGIN
+  need(path, "path");
+  loom::device::load(path);
   API_END
 }
 

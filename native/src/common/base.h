@@ -190,11 +190,16 @@ struct Context {
 };
 
 constexpr int kMaxCpuDevices = 64;
+constexpr int kMaxGpuDevices = 16;  // gpu(i) for i below this (memory pools, workers)
+
+// Throws unless the GPU backend is loaded and has device ctx.dev_id (backend/device.cc).
+void check_gpu_context(const Context &ctx);
 
 inline void check_context(const Context &ctx) {
-  if (ctx.dev_type == LOOM_DEVICE_GPU)
-    fail(LOOM_ERR_BACKEND_UNAVAILABLE, "context ", ctx.str(),
-         " asked for, but no GPU backend is loaded in this process (libloom_cuda was not found)");
+  if (ctx.dev_type == LOOM_DEVICE_GPU) {
+    check_gpu_context(ctx);
+    return;
+  }
   LOOM_CHECK(ctx.dev_type == LOOM_DEVICE_CPU, LOOM_ERR_INVALID_ARGUMENT, "unknown device type ",
              ctx.dev_type, " (1 = cpu, 2 = gpu)");
   LOOM_CHECK(ctx.dev_id >= 0 && ctx.dev_id < kMaxCpuDevices, LOOM_ERR_INVALID_ARGUMENT,

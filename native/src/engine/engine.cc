@@ -113,7 +113,9 @@ Engine &Engine::get() {
 
 Engine::Engine(bool naive, int cpu_workers)
     : naive_(naive), cpu_workers_(cpu_workers) {
-  pools_.resize(kMaxCpuDevices);
+  gpu_workers_ = env_int("LOOM_GPU_WORKERS", 1);
+  // CPU devices, then a compute and a copy pool per GPU.
+  pools_.resize(kMaxCpuDevices + 2 * kMaxGpuDevices);
 }
 
 Engine::~Engine() {
@@ -121,10 +123,13 @@ Engine::~Engine() {
   pools_.clear();
 }
 
-Engine::WorkerPool &Engine::pool_for(const Context &ctx) {
+Engine::WorkerPool &Engine::pool_for(const Context &ctx, bool copy) {
+  bool gpu = ctx.dev_type == LOOM_DEVICE_GPU;
+  size_t slot = gpu ? kMaxCpuDevices + 2 * static_cast<size_t>(ctx.dev_id) + (copy ? 1 : 0)
+                    : static_cast<size_t>(ctx.dev_id);
   std::lock_guard<std::mutex> lk(pools_mu_);
-  auto &p = pools_[ctx.dev_id];
-  if (!p) p = std::make_unique<WorkerPool>(this, cpu_workers_);
+  auto &p = pools_[slot];
+  if (!p) p = std::make_unique<WorkerPool>(this, gpu ? (copy ? 1 : gpu_workers_) : cpu_workers_);
   return *p;
 }
 
@@ -136,6 +141,9 @@ void Engine::record_error(const ErrorPtr &e) {
 void Engine::push(Fn fn, const Context &ctx, VarList reads, VarList writes,
                   const PushOptions &opts) {
   check_context(ctx);
+  LOOM_CHECK(ctx.dev_type != LOOM_DEVICE_GPU || ctx.dev_id < kMaxGpuDevices,
+             LOOM_ERR_INVALID_ARGUMENT, "context ", ctx.str(), ": Loom supports gpu(0) to gpu(",
+             kMaxGpuDevices - 1, ")");
   dedup(reads, writes);
   if (!naive_ && !t_on_worker && pending_.load() >= max_pending_) {
     std::unique_lock<std::mutex> lk(space_mu_);
@@ -201,7 +209,7 @@ bool Engine::dec_wait_ready(OprBlock *op) {
   return op->wait.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }
 
-void Engine::dispatch(OprBlock *op) { pool_for(op->ctx).enqueue(op); }
+void Engine::dispatch(OprBlock *op) { pool_for(op->ctx, op->opts.copy).enqueue(op); }
 
 void Engine::execute(OprBlock *op) {
   // A worker that finishes an op runs one successor it made ready itself, so a
@@ -264,10 +272,11 @@ OprBlock *Engine::run_one(OprBlock *op) {
     delete op;
   } else {
     Context ctx = op->ctx;
+    bool copy = op->opts.copy;
     SmallVec<OprBlock *, 8> ready;
     complete(op, ready);
     for (OprBlock *r : ready) {
-      if (!next && t_on_worker && r->ctx == ctx)
+      if (!next && t_on_worker && r->ctx == ctx && r->opts.copy == copy)
         next = r;
       else
         dispatch(r);

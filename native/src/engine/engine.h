@@ -91,6 +91,9 @@ struct PushOptions {
   bool backward = false;
   // The op records its parts in the profiler itself (executor bulks).
   bool profiled_inside = false;
+  // A copy to or from a device: it runs on that device's copy worker, so
+  // transfers overlap with the device's compute (ctx names the device).
+  bool copy = false;
 };
 
 class Engine {
@@ -119,6 +122,9 @@ class Engine {
   int64_t max_pending() const { return max_pending_; }
   void set_max_pending(int64_t n) { max_pending_ = n > 1 ? n : 2; }
   int cpu_workers() const { return cpu_workers_; }
+  // Worker threads per GPU for compute (LOOM_GPU_WORKERS, default 1); each
+  // GPU also has one copy worker. Each worker owns a stream per device.
+  int gpu_workers() const { return gpu_workers_; }
   const char *kind() const { return naive_ ? "naive" : "threaded"; }
 
   // Builds an engine of the given kind; used by the singleton and by tests.
@@ -138,11 +144,12 @@ class Engine {
   ErrorPtr wait_on(const VarPtr &var, bool write);
   void dispatch(OprBlock *op);
   void execute(OprBlock *op);
-  WorkerPool &pool_for(const Context &ctx);
+  WorkerPool &pool_for(const Context &ctx, bool copy);
   void record_error(const ErrorPtr &e);
 
   const bool naive_;
   const int cpu_workers_;
+  int gpu_workers_ = 1;
   std::mutex naive_mu_;
   std::mutex pools_mu_;
   std::vector<std::unique_ptr<WorkerPool>> pools_;

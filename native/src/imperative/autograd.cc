@@ -1,5 +1,7 @@
 #include "imperative/autograd.h"
 
+#include "backend/device.h"
+
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -149,6 +151,10 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       var_grads[ag.get()] = sum_into(var_grads[ag.get()], g);
     }
   }
+  // Every gradient kernel must exist on its device before any is pushed.
+  for (AGNode *n : order)
+    if (!n->inputs.empty() && n->op->backward)
+      device::require_kernel(*n->op, n->inputs[0].ctx(), true);
   for (size_t k = order.size(); k-- > 0;) {
     AGNode *n = order[k];
     const OpDef &op = *n->op;
@@ -193,7 +199,7 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
           for (auto &a : outs) bo.push_back(a.blob());
           for (auto &a : ogs) bg.push_back(a.blob());
           for (auto &a : in_grads) bgi.push_back(a.chunk() ? a.blob() : TBlob{});
-          opp->backward(ctx, *params, bi, bo, bg, bgi, rq);
+          run_backward(*opp, ctx, *params, bi, bo, bg, bgi, rq);
         },
         ctx.ctx, std::move(reads), std::move(writes), po);
     for (size_t i = 0; i < n->inputs.size(); ++i) {

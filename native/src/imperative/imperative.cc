@@ -2,6 +2,8 @@
 
 #include "imperative/autograd.h"
 
+#include "backend/device.h"
+
 #include <atomic>
 #include <memory>
 
@@ -104,6 +106,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
       }
   }
   check_context(ctx);
+  device::require_kernel(op, ctx, false);
 
   ShapeList out_shapes(nout);
   DTypeList out_dtypes(nout, nin ? in_dtypes[0] : kFloat32);
@@ -164,7 +167,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
         BlobList in(call->nin), out(a.size() - call->nin);
         for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].blob();
         for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
-        call->op->compute(call->ctx, call->params(), in, out);
+        run_forward(*call->op, call->ctx, call->params(), in, out);
       },
       ctx, std::move(reads), std::move(writes), po);
   outputs = std::move(outs);

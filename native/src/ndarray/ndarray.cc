@@ -1,5 +1,7 @@
 #include "ndarray/ndarray.h"
 
+#include "backend/device.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -122,7 +124,9 @@ void NDArray::copy_from_host(const void *src, size_t n) const {
   PushOptions o;
   o.name = "copy_from_host";
   o.allow_inline = true;
-  Engine::get().push([=] { if (n) std::memcpy(dst, src, n); }, ctx(), {}, {var()}, o);
+  o.copy = ctx().dev_type == LOOM_DEVICE_GPU;
+  Context c = ctx();
+  Engine::get().push([=] { device::copy(dst, c, src, Context{}, n); }, c, {}, {var()}, o);
   wait_to_read();
 }
 
@@ -131,7 +135,7 @@ void NDArray::copy_to_host(void *dst, size_t n) const {
              dtype_name(dtype_), " holds ", nbytes(), " bytes, but the buffer has ", n, " bytes");
   LOOM_CHECK(dst || n == 0, LOOM_ERR_INVALID_ARGUMENT, "copy_to_host: data is NULL");
   wait_to_read();
-  if (n) std::memcpy(dst, data(), n);
+  device::copy(dst, Context{}, data(), ctx(), n);
 }
 
 // ------------------------------------------------------------ .params files
@@ -214,7 +218,13 @@ void save_params(const std::string &path, const std::vector<NDArray> &arrays,
     w.put<int32_t>(a.ctx().dev_type);
     w.put<int32_t>(a.ctx().dev_id);
     w.put<int32_t>(a.dtype());
-    w.bytes(a.data(), a.nbytes());
+    if (a.ctx().dev_type == LOOM_DEVICE_CPU) {
+      w.bytes(a.data(), a.nbytes());
+    } else {
+      std::vector<char> host(a.nbytes());
+      a.copy_to_host(host.data(), host.size());
+      w.bytes(host.data(), host.size());
+    }
   }
   w.put<uint64_t>(names.size());
   for (const auto &n : names) {

@@ -18,6 +18,7 @@ struct TBlob {
   void *dptr = nullptr;
   Shape shape;
   int32_t dtype = kFloat32;
+  Context ctx;  // where dptr lives (device pointers are never dereferenced on the host)
   template <typename T>
   T *ptr() const {
     return static_cast<T *>(dptr);
@@ -52,7 +53,7 @@ class NDArray {
   void *data() const {
     return chunk_->block.ptr ? static_cast<char *>(chunk_->block.ptr) + offset_ : nullptr;
   }
-  TBlob blob() const { return TBlob{data(), shape_, dtype_}; }
+  TBlob blob() const { return TBlob{data(), shape_, dtype_, chunk_->ctx}; }
   VarPtr var() const { return VarPtr(chunk_, &chunk_->var); }
   const std::shared_ptr<Chunk> &chunk() const { return chunk_; }
   bool same_memory(const NDArray &o) const { return chunk_ == o.chunk_; }

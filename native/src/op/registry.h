@@ -181,6 +181,15 @@ class Registry {
   static ::loom::OpDef &LOOM_CONCAT(loom_op_reg_, __COUNTER__) = \
       ::loom::Registry::get().add(#opname)
 
+// Run an op's kernel on the device octx.ctx names: the CPU kernel, or the GPU
+// backend plugin's (backend/device.cc). Ops marked any_context (copy) run
+// their own code everywhere.
+void run_forward(const OpDef &op, const OpContext &octx, const Params &p, const BlobList &in,
+                 const BlobList &out);
+void run_backward(const OpDef &op, const OpContext &octx, const Params &p, const BlobList &in,
+                  const BlobList &out, const BlobList &out_grad, const BlobList &in_grad,
+                  const ReqList &req);
+
 // Helpers shared by inference functions.
 [[noreturn]] void shape_fail(const Params &p, const std::string &what);
 int32_t same_dtype(const Params &p, const DTypeList &in_dtypes);

@@ -5,6 +5,8 @@
 #include <mutex>
 #include <vector>
 
+#include "backend/device.h"
+
 namespace loom {
 namespace {
 
@@ -35,6 +37,8 @@ bool pooling_enabled() {
 
 class Pool {
  public:
+  void init(const Context &ctx) { ctx_ = ctx; }
+
   void *take(size_t cls) {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.alloc_calls;
@@ -46,14 +50,12 @@ class Pool {
       stats_.bytes_pooled -= static_cast<int64_t>(cls);
       ++stats_.pool_hits;
     } else {
-      p = std::aligned_alloc(kAlign, cls);
-      if (!p) {
+      p = raw_alloc(cls);
+      if (!p) {  // give the cache back to the device and try once more
         release_locked();
-        p = std::aligned_alloc(kAlign, cls);
+        p = raw_alloc(cls);
       }
-      if (!p)
-        fail(LOOM_ERR_OUT_OF_MEMORY, "out of memory: asked for ", cls, " bytes on the CPU; ",
-             stats_.bytes_in_use, " bytes are in use");
+      if (!p) out_of_memory(cls);
     }
     stats_.bytes_in_use += static_cast<int64_t>(cls);
     if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
@@ -67,7 +69,7 @@ class Pool {
       free_[cls].push_back(p);
       stats_.bytes_pooled += static_cast<int64_t>(cls);
     } else {
-      std::free(p);
+      raw_free(p);
     }
   }
   loom_storage_stats stats() {
@@ -80,12 +82,31 @@ class Pool {
   }
 
  private:
+  bool on_gpu() const { return ctx_.dev_type == LOOM_DEVICE_GPU; }
+  void *raw_alloc(size_t cls) {
+    return on_gpu() ? device::raw_alloc(ctx_, cls) : std::aligned_alloc(kAlign, cls);
+  }
+  void raw_free(void *p) {
+    if (on_gpu()) device::raw_free(ctx_, p);
+    else std::free(p);
+  }
+  [[noreturn]] void out_of_memory(size_t cls) {
+    if (!on_gpu())
+      fail(LOOM_ERR_OUT_OF_MEMORY, "out of memory: asked for ", cls, " bytes on the CPU; ",
+           stats_.bytes_in_use, " bytes are in use");
+    size_t free_bytes = 0, total = 0;
+    device::mem_info(ctx_, &free_bytes, &total);
+    fail(LOOM_ERR_OUT_OF_MEMORY, "out of memory on ", ctx_.str(), ": asked for ", cls,
+         " bytes; the device has ", free_bytes, " bytes free of ", total, "; Loom's arrays hold ",
+         stats_.bytes_in_use, " bytes (its cache was released and the allocation retried)");
+  }
   void release_locked() {
     for (auto &kv : free_)
-      for (void *p : kv.second) std::free(p);
+      for (void *p : kv.second) raw_free(p);
     free_.clear();
     stats_.bytes_pooled = 0;
   }
+  Context ctx_;
   std::mutex mu_;
   std::map<size_t, std::vector<void *>> free_;
   loom_storage_stats stats_{};
@@ -94,8 +115,19 @@ class Pool {
 // Pools live for the whole process (never destroyed), so blocks freed during
 // static destruction still have somewhere to go.
 Pool &pool_for(const Context &ctx) {
-  static Pool *pools = new Pool[kMaxCpuDevices];
+  static Pool *pools = [] {
+    auto *p = new Pool[kMaxCpuDevices + kMaxGpuDevices];
+    for (int i = 0; i < kMaxCpuDevices; ++i) p[i].init(Context{LOOM_DEVICE_CPU, i});
+    for (int i = 0; i < kMaxGpuDevices; ++i)
+      p[kMaxCpuDevices + i].init(Context{LOOM_DEVICE_GPU, i});
+    return p;
+  }();
   check_context(ctx);
+  if (ctx.dev_type == LOOM_DEVICE_GPU) {
+    LOOM_CHECK(ctx.dev_id < kMaxGpuDevices, LOOM_ERR_INVALID_ARGUMENT, "context ", ctx.str(),
+               ": Loom supports gpu(0) to gpu(", kMaxGpuDevices - 1, ")");
+    return pools[kMaxCpuDevices + ctx.dev_id];
+  }
   return pools[ctx.dev_id];
 }
 

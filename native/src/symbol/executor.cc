@@ -1,5 +1,7 @@
 #include "symbol/executor.h"
 
+#include "backend/device.h"
+
 #include "engine/profiler.h"
 
 #include <algorithm>
@@ -355,6 +357,23 @@ void sum_kernel(const BlobList &in, const TBlob &out) {
   });
 }
 
+// On a device, gradient sums run the device's ElementWiseSum kernel.
+const OpDef &sum_op() { return Registry::get().lookup("ElementWiseSum"); }
+const Params &sum_params() {
+  static const Params *p = new Params(sum_op(), nullptr, nullptr, 0);
+  return *p;
+}
+
+// Every kernel the program runs exists on ctx (checked at bind, so a missing
+// device kernel is reported before anything is pushed).
+void require_kernels(const Program &p, const Context &ctx) {
+  for (const Step &s : p.steps) {
+    if (s.kind == StepKind::Sum) device::require_kernel(sum_op(), ctx, false);
+    if (s.node < 0 || (s.kind != StepKind::Forward && s.kind != StepKind::Backward)) continue;
+    device::require_kernel(*p.g.nodes[s.node]->op, ctx, s.kind == StepKind::Backward);
+  }
+}
+
 }  // namespace
 
 struct Executor::Impl {
@@ -458,6 +477,7 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   im.arg_names = arg_names;
   im.aux_names = aux_names;
   im.prog = build(sym, info, spec.grad_req, training);
+  require_kernels(im.prog, spec.ctx);
   im.planned = plan(im.prog, planning_enabled());
   Program &p = im.prog;
   ex->plan_ = im.planned.stats;
@@ -652,18 +672,23 @@ void run_call(Pushed &call) {
   for (auto &a : call.out) out.push_back(a.chunk() ? a.blob() : TBlob{});
   switch (call.kind) {
     case StepKind::Forward:
-      call.op->compute(call.ctx, *call.params, in, out);
+      run_forward(*call.op, call.ctx, *call.params, in, out);
       break;
     case StepKind::Backward: {
       BlobList fi, fo, og;
       for (auto &a : call.fin) fi.push_back(a.blob());
       for (auto &a : call.fout) fo.push_back(a.blob());
       for (auto &a : call.ograd) og.push_back(a.blob());
-      call.op->backward(call.ctx, *call.params, fi, fo, og, out, call.req);
+      run_backward(*call.op, call.ctx, *call.params, fi, fo, og, out, call.req);
       break;
     }
-    case StepKind::Sum: sum_kernel(in, out[0]); break;
-    case StepKind::Zero: std::memset(out[0].dptr, 0, call.out[0].nbytes()); break;
+    case StepKind::Sum:
+      if (call.ctx.ctx.dev_type == LOOM_DEVICE_GPU)
+        run_forward(sum_op(), call.ctx, sum_params(), in, out);
+      else
+        sum_kernel(in, out[0]);
+      break;
+    case StepKind::Zero: device::zero(out[0].dptr, call.ctx.ctx, call.out[0].nbytes()); break;
   }
 }
 

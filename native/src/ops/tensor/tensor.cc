@@ -2,6 +2,7 @@
 // reshape, one_hot, clip, where, cast, copy.
 #include <climits>
 
+#include "backend/device.h"
 #include "ops/common.h"
 
 namespace loom {
@@ -187,7 +188,11 @@ void cast_kernel(const TBlob &in, const TBlob &out) {
 
 void copy_bytes(const TBlob &in, const TBlob &out) {
   size_t n = static_cast<size_t>(in.size()) * dtype_size(in.dtype);
-  if (n && in.dptr != out.dptr) std::memcpy(out.dptr, in.dptr, n);
+  if (in.ctx.dev_type == LOOM_DEVICE_CPU && out.ctx.dev_type == LOOM_DEVICE_CPU) {
+    if (n && in.dptr != out.dptr) std::memcpy(out.dptr, in.dptr, n);
+    return;
+  }
+  if (in.dptr != out.dptr || in.ctx != out.ctx) device::copy(out.dptr, out.ctx, in.dptr, in.ctx, n);
 }
 
 const int kRegistered = [] {

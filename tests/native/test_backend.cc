@@ -1,0 +1,377 @@
+// The device code path (gpu(i) contexts) against libloom_simdev, a simulated
+// GPU backend plugin (tests/native/backend/simdev.cc): loading, copies between
+// devices, kernels dispatched to the plugin with results equal to the CPU's,
+// the caching device allocator, out-of-memory and missing-kernel errors, and
+// failures inside a device stream.
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "testutil.h"
+
+namespace {
+
+using lt::Arr;
+
+class SimDevEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ASSERT_EQ(loom_backend_load(LOOM_SIMDEV_PATH), LOOM_OK) << loom_last_error();
+  }
+};
+const auto *kEnv = ::testing::AddGlobalTestEnvironment(new SimDevEnv);
+
+Arr on(const Arr &a, int32_t dev_type, int32_t dev_id) {
+  std::vector<int64_t> s = lt::shape_of(a);
+  loom_ndarray h = nullptr;
+  EXPECT_EQ(loom_ndarray_create(&h, s.data(), static_cast<int32_t>(s.size()), lt::dtype_of(a),
+                                dev_type, dev_id),
+            LOOM_OK)
+      << loom_last_error();
+  Arr out(h);
+  loom_op copy = nullptr;
+  EXPECT_EQ(loom_op_find(&copy, "copy"), LOOM_OK);
+  loom_ndarray in[] = {a.h};
+  EXPECT_EQ(loom_imperative_invoke(&out.h, 1, copy, in, 1, nullptr, nullptr, 0), LOOM_OK)
+      << loom_last_error();
+  return out;
+}
+Arr gpu(const Arr &a, int32_t id = 0) { return on(a, LOOM_DEVICE_GPU, id); }
+
+int32_t dev_type_of(const Arr &a) {
+  int32_t t = 0, id = 0;
+  EXPECT_EQ(loom_ndarray_get_context(&t, &id, a.h), LOOM_OK);
+  return t;
+}
+
+std::string describe() {
+  const char *d = nullptr;
+  EXPECT_EQ(loom_backend_describe(&d, LOOM_DEVICE_GPU), LOOM_OK);
+  return d ? d : "";
+}
+
+Arr empty(const std::vector<int64_t> &s, int32_t dev_type, int32_t dev_id,
+          int32_t dtype = LOOM_DTYPE_FLOAT32, loom_status want = LOOM_OK) {
+  loom_ndarray h = nullptr;
+  EXPECT_EQ(loom_ndarray_create(&h, s.data(), static_cast<int32_t>(s.size()), dtype, dev_type,
+                                dev_id),
+            want)
+      << loom_last_error();
+  return Arr(h);
+}
+
+TEST(Backend, ReportsTheLoadedPluginAndItsDevices) {
+  int32_t n = -1;
+  ASSERT_EQ(loom_device_count(&n, LOOM_DEVICE_GPU), LOOM_OK);
+  EXPECT_EQ(n, 2);
+  ASSERT_EQ(loom_device_count(&n, LOOM_DEVICE_CPU), LOOM_OK);
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(loom_device_count(&n, 7), LOOM_ERR_INVALID_ARGUMENT);
+  std::string d = describe();
+  EXPECT_NE(d.find("'simdev' backend from"), std::string::npos) << d;
+  EXPECT_NE(d.find("gpu(1) Simulated device 1"), std::string::npos) << d;
+  // The same file again is a no-op; another file while one is loaded is refused.
+  EXPECT_EQ(loom_backend_load(LOOM_SIMDEV_PATH), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(loom_backend_load("/nonexistent/libloom_cuda.so"), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("already loaded"), std::string::npos)
+      << loom_last_error();
+  EXPECT_EQ(loom_backend_load(nullptr), LOOM_ERR_INVALID_ARGUMENT);
+}
+
+TEST(Backend, DeviceOutOfRangeNamesTheDevicesThereAre) {
+  empty({4}, LOOM_DEVICE_GPU, 2, LOOM_DTYPE_FLOAT32, LOOM_ERR_INVALID_ARGUMENT);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("gpu(2)"), std::string::npos) << e;
+  EXPECT_NE(e.find("gpu(0) to gpu(1)"), std::string::npos) << e;
+  empty({4}, LOOM_DEVICE_GPU, -1, LOOM_DTYPE_FLOAT32, LOOM_ERR_INVALID_ARGUMENT);
+}
+
+TEST(Backend, CopiesRoundTripThroughTwoDevices) {
+  auto vals = lt::random_values(1000, -5, 5, 1);
+  Arr a = lt::make({10, 100}, vals);
+  Arr g0 = gpu(a, 0);
+  EXPECT_EQ(dev_type_of(g0), LOOM_DEVICE_GPU);
+  Arr g1 = gpu(g0, 1);  // device to device, across devices
+  Arr g1b = gpu(g1, 1);  // within one device
+  Arr back = on(g1b, LOOM_DEVICE_CPU, 0);
+  EXPECT_EQ(lt::read(back), lt::as_dtype(vals, LOOM_DTYPE_FLOAT32));
+  // copy_to_host and copy_from_host reach device memory directly.
+  EXPECT_EQ(lt::read(g1b), lt::as_dtype(vals, LOOM_DTYPE_FLOAT32));
+  std::vector<float> host(1000, 2.5f);
+  ASSERT_EQ(loom_ndarray_copy_from_host(g0.h, host.data(), host.size() * 4), LOOM_OK);
+  EXPECT_EQ(lt::read(g0), std::vector<double>(1000, 2.5));
+  // Empty arrays move too.
+  Arr z = lt::make({0, 3}, {});
+  EXPECT_TRUE(lt::read(on(gpu(z), LOOM_DEVICE_CPU, 0)).empty());
+}
+
+TEST(Backend, ImperativeKernelsMatchTheCpuBitForBit) {
+  auto va = lt::random_values(4096, -3, 3, 2), vb = lt::random_values(4096, -3, 3, 3);
+  Arr a = lt::make({64, 64}, va), b = lt::make({64, 64}, vb);
+  Arr ga = gpu(a), gb = gpu(b);
+  auto chain = [](const Arr &x, const Arr &y) {
+    Arr m = lt::call("multiply", {&x, &y});
+    Arr r = lt::call("relu", {&m});
+    Arr s = lt::call("add", {&r, &x});
+    return lt::call("ElementWiseSum", {&s, &r, &y});
+  };
+  Arr cpu = chain(a, b), dev = chain(ga, gb);
+  EXPECT_EQ(dev_type_of(dev), LOOM_DEVICE_GPU);
+  EXPECT_EQ(lt::read(dev), lt::read(cpu));
+  Arr f = lt::call("full", {}, {{"shape", "(3,5)"}, {"value", "1.25"}, {"ctx", "gpu(1)"}});
+  EXPECT_EQ(lt::read(f), std::vector<double>(15, 1.25));
+  Arr w = lt::make({64, 64}, va), dw = gpu(w);
+  lt::Params sgd{{"lr", "0.1"}, {"wd", "0.01"}, {"rescale_grad", "0.5"}, {"clip_gradient", "1"}};
+  Arr w1 = lt::call("sgd_update", {&w, &b}, sgd), dw1 = lt::call("sgd_update", {&dw, &gb}, sgd);
+  EXPECT_EQ(lt::read(dw1), lt::read(w1));
+}
+
+TEST(Backend, InputsOnDifferentDevicesAreRefused) {
+  Arr a = lt::make({4}, {1, 2, 3, 4});
+  Arr g = gpu(a);
+  std::vector<Arr> out;
+  EXPECT_EQ(lt::invoke("add", {&g, &a}, {}, &out), LOOM_ERR_INVALID_ARGUMENT);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("input 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("cpu(0)"), std::string::npos) << e;
+  EXPECT_NE(e.find("gpu(0)"), std::string::npos) << e;
+}
+
+TEST(Backend, AnOpWithoutADeviceKernelFailsBeforeAnythingRuns) {
+  Arr g = gpu(lt::make({2, 2}, {1, 2, 3, 4}));
+  std::vector<Arr> out;
+  EXPECT_EQ(lt::invoke("exp", {&g}, {}, &out), LOOM_ERR_BACKEND_UNAVAILABLE);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("exp: no kernel for gpu(0) in the 'simdev' backend"), std::string::npos) << e;
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(loom_wait_all(), LOOM_OK);
+}
+
+TEST(Backend, AKernelThatRejectsItsInputsFailsTheOutputsOnly) {
+  Arr a = lt::make({8}, lt::random_values(8, -1, 1, 4), LOOM_DTYPE_FLOAT64);
+  Arr g = gpu(a);
+  Arr r = lt::call("relu", {&g});  // pushed; the kernel refuses float64 when it runs
+  std::vector<double> buf(8);
+  EXPECT_EQ(loom_ndarray_copy_to_host(buf.data(), 64, r.h), LOOM_ERR_INTERNAL);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("relu failed on gpu(0)"), std::string::npos) << e;
+  EXPECT_NE(e.find("float32 only"), std::string::npos) << e;
+  EXPECT_EQ(loom_wait_all(), LOOM_ERR_INTERNAL);
+  // The device keeps working.
+  Arr ok = gpu(lt::make({3}, {-1, 0, 2}));
+  EXPECT_EQ(lt::read(lt::call("relu", {&ok})), (std::vector<double>{0, 0, 2}));
+}
+
+TEST(Backend, AFailureInsideTheDeviceStreamReachesTheWaitAndIsNotSticky) {
+  Arr g = gpu(lt::make({4}, {-1, 2, -3, 4}));
+  setenv("LOOM_SIMDEV_FAIL_OP", "relu", 1);
+  Arr r = lt::call("relu", {&g});
+  Arr after = lt::call("add", {&r, &g});  // reads the failed array: skipped, same error
+  unsetenv("LOOM_SIMDEV_FAIL_OP");
+  std::vector<float> buf(4);
+  EXPECT_EQ(loom_ndarray_copy_to_host(buf.data(), 16, after.h), LOOM_ERR_INTERNAL);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("injected device failure"), std::string::npos) << e;
+  EXPECT_NE(e.find("gpu(0)"), std::string::npos) << e;
+  EXPECT_EQ(loom_wait_all(), LOOM_ERR_INTERNAL);
+  EXPECT_EQ(lt::read(lt::call("relu", {&g})), (std::vector<double>{0, 2, 0, 4}));
+  EXPECT_EQ(loom_wait_all(), LOOM_OK);
+}
+
+loom_symbol node(const char *op, const char *name, std::vector<loom_symbol> in) {
+  loom_op h = nullptr;
+  EXPECT_EQ(loom_op_find(&h, op), LOOM_OK);
+  loom_symbol s = nullptr;
+  EXPECT_EQ(loom_symbol_create(&s, h, name, static_cast<int32_t>(in.size()), in.data(), nullptr,
+                               0, nullptr, nullptr),
+            LOOM_OK)
+      << loom_last_error();
+  return s;
+}
+
+// relu(x * w) * x: x's gradient is the sum of two paths.
+loom_symbol graph() {
+  loom_symbol x = nullptr, w = nullptr;
+  EXPECT_EQ(loom_symbol_variable(&x, "x"), LOOM_OK);
+  EXPECT_EQ(loom_symbol_variable(&w, "w"), LOOM_OK);
+  loom_symbol m = node("multiply", "m", {x, w});
+  loom_symbol r = node("relu", "r", {m});
+  loom_symbol y = node("multiply", "y", {r, x});
+  for (loom_symbol s : {x, w, m, r}) loom_symbol_free(s);
+  return y;
+}
+
+struct Result {
+  std::vector<double> out, gx, gw;
+};
+
+Result run_executor(int32_t dev_type) {
+  Arr x = lt::make({16, 8}, lt::random_values(128, -2, 2, 5));
+  Arr w = lt::make({16, 8}, lt::random_values(128, -2, 2, 6));
+  Arr dx = on(x, dev_type, 0), dw = on(w, dev_type, 0);
+  Arr gx = empty({16, 8}, dev_type, 0), gw = empty({16, 8}, dev_type, 0);
+  loom_symbol s = graph();
+  loom_ndarray args[] = {dx.h, dw.h}, grads[] = {gx.h, gw.h};
+  int32_t req[] = {LOOM_GRAD_WRITE, LOOM_GRAD_WRITE};
+  loom_executor ex = nullptr;
+  EXPECT_EQ(loom_executor_bind(&ex, s, dev_type, 0, 2, args, grads, req, 0, nullptr), LOOM_OK)
+      << loom_last_error();
+  Result r;
+  if (!ex) return r;
+  EXPECT_EQ(loom_executor_forward(ex, 1), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(loom_executor_backward(ex, 0, nullptr), LOOM_OK) << loom_last_error();
+  loom_ndarray o = nullptr;
+  EXPECT_EQ(loom_executor_get(&o, ex, LOOM_EXEC_OUTPUT, 0), LOOM_OK);
+  Arr out(o);
+  r.out = lt::read(out);
+  r.gx = lt::read(gx);
+  r.gw = lt::read(gw);
+  loom_executor_free(ex);
+  loom_symbol_free(s);
+  return r;
+}
+
+TEST(Backend, ExecutorForwardAndBackwardMatchTheCpu) {
+  Result c = run_executor(LOOM_DEVICE_CPU), g = run_executor(LOOM_DEVICE_GPU);
+  ASSERT_EQ(c.out.size(), 128u);
+  EXPECT_EQ(g.out, c.out);
+  EXPECT_EQ(g.gx, c.gx);
+  EXPECT_EQ(g.gw, c.gw);
+}
+
+TEST(Backend, ExecutorBindFailsOnAMissingDeviceKernel) {
+  loom_symbol x = nullptr;
+  ASSERT_EQ(loom_symbol_variable(&x, "x"), LOOM_OK);
+  loom_symbol e2 = node("exp", "e", {x});
+  Arr gx = empty({4}, LOOM_DEVICE_GPU, 0);
+  loom_executor ex = nullptr;
+  EXPECT_EQ(loom_executor_bind(&ex, e2, LOOM_DEVICE_GPU, 0, 1, &gx.h, nullptr, nullptr, 0,
+                               nullptr),
+            LOOM_ERR_BACKEND_UNAVAILABLE);
+  EXPECT_NE(std::string(loom_last_error()).find("exp: no kernel for gpu(0)"), std::string::npos)
+      << loom_last_error();
+  EXPECT_EQ(ex, nullptr);
+  for (loom_symbol s : {x, e2}) loom_symbol_free(s);
+}
+
+Result run_autograd(int32_t dev_type) {
+  Arr x = on(lt::make({32}, lt::random_values(32, -2, 2, 7)), dev_type, 0);
+  Arr w = on(lt::make({32}, lt::random_values(32, -2, 2, 8)), dev_type, 0);
+  Arr gx = empty({32}, dev_type, 0), gw = empty({32}, dev_type, 0);
+  loom_ndarray vars[] = {x.h, w.h}, grads[] = {gx.h, gw.h};
+  EXPECT_EQ(loom_autograd_mark_variables(vars, grads, nullptr, 2), LOOM_OK) << loom_last_error();
+  loom_autograd_set_recording(nullptr, 1);
+  Arr m = lt::call("multiply", {&x, &w});
+  Arr r = lt::call("relu", {&m});
+  Arr y = lt::call("multiply", {&r, &x});
+  loom_autograd_set_recording(nullptr, 0);
+  EXPECT_EQ(loom_autograd_backward(&y.h, nullptr, 1), LOOM_OK) << loom_last_error();
+  return Result{lt::read(y), lt::read(gx), lt::read(gw)};
+}
+
+TEST(Backend, AutogradMatchesTheCpu) {
+  Result c = run_autograd(LOOM_DEVICE_CPU), g = run_autograd(LOOM_DEVICE_GPU);
+  ASSERT_EQ(c.gx.size(), 32u);
+  EXPECT_EQ(g.out, c.out);
+  EXPECT_EQ(g.gx, c.gx);
+  EXPECT_EQ(g.gw, c.gw);
+}
+
+TEST(Backend, AutogradFailsBeforePushingWhenAGradientKernelIsMissing) {
+  Arr x = gpu(lt::make({4}, {1, 2, 3, 4}));
+  Arr gx = empty({4}, LOOM_DEVICE_GPU, 0);
+  ASSERT_EQ(loom_autograd_mark_variables(&x.h, &gx.h, nullptr, 1), LOOM_OK);
+  loom_autograd_set_recording(nullptr, 1);
+  Arr y = lt::call("add", {&x, &x});  // simdev has add, but not its gradient
+  loom_autograd_set_recording(nullptr, 0);
+  EXPECT_EQ(loom_autograd_backward(&y.h, nullptr, 1), LOOM_ERR_BACKEND_UNAVAILABLE);
+  EXPECT_NE(std::string(loom_last_error()).find("add: no gradient kernel for gpu(0)"),
+            std::string::npos)
+      << loom_last_error();
+  EXPECT_EQ(loom_wait_all(), LOOM_OK);
+}
+
+loom_storage_stats stats(int32_t dev) {
+  loom_storage_stats s{};
+  EXPECT_EQ(loom_storage_get_stats(&s, LOOM_DEVICE_GPU, dev), LOOM_OK);
+  return s;
+}
+
+TEST(Backend, TheDeviceAllocatorCachesBlocksAndReleasesThem) {
+  ASSERT_EQ(loom_storage_release_pooled(LOOM_DEVICE_GPU, 1), LOOM_OK);
+  loom_storage_stats s0 = stats(1);
+  { Arr a = empty({1 << 18}, LOOM_DEVICE_GPU, 1); }
+  loom_wait_all();
+  loom_storage_stats s1 = stats(1);
+  EXPECT_EQ(s1.bytes_in_use, s0.bytes_in_use);
+  EXPECT_GE(s1.bytes_pooled, 1 << 20);
+  { Arr b = empty({1 << 18}, LOOM_DEVICE_GPU, 1); }
+  loom_wait_all();
+  loom_storage_stats s2 = stats(1);
+  EXPECT_EQ(s2.pool_hits, s1.pool_hits + 1);
+  EXPECT_EQ(s2.alloc_calls, s1.alloc_calls + 1);
+  ASSERT_EQ(loom_storage_release_pooled(LOOM_DEVICE_GPU, 1), LOOM_OK);
+  EXPECT_EQ(stats(1).bytes_pooled, 0);
+}
+
+TEST(Backend, OutOfDeviceMemoryNamesTheBytesAskedForAndFree) {
+  // The simulated devices hold 64 MiB each.
+  empty({int64_t(20) << 20}, LOOM_DEVICE_GPU, 1, LOOM_DTYPE_FLOAT32, LOOM_ERR_OUT_OF_MEMORY);
+  std::string e = loom_last_error();
+  EXPECT_NE(e.find("out of memory on gpu(1)"), std::string::npos) << e;
+  EXPECT_NE(e.find("asked for 83886080 bytes"), std::string::npos) << e;
+  EXPECT_NE(e.find("free of 67108864"), std::string::npos) << e;
+  // A request that fits only once the cache is given back succeeds.
+  {
+    Arr a = empty({int64_t(10) << 20}, LOOM_DEVICE_GPU, 1);  // 40 MiB
+  }
+  loom_wait_all();
+  EXPECT_GE(stats(1).bytes_pooled, int64_t(40) << 20);
+  Arr b = empty({int64_t(12) << 20}, LOOM_DEVICE_GPU, 1);  // 48 MiB: needs the cached 40 back
+  EXPECT_NE(b.h, nullptr);
+}
+
+TEST(Backend, ParamsSavedFromADeviceLoadOnTheCpu) {
+  auto vals = lt::random_values(50, -1, 1, 9);
+  Arr g = gpu(lt::make({5, 10}, vals), 1);
+  std::string path = ::testing::TempDir() + "/loom_backend_save.params";
+  const char *name = "w";
+  ASSERT_EQ(loom_ndarray_save(path.c_str(), &g.h, &name, 1), LOOM_OK) << loom_last_error();
+  loom_ndarray_list l = nullptr;
+  ASSERT_EQ(loom_ndarray_load(&l, path.c_str()), LOOM_OK) << loom_last_error();
+  loom_ndarray h = nullptr;
+  const char *n = nullptr;
+  ASSERT_EQ(loom_ndarray_list_get(&h, &n, l, 0), LOOM_OK);
+  Arr back(h);
+  EXPECT_EQ(dev_type_of(back), LOOM_DEVICE_CPU);
+  EXPECT_EQ(lt::read(back), lt::as_dtype(vals, LOOM_DTYPE_FLOAT32));
+  loom_ndarray_list_free(l);
+}
+
+TEST(Backend, ManyThreadsOnTwoDevicesGetTheirOwnResults) {
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([t, &bad] {
+      Arr acc = gpu(lt::make({256}, std::vector<double>(256, 0)), t % 2);
+      Arr one = gpu(lt::make({256}, std::vector<double>(256, 1.0 + t)), t % 2);
+      for (int k = 0; k < 30; ++k) {
+        acc = lt::call("add", {&acc, &one});
+        if (k % 10 == 9) acc = gpu(on(acc, LOOM_DEVICE_CPU, 0), (t + k) % 2 == 0 ? 0 : 1);
+        if (k % 10 == 9) one = gpu(one, (t + k) % 2 == 0 ? 0 : 1);
+      }
+      if (lt::read(acc) != std::vector<double>(256, 30.0 * (1 + t))) ++bad;
+    });
+  for (auto &th : ts) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(loom_wait_all(), LOOM_OK);
+}
+
+TEST(Backend, DeviceArraysCannotBeExportedThroughDLPackOrIterated) {
+  Arr g = gpu(lt::make({4}, {1, 2, 3, 4}));
+  void *t = nullptr;
+  EXPECT_EQ(loom_ndarray_to_dlpack(&t, g.h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("gpu(0)"), std::string::npos) << loom_last_error();
+}
+
+}  // namespace
