@@ -269,7 +269,7 @@ sanitize() {
   log "ThreadSanitizer: engine and API tests"
   cmake -S "$ROOT" -B "$ROOT/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF >/dev/null
   cmake --build "$ROOT/build-tsan" --parallel
-  (cd "$ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack')
+  (cd "$ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend')
 }
 
 bench() {

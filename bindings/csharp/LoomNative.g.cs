@@ -344,6 +344,36 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_engine_info(out nint out_kind, out int out_cpu_workers);
 
     /// <summary>
+    /// Number of devices of `dev_type`: 1 for LOOM_DEVICE_CPU (cpu(i) for other i
+    ///  are further workers on the same processor); for LOOM_DEVICE_GPU the devices
+    ///  the GPU backend reports, or 0 when no GPU backend is available (which is not
+    ///  an error). The GPU backend is the plugin libloom_cuda.so, looked for on first
+    ///  use: at the path in the environment variable LOOM_CUDA_LIBRARY when it is
+    ///  set, else beside libloom, else on the library search path.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_device_count(out int @out, int dev_type);
+
+    /// <summary>
+    /// A one-line description of the backend serving `dev_type`: for the GPU, the
+    ///  plugin's name, file and devices, or why none is available (what was looked
+    ///  for, and where). The string is owned by the library and valid until the
+    ///  process exits.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_backend_describe(out nint @out, int dev_type);
+
+    /// <summary>
+    /// Loads the GPU backend plugin from `path` (instead of searching for it).
+    ///  Loading the file already loaded does nothing; loading another while one is
+    ///  loaded fails with LOOM_ERR_INVALID_ARGUMENT. A file that is missing, is not
+    ///  a Loom backend, was built for another backend interface version or cannot
+    ///  start gives LOOM_ERR_BACKEND_UNAVAILABLE with the reason.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_backend_load(string path);
+
+    /// <summary>
     /// Writes the allocator statistics of device (dev_type, dev_id) into *out.
     ///  A device never used reports zeros.
     /// </summary>

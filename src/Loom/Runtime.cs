@@ -31,6 +31,41 @@ public static class Engine
     }
 }
 
+/// <summary>Device backends: the built-in CPU one and the GPU plugin
+/// (<c>libloom_cuda.so</c>), which libloom loads at run time when present. It is
+/// looked for at the path in <c>LOOM_CUDA_LIBRARY</c>, else beside libloom (the
+/// NuGet package's native folder), else on the library search path.</summary>
+public static class Backend
+{
+    /// <summary>Devices of a type: 1 for the CPU; for the GPU the devices the
+    /// backend reports, or 0 when no GPU backend is available (not an error).</summary>
+    public static int DeviceCount(DeviceType type)
+    {
+        LoomException.Check(LoomNative.loom_device_count(out int n, (int)type));
+        return n;
+    }
+
+    /// <summary>GPUs usable as <see cref="Context.Gpu"/>; 0 without a GPU backend.</summary>
+    public static int GpuCount => DeviceCount(DeviceType.Gpu);
+
+    /// <summary>One line on the backend of a device type: for the GPU, the plugin's
+    /// file and devices, or why none is available and where it was looked for.</summary>
+    public static string Describe(DeviceType type)
+    {
+        LoomException.Check(LoomNative.loom_backend_describe(out nint d, (int)type));
+        return Marshal.PtrToStringUTF8(d) ?? "";
+    }
+
+    /// <summary>Loads the GPU backend plugin from <paramref name="path"/> instead of
+    /// searching for it. Throws when the file is missing, is not a Loom backend,
+    /// was built for another interface version, or another plugin is loaded.</summary>
+    public static void Load(string path)
+    {
+        System.ArgumentNullException.ThrowIfNull(path);
+        LoomException.Check(LoomNative.loom_backend_load(path));
+    }
+}
+
 /// <summary>The pooled device allocators.</summary>
 public static class Storage
 {

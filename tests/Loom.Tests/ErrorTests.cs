@@ -89,8 +89,22 @@ public class ErrorTests
     }
 
     [Test]
-    public void UnavailableDevice() =>
-        Fails(() => NDArray.Zeros(new long[] { 2 }, DType.Float32, Context.Gpu(0)), LoomStatus.BackendUnavailable, "gpu(0)");
+    public void UnavailableDevice()
+    {
+        // This process has no GPU backend (none is built on these machines and
+        // LOOM_CUDA_LIBRARY is not set): the error says what was looked for, and where.
+        Assume.That(Environment.GetEnvironmentVariable("LOOM_CUDA_LIBRARY"), Is.Null.Or.Empty);
+        Assert.That(Backend.GpuCount, Is.EqualTo(0));
+        Assert.That(Backend.DeviceCount(DeviceType.Cpu), Is.EqualTo(1));
+        Assert.That(Backend.Describe(DeviceType.Gpu), Does.StartWith("gpu: unavailable; looked for ").And.Contain("libloom_cuda.so"));
+        Assert.That(Backend.Describe(DeviceType.Cpu), Does.StartWith("cpu: built in"));
+        Fails(() => NDArray.Zeros(new long[] { 2 }, DType.Float32, Context.Gpu(0)), LoomStatus.BackendUnavailable,
+            "gpu(0)", "no GPU backend is available", "libloom_cuda.so", "LOOM_CUDA_LIBRARY");
+        Fails(() => Backend.Load("/nonexistent/libloom_cuda.so"), LoomStatus.BackendUnavailable,
+            "/nonexistent/libloom_cuda.so", "No such file");
+        Fails(() => Backend.DeviceCount((DeviceType)9), LoomStatus.InvalidArgument, "unknown device type 9");
+        Assert.Throws<ArgumentNullException>(() => Backend.Load(null!));
+    }
 
     [Test]
     public void AsynchronousFailureSurfacesAtTheWait()

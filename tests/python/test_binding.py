@@ -134,5 +134,53 @@ class LoadingTests(unittest.TestCase):
             self.assertIn(lib, r.stderr)
 
 
+# The simulated GPU backend plugin the native suite builds (tests/native/backend/simdev.cc).
+SIMDEV = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(loom.library_path))),
+                      "tests", "native", "libloom_simdev.so")
+
+DEVICE_SCRIPT = r"""
+import numpy as np, loom
+from loom import nd
+assert loom.num_gpus() == 2, loom.num_gpus()
+print(loom.backend_describe())
+a = np.random.RandomState(0).uniform(-2, 2, (8, 16)).astype(np.float32)
+b = np.random.RandomState(1).uniform(-2, 2, (8, 16)).astype(np.float32)
+x, w = loom.array(a).copyto(loom.gpu(0)), loom.array(b).copyto(loom.gpu(1)).copyto(loom.gpu(0))
+x.attach_grad(); w.attach_grad()
+with loom.record():
+    y = nd.relu(x * w) * x
+y.backward()
+ref = np.maximum(a * b, 0) * a
+assert np.array_equal(y.asnumpy(), ref), "forward"
+gx = np.where(a * b > 0, b, 0).astype(np.float32) * a + np.maximum(a * b, 0)
+assert np.allclose(x.grad.asnumpy(), gx, rtol=1e-6, atol=1e-6), "gradient"
+try:
+    nd.exp(x)
+except loom.LoomError as e:
+    print("refused:", e)
+"""
+
+
+class DeviceTests(unittest.TestCase):
+    def test_without_a_backend_gpu_contexts_are_refused_with_the_reason(self):
+        if os.environ.get("LOOM_CUDA_LIBRARY"):
+            self.skipTest("a GPU backend is configured")
+        self.assertEqual(loom.num_gpus(), 0)
+        self.assertIn("libloom_cuda.so", loom.backend_describe())
+        with self.assertRaises(loom.LoomError) as e:
+            loom.zeros((2,), ctx=loom.gpu(0))
+        self.assertEqual(e.exception.status, -7)
+        self.assertIn("no GPU backend is available", str(e.exception))
+
+    def test_arrays_and_gradients_on_a_simulated_device(self):
+        if not os.path.exists(SIMDEV):
+            self.skipTest("the simulated device plugin is built with the native tests")
+        env = dict(os.environ, LOOM_CUDA_LIBRARY=SIMDEV, LOOM_SIMDEV_DELAY_US="10")
+        r = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("'simdev' backend from", r.stdout)
+        self.assertIn("refused: exp: no kernel for gpu(0)", r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

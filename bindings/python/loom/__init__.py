@@ -13,8 +13,9 @@ import numpy as np
 
 from . import _abi
 
-__all__ = ["LoomError", "NDArray", "Symbol", "Executor", "Module", "nd", "sym", "cpu", "seed",
-           "wait_all", "library_path", "from_numpy", "array", "zeros"]
+__all__ = ["LoomError", "NDArray", "Symbol", "Executor", "Module", "nd", "sym", "cpu", "gpu", "seed",
+           "wait_all", "library_path", "from_numpy", "array", "zeros", "num_gpus", "backend_describe",
+           "backend_load"]
 
 
 class LoomError(Exception):
@@ -110,6 +111,31 @@ def cpu(i=0):
     return Context(_abi.LOOM_DEVICE_CPU, i)
 
 
+def gpu(i=0):
+    """GPU device i; needs the GPU backend plugin (see num_gpus)."""
+    return Context(_abi.LOOM_DEVICE_GPU, i)
+
+
+def num_gpus():
+    """GPUs the GPU backend reports; 0 when no backend is available (not an error)."""
+    n = ctypes.c_int32()
+    _check(_LIB.loom_device_count(ctypes.byref(n), _abi.LOOM_DEVICE_GPU))
+    return n.value
+
+
+def backend_describe(dev_type=_abi.LOOM_DEVICE_GPU):
+    """One line on the backend of a device type: the GPU plugin's file and
+    devices, or why none is available and where it was looked for."""
+    d = ctypes.c_char_p()
+    _check(_LIB.loom_backend_describe(ctypes.byref(d), dev_type))
+    return d.value.decode("utf-8")
+
+
+def backend_load(path):
+    """Loads the GPU backend plugin from path instead of searching for it."""
+    _check(_LIB.loom_backend_load(os.fsencode(path)))
+
+
 def seed(value):
     """Seeds the native random generator (all random ops draw from it)."""
     _check(_LIB.loom_random_seed(value))
@@ -184,6 +210,18 @@ class NDArray:
     @property
     def ndim(self):
         return len(self.shape)
+
+    @property
+    def context(self):
+        t, i = ctypes.c_int32(), ctypes.c_int32()
+        _check(_LIB.loom_ndarray_get_context(ctypes.byref(t), ctypes.byref(i), self.handle))
+        return Context(t.value, i.value)
+
+    def copyto(self, target):
+        """A copy on device `target` (a Context), or into the array `target`."""
+        if isinstance(target, Context):
+            target = empty(self.shape, self.dtype, target)
+        return _invoke("copy", [self], {}, out=target)
 
     def asnumpy(self):
         """A NumPy copy of the values (waits for pending writes)."""
@@ -322,8 +360,8 @@ def empty(shape, dtype="float32", ctx=None):
     return NDArray(out)
 
 
-def zeros(shape, dtype="float32"):
-    return _invoke("zeros", [], {"shape": tuple(shape), "dtype": dtype})
+def zeros(shape, dtype="float32", ctx=None):
+    return _invoke("zeros", [], {"shape": tuple(shape), "dtype": dtype, "ctx": ctx})
 
 
 def save(path, arrays):

@@ -161,6 +161,16 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
   PushOptions po;
   po.name = op.name.c_str();
   po.allow_inline = work <= kInlineElements;
+  // A copy touching a GPU runs on that GPU's copy worker (the destination's
+  // when both are GPUs), so transfers overlap with the device's compute.
+  Context run_ctx = ctx;
+  if (op.any_context) {
+    for (size_t i = call->arrays.size(); i-- > 0 && !po.copy;)
+      if (call->arrays[i].ctx().dev_type == LOOM_DEVICE_GPU) {
+        run_ctx = call->arrays[i].ctx();
+        po.copy = true;
+      }
+  }
   Engine::get().push(
       [call]() {
         const auto &a = call->arrays;
@@ -169,7 +179,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
         for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
         run_forward(*call->op, call->ctx, call->params(), in, out);
       },
-      ctx, std::move(reads), std::move(writes), po);
+      run_ctx, std::move(reads), std::move(writes), po);
   outputs = std::move(outs);
 }
 
