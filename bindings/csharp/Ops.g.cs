@@ -623,13 +623,15 @@ public static partial class Op
     }
     private static OpHandle s_concat;
 
-    /// <summary>Copies the data; the output may be on another device.</summary>
+    /// <summary>Copies the data; the output may be on another device: the one ctx names, or that of a given output array.</summary>
     /// <param name="data">Input 'data'.</param>
+    /// <param name="ctx">Device of the output (default: the input's). In a graph it must be the executor's device. Default: None.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'copy').</returns>
-    public static NDArray Copy(NDArray data, NDArray? @out = null)
+    public static NDArray Copy(NDArray data, Context? ctx = null, NDArray? @out = null)
     {
         OpParams? __params = null;
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
         return Imperative.Invoke(ref s_copy, "copy", new[] { data }, __params, @out);
     }
     private static OpHandle s_copy;

@@ -550,12 +550,14 @@ public static partial class Sym
         return Symbol.Create("concat", name, data, null, __params);
     }
 
-    /// <summary>Copies the data; the output may be on another device.</summary>
+    /// <summary>Copies the data; the output may be on another device: the one ctx names, or that of a given output array.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
-    public static Symbol Copy(string? name, Symbol? data = null)
+    /// <param name="ctx">Device of the output (default: the input's). In a graph it must be the executor's device. Default: None.</param>
+    public static Symbol Copy(string? name, Symbol? data = null, Context? ctx = null)
     {
         OpParams? __params = null;
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
         return Symbol.Create("copy", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
@@ -1908,11 +1910,13 @@ public sealed partial class Symbol
         return Create("clip", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Copies the data; the output may be on another device.</summary>
+    /// <summary>Copies the data; the output may be on another device: the one ctx names, or that of a given output array.</summary>
     /// <param name="name">Node name (null: automatic).</param>
-    public Symbol Copy(string? name)
+    /// <param name="ctx">Device of the output (default: the input's). In a graph it must be the executor's device. Default: None.</param>
+    public Symbol Copy(string? name, Context? ctx = null)
     {
         OpParams? __params = null;
+        if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
         return Create("copy", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 

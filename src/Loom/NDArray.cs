@@ -233,13 +233,9 @@ public sealed unsafe partial class NDArray : IDisposable
     /// <summary>Copies this array into <paramref name="dst"/> (same shape and dtype; any device).</summary>
     public void CopyTo(NDArray dst) => LoomException.Check(LoomNative.loom_ndarray_copy_to(dst.Handle, Handle));
 
-    /// <summary>A copy on another device.</summary>
-    public NDArray CopyTo(Context ctx)
-    {
-        var dst = Empty(Shape, DType, ctx);
-        CopyTo(dst);
-        return dst;
-    }
+    /// <summary>A copy on another device (recorded by autograd: gradients flow back
+    /// to this array's device).</summary>
+    public NDArray CopyTo(Context ctx) => Op.Copy(this, ctx: ctx);
 
     /// <summary>Blocks until pending writes finish; throws the failure of the operation
     /// that produced this array, if it failed.</summary>

@@ -254,6 +254,25 @@ TEST(Backend, ExecutorBindFailsOnAMissingDeviceKernel) {
   for (loom_symbol s : {x, e2}) loom_symbol_free(s);
 }
 
+TEST(Backend, AGraphCopyingToAnotherDeviceIsRefusedAtBind) {
+  loom_symbol x = nullptr;
+  ASSERT_EQ(loom_symbol_variable(&x, "x"), LOOM_OK);
+  loom_op copy = nullptr;
+  loom_op_find(&copy, "copy");
+  const char *k[] = {"ctx"}, *v[] = {"gpu(0)"};
+  loom_symbol c = nullptr;
+  ASSERT_EQ(loom_symbol_create(&c, copy, "to_gpu", 1, &x, nullptr, 1, k, v), LOOM_OK);
+  Arr a = lt::make({4}, {1, 2, 3, 4});
+  loom_executor ex = nullptr;
+  EXPECT_EQ(loom_executor_bind(&ex, c, LOOM_DEVICE_CPU, 0, 1, &a.h, nullptr, nullptr, 0, nullptr),
+            LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("'to_gpu' (copy) copies to gpu(0)"),
+            std::string::npos)
+      << loom_last_error();
+  loom_symbol_free(c);
+  loom_symbol_free(x);
+}
+
 Result run_autograd(int32_t dev_type) {
   Arr x = on(lt::make({32}, lt::random_values(32, -2, 2, 7)), dev_type, 0);
   Arr w = on(lt::make({32}, lt::random_values(32, -2, 2, 8)), dev_type, 0);
@@ -275,6 +294,23 @@ TEST(Backend, AutogradMatchesTheCpu) {
   EXPECT_EQ(g.out, c.out);
   EXPECT_EQ(g.gx, c.gx);
   EXPECT_EQ(g.gw, c.gw);
+}
+
+TEST(Backend, GradientsFlowBackThroughCopiesBetweenDevices) {
+  auto vals = lt::random_values(64, -2, 2, 11);
+  Arr x = lt::make({64}, vals);
+  Arr gx = empty({64}, LOOM_DEVICE_CPU, 0);
+  ASSERT_EQ(loom_autograd_mark_variables(&x.h, &gx.h, nullptr, 1), LOOM_OK);
+  loom_autograd_set_recording(nullptr, 1);
+  Arr on1 = lt::call("copy", {&x}, {{"ctx", "gpu(1)"}});    // cpu -> gpu(1)
+  Arr on0 = lt::call("copy", {&on1}, {{"ctx", "gpu(0)"}});  // gpu(1) -> gpu(0)
+  EXPECT_EQ(dev_type_of(on0), LOOM_DEVICE_GPU);
+  Arr y = lt::call("relu", {&on0});
+  loom_autograd_set_recording(nullptr, 0);
+  ASSERT_EQ(loom_autograd_backward(&y.h, nullptr, 1), LOOM_OK) << loom_last_error();
+  std::vector<double> want(64);
+  for (size_t i = 0; i < 64; ++i) want[i] = static_cast<float>(vals[i]) > 0 ? 1 : 0;
+  EXPECT_EQ(lt::read(gx), want);
 }
 
 TEST(Backend, AutogradFailsBeforePushingWhenAGradientKernelIsMissing) {

@@ -1,4 +1,5 @@
 """The Python binding against NumPy references and the engine's contracts."""
+import json
 import os
 import subprocess
 import sys
@@ -180,6 +181,37 @@ class DeviceTests(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("'simdev' backend from", r.stdout)
         self.assertIn("refused: exp: no kernel for gpu(0)", r.stdout)
+
+    def device_check(self, **env):
+        """Runs tests/conformance/device_check.py on the simulated device; its per-case results."""
+        if not os.path.exists(SIMDEV):
+            self.skipTest("the simulated device plugin is built with the native tests")
+        script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "conformance", "device_check.py")
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "results.json")
+            r = subprocess.run([sys.executable, script, "--only", "relu,copy,full,ones,sgd_update,ElementWiseSum,"
+                                "exp,lr_schedule", "--json", out],
+                               env=dict(os.environ, LOOM_CUDA_LIBRARY=SIMDEV, **env), capture_output=True, text=True)
+            with open(out) as f:
+                return r, {k: v["status"] for k, v in json.load(f).items()}
+
+    def test_device_conformance_sorts_every_case(self):
+        r, status = self.device_check()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # the simulated device refuses float64
+        for case in ("relu_float32", "copy_float32", "full", "ones", "sgd_update"):
+            self.assertEqual(status[case], "match", case)
+        self.assertEqual(status["relu_float64"], "error")
+        self.assertEqual(status["ElementWiseSum"], "missing-grad")
+        self.assertEqual(status["exp_float32"], "missing")
+        self.assertEqual(status["lr_schedule"], "host")
+        self.assertIn("no kernel on gpu(0) for: exp", r.stdout)
+
+    def test_device_conformance_catches_a_wrong_answer(self):
+        r, status = self.device_check(LOOM_SIMDEV_PERTURB_OP="relu")
+        self.assertEqual(status["relu_float32"], "mismatch")
+        self.assertIn("relu_float32", r.stdout)
+        self.assertEqual(status["copy_float32"], "match")
 
 
 if __name__ == "__main__":

@@ -219,8 +219,8 @@ class NDArray:
 
     def copyto(self, target):
         """A copy on device `target` (a Context), or into the array `target`."""
-        if isinstance(target, Context):
-            target = empty(self.shape, self.dtype, target)
+        if isinstance(target, Context):  # recorded by autograd
+            return _invoke("copy", [self], {"ctx": target})
         return _invoke("copy", [self], {}, out=target)
 
     def asnumpy(self):

@@ -427,8 +427,21 @@ void run_forward(const OpDef &op, const OpContext &octx, const Params &p, const 
 void run_backward(const OpDef &op, const OpContext &octx, const Params &p, const BlobList &in,
                   const BlobList &out, const BlobList &out_grad, const BlobList &in_grad,
                   const ReqList &req) {
-  if (octx.ctx.dev_type != LOOM_DEVICE_GPU) {
+  bool on_device = octx.ctx.dev_type == LOOM_DEVICE_GPU;
+  for (const TBlob &b : out_grad) on_device |= b.ctx.dev_type == LOOM_DEVICE_GPU;
+  if (!on_device) {
     op.backward(octx, p, in, out, out_grad, in_grad, req);
+    return;
+  }
+  if (op.any_context) {
+    // A copy between devices: its gradient is the output gradient copied back.
+    for (size_t i = 0; i < in_grad.size() && i < out_grad.size(); ++i) {
+      if (req[i] == kNullOp) continue;
+      LOOM_CHECK(req[i] == kWriteTo, LOOM_ERR_INVALID_ARGUMENT, op.name,
+                 ": adding to a gradient (grad_req add) across devices is not supported");
+      device::copy(in_grad[i].dptr, in_grad[i].ctx, out_grad[i].dptr, out_grad[i].ctx,
+                   static_cast<size_t>(in_grad[i].size()) * dtype_size(in_grad[i].dtype));
+    }
     return;
   }
   SmallVec<TBlob, 8> all;

@@ -124,12 +124,18 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
     LOOM_CHECK(op.any_context || o.ctx() == ctx, LOOM_ERR_INVALID_ARGUMENT, op.name, ": output ",
                j, " (", oname, ") is on ", o.ctx().str(), " but the inputs are on ", ctx.str());
   }
+  // An op that may cross devices places new outputs with its ctx parameter.
+  Context out_ctx = ctx;
+  if (op.any_context && nin > 0 && params->has("ctx")) {
+    out_ctx = params->ctx("ctx");
+    check_context(out_ctx);
+  }
   // Nothing can fail past this point except allocation; allocate into a
   // scratch list so the caller's slots stay untouched if it throws.
   ArrayList outs = outputs;
   int64_t work = 0;
   for (int j = 0; j < nout; ++j) {
-    if (!is_set(outs[j])) outs[j] = NDArray::empty(out_shapes[j], out_dtypes[j], ctx);
+    if (!is_set(outs[j])) outs[j] = NDArray::empty(out_shapes[j], out_dtypes[j], out_ctx);
     work += outs[j].size();
   }
   for (auto &a : inputs) work = std::max(work, a.size());

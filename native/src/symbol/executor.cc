@@ -370,7 +370,12 @@ void require_kernels(const Program &p, const Context &ctx) {
   for (const Step &s : p.steps) {
     if (s.kind == StepKind::Sum) device::require_kernel(sum_op(), ctx, false);
     if (s.node < 0 || (s.kind != StepKind::Forward && s.kind != StepKind::Backward)) continue;
-    device::require_kernel(*p.g.nodes[s.node]->op, ctx, s.kind == StepKind::Backward);
+    const Node &n = *p.g.nodes[s.node];
+    if (n.op->any_context && n.parsed && n.parsed->has("ctx"))
+      LOOM_CHECK(n.parsed->ctx("ctx") == ctx, LOOM_ERR_INVALID_ARGUMENT, "bind: node '", n.name,
+                 "' (", n.op->name, ") copies to ", n.parsed->ctx("ctx").str(),
+                 ", but an executor runs on one device and this one binds to ", ctx.str());
+    device::require_kernel(*n.op, ctx, s.kind == StepKind::Backward);
   }
 }
 

@@ -15,6 +15,7 @@
 // Environment: LOOM_SIMDEV_DEVICES (default 2), LOOM_SIMDEV_MEMORY,
 // LOOM_SIMDEV_DELAY_US (sleep before each queued item, default 0),
 // LOOM_SIMDEV_FAIL_OP (that op's kernel fails on the stream),
+// LOOM_SIMDEV_PERTURB_OP (that op's first output element is off by 1e-3),
 // LOOM_SIMDEV_ABI (the interface version to report), LOOM_SIMDEV_FAIL_OPEN.
 #include <loom/backend.h>
 #include <loom/loom.h>
@@ -327,10 +328,15 @@ int32_t queue_kernel(const loom_kernel_call *c,
                    " is not float32 memory of this device");
   const char *fail_op = std::getenv("LOOM_SIMDEV_FAIL_OP");
   bool fail = fail_op && std::string(fail_op) == c->op;
+  const char *perturb_op = std::getenv("LOOM_SIMDEV_PERTURB_OP");
+  bool perturb = perturb_op && std::string(perturb_op) == c->op && !c->backward;
+  size_t first_out = static_cast<size_t>(c->num_inputs);
   std::string name = c->op;
   static_cast<Stream *>(c->stream)->push([=]() mutable -> std::string {
     if (fail) return name + ": injected device failure (LOOM_SIMDEV_FAIL_OP)";
     body(ptrs, sizes);
+    // A wrong answer on purpose, so checks that compare with the CPU can be seen to fail.
+    if (perturb && sizes[first_out] > 0) ptrs[first_out][0] += 1e-3f;
     return "";
   });
   return 0;

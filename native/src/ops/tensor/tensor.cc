@@ -427,8 +427,12 @@ const int kRegistered = [] {
       });
 
   OpDef &copy = reg.add("copy")
-                    .set_doc("Copies the data; the output may be on another device.")
+                    .set_doc("Copies the data; the output may be on another device: the one "
+                             "ctx names, or that of a given output array.")
                     .set_inputs({"data"})
+                    .param("ctx", ParamType::Context, "None",
+                           "Device of the output (default: the input's). In a graph it must "
+                           "be the executor's device.")
                     .set_infer([](const Params &, const ShapeList &in,
                                   const DTypeList &dt, ShapeList &out,
                                   DTypeList &odt) {
