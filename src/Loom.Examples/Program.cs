@@ -7,10 +7,34 @@
 //                    the same networks written with NDArrays and autograd
 //   fashion [epochs] LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist, gzip IDX files)
 //   tour             a walk through the imperative API
+// The training examples take --ctx=gpu(0) (default cpu(0)) to train on another device.
 using System.Diagnostics;
 using Loom;
 
+var ctxArg = args.FirstOrDefault(a => a.StartsWith("--ctx="));
+args = args.Where(a => a != ctxArg).ToArray();
+try
+{
+    Mnist.Ctx = ctxArg is null ? Context.Cpu() : Context.Parse(ctxArg["--ctx=".Length..]);
+}
+catch (FormatException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 2;
+}
 string example = args.Length > 0 ? args[0] : "mnist";
+try
+{
+    return Run(example, args);
+}
+catch (LoomException e) when (e.Status == LoomStatus.BackendUnavailable)
+{
+    Console.Error.WriteLine($"{Mnist.Ctx} is not available: {e.Message}");
+    return 3;
+}
+
+static int Run(string example, string[] args)
+{
 switch (example)
 {
     case "mnist":
@@ -29,12 +53,16 @@ switch (example)
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], tour");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], tour; training examples take --ctx=gpu(0)");
         return 2;
+}
 }
 
 static class Mnist
 {
+    // The device the training examples run on (--ctx=...).
+    public static Context Ctx = Context.Cpu();
+
     static string DataDir(string set)
     {
         var env = Environment.GetEnvironmentVariable("LOOM_DATA_DIR");
@@ -108,10 +136,10 @@ static class Mnist
         if (Iterators(flat, set) is not { } iterators) return 1;
         var (train, test) = iterators;
         var total = Stopwatch.StartNew();
-        using var model = new FeedForward(net, Context.Cpu());
+        using var model = new FeedForward(net, Ctx);
         model.Fit(new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), train, epochs, test, init);
         var plan = model.Module.Executor.Memory;
-        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Context.Cpu()).PeakBytesInUse >> 20} MB; " +
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Ctx).PeakBytesInUse >> 20} MB; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");
         Console.WriteLine($"test-accuracy={model.Score(test):F4}");
         return 0;
@@ -184,8 +212,12 @@ static class Mnist
     {
         if (Iterators(flat) is not { } iterators) return 1;
         var (train, test) = iterators;
+        // On another device the parameters move there, and each batch is copied there.
+        if (Ctx != Context.Cpu())
+            for (int i = 0; i < parameters.Count; i++) parameters[i] = parameters[i].CopyTo(Ctx).AttachGrad();
+        (NDArray, NDArray) OnCtx(NDArray x, NDArray y) => Ctx == Context.Cpu() ? (x, y) : (x.CopyTo(Ctx), y.CopyTo(Ctx));
 
-        Info($"Start training on [{Context.Cpu()}]");
+        Info($"Start training on [{Ctx}]");
         Info("Initializing parameters...");
         var opt = new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001);
         using var accuracy = new Accuracy();
@@ -194,9 +226,10 @@ static class Mnist
         {
             accuracy.Reset();
             using var predict = Autograd.Predict();
-            foreach (var (x, y) in data.Epoch())
+            foreach (var (bx, by) in data.Epoch())
             {
                 using var scope = NDArray.Scope();
+                var (x, y) = OnCtx(bx, by);
                 accuracy.Update(Forward(x, y), y);
             }
             return accuracy.Get();
@@ -209,9 +242,10 @@ static class Mnist
             Info($"== Epoch {epoch:D3} ==========");
             var sw = Stopwatch.StartNew();
             accuracy.Reset();
-            foreach (var (x, y) in train.Epoch())
+            foreach (var (bx, by) in train.Epoch())
             {
                 using var scope = NDArray.Scope();
+                var (x, y) = OnCtx(bx, by);
                 NDArray output;
                 using (Autograd.Record()) output = Forward(x, y);
                 output.Backward();
@@ -227,7 +261,7 @@ static class Mnist
             Info("## Validation summary");
             Info($"          accuracy = {Evaluate(test):F4}");
         }
-        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Context.Cpu()).PeakBytesInUse >> 20} MB");
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Ctx).PeakBytesInUse >> 20} MB");
         Console.WriteLine($"test-accuracy={Evaluate(test):F4}");
         return 0;
     }

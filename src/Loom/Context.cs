@@ -15,6 +15,25 @@ public readonly record struct Context(DeviceType DeviceType, int DeviceId)
     /// <summary>The context new arrays use when none is given.</summary>
     public static Context Default { get; set; } = Cpu(0);
 
+    /// <summary>Reads "cpu", "cpu(1)", "gpu" or "gpu(0)" (the form <see cref="ToString"/> writes).</summary>
+    /// <exception cref="System.FormatException">The text is not a context.</exception>
+    public static Context Parse(string text)
+    {
+        System.ArgumentNullException.ThrowIfNull(text);
+        string t = text.Trim();
+        int open = t.IndexOf('(');
+        string kind = open < 0 ? t : t[..open];
+        int id = 0;
+        if (open >= 0 && (!t.EndsWith(')') || !int.TryParse(t[(open + 1)..^1], out id) || id < 0))
+            throw new System.FormatException($"'{text}' is not a context like cpu(0) or gpu(1)");
+        return kind switch
+        {
+            "cpu" => Cpu(id),
+            "gpu" => Gpu(id),
+            _ => throw new System.FormatException($"'{text}' is not a context like cpu(0) or gpu(1)"),
+        };
+    }
+
     /// <summary>"cpu(0)", the form the engine's parameters take.</summary>
     public override string ToString() => (DeviceType == DeviceType.Gpu ? "gpu(" : "cpu(") + DeviceId + ")";
 }

@@ -89,6 +89,16 @@ public class ErrorTests
     }
 
     [Test]
+    public void ContextsParseAndPrint()
+    {
+        Assert.That(Context.Parse("gpu(1)"), Is.EqualTo(Context.Gpu(1)));
+        Assert.That(Context.Parse(" cpu "), Is.EqualTo(Context.Cpu(0)));
+        Assert.That(Context.Parse(Context.Cpu(3).ToString()), Is.EqualTo(Context.Cpu(3)));
+        foreach (var bad in new[] { "tpu(0)", "gpu(", "gpu(x)", "gpu(-1)", "" })
+            Assert.Throws<FormatException>(() => Context.Parse(bad), bad);
+    }
+
+    [Test]
     public void UnavailableDevice()
     {
         // This process has no GPU backend (none is built on these machines and
