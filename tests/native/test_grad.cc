@@ -183,6 +183,23 @@ const GradCase kCases[] = {
     {"Deconvolution", {{2, 2, 4}, {2, 3, 3}, {3}}, {{"kernel", "(3,)"}, {"num_filter", "3"}, {"stride", "(2,)"}, {"no_bias", "false"}}, {}},
     {"LRN", {{2, 5, 2, 2}}, {{"nsize", "3"}, {"alpha", "0.5"}, {"beta", "0.75"}, {"knorm", "1"}}, {}},
     {"LRN", {{1, 4, 3}}, {{"nsize", "5"}, {"alpha", "2"}, {"beta", "0.4"}, {"knorm", "0.5"}}, {}},
+    {"max", {{2, 3, 4}}, {{"axis", "(1,)"}}, {}},
+    {"max", {{2, 3, 4}}, {{"axis", "(0,2)"}, {"keepdims", "true"}}, {}},
+    {"min", {{3, 4}}, {}, {}},
+    {"prod", {{2, 3, 4}}, {{"axis", "(1,)"}}, {}},
+    {"prod", {{3, 4}}, {{"axis", "(0,1)"}}, {{0.5, 1.5}}},
+    {"slice", {{4, 5}}, {{"begin", "(1,0)"}, {"end", "(3,5)"}, {"step", "(1,2)"}}, {}},
+    {"slice", {{3, 4, 2}}, {{"begin", "(2,None)"}, {"end", "(0,None)"}, {"step", "(-1,-1)"}}, {}},
+    {"batch_dot", {{2, 3, 4}, {2, 4, 5}}, {}, {}},
+    {"batch_dot", {{2, 4, 3}, {2, 5, 4}}, {{"transpose_a", "true"}, {"transpose_b", "true"}}, {}},
+    {"take", {{5, 3}, {4}}, {}, {{-1, 1}, {0, 4.99}}, false, 1},
+    {"take", {{4, 2, 2}, {2, 3}}, {}, {{-1, 1}, {0, 3.99}}, false, 1},
+    {"where", {{2, 3}, {2, 3}, {3}}, {}, {{-1, 1}, {-1, 1}, {-1, 1}}},
+    {"cast", {{2, 3}}, {{"dtype", "float64"}}, {}},
+    {"ceil", {{2, 3}}, {}, {{-3, 3}}},
+    {"floor", {{2, 3}}, {}, {{-3, 3}}},
+    {"round", {{2, 3}}, {}, {{-3, 3}}},
+    {"sign", {{2, 3}}, {}, {{-3, 3}}},
 };
 
 const bool kCovered = [] {
@@ -323,6 +340,42 @@ TEST(Grad, DropoutMasksAndScalesInTrainingAndIsIdentityOtherwise) {
   EXPECT_EQ(invoke("Dropout", {&X}, {{"p", "1"}}, &pred, 2), LOOM_ERR_INVALID_ARGUMENT);
 }
 
+// prod's gradient with exact zeros in a group, against the product of the
+// other elements computed by a naive loop.
+TEST(Grad, ProdGradientWithZerosIsTheProductOfTheOthers) {
+  std::vector<double> x = {1, 0, 3, 0, 0, 2, 2, 3, 4, -1, 0.5, 0};
+  Arr a = make({4, 3}, x, LOOM_DTYPE_FLOAT64), g = make({4, 3}, std::vector<double>(12, 0), LOOM_DTYPE_FLOAT64);
+  ASSERT_EQ(loom_autograd_mark_variables(&a.h, &g.h, nullptr, 1), LOOM_OK);
+  loom_autograd_set_recording(nullptr, 1);
+  Arr y = call("prod", {&a}, {{"axis", "(1,)"}});
+  loom_autograd_set_recording(nullptr, 0);
+  Arr head = make({4}, {1, 2, -1, 0.5}, LOOM_DTYPE_FLOAT64);
+  ASSERT_EQ(loom_autograd_backward(&y.h, &head.h, 1), LOOM_OK) << loom_last_error();
+  std::vector<double> want(12), hv = {1, 2, -1, 0.5};
+  for (int r = 0; r < 4; ++r)
+    for (int j = 0; j < 3; ++j) {
+      double others = 1;
+      for (int k = 0; k < 3; ++k)
+        if (k != j) others *= x[r * 3 + k];
+      want[r * 3 + j] = hv[r] * others;
+    }
+  EXPECT_EQ(read(g), want);
+}
+
+// Repeated indices add their gradients into the same row.
+TEST(Grad, TakeGradientSumsRepeatedRows) {
+  Arr d = make({3, 2}, {1, 2, 3, 4, 5, 6}, LOOM_DTYPE_FLOAT64);
+  Arr g = make({3, 2}, std::vector<double>(6, 0), LOOM_DTYPE_FLOAT64);
+  Arr idx = make({4}, {2, 0, 2, 2}, LOOM_DTYPE_INT64);
+  ASSERT_EQ(loom_autograd_mark_variables(&d.h, &g.h, nullptr, 1), LOOM_OK);
+  loom_autograd_set_recording(nullptr, 1);
+  Arr y = call("take", {&d, &idx});
+  loom_autograd_set_recording(nullptr, 0);
+  Arr head = make({4, 2}, {1, 10, 2, 20, 3, 30, 4, 40}, LOOM_DTYPE_FLOAT64);
+  ASSERT_EQ(loom_autograd_backward(&y.h, &head.h, 1), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(read(g), (std::vector<double>{2, 20, 0, 0, 8, 80}));
+}
+
 TEST(Grad, EveryDifferentiableOpHasAGradientTest) {
   int32_t n = 0;
   ASSERT_EQ(loom_op_count(&n), LOOM_OK);
@@ -360,15 +413,25 @@ TEST(Grad, ErrorsNameTheProblem) {
   Arr x = make({3}, {1, 2, 3}, LOOM_DTYPE_FLOAT64), g = zeros_like({3});
   ASSERT_EQ(loom_autograd_mark_variables(&x.h, &g.h, nullptr, 1), LOOM_OK);
   loom_autograd_set_recording(nullptr, 1);
-  Arr m = call("max", {&x});
+  Arr m = call("one_hot", {&x}, {{"depth", "4"}});
   loom_autograd_set_recording(nullptr, 0);
   EXPECT_EQ(loom_autograd_backward(&m.h, nullptr, 1), LOOM_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(loom_last_error()).find("op 'max' has no gradient"), std::string::npos)
+  EXPECT_NE(std::string(loom_last_error()).find("op 'one_hot' has no gradient"), std::string::npos)
       << loom_last_error();
   Arr plain = make({3}, {1, 2, 3}, LOOM_DTYPE_FLOAT64);
   EXPECT_EQ(loom_autograd_backward(&plain.h, nullptr, 1), LOOM_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(loom_last_error()).find("was not computed while recording"),
             std::string::npos);
+  {  // a head gradient of another dtype would be misread by the kernels: refused
+    loom_autograd_set_recording(nullptr, 1);
+    Arr sq = call("square", {&x});
+    loom_autograd_set_recording(nullptr, 0);
+    Arr hg = make({3}, {1, 1, 1}, LOOM_DTYPE_FLOAT32);
+    EXPECT_EQ(loom_autograd_backward(&sq.h, &hg.h, 1), LOOM_ERR_DTYPE);
+    EXPECT_NE(std::string(loom_last_error()).find("head gradient 0 has dtype float32 but the head has dtype float64"),
+              std::string::npos)
+        << loom_last_error();
+  }
   Arr wrong = zeros_like({4});
   EXPECT_EQ(loom_autograd_mark_variables(&x.h, &wrong.h, nullptr, 1), LOOM_ERR_SHAPE);
   loom_ndarray gh;

@@ -90,8 +90,17 @@ if torch:
     case("Concat", lambda a, b: nd.Concat(a, b, num_args=2, dim=1), lambda a, b: torch.cat([a, b], 1),
          [((2, 3, 2), -1, 1), ((2, 1, 2), -1, 1)])
     case("ElementWiseSum", lambda a, b, c: nd.ElementWiseSum(a, b, c), lambda a, b, c: a + b + c, [(S, -1, 1)] * 3)
-    case("where", nd.where, lambda c, x, y: torch.where(c != 0, x, y), [("int", S, 2), (S, -1, 1), (S, -1, 1)], grad=False)
-    case("take", nd.take, lambda d, i: d.index_select(0, i.long()), [((6, 3), -1, 1), ("int", (4,), 6)], grad=False)
+    case("where", nd.where, lambda c, x, y: torch.where(c != 0, x, y), [("int", S, 2), (S, -1, 1), ((4,), -1, 1)])
+    case("take", nd.take, lambda d, i: d.index_select(0, i.long()), [((6, 3), -1, 1), ("int", (9,), 6)])
+    case("cast", lambda x: nd.cast(x, dtype="float32"), lambda x: x.float(), [(S, -1, 1)])
+    case("prod", lambda x: nd.prod(x, axis=(0, 2), keepdims=True), lambda x: x.prod(2, keepdim=True).prod(0, keepdim=True),
+         [((2, 3, 2), 0.5, 1.5)], key="prod_axes")
+    case("max", lambda x: nd.max(x, axis=(0, 2)), lambda x: x.amax((0, 2)), [((3, 4, 5), -1, 1)], key="max_axes")
+    case("batch_dot", lambda a, b: nd.batch_dot(a, b, transpose_a=True, transpose_b=True),
+         lambda a, b: torch.bmm(a.transpose(1, 2), b.transpose(1, 2)), [((2, 5, 4), -1, 1), ((2, 3, 5), -1, 1)],
+         key="batch_dot_transposed")
+    case("slice", lambda x: nd.slice(x, begin=(0, 3), end=(3, 0), step=(1, -2)), lambda x: x.flip(1)[:, 1::2],
+         [((3, 5), -1, 1)], key="slice_negative_step")
     case("one_hot", lambda i: nd.one_hot(i, depth=5, dtype="float64"), lambda i: F.one_hot(i.long(), 5).double(),
          [("int", (4,), 5)], grad=False)
     case("FullyConnected", lambda x, w, b: nd.FullyConnected(x, w, b, num_hidden=5), F.linear,
@@ -140,7 +149,6 @@ NO_COUNTERPART = {
     "LogisticRegressionOutput": "loss head with a defined gradient (tested natively)",
     "Dropout": "random mask: distribution checked natively",
     "SliceChannel": "multi-output split: checked natively",
-    "cast": "dtype conversion: checked natively against C casts",
     "arange": "a creator with no input", "zeros": "a creator with no input", "ones": "a creator with no input",
     "full": "a creator with no input",
     "random_uniform": "Loom's own counter-based generator", "random_normal": "Loom's own counter-based generator",
@@ -194,17 +202,21 @@ class AgainstPyTorch(unittest.TestCase):
         tout = tf(*tin)
         got, want = lout.asnumpy(), tout.detach().numpy()
         self.assertEqual(got.shape, want.shape, key)
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * 1e-2, err_msg="%s %s forward" % (key, dtype))
+        # Absolute slack scales with the array's largest value: float32 sums and
+        # saturating functions lose relative precision on small elements.
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(np.abs(want).max(initial=0), 1e-2),
+                                   err_msg="%s %s forward" % (key, dtype))
         if not grad:
             return
-        w = rand(want.shape).astype(dtype)
+        w = rand(want.shape).astype(want.dtype)  # the head gradient has the output's dtype
         (tout * torch.tensor(w)).sum().backward()
         lout.backward(loom.from_numpy(w))
         n_checked = len(specs) if name != "BatchNorm" else 3  # moving statistics have no gradient
         for k in range(n_checked):
             if ints[k]:
                 continue
-            np.testing.assert_allclose(lin[k].grad.asnumpy(), tin[k].grad.numpy(), rtol=rtol, atol=rtol * 1e-2,
+            tg = tin[k].grad.numpy()
+            np.testing.assert_allclose(lin[k].grad.asnumpy(), tg, rtol=rtol, atol=rtol * max(np.abs(tg).max(initial=0), 1e-2),
                                        err_msg="%s %s gradient of input %d" % (key, dtype, k))
 
     def test_float64_forward_and_gradients(self):

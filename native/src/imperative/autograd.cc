@@ -142,6 +142,11 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
     NDArray g = h < head_grads.size() && head_grads[h].chunk() ? head_grads[h] : filled(head, "1");
     LOOM_CHECK(g.shape() == head.shape(), LOOM_ERR_SHAPE, "backward: head gradient ", h,
                " has shape ", g.shape().str(), " but the head has shape ", head.shape().str());
+    LOOM_CHECK(g.dtype() == head.dtype(), LOOM_ERR_DTYPE, "backward: head gradient ", h,
+               " has dtype ", dtype_name(g.dtype()), " but the head has dtype ",
+               dtype_name(head.dtype()));
+    LOOM_CHECK(g.ctx() == head.ctx(), LOOM_ERR_INVALID_ARGUMENT, "backward: head gradient ", h,
+               " is on ", g.ctx().str(), " but the head is on ", head.ctx().str());
     const auto &ag = head.ag();
     if (ag->node) {
       auto &slot = ograds[ag->node.get()];

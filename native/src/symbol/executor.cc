@@ -783,6 +783,9 @@ void Executor::backward(const std::vector<NDArray> &head_grads) {
       LOOM_CHECK(head_grads[h].shape() == dst.shape(), LOOM_ERR_SHAPE, "backward: head gradient ",
                  h, " has shape ", head_grads[h].shape().str(), " but output ", h, " is ",
                  dst.shape().str());
+      LOOM_CHECK(head_grads[h].dtype() == dst.dtype(), LOOM_ERR_DTYPE, "backward: head gradient ",
+                 h, " has dtype ", dtype_name(head_grads[h].dtype()), " but output ", h, " is ",
+                 dtype_name(dst.dtype()));
       ArrayList outs{dst};
       bool was = autograd::set_recording(false);
       try {

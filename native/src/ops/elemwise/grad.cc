@@ -64,6 +64,11 @@ const UnaryGrad kUnaryGrads[] = {
     {"sigmoid", [](double, double y, double g) { return g * y * (1 - y); }},
     {"tanh", [](double, double y, double g) { return g * (1 - y * y); }},
     {"copy", [](double, double, double g) { return g; }},
+    // Piecewise constant: zero gradient (as in MXNet and PyTorch).
+    {"ceil", [](double, double, double) { return 0.0; }},
+    {"floor", [](double, double, double) { return 0.0; }},
+    {"round", [](double, double, double) { return 0.0; }},
+    {"sign", [](double, double, double) { return 0.0; }},
     {"sin", [](double x, double, double g) { return g * std::cos(x); }},
     {"cos", [](double x, double, double g) { return -g * std::sin(x); }},
     {"expm1", [](double, double y, double g) { return g * (y + 1); }},
@@ -149,23 +154,51 @@ const int kRegistered = [] {
                bs.str());
     int64_t m = ta ? as.d[1] : as.d[0], k = ta ? as.d[0] : as.d[1], n = tb ? bs.d[0] : bs.d[1];
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-      const T *a = in[0].ptr<T>();
-      const T *b = in[1].ptr<T>();
-      const T *g = og[0].ptr<T>();
-      if (req[0]) {
-        if (!ta)  // dA (m,k) = G (m,n) . op(B)^T
-          gemm<T>(false, !tb, m, k, n, 1.0, g, n, b, tb ? k : n, 0.0, ig[0].ptr<T>(), k);
-        else  // A stored (k,m): dA = op(B) . G^T
-          gemm<T>(tb, true, k, m, n, 1.0, b, tb ? k : n, g, n, 0.0, ig[0].ptr<T>(), m);
-      }
-      if (req[1]) {
-        if (!tb)  // dB (k,n) = op(A)^T . G
-          gemm<T>(!ta, false, k, n, m, 1.0, a, ta ? m : k, g, n, 0.0, ig[1].ptr<T>(), n);
-        else  // B stored (n,k): dB = G^T . op(A)
-          gemm<T>(true, ta, n, k, m, 1.0, g, n, a, ta ? m : k, 0.0, ig[1].ptr<T>(), k);
-      }
+      matmul_backward<T>(ta, tb, m, n, k, in[0].ptr<T>(), in[1].ptr<T>(), og[0].ptr<T>(),
+                         req[0] ? ig[0].ptr<T>() : nullptr, req[1] ? ig[1].ptr<T>() : nullptr);
     });
   });
+
+  // where: x takes the gradient where condition is non-zero, y elsewhere
+  // (each summed over its broadcast axes); the condition gets none.
+  reg.add("where").set_backward_uses(kBwdInputs).set_backward(
+      [](const OpContext &, const Params &, const BlobList &in, const BlobList &,
+         const BlobList &og, const BlobList &ig, const ReqList &req) {
+        if (req[0]) LOOM_FLOAT_SWITCH(ig[0].dtype, C, {
+            std::fill(ig[0].ptr<C>(), ig[0].ptr<C>() + ig[0].size(), C(0));
+          });
+        const Shape &os = og[0].shape;
+        BroadcastIndexer ic(in[0].shape, os);
+        LOOM_DTYPE_SWITCH(in[0].dtype, C, {
+          const C *c = in[0].ptr<C>();
+          LOOM_FLOAT_SWITCH(og[0].dtype, T, {
+            const T *g = og[0].ptr<T>();
+            for (int side = 1; side <= 2; ++side) {
+              if (!req[side]) continue;
+              bool want = side == 1;
+              reduce_fn_to<T>(ig[side], os, [&](int64_t i) -> double {
+                return (c[ic(i)] != C(0)) == want ? double(g[i]) : 0.0;
+              });
+            }
+          });
+        });
+      });
+
+  // cast: the gradient cast back to the input's dtype.
+  reg.add("cast").set_backward_uses(kBwdNone).set_backward(
+      [](const OpContext &, const Params &, const BlobList &in, const BlobList &,
+         const BlobList &og, const BlobList &ig, const ReqList &req) {
+        if (!req[0]) return;
+        LOOM_CHECK(dtype_is_float(in[0].dtype), LOOM_ERR_DTYPE,
+                   "cast: no gradient flows to an input of dtype ", dtype_name(in[0].dtype));
+        LOOM_FLOAT_SWITCH(in[0].dtype, D, {
+          LOOM_DTYPE_SWITCH(og[0].dtype, S, {
+            const S *g = og[0].ptr<S>();
+            D *d = ig[0].ptr<D>();
+            parallel_for(ig[0].size(), [&](int64_t i) { d[i] = static_cast<D>(g[i]); });
+          });
+        });
+      });
 
   // softmax / log_softmax along an axis.
   for (const char *name : {"softmax", "log_softmax"}) {

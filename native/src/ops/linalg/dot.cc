@@ -107,6 +107,20 @@ const int kRegistered = [] {
             dense_gemm<T>(ta, tb, m, n, k, in[0].ptr<T>() + i * m * k, in[1].ptr<T>() + i * k * n,
                     out[0].ptr<T>() + i * m * n);
         });
+      })
+      .set_backward_uses(kBwdInputs)
+      .set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                       const BlobList &og, const BlobList &ig, const ReqList &req) {
+        bool ta = p.b("transpose_a"), tb = p.b("transpose_b");
+        const Shape &o = og[0].shape;
+        int64_t B = o.d[0], m = o.d[1], n = o.d[2], k = ta ? in[0].shape.d[1] : in[0].shape.d[2];
+        LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+          for (int64_t i = 0; i < B; ++i)
+            matmul_backward<T>(ta, tb, m, n, k, in[0].ptr<T>() + i * m * k,
+                               in[1].ptr<T>() + i * k * n, og[0].ptr<T>() + i * m * n,
+                               req[0] ? ig[0].ptr<T>() + i * m * k : nullptr,
+                               req[1] ? ig[1].ptr<T>() + i * k * n : nullptr);
+        });
       });
   return 0;
 }();

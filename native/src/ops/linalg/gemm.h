@@ -81,4 +81,24 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
   }
 }
 
+// Gradients of C (m x n) = op(A) (m x k) . op(B) (k x n) for a given dC:
+// dA = dC . op(B)^T and dB = op(A)^T . dC, stored in A's and B's layouts.
+// A null da or db skips that gradient.
+template <typename T>
+void matmul_backward(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *a, const T *b,
+                     const T *g, T *da, T *db) {
+  if (da) {
+    if (!ta)  // dA (m,k) = G (m,n) . op(B)^T
+      gemm<T>(false, !tb, m, k, n, 1.0, g, n, b, tb ? k : n, 0.0, da, k);
+    else  // A stored (k,m): dA = op(B) . G^T
+      gemm<T>(tb, true, k, m, n, 1.0, b, tb ? k : n, g, n, 0.0, da, m);
+  }
+  if (db) {
+    if (!tb)  // dB (k,n) = op(A)^T . G
+      gemm<T>(!ta, false, k, n, m, 1.0, a, ta ? m : k, g, n, 0.0, db, n);
+    else  // B stored (n,k): dB = G^T . op(A)
+      gemm<T>(true, ta, n, k, m, 1.0, g, n, a, ta ? m : k, 0.0, db, k);
+  }
+}
+
 }  // namespace loom

@@ -151,7 +151,62 @@ void register_reduce(const char *name, Red r, const char *doc) {
         auto axes = reduce_axes(p, in[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, reduce_kernel<T>(r, in[0], out[0], axes));
       });
-  if (r != Red::Sum && r != Red::Mean) return;
+  if (r == Red::Max || r == Red::Min) {
+    // The gradient goes to every element equal to the result (all of a tie,
+    // as in MXNet); NaN results pass none back.
+    Registry::get().add(name).set_backward_uses(kBwdAll).set_backward(
+        [](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
+           const BlobList &og, const BlobList &ig, const ReqList &req) {
+          if (!req[0]) return;
+          auto axes = reduce_axes(p, in[0].shape);
+          Shape kept = reduced_shape(in[0].shape, axes, true);
+          LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+            BroadcastIndexer ix(kept, in[0].shape);
+            const T *x = in[0].ptr<T>();
+            const T *y = out[0].ptr<T>();
+            const T *g = og[0].ptr<T>();
+            T *d = ig[0].ptr<T>();
+            parallel_for(in[0].size(), [&](int64_t i) {
+              int64_t o = ix(i);
+              d[i] = x[i] == y[o] ? g[o] : T(0);
+            });
+          });
+        });
+    return;
+  }
+  if (r == Red::Prod) {
+    // d/dx_i of a product is the product of the other elements: computed from
+    // the product of the non-zero elements and the number of zeros, so zeros
+    // need no division by zero.
+    Registry::get().add(name).set_backward_uses(kBwdInputs).set_backward(
+        [](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+           const BlobList &og, const BlobList &ig, const ReqList &req) {
+          if (!req[0]) return;
+          auto axes = reduce_axes(p, in[0].shape);
+          Shape kept = reduced_shape(in[0].shape, axes, true);
+          LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+            BroadcastIndexer ix(kept, in[0].shape);
+            const T *x = in[0].ptr<T>();
+            const T *g = og[0].ptr<T>();
+            T *d = ig[0].ptr<T>();
+            std::vector<double> nonzero(static_cast<size_t>(kept.size()), 1.0);
+            std::vector<int64_t> zeros(static_cast<size_t>(kept.size()), 0);
+            for (int64_t i = 0; i < in[0].size(); ++i) {  // input order: deterministic
+              int64_t o = ix(i);
+              if (x[i] == T(0)) ++zeros[o];
+              else nonzero[o] *= double(x[i]);
+            }
+            parallel_for(in[0].size(), [&](int64_t i) {
+              int64_t o = ix(i);
+              double others = zeros[o] == 0   ? nonzero[o] / double(x[i])
+                              : zeros[o] == 1 ? (x[i] == T(0) ? nonzero[o] : 0.0)
+                                              : 0.0;
+              d[i] = static_cast<T>(double(g[o]) * others);
+            });
+          });
+        });
+    return;
+  }
   // The output gradient broadcasts back over the reduced axes (divided by the
   // count for mean).
   Registry::get().add(name).set_backward([r](const OpContext &, const Params &p,

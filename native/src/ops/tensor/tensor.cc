@@ -120,6 +120,28 @@ void slice_kernel(const TBlob &in, const TBlob &out, const SliceSpec &sp) {
   });
 }
 
+// The slice's gradient: zeros, with the output gradient written back where
+// the slice came from (positions are distinct, so no accumulation).
+template <typename T>
+void unslice_kernel(const TBlob &og, const TBlob &ig, const SliceSpec &sp) {
+  const Shape &is = ig.shape, &os = og.shape;
+  const int nd = is.ndim;
+  std::vector<int64_t> istride(nd, 1);
+  for (int i = nd - 2; i >= 0; --i) istride[i] = istride[i + 1] * is.d[i + 1];
+  T *d = ig.ptr<T>();
+  const T *g = og.ptr<T>();
+  std::fill(d, d + ig.size(), T(0));
+  parallel_for(og.size(), [&](int64_t flat) {
+    int64_t dst = 0, f = flat;
+    for (int i = nd - 1; i >= 0; --i) {
+      int64_t c = f % os.d[i];
+      f /= os.d[i];
+      dst += (sp.begin[i] + c * sp.step[i]) * istride[i];
+    }
+    d[dst] = g[flat];
+  });
+}
+
 // ---------------------------------------------------------------- reshape
 // MXNet's special codes: 0 copy this dim, -1 infer, -2 copy all remaining,
 // -3 merge two dims, -4 split one dim into the next two values (one may be -1).
@@ -271,6 +293,13 @@ const int kRegistered = [] {
                       const BlobList &out) {
         auto sp = slice_spec(p, in[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, T, slice_kernel<T>(in[0], out[0], sp));
+      })
+      .set_backward_uses(kBwdNone)
+      .set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                       const BlobList &og, const BlobList &ig, const ReqList &req) {
+        if (!req[0]) return;
+        auto sp = slice_spec(p, in[0].shape);
+        LOOM_FLOAT_SWITCH(in[0].dtype, T, unslice_kernel<T>(og[0], ig[0], sp));
       });
 
   reg.add("reshape")
@@ -423,6 +452,31 @@ const int kRegistered = [] {
           parallel_for(in[1].size(), [&](int64_t i) {
             if (bytes) std::memcpy(dst + i * bytes, src + static_cast<int64_t>(idx[i]) * bytes, bytes);
           }, 256);
+        });
+      })
+      // data's gradient: each output row's gradient added to the row it came
+      // from (in index order, so repeated indices sum deterministically);
+      // the indices get none (zeros).
+      .set_backward_uses(kBwdInputs)
+      .set_backward([](const OpContext &, const Params &, const BlobList &in, const BlobList &,
+                       const BlobList &og, const BlobList &ig, const ReqList &req) {
+        int64_t rows = in[0].shape.d[0], row = rows ? in[0].size() / rows : 0;
+        if (req[1]) LOOM_FLOAT_SWITCH(ig[1].dtype, I, {
+            std::fill(ig[1].ptr<I>(), ig[1].ptr<I>() + ig[1].size(), I(0));
+          });
+        if (!req[0]) return;
+        LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+          T *d = ig[0].ptr<T>();
+          const T *g = og[0].ptr<T>();
+          std::fill(d, d + ig[0].size(), T(0));
+          LOOM_DTYPE_SWITCH(in[1].dtype, I, {
+            const I *idx = in[1].ptr<I>();
+            for (int64_t i = 0; i < in[1].size(); ++i) {
+              T *to = d + static_cast<int64_t>(idx[i]) * row;
+              const T *from = g + i * row;
+              for (int64_t k = 0; k < row; ++k) to[k] += from[k];
+            }
+          });
         });
       });
 
