@@ -121,6 +121,14 @@ switch ($Command) {
         Build-All
         & (Join-Path $Build "tests/bench/loom_engine_bench")
         & (Join-Path $Build "tests/bench/loom_dot_bench")
+        $simdev = Join-Path $Build "tests/native/libloom_simdev.so"
+        if (Test-Path $simdev) {
+            if (-not $env:LOOM_CUDA_LIBRARY) { $env:LOOM_CUDA_LIBRARY = $simdev }
+            & (Join-Path $Build "tests/bench/loom_device_bench")
+            $env:LOOM_GPU_ASYNC = "0"
+            & (Join-Path $Build "tests/bench/loom_device_bench")
+            Remove-Item Env:LOOM_GPU_ASYNC
+        }
         dotnet run -c $Config --no-build --project tests/bench/Loom.Bench
         dotnet run -c $Config --no-build --project src/Loom.Examples -- memory 32
         Get-Mnist

@@ -278,6 +278,11 @@ bench() {
   "$BUILD/tests/bench/loom_engine_bench"
   log "dot vs OpenBLAS"
   "$BUILD/tests/bench/loom_dot_bench"
+  if [ -f "$BUILD/tests/native/libloom_simdev.so" ]; then
+    log "host cost of device ops (the simulated device; asynchronous, then synchronised kernels)"
+    LOOM_CUDA_LIBRARY=${LOOM_CUDA_LIBRARY:-$BUILD/tests/native/libloom_simdev.so} "$BUILD/tests/bench/loom_device_bench"
+    LOOM_GPU_ASYNC=0 LOOM_CUDA_LIBRARY=${LOOM_CUDA_LIBRARY:-$BUILD/tests/native/libloom_simdev.so} "$BUILD/tests/bench/loom_device_bench"
+  fi
   log "C# imperative call overhead"
   dotnet run -c $CONFIG --no-build --project "$ROOT/tests/bench/Loom.Bench"
   log "planned memory of Inception-BN, batch 32 (planning on vs one buffer per value)"

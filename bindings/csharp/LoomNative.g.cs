@@ -325,9 +325,9 @@ public static unsafe partial class LoomNative
     public static partial nint loom_status_name(LoomStatus status);
 
     /// <summary>
-    /// Blocks until every operation pushed so far, from any thread, has finished.
-    ///  Returns the first asynchronous failure recorded since the previous
-    ///  loom_wait_all (and forgets it), or LOOM_OK.
+    /// Blocks until every operation pushed so far, from any thread, has finished,
+    ///  including kernels still queued on a device. Returns the first asynchronous
+    ///  failure recorded since the previous loom_wait_all (and forgets it), or LOOM_OK.
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_wait_all();

@@ -7,11 +7,18 @@
 #include <cstdlib>
 #include <thread>
 
+#include <dlfcn.h>
+
 #include "testutil.h"
 
 namespace {
 
 using lt::Arr;
+
+bool pooling_off() {
+  const char *p = std::getenv("LOOM_POOL");
+  return p && std::string(p) == "0";
+}
 
 class SimDevEnv : public ::testing::Environment {
  public:
@@ -333,11 +340,6 @@ loom_storage_stats stats(int32_t dev) {
   return s;
 }
 
-bool pooling_off() {
-  const char *p = std::getenv("LOOM_POOL");
-  return p && std::string(p) == "0";
-}
-
 TEST(Backend, TheDeviceAllocatorCachesBlocksAndReleasesThem) {
   if (pooling_off()) GTEST_SKIP() << "LOOM_POOL=0 turns the cache off";
   ASSERT_EQ(loom_storage_release_pooled(LOOM_DEVICE_GPU, 1), LOOM_OK);
@@ -408,6 +410,53 @@ TEST(Backend, ManyThreadsOnTwoDevicesGetTheirOwnResults) {
   for (auto &th : ts) th.join();
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(loom_wait_all(), LOOM_OK);
+}
+
+// A test hook of the simulated device (see simdev.cc).
+size_t simdev_hook(const char *name) {
+  void *h = dlopen(LOOM_SIMDEV_PATH, RTLD_NOW | RTLD_NOLOAD);
+  auto fn = h ? reinterpret_cast<size_t (*)()>(dlsym(h, name)) : nullptr;
+  EXPECT_NE(fn, nullptr) << name;
+  size_t n = fn ? fn() : 0;
+  if (h) dlclose(h);
+  return n;
+}
+
+bool async_expected() {
+  const char *a = std::getenv("LOOM_GPU_ASYNC"), *e = std::getenv("LOOM_ENGINE");
+  return !(a && std::string(a) == "0") && !(e && std::string(e) == "naive");
+}
+
+TEST(Backend, KernelsQueueBehindTheHostAndWaitsCatchUp) {
+  Arr x = gpu(lt::make({64}, lt::random_values(64, -1, 1, 12)));
+  ASSERT_EQ(loom_wait_all(), LOOM_OK);
+  setenv("LOOM_SIMDEV_DELAY_US", "2000", 1);
+  simdev_hook("loom_simdev_take_max_depth");
+  Arr y = lt::call("relu", {&x});
+  for (int i = 0; i < 20; ++i) y = lt::call("add", {&y, &x});
+  // A wait on the array waits for its kernels, not just for the engine.
+  ASSERT_EQ(loom_ndarray_wait_to_read(y.h), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(simdev_hook("loom_simdev_pending"), 0u);
+  size_t depth = simdev_hook("loom_simdev_take_max_depth");
+  // The host enqueued while the device worked. (Without the cache every
+  // intermediate array's memory is freed at once, and a device free waits
+  // for the device, as cudaFree does.)
+  if (async_expected() && !pooling_off())
+    EXPECT_GT(depth, 5u);
+  else if (async_expected())
+    EXPECT_GE(depth, 1u);
+  else  // every kernel was waited for before the next was enqueued
+    EXPECT_EQ(depth, 1u);
+  Arr z = lt::call("relu", {&y});
+  for (int i = 0; i < 5; ++i) z = lt::call("add", {&z, &y});
+  ASSERT_EQ(loom_wait_all(), LOOM_OK);
+  EXPECT_EQ(simdev_hook("loom_simdev_pending"), 0u);
+  setenv("LOOM_SIMDEV_DELAY_US", "20", 1);
+  // And the results are those of the CPU.
+  Arr cx = on(x, LOOM_DEVICE_CPU, 0);
+  Arr cy = lt::call("relu", {&cx});
+  for (int i = 0; i < 20; ++i) cy = lt::call("add", {&cy, &cx});
+  EXPECT_EQ(lt::read(y), lt::read(cy));
 }
 
 TEST(Backend, DeviceArraysCannotBeExportedThroughDLPackOrIterated) {

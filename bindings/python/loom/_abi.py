@@ -57,7 +57,7 @@ FUNCTIONS = {
     "loom_status_name": (ctypes.c_char_p, [ctypes.c_int32], ["status"],
         'Returns a constant name for a status code ("invalid argument", "shape", ...). The string is static. Never NULL.'),
     "loom_wait_all": (ctypes.c_int32, [], [],
-        'Blocks until every operation pushed so far, from any thread, has finished. Returns the first asynchronous failure recorded since the previous loom_wait_all (and forgets it), or LOOM_OK.'),
+        'Blocks until every operation pushed so far, from any thread, has finished, including kernels still queued on a device. Returns the first asynchronous failure recorded since the previous loom_wait_all (and forgets it), or LOOM_OK.'),
     "loom_engine_info": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_int32)], ["out_kind", "out_cpu_workers"],
         'Engine description. `*out_kind` receives a static string: "threaded" or "naive" (chosen by the environment variable LOOM_ENGINE at first use); `*out_cpu_workers` the worker threads per CPU device (LOOM_CPU_WORKERS). A thread that has more than LOOM_MAX_PENDING (default 256) operations queued waits in its next push until the workers have drained half of them, which bounds the memory a fast producer can hold.'),
     "loom_device_count": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_int32), ctypes.c_int32], ["out", "dev_type"],

@@ -26,9 +26,16 @@
  *    failure; the calling thread's message is then read with last_error().
  *    LOOM_BACKEND_OUT_OF_MEMORY from malloc makes libloom free its cache and
  *    retry once before it reports the failure.
- *  - A kernel enqueues work on the stream it is given and returns; libloom
- *    synchronises that stream before the operation counts as finished, so a
- *    kernel may keep using its inputs and outputs until the stream drains.
+ *  - A kernel enqueues work on the stream it is given (the device's compute
+ *    stream, shared by all of libloom's threads) and returns. Everything the
+ *    kernel call points to is valid only during the call: copy what the
+ *    queued work needs. libloom does not wait for the stream after each
+ *    kernel (unless LOOM_GPU_ASYNC=0); it orders copies after queued kernels
+ *    with events and synchronises the stream where the host waits.
+ *  - free() may be called while queued work still uses the block (a cached
+ *    block given back): the plugin must wait for it or defer the release, as
+ *    cudaFree does. Likewise event_destroy() may be called while queued work
+ *    still records or waits on the event, as cudaEventDestroy allows.
  *  - Device pointers are opaque to libloom: it never dereferences them, only
  *    adds byte offsets to them (views) and passes them back to the plugin.
  *

@@ -126,9 +126,9 @@ LOOM_API const char *loom_last_error(void);
  *  The string is static. Never NULL. */
 LOOM_API const char *loom_status_name(loom_status status);
 
-/** Blocks until every operation pushed so far, from any thread, has finished.
- *  Returns the first asynchronous failure recorded since the previous
- *  loom_wait_all (and forgets it), or LOOM_OK. */
+/** Blocks until every operation pushed so far, from any thread, has finished,
+ *  including kernels still queued on a device. Returns the first asynchronous
+ *  failure recorded since the previous loom_wait_all (and forgets it), or LOOM_OK. */
 LOOM_API loom_status loom_wait_all(void);
 
 /** Engine description. `*out_kind` receives a static string: "threaded" or

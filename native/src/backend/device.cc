@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <sys/stat.h>
 
+#include "engine/engine.h"
 #include "op/registry.h"
 
 namespace loom {
@@ -74,6 +75,9 @@ struct State {
   std::string why;                        // what the search tried, when it found nothing
   std::mutex kernels_mu;
   std::unordered_map<std::string, loom_kernel_fn> kernels[2];
+  // One compute stream per device, created on first use, never destroyed.
+  std::mutex streams_mu;
+  std::atomic<void *> compute[kMaxGpuDevices] = {};
 };
 
 State &state() {
@@ -180,17 +184,40 @@ void search_locked(State &s) {
 }
 
 // ------------------------------------------------------------ streams
-// One stream per device for the calling thread, destroyed with the thread.
+// The calling thread's copy stream and event per device, destroyed with the thread.
 struct ThreadStreams {
-  std::vector<void *> streams;
+  std::vector<void *> streams, events;
   ~ThreadStreams() {
     const Plugin *p = state().plugin.load(std::memory_order_acquire);
     if (!p) return;
     for (size_t i = 0; i < streams.size(); ++i)
       if (streams[i]) p->table->stream_destroy(static_cast<int32_t>(i), streams[i]);
+    for (size_t i = 0; i < events.size(); ++i)
+      if (events[i]) p->table->event_destroy(static_cast<int32_t>(i), events[i]);
   }
 };
 thread_local ThreadStreams t_streams;
+
+// The calling thread's event on gpu(dev).
+void *thread_event(const Plugin &p, int32_t dev) {
+  auto &v = t_streams.events;
+  if (v.size() < static_cast<size_t>(p.count)) v.resize(static_cast<size_t>(p.count), nullptr);
+  if (!v[dev])
+    p.check(p.table->event_create(dev, &v[dev]),
+            "creating an event on gpu(" + std::to_string(dev) + ")");
+  return v[dev];
+}
+
+// Work enqueued on `s` from now on waits for the compute work already
+// enqueued on gpu(dev).
+void after_compute(const Plugin &p, int32_t dev, void *s) {
+  void *c = state().compute[dev].load(std::memory_order_acquire);
+  if (!c) return;  // no compute work was ever enqueued there
+  void *ev = thread_event(p, dev);
+  p.check(p.table->event_record(dev, ev, c), "recording an event on gpu(" + std::to_string(dev) + ")");
+  p.check(p.table->stream_wait_event(dev, s, ev),
+          "ordering a copy after gpu(" + std::to_string(dev) + ")'s kernels");
+}
 
 void sync(const Plugin &p, int32_t dev, void *s, const char *what) {
   p.check(p.table->stream_sync(dev, s),
@@ -251,6 +278,8 @@ const Plugin &require(const Context &ctx) {
   LOOM_CHECK(ctx.dev_id >= 0 && ctx.dev_id < p->count, LOOM_ERR_INVALID_ARGUMENT, "context ",
              ctx.str(), " asked for, but the ", p->describe(), " has ",
              p->count == 0 ? "none" : "gpu(0) to gpu(" + std::to_string(p->count - 1) + ")");
+  LOOM_CHECK(ctx.dev_id < kMaxGpuDevices, LOOM_ERR_INVALID_ARGUMENT, "context ", ctx.str(),
+             ": Loom supports gpu(0) to gpu(", kMaxGpuDevices - 1, ")");
   return *p;
 }
 
@@ -291,6 +320,58 @@ const char *describe(int32_t dev_type) {
   return text->c_str();
 }
 
+bool async_mode() {
+  static const bool on = [] {
+    const char *v = std::getenv("LOOM_GPU_ASYNC");
+    if (v && std::string(v) == "0") return false;
+    return !Engine::get().naive();
+  }();
+  return on;
+}
+
+void *compute_stream(int32_t dev) {
+  State &st = state();
+  if (void *c = st.compute[dev].load(std::memory_order_acquire)) return c;
+  const Plugin &p = require(Context{LOOM_DEVICE_GPU, dev});
+  std::lock_guard<std::mutex> lk(st.streams_mu);
+  if (void *c = st.compute[dev].load(std::memory_order_acquire)) return c;
+  void *c = nullptr;
+  p.check(p.table->stream_create(dev, &c),
+          "creating the compute stream of gpu(" + std::to_string(dev) + ")");
+  st.compute[dev].store(c, std::memory_order_release);
+  return c;
+}
+
+namespace {
+ErrorPtr sync_compute(const Plugin &p, int32_t dev) {
+  void *c = state().compute[dev].load(std::memory_order_acquire);
+  if (!c || p.table->stream_sync(dev, c) == 0) return nullptr;
+  return std::make_shared<ErrorInfo>(ErrorInfo{
+      LOOM_ERR_INTERNAL, "gpu(" + std::to_string(dev) + "): a device operation failed: " +
+                             plugin_error(p.table)});
+}
+}  // namespace
+
+void synchronize(const Context &ctx) {
+  if (ctx.dev_type != LOOM_DEVICE_GPU) return;
+  const Plugin &p = require(ctx);
+  if (ErrorPtr e = sync_compute(p, ctx.dev_id)) {
+    Engine::get().report_error(e);
+    throw Error(e->status, e->message);
+  }
+}
+
+ErrorPtr synchronize_all() {
+  const Plugin *p = state().plugin.load(std::memory_order_acquire);
+  if (!p) return nullptr;
+  ErrorPtr first;
+  for (int32_t d = 0; d < p->count && d < kMaxGpuDevices; ++d) {
+    ErrorPtr e = sync_compute(*p, d);
+    if (e && !first) first = e;
+  }
+  return first;
+}
+
 void *stream(int32_t dev) {
   const Plugin &p = require(Context{LOOM_DEVICE_GPU, dev});
   auto &v = t_streams.streams;
@@ -315,6 +396,8 @@ void copy(void *dst, const Context &dst_ctx, const void *src, const Context &src
   int32_t kind = dg && sg ? LOOM_COPY_DEVICE_TO_DEVICE
                           : dg ? LOOM_COPY_HOST_TO_DEVICE : LOOM_COPY_DEVICE_TO_HOST;
   void *s = stream(dev);
+  if (dg) after_compute(p, dst_ctx.dev_id, s);
+  if (sg && !(dg && src_ctx.dev_id == dst_ctx.dev_id)) after_compute(p, src_ctx.dev_id, s);
   p.check(p.table->memcpy_async(dev, dst, dg ? dst_ctx.dev_id : -1, src,
                                 sg ? src_ctx.dev_id : -1, bytes, kind, s),
           "copying " + std::to_string(bytes) + " bytes from " + src_ctx.str() + " to " +
@@ -329,10 +412,10 @@ void zero(void *dst, const Context &ctx, size_t bytes) {
     return;
   }
   const Plugin &p = require(ctx);
-  void *s = stream(ctx.dev_id);
+  void *s = compute_stream(ctx.dev_id);
   p.check(p.table->memset_async(ctx.dev_id, dst, 0, bytes, s),
           "zeroing " + std::to_string(bytes) + " bytes on " + ctx.str());
-  sync(p, ctx.dev_id, s, "a fill");
+  if (!async_mode()) sync(p, ctx.dev_id, s, "a fill");
 }
 
 void *raw_alloc(const Context &ctx, size_t bytes) {
@@ -393,7 +476,7 @@ void launch(const OpDef &op, const OpContext &octx, const Params &params, const 
   c.op = op.name.c_str();
   c.backward = backward ? 1 : 0;
   c.dev_id = octx.ctx.dev_id;
-  c.stream = stream(octx.ctx.dev_id);
+  c.stream = compute_stream(octx.ctx.dev_id);
   c.inputs = ti.data();
   c.num_inputs = nin;
   c.num_fwd_inputs = num_fwd_in;
@@ -408,7 +491,7 @@ void launch(const OpDef &op, const OpContext &octx, const Params &params, const 
   c.rng_stream = octx.rng_stream;
   c.params = &params;
   p.check(fn(&c), op.name + (backward ? " (gradient)" : "") + " failed on " + octx.ctx.str());
-  sync(p, c.dev_id, c.stream, op.name.c_str());
+  if (!async_mode()) sync(p, c.dev_id, c.stream, op.name.c_str());
 }
 
 }  // namespace device

@@ -2,13 +2,22 @@
 // contexts, and the host-side helpers every other part uses to reach device
 // memory: copies, fills and kernel launches on the calling thread's stream.
 //
-// Streams: each thread that runs device work (an engine worker, or a caller
-// thread under the naive engine) owns one stream per device, created on first
-// use. Every helper here enqueues on that stream and synchronises it before it
-// returns, so an engine operation is finished when its function returns, as
-// on the CPU; ordering between operations stays the engine's job.
+// Streams. Each device has one compute stream, shared by every thread:
+// kernels and fills go there in the order the engine releases them, which
+// respects every dependency, so they need no synchronisation between them.
+// In the default asynchronous mode an operation counts as done once its
+// kernel is enqueued (LOOM_GPU_ASYNC=0, or the naive engine, synchronises
+// after every kernel instead, so a failure is reported by the op that caused
+// it). Copies run on the calling thread's own stream per device (the GPU's
+// copy worker for engine copies): a copy first waits, through an event, for
+// the compute work already enqueued on the devices it touches, and is
+// synchronised before it returns, since host memory is involved. Waits on
+// device arrays (wait_to_read, copy_to_host, wait_all) synchronise the
+// compute stream, which is where a failure inside a kernel is reported when
+// running asynchronously.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "common/base.h"
@@ -17,6 +26,7 @@
 namespace loom {
 
 struct TBlob;
+struct ErrorInfo;
 struct OpDef;
 struct OpContext;
 class Params;
@@ -51,8 +61,19 @@ int32_t device_count(int32_t dev_type);
 // A static-lifetime description of the backend for dev_type.
 const char *describe(int32_t dev_type);
 
-// The calling thread's stream for gpu(dev_id).
+// The calling thread's copy stream for gpu(dev_id).
 void *stream(int32_t dev_id);
+// The compute stream of gpu(dev_id), shared by all threads.
+void *compute_stream(int32_t dev_id);
+// Whether kernels run asynchronously (see above).
+bool async_mode();
+
+// Waits until the compute work enqueued on ctx's device has finished; throws
+// (and reports to the engine) the failure of a kernel that ran meanwhile.
+void synchronize(const Context &ctx);
+// The same for every device with work enqueued; returns the first failure.
+// Loads nothing: without a loaded backend it returns at once.
+std::shared_ptr<const ErrorInfo> synchronize_all();
 
 // Copies `bytes` between any two contexts (host memory is CPU context);
 // waits for the copy to finish.

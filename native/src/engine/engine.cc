@@ -8,6 +8,7 @@
 #include <future>
 #include <thread>
 
+#include "backend/device.h"
 #include "engine/profiler.h"
 
 namespace loom {
@@ -355,6 +356,11 @@ ErrorPtr Engine::wait_all() {
   all_waiters_.fetch_add(1);
   all_cv_.wait(lk, [this] { return pending_.load() == 0; });
   all_waiters_.fetch_sub(1);
+  // Device work may still be queued on streams: wait for it too.
+  lk.unlock();
+  ErrorPtr device_error = device::synchronize_all();
+  lk.lock();
+  if (device_error && !first_error_) first_error_ = device_error;
   ErrorPtr e = std::move(first_error_);
   first_error_.reset();
   return e;

@@ -114,6 +114,9 @@ class Engine {
   // Blocks until everything pushed has run; returns (and forgets) the first
   // failure recorded since the last call.
   ErrorPtr wait_all();
+  // Records a failure found outside an operation (a device stream's error
+  // surfacing at a synchronisation), so the next wait_all reports it too.
+  void report_error(const ErrorPtr &e) { record_error(e); }
 
   bool naive() const { return naive_; }
   // Pending ops above which a pushing (non-worker) thread waits for the

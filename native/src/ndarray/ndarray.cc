@@ -112,8 +112,15 @@ NDArray NDArray::at(int64_t index) const {
   return r;
 }
 
-void NDArray::wait_to_read() const { rethrow(Engine::get().wait_to_read(var())); }
-void NDArray::wait_to_write() const { rethrow(Engine::get().wait_to_write(var())); }
+// On a device, the kernels the engine released may still be queued: wait for them too.
+void NDArray::wait_to_read() const {
+  rethrow(Engine::get().wait_to_read(var()));
+  device::synchronize(ctx());
+}
+void NDArray::wait_to_write() const {
+  rethrow(Engine::get().wait_to_write(var()));
+  device::synchronize(ctx());
+}
 
 void NDArray::copy_from_host(const void *src, size_t n) const {
   LOOM_CHECK(n == nbytes(), LOOM_ERR_SHAPE, "copy_from_host: array of shape ", shape_.str(), " ",

@@ -27,8 +27,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,10 +40,19 @@ namespace {
 constexpr uintptr_t kTag = uintptr_t(1) << 62;
 
 const loom_backend_host *g_host = nullptr;
-thread_local std::string t_error;
+
+// Each thread's last error. A map rather than thread_local: dynamic TLS in a
+// dlopen'ed library trips LeakSanitizer's exit-time scan on this glibc.
+std::mutex g_errors_mu;
+std::map<std::thread::id, std::string> g_errors;
+
+std::string &thread_error() {
+  std::lock_guard<std::mutex> lk(g_errors_mu);
+  return g_errors[std::this_thread::get_id()];  // map nodes never move
+}
 
 int32_t error(const std::string &m, int32_t code = 1) {
-  t_error = "simdev: " + m;
+  thread_error() = "simdev: " + m;
   return code;
 }
 
@@ -83,6 +94,14 @@ bool in_block(int32_t d, const void *p, size_t bytes) {
 }
 
 // ------------------------------------------------------------ streams
+// The most items ever waiting on one stream (a test reads and resets it).
+std::atomic<size_t> g_max_depth{0};
+void note_depth(size_t d) {
+  size_t m = g_max_depth.load();
+  while (d > m && !g_max_depth.compare_exchange_weak(m, d)) {
+  }
+}
+
 struct Stream {
   std::mutex mu;
   std::condition_variable cv, idle_cv;
@@ -90,7 +109,6 @@ struct Stream {
   bool busy = false, stop = false;
   std::string sticky;  // first failure, reported by the next sync
   std::thread worker;
-  int delay_us = env_int("LOOM_SIMDEV_DELAY_US", 0);
 
   Stream() {
     worker = std::thread([this] {
@@ -104,6 +122,7 @@ struct Stream {
           queue.pop_front();
           busy = true;
         }
+        int delay_us = env_int("LOOM_SIMDEV_DELAY_US", 0);  // read per item: tests change it
         if (delay_us) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
         std::string e = f();
         {
@@ -127,6 +146,7 @@ struct Stream {
     {
       std::lock_guard<std::mutex> lk(mu);
       queue.push_back(std::move(f));
+      note_depth(queue.size() + (busy ? 1 : 0));
     }
     cv.notify_one();
   }
@@ -138,16 +158,36 @@ struct Stream {
     sticky.clear();
     return error(e);
   }
+  void wait_idle() {
+    std::unique_lock<std::mutex> lk(mu);
+    idle_cv.wait(lk, [this] { return queue.empty() && !busy; });
+  }
+  size_t pending() {
+    std::lock_guard<std::mutex> lk(mu);
+    return queue.size() + (busy ? 1 : 0);
+  }
 };
 
-struct Event {
+// Every live stream: free() waits for them, as cudaFree waits for the device.
+std::mutex g_streams_mu;
+std::vector<Stream *> g_streams;
+
+void wait_all_streams_idle() {
+  std::lock_guard<std::mutex> lk(g_streams_mu);
+  for (Stream *s : g_streams) s->wait_idle();
+}
+
+// An event may be destroyed while work that records or waits on it is still
+// queued (CUDA allows it): the handle owns one reference, queued work others.
+struct EventState {
   std::mutex mu;
   std::condition_variable cv;
   uint64_t recorded = 0, completed = 0;
 };
+using Event = std::shared_ptr<EventState>;
 
 // ------------------------------------------------------------ table functions
-const char *last_error() { return t_error.c_str(); }
+const char *last_error() { return thread_error().c_str(); }
 
 int32_t device_count(int32_t *out) {
   *out = g_count;
@@ -188,6 +228,7 @@ int32_t dev_malloc(int32_t d, size_t bytes, void **out) {
 
 void dev_free(int32_t d, void *ptr) {
   if (!valid_dev(d) || !ptr) return;
+  wait_all_streams_idle();  // queued work may still use the block
   Device &dev = g_devices[d];
   std::lock_guard<std::mutex> lk(dev.mu);
   auto it = dev.blocks.find(reinterpret_cast<uintptr_t>(host(ptr)));
@@ -199,19 +240,31 @@ void dev_free(int32_t d, void *ptr) {
 
 int32_t stream_create(int32_t d, void **out) {
   if (!valid_dev(d)) return error("no device " + std::to_string(d));
-  *out = new Stream;
+  auto *s = new Stream;
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    g_streams.push_back(s);
+  }
+  *out = s;
   return 0;
 }
-void stream_destroy(int32_t, void *s) { delete static_cast<Stream *>(s); }
+void stream_destroy(int32_t, void *sp) {
+  auto *s = static_cast<Stream *>(sp);
+  {
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    g_streams.erase(std::find(g_streams.begin(), g_streams.end(), s));
+  }
+  delete s;
+}
 int32_t stream_sync(int32_t, void *s) { return static_cast<Stream *>(s)->sync(); }
 
 int32_t event_create(int32_t, void **out) {
-  *out = new Event;
+  *out = new Event(std::make_shared<EventState>());
   return 0;
 }
 void event_destroy(int32_t, void *e) { delete static_cast<Event *>(e); }
 int32_t event_record(int32_t, void *ev, void *s) {
-  auto *e = static_cast<Event *>(ev);
+  Event e = *static_cast<Event *>(ev);
   uint64_t gen;
   {
     std::lock_guard<std::mutex> lk(e->mu);
@@ -228,7 +281,7 @@ int32_t event_record(int32_t, void *ev, void *s) {
   return 0;
 }
 int32_t stream_wait_event(int32_t, void *s, void *ev) {
-  auto *e = static_cast<Event *>(ev);
+  Event e = *static_cast<Event *>(ev);
   uint64_t target;
   {
     std::lock_guard<std::mutex> lk(e->mu);
@@ -242,7 +295,7 @@ int32_t stream_wait_event(int32_t, void *s, void *ev) {
   return 0;
 }
 int32_t event_sync(int32_t, void *ev) {
-  auto *e = static_cast<Event *>(ev);
+  Event e = *static_cast<Event *>(ev);
   std::unique_lock<std::mutex> lk(e->mu);
   uint64_t target = e->recorded;
   e->cv.wait(lk, [&] { return e->completed >= target; });
@@ -443,6 +496,19 @@ loom_kernel_fn find_kernel(const char *op, int32_t backward) {
 loom_backend g_table;
 
 }  // namespace
+
+// For tests: items queued on all streams and not finished yet.
+extern "C" __attribute__((visibility("default"))) size_t loom_simdev_pending(void) {
+  std::lock_guard<std::mutex> lk(g_streams_mu);
+  size_t n = 0;
+  for (Stream *s : g_streams) n += s->pending();
+  return n;
+}
+
+// For tests: the deepest any stream's queue has been since the last call (which resets it).
+extern "C" __attribute__((visibility("default"))) size_t loom_simdev_take_max_depth(void) {
+  return g_max_depth.exchange(0);
+}
 
 extern "C" __attribute__((visibility("default"))) int32_t loom_backend_open(
     const loom_backend_host *host, const loom_backend **out) {
