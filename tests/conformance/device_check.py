@@ -27,29 +27,10 @@ import numpy as np
 
 import loom
 from loom import _abi
+from run import make_input, raw  # the conformance runner's inputs, drawn the same way
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-13)}
-
-
-def raw(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "(" + ",".join(raw(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    return str(value)
-
-
-def make_input(spec):
-    """The case's input on cpu(0), drawn exactly as the conformance runners draw it."""
-    loom.seed(int(spec.get("seed", "0")))
-    shape = [int(s) for s in spec["shape"]]
-    x = loom._invoke("random_uniform", [], {"shape": raw(shape) if shape else "()",
-                                            "low": raw(spec.get("low", "-1")), "high": raw(spec.get("high", "1")),
-                                            "dtype": spec.get("dtype", "float32")})
-    for dt in spec.get("cast", []):
-        x = loom._invoke("cast", [x], {"dtype": dt})
-    return x
 
 
 def worst_error(got, want):

@@ -198,14 +198,19 @@ struct ThreadStreams {
 };
 thread_local ThreadStreams t_streams;
 
-// The calling thread's event on gpu(dev).
-void *thread_event(const Plugin &p, int32_t dev) {
-  auto &v = t_streams.events;
+// The calling thread's handle for gpu(dev) in `v`, made by `create` on first use.
+void *per_thread(const Plugin &p, std::vector<void *> &v, int32_t dev,
+                 int32_t (*create)(int32_t, void **), const char *what) {
   if (v.size() < static_cast<size_t>(p.count)) v.resize(static_cast<size_t>(p.count), nullptr);
   if (!v[dev])
-    p.check(p.table->event_create(dev, &v[dev]),
-            "creating an event on gpu(" + std::to_string(dev) + ")");
+    p.check(create(dev, &v[dev]), std::string("creating ") + what + " on gpu(" +
+                                      std::to_string(dev) + ")");
   return v[dev];
+}
+
+// The calling thread's event on gpu(dev).
+void *thread_event(const Plugin &p, int32_t dev) {
+  return per_thread(p, t_streams.events, dev, p.table->event_create, "an event");
 }
 
 // Work enqueued on `s` from now on waits for the compute work already
@@ -374,12 +379,7 @@ ErrorPtr synchronize_all() {
 
 void *stream(int32_t dev) {
   const Plugin &p = require(Context{LOOM_DEVICE_GPU, dev});
-  auto &v = t_streams.streams;
-  if (v.size() < static_cast<size_t>(p.count)) v.resize(static_cast<size_t>(p.count), nullptr);
-  if (!v[dev])
-    p.check(p.table->stream_create(dev, &v[dev]),
-            "creating a stream on gpu(" + std::to_string(dev) + ")");
-  return v[dev];
+  return per_thread(p, t_streams.streams, dev, p.table->stream_create, "a stream");
 }
 
 void copy(void *dst, const Context &dst_ctx, const void *src, const Context &src_ctx,

@@ -42,6 +42,11 @@ Shape reduced_shape(const Shape &in, const std::vector<int> &axes, bool keepdims
   return out;
 }
 
+// The output shape with the reduced axes kept as 1 (for broadcasting back).
+Shape kept_shape(const Params &p, const Shape &in) {
+  return reduced_shape(in, reduce_axes(p, in), true);
+}
+
 // Reduces the middle block of (outer, mid, inner) into (outer, inner).
 template <typename T>
 void reduce_block(Red r, const T *in, T *out, int64_t outer, int64_t mid, int64_t inner,
@@ -158,8 +163,7 @@ void register_reduce(const char *name, Red r, const char *doc) {
         [](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
            const BlobList &og, const BlobList &ig, const ReqList &req) {
           if (!req[0]) return;
-          auto axes = reduce_axes(p, in[0].shape);
-          Shape kept = reduced_shape(in[0].shape, axes, true);
+          Shape kept = kept_shape(p, in[0].shape);
           LOOM_FLOAT_SWITCH(in[0].dtype, T, {
             BroadcastIndexer ix(kept, in[0].shape);
             const T *x = in[0].ptr<T>();
@@ -182,8 +186,7 @@ void register_reduce(const char *name, Red r, const char *doc) {
         [](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
            const BlobList &og, const BlobList &ig, const ReqList &req) {
           if (!req[0]) return;
-          auto axes = reduce_axes(p, in[0].shape);
-          Shape kept = reduced_shape(in[0].shape, axes, true);
+          Shape kept = kept_shape(p, in[0].shape);
           LOOM_FLOAT_SWITCH(in[0].dtype, T, {
             BroadcastIndexer ix(kept, in[0].shape);
             const T *x = in[0].ptr<T>();

@@ -101,45 +101,39 @@ SliceSpec slice_spec(const Params &p, const Shape &s) {
   return sp;
 }
 
+// Calls f(out_index, in_index) for every element of the slice of a `whole`
+// shaped array that gives `part`.
+template <typename F>
+void for_each_sliced(const Shape &whole, const Shape &part, const SliceSpec &sp, F &&f) {
+  const int nd = whole.ndim;
+  std::vector<int64_t> stride(nd, 1);
+  for (int i = nd - 2; i >= 0; --i) stride[i] = stride[i + 1] * whole.d[i + 1];
+  parallel_for(part.size(), [&](int64_t flat) {
+    int64_t src = 0, r = flat;
+    for (int i = nd - 1; i >= 0; --i) {
+      int64_t c = r % part.d[i];
+      r /= part.d[i];
+      src += (sp.begin[i] + c * sp.step[i]) * stride[i];
+    }
+    f(flat, src);
+  });
+}
+
 template <typename T>
 void slice_kernel(const TBlob &in, const TBlob &out, const SliceSpec &sp) {
-  const Shape &is = in.shape, &os = out.shape;
-  const int nd = is.ndim;
-  std::vector<int64_t> istride(nd, 1);
-  for (int i = nd - 2; i >= 0; --i) istride[i] = istride[i + 1] * is.d[i + 1];
   const T *a = in.ptr<T>();
   T *o = out.ptr<T>();
-  parallel_for(out.size(), [&](int64_t flat) {
-    int64_t src = 0, f = flat;
-    for (int i = nd - 1; i >= 0; --i) {
-      int64_t c = f % os.d[i];
-      f /= os.d[i];
-      src += (sp.begin[i] + c * sp.step[i]) * istride[i];
-    }
-    o[flat] = a[src];
-  });
+  for_each_sliced(in.shape, out.shape, sp, [&](int64_t to, int64_t from) { o[to] = a[from]; });
 }
 
 // The slice's gradient: zeros, with the output gradient written back where
 // the slice came from (positions are distinct, so no accumulation).
 template <typename T>
 void unslice_kernel(const TBlob &og, const TBlob &ig, const SliceSpec &sp) {
-  const Shape &is = ig.shape, &os = og.shape;
-  const int nd = is.ndim;
-  std::vector<int64_t> istride(nd, 1);
-  for (int i = nd - 2; i >= 0; --i) istride[i] = istride[i + 1] * is.d[i + 1];
   T *d = ig.ptr<T>();
   const T *g = og.ptr<T>();
   std::fill(d, d + ig.size(), T(0));
-  parallel_for(og.size(), [&](int64_t flat) {
-    int64_t dst = 0, f = flat;
-    for (int i = nd - 1; i >= 0; --i) {
-      int64_t c = f % os.d[i];
-      f /= os.d[i];
-      dst += (sp.begin[i] + c * sp.step[i]) * istride[i];
-    }
-    d[dst] = g[flat];
-  });
+  for_each_sliced(ig.shape, og.shape, sp, [&](int64_t from, int64_t to) { d[to] = g[from]; });
 }
 
 // ---------------------------------------------------------------- reshape
