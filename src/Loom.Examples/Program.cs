@@ -83,7 +83,10 @@ static class Mnist
         var images = Idx.Read(IdxPath(dir, $"{prefix}-images-idx3-ubyte"));
         var labels = Idx.Read(IdxPath(dir, $"{prefix}-labels-idx1-ubyte"));
         long n = images.Shape[0];
-        var x = scope.Keep(Op.DivideScalar(images.AsType(DType.Float32), 255.0).Reshape(n, 784));
+        var pixels = images.AsType(DType.Float32);
+        images.Dispose();  // its memory returns as soon as the cast has read it
+        Op.DivideScalar(pixels, 255.0, @out: pixels);  // in place: one float copy of the set at a time
+        var x = scope.Keep(pixels.Reshape(n, 784));
         var y = scope.Keep(labels.AsType(DType.Float32));
         return (x, y);
     }
@@ -229,6 +232,8 @@ static class Mnist
             foreach (var (bx, by) in data.Epoch())
             {
                 using var scope = NDArray.Scope();
+                using var batchData = bx;  // freed at once, not when the GC finalizes them
+                using var batchLabel = by;
                 var (x, y) = OnCtx(bx, by);
                 accuracy.Update(Forward(x, y), y);
             }
@@ -245,6 +250,8 @@ static class Mnist
             foreach (var (bx, by) in train.Epoch())
             {
                 using var scope = NDArray.Scope();
+                using var batchData = bx;
+                using var batchLabel = by;
                 var (x, y) = OnCtx(bx, by);
                 NDArray output;
                 using (Autograd.Record()) output = Forward(x, y);

@@ -307,6 +307,8 @@ public sealed class Module : IDisposable
             foreach (var (x, y) in train.Epoch())
             {
                 using var scope = NDArray.Scope();
+                using var batchData = x;  // freed at once, not when the GC finalizes them
+                using var batchLabel = y;
                 Forward(x, y, isTrain: true);
                 Backward();
                 Update();
@@ -341,6 +343,8 @@ public sealed class Module : IDisposable
         foreach (var (x, y) in data.Epoch())
         {
             using var scope = NDArray.Scope();
+            using var batchData = x;
+            using var batchLabel = y;
             EnsureBatch(x.Shape);
             Forward(x, y, isTrain: false);
             metric.Update(Output, y);
