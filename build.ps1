@@ -1,5 +1,5 @@
 # Loom's build entry point for PowerShell; mirrors build.sh.
-#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|clean]
+#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|clean]
 param([string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -8,7 +8,7 @@ $Config = "Release"
 $Python = if ($IsWindows) { "python" } else { "/usr/bin/python3" }
 
 function Build-Native {
-    cmake -S $PSScriptRoot -B $Build -G Ninja -DCMAKE_BUILD_TYPE=$Config | Out-Null
+    cmake -S $PSScriptRoot -B $Build -G Ninja "-DCMAKE_BUILD_TYPE=$Config" | Out-Null
     if ($LASTEXITCODE) { throw "cmake configure failed" }
     cmake --build $Build --parallel
     if ($LASTEXITCODE) { throw "native build failed" }
@@ -44,6 +44,17 @@ function Get-Mnist {
     foreach ($f in $MnistFiles.Keys) { Copy-Item (Join-Path $tmp "package/data/$f") (Join-Path $PSScriptRoot "data/mnist/") }
     Remove-Item -Recurse -Force $tmp
     if (-not (Test-Mnist)) { throw "MNIST files do not match the MD5s in DESIGN.md" }
+}
+# Fashion-MNIST: Debian's dataset-fashion-mnist (gzip IDX files), linked as data/fashion-mnist.
+function Get-Fashion {
+    $system = "/usr/share/datasets/fashion-mnist"
+    if (-not (Test-Path (Join-Path $system "train-images-idx3-ubyte.gz"))) {
+        throw "Fashion-MNIST: sudo apt-get install -y dataset-fashion-mnist"
+    }
+    New-Item -ItemType Directory -Force (Join-Path $PSScriptRoot "data") | Out-Null
+    $link = Join-Path $PSScriptRoot "data/fashion-mnist"
+    Remove-Item -Force -ErrorAction SilentlyContinue $link
+    New-Item -ItemType SymbolicLink -Path $link -Target $system | Out-Null
 }
 function Invoke-Generate([string]$Out = "bindings/csharp", [string]$Docs = "docs", [string]$Py = "bindings/python/loom") {
     & $Python bindings/generator/generate.py all --header native/include/loom/loom.h --lib (Join-Path $Build "lib/libloom.so") --out $Out --docs $Docs --python $Py
@@ -107,16 +118,18 @@ switch ($Command) {
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         bash tests/consumers/python/run.sh
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        bash tests/consumers/powershell/run.sh
+        if ($LASTEXITCODE -eq 0) { $passed++ } elseif ($LASTEXITCODE -ne 77) { $failed++ }
         Write-Output "$passed passed, $failed failed"
         if ($failed) { exit 1 }
     }
     "run" {
         Build-All
-        Get-Mnist
+        if ($Rest -and $Rest[0] -eq "fashion") { Get-Fashion } else { Get-Mnist }
         $env:LOOM_DATA_DIR = Join-Path $PSScriptRoot "data"
-        dotnet run -c $Config --no-build --project src/Loom.Examples -- @Rest
+        dotnet run -c $Config --no-build --project src/Loom.Examples "--" @Rest
     }
-    "data" { Get-Mnist }
+    "data" { Get-Mnist; Get-Fashion }
     "bench" {
         Build-All
         & (Join-Path $Build "tests/bench/loom_engine_bench")
@@ -130,13 +143,36 @@ switch ($Command) {
             Remove-Item Env:LOOM_GPU_ASYNC
         }
         dotnet run -c $Config --no-build --project tests/bench/Loom.Bench
-        dotnet run -c $Config --no-build --project src/Loom.Examples -- memory 32
+        dotnet run -c $Config --no-build --project src/Loom.Examples "--" memory 32
         Get-Mnist
         bash tests/bench/mnist_vs_torch.sh
     }
     "pack" { Build-All; Invoke-Pack }
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }
     { $_ -in "generate", "docs" } { Build-Native; Invoke-Generate; Build-DotNet; Invoke-CSharpDocs }
-    "clean" { Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build }
-    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|clean]"; exit 2 }
+    "sanitize" {
+        # Native tests under AddressSanitizer (pool off, so every block is checked), then the
+        # engine, API and device tests under ThreadSanitizer (GCC or Clang; not MSVC).
+        $asan = Join-Path $PSScriptRoot "build-asan"
+        cmake -S $PSScriptRoot -B $asan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=address" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
+        cmake --build $asan --parallel
+        if ($LASTEXITCODE) { throw "AddressSanitizer build failed" }
+        $env:LOOM_POOL = "0"; $env:ASAN_OPTIONS = "detect_leaks=1"
+        Push-Location $asan; ctest --output-on-failure; $asanFailed = $LASTEXITCODE; Pop-Location
+        Remove-Item "Env:LOOM_POOL", "Env:ASAN_OPTIONS"
+        if ($asanFailed) { exit 1 }
+        $tsan = Join-Path $PSScriptRoot "build-tsan"
+        cmake -S $PSScriptRoot -B $tsan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=thread" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
+        cmake --build $tsan --parallel
+        if ($LASTEXITCODE) { throw "ThreadSanitizer build failed" }
+        $env:TSAN_OPTIONS = "halt_on_error=1"
+        Push-Location $tsan; ctest --output-on-failure -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend'; $tsanFailed = $LASTEXITCODE; Pop-Location
+        Remove-Item Env:TSAN_OPTIONS
+        if ($tsanFailed) { exit 1 }
+    }
+    "clean" {
+        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build, (Join-Path $PSScriptRoot "build-asan"), (Join-Path $PSScriptRoot "build-tsan")
+        Get-ChildItem -Recurse -Directory -Include "bin", "obj" -Path "src", "tests" | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
+    }
+    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|clean]"; exit 2 }
 }
