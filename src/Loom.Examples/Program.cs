@@ -63,6 +63,11 @@ static class Mnist
     // The device the training examples run on (--ctx=...).
     public static Context Ctx = Context.Cpu();
 
+    // Peak allocator memory of the CPU, and of the training device when it is another.
+    static string PeakMemory() =>
+        $"peak memory {Storage.Stats(Context.Cpu()).PeakBytesInUse >> 20} MB" +
+        (Ctx == Context.Cpu() ? "" : $" (cpu), {Storage.Stats(Ctx).PeakBytesInUse >> 20} MB ({Ctx})");
+
     static string DataDir(string set)
     {
         var env = Environment.GetEnvironmentVariable("LOOM_DATA_DIR");
@@ -142,7 +147,7 @@ static class Mnist
         using var model = new FeedForward(net, Ctx);
         model.Fit(new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), train, epochs, test, init);
         var plan = model.Module.Executor.Memory;
-        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Ctx).PeakBytesInUse >> 20} MB; " +
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");
         Console.WriteLine($"test-accuracy={model.Score(test):F4}");
         return 0;
@@ -268,7 +273,7 @@ static class Mnist
             Info("## Validation summary");
             Info($"          accuracy = {Evaluate(test):F4}");
         }
-        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; peak memory {Storage.Stats(Ctx).PeakBytesInUse >> 20} MB");
+        Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}");
         Console.WriteLine($"test-accuracy={Evaluate(test):F4}");
         return 0;
     }

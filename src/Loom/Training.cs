@@ -471,7 +471,15 @@ public abstract class EvalMetric : IDisposable
     {
         ArgumentNullException.ThrowIfNull(pred);
         ArgumentNullException.ThrowIfNull(label);
-        using var c = Count(pred, label);
+        using var onDevice = label.Context != pred.Context ? label.CopyTo(pred.Context) : null;
+        using var c = Count(pred, onDevice ?? label);
+        if (_sums.Context != c.Context)  // the sums live where the batches are counted
+        {
+            var moved = _sums.CopyTo(c.Context);
+            DisposeScope.Forget(moved);
+            _sums.Dispose();
+            _sums = moved;
+        }
         Op.Add(_sums, c, @out: _sums);
     }
 

@@ -466,4 +466,131 @@ TEST(Backend, DeviceArraysCannotBeExportedThroughDLPackOrIterated) {
   EXPECT_NE(std::string(loom_last_error()).find("gpu(0)"), std::string::npos) << loom_last_error();
 }
 
+// ------------------------------------------------------------ whole networks
+// With LOOM_SIMDEV_ALL_OPS=1 (ctest backend_whole_networks) the simulated
+// device runs every op, through libloom's CPU kernels on its own memory, so a
+// whole training step goes through the device path: executor memory plan and
+// temp space, BatchNorm's auxiliary states, Dropout's random stream, gradient
+// sums, optimizer updates, metrics. Results must equal the CPU's bit for bit.
+bool whole_networks() {
+  const char *a = std::getenv("LOOM_SIMDEV_ALL_OPS");
+  return a && std::string(a) == "1";
+}
+
+loom_symbol with(const char *op, const char *name, std::vector<loom_symbol> in, lt::Params ps) {
+  loom_op h = nullptr;
+  EXPECT_EQ(loom_op_find(&h, op), LOOM_OK);
+  std::vector<const char *> k, v;
+  for (auto &kv : ps) {
+    k.push_back(kv.first.c_str());
+    v.push_back(kv.second.c_str());
+  }
+  loom_symbol s = nullptr;
+  EXPECT_EQ(loom_symbol_create(&s, h, name, static_cast<int32_t>(in.size()), in.data(), nullptr,
+                               static_cast<int32_t>(k.size()), k.data(), v.data()),
+            LOOM_OK)
+      << loom_last_error();
+  for (loom_symbol x : in) loom_symbol_free(x);
+  return s;
+}
+
+// FullyConnected(32) -> BatchNorm -> relu -> Dropout(0.25) -> FullyConnected(10) -> SoftmaxOutput.
+loom_symbol network() {
+  loom_symbol data = nullptr, label = nullptr;
+  loom_symbol_variable(&data, "data");
+  loom_symbol_variable(&label, "softmax_label");
+  loom_symbol h = with("FullyConnected", "fc1", {data}, {{"num_hidden", "32"}});
+  h = with("BatchNorm", "bn", {h}, {{"fix_gamma", "false"}});
+  h = with("relu", "act", {h}, {});
+  h = with("Dropout", "drop", {h}, {{"p", "0.25"}});
+  h = with("FullyConnected", "fc2", {h}, {{"num_hidden", "10"}});
+  return with("SoftmaxOutput", "softmax", {h, label}, {{"normalization", "batch"}});
+}
+
+struct Trained {
+  std::vector<std::vector<double>> args, aux;
+  std::vector<double> out, accuracy;
+};
+
+// Three SGD-with-momentum steps of network() on (dev_type, 0) from fixed data.
+Trained train_steps(int32_t dev_type) {
+  loom_random_seed(7);
+  loom_symbol net = network();
+  const char *names[] = {"data", "softmax_label"};
+  int32_t ndims[] = {2, 1};
+  int64_t dims[] = {16, 12, 16};
+  const int32_t no_grad[] = {LOOM_GRAD_NULL, LOOM_GRAD_NULL};
+  loom_executor ex = nullptr;
+  EXPECT_EQ(loom_executor_simple_bind(&ex, net, dev_type, 0, 2, names, ndims, dims, nullptr, 2, names,
+                                      no_grad, LOOM_GRAD_WRITE),
+            LOOM_OK)
+      << loom_last_error();
+  Trained t;
+  if (!ex) return t;
+  auto get = [&](int32_t kind, int32_t i) {
+    loom_ndarray h = nullptr;
+    EXPECT_EQ(loom_executor_get(&h, ex, kind, i), LOOM_OK);
+    return Arr(h);
+  };
+  int32_t nargs = 0, naux = 0;
+  loom_executor_count(&nargs, ex, LOOM_EXEC_ARGUMENT);
+  loom_executor_count(&naux, ex, LOOM_EXEC_AUXILIARY_STATE);
+  // Same starting values on both devices: drawn on the CPU, copied over.
+  std::vector<Arr> moms;
+  int32_t label_at = -1;
+  for (int32_t i = 0; i < nargs; ++i) {
+    Arr a = get(LOOM_EXEC_ARGUMENT, i);
+    std::vector<int64_t> s = lt::shape_of(a);
+    bool is_label = s == std::vector<int64_t>{16};  // the one (16,) argument
+    if (is_label) label_at = i;
+    Arr init = is_label ? lt::make(s, {0, 3, 1, 9, 2, 2, 7, 5, 4, 1, 0, 8, 6, 3, 9, 5})
+                        : lt::make(s, lt::random_values(lt::numel(s), -0.5, 0.5, 100 + i));
+    loom_ndarray_copy_to(a.h, init.h);
+    moms.push_back(on(lt::make(s, std::vector<double>(lt::numel(s), 0.0)), dev_type, 0));
+  }
+  for (int32_t i = 0; i < naux; ++i) {
+    Arr a = get(LOOM_EXEC_AUXILIARY_STATE, i);
+    std::vector<int64_t> s = lt::shape_of(a);
+    Arr init = lt::make(s, std::vector<double>(lt::numel(s), i == 0 ? 0.0 : 1.0));
+    loom_ndarray_copy_to(a.h, init.h);
+  }
+  Arr acc = on(lt::make({2}, {0, 0}, LOOM_DTYPE_FLOAT64), dev_type, 0);
+  for (int step = 0; step < 3; ++step) {
+    EXPECT_EQ(loom_executor_forward(ex, 1), LOOM_OK) << loom_last_error();
+    EXPECT_EQ(loom_executor_backward(ex, 0, nullptr), LOOM_OK) << loom_last_error();
+    for (int32_t i = 0; i < nargs; ++i) {
+      Arr g = get(LOOM_EXEC_GRADIENT, i);
+      if (!g.h) continue;
+      Arr w = get(LOOM_EXEC_ARGUMENT, i);
+      loom_op op = nullptr;
+      loom_op_find(&op, "sgd_mom_update");
+      loom_ndarray ins[] = {w.h, g.h, moms[i].h}, outs[] = {w.h, moms[i].h};
+      const char *k[] = {"lr", "momentum", "wd"}, *v[] = {"0.1", "0.9", "0.0001"};
+      EXPECT_EQ(loom_imperative_invoke(outs, 2, op, ins, 3, k, v, 3), LOOM_OK) << loom_last_error();
+    }
+    Arr out = get(LOOM_EXEC_OUTPUT, 0), label = get(LOOM_EXEC_ARGUMENT, label_at);
+    Arr c = lt::call("accuracy_count", {&out, &label});
+    acc = lt::call("add", {&acc, &c});
+  }
+  for (int32_t i = 0; i < nargs; ++i) t.args.push_back(lt::read(get(LOOM_EXEC_ARGUMENT, i)));
+  for (int32_t i = 0; i < naux; ++i) t.aux.push_back(lt::read(get(LOOM_EXEC_AUXILIARY_STATE, i)));
+  t.out = lt::read(get(LOOM_EXEC_OUTPUT, 0));
+  t.accuracy = lt::read(acc);
+  loom_executor_free(ex);
+  loom_symbol_free(net);
+  return t;
+}
+
+TEST(BackendWholeNetworks, TrainingStepsMatchTheCpuBitForBit) {
+  if (!whole_networks()) GTEST_SKIP() << "needs LOOM_SIMDEV_ALL_OPS=1 (ctest backend_whole_networks)";
+  Trained c = train_steps(LOOM_DEVICE_CPU), g = train_steps(LOOM_DEVICE_GPU);
+  ASSERT_EQ(c.args.size(), 8u);  // data, fc1 w/b, bn gamma/beta, fc2 w/b, label
+  ASSERT_EQ(c.aux.size(), 2u);   // bn moving mean/var
+  for (size_t i = 0; i < c.args.size(); ++i) EXPECT_EQ(g.args[i], c.args[i]) << "argument " << i;
+  for (size_t i = 0; i < c.aux.size(); ++i) EXPECT_EQ(g.aux[i], c.aux[i]) << "auxiliary state " << i;
+  EXPECT_EQ(g.out, c.out);
+  EXPECT_EQ(g.accuracy, c.accuracy);
+  EXPECT_EQ(c.accuracy[1], 48.0);  // three batches of 16 counted
+}
+
 }  // namespace

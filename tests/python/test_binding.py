@@ -207,6 +207,19 @@ class DeviceTests(unittest.TestCase):
         self.assertEqual(status["lr_schedule"], "host")
         self.assertIn("no kernel on gpu(0) for: exp", r.stdout)
 
+    def test_every_op_case_runs_through_the_device_path(self):
+        # LOOM_SIMDEV_ALL_OPS=1: the simulated device runs every op (its own kernels where it
+        # has them, libloom's CPU kernels on its memory otherwise), so every case, outputs and
+        # gradients, goes through the device path and must match the CPU.
+        if not os.path.exists(SIMDEV):
+            self.skipTest("the simulated device plugin is built with the native tests")
+        script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "conformance", "device_check.py")
+        r = subprocess.run([sys.executable, script, "--require-all"], capture_output=True, text=True,
+                           env=dict(os.environ, LOOM_CUDA_LIBRARY=SIMDEV, LOOM_SIMDEV_ALL_OPS="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"gpu\(0\): 1 host, \d+ match\n")
+
     def test_device_conformance_catches_a_wrong_answer(self):
         r, status = self.device_check(LOOM_SIMDEV_PERTURB_OP="relu")
         self.assertEqual(status["relu_float32"], "mismatch")

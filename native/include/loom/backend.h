@@ -115,6 +115,14 @@ typedef struct loom_backend_host {
   int32_t (*param_tuple)(const void *params, const char *name, const int64_t **out_values,
                          int32_t *out_count);
   int32_t (*param_string)(const void *params, const char *name, const char **out);
+  /** Runs libloom's CPU kernel for call->op (its gradient when call->backward)
+   *  on tensors whose data, and workspace, are HOST memory; call->stream is
+   *  ignored and the work is done when it returns. For plugins that emulate a
+   *  device, or fall back to the CPU for an op (staging device memory to the
+   *  host themselves). Must be called while the kernel call it comes from is
+   *  still running (params are valid only then). Returns 0, or non-zero after
+   *  writing a NUL-terminated message into error (at most error_len bytes). */
+  int32_t (*run_on_cpu)(const loom_kernel_call *call, char *error, size_t error_len);
 } loom_backend_host;
 
 /** What a plugin offers libloom. Every function must be safe to call from any

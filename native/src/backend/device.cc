@@ -63,9 +63,56 @@ int32_t host_param_string(const void *params, const char *name, const char **out
   return 0;
 }
 
+TBlob host_blob(const loom_backend_tensor &t) {
+  TBlob b;
+  b.dptr = t.data;
+  b.dtype = t.dtype;
+  b.shape.ndim = t.ndim;
+  for (int32_t k = 0; k < t.ndim && k < LOOM_MAX_NDIM; ++k) b.shape.d[k] = t.shape[k];
+  return b;  // b.ctx: cpu(0)
+}
+
+int32_t host_run_on_cpu(const loom_kernel_call *c, char *error, size_t error_len) {
+  try {
+    LOOM_CHECK(c && c->op && c->params, LOOM_ERR_INVALID_ARGUMENT,
+               "run_on_cpu: the call, its op name and its params must be set");
+    const OpDef &op = Registry::get().lookup(c->op);
+    const Params &params = *static_cast<const Params *>(c->params);
+    LOOM_CHECK(&params.op() == &op, LOOM_ERR_INVALID_ARGUMENT, "run_on_cpu: params of ",
+               params.op().name, " given for ", op.name);
+    OpContext octx;
+    octx.is_train = c->is_train != 0;
+    octx.temp = c->workspace;
+    octx.temp_bytes = c->workspace_bytes;
+    octx.rng_key = c->rng_key;
+    octx.rng_stream = c->rng_stream;
+    BlobList in, out;
+    for (int32_t i = 0; i < c->num_inputs; ++i) in.push_back(host_blob(c->inputs[i]));
+    for (int32_t i = 0; i < c->num_outputs; ++i) out.push_back(host_blob(c->outputs[i]));
+    if (!c->backward) {
+      op.compute(octx, params, in, out);
+    } else {
+      LOOM_CHECK(op.backward, LOOM_ERR_INVALID_ARGUMENT, op.name, " has no gradient");
+      int32_t nfi = c->num_fwd_inputs, nfo = c->num_fwd_outputs;
+      LOOM_CHECK(nfi >= 0 && nfo >= 0 && nfi + 2 * nfo == c->num_inputs && c->req,
+                 LOOM_ERR_INVALID_ARGUMENT, "run_on_cpu: ", op.name,
+                 " gradient call with inconsistent counts");
+      BlobList fi(in.begin(), in.begin() + nfi), fo(in.begin() + nfi, in.begin() + nfi + nfo),
+          og(in.begin() + nfi + nfo, in.end());
+      ReqList req(c->req, c->req + c->num_outputs);
+      op.backward(octx, params, fi, fo, og, out, req);
+    }
+    return 0;
+  } catch (const std::exception &e) {
+    if (error && error_len) std::snprintf(error, error_len, "%s", e.what());
+    return 1;
+  }
+}
+
 const loom_backend_host kHost = {LOOM_BACKEND_ABI_VERSION, LOOM_ABI_VERSION,
                                  host_param_int,           host_param_float,
-                                 host_param_tuple,         host_param_string};
+                                 host_param_tuple,         host_param_string,
+                                 host_run_on_cpu};
 
 // ------------------------------------------------------------ loading
 struct State {

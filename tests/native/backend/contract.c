@@ -31,6 +31,11 @@ static int32_t no_tuple(const void *p, const char *n, const int64_t **v, int32_t
   return 1;
 }
 static int32_t no_string(const void *p, const char *n, const char **o) { (void)p; (void)n; (void)o; return 1; }
+static int32_t no_cpu(const loom_kernel_call *c, char *e, size_t len) {
+  (void)c;
+  if (len) e[0] = 0;
+  return 1;
+}
 
 /* Device bytes of `dev` at `src` copied to host and compared with `value`. */
 static int all_bytes(int32_t dev, void *stream, const void *src, size_t n, unsigned char value) {
@@ -44,7 +49,8 @@ static int all_bytes(int32_t dev, void *stream, const void *src, size_t n, unsig
 }
 
 int main(int argc, char **argv) {
-  loom_backend_host host = {LOOM_BACKEND_ABI_VERSION, LOOM_ABI_VERSION, no_int, no_float, no_tuple, no_string};
+  loom_backend_host host = {LOOM_BACKEND_ABI_VERSION, LOOM_ABI_VERSION, no_int, no_float, no_tuple, no_string,
+                           no_cpu};
   const size_t n = (size_t)8 << 20; /* large enough that a copy takes a while */
   void *lib, *a = NULL, *b = NULL, *s1 = NULL, *s2 = NULL, *ev = NULL, *huge = NULL;
   loom_backend_open_fn open_fn;
