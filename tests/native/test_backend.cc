@@ -185,12 +185,19 @@ TEST(Backend, AFailureInsideTheDeviceStreamReachesTheWaitAndIsNotSticky) {
   EXPECT_EQ(loom_wait_all(), LOOM_OK);
 }
 
-loom_symbol node(const char *op, const char *name, std::vector<loom_symbol> in) {
+// A node of `op` over `in` (the inputs stay the caller's to free).
+loom_symbol node(const char *op, const char *name, std::vector<loom_symbol> in,
+                 const lt::Params &ps = {}) {
   loom_op h = nullptr;
   EXPECT_EQ(loom_op_find(&h, op), LOOM_OK);
+  std::vector<const char *> k, v;
+  for (auto &kv : ps) {
+    k.push_back(kv.first.c_str());
+    v.push_back(kv.second.c_str());
+  }
   loom_symbol s = nullptr;
   EXPECT_EQ(loom_symbol_create(&s, h, name, static_cast<int32_t>(in.size()), in.data(), nullptr,
-                               0, nullptr, nullptr),
+                               static_cast<int32_t>(k.size()), k.data(), v.data()),
             LOOM_OK)
       << loom_last_error();
   return s;
@@ -238,12 +245,15 @@ Result run_executor(int32_t dev_type) {
   return r;
 }
 
-TEST(Backend, ExecutorForwardAndBackwardMatchTheCpu) {
-  Result c = run_executor(LOOM_DEVICE_CPU), g = run_executor(LOOM_DEVICE_GPU);
-  ASSERT_EQ(c.out.size(), 128u);
+void expect_same(const Result &g, const Result &c, size_t n) {
+  ASSERT_EQ(c.out.size(), n);
   EXPECT_EQ(g.out, c.out);
   EXPECT_EQ(g.gx, c.gx);
   EXPECT_EQ(g.gw, c.gw);
+}
+
+TEST(Backend, ExecutorForwardAndBackwardMatchTheCpu) {
+  expect_same(run_executor(LOOM_DEVICE_GPU), run_executor(LOOM_DEVICE_CPU), 128);
 }
 
 TEST(Backend, ExecutorBindFailsOnAMissingDeviceKernel) {
@@ -296,11 +306,7 @@ Result run_autograd(int32_t dev_type) {
 }
 
 TEST(Backend, AutogradMatchesTheCpu) {
-  Result c = run_autograd(LOOM_DEVICE_CPU), g = run_autograd(LOOM_DEVICE_GPU);
-  ASSERT_EQ(c.gx.size(), 32u);
-  EXPECT_EQ(g.out, c.out);
-  EXPECT_EQ(g.gx, c.gx);
-  EXPECT_EQ(g.gw, c.gw);
+  expect_same(run_autograd(LOOM_DEVICE_GPU), run_autograd(LOOM_DEVICE_CPU), 32);
 }
 
 TEST(Backend, GradientsFlowBackThroughCopiesBetweenDevices) {
@@ -477,19 +483,9 @@ bool whole_networks() {
   return a && std::string(a) == "1";
 }
 
-loom_symbol with(const char *op, const char *name, std::vector<loom_symbol> in, lt::Params ps) {
-  loom_op h = nullptr;
-  EXPECT_EQ(loom_op_find(&h, op), LOOM_OK);
-  std::vector<const char *> k, v;
-  for (auto &kv : ps) {
-    k.push_back(kv.first.c_str());
-    v.push_back(kv.second.c_str());
-  }
-  loom_symbol s = nullptr;
-  EXPECT_EQ(loom_symbol_create(&s, h, name, static_cast<int32_t>(in.size()), in.data(), nullptr,
-                               static_cast<int32_t>(k.size()), k.data(), v.data()),
-            LOOM_OK)
-      << loom_last_error();
+// node(), freeing the inputs (for chains).
+loom_symbol with(const char *op, const char *name, std::vector<loom_symbol> in, const lt::Params &ps) {
+  loom_symbol s = node(op, name, in, ps);
   for (loom_symbol x : in) loom_symbol_free(x);
   return s;
 }
