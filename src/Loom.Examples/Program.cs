@@ -6,6 +6,7 @@
 //   mnist-imperative [epochs], lenet-imperative [epochs]
 //                    the same networks written with NDArrays and autograd
 //   fashion [epochs] LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist, gzip IDX files)
+//   resnet [batch] [steps]  ResNet-50 training throughput on random images
 //   tour             a walk through the imperative API
 // The training examples take --ctx=gpu(0) (default cpu(0)) to train on another device.
 using System.Diagnostics;
@@ -49,11 +50,13 @@ switch (example)
         return Mnist.FitFashion(args.Length > 1 ? int.Parse(args[1]) : 10);
     case "memory":
         return Mnist.Memory(args.Length > 1 ? int.Parse(args[1]) : 32);
+    case "resnet":
+        return Mnist.ResNetSteps(args.Length > 1 ? int.Parse(args[1]) : 16, args.Length > 2 ? int.Parse(args[2]) : 3);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], tour; training examples take --ctx=gpu(0)");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], tour; training examples take --ctx=gpu(0)");
         return 2;
 }
 }
@@ -167,6 +170,37 @@ static class Mnist
             Console.WriteLine($"{(training ? "training " : "inference")}  {m.UnplannedBytes / 1048576.0,12:F1}  {m.PlannedBytes / 1048576.0,10:F1}  " +
                 $"{(double)m.PlannedBytes / m.UnplannedBytes,5:F3}  {m.NumBuffers,7}/{m.NumValues,-6}  {m.NumInplace,8}  {m.ArgumentBytes / 1048576.0,7:F1}");
         }
+        return 0;
+    }
+
+    // ResNet-50 training throughput on random 3x224x224 images: one warm-up step, then
+    // `steps` timed SGD-momentum steps of batch `batch` (the same as tests/bench/peer_torch.py resnet).
+    public static int ResNetSteps(int batch, int steps)
+    {
+        Rand.Seed(42);
+        using var scope = NDArray.Scope();
+        var x = Rand.Uniform(-1, 1, new long[] { batch, 3, 224, 224 }, ctx: Ctx);
+        var y = NDArray.FromArray(Enumerable.Range(0, batch).Select(i => (float)(i * 37 % 1000)).ToArray(), batch).CopyTo(Ctx);
+        using var mod = new Module(Models.ResNet(50), context: Ctx);
+        mod.Bind(new long[] { batch, 3, 224, 224 }, new long[] { batch });
+        mod.InitParams(new XavierInit());
+        mod.InitOptimizer(new SGD(lr: 0.01, momentum: 0.9, wd: 0.0001));
+        void Step()
+        {
+            using var s = NDArray.Scope();
+            mod.Forward(x, y, isTrain: true);
+            mod.Backward();
+            mod.Update();
+        }
+        Step();
+        Engine.WaitAll();
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < steps; i++) Step();
+        Engine.WaitAll();
+        double secs = sw.Elapsed.TotalSeconds;
+        var plan = mod.Executor.Memory;
+        Console.WriteLine($"ResNet-50 training on {Ctx}, batch {batch}: {batch * steps / secs:F1} img/s " +
+                          $"({secs / steps:F2} s/step); executor {plan.PlannedBytes >> 20} MB planned for {plan.UnplannedBytes >> 20} MB; {PeakMemory()}");
         return 0;
     }
 

@@ -1,6 +1,6 @@
 namespace Loom;
 
-/// <summary>Reference network definitions (the seeds' MLP, LeNet, AlexNet and Inception-BN).</summary>
+/// <summary>Reference network definitions (the seeds' MLP, LeNet, AlexNet and Inception-BN; ResNet).</summary>
 public static class Models
 {
     /// <summary>The seed notebook's MLP: 784-128-64-10 with ReLU and a softmax output.</summary>
@@ -69,6 +69,59 @@ public static class Models
         var pooled = data.Pooling($"max_pool_{name}_pool", kernel: new long[] { 3, 3 }, stride: new long[] { 2, 2 },
             pad: new long[] { 1, 1 }, poolType: PoolType.Max);
         return Sym.Concat($"ch_concat_{name}_chconcat", new[] { c3, cd, pooled }, numArgs: 3);
+    }
+
+    // conv (no bias) -> BatchNorm, optionally -> relu: ResNet's unit of work.
+    private static Symbol ConvBn(Symbol data, long filters, long k, long stride, string name, bool relu)
+    {
+        var x = data
+            .Convolution(name, kernel: new[] { k, k }, numFilter: filters, stride: new[] { stride, stride },
+                pad: new[] { k / 2, k / 2 }, noBias: true)
+            .BatchNorm(name + "_bn", fixGamma: false, eps: 1e-5, momentum: 0.9);
+        return relu ? x.Activation(name + "_relu", ActType.Relu) : x;
+    }
+
+    /// <summary>ResNet (He et al. 2016) for 3x224x224 images, as torchvision builds it
+    /// ("v1.5": a bottleneck's stride is on its 3x3 convolution): depth 18 or 34 with basic
+    /// blocks, 50, 101 or 152 with bottlenecks. A projection (1x1 conv + BatchNorm) joins
+    /// a unit whose shape changes. ResNet-50 has 25,557,032 parameters, as torchvision's.</summary>
+    public static Symbol ResNet(int depth = 50, long classes = 1000)
+    {
+        int[] units = depth switch
+        {
+            18 => new[] { 2, 2, 2, 2 },
+            34 or 50 => new[] { 3, 4, 6, 3 },
+            101 => new[] { 3, 4, 23, 3 },
+            152 => new[] { 3, 8, 36, 3 },
+            _ => throw new System.ArgumentOutOfRangeException(nameof(depth), depth, "ResNet depth must be 18, 34, 50, 101 or 152"),
+        };
+        bool bottleneck = depth >= 50;
+        long expansion = bottleneck ? 4 : 1;
+        var x = ConvBn(Symbol.Variable("data"), 64, 7, 2, "conv0", relu: true)
+            .Pooling("pool0", kernel: new long[] { 3, 3 }, stride: new long[] { 2, 2 }, pad: new long[] { 1, 1 }, poolType: PoolType.Max);
+        long channels = 64;
+        for (int stage = 0; stage < 4; stage++)
+        {
+            long width = 64L << stage, outChannels = width * expansion;
+            for (int u = 0; u < units[stage]; u++)
+            {
+                string name = $"stage{stage + 1}_unit{u + 1}";
+                long stride = stage > 0 && u == 0 ? 2 : 1;
+                Symbol body = bottleneck
+                    ? ConvBn(ConvBn(ConvBn(x, width, 1, 1, name + "_conv1", true), width, 3, stride, name + "_conv2", true),
+                        outChannels, 1, 1, name + "_conv3", false)
+                    : ConvBn(ConvBn(x, width, 3, stride, name + "_conv1", true), width, 3, 1, name + "_conv2", false);
+                Symbol shortcut = stride != 1 || channels != outChannels
+                    ? ConvBn(x, outChannels, 1, stride, name + "_sc", false)
+                    : x;
+                x = Sym.ElementWiseSum(name + "_sum", new[] { body, shortcut }).Activation(name + "_relu", ActType.Relu);
+                channels = outChannels;
+            }
+        }
+        return x.Pooling("pool1", globalPool: true, kernel: new long[] { 7, 7 }, poolType: PoolType.Avg)
+            .Flatten("flatten")
+            .FullyConnected("fc1", numHidden: classes)
+            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
     }
 
     /// <summary>Inception-BN (GoogLeNet with batch normalisation) for 3x224x224 images,

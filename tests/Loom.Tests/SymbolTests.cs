@@ -211,6 +211,24 @@ public class SymbolTests
         Assert.That(e.Message, Does.Contain("Deconvolution").And.Contain("(3,7,7)"));
     }
 
+    // Parameter counts of torchvision's resnet18 and resnet50 (weights, BatchNorm scales and
+    // shifts, the classifier's bias), an independent reference for the architecture.
+    [TestCase(18, 11_689_512L)]
+    [TestCase(50, 25_557_032L)]
+    public void ResNetHasTorchvisionsShapesAndParameterCount(int depth, long parameters)
+    {
+        var net = Models.ResNet(depth);
+        var inf = net.InferShape(new Dictionary<string, long[]> { ["data"] = new long[] { 2, 3, 224, 224 } });
+        Assert.That(inf.Complete, Is.True);
+        Assert.That(inf.OutputShapes[0], Is.EqualTo(new long[] { 2, 1000 }));
+        var names = net.ListArguments();
+        long count = 0;
+        for (int i = 0; i < names.Length; i++)
+            if (names[i] != "data" && names[i] != "softmax_label") count += inf.ArgumentShapes[i]!.Aggregate(1L, (a, b) => a * b);
+        Assert.That(count, Is.EqualTo(parameters));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Models.ResNet(20));
+    }
+
     [Test]
     public void InceptionBnPlansWithinTheMemoryTargets()
     {

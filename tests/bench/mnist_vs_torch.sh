@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MLP and LeNet epochs on MNIST in Loom and in PyTorch, side by side in one run, with the
+# MLP and LeNet epochs on MNIST, and ResNet-50 training steps, in Loom and in PyTorch, side by side in one run, with the
 # same network, batch, optimizer and thread count. Prints images/s and the ratio.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,5 +27,18 @@ if [ "${LENET:-1}" = 1 ]; then
   if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     torch=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 "$ROOT/tests/bench/peer_torch.py" "$ROOT/data/mnist" "$THREADS" lenet 2)
     echo "LeNet epoch, same setup: PyTorch $torch img/s; Loom/PyTorch = $(awk -v a="$loom" -v b="$torch" 'BEGIN { printf "%.2f", a / b }')"
+  fi
+fi
+
+# ResNet-50 training on random images (no data needed): warm-up step, then timed steps.
+if [ "${RESNET:-1}" = 1 ]; then
+  BATCH=${RESNET_BATCH:-16}
+  STEPS=${RESNET_STEPS:-3}
+  out=$(LOOM_CPU_WORKERS=$THREADS dotnet run -c Release --no-build --project "$ROOT/src/Loom.Examples" -- resnet "$BATCH" "$STEPS")
+  echo "$out"
+  loom=$(echo "$out" | sed -nE 's/.*: ([0-9.]+) img\/s.*/\1/p')
+  if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+    torch=$(OMP_NUM_THREADS=$THREADS /usr/bin/python3 "$ROOT/tests/bench/peer_torch_resnet.py" "$THREADS" "$BATCH" "$STEPS")
+    echo "ResNet-50 training, same setup: PyTorch $torch img/s; Loom/PyTorch = $(awk -v a="$loom" -v b="$torch" 'BEGIN { printf "%.2f", a / b }')"
   fi
 fi
