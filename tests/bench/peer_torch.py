@@ -1,7 +1,8 @@
 """The seed's networks in PyTorch for comparison, trained as Loom's examples do:
 SGD lr 0.1, momentum 0.9, wd 1e-5, batch 100, shuffled; one warm-up epoch then
 EPOCHS-1 timed. Prints the median timed epoch's images/s.
-Usage: peer_torch.py DATA_DIR THREADS [mlp|lenet] [EPOCHS]
+Usage: peer_torch.py DATA_DIR THREADS [mlp|lenet] [EPOCHS] [cpu|cuda]
+(cuda: the whole data set, the network and every step on the GPU)
   mlp:   784-128-64-10, ReLU
   lenet: conv 5x5x20, tanh, max-pool 2, conv 5x5x50, tanh, max-pool 2, fc 500 tanh, fc 10"""
 import sys
@@ -23,6 +24,7 @@ def main():
     d, threads = sys.argv[1], int(sys.argv[2])
     model = sys.argv[3] if len(sys.argv) > 3 else "mlp"
     epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+    device = sys.argv[5] if len(sys.argv) > 5 else "cpu"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     x = torch.from_numpy(idx(d + "/train-images-idx3-ubyte").reshape(-1, 784).astype(np.float32) / 255)
@@ -36,12 +38,15 @@ def main():
     else:
         net = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64),
                                   torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    net, x, y = net.to(device), x.to(device), y.to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-5)
     loss_fn = torch.nn.CrossEntropyLoss()
     n, batch = x.shape[0], 100
     times = []
     for epoch in range(epochs):
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=device)
+        if device == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         for s in range(0, n, batch):
             idx_b = perm[s:s + batch]
@@ -49,6 +54,8 @@ def main():
             loss = loss_fn(net(x[idx_b]), y[idx_b])
             loss.backward()
             opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     timed = sorted(times[1:])
     print("%.0f" % (n / timed[len(timed) // 2]))
