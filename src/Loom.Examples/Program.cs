@@ -116,6 +116,8 @@ static class Mnist
             trainX = trainX.Reshape(-1, 1, 28, 28);
             testX = testX.Reshape(-1, 1, 28, 28);
         }
+        if (Ctx != Context.Cpu())  // the data set lives on the device; batches are gathered there
+            (trainX, trainY, testX, testY) = (trainX.CopyTo(Ctx), trainY.CopyTo(Ctx), testX.CopyTo(Ctx), testY.CopyTo(Ctx));
         return (new NDArrayIter(trainX, trainY, 100, shuffle: true), new NDArrayIter(testX, testY, 100));
     }
 
@@ -257,7 +259,7 @@ static class Mnist
         // On another device the parameters move there, and each batch is copied there.
         if (Ctx != Context.Cpu())
             for (int i = 0; i < parameters.Count; i++) parameters[i] = parameters[i].CopyTo(Ctx).AttachGrad();
-        (NDArray, NDArray) OnCtx(NDArray x, NDArray y) => Ctx == Context.Cpu() ? (x, y) : (x.CopyTo(Ctx), y.CopyTo(Ctx));
+        (NDArray, NDArray) OnCtx(NDArray x, NDArray y) => x.Context == Ctx ? (x, y) : (x.CopyTo(Ctx), y.CopyTo(Ctx));
 
         Info($"Start training on [{Ctx}]");
         Info("Initializing parameters...");

@@ -472,6 +472,27 @@ TEST(Backend, DeviceArraysCannotBeExportedThroughDLPackOrIterated) {
   EXPECT_NE(std::string(loom_last_error()).find("gpu(0)"), std::string::npos) << loom_last_error();
 }
 
+// Batches of device-resident data are gathered on the device by `take`; the
+// simulated device has no kernel for it, and says so through the iterator.
+TEST(Backend, AnIteratorOverDeviceDataReportsAMissingGatherKernel) {
+  Arr x = gpu(lt::make({6, 2}, lt::random_values(12, -1, 1, 21)));
+  Arr y = lt::make({6}, {0, 1, 2, 3, 4, 5});
+  loom_dataiter it = nullptr;
+  EXPECT_EQ(loom_dataiter_create(&it, x.h, y.h, 2, 0, LOOM_LAST_BATCH_PAD, 1), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("label is on cpu(0) but data is on gpu(0)"),
+            std::string::npos)
+      << loom_last_error();
+  Arr gy = gpu(y);
+  ASSERT_EQ(loom_dataiter_create(&it, x.h, gy.h, 2, 0, LOOM_LAST_BATCH_PAD, 1), LOOM_OK);
+  int32_t has = 0;
+  loom_ndarray d = nullptr, l = nullptr;
+  int64_t pad = 0;
+  EXPECT_EQ(loom_dataiter_next(&has, &d, &l, &pad, it), LOOM_ERR_BACKEND_UNAVAILABLE);
+  EXPECT_NE(std::string(loom_last_error()).find("take: no kernel for gpu(0)"), std::string::npos)
+      << loom_last_error();
+  loom_dataiter_free(it);
+}
+
 // ------------------------------------------------------------ whole networks
 // With LOOM_SIMDEV_ALL_OPS=1 (ctest backend_whole_networks) the simulated
 // device runs every op, through libloom's CPU kernels on its own memory, so a
@@ -575,6 +596,38 @@ Trained train_steps(int32_t dev_type) {
   loom_executor_free(ex);
   loom_symbol_free(net);
   return t;
+}
+
+// One shuffled, padded epoch of (data, label) batches, read back to the host.
+std::vector<std::vector<double>> epoch_batches(int32_t dev_type) {
+  Arr x = on(lt::make({7, 3}, lt::random_values(21, -1, 1, 22)), dev_type, 0);
+  Arr y = on(lt::make({7}, {0, 1, 2, 3, 4, 5, 6}), dev_type, 0);
+  loom_random_seed(11);
+  loom_dataiter it = nullptr;
+  EXPECT_EQ(loom_dataiter_create(&it, x.h, y.h, 3, 1, LOOM_LAST_BATCH_PAD, 2), LOOM_OK) << loom_last_error();
+  std::vector<std::vector<double>> out;
+  for (;;) {
+    int32_t has = 0;
+    loom_ndarray d = nullptr, l = nullptr;
+    int64_t pad = 0;
+    EXPECT_EQ(loom_dataiter_next(&has, &d, &l, &pad, it), LOOM_OK) << loom_last_error();
+    if (!has) break;
+    Arr da(d), la(l);
+    EXPECT_EQ(dev_type_of(da), dev_type);
+    out.push_back(lt::read(da));
+    out.push_back(lt::read(la));
+    out.push_back({static_cast<double>(pad)});
+  }
+  loom_dataiter_free(it);
+  return out;
+}
+
+TEST(BackendWholeNetworks, DeviceResidentBatchesEqualTheCpusAndStayOnTheDevice) {
+  if (!whole_networks()) GTEST_SKIP() << "needs LOOM_SIMDEV_ALL_OPS=1 (ctest backend_whole_networks)";
+  auto c = epoch_batches(LOOM_DEVICE_CPU), g = epoch_batches(LOOM_DEVICE_GPU);
+  ASSERT_EQ(c.size(), 9u);  // 3 batches (the last padded by 2)
+  EXPECT_EQ(c[8], std::vector<double>{2});
+  EXPECT_EQ(g, c);
 }
 
 TEST(BackendWholeNetworks, TrainingStepsMatchTheCpuBitForBit) {

@@ -6,6 +6,7 @@
 
 #include "imperative/imperative.h"
 #include "io/idx.h"
+#include "op/registry.h"
 
 namespace loom {
 
@@ -16,14 +17,13 @@ BatchIter::BatchIter(NDArray data, NDArray label, int64_t batch, bool shuffle, L
   const Shape &ds = data_.shape();
   LOOM_CHECK(ds.ndim >= 1, LOOM_ERR_SHAPE, "data iterator: data must have a sample axis, got shape ",
              ds.str());
-  LOOM_CHECK(data_.ctx().dev_type == LOOM_DEVICE_CPU, LOOM_ERR_INVALID_ARGUMENT,
-             "data iterator: data must be on cpu, got ", data_.ctx().str());
   if (label_.chunk()) {
     const Shape &ls = label_.shape();
     LOOM_CHECK(ls.ndim >= 1 && ls.d[0] == ds.d[0], LOOM_ERR_SHAPE, "data iterator: data has ",
                ds.d[0], " samples (shape ", ds.str(), ") but label has shape ", ls.str());
-    LOOM_CHECK(label_.ctx().dev_type == LOOM_DEVICE_CPU, LOOM_ERR_INVALID_ARGUMENT,
-               "data iterator: label must be on cpu, got ", label_.ctx().str());
+    LOOM_CHECK(label_.ctx() == data_.ctx(), LOOM_ERR_INVALID_ARGUMENT,
+               "data iterator: label is on ", label_.ctx().str(), " but data is on ",
+               data_.ctx().str(), "; keep both on one device");
   }
   LOOM_CHECK(batch_ > 0, LOOM_ERR_INVALID_ARGUMENT, "data iterator: batch size must be positive, got ",
              batch_);
@@ -84,12 +84,35 @@ void BatchIter::reset() {
   if (prefetch_ > 0 && num_batches_ > 0) worker_ = std::thread([this] { produce(); });
 }
 
+namespace {
+// Rows `rows` of a device-resident array, gathered on its device by `take`
+// (the row numbers travel as a small int64 array).
+NDArray take_rows(const NDArray &src, const std::vector<int64_t> &rows) {
+  NDArray idx = NDArray::empty(Shape{static_cast<int64_t>(rows.size())}, kInt64, Context{});
+  idx.copy_from_host(rows.data(), rows.size() * sizeof(int64_t));
+  std::string c = src.ctx().str();
+  const char *k[] = {"ctx"}, *v[] = {c.c_str()};
+  ArrayList on_device(1), out(1);
+  invoke(Registry::get().lookup("copy"), ArrayList{idx}, on_device, k, v, 1);
+  invoke(Registry::get().lookup("take"), ArrayList{src, on_device[0]}, out, nullptr, nullptr, 0);
+  return out[0];
+}
+}  // namespace
+
 // Batch b of the epoch: rows order_[b*batch ...], wrapping to the epoch's start
-// for the padded tail.
+// for the padded tail. Arrays on a device are gathered there.
 Batch BatchIter::gather(int64_t b) const {
   Batch out;
   int64_t total = static_cast<int64_t>(order_.size());
   bool padded = b == num_batches_ - 1 && pad_ > 0;
+  if (data_.ctx().dev_type != LOOM_DEVICE_CPU) {
+    std::vector<int64_t> rows(static_cast<size_t>(batch_));
+    for (int64_t i = 0; i < batch_; ++i) rows[i] = order_[static_cast<size_t>((b * batch_ + i) % total)];
+    out.data = take_rows(data_, rows);
+    if (label_.chunk()) out.label = take_rows(label_, rows);
+    out.pad = padded ? pad_ : 0;
+    return out;
+  }
   auto take = [&](const NDArray &src) {
     src.wait_to_read();
     Shape s = src.shape();
