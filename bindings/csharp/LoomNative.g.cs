@@ -638,7 +638,9 @@ public static unsafe partial class LoomNative
 
     /// <summary>
     /// Creates a batch iterator over `data` and `label` (NULL for none; otherwise
-    ///  the same first extent), both on cpu. Each epoch draws a permutation from the
+    ///  the same first extent and the same device). Arrays on a GPU stay there:
+    ///  each batch is gathered on the device (the `take` op), and its arrays are on
+    ///  that device. Each epoch draws a permutation from the
     ///  seeded generator when `shuffle` is nonzero (at loom_dataiter_reset, on the
     ///  calling thread). `prefetch` batches are assembled ahead by a background
     ///  thread (0: gathered on the calling thread by loom_dataiter_next). The
