@@ -271,6 +271,11 @@ public sealed class Module : IDisposable
         foreach (int i in _paramIndex) opt.Update(i, Executor.Arguments[i], Executor.Gradients[i]!);
     }
 
+    // The label as bound to the executor (already on its device) when the graph
+    // takes one; the batch's own label otherwise.
+    private NDArray BoundLabel(NDArray label) =>
+        LabelNames.Length > 0 && Executor.ArgDict.TryGetValue(LabelNames[0], out var bound) ? bound : label;
+
     /// <summary>The first output of the last forward pass.</summary>
     public NDArray Output => Executor.Outputs[0];
 
@@ -312,7 +317,7 @@ public sealed class Module : IDisposable
                 Forward(x, y, isTrain: true);
                 Backward();
                 Update();
-                trainMetric.Update(Output, Executor.ArgDict[LabelNames[0]]);
+                trainMetric.Update(Output, BoundLabel(y));
                 batch++;
                 samples += x.Shape[0];
                 foreach (var cb in cbs)
@@ -347,7 +352,7 @@ public sealed class Module : IDisposable
             using var batchLabel = y;
             EnsureBatch(x.Shape);
             Forward(x, y, isTrain: false);
-            metric.Update(Output, y);
+            metric.Update(Output, BoundLabel(y));
         }
         return metric.Get();
     }
