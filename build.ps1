@@ -7,6 +7,26 @@ $Build = if ($env:LOOM_BUILD_DIR) { $env:LOOM_BUILD_DIR } else { Join-Path $PSSc
 $Config = "Release"
 $Python = if ($IsWindows) { "python" } else { "/usr/bin/python3" }
 
+# The Debian packages of the build and of the test suites (as build.sh's APT_PACKAGES).
+$AptPackages = @("cmake", "ninja-build", "g++", "libopenblas-dev", "libgtest-dev", "zlib1g-dev", "libclang-14-dev",
+    "python3-clang-14", "libdlpack-dev", "python3-numpy", "python3-venv", "python3-torch")
+function Install-Deps {
+    if ($IsWindows) { return }
+    $missing = @($AptPackages | Where-Object { dpkg -s $_ 2>&1 | Out-Null; $LASTEXITCODE -ne 0 })
+    if ($missing.Count) {
+        if ((id -u) -eq "0" -and (Get-Command apt-get -ErrorAction SilentlyContinue)) {
+            Write-Host "==> installing: $missing"
+            apt-get update -qq
+            if ($LASTEXITCODE) { throw "apt-get update failed" }
+            $env:DEBIAN_FRONTEND = "noninteractive"
+            apt-get install -y -qq @missing | Out-Null
+            if ($LASTEXITCODE) { throw "apt-get install $missing failed" }
+        } else {
+            throw "Missing Debian packages: $missing. Install them with:  sudo apt-get install -y $missing"
+        }
+    }
+    if (-not (Get-Command dotnet -ErrorAction SilentlyContinue)) { throw "The .NET SDK (10.0) is required" }
+}
 function Build-Native {
     cmake -S $PSScriptRoot -B $Build -G Ninja "-DCMAKE_BUILD_TYPE=$Config" | Out-Null
     if ($LASTEXITCODE) { throw "cmake configure failed" }
@@ -17,7 +37,7 @@ function Build-DotNet {
     dotnet build Interop.sln -c $Config -nologo -v quiet -clp:ErrorsOnly
     if ($LASTEXITCODE) { throw "C# build failed" }
 }
-function Build-All { Build-Native; Build-DotNet }
+function Build-All { Install-Deps; Build-Native; Build-DotNet }
 $MnistFiles = @{
     "train-images-idx3-ubyte" = "6bbc9ace898e44ae57da46a324031adb"
     "train-labels-idx1-ubyte" = "a25bea736e30d166cdddb491f175f624"
@@ -49,7 +69,11 @@ function Get-Mnist {
 function Get-Fashion {
     $system = "/usr/share/datasets/fashion-mnist"
     if (-not (Test-Path (Join-Path $system "train-images-idx3-ubyte.gz"))) {
-        throw "Fashion-MNIST: sudo apt-get install -y dataset-fashion-mnist"
+        if ((id -u) -ne "0") { throw "Fashion-MNIST: sudo apt-get install -y dataset-fashion-mnist" }
+        Write-Host "==> installing dataset-fashion-mnist"
+        apt-get install -y -q dataset-fashion-mnist | Out-Null
+        if ($LASTEXITCODE) { apt-get update -q | Out-Null; apt-get install -y -q dataset-fashion-mnist | Out-Null }
+        if ($LASTEXITCODE) { throw "could not install dataset-fashion-mnist" }
     }
     New-Item -ItemType Directory -Force (Join-Path $PSScriptRoot "data") | Out-Null
     $link = Join-Path $PSScriptRoot "data/fashion-mnist"
@@ -79,8 +103,8 @@ function Invoke-Pack {
 switch ($Command) {
     "build" { Build-All }
     "test" {
-        $passed = 0; $failed = 0
-        try { Build-All } catch { Write-Output "0 passed, 1 failed"; exit 1 }
+        $passed = 0; $failed = 0; $skips = [System.Collections.Generic.List[string]]::new()
+        try { Build-All } catch { Write-Host $_; Write-Output "0 passed, 1 failed"; exit 1 }
         $tmp = Join-Path ([IO.Path]::GetTempPath()) ([Guid]::NewGuid())
         Invoke-Generate (Join-Path $tmp "csharp") (Join-Path $tmp "docs") (Join-Path $tmp "python") | Out-Null
         git diff --no-index --quiet bindings/csharp (Join-Path $tmp "csharp")
@@ -95,20 +119,28 @@ switch ($Command) {
         git diff --no-index --quiet docs/csharp-api.md (Join-Path $tmp "docs/csharp-api.md")
         if ($stale -or $LASTEXITCODE) { $failed++ } else { $passed++ }
         Push-Location $Build
-        $ctest = ctest --output-on-failure 2>&1 | Out-String
+        $ctest = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
         Pop-Location
         Write-Host $ctest
-        if ($ctest -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] } else { $failed++ }
+        $ctestSkips = @([regex]::Matches($ctest, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest: " + $_.Groups[1].Value })
+        foreach ($k in $ctestSkips) { $skips.Add($k) }
+        if ($ctest -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $ctestSkips.Count } else { $failed++ }
         $nunit = dotnet test tests/Loom.Tests/Loom.Tests.csproj -c $Config --no-build -nologo 2>&1 | Out-String
         Write-Host $nunit
-        if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] } else { $failed++ }
+        if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)') {
+            $failed += [int]$Matches[1]; $passed += [int]$Matches[2]
+            for ($i = 0; $i -lt [int]$Matches[3]; $i++) { $skips.Add("NUnit: see the NUnit output above") }
+        } else { $failed++ }
         # The Python suite and the cross-language conformance suite.
         $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
+        $env:LOOM_LIBRARY_PATH = Join-Path $Build "lib/libloom.so"
         Push-Location tests/python
         $py = & $Python -m unittest discover -s . -v 2>&1 | Out-String
         Pop-Location
         Write-Host $py
-        if ($py -match 'Ran (\d+) test') { $ran = [int]$Matches[1]; $bad = ([regex]::Matches($py, '\.\.\. (FAIL|ERROR)')).Count; $passed += $ran - $bad; $failed += $bad } else { $failed++ }
+        $pySkips = @([regex]::Matches($py, "(?m)^(test\S*) \(([^)]*)\)(?: .*)? \.\.\. skipped '(.*)'\s*$") | ForEach-Object { "Python: " + $_.Groups[2].Value + ": " + $_.Groups[3].Value })
+        foreach ($k in $pySkips) { $skips.Add($k) }
+        if ($py -match 'Ran (\d+) test') { $ran = [int]$Matches[1]; $bad = ([regex]::Matches($py, '\.\.\. (FAIL|ERROR)')).Count; $passed += $ran - $bad - $pySkips.Count; $failed += $bad } else { $failed++ }
         $conf = bash tests/conformance/run.sh $Build 2>&1 | Out-String
         Write-Host $conf
         if ($conf -match '(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
@@ -119,8 +151,12 @@ switch ($Command) {
         bash tests/consumers/python/run.sh
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         bash tests/consumers/powershell/run.sh
-        if ($LASTEXITCODE -eq 0) { $passed++ } elseif ($LASTEXITCODE -ne 77) { $failed++ }
-        Write-Output "$passed passed, $failed failed"
+        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        # A broken build must fail this command too.
+        bash tests/build/broken_build.sh $Build ps1
+        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        foreach ($k in $skips) { Write-Output "skipped: $k" }
+        Write-Output "$passed passed, $failed failed, $($skips.Count) skipped"
         if ($failed) { exit 1 }
     }
     "run" {

@@ -25,7 +25,7 @@ public static partial class Op
     }
     private static OpHandle s_Activation;
 
-    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance and updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch; prediction (or use_global_stats) uses the moving statistics. fix_gamma holds gamma at 1 (its gradient is zero).</summary>
+    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance; its backward pass updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch (MXNet 1.9's CPU operator: a forward pass alone leaves them unchanged). Prediction (or use_global_stats) uses the moving statistics. fix_gamma uses gamma = 1, writes 1 into gamma in the forward pass and gives it a zero gradient. With output_mean_var the mean and the inverse standard deviation 1/sqrt(var + eps) used are outputs too (as MXNet's CPU operator gives them).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="gamma">Input 'gamma'.</param>
     /// <param name="beta">Input 'beta'.</param>
@@ -36,9 +36,11 @@ public static partial class Op
     /// <param name="fixGamma">Use gamma = 1 (and give it no gradient). Default: true.</param>
     /// <param name="useGlobalStats">Normalise with the moving statistics in training too. Default: false.</param>
     /// <param name="axis">The channel axis. Default: 1.</param>
-    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <param name="outputMeanVar">Also output the mean and the inverse standard deviation used. Default: false.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <param name="out">Write the results into these arrays (out, mean, var) instead of new ones.</param>
     /// <returns>The result (the op 'BatchNorm').</returns>
-    public static NDArray BatchNorm(NDArray data, NDArray gamma, NDArray beta, NDArray movingMean, NDArray movingVar, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, NDArray? @out = null)
+    public static NDArray[] BatchNorm(NDArray data, NDArray gamma, NDArray beta, NDArray movingMean, NDArray movingVar, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, bool? outputMeanVar = null, bool? cudnnOff = null, NDArray[]? @out = null)
     {
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
@@ -46,7 +48,9 @@ public static partial class Op
         if (fixGamma is not null) (__params ??= new()).Add("fix_gamma", fixGamma.Value);
         if (useGlobalStats is not null) (__params ??= new()).Add("use_global_stats", useGlobalStats.Value);
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
-        return Imperative.Invoke(ref s_BatchNorm, "BatchNorm", new[] { data, gamma, beta, movingMean, movingVar }, __params, @out);
+        if (outputMeanVar is not null) (__params ??= new()).Add("output_mean_var", outputMeanVar.Value);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
+        return Imperative.InvokeMany(ref s_BatchNorm, "BatchNorm", new[] { data, gamma, beta, movingMean, movingVar }, __params, @out);
     }
     private static OpHandle s_BatchNorm;
 
@@ -82,6 +86,9 @@ public static partial class Op
     /// <param name="bias">Input 'bias'.</param>
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
@@ -90,9 +97,12 @@ public static partial class Op
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Convolution').</returns>
-    public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
+        if (cudnnTune is not null) (__params ??= new()).Add("cudnn_tune", OpEnums.Text(cudnnTune.Value));
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
@@ -111,18 +121,25 @@ public static partial class Op
     /// <param name="bias">Input 'bias'.</param>
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
     /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
     /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
+    /// <param name="targetShape">Output spatial shape; when given, pad and adj are computed from it (MXNet's rule). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Deconvolution').</returns>
-    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
+        if (cudnnTune is not null) (__params ??= new()).Add("cudnn_tune", OpEnums.Text(cudnnTune.Value));
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
@@ -130,21 +147,28 @@ public static partial class Op
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (adj is not null) (__params ??= new()).Add("adj", adj);
+        if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Imperative.Invoke(ref s_Deconvolution, "Deconvolution", new[] { data, weight, bias }, __params, @out);
     }
     private static OpHandle s_Deconvolution;
 
-    /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
+    /// <summary>In training mode (or always, with mode=always), zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. With axes, one draw is shared along those axes (variational dropout). In prediction mode (or p=0) it is the identity.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="p">Probability of dropping an element, in [0, 1). Default: 0.5.</param>
+    /// <param name="mode">When to drop: in training only, or always. One of: training, always. Default: training.</param>
+    /// <param name="axes">Axes along which one mask value is shared. Default: ().</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="out">Write the results into these arrays (out, mask) instead of new ones.</param>
     /// <returns>The result (the op 'Dropout').</returns>
-    public static NDArray[] Dropout(NDArray data, double? p = null, NDArray[]? @out = null)
+    public static NDArray[] Dropout(NDArray data, double? p = null, DropoutMode? mode = null, long[]? axes = null, bool? cudnnOff = null, NDArray[]? @out = null)
     {
         OpParams? __params = null;
         if (p is not null) (__params ??= new()).Add("p", p.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        if (axes is not null) (__params ??= new()).Add("axes", axes);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         return Imperative.InvokeMany(ref s_Dropout, "Dropout", new[] { data }, __params, @out);
     }
     private static OpHandle s_Dropout;
@@ -160,7 +184,7 @@ public static partial class Op
     }
     private static OpHandle s_ElementWiseSum;
 
-    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices outside [0, input_dim) are an error. The weight gradient adds rows in index order.</summary>
+    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices are truncated to integers and clipped to [0, input_dim) as MXNet does; NaN is an error. The weight gradient adds rows in index order.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="weight">Input 'weight'.</param>
     /// <param name="inputDim">Vocabulary size (rows of weight).</param>
@@ -284,7 +308,7 @@ public static partial class Op
     }
     private static OpHandle s_MakeLoss;
 
-    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the kernel area, padding included (MXNet's default).</summary>
+    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the window clipped to the padded input (in + pad), padding included unless count_include_pad is false (then by the cells inside the input); a max window with no input cell gives the dtype's lowest value (MXNet's rules).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="kernel">Window size, (w,) or (h, w). Default: ().</param>
     /// <param name="poolType">Reduction. One of: max, avg, sum. Default: max.</param>
@@ -292,9 +316,12 @@ public static partial class Op
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="pad">Padding per spatial axis (default 0). Default: ().</param>
     /// <param name="poolingConvention">Output size rounding. One of: valid, full. Default: valid.</param>
+    /// <param name="countIncludePad">Average pooling counts padding cells in the divisor. Default: true.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Pooling').</returns>
-    public static NDArray Pooling(NDArray data, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, NDArray? @out = null)
+    public static NDArray Pooling(NDArray data, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, bool? countIncludePad = null, bool? cudnnOff = null, Layout? layout = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (kernel is not null) (__params ??= new()).Add("kernel", kernel);
@@ -303,6 +330,9 @@ public static partial class Op
         if (stride is not null) (__params ??= new()).Add("stride", stride);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (poolingConvention is not null) (__params ??= new()).Add("pooling_convention", OpEnums.Text(poolingConvention.Value));
+        if (countIncludePad is not null) (__params ??= new()).Add("count_include_pad", countIncludePad.Value);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
         return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, __params, @out);
     }
     private static OpHandle s_Pooling;
@@ -324,24 +354,30 @@ public static partial class Op
     }
     private static OpHandle s_SliceChannel;
 
-    /// <summary>Softmax with a cross-entropy gradient: the output is softmax(data); the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient.</summary>
+    /// <summary>Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with multi_output, or over the last axis with preserve_shape; the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient unless out_grad is set.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="label">Input 'label'.</param>
     /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
     /// <param name="ignoreLabel">Label whose gradient is zero (use_ignore). Default: -1.0.</param>
     /// <param name="useIgnore">Skip samples labelled ignore_label. Default: false.</param>
     /// <param name="multiOutput">Softmax over axis 1 of (N, C, ...) with labels (N, ...). Default: false.</param>
+    /// <param name="preserveShape">Softmax over the last axis. Default: false.</param>
     /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
+    /// <param name="outGrad">Multiply the gradient by the incoming output gradient. Default: false.</param>
+    /// <param name="smoothAlpha">Label smoothing: alpha is taken from the label's class and spread over the others. Default: 0.0.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'SoftmaxOutput').</returns>
-    public static NDArray SoftmaxOutput(NDArray data, NDArray label, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, Normalization? normalization = null, NDArray? @out = null)
+    public static NDArray SoftmaxOutput(NDArray data, NDArray label, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, bool? preserveShape = null, Normalization? normalization = null, bool? outGrad = null, double? smoothAlpha = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
         if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         if (useIgnore is not null) (__params ??= new()).Add("use_ignore", useIgnore.Value);
         if (multiOutput is not null) (__params ??= new()).Add("multi_output", multiOutput.Value);
+        if (preserveShape is not null) (__params ??= new()).Add("preserve_shape", preserveShape.Value);
         if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
+        if (outGrad is not null) (__params ??= new()).Add("out_grad", outGrad.Value);
+        if (smoothAlpha is not null) (__params ??= new()).Add("smooth_alpha", smoothAlpha.Value);
         return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", new[] { data, label }, __params, @out);
     }
     private static OpHandle s_SoftmaxOutput;
@@ -686,7 +722,7 @@ public static partial class Op
     }
     private static OpHandle s_divide_scalar;
 
-    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product as a 0-dimensional array. transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
+    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
     /// <param name="rhs">Input 'rhs'.</param>
     /// <param name="transposeA">Use the transpose of lhs. Default: false.</param>
@@ -1167,7 +1203,7 @@ public static partial class Op
     }
     private static OpHandle s_not_equal_scalar;
 
-    /// <summary>One-hot encoding: output shape indices.shape + (depth,), on_value where the index matches. An index outside [0, depth) is an error.</summary>
+    /// <summary>One-hot encoding: output shape indices.shape + (depth,), on_value where the index matches (indices are truncated to integers). A row whose index lies outside [0, depth) is all off_value (MXNet's rule); a NaN index is an error.</summary>
     /// <param name="indices">Input 'indices'.</param>
     /// <param name="depth">Number of classes.</param>
     /// <param name="onValue">Value at the index. Default: 1.0.</param>
@@ -1335,13 +1371,19 @@ public static partial class Op
 
     /// <summary>Gives the data a new shape with the same element count. Codes: 0 copies an input dimension, -1 infers one, -2 copies all remaining, -3 merges two, -4 splits one into the next two values.</summary>
     /// <param name="data">Input 'data'.</param>
-    /// <param name="shape">Target shape, with MXNet's special codes.</param>
+    /// <param name="shape">Target shape, with MXNet's special codes. Default: ().</param>
+    /// <param name="reverse">Apply the codes from the right (MXNet's reverse). Default: false.</param>
+    /// <param name="targetShape">Deprecated MXNet form: the shape, with one 0 inferred (used when shape is empty). Default: ().</param>
+    /// <param name="keepHighest">With target_shape: keep the first axis of the input. Default: false.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'reshape').</returns>
-    public static NDArray Reshape(NDArray data, long[] shape, NDArray? @out = null)
+    public static NDArray Reshape(NDArray data, long[]? shape = null, bool? reverse = null, long[]? targetShape = null, bool? keepHighest = null, NDArray? @out = null)
     {
         OpParams? __params = null;
-        (__params ??= new()).Add("shape", shape);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (reverse is not null) (__params ??= new()).Add("reverse", reverse.Value);
+        if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
+        if (keepHighest is not null) (__params ??= new()).Add("keep_highest", keepHighest.Value);
         return Imperative.Invoke(ref s_reshape, "reshape", new[] { data }, __params, @out);
     }
     private static OpHandle s_reshape;
@@ -1606,14 +1648,18 @@ public static partial class Op
     }
     private static OpHandle s_sum;
 
-    /// <summary>Gathers rows of data along axis 0: out[i, ...] = data[indices[i], ...]; the output shape is indices.shape + data.shape[1:]. An index outside the rows is an error.</summary>
+    /// <summary>Gathers slices of data along axis: out = data[..., indices, ...], of shape data.shape[:axis] + indices.shape + data.shape[axis+1:]. Indices are truncated to integers; one outside [0, n) is clipped to the range (mode clip, MXNet's default), wrapped around (wrap), or an error (raise).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="indices">Input 'indices'.</param>
+    /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
+    /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'take').</returns>
-    public static NDArray Take(NDArray data, NDArray indices, NDArray? @out = null)
+    public static NDArray Take(NDArray data, NDArray indices, long? axis = null, Mode? mode = null, NDArray? @out = null)
     {
         OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
         return Imperative.Invoke(ref s_take, "take", new[] { data, indices }, __params, @out);
     }
     private static OpHandle s_take;
@@ -1642,7 +1688,7 @@ public static partial class Op
     }
     private static OpHandle s_transpose;
 
-    /// <summary>Chooses x where condition is non-zero and y elsewhere; the three shapes broadcast together. x and y share a dtype; condition may have any dtype.</summary>
+    /// <summary>Chooses x where condition is non-zero and y elsewhere. A 1-D condition against x of 2 or more axes selects whole rows and must have length x.shape[0] (MXNet's rule); otherwise the three shapes broadcast together. x and y share a dtype; condition may have any dtype.</summary>
     /// <param name="condition">Input 'condition'.</param>
     /// <param name="x">Input 'x'.</param>
     /// <param name="y">Input 'y'.</param>
@@ -1688,6 +1734,26 @@ public enum ActType
     Softsign,
 }
 
+/// <summary>Choices of an operator parameter (off, limited_workspace, fastest).</summary>
+public enum CudnnTune
+{
+    /// <summary>"off"</summary>
+    Off,
+    /// <summary>"limited_workspace"</summary>
+    LimitedWorkspace,
+    /// <summary>"fastest"</summary>
+    Fastest,
+}
+
+/// <summary>Choices of an operator parameter (training, always).</summary>
+public enum DropoutMode
+{
+    /// <summary>"training"</summary>
+    Training,
+    /// <summary>"always"</summary>
+    Always,
+}
+
 /// <summary>Choices of an operator parameter (avg, in, out).</summary>
 public enum FactorType
 {
@@ -1697,6 +1763,17 @@ public enum FactorType
     In,
     /// <summary>"out"</summary>
     Out,
+}
+
+/// <summary>Choices of an operator parameter (NCW, NCHW, NCDHW).</summary>
+public enum Layout
+{
+    /// <summary>"NCW"</summary>
+    NCW,
+    /// <summary>"NCHW"</summary>
+    NCHW,
+    /// <summary>"NCDHW"</summary>
+    NCDHW,
 }
 
 /// <summary>Choices of an operator parameter (leaky, elu, prelu).</summary>
@@ -1717,6 +1794,17 @@ public enum MakeLossNormalization
     Null,
     /// <summary>"batch"</summary>
     Batch,
+}
+
+/// <summary>Choices of an operator parameter (clip, wrap, raise).</summary>
+public enum Mode
+{
+    /// <summary>"clip"</summary>
+    Clip,
+    /// <summary>"wrap"</summary>
+    Wrap,
+    /// <summary>"raise"</summary>
+    Raise,
 }
 
 /// <summary>Choices of an operator parameter (null, batch, valid).</summary>
@@ -1786,12 +1874,20 @@ public static class OpEnums
 {
     /// <summary>The parameter text of a <see cref="ActType"/> value.</summary>
     public static string Text(ActType v) => v switch { ActType.Relu => "relu", ActType.Sigmoid => "sigmoid", ActType.Tanh => "tanh", ActType.Softrelu => "softrelu", ActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="CudnnTune"/> value.</summary>
+    public static string Text(CudnnTune v) => v switch { CudnnTune.Off => "off", CudnnTune.LimitedWorkspace => "limited_workspace", CudnnTune.Fastest => "fastest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="DropoutMode"/> value.</summary>
+    public static string Text(DropoutMode v) => v switch { DropoutMode.Training => "training", DropoutMode.Always => "always", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="FactorType"/> value.</summary>
     public static string Text(FactorType v) => v switch { FactorType.Avg => "avg", FactorType.In => "in", FactorType.Out => "out", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="Layout"/> value.</summary>
+    public static string Text(Layout v) => v switch { Layout.NCW => "NCW", Layout.NCHW => "NCHW", Layout.NCDHW => "NCDHW", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="LeakyReLUActType"/> value.</summary>
     public static string Text(LeakyReLUActType v) => v switch { LeakyReLUActType.Leaky => "leaky", LeakyReLUActType.Elu => "elu", LeakyReLUActType.Prelu => "prelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="MakeLossNormalization"/> value.</summary>
     public static string Text(MakeLossNormalization v) => v switch { MakeLossNormalization.Null => "null", MakeLossNormalization.Batch => "batch", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="Mode"/> value.</summary>
+    public static string Text(Mode v) => v switch { Mode.Clip => "clip", Mode.Wrap => "wrap", Mode.Raise => "raise", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Normalization"/> value.</summary>
     public static string Text(Normalization v) => v switch { Normalization.Null => "null", Normalization.Batch => "batch", Normalization.Valid => "valid", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="PoolType"/> value.</summary>

@@ -22,7 +22,7 @@ public static partial class Sym
         return Symbol.Create("Activation", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance and updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch; prediction (or use_global_stats) uses the moving statistics. fix_gamma holds gamma at 1 (its gradient is zero).</summary>
+    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance; its backward pass updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch (MXNet 1.9's CPU operator: a forward pass alone leaves them unchanged). Prediction (or use_global_stats) uses the moving statistics. fix_gamma uses gamma = 1, writes 1 into gamma in the forward pass and gives it a zero gradient. With output_mean_var the mean and the inverse standard deviation 1/sqrt(var + eps) used are outputs too (as MXNet's CPU operator gives them).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="gamma">Input 'gamma' (null: a new variable).</param>
@@ -34,7 +34,9 @@ public static partial class Sym
     /// <param name="fixGamma">Use gamma = 1 (and give it no gradient). Default: true.</param>
     /// <param name="useGlobalStats">Normalise with the moving statistics in training too. Default: false.</param>
     /// <param name="axis">The channel axis. Default: 1.</param>
-    public static Symbol BatchNorm(string? name, Symbol? data = null, Symbol? gamma = null, Symbol? beta = null, Symbol? movingMean = null, Symbol? movingVar = null, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null)
+    /// <param name="outputMeanVar">Also output the mean and the inverse standard deviation used. Default: false.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    public static Symbol BatchNorm(string? name, Symbol? data = null, Symbol? gamma = null, Symbol? beta = null, Symbol? movingMean = null, Symbol? movingVar = null, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, bool? outputMeanVar = null, bool? cudnnOff = null)
     {
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
@@ -42,6 +44,8 @@ public static partial class Sym
         if (fixGamma is not null) (__params ??= new()).Add("fix_gamma", fixGamma.Value);
         if (useGlobalStats is not null) (__params ??= new()).Add("use_global_stats", useGlobalStats.Value);
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (outputMeanVar is not null) (__params ??= new()).Add("output_mean_var", outputMeanVar.Value);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         return Symbol.Create("BatchNorm", name, new Symbol?[] { data, gamma, beta, movingMean, movingVar }, new[] { "data", "gamma", "beta", "moving_mean", "moving_var" }, __params);
     }
 
@@ -74,15 +78,21 @@ public static partial class Sym
     /// <param name="bias">Input 'bias' (null: a new variable).</param>
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
     /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
-    public static Symbol Convolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null)
+    public static Symbol Convolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null)
     {
         OpParams? __params = null;
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
+        if (cudnnTune is not null) (__params ??= new()).Add("cudnn_tune", OpEnums.Text(cudnnTune.Value));
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
@@ -101,16 +111,23 @@ public static partial class Sym
     /// <param name="bias">Input 'bias' (null: a new variable).</param>
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
     /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
     /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
+    /// <param name="targetShape">Output spatial shape; when given, pad and adj are computed from it (MXNet's rule). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
-    public static Symbol Deconvolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, bool? noBias = null, long? workspace = null)
+    public static Symbol Deconvolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null)
     {
         OpParams? __params = null;
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
+        if (cudnnTune is not null) (__params ??= new()).Add("cudnn_tune", OpEnums.Text(cudnnTune.Value));
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
@@ -118,19 +135,26 @@ public static partial class Sym
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (adj is not null) (__params ??= new()).Add("adj", adj);
+        if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Symbol.Create("Deconvolution", name, new Symbol?[] { data, weight, bias }, new[] { "data", "weight", "bias" }, __params);
     }
 
-    /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
+    /// <summary>In training mode (or always, with mode=always), zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. With axes, one draw is shared along those axes (variational dropout). In prediction mode (or p=0) it is the identity.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="p">Probability of dropping an element, in [0, 1). Default: 0.5.</param>
-    public static Symbol Dropout(string? name, Symbol? data = null, double? p = null)
+    /// <param name="mode">When to drop: in training only, or always. One of: training, always. Default: training.</param>
+    /// <param name="axes">Axes along which one mask value is shared. Default: ().</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    public static Symbol Dropout(string? name, Symbol? data = null, double? p = null, DropoutMode? mode = null, long[]? axes = null, bool? cudnnOff = null)
     {
         OpParams? __params = null;
         if (p is not null) (__params ??= new()).Add("p", p.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        if (axes is not null) (__params ??= new()).Add("axes", axes);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         return Symbol.Create("Dropout", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
@@ -143,7 +167,7 @@ public static partial class Sym
         return Symbol.Create("ElementWiseSum", name, args, null, __params);
     }
 
-    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices outside [0, input_dim) are an error. The weight gradient adds rows in index order.</summary>
+    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices are truncated to integers and clipped to [0, input_dim) as MXNet does; NaN is an error. The weight gradient adds rows in index order.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="weight">Input 'weight' (null: a new variable).</param>
@@ -251,7 +275,7 @@ public static partial class Sym
         return Symbol.Create("MakeLoss", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the kernel area, padding included (MXNet's default).</summary>
+    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the window clipped to the padded input (in + pad), padding included unless count_include_pad is false (then by the cells inside the input); a max window with no input cell gives the dtype's lowest value (MXNet's rules).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="kernel">Window size, (w,) or (h, w). Default: ().</param>
@@ -260,7 +284,10 @@ public static partial class Sym
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="pad">Padding per spatial axis (default 0). Default: ().</param>
     /// <param name="poolingConvention">Output size rounding. One of: valid, full. Default: valid.</param>
-    public static Symbol Pooling(string? name, Symbol? data = null, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null)
+    /// <param name="countIncludePad">Average pooling counts padding cells in the divisor. Default: true.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    public static Symbol Pooling(string? name, Symbol? data = null, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, bool? countIncludePad = null, bool? cudnnOff = null, Layout? layout = null)
     {
         OpParams? __params = null;
         if (kernel is not null) (__params ??= new()).Add("kernel", kernel);
@@ -269,6 +296,9 @@ public static partial class Sym
         if (stride is not null) (__params ??= new()).Add("stride", stride);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (poolingConvention is not null) (__params ??= new()).Add("pooling_convention", OpEnums.Text(poolingConvention.Value));
+        if (countIncludePad is not null) (__params ??= new()).Add("count_include_pad", countIncludePad.Value);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
         return Symbol.Create("Pooling", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
@@ -287,7 +317,7 @@ public static partial class Sym
         return Symbol.Create("SliceChannel", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Softmax with a cross-entropy gradient: the output is softmax(data); the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient.</summary>
+    /// <summary>Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with multi_output, or over the last axis with preserve_shape; the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient unless out_grad is set.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
@@ -295,15 +325,21 @@ public static partial class Sym
     /// <param name="ignoreLabel">Label whose gradient is zero (use_ignore). Default: -1.0.</param>
     /// <param name="useIgnore">Skip samples labelled ignore_label. Default: false.</param>
     /// <param name="multiOutput">Softmax over axis 1 of (N, C, ...) with labels (N, ...). Default: false.</param>
+    /// <param name="preserveShape">Softmax over the last axis. Default: false.</param>
     /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
-    public static Symbol SoftmaxOutput(string? name, Symbol? data = null, Symbol? label = null, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, Normalization? normalization = null)
+    /// <param name="outGrad">Multiply the gradient by the incoming output gradient. Default: false.</param>
+    /// <param name="smoothAlpha">Label smoothing: alpha is taken from the label's class and spread over the others. Default: 0.0.</param>
+    public static Symbol SoftmaxOutput(string? name, Symbol? data = null, Symbol? label = null, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, bool? preserveShape = null, Normalization? normalization = null, bool? outGrad = null, double? smoothAlpha = null)
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
         if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         if (useIgnore is not null) (__params ??= new()).Add("use_ignore", useIgnore.Value);
         if (multiOutput is not null) (__params ??= new()).Add("multi_output", multiOutput.Value);
+        if (preserveShape is not null) (__params ??= new()).Add("preserve_shape", preserveShape.Value);
         if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
+        if (outGrad is not null) (__params ??= new()).Add("out_grad", outGrad.Value);
+        if (smoothAlpha is not null) (__params ??= new()).Add("smooth_alpha", smoothAlpha.Value);
         return Symbol.Create("SoftmaxOutput", name, new Symbol?[] { data, label }, new[] { "data", "label" }, __params);
     }
 
@@ -603,7 +639,7 @@ public static partial class Sym
         return Symbol.Create("divide_scalar", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product as a 0-dimensional array. transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
+    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
@@ -1014,7 +1050,7 @@ public static partial class Sym
         return Symbol.Create("not_equal_scalar", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>One-hot encoding: output shape indices.shape + (depth,), on_value where the index matches. An index outside [0, depth) is an error.</summary>
+    /// <summary>One-hot encoding: output shape indices.shape + (depth,), on_value where the index matches (indices are truncated to integers). A row whose index lies outside [0, depth) is all off_value (MXNet's rule); a NaN index is an error.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
     /// <param name="depth">Number of classes.</param>
@@ -1161,11 +1197,17 @@ public static partial class Sym
     /// <summary>Gives the data a new shape with the same element count. Codes: 0 copies an input dimension, -1 infers one, -2 copies all remaining, -3 merges two, -4 splits one into the next two values.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
-    /// <param name="shape">Target shape, with MXNet's special codes.</param>
-    public static Symbol Reshape(string? name, long[] shape, Symbol? data = null)
+    /// <param name="shape">Target shape, with MXNet's special codes. Default: ().</param>
+    /// <param name="reverse">Apply the codes from the right (MXNet's reverse). Default: false.</param>
+    /// <param name="targetShape">Deprecated MXNet form: the shape, with one 0 inferred (used when shape is empty). Default: ().</param>
+    /// <param name="keepHighest">With target_shape: keep the first axis of the input. Default: false.</param>
+    public static Symbol Reshape(string? name, Symbol? data = null, long[]? shape = null, bool? reverse = null, long[]? targetShape = null, bool? keepHighest = null)
     {
         OpParams? __params = null;
-        (__params ??= new()).Add("shape", shape);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (reverse is not null) (__params ??= new()).Add("reverse", reverse.Value);
+        if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
+        if (keepHighest is not null) (__params ??= new()).Add("keep_highest", keepHighest.Value);
         return Symbol.Create("reshape", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
@@ -1393,13 +1435,17 @@ public static partial class Sym
         return Symbol.Create("sum", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Gathers rows of data along axis 0: out[i, ...] = data[indices[i], ...]; the output shape is indices.shape + data.shape[1:]. An index outside the rows is an error.</summary>
+    /// <summary>Gathers slices of data along axis: out = data[..., indices, ...], of shape data.shape[:axis] + indices.shape + data.shape[axis+1:]. Indices are truncated to integers; one outside [0, n) is clipped to the range (mode clip, MXNet's default), wrapped around (wrap), or an error (raise).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
-    public static Symbol Take(string? name, Symbol? data = null, Symbol? indices = null)
+    /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
+    /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
+    public static Symbol Take(string? name, Symbol? data = null, Symbol? indices = null, long? axis = null, Mode? mode = null)
     {
         OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
         return Symbol.Create("take", name, new Symbol?[] { data, indices }, new[] { "data", "indices" }, __params);
     }
 
@@ -1423,7 +1469,7 @@ public static partial class Sym
         return Symbol.Create("transpose", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Chooses x where condition is non-zero and y elsewhere; the three shapes broadcast together. x and y share a dtype; condition may have any dtype.</summary>
+    /// <summary>Chooses x where condition is non-zero and y elsewhere. A 1-D condition against x of 2 or more axes selects whole rows and must have length x.shape[0] (MXNet's rule); otherwise the three shapes broadcast together. x and y share a dtype; condition may have any dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="condition">Input 'condition' (null: a new variable).</param>
     /// <param name="x">Input 'x' (null: a new variable).</param>
@@ -1464,7 +1510,7 @@ public sealed partial class Symbol
         return Create("Activation", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance and updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch; prediction (or use_global_stats) uses the moving statistics. fix_gamma holds gamma at 1 (its gradient is zero).</summary>
+    /// <summary>Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / sqrt(var + eps) + beta. Training uses the batch's mean and biased variance; its backward pass updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch (MXNet 1.9's CPU operator: a forward pass alone leaves them unchanged). Prediction (or use_global_stats) uses the moving statistics. fix_gamma uses gamma = 1, writes 1 into gamma in the forward pass and gives it a zero gradient. With output_mean_var the mean and the inverse standard deviation 1/sqrt(var + eps) used are outputs too (as MXNet's CPU operator gives them).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="gamma">Input 'gamma' (null: a new variable).</param>
     /// <param name="beta">Input 'beta' (null: a new variable).</param>
@@ -1475,7 +1521,9 @@ public sealed partial class Symbol
     /// <param name="fixGamma">Use gamma = 1 (and give it no gradient). Default: true.</param>
     /// <param name="useGlobalStats">Normalise with the moving statistics in training too. Default: false.</param>
     /// <param name="axis">The channel axis. Default: 1.</param>
-    public Symbol BatchNorm(string? name, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, Symbol? gamma = null, Symbol? beta = null, Symbol? movingMean = null, Symbol? movingVar = null)
+    /// <param name="outputMeanVar">Also output the mean and the inverse standard deviation used. Default: false.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    public Symbol BatchNorm(string? name, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, bool? outputMeanVar = null, bool? cudnnOff = null, Symbol? gamma = null, Symbol? beta = null, Symbol? movingMean = null, Symbol? movingVar = null)
     {
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
@@ -1483,6 +1531,8 @@ public sealed partial class Symbol
         if (fixGamma is not null) (__params ??= new()).Add("fix_gamma", fixGamma.Value);
         if (useGlobalStats is not null) (__params ??= new()).Add("use_global_stats", useGlobalStats.Value);
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (outputMeanVar is not null) (__params ??= new()).Add("output_mean_var", outputMeanVar.Value);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         return Create("BatchNorm", name, new Symbol?[] { this, gamma, beta, movingMean, movingVar }, new[] { "data", "gamma", "beta", "moving_mean", "moving_var" }, __params);
     }
 
@@ -1500,15 +1550,21 @@ public sealed partial class Symbol
     /// <param name="bias">Input 'bias' (null: a new variable).</param>
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
     /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
-    public Symbol Convolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
+    public Symbol Convolution(string? name, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
+        if (cudnnTune is not null) (__params ??= new()).Add("cudnn_tune", OpEnums.Text(cudnnTune.Value));
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
@@ -1526,16 +1582,23 @@ public sealed partial class Symbol
     /// <param name="bias">Input 'bias' (null: a new variable).</param>
     /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="dilate">Dilation per spatial axis (default 1). Default: ().</param>
     /// <param name="numGroup">Split channels into this many groups. Default: 1.</param>
     /// <param name="pad">Padding removed from the output per spatial axis (default 0). Default: ().</param>
     /// <param name="adj">Extra output rows/columns per spatial axis, below the stride (default 0). Default: ().</param>
+    /// <param name="targetShape">Output spatial shape; when given, pad and adj are computed from it (MXNet's rule). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
-    public Symbol Deconvolution(string? name, long[] kernel, long numFilter, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
+    public Symbol Deconvolution(string? name, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
+        if (cudnnTune is not null) (__params ??= new()).Add("cudnn_tune", OpEnums.Text(cudnnTune.Value));
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         (__params ??= new()).Add("kernel", kernel);
         (__params ??= new()).Add("num_filter", numFilter);
         if (stride is not null) (__params ??= new()).Add("stride", stride);
@@ -1543,22 +1606,29 @@ public sealed partial class Symbol
         if (numGroup is not null) (__params ??= new()).Add("num_group", numGroup.Value);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (adj is not null) (__params ??= new()).Add("adj", adj);
+        if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
         return Create("Deconvolution", name, new Symbol?[] { this, weight, bias }, new[] { "data", "weight", "bias" }, __params);
     }
 
-    /// <summary>In training mode, zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is the identity.</summary>
+    /// <summary>In training mode (or always, with mode=always), zeroes each element with probability p and scales the rest by 1/(1-p); outputs the result and the mask used. With axes, one draw is shared along those axes (variational dropout). In prediction mode (or p=0) it is the identity.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="p">Probability of dropping an element, in [0, 1). Default: 0.5.</param>
-    public Symbol Dropout(string? name, double? p = null)
+    /// <param name="mode">When to drop: in training only, or always. One of: training, always. Default: training.</param>
+    /// <param name="axes">Axes along which one mask value is shared. Default: ().</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    public Symbol Dropout(string? name, double? p = null, DropoutMode? mode = null, long[]? axes = null, bool? cudnnOff = null)
     {
         OpParams? __params = null;
         if (p is not null) (__params ??= new()).Add("p", p.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        if (axes is not null) (__params ??= new()).Add("axes", axes);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         return Create("Dropout", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices outside [0, input_dim) are an error. The weight gradient adds rows in index order.</summary>
+    /// <summary>Looks up rows of weight (input_dim, output_dim) for integer-valued data; the output shape is data.shape + (output_dim,). Indices are truncated to integers and clipped to [0, input_dim) as MXNet does; NaN is an error. The weight gradient adds rows in index order.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="weight">Input 'weight' (null: a new variable).</param>
     /// <param name="inputDim">Vocabulary size (rows of weight).</param>
@@ -1658,7 +1728,7 @@ public sealed partial class Symbol
         return Create("MakeLoss", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the kernel area, padding included (MXNet's default).</summary>
+    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the window clipped to the padded input (in + pad), padding included unless count_include_pad is false (then by the cells inside the input); a max window with no input cell gives the dtype's lowest value (MXNet's rules).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="kernel">Window size, (w,) or (h, w). Default: ().</param>
     /// <param name="poolType">Reduction. One of: max, avg, sum. Default: max.</param>
@@ -1666,7 +1736,10 @@ public sealed partial class Symbol
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>
     /// <param name="pad">Padding per spatial axis (default 0). Default: ().</param>
     /// <param name="poolingConvention">Output size rounding. One of: valid, full. Default: valid.</param>
-    public Symbol Pooling(string? name, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null)
+    /// <param name="countIncludePad">Average pooling counts padding cells in the divisor. Default: true.</param>
+    /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    public Symbol Pooling(string? name, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, bool? countIncludePad = null, bool? cudnnOff = null, Layout? layout = null)
     {
         OpParams? __params = null;
         if (kernel is not null) (__params ??= new()).Add("kernel", kernel);
@@ -1675,6 +1748,9 @@ public sealed partial class Symbol
         if (stride is not null) (__params ??= new()).Add("stride", stride);
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (poolingConvention is not null) (__params ??= new()).Add("pooling_convention", OpEnums.Text(poolingConvention.Value));
+        if (countIncludePad is not null) (__params ??= new()).Add("count_include_pad", countIncludePad.Value);
+        if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
+        if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
         return Create("Pooling", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
@@ -1692,22 +1768,28 @@ public sealed partial class Symbol
         return Create("SliceChannel", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Softmax with a cross-entropy gradient: the output is softmax(data); the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient.</summary>
+    /// <summary>Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with multi_output, or over the last axis with preserve_shape; the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient unless out_grad is set.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
     /// <param name="ignoreLabel">Label whose gradient is zero (use_ignore). Default: -1.0.</param>
     /// <param name="useIgnore">Skip samples labelled ignore_label. Default: false.</param>
     /// <param name="multiOutput">Softmax over axis 1 of (N, C, ...) with labels (N, ...). Default: false.</param>
+    /// <param name="preserveShape">Softmax over the last axis. Default: false.</param>
     /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
-    public Symbol SoftmaxOutput(string? name, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, Normalization? normalization = null, Symbol? label = null)
+    /// <param name="outGrad">Multiply the gradient by the incoming output gradient. Default: false.</param>
+    /// <param name="smoothAlpha">Label smoothing: alpha is taken from the label's class and spread over the others. Default: 0.0.</param>
+    public Symbol SoftmaxOutput(string? name, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, bool? preserveShape = null, Normalization? normalization = null, bool? outGrad = null, double? smoothAlpha = null, Symbol? label = null)
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
         if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         if (useIgnore is not null) (__params ??= new()).Add("use_ignore", useIgnore.Value);
         if (multiOutput is not null) (__params ??= new()).Add("multi_output", multiOutput.Value);
+        if (preserveShape is not null) (__params ??= new()).Add("preserve_shape", preserveShape.Value);
         if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
+        if (outGrad is not null) (__params ??= new()).Add("out_grad", outGrad.Value);
+        if (smoothAlpha is not null) (__params ??= new()).Add("smooth_alpha", smoothAlpha.Value);
         return Create("SoftmaxOutput", name, new Symbol?[] { this, label }, new[] { "data", "label" }, __params);
     }
 
@@ -1958,7 +2040,7 @@ public sealed partial class Symbol
         return Create("divide_scalar", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product as a 0-dimensional array. transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
+    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
     /// <param name="transposeA">Use the transpose of lhs. Default: false.</param>
@@ -2271,7 +2353,7 @@ public sealed partial class Symbol
         return Create("not_equal_scalar", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>One-hot encoding: output shape indices.shape + (depth,), on_value where the index matches. An index outside [0, depth) is an error.</summary>
+    /// <summary>One-hot encoding: output shape indices.shape + (depth,), on_value where the index matches (indices are truncated to integers). A row whose index lies outside [0, depth) is all off_value (MXNet's rule); a NaN index is an error.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="depth">Number of classes.</param>
     /// <param name="onValue">Value at the index. Default: 1.0.</param>
@@ -2348,11 +2430,17 @@ public sealed partial class Symbol
 
     /// <summary>Gives the data a new shape with the same element count. Codes: 0 copies an input dimension, -1 infers one, -2 copies all remaining, -3 merges two, -4 splits one into the next two values.</summary>
     /// <param name="name">Node name (null: automatic).</param>
-    /// <param name="shape">Target shape, with MXNet's special codes.</param>
-    public Symbol Reshape(string? name, long[] shape)
+    /// <param name="shape">Target shape, with MXNet's special codes. Default: ().</param>
+    /// <param name="reverse">Apply the codes from the right (MXNet's reverse). Default: false.</param>
+    /// <param name="targetShape">Deprecated MXNet form: the shape, with one 0 inferred (used when shape is empty). Default: ().</param>
+    /// <param name="keepHighest">With target_shape: keep the first axis of the input. Default: false.</param>
+    public Symbol Reshape(string? name, long[]? shape = null, bool? reverse = null, long[]? targetShape = null, bool? keepHighest = null)
     {
         OpParams? __params = null;
-        (__params ??= new()).Add("shape", shape);
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (reverse is not null) (__params ??= new()).Add("reverse", reverse.Value);
+        if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
+        if (keepHighest is not null) (__params ??= new()).Add("keep_highest", keepHighest.Value);
         return Create("reshape", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
@@ -2562,12 +2650,16 @@ public sealed partial class Symbol
         return Create("sum", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Gathers rows of data along axis 0: out[i, ...] = data[indices[i], ...]; the output shape is indices.shape + data.shape[1:]. An index outside the rows is an error.</summary>
+    /// <summary>Gathers slices of data along axis: out = data[..., indices, ...], of shape data.shape[:axis] + indices.shape + data.shape[axis+1:]. Indices are truncated to integers; one outside [0, n) is clipped to the range (mode clip, MXNet's default), wrapped around (wrap), or an error (raise).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
-    public Symbol Take(string? name, Symbol? indices = null)
+    /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
+    /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
+    public Symbol Take(string? name, long? axis = null, Mode? mode = null, Symbol? indices = null)
     {
         OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
         return Create("take", name, new Symbol?[] { this, indices }, new[] { "data", "indices" }, __params);
     }
 
@@ -2589,7 +2681,7 @@ public sealed partial class Symbol
         return Create("transpose", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Chooses x where condition is non-zero and y elsewhere; the three shapes broadcast together. x and y share a dtype; condition may have any dtype.</summary>
+    /// <summary>Chooses x where condition is non-zero and y elsewhere. A 1-D condition against x of 2 or more axes selects whole rows and must have length x.shape[0] (MXNet's rule); otherwise the three shapes broadcast together. x and y share a dtype; condition may have any dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="x">Input 'x' (null: a new variable).</param>
     /// <param name="y">Input 'y' (null: a new variable).</param>

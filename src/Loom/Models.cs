@@ -8,7 +8,7 @@ public static class Models
         .FullyConnected("fc1", numHidden: 128).Activation("relu1", ActType.Relu)
         .FullyConnected("fc2", numHidden: 64).Activation("relu2", ActType.Relu)
         .FullyConnected("fc3", numHidden: 10)
-        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        .SoftmaxOutput("softmax");
 
     /// <summary>LeNet: conv 5x5x20, tanh, max-pool 2, conv 5x5x50, tanh, max-pool 2, fc 500 tanh, fc 10.</summary>
     public static Symbol LeNet() => Symbol.Variable("data")
@@ -19,7 +19,7 @@ public static class Models
         .Flatten("flatten")
         .FullyConnected("fc1", numHidden: 500).Activation("tanh3", ActType.Tanh)
         .FullyConnected("fc2", numHidden: 10)
-        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        .SoftmaxOutput("softmax");
 
     /// <summary>AlexNet (Krizhevsky et al. 2012, single tower) for 3x224x224 images, with LRN
     /// after the first two convolutions and dropout 0.5 before the two 4096-unit layers.</summary>
@@ -41,7 +41,7 @@ public static class Models
             .FullyConnected("fc1", numHidden: 4096).Activation("relu6", ActType.Relu).Dropout("dropout1", p: 0.5)
             .FullyConnected("fc2", numHidden: 4096).Activation("relu7", ActType.Relu).Dropout("dropout2", p: 0.5)
             .FullyConnected("fc3", numHidden: classes)
-            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+            .SoftmaxOutput("softmax");
     }
 
     private static Symbol ConvFactory(Symbol data, long filters, long k, long stride, long pad, string name) => data
@@ -121,7 +121,7 @@ public static class Models
         return x.Pooling("pool1", globalPool: true, kernel: new long[] { 7, 7 }, poolType: PoolType.Avg)
             .Flatten("flatten")
             .FullyConnected("fc1", numHidden: classes)
-            .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+            .SoftmaxOutput("softmax");
     }
 
     /// <summary>Inception-BN (GoogLeNet with batch normalisation) for 3x224x224 images,

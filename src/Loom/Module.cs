@@ -242,6 +242,14 @@ public sealed class Module : IDisposable
             if (attrs.TryGetValue(n + "$wd_mult", out var wm)) optimizer.WdMult[i] = ParseMult(n, "wd_mult", wm);
             else if (!n.EndsWith("_weight", StringComparison.Ordinal)) optimizer.WdMult[i] = 0;
         }
+        // MXNet's Module.init_optimizer: gradients are rescaled by 1 / batch size unless
+        // the user chose a rescale_grad, and a different choice is warned about.
+        long batch = Executor.ArgDict[DataNames[0]].Shape[0];
+        double rescale = 1.0 / Math.Max(batch, 1);
+        if (!optimizer.RescaleGradIsSet) optimizer.SetModuleRescaleGrad(rescale);
+        else if (optimizer.RescaleGrad != rescale)
+            Log($"WARNING: the optimizer's RescaleGrad is {optimizer.RescaleGrad}, not 1/batch_size = {rescale} " +
+                "(as MXNet, Module rescales summed gradients to a mean unless told otherwise). Is this intended?");
         _opt = optimizer;
     }
 
@@ -329,6 +337,7 @@ public sealed class Module : IDisposable
             if (tty) Console.Write("\r" + new string(' ', 50) + "\r");
             Info("## Training summary");
             Info($"{trainMetric.Name,18} = {value:F4}");
+            WarnIfTrainingIsBroken(trainMetric, value, epoch);
             Info($"              time = {sw.Elapsed.TotalSeconds:F4} seconds");
             if (eval is not null)
             {
@@ -336,6 +345,30 @@ public sealed class Module : IDisposable
                 using var evalMetric = metric();
                 Info($"{evalMetric.Name,18} = {Score(eval, evalMetric):F4}");
             }
+        }
+    }
+
+    // Training that has gone wrong should say so: a non-finite metric or parameter
+    // (each parameter's sum of magnitudes, reduced natively), or an accuracy no better
+    // than chance over a whole epoch.
+    private void WarnIfTrainingIsBroken(EvalMetric metric, double value, int epoch)
+    {
+        if (!double.IsFinite(value))
+            Log($"WARNING: epoch {epoch}: the training {metric.Name} is {value}");
+        var args = Symbol.ListArguments();
+        foreach (int i in _paramIndex)
+        {
+            using var scope = NDArray.Scope();
+            double size = Op.Sum(Op.Abs(Executor.Arguments[i])).ToArray<float>()[0];
+            if (!double.IsFinite(size))
+                Log($"WARNING: epoch {epoch}: parameter '{args[i]}' holds non-finite values (NaN or infinity)");
+        }
+        if (metric is Accuracy && Output.Shape.Length >= 2 && Output.Shape[1] > 1)
+        {
+            double chance = 1.0 / Output.Shape[1];
+            if (value <= chance * 1.2)
+                Log($"WARNING: epoch {epoch}: training accuracy {value:F4} is at chance level ({chance:F4} for " +
+                    $"{Output.Shape[1]} classes): check the learning rate, RescaleGrad and the loss normalization");
         }
     }
 

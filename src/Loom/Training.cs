@@ -197,8 +197,24 @@ public abstract class Optimizer
     public double LearningRate { get; set; }
     /// <summary>Weight decay.</summary>
     public double WeightDecay { get; set; }
-    /// <summary>Multiplies gradients first.</summary>
-    public double RescaleGrad { get; set; } = 1.0;
+    private double? _rescaleGrad;
+    private double? _moduleRescaleGrad;
+
+    /// <summary>Multiplies gradients first. Left unset, <see cref="Module"/> sets it to
+    /// 1 / batch size when it takes the optimizer (1 / (batch size x workers) with a
+    /// synchronous distributed store), as MXNet's <c>Module.init_optimizer</c> does, so
+    /// gradients summed over a batch become a mean; 1 outside a module.</summary>
+    public double RescaleGrad
+    {
+        get => _rescaleGrad ?? _moduleRescaleGrad ?? 1.0;
+        set => _rescaleGrad = value;
+    }
+
+    /// <summary>Whether <see cref="RescaleGrad"/> was set by the user (a module leaves it then).</summary>
+    public bool RescaleGradIsSet => _rescaleGrad.HasValue;
+
+    // The module's default (1 / batch size), used while the user has set none.
+    internal void SetModuleRescaleGrad(double value) => _moduleRescaleGrad = value;
     /// <summary>Clips rescaled gradients to [-c, c]; negative for none.</summary>
     public double ClipGradient { get; set; } = -1;
     /// <summary>Schedule of the learning rate over updates; null keeps it fixed.</summary>

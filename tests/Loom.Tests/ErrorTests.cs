@@ -119,11 +119,12 @@ public class ErrorTests
     [Test]
     public void AsynchronousFailureSurfacesAtTheWait()
     {
+        var rows = NDArray.Ones(4, 3);
         var labels = NDArray.FromArray(new int[] { 0, 1, 9 });
-        var onehot = Op.OneHot(labels, depth: 4);   // pushed fine; fails when it runs
-        var derived = Op.Exp(onehot);               // skipped, inherits the failure
-        Fails(() => derived.WaitToRead(), LoomStatus.InvalidArgument, "one_hot", "index 9");
-        Fails(() => Engine.WaitAll(), LoomStatus.InvalidArgument, "one_hot");
+        var taken = Op.Take(rows, labels, mode: Mode.Raise);  // pushed fine; fails when it runs
+        var derived = Op.Exp(taken);                          // skipped, inherits the failure
+        Fails(() => derived.WaitToRead(), LoomStatus.InvalidArgument, "take", "index 9");
+        Fails(() => Engine.WaitAll(), LoomStatus.InvalidArgument, "take");
         Assert.DoesNotThrow(Engine.WaitAll);
     }
 
@@ -149,8 +150,8 @@ public class ErrorTests
         string path = Path.Combine(Path.GetTempPath(), $"loom_keep_{Environment.ProcessId}.params");
         NDArray.Save(path, new[] { NDArray.Ones(3) });
         byte[] before = File.ReadAllBytes(path);
-        var failed = Op.OneHot(NDArray.FromArray(new int[] { 7 }), depth: 2);
-        Fails(() => NDArray.Save(path, new[] { NDArray.Ones(3), failed }), LoomStatus.InvalidArgument, "one_hot");
+        var failed = Op.Take(NDArray.Ones(2), NDArray.FromArray(new int[] { 7 }), mode: Mode.Raise);
+        Fails(() => NDArray.Save(path, new[] { NDArray.Ones(3), failed }), LoomStatus.InvalidArgument, "take");
         Assert.That(File.ReadAllBytes(path), Is.EqualTo(before));
         File.Delete(path);
     }

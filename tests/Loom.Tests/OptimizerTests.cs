@@ -27,7 +27,7 @@ public class OptimizerTests
     private static Symbol Mlp(Symbol? w1 = null) => Symbol.Variable("data")
         .FullyConnected("fc1", numHidden: 8, weight: w1).Activation("relu1", ActType.Relu)
         .FullyConnected("fc2", numHidden: 3)
-        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        .SoftmaxOutput("softmax");
 
     private static IEnumerable<TestCaseData> Optimizers()
     {
@@ -49,6 +49,39 @@ public class OptimizerTests
         Assert.That(m.Score(test), Is.GreaterThan(0.95));
         using var ce = new CrossEntropy();
         Assert.That(m.Score(test, ce), Is.LessThan(0.3));
+    }
+
+    [Test]
+    public void ModuleRescalesGradientsByTheBatchAsMXNetDoes()
+    {
+        // MXNet's Module.init_optimizer: rescale_grad = 1/batch_size unless the user set one
+        // (then a warning), so SoftmaxOutput's summed gradients become a batch mean.
+        var (train, _) = Blobs();
+        var logged = new List<string>();
+        var oldLog = Module.Log;
+        Module.Log = logged.Add;
+        try
+        {
+            using var m = new Module(Mlp());
+            var sgd = new SGD(0.5);
+            Assert.That(sgd.RescaleGrad, Is.EqualTo(1.0));
+            m.Fit(train, sgd, 1, init: new XavierInit());
+            Assert.That(sgd.RescaleGrad, Is.EqualTo(1.0 / 20));
+            Assert.That(sgd.RescaleGradIsSet, Is.False);
+            Assert.That(logged.Any(l => l.Contains("RescaleGrad")), Is.False);
+            var mine = new SGD(0.5) { RescaleGrad = 0.5 };
+            m.Fit(train, mine, 1, init: new XavierInit());
+            Assert.That(mine.RescaleGrad, Is.EqualTo(0.5));
+            Assert.That(logged.Any(l => l.Contains("WARNING") && l.Contains("1/batch_size = 0.05")), Is.True);
+            // Training that cannot learn says so: accuracy at chance over an epoch.
+            logged.Clear();
+            m.Fit(train, new SGD(0.0), 1, init: new ConstantInit(0));
+            Assert.That(logged.Any(l => l.Contains("at chance level")), Is.True, string.Join("\n", logged));
+        }
+        finally
+        {
+            Module.Log = oldLog;
+        }
     }
 
     [Test]

@@ -25,7 +25,7 @@ public class SymbolTests
     private static Symbol Mlp(int hidden = 8) => Symbol.Variable("data")
         .FullyConnected("fc1", numHidden: hidden).Activation("relu1", ActType.Relu)
         .FullyConnected("fc2", numHidden: 3)
-        .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+        .SoftmaxOutput("softmax");
 
     [Test]
     public void FluentChainBuildsTheSeedsGraph()

@@ -195,9 +195,10 @@ TEST(Params, FailedSaveLeavesTheOldFileIntact) {
   ASSERT_EQ(save(p, {&w}, {"w"}), LOOM_OK);
   std::string before = slurp(p);
   // An array whose producing op failed cannot be saved; nothing is replaced.
+  Arr data = make({3}, {1, 2, 3});
   Arr idx = make({1}, {12}, LOOM_DTYPE_INT32);
   std::vector<Arr> outs;
-  ASSERT_EQ(invoke("one_hot", {&idx}, {{"depth", "3"}}, &outs), LOOM_OK);
+  ASSERT_EQ(invoke("take", {&data, &idx}, {{"mode", "raise"}}, &outs), LOOM_OK);
   EXPECT_EQ(save(p, {&w, &outs[0]}, {"w", "bad"}), LOOM_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(slurp(p), before);
   loom_wait_all();

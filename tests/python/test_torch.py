@@ -131,6 +131,28 @@ if torch:
          lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=True), [((2, 3, 7, 7), -1, 1)], key="Pooling_avg")
     case("Pooling", lambda x: nd.Pooling(x, global_pool=True, pool_type="avg"), lambda x: x.mean((2, 3), keepdim=True),
          [((2, 3, 4, 5), -1, 1)], key="Pooling_global")
+    # MXNet's pooling conventions against PyTorch: full is ceil_mode (where PyTorch keeps every
+    # window, i.e. none starts in the right padding), count_include_pad both ways, odd sizes, batch 1.
+    for conv, ceil in (("valid", False), ("full", True)):
+        for pad in (0, 1):
+            for incl in (True, False):
+                for shape, k, st in (((1, 2, 5, 9), 2, 2), ((2, 3, 7, 6), 3, 2), ((1, 1, 8, 7), 3, 3)):
+                    outs = [-(-(n + 2 * pad - k) // st) + 1 for n in shape[2:]]
+                    if ceil and any((o - 1) * st >= n + pad for o, n in zip(outs, shape[2:])):
+                        continue  # a window would start in the padding: PyTorch drops it, MXNet keeps it
+                    key = "Pooling_avg_%s_pad%d_%s_%s" % (conv, pad, "incl" if incl else "excl", "x".join(map(str, shape)))
+                    case("Pooling", (lambda k, st, pad, conv, incl: lambda x: nd.Pooling(
+                             x, kernel=(k, k), stride=(st, st), pad=(pad, pad), pool_type="avg",
+                             pooling_convention=conv, count_include_pad=incl))(k, st, pad, conv, incl),
+                         (lambda k, st, pad, ceil, incl: lambda x: F.avg_pool2d(
+                             x, k, st, pad, ceil_mode=ceil, count_include_pad=incl))(k, st, pad, ceil, incl),
+                         [(shape, -1, 1)], key=key)
+                    if incl:
+                        case("Pooling", (lambda k, st, pad, conv: lambda x: nd.Pooling(
+                                 x, kernel=(k, k), stride=(st, st), pad=(pad, pad), pool_type="max",
+                                 pooling_convention=conv))(k, st, pad, conv),
+                             (lambda k, st, pad, ceil: lambda x: F.max_pool2d(x, k, st, pad, ceil_mode=ceil))(k, st, pad, ceil),
+                             [(shape, -1, 1)], key=key.replace("avg", "max"))
     case("LRN", lambda x: nd.LRN(x, nsize=3, alpha=0.5, beta=0.75, knorm=1.5),
          lambda x: F.local_response_norm(x, 3, 0.5, 0.75, 1.5), [((2, 5, 3, 3), -1, 1)])
     case("UpSampling", lambda x: nd.UpSampling(x, scale=2), lambda x: F.interpolate(x, scale_factor=2, mode="nearest"),
@@ -218,6 +240,44 @@ class AgainstPyTorch(unittest.TestCase):
             tg = tin[k].grad.numpy()
             np.testing.assert_allclose(lin[k].grad.asnumpy(), tg, rtol=rtol, atol=rtol * max(np.abs(tg).max(initial=0), 1e-2),
                                        err_msg="%s %s gradient of input %d" % (key, dtype, k))
+
+    def test_batchnorm_modes_and_moving_statistics(self):
+        """train/inference x fix_gamma x use_global_stats, outputs, gradients and the moving
+        statistics after a training step (MXNet: updated in the backward pass, with the
+        batch's biased variance; PyTorch's running_mean follows the same rule)."""
+        for train in (True, False):
+            for fix_gamma in (True, False):
+                for global_stats in (True, False):
+                    with self.subTest(train=train, fix_gamma=fix_gamma, global_stats=global_stats):
+                        x, g, b = rand((3, 4, 3, 2)), rand((4,), 0.5, 2), rand((4,))
+                        mm, mv = rand((4,)), rand((4,), 0.5, 2)
+                        lin = [loom.from_numpy(v) for v in (x, g, b, mm, mv)]
+                        for a in lin[:3]:
+                            a.attach_grad()
+                        with loom.record(train=train):
+                            y = nd.BatchNorm(*lin, fix_gamma=fix_gamma, use_global_stats=global_stats,
+                                             eps=1e-3, momentum=0.9)
+                        head = rand(x.shape)
+                        y.backward(loom.from_numpy(head))
+                        tx, tg, tb = (torch.tensor(v, requires_grad=True) for v in (x, g, b))
+                        rm, rv = torch.tensor(mm.copy()), torch.tensor(mv.copy())
+                        batch = train and not global_stats
+                        gamma = torch.ones(4, dtype=torch.float64) if fix_gamma else tg
+                        ty = F.batch_norm(tx, rm, rv, gamma, tb, training=batch, momentum=0.1, eps=1e-3)
+                        (ty * torch.tensor(head)).sum().backward()
+                        np.testing.assert_allclose(y.asnumpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+                        np.testing.assert_allclose(lin[0].grad.asnumpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+                        np.testing.assert_allclose(lin[2].grad.asnumpy(), tb.grad.numpy(), rtol=1e-10, atol=1e-12)
+                        if fix_gamma:
+                            np.testing.assert_array_equal(lin[1].grad.asnumpy(), np.zeros(4))
+                            np.testing.assert_array_equal(lin[1].asnumpy(), np.ones(4))  # MXNet writes 1
+                        else:
+                            np.testing.assert_allclose(lin[1].grad.asnumpy(), tg.grad.numpy(), rtol=1e-9, atol=1e-12)
+                        want_mean = 0.9 * mm + 0.1 * x.mean(axis=(0, 2, 3)) if batch else mm
+                        want_var = 0.9 * mv + 0.1 * x.var(axis=(0, 2, 3)) if batch else mv
+                        np.testing.assert_allclose(lin[3].asnumpy(), want_mean, rtol=1e-12)
+                        np.testing.assert_allclose(lin[3].asnumpy(), rm.numpy(), rtol=1e-12)
+                        np.testing.assert_allclose(lin[4].asnumpy(), want_var, rtol=1e-12)
 
     def test_float64_forward_and_gradients(self):
         for key in CASES:

@@ -265,8 +265,11 @@ class Module:
         finally:
             _LIB.loom_dataiter_free(it)
 
-    def fit(self, x, y, batch_size=100, epochs=1, lr=0.1, momentum=0.9, wd=0.0, log=print):
-        """Trains on arrays x (samples first) and y; returns the last epoch's training accuracy."""
+    def fit(self, x, y, batch_size=100, epochs=1, lr=0.1, momentum=0.9, wd=0.0, log=print, rescale_grad=None):
+        """Trains on arrays x (samples first) and y; returns the last epoch's training accuracy.
+        Gradients are rescaled by rescale_grad, by default 1/batch_size as MXNet's Module does."""
+        if rescale_grad is None:
+            rescale_grad = 1.0 / batch_size
         self._bind((batch_size,) + x.shape[1:], (batch_size,) + y.shape[1:])
         ex = self.executor
         names = [n for n in self.symbol.list_arguments() if n not in (self.data_name, self.label_name)]
@@ -282,7 +285,8 @@ class Module:
                 ex.backward()
                 for n in names:
                     _invoke("sgd_mom_update", [args[n], grads[n], moms[n]],
-                            {"lr": lr, "momentum": momentum, "wd": wd}, out=[args[n], moms[n]])
+                            {"lr": lr, "momentum": momentum, "wd": wd, "rescale_grad": rescale_grad},
+                            out=[args[n], moms[n]])
                 _invoke("add", [counts, _invoke("accuracy_count", [ex.outputs[0], lab], {})], {}, out=counts)
             acc = _ratio(counts)
             if log:

@@ -174,8 +174,9 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
     VarList reads, writes;
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       const NDArray &in = n->inputs[i];
-      reads.push_back(in.var());
       bool aux = op.num_aux > 0 && i + op.num_aux >= n->inputs.size();
+      // Auxiliary states are updated by the backward pass in training.
+      (aux && n->is_train ? writes : reads).push_back(in.var());
       req[i] = !aux && needs_grad(in) ? kWriteTo : kNullOp;
       if (req[i]) {
         ig[i] = NDArray::empty(in.shape(), in.dtype(), in.ctx());

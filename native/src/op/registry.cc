@@ -1,5 +1,7 @@
 #include "op/registry.h"
 
+#include "op/aliases.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -252,7 +254,24 @@ OpDef &Registry::add(const std::string &name) {
 
 const OpDef *Registry::find(const std::string &name) const {
   auto it = ops_.find(name);
-  return it == ops_.end() ? nullptr : it->second.get();
+  if (it != ops_.end()) return it->second.get();
+  std::call_once(aliases_once_, [this] {
+    for (const auto &row : op_aliases()) {
+      auto op = ops_.find(row.op);
+      if (op == ops_.end()) continue;  // checked by the registry tests
+      for (const auto &a : row.names)
+        if (a != row.op && !ops_.count(a)) aliases_[a] = op->second.get();
+      writer_names_[op->second.get()] = row.names.front();
+    }
+  });
+  auto al = aliases_.find(name);
+  return al == aliases_.end() ? nullptr : al->second;
+}
+
+const std::string &Registry::mxnet_name(const OpDef &op) const {
+  find(op.name);  // fills the tables
+  auto it = writer_names_.find(&op);
+  return it == writer_names_.end() ? op.name : it->second;
 }
 
 const OpDef &Registry::lookup(const std::string &name) const {

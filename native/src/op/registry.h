@@ -167,9 +167,15 @@ class Registry {
   // Throws LOOM_ERR_NOT_FOUND naming close matches.
   const OpDef &lookup(const std::string &name) const;
   const std::vector<const OpDef *> &list() const;
+  // The name MXNet 1.9 registers for `op` (what symbol JSON is written with).
+  const std::string &mxnet_name(const OpDef &op) const;
 
  private:
   std::map<std::string, std::unique_ptr<OpDef>> ops_;
+  // MXNet's names (op/aliases.cc), filled on first use, after every op is registered.
+  mutable std::once_flag aliases_once_;
+  mutable std::map<std::string, const OpDef *> aliases_;
+  mutable std::map<const OpDef *, std::string> writer_names_;
   mutable std::vector<const OpDef *> sorted_;
   mutable std::once_flag sorted_once_;
 };

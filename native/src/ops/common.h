@@ -105,6 +105,22 @@ struct BroadcastIndexer {
   }
 };
 
+// where's condition: a 1-D condition against data of 2 or more axes selects
+// whole rows (MXNet's `where`); otherwise the condition broadcasts.
+inline bool where_selects_rows(const Shape &cond, const Shape &data) {
+  return cond.ndim == 1 && data.ndim >= 2 && !(cond.d[0] == 1 && data.d[0] != 1);
+}
+struct WhereCondIndexer {
+  bool rows;
+  int64_t row_size = 1;
+  BroadcastIndexer b;
+  WhereCondIndexer(const Shape &cond, const Shape &out)
+      : rows(where_selects_rows(cond, out)), b(rows ? out : cond, out) {
+    if (rows) row_size = out.d[0] ? out.size() / out.d[0] : 1;
+  }
+  int64_t operator()(int64_t flat) const { return rows ? flat / row_size : b(flat); }
+};
+
 // Splits a shape around a block of axes [a0, a1): (outer, mid, inner).
 inline void split_axes(const Shape &s, int a0, int a1, int64_t *outer, int64_t *mid,
                        int64_t *inner) {

@@ -648,9 +648,6 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
     writes.push_back(arr(v).var());
   }
   if (s.kind == StepKind::Forward) {
-    if (node->op->num_aux > 0 && is_train)
-      for (size_t k = s.in.size() - node->op->num_aux; k < s.in.size(); ++k)
-        writes.push_back(arr(s.in[k]).var());
     if (node->op->random) next_random_stream(&call->ctx.rng_key, &call->ctx.rng_stream);
     if (s.temp >= 0) {
       const NDArray &t = arr(s.temp);
@@ -661,6 +658,11 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
     }
   } else if (s.kind == StepKind::Backward) {
     for (int v : s.fin) call->fin.push_back(arr(v));
+    // Auxiliary states are updated by the backward pass in training (BatchNorm's
+    // moving statistics, as in MXNet).
+    if (node->op->num_aux > 0 && is_train)
+      for (size_t k = s.fin.size() - node->op->num_aux; k < s.fin.size(); ++k)
+        writes.push_back(arr(s.fin[k]).var());
     for (int v : s.fout) call->fout.push_back(arr(v));
     for (int v : s.ograd) call->ograd.push_back(arr(v));
     for (int v : s.reads) reads.push_back(arr(v).var());

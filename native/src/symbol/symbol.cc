@@ -306,7 +306,8 @@ std::string Symbol::to_json() const {
   o << "{\n  \"nodes\": [";
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = *g.nodes[i];
-    o << (i ? "," : "") << "\n    {\n      \"op\": " << json::quote(n.op ? n.op->name : "null")
+    o << (i ? "," : "") << "\n    {\n      \"op\": "
+      << json::quote(n.op ? Registry::get().mxnet_name(*n.op) : std::string("null"))
       << ",\n      \"name\": " << json::quote(n.name);
     if (!n.params.empty() || !n.attrs.empty()) {
       o << ",\n      \"attrs\": {";
@@ -437,6 +438,17 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
                    " refers to output ", idx, " of node '", made[src]->name, "', which has ",
                    made[src]->num_outputs());
         n->inputs.push_back(NodeEntry{made[src], static_cast<int>(idx)});
+      }
+    }
+    if (n->op && !n->op->variadic && n->op->num_aux > 0 &&
+        n->inputs.size() + n->op->num_aux == static_cast<size_t>(n->op->input_count(*n->parsed))) {
+      // Files from MXNet before 0.9 leave auxiliary states out (BatchNorm's moving
+      // statistics): MXNet's upgrade adds them as variables named node_input.
+      const auto &names = n->op->inputs;
+      for (size_t k = n->inputs.size(); k < names.size(); ++k) {
+        auto v = std::make_shared<Node>();
+        v->name = n->name + "_" + names[k];
+        n->inputs.push_back(NodeEntry{v, 0});
       }
     }
     if (n->op) {

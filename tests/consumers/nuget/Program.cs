@@ -12,7 +12,7 @@ using var test = new NDArrayIter(x, labels, 50);
 var net = Symbol.Variable("data")
     .FullyConnected("fc1", numHidden: 16).Activation("relu1", ActType.Relu)
     .FullyConnected("fc2", numHidden: 3)
-    .SoftmaxOutput("softmax", normalization: Normalization.Batch);
+    .SoftmaxOutput("softmax");
 Module.Log = _ => { };
 using var model = new FeedForward(net, Context.Cpu());
 model.Fit(new SGD(lr: 0.2, momentum: 0.9), train, 5, init: new XavierInit());

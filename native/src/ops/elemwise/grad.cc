@@ -143,16 +143,20 @@ const int kRegistered = [] {
     });
   }
 
-  // dot (2-D operands): dA = dC . op(B)^T, dB = op(A)^T . dC, respecting transposes.
+  // dot: dA = dC . op(B)^T, dB = op(A)^T . dC, respecting transposes (2-D); N-D
+  // and 1-D operands are the (m, k) x (k, n) product of their flattened forms.
   reg.add("dot").set_backward([](const OpContext &, const Params &p, const BlobList &in,
                                  const BlobList &, const BlobList &og, const BlobList &ig,
                                  const ReqList &req) {
     bool ta = p.b("transpose_a"), tb = p.b("transpose_b");
     const Shape &as = in[0].shape, &bs = in[1].shape;
-    LOOM_CHECK(as.ndim == 2 && bs.ndim == 2, LOOM_ERR_SHAPE,
-               "dot: gradients are implemented for 2-D operands; got ", as.str(), " and ",
-               bs.str());
-    int64_t m = ta ? as.d[1] : as.d[0], k = ta ? as.d[0] : as.d[1], n = tb ? bs.d[0] : bs.d[1];
+    int64_t k = ta ? as.d[0] : as.d[as.ndim - 1], m = 1, n = 1;
+    if (ta) m = as.d[1];
+    else
+      for (int i = 0; i + 1 < as.ndim; ++i) m *= as.d[i];
+    if (tb) n = bs.d[0];
+    else
+      for (int i = 1; i < bs.ndim; ++i) n *= bs.d[i];
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       matmul_backward<T>(ta, tb, m, n, k, in[0].ptr<T>(), in[1].ptr<T>(), og[0].ptr<T>(),
                          req[0] ? ig[0].ptr<T>() : nullptr, req[1] ? ig[1].ptr<T>() : nullptr);
@@ -168,7 +172,7 @@ const int kRegistered = [] {
             std::fill(ig[0].ptr<C>(), ig[0].ptr<C>() + ig[0].size(), C(0));
           });
         const Shape &os = og[0].shape;
-        BroadcastIndexer ic(in[0].shape, os);
+        WhereCondIndexer ic(in[0].shape, os);
         LOOM_DTYPE_SWITCH(in[0].dtype, C, {
           const C *c = in[0].ptr<C>();
           LOOM_FLOAT_SWITCH(og[0].dtype, T, {

@@ -13,7 +13,7 @@ void dense_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *a, c
 }
 
 // dot: lhs (..., k) x rhs (k, ...) -> lhs[:-1] + rhs[1:]. Transposes apply to
-// 2-D operands. 1-D x 1-D gives a 0-dimensional result (the inner product).
+// 2-D operands. 1-D x 1-D gives the inner product with shape (1,) (MXNet 1.x).
 struct DotDims {
   int64_t m, n, k;
   Shape out;
@@ -48,6 +48,7 @@ DotDims dot_dims(const Params &p, const Shape &a, const Shape &b) {
   if (tb) d.out.push_back(b.d[0]);
   else
     for (int i = 1; i < b.ndim; ++i) d.out.push_back(b.d[i]);
+  if (d.out.ndim == 0) d.out.push_back(1);  // vector . vector: shape (1,), as in MXNet 1.x
   return d;
 }
 
@@ -56,7 +57,7 @@ const int kRegistered = [] {
   reg.add("dot")
       .set_doc(
           "Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; "
-          "two 1-D vectors give their inner product as a 0-dimensional array. transpose_a/b "
+          "two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b "
           "apply to 2-D operands. float32/float64 use OpenBLAS gemm.")
       .set_inputs({"lhs", "rhs"})
       .param("transpose_a", ParamType::Bool, "false", "Use the transpose of lhs.")

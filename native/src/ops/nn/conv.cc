@@ -1,6 +1,8 @@
 // Convolution (im2col + gemm), Deconvolution and Pooling, NCHW, 1-D or 2-D,
 // with gradients.
 // 1-D inputs (N, C, W) are treated as 2-D with H = 1.
+#include <limits>
+
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
 
@@ -45,6 +47,21 @@ void check_spatial(const Params &p, const Shape &data, int spatial) {
                       " for a " + std::to_string(spatial) + "-D kernel, got " + data.str());
 }
 
+// MXNet's layout parameter: Loom computes channel-first layouts only, so
+// another layout is refused (by the enum) and the one given must fit the data.
+OpDef &layout_param(OpDef &d) {
+  return d.param("layout", ParamType::Enum, "None",
+                 "Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW).",
+                 {"NCW", "NCHW", "NCDHW"});
+}
+void check_layout(const Params &p, const Shape &data) {
+  if (!p.has("layout")) return;
+  const std::string &l = p.s("layout");
+  if (static_cast<int>(l.size()) != data.ndim)
+    shape_fail(p, "layout " + l + " needs data of " + std::to_string(l.size()) + " axes, got " +
+                      data.str());
+}
+
 Geometry geometry(const Params &p, const Shape &data, bool pooling) {
   Geometry g{};
   bool global = pooling && p.b("global_pool");
@@ -81,6 +98,7 @@ Geometry geometry(const Params &p, const Shape &data, bool pooling) {
                  g.pw >= 0,
              LOOM_ERR_INVALID_ARGUMENT, p.op().name,
              ": kernel, stride and dilate must be positive and pad non-negative");
+  check_layout(p, data);
   int64_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1;
   bool full = pooling && p.s("pooling_convention") == "full";
   auto out_len = [&](int64_t in, int64_t pad, int64_t ext, int64_t stride) -> int64_t {
@@ -206,6 +224,10 @@ struct ConvPlan {
 
 // Parameters Convolution and Deconvolution share.
 OpDef &window_params(OpDef &d) {
+  layout_param(d)
+      .param("cudnn_tune", ParamType::Enum, "None", "A GPU algorithm hint; accepted and ignored on CPU.",
+             {"off", "limited_workspace", "fastest"})
+      .param("cudnn_off", ParamType::Bool, "false", "A GPU hint; accepted and ignored on CPU.");
   return d.set_inputs({"data", "weight", "bias"})
       .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
       .required("num_filter", ParamType::Int, "Number of output channels.")
@@ -384,6 +406,24 @@ struct DeconvPlan {
     pair_param(p, "pad", spatial, 0, &g.ph, &g.pw);
     pair_param(p, "dilate", spatial, 1, &g.dh, &g.dw);
     pair_param(p, "adj", spatial, 0, &ah, &aw);
+    check_layout(p, data);
+    const auto &target = p.tuple("target_shape");
+    if (std::any_of(target.begin(), target.end(), [](int64_t v) { return v != 0; })) {
+      // MXNet's InferPad: pad and adj that give exactly target_shape.
+      LOOM_CHECK(static_cast<int>(target.size()) == spatial, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+                 ": target_shape=", Shape::from(target).str(), " must have ", spatial, " value(s)");
+      int64_t in_sp[2] = {g.oh, g.ow}, kk[2] = {g.kh, g.kw}, st[2] = {g.sh, g.sw}, dl[2] = {g.dh, g.dw};
+      int64_t *pads[2] = {&g.ph, &g.pw}, *adjs[2] = {&ah, &aw};
+      for (int i = 2 - spatial; i < 2; ++i) {
+        int64_t t = target[i - (2 - spatial)];
+        int64_t full = st[i] * (in_sp[i] - 1) + dl[i] * (kk[i] - 1) + 1;
+        LOOM_CHECK(full >= t && t > 0, LOOM_ERR_SHAPE, p.op().name, ": target_shape ",
+                   Shape::from(target).str(), " is larger than the largest output ", full,
+                   " for data ", data.str());
+        *adjs[i] = (full - t) % 2;
+        *pads[i] = (full - t + 1) / 2;
+      }
+    }
     LOOM_CHECK(g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 && g.dh > 0 && g.dw > 0 && g.ph >= 0 &&
                    g.pw >= 0,
                LOOM_ERR_INVALID_ARGUMENT, p.op().name,
@@ -421,6 +461,8 @@ const int kDeconvolution = [] {
   window_params(d)
       .param("pad", ParamType::Tuple, "()", "Padding removed from the output per spatial axis (default 0).")
       .param("adj", ParamType::Tuple, "()", "Extra output rows/columns per spatial axis, below the stride (default 0).")
+      .param("target_shape", ParamType::Tuple, "()",
+             "Output spatial shape; when given, pad and adj are computed from it (MXNet's rule).")
       .param("no_bias", ParamType::Bool, "true", "Leave out the bias input (MXNet's default).")
       .param("workspace", ParamType::Int, "512", "Accepted for compatibility; not used.");
   d.float_only = true;
@@ -542,7 +584,9 @@ const int kPooling = [] {
   OpDef &d = Registry::get().add("Pooling");
   d.set_doc("Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: "
             "floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average "
-            "divides by the kernel area, padding included (MXNet's default).")
+            "divides by the window clipped to the padded input (in + pad), padding included "
+            "unless count_include_pad is false (then by the cells inside the input); a max "
+            "window with no input cell gives the dtype's lowest value (MXNet's rules).")
       .set_inputs({"data"})
       .param("kernel", ParamType::Tuple, "()", "Window size, (w,) or (h, w).")
       .param("pool_type", ParamType::Enum, "max", "Reduction.", {"max", "avg", "sum"})
@@ -550,7 +594,11 @@ const int kPooling = [] {
       .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
       .param("pad", ParamType::Tuple, "()", "Padding per spatial axis (default 0).")
       .param("pooling_convention", ParamType::Enum, "valid", "Output size rounding.",
-             {"valid", "full"});
+             {"valid", "full"})
+      .param("count_include_pad", ParamType::Bool, "true",
+             "Average pooling counts padding cells in the divisor.")
+      .param("cudnn_off", ParamType::Bool, "false", "A GPU hint; accepted and ignored on CPU.");
+  layout_param(d);
   d.float_only = true;
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
@@ -558,21 +606,25 @@ const int kPooling = [] {
     out[0] = out_shape(g, g.c);
     odt[0] = dt[0];
   });
-  auto window = [](const Geometry &g, int64_t oi, int64_t oj, int64_t *i0, int64_t *i1,
-                   int64_t *j0, int64_t *j1) {
+  // The window of output (oi, oj) clipped to the input, and the divisor of
+  // average pooling: the window clipped to the padded input (in + pad), or to
+  // the input itself without count_include_pad (pool.h's pool_sum_*_cpu).
+  auto window = [](const Geometry &g, bool include_pad, int64_t oi, int64_t oj, int64_t *i0,
+                   int64_t *i1, int64_t *j0, int64_t *j1) -> double {
     *i0 = oi * g.sh - g.ph;
     *j0 = oj * g.sw - g.pw;
+    int64_t pad_area = (std::min(*i0 + g.kh, g.h + g.ph) - *i0) * (std::min(*j0 + g.kw, g.w + g.pw) - *j0);
     *i1 = std::min(*i0 + g.kh, g.h);
     *j1 = std::min(*j0 + g.kw, g.w);
     *i0 = std::max<int64_t>(*i0, 0);
     *j0 = std::max<int64_t>(*j0, 0);
+    return double(include_pad ? pad_area : std::max<int64_t>(*i1 - *i0, 0) * std::max<int64_t>(*j1 - *j0, 0));
   };
   d.set_compute([window](const OpContext &, const Params &p, const BlobList &in,
                          const BlobList &out) {
     Geometry g = geometry(p, in[0].shape, true);
     const std::string &ts = p.s("pool_type");
-    const bool is_max = ts == "max", is_avg = ts == "avg";
-    double area = double(g.kh * g.kw);
+    const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
@@ -590,15 +642,14 @@ const int kPooling = [] {
         for (int64_t oi = 0; oi < g.oh; ++oi)
           for (int64_t oj = 0; oj < g.ow; ++oj) {
             int64_t i0, i1, j0, j1;
-            window(g, oi, oj, &i0, &i1, &j0, &j1);
-            double acc = is_max ? -INFINITY : 0.0;
+            double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
+            double acc = is_max ? double(std::numeric_limits<T>::lowest()) : 0.0;
             for (int64_t i = i0; i < i1; ++i)
               for (int64_t j = j0; j < j1; ++j) {
                 double v = xp[i * g.w + j];
                 acc = is_max ? std::max(acc, v) : acc + v;
               }
-            if (is_avg) acc /= area;
-            if (is_max && i0 >= i1) acc = 0;
+            if (is_avg) acc = area > 0 ? acc / area : 0.0;
             yp[oi * g.ow + oj] = static_cast<T>(acc);
           }
       }
@@ -611,8 +662,7 @@ const int kPooling = [] {
     if (!req[0]) return;
     Geometry g = geometry(p, in[0].shape, true);
     const std::string &ts = p.s("pool_type");
-    const bool is_max = ts == "max", is_avg = ts == "avg";
-    double area = double(g.kh * g.kw);
+    const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       const T *dy = og[0].ptr<T>();
@@ -634,7 +684,7 @@ const int kPooling = [] {
         for (int64_t oi = 0; oi < g.oh; ++oi)
           for (int64_t oj = 0; oj < g.ow; ++oj) {
             int64_t i0, i1, j0, j1;
-            window(g, oi, oj, &i0, &i1, &j0, &j1);
+            double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
             double gy = dyp[oi * g.ow + oj];
             if (is_max) {  // the first maximum takes the gradient
               int64_t bi = -1, bj = -1;
@@ -646,7 +696,7 @@ const int kPooling = [] {
                   }
               if (bi >= 0) dxp[bi * g.w + bj] += static_cast<T>(gy);
             } else {
-              double share = is_avg ? gy / area : gy;
+              double share = is_avg ? (area > 0 ? gy / area : 0.0) : gy;
               for (int64_t i = i0; i < i1; ++i)
                 for (int64_t j = j0; j < j1; ++j) dxp[i * g.w + j] += static_cast<T>(share);
             }

@@ -8,6 +8,12 @@
 namespace loom {
 namespace {
 
+// Embedding's row for index v: truncated and clipped to [0, rows) (MXNet's Take<clip>).
+inline int64_t embedding_row(double v, int64_t rows) {
+  if (!(v > 0)) return 0;
+  return v >= double(rows) ? rows - 1 : static_cast<int64_t>(v);
+}
+
 void same_infer(const Params &, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                 DTypeList &odt) {
   for (size_t j = 0; j < out.size(); ++j) {
@@ -136,11 +142,16 @@ const int kRegistered = [] {
 
   // ------------------------------------------------------------ Dropout
   OpDef &dr = reg.add("Dropout");
-  dr.set_doc("In training mode, zeroes each element with probability p and scales the rest by "
-             "1/(1-p); outputs the result and the mask used. In prediction mode (or p=0) it is "
-             "the identity.")
+  dr.set_doc("In training mode (or always, with mode=always), zeroes each element with "
+             "probability p and scales the rest by 1/(1-p); outputs the result and the mask "
+             "used. With axes, one draw is shared along those axes (variational dropout). In "
+             "prediction mode (or p=0) it is the identity.")
       .set_inputs({"data"})
-      .param("p", ParamType::Float, "0.5", "Probability of dropping an element, in [0, 1).");
+      .param("p", ParamType::Float, "0.5", "Probability of dropping an element, in [0, 1).")
+      .param("mode", ParamType::Enum, "training", "When to drop: in training only, or always.",
+             {"training", "always"})
+      .param("axes", ParamType::Tuple, "()", "Axes along which one mask value is shared.")
+      .param("cudnn_off", ParamType::Bool, "false", "A GPU hint; accepted and ignored on CPU.");
   dr.outputs = {"out", "mask"};
   dr.visible_outputs = 1;
   dr.infer_inputs = same_shape_hint;
@@ -151,16 +162,22 @@ const int kRegistered = [] {
                   DTypeList &odt) {
     LOOM_CHECK(p.f("p") >= 0 && p.f("p") < 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                ": p must be in [0, 1), got ", p.f("p"));
+    for (int64_t a : p.tuple("axes")) normalize_axis(a, in[0].ndim, p.op().name, "axes");
     same_infer(p, in, dt, out, odt);
   });
   dr.set_compute([](const OpContext &c, const Params &p, const BlobList &in, const BlobList &out) {
     double prob = p.f("p");
+    // The mask's shape: data's, with extent 1 on the shared axes.
+    Shape ms = in[0].shape;
+    for (int64_t a : p.tuple("axes")) ms.d[normalize_axis(a, ms.ndim, p.op().name, "axes")] = 1;
+    const bool shared = ms != in[0].shape;
+    const bool active = (c.is_train || p.s("mode") == "always") && prob != 0;
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
       T *mask = out[1].ptr<T>();
       const int64_t n = in[0].size();
-      if (!c.is_train || prob == 0) {
+      if (!active) {
         for (int64_t i = 0; i < n; ++i) {
           y[i] = x[i];
           mask[i] = T(1);
@@ -168,15 +185,19 @@ const int kRegistered = [] {
       } else {
         Philox ph(c.rng_key, c.rng_stream);
         T keep = static_cast<T>(1.0 / (1.0 - prob));
-        for (int64_t b = 0; b < (n + 3) / 4; ++b) {
+        const int64_t draws = shared ? ms.size() : n;
+        std::vector<T> small(shared ? static_cast<size_t>(draws) : 0);
+        T *m = shared ? small.data() : mask;
+        for (int64_t b = 0; b < (draws + 3) / 4; ++b) {
           uint32_t w[4];
           ph.block(static_cast<uint64_t>(b), w);
-          for (int k = 0; k < 4 && b * 4 + k < n; ++k) {
-            int64_t i = b * 4 + k;
-            mask[i] = u01_float(w[k]) < prob ? T(0) : keep;
-            y[i] = x[i] * mask[i];
-          }
+          for (int k = 0; k < 4 && b * 4 + k < draws; ++k) m[b * 4 + k] = u01_float(w[k]) < prob ? T(0) : keep;
         }
+        if (shared) {
+          BroadcastIndexer bi(ms, in[0].shape);
+          for (int64_t i = 0; i < n; ++i) mask[i] = small[bi(i)];
+        }
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask[i];
       }
     });
   });
@@ -310,8 +331,9 @@ const int kRegistered = [] {
   // ------------------------------------------------------------ Embedding
   OpDef &em = reg.add("Embedding");
   em.set_doc("Looks up rows of weight (input_dim, output_dim) for integer-valued data; the "
-             "output shape is data.shape + (output_dim,). Indices outside [0, input_dim) are "
-             "an error. The weight gradient adds rows in index order.")
+             "output shape is data.shape + (output_dim,). Indices are truncated to integers and "
+             "clipped to [0, input_dim) as MXNet does; NaN is an error. The weight gradient adds "
+             "rows in index order.")
       .set_inputs({"data", "weight"})
       .required("input_dim", ParamType::Int, "Vocabulary size (rows of weight).")
       .required("output_dim", ParamType::Int, "Embedding size (columns of weight).");
@@ -337,11 +359,9 @@ const int kRegistered = [] {
       size_t row = static_cast<size_t>(dim) * dtype_size(in[1].dtype);
       for (int64_t i = 0; i < in[0].size(); ++i) {
         double v = double(idx[i]);
-        if (!(v >= 0 && v < double(rows)) || v != std::floor(v))
-          fail(LOOM_ERR_INVALID_ARGUMENT, "Embedding: index ", v, " at position ", i,
-               " is outside [0, input_dim=", rows, ")");
+        if (std::isnan(v)) fail(LOOM_ERR_INVALID_ARGUMENT, "Embedding: index NaN at position ", i);
         std::memcpy(static_cast<char *>(out[0].dptr) + i * row,
-                    static_cast<const char *>(in[1].dptr) + static_cast<int64_t>(v) * row, row);
+                    static_cast<const char *>(in[1].dptr) + embedding_row(v, rows) * row, row);
       }
     });
   });
@@ -357,7 +377,7 @@ const int kRegistered = [] {
       LOOM_DTYPE_SWITCH(in[0].dtype, I, {
         const I *idx = in[0].ptr<I>();
         for (int64_t i = 0; i < in[0].size(); ++i)
-          for (int64_t j = 0; j < dim; ++j) dw[static_cast<int64_t>(idx[i]) * dim + j] += g[i * dim + j];
+          for (int64_t j = 0; j < dim; ++j) dw[embedding_row(double(idx[i]), p.i("input_dim")) * dim + j] += g[i * dim + j];
       });
     });
   });

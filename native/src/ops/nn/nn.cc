@@ -236,10 +236,19 @@ const int kActivation = [] {
 }();
 
 // ---------------------------------------------------------------- SoftmaxOutput
-// Forward: softmax over the last axis (or axis 1 with multi_output). Backward
-// ignores the incoming gradient (it is a loss layer): d data = (p - onehot(label))
-// * grad_scale / norm, where norm is 1, the batch size, or the count of labels
-// that are not ignore_label (normalization null / batch / valid).
+// MXNet 1.9's SoftmaxOutput (src/operator/softmax_output-inl.h), case by case:
+//  * multi_output: data (N, K, rest...) is softmaxed over axis 1, labels (N, rest);
+//  * preserve_shape: softmax over the last axis, one label per row;
+//  * otherwise the data is flattened to (N, size/N) and softmaxed per sample
+//    (FlatTo2D), whatever its rank; the label shape is data.shape[:-1] as MXNet
+//    infers it, and row y takes label y.
+// Backward ignores the incoming gradient unless out_grad is set. The gradient is
+// (p - onehot(label)) (label smoothing moves alpha from the label to the other
+// classes), times grad_scale / count: count is 1 (null), the number of labels
+// (batch; N with multi_output) or the labels whose integer value differs from
+// ignore_label (valid; counted even when use_ignore is off, as MXNet does).
+// multi_output divides by the spatial size too, except with valid.
+// A label with data's own shape is a probability: grad = (p - label) * grad_scale.
 struct SoftmaxDims {
   int64_t outer, k, inner;
 };
@@ -247,58 +256,85 @@ SoftmaxDims sm_dims(const Params &p, const Shape &s) {
   SoftmaxDims d{1, 1, 1};
   if (p.b("multi_output")) {
     split_axes(s, 1, 2, &d.outer, &d.k, &d.inner);
-  } else {
+  } else if (p.b("preserve_shape")) {
     d.k = s.ndim ? s.d[s.ndim - 1] : 1;
     d.outer = d.k ? s.size() / d.k : 0;
+  } else {
+    d.outer = s.ndim ? s.d[0] : 1;
+    d.k = d.outer ? s.size() / d.outer : 0;
   }
   return d;
 }
 
+// The label shapes MXNet accepts for data `x` (other than x's own shape).
+std::vector<Shape> sm_label_shapes(const Params &p, const Shape &x) {
+  std::vector<Shape> ok;
+  if (p.b("multi_output")) {
+    if (x.ndim < 2) return ok;
+    int64_t rest = x.d[0] && x.d[1] ? x.size() / x.d[0] / x.d[1] : 0;
+    ok.push_back(Shape{x.d[0], rest});
+    Shape l2;
+    l2.push_back(x.d[0]);
+    for (int i = 2; i < x.ndim; ++i) l2.push_back(x.d[i]);
+    ok.push_back(l2);
+    Shape l3 = x;
+    l3.d[1] = 1;
+    ok.push_back(l3);
+  } else {
+    Shape want;
+    for (int i = 0; i + 1 < x.ndim; ++i) want.push_back(x.d[i]);
+    ok.push_back(want);
+    if (want.ndim == 1) ok.push_back(Shape{want.d[0], 1});  // (N, 1) column of labels
+  }
+  return ok;
+}
+
 const int kSoftmaxOutput = [] {
   OpDef &d = Registry::get().add("SoftmaxOutput");
-  d.set_doc("Softmax with a cross-entropy gradient: the output is softmax(data); the backward "
-            "pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming "
-            "gradient.")
+  d.set_doc("Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is "
+            "softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with "
+            "multi_output, or over the last axis with preserve_shape; the backward pass gives "
+            "(softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient "
+            "unless out_grad is set.")
       .set_inputs({"data", "label"})
       .param("grad_scale", ParamType::Float, "1.0", "Scales the gradient.")
       .param("ignore_label", ParamType::Float, "-1.0", "Label whose gradient is zero (use_ignore).")
       .param("use_ignore", ParamType::Bool, "false", "Skip samples labelled ignore_label.")
       .param("multi_output", ParamType::Bool, "false",
              "Softmax over axis 1 of (N, C, ...) with labels (N, ...).")
+      .param("preserve_shape", ParamType::Bool, "false", "Softmax over the last axis.")
       .param("normalization", ParamType::Enum, "null", "Divide the gradient by this count.",
-             {"null", "batch", "valid"});
+             {"null", "batch", "valid"})
+      .param("out_grad", ParamType::Bool, "false",
+             "Multiply the gradient by the incoming output gradient.")
+      .param("smooth_alpha", ParamType::Float, "0.0",
+             "Label smoothing: alpha is taken from the label's class and spread over the others.");
   d.float_only = true;
   d.backward_uses = kBwdAll;
   d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known,
                       const ShapeList &out, const SmallVec<char, 4> &out_known) {
     if (!known[0] && out_known[0]) in[0] = out[0], known[0] = 1;
     if (!known[0] || known[1] || in[0].ndim < 1) return;
-    Shape want;
-    if (p.b("multi_output")) {
-      if (in[0].ndim < 2) return;
-      want.push_back(in[0].d[0]);
-      for (int i = 2; i < in[0].ndim; ++i) want.push_back(in[0].d[i]);
-    } else {
-      for (int i = 0; i + 1 < in[0].ndim; ++i) want.push_back(in[0].d[i]);
-    }
-    in[1] = want;
+    auto ok = sm_label_shapes(p, in[0]);
+    if (ok.empty()) return;
+    in[1] = ok[0];
     known[1] = 1;
   };
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     const Shape &x = in[0], &l = in[1];
     if (x.ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + x.str());
-    Shape want;
-    if (p.b("multi_output")) {
-      if (x.ndim < 2) shape_fail(p, "multi_output needs data (N, C, ...), got " + x.str());
-      want.push_back(x.d[0]);
-      for (int i = 2; i < x.ndim; ++i) want.push_back(x.d[i]);
-    } else {
-      for (int i = 0; i + 1 < x.ndim; ++i) want.push_back(x.d[i]);
+    if (p.b("multi_output") && x.ndim < 2)
+      shape_fail(p, "multi_output needs data (N, C, ...), got " + x.str());
+    double alpha = p.f("smooth_alpha");
+    if (!(alpha >= 0 && alpha <= 1))
+      shape_fail(p, "smooth_alpha must lie in [0, 1], got " + std::to_string(alpha));
+    if (l != x) {
+      auto ok = sm_label_shapes(p, x);
+      if (std::find(ok.begin(), ok.end(), l) == ok.end())
+        shape_fail(p, "label has shape " + l.str() + ", expected " + ok[0].str() +
+                          " (or the data's shape, for probabilities) for data " + x.str());
     }
-    if (l != want && !(l.size() == want.size() && l.ndim == 2 && l.d[1] == 1))
-      shape_fail(p, "label has shape " + l.str() + ", expected " + want.str() + " for data " +
-                        x.str());
     out[0] = x;
     odt[0] = dt[0];
   });
@@ -320,37 +356,61 @@ const int kSoftmaxOutput = [] {
     });
   });
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
-                    const BlobList &, const BlobList &ig, const ReqList &req) {
-    SoftmaxDims s = sm_dims(p, in[0].shape);
-    bool use_ignore = p.b("use_ignore");
-    double ignore = p.f("ignore_label"), scale = p.f("grad_scale");
-    const std::string &norm = p.s("normalization");
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    const double scale = p.f("grad_scale"), alpha = p.f("smooth_alpha");
+    const bool out_grad = p.b("out_grad");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *y = out[0].ptr<T>();
       const T *lab = in[1].ptr<T>();
-      int64_t samples = s.outer * s.inner, valid = 0;
-      for (int64_t i = 0; i < samples; ++i) {
+      const T *dy = out_grad ? og[0].ptr<T>() : nullptr;
+      if (req[1]) std::fill(ig[1].ptr<T>(), ig[1].ptr<T>() + ig[1].size(), T(0));
+      if (!req[0]) return;
+      T *dx = ig[0].ptr<T>();
+      const int64_t total = out[0].size();
+      if (in[1].shape == in[0].shape) {  // probabilities as labels: no normalization
+        for (int64_t i = 0; i < total; ++i) {
+          double g = (double(y[i]) - double(lab[i])) * scale;
+          dx[i] = static_cast<T>(dy ? g * double(dy[i]) : g);
+        }
+        return;
+      }
+      SoftmaxDims s = sm_dims(p, in[0].shape);
+      const bool multi = p.b("multi_output"), use_ignore = p.b("use_ignore");
+      const int64_t nlabels = in[1].size(), used = s.outer * s.inner;
+      const int ignore = static_cast<int>(p.f("ignore_label"));
+      const std::string &norm = p.s("normalization");
+      // MXNet compares labels with ignore_label as integers.
+      auto ignored = [&](double l) { return static_cast<int>(l) == ignore; };
+      for (int64_t i = 0; i < used; ++i) {
         double l = lab[i];
-        if (use_ignore && l == ignore) continue;
+        if (use_ignore && ignored(l)) continue;
         LOOM_CHECK(l >= 0 && l < s.k && l == std::floor(l), LOOM_ERR_INVALID_ARGUMENT,
                    "SoftmaxOutput: label ", l, " at position ", i, " is outside [0, ", s.k, ")");
-        ++valid;
       }
-      double div = norm == "batch" ? double(s.outer) : norm == "valid" ? double(std::max<int64_t>(valid, 1)) : 1.0;
-      if (req[0]) {
-        T *dx = ig[0].ptr<T>();
-        for (int64_t idx = 0; idx < samples; ++idx) {
-          int64_t o = idx / s.inner, j = idx % s.inner;
-          double l = lab[idx];
-          bool skip = use_ignore && l == ignore;
-          for (int64_t c = 0; c < s.k; ++c) {
-            int64_t at = (o * s.k + c) * s.inner + j;
-            double g = skip ? 0.0 : (double(y[at]) - (c == int64_t(l) ? 1.0 : 0.0)) * scale / div;
-            dx[at] = static_cast<T>(g);
-          }
+      double count = 1;
+      if (norm == "batch") {
+        count = double(multi ? s.outer : nlabels);
+      } else if (norm == "valid") {
+        int64_t valid = nlabels;
+        for (int64_t i = 0; i < nlabels; ++i) valid -= ignored(lab[i]) ? 1 : 0;
+        count = double(std::max<int64_t>(valid, 1));
+      }
+      double factor = scale / count;
+      if (multi && norm != "valid") factor /= double(s.inner);
+      const double smooth = s.k > 1 ? alpha / double(s.k - 1) : 0.0;
+      for (int64_t idx = 0; idx < used; ++idx) {
+        int64_t o = idx / s.inner, j = idx % s.inner;
+        double l = lab[idx];
+        bool skip = use_ignore && ignored(l);
+        int64_t cls = static_cast<int64_t>(l);
+        for (int64_t c = 0; c < s.k; ++c) {
+          int64_t at = (o * s.k + c) * s.inner + j;
+          double g = 0.0;
+          if (!skip)
+            g = (double(y[at]) - (c == cls ? 1.0 - alpha : smooth)) * factor;
+          dx[at] = static_cast<T>(dy ? g * double(dy[at]) : g);
         }
       }
-      if (req[1]) std::fill(ig[1].ptr<T>(), ig[1].ptr<T>() + ig[1].size(), T(0));
     });
   });
   return 0;

@@ -49,17 +49,25 @@ bool batch_stats(const OpContext &ctx, const Params &p) {
 const int kBatchNorm = [] {
   OpDef &d = Registry::get().add("BatchNorm");
   d.set_doc("Batch normalisation over every axis but `axis`: out = gamma * (data - mean) / "
-            "sqrt(var + eps) + beta. Training uses the batch's mean and biased variance and "
-            "updates the auxiliary states moving = momentum * moving + (1 - momentum) * batch; "
-            "prediction (or use_global_stats) uses the moving statistics. fix_gamma holds "
-            "gamma at 1 (its gradient is zero).")
+            "sqrt(var + eps) + beta. Training uses the batch's mean and biased variance; its "
+            "backward pass updates the auxiliary states moving = momentum * moving + "
+            "(1 - momentum) * batch (MXNet 1.9's CPU operator: a forward pass alone leaves "
+            "them unchanged). Prediction (or use_global_stats) uses the moving statistics. "
+            "fix_gamma uses gamma = 1, writes 1 into gamma in the forward pass and gives it a "
+            "zero gradient. With output_mean_var the mean and the inverse standard deviation "
+            "1/sqrt(var + eps) used are outputs too (as MXNet's CPU operator gives them).")
       .set_inputs({"data", "gamma", "beta", "moving_mean", "moving_var"})
       .param("eps", ParamType::Float, "0.001", "Added to the variance.")
       .param("momentum", ParamType::Float, "0.9", "Decay of the moving statistics.")
       .param("fix_gamma", ParamType::Bool, "true", "Use gamma = 1 (and give it no gradient).")
       .param("use_global_stats", ParamType::Bool, "false",
              "Normalise with the moving statistics in training too.")
-      .param("axis", ParamType::Int, "1", "The channel axis.");
+      .param("axis", ParamType::Int, "1", "The channel axis.")
+      .param("output_mean_var", ParamType::Bool, "false",
+             "Also output the mean and the inverse standard deviation used.")
+      .param("cudnn_off", ParamType::Bool, "false", "A GPU hint; accepted and ignored on CPU.");
+  d.outputs = {"out", "mean", "var"};
+  d.num_outputs = [](const Params &p) { return p.b("output_mean_var") ? 3 : 1; };
   d.num_aux = 2;
   d.float_only = true;
   d.backward_uses = kBwdInputs;
@@ -84,22 +92,27 @@ const int kBatchNorm = [] {
                           Shape{dm.c}.str() + " (one per channel of data " + in[0].str() + ")");
     out[0] = in[0];
     odt[0] = same_dtype(p, dt);
+    for (size_t k = 1; k < out.size(); ++k) {
+      out[k] = Shape{dm.c};
+      odt[k] = odt[0];
+    }
   });
   d.set_compute([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out) {
     BNDims dm = bn_dims(p, in[0].shape);
-    const double eps = p.f("eps"), mom = p.f("momentum");
+    const double eps = p.f("eps");
     const bool fix = p.b("fix_gamma");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>(), *beta = in[2].ptr<T>();
-      T *mm = in[3].ptr<T>(), *mv = in[4].ptr<T>();
+      const T *mm = in[3].ptr<T>(), *mv = in[4].ptr<T>();
       T *y = out[0].ptr<T>();
+      if (fix) {  // MXNet writes 1 into gamma; only where it differs, so reads stay undisturbed
+        T *gw = in[1].ptr<T>();
+        for (int64_t c = 0; c < dm.c; ++c)
+          if (gw[c] != T(1)) gw[c] = T(1);
+      }
       std::vector<double> mean, var;
       if (batch_stats(ctx, p)) {
         channel_stats(x, dm, mean, var);
-        for (int64_t c = 0; c < dm.c; ++c) {
-          mm[c] = static_cast<T>(mom * double(mm[c]) + (1 - mom) * mean[c]);
-          mv[c] = static_cast<T>(mom * double(mv[c]) + (1 - mom) * var[c]);
-        }
       } else {
         mean.assign(mm, mm + dm.c);
         var.assign(mv, mv + dm.c);
@@ -112,6 +125,13 @@ const int kBatchNorm = [] {
         T *yr = y + oc * dm.inner;
         for (int64_t i = 0; i < dm.inner; ++i) yr[i] = static_cast<T>(double(xr[i]) * scale + shift);
       }, 1 + (1 << 14) / std::max<int64_t>(dm.inner, 1));
+      if (out.size() > 2) {
+        T *om = out[1].ptr<T>(), *ov = out[2].ptr<T>();
+        for (int64_t c = 0; c < dm.c; ++c) {
+          om[c] = static_cast<T>(mean[c]);
+          ov[c] = static_cast<T>(1 / std::sqrt(var[c] + eps));
+        }
+      }
     });
   });
   d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &,
@@ -125,6 +145,13 @@ const int kBatchNorm = [] {
       std::vector<double> mean, var;
       if (batch) {
         channel_stats(x, dm, mean, var);
+        // The moving statistics take the batch's in the backward pass (MXNet 1.9).
+        const double mom = p.f("momentum");
+        T *mm = in[3].ptr<T>(), *mv = in[4].ptr<T>();
+        for (int64_t c = 0; c < dm.c; ++c) {
+          mm[c] = static_cast<T>(mom * double(mm[c]) + (1 - mom) * mean[c]);
+          mv[c] = static_cast<T>(mom * double(mv[c]) + (1 - mom) * var[c]);
+        }
       } else {
         mean.assign(in[3].ptr<T>(), in[3].ptr<T>() + dm.c);
         var.assign(in[4].ptr<T>(), in[4].ptr<T>() + dm.c);

@@ -15,8 +15,9 @@ enum class Red { Sum, Mean, Prod, Max, Min };
 std::vector<int> reduce_axes(const Params &p, const Shape &in) {
   std::vector<int> axes;
   std::vector<bool> mark(in.ndim, false);
-  if (!p.has("axis")) {
-    for (int i = 0; i < in.ndim; ++i) mark[i] = true;
+  if (!p.has("axis") || p.tuple("axis").empty()) {  // every axis; exclude is ignored (MXNet)
+    for (int i = 0; i < in.ndim; ++i) axes.push_back(i);
+    return axes;
   } else {
     for (int64_t a : p.tuple("axis")) {
       int ax = normalize_axis(a, in.ndim, p.op().name);
@@ -39,6 +40,7 @@ Shape reduced_shape(const Shape &in, const std::vector<int> &axes, bool keepdims
     if (!r) out.push_back(in.d[i]);
     else if (keepdims) out.push_back(1);
   }
+  if (out.ndim == 0 && !keepdims) out.push_back(1);  // a full reduction has shape (1,) in MXNet 1.x
   return out;
 }
 
@@ -277,9 +279,11 @@ void register_arg(const char *name, bool is_max, const char *doc) {
         odt[0] = kInt64;
         if (!p.has("axis")) {
           if (s.size() == 0) shape_fail(p, "cannot search an empty array of shape " + s.str());
-          out[0] = Shape();
-          if (p.b("keepdims"))
+          out[0] = Shape{1};  // MXNet 1.x: (1,), or all ones with keepdims
+          if (p.b("keepdims")) {
+            out[0] = Shape();
             for (int i = 0; i < s.ndim; ++i) out[0].push_back(1);
+          }
           return;
         }
         int ax = normalize_axis(p.i("axis"), s.ndim, p.op().name);

@@ -8,6 +8,31 @@
 namespace loom {
 namespace {
 
+// take's geometry around its axis, and MXNet's index modes.
+struct TakeDims {
+  int64_t outer = 1, n = 1, inner = 1;
+  TakeDims(const Params &p, const Shape &data) {
+    int ax = normalize_axis(p.i("axis"), data.ndim, p.op().name, "axis");
+    split_axes(data, ax, ax + 1, &outer, &n, &inner);
+  }
+  // The slice index of `v`: truncated, then clipped, wrapped or refused.
+  int64_t row(const Params &p, double v, int64_t at) const {
+    const std::string &mode = p.s("mode");
+    if (std::isnan(v) || (mode == "raise" && !(v >= 0 && v < double(n)))) {
+      fail(LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": index ", v, " at position ", at,
+           " is outside [0, ", n, ") (mode=", mode, ")");
+    }
+    if (n == 0) fail(LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": cannot take from an empty axis");
+    double lim = 9.0e18;
+    int64_t j = static_cast<int64_t>(std::max(-lim, std::min(lim, v)));
+    if (mode == "wrap") {
+      j %= n;
+      return j < 0 ? j + n : j;
+    }
+    return j < 0 ? 0 : (j >= n ? n - 1 : j);
+  }
+};
+
 // ---------------------------------------------------------------- transpose
 std::vector<int> transpose_axes(const Params &p, const Shape &s) {
   std::vector<int> axes;
@@ -139,8 +164,8 @@ void unslice_kernel(const TBlob &og, const TBlob &ig, const SliceSpec &sp) {
 // ---------------------------------------------------------------- reshape
 // MXNet's special codes: 0 copy this dim, -1 infer, -2 copy all remaining,
 // -3 merge two dims, -4 split one dim into the next two values (one may be -1).
-Shape reshape_target(const Params &p, const Shape &in) {
-  const auto &t = p.tuple("shape");
+// MXNet's InferReshapeShape over `in` (already reversed when reverse is set).
+Shape reshape_codes(const Params &p, const std::vector<int64_t> &t, const Shape &in) {
   Shape out;
   int src = 0, infer = -1;
   for (size_t k = 0; k < t.size(); ++k) {
@@ -189,6 +214,50 @@ Shape reshape_target(const Params &p, const Shape &in) {
     LOOM_CHECK(known > 0 && in.size() % known == 0, LOOM_ERR_SHAPE, p.op().name,
                ": cannot infer -1 in shape=", Shape::from(t).str(), " for input ", in.str());
     out.d[infer] = in.size() / known;
+  }
+  return out;
+}
+
+Shape tuple_to_shape_any(const Params &p, const std::vector<int64_t> &t) {
+  LOOM_CHECK(t.size() <= LOOM_MAX_NDIM, LOOM_ERR_SHAPE, p.op().name, ": target_shape has too many axes");
+  for (int64_t v : t)
+    LOOM_CHECK(v >= 0, LOOM_ERR_SHAPE, p.op().name, ": target_shape has a negative extent");
+  return Shape::from(t);
+}
+
+Shape reversed(const Shape &s) {
+  Shape r = s;
+  std::reverse(r.d, r.d + r.ndim);
+  return r;
+}
+
+// The target shape: MXNet's codes (read from the right with reverse), or the
+// deprecated target_shape, where one 0 is inferred and keep_highest keeps axis 0.
+Shape reshape_target(const Params &p, const Shape &in) {
+  const auto &t = p.tuple("shape");
+  Shape out;
+  if (!t.empty()) {
+    if (p.b("reverse")) {
+      std::vector<int64_t> rt(t.rbegin(), t.rend());
+      out = reversed(reshape_codes(p, rt, reversed(in)));
+    } else {
+      out = reshape_codes(p, t, in);
+    }
+  } else {
+    const auto &target = p.tuple("target_shape");
+    LOOM_CHECK(!target.empty(), LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": give shape (or the deprecated target_shape)");
+    out = tuple_to_shape_any(p, target);
+    int start = p.b("keep_highest") ? 1 : 0;
+    if (start && out.ndim > 0 && in.ndim > 0) out.d[0] = in.d[0];
+    int zeros = 0, at = 0;
+    for (int i = start; i < out.ndim; ++i)
+      if (out.d[i] == 0) ++zeros, at = i;
+    if (zeros == 1) {
+      out.d[at] = 1;
+      int64_t rest = out.size();
+      out.d[at] = rest ? in.size() / rest : 0;
+    }
   }
   LOOM_CHECK(out.size() == in.size(), LOOM_ERR_SHAPE, p.op().name, ": cannot reshape ", in.str(),
              " (", in.size(), " elements) to ", out.str(), " (", out.size(), " elements)");
@@ -302,7 +371,13 @@ const int kRegistered = [] {
           "dimension, -1 infers one, -2 copies all remaining, -3 merges two, -4 splits one into "
           "the next two values.")
       .set_inputs({"data"})
-      .required("shape", ParamType::Tuple, "Target shape, with MXNet's special codes.")
+      .param("shape", ParamType::Tuple, "()", "Target shape, with MXNet's special codes.")
+      .param("reverse", ParamType::Bool, "false",
+             "Apply the codes from the right (MXNet's reverse).")
+      .param("target_shape", ParamType::Tuple, "()",
+             "Deprecated MXNet form: the shape, with one 0 inferred (used when shape is empty).")
+      .param("keep_highest", ParamType::Bool, "false",
+             "With target_shape: keep the first axis of the input.")
       .set_inplace({{0, 0}})
       .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
                     ShapeList &out, DTypeList &odt) {
@@ -315,7 +390,8 @@ const int kRegistered = [] {
   reg.add("one_hot")
       .set_doc(
           "One-hot encoding: output shape indices.shape + (depth,), on_value where the index "
-          "matches. An index outside [0, depth) is an error.")
+          "matches (indices are truncated to integers). A row whose index lies outside "
+          "[0, depth) is all off_value (MXNet's rule); a NaN index is an error.")
       .set_inputs({"indices"})
       .required("depth", ParamType::Int, "Number of classes.")
       .param("on_value", ParamType::Float, "1.0", "Value at the index.")
@@ -335,17 +411,17 @@ const int kRegistered = [] {
         double on = p.f("on_value"), off = p.f("off_value");
         LOOM_DTYPE_SWITCH(in[0].dtype, S, {
           const S *idx = in[0].ptr<S>();
-          for (int64_t i = 0; i < n; ++i) {
-            double v = static_cast<double>(idx[i]);
-            if (!(v >= 0 && v < static_cast<double>(depth)) || v != std::floor(v))
-              fail(LOOM_ERR_INVALID_ARGUMENT, "one_hot: index ", v, " at position ", i,
-                   " is outside [0, depth=", depth, ")");
-          }
+          for (int64_t i = 0; i < n; ++i)
+            if (std::isnan(static_cast<double>(idx[i])))
+              fail(LOOM_ERR_INVALID_ARGUMENT, "one_hot: index NaN at position ", i);
           LOOM_DTYPE_SWITCH(out[0].dtype, D, {
             D *o = out[0].ptr<D>();
             std::fill(o, o + n * depth, static_cast<D>(off));
-            for (int64_t i = 0; i < n; ++i)
-              o[i * depth + static_cast<int64_t>(idx[i])] = static_cast<D>(on);
+            for (int64_t i = 0; i < n; ++i) {
+              double v = std::trunc(static_cast<double>(idx[i]));
+              if (v >= 0 && v < static_cast<double>(depth))
+                o[i * depth + static_cast<int64_t>(v)] = static_cast<D>(on);
+            }
           });
         });
       });
@@ -375,21 +451,30 @@ const int kRegistered = [] {
 
   reg.add("where")
       .set_doc(
-          "Chooses x where condition is non-zero and y elsewhere; the three shapes broadcast "
-          "together. x and y share a dtype; condition may have any dtype.")
+          "Chooses x where condition is non-zero and y elsewhere. A 1-D condition against "
+          "x of 2 or more axes selects whole rows and must have length x.shape[0] (MXNet's "
+          "rule); otherwise the three shapes broadcast together. x and y share a dtype; "
+          "condition may have any dtype.")
       .set_inputs({"condition", "x", "y"})
       .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt,
                     ShapeList &out, DTypeList &odt) {
         LOOM_CHECK(dt[1] == dt[2], LOOM_ERR_DTYPE, p.op().name, ": x has dtype ",
                    dtype_name(dt[1]), " but y has dtype ", dtype_name(dt[2]));
         Shape s = broadcast_shape(p, in[1], in[2], "x", "y");
-        out[0] = broadcast_shape(p, in[0], s, "condition", "x/y");
+        if (where_selects_rows(in[0], s)) {
+          LOOM_CHECK(in[0].d[0] == s.d[0], LOOM_ERR_SHAPE, p.op().name, ": a 1-D condition selects "
+                     "rows (MXNet's rule), so its length must equal x.shape[0]; got condition ",
+                     in[0].str(), " for x/y ", s.str());
+          out[0] = s;
+        } else {
+          out[0] = broadcast_shape(p, in[0], s, "condition", "x/y");
+        }
         odt[0] = dt[1];
       })
       .set_compute([](const OpContext &, const Params &, const BlobList &in,
                       const BlobList &out) {
-        BroadcastIndexer ic(in[0].shape, out[0].shape), ix(in[1].shape, out[0].shape),
-            iy(in[2].shape, out[0].shape);
+        WhereCondIndexer ic(in[0].shape, out[0].shape);
+        BroadcastIndexer ix(in[1].shape, out[0].shape), iy(in[2].shape, out[0].shape);
         LOOM_DTYPE_SWITCH(in[0].dtype, C, {
           const C *c = in[0].ptr<C>();
           LOOM_DTYPE_SWITCH(out[0].dtype, T, {
@@ -418,57 +503,69 @@ const int kRegistered = [] {
       });
 
   reg.add("take")
-      .set_doc("Gathers rows of data along axis 0: out[i, ...] = data[indices[i], ...]; the "
-               "output shape is indices.shape + data.shape[1:]. An index outside the rows is an "
-               "error.")
+      .set_doc("Gathers slices of data along axis: out = data[..., indices, ...], of shape "
+               "data.shape[:axis] + indices.shape + data.shape[axis+1:]. Indices are truncated "
+               "to integers; one outside [0, n) is clipped to the range (mode clip, MXNet's "
+               "default), wrapped around (wrap), or an error (raise).")
       .set_inputs({"data", "indices"})
+      .param("axis", ParamType::Int, "0", "The axis to gather along (negative counts from the end).")
+      .param("mode", ParamType::Enum, "clip", "Out-of-range indices: clip, wrap or raise.",
+             {"clip", "wrap", "raise"})
       .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                     DTypeList &odt) {
         if (in[0].ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + in[0].str());
-        Shape s = in[1];
-        for (int i = 1; i < in[0].ndim; ++i) s.push_back(in[0].d[i]);
+        int ax = normalize_axis(p.i("axis"), in[0].ndim, p.op().name, "axis");
+        Shape s;
+        for (int i = 0; i < ax; ++i) s.push_back(in[0].d[i]);
+        for (int i = 0; i < in[1].ndim; ++i) s.push_back(in[1].d[i]);
+        for (int i = ax + 1; i < in[0].ndim; ++i) s.push_back(in[0].d[i]);
+        LOOM_CHECK(s.ndim <= LOOM_MAX_NDIM, LOOM_ERR_SHAPE, p.op().name, ": the output of data ",
+                   in[0].str(), " taken by indices ", in[1].str(), " has too many axes");
         out[0] = s;
         odt[0] = dt[0];
       })
-      .set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
-        int64_t rows = in[0].shape.d[0], row = rows ? in[0].size() / rows : 0;
-        size_t bytes = static_cast<size_t>(row) * dtype_size(in[0].dtype);
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+        TakeDims t(p, in[0].shape);
+        size_t bytes = static_cast<size_t>(t.inner) * dtype_size(in[0].dtype);
         const char *src = static_cast<const char *>(in[0].dptr);
         char *dst = static_cast<char *>(out[0].dptr);
+        const int64_t nidx = in[1].size();
         LOOM_DTYPE_SWITCH(in[1].dtype, I, {
           const I *idx = in[1].ptr<I>();
-          for (int64_t i = 0; i < in[1].size(); ++i) {
-            double v = double(idx[i]);
-            if (!(v >= 0 && v < double(rows)))
-              fail(LOOM_ERR_INVALID_ARGUMENT, "take: index ", v, " at position ", i,
-                   " is outside [0, ", rows, ")");
-          }
-          parallel_for(in[1].size(), [&](int64_t i) {
-            if (bytes) std::memcpy(dst + i * bytes, src + static_cast<int64_t>(idx[i]) * bytes, bytes);
+          std::vector<int64_t> rows(static_cast<size_t>(nidx));
+          for (int64_t i = 0; i < nidx; ++i) rows[i] = t.row(p, double(idx[i]), i);
+          parallel_for(t.outer * nidx, [&](int64_t oi) {
+            int64_t o = oi / nidx, i = oi % nidx;
+            if (bytes)
+              std::memcpy(dst + oi * bytes, src + (o * t.n + rows[i]) * bytes, bytes);
           }, 256);
         });
       })
-      // data's gradient: each output row's gradient added to the row it came
+      // data's gradient: each output slice's gradient added to the slice it came
       // from (in index order, so repeated indices sum deterministically);
       // the indices get none (zeros).
       .set_backward_uses(kBwdInputs)
-      .set_backward([](const OpContext &, const Params &, const BlobList &in, const BlobList &,
+      .set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                        const BlobList &og, const BlobList &ig, const ReqList &req) {
-        int64_t rows = in[0].shape.d[0], row = rows ? in[0].size() / rows : 0;
+        TakeDims t(p, in[0].shape);
         if (req[1]) LOOM_FLOAT_SWITCH(ig[1].dtype, I, {
             std::fill(ig[1].ptr<I>(), ig[1].ptr<I>() + ig[1].size(), I(0));
           });
         if (!req[0]) return;
+        const int64_t nidx = in[1].size();
         LOOM_FLOAT_SWITCH(in[0].dtype, T, {
           T *d = ig[0].ptr<T>();
           const T *g = og[0].ptr<T>();
           std::fill(d, d + ig[0].size(), T(0));
           LOOM_DTYPE_SWITCH(in[1].dtype, I, {
             const I *idx = in[1].ptr<I>();
-            for (int64_t i = 0; i < in[1].size(); ++i) {
-              T *to = d + static_cast<int64_t>(idx[i]) * row;
-              const T *from = g + i * row;
-              for (int64_t k = 0; k < row; ++k) to[k] += from[k];
+            for (int64_t i = 0; i < nidx; ++i) {
+              int64_t r = t.row(p, double(idx[i]), i);
+              for (int64_t o = 0; o < t.outer; ++o) {
+                T *to = d + (o * t.n + r) * t.inner;
+                const T *from = g + (o * nidx + i) * t.inner;
+                for (int64_t k = 0; k < t.inner; ++k) to[k] += from[k];
+              }
             }
           });
         });
