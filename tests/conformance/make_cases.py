@@ -137,6 +137,19 @@ case("mse_count", "mse_count", [inp([6, 2]), inp([12])])
 case("mae_count", "mae_count", [inp([6, 2]), inp([6, 2])])
 case("f1_count", "f1_count", [inp([20, 2]), labels(20, 2)])
 
+# Added with MXNet's semantics (appended, so the earlier cases keep their seeds):
+# the full convention's clipped last window, count_include_pad=false, MXNet's
+# SoftmaxActivation, take's modes and axis, SoftmaxOutput's multi_output scaling.
+case("Pooling_full_overhang", "Pooling", [inp([1, 2, 6, 7], D)],
+     {"kernel": [3, 3], "stride": [2, 2], "pool_type": "avg", "pooling_convention": "full"})
+case("Pooling_exclude_pad", "Pooling", [inp([1, 2, 5, 5], D)],
+     {"kernel": [3, 3], "stride": [2, 2], "pad": [1, 1], "pool_type": "avg", "count_include_pad": False})
+case("SoftmaxActivation_instance", "SoftmaxActivation", [inp([2, 3, 4], F, -3, 3)])
+case("SoftmaxActivation_channel", "SoftmaxActivation", [inp([2, 3, 2, 2], F, -3, 3)], {"mode": "channel"})
+case("take_wrap_axis1", "take", [inp([3, 4]), inp([5], F, -6, 6, cast=["int64"])], {"axis": 1, "mode": "wrap"})
+case("SoftmaxOutput_multi", "SoftmaxOutput", [inp([2, 3, 4], F, -2, 2), inp([2, 4], F, 0, 3, cast=["int32", F])],
+     {"multi_output": True, "normalization": "valid", "use_ignore": True, "ignore_label": 1})
+
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:
     json.dump({"cases": cases}, f, indent=1)

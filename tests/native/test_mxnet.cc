@@ -169,6 +169,19 @@ TEST(MXNet, SoftmaxOutputFollowsMXNetForEveryLayoutAndNormalization) {
       << loom_last_error();
 }
 
+// src/operator/nn/softmax_activation-inl.h: instance over each sample, channel over axis 1.
+COVERS("SoftmaxActivation");
+TEST(MXNet, SoftmaxActivationModes) {
+  auto x = random_values(2 * 3 * 4, -2, 2, 93);
+  Arr a = make({2, 3, 4}, x, LOOM_DTYPE_FLOAT64);
+  expect_close(read(call("SoftmaxActivation", {&a})), softmax_ref(x, 2, 12, 1), LOOM_DTYPE_FLOAT64, "instance");
+  expect_close(read(call("SoftmaxActivation", {&a}, {{"mode", "channel"}})), softmax_ref(x, 2, 3, 4),
+               LOOM_DTYPE_FLOAT64, "channel");
+  Arr v = make({3}, {1, 2, 3});
+  std::vector<Arr> o;
+  EXPECT_EQ(invoke("SoftmaxActivation", {&v}, {{"mode", "channel"}}, &o), LOOM_ERR_SHAPE);
+}
+
 // src/operator/tensor/control_flow_op.h: a 1-D condition selects rows.
 TEST(MXNet, WhereWithAVectorConditionSelectsRows) {
   Arr c = make({2}, {1, 0});

@@ -12,20 +12,6 @@ namespace {
 
 const int32_t kFloatTypes[] = {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64};
 
-// Ops covered by a reference test in this file; the coverage test below
-// fails when an op is registered without one.
-std::set<std::string> &covered() {
-  static std::set<std::string> s;
-  return s;
-}
-bool cover(std::initializer_list<const char *> names) {
-  for (const char *n : names) covered().insert(n);
-  return true;
-}
-#define LOOM_CAT2(a, b) a##b
-#define LOOM_CAT(a, b) LOOM_CAT2(a, b)
-// Declares, at load time, which ops the following test checks.
-#define COVERS(...) static const bool LOOM_CAT(covers_, __COUNTER__) = cover({__VA_ARGS__})
 
 struct UnaryRef {
   const char *name;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,21 @@ inline int64_t bcast_index(int64_t i, const std::vector<int64_t> &in,
   }
   return idx;
 }
+
+// Ops covered by a reference test (in any test file); Ops.EveryRegisteredOpHasAReferenceTest
+// fails when an op is registered without one.
+inline std::set<std::string> &covered() {
+  static std::set<std::string> s;
+  return s;
+}
+inline bool cover(std::initializer_list<const char *> names) {
+  for (const char *n : names) covered().insert(n);
+  return true;
+}
+#define LOOM_CAT2(a, b) a##b
+#define LOOM_CAT(a, b) LOOM_CAT2(a, b)
+// Declares, at load time, which ops the following test checks.
+#define COVERS(...) static const bool LOOM_CAT(covers_, __COUNTER__) = ::lt::cover({__VA_ARGS__})
 
 inline std::string shape_str(const std::vector<int64_t> &s) {
   return loom::Shape::from(s).str();

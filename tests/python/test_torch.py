@@ -78,6 +78,10 @@ if torch:
     case("argmax", lambda x: nd.argmax(x, axis=1), lambda x: x.argmax(1).to(x.dtype), [((3, 4), -1, 1)], grad=False)
     case("argmin", lambda x: nd.argmin(x, axis=1), lambda x: x.argmin(1).to(x.dtype), [((3, 4), -1, 1)], grad=False)
     case("softmax", lambda x: nd.softmax(x, axis=1), lambda x: torch.softmax(x, 1), [((3, 5), -3, 3)])
+    case("SoftmaxActivation", lambda x: nd.SoftmaxActivation(x), lambda x: torch.softmax(x.reshape(2, -1), 1).reshape(x.shape),
+         [((2, 3, 4), -3, 3)], key="SoftmaxActivation_instance")
+    case("SoftmaxActivation", lambda x: nd.SoftmaxActivation(x, mode="channel"), lambda x: torch.softmax(x, 1),
+         [((2, 3, 2, 2), -3, 3)], key="SoftmaxActivation_channel")
     case("log_softmax", lambda x: nd.log_softmax(x, axis=1), lambda x: torch.log_softmax(x, 1), [((3, 5), -3, 3)])
     case("dot", nd.dot, torch.matmul, [((4, 5), -1, 1), ((5, 3), -1, 1)])
     case("batch_dot", nd.batch_dot, torch.bmm, [((2, 4, 5), -1, 1), ((2, 5, 3), -1, 1)])
@@ -115,6 +119,8 @@ if torch:
          [((2, 3, 4), -1, 1)], key="LeakyReLU_elu")
     case("LeakyReLU", lambda x, g: nd.LeakyReLU(x, g, act_type="prelu"), F.prelu,
          [((2, 3, 4), -1, 1), ((3,), 0, 0.5)], key="LeakyReLU_prelu")
+    case("LeakyReLU", lambda x: nd.LeakyReLU(x, act_type="selu"), F.selu, [((2, 3, 4), -2, 2)], key="LeakyReLU_selu")
+    case("LeakyReLU", lambda x: nd.LeakyReLU(x, act_type="gelu"), F.gelu, [((2, 3, 4), -3, 3)], key="LeakyReLU_gelu")
     case("Convolution", lambda x, w, b: nd.Convolution(x, w, b, kernel=(3, 3), num_filter=4, stride=(2, 1), pad=(1, 1)),
          lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1), [((2, 3, 7, 6), -1, 1), ((4, 3, 3, 3), -1, 1), ((4,), -1, 1)])
     case("Convolution", lambda x, w: nd.Convolution(x, w, kernel=(2, 2), num_filter=4, dilate=(2, 2), num_group=2, no_bias=True),

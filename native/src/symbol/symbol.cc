@@ -45,11 +45,22 @@ std::string strip_dunder(const std::string &k) {
   return k;
 }
 
-// User attributes that may appear without underscores in older files.
+// User attributes that may appear without underscores in older files (MXNet's
+// kHiddenKeys, src/c_api/c_api_symbolic.cc, and the variables' own keys).
 bool is_known_user_attr(const std::string &k) {
   static const std::set<std::string> names{"ctx_group", "lr_mult", "wd_mult", "force_mirroring",
-                                           "shape", "dtype", "init", "storage_type"};
+                                           "mirror_stage", "shape", "dtype", "init", "storage_type"};
   return names.count(k) > 0;
+}
+
+// ARG_key for a hidden key: an attribute meant for the input variable ARG.
+bool hidden_key_suffix(const std::string &k) {
+  for (const char *h : {"ctx_group", "lr_mult", "wd_mult", "force_mirroring", "mirror_stage"}) {
+    std::string suffix = std::string("_") + h;
+    if (k.size() > suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  }
+  return false;
 }
 
 
@@ -371,6 +382,13 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
              ": missing the \"nodes\" array");
   LOOM_CHECK(heads && heads->kind == json::Value::Array, LOOM_ERR_IO, what,
              ": missing the \"heads\" array");
+  // The writer's MXNet version (attrs.mxnet_version = ["int", 10600]): the legacy
+  // upgrades apply to older files; a file without it is taken as the oldest.
+  int64_t version = 0;
+  if (const json::Value *ga = root.find("attrs"); ga && ga->kind == json::Value::Object)
+    if (const json::Value *mv = ga->find("mxnet_version");
+        mv && mv->kind == json::Value::Array && mv->arr.size() == 2 && mv->arr[1].kind == json::Value::Number)
+      version = static_cast<int64_t>(mv->arr[1].num);
   std::vector<NodePtr> made;
   for (size_t i = 0; i < nodes->arr.size(); ++i) {
     const json::Value &jn = nodes->arr[i];
@@ -392,7 +410,13 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
         fail(e.status(), where, ": ", e.what());
       }
     }
-    auto read_map = [&](const char *key, bool user) {
+    // MXNet reads "attrs", the older "attr" and "param" into one dictionary
+    // (nnvm's JSON loader), then upgrades it (src/nnvm/legacy_json_util.cc):
+    // __key__ is a user attribute; an op's parameter is a parameter; a hidden
+    // key (ctx_group, lr_mult, ...) is a user attribute, and ARG_key moves to
+    // the input variable ARG (applied below, once the inputs are known).
+    std::vector<std::pair<std::string, std::string>> to_inputs;
+    auto read_map = [&](const char *key) {
       const json::Value *m = jn.find(key);
       if (!m) return;
       LOOM_CHECK(m->kind == json::Value::Object, LOOM_ERR_IO, where, ": \"", key,
@@ -404,10 +428,12 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
         bool is_param = false;
         if (n->op && k == kv.first)
           for (auto &p : n->op->params) is_param |= p.name == k;
-        if (is_param && !user) {
+        if (is_param) {
           n->params.emplace_back(k, kv.second.str);
-        } else if (k != kv.first || user || !n->op || is_known_user_attr(k)) {
+        } else if (k != kv.first || !n->op || is_known_user_attr(k)) {
           n->attrs[k] = kv.second.str;
+        } else if (hidden_key_suffix(k)) {
+          to_inputs.emplace_back(k, kv.second.str);
         } else {
           std::string known;
           for (auto &p : n->op->params) known += (known.empty() ? "" : ", ") + p.name;
@@ -416,9 +442,14 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
         }
       }
     };
-    read_map("attrs", false);
-    read_map("param", false);  // legacy: op parameters
-    read_map("attr", true);    // legacy: user attributes
+    read_map("attrs");
+    read_map("attr");
+    read_map("param");
+    // MXNet 0.9.5's upgrade: argmax/argmin with axis=-1 meant the flattened search.
+    if (n->op && version < 905 && (n->op->name == "argmax" || n->op->name == "argmin"))
+      n->params.erase(std::remove_if(n->params.begin(), n->params.end(),
+                                     [](const auto &kv) { return kv.first == "axis" && kv.second == "-1"; }),
+                      n->params.end());
     if (n->op) {
       try {
         n->parsed = parse_params(*n->op, n->params);
@@ -440,16 +471,32 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
         n->inputs.push_back(NodeEntry{made[src], static_cast<int>(idx)});
       }
     }
-    if (n->op && !n->op->variadic && n->op->num_aux > 0 &&
-        n->inputs.size() + n->op->num_aux == static_cast<size_t>(n->op->input_count(*n->parsed))) {
-      // Files from MXNet before 0.9 leave auxiliary states out (BatchNorm's moving
-      // statistics): MXNet's upgrade adds them as variables named node_input.
+    if (n->op && !n->op->variadic &&
+        n->inputs.size() < static_cast<size_t>(n->op->input_count(*n->parsed))) {
+      // Files from MXNet before 0.9 leave inputs out (BatchNorm's moving statistics,
+      // say): MXNet's upgrade adds them as variables named node_input, carrying the
+      // node's attributes.
       const auto &names = n->op->inputs;
-      for (size_t k = n->inputs.size(); k < names.size(); ++k) {
+      for (size_t k = n->inputs.size(); k < static_cast<size_t>(n->op->input_count(*n->parsed)) &&
+                                        k < names.size(); ++k) {
         auto v = std::make_shared<Node>();
         v->name = n->name + "_" + names[k];
+        v->attrs = n->attrs;
         n->inputs.push_back(NodeEntry{v, 0});
       }
+    }
+    for (auto &[k, value] : to_inputs) {
+      // ARG_lr_mult and the like: the attribute of input variable ARG.
+      bool placed = false;
+      for (size_t a = 0; n->op && a < n->op->inputs.size() && a < n->inputs.size(); ++a) {
+        const std::string &arg = n->op->inputs[a];
+        if (k.size() > arg.size() + 1 && k.compare(0, arg.size() + 1, arg + "_") == 0 &&
+            n->inputs[a].node->is_variable() && is_known_user_attr(k.substr(arg.size() + 1))) {
+          n->inputs[a].node->attrs[k.substr(arg.size() + 1)] = value;
+          placed = true;
+        }
+      }
+      if (!placed) n->attrs[k] = value;  // as MXNet keeps it when no input matches
     }
     if (n->op) {
       size_t want = n->op->variadic ? n->inputs.size()

@@ -8,6 +8,10 @@
 namespace loom {
 namespace {
 
+// SELU's constants (Klambauer et al.; MXNet's mshadow_op.h).
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluLambda = 1.0507009873554804934193349852946;
+
 // Embedding's row for index v: truncated and clipped to [0, rows) (MXNet's Take<clip>).
 inline int64_t embedding_row(double v, int64_t rows) {
   if (!(v > 0)) return 0;
@@ -73,11 +77,17 @@ const int kRegistered = [] {
 
   // ------------------------------------------------------------ LeakyReLU
   OpDef &lr = reg.add("LeakyReLU");
-  lr.set_doc("Leaky activations: leaky x>0 ? x : slope*x; elu x>0 ? x : slope*(e^x-1); prelu "
-             "x>0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).")
+  lr.set_doc("Leaky activations (MXNet's LeakyReLU): leaky x>0 ? x : slope*x; elu x>0 ? x : "
+             "slope*(e^x-1); prelu x>0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); "
+             "selu 1.0507*(x>0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x>0 ? x : "
+             "(lower_bound+upper_bound)/2*x in prediction (training draws a random slope per "
+             "element in MXNet, which Loom refuses with an error).")
       .set_inputs({"data", "gamma"})
-      .param("act_type", ParamType::Enum, "leaky", "Variant.", {"leaky", "elu", "prelu"})
-      .param("slope", ParamType::Float, "0.25", "Negative slope (leaky, elu).");
+      .param("act_type", ParamType::Enum, "leaky", "Variant.",
+             {"leaky", "elu", "prelu", "selu", "gelu", "rrelu"})
+      .param("slope", ParamType::Float, "0.25", "Negative slope (leaky, elu).")
+      .param("lower_bound", ParamType::Float, "0.125", "Lower bound of rrelu's slope.")
+      .param("upper_bound", ParamType::Float, "0.334", "Upper bound of rrelu's slope.");
   lr.float_only = true;
   lr.num_inputs = [](const Params &p) { return p.s("act_type") == "prelu" ? 2 : 1; };
   lr.infer_inputs = [](const Params &, ShapeList &in, SmallVec<char, 4> &known,
@@ -108,23 +118,32 @@ const int kRegistered = [] {
     for (int k = 2; k < s.ndim; ++k) inner *= s.d[k];
     return (i / inner) % s.d[1];
   };
-  lr.set_compute([channel_of](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+  lr.set_compute([channel_of](const OpContext &c, const Params &p, const BlobList &in, const BlobList &out) {
     const std::string &t = p.s("act_type");
-    double slope = p.f("slope");
+    LOOM_CHECK(t != "rrelu" || !c.is_train, LOOM_ERR_INVALID_ARGUMENT,
+               "LeakyReLU: act_type=rrelu draws random slopes in training, which Loom does not "
+               "implement; use it in prediction mode (slope (lower_bound+upper_bound)/2)");
+    double slope = t == "rrelu" ? (p.f("lower_bound") + p.f("upper_bound")) / 2 : p.f("slope");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
       for (int64_t i = 0; i < in[0].size(); ++i) {
         double v = x[i];
-        double a = t == "prelu" ? double(in[1].ptr<T>()[channel_of(in[0].shape, i)]) : slope;
-        y[i] = static_cast<T>(v > 0 ? v : (t == "elu" ? a * std::expm1(v) : a * v));
+        double r;
+        if (t == "selu") r = kSeluLambda * (v > 0 ? v : kSeluAlpha * std::expm1(v));
+        else if (t == "gelu") r = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+        else {
+          double a = t == "prelu" ? double(in[1].ptr<T>()[channel_of(in[0].shape, i)]) : slope;
+          r = v > 0 ? v : (t == "elu" ? a * std::expm1(v) : a * v);
+        }
+        y[i] = static_cast<T>(r);
       }
     });
   });
   lr.set_backward([channel_of](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                                const BlobList &og, const BlobList &ig, const ReqList &req) {
     const std::string &t = p.s("act_type");
-    double slope = p.f("slope");
+    double slope = t == "rrelu" ? (p.f("lower_bound") + p.f("upper_bound")) / 2 : p.f("slope");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       const T *g = og[0].ptr<T>();
@@ -133,7 +152,11 @@ const int kRegistered = [] {
         double v = x[i];
         int64_t c = channel_of(in[0].shape, i);
         double a = t == "prelu" ? double(in[1].ptr<T>()[c]) : slope;
-        double d = v > 0 ? 1.0 : (t == "elu" ? a * std::exp(v) : a);
+        double d;
+        if (t == "selu") d = kSeluLambda * (v > 0 ? 1.0 : kSeluAlpha * std::exp(v));
+        else if (t == "gelu")
+          d = 0.5 * (1 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
+        else d = v > 0 ? 1.0 : (t == "elu" ? a * std::exp(v) : a);
         if (req[0]) ig[0].ptr<T>()[i] = static_cast<T>(d * double(g[i]));
         if (t == "prelu" && req[1] && v <= 0) ig[1].ptr<T>()[c] += static_cast<T>(v * double(g[i]));
       }

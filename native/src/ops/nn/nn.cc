@@ -416,6 +416,76 @@ const int kSoftmaxOutput = [] {
   return 0;
 }();
 
+// ---------------------------------------------------------------- SoftmaxActivation
+// MXNet's (deprecated) SoftmaxActivation: softmax per sample over everything
+// after axis 0 (mode instance), or over axis 1 at each position (mode channel).
+SoftmaxDims sa_dims(const Params &p, const Shape &s) {
+  SoftmaxDims d{1, 1, 1};
+  if (p.s("mode") == "channel") {
+    split_axes(s, 1, 2, &d.outer, &d.k, &d.inner);
+  } else {
+    d.outer = s.ndim ? s.d[0] : 1;
+    d.k = d.outer ? s.size() / d.outer : 0;
+  }
+  return d;
+}
+
+const int kSoftmaxActivation = [] {
+  OpDef &d = Registry::get().add("SoftmaxActivation");
+  d.set_doc("Softmax of each sample over all its values (mode instance), or over axis 1 at each "
+            "position of (N, C, ...) data (mode channel), as MXNet's SoftmaxActivation.")
+      .set_inputs({"data"})
+      .param("mode", ParamType::Enum, "instance", "What to normalise over.", {"instance", "channel"});
+  d.float_only = true;
+  d.backward_uses = kBwdOutputs;
+  d.infer_inputs = same_shape_hint;
+  d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    if (in[0].ndim < (p.s("mode") == "channel" ? 2 : 1))
+      shape_fail(p, "data must be (N, C, ...) for mode " + p.s("mode") + ", got " + in[0].str());
+    out[0] = in[0];
+    odt[0] = dt[0];
+  });
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    SoftmaxDims s = sa_dims(p, in[0].shape);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *x = in[0].ptr<T>();
+      T *y = out[0].ptr<T>();
+      parallel_for(s.outer * s.inner, [&](int64_t idx) {
+        int64_t o = idx / s.inner, j = idx % s.inner;
+        const T *xr = x + o * s.k * s.inner + j;
+        T *yr = y + o * s.k * s.inner + j;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
+        for (int64_t c = 0; c < s.k; ++c) sum += std::exp(double(xr[c * s.inner]) - mx);
+        for (int64_t c = 0; c < s.k; ++c)
+          yr[c * s.inner] = static_cast<T>(std::exp(double(xr[c * s.inner]) - mx) / sum);
+      }, 1 << 10);
+    });
+  });
+  // dx = y * (dy - sum(dy * y)) over the normalised values.
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &, const BlobList &out,
+                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (!req[0]) return;
+    SoftmaxDims s = sa_dims(p, out[0].shape);
+    LOOM_FLOAT_SWITCH(out[0].dtype, T, {
+      const T *y = out[0].ptr<T>();
+      const T *g = og[0].ptr<T>();
+      T *dx = ig[0].ptr<T>();
+      parallel_for(s.outer * s.inner, [&](int64_t idx) {
+        int64_t base = (idx / s.inner) * s.k * s.inner + idx % s.inner;
+        double dot = 0;
+        for (int64_t c = 0; c < s.k; ++c) dot += double(g[base + c * s.inner]) * double(y[base + c * s.inner]);
+        for (int64_t c = 0; c < s.k; ++c) {
+          int64_t at = base + c * s.inner;
+          dx[at] = static_cast<T>(double(y[at]) * (double(g[at]) - dot));
+        }
+      }, 1 << 10);
+    });
+  });
+  return 0;
+}();
+
 // ---------------------------------------------------------------- Flatten
 const int kFlatten = [] {
   OpDef &d = Registry::get().add("Flatten");
