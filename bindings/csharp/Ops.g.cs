@@ -17,7 +17,7 @@ public static partial class Op
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Activation').</returns>
-    public static NDArray Activation(NDArray data, ActType? actType = null, NDArray? @out = null)
+    public static NDArray Activation(NDArray data, ActivationActType? actType = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -249,18 +249,22 @@ public static partial class Op
     }
     private static OpHandle s_LRN;
 
-    /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>
+    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : (lower_bound+upper_bound)/2*x in prediction (training draws a random slope per element in MXNet, which Loom refuses with an error).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="gamma">Input 'gamma'.</param>
-    /// <param name="actType">Variant. One of: leaky, elu, prelu. Default: leaky.</param>
+    /// <param name="actType">Variant. One of: leaky, elu, prelu, selu, gelu, rrelu. Default: leaky.</param>
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
+    /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
+    /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'LeakyReLU').</returns>
-    public static NDArray LeakyReLU(NDArray data, NDArray gamma, LeakyReLUActType? actType = null, double? slope = null, NDArray? @out = null)
+    public static NDArray LeakyReLU(NDArray data, NDArray gamma, ActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
+        if (lowerBound is not null) (__params ??= new()).Add("lower_bound", lowerBound.Value);
+        if (upperBound is not null) (__params ??= new()).Add("upper_bound", upperBound.Value);
         return Imperative.Invoke(ref s_LeakyReLU, "LeakyReLU", new[] { data, gamma }, __params, @out);
     }
     private static OpHandle s_LeakyReLU;
@@ -353,6 +357,19 @@ public static partial class Op
         return Imperative.Invoke(ref s_SliceChannel, "SliceChannel", new[] { data }, __params, @out);
     }
     private static OpHandle s_SliceChannel;
+
+    /// <summary>Softmax of each sample over all its values (mode instance), or over axis 1 at each position of (N, C, ...) data (mode channel), as MXNet's SoftmaxActivation.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="mode">What to normalise over. One of: instance, channel. Default: instance.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SoftmaxActivation').</returns>
+    public static NDArray SoftmaxActivation(NDArray data, SoftmaxActivationMode? mode = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        return Imperative.Invoke(ref s_SoftmaxActivation, "SoftmaxActivation", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_SoftmaxActivation;
 
     /// <summary>Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with multi_output, or over the last axis with preserve_shape; the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient unless out_grad is set.</summary>
     /// <param name="data">Input 'data'.</param>
@@ -1719,8 +1736,25 @@ public static partial class Op
 
 }
 
-/// <summary>Choices of an operator parameter (relu, sigmoid, tanh, softrelu, softsign).</summary>
+/// <summary>Choices of an operator parameter (leaky, elu, prelu, selu, gelu, rrelu).</summary>
 public enum ActType
+{
+    /// <summary>"leaky"</summary>
+    Leaky,
+    /// <summary>"elu"</summary>
+    Elu,
+    /// <summary>"prelu"</summary>
+    Prelu,
+    /// <summary>"selu"</summary>
+    Selu,
+    /// <summary>"gelu"</summary>
+    Gelu,
+    /// <summary>"rrelu"</summary>
+    Rrelu,
+}
+
+/// <summary>Choices of an operator parameter (relu, sigmoid, tanh, softrelu, softsign).</summary>
+public enum ActivationActType
 {
     /// <summary>"relu"</summary>
     Relu,
@@ -1774,17 +1808,6 @@ public enum Layout
     NCHW,
     /// <summary>"NCDHW"</summary>
     NCDHW,
-}
-
-/// <summary>Choices of an operator parameter (leaky, elu, prelu).</summary>
-public enum LeakyReLUActType
-{
-    /// <summary>"leaky"</summary>
-    Leaky,
-    /// <summary>"elu"</summary>
-    Elu,
-    /// <summary>"prelu"</summary>
-    Prelu,
 }
 
 /// <summary>Choices of an operator parameter (null, batch).</summary>
@@ -1869,11 +1892,22 @@ public enum Schedule
     Cosine,
 }
 
+/// <summary>Choices of an operator parameter (instance, channel).</summary>
+public enum SoftmaxActivationMode
+{
+    /// <summary>"instance"</summary>
+    Instance,
+    /// <summary>"channel"</summary>
+    Channel,
+}
+
 /// <summary>The engine's spelling of each operator enum value.</summary>
 public static class OpEnums
 {
     /// <summary>The parameter text of a <see cref="ActType"/> value.</summary>
-    public static string Text(ActType v) => v switch { ActType.Relu => "relu", ActType.Sigmoid => "sigmoid", ActType.Tanh => "tanh", ActType.Softrelu => "softrelu", ActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    public static string Text(ActType v) => v switch { ActType.Leaky => "leaky", ActType.Elu => "elu", ActType.Prelu => "prelu", ActType.Selu => "selu", ActType.Gelu => "gelu", ActType.Rrelu => "rrelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="ActivationActType"/> value.</summary>
+    public static string Text(ActivationActType v) => v switch { ActivationActType.Relu => "relu", ActivationActType.Sigmoid => "sigmoid", ActivationActType.Tanh => "tanh", ActivationActType.Softrelu => "softrelu", ActivationActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="CudnnTune"/> value.</summary>
     public static string Text(CudnnTune v) => v switch { CudnnTune.Off => "off", CudnnTune.LimitedWorkspace => "limited_workspace", CudnnTune.Fastest => "fastest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="DropoutMode"/> value.</summary>
@@ -1882,8 +1916,6 @@ public static class OpEnums
     public static string Text(FactorType v) => v switch { FactorType.Avg => "avg", FactorType.In => "in", FactorType.Out => "out", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Layout"/> value.</summary>
     public static string Text(Layout v) => v switch { Layout.NCW => "NCW", Layout.NCHW => "NCHW", Layout.NCDHW => "NCDHW", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
-    /// <summary>The parameter text of a <see cref="LeakyReLUActType"/> value.</summary>
-    public static string Text(LeakyReLUActType v) => v switch { LeakyReLUActType.Leaky => "leaky", LeakyReLUActType.Elu => "elu", LeakyReLUActType.Prelu => "prelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="MakeLossNormalization"/> value.</summary>
     public static string Text(MakeLossNormalization v) => v switch { MakeLossNormalization.Null => "null", MakeLossNormalization.Batch => "batch", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Mode"/> value.</summary>
@@ -1900,4 +1932,6 @@ public static class OpEnums
     public static string Text(SampleType v) => v switch { SampleType.Nearest => "nearest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Schedule"/> value.</summary>
     public static string Text(Schedule v) => v switch { Schedule.Fixed => "fixed", Schedule.Factor => "factor", Schedule.Multifactor => "multifactor", Schedule.Inv => "inv", Schedule.Cosine => "cosine", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="SoftmaxActivationMode"/> value.</summary>
+    public static string Text(SoftmaxActivationMode v) => v switch { SoftmaxActivationMode.Instance => "instance", SoftmaxActivationMode.Channel => "channel", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
 }

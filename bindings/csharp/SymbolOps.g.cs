@@ -15,7 +15,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
-    public static Symbol Activation(string? name, Symbol? data = null, ActType? actType = null)
+    public static Symbol Activation(string? name, Symbol? data = null, ActivationActType? actType = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -224,17 +224,21 @@ public static partial class Sym
         return Symbol.Create("LRN", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>
+    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : (lower_bound+upper_bound)/2*x in prediction (training draws a random slope per element in MXNet, which Loom refuses with an error).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="gamma">Input 'gamma' (null: a new variable).</param>
-    /// <param name="actType">Variant. One of: leaky, elu, prelu. Default: leaky.</param>
+    /// <param name="actType">Variant. One of: leaky, elu, prelu, selu, gelu, rrelu. Default: leaky.</param>
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
-    public static Symbol LeakyReLU(string? name, Symbol? data = null, Symbol? gamma = null, LeakyReLUActType? actType = null, double? slope = null)
+    /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
+    /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
+    public static Symbol LeakyReLU(string? name, Symbol? data = null, Symbol? gamma = null, ActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
+        if (lowerBound is not null) (__params ??= new()).Add("lower_bound", lowerBound.Value);
+        if (upperBound is not null) (__params ??= new()).Add("upper_bound", upperBound.Value);
         return Symbol.Create("LeakyReLU", name, new Symbol?[] { data, gamma }, new[] { "data", "gamma" }, __params);
     }
 
@@ -315,6 +319,17 @@ public static partial class Sym
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (squeezeAxis is not null) (__params ??= new()).Add("squeeze_axis", squeezeAxis.Value);
         return Symbol.Create("SliceChannel", name, new Symbol?[] { data }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Softmax of each sample over all its values (mode instance), or over axis 1 at each position of (N, C, ...) data (mode channel), as MXNet's SoftmaxActivation.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="mode">What to normalise over. One of: instance, channel. Default: instance.</param>
+    public static Symbol SoftmaxActivation(string? name, Symbol? data = null, SoftmaxActivationMode? mode = null)
+    {
+        OpParams? __params = null;
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        return Symbol.Create("SoftmaxActivation", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
     /// <summary>Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with multi_output, or over the last axis with preserve_shape; the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient unless out_grad is set.</summary>
@@ -1503,7 +1518,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise activation: relu max(x,0), sigmoid 1/(1+e^-x), tanh, softrelu log(1+e^x), softsign x/(1+|x|).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
-    public Symbol Activation(string? name, ActType? actType = null)
+    public Symbol Activation(string? name, ActivationActType? actType = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -1681,16 +1696,20 @@ public sealed partial class Symbol
         return Create("LRN", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Leaky activations: leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1).</summary>
+    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : (lower_bound+upper_bound)/2*x in prediction (training draws a random slope per element in MXNet, which Loom refuses with an error).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="gamma">Input 'gamma' (null: a new variable).</param>
-    /// <param name="actType">Variant. One of: leaky, elu, prelu. Default: leaky.</param>
+    /// <param name="actType">Variant. One of: leaky, elu, prelu, selu, gelu, rrelu. Default: leaky.</param>
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
-    public Symbol LeakyReLU(string? name, LeakyReLUActType? actType = null, double? slope = null, Symbol? gamma = null)
+    /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
+    /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
+    public Symbol LeakyReLU(string? name, ActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, Symbol? gamma = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
+        if (lowerBound is not null) (__params ??= new()).Add("lower_bound", lowerBound.Value);
+        if (upperBound is not null) (__params ??= new()).Add("upper_bound", upperBound.Value);
         return Create("LeakyReLU", name, new Symbol?[] { this, gamma }, new[] { "data", "gamma" }, __params);
     }
 
@@ -1766,6 +1785,16 @@ public sealed partial class Symbol
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (squeezeAxis is not null) (__params ??= new()).Add("squeeze_axis", squeezeAxis.Value);
         return Create("SliceChannel", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Softmax of each sample over all its values (mode instance), or over axis 1 at each position of (N, C, ...) data (mode channel), as MXNet's SoftmaxActivation.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="mode">What to normalise over. One of: instance, channel. Default: instance.</param>
+    public Symbol SoftmaxActivation(string? name, SoftmaxActivationMode? mode = null)
+    {
+        OpParams? __params = null;
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        return Create("SoftmaxActivation", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
     /// <summary>Softmax with a cross-entropy gradient (MXNet's SoftmaxOutput): the output is softmax(data) per sample (data flattened to (N, size/N)), over axis 1 with multi_output, or over the last axis with preserve_shape; the backward pass gives (softmax - onehot(label)) * grad_scale / norm and ignores the incoming gradient unless out_grad is set.</summary>
