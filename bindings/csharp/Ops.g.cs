@@ -17,7 +17,7 @@ public static partial class Op
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Activation').</returns>
-    public static NDArray Activation(NDArray data, ActivationActType? actType = null, NDArray? @out = null)
+    public static NDArray Activation(NDArray data, ActType? actType = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -258,7 +258,7 @@ public static partial class Op
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'LeakyReLU').</returns>
-    public static NDArray LeakyReLU(NDArray data, NDArray gamma, ActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray? @out = null)
+    public static NDArray LeakyReLU(NDArray data, NDArray gamma, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -1672,7 +1672,7 @@ public static partial class Op
     /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'take').</returns>
-    public static NDArray Take(NDArray data, NDArray indices, long? axis = null, Mode? mode = null, NDArray? @out = null)
+    public static NDArray Take(NDArray data, NDArray indices, long? axis = null, TakeMode? mode = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
@@ -1736,25 +1736,8 @@ public static partial class Op
 
 }
 
-/// <summary>Choices of an operator parameter (leaky, elu, prelu, selu, gelu, rrelu).</summary>
-public enum ActType
-{
-    /// <summary>"leaky"</summary>
-    Leaky,
-    /// <summary>"elu"</summary>
-    Elu,
-    /// <summary>"prelu"</summary>
-    Prelu,
-    /// <summary>"selu"</summary>
-    Selu,
-    /// <summary>"gelu"</summary>
-    Gelu,
-    /// <summary>"rrelu"</summary>
-    Rrelu,
-}
-
 /// <summary>Choices of an operator parameter (relu, sigmoid, tanh, softrelu, softsign).</summary>
-public enum ActivationActType
+public enum ActType
 {
     /// <summary>"relu"</summary>
     Relu,
@@ -1810,6 +1793,23 @@ public enum Layout
     NCDHW,
 }
 
+/// <summary>Choices of an operator parameter (leaky, elu, prelu, selu, gelu, rrelu).</summary>
+public enum LeakyReLUActType
+{
+    /// <summary>"leaky"</summary>
+    Leaky,
+    /// <summary>"elu"</summary>
+    Elu,
+    /// <summary>"prelu"</summary>
+    Prelu,
+    /// <summary>"selu"</summary>
+    Selu,
+    /// <summary>"gelu"</summary>
+    Gelu,
+    /// <summary>"rrelu"</summary>
+    Rrelu,
+}
+
 /// <summary>Choices of an operator parameter (null, batch).</summary>
 public enum MakeLossNormalization
 {
@@ -1817,17 +1817,6 @@ public enum MakeLossNormalization
     Null,
     /// <summary>"batch"</summary>
     Batch,
-}
-
-/// <summary>Choices of an operator parameter (clip, wrap, raise).</summary>
-public enum Mode
-{
-    /// <summary>"clip"</summary>
-    Clip,
-    /// <summary>"wrap"</summary>
-    Wrap,
-    /// <summary>"raise"</summary>
-    Raise,
 }
 
 /// <summary>Choices of an operator parameter (null, batch, valid).</summary>
@@ -1901,13 +1890,22 @@ public enum SoftmaxActivationMode
     Channel,
 }
 
+/// <summary>Choices of an operator parameter (clip, wrap, raise).</summary>
+public enum TakeMode
+{
+    /// <summary>"clip"</summary>
+    Clip,
+    /// <summary>"wrap"</summary>
+    Wrap,
+    /// <summary>"raise"</summary>
+    Raise,
+}
+
 /// <summary>The engine's spelling of each operator enum value.</summary>
 public static class OpEnums
 {
     /// <summary>The parameter text of a <see cref="ActType"/> value.</summary>
-    public static string Text(ActType v) => v switch { ActType.Leaky => "leaky", ActType.Elu => "elu", ActType.Prelu => "prelu", ActType.Selu => "selu", ActType.Gelu => "gelu", ActType.Rrelu => "rrelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
-    /// <summary>The parameter text of a <see cref="ActivationActType"/> value.</summary>
-    public static string Text(ActivationActType v) => v switch { ActivationActType.Relu => "relu", ActivationActType.Sigmoid => "sigmoid", ActivationActType.Tanh => "tanh", ActivationActType.Softrelu => "softrelu", ActivationActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    public static string Text(ActType v) => v switch { ActType.Relu => "relu", ActType.Sigmoid => "sigmoid", ActType.Tanh => "tanh", ActType.Softrelu => "softrelu", ActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="CudnnTune"/> value.</summary>
     public static string Text(CudnnTune v) => v switch { CudnnTune.Off => "off", CudnnTune.LimitedWorkspace => "limited_workspace", CudnnTune.Fastest => "fastest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="DropoutMode"/> value.</summary>
@@ -1916,10 +1914,10 @@ public static class OpEnums
     public static string Text(FactorType v) => v switch { FactorType.Avg => "avg", FactorType.In => "in", FactorType.Out => "out", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Layout"/> value.</summary>
     public static string Text(Layout v) => v switch { Layout.NCW => "NCW", Layout.NCHW => "NCHW", Layout.NCDHW => "NCDHW", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="LeakyReLUActType"/> value.</summary>
+    public static string Text(LeakyReLUActType v) => v switch { LeakyReLUActType.Leaky => "leaky", LeakyReLUActType.Elu => "elu", LeakyReLUActType.Prelu => "prelu", LeakyReLUActType.Selu => "selu", LeakyReLUActType.Gelu => "gelu", LeakyReLUActType.Rrelu => "rrelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="MakeLossNormalization"/> value.</summary>
     public static string Text(MakeLossNormalization v) => v switch { MakeLossNormalization.Null => "null", MakeLossNormalization.Batch => "batch", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
-    /// <summary>The parameter text of a <see cref="Mode"/> value.</summary>
-    public static string Text(Mode v) => v switch { Mode.Clip => "clip", Mode.Wrap => "wrap", Mode.Raise => "raise", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Normalization"/> value.</summary>
     public static string Text(Normalization v) => v switch { Normalization.Null => "null", Normalization.Batch => "batch", Normalization.Valid => "valid", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="PoolType"/> value.</summary>
@@ -1934,4 +1932,6 @@ public static class OpEnums
     public static string Text(Schedule v) => v switch { Schedule.Fixed => "fixed", Schedule.Factor => "factor", Schedule.Multifactor => "multifactor", Schedule.Inv => "inv", Schedule.Cosine => "cosine", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="SoftmaxActivationMode"/> value.</summary>
     public static string Text(SoftmaxActivationMode v) => v switch { SoftmaxActivationMode.Instance => "instance", SoftmaxActivationMode.Channel => "channel", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="TakeMode"/> value.</summary>
+    public static string Text(TakeMode v) => v switch { TakeMode.Clip => "clip", TakeMode.Wrap => "wrap", TakeMode.Raise => "raise", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
 }

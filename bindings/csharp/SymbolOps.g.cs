@@ -15,7 +15,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
-    public static Symbol Activation(string? name, Symbol? data = null, ActivationActType? actType = null)
+    public static Symbol Activation(string? name, Symbol? data = null, ActType? actType = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -232,7 +232,7 @@ public static partial class Sym
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
-    public static Symbol LeakyReLU(string? name, Symbol? data = null, Symbol? gamma = null, ActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null)
+    public static Symbol LeakyReLU(string? name, Symbol? data = null, Symbol? gamma = null, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -1456,7 +1456,7 @@ public static partial class Sym
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
     /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
     /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
-    public static Symbol Take(string? name, Symbol? data = null, Symbol? indices = null, long? axis = null, Mode? mode = null)
+    public static Symbol Take(string? name, Symbol? data = null, Symbol? indices = null, long? axis = null, TakeMode? mode = null)
     {
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
@@ -1518,7 +1518,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise activation: relu max(x,0), sigmoid 1/(1+e^-x), tanh, softrelu log(1+e^x), softsign x/(1+|x|).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
-    public Symbol Activation(string? name, ActivationActType? actType = null)
+    public Symbol Activation(string? name, ActType? actType = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -1703,7 +1703,7 @@ public sealed partial class Symbol
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
-    public Symbol LeakyReLU(string? name, ActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, Symbol? gamma = null)
+    public Symbol LeakyReLU(string? name, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, Symbol? gamma = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
@@ -2684,7 +2684,7 @@ public sealed partial class Symbol
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
     /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
     /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
-    public Symbol Take(string? name, long? axis = null, Mode? mode = null, Symbol? indices = null)
+    public Symbol Take(string? name, long? axis = null, TakeMode? mode = null, Symbol? indices = null)
     {
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);

@@ -219,8 +219,16 @@ def generate_abi(header, out_dir, docs_dir=None, py_dir=None):
             lines.append("    public %s(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }" % cls)
             lines.append("    /// <inheritdoc/>")
             lines.append("    public override bool IsInvalid => handle == IntPtr.Zero;")
+            lines.append("    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with")
+            lines.append("    /// <see cref=\"GC.AddMemoryPressure\"/> by its owner; released with the handle.</summary>")
+            lines.append("    public long MemoryPressure { get; set; }")
             lines.append("    /// <inheritdoc/>")
-            lines.append("    protected override bool ReleaseHandle() { LoomNative.%s_free(handle); return true; }" % typedef)
+            lines.append("    protected override bool ReleaseHandle()")
+            lines.append("    {")
+            lines.append("        LoomNative.%s_free(handle);" % typedef)
+            lines.append("        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);")
+            lines.append("        return true;")
+            lines.append("    }")
             lines.append("}")
         else:
             lines.append("[StructLayout(LayoutKind.Sequential)]")
@@ -389,9 +397,15 @@ def load_ops(lib_path):
     return ops
 
 
+# Parameters whose plain enum name belongs to one op, so that adding a choice to
+# another op never renames a public enum (None: every op's enum is prefixed).
+PLAIN_ENUM_OWNER = {"act_type": "Activation", "mode": None}
+
+
 def enum_names(ops):
     """(op, param) -> C# enum name. The op with the most choices for a parameter
-    name gets the plain name (ActType); the others are prefixed with the op."""
+    name gets the plain name (ActType), unless PLAIN_ENUM_OWNER names the owner;
+    the others are prefixed with the op."""
     by_param = {}
     for op in ops:
         for p in op["params"]:
@@ -401,6 +415,9 @@ def enum_names(ops):
     for pname, uses in by_param.items():
         uses.sort(key=lambda u: (-len(u[1]), u[0]))
         plain = uses[0][1]
+        if pname in PLAIN_ENUM_OWNER:
+            owner = PLAIN_ENUM_OWNER[pname]
+            plain = next((c for o, c in uses if o == owner), None)
         for opname, choices in uses:
             names[(opname, pname)] = pascal(pname) if choices == plain else pascal(opname) + pascal(pname)
     return names

@@ -1,14 +1,17 @@
-"""pip install ./bindings/python -- works offline (no build isolation needed: only
-setuptools, which Debian's python3 has). When the repository's build tree holds
-libloom, the installed package carries a copy beside itself."""
+"""The Python binding's package. `./build.sh pack` builds the platform wheel
+artifacts/loom-VERSION-cpXY-cpXY-linux_x86_64.whl, offline, carrying libloom
+(`pip wheel --no-index --no-build-isolation`: only setuptools and wheel, which
+Debian's python3-setuptools and python3-wheel provide). The library is taken
+from $LOOM_LIBRARY_FOR_PACKAGE, or from the repository's build/lib."""
 import os
 import shutil
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 
 here = os.path.dirname(os.path.abspath(__file__))
-built = os.path.join(here, "..", "..", "build", "lib", "libloom.so")
+built = os.environ.get("LOOM_LIBRARY_FOR_PACKAGE") or os.path.join(here, "..", "..", "build", "lib", "libloom.so")
 
 
 class build_with_library(build_py):
@@ -20,6 +23,13 @@ class build_with_library(build_py):
             shutil.copyfile(os.path.realpath(built), os.path.join(self.build_lib, "loom", "libloom.so"))
 
 
+class CarriesNativeLibrary(Distribution):
+    """A platform wheel (cpXY-cpXY-linux_x86_64), since the package carries libloom."""
+
+    def has_ext_modules(self):
+        return os.path.isfile(built)
+
+
 setup(
     name="loom",
     version="0.1.0",
@@ -29,4 +39,5 @@ setup(
     install_requires=["numpy"],
     python_requires=">=3.9",
     cmdclass={"build_py": build_with_library},
+    distclass=CarriesNativeLibrary,
 )

@@ -150,7 +150,7 @@ static class Mnist
         var (train, test) = iterators;
         var total = Stopwatch.StartNew();
         using var model = new FeedForward(net, Ctx);
-        model.Fit(new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), train, epochs, test, init);
+        model.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), epochs, test, init);
         var plan = model.Module.Executor.Memory;
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");

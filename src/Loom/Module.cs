@@ -125,6 +125,9 @@ public sealed class Module : IDisposable
     private Executor? _exec;
     private Optimizer? _opt;
     private int[] _paramIndex = Array.Empty<int>();
+    // Parameters read by Load, copied in at the first Bind.
+    private (Dictionary<string, NDArray> Args, Dictionary<string, NDArray> Aux)? _pending;
+    private bool _paramsLoaded;
 
     /// <summary>The network.</summary>
     public Symbol Symbol { get; }
@@ -182,6 +185,47 @@ public sealed class Module : IDisposable
         old?.Dispose();
         var args = Symbol.ListArguments();
         _paramIndex = Enumerable.Range(0, args.Length).Where(i => !IsInput(args[i])).ToArray();
+        if (_pending is { } p)
+        {
+            _pending = null;
+            SetParams(p.Args, p.Aux);
+            foreach (var a in p.Args.Values.Concat(p.Aux.Values)) a.Dispose();
+            _paramsLoaded = true;
+        }
+    }
+
+    /// <summary>A module over a checkpoint: <c>prefix-symbol.json</c> and the parameters of
+    /// <c>prefix-NNNN.params</c> (MXNet's <c>Module.load</c>). The parameters are copied in
+    /// when the module is bound, which <see cref="Fit"/>, <see cref="Predict"/> and
+    /// <see cref="Score"/> do for the batch they see; <see cref="Fit"/> then keeps them
+    /// instead of initialising.</summary>
+    /// <param name="prefix">The checkpoint's path without the suffixes, as given to <see cref="SaveCheckpoint"/>.</param>
+    /// <param name="epoch">The epoch number of the parameter file (<c>prefix-0003.params</c> for 3).</param>
+    /// <param name="context">The device to run on (the CPU when null).</param>
+    /// <param name="dataNames">The data inputs (default <c>data</c>).</param>
+    /// <param name="labelNames">The label inputs (default <c>softmax_label</c>).</param>
+    /// <returns>The module, not yet bound.</returns>
+    /// <exception cref="LoomException">A file is missing or corrupt, or an entry is neither <c>arg:</c> nor <c>aux:</c>.</exception>
+    public static Module Load(string prefix, int epoch, Context? context = null, string[]? dataNames = null,
+        string[]? labelNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        var module = new Module(Symbol.Load($"{prefix}-symbol.json"), dataNames, labelNames, context);
+        module._pending = ReadParams(prefix, epoch);
+        return module;
+    }
+
+    private static (Dictionary<string, NDArray> Args, Dictionary<string, NDArray> Aux) ReadParams(string prefix, int epoch)
+    {
+        var args = new Dictionary<string, NDArray>();
+        var aux = new Dictionary<string, NDArray>();
+        foreach (var (name, arr) in NDArray.Load($"{prefix}-{epoch:D4}.params"))
+        {
+            if (name.StartsWith("arg:", StringComparison.Ordinal)) args[name[4..]] = arr;
+            else if (name.StartsWith("aux:", StringComparison.Ordinal)) aux[name[4..]] = arr;
+            else throw new LoomException(LoomStatus.Io, $"entry '{name}' in {prefix}-{epoch:D4}.params is neither arg: nor aux:");
+        }
+        return (args, aux);
     }
 
     private bool IsInput(string n) => DataNames.Contains(n) || LabelNames.Contains(n);
@@ -293,13 +337,17 @@ public sealed class Module : IDisposable
         Initializer? init = null, IEnumerable<Callback>? callbacks = null, int beginEpoch = 0, bool initialize = true,
         Func<EvalMetric>? metric = null)
     {
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(optimizer);
         metric ??= () => new Accuracy();
         var dataShape = train.BatchDataShape;
         var labelShape = train.BatchLabelShape;
         if (_exec is null || !_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(dataShape) || _exec.GradDict.Count == 0)
             Bind(dataShape, labelShape, forTraining: true);
+        CheckIteratorDTypes("Fit", train);
+        if (eval is not null) CheckIteratorDTypes("Fit (eval data)", eval);
         Info($"Start training on [{Context}]");
-        if (initialize)
+        if (initialize && !_paramsLoaded)
         {
             Info("Initializing parameters...");
             InitParams(init);
@@ -348,6 +396,23 @@ public sealed class Module : IDisposable
         }
     }
 
+    // A batch is copied into the bound inputs, which have the network's dtypes (float32
+    // unless bound otherwise): data or labels of another dtype (uint8 from Idx.Read, say)
+    // are refused here, before any batch runs, with the cast to write.
+    private void CheckIteratorDTypes(string what, NDArrayIter data)
+    {
+        void Check(string input, DType? given, string kind)
+        {
+            if (given is not { } g || !Executor.ArgDict.TryGetValue(input, out var bound) || bound.DType == g) return;
+            throw new LoomException(LoomStatus.DType,
+                $"Module.{what}: the {kind} are {g.ToString().ToLowerInvariant()} but the network's input '{input}' is " +
+                $"{bound.DType.ToString().ToLowerInvariant()}: pass {kind}.AsType(DType.{bound.DType}) to the NDArrayIter " +
+                "(MXNet's iterators give float32)");
+        }
+        Check(DataNames[0], data.DataDType, "data");
+        if (LabelNames.Length > 0) Check(LabelNames[0], data.LabelDType, "labels");
+    }
+
     // Training that has gone wrong should say so: a non-finite metric or parameter
     // (each parameter's sum of magnitudes, reduced natively), or an accuracy no better
     // than chance over a whole epoch.
@@ -384,6 +449,7 @@ public sealed class Module : IDisposable
             using var batchData = x;
             using var batchLabel = y;
             EnsureBatch(x.Shape);
+            CheckIteratorDTypes("Score", data);
             Forward(x, y, isTrain: false);
             metric.Update(Output, BoundLabel(y));
         }
@@ -410,6 +476,11 @@ public sealed class Module : IDisposable
 
     private void EnsureBatch(long[] shape)
     {
+        if (_exec is null && _pending is not null)
+        {
+            Bind(shape, null, forTraining: false);  // a loaded module binds for what it is given
+            return;
+        }
         if (_exec is null) throw new LoomException(LoomStatus.InvalidArgument, "Module: bind (or Fit) before predicting");
         if (!_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(shape))
         {
@@ -453,16 +524,10 @@ public sealed class Module : IDisposable
     /// exactly where it stopped.</summary>
     public void LoadCheckpoint(string prefix, int epoch, Optimizer? optimizer = null)
     {
-        var loaded = NDArray.Load($"{prefix}-{epoch:D4}.params");
-        var args = new Dictionary<string, NDArray>();
-        var aux = new Dictionary<string, NDArray>();
-        foreach (var (name, arr) in loaded)
-        {
-            if (name.StartsWith("arg:", StringComparison.Ordinal)) args[name[4..]] = arr;
-            else if (name.StartsWith("aux:", StringComparison.Ordinal)) aux[name[4..]] = arr;
-            else throw new LoomException(LoomStatus.Io, $"LoadCheckpoint: entry '{name}' in {prefix}-{epoch:D4}.params is neither arg: nor aux:");
-        }
-        SetParams(args, aux);
+        (Dictionary<string, NDArray> args, Dictionary<string, NDArray> aux) loaded;
+        try { loaded = ReadParams(prefix, epoch); }
+        catch (LoomException e) { throw new LoomException(e.Status, "LoadCheckpoint: " + e.Message); }
+        SetParams(loaded.args, loaded.aux);
         if (optimizer is not null)
         {
             string path = $"{prefix}-{epoch:D4}.states";
@@ -486,14 +551,30 @@ public sealed class Module : IDisposable
     }
 }
 
-/// <summary>The seed notebook's model: <c>new FeedForward(net, ctx).Fit(optimizer, train, epochs, evalData)</c>.</summary>
+/// <summary>The seed notebook's model: <c>new FeedForward(net, ctx).Fit(train, optimizer, epochs, evalData)</c>,
+/// a <see cref="Module"/> with MXNet.jl's defaults.</summary>
+/// <param name="net">The network, with a <c>data</c> input and a <c>softmax_label</c> label.</param>
+/// <param name="context">The device to train on (the CPU when null).</param>
 public sealed class FeedForward(Symbol net, Context? context = null) : IDisposable
 {
+    private FeedForward(Module module) : this(module.Symbol, module.Context) => Module = module;
+
     /// <summary>The module doing the work.</summary>
     public Module Module { get; } = new Module(net, context: context);
 
-    /// <summary>Trains with the seed's defaults (uniform ±0.01 initialisation unless given).</summary>
-    public FeedForward Fit(Optimizer optimizer, NDArrayIter train, int epochs, NDArrayIter? evalData = null,
+    /// <summary>Trains for <paramref name="epochs"/> epochs, in the argument order of
+    /// <see cref="Module.Fit"/>, with the seed's defaults (uniform ±0.01 initialisation
+    /// unless <paramref name="init"/> is given).</summary>
+    /// <param name="train">The training batches; their data and labels must have the network's dtypes (float32).</param>
+    /// <param name="optimizer">The update rule, such as <c>new SGD(lr: 0.1, momentum: 0.9)</c>.</param>
+    /// <param name="epochs">Passes over <paramref name="train"/>.</param>
+    /// <param name="evalData">Batches scored after each epoch (null for none).</param>
+    /// <param name="init">How parameters start (uniform in [-0.01, 0.01] when null).</param>
+    /// <param name="callbacks">Called every few batches, such as <see cref="Speedometer"/>.</param>
+    /// <param name="metric">Makes the training metric (accuracy when null).</param>
+    /// <returns>This model, trained.</returns>
+    /// <exception cref="LoomException">Shapes or dtypes of the data do not fit the network.</exception>
+    public FeedForward Fit(NDArrayIter train, Optimizer optimizer, int epochs, NDArrayIter? evalData = null,
         Initializer? init = null, IEnumerable<Callback>? callbacks = null, Func<EvalMetric>? metric = null)
     {
         Module.Fit(train, optimizer, epochs, evalData, init, callbacks, metric: metric);
@@ -501,10 +582,27 @@ public sealed class FeedForward(Symbol net, Context? context = null) : IDisposab
     }
 
     /// <summary>Outputs for every sample.</summary>
+    /// <param name="data">The batches to run (labels, if any, are ignored).</param>
+    /// <returns>The network's first output, one row per sample.</returns>
     public NDArray Predict(NDArrayIter data) => Module.Predict(data);
 
     /// <summary>Accuracy on <paramref name="data"/>.</summary>
+    /// <param name="data">Batches with labels.</param>
+    /// <returns>The fraction of samples whose top prediction is the label.</returns>
     public double Score(NDArrayIter data) => Module.Score(data);
+
+    /// <summary>Saves <c>prefix-symbol.json</c> and <c>prefix-NNNN.params</c> (MXNet's checkpoint format).</summary>
+    /// <param name="prefix">The path without suffixes, such as <c>models/mlp</c>.</param>
+    /// <param name="epoch">The number written into the parameter file's name.</param>
+    public void Save(string prefix, int epoch) => Module.SaveCheckpoint(prefix, epoch);
+
+    /// <summary>A model from a checkpoint written by <see cref="Save"/>, <see cref="Module.SaveCheckpoint"/> or MXNet.</summary>
+    /// <param name="prefix">The path without suffixes.</param>
+    /// <param name="epoch">The epoch of the parameter file.</param>
+    /// <param name="context">The device to run on (the CPU when null).</param>
+    /// <returns>The model; it binds on its first <see cref="Predict"/>, <see cref="Score"/> or <see cref="Fit"/>.</returns>
+    public static FeedForward Load(string prefix, int epoch, Context? context = null) =>
+        new(Module.Load(prefix, epoch, context));
 
     /// <summary>Releases the module.</summary>
     public void Dispose() => Module.Dispose();

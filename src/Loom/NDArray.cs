@@ -20,6 +20,7 @@ public sealed unsafe partial class NDArray : IDisposable
     internal NDArray(NDArrayHandle handle)
     {
         _handle = handle;
+        ReportMemory(handle);
         DisposeScope.Register(this);
     }
 
@@ -27,7 +28,27 @@ public sealed unsafe partial class NDArray : IDisposable
     internal NDArray(NDArrayHandle handle, bool scoped)
     {
         _handle = handle;
+        ReportMemory(handle);
         if (scoped) DisposeScope.Register(this);
+    }
+
+    // Arrays below this size are not reported to the GC: the report costs more than they do.
+    private const long PressureThreshold = 1 << 16;
+
+    // Native memory is invisible to the .NET GC: a loop that forgets to dispose would
+    // hold gigabytes until the next collection. Each array of 64 KiB or more tells the GC
+    // its size, so collections (and the handles' release) come as memory is used; the
+    // handle takes the pressure back when it is released, by Dispose or by finalization.
+    private static void ReportMemory(NDArrayHandle handle)
+    {
+        if (handle.IsInvalid) return;
+        long n;
+        int dt;
+        if (LoomNative.loom_ndarray_get_size(out n, handle) != 0 || LoomNative.loom_ndarray_get_dtype(out dt, handle) != 0) return;
+        long bytes = n * DTypes.Size((DType)dt);
+        if (bytes < PressureThreshold) return;
+        handle.MemoryPressure = bytes;
+        GC.AddMemoryPressure(bytes);
     }
 
     /// <summary>The SafeHandle, for calls into <see cref="LoomNative"/>.</summary>
@@ -36,10 +57,14 @@ public sealed unsafe partial class NDArray : IDisposable
         get
         {
             if (_handle.IsClosed)
-                throw new LoomException(LoomStatus.InvalidArgument, "this NDArray was used after Dispose()");
+                throw new LoomException(LoomStatus.InvalidArgument, DisposedMessage(""));
             return _handle;
         }
     }
+
+    private static string DisposedMessage(string what) =>
+        what + "this NDArray was used after it was disposed, by Dispose() or by the end of the NDArray.Scope() " +
+        "that created it; to use an array after its scope, keep it with scope.Keep(array) (DisposeScope.Keep)";
 
     /// <summary>True once disposed.</summary>
     public bool IsDisposed => _handle.IsClosed;
@@ -51,7 +76,7 @@ public sealed unsafe partial class NDArray : IDisposable
     internal nint AddRef(string what)
     {
         if (_handle.IsClosed)
-            throw new LoomException(LoomStatus.InvalidArgument, $"{what}: this NDArray was used after Dispose()");
+            throw new LoomException(LoomStatus.InvalidArgument, DisposedMessage(what + ": "));
         bool ok = false;
         _handle.DangerousAddRef(ref ok);
         return _handle.DangerousGetHandle();
@@ -249,7 +274,7 @@ public sealed unsafe partial class NDArray : IDisposable
         DType want = DTypes.Of<T>(), have = DType;
         if (want != have)
             throw new LoomException(LoomStatus.DType,
-                $"{what}<{typeof(T).Name}>: the array has dtype {DTypes.Name(have)}, not {DTypes.Name(want)}; cast it first (Op.Cast)");
+                $"{what}<{typeof(T).Name}>: the array has dtype {DTypes.Name(have)}, not {DTypes.Name(want)}; convert it first with array.AsType(DType.{want})");
     }
 
     // ------------------------------------------------------------------ views

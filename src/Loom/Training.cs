@@ -71,7 +71,15 @@ public sealed class NDArrayIter : IDisposable
         if (_labelShape.Length > 0) _labelShape[0] = batchSize;
         BatchSize = batchSize;
         Count = data.Shape[0];
+        DataDType = data.DType;
+        LabelDType = label?.DType;
     }
+
+    /// <summary>The dtype of the data batches (that of the array given).</summary>
+    public DType DataDType { get; }
+
+    /// <summary>The dtype of the label batches, or null without labels.</summary>
+    public DType? LabelDType { get; }
 
     /// <summary>Shape of one data batch.</summary>
     public long[] BatchDataShape => _dataShape.ToArray();

@@ -121,7 +121,7 @@ public class ErrorTests
     {
         var rows = NDArray.Ones(4, 3);
         var labels = NDArray.FromArray(new int[] { 0, 1, 9 });
-        var taken = Op.Take(rows, labels, mode: Mode.Raise);  // pushed fine; fails when it runs
+        var taken = Op.Take(rows, labels, mode: TakeMode.Raise);  // pushed fine; fails when it runs
         var derived = Op.Exp(taken);                          // skipped, inherits the failure
         Fails(() => derived.WaitToRead(), LoomStatus.InvalidArgument, "take", "index 9");
         Fails(() => Engine.WaitAll(), LoomStatus.InvalidArgument, "take");
@@ -150,7 +150,7 @@ public class ErrorTests
         string path = Path.Combine(Path.GetTempPath(), $"loom_keep_{Environment.ProcessId}.params");
         NDArray.Save(path, new[] { NDArray.Ones(3) });
         byte[] before = File.ReadAllBytes(path);
-        var failed = Op.Take(NDArray.Ones(2), NDArray.FromArray(new int[] { 7 }), mode: Mode.Raise);
+        var failed = Op.Take(NDArray.Ones(2), NDArray.FromArray(new int[] { 7 }), mode: TakeMode.Raise);
         Fails(() => NDArray.Save(path, new[] { NDArray.Ones(3), failed }), LoomStatus.InvalidArgument, "take");
         Assert.That(File.ReadAllBytes(path), Is.EqualTo(before));
         File.Delete(path);

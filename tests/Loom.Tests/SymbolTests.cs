@@ -99,10 +99,44 @@ public class SymbolTests
     {
         var (train, test) = Blobs();
         using var model = new FeedForward(Mlp(), Context.Cpu());
-        model.Fit(new SGD(lr: 0.5, momentum: 0.9), train, 5, test, new XavierInit());
+        model.Fit(train, new SGD(lr: 0.5, momentum: 0.9), 5, test, new XavierInit());
         Assert.That(model.Score(test), Is.GreaterThan(0.95));
         var p = model.Predict(test);
         Assert.That(p.Shape, Is.EqualTo(new long[] { 300, 3 }));
+    }
+
+    [Test]
+    public void FeedForwardSavesAndLoadsInOneCallEach()
+    {
+        var (train, test) = Blobs();
+        string prefix = Path.Combine(Path.GetTempPath(), $"loom_ff_{Environment.ProcessId}");
+        using var model = new FeedForward(Mlp(), Context.Cpu());
+        model.Fit(train, new SGD(lr: 0.5, momentum: 0.9), 3, init: new XavierInit());
+        model.Save(prefix, 3);
+        using var want = model.Predict(test);
+        using var back = FeedForward.Load(prefix, 3);
+        using var got = back.Predict(test);
+        Assert.That(got.ToArray<float>(), Is.EqualTo(want.ToArray<float>()));
+        Assert.That(back.Score(test), Is.EqualTo(model.Score(test)));
+        // Module.Load keeps the loaded parameters when training goes on (MXNet's Module.load).
+        using var m = Module.Load(prefix, 3);
+        m.Fit(train, new SGD(lr: 0.0), 1);
+        Assert.That(m.Score(test), Is.EqualTo(model.Score(test)));
+        foreach (var f in Directory.GetFiles(Path.GetTempPath(), $"loom_ff_{Environment.ProcessId}*")) File.Delete(f);
+    }
+
+    [Test]
+    public void LabelsOfAnotherDTypeAreRefusedBeforeTrainingWithTheCastToWrite()
+    {
+        var (x, _) = (Rand.Normal(0, 1, new long[] { 40, 5 }), 0);
+        var labels = NDArray.FromArray(Enumerable.Range(0, 40).Select(i => (byte)(i % 3)).ToArray(), 40);
+        using var train = new NDArrayIter(x, labels, 20);
+        using var m = new Module(Mlp());
+        var e = Assert.Throws<LoomException>(() => m.Fit(train, new SGD(0.1), 1))!;
+        Assert.That(e.Status, Is.EqualTo(LoomStatus.DType));
+        Assert.That(e.Message, Does.Contain("labels are uint8"));
+        Assert.That(e.Message, Does.Contain("softmax_label"));
+        Assert.That(e.Message, Does.Contain("AsType(DType.Float32)"));
     }
 
     private static float[][] Params(Module m) =>

@@ -15,7 +15,7 @@ var net = Symbol.Variable("data")
     .SoftmaxOutput("softmax");
 Module.Log = _ => { };
 using var model = new FeedForward(net, Context.Cpu());
-model.Fit(new SGD(lr: 0.2, momentum: 0.9), train, 5, init: new XavierInit());
+model.Fit(train, new SGD(lr: 0.2, momentum: 0.9), 5, init: new XavierInit());
 double accuracy = model.Score(test);
 Console.WriteLine($"accuracy={accuracy:F4} (libloom from {NativeLoader.LoadedFrom})");
 return accuracy > 0.9 ? 0 : 1;
