@@ -73,10 +73,24 @@ public static class NativeLoader
             var tried = new List<string>();
             nint h = 0;
             string? loadedFrom = null;
+            string? dependencyHint = null;
             foreach (var c in Candidates())
             {
-                tried.Add(c);
-                if (File.Exists(c) && NativeLibrary.TryLoad(c, out h)) { loadedFrom = c; break; }
+                if (!File.Exists(c)) { tried.Add(c + " (no such file)"); continue; }
+                try
+                {
+                    h = NativeLibrary.Load(c);
+                    loadedFrom = c;
+                    tried.Add(c);
+                    break;
+                }
+                catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+                {
+                    // The file is there but the loader refused it: most often a library it
+                    // needs is missing, which the loader's message names.
+                    tried.Add($"{c} (found, but it did not load: {e.Message})");
+                    dependencyHint ??= MissingDependencyHint(e.Message);
+                }
             }
             if (h == 0)
             {
@@ -89,13 +103,32 @@ public static class NativeLoader
             s_tried = tried;
             if (h == 0)
                 throw new LoomException(LoomStatus.BackendUnavailable,
-                    "the native library libloom was not found. Looked for:\n  " + string.Join("\n  ", tried) +
+                    (dependencyHint ?? "the native library libloom was not found.") + " Looked for:\n  " +
+                    string.Join("\n  ", tried) +
                     "\nBuild it with ./build.sh, or set LOOM_LIBRARY_PATH to the file or its folder.");
             CheckAbi(h, loadedFrom!);
             s_handle = h;
             LoadedFrom = loadedFrom;
             return h;
         }
+    }
+
+    // libloom's own dependencies come from the system (the NuGet package carries
+    // libloom alone): name the missing one and the Debian package that provides it.
+    internal static string? MissingDependencyHint(string loaderMessage)
+    {
+        var known = new (string Lib, string Package)[]
+        {
+            ("libopenblas.so", "libopenblas0 (OpenBLAS, libloom's BLAS)"),
+            ("libgfortran.so", "libgfortran5 (needed by OpenBLAS)"),
+            ("libgomp.so", "libgomp1 (OpenMP)"),
+            ("libstdc++.so", "libstdc++6"),
+        };
+        foreach (var (lib, package) in known)
+            if (loaderMessage.Contains(lib, StringComparison.Ordinal))
+                return $"libloom was found but could not be loaded: the system library {lib}* it needs is missing; " +
+                       $"install the Debian/Ubuntu package {package}, e.g. sudo apt-get install -y {package.Split(' ')[0]}.";
+        return null;
     }
 
     /// <summary>Loads the library at <paramref name="path"/> and checks that it is libloom with

@@ -117,6 +117,33 @@ public class ErrorTests
     }
 
     [Test]
+    public void AMissingSystemLibraryIsNamedWithItsPackage()
+    {
+        // A library that needs an OpenBLAS the system lacks, as libloom does on a machine
+        // without libopenblas0: the loader's own message, turned into advice.
+        string dir = Path.Combine(Path.GetTempPath(), $"loom_dep_{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "stub.c"), "int stub(void) { return 1; }\n");
+        Run("cc", $"-shared -fPIC -o {dir}/libopenblas.so.9 -Wl,-soname,libopenblas.so.9 {dir}/stub.c");
+        Run("cc", $"-shared -fPIC -o {dir}/libneedsblas.so {dir}/stub.c -L{dir} -Wl,--no-as-needed -l:libopenblas.so.9");
+        File.Delete(Path.Combine(dir, "libopenblas.so.9"));
+        var e = Assert.Throws<DllNotFoundException>(() => System.Runtime.InteropServices.NativeLibrary.Load($"{dir}/libneedsblas.so"))!;
+        string? hint = NativeLoader.MissingDependencyHint(e.Message);
+        Directory.Delete(dir, true);
+        Assert.That(hint, Does.Contain("libopenblas.so"));
+        Assert.That(hint, Does.Contain("apt-get install -y libopenblas0"));
+        Assert.That(NativeLoader.MissingDependencyHint("libfoo.so: cannot open shared object file"), Is.Null);
+    }
+
+    private static void Run(string file, string args)
+    {
+        using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(file, args) { RedirectStandardError = true })!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.That(p.ExitCode, Is.EqualTo(0), err);
+    }
+
+    [Test]
     public void AsynchronousFailureSurfacesAtTheWait()
     {
         var rows = NDArray.Ones(4, 3);
