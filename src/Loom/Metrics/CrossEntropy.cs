@@ -1,0 +1,13 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>Mean cross-entropy of predicted probabilities against class labels.</summary>
+public sealed class CrossEntropy(double eps = 1e-12) : EvalMetric("cross-entropy")
+{
+    /// <inheritdoc/>
+    protected override NDArray Count(NDArray pred, NDArray label) => Op.CrossEntropyCount(pred, label, eps: eps);
+}

@@ -1,0 +1,35 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>Adam with bias correction.</summary>
+public sealed class Adam : Optimizer
+{
+    /// <summary>Decay of the first moment.</summary>
+    public double Beta1 { get; }
+    /// <summary>Decay of the second moment.</summary>
+    public double Beta2 { get; }
+    /// <summary>Added to the denominator.</summary>
+    public double Epsilon { get; }
+
+    /// <summary>Creates the optimizer.</summary>
+    public Adam(double lr = 0.001, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8, double wd = 0)
+    {
+        LearningRate = lr;
+        Beta1 = beta1;
+        Beta2 = beta2;
+        Epsilon = epsilon;
+        WeightDecay = wd;
+    }
+
+    /// <inheritdoc/>
+    protected override string[] SlotNames => new[] { "mean", "var" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t) =>
+        Op.AdamUpdate(weight, grad, s[0], s[1], lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient,
+            beta1: Beta1, beta2: Beta2, epsilon: Epsilon, t: t, @out: new[] { weight, s[0], s[1] });
+}

@@ -1,0 +1,14 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>Mocha's <c>Inv(base, gamma, power)</c>: base * (1 + gamma * updates)^-power.</summary>
+public sealed class InvScheduler(double gamma, double power) : LRScheduler
+{
+    /// <inheritdoc/>
+    protected override NDArray Evaluate(double baseLr, long n) =>
+        Op.LrSchedule(baseLr, n, Schedule.Inv, gamma: gamma, power: power);
+}

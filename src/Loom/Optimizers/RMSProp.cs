@@ -1,0 +1,34 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>RMSProp: steps scaled by a running root mean square of the gradients.</summary>
+public sealed class RMSProp : Optimizer
+{
+    /// <summary>Decay of the squared-gradient average.</summary>
+    public double Gamma1 { get; }
+    /// <summary>Added under the square root.</summary>
+    public double Epsilon { get; }
+    /// <summary>Clips updated weights to [-c, c]; negative for none.</summary>
+    public double ClipWeights { get; set; } = -1;
+
+    /// <summary>Creates the optimizer.</summary>
+    public RMSProp(double lr = 0.001, double gamma1 = 0.9, double epsilon = 1e-8, double wd = 0)
+    {
+        LearningRate = lr;
+        Gamma1 = gamma1;
+        Epsilon = epsilon;
+        WeightDecay = wd;
+    }
+
+    /// <inheritdoc/>
+    protected override string[] SlotNames => new[] { "n" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t) =>
+        Op.RmspropUpdate(weight, grad, s[0], lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient,
+            gamma1: Gamma1, epsilon: Epsilon, clipWeights: ClipWeights, @out: new[] { weight, s[0] });
+}

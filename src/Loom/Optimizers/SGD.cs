@@ -1,0 +1,37 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Loom.Interop;
+
+namespace Loom;
+
+/// <summary>SGD with optional (Nesterov) momentum.</summary>
+public sealed class SGD : Optimizer
+{
+    /// <summary>Momentum factor.</summary>
+    public double Momentum { get; }
+    /// <summary>Nesterov momentum.</summary>
+    public bool Nesterov { get; }
+
+    /// <summary>Creates the optimizer.</summary>
+    public SGD(double lr = 0.01, double momentum = 0, double wd = 0, bool nesterov = false)
+    {
+        LearningRate = lr;
+        Momentum = momentum;
+        WeightDecay = wd;
+        Nesterov = nesterov;
+    }
+
+    /// <inheritdoc/>
+    protected override string[] SlotNames => Momentum == 0 ? Array.Empty<string>() : new[] { "momentum" };
+
+    /// <inheritdoc/>
+    protected override void Step(NDArray weight, NDArray grad, NDArray[] s, double lr, double wd, long t)
+    {
+        if (Momentum == 0)
+            Op.SgdUpdate(weight, grad, lr, wd: wd, rescaleGrad: RescaleGrad, clipGradient: ClipGradient, @out: weight);
+        else
+            Op.SgdMomUpdate(weight, grad, s[0], lr, wd: wd, rescaleGrad: RescaleGrad,
+                clipGradient: ClipGradient, momentum: Momentum, nesterov: Nesterov, @out: new[] { weight, s[0] });
+    }
+}
