@@ -157,6 +157,8 @@ switch ($Command) {
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         bash tests/consumers/python/run.sh artifacts $Version
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        bash tests/consumers/aot/run.sh $Build
+        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         bash tests/consumers/powershell/run.sh
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         # Every C#, C and Python snippet of the README, run as shown.

@@ -250,8 +250,9 @@ run_conformance() {
 }
 
 # Consumers outside the tree: a console project using the NuGet package, a C
-# project using the installed CMake package, and the Python binding installed
-# by pip into a fresh environment. Each counts as one test.
+# project using the installed CMake package, the Python wheel installed by pip
+# into a fresh environment, and a training program published trimmed and as
+# NativeAOT. Each counts as one test.
 run_consumers() {
   log "package consumers"
   if pack && "$ROOT/tests/consumers/nuget/run.sh" "$ROOT/artifacts" "$VERSION" >&2; then
@@ -270,6 +271,12 @@ run_consumers() {
     count 1 0
   else
     echo "Python (pip) consumer failed" >&2
+    count 0 1
+  fi
+  if "$ROOT/tests/consumers/aot/run.sh" "$BUILD" >&2; then
+    count 1 0
+  else
+    echo "trimmed / NativeAOT training program failed" >&2
     count 0 1
   fi
   # build.ps1 is run by .ci/run (pwsh ./build.ps1 test); here it is parsed, and its

@@ -53,8 +53,12 @@ public static class NativeLoader
             if (File.Exists(env) || !Directory.Exists(env) && Path.HasExtension(env)) list.Add(env);
             else foreach (var f in FileNames()) list.Add(Path.Combine(env, f));
         }
-        string dir = Path.GetDirectoryName(typeof(NativeLoader).Assembly.Location) is { Length: > 0 } d
-            ? d : AppContext.BaseDirectory;
+        // The app's folder (where a published app, single-file and NativeAOT ones too, keeps
+        // libloom), then the Loom assembly's own folder when it lives elsewhere.
+        string dir = AppContext.BaseDirectory;
+        string? assemblyDir = AssemblyFolder();
+        if (assemblyDir is not null && Path.GetFullPath(assemblyDir) != Path.GetFullPath(dir))
+            foreach (var f in FileNames()) list.Add(Path.Combine(assemblyDir, f));
         foreach (var f in FileNames()) list.Add(Path.Combine(dir, f));
         string rid = RuntimeInformation.RuntimeIdentifier;
         foreach (var r in new[] { rid, OperatingSystem.IsLinux() ? "linux-x64" : rid })
@@ -62,6 +66,11 @@ public static class NativeLoader
                 list.Add(Path.Combine(dir, "runtimes", r, "native", f));
         return list;
     }
+
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("SingleFile", "IL3000",
+        Justification = "Empty in single-file and NativeAOT apps, which find libloom in AppContext.BaseDirectory")]
+    private static string? AssemblyFolder() =>
+        typeof(NativeLoader).Assembly.Location is { Length: > 0 } loc ? Path.GetDirectoryName(loc) : null;
 
     /// <summary>Loads libloom once and verifies its ABI version; throws
     /// <see cref="LoomException"/> naming every path tried, or both versions.</summary>

@@ -109,14 +109,14 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>Argument names (inputs and parameters), in binding order.</summary>
-    public string[] ListArguments() => JsonSerializer.Deserialize<string[]>(List(LoomConstants.LOOM_LIST_ARGUMENTS))!;
+    public string[] ListArguments() => JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_ARGUMENTS), LoomJson.Default.StringArray)!;
     /// <summary>Output names (&lt;node&gt;_output).</summary>
-    public string[] ListOutputs() => JsonSerializer.Deserialize<string[]>(List(LoomConstants.LOOM_LIST_OUTPUTS))!;
+    public string[] ListOutputs() => JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_OUTPUTS), LoomJson.Default.StringArray)!;
     /// <summary>Auxiliary states (BatchNorm's moving statistics), in binding order.</summary>
-    public string[] ListAuxiliaryStates() => JsonSerializer.Deserialize<string[]>(List(LoomConstants.LOOM_LIST_AUXILIARY_STATES))!;
+    public string[] ListAuxiliaryStates() => JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_AUXILIARY_STATES), LoomJson.Default.StringArray)!;
     /// <summary>Every node's parameters and attributes, keyed "node$key".</summary>
     public Dictionary<string, string> ListAttributes() =>
-        JsonSerializer.Deserialize<Dictionary<string, string>>(List(LoomConstants.LOOM_LIST_ATTRIBUTES))!;
+        JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_ATTRIBUTES), LoomJson.Default.DictionaryStringString)!;
 
     /// <summary>Sets a user attribute (lr_mult, wd_mult, ctx_group, ...) on this symbol's node. Returns this.</summary>
     public Symbol SetAttr(string key, string value)
