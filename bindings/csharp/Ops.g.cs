@@ -1905,33 +1905,63 @@ public enum TakeMode
 public static class OpEnums
 {
     /// <summary>The parameter text of a <see cref="ActType"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(ActType v) => v switch { ActType.Relu => "relu", ActType.Sigmoid => "sigmoid", ActType.Tanh => "tanh", ActType.Softrelu => "softrelu", ActType.Softsign => "softsign", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="CudnnTune"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(CudnnTune v) => v switch { CudnnTune.Off => "off", CudnnTune.LimitedWorkspace => "limited_workspace", CudnnTune.Fastest => "fastest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="DropoutMode"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(DropoutMode v) => v switch { DropoutMode.Training => "training", DropoutMode.Always => "always", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="FactorType"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(FactorType v) => v switch { FactorType.Avg => "avg", FactorType.In => "in", FactorType.Out => "out", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Layout"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(Layout v) => v switch { Layout.NCW => "NCW", Layout.NCHW => "NCHW", Layout.NCDHW => "NCDHW", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="LeakyReLUActType"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(LeakyReLUActType v) => v switch { LeakyReLUActType.Leaky => "leaky", LeakyReLUActType.Elu => "elu", LeakyReLUActType.Prelu => "prelu", LeakyReLUActType.Selu => "selu", LeakyReLUActType.Gelu => "gelu", LeakyReLUActType.Rrelu => "rrelu", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="MakeLossNormalization"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(MakeLossNormalization v) => v switch { MakeLossNormalization.Null => "null", MakeLossNormalization.Batch => "batch", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Normalization"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(Normalization v) => v switch { Normalization.Null => "null", Normalization.Batch => "batch", Normalization.Valid => "valid", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="PoolType"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(PoolType v) => v switch { PoolType.Max => "max", PoolType.Avg => "avg", PoolType.Sum => "sum", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="PoolingConvention"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(PoolingConvention v) => v switch { PoolingConvention.Valid => "valid", PoolingConvention.Full => "full", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="RndType"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(RndType v) => v switch { RndType.Uniform => "uniform", RndType.Gaussian => "gaussian", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="SampleType"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(SampleType v) => v switch { SampleType.Nearest => "nearest", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Schedule"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(Schedule v) => v switch { Schedule.Fixed => "fixed", Schedule.Factor => "factor", Schedule.Multifactor => "multifactor", Schedule.Inv => "inv", Schedule.Cosine => "cosine", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="SoftmaxActivationMode"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(SoftmaxActivationMode v) => v switch { SoftmaxActivationMode.Instance => "instance", SoftmaxActivationMode.Channel => "channel", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="TakeMode"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(TakeMode v) => v switch { TakeMode.Clip => "clip", TakeMode.Wrap => "wrap", TakeMode.Raise => "raise", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
 }

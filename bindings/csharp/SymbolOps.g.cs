@@ -15,6 +15,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Activation(string? name, Symbol? data = null, ActType? actType = null)
     {
         OpParams? __params = null;
@@ -36,6 +37,7 @@ public static partial class Sym
     /// <param name="axis">The channel axis. Default: 1.</param>
     /// <param name="outputMeanVar">Also output the mean and the inverse standard deviation used. Default: false.</param>
     /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out, mean, var).</returns>
     public static Symbol BatchNorm(string? name, Symbol? data = null, Symbol? gamma = null, Symbol? beta = null, Symbol? movingMean = null, Symbol? movingVar = null, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, bool? outputMeanVar = null, bool? cudnnOff = null)
     {
         OpParams? __params = null;
@@ -52,6 +54,7 @@ public static partial class Sym
     /// <summary>The identity forward; passes no gradient back.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol BlockGrad(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -63,6 +66,7 @@ public static partial class Sym
     /// <param name="data">Inputs 'data' (one or more).</param>
     /// <param name="numArgs">Number of inputs.</param>
     /// <param name="dim">Axis to join along (negative counts from the end). Default: 1.</param>
+    /// <returns>The new node's symbol.</returns>
     public static Symbol Concat(string? name, Symbol[] data, long numArgs, long? dim = null)
     {
         OpParams? __params = null;
@@ -87,6 +91,7 @@ public static partial class Sym
     /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Convolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null)
     {
         OpParams? __params = null;
@@ -122,6 +127,7 @@ public static partial class Sym
     /// <param name="targetShape">Output spatial shape; when given, pad and adj are computed from it (MXNet's rule). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Deconvolution(string? name, long[] kernel, long numFilter, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null)
     {
         OpParams? __params = null;
@@ -148,6 +154,7 @@ public static partial class Sym
     /// <param name="mode">When to drop: in training only, or always. One of: training, always. Default: training.</param>
     /// <param name="axes">Axes along which one mask value is shared. Default: ().</param>
     /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out, mask).</returns>
     public static Symbol Dropout(string? name, Symbol? data = null, double? p = null, DropoutMode? mode = null, long[]? axes = null, bool? cudnnOff = null)
     {
         OpParams? __params = null;
@@ -161,6 +168,7 @@ public static partial class Sym
     /// <summary>Sum of any number of arrays of one shape.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="args">Inputs 'args' (one or more).</param>
+    /// <returns>The new node's symbol.</returns>
     public static Symbol ElementWiseSum(string? name, Symbol[] args)
     {
         OpParams? __params = null;
@@ -173,6 +181,7 @@ public static partial class Sym
     /// <param name="weight">Input 'weight' (null: a new variable).</param>
     /// <param name="inputDim">Vocabulary size (rows of weight).</param>
     /// <param name="outputDim">Embedding size (columns of weight).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Embedding(string? name, long inputDim, long outputDim, Symbol? data = null, Symbol? weight = null)
     {
         OpParams? __params = null;
@@ -184,6 +193,7 @@ public static partial class Sym
     /// <summary>Collapses all axes after the first: (N, d1, d2, ...) -&gt; (N, d1*d2*...).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Flatten(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -198,6 +208,7 @@ public static partial class Sym
     /// <param name="numHidden">Number of output units.</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="flatten">Flatten data to 2-D; otherwise apply to the last axis only. Default: true.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol FullyConnected(string? name, long numHidden, Symbol? data = null, Symbol? weight = null, Symbol? bias = null, bool? noBias = null, bool? flatten = null)
     {
         OpParams? __params = null;
@@ -214,6 +225,7 @@ public static partial class Sym
     /// <param name="alpha">Scale of the sum of squares. Default: 0.0001.</param>
     /// <param name="beta">Exponent. Default: 0.75.</param>
     /// <param name="knorm">Added to the scaled sum. Default: 2.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LRN(string? name, long nsize, Symbol? data = null, double? alpha = null, double? beta = null, double? knorm = null)
     {
         OpParams? __params = null;
@@ -232,6 +244,7 @@ public static partial class Sym
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LeakyReLU(string? name, Symbol? data = null, Symbol? gamma = null, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null)
     {
         OpParams? __params = null;
@@ -247,6 +260,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LinearRegressionOutput(string? name, Symbol? data = null, Symbol? label = null, double? gradScale = null)
     {
         OpParams? __params = null;
@@ -259,6 +273,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LogisticRegressionOutput(string? name, Symbol? data = null, Symbol? label = null, double? gradScale = null)
     {
         OpParams? __params = null;
@@ -271,6 +286,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="gradScale">Gradient of every element. Default: 1.0.</param>
     /// <param name="normalization">Divide by the batch size or not. One of: null, batch. Default: null.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol MakeLoss(string? name, Symbol? data = null, double? gradScale = null, MakeLossNormalization? normalization = null)
     {
         OpParams? __params = null;
@@ -291,6 +307,7 @@ public static partial class Sym
     /// <param name="countIncludePad">Average pooling counts padding cells in the divisor. Default: true.</param>
     /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Pooling(string? name, Symbol? data = null, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, bool? countIncludePad = null, bool? cudnnOff = null, Layout? layout = null)
     {
         OpParams? __params = null;
@@ -312,6 +329,7 @@ public static partial class Sym
     /// <param name="numOutputs">Number of parts.</param>
     /// <param name="axis">Axis to split. Default: 1.</param>
     /// <param name="squeezeAxis">Drop the split axis (parts of extent 1). Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol SliceChannel(string? name, long numOutputs, Symbol? data = null, long? axis = null, bool? squeezeAxis = null)
     {
         OpParams? __params = null;
@@ -325,6 +343,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="mode">What to normalise over. One of: instance, channel. Default: instance.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol SoftmaxActivation(string? name, Symbol? data = null, SoftmaxActivationMode? mode = null)
     {
         OpParams? __params = null;
@@ -344,6 +363,7 @@ public static partial class Sym
     /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
     /// <param name="outGrad">Multiply the gradient by the incoming output gradient. Default: false.</param>
     /// <param name="smoothAlpha">Label smoothing: alpha is taken from the label's class and spread over the others. Default: 0.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol SoftmaxOutput(string? name, Symbol? data = null, Symbol? label = null, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, bool? preserveShape = null, Normalization? normalization = null, bool? outGrad = null, double? smoothAlpha = null)
     {
         OpParams? __params = null;
@@ -363,6 +383,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="dim1">First axis. Default: 0.</param>
     /// <param name="dim2">Second axis. Default: 0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol SwapAxis(string? name, Symbol? data = null, long? dim1 = null, long? dim2 = null)
     {
         OpParams? __params = null;
@@ -376,6 +397,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scale">Scale factor for H and W.</param>
     /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol UpSampling(string? name, long scale, Symbol? data = null, SampleType? sampleType = null)
     {
         OpParams? __params = null;
@@ -387,6 +409,7 @@ public static partial class Sym
     /// <summary>Absolute value, elementwise: |x|.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Abs(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -398,6 +421,7 @@ public static partial class Sym
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="topK">How many of the best classes count as correct. Default: 1.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol AccuracyCount(string? name, Symbol? pred = null, Symbol? label = null, long? topK = null)
     {
         OpParams? __params = null;
@@ -417,6 +441,7 @@ public static partial class Sym
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
     /// <param name="rho">Decay of both running averages. Default: 0.9.</param>
     /// <param name="epsilon">Added under the square roots. Default: 1e-5.</param>
+    /// <returns>The new node's symbol (its outputs: weight, acc_g, acc_delta).</returns>
     public static Symbol AdadeltaUpdate(string? name, Symbol? weight = null, Symbol? grad = null, Symbol? accG = null, Symbol? accDelta = null, double? lr = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? rho = null, double? epsilon = null)
     {
         OpParams? __params = null;
@@ -439,6 +464,7 @@ public static partial class Sym
     /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
     /// <param name="epsilon">Added under the square root. Default: 1e-7.</param>
+    /// <returns>The new node's symbol (its outputs: weight, history).</returns>
     public static Symbol AdagradUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, Symbol? history = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? epsilon = null)
     {
         OpParams? __params = null;
@@ -464,6 +490,7 @@ public static partial class Sym
     /// <param name="beta2">Decay of the second moment. Default: 0.999.</param>
     /// <param name="epsilon">Added to the denominator. Default: 1e-8.</param>
     /// <param name="t">Update count, from 1, for bias correction; 0 disables it. Default: 0.</param>
+    /// <returns>The new node's symbol (its outputs: weight, mean, var).</returns>
     public static Symbol AdamUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, Symbol? mean = null, Symbol? var = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? beta1 = null, double? beta2 = null, double? epsilon = null, long? t = null)
     {
         OpParams? __params = null;
@@ -482,6 +509,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Add(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -492,6 +520,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol AddScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -506,6 +535,7 @@ public static partial class Sym
     /// <param name="step">Spacing between values. Default: 1.0.</param>
     /// <param name="dtype">Output dtype. Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Arange(string? name, double? start = null, double? stop = null, double? step = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -522,6 +552,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="axis">Axis to search; None searches the flattened array. Default: None.</param>
     /// <param name="keepdims">Keep the searched axis with extent 1. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Argmax(string? name, Symbol? data = null, long? axis = null, bool? keepdims = null)
     {
         OpParams? __params = null;
@@ -535,6 +566,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="axis">Axis to search; None searches the flattened array. Default: None.</param>
     /// <param name="keepdims">Keep the searched axis with extent 1. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Argmin(string? name, Symbol? data = null, long? axis = null, bool? keepdims = null)
     {
         OpParams? __params = null;
@@ -549,6 +581,7 @@ public static partial class Sym
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
     /// <param name="transposeA">Use the transpose of each lhs matrix. Default: false.</param>
     /// <param name="transposeB">Use the transpose of each rhs matrix. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol BatchDot(string? name, Symbol? lhs = null, Symbol? rhs = null, bool? transposeA = null, bool? transposeB = null)
     {
         OpParams? __params = null;
@@ -561,6 +594,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="dtype">Target dtype.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Cast(string? name, DType dtype, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -571,6 +605,7 @@ public static partial class Sym
     /// <summary>Ceiling, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Ceil(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -582,6 +617,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="aMin">Lower bound.</param>
     /// <param name="aMax">Upper bound.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Clip(string? name, double aMin, double aMax, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -594,6 +630,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Inputs 'data' (one or more).</param>
     /// <param name="dim">Axis to join along (negative counts from the end). Default: 1.</param>
+    /// <returns>The new node's symbol.</returns>
     public static Symbol Concat(string? name, Symbol[] data, long? dim = null)
     {
         OpParams? __params = null;
@@ -605,6 +642,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="ctx">Device of the output (default: the input's). In a graph it must be the executor's device. Default: None.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Copy(string? name, Symbol? data = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -615,6 +653,7 @@ public static partial class Sym
     /// <summary>Cosine, elementwise (radians).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Cos(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -626,6 +665,7 @@ public static partial class Sym
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol CrossEntropyCount(string? name, Symbol? pred = null, Symbol? label = null, double? eps = null)
     {
         OpParams? __params = null;
@@ -637,6 +677,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Divide(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -647,6 +688,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol DivideScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -660,6 +702,7 @@ public static partial class Sym
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
     /// <param name="transposeA">Use the transpose of lhs. Default: false.</param>
     /// <param name="transposeB">Use the transpose of rhs. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Dot(string? name, Symbol? lhs = null, Symbol? rhs = null, bool? transposeA = null, bool? transposeB = null)
     {
         OpParams? __params = null;
@@ -672,6 +715,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Equal(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -682,6 +726,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol EqualScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -692,6 +737,7 @@ public static partial class Sym
     /// <summary>Exponential, elementwise: e^x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Exp(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -701,6 +747,7 @@ public static partial class Sym
     /// <summary>exp(x) - 1, elementwise, accurate near 0.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Expm1(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -711,6 +758,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol F1Count(string? name, Symbol? pred = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -720,6 +768,7 @@ public static partial class Sym
     /// <summary>Floor, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Floor(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -732,6 +781,7 @@ public static partial class Sym
     /// <param name="shape">Output shape. Default: ().</param>
     /// <param name="dtype">Output dtype. Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Full(string? name, double value, long[]? shape = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -746,6 +796,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Greater(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -756,6 +807,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol GreaterEqual(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -766,6 +818,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol GreaterEqualScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -777,6 +830,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol GreaterScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -792,6 +846,7 @@ public static partial class Sym
     /// <param name="shape">Output shape. Default: ().</param>
     /// <param name="dtype">Output dtype (float32 or float64). Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol InitXavier(string? name, RndType? rndType = null, FactorType? factorType = null, double? magnitude = null, long[]? shape = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -808,6 +863,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Less(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -818,6 +874,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LessEqual(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -828,6 +885,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LessEqualScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -839,6 +897,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LessScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -849,6 +908,7 @@ public static partial class Sym
     /// <summary>Natural logarithm, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Log(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -858,6 +918,7 @@ public static partial class Sym
     /// <summary>log(1 + x), elementwise, accurate near 0.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Log1p(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -869,6 +930,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="axis">Axis along which to normalise. Default: -1.</param>
     /// <param name="temperature">Divides the inputs before normalising. Default: 1.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LogSoftmax(string? name, Symbol? data = null, long? axis = null, double? temperature = null)
     {
         OpParams? __params = null;
@@ -890,6 +952,7 @@ public static partial class Sym
     /// <param name="power">inv: power. Default: 0.0.</param>
     /// <param name="maxUpdate">cosine: updates until final_lr. Default: 1.</param>
     /// <param name="finalLr">cosine: the last learning rate. Default: 0.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol LrSchedule(string? name, double baseLr, long numUpdate, Schedule? schedule = null, long? step = null, long[]? steps = null, double? factor = null, double? stopFactorLr = null, double? gamma = null, double? power = null, long? maxUpdate = null, double? finalLr = null)
     {
         OpParams? __params = null;
@@ -911,6 +974,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol MaeCount(string? name, Symbol? pred = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -923,6 +987,7 @@ public static partial class Sym
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Max(string? name, Symbol? data = null, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -936,6 +1001,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Maximum(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -946,6 +1012,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol MaximumScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -959,6 +1026,7 @@ public static partial class Sym
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Mean(string? name, Symbol? data = null, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -974,6 +1042,7 @@ public static partial class Sym
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Min(string? name, Symbol? data = null, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -987,6 +1056,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Minimum(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -997,6 +1067,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol MinimumScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1008,6 +1079,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol MseCount(string? name, Symbol? pred = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -1018,6 +1090,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Multiply(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -1028,6 +1101,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol MultiplyScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1038,6 +1112,7 @@ public static partial class Sym
     /// <summary>Numerical negative, elementwise: -x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Negative(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1048,6 +1123,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol NotEqual(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -1058,6 +1134,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol NotEqualScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1072,6 +1149,7 @@ public static partial class Sym
     /// <param name="onValue">Value at the index. Default: 1.0.</param>
     /// <param name="offValue">Value elsewhere. Default: 0.0.</param>
     /// <param name="dtype">Output dtype. Default: float32.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol OneHot(string? name, long depth, Symbol? indices = null, double? onValue = null, double? offValue = null, DType? dtype = null)
     {
         OpParams? __params = null;
@@ -1087,6 +1165,7 @@ public static partial class Sym
     /// <param name="shape">Output shape. Default: ().</param>
     /// <param name="dtype">Output dtype. Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Ones(string? name, long[]? shape = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -1100,6 +1179,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Power(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -1110,6 +1190,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol PowerScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1123,6 +1204,7 @@ public static partial class Sym
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Prod(string? name, Symbol? data = null, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -1139,6 +1221,7 @@ public static partial class Sym
     /// <param name="shape">Output shape. Default: ().</param>
     /// <param name="dtype">Output dtype (float32 or float64). Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol RandomNormal(string? name, double? loc = null, double? scale = null, long[]? shape = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -1154,6 +1237,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="n">Length of the permutation.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol RandomPermutation(string? name, long n, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -1169,6 +1253,7 @@ public static partial class Sym
     /// <param name="shape">Output shape. Default: ().</param>
     /// <param name="dtype">Output dtype (float32 or float64). Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol RandomUniform(string? name, double? low = null, double? high = null, long[]? shape = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -1184,6 +1269,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol RdivideScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1194,6 +1280,7 @@ public static partial class Sym
     /// <summary>Reciprocal, elementwise: 1/x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Reciprocal(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1203,6 +1290,7 @@ public static partial class Sym
     /// <summary>Rectified linear unit, elementwise: max(x, 0).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Relu(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1216,6 +1304,7 @@ public static partial class Sym
     /// <param name="reverse">Apply the codes from the right (MXNet's reverse). Default: false.</param>
     /// <param name="targetShape">Deprecated MXNet form: the shape, with one 0 inferred (used when shape is empty). Default: ().</param>
     /// <param name="keepHighest">With target_shape: keep the first axis of the input. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Reshape(string? name, Symbol? data = null, long[]? shape = null, bool? reverse = null, long[]? targetShape = null, bool? keepHighest = null)
     {
         OpParams? __params = null;
@@ -1238,6 +1327,7 @@ public static partial class Sym
     /// <param name="gamma1">Decay of the squared-gradient average. Default: 0.95.</param>
     /// <param name="epsilon">Added under the square root. Default: 1e-8.</param>
     /// <param name="clipWeights">Clips the updated weight to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <returns>The new node's symbol (its outputs: weight, n).</returns>
     public static Symbol RmspropUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, Symbol? n = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? gamma1 = null, double? epsilon = null, double? clipWeights = null)
     {
         OpParams? __params = null;
@@ -1254,6 +1344,7 @@ public static partial class Sym
     /// <summary>Round half away from zero, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Round(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1264,6 +1355,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol RpowerScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1274,6 +1366,7 @@ public static partial class Sym
     /// <summary>Reciprocal square root, elementwise: 1/sqrt(x).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Rsqrt(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1284,6 +1377,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol RsubtractScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1302,6 +1396,7 @@ public static partial class Sym
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
     /// <param name="momentum">Momentum factor. Default: 0.0.</param>
     /// <param name="nesterov">Use Nesterov momentum. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: weight, mom).</returns>
     public static Symbol SgdMomUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, Symbol? mom = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? momentum = null, bool? nesterov = null)
     {
         OpParams? __params = null;
@@ -1322,6 +1417,7 @@ public static partial class Sym
     /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
     /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol SgdUpdate(string? name, double lr, Symbol? weight = null, Symbol? grad = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null)
     {
         OpParams? __params = null;
@@ -1335,6 +1431,7 @@ public static partial class Sym
     /// <summary>Logistic sigmoid, elementwise: 1/(1+e^-x).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Sigmoid(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1344,6 +1441,7 @@ public static partial class Sym
     /// <summary>Sign, elementwise: -1, 0 or 1.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Sign(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1353,6 +1451,7 @@ public static partial class Sym
     /// <summary>Sine, elementwise (radians).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Sin(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1365,6 +1464,7 @@ public static partial class Sym
     /// <param name="begin">Start index per axis (None for the start).</param>
     /// <param name="end">Stop index per axis, exclusive (None for the end).</param>
     /// <param name="step">Step per axis (None or omitted for 1). Default: ().</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Slice(string? name, long[] begin, long[] end, Symbol? data = null, long[]? step = null)
     {
         OpParams? __params = null;
@@ -1379,6 +1479,7 @@ public static partial class Sym
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="axis">Axis along which to normalise. Default: -1.</param>
     /// <param name="temperature">Divides the inputs before normalising. Default: 1.0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Softmax(string? name, Symbol? data = null, long? axis = null, double? temperature = null)
     {
         OpParams? __params = null;
@@ -1390,6 +1491,7 @@ public static partial class Sym
     /// <summary>Softsign, elementwise: x/(1+|x|).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Softsign(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1399,6 +1501,7 @@ public static partial class Sym
     /// <summary>Square root, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Sqrt(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1408,6 +1511,7 @@ public static partial class Sym
     /// <summary>Square, elementwise: x*x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Square(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1418,6 +1522,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Subtract(string? name, Symbol? lhs = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -1428,6 +1533,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol SubtractScalar(string? name, double scalar, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1441,6 +1547,7 @@ public static partial class Sym
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Sum(string? name, Symbol? data = null, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -1456,6 +1563,7 @@ public static partial class Sym
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
     /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
     /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Take(string? name, Symbol? data = null, Symbol? indices = null, long? axis = null, TakeMode? mode = null)
     {
         OpParams? __params = null;
@@ -1467,6 +1575,7 @@ public static partial class Sym
     /// <summary>Hyperbolic tangent, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Tanh(string? name, Symbol? data = null)
     {
         OpParams? __params = null;
@@ -1477,6 +1586,7 @@ public static partial class Sym
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="axes">New order of the axes; () reverses them. Default: ().</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Transpose(string? name, Symbol? data = null, long[]? axes = null)
     {
         OpParams? __params = null;
@@ -1489,6 +1599,7 @@ public static partial class Sym
     /// <param name="condition">Input 'condition' (null: a new variable).</param>
     /// <param name="x">Input 'x' (null: a new variable).</param>
     /// <param name="y">Input 'y' (null: a new variable).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Where(string? name, Symbol? condition = null, Symbol? x = null, Symbol? y = null)
     {
         OpParams? __params = null;
@@ -1500,6 +1611,7 @@ public static partial class Sym
     /// <param name="shape">Output shape. Default: ().</param>
     /// <param name="dtype">Output dtype. Default: float32.</param>
     /// <param name="ctx">Device of the output. Default: cpu(0).</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
     public static Symbol Zeros(string? name, long[]? shape = null, DType? dtype = null, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -1518,6 +1630,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise activation: relu max(x,0), sigmoid 1/(1+e^-x), tanh, softrelu log(1+e^x), softsign x/(1+|x|).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="actType">Activation function. One of: relu, sigmoid, tanh, softrelu, softsign. Default: relu.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Activation(string? name, ActType? actType = null)
     {
         OpParams? __params = null;
@@ -1538,6 +1651,7 @@ public sealed partial class Symbol
     /// <param name="axis">The channel axis. Default: 1.</param>
     /// <param name="outputMeanVar">Also output the mean and the inverse standard deviation used. Default: false.</param>
     /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol BatchNorm(string? name, double? eps = null, double? momentum = null, bool? fixGamma = null, bool? useGlobalStats = null, long? axis = null, bool? outputMeanVar = null, bool? cudnnOff = null, Symbol? gamma = null, Symbol? beta = null, Symbol? movingMean = null, Symbol? movingVar = null)
     {
         OpParams? __params = null;
@@ -1553,6 +1667,7 @@ public sealed partial class Symbol
 
     /// <summary>The identity forward; passes no gradient back.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol BlockGrad(string? name)
     {
         OpParams? __params = null;
@@ -1574,6 +1689,7 @@ public sealed partial class Symbol
     /// <param name="pad">Zero padding per spatial axis (default 0). Default: ().</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Convolution(string? name, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
@@ -1608,6 +1724,7 @@ public sealed partial class Symbol
     /// <param name="targetShape">Output spatial shape; when given, pad and adj are computed from it (MXNet's rule). Default: ().</param>
     /// <param name="noBias">Leave out the bias input (MXNet's default). Default: true.</param>
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Deconvolution(string? name, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
@@ -1633,6 +1750,7 @@ public sealed partial class Symbol
     /// <param name="mode">When to drop: in training only, or always. One of: training, always. Default: training.</param>
     /// <param name="axes">Axes along which one mask value is shared. Default: ().</param>
     /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Dropout(string? name, double? p = null, DropoutMode? mode = null, long[]? axes = null, bool? cudnnOff = null)
     {
         OpParams? __params = null;
@@ -1648,6 +1766,7 @@ public sealed partial class Symbol
     /// <param name="weight">Input 'weight' (null: a new variable).</param>
     /// <param name="inputDim">Vocabulary size (rows of weight).</param>
     /// <param name="outputDim">Embedding size (columns of weight).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Embedding(string? name, long inputDim, long outputDim, Symbol? weight = null)
     {
         OpParams? __params = null;
@@ -1658,6 +1777,7 @@ public sealed partial class Symbol
 
     /// <summary>Collapses all axes after the first: (N, d1, d2, ...) -&gt; (N, d1*d2*...).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Flatten(string? name)
     {
         OpParams? __params = null;
@@ -1671,6 +1791,7 @@ public sealed partial class Symbol
     /// <param name="numHidden">Number of output units.</param>
     /// <param name="noBias">Leave out the bias input. Default: false.</param>
     /// <param name="flatten">Flatten data to 2-D; otherwise apply to the last axis only. Default: true.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol FullyConnected(string? name, long numHidden, bool? noBias = null, bool? flatten = null, Symbol? weight = null, Symbol? bias = null)
     {
         OpParams? __params = null;
@@ -1686,6 +1807,7 @@ public sealed partial class Symbol
     /// <param name="alpha">Scale of the sum of squares. Default: 0.0001.</param>
     /// <param name="beta">Exponent. Default: 0.75.</param>
     /// <param name="knorm">Added to the scaled sum. Default: 2.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LRN(string? name, long nsize, double? alpha = null, double? beta = null, double? knorm = null)
     {
         OpParams? __params = null;
@@ -1703,6 +1825,7 @@ public sealed partial class Symbol
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LeakyReLU(string? name, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, Symbol? gamma = null)
     {
         OpParams? __params = null;
@@ -1717,6 +1840,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LinearRegressionOutput(string? name, double? gradScale = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -1728,6 +1852,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="gradScale">Scales the gradient. Default: 1.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LogisticRegressionOutput(string? name, double? gradScale = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -1739,6 +1864,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="gradScale">Gradient of every element. Default: 1.0.</param>
     /// <param name="normalization">Divide by the batch size or not. One of: null, batch. Default: null.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol MakeLoss(string? name, double? gradScale = null, MakeLossNormalization? normalization = null)
     {
         OpParams? __params = null;
@@ -1758,6 +1884,7 @@ public sealed partial class Symbol
     /// <param name="countIncludePad">Average pooling counts padding cells in the divisor. Default: true.</param>
     /// <param name="cudnnOff">A GPU hint; accepted and ignored on CPU. Default: false.</param>
     /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Pooling(string? name, long[]? kernel = null, PoolType? poolType = null, bool? globalPool = null, long[]? stride = null, long[]? pad = null, PoolingConvention? poolingConvention = null, bool? countIncludePad = null, bool? cudnnOff = null, Layout? layout = null)
     {
         OpParams? __params = null;
@@ -1778,6 +1905,7 @@ public sealed partial class Symbol
     /// <param name="numOutputs">Number of parts.</param>
     /// <param name="axis">Axis to split. Default: 1.</param>
     /// <param name="squeezeAxis">Drop the split axis (parts of extent 1). Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol SliceChannel(string? name, long numOutputs, long? axis = null, bool? squeezeAxis = null)
     {
         OpParams? __params = null;
@@ -1790,6 +1918,7 @@ public sealed partial class Symbol
     /// <summary>Softmax of each sample over all its values (mode instance), or over axis 1 at each position of (N, C, ...) data (mode channel), as MXNet's SoftmaxActivation.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="mode">What to normalise over. One of: instance, channel. Default: instance.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol SoftmaxActivation(string? name, SoftmaxActivationMode? mode = null)
     {
         OpParams? __params = null;
@@ -1808,6 +1937,7 @@ public sealed partial class Symbol
     /// <param name="normalization">Divide the gradient by this count. One of: null, batch, valid. Default: null.</param>
     /// <param name="outGrad">Multiply the gradient by the incoming output gradient. Default: false.</param>
     /// <param name="smoothAlpha">Label smoothing: alpha is taken from the label's class and spread over the others. Default: 0.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol SoftmaxOutput(string? name, double? gradScale = null, double? ignoreLabel = null, bool? useIgnore = null, bool? multiOutput = null, bool? preserveShape = null, Normalization? normalization = null, bool? outGrad = null, double? smoothAlpha = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -1826,6 +1956,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="dim1">First axis. Default: 0.</param>
     /// <param name="dim2">Second axis. Default: 0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol SwapAxis(string? name, long? dim1 = null, long? dim2 = null)
     {
         OpParams? __params = null;
@@ -1838,6 +1969,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scale">Scale factor for H and W.</param>
     /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol UpSampling(string? name, long scale, SampleType? sampleType = null)
     {
         OpParams? __params = null;
@@ -1848,6 +1980,7 @@ public sealed partial class Symbol
 
     /// <summary>Absolute value, elementwise: |x|.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Abs(string? name)
     {
         OpParams? __params = null;
@@ -1858,6 +1991,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="topK">How many of the best classes count as correct. Default: 1.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'pred'.</returns>
     public Symbol AccuracyCount(string? name, long? topK = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -1876,6 +2010,7 @@ public sealed partial class Symbol
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
     /// <param name="rho">Decay of both running averages. Default: 0.9.</param>
     /// <param name="epsilon">Added under the square roots. Default: 1e-5.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'weight'.</returns>
     public Symbol AdadeltaUpdate(string? name, double? lr = null, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? rho = null, double? epsilon = null, Symbol? grad = null, Symbol? accG = null, Symbol? accDelta = null)
     {
         OpParams? __params = null;
@@ -1897,6 +2032,7 @@ public sealed partial class Symbol
     /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
     /// <param name="epsilon">Added under the square root. Default: 1e-7.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'weight'.</returns>
     public Symbol AdagradUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? epsilon = null, Symbol? grad = null, Symbol? history = null)
     {
         OpParams? __params = null;
@@ -1921,6 +2057,7 @@ public sealed partial class Symbol
     /// <param name="beta2">Decay of the second moment. Default: 0.999.</param>
     /// <param name="epsilon">Added to the denominator. Default: 1e-8.</param>
     /// <param name="t">Update count, from 1, for bias correction; 0 disables it. Default: 0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'weight'.</returns>
     public Symbol AdamUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? beta1 = null, double? beta2 = null, double? epsilon = null, long? t = null, Symbol? grad = null, Symbol? mean = null, Symbol? var = null)
     {
         OpParams? __params = null;
@@ -1938,6 +2075,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs + rhs with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Add(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -1947,6 +2085,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data + scalar.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol AddScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -1958,6 +2097,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="axis">Axis to search; None searches the flattened array. Default: None.</param>
     /// <param name="keepdims">Keep the searched axis with extent 1. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Argmax(string? name, long? axis = null, bool? keepdims = null)
     {
         OpParams? __params = null;
@@ -1970,6 +2110,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="axis">Axis to search; None searches the flattened array. Default: None.</param>
     /// <param name="keepdims">Keep the searched axis with extent 1. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Argmin(string? name, long? axis = null, bool? keepdims = null)
     {
         OpParams? __params = null;
@@ -1983,6 +2124,7 @@ public sealed partial class Symbol
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
     /// <param name="transposeA">Use the transpose of each lhs matrix. Default: false.</param>
     /// <param name="transposeB">Use the transpose of each rhs matrix. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol BatchDot(string? name, bool? transposeA = null, bool? transposeB = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -1994,6 +2136,7 @@ public sealed partial class Symbol
     /// <summary>Converts to another dtype (C++ conversion: floats to integers truncate).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="dtype">Target dtype.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Cast(string? name, DType dtype)
     {
         OpParams? __params = null;
@@ -2003,6 +2146,7 @@ public sealed partial class Symbol
 
     /// <summary>Ceiling, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Ceil(string? name)
     {
         OpParams? __params = null;
@@ -2013,6 +2157,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="aMin">Lower bound.</param>
     /// <param name="aMax">Upper bound.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Clip(string? name, double aMin, double aMax)
     {
         OpParams? __params = null;
@@ -2024,6 +2169,7 @@ public sealed partial class Symbol
     /// <summary>Copies the data; the output may be on another device: the one ctx names, or that of a given output array.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="ctx">Device of the output (default: the input's). In a graph it must be the executor's device. Default: None.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Copy(string? name, Context? ctx = null)
     {
         OpParams? __params = null;
@@ -2033,6 +2179,7 @@ public sealed partial class Symbol
 
     /// <summary>Cosine, elementwise (radians).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Cos(string? name)
     {
         OpParams? __params = null;
@@ -2043,6 +2190,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'pred'.</returns>
     public Symbol CrossEntropyCount(string? name, double? eps = null, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -2053,6 +2201,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs / rhs with NumPy broadcasting (integer division truncates; dividing an integer by zero is an error).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Divide(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2062,6 +2211,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data / scalar.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol DivideScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2074,6 +2224,7 @@ public sealed partial class Symbol
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
     /// <param name="transposeA">Use the transpose of lhs. Default: false.</param>
     /// <param name="transposeB">Use the transpose of rhs. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Dot(string? name, bool? transposeA = null, bool? transposeB = null, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2085,6 +2236,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs == rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Equal(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2094,6 +2246,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data == scalar as 1/0 in the input dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol EqualScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2103,6 +2256,7 @@ public sealed partial class Symbol
 
     /// <summary>Exponential, elementwise: e^x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Exp(string? name)
     {
         OpParams? __params = null;
@@ -2111,6 +2265,7 @@ public sealed partial class Symbol
 
     /// <summary>exp(x) - 1, elementwise, accurate near 0.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Expm1(string? name)
     {
         OpParams? __params = null;
@@ -2120,6 +2275,7 @@ public sealed partial class Symbol
     /// <summary>Binary F1 counts: the predicted class is the arg-max of pred (rows, 2), or pred &gt;= 0.5 when pred has one value per label; label 1 is positive. Returns float64 [2 tp, 2 tp + fp + fn], whose ratio summed over batches is the F1 score.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'pred'.</returns>
     public Symbol F1Count(string? name, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -2128,6 +2284,7 @@ public sealed partial class Symbol
 
     /// <summary>Floor, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Floor(string? name)
     {
         OpParams? __params = null;
@@ -2137,6 +2294,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs &gt; rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Greater(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2146,6 +2304,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs &gt;= rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol GreaterEqual(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2155,6 +2314,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data &gt;= scalar as 1/0 in the input dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol GreaterEqualScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2165,6 +2325,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data &gt; scalar as 1/0 in the input dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol GreaterScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2175,6 +2336,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs &lt; rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Less(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2184,6 +2346,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs &lt;= rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol LessEqual(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2193,6 +2356,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data &lt;= scalar as 1/0 in the input dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LessEqualScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2203,6 +2367,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data &lt; scalar as 1/0 in the input dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LessScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2212,6 +2377,7 @@ public sealed partial class Symbol
 
     /// <summary>Natural logarithm, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Log(string? name)
     {
         OpParams? __params = null;
@@ -2220,6 +2386,7 @@ public sealed partial class Symbol
 
     /// <summary>log(1 + x), elementwise, accurate near 0.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Log1p(string? name)
     {
         OpParams? __params = null;
@@ -2230,6 +2397,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="axis">Axis along which to normalise. Default: -1.</param>
     /// <param name="temperature">Divides the inputs before normalising. Default: 1.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol LogSoftmax(string? name, long? axis = null, double? temperature = null)
     {
         OpParams? __params = null;
@@ -2241,6 +2409,7 @@ public sealed partial class Symbol
     /// <summary>Absolute error: returns float64 [sum of |label - pred|, values]. label needs as many values as pred (any shape).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'pred'.</returns>
     public Symbol MaeCount(string? name, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -2252,6 +2421,7 @@ public sealed partial class Symbol
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Max(string? name, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -2264,6 +2434,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise maximum with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Maximum(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2273,6 +2444,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise max(data, scalar).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol MaximumScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2285,6 +2457,7 @@ public sealed partial class Symbol
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Mean(string? name, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -2299,6 +2472,7 @@ public sealed partial class Symbol
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Min(string? name, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -2311,6 +2485,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise minimum with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Minimum(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2320,6 +2495,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise min(data, scalar).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol MinimumScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2330,6 +2506,7 @@ public sealed partial class Symbol
     /// <summary>Squared error: returns float64 [sum of (label - pred)^2, values]. label needs as many values as pred (any shape).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'pred'.</returns>
     public Symbol MseCount(string? name, Symbol? label = null)
     {
         OpParams? __params = null;
@@ -2339,6 +2516,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Multiply(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2348,6 +2526,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data * scalar.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol MultiplyScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2357,6 +2536,7 @@ public sealed partial class Symbol
 
     /// <summary>Numerical negative, elementwise: -x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Negative(string? name)
     {
         OpParams? __params = null;
@@ -2366,6 +2546,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs != rhs as 1/0 in the input dtype, broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol NotEqual(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2375,6 +2556,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data != scalar as 1/0 in the input dtype.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol NotEqualScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2388,6 +2570,7 @@ public sealed partial class Symbol
     /// <param name="onValue">Value at the index. Default: 1.0.</param>
     /// <param name="offValue">Value elsewhere. Default: 0.0.</param>
     /// <param name="dtype">Output dtype. Default: float32.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'indices'.</returns>
     public Symbol OneHot(string? name, long depth, double? onValue = null, double? offValue = null, DType? dtype = null)
     {
         OpParams? __params = null;
@@ -2401,6 +2584,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs ^ rhs with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Power(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2410,6 +2594,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data ^ scalar.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol PowerScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2422,6 +2607,7 @@ public sealed partial class Symbol
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Prod(string? name, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -2434,6 +2620,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise scalar / data.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol RdivideScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2443,6 +2630,7 @@ public sealed partial class Symbol
 
     /// <summary>Reciprocal, elementwise: 1/x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Reciprocal(string? name)
     {
         OpParams? __params = null;
@@ -2451,6 +2639,7 @@ public sealed partial class Symbol
 
     /// <summary>Rectified linear unit, elementwise: max(x, 0).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Relu(string? name)
     {
         OpParams? __params = null;
@@ -2463,6 +2652,7 @@ public sealed partial class Symbol
     /// <param name="reverse">Apply the codes from the right (MXNet's reverse). Default: false.</param>
     /// <param name="targetShape">Deprecated MXNet form: the shape, with one 0 inferred (used when shape is empty). Default: ().</param>
     /// <param name="keepHighest">With target_shape: keep the first axis of the input. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Reshape(string? name, long[]? shape = null, bool? reverse = null, long[]? targetShape = null, bool? keepHighest = null)
     {
         OpParams? __params = null;
@@ -2484,6 +2674,7 @@ public sealed partial class Symbol
     /// <param name="gamma1">Decay of the squared-gradient average. Default: 0.95.</param>
     /// <param name="epsilon">Added under the square root. Default: 1e-8.</param>
     /// <param name="clipWeights">Clips the updated weight to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'weight'.</returns>
     public Symbol RmspropUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? gamma1 = null, double? epsilon = null, double? clipWeights = null, Symbol? grad = null, Symbol? n = null)
     {
         OpParams? __params = null;
@@ -2499,6 +2690,7 @@ public sealed partial class Symbol
 
     /// <summary>Round half away from zero, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Round(string? name)
     {
         OpParams? __params = null;
@@ -2508,6 +2700,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise scalar ^ data.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol RpowerScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2517,6 +2710,7 @@ public sealed partial class Symbol
 
     /// <summary>Reciprocal square root, elementwise: 1/sqrt(x).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Rsqrt(string? name)
     {
         OpParams? __params = null;
@@ -2526,6 +2720,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise scalar - data.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol RsubtractScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2543,6 +2738,7 @@ public sealed partial class Symbol
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
     /// <param name="momentum">Momentum factor. Default: 0.0.</param>
     /// <param name="nesterov">Use Nesterov momentum. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'weight'.</returns>
     public Symbol SgdMomUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, double? momentum = null, bool? nesterov = null, Symbol? grad = null, Symbol? mom = null)
     {
         OpParams? __params = null;
@@ -2562,6 +2758,7 @@ public sealed partial class Symbol
     /// <param name="wd">Weight decay (L2 penalty) coefficient. Default: 0.0.</param>
     /// <param name="rescaleGrad">Multiplies the gradient first. Default: 1.0.</param>
     /// <param name="clipGradient">Clips the rescaled gradient to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'weight'.</returns>
     public Symbol SgdUpdate(string? name, double lr, double? wd = null, double? rescaleGrad = null, double? clipGradient = null, Symbol? grad = null)
     {
         OpParams? __params = null;
@@ -2574,6 +2771,7 @@ public sealed partial class Symbol
 
     /// <summary>Logistic sigmoid, elementwise: 1/(1+e^-x).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Sigmoid(string? name)
     {
         OpParams? __params = null;
@@ -2582,6 +2780,7 @@ public sealed partial class Symbol
 
     /// <summary>Sign, elementwise: -1, 0 or 1.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Sign(string? name)
     {
         OpParams? __params = null;
@@ -2590,6 +2789,7 @@ public sealed partial class Symbol
 
     /// <summary>Sine, elementwise (radians).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Sin(string? name)
     {
         OpParams? __params = null;
@@ -2601,6 +2801,7 @@ public sealed partial class Symbol
     /// <param name="begin">Start index per axis (None for the start).</param>
     /// <param name="end">Stop index per axis, exclusive (None for the end).</param>
     /// <param name="step">Step per axis (None or omitted for 1). Default: ().</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Slice(string? name, long[] begin, long[] end, long[]? step = null)
     {
         OpParams? __params = null;
@@ -2614,6 +2815,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="axis">Axis along which to normalise. Default: -1.</param>
     /// <param name="temperature">Divides the inputs before normalising. Default: 1.0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Softmax(string? name, long? axis = null, double? temperature = null)
     {
         OpParams? __params = null;
@@ -2624,6 +2826,7 @@ public sealed partial class Symbol
 
     /// <summary>Softsign, elementwise: x/(1+|x|).</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Softsign(string? name)
     {
         OpParams? __params = null;
@@ -2632,6 +2835,7 @@ public sealed partial class Symbol
 
     /// <summary>Square root, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Sqrt(string? name)
     {
         OpParams? __params = null;
@@ -2640,6 +2844,7 @@ public sealed partial class Symbol
 
     /// <summary>Square, elementwise: x*x.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Square(string? name)
     {
         OpParams? __params = null;
@@ -2649,6 +2854,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise lhs - rhs with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'lhs'.</returns>
     public Symbol Subtract(string? name, Symbol? rhs = null)
     {
         OpParams? __params = null;
@@ -2658,6 +2864,7 @@ public sealed partial class Symbol
     /// <summary>Elementwise data - scalar.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="scalar">The scalar operand.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol SubtractScalar(string? name, double scalar)
     {
         OpParams? __params = null;
@@ -2670,6 +2877,7 @@ public sealed partial class Symbol
     /// <param name="axis">Axes to reduce (negative counts from the end); None reduces all axes. Default: None.</param>
     /// <param name="keepdims">Keep reduced axes with extent 1. Default: false.</param>
     /// <param name="exclude">Reduce every axis except those in axis. Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Sum(string? name, long[]? axis = null, bool? keepdims = null, bool? exclude = null)
     {
         OpParams? __params = null;
@@ -2684,6 +2892,7 @@ public sealed partial class Symbol
     /// <param name="indices">Input 'indices' (null: a new variable).</param>
     /// <param name="axis">The axis to gather along (negative counts from the end). Default: 0.</param>
     /// <param name="mode">Out-of-range indices: clip, wrap or raise. One of: clip, wrap, raise. Default: clip.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Take(string? name, long? axis = null, TakeMode? mode = null, Symbol? indices = null)
     {
         OpParams? __params = null;
@@ -2694,6 +2903,7 @@ public sealed partial class Symbol
 
     /// <summary>Hyperbolic tangent, elementwise.</summary>
     /// <param name="name">Node name (null: automatic).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Tanh(string? name)
     {
         OpParams? __params = null;
@@ -2703,6 +2913,7 @@ public sealed partial class Symbol
     /// <summary>Permutes the axes. With axes empty, reverses them (matrix transpose for 2-D).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="axes">New order of the axes; () reverses them. Default: ().</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Transpose(string? name, long[]? axes = null)
     {
         OpParams? __params = null;
@@ -2714,6 +2925,7 @@ public sealed partial class Symbol
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="x">Input 'x' (null: a new variable).</param>
     /// <param name="y">Input 'y' (null: a new variable).</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'condition'.</returns>
     public Symbol Where(string? name, Symbol? x = null, Symbol? y = null)
     {
         OpParams? __params = null;

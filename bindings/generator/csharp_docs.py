@@ -46,8 +46,21 @@ def member_name(full, type_name):
         args = re.sub(r"``\d+", "T", args).replace("[0:,0:]", "[,]")
     if args is None:
         return base
-    args = ", ".join(a.split(".")[-1].replace("{", "<").replace("}", ">") for a in split_args(args))
+    args = ", ".join(type_text(a) for a in split_args(args))
     return "%s(%s)" % (base, args)
+
+
+def type_text(t):
+    """A documentation id's type as C# writes it: namespaces dropped, generic
+    arguments kept (IEnumerable{Loom.Callback} -> IEnumerable<Callback>,
+    System.Nullable{Loom.Context} -> Context?)."""
+    t = re.sub(r"\b(?:[A-Za-z_]\w*\.)+", "", t)
+    while True:
+        n = re.sub(r"Nullable\{([^{}]*)\}", r"\1?", t)
+        if n == t:
+            break
+        t = n
+    return t.replace("{", "<").replace("}", ">").replace(",", ", ").replace("@", "")
 
 
 def split_args(s):

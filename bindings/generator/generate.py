@@ -450,6 +450,8 @@ def generate_enums(ops):
     lines.append("{")
     for en in sorted(done):
         lines.append("    /// <summary>The parameter text of a <see cref=\"%s\"/> value.</summary>" % en)
+        lines.append("    /// <param name=\"v\">The value.</param>")
+        lines.append("    /// <returns>The spelling the engine's parameter parser takes.</returns>")
         cases = " ".join("%s.%s => \"%s\"," % (en, enum_member(c), c) for c in done[en])
         lines.append("    public static string Text(%s v) => v switch { %s _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };" % (en, cases))
     lines.append("}")
@@ -590,6 +592,7 @@ def generate_symbol_ops(ops, enames, out_dir):
             inp = safe_ident(camel(op["inputs"][0]))
             stat += doc + ["    /// <param name=\"%s\">Inputs '%s' (one or more).</param>" % (camel(op["inputs"][0]), op["inputs"][0])]
             stat += param_doc_lines(op)
+            stat.append("    /// <returns>The new node's symbol.</returns>")
             stat.append("    public static Symbol %s(string? name, Symbol[] %s%s)" % (method, inp, "".join(", " + x for x in psig_req + psig_opt)))
             stat += body + ["        return Symbol.Create(\"%s\", name, %s, null, __params);" % (name, inp), "    }", ""]
             continue
@@ -599,6 +602,7 @@ def generate_symbol_ops(ops, enames, out_dir):
         stat += doc + ["    /// <param name=\"%s\">Input '%s' (null: a new variable).</param>" % (camel(i), i) for i in op["inputs"]]
         stat += param_doc_lines(op)
         sig = ["string? name"] + psig_req + ["Symbol? %s = null" % i for i in ins] + psig_opt
+        stat.append("    /// <returns>The new node's symbol (its outputs: %s).</returns>" % ", ".join(op.get("outputs", ["out"])))
         stat.append("    public static Symbol %s(%s)" % (method, ", ".join(sig)))
         if ins:
             stat += body + ["        return Symbol.Create(\"%s\", name, new Symbol?[] { %s }, new[] { %s }, __params);" % (name, ", ".join(ins), in_names), "    }", ""]
@@ -610,6 +614,7 @@ def generate_symbol_ops(ops, enames, out_dir):
         inst += doc + ["    /// <param name=\"%s\">Input '%s' (null: a new variable).</param>" % (camel(i), i) for i in op["inputs"][1:]]
         inst += param_doc_lines(op)
         sig = ["string? name"] + psig_req + psig_opt + ["Symbol? %s = null" % i for i in ins[1:]]
+        inst.append("    /// <returns>The new node's symbol, with this symbol as its input '%s'.</returns>" % op["inputs"][0])
         inst.append("    public Symbol %s(%s)" % (method, ", ".join(sig)))
         inst += body + ["        return Create(\"%s\", name, new Symbol?[] { this%s }, new[] { %s }, __params);" % (name, "".join(", " + i for i in ins[1:]), in_names), "    }", ""]
     stat.append("}")

@@ -20,18 +20,26 @@ public static class Autograd
 {
     /// <summary>Records operations on this thread until disposed; <paramref name="train"/>
     /// also switches training mode (Dropout, BatchNorm).</summary>
+    /// <param name="train">Training mode for the recorded ops (dropout drops, BatchNorm uses the batch's statistics).</param>
+    /// <returns>A scope: recording stops when it is disposed.</returns>
     public static IDisposable Record(bool train = true) => new Mode(recording: 1, training: train ? 1 : 0);
 
     /// <summary>Stops recording on this thread until disposed.</summary>
+    /// <param name="train">Training mode for the recorded ops (dropout drops, BatchNorm uses the batch's statistics).</param>
+    /// <returns>A scope: recording resumes when it is disposed.</returns>
     public static IDisposable Pause(bool train = false) => new Mode(recording: 0, training: train ? 1 : 0);
 
     /// <summary>Prediction mode (not training) until disposed; recording is left as it is.</summary>
+    /// <returns>A scope: the previous mode returns when it is disposed.</returns>
     public static IDisposable Predict() => new Mode(recording: -1, training: 0);
 
     /// <summary>Training mode until disposed; recording is left as it is.</summary>
+    /// <returns>A scope: the previous mode returns when it is disposed.</returns>
     public static IDisposable Train() => new Mode(recording: -1, training: 1);
 
     /// <summary>Computes the gradients of several heads at once.</summary>
+    /// <param name="heads">The outputs to differentiate.</param>
+    /// <param name="headGrads">The gradients of the heads, one per head (null: ones).</param>
     public static unsafe void Backward(NDArray[] heads, NDArray?[]? headGrads = null)
     {
         int n = heads.Length;
@@ -81,6 +89,8 @@ public sealed unsafe partial class NDArray
 {
     /// <summary>Allocates a zero gradient buffer and marks this array as a variable whose
     /// gradient <see cref="Backward"/> computes. Returns this array.</summary>
+    /// <param name="req">How the gradient is stored: written each backward pass, or added to.</param>
+    /// <returns>This array.</returns>
     public NDArray AttachGrad(GradReq req = GradReq.Write)
     {
         using var grad = Zeros(Shape, DType, Context);
@@ -113,5 +123,6 @@ public sealed unsafe partial class NDArray
 
     /// <summary>Computes the gradient of this array (recorded under <see cref="Autograd.Record"/>)
     /// with respect to every variable it depends on; <paramref name="headGrad"/> defaults to ones.</summary>
+    /// <param name="headGrad">The gradient of the output (ones when null).</param>
     public void Backward(NDArray? headGrad = null) => Autograd.Backward(new[] { this }, new[] { headGrad });
 }

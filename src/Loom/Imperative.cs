@@ -11,10 +11,15 @@ public sealed class OpParams
     private string[] _keys = Array.Empty<string>();
     private string[] _values = Array.Empty<string>();
 
+    /// <summary>No parameters yet; add them with <see cref="Add(string, string)"/> and its overloads.</summary>
+    public OpParams() { }
+
     /// <summary>Number of parameters added.</summary>
     public int Count { get; private set; }
 
     /// <summary>Adds a raw textual value.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, string value)
     {
         if (Count == _keys.Length)
@@ -28,12 +33,20 @@ public sealed class OpParams
     }
 
     /// <summary>Adds an integer.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, long value) => Add(key, value.ToString(CultureInfo.InvariantCulture));
     /// <summary>Adds a number (round-trip formatting, so no precision is lost).</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, double value) => Add(key, value.ToString("R", CultureInfo.InvariantCulture));
     /// <summary>Adds a boolean.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, bool value) => Add(key, value ? "true" : "false");
     /// <summary>Adds a tuple of integers.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, long[] value)
     {
         var parts = new string[value.Length];
@@ -41,8 +54,12 @@ public sealed class OpParams
         Add(key, "(" + string.Join(",", parts) + (value.Length == 1 ? ",)" : ")"));
     }
     /// <summary>Adds a dtype by name.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, DType value) => Add(key, DTypes.Name(value));
     /// <summary>Adds a device.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
     public void Add(string key, Context value) => Add(key, value.ToString());
 
     internal string[]? Keys => Count == 0 ? null : _keys;
@@ -54,6 +71,9 @@ public sealed class OpParams
 public static unsafe class Imperative
 {
     /// <summary>Looks an operator up by name once, caching its handle.</summary>
+    /// <param name="cache">A field that keeps the handle between calls.</param>
+    /// <param name="name">The name.</param>
+    /// <returns>The operator's handle.</returns>
     public static OpHandle Resolve(ref OpHandle cache, string name)
     {
         if (!cache.IsNull) return cache;
@@ -63,6 +83,11 @@ public static unsafe class Imperative
     }
 
     /// <summary>Invokes a single-output operator by name.</summary>
+    /// <param name="name">The name.</param>
+    /// <param name="inputs">The input arrays.</param>
+    /// <returns>The outputs.</returns>
+    /// <param name="p">The operator's parameters (null for none).</param>
+    /// <param name="out">Arrays to write the results into (null: new ones).</param>
     public static NDArray Invoke(string name, NDArray[] inputs, OpParams? p = null, NDArray? @out = null)
     {
         OpHandle h = default;
@@ -71,6 +96,11 @@ public static unsafe class Imperative
 
     /// <summary>Invokes an operator by name and returns all its outputs; arrays in
     /// <paramref name="out"/> (one per output) are written in place.</summary>
+    /// <param name="name">The name.</param>
+    /// <param name="inputs">The input arrays.</param>
+    /// <param name="p">The operator's parameters (null for none).</param>
+    /// <param name="out">Arrays to write the results into (null: new ones).</param>
+    /// <returns>Every output of the operator.</returns>
     public static NDArray[] InvokeAll(string name, NDArray[] inputs, OpParams? p = null, NDArray[]? @out = null)
     {
         OpHandle h = default;
@@ -154,6 +184,8 @@ public static unsafe class Imperative
 public static class DTypes
 {
     /// <summary>The engine's name for a dtype ("float32", ...).</summary>
+    /// <param name="d">The dtype.</param>
+    /// <returns>The dtype's name, such as float32.</returns>
     public static string Name(DType d) => d switch
     {
         DType.Float32 => "float32",
@@ -167,6 +199,7 @@ public static class DTypes
     };
 
     /// <summary>The dtype of a CLR element type.</summary>
+    /// <returns>The dtype of the C# type.</returns>
     public static DType Of<T>() where T : unmanaged
     {
         if (typeof(T) == typeof(float)) return DType.Float32;
@@ -179,6 +212,8 @@ public static class DTypes
     }
 
     /// <summary>Bytes per element.</summary>
+    /// <param name="d">The dtype.</param>
+    /// <returns>Bytes per element.</returns>
     public static int Size(DType d) => d switch
     {
         DType.Float32 or DType.Int32 => 4,

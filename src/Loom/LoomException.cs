@@ -12,6 +12,8 @@ public sealed class LoomException : Exception
     public LoomStatus Status { get; }
 
     /// <summary>Creates an exception with a status and message.</summary>
+    /// <param name="status">The status code.</param>
+    /// <param name="message">The message.</param>
     public LoomException(LoomStatus status, string message) : base(message) { Status = status; }
 
     /// <summary>Throws for a non-OK status, with the calling thread's last error.</summary>

@@ -4,6 +4,7 @@ namespace Loom;
 public static class Models
 {
     /// <summary>The seed notebook's MLP: 784-128-64-10 with ReLU and a softmax output.</summary>
+    /// <returns>The symbol, ending in SoftmaxOutput.</returns>
     public static Symbol Mlp() => Symbol.Variable("data")
         .FullyConnected("fc1", numHidden: 128).Activation("relu1", ActType.Relu)
         .FullyConnected("fc2", numHidden: 64).Activation("relu2", ActType.Relu)
@@ -11,6 +12,7 @@ public static class Models
         .SoftmaxOutput("softmax");
 
     /// <summary>LeNet: conv 5x5x20, tanh, max-pool 2, conv 5x5x50, tanh, max-pool 2, fc 500 tanh, fc 10.</summary>
+    /// <returns>The symbol, ending in SoftmaxOutput.</returns>
     public static Symbol LeNet() => Symbol.Variable("data")
         .Convolution("conv1", kernel: new long[] { 5, 5 }, numFilter: 20).Activation("tanh1", ActType.Tanh)
         .Pooling("pool1", kernel: new long[] { 2, 2 }, stride: new long[] { 2, 2 }, poolType: PoolType.Max)
@@ -23,6 +25,8 @@ public static class Models
 
     /// <summary>AlexNet (Krizhevsky et al. 2012, single tower) for 3x224x224 images, with LRN
     /// after the first two convolutions and dropout 0.5 before the two 4096-unit layers.</summary>
+    /// <returns>The symbol, ending in SoftmaxOutput.</returns>
+    /// <param name="classes">The number of classes.</param>
     public static Symbol AlexNet(int classes = 1000)
     {
         long[] K(long k) => new[] { k, k };
@@ -85,6 +89,9 @@ public static class Models
     /// ("v1.5": a bottleneck's stride is on its 3x3 convolution): depth 18 or 34 with basic
     /// blocks, 50, 101 or 152 with bottlenecks. A projection (1x1 conv + BatchNorm) joins
     /// a unit whose shape changes. ResNet-50 has 25,557,032 parameters, as torchvision's.</summary>
+    /// <param name="depth">The number of layers (18, 34, 50, 101 or 152).</param>
+    /// <returns>The symbol, ending in SoftmaxOutput.</returns>
+    /// <param name="classes">The number of classes.</param>
     public static Symbol ResNet(int depth = 50, long classes = 1000)
     {
         int[] units = depth switch
@@ -126,6 +133,8 @@ public static class Models
 
     /// <summary>Inception-BN (GoogLeNet with batch normalisation) for 3x224x224 images,
     /// as in MXNet's image-classification examples.</summary>
+    /// <param name="numClasses">The number of classes.</param>
+    /// <returns>The symbol, ending in SoftmaxOutput.</returns>
     public static Symbol InceptionBN(long numClasses = 1000)
     {
         var data = Symbol.Variable("data");

@@ -140,6 +140,10 @@ public sealed unsafe partial class NDArray : IDisposable
     // ------------------------------------------------------------------ factories
 
     /// <summary>An uninitialised array.</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array whose contents are undefined until written.</returns>
     public static NDArray Empty(long[] shape, DType dtype = DType.Float32, Context? ctx = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
@@ -153,26 +157,56 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>Zeros of the given shape (float32).</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <returns>A new array of zeros.</returns>
     public static NDArray Zeros(params long[] shape) => Op.Zeros(shape: shape);
     /// <summary>Zeros of the given shape, dtype and device.</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array of zeros.</returns>
     public static NDArray Zeros(long[] shape, DType dtype, Context? ctx = null) => Op.Zeros(shape: shape, dtype: dtype, ctx: ctx);
     /// <summary>Ones of the given shape (float32).</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <returns>A new array of ones.</returns>
     public static NDArray Ones(params long[] shape) => Op.Ones(shape: shape);
     /// <summary>Ones of the given shape, dtype and device.</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array of ones.</returns>
     public static NDArray Ones(long[] shape, DType dtype, Context? ctx = null) => Op.Ones(shape: shape, dtype: dtype, ctx: ctx);
     /// <summary>An array filled with <paramref name="value"/>.</summary>
+    /// <param name="value">The value.</param>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array with every element set to the value.</returns>
     public static NDArray Full(double value, long[] shape, DType dtype = DType.Float32, Context? ctx = null) =>
         Op.Full(value, shape: shape, dtype: dtype, ctx: ctx);
     /// <summary>Values start, start+step, ... below stop (NumPy's arange).</summary>
+    /// <param name="start">The first value.</param>
+    /// <param name="stop">Where the values stop (exclusive); with only start given, start is the stop and 0 the start.</param>
+    /// <param name="step">The spacing of the values.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new 1-D array of evenly spaced values.</returns>
     public static NDArray Arange(double start, double? stop = null, double step = 1, DType dtype = DType.Float32, Context? ctx = null) =>
         Op.Arange(start: start, stop: stop, step: step, dtype: dtype, ctx: ctx);
 
     /// <summary>An array holding a copy of <paramref name="data"/>, with the given shape
     /// (default: one dimension of data.Length).</summary>
+    /// <param name="data">The elements, in row-major order.</param>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <returns>A new array holding a copy of the values.</returns>
     public static NDArray FromArray<T>(T[] data, params long[] shape) where T : unmanaged =>
         FromSpan<T>(data, shape.Length == 0 ? new long[] { data.Length } : shape);
 
     /// <summary>An array holding a copy of <paramref name="data"/> with the given shape.</summary>
+    /// <param name="data">The elements, in row-major order.</param>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array holding a copy of the values.</returns>
     public static NDArray FromSpan<T>(ReadOnlySpan<T> data, long[] shape, Context? ctx = null) where T : unmanaged
     {
         var a = Empty(shape, DTypes.Of<T>(), ctx);
@@ -182,6 +216,8 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>A 2-D array from a rectangular CLR array.</summary>
+    /// <param name="data">The elements, in row-major order.</param>
+    /// <returns>A new array holding a copy of the values.</returns>
     public static NDArray FromArray<T>(T[,] data) where T : unmanaged
     {
         var flat = new T[data.Length];
@@ -194,6 +230,7 @@ public sealed unsafe partial class NDArray : IDisposable
 
     /// <summary>Overwrites the array with <paramref name="data"/> (same element count
     /// and type). Waits for pending operations on the array first.</summary>
+    /// <param name="data">The elements, in row-major order.</param>
     public void CopyFrom<T>(ReadOnlySpan<T> data) where T : unmanaged
     {
         CheckType<T>("CopyFrom");
@@ -202,6 +239,7 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>Waits for the value and copies it into a new CLR array.</summary>
+    /// <returns>The elements in row-major order (waits for pending writes).</returns>
     public T[] ToArray<T>() where T : unmanaged
     {
         CheckType<T>("ToArray");
@@ -214,6 +252,7 @@ public sealed unsafe partial class NDArray : IDisposable
     /// <summary>A zero-copy view of this CPU array's memory as a <see cref="Span{T}"/>, through a
     /// DLPack export that keeps the memory alive until the view is disposed. Pending writes
     /// are waited for first; after later Loom writes, call <see cref="WaitToRead"/> before reading.</summary>
+    /// <returns>A view of the array's memory; it keeps the array alive until disposed.</returns>
     public DLPackView<T> AsSpanView<T>() where T : unmanaged
     {
         CheckType<T>("AsSpanView");
@@ -223,6 +262,7 @@ public sealed unsafe partial class NDArray : IDisposable
 
     /// <summary>Exports the array as a DLPack <c>DLManagedTensor*</c> (zero-copy) for another
     /// library; the receiver calls its deleter (or pass it to <see cref="DLPackView{T}"/>).</summary>
+    /// <returns>A DLPack DLManagedTensor pointer; its deleter releases the array.</returns>
     public nint ToDLPack()
     {
         LoomException.Check(LoomNative.loom_ndarray_to_dlpack(out nint managed, Handle));
@@ -231,6 +271,8 @@ public sealed unsafe partial class NDArray : IDisposable
 
     /// <summary>An array over the memory of a DLPack <c>DLManagedTensor*</c> (zero-copy); Loom
     /// owns the tensor afterwards and runs its deleter when the array is gone.</summary>
+    /// <param name="managedTensor">A DLPack DLManagedTensor pointer (ownership passes to the array).</param>
+    /// <returns>An array sharing the tensor's memory (no copy).</returns>
     public static NDArray FromDLPack(nint managedTensor)
     {
         LoomException.Check(LoomNative.loom_ndarray_from_dlpack(out NDArrayHandle h, (void*)managedTensor));
@@ -238,6 +280,7 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>Waits for the value and copies its raw bytes (C order, the array's dtype).</summary>
+    /// <returns>The raw bytes in row-major order.</returns>
     public byte[] ToBytes()
     {
         var result = new byte[Size * DTypes.Size(DType)];
@@ -247,6 +290,7 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>Waits for the value of a one-element array and returns it.</summary>
+    /// <returns>The single element's value.</returns>
     public T Scalar<T>() where T : unmanaged
     {
         var v = ToArray<T>();
@@ -256,10 +300,13 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>Copies this array into <paramref name="dst"/> (same shape and dtype; any device).</summary>
+    /// <param name="dst">The array to copy into (same shape and dtype).</param>
     public void CopyTo(NDArray dst) => LoomException.Check(LoomNative.loom_ndarray_copy_to(dst.Handle, Handle));
 
     /// <summary>A copy on another device (recorded by autograd: gradients flow back
     /// to this array's device).</summary>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array on that device with the same values.</returns>
     public NDArray CopyTo(Context ctx) => Op.Copy(this, ctx: ctx);
 
     /// <summary>Blocks until pending writes finish; throws the failure of the operation
@@ -280,6 +327,8 @@ public sealed unsafe partial class NDArray : IDisposable
     // ------------------------------------------------------------------ views
 
     /// <summary>A view with another shape over the same memory (one extent may be -1).</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <returns>A view with the new shape (no copy; -1 infers one extent).</returns>
     public NDArray Reshape(params long[] shape)
     {
         fixed (long* s = shape)
@@ -290,6 +339,9 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>A view of rows [begin, end) of the first axis, sharing memory.</summary>
+    /// <param name="begin">The first index along axis 0.</param>
+    /// <param name="end">One past the last index along axis 0.</param>
+    /// <returns>A view of the rows [begin, end) (no copy).</returns>
     public NDArray Slice(long begin, long end)
     {
         LoomException.Check(LoomNative.loom_ndarray_slice(out NDArrayHandle h, Handle, begin, end));
@@ -331,6 +383,8 @@ public sealed unsafe partial class NDArray : IDisposable
     // ------------------------------------------------------------------ files
 
     /// <summary>Saves named arrays in MXNet's .params format (atomically replaced).</summary>
+    /// <param name="path">The file's path.</param>
+    /// <param name="arrays">The arrays to write.</param>
     public static void Save(string path, IReadOnlyDictionary<string, NDArray> arrays)
     {
         var names = new string[arrays.Count];
@@ -341,6 +395,8 @@ public sealed unsafe partial class NDArray : IDisposable
     }
 
     /// <summary>Saves an unnamed list of arrays in MXNet's .params format.</summary>
+    /// <param name="path">The file's path.</param>
+    /// <param name="arrays">The arrays to write.</param>
     public static void Save(string path, IReadOnlyList<NDArray> arrays)
     {
         var list = new NDArray[arrays.Count];
@@ -368,6 +424,8 @@ public sealed unsafe partial class NDArray : IDisposable
 
     /// <summary>Loads a .params file (MXNet V1 or V2 records) onto cpu(0). Names are ""
     /// in an unnamed list.</summary>
+    /// <param name="path">The file's path.</param>
+    /// <returns>The arrays in the file, with their names (empty names for an unnamed list).</returns>
     public static List<(string Name, NDArray Array)> Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -388,83 +446,178 @@ public sealed unsafe partial class NDArray : IDisposable
     // ------------------------------------------------------------------ operators
 
     /// <summary>Elementwise sum with broadcasting.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator +(NDArray a, NDArray b) => Op.Add(a, b);
     /// <summary>Adds a scalar.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator +(NDArray a, double s) => Op.AddScalar(a, s);
     /// <summary>Adds a scalar.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator +(double s, NDArray a) => Op.AddScalar(a, s);
     /// <summary>Elementwise difference with broadcasting.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator -(NDArray a, NDArray b) => Op.Subtract(a, b);
     /// <summary>Subtracts a scalar.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator -(NDArray a, double s) => Op.SubtractScalar(a, s);
     /// <summary>Scalar minus array.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator -(double s, NDArray a) => Op.RsubtractScalar(a, s);
     /// <summary>Negation.</summary>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator -(NDArray a) => Op.Negative(a);
     /// <summary>Elementwise product with broadcasting.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator *(NDArray a, NDArray b) => Op.Multiply(a, b);
     /// <summary>Multiplies by a scalar.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator *(NDArray a, double s) => Op.MultiplyScalar(a, s);
     /// <summary>Multiplies by a scalar.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator *(double s, NDArray a) => Op.MultiplyScalar(a, s);
     /// <summary>Elementwise quotient with broadcasting.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator /(NDArray a, NDArray b) => Op.Divide(a, b);
     /// <summary>Divides by a scalar.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator /(NDArray a, double s) => Op.DivideScalar(a, s);
     /// <summary>Scalar divided by array.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator /(double s, NDArray a) => Op.RdivideScalar(a, s);
     /// <summary>1 where a &lt; b, else 0 (input dtype).</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator <(NDArray a, NDArray b) => Op.Less(a, b);
     /// <summary>1 where a &gt; b, else 0 (input dtype).</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator >(NDArray a, NDArray b) => Op.Greater(a, b);
     /// <summary>1 where a &lt;= b, else 0 (input dtype).</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator <=(NDArray a, NDArray b) => Op.LessEqual(a, b);
     /// <summary>1 where a &gt;= b, else 0 (input dtype).</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="b">An array (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator >=(NDArray a, NDArray b) => Op.GreaterEqual(a, b);
     /// <summary>1 where a &lt; s, else 0.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator <(NDArray a, double s) => Op.LessScalar(a, s);
     /// <summary>1 where a &gt; s, else 0.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator >(NDArray a, double s) => Op.GreaterScalar(a, s);
     /// <summary>1 where a &lt;= s, else 0.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator <=(NDArray a, double s) => Op.LessEqualScalar(a, s);
     /// <summary>1 where a &gt;= s, else 0.</summary>
+    /// <param name="a">An array.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator >=(NDArray a, double s) => Op.GreaterEqualScalar(a, s);
     /// <summary>1 where s &lt; a, else 0.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator <(double s, NDArray a) => Op.GreaterScalar(a, s);
     /// <summary>1 where s &gt; a, else 0.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator >(double s, NDArray a) => Op.LessScalar(a, s);
     /// <summary>1 where s &lt;= a, else 0.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator <=(double s, NDArray a) => Op.GreaterEqualScalar(a, s);
     /// <summary>1 where s &gt;= a, else 0.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">An array.</param>
+    /// <returns>A new array, computed natively (asynchronously: reading it waits).</returns>
     public static NDArray operator >=(double s, NDArray a) => Op.LessEqualScalar(a, s);
 
     /// <summary>Elementwise equality as 1/0 (== stays reference equality in C#).</summary>
+    /// <param name="other">The array to compare with (broadcast, NumPy's rule).</param>
+    /// <returns>A new array of 1 where the elements are equal and 0 elsewhere.</returns>
     public NDArray Eq(NDArray other) => Op.Equal(this, other);
     /// <summary>Elementwise equality with a scalar as 1/0.</summary>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array of 1 where the elements are equal and 0 elsewhere.</returns>
     public NDArray Eq(double s) => Op.EqualScalar(this, s);
     /// <summary>Elementwise inequality as 1/0.</summary>
+    /// <param name="other">The array to compare with (broadcast, NumPy's rule).</param>
+    /// <returns>A new array of 1 where the elements differ and 0 elsewhere.</returns>
     public NDArray Ne(NDArray other) => Op.NotEqual(this, other);
     /// <summary>Elementwise inequality with a scalar as 1/0.</summary>
+    /// <param name="s">A number.</param>
+    /// <returns>A new array of 1 where the elements differ and 0 elsewhere.</returns>
     public NDArray Ne(double s) => Op.NotEqualScalar(this, s);
 
     /// <summary>Matrix product (see <see cref="Op.Dot"/>).</summary>
+    /// <param name="other">The array to compare with (broadcast, NumPy's rule).</param>
+    /// <returns>The matrix product, a new array.</returns>
     public NDArray Dot(NDArray other) => Op.Dot(this, other);
     /// <summary>Sum over axes (all when none are given).</summary>
+    /// <param name="axis">The axes to reduce (null: all of them).</param>
+    /// <returns>The sums, a new array (shape (1,) for a full reduction, as in MXNet 1.x).</returns>
     public NDArray Sum(params long[] axis) => Op.Sum(this, axis: axis.Length == 0 ? null : axis);
     /// <summary>Mean over axes (all when none are given).</summary>
+    /// <param name="axis">The axes to reduce (null: all of them).</param>
+    /// <returns>The means, a new array.</returns>
     public NDArray Mean(params long[] axis) => Op.Mean(this, axis: axis.Length == 0 ? null : axis);
     /// <summary>Maximum over axes (all when none are given).</summary>
+    /// <param name="axis">The axes to reduce (null: all of them).</param>
+    /// <returns>The maxima, a new array.</returns>
     public NDArray Max(params long[] axis) => Op.Max(this, axis: axis.Length == 0 ? null : axis);
     /// <summary>Minimum over axes (all when none are given).</summary>
+    /// <param name="axis">The axes to reduce (null: all of them).</param>
+    /// <returns>The minima, a new array.</returns>
     public NDArray Min(params long[] axis) => Op.Min(this, axis: axis.Length == 0 ? null : axis);
     /// <summary>Transpose (axes reversed when none are given).</summary>
     public NDArray T => Op.Transpose(this);
     /// <summary>Converts to another dtype.</summary>
+    /// <param name="dtype">The element type.</param>
+    /// <returns>A new array with the values converted (floats to integers truncate).</returns>
     public NDArray AsType(DType dtype) => Op.Cast(this, dtype);
 
     // ------------------------------------------------------------------ text
 
     /// <summary>Shape, dtype, device and (for small arrays) the values.</summary>
+    /// <returns>The shape, dtype and values as text.</returns>
     public override string ToString()
     {
         if (IsDisposed) return "NDArray(disposed)";
@@ -490,6 +643,7 @@ public sealed unsafe partial class NDArray : IDisposable
 
     /// <summary>Starts a dispose scope on this thread: arrays created until it is
     /// disposed are disposed with it (use <see cref="DisposeScope.Keep"/> to keep one).</summary>
+    /// <returns>The scope; dispose it (a using block) to free the arrays made inside.</returns>
     public static DisposeScope Scope() => new();
 }
 
@@ -516,6 +670,8 @@ public sealed class DisposeScope : IDisposable
 
     /// <summary>Removes <paramref name="array"/> from this scope (handing it to the enclosing
     /// scope, if any) so it outlives this one. Returns it.</summary>
+    /// <param name="array">The array.</param>
+    /// <returns>The same array, now owned by the caller.</returns>
     public NDArray Keep(NDArray array)
     {
         if (_arrays is not null && _arrays.Remove(array)) _parent?._arrays?.Add(array);

@@ -44,6 +44,7 @@ public static class NativeLoader
     }
 
     /// <summary>Candidate paths, in search order.</summary>
+    /// <returns>The paths to try, in order.</returns>
     public static IReadOnlyList<string> Candidates()
     {
         var list = new List<string>();
@@ -74,6 +75,7 @@ public static class NativeLoader
 
     /// <summary>Loads libloom once and verifies its ABI version; throws
     /// <see cref="LoomException"/> naming every path tried, or both versions.</summary>
+    /// <returns>The native library's handle.</returns>
     public static nint Load()
     {
         lock (s_lock)
@@ -143,6 +145,7 @@ public static class NativeLoader
     /// <summary>Loads the library at <paramref name="path"/> and checks that it is libloom with
     /// this assembly's ABI version; throws <see cref="LoomException"/> otherwise. The
     /// library is not used for calls.</summary>
+    /// <param name="path">The file's path.</param>
     public static void Verify(string path)
     {
         if (!File.Exists(path) || !NativeLibrary.TryLoad(path, out nint h))

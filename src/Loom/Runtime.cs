@@ -39,6 +39,8 @@ public static class Backend
 {
     /// <summary>Devices of a type: 1 for the CPU; for the GPU the devices the
     /// backend reports, or 0 when no GPU backend is available (not an error).</summary>
+    /// <param name="type">The device type.</param>
+    /// <returns>How many devices of that type there are.</returns>
     public static int DeviceCount(DeviceType type)
     {
         LoomException.Check(LoomNative.loom_device_count(out int n, (int)type));
@@ -50,6 +52,8 @@ public static class Backend
 
     /// <summary>One line on the backend of a device type: for the GPU, the plugin's
     /// file and devices, or why none is available and where it was looked for.</summary>
+    /// <param name="type">The device type.</param>
+    /// <returns>A description of the backend.</returns>
     public static string Describe(DeviceType type)
     {
         LoomException.Check(LoomNative.loom_backend_describe(out nint d, (int)type));
@@ -59,6 +63,7 @@ public static class Backend
     /// <summary>Loads the GPU backend plugin from <paramref name="path"/> instead of
     /// searching for it. Throws when the file is missing, is not a Loom backend,
     /// was built for another interface version, or another plugin is loaded.</summary>
+    /// <param name="path">The file's path.</param>
     public static void Load(string path)
     {
         System.ArgumentNullException.ThrowIfNull(path);
@@ -70,6 +75,8 @@ public static class Backend
 public static class Storage
 {
     /// <summary>Allocator statistics of a device.</summary>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>The allocator's counters for that device.</returns>
     public static StorageStats Stats(Context ctx)
     {
         LoomException.Check(LoomNative.loom_storage_get_stats(out StorageStats s, (int)ctx.DeviceType, ctx.DeviceId));
@@ -77,6 +84,7 @@ public static class Storage
     }
 
     /// <summary>Returns a device's pooled, unused memory to the system.</summary>
+    /// <param name="ctx">The device (the CPU when null).</param>
     public static void ReleasePooled(Context ctx) =>
         LoomException.Check(LoomNative.loom_storage_release_pooled((int)ctx.DeviceType, ctx.DeviceId));
 }
@@ -86,9 +94,11 @@ public static class Rand
 {
     /// <summary>Seeds every random operator; the same seed and call sequence gives the
     /// same numbers whatever the engine or thread count.</summary>
+    /// <param name="seed">The seed of the counter-based generator.</param>
     public static void Seed(ulong seed) => LoomException.Check(LoomNative.loom_random_seed(seed));
 
     /// <summary>The generator's state (seed, draws so far); see <see cref="SetState"/>.</summary>
+    /// <returns>The seed and the stream position.</returns>
     public static (ulong Seed, ulong Stream) GetState()
     {
         LoomException.Check(LoomNative.loom_random_get_state(out ulong seed, out ulong stream));
@@ -96,13 +106,27 @@ public static class Rand
     }
 
     /// <summary>Restores a state from <see cref="GetState"/>: later draws repeat exactly.</summary>
+    /// <param name="seed">The seed of the counter-based generator.</param>
+    /// <param name="stream">The position of the generator's stream.</param>
     public static void SetState(ulong seed, ulong stream) => LoomException.Check(LoomNative.loom_random_set_state(seed, stream));
 
     /// <summary>Uniform samples in [low, high).</summary>
+    /// <param name="low">The lower bound (inclusive).</param>
+    /// <param name="high">The upper bound (exclusive).</param>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array of draws.</returns>
     public static NDArray Uniform(double low, double high, long[] shape, DType dtype = DType.Float32, Context? ctx = null) =>
         Op.RandomUniform(low: low, high: high, shape: shape, dtype: dtype, ctx: ctx);
 
     /// <summary>Normal samples with mean <paramref name="loc"/> and deviation <paramref name="scale"/>.</summary>
+    /// <param name="shape">The shape, one extent per axis.</param>
+    /// <param name="dtype">The element type.</param>
+    /// <param name="ctx">The device (the CPU when null).</param>
+    /// <returns>A new array of draws.</returns>
+    /// <param name="loc">The mean.</param>
+    /// <param name="scale">The standard deviation.</param>
     public static NDArray Normal(double loc, double scale, long[] shape, DType dtype = DType.Float32, Context? ctx = null) =>
         Op.RandomNormal(loc: loc, scale: scale, shape: shape, dtype: dtype, ctx: ctx);
 }

@@ -9,6 +9,11 @@ namespace Loom;
 
 
 /// <summary>Result of partial shape inference: null where a shape is unknown.</summary>
+/// <param name="ArgumentShapes">The shape of each argument, in <see cref="Symbol.ListArguments"/> order.</param>
+/// <param name="OutputShapes">The shape of each output.</param>
+/// <param name="AuxiliaryShapes">The shape of each auxiliary state.</param>
+/// <param name="ArgumentTypes">The dtype of each argument (null where unknown).</param>
+/// <param name="Complete">Whether every shape is known.</param>
 public sealed record ShapeInference(long[]?[] ArgumentShapes, long[]?[] OutputShapes,
     long[]?[] AuxiliaryShapes, DType?[] ArgumentTypes, bool Complete);
 
@@ -34,6 +39,12 @@ public sealed unsafe partial class Symbol : IDisposable
     /// <summary>A named input of the graph. Optional attributes: <paramref name="shape"/>
     /// (a shape hint for inference), <paramref name="lrMult"/>/<paramref name="wdMult"/>
     /// (per-parameter learning-rate and weight-decay multipliers) and any others.</summary>
+    /// <param name="name">The input's name, such as <c>data</c> or <c>fc1_weight</c>.</param>
+    /// <param name="shape">A shape hint for inference (null for none).</param>
+    /// <param name="lrMult">This parameter's learning-rate multiplier (null: 1).</param>
+    /// <param name="wdMult">This parameter's weight-decay multiplier (null: the default rule).</param>
+    /// <param name="attrs">Other attributes, by name (null for none).</param>
+    /// <returns>A symbol with one output: the variable.</returns>
     public static Symbol Variable(string name, long[]? shape = null, double? lrMult = null,
         double? wdMult = null, IReadOnlyDictionary<string, string>? attrs = null)
     {
@@ -47,6 +58,8 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>Groups the outputs of several symbols into one.</summary>
+    /// <param name="symbols">The symbols to group.</param>
+    /// <returns>A symbol with the outputs of all of them.</returns>
     public static Symbol Group(params Symbol[] symbols)
     {
         nint* hs = stackalloc nint[Math.Max(symbols.Length, 1)];
@@ -58,6 +71,12 @@ public sealed unsafe partial class Symbol : IDisposable
 
     /// <summary>Creates an op node (what the generated constructors call). Null inputs
     /// become variables named &lt;name&gt;_&lt;input&gt;.</summary>
+    /// <param name="op">The operator's name.</param>
+    /// <param name="name">The name.</param>
+    /// <param name="inputs">The input symbols (null: a new variable).</param>
+    /// <param name="inputNames">The operator's input names, matching inputs.</param>
+    /// <param name="p">The operator's parameters (null for none).</param>
+    /// <returns>The new node's symbol.</returns>
     public static Symbol Create(string op, string? name, Symbol?[] inputs, string[]? inputNames, OpParams? p)
     {
         OpHandle cache = default;
@@ -109,16 +128,23 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>Argument names (inputs and parameters), in binding order.</summary>
+    /// <returns>The argument names, in binding order.</returns>
     public string[] ListArguments() => JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_ARGUMENTS), LoomJson.Default.StringArray)!;
     /// <summary>Output names (&lt;node&gt;_output).</summary>
+    /// <returns>The output names.</returns>
     public string[] ListOutputs() => JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_OUTPUTS), LoomJson.Default.StringArray)!;
     /// <summary>Auxiliary states (BatchNorm's moving statistics), in binding order.</summary>
+    /// <returns>The auxiliary state names.</returns>
     public string[] ListAuxiliaryStates() => JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_AUXILIARY_STATES), LoomJson.Default.StringArray)!;
     /// <summary>Every node's parameters and attributes, keyed "node$key".</summary>
+    /// <returns>Attributes by node$key.</returns>
     public Dictionary<string, string> ListAttributes() =>
         JsonSerializer.Deserialize(List(LoomConstants.LOOM_LIST_ATTRIBUTES), LoomJson.Default.DictionaryStringString)!;
 
     /// <summary>Sets a user attribute (lr_mult, wd_mult, ctx_group, ...) on this symbol's node. Returns this.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
+    /// <returns>This symbol.</returns>
     public Symbol SetAttr(string key, string value)
     {
         LoomException.Check(LoomNative.loom_symbol_set_attr(Handle, key, value));
@@ -126,6 +152,8 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>An attribute or parameter of this symbol's node, or null.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <returns>The value, or null when unset.</returns>
     public string? GetAttr(string key)
     {
         LoomException.Check(LoomNative.loom_symbol_get_attr(out nint v, out int found, Handle, key));
@@ -134,6 +162,8 @@ public sealed unsafe partial class Symbol : IDisposable
 
     /// <summary>Attributes given to every node created until the scope is disposed
     /// (on this thread), e.g. <c>using (Symbol.AttrScope(("ctx_group", "stage1"))) ...</c>.</summary>
+    /// <param name="attrs">(key, value) pairs, such as ("lr_mult", "0.1").</param>
+    /// <returns>A scope: the attributes stop applying when it is disposed.</returns>
     public static IDisposable AttrScope(params (string Key, string Value)[] attrs)
     {
         LoomException.Check(LoomNative.loom_symbol_attr_scope_push(attrs.Length,
@@ -153,6 +183,7 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>The graph in MXNet's symbol JSON.</summary>
+    /// <returns>The symbol in MXNet's JSON format.</returns>
     public string ToJson()
     {
         LoomException.Check(LoomNative.loom_symbol_to_json(out nint j, Handle));
@@ -160,6 +191,8 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>Reads MXNet's symbol JSON (new "attrs" or legacy "param"/"attr" keys).</summary>
+    /// <param name="json">The symbol in MXNet's JSON format.</param>
+    /// <returns>The symbol.</returns>
     public static Symbol FromJson(string json)
     {
         LoomException.Check(LoomNative.loom_symbol_from_json(out SymbolHandle h, json));
@@ -167,9 +200,12 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>Writes the JSON to <paramref name="path"/> (temporary file, then rename).</summary>
+    /// <param name="path">The file's path.</param>
     public void Save(string path) => LoomException.Check(LoomNative.loom_symbol_save(Handle, path));
 
     /// <summary>Reads a symbol JSON file.</summary>
+    /// <param name="path">The file's path.</param>
+    /// <returns>The symbol in the file.</returns>
     public static Symbol Load(string path)
     {
         LoomException.Check(LoomNative.loom_symbol_load(out SymbolHandle h, path));
@@ -177,6 +213,8 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>A copy with the named variables replaced by other symbols.</summary>
+    /// <param name="replace">Arguments to replace, by name.</param>
+    /// <returns>A new symbol with the arguments replaced.</returns>
     public Symbol Compose(IReadOnlyDictionary<string, Symbol> replace)
     {
         var names = replace.Keys.ToArray();
@@ -202,6 +240,8 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>Partial shape (and dtype) inference from the shapes that are known.</summary>
+    /// <param name="known">The input shapes that are known, by name.</param>
+    /// <returns>What could be inferred: shapes and dtypes of arguments, outputs and auxiliary states.</returns>
     public ShapeInference InferShape(IReadOnlyDictionary<string, long[]> known)
     {
         var a = new ShapeArgs(known);
@@ -221,6 +261,11 @@ public sealed unsafe partial class Symbol : IDisposable
     }
 
     /// <summary>The memory an executor for these input shapes would plan, without allocating.</summary>
+    /// <param name="shapes">Input shapes by name (the batch dimension included).</param>
+    /// <param name="forTraining">Plan for a backward pass too.</param>
+    /// <param name="gradReq">How gradients are stored: written, added or none.</param>
+    /// <param name="reqs">Per-input gradient requests overriding gradReq (null for none).</param>
+    /// <returns>The bytes planned for the intermediate values and what one buffer each would take.</returns>
     public MemoryPlan PlanMemory(IReadOnlyDictionary<string, long[]> shapes, bool forTraining,
         GradReq gradReq = GradReq.Write, IReadOnlyDictionary<string, GradReq>? reqs = null)
     {
@@ -239,6 +284,13 @@ public sealed unsafe partial class Symbol : IDisposable
     /// <summary>Binds with arrays allocated from the input shapes (zero-filled): every
     /// argument gets a gradient by <paramref name="gradReq"/> unless <paramref name="reqs"/>
     /// says otherwise for it.</summary>
+    /// <param name="ctx">The device to run on.</param>
+    /// <param name="shapes">Input shapes by name (the batch dimension included); the rest are inferred.</param>
+    /// <param name="gradReq">How gradients are stored: written, added or none.</param>
+    /// <param name="reqs">Per-input gradient requests overriding gradReq (null for none).</param>
+    /// <param name="dtypes">Input dtypes by name (float32 where not given).</param>
+    /// <returns>An executor with every array allocated and the memory of intermediate values planned.</returns>
+    /// <exception cref="LoomException">Shapes or dtypes cannot be inferred or do not fit; the message names the node.</exception>
     public Executor SimpleBind(Context ctx, IReadOnlyDictionary<string, long[]> shapes,
         GradReq gradReq = GradReq.Write, IReadOnlyDictionary<string, GradReq>? reqs = null,
         IReadOnlyDictionary<string, DType>? dtypes = null)
@@ -260,6 +312,12 @@ public sealed unsafe partial class Symbol : IDisposable
     /// <summary>Binds to given arrays, in the order of <see cref="ListArguments"/> and
     /// <see cref="ListAuxiliaryStates"/>; <paramref name="grads"/> holds null where the
     /// request is <see cref="GradReq.Null"/>.</summary>
+    /// <param name="ctx">The device to run on.</param>
+    /// <param name="args">The argument arrays, in ListArguments order.</param>
+    /// <param name="grads">Where gradients go, one per argument (null: none).</param>
+    /// <param name="reqs">How each gradient is stored (null: written where a gradient array is given).</param>
+    /// <param name="aux">The auxiliary states (BatchNorm's moving statistics), in ListAuxiliaryStates order.</param>
+    /// <returns>An executor over the given arrays.</returns>
     public Executor Bind(Context ctx, NDArray[] args, NDArray?[]? grads = null, GradReq[]? reqs = null,
         NDArray[]? aux = null)
     {
@@ -286,31 +344,67 @@ public sealed unsafe partial class Symbol : IDisposable
 
     // ------------------------------------------------------------ operators
     /// <summary>Elementwise sum (broadcasting).</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="b">A symbol (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator +(Symbol a, Symbol b) => Sym.Add(null, a, b);
     /// <summary>Elementwise difference (broadcasting).</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="b">A symbol (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator -(Symbol a, Symbol b) => Sym.Subtract(null, a, b);
     /// <summary>Elementwise product (broadcasting).</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="b">A symbol (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator *(Symbol a, Symbol b) => Sym.Multiply(null, a, b);
     /// <summary>Elementwise quotient (broadcasting).</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="b">A symbol (broadcast against the other, NumPy's rule).</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator /(Symbol a, Symbol b) => Sym.Divide(null, a, b);
     /// <summary>Adds a scalar.</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator +(Symbol a, double s) => Sym.AddScalar(null, s, a);
     /// <summary>Adds a scalar.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">A symbol.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator +(double s, Symbol a) => Sym.AddScalar(null, s, a);
     /// <summary>Subtracts a scalar.</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator -(Symbol a, double s) => Sym.SubtractScalar(null, s, a);
     /// <summary>A scalar minus the symbol.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">A symbol.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator -(double s, Symbol a) => Sym.RsubtractScalar(null, s, a);
     /// <summary>Multiplies by a scalar.</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator *(Symbol a, double s) => Sym.MultiplyScalar(null, s, a);
     /// <summary>Multiplies by a scalar.</summary>
+    /// <param name="s">A number.</param>
+    /// <param name="a">A symbol.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator *(double s, Symbol a) => Sym.MultiplyScalar(null, s, a);
     /// <summary>Divides by a scalar.</summary>
+    /// <param name="a">A symbol.</param>
+    /// <param name="s">A number.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator /(Symbol a, double s) => Sym.DivideScalar(null, s, a);
     /// <summary>Negation.</summary>
+    /// <param name="a">A symbol.</param>
+    /// <returns>A new symbol whose node applies the operator.</returns>
     public static Symbol operator -(Symbol a) => Sym.Negative(null, a);
 
     /// <summary>The output names, for display.</summary>
+    /// <returns>The output names, as text.</returns>
     public override string ToString() => "Symbol[" + string.Join(", ", ListOutputs()) + "]";
 }
 
@@ -370,9 +464,11 @@ public sealed unsafe class Executor : IDisposable
         : _handle;
 
     /// <summary>Pushes the forward pass (training behaviour when <paramref name="isTrain"/>).</summary>
+    /// <param name="isTrain">Training mode (dropout drops, BatchNorm uses the batch's statistics).</param>
     public void Forward(bool isTrain = false) => LoomException.Check(LoomNative.loom_executor_forward(Handle, isTrain ? 1 : 0));
 
     /// <summary>Pushes the backward pass; no head gradients means ones (loss outputs ignore them).</summary>
+    /// <param name="headGrads">The gradients of the heads, one per head (null: ones).</param>
     public void Backward(params NDArray[] headGrads)
     {
         nint* hs = stackalloc nint[Math.Max(headGrads.Length, 1)];
@@ -383,6 +479,8 @@ public sealed unsafe class Executor : IDisposable
 
     /// <summary>An executor for other input shapes (e.g. a smaller last batch) sharing
     /// the parameters, gradients, states and, where they fit, the intermediate buffers.</summary>
+    /// <param name="shapes">Input shapes by name (the batch dimension included).</param>
+    /// <returns>A view with the new shape (no copy; -1 infers one extent).</returns>
     public Executor Reshape(IReadOnlyDictionary<string, long[]> shapes)
     {
         var a = new Symbol.ShapeArgs(shapes);

@@ -8,6 +8,8 @@ using System.Text.RegularExpressions;
 namespace Loom;
 
 /// <summary>Writes a checkpoint (symbol, parameters, optimizer state) at the interval.</summary>
+/// <param name="prefix">The checkpoint path without suffixes; files are named by epoch.</param>
+/// <param name="interval">Batches between checkpoints.</param>
 public sealed class Snapshot(string prefix, int interval) : Callback(interval)
 {
     /// <inheritdoc/>

@@ -8,6 +8,7 @@ using System.Text.RegularExpressions;
 namespace Loom;
 
 /// <summary>Logs training speed (samples/s) and the running accuracy.</summary>
+/// <param name="interval">Batches between log lines.</param>
 public sealed class Speedometer(int interval = 50) : Callback(interval)
 {
     private long _lastSamples;

@@ -10,6 +10,15 @@ public static class CsvIter
 {
     /// <summary>Reads <paramref name="dataCsv"/> (and <paramref name="labelCsv"/>, or zeros without one)
     /// and batches the rows, each reshaped to <paramref name="dataShape"/> / <paramref name="labelShape"/>.</summary>
+    /// <param name="dataCsv">The data file, one sample per row.</param>
+    /// <param name="dataShape">The shape of one sample (its row is reshaped to it), such as (1, 28, 28).</param>
+    /// <param name="batchSize">Samples per batch.</param>
+    /// <param name="labelCsv">The label file, one row per sample (null: zero labels).</param>
+    /// <param name="labelShape">The shape of one label (default (1,) read as a scalar).</param>
+    /// <param name="shuffle">Visit the samples in a new random order each epoch.</param>
+    /// <param name="last">What to do with a last batch that is not full.</param>
+    /// <param name="headerRows">Rows to skip at the top of each file.</param>
+    /// <returns>An iterator over the files' samples.</returns>
     public static NDArrayIter Create(string dataCsv, long[] dataShape, int batchSize, string? labelCsv = null,
         long[]? labelShape = null, bool shuffle = false, LastBatch last = LastBatch.Pad, int headerRows = 0)
     {

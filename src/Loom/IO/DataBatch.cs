@@ -5,5 +5,8 @@ using Loom.Interop;
 
 namespace Loom;
 
-/// <summary>One batch: data, label (null without labels) and how many samples at its end are padding.</summary>
+/// <summary>One batch of an iterator.</summary>
+/// <param name="Data">The samples.</param>
+/// <param name="Label">Their labels (null without labels).</param>
+/// <param name="Pad">How many samples at the end are padding (a last batch filled up by <see cref="LastBatch.Pad"/>).</param>
 public sealed record DataBatch(NDArray Data, NDArray? Label, int Pad);

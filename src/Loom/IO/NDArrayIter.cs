@@ -20,6 +20,13 @@ public sealed class NDArrayIter : IDisposable
     public long Count { get; }
 
     /// <summary>Iterates over <paramref name="data"/> and <paramref name="label"/> (same first extent; null for none).</summary>
+    /// <param name="data">The samples, first axis the sample axis, such as float32 (60000, 784). Training through <see cref="Module"/> needs the network's dtype (float32).</param>
+    /// <param name="label">The labels, one per sample (null for none), such as float32 (60000).</param>
+    /// <param name="batchSize">Samples per batch.</param>
+    /// <param name="shuffle">Visit the samples in a new random order each epoch (seeded by <see cref="Rand.Seed"/>).</param>
+    /// <param name="last">What to do with a last batch that is not full: drop it, pad it, or roll over into the next epoch.</param>
+    /// <param name="prefetch">Batches a background thread prepares ahead (0 for none).</param>
+    /// <exception cref="LoomException">The first extents differ, or the batch size is not positive.</exception>
     public NDArrayIter(NDArray data, NDArray? label, int batchSize, bool shuffle = false, LastBatch last = LastBatch.Discard,
         int prefetch = 2)
     {
@@ -49,6 +56,7 @@ public sealed class NDArrayIter : IDisposable
     public long[] BatchLabelShape => _labelShape.ToArray();
 
     /// <summary>One pass over the data (a new epoch each call). Batches are created in the caller's dispose scope.</summary>
+    /// <returns>The batches of one epoch, with the padding of the last one.</returns>
     public IEnumerable<DataBatch> Batches()
     {
         LoomException.Check(LoomNative.loom_dataiter_reset(_handle));
@@ -65,6 +73,7 @@ public sealed class NDArrayIter : IDisposable
     }
 
     /// <summary>One pass over the data as (data, label) pairs.</summary>
+    /// <returns>The (data, label) pairs of one epoch.</returns>
     public IEnumerable<(NDArray Data, NDArray Label)> Epoch()
     {
         foreach (var b in Batches()) yield return (b.Data, b.Label!);

@@ -8,6 +8,7 @@ using System.Text.RegularExpressions;
 namespace Loom;
 
 /// <summary>Every weight set to one value.</summary>
+/// <param name="value">The value of every weight.</param>
 public sealed class ConstantInit(double value) : Initializer
 {
     /// <inheritdoc/>

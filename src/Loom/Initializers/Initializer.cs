@@ -13,6 +13,8 @@ namespace Loom;
 public abstract class Initializer
 {
     /// <summary>Initialises one named array in place.</summary>
+    /// <param name="name">The parameter's name; its ending chooses the rule (bias, gamma, moving_mean ...).</param>
+    /// <param name="array">The array to fill.</param>
     public void Init(string name, NDArray array)
     {
         if (name.EndsWith("bias", StringComparison.Ordinal) || name.EndsWith("beta", StringComparison.Ordinal) ||

@@ -8,6 +8,7 @@ using System.Text.RegularExpressions;
 namespace Loom;
 
 /// <summary>Chooses an initializer by the first regular expression matching the name.</summary>
+/// <param name="rules">(regular expression, initializer) pairs, tried in order against each parameter name.</param>
 public sealed class MixedInit(params (string Pattern, Initializer Init)[] rules) : Initializer
 {
     /// <inheritdoc/>

@@ -8,6 +8,7 @@ using System.Text.RegularExpressions;
 namespace Loom;
 
 /// <summary>Normal with mean 0 and deviation sigma.</summary>
+/// <param name="sigma">The standard deviation.</param>
 public sealed class NormalInit(double sigma = 0.01) : Initializer
 {
     /// <inheritdoc/>

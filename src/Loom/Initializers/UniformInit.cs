@@ -7,7 +7,9 @@ using System.Text.RegularExpressions;
 
 namespace Loom;
 
-/// <summary>Uniform in [-scale, scale] (MXNet.jl's default with scale 0.01... here 0.07, MXNet's).</summary>
+/// <summary>Weights drawn uniformly from [-scale, scale]. MXNet's default scale is 0.07; the seed
+/// notebook (MXNet.jl) uses 0.01.</summary>
+/// <param name="scale">Half the width of the interval.</param>
 public sealed class UniformInit(double scale = 0.07) : Initializer
 {
     /// <inheritdoc/>

@@ -8,6 +8,9 @@ using System.Text.RegularExpressions;
 namespace Loom;
 
 /// <summary>Xavier/Glorot: scale sqrt(magnitude / fan) with fan by <paramref name="factorType"/>.</summary>
+/// <param name="rndType">Uniform or Gaussian draws.</param>
+/// <param name="factorType">The fan the scale divides by: fan-in, fan-out or their average.</param>
+/// <param name="magnitude">The numerator of the variance.</param>
 public class XavierInit(RndType rndType = RndType.Uniform, FactorType factorType = FactorType.Avg, double magnitude = 3) : Initializer
 {
     /// <inheritdoc/>

@@ -33,6 +33,8 @@ public abstract class EvalMetric : IDisposable
     protected abstract NDArray Count(NDArray pred, NDArray label);
 
     /// <summary>Adds a batch of predictions and labels.</summary>
+    /// <param name="pred">The network's output for the batch.</param>
+    /// <param name="label">The batch's labels.</param>
     public void Update(NDArray pred, NDArray label)
     {
         ArgumentNullException.ThrowIfNull(pred);
@@ -50,6 +52,7 @@ public abstract class EvalMetric : IDisposable
     }
 
     /// <summary>The metric over every batch since the last reset (NaN before any).</summary>
+    /// <returns>The accumulated numerator divided by the denominator.</returns>
     public double Get()
     {
         using var scope = NDArray.Scope();

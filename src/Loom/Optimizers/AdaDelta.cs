@@ -14,6 +14,10 @@ public sealed class AdaDelta : Optimizer
     public double Epsilon { get; }
 
     /// <summary>Creates the optimizer.</summary>
+    /// <param name="rho">Decay of the running means.</param>
+    /// <param name="epsilon">Added inside the square roots for stability.</param>
+    /// <param name="wd">Weight decay.</param>
+    /// <param name="lr">Scales the step (AdaDelta needs none: 1).</param>
     public AdaDelta(double rho = 0.9, double epsilon = 1e-5, double wd = 0, double lr = 1.0)
     {
         LearningRate = lr;

@@ -12,6 +12,9 @@ public sealed class AdaGrad : Optimizer
     public double Epsilon { get; }
 
     /// <summary>Creates the optimizer.</summary>
+    /// <param name="lr">The learning rate.</param>
+    /// <param name="epsilon">Added to the denominator for stability.</param>
+    /// <param name="wd">Weight decay.</param>
     public AdaGrad(double lr = 0.01, double epsilon = 1e-7, double wd = 0)
     {
         LearningRate = lr;

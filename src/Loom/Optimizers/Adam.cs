@@ -16,6 +16,11 @@ public sealed class Adam : Optimizer
     public double Epsilon { get; }
 
     /// <summary>Creates the optimizer.</summary>
+    /// <param name="lr">The learning rate.</param>
+    /// <param name="beta1">Decay of the mean of the gradients.</param>
+    /// <param name="beta2">Decay of the mean of the squared gradients.</param>
+    /// <param name="epsilon">Added to the denominator for stability.</param>
+    /// <param name="wd">Weight decay.</param>
     public Adam(double lr = 0.001, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8, double wd = 0)
     {
         LearningRate = lr;

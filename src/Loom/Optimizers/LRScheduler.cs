@@ -12,6 +12,9 @@ public abstract class LRScheduler
     private double _cachedBase = double.NaN, _cachedLr;
 
     /// <summary>The learning rate after <paramref name="numUpdate"/> updates, starting from <paramref name="baseLr"/>.</summary>
+    /// <param name="baseLr">The optimizer's base learning rate.</param>
+    /// <param name="numUpdate">Updates done so far.</param>
+    /// <returns>The rate for the next update.</returns>
     public double LearningRate(double baseLr, long numUpdate)
     {
         if (numUpdate == _cachedUpdate && baseLr.Equals(_cachedBase)) return _cachedLr;

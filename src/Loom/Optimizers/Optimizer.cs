@@ -57,6 +57,9 @@ public abstract class Optimizer
     public double CurrentLearningRate => Scheduler?.LearningRate(LearningRate, NumUpdate) ?? LearningRate;
 
     /// <summary>Updates parameter <paramref name="index"/> in place.</summary>
+    /// <param name="index">The parameter's index (its state and multipliers are kept by it).</param>
+    /// <param name="weight">The parameter, updated in place.</param>
+    /// <param name="grad">Its gradient.</param>
     public void Update(int index, NDArray weight, NDArray grad)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -73,6 +76,7 @@ public abstract class Optimizer
     }
 
     /// <summary>The state arrays and update counts, by name ("slot:index", "t:index"), for checkpoints.</summary>
+    /// <returns>Each state array with its name; the arrays are the optimizer's own.</returns>
     public IEnumerable<(string Name, NDArray Array)> States()
     {
         var names = SlotNames;
@@ -82,6 +86,8 @@ public abstract class Optimizer
     }
 
     /// <summary>Restores what <see cref="States"/> wrote.</summary>
+    /// <param name="states">What <see cref="States"/> returned, read back from a file.</param>
+    /// <exception cref="LoomException">A name is not of the form <c>slot:index</c> or <c>t:index</c>.</exception>
     public void LoadStates(IReadOnlyDictionary<string, NDArray> states)
     {
         ArgumentNullException.ThrowIfNull(states);

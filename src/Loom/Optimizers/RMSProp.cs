@@ -16,6 +16,10 @@ public sealed class RMSProp : Optimizer
     public double ClipWeights { get; set; } = -1;
 
     /// <summary>Creates the optimizer.</summary>
+    /// <param name="lr">The learning rate.</param>
+    /// <param name="gamma1">Decay of the mean of the squared gradients.</param>
+    /// <param name="epsilon">Added to the denominator for stability.</param>
+    /// <param name="wd">Weight decay.</param>
     public RMSProp(double lr = 0.001, double gamma1 = 0.9, double epsilon = 1e-8, double wd = 0)
     {
         LearningRate = lr;

@@ -14,6 +14,10 @@ public sealed class SGD : Optimizer
     public bool Nesterov { get; }
 
     /// <summary>Creates the optimizer.</summary>
+    /// <param name="lr">The learning rate (step size).</param>
+    /// <param name="momentum">The momentum (0 for plain SGD; 0.9 is usual).</param>
+    /// <param name="wd">Weight decay: wd * w is added to the gradient (L2 regularisation).</param>
+    /// <param name="nesterov">Use Nesterov's momentum.</param>
     public SGD(double lr = 0.01, double momentum = 0, double wd = 0, bool nesterov = false)
     {
         LearningRate = lr;

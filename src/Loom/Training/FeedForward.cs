@@ -19,8 +19,8 @@ public sealed class FeedForward(Symbol net, Context? context = null) : IDisposab
     public Module Module { get; } = new Module(net, context: context);
 
     /// <summary>Trains for <paramref name="epochs"/> epochs, in the argument order of
-    /// <see cref="Module.Fit"/>, with the seed's defaults (uniform ±0.01 initialisation
-    /// unless <paramref name="init"/> is given).</summary>
+    /// <see cref="Module.Fit"/>, with MXNet.jl's defaults: weights drawn uniformly from
+    /// [-0.01, 0.01] unless <paramref name="init"/> is given.</summary>
     /// <param name="train">The training batches; their data and labels must have the network's dtypes (float32).</param>
     /// <param name="optimizer">The update rule, such as <c>new SGD(lr: 0.1, momentum: 0.9)</c>.</param>
     /// <param name="epochs">Passes over <paramref name="train"/>.</param>

@@ -32,6 +32,11 @@ public sealed class Module : IDisposable
     internal static void Info(string s) => Log(s);
 
     /// <summary>A module over <paramref name="symbol"/>; inputs not named as data or labels are parameters.</summary>
+    /// <param name="symbol">The network; its loss head (such as <c>SoftmaxOutput</c>) gives the training gradient.</param>
+    /// <param name="dataNames">The inputs fed from the data batches (default <c>data</c>).</param>
+    /// <param name="labelNames">The inputs fed from the label batches (default <c>softmax_label</c>).</param>
+    /// <param name="context">The device to run on (the CPU when null).</param>
+    /// <exception cref="LoomException">A data or label name is not an input of the symbol.</exception>
     public Module(Symbol symbol, string[]? dataNames = null, string[]? labelNames = null, Context? context = null)
     {
         Symbol = symbol;
@@ -52,6 +57,10 @@ public sealed class Module : IDisposable
     public string[] ParamNames => Symbol.ListArguments().Where(n => !DataNames.Contains(n) && !LabelNames.Contains(n)).ToArray();
 
     /// <summary>Binds for a batch shape; parameters keep their values across rebinds.</summary>
+    /// <param name="dataShape">The data batch's shape, batch size first, such as (100, 784).</param>
+    /// <param name="labelShape">The label batch's shape, or null to infer it from the network.</param>
+    /// <param name="forTraining">Allocate gradients (for <see cref="Backward"/>); false for prediction only.</param>
+    /// <exception cref="LoomException">The shapes do not fit the network; the message names the node.</exception>
     public void Bind(long[] dataShape, long[]? labelShape = null, bool forTraining = true)
     {
         var shapes = new Dictionary<string, long[]> { [DataNames[0]] = dataShape };
@@ -120,6 +129,7 @@ public sealed class Module : IDisposable
     private bool IsInput(string n) => DataNames.Contains(n) || LabelNames.Contains(n);
 
     /// <summary>Initialises every parameter and auxiliary state.</summary>
+    /// <param name="init">How to fill each parameter by name (uniform in [-0.01, 0.01] when null).</param>
     public void InitParams(Initializer? init = null)
     {
         init ??= new UniformInit(0.01);
@@ -128,11 +138,16 @@ public sealed class Module : IDisposable
     }
 
     /// <summary>Parameters and auxiliary states by name (the executor's arrays).</summary>
+    /// <returns>The parameters and the auxiliary states (BatchNorm's moving statistics), by name; the arrays are the module's own, not copies.</returns>
     public (Dictionary<string, NDArray> Args, Dictionary<string, NDArray> Aux) GetParams() =>
         (ParamNames.ToDictionary(n => n, n => Executor.ArgDict[n]), new Dictionary<string, NDArray>(Executor.AuxDict));
 
     /// <summary>Copies values into the parameters and states; unknown names and shape
     /// mismatches are errors naming the parameter.</summary>
+    /// <param name="args">Parameter values by name, such as <c>fc1_weight</c>.</param>
+    /// <param name="aux">Auxiliary state values by name (null for none).</param>
+    /// <param name="allowMissing">Leave parameters that have no value as they are, instead of failing.</param>
+    /// <exception cref="LoomException">A name is unknown, a shape differs, or a value is missing.</exception>
     public void SetParams(IReadOnlyDictionary<string, NDArray> args, IReadOnlyDictionary<string, NDArray>? aux = null,
         bool allowMissing = false)
     {
@@ -161,6 +176,7 @@ public sealed class Module : IDisposable
     /// The parameters' <c>lr_mult</c> and <c>wd_mult</c> attributes become the optimizer's
     /// multipliers; without a <c>wd_mult</c>, parameters whose names do not end in
     /// <c>_weight</c> (biases, BatchNorm's gamma and beta) get no weight decay, as in MXNet.</summary>
+    /// <param name="optimizer">The update rule; its <c>RescaleGrad</c> becomes 1 / batch size unless it was set.</param>
     public void InitOptimizer(Optimizer optimizer)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -195,6 +211,9 @@ public sealed class Module : IDisposable
     public Optimizer? Optimizer => _opt;
 
     /// <summary>Copies a batch in and pushes the forward pass.</summary>
+    /// <param name="data">One data batch, of the bound shape.</param>
+    /// <param name="label">Its labels (null in prediction).</param>
+    /// <param name="isTrain">Training mode: dropout drops and BatchNorm uses the batch's statistics.</param>
     public void Forward(NDArray data, NDArray? label, bool isTrain)
     {
         data.CopyTo(Executor.ArgDict[DataNames[0]]);
@@ -221,7 +240,18 @@ public sealed class Module : IDisposable
     public NDArray Output => Executor.Outputs[0];
 
     /// <summary>Trains for <paramref name="epochs"/> epochs (from <paramref name="beginEpoch"/>),
-    /// logging the seed's summaries after each, and evaluating on <paramref name="eval"/>.</summary>
+    /// logging after each the training metric and time and, with <paramref name="eval"/>, the
+    /// validation metric (MXNet.jl's log format).</summary>
+    /// <param name="train">The training batches; data and labels must have the network's dtypes (float32).</param>
+    /// <param name="optimizer">The update rule, such as <c>new SGD(lr: 0.1, momentum: 0.9)</c>.</param>
+    /// <param name="epochs">Passes over <paramref name="train"/>.</param>
+    /// <param name="eval">Batches scored after each epoch (null for none).</param>
+    /// <param name="init">How parameters start (uniform in [-0.01, 0.01] when null).</param>
+    /// <param name="callbacks">Called every few batches, such as <see cref="Speedometer"/> or <see cref="Snapshot"/>.</param>
+    /// <param name="beginEpoch">The epoch training resumes after (numbers in logs and checkpoints continue from it).</param>
+    /// <param name="initialize">Initialise the parameters first; false keeps their values (a resumed run). Parameters read by <see cref="Load"/> are kept either way.</param>
+    /// <param name="metric">Makes the training and evaluation metric (accuracy when null).</param>
+    /// <exception cref="LoomException">Shapes or dtypes of the batches do not fit the network.</exception>
     public void Fit(NDArrayIter train, Optimizer optimizer, int epochs, NDArrayIter? eval = null,
         Initializer? init = null, IEnumerable<Callback>? callbacks = null, int beginEpoch = 0, bool initialize = true,
         Func<EvalMetric>? metric = null)
@@ -327,6 +357,9 @@ public sealed class Module : IDisposable
     }
 
     /// <summary>The metric (accuracy by default) of the network on <paramref name="data"/>, in prediction mode.</summary>
+    /// <param name="data">Batches with labels.</param>
+    /// <param name="metric">What to compute (accuracy when null).</param>
+    /// <returns>The metric's value over every batch.</returns>
     public double Score(NDArrayIter data, EvalMetric? metric = null)
     {
         using var own = metric is null ? new Accuracy() : null;
@@ -346,6 +379,8 @@ public sealed class Module : IDisposable
     }
 
     /// <summary>Outputs for every sample of <paramref name="data"/>, concatenated.</summary>
+    /// <param name="data">The batches to run (labels, if any, are ignored).</param>
+    /// <returns>The network's first output, one row per sample (padding of the last batch removed).</returns>
     public NDArray Predict(NDArrayIter data)
     {
         var parts = new List<NDArray>();
@@ -383,6 +418,10 @@ public sealed class Module : IDisposable
     /// asked, prefix-NNNN.states (optimizer state and the random generator's position).
     /// Each file is written to a temporary name and renamed, so an interrupted save
     /// never replaces a good checkpoint with a partial one.</summary>
+    /// <param name="prefix">The path without suffixes, such as <c>models/lenet</c>.</param>
+    /// <param name="epoch">The number in the parameter file's name (<c>prefix-0003.params</c> for 3).</param>
+    /// <param name="saveOptimizerStates">Also write <c>prefix-NNNN.states</c>, so training can resume exactly.</param>
+    /// <exception cref="LoomException">The folder does not exist or a file cannot be written; an existing checkpoint is left whole.</exception>
     public void SaveCheckpoint(string prefix, int epoch, bool saveOptimizerStates = false)
     {
         string dir = Path.GetDirectoryName(Path.GetFullPath(prefix))!;
@@ -411,6 +450,10 @@ public sealed class Module : IDisposable
     /// <summary>Reads a checkpoint into this (bound) module; with optimizer states,
     /// also restores the optimizer and the random generator so training resumes
     /// exactly where it stopped.</summary>
+    /// <param name="prefix">The path without suffixes, as given to <see cref="SaveCheckpoint"/>.</param>
+    /// <param name="epoch">The epoch of the files to read.</param>
+    /// <param name="optimizer">With an optimizer, also restore its state from <c>prefix-NNNN.states</c> (then it becomes the module's optimizer).</param>
+    /// <exception cref="LoomException">A file is missing or corrupt, or a parameter's name or shape does not match (named in the message).</exception>
     public void LoadCheckpoint(string prefix, int epoch, Optimizer? optimizer = null)
     {
         (Dictionary<string, NDArray> args, Dictionary<string, NDArray> aux) loaded;
