@@ -10,7 +10,7 @@ wheel=$(ls "$artifacts"/loom-"$version"-*-linux_*.whl | head -1)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 /usr/bin/python3 -m venv --system-site-packages "$tmp/venv"  # NumPy comes from the system
-"$tmp/venv/bin/pip" install -q --no-index "$wheel"
+env -u PYTHONPATH "$tmp/venv/bin/pip" install -q --no-index "$wheel"  # a PYTHONPATH holding the source tree would satisfy it
 cd "$tmp"
 env -u PYTHONPATH -u LOOM_LIBRARY_PATH "$tmp/venv/bin/python" - <<'PY'
 import os
