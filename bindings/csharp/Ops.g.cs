@@ -80,11 +80,11 @@ public static partial class Op
     }
     private static OpHandle s_Concat;
 
-    /// <summary>Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) / stride + 1.</summary>
+    /// <summary>Convolution over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) / stride + 1.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="weight">Input 'weight'.</param>
     /// <param name="bias">Input 'bias'.</param>
-    /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
+    /// <param name="kernel">Kernel size, (w,), (h, w) or (d, h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
     /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
@@ -115,11 +115,11 @@ public static partial class Op
     }
     private static OpHandle s_Convolution;
 
-    /// <summary>Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad + dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.</summary>
+    /// <summary>Transposed convolution over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad + dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="weight">Input 'weight'.</param>
     /// <param name="bias">Input 'bias'.</param>
-    /// <param name="kernel">Kernel size, (w,) or (h, w).</param>
+    /// <param name="kernel">Kernel size, (w,), (h, w) or (d, h, w).</param>
     /// <param name="numFilter">Number of output channels.</param>
     /// <param name="layout">Data layout; Loom computes the channel-first layouts (NCW, NCHW, NCDHW). One of: NCW, NCHW, NCDHW. Default: None.</param>
     /// <param name="cudnnTune">A GPU algorithm hint; accepted and ignored on CPU. One of: off, limited_workspace, fastest. Default: None.</param>
@@ -312,9 +312,9 @@ public static partial class Op
     }
     private static OpHandle s_MakeLoss;
 
-    /// <summary>Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the window clipped to the padded input (in + pad), padding included unless count_include_pad is false (then by the cells inside the input); a max window with no input cell gives the dtype's lowest value (MXNet's rules).</summary>
+    /// <summary>Max, average or sum pooling over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data. Output extent: floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average divides by the window clipped to the padded input (in + pad), padding included unless count_include_pad is false (then by the cells inside the input); a max window with no input cell gives the dtype's lowest value (MXNet's rules).</summary>
     /// <param name="data">Input 'data'.</param>
-    /// <param name="kernel">Window size, (w,) or (h, w). Default: ().</param>
+    /// <param name="kernel">Window size, (w,), (h, w) or (d, h, w). Default: ().</param>
     /// <param name="poolType">Reduction. One of: max, avg, sum. Default: max.</param>
     /// <param name="globalPool">Pool over the whole spatial extent. Default: false.</param>
     /// <param name="stride">Stride per spatial axis (default 1). Default: ().</param>

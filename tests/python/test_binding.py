@@ -112,6 +112,21 @@ class SymbolTests(unittest.TestCase):
         m.fit(X, Y, batch_size=20, epochs=4, lr=0.2, log=None)
         self.assertGreater(m.score(X, Y, batch_size=20), 0.95)
 
+    def test_volumes_infer_bind_and_run(self):
+        # MXNet's 3-D layers (NCDHW) in a graph: weights inferred, bound, run forward and backward.
+        data = sym.Variable("data")
+        net = sym.Convolution(data, name="c1", kernel=(3, 3, 3), num_filter=4, pad=(1, 1, 1))
+        net = sym.Pooling(net, name="p1", kernel=(2, 2, 2), stride=(2, 2, 2), pool_type="max")
+        net = sym.Deconvolution(net, name="d1", kernel=(2, 2, 2), stride=(2, 2, 2), num_filter=2)
+        args, outs, _ = net.infer_shape(data=(1, 2, 6, 8, 4))
+        self.assertEqual(dict(zip(net.list_arguments(), args))["c1_weight"], (4, 2, 3, 3, 3))
+        self.assertEqual(dict(zip(net.list_arguments(), args))["d1_weight"], (4, 2, 2, 2, 2))
+        self.assertEqual(outs[0], (1, 2, 6, 8, 4))
+        ex = net.simple_bind(data=(1, 2, 6, 8, 4))
+        ex.forward(is_train=True)
+        ex.backward(loom.from_numpy(np.ones((1, 2, 6, 8, 4), np.float32)))
+        self.assertEqual(ex.grad_dict["c1_weight"].shape, (4, 2, 3, 3, 3))
+
     def test_bad_graphs_are_reported(self):
         with self.assertRaises(loom.LoomError) as e:
             loom.Symbol.fromjson('{"nodes": [{"op": "NoSuchOp", "name": "x", "inputs": []}], "arg_nodes": [], "heads": [[0, 0, 0]]}')

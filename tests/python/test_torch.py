@@ -137,6 +137,32 @@ if torch:
          lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=True), [((2, 3, 7, 7), -1, 1)], key="Pooling_avg")
     case("Pooling", lambda x: nd.Pooling(x, global_pool=True, pool_type="avg"), lambda x: x.mean((2, 3), keepdim=True),
          [((2, 3, 4, 5), -1, 1)], key="Pooling_global")
+    # Volumes (NCDHW), as MXNet's 3-D Convolution, Deconvolution and Pooling.
+    case("Convolution", lambda x, w, b: nd.Convolution(x, w, b, kernel=(3, 2, 3), num_filter=4, stride=(2, 1, 1),
+                                                       pad=(1, 0, 1), dilate=(1, 2, 1)),
+         lambda x, w, b: F.conv3d(x, w, b, stride=(2, 1, 1), padding=(1, 0, 1), dilation=(1, 2, 1)),
+         [((2, 3, 5, 6, 4), -1, 1), ((4, 3, 3, 2, 3), -1, 1), ((4,), -1, 1)], key="Convolution_3d")
+    case("Convolution", lambda x, w: nd.Convolution(x, w, kernel=(2, 2, 2), num_filter=4, num_group=2, no_bias=True),
+         lambda x, w: F.conv3d(x, w, groups=2), [((1, 4, 3, 4, 3), -1, 1), ((4, 2, 2, 2, 2), -1, 1)],
+         key="Convolution_3d_group")
+    case("Deconvolution", lambda x, w, b: nd.Deconvolution(x, w, b, kernel=(3, 3, 2), num_filter=2, stride=(2, 2, 1),
+                                                           pad=(1, 1, 0), adj=(1, 0, 0), no_bias=False),
+         lambda x, w, b: F.conv_transpose3d(x, w, b, stride=(2, 2, 1), padding=(1, 1, 0), output_padding=(1, 0, 0)),
+         [((2, 3, 3, 4, 3), -1, 1), ((3, 2, 3, 3, 2), -1, 1), ((2,), -1, 1)], key="Deconvolution_3d")
+    for conv3, ceil3 in (("valid", False), ("full", True)):
+        case("Pooling", (lambda conv3: lambda x: nd.Pooling(x, kernel=(2, 3, 2), stride=(2, 2, 2), pool_type="max",
+                                                            pooling_convention=conv3))(conv3),
+             (lambda ceil3: lambda x: F.max_pool3d(x, (2, 3, 2), (2, 2, 2), ceil_mode=ceil3))(ceil3),
+             [((2, 2, 5, 7, 6), -1, 1)], key="Pooling_3d_max_" + conv3)
+        for incl3 in (True, False):
+            case("Pooling", (lambda conv3, incl3: lambda x: nd.Pooling(
+                     x, kernel=(2, 3, 3), stride=(2, 2, 2), pad=(1, 1, 1), pool_type="avg", pooling_convention=conv3,
+                     count_include_pad=incl3))(conv3, incl3),
+                 (lambda ceil3, incl3: lambda x: F.avg_pool3d(x, (2, 3, 3), (2, 2, 2), (1, 1, 1), ceil_mode=ceil3,
+                                                              count_include_pad=incl3))(ceil3, incl3),
+                 [((1, 2, 4, 6, 5), -1, 1)], key="Pooling_3d_avg_%s_%s" % (conv3, incl3))
+    case("Pooling", lambda x: nd.Pooling(x, global_pool=True, pool_type="avg"), lambda x: x.mean((2, 3, 4), keepdim=True),
+         [((2, 3, 2, 4, 3), -1, 1)], key="Pooling_3d_global")
     # MXNet's pooling conventions against PyTorch: full is ceil_mode (where PyTorch keeps every
     # window, i.e. none starts in the right padding), count_include_pad both ways, odd sizes, batch 1.
     for conv, ceil in (("valid", False), ("full", True)):

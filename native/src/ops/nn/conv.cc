@@ -5,6 +5,7 @@
 
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
+#include "ops/nn/volume.h"
 
 namespace loom {
 namespace {
@@ -229,7 +230,7 @@ OpDef &window_params(OpDef &d) {
              {"off", "limited_workspace", "fastest"})
       .param("cudnn_off", ParamType::Bool, "false", "A GPU hint; accepted and ignored on CPU.");
   return d.set_inputs({"data", "weight", "bias"})
-      .required("kernel", ParamType::Tuple, "Kernel size, (w,) or (h, w).")
+      .required("kernel", ParamType::Tuple, "Kernel size, (w,), (h, w) or (d, h, w).")
       .required("num_filter", ParamType::Int, "Number of output channels.")
       .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
       .param("dilate", ParamType::Tuple, "()", "Dilation per spatial axis (default 1).")
@@ -238,7 +239,7 @@ OpDef &window_params(OpDef &d) {
 
 const int kConvolution = [] {
   OpDef &d = Registry::get().add("Convolution");
-  d.set_doc("Convolution over NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, "
+  d.set_doc("Convolution over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data: weight (num_filter, C/num_group, "
             "kernel...), bias (num_filter). Output extent: (in + 2*pad - dilate*(kernel-1) - 1) "
             "/ stride + 1.");
   window_params(d)
@@ -252,6 +253,11 @@ const int kConvolution = [] {
   d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
                       const SmallVec<char, 4> &) {
     if (!known[0]) return;
+    if (is_volume(p, in[0])) {
+      if (!known[1]) in[1] = conv3d_weight_shape(p, in[0]), known[1] = 1;
+      if (in.size() > 2 && !known[2]) in[2] = Shape{p.i("num_filter")}, known[2] = 1;
+      return;
+    }
     Geometry g = geometry(p, in[0], false);
     int64_t f = p.i("num_filter"), groups = std::max<int64_t>(p.i("num_group"), 1);
     if (!known[1]) {
@@ -265,6 +271,16 @@ const int kConvolution = [] {
     odt[0] = same_dtype(p, dt);
     LOOM_CHECK(p.i("workspace") >= 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                ": workspace must be >= 0 MB, got ", p.i("workspace"));
+    if (is_volume(p, in[0])) {
+      Shape w = conv3d_weight_shape(p, in[0]);
+      if (in[1] != w)
+        shape_fail(p, "weight has shape " + in[1].str() + ", expected " + w.str() + " for data " +
+                          in[0].str());
+      if (in.size() > 2 && in[2] != Shape{p.i("num_filter")})
+        shape_fail(p, "bias has shape " + in[2].str() + ", expected " + Shape{p.i("num_filter")}.str());
+      out[0] = conv3d_output_shape(p, in[0]);
+      return;
+    }
     Geometry g = geometry(p, in[0], false);
     int64_t f = p.i("num_filter"), groups = p.i("num_group");
     LOOM_CHECK(f > 0 && groups > 0 && g.c % groups == 0 && f % groups == 0,
@@ -283,6 +299,7 @@ const int kConvolution = [] {
   // Y (fg, B*plane) = W_g (fg, krows) . COL (krows, B*plane); the rows are then
   // scattered to NCHW with the bias added.
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    if (is_volume(p, in[0].shape)) return conv3d_forward(p, in, out);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
@@ -318,6 +335,7 @@ const int kConvolution = [] {
   // are added in slot order, so the result does not depend on the threads.
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (is_volume(p, in[0].shape)) return conv3d_backward(p, in, og, ig, req);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
@@ -455,7 +473,7 @@ struct DeconvPlan {
 
 const int kDeconvolution = [] {
   OpDef &d = Registry::get().add("Deconvolution");
-  d.set_doc("Transposed convolution over NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/"
+  d.set_doc("Transposed convolution over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/"
             "num_group, kernel...), bias (num_filter). Output extent: (in - 1) * stride - 2*pad "
             "+ dilate*(kernel-1) + 1 + adj. Its forward pass is Convolution's data gradient.");
   window_params(d)
@@ -471,6 +489,11 @@ const int kDeconvolution = [] {
   d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
                       const SmallVec<char, 4> &) {
     if (!known[0]) return;
+    if (is_volume(p, in[0])) {
+      if (!known[1]) in[1] = deconv3d_weight_shape(p, in[0]), known[1] = 1;
+      if (in.size() > 2 && !known[2]) in[2] = Shape{p.i("num_filter")}, known[2] = 1;
+      return;
+    }
     DeconvPlan c(p, in[0]);
     if (!known[1]) in[1] = c.weight(), known[1] = 1;
     if (in.size() > 2 && !known[2]) in[2] = Shape{c.f}, known[2] = 1;
@@ -478,6 +501,16 @@ const int kDeconvolution = [] {
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
     odt[0] = same_dtype(p, dt);
+    if (is_volume(p, in[0])) {
+      Shape w = deconv3d_weight_shape(p, in[0]);
+      if (in[1] != w)
+        shape_fail(p, "weight has shape " + in[1].str() + ", expected " + w.str() + " for data " +
+                          in[0].str());
+      if (in.size() > 2 && in[2] != Shape{p.i("num_filter")})
+        shape_fail(p, "bias has shape " + in[2].str() + ", expected " + Shape{p.i("num_filter")}.str());
+      out[0] = deconv3d_output_shape(p, in[0]);
+      return;
+    }
     DeconvPlan c(p, in[0]);
     if (in[1] != c.weight())
       shape_fail(p, "weight has shape " + in[1].str() + ", expected " + c.weight().str() +
@@ -488,6 +521,7 @@ const int kDeconvolution = [] {
   });
   // Per image and group: COL (krows, plane) = W_g^T (krows, cg) . X_g (cg, plane); y_g = col2im(COL).
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    if (is_volume(p, in[0].shape)) return deconv3d_forward(p, in, out);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const DeconvPlan c(p, in[0].shape);
       const Geometry &g = c.g;
@@ -515,6 +549,7 @@ const int kDeconvolution = [] {
   // dX_g = W_g (cg, krows) . im2col(dY_g); dW_g += X_g (cg, plane) . im2col(dY_g)^T.
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
+    if (is_volume(p, in[0].shape)) return deconv3d_backward(p, in, og, ig, req);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const DeconvPlan c(p, in[0].shape);
       const Geometry &g = c.g;
@@ -582,13 +617,13 @@ void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
 
 const int kPooling = [] {
   OpDef &d = Registry::get().add("Pooling");
-  d.set_doc("Max, average or sum pooling over NCHW (2-D) or NCW (1-D) data. Output extent: "
+  d.set_doc("Max, average or sum pooling over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data. Output extent: "
             "floor (valid) or ceil (full) of (in + 2*pad - kernel) / stride, plus 1. Average "
             "divides by the window clipped to the padded input (in + pad), padding included "
             "unless count_include_pad is false (then by the cells inside the input); a max "
             "window with no input cell gives the dtype's lowest value (MXNet's rules).")
       .set_inputs({"data"})
-      .param("kernel", ParamType::Tuple, "()", "Window size, (w,) or (h, w).")
+      .param("kernel", ParamType::Tuple, "()", "Window size, (w,), (h, w) or (d, h, w).")
       .param("pool_type", ParamType::Enum, "max", "Reduction.", {"max", "avg", "sum"})
       .param("global_pool", ParamType::Bool, "false", "Pool over the whole spatial extent.")
       .param("stride", ParamType::Tuple, "()", "Stride per spatial axis (default 1).")
@@ -602,9 +637,13 @@ const int kPooling = [] {
   d.float_only = true;
   d.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                  DTypeList &odt) {
+    odt[0] = dt[0];
+    if (is_volume(p, in[0])) {
+      out[0] = pool3d_output_shape(p, in[0]);
+      return;
+    }
     Geometry g = geometry(p, in[0], true);
     out[0] = out_shape(g, g.c);
-    odt[0] = dt[0];
   });
   // The window of output (oi, oj) clipped to the input, and the divisor of
   // average pooling: the window clipped to the padded input (in + pad), or to
@@ -622,6 +661,7 @@ const int kPooling = [] {
   };
   d.set_compute([window](const OpContext &, const Params &p, const BlobList &in,
                          const BlobList &out) {
+    if (is_volume(p, in[0].shape)) return pool3d_forward(p, in, out);
     Geometry g = geometry(p, in[0].shape, true);
     const std::string &ts = p.s("pool_type");
     const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
@@ -659,6 +699,7 @@ const int kPooling = [] {
   d.set_backward([window](const OpContext &, const Params &p, const BlobList &in,
                           const BlobList &, const BlobList &og, const BlobList &ig,
                           const ReqList &req) {
+    if (is_volume(p, in[0].shape)) return pool3d_backward(p, in, og, ig, req);
     if (!req[0]) return;
     Geometry g = geometry(p, in[0].shape, true);
     const std::string &ts = p.s("pool_type");
