@@ -414,18 +414,26 @@ public static partial class Op
     }
     private static OpHandle s_SwapAxis;
 
-    /// <summary>Nearest-neighbour upsampling of NCHW data by an integer scale.</summary>
-    /// <param name="data">Input 'data'.</param>
-    /// <param name="scale">Scale factor for H and W.</param>
+    /// <summary>Nearest-neighbour upsampling of NCHW data: the output is (scale*H0, scale*W0) of the first input; with several inputs (num_args), each is enlarged to that size and they are concatenated along the channels or summed (multi_input_mode).</summary>
+    /// <param name="data">Input 'data' (one or more).</param>
+    /// <param name="scale">Scale factor for H and W of the first input.</param>
     /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
+    /// <param name="numArgs">Number of inputs. Default: 1.</param>
+    /// <param name="multiInputMode">Joining several inputs. One of: concat, sum. Default: concat.</param>
+    /// <param name="numFilter">Used by bilinear upsampling only; accepted. Default: 0.</param>
+    /// <param name="workspace">A memory hint; accepted and ignored on CPU. Default: 512.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'UpSampling').</returns>
-    public static NDArray UpSampling(NDArray data, long scale, SampleType? sampleType = null, NDArray? @out = null)
+    public static NDArray UpSampling(NDArray[] data, long scale, SampleType? sampleType = null, long? numArgs = null, MultiInputMode? multiInputMode = null, long? numFilter = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scale", scale);
         if (sampleType is not null) (__params ??= new()).Add("sample_type", OpEnums.Text(sampleType.Value));
-        return Imperative.Invoke(ref s_UpSampling, "UpSampling", new[] { data }, __params, @out);
+        if (numArgs is not null) (__params ??= new()).Add("num_args", numArgs.Value);
+        if (multiInputMode is not null) (__params ??= new()).Add("multi_input_mode", OpEnums.Text(multiInputMode.Value));
+        if (numFilter is not null) (__params ??= new()).Add("num_filter", numFilter.Value);
+        if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
+        return Imperative.Invoke(ref s_UpSampling, "UpSampling", data, __params, @out);
     }
     private static OpHandle s_UpSampling;
 
@@ -1819,6 +1827,15 @@ public enum MakeLossNormalization
     Batch,
 }
 
+/// <summary>Choices of an operator parameter (concat, sum).</summary>
+public enum MultiInputMode
+{
+    /// <summary>"concat"</summary>
+    Concat,
+    /// <summary>"sum"</summary>
+    Sum,
+}
+
 /// <summary>Choices of an operator parameter (null, batch, valid).</summary>
 public enum Normalization
 {
@@ -1932,6 +1949,10 @@ public static class OpEnums
     /// <param name="v">The value.</param>
     /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(MakeLossNormalization v) => v switch { MakeLossNormalization.Null => "null", MakeLossNormalization.Batch => "batch", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="MultiInputMode"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
+    public static string Text(MultiInputMode v) => v switch { MultiInputMode.Concat => "concat", MultiInputMode.Sum => "sum", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="Normalization"/> value.</summary>
     /// <param name="v">The value.</param>
     /// <returns>The spelling the engine's parameter parser takes.</returns>

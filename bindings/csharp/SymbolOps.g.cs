@@ -392,18 +392,26 @@ public static partial class Sym
         return Symbol.Create("SwapAxis", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Nearest-neighbour upsampling of NCHW data by an integer scale.</summary>
+    /// <summary>Nearest-neighbour upsampling of NCHW data: the output is (scale*H0, scale*W0) of the first input; with several inputs (num_args), each is enlarged to that size and they are concatenated along the channels or summed (multi_input_mode).</summary>
     /// <param name="name">Node name (null: automatic).</param>
-    /// <param name="data">Input 'data' (null: a new variable).</param>
-    /// <param name="scale">Scale factor for H and W.</param>
+    /// <param name="data">Inputs 'data' (one or more).</param>
+    /// <param name="scale">Scale factor for H and W of the first input.</param>
     /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
-    /// <returns>The new node's symbol (its outputs: out).</returns>
-    public static Symbol UpSampling(string? name, long scale, Symbol? data = null, SampleType? sampleType = null)
+    /// <param name="numArgs">Number of inputs. Default: 1.</param>
+    /// <param name="multiInputMode">Joining several inputs. One of: concat, sum. Default: concat.</param>
+    /// <param name="numFilter">Used by bilinear upsampling only; accepted. Default: 0.</param>
+    /// <param name="workspace">A memory hint; accepted and ignored on CPU. Default: 512.</param>
+    /// <returns>The new node's symbol.</returns>
+    public static Symbol UpSampling(string? name, Symbol[] data, long scale, SampleType? sampleType = null, long? numArgs = null, MultiInputMode? multiInputMode = null, long? numFilter = null, long? workspace = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scale", scale);
         if (sampleType is not null) (__params ??= new()).Add("sample_type", OpEnums.Text(sampleType.Value));
-        return Symbol.Create("UpSampling", name, new Symbol?[] { data }, new[] { "data" }, __params);
+        if (numArgs is not null) (__params ??= new()).Add("num_args", numArgs.Value);
+        if (multiInputMode is not null) (__params ??= new()).Add("multi_input_mode", OpEnums.Text(multiInputMode.Value));
+        if (numFilter is not null) (__params ??= new()).Add("num_filter", numFilter.Value);
+        if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
+        return Symbol.Create("UpSampling", name, data, null, __params);
     }
 
     /// <summary>Absolute value, elementwise: |x|.</summary>
@@ -1963,19 +1971,6 @@ public sealed partial class Symbol
         if (dim1 is not null) (__params ??= new()).Add("dim1", dim1.Value);
         if (dim2 is not null) (__params ??= new()).Add("dim2", dim2.Value);
         return Create("SwapAxis", name, new Symbol?[] { this }, new[] { "data" }, __params);
-    }
-
-    /// <summary>Nearest-neighbour upsampling of NCHW data by an integer scale.</summary>
-    /// <param name="name">Node name (null: automatic).</param>
-    /// <param name="scale">Scale factor for H and W.</param>
-    /// <param name="sampleType">Only nearest is implemented. One of: nearest. Default: nearest.</param>
-    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
-    public Symbol UpSampling(string? name, long scale, SampleType? sampleType = null)
-    {
-        OpParams? __params = null;
-        (__params ??= new()).Add("scale", scale);
-        if (sampleType is not null) (__params ??= new()).Add("sample_type", OpEnums.Text(sampleType.Value));
-        return Create("UpSampling", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
     /// <summary>Absolute value, elementwise: |x|.</summary>

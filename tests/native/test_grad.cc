@@ -165,6 +165,8 @@ const GradCase kCases[] = {
     {"SwapAxis", {{2, 3, 4}}, {{"dim1", "0"}, {"dim2", "2"}}, {}},
     {"ElementWiseSum", {{2, 3}, {2, 3}, {2, 3}}, {}, {}},
     {"UpSampling", {{1, 2, 2, 3}}, {{"scale", "2"}}, {}},
+    {"UpSampling", {{1, 2, 2, 2}, {1, 1, 1, 2}}, {{"scale", "2"}, {"num_args", "2"}}, {}},
+    {"UpSampling", {{1, 2, 2, 2}, {1, 2, 1, 1}}, {{"scale", "2"}, {"num_args", "2"}, {"multi_input_mode", "sum"}}, {}},
     {"BatchNorm", {{4, 3, 2, 2}, {3}, {3}, {3}, {3}}, {{"fix_gamma", "false"}}, {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, true, 3},
     {"BatchNorm", {{5, 2, 3}, {3}, {3}, {3}, {3}}, {{"fix_gamma", "true"}, {"axis", "-1"}, {"eps", "0.01"}}, {}, true, 3},
     {"BatchNorm", {{3, 2, 2}, {2}, {2}, {2}, {2}}, {{"fix_gamma", "false"}, {"use_global_stats", "true"}},

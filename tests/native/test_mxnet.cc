@@ -182,6 +182,26 @@ TEST(MXNet, SoftmaxActivationModes) {
   EXPECT_EQ(invoke("SoftmaxActivation", {&v}, {{"mode", "channel"}}, &o), LOOM_ERR_SHAPE);
 }
 
+// src/operator/nn/upsampling-inl.h: several inputs, each enlarged to the first's
+// output size by its own factor, joined along the channels or summed.
+TEST(MXNet, UpSamplingJoinsSeveralInputs) {
+  Arr a = make({1, 1, 2, 2}, {1, 2, 3, 4}), b = make({1, 2, 1, 1}, {10, 20});
+  Arr cat = call("UpSampling", {&a, &b}, {{"scale", "2"}, {"num_args", "2"}});
+  ASSERT_EQ(shape_of(cat), (std::vector<int64_t>{1, 3, 4, 4}));
+  auto v = read(cat);
+  EXPECT_EQ(std::vector<double>(v.begin(), v.begin() + 4), (std::vector<double>{1, 1, 2, 2}));
+  EXPECT_EQ(v[16], 10);  // input 1, channel 0, enlarged 4x
+  EXPECT_EQ(v[47], 20);
+  Arr c = make({1, 1, 1, 1}, {100});
+  auto s = read(call("UpSampling", {&a, &c}, {{"scale", "2"}, {"num_args", "2"}, {"multi_input_mode", "sum"}}));
+  EXPECT_EQ(std::vector<double>(s.begin(), s.begin() + 4), (std::vector<double>{101, 101, 102, 102}));
+  std::vector<Arr> o;
+  EXPECT_EQ(invoke("UpSampling", {&a, &b}, {{"scale", "2"}}, &o), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("num_args=1 but 2 inputs"), std::string::npos);
+  Arr odd = make({1, 1, 3, 3}, std::vector<double>(9, 0));
+  EXPECT_EQ(invoke("UpSampling", {&a, &odd}, {{"scale", "2"}, {"num_args", "2"}}, &o), LOOM_ERR_SHAPE);
+}
+
 // src/operator/tensor/control_flow_op.h: a 1-D condition selects rows.
 TEST(MXNet, WhereWithAVectorConditionSelectsRows) {
   Arr c = make({2}, {1, 0});

@@ -32,7 +32,7 @@ class ArrayTests(unittest.TestCase):
         sig = inspect.signature(nd.Convolution)
         self.assertIn("kernel", sig.parameters)
         self.assertIs(sig.parameters["kernel"].default, inspect.Parameter.empty)
-        self.assertIn("Convolution over NCHW", nd.Convolution.__doc__)
+        self.assertIn("Convolution over NCDHW (3-D), NCHW (2-D)", nd.Convolution.__doc__)
         self.assertIn("num_filter : int (required)", nd.Convolution.__doc__)
         names = {op["name"] for op in loom.describe_ops()}
         self.assertTrue(names <= set(dir(nd)))

@@ -187,6 +187,10 @@ if torch:
                              [(shape, -1, 1)], key=key.replace("avg", "max"))
     case("LRN", lambda x: nd.LRN(x, nsize=3, alpha=0.5, beta=0.75, knorm=1.5),
          lambda x: F.local_response_norm(x, 3, 0.5, 0.75, 1.5), [((2, 5, 3, 3), -1, 1)])
+    case("UpSampling", lambda x, y: nd.UpSampling(x, y, scale=2, num_args=2),
+         lambda x, y: torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"),
+                                 F.interpolate(y, size=(4, 6), mode="nearest")], 1),
+         [((2, 2, 2, 3), -1, 1), ((2, 1, 1, 3), -1, 1)], key="UpSampling_two_inputs")
     case("UpSampling", lambda x: nd.UpSampling(x, scale=2), lambda x: F.interpolate(x, scale_factor=2, mode="nearest"),
          [((1, 2, 2, 3), -1, 1)])
     case("Embedding", lambda i, w: nd.Embedding(i, w, input_dim=6, output_dim=3), lambda i, w: F.embedding(i.long(), w),

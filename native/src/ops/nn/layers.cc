@@ -406,39 +406,96 @@ const int kRegistered = [] {
   });
 
   // ------------------------------------------------------------ UpSampling (nearest)
+  // MXNet's UpSampling (src/operator/nn/upsampling-inl.h): num_args inputs, the
+  // output (scale * h_0, scale * w_0); every input is enlarged to that size by its
+  // own integer factor, then they are joined along the channels (concat) or added (sum).
   OpDef &up = reg.add("UpSampling");
-  up.set_doc("Nearest-neighbour upsampling of NCHW data by an integer scale.")
+  up.set_doc("Nearest-neighbour upsampling of NCHW data: the output is (scale*H0, scale*W0) of "
+             "the first input; with several inputs (num_args), each is enlarged to that size and "
+             "they are concatenated along the channels or summed (multi_input_mode).")
       .set_inputs({"data"})
-      .required("scale", ParamType::Int, "Scale factor for H and W.")
-      .param("sample_type", ParamType::Enum, "nearest", "Only nearest is implemented.", {"nearest"});
+      .set_variadic()
+      .required("scale", ParamType::Int, "Scale factor for H and W of the first input.")
+      .param("sample_type", ParamType::Enum, "nearest", "Only nearest is implemented.", {"nearest"})
+      .param("num_args", ParamType::Int, "1", "Number of inputs.")
+      .param("multi_input_mode", ParamType::Enum, "concat", "Joining several inputs.", {"concat", "sum"})
+      .param("num_filter", ParamType::Int, "0", "Used by bilinear upsampling only; accepted.")
+      .param("workspace", ParamType::Int, "512", "A memory hint; accepted and ignored on CPU.");
   up.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                   DTypeList &odt) {
-    if (in[0].ndim != 4) shape_fail(p, "data must be (N, C, H, W), got " + in[0].str());
     LOOM_CHECK(p.i("scale") >= 1, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": scale must be >= 1");
-    out[0] = Shape{in[0].d[0], in[0].d[1], in[0].d[2] * p.i("scale"), in[0].d[3] * p.i("scale")};
-    odt[0] = dt[0];
+    LOOM_CHECK(p.i("num_args") == static_cast<int64_t>(in.size()), LOOM_ERR_INVALID_ARGUMENT,
+               p.op().name, ": num_args=", p.i("num_args"), " but ", in.size(), " inputs were given");
+    if (in[0].ndim != 4) shape_fail(p, "data must be (N, C, H, W), got " + in[0].str());
+    int64_t oh = in[0].d[2] * p.i("scale"), ow = in[0].d[3] * p.i("scale"), channels = 0;
+    bool sum = p.s("multi_input_mode") == "sum";
+    for (size_t k = 0; k < in.size(); ++k) {
+      const Shape &s = in[k];
+      if (s.ndim != 4 || s.d[0] != in[0].d[0])
+        shape_fail(p, "input " + std::to_string(k) + " must be (N, C, H, W) with N=" +
+                          std::to_string(in[0].d[0]) + ", got " + s.str());
+      if (s.d[2] <= 0 || s.d[3] <= 0 || oh % s.d[2] || ow % s.d[3])
+        shape_fail(p, "input " + std::to_string(k) + " " + s.str() + " does not divide the output " +
+                          "size " + std::to_string(oh) + "x" + std::to_string(ow));
+      if (sum && k > 0 && s.d[1] != in[0].d[1])
+        shape_fail(p, "multi_input_mode=sum needs the same channels; input " + std::to_string(k) +
+                          " is " + s.str() + ", input 0 is " + in[0].str());
+      channels = sum ? s.d[1] : channels + s.d[1];
+    }
+    out[0] = Shape{in[0].d[0], channels, oh, ow};
+    odt[0] = same_dtype(p, dt);
   });
   up.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
-    int64_t s = p.i("scale"), h = in[0].shape.d[2], w = in[0].shape.d[3], planes = in[0].shape.d[0] * in[0].shape.d[1];
-    LOOM_DTYPE_SWITCH(in[0].dtype, T, {
-      const T *x = in[0].ptr<T>();
+    const Shape &os = out[0].shape;
+    const int64_t n = os.d[0], oc = os.d[1], oh = os.d[2], ow = os.d[3];
+    bool sum = p.s("multi_input_mode") == "sum";
+    LOOM_DTYPE_SWITCH(out[0].dtype, T, {
       T *y = out[0].ptr<T>();
-      for (int64_t pl = 0; pl < planes; ++pl)
-        for (int64_t i = 0; i < h * s; ++i)
-          for (int64_t j = 0; j < w * s; ++j) y[(pl * h * s + i) * w * s + j] = x[(pl * h + i / s) * w + j / s];
+      if (sum) std::fill(y, y + out[0].size(), T(0));
+      int64_t c0 = 0;
+      for (size_t k = 0; k < in.size(); ++k) {
+        const T *x = in[k].ptr<T>();
+        const int64_t c = in[k].shape.d[1], h = in[k].shape.d[2], w = in[k].shape.d[3];
+        const int64_t sh = oh / h, sw = ow / w;
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const T *xp = x + (b * c + ch) * h * w;
+            T *yp = y + (b * oc + (sum ? ch : c0 + ch)) * oh * ow;
+            for (int64_t i = 0; i < oh; ++i)
+              for (int64_t j = 0; j < ow; ++j) {
+                T v = xp[(i / sh) * w + j / sw];
+                yp[i * ow + j] = sum ? yp[i * ow + j] + v : v;
+              }
+          }
+        c0 += c;
+      }
     });
   });
+  up.set_backward_uses(kBwdNone);
   up.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                      const BlobList &og, const BlobList &ig, const ReqList &req) {
-    if (!req[0]) return;
-    int64_t s = p.i("scale"), h = in[0].shape.d[2], w = in[0].shape.d[3], planes = in[0].shape.d[0] * in[0].shape.d[1];
-    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+    const Shape &os = og[0].shape;
+    const int64_t n = os.d[0], oc = os.d[1], oh = os.d[2], ow = os.d[3];
+    bool sum = p.s("multi_input_mode") == "sum";
+    LOOM_FLOAT_SWITCH(og[0].dtype, T, {
       const T *g = og[0].ptr<T>();
-      T *dx = ig[0].ptr<T>();
-      std::fill(dx, dx + ig[0].size(), T(0));
-      for (int64_t pl = 0; pl < planes; ++pl)
-        for (int64_t i = 0; i < h * s; ++i)
-          for (int64_t j = 0; j < w * s; ++j) dx[(pl * h + i / s) * w + j / s] += g[(pl * h * s + i) * w * s + j];
+      int64_t c0 = 0;
+      for (size_t k = 0; k < ig.size(); ++k) {
+        const int64_t c = in[k].shape.d[1], h = in[k].shape.d[2], w = in[k].shape.d[3];
+        const int64_t sh = oh / h, sw = ow / w;
+        if (req[k]) {
+          T *dx = ig[k].ptr<T>();
+          std::fill(dx, dx + ig[k].size(), T(0));
+          for (int64_t b = 0; b < n; ++b)
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const T *gp = g + (b * oc + (sum ? ch : c0 + ch)) * oh * ow;
+              T *dp = dx + (b * c + ch) * h * w;
+              for (int64_t i = 0; i < oh; ++i)
+                for (int64_t j = 0; j < ow; ++j) dp[(i / sh) * w + j / sw] += gp[i * ow + j];
+            }
+        }
+        c0 += c;
+      }
     });
   });
 
