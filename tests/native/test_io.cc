@@ -191,6 +191,38 @@ TEST(Csv, ReadsNumbersAndNamesBadFields) {
   for (auto &p : {path, ragged, empty_field}) std::remove(p.c_str());
 }
 
+// Integers are read exactly; a field that is not an integer of the dtype, or lies
+// outside its range, is an error naming the file, line and column (never a wrong value).
+TEST(Csv, IntegerDTypesRefuseWhatTheyCannotHold) {
+  loom_ndarray h = nullptr;
+  auto good = write_file("loom_int.csv", "1,-2,3e2\n9007199254740993,0,-9223372036854775808\n");
+  ASSERT_EQ(loom_io_read_csv(&h, good.c_str(), LOOM_DTYPE_INT64, 0), LOOM_OK) << loom_last_error();
+  Arr a(h);
+  int64_t v[6];
+  ASSERT_EQ(loom_ndarray_copy_to_host(v, sizeof v, a.h), LOOM_OK);
+  EXPECT_EQ(v[1], -2);
+  EXPECT_EQ(v[2], 300);
+  EXPECT_EQ(v[3], 9007199254740993LL);  // beyond 2^53: read as an integer, not through a double
+  EXPECT_EQ(v[5], INT64_MIN);
+  struct Case {
+    const char *text, *want;
+  };
+  for (auto c : {Case{"1,1e10\n", "column 2: '1e10' is outside int32's range"},
+                 Case{"1\nnan\n", "line 2 column 1: 'nan' is not an int32 (not finite)"},
+                 Case{"-inf\n", "'-inf' is not an int32 (not finite)"},
+                 Case{"3.7\n", "'3.7' is not an int32 (it has a fraction)"},
+                 Case{"2147483648\n", "'2147483648' is outside int32's range"}}) {
+    auto f = write_file("loom_bad_int.csv", c.text);
+    EXPECT_EQ(loom_io_read_csv(&h, f.c_str(), LOOM_DTYPE_INT32, 0), LOOM_ERR_IO) << c.text;
+    EXPECT_NE(std::string(loom_last_error()).find(c.want), std::string::npos) << loom_last_error();
+    std::remove(f.c_str());
+  }
+  auto big = write_file("loom_big.csv", "99999999999999999999\n");
+  EXPECT_EQ(loom_io_read_csv(&h, big.c_str(), LOOM_DTYPE_INT64, 0), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("outside int64's range"), std::string::npos) << loom_last_error();
+  for (auto &p : {good, big}) std::remove(p.c_str());
+}
+
 }  // namespace
 
 namespace {

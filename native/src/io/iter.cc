@@ -1,5 +1,8 @@
 #include "io/iter.h"
 
+#include <cmath>
+#include <cstdint>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -186,7 +189,10 @@ NDArray read_csv(const std::string &path, int32_t dtype, int64_t header_rows) {
   LOOM_CHECK(header_rows >= 0, LOOM_ERR_INVALID_ARGUMENT, "read_csv: header_rows must be >= 0, got ",
              header_rows);
   std::string text = read_file(path, "read_csv");
+  const bool integer = dtype == kInt32 || dtype == kInt64;
+  const int64_t lo = dtype == kInt32 ? INT32_MIN : INT64_MIN, hi = dtype == kInt32 ? INT32_MAX : INT64_MAX;
   std::vector<double> values;
+  std::vector<int64_t> ints;
   int64_t cols = -1, rows = 0, line = 0;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -204,15 +210,41 @@ NDArray read_csv(const std::string &path, int32_t dtype, int64_t header_rows) {
       size_t comma = l.find(',', p);
       std::string field = l.substr(p, comma == std::string::npos ? std::string::npos : comma - p);
       ++c;
+      auto bad = [&](const char *why) {
+        fail(LOOM_ERR_IO, "read_csv: '", path, "' line ", line, " column ", c, ": '", field, "' ", why);
+      };
       const char *s = field.c_str();
-      char *e = nullptr;
-      errno = 0;
-      double v = std::strtod(s, &e);
-      while (e && (*e == ' ' || *e == '\t')) ++e;
-      if (e == s || *e != '\0' || field.find_first_not_of(" \t") == std::string::npos)
-        fail(LOOM_ERR_IO, "read_csv: '", path, "' line ", line, " column ", c, ": '", field,
-             "' is not a number");
-      values.push_back(v);
+      auto rest_is_blank = [](const char *e) {
+        while (e && (*e == ' ' || *e == '\t')) ++e;
+        return e && *e == '\0';
+      };
+      if (field.find_first_not_of(" \t") == std::string::npos) bad("is not a number");
+      if (integer) {
+        // Integers are read exactly (int64 beyond 2^53 too); a number with a
+        // fraction, a non-finite value or one outside the dtype's range is an error.
+        char *e = nullptr;
+        errno = 0;
+        long long iv = std::strtoll(s, &e, 10);
+        if (e != s && rest_is_blank(e) && errno == 0) {
+          if (iv < lo || iv > hi) bad(dtype == kInt32 ? "is outside int32's range" : "is outside int64's range");
+          ints.push_back(iv);
+        } else {
+          errno = 0;
+          double v = std::strtod(s, &e);
+          if (e == s || !rest_is_blank(e)) bad("is not a number");
+          if (!std::isfinite(v)) bad(dtype == kInt32 ? "is not an int32 (not finite)" : "is not an int64 (not finite)");
+          if (v != std::floor(v)) bad(dtype == kInt32 ? "is not an int32 (it has a fraction)" : "is not an int64 (it has a fraction)");
+          if (v < double(lo) || v >= -double(lo))
+            bad(dtype == kInt32 ? "is outside int32's range" : "is outside int64's range");
+          ints.push_back(static_cast<int64_t>(v));
+        }
+      } else {
+        char *e = nullptr;
+        errno = 0;
+        double v = std::strtod(s, &e);
+        if (e == s || !rest_is_blank(e)) bad("is not a number");
+        values.push_back(v);
+      }
       if (comma == std::string::npos) break;
       p = comma + 1;
     }
@@ -226,7 +258,10 @@ NDArray read_csv(const std::string &path, int32_t dtype, int64_t header_rows) {
   NDArray a = NDArray::empty(Shape{rows, cols}, dtype, Context{});
   LOOM_DTYPE_SWITCH(dtype, T, {
     T *o = static_cast<T *>(a.data());
-    for (size_t i = 0; i < values.size(); ++i) o[i] = static_cast<T>(values[i]);
+    if (integer)
+      for (size_t i = 0; i < ints.size(); ++i) o[i] = static_cast<T>(ints[i]);
+    else
+      for (size_t i = 0; i < values.size(); ++i) o[i] = static_cast<T>(values[i]);
   });
   return a;
 }
