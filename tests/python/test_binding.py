@@ -66,6 +66,33 @@ class ArrayTests(unittest.TestCase):
             np.testing.assert_array_equal(back["arg:w"].asnumpy(), np.arange(4.0))
 
 
+class IntegerOverflowTests(unittest.TestCase):
+    """Integer arithmetic wraps around as NumPy's does (no undefined behaviour)."""
+
+    def test_results_wrap_like_numpy(self):
+        rng = np.random.default_rng(3)
+        a = rng.integers(-2**31, 2**31 - 1, (3, 4), dtype=np.int32)
+        b = rng.integers(-2**31, 2**31 - 1, (4, 2), dtype=np.int32)
+        la, lb = loom.from_numpy(a), loom.from_numpy(b)
+        with np.errstate(over="ignore"):
+            np.testing.assert_array_equal(nd.dot(la, lb).asnumpy(), np.dot(a, b))
+            np.testing.assert_array_equal(nd.multiply(la, la).asnumpy(), a * a)
+            np.testing.assert_array_equal(nd.add(la, la).asnumpy(), a + a)
+            np.testing.assert_array_equal(nd.subtract(la, nd.negative(la)).asnumpy(), a - (-a))
+            np.testing.assert_array_equal(nd.prod(la, axis=(1,)).asnumpy(), np.prod(a, axis=1, dtype=np.int32))
+            np.testing.assert_array_equal(nd.sum(la, axis=(0,)).asnumpy(), np.sum(a, axis=0, dtype=np.int32))
+            np.testing.assert_array_equal(nd.ElementWiseSum(la, la, la).asnumpy(), a + a + a)
+            u = np.array([3, 2, 255, 7], np.uint8)
+            e = np.array([200, 9, 3, 0], np.uint8)
+            np.testing.assert_array_equal(nd.power(loom.from_numpy(u), loom.from_numpy(e)).asnumpy(), u ** e)
+            self.assertEqual(int(nd.power(loom.from_numpy(u[:1]), loom.from_numpy(e[:1])).asnumpy()[0]), 161)
+            big = np.array([2**62, 3], np.int64)
+            np.testing.assert_array_equal(nd.multiply(loom.from_numpy(big), loom.from_numpy(big)).asnumpy(), big * big)
+        with self.assertRaises(loom.LoomError) as ctx:
+            nd.power(loom.from_numpy(np.array([2], np.int32)), loom.from_numpy(np.array([-1], np.int32))).asnumpy()
+        self.assertIn("negative integer powers", str(ctx.exception))
+
+
 class SymbolTests(unittest.TestCase):
     def mlp(self, normalization="batch"):
         data = sym.Variable("data")

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/parallel.h"
@@ -120,6 +121,50 @@ struct WhereCondIndexer {
   }
   int64_t operator()(int64_t flat) const { return rows ? flat / row_size : b(flat); }
 };
+
+// NumPy's integer arithmetic: results wrap around modulo 2^bits. Computed in
+// unsigned arithmetic (at least unsigned int wide), so overflow is defined
+// behaviour; floating-point types use the plain operators.
+template <typename T>
+using WrapUnsigned = std::make_unsigned_t<std::common_type_t<T, unsigned>>;
+template <typename T>
+inline T wrap_add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = WrapUnsigned<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+  } else {
+    return a + b;
+  }
+}
+template <typename T>
+inline T wrap_sub(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = WrapUnsigned<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) - static_cast<U>(b)));
+  } else {
+    return a - b;
+  }
+}
+template <typename T>
+inline T wrap_mul(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = WrapUnsigned<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
+  } else {
+    return a * b;
+  }
+}
+// a^b for a non-negative integer exponent, by squaring, wrapping as NumPy does.
+template <typename T>
+inline T wrap_pow(T a, T b) {
+  T r = T(1);
+  while (b > 0) {
+    if (b & 1) r = wrap_mul(r, a);
+    a = wrap_mul(a, a);
+    b = static_cast<T>(b >> 1);
+  }
+  return r;
+}
 
 // Splits a shape around a block of axes [a0, a1): (outer, mid, inner).
 inline void split_axes(const Shape &s, int a0, int a1, int64_t *outer, int64_t *mid,

@@ -79,10 +79,10 @@ enum class Bin { Add, Sub, Mul, Div, Pow, Max, Min, Eq, Ne, Gt, Ge, Lt, Le, RSub
 template <typename T>
 inline T bin_apply(Bin op, T a, T b) {
   switch (op) {
-    case Bin::Add: return a + b;
-    case Bin::Sub: return a - b;
-    case Bin::RSub: return b - a;
-    case Bin::Mul: return a * b;
+    case Bin::Add: return wrap_add(a, b);
+    case Bin::Sub: return wrap_sub(a, b);
+    case Bin::RSub: return wrap_sub(b, a);
+    case Bin::Mul: return wrap_mul(a, b);
     case Bin::Div:
       if constexpr (!std::is_floating_point_v<T>) {
         if (b == 0) fail(LOOM_ERR_INVALID_ARGUMENT, "divide: integer division by zero");
@@ -93,8 +93,18 @@ inline T bin_apply(Bin op, T a, T b) {
         if (a == 0) fail(LOOM_ERR_INVALID_ARGUMENT, "divide: integer division by zero");
       }
       return b / a;
-    case Bin::Pow: return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
-    case Bin::RPow: return static_cast<T>(std::pow(static_cast<double>(b), static_cast<double>(a)));
+    case Bin::Pow:
+    case Bin::RPow: {
+      T base = op == Bin::Pow ? a : b, e = op == Bin::Pow ? b : a;
+      if constexpr (std::is_floating_point_v<T>) {
+        return static_cast<T>(std::pow(static_cast<double>(base), static_cast<double>(e)));
+      } else {
+        if constexpr (std::is_signed_v<T>) {
+          if (e < 0) fail(LOOM_ERR_INVALID_ARGUMENT, "power: integers to negative integer powers are not allowed (NumPy's rule); cast to a float dtype first");
+        }
+        return wrap_pow(base, e);
+      }
+    }
     case Bin::Max: return a > b ? a : b;
     case Bin::Min: return a < b ? a : b;
     case Bin::Eq: return a == b;

@@ -41,16 +41,18 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
                 static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb),
                 beta, c, static_cast<int>(ldc));
   } else {
+    // Integers: NumPy's wrap-around, computed in unsigned 64-bit arithmetic (the
+    // low bits of a product and a sum do not depend on the higher ones). Integer
+    // products are only ever asked for with alpha 1 and beta 0 or 1.
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
-        int64_t acc = 0;
+        uint64_t acc = beta == 0 ? 0 : static_cast<uint64_t>(static_cast<int64_t>(c[i * ldc + j]));
         for (int64_t p = 0; p < k; ++p) {
           T av = ta ? a[p * lda + i] : a[i * lda + p];
           T bv = tb ? b[j * ldb + p] : b[p * ldb + j];
-          acc += static_cast<int64_t>(av) * static_cast<int64_t>(bv);
+          acc += static_cast<uint64_t>(static_cast<int64_t>(av)) * static_cast<uint64_t>(static_cast<int64_t>(bv));
         }
-        c[i * ldc + j] = static_cast<T>(alpha * static_cast<double>(acc) +
-                                        (beta == 0 ? 0.0 : beta * static_cast<double>(c[i * ldc + j])));
+        c[i * ldc + j] = static_cast<T>(acc);
       }
   }
 }

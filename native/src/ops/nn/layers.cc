@@ -340,7 +340,7 @@ const int kRegistered = [] {
       T *o = out[0].ptr<T>();
       for (int64_t i = 0; i < out[0].size(); ++i) {
         T s = T(0);
-        for (const TBlob &b : in) s += b.ptr<T>()[i];
+        for (const TBlob &b : in) s = wrap_add(s, b.ptr<T>()[i]);
         o[i] = s;
       }
     });

@@ -71,8 +71,8 @@ void reduce_block(Red r, const T *in, T *out, int64_t outer, int64_t mid, int64_
           A v = static_cast<A>(base[k * inner]);
           switch (r) {
             case Red::Sum:
-            case Red::Mean: acc += v; break;
-            case Red::Prod: acc *= v; break;
+            case Red::Mean: acc = wrap_add(acc, v); break;
+            case Red::Prod: acc = wrap_mul(acc, v); break;
             case Red::Max: acc = (v > acc || v != v) ? v : acc; break;
             case Red::Min: acc = (v < acc || v != v) ? v : acc; break;
           }
