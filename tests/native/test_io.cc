@@ -191,6 +191,17 @@ TEST(Csv, ReadsNumbersAndNamesBadFields) {
   for (auto &p : {path, ragged, empty_field}) std::remove(p.c_str());
 }
 
+// An IDX header whose extents overflow 64 bits is an error, not undefined behaviour.
+TEST(Idx, ExtentsThatOverflowAreReported) {
+  std::string bytes = {0, 0, 0x08, 3};  // uint8, 3 dimensions of 2^32 - 1
+  for (int i = 0; i < 3; ++i) bytes += std::string(4, '\xff');
+  auto path = write_file("loom_huge.idx", bytes);
+  loom_ndarray h = nullptr;
+  EXPECT_EQ(loom_io_read_idx(&h, path.c_str()), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("overflows 64 bits"), std::string::npos) << loom_last_error();
+  std::remove(path.c_str());
+}
+
 // Integers are read exactly; a field that is not an integer of the dtype, or lies
 // outside its range, is an error naming the file, line and column (never a wrong value).
 TEST(Csv, IntegerDTypesRefuseWhatTheyCannotHold) {

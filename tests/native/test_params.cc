@@ -185,6 +185,14 @@ TEST(Params, CorruptFieldsAreReportedWithTheirBytes) {
   loom_ndarray_list l = nullptr;
   EXPECT_EQ(loom_ndarray_load(&l, p.c_str()), LOOM_ERR_IO);
   EXPECT_NE(std::string(loom_last_error()).find("truncated"), std::string::npos);
+  // Extents whose product overflows 64 bits: an error that says so (the byte count
+  // used to come from a double, cast back with undefined behaviour).
+  f = expected_file();
+  int64_t big = int64_t(1) << 62;
+  std::memcpy(&f[36], &big, 8);
+  spit(p, f);
+  EXPECT_EQ(loom_ndarray_load(&l, p.c_str()), LOOM_ERR_IO);
+  EXPECT_NE(std::string(loom_last_error()).find("overflows 64 bits"), std::string::npos) << loom_last_error();
   EXPECT_EQ(loom_ndarray_load(&l, "/nonexistent/dir/x.params"), LOOM_ERR_IO);
   std::remove(p.c_str());
 }

@@ -142,6 +142,16 @@ struct Shape {
     for (int i = 0; i < ndim; ++i) n *= d[i];
     return n;
   }
+  // The byte count of the shape's elements of `esize` bytes, false when an extent
+  // is negative or the count overflows 64 bits (shapes read from files).
+  bool checked_bytes(uint64_t esize, uint64_t *out) const {
+    uint64_t n = esize;
+    for (int i = 0; i < ndim; ++i) {
+      if (d[i] < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d[i]), &n)) return false;
+    }
+    *out = n;
+    return true;
+  }
   int64_t operator[](int i) const { return d[i]; }
   int64_t &operator[](int i) { return d[i]; }
   bool operator==(const Shape &o) const {

@@ -61,11 +61,12 @@ NDArray read_idx(const std::string &path) {
     s.d[i] = (int64_t(d[0]) << 24) | (int64_t(d[1]) << 16) | (int64_t(d[2]) << 8) | int64_t(d[3]);
   }
   size_t header = 4 + 4 * size_t(ndim);
-  double need = double(s.size()) * double(esize);
-  if (need != double(data.size() - header))
+  uint64_t need = 0;
+  if (!s.checked_bytes(esize, &need))
+    fail(LOOM_ERR_IO, "'", path, "' declares shape ", s.str(), ", whose byte count overflows 64 bits");
+  if (need != uint64_t(data.size() - header))
     fail(LOOM_ERR_IO, "'", path, "' is truncated or has trailing bytes: shape ", s.str(), " needs ",
-         static_cast<uint64_t>(need), " data bytes after the ", header, "-byte header, found ",
-         data.size() - header);
+         need, " data bytes after the ", header, "-byte header, found ", data.size() - header);
   NDArray a = NDArray::empty(s, dtype, Context{});
   const unsigned char *src = p + header;
   unsigned char *dst = static_cast<unsigned char *>(a.data());

@@ -311,11 +311,14 @@ std::vector<std::pair<std::string, NDArray>> load_params(const std::string &path
     int32_t dtype = r.get<int32_t>("the dtype");
     if (!dtype_known(dtype))
       r.bad("array " + std::to_string(k) + " has unknown dtype code " + std::to_string(dtype));
-    double total = static_cast<double>(s.size()) * static_cast<double>(dtype_size(dtype));
-    if (total > static_cast<double>(r.remaining()))
+    uint64_t total = 0;
+    if (!s.checked_bytes(dtype_size(dtype), &total))
+      fail(LOOM_ERR_IO, "'", path, "': array ", k, " declares shape ", s.str(), " ", dtype_name(dtype),
+           ", whose byte count overflows 64 bits");
+    if (total > static_cast<uint64_t>(r.remaining()))
       fail(LOOM_ERR_IO, "'", path, "' is truncated: array ", k, " of shape ", s.str(), " ",
-           dtype_name(dtype), " needs ", static_cast<uint64_t>(total), " bytes at byte ", r.pos(),
-           ", but only ", r.remaining(), " remain");
+           dtype_name(dtype), " needs ", total, " bytes at byte ", r.pos(), ", but only ",
+           r.remaining(), " remain");
     NDArray a = NDArray::empty(s, dtype, Context{});
     const char *p = r.take(a.nbytes(), "array data");
     if (a.nbytes()) std::memcpy(a.data(), p, a.nbytes());
