@@ -987,6 +987,14 @@ TEST(Ops, InitializersPermutationsGatherAndMetrics) {
   Arr pred = make({4, 3}, {0.1, 0.7, 0.2, 0.9, 0.05, 0.05, 0.2, 0.3, 0.5, 0.3, 0.3, 0.4});
   Arr lab = make({4}, {1, 0, 0, 2});
   EXPECT_EQ(read(call("accuracy_count", {&pred, &lab})), (std::vector<double>{3, 4}));
+  // NaN and huge labels are never correct (and never cast before the range check).
+  Arr oddlab = make({4}, {std::nan(""), 1e300, -1e300, 2});
+  EXPECT_EQ(read(call("accuracy_count", {&pred, &oddlab})), (std::vector<double>{1, 4}));  // only row 3 counts
+  std::vector<Arr> ceo;
+  ASSERT_EQ(invoke("cross_entropy_count", {&pred, &oddlab}, {}, &ceo), LOOM_OK);
+  EXPECT_EQ(loom_ndarray_wait_to_read(ceo[0].h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("is not a class index"), std::string::npos);
+  loom_wait_all();
   Arr lab5 = make({5}, {1, 0, 0, 2, 1});
   EXPECT_EQ(invoke("accuracy_count", {&pred, &lab5}, {}, &outs), LOOM_ERR_SHAPE);
 }

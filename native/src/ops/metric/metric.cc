@@ -84,8 +84,9 @@ const int kRegistered = [] {
     int64_t top = p.i("top_k"), correct = 0, rows = 0;
     for_rows(in, [&](int64_t k, auto &&x, double label) {
       ++rows;
+      // Range-checked before the cast (NaN and huge labels would be undefined behaviour).
+      if (!(label >= 0 && label < double(k)) || label != std::floor(label)) return;  // never correct
       int64_t l = static_cast<int64_t>(label);
-      if (label != double(l) || l < 0 || l >= k) return;  // not a class: never correct
       double xl = x(l);
       int64_t rank = 0;
       for (int64_t c = 0; c < k && rank < top; ++c)
@@ -110,11 +111,11 @@ const int kRegistered = [] {
     int64_t rows = 0;
     std::string bad;
     for_rows(in, [&](int64_t k, auto &&x, double label) {
-      int64_t l = static_cast<int64_t>(label);
-      if ((label != double(l) || l < 0 || l >= k) && bad.empty())
+      bool is_class = label >= 0 && label < double(k) && label == std::floor(label);
+      if (!is_class && bad.empty())
         bad = "label " + std::to_string(label) + " in row " + std::to_string(rows) +
               " is not a class index in [0, " + std::to_string(k) + ")";
-      if (bad.empty()) s -= std::log(x(l) + eps);
+      if (bad.empty()) s -= std::log(x(static_cast<int64_t>(label)) + eps);
       ++rows;
     });
     LOOM_CHECK(bad.empty(), LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": ", bad);
