@@ -201,8 +201,9 @@ switch ($Command) {
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }
     { $_ -in "generate", "docs" } { Build-Native; Invoke-Generate; Build-DotNet; Invoke-CSharpDocs }
     "sanitize" {
-        # Native tests under AddressSanitizer (pool off, so every block is checked), then the
-        # engine, API and device tests under ThreadSanitizer (GCC or Clang; not MSVC).
+        # Native tests under AddressSanitizer (pool off, so every block is checked) and
+        # UndefinedBehaviorSanitizer, then the engine, API and device tests under
+        # ThreadSanitizer (GCC or Clang; not MSVC).
         $asan = Join-Path $PSScriptRoot "build-asan"
         cmake -S $PSScriptRoot -B $asan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=address" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
         cmake --build $asan --parallel
@@ -211,6 +212,14 @@ switch ($Command) {
         Push-Location $asan; ctest --output-on-failure; $asanFailed = $LASTEXITCODE; Pop-Location
         Remove-Item "Env:LOOM_POOL", "Env:ASAN_OPTIONS"
         if ($asanFailed) { exit 1 }
+        $ubsan = Join-Path $PSScriptRoot "build-ubsan"
+        cmake -S $PSScriptRoot -B $ubsan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=undefined" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
+        cmake --build $ubsan --parallel
+        if ($LASTEXITCODE) { throw "UndefinedBehaviorSanitizer build failed" }
+        $env:UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
+        Push-Location $ubsan; ctest --output-on-failure -j ([Environment]::ProcessorCount); $ubsanFailed = $LASTEXITCODE; Pop-Location
+        Remove-Item Env:UBSAN_OPTIONS
+        if ($ubsanFailed) { exit 1 }
         $tsan = Join-Path $PSScriptRoot "build-tsan"
         cmake -S $PSScriptRoot -B $tsan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=thread" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
         cmake --build $tsan --parallel
@@ -221,7 +230,7 @@ switch ($Command) {
         if ($tsanFailed) { exit 1 }
     }
     "clean" {
-        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build, (Join-Path $PSScriptRoot "build-asan"), (Join-Path $PSScriptRoot "build-tsan")
+        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build, (Join-Path $PSScriptRoot "build-asan"), (Join-Path $PSScriptRoot "build-ubsan"), (Join-Path $PSScriptRoot "build-tsan")
         Get-ChildItem -Recurse -Directory -Include "bin", "obj" -Path "src", "tests" | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
     }
     default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|clean]"; exit 2 }

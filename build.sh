@@ -12,7 +12,8 @@
 #                         wheel artifacts/loom-<version>-<python>-linux_<arch>.whl, each with libloom inside
 #   ./build.sh docs       the same as generate: docs/c-api.md, csharp-api.md, operators.md and the bindings
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry, and the API docs
-#   ./build.sh sanitize   native tests under AddressSanitizer and engine/API tests under ThreadSanitizer
+#   ./build.sh sanitize   native tests under AddressSanitizer and UndefinedBehaviorSanitizer, engine/API
+#                         tests under ThreadSanitizer
 #   ./build.sh clean      remove build outputs
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -335,6 +336,10 @@ sanitize() {
   cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=address -DLOOM_BUILD_BENCH=OFF >/dev/null
   cmake --build "$ROOT/build-asan" --parallel
   (cd "$ROOT/build-asan" && LOOM_POOL=0 ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
+  log "UndefinedBehaviorSanitizer: all native tests (any finding fails its test)"
+  cmake -S "$ROOT" -B "$ROOT/build-ubsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=undefined -DLOOM_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$ROOT/build-ubsan" --parallel
+  (cd "$ROOT/build-ubsan" && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$(nproc)")
   log "ThreadSanitizer: engine and API tests"
   cmake -S "$ROOT" -B "$ROOT/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF >/dev/null
   cmake --build "$ROOT/build-tsan" --parallel
@@ -381,7 +386,7 @@ case "${1:-build}" in
     csharp_docs
     ;;
   sanitize) sanitize ;;
-  clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
+  clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-ubsan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
   *)
     sed -n '2,15p' "$0"
     exit 2

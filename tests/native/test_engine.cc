@@ -28,7 +28,10 @@ struct RandomOp {
   int64_t salt;
 };
 
-int64_t mix(int64_t acc, int64_t x) { return (acc * 1000003) ^ (x + 0x9E37); }
+// A hash step in unsigned arithmetic, so it wraps rather than overflowing.
+int64_t mix(int64_t acc, int64_t x) {
+  return static_cast<int64_t>((static_cast<uint64_t>(acc) * 1000003u) ^ static_cast<uint64_t>(x + 0x9E37));
+}
 
 std::vector<RandomOp> random_program(int n_ops, int n_vars, uint32_t seed) {
   std::mt19937 g(seed);
