@@ -337,6 +337,30 @@ public sealed class DataiterHandle : SafeHandle
     }
 }
 
+/// <summary>
+/// A key-value store for parameter synchronisation (MXNet's KVStore). Free with
+///  loom_kvstore_free.
+/// </summary>
+public sealed class KvstoreHandle : SafeHandle
+{
+    /// <summary>An empty handle, filled in by the marshaller.</summary>
+    public KvstoreHandle() : base(IntPtr.Zero, true) { }
+    /// <summary>Takes ownership of a raw handle returned by the library.</summary>
+    public KvstoreHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_kvstore_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
+}
+
 /// <summary>The C ABI of libloom, one method per function in loom.h.</summary>
 public static unsafe partial class LoomNative
 {
@@ -964,6 +988,109 @@ public static unsafe partial class LoomNative
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_random_set_state(ulong seed, ulong stream);
+
+    /// <summary>
+    /// Creates a key-value store (MXNet's KVStore): arrays by key, summed when
+    ///  pushed and copied out when pulled, optionally updated where they live by a
+    ///  native optimizer op (loom_kvstore_set_updater). `type` is "local" (the sum
+    ///  is taken on the CPU) or "device" (on the device of the lowest-numbered
+    ///  value); "dist_sync", "dist_device_sync" and "dist_async" work across
+    ///  processes and need the MPI plugin, and fail with LOOM_ERR_BACKEND_UNAVAILABLE
+    ///  saying so where it is absent. Values pushed for one key are added in a fixed
+    ///  order (device type and index, then the order given), so results never depend
+    ///  on timing. Every operation is pushed to the engine like an operator: it
+    ///  returns at once and is ordered after pending writes of its arrays.
+    ///  The caller owns *out and frees it with loom_kvstore_free.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_create(out KvstoreHandle @out, string type);
+
+    /// <summary>
+    /// The store's type ("local", "device", ...). The string lives as long as the store.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_get_type(out nint @out, KvstoreHandle kv);
+
+    /// <summary>
+    /// This process's rank among the workers (0 in one process).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_get_rank(out int @out, KvstoreHandle kv);
+
+    /// <summary>
+    /// The number of worker processes (1 in one process).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_get_num_workers(out int @out, KvstoreHandle kv);
+
+    /// <summary>
+    /// Stores a copy of each value under its key. A key may be initialised once;
+    ///  a repeated key is LOOM_ERR_INVALID_ARGUMENT, naming it.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_init(KvstoreHandle kv, int num, string[]? keys, nint* values);
+
+    /// <summary>
+    /// Pushes values: the values given for a key (keys may repeat, one value per
+    ///  device) are summed, and the sum replaces the key's value, or, with an
+    ///  updater, is the gradient the updater applies to it. A key never initialised
+    ///  is LOOM_ERR_NOT_FOUND; a value of another shape or dtype than the key's is
+    ///  LOOM_ERR_SHAPE; both name the key and the shapes, and nothing is pushed.
+    ///  `priority` is accepted for MXNet's interface and does not change results.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_push(KvstoreHandle kv, int num, string[]? keys, nint* values, int priority);
+
+    /// <summary>
+    /// Copies each key's value into the output given for it (keys may repeat, to
+    ///  broadcast to several devices). An output of another shape or dtype is
+    ///  LOOM_ERR_SHAPE, naming the key and both shapes.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_pull(KvstoreHandle kv, int num, string[]? keys, nint* outs, int priority);
+
+    /// <summary>
+    /// A push followed by a pull of the same keys (MXNet's pushpull).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_pushpull(KvstoreHandle kv, int num, string[]? keys, nint* values, int num_outs, string[]? out_keys, nint* outs, int priority);
+
+    /// <summary>
+    /// Updates pushed keys with a native optimizer op (such as "sgd_mom_update":
+    ///  inputs weight, grad, states...; outputs weight, states...) and its
+    ///  parameters, instead of replacing them: MXNet's set_optimizer, run where the
+    ///  weights live. The states start at zero; an op with a "t" parameter is given
+    ///  each key's update count from 1. An op of another form, or an unknown
+    ///  parameter, is LOOM_ERR_INVALID_ARGUMENT.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_set_updater(KvstoreHandle kv, string op, int num_params, string[]? param_keys, string[]? param_values);
+
+    /// <summary>
+    /// Waits until every worker reaches the barrier (immediate in one process).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_barrier(KvstoreHandle kv);
+
+    /// <summary>
+    /// Writes the updater's states and update counts to a .params file
+    ///  ("state&lt;i&gt;:key", "t:key"), through a temporary file and a rename.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_save_states(KvstoreHandle kv, string path);
+
+    /// <summary>
+    /// Reads what loom_kvstore_save_states wrote; a state of another shape than its
+    ///  key's, or a key the store does not hold, is an error naming it.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_kvstore_load_states(KvstoreHandle kv, string path);
+
+    /// <summary>
+    /// Releases the store; pending pushes and pulls finish first. Accepts NULL.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_kvstore_free(nint kv);
 
 }
 

@@ -173,13 +173,15 @@ public static partial class Op
     }
     private static OpHandle s_Dropout;
 
-    /// <summary>Sum of any number of arrays of one shape.</summary>
+    /// <summary>Sum of any number of arrays of one shape (MXNet's add_n), added in input order.</summary>
     /// <param name="args">Input 'args' (one or more).</param>
+    /// <param name="numArgs">Number of inputs (MXNet's files give it; checked when given). Default: None.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'ElementWiseSum').</returns>
-    public static NDArray ElementWiseSum(NDArray[] args, NDArray? @out = null)
+    public static NDArray ElementWiseSum(NDArray[] args, long? numArgs = null, NDArray? @out = null)
     {
         OpParams? __params = null;
+        if (numArgs is not null) (__params ??= new()).Add("num_args", numArgs.Value);
         return Imperative.Invoke(ref s_ElementWiseSum, "ElementWiseSum", args, __params, @out);
     }
     private static OpHandle s_ElementWiseSum;

@@ -165,13 +165,15 @@ public static partial class Sym
         return Symbol.Create("Dropout", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Sum of any number of arrays of one shape.</summary>
+    /// <summary>Sum of any number of arrays of one shape (MXNet's add_n), added in input order.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="args">Inputs 'args' (one or more).</param>
+    /// <param name="numArgs">Number of inputs (MXNet's files give it; checked when given). Default: None.</param>
     /// <returns>The new node's symbol.</returns>
-    public static Symbol ElementWiseSum(string? name, Symbol[] args)
+    public static Symbol ElementWiseSum(string? name, Symbol[] args, long? numArgs = null)
     {
         OpParams? __params = null;
+        if (numArgs is not null) (__params ??= new()).Add("num_args", numArgs.Value);
         return Symbol.Create("ElementWiseSum", name, args, null, __params);
     }
 

@@ -93,6 +93,30 @@ class IntegerOverflowTests(unittest.TestCase):
         self.assertIn("negative integer powers", str(ctx.exception))
 
 
+class KVStoreTests(unittest.TestCase):
+    def test_push_sums_per_key_and_pull_broadcasts(self):
+        kv = loom.kv.create("local")
+        self.assertEqual((kv.type, kv.rank, kv.num_workers), ("local", 0, 1))
+        kv.init(3, loom.zeros((2, 2)))
+        kv.push(3, [loom.from_numpy(np.ones((2, 2), np.float32)), loom.from_numpy(np.full((2, 2), 2, np.float32))])
+        a, b = loom.zeros((2, 2)), loom.zeros((2, 2))
+        kv.pull(3, [a, b])
+        np.testing.assert_array_equal(a.asnumpy(), np.full((2, 2), 3))
+        np.testing.assert_array_equal(b.asnumpy(), np.full((2, 2), 3))
+        kv.set_updater("sgd_update", lr=0.5)
+        kv.pushpull(3, loom.from_numpy(np.ones((2, 2), np.float32)), a)
+        np.testing.assert_allclose(a.asnumpy(), np.full((2, 2), 2.5))
+        with self.assertRaises(loom.LoomError) as e:
+            kv.push("missing", a)
+        self.assertIn("key 'missing' was never initialised", str(e.exception))
+        with self.assertRaises(loom.LoomError) as e:
+            kv.pull(3, loom.zeros((4,)))
+        self.assertIn("(2,2) float32, but the output is (4,) float32", str(e.exception))
+        with self.assertRaises(loom.LoomError) as e:
+            loom.kv.create("dist_sync")
+        self.assertIn("MPI plugin", str(e.exception))
+
+
 class SymbolTests(unittest.TestCase):
     def mlp(self, normalization="batch"):
         data = sym.Variable("data")

@@ -15,7 +15,7 @@ from . import _abi
 
 __all__ = ["LoomError", "NDArray", "Symbol", "Executor", "Module", "nd", "sym", "cpu", "gpu", "seed",
            "wait_all", "library_path", "from_numpy", "array", "zeros", "num_gpus", "backend_describe",
-           "backend_load"]
+           "backend_load", "kv"]
 
 
 class LoomError(Exception):
@@ -460,3 +460,5 @@ nd = _ops.make_nd_module(describe_ops(), _invoke, NDArray)
 from ._symbol import Symbol, Executor, Module  # noqa: E402
 
 sym = _ops.make_sym_module(describe_ops(), Symbol)
+
+from . import kv  # noqa: E402,F401  (MXNet's mx.kv)

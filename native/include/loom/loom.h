@@ -109,6 +109,9 @@ typedef struct loom_symbol_s *loom_symbol;
 typedef struct loom_executor_s *loom_executor;
 /** A batch iterator over in-memory arrays. Free with loom_dataiter_free. */
 typedef struct loom_dataiter_s *loom_dataiter;
+/** A key-value store for parameter synchronisation (MXNet's KVStore). Free with
+ *  loom_kvstore_free. */
+typedef struct loom_kvstore_s *loom_kvstore;
 
 /* ------------------------------------------------------------------------ */
 /* Library                                                                   */
@@ -621,6 +624,82 @@ LOOM_API loom_status loom_random_get_state(uint64_t *out_seed, uint64_t *out_str
 
 /** Restores a state read by loom_random_get_state. */
 LOOM_API loom_status loom_random_set_state(uint64_t seed, uint64_t stream);
+
+/* ------------------------------------------------------------------------ */
+/* Key-value store                                                           */
+/* ------------------------------------------------------------------------ */
+
+/** Creates a key-value store (MXNet's KVStore): arrays by key, summed when
+ *  pushed and copied out when pulled, optionally updated where they live by a
+ *  native optimizer op (loom_kvstore_set_updater). `type` is "local" (the sum
+ *  is taken on the CPU) or "device" (on the device of the lowest-numbered
+ *  value); "dist_sync", "dist_device_sync" and "dist_async" work across
+ *  processes and need the MPI plugin, and fail with LOOM_ERR_BACKEND_UNAVAILABLE
+ *  saying so where it is absent. Values pushed for one key are added in a fixed
+ *  order (device type and index, then the order given), so results never depend
+ *  on timing. Every operation is pushed to the engine like an operator: it
+ *  returns at once and is ordered after pending writes of its arrays.
+ *  The caller owns *out and frees it with loom_kvstore_free. */
+LOOM_API loom_status loom_kvstore_create(loom_kvstore *out, const char *type);
+
+/** The store's type ("local", "device", ...). The string lives as long as the store. */
+LOOM_API loom_status loom_kvstore_get_type(const char **out, loom_kvstore kv);
+
+/** This process's rank among the workers (0 in one process). */
+LOOM_API loom_status loom_kvstore_get_rank(int32_t *out, loom_kvstore kv);
+
+/** The number of worker processes (1 in one process). */
+LOOM_API loom_status loom_kvstore_get_num_workers(int32_t *out, loom_kvstore kv);
+
+/** Stores a copy of each value under its key. A key may be initialised once;
+ *  a repeated key is LOOM_ERR_INVALID_ARGUMENT, naming it. */
+LOOM_API loom_status loom_kvstore_init(loom_kvstore kv, int32_t num, const char *const *keys,
+                                       const loom_ndarray *values);
+
+/** Pushes values: the values given for a key (keys may repeat, one value per
+ *  device) are summed, and the sum replaces the key's value, or, with an
+ *  updater, is the gradient the updater applies to it. A key never initialised
+ *  is LOOM_ERR_NOT_FOUND; a value of another shape or dtype than the key's is
+ *  LOOM_ERR_SHAPE; both name the key and the shapes, and nothing is pushed.
+ *  `priority` is accepted for MXNet's interface and does not change results. */
+LOOM_API loom_status loom_kvstore_push(loom_kvstore kv, int32_t num, const char *const *keys,
+                                       const loom_ndarray *values, int32_t priority);
+
+/** Copies each key's value into the output given for it (keys may repeat, to
+ *  broadcast to several devices). An output of another shape or dtype is
+ *  LOOM_ERR_SHAPE, naming the key and both shapes. */
+LOOM_API loom_status loom_kvstore_pull(loom_kvstore kv, int32_t num, const char *const *keys,
+                                       const loom_ndarray *outs, int32_t priority);
+
+/** A push followed by a pull of the same keys (MXNet's pushpull). */
+LOOM_API loom_status loom_kvstore_pushpull(loom_kvstore kv, int32_t num, const char *const *keys,
+                                           const loom_ndarray *values, int32_t num_outs,
+                                           const char *const *out_keys, const loom_ndarray *outs,
+                                           int32_t priority);
+
+/** Updates pushed keys with a native optimizer op (such as "sgd_mom_update":
+ *  inputs weight, grad, states...; outputs weight, states...) and its
+ *  parameters, instead of replacing them: MXNet's set_optimizer, run where the
+ *  weights live. The states start at zero; an op with a "t" parameter is given
+ *  each key's update count from 1. An op of another form, or an unknown
+ *  parameter, is LOOM_ERR_INVALID_ARGUMENT. */
+LOOM_API loom_status loom_kvstore_set_updater(loom_kvstore kv, const char *op, int32_t num_params,
+                                              const char *const *param_keys,
+                                              const char *const *param_values);
+
+/** Waits until every worker reaches the barrier (immediate in one process). */
+LOOM_API loom_status loom_kvstore_barrier(loom_kvstore kv);
+
+/** Writes the updater's states and update counts to a .params file
+ *  ("state<i>:key", "t:key"), through a temporary file and a rename. */
+LOOM_API loom_status loom_kvstore_save_states(loom_kvstore kv, const char *path);
+
+/** Reads what loom_kvstore_save_states wrote; a state of another shape than its
+ *  key's, or a key the store does not hold, is an error naming it. */
+LOOM_API loom_status loom_kvstore_load_states(loom_kvstore kv, const char *path);
+
+/** Releases the store; pending pushes and pulls finish first. Accepts NULL. */
+LOOM_API void loom_kvstore_free(loom_kvstore kv);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,13 @@ public sealed class AdaDelta : Optimizer
         WeightDecay = wd;
     }
 
+    internal override (string Op, List<(string Key, string Value)> Params) Updater()
+    {
+        var p = CommonUpdaterParams();
+        p.AddRange(new (string, string)[] { ("rho", Text(Rho)), ("epsilon", Text(Epsilon)) });
+        return ("adadelta_update", p);
+    }
+
     /// <inheritdoc/>
     protected override string[] SlotNames => new[] { "acc_g", "acc_delta" };
 

@@ -22,6 +22,13 @@ public sealed class AdaGrad : Optimizer
         WeightDecay = wd;
     }
 
+    internal override (string Op, List<(string Key, string Value)> Params) Updater()
+    {
+        var p = CommonUpdaterParams();
+        p.AddRange(new (string, string)[] { ("epsilon", Text(Epsilon)) });
+        return ("adagrad_update", p);
+    }
+
     /// <inheritdoc/>
     protected override string[] SlotNames => new[] { "history" };
 

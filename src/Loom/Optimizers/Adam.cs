@@ -30,6 +30,13 @@ public sealed class Adam : Optimizer
         WeightDecay = wd;
     }
 
+    internal override (string Op, List<(string Key, string Value)> Params) Updater()
+    {
+        var p = CommonUpdaterParams();
+        p.AddRange(new (string, string)[] { ("beta1", Text(Beta1)), ("beta2", Text(Beta2)), ("epsilon", Text(Epsilon)) });
+        return ("adam_update", p);
+    }
+
     /// <inheritdoc/>
     protected override string[] SlotNames => new[] { "mean", "var" };
 

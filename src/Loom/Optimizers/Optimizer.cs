@@ -46,6 +46,23 @@ public abstract class Optimizer
     /// <summary>The most updates any parameter has had.</summary>
     public long NumUpdate { get; private set; }
 
+    /// <summary>The native update op and its parameters, for a key-value store that
+    /// updates the weights where they live (<see cref="KVStore.SetOptimizer"/>).</summary>
+    internal abstract (string Op, List<(string Key, string Value)> Params) Updater();
+
+    // The parameters every update op shares.
+    internal List<(string Key, string Value)> CommonUpdaterParams()
+    {
+        static string F(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        return new List<(string, string)>
+        {
+            ("lr", F(LearningRate)), ("wd", F(WeightDecay)), ("rescale_grad", F(RescaleGrad)),
+            ("clip_gradient", F(ClipGradient)),
+        };
+    }
+
+    internal static string Text(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>Names of the per-parameter state arrays, each shaped like the weight.</summary>
     protected abstract string[] SlotNames { get; }
 

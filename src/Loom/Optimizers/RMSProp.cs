@@ -28,6 +28,13 @@ public sealed class RMSProp : Optimizer
         WeightDecay = wd;
     }
 
+    internal override (string Op, List<(string Key, string Value)> Params) Updater()
+    {
+        var p = CommonUpdaterParams();
+        p.AddRange(new (string, string)[] { ("gamma1", Text(Gamma1)), ("epsilon", Text(Epsilon)), ("clip_weights", Text(ClipWeights)) });
+        return ("rmsprop_update", p);
+    }
+
     /// <inheritdoc/>
     protected override string[] SlotNames => new[] { "n" };
 

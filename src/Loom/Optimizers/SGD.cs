@@ -26,6 +26,15 @@ public sealed class SGD : Optimizer
         Nesterov = nesterov;
     }
 
+    internal override (string Op, List<(string Key, string Value)> Params) Updater()
+    {
+        var p = CommonUpdaterParams();
+        if (Momentum == 0) return ("sgd_update", p);
+        p.Add(("momentum", Text(Momentum)));
+        p.Add(("nesterov", Nesterov ? "true" : "false"));
+        return ("sgd_mom_update", p);
+    }
+
     /// <inheritdoc/>
     protected override string[] SlotNames => Momentum == 0 ? Array.Empty<string>() : new[] { "momentum" };
 

@@ -15,6 +15,12 @@ public sealed class FeedForward(Symbol net, Context? context = null) : IDisposab
 {
     private FeedForward(Module module) : this(module.Symbol, module.Context) => Module = module;
 
+    /// <summary>A model that trains on several devices (see <see cref="Loom.Module(Symbol, IReadOnlyList{Context}, string[], string[])"/>).</summary>
+    /// <param name="net">The network.</param>
+    /// <param name="contexts">The devices; each batch is split across them.</param>
+    public FeedForward(Symbol net, IReadOnlyList<Context> contexts) : this(net, contexts.Count > 0 ? contexts[0] : null) =>
+        Module = new Module(net, contexts);
+
     /// <summary>The module doing the work.</summary>
     public Module Module { get; } = new Module(net, context: context);
 

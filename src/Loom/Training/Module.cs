@@ -12,6 +12,13 @@ namespace Loom;
 public sealed class Module : IDisposable
 {
     private Executor? _exec;
+    // Data parallelism: one executor per further context, a batch split across them,
+    // gradients summed through a local key-value store (MXNet's executor group).
+    private readonly Context[] _contexts;
+    private readonly List<Executor> _extra = new();
+    private int[] _slices = Array.Empty<int>();
+    private long _batch;
+    private KVStore? _kv;
     private Optimizer? _opt;
     private int[] _paramIndex = Array.Empty<int>();
     // Parameters read by Load, copied in at the first Bind.
@@ -24,8 +31,10 @@ public sealed class Module : IDisposable
     public string[] DataNames { get; }
     /// <summary>Label input names.</summary>
     public string[] LabelNames { get; }
-    /// <summary>Device.</summary>
+    /// <summary>Device (the first, with several).</summary>
     public Context Context { get; }
+    /// <summary>Every device the module runs on; each batch is split across them.</summary>
+    public IReadOnlyList<Context> Contexts => _contexts;
     /// <summary>Where progress goes (the console by default).</summary>
     public static Action<string> Log { get; set; } = s => Console.WriteLine("INFO: " + s);
 
@@ -43,11 +52,50 @@ public sealed class Module : IDisposable
         DataNames = dataNames ?? new[] { "data" };
         LabelNames = labelNames ?? new[] { "softmax_label" };
         Context = context ?? Context.Cpu();
+        _contexts = new[] { Context };
         var args = symbol.ListArguments();
         foreach (var n in DataNames.Concat(LabelNames))
             if (!args.Contains(n))
                 throw new LoomException(LoomStatus.NotFound,
                     $"Module: the symbol has no input '{n}'; its arguments are: {string.Join(", ", args)}");
+    }
+
+    /// <summary>A module that trains on several devices: each batch is split across
+    /// <paramref name="contexts"/> (MXNet's rule for uneven splits), every device runs
+    /// the network on its part, the gradients are summed through a key-value store in
+    /// device order and every device applies the same update. The gradients are
+    /// rescaled by 1 / (whole batch), as one device with the whole batch would be.</summary>
+    /// <param name="symbol">The network.</param>
+    /// <param name="contexts">The devices, such as <c>new[] { Context.Cpu(0), Context.Cpu(1) }</c> or GPUs.</param>
+    /// <param name="dataNames">The inputs fed from the data batches (default <c>data</c>).</param>
+    /// <param name="labelNames">The inputs fed from the label batches (default <c>softmax_label</c>).</param>
+    /// <exception cref="ArgumentException">No device, or one given twice.</exception>
+    public Module(Symbol symbol, IReadOnlyList<Context> contexts, string[]? dataNames = null, string[]? labelNames = null)
+        : this(symbol, dataNames, labelNames, contexts is { Count: > 0 } ? contexts[0] : throw new ArgumentException("Module: give at least one device", nameof(contexts)))
+    {
+        if (contexts.Distinct().Count() != contexts.Count)
+            throw new ArgumentException($"Module: a device is given twice in [{string.Join(", ", contexts)}]", nameof(contexts));
+        _contexts = contexts.ToArray();
+    }
+
+    // MXNet's _split_input_slice with equal work loads: round(batch / n) each (round
+    // half to even, as Python does), the remainder to the last device.
+    internal static int[] SplitBatch(long batch, int devices)
+    {
+        var sizes = Enumerable.Repeat((int)Math.Round((double)batch / devices, MidpointRounding.ToEven), devices).ToArray();
+        long sum = sizes.Sum(x => (long)x);
+        if (sum < batch) sizes[^1] += (int)(batch - sum);
+        long end = 0;
+        for (int k = 0; k < devices; k++)
+        {
+            long begin = Math.Min(end, batch);
+            end = Math.Min(begin + sizes[k], batch);
+            sizes[k] = (int)(end - begin);
+            if (sizes[k] <= 0)
+                throw new LoomException(LoomStatus.InvalidArgument,
+                    $"Module: a batch of {batch} cannot be split over {devices} devices (some parts would be empty)");
+        }
+        return sizes;
     }
 
     /// <summary>The bound executor (after <see cref="Bind"/>).</summary>
@@ -63,8 +111,23 @@ public sealed class Module : IDisposable
     /// <exception cref="LoomException">The shapes do not fit the network; the message names the node.</exception>
     public void Bind(long[] dataShape, long[]? labelShape = null, bool forTraining = true)
     {
-        var shapes = new Dictionary<string, long[]> { [DataNames[0]] = dataShape };
-        if (labelShape is not null) shapes[LabelNames[0]] = labelShape;
+        ArgumentNullException.ThrowIfNull(dataShape);
+        _batch = dataShape[0];
+        _slices = _contexts.Length == 1 ? new[] { (int)dataShape[0] } : SplitBatch(dataShape[0], _contexts.Length);
+        Dictionary<string, long[]> ShapesFor(int k)
+        {
+            var d = dataShape.ToArray();
+            d[0] = _slices[k];
+            var sh = new Dictionary<string, long[]> { [DataNames[0]] = d };
+            if (labelShape is not null)
+            {
+                var l = labelShape.ToArray();
+                l[0] = _slices[k];
+                sh[LabelNames[0]] = l;
+            }
+            return sh;
+        }
+        var shapes = ShapesFor(0);
         var reqs = DataNames.Concat(LabelNames).ToDictionary(n => n, _ => GradReq.Null);
         var old = _exec;
         if (old is not null && forTraining == (old.GradDict.Count > 0))
@@ -83,6 +146,11 @@ public sealed class Module : IDisposable
         old?.Dispose();
         var args = Symbol.ListArguments();
         _paramIndex = Enumerable.Range(0, args.Length).Where(i => !IsInput(args[i])).ToArray();
+        foreach (var e in _extra) e.Dispose();
+        _extra.Clear();
+        for (int k = 1; k < _contexts.Length; k++)
+            _extra.Add(Symbol.SimpleBind(_contexts[k], ShapesFor(k), forTraining ? GradReq.Write : GradReq.Null, reqs));
+        BroadcastParams();
         if (_pending is { } p)
         {
             _pending = null;
@@ -135,6 +203,33 @@ public sealed class Module : IDisposable
         init ??= new UniformInit(0.01);
         foreach (var n in ParamNames) init.Init(n, Executor.ArgDict[n]);
         foreach (var kv in Executor.AuxDict) init.Init(kv.Key, kv.Value);
+        BroadcastParams();
+    }
+
+    // Every further device starts from the first device's parameters and states.
+    private void BroadcastParams()
+    {
+        if (_exec is null) return;
+        foreach (var e in _extra)
+        {
+            foreach (var n in ParamNames) _exec.ArgDict[n].CopyTo(e.ArgDict[n]);
+            foreach (var kv in _exec.AuxDict) kv.Value.CopyTo(e.AuxDict[kv.Key]);
+        }
+    }
+
+    // Auxiliary states (BatchNorm's moving statistics) are averaged over the devices,
+    // natively, and given back to each (MXNet averages them when it reads parameters).
+    private void SyncAuxStates()
+    {
+        if (_exec is null || _extra.Count == 0) return;
+        using var scope = NDArray.Scope();
+        foreach (var (name, first) in _exec.AuxDict)
+        {
+            var parts = new[] { first }.Concat(_extra.Select(e => e.AuxDict[name].CopyTo(first.Context))).ToArray();
+            Op.DivideScalar(Op.ElementWiseSum(parts), _contexts.Length, @out: first);
+        }
+        foreach (var e in _extra)
+            foreach (var kv in _exec.AuxDict) kv.Value.CopyTo(e.AuxDict[kv.Key]);
     }
 
     /// <summary>Parameters and auxiliary states by name (the executor's arrays).</summary>
@@ -170,6 +265,7 @@ public sealed class Module : IDisposable
         var (myArgs, myAux) = GetParams();
         Copy("parameter", args, myArgs);
         Copy("auxiliary state", aux ?? new Dictionary<string, NDArray>(), myAux);
+        BroadcastParams();
     }
 
     /// <summary>Sets the optimizer used by <see cref="Update"/> (bind first).
@@ -185,15 +281,23 @@ public sealed class Module : IDisposable
         optimizer.LrMult.Clear();
         optimizer.WdMult.Clear();
         foreach (int i in _paramIndex)
+            for (int k = 0; k < _contexts.Length; k++)
+            {
+                string n = args[i];
+                int slot = OptimizerIndex(i, k);
+                if (attrs.TryGetValue(n + "$lr_mult", out var lm)) optimizer.LrMult[slot] = ParseMult(n, "lr_mult", lm);
+                if (attrs.TryGetValue(n + "$wd_mult", out var wm)) optimizer.WdMult[slot] = ParseMult(n, "wd_mult", wm);
+                else if (!n.EndsWith("_weight", StringComparison.Ordinal)) optimizer.WdMult[slot] = 0;
+            }
+        if (_contexts.Length > 1 && _kv is null)
         {
-            string n = args[i];
-            if (attrs.TryGetValue(n + "$lr_mult", out var lm)) optimizer.LrMult[i] = ParseMult(n, "lr_mult", lm);
-            if (attrs.TryGetValue(n + "$wd_mult", out var wm)) optimizer.WdMult[i] = ParseMult(n, "wd_mult", wm);
-            else if (!n.EndsWith("_weight", StringComparison.Ordinal)) optimizer.WdMult[i] = 0;
+            _kv = KVStore.Create("local");
+            foreach (int i in _paramIndex) _kv.Init(args[i], Executor.Arguments[i]);
         }
-        // MXNet's Module.init_optimizer: gradients are rescaled by 1 / batch size unless
-        // the user chose a rescale_grad, and a different choice is warned about.
-        long batch = Executor.ArgDict[DataNames[0]].Shape[0];
+        // MXNet's Module.init_optimizer: gradients are rescaled by 1 / batch size (the
+        // whole batch, over every device) unless the user chose a rescale_grad, and a
+        // different choice is warned about.
+        long batch = _batch > 0 ? _batch : Executor.ArgDict[DataNames[0]].Shape[0];
         double rescale = 1.0 / Math.Max(batch, 1);
         if (!optimizer.RescaleGradIsSet) optimizer.SetModuleRescaleGrad(rescale);
         else if (optimizer.RescaleGrad != rescale)
@@ -201,6 +305,9 @@ public sealed class Module : IDisposable
                 "(as MXNet, Module rescales summed gradients to a mean unless told otherwise). Is this intended?");
         _opt = optimizer;
     }
+
+    // The optimizer's state slot of parameter i on device k (MXNet's i * devices + k).
+    private int OptimizerIndex(int i, int k) => i * _contexts.Length + k;
 
     private static double ParseMult(string name, string key, string value) =>
         double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v)
@@ -216,19 +323,77 @@ public sealed class Module : IDisposable
     /// <param name="isTrain">Training mode: dropout drops and BatchNorm uses the batch's statistics.</param>
     public void Forward(NDArray data, NDArray? label, bool isTrain)
     {
-        data.CopyTo(Executor.ArgDict[DataNames[0]]);
-        if (label is not null && Executor.ArgDict.TryGetValue(LabelNames[0], out var l)) label.CopyTo(l);
-        Executor.Forward(isTrain);
+        ArgumentNullException.ThrowIfNull(data);
+        if (_extra.Count == 0)
+        {
+            data.CopyTo(Executor.ArgDict[DataNames[0]]);
+            if (label is not null && Executor.ArgDict.TryGetValue(LabelNames[0], out var l)) label.CopyTo(l);
+            Executor.Forward(isTrain);
+            return;
+        }
+        using var scope = NDArray.Scope();
+        long begin = 0;
+        for (int k = 0; k < _contexts.Length; k++)
+        {
+            var e = ExecutorOf(k);
+            long end = begin + _slices[k];
+            data.Slice(begin, end).CopyTo(e.ArgDict[DataNames[0]]);
+            if (label is not null && e.ArgDict.TryGetValue(LabelNames[0], out var l)) label.Slice(begin, end).CopyTo(l);
+            e.Forward(isTrain);
+            begin = end;
+        }
+    }
+
+    private Executor ExecutorOf(int k) => k == 0 ? Executor : _extra[k - 1];
+
+    // The whole batch's data shape the module is bound for (over every device).
+    private long[] BoundDataShape()
+    {
+        var s = Executor.ArgDict[DataNames[0]].Shape.ToArray();
+        s[0] = _batch;
+        return s;
     }
 
     /// <summary>Pushes the backward pass.</summary>
-    public void Backward() => Executor.Backward();
+    public void Backward()
+    {
+        Executor.Backward();
+        foreach (var e in _extra) e.Backward();
+    }
 
-    /// <summary>Applies the optimizer to every parameter.</summary>
+    /// <summary>Applies the optimizer to every parameter (with several devices, to the
+    /// gradients summed over them, so every device keeps the same weights).</summary>
     public void Update()
     {
         var opt = _opt ?? throw new LoomException(LoomStatus.InvalidArgument, "Module: call InitOptimizer (or Fit) first");
-        foreach (int i in _paramIndex) opt.Update(i, Executor.Arguments[i], Executor.Gradients[i]!);
+        if (_extra.Count == 0)
+        {
+            foreach (int i in _paramIndex) opt.Update(i, Executor.Arguments[i], Executor.Gradients[i]!);
+            return;
+        }
+        var args = Symbol.ListArguments();
+        foreach (int i in _paramIndex)
+        {
+            var grads = Enumerable.Range(0, _contexts.Length).Select(k => ExecutorOf(k).Gradients[i]!).ToArray();
+            _kv!.PushPull(args[i], grads, grads);
+            for (int k = 0; k < _contexts.Length; k++)
+                opt.Update(OptimizerIndex(i, k), ExecutorOf(k).Arguments[i], grads[k]);
+        }
+    }
+
+    // Adds every device's outputs and labels of the last forward pass to the metric.
+    private void UpdateMetric(EvalMetric metric, NDArray label)
+    {
+        if (_extra.Count == 0)
+        {
+            metric.Update(Output, BoundLabel(label));
+            return;
+        }
+        for (int k = 0; k < _contexts.Length; k++)
+        {
+            var e = ExecutorOf(k);
+            metric.Update(e.Outputs[0], e.ArgDict[LabelNames[0]]);
+        }
     }
 
     // The label as bound to the executor (already on its device) when the graph
@@ -261,11 +426,11 @@ public sealed class Module : IDisposable
         metric ??= () => new Accuracy();
         var dataShape = train.BatchDataShape;
         var labelShape = train.BatchLabelShape;
-        if (_exec is null || !_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(dataShape) || _exec.GradDict.Count == 0)
+        if (_exec is null || !BoundDataShape().SequenceEqual(dataShape) || _exec.GradDict.Count == 0)
             Bind(dataShape, labelShape, forTraining: true);
         CheckIteratorDTypes("Fit", train);
         if (eval is not null) CheckIteratorDTypes("Fit (eval data)", eval);
-        Info($"Start training on [{Context}]");
+        Info($"Start training on [{string.Join(", ", _contexts)}]");
         if (initialize && !_paramsLoaded)
         {
             Info("Initializing parameters...");
@@ -292,7 +457,7 @@ public sealed class Module : IDisposable
                 Forward(x, y, isTrain: true);
                 Backward();
                 Update();
-                trainMetric.Update(Output, BoundLabel(y));
+                UpdateMetric(trainMetric, y);
                 batch++;
                 samples += x.Shape[0];
                 foreach (var cb in cbs)
@@ -300,6 +465,7 @@ public sealed class Module : IDisposable
                 if (tty && batch % 20 == 0) Console.Write($"\r[{new string('=', (int)(30 * batch / Math.Max(total, 1))),-30}] {batch}/{total}");
             }
             double value = trainMetric.Get();
+            SyncAuxStates();
             Engine.WaitAll();
             if (tty) Console.Write("\r" + new string(' ', 50) + "\r");
             Info("## Training summary");
@@ -373,7 +539,7 @@ public sealed class Module : IDisposable
             EnsureBatch(x.Shape);
             CheckIteratorDTypes("Score", data);
             Forward(x, y, isTrain: false);
-            metric.Update(Output, BoundLabel(y));
+            UpdateMetric(metric, y);
         }
         return metric.Get();
     }
@@ -390,7 +556,8 @@ public sealed class Module : IDisposable
             {
                 EnsureBatch(x.Shape);
                 Forward(x, null, isTrain: false);
-                parts.Add(scope.Keep(Op.Copy(Output)));
+                for (int k = 0; k < _contexts.Length; k++)  // in batch order, on the first device
+                    parts.Add(scope.Keep(k == 0 ? Op.Copy(Output) : ExecutorOf(k).Outputs[0].CopyTo(Context)));
             }
         }
         var all = Op.Concat(parts.ToArray(), dim: 0);
@@ -406,7 +573,7 @@ public sealed class Module : IDisposable
             return;
         }
         if (_exec is null) throw new LoomException(LoomStatus.InvalidArgument, "Module: bind (or Fit) before predicting");
-        if (!_exec.ArgDict[DataNames[0]].Shape.SequenceEqual(shape))
+        if (!BoundDataShape().SequenceEqual(shape))
         {
             var labelShape = _exec.ArgDict.TryGetValue(LabelNames[0], out var l) ? l.Shape.ToArray() : null;
             if (labelShape is not null) labelShape[0] = shape[0];
@@ -427,6 +594,7 @@ public sealed class Module : IDisposable
         string dir = Path.GetDirectoryName(Path.GetFullPath(prefix))!;
         if (!Directory.Exists(dir))
             throw new LoomException(LoomStatus.Io, $"SaveCheckpoint: directory '{dir}' does not exist");
+        SyncAuxStates();
         Engine.WaitAll();
         Symbol.Save($"{prefix}-symbol.json");
         var (args, aux) = GetParams();
@@ -480,5 +648,9 @@ public sealed class Module : IDisposable
     {
         _exec?.Dispose();
         _exec = null;
+        foreach (var e in _extra) e.Dispose();
+        _extra.Clear();
+        _kv?.Dispose();
+        _kv = null;
     }
 }

@@ -324,11 +324,17 @@ const int kRegistered = [] {
 
   // ------------------------------------------------------------ ElementWiseSum
   OpDef &es = reg.add("ElementWiseSum");
-  es.set_doc("Sum of any number of arrays of one shape.").set_inputs({"args"}).set_variadic();
+  es.set_doc("Sum of any number of arrays of one shape (MXNet's add_n), added in input order.")
+      .set_inputs({"args"})
+      .set_variadic()
+      .param("num_args", ParamType::Int, "None", "Number of inputs (MXNet's files give it; checked when given).");
   es.set_infer_inputs(same_shape_hint).set_backward_uses(kBwdNone).set_inplace({{0, 0}});
   es.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
                   DTypeList &odt) {
     odt[0] = same_dtype(p, dt);
+    LOOM_CHECK(!p.has("num_args") || p.i("num_args") == static_cast<int64_t>(in.size()),
+               LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": num_args=", p.i("num_args"), " but ", in.size(),
+               " inputs were given");
     for (size_t k = 1; k < in.size(); ++k)
       if (in[k] != in[0])
         shape_fail(p, "input " + std::to_string(k) + " has shape " + in[k].str() +

@@ -1,0 +1,210 @@
+#include "kvstore/kvstore.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "imperative/imperative.h"
+#include "op/registry.h"
+
+namespace loom {
+namespace {
+
+// Calls an op imperatively; `outs` may hold arrays to write into.
+ArrayList call(const char *name, const ArrayList &ins, ArrayList outs = {},
+               const std::vector<std::pair<std::string, std::string>> &params = {}) {
+  const OpDef &op = Registry::get().lookup(name);
+  std::vector<const char *> k, v;
+  for (auto &p : params) {
+    k.push_back(p.first.c_str());
+    v.push_back(p.second.c_str());
+  }
+  if (outs.empty()) outs.resize(op.output_count(Params(op, k.data(), v.data(), static_cast<int32_t>(k.size()))));
+  invoke(op, ins, outs, k.data(), v.data(), static_cast<int32_t>(k.size()));
+  return outs;
+}
+
+NDArray copy_to(const NDArray &a, const Context &ctx) {
+  ArrayList out;
+  out.push_back(NDArray::empty(a.shape(), a.dtype(), ctx));
+  return call("copy", ArrayList{a}, out)[0];
+}
+
+std::string ctx_str(const Context &c) { return c.str(); }
+
+bool known_dist(const std::string &t) {
+  return t == "dist_sync" || t == "dist_async" || t == "dist_device_sync" || t == "dist_sync_device" ||
+         t == "dist";
+}
+
+}  // namespace
+
+KVStore::KVStore(const std::string &type) : type_(type) {
+  if (known_dist(type)) {
+    fail(LOOM_ERR_BACKEND_UNAVAILABLE, "kvstore '", type,
+         "' works across processes, through the MPI plugin libloom_mpi.so, which this build of Loom "
+         "does not have; for several devices in one process use 'local' or 'device'");
+  }
+  LOOM_CHECK(type == "local" || type == "device", LOOM_ERR_INVALID_ARGUMENT, "kvstore: unknown type '",
+             type, "'; one of local, device, dist_sync, dist_device_sync, dist_async");
+}
+
+KVStore::Entry &KVStore::entry(const std::string &key, const char *what) {
+  auto it = store_.find(key);
+  LOOM_CHECK(it != store_.end(), LOOM_ERR_NOT_FOUND, "kvstore ", what, ": key '", key,
+             "' was never initialised (call init first)");
+  return it->second;
+}
+
+void KVStore::init(const std::vector<std::string> &keys, const std::vector<NDArray> &values) {
+  LOOM_CHECK(keys.size() == values.size(), LOOM_ERR_INVALID_ARGUMENT, "kvstore init: ", keys.size(),
+             " keys but ", values.size(), " values");
+  std::lock_guard<std::mutex> lk(mu_);
+  for (size_t i = 0; i < keys.size(); ++i)
+    LOOM_CHECK(!store_.count(keys[i]), LOOM_ERR_INVALID_ARGUMENT, "kvstore init: key '", keys[i],
+               "' is already initialised");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Context where = type_ == "local" ? Context{} : values[i].ctx();
+    store_[keys[i]].value = copy_to(values[i], where);
+  }
+}
+
+// The values of one key, added in device order (then push order), on the
+// store's device for `local` or the lowest-numbered value's device otherwise.
+NDArray KVStore::reduce(const std::string &key, std::vector<NDArray> values) {
+  const Entry &e = entry(key, "push");
+  for (const NDArray &v : values) {
+    LOOM_CHECK(v.shape() == e.value.shape() && v.dtype() == e.value.dtype(), LOOM_ERR_SHAPE,
+               "kvstore push: key '", key, "' holds ", e.value.shape().str(), " ",
+               dtype_name(e.value.dtype()), ", but a value of ", v.shape().str(), " ", dtype_name(v.dtype()),
+               " was pushed (rank ", rank(), ")");
+  }
+  std::stable_sort(values.begin(), values.end(), [](const NDArray &a, const NDArray &b) {
+    return std::make_pair(a.ctx().dev_type, a.ctx().dev_id) < std::make_pair(b.ctx().dev_type, b.ctx().dev_id);
+  });
+  Context where = type_ == "local" ? e.value.ctx() : values.front().ctx();
+  ArrayList parts;
+  for (const NDArray &v : values) parts.push_back(v.ctx() == where ? v : copy_to(v, where));
+  if (parts.size() == 1) return copy_to(parts[0], where);
+  return call("ElementWiseSum", parts, {}, {{"num_args", std::to_string(parts.size())}})[0];
+}
+
+void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArray> &values) {
+  LOOM_CHECK(keys.size() == values.size(), LOOM_ERR_INVALID_ARGUMENT, "kvstore push: ", keys.size(),
+             " keys but ", values.size(), " values");
+  std::lock_guard<std::mutex> lk(mu_);
+  // Group by key, keeping the first-seen order of keys.
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<NDArray>> groups;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!groups.count(keys[i])) order.push_back(keys[i]);
+    groups[keys[i]].push_back(values[i]);
+  }
+  for (const std::string &key : order) entry(key, "push");  // every key checked before any work
+  for (const std::string &key : order) {
+    Entry &e = store_[key];
+    NDArray merged = reduce(key, groups[key]);
+    if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
+    if (updater_.empty()) {
+      call("copy", ArrayList{merged}, ArrayList{e.value});
+      continue;
+    }
+    const OpDef &op = Registry::get().lookup(updater_);
+    size_t nstates = op.inputs.size() - 2;
+    while (e.states.size() < nstates) {
+      NDArray z = NDArray::empty(e.value.shape(), e.value.dtype(), e.value.ctx());
+      call("zeros", ArrayList{}, ArrayList{z},
+           {{"shape", e.value.shape().str()}, {"dtype", dtype_name(e.value.dtype())}, {"ctx", ctx_str(e.value.ctx())}});
+      e.states.push_back(z);
+    }
+    ++e.updates;
+    auto params = updater_params_;
+    bool has_t = false;
+    for (auto &p : op.params) has_t |= p.name == "t";
+    if (has_t && std::none_of(params.begin(), params.end(), [](auto &kv) { return kv.first == "t"; }))
+      params.emplace_back("t", std::to_string(e.updates));
+    ArrayList ins{e.value, merged}, outs{e.value};
+    for (NDArray &s : e.states) {
+      ins.push_back(s);
+      outs.push_back(s);
+    }
+    call(updater_.c_str(), ins, outs, params);
+  }
+}
+
+void KVStore::pull(const std::vector<std::string> &keys, const std::vector<NDArray> &outs) {
+  LOOM_CHECK(keys.size() == outs.size(), LOOM_ERR_INVALID_ARGUMENT, "kvstore pull: ", keys.size(),
+             " keys but ", outs.size(), " outputs");
+  std::lock_guard<std::mutex> lk(mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Entry &e = entry(keys[i], "pull");
+    LOOM_CHECK(outs[i].shape() == e.value.shape() && outs[i].dtype() == e.value.dtype(), LOOM_ERR_SHAPE,
+               "kvstore pull: key '", keys[i], "' holds ", e.value.shape().str(), " ",
+               dtype_name(e.value.dtype()), ", but the output is ", outs[i].shape().str(), " ",
+               dtype_name(outs[i].dtype()));
+  }
+  for (size_t i = 0; i < keys.size(); ++i) call("copy", ArrayList{store_[keys[i]].value}, ArrayList{outs[i]});
+}
+
+void KVStore::set_updater(const std::string &op_name,
+                          const std::vector<std::pair<std::string, std::string>> &params) {
+  const OpDef &op = Registry::get().lookup(op_name);
+  LOOM_CHECK(op.inputs.size() >= 2 && op.inputs[0] == "weight" && op.inputs[1] == "grad" &&
+                 !op.num_outputs && op.outputs.size() + 1 == op.inputs.size(),
+             LOOM_ERR_INVALID_ARGUMENT, "kvstore set_updater: '", op_name,
+             "' is not an update op (inputs weight, grad, states...; outputs weight, states...)");
+  std::vector<const char *> k, v;
+  for (auto &p : params) {
+    k.push_back(p.first.c_str());
+    v.push_back(p.second.c_str());
+  }
+  Params check(op, k.data(), v.data(), static_cast<int32_t>(k.size()));  // unknown names fail here
+  (void)check;
+  std::lock_guard<std::mutex> lk(mu_);
+  updater_ = op_name;
+  updater_params_ = params;
+}
+
+void KVStore::save_states(const std::string &path) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<NDArray> arrays;
+  std::vector<std::string> names;
+  for (auto &[key, e] : store_) {
+    for (size_t s = 0; s < e.states.size(); ++s) {
+      arrays.push_back(e.states[s]);
+      names.push_back("state" + std::to_string(s) + ":" + key);
+    }
+    NDArray t = NDArray::empty(Shape{1}, kInt64, Context{});
+    t.copy_from_host(&e.updates, sizeof(int64_t));
+    arrays.push_back(t);
+    names.push_back("t:" + key);
+  }
+  for (auto &a : arrays) a.wait_to_read();
+  save_params(path, arrays, names);
+}
+
+void KVStore::load_states(const std::string &path) {
+  auto loaded = load_params(path);
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto &[name, arr] : loaded) {
+    size_t colon = name.find(':');
+    LOOM_CHECK(colon != std::string::npos, LOOM_ERR_IO, "kvstore load_states: '", path, "' entry '", name,
+               "' is neither state<i>:key nor t:key");
+    std::string kind = name.substr(0, colon), key = name.substr(colon + 1);
+    Entry &e = entry(key, "load_states");
+    if (kind == "t") {
+      LOOM_CHECK(arr.size() == 1 && arr.dtype() == kInt64, LOOM_ERR_IO, "kvstore load_states: '", path,
+                 "' entry '", name, "' must be one int64");
+      arr.copy_to_host(&e.updates, sizeof(int64_t));
+      continue;
+    }
+    LOOM_CHECK(kind.rfind("state", 0) == 0, LOOM_ERR_IO, "kvstore load_states: '", path, "' entry '", name,
+               "' is neither state<i>:key nor t:key");
+    size_t s = static_cast<size_t>(std::atoi(kind.c_str() + 5));
+    LOOM_CHECK(arr.shape() == e.value.shape(), LOOM_ERR_SHAPE, "kvstore load_states: state of key '", key,
+               "' has shape ", arr.shape().str(), ", but the key holds ", e.value.shape().str());
+    if (e.states.size() <= s) e.states.resize(s + 1);
+    e.states[s] = copy_to(arr, e.value.ctx());
+  }
+}
+
+}  // namespace loom

@@ -1,0 +1,59 @@
+// MXNet's KVStore, natively: a table of arrays by key that sums what is pushed
+// and broadcasts what is pulled, optionally applying a native update op where
+// the weights live (set_updater). `local` reduces on the CPU, `device` on the
+// device of the lowest-numbered value. Several values pushed for a key are added
+// in a fixed order (device type and index, then push order), so results never
+// depend on timing. Every step is an operator pushed to the engine, so pushes
+// and pulls are asynchronous and ordered by their arrays like any other op.
+// The dist_* types need the MPI plugin and say how to launch (kvstore.cc).
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ndarray/ndarray.h"
+
+namespace loom {
+
+class KVStore {
+ public:
+  explicit KVStore(const std::string &type);
+  const std::string &type() const { return type_; }
+  int rank() const { return 0; }
+  int num_workers() const { return 1; }
+
+  // Stores a copy of each value (a key may be initialised once).
+  void init(const std::vector<std::string> &keys, const std::vector<NDArray> &values);
+  // Sums the values given for each key (keys may repeat) into the store, or
+  // applies the updater with that sum as the gradient.
+  void push(const std::vector<std::string> &keys, const std::vector<NDArray> &values);
+  // Copies each key's value into the output(s) given for it (keys may repeat).
+  void pull(const std::vector<std::string> &keys, const std::vector<NDArray> &outs);
+  // The update op (an optimizer op such as sgd_mom_update: inputs weight, grad,
+  // states...; outputs weight, states...) and its parameters. States start at 0;
+  // an op with a "t" parameter is given each key's update count, from 1.
+  void set_updater(const std::string &op, const std::vector<std::pair<std::string, std::string>> &params);
+  // The updater's states (and update counts) in a .params file, and back.
+  void save_states(const std::string &path);
+  void load_states(const std::string &path);
+
+ private:
+  struct Entry {
+    NDArray value;
+    std::vector<NDArray> states;
+    int64_t updates = 0;
+  };
+  Entry &entry(const std::string &key, const char *what);
+  NDArray reduce(const std::string &key, std::vector<NDArray> values);
+
+  std::string type_;
+  std::mutex mu_;
+  std::map<std::string, Entry> store_;
+  std::string updater_;
+  std::vector<std::pair<std::string, std::string>> updater_params_;
+};
+
+}  // namespace loom
