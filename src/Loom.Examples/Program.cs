@@ -8,7 +8,8 @@
 //   fashion [epochs] LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist, gzip IDX files)
 //   resnet [batch] [steps]  ResNet-50 training throughput on random images
 //   tour             a walk through the imperative API
-// The training examples take --ctx=gpu(0) (default cpu(0)) to train on another device.
+// The training examples take --ctx=gpu(0) (default cpu(0)) to train on another device, and
+// the symbolic ones --ctx=cpu(0),cpu(1) (or gpu(0),gpu(1)) to split each batch over several.
 using System.Diagnostics;
 using Loom;
 
@@ -16,7 +17,10 @@ var ctxArg = args.FirstOrDefault(a => a.StartsWith("--ctx="));
 args = args.Where(a => a != ctxArg).ToArray();
 try
 {
-    Mnist.Ctx = ctxArg is null ? Context.Cpu() : Context.Parse(ctxArg["--ctx=".Length..]);
+    var devices = ctxArg is null ? new[] { Context.Cpu() }
+        : ctxArg["--ctx=".Length..].Split("),").Select(t => Context.Parse(t.EndsWith(')') ? t : t + ")")).ToArray();
+    Mnist.Ctx = devices[0];
+    Mnist.Devices = devices;
 }
 catch (FormatException e)
 {
@@ -65,6 +69,8 @@ static class Mnist
 {
     // The device the training examples run on (--ctx=...).
     public static Context Ctx = Context.Cpu();
+    // Every device the symbolic examples train on (--ctx=cpu(0),cpu(1)).
+    public static Context[] Devices = { Context.Cpu() };
 
     // Peak allocator memory of the CPU, and of the training device when it is another.
     static string PeakMemory() =>
@@ -149,7 +155,7 @@ static class Mnist
         if (Iterators(flat, set) is not { } iterators) return 1;
         var (train, test) = iterators;
         var total = Stopwatch.StartNew();
-        using var model = new FeedForward(net, Ctx);
+        using var model = Devices.Length > 1 ? new FeedForward(net, Devices) : new FeedForward(net, Ctx);
         model.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), epochs, test, init);
         var plan = model.Module.Executor.Memory;
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +

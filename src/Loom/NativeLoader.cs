@@ -13,7 +13,7 @@ namespace Loom;
 /// <c>LOOM_LIBRARY_PATH</c>; beside the Loom assembly; the NuGet
 /// <c>runtimes/&lt;rid&gt;/native</c> folder; the system loader's own search.
 /// </summary>
-public static class NativeLoader
+public static partial class NativeLoader
 {
     private static readonly object s_lock = new();
     private static nint s_handle;
@@ -73,6 +73,32 @@ public static class NativeLoader
     private static string? AssemblyFolder() =>
         typeof(NativeLoader).Assembly.Location is { Length: > 0 } loc ? Path.GetDirectoryName(loc) : null;
 
+    [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint GetEnv(string name);
+
+    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnv(string name, string value, int overwrite);
+
+    // OpenBLAS (0.3.21, Debian 12) picks its kernels when libloom loads it, from the
+    // CPU's model; on a CPU it does not recognise (virtual machines often report a
+    // generic model) it falls back to its slowest kernels, two to three times slower
+    // here. Unless the user chose, name the kernels by the CPU's instruction sets
+    // (the environment of the process, before the library loads).
+    internal static string? ChooseBlasKernels()
+    {
+        if (!OperatingSystem.IsLinux() || !System.Runtime.Intrinsics.X86.Avx2.IsSupported) return null;
+        try
+        {
+            if (GetEnv("OPENBLAS_CORETYPE") != 0) return null;
+            string core = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "SkylakeX" : "Haswell";
+            return SetEnv("OPENBLAS_CORETYPE", core, 0) == 0 ? core : null;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Loads libloom once and verifies its ABI version; throws
     /// <see cref="LoomException"/> naming every path tried, or both versions.</summary>
     /// <returns>The native library's handle.</returns>
@@ -81,6 +107,7 @@ public static class NativeLoader
         lock (s_lock)
         {
             if (s_handle != 0) return s_handle;
+            ChooseBlasKernels();
             var tried = new List<string>();
             nint h = 0;
             string? loadedFrom = null;

@@ -41,7 +41,25 @@ def _candidates():
     return out
 
 
+def _choose_blas_kernels():
+    """OpenBLAS picks its kernels when libloom loads it, from the CPU's model, and
+    falls back to its slowest ones on a CPU it does not recognise (virtual machines):
+    unless the user chose, name them by the CPU's instruction sets (as the C#
+    frontend does)."""
+    if "OPENBLAS_CORETYPE" in os.environ or not os.path.exists("/proc/cpuinfo"):
+        return
+    try:
+        flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+    except OSError:
+        return
+    if "avx512f" in flags:
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    elif "avx2" in flags:
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
+
 def _load():
+    _choose_blas_kernels()
     tried = []
     for path in _candidates():
         tried.append(path)
