@@ -129,7 +129,7 @@ loom_status loom_kvstore_set_updater(loom_kvstore kv, const char *op, int32_t nu
 
 loom_status loom_kvstore_barrier(loom_kvstore kv) {
   API_BEGIN
-  get_kv(kv);
+  get_kv(kv)->barrier();
   API_END
 }
 

@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 
 #include "imperative/imperative.h"
+#include "kvstore/comm.h"
 #include "op/registry.h"
+#include "ops/common.h"
 
 namespace loom {
 namespace {
@@ -40,12 +44,73 @@ bool known_dist(const std::string &t) {
 
 KVStore::KVStore(const std::string &type) : type_(type) {
   if (known_dist(type)) {
-    fail(LOOM_ERR_BACKEND_UNAVAILABLE, "kvstore '", type,
-         "' works across processes, through the MPI plugin libloom_mpi.so, which this build of Loom "
-         "does not have; for several devices in one process use 'local' or 'device'");
+    LOOM_CHECK(type != "dist_async", LOOM_ERR_BACKEND_UNAVAILABLE,
+               "kvstore 'dist_async' (servers applying updates as they arrive) is not implemented; "
+               "use dist_sync");
+    try {
+      const loom_comm &c = comm();
+      rank_ = c.rank();
+      workers_ = c.size();
+    } catch (const Error &e) {
+      fail(e.status(), "kvstore '", type, "' works across processes through the MPI plugin: ", e.what());
+    }
+    dist_ = true;
+    return;
   }
   LOOM_CHECK(type == "local" || type == "device", LOOM_ERR_INVALID_ARGUMENT, "kvstore: unknown type '",
              type, "'; one of local, device, dist_sync, dist_device_sync, dist_async");
+}
+
+namespace {
+void comm_check(int rc, const char *what) {
+  if (rc != 0) fail(LOOM_ERR_IO, "kvstore: ", what, " failed across the workers: ", comm().last_error());
+}
+}  // namespace
+
+void KVStore::barrier() {
+  if (dist_) comm_check(comm().barrier(), "barrier");
+}
+
+void KVStore::broadcast(const NDArray &a) {
+  a.wait_to_read();
+  const size_t bytes = a.nbytes();
+  std::vector<char> all(bytes * static_cast<size_t>(workers_));
+  comm_check(comm().allgather(a.data(), bytes, all.data()), "init (broadcast of rank 0's value)");
+  a.copy_from_host(all.data(), bytes);
+}
+
+// A reduce-scatter by all-to-all, each chunk summed by its owner in rank order,
+// then an all-gather of the sums: 2 (N-1)/N of the array moved each way, like a
+// ring all-reduce, and every rank ends with the same bits.
+void KVStore::allreduce(const std::string &key, const NDArray &a) {
+  a.wait_to_read();
+  const int n = workers_;
+  // Every rank must push the same key with the same size now: compare a small
+  // header first, so a mismatch is an error naming the ranks, not a hang or garbage.
+  uint64_t header[2] = {std::hash<std::string>{}(key), static_cast<uint64_t>(a.size())};
+  std::vector<uint64_t> headers(2 * static_cast<size_t>(n));
+  comm_check(comm().allgather(header, sizeof header, headers.data()), ("push of key '" + key + "'").c_str());
+  for (int r = 0; r < n; ++r)
+    LOOM_CHECK(headers[2 * r] == header[0] && headers[2 * r + 1] == header[1], LOOM_ERR_INVALID_ARGUMENT,
+               "kvstore push: rank ", rank_, " pushed key '", key, "' with ", a.size(), " values (",
+               a.shape().str(), "), but rank ", r, " pushed another key or size (",
+               headers[2 * r + 1], " values) at the same time; every worker must push the same keys in the same order");
+  const int64_t count = a.size();
+  const int64_t q = (count + n - 1) / n;
+  const size_t es = dtype_size(a.dtype()), block = static_cast<size_t>(q) * es;
+  std::vector<char> send(block * n, 0), recv(block * n), mine(block), all(block * n);
+  std::memcpy(send.data(), a.data(), a.nbytes());
+  comm_check(comm().alltoall(send.data(), block, recv.data()), ("push of key '" + key + "'").c_str());
+  LOOM_DTYPE_SWITCH(a.dtype(), T, {
+    T *acc = reinterpret_cast<T *>(mine.data());
+    std::fill(acc, acc + q, T(0));
+    for (int r = 0; r < n; ++r) {
+      const T *part = reinterpret_cast<const T *>(recv.data() + block * r);
+      for (int64_t i = 0; i < q; ++i) acc[i] = wrap_add(acc[i], part[i]);
+    }
+  });
+  comm_check(comm().allgather(mine.data(), block, all.data()), ("push of key '" + key + "'").c_str());
+  a.copy_from_host(all.data(), a.nbytes());
 }
 
 KVStore::Entry &KVStore::entry(const std::string &key, const char *what) {
@@ -63,8 +128,9 @@ void KVStore::init(const std::vector<std::string> &keys, const std::vector<NDArr
     LOOM_CHECK(!store_.count(keys[i]), LOOM_ERR_INVALID_ARGUMENT, "kvstore init: key '", keys[i],
                "' is already initialised");
   for (size_t i = 0; i < keys.size(); ++i) {
-    Context where = type_ == "local" ? Context{} : values[i].ctx();
+    Context where = type_ == "local" || dist_ ? Context{} : values[i].ctx();
     store_[keys[i]].value = copy_to(values[i], where);
+    if (dist_) broadcast(store_[keys[i]].value);  // every worker starts from rank 0's value
   }
 }
 
@@ -81,7 +147,7 @@ NDArray KVStore::reduce(const std::string &key, std::vector<NDArray> values) {
   std::stable_sort(values.begin(), values.end(), [](const NDArray &a, const NDArray &b) {
     return std::make_pair(a.ctx().dev_type, a.ctx().dev_id) < std::make_pair(b.ctx().dev_type, b.ctx().dev_id);
   });
-  Context where = type_ == "local" ? e.value.ctx() : values.front().ctx();
+  Context where = type_ == "local" || type_ == "dist_sync" ? e.value.ctx() : values.front().ctx();
   ArrayList parts;
   for (const NDArray &v : values) parts.push_back(v.ctx() == where ? v : copy_to(v, where));
   if (parts.size() == 1) return copy_to(parts[0], where);
@@ -104,6 +170,7 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
     Entry &e = store_[key];
     NDArray merged = reduce(key, groups[key]);
     if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
+    if (dist_) allreduce(key, merged);  // devices first, then ranks
     if (updater_.empty()) {
       call("copy", ArrayList{merged}, ArrayList{e.value});
       continue;

@@ -22,8 +22,10 @@ class KVStore {
  public:
   explicit KVStore(const std::string &type);
   const std::string &type() const { return type_; }
-  int rank() const { return 0; }
-  int num_workers() const { return 1; }
+  int rank() const { return rank_; }
+  int num_workers() const { return workers_; }
+  bool dist() const { return dist_; }
+  void barrier();
 
   // Stores a copy of each value (a key may be initialised once).
   void init(const std::vector<std::string> &keys, const std::vector<NDArray> &values);
@@ -48,8 +50,14 @@ class KVStore {
   };
   Entry &entry(const std::string &key, const char *what);
   NDArray reduce(const std::string &key, std::vector<NDArray> values);
+  // Sums a CPU array over the ranks, in rank order, identically on every rank.
+  void allreduce(const std::string &key, const NDArray &a);
+  // Rank 0's value of a CPU array, on every rank.
+  void broadcast(const NDArray &a);
 
   std::string type_;
+  bool dist_ = false;
+  int rank_ = 0, workers_ = 1;
   std::mutex mu_;
   std::map<std::string, Entry> store_;
   std::string updater_;

@@ -1,0 +1,44 @@
+/* Loom's inter-process communication plugin interface (libloom_mpi.so).
+ *
+ * libloom never links MPI: a dist_* key-value store loads this plugin at run
+ * time (LOOM_MPI_LIBRARY, else libloom_mpi.so beside libloom, else the library
+ * search path) and calls the table it returns. The collectives move bytes only;
+ * libloom adds the gathered values itself in rank order, so every rank gets the
+ * same bits. Calls come from one thread at a time. */
+#ifndef LOOM_COMM_H_
+#define LOOM_COMM_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LOOM_COMM_ABI_VERSION 1
+
+typedef struct loom_comm {
+  int32_t abi_version; /* LOOM_COMM_ABI_VERSION */
+  const char *name;    /* "mpi" */
+  /* Each returns 0, or non-zero with the reason in last_error(). */
+  int32_t (*rank)(void);
+  int32_t (*size)(void);
+  /* Every rank sends `bytes` from `in` to each rank; `out` receives size * bytes,
+   * rank r's block at r * bytes (MPI_Allgather). */
+  int (*allgather)(const void *in, size_t bytes, void *out);
+  /* Block r of `in` (size blocks of `bytes`) goes to rank r; block r of `out`
+   * comes from rank r (MPI_Alltoall). */
+  int (*alltoall)(const void *in, size_t bytes, void *out);
+  int (*barrier)(void);
+  const char *(*last_error)(void);
+} loom_comm;
+
+/* The plugin's one export. Initialises the communication layer (MPI_Init) and
+ * returns its table, or NULL with the reason written to `why` (why_size bytes). */
+typedef const loom_comm *(*loom_comm_open_fn)(char *why, size_t why_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOOM_COMM_H_ */

@@ -1,0 +1,89 @@
+// Run by mpirun with several ranks (ctest kvstore.dist_sync): a dist_sync store sums
+// every rank's values in rank order, identically on every rank, starts every key
+// from rank 0's value, and reports a rank that pushes another key by name.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "loom/loom.h"
+
+static int failures = 0;
+#define EXPECT(cond, ...)                                  \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                   \
+      std::fprintf(stderr, "\n");                          \
+      ++failures;                                          \
+    }                                                      \
+  } while (0)
+
+static loom_ndarray array(const std::vector<float> &v) {
+  int64_t shape[1] = {static_cast<int64_t>(v.size())};
+  loom_ndarray h = nullptr;
+  loom_ndarray_create(&h, shape, 1, LOOM_DTYPE_FLOAT32, LOOM_DEVICE_CPU, 0);
+  loom_ndarray_copy_from_host(h, v.data(), v.size() * sizeof(float));
+  return h;
+}
+
+static std::vector<float> read(loom_ndarray h, size_t n) {
+  std::vector<float> v(n);
+  loom_ndarray_copy_to_host(v.data(), n * sizeof(float), h);
+  return v;
+}
+
+int main() {
+  loom_kvstore kv = nullptr;
+  if (loom_kvstore_create(&kv, "dist_sync") != LOOM_OK) {
+    std::fprintf(stderr, "FAIL: %s\n", loom_last_error());
+    return 1;
+  }
+  int32_t rank = -1, n = 0;
+  loom_kvstore_get_rank(&rank, kv);
+  loom_kvstore_get_num_workers(&n, kv);
+  EXPECT(n >= 2, "expected at least 2 workers, got %d", n);
+  // init: rank 0's value everywhere.
+  const size_t len = 7;  // not a multiple of the ranks: padded chunks
+  loom_ndarray w = array(std::vector<float>(len, static_cast<float>(100 + rank)));
+  const char *key[] = {"w"};
+  EXPECT(loom_kvstore_init(kv, 1, key, &w) == LOOM_OK, "init: %s", loom_last_error());
+  loom_ndarray out = array(std::vector<float>(len, 0));
+  EXPECT(loom_kvstore_pull(kv, 1, key, &out, 0) == LOOM_OK, "pull: %s", loom_last_error());
+  for (float x : read(out, len)) EXPECT(x == 100.0f, "init gave %g on rank %d, not rank 0's 100", x, rank);
+  // push: two values per rank (two "devices"), summed over devices then ranks.
+  std::vector<float> mine(len), other(len);
+  for (size_t i = 0; i < len; ++i) {
+    mine[i] = 1e8f * ((rank + i) % 2 ? 1 : -1) + 0.25f * (rank + 1);
+    other[i] = static_cast<float>(i);
+  }
+  loom_ndarray vals[2] = {array(mine), array(other)};
+  const char *keys2[] = {"w", "w"};
+  EXPECT(loom_kvstore_push(kv, 2, keys2, vals, 0) == LOOM_OK, "push: %s", loom_last_error());
+  EXPECT(loom_kvstore_pull(kv, 1, key, &out, 0) == LOOM_OK, "pull: %s", loom_last_error());
+  std::vector<float> got = read(out, len);
+  for (size_t i = 0; i < len; ++i) {
+    float want = 0;  // rank order, each rank's devices summed first (in float, as the store does)
+    for (int r = 0; r < n; ++r) {
+      float m = 1e8f * ((r + i) % 2 ? 1 : -1) + 0.25f * (r + 1);
+      want += 0.0f + m + static_cast<float>(i);
+    }
+    EXPECT(got[i] == want, "rank %d element %zu: %.9g, want %.9g", rank, i, got[i], want);
+  }
+  // Every rank holds the same bits: gather them through the store itself.
+  EXPECT(loom_kvstore_barrier(kv) == LOOM_OK, "barrier: %s", loom_last_error());
+  // A rank pushing another key is an error on every rank, naming the key.
+  const char *k2[] = {"b"};
+  loom_ndarray b = array(std::vector<float>(len, 0));
+  loom_kvstore_init(kv, 1, k2, &b);
+  loom_ndarray z = array(std::vector<float>(len, 1));
+  loom_status st = loom_kvstore_push(kv, 1, rank == 0 ? key : k2, &z, 0);
+  EXPECT(st == LOOM_ERR_INVALID_ARGUMENT, "a mismatched push gave %d", st);
+  EXPECT(std::strstr(loom_last_error(), "every worker must push the same keys") != nullptr, "message: %s",
+         loom_last_error());
+  std::printf("rank %d of %d: %s\n", rank, n, failures ? "FAILED" : "ok");
+  for (auto h : {w, out, vals[0], vals[1], b, z}) loom_ndarray_free(h);
+  loom_kvstore_free(kv);
+  return failures ? 1 : 0;
+}
