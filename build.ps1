@@ -10,7 +10,7 @@ $Python = if ($IsWindows) { "python" } else { "/usr/bin/python3" }
 # The Debian packages of the build and of the test suites (as build.sh's APT_PACKAGES).
 $AptPackages = @("cmake", "ninja-build", "g++", "libopenblas-dev", "libgtest-dev", "zlib1g-dev", "libclang-14-dev",
     "python3-clang-14", "libdlpack-dev", "python3-numpy", "python3-venv", "python3-pip", "python3-setuptools",
-    "python3-wheel", "python3-torch")
+    "python3-wheel", "python3-torch", "libopenmpi-dev", "openmpi-bin")
 function Install-Deps {
     if ($IsWindows) { return }
     $missing = @($AptPackages | Where-Object { dpkg -s $_ 2>&1 | Out-Null; $LASTEXITCODE -ne 0 })
@@ -166,6 +166,10 @@ switch ($Command) {
         $readme = bash tests/readme/run.sh $Build 2>&1 | Out-String
         Write-Host $readme
         if ($readme -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
+        # Distributed training over 2 MPI ranks.
+        $dist = bash tests/dist/run.sh 2>&1 | Out-String
+        Write-Host $dist
+        if ($dist -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
         # A broken build must fail this command too.
         bash tests/build/broken_build.sh $Build ps1
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
@@ -177,7 +181,15 @@ switch ($Command) {
         Build-All
         if ($Rest -and $Rest[0] -eq "fashion") { Get-Fashion } else { Get-Mnist }
         $env:LOOM_DATA_DIR = Join-Path $PSScriptRoot "data"
-        dotnet run -c $Config --no-build --project src/Loom.Examples "--" @Rest
+        if ($Rest -and $Rest[0] -eq "dist") {
+            # ./build.ps1 run dist N [epochs]: the MLP on N MPI ranks (dist_sync).
+            $ranks = if ($Rest.Count -gt 1) { $Rest[1] } else { "2" }
+            $epochs = if ($Rest.Count -gt 2) { $Rest[2] } else { "20" }
+            if (-not $env:LOOM_CPU_WORKERS) { $env:LOOM_CPU_WORKERS = "1" }
+            mpirun --oversubscribe --allow-run-as-root -n $ranks dotnet "src/Loom.Examples/bin/$Config/net10.0/Loom.Examples.dll" mnist $epochs --kvstore=dist_sync
+        } else {
+            dotnet run -c $Config --no-build --project src/Loom.Examples "--" @Rest
+        }
     }
     "data" { Get-Mnist; Get-Fashion }
     "bench" {

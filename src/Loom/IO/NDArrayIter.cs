@@ -26,11 +26,34 @@ public sealed class NDArrayIter : IDisposable
     /// <param name="shuffle">Visit the samples in a new random order each epoch (seeded by <see cref="Rand.Seed"/>).</param>
     /// <param name="last">What to do with a last batch that is not full: drop it, pad it, or roll over into the next epoch.</param>
     /// <param name="prefetch">Batches a background thread prepares ahead (0 for none).</param>
-    /// <exception cref="LoomException">The first extents differ, or the batch size is not positive.</exception>
+    /// <param name="numParts">Split the samples into this many equal parts (one per worker of a
+    /// distributed run, MXNet's <c>num_parts</c>) and iterate over one of them.</param>
+    /// <param name="partIndex">The part to iterate over, from 0 (the worker's rank).</param>
+    /// <exception cref="LoomException">The first extents differ, the batch size is not positive, there are no
+    /// samples, or fewer samples than one batch when the last batch is discarded (nothing would be trained).</exception>
     public NDArrayIter(NDArray data, NDArray? label, int batchSize, bool shuffle = false, LastBatch last = LastBatch.Discard,
-        int prefetch = 2)
+        int prefetch = 2, int numParts = 1, int partIndex = 0)
     {
         ArgumentNullException.ThrowIfNull(data);
+        if (numParts < 1 || partIndex < 0 || partIndex >= numParts)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"NDArrayIter: partIndex {partIndex} is not in [0, numParts={numParts})");
+        if (numParts > 1)
+        {
+            // MXNet's parts: samples [n * i / parts, n * (i + 1) / parts).
+            long n = data.Shape.Length > 0 ? data.Shape[0] : 0;
+            long lo = n * partIndex / numParts, hi = n * (partIndex + 1) / numParts;
+            data = data.Slice(lo, hi);
+            label = label?.Slice(lo, hi);
+        }
+        long count = data.Shape.Length > 0 ? data.Shape[0] : 0;
+        if (count == 0)
+            throw new LoomException(LoomStatus.InvalidArgument, "NDArrayIter: the data holds no samples" +
+                (numParts > 1 ? $" (part {partIndex} of {numParts})" : ""));
+        if (last == LastBatch.Discard && batchSize > 0 && count < batchSize)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"NDArrayIter: {count} samples are fewer than one batch of {batchSize}, and the last batch is discarded: " +
+                "nothing would be trained (use a smaller batch, or LastBatch.Pad)");
         LoomException.Check(LoomNative.loom_dataiter_create(out _handle, data.Handle, label?.Handle ?? new NDArrayHandle(),
             batchSize, shuffle ? 1 : 0, (int)last, prefetch));
         _dataShape = data.Shape.ToArray();

@@ -19,6 +19,7 @@ public sealed class Module : IDisposable
     private int[] _slices = Array.Empty<int>();
     private long _batch;
     private KVStore? _kv;
+    private bool _ownsKv, _kvReady;
     private Optimizer? _opt;
     private int[] _paramIndex = Array.Empty<int>();
     // Parameters read by Load, copied in at the first Bind.
@@ -292,12 +293,24 @@ public sealed class Module : IDisposable
         if (_contexts.Length > 1 && _kv is null)
         {
             _kv = KVStore.Create("local");
+            _ownsKv = true;
+        }
+        if (_kv is not null && !_kvReady)
+        {
+            // Every key starts from this module's values (rank 0's, in a distributed
+            // store), and every device of every worker takes them.
             foreach (int i in _paramIndex) _kv.Init(args[i], Executor.Arguments[i]);
+            foreach (int i in _paramIndex)
+                _kv.Pull(args[i], Enumerable.Range(0, _contexts.Length).Select(k => ExecutorOf(k).Arguments[i]).ToArray());
+            _kvReady = true;
         }
         // MXNet's Module.init_optimizer: gradients are rescaled by 1 / batch size (the
-        // whole batch, over every device) unless the user chose a rescale_grad, and a
-        // different choice is warned about.
+        // whole batch, over every device, times the workers of a synchronous
+        // distributed store) unless the user chose a rescale_grad, and a different
+        // choice is warned about.
         long batch = _batch > 0 ? _batch : Executor.ArgDict[DataNames[0]].Shape[0];
+        if (_kv is not null && _kv.Type.StartsWith("dist", StringComparison.Ordinal) && _kv.Type.Contains("sync"))
+            batch *= _kv.NumWorkers;
         double rescale = 1.0 / Math.Max(batch, 1);
         if (!optimizer.RescaleGradIsSet) optimizer.SetModuleRescaleGrad(rescale);
         else if (optimizer.RescaleGrad != rescale)
@@ -366,7 +379,7 @@ public sealed class Module : IDisposable
     public void Update()
     {
         var opt = _opt ?? throw new LoomException(LoomStatus.InvalidArgument, "Module: call InitOptimizer (or Fit) first");
-        if (_extra.Count == 0)
+        if (_kv is null)
         {
             foreach (int i in _paramIndex) opt.Update(i, Executor.Arguments[i], Executor.Gradients[i]!);
             return;
@@ -416,13 +429,24 @@ public sealed class Module : IDisposable
     /// <param name="beginEpoch">The epoch training resumes after (numbers in logs and checkpoints continue from it).</param>
     /// <param name="initialize">Initialise the parameters first; false keeps their values (a resumed run). Parameters read by <see cref="Load"/> are kept either way.</param>
     /// <param name="metric">Makes the training and evaluation metric (accuracy when null).</param>
+    /// <param name="kvstore">The key-value store that sums gradients over devices and workers:
+    /// a <c>dist_sync</c> store trains one model over several processes started by mpirun (each
+    /// iterating over its own part of the data). Null: a local store when there are several
+    /// devices, none otherwise. The module does not dispose a store it is given.</param>
     /// <exception cref="LoomException">Shapes or dtypes of the batches do not fit the network.</exception>
     public void Fit(NDArrayIter train, Optimizer optimizer, int epochs, NDArrayIter? eval = null,
         Initializer? init = null, IEnumerable<Callback>? callbacks = null, int beginEpoch = 0, bool initialize = true,
-        Func<EvalMetric>? metric = null)
+        Func<EvalMetric>? metric = null, KVStore? kvstore = null)
     {
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(optimizer);
+        if (kvstore is not null && !ReferenceEquals(kvstore, _kv))
+        {
+            if (_ownsKv) _kv?.Dispose();
+            _kv = kvstore;
+            _ownsKv = false;
+            _kvReady = false;
+        }
         metric ??= () => new Accuracy();
         var dataShape = train.BatchDataShape;
         var labelShape = train.BatchLabelShape;
@@ -584,13 +608,19 @@ public sealed class Module : IDisposable
     /// <summary>Writes prefix-symbol.json, prefix-NNNN.params (arg:/aux: keys) and, when
     /// asked, prefix-NNNN.states (optimizer state and the random generator's position).
     /// Each file is written to a temporary name and renamed, so an interrupted save
-    /// never replaces a good checkpoint with a partial one.</summary>
+    /// never replaces a good checkpoint with a partial one. In a distributed run only
+    /// rank 0 writes (every worker holds the same parameters).</summary>
     /// <param name="prefix">The path without suffixes, such as <c>models/lenet</c>.</param>
     /// <param name="epoch">The number in the parameter file's name (<c>prefix-0003.params</c> for 3).</param>
     /// <param name="saveOptimizerStates">Also write <c>prefix-NNNN.states</c>, so training can resume exactly.</param>
     /// <exception cref="LoomException">The folder does not exist or a file cannot be written; an existing checkpoint is left whole.</exception>
     public void SaveCheckpoint(string prefix, int epoch, bool saveOptimizerStates = false)
     {
+        if (_kv is not null && _kv.Rank != 0)
+        {
+            SyncAuxStates();  // every worker still takes part in what the save needs
+            return;  // rank 0 writes the checkpoint of a distributed run
+        }
         string dir = Path.GetDirectoryName(Path.GetFullPath(prefix))!;
         if (!Directory.Exists(dir))
             throw new LoomException(LoomStatus.Io, $"SaveCheckpoint: directory '{dir}' does not exist");
@@ -650,7 +680,7 @@ public sealed class Module : IDisposable
         _exec = null;
         foreach (var e in _extra) e.Dispose();
         _extra.Clear();
-        _kv?.Dispose();
+        if (_ownsKv) _kv?.Dispose();
         _kv = null;
     }
 }

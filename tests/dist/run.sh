@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Distributed training on this machine with MPI (dist_sync key-value store, one
+# process per worker started by mpirun): the seed's MLP on MNIST over 2 ranks, each
+# on its half of the data. Checks, one test each:
+#   1. both ranks end with the same model, within 0.5% test accuracy of one process;
+#   2. a distributed run resumes from the checkpoint rank 0 wrote;
+#   3. a rank killed with kill -9 ends the job within a bounded time, naming the
+#      lost rank, and the last checkpoint still loads.
+# Usage: run.sh (after ./build.sh, with data/mnist fetched). Ends "N passed, N failed".
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+app="$root/src/Loom.Examples/bin/Release/net10.0/Loom.Examples.dll"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export LOOM_DATA_DIR="$root/data" LOOM_CPU_WORKERS=1 OMPI_MCA_btl=self,vader OMPI_MCA_plm_rsh_agent=
+mpi=(mpirun --oversubscribe --allow-run-as-root -n 2)
+passed=0 failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+acc_of() { grep -h '^test-accuracy=' "$@" | cut -d= -f2; }
+if ! command -v mpirun >/dev/null || [ ! -f "$root/build/lib/libloom_mpi.so" ]; then
+  echo "FAIL MPI is not installed (Debian: libopenmpi-dev openmpi-bin) or libloom_mpi.so was not built"
+  echo "0 passed, 3 failed"
+  exit 1
+fi
+
+# 1. One process, then two ranks.
+dotnet "$app" mnist 5 >"$tmp/one.log" 2>&1
+"${mpi[@]}" dotnet "$app" mnist 5 --kvstore=dist_sync --checkpoint="$tmp/ckpt" >"$tmp/two.log" 2>&1
+one=$(acc_of "$tmp/one.log") two=$(acc_of "$tmp/two.log" | sort -u)
+if [ -n "$one" ] && [ "$(echo "$two" | wc -l)" = 1 ] && [ -n "$two" ] &&
+  python3 -c "import sys; sys.exit(0 if abs($one - $two) <= 0.005 else 1)"; then
+  ok "2 ranks agree (test accuracy $two) and match one process ($one) within 0.5%"
+else
+  bad "2 ranks: accuracies '$(acc_of "$tmp/two.log" | tr '\n' ' ')', one process '$one'"; tail -20 "$tmp/two.log"
+fi
+
+# 2. Resume from rank 0's checkpoint of epoch 5.
+if [ -f "$tmp/ckpt-0005.params" ] &&
+  "${mpi[@]}" dotnet "$app" mnist 1 --kvstore=dist_sync --resume="$tmp/ckpt,5" >"$tmp/resume.log" 2>&1 &&
+  grep -q "resuming from" "$tmp/resume.log" && [ -n "$(acc_of "$tmp/resume.log")" ] &&
+  python3 -c "import sys; sys.exit(0 if min(map(float, '''$(acc_of "$tmp/resume.log")'''.split())) >= $two - 0.005 else 1)"; then
+  ok "a distributed run resumed from epoch 5 (test accuracy $(acc_of "$tmp/resume.log" | sort -u | tr '\n' ' '))"
+else
+  bad "resume from the checkpoint"; tail -20 "$tmp/resume.log" 2>/dev/null
+fi
+
+# 3. kill -9 one rank during training.
+"${mpi[@]}" dotnet "$app" mnist 30 --kvstore=dist_sync --checkpoint="$tmp/kill" >"$tmp/kill.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 300); do [ -f "$tmp/kill-0001.params" ] && break; sleep 0.1; done
+victim=$(pgrep -P "$launcher" | tail -1)
+start=$(date +%s)
+[ -n "$victim" ] && kill -9 "$victim"
+ended=0
+for _ in $(seq 1 600); do kill -0 "$launcher" 2>/dev/null || { ended=1; break; }; sleep 0.1; done
+wait "$launcher"
+rc=$?
+took=$(($(date +%s) - start))
+last=$(ls "$tmp"/kill-*.params 2>/dev/null | sort | tail -1)
+epoch=$(basename "${last:-x-0.params}" .params | sed 's/.*-0*//')
+if [ -n "$victim" ] && [ "$ended" = 1 ] && [ "$rc" -ne 0 ] && grep -qiE "rank|signal 9|killed" "$tmp/kill.log" &&
+  [ -n "$last" ] && dotnet "$app" mnist 1 --resume="$tmp/kill,${epoch:-1}" >"$tmp/after.log" 2>&1 &&
+  [ -n "$(acc_of "$tmp/after.log")" ]; then
+  ok "a killed rank ended the job in ${took} s (exit $rc, the launcher named it); checkpoint $(basename "$last") loads"
+else
+  bad "kill -9: victim '$victim', ended $ended after ${took} s, exit $rc, checkpoint '${last:-none}'"
+  grep -iE "rank|signal|exit" "$tmp/kill.log" | head -5
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
