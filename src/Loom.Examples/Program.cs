@@ -58,6 +58,8 @@ switch (example)
         return Mnist.TrainLeNet(args.Length > 1 ? int.Parse(args[1]) : 10);
     case "fashion":
         return Mnist.FitFashion(args.Length > 1 ? int.Parse(args[1]) : 10);
+    case "dist-check":
+        return Mnist.DistCheck(args.Length > 1 ? int.Parse(args[1]) : 4);
     case "memory":
         return Mnist.Memory(args.Length > 1 ? int.Parse(args[1]) : 32);
     case "resnet":
@@ -194,6 +196,35 @@ static class Mnist
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");
         Console.WriteLine($"test-accuracy={model.Score(test):F4}");
+        return 0;
+    }
+
+    // Several devices in one process and several MPI ranks give the same bits: 64
+    // samples, one batch per step, split as --ctx devices or as --kvstore=dist_sync
+    // ranks (each rank's part is what one device gets); prints a digest of the
+    // parameters after `steps` SGD-momentum steps (tests/dist compares them).
+    public static int DistCheck(int steps)
+    {
+        Rand.Seed(3);
+        var labels = Op.Cast(Op.RandomUniform(low: 0, high: 3, shape: new long[] { 64 }), DType.Int32).AsType(DType.Float32);
+        var x = Op.OneHot(labels.AsType(DType.Int64), depth: 5) * 3.0 + Rand.Normal(0, 0.5, new long[] { 64, 5 });
+        var net = Symbol.Variable("data").FullyConnected("fc1", numHidden: 8).Activation("r", ActType.Relu)
+            .FullyConnected("fc2", numHidden: 3).SoftmaxOutput("softmax");
+        using var store = KVStoreType is null ? null : KVStore.Create(KVStoreType);
+        int parts = store?.NumWorkers ?? 1;
+        using var iter = new NDArrayIter(x, labels, 64 / parts, numParts: parts, partIndex: store?.Rank ?? 0);
+        using var m = new Module(net, Devices);
+        Module.Log = _ => { };
+        Rand.Seed(5);
+        m.Fit(iter, new SGD(lr: 0.1, momentum: 0.9), steps, init: new XavierInit(), kvstore: store);
+        using var sha = System.Security.Cryptography.SHA256.Create();
+        foreach (var (name, w) in m.GetParams().Args.OrderBy(kv => kv.Key))
+        {
+            var bytes = w.ToBytes();
+            sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
+        }
+        sha.TransformFinalBlock(Array.Empty<byte>(), 0, 0);
+        Console.WriteLine($"params-sha256={Convert.ToHexString(sha.Hash!).ToLowerInvariant()}");
         return 0;
     }
 

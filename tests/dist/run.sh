@@ -2,6 +2,7 @@
 # Distributed training on this machine with MPI (dist_sync key-value store, one
 # process per worker started by mpirun): the seed's MLP on MNIST over 2 ranks, each
 # on its half of the data. Checks, one test each:
+#   0. two devices in one process and two ranks give bit-identical parameters;
 #   1. both ranks end with the same model, within 0.5% test accuracy of one process;
 #   2. a distributed run resumes from the checkpoint rank 0 wrote;
 #   3. a rank killed with kill -9 ends the job within a bounded time, naming the
@@ -20,8 +21,17 @@ bad() { echo "FAIL $1"; failed=$((failed + 1)); }
 acc_of() { grep -h '^test-accuracy=' "$@" | cut -d= -f2; }
 if ! command -v mpirun >/dev/null || [ ! -f "$root/build/lib/libloom_mpi.so" ]; then
   echo "FAIL MPI is not installed (Debian: libopenmpi-dev openmpi-bin) or libloom_mpi.so was not built"
-  echo "0 passed, 3 failed"
+  echo "0 passed, 4 failed"
   exit 1
+fi
+
+# 0. Two devices in one process and two ranks: the same bits after 4 SGD-momentum steps.
+inproc=$(dotnet "$app" dist-check 4 --ctx='cpu(0),cpu(1)' 2>&1 | grep -o 'params-sha256=[0-9a-f]*')
+ranks=$("${mpi[@]}" dotnet "$app" dist-check 4 --kvstore=dist_sync 2>&1 | grep -o 'params-sha256=[0-9a-f]*' | sort -u)
+if [ -n "$inproc" ] && [ "$ranks" = "$inproc" ]; then
+  ok "2 devices in one process and 2 MPI ranks: identical parameters ($inproc)"
+else
+  bad "2 devices ($inproc) and 2 ranks ($(echo $ranks)) differ"
 fi
 
 # 1. One process, then two ranks.
