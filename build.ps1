@@ -208,6 +208,7 @@ switch ($Command) {
         dotnet run -c $Config --no-build --project src/Loom.Examples "--" memory 32
         Get-Mnist
         bash tests/bench/mnist_vs_torch.sh
+        bash tests/bench/scaleout.sh $Build
     }
     "pack" { Build-All; Invoke-Pack }
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }

@@ -380,6 +380,8 @@ bench() {
   fetch_data
   log "MLP and LeNet epochs on MNIST, Loom vs PyTorch"
   "$ROOT/tests/bench/mnist_vs_torch.sh"
+  log "scale-out: devices, MPI ranks, the key-value store against MPI_Allreduce"
+  "$ROOT/tests/bench/scaleout.sh" "$BUILD"
 }
 
 case "${1:-build}" in

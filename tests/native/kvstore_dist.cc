@@ -71,6 +71,29 @@ int main() {
     }
     EXPECT(got[i] == want, "rank %d element %zu: %.9g, want %.9g", rank, i, got[i], want);
   }
+  // A length that splits evenly over the ranks is reduced in place in the array's
+  // own buffer: the same sums, rank order, as the padded path.
+  {
+    const size_t even = 6 * static_cast<size_t>(n);
+    const char *ek[] = {"even"};
+    loom_ndarray e0 = array(std::vector<float>(even, 0)), eo = array(std::vector<float>(even, 0));
+    std::vector<float> ev(even);
+    for (size_t i = 0; i < even; ++i) ev[i] = 0.5f * static_cast<float>(i) + 1e7f * static_cast<float>(rank);
+    loom_ndarray ep = array(ev);
+    EXPECT(loom_kvstore_init(kv, 1, ek, &e0) == LOOM_OK, "init even: %s", loom_last_error());
+    EXPECT(loom_kvstore_push(kv, 1, ek, &ep, 0) == LOOM_OK, "push even: %s", loom_last_error());
+    EXPECT(loom_kvstore_pull(kv, 1, ek, &eo, 0) == LOOM_OK, "pull even: %s", loom_last_error());
+    std::vector<float> eg = read(eo, even);
+    for (size_t i = 0; i < even; ++i) {
+      float want = 0;
+      for (int r = 0; r < n; ++r) want += 0.5f * static_cast<float>(i) + 1e7f * static_cast<float>(r);
+      EXPECT(eg[i] == want, "rank %d even element %zu: %.9g, want %.9g", rank, i, eg[i], want);
+    }
+    // The pushed array itself is left as it was.
+    std::vector<float> after = read(ep, even);
+    for (size_t i = 0; i < even; ++i) EXPECT(after[i] == ev[i], "push changed its input at %zu", i);
+    for (auto h : {e0, eo, ep}) loom_ndarray_free(h);
+  }
   // Every rank holds the same bits: gather them through the store itself.
   EXPECT(loom_kvstore_barrier(kv) == LOOM_OK, "barrier: %s", loom_last_error());
   // A rank pushing another key is an error on every rank, naming the key.

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 
 #include "imperative/imperative.h"
 #include "kvstore/comm.h"
@@ -83,7 +84,7 @@ void KVStore::broadcast(const NDArray &a) {
 // then an all-gather of the sums: 2 (N-1)/N of the array moved each way, like a
 // ring all-reduce, and every rank ends with the same bits.
 void KVStore::allreduce(const std::string &key, const NDArray &a) {
-  a.wait_to_read();
+  a.wait_to_write();  // its buffer is sent from and written in place below
   const int n = workers_;
   // Every rank must push the same key with the same size now: compare a small
   // header first, so a mismatch is an error naming the ranks, not a hang or garbage.
@@ -98,19 +99,24 @@ void KVStore::allreduce(const std::string &key, const NDArray &a) {
   const int64_t count = a.size();
   const int64_t q = (count + n - 1) / n;
   const size_t es = dtype_size(a.dtype()), block = static_cast<size_t>(q) * es;
-  std::vector<char> send(block * n, 0), recv(block * n), mine(block), all(block * n);
-  std::memcpy(send.data(), a.data(), a.nbytes());
-  comm_check(comm().alltoall(send.data(), block, recv.data()), ("push of key '" + key + "'").c_str());
+  // Where the array splits evenly its own buffer is sent from and gathered into;
+  // otherwise a zero-padded copy is. Scratch is never zero-filled needlessly.
+  const bool even = static_cast<size_t>(a.nbytes()) == block * n;
+  std::unique_ptr<char[]> padded(even ? nullptr : new char[block * n]()), recv(new char[block * n]);
+  char *data = static_cast<char *>(a.data());
+  if (!even) std::memcpy(padded.get(), data, a.nbytes());
+  char *io = even ? data : padded.get();
+  comm_check(comm().alltoall(io, block, recv.get()), ("push of key '" + key + "'").c_str());
+  // This rank's chunk, summed in rank order into the first received block.
   LOOM_DTYPE_SWITCH(a.dtype(), T, {
-    T *acc = reinterpret_cast<T *>(mine.data());
-    std::fill(acc, acc + q, T(0));
-    for (int r = 0; r < n; ++r) {
-      const T *part = reinterpret_cast<const T *>(recv.data() + block * r);
+    T *acc = reinterpret_cast<T *>(recv.get());
+    for (int r = 1; r < n; ++r) {
+      const T *part = reinterpret_cast<const T *>(recv.get() + block * r);
       for (int64_t i = 0; i < q; ++i) acc[i] = wrap_add(acc[i], part[i]);
     }
   });
-  comm_check(comm().allgather(mine.data(), block, all.data()), ("push of key '" + key + "'").c_str());
-  a.copy_from_host(all.data(), a.nbytes());
+  comm_check(comm().allgather(recv.get(), block, io), ("push of key '" + key + "'").c_str());
+  if (!even) std::memcpy(data, padded.get(), a.nbytes());
 }
 
 KVStore::Entry &KVStore::entry(const std::string &key, const char *what) {
