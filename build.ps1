@@ -186,7 +186,7 @@ switch ($Command) {
             $ranks = if ($Rest.Count -gt 1) { $Rest[1] } else { "2" }
             $epochs = if ($Rest.Count -gt 2) { $Rest[2] } else { "20" }
             if (-not $env:LOOM_CPU_WORKERS) { $env:LOOM_CPU_WORKERS = "1" }
-            mpirun --oversubscribe --allow-run-as-root -n $ranks dotnet "src/Loom.Examples/bin/$Config/net10.0/Loom.Examples.dll" mnist $epochs --kvstore=dist_sync
+            mpirun --oversubscribe --allow-run-as-root -n $ranks dotnet "src/Loom.Examples/bin/$Config/net10.0/Loom.Examples.dll" mnist $epochs "--kvstore=dist_sync"
         } else {
             dotnet run -c $Config --no-build --project src/Loom.Examples "--" @Rest
         }
