@@ -170,6 +170,9 @@ switch ($Command) {
         $dist = bash tests/dist/run.sh 2>&1 | Out-String
         Write-Host $dist
         if ($dist -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
+        # kill -9 during checkpoint saves: every surviving set loads whole.
+        bash tests/reliability/checkpoint_kills.sh 50
+        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
         # A broken build must fail this command too.
         bash tests/build/broken_build.sh $Build ps1
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }

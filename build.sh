@@ -318,6 +318,12 @@ run_dist() {
   count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 }
 
+# kill -9 during checkpoint saves (tests/reliability): every surviving set loads whole.
+run_reliability() {
+  log "kill -9 during checkpoint saves"
+  if "$ROOT/tests/reliability/checkpoint_kills.sh" 50 >&2; then count 1 0; else count 0 1; fi
+}
+
 # A build that fails must fail the command: a copy of the tree with a compile
 # error, over a build folder holding a working (stale) libloom, must end non-zero.
 run_build_honesty() {
@@ -339,6 +345,7 @@ run_tests() {
   run_consumers
   run_readme
   run_dist
+  run_reliability
   run_build_honesty
   local r
   for r in "${SKIP_REASONS[@]}"; do echo "skipped: $r"; done

@@ -60,6 +60,10 @@ switch (example)
         return Mnist.FitFashion(args.Length > 1 ? int.Parse(args[1]) : 10);
     case "dist-check":
         return Mnist.DistCheck(args.Length > 1 ? int.Parse(args[1]) : 4);
+    case "checkpoint-stress":
+        return Mnist.CheckpointStress(args[1]);
+    case "checkpoint-verify":
+        return Mnist.CheckpointVerify(args[1]);
     case "memory":
         return Mnist.Memory(args.Length > 1 ? int.Parse(args[1]) : 32);
     case "resnet":
@@ -226,6 +230,55 @@ static class Mnist
         sha.TransformFinalBlock(Array.Empty<byte>(), 0, 0);
         Console.WriteLine($"params-sha256={Convert.ToHexString(sha.Hash!).ToLowerInvariant()}");
         return 0;
+    }
+
+    // For tests/reliability/checkpoint_kills.sh: saves checkpoint sets (parameters and
+    // optimizer states) in a loop, every value of save i equal to i, until killed.
+    private static Module CheckpointModule()
+    {
+        var net = Symbol.Variable("data").FullyConnected("fc1", numHidden: 1024).Activation("r", ActType.Relu)
+            .FullyConnected("fc2", numHidden: 10).SoftmaxOutput("softmax");
+        var m = new Module(net);
+        Module.Log = _ => { };
+        m.Bind(new long[] { 8, 784 }, new long[] { 8 });
+        m.InitParams();
+        return m;
+    }
+
+    public static int CheckpointStress(string prefix)
+    {
+        using var m = CheckpointModule();
+        var opt = new SGD(lr: 0.1, momentum: 0.9);
+        m.InitOptimizer(opt);
+        using (var x = NDArray.Zeros(8, 784)) using (var y = NDArray.Zeros(8))
+        using (var it = new NDArrayIter(x, y, 8))
+            m.Fit(it, opt, 1);  // one step, so the optimizer holds its momentum arrays
+        for (int i = 1; ; i++)
+        {
+            using var scope = NDArray.Scope();
+            var (args, aux) = m.GetParams();
+            m.SetParams(args.ToDictionary(kv => kv.Key, kv => NDArray.Full(i, kv.Value.Shape.ToArray())), aux);
+            foreach (var (name, a) in opt.States())
+                if (!name.StartsWith("t:", StringComparison.Ordinal)) NDArray.Full(i, a.Shape.ToArray()).CopyTo(a);
+            m.SaveCheckpoint(prefix, 1, saveOptimizerStates: true);
+            Console.WriteLine($"saved {i}");
+        }
+    }
+
+    // Loads what CheckpointStress left and checks every parameter and state is from one save.
+    public static int CheckpointVerify(string prefix)
+    {
+        using var m = CheckpointModule();
+        var opt = new SGD(lr: 0.1, momentum: 0.9);
+        m.LoadCheckpoint(prefix, 1, opt);
+        var values = new SortedSet<float>();
+        foreach (var a in m.GetParams().Args.Values) values.UnionWith(a.ToArray<float>());
+        int states = 0;
+        foreach (var (name, a) in opt.States())
+            if (!name.StartsWith("t:", StringComparison.Ordinal)) { values.UnionWith(a.ToArray<float>()); states++; }
+        Console.WriteLine(values.Count == 1 && states == 4 ? $"consistent save {values.Min}" :
+            $"MIXED: {states} states, values {string.Join(",", values.Take(5))}");
+        return values.Count == 1 && states == 4 ? 0 : 1;
     }
 
     // Planned memory of Inception-BN at batch n, 3x224x224 (no allocation).

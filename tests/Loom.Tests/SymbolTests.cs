@@ -200,6 +200,55 @@ public class SymbolTests
     }
 
     [Test]
+    public void ACheckpointSetIsCommittedAsOne()
+    {
+        var (train, _) = Blobs();
+        string prefix = Path.Combine(_dir, "set");
+        using var m = new Module(Mlp());
+        var opt = new SGD(lr: 0.1, momentum: 0.9);
+        m.Fit(train, opt, 1, init: new XavierInit());
+        m.SaveCheckpoint(prefix, 1, saveOptimizerStates: true);
+        Assert.That(File.Exists(prefix + "-0001.checkpoint"), Is.True);
+        Assert.That(File.Exists(prefix + "-0001.params.next"), Is.False);
+        byte[] first = File.ReadAllBytes(prefix + "-0001.params");
+
+        // A save killed after its commit, before its renames: the next load finishes it.
+        m.Fit(train, opt, 1, initialize: false);
+        m.SaveCheckpoint(prefix, 1, saveOptimizerStates: true);
+        byte[] second = File.ReadAllBytes(prefix + "-0001.params");
+        Assert.That(second, Is.Not.EqualTo(first));
+        File.Move(prefix + "-0001.params", prefix + "-0001.params.next");
+        File.WriteAllBytes(prefix + "-0001.params", first);
+        m.LoadCheckpoint(prefix, 1, new SGD(lr: 0.1, momentum: 0.9));
+        Assert.That(File.ReadAllBytes(prefix + "-0001.params"), Is.EqualTo(second));
+        Assert.That(File.Exists(prefix + "-0001.params.next"), Is.False);
+
+        // A .params replaced behind the manifest's back (a mixed pair) is refused, naming it.
+        File.WriteAllBytes(prefix + "-0001.params", first);
+        var e = Assert.Throws<LoomException>(() => m.LoadCheckpoint(prefix, 1, new SGD(lr: 0.1, momentum: 0.9)))!;
+        Assert.That(e.Message, Does.Contain("set-0001.params' is not the file committed in"));
+
+        // Saving the parameters alone makes them a set by themselves again.
+        m.SaveCheckpoint(prefix, 1);
+        Assert.That(File.Exists(prefix + "-0001.checkpoint"), Is.False);
+        m.LoadCheckpoint(prefix, 1);
+    }
+
+    [Test]
+    public void TemporariesOfKilledSavesAreCleared()
+    {
+        string path = Path.Combine(_dir, "t.params");
+        // A process id that cannot be running (above Linux's pid_max), and one that is (ours).
+        File.WriteAllBytes(path + ".tmp.99999999.7", new byte[100]);
+        string live = path + $".tmp.{Environment.ProcessId}.77";
+        File.WriteAllBytes(live, new byte[100]);
+        using (var a = NDArray.Ones(3)) NDArray.Save(path, new Dictionary<string, NDArray> { ["a"] = a });
+        Assert.That(File.Exists(path + ".tmp.99999999.7"), Is.False);
+        Assert.That(File.Exists(live), Is.True);
+        File.Delete(live);
+    }
+
+    [Test]
     public void AFailedSaveLeavesTheGoodCheckpoint()
     {
         var (train, _) = Blobs();

@@ -163,6 +163,35 @@ class SymbolTests(unittest.TestCase):
         m.fit(X, Y, batch_size=20, epochs=4, lr=0.2, log=None)
         self.assertGreater(m.score(X, Y, batch_size=20), 0.95)
 
+    def test_module_params_of_another_network_are_refused_by_name(self):
+        import tempfile, os
+        rng = np.random.default_rng(2)
+        labels = rng.integers(0, 3, 60)
+        X = loom.from_numpy((np.eye(4)[labels] * 3).astype(np.float32))
+        Y = loom.from_numpy(labels.astype(np.float32))
+        a = loom.Module(self.mlp("null"))
+        a.fit(X, Y, batch_size=20, epochs=1, log=None)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "a.params")
+            a.save_params(path)
+            b = loom.Module(self.mlp("null"))
+            b.bind((20, 4), (20,))
+            b.load_params(path)  # the same network: loads, and scores as a does
+            self.assertEqual(b.score(X, Y, batch_size=20), a.score(X, Y, batch_size=20))
+            data = sym.Variable("data")
+            wide = sym.SoftmaxOutput(sym.FullyConnected(sym.Activation(sym.FullyConnected(
+                data, name="fc1", num_hidden=24), act_type="relu"), name="fc2", num_hidden=3), name="softmax")
+            c = loom.Module(wide)
+            c.bind((20, 4), (20,))
+            with self.assertRaises(loom.LoomError) as e:
+                c.load_params(path)
+            msg = str(e.exception)
+            self.assertIn("'fc1_", msg)
+            self.assertIn("(24, 4)", msg)
+            self.assertIn("(16, 4)", msg)
+            with self.assertRaises(loom.LoomError):
+                loom.Module(self.mlp("null")).load_params(path)  # not bound
+
     def test_volumes_infer_bind_and_run(self):
         # MXNet's 3-D layers (NCDHW) in a graph: weights inferred, bound, run forward and backward.
         data = sym.Variable("data")

@@ -250,6 +250,48 @@ class Module:
             else:
                 _invoke("zeros", [], {"shape": arr.shape, "dtype": arr.dtype}, out=arr)
 
+    def bind(self, data_shape, label_shape):
+        """Binds the network for batches of these shapes, parameters initialised."""
+        self._bind(tuple(data_shape), tuple(label_shape))
+
+    def _params(self):
+        ex = self.executor
+        if ex is None:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Module: not bound yet (call bind or fit first)")
+        args = {n: a for n, a in ex.arg_dict.items() if n not in (self.data_name, self.label_name)}
+        return args, dict(ex.aux_dict)
+
+    def save_params(self, path):
+        """Writes the parameters as MXNet's .params (arg:/aux: keys)."""
+        from . import save
+        args, aux = self._params()
+        save(path, {**{"arg:" + n: a for n, a in args.items()}, **{"aux:" + n: a for n, a in aux.items()}})
+
+    def load_params(self, path):
+        """Reads a .params file into the bound network; a name the network lacks, a
+        parameter missing from the file or one of another shape is an error naming it."""
+        from . import load
+        args, aux = self._params()
+        loaded = load(path)
+        for key in loaded:
+            kind, _, name = key.partition(":")
+            if kind not in ("arg", "aux") or not name:
+                raise LoomError(_abi.LOOM_ERR_IO, "load_params: entry '%s' in %s is neither arg: nor aux:" % (key, path))
+            dst = (args if kind == "arg" else aux).get(name)
+            if dst is None:
+                raise LoomError(_abi.LOOM_ERR_NOT_FOUND, "load_params: %s holds '%s', which this network does not have "
+                                "(its parameters: %s)" % (path, name, ", ".join(sorted(args) + sorted(aux))))
+            if tuple(dst.shape) != tuple(loaded[key].shape):
+                raise LoomError(_abi.LOOM_ERR_SHAPE, "load_params: parameter '%s' is %s in this network but %s in %s"
+                                % (name, tuple(dst.shape), tuple(loaded[key].shape), path))
+        for kind, have in (("arg", args), ("aux", aux)):
+            for name in have:
+                if kind + ":" + name not in loaded:
+                    raise LoomError(_abi.LOOM_ERR_NOT_FOUND, "load_params: %s has no '%s:%s'" % (path, kind, name))
+        for key, arr in loaded.items():
+            kind, _, name = key.partition(":")
+            _check(_LIB.loom_ndarray_copy_to((args if kind == "arg" else aux)[name].handle, arr.handle))
+
     def _batches(self, x, y, batch_size, shuffle):
         it = ctypes.c_void_p()
         _check(_LIB.loom_dataiter_create(ctypes.byref(it), x.handle, y.handle, batch_size, 1 if shuffle else 0,

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "c_api/c_api_internal.h"
+#include "common/atomic_file.h"
 #include "common/json.h"
 #include "symbol/executor.h"
 
@@ -103,25 +104,7 @@ std::string names_json(const std::vector<std::string> &v) {
 }
 
 void write_atomic(const std::string &path, const std::string &text) {
-  static std::atomic<uint64_t> counter{0};
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    LOOM_CHECK(f, LOOM_ERR_IO, "symbol save: cannot open '", tmp,
-               "' for writing (is the directory writable?)");
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      fail(LOOM_ERR_IO, "symbol save: writing '", tmp, "' failed after ", text.size(), " bytes");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    fail(LOOM_ERR_IO, "symbol save: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
-  }
+  loom::write_file_atomic(path, text.data(), text.size(), "symbol save");
 }
 
 }  // namespace

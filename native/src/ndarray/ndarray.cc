@@ -1,5 +1,7 @@
 #include "ndarray/ndarray.h"
 
+#include "common/atomic_file.h"
+
 #include "backend/device.h"
 
 #include <cerrno>
@@ -238,26 +240,9 @@ void save_params(const std::string &path, const std::vector<NDArray> &arrays,
     w.put<uint64_t>(n.size());
     w.bytes(n.data(), n.size());
   }
-  // Write beside the target and rename, so an existing file is only ever
-  // replaced by a complete one.
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                    std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id()));
-  FILE *f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(LOOM_ERR_IO, "save: cannot open '", tmp, "' for writing: ", std::strerror(errno));
-  size_t wrote = std::fwrite(w.buf_.data(), 1, w.buf_.size(), f);
-  bool ok = wrote == w.buf_.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail(LOOM_ERR_IO, "save: writing '", tmp, "' failed after ", wrote, " of ", w.buf_.size(),
-         " bytes: ", std::strerror(err));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    err = errno;
-    std::remove(tmp.c_str());
-    fail(LOOM_ERR_IO, "save: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
-  }
+  // Written beside the target and renamed: an existing file is only ever replaced
+  // by a complete one, and temporaries of killed saves are cleared.
+  write_file_atomic(path, w.buf_.data(), w.buf_.size(), "save");
 }
 
 std::vector<std::pair<std::string, NDArray>> load_params(const std::string &path) {

@@ -186,6 +186,7 @@ public sealed class Module : IDisposable
     {
         var args = new Dictionary<string, NDArray>();
         var aux = new Dictionary<string, NDArray>();
+        CheckpointSet.Complete($"{prefix}-{epoch:D4}.params");  // finish a save interrupted after its commit
         foreach (var (name, arr) in NDArray.Load($"{prefix}-{epoch:D4}.params"))
         {
             if (name.StartsWith("arg:", StringComparison.Ordinal)) args[name[4..]] = arr;
@@ -608,8 +609,10 @@ public sealed class Module : IDisposable
     /// <summary>Writes prefix-symbol.json, prefix-NNNN.params (arg:/aux: keys) and, when
     /// asked, prefix-NNNN.states (optimizer state and the random generator's position).
     /// Each file is written to a temporary name and renamed, so an interrupted save
-    /// never replaces a good checkpoint with a partial one. In a distributed run only
-    /// rank 0 writes (every worker holds the same parameters).</summary>
+    /// never replaces a good checkpoint with a partial one; with optimizer states the
+    /// pair is committed together through prefix-NNNN.checkpoint, so a killed save
+    /// leaves either the old pair or the new one, never a mix. In a distributed run
+    /// only rank 0 writes (every worker holds the same parameters).</summary>
     /// <param name="prefix">The path without suffixes, such as <c>models/lenet</c>.</param>
     /// <param name="epoch">The number in the parameter file's name (<c>prefix-0003.params</c> for 3).</param>
     /// <param name="saveOptimizerStates">Also write <c>prefix-NNNN.states</c>, so training can resume exactly.</param>
@@ -631,8 +634,13 @@ public sealed class Module : IDisposable
         var all = new Dictionary<string, NDArray>();
         foreach (var kv in args) all["arg:" + kv.Key] = kv.Value;
         foreach (var kv in aux) all["aux:" + kv.Key] = kv.Value;
-        NDArray.Save($"{prefix}-{epoch:D4}.params", all);
-        if (saveOptimizerStates)
+        string paramsPath = $"{prefix}-{epoch:D4}.params";
+        if (!saveOptimizerStates)
+        {
+            CheckpointSet.Forget(paramsPath);  // a lone .params is a set by itself
+            NDArray.Save(paramsPath, all);
+        }
+        else
         {
             using var scope = NDArray.Scope();
             var states = new Dictionary<string, NDArray>();
@@ -640,7 +648,8 @@ public sealed class Module : IDisposable
             var (seed, stream) = Rand.GetState();
             using var rng = NDArray.FromArray(new long[] { (long)seed, (long)stream }, 2);
             states["rng"] = rng;
-            NDArray.Save($"{prefix}-{epoch:D4}.states", states);
+            string statesPath = $"{prefix}-{epoch:D4}.states";
+            CheckpointSet.Save(paramsPath, statesPath, all, states);
         }
         Info($"Saved checkpoint to \"{prefix}-{epoch:D4}.params\"");
     }
