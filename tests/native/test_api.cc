@@ -151,6 +151,9 @@ TEST(Api, AsyncFailureIsReportedAtWaitAndPassedOn) {
   Arr dependent = call("exp", {&outs[0]});  // pushed fine, skipped when run
   EXPECT_EQ(loom_ndarray_wait_to_read(dependent.h), LOOM_ERR_INVALID_ARGUMENT);
   EXPECT_NE(last().find("take: index 7 at position 2"), std::string::npos) << last();
+  // The report names the call it came from: its number, op and arrays.
+  EXPECT_NE(last().find("raised by imperative call #"), std::string::npos) << last();
+  EXPECT_NE(last().find("take((4,3) float32, (3,) int32) -> ((3,3) float32)"), std::string::npos) << last();
   EXPECT_EQ(loom_wait_all(), LOOM_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(loom_wait_all(), LOOM_OK);
 }

@@ -51,7 +51,23 @@ struct Call {
   BlockPtr temp;
   SmallVec<NDArray, 3> arrays;  // inputs, then outputs
   size_t nin = 0;
+  uint64_t seq = 0;  // this process's imperative calls, numbered from 1
 };
+
+std::atomic<uint64_t> g_calls{0};
+
+// A kernel's failure surfaces at a later wait, far from the call: say which call it
+// was, on which arrays, so the user can find it.
+std::string async_context(const Call &c) {
+  std::string s = " [raised by imperative call #" + std::to_string(c.seq) + ", " + c.op->name + "(";
+  for (size_t i = 0; i < c.arrays.size(); ++i) {
+    if (i == c.nin) s += ") -> (";
+    else if (i) s += ", ";
+    s += c.arrays[i].shape().str() + " " + dtype_name(c.arrays[i].dtype());
+  }
+  return s + "); ops run asynchronously, so this is reported at a later wait: LOOM_ENGINE=naive runs each op "
+             "where it is called]";
+}
 }  // namespace
 
 void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
@@ -158,6 +174,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
   for (const NDArray &a : inputs) call->arrays.push_back(a);
   for (const NDArray &o : outs) call->arrays.push_back(o);
   call->nin = nin;
+  call->seq = ++g_calls;
 
   VarList reads, writes;
   for (size_t i = 0; i < nin; ++i)  // auxiliary states are updated in place
@@ -183,7 +200,11 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
         BlobList in(call->nin), out(a.size() - call->nin);
         for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].blob();
         for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
-        run_forward(*call->op, call->ctx, call->params(), in, out);
+        try {
+          run_forward(*call->op, call->ctx, call->params(), in, out);
+        } catch (const Error &e) {
+          throw Error(e.status(), e.what() + async_context(*call));
+        }
       },
       run_ctx, std::move(reads), std::move(writes), po);
   outputs = std::move(outs);
