@@ -568,6 +568,19 @@ public static partial class Op
     }
     private static OpHandle s_add_scalar;
 
+    /// <summary>1 if every value of data is finite (cast to float32, as MXNet does), else 0: float32 of shape (1,). Used to find NaN or infinity in a batch, a loss or a gradient without copying it out.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="initOutput">Set the output to 1 first (false: only ever set it to 0, so a given output accumulates over calls). Default: true.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'all_finite').</returns>
+    public static NDArray AllFinite(NDArray data, bool? initOutput = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (initOutput is not null) (__params ??= new()).Add("init_output", initOutput.Value);
+        return Imperative.Invoke(ref s_all_finite, "all_finite", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_all_finite;
+
     /// <summary>Evenly spaced values in [start, stop) with step; with stop None the range is [0, start) (NumPy's arange).</summary>
     /// <param name="start">First value (or the stop, when stop is None). Default: 0.0.</param>
     /// <param name="stop">End of the range, exclusive. Default: None.</param>
@@ -1168,6 +1181,21 @@ public static partial class Op
         return Imperative.Invoke(ref s_mse_count, "mse_count", new[] { pred, label }, __params, @out);
     }
     private static OpHandle s_mse_count;
+
+    /// <summary>1 if every value of every input is finite (cast to float32, as MXNet does), else 0: float32 of shape (1,).</summary>
+    /// <param name="data">Input 'data' (one or more).</param>
+    /// <param name="numArrays">Number of inputs (MXNet's files give it; checked when given). Default: None.</param>
+    /// <param name="initOutput">Set the output to 1 first (false: only ever set it to 0). Default: true.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'multi_all_finite').</returns>
+    public static NDArray MultiAllFinite(NDArray[] data, long? numArrays = null, bool? initOutput = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (numArrays is not null) (__params ??= new()).Add("num_arrays", numArrays.Value);
+        if (initOutput is not null) (__params ??= new()).Add("init_output", initOutput.Value);
+        return Imperative.Invoke(ref s_multi_all_finite, "multi_all_finite", data, __params, @out);
+    }
+    private static OpHandle s_multi_all_finite;
 
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
     /// <param name="lhs">Input 'lhs'.</param>

@@ -538,6 +538,18 @@ public static partial class Sym
         return Symbol.Create("add_scalar", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
+    /// <summary>1 if every value of data is finite (cast to float32, as MXNet does), else 0: float32 of shape (1,). Used to find NaN or infinity in a batch, a loss or a gradient without copying it out.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="initOutput">Set the output to 1 first (false: only ever set it to 0, so a given output accumulates over calls). Default: true.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
+    public static Symbol AllFinite(string? name, Symbol? data = null, bool? initOutput = null)
+    {
+        OpParams? __params = null;
+        if (initOutput is not null) (__params ??= new()).Add("init_output", initOutput.Value);
+        return Symbol.Create("all_finite", name, new Symbol?[] { data }, new[] { "data" }, __params);
+    }
+
     /// <summary>Evenly spaced values in [start, stop) with step; with stop None the range is [0, start) (NumPy's arange).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="start">First value (or the stop, when stop is None). Default: 0.0.</param>
@@ -1094,6 +1106,20 @@ public static partial class Sym
     {
         OpParams? __params = null;
         return Symbol.Create("mse_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
+    }
+
+    /// <summary>1 if every value of every input is finite (cast to float32, as MXNet does), else 0: float32 of shape (1,).</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Inputs 'data' (one or more).</param>
+    /// <param name="numArrays">Number of inputs (MXNet's files give it; checked when given). Default: None.</param>
+    /// <param name="initOutput">Set the output to 1 first (false: only ever set it to 0). Default: true.</param>
+    /// <returns>The new node's symbol.</returns>
+    public static Symbol MultiAllFinite(string? name, Symbol[] data, long? numArrays = null, bool? initOutput = null)
+    {
+        OpParams? __params = null;
+        if (numArrays is not null) (__params ??= new()).Add("num_arrays", numArrays.Value);
+        if (initOutput is not null) (__params ??= new()).Add("init_output", initOutput.Value);
+        return Symbol.Create("multi_all_finite", name, data, null, __params);
     }
 
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
@@ -2088,6 +2114,17 @@ public sealed partial class Symbol
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
         return Create("add_scalar", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>1 if every value of data is finite (cast to float32, as MXNet does), else 0: float32 of shape (1,). Used to find NaN or infinity in a batch, a loss or a gradient without copying it out.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="initOutput">Set the output to 1 first (false: only ever set it to 0, so a given output accumulates over calls). Default: true.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol AllFinite(string? name, bool? initOutput = null)
+    {
+        OpParams? __params = null;
+        if (initOutput is not null) (__params ??= new()).Add("init_output", initOutput.Value);
+        return Create("all_finite", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
     /// <summary>Index (int64) of the largest value along an axis; the first one on ties.</summary>

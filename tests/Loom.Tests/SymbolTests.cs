@@ -248,6 +248,66 @@ public class SymbolTests
         File.Delete(live);
     }
 
+    // Three separable clusters with one NaN in sample 45 (batch 3 of 20-sample batches).
+    private static NDArrayIter PoisonedBlobs()
+    {
+        Rand.Seed(7);
+        var labels = Op.Cast(Op.RandomUniform(low: 0, high: 3, shape: new long[] { 300 }), DType.Int32).AsType(DType.Float32);
+        using var x = Op.OneHot(labels.AsType(DType.Int64), depth: 5) * 3.0 + Rand.Normal(0, 0.5, new long[] { 300, 5 });
+        float[] host = x.ToArray<float>();
+        host[45 * 5 + 2] = float.NaN;
+        return new NDArrayIter(NDArray.FromArray(host, 300, 5), labels, 20);
+    }
+
+    [TestCase(NonFinitePolicy.Warn), TestCase(NonFinitePolicy.Skip), TestCase(NonFinitePolicy.Stop), TestCase(NonFinitePolicy.Ignore)]
+    public void NonFiniteBatchesAreNamedByEpochBatchAndArray(NonFinitePolicy policy)
+    {
+        var log = new List<string>();
+        var old = Module.Log;
+        Module.Log = log.Add;
+        try
+        {
+            using var train = PoisonedBlobs();
+            using var m = new Module(Mlp()) { NonFinite = policy };
+            void Fit() => m.Fit(train, new SGD(lr: 0.1, momentum: 0.9), 2, init: new XavierInit());
+            if (policy == NonFinitePolicy.Stop)
+            {
+                var e = Assert.Throws<LoomException>(Fit)!;
+                Assert.That(e.Message, Does.Contain("epoch 1 batch 3: the data batch ('data') holds non-finite values"));
+            }
+            else
+            {
+                Fit();
+            }
+            var reports = log.Where(l => l.Contains(" batch ") && l.Contains("non-finite values")).ToList();
+            var weights = m.GetParams().Args["fc1_weight"].ToArray<float>();
+            switch (policy)
+            {
+                case NonFinitePolicy.Warn:  // the NaN reaches the weights as before; every later batch is
+                    // reported too, the first five per epoch by name and the rest as a count
+                    // (read one batch late, so the arrays named are those holding NaN when it is read)
+                    Assert.That(reports[0], Does.Contain("epoch 1 batch 3: non-finite values (NaN or infinity); now in "));
+                    Assert.That(reports[1], Does.Contain("epoch 1 batch 4: non-finite values (NaN or infinity); now in parameter 'fc1_weight'"));
+                    Assert.That(reports, Has.Count.EqualTo(10));
+                    Assert.That(log.Any(l => l.Contains("epoch 1: 13 batches held non-finite values")), Is.True, string.Join("\n", log));
+                    Assert.That(weights.Any(float.IsNaN), Is.True);
+                    break;
+                case NonFinitePolicy.Skip:  // the poisoned batch's update is skipped: weights stay finite
+                    Assert.That(reports, Has.Count.EqualTo(2));
+                    Assert.That(reports[0], Does.EndWith("its update was skipped"));
+                    Assert.That(weights.All(float.IsFinite), Is.True);
+                    break;
+                case NonFinitePolicy.Stop:  // stopped before the update: weights finite
+                    Assert.That(weights.All(float.IsFinite), Is.True);
+                    break;
+                case NonFinitePolicy.Ignore:
+                    Assert.That(reports, Is.Empty);
+                    break;
+            }
+        }
+        finally { Module.Log = old; }
+    }
+
     [Test]
     public void AFailedSaveLeavesTheGoodCheckpoint()
     {

@@ -149,6 +149,9 @@ case("SoftmaxActivation_channel", "SoftmaxActivation", [inp([2, 3, 2, 2], F, -3,
 case("take_wrap_axis1", "take", [inp([3, 4]), inp([5], F, -6, 6, cast=["int64"])], {"axis": 1, "mode": "wrap"})
 case("SoftmaxOutput_multi", "SoftmaxOutput", [inp([2, 3, 4], F, -2, 2), inp([2, 4], F, 0, 3, cast=["int32", F])],
      {"multi_output": True, "normalization": "valid", "use_ignore": True, "ignore_label": 1})
+# MXNet's all_finite and multi_all_finite (the flag of finite inputs).
+case("all_finite", "all_finite", [inp([4, 5], D)])
+case("multi_all_finite", "multi_all_finite", [inp([3, 2]), inp([7])], {"num_arrays": 2})
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

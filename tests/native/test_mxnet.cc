@@ -393,3 +393,55 @@ TEST(MXNet, MXNetParametersAreAcceptedWithTheirMeaning) {
 }
 
 }  // namespace
+
+// Invokes `op` writing into an existing output array.
+static loom_status invoke_into(const std::string &op, const std::vector<const Arr *> &ins, const Params &params,
+                               loom_ndarray out) {
+  loom_op h = nullptr;
+  loom_status s = loom_op_find(&h, op.c_str());
+  if (s != LOOM_OK) return s;
+  std::vector<loom_ndarray> in;
+  for (auto *a : ins) in.push_back(a->h);
+  std::vector<const char *> k, v;
+  for (auto &kv : params) {
+    k.push_back(kv.first.c_str());
+    v.push_back(kv.second.c_str());
+  }
+  return loom_imperative_invoke(&out, 1, h, in.data(), static_cast<int32_t>(in.size()), k.data(), v.data(),
+                                static_cast<int32_t>(k.size()));
+}
+
+// src/operator/contrib/all_finite.cc: 1 when every value is finite after a cast to
+// float32, else 0, shape (1,) float32; init_output=false only ever writes 0.
+COVERS("all_finite", "multi_all_finite");
+TEST(MXNet, AllFiniteCastsToFloat32AndAccumulates) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  struct Case { std::vector<double> v; int dtype; double want; };
+  for (const Case &c : {Case{{1, -2, 3.4e38}, LOOM_DTYPE_FLOAT32, 1}, Case{{1, nan, 3}, LOOM_DTYPE_FLOAT32, 0},
+                        Case{{-inf}, LOOM_DTYPE_FLOAT32, 0}, Case{{1e300, 1}, LOOM_DTYPE_FLOAT64, 0},
+                        Case{{1e30, -1e-300}, LOOM_DTYPE_FLOAT64, 1},
+                        Case{{}, LOOM_DTYPE_FLOAT32, 1}}) {
+    Arr a = make({static_cast<int64_t>(c.v.size())}, c.v, c.dtype);
+    Arr r = call("all_finite", {&a});
+    EXPECT_EQ(shape_of(r), (std::vector<int64_t>{1}));
+    EXPECT_EQ(read(r), std::vector<double>{c.want}) << c.v.size() << " values of dtype " << c.dtype;
+  }
+  Arr ok = make({2, 2}, {1, 2, 3, 4}), bad = make({3}, {0, inf, 1}, LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(read(call("multi_all_finite", {&ok, &ok}, {{"num_arrays", "2"}})), std::vector<double>{1});
+  EXPECT_EQ(read(call("multi_all_finite", {&ok, &bad, &ok}, {{"num_arrays", "3"}})), std::vector<double>{0});
+  // init_output=false: a given output keeps what it held unless a value is not finite.
+  std::vector<Arr> o;
+  o.push_back(make({1}, {1}));
+  loom_ndarray keep = o[0].h;
+  ASSERT_EQ(invoke_into("all_finite", {&ok}, {{"init_output", "false"}}, keep), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(read(o[0]), std::vector<double>{1});
+  ASSERT_EQ(invoke_into("all_finite", {&bad}, {{"init_output", "false"}}, keep), LOOM_OK);
+  ASSERT_EQ(invoke_into("all_finite", {&ok}, {{"init_output", "false"}}, keep), LOOM_OK);
+  EXPECT_EQ(read(o[0]), std::vector<double>{0});
+  // Integers cannot be non-finite: refused, naming the op; so is a wrong num_arrays.
+  Arr ints = make({2}, {1, 2}, LOOM_DTYPE_INT32);
+  std::vector<Arr> x;
+  EXPECT_EQ(invoke("all_finite", {&ints}, {}, &x), LOOM_ERR_DTYPE);
+  EXPECT_NE(std::string(loom_last_error()).find("all_finite: input 0 is int32"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(invoke("multi_all_finite", {&ok, &ok}, {{"num_arrays", "3"}}, &x), LOOM_ERR_INVALID_ARGUMENT);
+}

@@ -220,6 +220,8 @@ NO_COUNTERPART = {
     "adadelta_update": "optimizer step: checked against the formula natively",
     "accuracy_count": "metric counter", "cross_entropy_count": "metric counter", "mse_count": "metric counter",
     "mae_count": "metric counter", "f1_count": "metric counter",
+    "all_finite": "a flag: compared with torch.isfinite in test_all_finite_matches_torch_isfinite",
+    "multi_all_finite": "a flag: compared with torch.isfinite in test_all_finite_matches_torch_isfinite",
 }
 
 
@@ -241,6 +243,21 @@ class AgainstPyTorch(unittest.TestCase):
         missing = sorted(names - mapped - set(NO_COUNTERPART))
         self.assertEqual(missing, [], "operators neither compared with PyTorch nor listed in NO_COUNTERPART")
         print("\nnot compared with PyTorch: " + ", ".join("%s (%s)" % kv for kv in sorted(NO_COUNTERPART.items())))
+
+    def test_all_finite_matches_torch_isfinite(self):
+        # MXNet casts to float32 first, so torch is asked about the float32 values.
+        for trial in range(40):
+            dtype = np.float32 if trial % 2 else np.float64
+            arrays = [rand(tuple(RNG.integers(1, 5, RNG.integers(1, 4)))).astype(dtype) for _ in range(RNG.integers(1, 4))]
+            for a in arrays:
+                if RNG.random() < 0.3:
+                    a.flat[RNG.integers(0, a.size)] = RNG.choice([np.nan, np.inf, -np.inf, 1e300 if dtype == np.float64 else 1.0])
+            want = float(all(bool(torch.isfinite(torch.tensor(a).float()).all()) for a in arrays))
+            got = loom._invoke("multi_all_finite", [loom.from_numpy(a) for a in arrays],
+                               {"num_arrays": len(arrays)}).asnumpy()
+            self.assertEqual(got.tolist(), [want], "trial %d" % trial)
+            first = loom._invoke("all_finite", [loom.from_numpy(arrays[0])], {}).asnumpy()
+            self.assertEqual(first.tolist(), [float(bool(torch.isfinite(torch.tensor(arrays[0]).float()).all()))])
 
     DIFFERENTIABLE = {op["name"] for op in loom.describe_ops() if op["differentiable"]}
 

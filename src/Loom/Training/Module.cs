@@ -470,7 +470,8 @@ public sealed class Module : IDisposable
             Info($"== Epoch {epoch:D3} ==========");
             var sw = Stopwatch.StartNew();
             trainMetric.Reset();
-            int batch = 0;
+            int batch = 0, nonFiniteBatches = 0;
+            NDArray[]? lastFlag = null;
             long samples = 0;
             bool tty = !Console.IsOutputRedirected;
             long total = train.Count / train.BatchSize;
@@ -481,14 +482,27 @@ public sealed class Module : IDisposable
                 using var batchLabel = y;
                 Forward(x, y, isTrain: true);
                 Backward();
-                Update();
-                UpdateMetric(trainMetric, y);
                 batch++;
+                var flag = NonFinite == NonFinitePolicy.Ignore ? null : PushFiniteFlag();
+                if (NonFinite == NonFinitePolicy.Warn)
+                {
+                    Update();
+                    ReadFiniteFlag(lastFlag, epoch, batch - 1, ref nonFiniteBatches);  // the previous batch's, ready by now
+                    lastFlag = flag is null ? null : Array.ConvertAll(flag, scope.Keep);  // outlive this batch's scope
+                }
+                else if (ReadFiniteFlag(flag, epoch, batch, ref nonFiniteBatches))
+                {
+                    Update();
+                }
+                UpdateMetric(trainMetric, y);
                 samples += x.Shape[0];
                 foreach (var cb in cbs)
                     if (batch % cb.Interval == 0) cb.Invoke(this, new BatchEnd(epoch, batch, samples, sw.Elapsed.TotalSeconds, trainMetric));
                 if (tty && batch % 20 == 0) Console.Write($"\r[{new string('=', (int)(30 * batch / Math.Max(total, 1))),-30}] {batch}/{total}");
             }
+            ReadFiniteFlag(lastFlag, epoch, batch, ref nonFiniteBatches);
+            if (nonFiniteBatches > MaxNonFiniteReports)
+                Log($"WARNING: epoch {epoch}: {nonFiniteBatches} batches held non-finite values (the first {MaxNonFiniteReports} are named above)");
             double value = trainMetric.Get();
             SyncAuxStates();
             Engine.WaitAll();
@@ -504,6 +518,82 @@ public sealed class Module : IDisposable
                 Info($"{evalMetric.Name,18} = {Score(eval, evalMetric):F4}");
             }
         }
+    }
+
+    /// <summary>What <see cref="Fit"/> does when a batch's data, the network's outputs, a
+    /// gradient or a parameter holds NaN or infinity (checked natively after each backward pass with the
+    /// <c>multi_all_finite</c> op, one flag read per batch): <see cref="NonFinitePolicy.Warn"/>
+    /// by default, which reads each flag one batch late so training never waits for it.
+    /// The check costs about 15% of an epoch of the seed's small MLP (1 ms per batch) and
+    /// nothing measurable on LeNet; <see cref="NonFinitePolicy.Ignore"/> turns it off.</summary>
+    public NonFinitePolicy NonFinite { get; set; } = NonFinitePolicy.Warn;
+
+    private const int MaxNonFiniteReports = 5;
+
+    // The arrays a batch's check covers, each with how a report names it.
+    private List<(string What, NDArray Array)> CheckedArrays()
+    {
+        if (_checked is not null && ReferenceEquals(_checkedFor, _exec)) return _checked;
+        var arrays = new List<(string What, NDArray Array)>();
+        var args = Symbol.ListArguments();
+        for (int k = 0; k < _contexts.Length; k++)
+        {
+            var e = ExecutorOf(k);
+            string dev = _contexts.Length > 1 ? $" on {_contexts[k]}" : "";
+            if (e.ArgDict.TryGetValue(DataNames[0], out var d) && d.DType is DType.Float32 or DType.Float64)
+                arrays.Add(($"the data batch ('{DataNames[0]}'){dev}", d));
+            for (int o = 0; o < e.Outputs.Length; o++)
+                if (e.Outputs[o].DType is DType.Float32 or DType.Float64) arrays.Add(($"output {o}{dev}", e.Outputs[o]));
+            foreach (int i in _paramIndex)
+                if (e.Gradients[i] is { } g && g.DType is DType.Float32 or DType.Float64)
+                    arrays.Add(($"the gradient of '{args[i]}'{dev}", g));
+            if (k == 0)  // a NaN weight can hide behind a ReLU (max(NaN, 0) = 0): check the weights too
+                foreach (int i in _paramIndex)
+                    if (e.Arguments[i].DType is DType.Float32 or DType.Float64)
+                        arrays.Add(($"parameter '{args[i]}'", e.Arguments[i]));
+        }
+        _checkedFor = _exec;
+        _checkedInputs = arrays.GroupBy(a => a.Array.Context.ToString()).Select(g => g.Select(a => a.Array).ToArray()).ToArray();
+        return _checked = arrays;
+    }
+
+    private List<(string What, NDArray Array)>? _checked;  // for the executor _checkedFor
+    private NDArray[][] _checkedInputs = Array.Empty<NDArray[]>();  // grouped by device
+    private Executor? _checkedFor;
+
+    // Native flags over the batch's data, outputs, gradients and parameters (1: all
+    // finite), one per device, pushed asynchronously.
+    private NDArray[] PushFiniteFlag()
+    {
+        CheckedArrays();
+        return _checkedInputs.Select(g => Op.MultiAllFinite(g, numArrays: g.Length)).ToArray();
+    }
+
+    // Reads a batch's flag; on a non-finite batch names the first offending array as it
+    // is now and applies the policy. Returns whether the batch's update should run.
+    // Warn reads each flag one batch late, so the check never stalls the pipeline; its
+    // report then names the array that holds non-finite values when it is read.
+    private bool ReadFiniteFlag(NDArray[]? flags, int epoch, int batch, ref int count)
+    {
+        if (flags is null) return true;
+        bool finite = true;
+        foreach (var f in flags)
+            using (f)
+                finite &= f.ToArray<float>()[0] == 1f;
+        if (finite) return true;
+        string what;
+        using (NDArray.Scope())
+            what = CheckedArrays().Select(a => (a.What, Finite: Op.AllFinite(a.Array).ToArray<float>()[0] == 1f))
+                .FirstOrDefault(a => !a.Finite).What ?? "an array of that batch (finite again now)";
+        string msg = $"epoch {epoch} batch {batch}: " + (NonFinite == NonFinitePolicy.Warn
+            ? $"non-finite values (NaN or infinity); now in {what}"
+            : $"{what} holds non-finite values (NaN or infinity)");
+        if (NonFinite == NonFinitePolicy.Stop)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"Module.Fit: {msg}; training stopped before this batch's update (Module.NonFinite = Stop)");
+        if (++count <= MaxNonFiniteReports)
+            Log($"WARNING: {msg}" + (NonFinite == NonFinitePolicy.Skip ? "; its update was skipped" : ""));
+        return NonFinite != NonFinitePolicy.Skip;
     }
 
     // A batch is copied into the bound inputs, which have the network's dtypes (float32

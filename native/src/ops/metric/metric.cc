@@ -3,6 +3,11 @@
 // for the metric over all of them.
 #include "ops/common.h"
 
+#include <atomic>
+#include <cmath>
+
+#include "common/parallel.h"
+
 namespace loom {
 namespace {
 
@@ -169,6 +174,62 @@ const int kRegistered = [] {
     }
     write_pair(out, 2 * tp, 2 * tp + fp + fn);
   });
+
+  // ------------------------------------------------ all_finite, multi_all_finite
+  // MXNet's contrib ops (all_finite.cc): 1 when every value, cast to float32 as MXNet
+  // does (so a float64 beyond float32's range counts as infinite), is finite, else 0;
+  // shape (1,), float32. With init_output false the output is only ever set to 0, so
+  // a given output array accumulates over calls.
+  auto finite_infer = [](const Params &p, const ShapeList &, const DTypeList &dt, ShapeList &out,
+                         DTypeList &odt) {
+    for (size_t k = 0; k < dt.size(); ++k)
+      LOOM_CHECK(dt[k] == kFloat32 || dt[k] == kFloat64, LOOM_ERR_DTYPE, p.op().name, ": input ", k, " is ",
+                 dtype_name(dt[k]), "; it takes float32 or float64 arrays (only floating-point values can be non-finite)");
+    LOOM_CHECK(p.op().name != "multi_all_finite" || !p.has("num_arrays") ||
+                   p.i("num_arrays") == static_cast<int64_t>(dt.size()),
+               LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": num_arrays=", p.i("num_arrays"), " but ", dt.size(),
+               " inputs were given");
+    out[0] = Shape{1};
+    odt[0] = kFloat32;
+  };
+  auto finite_compute = [](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    float *o = out[0].ptr<float>();
+    if (p.b("init_output")) o[0] = 1.0f;
+    for (const TBlob &b : in) {
+      // Branch-free over blocks (so it vectorises), blocks spread over the CPU workers:
+      // a float32 is not finite when its exponent bits are all ones.
+      std::atomic<bool> finite{true};
+      parallel_ranges(b.size(), 1 << 16, [&](int64_t lo, int64_t hi) {
+        uint32_t bad = 0;
+        if (b.dtype == kFloat32) {
+          const uint32_t *x = static_cast<const uint32_t *>(b.dptr);
+          for (int64_t i = lo; i < hi; ++i) bad |= static_cast<uint32_t>((x[i] & 0x7f800000u) == 0x7f800000u);
+        } else {  // float64, cast to float32 first as MXNet does
+          const double *x = static_cast<const double *>(b.dptr);
+          for (int64_t i = lo; i < hi; ++i) bad |= static_cast<uint32_t>(!std::isfinite(static_cast<float>(x[i])));
+        }
+        if (bad) finite.store(false, std::memory_order_relaxed);
+      });
+      if (!finite.load()) o[0] = 0.0f;
+    }
+  };
+  OpDef &af = reg.add("all_finite");
+  af.set_doc("1 if every value of data is finite (cast to float32, as MXNet does), else 0: float32 of shape "
+             "(1,). Used to find NaN or infinity in a batch, a loss or a gradient without copying it out.")
+      .set_inputs({"data"})
+      .param("init_output", ParamType::Bool, "true", "Set the output to 1 first (false: only ever set it to 0, "
+             "so a given output accumulates over calls).");
+  af.set_infer(finite_infer);
+  af.set_compute(finite_compute);
+  OpDef &mf = reg.add("multi_all_finite");
+  mf.set_doc("1 if every value of every input is finite (cast to float32, as MXNet does), else 0: float32 of "
+             "shape (1,).")
+      .set_inputs({"data"})
+      .set_variadic()
+      .param("num_arrays", ParamType::Int, "None", "Number of inputs (MXNet's files give it; checked when given).")
+      .param("init_output", ParamType::Bool, "true", "Set the output to 1 first (false: only ever set it to 0).");
+  mf.set_infer(finite_infer);
+  mf.set_compute(finite_compute);
   return 0;
 }();
 
