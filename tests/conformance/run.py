@@ -101,6 +101,33 @@ def run_graph_case(c, base, emit):
         emit("%s/aux:%s" % (c["name"], name), digest(a))
 
 
+def run_kvstore_case(c, emit):
+    """Init from one drawn value, then each push (one drawn value per seed, value i on
+    cpu(i) when "devices") followed by a pull, digested."""
+    from loom import kv as kvs
+    spec, key = c["value"], c.get("key", "w")
+    store = kvs.create(c["kvstore"])
+    if "updater" in c:
+        store.set_updater(c["updater"]["op"], **params_of(c["updater"].get("params")))
+    init = make_input(spec)
+    store.init(key, init)
+    for step, push in enumerate(c["pushes"]):
+        values = []
+        for i, seed in enumerate(push):
+            s = dict(spec)
+            s["seed"] = seed
+            x = make_input(s)
+            if c.get("devices"):
+                on = loom.zeros(x.shape, x.dtype, ctx=loom.cpu(i))
+                loom._check(loom._LIB.loom_ndarray_copy_to(on.handle, x.handle))
+                x = on
+            values.append(x)
+        store.push(key, values)
+        out = loom.zeros(init.shape, init.dtype)
+        store.pull(key, out)
+        emit("%s/pull%d" % (c["name"], step), digest(out))
+
+
 def main(files):
     for path in files:
         base = os.path.dirname(os.path.abspath(path))
@@ -115,6 +142,8 @@ def main(files):
             try:
                 if "op" in c:
                     run_op_case(c, lambda n, d: lines.append("%s %s" % (n, d)))
+                elif "kvstore" in c:
+                    run_kvstore_case(c, lambda n, d: lines.append("%s %s" % (n, d)))
                 else:
                     run_graph_case(c, base, lambda n, d: lines.append("%s %s" % (n, d)))
                 loom.wait_all()

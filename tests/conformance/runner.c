@@ -377,6 +377,77 @@ done:
   return rc;
 }
 
+/* A key-value store: init from one drawn value, then each push (one drawn value per
+ * seed, value i on cpu(i) when "devices") followed by a pull, digested. */
+static int run_kvstore(const J *c, char *lines, size_t cap) {
+  const J *spec = get(c, "value"), *pushes = get(c, "pushes"), *up = get(c, "updater"), *dev = get(c, "devices");
+  const char *name = get(c, "name")->text, *kvtype = get(c, "kvstore")->text;
+  char kb[64], hex[65], suffix[32];
+  const char *key = str_or(c, "key", "w", kb, sizeof kb);
+  loom_kvstore kv = NULL;
+  loom_ndarray init = NULL, out = NULL;
+  int rc = 0, p, i;
+  int32_t ndim = 0, dt = 0;
+  int64_t shape[8];
+  if (!spec || !pushes || pushes->type != J_ARR) return fail("kvstore case needs \"value\" and \"pushes\"");
+  CHECK(loom_kvstore_create(&kv, kvtype));
+  if (up) {
+    const char **keys = NULL, **vals = NULL;
+    char *store = NULL;
+    int np = params_of(get(up, "params"), &keys, &vals, &store);
+    if (loom_kvstore_set_updater(kv, get(up, "op")->text, np, keys, vals) != LOOM_OK) rc = fail("%s", loom_last_error());
+    free(keys);
+    free(vals);
+    free(store);
+    if (rc) goto done;
+  }
+  if (make_input(spec, NULL, NULL, NULL, &init)) {
+    rc = -1;
+    goto done;
+  }
+  if (loom_kvstore_init(kv, 1, &key, &init) != LOOM_OK || loom_ndarray_get_ndim(&ndim, init) != LOOM_OK ||
+      loom_ndarray_get_shape(shape, 8, init) != LOOM_OK || loom_ndarray_get_dtype(&dt, init) != LOOM_OK ||
+      loom_ndarray_create(&out, shape, ndim, dt, LOOM_DEVICE_CPU, 0) != LOOM_OK) {
+    rc = fail("%s", loom_last_error());
+    goto done;
+  }
+  for (p = 0; p < pushes->n && rc == 0; ++p) {
+    const J *seeds = &pushes->items[p];
+    loom_ndarray vals[16];
+    const char *keys[16];
+    int n = 0;
+    for (i = 0; i < seeds->n && i < 16 && rc == 0; ++i) {
+      loom_ndarray x = NULL;
+      if (make_input(spec, NULL, NULL, seeds->items[i].text, &x)) {
+        rc = -1;
+        break;
+      }
+      if (dev && dev->type == J_TRUE) {
+        loom_ndarray on = NULL;
+        if (loom_ndarray_create(&on, shape, ndim, dt, LOOM_DEVICE_CPU, i) != LOOM_OK ||
+            loom_ndarray_copy_to(on, x) != LOOM_OK)
+          rc = fail("%s", loom_last_error());
+        loom_ndarray_free(x);
+        x = on;
+      }
+      vals[n] = x;
+      keys[n++] = key;
+    }
+    if (rc == 0 && (loom_kvstore_push(kv, n, keys, vals, 0) != LOOM_OK || loom_kvstore_pull(kv, 1, &key, &out, 0) != LOOM_OK))
+      rc = fail("%s", loom_last_error());
+    for (i = 0; i < n; ++i) loom_ndarray_free(vals[i]);
+    if (rc == 0 && (rc = digest(out, hex)) == 0) {
+      snprintf(suffix, sizeof suffix, "pull%d", p);
+      emit(lines, cap, name, suffix, hex);
+    }
+  }
+done:
+  if (init) loom_ndarray_free(init);
+  if (out) loom_ndarray_free(out);
+  loom_kvstore_free(kv);
+  return rc;
+}
+
 /* The names in a JSON list returned by loom_symbol_list. */
 static int list_names(loom_symbol s, int kind, J *out) {
   const char *js;
@@ -616,7 +687,8 @@ int main(int argc, char **argv) {
       if (!name || name->type != J_STR) rc = fail("case %d has no name", i);
       else if (get(c, "op")) rc = run_op(c, lines, sizeof lines);
       else if (get(c, "graph")) rc = run_graph(c, base, lines, sizeof lines);
-      else rc = fail("case has neither \"op\" nor \"graph\"");
+      else if (get(c, "kvstore")) rc = run_kvstore(c, lines, sizeof lines);
+      else rc = fail("case has neither \"op\", \"graph\" nor \"kvstore\"");
       if (rc == 0 && loom_wait_all() != LOOM_OK) rc = fail("%s", loom_last_error());
       if (rc) printf("%s ERROR %s\n", name && name->text ? name->text : "?", g_error);
       else fputs(lines, stdout);

@@ -174,6 +174,22 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
   for (const std::string &key : order) entry(key, "push");  // every key checked before any work
   for (const std::string &key : order) {
     Entry &e = store_[key];
+    if (dist_ && updater_.empty()) {
+      // No updater: the sum is the stored value. One value is copied straight into it
+      // (several are added in device order first), then summed over ranks in place.
+      const auto &vals = groups[key];
+      if (vals.size() == 1) {
+        LOOM_CHECK(vals[0].shape() == e.value.shape() && vals[0].dtype() == e.value.dtype(), LOOM_ERR_SHAPE,
+                   "kvstore push: key '", key, "' holds ", e.value.shape().str(), " ", dtype_name(e.value.dtype()),
+                   ", but a value of ", vals[0].shape().str(), " ", dtype_name(vals[0].dtype()), " was pushed (rank ",
+                   rank(), ")");
+        call("copy", ArrayList{vals[0]}, ArrayList{e.value});
+      } else {
+        call("copy", ArrayList{reduce(key, vals)}, ArrayList{e.value});
+      }
+      allreduce(key, e.value);
+      continue;
+    }
     NDArray merged = reduce(key, groups[key]);
     if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
     if (dist_) allreduce(key, merged);  // devices first, then ranks

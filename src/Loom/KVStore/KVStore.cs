@@ -169,6 +169,20 @@ public sealed unsafe class KVStore : IDisposable
             ps.Select(x => x.Key).ToArray(), ps.Select(x => x.Value).ToArray()));
     }
 
+    /// <summary>Updates pushed keys with a native update op by name and its parameters as
+    /// text (MXNet's <c>_set_updater</c> with a registered op): the op's inputs are
+    /// weight, grad and its states, such as <c>sgd_mom_update</c>.</summary>
+    /// <param name="op">The update op, such as <c>"sgd_mom_update"</c>.</param>
+    /// <param name="parameters">Its parameters as text, such as <c>lr = "0.1"</c> (none when null).</param>
+    /// <exception cref="LoomException">The op is unknown or is not an update op, or a parameter is invalid.</exception>
+    public void SetUpdater(string op, IReadOnlyDictionary<string, string>? parameters = null)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        var ps = parameters?.ToArray() ?? Array.Empty<KeyValuePair<string, string>>();
+        LoomException.Check(LoomNative.loom_kvstore_set_updater(Handle, op, ps.Length,
+            ps.Select(x => x.Key).ToArray(), ps.Select(x => x.Value).ToArray()));
+    }
+
     /// <summary>Waits until every worker reaches the barrier (immediate in one process).</summary>
     public void Barrier() => LoomException.Check(LoomNative.loom_kvstore_barrier(Handle));
 

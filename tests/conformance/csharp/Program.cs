@@ -27,6 +27,7 @@ foreach (string path in args)
         {
             using var scope = NDArray.Scope();
             if (c.TryGetProperty("op", out _)) Runner.OpCase(c, lines);
+            else if (c.TryGetProperty("kvstore", out _)) Runner.KVStoreCase(c, lines);
             else Runner.GraphCase(c, baseDir, lines);
             Engine.WaitAll();
         }
@@ -158,6 +159,41 @@ static class Runner
             foreach (var p in pnames) lines.Add($"{name}/arg:{p} {Digest(ex.ArgDict[p])}");
         }
         for (int j = 0; j < auxNames.Length; j++) lines.Add($"{name}/aux:{auxNames[j]} {Digest(ex.AuxiliaryStates[j])}");
+    }
+
+    // A key-value store: init from one drawn value, then each push (one drawn value per
+    // seed, value i on cpu(i) when "devices") followed by a pull, digested.
+    public static void KVStoreCase(JsonElement c, List<string> lines)
+    {
+        string name = c.GetProperty("name").GetString()!, key = Get(c, "key", "w");
+        var spec = c.GetProperty("value");
+        bool devices = c.TryGetProperty("devices", out var d) && d.GetBoolean();
+        using var kv = KVStore.Create(c.GetProperty("kvstore").GetString()!);
+        if (c.TryGetProperty("updater", out var up))
+        {
+            var ps = new Dictionary<string, string>();
+            if (up.TryGetProperty("params", out var pp))
+                foreach (var kv2 in pp.EnumerateObject()) ps[kv2.Name] = Raw(kv2.Value);
+            kv.SetUpdater(up.GetProperty("op").GetString()!, ps);
+        }
+        var init = MakeInput(spec);
+        kv.Init(key, init);
+        int step = 0;
+        foreach (var push in c.GetProperty("pushes").EnumerateArray())
+        {
+            var values = push.EnumerateArray().Select((seed, i) =>
+            {
+                var x = MakeInput(spec, seed: seed.GetString());
+                if (!devices) return x;
+                var on = NDArray.Zeros(x.Shape.ToArray(), x.DType, Context.Cpu(i));
+                x.CopyTo(on);
+                return on;
+            }).ToArray();
+            kv.Push(key, values);
+            var out0 = NDArray.Zeros(init.Shape.ToArray(), init.DType);
+            kv.Pull(key, out0);
+            lines.Add($"{name}/pull{step++} {Digest(out0)}");
+        }
     }
 
     static string Describe(string op)
