@@ -1,5 +1,5 @@
 # Loom's build entry point for PowerShell; mirrors build.sh.
-#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|clean]
+#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|fuzz|clean]
 param([string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -10,7 +10,7 @@ $Python = if ($IsWindows) { "python" } else { "/usr/bin/python3" }
 # The Debian packages of the build and of the test suites (as build.sh's APT_PACKAGES).
 $AptPackages = @("cmake", "ninja-build", "g++", "libopenblas-dev", "libgtest-dev", "zlib1g-dev", "libclang-14-dev",
     "python3-clang-14", "libdlpack-dev", "python3-numpy", "python3-venv", "python3-pip", "python3-setuptools",
-    "python3-wheel", "python3-torch", "libopenmpi-dev", "openmpi-bin")
+    "python3-wheel", "python3-torch", "libopenmpi-dev", "openmpi-bin", "clang-14", "libclang-rt-14-dev")
 function Install-Deps {
     if ($IsWindows) { return }
     $missing = @($AptPackages | Where-Object { dpkg -s $_ 2>&1 | Out-Null; $LASTEXITCODE -ne 0 })
@@ -173,6 +173,11 @@ switch ($Command) {
         # kill -9 during checkpoint saves: every surviving set loads whole.
         bash tests/reliability/checkpoint_kills.sh 50
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        # Every libFuzzer harness under ASan+UBSan for a short time (tests/fuzz).
+        $fuzzSeconds = if ($env:LOOM_FUZZ_SECONDS) { $env:LOOM_FUZZ_SECONDS } else { "10" }
+        $fuzz = bash tests/fuzz/run.sh $fuzzSeconds 2>&1 | Out-String
+        Write-Host $fuzz
+        if ($fuzz -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
         # A broken build must fail this command too.
         bash tests/build/broken_build.sh $Build ps1
         if ($LASTEXITCODE) { $failed++ } else { $passed++ }
@@ -245,9 +250,15 @@ switch ($Command) {
         Remove-Item Env:TSAN_OPTIONS
         if ($tsanFailed) { exit 1 }
     }
+    "fuzz" {
+        Install-Deps
+        $seconds = if ($Rest) { $Rest[0] } else { "600" }
+        bash tests/fuzz/run.sh $seconds
+        if ($LASTEXITCODE) { exit 1 }
+    }
     "clean" {
-        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build, (Join-Path $PSScriptRoot "build-asan"), (Join-Path $PSScriptRoot "build-ubsan"), (Join-Path $PSScriptRoot "build-tsan")
+        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build, (Join-Path $PSScriptRoot "build-asan"), (Join-Path $PSScriptRoot "build-ubsan"), (Join-Path $PSScriptRoot "build-tsan"), (Join-Path $PSScriptRoot "build-fuzz")
         Get-ChildItem -Recurse -Directory -Include "bin", "obj" -Path "src", "tests" | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
     }
-    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|clean]"; exit 2 }
+    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|fuzz|clean]"; exit 2 }
 }

@@ -15,6 +15,7 @@
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry, and the API docs
 #   ./build.sh sanitize   native tests under AddressSanitizer and UndefinedBehaviorSanitizer, engine/API
 #                         tests under ThreadSanitizer
+#   ./build.sh fuzz [s]   the libFuzzer harnesses (tests/fuzz) under ASan+UBSan, s seconds each (600)
 #   ./build.sh clean      remove build outputs
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,7 +33,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # cross-check and of the DLPack tests).
 APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14
   libdlpack-dev python3-numpy python3-venv python3-pip python3-setuptools python3-wheel python3-torch
-  libopenmpi-dev openmpi-bin)
+  libopenmpi-dev openmpi-bin clang-14 libclang-rt-14-dev)
 
 missing_packages() {
   local missing=()
@@ -318,6 +319,18 @@ run_dist() {
   count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
 }
 
+# Every libFuzzer harness under ASan+UBSan for a short time, after replaying the
+# committed regression inputs (tests/fuzz); each harness is a test.
+run_fuzz() {
+  log "fuzzing (libFuzzer, ASan+UBSan), ${LOOM_FUZZ_SECONDS:-10} s per harness"
+  local out line
+  out=$("$ROOT/tests/fuzz/run.sh" "${LOOM_FUZZ_SECONDS:-10}" 2>&1) || true
+  echo "$out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$' >&2
+  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+}
+
 # kill -9 during checkpoint saves (tests/reliability): every surviving set loads whole.
 run_reliability() {
   log "kill -9 during checkpoint saves"
@@ -346,6 +359,7 @@ run_tests() {
   run_readme
   run_dist
   run_reliability
+  run_fuzz
   run_build_honesty
   local r
   for r in "${SKIP_REASONS[@]}"; do echo "skipped: $r"; done
@@ -417,7 +431,8 @@ case "${1:-build}" in
     csharp_docs
     ;;
   sanitize) sanitize ;;
-  clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-ubsan" "$ROOT/build-tsan"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
+  fuzz) ensure_deps && "$ROOT/tests/fuzz/run.sh" "${2:-600}" ;;
+  clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-ubsan" "$ROOT/build-tsan" "$ROOT/build-fuzz"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
   *)
     sed -n '2,15p' "$0"
     exit 2

@@ -92,6 +92,21 @@ class IntegerOverflowTests(unittest.TestCase):
             nd.power(loom.from_numpy(np.array([2], np.int32)), loom.from_numpy(np.array([-1], np.int32))).asnumpy()
         self.assertIn("negative integer powers", str(ctx.exception))
 
+    def test_unary_ops_wrap_and_scalars_out_of_range_are_errors(self):
+        # Found by tests/fuzz: -INT64_MIN, |INT64_MIN| and squares past the range wrap as NumPy's.
+        m = np.array([np.iinfo(np.int64).min, 3037000500, -7], np.int64)
+        with np.errstate(over="ignore"):
+            np.testing.assert_array_equal(nd.negative(loom.from_numpy(m)).asnumpy(), -m)
+            np.testing.assert_array_equal(nd.abs(loom.from_numpy(m)).asnumpy(), np.abs(m))
+            np.testing.assert_array_equal(nd.square(loom.from_numpy(m)).asnumpy(), m * m)
+        # A scalar the array's dtype cannot hold is an error, not undefined behaviour.
+        u = loom.from_numpy(np.array([1, 2], np.uint8))
+        for scalar in (-1, 256, 1e300, float("nan")):
+            with self.assertRaises(loom.LoomError) as ctx:
+                loom._invoke("_plus_scalar", [u], {"scalar": scalar}).asnumpy()
+            self.assertIn("outside the range of the array's dtype uint8", str(ctx.exception))
+        np.testing.assert_array_equal(loom._invoke("_plus_scalar", [u], {"scalar": 2.7}).asnumpy(), [3, 4])
+
 
 class KVStoreTests(unittest.TestCase):
     def test_push_sums_per_key_and_pull_broadcasts(self):

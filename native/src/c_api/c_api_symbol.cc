@@ -471,6 +471,7 @@ loom_status loom_executor_backward(loom_executor executor, int32_t count,
   API_END
 }
 
+extern "C++" {  // a C++ helper inside the extern "C" block
 namespace {
 const std::vector<loom::NDArray> &exec_arrays(const loom::Executor &ex, int32_t kind) {
   switch (kind) {
@@ -484,6 +485,7 @@ const std::vector<loom::NDArray> &exec_arrays(const loom::Executor &ex, int32_t 
   }
 }
 }  // namespace
+}  // extern "C++"
 
 loom_status loom_executor_count(int32_t *out, loom_executor executor, int32_t kind) {
   API_BEGIN

@@ -50,8 +50,11 @@ class NDArray {
   const Context &ctx() const { return chunk_->ctx; }
   int64_t size() const { return shape_.size(); }
   size_t nbytes() const { return static_cast<size_t>(size()) * dtype_size(dtype_); }
+  // An empty array has no block; it still gets a valid, never-read address, so
+  // kernels may pass it to memcpy with a zero size or offset it by zero elements.
   void *data() const {
-    return chunk_->block.ptr ? static_cast<char *>(chunk_->block.ptr) + offset_ : nullptr;
+    alignas(64) static char empty[64];
+    return chunk_->block.ptr ? static_cast<char *>(chunk_->block.ptr) + offset_ : empty;
   }
   TBlob blob() const { return TBlob{data(), shape_, dtype_, chunk_->ctx}; }
   VarPtr var() const { return VarPtr(chunk_, &chunk_->var); }

@@ -2,6 +2,7 @@
 // forms and comparisons. Comparisons return 1/0 in the input dtype (MXNet).
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <type_traits>
 
 #include "ops/common.h"
@@ -29,13 +30,14 @@ double negative_d(double x) { return -x; }
 double round_d(double x) { return std::round(x); }
 
 const UnaryDef kUnary[] = {
+    // Integers wrap around as NumPy's do (-INT64_MIN is INT64_MIN), computed unsigned.
     {"negative", "Numerical negative, elementwise: -x.", false, negative_d,
-     [](int64_t x) { return -x; }},
+     [](int64_t x) { return wrap_sub(int64_t(0), x); }},
     {"abs", "Absolute value, elementwise: |x|.", false, [](double x) { return std::fabs(x); },
-     [](int64_t x) { return x < 0 ? -x : x; }},
+     [](int64_t x) { return x < 0 ? wrap_sub(int64_t(0), x) : x; }},
     {"sign", "Sign, elementwise: -1, 0 or 1.", false, sign_d,
      [](int64_t x) { return int64_t((x > 0) - (x < 0)); }},
-    {"square", "Square, elementwise: x*x.", false, square_d, [](int64_t x) { return x * x; }},
+    {"square", "Square, elementwise: x*x.", false, square_d, [](int64_t x) { return wrap_mul(x, x); }},
     {"relu", "Rectified linear unit, elementwise: max(x, 0).", false, relu_d,
      [](int64_t x) { return x > 0 ? x : int64_t(0); }},
     {"exp", "Exponential, elementwise: e^x.", true, [](double x) { return std::exp(x); }, nullptr},
@@ -154,6 +156,16 @@ template <typename T>
 void scalar_kernel(Bin op, const TBlob &in, double scalar, const TBlob &out) {
   const T *a = in.ptr<T>();
   T *o = out.ptr<T>();
+  if constexpr (std::is_integral_v<T>) {
+    // The scalar is cast to the array's type (truncated, as MXNet does); one the type
+    // cannot hold would be undefined behaviour, so it is an error instead.
+    double t = std::trunc(scalar);
+    LOOM_CHECK(!std::isnan(scalar) && t >= double(std::numeric_limits<T>::lowest()) &&
+                   t <= double(std::numeric_limits<T>::max()) &&
+                   (sizeof(T) < 8 || t < 9223372036854775808.0),
+               LOOM_ERR_INVALID_ARGUMENT, "scalar ", scalar, " is outside the range of the array's dtype ",
+               dtype_name(out.dtype), " (cast the array to a wider or floating-point dtype first)");
+  }
   T s = static_cast<T>(scalar);
   parallel_for(out.size(), [&](int64_t i) { o[i] = bin_apply<T>(op, a[i], s); });
 }
@@ -249,7 +261,7 @@ const int kRegistered = [] {
         .set_infer([op](const Params &p, const ShapeList &in,
                         const DTypeList &dt, ShapeList &out,
                         DTypeList &odt) {
-          if (op == Bin::Div && !dtype_is_float(dt[0]) && static_cast<int64_t>(p.f("scalar")) == 0)
+          if (op == Bin::Div && !dtype_is_float(dt[0]) && std::trunc(p.f("scalar")) == 0)
             fail(LOOM_ERR_INVALID_ARGUMENT, p.op().name,
                  ": integer division by zero (scalar=", p.f("scalar"), ", data dtype ",
                  dtype_name(dt[0]), ")");

@@ -58,7 +58,7 @@ void reduce_block(Red r, const T *in, T *out, int64_t outer, int64_t mid, int64_
       outer * inner,
       [&](int64_t idx) {
         int64_t o = idx / inner, j = idx % inner;
-        const T *base = in + o * mid * inner + j;
+        const T *base = mid ? in + o * mid * inner + j : in;  // an empty input may have no buffer
         A acc = 0;
         switch (r) {
           case Red::Sum:

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses with clang under AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-fuzz/), replays every committed regression input,
+# then fuzzes each harness for SECONDS from its committed seed corpus (in a scratch
+# copy). A finding is saved into tests/fuzz/regressions/<harness>/ to be committed
+# with its fix. Usage: run.sh [SECONDS] (default 60). Ends "N passed, N failed".
+set -uo pipefail
+shopt -s nullglob
+root=$(cd "$(dirname "$0")/../.." && pwd)
+seconds=${1:-60}
+build="$root/build-fuzz"
+harnesses=(params idx csv symbol op)
+if ! command -v clang++-14 >/dev/null || [ ! -f /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ]; then
+  echo "FAIL clang-14 with libFuzzer is not installed (Debian: clang-14 libclang-rt-14-dev)"
+  echo "0 passed, ${#harnesses[@]} failed"
+  exit 1
+fi
+if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_FUZZ=ON -DLOOM_SANITIZE=address,undefined \
+         -DCMAKE_CXX_FLAGS=-fno-sanitize-recover=all -DLOOM_BUILD_TESTS=OFF -DLOOM_BUILD_BENCH=OFF >/dev/null &&
+       cmake --build "$build" --parallel >/dev/null; }; then
+  cmake --build "$build" 2>&1 | grep -E "error" | head -20
+  echo "FAIL the fuzz harnesses do not build"
+  echo "0 passed, ${#harnesses[@]} failed"
+  exit 1
+fi
+# An allocation past 2 GiB fails (Loom reports it as out of memory) instead of
+# exhausting the machine: fuzzed shapes may ask for any size.
+export ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=2048:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+passed=0 failed=0
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for h in "${harnesses[@]}"; do
+  bin="$build/tests/fuzz/fuzz_$h"
+  regressions=("$root/tests/fuzz/regressions/$h"/*)
+  if [ ${#regressions[@]} -gt 0 ] &&
+     ! "$bin" -rss_limit_mb=6144 -malloc_limit_mb=1000000 -timeout=60 "${regressions[@]}" >"$scratch/$h.replay" 2>&1; then
+    echo "FAIL fuzz_$h: a committed regression input fails again:"
+    grep -E "ERROR|runtime error|SUMMARY" "$scratch/$h.replay" | head -5
+    failed=$((failed + 1))
+    continue
+  fi
+  mkdir -p "$scratch/$h" "$scratch/$h-found"
+  cp -r "$root/tests/fuzz/corpus/$h/." "$scratch/$h/"
+  "$bin" -max_total_time="$seconds" -rss_limit_mb=6144 -malloc_limit_mb=1000000 -timeout=20 -print_final_stats=1 \
+    -artifact_prefix="$scratch/$h-found/" "$scratch/$h" >"$scratch/$h.log" 2>&1
+  rc=$?
+  runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$scratch/$h.log" | tail -1)
+  found=("$scratch/$h-found"/*)
+  if [ "$rc" -eq 0 ] && [ ${#found[@]} -eq 0 ]; then
+    echo "ok   fuzz_$h: ${runs:-?} executions in ${seconds} s, ${#regressions[@]} regression inputs replayed, no findings"
+    passed=$((passed + 1))
+  else
+    mkdir -p "$root/tests/fuzz/regressions/$h"
+    for f in "${found[@]}"; do cp "$f" "$root/tests/fuzz/regressions/$h/"; done
+    echo "FAIL fuzz_$h: a finding after ${runs:-?} executions (input saved in tests/fuzz/regressions/$h/):"
+    grep -E "ERROR|runtime error|SUMMARY|deadly" "$scratch/$h.log" | head -5
+    failed=$((failed + 1))
+  fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
