@@ -10,8 +10,9 @@ build=${1:-$root/build}
 app="$root/src/Loom.Examples/bin/Release/net10.0/Loom.Examples.dll"
 export LOOM_DATA_DIR="$root/data" OMPI_MCA_btl=self,vader
 mpi=(mpirun --oversubscribe --allow-run-as-root -n 2)
-# The training epoch's seconds from the example's log (the slowest rank's).
-secs() { grep -A2 "Training summary" | sed -nE 's/.*time = ([0-9.]+) seconds.*/\1/p' | sort -n | tail -1; }
+# The training epoch's seconds from the example's log (only the training summary has a
+# "time =" line; with several ranks their lines interleave: the slowest rank's).
+secs() { sed -nE 's/.*time = ([0-9.]+) seconds.*/\1/p' | sort -n | tail -1; }
 printf "%-8s %-28s %10s\n" net configuration images/s
 for net in mnist lenet; do
   t1=$(LOOM_CPU_WORKERS=2 dotnet "$app" $net 1 2>&1 | secs)
