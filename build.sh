@@ -241,16 +241,22 @@ run_python() {
   count $((ran - failed - skipped)) "$failed"
 }
 
+# Counts a suite script's last "N passed, N failed" line (one failure when it has none).
+count_from() {
+  local line
+  line=$(echo "$1" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+  if [ -z "$line" ]; then count 0 1; return; fi
+  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+}
+
 # Cross-language conformance: every case in C, C# and Python, bit for bit, against
 # the committed golden digests (tests/conformance). Each case counts as one test.
 run_conformance() {
   log "conformance (C, C#, Python; naive engine; 1 and 4 workers)"
-  local out line
+  local out
   out=$("$ROOT/tests/conformance/run.sh" "$BUILD" 2>&1) || true
   echo "$out" | grep -v '^[0-9]* passed' >&2 || true
-  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-  if [ -z "$line" ]; then count 0 1; return; fi
-  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+  count_from "$out"
 }
 
 # Consumers outside the tree: a console project using the NuGet package, a C
@@ -297,38 +303,32 @@ run_consumers() {
 # snippet needs MNIST). Each snippet counts as one test.
 run_readme() {
   log "README snippets"
-  local out line
+  local out
   if ! fetch_data; then count 0 1; return; fi
   out=$("$ROOT/tests/readme/run.sh" "$BUILD" 2>&1) || true
   echo "$out" >&2
-  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-  if [ -z "$line" ]; then count 0 1; return; fi
-  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+  count_from "$out"
 }
 
 # Distributed training over 2 MPI ranks on this machine (tests/dist): agreement with
 # one process, resuming from a checkpoint, and a killed rank. Each check is a test.
 run_dist() {
   log "distributed training (dist_sync over 2 MPI ranks)"
-  local out line
+  local out
   if ! fetch_data; then count 0 1; return; fi
   out=$("$ROOT/tests/dist/run.sh" 2>&1) || true
   echo "$out" | grep -E '^(ok|FAIL) |passed' >&2
-  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-  if [ -z "$line" ]; then count 0 1; return; fi
-  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+  count_from "$out"
 }
 
 # Every libFuzzer harness under ASan+UBSan for a short time, after replaying the
 # committed regression inputs (tests/fuzz); each harness is a test.
 run_fuzz() {
   log "fuzzing (libFuzzer, ASan+UBSan), ${LOOM_FUZZ_SECONDS:-10} s per harness"
-  local out line
+  local out
   out=$("$ROOT/tests/fuzz/run.sh" "${LOOM_FUZZ_SECONDS:-10}" 2>&1) || true
   echo "$out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$' >&2
-  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-  if [ -z "$line" ]; then count 0 1; return; fi
-  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+  count_from "$out"
 }
 
 # kill -9 during checkpoint saves (tests/reliability): every surviving set loads whole.

@@ -252,6 +252,26 @@ const int kActivation = [] {
 struct SoftmaxDims {
   int64_t outer, k, inner;
 };
+
+// Softmax over the k entries of each (outer, inner) position, k strided by inner;
+// accumulated in double (SoftmaxOutput and SoftmaxActivation).
+void softmax_forward(const TBlob &in, const TBlob &out, const SoftmaxDims &s) {
+  LOOM_FLOAT_SWITCH(in.dtype, T, {
+    const T *x = in.ptr<T>();
+    T *y = out.ptr<T>();
+    parallel_for(s.outer * s.inner, [&](int64_t idx) {
+      int64_t o = idx / s.inner, j = idx % s.inner;
+      const T *xr = x + o * s.k * s.inner + j;
+      T *yr = y + o * s.k * s.inner + j;
+      double mx = -INFINITY, sum = 0;
+      for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
+      for (int64_t c = 0; c < s.k; ++c) sum += std::exp(double(xr[c * s.inner]) - mx);
+      for (int64_t c = 0; c < s.k; ++c)
+        yr[c * s.inner] = static_cast<T>(std::exp(double(xr[c * s.inner]) - mx) / sum);
+    }, 1 << 10);
+  });
+}
+
 SoftmaxDims sm_dims(const Params &p, const Shape &s) {
   SoftmaxDims d{1, 1, 1};
   if (p.b("multi_output")) {
@@ -339,21 +359,7 @@ const int kSoftmaxOutput = [] {
     odt[0] = dt[0];
   });
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
-    SoftmaxDims s = sm_dims(p, in[0].shape);
-    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-      const T *x = in[0].ptr<T>();
-      T *y = out[0].ptr<T>();
-      parallel_for(s.outer * s.inner, [&](int64_t idx) {
-        int64_t o = idx / s.inner, j = idx % s.inner;
-        const T *xr = x + o * s.k * s.inner + j;
-        T *yr = y + o * s.k * s.inner + j;
-        double mx = -INFINITY, sum = 0;
-        for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
-        for (int64_t c = 0; c < s.k; ++c) sum += std::exp(double(xr[c * s.inner]) - mx);
-        for (int64_t c = 0; c < s.k; ++c)
-          yr[c * s.inner] = static_cast<T>(std::exp(double(xr[c * s.inner]) - mx) / sum);
-      }, 1 << 10);
-    });
+    softmax_forward(in[0], out[0], sm_dims(p, in[0].shape));
   });
   d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
@@ -447,21 +453,7 @@ const int kSoftmaxActivation = [] {
     odt[0] = dt[0];
   });
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
-    SoftmaxDims s = sa_dims(p, in[0].shape);
-    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-      const T *x = in[0].ptr<T>();
-      T *y = out[0].ptr<T>();
-      parallel_for(s.outer * s.inner, [&](int64_t idx) {
-        int64_t o = idx / s.inner, j = idx % s.inner;
-        const T *xr = x + o * s.k * s.inner + j;
-        T *yr = y + o * s.k * s.inner + j;
-        double mx = -INFINITY, sum = 0;
-        for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
-        for (int64_t c = 0; c < s.k; ++c) sum += std::exp(double(xr[c * s.inner]) - mx);
-        for (int64_t c = 0; c < s.k; ++c)
-          yr[c * s.inner] = static_cast<T>(std::exp(double(xr[c * s.inner]) - mx) / sum);
-      }, 1 << 10);
-    });
+    softmax_forward(in[0], out[0], sa_dims(p, in[0].shape));
   });
   // dx = y * (dy - sum(dy * y)) over the normalised values.
   d.set_backward([](const OpContext &, const Params &p, const BlobList &, const BlobList &out,
