@@ -387,7 +387,8 @@ Symbol Symbol::from_json(const std::string &text, const std::string &what) {
   int64_t version = 0;
   if (const json::Value *ga = root.find("attrs"); ga && ga->kind == json::Value::Object)
     if (const json::Value *mv = ga->find("mxnet_version");
-        mv && mv->kind == json::Value::Array && mv->arr.size() == 2 && mv->arr[1].kind == json::Value::Number)
+        mv && mv->kind == json::Value::Array && mv->arr.size() == 2 && mv->arr[1].kind == json::Value::Number &&
+        mv->arr[1].num >= 0 && mv->arr[1].num < 1e15)  // any other value would be an undefined cast
       version = static_cast<int64_t>(mv->arr[1].num);
   std::vector<NodePtr> made;
   for (size_t i = 0; i < nodes->arr.size(); ++i) {
