@@ -3,7 +3,8 @@
 # UndefinedBehaviorSanitizer (build-fuzz/), replays every committed regression input,
 # then fuzzes each harness for SECONDS from its committed seed corpus (in a scratch
 # copy). A finding is saved into tests/fuzz/regressions/<harness>/ to be committed
-# with its fix. Usage: run.sh [SECONDS] (default 60). Ends "N passed, N failed".
+# with its fix. The seed is fixed (LOOM_FUZZ_SEED, default 1), so a short CI run
+# repeats the same inputs. Usage: run.sh [SECONDS] (default 60). Ends "N passed, N failed".
 set -uo pipefail
 shopt -s nullglob
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,7 +43,7 @@ for h in "${harnesses[@]}"; do
   fi
   mkdir -p "$scratch/$h" "$scratch/$h-found"
   cp -r "$root/tests/fuzz/corpus/$h/." "$scratch/$h/"
-  "$bin" -max_total_time="$seconds" -rss_limit_mb=6144 -malloc_limit_mb=1000000 -timeout=20 -print_final_stats=1 \
+  "$bin" -seed="${LOOM_FUZZ_SEED:-1}" -max_total_time="$seconds" -rss_limit_mb=6144 -malloc_limit_mb=1000000 -timeout=20 -print_final_stats=1 \
     -artifact_prefix="$scratch/$h-found/" "$scratch/$h" >"$scratch/$h.log" 2>&1
   rc=$?
   runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$scratch/$h.log" | tail -1)
