@@ -200,6 +200,7 @@ static class Mnist
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");
         Console.WriteLine($"test-accuracy={model.Score(test):F4}");
+        Console.WriteLine($"params-sha256={ParamsDigest(model.Module)}");
         return 0;
     }
 
@@ -221,15 +222,24 @@ static class Mnist
         Module.Log = _ => { };
         Rand.Seed(5);
         m.Fit(iter, new SGD(lr: 0.1, momentum: 0.9), steps, init: new XavierInit(), kvstore: store);
+        Console.WriteLine($"params-sha256={ParamsDigest(m)}");
+        return 0;
+    }
+
+    // SHA-256 of every parameter's bytes (arguments, then auxiliary states, by name):
+    // equal digests mean bit-identical trained models.
+    static string ParamsDigest(Module m)
+    {
         using var sha = System.Security.Cryptography.SHA256.Create();
-        foreach (var (name, w) in m.GetParams().Args.OrderBy(kv => kv.Key))
+        var p = m.GetParams();
+        foreach (var (name, w) in p.Args.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                     .Concat(p.Aux.OrderBy(kv => kv.Key, StringComparer.Ordinal)))
         {
             var bytes = w.ToBytes();
             sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
         }
         sha.TransformFinalBlock(Array.Empty<byte>(), 0, 0);
-        Console.WriteLine($"params-sha256={Convert.ToHexString(sha.Hash!).ToLowerInvariant()}");
-        return 0;
+        return Convert.ToHexString(sha.Hash!).ToLowerInvariant();
     }
 
     // For tests/reliability/checkpoint_kills.sh: saves checkpoint sets (parameters and

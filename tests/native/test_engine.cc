@@ -3,10 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <set>
 #include <random>
 #include <thread>
 
 #include "common/parallel.h"
+#include "ops/linalg/gemm.h"
 #include "engine/engine.h"
 
 using loom::Context;
@@ -261,6 +266,101 @@ TEST(Engine, ParallelRangesVisitEveryIndexOnceFromManyThreads) {
   for (int t = 0; t < callers; ++t)
     for (int64_t i = 0; i < n; ++i) total += hits[t][i].load();
   EXPECT_EQ(total, int64_t(callers) * 5 * n);
+}
+
+// Holds the kernel pool busy (a parallel loop whose ranges wait) until released, so
+// the next caller finds it taken, as an op on another engine worker would.
+class BusyPool {
+ public:
+  BusyPool() {
+    t_ = std::thread([this] {
+      loom::parallel_ranges(1 << 20, 1, [this](int64_t, int64_t) {
+        std::unique_lock<std::mutex> lk(mu_);
+        ++inside_;
+        cv_.notify_all();
+        cv_.wait(lk, [this] { return released_; });
+      });
+    });
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [this] { return inside_ >= 1; });
+  }
+  ~BusyPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+    t_.join();
+  }
+
+ private:
+  std::thread t_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int inside_ = 0;
+  bool released_ = false;
+};
+
+// Issue 16, finding 6: a busy pool used to run a loop as one range, and kernels round
+// differently at range edges, so results depended on what else was running.
+TEST(Engine, ParallelRangesDoNotDependOnAConcurrentCaller) {
+  if (loom::kernel_threads() < 2) GTEST_SKIP() << "one kernel thread: a loop is never split";
+  auto ranges = [] {
+    std::mutex mu;
+    std::set<std::pair<int64_t, int64_t>> r;
+    loom::parallel_ranges(100000, 1000, [&](int64_t b, int64_t e) {
+      std::lock_guard<std::mutex> lk(mu);
+      r.emplace(b, e);
+    });
+    return r;
+  };
+  auto free_pool = ranges();
+  EXPECT_GT(free_pool.size(), 1u);
+  std::set<std::pair<int64_t, int64_t>> busy_pool;
+  {
+    BusyPool busy;
+    busy_pool = ranges();
+  }
+  EXPECT_EQ(free_pool, busy_pool);
+}
+
+// The same product with the pool free, with it busy, and beside a threaded BLAS call
+// (OpenBLAS's thread count is global): the same bits. 100x800 . 800x500 is LeNet's
+// fc1, whose split columns round differently from one call.
+TEST(Engine, ProductsGiveTheSameBitsWhateverRunsBesideThem) {
+  const int64_t m = 100, n = 500, k = 800;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> a(m * k), b(k * n), c0(m * n), c1(m * n), c2(m * n);
+  for (auto &v : a) v = u(rng);
+  for (auto &v : b) v = u(rng);
+  loom::gemm<float>(false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0, c0.data(), n);
+  {
+    BusyPool busy;
+    loom::gemm<float>(false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0, c1.data(), n);
+  }
+  EXPECT_EQ(0, std::memcmp(c0.data(), c1.data(), c0.size() * sizeof(float))) << "the pool was busy";
+  // A large threaded product runs on another thread while this one repeats a
+  // single-threaded product; every repetition must match the one made alone.
+  const int64_t big = 512;
+  std::vector<float> x(big * big, 0.5f), y(big * big, 0.25f), z(big * big);
+  std::vector<float> s0(m * n), s1(m * n);
+  loom::gemm_serial<float>(false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0, s0.data(), n);
+  std::atomic<bool> stop{false};
+  std::thread threaded([&] {
+    while (!stop.load())
+      loom::run_with_blas_threads([&] {
+        loom::gemm_serial<float>(false, false, big, big, big, 1.0, x.data(), big, y.data(), big, 0.0, z.data(), big);
+      });
+  });
+  int differed = 0;
+  for (int rep = 0; rep < 40; ++rep) {
+    loom::gemm_serial<float>(false, false, m, n, k, 1.0, a.data(), k, b.data(), n, 0.0, s1.data(), n);
+    differed += std::memcmp(s0.data(), s1.data(), s0.size() * sizeof(float)) != 0;
+  }
+  stop = true;
+  threaded.join();
+  EXPECT_EQ(differed, 0) << "of 40 single-threaded products beside a threaded one";
 }
 
 TEST(Engine, SingletonHonoursEnvironment) {

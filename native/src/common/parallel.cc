@@ -99,7 +99,11 @@ void parallel_ranges(int64_t n, int64_t grain,
     return;
   }
   int64_t chunks = std::min<int64_t>(threads, n / grain);
-  if (!pool()->try_run(n, chunks, body)) body(0, n);
+  if (pool()->try_run(n, chunks, body)) return;
+  // The pool is busy (another caller): the same ranges, one after another. Kernels
+  // may round differently at a range's edges (a vector body and its scalar tail, a
+  // BLAS call on fewer columns), so the ranges must not depend on timing.
+  for (int64_t c = 0; c < chunks; ++c) body(n * c / chunks, n * (c + 1) / chunks);
 }
 
 }  // namespace loom

@@ -1,6 +1,7 @@
 #include <cblas.h>
 
 #include <mutex>
+#include <shared_mutex>
 
 #include "ops/linalg/gemm.h"
 
@@ -13,17 +14,33 @@ void ensure_single_threaded_blas() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
+namespace {
+std::shared_mutex &blas_mode() {
+  static std::shared_mutex mu;
+  return mu;
+}
+thread_local bool in_threaded_call = false;  // this thread holds blas_mode() exclusively
+}  // namespace
+
+BlasCallGuard::BlasCallGuard() : held_(!in_threaded_call) {
+  if (held_) blas_mode().lock_shared();
+}
+
+BlasCallGuard::~BlasCallGuard() {
+  if (held_) blas_mode().unlock_shared();
+}
+
 void run_with_blas_threads(const std::function<void()> &f) {
-  static std::mutex mu;  // one threaded BLAS call at a time
-  std::lock_guard<std::mutex> lk(mu);
+  std::unique_lock<std::shared_mutex> lk(blas_mode());  // one threaded call, no other call
+  struct Restore {
+    ~Restore() {
+      openblas_set_num_threads(1);
+      in_threaded_call = false;
+    }
+  } restore;
+  in_threaded_call = true;
   openblas_set_num_threads(kernel_threads());
-  try {
-    f();
-  } catch (...) {
-    openblas_set_num_threads(1);
-    throw;
-  }
-  openblas_set_num_threads(1);
+  f();
 }
 
 }  // namespace loom

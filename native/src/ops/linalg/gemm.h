@@ -20,6 +20,21 @@ namespace loom {
 void ensure_single_threaded_blas();
 void run_with_blas_threads(const std::function<void()> &f);
 
+// OpenBLAS's thread count is one global setting, and a product split over threads
+// rounds differently from one that is not. So a single-threaded call and the one
+// threaded call never overlap: every BLAS call holds this guard (shared), and
+// run_with_blas_threads holds it exclusively; calls made inside it pass through.
+class BlasCallGuard {
+ public:
+  BlasCallGuard();
+  ~BlasCallGuard();
+  BlasCallGuard(const BlasCallGuard &) = delete;
+  BlasCallGuard &operator=(const BlasCallGuard &) = delete;
+
+ private:
+  bool held_;
+};
+
 template <typename T>
 void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T *a,
           int64_t lda, const T *b, int64_t ldb, double beta, T *c, int64_t ldc) {
@@ -33,10 +48,12 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
   }
   auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
+    BlasCallGuard guard;
     cblas_sgemm(CblasRowMajor, TA, TB, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), static_cast<float>(alpha), a, static_cast<int>(lda), b,
                 static_cast<int>(ldb), static_cast<float>(beta), c, static_cast<int>(ldc));
   } else if constexpr (std::is_same_v<T, double>) {
+    BlasCallGuard guard;
     cblas_dgemm(CblasRowMajor, TA, TB, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb),
                 beta, c, static_cast<int>(ldc));
