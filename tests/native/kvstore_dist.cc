@@ -94,6 +94,35 @@ int main() {
     for (size_t i = 0; i < even; ++i) EXPECT(after[i] == ev[i], "push changed its input at %zu", i);
     for (auto h : {e0, eo, ep}) loom_ndarray_free(h);
   }
+  // pushpull: the sum goes straight into the output (in rank order), the input is
+  // left as it was, the store holds the sum for later pulls, and an output that is
+  // the input itself (in place) gets the same sum.
+  {
+    const size_t m = 5 * static_cast<size_t>(n) + 3;
+    const char *pk[] = {"pp"};
+    loom_ndarray p0 = array(std::vector<float>(m, 0)), po = array(std::vector<float>(m, 0));
+    std::vector<float> pv(m), want(m, 0.0f);
+    for (size_t i = 0; i < m; ++i) pv[i] = 1e8f * ((rank + i) % 2 ? 1 : -1) + 0.25f * (rank + 1) + i;
+    for (size_t i = 0; i < m; ++i)
+      for (int r = 0; r < n; ++r) want[i] += 1e8f * ((r + i) % 2 ? 1 : -1) + 0.25f * (r + 1) + i;
+    loom_ndarray pin = array(pv);
+    EXPECT(loom_kvstore_init(kv, 1, pk, &p0) == LOOM_OK, "init pp: %s", loom_last_error());
+    EXPECT(loom_kvstore_pushpull(kv, 1, pk, &pin, 1, pk, &po, 0) == LOOM_OK, "pushpull: %s", loom_last_error());
+    std::vector<float> got_pp = read(po, m), in_after = read(pin, m);
+    for (size_t i = 0; i < m; ++i) {
+      EXPECT(got_pp[i] == want[i], "rank %d pushpull element %zu: %.9g, want %.9g", rank, i, got_pp[i], want[i]);
+      EXPECT(in_after[i] == pv[i], "pushpull changed its input at %zu", i);
+    }
+    loom_ndarray later = array(std::vector<float>(m, 0));
+    EXPECT(loom_kvstore_pull(kv, 1, pk, &later, 0) == LOOM_OK, "pull pp: %s", loom_last_error());
+    std::vector<float> stored = read(later, m);
+    for (size_t i = 0; i < m; ++i) EXPECT(stored[i] == want[i], "the store holds %.9g at %zu after pushpull", stored[i], i);
+    EXPECT(loom_kvstore_pushpull(kv, 1, pk, &pin, 1, pk, &pin, 0) == LOOM_OK, "pushpull in place: %s",
+           loom_last_error());
+    std::vector<float> inplace = read(pin, m);
+    for (size_t i = 0; i < m; ++i) EXPECT(inplace[i] == want[i], "in-place pushpull element %zu: %.9g", i, inplace[i]);
+    for (auto h : {p0, po, pin, later}) loom_ndarray_free(h);
+  }
   // Every rank holds the same bits: gather them through the store itself.
   EXPECT(loom_kvstore_barrier(kv) == LOOM_OK, "barrier: %s", loom_last_error());
   // A rank pushing another key is an error on every rank, naming the key.

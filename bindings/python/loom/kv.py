@@ -75,9 +75,12 @@ class KVStore:
         _check(_LIB.loom_kvstore_pull(self.handle, len(keys), _strs(keys), _arrays(outs), priority))
 
     def pushpull(self, key, value, out, priority=0):
-        """A push, then a pull of the same key(s)."""
-        self.push(key, value, priority)
-        self.pull(key, out, priority)
+        """A push, then a pull of the same key(s), in one native call (across processes
+        the sum can go straight into the outputs)."""
+        keys, vals = _pairs(key, value)
+        out_keys, outs = _pairs(key, out)
+        _check(_LIB.loom_kvstore_pushpull(self.handle, len(keys), _strs(keys), _arrays(vals),
+                                          len(out_keys), _strs(out_keys), _arrays(outs), priority))
 
     def set_updater(self, op, **params):
         """Updates pushed keys with a native optimizer op, such as

@@ -46,6 +46,24 @@ static int comm_alltoall(const void *in, size_t bytes, void *out) {
   return check(MPI_Alltoall(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, MPI_COMM_WORLD), "MPI_Alltoall");
 }
 
+/* Counts above MPI's int go in pieces (the sum is element-wise, so pieces are exact). */
+static int comm_allreduce_sum(const void *in, void *out, size_t count, int32_t dtype) {
+  if (dtype != LOOM_COMM_FLOAT32 && dtype != LOOM_COMM_FLOAT64) {
+    snprintf(g_error, sizeof g_error, "allreduce_sum: unknown dtype code %d", (int)dtype);
+    return 1;
+  }
+  MPI_Datatype t = dtype == LOOM_COMM_FLOAT32 ? MPI_FLOAT : MPI_DOUBLE;
+  size_t es = dtype == LOOM_COMM_FLOAT32 ? 4 : 8;
+  const size_t piece = (size_t)1 << 30;
+  for (size_t done = 0; done < count; done += piece) {
+    size_t n = count - done < piece ? count - done : piece;
+    char *o = (char *)out + done * es;
+    const void *src = in == out ? MPI_IN_PLACE : (const void *)((const char *)in + done * es);
+    if (check(MPI_Allreduce(src, o, (int)n, t, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce")) return 1;
+  }
+  return 0;
+}
+
 static int comm_barrier(void) { return check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 
 static const char *comm_last_error(void) { return g_error; }
@@ -56,8 +74,15 @@ static void finalize_at_exit(void) {
   if (!finalized) MPI_Finalize();
 }
 
-static const loom_comm g_table = {LOOM_COMM_ABI_VERSION, "mpi", comm_rank, comm_size, comm_allgather,
-                                  comm_alltoall, comm_barrier, comm_last_error};
+static const loom_comm g_table = {.abi_version = LOOM_COMM_ABI_VERSION,
+                                  .name = "mpi",
+                                  .rank = comm_rank,
+                                  .size = comm_size,
+                                  .allgather = comm_allgather,
+                                  .alltoall = comm_alltoall,
+                                  .barrier = comm_barrier,
+                                  .last_error = comm_last_error,
+                                  .allreduce_sum = comm_allreduce_sum};
 
 __attribute__((visibility("default"))) const loom_comm *loom_comm_open(char *why, size_t why_size) {
   int inited = 0;

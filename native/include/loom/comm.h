@@ -4,7 +4,9 @@
  * time (LOOM_MPI_LIBRARY, else libloom_mpi.so beside libloom, else the library
  * search path) and calls the table it returns. The collectives move bytes only;
  * libloom adds the gathered values itself in rank order, so every rank gets the
- * same bits. Calls come from one thread at a time. */
+ * same bits; it uses the plugin's own sum only where the order of additions
+ * cannot matter (two ranks: one addition per element). Calls come from one
+ * thread at a time. */
 #ifndef LOOM_COMM_H_
 #define LOOM_COMM_H_
 
@@ -15,7 +17,10 @@
 extern "C" {
 #endif
 
-#define LOOM_COMM_ABI_VERSION 1
+#define LOOM_COMM_ABI_VERSION 2
+
+#define LOOM_COMM_FLOAT32 0
+#define LOOM_COMM_FLOAT64 1
 
 typedef struct loom_comm {
   int32_t abi_version; /* LOOM_COMM_ABI_VERSION */
@@ -30,6 +35,10 @@ typedef struct loom_comm {
    * comes from rank r (MPI_Alltoall). */
   int (*alltoall)(const void *in, size_t bytes, void *out);
   int (*barrier)(void);
+  /* out = the element-wise sum over the ranks of `count` values at `in` (MPI_Allreduce
+   * with MPI_SUM); `in` may equal `out` (in place). dtype: LOOM_COMM_FLOAT32 or
+   * LOOM_COMM_FLOAT64. */
+  int (*allreduce_sum)(const void *in, void *out, size_t count, int32_t dtype);
   const char *(*last_error)(void);
 } loom_comm;
 

@@ -106,8 +106,7 @@ loom_status loom_kvstore_pushpull(loom_kvstore kv, int32_t num, const char *cons
   auto pv = array_list(num, values, "pushpull");
   auto ok = key_list(num_outs, out_keys, "pushpull");
   auto ov = array_list(num_outs, outs, "pushpull");
-  store->push(pk, pv);
-  store->pull(ok, ov);
+  store->pushpull(pk, pv, ok, ov);
   API_END
 }
 

@@ -80,43 +80,79 @@ void KVStore::broadcast(const NDArray &a) {
   a.copy_from_host(all.data(), bytes);
 }
 
-// A reduce-scatter by all-to-all, each chunk summed by its owner in rank order,
-// then an all-gather of the sums: 2 (N-1)/N of the array moved each way, like a
-// ring all-reduce, and every rank ends with the same bits.
-void KVStore::allreduce(const std::string &key, const NDArray &a) {
-  a.wait_to_write();  // its buffer is sent from and written in place below
+// Before a push moves any data, every rank must be pushing the same keys with the
+// same sizes: one exchange of a small fixed-size header per push call (the key
+// count and a hash of the keys and sizes), so a mismatch is an error naming the
+// keys and ranks on every rank, not a hang or garbage.
+void KVStore::check_push_agrees(const std::vector<std::string> &keys, const std::vector<int64_t> &sizes) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over "key\0size\0..."
+  auto mix = [&h](const void *p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char *>(p)[i]) * 1099511628211ull;
+  };
+  for (size_t i = 0; i < keys.size(); ++i) {
+    mix(keys[i].c_str(), keys[i].size() + 1);
+    mix(&sizes[i], sizeof sizes[i]);
+  }
+  uint64_t header[2] = {static_cast<uint64_t>(keys.size()), h};
+  std::vector<uint64_t> headers(2 * static_cast<size_t>(workers_));
+  const std::string what = "push of key '" + (keys.empty() ? std::string() : keys[0]) + "'";
+  comm_check(comm().allgather(header, sizeof header, headers.data()), what.c_str());
+  for (int r = 0; r < workers_; ++r) {
+    if (headers[2 * r] == header[0] && headers[2 * r + 1] == header[1]) continue;
+    std::string mine;
+    for (size_t i = 0; i < keys.size() && i < 4; ++i)
+      mine += (i ? ", '" : "'") + keys[i] + "' (" + std::to_string(sizes[i]) + " values)";
+    if (keys.size() > 4) mine += ", ...";
+    fail(LOOM_ERR_INVALID_ARGUMENT, "kvstore push: rank ", rank_, " pushed ", keys.size(), " key(s) ", mine,
+         ", but rank ", r, " pushed ", headers[2 * r], " key(s) with other names or sizes at the same time; "
+         "every worker must push the same keys in the same order");
+  }
+}
+
+// Sums `src` over the ranks into `dst` (which may be `src`), in rank order, with
+// the same bits on every rank: a reduce-scatter by all-to-all, each chunk summed
+// by its owner in rank order, then an all-gather of the sums straight into `dst`:
+// 2 (N-1)/N of the array moved each way, like a ring all-reduce. Both arrays are
+// CPU arrays of the same size and dtype.
+void KVStore::allreduce(const NDArray &src, const NDArray &dst) {
+  src.wait_to_read();
+  dst.wait_to_write();  // its buffer is written below
   const int n = workers_;
-  // Every rank must push the same key with the same size now: compare a small
-  // header first, so a mismatch is an error naming the ranks, not a hang or garbage.
-  uint64_t header[2] = {std::hash<std::string>{}(key), static_cast<uint64_t>(a.size())};
-  std::vector<uint64_t> headers(2 * static_cast<size_t>(n));
-  comm_check(comm().allgather(header, sizeof header, headers.data()), ("push of key '" + key + "'").c_str());
-  for (int r = 0; r < n; ++r)
-    LOOM_CHECK(headers[2 * r] == header[0] && headers[2 * r + 1] == header[1], LOOM_ERR_INVALID_ARGUMENT,
-               "kvstore push: rank ", rank_, " pushed key '", key, "' with ", a.size(), " values (",
-               a.shape().str(), "), but rank ", r, " pushed another key or size (",
-               headers[2 * r + 1], " values) at the same time; every worker must push the same keys in the same order");
-  const int64_t count = a.size();
+  // Two ranks add one pair per element, and a + b == b + a in IEEE arithmetic: MPI's
+  // own all-reduce gives the rank-order bits on both ranks, and is faster.
+  if (n == 2 && (src.dtype() == kFloat32 || src.dtype() == kFloat64)) {
+    comm_check(comm().allreduce_sum(src.data(), dst.data(), static_cast<size_t>(src.size()),
+                                    src.dtype() == kFloat32 ? LOOM_COMM_FLOAT32 : LOOM_COMM_FLOAT64),
+               "push (all-reduce)");
+    return;
+  }
+  const int64_t count = src.size();
   const int64_t q = (count + n - 1) / n;
-  const size_t es = dtype_size(a.dtype()), block = static_cast<size_t>(q) * es;
-  // Where the array splits evenly its own buffer is sent from and gathered into;
-  // otherwise a zero-padded copy is. Scratch is never zero-filled needlessly.
-  const bool even = static_cast<size_t>(a.nbytes()) == block * n;
-  std::unique_ptr<char[]> padded(even ? nullptr : new char[block * n]()), recv(new char[block * n]);
-  char *data = static_cast<char *>(a.data());
-  if (!even) std::memcpy(padded.get(), data, a.nbytes());
-  char *io = even ? data : padded.get();
-  comm_check(comm().alltoall(io, block, recv.get()), ("push of key '" + key + "'").c_str());
+  const size_t es = dtype_size(src.dtype()), block = static_cast<size_t>(q) * es;
+  // Scratch is kept between pushes (fresh pages would be faulted in on every push)
+  // and never zero-filled needlessly. Where the array splits evenly the arrays'
+  // own buffers are sent from and gathered into; otherwise a zero-padded copy is.
+  const bool even = static_cast<size_t>(src.nbytes()) == block * n;
+  const size_t need = block * n * (even ? 1 : 2);
+  if (scratch_.size() < need) scratch_.reset(need);
+  char *recv = scratch_.data(), *padded = even ? nullptr : scratch_.data() + block * n;
+  if (!even) {
+    std::memcpy(padded, src.data(), src.nbytes());
+    std::memset(padded + src.nbytes(), 0, block * n - src.nbytes());
+  }
+  const char *send = even ? static_cast<const char *>(src.data()) : padded;
+  comm_check(comm().alltoall(send, block, recv), "push (reduce-scatter)");
   // This rank's chunk, summed in rank order into the first received block.
-  LOOM_DTYPE_SWITCH(a.dtype(), T, {
-    T *acc = reinterpret_cast<T *>(recv.get());
+  LOOM_DTYPE_SWITCH(src.dtype(), T, {
+    T *acc = reinterpret_cast<T *>(recv);
     for (int r = 1; r < n; ++r) {
-      const T *part = reinterpret_cast<const T *>(recv.get() + block * r);
+      const T *part = reinterpret_cast<const T *>(recv + block * r);
       for (int64_t i = 0; i < q; ++i) acc[i] = wrap_add(acc[i], part[i]);
     }
   });
-  comm_check(comm().allgather(recv.get(), block, io), ("push of key '" + key + "'").c_str());
-  if (!even) std::memcpy(data, padded.get(), a.nbytes());
+  char *gather = even ? static_cast<char *>(dst.data()) : padded;
+  comm_check(comm().allgather(recv, block, gather), "push (all-gather)");
+  if (!even) std::memcpy(dst.data(), padded, dst.nbytes());
 }
 
 KVStore::Entry &KVStore::entry(const std::string &key, const char *what) {
@@ -172,27 +208,33 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
     groups[keys[i]].push_back(values[i]);
   }
   for (const std::string &key : order) entry(key, "push");  // every key checked before any work
+  if (dist_) {
+    std::vector<int64_t> sizes;
+    for (const std::string &key : order) sizes.push_back(store_[key].value.size());
+    check_push_agrees(order, sizes);
+  }
   for (const std::string &key : order) {
     Entry &e = store_[key];
     if (dist_ && updater_.empty()) {
-      // No updater: the sum is the stored value. One value is copied straight into it
-      // (several are added in device order first), then summed over ranks in place.
+      // No updater: the sum is the stored value. One value is summed over the ranks
+      // straight into it; several are added in device order first.
       const auto &vals = groups[key];
-      if (vals.size() == 1) {
+      if (vals.size() == 1 && vals[0].ctx() == e.value.ctx()) {
         LOOM_CHECK(vals[0].shape() == e.value.shape() && vals[0].dtype() == e.value.dtype(), LOOM_ERR_SHAPE,
                    "kvstore push: key '", key, "' holds ", e.value.shape().str(), " ", dtype_name(e.value.dtype()),
                    ", but a value of ", vals[0].shape().str(), " ", dtype_name(vals[0].dtype()), " was pushed (rank ",
                    rank(), ")");
-        call("copy", ArrayList{vals[0]}, ArrayList{e.value});
+        allreduce(vals[0], e.value);
       } else {
-        call("copy", ArrayList{reduce(key, vals)}, ArrayList{e.value});
+        NDArray merged = reduce(key, vals);
+        if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
+        allreduce(merged, e.value);
       }
-      allreduce(key, e.value);
       continue;
     }
     NDArray merged = reduce(key, groups[key]);
     if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
-    if (dist_) allreduce(key, merged);  // devices first, then ranks
+    if (dist_) allreduce(merged, merged);  // devices first, then ranks
     if (updater_.empty()) {
       call("copy", ArrayList{merged}, ArrayList{e.value});
       continue;
@@ -232,6 +274,38 @@ void KVStore::pull(const std::vector<std::string> &keys, const std::vector<NDArr
                dtype_name(outs[i].dtype()));
   }
   for (size_t i = 0; i < keys.size(); ++i) call("copy", ArrayList{store_[keys[i]].value}, ArrayList{outs[i]});
+}
+
+void KVStore::pushpull(const std::vector<std::string> &keys, const std::vector<NDArray> &values,
+                       const std::vector<std::string> &out_keys, const std::vector<NDArray> &outs) {
+  bool direct = dist_ && keys == out_keys && values.size() == keys.size() && outs.size() == keys.size();
+  if (direct) {
+    std::lock_guard<std::mutex> lk(mu_);
+    direct = updater_.empty();
+    std::vector<std::string> seen;
+    for (size_t i = 0; direct && i < keys.size(); ++i) {
+      auto it = store_.find(keys[i]);
+      direct = it != store_.end() && std::find(seen.begin(), seen.end(), keys[i]) == seen.end() &&
+               values[i].ctx() == it->second.value.ctx() && outs[i].ctx() == it->second.value.ctx() &&
+               values[i].shape() == it->second.value.shape() && values[i].dtype() == it->second.value.dtype() &&
+               outs[i].shape() == it->second.value.shape() && outs[i].dtype() == it->second.value.dtype();
+      seen.push_back(keys[i]);
+    }
+    if (direct) {
+      std::vector<int64_t> sizes;
+      for (const std::string &key : keys) sizes.push_back(store_[key].value.size());
+      check_push_agrees(keys, sizes);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        allreduce(values[i], outs[i]);
+        call("copy", ArrayList{outs[i]}, ArrayList{store_[keys[i]].value});
+      }
+      return;
+    }
+  }
+  // Anything else (an updater, several values for a key, other devices, a bad
+  // argument, which push and pull report): the two steps.
+  push(keys, values);
+  pull(out_keys, outs);
 }
 
 void KVStore::set_updater(const std::string &op_name,

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -34,6 +35,11 @@ class KVStore {
   void push(const std::vector<std::string> &keys, const std::vector<NDArray> &values);
   // Copies each key's value into the output(s) given for it (keys may repeat).
   void pull(const std::vector<std::string> &keys, const std::vector<NDArray> &outs);
+  // push(keys, values) then pull(out_keys, outs). Across processes without an
+  // updater, where each key has one value and one CPU output, the sum goes straight
+  // into the output and is copied into the store asynchronously (an engine op).
+  void pushpull(const std::vector<std::string> &keys, const std::vector<NDArray> &values,
+                const std::vector<std::string> &out_keys, const std::vector<NDArray> &outs);
   // The update op (an optimizer op such as sgd_mom_update: inputs weight, grad,
   // states...; outputs weight, states...) and its parameters. States start at 0;
   // an op with a "t" parameter is given each key's update count, from 1.
@@ -50,8 +56,10 @@ class KVStore {
   };
   Entry &entry(const std::string &key, const char *what);
   NDArray reduce(const std::string &key, std::vector<NDArray> values);
-  // Sums a CPU array over the ranks, in rank order, identically on every rank.
-  void allreduce(const std::string &key, const NDArray &a);
+  // Every rank pushes the same keys with the same sizes (one exchange per push).
+  void check_push_agrees(const std::vector<std::string> &keys, const std::vector<int64_t> &sizes);
+  // Sums a CPU array over the ranks into dst, in rank order, identically on every rank.
+  void allreduce(const NDArray &src, const NDArray &dst);
   // Rank 0's value of a CPU array, on every rank.
   void broadcast(const NDArray &a);
 
@@ -60,6 +68,17 @@ class KVStore {
   int rank_ = 0, workers_ = 1;
   std::mutex mu_;
   std::map<std::string, Entry> store_;
+  // Reused scratch of allreduce, grown as needed.
+  struct Scratch {
+    std::unique_ptr<char[]> buf;
+    size_t n = 0;
+    size_t size() const { return n; }
+    char *data() { return buf.get(); }
+    void reset(size_t bytes) {
+      buf.reset(new char[bytes]);
+      n = bytes;
+    }
+  } scratch_;
   std::string updater_;
   std::vector<std::pair<std::string, std::string>> updater_params_;
 };

@@ -147,8 +147,25 @@ public sealed unsafe class KVStore : IDisposable
     /// <param name="outs">The arrays to write the result into (one per device).</param>
     public void PushPull(string key, NDArray[] values, NDArray[] outs)
     {
-        Push(key, values);
-        Pull(key, outs);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(outs);
+        var pushKeys = Enumerable.Repeat(key, values.Length).ToArray();
+        var pullKeys = Enumerable.Repeat(key, outs.Length).ToArray();
+        // One native call: across processes the sum can go straight into the outputs.
+        WithHandles(pushKeys, values, "PushPull", (n, k, v) =>
+        {
+            var o = new nint[outs.Length];
+            int held = 0;
+            try
+            {
+                for (; held < outs.Length; held++) o[held] = outs[held].AddRef("KVStore.PushPull");
+                fixed (nint* po = o) return LoomNative.loom_kvstore_pushpull(Handle, n, k, v, o.Length, pullKeys, po, 0);
+            }
+            finally
+            {
+                for (int i = 0; i < held; i++) outs[i].Release();
+            }
+        });
     }
 
     /// <summary>Updates pushed keys with <paramref name="optimizer"/>'s native update op where
