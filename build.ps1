@@ -1,5 +1,5 @@
 # Loom's build entry point for PowerShell; mirrors build.sh.
-#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|fuzz|clean]
+#   ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|fuzz|soak|determinism|clean]
 param([string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
@@ -222,33 +222,29 @@ switch ($Command) {
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }
     { $_ -in "generate", "docs" } { Build-Native; Invoke-Generate; Build-DotNet; Invoke-CSharpDocs }
     "sanitize" {
-        # Native tests under AddressSanitizer (pool off, so every block is checked) and
-        # UndefinedBehaviorSanitizer, then the engine, API and device tests under
-        # ThreadSanitizer (GCC or Clang; not MSVC).
-        $asan = Join-Path $PSScriptRoot "build-asan"
-        cmake -S $PSScriptRoot -B $asan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=address" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
-        cmake --build $asan --parallel
-        if ($LASTEXITCODE) { throw "AddressSanitizer build failed" }
-        $env:LOOM_POOL = "0"; $env:ASAN_OPTIONS = "detect_leaks=1"
-        Push-Location $asan; ctest --output-on-failure; $asanFailed = $LASTEXITCODE; Pop-Location
-        Remove-Item "Env:LOOM_POOL", "Env:ASAN_OPTIONS"
-        if ($asanFailed) { exit 1 }
-        $ubsan = Join-Path $PSScriptRoot "build-ubsan"
-        cmake -S $PSScriptRoot -B $ubsan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=undefined" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
-        cmake --build $ubsan --parallel
-        if ($LASTEXITCODE) { throw "UndefinedBehaviorSanitizer build failed" }
-        $env:UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1"
-        Push-Location $ubsan; ctest --output-on-failure -j ([Environment]::ProcessorCount); $ubsanFailed = $LASTEXITCODE; Pop-Location
-        Remove-Item Env:UBSAN_OPTIONS
-        if ($ubsanFailed) { exit 1 }
-        $tsan = Join-Path $PSScriptRoot "build-tsan"
-        cmake -S $PSScriptRoot -B $tsan -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DLOOM_SANITIZE=thread" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
-        cmake --build $tsan --parallel
-        if ($LASTEXITCODE) { throw "ThreadSanitizer build failed" }
-        $env:TSAN_OPTIONS = "halt_on_error=1"
-        Push-Location $tsan; ctest --output-on-failure -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend'; $tsanFailed = $LASTEXITCODE; Pop-Location
-        Remove-Item Env:TSAN_OPTIONS
-        if ($tsanFailed) { exit 1 }
+        # Every native test under AddressSanitizer + UndefinedBehaviorSanitizer (one build,
+        # pool off so every block is checked), then the engine, API and device tests under
+        # ThreadSanitizer (GCC or Clang; not MSVC); Debug at -O1, as build.sh.
+        Install-Deps
+        $failedSuites = 0
+        $runs = @(
+            @{ Dir = "build-asan"; San = "address,undefined"; Regex = "";
+               Env = @{ LOOM_POOL = "0"; ASAN_OPTIONS = "detect_leaks=1"; UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1" } },
+            @{ Dir = "build-tsan"; San = "thread"; Regex = "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore";
+               Env = @{ TSAN_OPTIONS = "halt_on_error=1" } })
+        foreach ($r in $runs) {
+            $dir = Join-Path $PSScriptRoot $r.Dir
+            cmake -S $PSScriptRoot -B $dir -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" "-DCMAKE_C_FLAGS_DEBUG=-g -O1" "-DLOOM_SANITIZE=$($r.San)" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
+            cmake --build $dir --parallel
+            if ($LASTEXITCODE) { Write-Host "the $($r.San) sanitizer build failed"; $failedSuites++; continue }
+            foreach ($k in $r.Env.Keys) { Set-Item "Env:$k" $r.Env[$k] }
+            Push-Location $dir
+            if ($r.Regex) { ctest --output-on-failure -j ([Environment]::ProcessorCount) -R $r.Regex } else { ctest --output-on-failure -j ([Environment]::ProcessorCount) }
+            if ($LASTEXITCODE) { $failedSuites++ }
+            Pop-Location
+            foreach ($k in $r.Env.Keys) { Remove-Item "Env:$k" }
+        }
+        if ($failedSuites) { exit 1 }
     }
     "fuzz" {
         Install-Deps
@@ -256,9 +252,21 @@ switch ($Command) {
         bash tests/fuzz/run.sh $seconds
         if ($LASTEXITCODE) { exit 1 }
     }
+    "soak" {
+        Build-All; Get-Mnist
+        $minutes = if ($Rest) { $Rest[0] } else { "20" }
+        bash tests/reliability/soak.sh $minutes
+        if ($LASTEXITCODE) { exit 1 }
+    }
+    "determinism" {
+        Build-All; Get-Mnist
+        $runs = if ($Rest) { $Rest[0] } else { "30" }
+        bash tests/reliability/determinism.sh $runs
+        if ($LASTEXITCODE) { exit 1 }
+    }
     "clean" {
         Remove-Item -Recurse -Force -ErrorAction SilentlyContinue $Build, (Join-Path $PSScriptRoot "build-asan"), (Join-Path $PSScriptRoot "build-ubsan"), (Join-Path $PSScriptRoot "build-tsan"), (Join-Path $PSScriptRoot "build-fuzz")
         Get-ChildItem -Recurse -Directory -Include "bin", "obj" -Path "src", "tests" | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
     }
-    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|fuzz|clean]"; exit 2 }
+    default { Write-Output "usage: ./build.ps1 [build|test|run|data|bench|conformance|pack|generate|docs|sanitize|fuzz|soak|determinism|clean]"; exit 2 }
 }

@@ -13,9 +13,11 @@
 #                         wheel artifacts/loom-<version>-<python>-linux_<arch>.whl, each with libloom inside
 #   ./build.sh docs       the same as generate: docs/c-api.md, csharp-api.md, operators.md and the bindings
 #   ./build.sh generate   regenerate the committed bindings from loom.h and the op registry, and the API docs
-#   ./build.sh sanitize   native tests under AddressSanitizer and UndefinedBehaviorSanitizer, engine/API
-#                         tests under ThreadSanitizer
+#   ./build.sh sanitize   every native test under AddressSanitizer + UndefinedBehaviorSanitizer, engine/API
+#                         tests under ThreadSanitizer; ends "N passed, N failed" (CI runs it)
 #   ./build.sh fuzz [s]   the libFuzzer harnesses (tests/fuzz) under ASan+UBSan, s seconds each (600)
+#   ./build.sh soak [min] LeNet for min minutes (20) with checkpoints, RSS sampled every 10 s: must stay flat
+#   ./build.sh determinism [runs]  the main job and LeNet, runs times each (30): one parameter digest each
 #   ./build.sh clean      remove build outputs
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -150,10 +152,12 @@ count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
 # skip SUITE "WHY": one skipped test and its reason, listed above the final line.
 skip() { SKIPPED=$((SKIPPED + 1)); SKIP_REASONS+=("$1: $2"); }
 
-run_ctest() {
-  log "native suite (ctest)"
-  local out rc=0
-  out=$(cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" 2>&1) || rc=$?
+# ctest_in DIR SUITE [ctest options]: runs the ctest suite of build folder DIR and
+# counts its tests (SUITE names its skips).
+ctest_in() {
+  local dir=$1 suite=$2 out rc=0
+  shift 2
+  out=$(cd "$dir" && ctest --output-on-failure "$@" 2>&1) || rc=$?
   echo "$out" | grep -vE '^ +Start |Test +#[0-9]+: .* Passed' >&2 || true
   local line total failed
   line=$(echo "$out" | grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' | tail -1)
@@ -163,10 +167,15 @@ run_ctest() {
   local skipped=0 name
   while read -r name; do
     [ -n "$name" ] || continue
-    skip ctest "$name"
+    skip "$suite" "$name"
     skipped=$((skipped + 1))
   done < <(echo "$out" | sed -nE 's/^[[:space:]]*[0-9]+ - (.*) \(Skipped\)$/\1/p')
   count $((total - failed - skipped)) "$failed"
+}
+
+run_ctest() {
+  log "native suite (ctest)"
+  ctest_in "$BUILD" ctest -j"$(nproc)"
 }
 
 run_nunit() {
@@ -367,20 +376,40 @@ run_tests() {
   [ "$FAILED" -eq 0 ]
 }
 
+# A Debug build (at -O1, so the suites run in minutes) instrumented by the given
+# sanitizers, without the benchmarks.
+sanitizer_build() {  # sanitizer_build DIR SANITIZERS
+  cmake -S "$ROOT" -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+    -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DLOOM_SANITIZE="$2" -DLOOM_BUILD_BENCH=OFF >/dev/null || return 1
+  cmake --build "$1" --parallel || return 1
+}
+
+# Every native test under AddressSanitizer and UndefinedBehaviorSanitizer together
+# (one instrumented build; any finding fails its test), then the engine, API and
+# threaded tests under ThreadSanitizer. Ends "N passed, N failed[, N skipped]";
+# .ci/run runs it once beside the two test commands.
 sanitize() {
-  ensure_deps
-  log "AddressSanitizer: all native tests (pool off, so every block is checked)"
-  cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=address -DLOOM_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$ROOT/build-asan" --parallel
-  (cd "$ROOT/build-asan" && LOOM_POOL=0 ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
-  log "UndefinedBehaviorSanitizer: all native tests (any finding fails its test)"
-  cmake -S "$ROOT" -B "$ROOT/build-ubsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=undefined -DLOOM_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$ROOT/build-ubsan" --parallel
-  (cd "$ROOT/build-ubsan" && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$(nproc)")
-  log "ThreadSanitizer: engine and API tests"
-  cmake -S "$ROOT" -B "$ROOT/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOOM_SANITIZE=thread -DLOOM_BUILD_BENCH=OFF >/dev/null
-  cmake --build "$ROOT/build-tsan" --parallel
-  (cd "$ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend')
+  if ! ensure_deps; then echo "0 passed, 1 failed"; return 1; fi
+  log "AddressSanitizer + UndefinedBehaviorSanitizer: all native tests (pool off, so every block is checked)"
+  if sanitizer_build "$ROOT/build-asan" address,undefined; then
+    LOOM_POOL=0 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest_in "$ROOT/build-asan" asan+ubsan -j"$(nproc)"
+  else
+    echo "the AddressSanitizer + UndefinedBehaviorSanitizer build failed" >&2
+    count 0 1
+  fi
+  log "ThreadSanitizer: engine, API, executor, data and device tests"
+  if sanitizer_build "$ROOT/build-tsan" thread; then
+    TSAN_OPTIONS=halt_on_error=1 ctest_in "$ROOT/build-tsan" tsan -j"$(nproc)" \
+      -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore'
+  else
+    echo "the ThreadSanitizer build failed" >&2
+    count 0 1
+  fi
+  local r
+  for r in "${SKIP_REASONS[@]}"; do echo "skipped: $r"; done
+  echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+  [ "$FAILED" -eq 0 ]
 }
 
 bench() {
@@ -432,9 +461,11 @@ case "${1:-build}" in
     ;;
   sanitize) sanitize ;;
   fuzz) ensure_deps && "$ROOT/tests/fuzz/run.sh" "${2:-600}" ;;
+  soak) build_all && fetch_data && "$ROOT/tests/reliability/soak.sh" "${2:-20}" ;;
+  determinism) build_all && fetch_data && "$ROOT/tests/reliability/determinism.sh" "${2:-30}" ;;
   clean) rm -rf "$BUILD" "$ROOT/build-asan" "$ROOT/build-ubsan" "$ROOT/build-tsan" "$ROOT/build-fuzz"; find "$ROOT" -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
   *)
-    sed -n '2,15p' "$0"
+    sed -n '2,/^set -euo/p' "$0" | grep '^#'
     exit 2
     ;;
 esac
