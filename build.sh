@@ -322,7 +322,7 @@ run_readme() {
 # Distributed training over 2 MPI ranks on this machine (tests/dist): agreement with
 # one process, resuming from a checkpoint, and a killed rank. Each check is a test.
 run_dist() {
-  log "distributed training (dist_sync over 2 MPI ranks)"
+  log "distributed training (dist_sync and dist_async over 2 MPI ranks)"
   local out
   if ! fetch_data; then count 0 1; return; fi
   out=$("$ROOT/tests/dist/run.sh" 2>&1) || true

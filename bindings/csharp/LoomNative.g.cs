@@ -1000,7 +1000,12 @@ public static unsafe partial class LoomNative
     ///  order (device type and index, then the order given), so results never depend
     ///  on timing. Every operation is pushed to the engine like an operator: it
     ///  returns at once and is ordered after pending writes of its arrays.
-    ///  The caller owns *out and frees it with loom_kvstore_free.
+    ///  "dist_sync" sums every rank's push (all ranks push the same keys together);
+    ///  "dist_async" is MXNet's asynchronous parameter server: every rank also serves
+    ///  the keys it owns from a thread of its own, applies each push with the updater
+    ///  as it arrives (an updater is required, as in MXNet) and answers pulls with the
+    ///  current value; workers never wait for each other. Freeing a dist_async store
+    ///  waits for every worker. The caller owns *out and frees it with loom_kvstore_free.
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_kvstore_create(out KvstoreHandle @out, string type);
@@ -1061,7 +1066,9 @@ public static unsafe partial class LoomNative
     ///  parameters, instead of replacing them: MXNet's set_optimizer, run where the
     ///  weights live. The states start at zero; an op with a "t" parameter is given
     ///  each key's update count from 1. An op of another form, or an unknown
-    ///  parameter, is LOOM_ERR_INVALID_ARGUMENT.
+    ///  parameter, is LOOM_ERR_INVALID_ARGUMENT. On a dist_async store every worker
+    ///  calls it (each rank's server applies its own keys' updates), and it returns
+    ///  when all have.
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_kvstore_set_updater(KvstoreHandle kv, string op, int num_params, string[]? param_keys, string[]? param_values);

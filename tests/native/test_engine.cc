@@ -268,6 +268,28 @@ TEST(Engine, ParallelRangesVisitEveryIndexOnceFromManyThreads) {
   EXPECT_EQ(total, int64_t(callers) * 5 * n);
 }
 
+// Back-to-back small loops from several threads: every call must have run each
+// index exactly once by the time it returns. (A helper waking late for one loop used
+// to be able to claim a chunk of the next, running it twice and ending it early.)
+TEST(Engine, ParallelRangesFromManyThreadsNeverShareOrLoseChunks) {
+  const int callers = 3, calls = 3000;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < callers; ++t)
+    ts.emplace_back([&] {
+      for (int rep = 0; rep < calls; ++rep) {
+        const int64_t n = 4 + rep % 13;
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        loom::parallel_ranges(n, 1, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        for (auto &h : hits) bad += h.load() != 1;
+      }
+    });
+  for (auto &th : ts) th.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
 // Holds the kernel pool busy (a parallel loop whose ranges wait) until released, so
 // the next caller finds it taken, as an op on another engine worker would.
 class BusyPool {

@@ -21,6 +21,8 @@ extern "C" {
 
 #define LOOM_COMM_FLOAT32 0
 #define LOOM_COMM_FLOAT64 1
+#define LOOM_COMM_REQUESTS 0
+#define LOOM_COMM_REPLIES 1
 
 typedef struct loom_comm {
   int32_t abi_version; /* LOOM_COMM_ABI_VERSION */
@@ -39,6 +41,17 @@ typedef struct loom_comm {
    * with MPI_SUM); `in` may equal `out` (in place). dtype: LOOM_COMM_FLOAT32 or
    * LOOM_COMM_FLOAT64. */
   int (*allreduce_sum)(const void *in, void *out, size_t count, int32_t dtype);
+  /* Point-to-point messages for dist_async, on two channels apart from the
+   * collectives: LOOM_COMM_REQUESTS (workers to servers) and LOOM_COMM_REPLIES.
+   * They may be called from a second thread (the server) while the first calls
+   * anything else; thread_multiple() says whether the plugin allows that (1) or
+   * not (0). send blocks until `buf` may be reused. probe does not block: *found
+   * is 1 with the next message's source, tag and size, or 0. recv takes the
+   * message of that source and tag (exactly `bytes` bytes). */
+  int32_t (*thread_multiple)(void);
+  int (*send)(int32_t channel, int32_t dest, int32_t tag, const void *buf, size_t bytes);
+  int (*probe)(int32_t channel, int32_t *found, int32_t *src, int32_t *tag, size_t *bytes);
+  int (*recv)(int32_t channel, int32_t src, int32_t tag, void *buf, size_t bytes);
   const char *(*last_error)(void);
 } loom_comm;
 

@@ -639,7 +639,12 @@ LOOM_API loom_status loom_random_set_state(uint64_t seed, uint64_t stream);
  *  order (device type and index, then the order given), so results never depend
  *  on timing. Every operation is pushed to the engine like an operator: it
  *  returns at once and is ordered after pending writes of its arrays.
- *  The caller owns *out and frees it with loom_kvstore_free. */
+ *  "dist_sync" sums every rank's push (all ranks push the same keys together);
+ *  "dist_async" is MXNet's asynchronous parameter server: every rank also serves
+ *  the keys it owns from a thread of its own, applies each push with the updater
+ *  as it arrives (an updater is required, as in MXNet) and answers pulls with the
+ *  current value; workers never wait for each other. Freeing a dist_async store
+ *  waits for every worker. The caller owns *out and frees it with loom_kvstore_free. */
 LOOM_API loom_status loom_kvstore_create(loom_kvstore *out, const char *type);
 
 /** The store's type ("local", "device", ...). The string lives as long as the store. */
@@ -682,7 +687,9 @@ LOOM_API loom_status loom_kvstore_pushpull(loom_kvstore kv, int32_t num, const c
  *  parameters, instead of replacing them: MXNet's set_optimizer, run where the
  *  weights live. The states start at zero; an op with a "t" parameter is given
  *  each key's update count from 1. An op of another form, or an unknown
- *  parameter, is LOOM_ERR_INVALID_ARGUMENT. */
+ *  parameter, is LOOM_ERR_INVALID_ARGUMENT. On a dist_async store every worker
+ *  calls it (each rank's server applies its own keys' updates), and it returns
+ *  when all have. */
 LOOM_API loom_status loom_kvstore_set_updater(loom_kvstore kv, const char *op, int32_t num_params,
                                               const char *const *param_keys,
                                               const char *const *param_values);

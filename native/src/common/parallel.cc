@@ -10,6 +10,10 @@
 namespace loom {
 namespace {
 
+// One loop at a time runs on the pool. A helper copies the loop (a job) under the
+// lock when it wakes, and claims chunks from one atomic word holding the job's
+// generation and the next chunk, so a helper still finishing an earlier job can
+// never claim (or count) a chunk of the next one.
 class Pool {
  public:
   explicit Pool(int helpers) {
@@ -20,55 +24,64 @@ class Pool {
   bool try_run(int64_t n, int64_t chunks, const std::function<void(int64_t, int64_t)> &body) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
+    Job job;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      body_ = &body;
-      n_ = n;
-      chunks_ = chunks;
-      next_.store(0);
+      job = Job{&body, n, chunks, ++generation_};
+      job_ = job;
       done_.store(0);
-      ++generation_;
+      claim_.store(static_cast<uint64_t>(job.generation) << 32);
     }
     cv_.notify_all();
-    work();
+    work(job);
     std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return done_.load() == chunks_; });
-    body_ = nullptr;
+    done_cv_.wait(lk, [&] { return done_.load() == chunks; });
     return true;
   }
 
  private:
-  void work() {
+  struct Job {
+    const std::function<void(int64_t, int64_t)> *body = nullptr;
+    int64_t n = 0, chunks = 0;
+    uint32_t generation = 0;
+  };
+
+  void work(const Job &j) {
     for (;;) {
-      int64_t c = next_.fetch_add(1);
-      if (c >= chunks_) return;
-      int64_t b = n_ * c / chunks_, e = n_ * (c + 1) / chunks_;
-      (*body_)(b, e);
-      if (done_.fetch_add(1) + 1 == chunks_) {
+      uint64_t v = claim_.load();
+      do {
+        if (static_cast<uint32_t>(v >> 32) != j.generation || static_cast<int64_t>(v & 0xffffffffu) >= j.chunks)
+          return;
+      } while (!claim_.compare_exchange_weak(v, v + 1));
+      int64_t c = static_cast<int64_t>(v & 0xffffffffu);
+      (*j.body)(j.n * c / j.chunks, j.n * (c + 1) / j.chunks);
+      if (done_.fetch_add(1) + 1 == j.chunks) {
         std::lock_guard<std::mutex> lk(mu_);
         done_cv_.notify_all();
       }
     }
   }
   void loop() {
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
+      Job j;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_ != seen && body_ != nullptr; });
+        cv_.wait(lk, [&] { return generation_ != seen; });
         seen = generation_;
+        j = job_;
       }
-      work();
+      work(j);
     }
   }
 
   std::vector<std::thread> threads_;
   std::mutex busy_, mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int64_t, int64_t)> *body_ = nullptr;
-  int64_t n_ = 0, chunks_ = 0;
-  std::atomic<int64_t> next_{0}, done_{0};
-  uint64_t generation_ = 0;
+  Job job_;                          // the current loop (under mu_)
+  uint32_t generation_ = 0;          // under mu_
+  std::atomic<uint64_t> claim_{0};   // generation << 32 | next chunk
+  std::atomic<int64_t> done_{0};     // chunks finished of the current loop
 };
 
 int threads_from_env() {

@@ -17,7 +17,12 @@ std::atomic<uint64_t> g_stream{0};
 constexpr int64_t kInlineElements = 1 << 14;
 
 bool is_set(const NDArray &a) { return a.chunk() != nullptr; }
+
+thread_local bool t_run_inline = false;
 }  // namespace
+
+RunInlineScope::RunInlineScope() : prev_(t_run_inline) { t_run_inline = true; }
+RunInlineScope::~RunInlineScope() { t_run_inline = prev_; }
 
 void random_seed(uint64_t seed) {
   g_seed.store(seed);
@@ -183,7 +188,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
 
   PushOptions po;
   po.name = op.name.c_str();
-  po.allow_inline = work <= kInlineElements;
+  po.allow_inline = t_run_inline || work <= kInlineElements;
   // A copy touching a GPU runs on that GPU's copy worker (the destination's
   // when both are GPUs), so transfers overlap with the device's compute.
   Context run_ctx = ctx;

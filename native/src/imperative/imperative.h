@@ -15,6 +15,20 @@ using ArrayList = SmallVec<NDArray, 4>;
 void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
             const char *const *keys, const char *const *values, int32_t num_params);
 
+// While one lives on a thread, every op that thread invokes runs on it when its
+// inputs are ready, whatever its size (a server thread that must not queue
+// behind the engine's workers).
+class RunInlineScope {
+ public:
+  RunInlineScope();
+  ~RunInlineScope();
+  RunInlineScope(const RunInlineScope &) = delete;
+  RunInlineScope &operator=(const RunInlineScope &) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Counter-based random streams: seed plus a per-call stream number.
 void random_seed(uint64_t seed);
 void next_random_stream(uint64_t *key, uint64_t *stream);

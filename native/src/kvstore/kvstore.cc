@@ -45,9 +45,6 @@ bool known_dist(const std::string &t) {
 
 KVStore::KVStore(const std::string &type) : type_(type) {
   if (known_dist(type)) {
-    LOOM_CHECK(type != "dist_async", LOOM_ERR_BACKEND_UNAVAILABLE,
-               "kvstore 'dist_async' (servers applying updates as they arrive) is not implemented; "
-               "use dist_sync");
     try {
       const loom_comm &c = comm();
       rank_ = c.rank();
@@ -56,6 +53,8 @@ KVStore::KVStore(const std::string &type) : type_(type) {
       fail(e.status(), "kvstore '", type, "' works across processes through the MPI plugin: ", e.what());
     }
     dist_ = true;
+    async_ = type == "dist_async";
+    if (async_) start_server();
     return;
   }
   LOOM_CHECK(type == "local" || type == "device", LOOM_ERR_INVALID_ARGUMENT, "kvstore: unknown type '",
@@ -155,6 +154,10 @@ void KVStore::allreduce(const NDArray &src, const NDArray &dst) {
   if (!even) std::memcpy(dst.data(), padded, dst.nbytes());
 }
 
+NDArray KVStore::copy_to_context(const NDArray &a, const Context &ctx) { return copy_to(a, ctx); }
+
+void KVStore::copy_into(const NDArray &from, const NDArray &to) { call("copy", ArrayList{from}, ArrayList{to}); }
+
 KVStore::Entry &KVStore::entry(const std::string &key, const char *what) {
   auto it = store_.find(key);
   LOOM_CHECK(it != store_.end(), LOOM_ERR_NOT_FOUND, "kvstore ", what, ": key '", key,
@@ -171,14 +174,16 @@ void KVStore::init(const std::vector<std::string> &keys, const std::vector<NDArr
                "' is already initialised");
   for (size_t i = 0; i < keys.size(); ++i) {
     Context where = type_ == "local" || dist_ ? Context{} : values[i].ctx();
-    store_[keys[i]].value = copy_to(values[i], where);
-    if (dist_) broadcast(store_[keys[i]].value);  // every worker starts from rank 0's value
+    NDArray v = copy_to(values[i], where);
+    if (dist_) broadcast(v);  // every worker starts from rank 0's value
+    std::lock_guard<std::mutex> slk(server_mu_);
+    store_[keys[i]].value = v;
   }
 }
 
 // The values of one key, added in device order (then push order), on the
 // store's device for `local` or the lowest-numbered value's device otherwise.
-NDArray KVStore::reduce(const std::string &key, std::vector<NDArray> values) {
+void KVStore::reduce_check(const std::string &key, const std::vector<NDArray> &values) {
   const Entry &e = entry(key, "push");
   for (const NDArray &v : values) {
     LOOM_CHECK(v.shape() == e.value.shape() && v.dtype() == e.value.dtype(), LOOM_ERR_SHAPE,
@@ -186,6 +191,11 @@ NDArray KVStore::reduce(const std::string &key, std::vector<NDArray> values) {
                dtype_name(e.value.dtype()), ", but a value of ", v.shape().str(), " ", dtype_name(v.dtype()),
                " was pushed (rank ", rank(), ")");
   }
+}
+
+NDArray KVStore::reduce(const std::string &key, std::vector<NDArray> values) {
+  reduce_check(key, values);
+  const Entry &e = entry(key, "push");
   std::stable_sort(values.begin(), values.end(), [](const NDArray &a, const NDArray &b) {
     return std::make_pair(a.ctx().dev_type, a.ctx().dev_id) < std::make_pair(b.ctx().dev_type, b.ctx().dev_id);
   });
@@ -208,6 +218,14 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
     groups[keys[i]].push_back(values[i]);
   }
   for (const std::string &key : order) entry(key, "push");  // every key checked before any work
+  if (async_) {
+    LOOM_CHECK(!updater_.empty(), LOOM_ERR_INVALID_ARGUMENT, "kvstore push (dist_async, rank ", rank_,
+               "): an asynchronous store applies every push with its updater, and none is set; call "
+               "set_optimizer/set_updater first (MXNet: 'Updater needs to be set for async mode')");
+    for (const std::string &key : order) reduce_check(key, groups[key]);
+    async_push(order, groups);
+    return;
+  }
   if (dist_) {
     std::vector<int64_t> sizes;
     for (const std::string &key : order) sizes.push_back(store_[key].value.size());
@@ -239,27 +257,32 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
       call("copy", ArrayList{merged}, ArrayList{e.value});
       continue;
     }
-    const OpDef &op = Registry::get().lookup(updater_);
-    size_t nstates = op.inputs.size() - 2;
-    while (e.states.size() < nstates) {
-      NDArray z = NDArray::empty(e.value.shape(), e.value.dtype(), e.value.ctx());
-      call("zeros", ArrayList{}, ArrayList{z},
-           {{"shape", e.value.shape().str()}, {"dtype", dtype_name(e.value.dtype())}, {"ctx", ctx_str(e.value.ctx())}});
-      e.states.push_back(z);
-    }
-    ++e.updates;
-    auto params = updater_params_;
-    bool has_t = false;
-    for (auto &p : op.params) has_t |= p.name == "t";
-    if (has_t && std::none_of(params.begin(), params.end(), [](auto &kv) { return kv.first == "t"; }))
-      params.emplace_back("t", std::to_string(e.updates));
-    ArrayList ins{e.value, merged}, outs{e.value};
-    for (NDArray &s : e.states) {
-      ins.push_back(s);
-      outs.push_back(s);
-    }
-    call(updater_.c_str(), ins, outs, params);
+    apply_update(e, merged);
   }
+}
+
+// The updater op on a key's value and states, with `grad` as the gradient.
+void KVStore::apply_update(Entry &e, const NDArray &grad) {
+  const OpDef &op = Registry::get().lookup(updater_);
+  size_t nstates = op.inputs.size() - 2;
+  while (e.states.size() < nstates) {
+    NDArray z = NDArray::empty(e.value.shape(), e.value.dtype(), e.value.ctx());
+    call("zeros", ArrayList{}, ArrayList{z},
+         {{"shape", e.value.shape().str()}, {"dtype", dtype_name(e.value.dtype())}, {"ctx", ctx_str(e.value.ctx())}});
+    e.states.push_back(z);
+  }
+  ++e.updates;
+  auto params = updater_params_;
+  bool has_t = false;
+  for (auto &p : op.params) has_t |= p.name == "t";
+  if (has_t && std::none_of(params.begin(), params.end(), [](auto &kv) { return kv.first == "t"; }))
+    params.emplace_back("t", std::to_string(e.updates));
+  ArrayList ins{e.value, grad}, outs{e.value};
+  for (NDArray &st : e.states) {
+    ins.push_back(st);
+    outs.push_back(st);
+  }
+  call(updater_.c_str(), ins, outs, params);
 }
 
 void KVStore::pull(const std::vector<std::string> &keys, const std::vector<NDArray> &outs) {
@@ -273,12 +296,13 @@ void KVStore::pull(const std::vector<std::string> &keys, const std::vector<NDArr
                dtype_name(e.value.dtype()), ", but the output is ", outs[i].shape().str(), " ",
                dtype_name(outs[i].dtype()));
   }
+  if (async_) return async_pull(keys, outs);
   for (size_t i = 0; i < keys.size(); ++i) call("copy", ArrayList{store_[keys[i]].value}, ArrayList{outs[i]});
 }
 
 void KVStore::pushpull(const std::vector<std::string> &keys, const std::vector<NDArray> &values,
                        const std::vector<std::string> &out_keys, const std::vector<NDArray> &outs) {
-  bool direct = dist_ && keys == out_keys && values.size() == keys.size() && outs.size() == keys.size();
+  bool direct = dist_ && !async_ && keys == out_keys && values.size() == keys.size() && outs.size() == keys.size();
   if (direct) {
     std::lock_guard<std::mutex> lk(mu_);
     direct = updater_.empty();
@@ -323,11 +347,20 @@ void KVStore::set_updater(const std::string &op_name,
   Params check(op, k.data(), v.data(), static_cast<int32_t>(k.size()));  // unknown names fail here
   (void)check;
   std::lock_guard<std::mutex> lk(mu_);
-  updater_ = op_name;
-  updater_params_ = params;
+  {
+    std::lock_guard<std::mutex> slk(server_mu_);
+    updater_ = op_name;
+    updater_params_ = params;
+  }
+  // dist_async: every rank serves keys with its own updater, so every worker sets
+  // it, and nobody pushes before all servers have it (MXNet's set_optimizer on a
+  // distributed store reaches every server before it returns).
+  if (async_) barrier();
 }
 
 void KVStore::save_states(const std::string &path) {
+  LOOM_CHECK(!async_, LOOM_ERR_INVALID_ARGUMENT, "kvstore save_states: a dist_async store's optimizer states "
+             "live on the servers of their keys and cannot be saved from a worker (as in MXNet)");
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<NDArray> arrays;
   std::vector<std::string> names;
@@ -346,6 +379,8 @@ void KVStore::save_states(const std::string &path) {
 }
 
 void KVStore::load_states(const std::string &path) {
+  LOOM_CHECK(!async_, LOOM_ERR_INVALID_ARGUMENT, "kvstore load_states: a dist_async store's optimizer states "
+             "live on the servers of their keys and cannot be loaded by a worker (as in MXNet)");
   auto loaded = load_params(path);
   std::lock_guard<std::mutex> lk(mu_);
   for (auto &[name, arr] : loaded) {

@@ -8,10 +8,12 @@
 // The dist_* types need the MPI plugin and say how to launch (kvstore.cc).
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -22,6 +24,10 @@ namespace loom {
 class KVStore {
  public:
   explicit KVStore(const std::string &type);
+  // dist_async: waits at a barrier for every worker, then stops this rank's server.
+  ~KVStore();
+  KVStore(const KVStore &) = delete;
+  KVStore &operator=(const KVStore &) = delete;
   const std::string &type() const { return type_; }
   int rank() const { return rank_; }
   int num_workers() const { return workers_; }
@@ -47,6 +53,8 @@ class KVStore {
   // The updater's states (and update counts) in a .params file, and back.
   void save_states(const std::string &path);
   void load_states(const std::string &path);
+  // dist_async: ends this rank's server thread (idempotent).
+  void stop_server();
 
  private:
   struct Entry {
@@ -55,7 +63,20 @@ class KVStore {
     int64_t updates = 0;
   };
   Entry &entry(const std::string &key, const char *what);
+  void apply_update(Entry &e, const NDArray &grad);
+  static NDArray copy_to_context(const NDArray &a, const Context &ctx);
+  static void copy_into(const NDArray &from, const NDArray &to);
+  // dist_async (kvstore_async.cc): the rank serving a key, the server thread, and
+  // the worker's side of a push and a pull.
+  int owner(const std::string &key) const;
+  void start_server();
+  void serve();
+  void await_reply(int dest, const std::string &key, const char *what);
+  void async_push(const std::vector<std::string> &order, std::map<std::string, std::vector<NDArray>> &groups);
+  void async_pull(const std::vector<std::string> &keys, const std::vector<NDArray> &outs);
   NDArray reduce(const std::string &key, std::vector<NDArray> values);
+  // Every value has the key's shape and dtype (an error naming both otherwise).
+  void reduce_check(const std::string &key, const std::vector<NDArray> &values);
   // Every rank pushes the same keys with the same sizes (one exchange per push).
   void check_push_agrees(const std::vector<std::string> &keys, const std::vector<int64_t> &sizes);
   // Sums a CPU array over the ranks into dst, in rank order, identically on every rank.
@@ -64,9 +85,14 @@ class KVStore {
   void broadcast(const NDArray &a);
 
   std::string type_;
-  bool dist_ = false;
+  bool dist_ = false, async_ = false;
   int rank_ = 0, workers_ = 1;
-  std::mutex mu_;
+  std::mutex mu_;  // one worker call at a time
+  // dist_async: the server thread, and what it shares with the worker's calls (the
+  // table, the updater, each entry's states); taken after mu_, never while waiting.
+  std::thread server_;
+  std::atomic<bool> stop_{false};
+  std::mutex server_mu_;
   std::map<std::string, Entry> store_;
   // Reused scratch of allreduce, grown as needed.
   struct Scratch {

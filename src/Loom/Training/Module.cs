@@ -310,15 +310,21 @@ public sealed class Module : IDisposable
         // distributed store) unless the user chose a rescale_grad, and a different
         // choice is warned about.
         long batch = _batch > 0 ? _batch : Executor.ArgDict[DataNames[0]].Shape[0];
-        if (_kv is not null && _kv.Type.StartsWith("dist", StringComparison.Ordinal) && _kv.Type.Contains("sync"))
+        if (_kv is not null && _kv.Type.StartsWith("dist", StringComparison.Ordinal) && _kv.Type.Contains("_sync"))
             batch *= _kv.NumWorkers;
         double rescale = 1.0 / Math.Max(batch, 1);
         if (!optimizer.RescaleGradIsSet) optimizer.SetModuleRescaleGrad(rescale);
         else if (optimizer.RescaleGrad != rescale)
             Log($"WARNING: the optimizer's RescaleGrad is {optimizer.RescaleGrad}, not 1/batch_size = {rescale} " +
                 "(as MXNet, Module rescales summed gradients to a mean unless told otherwise). Is this intended?");
+        // MXNet's update_on_kvstore, which an asynchronous store requires: the servers
+        // apply the optimizer to every push as it arrives, and workers pull the weights.
+        if (UpdateOnKVStore) _kv!.SetOptimizer(optimizer);
         _opt = optimizer;
     }
+
+    // A dist_async store updates the weights itself (MXNet's update_on_kvstore).
+    private bool UpdateOnKVStore => _kv is not null && _kv.Type == "dist_async";
 
     // The optimizer's state slot of parameter i on device k (MXNet's i * devices + k).
     private int OptimizerIndex(int i, int k) => i * _contexts.Length + k;
@@ -386,6 +392,23 @@ public sealed class Module : IDisposable
             return;
         }
         var args = Symbol.ListArguments();
+        if (UpdateOnKVStore)
+        {
+            // Every parameter in one push and one pull: one request per server each.
+            var keys = new List<string>();
+            var grads = new List<NDArray>();
+            var weights = new List<NDArray>();
+            foreach (int i in _paramIndex)
+                for (int k = 0; k < _contexts.Length; k++)
+                {
+                    keys.Add(args[i]);
+                    grads.Add(ExecutorOf(k).Gradients[i]!);
+                    weights.Add(ExecutorOf(k).Arguments[i]);
+                }
+            _kv.Push(keys, grads);
+            _kv.Pull(keys, weights);
+            return;
+        }
         foreach (int i in _paramIndex)
         {
             var grads = Enumerable.Range(0, _contexts.Length).Select(k => ExecutorOf(k).Gradients[i]!).ToArray();
