@@ -883,6 +883,30 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_symbol_infer(out nint out_json, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, int* dtypes);
 
     /// <summary>
+    /// The graph in Graphviz's DOT language, drawn as MXNet's mx.viz.plot_network
+    ///  draws it: a box per op with MXNet's label and colour for its family, inputs as
+    ///  ovals, parameters (names ending _weight, _bias, _gamma, _beta, _moving_mean,
+    ///  ...) hidden when hide_weights is non-zero, and with `count` input shapes (as in
+    ///  loom_symbol_infer; 0 for none) every edge labelled with its shape without the
+    ///  batch axis. `title` (NULL: "plot") names the graph. *out_text is valid until the
+    ///  next loom_symbol_* call on the same thread. Shapes that leave a node's shape
+    ///  unknown fail naming the node.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_to_dot(out nint out_text, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, string title, int hide_weights);
+
+    /// <summary>
+    /// MXNet's mx.viz.print_summary as text: a row per layer (name(op), output shape
+    ///  without the batch axis, its parameters, previous layers), `line_length`
+    ///  characters wide (40 to 1000; MXNet's default is 120), then the total. A layer's
+    ///  parameters are the sizes of its learnable inputs (variables feeding inputs other
+    ///  than data and label that are neither given shapes nor auxiliary states). Input
+    ///  shapes as in loom_symbol_infer; *out_text as in loom_symbol_to_dot.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_summary(out nint out_text, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, int line_length);
+
+    /// <summary>
     /// Plans the memory of binding `symbol` with the given input shapes (as in
     ///  loom_symbol_infer), without allocating. Arguments named in req_names get
     ///  reqs[i], the others default_req; for_training adds the backward pass.

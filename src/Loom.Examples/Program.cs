@@ -68,11 +68,13 @@ switch (example)
         return Mnist.Memory(args.Length > 1 ? int.Parse(args[1]) : 32);
     case "resnet":
         return Mnist.ResNetSteps(args.Length > 1 ? int.Parse(args[1]) : 16, args.Length > 2 ? int.Parse(args[2]) : 3);
+    case "plot":
+        return Mnist.Plot(args.Length > 1 ? args[1] : "lenet", args.Length > 2 ? args[2] : null);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], tour; training examples take --ctx=gpu(0)");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], plot [mlp|lenet|resnet] [file.svg], tour; training examples take --ctx=gpu(0)");
         return 2;
 }
 }
@@ -223,6 +225,25 @@ static class Mnist
         Rand.Seed(5);
         m.Fit(iter, new SGD(lr: 0.1, momentum: 0.9), steps, init: new XavierInit(), kvstore: store);
         Console.WriteLine($"params-sha256={ParamsDigest(m)}");
+        return 0;
+    }
+
+    // Draws a network of the examples (MXNet's plot_network, natively, rendered by
+    // Graphviz) and prints its layer table (print_summary).
+    public static int Plot(string name, string? path)
+    {
+        var (net, shape) = name switch
+        {
+            "mlp" => (Models.Mlp(), new long[] { 100, 784 }),
+            "lenet" => (Models.LeNet(), new long[] { 100, 1, 28, 28 }),
+            "resnet" => (Models.ResNet(18, 1000), new long[] { 1, 3, 224, 224 }),
+            _ => throw new LoomException(LoomStatus.InvalidArgument, $"plot: unknown network '{name}'; one of mlp, lenet, resnet"),
+        };
+        var shapes = new Dictionary<string, long[]> { ["data"] = shape };
+        path ??= name + ".svg";
+        net.Plot(path, shapes, name);
+        Console.Write(net.Summary(shapes));
+        Info($"wrote {path}");
         return 0;
     }
 

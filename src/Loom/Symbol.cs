@@ -260,6 +260,82 @@ public sealed unsafe partial class Symbol : IDisposable
             root.GetProperty("complete").GetBoolean());
     }
 
+    /// <summary>The network in Graphviz's DOT language, drawn as MXNet's <c>mx.viz.plot_network</c>
+    /// draws it (computed natively): a box per op with MXNet's label and colour, inputs as ovals,
+    /// parameters hidden unless <paramref name="hideWeights"/> is false, and with
+    /// <paramref name="shapes"/> every edge labelled with its shape (without the batch axis).</summary>
+    /// <param name="shapes">Input shapes by name (the batch dimension included), or null.</param>
+    /// <param name="title">The graph's name.</param>
+    /// <param name="hideWeights">Hide the parameters (<c>_weight</c>, <c>_bias</c>, ...).</param>
+    /// <returns>The DOT text.</returns>
+    /// <exception cref="LoomException">The shapes leave a node's shape unknown (named).</exception>
+    public string ToDot(IReadOnlyDictionary<string, long[]>? shapes = null, string title = "plot", bool hideWeights = true)
+    {
+        var a = new ShapeArgs(shapes);
+        nint text;
+        fixed (int* nd = a.NDims)
+        fixed (long* d = a.Dims)
+            LoomException.Check(LoomNative.loom_symbol_to_dot(out text, Handle, a.Names.Length, a.Names, nd, d, title, hideWeights ? 1 : 0));
+        return Marshal.PtrToStringUTF8(text)!;
+    }
+
+    /// <summary>A layer table as MXNet's <c>mx.viz.print_summary</c> prints it (computed natively):
+    /// each layer's output shape, parameter count and previous layers, then the total.</summary>
+    /// <param name="shapes">Input shapes by name (the batch dimension included).</param>
+    /// <param name="lineLength">Characters per line (40 to 1000).</param>
+    /// <returns>The table.</returns>
+    public string Summary(IReadOnlyDictionary<string, long[]> shapes, int lineLength = 120)
+    {
+        var a = new ShapeArgs(shapes);
+        nint text;
+        fixed (int* nd = a.NDims)
+        fixed (long* d = a.Dims)
+            LoomException.Check(LoomNative.loom_symbol_summary(out text, Handle, a.Names.Length, a.Names, nd, d, lineLength));
+        return Marshal.PtrToStringUTF8(text)!;
+    }
+
+    /// <summary>Draws the network (<see cref="ToDot"/>) into an SVG, PNG or PDF file with Graphviz's
+    /// <c>dot</c> program, by the file's extension; the file is written whole or not at all.</summary>
+    /// <param name="path">The picture to write (<c>.svg</c>, <c>.png</c> or <c>.pdf</c>).</param>
+    /// <param name="shapes">Input shapes by name, to label the edges, or null.</param>
+    /// <param name="title">The graph's name.</param>
+    /// <exception cref="LoomException">Graphviz is not installed, or it failed (its message is included).</exception>
+    public void Plot(string path, IReadOnlyDictionary<string, long[]>? shapes = null, string title = "plot")
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var format = System.IO.Path.GetExtension(path).TrimStart('.').ToLowerInvariant();
+        if (format is not ("svg" or "png" or "pdf"))
+            throw new LoomException(LoomStatus.InvalidArgument, $"Symbol.Plot: '{path}' must end in .svg, .png or .pdf");
+        var dot = ToDot(shapes, title);
+        var full = System.IO.Path.GetFullPath(path);
+        var tmp = full + ".tmp" + Environment.ProcessId;
+        var psi = new System.Diagnostics.ProcessStartInfo("dot", $"-T{format} -o \"{tmp}\"")
+        {
+            RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        System.Diagnostics.Process proc;
+        try { proc = System.Diagnostics.Process.Start(psi)!; }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            throw new LoomException(LoomStatus.BackendUnavailable,
+                "Symbol.Plot: Graphviz's 'dot' program was not found; install Graphviz (Debian: sudo apt-get install -y graphviz), " +
+                "or write ToDot()'s text to a file and render it elsewhere");
+        }
+        using (proc)
+        {
+            proc.StandardInput.Write(dot);
+            proc.StandardInput.Close();
+            var err = proc.StandardError.ReadToEnd();
+            proc.WaitForExit();
+            if (proc.ExitCode != 0 || !System.IO.File.Exists(tmp))
+            {
+                System.IO.File.Delete(tmp);
+                throw new LoomException(LoomStatus.Io, $"Symbol.Plot: Graphviz could not write '{path}': {err.Trim()}");
+            }
+        }
+        System.IO.File.Move(tmp, full, overwrite: true);
+    }
+
     /// <summary>The memory an executor for these input shapes would plan, without allocating.</summary>
     /// <param name="shapes">Input shapes by name (the batch dimension included).</param>
     /// <param name="forTraining">Plan for a backward pass too.</param>

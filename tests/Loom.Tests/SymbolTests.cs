@@ -64,6 +64,38 @@ public class SymbolTests
     }
 
     [Test]
+    public void NetworksAreDrawnAndSummarisedAsMXNetDoes()
+    {
+        var net = Models.LeNet();
+        var shapes = new Dictionary<string, long[]> { ["data"] = new long[] { 100, 1, 28, 28 } };
+        var dot = net.ToDot(shapes, "lenet");
+        Assert.That(dot, Does.StartWith("digraph \"lenet\" {"));
+        Assert.That(dot, Does.Contain("[label=\"Convolution\\n5x5/1, 20\" fillcolor=\"#fb8072\"]"));
+        Assert.That(dot, Does.Contain("label=\"20x24x24\""));
+        var table = net.Summary(shapes);
+        // LeNet: conv 20*1*5*5+20, conv 50*20*5*5+50, fc 500*800+500, fc 10*500+10.
+        long total = 20 * 25 + 20 + 50 * 20 * 25 + 50 + 500 * 800 + 500 + 10 * 500 + 10;
+        Assert.That(table, Does.Contain($"Total params: {total}\n"));
+        // The picture, through Graphviz: an SVG holding the labels, written whole.
+        var dir = Directory.CreateTempSubdirectory("loom-plot").FullName;
+        try
+        {
+            var svg = Path.Combine(dir, "lenet.svg");
+            net.Plot(svg, shapes, "lenet");
+            var text = File.ReadAllText(svg);
+            Assert.That(text, Does.Contain("<svg"));
+            Assert.That(text, Does.Contain(">Convolution</text>"));
+            Assert.That(text, Does.Contain(">5x5/1, 20</text>"));
+            Assert.That(Directory.GetFiles(dir), Has.Length.EqualTo(1), "no temporary file is left");
+            var e = Assert.Throws<LoomException>(() => net.Plot(Path.Combine(dir, "lenet.gif")))!;
+            Assert.That(e.Message, Does.Contain(".svg, .png or .pdf"));
+        }
+        finally { Directory.Delete(dir, true); }
+        var bad = Assert.Throws<LoomException>(() => net.Summary(new Dictionary<string, long[]> { ["dta"] = new long[] { 1, 1, 28, 28 } }))!;
+        Assert.That(bad.Message, Does.Contain("'dta'"));
+    }
+
+    [Test]
     public void BadGraphsAndBindsGiveClearErrors()
     {
         var net = Mlp();

@@ -2,7 +2,8 @@
 # Distributed training on this machine with MPI (dist_sync and dist_async key-value
 # stores, one process per worker started by mpirun): the seed's MLP on MNIST over 2 ranks, each
 # on its half of the data. Checks, one test each:
-#   0. two devices in one process and two ranks give bit-identical parameters;
+#   0. two devices in one process (CPU, and the simulated GPU plugin) and two ranks
+#      give bit-identical parameters;
 #   1. both ranks end with the same model, within 0.5% test accuracy of one process;
 #   2. a distributed run resumes from the checkpoint rank 0 wrote;
 #   3. a rank killed with kill -9 ends the job within a bounded time, naming the
@@ -27,13 +28,17 @@ if ! command -v mpirun >/dev/null || [ ! -f "$root/build/lib/libloom_mpi.so" ]; 
   exit 1
 fi
 
-# 0. Two devices in one process and two ranks: the same bits after 4 SGD-momentum steps.
+# 0. Two devices in one process (CPU devices, and the simulated GPU plugin with the
+# store reducing on the devices) and two ranks: the same bits after 4 SGD-momentum steps.
 inproc=$(dotnet "$app" dist-check 4 --ctx='cpu(0),cpu(1)' 2>&1 | grep -o 'params-sha256=[0-9a-f]*')
+simdev="$root/build/tests/native/libloom_simdev.so"
+gpus=$(LOOM_SIMDEV_ALL_OPS=1 LOOM_CUDA_LIBRARY="$simdev" dotnet "$app" dist-check 4 --ctx='gpu(0),gpu(1)' \
+  --kvstore=device 2>&1 | grep -o 'params-sha256=[0-9a-f]*')
 ranks=$("${mpi[@]}" dotnet "$app" dist-check 4 --kvstore=dist_sync 2>&1 | grep -o 'params-sha256=[0-9a-f]*' | sort -u)
-if [ -n "$inproc" ] && [ "$ranks" = "$inproc" ]; then
-  ok "2 devices in one process and 2 MPI ranks: identical parameters ($inproc)"
+if [ -n "$inproc" ] && [ "$ranks" = "$inproc" ] && [ "$gpus" = "$inproc" ]; then
+  ok "2 CPU devices, 2 simulated GPUs (device store) and 2 MPI ranks: identical parameters ($inproc)"
 else
-  bad "2 devices ($inproc) and 2 ranks ($(echo $ranks)) differ"
+  bad "2 CPU devices ($inproc), 2 simulated GPUs ($gpus) and 2 ranks ($(echo $ranks)) differ"
 fi
 
 # 1. One process, then two ranks.

@@ -247,6 +247,72 @@ TEST(Symbol, PartialInferenceSweepsForwardAndBackward) {
   EXPECT_NE(std::string(loom_last_error()).find("'dta'"), std::string::npos);
 }
 
+// MXNet's plot_network and print_summary, natively: the DOT text holds MXNet's labels
+// and colours and the shapes on the edges; the summary counts each layer's learnable
+// inputs (a naive count from the layer sizes below) and totals them.
+TEST(Symbol, DrawingAndSummaryFollowMXNetsViz) {
+  Sym d = var("data");
+  Sym c = op("Convolution", "conv1", {&d}, {{"kernel", "(5, 5)"}, {"num_filter", "20"}});
+  Sym b = op("BatchNorm", "bn1", {&c}, {});
+  Sym a = op("Activation", "tanh1", {&b}, {{"act_type", "tanh"}});
+  Sym p = op("Pooling", "pool1", {&a}, {{"pool_type", "max"}, {"kernel", "(2, 2)"}, {"stride", "(2, 2)"}});
+  Sym f = op("Flatten", "flat", {&p}, {});
+  Sym fc = op("FullyConnected", "fc1", {&f}, {{"num_hidden", "10"}});
+  Sym net = op("SoftmaxOutput", "softmax", {&fc}, {});
+  Shapes sh{{"data", {4, 3, 12, 10}}};
+  const char *t = nullptr;
+  ASSERT_EQ(loom_symbol_to_dot(&t, net.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), "lenet", 1), LOOM_OK)
+      << loom_last_error();
+  std::string dot = t;
+  for (const char *want : {"digraph \"lenet\" {", "\"conv1\" [label=\"Convolution\\n5x5/1, 20\" fillcolor=\"#fb8072\"]",
+                           "\"bn1\" [label=\"bn1\" fillcolor=\"#bebada\"]",
+                           "\"tanh1\" [label=\"Activation\\ntanh\" fillcolor=\"#ffffb3\"]",
+                           "\"pool1\" [label=\"Pooling\\nmax, 2x2/2x2\" fillcolor=\"#80b1d3\"]",
+                           "\"flat\" [label=\"flat\" fillcolor=\"#fdb462\"]",
+                           "\"fc1\" [label=\"FullyConnected\\n10\" fillcolor=\"#fb8072\"]",
+                           "\"data\" [label=\"data\" fillcolor=\"#8dd3c7\" shape=oval]",
+                           "\"conv1\" -> \"data\" [arrowtail=open dir=back label=\"3x12x10\"]",
+                           "\"fc1\" -> \"flat\" [arrowtail=open dir=back label=\"240\"]"})
+    EXPECT_NE(dot.find(want), std::string::npos) << want << "\n" << dot;
+  EXPECT_EQ(dot.find("conv1_weight"), std::string::npos) << "parameters are hidden";
+  EXPECT_EQ(dot.find("moving_mean"), std::string::npos) << "auxiliary states are hidden";
+  ASSERT_EQ(loom_symbol_to_dot(&t, net.h, 0, nullptr, nullptr, nullptr, nullptr, 0), LOOM_OK);
+  EXPECT_NE(std::string(t).find("\"conv1_weight\" [label=\"conv1_weight\""), std::string::npos) << t;
+  EXPECT_EQ(std::string(t).find("label=\"3x"), std::string::npos) << "no shapes given, no edge labels";
+  ASSERT_EQ(loom_symbol_summary(&t, net.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 120), LOOM_OK)
+      << loom_last_error();
+  std::string sum = t;
+  // conv 20*3*5*5 + 20; bn gamma+beta 2*20 (moving statistics are not parameters);
+  // fc 10 * (20*4*3) + 10.
+  const long long conv = 20 * 3 * 5 * 5 + 20, bn = 2 * 20, fcp = 10LL * (20 * 4 * 3) + 10;
+  EXPECT_NE(sum.find("conv1(Convolution)                                  20x8x6                  " + std::to_string(conv)),
+            std::string::npos) << sum;
+  EXPECT_NE(sum.find("bn1(BatchNorm)"), std::string::npos);
+  // The parameter column is 12 characters wide (MXNet's positions .64 and .74 of 120).
+  auto cell = [](long long v) {
+    std::string f = std::to_string(v);
+    return f + std::string(12 - f.size(), ' ');
+  };
+  EXPECT_NE(sum.find(cell(bn) + "conv1"), std::string::npos) << sum;
+  EXPECT_NE(sum.find(cell(fcp) + "flat"), std::string::npos) << sum;
+  EXPECT_NE(sum.find("Total params: " + std::to_string(conv + bn + fcp) + "\n"), std::string::npos) << sum;
+  EXPECT_EQ(sum.substr(0, 121), std::string(120, '_') + "\n");
+  // Shapes that leave a node unknown, and a bad width, are errors naming what.
+  Sym x = var("x"), y = var("y");
+  Sym z = op("add", "z", {&x, &y});
+  Shapes only_x{{"q", {2}}};
+  EXPECT_EQ(loom_symbol_summary(&t, z.h, only_x.n(), only_x.ptrs.data(), only_x.ndims.data(), only_x.dims.data(), 120),
+            LOOM_ERR_NOT_FOUND) << "an unknown input name";
+  Sym g = op("FullyConnected", "g", {&x}, {{"num_hidden", "3"}});
+  Shapes none{{"g_bias", {3}}};
+  EXPECT_EQ(loom_symbol_to_dot(&t, g.h, none.n(), none.ptrs.data(), none.ndims.data(), none.dims.data(), nullptr, 1),
+            LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("cannot be inferred"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_symbol_summary(&t, net.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 10),
+            LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(loom_symbol_to_dot(nullptr, net.h, 0, nullptr, nullptr, nullptr, nullptr, 1), LOOM_ERR_INVALID_ARGUMENT);
+}
+
 TEST(Symbol, AttributesAndScopes) {
   const char *k[] = {"ctx_group"}, *v[] = {"stage1"};
   ASSERT_EQ(loom_symbol_attr_scope_push(1, k, v), LOOM_OK);

@@ -139,6 +139,28 @@ class SymbolTests(unittest.TestCase):
         return sym.SoftmaxOutput(sym.FullyConnected(h, name="fc2", num_hidden=3), name="softmax",
                                  normalization=normalization)
 
+    def test_drawing_and_summary_are_the_native_ones(self):
+        net = self.mlp()
+        dot = net.to_dot(title="mlp", data=(5, 4))
+        self.assertIn('digraph "mlp" {', dot)
+        self.assertIn('"fc1" [label="FullyConnected\\n16" fillcolor="#fb8072"]', dot)
+        self.assertIn('"relu1" -> "fc1" [arrowtail=open dir=back label="16"]', dot)
+        self.assertNotIn("fc1_weight", dot)
+        self.assertIn("fc1_weight", net.to_dot(hide_weights=False))
+        table = net.summary(data=(5, 4))
+        # fc1: 16 * 4 + 16; fc2: 3 * 16 + 3
+        self.assertIn("Total params: %d\n" % (16 * 4 + 16 + 3 * 16 + 3), table)
+        self.assertTrue(table.startswith("_" * 120 + "\n"))
+        with self.assertRaises(loom.LoomError):
+            net.summary(line_length=5, data=(5, 4))
+        with tempfile.TemporaryDirectory() as d:
+            net.plot(os.path.join(d, "mlp.svg"), data=(5, 4))
+            svg = open(os.path.join(d, "mlp.svg")).read()
+            self.assertIn(">FullyConnected</text>", svg)
+            self.assertEqual(os.listdir(d), ["mlp.svg"])
+            with self.assertRaises(loom.LoomError):
+                net.plot(os.path.join(d, "mlp.gif"))
+
     def test_json_inference_and_executor_gradients_match_autograd(self):
         net = self.mlp()
         self.assertEqual(net.list_arguments(), ["data", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias", "softmax_label"])

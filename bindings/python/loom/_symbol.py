@@ -125,6 +125,45 @@ class Symbol:
         tup = lambda l: [tuple(s) if s is not None else None for s in l]  # noqa: E731
         return tup(r["arg_shapes"]), tup(r["out_shapes"]), tup(r["aux_shapes"])
 
+    def to_dot(self, title="plot", hide_weights=True, **shapes):
+        """The network in Graphviz's DOT language, drawn as MXNet's mx.viz.plot_network
+        draws it (computed natively); edges are labelled with shapes when input shapes
+        are given."""
+        names, ndims, dims = _shape_args(shapes)
+        js = ctypes.c_char_p()
+        _check(_LIB.loom_symbol_to_dot(ctypes.byref(js), self._h, len(names), _strs(names), ndims, dims,
+                                       title.encode(), 1 if hide_weights else 0))
+        return js.value.decode()
+
+    def plot(self, path, title="plot", **shapes):
+        """Draws the network (to_dot) into an .svg, .png or .pdf file with Graphviz's dot
+        program, written whole or not at all."""
+        import os
+        import subprocess
+        fmt = os.path.splitext(path)[1].lstrip(".").lower()
+        if fmt not in ("svg", "png", "pdf"):
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Symbol.plot: '%s' must end in .svg, .png or .pdf" % path)
+        text = self.to_dot(title=title, **shapes)
+        tmp = "%s.tmp%d" % (path, os.getpid())
+        try:
+            r = subprocess.run(["dot", "-T" + fmt, "-o", tmp], input=text.encode(), capture_output=True)
+        except FileNotFoundError:
+            raise LoomError(_abi.LOOM_ERR_BACKEND_UNAVAILABLE, "Symbol.plot: Graphviz's 'dot' program was not found; install Graphviz "
+                            "(Debian: sudo apt-get install -y graphviz), or render to_dot()'s text elsewhere")
+        if r.returncode != 0 or not os.path.exists(tmp):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise LoomError(_abi.LOOM_ERR_IO, "Symbol.plot: Graphviz could not write '%s': %s" % (path, r.stderr.decode().strip()))
+        os.replace(tmp, path)
+
+    def summary(self, line_length=120, **shapes):
+        """MXNet's mx.viz.print_summary as text (computed natively)."""
+        names, ndims, dims = _shape_args(shapes)
+        js = ctypes.c_char_p()
+        _check(_LIB.loom_symbol_summary(ctypes.byref(js), self._h, len(names), _strs(names), ndims, dims,
+                                        line_length))
+        return js.value.decode()
+
     def simple_bind(self, ctx=None, grad_req="write", dtype="float32", **shapes):
         """An executor with arrays allocated from the given input shapes."""
         ctx = ctx or cpu()

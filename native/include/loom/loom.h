@@ -534,6 +534,28 @@ LOOM_API loom_status loom_symbol_infer(const char **out_json, loom_symbol symbol
                                        const char *const *names, const int32_t *ndims,
                                        const int64_t *dims, const int32_t *dtypes);
 
+/** The graph in Graphviz's DOT language, drawn as MXNet's mx.viz.plot_network
+ *  draws it: a box per op with MXNet's label and colour for its family, inputs as
+ *  ovals, parameters (names ending _weight, _bias, _gamma, _beta, _moving_mean,
+ *  ...) hidden when hide_weights is non-zero, and with `count` input shapes (as in
+ *  loom_symbol_infer; 0 for none) every edge labelled with its shape without the
+ *  batch axis. `title` (NULL: "plot") names the graph. *out_text is valid until the
+ *  next loom_symbol_* call on the same thread. Shapes that leave a node's shape
+ *  unknown fail naming the node. */
+LOOM_API loom_status loom_symbol_to_dot(const char **out_text, loom_symbol symbol, int32_t count,
+                                        const char *const *names, const int32_t *ndims,
+                                        const int64_t *dims, const char *title, int32_t hide_weights);
+
+/** MXNet's mx.viz.print_summary as text: a row per layer (name(op), output shape
+ *  without the batch axis, its parameters, previous layers), `line_length`
+ *  characters wide (40 to 1000; MXNet's default is 120), then the total. A layer's
+ *  parameters are the sizes of its learnable inputs (variables feeding inputs other
+ *  than data and label that are neither given shapes nor auxiliary states). Input
+ *  shapes as in loom_symbol_infer; *out_text as in loom_symbol_to_dot. */
+LOOM_API loom_status loom_symbol_summary(const char **out_text, loom_symbol symbol, int32_t count,
+                                         const char *const *names, const int32_t *ndims,
+                                         const int64_t *dims, int32_t line_length);
+
 /** Plans the memory of binding `symbol` with the given input shapes (as in
  *  loom_symbol_infer), without allocating. Arguments named in req_names get
  *  reqs[i], the others default_req; for_training adds the backward pass. */

@@ -12,6 +12,7 @@
 #include "common/atomic_file.h"
 #include "common/json.h"
 #include "symbol/executor.h"
+#include "symbol/viz.h"
 
 struct loom_symbol_s {
   loom::Symbol sym;
@@ -338,6 +339,32 @@ loom_status loom_symbol_infer(const char **out_json, loom_symbol symbol, int32_t
   o += std::string(", \"complete\": ") + (complete ? "true" : "false") + "}";
   t_symbol_text = o;
   *out_json = t_symbol_text.c_str();
+  API_END
+}
+
+loom_status loom_symbol_to_dot(const char **out_text, loom_symbol symbol, int32_t count,
+                               const char *const *names, const int32_t *ndims, const int64_t *dims,
+                               const char *title, int32_t hide_weights) {
+  API_BEGIN
+  need(out_text, "out_text");
+  loom::Symbol s = get_symbol(symbol, "symbol");
+  auto shapes = shape_map(count, names, ndims, dims);
+  std::lock_guard<std::mutex> lk(graph_mutex());
+  t_symbol_text = loom::to_dot(s, shapes, title ? title : "plot", hide_weights != 0);
+  *out_text = t_symbol_text.c_str();
+  API_END
+}
+
+loom_status loom_symbol_summary(const char **out_text, loom_symbol symbol, int32_t count,
+                                const char *const *names, const int32_t *ndims, const int64_t *dims,
+                                int32_t line_length) {
+  API_BEGIN
+  need(out_text, "out_text");
+  loom::Symbol s = get_symbol(symbol, "symbol");
+  auto shapes = shape_map(count, names, ndims, dims);
+  std::lock_guard<std::mutex> lk(graph_mutex());
+  t_symbol_text = loom::summary(s, shapes, line_length);
+  *out_text = t_symbol_text.c_str();
   API_END
 }
 
