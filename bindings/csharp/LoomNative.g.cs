@@ -269,6 +269,29 @@ public sealed class NDArrayListHandle : SafeHandle
 }
 
 /// <summary>
+/// A TensorBoard event file being written. Free with loom_summary_writer_free.
+/// </summary>
+public sealed class SummaryWriterHandle : SafeHandle
+{
+    /// <summary>An empty handle, filled in by the marshaller.</summary>
+    public SummaryWriterHandle() : base(IntPtr.Zero, true) { }
+    /// <summary>Takes ownership of a raw handle returned by the library.</summary>
+    public SummaryWriterHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_summary_writer_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
+}
+
+/// <summary>
 /// A symbolic graph (one or more outputs). Free with loom_symbol_free.
 /// </summary>
 public sealed class SymbolHandle : SafeHandle
@@ -1012,6 +1035,58 @@ public static unsafe partial class LoomNative
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial LoomStatus loom_random_set_state(ulong seed, ulong stream);
+
+    /// <summary>
+    /// Starts a TensorBoard event file in `logdir` (created with its parents if
+    ///  needed): events.out.tfevents.&lt;seconds&gt;.&lt;host&gt;.&lt;pid&gt;.&lt;n&gt;, TFRecord-framed
+    ///  protobuf Event messages (TensorFlow's event.proto and summary.proto), opened
+    ///  by the file-version record. A directory that cannot be made or written is
+    ///  LOOM_ERR_IO naming the path. The caller owns *out and frees it (which closes
+    ///  the file) with loom_summary_writer_free.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_summary_writer_create(out SummaryWriterHandle @out, string logdir);
+
+    /// <summary>
+    /// The event file's path (valid as long as the writer).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_summary_writer_get_path(out nint @out, SummaryWriterHandle writer);
+
+    /// <summary>
+    /// A scalar (stored as float32, as TensorBoard's simple_value) at a step.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_summary_add_scalar(SummaryWriterHandle writer, string tag, double value, long step);
+
+    /// <summary>
+    /// A histogram of a float32/float64 array's finite values, computed natively:
+    ///  min, max, count, sum, sum of squares and `bins` (1 to 10000) equal-width
+    ///  buckets, each bucket's limit its right edge. An array with no finite value is
+    ///  LOOM_ERR_INVALID_ARGUMENT naming the tag.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_summary_add_histogram(SummaryWriterHandle writer, string tag, NDArrayHandle values, long step, int bins);
+
+    /// <summary>
+    /// The network as a GraphDef (TensorBoard's graph view): a NodeDef per node with
+    ///  the op's MXNet name ("Variable" for inputs and parameters), its inputs by node
+    ///  name and its parameters as string attributes.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_summary_add_graph(SummaryWriterHandle writer, SymbolHandle symbol);
+
+    /// <summary>
+    /// Writes what is buffered to the file.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_summary_writer_flush(SummaryWriterHandle writer);
+
+    /// <summary>
+    /// Closes the file and frees the writer.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_summary_writer_free(nint writer);
 
     /// <summary>
     /// Creates a key-value store (MXNet's KVStore): arrays by key, summed when

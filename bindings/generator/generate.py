@@ -132,6 +132,8 @@ def generate_abi(header, out_dir, docs_dir=None, py_dir=None):
                 return pascal(name[len("loom_"):])
         if t.kind in (ci.TypeKind.INT,):
             return "int"
+        if t.kind == ci.TypeKind.DOUBLE:
+            return "double"
         if t.kind == ci.TypeKind.VOID:
             return "void"
         if t.kind == ci.TypeKind.POINTER:

@@ -183,6 +183,49 @@ public class TrainingTests
     }
 
     [Test]
+    public void TensorBoardCallbackLogsMetricsHistogramsAndTheGraph()
+    {
+        Loom.Rand.Seed(5);
+        var x = Loom.Rand.Uniform(-1, 1, new long[] { 64, 4 });
+        var y = Op.Reshape(x.Dot(NDArray.FromArray(new float[] { 1, -1, 1, 1 }, 4, 1)) > 0.0, shape: new long[] { -1 });
+        var net = Symbol.Variable("data").FullyConnected("fc1", numHidden: 8).Activation("r", ActType.Relu)
+            .FullyConnected("fc2", numHidden: 2).SoftmaxOutput("softmax");
+        var dir = Directory.CreateTempSubdirectory("loom-tb").FullName;
+        try
+        {
+            using var train = new NDArrayIter(x, y, 16);
+            using var test = new NDArrayIter(x, y, 16);
+            using var tb = new TensorBoard(Path.Combine(dir, "run"), interval: 2);
+            using var m = new Module(net, new[] { Context.Cpu() });
+            Module.Log = _ => { };
+            try { m.Fit(train, new SGD(lr: 0.1), 2, test, new XavierInit(), new Callback[] { tb }); }
+            finally { Module.Log = s => Console.WriteLine("INFO: " + s); }
+            tb.Dispose();
+            var bytes = File.ReadAllBytes(tb.Path);
+            // Every TFRecord frame's length is consistent with the file (the CRCs are checked
+            // by tests/python/test_tensorboard.py with an independent reader).
+            long at = 0, frames = 0;
+            while (at < bytes.Length)
+            {
+                long len = BitConverter.ToInt64(bytes, (int)at);
+                at += 12 + len + 4;
+                frames++;
+            }
+            Assert.That(at, Is.EqualTo(bytes.Length));
+            var text = System.Text.Encoding.Latin1.GetString(bytes);
+            foreach (var tag in new[] { "brain.Event:2", "train/accuracy", "learning_rate", "fc1_weight", "fc1_weight_grad",
+                                        "validation/accuracy", "FullyConnected" })
+                Assert.That(text, Does.Contain(tag), tag);
+            // 2 epochs of 4 batches, every 2 batches: 4 records of each scalar, and 2 validations.
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(text, "train/accuracy").Count, Is.EqualTo(4));
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(text, "validation/accuracy").Count, Is.EqualTo(2));
+            var bad = Assert.Throws<LoomException>(() => new SummaryWriter(Path.Combine(tb.Path, "sub")))!;
+            Assert.That(bad.Message, Does.Contain(tb.Path));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
     public void MissingIdxFileIsAnIoError()
     {
         var e = Assert.Throws<LoomException>(() => Idx.Read("/nonexistent/train-images-idx3-ubyte"))!;

@@ -15,7 +15,7 @@ from . import _abi
 
 __all__ = ["LoomError", "NDArray", "Symbol", "Executor", "Module", "nd", "sym", "cpu", "gpu", "seed",
            "wait_all", "library_path", "from_numpy", "array", "zeros", "num_gpus", "backend_describe",
-           "backend_load", "kv"]
+           "backend_load", "kv", "summary"]
 
 
 class LoomError(Exception):
@@ -480,3 +480,4 @@ from ._symbol import Symbol, Executor, Module  # noqa: E402
 sym = _ops.make_sym_module(describe_ops(), Symbol)
 
 from . import kv  # noqa: E402,F401  (MXNet's mx.kv)
+from . import summary  # noqa: E402,F401  (TensorBoard event files)

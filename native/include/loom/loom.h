@@ -103,6 +103,9 @@ typedef struct loom_ndarray_s *loom_ndarray;
 typedef struct loom_op_s *loom_op;
 /** A list of named arrays, as read from a `.params` file. Free with loom_ndarray_list_free. */
 typedef struct loom_ndarray_list_s *loom_ndarray_list;
+/** A TensorBoard event file being written. Free with loom_summary_writer_free. */
+typedef struct loom_summary_writer_s *loom_summary_writer;
+
 /** A symbolic graph (one or more outputs). Free with loom_symbol_free. */
 typedef struct loom_symbol_s *loom_symbol;
 /** A symbol bound to arrays, ready to run. Free with loom_executor_free. */
@@ -646,6 +649,43 @@ LOOM_API loom_status loom_random_get_state(uint64_t *out_seed, uint64_t *out_str
 
 /** Restores a state read by loom_random_get_state. */
 LOOM_API loom_status loom_random_set_state(uint64_t seed, uint64_t stream);
+
+/* ------------------------------------------------------------------------ */
+/* TensorBoard event files                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Starts a TensorBoard event file in `logdir` (created with its parents if
+ *  needed): events.out.tfevents.<seconds>.<host>.<pid>.<n>, TFRecord-framed
+ *  protobuf Event messages (TensorFlow's event.proto and summary.proto), opened
+ *  by the file-version record. A directory that cannot be made or written is
+ *  LOOM_ERR_IO naming the path. The caller owns *out and frees it (which closes
+ *  the file) with loom_summary_writer_free. */
+LOOM_API loom_status loom_summary_writer_create(loom_summary_writer *out, const char *logdir);
+
+/** The event file's path (valid as long as the writer). */
+LOOM_API loom_status loom_summary_writer_get_path(const char **out, loom_summary_writer writer);
+
+/** A scalar (stored as float32, as TensorBoard's simple_value) at a step. */
+LOOM_API loom_status loom_summary_add_scalar(loom_summary_writer writer, const char *tag, double value,
+                                             int64_t step);
+
+/** A histogram of a float32/float64 array's finite values, computed natively:
+ *  min, max, count, sum, sum of squares and `bins` (1 to 10000) equal-width
+ *  buckets, each bucket's limit its right edge. An array with no finite value is
+ *  LOOM_ERR_INVALID_ARGUMENT naming the tag. */
+LOOM_API loom_status loom_summary_add_histogram(loom_summary_writer writer, const char *tag,
+                                                loom_ndarray values, int64_t step, int32_t bins);
+
+/** The network as a GraphDef (TensorBoard's graph view): a NodeDef per node with
+ *  the op's MXNet name ("Variable" for inputs and parameters), its inputs by node
+ *  name and its parameters as string attributes. */
+LOOM_API loom_status loom_summary_add_graph(loom_summary_writer writer, loom_symbol symbol);
+
+/** Writes what is buffered to the file. */
+LOOM_API loom_status loom_summary_writer_flush(loom_summary_writer writer);
+
+/** Closes the file and frees the writer. */
+LOOM_API void loom_summary_writer_free(loom_summary_writer writer);
 
 /* ------------------------------------------------------------------------ */
 /* Key-value store                                                           */

@@ -13,6 +13,7 @@
 #include "common/json.h"
 #include "symbol/executor.h"
 #include "symbol/viz.h"
+#include "io/summary.h"
 
 struct loom_symbol_s {
   loom::Symbol sym;
@@ -109,6 +110,12 @@ void write_atomic(const std::string &path, const std::string &text) {
 }
 
 }  // namespace
+
+void summary_add_graph(loom::SummaryWriter &w, loom_symbol symbol) {
+  loom::Symbol s = get_symbol(symbol, "symbol");
+  std::lock_guard<std::mutex> lk(graph_mutex());
+  w.add_graph(s);
+}
 
 extern "C" {
 

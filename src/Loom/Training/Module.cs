@@ -538,7 +538,10 @@ public sealed class Module : IDisposable
             {
                 Info("## Validation summary");
                 using var evalMetric = metric();
-                Info($"{evalMetric.Name,18} = {Score(eval, evalMetric):F4}");
+                double score = Score(eval, evalMetric);
+                Info($"{evalMetric.Name,18} = {score:F4}");
+                foreach (var cb in cbs)
+                    if (cb is TensorBoard tb) tb.LogValidation(epoch, evalMetric.Name, score);
             }
         }
     }
