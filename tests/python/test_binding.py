@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import warnings
 
 import numpy as np
 
@@ -91,6 +92,24 @@ class IntegerOverflowTests(unittest.TestCase):
         with self.assertRaises(loom.LoomError) as ctx:
             nd.power(loom.from_numpy(np.array([2], np.int32)), loom.from_numpy(np.array([-1], np.int32))).asnumpy()
         self.assertIn("negative integer powers", str(ctx.exception))
+
+    def test_casts_give_numpys_results_where_cpp_leaves_them_undefined(self):
+        # Found by tests/fuzz (fuzz_op, a long run): float -> int32 of 4.5e16 was undefined behaviour.
+        edge = [np.nan, np.inf, -np.inf, 4.5e16, -4.5e16, 2147483647.9, -2147483648.5, 2147483648.0,
+                3.7, -3.7, 300.0, -1.5, 255.9, 256.0, 1e19, -1e19, 9.3e18, -9.2233720368547758e18, 0.0, -0.0]
+        rng = np.random.default_rng(5)
+        values = np.concatenate([edge, rng.normal(0, 1e3, 50), rng.normal(0, 1e12, 50)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NumPy warns about the invalid casts it performs
+            for src in (np.float64, np.float32):
+                x = values.astype(src)
+                for dst in (np.int32, np.int64, np.uint8):
+                    got = nd.cast(loom.from_numpy(x), dtype=np.dtype(dst).name).asnumpy()
+                    np.testing.assert_array_equal(got, x.astype(dst), err_msg="%s -> %s" % (src.__name__, dst.__name__))
+            ints = np.array([2**40 + 7, -2**40 - 9, 300, -1, 2**31, -2**31 - 1], np.int64)
+            for dst in (np.int32, np.uint8):
+                np.testing.assert_array_equal(nd.cast(loom.from_numpy(ints), dtype=np.dtype(dst).name).asnumpy(),
+                                              ints.astype(dst))
 
     def test_unary_ops_wrap_and_scalars_out_of_range_are_errors(self):
         # Found by tests/fuzz: -INT64_MIN, |INT64_MIN| and squares past the range wrap as NumPy's.

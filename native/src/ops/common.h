@@ -1,6 +1,8 @@
 // Helpers shared by operator definitions and their CPU kernels.
 #pragma once
 
+#include <cstdint>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -121,6 +123,31 @@ struct WhereCondIndexer {
   }
   int64_t operator()(int64_t flat) const { return rows ? flat / row_size : b(flat); }
 };
+
+// A value converted to another element type with defined results everywhere (a
+// floating-point value outside an integer's range is undefined behaviour in C++).
+// Float to integer follows what NumPy gives on x86: truncation toward zero, and NaN
+// or a value outside the range the machine converts to (64-bit for int64, 32-bit
+// otherwise) gives that integer's minimum ("integer indefinite"), of which uint8
+// keeps the low bits, as it does of any 32-bit result. Integer to narrower integer
+// wraps modulo 2^bits.
+template <typename D, typename S>
+inline D convert_value(S v) {
+  if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
+    const double x = static_cast<double>(v);
+    if constexpr (sizeof(D) == 8) {
+      if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0)) return static_cast<D>(INT64_MIN);
+      return static_cast<D>(static_cast<int64_t>(x));
+    } else {
+      const int32_t w = x >= -2147483648.0 && x < 2147483648.0 ? static_cast<int32_t>(x) : INT32_MIN;
+      return static_cast<D>(static_cast<uint32_t>(w));
+    }
+  } else if constexpr (std::is_integral_v<S> && std::is_integral_v<D>) {
+    return static_cast<D>(static_cast<std::make_unsigned_t<D>>(static_cast<uint64_t>(v)));
+  } else {
+    return static_cast<D>(v);
+  }
+}
 
 // NumPy's integer arithmetic: results wrap around modulo 2^bits. Computed in
 // unsigned arithmetic (at least unsigned int wide), so overflow is defined

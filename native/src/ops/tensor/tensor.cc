@@ -268,7 +268,7 @@ template <typename S, typename D>
 void cast_kernel(const TBlob &in, const TBlob &out) {
   const S *a = in.ptr<S>();
   D *o = out.ptr<D>();
-  parallel_for(in.size(), [&](int64_t i) { o[i] = static_cast<D>(a[i]); });
+  parallel_for(in.size(), [&](int64_t i) { o[i] = convert_value<D>(a[i]); });
 }
 
 void copy_bytes(const TBlob &in, const TBlob &out) {
