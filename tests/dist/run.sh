@@ -21,7 +21,8 @@ mpi=(mpirun --oversubscribe --allow-run-as-root -n 2)
 passed=0 failed=0
 ok() { echo "ok   $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-acc_of() { grep -h '^test-accuracy=' "$@" | cut -d= -f2; }
+# The ranks share one stdout: a line may start with another rank's progress bar.
+acc_of() { grep -oh 'test-accuracy=[0-9.]*' "$@" | cut -d= -f2; }
 if ! command -v mpirun >/dev/null || [ ! -f "$root/build/lib/libloom_mpi.so" ]; then
   echo "FAIL MPI is not installed (Debian: libopenmpi-dev openmpi-bin) or libloom_mpi.so was not built"
   echo "0 passed, 5 failed"
