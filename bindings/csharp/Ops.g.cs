@@ -97,7 +97,7 @@ public static partial class Op
     /// <param name="workspace">Limit in MB for the column buffer; larger batches are processed in chunks. Default: 256.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Convolution').</returns>
-    public static NDArray Convolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    public static NDArray Convolution(NDArray data, NDArray weight, NDArray? bias, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
@@ -111,7 +111,7 @@ public static partial class Op
         if (pad is not null) (__params ??= new()).Add("pad", pad);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
-        return Imperative.Invoke(ref s_Convolution, "Convolution", new[] { data, weight, bias }, __params, @out);
+        return Imperative.Invoke(ref s_Convolution, "Convolution", Imperative.Given(data, weight, bias), __params, @out);
     }
     private static OpHandle s_Convolution;
 
@@ -134,7 +134,7 @@ public static partial class Op
     /// <param name="workspace">Accepted for compatibility; not used. Default: 512.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'Deconvolution').</returns>
-    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray bias, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
+    public static NDArray Deconvolution(NDArray data, NDArray weight, NDArray? bias, long[] kernel, long numFilter, Layout? layout = null, CudnnTune? cudnnTune = null, bool? cudnnOff = null, long[]? stride = null, long[]? dilate = null, long? numGroup = null, long[]? pad = null, long[]? adj = null, long[]? targetShape = null, bool? noBias = null, long? workspace = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
@@ -150,7 +150,7 @@ public static partial class Op
         if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (workspace is not null) (__params ??= new()).Add("workspace", workspace.Value);
-        return Imperative.Invoke(ref s_Deconvolution, "Deconvolution", new[] { data, weight, bias }, __params, @out);
+        return Imperative.Invoke(ref s_Deconvolution, "Deconvolution", Imperative.Given(data, weight, bias), __params, @out);
     }
     private static OpHandle s_Deconvolution;
 
@@ -222,13 +222,13 @@ public static partial class Op
     /// <param name="flatten">Flatten data to 2-D; otherwise apply to the last axis only. Default: true.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'FullyConnected').</returns>
-    public static NDArray FullyConnected(NDArray data, NDArray weight, NDArray bias, long numHidden, bool? noBias = null, bool? flatten = null, NDArray? @out = null)
+    public static NDArray FullyConnected(NDArray data, NDArray weight, NDArray? bias, long numHidden, bool? noBias = null, bool? flatten = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         (__params ??= new()).Add("num_hidden", numHidden);
         if (noBias is not null) (__params ??= new()).Add("no_bias", noBias.Value);
         if (flatten is not null) (__params ??= new()).Add("flatten", flatten.Value);
-        return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", new[] { data, weight, bias }, __params, @out);
+        return Imperative.Invoke(ref s_FullyConnected, "FullyConnected", Imperative.Given(data, weight, bias), __params, @out);
     }
     private static OpHandle s_FullyConnected;
 
@@ -260,14 +260,14 @@ public static partial class Op
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'LeakyReLU').</returns>
-    public static NDArray LeakyReLU(NDArray data, NDArray gamma, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray? @out = null)
+    public static NDArray LeakyReLU(NDArray data, NDArray? gamma, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
         if (lowerBound is not null) (__params ??= new()).Add("lower_bound", lowerBound.Value);
         if (upperBound is not null) (__params ??= new()).Add("upper_bound", upperBound.Value);
-        return Imperative.Invoke(ref s_LeakyReLU, "LeakyReLU", new[] { data, gamma }, __params, @out);
+        return Imperative.Invoke(ref s_LeakyReLU, "LeakyReLU", Imperative.Given(data, gamma), __params, @out);
     }
     private static OpHandle s_LeakyReLU;
 
@@ -342,6 +342,42 @@ public static partial class Op
         return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, __params, @out);
     }
     private static OpHandle s_Pooling;
+
+    /// <summary>A fused recurrent layer stack over sequence-major data (T, N, C), MXNet 1.9's RNN: mode rnn_relu, rnn_tanh, lstm (gates i, f, g, o) or gru (r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). `parameters` is one flat vector in MXNet's (cuDNN's) layout: every weight first (per layer, per direction: W_x then W_h, G*state_size rows each), then every bias (per layer and direction: b_x then b_h). `state` (and `state_cell` for lstm) has shape (num_layers * directions, N, state_size). The output is (T, N, directions * state_size); with state_outputs the final states follow. In training, p drops elements of each layer's output but the last (scaled by 1/(1-p)). The last output is internal: what the backward pass reads.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="parameters">Input 'parameters'.</param>
+    /// <param name="state">Input 'state'.</param>
+    /// <param name="stateCell">Input 'state_cell'.</param>
+    /// <param name="stateSize">Size of each layer's hidden state.</param>
+    /// <param name="numLayers">Number of stacked layers.</param>
+    /// <param name="mode">The recurrence. One of: rnn_relu, rnn_tanh, lstm, gru.</param>
+    /// <param name="bidirectional">Run each layer in both directions. Default: false.</param>
+    /// <param name="p">Dropout rate on the outputs of each layer but the last. Default: 0.</param>
+    /// <param name="stateOutputs">Also output the final states. Default: false.</param>
+    /// <param name="projectionSize">LSTM projection size (not supported). Default: None.</param>
+    /// <param name="lstmStateClipMin">LSTM cell clip (cuDNN only). Default: None.</param>
+    /// <param name="lstmStateClipMax">LSTM cell clip (cuDNN only). Default: None.</param>
+    /// <param name="lstmStateClipNan">LSTM cell clip of NaN (cuDNN only). Default: false.</param>
+    /// <param name="useSequenceLength">Variable lengths through a sequence_length input (cuDNN only). Default: false.</param>
+    /// <param name="out">Write the results into these arrays (out, hy, cy, reserve) instead of new ones.</param>
+    /// <returns>The result (the op 'RNN').</returns>
+    public static NDArray[] RNN(NDArray data, NDArray parameters, NDArray state, NDArray? stateCell, long stateSize, long numLayers, RNNMode mode, bool? bidirectional = null, double? p = null, bool? stateOutputs = null, long? projectionSize = null, double? lstmStateClipMin = null, double? lstmStateClipMax = null, bool? lstmStateClipNan = null, bool? useSequenceLength = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("state_size", stateSize);
+        (__params ??= new()).Add("num_layers", numLayers);
+        (__params ??= new()).Add("mode", OpEnums.Text(mode));
+        if (bidirectional is not null) (__params ??= new()).Add("bidirectional", bidirectional.Value);
+        if (p is not null) (__params ??= new()).Add("p", p.Value);
+        if (stateOutputs is not null) (__params ??= new()).Add("state_outputs", stateOutputs.Value);
+        if (projectionSize is not null) (__params ??= new()).Add("projection_size", projectionSize.Value);
+        if (lstmStateClipMin is not null) (__params ??= new()).Add("lstm_state_clip_min", lstmStateClipMin.Value);
+        if (lstmStateClipMax is not null) (__params ??= new()).Add("lstm_state_clip_max", lstmStateClipMax.Value);
+        if (lstmStateClipNan is not null) (__params ??= new()).Add("lstm_state_clip_nan", lstmStateClipNan.Value);
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        return Imperative.InvokeMany(ref s_RNN, "RNN", Imperative.Given(data, parameters, state, stateCell), __params, @out);
+    }
+    private static OpHandle s_RNN;
 
     /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>
     /// <param name="data">Input 'data'.</param>
@@ -1897,6 +1933,19 @@ public enum PoolingConvention
     Full,
 }
 
+/// <summary>Choices of an operator parameter (rnn_relu, rnn_tanh, lstm, gru).</summary>
+public enum RNNMode
+{
+    /// <summary>"rnn_relu"</summary>
+    RnnRelu,
+    /// <summary>"rnn_tanh"</summary>
+    RnnTanh,
+    /// <summary>"lstm"</summary>
+    Lstm,
+    /// <summary>"gru"</summary>
+    Gru,
+}
+
 /// <summary>Choices of an operator parameter (uniform, gaussian).</summary>
 public enum RndType
 {
@@ -1995,6 +2044,10 @@ public static class OpEnums
     /// <param name="v">The value.</param>
     /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(PoolingConvention v) => v switch { PoolingConvention.Valid => "valid", PoolingConvention.Full => "full", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="RNNMode"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
+    public static string Text(RNNMode v) => v switch { RNNMode.RnnRelu => "rnn_relu", RNNMode.RnnTanh => "rnn_tanh", RNNMode.Lstm => "lstm", RNNMode.Gru => "gru", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="RndType"/> value.</summary>
     /// <param name="v">The value.</param>
     /// <returns>The spelling the engine's parameter parser takes.</returns>

@@ -325,6 +325,41 @@ public static partial class Sym
         return Symbol.Create("Pooling", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
+    /// <summary>A fused recurrent layer stack over sequence-major data (T, N, C), MXNet 1.9's RNN: mode rnn_relu, rnn_tanh, lstm (gates i, f, g, o) or gru (r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). `parameters` is one flat vector in MXNet's (cuDNN's) layout: every weight first (per layer, per direction: W_x then W_h, G*state_size rows each), then every bias (per layer and direction: b_x then b_h). `state` (and `state_cell` for lstm) has shape (num_layers * directions, N, state_size). The output is (T, N, directions * state_size); with state_outputs the final states follow. In training, p drops elements of each layer's output but the last (scaled by 1/(1-p)). The last output is internal: what the backward pass reads.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="parameters">Input 'parameters' (null: a new variable).</param>
+    /// <param name="state">Input 'state' (null: a new variable).</param>
+    /// <param name="stateCell">Input 'state_cell' (null: a new variable).</param>
+    /// <param name="stateSize">Size of each layer's hidden state.</param>
+    /// <param name="numLayers">Number of stacked layers.</param>
+    /// <param name="mode">The recurrence. One of: rnn_relu, rnn_tanh, lstm, gru.</param>
+    /// <param name="bidirectional">Run each layer in both directions. Default: false.</param>
+    /// <param name="p">Dropout rate on the outputs of each layer but the last. Default: 0.</param>
+    /// <param name="stateOutputs">Also output the final states. Default: false.</param>
+    /// <param name="projectionSize">LSTM projection size (not supported). Default: None.</param>
+    /// <param name="lstmStateClipMin">LSTM cell clip (cuDNN only). Default: None.</param>
+    /// <param name="lstmStateClipMax">LSTM cell clip (cuDNN only). Default: None.</param>
+    /// <param name="lstmStateClipNan">LSTM cell clip of NaN (cuDNN only). Default: false.</param>
+    /// <param name="useSequenceLength">Variable lengths through a sequence_length input (cuDNN only). Default: false.</param>
+    /// <returns>The new node's symbol (its outputs: out, hy, cy, reserve).</returns>
+    public static Symbol RNN(string? name, long stateSize, long numLayers, RNNMode mode, Symbol? data = null, Symbol? parameters = null, Symbol? state = null, Symbol? stateCell = null, bool? bidirectional = null, double? p = null, bool? stateOutputs = null, long? projectionSize = null, double? lstmStateClipMin = null, double? lstmStateClipMax = null, bool? lstmStateClipNan = null, bool? useSequenceLength = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("state_size", stateSize);
+        (__params ??= new()).Add("num_layers", numLayers);
+        (__params ??= new()).Add("mode", OpEnums.Text(mode));
+        if (bidirectional is not null) (__params ??= new()).Add("bidirectional", bidirectional.Value);
+        if (p is not null) (__params ??= new()).Add("p", p.Value);
+        if (stateOutputs is not null) (__params ??= new()).Add("state_outputs", stateOutputs.Value);
+        if (projectionSize is not null) (__params ??= new()).Add("projection_size", projectionSize.Value);
+        if (lstmStateClipMin is not null) (__params ??= new()).Add("lstm_state_clip_min", lstmStateClipMin.Value);
+        if (lstmStateClipMax is not null) (__params ??= new()).Add("lstm_state_clip_max", lstmStateClipMax.Value);
+        if (lstmStateClipNan is not null) (__params ??= new()).Add("lstm_state_clip_nan", lstmStateClipNan.Value);
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        return Symbol.Create("RNN", name, new Symbol?[] { data, parameters, state, stateCell }, new[] { "data", "parameters", "state", "state_cell" }, __params);
+    }
+
     /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
@@ -1934,6 +1969,40 @@ public sealed partial class Symbol
         if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
         return Create("Pooling", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>A fused recurrent layer stack over sequence-major data (T, N, C), MXNet 1.9's RNN: mode rnn_relu, rnn_tanh, lstm (gates i, f, g, o) or gru (r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). `parameters` is one flat vector in MXNet's (cuDNN's) layout: every weight first (per layer, per direction: W_x then W_h, G*state_size rows each), then every bias (per layer and direction: b_x then b_h). `state` (and `state_cell` for lstm) has shape (num_layers * directions, N, state_size). The output is (T, N, directions * state_size); with state_outputs the final states follow. In training, p drops elements of each layer's output but the last (scaled by 1/(1-p)). The last output is internal: what the backward pass reads.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="parameters">Input 'parameters' (null: a new variable).</param>
+    /// <param name="state">Input 'state' (null: a new variable).</param>
+    /// <param name="stateCell">Input 'state_cell' (null: a new variable).</param>
+    /// <param name="stateSize">Size of each layer's hidden state.</param>
+    /// <param name="numLayers">Number of stacked layers.</param>
+    /// <param name="mode">The recurrence. One of: rnn_relu, rnn_tanh, lstm, gru.</param>
+    /// <param name="bidirectional">Run each layer in both directions. Default: false.</param>
+    /// <param name="p">Dropout rate on the outputs of each layer but the last. Default: 0.</param>
+    /// <param name="stateOutputs">Also output the final states. Default: false.</param>
+    /// <param name="projectionSize">LSTM projection size (not supported). Default: None.</param>
+    /// <param name="lstmStateClipMin">LSTM cell clip (cuDNN only). Default: None.</param>
+    /// <param name="lstmStateClipMax">LSTM cell clip (cuDNN only). Default: None.</param>
+    /// <param name="lstmStateClipNan">LSTM cell clip of NaN (cuDNN only). Default: false.</param>
+    /// <param name="useSequenceLength">Variable lengths through a sequence_length input (cuDNN only). Default: false.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol RNN(string? name, long stateSize, long numLayers, RNNMode mode, bool? bidirectional = null, double? p = null, bool? stateOutputs = null, long? projectionSize = null, double? lstmStateClipMin = null, double? lstmStateClipMax = null, bool? lstmStateClipNan = null, bool? useSequenceLength = null, Symbol? parameters = null, Symbol? state = null, Symbol? stateCell = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("state_size", stateSize);
+        (__params ??= new()).Add("num_layers", numLayers);
+        (__params ??= new()).Add("mode", OpEnums.Text(mode));
+        if (bidirectional is not null) (__params ??= new()).Add("bidirectional", bidirectional.Value);
+        if (p is not null) (__params ??= new()).Add("p", p.Value);
+        if (stateOutputs is not null) (__params ??= new()).Add("state_outputs", stateOutputs.Value);
+        if (projectionSize is not null) (__params ??= new()).Add("projection_size", projectionSize.Value);
+        if (lstmStateClipMin is not null) (__params ??= new()).Add("lstm_state_clip_min", lstmStateClipMin.Value);
+        if (lstmStateClipMax is not null) (__params ??= new()).Add("lstm_state_clip_max", lstmStateClipMax.Value);
+        if (lstmStateClipNan is not null) (__params ??= new()).Add("lstm_state_clip_nan", lstmStateClipNan.Value);
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        return Create("RNN", name, new Symbol?[] { this, parameters, state, stateCell }, new[] { "data", "parameters", "state", "state_cell" }, __params);
     }
 
     /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>

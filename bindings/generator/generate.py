@@ -514,8 +514,11 @@ def generate_ops(lib_path, out_dir):
             sig.append("NDArray[] %s" % safe_ident(camel(op["inputs"][0])))
             call_inputs = None
         else:
-            for inp in op["inputs"]:
-                sig.append("NDArray %s" % safe_ident(camel(inp)))
+            # Trailing inputs that some parameter values leave out (a bias with
+            # no_bias, an LSTM's cell state) may be null; nulls are not passed.
+            first_optional = len(op["inputs"]) - op.get("optional_inputs", 0)
+            for k, inp in enumerate(op["inputs"]):
+                sig.append("NDArray%s %s" % ("?" if k >= first_optional else "", safe_ident(camel(inp))))
                 call_inputs = (call_inputs or []) + [safe_ident(camel(inp))]
         for p in op["params"]:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", p["name"]):
@@ -548,6 +551,8 @@ def generate_ops(lib_path, out_dir):
         lines += param_add_lines(op, enames)
         inputs_expr = safe_ident(camel(op["inputs"][0])) if call_inputs is None else (
             "new[] { %s }" % ", ".join(call_inputs) if call_inputs else "System.Array.Empty<NDArray>()")
+        if op.get("optional_inputs", 0) and call_inputs:
+            inputs_expr = "Imperative.Given(%s)" % ", ".join(call_inputs)
         if multi:
             lines.append("        return Imperative.InvokeMany(ref s_%s, \"%s\", %s, __params, @out);" % (name, name, inputs_expr))
         else:

@@ -107,6 +107,17 @@ public static unsafe class Imperative
         return InvokeMany(ref h, name, inputs, p, @out);
     }
 
+    /// <summary>The inputs given, in order, leaving out nulls (optional trailing inputs).</summary>
+    internal static NDArray[] Given(params NDArray?[] inputs)
+    {
+        int n = 0;
+        foreach (var a in inputs) if (a is not null) n++;
+        var r = new NDArray[n];
+        n = 0;
+        foreach (var a in inputs) if (a is not null) r[n++] = a;
+        return r;
+    }
+
     internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray? @out)
     {
         OpHandle op = Resolve(ref cache, name);

@@ -50,6 +50,50 @@ public class OpsTests
     }
 
     [Test]
+    public void RnnGruWithoutACellStateMatchesTheRecurrence()
+    {
+        // GRU, one layer: r, z, n gates; n = tanh(Wx_n x + bx_n + r * (Wh_n h + bh_n)).
+        int T = 3, N = 2, I = 2, H = 2, G = 3 * H;
+        var x = RandomValues(T * N * I, 11);
+        var w = RandomValues(G * (I + H + 2), 12, -0.7, 0.7);
+        var h0 = RandomValues(N * H, 13);
+        var outs = Op.RNN(NDArray.FromArray(x, T, N, I), NDArray.FromArray(w, w.Length), NDArray.FromArray(h0, 1, N, H),
+                          stateCell: null, stateSize: H, numLayers: 1, mode: RNNMode.Gru, stateOutputs: true);
+        Assert.That(outs.Length, Is.EqualTo(3), "output, final state and the internal reserve");
+        var y = outs[0].ToArray<double>();
+        var h = (double[])h0.Clone();
+        int wx = 0, wh = G * I, bx = G * (I + H), bh = bx + G;
+        static double Sig(double v) => 1 / (1 + Math.Exp(-v));
+        for (int t = 0; t < T; t++)
+        {
+            var hn = new double[N * H];
+            for (int n = 0; n < N; n++)
+                for (int j = 0; j < H; j++)
+                {
+                    double Ax(int g) { double v = w[bx + g * H + j]; for (int k = 0; k < I; k++) v += w[wx + (g * H + j) * I + k] * x[(t * N + n) * I + k]; return v; }
+                    double Ah(int g) { double v = w[bh + g * H + j]; for (int k = 0; k < H; k++) v += w[wh + (g * H + j) * H + k] * h[n * H + k]; return v; }
+                    double r = Sig(Ax(0) + Ah(0)), z = Sig(Ax(1) + Ah(1)), nn = Math.Tanh(Ax(2) + r * Ah(2));
+                    hn[n * H + j] = (1 - z) * nn + z * h[n * H + j];
+                    Assert.That(y[(t * N + n) * H + j], Is.EqualTo(hn[n * H + j]).Within(1e-12));
+                }
+            h = hn;
+        }
+        Assert.That(outs[1].ToArray<double>(), Is.EqualTo(h).Within(1e-12));
+        var ex = Assert.Throws<LoomException>(() => Op.RNN(NDArray.FromArray(x, T, N, I), NDArray.FromArray(w[1..], w.Length - 1),
+            NDArray.FromArray(h0, 1, N, H), null, H, 1, RNNMode.Gru));
+        Assert.That(ex!.Message, Does.Contain("parameters").And.Contain(w.Length.ToString()));
+    }
+
+    [Test]
+    public void FullyConnectedTakesANullBiasWithNoBias()
+    {
+        var x = NDArray.FromArray(new double[] { 1, 2, 3, 4 }, 2, 2);
+        var w = NDArray.FromArray(new double[] { 1, 0, 0, 1, 1, 1 }, 3, 2);
+        var y = Op.FullyConnected(x, w, null, numHidden: 3, noBias: true);
+        Assert.That(y.ToArray<double>(), Is.EqualTo(new double[] { 1, 2, 3, 3, 4, 7 }));
+    }
+
+    [Test]
     public void DotMatchesNaiveProduct()
     {
         int m = 17, k = 33, n = 9;

@@ -152,6 +152,13 @@ case("SoftmaxOutput_multi", "SoftmaxOutput", [inp([2, 3, 4], F, -2, 2), inp([2, 
 # MXNet's all_finite and multi_all_finite (the flag of finite inputs).
 case("all_finite", "all_finite", [inp([4, 5], D)])
 case("multi_all_finite", "multi_all_finite", [inp([3, 2]), inp([7])], {"num_arrays": 2})
+# The fused RNN: every mode, layers, directions, with the final states and the reserve.
+case("RNN_lstm_bidirectional", "RNN", [inp([5, 3, 3]), inp([736], F, -0.5, 0.5), inp([4, 3, 4]), inp([4, 3, 4])],
+     {"mode": "lstm", "state_size": 4, "num_layers": 2, "bidirectional": True, "state_outputs": True}, outputs=4)
+case("RNN_gru", "RNN", [inp([4, 2, 3], D), inp([150], D, -0.5, 0.5), inp([1, 2, 5], D)],
+     {"mode": "gru", "state_size": 5, "num_layers": 1}, outputs=2)
+case("RNN_relu_2layers", "RNN", [inp([6, 2, 4]), inp([51], F, -0.5, 0.5), inp([2, 2, 3])],
+     {"mode": "rnn_relu", "state_size": 3, "num_layers": 2, "state_outputs": True}, outputs=3)
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

@@ -214,6 +214,9 @@ const GradCase kCases[] = {
     {"floor", {{2, 3}}, {}, {{-3, 3}}},
     {"round", {{2, 3}}, {}, {{-3, 3}}},
     {"sign", {{2, 3}}, {}, {{-3, 3}}},
+    // The output only; every head and dropout are in test_rnn.cc.
+    {"RNN", {{3, 2, 3}, {108}, {1, 2, 4}}, {{"mode", "gru"}, {"state_size", "4"}, {"num_layers", "1"}}, {}},
+    {"RNN", {{3, 2, 3}, {144}, {1, 2, 4}, {1, 2, 4}}, {{"mode", "lstm"}, {"state_size", "4"}, {"num_layers", "1"}}, {}},
 };
 
 const bool kCovered = [] {

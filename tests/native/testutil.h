@@ -105,10 +105,19 @@ inline loom_status invoke(const std::string &op, const std::vector<const Arr *> 
   return s;
 }
 
+// Invokes `op` with every output allocated (hidden ones too); returns output 0.
 inline Arr call(const std::string &op, const std::vector<const Arr *> &ins,
                 const Params &params = {}) {
   std::vector<Arr> outs;
-  loom_status s = invoke(op, ins, params, &outs);
+  int32_t nout = 1;
+  loom_op h = nullptr;
+  if (loom_op_find(&h, op.c_str()) == LOOM_OK) {
+    std::vector<const char *> k, v;
+    for (auto &kv : params) k.push_back(kv.first.c_str()), v.push_back(kv.second.c_str());
+    if (loom_op_num_outputs(&nout, h, k.data(), v.data(), static_cast<int32_t>(k.size())) != LOOM_OK)
+      nout = 1;  // the invoke below reports the parameters' error
+  }
+  loom_status s = invoke(op, ins, params, &outs, nout);
   EXPECT_EQ(s, LOOM_OK) << op << ": " << loom_last_error();
   if (outs.empty()) return Arr();
   return std::move(outs[0]);

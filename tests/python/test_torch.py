@@ -207,6 +207,7 @@ NO_COUNTERPART = {
     "LogisticRegressionOutput": "loss head with a defined gradient (tested natively)",
     "Dropout": "random mask: distribution checked natively",
     "SliceChannel": "multi-output split: checked natively",
+    "RNN": "compared with torch.nn.RNN/LSTM/GRU (weights mapped, every head and gradient) in test_rnn.py",
     "arange": "a creator with no input", "zeros": "a creator with no input", "ones": "a creator with no input",
     "full": "a creator with no input",
     "random_uniform": "Loom's own counter-based generator", "random_normal": "Loom's own counter-based generator",

@@ -451,6 +451,21 @@ def _invoke(name, inputs, params, out=None):
     return results[0] if len(results) == 1 else results
 
 
+def backward(heads, head_grads=None):
+    """Back-propagates from several recorded outputs at once (their gradients are summed
+    into the marked variables); head_grads default to ones, as NDArray.backward's does."""
+    heads = list(heads)
+    hs = (ctypes.c_void_p * max(len(heads), 1))(*[h.handle.value for h in heads])
+    gs = None
+    if head_grads is not None:
+        head_grads = list(head_grads)
+        if len(head_grads) != len(heads):
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "backward: %d heads but %d head gradients"
+                            % (len(heads), len(head_grads)))
+        gs = (ctypes.c_void_p * max(len(heads), 1))(*[g.handle.value for g in head_grads])
+    _check(_LIB.loom_autograd_backward(hs, gs, len(heads)))
+
+
 def describe_ops():
     """The registry's description of every operator (the JSON of loom_op_describe)."""
     n = ctypes.c_int32()

@@ -219,6 +219,7 @@ const std::string &OpDef::describe() const {
     std::string o = "{\"name\": \"" + json_escape(name) + "\", \"doc\": \"" + json_escape(doc) +
                     "\", \"inputs\": " + json_list(inputs) +
                     ", \"variadic\": " + (variadic ? "true" : "false") +
+                    ", \"optional_inputs\": " + std::to_string(optional_inputs) +
                     ", \"outputs\": " + json_list(outputs) + ", \"params\": [";
     for (size_t j = 0; j < params.size(); ++j) {
       const ParamDef &p = params[j];

@@ -108,8 +108,10 @@ struct OpDef {
   bool variadic = false;  // any number (>= 1) of inputs named inputs[0]
   std::vector<std::string> outputs{"out"};
   int visible_outputs = -1;  // outputs a symbol exposes (-1: all); the rest are internal
+  std::function<int(const Params &)> num_visible;  // when that depends on parameters
   std::function<int(const Params &)> num_outputs;  // when it depends on parameters
   std::function<int(const Params &)> num_inputs;   // when it depends on parameters (e.g. no_bias)
+  int optional_inputs = 0;  // trailing inputs that some parameter values leave out
   BackwardFn backward;                             // empty: the op has no gradient
   std::vector<ParamDef> params;
   InferFn infer;
@@ -128,6 +130,11 @@ struct OpDef {
 
   int output_count(const Params &p) const {
     return num_outputs ? num_outputs(p) : static_cast<int>(outputs.size());
+  }
+  // Outputs a symbol exposes; the others are internal (what backward reads).
+  int visible_count(const Params &p) const {
+    if (num_visible) return num_visible(p);
+    return visible_outputs >= 0 ? visible_outputs : output_count(p);
   }
   const std::string &describe() const;
 

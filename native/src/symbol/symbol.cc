@@ -139,7 +139,7 @@ Symbol Symbol::create(const OpDef &op, const std::string &name_in, const StrPair
   }
   apply_scope(*n);
   Symbol s;
-  int visible = op.visible_outputs >= 0 ? op.visible_outputs : n->num_outputs();
+  int visible = n->num_visible();
   for (int j = 0; j < visible; ++j) s.outputs.push_back(NodeEntry{n, j});
   return s;
 }
@@ -258,7 +258,7 @@ std::vector<std::string> Symbol::list_outputs() const {
   for (auto &e : outputs) {
     const Node &n = *e.node;
     if (n.is_variable()) r.push_back(n.name);
-    else if (n.num_outputs() == 1 || n.op->visible_outputs == 1) r.push_back(n.name + "_output");
+    else if (n.num_visible() == 1) r.push_back(n.name + "_output");
     else r.push_back(n.name + "_output" + std::to_string(e.index));
   }
   return r;

@@ -35,6 +35,7 @@ struct Node {
 
   bool is_variable() const { return op == nullptr; }
   int num_outputs() const { return op ? op->output_count(*parsed) : 1; }
+  int num_visible() const { return op ? op->visible_count(*parsed) : 1; }
   // Where input i counts as an auxiliary state of this node's op.
   bool input_is_aux(size_t i) const {
     return op && op->num_aux > 0 && i + op->num_aux >= inputs.size();

@@ -249,6 +249,7 @@ const int kConvolution = [] {
              "Limit in MB for the column buffer; larger batches are processed in chunks.");
   d.float_only = true;
   d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.optional_inputs = 1;
   d.backward_uses = kBwdInputs;
   d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
                       const SmallVec<char, 4> &) {
@@ -485,6 +486,7 @@ const int kDeconvolution = [] {
       .param("workspace", ParamType::Int, "512", "Accepted for compatibility; not used.");
   d.float_only = true;
   d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.optional_inputs = 1;
   d.backward_uses = kBwdInputs;
   d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
                       const SmallVec<char, 4> &) {

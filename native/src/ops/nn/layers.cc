@@ -90,6 +90,7 @@ const int kRegistered = [] {
       .param("upper_bound", ParamType::Float, "0.334", "Upper bound of rrelu's slope.");
   lr.float_only = true;
   lr.num_inputs = [](const Params &p) { return p.s("act_type") == "prelu" ? 2 : 1; };
+  lr.optional_inputs = 1;
   lr.infer_inputs = [](const Params &, ShapeList &in, SmallVec<char, 4> &known,
                        const ShapeList &out, const SmallVec<char, 4> &out_known) {
     if (!known[0] && out_known[0]) {

@@ -36,6 +36,7 @@ const int kFullyConnected = [] {
              "Flatten data to 2-D; otherwise apply to the last axis only.");
   d.float_only = true;
   d.num_inputs = [](const Params &p) { return p.b("no_bias") ? 2 : 3; };
+  d.optional_inputs = 1;
   d.backward_uses = kBwdInputs;
   d.infer_inputs = [](const Params &p, ShapeList &in, SmallVec<char, 4> &known, const ShapeList &,
                       const SmallVec<char, 4> &) {
