@@ -379,6 +379,56 @@ public static partial class Op
     }
     private static OpHandle s_RNN;
 
+    /// <summary>The last step of each sequence (step length-1 with use_sequence_length, else the last): data without its sequence axis. Lengths must be at least 1.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="sequenceLength">Input 'sequence_length'.</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis: 0 (T, N, ...) or 1 (N, T, ...). Default: 0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SequenceLast').</returns>
+    public static NDArray SequenceLast(NDArray data, NDArray? sequenceLength, bool? useSequenceLength = null, long? axis = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Imperative.Invoke(ref s_SequenceLast, "SequenceLast", Imperative.Given(data, sequenceLength), __params, @out);
+    }
+    private static OpHandle s_SequenceLast;
+
+    /// <summary>Sets the steps of each sequence at and past its length to `value` (with use_sequence_length; otherwise the identity). The gradient is zero there.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="sequenceLength">Input 'sequence_length'.</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis: 0 (T, N, ...) or 1 (N, T, ...). Default: 0.</param>
+    /// <param name="value">The value of masked steps. Default: 0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SequenceMask').</returns>
+    public static NDArray SequenceMask(NDArray data, NDArray? sequenceLength, bool? useSequenceLength = null, long? axis = null, double? value = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (value is not null) (__params ??= new()).Add("value", value.Value);
+        return Imperative.Invoke(ref s_SequenceMask, "SequenceMask", Imperative.Given(data, sequenceLength), __params, @out);
+    }
+    private static OpHandle s_SequenceMask;
+
+    /// <summary>Reverses the first length steps of each sequence (all of them without use_sequence_length); the padding past the length stays where it is.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="sequenceLength">Input 'sequence_length'.</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis (0 only). Default: 0.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'SequenceReverse').</returns>
+    public static NDArray SequenceReverse(NDArray data, NDArray? sequenceLength, bool? useSequenceLength = null, long? axis = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Imperative.Invoke(ref s_SequenceReverse, "SequenceReverse", Imperative.Given(data, sequenceLength), __params, @out);
+    }
+    private static OpHandle s_SequenceReverse;
+
     /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="numOutputs">Number of parts.</param>

@@ -360,6 +360,53 @@ public static partial class Sym
         return Symbol.Create("RNN", name, new Symbol?[] { data, parameters, state, stateCell }, new[] { "data", "parameters", "state", "state_cell" }, __params);
     }
 
+    /// <summary>The last step of each sequence (step length-1 with use_sequence_length, else the last): data without its sequence axis. Lengths must be at least 1.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="sequenceLength">Input 'sequence_length' (null: a new variable).</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis: 0 (T, N, ...) or 1 (N, T, ...). Default: 0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
+    public static Symbol SequenceLast(string? name, Symbol? data = null, Symbol? sequenceLength = null, bool? useSequenceLength = null, long? axis = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Symbol.Create("SequenceLast", name, new Symbol?[] { data, sequenceLength }, new[] { "data", "sequence_length" }, __params);
+    }
+
+    /// <summary>Sets the steps of each sequence at and past its length to `value` (with use_sequence_length; otherwise the identity). The gradient is zero there.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="sequenceLength">Input 'sequence_length' (null: a new variable).</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis: 0 (T, N, ...) or 1 (N, T, ...). Default: 0.</param>
+    /// <param name="value">The value of masked steps. Default: 0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
+    public static Symbol SequenceMask(string? name, Symbol? data = null, Symbol? sequenceLength = null, bool? useSequenceLength = null, long? axis = null, double? value = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (value is not null) (__params ??= new()).Add("value", value.Value);
+        return Symbol.Create("SequenceMask", name, new Symbol?[] { data, sequenceLength }, new[] { "data", "sequence_length" }, __params);
+    }
+
+    /// <summary>Reverses the first length steps of each sequence (all of them without use_sequence_length); the padding past the length stays where it is.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="sequenceLength">Input 'sequence_length' (null: a new variable).</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis (0 only). Default: 0.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
+    public static Symbol SequenceReverse(string? name, Symbol? data = null, Symbol? sequenceLength = null, bool? useSequenceLength = null, long? axis = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Symbol.Create("SequenceReverse", name, new Symbol?[] { data, sequenceLength }, new[] { "data", "sequence_length" }, __params);
+    }
+
     /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
@@ -2003,6 +2050,50 @@ public sealed partial class Symbol
         if (lstmStateClipNan is not null) (__params ??= new()).Add("lstm_state_clip_nan", lstmStateClipNan.Value);
         if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
         return Create("RNN", name, new Symbol?[] { this, parameters, state, stateCell }, new[] { "data", "parameters", "state", "state_cell" }, __params);
+    }
+
+    /// <summary>The last step of each sequence (step length-1 with use_sequence_length, else the last): data without its sequence axis. Lengths must be at least 1.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="sequenceLength">Input 'sequence_length' (null: a new variable).</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis: 0 (T, N, ...) or 1 (N, T, ...). Default: 0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol SequenceLast(string? name, bool? useSequenceLength = null, long? axis = null, Symbol? sequenceLength = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Create("SequenceLast", name, new Symbol?[] { this, sequenceLength }, new[] { "data", "sequence_length" }, __params);
+    }
+
+    /// <summary>Sets the steps of each sequence at and past its length to `value` (with use_sequence_length; otherwise the identity). The gradient is zero there.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="sequenceLength">Input 'sequence_length' (null: a new variable).</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis: 0 (T, N, ...) or 1 (N, T, ...). Default: 0.</param>
+    /// <param name="value">The value of masked steps. Default: 0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol SequenceMask(string? name, bool? useSequenceLength = null, long? axis = null, double? value = null, Symbol? sequenceLength = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (value is not null) (__params ??= new()).Add("value", value.Value);
+        return Create("SequenceMask", name, new Symbol?[] { this, sequenceLength }, new[] { "data", "sequence_length" }, __params);
+    }
+
+    /// <summary>Reverses the first length steps of each sequence (all of them without use_sequence_length); the padding past the length stays where it is.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="sequenceLength">Input 'sequence_length' (null: a new variable).</param>
+    /// <param name="useSequenceLength">Take per-sequence lengths from the sequence_length input. Default: false.</param>
+    /// <param name="axis">The sequence axis (0 only). Default: 0.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol SequenceReverse(string? name, bool? useSequenceLength = null, long? axis = null, Symbol? sequenceLength = null)
+    {
+        OpParams? __params = null;
+        if (useSequenceLength is not null) (__params ??= new()).Add("use_sequence_length", useSequenceLength.Value);
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        return Create("SequenceReverse", name, new Symbol?[] { this, sequenceLength }, new[] { "data", "sequence_length" }, __params);
     }
 
     /// <summary>Splits data into num_outputs equal parts along an axis (optionally dropping that axis when each part has extent 1).</summary>

@@ -159,6 +159,13 @@ case("RNN_gru", "RNN", [inp([4, 2, 3], D), inp([150], D, -0.5, 0.5), inp([1, 2, 
      {"mode": "gru", "state_size": 5, "num_layers": 1}, outputs=2)
 case("RNN_relu_2layers", "RNN", [inp([6, 2, 4]), inp([51], F, -0.5, 0.5), inp([2, 2, 3])],
      {"mode": "rnn_relu", "state_size": 3, "num_layers": 2, "state_outputs": True}, outputs=3)
+# Sequence ops with lengths (whole numbers in float32 and int32).
+case("SequenceMask_lengths", "SequenceMask", [inp([5, 3, 2]), inp([3], F, 0, 6, cast=["int32", F])],
+     {"use_sequence_length": True, "value": -1.0})
+case("SequenceLast_axis1", "SequenceLast", [inp([3, 5, 2], D), inp([3], F, 1, 6, cast=["int32"])],
+     {"use_sequence_length": True, "axis": 1})
+case("SequenceReverse_lengths", "SequenceReverse", [inp([4, 3, 2]), inp([3], F, 0, 5, cast=["int32", F])],
+     {"use_sequence_length": True})
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

@@ -214,6 +214,10 @@ const GradCase kCases[] = {
     {"floor", {{2, 3}}, {}, {{-3, 3}}},
     {"round", {{2, 3}}, {}, {{-3, 3}}},
     {"sign", {{2, 3}}, {}, {{-3, 3}}},
+    // Without lengths (with lengths: test_rnn.cc, which keeps them whole numbers).
+    {"SequenceReverse", {{4, 3, 2}}, {}, {}},
+    {"SequenceLast", {{3, 4, 2}}, {{"axis", "1"}}, {}},
+    {"SequenceMask", {{3, 2}}, {}, {}},
     // The output only; every head and dropout are in test_rnn.cc.
     {"RNN", {{3, 2, 3}, {108}, {1, 2, 4}}, {{"mode", "gru"}, {"state_size", "4"}, {"num_layers", "1"}}, {}},
     {"RNN", {{3, 2, 3}, {144}, {1, 2, 4}, {1, 2, 4}}, {{"mode", "lstm"}, {"state_size", "4"}, {"num_layers", "1"}}, {}},

@@ -1,4 +1,4 @@
-// The fused RNN operator against a naive float64 recurrence written from the
+// The fused RNN operator (and the Sequence* ops) against a naive float64 recurrence written from the
 // definitions (one loop per step, per row, per unit; no products shared with
 // the kernel), central finite differences for every input and head, the
 // dropout between layers, and its errors.
@@ -334,6 +334,158 @@ TEST(Rnn, BadInputNamesTheArgumentAndTheShapes) {
   q = p;
   q[1].second = "0";
   has(rnn_error({{4, 2, 3}, {P}, {4, 2, 5}, {4, 2, 5}}, q), "state_size must be > 0");
+}
+
+}  // namespace
+
+namespace {
+
+// ------------------------------------------------------------ Sequence* ops
+
+struct SeqCase {
+  std::vector<int64_t> shape;
+  int axis;
+  std::vector<double> len;  // empty: no lengths
+};
+
+const SeqCase kSeqCases[] = {
+    {{5, 3, 2}, 0, {5, 2, 0}}, {{3, 4, 2, 2}, 1, {1, 4, 2}}, {{4, 2}, 0, {3, 1}},
+    {{6, 2, 3}, 0, {}},        {{2, 5, 3}, 1, {}},           {{1, 3, 1}, 0, {1, 1, 0}},
+};
+
+// Step t of sequence b, as a flat offset, and the size of one step.
+int64_t seq_at(const SeqCase &c, int64_t t, int64_t b) {
+  int64_t R = 1;
+  for (size_t k = 2; k < c.shape.size(); ++k) R *= c.shape[k];
+  return c.axis == 0 ? (t * c.shape[1] + b) * R : (b * c.shape[1] + t) * R;
+}
+int64_t seq_r(const SeqCase &c) { return numel(c.shape) / (c.shape[0] * c.shape[1]); }
+
+std::vector<Arr> seq_call(const std::string &op, const SeqCase &c, const std::vector<double> &x, Params p,
+                          bool record = false, std::vector<Arr> *grads = nullptr) {
+  std::vector<Arr> ins;
+  ins.push_back(make(c.shape, x, LOOM_DTYPE_FLOAT64));
+  p.push_back({"axis", std::to_string(c.axis)});
+  if (!c.len.empty()) {
+    ins.push_back(make({int64_t(c.len.size())}, c.len, LOOM_DTYPE_FLOAT32));
+    p.push_back({"use_sequence_length", "true"});
+  }
+  if (record) {
+    grads->push_back(make(c.shape, std::vector<double>(x.size(), 0), LOOM_DTYPE_FLOAT64));
+    EXPECT_EQ(loom_autograd_mark_variables(&ins[0].h, &(*grads)[0].h, nullptr, 1), LOOM_OK);
+    loom_autograd_set_recording(nullptr, 1);
+  }
+  std::vector<const Arr *> ptrs;
+  for (auto &a : ins) ptrs.push_back(&a);
+  std::vector<Arr> outs;
+  loom_status s = invoke(op, ptrs, p, &outs);
+  if (record) loom_autograd_set_recording(nullptr, 0);
+  EXPECT_EQ(s, LOOM_OK) << op << ": " << loom_last_error();
+  return outs;
+}
+
+COVERS("SequenceMask", "SequenceLast", "SequenceReverse");
+TEST(Sequence, MaskLastAndReverseMatchTheirDefinitionsWithAndWithoutLengths) {
+  for (const SeqCase &c : kSeqCases) {
+    SCOPED_TRACE(shape_str(c.shape) + " axis " + std::to_string(c.axis) + (c.len.empty() ? "" : " with lengths"));
+    const int64_t T = c.shape[c.axis], N = c.shape[1 - c.axis], R = seq_r(c);
+    auto x = random_values(numel(c.shape), -1, 1, 3);
+    auto len = [&](int64_t b) { return c.len.empty() ? T : int64_t(c.len[b]); };
+    auto mask = read(seq_call("SequenceMask", c, x, {{"value", "-7"}})[0]);
+    auto last = seq_call("SequenceLast", c, x, {});
+    std::vector<double> want_mask(x.size());
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t b = 0; b < N; ++b)
+        for (int64_t r = 0; r < R; ++r)
+          want_mask[seq_at(c, t, b) + r] = t < len(b) ? x[seq_at(c, t, b) + r] : -7;
+    EXPECT_EQ(mask, want_mask);
+    bool any_empty = false;
+    for (int64_t b = 0; b < N; ++b) any_empty |= len(b) == 0;
+    if (!any_empty) {
+      auto lv = read(last[0]);
+      std::vector<int64_t> want_shape;
+      for (size_t k = 0; k < c.shape.size(); ++k)
+        if (int(k) != c.axis) want_shape.push_back(c.shape[k]);
+      EXPECT_EQ(shape_of(last[0]), want_shape);
+      for (int64_t b = 0; b < N; ++b)
+        for (int64_t r = 0; r < R; ++r) EXPECT_EQ(lv[b * R + r], x[seq_at(c, len(b) - 1, b) + r]);
+    }
+    if (c.axis == 0) {
+      auto rev = read(seq_call("SequenceReverse", c, x, {})[0]);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t b = 0; b < N; ++b)
+          for (int64_t r = 0; r < R; ++r) {
+            int64_t from = t < len(b) ? len(b) - 1 - t : t;
+            EXPECT_EQ(rev[seq_at(c, t, b) + r], x[seq_at(c, from, b) + r]) << t << "," << b;
+          }
+    }
+  }
+}
+
+TEST(Sequence, GradientsWithLengthsMatchFiniteDifferences) {
+  for (const SeqCase &c : kSeqCases) {
+    if (c.len.empty()) continue;
+    for (const char *op : {"SequenceMask", "SequenceLast", "SequenceReverse"}) {
+      if (std::string(op) == "SequenceReverse" && c.axis != 0) continue;
+      bool any_empty = false;
+      for (double v : c.len) any_empty |= v == 0;
+      if (std::string(op) == "SequenceLast" && any_empty) continue;
+      SCOPED_TRACE(std::string(op) + " " + shape_str(c.shape));
+      auto x = random_values(numel(c.shape), -1, 1, 4);
+      std::vector<Arr> grads;
+      auto outs = seq_call(op, c, x, {}, true, &grads);
+      auto os = shape_of(outs[0]);
+      auto w = random_values(numel(os), -1, 1, 5);
+      Arr head = make(os, w, LOOM_DTYPE_FLOAT64);
+      ASSERT_EQ(loom_autograd_backward(&outs[0].h, &head.h, 1), LOOM_OK) << loom_last_error();
+      auto g = read(grads[0]);
+      auto loss = [&](const std::vector<double> &v) {
+        auto o = read(seq_call(op, c, v, {})[0]);
+        double s = 0;
+        for (size_t i = 0; i < o.size(); ++i) s += o[i] * w[i];
+        return s;
+      };
+      for (size_t e = 0; e < x.size(); ++e) {
+        auto xp = x;
+        xp[e] += 1e-6;
+        double fp = loss(xp);
+        xp[e] -= 2e-6;
+        double fm = loss(xp);
+        EXPECT_NEAR(g[e], (fp - fm) / 2e-6, 1e-8) << "element " << e;
+      }
+    }
+  }
+}
+
+TEST(Sequence, BadLengthsAndShapesAreNamed) {
+  auto err = [](const std::string &op, std::vector<int64_t> shape, std::vector<int64_t> lshape,
+                std::vector<double> len, int axis = 0) {
+    Arr x = make(shape, std::vector<double>(numel(shape), 1), LOOM_DTYPE_FLOAT32);
+    Arr l = make(lshape, len, LOOM_DTYPE_FLOAT32);
+    std::vector<Arr> outs;
+    loom_status s = invoke(op, {&x, &l}, {{"use_sequence_length", "true"}, {"axis", std::to_string(axis)}}, &outs);
+    // Shapes fail at the call; lengths are values, so they fail when the kernel runs.
+    if (s == LOOM_OK) s = loom_ndarray_wait_to_read(outs[0].h);
+    EXPECT_NE(s, LOOM_OK) << op;
+    return std::string(loom_last_error());
+  };
+  auto has = [](const std::string &msg, const std::string &part) {
+    EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
+  };
+  std::string e = err("SequenceMask", {4, 2, 3}, {2}, {5, 1});
+  has(e, "SequenceMask"), has(e, "sequence_length[0] is 5"), has(e, "[0, 4]");
+  e = err("SequenceLast", {4, 2, 3}, {2}, {2, 0});
+  has(e, "sequence_length[1] is 0"), has(e, "[1, 4]");
+  e = err("SequenceReverse", {4, 2, 3}, {2}, {1.5, 1});
+  has(e, "sequence_length[0] is 1.5");
+  e = err("SequenceMask", {4, 2, 3}, {2}, {std::nan(""), 1});
+  has(e, "sequence_length[0] is nan");
+  e = err("SequenceMask", {4, 2, 3}, {4}, {1, 1, 1, 1});
+  has(e, "sequence_length has shape (4,)"), has(e, "expected (2,)");
+  e = err("SequenceLast", {4, 2, 3}, {2}, {1, 1}, 1);
+  has(e, "expected (4,)");  // axis 1: the batch is axis 0
+  e = err("SequenceReverse", {4, 2, 3}, {2}, {1, 1}, 1);
+  has(e, "axis must be 0");
 }
 
 }  // namespace

@@ -195,6 +195,16 @@ if torch:
          [((1, 2, 2, 3), -1, 1)])
     case("Embedding", lambda i, w: nd.Embedding(i, w, input_dim=6, output_dim=3), lambda i, w: F.embedding(i.long(), w),
          [("int", (5,), 6), ((6, 3), -1, 1)], grad=False)
+    # Sequence ops with lengths (whole numbers drawn in [0, T) or [0, T-1) + 1).
+    case("SequenceMask", lambda x, l: nd.SequenceMask(x, l, use_sequence_length=True, value=0.5),
+         lambda x, l: torch.where(torch.arange(x.shape[0])[:, None, None] < l[None, :, None], x,
+                                  torch.tensor(0.5, dtype=x.dtype)),
+         [((5, 3, 2), -1, 1), ("int", (3,), 6)])
+    case("SequenceLast", lambda x, l: nd.SequenceLast(x, l + 1, use_sequence_length=True, axis=1),
+         lambda x, l: x[torch.arange(x.shape[0]), l.long()], [((3, 5, 2), -1, 1), ("int", (3,), 5)])
+    case("SequenceReverse", lambda x, l: nd.SequenceReverse(x, l, use_sequence_length=True),
+         lambda x, l: torch.stack([torch.cat([torch.flip(x[:int(n), b], [0]), x[int(n):, b]]) for b, n in enumerate(l)], 1),
+         [((4, 3, 2), -1, 1), ("int", (3,), 5)])
     case("BatchNorm", lambda x, g, b, m, v: nd.BatchNorm(x, g, b, m, v, fix_gamma=False, eps=1e-3),
          lambda x, g, b, m, v: F.batch_norm(x, m.detach().clone(), v.detach().clone(), g, b, training=True, eps=1e-3),
          [((4, 3, 2, 2), -1, 1), ((3,), 0.5, 2), ((3,), -1, 1), ((3,), -1, 1), ((3,), 0.5, 2)], key="BatchNorm")
