@@ -66,6 +66,11 @@ function Get-Mnist {
     Remove-Item -Recurse -Force $tmp
     if (-not (Test-Mnist)) { throw "MNIST files do not match the MD5s in DESIGN.md" }
 }
+# The language model's text: Debian's fortunes package, SHA256-checked (one script for both builds).
+function Get-Fortunes {
+    bash (Join-Path $PSScriptRoot "src/Loom.Examples/fetch_fortunes.sh") (Join-Path $PSScriptRoot "data")
+    if ($LASTEXITCODE) { throw "could not make data/fortunes/fortunes.txt" }
+}
 # Fashion-MNIST: Debian's dataset-fashion-mnist (gzip IDX files), linked as data/fashion-mnist.
 function Get-Fashion {
     $system = "/usr/share/datasets/fashion-mnist"
@@ -187,7 +192,9 @@ switch ($Command) {
     }
     "run" {
         Build-All
-        if ($Rest -and $Rest[0] -eq "fashion") { Get-Fashion } else { Get-Mnist }
+        if ($Rest -and $Rest[0] -eq "fashion") { Get-Fashion }
+        elseif ($Rest -and $Rest[0] -eq "lstm") { Get-Fortunes }
+        else { Get-Mnist }
         $env:LOOM_DATA_DIR = Join-Path $PSScriptRoot "data"
         if ($Rest -and $Rest[0] -eq "dist") {
             # ./build.ps1 run dist N [epochs]: the MLP on N MPI ranks (dist_sync).
@@ -199,7 +206,7 @@ switch ($Command) {
             dotnet run -c $Config --no-build --project src/Loom.Examples "--" @Rest
         }
     }
-    "data" { Get-Mnist; Get-Fashion }
+    "data" { Get-Mnist; Get-Fashion; Get-Fortunes }
     "bench" {
         Build-All
         & (Join-Path $Build "tests/bench/loom_engine_bench")
@@ -217,6 +224,9 @@ switch ($Command) {
         Get-Mnist
         bash tests/bench/mnist_vs_torch.sh
         bash tests/bench/scaleout.sh $Build
+        $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
+        $env:LOOM_LIBRARY_PATH = Join-Path $Build "lib/libloom.so"
+        & $Python tests/bench/survey.py (nproc) 3
     }
     "pack" { Build-All; Invoke-Pack }
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }

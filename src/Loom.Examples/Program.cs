@@ -7,6 +7,8 @@
 //                    the same networks written with NDArrays and autograd
 //   fashion [epochs] LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist, gzip IDX files)
 //   resnet [batch] [steps]  ResNet-50 training throughput on random images
+//   lstm [epochs] [max characters]  a character LSTM language model (the fused RNN op) on
+//                    Debian's fortunes text: validation perplexity, then sampled text
 //   tour             a walk through the imperative API
 // The training examples take --ctx=gpu(0) (default cpu(0)) to train on another device, and
 // the symbolic ones --ctx=cpu(0),cpu(1) (or gpu(0),gpu(1)) to split each batch over several.
@@ -70,11 +72,13 @@ switch (example)
         return Mnist.ResNetSteps(args.Length > 1 ? int.Parse(args[1]) : 16, args.Length > 2 ? int.Parse(args[2]) : 3);
     case "plot":
         return Mnist.Plot(args.Length > 1 ? args[1] : "lenet", args.Length > 2 ? args[2] : null);
+    case "lstm":
+        return LanguageModel.Train(args.Length > 1 ? int.Parse(args[1]) : 1, args.Length > 2 ? int.Parse(args[2]) : 0);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], plot [mlp|lenet|resnet] [file.svg], tour; training examples take --ctx=gpu(0)");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], plot [mlp|lenet|resnet] [file.svg], lstm [epochs] [max characters], tour; training examples take --ctx=gpu(0)");
         return 2;
 }
 }

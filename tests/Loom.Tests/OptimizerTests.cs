@@ -183,6 +183,7 @@ public class OptimizerTests
             (new Accuracy(), top1 / rows, false, false),
             (new TopKAccuracy(3), top3 / rows, false, false),
             (new CrossEntropy(), ce / rows, false, false),
+            (new Perplexity(), Math.Exp(ce / rows), false, false),
             (new MSE(), se / vals, false, true),
             (new MAE(), ae / vals, false, true),
             (new F1(), 2 * tp / (2 * tp + fp + fn), true, false),

@@ -166,6 +166,9 @@ case("SequenceLast_axis1", "SequenceLast", [inp([3, 5, 2], D), inp([3], F, 1, 6,
      {"use_sequence_length": True, "axis": 1})
 case("SequenceReverse_lengths", "SequenceReverse", [inp([4, 3, 2]), inp([3], F, 0, 5, cast=["int32", F])],
      {"use_sequence_length": True})
+# Draws from categorical distributions (the case's seed is set before the call).
+case("sample_multinomial", "sample_multinomial", [inp([3, 4], D, 0.25, 0.25)], {"shape": [50], "get_prob": True},
+     outputs=2)
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

@@ -625,6 +625,53 @@ TEST(Ops, RandomIsSeededAndWellDistributed) {
   EXPECT_NE(read(u3), a);
 }
 
+COVERS("sample_multinomial");
+TEST(Ops, SampleMultinomialDrawsEachCategoryWithItsProbability) {
+  const std::vector<double> probs = {0.1, 0.0, 0.2, 0.3, 0.4, 0.0};
+  std::vector<double> rows;
+  for (int r = 0; r < 2; ++r) rows.insert(rows.end(), probs.begin(), probs.end());
+  for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64}) {
+    Arr d = make({2, 6}, rows, dt);
+    ASSERT_EQ(loom_random_seed(9), LOOM_OK);
+    std::vector<Arr> outs;
+    ASSERT_EQ(invoke("sample_multinomial", {&d}, {{"shape", "(20000,)"}, {"get_prob", "true"}}, &outs, 2), LOOM_OK)
+        << loom_last_error();
+    EXPECT_EQ(shape_of(outs[0]), (std::vector<int64_t>{2, 20000}));
+    EXPECT_EQ(dtype_of(outs[0]), LOOM_DTYPE_INT32);
+    auto idx = read(outs[0]), lp = read(outs[1]);
+    std::vector<double> freq(6, 0);
+    for (size_t i = 0; i < idx.size(); ++i) {
+      ASSERT_GE(idx[i], 0);
+      ASSERT_LT(idx[i], 6);
+      freq[size_t(idx[i])] += 1.0 / double(idx.size());
+      EXPECT_NEAR(lp[i], std::log(probs[size_t(idx[i])]), 1e-6);
+    }
+    for (size_t k = 0; k < 6; ++k) EXPECT_NEAR(freq[k], probs[k], 0.01) << "category " << k;
+    EXPECT_EQ(freq[1], 0.0);
+    EXPECT_EQ(freq[5], 0.0);  // a zero probability is never drawn
+    ASSERT_EQ(loom_random_seed(9), LOOM_OK);
+    std::vector<Arr> again;
+    ASSERT_EQ(invoke("sample_multinomial", {&d}, {{"shape", "(20000,)"}, {"get_prob", "true"}}, &again, 2), LOOM_OK);
+    EXPECT_EQ(read(again[0]), idx) << "seeded draws repeat";
+  }
+  // A 1-D distribution with no shape gives one draw, shape (1,); a certain category is always drawn.
+  Arr one = make({3}, {0, 1, 0});
+  Arr o = call("sample_multinomial", {&one}, {{"dtype", "float32"}});
+  EXPECT_EQ(shape_of(o), (std::vector<int64_t>{1}));
+  EXPECT_EQ(read(o), (std::vector<double>{1}));
+  // Bad distributions name the row.
+  for (auto &bad : std::vector<std::pair<std::vector<double>, std::string>>{
+           {{0.5, 0.6}, "row 0 sums to 1.1"}, {{1.5, -0.5}, "probability -0.5 at category 1"},
+           {{std::nan(""), 1}, "probability nan"}}) {
+    Arr b = make({1, 2}, bad.first);
+    std::vector<Arr> outs;
+    loom_status st = invoke("sample_multinomial", {&b}, {}, &outs);
+    if (st == LOOM_OK) st = loom_ndarray_wait_to_read(outs[0].h);
+    EXPECT_NE(st, LOOM_OK);
+    EXPECT_NE(std::string(loom_last_error()).find(bad.second), std::string::npos) << loom_last_error();
+  }
+}
+
 COVERS("FullyConnected", "Activation", "SoftmaxOutput", "Flatten");
 TEST(Ops, NeuralNetworkLayersMatchReference) {
   // FullyConnected: data (3,2,2) flattened to (3,4); weight (5,4); bias (5).

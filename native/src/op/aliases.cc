@@ -64,6 +64,7 @@ const std::vector<OpAliases> &op_aliases() {
       {"arange", {"_arange"}},
       {"random_uniform", {"_random_uniform", "random_uniform", "uniform"}},
       {"random_normal", {"_random_normal", "random_normal", "normal"}},
+      {"sample_multinomial", {"_sample_multinomial", "sample_multinomial"}},
   };
   return table;
 }

@@ -56,8 +56,14 @@ public abstract class EvalMetric : IDisposable
     public double Get()
     {
         using var scope = NDArray.Scope();
-        return Op.Divide(_sums[0], _sums[1]).Scalar<double>();
+        return Value(Op.Divide(_sums[0], _sums[1])).Scalar<double>();
     }
+
+    /// <summary>The metric from the ratio of the sums (the ratio itself, unless a metric
+    /// maps it natively, as Perplexity does with exp).</summary>
+    /// <param name="ratio">The accumulated numerator divided by the denominator.</param>
+    /// <returns>The metric's value, as an array of one element.</returns>
+    protected virtual NDArray Value(NDArray ratio) => ratio;
 
     /// <summary>Back to zero.</summary>
     public void Reset()

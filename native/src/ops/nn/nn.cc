@@ -254,22 +254,29 @@ struct SoftmaxDims {
   int64_t outer, k, inner;
 };
 
+// Positions per thread range: about 32K values each (positions are independent,
+// so the split never changes a result).
+int64_t softmax_grain(const SoftmaxDims &s) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.k, 1)); }
+
 // Softmax over the k entries of each (outer, inner) position, k strided by inner;
 // accumulated in double (SoftmaxOutput and SoftmaxActivation).
 void softmax_forward(const TBlob &in, const TBlob &out, const SoftmaxDims &s) {
   LOOM_FLOAT_SWITCH(in.dtype, T, {
     const T *x = in.ptr<T>();
     T *y = out.ptr<T>();
-    parallel_for(s.outer * s.inner, [&](int64_t idx) {
-      int64_t o = idx / s.inner, j = idx % s.inner;
-      const T *xr = x + o * s.k * s.inner + j;
-      T *yr = y + o * s.k * s.inner + j;
-      double mx = -INFINITY, sum = 0;
-      for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
-      for (int64_t c = 0; c < s.k; ++c) sum += std::exp(double(xr[c * s.inner]) - mx);
-      for (int64_t c = 0; c < s.k; ++c)
-        yr[c * s.inner] = static_cast<T>(std::exp(double(xr[c * s.inner]) - mx) / sum);
-    }, 1 << 10);
+    // Each exponential is computed once and kept (in double) for the division.
+    parallel_ranges(s.outer * s.inner, softmax_grain(s), [&](int64_t b, int64_t e) {
+      std::vector<double> ex(static_cast<size_t>(s.k));
+      for (int64_t idx = b; idx < e; ++idx) {
+        int64_t o = idx / s.inner, j = idx % s.inner;
+        const T *xr = x + o * s.k * s.inner + j;
+        T *yr = y + o * s.k * s.inner + j;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
+        for (int64_t c = 0; c < s.k; ++c) sum += (ex[c] = std::exp(double(xr[c * s.inner]) - mx));
+        for (int64_t c = 0; c < s.k; ++c) yr[c * s.inner] = static_cast<T>(ex[c] / sum);
+      }
+    });
   });
 }
 
@@ -405,19 +412,21 @@ const int kSoftmaxOutput = [] {
       double factor = scale / count;
       if (multi && norm != "valid") factor /= double(s.inner);
       const double smooth = s.k > 1 ? alpha / double(s.k - 1) : 0.0;
-      for (int64_t idx = 0; idx < used; ++idx) {
-        int64_t o = idx / s.inner, j = idx % s.inner;
-        double l = lab[idx];
-        bool skip = use_ignore && ignored(l);
-        int64_t cls = static_cast<int64_t>(l);
-        for (int64_t c = 0; c < s.k; ++c) {
-          int64_t at = (o * s.k + c) * s.inner + j;
-          double g = 0.0;
-          if (!skip)
-            g = (double(y[at]) - (c == cls ? 1.0 - alpha : smooth)) * factor;
-          dx[at] = static_cast<T>(dy ? g * double(dy[at]) : g);
+      parallel_ranges(used, softmax_grain(s), [&](int64_t b, int64_t e) {
+        for (int64_t idx = b; idx < e; ++idx) {
+          int64_t o = idx / s.inner, j = idx % s.inner;
+          double l = lab[idx];
+          bool skip = use_ignore && ignored(l);
+          int64_t cls = static_cast<int64_t>(l);
+          for (int64_t c = 0; c < s.k; ++c) {
+            int64_t at = (o * s.k + c) * s.inner + j;
+            double g = 0.0;
+            if (!skip)
+              g = (double(y[at]) - (c == cls ? 1.0 - alpha : smooth)) * factor;
+            dx[at] = static_cast<T>(dy ? g * double(dy[at]) : g);
+          }
         }
-      }
+      });
     });
   });
   return 0;

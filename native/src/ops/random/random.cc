@@ -1,6 +1,7 @@
 // Random operators. Each call takes the next stream number at invocation
 // time (on the calling thread), so a seeded program draws the same numbers
 // whatever the engine, worker count or scheduling.
+#include <algorithm>
 #include <cmath>
 
 #include "ops/common.h"
@@ -178,6 +179,76 @@ const int kRegistered = [] {
       std::swap(o[i], o[j]);
     }
   });
+  // MXNet's sample_multinomial: one index per draw from each row's categorical
+  // distribution (the last axis), by the first cumulative probability >= u.
+  OpDef &m = reg.add("sample_multinomial");
+  m.set_doc("Draws indices from the categorical distributions in the last axis of data "
+            "(probabilities: finite, >= 0, each row summing to 1 within 1e-3). The output is "
+            "data.shape[:-1] + shape (a 1-D data with shape () gives (1,)); with get_prob also "
+            "the log-probability of each draw. Draw j of row i compares a uniform u with the "
+            "cumulative sums (MXNet's rule); a u past the last sum (rounding) takes the last "
+            "index with a nonzero probability.")
+      .set_inputs({"data"})
+      .param("shape", ParamType::Tuple, "()", "Draws per distribution.")
+      .param("get_prob", ParamType::Bool, "false", "Also output log(p) of each draw.")
+      .param("dtype", ParamType::DType, "int32", "Output dtype of the indices.");
+  m.outputs = {"out", "prob"};
+  m.num_outputs = [](const Params &p) { return p.b("get_prob") ? 2 : 1; };
+  m.random = true;
+  m.float_only = true;
+  m.set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                 DTypeList &odt) {
+    if (in[0].ndim < 1) shape_fail(p, "data must have at least 1 dimension (the categories), got " + in[0].str());
+    if (in[0].d[in[0].ndim - 1] < 1) shape_fail(p, "data has no categories: " + in[0].str());
+    Shape draws = tuple_to_shape(p, "shape");
+    Shape o;
+    if (in[0].ndim == 1) {
+      o = draws.ndim ? draws : Shape{1};
+    } else {
+      o.ndim = in[0].ndim - 1 + draws.ndim;
+      LOOM_CHECK(o.ndim <= LOOM_MAX_NDIM, LOOM_ERR_SHAPE, p.op().name, ": data ", in[0].str(), " and shape ",
+                 draws.str(), " give more than ", LOOM_MAX_NDIM, " dimensions");
+      for (int k = 0; k + 1 < in[0].ndim; ++k) o.d[k] = in[0].d[k];
+      for (int k = 0; k < draws.ndim; ++k) o.d[in[0].ndim - 1 + k] = draws.d[k];
+    }
+    out[0] = o;
+    odt[0] = p.dtype("dtype");
+    if (out.size() > 1) out[1] = o, odt[1] = dt[0];
+  });
+  m.set_compute([](const OpContext &c, const Params &p, const BlobList &in, const BlobList &out) {
+    const int64_t K = in[0].shape.d[in[0].shape.ndim - 1];
+    const int64_t rows = in[0].size() / K;
+    const int64_t M = rows ? out[0].size() / rows : 0;
+    Philox ph(c.rng_key, c.rng_stream);
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      const T *dist = in[0].ptr<T>();
+      std::vector<double> cum(static_cast<size_t>(K));
+      for (int64_t i = 0; i < rows; ++i) {
+        double acc = 0;
+        int64_t last = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const double v = static_cast<double>(dist[i * K + k]);
+          LOOM_CHECK(std::isfinite(v) && v >= 0, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": data row ", i,
+                     " has probability ", v, " at category ", k, "; probabilities must be finite and >= 0");
+          acc += v;
+          cum[k] = acc;
+          if (v > 0) last = k;
+        }
+        LOOM_CHECK(std::fabs(acc - 1) <= 1e-3, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": data row ", i,
+                   " sums to ", acc, ", not 1 (", K, " categories)");
+        for (int64_t j = 0; j < M; ++j) {
+          const uint64_t n = static_cast<uint64_t>(i * M + j);
+          uint32_t w[4];
+          ph.block(n / 2, w);
+          const double u = u01_double(w[2 * (n % 2)], w[2 * (n % 2) + 1]);
+          const int64_t idx = std::min<int64_t>(std::lower_bound(cum.begin(), cum.end(), u) - cum.begin(), last);
+          LOOM_DTYPE_SWITCH(out[0].dtype, O, { out[0].ptr<O>()[i * M + j] = static_cast<O>(idx); });
+          if (out.size() > 1) out[1].ptr<T>()[i * M + j] = static_cast<T>(std::log(double(dist[i * K + idx])));
+        }
+      }
+    });
+  });
+
   return 0;
 }();
 

@@ -1,0 +1,296 @@
+"""The engine survey's five CPU benchmark networks (Shi et al., 2017) trained in Loom
+and in PyTorch, side by side in one run, with the same network, batch, optimizer
+(plain SGD) and thread count, on synthetic data. Each measurement is a separate
+process (so neither framework's threads disturb the other), repetitions are
+interleaved, and the median is reported, beside the sgemm FLOP rate measured in
+the same run.
+
+Usage: survey.py [THREADS] [REPS] [NET ...]     (nets: fcn-s fcn-r alexnet-s alexnet-r lstm)
+A worker call: survey.py --worker loom|torch|sgemm NET THREADS STEPS"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# name -> (description, batch, sizes). The hidden sizes are chosen so the parameter
+# counts match the survey's table (FCN-S ~55M, FCN-R ~31M, AlexNet-S ~61M,
+# AlexNet-R ~81K, LSTM ~13M); the exact count is printed.
+NETS = {
+    "fcn-s": ("FCN-S: 26752-976-976-976-976-26752, ReLU, softmax", 64, {"in": 26752, "hidden": 976, "out": 26752}),
+    "fcn-r": ("FCN-R: 784-3072-3072-3072-3072-10 (MNIST shaped), ReLU, softmax", 1024,
+              {"in": 784, "hidden": 3072, "out": 10}),
+    "alexnet-s": ("AlexNet-S: 224x224x3 -> 1000 (torchvision's AlexNet, no dropout)", 16, {}),
+    "alexnet-r": ("AlexNet-R: 32x32x3 -> 10 (Caffe's CIFAR-10 net: conv 32/32/64 5x5, pool 3/2, fc 10)", 1024, {}),
+    "lstm": ("LSTM: vocabulary 10000, embedding 480, 2 layers of 480, length 32, fc 10000", 256,
+             {"vocab": 10000, "hidden": 480, "layers": 2, "seq": 32}),
+}
+STEPS = {"fcn-s": 6, "fcn-r": 6, "alexnet-s": 4, "alexnet-r": 6, "lstm": 3}
+
+
+def conv_out(n, k, s, p):
+    return (n + 2 * p - k) // s + 1
+
+
+def alexnet_s_layers():
+    # (kind, cin, cout, kernel, stride, pad) as torchvision's AlexNet; pools (3, 2).
+    return [("conv", 3, 64, 11, 4, 2), ("pool",), ("conv", 64, 192, 5, 1, 2), ("pool",),
+            ("conv", 192, 384, 3, 1, 1), ("conv", 384, 256, 3, 1, 1), ("conv", 256, 256, 3, 1, 1), ("pool",),
+            ("fc", 256 * 6 * 6, 4096), ("fc", 4096, 4096), ("fc", 4096, 1000, "last")]
+
+
+def alexnet_r_layers():
+    return [("conv", 3, 32, 5, 1, 2), ("pool",), ("conv", 32, 32, 5, 1, 2), ("pool",),
+            ("conv", 32, 64, 5, 1, 2), ("pool",), ("fc", 64 * 3 * 3, 10, "last")]
+
+
+def conv_layers(net):
+    return alexnet_s_layers() if net == "alexnet-s" else alexnet_r_layers()
+
+
+def image_shape(net):
+    return (3, 224, 224) if net == "alexnet-s" else (3, 32, 32)
+
+
+def count(net):
+    """(parameters, forward multiply-adds per sample), counted from the layers."""
+    cfg = NETS[net][2]
+    if net.startswith("fcn"):
+        dims = [cfg["in"]] + [cfg["hidden"]] * 4 + [cfg["out"]]
+        params = sum(a * b + b for a, b in zip(dims, dims[1:]))
+        return params, sum(a * b for a, b in zip(dims, dims[1:]))
+    if net == "lstm":
+        V, H, L, T = cfg["vocab"], cfg["hidden"], cfg["layers"], cfg["seq"]
+        rnn = sum(4 * H * (H + H + 2) for _ in range(L))
+        params = V * H + rnn + H * V + V
+        macs = T * (sum(4 * H * (H + H) for _ in range(L)) + H * V)
+        return params, macs
+    c, h, w = image_shape(net)
+    params = macs = 0
+    for layer in conv_layers(net):
+        if layer[0] == "conv":
+            _, cin, cout, k, s, p = layer
+            h, w, c = conv_out(h, k, s, p), conv_out(w, k, s, p), cout
+            params += cin * cout * k * k + cout
+            macs += cin * cout * k * k * h * w
+        elif layer[0] == "pool":
+            h, w = conv_out(h, 3, 2, 0), conv_out(w, 3, 2, 0)
+        else:
+            params += layer[1] * layer[2] + layer[2]
+            macs += layer[1] * layer[2]
+    return params, macs
+
+
+# ------------------------------------------------------------------ workers
+
+def synthetic(net, batch):
+    rng = np.random.default_rng(0)
+    cfg = NETS[net][2]
+    if net.startswith("fcn"):
+        return rng.uniform(0, 1, (batch, cfg["in"])).astype(np.float32), rng.integers(0, cfg["out"], batch)
+    if net == "lstm":
+        return (rng.integers(0, cfg["vocab"], (cfg["seq"], batch)).astype(np.float32),
+                rng.integers(0, cfg["vocab"], (cfg["seq"] * batch,)))
+    classes = 1000 if net == "alexnet-s" else 10
+    return rng.uniform(0, 1, (batch,) + image_shape(net)).astype(np.float32), rng.integers(0, classes, batch)
+
+
+def loom_symbol(net):
+    import loom
+    s = loom.sym
+    x = s.Variable("data")
+    cfg = NETS[net][2]
+    if net.startswith("fcn"):
+        for i in range(4):
+            x = s.Activation(s.FullyConnected(x, num_hidden=cfg["hidden"], name="fc%d" % i), act_type="relu")
+        x = s.FullyConnected(x, num_hidden=cfg["out"], name="fc4")
+    elif net == "lstm":
+        V, H, L = cfg["vocab"], cfg["hidden"], cfg["layers"]
+        x = s.Embedding(x, input_dim=V, output_dim=H, name="embed")
+        x = s.RNN(x, state_size=H, num_layers=L, mode="lstm", name="lstm")
+        x = s.reshape(x, shape=(-1, H))
+        x = s.FullyConnected(x, num_hidden=V, name="pred")
+    else:
+        for i, layer in enumerate(conv_layers(net)):
+            if layer[0] == "conv":
+                _, _, cout, k, st, p = layer
+                x = s.Activation(s.Convolution(x, kernel=(k, k), stride=(st, st), pad=(p, p), num_filter=cout,
+                                               name="conv%d" % i), act_type="relu")
+            elif layer[0] == "pool":
+                x = s.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
+            else:
+                x = s.FullyConnected(s.Flatten(x), num_hidden=layer[2], name="fc%d" % i)
+                if len(layer) < 4:
+                    x = s.Activation(x, act_type="relu")
+    return s.SoftmaxOutput(x, name="softmax")
+
+
+def run_loom(net, steps):
+    import loom
+    from loom import _invoke
+    desc, batch, cfg = NETS[net]
+    x, y = synthetic(net, batch)
+    sym = loom_symbol(net)
+    shapes = {"data": x.shape, "softmax_label": y.shape}
+    ex = sym.simple_bind(grad_req={"data": "null", "softmax_label": "null"}, **shapes)
+    args, grads = ex.arg_dict, ex.grad_dict
+    names = [n for n in sym.list_arguments() if n not in shapes]
+    for n in names:
+        a = args[n]
+        if n.endswith("weight") or n.endswith("parameters"):
+            _invoke("random_uniform", [], {"shape": a.shape, "low": -0.05, "high": 0.05}, out=a)
+        else:
+            _invoke("zeros", [], {"shape": a.shape}, out=a)
+    args["data"].copyfrom(x)
+    args["softmax_label"].copyfrom(y.astype(np.float32))
+    times = []
+    for step in range(steps + 1):
+        t0 = time.perf_counter()
+        ex.forward(is_train=True)
+        ex.backward()
+        for n in names:
+            _invoke("sgd_update", [args[n], grads[n]], {"lr": 0.01, "rescale_grad": 1.0 / batch}, out=args[n])
+        loom.wait_all()
+        if step:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def torch_net(net):
+    import torch
+    nn = torch.nn
+    cfg = NETS[net][2]
+    if net.startswith("fcn"):
+        dims = [cfg["in"]] + [cfg["hidden"]] * 4
+        layers = []
+        for a, b in zip(dims, dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(cfg["hidden"], cfg["out"]))
+    if net == "lstm":
+        class LM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(cfg["vocab"], cfg["hidden"])
+                self.lstm = nn.LSTM(cfg["hidden"], cfg["hidden"], num_layers=cfg["layers"])
+                self.pred = nn.Linear(cfg["hidden"], cfg["vocab"])
+
+            def forward(self, x):
+                y, _ = self.lstm(self.embed(x))
+                return self.pred(y.reshape(-1, cfg["hidden"]))
+        return LM()
+    layers = []
+    for layer in conv_layers(net):
+        if layer[0] == "conv":
+            _, cin, cout, k, st, p = layer
+            layers += [nn.Conv2d(cin, cout, k, st, p), nn.ReLU()]
+        elif layer[0] == "pool":
+            layers.append(nn.MaxPool2d(3, 2))
+        else:
+            layers += [nn.Flatten(), nn.Linear(layer[1], layer[2])] + ([] if len(layer) > 3 else [nn.ReLU()])
+    return nn.Sequential(*layers)
+
+
+def run_torch(net, steps, threads):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    desc, batch, cfg = NETS[net]
+    x, y = synthetic(net, batch)
+    model = torch_net(net)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == count(net)[0], "PyTorch's %s has %d parameters, Loom's count %d" % (net, params, count(net)[0])
+    tx = torch.from_numpy(x).long() if net == "lstm" else torch.from_numpy(x)
+    ty = torch.from_numpy(y).long()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    times = []
+    for step in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss_fn(model(tx), ty).backward()
+        opt.step()
+        if step:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_sgemm():
+    """Loom's dot of two 2048x2048 float32 matrices (OpenBLAS sgemm underneath), median of 5."""
+    import loom
+    from loom import _invoke
+    n = 2048
+    a = loom.from_numpy(np.random.default_rng(1).uniform(-1, 1, (n, n)).astype(np.float32))
+    times = []
+    for i in range(6):
+        t0 = time.perf_counter()
+        c = _invoke("dot", [a, a], {})
+        c.asnumpy()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / statistics.median(times)
+
+
+def worker(argv):
+    kind, net, threads, steps = argv[0], argv[1], int(argv[2]), int(argv[3])
+    if kind == "loom":
+        r = run_loom(net, steps)
+    elif kind == "torch":
+        r = run_torch(net, steps, threads)
+    else:
+        r = run_sgemm()
+    print(json.dumps({"value": r}))
+
+
+# ------------------------------------------------------------------ driver
+
+def spawn(kind, net, threads, steps):
+    env = dict(os.environ, LOOM_CPU_WORKERS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", kind, net, str(threads), str(steps)],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["value"]
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+        return
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else os.cpu_count()
+    reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    nets = sys.argv[3:] or list(NETS)
+    have_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+    sgemm, res = [], {n: {"loom": [], "torch": []} for n in nets}
+    for rep in range(reps):  # interleaved: every network and framework once per round
+        sgemm.append(spawn("sgemm", "-", threads, 0))
+        for net in nets:
+            res[net]["loom"].append(spawn("loom", net, threads, STEPS[net]))
+            if have_torch:
+                res[net]["torch"].append(spawn("torch", net, threads, STEPS[net]))
+    rate = statistics.median(sgemm)
+    print("survey networks, training with plain SGD on synthetic data, %d threads, median of %d interleaved runs"
+          % (threads, reps))
+    print("sgemm (Loom dot 2048x2048 float32) in this run: %.1f GFLOP/s" % (rate / 1e9))
+    print("%-10s %8s %12s %12s %12s %8s %10s" % ("network", "batch", "params", "Loom/s", "PyTorch/s", "ratio",
+                                                  "of sgemm"))
+    for net in nets:
+        desc, batch, _ = NETS[net]
+        params, macs = count(net)
+        flops = 6.0 * macs * batch  # 2 per multiply-add, x3 for training
+        lt = statistics.median(res[net]["loom"])
+        tt = statistics.median(res[net]["torch"]) if have_torch else float("nan")
+        unit = batch
+        print("%-10s %8d %12d %12.1f %12.1f %8.2f %9.1f%%" % (net, batch, params, unit / lt, unit / tt, tt / lt,
+                                                            100 * flops / lt / rate))
+    for net in nets:
+        params, macs = count(net)
+        print("  %s; %d parameters, %.2f GFLOP per training step" % (NETS[net][0], params,
+                                                                     6.0 * macs * NETS[net][1] / 1e9))
+    print("  (LSTM figures are sequences/s of 32 tokens; the others images/s)")
+    if not have_torch:
+        print("PyTorch is not installed (sudo apt-get install -y python3-torch); no comparison printed")
+
+
+if __name__ == "__main__":
+    main()
