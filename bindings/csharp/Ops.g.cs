@@ -809,16 +809,18 @@ public static partial class Op
     }
     private static OpHandle s_cos;
 
-    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows].</summary>
+    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows]. Rows whose label equals ignore_label (when given; MXNet's Perplexity(ignore_label), e.g. padding) are left out of both.</summary>
     /// <param name="pred">Input 'pred'.</param>
     /// <param name="label">Input 'label'.</param>
     /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    /// <param name="ignoreLabel">A label whose rows are not counted. Default: None.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'cross_entropy_count').</returns>
-    public static NDArray CrossEntropyCount(NDArray pred, NDArray label, double? eps = null, NDArray? @out = null)
+    public static NDArray CrossEntropyCount(NDArray pred, NDArray label, double? eps = null, double? ignoreLabel = null, NDArray? @out = null)
     {
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         return Imperative.Invoke(ref s_cross_entropy_count, "cross_entropy_count", new[] { pred, label }, __params, @out);
     }
     private static OpHandle s_cross_entropy_count;

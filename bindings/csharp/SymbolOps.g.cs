@@ -764,16 +764,18 @@ public static partial class Sym
         return Symbol.Create("cos", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows].</summary>
+    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows]. Rows whose label equals ignore_label (when given; MXNet's Perplexity(ignore_label), e.g. padding) are left out of both.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="pred">Input 'pred' (null: a new variable).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    /// <param name="ignoreLabel">A label whose rows are not counted. Default: None.</param>
     /// <returns>The new node's symbol (its outputs: out).</returns>
-    public static Symbol CrossEntropyCount(string? name, Symbol? pred = null, Symbol? label = null, double? eps = null)
+    public static Symbol CrossEntropyCount(string? name, Symbol? pred = null, Symbol? label = null, double? eps = null, double? ignoreLabel = null)
     {
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         return Symbol.Create("cross_entropy_count", name, new Symbol?[] { pred, label }, new[] { "pred", "label" }, __params);
     }
 
@@ -2396,15 +2398,17 @@ public sealed partial class Symbol
         return Create("cos", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows].</summary>
+    /// <summary>Cross-entropy of probabilities pred (..., classes) against class labels: returns float64 [sum of -log(pred[label] + eps), rows]. Rows whose label equals ignore_label (when given; MXNet's Perplexity(ignore_label), e.g. padding) are left out of both.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="label">Input 'label' (null: a new variable).</param>
     /// <param name="eps">Added to the probability before the log. Default: 1e-12.</param>
+    /// <param name="ignoreLabel">A label whose rows are not counted. Default: None.</param>
     /// <returns>The new node's symbol, with this symbol as its input 'pred'.</returns>
-    public Symbol CrossEntropyCount(string? name, double? eps = null, Symbol? label = null)
+    public Symbol CrossEntropyCount(string? name, double? eps = null, double? ignoreLabel = null, Symbol? label = null)
     {
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
+        if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
         return Create("cross_entropy_count", name, new Symbol?[] { this, label }, new[] { "pred", "label" }, __params);
     }
 

@@ -926,6 +926,18 @@ TEST(Ops, MetricsMatchReference) {
   auto got = read(call("cross_entropy_count", {&P, &L}));
   EXPECT_NEAR(got[0], ce, 1e-9);
   EXPECT_EQ(got[1], R);
+  // ignore_label leaves its rows out of both the sum and the count (padding in a language model).
+  double ce_kept = 0, kept = 0;
+  for (int i = 0; i < R; ++i)
+    if (int(lv[i]) != 3) ce_kept -= std::log(pv[i * K + int(lv[i])] + 1e-12), kept += 1;
+  auto ign = read(call("cross_entropy_count", {&P, &L}, {{"ignore_label", "3"}}));
+  EXPECT_NEAR(ign[0], ce_kept, 1e-9);
+  EXPECT_EQ(ign[1], kept);
+  EXPECT_LT(kept, R);
+  std::vector<double> padded = lv;
+  padded[0] = -1;  // an ignored label outside the classes is fine; others are not
+  Arr LP = make({R}, padded, LOOM_DTYPE_FLOAT32);
+  EXPECT_EQ(read(call("cross_entropy_count", {&P, &LP}, {{"ignore_label", "-1"}}))[1], R - 1);
 
   auto yv = random_values(R * 3, -2, 2, 302), tv = random_values(R * 3, -2, 2, 303);
   Arr Y = make({R, 3}, yv, LOOM_DTYPE_FLOAT32), T = make({R * 3}, tv);

@@ -365,7 +365,11 @@ public sealed class FusedRNNCell : RecurrentCell
     public override IReadOnlyList<long> StateSizes =>
         Enumerable.Repeat(NumHidden, NumLayers * Directions * (Mode == RNNMode.Lstm ? 2 : 1)).ToArray();
 
-    /// <summary>The fused op runs whole sequences only.</summary>
+    /// <summary>The fused op runs whole sequences only: this always throws.</summary>
+    /// <param name="input">Unused.</param>
+    /// <param name="states">Unused.</param>
+    /// <returns>Nothing; it throws.</returns>
+    /// <exception cref="LoomException">Always: call <see cref="Unroll(int, Symbol, Symbol[], RnnLayout, bool)"/>.</exception>
     public override (Symbol Output, Symbol[] States) Step(Symbol input, Symbol[] states) =>
         throw new LoomException(LoomStatus.InvalidArgument,
             $"FusedRNNCell '{Prefix}': runs whole sequences; call Unroll (or use the unfused cells for single steps)");

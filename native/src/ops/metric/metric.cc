@@ -103,9 +103,11 @@ const int kRegistered = [] {
 
   OpDef &ce = reg.add("cross_entropy_count");
   ce.set_doc("Cross-entropy of probabilities pred (..., classes) against class labels: returns "
-             "float64 [sum of -log(pred[label] + eps), rows].")
+             "float64 [sum of -log(pred[label] + eps), rows]. Rows whose label equals ignore_label "
+             "(when given; MXNet's Perplexity(ignore_label), e.g. padding) are left out of both.")
       .set_inputs({"pred", "label"})
-      .param("eps", ParamType::Float, "1e-12", "Added to the probability before the log.");
+      .param("eps", ParamType::Float, "1e-12", "Added to the probability before the log.")
+      .param("ignore_label", ParamType::Float, "None", "A label whose rows are not counted.");
   ce.set_infer([](const Params &p, const ShapeList &in, const DTypeList &, ShapeList &out,
                   DTypeList &odt) {
     class_rows(p, in[0], in[1]);
@@ -113,15 +115,21 @@ const int kRegistered = [] {
   });
   ce.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
     double eps = p.f("eps"), s = 0;
-    int64_t rows = 0;
+    const bool ignoring = p.has("ignore_label");
+    const double ignore = ignoring ? p.f("ignore_label") : 0;
+    int64_t rows = 0, at = 0;
     std::string bad;
     for_rows(in, [&](int64_t k, auto &&x, double label) {
+      if (ignoring && label == ignore) {
+        ++at;
+        return;
+      }
       bool is_class = label >= 0 && label < double(k) && label == std::floor(label);
       if (!is_class && bad.empty())
-        bad = "label " + std::to_string(label) + " in row " + std::to_string(rows) +
+        bad = "label " + std::to_string(label) + " in row " + std::to_string(at) +
               " is not a class index in [0, " + std::to_string(k) + ")";
       if (bad.empty()) s -= std::log(x(static_cast<int64_t>(label)) + eps);
-      ++rows;
+      ++rows, ++at;
     });
     LOOM_CHECK(bad.empty(), LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": ", bad);
     write_pair(out, s, double(rows));
