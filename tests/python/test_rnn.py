@@ -145,5 +145,60 @@ class RNNInAGraph(unittest.TestCase):
         self.assertEqual(back.list_outputs(), ["gru0_output"])
 
 
+class Cells(unittest.TestCase):
+    """loom.rnn cells: unrolled step by step against the same stack run as one fused op."""
+
+    def run_net(self, outs, states, values, T, N, C):
+        net = loom.Symbol.group(*([outs] + list(states)))
+        ex = net.simple_bind(dtype="float64", data=(N, T, C), **{k: v.shape for k, v in values.items() if k != "data"})
+        for k, v in values.items():
+            ex.arg_dict[k].copyfrom(v if isinstance(v, np.ndarray) else v.asnumpy())
+        return [o.asnumpy() for o in ex.forward(is_train=False)]
+
+    def test_unrolled_cells_equal_the_fused_op(self):
+        T, N, C, H = 4, 3, 5, 6
+        for kind, make in (("lstm", lambda p: loom.rnn.LSTMCell(H, prefix=p)), ("gru", lambda p: loom.rnn.GRUCell(H, prefix=p)),
+                           ("relu", lambda p: loom.rnn.RNNCell(H, "relu", prefix=p)),
+                           ("tanh", lambda p: loom.rnn.RNNCell(H, prefix=p))):
+            with self.subTest(kind=kind):
+                g = {"lstm": 4, "gru": 3}.get(kind, 1)
+                cells = [make("c%d_" % l) for l in range(2)]
+                values = {"data": RNG.uniform(-1, 1, (N, T, C))}
+                for l, c in enumerate(cells):
+                    values[c.prefix + "i2h_weight"] = RNG.uniform(-0.5, 0.5, (g * H, C if l == 0 else H))
+                    values[c.prefix + "h2h_weight"] = RNG.uniform(-0.5, 0.5, (g * H, H))
+                    values[c.prefix + "i2h_bias"] = RNG.uniform(-0.5, 0.5, (g * H,))
+                    values[c.prefix + "h2h_bias"] = RNG.uniform(-0.5, 0.5, (g * H,))
+                unfused = loom.rnn.SequentialRNNCell(fuse=False)
+                for c in cells:
+                    unfused.add(c)
+                data = loom.sym.Variable("data")
+                uo, us = unfused.unroll(T, data, unfused.begin_state(N, "float64"), merge_outputs=True)
+                want = self.run_net(uo, us, values, T, N, C)
+                fused_stack = loom.rnn.SequentialRNNCell()
+                for l in range(2):
+                    fused_stack.add(make("c%d_" % l))
+                fo, fs = fused_stack.unroll(T, data, fused_stack.begin_state(N, "float64"), merge_outputs=True)
+                self.assertIn("c0_parameters", loom.Symbol.group(fo).list_arguments())
+                fused = fused_stack.to_fused()
+                packed = fused.pack_weights({k: loom.from_numpy(v) for k, v in values.items()})
+                got = self.run_net(fo, fs, packed, T, N, C)
+                self.assertEqual(len(got), len(want))
+                for a, b in zip(got, want):
+                    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+                back = fused.unpack_weights(packed)
+                for k, v in values.items():
+                    np.testing.assert_array_equal(back[k].asnumpy(), v)
+
+    def test_mistakes_are_named(self):
+        cell = loom.rnn.LSTMCell(4)
+        with self.assertRaisesRegex(loom.LoomError, "LSTMCell 'lstm_': takes 2 state"):
+            cell(loom.sym.Variable("x"), [loom.sym.Variable("h")])
+        with self.assertRaisesRegex(loom.LoomError, "unroll"):
+            loom.rnn.FusedRNNCell(4)(loom.sym.Variable("x"), [])
+        mixed = loom.rnn.SequentialRNNCell().add(loom.rnn.LSTMCell(4, prefix="a_")).add(loom.rnn.GRUCell(4, prefix="b_"))
+        self.assertIsNone(mixed.to_fused())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -496,3 +496,4 @@ sym = _ops.make_sym_module(describe_ops(), Symbol)
 
 from . import kv  # noqa: E402,F401  (MXNet's mx.kv)
 from . import summary  # noqa: E402,F401  (TensorBoard event files)
+from . import rnn  # noqa: E402,F401  (MXNet's mx.rnn cells)

@@ -190,6 +190,7 @@ class Symbol:
     def __add__(self, o): return self._binary(o, "add", "add_scalar")
     def __radd__(self, o): return self._binary(o, "add", "add_scalar")
     def __sub__(self, o): return self._binary(o, "subtract", "subtract_scalar")
+    def __rsub__(self, o): return self._binary(o, "subtract", "rsubtract_scalar", reverse=True)
     def __mul__(self, o): return self._binary(o, "multiply", "multiply_scalar")
     def __rmul__(self, o): return self._binary(o, "multiply", "multiply_scalar")
     def __truediv__(self, o): return self._binary(o, "divide", "divide_scalar")
