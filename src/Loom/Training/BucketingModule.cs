@@ -207,12 +207,8 @@ public sealed class BucketingModule : IDisposable
         {
             var sw = Stopwatch.StartNew();
             m.Reset();
-            foreach (var b in train.Epoch())
+            foreach (var b in ForwardEach(train, isTrain: true))
             {
-                using var scope = NDArray.Scope();
-                using var data = b.Data;
-                using var label = b.Label;
-                Forward(b, isTrain: true);
                 Backward();
                 Update();
                 m.Update(Output, BoundLabel(b));
@@ -239,15 +235,22 @@ public sealed class BucketingModule : IDisposable
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(metric);
         metric.Reset();
+        foreach (var b in ForwardEach(data, isTrain: false)) metric.Update(Output, BoundLabel(b));
+        return metric.Get();
+    }
+
+    // Each batch after its forward pass; its arrays, and what the caller makes with it, are
+    // freed when the caller moves on.
+    private IEnumerable<BucketBatch> ForwardEach(BucketSentenceIter data, bool isTrain)
+    {
         foreach (var b in data.Epoch())
         {
             using var scope = NDArray.Scope();
             using var d = b.Data;
             using var l = b.Label;
-            Forward(b, isTrain: false);
-            metric.Update(Output, BoundLabel(b));
+            Forward(b, isTrain);
+            yield return b;
         }
-        return metric.Get();
     }
 
     /// <summary>Frees every bucket's executor (the shared arrays with them).</summary>
