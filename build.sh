@@ -36,7 +36,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # ------------------------------------------------------------ dependencies
 # The build's packages, then what the test suites use (PyTorch is the reference of the
 # cross-check and of the DLPack tests).
-APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14
+APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libdnnl-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14
   libdlpack-dev python3-numpy python3-venv python3-pip python3-setuptools python3-wheel python3-torch
   libopenmpi-dev openmpi-bin clang-14 libclang-rt-14-dev graphviz python3-protobuf protobuf-compiler)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every case in C, C# and Python (and in Python again under the naive
 # engine and with 1 and 4 workers), then compares the digests with each other
-# and with golden.sha256. Usage: run.sh BUILD_DIR [--update]
+# and with the goldens of each CPU kernel set. Usage: run.sh BUILD_DIR [--update]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -17,13 +17,30 @@ export LOOM_LIBRARY_PATH="$build/lib/libloom.so"
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
   export OPENBLAS_CORETYPE=Haswell
 fi
-"$build/tests/conformance/loom_conformance" "${cases[@]}" > "$tmp/c.txt" || true
-dotnet "$root/tests/conformance/csharp/bin/Release/net10.0/Loom.Conformance.dll" "${cases[@]}" > "$tmp/csharp.txt" || true
+# Each CPU kernel set has its goldens: golden.sha256 for Loom's reference kernels and,
+# where libloom is built with oneDNN, golden.onednn.sha256 with oneDNN pinned to its
+# AVX2 kernels (as OpenBLAS above), so the digests hold on any AVX2 machine.
+run_set() {  # KERNELS GOLDEN [--update]: every case in every language under one kernel set
+  local set=$1 golden=$2 out
+  shift 2
+  export LOOM_CPU_KERNELS=$set
+  "$build/tests/conformance/loom_conformance" "${cases[@]}" > "$tmp/c.txt" || true
+  dotnet "$root/tests/conformance/csharp/bin/Release/net10.0/Loom.Conformance.dll" "${cases[@]}" > "$tmp/csharp.txt" || true
+  py LOOM_UNUSED=1 > "$tmp/python.txt" || true
+  py LOOM_ENGINE=naive > "$tmp/python-naive.txt" || true
+  py LOOM_CPU_WORKERS=1 > "$tmp/python-1-worker.txt" || true
+  py LOOM_CPU_WORKERS=4 > "$tmp/python-4-workers.txt" || true
+  out=$(/usr/bin/python3 "$here/compare.py" "$golden" "$@" python="$tmp/python.txt" c="$tmp/c.txt" \
+    csharp="$tmp/csharp.txt" python-naive-engine="$tmp/python-naive.txt" python-1-worker="$tmp/python-1-worker.txt" \
+    python-4-workers="$tmp/python-4-workers.txt")
+  echo "$out" | sed "s/^/[$set] /"
+  read -r p f <<<"$(echo "$out" | sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' | tail -1)"
+  passed=$((passed + ${p:-0})) failed=$((failed + ${f:-1}))
+}
 py() { env "$@" PYTHONPATH="$root/bindings/python" /usr/bin/python3 "$here/run.py" "${cases[@]}"; }
-py LOOM_UNUSED=1 > "$tmp/python.txt" || true
-py LOOM_ENGINE=naive > "$tmp/python-naive.txt" || true
-py LOOM_CPU_WORKERS=1 > "$tmp/python-1-worker.txt" || true
-py LOOM_CPU_WORKERS=4 > "$tmp/python-4-workers.txt" || true
-/usr/bin/python3 "$here/compare.py" "$here/golden.sha256" "$@" python="$tmp/python.txt" c="$tmp/c.txt" \
-  csharp="$tmp/csharp.txt" python-naive-engine="$tmp/python-naive.txt" python-1-worker="$tmp/python-1-worker.txt" \
-  python-4-workers="$tmp/python-4-workers.txt"
+passed=0 failed=0
+run_set reference "$here/golden.sha256" "$@"
+if ldd "$build/lib/libloom.so" 2>/dev/null | grep -q libdnnl; then
+  DNNL_MAX_CPU_ISA=AVX2 run_set onednn "$here/golden.onednn.sha256" "$@"
+fi
+echo "$passed passed, $failed failed"

@@ -157,9 +157,11 @@ LOOM_API loom_status loom_engine_info(const char **out_kind, int32_t *out_cpu_wo
  *  set, else beside libloom, else on the library search path. */
 LOOM_API loom_status loom_device_count(int32_t *out, int32_t dev_type);
 
-/** A one-line description of the backend serving `dev_type`: for the GPU, the
- *  plugin's name, file and devices, or why none is available (what was looked
- *  for, and where). The string is owned by the library and valid until the
+/** A one-line description of the backend serving `dev_type`: for the CPU, the
+ *  kernel set in use (oneDNN with its version and instruction set, or Loom's
+ *  reference kernels, chosen by LOOM_CPU_KERNELS=onednn|reference); for the GPU,
+ *  the plugin's name, file and devices, or why none is available (what was
+ *  looked for, and where). The string is owned by the library and valid until the
  *  process exits. */
 LOOM_API loom_status loom_backend_describe(const char **out, int32_t dev_type);
 

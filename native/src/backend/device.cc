@@ -1,4 +1,5 @@
 #include "backend/device.h"
+#include "ops/nn/onednn.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -345,7 +346,15 @@ int32_t device_count(int32_t dev_type) {
 }
 
 const char *describe(int32_t dev_type) {
-  if (dev_type == LOOM_DEVICE_CPU) return "cpu: built in (OpenBLAS and Loom's own kernels)";
+  if (dev_type == LOOM_DEVICE_CPU) {
+    // One text per kernel set, built once; the set can change at run time.
+    static const std::string *texts[2] = {nullptr, nullptr};
+    static std::mutex cpu_mu;
+    int k = static_cast<int>(cpu_kernels());
+    std::lock_guard<std::mutex> lk(cpu_mu);
+    if (!texts[k]) texts[k] = new std::string(std::string("cpu: built in; kernels: ") + cpu_kernels_describe());
+    return texts[k]->c_str();
+  }
   LOOM_CHECK(dev_type == LOOM_DEVICE_GPU, LOOM_ERR_INVALID_ARGUMENT, "unknown device type ",
              dev_type, " (1 = cpu, 2 = gpu)");
   // Built once per state and kept for the process lifetime.

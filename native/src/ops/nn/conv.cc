@@ -5,6 +5,7 @@
 
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
+#include "ops/nn/onednn.h"
 #include "ops/nn/volume.h"
 
 namespace loom {
@@ -223,6 +224,13 @@ struct ConvPlan {
   }
 };
 
+// The oneDNN description of a planned convolution.
+ConvShape conv_shape(const ConvPlan &c) {
+  const Geometry &g = c.g;
+  return ConvShape{g.n, g.c, g.h, g.w, c.f, c.groups, g.kh, g.kw, g.sh, g.sw,
+                   g.ph, g.pw, g.dh, g.dw, g.oh, g.ow};
+}
+
 // Parameters Convolution and Deconvolution share.
 OpDef &window_params(OpDef &d) {
   layout_param(d)
@@ -301,6 +309,11 @@ const int kConvolution = [] {
   // scattered to NCHW with the bias added.
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
     if (is_volume(p, in[0].shape)) return conv3d_forward(p, in, out);
+    if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
+        onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(),
+                            in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
+                            out[0].ptr<float>()))
+      return;
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
@@ -342,6 +355,14 @@ const int kConvolution = [] {
       const Geometry &g = c.g;
       const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>(), *dy = og[0].ptr<T>();
       const int64_t wsize = c.f * c.krows;
+      bool done = false;
+      if (std::is_same<T, float>::value && use_onednn() && (req[0] || req[1]))
+        done = onednn_conv_backward(conv_shape(c), reinterpret_cast<const float *>(x),
+                                    reinterpret_cast<const float *>(w),
+                                    reinterpret_cast<const float *>(dy),
+                                    req[0] ? reinterpret_cast<float *>(ig[0].ptr<T>()) : nullptr,
+                                    req[1] ? reinterpret_cast<float *>(ig[1].ptr<T>()) : nullptr);
+      if (!done) {
       // Partial weight gradients: at most 64 slots and 64 MB.
       const int64_t slots = req[1] ? std::max<int64_t>(1, std::min<int64_t>(
                                          {c.items, 64, (int64_t(64) << 20) / std::max<int64_t>(
@@ -386,6 +407,7 @@ const int kConvolution = [] {
           for (int64_t i = 0; i < wsize; ++i) dw[i] += src[i];
         }
       }
+      }  // reference kernel
       if (in.size() > 2 && req[2]) {
         T *db = ig[2].ptr<T>();
         parallel_ranges(c.f, 1, [&](int64_t k0, int64_t k1) {

@@ -1,0 +1,408 @@
+// oneDNN glue: the kernel-set switch and float32 2-D convolution (forward, data
+// and weight gradients) with oneDNN's blocked layouts inside each call.
+#include "ops/nn/onednn.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/base.h"
+#include "common/parallel.h"
+
+#ifdef LOOM_HAVE_ONEDNN
+#include <dlfcn.h>
+
+#include <dnnl.hpp>
+#endif
+
+namespace loom {
+namespace {
+
+int parse_kernels_env() {
+  const char *v = std::getenv("LOOM_CPU_KERNELS");
+  std::string s = v ? v : "";
+  if (s.empty() || s == "default") return onednn_built() ? 1 : 0;
+  if (s == "reference") return 0;
+  if (s == "onednn") {
+    LOOM_CHECK(onednn_built(), LOOM_ERR_INVALID_ARGUMENT,
+               "LOOM_CPU_KERNELS=onednn, but this libloom was built without oneDNN "
+               "(install libdnnl-dev and rebuild); use reference or leave it unset");
+    return 1;
+  }
+  fail(LOOM_ERR_INVALID_ARGUMENT, "LOOM_CPU_KERNELS=", s,
+       " is not a kernel set; use onednn, reference or leave it unset");
+}
+
+std::atomic<int> g_kernels{-1};
+std::atomic<int64_t> g_conv_calls{0};
+
+}  // namespace
+
+int64_t onednn_conv_calls() { return g_conv_calls.load(); }
+
+bool onednn_built() {
+#ifdef LOOM_HAVE_ONEDNN
+  return true;
+#else
+  return false;
+#endif
+}
+
+CpuKernels cpu_kernels() {
+  int k = g_kernels.load(std::memory_order_acquire);
+  if (k < 0) {
+    k = parse_kernels_env();  // throws on a bad value, every time it is asked
+    int expected = -1;
+    g_kernels.compare_exchange_strong(expected, k);
+    k = g_kernels.load(std::memory_order_acquire);
+  }
+  return static_cast<CpuKernels>(k);
+}
+
+void set_cpu_kernels(CpuKernels k) {
+  LOOM_CHECK(k == CpuKernels::Reference || onednn_built(), LOOM_ERR_INVALID_ARGUMENT,
+             "the oneDNN kernel set was asked for, but this libloom was built without oneDNN");
+  g_kernels.store(static_cast<int>(k), std::memory_order_release);
+}
+
+#ifndef LOOM_HAVE_ONEDNN
+
+const char *cpu_kernels_describe() {
+  return "reference (Loom's kernels and OpenBLAS; built without oneDNN)";
+}
+bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *) {
+  return false;
+}
+bool onednn_conv_backward(const ConvShape &, const float *, const float *, const float *, float *,
+                          float *) {
+  return false;
+}
+
+#else  // LOOM_HAVE_ONEDNN
+
+namespace {
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+const char *isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    default: return "other";
+  }
+}
+
+dnnl::engine &cpu_engine() {
+  static dnnl::engine *e = new dnnl::engine(dnnl::engine::kind::cpu, 0);  // kept for the process
+  return *e;
+}
+
+// oneDNN (Debian's build) runs on OpenMP. Each thread that calls it asks for
+// one OpenMP thread, so no OpenMP team is ever started beside Loom's own pool.
+// The OpenMP runtime is libdnnl's dependency; it is looked up, not linked.
+void one_openmp_thread() {
+  using set_fn = void (*)(int);
+  static set_fn set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  thread_local bool done = false;
+  if (!done) {
+    if (set) set(1);
+    done = true;
+  }
+}
+
+// A 64-byte aligned per-thread buffer that grows and is reused across calls.
+struct Buffer {
+  void *p = nullptr;
+  size_t size = 0;
+  ~Buffer() { std::free(p); }
+  void *get(size_t n) {
+    if (n > size) {
+      std::free(p);
+      p = nullptr;
+      size = 0;
+      if (posix_memalign(&p, 64, n) != 0) p = nullptr;
+      LOOM_CHECK(p, LOOM_ERR_OUT_OF_MEMORY, "oneDNN convolution: could not allocate ", n,
+                 " bytes of scratch");
+      size = n;
+    }
+    return p;
+  }
+};
+void *thread_buffer(int slot, size_t n) {
+  thread_local Buffer buffers[5];  // 0-3: work items; 4: the caller's weights
+  return buffers[slot].get(n == 0 ? 64 : n);
+}
+
+// Images per work item: the batch is cut into at most kItems pieces by a rule
+// that depends on the batch only, so the bits do not depend on the threads.
+constexpr int64_t kItems = 8;
+int64_t item_images(int64_t n) { return (n + std::min(n, kItems) - 1) / std::min(n, kItems); }
+
+struct Dims {
+  memory::dims src, wei, dst, strides, dil, padl, padr;
+};
+
+// oneDNN's description of the convolution for `bn` images; false when its right
+// padding would be negative beyond what oneDNN accepts (the reference runs).
+Dims dims_for(const ConvShape &s, int64_t bn) {
+  Dims d;
+  d.src = {bn, s.c, s.h, s.w};
+  d.dst = {bn, s.f, s.oh, s.ow};
+  if (s.groups > 1)
+    d.wei = {s.groups, s.f / s.groups, s.c / s.groups, s.kh, s.kw};
+  else
+    d.wei = {s.f, s.c, s.kh, s.kw};
+  d.strides = {s.sh, s.sw};
+  d.dil = {s.dh - 1, s.dw - 1};
+  d.padl = {s.ph, s.pw};
+  // MXNet's output extent rounds down; the right padding is what that leaves.
+  d.padr = {(s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1 - s.h - s.ph,
+            (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1 - s.w - s.pw};
+  return d;
+}
+
+tag weight_tag(const ConvShape &s) { return s.groups > 1 ? tag::goihw : tag::oihw; }
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
+
+dnnl::convolution_forward::primitive_desc forward_pd(const ConvShape &s, int64_t bn, bool bias) {
+  Dims d = dims_for(s, bn);
+  memory::desc src(d.src, dt::f32, tag::any), wei(d.wei, dt::f32, tag::any),
+      dst(d.dst, dt::f32, tag::any), b(bias ? memory::dims{s.f} : memory::dims{}, dt::f32, tag::x);
+  auto desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                                     dnnl::algorithm::convolution_direct, src, wei,
+                                                     b, dst, d.strides, d.dil, d.padl, d.padr)
+                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                                     dnnl::algorithm::convolution_direct, src, wei,
+                                                     dst, d.strides, d.dil, d.padl, d.padr);
+  return dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
+}
+
+// Reorders plain `from` (desc `plain`) into `to` (desc `want`) on this thread.
+void reorder(const memory::desc &plain, const void *from, const memory::desc &want, void *to,
+             dnnl::stream &st) {
+  memory a(plain, cpu_engine(), const_cast<void *>(from)), b(want, cpu_engine(), to);
+  dnnl::reorder(a, b).execute(st, a, b);
+}
+
+// The weights in the layout `want`: the user's buffer when it is already
+// plain, else a reordered copy in the caller's thread buffer `slot`.
+const void *weights_as(const ConvShape &s, const float *w, const memory::desc &want, int slot,
+                       dnnl::stream &st) {
+  memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
+  if (want == plain) return w;
+  void *to = thread_buffer(slot, want.get_size());
+  reorder(plain, w, want, to, st);
+  return to;
+}
+
+// Runs `body(n0, bn)` for every work item over Loom's kernel threads.
+template <typename F>
+void for_items(int64_t n, F &&body) {
+  int64_t per = item_images(n), items = (n + per - 1) / per;
+  parallel_ranges(items, 1, [&](int64_t i0, int64_t i1) {
+    one_openmp_thread();
+    for (int64_t i = i0; i < i1; ++i) body(i, i * per, std::min(per, n - i * per));
+  });
+}
+
+std::string describe_text() {
+  const dnnl_version_t *v = dnnl_version();
+  one_openmp_thread();
+  return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+         std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
+         ") for 2-D float32 Convolution; Loom's kernels and OpenBLAS for the rest";
+}
+
+}  // namespace
+
+const char *cpu_kernels_describe() {
+  if (!use_onednn())
+    return "reference (Loom's kernels and OpenBLAS; LOOM_CPU_KERNELS=reference)";
+  static const std::string *text = new std::string(describe_text());
+  return text->c_str();
+}
+
+bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
+                         float *y) {
+  one_openmp_thread();
+  int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
+  std::unique_ptr<dnnl::convolution_forward::primitive_desc> pd, pd_last;
+  try {
+    pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr)));
+    if (last != per)
+      pd_last.reset(
+          new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias != nullptr)));
+  } catch (const dnnl::error &) {
+    return false;  // no oneDNN implementation for this case
+  }
+  dnnl::stream st(cpu_engine());
+  // Both batch sizes share the weights' layout (checked; else the reference runs).
+  if (pd_last && !(pd_last->weights_desc() == pd->weights_desc())) return false;
+  const void *wr = weights_as(s, w, pd->weights_desc(), 4, st);
+  dnnl::convolution_forward prim(*pd), prim_last = pd_last ? dnnl::convolution_forward(*pd_last) : prim;
+  for_items(s.n, [&](int64_t, int64_t n0, int64_t bn) {
+    const auto &p = bn == per ? *pd : *pd_last;
+    const auto &pr = bn == per ? prim : prim_last;
+    dnnl::stream ts(cpu_engine());
+    Dims d = dims_for(s, bn);
+    memory::desc usrc(d.src, dt::f32, tag::nchw), udst(d.dst, dt::f32, tag::nchw);
+    const float *xs = x + n0 * s.c * s.h * s.w;
+    float *yd = y + n0 * s.f * s.oh * s.ow;
+    void *src = const_cast<float *>(xs);
+    if (!(p.src_desc() == usrc)) {
+      src = thread_buffer(0, p.src_desc().get_size());
+      reorder(usrc, xs, p.src_desc(), src, ts);
+    }
+    bool direct = p.dst_desc() == udst;
+    void *dst = direct ? static_cast<void *>(yd) : thread_buffer(1, p.dst_desc().get_size());
+    memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), const_cast<void *>(wr)),
+        md(p.dst_desc(), cpu_engine(), dst),
+        mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                         {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias)));
+    pr.execute(ts, args);
+    if (!direct) reorder(p.dst_desc(), dst, udst, yd, ts);
+    ts.wait();
+  });
+  g_conv_calls.fetch_add(1);
+  return true;
+}
+
+bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw) {
+  one_openmp_thread();
+  int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
+  using fwd_pd_t = dnnl::convolution_forward::primitive_desc;
+  using bwd_d_pd_t = dnnl::convolution_backward_data::primitive_desc;
+  using bwd_w_pd_t = dnnl::convolution_backward_weights::primitive_desc;
+  struct Pds {
+    std::unique_ptr<bwd_d_pd_t> data;
+    std::unique_ptr<bwd_w_pd_t> weights;
+  } full, tail;
+  auto make = [&](int64_t bn, Pds &out) {
+    fwd_pd_t hint = forward_pd(s, bn, false);
+    Dims d = dims_for(s, bn);
+    memory::desc src(d.src, dt::f32, tag::any), wei(d.wei, dt::f32, tag::any),
+        dst(d.dst, dt::f32, tag::any);
+    if (dx)
+      out.data.reset(new bwd_d_pd_t(
+          dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src, wei, dst,
+                                                d.strides, d.dil, d.padl, d.padr),
+          user_scratchpad(), cpu_engine(), hint));
+    if (dw)
+      out.weights.reset(new bwd_w_pd_t(
+          dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src, wei,
+                                                   dst, d.strides, d.dil, d.padl, d.padr),
+          user_scratchpad(), cpu_engine(), hint));
+  };
+  try {
+    make(per, full);
+    if (last != per) make(last, tail);
+  } catch (const dnnl::error &) {
+    return false;
+  }
+  if (last != per) {  // one weight layout for every item
+    if (dx && !(tail.data->weights_desc() == full.data->weights_desc())) return false;
+    if (dw && !(tail.weights->diff_weights_desc() == full.weights->diff_weights_desc())) return false;
+  }
+  dnnl::stream st(cpu_engine());
+  const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), 4, st) : nullptr;
+  std::unique_ptr<dnnl::convolution_backward_data> pdata, pdata_tail;
+  std::unique_ptr<dnnl::convolution_backward_weights> pw, pw_tail;
+  if (dx) {
+    pdata.reset(new dnnl::convolution_backward_data(*full.data));
+    if (tail.data) pdata_tail.reset(new dnnl::convolution_backward_data(*tail.data));
+  }
+  // Per-item weight gradients in oneDNN's layout, added in item order below.
+  size_t wbytes = 0;
+  std::vector<float> partial;
+  if (dw) {
+    pw.reset(new dnnl::convolution_backward_weights(*full.weights));
+    if (tail.weights) pw_tail.reset(new dnnl::convolution_backward_weights(*tail.weights));
+    wbytes = full.weights->diff_weights_desc().get_size();
+    partial.resize(static_cast<size_t>(items) * (wbytes / sizeof(float)));
+  }
+  for_items(s.n, [&](int64_t item, int64_t n0, int64_t bn) {
+    Pds &p = bn == per ? full : tail;
+    dnnl::stream ts(cpu_engine());
+    Dims d = dims_for(s, bn);
+    memory::desc usrc(d.src, dt::f32, tag::nchw), udst(d.dst, dt::f32, tag::nchw);
+    const float *dys = dy + n0 * s.f * s.oh * s.ow;
+    // dY in the layout each primitive wants (both usually want the same).
+    const memory::desc &want_dy = dx ? p.data->diff_dst_desc() : p.weights->diff_dst_desc();
+    void *dyr = const_cast<float *>(dys);
+    if (!(want_dy == udst)) {
+      dyr = thread_buffer(0, want_dy.get_size());
+      reorder(udst, dys, want_dy, dyr, ts);
+    }
+    if (dx) {
+      float *dxd = dx + n0 * s.c * s.h * s.w;
+      bool direct = p.data->diff_src_desc() == usrc;
+      void *dsrc = direct ? static_cast<void *>(dxd) : thread_buffer(1, p.data->diff_src_desc().get_size());
+      memory mdy(want_dy, cpu_engine(), dyr), mw(p.data->weights_desc(), cpu_engine(), const_cast<void *>(wr)),
+          mdx(p.data->diff_src_desc(), cpu_engine(), dsrc),
+          mpad(p.data->scratchpad_desc(), cpu_engine(), thread_buffer(2, p.data->scratchpad_desc().get_size()));
+      (bn == per ? *pdata : *pdata_tail)
+          .execute(ts, {{DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, mdx},
+                        {DNNL_ARG_SCRATCHPAD, mpad}});
+      if (!direct) reorder(p.data->diff_src_desc(), dsrc, usrc, dxd, ts);
+    }
+    if (dw) {
+      const memory::desc &wdy = p.weights->diff_dst_desc();
+      void *dyw = dyr;
+      if (!(wdy == want_dy)) {
+        dyw = thread_buffer(1, wdy.get_size());
+        reorder(udst, dys, wdy, dyw, ts);
+      }
+      const float *xs = x + n0 * s.c * s.h * s.w;
+      void *src = const_cast<float *>(xs);
+      if (!(p.weights->src_desc() == usrc)) {
+        src = thread_buffer(3, p.weights->src_desc().get_size());
+        reorder(usrc, xs, p.weights->src_desc(), src, ts);
+      }
+      memory ms(p.weights->src_desc(), cpu_engine(), src), mdy(wdy, cpu_engine(), dyw),
+          mdw(p.weights->diff_weights_desc(), cpu_engine(),
+              partial.data() + static_cast<size_t>(item) * (wbytes / sizeof(float))),
+          mpad(p.weights->scratchpad_desc(), cpu_engine(),
+               thread_buffer(2, p.weights->scratchpad_desc().get_size()));
+      (bn == per ? *pw : *pw_tail)
+          .execute(ts, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_DIFF_WEIGHTS, mdw},
+                        {DNNL_ARG_SCRATCHPAD, mpad}});
+    }
+    ts.wait();
+  });
+  if (dw) {
+    size_t m = wbytes / sizeof(float);
+    float *sum = partial.data();
+    for (int64_t i = 1; i < items; ++i) {
+      const float *src = partial.data() + static_cast<size_t>(i) * m;
+      for (size_t j = 0; j < m; ++j) sum[j] += src[j];
+    }
+    memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
+    reorder(full.weights->diff_weights_desc(), sum, plain, dw, st);
+    st.wait();
+  }
+  g_conv_calls.fetch_add(1);
+  return true;
+}
+
+#endif  // LOOM_HAVE_ONEDNN
+
+}  // namespace loom

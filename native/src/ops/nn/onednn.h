@@ -1,0 +1,52 @@
+// The CPU kernel sets: Loom's own (reference) kernels, and oneDNN's primitives
+// where the library was built with oneDNN (Debian libdnnl-dev 2.6). Ops that
+// have a oneDNN path ask `use_onednn()` and fall back to their reference kernel
+// when it says no or when oneDNN has no implementation for the case.
+//
+// Threads: oneDNN runs single-threaded inside each of Loom's kernel threads
+// (its OpenMP team is never started), and the work is split over images in a
+// way that depends only on the shapes, so results do not depend on the number
+// of threads or engine workers.
+#pragma once
+
+#include <cstdint>
+
+namespace loom {
+
+enum class CpuKernels { Reference = 0, OneDnn = 1 };
+
+// The kernel set in use: LOOM_CPU_KERNELS (`onednn`, the default where built
+// with it, or `reference`), read on first use; an unknown value is an error.
+CpuKernels cpu_kernels();
+// Switches the kernel set at run time (tests compare the two in one process).
+// Asking for oneDNN in a build without it fails with LOOM_ERR_INVALID_ARGUMENT.
+void set_cpu_kernels(CpuKernels k);
+// True when built with oneDNN.
+bool onednn_built();
+// "onednn 2.6.3 (avx512_core ...)" or "reference (...)": what runs which op.
+const char *cpu_kernels_describe();
+
+// True when the oneDNN kernel set is selected.
+inline bool use_onednn() { return cpu_kernels() == CpuKernels::OneDnn; }
+
+// 2-D convolution geometry in NCHW (1-D data is H = 1); MXNet's dilation (1 = dense).
+struct ConvShape {
+  int64_t n, c, h, w;  // input
+  int64_t f, groups;   // output channels, groups
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t oh, ow;      // output spatial
+};
+
+// float32 convolution through oneDNN. Each returns false (having written
+// nothing) when oneDNN cannot compute the case; the caller then runs the
+// reference kernel. `bias` may be null. Backward: `dx` and/or `dw` may be null
+// (not wanted); the bias gradient stays with the caller.
+bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
+                         float *y);
+bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw);
+// How many convolution passes oneDNN has computed in this process (tests check
+// that the path they compare really ran).
+int64_t onednn_conv_calls();
+
+}  // namespace loom

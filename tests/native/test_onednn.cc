@@ -1,0 +1,226 @@
+// The oneDNN kernel set against the reference kernels and a naive float64
+// convolution: forward, data and weight gradients (and the bias gradient) over
+// many geometries, in float32 within 1e-5 relative, with the oneDNN path
+// checked to have run; the kernel-set switch and its errors.
+#include <cmath>
+#include <thread>
+
+#include "ops/nn/onednn.h"
+#include "testutil.h"
+
+using namespace lt;
+
+namespace {
+
+// Selects a kernel set for one scope and restores the previous one.
+struct KernelScope {
+  loom::CpuKernels prev;
+  explicit KernelScope(loom::CpuKernels k) : prev(loom::cpu_kernels()) { loom::set_cpu_kernels(k); }
+  ~KernelScope() { loom::set_cpu_kernels(prev); }
+};
+
+// Direct convolution in float64, written from the definition:
+// y[n,f,i,j] = b[f] + sum x[n, g*cg+c, i*s-ph+ki*d, j*s-pw+kj*d] w[f, c, ki, kj].
+std::vector<double> naive_conv_for_test(const std::vector<double> &x, const std::vector<double> &w,
+                                        const std::vector<double> &b, int64_t N, int64_t C, int64_t H,
+                                        int64_t W, int64_t F, int64_t KH, int64_t KW, int64_t S,
+                                        int64_t PH, int64_t PW, int64_t D, int64_t G, int64_t *OH,
+                                        int64_t *OW) {
+  *OH = (H + 2 * PH - D * (KH - 1) - 1) / S + 1;
+  *OW = (W + 2 * PW - D * (KW - 1) - 1) / S + 1;
+  int64_t cg = C / G, fg = F / G;
+  std::vector<double> y(N * F * *OH * *OW);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t i = 0; i < *OH; ++i)
+        for (int64_t j = 0; j < *OW; ++j) {
+          double s = b.empty() ? 0 : b[f];
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t ki = 0; ki < KH; ++ki)
+              for (int64_t kj = 0; kj < KW; ++kj) {
+                int64_t ii = i * S - PH + ki * D, jj = j * S - PW + kj * D;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                s += x[((n * C + (f / fg) * cg + c) * H + ii) * W + jj] * w[((f * cg + c) * KH + ki) * KW + kj];
+              }
+          y[((n * F + f) * *OH + i) * *OW + j] = s;
+        }
+  return y;
+}
+
+struct ConvCase {
+  int64_t n, c, h, w, f, kh, kw, s, p, d, g;
+  bool bias;
+  bool one_d;  // (N, C, W) data with a (kw,) kernel
+  std::string name() const {
+    return "n" + std::to_string(n) + " c" + std::to_string(c) + " " + std::to_string(h) + "x" +
+           std::to_string(w) + " f" + std::to_string(f) + " k" + std::to_string(kh) + "x" +
+           std::to_string(kw) + " s" + std::to_string(s) + " p" + std::to_string(p) + " d" +
+           std::to_string(d) + " g" + std::to_string(g) + (bias ? " bias" : "") + (one_d ? " 1-D" : "");
+  }
+  std::vector<int64_t> xshape() const {
+    return one_d ? std::vector<int64_t>{n, c, w} : std::vector<int64_t>{n, c, h, w};
+  }
+  std::vector<int64_t> wshape() const {
+    return one_d ? std::vector<int64_t>{f, c / g, kw} : std::vector<int64_t>{f, c / g, kh, kw};
+  }
+  Params params() const {
+    auto tup = [&](int64_t a, int64_t b) {
+      return one_d ? "(" + std::to_string(b) + ",)" : "(" + std::to_string(a) + "," + std::to_string(b) + ")";
+    };
+    return {{"kernel", tup(kh, kw)}, {"num_filter", std::to_string(f)}, {"stride", tup(s, s)},
+            {"pad", tup(p, p)},      {"dilate", tup(d, d)},             {"num_group", std::to_string(g)},
+            {"no_bias", bias ? "false" : "true"}};
+  }
+};
+
+struct ConvResult {
+  std::vector<double> y, dx, dw, db;
+};
+
+// Forward and every gradient (head gradient `hy`) with the current kernel set.
+ConvResult run_conv(const ConvCase &c, const std::vector<double> &x, const std::vector<double> &w,
+                    const std::vector<double> &b, const std::vector<double> &hy) {
+  Arr X = make(c.xshape(), x, LOOM_DTYPE_FLOAT32), W = make(c.wshape(), w, LOOM_DTYPE_FLOAT32),
+      B = make({c.f}, b, LOOM_DTYPE_FLOAT32);
+  Arr dX = make(c.xshape(), std::vector<double>(x.size(), 0), LOOM_DTYPE_FLOAT32),
+      dW = make(c.wshape(), std::vector<double>(w.size(), 0), LOOM_DTYPE_FLOAT32),
+      dB = make({c.f}, std::vector<double>(b.size(), 0), LOOM_DTYPE_FLOAT32);
+  std::vector<loom_ndarray> vars{X.h, W.h}, grads{dX.h, dW.h};
+  if (c.bias) vars.push_back(B.h), grads.push_back(dB.h);
+  EXPECT_EQ(loom_autograd_mark_variables(vars.data(), grads.data(), nullptr, int32_t(vars.size())), LOOM_OK);
+  int32_t prev = 0;
+  loom_autograd_set_recording(&prev, 1);
+  std::vector<const Arr *> ins{&X, &W};
+  if (c.bias) ins.push_back(&B);
+  std::vector<Arr> outs;
+  EXPECT_EQ(invoke("Convolution", ins, c.params(), &outs), LOOM_OK) << loom_last_error();
+  loom_autograd_set_recording(nullptr, prev);
+  ConvResult r;
+  if (outs.empty()) return r;
+  r.y = read(outs[0]);
+  Arr HY = make(shape_of(outs[0]), hy, LOOM_DTYPE_FLOAT32);
+  loom_ndarray head = outs[0].h, hg = HY.h;
+  EXPECT_EQ(loom_autograd_backward(&head, &hg, 1), LOOM_OK) << loom_last_error();
+  r.dx = read(dX);
+  r.dw = read(dW);
+  if (c.bias) r.db = read(dB);
+  return r;
+}
+
+// |got - want| <= 1e-5 * (1 + max |want|) elementwise.
+void expect_near_rel(const std::vector<double> &got, const std::vector<double> &want, const std::string &what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double scale = 1;
+  for (double v : want) scale = std::max(scale, std::fabs(v));
+  size_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (!(std::fabs(got[i] - want[i]) <= 1e-5 * scale)) {
+      if (bad++ < 3) ADD_FAILURE() << what << " [" << i << "]: " << got[i] << " vs " << want[i];
+    }
+  EXPECT_EQ(bad, 0u) << what;
+}
+
+const std::vector<ConvCase> &cases() {
+  static const std::vector<ConvCase> v = {
+      // small channel counts (plain layouts) and the blocked ones (multiples of 8 / 16)
+      {2, 3, 7, 6, 4, 3, 3, 1, 0, 1, 1, true, false},
+      {1, 4, 8, 8, 6, 3, 3, 2, 1, 1, 2, true, false},
+      {2, 2, 9, 7, 2, 2, 2, 1, 2, 2, 1, false, false},
+      {3, 16, 10, 10, 32, 3, 3, 1, 1, 1, 1, true, false},
+      {13, 32, 9, 9, 48, 3, 3, 1, 1, 1, 1, true, false},  // 13 images: items of 2 and a tail of 1
+      {5, 64, 8, 8, 32, 1, 1, 2, 0, 1, 1, false, false},  // ResNet's stride-2 1x1 (negative right pad)
+      {4, 32, 14, 14, 64, 3, 3, 2, 1, 1, 1, true, false},
+      {3, 16, 11, 13, 16, 5, 3, 2, 2, 1, 1, true, false},  // rectangular kernel, odd extents
+      {2, 32, 12, 12, 32, 3, 3, 1, 2, 2, 1, true, false},  // dilated
+      {4, 32, 8, 8, 64, 3, 3, 1, 1, 1, 4, true, false},    // grouped
+      {2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 16, false, false},  // depthwise
+      {9, 1, 28, 28, 20, 5, 5, 1, 0, 1, 1, true, false},   // LeNet's first layer
+      {2, 3, 1, 10, 4, 1, 3, 1, 0, 1, 1, true, true},      // 1-D
+      {3, 16, 1, 20, 32, 1, 5, 2, 1, 1, 1, false, true},   // 1-D, strided and padded
+  };
+  return v;
+}
+
+}  // namespace
+
+TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  uint32_t seed = 500;
+  for (const ConvCase &c : cases()) {
+    SCOPED_TRACE(c.name());
+    int64_t xn = numel(c.xshape()), wn = numel(c.wshape());
+    auto x = as_dtype(random_values(xn, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto w = as_dtype(random_values(wn, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    int64_t oh, ow;
+    auto want = naive_conv_for_test(x, w, c.bias ? b : std::vector<double>{}, c.n, c.c, c.one_d ? 1 : c.h,
+                                    c.w, c.f, c.one_d ? 1 : c.kh, c.kw, c.s, c.one_d ? 0 : c.p, c.p,
+                                    c.d, c.g, &oh, &ow);
+    auto hy = as_dtype(random_values(want.size(), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    ConvResult ref, dnn;
+    {
+      KernelScope k(loom::CpuKernels::Reference);
+      ref = run_conv(c, x, w, b, hy);
+    }
+    int64_t before = loom::onednn_conv_calls();
+    {
+      KernelScope k(loom::CpuKernels::OneDnn);
+      dnn = run_conv(c, x, w, b, hy);
+    }
+    EXPECT_EQ(loom::onednn_conv_calls() - before, 2) << "oneDNN did not compute both passes";
+    expect_near_rel(dnn.y, want, "forward vs naive float64");
+    expect_near_rel(dnn.y, ref.y, "forward vs reference kernel");
+    expect_near_rel(dnn.dx, ref.dx, "data gradient vs reference kernel");
+    expect_near_rel(dnn.dw, ref.dw, "weight gradient vs reference kernel");
+    if (c.bias) expect_near_rel(dnn.db, ref.db, "bias gradient vs reference kernel");
+  }
+}
+
+// The same call gives the same bits whatever runs beside it: the work split
+// depends on the batch alone and oneDNN runs single-threaded in each piece.
+TEST(OneDnn, ConvolutionBitsDoNotDependOnConcurrentCallers) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  ConvCase c{13, 32, 9, 9, 48, 3, 3, 1, 1, 1, 1, true, false};
+  auto x = random_values(numel(c.xshape()), -1, 1, 601), w = random_values(numel(c.wshape()), -1, 1, 602),
+       b = random_values(c.f, -1, 1, 603);
+  auto hy = random_values(c.n * c.f * 81, -1, 1, 604);
+  ConvResult alone = run_conv(c, x, w, b, hy);
+  std::vector<ConvResult> got(3);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t) ts.emplace_back([&, t] { got[t] = run_conv(c, x, w, b, hy); });
+  for (auto &t : ts) t.join();
+  for (const auto &r : got) {
+    EXPECT_EQ(r.y, alone.y);
+    EXPECT_EQ(r.dx, alone.dx);
+    EXPECT_EQ(r.dw, alone.dw);
+  }
+}
+
+TEST(OneDnn, KernelSetIsReportedAndSwitchable) {
+  const char *d = nullptr;
+  ASSERT_EQ(loom_backend_describe(&d, LOOM_DEVICE_CPU), LOOM_OK);
+  std::string text(d);
+  EXPECT_NE(text.find(loom::onednn_built() ? "onednn" : "reference"), std::string::npos) << text;
+  {
+    KernelScope k(loom::CpuKernels::Reference);
+    EXPECT_NE(std::string(loom::cpu_kernels_describe()).find("reference"), std::string::npos);
+    ASSERT_EQ(loom_backend_describe(&d, LOOM_DEVICE_CPU), LOOM_OK);
+    EXPECT_NE(std::string(d).find("reference"), std::string::npos) << d;
+  }
+  if (!loom::onednn_built()) {
+    EXPECT_THROW(loom::set_cpu_kernels(loom::CpuKernels::OneDnn), std::exception);
+  }
+}
+
+// float64 stays with the reference kernels (oneDNN has no f64 convolution).
+TEST(OneDnn, Float64ConvolutionUsesTheReferenceKernel) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  int64_t before = loom::onednn_conv_calls();
+  Arr X = make({2, 3, 6, 6}, random_values(216, -1, 1, 610), LOOM_DTYPE_FLOAT64);
+  Arr W = make({4, 3, 3, 3}, random_values(108, -1, 1, 611), LOOM_DTYPE_FLOAT64);
+  Arr y = call("Convolution", {&X, &W}, {{"kernel", "(3,3)"}, {"num_filter", "4"}, {"no_bias", "true"}});
+  EXPECT_EQ(dtype_of(y), LOOM_DTYPE_FLOAT64);
+  EXPECT_EQ(loom::onednn_conv_calls(), before);
+}
