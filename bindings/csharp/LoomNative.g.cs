@@ -442,9 +442,11 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_device_count(out int @out, int dev_type);
 
     /// <summary>
-    /// A one-line description of the backend serving `dev_type`: for the GPU, the
-    ///  plugin's name, file and devices, or why none is available (what was looked
-    ///  for, and where). The string is owned by the library and valid until the
+    /// A one-line description of the backend serving `dev_type`: for the CPU, the
+    ///  kernel set in use (oneDNN with its version and instruction set, or Loom's
+    ///  reference kernels, chosen by LOOM_CPU_KERNELS=onednn|reference); for the GPU,
+    ///  the plugin's name, file and devices, or why none is available (what was
+    ///  looked for, and where). The string is owned by the library and valid until the
     ///  process exits.
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]

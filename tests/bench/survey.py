@@ -5,8 +5,13 @@ process (so neither framework's threads disturb the other), repetitions are
 interleaved, and the median is reported, beside the sgemm FLOP rate measured in
 the same run.
 
-Usage: survey.py [THREADS] [REPS] [NET ...]     (nets: fcn-s fcn-r alexnet-s alexnet-r lstm)
-A worker call: survey.py --worker loom|torch|sgemm NET THREADS STEPS"""
+The CPU speed networks (MLP and LeNet on MNIST-shaped data, ResNet-50 v1.5) run the
+same way. Loom runs twice: with its default CPU kernel set (oneDNN where built with
+it) and with LOOM_CPU_KERNELS=reference (its own kernels), so both are in one table.
+
+Usage: survey.py [THREADS] [REPS] [NET ...]
+       (nets: fcn-s fcn-r alexnet-s alexnet-r lstm mlp lenet resnet50; default: all)
+A worker call: survey.py --worker loom|loom-ref|torch|sgemm NET THREADS STEPS"""
 import json
 import os
 import statistics
@@ -27,8 +32,21 @@ NETS = {
     "alexnet-r": ("AlexNet-R: 32x32x3 -> 10 (Caffe's CIFAR-10 net: conv 32/32/64 5x5, pool 3/2, fc 10)", 1024, {}),
     "lstm": ("LSTM: vocabulary 10000, embedding 480, 2 layers of 480, length 32, fc 10000", 256,
              {"vocab": 10000, "hidden": 480, "layers": 2, "seq": 32}),
+    "mlp": ("MLP: 784-128-64-10, ReLU, softmax (the MNIST job's network)", 100, {}),
+    "lenet": ("LeNet: conv 5x5x20, tanh, max-pool 2, conv 5x5x50, tanh, max-pool 2, fc 500 tanh, fc 10", 100, {}),
+    "resnet50": ("ResNet-50 v1.5: 224x224x3 -> 1000 (torchvision's resnet50)", 16, {}),
 }
-STEPS = {"fcn-s": 6, "fcn-r": 6, "alexnet-s": 4, "alexnet-r": 6, "lstm": 3}
+STEPS = {"fcn-s": 6, "fcn-r": 6, "alexnet-s": 4, "alexnet-r": 6, "lstm": 3, "mlp": 60, "lenet": 20, "resnet50": 3}
+
+
+def resnet50_units():
+    """ResNet-50 v1.5's bottleneck units: (in channels, width, stride, has projection)."""
+    units, cin = [], 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            units.append((cin, width, stride if b == 0 else 1, b == 0))
+            cin = width * 4
+    return units
 
 
 def conv_out(n, k, s, p):
@@ -47,12 +65,17 @@ def alexnet_r_layers():
             ("conv", 32, 64, 5, 1, 2), ("pool",), ("fc", 64 * 3 * 3, 10, "last")]
 
 
+def lenet_layers():
+    return [("conv", 1, 20, 5, 1, 0), ("pool2",), ("conv", 20, 50, 5, 1, 0), ("pool2",), ("fc", 800, 500),
+            ("fc", 500, 10, "last")]
+
+
 def conv_layers(net):
-    return alexnet_s_layers() if net == "alexnet-s" else alexnet_r_layers()
+    return {"alexnet-s": alexnet_s_layers, "alexnet-r": alexnet_r_layers, "lenet": lenet_layers}[net]()
 
 
 def image_shape(net):
-    return (3, 224, 224) if net == "alexnet-s" else (3, 32, 32)
+    return {"alexnet-s": (3, 224, 224), "resnet50": (3, 224, 224), "lenet": (1, 28, 28)}.get(net, (3, 32, 32))
 
 
 def count(net):
@@ -62,12 +85,28 @@ def count(net):
         dims = [cfg["in"]] + [cfg["hidden"]] * 4 + [cfg["out"]]
         params = sum(a * b + b for a, b in zip(dims, dims[1:]))
         return params, sum(a * b for a, b in zip(dims, dims[1:]))
+    if net == "mlp":
+        dims = [784, 128, 64, 10]
+        return sum(a * b + b for a, b in zip(dims, dims[1:])), sum(a * b for a, b in zip(dims, dims[1:]))
     if net == "lstm":
         V, H, L, T = cfg["vocab"], cfg["hidden"], cfg["layers"], cfg["seq"]
         rnn = sum(4 * H * (H + H + 2) for _ in range(L))
         params = V * H + rnn + H * V + V
         macs = T * (sum(4 * H * (H + H) for _ in range(L)) + H * V)
         return params, macs
+    if net == "resnet50":
+        hw = 112  # after the 7x7/2 stem convolution
+        params, macs = 3 * 64 * 49 + 2 * 64, 3 * 64 * 49 * hw * hw
+        hw = 56  # after the 3x3/2 max-pool
+        for cin, w, st, proj in resnet50_units():
+            out_hw = hw // st
+            params += cin * w + 2 * w + w * w * 9 + 2 * w + w * 4 * w + 2 * 4 * w
+            macs += cin * w * hw * hw + w * w * 9 * out_hw * out_hw + w * 4 * w * out_hw * out_hw
+            if proj:
+                params += cin * 4 * w + 2 * 4 * w
+                macs += cin * 4 * w * out_hw * out_hw
+            hw = out_hw
+        return params + 2048 * 1000 + 1000, macs + 2048 * 1000
     c, h, w = image_shape(net)
     params = macs = 0
     for layer in conv_layers(net):
@@ -78,6 +117,8 @@ def count(net):
             macs += cin * cout * k * k * h * w
         elif layer[0] == "pool":
             h, w = conv_out(h, 3, 2, 0), conv_out(w, 3, 2, 0)
+        elif layer[0] == "pool2":
+            h, w = conv_out(h, 2, 2, 0), conv_out(w, 2, 2, 0)
         else:
             params += layer[1] * layer[2] + layer[2]
             macs += layer[1] * layer[2]
@@ -94,7 +135,9 @@ def synthetic(net, batch):
     if net == "lstm":
         return (rng.integers(0, cfg["vocab"], (cfg["seq"], batch)).astype(np.float32),
                 rng.integers(0, cfg["vocab"], (cfg["seq"] * batch,)))
-    classes = 1000 if net == "alexnet-s" else 10
+    if net == "mlp":
+        return rng.uniform(0, 1, (batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
+    classes = 1000 if net in ("alexnet-s", "resnet50") else 10
     return rng.uniform(0, 1, (batch,) + image_shape(net)).astype(np.float32), rng.integers(0, classes, batch)
 
 
@@ -107,6 +150,27 @@ def loom_symbol(net):
         for i in range(4):
             x = s.Activation(s.FullyConnected(x, num_hidden=cfg["hidden"], name="fc%d" % i), act_type="relu")
         x = s.FullyConnected(x, num_hidden=cfg["out"], name="fc4")
+    elif net == "mlp":
+        x = s.Activation(s.FullyConnected(x, num_hidden=128, name="fc1"), act_type="relu")
+        x = s.Activation(s.FullyConnected(x, num_hidden=64, name="fc2"), act_type="relu")
+        x = s.FullyConnected(x, num_hidden=10, name="fc3")
+    elif net == "resnet50":
+        def conv_bn(x, name, f, k, st, relu):
+            p = (k - 1) // 2
+            x = s.Convolution(x, kernel=(k, k), stride=(st, st), pad=(p, p), num_filter=f, no_bias=True,
+                              name=name)
+            x = s.BatchNorm(x, fix_gamma=False, eps=1e-5, momentum=0.9, name=name + "_bn")
+            return s.Activation(x, act_type="relu") if relu else x
+        x = conv_bn(x, "stem", 64, 7, 2, True)
+        x = s.Pooling(x, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max")
+        for i, (cin, w, st, proj) in enumerate(resnet50_units()):
+            y = conv_bn(x, "u%d_a" % i, w, 1, 1, True)
+            y = conv_bn(y, "u%d_b" % i, w, 3, st, True)
+            y = conv_bn(y, "u%d_c" % i, 4 * w, 1, 1, False)
+            sc = conv_bn(x, "u%d_proj" % i, 4 * w, 1, st, False) if proj else x
+            x = s.Activation(y + sc, act_type="relu")
+        x = s.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg")
+        x = s.FullyConnected(s.Flatten(x), num_hidden=1000, name="fc")
     elif net == "lstm":
         V, H, L = cfg["vocab"], cfg["hidden"], cfg["layers"]
         x = s.Embedding(x, input_dim=V, output_dim=H, name="embed")
@@ -114,17 +178,20 @@ def loom_symbol(net):
         x = s.reshape(x, shape=(-1, H))
         x = s.FullyConnected(x, num_hidden=V, name="pred")
     else:
+        act = "tanh" if net == "lenet" else "relu"
         for i, layer in enumerate(conv_layers(net)):
             if layer[0] == "conv":
                 _, _, cout, k, st, p = layer
                 x = s.Activation(s.Convolution(x, kernel=(k, k), stride=(st, st), pad=(p, p), num_filter=cout,
-                                               name="conv%d" % i), act_type="relu")
+                                               name="conv%d" % i), act_type=act)
             elif layer[0] == "pool":
                 x = s.Pooling(x, kernel=(3, 3), stride=(2, 2), pool_type="max")
+            elif layer[0] == "pool2":
+                x = s.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max")
             else:
                 x = s.FullyConnected(s.Flatten(x), num_hidden=layer[2], name="fc%d" % i)
                 if len(layer) < 4:
-                    x = s.Activation(x, act_type="relu")
+                    x = s.Activation(x, act_type=act)
     return s.SoftmaxOutput(x, name="softmax")
 
 
@@ -142,6 +209,8 @@ def run_loom(net, steps):
         a = args[n]
         if n.endswith("weight") or n.endswith("parameters"):
             _invoke("random_uniform", [], {"shape": a.shape, "low": -0.05, "high": 0.05}, out=a)
+        elif n.endswith("gamma"):
+            _invoke("ones", [], {"shape": a.shape}, out=a)
         else:
             _invoke("zeros", [], {"shape": a.shape}, out=a)
     args["data"].copyfrom(x)
@@ -169,6 +238,11 @@ def torch_net(net):
         for a, b in zip(dims, dims[1:]):
             layers += [nn.Linear(a, b), nn.ReLU()]
         return nn.Sequential(*layers, nn.Linear(cfg["hidden"], cfg["out"]))
+    if net == "mlp":
+        return nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    if net == "resnet50":
+        import torchvision
+        return torchvision.models.resnet50()
     if net == "lstm":
         class LM(nn.Module):
             def __init__(self):
@@ -182,14 +256,17 @@ def torch_net(net):
                 return self.pred(y.reshape(-1, cfg["hidden"]))
         return LM()
     layers = []
+    act = nn.Tanh if net == "lenet" else nn.ReLU
     for layer in conv_layers(net):
         if layer[0] == "conv":
             _, cin, cout, k, st, p = layer
-            layers += [nn.Conv2d(cin, cout, k, st, p), nn.ReLU()]
+            layers += [nn.Conv2d(cin, cout, k, st, p), act()]
         elif layer[0] == "pool":
             layers.append(nn.MaxPool2d(3, 2))
+        elif layer[0] == "pool2":
+            layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Flatten(), nn.Linear(layer[1], layer[2])] + ([] if len(layer) > 3 else [nn.ReLU()])
+            layers += [nn.Flatten(), nn.Linear(layer[1], layer[2])] + ([] if len(layer) > 3 else [act()])
     return nn.Sequential(*layers)
 
 
@@ -233,9 +310,15 @@ def run_sgemm():
     return 2.0 * n ** 3 / statistics.median(times)
 
 
+def kernels_describe():
+    out = subprocess.run([sys.executable, "-c", "import loom; print(loom.backend_describe(loom._abi.LOOM_DEVICE_CPU))"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or out.stderr.strip().splitlines()[-1]
+
+
 def worker(argv):
     kind, net, threads, steps = argv[0], argv[1], int(argv[2]), int(argv[3])
-    if kind == "loom":
+    if kind in ("loom", "loom-ref"):
         r = run_loom(net, steps)
     elif kind == "torch":
         r = run_torch(net, steps, threads)
@@ -248,6 +331,8 @@ def worker(argv):
 
 def spawn(kind, net, threads, steps):
     env = dict(os.environ, LOOM_CPU_WORKERS=str(threads), OMP_NUM_THREADS=str(threads))
+    if kind == "loom-ref":
+        env["LOOM_CPU_KERNELS"] = "reference"
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", kind, net, str(threads), str(steps)],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["value"]
@@ -261,33 +346,38 @@ def main():
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     nets = sys.argv[3:] or list(NETS)
     have_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
-    sgemm, res = [], {n: {"loom": [], "torch": []} for n in nets}
+    sgemm, res = [], {n: {"loom": [], "loom-ref": [], "torch": []} for n in nets}
     for rep in range(reps):  # interleaved: every network and framework once per round
         sgemm.append(spawn("sgemm", "-", threads, 0))
         for net in nets:
             res[net]["loom"].append(spawn("loom", net, threads, STEPS[net]))
+            res[net]["loom-ref"].append(spawn("loom-ref", net, threads, STEPS[net]))
             if have_torch:
                 res[net]["torch"].append(spawn("torch", net, threads, STEPS[net]))
     rate = statistics.median(sgemm)
     print("survey networks, training with plain SGD on synthetic data, %d threads, median of %d interleaved runs"
           % (threads, reps))
     print("sgemm (Loom dot 2048x2048 float32) in this run: %.1f GFLOP/s" % (rate / 1e9))
-    print("%-10s %8s %12s %12s %12s %8s %10s" % ("network", "batch", "params", "Loom/s", "PyTorch/s", "ratio",
-                                                  "of sgemm"))
+    print("Loom's CPU kernels: %s" % kernels_describe())
+    print("%-10s %6s %10s %10s %10s %10s %7s %9s %9s" % ("network", "batch", "params", "Loom/s", "ref/s", "PyTorch/s",
+                                                         "ratio", "of sgemm", "ref/sgemm"))
     for net in nets:
         desc, batch, _ = NETS[net]
         params, macs = count(net)
         flops = 6.0 * macs * batch  # 2 per multiply-add, x3 for training
         lt = statistics.median(res[net]["loom"])
+        rt = statistics.median(res[net]["loom-ref"])
         tt = statistics.median(res[net]["torch"]) if have_torch else float("nan")
         unit = batch
-        print("%-10s %8d %12d %12.1f %12.1f %8.2f %9.1f%%" % (net, batch, params, unit / lt, unit / tt, tt / lt,
-                                                            100 * flops / lt / rate))
+        print("%-10s %6d %10d %10.1f %10.1f %10.1f %7.2f %8.1f%% %8.1f%%" % (
+            net, batch, params, unit / lt, unit / rt, unit / tt, tt / lt, 100 * flops / lt / rate,
+            100 * flops / rt / rate))
     for net in nets:
         params, macs = count(net)
         print("  %s; %d parameters, %.2f GFLOP per training step" % (NETS[net][0], params,
                                                                      6.0 * macs * NETS[net][1] / 1e9))
-    print("  (LSTM figures are sequences/s of 32 tokens; the others images/s)")
+    print("  (LSTM figures are sequences/s of 32 tokens; the others images/s. ref: LOOM_CPU_KERNELS=reference;"
+          " ratio: Loom/PyTorch)")
     if not have_torch:
         print("PyTorch is not installed (sudo apt-get install -y python3-torch); no comparison printed")
 
