@@ -18,8 +18,25 @@ void reduce_fn_to(const TBlob &dst, const Shape &out_shape, F &&f) {
   for (int64_t i = 0; i < dst.size(); ++i) d[i] = static_cast<T>(acc[i]);
 }
 
-void set_binary_grad(const char *name) {
-  std::string op = name;
+enum class BinGrad { Add, Subtract, Multiply, Divide, Power, Maximum, Minimum };
+
+// d(lhs op rhs)/d(side) times the incoming gradient gy.
+inline double binary_grad(BinGrad op, int side, double x, double y, double gy) {
+  switch (op) {
+    case BinGrad::Add: return gy;
+    case BinGrad::Subtract: return side == 0 ? gy : -gy;
+    case BinGrad::Multiply: return side == 0 ? gy * y : gy * x;
+    case BinGrad::Divide: return side == 0 ? gy / y : -gy * x / (y * y);
+    case BinGrad::Power: return side == 0 ? gy * y * std::pow(x, y - 1) : gy * std::pow(x, y) * std::log(x);
+    default: {
+      // maximum / minimum: the chosen operand takes the gradient (ties go to lhs).
+      bool lhs = op == BinGrad::Maximum ? x >= y : x <= y;
+      return (side == 0) == lhs ? gy : 0.0;
+    }
+  }
+}
+
+void set_binary_grad(const char *name, BinGrad op) {
   Registry::get().add(name).set_backward([op](const OpContext &, const Params &,
                                               const BlobList &in, const BlobList &,
                                               const BlobList &og, const BlobList &ig,
@@ -30,18 +47,22 @@ void set_binary_grad(const char *name) {
       const T *a = in[0].ptr<T>();
       const T *b = in[1].ptr<T>();
       const T *g = og[0].ptr<T>();
+      const bool same = in[0].shape == os && in[1].shape == os;
       for (int side = 0; side < 2; ++side) {
         if (!req[side]) continue;
+        T *d = ig[side].ptr<T>();
+        if (same) {  // no broadcast: one term per element, rounded as the sum below would be
+          if (op == BinGrad::Add || (op == BinGrad::Subtract && side == 0)) {
+            parallel_for(os.size(), [&](int64_t i) { d[i] = g[i]; });
+          } else {
+            parallel_for(os.size(), [&](int64_t i) {
+              d[i] = static_cast<T>(binary_grad(op, side, a[i], b[i], g[i]));
+            });
+          }
+          continue;
+        }
         reduce_fn_to<T>(ig[side], os, [&](int64_t i) -> double {
-          double x = a[il(i)], y = b[ir(i)], gy = g[i];
-          if (op == "add") return gy;
-          if (op == "subtract") return side == 0 ? gy : -gy;
-          if (op == "multiply") return side == 0 ? gy * y : gy * x;
-          if (op == "divide") return side == 0 ? gy / y : -gy * x / (y * y);
-          if (op == "power") return side == 0 ? gy * y * std::pow(x, y - 1) : gy * std::pow(x, y) * std::log(x);
-          // maximum / minimum: the chosen operand takes the gradient (ties go to lhs).
-          bool lhs = op == "maximum" ? x >= y : x <= y;
-          return (side == 0) == lhs ? gy : 0.0;
+          return binary_grad(op, side, a[il(i)], b[ir(i)], g[i]);
         });
       }
     });
@@ -98,8 +119,11 @@ const ScalarGrad kScalarGrads[] = {
 
 const int kRegistered = [] {
   auto &reg = Registry::get();
-  for (const char *b : {"add", "subtract", "multiply", "divide", "power", "maximum", "minimum"})
-    set_binary_grad(b);
+  const std::pair<const char *, BinGrad> binaries[] = {
+      {"add", BinGrad::Add},         {"subtract", BinGrad::Subtract}, {"multiply", BinGrad::Multiply},
+      {"divide", BinGrad::Divide},   {"power", BinGrad::Power},       {"maximum", BinGrad::Maximum},
+      {"minimum", BinGrad::Minimum}};
+  for (const auto &b : binaries) set_binary_grad(b.first, b.second);
   // clip: the gradient passes where a_min <= x <= a_max.
   reg.add("clip").set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                                   const BlobList &og, const BlobList &ig, const ReqList &req) {
