@@ -137,6 +137,18 @@ switch ($Command) {
         $ctestSkips = @([regex]::Matches($ctest, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest: " + $_.Groups[1].Value })
         foreach ($k in $ctestSkips) { $skips.Add($k) }
         if ($ctest -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $ctestSkips.Count } else { $failed++ }
+        # Built with oneDNN, the suite runs again on Loom's own kernels alone.
+        if ((ldd (Join-Path $Build "lib/libloom.so") 2>$null | Out-String) -match 'libdnnl') {
+            Push-Location $Build
+            $env:LOOM_CPU_KERNELS = "reference"
+            $ctestRef = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
+            Remove-Item Env:LOOM_CPU_KERNELS
+            Pop-Location
+            Write-Host $ctestRef
+            $refSkips = @([regex]::Matches($ctestRef, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest (reference kernels): " + $_.Groups[1].Value })
+            foreach ($k in $refSkips) { $skips.Add($k) }
+            if ($ctestRef -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $refSkips.Count } else { $failed++ }
+        }
         $nunit = dotnet test tests/Loom.Tests/Loom.Tests.csproj -c $Config --no-build -nologo 2>&1 | Out-String
         Write-Host $nunit
         if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)') {

@@ -182,6 +182,11 @@ ctest_in() {
 run_ctest() {
   log "native suite (ctest)"
   ctest_in "$BUILD" ctest -j"$(nproc)"
+  # Built with oneDNN, the suite runs again on Loom's own kernels alone.
+  if ldd "$BUILD/lib/libloom.so" 2>/dev/null | grep -q libdnnl; then
+    log "native suite (ctest), LOOM_CPU_KERNELS=reference"
+    LOOM_CPU_KERNELS=reference ctest_in "$BUILD" ctest-reference -j"$(nproc)"
+  fi
 }
 
 run_nunit() {

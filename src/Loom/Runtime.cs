@@ -50,7 +50,9 @@ public static class Backend
     /// <summary>GPUs usable as <see cref="Context.Gpu"/>; 0 without a GPU backend.</summary>
     public static int GpuCount => DeviceCount(DeviceType.Gpu);
 
-    /// <summary>One line on the backend of a device type: for the GPU, the plugin's
+    /// <summary>One line on the backend of a device type: for the CPU, the kernel set
+    /// in use (oneDNN with its version and instruction set, or Loom's reference
+    /// kernels, chosen by <c>LOOM_CPU_KERNELS</c>); for the GPU, the plugin's
     /// file and devices, or why none is available and where it was looked for.</summary>
     /// <param name="type">The device type.</param>
     /// <returns>A description of the backend.</returns>

@@ -314,6 +314,42 @@ except loom.LoomError as e:
 """
 
 
+class KernelSetTests(unittest.TestCase):
+    """LOOM_CPU_KERNELS picks the CPU kernel set once per process; both sets give the
+    same convolution within float32 rounding, and a bad value is refused by name."""
+
+    SCRIPT = """
+import json, numpy as np, loom
+from loom import nd
+rng = np.random.default_rng(5)
+x = loom.from_numpy(rng.uniform(-1, 1, (4, 16, 9, 9)).astype(np.float32))
+w = loom.from_numpy(rng.uniform(-1, 1, (32, 16, 3, 3)).astype(np.float32))
+try:
+    y = loom._invoke("Convolution", [x, w], {"kernel": (3, 3), "num_filter": 32, "pad": (1, 1), "no_bias": True})
+    print(json.dumps({"describe": loom.backend_describe(1), "y": y.asnumpy().ravel().tolist()}))
+except loom.LoomError as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+    def run_with(self, kernels):
+        env = dict(os.environ, LOOM_CPU_KERNELS=kernels)
+        r = subprocess.run([sys.executable, "-c", self.SCRIPT], env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def test_sets_agree_and_are_named(self):
+        ref = self.run_with("reference")
+        self.assertIn("kernels: reference", ref["describe"])
+        default = self.run_with("")
+        if "onednn" in default["describe"]:
+            self.assertIn("Convolution", default["describe"])
+        np.testing.assert_allclose(default["y"], ref["y"], rtol=1e-5, atol=1e-5)
+
+    def test_unknown_kernel_set_is_refused(self):
+        r = self.run_with("fastest")
+        self.assertIn("LOOM_CPU_KERNELS=fastest is not a kernel set", r["error"])
+
+
 class DeviceTests(unittest.TestCase):
     def test_without_a_backend_gpu_contexts_are_refused_with_the_reason(self):
         if os.environ.get("LOOM_CUDA_LIBRARY"):

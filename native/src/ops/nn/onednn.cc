@@ -108,18 +108,32 @@ dnnl::engine &cpu_engine() {
   return *e;
 }
 
-// oneDNN (Debian's build) runs on OpenMP. Each thread that calls it asks for
-// one OpenMP thread, so no OpenMP team is ever started beside Loom's own pool.
-// The OpenMP runtime is libdnnl's dependency; it is looked up, not linked.
-void one_openmp_thread() {
-  using set_fn = void (*)(int);
-  static set_fn set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
-  thread_local bool done = false;
-  if (!done) {
-    if (set) set(1);
-    done = true;
+// oneDNN (Debian's build) runs on OpenMP. While it works, the calling thread
+// asks OpenMP for one thread, so no OpenMP team is ever started beside Loom's
+// own pool; the thread's previous setting is restored afterwards (the caller
+// may be an application thread that uses OpenMP itself). The OpenMP runtime is
+// libdnnl's dependency; it is looked up, not linked.
+class OneOpenMpThread {
+ public:
+  OneOpenMpThread() {
+    using get_fn = int (*)();
+    static set_fn set = reinterpret_cast<set_fn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+    static get_fn get = reinterpret_cast<get_fn>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+    set_ = set;
+    prev_ = get ? get() : 1;
+    if (set_ && prev_ != 1) set_(1);
   }
-}
+  ~OneOpenMpThread() {
+    if (set_ && prev_ != 1) set_(prev_);
+  }
+  OneOpenMpThread(const OneOpenMpThread &) = delete;
+  OneOpenMpThread &operator=(const OneOpenMpThread &) = delete;
+
+ private:
+  using set_fn = void (*)(int);
+  set_fn set_ = nullptr;
+  int prev_ = 1;
+};
 
 // A 64-byte aligned per-thread buffer that grows and is reused across calls.
 struct Buffer {
@@ -216,14 +230,14 @@ template <typename F>
 void for_items(int64_t n, F &&body) {
   int64_t per = item_images(n), items = (n + per - 1) / per;
   parallel_ranges(items, 1, [&](int64_t i0, int64_t i1) {
-    one_openmp_thread();
+    OneOpenMpThread one;
     for (int64_t i = i0; i < i1; ++i) body(i, i * per, std::min(per, n - i * per));
   });
 }
 
 std::string describe_text() {
   const dnnl_version_t *v = dnnl_version();
-  one_openmp_thread();
+  OneOpenMpThread one;
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
          ") for 2-D float32 Convolution; Loom's kernels and OpenBLAS for the rest";
@@ -240,7 +254,7 @@ const char *cpu_kernels_describe() {
 
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
                          float *y) {
-  one_openmp_thread();
+  OneOpenMpThread one;
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
   std::unique_ptr<dnnl::convolution_forward::primitive_desc> pd, pd_last;
   try {
@@ -287,7 +301,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
 
 bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
                           float *dx, float *dw) {
-  one_openmp_thread();
+  OneOpenMpThread one;
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
   using fwd_pd_t = dnnl::convolution_forward::primitive_desc;
   using bwd_d_pd_t = dnnl::convolution_backward_data::primitive_desc;
