@@ -2,7 +2,9 @@
 // and weight gradients) with oneDNN's blocked layouts inside each call.
 #include "ops/nn/onednn.h"
 
+#include <array>
 #include <atomic>
+#include <map>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -235,6 +237,55 @@ void for_items(int64_t n, F &&body) {
   });
 }
 
+using bwd_d_pd_t = dnnl::convolution_backward_data::primitive_desc;
+using bwd_w_pd_t = dnnl::convolution_backward_weights::primitive_desc;
+
+// Primitive descriptors and primitives for one convolution: for the batch
+// pieces of full size and for the shorter last piece, if any.
+struct ForwardPlan {
+  std::unique_ptr<dnnl::convolution_forward::primitive_desc> pd, pd_last;
+  std::unique_ptr<dnnl::convolution_forward> prim, prim_last;
+};
+struct BackwardPlan {
+  struct Pds {
+    std::unique_ptr<bwd_d_pd_t> data;
+    std::unique_ptr<bwd_w_pd_t> weights;
+    std::unique_ptr<dnnl::convolution_backward_data> pdata;
+    std::unique_ptr<dnnl::convolution_backward_weights> pw;
+  } full, tail;
+};
+
+// Plans are built once per geometry and kept (oneDNN's primitives may run in
+// several threads at once); a failed build is remembered as null, so the
+// reference kernel runs without asking oneDNN again. At most kMaxPlans are
+// kept; beyond that the cache starts over.
+constexpr size_t kMaxPlans = 512;
+template <typename Plan, typename Build>
+std::shared_ptr<const Plan> cached(const ConvShape &s, int variant, Build &&build) {
+  using Key = std::array<int64_t, 19>;
+  static std::mutex mu;
+  static std::map<Key, std::shared_ptr<const Plan>> *plans = new std::map<Key, std::shared_ptr<const Plan>>();
+  Key key{s.n, s.c, s.h, s.w, s.f, s.groups, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.oh, s.ow,
+          variant, 0, 0};
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = plans->find(key);
+    if (it != plans->end()) return it->second;
+  }
+  std::shared_ptr<Plan> p = std::make_shared<Plan>();
+  bool ok;
+  try {
+    ok = build(*p);
+  } catch (const dnnl::error &) {
+    ok = false;  // no oneDNN implementation for this case
+  }
+  std::shared_ptr<const Plan> result = ok ? std::shared_ptr<const Plan>(p) : nullptr;
+  std::lock_guard<std::mutex> lk(mu);
+  if (plans->size() >= kMaxPlans) plans->clear();
+  plans->emplace(key, result);
+  return result;
+}
+
 std::string describe_text() {
   const dnnl_version_t *v = dnnl_version();
   OneOpenMpThread one;
@@ -256,20 +307,23 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
                          float *y) {
   OneOpenMpThread one;
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
-  std::unique_ptr<dnnl::convolution_forward::primitive_desc> pd, pd_last;
-  try {
-    pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr)));
+  auto plan = cached<ForwardPlan>(s, bias != nullptr ? 1 : 0, [&](ForwardPlan &f) {
+    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr)));
     if (last != per)
-      pd_last.reset(
+      f.pd_last.reset(
           new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias != nullptr)));
-  } catch (const dnnl::error &) {
-    return false;  // no oneDNN implementation for this case
-  }
+    // Both batch sizes share the weights' layout (checked; else the reference runs).
+    if (f.pd_last && !(f.pd_last->weights_desc() == f.pd->weights_desc())) return false;
+    f.prim.reset(new dnnl::convolution_forward(*f.pd));
+    if (f.pd_last) f.prim_last.reset(new dnnl::convolution_forward(*f.pd_last));
+    return true;
+  });
+  if (!plan) return false;
+  const auto *pd = plan->pd.get(), *pd_last = plan->pd_last.get();
+  const auto &prim = *plan->prim;
+  const auto &prim_last = plan->prim_last ? *plan->prim_last : prim;
   dnnl::stream st(cpu_engine());
-  // Both batch sizes share the weights' layout (checked; else the reference runs).
-  if (pd_last && !(pd_last->weights_desc() == pd->weights_desc())) return false;
   const void *wr = weights_as(s, w, pd->weights_desc(), 4, st);
-  dnnl::convolution_forward prim(*pd), prim_last = pd_last ? dnnl::convolution_forward(*pd_last) : prim;
   for_items(s.n, [&](int64_t, int64_t n0, int64_t bn) {
     const auto &p = bn == per ? *pd : *pd_last;
     const auto &pr = bn == per ? prim : prim_last;
@@ -303,58 +357,50 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
                           float *dx, float *dw) {
   OneOpenMpThread one;
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
-  using fwd_pd_t = dnnl::convolution_forward::primitive_desc;
-  using bwd_d_pd_t = dnnl::convolution_backward_data::primitive_desc;
-  using bwd_w_pd_t = dnnl::convolution_backward_weights::primitive_desc;
-  struct Pds {
-    std::unique_ptr<bwd_d_pd_t> data;
-    std::unique_ptr<bwd_w_pd_t> weights;
-  } full, tail;
-  auto make = [&](int64_t bn, Pds &out) {
-    fwd_pd_t hint = forward_pd(s, bn, false);
-    Dims d = dims_for(s, bn);
-    memory::desc src(d.src, dt::f32, tag::any), wei(d.wei, dt::f32, tag::any),
-        dst(d.dst, dt::f32, tag::any);
-    if (dx)
-      out.data.reset(new bwd_d_pd_t(
-          dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src, wei, dst,
-                                                d.strides, d.dil, d.padl, d.padr),
-          user_scratchpad(), cpu_engine(), hint));
-    if (dw)
-      out.weights.reset(new bwd_w_pd_t(
-          dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src, wei,
-                                                   dst, d.strides, d.dil, d.padl, d.padr),
-          user_scratchpad(), cpu_engine(), hint));
-  };
-  try {
-    make(per, full);
-    if (last != per) make(last, tail);
-  } catch (const dnnl::error &) {
-    return false;
-  }
-  if (last != per) {  // one weight layout for every item
-    if (dx && !(tail.data->weights_desc() == full.data->weights_desc())) return false;
-    if (dw && !(tail.weights->diff_weights_desc() == full.weights->diff_weights_desc())) return false;
-  }
+  auto plan = cached<BackwardPlan>(s, (dx ? 2 : 0) + (dw ? 4 : 0), [&](BackwardPlan &b) {
+    auto make = [&](int64_t bn, BackwardPlan::Pds &out) {
+      dnnl::convolution_forward::primitive_desc hint = forward_pd(s, bn, false);
+      Dims d = dims_for(s, bn);
+      memory::desc src(d.src, dt::f32, tag::any), wei(d.wei, dt::f32, tag::any),
+          dst(d.dst, dt::f32, tag::any);
+      if (dx) {
+        out.data.reset(new bwd_d_pd_t(
+            dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src, wei, dst,
+                                                  d.strides, d.dil, d.padl, d.padr),
+            user_scratchpad(), cpu_engine(), hint));
+        out.pdata.reset(new dnnl::convolution_backward_data(*out.data));
+      }
+      if (dw) {
+        out.weights.reset(new bwd_w_pd_t(
+            dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src, wei,
+                                                     dst, d.strides, d.dil, d.padl, d.padr),
+            user_scratchpad(), cpu_engine(), hint));
+        out.pw.reset(new dnnl::convolution_backward_weights(*out.weights));
+      }
+    };
+    make(per, b.full);
+    if (last != per) {
+      make(last, b.tail);
+      // one weight layout for every item
+      if (dx && !(b.tail.data->weights_desc() == b.full.data->weights_desc())) return false;
+      if (dw && !(b.tail.weights->diff_weights_desc() == b.full.weights->diff_weights_desc()))
+        return false;
+    }
+    return true;
+  });
+  if (!plan) return false;
+  const BackwardPlan::Pds &full = plan->full, &tail = plan->tail;
   dnnl::stream st(cpu_engine());
   const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), 4, st) : nullptr;
-  std::unique_ptr<dnnl::convolution_backward_data> pdata, pdata_tail;
-  std::unique_ptr<dnnl::convolution_backward_weights> pw, pw_tail;
-  if (dx) {
-    pdata.reset(new dnnl::convolution_backward_data(*full.data));
-    if (tail.data) pdata_tail.reset(new dnnl::convolution_backward_data(*tail.data));
-  }
   // Per-item weight gradients in oneDNN's layout, added in item order below.
   size_t wbytes = 0;
   std::vector<float> partial;
   if (dw) {
-    pw.reset(new dnnl::convolution_backward_weights(*full.weights));
-    if (tail.weights) pw_tail.reset(new dnnl::convolution_backward_weights(*tail.weights));
     wbytes = full.weights->diff_weights_desc().get_size();
     partial.resize(static_cast<size_t>(items) * (wbytes / sizeof(float)));
   }
   for_items(s.n, [&](int64_t item, int64_t n0, int64_t bn) {
-    Pds &p = bn == per ? full : tail;
+    const BackwardPlan::Pds &p = bn == per ? full : tail;
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
     memory::desc usrc(d.src, dt::f32, tag::nchw), udst(d.dst, dt::f32, tag::nchw);
@@ -373,8 +419,7 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
       memory mdy(want_dy, cpu_engine(), dyr), mw(p.data->weights_desc(), cpu_engine(), const_cast<void *>(wr)),
           mdx(p.data->diff_src_desc(), cpu_engine(), dsrc),
           mpad(p.data->scratchpad_desc(), cpu_engine(), thread_buffer(2, p.data->scratchpad_desc().get_size()));
-      (bn == per ? *pdata : *pdata_tail)
-          .execute(ts, {{DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, mdx},
+      p.pdata->execute(ts, {{DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, mdx},
                         {DNNL_ARG_SCRATCHPAD, mpad}});
       if (!direct) reorder(p.data->diff_src_desc(), dsrc, usrc, dxd, ts);
     }
@@ -396,8 +441,7 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
               partial.data() + static_cast<size_t>(item) * (wbytes / sizeof(float))),
           mpad(p.weights->scratchpad_desc(), cpu_engine(),
                thread_buffer(2, p.weights->scratchpad_desc().get_size()));
-      (bn == per ? *pw : *pw_tail)
-          .execute(ts, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_DIFF_WEIGHTS, mdw},
+      p.pw->execute(ts, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_DIFF_WEIGHTS, mdw},
                         {DNNL_ARG_SCRATCHPAD, mpad}});
     }
     ts.wait();
