@@ -176,6 +176,78 @@ TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
   }
 }
 
+// Deconvolution rides on the convolution kernels (its forward pass is a
+// convolution's data gradient): forward, data, weight and bias gradients
+// against the reference kernels, including adj and target-free padding.
+TEST(OneDnn, DeconvolutionMatchesReferenceKernels) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  struct D {
+    int64_t n, c, h, w, f, k, s, p, a, g;
+    bool bias;
+  };
+  uint32_t seed = 700;
+  for (const D &c : {D{2, 3, 5, 6, 4, 3, 1, 0, 0, 1, true}, D{3, 16, 7, 7, 32, 4, 2, 1, 0, 1, false},
+                     D{4, 32, 6, 5, 16, 3, 2, 1, 1, 1, true}, D{2, 16, 8, 8, 32, 3, 2, 0, 1, 4, true},
+                     D{9, 8, 4, 4, 8, 2, 2, 0, 0, 1, false}}) {
+    std::string name = "n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " f" + std::to_string(c.f) +
+                       " k" + std::to_string(c.k) + " s" + std::to_string(c.s) + " p" + std::to_string(c.p) +
+                       " adj" + std::to_string(c.a) + " g" + std::to_string(c.g);
+    SCOPED_TRACE(name);
+    auto tup = [](int64_t v) { return "(" + std::to_string(v) + "," + std::to_string(v) + ")"; };
+    Params prm{{"kernel", tup(c.k)}, {"num_filter", std::to_string(c.f)}, {"stride", tup(c.s)},
+               {"pad", tup(c.p)},    {"adj", tup(c.a)},                  {"num_group", std::to_string(c.g)},
+               {"no_bias", c.bias ? "false" : "true"}};
+    int64_t oh = (c.h - 1) * c.s - 2 * c.p + c.k + c.a, ow = (c.w - 1) * c.s - 2 * c.p + c.k + c.a;
+    std::vector<int64_t> xs{c.n, c.c, c.h, c.w}, ws{c.c, c.f / c.g, c.k, c.k};
+    auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto w = as_dtype(random_values(numel(ws), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto hy = as_dtype(random_values(c.n * c.f * oh * ow, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto run = [&] {
+      Arr X = make(xs, x, LOOM_DTYPE_FLOAT32), W = make(ws, w, LOOM_DTYPE_FLOAT32), B = make({c.f}, b, LOOM_DTYPE_FLOAT32);
+      Arr dX = make(xs, std::vector<double>(x.size(), 0), LOOM_DTYPE_FLOAT32),
+          dW = make(ws, std::vector<double>(w.size(), 0), LOOM_DTYPE_FLOAT32),
+          dB = make({c.f}, std::vector<double>(c.f, 0), LOOM_DTYPE_FLOAT32);
+      std::vector<loom_ndarray> vars{X.h, W.h}, grads{dX.h, dW.h};
+      if (c.bias) vars.push_back(B.h), grads.push_back(dB.h);
+      EXPECT_EQ(loom_autograd_mark_variables(vars.data(), grads.data(), nullptr, int32_t(vars.size())), LOOM_OK);
+      int32_t prev = 0;
+      loom_autograd_set_recording(&prev, 1);
+      std::vector<const Arr *> ins{&X, &W};
+      if (c.bias) ins.push_back(&B);
+      std::vector<Arr> outs;
+      EXPECT_EQ(invoke("Deconvolution", ins, prm, &outs), LOOM_OK) << loom_last_error();
+      loom_autograd_set_recording(nullptr, prev);
+      ConvResult r;
+      if (outs.empty()) return r;
+      EXPECT_EQ(shape_of(outs[0]), (std::vector<int64_t>{c.n, c.f, oh, ow}));
+      r.y = read(outs[0]);
+      Arr HY = make(shape_of(outs[0]), hy, LOOM_DTYPE_FLOAT32);
+      loom_ndarray head = outs[0].h, hg = HY.h;
+      EXPECT_EQ(loom_autograd_backward(&head, &hg, 1), LOOM_OK) << loom_last_error();
+      r.dx = read(dX);
+      r.dw = read(dW);
+      if (c.bias) r.db = read(dB);
+      return r;
+    };
+    ConvResult ref, dnn;
+    {
+      KernelScope k(loom::CpuKernels::Reference);
+      ref = run();
+    }
+    int64_t before = loom::onednn_conv_calls();
+    {
+      KernelScope k(loom::CpuKernels::OneDnn);
+      dnn = run();
+    }
+    EXPECT_EQ(loom::onednn_conv_calls() - before, 3) << "oneDNN did not compute all three passes";
+    expect_near_rel(dnn.y, ref.y, "forward vs reference kernel");
+    expect_near_rel(dnn.dx, ref.dx, "data gradient vs reference kernel");
+    expect_near_rel(dnn.dw, ref.dw, "weight gradient vs reference kernel");
+    if (c.bias) expect_near_rel(dnn.db, ref.db, "bias gradient vs reference kernel");
+  }
+}
+
 // The same call gives the same bits whatever runs beside it: the work split
 // depends on the batch alone and oneDNN runs single-threaded in each piece.
 TEST(OneDnn, ConvolutionBitsDoNotDependOnConcurrentCallers) {

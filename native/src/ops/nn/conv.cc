@@ -494,6 +494,16 @@ struct DeconvPlan {
   Shape output() const { return g.spatial == 2 ? Shape{g.n, f, g.h, g.w} : Shape{g.n, f, g.w}; }
 };
 
+// The convolution whose data gradient a planned deconvolution is, for oneDNN:
+// its input is the deconvolution's output (num_filter channels) and its
+// output the deconvolution's input; MXNet's deconvolution weight (C, F/g, k...)
+// is that convolution's weight.
+ConvShape deconv_as_conv(const DeconvPlan &c) {
+  const Geometry &g = c.g;
+  return ConvShape{g.n, c.f, g.h, g.w, g.c, c.groups, g.kh, g.kw, g.sh, g.sw,
+                   g.ph, g.pw, g.dh, g.dw, g.oh, g.ow};
+}
+
 const int kDeconvolution = [] {
   OpDef &d = Registry::get().add("Deconvolution");
   d.set_doc("Transposed convolution over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data: weight (C, num_filter/"
@@ -546,6 +556,22 @@ const int kDeconvolution = [] {
   // Per image and group: COL (krows, plane) = W_g^T (krows, cg) . X_g (cg, plane); y_g = col2im(COL).
   d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
     if (is_volume(p, in[0].shape)) return deconv3d_forward(p, in, out);
+    if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn()) {
+      const DeconvPlan c(p, in[0].shape);
+      float *y = out[0].ptr<float>();
+      if (onednn_conv_backward(deconv_as_conv(c), nullptr, in[1].ptr<float>(), in[0].ptr<float>(), y,
+                               nullptr)) {
+        if (in.size() > 2) {
+          const float *bias = in[2].ptr<float>();
+          const int64_t img = c.g.h * c.g.w;
+          parallel_for(c.g.n * c.f, [&](int64_t nk) {
+            float *yo = y + nk * img;
+            for (int64_t i = 0; i < img; ++i) yo[i] += bias[nk % c.f];
+          }, 1);
+        }
+        return;
+      }
+    }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const DeconvPlan c(p, in[0].shape);
       const Geometry &g = c.g;
@@ -580,7 +606,17 @@ const int kDeconvolution = [] {
       T *col = scratch<T>(static_cast<size_t>(c.krows * c.plane), 0);
       const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>(), *dy = og[0].ptr<T>();
       const int64_t img = g.h * g.w;
-      for (int64_t n = 0; n < g.n; ++n)
+      // oneDNN: dX is the convolution of dY; dW that convolution's weight
+      // gradient with X as its output gradient.
+      bool done = false;
+      if (std::is_same<T, float>::value && use_onednn() && (req[0] || req[1])) {
+        const ConvShape s = deconv_as_conv(c);
+        const float *xf = reinterpret_cast<const float *>(x), *wf = reinterpret_cast<const float *>(w),
+                    *dyf = reinterpret_cast<const float *>(dy);
+        done = (!req[0] || onednn_conv_forward(s, dyf, wf, nullptr, reinterpret_cast<float *>(ig[0].ptr<T>()))) &&
+               (!req[1] || onednn_conv_backward(s, dyf, wf, xf, nullptr, reinterpret_cast<float *>(ig[1].ptr<T>())));
+      }
+      for (int64_t n = 0; n < g.n && !done; ++n)
         for (int64_t gr = 0; gr < c.groups; ++gr) {
           if (!req[0] && !req[1]) continue;
           im2col(dy + (n * c.f + gr * c.fg) * img, c.fg, g, col, c.plane);

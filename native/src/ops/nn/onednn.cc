@@ -291,7 +291,7 @@ std::string describe_text() {
   OneOpenMpThread one;
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
-         ") for 2-D float32 Convolution; Loom's kernels and OpenBLAS for the rest";
+         ") for 2-D float32 Convolution and Deconvolution; Loom's kernels and OpenBLAS for the rest";
 }
 
 }  // namespace
@@ -394,10 +394,10 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
   const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), 4, st) : nullptr;
   // Per-item weight gradients in oneDNN's layout, added in item order below.
   size_t wbytes = 0;
-  std::vector<float> partial;
+  std::unique_ptr<float[]> partial;  // every element is written by oneDNN: no zeroing
   if (dw) {
     wbytes = full.weights->diff_weights_desc().get_size();
-    partial.resize(static_cast<size_t>(items) * (wbytes / sizeof(float)));
+    partial.reset(new float[static_cast<size_t>(items) * (wbytes / sizeof(float))]);
   }
   for_items(s.n, [&](int64_t item, int64_t n0, int64_t bn) {
     const BackwardPlan::Pds &p = bn == per ? full : tail;
@@ -438,7 +438,7 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
       }
       memory ms(p.weights->src_desc(), cpu_engine(), src), mdy(wdy, cpu_engine(), dyw),
           mdw(p.weights->diff_weights_desc(), cpu_engine(),
-              partial.data() + static_cast<size_t>(item) * (wbytes / sizeof(float))),
+              partial.get() + static_cast<size_t>(item) * (wbytes / sizeof(float))),
           mpad(p.weights->scratchpad_desc(), cpu_engine(),
                thread_buffer(2, p.weights->scratchpad_desc().get_size()));
       p.pw->execute(ts, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_DIFF_WEIGHTS, mdw},
@@ -447,12 +447,15 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
     ts.wait();
   });
   if (dw) {
-    size_t m = wbytes / sizeof(float);
-    float *sum = partial.data();
-    for (int64_t i = 1; i < items; ++i) {
-      const float *src = partial.data() + static_cast<size_t>(i) * m;
-      for (size_t j = 0; j < m; ++j) sum[j] += src[j];
-    }
+    // Each element adds the pieces in piece order, whichever thread does it.
+    const int64_t m = static_cast<int64_t>(wbytes / sizeof(float));
+    float *sum = partial.get();
+    parallel_ranges(m, 1 << 14, [&](int64_t j0, int64_t j1) {
+      for (int64_t i = 1; i < items; ++i) {
+        const float *src = sum + i * m;
+        for (int64_t j = j0; j < j1; ++j) sum[j] += src[j];
+      }
+    });
     memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
     reorder(full.weights->diff_weights_desc(), sum, plain, dw, st);
     st.wait();
