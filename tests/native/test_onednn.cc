@@ -273,7 +273,14 @@ TEST(OneDnn, KernelSetIsReportedAndSwitchable) {
   const char *d = nullptr;
   ASSERT_EQ(loom_backend_describe(&d, LOOM_DEVICE_CPU), LOOM_OK);
   std::string text(d);
-  EXPECT_NE(text.find(loom::onednn_built() ? "onednn" : "reference"), std::string::npos) << text;
+  EXPECT_NE(text.find(loom::cpu_kernels() == loom::CpuKernels::OneDnn ? "kernels: onednn" : "kernels: reference"),
+            std::string::npos)
+      << text;
+  if (loom::onednn_built()) {
+    KernelScope k(loom::CpuKernels::OneDnn);
+    ASSERT_EQ(loom_backend_describe(&d, LOOM_DEVICE_CPU), LOOM_OK);
+    EXPECT_NE(std::string(d).find("kernels: onednn 2."), std::string::npos) << d;
+  }
   {
     KernelScope k(loom::CpuKernels::Reference);
     EXPECT_NE(std::string(loom::cpu_kernels_describe()).find("reference"), std::string::npos);
