@@ -149,6 +149,11 @@ const GradCase kCases[] = {
     {"Convolution", {{1, 2, 7, 7}, {3, 2, 2, 2}}, {{"kernel", "(2,2)"}, {"num_filter", "3"}, {"dilate", "(2,2)"},
                                                   {"no_bias", "true"}}, {}},
     {"Convolution", {{2, 2, 6}, {3, 2, 3}, {3}}, {{"kernel", "(3,)"}, {"num_filter", "3"}}, {}},
+    // 1x1, stride 1, no padding: the per-image product path (10 images: more than its 8 weight-gradient slots).
+    {"Convolution", {{3, 4, 3, 2}, {5, 4, 1, 1}, {5}}, {{"kernel", "(1,1)"}, {"num_filter", "5"}}, {}},
+    {"Convolution", {{10, 4, 2, 3}, {6, 2, 1, 1}}, {{"kernel", "(1,1)"}, {"num_filter", "6"}, {"num_group", "2"},
+                                                    {"no_bias", "true"}}, {}},
+    {"Convolution", {{2, 3, 5}, {4, 3, 1}, {4}}, {{"kernel", "(1,)"}, {"num_filter", "4"}}, {}},
     // workspace=0: one image per gemm, exercising the chunked path.
     {"Convolution", {{3, 2, 4, 4}, {2, 2, 2, 2}, {2}}, {{"kernel", "(2,2)"}, {"num_filter", "2"}, {"workspace", "0"}}, {}},
     {"Pooling", {{2, 2, 5, 4}}, {{"kernel", "(2,2)"}, {"stride", "(2,2)"}, {"pool_type", "max"}}, {}},

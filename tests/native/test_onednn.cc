@@ -129,6 +129,7 @@ const std::vector<ConvCase> &cases() {
       {3, 16, 10, 10, 32, 3, 3, 1, 1, 1, 1, true, false},
       {13, 32, 9, 9, 48, 3, 3, 1, 1, 1, 1, true, false},  // 13 images: items of 2 and a tail of 1
       {5, 64, 8, 8, 32, 1, 1, 2, 0, 1, 1, false, false},  // ResNet's stride-2 1x1 (negative right pad)
+      {10, 16, 6, 6, 32, 1, 1, 1, 0, 1, 1, true, false},  // 1x1: against the reference's per-image products
       {4, 32, 14, 14, 64, 3, 3, 2, 1, 1, 1, true, false},
       {3, 16, 11, 13, 16, 5, 3, 2, 2, 1, 1, true, false},  // rectangular kernel, odd extents
       {2, 32, 12, 12, 32, 3, 3, 1, 2, 2, 1, true, false},  // dilated

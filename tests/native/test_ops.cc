@@ -1213,7 +1213,9 @@ TEST(Ops, ConvolutionAndPoolingMatchReference) {
     int64_t N, Cc, H, W, F, K, S, P, D, G;
   };
   for (const C &c : {C{2, 3, 7, 6, 4, 3, 1, 0, 1, 1}, C{1, 4, 8, 8, 6, 3, 2, 1, 1, 2},
-                     C{2, 2, 9, 7, 2, 2, 1, 2, 2, 1}, C{1, 1, 5, 5, 1, 5, 1, 0, 1, 1}}) {
+                     C{2, 2, 9, 7, 2, 2, 1, 2, 2, 1}, C{1, 1, 5, 5, 1, 5, 1, 0, 1, 1},
+                     // 1x1, stride 1, no padding (the per-image product path), plain and grouped
+                     C{3, 8, 5, 6, 12, 1, 1, 0, 1, 1}, C{10, 8, 4, 4, 6, 1, 1, 0, 1, 2}}) {
     auto x = random_values(c.N * c.Cc * c.H * c.W, -1, 1, 201);
     auto w = random_values(c.F * (c.Cc / c.G) * c.K * c.K, -1, 1, 202);
     auto b = random_values(c.F, -1, 1, 203);

@@ -2,6 +2,7 @@
 // with gradients.
 // 1-D inputs (N, C, W) are treated as 2-D with H = 1.
 #include <limits>
+#include <memory>
 
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
@@ -224,6 +225,71 @@ struct ConvPlan {
   }
 };
 
+// A 1x1 convolution with stride 1 and no padding is a product per image on the
+// plain layout: Y[n]_g (fg, plane) = W_g (fg, cg) . X[n]_g (cg, plane), with no
+// columns or copies. The reference kernels run it so; oneDNN's 1x1 kernel, with
+// its reorders, is faster still on ResNet-50's shapes (3.6 against 3.8 s a step).
+bool pointwise(const ConvPlan &c) {
+  const Geometry &g = c.g;
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+template <typename T>
+void pointwise_forward(const ConvPlan &c, const T *x, const T *w, const T *bias, T *y) {
+  const Geometry &g = c.g;
+  ensure_single_threaded_blas();
+  parallel_ranges(g.n, 1, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t gr = 0; gr < c.groups; ++gr) {
+        T *yg = y + (n * c.f + gr * c.fg) * c.plane;
+        gemm_serial<T>(false, false, c.fg, c.plane, c.cg, 1.0, w + gr * c.fg * c.cg, c.cg,
+                       x + (n * g.c + gr * c.cg) * c.plane, c.plane, 0.0, yg, c.plane);
+        if (bias)
+          for (int64_t k = 0; k < c.fg; ++k) {
+            T *row = yg + k * c.plane;
+            const T bk = bias[gr * c.fg + k];
+            for (int64_t i = 0; i < c.plane; ++i) row[i] += bk;
+          }
+      }
+  });
+}
+
+// dX[n]_g = W_g^T . dY[n]_g; dW_g = sum over n of dY[n]_g . X[n]_g^T, image n
+// added into partial slot n % slots in image order, the slots then added in
+// slot order: the bits do not depend on the threads.
+template <typename T>
+void pointwise_backward(const ConvPlan &c, const T *x, const T *w, const T *dy, T *dx, T *dw) {
+  const Geometry &g = c.g;
+  const int64_t wsize = c.f * c.cg;
+  const int64_t slots = dw ? std::max<int64_t>(1, std::min<int64_t>({g.n, 8, (int64_t(64) << 20) /
+                                                      std::max<int64_t>(wsize * int64_t(sizeof(T)), 1)}))
+                           : 1;
+  std::unique_ptr<T[]> partial(dw ? new T[static_cast<size_t>(slots * wsize)] : nullptr);
+  ensure_single_threaded_blas();
+  parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t slot = s0; slot < s1; ++slot)
+      for (int64_t n = slot; n < g.n; n += slots)
+        for (int64_t gr = 0; gr < c.groups; ++gr) {
+          const T *dyg = dy + (n * c.f + gr * c.fg) * c.plane;
+          const T *wg = w + gr * c.fg * c.cg;
+          if (dx)
+            gemm_serial<T>(true, false, c.cg, c.plane, c.fg, 1.0, wg, c.cg, dyg, c.plane, 0.0,
+                           dx + (n * g.c + gr * c.cg) * c.plane, c.plane);
+          if (dw)
+            gemm_serial<T>(false, true, c.fg, c.cg, c.plane, 1.0, dyg, c.plane,
+                           x + (n * g.c + gr * c.cg) * c.plane, c.plane, n == slot ? 0.0 : 1.0,
+                           partial.get() + slot * wsize + gr * c.fg * c.cg, c.cg);
+        }
+  });
+  if (dw) {
+    std::memcpy(dw, partial.get(), static_cast<size_t>(wsize) * sizeof(T));
+    for (int64_t sl = 1; sl < slots; ++sl) {
+      const T *src = partial.get() + sl * wsize;
+      for (int64_t i = 0; i < wsize; ++i) dw[i] += src[i];
+    }
+  }
+}
+
 // The oneDNN description of a planned convolution.
 ConvShape conv_shape(const ConvPlan &c) {
   const Geometry &g = c.g;
@@ -314,6 +380,16 @@ const int kConvolution = [] {
                             in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
                             out[0].ptr<float>()))
       return;
+    {
+      const ConvPlan c(p, in[0].shape, dtype_size(in[0].dtype));
+      if (pointwise(c)) {
+        LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+          pointwise_forward<T>(c, in[0].ptr<T>(), in[1].ptr<T>(), in.size() > 2 ? in[2].ptr<T>() : nullptr,
+                               out[0].ptr<T>());
+        });
+        return;
+      }
+    }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
@@ -362,6 +438,10 @@ const int kConvolution = [] {
                                     reinterpret_cast<const float *>(dy),
                                     req[0] ? reinterpret_cast<float *>(ig[0].ptr<T>()) : nullptr,
                                     req[1] ? reinterpret_cast<float *>(ig[1].ptr<T>()) : nullptr);
+      if (!done && pointwise(c) && (req[0] || req[1])) {
+        pointwise_backward<T>(c, x, w, dy, req[0] ? ig[0].ptr<T>() : nullptr, req[1] ? ig[1].ptr<T>() : nullptr);
+        done = true;
+      }
       if (!done) {
       // Partial weight gradients: at most 64 slots and 64 MB.
       const int64_t slots = req[1] ? std::max<int64_t>(1, std::min<int64_t>(
