@@ -239,6 +239,10 @@ switch ($Command) {
         $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
         $env:LOOM_LIBRARY_PATH = Join-Path $Build "lib/libloom.so"
         & $Python tests/bench/survey.py (nproc) 3
+        # ResNet-50 inference beside ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime 1.31.1).
+        $onnx = Join-Path $PSScriptRoot "data/resnet50-random.onnx"
+        if (-not (Test-Path $onnx)) { & $Python tests/bench/export_resnet50_onnx.py $onnx }
+        dotnet run -c $Config --project tests/bench/Loom.InferenceBench "--" $onnx (nproc) 5
     }
     "pack" { Build-All; Invoke-Pack }
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }

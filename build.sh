@@ -443,8 +443,12 @@ bench() {
   "$ROOT/tests/bench/mnist_vs_torch.sh"
   log "scale-out: devices, MPI ranks, the key-value store against MPI_Allreduce"
   "$ROOT/tests/bench/scaleout.sh" "$BUILD"
-  log "the engine survey's networks (FCN-S, FCN-R, AlexNet-S, AlexNet-R, LSTM) beside PyTorch"
+  log "the engine survey's networks and the CPU speed networks (MLP, LeNet, ResNet-50) beside PyTorch"
   PYTHONPATH="$ROOT/bindings/python" LOOM_LIBRARY_PATH="$BUILD/lib/libloom.so" "$PY" "$ROOT/tests/bench/survey.py" "$(nproc)" 3
+  log "ResNet-50 inference beside ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime 1.31.1)"
+  local onnx="$ROOT/data/resnet50-random.onnx"
+  [ -f "$onnx" ] || "$PY" "$ROOT/tests/bench/export_resnet50_onnx.py" "$onnx"
+  dotnet run -c $CONFIG --project "$ROOT/tests/bench/Loom.InferenceBench" -- "$onnx" "$(nproc)" 5
 }
 
 case "${1:-build}" in
