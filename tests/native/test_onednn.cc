@@ -130,6 +130,11 @@ const std::vector<ConvCase> &cases() {
       {13, 32, 9, 9, 48, 3, 3, 1, 1, 1, 1, true, false},  // 13 images: items of 2 and a tail of 1
       {5, 64, 8, 8, 32, 1, 1, 2, 0, 1, 1, false, false},  // ResNet's stride-2 1x1 (negative right pad)
       {10, 16, 6, 6, 32, 1, 1, 1, 0, 1, 1, true, false},  // 1x1: against the reference's per-image products
+      // fewer than 4 images: the forward pass also cuts the output channels (8, 4 and 2 pieces)
+      {1, 16, 12, 12, 128, 3, 3, 1, 1, 1, 1, true, false},
+      {2, 32, 7, 7, 64, 1, 1, 2, 0, 1, 1, false, false},
+      {3, 8, 9, 9, 32, 3, 3, 2, 1, 1, 1, true, false},
+      {1, 3, 20, 20, 48, 5, 5, 2, 2, 1, 1, true, false},  // 48 channels: not cut (3 blocks)
       {4, 32, 14, 14, 64, 3, 3, 2, 1, 1, 1, true, false},
       {3, 16, 11, 13, 16, 5, 3, 2, 2, 1, 1, true, false},  // rectangular kernel, odd extents
       {2, 32, 12, 12, 32, 3, 3, 1, 2, 2, 1, true, false},  // dilated

@@ -303,9 +303,82 @@ const char *cpu_kernels_describe() {
   return text->c_str();
 }
 
+// Batches of fewer than 4 images leave threads idle when cut by images alone;
+// their output channels are cut into 2, 4 or 8 pieces of whole 16-channel blocks
+// too. The cut depends on the shapes only.
+int64_t channel_pieces(const ConvShape &s) {
+  if (s.n >= 4 || s.groups != 1) return 1;
+  for (int64_t k : {8, 4, 2})
+    if (s.f % (16 * k) == 0) return k;
+  return 1;
+}
+
+// The forward pass of a small batch: every image's input is reordered once and
+// shared; work item (image, piece) computes that piece's output channels with
+// its slice of the weights and writes them into the plain output.
+bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, const float *w,
+                         const float *bias, float *y) {
+  ConvShape sp = s;
+  sp.f = s.f / pieces;
+  auto plan = cached<ForwardPlan>(s, 2 * pieces + (bias != nullptr ? 1 : 0), [&](ForwardPlan &f) {
+    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(sp, 1, bias != nullptr)));
+    f.prim.reset(new dnnl::convolution_forward(*f.pd));
+    return true;
+  });
+  if (!plan) return false;
+  const auto &p = *plan->pd;
+  const auto &prim = *plan->prim;
+  dnnl::stream st(cpu_engine());
+  Dims d = dims_for(sp, 1);
+  memory::desc usrc(d.src, dt::f32, tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
+  // Weights and inputs in oneDNN's layouts, in the caller's buffers.
+  const size_t wsize = p.weights_desc().get_size(), ssize = p.src_desc().get_size();
+  const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
+  char *wbuf = static_cast<char *>(thread_buffer(4, wsize * pieces));
+  const bool plain_src = p.src_desc() == usrc;
+  char *sbuf = plain_src ? nullptr : static_cast<char *>(thread_buffer(3, ssize * s.n));
+  // Reorders, spread over the threads: the weight pieces, then the images.
+  parallel_ranges(pieces + (plain_src ? 0 : s.n), 1, [&](int64_t i0, int64_t i1) {
+    OneOpenMpThread one;
+    dnnl::stream ts(cpu_engine());
+    for (int64_t i = i0; i < i1; ++i) {
+      if (i < pieces)
+        reorder(uwei, w + i * wpiece, p.weights_desc(), wbuf + i * wsize, ts);
+      else
+        reorder(usrc, x + (i - pieces) * xplane, p.src_desc(), sbuf + (i - pieces) * ssize, ts);
+    }
+    ts.wait();
+  });
+  const int64_t plane = s.oh * s.ow;
+  // The plain output's channels [k * f', (k + 1) * f') of one image.
+  memory::desc slice({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
+  parallel_ranges(s.n * pieces, 1, [&](int64_t i0, int64_t i1) {
+    OneOpenMpThread one;
+    dnnl::stream ts(cpu_engine());
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t n = i / pieces, k = i % pieces;
+      void *src = plain_src ? const_cast<float *>(x + n * xplane) : static_cast<void *>(sbuf + n * ssize);
+      void *dst = thread_buffer(1, p.dst_desc().get_size());
+      memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), wbuf + k * wsize),
+          md(p.dst_desc(), cpu_engine(), dst),
+          mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                           {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
+      if (bias)
+        args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias + k * sp.f)));
+      prim.execute(ts, args);
+      reorder(p.dst_desc(), dst, slice, y + n * s.f * plane + k * sp.f * plane, ts);
+      ts.wait();
+    }
+  });
+  g_conv_calls.fetch_add(1);
+  return true;
+}
+
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
                          float *y) {
   OneOpenMpThread one;
+  if (int64_t pieces = channel_pieces(s); pieces > 1) return conv_forward_pieces(s, pieces, x, w, bias, y);
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
   auto plan = cached<ForwardPlan>(s, bias != nullptr ? 1 : 0, [&](ForwardPlan &f) {
     f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr)));
