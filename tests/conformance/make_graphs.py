@@ -46,8 +46,19 @@ def bn_net():
     return sym.SoftmaxOutput(sym.FullyConnected(h, name="fc2", num_hidden=4), name="softmax")
 
 
+def blocks():
+    """Channel counts in whole 16-channel blocks, so the oneDNN kernel set computes the
+    convolutions: 3x3 16->32, a stride-2 1x1 32->64, and a deconvolution 64->16."""
+    x = conv_bn(sym.Variable("data"), 32, 3, 1, "a")
+    x = sym.Convolution(x, name="conv_b", kernel=(1, 1), stride=(2, 2), num_filter=64)
+    x = sym.Deconvolution(x, name="deconv_c", kernel=(2, 2), stride=(2, 2), num_filter=16, no_bias=False)
+    g = sym.Pooling(x, name="global", global_pool=True, pool_type="avg")
+    return sym.SoftmaxOutput(sym.FullyConnected(sym.Flatten(g, name="flat"), name="fc", num_hidden=5), name="softmax")
+
+
 os.makedirs(os.path.join(here, "graphs"), exist_ok=True)
-for name, net in [("mlp", mlp()), ("lenet", lenet()), ("inception_block", inception()), ("bn_net", bn_net())]:
+for name, net in [("mlp", mlp()), ("lenet", lenet()), ("inception_block", inception()), ("bn_net", bn_net()),
+                  ("blocks", blocks())]:
     with open(os.path.join(here, "graphs", name + ".json"), "w") as f:
         f.write(net.tojson() + "\n")
 
@@ -72,6 +83,11 @@ cases = [
      "optimizer": {"op": "sgd_mom_update", "params": {"lr": 0.1, "momentum": 0.9, "wd": 0.0001}}},
     {"name": "mlp_adam_5_steps", "graph": "../graphs/mlp.json", "shapes": {"data": [8, 20], "softmax_label": [8]},
      "inputs": label(10), "seed": 17, "steps": 5, "optimizer": {"op": "adam_update", "params": {"lr": 0.01}}},
+    # 13 images: pieces of 2 and a last of 1; 2 images: the forward pass also cuts output channels.
+    {"name": "blocks_forward_backward", "graph": "../graphs/blocks.json",
+     "shapes": {"data": [13, 16, 8, 8], "softmax_label": [13]}, "inputs": label(5), "seed": 18},
+    {"name": "blocks_small_batch", "graph": "../graphs/blocks.json",
+     "shapes": {"data": [2, 16, 8, 8], "softmax_label": [2]}, "inputs": label(5), "seed": 19},
 ]
 with open(os.path.join(here, "cases", "graphs.json"), "w") as f:
     json.dump({"cases": cases}, f, indent=1)

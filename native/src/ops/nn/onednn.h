@@ -37,8 +37,13 @@ struct ConvShape {
   int64_t oh, ow;      // output spatial
 };
 
+// Whether the oneDNN set gives this convolution to oneDNN: its output channels
+// per group fill whole 16-channel blocks, and its input channels too or they
+// are at most 4. Otherwise the reference kernels are faster (LeNet's 20 and 50).
+bool onednn_conv_takes(const ConvShape &s);
+
 // float32 convolution through oneDNN. Each returns false (having written
-// nothing) when oneDNN cannot compute the case; the caller then runs the
+// nothing) when oneDNN does not take or cannot compute the case; the caller then runs the
 // reference kernel. `bias` may be null. Backward: `dx` and/or `dw` may be null
 // (not wanted); the bias gradient stays with the caller.
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
