@@ -19,34 +19,6 @@ struct KernelScope {
   ~KernelScope() { loom::set_cpu_kernels(prev); }
 };
 
-// Direct convolution in float64, written from the definition:
-// y[n,f,i,j] = b[f] + sum x[n, g*cg+c, i*s-ph+ki*d, j*s-pw+kj*d] w[f, c, ki, kj].
-std::vector<double> naive_conv_for_test(const std::vector<double> &x, const std::vector<double> &w,
-                                        const std::vector<double> &b, int64_t N, int64_t C, int64_t H,
-                                        int64_t W, int64_t F, int64_t KH, int64_t KW, int64_t S,
-                                        int64_t PH, int64_t PW, int64_t D, int64_t G, int64_t *OH,
-                                        int64_t *OW) {
-  *OH = (H + 2 * PH - D * (KH - 1) - 1) / S + 1;
-  *OW = (W + 2 * PW - D * (KW - 1) - 1) / S + 1;
-  int64_t cg = C / G, fg = F / G;
-  std::vector<double> y(N * F * *OH * *OW);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t f = 0; f < F; ++f)
-      for (int64_t i = 0; i < *OH; ++i)
-        for (int64_t j = 0; j < *OW; ++j) {
-          double s = b.empty() ? 0 : b[f];
-          for (int64_t c = 0; c < cg; ++c)
-            for (int64_t ki = 0; ki < KH; ++ki)
-              for (int64_t kj = 0; kj < KW; ++kj) {
-                int64_t ii = i * S - PH + ki * D, jj = j * S - PW + kj * D;
-                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                s += x[((n * C + (f / fg) * cg + c) * H + ii) * W + jj] * w[((f * cg + c) * KH + ki) * KW + kj];
-              }
-          y[((n * F + f) * *OH + i) * *OW + j] = s;
-        }
-  return y;
-}
-
 struct ConvCase {
   int64_t n, c, h, w, f, kh, kw, s, p, d, g;
   bool bias;
@@ -74,37 +46,47 @@ struct ConvCase {
 };
 
 struct ConvResult {
+  std::vector<int64_t> shape;  // of the output
   std::vector<double> y, dx, dw, db;
 };
 
-// Forward and every gradient (head gradient `hy`) with the current kernel set.
-ConvResult run_conv(const ConvCase &c, const std::vector<double> &x, const std::vector<double> &w,
-                    const std::vector<double> &b, const std::vector<double> &hy) {
-  Arr X = make(c.xshape(), x, LOOM_DTYPE_FLOAT32), W = make(c.wshape(), w, LOOM_DTYPE_FLOAT32),
-      B = make({c.f}, b, LOOM_DTYPE_FLOAT32);
-  Arr dX = make(c.xshape(), std::vector<double>(x.size(), 0), LOOM_DTYPE_FLOAT32),
-      dW = make(c.wshape(), std::vector<double>(w.size(), 0), LOOM_DTYPE_FLOAT32),
-      dB = make({c.f}, std::vector<double>(b.size(), 0), LOOM_DTYPE_FLOAT32);
+// `op` (Convolution or Deconvolution) forward, then every gradient from the head
+// gradient `hy`, in float32 with the current kernel set.
+ConvResult run_with_grads(const std::string &op, const Params &params, const std::vector<int64_t> &xshape,
+                          const std::vector<int64_t> &wshape, int64_t f, bool bias, const std::vector<double> &x,
+                          const std::vector<double> &w, const std::vector<double> &b,
+                          const std::vector<double> &hy) {
+  Arr X = make(xshape, x, LOOM_DTYPE_FLOAT32), W = make(wshape, w, LOOM_DTYPE_FLOAT32),
+      B = make({f}, b, LOOM_DTYPE_FLOAT32);
+  Arr dX = make(xshape, std::vector<double>(x.size(), 0), LOOM_DTYPE_FLOAT32),
+      dW = make(wshape, std::vector<double>(w.size(), 0), LOOM_DTYPE_FLOAT32),
+      dB = make({f}, std::vector<double>(b.size(), 0), LOOM_DTYPE_FLOAT32);
   std::vector<loom_ndarray> vars{X.h, W.h}, grads{dX.h, dW.h};
-  if (c.bias) vars.push_back(B.h), grads.push_back(dB.h);
+  if (bias) vars.push_back(B.h), grads.push_back(dB.h);
   EXPECT_EQ(loom_autograd_mark_variables(vars.data(), grads.data(), nullptr, int32_t(vars.size())), LOOM_OK);
   int32_t prev = 0;
   loom_autograd_set_recording(&prev, 1);
   std::vector<const Arr *> ins{&X, &W};
-  if (c.bias) ins.push_back(&B);
+  if (bias) ins.push_back(&B);
   std::vector<Arr> outs;
-  EXPECT_EQ(invoke("Convolution", ins, c.params(), &outs), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(invoke(op, ins, params, &outs), LOOM_OK) << loom_last_error();
   loom_autograd_set_recording(nullptr, prev);
   ConvResult r;
   if (outs.empty()) return r;
+  r.shape = shape_of(outs[0]);
   r.y = read(outs[0]);
-  Arr HY = make(shape_of(outs[0]), hy, LOOM_DTYPE_FLOAT32);
+  Arr HY = make(r.shape, hy, LOOM_DTYPE_FLOAT32);
   loom_ndarray head = outs[0].h, hg = HY.h;
   EXPECT_EQ(loom_autograd_backward(&head, &hg, 1), LOOM_OK) << loom_last_error();
   r.dx = read(dX);
   r.dw = read(dW);
-  if (c.bias) r.db = read(dB);
+  if (bias) r.db = read(dB);
   return r;
+}
+
+ConvResult run_conv(const ConvCase &c, const std::vector<double> &x, const std::vector<double> &w,
+                    const std::vector<double> &b, const std::vector<double> &hy) {
+  return run_with_grads("Convolution", c.params(), c.xshape(), c.wshape(), c.f, c.bias, x, w, b, hy);
 }
 
 // |got - want| <= 1e-5 * (1 + max |want|) elementwise.
@@ -118,6 +100,14 @@ void expect_near_rel(const std::vector<double> &got, const std::vector<double> &
       if (bad++ < 3) ADD_FAILURE() << what << " [" << i << "]: " << got[i] << " vs " << want[i];
     }
   EXPECT_EQ(bad, 0u) << what;
+}
+
+// The oneDNN set's forward pass and gradients against the reference kernels'.
+void expect_matches_reference(const ConvResult &dnn, const ConvResult &ref, bool bias) {
+  expect_near_rel(dnn.y, ref.y, "forward vs reference kernel");
+  expect_near_rel(dnn.dx, ref.dx, "data gradient vs reference kernel");
+  expect_near_rel(dnn.dw, ref.dw, "weight gradient vs reference kernel");
+  if (bias) expect_near_rel(dnn.db, ref.db, "bias gradient vs reference kernel");
 }
 
 const std::vector<ConvCase> &cases() {
@@ -160,7 +150,7 @@ TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
     auto w = as_dtype(random_values(wn, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
     auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
     int64_t oh, ow;
-    auto want = naive_conv_for_test(x, w, c.bias ? b : std::vector<double>{}, c.n, c.c, c.one_d ? 1 : c.h,
+    auto want = naive_conv2d(x, w, c.bias ? b : std::vector<double>{}, c.n, c.c, c.one_d ? 1 : c.h,
                                     c.w, c.f, c.one_d ? 1 : c.kh, c.kw, c.s, c.one_d ? 0 : c.p, c.p,
                                     c.d, c.g, &oh, &ow);
     auto hy = as_dtype(random_values(want.size(), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
@@ -180,10 +170,7 @@ TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
     taken += takes;
     EXPECT_EQ(loom::onednn_conv_calls() - before, takes ? 2 : 0) << "oneDNN did not compute both passes";
     expect_near_rel(dnn.y, want, "forward vs naive float64");
-    expect_near_rel(dnn.y, ref.y, "forward vs reference kernel");
-    expect_near_rel(dnn.dx, ref.dx, "data gradient vs reference kernel");
-    expect_near_rel(dnn.dw, ref.dw, "weight gradient vs reference kernel");
-    if (c.bias) expect_near_rel(dnn.db, ref.db, "bias gradient vs reference kernel");
+    expect_matches_reference(dnn, ref, c.bias);
   }
   // 11 of the 19 cases fill 16-channel blocks and run on oneDNN; the others
   // check the fall-back to the reference kernels.
@@ -219,30 +206,8 @@ TEST(OneDnn, DeconvolutionMatchesReferenceKernels) {
     auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
     auto hy = as_dtype(random_values(c.n * c.f * oh * ow, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
     auto run = [&] {
-      Arr X = make(xs, x, LOOM_DTYPE_FLOAT32), W = make(ws, w, LOOM_DTYPE_FLOAT32), B = make({c.f}, b, LOOM_DTYPE_FLOAT32);
-      Arr dX = make(xs, std::vector<double>(x.size(), 0), LOOM_DTYPE_FLOAT32),
-          dW = make(ws, std::vector<double>(w.size(), 0), LOOM_DTYPE_FLOAT32),
-          dB = make({c.f}, std::vector<double>(c.f, 0), LOOM_DTYPE_FLOAT32);
-      std::vector<loom_ndarray> vars{X.h, W.h}, grads{dX.h, dW.h};
-      if (c.bias) vars.push_back(B.h), grads.push_back(dB.h);
-      EXPECT_EQ(loom_autograd_mark_variables(vars.data(), grads.data(), nullptr, int32_t(vars.size())), LOOM_OK);
-      int32_t prev = 0;
-      loom_autograd_set_recording(&prev, 1);
-      std::vector<const Arr *> ins{&X, &W};
-      if (c.bias) ins.push_back(&B);
-      std::vector<Arr> outs;
-      EXPECT_EQ(invoke("Deconvolution", ins, prm, &outs), LOOM_OK) << loom_last_error();
-      loom_autograd_set_recording(nullptr, prev);
-      ConvResult r;
-      if (outs.empty()) return r;
-      EXPECT_EQ(shape_of(outs[0]), (std::vector<int64_t>{c.n, c.f, oh, ow}));
-      r.y = read(outs[0]);
-      Arr HY = make(shape_of(outs[0]), hy, LOOM_DTYPE_FLOAT32);
-      loom_ndarray head = outs[0].h, hg = HY.h;
-      EXPECT_EQ(loom_autograd_backward(&head, &hg, 1), LOOM_OK) << loom_last_error();
-      r.dx = read(dX);
-      r.dw = read(dW);
-      if (c.bias) r.db = read(dB);
+      ConvResult r = run_with_grads("Deconvolution", prm, xs, ws, c.f, c.bias, x, w, b, hy);
+      EXPECT_EQ(r.shape, (std::vector<int64_t>{c.n, c.f, oh, ow}));
       return r;
     };
     ConvResult ref, dnn;
@@ -260,10 +225,7 @@ TEST(OneDnn, DeconvolutionMatchesReferenceKernels) {
                                                          1, 1, c.h, c.w});
     taken += takes;
     EXPECT_EQ(loom::onednn_conv_calls() - before, takes ? 3 : 0) << "oneDNN did not compute all three passes";
-    expect_near_rel(dnn.y, ref.y, "forward vs reference kernel");
-    expect_near_rel(dnn.dx, ref.dx, "data gradient vs reference kernel");
-    expect_near_rel(dnn.dw, ref.dw, "weight gradient vs reference kernel");
-    if (c.bias) expect_near_rel(dnn.db, ref.db, "bias gradient vs reference kernel");
+    expect_matches_reference(dnn, ref, c.bias);
   }
   EXPECT_GE(taken, 2);
 }

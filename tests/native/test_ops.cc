@@ -1058,31 +1058,12 @@ TEST(Ops, InitializersPermutationsGatherAndMetrics) {
   EXPECT_EQ(invoke("accuracy_count", {&pred, &lab5}, {}, &outs), LOOM_ERR_SHAPE);
 }
 
-// Direct convolution in float64: out[n,f,i,j] = b[f] + sum x[n,c,i*s-p+ki*d, j*s-p+kj*d] w[f,c',ki,kj].
+// Direct convolution in float64 with the same padding on both axes (testutil's naive_conv2d).
 std::vector<double> naive_conv(const std::vector<double> &x, const std::vector<double> &w,
                                const std::vector<double> &b, int64_t N, int64_t C, int64_t H,
                                int64_t W, int64_t F, int64_t KH, int64_t KW, int64_t S, int64_t P,
                                int64_t D, int64_t G, int64_t *OH, int64_t *OW) {
-  *OH = (H + 2 * P - D * (KH - 1) - 1) / S + 1;
-  *OW = (W + 2 * P - D * (KW - 1) - 1) / S + 1;
-  int64_t cg = C / G, fg = F / G;
-  std::vector<double> y(N * F * *OH * *OW);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t f = 0; f < F; ++f)
-      for (int64_t i = 0; i < *OH; ++i)
-        for (int64_t j = 0; j < *OW; ++j) {
-          double s = b.empty() ? 0 : b[f];
-          int64_t gr = f / fg;
-          for (int64_t c = 0; c < cg; ++c)
-            for (int64_t ki = 0; ki < KH; ++ki)
-              for (int64_t kj = 0; kj < KW; ++kj) {
-                int64_t ii = i * S - P + ki * D, jj = j * S - P + kj * D;
-                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                s += x[((n * C + gr * cg + c) * H + ii) * W + jj] * w[((f * cg + c) * KH + ki) * KW + kj];
-              }
-          y[((n * F + f) * *OH + i) * *OW + j] = s;
-        }
-  return y;
+  return naive_conv2d(x, w, b, N, C, H, W, F, KH, KW, S, P, P, D, G, OH, OW);
 }
 
 // Transposed convolution by scattering: every input value adds its weighted

@@ -123,6 +123,33 @@ inline Arr call(const std::string &op, const std::vector<const Arr *> &ins,
   return std::move(outs[0]);
 }
 
+// Direct 2-D convolution in float64, written from the definition:
+// y[n,f,i,j] = b[f] + sum x[n, g*cg+c, i*s-ph+ki*d, j*s-pw+kj*d] w[f, c, ki, kj] (b may be empty).
+inline std::vector<double> naive_conv2d(const std::vector<double> &x, const std::vector<double> &w,
+                                        const std::vector<double> &b, int64_t N, int64_t C, int64_t H,
+                                        int64_t W, int64_t F, int64_t KH, int64_t KW, int64_t S, int64_t PH,
+                                        int64_t PW, int64_t D, int64_t G, int64_t *OH, int64_t *OW) {
+  *OH = (H + 2 * PH - D * (KH - 1) - 1) / S + 1;
+  *OW = (W + 2 * PW - D * (KW - 1) - 1) / S + 1;
+  int64_t cg = C / G, fg = F / G;
+  std::vector<double> y(N * F * *OH * *OW);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t i = 0; i < *OH; ++i)
+        for (int64_t j = 0; j < *OW; ++j) {
+          double s = b.empty() ? 0 : b[f];
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t ki = 0; ki < KH; ++ki)
+              for (int64_t kj = 0; kj < KW; ++kj) {
+                int64_t ii = i * S - PH + ki * D, jj = j * S - PW + kj * D;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                s += x[((n * C + (f / fg) * cg + c) * H + ii) * W + jj] * w[((f * cg + c) * KH + ki) * KW + kj];
+              }
+          y[((n * F + f) * *OH + i) * *OW + j] = s;
+        }
+  return y;
+}
+
 inline std::vector<double> random_values(size_t n, double lo, double hi, uint32_t seed) {
   std::mt19937 g(seed);
   std::uniform_real_distribution<double> d(lo, hi);
