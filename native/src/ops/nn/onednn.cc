@@ -329,7 +329,6 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   if (!plan) return false;
   const auto &p = *plan->pd;
   const auto &prim = *plan->prim;
-  dnnl::stream st(cpu_engine());
   Dims d = dims_for(sp, 1);
   memory::desc usrc(d.src, dt::f32, tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
   // Weights and inputs in oneDNN's layouts, in the caller's buffers.
