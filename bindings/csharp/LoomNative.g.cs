@@ -338,6 +338,30 @@ public sealed class ExecutorHandle : SafeHandle
 }
 
 /// <summary>
+/// A symbol run as one imperative call, one planned executor per input
+///  signature (what a hybridized block calls). Free with loom_cached_op_free.
+/// </summary>
+public sealed class CachedOpHandle : SafeHandle
+{
+    /// <summary>An empty handle, filled in by the marshaller.</summary>
+    public CachedOpHandle() : base(IntPtr.Zero, true) { }
+    /// <summary>Takes ownership of a raw handle returned by the library.</summary>
+    public CachedOpHandle(nint handle) : base(IntPtr.Zero, true) { SetHandle(handle); }
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+    /// <summary>Native bytes this handle keeps alive, reported to the .NET GC with
+    /// <see cref="GC.AddMemoryPressure"/> by its owner; released with the handle.</summary>
+    public long MemoryPressure { get; set; }
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle()
+    {
+        LoomNative.loom_cached_op_free(handle);
+        if (MemoryPressure > 0) GC.RemoveMemoryPressure(MemoryPressure);
+        return true;
+    }
+}
+
+/// <summary>
 /// A batch iterator over in-memory arrays. Free with loom_dataiter_free.
 /// </summary>
 public sealed class DataiterHandle : SafeHandle
@@ -1014,6 +1038,102 @@ public static unsafe partial class LoomNative
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     public static partial void loom_executor_free(nint executor);
+
+    /// <summary>
+    /// Opens a trace on the calling thread: until loom_trace_end or
+    ///  loom_trace_abort, every loom_imperative_invoke of this thread runs as usual
+    ///  and is also recorded as a node of a symbol. Fails if one is already open.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_begin();
+
+    /// <summary>
+    /// Declares `array` as the traced graph's variable `name` (a block's input or
+    ///  parameter). An op reading an array that is neither declared nor computed
+    ///  inside the trace fails before it runs, naming the op, input and shape; so
+    ///  does an op writing into a given output array.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_input(NDArrayHandle array, string name);
+
+    /// <summary>
+    /// Nodes recorded until the matching pop are named `prefix` + lower-case op
+    ///  name + a counter (dense0_fullyconnected0).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_scope_push(string prefix);
+
+    /// <summary>
+    /// loom_trace_scope_pop
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_scope_pop();
+
+    /// <summary>
+    /// out is 1 while a trace is open on the calling thread, else 0.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_active(out int @out);
+
+    /// <summary>
+    /// Pauses (1) or resumes (0) the calling thread's open trace: paused, ops run
+    ///  without being recorded (a parameter initialised inside a traced forward).
+    ///  *out_prev (may be NULL) receives the previous state. Fails without a trace.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_pause(out int out_prev, int paused);
+
+    /// <summary>
+    /// Closes the trace and returns the symbol whose outputs are `heads` (arrays
+    ///  computed inside the trace), in order. The caller owns *out. On failure the
+    ///  trace stays open; close it with loom_trace_abort.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_end(out SymbolHandle @out, nint* heads, int count);
+
+    /// <summary>
+    /// Closes the trace, if any, without a symbol.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_trace_abort();
+
+    /// <summary>
+    /// A cached op of `symbol` (copied: later edits of the symbol do not change it).
+    ///  The caller owns *out.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_cached_op_create(out CachedOpHandle @out, SymbolHandle symbol);
+
+    /// <summary>
+    /// Runs the graph on `inputs`: the symbol's arguments in list order, then its
+    ///  auxiliary states (updated in place in training). Writes num_outputs new
+    ///  arrays, which the caller owns. The first call with a signature (shapes,
+    ///  dtypes, device, and which inputs want gradients) binds and plans an
+    ///  executor; later calls reuse it. While autograd records, the call is one
+    ///  node of the recording and backward runs the executor's backward pass
+    ///  (once per call). Fails while a trace is open on this thread.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_cached_op_invoke(CachedOpHandle op, int num_inputs, nint* inputs, int num_outputs, nint* outputs);
+
+    /// <summary>
+    /// Number of inputs (arguments then auxiliary states) and of outputs.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_cached_op_get_counts(out int out_inputs, out int out_outputs, CachedOpHandle op);
+
+    /// <summary>
+    /// Executors the op has bound so far (one per signature, more while several
+    ///  recorded calls await their backward).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_cached_op_num_executors(out int @out, CachedOpHandle op);
+
+    /// <summary>
+    /// Releases a cached op; recorded calls awaiting backward keep what they use. Accepts NULL.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial void loom_cached_op_free(nint op);
 
     /// <summary>
     /// Seeds the generator used by the random operators. Draws come from a

@@ -110,6 +110,9 @@ typedef struct loom_summary_writer_s *loom_summary_writer;
 typedef struct loom_symbol_s *loom_symbol;
 /** A symbol bound to arrays, ready to run. Free with loom_executor_free. */
 typedef struct loom_executor_s *loom_executor;
+/** A symbol run as one imperative call, one planned executor per input
+ *  signature (what a hybridized block calls). Free with loom_cached_op_free. */
+typedef struct loom_cached_op_s *loom_cached_op;
 /** A batch iterator over in-memory arrays. Free with loom_dataiter_free. */
 typedef struct loom_dataiter_s *loom_dataiter;
 /** A key-value store for parameter synchronisation (MXNet's KVStore). Free with
@@ -633,6 +636,68 @@ LOOM_API loom_status loom_executor_memory(loom_memory_plan *out, loom_executor e
 
 /** Releases an executor; pending work keeps what it uses alive. Accepts NULL. */
 LOOM_API void loom_executor_free(loom_executor executor);
+
+/* ------------------------------------------------------------------------ */
+/* Tracing and cached ops (hybridize)                                        */
+/* ------------------------------------------------------------------------ */
+
+/** Opens a trace on the calling thread: until loom_trace_end or
+ *  loom_trace_abort, every loom_imperative_invoke of this thread runs as usual
+ *  and is also recorded as a node of a symbol. Fails if one is already open. */
+LOOM_API loom_status loom_trace_begin(void);
+
+/** Declares `array` as the traced graph's variable `name` (a block's input or
+ *  parameter). An op reading an array that is neither declared nor computed
+ *  inside the trace fails before it runs, naming the op, input and shape; so
+ *  does an op writing into a given output array. */
+LOOM_API loom_status loom_trace_input(loom_ndarray array, const char *name);
+
+/** Nodes recorded until the matching pop are named `prefix` + lower-case op
+ *  name + a counter (dense0_fullyconnected0). */
+LOOM_API loom_status loom_trace_scope_push(const char *prefix);
+LOOM_API loom_status loom_trace_scope_pop(void);
+
+/** *out is 1 while a trace is open on the calling thread, else 0. */
+LOOM_API loom_status loom_trace_active(int32_t *out);
+
+/** Pauses (1) or resumes (0) the calling thread's open trace: paused, ops run
+ *  without being recorded (a parameter initialised inside a traced forward).
+ *  *out_prev (may be NULL) receives the previous state. Fails without a trace. */
+LOOM_API loom_status loom_trace_pause(int32_t *out_prev, int32_t paused);
+
+/** Closes the trace and returns the symbol whose outputs are `heads` (arrays
+ *  computed inside the trace), in order. The caller owns *out. On failure the
+ *  trace stays open; close it with loom_trace_abort. */
+LOOM_API loom_status loom_trace_end(loom_symbol *out, const loom_ndarray *heads, int32_t count);
+
+/** Closes the trace, if any, without a symbol. */
+LOOM_API loom_status loom_trace_abort(void);
+
+/** A cached op of `symbol` (copied: later edits of the symbol do not change it).
+ *  The caller owns *out. */
+LOOM_API loom_status loom_cached_op_create(loom_cached_op *out, loom_symbol symbol);
+
+/** Runs the graph on `inputs`: the symbol's arguments in list order, then its
+ *  auxiliary states (updated in place in training). Writes num_outputs new
+ *  arrays, which the caller owns. The first call with a signature (shapes,
+ *  dtypes, device, and which inputs want gradients) binds and plans an
+ *  executor; later calls reuse it. While autograd records, the call is one
+ *  node of the recording and backward runs the executor's backward pass
+ *  (once per call). Fails while a trace is open on this thread. */
+LOOM_API loom_status loom_cached_op_invoke(loom_cached_op op, int32_t num_inputs,
+                                           const loom_ndarray *inputs, int32_t num_outputs,
+                                           loom_ndarray *outputs);
+
+/** Number of inputs (arguments then auxiliary states) and of outputs. */
+LOOM_API loom_status loom_cached_op_get_counts(int32_t *out_inputs, int32_t *out_outputs,
+                                               loom_cached_op op);
+
+/** Executors the op has bound so far (one per signature, more while several
+ *  recorded calls await their backward). */
+LOOM_API loom_status loom_cached_op_num_executors(int32_t *out, loom_cached_op op);
+
+/** Releases a cached op; recorded calls awaiting backward keep what they use. Accepts NULL. */
+LOOM_API void loom_cached_op_free(loom_cached_op op);
 
 /* ------------------------------------------------------------------------ */
 /* Random numbers                                                            */

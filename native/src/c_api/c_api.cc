@@ -8,6 +8,7 @@
 #include "backend/device.h"
 #include "engine/engine.h"
 #include "imperative/autograd.h"
+#include "imperative/trace.h"
 #include "io/idx.h"
 #include "imperative/imperative.h"
 #include "ndarray/ndarray.h"
@@ -327,7 +328,10 @@ loom_status loom_imperative_invoke(loom_ndarray *outputs, int32_t num_outputs, l
   loom::ArrayList outs(num_outputs);
   for (int32_t j = 0; j < num_outputs; ++j)
     if (outputs[j]) outs[j] = get_op_array(outputs[j], def, "output", j);
+  const bool tracing = loom::trace::active();
+  if (tracing) loom::trace::check(def, ins, outs);
   loom::invoke(def, ins, outs, keys, values, num_params);
+  if (tracing) loom::trace::record(def, keys, values, num_params, ins, outs);
   for (int32_t j = 0; j < num_outputs; ++j)
     if (!outputs[j]) outputs[j] = new_handle(outs[j]);
   API_END

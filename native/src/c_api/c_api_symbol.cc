@@ -11,6 +11,8 @@
 #include "c_api/c_api_internal.h"
 #include "common/atomic_file.h"
 #include "common/json.h"
+#include "imperative/cached_op.h"
+#include "imperative/trace.h"
 #include "symbol/executor.h"
 #include "symbol/viz.h"
 #include "io/summary.h"
@@ -20,6 +22,9 @@ struct loom_symbol_s {
 };
 struct loom_executor_s {
   std::shared_ptr<loom::Executor> exec;
+};
+struct loom_cached_op_s {
+  std::shared_ptr<loom::CachedOp> op;
 };
 
 namespace {
@@ -46,6 +51,13 @@ loom::Symbol get_symbol(loom_symbol h, const char *arg) {
 }
 std::shared_ptr<loom::Executor> get_exec(loom_executor h) {
   return executors().with(h, "executor", "executor", [](loom_executor_s &s) { return s.exec; });
+}
+HandleTable<loom_cached_op_s> &cached_ops() {
+  static auto *t = new HandleTable<loom_cached_op_s>;
+  return *t;
+}
+std::shared_ptr<loom::CachedOp> get_cached_op(loom_cached_op h) {
+  return cached_ops().with(h, "cached op", "op", [](loom_cached_op_s &s) { return s.op; });
 }
 loom_symbol new_symbol(loom::Symbol s) { return symbols().add(new loom_symbol_s{std::move(s)}); }
 
@@ -553,3 +565,114 @@ loom_status loom_executor_memory(loom_memory_plan *out, loom_executor executor) 
 void loom_executor_free(loom_executor executor) { executors().remove(executor); }
 
 }  // extern "C"
+
+loom_status loom_trace_begin(void) {
+  API_BEGIN
+  loom::trace::begin();
+  API_END
+}
+
+loom_status loom_trace_input(loom_ndarray array, const char *name) {
+  API_BEGIN
+  std::string n = str_arg(name, "name");
+  loom::trace::input(get_array(array, "array"), n);
+  API_END
+}
+
+loom_status loom_trace_scope_push(const char *prefix) {
+  API_BEGIN
+  loom::trace::push_scope(str_arg(prefix, "prefix"));
+  API_END
+}
+
+loom_status loom_trace_scope_pop(void) {
+  API_BEGIN
+  loom::trace::pop_scope();
+  API_END
+}
+
+loom_status loom_trace_active(int32_t *out) {
+  API_BEGIN
+  need(out, "out");
+  *out = loom::trace::open() ? 1 : 0;
+  API_END
+}
+
+loom_status loom_trace_pause(int32_t *out_prev, int32_t paused) {
+  API_BEGIN
+  LOOM_CHECK(loom::trace::open(), LOOM_ERR_INVALID_ARGUMENT,
+             "trace_pause: no trace is open on this thread");
+  bool prev = loom::trace::set_paused(paused != 0);
+  if (out_prev) *out_prev = prev ? 1 : 0;
+  API_END
+}
+
+loom_status loom_trace_end(loom_symbol *out, const loom_ndarray *heads, int32_t count) {
+  API_BEGIN
+  need(out, "out");
+  LOOM_CHECK(count >= 0 && (heads || count == 0), LOOM_ERR_INVALID_ARGUMENT,
+             "trace_end: heads is NULL or count is negative");
+  loom::ArrayList hs(count);
+  for (int32_t i = 0; i < count; ++i) hs[i] = get_array(heads[i], "heads");
+  loom::Symbol sym = loom::trace::end(hs);
+  *out = new_symbol(std::move(sym));
+  API_END
+}
+
+loom_status loom_trace_abort(void) {
+  API_BEGIN
+  loom::trace::abort();
+  API_END
+}
+
+loom_status loom_cached_op_create(loom_cached_op *out, loom_symbol symbol) {
+  API_BEGIN
+  need(out, "out");
+  loom::Symbol s = get_symbol(symbol, "symbol");
+  std::shared_ptr<loom::CachedOp> op;
+  {
+    std::lock_guard<std::mutex> lk(graph_mutex());
+    op = std::make_shared<loom::CachedOp>(s.compose({}));  // its own nodes
+  }
+  *out = cached_ops().add(new loom_cached_op_s{std::move(op)});
+  API_END
+}
+
+loom_status loom_cached_op_invoke(loom_cached_op op, int32_t num_inputs, const loom_ndarray *inputs,
+                                  int32_t num_outputs, loom_ndarray *outputs) {
+  API_BEGIN
+  auto c = get_cached_op(op);
+  LOOM_CHECK(num_inputs >= 0 && (inputs || num_inputs == 0), LOOM_ERR_INVALID_ARGUMENT,
+             "cached op: inputs is NULL or num_inputs is negative");
+  LOOM_CHECK(num_outputs >= 0 && (outputs || num_outputs == 0), LOOM_ERR_INVALID_ARGUMENT,
+             "cached op: outputs is NULL or num_outputs is negative");
+  LOOM_CHECK(static_cast<size_t>(num_outputs) == c->num_outputs(), LOOM_ERR_INVALID_ARGUMENT,
+             "cached op: the graph has ", c->num_outputs(), " outputs, but ", num_outputs,
+             " output slots were given");
+  loom::ArrayList ins(num_inputs);
+  for (int32_t i = 0; i < num_inputs; ++i) {
+    std::string arg = "inputs[" + std::to_string(i) + "]";
+    ins[i] = get_array(inputs[i], arg.c_str());
+  }
+  loom::ArrayList outs;
+  c->invoke(ins, outs);
+  for (int32_t j = 0; j < num_outputs; ++j) outputs[j] = new_handle(outs[j]);
+  API_END
+}
+
+loom_status loom_cached_op_get_counts(int32_t *out_inputs, int32_t *out_outputs, loom_cached_op op) {
+  API_BEGIN
+  auto c = get_cached_op(op);
+  if (out_inputs) *out_inputs = static_cast<int32_t>(c->num_inputs());
+  if (out_outputs) *out_outputs = static_cast<int32_t>(c->num_outputs());
+  API_END
+}
+
+loom_status loom_cached_op_num_executors(int32_t *out, loom_cached_op op) {
+  API_BEGIN
+  need(out, "out");
+  *out = static_cast<int32_t>(get_cached_op(op)->num_executors());
+  API_END
+}
+
+void loom_cached_op_free(loom_cached_op op) { cached_ops().remove(op); }

@@ -12,11 +12,6 @@ namespace {
 thread_local bool t_recording = false;
 thread_local bool t_training = false;
 
-bool needs_grad(const NDArray &a) {
-  const auto &ag = a.ag();
-  return ag && (ag->node || (ag->is_variable && ag->grad_req != kNullOp));
-}
-
 const OpDef &op_named(const char *name) { return Registry::get().lookup(name); }
 
 NDArray run(const char *name, const ArrayList &ins, const char *const *k = nullptr,
@@ -59,6 +54,22 @@ NDArray sum_into(const NDArray &acc, const NDArray &g) {
   return acc.chunk() ? run("add", ArrayList{acc, g}) : g;
 }
 }  // namespace
+
+bool needs_grad(const NDArray &a) {
+  const auto &ag = a.ag();
+  return ag && (ag->node || (ag->is_variable && ag->grad_req != kNullOp));
+}
+
+void record_node(const std::shared_ptr<AGNode> &node, ArrayList &outputs) {
+  node->outputs.clear();
+  for (const NDArray &o : outputs) node->outputs.push_back(o.detached());
+  for (size_t j = 0; j < outputs.size(); ++j) {
+    auto info = std::make_shared<AGInfo>();
+    info->node = node;
+    info->index = static_cast<int>(j);
+    outputs[j].set_ag(std::move(info));
+  }
+}
 
 bool is_recording() { return t_recording; }
 bool set_recording(bool on) {
@@ -158,10 +169,32 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
   }
   // Every gradient kernel must exist on its device before any is pushed.
   for (AGNode *n : order)
-    if (!n->inputs.empty() && n->op->backward)
+    if (!n->custom && !n->inputs.empty() && n->op->backward)
       device::require_kernel(*n->op, n->inputs[0].ctx(), true);
   for (size_t k = order.size(); k-- > 0;) {
     AGNode *n = order[k];
+    if (n->custom) {
+      ArrayList og = ograds[n];
+      og.resize(n->outputs.size());
+      for (size_t j = 0; j < og.size(); ++j)
+        if (!og[j].chunk()) og[j] = filled(n->outputs[j], "0");
+      ArrayList ig = n->custom(og);
+      LOOM_CHECK(ig.size() == n->inputs.size(), LOOM_ERR_INTERNAL, "backward: ", n->custom_name,
+                 " returned ", ig.size(), " gradients for ", n->inputs.size(), " inputs");
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        if (!ig[i].chunk() || !needs_grad(n->inputs[i])) continue;
+        const auto &in_ag = n->inputs[i].ag();
+        if (in_ag->node) {
+          auto &slot = ograds[in_ag->node.get()];
+          if (slot.size() < in_ag->node->outputs.size()) slot.resize(in_ag->node->outputs.size());
+          slot[in_ag->index] = sum_into(slot[in_ag->index], ig[i]);
+        } else {
+          var_grads[in_ag.get()] = sum_into(var_grads[in_ag.get()], ig[i]);
+        }
+      }
+      ograds.erase(n);
+      continue;
+    }
     const OpDef &op = *n->op;
     LOOM_CHECK(op.backward, LOOM_ERR_INVALID_ARGUMENT, "backward: op '", op.name,
                "' has no gradient, but a gradient must flow through it");

@@ -4,7 +4,9 @@
 // op's backward kernel to the engine.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "imperative/imperative.h"
 
@@ -16,6 +18,11 @@ struct AGNode {
   bool is_train = false;
   ArrayList inputs;   // keep their own AGInfo: the edges of the graph
   ArrayList outputs;  // detached copies (no AGInfo), so a node never owns itself
+  // A node of a whole graph (a cached op) instead of one op: given the output
+  // gradients (one per output, zeros where none flows) it pushes its backward
+  // and returns one gradient per input (empty where none is needed).
+  std::function<ArrayList(const ArrayList &out_grads)> custom;
+  std::string custom_name;
 };
 
 struct AGInfo {
@@ -31,6 +38,11 @@ namespace autograd {
 bool is_recording();
 bool set_recording(bool on);  // returns the previous state (per thread)
 bool is_training();
+// Whether a gradient flows back to this array (it was recorded, or is a variable
+// with a gradient request).
+bool needs_grad(const NDArray &a);
+// Attaches `node` as the producer of `outputs` (a cached op's own record).
+void record_node(const std::shared_ptr<AGNode> &node, ArrayList &outputs);
 bool set_training(bool on);
 // Called by invoke for every pushed op while recording.
 void record(const OpDef &op, const std::shared_ptr<const Params> &params, const ArrayList &inputs,

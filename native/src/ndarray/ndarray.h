@@ -60,6 +60,7 @@ class NDArray {
   VarPtr var() const { return VarPtr(chunk_, &chunk_->var); }
   const std::shared_ptr<Chunk> &chunk() const { return chunk_; }
   bool same_memory(const NDArray &o) const { return chunk_ == o.chunk_; }
+  size_t offset() const { return offset_; }  // bytes into the chunk
 
   // Autograd record of this array (null when not recorded and not a variable).
   const std::shared_ptr<AGInfo> &ag() const { return ag_; }

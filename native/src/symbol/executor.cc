@@ -762,6 +762,30 @@ void push_steps(const Program &p, const std::vector<NDArray> &arrays, size_t fir
 }
 }  // namespace
 
+void Executor::rebind(bool aux, size_t index, const NDArray &array) {
+  std::vector<NDArray> &list = aux ? spec_.aux : spec_.args;
+  LOOM_CHECK(index < list.size(), LOOM_ERR_INVALID_ARGUMENT, "rebind: ",
+             aux ? "auxiliary state " : "argument ", index, " is out of range (", list.size(), ")");
+  NDArray &slot = list[index];
+  if (slot.chunk() == array.chunk() && slot.offset() == array.offset()) return;
+  LOOM_CHECK(array.shape() == slot.shape() && array.dtype() == slot.dtype() &&
+                 array.ctx() == slot.ctx(),
+             LOOM_ERR_SHAPE, "rebind: ", aux ? "auxiliary state " : "argument ", index, " is ",
+             slot.shape().str(), " ", dtype_name(slot.dtype()), " on ", slot.ctx().str(),
+             ", the new array is ", array.shape().str(), " ", dtype_name(array.dtype()), " on ",
+             array.ctx().str());
+  slot = array.detached();
+  const Program &p = impl_->prog;
+  const Src want = aux ? Src::Aux : Src::Arg;
+  for (size_t v = 0; v < p.values.size(); ++v)
+    if (p.values[v].src == want && p.values[v].index == static_cast<int>(index))
+      impl_->arrays[v] = slot;
+  for (size_t h = 0; h < outputs_.size(); ++h)
+    if (p.head_values.size() > h && p.values[p.head_values[h]].src == want &&
+        p.values[p.head_values[h]].index == static_cast<int>(index))
+      outputs_[h] = slot;
+}
+
 void Executor::forward(bool is_train) {
   const Program &p = impl_->prog;
   push_steps(p, impl_->arrays, 0, p.num_forward, spec_.ctx, is_train);
