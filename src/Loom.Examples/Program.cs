@@ -9,6 +9,9 @@
 //   resnet [batch] [steps]  ResNet-50 training throughput on random images
 //   lstm [epochs] [max characters]  a character LSTM language model (the fused RNN op) on
 //                    Debian's fortunes text: validation perplexity, then sampled text
+//   mnist-gluon [mlp|lenet] [epochs]  the MLP or LeNet written as a C# class (Loom.Gluon),
+//                    trained imperatively, then hybridized; `mnist-gluon bench [batches]`
+//                    times imperative, hybridized and Module training side by side
 //   tour             a walk through the imperative API
 // The training examples take --ctx=gpu(0) (default cpu(0)) to train on another device, and
 // the symbolic ones --ctx=cpu(0),cpu(1) (or gpu(0),gpu(1)) to split each batch over several.
@@ -74,16 +77,19 @@ switch (example)
         return Mnist.Plot(args.Length > 1 ? args[1] : "lenet", args.Length > 2 ? args[2] : null);
     case "lstm":
         return LanguageModel.Train(args.Length > 1 ? int.Parse(args[1]) : 1, args.Length > 2 ? int.Parse(args[2]) : 0);
+    case "mnist-gluon":
+        if (args.Length > 1 && args[1] == "bench") return Mnist.GluonBench(args.Length > 2 ? int.Parse(args[2]) : 100);
+        return Mnist.GluonTrain(args.Length > 1 ? args[1] : "mlp", args.Length > 2 ? int.Parse(args[2]) : 2);
     case "tour":
         Tour.Run();
         return 0;
     default:
-        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], plot [mlp|lenet|resnet] [file.svg], lstm [epochs] [max characters], tour; training examples take --ctx=gpu(0)");
+        Console.Error.WriteLine($"unknown example '{example}'; available: mnist [epochs], lenet [epochs], memory [batch], fashion [epochs], mnist-imperative [epochs], lenet-imperative [epochs], resnet [batch] [steps], plot [mlp|lenet|resnet] [file.svg], lstm [epochs] [max characters], mnist-gluon [mlp|lenet|bench] [epochs|batches], tour; training examples take --ctx=gpu(0)");
         return 2;
 }
 }
 
-static class Mnist
+static partial class Mnist
 {
     // The device the training examples run on (--ctx=...).
     public static Context Ctx = Context.Cpu();

@@ -1,0 +1,651 @@
+"""Networks written as Python classes (MXNet Gluon's blocks), on the same native
+engine as the C# Loom.Gluon: Block (imperative), HybridBlock (hybridize() records
+the next call's native op calls into a symbol and runs later calls through a
+cached, memory-planned executor, one per input signature), layers, losses and a
+Trainer. Parameter names, the trace and the exported files are the same as C#'s,
+so a network exported from either loads in both and in MXNet 1.9."""
+import ctypes
+import re
+from functools import reduce
+
+from . import _abi, _invoke, _check, _LIB, LoomError, NDArray, nd, zeros, save, load
+from ._symbol import Symbol
+
+_COUNTS = {}
+_tracing = {"declared": None}  # parameters declared as variables of the open trace
+
+
+def _next_name(counts, alias):
+    n = counts.get(alias, 0)
+    counts[alias] = n + 1
+    return "%s%d" % (alias, n)
+
+
+class _paused:
+    """Ops run inside are not recorded by the open trace (a parameter's initialisation)."""
+
+    def __enter__(self):
+        self.prev = None
+        if _tracing["declared"] is not None:
+            self.prev = ctypes.c_int32()
+            _check(_LIB.loom_trace_pause(ctypes.byref(self.prev), 1))
+        return self
+
+    def __exit__(self, *exc):
+        if self.prev is not None and _tracing["declared"] is not None:
+            _LIB.loom_trace_pause(None, self.prev.value)
+        return False
+
+
+def _first(r):
+    """The op's first output (_invoke returns a list only for several outputs)."""
+    return r[0] if isinstance(r, list) else r
+
+
+def _shape_str(shape):
+    return "(" + ",".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class Parameter:
+    """A learnable array named by its block's prefix (dense0_weight). Zeros in the shape
+    are inferred at the first forward; data() before then raises, naming the parameter."""
+
+    def __init__(self, owner, local_name, shape, dtype="float32", grad_req="write", init=None):
+        self.owner, self.local_name = owner, local_name
+        self._shape = tuple(shape)
+        self.dtype, self.grad_req, self.init = dtype, grad_req, init
+        self._data = None
+        self._pending = None
+
+    @property
+    def name(self):
+        return self.owner.prefix + self.local_name
+
+    @property
+    def shape(self):
+        return self._shape
+
+    def _known(self):
+        return len(self._shape) > 0 and all(d > 0 for d in self._shape)
+
+    def infer_shape(self, shape, source):
+        shape = tuple(shape)
+        ok = len(shape) == len(self._shape) or not self._shape
+        ok = ok and all(a == 0 or b == 0 or a == b for a, b in zip(self._shape, shape))
+        if not ok:
+            raise LoomError(_abi.LOOM_ERR_SHAPE, "Parameter '%s' has shape %s, but %s needs %s"
+                            % (self.name, _shape_str(self._shape), source, _shape_str(shape)))
+        self._shape = shape if not self._shape else tuple(a if a > 0 else b for a, b in zip(self._shape, shape))
+        if self._data is None and self._pending is not None and self._known():
+            self._materialize()
+
+    def initialize(self, init, force=False):
+        if self._data is not None and not force:
+            return
+        self._pending = self.init or init or "uniform"
+        if self._data is not None:
+            with _paused():
+                self._fill()
+        elif self._known():
+            self._materialize()
+
+    def _fill(self):
+        init = self._pending
+        n = self.name
+        if callable(init):
+            init(n, self._data)
+        elif n.endswith(("bias", "beta", "running_mean", "moving_mean")) or init == "zeros":
+            _invoke("full", [], {"shape": self._shape, "dtype": self.dtype, "value": 0.0}, out=self._data)
+        elif n.endswith(("gamma", "running_var", "moving_var")) or init == "ones":
+            _invoke("full", [], {"shape": self._shape, "dtype": self.dtype, "value": 1.0}, out=self._data)
+        elif init == "xavier":
+            _invoke("init_xavier", [], {"shape": self._shape, "dtype": self.dtype}, out=self._data)
+        else:  # Gluon's default: uniform in [-0.07, 0.07]
+            _invoke("random_uniform", [], {"low": -0.07, "high": 0.07, "shape": self._shape,
+                                           "dtype": self.dtype}, out=self._data)
+
+    def _materialize(self, fill=True):
+        with _paused():
+            self._data = zeros(self._shape, self.dtype)
+            if fill:
+                self._fill()
+            self._data.attach_grad(self.grad_req)
+
+    def data(self):
+        if self._data is None:
+            if self._pending is None:
+                raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' has not been initialized; "
+                                "call initialize() on its block first" % self.name)
+            if not self._known():
+                raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT,
+                                "Parameter '%s' has not been initialized yet: its shape %s is inferred from "
+                                "the first forward (deferred initialization)" % (self.name, _shape_str(self._shape)))
+            self._materialize()
+        declared = _tracing["declared"]
+        if declared is not None and self.name not in declared:
+            _check(_LIB.loom_trace_input(self._data.handle, self.name.encode()))
+            declared[self.name] = self
+        return self._data
+
+    def grad(self):
+        if self.grad_req == "null":
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' has no gradient" % self.name)
+        return self.data().grad
+
+    def set_data(self, value):
+        self.infer_shape(value.shape, "the value")
+        if self._data is None:
+            self._pending = self._pending or "zeros"
+            self._materialize(fill=False)
+        _invoke("copy", [value], {}, out=self._data)
+
+    def __repr__(self):
+        return "Parameter %s %s %s" % (self.name, _shape_str(self._shape), self.dtype)
+
+
+class ParameterDict(dict):
+    """Parameters by full name, in registration order."""
+
+    def __init__(self, prefix=""):
+        super().__init__()
+        self.prefix = prefix
+
+    def initialize(self, init=None, force_reinit=False):
+        for p in self.values():
+            p.initialize(init, force_reinit)
+
+    def select(self, pattern):
+        d = ParameterDict(self.prefix)
+        for k, p in self.items():
+            if re.search(pattern, k):
+                d[k] = p
+        return d
+
+    def save(self, path, strip_prefix=""):
+        save(path, {(k[len(strip_prefix):] if strip_prefix and k.startswith(strip_prefix) else k): p.data()
+                    for k, p in self.items()})
+
+    def load(self, path, allow_missing=False, ignore_extra=False, restore_prefix=""):
+        loaded = {}
+        for k, v in load(path).items():
+            loaded[restore_prefix + (k[4:] if k.startswith(("arg:", "aux:")) else k)] = v
+        extra = [k for k in loaded if k not in self]
+        if extra and not ignore_extra:
+            raise LoomError(_abi.LOOM_ERR_NOT_FOUND, "%s: %s not a parameter of the network" % (
+                path, ", ".join("'%s' %s" % (k, _shape_str(loaded[k].shape)) for k in extra)))
+        missing = [p for k, p in self.items() if k not in loaded]
+        if missing and not allow_missing:
+            raise LoomError(_abi.LOOM_ERR_NOT_FOUND, "%s: no value for %s" % (
+                path, ", ".join("'%s' %s" % (p.name, _shape_str(p.shape)) for p in missing)))
+        for k, p in self.items():
+            if k in loaded:
+                v = loaded[k]
+                if len(v.shape) != len(p.shape) or any(a and a != b for a, b in zip(p.shape, v.shape)):
+                    raise LoomError(_abi.LOOM_ERR_SHAPE, "%s: parameter '%s' is %s, the file has %s"
+                                    % (path, k, _shape_str(p.shape), _shape_str(v.shape)))
+        for k, p in self.items():
+            if k in loaded:
+                p.set_data(loaded[k])
+
+    def zero_grad(self):
+        for p in self.values():
+            if p.grad_req != "null" and p._data is not None:
+                g = p.grad()
+                _invoke("full", [], {"shape": g.shape, "dtype": g.dtype, "value": 0.0}, out=g)
+
+
+class Block:
+    """A network piece as a class: parameters, children, and forward(). Prefixes are
+    hierarchical (lenet0_dense0_); pass params=other.collect_params() to share."""
+
+    def __init__(self, prefix=None, params=None):
+        self._explicit = prefix is not None
+        self._local = prefix if prefix is not None else _next_name(_COUNTS, self._alias()) + "_"
+        self._parent = None
+        self._children = []
+        self._params = []
+        self._child_counts = {}
+        self._shared = params
+
+    def _alias(self):
+        return type(self).__name__.lower()
+
+    @property
+    def prefix(self):
+        return (self._parent.prefix if self._parent else "") + self._local
+
+    @property
+    def name(self):
+        return self.prefix[:-1] if self.prefix.endswith("_") else self.prefix
+
+    def param(self, name, shape, dtype="float32", grad_req="write", init=None):
+        if self._shared is not None and self._shared.prefix + name in self._shared:
+            p = self._shared[self._shared.prefix + name]
+            p.infer_shape(shape, "%s (sharing it)" % self.name)
+        else:
+            p = Parameter(self, name, shape, dtype, grad_req, init)
+        self._params.append(p)
+        return p
+
+    def register(self, child):
+        if child._parent is not None:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "%s: the block '%s' already has a parent"
+                            % (self.name, child.name))
+        if not child._explicit:
+            child._local = _next_name(self._child_counts, child._alias()) + "_"
+        child._parent = self
+        self._children.append(child)
+        return child
+
+    def collect_params(self, select=None):
+        d = ParameterDict(self.prefix)
+
+        def walk(b):
+            for p in b._params:
+                d[p.name] = p
+            for c in b._children:
+                walk(c)
+        walk(self)
+        return d.select(select) if select else d
+
+    def initialize(self, init=None, force_reinit=False):
+        self.collect_params().initialize(init, force_reinit)
+
+    def save_parameters(self, path):
+        self.collect_params().save(path, strip_prefix=self.prefix)
+
+    def load_parameters(self, path, allow_missing=False, ignore_extra=False):
+        self.collect_params().load(path, allow_missing, ignore_extra, restore_prefix=self.prefix)
+
+    def __call__(self, *inputs):
+        return self.forward(*inputs)
+
+    def forward(self, *inputs):
+        raise NotImplementedError("%s does not define forward()" % type(self).__name__)
+
+
+class HybridBlock(Block):
+    """A block whose hybrid_forward() can run as a planned graph after hybridize():
+    the next call is traced natively into a symbol; later calls with the same input
+    shapes and dtypes run it through one cached executor. Python control flow is
+    traced for the values seen at that call."""
+
+    def __init__(self, prefix=None, params=None):
+        super().__init__(prefix, params)
+        self._active = False
+        self._cache = {}
+        self._last = None
+
+    def hybridize(self, active=True):
+        def walk(b):
+            if isinstance(b, HybridBlock):
+                b._active = active
+                b._cache = {}
+                b._last = None
+            for c in b._children:
+                walk(c)
+        walk(self)
+
+    def hybrid_forward(self, *inputs):
+        raise NotImplementedError("%s does not define hybrid_forward()" % type(self).__name__)
+
+    def forward(self, *inputs):
+        if _tracing["declared"] is not None:
+            _check(_LIB.loom_trace_scope_push(self.prefix.encode()))
+            try:
+                return self.hybrid_forward(*inputs)
+            finally:
+                _LIB.loom_trace_scope_pop()
+        if not self._active:
+            return self.hybrid_forward(*inputs)
+        key = tuple((a.shape, a.dtype) for a in inputs)
+        entry = self._cache.get(key)
+        if entry is None:
+            return self._trace(inputs, key)
+        self._last = entry
+        return entry.invoke(inputs)
+
+    def _trace(self, inputs, key):
+        names = ["data"] if len(inputs) == 1 else ["data%d" % i for i in range(len(inputs))]
+        _check(_LIB.loom_trace_begin())
+        declared = {}
+        _tracing["declared"] = declared
+        try:
+            for a, n in zip(inputs, names):
+                _check(_LIB.loom_trace_input(a.handle, n.encode()))
+            _check(_LIB.loom_trace_scope_push(self.prefix.encode()))
+            outs = self.hybrid_forward(*inputs)
+            _check(_LIB.loom_trace_scope_pop())
+            heads = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            hs = (ctypes.c_void_p * len(heads))(*[h.handle.value for h in heads])
+            sym = ctypes.c_void_p()
+            _check(_LIB.loom_trace_end(ctypes.byref(sym), hs, len(heads)))
+        except BaseException:
+            _LIB.loom_trace_abort()
+            raise
+        finally:
+            _tracing["declared"] = None
+        entry = _CachedGraph(Symbol(sym), names, declared)
+        self._cache[key] = entry
+        self._last = entry
+        return outs
+
+    def export(self, path, epoch=0):
+        """Writes path-symbol.json and path-%04d.params (arg:/aux: names) of the last traced graph."""
+        if self._last is None:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT,
+                            "%s: export needs a traced graph; call hybridize() and run one forward first" % self.name)
+        self._last.symbol.save("%s-symbol.json" % path)
+        aux = set(self._last.symbol.list_auxiliary_states())
+        save("%s-%04d.params" % (path, epoch),
+             {("aux:" if n in aux else "arg:") + n: p.data() for n, p in self._last.params})
+
+
+class _CachedGraph:
+    def __init__(self, symbol, data_names, declared):
+        self.symbol = symbol
+        self.op = ctypes.c_void_p()
+        _check(_LIB.loom_cached_op_create(ctypes.byref(self.op), symbol.handle))
+        nout = ctypes.c_int32()
+        _check(_LIB.loom_cached_op_get_counts(None, ctypes.byref(nout), self.op))
+        self.num_outputs = nout.value
+        names = symbol.list_arguments() + symbol.list_auxiliary_states()
+        self.sources = []
+        self.params = []
+        for n in names:
+            if n in data_names:
+                self.sources.append(data_names.index(n))
+            else:
+                self.sources.append(declared[n])
+                self.params.append((n, declared[n]))
+
+    def invoke(self, inputs):
+        arrays = [inputs[s] if isinstance(s, int) else s.data() for s in self.sources]
+        ins = (ctypes.c_void_p * max(len(arrays), 1))(*[a.handle.value for a in arrays])
+        outs = (ctypes.c_void_p * max(self.num_outputs, 1))()
+        _check(_LIB.loom_cached_op_invoke(self.op, len(arrays), ins, self.num_outputs, outs))
+        res = [NDArray(outs[i]) for i in range(self.num_outputs)]
+        return res[0] if len(res) == 1 else res
+
+    def __del__(self):
+        if getattr(self, "op", None) is not None and self.op.value:
+            _LIB.loom_cached_op_free(self.op)
+            self.op = ctypes.c_void_p()
+
+
+class Sequential(Block):
+    def add(self, *blocks):
+        for b in blocks:
+            self.register(b)
+        return self
+
+    def forward(self, x):
+        for c in self._children:
+            x = c(x)
+        return x
+
+
+class HybridSequential(HybridBlock):
+    def add(self, *blocks):
+        for b in blocks:
+            self.register(b)
+        return self
+
+    def hybrid_forward(self, x):
+        for c in self._children:
+            x = c(x)
+        return x
+
+
+class Dense(HybridBlock):
+    def __init__(self, units, activation=None, use_bias=True, flatten=True, in_units=0, prefix=None, params=None):
+        super().__init__(prefix, params)
+        self._units, self._act, self._flatten = units, activation, flatten
+        self.weight = self.param("weight", (units, in_units))
+        self.bias = self.param("bias", (units,)) if use_bias else None
+
+    def hybrid_forward(self, x):
+        s = x.shape
+        in_feat = reduce(lambda a, b: a * b, s[1:], 1) if self._flatten else s[-1]
+        self.weight.infer_shape((self._units, in_feat), "the input %s" % _shape_str(s))
+        ins = [x, self.weight.data()] + ([self.bias.data()] if self.bias else [])
+        y = _invoke("FullyConnected", ins, {"num_hidden": self._units, "no_bias": self.bias is None,
+                                            "flatten": self._flatten})
+        return _invoke("Activation", [y], {"act_type": self._act}) if self._act else y
+
+
+class _Conv(HybridBlock):
+    def __init__(self, channels, kernel, strides, padding, dilation, groups, activation, use_bias,
+                 transpose=False, adj=None, prefix=None, params=None):
+        super().__init__(prefix, params)
+        n = len(kernel)
+        self._c, self._k, self._g, self._act, self._t = channels, tuple(kernel), groups, activation, transpose
+        self._s = tuple(strides or (1,) * n)
+        self._p = tuple(padding or (0,) * n)
+        self._d = tuple(dilation or (1,) * n)
+        self._adj = tuple(adj or (0,) * n)
+        wshape = ((0, channels // groups) if transpose else (channels, 0)) + self._k
+        self.weight = self.param("weight", wshape)
+        self.bias = self.param("bias", (channels,)) if use_bias else None
+
+    def _alias(self):
+        return "conv"
+
+    def hybrid_forward(self, x):
+        s = x.shape
+        if len(s) != len(self._k) + 2:
+            raise LoomError(_abi.LOOM_ERR_SHAPE, "%s: a %d-D convolution takes (batch, channels, %d spatial axes); "
+                            "the input is %s" % (self.name, len(self._k), len(self._k), _shape_str(s)))
+        c = s[1]
+        want = ((c, self._c // self._g) if self._t else (self._c, c // self._g)) + self._k
+        self.weight.infer_shape(want, "the input %s" % _shape_str(s))
+        ins = [x, self.weight.data()] + ([self.bias.data()] if self.bias else [])
+        p = {"kernel": self._k, "num_filter": self._c, "stride": self._s, "dilate": self._d, "pad": self._p,
+             "num_group": self._g, "no_bias": self.bias is None}
+        if self._t:
+            p["adj"] = self._adj
+        y = _invoke("Deconvolution" if self._t else "Convolution", ins, p)
+        return _invoke("Activation", [y], {"act_type": self._act}) if self._act else y
+
+
+class Conv1D(_Conv):
+    def __init__(self, channels, kernel_size, strides=1, padding=0, dilation=1, groups=1, activation=None,
+                 use_bias=True, prefix=None, params=None):
+        super().__init__(channels, (kernel_size,), (strides,), (padding,), (dilation,), groups, activation,
+                         use_bias, prefix=prefix, params=params)
+
+
+class Conv2D(_Conv):
+    def __init__(self, channels, kernel_size, strides=None, padding=None, dilation=None, groups=1,
+                 activation=None, use_bias=True, prefix=None, params=None):
+        super().__init__(channels, kernel_size, strides, padding, dilation, groups, activation, use_bias,
+                         prefix=prefix, params=params)
+
+
+class Conv3D(Conv2D):
+    pass
+
+
+class Conv2DTranspose(_Conv):
+    def __init__(self, channels, kernel_size, strides=None, padding=None, output_padding=None, dilation=None,
+                 groups=1, activation=None, use_bias=True, prefix=None, params=None):
+        super().__init__(channels, kernel_size, strides, padding, dilation, groups, activation, use_bias,
+                         transpose=True, adj=output_padding, prefix=prefix, params=params)
+
+
+class _Pool(HybridBlock):
+    def __init__(self, pool_type, pool_size, strides, padding, ceil_mode=False, count_include_pad=True, prefix=None):
+        super().__init__(prefix)
+        self._t, self._k = pool_type, pool_size
+        self._s = strides or pool_size
+        self._p = padding or ((0,) * len(pool_size) if pool_size else None)
+        self._ceil, self._cip = ceil_mode, count_include_pad
+
+    def _alias(self):
+        return "pool"
+
+    def hybrid_forward(self, x):
+        if self._k is None:
+            return _invoke("Pooling", [x], {"kernel": (1, 1), "pool_type": self._t, "global_pool": True})
+        p = {"kernel": self._k, "pool_type": self._t, "stride": self._s, "pad": self._p,
+             "pooling_convention": "full" if self._ceil else "valid"}
+        if self._t == "avg":
+            p["count_include_pad"] = self._cip
+        return _invoke("Pooling", [x], p)
+
+
+class MaxPool2D(_Pool):
+    def __init__(self, pool_size=(2, 2), strides=None, padding=None, ceil_mode=False, prefix=None):
+        super().__init__("max", tuple(pool_size), strides, padding, ceil_mode, prefix=prefix)
+
+
+class AvgPool2D(_Pool):
+    def __init__(self, pool_size=(2, 2), strides=None, padding=None, ceil_mode=False, count_include_pad=True,
+                 prefix=None):
+        super().__init__("avg", tuple(pool_size), strides, padding, ceil_mode, count_include_pad, prefix=prefix)
+
+
+class GlobalAvgPool2D(_Pool):
+    def __init__(self, prefix=None):
+        super().__init__("avg", None, None, None, prefix=prefix)
+
+
+class GlobalMaxPool2D(_Pool):
+    def __init__(self, prefix=None):
+        super().__init__("max", None, None, None, prefix=prefix)
+
+
+class BatchNorm(HybridBlock):
+    def __init__(self, axis=1, momentum=0.9, epsilon=1e-5, center=True, scale=True, use_global_stats=False,
+                 in_channels=0, prefix=None, params=None):
+        super().__init__(prefix, params)
+        self._axis, self._m, self._eps, self._scale, self._g = axis, momentum, epsilon, scale, use_global_stats
+        self.gamma = self.param("gamma", (in_channels,), grad_req="write" if scale else "null", init="ones")
+        self.beta = self.param("beta", (in_channels,), grad_req="write" if center else "null", init="zeros")
+        self.running_mean = self.param("running_mean", (in_channels,), grad_req="null", init="zeros")
+        self.running_var = self.param("running_var", (in_channels,), grad_req="null", init="ones")
+
+    def hybrid_forward(self, x):
+        c = (x.shape[self._axis],)
+        for p in (self.gamma, self.beta, self.running_mean, self.running_var):
+            p.infer_shape(c, "the input %s" % _shape_str(x.shape))
+        return _first(_invoke("BatchNorm", [x, self.gamma.data(), self.beta.data(), self.running_mean.data(),
+                                     self.running_var.data()],
+                       {"eps": self._eps, "momentum": self._m, "fix_gamma": not self._scale,
+                        "use_global_stats": self._g, "axis": self._axis}))
+
+
+class Dropout(HybridBlock):
+    def __init__(self, rate, axes=(), prefix=None):
+        super().__init__(prefix)
+        self._rate, self._axes = rate, tuple(axes)
+
+    def hybrid_forward(self, x):
+        return _first(_invoke("Dropout", [x], {"p": self._rate, "axes": self._axes}))
+
+
+class Embedding(HybridBlock):
+    def __init__(self, input_dim, output_dim, prefix=None, params=None):
+        super().__init__(prefix, params)
+        self._in, self._out = input_dim, output_dim
+        self.weight = self.param("weight", (input_dim, output_dim))
+
+    def hybrid_forward(self, x):
+        return _invoke("Embedding", [x, self.weight.data()], {"input_dim": self._in, "output_dim": self._out})
+
+
+class Flatten(HybridBlock):
+    def hybrid_forward(self, x):
+        return _invoke("Flatten", [x], {})
+
+
+class Activation(HybridBlock):
+    def __init__(self, activation, prefix=None):
+        self._act = activation
+        super().__init__(prefix)
+
+    def _alias(self):
+        return self._act
+
+    def hybrid_forward(self, x):
+        return _invoke("Activation", [x], {"act_type": self._act})
+
+
+class LeakyReLU(HybridBlock):
+    def __init__(self, alpha, prefix=None):
+        super().__init__(prefix)
+        self._alpha = alpha
+
+    def hybrid_forward(self, x):
+        return _invoke("LeakyReLU", [x], {"act_type": "leaky", "slope": self._alpha})
+
+
+class Loss(HybridBlock):
+    """prediction, label -> one loss per sample (mean over all axes but the batch axis)."""
+
+    def __init__(self, weight=1.0, batch_axis=0, prefix=None):
+        super().__init__(prefix)
+        self._weight, self._batch_axis = weight, batch_axis
+
+    def hybrid_forward(self, pred, label):
+        l = self._compute(pred, label)
+        if self._weight != 1.0:
+            l = _invoke("multiply_scalar", [l], {"scalar": self._weight})
+        return _invoke("mean", [l], {"axis": (self._batch_axis,), "exclude": True})
+
+    @staticmethod
+    def _like(label, pred):
+        return label if label.shape == pred.shape else _invoke("reshape", [label], {"shape": pred.shape})
+
+
+class L2Loss(Loss):
+    def __init__(self, weight=1.0, batch_axis=0, prefix=None):
+        super().__init__(weight / 2, batch_axis, prefix)
+
+    def _compute(self, pred, label):
+        return _invoke("square", [_invoke("subtract", [self._like(label, pred), pred], {})], {})
+
+
+class L1Loss(Loss):
+    def _compute(self, pred, label):
+        return _invoke("abs", [_invoke("subtract", [self._like(label, pred), pred], {})], {})
+
+
+class SoftmaxCrossEntropyLoss(Loss):
+    """-log softmax(pred)[label] for class-index labels (the class axis last)."""
+
+    def _compute(self, pred, label):
+        logp = _invoke("log_softmax", [pred], {"axis": -1})
+        s = pred.shape
+        n = reduce(lambda a, b: a * b, s[:-1], 1)
+        if label.dtype != pred.dtype:
+            label = _invoke("cast", [label], {"dtype": pred.dtype})
+        rows = _invoke("arange", [], {"start": 0, "stop": n, "dtype": pred.dtype})
+        idx = _invoke("add", [_invoke("multiply_scalar", [rows], {"scalar": float(s[-1])}),
+                              _invoke("reshape", [label], {"shape": (n,)})], {})
+        picked = _invoke("take", [_invoke("reshape", [logp], {"shape": (-1,)}), idx], {})
+        return _invoke("negative", [_invoke("reshape", [picked], {"shape": tuple(s[:-1]) + (1,)})], {})
+
+
+class Trainer:
+    """SGD with momentum (the native sgd_mom_update op) over a ParameterDict; step(batch_size)
+    rescales the summed gradients by 1/batch_size."""
+
+    def __init__(self, params, learning_rate=0.01, momentum=0.0, wd=0.0):
+        self._params = list(params.values())
+        self.learning_rate, self.momentum, self.wd = learning_rate, momentum, wd
+        self._moms = {}
+
+    def step(self, batch_size):
+        for i, p in enumerate(self._params):
+            if p.grad_req == "null":
+                continue
+            w = p.data()
+            common = {"lr": self.learning_rate, "wd": self.wd, "rescale_grad": 1.0 / batch_size}
+            if self.momentum == 0:  # as the C# SGD: sgd_update without a state
+                _invoke("sgd_update", [w, w.grad], common, out=w)
+                continue
+            if i not in self._moms:
+                self._moms[i] = zeros(w.shape, w.dtype)
+            _invoke("sgd_mom_update", [w, w.grad, self._moms[i]], dict(common, momentum=self.momentum),
+                    out=[w, self._moms[i]])
