@@ -232,6 +232,7 @@ switch ($Command) {
             Remove-Item Env:LOOM_GPU_ASYNC
         }
         dotnet run -c $Config --no-build --project tests/bench/Loom.Bench
+        dotnet run -c $Config --no-build --project src/Loom.Examples "--" mnist-gluon bench 100
         dotnet run -c $Config --no-build --project src/Loom.Examples "--" memory 32
         Get-Mnist
         bash tests/bench/mnist_vs_torch.sh

@@ -436,6 +436,8 @@ bench() {
   fi
   log "C# imperative call overhead"
   dotnet run -c $CONFIG --no-build --project "$ROOT/tests/bench/Loom.Bench"
+  log "networks written as C# classes: imperative, hybridized and Module training (img/s)"
+  dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- mnist-gluon bench 100
   log "planned memory of Inception-BN, batch 32 (planning on vs one buffer per value)"
   dotnet run -c $CONFIG --no-build --project "$ROOT/src/Loom.Examples" -- memory 32
   fetch_data

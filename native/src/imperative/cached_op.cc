@@ -85,6 +85,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
 
   std::shared_ptr<Slot> slot;
   uint64_t lease = 0;
+  ArrayList outs;
   {
     std::lock_guard<std::mutex> lk(*mu_);
     ++clock_;
@@ -113,7 +114,16 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       for (size_t i = 0; i < nx; ++i) spec.aux.push_back(inputs[na + i].detached());
       slot = std::make_shared<Slot>();
       slot->signature = sig;
-      slot->exec = Executor::bind(sym_, std::move(spec));
+      try {
+        slot->exec = Executor::bind(sym_, std::move(spec));
+      } catch (const Error &e) {
+        std::string given;
+        for (size_t i = 0; i < inputs.size(); ++i)
+          given += (i ? ", " : "") + (i < na ? arg_names_[i] : aux_names_[i - na]) + " " +
+                   inputs[i].shape().str();
+        throw Error(e.status(), std::string("cached op: the inputs (") + given +
+                                    ") do not fit the graph: " + e.what());
+      }
       slots_.push_back(slot);
     }
     for (size_t i = 0; i < inputs.size(); ++i) slot->exec->rebind(i >= na, i < na ? i : i - na, inputs[i]);
@@ -121,10 +131,9 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
     slot->lease = any_grad ? clock_ : 0;
     lease = slot->lease;
     slot->exec->forward(is_train);
+    // Copied out before another caller can push a forward on this executor.
+    for (const NDArray &o : slot->exec->outputs()) outs.push_back(copy_of(o));
   }
-  const auto &eo = slot->exec->outputs();
-  ArrayList outs;
-  for (const NDArray &o : eo) outs.push_back(copy_of(o));
   if (any_grad) {
     auto node = std::make_shared<AGNode>();
     node->is_train = is_train;
@@ -145,20 +154,21 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
     std::shared_ptr<Release> hold(new Release{slot, lease, mu_});  // built in place: no temporary to release early
     node->custom = [hold, rq, na, nx](const ArrayList &og) {
       std::shared_ptr<Slot> s = hold->slot;
-      {
-        std::lock_guard<std::mutex> lk(*hold->mu);
-        LOOM_CHECK(s->lease == hold->lease, LOOM_ERR_INVALID_ARGUMENT,
-                   "backward: this call of a hybridized block can no longer be differentiated: "
-                   "its executor was taken by later calls (more than ", kMaxLeased,
-                   " calls awaited backward) or its backward already ran; run backward once "
-                   "per forward");
-        s->lease = 0;  // later calls may reuse the executor; the engine orders its buffers
-      }
+      // Under the lock: no other caller rebinds or runs this executor meanwhile.
+      std::lock_guard<std::mutex> lk(*hold->mu);
+      LOOM_CHECK(s->lease == hold->lease, LOOM_ERR_INVALID_ARGUMENT,
+                 "backward: this call of a hybridized block can no longer be differentiated: "
+                 "its executor was taken by later calls (more than ", kMaxLeased,
+                 " calls awaited backward) or its backward already ran; run backward once "
+                 "per forward");
       std::vector<NDArray> hg(og.begin(), og.end());
       s->exec->backward(hg);
       ArrayList ig(na + nx);
+      // Copied while the lock is held: once it is released another thread's backward
+      // may write the executor's gradient buffers before this recording reads them.
       for (size_t i = 0; i < na; ++i)
-        if (rq[i]) ig[i] = s->exec->spec().grads[i];
+        if (rq[i]) ig[i] = copy_of(s->exec->spec().grads[i]);
+      s->lease = 0;
       return ig;
     };
     autograd::record_node(node, outs);
