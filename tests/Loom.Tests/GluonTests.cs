@@ -447,4 +447,32 @@ public class GluonTests
         up.Hybridize();
         for (int i = 0; i < 2; i++) Assert.That(up.Forward(Input(1, 2, 5, 5)).Shape, Is.EqualTo(new long[] { 1, 3, 1, 1 }));
     }
+
+    [Test]
+    public void ResNetFamilyHasTheStandardParameterCounts()
+    {
+        // Trainable parameters of torchvision's resnet18/34/50 (1000 classes), an
+        // independent count of the same architectures.
+        foreach (var (net, want) in new[] { (Vision.ResNet18V1(), 11_689_512L), (Vision.ResNet34V1(), 21_797_672L),
+                     (Vision.ResNet50V1(), 25_557_032L) })
+        {
+            long n = 0;
+            foreach (var p in net.Collect().Values)
+                if (p.GradReq != GradReq.Null) n += p.Shape.Aggregate(1L, (a, b) => a * b);
+            Assert.That(n, Is.EqualTo(want), net.Name);
+        }
+        var small = Vision.ResNet18V1(classes: 10, thumbnail: true);
+        small.Initialize(new XavierInit());
+        small.Hybridize();
+        using (Autograd.Predict())
+            for (int i = 0; i < 2; i++) Assert.That(small.Forward(Input(2, 3, 32, 32)).Shape, Is.EqualTo(new long[] { 2, 10 }));
+        // MXNet's model-zoo names: empty-prefix blocks count in the enclosing scope.
+        var keys = small.Collect().Keys.ToArray();
+        Assert.That(keys[0], Is.EqualTo("resnetv10_conv0_weight"));
+        Assert.That(keys, Does.Contain("resnetv10_stage1_conv3_weight"));
+        Assert.That(small.Collect()["resnetv10_stage2_conv2_weight"].Shape, Is.EqualTo(new long[] { 128, 64, 1, 1 }),
+            "stage 2's first block: body conv0, conv1, then the projection conv2");
+        Assert.That(keys, Does.Contain("resnetv10_stage4_batchnorm4_running_var"));
+        Assert.That(keys[^1], Is.EqualTo("resnetv10_dense0_bias"));
+    }
 }

@@ -252,6 +252,33 @@ TEST(Trace, ThreadsTraceAndInvokeIndependently) {
         Arr t1 = call("tanh", {&h});
         Arr want = call("multiply_scalar", {&t1}, {{"scalar", "2"}});
         if (read(out) != read(want)) ++bad;
+        // Recorded calls on this thread's own parameters share the op's executors
+        // with the other threads; each gradient must be this thread's.
+        Arr wt = make({3, 4}, random_values(12, -1, 1, 200 + t));
+        Arr gw = make({3, 4}, std::vector<double>(12, 0));
+        int32_t req = 1;
+        if (loom_autograd_mark_variables(&wt.h, &gw.h, &req, 1) != LOOM_OK) ++bad;
+        int32_t prev = 0;
+        loom_autograd_set_recording(&prev, 1);
+        loom_ndarray rin[] = {x.h, wt.h, b.h};
+        loom_ndarray ro = nullptr;
+        if (loom_cached_op_invoke(c.h, 3, rin, 1, &ro) != LOOM_OK) ++bad;
+        Arr rout(ro);
+        Arr l = call("sum", {&rout});
+        loom_autograd_set_recording(nullptr, prev);
+        if (loom_autograd_backward(&l.h, nullptr, 1) != LOOM_OK) ++bad;
+        // d/dw sum(2 tanh(xw^T + b)) = sum_i 2 (1 - tanh^2) x_i, from this thread's values.
+        auto xv = read(x), wv = read(wt), bv = read(b), g = read(gw);
+        for (int j = 0; j < 3; ++j)
+          for (int k = 0; k < 4; ++k) {
+            double want_g = 0;
+            for (int i = 0; i < 2; ++i) {
+              double a = bv[j];
+              for (int q = 0; q < 4; ++q) a += xv[i * 4 + q] * wv[j * 4 + q];
+              want_g += 2 * (1 - std::tanh(a) * std::tanh(a)) * xv[i * 4 + k];
+            }
+            if (std::abs(g[j * 4 + k] - want_g) > 1e-4) ++bad;
+          }
       }
     });
   for (auto &t : ts) t.join();

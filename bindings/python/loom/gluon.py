@@ -204,7 +204,6 @@ class Block:
         self._parent = None
         self._children = []
         self._params = []
-        self._child_counts = {}
         self._shared = params
 
     def _alias(self):
@@ -231,10 +230,12 @@ class Block:
         if child._parent is not None:
             raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "%s: the block '%s' already has a parent"
                             % (self.name, child.name))
-        if not child._explicit:
-            child._local = _next_name(self._child_counts, child._alias()) + "_"
         child._parent = self
         self._children.append(child)
+        root = self
+        while root._parent is not None:
+            root = root._parent
+        _renumber(root, {})
         return child
 
     def collect_params(self, select=None):
@@ -262,6 +263,16 @@ class Block:
 
     def forward(self, *inputs):
         raise NotImplementedError("%s does not define forward()" % type(self).__name__)
+
+
+def _renumber(block, scope):
+    """Automatic prefixes count per name scope (MXNet's rule): a block with an empty
+    prefix opens no scope, so its children count in the enclosing one."""
+    own = scope if block._local == "" and block._parent is not None else {}
+    for c in block._children:
+        if not c._explicit:
+            c._local = _next_name(own, c._alias()) + "_"
+        _renumber(c, own)
 
 
 class HybridBlock(Block):

@@ -17,7 +17,6 @@ namespace Loom.Gluon;
 public abstract class Block
 {
     private static readonly Dictionary<string, int> s_counts = new();
-    private readonly Dictionary<string, int> _childCounts = new();
     private readonly List<Parameter> _params = new();
     private readonly List<Block> _children = new();
     private readonly ParameterDict? _shared;
@@ -97,10 +96,26 @@ public abstract class Block
                 $"{Name}: the block '{child.Name}' is already a child of another block; share its parameters instead (pass its Collect() as params)");
         if (ReferenceEquals(child, this))
             throw new LoomException(LoomStatus.InvalidArgument, $"{Name}: a block cannot be its own child");
-        if (!child._explicitPrefix) child._localPrefix = NextName(_childCounts, child.Alias) + "_";
         child._parent = this;
         _children.Add(child);
+        var root = this;
+        while (root._parent is not null) root = root._parent;
+        Renumber(root, new Dictionary<string, int>());
         return child;
+    }
+
+    // Automatic prefixes count per name scope, as MXNet's: a block's children are
+    // numbered within it, except that a block with an empty prefix opens no scope of its
+    // own (its children count in the enclosing one: resnetv10_stage1_conv3_ across the
+    // blocks of a stage). Renumbered from the root whenever the tree grows.
+    private static void Renumber(Block b, Dictionary<string, int> scope)
+    {
+        var own = b._localPrefix.Length == 0 && b._parent is not null ? scope : new Dictionary<string, int>();
+        foreach (var c in b._children)
+        {
+            if (!c._explicitPrefix) c._localPrefix = NextName(own, c.Alias) + "_";
+            Renumber(c, own);
+        }
     }
 
     /// <summary>Every parameter of this block and its descendants, by full name; with
