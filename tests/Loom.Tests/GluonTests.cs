@@ -475,4 +475,47 @@ public class GluonTests
         Assert.That(keys, Does.Contain("resnetv10_stage4_batchnorm4_running_var"));
         Assert.That(keys[^1], Is.EqualTo("resnetv10_dense0_bias"));
     }
+
+    [Test]
+    public void MXNetsExportedResNet18RunsAsSymbolBlockWithLoomsBlockParameters()
+    {
+        // tests/mxnet_files/djl-resnet18_v1-symbol.json: MXNet's own export of Gluon's
+        // model_zoo resnet18_v1 (kept with its source in manifest.json). Loom's ResNet-18
+        // block names its parameters as MXNet's, so its parameter file feeds MXNet's graph,
+        // and both compute the same outputs.
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !Directory.Exists(Path.Combine(dir.FullName, "tests", "mxnet_files"))) dir = dir.Parent;
+        Assert.That(dir, Is.Not.Null, "tests/mxnet_files not found above the test folder");
+        string symbolFile = Path.Combine(dir!.FullName, "tests", "mxnet_files", "djl-resnet18_v1-symbol.json");
+
+        var net = Vision.ResNet18V1();
+        Rand.Seed(9);
+        net.Initialize(new XavierInit(RndType.Gaussian, FactorType.In, 2));
+        net.Hybridize();
+        var x = Input(1, 3, 224, 224);
+        NDArray want;
+        using (Autograd.Predict())
+        {
+            net.Forward(x);
+            want = net.Forward(x);
+        }
+        string path = Path.Combine(Path.GetTempPath(), "loom-resnet18-" + Guid.NewGuid().ToString("N") + ".params");
+        try
+        {
+            net.Collect().Save(path);
+            var mx = SymbolBlock.Imports(symbolFile, new[] { "data" }, path);
+            Assert.That(mx.Collect().Count, Is.EqualTo(net.Collect().Count));
+            NDArray got;
+            using (Autograd.Predict()) got = mx.Forward(x);
+            Assert.That(got.Shape, Is.EqualTo(new long[] { 1, 1000 }));
+            AssertSameBits(want, got, "MXNet's resnet18_v1 graph vs Loom's ResNet18V1 block");
+            // The graph Loom traces has the same parameters in the same order as MXNet's.
+            var theirs = Symbol.Load(symbolFile).ListArguments();
+            Assert.That(net.CachedSymbol!.ListArguments(), Is.EqualTo(theirs));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -29,8 +29,12 @@ public sealed class BasicBlockV1 : HybridBlock
     }
 
     /// <inheritdoc/>
-    protected override NDArray HybridForward(NDArray x) =>
-        Op.Activation(Op.Add(_body.Forward(x), _downsample is null ? x : _downsample.Forward(x)), ActType.Relu);
+    protected override NDArray HybridForward(NDArray x)
+    {
+        var body = _body.Forward(x);
+        // residual + body, in MXNet's order (so the traced graph lists its arguments as MXNet's does)
+        return Op.Activation(Op.Add(_downsample is null ? x : _downsample.Forward(x), body), ActType.Relu);
+    }
 }
 
 /// <summary>ResNet v1 bottleneck block: 1x1 (strided), 3x3 and 1x1 convolutions with
@@ -63,8 +67,12 @@ public sealed class BottleneckV1 : HybridBlock
     }
 
     /// <inheritdoc/>
-    protected override NDArray HybridForward(NDArray x) =>
-        Op.Activation(Op.Add(_body.Forward(x), _downsample is null ? x : _downsample.Forward(x)), ActType.Relu);
+    protected override NDArray HybridForward(NDArray x)
+    {
+        var body = _body.Forward(x);
+        // residual + body, in MXNet's order (so the traced graph lists its arguments as MXNet's does)
+        return Op.Activation(Op.Add(_downsample is null ? x : _downsample.Forward(x), body), ActType.Relu);
+    }
 }
 
 /// <summary>ResNet v1 (He et al. 2015) built from blocks, as MXNet Gluon's model zoo
