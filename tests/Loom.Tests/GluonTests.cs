@@ -518,4 +518,36 @@ public class GluonTests
             File.Delete(path);
         }
     }
+
+    [Test]
+    public void HybridizedTrainingWithoutDisposingDoesNotDeadlock()
+    {
+        // Recorded calls' nodes are freed wherever their last array dies: by finalizers, or
+        // on an engine worker finishing an op, while the training thread may be waiting in
+        // Engine.Push with the cached op's lock held. That once deadlocked; this loop (the
+        // README's) runs under a time limit.
+        var run = Task.Run(() =>
+        {
+            var net = new LeNet();
+            net.Initialize(new XavierInit());
+            net.Hybridize();
+            var loss = new SoftmaxCrossEntropyLoss();
+            var trainer = new Trainer(net.Collect(), new SGD(0.1, momentum: 0.9));
+            var x = Input(32, 1, 28, 28);
+            var y = Labels(32, 10);
+            for (int step = 0; step < 30; step++)
+            {
+                NDArray l;
+                using (Autograd.Record())
+                {
+                    l = loss.Forward(net.Forward(x), y);
+                    l.Backward();
+                }
+                trainer.Step(32);
+                if (step % 3 == 0) GC.Collect();
+            }
+            Engine.WaitAll();
+        });
+        Assert.That(run.Wait(TimeSpan.FromSeconds(120)), Is.True, "hybridized training stopped making progress");
+    }
 }

@@ -2,6 +2,8 @@
 
 #include "imperative/trace.h"
 
+#include <atomic>
+
 namespace loom {
 
 // One bound executor. While a recorded call waits for its backward the slot is
@@ -9,7 +11,10 @@ namespace loom {
 struct CachedOp::Slot {
   std::string signature;
   std::unique_ptr<Executor> exec;
-  uint64_t lease = 0;      // 0: free; else the lease number of the call holding it
+  // 0: free; else the lease number of the call holding it. Atomic: a recorded call's
+  // node may be freed on an engine worker, which must never wait for the op's lock
+  // (a caller holding it may be waiting in Engine::push for that worker).
+  std::atomic<uint64_t> lease{0};
   uint64_t last_used = 0;  // for taking back the oldest lease when too many are held
 };
 
@@ -93,7 +98,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
     size_t leased = 0;
     for (auto &s : slots_) {
       if (s->signature != sig) continue;
-      if (!s->lease) {
+      if (!s->lease.load()) {
         slot = s;
         break;
       }
@@ -128,8 +133,8 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
     }
     for (size_t i = 0; i < inputs.size(); ++i) slot->exec->rebind(i >= na, i < na ? i : i - na, inputs[i]);
     slot->last_used = clock_;
-    slot->lease = any_grad ? clock_ : 0;
-    lease = slot->lease;
+    lease = any_grad ? clock_ : 0;
+    slot->lease.store(lease);
     slot->exec->forward(is_train);
     // Copied out before another caller can push a forward on this executor.
     for (const NDArray &o : slot->exec->outputs()) outs.push_back(copy_of(o));
@@ -147,8 +152,8 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       uint64_t lease;
       std::shared_ptr<std::mutex> mu;
       ~Release() {
-        std::lock_guard<std::mutex> lk(*mu);
-        if (slot->lease == lease) slot->lease = 0;
+        uint64_t mine = lease;
+        slot->lease.compare_exchange_strong(mine, 0);  // lock-free: see Slot::lease
       }
     };
     std::shared_ptr<Release> hold(new Release{slot, lease, mu_});  // built in place: no temporary to release early
@@ -156,7 +161,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       std::shared_ptr<Slot> s = hold->slot;
       // Under the lock: no other caller rebinds or runs this executor meanwhile.
       std::lock_guard<std::mutex> lk(*hold->mu);
-      LOOM_CHECK(s->lease == hold->lease, LOOM_ERR_INVALID_ARGUMENT,
+      LOOM_CHECK(s->lease.load() == hold->lease, LOOM_ERR_INVALID_ARGUMENT,
                  "backward: this call of a hybridized block can no longer be differentiated: "
                  "its executor was taken by later calls (more than ", kMaxLeased,
                  " calls awaited backward) or its backward already ran; run backward once "
@@ -168,7 +173,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       // may write the executor's gradient buffers before this recording reads them.
       for (size_t i = 0; i < na; ++i)
         if (rq[i]) ig[i] = copy_of(s->exec->spec().grads[i]);
-      s->lease = 0;
+      s->lease.store(0);
       return ig;
     };
     autograd::record_node(node, outs);
