@@ -550,4 +550,28 @@ public class GluonTests
         });
         Assert.That(run.Wait(TimeSpan.FromSeconds(120)), Is.True, "hybridized training stopped making progress");
     }
+
+    [Test]
+    public void TrainerThroughALocalStoreMatchesTheTrainerAlone()
+    {
+        // One worker: the store's sum is the gradient itself, so both trainers take the same steps.
+        var a = new Dense(3, inUnits: 4);
+        var b = new Dense(3, inUnits: 4);
+        a.Initialize(new UniformInit(0.5));
+        b.Initialize();
+        b.Weight.SetData(a.Weight.Data());
+        b.Bias!.SetData(a.Bias!.Data());
+        using var kv = KVStore.Create("local");
+        var ta = new Trainer(a.Collect(), new SGD(0.2, momentum: 0.5));
+        var tb = new Trainer(b.Collect(), new SGD(0.2, momentum: 0.5), kv);
+        var x = Input(5, 4);
+        for (int step = 0; step < 3; step++)
+        {
+            using (Autograd.Record()) Op.Sum(Op.Square(a.Forward(x))).Backward();
+            using (Autograd.Record()) Op.Sum(Op.Square(b.Forward(x))).Backward();
+            ta.Step(5);
+            tb.Step(5);
+            AssertSameBits(a.Weight.Data(), b.Weight.Data(), $"step {step} weight");
+        }
+    }
 }

@@ -9,7 +9,9 @@
 #   3. a rank killed with kill -9 ends the job within a bounded time, naming the
 #      lost rank, and the last checkpoint still loads;
 #   4. dist_async (each rank serving its keys, updates applied as they arrive): both
-#      ranks train to within 5% of one process's test accuracy.
+#      ranks train to within 5% of one process's test accuracy;
+#   5. the Gluon Trainer summing gradients through dist_sync: identical parameters on
+#      both ranks, within 1% of one process's test accuracy.
 # Usage: run.sh (after ./build.sh, with data/mnist fetched). Ends "N passed, N failed".
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,7 +27,7 @@ bad() { echo "FAIL $1"; failed=$((failed + 1)); }
 acc_of() { grep -oh 'test-accuracy=[0-9.]*' "$@" | cut -d= -f2; }
 if ! command -v mpirun >/dev/null || [ ! -f "$root/build/lib/libloom_mpi.so" ]; then
   echo "FAIL MPI is not installed (Debian: libopenmpi-dev openmpi-bin) or libloom_mpi.so was not built"
-  echo "0 passed, 5 failed"
+  echo "0 passed, 6 failed"
   exit 1
 fi
 
@@ -97,6 +99,21 @@ if "${mpi[@]}" dotnet "$app" mnist 5 --kvstore=dist_async >"$tmp/async.log" 2>&1
   ok "dist_async: 2 ranks reach test accuracy $(acc_of "$tmp/async.log" | tr '\n' ' ')(one process $one)"
 else
   bad "dist_async: accuracies '$(acc_of "$tmp/async.log" | tr '\n' ' ')', one process '$one'"; tail -20 "$tmp/async.log"
+fi
+
+# 5. Networks written as classes (Loom.Gluon), hybridized, trained by a Trainer whose
+# gradients go through the dist_sync store: both ranks end with the same parameters, and
+# within 1% of one process's test accuracy (2 epochs of the MLP).
+one_gluon=$(dotnet "$app" mnist-gluon mlp 2 2>&1 | acc_of /dev/stdin)
+"${mpi[@]}" dotnet "$app" mnist-gluon mlp 2 --kvstore=dist_sync >"$tmp/gluon.log" 2>&1
+gluon_digests=$(grep -o 'params-sha256=[0-9a-f]*' "$tmp/gluon.log" | sort -u | wc -l)
+gluon_accs=$(acc_of "$tmp/gluon.log" | tr '\n' ' ')
+if [ -n "$one_gluon" ] && [ "$gluon_digests" = 1 ] && [ "$(acc_of "$tmp/gluon.log" | wc -l)" = 2 ] &&
+  python3 -c "import sys; sys.exit(0 if all(abs(float(a) - $one_gluon) <= 0.01 for a in '$gluon_accs'.split()) else 1)"; then
+  ok "Gluon Trainer over dist_sync: 2 ranks with identical parameters, test accuracy $gluon_accs(one process $one_gluon)"
+else
+  bad "Gluon Trainer over dist_sync: $gluon_digests distinct digests, accuracies '$gluon_accs', one process '$one_gluon'"
+  tail -20 "$tmp/gluon.log"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -167,6 +167,13 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       var_grads[ag.get()] = sum_into(var_grads[ag.get()], g);
     }
   }
+  // Cached-op nodes lend their gradient buffers until every reader is pushed.
+  struct DoneCalls {
+    std::vector<AGNode *> nodes;
+    ~DoneCalls() {
+      for (AGNode *n : nodes) n->custom_done();
+    }
+  } done_calls;
   // Every gradient kernel must exist on its device before any is pushed.
   for (AGNode *n : order)
     if (!n->custom && !n->inputs.empty() && n->op->backward)
@@ -179,6 +186,7 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       for (size_t j = 0; j < og.size(); ++j)
         if (!og[j].chunk()) og[j] = filled(n->outputs[j], "0");
       ArrayList ig = n->custom(og);
+      if (n->custom_done) done_calls.nodes.push_back(n);
       LOOM_CHECK(ig.size() == n->inputs.size(), LOOM_ERR_INTERNAL, "backward: ", n->custom_name,
                  " returned ", ig.size(), " gradients for ", n->inputs.size(), " inputs");
       for (size_t i = 0; i < n->inputs.size(); ++i) {

@@ -22,6 +22,9 @@ struct AGNode {
   // gradients (one per output, zeros where none flows) it pushes its backward
   // and returns one gradient per input (empty where none is needed).
   std::function<ArrayList(const ArrayList &out_grads)> custom;
+  // Called once the backward pass has pushed every op that reads what `custom`
+  // returned (the gradients may live in buffers the node lends until then).
+  std::function<void()> custom_done;
   std::string custom_name;
 };
 

@@ -15,6 +15,9 @@ struct CachedOp::Slot {
   // node may be freed on an engine worker, which must never wait for the op's lock
   // (a caller holding it may be waiting in Engine::push for that worker).
   std::atomic<uint64_t> lease{0};
+  // Its backward ran and the recording still reads its gradient buffers: not free,
+  // and not to be taken back from the holder.
+  std::atomic<bool> draining{false};
   uint64_t last_used = 0;  // for taking back the oldest lease when too many are held
 };
 
@@ -98,10 +101,11 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
     size_t leased = 0;
     for (auto &s : slots_) {
       if (s->signature != sig) continue;
-      if (!s->lease.load()) {
+      if (!s->lease.load() && !s->draining.load()) {
         slot = s;
         break;
       }
+      if (s->draining.load()) continue;
       ++leased;
       if (!oldest || s->last_used < oldest->last_used) oldest = s;
     }
@@ -153,6 +157,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       std::shared_ptr<std::mutex> mu;
       ~Release() {
         uint64_t mine = lease;
+        if (slot->lease.load() == mine) slot->draining.store(false);
         slot->lease.compare_exchange_strong(mine, 0);  // lock-free: see Slot::lease
       }
     };
@@ -169,12 +174,18 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       std::vector<NDArray> hg(og.begin(), og.end());
       s->exec->backward(hg);
       ArrayList ig(na + nx);
-      // Copied while the lock is held: once it is released another thread's backward
-      // may write the executor's gradient buffers before this recording reads them.
+      // The executor's own gradient buffers, lent until the recording has pushed
+      // every reader (custom_done): until then no other call may run this executor.
       for (size_t i = 0; i < na; ++i)
-        if (rq[i]) ig[i] = copy_of(s->exec->spec().grads[i]);
-      s->lease.store(0);
+        if (rq[i]) ig[i] = s->exec->spec().grads[i];
+      s->draining.store(true);
       return ig;
+    };
+    node->custom_done = [hold]() {
+      std::lock_guard<std::mutex> lk(*hold->mu);
+      if (hold->slot->lease.load() != hold->lease) return;
+      hold->slot->draining.store(false);
+      hold->slot->lease.store(0);
     };
     autograd::record_node(node, outs);
   }

@@ -8,7 +8,9 @@ namespace Loom.Gluon;
 /// Applies an <see cref="Optimizer"/> to a set of parameters after each backward pass
 /// (MXNet Gluon's <c>Trainer</c>): <see cref="Step"/> rescales the gradients by
 /// 1 / batch size and runs the optimizer's native update op on every parameter that
-/// takes a gradient, with its learning-rate and weight-decay multipliers.
+/// takes a gradient, with its learning-rate and weight-decay multipliers. With a
+/// <see cref="KVStore"/> the gradients are first summed through it (across processes with
+/// <c>dist_sync</c>), as MXNet's trainer does, and every worker applies the same update.
 /// </summary>
 public sealed class Trainer
 {
@@ -17,8 +19,12 @@ public sealed class Trainer
     /// <summary>Creates the trainer.</summary>
     /// <param name="params">The parameters to update (a network's <see cref="Block.Collect"/>).</param>
     /// <param name="optimizer">The optimizer (it keeps the per-parameter state).</param>
-    public Trainer(ParameterDict @params, Optimizer optimizer)
+    /// <param name="kvstore">Sums each gradient across workers before the update (null: none).
+    /// As in MXNet the rescaling stays 1 / <c>batchSize</c>: pass the batch of all workers
+    /// together to average over it.</param>
+    public Trainer(ParameterDict @params, Optimizer optimizer, KVStore? kvstore = null)
     {
+        KVStore = kvstore;
         ArgumentNullException.ThrowIfNull(@params);
         ArgumentNullException.ThrowIfNull(optimizer);
         _params = @params.Values.ToArray();
@@ -32,6 +38,11 @@ public sealed class Trainer
 
     /// <summary>The optimizer.</summary>
     public Optimizer Optimizer { get; }
+
+    /// <summary>The store the gradients are summed through, or null.</summary>
+    public KVStore? KVStore { get; }
+
+    private bool _kvInitialized;
 
     /// <summary>The learning rate (of the optimizer).</summary>
     public double LearningRate
@@ -48,15 +59,37 @@ public sealed class Trainer
     {
         if (batchSize <= 0) throw new LoomException(LoomStatus.InvalidArgument, $"Trainer.Step: batchSize must be positive, got {batchSize}");
         Optimizer.RescaleGrad = 1.0 / batchSize;
+        foreach (var p in _params)
+            if (p.GradReq != GradReq.Null && !p.IsInitialized)
+                throw new LoomException(LoomStatus.InvalidArgument,
+                    $"Trainer.Step: parameter '{p.Name}' {NDArray.ShapeString(p.Shape)} has not been initialized; run a forward and backward first");
+        if (KVStore is { } kv)
+        {
+            if (!_kvInitialized)
+            {
+                // Every worker starts from rank 0's values (the store's initial value).
+                for (int i = 0; i < _params.Length; i++)
+                    if (_params[i].GradReq != GradReq.Null) kv.Init(Key(i), _params[i].Data());
+                for (int i = 0; i < _params.Length; i++)
+                    if (_params[i].GradReq != GradReq.Null) kv.Pull(Key(i), _params[i].Data());
+                _kvInitialized = true;
+            }
+            for (int i = 0; i < _params.Length; i++)
+            {
+                if (_params[i].GradReq == GradReq.Null) continue;
+                using var g = _params[i].Grad();
+                kv.PushPull(Key(i), new[] { g }, new[] { g });
+            }
+        }
         for (int i = 0; i < _params.Length; i++)
         {
             var p = _params[i];
             if (p.GradReq == GradReq.Null) continue;
-            if (!p.IsInitialized)
-                throw new LoomException(LoomStatus.InvalidArgument,
-                    $"Trainer.Step: parameter '{p.Name}' {NDArray.ShapeString(p.Shape)} has not been initialized; run a forward and backward first");
             using var g = p.Grad();
             Optimizer.Update(i, p.Data(), g);
         }
     }
+
+    // Keys name the parameter, so a mismatch between workers' networks is caught by name.
+    private string Key(int i) => $"{i}:{_params[i].Name}";
 }
