@@ -167,6 +167,17 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       var_grads[ag.get()] = sum_into(var_grads[ag.get()], g);
     }
   }
+  // Adds gradient g of `input` to its producer's output gradients, or to its variable's.
+  auto route = [&](const NDArray &input, const NDArray &g) {
+    const auto &in_ag = input.ag();
+    if (in_ag->node) {
+      auto &slot = ograds[in_ag->node.get()];
+      if (slot.size() < in_ag->node->outputs.size()) slot.resize(in_ag->node->outputs.size());
+      slot[in_ag->index] = sum_into(slot[in_ag->index], g);
+    } else {
+      var_grads[in_ag.get()] = sum_into(var_grads[in_ag.get()], g);
+    }
+  };
   // Cached-op nodes lend their gradient buffers until every reader is pushed.
   struct DoneCalls {
     std::vector<AGNode *> nodes;
@@ -189,17 +200,8 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       if (n->custom_done) done_calls.nodes.push_back(n);
       LOOM_CHECK(ig.size() == n->inputs.size(), LOOM_ERR_INTERNAL, "backward: ", n->custom_name,
                  " returned ", ig.size(), " gradients for ", n->inputs.size(), " inputs");
-      for (size_t i = 0; i < n->inputs.size(); ++i) {
-        if (!ig[i].chunk() || !needs_grad(n->inputs[i])) continue;
-        const auto &in_ag = n->inputs[i].ag();
-        if (in_ag->node) {
-          auto &slot = ograds[in_ag->node.get()];
-          if (slot.size() < in_ag->node->outputs.size()) slot.resize(in_ag->node->outputs.size());
-          slot[in_ag->index] = sum_into(slot[in_ag->index], ig[i]);
-        } else {
-          var_grads[in_ag.get()] = sum_into(var_grads[in_ag.get()], ig[i]);
-        }
-      }
+      for (size_t i = 0; i < n->inputs.size(); ++i)
+        if (ig[i].chunk() && needs_grad(n->inputs[i])) route(n->inputs[i], ig[i]);
       ograds.erase(n);
       continue;
     }
@@ -249,17 +251,8 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
           run_backward(*opp, ctx, *params, bi, bo, bg, bgi, rq);
         },
         ctx.ctx, std::move(reads), std::move(writes), po);
-    for (size_t i = 0; i < n->inputs.size(); ++i) {
-      if (!req[i]) continue;
-      const auto &in_ag = n->inputs[i].ag();
-      if (in_ag->node) {
-        auto &slot = ograds[in_ag->node.get()];
-        if (slot.size() < in_ag->node->outputs.size()) slot.resize(in_ag->node->outputs.size());
-        slot[in_ag->index] = sum_into(slot[in_ag->index], ig[i]);
-      } else {
-        var_grads[in_ag.get()] = sum_into(var_grads[in_ag.get()], ig[i]);
-      }
-    }
+    for (size_t i = 0; i < n->inputs.size(); ++i)
+      if (req[i]) route(n->inputs[i], ig[i]);
     ograds.erase(n);
   }
   for (auto &[info, g] : var_grads) {

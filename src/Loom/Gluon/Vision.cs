@@ -2,30 +2,32 @@ using System;
 
 namespace Loom.Gluon;
 
-/// <summary>ResNet v1 basic block: two 3x3 convolutions with BatchNorm, added to the
-/// input (projected by a strided 1x1 convolution when the shape changes), then ReLU.</summary>
-public sealed class BasicBlockV1 : HybridBlock
+/// <summary>A ResNet v1 residual block: relu(residual + body(x)), the residual being the
+/// input or, when the shape changes, its projection by a strided 1x1 convolution and
+/// BatchNorm. Subclasses build the body.</summary>
+public abstract class ResidualBlockV1 : HybridBlock
 {
-    private readonly HybridSequential _body;
-    private readonly HybridSequential? _downsample;
+    private HybridSequential _body = null!;
+    private HybridSequential? _downsample;
 
     /// <summary>Creates the block.</summary>
-    /// <param name="channels">Output channels.</param>
-    /// <param name="stride">Stride of the first convolution (2 halves the map).</param>
-    /// <param name="downsample">Project the input (needed when stride or channels change).</param>
-    /// <param name="inChannels">Input channels (0: inferred at the first forward).</param>
     /// <param name="prefix">The prefix.</param>
-    public BasicBlockV1(long channels, long stride, bool downsample = false, long inChannels = 0, string? prefix = null) : base(prefix)
+    protected ResidualBlockV1(string? prefix) : base(prefix) { }
+
+    /// <summary>Registers the body, then (when <paramref name="downsample"/>) the projection,
+    /// in MXNet's order, so the parameters are numbered as MXNet numbers them.</summary>
+    /// <param name="body">The body.</param>
+    /// <param name="channels">Output channels.</param>
+    /// <param name="stride">Stride of the projection.</param>
+    /// <param name="downsample">Project the input.</param>
+    /// <param name="inChannels">Input channels (0: inferred).</param>
+    protected void Build(HybridSequential body, long channels, long stride, bool downsample, long inChannels)
     {
-        var s = new[] { stride, stride };
-        _body = Register(new HybridSequential("").Add(
-            new Conv2D(channels, new long[] { 3, 3 }, s, new long[] { 1, 1 }, useBias: false, inChannels: inChannels),
-            new BatchNorm(inChannels: channels), new Activation(ActType.Relu),
-            new Conv2D(channels, new long[] { 3, 3 }, padding: new long[] { 1, 1 }, useBias: false, inChannels: channels),
-            new BatchNorm(inChannels: channels)));
+        _body = Register(body);
         if (downsample)
             _downsample = Register(new HybridSequential("").Add(
-                new Conv2D(channels, new long[] { 1, 1 }, s, useBias: false, inChannels: inChannels), new BatchNorm(inChannels: channels)));
+                new Conv2D(channels, new long[] { 1, 1 }, new[] { stride, stride }, useBias: false, inChannels: inChannels),
+                new BatchNorm(inChannels: channels)));
     }
 
     /// <inheritdoc/>
@@ -37,13 +39,33 @@ public sealed class BasicBlockV1 : HybridBlock
     }
 }
 
+/// <summary>ResNet v1 basic block: two 3x3 convolutions with BatchNorm, added to the
+/// input (projected by a strided 1x1 convolution when the shape changes), then ReLU.</summary>
+public sealed class BasicBlockV1 : ResidualBlockV1
+{
+
+    /// <summary>Creates the block.</summary>
+    /// <param name="channels">Output channels.</param>
+    /// <param name="stride">Stride of the first convolution (2 halves the map).</param>
+    /// <param name="downsample">Project the input (needed when stride or channels change).</param>
+    /// <param name="inChannels">Input channels (0: inferred at the first forward).</param>
+    /// <param name="prefix">The prefix.</param>
+    public BasicBlockV1(long channels, long stride, bool downsample = false, long inChannels = 0, string? prefix = null) : base(prefix)
+    {
+        var s = new[] { stride, stride };
+        Build(new HybridSequential("").Add(
+            new Conv2D(channels, new long[] { 3, 3 }, s, new long[] { 1, 1 }, useBias: false, inChannels: inChannels),
+            new BatchNorm(inChannels: channels), new Activation(ActType.Relu),
+            new Conv2D(channels, new long[] { 3, 3 }, padding: new long[] { 1, 1 }, useBias: false, inChannels: channels),
+            new BatchNorm(inChannels: channels)), channels, stride, downsample, inChannels);
+    }
+}
+
 /// <summary>ResNet v1 bottleneck block: 1x1 (strided), 3x3 and 1x1 convolutions with
 /// BatchNorm, the middle ones at a quarter of the output channels, added to the
 /// (projected) input, then ReLU.</summary>
-public sealed class BottleneckV1 : HybridBlock
+public sealed class BottleneckV1 : ResidualBlockV1
 {
-    private readonly HybridSequential _body;
-    private readonly HybridSequential? _downsample;
 
     /// <summary>Creates the block.</summary>
     /// <param name="channels">Output channels (four times the inner width).</param>
@@ -55,23 +77,13 @@ public sealed class BottleneckV1 : HybridBlock
     {
         long inner = channels / 4;
         var s = new[] { stride, stride };
-        _body = Register(new HybridSequential("").Add(
+        Build(new HybridSequential("").Add(
             new Conv2D(inner, new long[] { 1, 1 }, s, useBias: false, inChannels: inChannels), new BatchNorm(inChannels: inner),
             new Activation(ActType.Relu),
             new Conv2D(inner, new long[] { 3, 3 }, padding: new long[] { 1, 1 }, useBias: false, inChannels: inner),
             new BatchNorm(inChannels: inner), new Activation(ActType.Relu),
-            new Conv2D(channels, new long[] { 1, 1 }, useBias: false, inChannels: inner), new BatchNorm(inChannels: channels)));
-        if (downsample)
-            _downsample = Register(new HybridSequential("").Add(
-                new Conv2D(channels, new long[] { 1, 1 }, s, useBias: false, inChannels: inChannels), new BatchNorm(inChannels: channels)));
-    }
-
-    /// <inheritdoc/>
-    protected override NDArray HybridForward(NDArray x)
-    {
-        var body = _body.Forward(x);
-        // residual + body, in MXNet's order (so the traced graph lists its arguments as MXNet's does)
-        return Op.Activation(Op.Add(_downsample is null ? x : _downsample.Forward(x), body), ActType.Relu);
+            new Conv2D(channels, new long[] { 1, 1 }, useBias: false, inChannels: inner), new BatchNorm(inChannels: channels)),
+            channels, stride, downsample, inChannels);
     }
 }
 
