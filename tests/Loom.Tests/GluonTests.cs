@@ -574,4 +574,37 @@ public class GluonTests
             AssertSameBits(a.Weight.Data(), b.Weight.Data(), $"step {step} weight");
         }
     }
+
+    [Test]
+    public void ThreadsShareAHybridizedBlock()
+    {
+        var net = new Mlp();
+        net.Initialize(new XavierInit());
+        var inputs = Enumerable.Range(0, 4).Select(i => Input(3 + i % 2, 20)).ToArray();
+        NDArray[] want;
+        using (Autograd.Predict()) want = inputs.Select(x => net.Forward(x)).ToArray();
+        net.Hybridize();
+        var errors = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var threads = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+        {
+            try
+            {
+                using var scope = NDArray.Scope();
+                using var predict = Autograd.Predict();
+                for (int rep = 0; rep < 25; rep++)
+                {
+                    var got = net.Forward(inputs[t]).ToArray<float>();
+                    if (!got.SequenceEqual(want[t].ToArray<float>())) errors.Add($"thread {t} rep {rep}: different values");
+                }
+            }
+            catch (Exception e)
+            {
+                errors.Add($"thread {t}: {e.Message}");
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.That(errors, Is.Empty);
+        Assert.That(net.CachedGraphs, Is.EqualTo(2), "two batch sizes");
+    }
 }

@@ -33,7 +33,13 @@ public abstract unsafe class HybridBlock : Block
     public bool IsHybridized => _hybridized;
 
     /// <summary>Graphs traced so far (one per input signature).</summary>
-    public int CachedGraphs => _cache.Count;
+    public int CachedGraphs
+    {
+        get
+        {
+            lock (_cache) return _cache.Count;
+        }
+    }
 
     /// <summary>Turns graph execution on (or off) for this block and its hybrid children;
     /// cached graphs are dropped.</summary>
@@ -54,9 +60,12 @@ public abstract unsafe class HybridBlock : Block
 
     private void ClearCache()
     {
-        foreach (var c in _cache.Values) c.Dispose();
-        _cache.Clear();
-        _last = null;
+        lock (_cache)
+        {
+            foreach (var c in _cache.Values) c.Dispose();
+            _cache.Clear();
+            _last = null;
+        }
     }
 
     /// <summary>The computation for one input, written with <see cref="Op"/> calls and child
@@ -103,11 +112,12 @@ public abstract unsafe class HybridBlock : Block
         }
         if (!_hybridized) return HybridForward(inputs);
         string key = string.Join("|", inputs.Select(a => NDArray.ShapeString(a.Shape) + a.DType + a.Context));
-        if (_cache.TryGetValue(key, out var cached))
+        CachedGraph? cached;
+        lock (_cache)  // calls from several threads share the graphs (the native op is thread-safe)
         {
-            _last = cached;
-            return cached.Invoke(inputs, this);
+            if (_cache.TryGetValue(key, out cached)) _last = cached;
         }
+        if (cached is not null) return cached.Invoke(inputs, this);
         return Trace(inputs, key);
     }
 
@@ -129,8 +139,19 @@ public abstract unsafe class HybridBlock : Block
             throw;
         }
         var entry = new CachedGraph(sym, DataNames(inputs.Length), declared);
-        _cache[key] = entry;
-        _last = entry;
+        lock (_cache)
+        {
+            if (_cache.TryGetValue(key, out var other))  // another thread traced it meanwhile
+            {
+                entry.Dispose();
+                entry = other;
+            }
+            else
+            {
+                _cache[key] = entry;
+            }
+            _last = entry;
+        }
         return outs;
     }
 
