@@ -607,4 +607,60 @@ public class GluonTests
         Assert.That(errors, Is.Empty);
         Assert.That(net.CachedGraphs, Is.EqualTo(2), "two batch sizes");
     }
+
+    [Test]
+    public void DataParallelOverTwoDevicesKeepsIdenticalCopiesAndMatchesOneDevice()
+    {
+        var ctxs = new[] { Context.Cpu(0), Context.Cpu(1) };
+        foreach (bool hybrid in new[] { false, true })
+        {
+            var one = new Mlp();
+            var two = new Mlp();
+            Rand.Seed(6);
+            one.Initialize(new XavierInit());
+            two.Initialize(new XavierInit(), ctxs);
+            var x = Input(8, 20);
+            var y = Labels(8, 10);
+            using (Autograd.Predict()) one.Forward(x);
+            using (Autograd.Predict()) foreach (var part in Split.Load(x, ctxs)) two.Forward(part);
+            foreach (var (a, b) in one.Collect().Values.Zip(two.Collect().Values)) b.SetData(a.Data());
+            if (hybrid)
+            {
+                one.Hybridize();
+                two.Hybridize();
+            }
+            var loss = new SoftmaxCrossEntropyLoss();
+            var t1 = new Trainer(one.Collect(), new SGD(0.1, momentum: 0.9));
+            var t2 = new Trainer(two.Collect(), new SGD(0.1, momentum: 0.9));
+            for (int step = 0; step < 3; step++)
+            {
+                using (Autograd.Record()) loss.Forward(one.Forward(x), y).Backward();
+                var xs = Split.Load(x, ctxs);
+                var ys = Split.Load(y, ctxs);
+                using (Autograd.Record())
+                {
+                    var losses = xs.Zip(ys).Select(p => loss.Forward(two.Forward(p.First), p.Second)).ToArray();
+                    Autograd.Backward(losses);
+                }
+                t1.Step(8);
+                t2.Step(8);
+            }
+            foreach (var (a, b) in one.Collect().Values.Zip(two.Collect().Values))
+            {
+                var copies = b.ListData();
+                Assert.That(copies.Select(c => c.Context), Is.EqualTo(ctxs));
+                AssertSameBits(copies[0], copies[1], $"hybrid={hybrid}: the two devices' copies of {b.Name}");
+                var want = a.Data().ToArray<float>();
+                var got = copies[0].ToArray<float>();
+                for (int i = 0; i < want.Length; i++)
+                    Assert.That(got[i], Is.EqualTo(want[i]).Within(1e-5 + 1e-4 * Math.Abs(want[i])), $"hybrid={hybrid} {b.Name}[{i}]");
+            }
+        }
+        Assert.That(() => Split.Load(Input(5, 3), ctxs), Throws.TypeOf<LoomException>().With.Message.Contains("(5,3)").And.Message.Contains("evenly"));
+        Assert.That(Split.Load(Input(5, 3), ctxs, evenSplit: false).Select(p => p.Shape[0]), Is.EqualTo(new long[] { 2, 3 }));
+        var single = new Mlp();
+        single.Initialize(new XavierInit(), ctxs);
+        using (Autograd.Predict()) single.Forward(Input(2, 20));
+        Assert.That(() => single.Collect().Values.First().Data(), Throws.TypeOf<LoomException>().With.Message.Contains("Data(ctx)"));
+    }
 }

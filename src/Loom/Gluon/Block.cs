@@ -143,6 +143,15 @@ public abstract class Block
     public void Initialize(Initializer? init = null, Context? ctx = null, bool forceReinit = false) =>
         Collect().Initialize(init, ctx, forceReinit);
 
+    /// <summary>Initialises every parameter with one identical copy per device, for data
+    /// parallel training (<see cref="Split.Load"/> splits each batch; <see cref="Trainer"/>
+    /// sums the gradients of the devices).</summary>
+    /// <param name="init">The initializer.</param>
+    /// <param name="ctxs">The devices.</param>
+    /// <param name="forceReinit">Fill parameters that already have values again.</param>
+    public void Initialize(Initializer? init, IReadOnlyList<Context> ctxs, bool forceReinit = false) =>
+        Collect().Initialize(init, ctxs, forceReinit);
+
     /// <summary>Writes the parameters to an MXNet <c>.params</c> file, named by their full
     /// names less this block's prefix (<c>dense0_weight</c> for <c>lenet0_dense0_weight</c>).</summary>
     /// <param name="path">The file.</param>

@@ -178,7 +178,7 @@ public abstract unsafe class HybridBlock : Block
         var arrays = new Dictionary<string, NDArray>();
         var aux = new HashSet<string>(_last.Symbol.ListAuxiliaryStates());
         foreach (var (name, p) in _last.Parameters)
-            arrays[(aux.Contains(name) ? "aux:" : "arg:") + name] = p.Data();
+            arrays[(aux.Contains(name) ? "aux:" : "arg:") + name] = p.Data(p.Contexts[0]);
         NDArray.Save($"{path}-{epoch:D4}.params", arrays);
     }
 
@@ -216,12 +216,13 @@ public abstract unsafe class HybridBlock : Block
         {
             int n = _dataIndex.Length;
             var arrays = new NDArray[n];
+            var ctx = inputs[0].Context;  // the parameters' copies on the data's device
             for (int i = 0; i < n; i++)
             {
                 int d = _dataIndex[i];
                 if (d >= inputs.Length)
                     throw new LoomException(LoomStatus.InvalidArgument, $"{owner.Name}: the graph takes input {d}, got {inputs.Length} inputs");
-                arrays[i] = d >= 0 ? inputs[d] : _param[i]!.Data();
+                arrays[i] = d >= 0 ? inputs[d] : _param[i]!.Data(ctx);
             }
             nint* ins = stackalloc nint[Math.Max(n, 1)];
             nint* outs = stackalloc nint[Math.Max(_numOutputs, 1)];

@@ -97,7 +97,7 @@ public sealed class Dense : HybridBlock
             throw new LoomException(LoomStatus.Shape, $"{Name}: input {NDArray.ShapeString(s)} needs a batch axis");
         long inFeat = _flatten ? s.Skip(1).Aggregate(1L, (a, b) => a * b) : s[^1];
         Weight.InferShape(new[] { _units, inFeat }, $"the input {NDArray.ShapeString(s)}");
-        var y = Op.FullyConnected(x, Weight.Data(), Bias?.Data(), _units, noBias: Bias is null, flatten: _flatten);
+        var y = Op.FullyConnected(x, Weight.Data(x.Context), Bias?.Data(x.Context), _units, noBias: Bias is null, flatten: _flatten);
         return _act is null ? y : Op.Activation(y, _act);
     }
 
@@ -184,9 +184,9 @@ public abstract class ConvBlock : HybridBlock
             : new[] { _channels, c / _groups }.Concat(_kernel).ToArray();
         Weight.InferShape(want, $"the input {NDArray.ShapeString(s)}");
         var y = _transpose
-            ? Op.Deconvolution(x, Weight.Data(), Bias?.Data(), _kernel, _channels, stride: _strides, dilate: _dilation,
+            ? Op.Deconvolution(x, Weight.Data(x.Context), Bias?.Data(x.Context), _kernel, _channels, stride: _strides, dilate: _dilation,
                 numGroup: _groups, pad: _padding, adj: _adj, noBias: Bias is null)
-            : Op.Convolution(x, Weight.Data(), Bias?.Data(), _kernel, _channels, stride: _strides, dilate: _dilation,
+            : Op.Convolution(x, Weight.Data(x.Context), Bias?.Data(x.Context), _kernel, _channels, stride: _strides, dilate: _dilation,
                 numGroup: _groups, pad: _padding, noBias: Bias is null);
         return _act is null ? y : Op.Activation(y, _act);
     }
@@ -408,7 +408,7 @@ public sealed class BatchNorm : HybridBlock
         var c = new[] { s[ax] };
         string from = $"the input {NDArray.ShapeString(s)}";
         foreach (var p in new[] { Gamma, Beta, RunningMean, RunningVar }) p.InferShape(c, from);
-        var r = Op.BatchNorm(x, Gamma.Data(), Beta.Data(), RunningMean.Data(), RunningVar.Data(), eps: _eps, momentum: _momentum,
+        var r = Op.BatchNorm(x, Gamma.Data(x.Context), Beta.Data(x.Context), RunningMean.Data(x.Context), RunningVar.Data(x.Context), eps: _eps, momentum: _momentum,
             fixGamma: !_scale, useGlobalStats: _globalStats, axis: _axis);
         return r[0];
     }
@@ -456,7 +456,7 @@ public sealed class Embedding : HybridBlock
     public Parameter Weight { get; }
 
     /// <inheritdoc/>
-    protected override NDArray HybridForward(NDArray x) => Op.Embedding(x, Weight.Data(), _in, _out);
+    protected override NDArray HybridForward(NDArray x) => Op.Embedding(x, Weight.Data(x.Context), _in, _out);
 
     /// <inheritdoc/>
     protected override string Describe() => $"Embedding({_in} -> {_out})";

@@ -10,15 +10,15 @@ namespace Loom.Gluon;
 /// One learnable array of a block (a weight, a bias, a BatchNorm statistic), with its
 /// gradient. Its name is the owning block's prefix and a local name
 /// (<c>lenet0_dense0_weight</c>). A shape with zeros is inferred at the first forward
-/// (deferred initialisation); <see cref="Data"/> before then is an error naming the
+/// (deferred initialisation); <see cref="Data()"/> before then is an error naming the
 /// parameter. Values are filled natively by an <see cref="Initializer"/>.
 /// </summary>
 public sealed class Parameter
 {
-    private NDArray? _data;
+    private NDArray[]? _data;  // one copy per context, in _ctxs order
     private long[] _shape;
     private Initializer? _pendingInit;
-    private Context _ctx = Context.Cpu();
+    private Context[] _ctxs = { Context.Cpu() };
 
     internal Parameter(Block owner, string localName, long[] shape, DType dtype, GradReq gradReq, Initializer? init)
     {
@@ -50,7 +50,7 @@ public sealed class Parameter
     public GradReq GradReq { get; private set; }
 
     /// <summary>This parameter's own initializer; when null, the one given to
-    /// <see cref="Block.Initialize"/> (bias, gamma and moving statistics follow MXNet's
+    /// <see cref="Block.Initialize(Initializer?, Context?, bool)"/> (bias, gamma and moving statistics follow MXNet's
     /// naming rules in <see cref="Initializer.Init"/>).</summary>
     public Initializer? Init { get; set; }
 
@@ -66,11 +66,30 @@ public sealed class Parameter
     /// <summary>True when every extent of the shape is known.</summary>
     public bool ShapeKnown => _shape.Length > 0 && _shape.All(d => d > 0);
 
+    /// <summary>The devices the parameter has a copy on (the contexts given to Initialize).</summary>
+    public IReadOnlyList<Context> Contexts => _ctxs;
+
     /// <summary>The parameter's array (the same array on every call; ops update it in place).</summary>
-    /// <exception cref="LoomException">The parameter was never initialised, or its shape is
-    /// still waiting for the first forward.</exception>
+    /// <exception cref="LoomException">The parameter was never initialised, its shape is
+    /// still waiting for the first forward, or it has copies on several devices (use <see cref="Data(Context)"/>).</exception>
     public NDArray Data()
     {
+        if (_ctxs.Length > 1)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"Parameter '{Name}' has copies on {string.Join(", ", _ctxs)}; call Data(ctx) for one of them");
+        return Data(_ctxs[0]);
+    }
+
+    /// <summary>The parameter's copy on <paramref name="ctx"/> (a layer asks for its input's device).</summary>
+    /// <param name="ctx">The device.</param>
+    /// <returns>The array on that device.</returns>
+    /// <exception cref="LoomException">Not initialised, or not initialised on that device.</exception>
+    public NDArray Data(Context ctx)
+    {
+        int c = Array.IndexOf(_ctxs, ctx);
+        if (c < 0)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"Parameter '{Name}' was initialized on {string.Join(", ", _ctxs)}, not on {ctx}; initialize the network with that context too");
         if (_data is null)
         {
             if (_pendingInit is null)
@@ -82,20 +101,34 @@ public sealed class Parameter
                     "from the first forward (deferred initialization); run one forward before reading it");
             Materialize();
         }
-        Tracing.Declare(this, _data!);
-        return _data!;
+        Tracing.Declare(this, _data![c]);
+        return _data![c];
     }
+
+    /// <summary>The copies on every device, in <see cref="Contexts"/> order.</summary>
+    /// <returns>One array per device.</returns>
+    public NDArray[] ListData() => _ctxs.Select(Data).ToArray();
+
+    /// <summary>The gradients on every device, in <see cref="Contexts"/> order (new handles; dispose them).</summary>
+    /// <returns>One gradient per device.</returns>
+    public NDArray[] ListGrad() => _ctxs.Select(Grad).ToArray();
 
     /// <summary>The gradient array (written by backward).</summary>
     /// <exception cref="LoomException">The parameter takes no gradient, or is not initialised.</exception>
-    public NDArray Grad()
+    public NDArray Grad() => Grad(Data().Context);
+
+    /// <summary>The gradient on <paramref name="ctx"/>.</summary>
+    /// <param name="ctx">The device.</param>
+    /// <returns>The gradient array there.</returns>
+    /// <exception cref="LoomException">The parameter takes no gradient, or is not initialised there.</exception>
+    public NDArray Grad(Context ctx)
     {
         if (GradReq == GradReq.Null)
             throw new LoomException(LoomStatus.InvalidArgument, $"Parameter '{Name}' has no gradient (its GradReq is Null)");
-        return Data().Grad;
+        return Data(ctx).Grad;
     }
 
-    /// <summary>Copies <paramref name="value"/> into the parameter, fixing its shape if it was deferred.</summary>
+    /// <summary>Copies <paramref name="value"/> into the parameter (every device's copy), fixing its shape if it was deferred.</summary>
     /// <param name="value">An array of the parameter's shape.</param>
     /// <exception cref="LoomException">The shape differs from the parameter's known extents.</exception>
     public void SetData(NDArray value)
@@ -109,7 +142,7 @@ public sealed class Parameter
             _pendingInit ??= new ConstantInit(0);
             Materialize(skipInit: true);
         }
-        value.CopyTo(_data!);
+        foreach (var d in _data!) value.CopyTo(d);
     }
 
     /// <summary>Sets the gradient request; the gradient buffer is dropped for <see cref="GradReq.Null"/>.</summary>
@@ -136,11 +169,17 @@ public sealed class Parameter
         if (_data is null && _pendingInit is not null && ShapeKnown) Materialize();
     }
 
-    internal void Initialize(Initializer init, Context ctx, bool force)
+    internal void Initialize(Initializer init, Context[] ctxs, bool force)
     {
         if (_data is not null && !force) return;
+        if (ctxs.Length == 0 || ctxs.Distinct().Count() != ctxs.Length)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"Parameter '{Name}': the contexts must be distinct and at least one, got ({string.Join(", ", ctxs)})");
+        if (_data is not null && !ctxs.SequenceEqual(_ctxs))
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"Parameter '{Name}' lives on {string.Join(", ", _ctxs)}; reinitializing on {string.Join(", ", ctxs)} is not supported");
         _pendingInit = Init ?? init;
-        _ctx = ctx;
+        _ctxs = (Context[])ctxs.Clone();
         if (_data is not null)
         {
             InitValues();
@@ -149,26 +188,32 @@ public sealed class Parameter
         if (ShapeKnown) Materialize();
     }
 
+    // Every device's copy starts from the same values: filled on the first, copied to the rest.
     private void Materialize(bool skipInit = false)
     {
         using var paused = Tracing.Pause();
-        var arr = NDArray.Zeros(_shape, DType, _ctx);
-        DisposeScope.Forget(arr);
-        _data = arr;
+        var arrays = new NDArray[_ctxs.Length];
+        for (int c = 0; c < _ctxs.Length; c++)
+        {
+            arrays[c] = NDArray.Zeros(_shape, DType, _ctxs[c]);
+            DisposeScope.Forget(arrays[c]);
+        }
+        _data = arrays;
         if (!skipInit) InitValues();
-        AttachGrad();
+        foreach (var a in _data) a.AttachGrad(GradReq);
     }
 
     private void InitValues()
     {
         using var _ = Tracing.Pause();
-        _pendingInit!.Init(Name, _data!);
+        _pendingInit!.Init(Name, _data![0]);
+        for (int c = 1; c < _data.Length; c++) _data[0].CopyTo(_data[c]);
     }
 
     private void AttachGrad()
     {
         using var _ = Tracing.Pause();
-        _data!.AttachGrad(GradReq == GradReq.Null ? GradReq.Null : GradReq);
+        foreach (var a in _data!) a.AttachGrad(GradReq);
     }
 
     /// <summary>The name, shape and type.</summary>
@@ -240,13 +285,23 @@ public sealed class ParameterDict : IReadOnlyDictionary<string, Parameter>
     }
 
     /// <summary>Initialises every parameter (deferred ones at their first forward).</summary>
-    /// <param name="init">The initializer (Xavier when null, as Gluon's default is uniform; see <see cref="Block.Initialize"/>).</param>
+    /// <param name="init">The initializer (uniform in [-0.07, 0.07] when null, Gluon's default; see <see cref="Block.Initialize(Initializer?, Context?, bool)"/>).</param>
     /// <param name="ctx">The device (the CPU when null).</param>
     /// <param name="forceReinit">Fill parameters that already have values again.</param>
-    public void Initialize(Initializer? init = null, Context? ctx = null, bool forceReinit = false)
+    public void Initialize(Initializer? init = null, Context? ctx = null, bool forceReinit = false) =>
+        Initialize(init, new[] { ctx ?? Context.Cpu() }, forceReinit);
+
+    /// <summary>Initialises every parameter with one identical copy per device (data parallelism:
+    /// each device runs its part of the batch, and <see cref="Trainer"/> sums the gradients).</summary>
+    /// <param name="init">The initializer (uniform in [-0.07, 0.07] when null).</param>
+    /// <param name="ctxs">The devices.</param>
+    /// <param name="forceReinit">Fill parameters that already have values again.</param>
+    public void Initialize(Initializer? init, IReadOnlyList<Context> ctxs, bool forceReinit = false)
     {
+        ArgumentNullException.ThrowIfNull(ctxs);
         init ??= new UniformInit(0.07);
-        foreach (var p in _list) p.Initialize(init, ctx ?? Context.Cpu(), forceReinit);
+        var arr = ctxs.ToArray();
+        foreach (var p in _list) p.Initialize(init, arr, forceReinit);
     }
 
     /// <summary>Sets every parameter's gradient request.</summary>
@@ -267,7 +322,7 @@ public sealed class ParameterDict : IReadOnlyDictionary<string, Parameter>
         foreach (var p in _list)
         {
             string n = stripPrefix.Length > 0 && p.Name.StartsWith(stripPrefix, StringComparison.Ordinal) ? p.Name[stripPrefix.Length..] : p.Name;
-            arrays[n] = p.Data();
+            arrays[n] = p.Data(p.Contexts[0]);  // the copies are identical
         }
         NDArray.Save(path, arrays);
     }
@@ -330,10 +385,10 @@ public sealed class ParameterDict : IReadOnlyDictionary<string, Parameter>
     {
         foreach (var p in _list)
             if (p.GradReq != GradReq.Null && p.IsInitialized)
-            {
-                var g = p.Grad();
-                Op.Full(0, shape: g.Shape, dtype: g.DType, ctx: g.Context, @out: g);
-                g.Dispose();
-            }
+                foreach (var g in p.ListGrad())
+                {
+                    Op.Full(0, shape: g.Shape, dtype: g.DType, ctx: g.Context, @out: g);
+                    g.Dispose();
+                }
     }
 }

@@ -29,11 +29,6 @@ public sealed class Trainer
         ArgumentNullException.ThrowIfNull(optimizer);
         _params = @params.Values.ToArray();
         Optimizer = optimizer;
-        for (int i = 0; i < _params.Length; i++)
-        {
-            if (_params[i].LrMult != 1.0) optimizer.LrMult[i] = _params[i].LrMult;
-            if (_params[i].WdMult != 1.0) optimizer.WdMult[i] = _params[i].WdMult;
-        }
     }
 
     /// <summary>The optimizer.</summary>
@@ -63,32 +58,47 @@ public sealed class Trainer
             if (p.GradReq != GradReq.Null && !p.IsInitialized)
                 throw new LoomException(LoomStatus.InvalidArgument,
                     $"Trainer.Step: parameter '{p.Name}' {NDArray.ShapeString(p.Shape)} has not been initialized; run a forward and backward first");
-        if (KVStore is { } kv)
+        // Several devices and no store: the devices' gradients are summed in a local store
+        // (MXNet's trainer makes a "device" store for several contexts).
+        var kv = KVStore ?? (_params.Any(p => p.Contexts.Count > 1) ? (_local ??= KVStore.Create("local")) : null);
+        if (kv is not null)
         {
             if (!_kvInitialized)
             {
                 // Every worker starts from rank 0's values (the store's initial value).
                 for (int i = 0; i < _params.Length; i++)
-                    if (_params[i].GradReq != GradReq.Null) kv.Init(Key(i), _params[i].Data());
+                    if (_params[i].GradReq != GradReq.Null) kv.Init(Key(i), _params[i].ListData()[0]);
                 for (int i = 0; i < _params.Length; i++)
-                    if (_params[i].GradReq != GradReq.Null) kv.Pull(Key(i), _params[i].Data());
+                    if (_params[i].GradReq != GradReq.Null) kv.Pull(Key(i), _params[i].ListData());
                 _kvInitialized = true;
             }
             for (int i = 0; i < _params.Length; i++)
             {
                 if (_params[i].GradReq == GradReq.Null) continue;
-                using var g = _params[i].Grad();
-                kv.PushPull(Key(i), new[] { g }, new[] { g });
+                var grads = _params[i].ListGrad();
+                kv.PushPull(Key(i), grads, grads);  // every device receives the sum
+                foreach (var g in grads) g.Dispose();
             }
         }
         for (int i = 0; i < _params.Length; i++)
         {
             var p = _params[i];
             if (p.GradReq == GradReq.Null) continue;
-            using var g = p.Grad();
-            Optimizer.Update(i, p.Data(), g);
+            var ctxs = p.Contexts;
+            for (int c = 0; c < ctxs.Count; c++)
+            {
+                // Each device's copy has its own optimizer state: the same update on the same
+                // values and the same summed gradient keeps the copies identical.
+                int index = i * ctxs.Count + c;
+                if (p.LrMult != 1.0) Optimizer.LrMult[index] = p.LrMult;
+                if (p.WdMult != 1.0) Optimizer.WdMult[index] = p.WdMult;
+                using var g = p.Grad(ctxs[c]);
+                Optimizer.Update(index, p.Data(ctxs[c]), g);
+            }
         }
     }
+
+    private KVStore? _local;
 
     // Keys name the parameter, so a mismatch between workers' networks is caught by name.
     private string Key(int i) => $"{i}:{_params[i].Name}";
