@@ -663,4 +663,33 @@ public class GluonTests
         using (Autograd.Predict()) single.Forward(Input(2, 20));
         Assert.That(() => single.Collect().Values.First().Data(), Throws.TypeOf<LoomException>().With.Message.Contains("Data(ctx)"));
     }
+
+    [Test]
+    public void AHybridizedBlockCalledTwiceInOneRecordingSumsItsGradients()
+    {
+        // Two calls of one cached graph feed the same parameters: neither may write its
+        // gradient straight into the parameter's buffer; the recording adds them.
+        foreach (bool hybrid in new[] { false, true })
+        {
+            var d = new Dense(3, inUnits: 4);
+            d.Initialize(new UniformInit(0.5));
+            if (hybrid) d.Hybridize();
+            var x1 = Input(2, 4);
+            var x2 = Op.MultiplyScalar(Input(2, 4), -2);
+            for (int rep = 0; rep < 2; rep++)
+            {
+                using (Autograd.Record()) Op.Add(Op.Sum(d.Forward(x1)), Op.Sum(d.Forward(x2))).Backward();
+                var a = x1.ToArray<float>();
+                var b = x2.ToArray<float>();
+                var g = d.Weight.Grad().ToArray<float>();
+                for (int j = 0; j < 3; j++)
+                    for (int k = 0; k < 4; k++)
+                    {
+                        double want = (double)a[k] + a[4 + k] + b[k] + b[4 + k];
+                        Assert.That(g[j * 4 + k], Is.EqualTo(want).Within(1e-5), $"hybrid={hybrid} rep={rep} dW[{j},{k}]");
+                    }
+                Assert.That(d.Bias!.Grad().ToArray<float>(), Is.All.EqualTo(4f));
+            }
+        }
+    }
 }

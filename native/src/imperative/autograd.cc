@@ -167,6 +167,13 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       var_grads[ag.get()] = sum_into(var_grads[ag.get()], g);
     }
   }
+  // How many gradient contributions each variable receives (edges into it, and heads).
+  std::unordered_map<const AGInfo *, int> var_uses;
+  for (AGNode *n : order)
+    for (const NDArray &in : n->inputs)
+      if (in.ag() && !in.ag()->node) ++var_uses[in.ag().get()];
+  for (const NDArray &h : heads)
+    if (!h.ag()->node) ++var_uses[h.ag().get()];
   // Adds gradient g of `input` to its producer's output gradients, or to its variable's.
   auto route = [&](const NDArray &input, const NDArray &g) {
     const auto &in_ag = input.ag();
@@ -196,7 +203,14 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       og.resize(n->outputs.size());
       for (size_t j = 0; j < og.size(); ++j)
         if (!og[j].chunk()) og[j] = filled(n->outputs[j], "0");
-      ArrayList ig = n->custom(og);
+      ArrayList dest(n->inputs.size());
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        const auto &in_ag = n->inputs[i].ag();
+        if (in_ag && !in_ag->node && in_ag->is_variable && in_ag->grad_req == kWriteTo &&
+            in_ag->grad.chunk() && var_uses[in_ag.get()] == 1)
+          dest[i] = in_ag->grad;
+      }
+      ArrayList ig = n->custom(og, dest);
       if (n->custom_done) done_calls.nodes.push_back(n);
       LOOM_CHECK(ig.size() == n->inputs.size(), LOOM_ERR_INTERNAL, "backward: ", n->custom_name,
                  " returned ", ig.size(), " gradients for ", n->inputs.size(), " inputs");
@@ -257,6 +271,7 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
   }
   for (auto &[info, g] : var_grads) {
     if (info->grad_req == kNullOp) continue;
+    if (g.chunk() == info->grad.chunk() && g.offset() == info->grad.offset()) continue;  // written in place
     if (info->grad_req == kAddTo)
       run_into("add", ArrayList{info->grad, g}, info->grad);
     else

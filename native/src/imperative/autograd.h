@@ -20,8 +20,11 @@ struct AGNode {
   ArrayList outputs;  // detached copies (no AGInfo), so a node never owns itself
   // A node of a whole graph (a cached op) instead of one op: given the output
   // gradients (one per output, zeros where none flows) it pushes its backward
-  // and returns one gradient per input (empty where none is needed).
-  std::function<ArrayList(const ArrayList &out_grads)> custom;
+  // and returns one gradient per input (empty where none is needed). `dest[i]`,
+  // when set, is the gradient buffer of a variable that this input alone feeds
+  // with a write request: the node may write input i's gradient straight into it
+  // (and return it), saving a copy.
+  std::function<ArrayList(const ArrayList &out_grads, const ArrayList &dest)> custom;
   // Called once the backward pass has pushed every op that reads what `custom`
   // returned (the gradients may live in buffers the node lends until then).
   std::function<void()> custom_done;

@@ -11,6 +11,7 @@ namespace loom {
 struct CachedOp::Slot {
   std::string signature;
   std::unique_ptr<Executor> exec;
+  std::vector<NDArray> own_grads;  // the executor's own gradient buffers (empty: null request)
   // 0: free; else the lease number of the call holding it. Atomic: a recorded call's
   // node may be freed on an engine worker, which must never wait for the op's lock
   // (a caller holding it may be waiting in Engine::push for that worker).
@@ -123,6 +124,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       for (size_t i = 0; i < nx; ++i) spec.aux.push_back(inputs[na + i].detached());
       slot = std::make_shared<Slot>();
       slot->signature = sig;
+      slot->own_grads = spec.grads;
       try {
         slot->exec = Executor::bind(sym_, std::move(spec));
       } catch (const Error &e) {
@@ -135,7 +137,9 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       }
       slots_.push_back(slot);
     }
-    for (size_t i = 0; i < inputs.size(); ++i) slot->exec->rebind(i >= na, i < na ? i : i - na, inputs[i]);
+    for (size_t i = 0; i < inputs.size(); ++i)
+      slot->exec->rebind(i < na ? Executor::Bound::Argument : Executor::Bound::AuxState,
+                         i < na ? i : i - na, inputs[i]);
     slot->last_used = clock_;
     lease = any_grad ? clock_ : 0;
     slot->lease.store(lease);
@@ -162,7 +166,7 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
       }
     };
     std::shared_ptr<Release> hold(new Release{slot, lease, mu_});  // built in place: no temporary to release early
-    node->custom = [hold, rq, na, nx](const ArrayList &og) {
+    node->custom = [hold, rq, na, nx](const ArrayList &og, const ArrayList &dest) {
       std::shared_ptr<Slot> s = hold->slot;
       // Under the lock: no other caller rebinds or runs this executor meanwhile.
       std::lock_guard<std::mutex> lk(*hold->mu);
@@ -171,6 +175,12 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
                  "its executor was taken by later calls (more than ", kMaxLeased,
                  " calls awaited backward) or its backward already ran; run backward once "
                  "per forward");
+      // Gradients of variables this call alone feeds go straight into their buffers;
+      // the rest into the executor's own.
+      for (size_t i = 0; i < na; ++i)
+        if (rq[i])
+          s->exec->rebind(Executor::Bound::Gradient, i,
+                          i < dest.size() && dest[i].chunk() ? dest[i] : s->own_grads[i]);
       std::vector<NDArray> hg(og.begin(), og.end());
       s->exec->backward(hg);
       ArrayList ig(na + nx);

@@ -762,21 +762,27 @@ void push_steps(const Program &p, const std::vector<NDArray> &arrays, size_t fir
 }
 }  // namespace
 
-void Executor::rebind(bool aux, size_t index, const NDArray &array) {
-  std::vector<NDArray> &list = aux ? spec_.aux : spec_.args;
-  LOOM_CHECK(index < list.size(), LOOM_ERR_INVALID_ARGUMENT, "rebind: ",
-             aux ? "auxiliary state " : "argument ", index, " is out of range (", list.size(), ")");
+void Executor::rebind(Bound which, size_t index, const NDArray &array) {
+  const char *what = which == Bound::Argument   ? "argument "
+                     : which == Bound::AuxState ? "auxiliary state "
+                                                : "gradient ";
+  std::vector<NDArray> &list = which == Bound::Argument   ? spec_.args
+                               : which == Bound::AuxState ? spec_.aux
+                                                          : spec_.grads;
+  LOOM_CHECK(index < list.size(), LOOM_ERR_INVALID_ARGUMENT, "rebind: ", what, index,
+             " is out of range (", list.size(), ")");
   NDArray &slot = list[index];
+  LOOM_CHECK(slot.chunk(), LOOM_ERR_INVALID_ARGUMENT, "rebind: ", what, index,
+             " is not bound (its gradient request is null)");
   if (slot.chunk() == array.chunk() && slot.offset() == array.offset()) return;
   LOOM_CHECK(array.shape() == slot.shape() && array.dtype() == slot.dtype() &&
                  array.ctx() == slot.ctx(),
-             LOOM_ERR_SHAPE, "rebind: ", aux ? "auxiliary state " : "argument ", index, " is ",
-             slot.shape().str(), " ", dtype_name(slot.dtype()), " on ", slot.ctx().str(),
-             ", the new array is ", array.shape().str(), " ", dtype_name(array.dtype()), " on ",
-             array.ctx().str());
+             LOOM_ERR_SHAPE, "rebind: ", what, index, " is ", slot.shape().str(), " ",
+             dtype_name(slot.dtype()), " on ", slot.ctx().str(), ", the new array is ",
+             array.shape().str(), " ", dtype_name(array.dtype()), " on ", array.ctx().str());
   slot = array.detached();
   const Program &p = impl_->prog;
-  const Src want = aux ? Src::Aux : Src::Arg;
+  const Src want = which == Bound::Argument ? Src::Arg : which == Bound::AuxState ? Src::Aux : Src::Grad;
   for (size_t v = 0; v < p.values.size(); ++v)
     if (p.values[v].src == want && p.values[v].index == static_cast<int>(index))
       impl_->arrays[v] = slot;

@@ -52,9 +52,10 @@ class Executor {
                               const std::map<std::string, int32_t> &reqs, int32_t default_req,
                               bool for_training);
 
-  // Points argument (or auxiliary state) `index` at another array of the same
-  // shape, dtype and device, without copying; later passes read it.
-  void rebind(bool aux, size_t index, const NDArray &array);
+  // Points argument, auxiliary state or gradient `index` at another array of the
+  // same shape, dtype and device, without copying; later passes use it.
+  enum class Bound { Argument, AuxState, Gradient };
+  void rebind(Bound which, size_t index, const NDArray &array);
 
   void forward(bool is_train);
   // head_grads: one per output or none (ones).
