@@ -152,9 +152,9 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
     node->is_train = is_train;
     node->inputs = inputs;
     node->custom_name = "cached op";
-    std::weak_ptr<Slot> weak = slot;
     std::vector<int32_t> rq = reqs;
-    // The node keeps the slot leased until its backward has been pushed.
+    // The node keeps the slot leased until its backward and every reader of the
+    // gradients it returns have been pushed (custom_done), or until it is freed.
     struct Release {
       std::shared_ptr<Slot> slot;
       uint64_t lease;
