@@ -6,13 +6,21 @@ Trainer. Parameter names, the trace and the exported files are the same as C#'s,
 so a network exported from either loads in both and in MXNet 1.9."""
 import ctypes
 import re
+import threading
 from functools import reduce
 
 from . import _abi, _invoke, _check, _LIB, LoomError, NDArray, nd, zeros, save, load
 from ._symbol import Symbol
 
 _COUNTS = {}
-_tracing = {"declared": None}  # parameters declared as variables of the open trace
+
+
+class _TraceState(threading.local):
+    """Per thread, as the native trace: the parameters declared as the open trace's variables."""
+    declared = None
+
+
+_trace = _TraceState()
 
 
 def _next_name(counts, alias):
@@ -26,13 +34,13 @@ class _paused:
 
     def __enter__(self):
         self.prev = None
-        if _tracing["declared"] is not None:
+        if _trace.declared is not None:
             self.prev = ctypes.c_int32()
             _check(_LIB.loom_trace_pause(ctypes.byref(self.prev), 1))
         return self
 
     def __exit__(self, *exc):
-        if self.prev is not None and _tracing["declared"] is not None:
+        if self.prev is not None and _trace.declared is not None:
             _LIB.loom_trace_pause(None, self.prev.value)
         return False
 
@@ -121,7 +129,7 @@ class Parameter:
                                 "Parameter '%s' has not been initialized yet: its shape %s is inferred from "
                                 "the first forward (deferred initialization)" % (self.name, _shape_str(self._shape)))
             self._materialize()
-        declared = _tracing["declared"]
+        declared = _trace.declared
         if declared is not None and self.name not in declared:
             _check(_LIB.loom_trace_input(self._data.handle, self.name.encode()))
             declared[self.name] = self
@@ -301,7 +309,7 @@ class HybridBlock(Block):
         raise NotImplementedError("%s does not define hybrid_forward()" % type(self).__name__)
 
     def forward(self, *inputs):
-        if _tracing["declared"] is not None:
+        if _trace.declared is not None:
             _check(_LIB.loom_trace_scope_push(self.prefix.encode()))
             try:
                 return self.hybrid_forward(*inputs)
@@ -320,7 +328,7 @@ class HybridBlock(Block):
         names = ["data"] if len(inputs) == 1 else ["data%d" % i for i in range(len(inputs))]
         _check(_LIB.loom_trace_begin())
         declared = {}
-        _tracing["declared"] = declared
+        _trace.declared = declared
         try:
             for a, n in zip(inputs, names):
                 _check(_LIB.loom_trace_input(a.handle, n.encode()))
@@ -335,7 +343,7 @@ class HybridBlock(Block):
             _LIB.loom_trace_abort()
             raise
         finally:
-            _tracing["declared"] = None
+            _trace.declared = None
         entry = _CachedGraph(Symbol(sym), names, declared)
         self._cache[key] = entry
         self._last = entry
