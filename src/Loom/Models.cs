@@ -85,6 +85,25 @@ public static class Models
         return relu ? x.Activation(name + "_relu", ActType.Relu) : x;
     }
 
+    /// <summary>ResNet v1 as a network of blocks (<see cref="Gluon.ResNetV1"/>, MXNet Gluon's
+    /// model zoo): depth 18 or 34 with <see cref="Gluon.BasicBlockV1"/>, 50, 101 or 152 with
+    /// <see cref="Gluon.BottleneckV1"/>, named as MXNet names them (<c>resnetv10_stage1_conv0_weight</c>).
+    /// Train it imperatively or after <c>Hybridize()</c>; <c>Export</c> writes a Module checkpoint.</summary>
+    /// <param name="depth">The number of layers (18, 34, 50, 101 or 152).</param>
+    /// <param name="classes">The number of classes.</param>
+    /// <param name="thumbnail">A 3x3 stem without pooling, for 32x32 images.</param>
+    /// <returns>The block, uninitialised.</returns>
+    /// <exception cref="LoomException">Another depth.</exception>
+    public static Gluon.ResNetV1 ResNetBlock(int depth = 50, int classes = 1000, bool thumbnail = false) => depth switch
+    {
+        18 => Gluon.Vision.ResNet18V1(classes, thumbnail),
+        34 => Gluon.Vision.ResNet34V1(classes, thumbnail),
+        50 => Gluon.Vision.ResNet50V1(classes, thumbnail),
+        101 => Gluon.Vision.ResNet101V1(classes, thumbnail),
+        152 => Gluon.Vision.ResNet152V1(classes, thumbnail),
+        _ => throw new LoomException(LoomStatus.InvalidArgument, $"ResNetBlock: depth {depth} is not one of 18, 34, 50, 101, 152"),
+    };
+
     /// <summary>ResNet (He et al. 2016) for 3x224x224 images, as torchvision builds it
     /// ("v1.5": a bottleneck's stride is on its 3x3 convolution): depth 18 or 34 with basic
     /// blocks, 50, 101 or 152 with bottlenecks. A projection (1x1 conv + BatchNorm) joins

@@ -158,6 +158,10 @@ public class GluonTests
         ImperativeEqualsHybridized(ResNetStack, Input(4, 3, 16, 16), Labels(4, 10));
 
     [Test]
+    public void ResNet18ImperativeAndHybridizedGiveIdenticalBits() =>
+        ImperativeEqualsHybridized(() => Models.ResNetBlock(18, classes: 10, thumbnail: true), Input(2, 3, 16, 16), Labels(2, 10));
+
+    [Test]
     public void NamesAreHierarchicalAndCollectSelects()
     {
         var net = new LeNet("lenet0_");
@@ -438,9 +442,13 @@ public class GluonTests
         var convs = new HybridSequential().Add(new Conv1D(4, 3), new Activation(ActType.Sigmoid));
         convs.Initialize();
         Assert.That(convs.Forward(Input(2, 3, 10)).Shape, Is.EqualTo(new long[] { 2, 4, 8 }));
-        var c3 = new Conv3D(2, new long[] { 2, 2, 2 });
+        var c3 = new HybridSequential().Add(new Conv3D(2, new long[] { 2, 2, 2 }), new MaxPool3D(new long[] { 3, 3, 3 }, new long[] { 1, 1, 1 }),
+            new AvgPool3D(new long[] { 1, 1, 1 }));
         c3.Initialize();
-        Assert.That(c3.Forward(Input(1, 1, 4, 4, 4)).Shape, Is.EqualTo(new long[] { 1, 2, 3, 3, 3 }));
+        Assert.That(c3.Forward(Input(1, 1, 4, 4, 4)).Shape, Is.EqualTo(new long[] { 1, 2, 1, 1, 1 }));
+        var p1 = new HybridSequential().Add(new MaxPool1D(2), new AvgPool1D(3, strides: 1, padding: 1));
+        var ones = NDArray.Ones(1, 1, 6);
+        Assert.That(p1.Forward(ones).ToArray<float>(), Is.EqualTo(new float[] { 2f / 3, 1, 2f / 3 }), "avg pool counts padding, as Gluon's default");
         var up = new HybridSequential().Add(new Conv2DTranspose(3, new long[] { 4, 4 }, new long[] { 2, 2 }, new long[] { 1, 1 }),
             new AvgPool2D(), new GlobalMaxPool2D());
         up.Initialize();

@@ -114,6 +114,15 @@ class GluonTests(unittest.TestCase):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         got = gluon.L1Loss()(arr(pred), arr(target)).asnumpy()
         np.testing.assert_allclose(got, np.abs(pred - target).mean(1), rtol=1e-5, atol=1e-6)
+        z = (target > 0).astype(np.float32)
+        got = gluon.SigmoidBinaryCrossEntropyLoss()(arr(pred), arr(z)).asnumpy()
+        want = F.binary_cross_entropy_with_logits(torch.from_numpy(pred), torch.from_numpy(z),
+                                                  reduction="none").mean(1).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        p = 1 / (1 + np.exp(-pred))
+        got = gluon.SigmoidBinaryCrossEntropyLoss(from_sigmoid=True)(arr(p), arr(z)).asnumpy()
+        want = F.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(z), reduction="none").mean(1).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
     def test_shared_parameters_sum_gradients(self):
         class Twin(gluon.HybridBlock):

@@ -630,6 +630,28 @@ class L1Loss(Loss):
         return _invoke("abs", [_invoke("subtract", [self._like(label, pred), pred], {})], {})
 
 
+class SigmoidBinaryCrossEntropyLoss(Loss):
+    """Binary cross-entropy of logits (or, with from_sigmoid, probabilities) against 0/1 labels."""
+
+    def __init__(self, from_sigmoid=False, weight=1.0, batch_axis=0, prefix=None):
+        super().__init__(weight, batch_axis, prefix)
+        self._from_sigmoid = from_sigmoid
+
+    def _compute(self, pred, label):
+        label = self._like(label, pred)
+        if not self._from_sigmoid:  # max(x, 0) - x z + log(1 + exp(-|x|))
+            soft = _invoke("Activation", [_invoke("negative", [_invoke("abs", [pred], {})], {})],
+                           {"act_type": "softrelu"})
+            return _invoke("add", [_invoke("subtract", [_invoke("relu", [pred], {}),
+                                                        _invoke("multiply", [pred, label], {})], {}), soft], {})
+        eps = 1e-12
+        a = _invoke("multiply", [_invoke("log", [_invoke("add_scalar", [pred], {"scalar": eps})], {}), label], {})
+        one_minus = _invoke("rsubtract_scalar", [pred], {"scalar": 1.0})
+        b = _invoke("multiply", [_invoke("log", [_invoke("add_scalar", [one_minus], {"scalar": eps})], {}),
+                                 _invoke("rsubtract_scalar", [label], {"scalar": 1.0})], {})
+        return _invoke("negative", [_invoke("add", [a, b], {})], {})
+
+
 class SoftmaxCrossEntropyLoss(Loss):
     """-log softmax(pred)[label] for class-index labels (the class axis last)."""
 

@@ -344,6 +344,46 @@ public sealed class AvgPool2D(long[]? poolSize = null, long[]? strides = null, l
     bool countIncludePad = true, string? prefix = null)
     : PoolBlock(PoolType.Avg, Conv2D.Check(poolSize ?? new long[] { 2, 2 }, 2), strides, padding, ceilMode, countIncludePad, prefix);
 
+/// <summary>1-D max pooling over (batch, channels, width).</summary>
+/// <param name="poolSize">The window.</param>
+/// <param name="strides">The step (the window when null).</param>
+/// <param name="padding">Padding per side.</param>
+/// <param name="ceilMode">Round the output size up.</param>
+/// <param name="prefix">The prefix.</param>
+public sealed class MaxPool1D(long poolSize = 2, long? strides = null, long padding = 0, bool ceilMode = false, string? prefix = null)
+    : PoolBlock(PoolType.Max, new[] { poolSize }, new[] { strides ?? poolSize }, new[] { padding }, ceilMode, true, prefix);
+
+/// <summary>1-D average pooling over (batch, channels, width).</summary>
+/// <param name="poolSize">The window.</param>
+/// <param name="strides">The step (the window when null).</param>
+/// <param name="padding">Padding per side.</param>
+/// <param name="ceilMode">Round the output size up.</param>
+/// <param name="countIncludePad">Divide by the whole window, padding included.</param>
+/// <param name="prefix">The prefix.</param>
+public sealed class AvgPool1D(long poolSize = 2, long? strides = null, long padding = 0, bool ceilMode = false,
+    bool countIncludePad = true, string? prefix = null)
+    : PoolBlock(PoolType.Avg, new[] { poolSize }, new[] { strides ?? poolSize }, new[] { padding }, ceilMode, countIncludePad, prefix);
+
+/// <summary>3-D max pooling over (batch, channels, depth, height, width).</summary>
+/// <param name="poolSize">The window ((2, 2, 2) when null).</param>
+/// <param name="strides">Steps (the window when null).</param>
+/// <param name="padding">Padding per side.</param>
+/// <param name="ceilMode">Round the output size up.</param>
+/// <param name="prefix">The prefix.</param>
+public sealed class MaxPool3D(long[]? poolSize = null, long[]? strides = null, long[]? padding = null, bool ceilMode = false, string? prefix = null)
+    : PoolBlock(PoolType.Max, Conv2D.Check(poolSize ?? new long[] { 2, 2, 2 }, 3), strides, padding, ceilMode, true, prefix);
+
+/// <summary>3-D average pooling over (batch, channels, depth, height, width).</summary>
+/// <param name="poolSize">The window ((2, 2, 2) when null).</param>
+/// <param name="strides">Steps (the window when null).</param>
+/// <param name="padding">Padding per side.</param>
+/// <param name="ceilMode">Round the output size up.</param>
+/// <param name="countIncludePad">Divide by the whole window, padding included.</param>
+/// <param name="prefix">The prefix.</param>
+public sealed class AvgPool3D(long[]? poolSize = null, long[]? strides = null, long[]? padding = null, bool ceilMode = false,
+    bool countIncludePad = true, string? prefix = null)
+    : PoolBlock(PoolType.Avg, Conv2D.Check(poolSize ?? new long[] { 2, 2, 2 }, 3), strides, padding, ceilMode, countIncludePad, prefix);
+
 /// <summary>Max pooling over all of each channel's 2-D map, to (batch, channels, 1, 1).</summary>
 /// <param name="prefix">The prefix.</param>
 public sealed class GlobalMaxPool2D(string? prefix = null) : PoolBlock(PoolType.Max, null, null, null, false, true, prefix);

@@ -168,4 +168,18 @@ public static class Vision
     /// <returns>The network (uninitialised).</returns>
     public static ResNetV1 ResNet50V1(int classes = 1000, bool thumbnail = false) =>
         new(true, new[] { 3, 4, 6, 3 }, BottleneckChannels, classes, thumbnail, "resnetv10_");
+
+    /// <summary>ResNet-101 v1.</summary>
+    /// <param name="classes">Classes.</param>
+    /// <param name="thumbnail">The small-image stem.</param>
+    /// <returns>The network (uninitialised).</returns>
+    public static ResNetV1 ResNet101V1(int classes = 1000, bool thumbnail = false) =>
+        new(true, new[] { 3, 4, 23, 3 }, BottleneckChannels, classes, thumbnail, "resnetv10_");
+
+    /// <summary>ResNet-152 v1.</summary>
+    /// <param name="classes">Classes.</param>
+    /// <param name="thumbnail">The small-image stem.</param>
+    /// <returns>The network (uninitialised).</returns>
+    public static ResNetV1 ResNet152V1(int classes = 1000, bool thumbnail = false) =>
+        new(true, new[] { 3, 8, 36, 3 }, BottleneckChannels, classes, thumbnail, "resnetv10_");
 }
