@@ -168,6 +168,12 @@ class GluonTests(unittest.TestCase):
             other(x)
             other.collect_params().load(prefix + "-0000.params")
             np.testing.assert_array_equal(other(x).asnumpy(), want)
+            # And as a SymbolBlock: the graph and its parameters, run as one.
+            sb = gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"], prefix + "-0000.params")
+            np.testing.assert_array_equal(sb(x).asnumpy(), want)
+            self.assertIn("mlp0_dense0_weight", sb.collect_params())
+            with self.assertRaisesRegex(loom.LoomError, "no input 'images'"):
+                gluon.SymbolBlock.imports(prefix + "-symbol.json", ["images"], prefix + "-0000.params")
 
     def test_bad_input(self):
         net = Mlp("badmlp_")

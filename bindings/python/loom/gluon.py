@@ -392,6 +392,47 @@ class _CachedGraph:
             self.op = ctypes.c_void_p()
 
 
+class SymbolBlock(HybridBlock):
+    """A saved graph and its parameters as a block (MXNet Gluon's SymbolBlock): what
+    export(), Module checkpoints or MXNet 1.9 wrote. It runs as one planned graph."""
+
+    def __init__(self, symbol, input_names, shapes):
+        super().__init__(prefix="")
+        self._inputs = list(input_names)
+        args = symbol.list_arguments()
+        for n in self._inputs:
+            if n not in args:
+                raise LoomError(_abi.LOOM_ERR_NOT_FOUND, "SymbolBlock: the graph has no input '%s'; its arguments "
+                                "are: %s" % (n, ", ".join(args)))
+        aux = set(symbol.list_auxiliary_states())
+        declared = {}
+        for n in args + symbol.list_auxiliary_states():
+            if n in self._inputs:
+                continue
+            if n not in shapes:
+                raise LoomError(_abi.LOOM_ERR_NOT_FOUND, "SymbolBlock: no value for the graph's parameter '%s'" % n)
+            declared[n] = self.param(n, shapes[n], grad_req="null" if n in aux else "write")
+        self._graph = _CachedGraph(symbol, self._inputs, declared)
+
+    @staticmethod
+    def imports(symbol_file, input_names, param_file):
+        """Loads a -symbol.json file and a .params file (arg:/aux: prefixes or none)."""
+        values = {(k[4:] if k.startswith(("arg:", "aux:")) else k): v for k, v in load(param_file).items()}
+        block = SymbolBlock(Symbol.load(symbol_file), input_names, {k: v.shape for k, v in values.items()})
+        block.collect_params().initialize("zeros")
+        block.collect_params().load(param_file)
+        return block
+
+    def forward(self, *inputs):
+        if _trace.declared is not None:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "a SymbolBlock is already a graph and cannot be traced "
+                            "inside another hybridized block")
+        if len(inputs) != len(self._inputs):
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "SymbolBlock: takes %d inputs (%s), got %d"
+                            % (len(self._inputs), ", ".join(self._inputs), len(inputs)))
+        return self._graph.invoke(inputs)
+
+
 class Sequential(Block):
     def add(self, *blocks):
         for b in blocks:
