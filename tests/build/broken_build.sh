@@ -24,7 +24,7 @@ else
 fi
 rc=$?
 last=$(echo "$out" | tail -1)
-if [ "$rc" -ne 0 ] && [ "$last" = "0 passed, 1 failed" ] && echo "$out" | grep -q "this is not C++"; then
+if [ "$rc" -ne 0 ] && [ "$last" = "0 passed, 1 failed" ] && [[ $out == *"this is not C++"* ]]; then
   echo "broken build: exit $rc, '$last', compile error shown"
   exit 0
 fi
