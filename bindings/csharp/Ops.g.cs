@@ -1381,6 +1381,24 @@ public static partial class Op
     }
     private static OpHandle s_ones;
 
+    /// <summary>Picks one element per position along axis: out[..., j] = data[..., index[...], j] (MXNet's pick). index has data's shape without the axis, or with the axis of length 1; the output drops the axis unless keepdims. Indices are truncated to integers; one outside [0, n) is clipped (the default) or wrapped around.</summary>
+    /// <param name="data">Input 'data'.</param>
+    /// <param name="index">Input 'index'.</param>
+    /// <param name="axis">The axis to pick along (negative counts from the end). Default: -1.</param>
+    /// <param name="keepdims">Keep the axis with length 1. Default: false.</param>
+    /// <param name="mode">Out-of-range indices: clip or wrap. One of: clip, wrap. Default: clip.</param>
+    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <returns>The result (the op 'pick').</returns>
+    public static NDArray Pick(NDArray data, NDArray index, long? axis = null, bool? keepdims = null, PickMode? mode = null, NDArray? @out = null)
+    {
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        return Imperative.Invoke(ref s_pick, "pick", new[] { data, index }, __params, @out);
+    }
+    private static OpHandle s_pick;
+
     /// <summary>Elementwise lhs ^ rhs with NumPy broadcasting.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
     /// <param name="rhs">Input 'rhs'.</param>
@@ -1982,6 +2000,15 @@ public enum Normalization
     Valid,
 }
 
+/// <summary>Choices of an operator parameter (clip, wrap).</summary>
+public enum PickMode
+{
+    /// <summary>"clip"</summary>
+    Clip,
+    /// <summary>"wrap"</summary>
+    Wrap,
+}
+
 /// <summary>Choices of an operator parameter (max, avg, sum).</summary>
 public enum PoolType
 {
@@ -2105,6 +2132,10 @@ public static class OpEnums
     /// <param name="v">The value.</param>
     /// <returns>The spelling the engine's parameter parser takes.</returns>
     public static string Text(Normalization v) => v switch { Normalization.Null => "null", Normalization.Batch => "batch", Normalization.Valid => "valid", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
+    /// <summary>The parameter text of a <see cref="PickMode"/> value.</summary>
+    /// <param name="v">The value.</param>
+    /// <returns>The spelling the engine's parameter parser takes.</returns>
+    public static string Text(PickMode v) => v switch { PickMode.Clip => "clip", PickMode.Wrap => "wrap", _ => throw new System.ArgumentOutOfRangeException(nameof(v)) };
     /// <summary>The parameter text of a <see cref="PoolType"/> value.</summary>
     /// <param name="v">The value.</param>
     /// <returns>The spelling the engine's parameter parser takes.</returns>

@@ -1295,6 +1295,23 @@ public static partial class Sym
         return Symbol.Create("ones", name, System.Array.Empty<Symbol?>(), System.Array.Empty<string>(), __params);
     }
 
+    /// <summary>Picks one element per position along axis: out[..., j] = data[..., index[...], j] (MXNet's pick). index has data's shape without the axis, or with the axis of length 1; the output drops the axis unless keepdims. Indices are truncated to integers; one outside [0, n) is clipped (the default) or wrapped around.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Input 'data' (null: a new variable).</param>
+    /// <param name="index">Input 'index' (null: a new variable).</param>
+    /// <param name="axis">The axis to pick along (negative counts from the end). Default: -1.</param>
+    /// <param name="keepdims">Keep the axis with length 1. Default: false.</param>
+    /// <param name="mode">Out-of-range indices: clip or wrap. One of: clip, wrap. Default: clip.</param>
+    /// <returns>The new node's symbol (its outputs: out).</returns>
+    public static Symbol Pick(string? name, Symbol? data = null, Symbol? index = null, long? axis = null, bool? keepdims = null, PickMode? mode = null)
+    {
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        return Symbol.Create("pick", name, new Symbol?[] { data, index }, new[] { "data", "index" }, __params);
+    }
+
     /// <summary>Elementwise lhs ^ rhs with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
@@ -2793,6 +2810,22 @@ public sealed partial class Symbol
         if (offValue is not null) (__params ??= new()).Add("off_value", offValue.Value);
         if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
         return Create("one_hot", name, new Symbol?[] { this }, new[] { "indices" }, __params);
+    }
+
+    /// <summary>Picks one element per position along axis: out[..., j] = data[..., index[...], j] (MXNet's pick). index has data's shape without the axis, or with the axis of length 1; the output drops the axis unless keepdims. Indices are truncated to integers; one outside [0, n) is clipped (the default) or wrapped around.</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="index">Input 'index' (null: a new variable).</param>
+    /// <param name="axis">The axis to pick along (negative counts from the end). Default: -1.</param>
+    /// <param name="keepdims">Keep the axis with length 1. Default: false.</param>
+    /// <param name="mode">Out-of-range indices: clip or wrap. One of: clip, wrap. Default: clip.</param>
+    /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
+    public Symbol Pick(string? name, long? axis = null, bool? keepdims = null, PickMode? mode = null, Symbol? index = null)
+    {
+        OpParams? __params = null;
+        if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
+        if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
+        if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
+        return Create("pick", name, new Symbol?[] { this, index }, new[] { "data", "index" }, __params);
     }
 
     /// <summary>Elementwise lhs ^ rhs with NumPy broadcasting.</summary>

@@ -385,6 +385,13 @@ public class GluonTests
             for (int k = 0; k < 3; k++) z += Math.Exp(p[i * 3 + k] - m);
             Assert.That(ce[i], Is.EqualTo(-(p[i * 3 + l[i]] - m - Math.Log(z))).Within(1e-6));
         }
+        // Classes on axis 0 (MXNet's pick along any axis): pred (3,2) read as two columns of
+        // three classes, the batch on axis 1; the label may be (2,), (1,2), or any shape of two indices.
+        var byCol = NDArray.FromArray(new float[] { 0.5f, 0.1f, -1f, 0.2f, 2f, -0.3f }, 3, 2);
+        foreach (var lab in new[] { label, NDArray.FromArray(new float[] { 2, 0 }, 1, 2), NDArray.FromArray(new float[] { 2, 0 }, 2, 1) })
+            Assert.That(new SoftmaxCrossEntropyLoss(axis: 0, batchAxis: 1).Forward(byCol, lab).ToArray<float>(), Is.EqualTo(ce).Within(1e-6));
+        var bad = Assert.Throws<LoomException>(() => new SoftmaxCrossEntropyLoss().Forward(pred, NDArray.FromArray(new float[] { 1, 2, 0 }, 3)));
+        Assert.That(bad!.Message, Does.Contain("the label (3,) should hold one class index per sample of the prediction (2,3) (classes on axis 1)"));
         var target = NDArray.FromArray(new float[] { 1, 0, 1, 0, 1, 1 }, 2, 3);
         double[] t = { 1, 0, 1, 0, 1, 1 };
         var l2 = new L2Loss().Forward(pred, target).ToArray<float>();

@@ -169,6 +169,10 @@ case("SequenceReverse_lengths", "SequenceReverse", [inp([4, 3, 2]), inp([3], F, 
 # Draws from categorical distributions (the case's seed is set before the call).
 case("sample_multinomial", "sample_multinomial", [inp([3, 4], D, 0.25, 0.25)], {"shape": [50], "get_prob": True},
      outputs=2)
+# MXNet's pick: along the last axis (class indices in float32), and along axis 1 kept, wrapped.
+case("pick", "pick", [inp([4, 5]), inp([4], F, 0, 5, cast=["int32", F])])
+case("pick_axis1_wrap", "pick", [inp([3, 4, 2], D), inp([3, 1, 2], F, -6, 6, cast=["int64"])],
+     {"axis": 1, "keepdims": True, "mode": "wrap"})
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

@@ -1058,6 +1058,84 @@ TEST(Ops, InitializersPermutationsGatherAndMetrics) {
   EXPECT_EQ(invoke("accuracy_count", {&pred, &lab5}, {}, &outs), LOOM_ERR_SHAPE);
 }
 
+// pick against a direct float64 loop over (leading, axis, trailing), for each axis,
+// keepdims, both index ranks, both modes, out-of-range and negative indices and
+// integer and float index dtypes (MXNet's PickOpForward).
+COVERS("pick");
+TEST(Ops, PickMatchesTheDefinition) {
+  std::vector<int64_t> shape = {3, 4, 5};
+  std::vector<double> x(60);
+  for (int i = 0; i < 60; ++i) x[i] = 0.5 * i - 7;
+  Arr data = make(shape, x, LOOM_DTYPE_FLOAT64);
+  for (int axis : {0, 1, 2, -1, -3})
+    for (bool keep : {false, true})
+      for (bool same_rank : {false, true})
+        for (std::string mode : {"clip", "wrap"})
+          for (int32_t idt : {LOOM_DTYPE_INT32, LOOM_DTYPE_FLOAT32}) {
+            int ax = axis < 0 ? axis + 3 : axis;
+            int64_t lead = 1, M = shape[ax], trail = 1;
+            for (int i = 0; i < ax; ++i) lead *= shape[i];
+            for (int i = ax + 1; i < 3; ++i) trail *= shape[i];
+            std::vector<int64_t> ishape;
+            for (int i = 0; i < 3; ++i)
+              if (i != ax) ishape.push_back(shape[i]);
+              else if (same_rank) ishape.push_back(1);
+            std::vector<double> idx(lead * trail);
+            for (size_t i = 0; i < idx.size(); ++i) idx[i] = double(int64_t(i * 7 % 11) - 3);  // -3..7
+            Arr index = make(ishape, idx, idt);
+            Arr y = call("pick", {&data, &index},
+                         {{"axis", std::to_string(axis)}, {"keepdims", keep ? "true" : "false"}, {"mode", mode}});
+            std::vector<int64_t> oshape;
+            for (int i = 0; i < 3; ++i)
+              if (i != ax) oshape.push_back(shape[i]);
+              else if (keep) oshape.push_back(1);
+            EXPECT_EQ(shape_of(y), oshape);
+            std::vector<double> want(lead * trail);
+            for (int64_t a = 0; a < lead; ++a)
+              for (int64_t c = 0; c < trail; ++c) {
+                int64_t j = static_cast<int64_t>(idx[a * trail + c]);
+                if (mode == "clip") j = std::min(std::max<int64_t>(j, 0), M - 1);
+                else j = ((j % M) + M) % M;
+                want[a * trail + c] = x[(a * M + j) * trail + c];
+              }
+            EXPECT_EQ(read(y), want) << "axis " << axis << " keepdims " << keep << " mode " << mode;
+          }
+  // MXNet's doc examples: along axis 0 and 1, wrap with negative indices, keepdims.
+  Arr m = make({3, 2}, {1, 2, 3, 4, 5, 6});
+  Arr i0 = make({2}, {0, 1});
+  EXPECT_EQ(read(call("pick", {&m, &i0}, {{"axis", "0"}})), (std::vector<double>{1, 4}));
+  Arr i1 = make({3}, {0, 1, 0});
+  EXPECT_EQ(read(call("pick", {&m, &i1}, {{"axis", "1"}})), (std::vector<double>{1, 4, 5}));
+  Arr iw = make({3}, {2, -1, -2});
+  EXPECT_EQ(read(call("pick", {&m, &iw}, {{"axis", "1"}, {"mode", "wrap"}})), (std::vector<double>{1, 4, 5}));
+  Arr ik = make({3, 1}, {1, 0, 2});
+  Arr yk = call("pick", {&m, &ik}, {{"axis", "1"}, {"keepdims", "true"}});
+  EXPECT_EQ(shape_of(yk), (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(read(yk), (std::vector<double>{2, 3, 6}));
+  // 1-D data gives (1,), as MXNet's ReduceAxisShapeImpl does.
+  Arr v = make({4}, {9, 8, 7, 6});
+  Arr one = make({1}, {2});
+  Arr yv = call("pick", {&v, &one});
+  EXPECT_EQ(shape_of(yv), (std::vector<int64_t>{1}));
+  EXPECT_EQ(read(yv), (std::vector<double>{7}));
+
+  // Bad input: an index of the wrong shape names both shapes; a bad axis, an unknown
+  // mode (MXNet's pick has no raise) and a NaN index are refused.
+  std::vector<Arr> outs;
+  Arr bad = make({4}, {0, 1, 0, 1});
+  EXPECT_EQ(invoke("pick", {&m, &bad}, {{"axis", "1"}}, &outs), LOOM_ERR_SHAPE);
+  EXPECT_NE(std::string(loom_last_error()).find("pick: index (4,) should be (3,) for data (3,2) picked along axis 1"), std::string::npos)
+      << loom_last_error();
+  EXPECT_EQ(invoke("pick", {&m, &i1}, {{"axis", "2"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(invoke("pick", {&m, &i1}, {{"axis", "1"}, {"mode", "raise"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+  Arr nan = make({3}, {0, std::nan(""), 1});
+  ASSERT_EQ(invoke("pick", {&m, &nan}, {{"axis", "1"}}, &outs), LOOM_OK);
+  EXPECT_EQ(loom_ndarray_wait_to_read(outs.back().h), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("pick: index nan at position 1"), std::string::npos)
+      << loom_last_error();
+  loom_wait_all();
+}
+
 // Direct convolution in float64 with the same padding on both axes (testutil's naive_conv2d).
 std::vector<double> naive_conv(const std::vector<double> &x, const std::vector<double> &w,
                                const std::vector<double> &b, int64_t N, int64_t C, int64_t H,

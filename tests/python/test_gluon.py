@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import loom
-from loom import gluon, nd
+from loom import gluon, nd, LoomError
 
 
 class Mlp(gluon.HybridBlock):
@@ -108,6 +108,22 @@ class GluonTests(unittest.TestCase):
         got = gluon.SoftmaxCrossEntropyLoss()(arr(pred), arr(label)).asnumpy()
         want = F.cross_entropy(torch.from_numpy(pred), torch.from_numpy(label).long(), reduction="none").numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        # Classes on axis 1 of (N, C, H, W) with (N, H, W) labels (MXNet's pick along any axis),
+        # the mean over all but the batch axis, and the gradient, against PyTorch.
+        img = rng.normal(size=(2, 4, 3, 3)).astype(np.float32)
+        seg = rng.integers(0, 4, size=(2, 3, 3)).astype(np.float32)
+        x = arr(img)
+        x.attach_grad()
+        with loom.record():
+            out = gluon.SoftmaxCrossEntropyLoss(axis=1)(x, arr(seg))
+        out.backward()
+        ti = torch.from_numpy(img).requires_grad_()
+        tl = F.cross_entropy(ti, torch.from_numpy(seg).long(), reduction="none").mean((1, 2))
+        tl.sum().backward()
+        np.testing.assert_allclose(out.asnumpy(), tl.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(x.grad.asnumpy(), ti.grad.numpy(), rtol=1e-5, atol=1e-6)
+        with self.assertRaisesRegex(LoomError, r"the label \(5,\) should hold one class index per sample"):
+            gluon.SoftmaxCrossEntropyLoss()(arr(pred), arr(label[:5]))
         target = rng.normal(size=(6, 5)).astype(np.float32)
         got = gluon.L2Loss()(arr(pred), arr(target)).asnumpy()
         want = (0.5 * (torch.from_numpy(pred) - torch.from_numpy(target)) ** 2).mean(1).numpy()

@@ -96,6 +96,8 @@ if torch:
     case("ElementWiseSum", lambda a, b, c: nd.ElementWiseSum(a, b, c), lambda a, b, c: a + b + c, [(S, -1, 1)] * 3)
     case("where", nd.where, lambda c, x, y: torch.where(c != 0, x, y), [("int", S, 2), (S, -1, 1), ((4,), -1, 1)])
     case("take", nd.take, lambda d, i: d.index_select(0, i.long()), [((6, 3), -1, 1), ("int", (9,), 6)])
+    case("pick", lambda d, i: nd.pick(d, i, axis=1), lambda d, i: d.gather(1, i.long().unsqueeze(1)).squeeze(1),
+         [((6, 4), -1, 1), ("int", (6,), 4)])
     case("cast", lambda x: nd.cast(x, dtype="float32"), lambda x: x.float(), [(S, -1, 1)])
     case("prod", lambda x: nd.prod(x, axis=(0, 2), keepdims=True), lambda x: x.prod(2, keepdim=True).prod(0, keepdim=True),
          [((2, 3, 2), 0.5, 1.5)], key="prod_axes")

@@ -694,19 +694,28 @@ class SigmoidBinaryCrossEntropyLoss(Loss):
 
 
 class SoftmaxCrossEntropyLoss(Loss):
-    """-log softmax(pred)[label] for class-index labels (the class axis last)."""
+    """-log softmax(pred)[label] for class-index labels: MXNet's -pick(log_softmax(pred), label,
+    axis, keepdims=True). The label has pred's shape less the class axis, or that axis of
+    length 1; another shape with one index per sample is reshaped to the latter."""
+
+    def __init__(self, axis=-1, weight=1.0, batch_axis=0, prefix=None):
+        super().__init__(weight, batch_axis, prefix)
+        self._axis = axis
 
     def _compute(self, pred, label):
-        logp = _invoke("log_softmax", [pred], {"axis": -1})
-        s = pred.shape
-        n = reduce(lambda a, b: a * b, s[:-1], 1)
-        if label.dtype != pred.dtype:
-            label = _invoke("cast", [label], {"dtype": pred.dtype})
-        rows = _invoke("arange", [], {"start": 0, "stop": n, "dtype": pred.dtype})
-        idx = _invoke("add", [_invoke("multiply_scalar", [rows], {"scalar": float(s[-1])}),
-                              _invoke("reshape", [label], {"shape": (n,)})], {})
-        picked = _invoke("take", [_invoke("reshape", [logp], {"shape": (-1,)}), idx], {})
-        return _invoke("negative", [_invoke("reshape", [picked], {"shape": tuple(s[:-1]) + (1,)})], {})
+        s = tuple(pred.shape)
+        ax = self._axis + len(s) if self._axis < 0 else self._axis
+        if not 0 <= ax < len(s):
+            raise LoomError(_abi.LOOM_ERR_SHAPE, "%s: axis %d is outside the prediction %s" % (self.name, self._axis, s))
+        logp = _invoke("log_softmax", [pred], {"axis": ax})
+        kept = tuple(1 if i == ax else d for i, d in enumerate(s))
+        dropped = tuple(d for i, d in enumerate(s) if i != ax)
+        if tuple(label.shape) not in (kept, dropped):
+            if reduce(lambda a, b: a * b, label.shape, 1) != reduce(lambda a, b: a * b, kept, 1):
+                raise LoomError(_abi.LOOM_ERR_SHAPE, "%s: the label %s should hold one class index per sample of the prediction %s"
+                                % (self.name, tuple(label.shape), s))
+            label = _invoke("reshape", [label], {"shape": kept})
+        return _invoke("negative", [_invoke("pick", [logp, label], {"axis": ax, "keepdims": True})], {})
 
 
 class Trainer:

@@ -111,23 +111,21 @@ public sealed class SoftmaxCrossEntropyLoss(long axis = -1, bool sparseLabel = t
             throw new LoomException(LoomStatus.Shape, $"{Name}: axis {axis} is outside the prediction {NDArray.ShapeString(ps)}");
         if (sparseLabel)
         {
-            if (ax != ps.Length - 1)
-                throw new LoomException(LoomStatus.InvalidArgument, $"{Name}: class-index labels need the class axis last (axis -1); got axis {axis}");
+            // MXNet's -pick(logp, label, axis, keepdims=True). pick takes the label with the
+            // prediction's shape less the class axis, or with that axis of length 1; a label
+            // of any other shape with one class index per sample is reshaped to the latter.
             var ls = label.Shape;
-            long want = 1, have = 1;
-            for (int i = 0; i < ps.Length - 1; i++) want *= ps[i];
-            foreach (var d in ls) have *= d;
-            if (want != have)
-                throw new LoomException(LoomStatus.Shape,
-                    $"{Name}: the label {NDArray.ShapeString(ls)} should hold one class index per sample of the prediction {NDArray.ShapeString(ps)}");
-            // MXNet's pick: the log-probability of each sample's class, found in the
-            // flattened prediction at row * classes + label (take, which differentiates).
-            long classes = ps[^1];
-            var lab = label.DType == pred.DType ? label : Op.Cast(label, pred.DType);
-            var rows = Op.Arange(0, want, dtype: pred.DType, ctx: pred.Context);
-            var idx = Op.Add(Op.MultiplyScalar(rows, classes), Op.Reshape(lab, shape: new[] { want }));
-            var picked = Op.Take(Op.Reshape(logp, shape: new[] { -1L }), idx);
-            return Op.Negative(Op.Reshape(picked, shape: ps[..^1].Append(1L).ToArray()));
+            var kept = ps.Select((d, i) => i == ax ? 1L : d).ToArray();
+            var dropped = ps.Where((_, i) => i != ax).ToArray();
+            bool Same(long[] a, long[] b) => a.AsSpan().SequenceEqual(b);
+            if (!Same(ls, kept) && !Same(ls, dropped))
+            {
+                if (ls.Aggregate(1L, (a, d) => a * d) != kept.Aggregate(1L, (a, d) => a * d))
+                    throw new LoomException(LoomStatus.Shape,
+                        $"{Name}: the label {NDArray.ShapeString(ls)} should hold one class index per sample of the prediction {NDArray.ShapeString(ps)} (classes on axis {ax})");
+                label = Op.Reshape(label, shape: kept);
+            }
+            return Op.Negative(Op.Pick(logp, label, axis: ax, keepdims: true));
         }
         return Op.Negative(Op.Sum(Op.Multiply(logp, LikePred(label, pred)), axis: new[] { ax }, keepdims: true));
     }

@@ -571,6 +571,72 @@ const int kRegistered = [] {
         });
       });
 
+  reg.add("pick")
+      .set_doc("Picks one element per position along axis: out[..., j] = data[..., index[...], j] "
+               "(MXNet's pick). index has data's shape without the axis, or with the axis "
+               "of length 1; the output drops the axis unless keepdims. Indices are truncated "
+               "to integers; one outside [0, n) is clipped (the default) or wrapped around.")
+      .set_inputs({"data", "index"})
+      .param("axis", ParamType::Int, "-1", "The axis to pick along (negative counts from the end).")
+      .param("keepdims", ParamType::Bool, "false", "Keep the axis with length 1.")
+      .param("mode", ParamType::Enum, "clip", "Out-of-range indices: clip or wrap.", {"clip", "wrap"})
+      .set_infer([](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out,
+                    DTypeList &odt) {
+        if (in[0].ndim < 1) shape_fail(p, "data must have at least 1 dimension, got " + in[0].str());
+        int ax = normalize_axis(p.i("axis"), in[0].ndim, p.op().name, "axis");
+        // MXNet's ReduceAxisShapeImpl: 1-D data gives (1,) either way.
+        auto reduced = [&](bool keep) {
+          Shape s;
+          if (in[0].ndim == 1) return Shape{1};
+          for (int i = 0; i < in[0].ndim; ++i)
+            if (i != ax) s.push_back(in[0].d[i]);
+            else if (keep) s.push_back(1);
+          return s;
+        };
+        Shape want = reduced(in[1].ndim == in[0].ndim);
+        LOOM_CHECK(in[1] == want, LOOM_ERR_SHAPE, p.op().name, ": index ", in[1].str(),
+                   " should be ", want.str(), " for data ", in[0].str(), " picked along axis ", ax);
+        out[0] = reduced(p.b("keepdims"));
+        odt[0] = dt[0];
+      })
+      .set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+        TakeDims t(p, in[0].shape);
+        LOOM_DTYPE_SWITCH(in[1].dtype, I, {
+          const I *idx = in[1].ptr<I>();
+          LOOM_DTYPE_SWITCH(in[0].dtype, T, {
+            const T *d = in[0].ptr<T>();
+            T *o = out[0].ptr<T>();
+            for (int64_t i = 0, n = t.outer * t.inner; i < n; ++i) {
+              int64_t a = i / t.inner, c = i % t.inner;
+              o[i] = d[(a * t.n + t.row(p, double(idx[i]), i)) * t.inner + c];
+            }
+          });
+        });
+      })
+      // data's gradient: zero except at each picked element, which gets its output's
+      // gradient; the index gets none (zeros), as in MXNet.
+      .set_backward_uses(kBwdInputs)
+      .set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                       const BlobList &og, const BlobList &ig, const ReqList &req) {
+        TakeDims t(p, in[0].shape);
+        if (req[1]) LOOM_FLOAT_SWITCH(ig[1].dtype, I, {
+            std::fill(ig[1].ptr<I>(), ig[1].ptr<I>() + ig[1].size(), I(0));
+          });
+        if (!req[0]) return;
+        LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+          T *d = ig[0].ptr<T>();
+          const T *g = og[0].ptr<T>();
+          std::fill(d, d + ig[0].size(), T(0));
+          LOOM_DTYPE_SWITCH(in[1].dtype, I, {
+            const I *idx = in[1].ptr<I>();
+            for (int64_t i = 0, n = t.outer * t.inner; i < n; ++i) {
+              int64_t a = i / t.inner, c = i % t.inner;
+              d[(a * t.n + t.row(p, double(idx[i]), i)) * t.inner + c] += g[i];
+            }
+          });
+        });
+      });
+
   OpDef &copy = reg.add("copy")
                     .set_doc("Copies the data; the output may be on another device: the one "
                              "ctx names, or that of a given output array.")
