@@ -672,7 +672,17 @@ public class GluonTests
             }
         }
         Assert.That(() => Split.Load(Input(5, 3), ctxs), Throws.TypeOf<LoomException>().With.Message.Contains("(5,3)").And.Message.Contains("evenly"));
-        Assert.That(Split.Load(Input(5, 3), ctxs, evenSplit: false).Select(p => p.Shape[0]), Is.EqualTo(new long[] { 2, 3 }));
+        // MXNet 1.9's split_data: the first batch % devices slices take one row more; with fewer
+        // rows than devices the last slices are empty; any batch axis.
+        Assert.That(Split.Load(Input(5, 3), ctxs, evenSplit: false).Select(p => p.Shape[0]), Is.EqualTo(new long[] { 3, 2 }));
+        var three = new[] { Context.Cpu(0), Context.Cpu(1), Context.Cpu(2) };
+        Assert.That(Split.Load(Input(2, 3), three, evenSplit: false).Select(p => p.Shape[0]), Is.EqualTo(new long[] { 1, 1, 0 }));
+        var grid = NDArray.FromArray(Enumerable.Range(0, 21).Select(v => (float)v).ToArray(), 3, 7);
+        var cols = Split.Load(grid, ctxs, batchAxis: 1, evenSplit: false);
+        Assert.That(cols.Select(c => c.Context), Is.EqualTo(ctxs));
+        Assert.That(cols[0].ToArray<float>(), Is.EqualTo(new float[] { 0, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 17 }));
+        Assert.That(cols[1].ToArray<float>(), Is.EqualTo(new float[] { 4, 5, 6, 11, 12, 13, 18, 19, 20 }));
+        Assert.That(() => Split.Load(grid, ctxs, batchAxis: 2), Throws.TypeOf<LoomException>().With.Message.Contains("batchAxis 2 is outside data of shape (3,7)"));
         var single = new Mlp();
         single.Initialize(new XavierInit(), ctxs);
         using (Autograd.Predict()) single.Forward(Input(2, 20));

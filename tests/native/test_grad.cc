@@ -462,6 +462,16 @@ TEST(Grad, ErrorsNameTheProblem) {
   }
   Arr wrong = zeros_like({4});
   EXPECT_EQ(loom_autograd_mark_variables(&x.h, &wrong.h, nullptr, 1), LOOM_ERR_SHAPE);
+  // A gradient buffer on another device than its variable is refused, naming both.
+  {
+    std::vector<int64_t> xs = shape_of(x);
+    loom_ndarray other = nullptr;
+    ASSERT_EQ(loom_ndarray_create(&other, xs.data(), int32_t(xs.size()), dtype_of(x), LOOM_DEVICE_CPU, 1), LOOM_OK);
+    Arr elsewhere(other);
+    EXPECT_EQ(loom_autograd_mark_variables(&x.h, &elsewhere.h, nullptr, 1), LOOM_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(loom_last_error()).find("the gradient buffer is on cpu(1) but the variable"), std::string::npos)
+        << loom_last_error();
+  }
   loom_ndarray gh;
   EXPECT_EQ(loom_ndarray_get_grad(&gh, plain.h), LOOM_ERR_INVALID_ARGUMENT);
   // Writing into an existing array while recording is refused, not silently unrecorded.

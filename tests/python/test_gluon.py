@@ -51,8 +51,8 @@ class GluonTests(unittest.TestCase):
         for a, b in zip(imp.collect_params().values(), hyb.collect_params().values()):
             b.set_data(a.data())
         loss = gluon.SoftmaxCrossEntropyLoss()
-        ti = gluon.Trainer(imp.collect_params(), 0.1, momentum=0.9)
-        th = gluon.Trainer(hyb.collect_params(), 0.1, momentum=0.9)
+        ti = gluon.Trainer(imp.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+        th = gluon.Trainer(hyb.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
         for step in range(3):
             xs = x if step == 0 else x * (1 + 0.5 * step)
             with loom.record(train=True):
@@ -218,6 +218,141 @@ class GluonTests(unittest.TestCase):
             loom.save(path, {"dense0_weight": arr(np.ones((32, 20)))})
             with self.assertRaisesRegex(loom.LoomError, r"no value for 'badmlp_dense0_bias' \(32,\)"):
                 net.load_parameters(path)
+
+    def test_trainer_optimizers_match_pytorch(self):
+        # Three steps of each optimizer (MXNet's names and options) on a Dense layer under an
+        # L2 loss, against torch.optim on the same layer, data and start.
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=(4, 3)).astype(np.float32)
+        y = rng.normal(size=(4, 2)).astype(np.float32)
+        w0 = rng.normal(size=(2, 3)).astype(np.float32)
+        b0 = rng.normal(size=(2,)).astype(np.float32)
+        cases = [("sgd", {"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01},
+                  lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01)),
+                 ("sgd", {"learning_rate": 0.2}, lambda ps: torch.optim.SGD(ps, lr=0.2)),
+                 ("adam", {"learning_rate": 0.01, "beta1": 0.8, "wd": 0.001},
+                  lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.8, 0.999), weight_decay=0.001)),
+                 ("adadelta", {"rho": 0.9, "epsilon": 1e-5}, lambda ps: torch.optim.Adadelta(ps, lr=1.0, rho=0.9,
+                                                                                              eps=1e-5))]
+        for name, opts, make in cases:
+            d = gluon.Dense(2, in_units=3)
+            d.initialize()
+            d.weight.set_data(arr(w0))
+            d.bias.set_data(arr(b0))
+            trainer = gluon.Trainer(d.collect_params(), name, opts)
+            tw = torch.from_numpy(w0.copy()).requires_grad_()
+            tb = torch.from_numpy(b0.copy()).requires_grad_()
+            topt = make([tw, tb])
+            for _ in range(3):
+                with loom.record(train=True):
+                    gluon.L2Loss()(d(arr(x)), arr(y)).backward()
+                trainer.step(4)
+                topt.zero_grad()
+                (0.5 * (F.linear(torch.from_numpy(x), tw, tb) - torch.from_numpy(y)) ** 2).mean(1).sum().div(4).backward()
+                topt.step()
+            np.testing.assert_allclose(d.weight.data().asnumpy(), tw.detach().numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=name + str(opts))
+            np.testing.assert_allclose(d.bias.data().asnumpy(), tb.detach().numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=name + str(opts))
+        # AdaGrad and RMSProp take the root of (state + epsilon) in MXNet (PyTorch adds epsilon
+        # after the root): against MXNet's formulas in float64, with the analytic gradient.
+        x64, y64 = x.astype(np.float64), y.astype(np.float64)
+        for name, opts in [("adagrad", {"learning_rate": 0.1, "eps": 1e-7, "wd": 0.01}),
+                           ("rmsprop", {"learning_rate": 0.01, "gamma1": 0.8, "epsilon": 1e-8, "wd": 0.01})]:
+            d = gluon.Dense(2, in_units=3)
+            d.initialize()
+            d.weight.set_data(arr(w0))
+            d.bias.set_data(arr(b0))
+            trainer = gluon.Trainer(d.collect_params(), name, opts)
+            ws = [w0.astype(np.float64), b0.astype(np.float64)]
+            state = [np.zeros_like(ws[0]), np.zeros_like(ws[1])]
+            lr, wd = opts["learning_rate"], opts["wd"]
+            for _ in range(3):
+                with loom.record(train=True):
+                    gluon.L2Loss()(d(arr(x)), arr(y)).backward()
+                trainer.step(4)
+                dpred = (x64 @ ws[0].T + ws[1] - y64) / 2 / 4  # d(mean over outputs of 0.5 e^2) / 4
+                for k, g in enumerate([dpred.T @ x64, dpred.sum(0)]):
+                    if name == "adagrad":
+                        state[k] += g * g
+                        ws[k] = ws[k] - lr * (g / np.sqrt(state[k] + opts["eps"]) + wd * ws[k])
+                    else:
+                        g = g + wd * ws[k]
+                        state[k] = (1 - opts["gamma1"]) * g * g + opts["gamma1"] * state[k]
+                        ws[k] = ws[k] - lr * g / np.sqrt(state[k] + opts["epsilon"])
+            np.testing.assert_allclose(d.weight.data().asnumpy(), ws[0], rtol=1e-5, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(d.bias.data().asnumpy(), ws[1], rtol=1e-5, atol=1e-6, err_msg=name)
+        p = gluon.Dense(2, in_units=3).collect_params()
+        with self.assertRaisesRegex(loom.LoomError, "unknown optimizer 'lbfgs'; one of: adadelta, adagrad, adam"):
+            gluon.Trainer(p, "lbfgs")
+        with self.assertRaisesRegex(loom.LoomError, "'beta3' is not an option of adam; its options: beta1, beta2"):
+            gluon.Trainer(p, "adam", {"beta3": 0.5})
+        with self.assertRaisesRegex(loom.LoomError, "centered RMSProp"):
+            gluon.Trainer(p, "rmsprop", {"centered": True})
+        with self.assertRaisesRegex(loom.LoomError, "has not been initialized; run a forward"):
+            gluon.Trainer(gluon.Dense(2).collect_params(), "sgd").step(4)
+        with self.assertRaisesRegex(loom.LoomError, "batch_size must be positive"):
+            gluon.Trainer(p, "sgd").step(0)
+
+    def test_split_and_load_is_mxnets(self):
+        two, three = [loom.cpu(0), loom.cpu(1)], [loom.cpu(0), loom.cpu(1), loom.cpu(2)]
+        grid = arr(np.arange(21).reshape(3, 7))
+        self.assertEqual([p.shape[0] for p in gluon.split_and_load(arr(np.ones((5, 3))), two, even_split=False)],
+                         [3, 2])
+        self.assertEqual([p.shape[0] for p in gluon.split_and_load(arr(np.ones((2, 3))), three, even_split=False)],
+                         [1, 1, 0])
+        cols = gluon.split_and_load(grid, two, batch_axis=1, even_split=False)
+        self.assertEqual([c.context for c in cols], two)
+        np.testing.assert_array_equal(cols[0].asnumpy(), np.arange(21).reshape(3, 7)[:, :4])
+        np.testing.assert_array_equal(cols[1].asnumpy(), np.arange(21).reshape(3, 7)[:, 4:])
+        with self.assertRaisesRegex(loom.LoomError, r"\(5,3\) cannot be split evenly into 2 slices"):
+            gluon.split_and_load(arr(np.ones((5, 3))), two)
+        with self.assertRaisesRegex(loom.LoomError, r"batch_axis 2 is outside data of shape \(3,7\)"):
+            gluon.split_and_load(grid, two, batch_axis=2)
+
+    def test_two_devices_train_as_one(self):
+        # Data parallelism: the batch split over cpu(0) and cpu(1), each device's copy of the
+        # network run on its slice, the gradients summed by the Trainer. The copies stay
+        # bit-identical, and match one device trained on the whole batch; hybridized as well.
+        ctxs = [loom.cpu(0), loom.cpu(1)]
+        rng = np.random.default_rng(7)
+        x = arr(rng.normal(size=(8, 20)))
+        y = arr(rng.integers(0, 10, size=(8,)))
+        for hybrid in (False, True):
+            one, two = Mlp(), Mlp()
+            loom.seed(11)
+            one.initialize("xavier")
+            one(x)
+            two.initialize("xavier", ctx=ctxs)
+            two(gluon.split_and_load(x, ctxs)[0])
+            for a, b in zip(one.collect_params().values(), two.collect_params().values()):
+                b.set_data(a.data())
+            if hybrid:
+                one.hybridize()
+                two.hybridize()
+            loss = gluon.SoftmaxCrossEntropyLoss()
+            t1 = gluon.Trainer(one.collect_params(), "adam", {"learning_rate": 0.01})
+            t2 = gluon.Trainer(two.collect_params(), "adam", {"learning_rate": 0.01})
+            for _ in range(3):
+                with loom.record(train=True):
+                    loss(one(x), y).backward()
+                t1.step(8)
+                xs, ys = gluon.split_and_load(x, ctxs), gluon.split_and_load(y, ctxs)
+                with loom.record(train=True):
+                    losses = [loss(two(a), b) for a, b in zip(xs, ys)]
+                loom.backward(losses)
+                t2.step(8)
+            for a, b in zip(one.collect_params().values(), two.collect_params().values()):
+                copies = b.list_data()
+                self.assertEqual([c.context for c in copies], ctxs)
+                np.testing.assert_array_equal(copies[0].asnumpy(), copies[1].asnumpy(), err_msg=b.name)
+                np.testing.assert_allclose(copies[0].asnumpy(), a.data().asnumpy(), rtol=1e-4, atol=1e-5,
+                                           err_msg="hybrid=%s %s" % (hybrid, b.name))
+        w = two.collect_params()[two.prefix + "dense0_weight"]
+        with self.assertRaisesRegex(loom.LoomError, r"has a copy on each of \[cpu\(0\), cpu\(1\)\]; call data\(ctx\)"):
+            w.data()
+        with self.assertRaisesRegex(loom.LoomError, r"was initialized on \[cpu\(0\), cpu\(1\)\], not on cpu\(2\)"):
+            w.data(loom.cpu(2))
 
 
 if __name__ == "__main__":

@@ -124,6 +124,12 @@ class Context:
     def __repr__(self):
         return "%s(%d)" % ("gpu" if self.dev_type == _abi.LOOM_DEVICE_GPU else "cpu", self.dev_id)
 
+    def __eq__(self, other):
+        return isinstance(other, Context) and (self.dev_type, self.dev_id) == (other.dev_type, other.dev_id)
+
+    def __hash__(self):
+        return hash((self.dev_type, self.dev_id))
+
 
 def cpu(i=0):
     return Context(_abi.LOOM_DEVICE_CPU, i)
@@ -275,7 +281,7 @@ class NDArray:
 
     def attach_grad(self, grad_req="write"):
         """Marks the array as a variable for autograd, with a zero gradient buffer."""
-        g = zeros(self.shape, self.dtype)
+        g = zeros(self.shape, self.dtype, ctx=self.context)
         req = ctypes.c_int32({"null": 0, "write": 1, "add": 2}[grad_req])
         _check(_LIB.loom_autograd_mark_variables(ctypes.byref(self.handle), ctypes.byref(g.handle),
                                                  ctypes.byref(req), 1))

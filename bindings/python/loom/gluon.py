@@ -9,7 +9,7 @@ import re
 import threading
 from functools import reduce
 
-from . import _abi, _invoke, _check, _LIB, LoomError, NDArray, nd, zeros, save, load
+from . import _abi, _invoke, _check, _LIB, LoomError, NDArray, cpu, nd, zeros, save, load
 from ._symbol import Symbol
 
 _COUNTS = {}
@@ -56,13 +56,16 @@ def _shape_str(shape):
 
 class Parameter:
     """A learnable array named by its block's prefix (dense0_weight). Zeros in the shape
-    are inferred at the first forward; data() before then raises, naming the parameter."""
+    are inferred at the first forward; data() before then raises, naming the parameter.
+    initialize(ctx=[cpu(0), cpu(1)]) keeps one identical copy per device (data parallelism):
+    data(ctx) is the copy on ctx, and layers use the copy on their input's device."""
 
     def __init__(self, owner, local_name, shape, dtype="float32", grad_req="write", init=None):
         self.owner, self.local_name = owner, local_name
         self._shape = tuple(shape)
         self.dtype, self.grad_req, self.init = dtype, grad_req, init
-        self._data = None
+        self._arrays = []     # one per context, in the order initialize() gave them
+        self._ctxs = None
         self._pending = None
 
     @property
@@ -84,43 +87,55 @@ class Parameter:
             raise LoomError(_abi.LOOM_ERR_SHAPE, "Parameter '%s' has shape %s, but %s needs %s"
                             % (self.name, _shape_str(self._shape), source, _shape_str(shape)))
         self._shape = shape if not self._shape else tuple(a if a > 0 else b for a, b in zip(self._shape, shape))
-        if self._data is None and self._pending is not None and self._known():
+        if not self._arrays and self._pending is not None and self._known():
             self._materialize()
 
-    def initialize(self, init, force=False):
-        if self._data is not None and not force:
+    def initialize(self, init=None, ctx=None, force_reinit=False):
+        """Fills the parameter (now, or at the first forward when its shape is not known yet)
+        on each context of ctx (a Context or a list; default cpu(0)), one identical copy each."""
+        if self._arrays and not force_reinit:
             return
+        ctxs = [cpu()] if ctx is None else list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+        if not ctxs or len(set(ctxs)) != len(ctxs):
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s': initialize needs distinct contexts, "
+                            "got %s" % (self.name, ctxs))
         self._pending = self.init or init or "uniform"
-        if self._data is not None:
+        if self._arrays and ctxs != self._ctxs:
+            self._arrays = []
+        self._ctxs = ctxs
+        if self._arrays:
             with _paused():
                 self._fill()
         elif self._known():
             self._materialize()
 
     def _fill(self):
-        init = self._pending
-        n = self.name
+        """Fills the first copy by the initializer and copies it to the others."""
+        init, n, first = self._pending, self.name, self._arrays[0]
         if callable(init):
-            init(n, self._data)
+            init(n, first)
         elif n.endswith(("bias", "beta", "running_mean", "moving_mean")) or init == "zeros":
-            _invoke("full", [], {"shape": self._shape, "dtype": self.dtype, "value": 0.0}, out=self._data)
+            _invoke("full", [], {"shape": self._shape, "dtype": self.dtype, "value": 0.0}, out=first)
         elif n.endswith(("gamma", "running_var", "moving_var")) or init == "ones":
-            _invoke("full", [], {"shape": self._shape, "dtype": self.dtype, "value": 1.0}, out=self._data)
+            _invoke("full", [], {"shape": self._shape, "dtype": self.dtype, "value": 1.0}, out=first)
         elif init == "xavier":
-            _invoke("init_xavier", [], {"shape": self._shape, "dtype": self.dtype}, out=self._data)
+            _invoke("init_xavier", [], {"shape": self._shape, "dtype": self.dtype}, out=first)
         else:  # Gluon's default: uniform in [-0.07, 0.07]
             _invoke("random_uniform", [], {"low": -0.07, "high": 0.07, "shape": self._shape,
-                                           "dtype": self.dtype}, out=self._data)
+                                           "dtype": self.dtype}, out=first)
+        for a in self._arrays[1:]:
+            _invoke("copy", [first], {}, out=a)
 
     def _materialize(self, fill=True):
         with _paused():
-            self._data = zeros(self._shape, self.dtype)
+            self._arrays = [zeros(self._shape, self.dtype, ctx=c) for c in (self._ctxs or [cpu()])]
             if fill:
                 self._fill()
-            self._data.attach_grad(self.grad_req)
+            for a in self._arrays:
+                a.attach_grad(self.grad_req)
 
-    def data(self):
-        if self._data is None:
+    def _check_ready(self):
+        if not self._arrays:
             if self._pending is None:
                 raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' has not been initialized; "
                                 "call initialize() on its block first" % self.name)
@@ -129,23 +144,54 @@ class Parameter:
                                 "Parameter '%s' has not been initialized yet: its shape %s is inferred from "
                                 "the first forward (deferred initialization)" % (self.name, _shape_str(self._shape)))
             self._materialize()
+
+    def data(self, ctx=None):
+        """The copy on ctx (default: the only copy; with several, data(ctx) must name one)."""
+        self._check_ready()
+        if ctx is None:
+            if len(self._arrays) > 1:
+                raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' has a copy on each of %s; "
+                                "call data(ctx) or list_data()" % (self.name, self._ctxs))
+            arr = self._arrays[0]
+        else:
+            try:
+                arr = self._arrays[self._ctxs.index(ctx)] if self._ctxs else None
+            except ValueError:
+                arr = None
+            if arr is None:
+                raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' was initialized on %s, not on %s"
+                                % (self.name, self._ctxs or [cpu()], ctx))
         declared = _trace.declared
         if declared is not None and self.name not in declared:
-            _check(_LIB.loom_trace_input(self._data.handle, self.name.encode()))
+            _check(_LIB.loom_trace_input(arr.handle, self.name.encode()))
             declared[self.name] = self
-        return self._data
+        return arr
 
-    def grad(self):
+    def list_data(self):
+        self._check_ready()
+        return list(self._arrays)
+
+    def list_ctx(self):
+        return list(self._ctxs or [cpu()])
+
+    def grad(self, ctx=None):
         if self.grad_req == "null":
             raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' has no gradient" % self.name)
-        return self.data().grad
+        return self.data(ctx).grad
+
+    def list_grad(self):
+        if self.grad_req == "null":
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Parameter '%s' has no gradient" % self.name)
+        return [a.grad for a in self.list_data()]
 
     def set_data(self, value):
+        """Copies value into every copy."""
         self.infer_shape(value.shape, "the value")
-        if self._data is None:
+        if not self._arrays:
             self._pending = self._pending or "zeros"
             self._materialize(fill=False)
-        _invoke("copy", [value], {}, out=self._data)
+        for a in self._arrays:
+            _invoke("copy", [value], {}, out=a)
 
     def __repr__(self):
         return "Parameter %s %s %s" % (self.name, _shape_str(self._shape), self.dtype)
@@ -158,9 +204,9 @@ class ParameterDict(dict):
         super().__init__()
         self.prefix = prefix
 
-    def initialize(self, init=None, force_reinit=False):
+    def initialize(self, init=None, ctx=None, force_reinit=False):
         for p in self.values():
-            p.initialize(init, force_reinit)
+            p.initialize(init, ctx, force_reinit)
 
     def select(self, pattern):
         d = ParameterDict(self.prefix)
@@ -170,7 +216,7 @@ class ParameterDict(dict):
         return d
 
     def save(self, path, strip_prefix=""):
-        save(path, {(k[len(strip_prefix):] if strip_prefix and k.startswith(strip_prefix) else k): p.data()
+        save(path, {(k[len(strip_prefix):] if strip_prefix and k.startswith(strip_prefix) else k): p.list_data()[0]
                     for k, p in self.items()})
 
     def load(self, path, allow_missing=False, ignore_extra=False, restore_prefix=""):
@@ -197,9 +243,9 @@ class ParameterDict(dict):
 
     def zero_grad(self):
         for p in self.values():
-            if p.grad_req != "null" and p._data is not None:
-                g = p.grad()
-                _invoke("full", [], {"shape": g.shape, "dtype": g.dtype, "value": 0.0}, out=g)
+            if p.grad_req != "null" and p._arrays:
+                for g in p.list_grad():
+                    _invoke("full", [], {"shape": g.shape, "dtype": g.dtype, "value": 0.0}, out=g)
 
 
 class Block:
@@ -257,8 +303,9 @@ class Block:
         walk(self)
         return d.select(select) if select else d
 
-    def initialize(self, init=None, force_reinit=False):
-        self.collect_params().initialize(init, force_reinit)
+    def initialize(self, init=None, ctx=None, force_reinit=False):
+        """Initializes every parameter on ctx (a Context or a list: one copy per device)."""
+        self.collect_params().initialize(init, ctx, force_reinit)
 
     def save_parameters(self, path):
         self.collect_params().save(path, strip_prefix=self.prefix)
@@ -317,7 +364,7 @@ class HybridBlock(Block):
                 _LIB.loom_trace_scope_pop()
         if not self._active:
             return self.hybrid_forward(*inputs)
-        key = tuple((a.shape, a.dtype) for a in inputs)
+        key = tuple((a.shape, a.dtype) for a in inputs) + (inputs[0].context if inputs else None,)
         entry = self._cache.get(key)
         if entry is None:
             return self._trace(inputs, key)
@@ -357,7 +404,7 @@ class HybridBlock(Block):
         self._last.symbol.save("%s-symbol.json" % path)
         aux = set(self._last.symbol.list_auxiliary_states())
         save("%s-%04d.params" % (path, epoch),
-             {("aux:" if n in aux else "arg:") + n: p.data() for n, p in self._last.params})
+             {("aux:" if n in aux else "arg:") + n: p.list_data()[0] for n, p in self._last.params})
 
 
 class _CachedGraph:
@@ -379,7 +426,8 @@ class _CachedGraph:
                 self.params.append((n, declared[n]))
 
     def invoke(self, inputs):
-        arrays = [inputs[s] if isinstance(s, int) else s.data() for s in self.sources]
+        ctx = inputs[0].context if inputs else None
+        arrays = [inputs[s] if isinstance(s, int) else s.data(ctx) for s in self.sources]
         ins = (ctypes.c_void_p * max(len(arrays), 1))(*[a.handle.value for a in arrays])
         outs = (ctypes.c_void_p * max(self.num_outputs, 1))()
         _check(_LIB.loom_cached_op_invoke(self.op, len(arrays), ins, self.num_outputs, outs))
@@ -468,7 +516,8 @@ class Dense(HybridBlock):
         s = x.shape
         in_feat = reduce(lambda a, b: a * b, s[1:], 1) if self._flatten else s[-1]
         self.weight.infer_shape((self._units, in_feat), "the input %s" % _shape_str(s))
-        ins = [x, self.weight.data()] + ([self.bias.data()] if self.bias else [])
+        c = x.context
+        ins = [x, self.weight.data(c)] + ([self.bias.data(c)] if self.bias else [])
         y = _invoke("FullyConnected", ins, {"num_hidden": self._units, "no_bias": self.bias is None,
                                             "flatten": self._flatten})
         return _invoke("Activation", [y], {"act_type": self._act}) if self._act else y
@@ -499,7 +548,8 @@ class _Conv(HybridBlock):
         c = s[1]
         want = ((c, self._c // self._g) if self._t else (self._c, c // self._g)) + self._k
         self.weight.infer_shape(want, "the input %s" % _shape_str(s))
-        ins = [x, self.weight.data()] + ([self.bias.data()] if self.bias else [])
+        c = x.context
+        ins = [x, self.weight.data(c)] + ([self.bias.data(c)] if self.bias else [])
         p = {"kernel": self._k, "num_filter": self._c, "stride": self._s, "dilate": self._d, "pad": self._p,
              "num_group": self._g, "no_bias": self.bias is None}
         if self._t:
@@ -589,8 +639,9 @@ class BatchNorm(HybridBlock):
         c = (x.shape[self._axis],)
         for p in (self.gamma, self.beta, self.running_mean, self.running_var):
             p.infer_shape(c, "the input %s" % _shape_str(x.shape))
-        return _first(_invoke("BatchNorm", [x, self.gamma.data(), self.beta.data(), self.running_mean.data(),
-                                     self.running_var.data()],
+        c = x.context
+        return _first(_invoke("BatchNorm", [x, self.gamma.data(c), self.beta.data(c), self.running_mean.data(c),
+                                     self.running_var.data(c)],
                        {"eps": self._eps, "momentum": self._m, "fix_gamma": not self._scale,
                         "use_global_stats": self._g, "axis": self._axis}))
 
@@ -611,7 +662,7 @@ class Embedding(HybridBlock):
         self.weight = self.param("weight", (input_dim, output_dim))
 
     def hybrid_forward(self, x):
-        return _invoke("Embedding", [x, self.weight.data()], {"input_dim": self._in, "output_dim": self._out})
+        return _invoke("Embedding", [x, self.weight.data(x.context)], {"input_dim": self._in, "output_dim": self._out})
 
 
 class Flatten(HybridBlock):
@@ -718,25 +769,146 @@ class SoftmaxCrossEntropyLoss(Loss):
         return _invoke("negative", [_invoke("pick", [logp, label], {"axis": ax, "keepdims": True})], {})
 
 
-class Trainer:
-    """SGD with momentum (the native sgd_mom_update op) over a ParameterDict; step(batch_size)
-    rescales the summed gradients by 1/batch_size."""
+# MXNet's optimizers by name: the native update op, its state arrays (each shaped like the
+# weight), MXNet's option names mapped to the op's parameters, and MXNet's default learning rate.
+_OPTIMIZERS = {
+    "sgd": ("sgd_mom_update", ["mom"], {"momentum": "momentum", "nesterov": "nesterov"}, 0.01),
+    "adam": ("adam_update", ["mean", "var"], {"beta1": "beta1", "beta2": "beta2", "epsilon": "epsilon"}, 0.001),
+    "adagrad": ("adagrad_update", ["history"], {"eps": "epsilon", "epsilon": "epsilon"}, 0.01),
+    "rmsprop": ("rmsprop_update", ["n"], {"gamma1": "gamma1", "epsilon": "epsilon", "clip_weights": "clip_weights"},
+                0.001),
+    "adadelta": ("adadelta_update", ["acc_g", "acc_delta"], {"rho": "rho", "epsilon": "epsilon"}, 1.0),
+}
+# MXNet's Python defaults where they differ from the native op's (RMSProp's gamma1).
+_OPTIMIZER_DEFAULTS = {"rmsprop": {"gamma1": 0.9}}
+_COMMON_OPTIONS = {"learning_rate": "lr", "wd": "wd", "clip_gradient": "clip_gradient"}
 
-    def __init__(self, params, learning_rate=0.01, momentum=0.0, wd=0.0):
-        self._params = list(params.values())
-        self.learning_rate, self.momentum, self.wd = learning_rate, momentum, wd
-        self._moms = {}
+
+def split_and_load(data, ctx_list, batch_axis=0, even_split=True):
+    """MXNet's gluon.utils.split_and_load: one slice of data along batch_axis per context,
+    copied there. Without even_split the first size % len(ctx_list) slices take one row
+    more (with fewer rows than contexts the last slices are empty), as MXNet 1.9's split_data."""
+    ctx_list = list(ctx_list)
+    if not ctx_list:
+        raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "split_and_load: no contexts given")
+    s = tuple(data.shape)
+    if not 0 <= batch_axis < len(s):
+        raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "split_and_load: batch_axis %d is outside data of shape %s"
+                        % (batch_axis, _shape_str(s)))
+    size, n = s[batch_axis], len(ctx_list)
+    if even_split and size % n:
+        raise LoomError(_abi.LOOM_ERR_SHAPE, "split_and_load: data of shape %s cannot be split evenly into %d slices "
+                        "along axis %d; use a batch size that is a multiple of %d or even_split=False"
+                        % (_shape_str(s), n, batch_axis, n))
+    each, extras = divmod(size, n)
+    out, begin = [], 0
+    for i, ctx in enumerate(ctx_list):
+        end = begin + each + (1 if i < extras else 0)
+        lo = tuple(begin if a == batch_axis else 0 for a in range(len(s)))
+        hi = tuple(end if a == batch_axis else d for a, d in enumerate(s))
+        out.append(_invoke("copy", [_invoke("slice", [data], {"begin": lo, "end": hi})], {"ctx": ctx}))
+        begin = end
+    return out
+
+
+class Trainer:
+    """MXNet Gluon's Trainer: Trainer(params, "adam", {"learning_rate": 0.001}, kvstore=None).
+    step(batch_size) rescales the gradients by 1/batch_size and runs the optimizer's native
+    update op (sgd, adam, adagrad, rmsprop, adadelta) on every parameter that takes a gradient.
+    A parameter with copies on several devices has its gradients summed first (through a
+    local store), and every copy gets the same update; with a kvstore (a loom.kv store or
+    its type, such as "dist_sync") every gradient is summed through it, across processes."""
+
+    def __init__(self, params, optimizer="sgd", optimizer_params=None, kvstore=None):
+        if isinstance(params, dict):
+            params = list(params.values())
+        self._params = list(params)
+        name = str(optimizer).lower()
+        if name not in _OPTIMIZERS:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Trainer: unknown optimizer %r; one of: %s"
+                            % (optimizer, ", ".join(sorted(_OPTIMIZERS))))
+        self._name = name
+        op, self._slots, options, default_lr = _OPTIMIZERS[name]
+        given = dict(optimizer_params or {})
+        if name == "rmsprop" and given.get("centered"):
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Trainer: centered RMSProp has no native update op")
+        given.pop("centered", None)
+        known = dict(_COMMON_OPTIONS, **options)
+        unknown = [k for k in given if k not in known]
+        if unknown:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Trainer: %s %s not an option of %s; its options: %s"
+                            % (", ".join(repr(k) for k in unknown), "is" if len(unknown) == 1 else "are", name,
+                               ", ".join(sorted(known))))
+        self.learning_rate = float(given.pop("learning_rate", default_lr))
+        self._options = dict(_OPTIMIZER_DEFAULTS.get(name, {}))
+        for k, v in given.items():
+            self._options[known[k]] = v
+        self._op = op
+        if name == "sgd" and not self._options.get("momentum"):
+            self._op, self._slots = "sgd_update", []  # plain SGD keeps no state (as the C# SGD)
+            self._options.pop("momentum", None)
+            self._options.pop("nesterov", None)
+        if isinstance(kvstore, str):
+            from . import kv as _kv
+            kvstore = _kv.create(kvstore)
+        self._kv = kvstore
+        self._local = None
+        self._kv_ready = False
+        self._states = {}
+        self._counts = {}
+
+    @property
+    def optimizer(self):
+        return self._name
+
+    def set_learning_rate(self, lr):
+        self.learning_rate = float(lr)
+
+    def _key(self, i):
+        return "%d:%s" % (i, self._params[i].name)
+
+    def _sum_gradients(self):
+        kv = self._kv
+        if kv is None and any(len(p.list_ctx()) > 1 for p in self._params if p.grad_req != "null"):
+            if self._local is None:
+                from . import kv as _kv
+                self._local = _kv.create("local")
+            kv = self._local
+        if kv is None:
+            return
+        live = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
+        if not self._kv_ready:  # every worker and device starts from the first copy of rank 0
+            for i in live:
+                kv.init(self._key(i), self._params[i].list_data()[0])
+            for i in live:
+                kv.pull(self._key(i), self._params[i].list_data())
+            self._kv_ready = True
+        for i in live:
+            grads = self._params[i].list_grad()
+            kv.pushpull(self._key(i), grads, grads)
 
     def step(self, batch_size):
+        if batch_size <= 0:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Trainer.step: batch_size must be positive, got %r"
+                            % (batch_size,))
+        for p in self._params:
+            if p.grad_req != "null" and not p._arrays:
+                raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "Trainer.step: parameter '%s' %s has not been "
+                                "initialized; run a forward and backward first" % (p.name, _shape_str(p.shape)))
+        self._sum_gradients()
+        common = {"lr": self.learning_rate, "rescale_grad": 1.0 / batch_size}
+        common.update(self._options)
         for i, p in enumerate(self._params):
             if p.grad_req == "null":
                 continue
-            w = p.data()
-            common = {"lr": self.learning_rate, "wd": self.wd, "rescale_grad": 1.0 / batch_size}
-            if self.momentum == 0:  # as the C# SGD: sgd_update without a state
-                _invoke("sgd_update", [w, w.grad], common, out=w)
-                continue
-            if i not in self._moms:
-                self._moms[i] = zeros(w.shape, w.dtype)
-            _invoke("sgd_mom_update", [w, w.grad, self._moms[i]], dict(common, momentum=self.momentum),
-                    out=[w, self._moms[i]])
+            for c, w in enumerate(p.list_data()):
+                # each copy keeps its own state: the same update of the same values with the
+                # same summed gradient keeps the copies identical
+                key = (i, c)
+                t = self._counts.get(key, 0) + 1
+                self._counts[key] = t
+                if key not in self._states:
+                    self._states[key] = [zeros(w.shape, w.dtype, ctx=w.context) for _ in self._slots]
+                st = self._states[key]
+                params = dict(common, t=t) if self._op == "adam_update" else common
+                _invoke(self._op, [w, w.grad] + st, params, out=[w] + st if st else w)

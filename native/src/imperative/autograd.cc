@@ -115,6 +115,9 @@ void mark_variable(NDArray &array, const NDArray &grad, int32_t grad_req) {
              "mark_variables: gradient buffer ", grad.shape().str(), " ", dtype_name(grad.dtype()),
              " does not match the variable ", array.shape().str(), " ",
              dtype_name(array.dtype()));
+  LOOM_CHECK(grad.ctx() == array.ctx(), LOOM_ERR_INVALID_ARGUMENT, "mark_variables: the gradient "
+             "buffer is on ", grad.ctx().str(), " but the variable ", array.shape().str(), " is on ",
+             array.ctx().str(), "; allocate the buffer on the variable's device");
   auto info = std::make_shared<AGInfo>();
   info->is_variable = true;
   info->grad = grad.detached();
