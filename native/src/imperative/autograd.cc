@@ -151,32 +151,6 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
   }
   std::unordered_map<AGNode *, ArrayList> ograds;
   std::map<AGInfo *, NDArray> var_grads;
-  for (size_t h = 0; h < heads.size(); ++h) {
-    const NDArray &head = heads[h];
-    NDArray g = h < head_grads.size() && head_grads[h].chunk() ? head_grads[h] : filled(head, "1");
-    LOOM_CHECK(g.shape() == head.shape(), LOOM_ERR_SHAPE, "backward: head gradient ", h,
-               " has shape ", g.shape().str(), " but the head has shape ", head.shape().str());
-    LOOM_CHECK(g.dtype() == head.dtype(), LOOM_ERR_DTYPE, "backward: head gradient ", h,
-               " has dtype ", dtype_name(g.dtype()), " but the head has dtype ",
-               dtype_name(head.dtype()));
-    LOOM_CHECK(g.ctx() == head.ctx(), LOOM_ERR_INVALID_ARGUMENT, "backward: head gradient ", h,
-               " is on ", g.ctx().str(), " but the head is on ", head.ctx().str());
-    const auto &ag = head.ag();
-    if (ag->node) {
-      auto &slot = ograds[ag->node.get()];
-      if (slot.size() < ag->node->outputs.size()) slot.resize(ag->node->outputs.size());
-      slot[ag->index] = sum_into(slot[ag->index], g);
-    } else {
-      var_grads[ag.get()] = sum_into(var_grads[ag.get()], g);
-    }
-  }
-  // How many gradient contributions each variable receives (edges into it, and heads).
-  std::unordered_map<const AGInfo *, int> var_uses;
-  for (AGNode *n : order)
-    for (const NDArray &in : n->inputs)
-      if (in.ag() && !in.ag()->node) ++var_uses[in.ag().get()];
-  for (const NDArray &h : heads)
-    if (!h.ag()->node) ++var_uses[h.ag().get()];
   // Adds gradient g of `input` to its producer's output gradients, or to its variable's.
   auto route = [&](const NDArray &input, const NDArray &g) {
     const auto &in_ag = input.ag();
@@ -188,6 +162,25 @@ void backward(const ArrayList &heads, const ArrayList &head_grads) {
       var_grads[in_ag.get()] = sum_into(var_grads[in_ag.get()], g);
     }
   };
+  for (size_t h = 0; h < heads.size(); ++h) {
+    const NDArray &head = heads[h];
+    NDArray g = h < head_grads.size() && head_grads[h].chunk() ? head_grads[h] : filled(head, "1");
+    LOOM_CHECK(g.shape() == head.shape(), LOOM_ERR_SHAPE, "backward: head gradient ", h,
+               " has shape ", g.shape().str(), " but the head has shape ", head.shape().str());
+    LOOM_CHECK(g.dtype() == head.dtype(), LOOM_ERR_DTYPE, "backward: head gradient ", h,
+               " has dtype ", dtype_name(g.dtype()), " but the head has dtype ",
+               dtype_name(head.dtype()));
+    LOOM_CHECK(g.ctx() == head.ctx(), LOOM_ERR_INVALID_ARGUMENT, "backward: head gradient ", h,
+               " is on ", g.ctx().str(), " but the head is on ", head.ctx().str());
+    route(head, g);
+  }
+  // How many gradient contributions each variable receives (edges into it, and heads).
+  std::unordered_map<const AGInfo *, int> var_uses;
+  for (AGNode *n : order)
+    for (const NDArray &in : n->inputs)
+      if (in.ag() && !in.ag()->node) ++var_uses[in.ag().get()];
+  for (const NDArray &h : heads)
+    if (!h.ag()->node) ++var_uses[h.ag().get()];
   // Cached-op nodes lend their gradient buffers until every reader is pushed.
   struct DoneCalls {
     std::vector<AGNode *> nodes;

@@ -33,6 +33,23 @@ struct TakeDims {
   }
 };
 
+// The backward of a gather by indices (take, pick): the indices get no gradient (zeros);
+// data's gradient starts at zero and scatter(idx, d, g) adds each output element's gradient
+// g to the element of d it was read from.
+template <class Scatter>
+void gather_backward(const BlobList &in, const BlobList &og, const BlobList &ig,
+                     const ReqList &req, Scatter scatter) {
+  if (req[1]) LOOM_FLOAT_SWITCH(ig[1].dtype, I, {
+      std::fill(ig[1].ptr<I>(), ig[1].ptr<I>() + ig[1].size(), I(0));
+    });
+  if (!req[0]) return;
+  LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+    T *d = ig[0].ptr<T>();
+    std::fill(d, d + ig[0].size(), T(0));
+    LOOM_DTYPE_SWITCH(in[1].dtype, I, { scatter(in[1].ptr<I>(), d, og[0].ptr<T>()); });
+  });
+}
+
 // ---------------------------------------------------------------- transpose
 std::vector<int> transpose_axes(const Params &p, const Shape &s) {
   std::vector<int> axes;
@@ -548,26 +565,16 @@ const int kRegistered = [] {
       .set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                        const BlobList &og, const BlobList &ig, const ReqList &req) {
         TakeDims t(p, in[0].shape);
-        if (req[1]) LOOM_FLOAT_SWITCH(ig[1].dtype, I, {
-            std::fill(ig[1].ptr<I>(), ig[1].ptr<I>() + ig[1].size(), I(0));
-          });
-        if (!req[0]) return;
         const int64_t nidx = in[1].size();
-        LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-          T *d = ig[0].ptr<T>();
-          const T *g = og[0].ptr<T>();
-          std::fill(d, d + ig[0].size(), T(0));
-          LOOM_DTYPE_SWITCH(in[1].dtype, I, {
-            const I *idx = in[1].ptr<I>();
-            for (int64_t i = 0; i < nidx; ++i) {
-              int64_t r = t.row(p, double(idx[i]), i);
-              for (int64_t o = 0; o < t.outer; ++o) {
-                T *to = d + (o * t.n + r) * t.inner;
-                const T *from = g + (o * nidx + i) * t.inner;
-                for (int64_t k = 0; k < t.inner; ++k) to[k] += from[k];
-              }
+        gather_backward(in, og, ig, req, [&](const auto *idx, auto *d, const auto *g) {
+          for (int64_t i = 0; i < nidx; ++i) {
+            int64_t r = t.row(p, double(idx[i]), i);
+            for (int64_t o = 0; o < t.outer; ++o) {
+              auto *to = d + (o * t.n + r) * t.inner;
+              const auto *from = g + (o * nidx + i) * t.inner;
+              for (int64_t k = 0; k < t.inner; ++k) to[k] += from[k];
             }
-          });
+          }
         });
       });
 
@@ -619,21 +626,11 @@ const int kRegistered = [] {
       .set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                        const BlobList &og, const BlobList &ig, const ReqList &req) {
         TakeDims t(p, in[0].shape);
-        if (req[1]) LOOM_FLOAT_SWITCH(ig[1].dtype, I, {
-            std::fill(ig[1].ptr<I>(), ig[1].ptr<I>() + ig[1].size(), I(0));
-          });
-        if (!req[0]) return;
-        LOOM_FLOAT_SWITCH(in[0].dtype, T, {
-          T *d = ig[0].ptr<T>();
-          const T *g = og[0].ptr<T>();
-          std::fill(d, d + ig[0].size(), T(0));
-          LOOM_DTYPE_SWITCH(in[1].dtype, I, {
-            const I *idx = in[1].ptr<I>();
-            for (int64_t i = 0, n = t.outer * t.inner; i < n; ++i) {
-              int64_t a = i / t.inner, c = i % t.inner;
-              d[(a * t.n + t.row(p, double(idx[i]), i)) * t.inner + c] += g[i];
-            }
-          });
+        gather_backward(in, og, ig, req, [&](const auto *idx, auto *d, const auto *g) {
+          for (int64_t i = 0, n = t.outer * t.inner; i < n; ++i) {
+            int64_t a = i / t.inner, c = i % t.inner;
+            d[(a * t.n + t.row(p, double(idx[i]), i)) * t.inner + c] += g[i];
+          }
         });
       });
 
