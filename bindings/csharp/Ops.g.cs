@@ -21,7 +21,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
-        return Imperative.Invoke(ref s_Activation, "Activation", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_Activation, "Activation", [data], __params, @out);
     }
     private static OpHandle s_Activation;
 
@@ -61,7 +61,7 @@ public static partial class Op
     public static NDArray BlockGrad(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_BlockGrad, "BlockGrad", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_BlockGrad, "BlockGrad", [data], __params, @out);
     }
     private static OpHandle s_BlockGrad;
 
@@ -198,7 +198,7 @@ public static partial class Op
         OpParams? __params = null;
         (__params ??= new()).Add("input_dim", inputDim);
         (__params ??= new()).Add("output_dim", outputDim);
-        return Imperative.Invoke(ref s_Embedding, "Embedding", new[] { data, weight }, __params, @out);
+        return Imperative.Invoke(ref s_Embedding, "Embedding", [data, weight], __params, @out);
     }
     private static OpHandle s_Embedding;
 
@@ -209,7 +209,7 @@ public static partial class Op
     public static NDArray Flatten(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_Flatten, "Flatten", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_Flatten, "Flatten", [data], __params, @out);
     }
     private static OpHandle s_Flatten;
 
@@ -247,7 +247,7 @@ public static partial class Op
         if (alpha is not null) (__params ??= new()).Add("alpha", alpha.Value);
         if (beta is not null) (__params ??= new()).Add("beta", beta.Value);
         if (knorm is not null) (__params ??= new()).Add("knorm", knorm.Value);
-        return Imperative.Invoke(ref s_LRN, "LRN", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_LRN, "LRN", [data], __params, @out);
     }
     private static OpHandle s_LRN;
 
@@ -281,7 +281,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
-        return Imperative.Invoke(ref s_LinearRegressionOutput, "LinearRegressionOutput", new[] { data, label }, __params, @out);
+        return Imperative.Invoke(ref s_LinearRegressionOutput, "LinearRegressionOutput", [data, label], __params, @out);
     }
     private static OpHandle s_LinearRegressionOutput;
 
@@ -295,7 +295,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
-        return Imperative.Invoke(ref s_LogisticRegressionOutput, "LogisticRegressionOutput", new[] { data, label }, __params, @out);
+        return Imperative.Invoke(ref s_LogisticRegressionOutput, "LogisticRegressionOutput", [data, label], __params, @out);
     }
     private static OpHandle s_LogisticRegressionOutput;
 
@@ -310,7 +310,7 @@ public static partial class Op
         OpParams? __params = null;
         if (gradScale is not null) (__params ??= new()).Add("grad_scale", gradScale.Value);
         if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
-        return Imperative.Invoke(ref s_MakeLoss, "MakeLoss", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_MakeLoss, "MakeLoss", [data], __params, @out);
     }
     private static OpHandle s_MakeLoss;
 
@@ -339,7 +339,7 @@ public static partial class Op
         if (countIncludePad is not null) (__params ??= new()).Add("count_include_pad", countIncludePad.Value);
         if (cudnnOff is not null) (__params ??= new()).Add("cudnn_off", cudnnOff.Value);
         if (layout is not null) (__params ??= new()).Add("layout", OpEnums.Text(layout.Value));
-        return Imperative.Invoke(ref s_Pooling, "Pooling", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_Pooling, "Pooling", [data], __params, @out);
     }
     private static OpHandle s_Pooling;
 
@@ -442,7 +442,7 @@ public static partial class Op
         (__params ??= new()).Add("num_outputs", numOutputs);
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (squeezeAxis is not null) (__params ??= new()).Add("squeeze_axis", squeezeAxis.Value);
-        return Imperative.Invoke(ref s_SliceChannel, "SliceChannel", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_SliceChannel, "SliceChannel", [data], __params, @out);
     }
     private static OpHandle s_SliceChannel;
 
@@ -455,7 +455,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
-        return Imperative.Invoke(ref s_SoftmaxActivation, "SoftmaxActivation", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_SoftmaxActivation, "SoftmaxActivation", [data], __params, @out);
     }
     private static OpHandle s_SoftmaxActivation;
 
@@ -483,7 +483,7 @@ public static partial class Op
         if (normalization is not null) (__params ??= new()).Add("normalization", OpEnums.Text(normalization.Value));
         if (outGrad is not null) (__params ??= new()).Add("out_grad", outGrad.Value);
         if (smoothAlpha is not null) (__params ??= new()).Add("smooth_alpha", smoothAlpha.Value);
-        return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", new[] { data, label }, __params, @out);
+        return Imperative.Invoke(ref s_SoftmaxOutput, "SoftmaxOutput", [data, label], __params, @out);
     }
     private static OpHandle s_SoftmaxOutput;
 
@@ -498,7 +498,7 @@ public static partial class Op
         OpParams? __params = null;
         if (dim1 is not null) (__params ??= new()).Add("dim1", dim1.Value);
         if (dim2 is not null) (__params ??= new()).Add("dim2", dim2.Value);
-        return Imperative.Invoke(ref s_SwapAxis, "SwapAxis", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_SwapAxis, "SwapAxis", [data], __params, @out);
     }
     private static OpHandle s_SwapAxis;
 
@@ -532,7 +532,7 @@ public static partial class Op
     public static NDArray Abs(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_abs, "abs", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_abs, "abs", [data], __params, @out);
     }
     private static OpHandle s_abs;
 
@@ -546,7 +546,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (topK is not null) (__params ??= new()).Add("top_k", topK.Value);
-        return Imperative.Invoke(ref s_accuracy_count, "accuracy_count", new[] { pred, label }, __params, @out);
+        return Imperative.Invoke(ref s_accuracy_count, "accuracy_count", [pred, label], __params, @out);
     }
     private static OpHandle s_accuracy_count;
 
@@ -637,7 +637,7 @@ public static partial class Op
     public static NDArray Add(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_add, "add", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_add, "add", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_add;
 
@@ -650,7 +650,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_add_scalar, "add_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_add_scalar, "add_scalar", [data], __params, @out);
     }
     private static OpHandle s_add_scalar;
 
@@ -663,7 +663,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (initOutput is not null) (__params ??= new()).Add("init_output", initOutput.Value);
-        return Imperative.Invoke(ref s_all_finite, "all_finite", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_all_finite, "all_finite", [data], __params, @out);
     }
     private static OpHandle s_all_finite;
 
@@ -698,7 +698,7 @@ public static partial class Op
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
-        return Imperative.Invoke(ref s_argmax, "argmax", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_argmax, "argmax", [data], __params, @out);
     }
     private static OpHandle s_argmax;
 
@@ -713,7 +713,7 @@ public static partial class Op
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
-        return Imperative.Invoke(ref s_argmin, "argmin", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_argmin, "argmin", [data], __params, @out);
     }
     private static OpHandle s_argmin;
 
@@ -729,7 +729,7 @@ public static partial class Op
         OpParams? __params = null;
         if (transposeA is not null) (__params ??= new()).Add("transpose_a", transposeA.Value);
         if (transposeB is not null) (__params ??= new()).Add("transpose_b", transposeB.Value);
-        return Imperative.Invoke(ref s_batch_dot, "batch_dot", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_batch_dot, "batch_dot", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_batch_dot;
 
@@ -742,7 +742,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("dtype", dtype);
-        return Imperative.Invoke(ref s_cast, "cast", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_cast, "cast", [data], __params, @out);
     }
     private static OpHandle s_cast;
 
@@ -753,7 +753,7 @@ public static partial class Op
     public static NDArray Ceil(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_ceil, "ceil", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_ceil, "ceil", [data], __params, @out);
     }
     private static OpHandle s_ceil;
 
@@ -768,7 +768,7 @@ public static partial class Op
         OpParams? __params = null;
         (__params ??= new()).Add("a_min", aMin);
         (__params ??= new()).Add("a_max", aMax);
-        return Imperative.Invoke(ref s_clip, "clip", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_clip, "clip", [data], __params, @out);
     }
     private static OpHandle s_clip;
 
@@ -794,7 +794,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (ctx is not null) (__params ??= new()).Add("ctx", ctx.Value);
-        return Imperative.Invoke(ref s_copy, "copy", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_copy, "copy", [data], __params, @out);
     }
     private static OpHandle s_copy;
 
@@ -805,7 +805,7 @@ public static partial class Op
     public static NDArray Cos(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_cos, "cos", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_cos, "cos", [data], __params, @out);
     }
     private static OpHandle s_cos;
 
@@ -821,7 +821,7 @@ public static partial class Op
         OpParams? __params = null;
         if (eps is not null) (__params ??= new()).Add("eps", eps.Value);
         if (ignoreLabel is not null) (__params ??= new()).Add("ignore_label", ignoreLabel.Value);
-        return Imperative.Invoke(ref s_cross_entropy_count, "cross_entropy_count", new[] { pred, label }, __params, @out);
+        return Imperative.Invoke(ref s_cross_entropy_count, "cross_entropy_count", [pred, label], __params, @out);
     }
     private static OpHandle s_cross_entropy_count;
 
@@ -833,7 +833,7 @@ public static partial class Op
     public static NDArray Divide(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_divide, "divide", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_divide, "divide", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_divide;
 
@@ -846,7 +846,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_divide_scalar, "divide_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_divide_scalar, "divide_scalar", [data], __params, @out);
     }
     private static OpHandle s_divide_scalar;
 
@@ -862,7 +862,7 @@ public static partial class Op
         OpParams? __params = null;
         if (transposeA is not null) (__params ??= new()).Add("transpose_a", transposeA.Value);
         if (transposeB is not null) (__params ??= new()).Add("transpose_b", transposeB.Value);
-        return Imperative.Invoke(ref s_dot, "dot", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_dot, "dot", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_dot;
 
@@ -874,7 +874,7 @@ public static partial class Op
     public static NDArray Equal(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_equal, "equal", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_equal, "equal", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_equal;
 
@@ -887,7 +887,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_equal_scalar, "equal_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_equal_scalar, "equal_scalar", [data], __params, @out);
     }
     private static OpHandle s_equal_scalar;
 
@@ -898,7 +898,7 @@ public static partial class Op
     public static NDArray Exp(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_exp, "exp", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_exp, "exp", [data], __params, @out);
     }
     private static OpHandle s_exp;
 
@@ -909,7 +909,7 @@ public static partial class Op
     public static NDArray Expm1(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_expm1, "expm1", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_expm1, "expm1", [data], __params, @out);
     }
     private static OpHandle s_expm1;
 
@@ -921,7 +921,7 @@ public static partial class Op
     public static NDArray F1Count(NDArray pred, NDArray label, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_f1_count, "f1_count", new[] { pred, label }, __params, @out);
+        return Imperative.Invoke(ref s_f1_count, "f1_count", [pred, label], __params, @out);
     }
     private static OpHandle s_f1_count;
 
@@ -932,7 +932,7 @@ public static partial class Op
     public static NDArray Floor(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_floor, "floor", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_floor, "floor", [data], __params, @out);
     }
     private static OpHandle s_floor;
 
@@ -962,7 +962,7 @@ public static partial class Op
     public static NDArray Greater(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_greater, "greater", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_greater, "greater", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_greater;
 
@@ -974,7 +974,7 @@ public static partial class Op
     public static NDArray GreaterEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_greater_equal, "greater_equal", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_greater_equal, "greater_equal", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_greater_equal;
 
@@ -987,7 +987,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_greater_equal_scalar, "greater_equal_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_greater_equal_scalar, "greater_equal_scalar", [data], __params, @out);
     }
     private static OpHandle s_greater_equal_scalar;
 
@@ -1000,7 +1000,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_greater_scalar, "greater_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_greater_scalar, "greater_scalar", [data], __params, @out);
     }
     private static OpHandle s_greater_scalar;
 
@@ -1034,7 +1034,7 @@ public static partial class Op
     public static NDArray Less(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_less, "less", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_less, "less", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_less;
 
@@ -1046,7 +1046,7 @@ public static partial class Op
     public static NDArray LessEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_less_equal, "less_equal", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_less_equal, "less_equal", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_less_equal;
 
@@ -1059,7 +1059,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_less_equal_scalar, "less_equal_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_less_equal_scalar, "less_equal_scalar", [data], __params, @out);
     }
     private static OpHandle s_less_equal_scalar;
 
@@ -1072,7 +1072,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_less_scalar, "less_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_less_scalar, "less_scalar", [data], __params, @out);
     }
     private static OpHandle s_less_scalar;
 
@@ -1083,7 +1083,7 @@ public static partial class Op
     public static NDArray Log(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_log, "log", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_log, "log", [data], __params, @out);
     }
     private static OpHandle s_log;
 
@@ -1094,7 +1094,7 @@ public static partial class Op
     public static NDArray Log1p(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_log1p, "log1p", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_log1p, "log1p", [data], __params, @out);
     }
     private static OpHandle s_log1p;
 
@@ -1109,7 +1109,7 @@ public static partial class Op
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (temperature is not null) (__params ??= new()).Add("temperature", temperature.Value);
-        return Imperative.Invoke(ref s_log_softmax, "log_softmax", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_log_softmax, "log_softmax", [data], __params, @out);
     }
     private static OpHandle s_log_softmax;
 
@@ -1153,7 +1153,7 @@ public static partial class Op
     public static NDArray MaeCount(NDArray pred, NDArray label, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_mae_count, "mae_count", new[] { pred, label }, __params, @out);
+        return Imperative.Invoke(ref s_mae_count, "mae_count", [pred, label], __params, @out);
     }
     private static OpHandle s_mae_count;
 
@@ -1170,7 +1170,7 @@ public static partial class Op
         if (axis is not null) (__params ??= new()).Add("axis", axis);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
         if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_max, "max", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_max, "max", [data], __params, @out);
     }
     private static OpHandle s_max;
 
@@ -1182,7 +1182,7 @@ public static partial class Op
     public static NDArray Maximum(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_maximum, "maximum", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_maximum, "maximum", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_maximum;
 
@@ -1195,7 +1195,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_maximum_scalar, "maximum_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_maximum_scalar, "maximum_scalar", [data], __params, @out);
     }
     private static OpHandle s_maximum_scalar;
 
@@ -1212,7 +1212,7 @@ public static partial class Op
         if (axis is not null) (__params ??= new()).Add("axis", axis);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
         if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_mean, "mean", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_mean, "mean", [data], __params, @out);
     }
     private static OpHandle s_mean;
 
@@ -1229,7 +1229,7 @@ public static partial class Op
         if (axis is not null) (__params ??= new()).Add("axis", axis);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
         if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_min, "min", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_min, "min", [data], __params, @out);
     }
     private static OpHandle s_min;
 
@@ -1241,7 +1241,7 @@ public static partial class Op
     public static NDArray Minimum(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_minimum, "minimum", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_minimum, "minimum", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_minimum;
 
@@ -1254,7 +1254,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_minimum_scalar, "minimum_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_minimum_scalar, "minimum_scalar", [data], __params, @out);
     }
     private static OpHandle s_minimum_scalar;
 
@@ -1266,7 +1266,7 @@ public static partial class Op
     public static NDArray MseCount(NDArray pred, NDArray label, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_mse_count, "mse_count", new[] { pred, label }, __params, @out);
+        return Imperative.Invoke(ref s_mse_count, "mse_count", [pred, label], __params, @out);
     }
     private static OpHandle s_mse_count;
 
@@ -1293,7 +1293,7 @@ public static partial class Op
     public static NDArray Multiply(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_multiply, "multiply", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_multiply, "multiply", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_multiply;
 
@@ -1306,7 +1306,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_multiply_scalar, "multiply_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_multiply_scalar, "multiply_scalar", [data], __params, @out);
     }
     private static OpHandle s_multiply_scalar;
 
@@ -1317,7 +1317,7 @@ public static partial class Op
     public static NDArray Negative(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_negative, "negative", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_negative, "negative", [data], __params, @out);
     }
     private static OpHandle s_negative;
 
@@ -1329,7 +1329,7 @@ public static partial class Op
     public static NDArray NotEqual(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_not_equal, "not_equal", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_not_equal, "not_equal", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_not_equal;
 
@@ -1342,7 +1342,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_not_equal_scalar, "not_equal_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_not_equal_scalar, "not_equal_scalar", [data], __params, @out);
     }
     private static OpHandle s_not_equal_scalar;
 
@@ -1361,7 +1361,7 @@ public static partial class Op
         if (onValue is not null) (__params ??= new()).Add("on_value", onValue.Value);
         if (offValue is not null) (__params ??= new()).Add("off_value", offValue.Value);
         if (dtype is not null) (__params ??= new()).Add("dtype", dtype.Value);
-        return Imperative.Invoke(ref s_one_hot, "one_hot", new[] { indices }, __params, @out);
+        return Imperative.Invoke(ref s_one_hot, "one_hot", [indices], __params, @out);
     }
     private static OpHandle s_one_hot;
 
@@ -1395,7 +1395,7 @@ public static partial class Op
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
         if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
-        return Imperative.Invoke(ref s_pick, "pick", new[] { data, index }, __params, @out);
+        return Imperative.Invoke(ref s_pick, "pick", [data, index], __params, @out);
     }
     private static OpHandle s_pick;
 
@@ -1407,7 +1407,7 @@ public static partial class Op
     public static NDArray Power(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_power, "power", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_power, "power", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_power;
 
@@ -1420,7 +1420,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_power_scalar, "power_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_power_scalar, "power_scalar", [data], __params, @out);
     }
     private static OpHandle s_power_scalar;
 
@@ -1437,7 +1437,7 @@ public static partial class Op
         if (axis is not null) (__params ??= new()).Add("axis", axis);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
         if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_prod, "prod", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_prod, "prod", [data], __params, @out);
     }
     private static OpHandle s_prod;
 
@@ -1504,7 +1504,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_rdivide_scalar, "rdivide_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_rdivide_scalar, "rdivide_scalar", [data], __params, @out);
     }
     private static OpHandle s_rdivide_scalar;
 
@@ -1515,7 +1515,7 @@ public static partial class Op
     public static NDArray Reciprocal(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_reciprocal, "reciprocal", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_reciprocal, "reciprocal", [data], __params, @out);
     }
     private static OpHandle s_reciprocal;
 
@@ -1526,7 +1526,7 @@ public static partial class Op
     public static NDArray Relu(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_relu, "relu", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_relu, "relu", [data], __params, @out);
     }
     private static OpHandle s_relu;
 
@@ -1545,7 +1545,7 @@ public static partial class Op
         if (reverse is not null) (__params ??= new()).Add("reverse", reverse.Value);
         if (targetShape is not null) (__params ??= new()).Add("target_shape", targetShape);
         if (keepHighest is not null) (__params ??= new()).Add("keep_highest", keepHighest.Value);
-        return Imperative.Invoke(ref s_reshape, "reshape", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_reshape, "reshape", [data], __params, @out);
     }
     private static OpHandle s_reshape;
 
@@ -1583,7 +1583,7 @@ public static partial class Op
     public static NDArray Round(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_round, "round", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_round, "round", [data], __params, @out);
     }
     private static OpHandle s_round;
 
@@ -1596,7 +1596,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_rpower_scalar, "rpower_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_rpower_scalar, "rpower_scalar", [data], __params, @out);
     }
     private static OpHandle s_rpower_scalar;
 
@@ -1607,7 +1607,7 @@ public static partial class Op
     public static NDArray Rsqrt(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_rsqrt, "rsqrt", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_rsqrt, "rsqrt", [data], __params, @out);
     }
     private static OpHandle s_rsqrt;
 
@@ -1620,7 +1620,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_rsubtract_scalar, "rsubtract_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_rsubtract_scalar, "rsubtract_scalar", [data], __params, @out);
     }
     private static OpHandle s_rsubtract_scalar;
 
@@ -1682,7 +1682,7 @@ public static partial class Op
         if (wd is not null) (__params ??= new()).Add("wd", wd.Value);
         if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
         if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
-        return Imperative.Invoke(ref s_sgd_update, "sgd_update", new[] { weight, grad }, __params, @out);
+        return Imperative.Invoke(ref s_sgd_update, "sgd_update", [weight, grad], __params, @out);
     }
     private static OpHandle s_sgd_update;
 
@@ -1693,7 +1693,7 @@ public static partial class Op
     public static NDArray Sigmoid(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_sigmoid, "sigmoid", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_sigmoid, "sigmoid", [data], __params, @out);
     }
     private static OpHandle s_sigmoid;
 
@@ -1704,7 +1704,7 @@ public static partial class Op
     public static NDArray Sign(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_sign, "sign", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_sign, "sign", [data], __params, @out);
     }
     private static OpHandle s_sign;
 
@@ -1715,7 +1715,7 @@ public static partial class Op
     public static NDArray Sin(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_sin, "sin", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_sin, "sin", [data], __params, @out);
     }
     private static OpHandle s_sin;
 
@@ -1732,7 +1732,7 @@ public static partial class Op
         (__params ??= new()).Add("begin", begin);
         (__params ??= new()).Add("end", end);
         if (step is not null) (__params ??= new()).Add("step", step);
-        return Imperative.Invoke(ref s_slice, "slice", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_slice, "slice", [data], __params, @out);
     }
     private static OpHandle s_slice;
 
@@ -1747,7 +1747,7 @@ public static partial class Op
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (temperature is not null) (__params ??= new()).Add("temperature", temperature.Value);
-        return Imperative.Invoke(ref s_softmax, "softmax", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_softmax, "softmax", [data], __params, @out);
     }
     private static OpHandle s_softmax;
 
@@ -1758,7 +1758,7 @@ public static partial class Op
     public static NDArray Softsign(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_softsign, "softsign", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_softsign, "softsign", [data], __params, @out);
     }
     private static OpHandle s_softsign;
 
@@ -1769,7 +1769,7 @@ public static partial class Op
     public static NDArray Sqrt(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_sqrt, "sqrt", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_sqrt, "sqrt", [data], __params, @out);
     }
     private static OpHandle s_sqrt;
 
@@ -1780,7 +1780,7 @@ public static partial class Op
     public static NDArray Square(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_square, "square", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_square, "square", [data], __params, @out);
     }
     private static OpHandle s_square;
 
@@ -1792,7 +1792,7 @@ public static partial class Op
     public static NDArray Subtract(NDArray lhs, NDArray rhs, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_subtract, "subtract", new[] { lhs, rhs }, __params, @out);
+        return Imperative.Invoke(ref s_subtract, "subtract", [lhs, rhs], __params, @out);
     }
     private static OpHandle s_subtract;
 
@@ -1805,7 +1805,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         (__params ??= new()).Add("scalar", scalar);
-        return Imperative.Invoke(ref s_subtract_scalar, "subtract_scalar", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_subtract_scalar, "subtract_scalar", [data], __params, @out);
     }
     private static OpHandle s_subtract_scalar;
 
@@ -1822,7 +1822,7 @@ public static partial class Op
         if (axis is not null) (__params ??= new()).Add("axis", axis);
         if (keepdims is not null) (__params ??= new()).Add("keepdims", keepdims.Value);
         if (exclude is not null) (__params ??= new()).Add("exclude", exclude.Value);
-        return Imperative.Invoke(ref s_sum, "sum", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_sum, "sum", [data], __params, @out);
     }
     private static OpHandle s_sum;
 
@@ -1838,7 +1838,7 @@ public static partial class Op
         OpParams? __params = null;
         if (axis is not null) (__params ??= new()).Add("axis", axis.Value);
         if (mode is not null) (__params ??= new()).Add("mode", OpEnums.Text(mode.Value));
-        return Imperative.Invoke(ref s_take, "take", new[] { data, indices }, __params, @out);
+        return Imperative.Invoke(ref s_take, "take", [data, indices], __params, @out);
     }
     private static OpHandle s_take;
 
@@ -1849,7 +1849,7 @@ public static partial class Op
     public static NDArray Tanh(NDArray data, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_tanh, "tanh", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_tanh, "tanh", [data], __params, @out);
     }
     private static OpHandle s_tanh;
 
@@ -1862,7 +1862,7 @@ public static partial class Op
     {
         OpParams? __params = null;
         if (axes is not null) (__params ??= new()).Add("axes", axes);
-        return Imperative.Invoke(ref s_transpose, "transpose", new[] { data }, __params, @out);
+        return Imperative.Invoke(ref s_transpose, "transpose", [data], __params, @out);
     }
     private static OpHandle s_transpose;
 
@@ -1875,7 +1875,7 @@ public static partial class Op
     public static NDArray Where(NDArray condition, NDArray x, NDArray y, NDArray? @out = null)
     {
         OpParams? __params = null;
-        return Imperative.Invoke(ref s_where, "where", new[] { condition, x, y }, __params, @out);
+        return Imperative.Invoke(ref s_where, "where", [condition, x, y], __params, @out);
     }
     private static OpHandle s_where;
 

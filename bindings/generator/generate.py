@@ -550,7 +550,8 @@ def generate_ops(lib_path, out_dir):
         lines.append("        OpParams? __params = null;")
         lines += param_add_lines(op, enames)
         inputs_expr = safe_ident(camel(op["inputs"][0])) if call_inputs is None else (
-            "new[] { %s }" % ", ".join(call_inputs) if call_inputs else "System.Array.Empty<NDArray>()")
+            ("[%s]" if not multi else "new[] { %s }") % ", ".join(call_inputs) if call_inputs
+            else "System.Array.Empty<NDArray>()")
         if op.get("optional_inputs", 0) and call_inputs:
             inputs_expr = "Imperative.Given(%s)" % ", ".join(call_inputs)
         if multi:

@@ -48,9 +48,9 @@ public static class Autograd
         int added = 0, addedGrads = 0;
         try
         {
-            for (; added < n; added++) hs[added] = heads[added].AddRef($"backward head {added}");
+            for (; added < n; added++) hs[added] = heads[added].AddRef("backward", "head", added);
             for (; addedGrads < n; addedGrads++)
-                gs[addedGrads] = headGrads?[addedGrads]?.AddRef($"backward head gradient {addedGrads}") ?? 0;
+                gs[addedGrads] = headGrads?[addedGrads]?.AddRef("backward", "head gradient", addedGrads) ?? 0;
             LoomException.Check(LoomNative.loom_autograd_backward(hs, gs, n));
         }
         finally

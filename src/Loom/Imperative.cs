@@ -118,7 +118,9 @@ public static unsafe class Imperative
         return r;
     }
 
-    internal static NDArray Invoke(ref OpHandle cache, string name, NDArray[] inputs, OpParams? p, NDArray? @out)
+    // The inputs come as a span: generated code passes them as a collection expression,
+    // which lives on the stack (no array per call).
+    internal static NDArray Invoke(ref OpHandle cache, string name, ReadOnlySpan<NDArray> inputs, OpParams? p, NDArray? @out)
     {
         OpHandle op = Resolve(ref cache, name);
         int n = inputs.Length;
@@ -132,11 +134,11 @@ public static unsafe class Imperative
             {
                 NDArray a = inputs[added] ?? throw new LoomException(LoomStatus.InvalidArgument,
                     $"{name}: input {added} is null");
-                ins[added] = a.AddRef($"{name} input {added}");
+                ins[added] = a.AddRef(name, "input", added);
             }
             if (@out is not null)
             {
-                outp = @out.AddRef($"{name} output 0");
+                outp = @out.AddRef(name, "output", 0);
                 outAdded = true;
             }
             LoomException.Check(LoomNative.loom_imperative_invoke(&outp, 1, op, ins, n, p?.Keys, p?.Values, p?.Count ?? 0));
@@ -175,10 +177,10 @@ public static unsafe class Imperative
             {
                 NDArray a = inputs[addedIn] ?? throw new LoomException(LoomStatus.InvalidArgument,
                     $"{name}: input {addedIn} is null");
-                ins[addedIn] = a.AddRef($"{name} input {addedIn}");
+                ins[addedIn] = a.AddRef(name, "input", addedIn);
             }
             for (; addedOut < m; addedOut++)
-                outp[addedOut] = given[addedOut]?.AddRef($"{name} output {addedOut}") ?? 0;
+                outp[addedOut] = given[addedOut]?.AddRef(name, "output", addedOut) ?? 0;
             LoomException.Check(LoomNative.loom_imperative_invoke(outp, m, op, ins, n, p.Keys, p.Values, p.Count));
             for (int j = 0; j < m; j++)
                 if (outs[j] is null) outs[j] = new NDArray(new NDArrayHandle(outp[j]));

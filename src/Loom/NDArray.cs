@@ -42,9 +42,9 @@ public sealed unsafe partial class NDArray : IDisposable
     private static void ReportMemory(NDArrayHandle handle)
     {
         if (handle.IsInvalid) return;
-        long n;
-        int dt;
-        if (LoomNative.loom_ndarray_get_size(out n, handle) != 0 || LoomNative.loom_ndarray_get_dtype(out dt, handle) != 0) return;
+        // One call for the small arrays of most imperative code: no element is over 8 bytes.
+        if (LoomNative.loom_ndarray_get_size(out long n, handle) != 0 || n * 8 < PressureThreshold) return;
+        if (LoomNative.loom_ndarray_get_dtype(out int dt, handle) != 0) return;
         long bytes = n * DTypes.Size((DType)dt);
         if (bytes < PressureThreshold) return;
         handle.MemoryPressure = bytes;
@@ -77,6 +77,17 @@ public sealed unsafe partial class NDArray : IDisposable
     {
         if (_handle.IsClosed)
             throw new LoomException(LoomStatus.InvalidArgument, DisposedMessage(what + ": "));
+        bool ok = false;
+        _handle.DangerousAddRef(ref ok);
+        return _handle.DangerousGetHandle();
+    }
+
+    // The same for an op's input or output: the name is built only if the array was
+    // disposed, not on every call.
+    internal nint AddRef(string op, string role, int index)
+    {
+        if (_handle.IsClosed)
+            throw new LoomException(LoomStatus.InvalidArgument, DisposedMessage($"{op} {role} {index}: "));
         bool ok = false;
         _handle.DangerousAddRef(ref ok);
         return _handle.DangerousGetHandle();

@@ -229,7 +229,7 @@ public abstract unsafe class HybridBlock : Block
             int added = 0;
             try
             {
-                for (; added < n; added++) ins[added] = arrays[added].AddRef($"{owner.Name} input {added}");
+                for (; added < n; added++) ins[added] = arrays[added].AddRef(owner.Name, "input", added);
                 LoomException.Check(LoomNative.loom_cached_op_invoke(_op, n, ins, _numOutputs, outs));
             }
             finally
