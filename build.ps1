@@ -240,6 +240,8 @@ switch ($Command) {
         $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
         $env:LOOM_LIBRARY_PATH = Join-Path $Build "lib/libloom.so"
         & $Python tests/bench/survey.py (nproc) 3
+        # ResNet-50 training with and without backward mirroring: step time and peak memory.
+        & $Python tests/bench/mirror.py (nproc) 1 16 64
         # ResNet-50 inference beside ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime 1.31.1).
         $onnx = Join-Path $PSScriptRoot "data/resnet50-random.onnx"
         if (-not (Test-Path $onnx)) { & $Python tests/bench/export_resnet50_onnx.py $onnx }

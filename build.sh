@@ -450,6 +450,8 @@ bench() {
   "$ROOT/tests/bench/scaleout.sh" "$BUILD"
   log "the engine survey's networks and the CPU speed networks (MLP, LeNet, ResNet-50) beside PyTorch"
   PYTHONPATH="$ROOT/bindings/python" LOOM_LIBRARY_PATH="$BUILD/lib/libloom.so" "$PY" "$ROOT/tests/bench/survey.py" "$(nproc)" 3
+  log "ResNet-50 training with and without backward mirroring (LOOM_BACKWARD_MIRROR=1): step time and peak memory"
+  PYTHONPATH="$ROOT/bindings/python" LOOM_LIBRARY_PATH="$BUILD/lib/libloom.so" "$PY" "$ROOT/tests/bench/mirror.py" "$(nproc)" 1 16 64
   log "ResNet-50 inference beside ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime 1.31.1)"
   local onnx="$ROOT/data/resnet50-random.onnx"
   [ -f "$onnx" ] || "$PY" "$ROOT/tests/bench/export_resnet50_onnx.py" "$onnx"

@@ -571,6 +571,102 @@ TEST(Executor, PlanningReusesMemory) {
   EXPECT_EQ(train.argument_bytes, 2 * 40000);
 }
 
+// Backward mirroring (MXNet's MXNET_BACKWARD_DO_MIRROR and __force_mirroring__): the
+// backward pass recomputes BatchNorm and Activation outputs instead of keeping them, so
+// training plans less memory, and every gradient and moving statistic has the same bits.
+TEST(Executor, BackwardMirroringSavesMemoryWithIdenticalResults) {
+  auto net = [](bool force) {
+    Sym cur = var("data");
+    for (int b = 0; b < 3; ++b) {
+      std::string k = std::to_string(b);
+      Sym c = op("Convolution", "conv" + k, {&cur}, {{"kernel", "(3,3)"}, {"pad", "(1,1)"}, {"num_filter", "8"}});
+      Sym n = op("BatchNorm", "bn" + k, {&c});
+      if (force) {
+        EXPECT_EQ(loom_symbol_set_attr(n.h, "__force_mirroring__", "True"), LOOM_OK);
+      }
+      cur = op("Activation", "relu" + k, {&n}, {{"act_type", "relu"}});
+      if (force) {
+        EXPECT_EQ(loom_symbol_set_attr(cur.h, "__force_mirroring__", "True"), LOOM_OK);
+      }
+    }
+    Sym p = op("Pooling", "pool", {&cur}, {{"kernel", "(2,2)"}, {"stride", "(2,2)"}, {"pool_type", "max"}});
+    Sym f = op("Flatten", "flat", {&p});
+    Sym fc = op("FullyConnected", "fc", {&f}, {{"num_hidden", "10"}});
+    return op("SoftmaxOutput", "softmax", {&fc});
+  };
+  Shapes sh{{"data", {8, 4, 12, 12}}};
+  struct Run {
+    loom_memory_plan plan{};
+    std::vector<std::vector<double>> grads, aux;
+    std::vector<double> out;
+  };
+  auto run = [&](const Sym &s, bool env) {
+    if (env) setenv("LOOM_BACKWARD_MIRROR", "1", 1);
+    Run r;
+    Exec ex = simple_bind(s, sh);
+    unsetenv("LOOM_BACKWARD_MIRROR");
+    int32_t nargs = 0, naux = 0;
+    EXPECT_EQ(loom_executor_count(&nargs, ex.h, LOOM_EXEC_ARGUMENT), LOOM_OK);
+    EXPECT_EQ(loom_executor_count(&naux, ex.h, LOOM_EXEC_AUXILIARY_STATE), LOOM_OK);
+    for (int i = 0; i < nargs; ++i) {
+      Arr a = get(ex, LOOM_EXEC_ARGUMENT, i);
+      auto v = random_values(numel(shape_of(a)), -1, 1, 700 + i);
+      if (i == nargs - 1) {
+        for (auto &x : v) x = std::floor((x + 1) * 4.99);  // class labels
+      }
+      fill(a, v);
+    }
+    for (int step = 0; step < 2; ++step) {
+      EXPECT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK);
+      EXPECT_EQ(loom_executor_backward(ex.h, 0, nullptr), LOOM_OK) << loom_last_error();
+    }
+    for (int i = 0; i < nargs - 1; ++i) r.grads.push_back(read(get(ex, LOOM_EXEC_GRADIENT, i)));
+    for (int i = 0; i < naux; ++i) r.aux.push_back(read(get(ex, LOOM_EXEC_AUXILIARY_STATE, i)));
+    r.out = read(get(ex, LOOM_EXEC_OUTPUT, 0));
+    EXPECT_EQ(loom_executor_memory(&r.plan, ex.h), LOOM_OK);
+    return r;
+  };
+  Sym plain = net(false), forced = net(true);
+  Run base = run(plain, false), mirrored = run(plain, true), attr = run(forced, false);
+  for (const Run *r : {&mirrored, &attr}) {
+    EXPECT_EQ(r->out, base.out);
+    EXPECT_EQ(r->aux, base.aux);
+    ASSERT_EQ(r->grads.size(), base.grads.size());
+    for (size_t i = 0; i < base.grads.size(); ++i) EXPECT_EQ(r->grads[i], base.grads[i]) << "gradient " << i;
+  }
+  // Each block keeps only its convolution's output for the backward pass; the
+  // BatchNorm and ReLU outputs (8x8x12x12 floats each) are recomputed.
+  const int64_t act = 8 * 8 * 12 * 12 * 4;
+  EXPECT_LE(mirrored.plan.planned_bytes, base.plan.planned_bytes - 2 * act)
+      << base.plan.planned_bytes << " -> " << mirrored.plan.planned_bytes;
+  EXPECT_LE(attr.plan.planned_bytes, base.plan.planned_bytes - 2 * act);  // BatchNorm and ReLU by attribute
+  EXPECT_GT(mirrored.plan.num_steps, base.plan.num_steps);  // the recomputations
+  // plan_memory sees the same plan as bind.
+  loom_memory_plan planned{};
+  setenv("LOOM_BACKWARD_MIRROR", "1", 1);
+  ASSERT_EQ(loom_symbol_plan_memory(&planned, plain.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 0,
+                                    nullptr, nullptr, LOOM_GRAD_WRITE, 1),
+            LOOM_OK);
+  unsetenv("LOOM_BACKWARD_MIRROR");
+  EXPECT_EQ(planned.planned_bytes, mirrored.plan.planned_bytes);
+  // Dropout is never mirrored: its mask would be drawn again.
+  Sym d = var("data");
+  Sym fc1 = op("FullyConnected", "fc1", {&d}, {{"num_hidden", "16"}});
+  Sym drop = op("Dropout", "drop", {&fc1}, {{"p", "0.5"}});
+  EXPECT_EQ(loom_symbol_set_attr(drop.h, "__force_mirroring__", "True"), LOOM_OK);
+  Sym fc2 = op("FullyConnected", "fc2", {&drop}, {{"num_hidden", "4"}});
+  Shapes dsh{{"data", {4, 6}}};
+  loom_memory_plan with{}, without{};
+  ASSERT_EQ(loom_symbol_plan_memory(&with, fc2.h, dsh.n(), dsh.ptrs.data(), dsh.ndims.data(), dsh.dims.data(), 0,
+                                    nullptr, nullptr, LOOM_GRAD_WRITE, 1),
+            LOOM_OK);
+  EXPECT_EQ(loom_symbol_set_attr(drop.h, "__force_mirroring__", "False"), LOOM_OK);
+  ASSERT_EQ(loom_symbol_plan_memory(&without, fc2.h, dsh.n(), dsh.ptrs.data(), dsh.ndims.data(), dsh.dims.data(), 0,
+                                    nullptr, nullptr, LOOM_GRAD_WRITE, 1),
+            LOOM_OK);
+  EXPECT_EQ(with.num_steps, without.num_steps);
+}
+
 TEST(Executor, ReshapeSharesParametersAndBadBindsAreReported) {
   Sym net = mlp();
   Exec ex = simple_bind(net, Shapes{{"data", {8, 6}}});

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <set>
 
 #include "imperative/autograd.h"
@@ -61,6 +62,8 @@ std::string shape_list(const std::vector<std::string> &names) {
   for (auto &n : names) s += (s.empty() ? "" : ", ") + n;
   return s;
 }
+
+void apply_mirror(Program &p);
 
 Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_t> &grad_req,
               bool for_training) {
@@ -257,7 +260,99 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
     s.out.push_back(out);
     p.steps.push_back(std::move(s));
   }
+  apply_mirror(p);
   return p;
+}
+
+// ---------------------------------------------------------------- backward mirroring
+// MXNet's backward mirroring (MXNET_BACKWARD_DO_MIRROR; Chen et al.'s sublinear-memory
+// training): the backward pass recomputes the outputs of cheap nodes from their inputs
+// instead of keeping them from the forward pass, so they are freed as soon as the forward
+// pass is done with them. A node is mirrored when its attribute __force_mirroring__ is
+// true, or when LOOM_BACKWARD_MIRROR=1 and it is not one of the nodes MXNet keeps
+// (Convolution, FullyConnected, Concat, SoftmaxOutput, Dropout; Loom adds the other
+// expensive ones: Deconvolution, RNN, dot, batch_dot). Nodes that draw random numbers
+// (Dropout) are never mirrored, whatever the attribute: a recomputation would draw other
+// values. BatchNorm is mirrored as in MXNet: its forward pass never writes the moving
+// statistics (the backward pass updates them), so recomputing it changes nothing.
+// Results are bit-identical with and without mirroring.
+bool attr_flag(const Node &n, const char *key, bool *value) {
+  auto it = n.attrs.find(key);
+  if (it == n.attrs.end()) return false;
+  const std::string &v = it->second;
+  *value = v == "1" || v == "True" || v == "true";
+  return true;
+}
+
+bool env_mirror() {
+  const char *e = std::getenv("LOOM_BACKWARD_MIRROR");
+  return e && std::strcmp(e, "1") == 0;
+}
+
+bool mirrorable(const Node &n, bool by_default) {
+  if (n.is_variable() || n.op->random || n.op->name == "Dropout") return false;
+  bool forced;
+  if (attr_flag(n, "force_mirroring", &forced)) return forced;  // __force_mirroring__
+  if (!by_default) return false;
+  static const std::set<std::string> keep = {"Convolution", "Deconvolution", "FullyConnected",
+                                             "Concat",      "concat",        "SoftmaxOutput",
+                                             "Dropout",     "RNN",           "dot",
+                                             "batch_dot"};
+  return keep.count(n.op->name) == 0;
+}
+
+// Rewrites the backward steps of `p` to read recomputed copies of the mirrored nodes'
+// outputs; each copy is computed once, just before the first backward step reading it.
+void apply_mirror(Program &p) {
+  const bool by_default = env_mirror();
+  std::vector<int> producer(p.values.size(), -1);  // forward step of each value
+  bool any = false;
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    const Step &s = p.steps[i];
+    bool m = mirrorable(*p.g.nodes[s.node], by_default);
+    any |= m;
+    if (m)
+      for (int v : s.out) producer[v] = static_cast<int>(i);
+  }
+  if (!any) return;
+  std::vector<int> copy_of(p.values.size(), -1);
+  std::vector<Step> out(p.steps.begin(), p.steps.begin() + p.num_forward);
+  // The recomputed copy of forward value v (v itself when its node is not mirrored).
+  std::function<int(int)> ensure = [&](int v) -> int {
+    if (v < 0 || v >= static_cast<int>(producer.size()) || producer[v] < 0) return v;
+    if (copy_of[v] >= 0) return copy_of[v];
+    Step r = p.steps[producer[v]];  // a copy of the forward step
+    for (int &u : r.in) u = ensure(u);
+    r.reads = r.in;
+    const Step &f = p.steps[producer[v]];
+    for (size_t j = 0; j < f.out.size(); ++j) {
+      Value val = p.values[f.out[j]];
+      p.values.push_back(val);
+      r.out[j] = static_cast<int>(p.values.size()) - 1;
+      copy_of[f.out[j]] = r.out[j];
+      producer.push_back(-1);
+    }
+    if (f.temp >= 0) {
+      p.values.push_back(p.values[f.temp]);
+      r.temp = static_cast<int>(p.values.size()) - 1;
+      producer.push_back(-1);
+    }
+    out.push_back(std::move(r));
+    return copy_of[v];
+  };
+  for (size_t i = p.num_forward; i < p.steps.size(); ++i) {
+    Step s = p.steps[i];
+    if (s.kind == StepKind::Backward) {
+      const OpDef &op = *p.g.nodes[s.node]->op;
+      if (op.backward_uses & kBwdInputs)
+        for (int &v : s.fin) v = ensure(v);
+      if (op.backward_uses & kBwdOutputs)
+        for (int &v : s.fout) v = ensure(v);
+      for (int &v : s.reads) v = ensure(v);
+    }
+    out.push_back(std::move(s));
+  }
+  p.steps = std::move(out);
 }
 
 struct Planned {
