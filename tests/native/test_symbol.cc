@@ -627,6 +627,32 @@ TEST(Executor, BackwardMirroringSavesMemoryWithIdenticalResults) {
     return r;
   };
   Sym plain = net(false), forced = net(true);
+  // MXNet's way of marking a whole network: an attribute scope with the dunder key
+  // (stored without the dunders, as set_attr stores it).
+  auto small = [](bool scope) {
+    const char *fk[] = {"__force_mirroring__"}, *fv[] = {"True"};
+    if (scope) {
+      EXPECT_EQ(loom_symbol_attr_scope_push(1, fk, fv), LOOM_OK);
+    }
+    Sym x = var("data");
+    Sym fc1 = op("FullyConnected", "fc1", {&x}, {{"num_hidden", "4"}});
+    Sym act = op("Activation", "act", {&fc1}, {{"act_type", "tanh"}});
+    Sym out = op("FullyConnected", "fc2", {&act}, {{"num_hidden", "3"}});
+    if (scope) {
+      EXPECT_EQ(loom_symbol_attr_scope_pop(), LOOM_OK);
+    }
+    return out;
+  };
+  Shapes ssh{{"data", {4, 6}}};
+  loom_memory_plan scoped_plan{}, unscoped_plan{};
+  Sym scoped = small(true), unscoped = small(false);
+  ASSERT_EQ(loom_symbol_plan_memory(&scoped_plan, scoped.h, ssh.n(), ssh.ptrs.data(), ssh.ndims.data(),
+                                    ssh.dims.data(), 0, nullptr, nullptr, LOOM_GRAD_WRITE, 1),
+            LOOM_OK);
+  ASSERT_EQ(loom_symbol_plan_memory(&unscoped_plan, unscoped.h, ssh.n(), ssh.ptrs.data(), ssh.ndims.data(),
+                                    ssh.dims.data(), 0, nullptr, nullptr, LOOM_GRAD_WRITE, 1),
+            LOOM_OK);
+  EXPECT_GT(scoped_plan.num_steps, unscoped_plan.num_steps);
   Run base = run(plain, false), mirrored = run(plain, true), attr = run(forced, false);
   for (const Run *r : {&mirrored, &attr}) {
     EXPECT_EQ(r->out, base.out);

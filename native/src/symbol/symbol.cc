@@ -33,16 +33,17 @@ std::shared_ptr<const Params> parse_params(const OpDef &op, const StrPairs &para
   return std::make_shared<Params>(op, k.data(), v.data(), static_cast<int32_t>(k.size()));
 }
 
-void apply_scope(Node &n) {
-  for (auto &scope : t_attr_scopes)
-    for (auto &kv : scope) n.attrs[kv.first] = kv.second;
-}
-
 // "__lr_mult__" -> "lr_mult"; other keys unchanged.
 std::string strip_dunder(const std::string &k) {
   if (k.size() > 4 && k.compare(0, 2, "__") == 0 && k.compare(k.size() - 2, 2, "__") == 0)
     return k.substr(2, k.size() - 4);
   return k;
+}
+
+// Keys are stored as set_attr and the JSON reader store them (without MXNet's dunders).
+void apply_scope(Node &n) {
+  for (auto &scope : t_attr_scopes)
+    for (auto &kv : scope) n.attrs[strip_dunder(kv.first)] = kv.second;
 }
 
 // User attributes that may appear without underscores in older files (MXNet's
