@@ -104,6 +104,16 @@ function Invoke-Pack {
     dotnet pack src/Loom/Loom.csproj -c $Config -nologo -v q -o $artifacts "-p:Version=$Version" `
         "-p:LoomNativeLibrary=$(Join-Path $stage $lib)" "-p:RepositoryCommit=$commit"
     if ($LASTEXITCODE) { throw "dotnet pack failed" }
+    # The packages Loom depends on (their whole closure, from the restore) go into the same
+    # folder, so it is a complete feed.
+    $assets = Get-Content src/Loom/obj/project.assets.json -Raw | ConvertFrom-Json -AsHashtable
+    $root = @($assets.packageFolders.Keys)[0]
+    foreach ($key in $assets.libraries.Keys) {
+        $lib = $assets.libraries[$key]
+        if ($lib.type -ne "package") { continue }
+        $name, $ver = $key.Split("/")
+        Copy-Item (Join-Path $root $lib.path "$($name.ToLowerInvariant()).$($ver.ToLowerInvariant()).nupkg") $artifacts
+    }
     Remove-Item -Recurse -Force -ErrorAction SilentlyContinue bindings/python/build
     $env:LOOM_LIBRARY_FOR_PACKAGE = Join-Path $stage $lib
     & $Python -m pip wheel -q --no-index --no-build-isolation --no-deps -w $artifacts bindings/python

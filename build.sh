@@ -236,6 +236,17 @@ pack() {
     -p:Version="$VERSION" -p:LoomNativeLibrary="$BUILD/pack/libloom.so" \
     -p:RepositoryCommit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" >&2 || return 1
   ls "$ROOT/artifacts/Loom.$VERSION.nupkg" >/dev/null || return 1
+  # The packages Loom depends on (their whole closure, from the restore) go into the same
+  # folder, so it is a complete feed.
+  "$PY" - "$ROOT/src/Loom/obj/project.assets.json" "$ROOT/artifacts" <<'PYEOF' >&2 || return 1
+import json, os, shutil, sys
+assets = json.load(open(sys.argv[1]))
+root = assets["packageFolders"] and list(assets["packageFolders"])[0]
+for key, lib in assets["libraries"].items():
+    if lib.get("type") == "package":
+        name, ver = key.split("/")
+        shutil.copy(os.path.join(root, lib["path"], "%s.%s.nupkg" % (name.lower(), ver.lower())), sys.argv[2])
+PYEOF
   log "Python wheel loom $VERSION"
   rm -rf "$ROOT/bindings/python/build" || return 1
   LOOM_LIBRARY_FOR_PACKAGE="$BUILD/pack/libloom.so" "$PY" -m pip wheel -q --no-index --no-build-isolation \

@@ -39,6 +39,14 @@ public sealed class Module : IDisposable
     /// <summary>Where progress goes (the console by default).</summary>
     public static Action<string> Log { get; set; } = s => Console.WriteLine("INFO: " + s);
 
+    /// <summary>How <see cref="Fit"/> shows progress within an epoch: by default a live line
+    /// (batches, samples/s, time left, running metric) on a terminal and a plain
+    /// <see cref="Log"/> line at each tenth of the epoch when the output is redirected.</summary>
+    public ProgressMode Progress { get; set; } = ProgressMode.Auto;
+
+    /// <summary>The console the live progress line is drawn on (Spectre.Console's by default).</summary>
+    public static Spectre.Console.IAnsiConsole ProgressConsole { get; set; } = Spectre.Console.AnsiConsole.Console;
+
     internal static void Info(string s) => Log(s);
 
     /// <summary>A module over <paramref name="symbol"/>; inputs not named as data or labels are parameters.</summary>
@@ -496,40 +504,42 @@ public sealed class Module : IDisposable
             int batch = 0, nonFiniteBatches = 0;
             NDArray[]? lastFlag = null;
             long samples = 0;
-            bool tty = !Console.IsOutputRedirected;
             long total = train.Count / train.BatchSize;
-            foreach (var (x, y) in train.Epoch())
+            int ep = epoch;
+            EpochProgress.Run(Progress, ProgressConsole, epoch, total, progress =>
             {
-                using var scope = NDArray.Scope();
-                using var batchData = x;  // freed at once, not when the GC finalizes them
-                using var batchLabel = y;
-                Forward(x, y, isTrain: true);
-                Backward();
-                batch++;
-                var flag = NonFinite == NonFinitePolicy.Ignore ? null : PushFiniteFlag();
-                if (NonFinite == NonFinitePolicy.Warn)
+                foreach (var (x, y) in train.Epoch())
                 {
-                    Update();
-                    ReadFiniteFlag(lastFlag, epoch, batch - 1, ref nonFiniteBatches);  // the previous batch's, ready by now
-                    lastFlag = flag is null ? null : Array.ConvertAll(flag, scope.Keep);  // outlive this batch's scope
+                    using var scope = NDArray.Scope();
+                    using var batchData = x;  // freed at once, not when the GC finalizes them
+                    using var batchLabel = y;
+                    Forward(x, y, isTrain: true);
+                    Backward();
+                    batch++;
+                    var flag = NonFinite == NonFinitePolicy.Ignore ? null : PushFiniteFlag();
+                    if (NonFinite == NonFinitePolicy.Warn)
+                    {
+                        Update();
+                        ReadFiniteFlag(lastFlag, ep, batch - 1, ref nonFiniteBatches);  // the previous batch's, ready by now
+                        lastFlag = flag is null ? null : Array.ConvertAll(flag, scope.Keep);  // outlive this batch's scope
+                    }
+                    else if (ReadFiniteFlag(flag, ep, batch, ref nonFiniteBatches))
+                    {
+                        Update();
+                    }
+                    UpdateMetric(trainMetric, y);
+                    samples += x.Shape[0];
+                    foreach (var cb in cbs)
+                        if (batch % cb.Interval == 0) cb.Invoke(this, new BatchEnd(ep, batch, samples, sw.Elapsed.TotalSeconds, trainMetric));
+                    progress?.Batch(batch, samples, sw.Elapsed.TotalSeconds, () => (trainMetric.Name, trainMetric.Get()));
                 }
-                else if (ReadFiniteFlag(flag, epoch, batch, ref nonFiniteBatches))
-                {
-                    Update();
-                }
-                UpdateMetric(trainMetric, y);
-                samples += x.Shape[0];
-                foreach (var cb in cbs)
-                    if (batch % cb.Interval == 0) cb.Invoke(this, new BatchEnd(epoch, batch, samples, sw.Elapsed.TotalSeconds, trainMetric));
-                if (tty && batch % 20 == 0) Console.Write($"\r[{new string('=', (int)(30 * batch / Math.Max(total, 1))),-30}] {batch}/{total}");
-            }
+            });
             ReadFiniteFlag(lastFlag, epoch, batch, ref nonFiniteBatches);
             if (nonFiniteBatches > MaxNonFiniteReports)
                 Log($"WARNING: epoch {epoch}: {nonFiniteBatches} batches held non-finite values (the first {MaxNonFiniteReports} are named above)");
             double value = trainMetric.Get();
             SyncAuxStates();
             Engine.WaitAll();
-            if (tty) Console.Write("\r" + new string(' ', 50) + "\r");
             Info("## Training summary");
             Info($"{trainMetric.Name,18} = {value:F4}");
             WarnIfTrainingIsBroken(trainMetric, value, epoch);
