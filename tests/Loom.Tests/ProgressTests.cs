@@ -42,7 +42,14 @@ public class ProgressTests
     [Test]
     public void PlainLinesAtEachTenthOfAnEpoch()
     {
-        var log = FitLogged(ProgressMode.Plain, 2);
+        // A short epoch logs no lines (at most one a second) ...
+        Assert.That(FitLogged(ProgressMode.Plain, 1).Any(l => l.StartsWith("Epoch[", StringComparison.Ordinal)), Is.False);
+        // ... and without that limit, one at each tenth.
+        double old = EpochProgress.PlainMinSeconds;
+        EpochProgress.PlainMinSeconds = 0;
+        List<string> log;
+        try { log = FitLogged(ProgressMode.Plain, 2); }
+        finally { EpochProgress.PlainMinSeconds = old; }
         var lines = log.Where(l => Regex.IsMatch(l, @"^Epoch\[\d\] \d+/15 batches")).ToList();
         // 15 batches of 20: lines after batches 2, 3, 5, 6, 8, 9, 11, 12, 14, 15 of each epoch.
         Assert.That(lines, Has.Count.EqualTo(20), string.Join("\n", log));

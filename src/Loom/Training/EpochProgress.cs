@@ -20,7 +20,8 @@ public enum ProgressMode
 
 // Progress within one epoch of Fit: batches done, samples per second, the time left and the
 // running training metric. Live, it is a Spectre.Console progress line redrawn about four
-// times a second; plain, a log line at each tenth of the epoch. Reading the running metric
+// times a second; plain, a log line at each tenth of the epoch, at most one a second.
+// Reading the running metric
 // waits for the batch in flight, so it is read only when a line is drawn.
 internal sealed class EpochProgress
 {
@@ -31,6 +32,10 @@ internal sealed class EpochProgress
     private readonly Action<string>? _log;
     private readonly Stopwatch _since = Stopwatch.StartNew();
     private long _nextPlain;
+    private double _lastPlain;  // seconds into the epoch of the last line (0: its start)
+
+    // Plain lines come at most this often (seconds): a short epoch logs only its summary.
+    internal static double PlainMinSeconds = 1.0;
 
     private EpochProgress(int epoch, long total, ProgressContext? ctx, ProgressTask? task, Action<string>? log)
     {
@@ -97,6 +102,8 @@ internal sealed class EpochProgress
         }
         if (batch < _nextPlain) return;
         _nextPlain = NextTenth(batch);
+        if (seconds - _lastPlain < PlainMinSeconds) return;
+        _lastPlain = seconds;
         var (n, v) = metric();
         double left = batch < _total && batch > 0 ? seconds / batch * (_total - batch) : 0;
         _log!($"Epoch[{_epoch}] {batch}/{_total} batches  {Rate(samples, seconds)}  ETA {left:F1} s  {n}={v:F4}");

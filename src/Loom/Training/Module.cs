@@ -41,7 +41,8 @@ public sealed class Module : IDisposable
 
     /// <summary>How <see cref="Fit"/> shows progress within an epoch: by default a live line
     /// (batches, samples/s, time left, running metric) on a terminal and a plain
-    /// <see cref="Log"/> line at each tenth of the epoch when the output is redirected.</summary>
+    /// <see cref="Log"/> line at each tenth of the epoch (at most one a second) when the
+    /// output is redirected.</summary>
     public ProgressMode Progress { get; set; } = ProgressMode.Auto;
 
     /// <summary>The console the live progress line is drawn on (Spectre.Console's by default).</summary>
