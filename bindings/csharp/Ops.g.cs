@@ -251,23 +251,23 @@ public static partial class Op
     }
     private static OpHandle s_LRN;
 
-    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : (lower_bound+upper_bound)/2*x in prediction (training draws a random slope per element in MXNet, which Loom refuses with an error).</summary>
+    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : a*x with a slope a drawn uniformly from [lower_bound, upper_bound) per element in training (kept as the hidden output mask, which the gradient uses: MXNet's rule, 1 where the output is positive, else the mask) and (lower_bound+upper_bound)/2 in prediction.</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="gamma">Input 'gamma'.</param>
     /// <param name="actType">Variant. One of: leaky, elu, prelu, selu, gelu, rrelu. Default: leaky.</param>
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
-    /// <param name="out">Write the result into this array instead of a new one.</param>
+    /// <param name="out">Write the results into these arrays (output, mask) instead of new ones.</param>
     /// <returns>The result (the op 'LeakyReLU').</returns>
-    public static NDArray LeakyReLU(NDArray data, NDArray? gamma, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray? @out = null)
+    public static NDArray[] LeakyReLU(NDArray data, NDArray? gamma, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null, NDArray[]? @out = null)
     {
         OpParams? __params = null;
         if (actType is not null) (__params ??= new()).Add("act_type", OpEnums.Text(actType.Value));
         if (slope is not null) (__params ??= new()).Add("slope", slope.Value);
         if (lowerBound is not null) (__params ??= new()).Add("lower_bound", lowerBound.Value);
         if (upperBound is not null) (__params ??= new()).Add("upper_bound", upperBound.Value);
-        return Imperative.Invoke(ref s_LeakyReLU, "LeakyReLU", Imperative.Given(data, gamma), __params, @out);
+        return Imperative.InvokeMany(ref s_LeakyReLU, "LeakyReLU", Imperative.Given(data, gamma), __params, @out);
     }
     private static OpHandle s_LeakyReLU;
 

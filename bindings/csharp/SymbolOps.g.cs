@@ -238,7 +238,7 @@ public static partial class Sym
         return Symbol.Create("LRN", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : (lower_bound+upper_bound)/2*x in prediction (training draws a random slope per element in MXNet, which Loom refuses with an error).</summary>
+    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : a*x with a slope a drawn uniformly from [lower_bound, upper_bound) per element in training (kept as the hidden output mask, which the gradient uses: MXNet's rule, 1 where the output is positive, else the mask) and (lower_bound+upper_bound)/2 in prediction.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <param name="gamma">Input 'gamma' (null: a new variable).</param>
@@ -246,7 +246,7 @@ public static partial class Sym
     /// <param name="slope">Negative slope (leaky, elu). Default: 0.25.</param>
     /// <param name="lowerBound">Lower bound of rrelu's slope. Default: 0.125.</param>
     /// <param name="upperBound">Upper bound of rrelu's slope. Default: 0.334.</param>
-    /// <returns>The new node's symbol (its outputs: out).</returns>
+    /// <returns>The new node's symbol (its outputs: output, mask).</returns>
     public static Symbol LeakyReLU(string? name, Symbol? data = null, Symbol? gamma = null, LeakyReLUActType? actType = null, double? slope = null, double? lowerBound = null, double? upperBound = null)
     {
         OpParams? __params = null;
@@ -1971,7 +1971,7 @@ public sealed partial class Symbol
         return Create("LRN", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : (lower_bound+upper_bound)/2*x in prediction (training draws a random slope per element in MXNet, which Loom refuses with an error).</summary>
+    /// <summary>Leaky activations (MXNet's LeakyReLU): leaky x&gt;0 ? x : slope*x; elu x&gt;0 ? x : slope*(e^x-1); prelu x&gt;0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); selu 1.0507*(x&gt;0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x&gt;0 ? x : a*x with a slope a drawn uniformly from [lower_bound, upper_bound) per element in training (kept as the hidden output mask, which the gradient uses: MXNet's rule, 1 where the output is positive, else the mask) and (lower_bound+upper_bound)/2 in prediction.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="gamma">Input 'gamma' (null: a new variable).</param>
     /// <param name="actType">Variant. One of: leaky, elu, prelu, selu, gelu, rrelu. Default: leaky.</param>

@@ -173,6 +173,9 @@ case("sample_multinomial", "sample_multinomial", [inp([3, 4], D, 0.25, 0.25)], {
 case("pick", "pick", [inp([4, 5]), inp([4], F, 0, 5, cast=["int32", F])])
 case("pick_axis1_wrap", "pick", [inp([3, 4, 2], D), inp([3, 1, 2], F, -6, 6, cast=["int64"])],
      {"axis": 1, "keepdims": True, "mode": "wrap"})
+# LeakyReLU rrelu in prediction, with its hidden mask output (the mid slope).
+case("LeakyReLU_rrelu_predict", "LeakyReLU", [inp([3, 4], F, -2, 2)],
+     {"act_type": "rrelu", "lower_bound": 0.1, "upper_bound": 0.3}, outputs=2)
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

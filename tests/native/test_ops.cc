@@ -1455,6 +1455,60 @@ TEST(Ops, MoreLayersMatchReference) {
   loom_wait_all();
 }
 
+// LeakyReLU rrelu (MXNet's leaky_relu-inl.h): in training a slope per element drawn
+// uniformly from [lower_bound, upper_bound), kept as the hidden output "mask", the same for
+// the same seed; the gradient is 1 where the output is positive, else the mask; in
+// prediction the slope is (lower_bound + upper_bound) / 2.
+TEST(Ops, RReLUDrawsSlopesInTraining) {
+  auto v = random_values(400, -2, 2, 303);
+  Arr X = make({4, 100}, v, LOOM_DTYPE_FLOAT64);
+  Params rp{{"act_type", "rrelu"}, {"lower_bound", "0.1"}, {"upper_bound", "0.4"}};
+  auto train_once = [&](uint64_t seed) {
+    loom_random_seed(seed);
+    int32_t prev;
+    loom_autograd_set_training(&prev, 1);
+    std::vector<Arr> outs;
+    EXPECT_EQ(invoke("LeakyReLU", {&X}, rp, &outs, 2), LOOM_OK) << loom_last_error();
+    loom_autograd_set_training(nullptr, prev);
+    return std::make_pair(read(outs[0]), read(outs[1]));
+  };
+  auto [y, mask] = train_once(7);
+  double lo = 1, hi = 0, mean = 0;
+  for (int i = 0; i < 400; ++i) {
+    EXPECT_GE(mask[i], 0.1);
+    EXPECT_LT(mask[i], 0.4);
+    lo = std::min(lo, mask[i]);
+    hi = std::max(hi, mask[i]);
+    mean += mask[i] / 400;
+    EXPECT_EQ(y[i], v[i] > 0 ? v[i] : mask[i] * v[i]) << i;
+  }
+  EXPECT_LT(lo, 0.11);  // spread over the range, not one value
+  EXPECT_GT(hi, 0.39);
+  EXPECT_NEAR(mean, 0.25, 0.02);
+  EXPECT_EQ(train_once(7).second, mask);  // reproducible from the seed
+  EXPECT_NE(train_once(8).second, mask);
+  // Prediction: the mid slope.
+  auto yp = read(call("LeakyReLU", {&X}, rp));
+  for (int i = 0; i < 400; ++i) EXPECT_NEAR(yp[i], v[i] > 0 ? v[i] : 0.25 * v[i], 1e-15);
+  // The gradient recorded in training uses the slopes drawn in that forward pass.
+  Arr gx = make({4, 100}, std::vector<double>(400, 0), LOOM_DTYPE_FLOAT64);
+  ASSERT_EQ(loom_autograd_mark_variables(&X.h, &gx.h, nullptr, 1), LOOM_OK);
+  loom_random_seed(7);
+  int32_t prev_rec, prev_train;
+  loom_autograd_set_recording(&prev_rec, 1);
+  loom_autograd_set_training(&prev_train, 1);
+  std::vector<Arr> outs;
+  ASSERT_EQ(invoke("LeakyReLU", {&X}, rp, &outs, 2), LOOM_OK);
+  loom_autograd_set_recording(nullptr, prev_rec);
+  loom_autograd_set_training(nullptr, prev_train);
+  Arr head = make({4, 100}, random_values(400, -1, 1, 304), LOOM_DTYPE_FLOAT64);
+  auto hv = read(head);
+  ASSERT_EQ(loom_autograd_backward(&outs[0].h, &head.h, 1), LOOM_OK) << loom_last_error();
+  auto g = read(gx);
+  EXPECT_EQ(read(outs[1]), mask);
+  for (int i = 0; i < 400; ++i) EXPECT_EQ(g[i], y[i] > 0 ? hv[i] : mask[i] * hv[i]) << i;
+}
+
 // BatchNorm against float64 loops: batch statistics and moving-average
 // updates in training, moving statistics in prediction.
 COVERS("BatchNorm");

@@ -174,7 +174,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
       opctx->temp_bytes = bytes;
     }
   }
-  if (op.random) next_random_stream(&opctx->rng_key, &opctx->rng_stream);
+  if (op.draws(*params)) next_random_stream(&opctx->rng_key, &opctx->rng_stream);
   call->arrays.reserve(nin + nout);
   for (const NDArray &a : inputs) call->arrays.push_back(a);
   for (const NDArray &o : outs) call->arrays.push_back(o);

@@ -124,10 +124,13 @@ struct OpDef {
   std::vector<std::pair<int, int>> inplace;  // (input, output) that may share memory
   std::function<size_t(const Params &, const ShapeList &)> temp_bytes;
   bool random = false;       // draws from the seeded generator
+  std::function<bool(const Params &)> random_when;  // draws for some parameters only
   bool any_context = false;  // inputs and outputs may live on different devices
   bool float_only = false;   // rejects integer inputs
   // Creation ops (no inputs) place their output with the "ctx" parameter.
 
+  // Whether a call with these parameters draws from the seeded generator.
+  bool draws(const Params &p) const { return random || (random_when && random_when(p)); }
   int output_count(const Params &p) const {
     return num_outputs ? num_outputs(p) : static_cast<int>(outputs.size());
   }

@@ -290,7 +290,7 @@ bool env_mirror() {
 }
 
 bool mirrorable(const Node &n, bool by_default) {
-  if (n.is_variable() || n.op->random || n.op->name == "Dropout") return false;
+  if (n.is_variable() || n.op->draws(*n.parsed) || n.op->name == "Dropout") return false;
   bool forced;
   if (attr_flag(n, "force_mirroring", &forced)) return forced;  // __force_mirroring__
   if (!by_default) return false;
@@ -743,7 +743,7 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
     writes.push_back(arr(v).var());
   }
   if (s.kind == StepKind::Forward) {
-    if (node->op->random) next_random_stream(&call->ctx.rng_key, &call->ctx.rng_stream);
+    if (node->op->draws(*node->parsed)) next_random_stream(&call->ctx.rng_key, &call->ctx.rng_stream);
     if (s.temp >= 0) {
       const NDArray &t = arr(s.temp);
       call->ctx.temp = t.data();

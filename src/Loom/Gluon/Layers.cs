@@ -531,7 +531,7 @@ public sealed class Activation(ActType activation, string? prefix = null) : Hybr
 public sealed class LeakyReLU(double alpha, string? prefix = null) : HybridBlock(prefix)
 {
     /// <inheritdoc/>
-    protected override NDArray HybridForward(NDArray x) => Op.LeakyReLU(x, null, LeakyReLUActType.Leaky, slope: alpha);
+    protected override NDArray HybridForward(NDArray x) => Op.LeakyReLU(x, null, LeakyReLUActType.Leaky, slope: alpha)[0];
 
     /// <inheritdoc/>
     protected override string Describe() => $"LeakyReLU({alpha.ToString(CultureInfo.InvariantCulture)})";

@@ -79,9 +79,11 @@ const int kRegistered = [] {
   OpDef &lr = reg.add("LeakyReLU");
   lr.set_doc("Leaky activations (MXNet's LeakyReLU): leaky x>0 ? x : slope*x; elu x>0 ? x : "
              "slope*(e^x-1); prelu x>0 ? x : gamma[c]*x with a learned gamma per channel (axis 1); "
-             "selu 1.0507*(x>0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x>0 ? x : "
-             "(lower_bound+upper_bound)/2*x in prediction (training draws a random slope per "
-             "element in MXNet, which Loom refuses with an error).")
+             "selu 1.0507*(x>0 ? x : 1.6733*(e^x-1)); gelu x*Phi(x); rrelu x>0 ? x : a*x "
+             "with a slope a drawn uniformly from [lower_bound, upper_bound) per element in "
+             "training (kept as the hidden output mask, which the gradient uses: MXNet's rule, "
+             "1 where the output is positive, else the mask) and (lower_bound+upper_bound)/2 "
+             "in prediction.")
       .set_inputs({"data", "gamma"})
       .param("act_type", ParamType::Enum, "leaky", "Variant.",
              {"leaky", "elu", "prelu", "selu", "gelu", "rrelu"})
@@ -90,6 +92,11 @@ const int kRegistered = [] {
       .param("upper_bound", ParamType::Float, "0.334", "Upper bound of rrelu's slope.");
   lr.float_only = true;
   lr.num_inputs = [](const Params &p) { return p.s("act_type") == "prelu" ? 2 : 1; };
+  // rrelu keeps its slopes as a second, hidden output (MXNet's "mask").
+  lr.outputs = {"output", "mask"};
+  lr.num_outputs = [](const Params &p) { return p.s("act_type") == "rrelu" ? 2 : 1; };
+  lr.visible_outputs = 1;
+  lr.random_when = [](const Params &p) { return p.s("act_type") == "rrelu"; };
   lr.optional_inputs = 1;
   lr.infer_inputs = [](const Params &, ShapeList &in, SmallVec<char, 4> &known,
                        const ShapeList &out, const SmallVec<char, 4> &out_known) {
@@ -112,6 +119,10 @@ const int kRegistered = [] {
     }
     out[0] = in[0];
     odt[0] = same_dtype(p, dt);
+    if (out.size() > 1) {
+      out[1] = in[0];
+      odt[1] = odt[0];
+    }
   });
   auto channel_of = [](const Shape &s, int64_t i) -> int64_t {
     if (s.ndim < 2) return 0;
@@ -121,10 +132,29 @@ const int kRegistered = [] {
   };
   lr.set_compute([channel_of](const OpContext &c, const Params &p, const BlobList &in, const BlobList &out) {
     const std::string &t = p.s("act_type");
-    LOOM_CHECK(t != "rrelu" || !c.is_train, LOOM_ERR_INVALID_ARGUMENT,
-               "LeakyReLU: act_type=rrelu draws random slopes in training, which Loom does not "
-               "implement; use it in prediction mode (slope (lower_bound+upper_bound)/2)");
     double slope = t == "rrelu" ? (p.f("lower_bound") + p.f("upper_bound")) / 2 : p.f("slope");
+    if (t == "rrelu") {
+      LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+        const T *x = in[0].ptr<T>();
+        T *y = out[0].ptr<T>();
+        T *mask = out[1].ptr<T>();
+        const int64_t n = in[0].size();
+        if (c.is_train) {
+          double lo = p.f("lower_bound"), hi = p.f("upper_bound");
+          Philox ph(c.rng_key, c.rng_stream);
+          for (int64_t b = 0; b < (n + 3) / 4; ++b) {
+            uint32_t w[4];
+            ph.block(static_cast<uint64_t>(b), w);
+            for (int k = 0; k < 4 && b * 4 + k < n; ++k)
+              mask[b * 4 + k] = static_cast<T>(lo + (hi - lo) * u01_float(w[k]));
+          }
+        } else {
+          std::fill(mask, mask + n, static_cast<T>(slope));
+        }
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : static_cast<T>(mask[i] * x[i]);
+      });
+      return;
+    }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
@@ -141,10 +171,21 @@ const int kRegistered = [] {
       }
     });
   });
-  lr.set_backward([channel_of](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+  lr.set_backward([channel_of](const OpContext &, const Params &p, const BlobList &in, const BlobList &out,
                                const BlobList &og, const BlobList &ig, const ReqList &req) {
     const std::string &t = p.s("act_type");
-    double slope = t == "rrelu" ? (p.f("lower_bound") + p.f("upper_bound")) / 2 : p.f("slope");
+    if (t == "rrelu") {  // MXNet's xelu_grad(output, mask): 1 where the output is positive
+      if (!req[0]) return;
+      LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+        const T *y = out[0].ptr<T>();
+        const T *mask = out[1].ptr<T>();
+        const T *g = og[0].ptr<T>();
+        T *dx = ig[0].ptr<T>();
+        for (int64_t i = 0; i < in[0].size(); ++i) dx[i] = y[i] > T(0) ? g[i] : static_cast<T>(mask[i] * g[i]);
+      });
+      return;
+    }
+    double slope = p.f("slope");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       const T *g = og[0].ptr<T>();
