@@ -205,9 +205,15 @@ static partial class Mnist
         }
         using var owned = model;
         if (store is not null) Info($"worker {store.Rank} of {store.NumWorkers} ({store.Type})");
-        var callbacks = CheckpointPrefix is { } prefix ? new Callback[] { new Snapshot(prefix, 100) } : null;
+        var callbacks = new List<Callback>();
+        if (CheckpointPrefix is { } prefix) callbacks.Add(new Snapshot(prefix, 100));
+        // The training curves, redrawn after every epoch next to the log (rank 0 only).
+        string curves = Path.GetFullPath($"{(set == "mnist" ? "" : set + "-")}{(flat ? "mlp" : "lenet")}-curves.png");
+        if (store is null || store.Rank == 0)
+            callbacks.Add(new Loom.Plot.TrainingCurves(curves, $"{(flat ? "MLP" : "LeNet")} on {set}", interval: 50));
         model.Module.Fit(train, new SGD(lr: 0.1, momentum: 0.9, wd: 0.00001), epochs, test, init, callbacks,
             beginEpoch: begin, kvstore: store);
+        if (store is null || store.Rank == 0) Info($"training curves: {curves}");
         var plan = model.Module.Executor.Memory;
         Info($"Finished training in {total.Elapsed.TotalSeconds:F1} seconds; {PeakMemory()}; " +
              $"executor {plan.PlannedBytes >> 10} KB planned for {plan.UnplannedBytes >> 10} KB of intermediate values");

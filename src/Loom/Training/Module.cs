@@ -545,15 +545,19 @@ public sealed class Module : IDisposable
             Info($"{trainMetric.Name,18} = {value:F4}");
             WarnIfTrainingIsBroken(trainMetric, value, epoch);
             Info($"              time = {sw.Elapsed.TotalSeconds:F4} seconds");
+            double? validation = null;
             if (eval is not null)
             {
                 Info("## Validation summary");
                 using var evalMetric = metric();
                 double score = Score(eval, evalMetric);
+                validation = score;
                 Info($"{evalMetric.Name,18} = {score:F4}");
                 foreach (var cb in cbs)
                     if (cb is TensorBoard tb) tb.LogValidation(epoch, evalMetric.Name, score);
             }
+            var ended = new EpochEnd(epoch, batch, trainMetric.Name, value, validation, sw.Elapsed.TotalSeconds);
+            foreach (var cb in cbs) cb.EpochEnd(this, ended);
         }
     }
 
