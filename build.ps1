@@ -10,7 +10,8 @@ $Python = if ($IsWindows) { "python" } else { "/usr/bin/python3" }
 # The Debian packages of the build and of the test suites (as build.sh's APT_PACKAGES).
 $AptPackages = @("cmake", "ninja-build", "g++", "libopenblas-dev", "libdnnl-dev", "libgtest-dev", "zlib1g-dev", "libclang-14-dev",
     "python3-clang-14", "libdlpack-dev", "python3-numpy", "python3-venv", "python3-pip", "python3-setuptools",
-    "python3-wheel", "python3-torch", "libopenmpi-dev", "openmpi-bin", "clang-14", "libclang-rt-14-dev", "graphviz", "python3-protobuf", "protobuf-compiler")
+    "python3-wheel", "python3-torch", "libopenmpi-dev", "openmpi-bin", "clang-14", "libclang-rt-14-dev", "graphviz", "python3-protobuf", "protobuf-compiler",
+    "libhdf5-103-1", "python3-h5py")
 function Install-Deps {
     if ($IsWindows) { return }
     $missing = @($AptPackages | Where-Object { dpkg -s $_ 2>&1 | Out-Null; $LASTEXITCODE -ne 0 })

@@ -750,6 +750,21 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_io_read_csv(out NDArrayHandle @out, string path, int dtype, long header_rows);
 
     /// <summary>
+    /// Reads rows [begin, end) of `dataset` (a path inside the file: "data",
+    ///  "train/images") of an HDF5 file (Mocha's data format) into a new array on
+    ///  cpu(0); end &lt; 0 reads to the last row. Floats become float32 or float64,
+    ///  integers int8, uint8, int32 or int64 (the smallest that holds them; HDF5
+    ///  converts). The HDF5 C library is loaded when first needed (Debian
+    ///  libhdf5-103-1; LOOM_HDF5_LIBRARY names another file); without it the call
+    ///  fails with LOOM_ERR_BACKEND_UNAVAILABLE saying what to install. A missing
+    ///  file, a file that is not HDF5 or is damaged give LOOM_ERR_IO, a missing
+    ///  dataset LOOM_ERR_NOT_FOUND listing the file's top-level names, rows out of
+    ///  range LOOM_ERR_INVALID_ARGUMENT; each names the file and the dataset.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_io_read_hdf5(out NDArrayHandle @out, string path, string dataset, long begin, long end);
+
+    /// <summary>
     /// Creates a batch iterator over `data` and `label` (NULL for none; otherwise
     ///  the same first extent and the same device). Arrays on a GPU stay there:
     ///  each batch is gathered on the device (the `take` op), and its arrays are on

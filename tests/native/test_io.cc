@@ -303,4 +303,75 @@ TEST(DLPack, ImportsForeignTensorsAndRefusesWhatItCannotView) {
   loom_dlpack_delete(nullptr);
 }
 
+
+// HDF5 datasets written by h5py (tests/hdf5/make.py wrote tests/hdf5/mocha.h5): values,
+// shapes, dtypes (with HDF5's conversions), row ranges, and the errors.
+TEST(Io, Hdf5ReadsWhatH5pyWrote) {
+  const std::string file = std::string(LOOM_SOURCE_DIR) + "/tests/hdf5/mocha.h5";
+  auto load = [&](const char *name, int64_t b = 0, int64_t e = -1) {
+    loom_ndarray h = nullptr;
+    EXPECT_EQ(loom_io_read_hdf5(&h, file.c_str(), name, b, e), LOOM_OK) << loom_last_error();
+    return Arr(h);
+  };
+  Arr data = load("data");
+  EXPECT_EQ(shape_of(data), (std::vector<int64_t>{10, 3, 4}));
+  EXPECT_EQ(dtype_of(data), LOOM_DTYPE_FLOAT32);
+  auto dv = read(data);
+  for (int r = 0; r < 10; ++r)
+    for (int c = 0; c < 12; ++c) EXPECT_EQ(dv[r * 12 + c], (r * 100 + c) / 8.0) << r << "," << c;
+  Arr rows = load("data", 3, 7);  // a hyperslab of rows 3..6
+  EXPECT_EQ(shape_of(rows), (std::vector<int64_t>{4, 3, 4}));
+  EXPECT_EQ(read(rows), std::vector<double>(dv.begin() + 36, dv.begin() + 84));
+  EXPECT_EQ(shape_of(load("data", 10, 10)), (std::vector<int64_t>{0, 3, 4}));
+  Arr label = load("label");
+  EXPECT_EQ(dtype_of(label), LOOM_DTYPE_INT64);
+  EXPECT_EQ(read(label), (std::vector<double>{0, 1, 2, 0, 1, 2, 0, 1, 2, 0}));
+  Arr f64 = load("extra/f64");
+  EXPECT_EQ(dtype_of(f64), LOOM_DTYPE_FLOAT64);
+  auto fv = read(f64);  // numpy.linspace(-1, 1, 6): start + i * step, the last exactly 1
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(fv[i], i == 5 ? 1.0 : -1.0 + i * (2.0 / 5)) << i;
+  Arr u8 = load("extra/u8");
+  EXPECT_EQ(dtype_of(u8), LOOM_DTYPE_UINT8);
+  EXPECT_EQ(read(u8), (std::vector<double>{200, 201, 202, 203, 204, 205}));
+  Arr i16 = load("extra/i16");  // widened by HDF5
+  EXPECT_EQ(dtype_of(i16), LOOM_DTYPE_INT32);
+  EXPECT_EQ(read(i16), (std::vector<double>{-300, 7, 300}));
+  Arr u32 = load("extra/u32");
+  EXPECT_EQ(dtype_of(u32), LOOM_DTYPE_INT64);
+  EXPECT_EQ(read(u32), (std::vector<double>{0, 4000000000.0}));
+  Arr f16 = load("extra/f16");
+  EXPECT_EQ(dtype_of(f16), LOOM_DTYPE_FLOAT32);
+  EXPECT_EQ(read(f16), (std::vector<double>{0.5, -2.25}));
+
+  auto expect_error = [&](const std::string &path, const char *name, int64_t b, int64_t e, loom_status st,
+                          const std::string &text) {
+    loom_ndarray h = nullptr;
+    EXPECT_EQ(loom_io_read_hdf5(&h, path.c_str(), name, b, e), st) << name;
+    EXPECT_NE(std::string(loom_last_error()).find(text), std::string::npos) << loom_last_error();
+    EXPECT_EQ(h, nullptr);
+  };
+  expect_error(file, "images", 0, -1, LOOM_ERR_NOT_FOUND, "has no dataset 'images' (at its top level: data, extra, label)");
+  expect_error(file, "extra/nothing", 0, -1, LOOM_ERR_NOT_FOUND, "has no dataset 'extra/nothing'");
+  expect_error(file, "extra", 0, -1, LOOM_ERR_IO, "'extra' is not a dataset");
+  expect_error(file, "data", 4, 11, LOOM_ERR_INVALID_ARGUMENT, "rows [4, 11) are outside dataset 'data' of 10 rows");
+  expect_error(file, "extra/u64", 0, -1, LOOM_ERR_DTYPE, "integer type of 8 bytes (unsigned 64-bit does not fit int64)");
+  expect_error(file, "extra/scalar", 0, -1, LOOM_ERR_SHAPE, "dataset 'extra/scalar' has 0 dimensions");
+  expect_error("/nonexistent/x.h5", "data", 0, -1, LOOM_ERR_IO, "cannot open '/nonexistent/x.h5'");
+  // Not HDF5, and HDF5 cut short: clear errors, never a crash.
+  std::string dir = ::testing::TempDir();
+  std::string text = dir + "/loom_not.h5", cut = dir + "/loom_cut.h5";
+  std::ofstream(text) << "plain text, not HDF5\n";
+  expect_error(text, "data", 0, -1, LOOM_ERR_IO, "is not an HDF5 file");
+  {
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  loom_ndarray h = nullptr;
+  EXPECT_NE(loom_io_read_hdf5(&h, cut.c_str(), "data", 0, -1), LOOM_OK);
+  EXPECT_NE(std::string(loom_last_error()).find(cut), std::string::npos) << loom_last_error();
+  std::remove(text.c_str());
+  std::remove(cut.c_str());
+}
+
 }  // namespace

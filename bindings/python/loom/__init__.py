@@ -412,6 +412,14 @@ def load(path):
         _LIB.loom_ndarray_list_free(lst)
 
 
+def read_hdf5(path, dataset, begin=0, end=-1):
+    """Rows [begin, end) of an HDF5 dataset (Mocha's data format) as an NDArray on cpu(0);
+    end=-1 reads to the last row. Read natively; the HDF5 library is loaded when first needed."""
+    out = ctypes.c_void_p()
+    _check(_LIB.loom_io_read_hdf5(ctypes.byref(out), str(path).encode(), dataset.encode(), int(begin), int(end)))
+    return NDArray(out)
+
+
 # --------------------------------------------------------------- operators
 def _format(value):
     """A parameter value as the registry parses it (the same text C# sends)."""

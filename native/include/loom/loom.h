@@ -376,6 +376,19 @@ LOOM_API loom_status loom_io_read_idx(loom_ndarray *out, const char *path);
 LOOM_API loom_status loom_io_read_csv(loom_ndarray *out, const char *path, int32_t dtype,
                                       int64_t header_rows);
 
+/** Reads rows [begin, end) of `dataset` (a path inside the file: "data",
+ *  "train/images") of an HDF5 file (Mocha's data format) into a new array on
+ *  cpu(0); end < 0 reads to the last row. Floats become float32 or float64,
+ *  integers int8, uint8, int32 or int64 (the smallest that holds them; HDF5
+ *  converts). The HDF5 C library is loaded when first needed (Debian
+ *  libhdf5-103-1; LOOM_HDF5_LIBRARY names another file); without it the call
+ *  fails with LOOM_ERR_BACKEND_UNAVAILABLE saying what to install. A missing
+ *  file, a file that is not HDF5 or is damaged give LOOM_ERR_IO, a missing
+ *  dataset LOOM_ERR_NOT_FOUND listing the file's top-level names, rows out of
+ *  range LOOM_ERR_INVALID_ARGUMENT; each names the file and the dataset. */
+LOOM_API loom_status loom_io_read_hdf5(loom_ndarray *out, const char *path, const char *dataset,
+                                       int64_t begin, int64_t end);
+
 /** What a batch iterator does with the final, incomplete batch of an epoch. */
 #define LOOM_LAST_BATCH_DISCARD 0   /**< drop it */
 #define LOOM_LAST_BATCH_PAD 1       /**< fill it from the start of the epoch's order */

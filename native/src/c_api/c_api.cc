@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 #include "imperative/autograd.h"
 #include "imperative/trace.h"
+#include "io/hdf5.h"
 #include "io/idx.h"
 #include "imperative/imperative.h"
 #include "ndarray/ndarray.h"
@@ -401,6 +402,15 @@ loom_status loom_ndarray_get_grad(loom_ndarray *out, loom_ndarray array) {
   LOOM_CHECK(a.ag() && a.ag()->is_variable, LOOM_ERR_INVALID_ARGUMENT, "get_grad: the array of shape ",
              a.shape().str(), " is not a variable marked for gradients (attach a gradient first)");
   *out = new_handle(a.ag()->grad);
+  API_END
+}
+
+loom_status loom_io_read_hdf5(loom_ndarray *out, const char *path, const char *dataset,
+                              int64_t begin, int64_t end) {
+  API_BEGIN
+  need(out, "out");
+  LOOM_CHECK(path && dataset, LOOM_ERR_INVALID_ARGUMENT, "read_hdf5: path or dataset is NULL");
+  *out = new_handle(loom::read_hdf5(path, dataset, begin, end));
   API_END
 }
 
