@@ -110,10 +110,10 @@ function Invoke-Pack {
     $assets = Get-Content src/Loom/obj/project.assets.json -Raw | ConvertFrom-Json -AsHashtable
     $root = @($assets.packageFolders.Keys)[0]
     foreach ($key in $assets.libraries.Keys) {
-        $lib = $assets.libraries[$key]
-        if ($lib.type -ne "package") { continue }
-        $name, $ver = $key.Split("/")
-        Copy-Item (Join-Path $root $lib.path "$($name.ToLowerInvariant()).$($ver.ToLowerInvariant()).nupkg") $artifacts
+        $dep = $assets.libraries[$key]  # not $lib: that names the native library below
+        if ($dep.type -ne "package") { continue }
+        $depName, $depVersion = $key.Split("/")
+        Copy-Item (Join-Path $root $dep.path "$($depName.ToLowerInvariant()).$($depVersion.ToLowerInvariant()).nupkg") $artifacts
     }
     Remove-Item -Recurse -Force -ErrorAction SilentlyContinue bindings/python/build
     $env:LOOM_LIBRARY_FOR_PACKAGE = Join-Path $stage $lib
