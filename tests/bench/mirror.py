@@ -11,47 +11,19 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import survey  # noqa: E402  (the networks, shared with the survey)
 
 
 def worker(batch, steps):
-    import loom
-    from loom import _abi, _check, _invoke, _LIB
-    x = np.random.default_rng(0).uniform(-1, 1, (batch,) + survey.image_shape("resnet50")).astype(np.float32)
-    y = np.random.default_rng(1).integers(0, 1000, batch).astype(np.float32)
-    sym = survey.loom_symbol("resnet50")
-    ex = sym.simple_bind(grad_req={"data": "null", "softmax_label": "null"}, data=x.shape, softmax_label=y.shape)
-    args, grads = ex.arg_dict, ex.grad_dict
-    names = [n for n in sym.list_arguments() if n not in ("data", "softmax_label")]
-    for n in names:
-        a = args[n]
-        if n.endswith("weight"):
-            _invoke("random_uniform", [], {"shape": a.shape, "low": -0.05, "high": 0.05}, out=a)
-        elif n.endswith("gamma"):
-            _invoke("ones", [], {"shape": a.shape}, out=a)
-        else:
-            _invoke("zeros", [], {"shape": a.shape}, out=a)
-    args["data"].copyfrom(x)
-    args["softmax_label"].copyfrom(y)
-    times = []
-    for step in range(steps + 1):
-        t0 = time.perf_counter()
-        ex.forward(is_train=True)
-        ex.backward()
-        for n in names:
-            _invoke("sgd_update", [args[n], grads[n]], {"lr": 0.01, "rescale_grad": 1.0 / batch}, out=args[n])
-        loom.wait_all()
-        if step:
-            times.append(time.perf_counter() - t0)
+    from loom import _abi, _check, _LIB
+    ex, names, batch = survey.bind_loom("resnet50", batch)
+    step = survey.train_loom(ex, names, batch, steps)
     plan = _abi.loom_memory_plan()
     _check(_LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"step": statistics.median(times), "peak": peak_kib * 1024, "planned": plan.planned_bytes}
+    return {"step": step, "peak": peak_kib * 1024, "planned": plan.planned_bytes}
 
 
 def spawn(batch, mirror, threads, steps):

@@ -195,15 +195,17 @@ def loom_symbol(net):
     return s.SoftmaxOutput(x, name="softmax")
 
 
-def run_loom(net, steps):
-    import loom
+def bind_loom(net, batch=None):
+    """The network bound for training on synthetic data, parameters initialised:
+    (executor, argument names to update, batch)."""
     from loom import _invoke
-    desc, batch, cfg = NETS[net]
+    desc, default_batch, cfg = NETS[net]
+    batch = batch or default_batch
     x, y = synthetic(net, batch)
     sym = loom_symbol(net)
     shapes = {"data": x.shape, "softmax_label": y.shape}
     ex = sym.simple_bind(grad_req={"data": "null", "softmax_label": "null"}, **shapes)
-    args, grads = ex.arg_dict, ex.grad_dict
+    args = ex.arg_dict
     names = [n for n in sym.list_arguments() if n not in shapes]
     for n in names:
         a = args[n]
@@ -215,6 +217,14 @@ def run_loom(net, steps):
             _invoke("zeros", [], {"shape": a.shape}, out=a)
     args["data"].copyfrom(x)
     args["softmax_label"].copyfrom(y.astype(np.float32))
+    return ex, names, batch
+
+
+def train_loom(ex, names, batch, steps):
+    """Median seconds of a training step (forward, backward, plain SGD) over `steps` after one warm-up."""
+    import loom
+    from loom import _invoke
+    args, grads = ex.arg_dict, ex.grad_dict
     times = []
     for step in range(steps + 1):
         t0 = time.perf_counter()
@@ -226,6 +236,11 @@ def run_loom(net, steps):
         if step:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def run_loom(net, steps):
+    ex, names, batch = bind_loom(net)
+    return train_loom(ex, names, batch, steps)
 
 
 def torch_net(net):
