@@ -39,7 +39,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 APT_PACKAGES=(cmake ninja-build g++ libopenblas-dev libdnnl-dev libgtest-dev zlib1g-dev libclang-14-dev python3-clang-14
   libdlpack-dev python3-numpy python3-venv python3-pip python3-setuptools python3-wheel python3-torch
   libopenmpi-dev openmpi-bin clang-14 libclang-rt-14-dev graphviz python3-protobuf protobuf-compiler
-  libhdf5-103-1 python3-h5py)
+  libhdf5-103-1 python3-h5py libonnx-dev libprotobuf-dev python3-onnx python3-torchvision)
 
 missing_packages() {
   local missing=()

@@ -979,6 +979,39 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_symbol_plan_memory(out MemoryPlan @out, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, int num_reqs, string[]? req_names, int* reqs, int default_req, int for_training);
 
     /// <summary>
+    /// Whether this build reads and writes ONNX models (*out 1) or not (0: the ONNX
+    ///  calls fail with LOOM_ERR_BACKEND_UNAVAILABLE naming the packages to install).
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_onnx_available(out int @out);
+
+    /// <summary>
+    /// Writes `symbol` with its parameters to `path` as an ONNX model (opset 13 to 17;
+    ///  0 means 13). `num_params` named arrays give the arguments and auxiliary states
+    ///  (float32, any device); variables that are not parameters are the model's inputs,
+    ///  each needing one of the `count` shapes (as in loom_symbol_infer). Loss labels are
+    ///  dropped and loss heads written as their predictions (SoftmaxOutput as Softmax,
+    ///  LogisticRegressionOutput as Sigmoid). The model passes ONNX's checker before it
+    ///  is written to a temporary name and renamed. An op or a parameter value without
+    ///  an exact ONNX counterpart fails with LOOM_ERR_INVALID_ARGUMENT naming the node.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_onnx_export(string path, SymbolHandle symbol, int num_params, string[]? param_names, nint* @params, int count, string[]? names, int* ndims, long* dims, int opset);
+
+    /// <summary>
+    /// Reads the ONNX model at `path` (opset 13 to 17) into a new symbol (*out_symbol)
+    ///  and a new list of its parameters, arguments and auxiliary states by name, on
+    ///  cpu(0) (*out_list); the caller owns both. *out_inputs (may be NULL) receives
+    ///  the model's inputs as JSON, [{"name": ..., "shape": [...]}, ...] with -1 for a
+    ///  symbolic extent, valid until the next loom_onnx_* or loom_symbol_* call on the
+    ///  thread. A file that is missing, is not ONNX or fails ONNX's checker gives
+    ///  LOOM_ERR_IO; an unsupported opset, op or attribute value, or an initializer that
+    ///  does not fit its node, gives an error naming the file and the node.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_onnx_import(out SymbolHandle out_symbol, out NDArrayListHandle out_list, out nint out_inputs, string path);
+
+    /// <summary>
     /// Releases a symbol. Accepts NULL.
     /// </summary>
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]

@@ -1,7 +1,9 @@
 // Symbols, inference, JSON and executors, through the C ABI: graphs are
 // checked against the imperative path, gradients against finite differences.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "testutil.h"
@@ -730,4 +732,124 @@ TEST(Executor, ReshapeSharesParametersAndBadBindsAreReported) {
   int32_t grad_req_bad[] = {7};
   (void)grad_req_bad;
   EXPECT_EQ(try_simple_bind(&bad, net, Shapes{{"data", {8, 6}}}, 7), LOOM_ERR_INVALID_ARGUMENT);
+}
+
+// ONNX through the ABI: a small convolutional network with its parameters written and
+// read back computes what it computed; every truncation and many corruptions of the file
+// fail cleanly or read a valid model (the parser runs under ASan and UBSan in CI).
+TEST(Symbol, OnnxRoundTripAndDamagedFiles) {
+  int32_t avail = 0;
+  ASSERT_EQ(loom_onnx_available(&avail), LOOM_OK);
+  ASSERT_EQ(avail, 1) << "Loom was built without ONNX (apt-get install libonnx-dev libprotobuf-dev)";
+  Sym data = var("data");
+  Sym c = op("Convolution", "c1", {&data}, {{"kernel", "(3,3)"}, {"num_filter", "4"}, {"pad", "(1,1)"}});
+  Sym bn = op("BatchNorm", "bn", {&c}, {{"fix_gamma", "false"}});
+  Sym r = op("Activation", "r", {&bn}, {{"act_type", "relu"}});
+  Sym p = op("Pooling", "p", {&r}, {{"kernel", "(2,2)"}, {"stride", "(2,2)"}});
+  Sym f = op("FullyConnected", "fc", {&p}, {{"num_hidden", "5"}});
+  Sym net = op("SoftmaxOutput", "softmax", {&f});
+  const std::vector<std::string> args{"data", "c1_weight", "c1_bias", "bn_gamma", "bn_beta",
+                                      "fc_weight", "fc_bias", "softmax_label"};
+  ASSERT_EQ(list(net, LOOM_LIST_ARGUMENTS),
+            R"(["data", "c1_weight", "c1_bias", "bn_gamma", "bn_beta", "fc_weight", "fc_bias", "softmax_label"])");
+  Exec ex = simple_bind(net, Shapes{{"data", {2, 3, 6, 6}}, {"softmax_label", {2}}}, LOOM_GRAD_NULL);
+  std::vector<Arr> params;
+  std::vector<std::string> names;
+  for (int i = 0; i < 7; ++i) {
+    Arr a = get(ex, LOOM_EXEC_ARGUMENT, i);
+    fill(a, random_values(numel(shape_of(a)), -1, 1, 40 + i));
+    if (i > 0) {
+      names.push_back(args[i]);
+      params.push_back(std::move(a));
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    Arr a = get(ex, LOOM_EXEC_AUXILIARY_STATE, i);
+    fill(a, random_values(numel(shape_of(a)), 0.5, 1.5, 50 + i));
+    names.push_back(i == 0 ? "bn_moving_mean" : "bn_moving_var");
+    params.push_back(std::move(a));
+  }
+  ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK) << loom_last_error();
+  const std::vector<double> want = read(get(ex, LOOM_EXEC_OUTPUT, 0));
+
+  const std::string path = ::testing::TempDir() + "loom_onnx_roundtrip.onnx";
+  std::vector<const char *> pn;
+  std::vector<loom_ndarray> ph;
+  for (size_t i = 0; i < names.size(); ++i) {
+    pn.push_back(names[i].c_str());
+    ph.push_back(params[i].h);
+  }
+  Shapes in{{"data", {2, 3, 6, 6}}};
+  ASSERT_EQ(loom_onnx_export(path.c_str(), net.h, int32_t(pn.size()), pn.data(), ph.data(), in.n(),
+                             in.ptrs.data(), in.ndims.data(), in.dims.data(), 0),
+            LOOM_OK)
+      << loom_last_error();
+
+  loom_symbol sh = nullptr;
+  loom_ndarray_list lh = nullptr;
+  const char *inputs = nullptr;
+  ASSERT_EQ(loom_onnx_import(&sh, &lh, &inputs, path.c_str()), LOOM_OK) << loom_last_error();
+  EXPECT_STREQ(inputs, R"([{"name": "data", "shape": [2, 3, 6, 6]}])");
+  Sym back(sh);
+  EXPECT_EQ(list(back, LOOM_LIST_AUXILIARY_STATES), R"(["bn_moving_mean", "bn_moving_var"])");
+  Exec ex2 = simple_bind(back, Shapes{{"data", {2, 3, 6, 6}}}, LOOM_GRAD_NULL);
+  const std::string arg_list = list(back, LOOM_LIST_ARGUMENTS);
+  int32_t n = 0;
+  ASSERT_EQ(loom_ndarray_list_size(&n, lh), LOOM_OK);
+  EXPECT_EQ(n, 8);
+  for (int32_t i = 0; i < n; ++i) {
+    loom_ndarray a = nullptr;
+    const char *name = nullptr;
+    ASSERT_EQ(loom_ndarray_list_get(&a, &name, lh, i), LOOM_OK);
+    Arr src(a);
+    std::string nm = name;
+    bool aux = nm == "bn_moving_mean" || nm == "bn_moving_var";
+    int idx = aux ? (nm == "bn_moving_mean" ? 0 : 1) : -1;
+    if (!aux) {  // position of the name in the imported argument list
+      size_t at = arg_list.find("\"" + nm + "\"");
+      ASSERT_NE(at, std::string::npos) << nm;
+      idx = int(std::count(arg_list.begin(), arg_list.begin() + at, ','));
+    }
+    Arr dst = get(ex2, aux ? LOOM_EXEC_AUXILIARY_STATE : LOOM_EXEC_ARGUMENT, idx);
+    ASSERT_EQ(shape_of(dst), shape_of(src)) << nm;
+    ASSERT_EQ(loom_ndarray_copy_to(dst.h, src.h), LOOM_OK) << loom_last_error();
+  }
+  loom_ndarray_list_free(lh);
+  fill(get(ex2, LOOM_EXEC_ARGUMENT, 0), read(get(ex, LOOM_EXEC_ARGUMENT, 0)));
+  ASSERT_EQ(loom_executor_forward(ex2.h, 0), LOOM_OK) << loom_last_error();
+  expect_close(read(get(ex2, LOOM_EXEC_OUTPUT, 0)), want, LOOM_DTYPE_FLOAT32, "imported output");
+
+  // Damaged copies: never a crash; a truncated file is always an error naming it.
+  std::ifstream fin(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(fin)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 500u);
+  const std::string bad = ::testing::TempDir() + "loom_onnx_damaged.onnx";
+  auto try_import = [&](const std::string &content) {
+    {
+      std::ofstream out(bad, std::ios::binary | std::ios::trunc);
+      out.write(content.data(), std::streamsize(content.size()));
+    }
+    loom_symbol s2 = nullptr;
+    loom_ndarray_list l2 = nullptr;
+    loom_status st = loom_onnx_import(&s2, &l2, nullptr, bad.c_str());
+    if (st == LOOM_OK) {
+      loom_symbol_free(s2);
+      loom_ndarray_list_free(l2);
+    } else {
+      EXPECT_NE(std::string(loom_last_error()).find("loom_onnx_damaged.onnx"), std::string::npos)
+          << loom_last_error();
+    }
+    return st;
+  };
+  for (size_t len = 0; len < bytes.size(); len += 1 + bytes.size() / 150)
+    EXPECT_NE(try_import(bytes.substr(0, len)), LOOM_OK) << "truncated to " << len << " bytes";
+  uint32_t seed = 7;
+  for (int k = 0; k < 150; ++k) {
+    std::string copy = bytes;
+    seed = seed * 1664525u + 1013904223u;
+    copy[seed % copy.size()] = char(seed >> 24);
+    try_import(copy);
+  }
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
 }

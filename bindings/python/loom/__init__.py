@@ -15,7 +15,7 @@ from . import _abi
 
 __all__ = ["LoomError", "NDArray", "Symbol", "Executor", "Module", "nd", "sym", "cpu", "gpu", "seed",
            "wait_all", "library_path", "from_numpy", "array", "zeros", "num_gpus", "backend_describe",
-           "backend_load", "kv", "summary"]
+           "backend_load", "kv", "summary", "onnx"]
 
 
 class LoomError(Exception):
@@ -399,6 +399,11 @@ def load(path):
     """Reads a .params file into a dict name -> NDArray."""
     lst = ctypes.c_void_p()
     _check(_LIB.loom_ndarray_load(ctypes.byref(lst), path.encode()))
+    return _take_list(lst)
+
+
+def _take_list(lst):
+    """A loom_ndarray_list as a dict name -> NDArray; frees the list."""
     try:
         n = ctypes.c_int32()
         _check(_LIB.loom_ndarray_list_size(ctypes.byref(n), lst))
@@ -512,3 +517,4 @@ from . import kv  # noqa: E402,F401  (MXNet's mx.kv)
 from . import summary  # noqa: E402,F401  (TensorBoard event files)
 from . import rnn  # noqa: E402,F401  (MXNet's mx.rnn cells)
 from . import gluon  # noqa: E402,F401  (blocks written as classes; hybridize)
+from . import onnx  # noqa: E402,F401  (ONNX export and import)

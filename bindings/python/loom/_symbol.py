@@ -248,6 +248,19 @@ class Executor:
     def aux_dict(self):
         return dict(zip(self.symbol.list_auxiliary_states(), self.aux_arrays))
 
+    def copy_params_from(self, arg_params, aux_params=None, allow_extra_params=False):
+        """Copies parameter values into the bound arrays, as MXNet's Executor.copy_params_from:
+        a name the executor does not have is an error unless allow_extra_params."""
+        for params, arrays in ((arg_params, self.arg_dict), (aux_params or {}, self.aux_dict)):
+            for name, value in params.items():
+                if name not in arrays:
+                    if allow_extra_params:
+                        continue
+                    raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT,
+                                    "copy_params_from: '%s' is not an argument or auxiliary state of the "
+                                    "executor" % name)
+                arrays[name].copyfrom(value.asnumpy() if isinstance(value, NDArray) else np.asarray(value))
+
     def forward(self, is_train=False, **inputs):
         for name, value in inputs.items():
             self.arg_dict[name].copyfrom(np.asarray(value))
@@ -301,6 +314,11 @@ class Module:
         args = {n: a for n, a in ex.arg_dict.items() if n not in (self.data_name, self.label_name)}
         return args, dict(ex.aux_dict)
 
+    def get_params(self):
+        """(arg_params, aux_params): the bound network's parameters by name, as MXNet's
+        Module.get_params (the arrays themselves, not copies)."""
+        return self._params()
+
     def save_params(self, path):
         """Writes the parameters as MXNet's .params (arg:/aux: keys)."""
         from . import save
@@ -347,13 +365,18 @@ class Module:
         finally:
             _LIB.loom_dataiter_free(it)
 
-    def fit(self, x, y, batch_size=100, epochs=1, lr=0.1, momentum=0.9, wd=0.0, log=print, rescale_grad=None):
+    def fit(self, x, y, batch_size=100, epochs=1, lr=0.1, momentum=0.9, wd=0.0, log=print, rescale_grad=None,
+            arg_params=None, aux_params=None):
         """Trains on arrays x (samples first) and y; returns the last epoch's training accuracy.
-        Gradients are rescaled by rescale_grad, by default 1/batch_size as MXNet's Module does."""
+        Gradients are rescaled by rescale_grad, by default 1/batch_size as MXNet's Module does.
+        arg_params and aux_params (dicts name -> NDArray, as MXNet's fit takes them) replace
+        the initial values of the parameters they name (fine-tuning)."""
         if rescale_grad is None:
             rescale_grad = 1.0 / batch_size
         self._bind((batch_size,) + x.shape[1:], (batch_size,) + y.shape[1:])
         ex = self.executor
+        if arg_params or aux_params:
+            ex.copy_params_from(arg_params or {}, aux_params or {})
         names = [n for n in self.symbol.list_arguments() if n not in (self.data_name, self.label_name)]
         args, grads = ex.arg_dict, ex.grad_dict
         moms = {n: _invoke("zeros", [], {"shape": args[n].shape, "dtype": args[n].dtype}) for n in names}

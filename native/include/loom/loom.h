@@ -587,6 +587,34 @@ LOOM_API loom_status loom_symbol_plan_memory(loom_memory_plan *out, loom_symbol 
                                              const int32_t *reqs, int32_t default_req,
                                              int32_t for_training);
 
+/** Whether this build reads and writes ONNX models (*out 1) or not (0: the ONNX
+ *  calls fail with LOOM_ERR_BACKEND_UNAVAILABLE naming the packages to install). */
+LOOM_API loom_status loom_onnx_available(int32_t *out);
+
+/** Writes `symbol` with its parameters to `path` as an ONNX model (opset 13 to 17;
+ *  0 means 13). `num_params` named arrays give the arguments and auxiliary states
+ *  (float32, any device); variables that are not parameters are the model's inputs,
+ *  each needing one of the `count` shapes (as in loom_symbol_infer). Loss labels are
+ *  dropped and loss heads written as their predictions (SoftmaxOutput as Softmax,
+ *  LogisticRegressionOutput as Sigmoid). The model passes ONNX's checker before it
+ *  is written to a temporary name and renamed. An op or a parameter value without
+ *  an exact ONNX counterpart fails with LOOM_ERR_INVALID_ARGUMENT naming the node. */
+LOOM_API loom_status loom_onnx_export(const char *path, loom_symbol symbol, int32_t num_params,
+                                      const char *const *param_names, const loom_ndarray *params,
+                                      int32_t count, const char *const *names,
+                                      const int32_t *ndims, const int64_t *dims, int32_t opset);
+
+/** Reads the ONNX model at `path` (opset 13 to 17) into a new symbol (*out_symbol)
+ *  and a new list of its parameters, arguments and auxiliary states by name, on
+ *  cpu(0) (*out_list); the caller owns both. *out_inputs (may be NULL) receives
+ *  the model's inputs as JSON, [{"name": ..., "shape": [...]}, ...] with -1 for a
+ *  symbolic extent, valid until the next loom_onnx_* or loom_symbol_* call on the
+ *  thread. A file that is missing, is not ONNX or fails ONNX's checker gives
+ *  LOOM_ERR_IO; an unsupported opset, op or attribute value, or an initializer that
+ *  does not fit its node, gives an error naming the file and the node. */
+LOOM_API loom_status loom_onnx_import(loom_symbol *out_symbol, loom_ndarray_list *out_list,
+                                      const char **out_inputs, const char *path);
+
 /** Releases a symbol. Accepts NULL. */
 LOOM_API void loom_symbol_free(loom_symbol symbol);
 

@@ -15,6 +15,7 @@
 #include "imperative/trace.h"
 #include "symbol/executor.h"
 #include "symbol/viz.h"
+#include "io/onnx.h"
 #include "io/summary.h"
 
 struct loom_symbol_s {
@@ -384,6 +385,60 @@ loom_status loom_symbol_summary(const char **out_text, loom_symbol symbol, int32
   std::lock_guard<std::mutex> lk(graph_mutex());
   t_symbol_text = loom::summary(s, shapes, line_length);
   *out_text = t_symbol_text.c_str();
+  API_END
+}
+
+loom_status loom_onnx_available(int32_t *out) {
+  API_BEGIN
+  need(out, "out");
+  *out = loom::onnx_available() ? 1 : 0;
+  API_END
+}
+
+loom_status loom_onnx_export(const char *path, loom_symbol symbol, int32_t num_params,
+                             const char *const *param_names, const loom_ndarray *params,
+                             int32_t count, const char *const *names, const int32_t *ndims,
+                             const int64_t *dims, int32_t opset) {
+  API_BEGIN
+  std::string p = str_arg(path, "path");
+  loom::Symbol s = get_symbol(symbol, "symbol");
+  LOOM_CHECK(num_params >= 0 && (num_params == 0 || (param_names && params)),
+             LOOM_ERR_INVALID_ARGUMENT, "ONNX export: param_names or params is NULL");
+  std::map<std::string, loom::NDArray> ps;
+  for (int32_t i = 0; i < num_params; ++i) {
+    std::string arg = "params[" + std::to_string(i) + "]";
+    std::string n = str_arg(param_names[i], "param_names[i]");
+    LOOM_CHECK(ps.emplace(n, get_array(params[i], arg.c_str())).second, LOOM_ERR_INVALID_ARGUMENT,
+               "ONNX export: parameter '", n, "' given twice");
+  }
+  auto shapes = shape_map(count, names, ndims, dims);
+  std::lock_guard<std::mutex> lk(graph_mutex());
+  loom::onnx_export(p, s, ps, shapes, opset == 0 ? loom::kOnnxMinOpset : opset);
+  API_END
+}
+
+loom_status loom_onnx_import(loom_symbol *out_symbol, loom_ndarray_list *out_list,
+                             const char **out_inputs, const char *path) {
+  API_BEGIN
+  need(out_symbol, "out_symbol");
+  need(out_list, "out_list");
+  std::string p = str_arg(path, "path");
+  loom::OnnxModel m = loom::onnx_import(p);
+  std::string js = "[";
+  for (size_t i = 0; i < m.inputs.size(); ++i) {
+    js += (i ? ", " : "") + std::string("{\"name\": ") + loom::json::quote(m.inputs[i].first) +
+          ", \"shape\": [";
+    const loom::Shape &sh = m.inputs[i].second;
+    for (int k = 0; k < sh.ndim; ++k) js += (k ? ", " : "") + std::to_string(sh.d[k]);
+    js += "]}";
+  }
+  js += "]";
+  auto *l = new loom_ndarray_list_s{std::move(m.params)};
+  loom_ndarray_list lh = lists().add(l);
+  *out_symbol = new_symbol(std::move(m.sym));
+  *out_list = lh;
+  t_symbol_text = std::move(js);
+  if (out_inputs) *out_inputs = t_symbol_text.c_str();
   API_END
 }
 
