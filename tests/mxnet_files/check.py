@@ -1,9 +1,8 @@
 """Loads symbol files written by MXNet itself, infers their shapes, binds them and runs a
 forward pass. Usage: check.py MANIFEST DIR; the manifest (JSON, manifest.json here) lists
 each file with the public repository, path and commit it came from and the input shapes to
-bind it with; the files are read from DIR. The files are other projects' data, so they are
-not kept in this repository: DIR is where someone who may hold them placed them (for CI,
-../shared/mxnet-symbols). Prints one line per file and exits non-zero if any file fails."""
+bind it with; the files are read from DIR (by default the manifest's folder, where they are
+kept with their sources recorded). Prints one line per file and exits non-zero if any file fails."""
 import json
 import os
 import sys

@@ -548,6 +548,26 @@ bool parse_shape_attr(const std::string &s, Shape *out) {
 }
 }  // namespace
 
+namespace {
+
+// Whether a creation op (no inputs) has a shape parameter with a 0 extent.
+bool partial_creation_shape(const Node &n) {
+  bool has_shape = false;
+  for (const ParamDef &d : n.op->params) has_shape |= d.name == "shape" && d.type == ParamType::Tuple;
+  if (!has_shape || !n.op->inputs.empty()) return false;
+  for (int64_t d : n.parsed->tuple("shape"))
+    if (d == 0) return true;
+  return false;
+}
+
+std::string tuple_text(const std::vector<int64_t> &v) {
+  std::string t = "(";
+  for (size_t k = 0; k < v.size(); ++k) t += (k ? "," : "") + std::to_string(v[k]);
+  return t + ")";
+}
+
+}  // namespace
+
 ShapeInfo infer(const IndexedGraph &g, const std::map<std::string, Shape> &shapes,
                 const std::map<std::string, int32_t> &dtypes) {
   const int ne = g.num_entries();
@@ -588,6 +608,25 @@ ShapeInfo infer(const IndexedGraph &g, const std::map<std::string, Shape> &shape
     if (n.is_variable()) return false;
     const size_t nin = n.inputs.size();
     const int nout = n.num_outputs();
+    if (nin == 0 && partial_creation_shape(n)) {
+      // MXNet 1.x symbols: a 0 extent in a creation op's shape (zeros, ones, full) is unknown
+      // and comes from the op's consumers (an RNN's begin state gets the batch size of its data).
+      int e = g.entry_base[i];
+      bool changed = false;
+      if (r.dtype[e] < 0) {
+        r.dtype[e] = n.parsed->has("dtype") ? n.parsed->dtype("dtype") : kFloat32;
+        changed = true;
+      }
+      if (r.known[e]) {
+        const std::vector<int64_t> &want = n.parsed->tuple("shape");
+        bool fits = r.shape[e].ndim == static_cast<int>(want.size());
+        for (size_t k = 0; fits && k < want.size(); ++k) fits = want[k] == 0 || want[k] == r.shape[e].d[k];
+        LOOM_CHECK(fits, LOOM_ERR_SHAPE, "node '", n.name, "' (", n.op->name, "): its consumers need shape ",
+                   r.shape[e].str(), ", which does not fit its shape parameter ", tuple_text(want),
+                   " (0 marks an extent left to inference)");
+      }
+      return changed;
+    }
     ShapeList in(nin), out(nout);
     SmallVec<char, 4> kin(nin), kout(nout);
     bool changed = false;
