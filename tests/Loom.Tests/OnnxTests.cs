@@ -168,6 +168,14 @@ public class OnnxTests
         double acc = mod.Score(iter);
         Assert.That(acc, Is.GreaterThan(0.9));
         Assert.That(mod.GetParams().Args["fc2_weight"].ToArray<float>(), Is.Not.EqualTo(before));
+
+        // the tuned module written back: ONNX Runtime computes what the module predicts
+        string tuned = Path.Combine(_dir, "tuned.onnx");
+        mod.ExportOnnx(tuned);
+        var batch = data.ToArray<float>().Take(20 * 784).ToArray();
+        using var first = NDArray.FromArray(batch, shape);
+        mod.Forward(first, null, isTrain: false);
+        Assert.That(Error(RunOrt(tuned, "data", batch, shape), mod.Output.ToArray<float>()), Is.LessThan(1e-5));
     }
 
     [Test]

@@ -737,6 +737,19 @@ public sealed class Module : IDisposable
         }
     }
 
+    /// <summary>Writes the bound network with its current parameters as an ONNX model (see
+    /// <see cref="Onnx.Export"/>), for ONNX Runtime or any other ONNX engine: the data inputs keep
+    /// the bound batch shape, the label is dropped and a SoftmaxOutput head becomes Softmax.</summary>
+    /// <param name="path">The <c>.onnx</c> file to write (replaced whole or not at all).</param>
+    /// <param name="opset">The ONNX opset, 13 to 17.</param>
+    /// <exception cref="LoomException">Not bound yet, or an op without an ONNX counterpart (named).</exception>
+    public void ExportOnnx(string path, int opset = 13)
+    {
+        var (args, aux) = GetParams();
+        var shapes = DataNames.ToDictionary(n => n, n => Executor.ArgDict[n].Shape);
+        Onnx.Export(path, Symbol, args, aux, shapes, opset);
+    }
+
     /// <summary>Writes prefix-symbol.json, prefix-NNNN.params (arg:/aux: keys) and, when
     /// asked, prefix-NNNN.states (optimizer state and the random generator's position).
     /// Each file is written to a temporary name and renamed, so an interrupted save

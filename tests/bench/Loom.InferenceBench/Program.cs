@@ -1,7 +1,10 @@
 // ResNet-50 v1.5 inference in Loom beside ONNX Runtime, on the same threads: batch-1
 // latency and batch-32 throughput, medians of interleaved repetitions. ONNX Runtime runs
-// the same architecture exported from PyTorch (tests/bench/export_resnet50_onnx.py); both
-// have random weights, which do not change the work. Prints numbers; it is not a test.
+// the architecture exported from PyTorch (tests/bench/export_resnet50_onnx.py, BatchNorm
+// folded into the convolutions by the export); Loom runs its own ResNet-50 (Models.ResNet,
+// BatchNorm as separate ops, random weights, which do not change the work) and the same
+// ONNX file imported (Onnx.Import), whose outputs are checked against ONNX Runtime's.
+// Prints numbers; it is not a test.
 // Usage: Loom.InferenceBench MODEL.onnx [THREADS] [REPS]
 using System.Diagnostics;
 using Loom;
@@ -36,6 +39,25 @@ double LoomSeconds(int b)
     return sw.Elapsed.TotalSeconds;
 }
 
+// The ONNX file imported: one executor per batch size over the imported parameters.
+var imported = Onnx.Import(model);
+var importedExec = batches.ToDictionary(b => b, b =>
+{
+    var ex = imported.Symbol.SimpleBind(Context.Cpu(),
+        new Dictionary<string, long[]> { [imported.Inputs[0].Name] = new long[] { b, 3, 224, 224 } }, GradReq.Null);
+    foreach (var (k, v) in imported.ArgParams) v.CopyTo(ex.ArgDict[k]);
+    foreach (var (k, v) in imported.AuxParams) v.CopyTo(ex.AuxDict[k]);
+    return ex;
+});
+double ImportedSeconds(int b)
+{
+    var ex = importedExec[b];
+    var sw = Stopwatch.StartNew();
+    ex.Forward(isTrain: false);
+    ex.Outputs[0].WaitToRead();
+    return sw.Elapsed.TotalSeconds;
+}
+
 var options = new SessionOptions
 {
     IntraOpNumThreads = threads,
@@ -58,14 +80,30 @@ double OrtSeconds(int b)
     return sw.Elapsed.TotalSeconds;
 }
 
+// The imported model on ONNX Runtime's batch-1 input computes ONNX Runtime's output.
+{
+    var t = (DenseTensor<float>)feeds[1][0].Value;
+    importedExec[1].ArgDict[imported.Inputs[0].Name].CopyFrom<float>(t.Buffer.Span);
+    importedExec[1].Forward(isTrain: false);
+    var mine = importedExec[1].Outputs[0].ToArray<float>();
+    using var r = session.Run(feeds[1]);
+    var theirs = r.First().AsEnumerable<float>().ToArray();
+    double scale = theirs.Max(v => Math.Abs((double)v));
+    double err = mine.Zip(theirs, (p, q) => Math.Abs((double)p - q)).Max() / scale;
+    Console.WriteLine($"imported model vs ONNX Runtime, batch 1: max |difference| / max |output| = {err:g3}");
+    if (!(err < 1e-4)) { Console.Error.WriteLine("the imported model disagrees with ONNX Runtime"); return 1; }
+}
+
 // Warm up both (first calls plan memory, create primitives, JIT), then interleave.
-foreach (int b in batches) { LoomSeconds(b); OrtSeconds(b); }
+foreach (int b in batches) { LoomSeconds(b); ImportedSeconds(b); OrtSeconds(b); }
 var loom = batches.ToDictionary(b => b, _ => new List<double>());
+var imp = batches.ToDictionary(b => b, _ => new List<double>());
 var ort = batches.ToDictionary(b => b, _ => new List<double>());
 for (int r = 0; r < reps; r++)
     foreach (int b in batches)
     {
         loom[b].Add(LoomSeconds(b));
+        imp[b].Add(ImportedSeconds(b));
         ort[b].Add(OrtSeconds(b));
     }
 double Median(List<double> v) { var s = v.OrderBy(t => t).ToList(); return s[s.Count / 2]; }
@@ -73,10 +111,13 @@ double Median(List<double> v) { var s = v.OrderBy(t => t).ToList(); return s[s.C
 Console.WriteLine($"ResNet-50 v1.5 inference, {threads} threads, median of {reps} interleaved runs; Loom's CPU kernels: {Backend.Describe(DeviceType.Cpu)}");
 Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()} ({model})");
 const double gflopPerImage = 2 * 4.089184256;  // 2 x multiply-adds, counted in tests/bench/survey.py
-double l1 = Median(loom[1]), o1 = Median(ort[1]);
-Console.WriteLine($"batch 1 latency:     Loom {l1 * 1e3:F1} ms, ONNX Runtime {o1 * 1e3:F1} ms, Loom/ORT speed {o1 / l1:F2}");
-double l32 = Median(loom[32]), o32 = Median(ort[32]);
+double l1 = Median(loom[1]), i1 = Median(imp[1]), o1 = Median(ort[1]);
+Console.WriteLine($"batch 1 latency:     Loom {l1 * 1e3:F1} ms, Loom on the imported ONNX file {i1 * 1e3:F1} ms, " +
+                  $"ONNX Runtime {o1 * 1e3:F1} ms; Loom/ORT speed {o1 / l1:F2}, imported {o1 / i1:F2}");
+double l32 = Median(loom[32]), i32 = Median(imp[32]), o32 = Median(ort[32]);
 Console.WriteLine($"batch 32 throughput: Loom {32 / l32:F1} img/s ({32 * gflopPerImage / l32:F0} GFLOP/s), " +
-                  $"ONNX Runtime {32 / o32:F1} img/s ({32 * gflopPerImage / o32:F0} GFLOP/s), Loom/ORT speed {o32 / l32:F2}");
+                  $"imported {32 / i32:F1} img/s, ONNX Runtime {32 / o32:F1} img/s ({32 * gflopPerImage / o32:F0} GFLOP/s); " +
+                  $"Loom/ORT speed {o32 / l32:F2}, imported {o32 / i32:F2}");
 foreach (var (mod, x) in modules.Values) { mod.Dispose(); x.Dispose(); }
+foreach (var ex in importedExec.Values) ex.Dispose();
 return 0;
