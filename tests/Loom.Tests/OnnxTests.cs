@@ -179,6 +179,28 @@ public class OnnxTests
     }
 
     [Test]
+    public void HybridizedGluonBlockExportsToOnnxRuntime()
+    {
+        using var scope = NDArray.Scope();
+        var net = new Loom.Gluon.HybridSequential().Add(
+            new Loom.Gluon.Conv2D(6, new long[] { 3, 3 }, padding: new long[] { 1, 1 }),
+            new Loom.Gluon.BatchNorm(), new Loom.Gluon.Activation(ActType.Relu), new Loom.Gluon.MaxPool2D(),
+            new Loom.Gluon.Flatten(), new Loom.Gluon.Dense(5));
+        net.Initialize();
+        net.Hybridize();
+        var shape = new long[] { 3, 2, 8, 8 };
+        var x = RandomInput(shape, 9);
+        NDArray y;
+        using (Autograd.Predict()) y = net.Forward(NDArray.FromArray(x, shape));
+        string path = Path.Combine(_dir, "gluon.onnx");
+        net.ExportOnnx(path, new[] { shape });
+        Assert.That(Error(RunOrt(path, "data", x, shape), y.ToArray<float>()), Is.LessThan(1e-5));
+        var fresh = new Loom.Gluon.HybridSequential();
+        var e = Assert.Throws<LoomException>(() => fresh.ExportOnnx(path, new[] { shape }))!;
+        Assert.That(e.Message, Does.Contain("Hybridize"));
+    }
+
+    [Test]
     public void BadFilesAndGraphsFailNamingThem()
     {
         string junk = Path.Combine(_dir, "junk.onnx");

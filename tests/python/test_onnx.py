@@ -221,6 +221,24 @@ class ExportRoundTrip(unittest.TestCase):
                 self.assertIn(op, got)
 
 
+class GluonExport(unittest.TestCase):
+    def test_hybridized_block_round_trips(self):
+        from loom.gluon import HybridSequential, Conv2D, BatchNorm, Activation, MaxPool2D, Flatten, Dense
+        net = HybridSequential()
+        net.add(Conv2D(6, (3, 3), padding=(1, 1)), BatchNorm(), Activation("relu"), MaxPool2D(), Flatten(),
+                Dense(5))
+        net.initialize()
+        net.hybridize()
+        x = np.random.default_rng(2).normal(size=(3, 2, 8, 8)).astype(np.float32)
+        want = net(loom.array(x)).asnumpy()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "gluon.onnx")
+            net.export_onnx(path, (3, 2, 8, 8))
+            onnx.checker.check_model(onnx.load(path))
+            back, arg, aux = loom.onnx.import_model(path)
+            np.testing.assert_allclose(_forward(back, arg, aux, data=x)[0], want, rtol=1e-5, atol=1e-6)
+
+
 class BadInput(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()

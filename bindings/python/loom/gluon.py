@@ -407,6 +407,19 @@ class HybridBlock(Block):
              {("aux:" if n in aux else "arg:") + n: p.list_data()[0] for n, p in self._last.params})
 
 
+    def export_onnx(self, path, *input_shapes, opset_version=13):
+        """Writes the last traced graph with the current parameters as an ONNX model; the inputs
+        are named as export names them (data, or data0, data1, ...) and take these shapes."""
+        if self._last is None:
+            raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT,
+                            "%s: export_onnx needs a traced graph; call hybridize() and run one forward first"
+                            % self.name)
+        from . import onnx
+        names = ["data"] if len(input_shapes) == 1 else ["data%d" % i for i in range(len(input_shapes))]
+        params = {n: p.list_data()[0] for n, p in self._last.params}
+        return onnx.export_model(self._last.symbol, params, dict(zip(names, input_shapes)), path, opset_version)
+
+
 class _CachedGraph:
     def __init__(self, symbol, data_names, declared):
         self.symbol = symbol

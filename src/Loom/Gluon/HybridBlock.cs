@@ -182,6 +182,32 @@ public abstract unsafe class HybridBlock : Block
         NDArray.Save($"{path}-{epoch:D4}.params", arrays);
     }
 
+    /// <summary>Writes the graph of the most recent hybridized call with the current parameters as
+    /// an ONNX model (see <see cref="Onnx.Export"/>), for ONNX Runtime or any other ONNX engine.
+    /// The inputs are named as in <see cref="Export"/>: <c>data</c> (or <c>data0</c>, <c>data1</c>, ...).</summary>
+    /// <param name="path">The <c>.onnx</c> file to write (replaced whole or not at all).</param>
+    /// <param name="inputShapes">The shape of each input, the batch axis included.</param>
+    /// <param name="opset">The ONNX opset, 13 to 17.</param>
+    /// <exception cref="LoomException">The block was not hybridized and run, the shapes do not fit,
+    /// or an op has no ONNX counterpart (named).</exception>
+    public void ExportOnnx(string path, IReadOnlyList<long[]> inputShapes, int opset = 13)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(inputShapes);
+        if (_last is null)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"{Name}: ExportOnnx needs a traced graph; call Hybridize() and run one forward first");
+        var aux = new HashSet<string>(_last.Symbol.ListAuxiliaryStates());
+        var argParams = new Dictionary<string, NDArray>();
+        var auxParams = new Dictionary<string, NDArray>();
+        foreach (var (name, p) in _last.Parameters)
+            (aux.Contains(name) ? auxParams : argParams)[name] = p.Data(p.Contexts[0]);
+        var names = DataNames(inputShapes.Count);
+        var shapes = new Dictionary<string, long[]>();
+        for (int i = 0; i < names.Length; i++) shapes[names[i]] = inputShapes[i];
+        Onnx.Export(path, _last.Symbol, argParams, auxParams, shapes, opset);
+    }
+
     // One traced graph: its symbol, its native cached op and where each of its inputs
     // (arguments, then auxiliary states) comes from.
     internal sealed class CachedGraph : IDisposable
