@@ -108,6 +108,46 @@ class ImportFromPyTorch(unittest.TestCase):
         ops, _, _, _ = self._check(model, (1, 3, 224, 224), "resnet50")
         self.assertTrue({"Conv", "Add", "GlobalAveragePool", "Gemm", "MaxPool"} <= ops, ops)
 
+    def test_view_with_computed_batch_size(self):
+        """x.view(x.size(0), -1) exports as Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3)
+                self.fc = torch.nn.Linear(4 * 6 * 6, 5)
+
+            def forward(self, x):
+                y = torch.relu(self.conv(x))
+                return self.fc(y.view(y.size(0), -1))
+
+        model = Net().eval()
+        for dynamic in (False, True):
+            with self.subTest(dynamic_batch=dynamic):
+                path = os.path.join(self.dir.name, "view%d.onnx" % dynamic)
+                torch.onnx.export(model, torch.randn(2, 3, 8, 8), path, opset_version=13, input_names=["data"],
+                                  dynamic_axes={"data": {0: "batch"}} if dynamic else None)
+                # with a fixed batch PyTorch folds the shape into a constant
+                self.assertEqual("Shape" in {n.op_type for n in onnx.load(path).graph.node}, dynamic)
+                symbol, arg, aux = loom.onnx.import_model(path)
+                for batch in ((2, 5) if dynamic else (2,)):
+                    x = torch.randn(batch, 3, 8, 8)
+                    with torch.no_grad():
+                        ref = model(x).numpy()
+                    np.testing.assert_allclose(_forward(symbol, arg, aux, data=x.numpy())[0], ref, rtol=1e-5,
+                                               atol=1e-6)
+
+        class Other(torch.nn.Module):  # a reshape to another tensor's extent: refused, naming the node
+            def forward(self, x, z):
+                return x.reshape(z.size(1), -1)
+
+        path = os.path.join(self.dir.name, "other.onnx")
+        torch.onnx.export(Other(), (torch.randn(4, 6), torch.randn(2, 3)), path, opset_version=13,
+                          input_names=["x", "z"], dynamic_axes={"z": {1: "n"}})
+        with self.assertRaises(loom.LoomError) as cm:
+            loom.onnx.import_model(path)
+        self.assertIn("Reshape", str(cm.exception))
+        self.assertIn("extent 1 of 'z'", str(cm.exception))
+
     def test_finetune_imported_lenet(self):
         """The imported LeNet trains in Loom: a head added, fit from the imported weights."""
         path = os.path.join(self.dir.name, "lenet_logits.onnx")

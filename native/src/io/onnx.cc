@@ -598,6 +598,15 @@ class Importer {
   onnx::ModelProto model_;
   std::map<std::string, Symbol> values_;
   std::map<std::string, Const> consts_;
+  // Shapes computed from tensors, as PyTorch writes x.view(x.size(0), -1): Shape -> Gather
+  // -> Unsqueeze -> Concat -> Reshape. `shape_of_` maps a Shape node's output to its tensor;
+  // `shape_vals_` holds vectors whose elements are constants or extents of tensors.
+  struct ShapeElem {
+    std::string tensor;  // empty: the constant `value`
+    int64_t dim = 0, value = 0;
+  };
+  std::map<std::string, std::string> shape_of_;
+  std::map<std::string, std::vector<ShapeElem>> shape_vals_;
   std::map<std::string, Symbol> const_vars_;  // constants turned into parameters
   OnnxModel result_;
   const onnx::NodeProto *cur_ = nullptr;
@@ -659,6 +668,8 @@ class Importer {
     auto cv = const_vars_.find(name);
     if (cv != const_vars_.end()) return cv->second;
     auto c = consts_.find(name);
+    if (shape_of_.count(name) || shape_vals_.count(name))
+      bad("input '" + name + "' is a shape computed from tensors; only Reshape takes one");
     if (c == consts_.end()) bad("input '" + name + "' is not produced by any earlier node");
     return param(name, c->second, c->second.dims);
   }
@@ -724,7 +735,67 @@ class Importer {
   }
 
   void translate();
+  bool translate_shape_arithmetic();
 };
+
+bool Importer::translate_shape_arithmetic() {
+  const std::string &op = cur_->op_type();
+  auto is_shape = [&](int i) {
+    return has_input(i) && (shape_of_.count(cur_->input(i)) || shape_vals_.count(cur_->input(i)));
+  };
+  if (op == "Shape") {
+    only_attrs({});
+    if (!has_input(0) || !values_.count(cur_->input(0))) bad("the shape of a constant is not supported");
+    shape_of_[cur_->output(0)] = cur_->input(0);
+    return true;
+  }
+  if (op == "Gather" && is_shape(0)) {
+    only_attrs({"axis"});
+    if (attr_i("axis", 0) != 0) bad("axis other than 0 on a shape");
+    const Const &idx = need_const(1, "the indices");
+    if (idx.is_float || idx.dims.size() > 1) bad("indices into a shape must be an integer scalar or vector");
+    std::vector<ShapeElem> out;
+    const std::string &from = cur_->input(0);
+    for (int64_t k : idx.i) {
+      if (shape_of_.count(from)) {
+        if (k < 0) bad("a negative index into the shape of '" + shape_of_.at(from) + "'");
+        out.push_back({shape_of_.at(from), k, 0});
+      } else {
+        const auto &v = shape_vals_.at(from);
+        int64_t at = k < 0 ? k + static_cast<int64_t>(v.size()) : k;
+        if (at < 0 || at >= static_cast<int64_t>(v.size())) bad("index " + std::to_string(k) + " out of range");
+        out.push_back(v[at]);
+      }
+    }
+    shape_vals_[cur_->output(0)] = std::move(out);
+    return true;
+  }
+  if ((op == "Unsqueeze" || op == "Squeeze" || op == "Cast" || op == "Identity") && is_shape(0)) {
+    if (!shape_vals_.count(cur_->input(0))) bad("the whole shape of a tensor is not supported here");
+    shape_vals_[cur_->output(0)] = shape_vals_.at(cur_->input(0));
+    return true;
+  }
+  if (op == "Concat") {
+    bool any = false;
+    for (int i = 0; i < cur_->input_size(); ++i) any = any || is_shape(i);
+    if (!any) return false;
+    only_attrs({"axis"});
+    std::vector<ShapeElem> out;
+    for (int i = 0; i < cur_->input_size(); ++i) {
+      if (shape_vals_.count(cur_->input(i))) {
+        const auto &v = shape_vals_.at(cur_->input(i));
+        out.insert(out.end(), v.begin(), v.end());
+      } else if (const Const *c = const_input(i); c && !c->is_float && c->dims.size() <= 1) {
+        for (int64_t x : c->i) out.push_back({"", 0, x});
+      } else {
+        bad("input " + std::to_string(i) + " of a shape concatenation is neither a shape nor an integer constant");
+      }
+    }
+    shape_vals_[cur_->output(0)] = std::move(out);
+    return true;
+  }
+  return false;
+}
 
 Const Importer::read_tensor(const onnx::TensorProto &t, const std::string &what) const {
   Const c;
@@ -790,6 +861,7 @@ void Importer::translate() {
       {"Div", "rdivide_scalar"}, {"Max", "maximum_scalar"}, {"Min", "minimum_scalar"},
       {"Pow", "rpower_scalar"}};
 
+  if (translate_shape_arithmetic()) return;
   if (auto u = unary.find(op); u != unary.end()) {
     only_attrs({});
     set_output(0, make(u->second.c_str(), {}, {input(0)}));
@@ -927,6 +999,25 @@ void Importer::translate() {
     if (axis == 1) set_output(0, make("Flatten", {}, {input(0)}));
     else if (axis == 0) set_output(0, make("reshape", {{"shape", "(1,-1)"}}, {input(0)}));
     else bad("axis " + std::to_string(axis) + " (0 and 1 are supported)");
+  } else if (op == "Reshape" && has_input(1) && shape_vals_.count(cur_->input(1))) {
+    only_attrs({"allowzero"});
+    // Each element a constant, or the reshaped tensor's own extent at the same position
+    // (Loom's and ONNX's 0: copy it).
+    std::vector<int64_t> shape;
+    const auto &v = shape_vals_.at(cur_->input(1));
+    for (size_t k = 0; k < v.size(); ++k) {
+      if (v[k].tensor.empty()) {
+        if (v[k].value < -1 || (v[k].value == 0 && attr_i("allowzero", 0)))
+          bad("shape value " + std::to_string(v[k].value));
+        shape.push_back(v[k].value);
+      } else if (v[k].tensor == cur_->input(0) && v[k].dim == static_cast<int64_t>(k)) {
+        shape.push_back(0);
+      } else {
+        bad("shape element " + std::to_string(k) + " is extent " + std::to_string(v[k].dim) + " of '" +
+            v[k].tensor + "'; computed shapes may only copy the reshaped tensor's own extents in place");
+      }
+    }
+    set_output(0, make("reshape", {{"shape", tuple_str(shape)}}, {input(0)}));
   } else if (op == "Reshape") {
     only_attrs({"allowzero"});
     const Const &s = need_const(1, "the shape");
@@ -1013,7 +1104,7 @@ void Importer::translate() {
     bad("this op is not supported; supported: Abs, Add, AveragePool, BatchNormalization, "
         "Ceil, Clip, Concat, Constant, Conv, Cos, Div, Dropout, Elu, Exp, Flatten, Floor, Gemm, "
         "GlobalAveragePool, GlobalMaxPool, Identity, LRN, LeakyRelu, Log, LogSoftmax, MatMul, "
-        "Max, MaxPool, Min, Mul, Neg, Pad (zero), Pow, PRelu, Reciprocal, ReduceMean, ReduceSum, Relu, "
+        "Max, MaxPool, Min, Mul, Neg, Pad (zero), Pow, Shape (with Gather, Unsqueeze, Concat into Reshape), PRelu, Reciprocal, ReduceMean, ReduceSum, Relu, "
         "Reshape, Sigmoid, Sign, Sin, Softmax, Softplus, Softsign, Sqrt, Sub, Sum, Tanh, "
         "Transpose");
   }
