@@ -160,6 +160,10 @@ public static partial class NativeLoader
             ("libopenblas.so", "libopenblas0 (OpenBLAS, libloom's BLAS)"),
             ("libgfortran.so", "libgfortran5 (needed by OpenBLAS)"),
             ("libgomp.so", "libgomp1 (OpenMP)"),
+            ("libdnnl.so", "libdnnl2 (oneDNN, libloom's convolution kernels)"),
+            ("libonnx.so", "libonnx1 (ONNX, for Onnx.Export and Onnx.Import)"),
+            ("libonnx_proto.so", "libonnx1 (ONNX, for Onnx.Export and Onnx.Import)"),
+            ("libprotobuf.so", "libprotobuf32 (protobuf, needed by ONNX)"),
             ("libstdc++.so", "libstdc++6"),
         };
         foreach (var (lib, package) in known)

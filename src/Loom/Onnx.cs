@@ -14,7 +14,16 @@ namespace Loom;
 /// <param name="Inputs">The model's inputs and their shapes, in the file's order; -1 marks a
 /// symbolic extent (a batch axis exported as dynamic).</param>
 public sealed record OnnxModel(Symbol Symbol, Dictionary<string, NDArray> ArgParams,
-    Dictionary<string, NDArray> AuxParams, IReadOnlyList<(string Name, long[] Shape)> Inputs);
+    Dictionary<string, NDArray> AuxParams, IReadOnlyList<(string Name, long[] Shape)> Inputs) : IDisposable
+{
+    /// <summary>Releases the network and the parameter arrays.</summary>
+    public void Dispose()
+    {
+        Symbol.Dispose();
+        foreach (var a in ArgParams.Values) a.Dispose();
+        foreach (var a in AuxParams.Values) a.Dispose();
+    }
+}
 
 /// <summary>ONNX models (opsets 13 to 17), written and read natively: networks go to ONNX
 /// Runtime and come from PyTorch's <c>torch.onnx.export</c>. The ops covered are those of the

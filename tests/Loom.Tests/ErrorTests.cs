@@ -133,6 +133,10 @@ public class ErrorTests
         Assert.That(hint, Does.Contain("libopenblas.so"));
         Assert.That(hint, Does.Contain("apt-get install -y libopenblas0"));
         Assert.That(NativeLoader.MissingDependencyHint("libfoo.so: cannot open shared object file"), Is.Null);
+        foreach (var (lib, package) in new[] { ("libdnnl.so.2", "libdnnl2"), ("libonnx.so.1", "libonnx1"),
+                                               ("libonnx_proto.so.1", "libonnx1"), ("libprotobuf.so.32", "libprotobuf32") })
+            Assert.That(NativeLoader.MissingDependencyHint($"{lib}: cannot open shared object file: No such file or directory"),
+                Does.Contain($"apt-get install -y {package}"));
     }
 
     private static void Run(string file, string args)

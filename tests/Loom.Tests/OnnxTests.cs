@@ -120,8 +120,8 @@ public class OnnxTests
         Assert.That(err, Is.LessThan(1e-5));
 
         // and back: the imported model computes the same
-        var m = Onnx.Import(path);
-        using var back = m.Symbol;
+        using var m = Onnx.Import(path);
+        var back = m.Symbol;
         Assert.That(m.Inputs.Select(i => i.Name), Is.EqualTo(new[] { "data" }));
         Assert.That(m.Inputs[0].Shape, Is.EqualTo(shape));
         Assert.That(m.ArgParams.Keys, Is.EquivalentTo(args.Keys));
