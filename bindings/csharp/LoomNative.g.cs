@@ -979,6 +979,21 @@ public static unsafe partial class LoomNative
     public static partial LoomStatus loom_symbol_plan_memory(out MemoryPlan @out, SymbolHandle symbol, int count, string[]? names, int* ndims, long* dims, int num_reqs, string[]? req_names, int* reqs, int default_req, int for_training);
 
     /// <summary>
+    /// Folds BatchNorm into the layer before it, for prediction: each BatchNorm (axis 1) on
+    ///  the output of a Convolution or FullyConnected that nothing else reads becomes part of
+    ///  that layer's weight and bias (W'[f] = W[f] s[f], b'[f] = (b[f] - mean[f]) s[f] + beta[f],
+    ///  s[f] = gamma[f] / sqrt(var[f] + eps), gamma = 1 under fix_gamma; computed once, in
+    ///  float64). `num_params` named float32 arrays give the arguments and auxiliary states.
+    ///  Writes the new symbol (*out_symbol), every parameter it reads, by name, on cpu(0)
+    ///  (*out_list; the caller owns both), and how many BatchNorms were folded (*out_folded,
+    ///  may be NULL). Layers whose weight or bias another node reads, and BatchNorms whose
+    ///  statistics outputs are read, are left as they are. A folded graph has no training
+    ///  semantics for the folded nodes.
+    /// </summary>
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial LoomStatus loom_symbol_fold_batchnorm(out SymbolHandle out_symbol, out NDArrayListHandle out_list, out int out_folded, SymbolHandle symbol, int num_params, string[]? param_names, nint* @params);
+
+    /// <summary>
     /// Whether this build reads and writes ONNX models (*out 1) or not (0: the ONNX
     ///  calls fail with LOOM_ERR_BACKEND_UNAVAILABLE naming the packages to install).
     /// </summary>

@@ -279,6 +279,57 @@ public sealed unsafe partial class Symbol : IDisposable
         return Marshal.PtrToStringUTF8(text)!;
     }
 
+    /// <summary>For prediction: folds each BatchNorm on the output of a Convolution or
+    /// FullyConnected that nothing else reads into that layer's weight and bias, computed once
+    /// natively (in float64), so inference skips the BatchNorm passes. The result keeps the
+    /// inputs and outputs; it has no training semantics for the folded nodes.</summary>
+    /// <param name="argParams">The learned parameters by name (float32).</param>
+    /// <param name="auxParams">The auxiliary states by name (BatchNorm's moving statistics).</param>
+    /// <returns>The folded network, the parameters it reads (new arrays where folded; the
+    /// given ones otherwise) split into arguments and auxiliary states, and how many
+    /// BatchNorms were folded.</returns>
+    /// <exception cref="LoomException">A parameter is missing, of another dtype or length (named).</exception>
+    public (Symbol Symbol, Dictionary<string, NDArray> ArgParams, Dictionary<string, NDArray> AuxParams, int Folded)
+        FoldBatchNorm(IReadOnlyDictionary<string, NDArray> argParams, IReadOnlyDictionary<string, NDArray>? auxParams = null)
+    {
+        ArgumentNullException.ThrowIfNull(argParams);
+        var all = argParams.Concat(auxParams ?? new Dictionary<string, NDArray>()).ToArray();
+        var names = all.Select(kv => kv.Key).ToArray();
+        var handles = new nint[Math.Max(all.Length, 1)];
+        int added = 0;
+        SymbolHandle sh;
+        NDArrayListHandle list;
+        int folded;
+        try
+        {
+            for (; added < all.Length; added++)
+                handles[added] = (all[added].Value ?? throw new LoomException(LoomStatus.InvalidArgument,
+                    $"FoldBatchNorm: parameter '{all[added].Key}' is null")).AddRef($"FoldBatchNorm: parameter '{all[added].Key}'");
+            fixed (nint* hs = handles)
+                LoomException.Check(LoomNative.loom_symbol_fold_batchnorm(out sh, out list, out folded, Handle,
+                    all.Length, names, hs));
+        }
+        finally
+        {
+            for (int i = 0; i < added; i++) all[i].Value.Release();
+        }
+        var symbol = new Symbol(sh);
+        var aux = new HashSet<string>(symbol.ListAuxiliaryStates());
+        var args = new Dictionary<string, NDArray>();
+        var auxOut = new Dictionary<string, NDArray>();
+        using (list)
+        {
+            LoomException.Check(LoomNative.loom_ndarray_list_size(out int n, list));
+            for (int i = 0; i < n; i++)
+            {
+                LoomException.Check(LoomNative.loom_ndarray_list_get(out NDArrayHandle h, out nint name, list, i));
+                var key = Marshal.PtrToStringUTF8(name) ?? "";
+                (aux.Contains(key) ? auxOut : args)[key] = new NDArray(h);
+            }
+        }
+        return (symbol, args, auxOut, folded);
+    }
+
     /// <summary>A layer table as MXNet's <c>mx.viz.print_summary</c> prints it (computed natively):
     /// each layer's output shape, parameter count and previous layers, then the total.</summary>
     /// <param name="shapes">Input shapes by name (the batch dimension included).</param>

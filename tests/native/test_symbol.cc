@@ -853,3 +853,36 @@ TEST(Symbol, OnnxRoundTripAndDamagedFiles) {
   std::remove(bad.c_str());
   std::remove(path.c_str());
 }
+
+// BatchNorm folding through the ABI (values are checked in tests/python/test_fold.py and
+// the C# FoldTests): the count, the parameters of the folded graph, and the errors.
+TEST(Symbol, FoldBatchNormThroughTheAbi) {
+  Sym data = var("data");
+  Sym c = op("Convolution", "c", {&data}, {{"kernel", "(1,1)"}, {"num_filter", "3"}, {"no_bias", "true"}});
+  Sym bn = op("BatchNorm", "bn", {&c}, {{"fix_gamma", "false"}});
+  Sym net = op("Activation", "r", {&bn}, {{"act_type", "relu"}});
+  const char *names[] = {"c_weight", "bn_gamma", "bn_beta", "bn_moving_mean", "bn_moving_var"};
+  std::vector<Arr> arrays;
+  arrays.push_back(make({3, 2, 1, 1}, random_values(6, -1, 1, 3)));
+  for (int i = 0; i < 4; ++i) arrays.push_back(make({3}, random_values(3, 0.5, 1.5, 4 + i)));
+  std::vector<loom_ndarray> hs;
+  for (auto &a : arrays) hs.push_back(a.h);
+  loom_symbol out = nullptr;
+  loom_ndarray_list lst = nullptr;
+  int32_t folded = -1;
+  ASSERT_EQ(loom_symbol_fold_batchnorm(&out, &lst, &folded, net.h, 5, names, hs.data()), LOOM_OK)
+      << loom_last_error();
+  Sym f(out);
+  EXPECT_EQ(folded, 1);
+  EXPECT_EQ(list(f, LOOM_LIST_ARGUMENTS), R"(["data", "c_weight", "c_bias"])");
+  EXPECT_EQ(list(f, LOOM_LIST_AUXILIARY_STATES), "[]");
+  int32_t n = 0;
+  ASSERT_EQ(loom_ndarray_list_size(&n, lst), LOOM_OK);
+  EXPECT_EQ(n, 2);
+  loom_ndarray_list_free(lst);
+  // a parameter given twice, and a NULL name
+  const char *twice[] = {"c_weight", "c_weight"};
+  EXPECT_EQ(loom_symbol_fold_batchnorm(&out, &lst, nullptr, net.h, 2, twice, hs.data()), LOOM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(loom_last_error()).find("c_weight"), std::string::npos);
+  EXPECT_EQ(loom_symbol_fold_batchnorm(&out, &lst, nullptr, net.h, 1, nullptr, hs.data()), LOOM_ERR_INVALID_ARGUMENT);
+}

@@ -164,6 +164,24 @@ class Symbol:
                                         line_length))
         return js.value.decode()
 
+    def fold_batchnorm(self, arg_params, aux_params=None):
+        """For prediction: (symbol, arg_params, aux_params, folded) with each BatchNorm on the
+        output of a Convolution or FullyConnected that nothing else reads folded into that
+        layer's weight and bias (computed natively, once)."""
+        from . import _take_list
+        params = dict(arg_params)
+        params.update(aux_params or {})
+        names = list(params)
+        hs = (ctypes.c_void_p * max(len(names), 1))(*[params[n].handle.value for n in names])
+        out, lst, folded = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_int32()
+        _check(_LIB.loom_symbol_fold_batchnorm(ctypes.byref(out), ctypes.byref(lst), ctypes.byref(folded), self._h,
+                                               len(names), _strs(names), hs))
+        s = Symbol(out)
+        got = _take_list(lst)
+        aux = set(s.list_auxiliary_states())
+        return (s, {k: v for k, v in got.items() if k not in aux}, {k: v for k, v in got.items() if k in aux},
+                folded.value)
+
     def simple_bind(self, ctx=None, grad_req="write", dtype="float32", **shapes):
         """An executor with arrays allocated from the given input shapes."""
         ctx = ctx or cpu()

@@ -587,6 +587,21 @@ LOOM_API loom_status loom_symbol_plan_memory(loom_memory_plan *out, loom_symbol 
                                              const int32_t *reqs, int32_t default_req,
                                              int32_t for_training);
 
+/** Folds BatchNorm into the layer before it, for prediction: each BatchNorm (axis 1) on
+ *  the output of a Convolution or FullyConnected that nothing else reads becomes part of
+ *  that layer's weight and bias (W'[f] = W[f] s[f], b'[f] = (b[f] - mean[f]) s[f] + beta[f],
+ *  s[f] = gamma[f] / sqrt(var[f] + eps), gamma = 1 under fix_gamma; computed once, in
+ *  float64). `num_params` named float32 arrays give the arguments and auxiliary states.
+ *  Writes the new symbol (*out_symbol), every parameter it reads, by name, on cpu(0)
+ *  (*out_list; the caller owns both), and how many BatchNorms were folded (*out_folded,
+ *  may be NULL). Layers whose weight or bias another node reads, and BatchNorms whose
+ *  statistics outputs are read, are left as they are. A folded graph has no training
+ *  semantics for the folded nodes. */
+LOOM_API loom_status loom_symbol_fold_batchnorm(loom_symbol *out_symbol, loom_ndarray_list *out_list,
+                                                int32_t *out_folded, loom_symbol symbol,
+                                                int32_t num_params, const char *const *param_names,
+                                                const loom_ndarray *params);
+
 /** Whether this build reads and writes ONNX models (*out 1) or not (0: the ONNX
  *  calls fail with LOOM_ERR_BACKEND_UNAVAILABLE naming the packages to install). */
 LOOM_API loom_status loom_onnx_available(int32_t *out);

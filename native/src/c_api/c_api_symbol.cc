@@ -16,6 +16,7 @@
 #include "symbol/executor.h"
 #include "symbol/viz.h"
 #include "io/onnx.h"
+#include "symbol/fold.h"
 #include "io/summary.h"
 
 struct loom_symbol_s {
@@ -395,6 +396,39 @@ loom_status loom_onnx_available(int32_t *out) {
   API_END
 }
 
+std::map<std::string, loom::NDArray> named_arrays(int32_t n, const char *const *names,
+                                                 const loom_ndarray *arrays, const char *what) {
+  LOOM_CHECK(n >= 0 && (n == 0 || (names && arrays)), LOOM_ERR_INVALID_ARGUMENT, what,
+             ": param_names or params is NULL");
+  std::map<std::string, loom::NDArray> ps;
+  for (int32_t i = 0; i < n; ++i) {
+    std::string arg = "params[" + std::to_string(i) + "]";
+    std::string nm = str_arg(names[i], "param_names[i]");
+    LOOM_CHECK(ps.emplace(nm, get_array(arrays[i], arg.c_str())).second, LOOM_ERR_INVALID_ARGUMENT,
+               what, ": parameter '", nm, "' given twice");
+  }
+  return ps;
+}
+
+loom_status loom_symbol_fold_batchnorm(loom_symbol *out_symbol, loom_ndarray_list *out_list,
+                                       int32_t *out_folded, loom_symbol symbol, int32_t num_params,
+                                       const char *const *param_names, const loom_ndarray *params) {
+  API_BEGIN
+  need(out_symbol, "out_symbol");
+  need(out_list, "out_list");
+  loom::Symbol s = get_symbol(symbol, "symbol");
+  auto ps = named_arrays(num_params, param_names, params, "fold_batchnorm");
+  loom::FoldResult r;
+  {
+    std::lock_guard<std::mutex> lk(graph_mutex());
+    r = loom::fold_batchnorm(s, ps);
+  }
+  *out_list = lists().add(new loom_ndarray_list_s{std::move(r.params)});
+  *out_symbol = new_symbol(std::move(r.sym));
+  if (out_folded) *out_folded = r.folded;
+  API_END
+}
+
 loom_status loom_onnx_export(const char *path, loom_symbol symbol, int32_t num_params,
                              const char *const *param_names, const loom_ndarray *params,
                              int32_t count, const char *const *names, const int32_t *ndims,
@@ -402,15 +436,7 @@ loom_status loom_onnx_export(const char *path, loom_symbol symbol, int32_t num_p
   API_BEGIN
   std::string p = str_arg(path, "path");
   loom::Symbol s = get_symbol(symbol, "symbol");
-  LOOM_CHECK(num_params >= 0 && (num_params == 0 || (param_names && params)),
-             LOOM_ERR_INVALID_ARGUMENT, "ONNX export: param_names or params is NULL");
-  std::map<std::string, loom::NDArray> ps;
-  for (int32_t i = 0; i < num_params; ++i) {
-    std::string arg = "params[" + std::to_string(i) + "]";
-    std::string n = str_arg(param_names[i], "param_names[i]");
-    LOOM_CHECK(ps.emplace(n, get_array(params[i], arg.c_str())).second, LOOM_ERR_INVALID_ARGUMENT,
-               "ONNX export: parameter '", n, "' given twice");
-  }
+  auto ps = named_arrays(num_params, param_names, params, "ONNX export");
   auto shapes = shape_map(count, names, ndims, dims);
   std::lock_guard<std::mutex> lk(graph_mutex());
   loom::onnx_export(p, s, ps, shapes, opset == 0 ? loom::kOnnxMinOpset : opset);

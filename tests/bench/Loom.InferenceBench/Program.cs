@@ -39,6 +39,26 @@ double LoomSeconds(int b)
     return sw.Elapsed.TotalSeconds;
 }
 
+// Loom's ResNet-50 with its BatchNorms folded into the convolutions (Symbol.FoldBatchNorm).
+var (foldedNet, foldedArgs, _, foldedCount) = modules[1].mod.Symbol.FoldBatchNorm(
+    modules[1].mod.GetParams().Args, modules[1].mod.GetParams().Aux);
+var foldedExec = batches.ToDictionary(b => b, b =>
+{
+    var ex = foldedNet.SimpleBind(Context.Cpu(), new Dictionary<string, long[]>
+        { ["data"] = new long[] { b, 3, 224, 224 }, ["softmax_label"] = new long[] { b } }, GradReq.Null);
+    foreach (var (k, v) in foldedArgs) v.CopyTo(ex.ArgDict[k]);
+    modules[b].x.CopyTo(ex.ArgDict["data"]);
+    return ex;
+});
+double FoldedSeconds(int b)
+{
+    var ex = foldedExec[b];
+    var sw = Stopwatch.StartNew();
+    ex.Forward(isTrain: false);
+    ex.Outputs[0].WaitToRead();
+    return sw.Elapsed.TotalSeconds;
+}
+
 // The ONNX file imported: one executor per batch size over the imported parameters.
 var imported = Onnx.Import(model);
 var importedExec = batches.ToDictionary(b => b, b =>
@@ -95,14 +115,16 @@ double OrtSeconds(int b)
 }
 
 // Warm up both (first calls plan memory, create primitives, JIT), then interleave.
-foreach (int b in batches) { LoomSeconds(b); ImportedSeconds(b); OrtSeconds(b); }
+foreach (int b in batches) { LoomSeconds(b); FoldedSeconds(b); ImportedSeconds(b); OrtSeconds(b); }
 var loom = batches.ToDictionary(b => b, _ => new List<double>());
 var imp = batches.ToDictionary(b => b, _ => new List<double>());
+var fold = batches.ToDictionary(b => b, _ => new List<double>());
 var ort = batches.ToDictionary(b => b, _ => new List<double>());
 for (int r = 0; r < reps; r++)
     foreach (int b in batches)
     {
         loom[b].Add(LoomSeconds(b));
+        fold[b].Add(FoldedSeconds(b));
         imp[b].Add(ImportedSeconds(b));
         ort[b].Add(OrtSeconds(b));
     }
@@ -111,13 +133,17 @@ double Median(List<double> v) { var s = v.OrderBy(t => t).ToList(); return s[s.C
 Console.WriteLine($"ResNet-50 v1.5 inference, {threads} threads, median of {reps} interleaved runs; Loom's CPU kernels: {Backend.Describe(DeviceType.Cpu)}");
 Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()} ({model})");
 const double gflopPerImage = 2 * 4.089184256;  // 2 x multiply-adds, counted in tests/bench/survey.py
-double l1 = Median(loom[1]), i1 = Median(imp[1]), o1 = Median(ort[1]);
-Console.WriteLine($"batch 1 latency:     Loom {l1 * 1e3:F1} ms, Loom on the imported ONNX file {i1 * 1e3:F1} ms, " +
-                  $"ONNX Runtime {o1 * 1e3:F1} ms; Loom/ORT speed {o1 / l1:F2}, imported {o1 / i1:F2}");
-double l32 = Median(loom[32]), i32 = Median(imp[32]), o32 = Median(ort[32]);
+double l1 = Median(loom[1]), f1 = Median(fold[1]), i1 = Median(imp[1]), o1 = Median(ort[1]);
+Console.WriteLine($"Loom's ResNet-50 with BatchNorm folded ({foldedCount} BatchNorms, Symbol.FoldBatchNorm)");
+Console.WriteLine($"batch 1 latency:     Loom {l1 * 1e3:F1} ms, BatchNorm folded {f1 * 1e3:F1} ms, " +
+                  $"Loom on the imported ONNX file {i1 * 1e3:F1} ms, ONNX Runtime {o1 * 1e3:F1} ms; " +
+                  $"Loom/ORT speed {o1 / l1:F2}, folded {o1 / f1:F2}, imported {o1 / i1:F2}");
+double l32 = Median(loom[32]), f32 = Median(fold[32]), i32 = Median(imp[32]), o32 = Median(ort[32]);
 Console.WriteLine($"batch 32 throughput: Loom {32 / l32:F1} img/s ({32 * gflopPerImage / l32:F0} GFLOP/s), " +
-                  $"imported {32 / i32:F1} img/s, ONNX Runtime {32 / o32:F1} img/s ({32 * gflopPerImage / o32:F0} GFLOP/s); " +
-                  $"Loom/ORT speed {o32 / l32:F2}, imported {o32 / i32:F2}");
+                  $"BatchNorm folded {32 / f32:F1} img/s, imported {32 / i32:F1} img/s, " +
+                  $"ONNX Runtime {32 / o32:F1} img/s ({32 * gflopPerImage / o32:F0} GFLOP/s); " +
+                  $"Loom/ORT speed {o32 / l32:F2}, folded {o32 / f32:F2}, imported {o32 / i32:F2}");
 foreach (var (mod, x) in modules.Values) { mod.Dispose(); x.Dispose(); }
 foreach (var ex in importedExec.Values) ex.Dispose();
+foreach (var ex in foldedExec.Values) ex.Dispose();
 return 0;
