@@ -123,6 +123,20 @@ void write_atomic(const std::string &path, const std::string &text) {
   loom::write_file_atomic(path, text.data(), text.size(), "symbol save");
 }
 
+std::map<std::string, loom::NDArray> named_arrays(int32_t n, const char *const *names,
+                                                 const loom_ndarray *arrays, const char *what) {
+  LOOM_CHECK(n >= 0 && (n == 0 || (names && arrays)), LOOM_ERR_INVALID_ARGUMENT, what,
+             ": param_names or params is NULL");
+  std::map<std::string, loom::NDArray> ps;
+  for (int32_t i = 0; i < n; ++i) {
+    std::string arg = "params[" + std::to_string(i) + "]";
+    std::string nm = str_arg(names[i], "param_names[i]");
+    LOOM_CHECK(ps.emplace(nm, get_array(arrays[i], arg.c_str())).second, LOOM_ERR_INVALID_ARGUMENT,
+               what, ": parameter '", nm, "' given twice");
+  }
+  return ps;
+}
+
 }  // namespace
 
 void summary_add_graph(loom::SummaryWriter &w, loom_symbol symbol) {
@@ -394,20 +408,6 @@ loom_status loom_onnx_available(int32_t *out) {
   need(out, "out");
   *out = loom::onnx_available() ? 1 : 0;
   API_END
-}
-
-std::map<std::string, loom::NDArray> named_arrays(int32_t n, const char *const *names,
-                                                 const loom_ndarray *arrays, const char *what) {
-  LOOM_CHECK(n >= 0 && (n == 0 || (names && arrays)), LOOM_ERR_INVALID_ARGUMENT, what,
-             ": param_names or params is NULL");
-  std::map<std::string, loom::NDArray> ps;
-  for (int32_t i = 0; i < n; ++i) {
-    std::string arg = "params[" + std::to_string(i) + "]";
-    std::string nm = str_arg(names[i], "param_names[i]");
-    LOOM_CHECK(ps.emplace(nm, get_array(arrays[i], arg.c_str())).second, LOOM_ERR_INVALID_ARGUMENT,
-               what, ": parameter '", nm, "' given twice");
-  }
-  return ps;
 }
 
 loom_status loom_symbol_fold_batchnorm(loom_symbol *out_symbol, loom_ndarray_list *out_list,
