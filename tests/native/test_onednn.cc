@@ -285,3 +285,30 @@ TEST(OneDnn, Float64ConvolutionUsesTheReferenceKernel) {
   EXPECT_EQ(dtype_of(y), LOOM_DTYPE_FLOAT64);
   EXPECT_EQ(loom::onednn_conv_calls(), before);
 }
+
+// Predictions keep the reordered weights on the weight's var: a second call
+// reorders nothing and gives the same bits; a write (copy into the array) makes
+// the next call reorder again and compute with the new values. Both the
+// batch-of-images path and the one-image channel-pieces path.
+TEST(OneDnn, PredictionKeepsReorderedWeightsUntilTheyAreWritten) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  for (int64_t n : {1, 6}) {
+    ConvCase c{n, 16, 8, 8, 64, 3, 3, 1, 1, 1, 1, false, false};
+    Arr X = make(c.xshape(), random_values(numel(c.xshape()), -1, 1, 620));
+    auto w0 = random_values(numel(c.wshape()), -1, 1, 621), w1 = random_values(numel(c.wshape()), -1, 1, 622);
+    Arr W = make(c.wshape(), w0);
+    int64_t before = loom::onednn_weight_reorders();
+    auto y0 = read(call("Convolution", {&X, &W}, c.params()));
+    EXPECT_EQ(loom::onednn_weight_reorders(), before + 1) << c.name();
+    EXPECT_EQ(read(call("Convolution", {&X, &W}, c.params())), y0) << c.name();
+    EXPECT_EQ(loom::onednn_weight_reorders(), before + 1) << c.name() << ": the kept weights were not used";
+    std::vector<float> f1(w1.begin(), w1.end());
+    ASSERT_EQ(loom_ndarray_copy_from_host(W.h, f1.data(), f1.size() * sizeof(float)), LOOM_OK);
+    auto y1 = read(call("Convolution", {&X, &W}, c.params()));
+    EXPECT_EQ(loom::onednn_weight_reorders(), before + 2) << c.name();
+    Arr Fresh = make(c.wshape(), w1);
+    EXPECT_EQ(y1, read(call("Convolution", {&X, &Fresh}, c.params()))) << c.name() << ": stale weights used";
+    EXPECT_NE(y1, y0);
+  }
+}

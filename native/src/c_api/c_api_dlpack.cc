@@ -48,6 +48,7 @@ loom_status loom_ndarray_to_dlpack(void **out, loom_ndarray array) {
   LOOM_CHECK(a.ctx().dev_type == LOOM_DEVICE_CPU, LOOM_ERR_INVALID_ARGUMENT,
              "to_dlpack: only cpu arrays can be exported, this one is on ", a.ctx().str());
   a.wait_to_write();  // nothing pending may still read or write it
+  a.chunk()->var.set_external();  // the other library writes it behind the engine's back
   auto *e = new Export{a, {}, {}};
   DLTensor &t = e->tensor.dl_tensor;
   if (!to_dl(a.dtype(), &t.dtype)) {

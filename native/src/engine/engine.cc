@@ -134,6 +134,30 @@ Engine::WorkerPool &Engine::pool_for(const Context &ctx, bool copy) {
   return *p;
 }
 
+std::shared_ptr<const void> Var::derived(const std::string &key) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (const Derived &d : derived_)
+    if (d.version == version_ && d.key == key) return d.data;
+  return nullptr;
+}
+
+void Var::keep_derived(const std::string &key, std::shared_ptr<const void> data) {
+  std::shared_ptr<const void> dropped;  // freed outside the lock
+  std::lock_guard<std::mutex> lk(mu_);
+  if (external_) return;
+  for (Derived &d : derived_)
+    if (d.key == key || d.version != version_) {
+      dropped = std::move(d.data);
+      d = Derived{key, version_, std::move(data)};
+      return;
+    }
+  if (derived_.size() >= kDerivedSlots) {
+    dropped = std::move(derived_.front().data);
+    derived_.erase(derived_.begin());
+  }
+  derived_.push_back(Derived{key, version_, std::move(data)});
+}
+
 void Engine::record_error(const ErrorPtr &e) {
   std::lock_guard<std::mutex> lk(all_mu_);
   if (!first_error_) first_error_ = e;
@@ -313,6 +337,7 @@ void Engine::complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable) {
     std::lock_guard<std::mutex> lk(v->mu_);
     v->writing_ = false;
     ++v->version_;
+    if (!v->derived_.empty()) v->derived_.clear();  // stale now
     if (!v->queue_.empty() && v->queue_.front().write) {
       ready.push_back(v->queue_.front().op);
       v->queue_.pop_front();

@@ -41,6 +41,24 @@ class Var {
     return error_;
   }
 
+  // Data a kernel derived from this var's contents (oneDNN's reordered weights),
+  // kept with the var for the version it was derived from, under a key the
+  // kernel chooses; a write makes it stale, and it goes with the var. Kernels
+  // call these while they read the var (no write can be running then).
+  // `derived` returns null when nothing is kept for `key` at the current version.
+  std::shared_ptr<const void> derived(const std::string &key);
+  // Keeps `data` for `key` at the current version (at most kDerivedSlots keys;
+  // the oldest goes). Does nothing when the var's memory can change behind the
+  // engine's back (set_external).
+  void keep_derived(const std::string &key, std::shared_ptr<const void> data);
+  // The memory is shared with another library (zero-copy arrays, DLPack
+  // exports): writes there bump no version, so nothing is derived and kept.
+  void set_external() {
+    std::lock_guard<std::mutex> lk(mu_);
+    external_ = true;
+    derived_.clear();
+  }
+
  private:
   friend class Engine;
   struct Pending {
@@ -74,6 +92,14 @@ class Var {
   int running_reads_ = 0;
   bool writing_ = false;
   uint64_t version_ = 0;
+  static constexpr size_t kDerivedSlots = 2;
+  struct Derived {
+    std::string key;
+    uint64_t version;
+    std::shared_ptr<const void> data;
+  };
+  std::vector<Derived> derived_;
+  bool external_ = false;
   ErrorPtr error_;
   std::atomic<bool> has_error_{false};  // lets the common, error-free path skip the lock
 };

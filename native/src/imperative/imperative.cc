@@ -203,7 +203,8 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
       [call]() {
         const auto &a = call->arrays;
         BlobList in(call->nin), out(a.size() - call->nin);
-        for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].blob();
+        // An input is written only through the engine while this call reads it.
+        for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].stable_blob();
         for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
         try {
           run_forward(*call->op, call->ctx, call->params(), in, out);

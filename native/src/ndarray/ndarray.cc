@@ -49,6 +49,7 @@ NDArray NDArray::external(void *data, const Shape &shape, int32_t dtype, const C
   a.chunk_->block.bytes = static_cast<size_t>(shape.size()) * dtype_size(dtype);
   a.chunk_->block.ctx = ctx;
   a.chunk_->block.external_release = std::move(release);
+  a.chunk_->var.set_external();  // written behind the engine's back: nothing derived is kept
   a.shape_ = shape;
   a.dtype_ = dtype;
   return a;

@@ -19,6 +19,10 @@ struct TBlob {
   Shape shape;
   int32_t dtype = kFloat32;
   Context ctx;  // where dptr lives (device pointers are never dereferenced on the host)
+  // Set where the caller guarantees that nothing writes this memory while the
+  // kernel runs except through the var (a bound argument, an imperative input):
+  // the kernel may keep data derived from it there (Var::keep_derived).
+  Var *stable = nullptr;
   template <typename T>
   T *ptr() const {
     return static_cast<T *>(dptr);
@@ -56,7 +60,9 @@ class NDArray {
     alignas(64) static char empty[64];
     return chunk_->block.ptr ? static_cast<char *>(chunk_->block.ptr) + offset_ : empty;
   }
-  TBlob blob() const { return TBlob{data(), shape_, dtype_, chunk_->ctx}; }
+  TBlob blob() const { return TBlob{data(), shape_, dtype_, chunk_->ctx, nullptr}; }
+  // The blob of an array no one writes but through the engine while it is read.
+  TBlob stable_blob() const { return TBlob{data(), shape_, dtype_, chunk_->ctx, &chunk_->var}; }
   VarPtr var() const { return VarPtr(chunk_, &chunk_->var); }
   const std::shared_ptr<Chunk> &chunk() const { return chunk_; }
   bool same_memory(const NDArray &o) const { return chunk_ == o.chunk_; }

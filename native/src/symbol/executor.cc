@@ -712,6 +712,7 @@ struct Pushed {
   StepKind kind;
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
+  SmallVec<char, 4> in_stable;  // in[k] is a bound argument (Forward steps)
   ReqList req;
   std::string label;  // "op node" for the profiler; lives as long as the pushed call
 };
@@ -732,6 +733,8 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
   }
   for (int v : s.in) {
     call->in.push_back(arr(v));
+    // Arguments are written only through the engine, never by a forward step.
+    call->in_stable.push_back(s.kind == StepKind::Forward && p.values[v].src == Src::Arg);
     reads.push_back(arr(v).var());
   }
   for (int v : s.out) {
@@ -770,7 +773,8 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
 
 void run_call(Pushed &call) {
   BlobList in, out;
-  for (auto &a : call.in) in.push_back(a.blob());
+  for (size_t k = 0; k < call.in.size(); ++k)
+    in.push_back(call.in_stable[k] ? call.in[k].stable_blob() : call.in[k].blob());
   for (auto &a : call.out) out.push_back(a.chunk() ? a.blob() : TBlob{});
   switch (call.kind) {
     case StepKind::Forward:

@@ -373,12 +373,14 @@ const int kConvolution = [] {
   // of a chunk sit side by side, so each group is one single-threaded gemm:
   // Y (fg, B*plane) = W_g (fg, krows) . COL (krows, B*plane); the rows are then
   // scattered to NCHW with the bias added.
-  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+  d.set_compute([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out) {
     if (is_volume(p, in[0].shape)) return conv3d_forward(p, in, out);
+    // Prediction keeps the weights in oneDNN's layout on their var (training
+    // changes them every step, and the copy would only cost memory).
     if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
         onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(),
                             in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
-                            out[0].ptr<float>()))
+                            out[0].ptr<float>(), ctx.is_train ? nullptr : in[1].stable))
       return;
     {
       const ConvPlan c(p, in[0].shape, dtype_size(in[0].dtype));

@@ -14,6 +14,7 @@
 
 #include "common/base.h"
 #include "common/parallel.h"
+#include "engine/engine.h"
 
 #ifdef LOOM_HAVE_ONEDNN
 #include <dlfcn.h>
@@ -41,10 +42,12 @@ int parse_kernels_env() {
 
 std::atomic<int> g_kernels{-1};
 std::atomic<int64_t> g_conv_calls{0};
+std::atomic<int64_t> g_weight_reorders{0};
 
 }  // namespace
 
 int64_t onednn_conv_calls() { return g_conv_calls.load(); }
+int64_t onednn_weight_reorders() { return g_weight_reorders.load(); }
 
 bool onednn_built() {
 #ifdef LOOM_HAVE_ONEDNN
@@ -77,7 +80,7 @@ const char *cpu_kernels_describe() {
   return "reference (Loom's kernels and OpenBLAS; built without oneDNN)";
 }
 bool onednn_conv_takes(const ConvShape &) { return false; }
-bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *) {
+bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *) {
   return false;
 }
 bool onednn_conv_backward(const ConvShape &, const float *, const float *, const float *, float *,
@@ -225,7 +228,44 @@ const void *weights_as(const ConvShape &s, const float *w, const memory::desc &w
   if (want == plain) return w;
   void *to = thread_buffer(slot, want.get_size());
   reorder(plain, w, want, to, st);
+  g_weight_reorders.fetch_add(1);
   return to;
+}
+
+// The key under which a convolution keeps its reordered weights on the weight's
+// var: where the weights start (one var may hold several arrays), the geometry
+// and the plan variant (which fix the layout).
+std::string kept_key(const ConvShape &s, const float *w, int64_t variant) {
+  const int64_t k[] = {reinterpret_cast<int64_t>(w), s.n, s.c, s.h, s.w, s.f, s.groups, s.kh, s.kw, s.sh,
+                       s.sw, s.ph, s.pw, s.dh, s.dw, s.oh, s.ow, variant};
+  return std::string("onednn.conv.weights:") + std::string(reinterpret_cast<const char *>(k), sizeof k);
+}
+
+// A 64-byte aligned heap buffer for kept weights.
+std::shared_ptr<void> aligned_buffer(size_t n) {
+  void *p = nullptr;
+  if (posix_memalign(&p, 64, n == 0 ? 64 : n) != 0) p = nullptr;
+  LOOM_CHECK(p, LOOM_ERR_OUT_OF_MEMORY, "oneDNN convolution: could not allocate ", n,
+             " bytes for reordered weights");
+  return std::shared_ptr<void>(p, [](void *q) { std::free(q); });
+}
+
+// weights_as, keeping the reordered copy on `keep` (when given) for later calls;
+// `hold` keeps it alive for this call.
+const void *kept_weights_as(const ConvShape &s, const float *w, const memory::desc &want, int64_t variant,
+                            Var *keep, std::shared_ptr<const void> &hold, dnnl::stream &st) {
+  memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
+  if (want == plain || !keep) return weights_as(s, w, want, 4, st);
+  const std::string key = kept_key(s, w, variant);
+  hold = keep->derived(key);
+  if (hold) return hold.get();
+  std::shared_ptr<void> buf = aligned_buffer(want.get_size());
+  reorder(plain, w, want, buf.get(), st);
+  st.wait();
+  g_weight_reorders.fetch_add(1);
+  keep->keep_derived(key, buf);
+  hold = buf;
+  return buf.get();
 }
 
 // Runs `body(n0, bn)` for every work item over Loom's kernel threads.
@@ -318,7 +358,7 @@ int64_t channel_pieces(const ConvShape &s) {
 // shared; work item (image, piece) computes that piece's output channels with
 // its slice of the weights and writes them into the plain output.
 bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, const float *w,
-                         const float *bias, float *y) {
+                         const float *bias, float *y, Var *keep) {
   ConvShape sp = s;
   sp.f = s.f / pieces;
   auto plan = cached<ForwardPlan>(s, 2 * pieces + (bias != nullptr ? 1 : 0), [&](ForwardPlan &f) {
@@ -334,21 +374,31 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   // Weights and inputs in oneDNN's layouts, in the caller's buffers.
   const size_t wsize = p.weights_desc().get_size(), ssize = p.src_desc().get_size();
   const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
-  char *wbuf = static_cast<char *>(thread_buffer(4, wsize * pieces));
+  // The weight pieces, kept on the weight's var when it is given and already
+  // reordered for this version; else reordered below.
+  const std::string key = keep ? kept_key(s, w, 1000 + pieces) : std::string();
+  std::shared_ptr<const void> kept = keep ? keep->derived(key) : nullptr;
+  std::shared_ptr<void> fresh = keep && !kept ? aligned_buffer(wsize * pieces) : nullptr;
+  char *wbuf = kept ? static_cast<char *>(const_cast<void *>(kept.get()))
+               : fresh ? static_cast<char *>(fresh.get())
+                       : static_cast<char *>(thread_buffer(4, wsize * pieces));
+  const int64_t wreorders = kept ? 0 : pieces;
   const bool plain_src = p.src_desc() == usrc;
   char *sbuf = plain_src ? nullptr : static_cast<char *>(thread_buffer(3, ssize * s.n));
   // Reorders, spread over the threads: the weight pieces, then the images.
-  parallel_ranges(pieces + (plain_src ? 0 : s.n), 1, [&](int64_t i0, int64_t i1) {
+  parallel_ranges(wreorders + (plain_src ? 0 : s.n), 1, [&](int64_t i0, int64_t i1) {
     OneOpenMpThread one;
     dnnl::stream ts(cpu_engine());
     for (int64_t i = i0; i < i1; ++i) {
-      if (i < pieces)
+      if (i < wreorders)
         reorder(uwei, w + i * wpiece, p.weights_desc(), wbuf + i * wsize, ts);
       else
-        reorder(usrc, x + (i - pieces) * xplane, p.src_desc(), sbuf + (i - pieces) * ssize, ts);
+        reorder(usrc, x + (i - wreorders) * xplane, p.src_desc(), sbuf + (i - wreorders) * ssize, ts);
     }
     ts.wait();
   });
+  if (wreorders) g_weight_reorders.fetch_add(1);
+  if (fresh) keep->keep_derived(key, fresh);
   const int64_t plane = s.oh * s.ow;
   // The plain output's channels [k * f', (k + 1) * f') of one image.
   memory::desc slice({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
@@ -386,10 +436,11 @@ bool onednn_conv_takes(const ConvShape &s) {
 }
 
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y) {
+                         float *y, Var *keep) {
   if (!onednn_conv_takes(s)) return false;
   OneOpenMpThread one;
-  if (int64_t pieces = channel_pieces(s); pieces > 1) return conv_forward_pieces(s, pieces, x, w, bias, y);
+  if (int64_t pieces = channel_pieces(s); pieces > 1)
+    return conv_forward_pieces(s, pieces, x, w, bias, y, keep);
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
   auto plan = cached<ForwardPlan>(s, bias != nullptr ? 1 : 0, [&](ForwardPlan &f) {
     f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr)));
@@ -407,7 +458,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   const auto &prim = *plan->prim;
   const auto &prim_last = plan->prim_last ? *plan->prim_last : prim;
   dnnl::stream st(cpu_engine());
-  const void *wr = weights_as(s, w, pd->weights_desc(), 4, st);
+  std::shared_ptr<const void> hold;
+  const void *wr = kept_weights_as(s, w, pd->weights_desc(), bias != nullptr ? 1 : 0, keep, hold, st);
   for_items(s.n, [&](int64_t, int64_t n0, int64_t bn) {
     const auto &p = bn == per ? *pd : *pd_last;
     const auto &pr = bn == per ? prim : prim_last;

@@ -46,12 +46,18 @@ bool onednn_conv_takes(const ConvShape &s);
 // nothing) when oneDNN does not take or cannot compute the case; the caller then runs the
 // reference kernel. `bias` may be null. Backward: `dx` and/or `dw` may be null
 // (not wanted); the bias gradient stays with the caller.
+// `keep`, when given, is the weight's var: the weights in oneDNN's layout are
+// kept there for the weight's version (prediction passes reorder them once, not
+// on every call); the caller gives it only when the weight is a stable input.
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y);
+                         float *y, class Var *keep = nullptr);
 bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
                           float *dx, float *dw);
 // How many convolution passes oneDNN has computed in this process (tests check
 // that the path they compare really ran).
 int64_t onednn_conv_calls();
+// How many times a convolution's weights were reordered into oneDNN's layout
+// (tests check that kept weights are reused, and dropped after a write).
+int64_t onednn_weight_reorders();
 
 }  // namespace loom
