@@ -886,3 +886,49 @@ TEST(Symbol, FoldBatchNormThroughTheAbi) {
   EXPECT_NE(std::string(loom_last_error()).find("c_weight"), std::string::npos);
   EXPECT_EQ(loom_symbol_fold_batchnorm(&out, &lst, nullptr, net.h, 1, nullptr, hs.data()), LOOM_ERR_INVALID_ARGUMENT);
 }
+
+// Prediction fusion through the ABI: Convolution+BatchNorm+add+relu and
+// Convolution+BatchNorm fused (one image: channel pieces; three: batches of
+// images) predict what the unfused graph (LOOM_EXEC_FUSE=0) predicts, with 4
+// steps fewer; a training-mode forward pass gives the unfused bits.
+TEST(Symbol, PredictionFusionMatchesTheUnfusedGraph) {
+  Sym data = var("data");
+  Sym c1 = op("Convolution", "c1", {&data}, {{"kernel", "(3,3)"}, {"pad", "(1,1)"}, {"num_filter", "32"}, {"no_bias", "true"}});
+  Sym b1 = op("BatchNorm", "b1", {&c1}, {{"fix_gamma", "false"}});
+  Sym c2 = op("Convolution", "c2", {&data}, {{"kernel", "(1,1)"}, {"num_filter", "32"}});
+  Sym b2 = op("BatchNorm", "b2", {&c2}, {{"fix_gamma", "false"}});
+  Sym sum = op("ElementWiseSum", "sum", {&b1, &b2});
+  Sym net = op("Activation", "r", {&sum}, {{"act_type", "relu"}});
+  for (int64_t n : {1, 3}) {
+    Shapes sh{{"data", {n, 16, 7, 7}}};
+    std::vector<std::vector<float>> outs;
+    std::vector<int32_t> steps;
+    for (const char *fuse : {"1", "0"}) {
+      setenv("LOOM_EXEC_FUSE", fuse, 1);
+      Exec ex = simple_bind(net, sh, LOOM_GRAD_NULL);
+      unsetenv("LOOM_EXEC_FUSE");
+      for (int kind : {LOOM_EXEC_ARGUMENT, LOOM_EXEC_AUXILIARY_STATE}) {
+        int32_t count = 0;
+        ASSERT_EQ(loom_executor_count(&count, ex.h, kind), LOOM_OK);
+        for (int32_t i = 0; i < count; ++i) {
+          Arr a = get(ex, kind, i);
+          fill(a, random_values(numel(shape_of(a)), 0.5, 1.5, uint64_t(100 * kind + i)));
+        }
+      }
+      for (int train : {0, 1}) {
+        ASSERT_EQ(loom_executor_forward(ex.h, train), LOOM_OK) << loom_last_error();
+        auto y = read(get(ex, LOOM_EXEC_OUTPUT, 0));
+        outs.push_back(std::vector<float>(y.begin(), y.end()));
+      }
+      loom_memory_plan plan{};
+      ASSERT_EQ(loom_executor_memory(&plan, ex.h), LOOM_OK);
+      steps.push_back(plan.num_steps);
+    }
+    EXPECT_EQ(steps[1] - steps[0], 4) << "n=" << n;
+    double scale = 0;
+    for (float v : outs[2]) scale = std::max(scale, double(std::fabs(v)));
+    for (size_t i = 0; i < outs[0].size(); ++i)
+      ASSERT_NEAR(outs[0][i], outs[2][i], 1e-5 * (1 + scale)) << "n=" << n << " element " << i;
+    EXPECT_EQ(outs[1], outs[3]) << "n=" << n << ": training-mode forward differs";
+  }
+}

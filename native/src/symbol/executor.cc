@@ -12,6 +12,8 @@
 #include <set>
 
 #include "imperative/autograd.h"
+#include "common/parallel.h"
+#include "ops/nn/fused.h"
 
 namespace loom {
 
@@ -34,6 +36,14 @@ struct Value {
 
 enum class StepKind : int8_t { Forward, Backward, Sum, Zero };
 
+// A Convolution step of a graph bound for prediction with the steps it absorbed
+// (fuse_for_prediction): BatchNorm, an add of another value, relu, in that order.
+struct Fused {
+  const Node *bn = nullptr, *add = nullptr, *act = nullptr;
+  int add_chain_pos = 0;   // which input of the add the convolution's chain is
+  size_t conv_inputs = 0;  // data, weight[, bias]; then gamma, beta, mean, var; then the addend
+};
+
 struct Step {
   StepKind kind = StepKind::Forward;
   int node = -1;
@@ -44,6 +54,7 @@ struct Step {
   int temp = -1;           // scratch value
   std::vector<int> reads;  // values whose contents the step reads (for planning)
   std::vector<std::pair<int, int>> inplace;  // (position in `in`, position in `out`)
+  std::shared_ptr<const Fused> fused;        // a fused Convolution step (prediction)
 };
 
 // The step list of one binding, independent of any memory.
@@ -303,6 +314,106 @@ bool mirrorable(const Node &n, bool by_default) {
 
 // Rewrites the backward steps of `p` to read recomputed copies of the mirrored nodes'
 // outputs; each copy is computed once, just before the first backward step reading it.
+bool fusion_enabled() {
+  const char *e = std::getenv("LOOM_EXEC_FUSE");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
+// Prediction fusion (a graph bound without gradients on the CPU; LOOM_EXEC_FUSE=0
+// turns it off): a Convolution whose output only a BatchNorm (channel axis 1, no
+// statistics outputs) reads, whose output only an add of two same-shape float32
+// values reads, whose output only a relu reads (each part optional, in that
+// order, no intermediate value an output of the graph) becomes one step at the
+// last absorbed step's place. That step runs the convolution through oneDNN with
+// the BatchNorm and relu as post-ops (the add, when present, and then the relu
+// follow in one pass), or, where oneDNN does not take it or the BatchNorm uses
+// the batch's statistics (forward with is_train), the original kernels one after
+// another through a scratch buffer.
+void fuse_for_prediction(Program &p) {
+  const IndexedGraph &g = p.g;
+  const size_t nv = p.values.size();
+  std::vector<std::vector<int>> readers(nv);
+  for (size_t i = 0; i < p.num_forward; ++i)
+    for (int v : p.steps[i].reads) readers[v].push_back(static_cast<int>(i));
+  std::vector<char> head(nv, 0), taken(p.steps.size(), 0);
+  for (int h : p.head_values) head[h] = 1;
+  auto node = [&](int step) -> const Node & { return *g.nodes[p.steps[step].node]; };
+  // The one forward step reading value v, once, when v is no output of the graph.
+  auto sole = [&](int v) -> int {
+    if (head[v] || readers[v].size() != 1) return -1;
+    int r = readers[v][0];
+    const Step &s = p.steps[r];
+    if (taken[r] || s.node < 0 || s.kind != StepKind::Forward || s.temp >= 0 || s.fused) return -1;
+    return std::count(s.in.begin(), s.in.end(), v) == 1 ? r : -1;
+  };
+  auto f32 = [&](int v) { return p.values[v].dtype == kFloat32; };
+  std::vector<int> remove;
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    Step &s = p.steps[i];
+    if (taken[i] || s.node < 0 || s.kind != StepKind::Forward || s.fused) continue;
+    if (node(static_cast<int>(i)).op->name != "Convolution" || s.out.size() != 1 || !f32(s.out[0])) continue;
+    auto f = std::make_shared<Fused>();
+    f->conv_inputs = s.in.size();
+    std::vector<int> absorbed;
+    int cur = s.out[0], addend = -1;
+    int r = sole(cur);
+    if (r >= 0 && node(r).op->name == "BatchNorm" && p.steps[r].in[0] == cur && p.steps[r].out.size() == 1 &&
+        node(r).parsed->i("axis") == 1) {
+      f->bn = &node(r);
+      absorbed.push_back(r);
+      cur = p.steps[r].out[0];
+      r = sole(cur);
+    }
+    if (r >= 0 && (node(r).op->name == "add" || node(r).op->name == "ElementWiseSum")) {
+      const Step &a = p.steps[r];
+      int other = a.in.size() == 2 ? (a.in[0] == cur ? a.in[1] : a.in[0]) : -1;
+      if (other >= 0 && other != cur && f32(other) && a.out.size() == 1 &&
+          p.values[other].shape == p.values[cur].shape && p.values[a.out[0]].shape == p.values[cur].shape) {
+        f->add = &node(r);
+        f->add_chain_pos = a.in[0] == cur ? 0 : 1;
+        addend = other;
+        absorbed.push_back(r);
+        cur = a.out[0];
+        r = sole(cur);
+      }
+    }
+    if (r >= 0 && node(r).op->name == "Activation" && node(r).parsed->s("act_type") == "relu") {
+      f->act = &node(r);
+      absorbed.push_back(r);
+      cur = p.steps[r].out[0];
+    }
+    if (absorbed.empty()) continue;
+    Step fs;
+    fs.kind = StepKind::Forward;
+    fs.node = s.node;
+    fs.in = s.in;
+    if (f->bn)
+      for (size_t k = 1; k < 5; ++k) fs.in.push_back(p.steps[absorbed[0]].in[k]);
+    if (addend >= 0) fs.in.push_back(addend);
+    fs.out = {cur};
+    fs.reads = fs.in;
+    fs.temp = s.temp;  // the convolution's own scratch
+    fs.fused = f;
+    taken[i] = 1;
+    remove.push_back(static_cast<int>(i));
+    for (size_t k = 0; k + 1 < absorbed.size(); ++k) taken[absorbed[k]] = 1, remove.push_back(absorbed[k]);
+    taken[absorbed.back()] = 1;
+    p.steps[absorbed.back()] = std::move(fs);
+  }
+  if (remove.empty()) return;
+  std::vector<char> gone(p.steps.size(), 0);
+  for (int i : remove) gone[i] = 1;
+  std::vector<Step> kept;
+  size_t forward = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    if (gone[i]) continue;
+    if (i < p.num_forward) ++forward;
+    kept.push_back(std::move(p.steps[i]));
+  }
+  p.steps = std::move(kept);
+  p.num_forward = forward;
+}
+
 void apply_mirror(Program &p) {
   const bool by_default = env_mirror();
   std::vector<int> producer(p.values.size(), -1);  // forward step of each value
@@ -515,6 +626,7 @@ MemoryPlan Executor::plan_only(const Symbol &sym, const std::map<std::string, Sh
   ShapeInfo info = infer(g, shapes, {});
   std::vector<int32_t> rq = reqs_for(g, reqs, default_req);
   Program p = build(sym, info, rq, for_training);
+  if (!for_training && fusion_enabled()) fuse_for_prediction(p);
   Planned on = plan(p, true);
   MemoryPlan m = on.stats;
   for (auto &v : p.values)
@@ -577,6 +689,7 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   im.arg_names = arg_names;
   im.aux_names = aux_names;
   im.prog = build(sym, info, spec.grad_req, training);
+  if (!training && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled()) fuse_for_prediction(im.prog);
   require_kernels(im.prog, spec.ctx);
   im.planned = plan(im.prog, planning_enabled());
   Program &p = im.prog;
@@ -713,6 +826,7 @@ struct Pushed {
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
   SmallVec<char, 4> in_stable;  // in[k] is a bound argument (Forward steps)
+  std::shared_ptr<const Fused> fused;
   ReqList req;
   std::string label;  // "op node" for the profiler; lives as long as the pushed call
 };
@@ -766,9 +880,78 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
     for (int v : s.reads) reads.push_back(arr(v).var());
     call->req = s.req;
   }
-  if (node && profiler::enabled()) call->label = node->op->name + " " + node->name;
+  call->fused = s.fused;
+  if (node && profiler::enabled() && s.fused) {
+    const Fused &f = *s.fused;
+    call->label = node->op->name + (f.bn ? "+BatchNorm" : "") + (f.add ? "+" + f.add->op->name : "") +
+                  (f.act ? "+relu" : "") + " " + node->name;
+  } else if (node && profiler::enabled()) call->label = node->op->name + " " + node->name;
   else call->label = node ? node->op->name : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
   return call;
+}
+
+// A fused Convolution step (fuse_for_prediction): in = conv inputs, then the
+// BatchNorm's gamma, beta, mean and var, then the addend; out = the last value.
+void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
+  const Fused &f = *call.fused;
+  const size_t nc = f.conv_inputs;
+  BlobList conv_in, bn_in;
+  for (size_t k = 0; k < nc; ++k) conv_in.push_back(in[k]);
+  const OpContext &ctx = call.ctx;  // its scratch is the convolution's
+  std::vector<float> scale, shift;
+  bool affine = true;
+  if (f.bn) {
+    bn_in.push_back(TBlob{});  // the convolution's output, below
+    for (size_t k = 0; k < 4; ++k) bn_in.push_back(in[nc + k]);
+    bn_in[0].shape = y.shape;
+    bn_in[0].dtype = y.dtype;
+    affine = batchnorm_prediction_affine(call.ctx, *f.bn->parsed, bn_in, scale, shift);
+  }
+  const TBlob *addend = f.add ? &in[in.size() - 1] : nullptr;
+  ConvEpilogue ep;
+  if (f.bn) ep.scale = scale.data(), ep.shift = shift.data();
+  ep.relu = f.act && !addend;
+  if (affine && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
+    if (addend) {  // y = relu(y + addend), as the add then the Activation compute it
+      float *o = y.ptr<float>();
+      const float *a = addend->ptr<float>();
+      const bool relu = f.act != nullptr;
+      parallel_ranges(y.size(), 1 << 15, [&](int64_t b, int64_t e) {
+        if (relu)
+          for (int64_t i = b; i < e; ++i) {
+            float v = o[i] + a[i];
+            o[i] = v > 0.0f ? v : 0.0f;
+          }
+        else
+          for (int64_t i = b; i < e; ++i) o[i] = o[i] + a[i];
+      });
+    }
+    return;
+  }
+  // The original kernels, one after another (the reference kernel set, a case
+  // oneDNN does not take, a BatchNorm on the batch's statistics): the
+  // convolution into a buffer of its own (with a BatchNorm) or into y; the rest
+  // in place on y.
+  TBlob conv_out = y;
+  std::unique_ptr<float[]> between;
+  if (f.bn) {
+    between.reset(new float[static_cast<size_t>(std::max<int64_t>(y.size(), 1))]);
+    conv_out.dptr = between.get();
+  }
+  run_forward(*call.op, ctx, *call.params, conv_in, BlobList{conv_out});
+  OpContext plain = call.ctx;
+  plain.temp = nullptr;
+  plain.temp_bytes = 0;
+  if (f.bn) {
+    bn_in[0] = conv_out;
+    run_forward(*f.bn->op, plain, *f.bn->parsed, bn_in, BlobList{y});
+  }
+  if (addend) {
+    BlobList ab{y, *addend};
+    if (f.add_chain_pos == 1) std::swap(ab[0], ab[1]);
+    run_forward(*f.add->op, plain, *f.add->parsed, ab, BlobList{y});
+  }
+  if (f.act) run_forward(*f.act->op, plain, *f.act->parsed, BlobList{y}, BlobList{y});
 }
 
 void run_call(Pushed &call) {
@@ -778,7 +961,10 @@ void run_call(Pushed &call) {
   for (auto &a : call.out) out.push_back(a.chunk() ? a.blob() : TBlob{});
   switch (call.kind) {
     case StepKind::Forward:
-      run_forward(*call.op, call.ctx, *call.params, in, out);
+      if (call.fused)
+        run_fused(call, in, out[0]);
+      else
+        run_forward(*call.op, call.ctx, *call.params, in, out);
       break;
     case StepKind::Backward: {
       BlobList fi, fo, og;

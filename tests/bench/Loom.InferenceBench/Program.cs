@@ -120,14 +120,18 @@ var loom = batches.ToDictionary(b => b, _ => new List<double>());
 var imp = batches.ToDictionary(b => b, _ => new List<double>());
 var fold = batches.ToDictionary(b => b, _ => new List<double>());
 var ort = batches.ToDictionary(b => b, _ => new List<double>());
+// ONNX Runtime's threads spin for a while after a run and would slow whatever runs next:
+// each measurement starts after a pause, and the order rotates between repetitions.
+var runs = new (Func<int, double> run, Dictionary<int, List<double>> into)[]
+    { (LoomSeconds, loom), (FoldedSeconds, fold), (ImportedSeconds, imp), (OrtSeconds, ort) };
 for (int r = 0; r < reps; r++)
     foreach (int b in batches)
-    {
-        loom[b].Add(LoomSeconds(b));
-        fold[b].Add(FoldedSeconds(b));
-        imp[b].Add(ImportedSeconds(b));
-        ort[b].Add(OrtSeconds(b));
-    }
+        for (int k = 0; k < runs.Length; k++)
+        {
+            var (run, into) = runs[(k + r) % runs.Length];
+            Thread.Sleep(50);
+            into[b].Add(run(b));
+        }
 double Median(List<double> v) { var s = v.OrderBy(t => t).ToList(); return s[s.Count / 2]; }
 
 Console.WriteLine($"ResNet-50 v1.5 inference, {threads} threads, median of {reps} interleaved runs; Loom's CPU kernels: {Backend.Describe(DeviceType.Cpu)}");

@@ -7,6 +7,7 @@
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
 #include "ops/nn/onednn.h"
+#include "ops/nn/fused.h"
 #include "ops/nn/volume.h"
 
 namespace loom {
@@ -296,6 +297,18 @@ ConvShape conv_shape(const ConvPlan &c) {
   return ConvShape{g.n, g.c, g.h, g.w, c.f, c.groups, g.kh, g.kw, g.sh, g.sw,
                    g.ph, g.pw, g.dh, g.dw, g.oh, g.ow};
 }
+
+}  // namespace
+
+bool conv_forward_with_epilogue(const OpContext &ctx, const Params &p, const BlobList &in, const TBlob &out,
+                                const ConvEpilogue &ep) {
+  if (in[0].dtype != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0].shape)) return false;
+  return onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(), in[1].ptr<float>(),
+                             in.size() > 2 ? in[2].ptr<float>() : nullptr, out.ptr<float>(),
+                             ctx.is_train ? nullptr : in[1].stable, ep);
+}
+
+namespace {
 
 // Parameters Convolution and Deconvolution share.
 OpDef &window_params(OpDef &d) {

@@ -1,6 +1,7 @@
 // BatchNorm (moving statistics as auxiliary states) and the Concat layer
 // with its gradient (MXNet's definitions and parameter names).
 #include "ops/common.h"
+#include "ops/nn/fused.h"
 
 namespace loom {
 namespace {
@@ -348,4 +349,24 @@ const int kLRN = [] {
 }();
 
 }  // namespace
+
+bool batchnorm_prediction_affine(const OpContext &ctx, const Params &p, const BlobList &in,
+                                 std::vector<float> &scale, std::vector<float> &shift) {
+  if (batch_stats(ctx, p) || in[0].dtype != kFloat32) return false;
+  const BNDims dm = bn_dims(p, in[0].shape);
+  const double eps = p.f("eps");
+  const bool fix = p.b("fix_gamma");
+  float *gamma = in[1].ptr<float>();
+  const float *beta = in[2].ptr<float>(), *mm = in[3].ptr<float>(), *mv = in[4].ptr<float>();
+  scale.resize(static_cast<size_t>(dm.c));
+  shift.resize(static_cast<size_t>(dm.c));
+  for (int64_t c = 0; c < dm.c; ++c) {
+    if (fix && gamma[c] != 1.0f) gamma[c] = 1.0f;  // as the op does
+    const double s = (fix ? 1.0 : double(gamma[c])) / std::sqrt(double(mv[c]) + eps);
+    scale[c] = static_cast<float>(s);
+    shift[c] = static_cast<float>(double(beta[c]) - double(mm[c]) * s);
+  }
+  return true;
+}
+
 }  // namespace loom

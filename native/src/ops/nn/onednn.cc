@@ -7,6 +7,8 @@
 #include <map>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -80,7 +82,8 @@ const char *cpu_kernels_describe() {
   return "reference (Loom's kernels and OpenBLAS; built without oneDNN)";
 }
 bool onednn_conv_takes(const ConvShape &) { return false; }
-bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *) {
+bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *,
+                         const ConvEpilogue &) {
   return false;
 }
 bool onednn_conv_backward(const ConvShape &, const float *, const float *, const float *, float *,
@@ -200,7 +203,41 @@ dnnl::primitive_attr user_scratchpad() {
   return a;
 }
 
-dnnl::convolution_forward::primitive_desc forward_pd(const ConvShape &s, int64_t bn, bool bias) {
+// Plan variants carry the epilogue's parts in these bits.
+constexpr int64_t kEpScaleShift = 1 << 20, kEpRelu = 1 << 21;
+int64_t epilogue_bits(const ConvEpilogue &ep) {
+  return (ep.scale ? kEpScaleShift : 0) | (ep.relu ? kEpRelu : 0);
+}
+
+// The scratchpad mode and the epilogue's post-ops for `f` output channels:
+// binary multiply and add by per-channel vectors, then relu as clip(0, max).
+dnnl::primitive_attr conv_attr(int64_t f, int64_t ep_bits) {
+  dnnl::primitive_attr a = user_scratchpad();
+  if (!ep_bits) return a;
+  dnnl::post_ops po;
+  if (ep_bits & kEpScaleShift) {
+    memory::desc pc({1, f, 1, 1}, dt::f32, tag::abcd);
+    po.append_binary(dnnl::algorithm::binary_mul, pc);
+    po.append_binary(dnnl::algorithm::binary_add, pc);
+  }
+  if (ep_bits & kEpRelu)
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::max());
+  a.set_post_ops(po);
+  return a;
+}
+
+// Adds the epilogue's per-channel vectors (from channel `c0`) to a primitive's arguments.
+void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue &ep, int64_t f, int64_t c0) {
+  if (!ep.scale) return;
+  memory::desc pc({1, f, 1, 1}, dt::f32, tag::abcd);
+  args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+               memory(pc, cpu_engine(), const_cast<float *>(ep.scale + c0)));
+  args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
+               memory(pc, cpu_engine(), const_cast<float *>(ep.shift + c0)));
+}
+
+dnnl::convolution_forward::primitive_desc forward_pd(const ConvShape &s, int64_t bn, bool bias,
+                                                     int64_t ep_bits = 0) {
   Dims d = dims_for(s, bn);
   memory::desc src(d.src, dt::f32, tag::any), wei(d.wei, dt::f32, tag::any),
       dst(d.dst, dt::f32, tag::any), b(bias ? memory::dims{s.f} : memory::dims{}, dt::f32, tag::x);
@@ -210,7 +247,7 @@ dnnl::convolution_forward::primitive_desc forward_pd(const ConvShape &s, int64_t
                    : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
                                                      dnnl::algorithm::convolution_direct, src, wei,
                                                      dst, d.strides, d.dil, d.padl, d.padr);
-  return dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(), cpu_engine());
+  return dnnl::convolution_forward::primitive_desc(desc, conv_attr(s.f, ep_bits), cpu_engine());
 }
 
 // Reorders plain `from` (desc `plain`) into `to` (desc `want`) on this thread.
@@ -358,11 +395,12 @@ int64_t channel_pieces(const ConvShape &s) {
 // shared; work item (image, piece) computes that piece's output channels with
 // its slice of the weights and writes them into the plain output.
 bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, const float *w,
-                         const float *bias, float *y, Var *keep) {
+                         const float *bias, float *y, Var *keep, const ConvEpilogue &ep) {
   ConvShape sp = s;
   sp.f = s.f / pieces;
-  auto plan = cached<ForwardPlan>(s, 2 * pieces + (bias != nullptr ? 1 : 0), [&](ForwardPlan &f) {
-    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(sp, 1, bias != nullptr)));
+  const int64_t bits = epilogue_bits(ep);
+  auto plan = cached<ForwardPlan>(s, 2 * pieces + (bias != nullptr ? 1 : 0) + bits, [&](ForwardPlan &f) {
+    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(sp, 1, bias != nullptr, bits)));
     f.prim.reset(new dnnl::convolution_forward(*f.pd));
     return true;
   });
@@ -376,7 +414,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
   // The weight pieces, kept on the weight's var when it is given and already
   // reordered for this version; else reordered below.
-  const std::string key = keep ? kept_key(s, w, 1000 + pieces) : std::string();
+  const std::string key = keep ? kept_key(s, w, 1000 + pieces + bits) : std::string();
   std::shared_ptr<const void> kept = keep ? keep->derived(key) : nullptr;
   std::shared_ptr<void> fresh = keep && !kept ? aligned_buffer(wsize * pieces) : nullptr;
   char *wbuf = kept ? static_cast<char *>(const_cast<void *>(kept.get()))
@@ -416,6 +454,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
                                            {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
       if (bias)
         args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias + k * sp.f)));
+      add_epilogue_args(args, ep, sp.f, k * sp.f);
       prim.execute(ts, args);
       reorder(p.dst_desc(), dst, slice, y + n * s.f * plane + k * sp.f * plane, ts);
       ts.wait();
@@ -436,17 +475,18 @@ bool onednn_conv_takes(const ConvShape &s) {
 }
 
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y, Var *keep) {
+                         float *y, Var *keep, const ConvEpilogue &ep) {
   if (!onednn_conv_takes(s)) return false;
   OneOpenMpThread one;
   if (int64_t pieces = channel_pieces(s); pieces > 1)
-    return conv_forward_pieces(s, pieces, x, w, bias, y, keep);
+    return conv_forward_pieces(s, pieces, x, w, bias, y, keep, ep);
   int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
-  auto plan = cached<ForwardPlan>(s, bias != nullptr ? 1 : 0, [&](ForwardPlan &f) {
-    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr)));
+  const int64_t bits = epilogue_bits(ep);
+  auto plan = cached<ForwardPlan>(s, (bias != nullptr ? 1 : 0) + bits, [&](ForwardPlan &f) {
+    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr, bits)));
     if (last != per)
       f.pd_last.reset(
-          new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias != nullptr)));
+          new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias != nullptr, bits)));
     // Both batch sizes share the weights' layout (checked; else the reference runs).
     if (f.pd_last && !(f.pd_last->weights_desc() == f.pd->weights_desc())) return false;
     f.prim.reset(new dnnl::convolution_forward(*f.pd));
@@ -459,7 +499,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   const auto &prim_last = plan->prim_last ? *plan->prim_last : prim;
   dnnl::stream st(cpu_engine());
   std::shared_ptr<const void> hold;
-  const void *wr = kept_weights_as(s, w, pd->weights_desc(), bias != nullptr ? 1 : 0, keep, hold, st);
+  const void *wr = kept_weights_as(s, w, pd->weights_desc(), (bias != nullptr ? 1 : 0) + bits, keep, hold, st);
   for_items(s.n, [&](int64_t, int64_t n0, int64_t bn) {
     const auto &p = bn == per ? *pd : *pd_last;
     const auto &pr = bn == per ? prim : prim_last;
@@ -481,6 +521,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
                                          {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias)));
+    add_epilogue_args(args, ep, s.f, 0);
     pr.execute(ts, args);
     if (!direct) reorder(p.dst_desc(), dst, udst, yd, ts);
     ts.wait();

@@ -46,11 +46,20 @@ bool onednn_conv_takes(const ConvShape &s);
 // nothing) when oneDNN does not take or cannot compute the case; the caller then runs the
 // reference kernel. `bias` may be null. Backward: `dx` and/or `dw` may be null
 // (not wanted); the bias gradient stays with the caller.
+// What a prediction applies to a convolution's output inside oneDNN (post-ops):
+// y = relu(y * scale[f] + shift[f]); either part may be absent. Folded
+// BatchNorms and following ReLUs of a graph bound for prediction run this way.
+struct ConvEpilogue {
+  const float *scale = nullptr, *shift = nullptr;  // per output channel, both or neither
+  bool relu = false;  // MXNet's relu: y > 0 ? y : 0
+  bool any() const { return scale != nullptr || relu; }
+};
+
 // `keep`, when given, is the weight's var: the weights in oneDNN's layout are
 // kept there for the weight's version (prediction passes reorder them once, not
 // on every call); the caller gives it only when the weight is a stable input.
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y, class Var *keep = nullptr);
+                         float *y, class Var *keep = nullptr, const ConvEpilogue &ep = ConvEpilogue());
 bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
                           float *dx, float *dw);
 // How many convolution passes oneDNN has computed in this process (tests check

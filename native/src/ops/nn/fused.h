@@ -1,0 +1,28 @@
+// Kernels of the steps a graph bound for prediction fuses (symbol/executor.cc):
+// Convolution, then BatchNorm with its moving statistics, an elementwise add and
+// relu, in one pass where oneDNN takes the convolution.
+#pragma once
+
+#include <vector>
+
+#include "op/registry.h"
+#include "ops/nn/onednn.h"
+
+namespace loom {
+
+// Convolution (parameters `conv`, inputs data, weight[, bias]) into `out` with
+// the epilogue applied by oneDNN. False, having written nothing, when the
+// oneDNN kernel set is not selected or does not take the case.
+bool conv_forward_with_epilogue(const OpContext &ctx, const Params &conv, const BlobList &in,
+                                const TBlob &out, const ConvEpilogue &ep);
+
+// BatchNorm (parameters `bn`; inputs data, gamma, beta, moving_mean,
+// moving_var, float32, channel axis 1) as out = data * scale + shift per
+// channel, scale = gamma / sqrt(moving_var + eps), shift = beta - moving_mean *
+// scale, computed in float64 (gamma = 1 under fix_gamma, which, as the op does,
+// writes 1 into gamma). False when this context normalises with the batch's
+// statistics instead (training without use_global_stats).
+bool batchnorm_prediction_affine(const OpContext &ctx, const Params &bn, const BlobList &in,
+                                 std::vector<float> &scale, std::vector<float> &shift);
+
+}  // namespace loom

@@ -1,0 +1,139 @@
+"""Prediction fusion (symbol/executor.cc): a graph bound without gradients runs Convolution
+[+ BatchNorm] [+ add] [+ relu] as one step (oneDNN post-ops where it takes the case). Its
+predictions equal the unfused graph's (LOOM_EXEC_FUSE=0) within float32 rounding; the steps
+it fused are gone from the plan; what must stay apart (a value that is also an output, a value
+read twice, BatchNorm statistics outputs, another activation) stays apart; a forward pass with
+is_train=True (BatchNorm on the batch's statistics) and the reference kernel set run the
+original kernels and give the unfused bits exactly."""
+import ctypes
+import os
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+import loom
+from loom import _abi, sym
+
+
+def _steps(ex):
+    plan = _abi.loom_memory_plan()
+    loom._check(loom._LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
+    return plan.num_steps
+
+
+def _bind(net, shapes, fuse, params):
+    os.environ["LOOM_EXEC_FUSE"] = "1" if fuse else "0"
+    try:
+        ex = net.simple_bind(loom.cpu(), grad_req="null", **shapes)
+    finally:
+        del os.environ["LOOM_EXEC_FUSE"]
+    for n, a in ex.arg_dict.items():
+        if n in params:
+            a.copyfrom(params[n])
+    for n, a in ex.aux_dict.items():
+        a.copyfrom(params[n])
+    return ex
+
+
+def _params(net, shapes, rng):
+    arg, _, aux = net.infer_shape(**shapes)
+    p = {}
+    for n, s in list(zip(net.list_arguments(), arg)) + list(zip(net.list_auxiliary_states(), aux)):
+        if n in shapes:
+            continue
+        if n.endswith("gamma") or n.endswith("moving_var"):
+            p[n] = rng.uniform(0.5, 1.5, s).astype(np.float32)
+        else:
+            p[n] = (rng.normal(size=s) * 0.3).astype(np.float32)
+    return p
+
+
+def conv(x, name, f, k=3, bias=False):
+    return sym.Convolution(x, kernel=(k, k), pad=(k // 2, k // 2), num_filter=f, no_bias=not bias, name=name)
+
+
+def bn(x, name, fix_gamma=False, **kw):
+    return sym.BatchNorm(x, fix_gamma=fix_gamma, eps=1e-5, name=name, **kw)
+
+
+def relu(x, name):
+    return sym.Activation(x, act_type="relu", name=name)
+
+
+def residual_net():
+    """A ResNet-like graph: every pattern, and the cases that must not fuse."""
+    data = sym.Variable("data")
+    a = relu(bn(conv(data, "c1", 32), "b1"), "r1")                        # conv+bn+relu
+    b = bn(conv(a, "c2", 32), "b2")                                         # conv+bn (then add)
+    c = relu(sym.ElementWiseSum(b, a, name="sum1"), "r2")                   # +add+relu
+    d = relu(conv(c, "c3", 32, k=1, bias=True), "r3")                       # conv+relu, with bias
+    e = bn(conv(d, "c4", 32), "b4", fix_gamma=True)                         # fix_gamma
+    f = relu(sym.elemwise_add(d, e, name="add2") if hasattr(sym, "elemwise_add") else d + e, "r4")
+    g = conv(f, "c5", 16)                                                   # read twice: not fused
+    h = sym.Activation(g, act_type="tanh", name="t5") + relu(g, "r5")
+    i = conv(h, "c6", 16)                                                   # also an output
+    j = relu(i, "r6")
+    k = bn(conv(j, "c7", 16), "b7", output_mean_var=True)                   # statistics out
+    return sym.Group(relu(k[0], "r7"), i)
+
+
+class PredictionFusion(unittest.TestCase):
+    shapes = {"data": (2, 16, 10, 10)}
+
+    def setUp(self):
+        self.rng = np.random.default_rng(11)
+        self.net = residual_net()
+        self.params = _params(self.net, self.shapes, self.rng)
+        self.x = self.rng.normal(size=self.shapes["data"]).astype(np.float32)
+
+    def test_fused_predictions_equal_the_unfused_graph(self):
+        for batch in (1, 2, 5):  # one image (channel pieces) and batches
+            shapes = {"data": (batch, 16, 10, 10)}
+            x = self.rng.normal(size=shapes["data"]).astype(np.float32)
+            fused, plain = _bind(self.net, shapes, True, self.params), _bind(self.net, shapes, False, self.params)
+            want = [o.asnumpy() for o in plain.forward(is_train=False, data=x)]
+            got = [o.asnumpy() for o in fused.forward(is_train=False, data=x)]
+            for g, w in zip(got, want):
+                self.assertEqual(g.shape, w.shape)
+                self.assertLess(np.abs(g - w).max() / (1 + np.abs(w).max()), 1e-5)
+            # c1+b1+r1, c2+b2+sum1+r2, c3+r3, c4+b4+add2+r4 fuse (9 steps fewer); c5, c6, c7 stay
+            self.assertEqual(_steps(plain) - _steps(fused), 9)
+
+    def test_is_train_forward_runs_the_original_kernels(self):
+        fused, plain = _bind(self.net, self.shapes, True, self.params), _bind(self.net, self.shapes, False, self.params)
+        for a, b in zip(fused.forward(is_train=True, data=self.x), plain.forward(is_train=True, data=self.x)):
+            np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+        # and prediction afterwards still uses the moving statistics
+        for a, b in zip(fused.forward(is_train=False, data=self.x), plain.forward(is_train=False, data=self.x)):
+            self.assertLess(np.abs(a.asnumpy() - b.asnumpy()).max() / (1 + np.abs(b.asnumpy()).max()), 1e-5)
+
+    def test_reference_kernels_give_the_unfused_bits(self):
+        # The kernel set is chosen once per process: a child process with the reference set.
+        code = (
+            "import sys, numpy as np; sys.path.insert(0, %r); import test_fusion as t\n"
+            "c = t.PredictionFusion(); c.setUp()\n"
+            "f = t._bind(c.net, c.shapes, True, c.params); p = t._bind(c.net, c.shapes, False, c.params)\n"
+            "for a, b in zip(f.forward(is_train=False, data=c.x), p.forward(is_train=False, data=c.x)):\n"
+            "    np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())\n"
+            "assert t._steps(p) - t._steps(f) == 9\n"
+            "print('same bits')\n") % os.path.dirname(os.path.abspath(__file__))
+        env = dict(os.environ, LOOM_CPU_KERNELS="reference")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("same bits", r.stdout)
+
+    def test_bad_input_names_the_original_node(self):
+        # A weight of the wrong shape in a chain that would fuse: the error names its node.
+        os.environ["LOOM_EXEC_FUSE"] = "1"
+        try:
+            with self.assertRaises(loom.LoomError) as cm:
+                self.net.simple_bind(loom.cpu(), grad_req="null", data=(2, 16, 10, 10), c2_weight=(32, 31, 3, 3))
+        finally:
+            del os.environ["LOOM_EXEC_FUSE"]
+        self.assertIn("c2", str(cm.exception))
+        self.assertIn("(32,31,3,3)", str(cm.exception).replace(" ", ""))
+
+if __name__ == "__main__":
+    unittest.main()
