@@ -888,9 +888,10 @@ TEST(Symbol, FoldBatchNormThroughTheAbi) {
 }
 
 // Prediction fusion through the ABI: Convolution+BatchNorm+add+relu and
-// Convolution+BatchNorm fused (one image: channel pieces; three: batches of
-// images) predict what the unfused graph (LOOM_EXEC_FUSE=0) predicts, with 4
-// steps fewer; a training-mode forward pass gives the unfused bits.
+// Convolution+BatchNorm fused, the result kept blocked for the next
+// convolution (one image: channel pieces; three: batches of images), predict
+// what the unfused graph (LOOM_EXEC_FUSE=0) predicts, with 4 steps fewer; a
+// training-mode forward pass gives the unfused bits.
 TEST(Symbol, PredictionFusionMatchesTheUnfusedGraph) {
   Sym data = var("data");
   Sym c1 = op("Convolution", "c1", {&data}, {{"kernel", "(3,3)"}, {"pad", "(1,1)"}, {"num_filter", "32"}, {"no_bias", "true"}});
@@ -898,7 +899,9 @@ TEST(Symbol, PredictionFusionMatchesTheUnfusedGraph) {
   Sym c2 = op("Convolution", "c2", {&data}, {{"kernel", "(1,1)"}, {"num_filter", "32"}});
   Sym b2 = op("BatchNorm", "b2", {&c2}, {{"fix_gamma", "false"}});
   Sym sum = op("ElementWiseSum", "sum", {&b1, &b2});
-  Sym net = op("Activation", "r", {&sum}, {{"act_type", "relu"}});
+  Sym r = op("Activation", "r", {&sum}, {{"act_type", "relu"}});
+  // the fused step's output reaches the next convolution in oneDNN's blocked layout
+  Sym net = op("Convolution", "c3", {&r}, {{"kernel", "(1,1)"}, {"num_filter", "16"}});
   for (int64_t n : {1, 3}) {
     Shapes sh{{"data", {n, 16, 7, 7}}};
     std::vector<std::vector<float>> outs;

@@ -42,6 +42,9 @@ struct Fused {
   const Node *bn = nullptr, *add = nullptr, *act = nullptr;
   int add_chain_pos = 0;   // which input of the add the convolution's chain is
   size_t conv_inputs = 0;  // data, weight[, bias]; then gamma, beta, mean, var; then the addend
+  bool onednn = false;     // oneDNN takes the convolution (at bind)
+  // The data, and the output (and the addend), in nChw16c rather than NCHW.
+  bool src_blocked = false, dst_blocked = false;
 };
 
 struct Step {
@@ -54,7 +57,7 @@ struct Step {
   int temp = -1;           // scratch value
   std::vector<int> reads;  // values whose contents the step reads (for planning)
   std::vector<std::pair<int, int>> inplace;  // (position in `in`, position in `out`)
-  std::shared_ptr<const Fused> fused;        // a fused Convolution step (prediction)
+  std::shared_ptr<Fused> fused;              // a fused Convolution step (prediction)
 };
 
 // The step list of one binding, independent of any memory.
@@ -319,6 +322,63 @@ bool fusion_enabled() {
   return !(e && std::strcmp(e, "0") == 0);
 }
 
+// Blocked layouts between oneDNN convolutions (prediction): a value a oneDNN
+// convolution step produces, with channels a multiple of 16, no output of the
+// graph, and read only as the data of oneDNN convolution steps or as the addend
+// of such a step whose own output is blocked, stays in oneDNN's nChw16c layout:
+// neither its producer nor its readers reorder it. A step whose output is
+// blocked and that adds an addend needs the addend blocked too. Kept to a fixed
+// point; the values' sizes do not change.
+void choose_blocked_layouts(Program &p) {
+  const size_t nv = p.values.size();
+  std::vector<std::vector<int>> readers(nv);
+  for (size_t i = 0; i < p.num_forward; ++i)
+    for (int v : p.steps[i].reads) readers[v].push_back(static_cast<int>(i));
+  std::vector<char> blocked(nv, 0);
+  auto dnn = [&](int i) -> Fused * {
+    const Step &s = p.steps[i];
+    return s.kind == StepKind::Forward && s.fused && s.fused->onednn ? s.fused.get() : nullptr;
+  };
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    if (!dnn(static_cast<int>(i))) continue;
+    int v = p.steps[i].out[0];
+    const Shape &sh = p.values[v].shape;
+    blocked[v] = sh.ndim == 4 && sh.d[1] % 16 == 0;
+  }
+  for (int h : p.head_values) blocked[h] = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t v = 0; v < nv; ++v) {
+      if (!blocked[v]) continue;
+      for (int r : readers[v]) {
+        const Step &rs = p.steps[r];
+        const Fused *f = dnn(r);
+        bool ok = f != nullptr;  // each use is as the data, or as the addend of a blocked output
+        for (size_t k = 0; ok && k < rs.in.size(); ++k)
+          if (rs.in[k] == static_cast<int>(v))
+            ok = k == 0 || (f->add && k + 1 == rs.in.size() && blocked[rs.out[0]]);
+        if (!ok) {
+          blocked[v] = 0;
+          changed = true;
+          break;
+        }
+      }
+    }
+    for (size_t i = 0; i < p.num_forward; ++i) {
+      Fused *f = dnn(static_cast<int>(i));
+      if (f && f->add && blocked[p.steps[i].out[0]] && !blocked[p.steps[i].in.back()]) {
+        blocked[p.steps[i].out[0]] = 0;
+        changed = true;
+      }
+    }
+  }
+  for (size_t i = 0; i < p.num_forward; ++i)
+    if (Fused *f = dnn(static_cast<int>(i))) {
+      f->src_blocked = blocked[p.steps[i].in[0]];
+      f->dst_blocked = blocked[p.steps[i].out[0]];
+    }
+}
+
 // Prediction fusion (a graph bound without gradients on the CPU; LOOM_EXEC_FUSE=0
 // turns it off): a Convolution whose output only a BatchNorm (channel axis 1, no
 // statistics outputs) reads, whose output only an add of two same-shape float32
@@ -354,6 +414,7 @@ void fuse_for_prediction(Program &p) {
     if (node(static_cast<int>(i)).op->name != "Convolution" || s.out.size() != 1 || !f32(s.out[0])) continue;
     auto f = std::make_shared<Fused>();
     f->conv_inputs = s.in.size();
+    f->onednn = conv_onednn_takes(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape);
     std::vector<int> absorbed;
     int cur = s.out[0], addend = -1;
     int r = sole(cur);
@@ -382,7 +443,10 @@ void fuse_for_prediction(Program &p) {
       absorbed.push_back(r);
       cur = p.steps[r].out[0];
     }
-    if (absorbed.empty()) continue;
+    if (absorbed.empty()) {
+      if (f->onednn) s.fused = f;  // alone, it may still keep blocked layouts
+      continue;
+    }
     Step fs;
     fs.kind = StepKind::Forward;
     fs.node = s.node;
@@ -400,18 +464,20 @@ void fuse_for_prediction(Program &p) {
     taken[absorbed.back()] = 1;
     p.steps[absorbed.back()] = std::move(fs);
   }
-  if (remove.empty()) return;
-  std::vector<char> gone(p.steps.size(), 0);
-  for (int i : remove) gone[i] = 1;
-  std::vector<Step> kept;
-  size_t forward = 0;
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    if (gone[i]) continue;
-    if (i < p.num_forward) ++forward;
-    kept.push_back(std::move(p.steps[i]));
+  if (!remove.empty()) {
+    std::vector<char> gone(p.steps.size(), 0);
+    for (int i : remove) gone[i] = 1;
+    std::vector<Step> kept;
+    size_t forward = 0;
+    for (size_t i = 0; i < p.steps.size(); ++i) {
+      if (gone[i]) continue;
+      if (i < p.num_forward) ++forward;
+      kept.push_back(std::move(p.steps[i]));
+    }
+    p.steps = std::move(kept);
+    p.num_forward = forward;
   }
-  p.steps = std::move(kept);
-  p.num_forward = forward;
+  choose_blocked_layouts(p);
 }
 
 void apply_mirror(Program &p) {
@@ -890,6 +956,9 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
   return call;
 }
 
+void run_original(const Pushed &call, const OpContext &ctx, const BlobList &conv_in, BlobList &bn_in,
+                  const TBlob *addend, const TBlob &y);
+
 // A fused Convolution step (fuse_for_prediction): in = conv inputs, then the
 // BatchNorm's gamma, beta, mean and var, then the addend; out = the last value.
 void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
@@ -911,6 +980,8 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   ConvEpilogue ep;
   if (f.bn) ep.scale = scale.data(), ep.shift = shift.data();
   ep.relu = f.act && !addend;
+  ep.src_blocked = f.src_blocked;
+  ep.dst_blocked = f.dst_blocked;
   if (affine && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
     if (addend) {  // y = relu(y + addend), as the add then the Activation compute it
       float *o = y.ptr<float>();
@@ -928,10 +999,41 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
     }
     return;
   }
-  // The original kernels, one after another (the reference kernel set, a case
-  // oneDNN does not take, a BatchNorm on the batch's statistics): the
-  // convolution into a buffer of its own (with a BatchNorm) or into y; the rest
-  // in place on y.
+  // The original kernels (the reference kernel set, a case oneDNN does not
+  // take, a BatchNorm on the batch's statistics), on plain arrays: blocked data,
+  // output and addend are reordered to and from plain buffers.
+  auto buffer = [](int64_t n) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(std::max<int64_t>(n, 1))]); };
+  auto relayout = [](const TBlob &b, const float *src, float *dst, bool to_blocked) {
+    onednn_blocked_layout(src, dst, b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3], to_blocked);
+  };
+  std::unique_ptr<float[]> plain_x, plain_y, plain_a;
+  if (f.src_blocked) {
+    plain_x = buffer(conv_in[0].size());
+    relayout(conv_in[0], conv_in[0].ptr<float>(), plain_x.get(), false);
+    conv_in[0].dptr = plain_x.get();
+  }
+  TBlob yb = y;
+  TBlob ab = addend ? *addend : TBlob{};
+  if (f.dst_blocked) {
+    plain_y = buffer(y.size());
+    yb.dptr = plain_y.get();
+    if (addend) {
+      plain_a = buffer(addend->size());
+      relayout(*addend, addend->ptr<float>(), plain_a.get(), false);
+      ab.dptr = plain_a.get();
+      addend = &ab;
+    }
+  }
+  run_original(call, ctx, conv_in, bn_in, addend, yb);
+  if (f.dst_blocked) relayout(y, yb.ptr<float>(), y.ptr<float>(), true);
+}
+
+// The fused step's original kernels, one after another, on plain arrays: the
+// convolution into a buffer of its own (with a BatchNorm) or into y; the rest in
+// place on y.
+void run_original(const Pushed &call, const OpContext &ctx, const BlobList &conv_in, BlobList &bn_in,
+                  const TBlob *addend, const TBlob &y) {
+  const Fused &f = *call.fused;
   TBlob conv_out = y;
   std::unique_ptr<float[]> between;
   if (f.bn) {

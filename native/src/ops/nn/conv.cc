@@ -300,6 +300,11 @@ ConvShape conv_shape(const ConvPlan &c) {
 
 }  // namespace
 
+bool conv_onednn_takes(const Params &p, const Shape &data) {
+  return use_onednn() && data.ndim == 4 && !is_volume(p, data) &&
+         onednn_conv_takes(conv_shape(ConvPlan(p, data, 4)));
+}
+
 bool conv_forward_with_epilogue(const OpContext &ctx, const Params &p, const BlobList &in, const TBlob &out,
                                 const ConvEpilogue &ep) {
   if (in[0].dtype != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0].shape)) return false;

@@ -16,6 +16,10 @@ namespace loom {
 bool conv_forward_with_epilogue(const OpContext &ctx, const Params &conv, const BlobList &in,
                                 const TBlob &out, const ConvEpilogue &ep);
 
+// Whether the oneDNN kernel set, selected now, runs this 2-D float32
+// Convolution (parameters `conv`, data of shape `data`) through oneDNN.
+bool conv_onednn_takes(const Params &conv, const Shape &data);
+
 // BatchNorm (parameters `bn`; inputs data, gamma, beta, moving_mean,
 // moving_var, float32, channel axis 1) as out = data * scale + shift per
 // channel, scale = gamma / sqrt(moving_var + eps), shift = beta - moving_mean *

@@ -82,6 +82,9 @@ const char *cpu_kernels_describe() {
   return "reference (Loom's kernels and OpenBLAS; built without oneDNN)";
 }
 bool onednn_conv_takes(const ConvShape &) { return false; }
+void onednn_blocked_layout(const float *, float *, int64_t, int64_t, int64_t, int64_t, bool) {
+  fail(LOOM_ERR_INTERNAL, "nChw16c layouts need a build with oneDNN");
+}
 bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *,
                          const ConvEpilogue &) {
   return false;
@@ -374,6 +377,18 @@ std::string describe_text() {
 
 }  // namespace
 
+void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
+                           bool to_blocked) {
+  OneOpenMpThread one;
+  memory::desc plain({n, c, h, w}, dt::f32, tag::nchw), blocked({n, c, h, w}, dt::f32, tag::aBcd16b);
+  dnnl::stream st(cpu_engine());
+  if (to_blocked)
+    reorder(plain, src, blocked, dst, st);
+  else
+    reorder(blocked, src, plain, dst, st);
+  st.wait();
+}
+
 const char *cpu_kernels_describe() {
   if (!use_onednn())
     return "reference (Loom's kernels and OpenBLAS; LOOM_CPU_KERNELS=reference)";
@@ -408,7 +423,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const auto &p = *plan->pd;
   const auto &prim = *plan->prim;
   Dims d = dims_for(sp, 1);
-  memory::desc usrc(d.src, dt::f32, tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
+  memory::desc usrc(d.src, dt::f32, ep.src_blocked ? tag::aBcd16b : tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
   // Weights and inputs in oneDNN's layouts, in the caller's buffers.
   const size_t wsize = p.weights_desc().get_size(), ssize = p.src_desc().get_size();
   const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
@@ -438,15 +453,21 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   if (wreorders) g_weight_reorders.fetch_add(1);
   if (fresh) keep->keep_derived(key, fresh);
   const int64_t plane = s.oh * s.ow;
-  // The plain output's channels [k * f', (k + 1) * f') of one image.
-  memory::desc slice({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
+  // The output's channels [k * f', (k + 1) * f') of one image: strided in plain
+  // NCHW; whole 16-channel blocks, one after another, in nChw16c (f' is a
+  // multiple of 16), where oneDNN may write them directly.
+  memory::desc slice = ep.dst_blocked
+                           ? memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, tag::aBcd16b)
+                           : memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
+  const bool direct = p.dst_desc() == slice;
   parallel_ranges(s.n * pieces, 1, [&](int64_t i0, int64_t i1) {
     OneOpenMpThread one;
     dnnl::stream ts(cpu_engine());
     for (int64_t i = i0; i < i1; ++i) {
       int64_t n = i / pieces, k = i % pieces;
       void *src = plain_src ? const_cast<float *>(x + n * xplane) : static_cast<void *>(sbuf + n * ssize);
-      void *dst = thread_buffer(1, p.dst_desc().get_size());
+      float *out = y + n * s.f * plane + k * sp.f * plane;
+      void *dst = direct ? static_cast<void *>(out) : thread_buffer(1, p.dst_desc().get_size());
       memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), wbuf + k * wsize),
           md(p.dst_desc(), cpu_engine(), dst),
           mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
@@ -456,7 +477,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
         args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias + k * sp.f)));
       add_epilogue_args(args, ep, sp.f, k * sp.f);
       prim.execute(ts, args);
-      reorder(p.dst_desc(), dst, slice, y + n * s.f * plane + k * sp.f * plane, ts);
+      if (!direct) reorder(p.dst_desc(), dst, slice, out, ts);
       ts.wait();
     }
   });
@@ -505,7 +526,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     const auto &pr = bn == per ? prim : prim_last;
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
-    memory::desc usrc(d.src, dt::f32, tag::nchw), udst(d.dst, dt::f32, tag::nchw);
+    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? tag::aBcd16b : tag::nchw),
+        udst(d.dst, dt::f32, ep.dst_blocked ? tag::aBcd16b : tag::nchw);
     const float *xs = x + n0 * s.c * s.h * s.w;
     float *yd = y + n0 * s.f * s.oh * s.ow;
     void *src = const_cast<float *>(xs);

@@ -52,8 +52,17 @@ bool onednn_conv_takes(const ConvShape &s);
 struct ConvEpilogue {
   const float *scale = nullptr, *shift = nullptr;  // per output channel, both or neither
   bool relu = false;  // MXNet's relu: y > 0 ? y : 0
+  // The data and the output in oneDNN's nChw16c layout instead of plain NCHW
+  // (channels a multiple of 16): prediction executors keep it between
+  // consecutive oneDNN convolutions.
+  bool src_blocked = false, dst_blocked = false;
   bool any() const { return scale != nullptr || relu; }
 };
+
+// Reorders an (n, c, h, w) float32 array between plain NCHW and nChw16c (c a
+// multiple of 16). Only in builds with oneDNN.
+void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
+                           bool to_blocked);
 
 // `keep`, when given, is the weight's var: the weights in oneDNN's layout are
 // kept there for the weight's version (prediction passes reorder them once, not
