@@ -122,6 +122,9 @@ void CachedOp::invoke(const ArrayList &inputs, ArrayList &outputs) {
                                      : NDArray());
       }
       for (size_t i = 0; i < nx; ++i) spec.aux.push_back(inputs[na + i].detached());
+      // A hybridized block computes the imperative block's bits: no prediction
+      // fusion (whose BatchNorm post-ops round differently).
+      spec.fuse = false;
       slot = std::make_shared<Slot>();
       slot->signature = sig;
       slot->own_grads = spec.grads;

@@ -755,7 +755,8 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   im.arg_names = arg_names;
   im.aux_names = aux_names;
   im.prog = build(sym, info, spec.grad_req, training);
-  if (!training && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled()) fuse_for_prediction(im.prog);
+  if (!training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
+    fuse_for_prediction(im.prog);
   require_kernels(im.prog, spec.ctx);
   im.planned = plan(im.prog, planning_enabled());
   Program &p = im.prog;

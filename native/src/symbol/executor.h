@@ -30,6 +30,9 @@ struct BindSpec {
   Context ctx;
   std::vector<NDArray> args, grads, aux;  // grads[i] empty when grad_req[i] is null
   std::vector<int32_t> grad_req;
+  // Prediction fusion and blocked layouts for a binding without gradients
+  // (LOOM_EXEC_FUSE=0 turns them off everywhere).
+  bool fuse = true;
 };
 
 class Executor {
