@@ -71,7 +71,9 @@ def residual_net():
     d = relu(conv(c, "c3", 32, k=1, bias=True), "r3")                       # conv+relu, with bias
     e = bn(conv(d, "c4", 32), "b4", fix_gamma=True)                         # fix_gamma
     f = relu(sym.elemwise_add(d, e, name="add2") if hasattr(sym, "elemwise_add") else d + e, "r4")
-    g = conv(f, "c5", 16)                                                   # read twice: not fused
+    p1 = relu(bn(conv(f, "c8", 32), "b8"), "r8")                            # an identity unit: the
+    q = relu(bn(conv(p1, "c9", 32), "b9") + f, "r9")                        # sum takes f's buffer
+    g = conv(q, "c5", 16)                                                   # read twice: not fused
     h = sym.Activation(g, act_type="tanh", name="t5") + relu(g, "r5")
     i = conv(h, "c6", 16)                                                   # also an output
     j = relu(i, "r6")
@@ -98,8 +100,9 @@ class PredictionFusion(unittest.TestCase):
             for g, w in zip(got, want):
                 self.assertEqual(g.shape, w.shape)
                 self.assertLess(np.abs(g - w).max() / (1 + np.abs(w).max()), 1e-5)
-            # c1+b1+r1, c2+b2+sum1+r2, c3+r3, c4+b4+add2+r4 fuse (9 steps fewer); c5, c6, c7 stay
-            self.assertEqual(_steps(plain) - _steps(fused), 9)
+            # c1+b1+r1, c2+b2+sum1+r2, c3+r3, c4+b4+add2+r4, c8+b8+r8, c9+b9+add+r9 fuse
+            # (14 steps fewer); c5, c6, c7 stay
+            self.assertEqual(_steps(plain) - _steps(fused), 14)
 
     def test_is_train_forward_runs_the_original_kernels(self):
         fused, plain = _bind(self.net, self.shapes, True, self.params), _bind(self.net, self.shapes, False, self.params)
@@ -117,7 +120,7 @@ class PredictionFusion(unittest.TestCase):
             "f = t._bind(c.net, c.shapes, True, c.params); p = t._bind(c.net, c.shapes, False, c.params)\n"
             "for a, b in zip(f.forward(is_train=False, data=c.x), p.forward(is_train=False, data=c.x)):\n"
             "    np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())\n"
-            "assert t._steps(p) - t._steps(f) == 9\n"
+            "assert t._steps(p) - t._steps(f) == 14\n"
             "print('same bits')\n") % os.path.dirname(os.path.abspath(__file__))
         env = dict(os.environ, LOOM_CPU_KERNELS="reference")
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

@@ -456,6 +456,9 @@ void fuse_for_prediction(Program &p) {
     if (addend >= 0) fs.in.push_back(addend);
     fs.out = {cur};
     fs.reads = fs.in;
+    // Without a BatchNorm the output may take the addend's buffer (its last
+    // reader): oneDNN sums in place (run_fused).
+    if (addend >= 0 && !f->bn) fs.inplace.emplace_back(static_cast<int>(fs.in.size()) - 1, 0);
     fs.temp = s.temp;  // the convolution's own scratch
     fs.fused = f;
     taken[i] = 1;
@@ -980,11 +983,24 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   const TBlob *addend = f.add ? &in[in.size() - 1] : nullptr;
   ConvEpilogue ep;
   if (f.bn) ep.scale = scale.data(), ep.shift = shift.data();
-  ep.relu = f.act && !addend;
   ep.src_blocked = f.src_blocked;
   ep.dst_blocked = f.dst_blocked;
-  if (affine && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
-    if (addend) {  // y = relu(y + addend), as the add then the Activation compute it
+  // Without a BatchNorm, the addend is summed by oneDNN from y: y is its buffer
+  // (planned in place) or gets a copy (same layout: both blocked or both plain).
+  // oneDNN 2.6 has only its slow reference kernel for per-channel post-ops
+  // followed by a sum, so with a BatchNorm the add and the relu follow in one pass.
+  ep.relu = f.act != nullptr && !(addend && f.bn);
+  if (affine && use_onednn() && f.onednn && addend && !f.bn) {
+    ep.sum = true;
+    if (y.dptr != addend->dptr) {
+      char *o = static_cast<char *>(y.dptr);
+      const char *a = static_cast<const char *>(addend->dptr);
+      parallel_ranges(static_cast<int64_t>(y.size() * sizeof(float)), 1 << 18,
+                      [&](int64_t b, int64_t e) { std::memcpy(o + b, a + b, static_cast<size_t>(e - b)); });
+    }
+  }
+  if (affine && (!addend || ep.sum || f.bn) && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
+    if (addend && f.bn) {  // y = relu(y + addend), as the add then the Activation compute it
       float *o = y.ptr<float>();
       const float *a = addend->ptr<float>();
       const bool relu = f.act != nullptr;
@@ -1015,6 +1031,12 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   TBlob yb = y;
   TBlob ab = addend ? *addend : TBlob{};
+  if (addend && addend->dptr == y.dptr && !f.dst_blocked) {  // in place: keep the addend apart
+    plain_a = buffer(addend->size());
+    std::memcpy(plain_a.get(), addend->dptr, static_cast<size_t>(addend->size()) * sizeof(float));
+    ab.dptr = plain_a.get();
+    addend = &ab;
+  }
   if (f.dst_blocked) {
     plain_y = buffer(y.size());
     yb.dptr = plain_y.get();

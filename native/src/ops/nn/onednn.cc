@@ -207,13 +207,14 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 // Plan variants carry the epilogue's parts in these bits.
-constexpr int64_t kEpScaleShift = 1 << 20, kEpRelu = 1 << 21;
+constexpr int64_t kEpScaleShift = 1 << 20, kEpRelu = 1 << 21, kEpSum = 1 << 22;
 int64_t epilogue_bits(const ConvEpilogue &ep) {
-  return (ep.scale ? kEpScaleShift : 0) | (ep.relu ? kEpRelu : 0);
+  return (ep.scale ? kEpScaleShift : 0) | (ep.relu ? kEpRelu : 0) | (ep.sum ? kEpSum : 0);
 }
 
 // The scratchpad mode and the epilogue's post-ops for `f` output channels:
-// binary multiply and add by per-channel vectors, then relu as clip(0, max).
+// binary multiply and add by per-channel vectors, the sum with what the output
+// holds, then relu as clip(0, max).
 dnnl::primitive_attr conv_attr(int64_t f, int64_t ep_bits) {
   dnnl::primitive_attr a = user_scratchpad();
   if (!ep_bits) return a;
@@ -223,6 +224,7 @@ dnnl::primitive_attr conv_attr(int64_t f, int64_t ep_bits) {
     po.append_binary(dnnl::algorithm::binary_mul, pc);
     po.append_binary(dnnl::algorithm::binary_add, pc);
   }
+  if (ep_bits & kEpSum) po.append_sum(1.0f);
   if (ep_bits & kEpRelu)
     po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::max());
   a.set_post_ops(po);
@@ -237,6 +239,12 @@ void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue
                memory(pc, cpu_engine(), const_cast<float *>(ep.scale + c0)));
   args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
                memory(pc, cpu_engine(), const_cast<float *>(ep.shift + c0)));
+}
+
+// oneDNN's reference implementation, which it picks for post-op combinations its
+// optimised kernels do not take: the caller runs the ops one by one instead.
+bool slow(const dnnl::convolution_forward::primitive_desc &pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
 dnnl::convolution_forward::primitive_desc forward_pd(const ConvShape &s, int64_t bn, bool bias,
@@ -416,6 +424,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const int64_t bits = epilogue_bits(ep);
   auto plan = cached<ForwardPlan>(s, 2 * pieces + (bias != nullptr ? 1 : 0) + bits, [&](ForwardPlan &f) {
     f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(sp, 1, bias != nullptr, bits)));
+    if (bits && slow(*f.pd)) return false;
     f.prim.reset(new dnnl::convolution_forward(*f.pd));
     return true;
   });
@@ -468,6 +477,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
       void *src = plain_src ? const_cast<float *>(x + n * xplane) : static_cast<void *>(sbuf + n * ssize);
       float *out = y + n * s.f * plane + k * sp.f * plane;
       void *dst = direct ? static_cast<void *>(out) : thread_buffer(1, p.dst_desc().get_size());
+      if (ep.sum && !direct) reorder(slice, out, p.dst_desc(), dst, ts);  // the addend, to be summed
       memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), wbuf + k * wsize),
           md(p.dst_desc(), cpu_engine(), dst),
           mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
@@ -505,6 +515,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   const int64_t bits = epilogue_bits(ep);
   auto plan = cached<ForwardPlan>(s, (bias != nullptr ? 1 : 0) + bits, [&](ForwardPlan &f) {
     f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr, bits)));
+    if (bits && slow(*f.pd)) return false;
     if (last != per)
       f.pd_last.reset(
           new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias != nullptr, bits)));
@@ -537,6 +548,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     }
     bool direct = p.dst_desc() == udst;
     void *dst = direct ? static_cast<void *>(yd) : thread_buffer(1, p.dst_desc().get_size());
+    if (ep.sum && !direct) reorder(udst, yd, p.dst_desc(), dst, ts);  // the addend, to be summed
     memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), const_cast<void *>(wr)),
         md(p.dst_desc(), cpu_engine(), dst),
         mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));

@@ -47,10 +47,11 @@ bool onednn_conv_takes(const ConvShape &s);
 // reference kernel. `bias` may be null. Backward: `dx` and/or `dw` may be null
 // (not wanted); the bias gradient stays with the caller.
 // What a prediction applies to a convolution's output inside oneDNN (post-ops):
-// y = relu(y * scale[f] + shift[f]); either part may be absent. Folded
+// y = relu(conv * scale[f] + shift[f] + y_before); each part may be absent. Folded
 // BatchNorms and following ReLUs of a graph bound for prediction run this way.
 struct ConvEpilogue {
   const float *scale = nullptr, *shift = nullptr;  // per output channel, both or neither
+  bool sum = false;   // add what the output holds (an addend copied there), before the relu
   bool relu = false;  // MXNet's relu: y > 0 ? y : 0
   // The data and the output in oneDNN's nChw16c layout instead of plain NCHW
   // (channels a multiple of 16): prediction executors keep it between
