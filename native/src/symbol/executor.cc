@@ -988,8 +988,11 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // Without a BatchNorm, the addend is summed by oneDNN from y: y is its buffer
   // (planned in place) or gets a copy (same layout: both blocked or both plain).
   // oneDNN 2.6 has only its slow reference kernel for per-channel post-ops
-  // followed by a sum, so with a BatchNorm the add and the relu follow in one pass.
-  ep.relu = f.act != nullptr && !(addend && f.bn);
+  // followed by a sum: with a BatchNorm, a blocked addend is a binary post-op
+  // of its own, and a plain one is added (with the relu) in one pass after.
+  const bool addend_op = addend && f.bn && f.dst_blocked;
+  if (addend_op) ep.addend = addend->ptr<float>();
+  ep.relu = f.act != nullptr && !(addend && f.bn && !addend_op);
   if (affine && use_onednn() && f.onednn && addend && !f.bn) {
     ep.sum = true;
     if (y.dptr != addend->dptr) {
@@ -1000,7 +1003,7 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
     }
   }
   if (affine && (!addend || ep.sum || f.bn) && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
-    if (addend && f.bn) {  // y = relu(y + addend), as the add then the Activation compute it
+    if (addend && f.bn && !addend_op) {  // y = relu(y + addend), as the add then the Activation do
       float *o = y.ptr<float>();
       const float *a = addend->ptr<float>();
       const bool relu = f.act != nullptr;

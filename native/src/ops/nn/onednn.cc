@@ -207,23 +207,25 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 // Plan variants carry the epilogue's parts in these bits.
-constexpr int64_t kEpScaleShift = 1 << 20, kEpRelu = 1 << 21, kEpSum = 1 << 22;
+constexpr int64_t kEpScaleShift = 1 << 20, kEpRelu = 1 << 21, kEpSum = 1 << 22, kEpAddend = 1 << 23;
 int64_t epilogue_bits(const ConvEpilogue &ep) {
-  return (ep.scale ? kEpScaleShift : 0) | (ep.relu ? kEpRelu : 0) | (ep.sum ? kEpSum : 0);
+  return (ep.scale ? kEpScaleShift : 0) | (ep.relu ? kEpRelu : 0) | (ep.sum ? kEpSum : 0) |
+         (ep.addend ? kEpAddend : 0);
 }
 
 // The scratchpad mode and the epilogue's post-ops for `f` output channels:
 // binary multiply and add by per-channel vectors, the sum with what the output
 // holds, then relu as clip(0, max).
-dnnl::primitive_attr conv_attr(int64_t f, int64_t ep_bits) {
+dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
   dnnl::primitive_attr a = user_scratchpad();
   if (!ep_bits) return a;
   dnnl::post_ops po;
   if (ep_bits & kEpScaleShift) {
-    memory::desc pc({1, f, 1, 1}, dt::f32, tag::abcd);
+    memory::desc pc({1, dst[1], 1, 1}, dt::f32, tag::abcd);
     po.append_binary(dnnl::algorithm::binary_mul, pc);
     po.append_binary(dnnl::algorithm::binary_add, pc);
   }
+  if (ep_bits & kEpAddend) po.append_binary(dnnl::algorithm::binary_add, memory::desc(dst, dt::f32, tag::aBcd16b));
   if (ep_bits & kEpSum) po.append_sum(1.0f);
   if (ep_bits & kEpRelu)
     po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::max());
@@ -232,13 +234,21 @@ dnnl::primitive_attr conv_attr(int64_t f, int64_t ep_bits) {
 }
 
 // Adds the epilogue's per-channel vectors (from channel `c0`) to a primitive's arguments.
-void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue &ep, int64_t f, int64_t c0) {
-  if (!ep.scale) return;
-  memory::desc pc({1, f, 1, 1}, dt::f32, tag::abcd);
-  args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
-               memory(pc, cpu_engine(), const_cast<float *>(ep.scale + c0)));
-  args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
-               memory(pc, cpu_engine(), const_cast<float *>(ep.shift + c0)));
+// `dst`: the primitive's output extents; `addend`: where its part of the addend starts.
+void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue &ep, const memory::dims &dst,
+                       int64_t c0, const float *addend) {
+  int index = 0;
+  if (ep.scale) {
+    memory::desc pc({1, dst[1], 1, 1}, dt::f32, tag::abcd);
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                 memory(pc, cpu_engine(), const_cast<float *>(ep.scale + c0)));
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
+                 memory(pc, cpu_engine(), const_cast<float *>(ep.shift + c0)));
+    index = 2;
+  }
+  if (ep.addend)
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1,
+                 memory(memory::desc(dst, dt::f32, tag::aBcd16b), cpu_engine(), const_cast<float *>(addend)));
 }
 
 // oneDNN's reference implementation, which it picks for post-op combinations its
@@ -258,7 +268,7 @@ dnnl::convolution_forward::primitive_desc forward_pd(const ConvShape &s, int64_t
                    : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
                                                      dnnl::algorithm::convolution_direct, src, wei,
                                                      dst, d.strides, d.dil, d.padl, d.padr);
-  return dnnl::convolution_forward::primitive_desc(desc, conv_attr(s.f, ep_bits), cpu_engine());
+  return dnnl::convolution_forward::primitive_desc(desc, conv_attr(d.dst, ep_bits), cpu_engine());
 }
 
 // Reorders plain `from` (desc `plain`) into `to` (desc `want`) on this thread.
@@ -485,7 +495,8 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
                                            {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
       if (bias)
         args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias + k * sp.f)));
-      add_epilogue_args(args, ep, sp.f, k * sp.f);
+      add_epilogue_args(args, ep, {1, sp.f, s.oh, s.ow}, k * sp.f,
+                        ep.addend ? ep.addend + n * s.f * plane + k * sp.f * plane : nullptr);
       prim.execute(ts, args);
       if (!direct) reorder(p.dst_desc(), dst, slice, out, ts);
       ts.wait();
@@ -555,7 +566,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
                                          {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias)));
-    add_epilogue_args(args, ep, s.f, 0);
+    add_epilogue_args(args, ep, d.dst, 0, ep.addend ? ep.addend + n0 * s.f * s.oh * s.ow : nullptr);
     pr.execute(ts, args);
     if (!direct) reorder(p.dst_desc(), dst, udst, yd, ts);
     ts.wait();

@@ -52,6 +52,10 @@ bool onednn_conv_takes(const ConvShape &s);
 struct ConvEpilogue {
   const float *scale = nullptr, *shift = nullptr;  // per output channel, both or neither
   bool sum = false;   // add what the output holds (an addend copied there), before the relu
+  // An array of the output's shape, in nChw16c like the output (dst_blocked), added after
+  // scale and shift and before the relu (a binary post-op: oneDNN 2.6 fuses per-channel
+  // post-ops followed by this, but not followed by a sum).
+  const float *addend = nullptr;
   bool relu = false;  // MXNet's relu: y > 0 ? y : 0
   // The data and the output in oneDNN's nChw16c layout instead of plain NCHW
   // (channels a multiple of 16): prediction executors keep it between
