@@ -147,22 +147,26 @@ class OneOpenMpThread {
   int prev_ = 1;
 };
 
-// A 64-byte aligned per-thread buffer that grows and is reused across calls.
-struct Buffer {
+// A 64-byte aligned heap buffer of n bytes (at least 64); `what` names it in the error.
+std::shared_ptr<void> aligned_buffer(size_t n, const char *what) {
   void *p = nullptr;
+  if (posix_memalign(&p, 64, n == 0 ? 64 : n) != 0) p = nullptr;
+  LOOM_CHECK(p, LOOM_ERR_OUT_OF_MEMORY, "oneDNN convolution: could not allocate ", n, " bytes ", what);
+  return std::shared_ptr<void>(p, [](void *q) { std::free(q); });
+}
+
+// A per-thread buffer that grows and is reused across calls.
+struct Buffer {
+  std::shared_ptr<void> p;
   size_t size = 0;
-  ~Buffer() { std::free(p); }
   void *get(size_t n) {
     if (n > size) {
-      std::free(p);
-      p = nullptr;
+      p.reset();
       size = 0;
-      if (posix_memalign(&p, 64, n) != 0) p = nullptr;
-      LOOM_CHECK(p, LOOM_ERR_OUT_OF_MEMORY, "oneDNN convolution: could not allocate ", n,
-                 " bytes of scratch");
+      p = aligned_buffer(n, "of scratch");
       size = n;
     }
-    return p;
+    return p.get();
   }
 };
 void *thread_buffer(int slot, size_t n) {
@@ -213,9 +217,9 @@ int64_t epilogue_bits(const ConvEpilogue &ep) {
          (ep.addend ? kEpAddend : 0);
 }
 
-// The scratchpad mode and the epilogue's post-ops for `f` output channels:
-// binary multiply and add by per-channel vectors, the sum with what the output
-// holds, then relu as clip(0, max).
+// The scratchpad mode and the epilogue's post-ops for an output of extents `dst`:
+// binary multiply and add by per-channel vectors, a binary add of an addend of
+// the output's shape, the sum with what the output holds, then relu as clip(0, max).
 dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
   dnnl::primitive_attr a = user_scratchpad();
   if (!ep_bits) return a;
@@ -233,8 +237,9 @@ dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
   return a;
 }
 
-// Adds the epilogue's per-channel vectors (from channel `c0`) to a primitive's arguments.
-// `dst`: the primitive's output extents; `addend`: where its part of the addend starts.
+// Adds the epilogue's per-channel vectors (from channel `c0`) and addend to a
+// primitive's arguments. `dst`: the primitive's output extents; `addend`: where
+// its part of the addend starts.
 void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue &ep, const memory::dims &dst,
                        int64_t c0, const float *addend) {
   int index = 0;
@@ -299,15 +304,6 @@ std::string kept_key(const ConvShape &s, const float *w, int64_t variant) {
   return std::string("onednn.conv.weights:") + std::string(reinterpret_cast<const char *>(k), sizeof k);
 }
 
-// A 64-byte aligned heap buffer for kept weights.
-std::shared_ptr<void> aligned_buffer(size_t n) {
-  void *p = nullptr;
-  if (posix_memalign(&p, 64, n == 0 ? 64 : n) != 0) p = nullptr;
-  LOOM_CHECK(p, LOOM_ERR_OUT_OF_MEMORY, "oneDNN convolution: could not allocate ", n,
-             " bytes for reordered weights");
-  return std::shared_ptr<void>(p, [](void *q) { std::free(q); });
-}
-
 // weights_as, keeping the reordered copy on `keep` (when given) for later calls;
 // `hold` keeps it alive for this call.
 const void *kept_weights_as(const ConvShape &s, const float *w, const memory::desc &want, int64_t variant,
@@ -317,7 +313,7 @@ const void *kept_weights_as(const ConvShape &s, const float *w, const memory::de
   const std::string key = kept_key(s, w, variant);
   hold = keep->derived(key);
   if (hold) return hold.get();
-  std::shared_ptr<void> buf = aligned_buffer(want.get_size());
+  std::shared_ptr<void> buf = aligned_buffer(want.get_size(), "for reordered weights");
   reorder(plain, w, want, buf.get(), st);
   st.wait();
   g_weight_reorders.fetch_add(1);
@@ -450,7 +446,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   // reordered for this version; else reordered below.
   const std::string key = keep ? kept_key(s, w, 1000 + pieces + bits) : std::string();
   std::shared_ptr<const void> kept = keep ? keep->derived(key) : nullptr;
-  std::shared_ptr<void> fresh = keep && !kept ? aligned_buffer(wsize * pieces) : nullptr;
+  std::shared_ptr<void> fresh = keep && !kept ? aligned_buffer(wsize * pieces, "for reordered weights") : nullptr;
   char *wbuf = kept ? static_cast<char *>(const_cast<void *>(kept.get()))
                : fresh ? static_cast<char *>(fresh.get())
                        : static_cast<char *>(thread_buffer(4, wsize * pieces));

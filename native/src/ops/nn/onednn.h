@@ -61,7 +61,6 @@ struct ConvEpilogue {
   // (channels a multiple of 16): prediction executors keep it between
   // consecutive oneDNN convolutions.
   bool src_blocked = false, dst_blocked = false;
-  bool any() const { return scale != nullptr || relu; }
 };
 
 // Reorders an (n, c, h, w) float32 array between plain NCHW and nChw16c (c a
