@@ -104,6 +104,23 @@ class PredictionFusion(unittest.TestCase):
             # (14 steps fewer); c5, c6, c7 stay
             self.assertEqual(_steps(plain) - _steps(fused), 14)
 
+    def test_nan_passes_the_fused_relu_as_it_passes_mxnets(self):
+        # MXNet's relu keeps NaN (mshadow_op.h: IsNan(a) || a > 0 ? a : 0); oneDNN's relu
+        # and clip post-ops give 0. A NaN pixel spreads through the convolutions: the
+        # fused graph must put NaN exactly where the unfused one does.
+        for batch in (1, 3):
+            shapes = {"data": (batch, 16, 10, 10)}
+            x = self.rng.normal(size=shapes["data"]).astype(np.float32)
+            x[0, 3, 4, 5] = np.nan
+            fused, plain = _bind(self.net, shapes, True, self.params), _bind(self.net, shapes, False, self.params)
+            want = [o.asnumpy() for o in plain.forward(is_train=False, data=x)]
+            got = [o.asnumpy() for o in fused.forward(is_train=False, data=x)]
+            for g, w in zip(got, want):
+                self.assertTrue(np.isnan(w).any())
+                np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+                ok = ~np.isnan(w)
+                self.assertLess(np.abs(g[ok] - w[ok]).max(initial=0) / (1 + np.abs(w[ok]).max(initial=0)), 1e-5)
+
     def test_is_train_forward_runs_the_original_kernels(self):
         fused, plain = _bind(self.net, self.shapes, True, self.params), _bind(self.net, self.shapes, False, self.params)
         for a, b in zip(fused.forward(is_train=True, data=self.x), plain.forward(is_train=True, data=self.x)):

@@ -308,6 +308,37 @@ class AgainstPyTorch(unittest.TestCase):
             np.testing.assert_allclose(lin[k].grad.asnumpy(), tg, rtol=rtol, atol=rtol * max(np.abs(tg).max(initial=0), 1e-2),
                                        err_msg="%s %s gradient of input %d" % (key, dtype, k))
 
+    def test_relu_keeps_nan_as_mxnet_and_torch_do(self):
+        """MXNet's relu passes NaN through (mshadow_op.h: IsNan(a) || a > 0 ? a : 0), as
+        torch.relu does; -0 becomes +0. Its gradient is dy * relu_grad(y) with relu_grad(NaN)
+        = NaN (torch instead passes dy there: MXNet's rule is the one kept), and a NaN
+        incoming gradient reaches dx even where y is 0 (0 * NaN). Both ops, both dtypes, the
+        vectorised float32 spans (long arrays) and the generic loops."""
+        for dtype in (np.float32, np.float64):
+            for n in (7, 70000):
+                x = rand((n,)).astype(dtype)
+                x[:4] = [np.nan, -0.0, 0.0, -np.inf]
+                x[RNG.integers(4, n, 3)] = np.nan
+                head = rand((n,)).astype(dtype)
+                head[5] = np.nan
+                xp = x.copy()
+                xp[5] = -1.0  # y = 0 where the head is NaN
+                for f in (lambda a: nd.Activation(a, act_type="relu"), nd.relu):
+                    with self.subTest(dtype=dtype.__name__, n=n):
+                        a = loom.from_numpy(xp)
+                        a.attach_grad()
+                        with loom.record(train=True):
+                            y = f(a)
+                        want = torch.relu(torch.tensor(xp)).numpy()
+                        got = y.asnumpy()
+                        np.testing.assert_array_equal(got, want)
+                        self.assertFalse(np.signbit(got[1]))
+                        y.backward(loom.from_numpy(head))
+                        gate = np.where(np.isnan(want), np.nan, (want > 0).astype(dtype))
+                        np.testing.assert_array_equal(a.grad.asnumpy(), head * gate)
+                        self.assertTrue(np.isnan(a.grad.asnumpy()[5]))
+                        self.assertTrue(np.isnan(a.grad.asnumpy()[0]))
+
     def test_batchnorm_modes_and_moving_statistics(self):
         """train/inference x fix_gamma x use_global_stats, outputs, gradients and the moving
         statistics after a training step (MXNet: updated in the backward pass, with the

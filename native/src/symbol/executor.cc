@@ -989,10 +989,9 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // (planned in place) or gets a copy (same layout: both blocked or both plain).
   // oneDNN 2.6 has only its slow reference kernel for per-channel post-ops
   // followed by a sum: with a BatchNorm, a blocked addend is a binary post-op
-  // of its own, and a plain one is added (with the relu) in one pass after.
+  // of its own, and a plain one is added in one pass after (with the relu).
   const bool addend_op = addend && f.bn && f.dst_blocked;
   if (addend_op) ep.addend = addend->ptr<float>();
-  ep.relu = f.act != nullptr && !(addend && f.bn && !addend_op);
   if (affine && use_onednn() && f.onednn && addend && !f.bn) {
     ep.sum = true;
     if (y.dptr != addend->dptr) {
@@ -1003,18 +1002,23 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
     }
   }
   if (affine && (!addend || ep.sum || f.bn) && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
-    if (addend && f.bn && !addend_op) {  // y = relu(y + addend), as the add then the Activation do
+    // The rest in one pass: y = relu(y + addend), as the add then the Activation
+    // do. The relu is MXNet's (NaN passes through), not a oneDNN post-op (which
+    // turns NaN into 0); elementwise, so the layout does not matter.
+    const bool relu = f.act != nullptr, add = addend && f.bn && !addend_op;
+    if (relu || add) {
       float *o = y.ptr<float>();
-      const float *a = addend->ptr<float>();
-      const bool relu = f.act != nullptr;
+      const float *a = add ? addend->ptr<float>() : nullptr;
       parallel_ranges(y.size(), 1 << 15, [&](int64_t b, int64_t e) {
-        if (relu)
+        if (add && relu)
           for (int64_t i = b; i < e; ++i) {
             float v = o[i] + a[i];
-            o[i] = v > 0.0f ? v : 0.0f;
+            o[i] = (v > 0.0f || v != v) ? v : 0.0f;
           }
-        else
+        else if (add)
           for (int64_t i = b; i < e; ++i) o[i] = o[i] + a[i];
+        else
+          for (int64_t i = b; i < e; ++i) o[i] = (o[i] > 0.0f || o[i] != o[i]) ? o[i] : 0.0f;
       });
     }
     return;

@@ -448,7 +448,7 @@ int32_t k_multiply_grad(const loom_kernel_call *c) {
 
 int32_t k_relu(const loom_kernel_call *c) {
   return queue_kernel(c, [](std::vector<float *> &p, std::vector<int64_t> &n) {
-    for (int64_t i = 0; i < n[0]; ++i) p[1][i] = p[0][i] > 0 ? p[0][i] : 0.0f;
+    for (int64_t i = 0; i < n[0]; ++i) p[1][i] = (p[0][i] > 0 || p[0][i] != p[0][i]) ? p[0][i] : 0.0f;  // NaN passes
   });
 }
 
@@ -457,7 +457,10 @@ int32_t k_relu_grad(const loom_kernel_call *c) {
   int32_t r = c->req[0];
   return queue_kernel(c, [r](std::vector<float *> &p, std::vector<int64_t> &n) {
     if (!r) return;
-    for (int64_t i = 0; i < n[0]; ++i) p[3][i] = store(r, p[3][i], p[0][i] > 0 ? p[2][i] : 0.0f);
+    for (int64_t i = 0; i < n[0]; ++i) {
+      float x = p[0][i];
+      p[3][i] = store(r, p[3][i], p[2][i] * (x != x ? x : (x > 0 ? 1.0f : 0.0f)));  // MXNet's relu_grad
+    }
   });
 }
 

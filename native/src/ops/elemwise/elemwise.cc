@@ -19,7 +19,7 @@ struct UnaryDef {
   int64_t (*fi)(int64_t);  // integer form, when the op allows integers
 };
 
-double relu_d(double x) { return x > 0 ? x : 0; }
+double relu_d(double x) { return (x > 0 || x != x) ? x : 0; }  // NaN passes (MXNet)
 double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 double sign_d(double x) { return (x > 0) - (x < 0); }
 double softsign_d(double x) { return x / (1.0 + std::fabs(x)); }
@@ -38,7 +38,7 @@ const UnaryDef kUnary[] = {
     {"sign", "Sign, elementwise: -1, 0 or 1.", false, sign_d,
      [](int64_t x) { return int64_t((x > 0) - (x < 0)); }},
     {"square", "Square, elementwise: x*x.", false, square_d, [](int64_t x) { return wrap_mul(x, x); }},
-    {"relu", "Rectified linear unit, elementwise: max(x, 0).", false, relu_d,
+    {"relu", "Rectified linear unit, elementwise: max(x, 0); NaN passes through (MXNet).", false, relu_d,
      [](int64_t x) { return x > 0 ? x : int64_t(0); }},
     {"exp", "Exponential, elementwise: e^x.", true, [](double x) { return std::exp(x); }, nullptr},
     {"log", "Natural logarithm, elementwise.", true, [](double x) { return std::log(x); }, nullptr},

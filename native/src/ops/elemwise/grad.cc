@@ -81,7 +81,8 @@ const UnaryGrad kUnaryGrads[] = {
     {"log", [](double x, double, double g) { return g / x; }},
     {"sqrt", [](double, double y, double g) { return g / (2 * y); }},
     {"square", [](double x, double, double g) { return 2 * x * g; }},
-    {"relu", [](double x, double, double g) { return x > 0 ? g : 0.0; }},
+    // MXNet: g * relu_grad(y), relu_grad(NaN) = NaN; y > 0 exactly when x > 0.
+    {"relu", [](double x, double, double g) { return g * (x != x ? x : (x > 0 ? 1.0 : 0.0)); }},
     {"sigmoid", [](double, double y, double g) { return g * y * (1 - y); }},
     {"tanh", [](double, double y, double g) { return g * (1 - y * y); }},
     {"copy", [](double, double, double g) { return g; }},

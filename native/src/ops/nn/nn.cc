@@ -124,8 +124,11 @@ LOOM_VECTOR_CLONES void tanh_span(const float *x, float *y, int64_t n) {
 LOOM_VECTOR_CLONES void sigmoid_span(const float *x, float *y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + exp_approx(-x[i]));
 }
+// MXNet's relu (mshadow_op.h) passes NaN through: IsNan(x) || x > 0 ? x : 0.
+// Its gradient is relu_grad(y) * dy with relu_grad(NaN) = NaN, so a NaN output
+// or a NaN incoming gradient reaches dx (0 * NaN is NaN) instead of vanishing.
 LOOM_VECTOR_CLONES void relu_span(const float *x, float *y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] > 0.0f || x[i] != x[i]) ? x[i] : 0.0f;
 }
 // Backward from the output: dx = g(y) dy.
 LOOM_VECTOR_CLONES void tanh_grad_span(const float *y, const float *dy, float *dx, int64_t n) {
@@ -135,7 +138,8 @@ LOOM_VECTOR_CLONES void sigmoid_grad_span(const float *y, const float *dy, float
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] * (1.0f - y[i]) * dy[i];
 }
 LOOM_VECTOR_CLONES void relu_grad_span(const float *y, const float *dy, float *dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; ++i)
+    dx[i] = dy[i] * (y[i] != y[i] ? y[i] : (y[i] > 0.0f ? 1.0f : 0.0f));
 }
 bool float_span(const float *x, float *y, int64_t n, Act a) {
   switch (a) {
@@ -185,7 +189,7 @@ const int kActivation = [] {
         if (float_span(x + b, y + b, n - b, a)) return;
         switch (a) {
           case Act::Relu:
-            for (int64_t i = b; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+            for (int64_t i = b; i < n; ++i) y[i] = (x[i] > T(0) || x[i] != x[i]) ? x[i] : T(0);
             break;
           case Act::Sigmoid:
             for (int64_t i = b; i < n; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
@@ -220,7 +224,7 @@ const int kActivation = [] {
       parallel_for(in[0].size(), [&](int64_t i) {
         double g, v = double(y[i]);
         switch (a) {
-          case Act::Relu: g = v > 0 ? 1 : 0; break;
+          case Act::Relu: g = v != v ? v : (v > 0 ? 1 : 0); break;
           case Act::Sigmoid: g = v * (1 - v); break;
           case Act::Tanh: g = 1 - v * v; break;
           case Act::SoftRelu: g = -std::expm1(-v); break;  // sigmoid(x) = 1 - e^-y

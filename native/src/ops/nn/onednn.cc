@@ -211,15 +211,17 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 // Plan variants carry the epilogue's parts in these bits.
-constexpr int64_t kEpScaleShift = 1 << 20, kEpRelu = 1 << 21, kEpSum = 1 << 22, kEpAddend = 1 << 23;
+constexpr int64_t kEpScaleShift = 1 << 20, kEpSum = 1 << 22, kEpAddend = 1 << 23;
 int64_t epilogue_bits(const ConvEpilogue &ep) {
-  return (ep.scale ? kEpScaleShift : 0) | (ep.relu ? kEpRelu : 0) | (ep.sum ? kEpSum : 0) |
+  return (ep.scale ? kEpScaleShift : 0) | (ep.sum ? kEpSum : 0) |
          (ep.addend ? kEpAddend : 0);
 }
 
 // The scratchpad mode and the epilogue's post-ops for an output of extents `dst`:
 // binary multiply and add by per-channel vectors, a binary add of an addend of
-// the output's shape, the sum with what the output holds, then relu as clip(0, max).
+// the output's shape, then the sum with what the output holds. No relu: oneDNN's
+// eltwise relu and clip turn NaN into 0 where MXNet's relu passes it through,
+// so the executor applies the relu itself.
 dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
   dnnl::primitive_attr a = user_scratchpad();
   if (!ep_bits) return a;
@@ -231,8 +233,6 @@ dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
   }
   if (ep_bits & kEpAddend) po.append_binary(dnnl::algorithm::binary_add, memory::desc(dst, dt::f32, tag::aBcd16b));
   if (ep_bits & kEpSum) po.append_sum(1.0f);
-  if (ep_bits & kEpRelu)
-    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, std::numeric_limits<float>::max());
   a.set_post_ops(po);
   return a;
 }

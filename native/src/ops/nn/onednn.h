@@ -47,16 +47,15 @@ bool onednn_conv_takes(const ConvShape &s);
 // reference kernel. `bias` may be null. Backward: `dx` and/or `dw` may be null
 // (not wanted); the bias gradient stays with the caller.
 // What a prediction applies to a convolution's output inside oneDNN (post-ops):
-// y = relu(conv * scale[f] + shift[f] + y_before); each part may be absent. Folded
-// BatchNorms and following ReLUs of a graph bound for prediction run this way.
+// y = conv * scale[f] + shift[f] + y_before; each part may be absent. Folded
+// BatchNorms and residual additions of a graph bound for prediction run this way.
 struct ConvEpilogue {
   const float *scale = nullptr, *shift = nullptr;  // per output channel, both or neither
-  bool sum = false;   // add what the output holds (an addend copied there), before the relu
+  bool sum = false;  // add what the output holds (an addend copied there)
   // An array of the output's shape, in nChw16c like the output (dst_blocked), added after
-  // scale and shift and before the relu (a binary post-op: oneDNN 2.6 fuses per-channel
+  // scale and shift (a binary post-op: oneDNN 2.6 fuses per-channel
   // post-ops followed by this, but not followed by a sum).
   const float *addend = nullptr;
-  bool relu = false;  // MXNet's relu: y > 0 ? y : 0
   // The data and the output in oneDNN's nChw16c layout instead of plain NCHW
   // (channels a multiple of 16): prediction executors keep it between
   // consecutive oneDNN convolutions.
