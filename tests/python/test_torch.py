@@ -69,7 +69,9 @@ if torch:
                   "greater_equal_scalar": torch.ge, "less_scalar": torch.lt, "less_equal_scalar": torch.le}.items():
         case(n, (lambda f: lambda x: f(x, scalar=sc))(getattr(nd, n)), (lambda f: lambda x: f(x, sc).to(x.dtype))(tf),
              [(S, 0, 2)], grad=False)
-    case("clip", lambda x: nd.clip(x, a_min=-0.3, a_max=0.4), lambda x: torch.clamp(x, -0.3, 0.4), [(S, -1, 1)])
+    # MXNet's ClipParam holds the bounds as float32, also for float64 data.
+    case("clip", lambda x: nd.clip(x, a_min=-0.3, a_max=0.4),
+         lambda x: torch.clamp(x, float(np.float32(-0.3)), float(np.float32(0.4))), [(S, -1, 1)])
     case("sum", lambda x: nd.sum(x, axis=(1,)), lambda x: x.sum(1), [((3, 4, 5), -1, 1)])
     case("mean", lambda x: nd.mean(x, axis=(0, 2), keepdims=True), lambda x: x.mean((0, 2), keepdim=True), [((3, 4, 5), -1, 1)])
     case("prod", lambda x: nd.prod(x, axis=(1,)), lambda x: x.prod(1), [((3, 4), 0.5, 1.5)])
@@ -338,6 +340,96 @@ class AgainstPyTorch(unittest.TestCase):
                         np.testing.assert_array_equal(a.grad.asnumpy(), head * gate)
                         self.assertTrue(np.isnan(a.grad.asnumpy()[5]))
                         self.assertTrue(np.isnan(a.grad.asnumpy()[0]))
+
+    def test_nan_in_maximum_minimum_clip_and_max_pooling_follows_mxnet(self):
+        """MXNet 1.9's rules with NaN (mshadow_op.h, matrix_op-inl.h, pool.h), beside torch
+        where torch agrees: maximum/minimum give NaN when either side is NaN (torch.maximum
+        too); their gradient is gy * (x >= y) for lhs and gy * (x < y) for rhs (minimum: <=,
+        >), so neither side takes it at a NaN; the scalar forms compare with the scalar in
+        the array's dtype; clip passes NaN and its gradient there; max pooling passes over
+        NaN cells (a window of NaN only gives the dtype's lowest value, and no gradient),
+        and the first cell equal to the maximum takes the gradient."""
+        nan = np.nan
+        for dtype in (np.float32, np.float64):
+            a = np.array([nan, 1, 2, nan, -1, 3, 3], dtype)
+            b = np.array([1, nan, 3, nan, -2, 3, 1], dtype)
+            for name, tf in (("maximum", torch.maximum), ("minimum", torch.minimum)):
+                with self.subTest(dtype=dtype.__name__, op=name):
+                    la, lb = loom.from_numpy(a), loom.from_numpy(b)
+                    la.attach_grad()
+                    lb.attach_grad()
+                    with loom.record(train=True):
+                        y = getattr(nd, name)(la, lb)
+                    np.testing.assert_array_equal(y.asnumpy(), tf(torch.tensor(a), torch.tensor(b)).numpy())
+                    head = np.arange(1, 8).astype(dtype)
+                    y.backward(loom.from_numpy(head))
+                    lhs = (a >= b) if name == "maximum" else (a <= b)
+                    rhs = (a < b) if name == "maximum" else (a > b)
+                    np.testing.assert_array_equal(la.grad.asnumpy(), head * lhs)
+                    np.testing.assert_array_equal(lb.grad.asnumpy(), head * rhs)
+            # maximum_scalar: 0.7 in float32 is below 0.7, so x = float32(0.7) ties with it
+            x = np.array([np.float32(0.7), nan, 0.5, 0.9], dtype)
+            lx = loom.from_numpy(x)
+            lx.attach_grad()
+            with loom.record(train=True):
+                y = nd.maximum_scalar(lx, scalar=0.7)
+            s = dtype(0.7)
+            np.testing.assert_array_equal(y.asnumpy(), np.where(np.isnan(x) | (x > s), x, s))
+            y.backward(loom.from_numpy(np.ones(4, dtype)))
+            np.testing.assert_array_equal(lx.grad.asnumpy(), (x >= s).astype(dtype))
+            # clip: float32 bounds, NaN passes, and so does its gradient
+            x = np.array([nan, -0.5, 0.35, 0.5, 0.4], dtype)
+            lx = loom.from_numpy(x)
+            lx.attach_grad()
+            with loom.record(train=True):
+                y = nd.clip(lx, a_min=-0.3, a_max=0.4)
+            lo, hi = float(np.float32(-0.3)), float(np.float32(0.4))
+            np.testing.assert_array_equal(y.asnumpy(), torch.clamp(torch.tensor(x), lo, hi).numpy())
+            y.backward(loom.from_numpy(np.full(5, 2, dtype)))
+            np.testing.assert_array_equal(lx.grad.asnumpy(), np.array([2, 0, 2, 0, 2], dtype))
+            # max pooling: windows inside the image (the fast path) and padded ones
+            img = np.array([[1, nan, 5, 5], [2, 3, nan, nan], [nan, 4, 4, 0], [nan, nan, 4, 1]], dtype)
+            lowest = np.finfo(dtype).min
+            for kw, want, wgrad in (
+                    (dict(kernel=(2, 2), stride=(2, 2)), [[3, 5], [4, 4]],
+                     [[0, 0, 1, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]),
+                    (dict(kernel=(2, 2), stride=(2, 2), pad=(1, 1)), [[1, 5, 5], [2, 4, 0], [nan, 4, 1]],
+                     None)):
+                for volume in (False, True):  # NCHW, and NCDHW with a depth of 1
+                    with self.subTest(dtype=dtype.__name__, pool=str(kw), volume=volume):
+                        lx = loom.from_numpy(img[None, None, None] if volume else img[None, None])
+                        lx.attach_grad()
+                        k = {n: ((0,) if n == "pad" else (1,)) + v for n, v in kw.items()} if volume else kw
+                        with loom.record(train=True):
+                            y = nd.Pooling(lx, pool_type="max", **k)
+                        w = np.array(want, dtype)
+                        w[np.isnan(w)] = lowest  # windows of NaN (and padding) only
+                        np.testing.assert_array_equal(y.asnumpy().reshape(w.shape), w)
+                        y.backward(loom.from_numpy(np.ones(y.shape, dtype)))
+                        g = lx.grad.asnumpy().reshape(img.shape)
+                        self.assertFalse(np.isnan(g).any())
+                        self.assertTrue((g[np.isnan(img)] == 0).all())
+                        if wgrad is not None:
+                            np.testing.assert_array_equal(g, np.array(wgrad, dtype))
+                        else:  # each window but the NaN one gives one unit
+                            self.assertEqual(g.sum(), np.sum(w != lowest))
+                            self.assertEqual((g[2, 1], g[2, 2]), (1, 0))  # 3, NaN, 4, 4: the first 4
+
+    def test_gradient_clipping_lets_nan_through(self):
+        """MXNet's optimizers clip with mshadow_op::clip (x > b ? b : x < -b ? -b : x): a NaN
+        gradient reaches the weight instead of becoming +clip_gradient."""
+        for name, extra in (("sgd_update", {}), ("sgd_mom_update", {"momentum": 0.9}),
+                            ("adam_update", {}), ("rmsprop_update", {})):
+            with self.subTest(op=name):
+                w = np.array([1.0, 2.0, 3.0], np.float32)
+                g = np.array([np.nan, 10.0, -10.0], np.float32)
+                states = {"sgd_update": 0, "sgd_mom_update": 1, "adam_update": 2, "rmsprop_update": 1}[name]
+                ins = [loom.from_numpy(w), loom.from_numpy(g)] + [loom.from_numpy(np.zeros(3, np.float32))
+                                                                  for _ in range(states)]
+                out = loom._invoke(name, ins, dict(lr=0.1, clip_gradient=1.0, **extra))
+                got = (out[0] if isinstance(out, (list, tuple)) else out).asnumpy()
+                self.assertTrue(np.isnan(got[0]), got)
+                self.assertTrue(np.isfinite(got[1:]).all(), got)
 
     def test_batchnorm_modes_and_moving_statistics(self):
         """train/inference x fix_gamma x use_global_stats, outputs, gradients and the moving

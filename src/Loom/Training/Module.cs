@@ -588,7 +588,7 @@ public sealed class Module : IDisposable
             foreach (int i in _paramIndex)
                 if (e.Gradients[i] is { } g && g.DType is DType.Float32 or DType.Float64)
                     arrays.Add(($"the gradient of '{args[i]}'{dev}", g));
-            if (k == 0)  // a NaN weight can hide behind a ReLU (max(NaN, 0) = 0): check the weights too
+            if (k == 0)  // a NaN weight need not reach an output or a gradient (a zero input, a clip): check the weights too
                 foreach (int i in _paramIndex)
                     if (e.Arguments[i].DType is DType.Float32 or DType.Float64)
                         arrays.Add(($"parameter '{args[i]}'", e.Arguments[i]));

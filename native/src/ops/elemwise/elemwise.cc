@@ -107,8 +107,10 @@ inline T bin_apply(Bin op, T a, T b) {
         return wrap_pow(base, e);
       }
     }
-    case Bin::Max: return a > b ? a : b;
-    case Bin::Min: return a < b ? a : b;
+    // MXNet's maximum and minimum (mshadow_op.h): a NaN lhs wins, a NaN rhs loses
+    // every comparison, so NaN on either side gives NaN.
+    case Bin::Max: return (a != a || a > b) ? a : b;
+    case Bin::Min: return (a != a || a < b) ? a : b;
     case Bin::Eq: return a == b;
     case Bin::Ne: return a != b;
     case Bin::Gt: return a > b;

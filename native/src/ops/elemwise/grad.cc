@@ -28,11 +28,11 @@ inline double binary_grad(BinGrad op, int side, double x, double y, double gy) {
     case BinGrad::Multiply: return side == 0 ? gy * y : gy * x;
     case BinGrad::Divide: return side == 0 ? gy / y : -gy * x / (y * y);
     case BinGrad::Power: return side == 0 ? gy * y * std::pow(x, y - 1) : gy * std::pow(x, y) * std::log(x);
-    default: {
-      // maximum / minimum: the chosen operand takes the gradient (ties go to lhs).
-      bool lhs = op == BinGrad::Maximum ? x >= y : x <= y;
-      return (side == 0) == lhs ? gy : 0.0;
-    }
+    // MXNet's _backward_maximum: gy * (x >= y) for lhs, gy * (x < y) for rhs
+    // (minimum: <= and >). Ties go to lhs; where x or y is NaN neither side
+    // takes gy, and a NaN gy reaches both sides (0 * NaN).
+    case BinGrad::Maximum: return gy * (side == 0 ? double(x >= y) : double(x < y));
+    default: return gy * (side == 0 ? double(x <= y) : double(x > y));
   }
 }
 
@@ -76,7 +76,7 @@ struct UnaryGrad {
 };
 const UnaryGrad kUnaryGrads[] = {
     {"negative", [](double, double, double g) { return -g; }},
-    {"abs", [](double x, double, double g) { return x > 0 ? g : (x < 0 ? -g : 0.0); }},
+    {"abs", [](double x, double, double g) { return g * double((x > 0) - (x < 0)); }},  // g * sign(x)
     {"exp", [](double, double y, double g) { return g * y; }},
     {"log", [](double x, double, double g) { return g / x; }},
     {"sqrt", [](double, double y, double g) { return g / (2 * y); }},
@@ -114,8 +114,8 @@ const ScalarGrad kScalarGrads[] = {
     {"power_scalar", [](double x, double s, double g) { return g * s * std::pow(x, s - 1); }},
     {"rdivide_scalar", [](double x, double s, double g) { return -g * s / (x * x); }},
     {"rpower_scalar", [](double x, double s, double g) { return g * std::pow(s, x) * std::log(s); }},
-    {"maximum_scalar", [](double x, double s, double g) { return x >= s ? g : 0.0; }},
-    {"minimum_scalar", [](double x, double s, double g) { return x <= s ? g : 0.0; }},
+    {"maximum_scalar", [](double x, double s, double g) { return g * double(x >= s); }},
+    {"minimum_scalar", [](double x, double s, double g) { return g * double(x <= s); }},
 };
 
 const int kRegistered = [] {
@@ -125,15 +125,16 @@ const int kRegistered = [] {
       {"divide", BinGrad::Divide},   {"power", BinGrad::Power},       {"maximum", BinGrad::Maximum},
       {"minimum", BinGrad::Minimum}};
   for (const auto &b : binaries) set_binary_grad(b.first, b.second);
-  // clip: the gradient passes where a_min <= x <= a_max.
+  // clip (MXNet's clip_grad): 0 where x > a_max or x < a_min, else the gradient,
+  // so a NaN x passes it. The bounds are float32, as MXNet's ClipParam holds them.
   reg.add("clip").set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
                                   const BlobList &og, const BlobList &ig, const ReqList &req) {
     if (!req[0]) return;
-    double lo = p.f("a_min"), hi = p.f("a_max");
+    const double lo = static_cast<float>(p.f("a_min")), hi = static_cast<float>(p.f("a_max"));
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *g = og[0].ptr<T>();
       T *d = ig[0].ptr<T>();
-      parallel_for(in[0].size(), [&](int64_t i) { d[i] = x[i] >= lo && x[i] <= hi ? g[i] : T(0); });
+      parallel_for(in[0].size(), [&](int64_t i) { d[i] = x[i] > hi || x[i] < lo ? T(0) : g[i]; });
     });
   });
 
@@ -158,8 +159,9 @@ const int kRegistered = [] {
                                      const BlobList &, const BlobList &og, const BlobList &ig,
                                      const ReqList &req) {
       if (!req[0]) return;
-      double s = p.f("scalar");
       LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+        // The scalar in the array's type, as the forward pass and MXNet use it.
+        const double s = static_cast<double>(static_cast<T>(p.f("scalar")));
         const T *x = in[0].ptr<T>();
         const T *g = og[0].ptr<T>();
         T *d = ig[0].ptr<T>();

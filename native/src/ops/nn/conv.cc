@@ -753,25 +753,28 @@ void max_pool_plane(const T *x, T *y, const Geometry &g) {
   for (int64_t oi = 0; oi < g.oh; ++oi)
     for (int64_t oj = 0; oj < g.ow; ++oj) {
       const T *w0 = x + oi * g.sh * g.w + oj * g.sw;
-      T m = w0[0];
+      T m = std::numeric_limits<T>::lowest();  // as MXNet's pool.h: NaN cells are passed over
       for (int64_t i = 0; i < g.kh; ++i)
         for (int64_t j = 0; j < g.kw; ++j) m = w0[i * g.w + j] > m ? w0[i * g.w + j] : m;
       y[oi * g.ow + oj] = m;
     }
 }
 
-// Its gradient: the first maximum of each window (row-major) takes dy.
+// Its gradient: as MXNet's unpool_max, the first cell of each window (row-major)
+// equal to the window's maximum takes dy; a NaN cell never does, and a window
+// with no such cell (all NaN) passes none.
 template <typename T>
 void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
   for (int64_t oi = 0; oi < g.oh; ++oi)
     for (int64_t oj = 0; oj < g.ow; ++oj) {
-      int64_t base = oi * g.sh * g.w + oj * g.sw, best = base;
+      int64_t base = oi * g.sh * g.w + oj * g.sw, best = -1;
+      T m = std::numeric_limits<T>::lowest();
       for (int64_t i = 0; i < g.kh; ++i)
         for (int64_t j = 0; j < g.kw; ++j) {
           int64_t k = base + i * g.w + j;
-          if (x[k] > x[best]) best = k;
+          if (x[k] > m || (best < 0 && x[k] == m)) m = x[best = k];
         }
-      dx[best] += dy[oi * g.ow + oj];
+      if (best >= 0) dx[best] += dy[oi * g.ow + oj];
     }
 }
 
@@ -887,13 +890,15 @@ const int kPooling = [] {
             int64_t i0, i1, j0, j1;
             double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
             double gy = dyp[oi * g.ow + oj];
-            if (is_max) {  // the first maximum takes the gradient
+            if (is_max) {  // the first cell equal to the maximum takes the gradient (NaN never is)
               int64_t bi = -1, bj = -1;
+              T m = std::numeric_limits<T>::lowest();
               for (int64_t i = i0; i < i1; ++i)
                 for (int64_t j = j0; j < j1; ++j)
-                  if (bi < 0 || xp[i * g.w + j] > xp[bi * g.w + bj]) {
+                  if (xp[i * g.w + j] > m || (bi < 0 && xp[i * g.w + j] == m)) {
                     bi = i;
                     bj = j;
+                    m = xp[i * g.w + j];
                   }
               if (bi >= 0) dxp[bi * g.w + bj] += static_cast<T>(gy);
             } else {

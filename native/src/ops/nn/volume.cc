@@ -393,13 +393,14 @@ void pool3d_backward(const Params &p, const BlobList &in, const BlobList &og, co
         const T *gp = dy + nc * g.out_size();
         each_window(g, [&](int64_t o, const Span &sz, const Span &sy, const Span &sw) {
           double gy = gp[o];
-          if (is_max) {  // the first maximum in the window takes the gradient
+          if (is_max) {  // the first cell equal to the window's maximum (NaN never is)
             int64_t best = -1;
+            T m = std::numeric_limits<T>::lowest();
             for (int64_t a = sz.lo; a < sz.hi; ++a)
               for (int64_t b = sy.lo; b < sy.hi; ++b)
                 for (int64_t e = sw.lo; e < sw.hi; ++e) {
                   int64_t k = (a * g.in[1] + b) * g.in[2] + e;
-                  if (best < 0 || xp[k] > xp[best]) best = k;
+                  if (xp[k] > m || (best < 0 && xp[k] == m)) m = xp[best = k];
                 }
             if (best >= 0) dxp[best] += static_cast<T>(gy);
             return;

@@ -22,10 +22,11 @@ void common_params(OpDef &d, const char *lr_default = "", const char *lr_doc = "
   d.float_only = true;
 }
 
-// The rescaled, clipped gradient.
+// The rescaled, clipped gradient. MXNet's clip (mshadow_op.h) lets NaN through:
+// a NaN gradient reaches the weight rather than becoming +clip_gradient.
 inline double grad_of(double g, double rescale, double clip) {
   g *= rescale;
-  if (clip >= 0) g = std::max(-clip, std::min(clip, g));
+  if (clip >= 0) g = g > clip ? clip : (g < -clip ? -clip : g);
   return g;
 }
 

@@ -458,11 +458,16 @@ const int kRegistered = [] {
       })
       .set_compute([](const OpContext &, const Params &p, const BlobList &in,
                       const BlobList &out) {
+        // MXNet's clip: x > a_max gives a_max, x < a_min gives a_min, else x (NaN
+        // passes). The bounds are float32 (ClipParam's real_t), also for float64 data.
         LOOM_DTYPE_SWITCH(in[0].dtype, T, {
-          T lo = static_cast<T>(p.f("a_min")), hi = static_cast<T>(p.f("a_max"));
+          constexpr bool flt = std::is_floating_point_v<T>;
+          const double blo = flt ? double(static_cast<float>(p.f("a_min"))) : p.f("a_min");
+          const double bhi = flt ? double(static_cast<float>(p.f("a_max"))) : p.f("a_max");
+          const T lo = static_cast<T>(blo), hi = static_cast<T>(bhi);
           const T *a = in[0].ptr<T>();
           T *o = out[0].ptr<T>();
-          parallel_for(in[0].size(), [&](int64_t i) { o[i] = a[i] < lo ? lo : (a[i] > hi ? hi : a[i]); });
+          parallel_for(in[0].size(), [&](int64_t i) { o[i] = a[i] > hi ? hi : (a[i] < lo ? lo : a[i]); });
         });
       });
 
