@@ -4,6 +4,7 @@
 #include <limits>
 #include <memory>
 
+#include "common/scratch.h"
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
 #include "ops/nn/onednn.h"
@@ -265,7 +266,8 @@ void pointwise_backward(const ConvPlan &c, const T *x, const T *w, const T *dy, 
   const int64_t slots = dw ? std::max<int64_t>(1, std::min<int64_t>({g.n, 8, (int64_t(64) << 20) /
                                                       std::max<int64_t>(wsize * int64_t(sizeof(T)), 1)}))
                            : 1;
-  std::unique_ptr<T[]> partial(dw ? new T[static_cast<size_t>(slots * wsize)] : nullptr);
+  std::shared_ptr<void> pieces = dw ? reusable_scratch(static_cast<size_t>(slots * wsize) * sizeof(T), "for the weight gradient's pieces") : nullptr;
+  T *partial = static_cast<T *>(pieces.get());
   ensure_single_threaded_blas();
   parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t slot = s0; slot < s1; ++slot)
@@ -279,13 +281,13 @@ void pointwise_backward(const ConvPlan &c, const T *x, const T *w, const T *dy, 
           if (dw)
             gemm_serial<T>(false, true, c.fg, c.cg, c.plane, 1.0, dyg, c.plane,
                            x + (n * g.c + gr * c.cg) * c.plane, c.plane, n == slot ? 0.0 : 1.0,
-                           partial.get() + slot * wsize + gr * c.fg * c.cg, c.cg);
+                           partial + slot * wsize + gr * c.fg * c.cg, c.cg);
         }
   });
   if (dw) {
-    std::memcpy(dw, partial.get(), static_cast<size_t>(wsize) * sizeof(T));
+    std::memcpy(dw, partial, static_cast<size_t>(wsize) * sizeof(T));
     for (int64_t sl = 1; sl < slots; ++sl) {
-      const T *src = partial.get() + sl * wsize;
+      const T *src = partial + sl * wsize;
       for (int64_t i = 0; i < wsize; ++i) dw[i] += src[i];
     }
   }
@@ -468,7 +470,11 @@ const int kConvolution = [] {
                                          {c.items, 64, (int64_t(64) << 20) / std::max<int64_t>(
                                                                 wsize * int64_t(sizeof(T)), 1)}))
                                    : 1;
-      std::vector<T> partial(req[1] ? static_cast<size_t>(slots * wsize) : 0);
+      std::shared_ptr<void> pieces = req[1] ? reusable_scratch(static_cast<size_t>(slots * wsize) * sizeof(T),
+                                                               "for the weight gradient's pieces")
+                                            : nullptr;
+      T *partial = static_cast<T *>(pieces.get());
+      if (partial) std::fill(partial, partial + slots * wsize, T(0));
       ensure_single_threaded_blas();
       parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
         T *col = c.columns<T>();
@@ -487,7 +493,7 @@ const int kConvolution = [] {
                 for (int64_t b = 0; b < bn; ++b)
                   im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
                 gemm_serial<T>(false, true, c.fg, c.krows, ld, 1.0, dyb, ld, col, ld,
-                               item == slot ? 0.0 : 1.0, partial.data() + slot * wsize + gr * c.fg * c.krows,
+                               item == slot ? 0.0 : 1.0, partial + slot * wsize + gr * c.fg * c.krows,
                                c.krows);
               }
               if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
@@ -501,9 +507,9 @@ const int kConvolution = [] {
       });
       if (req[1]) {
         T *dw = ig[1].ptr<T>();
-        std::memcpy(dw, partial.data(), static_cast<size_t>(wsize) * sizeof(T));
+        std::memcpy(dw, partial, static_cast<size_t>(wsize) * sizeof(T));
         for (int64_t sl = 1; sl < slots; ++sl) {
-          const T *src = partial.data() + sl * wsize;
+          const T *src = partial + sl * wsize;
           for (int64_t i = 0; i < wsize; ++i) dw[i] += src[i];
         }
       }

@@ -16,6 +16,7 @@
 
 #include "common/base.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "engine/engine.h"
 
 #ifdef LOOM_HAVE_ONEDNN
@@ -613,10 +614,12 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
   const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), 4, st) : nullptr;
   // Per-item weight gradients in oneDNN's layout, added in item order below.
   size_t wbytes = 0;
-  std::unique_ptr<float[]> partial;  // every element is written by oneDNN: no zeroing
+  std::shared_ptr<void> pieces;  // every element is written by oneDNN: no zeroing
+  float *partial = nullptr;
   if (dw) {
     wbytes = full.weights->diff_weights_desc().get_size();
-    partial.reset(new float[static_cast<size_t>(items) * (wbytes / sizeof(float))]);
+    pieces = reusable_scratch(static_cast<size_t>(items) * wbytes, "for the oneDNN weight gradient's pieces");
+    partial = static_cast<float *>(pieces.get());
   }
   for_items(s.n, [&](int64_t item, int64_t n0, int64_t bn) {
     const BackwardPlan::Pds &p = bn == per ? full : tail;
@@ -657,7 +660,7 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
       }
       memory ms(p.weights->src_desc(), cpu_engine(), src), mdy(wdy, cpu_engine(), dyw),
           mdw(p.weights->diff_weights_desc(), cpu_engine(),
-              partial.get() + static_cast<size_t>(item) * (wbytes / sizeof(float))),
+              partial + static_cast<size_t>(item) * (wbytes / sizeof(float))),
           mpad(p.weights->scratchpad_desc(), cpu_engine(),
                thread_buffer(2, p.weights->scratchpad_desc().get_size()));
       p.pw->execute(ts, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_DIFF_WEIGHTS, mdw},
@@ -668,7 +671,7 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
   if (dw) {
     // Each element adds the pieces in piece order, whichever thread does it.
     const int64_t m = static_cast<int64_t>(wbytes / sizeof(float));
-    float *sum = partial.get();
+    float *sum = partial;
     parallel_ranges(m, 1 << 14, [&](int64_t j0, int64_t j1) {
       for (int64_t i = 1; i < items; ++i) {
         const float *src = sum + i * m;
