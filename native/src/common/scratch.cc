@@ -20,7 +20,9 @@ class ScratchCache {
       std::lock_guard<std::mutex> lock(mu_);
       size_t best = kept_.size();
       for (size_t i = 0; i < kept_.size(); ++i)
-        if (kept_[i].first >= n && (best == kept_.size() || kept_[i].first < kept_[best].first)) best = i;
+        if (kept_[i].first >= n && kept_[i].first / 4 <= n &&
+            (best == kept_.size() || kept_[i].first < kept_[best].first))
+          best = i;
       if (best < kept_.size()) {
         size = kept_[best].first;
         p = kept_[best].second;
@@ -35,21 +37,24 @@ class ScratchCache {
   }
 
  private:
-  static constexpr size_t kKept = 2;
+  static constexpr size_t kKept = 4, kKeptBytes = size_t(160) << 20;
   void give_back(size_t n, void *p) {
-    void *drop = nullptr;
+    std::vector<void *> drop;
     {
       std::lock_guard<std::mutex> lock(mu_);
       kept_.emplace_back(n, p);
-      if (kept_.size() > kKept) {  // free the smallest
+      size_t total = 0;
+      for (auto &k : kept_) total += k.first;
+      while (kept_.size() > 1 && (kept_.size() > kKept || total > kKeptBytes)) {  // free the smallest
         size_t s = 0;
         for (size_t i = 1; i < kept_.size(); ++i)
           if (kept_[i].first < kept_[s].first) s = i;
-        drop = kept_[s].second;
+        total -= kept_[s].first;
+        drop.push_back(kept_[s].second);
         kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(s));
       }
     }
-    std::free(drop);
+    for (void *q : drop) std::free(q);
   }
   std::mutex mu_;
   std::vector<std::pair<size_t, void *>> kept_;

@@ -93,12 +93,19 @@ const int kFullyConnected = [] {
       if (req[0]) gemm<T>(false, false, n, k, h, 1.0, dy, h, in[1].ptr<T>(), k, 0.0, ig[0].ptr<T>(), k);
       if (req[1]) gemm<T>(true, false, h, k, n, 1.0, dy, h, in[0].ptr<T>(), k, 0.0, ig[1].ptr<T>(), k);
       if (in.size() > 2 && req[2]) {
+        // db[j] = sum over rows i (in row order, in double) of dy[i, j]: rows are
+        // read in order, each thread adding into its own columns, so the bits do
+        // not depend on the threads (a column at a time strides through memory).
         T *db = ig[2].ptr<T>();
-        for (int64_t j = 0; j < h; ++j) {
-          double s = 0;
-          for (int64_t i = 0; i < n; ++i) s += dy[i * h + j];
-          db[j] = static_cast<T>(s);
-        }
+        std::vector<double> acc(static_cast<size_t>(h), 0.0);
+        parallel_ranges(h, 512, [&](int64_t j0, int64_t j1) {
+          double *a = acc.data();
+          for (int64_t i = 0; i < n; ++i) {
+            const T *row = dy + i * h;
+            for (int64_t j = j0; j < j1; ++j) a[j] += double(row[j]);
+          }
+          for (int64_t j = j0; j < j1; ++j) db[j] = static_cast<T>(a[j]);
+        });
       }
     });
   });

@@ -13,6 +13,7 @@
 // layers, and the dropout masks between layers.
 #include <cstring>
 
+#include "common/scratch.h"
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
 #include "ops/random/philox.h"
@@ -126,7 +127,8 @@ void rnn_forward(const OpContext &ctx, const Params &p, const BlobList &in, cons
   T *rs = out[out.size() - 1].ptr<T>();
   const bool drop = r.dropout && ctx.is_train;
   const double prob = p.f("p");
-  std::vector<T> gx(static_cast<size_t>(T_ * N * GH)), gh(static_cast<size_t>(N * GH));
+  ScratchArray<T> gx(static_cast<size_t>(T_ * N * GH), "for the RNN's input gates");
+  std::vector<T> gh(static_cast<size_t>(N * GH));
   const T *x = in[0].ptr<T>();
   for (int64_t l = 0; l < r.L; ++l) {
     const int64_t In = r.in_size(l);
@@ -240,11 +242,11 @@ void rnn_backward(const OpContext &, const Params &p, const BlobList &in, const 
   T *dw = req[1] ? ig[1].ptr<T>() : nullptr;
   T *dhx = req[2] ? ig[2].ptr<T>() : nullptr;
   T *dcx = lstm && req[3] ? ig[3].ptr<T>() : nullptr;
-  std::vector<T> dgx(static_cast<size_t>(T_ * N * GH));
-  std::vector<T> dgh(r.mode == kGru ? static_cast<size_t>(T_ * N * GH) : 0);
-  std::vector<T> hprev_all(static_cast<size_t>(T_ * N * H));
+  ScratchArray<T> dgx(static_cast<size_t>(T_ * N * GH), "for the RNN's gate gradients");
+  ScratchArray<T> dgh(r.mode == kGru ? static_cast<size_t>(T_ * N * GH) : 0, "for the RNN's gate gradients");
+  ScratchArray<T> hprev_all(static_cast<size_t>(T_ * N * H), "for the RNN's previous states");
   std::vector<T> dh_next(static_cast<size_t>(N * H)), dc_next(lstm ? static_cast<size_t>(N * H) : 0);
-  std::vector<T> dy_inner, dx_inner;
+  ScratchArray<T> dy_inner, dx_inner;
   const T *dy = og[0].ptr<T>();  // gradient of this layer's output (T, N, D*H)
   for (int64_t l = r.L - 1; l >= 0; --l) {
     const int64_t In = r.in_size(l);
@@ -254,7 +256,7 @@ void rnn_backward(const OpContext &, const Params &p, const BlobList &in, const 
     // Where this layer's input gradient goes: the data's, or a buffer for the layer below.
     T *dx = nullptr;
     if (l > 0) {
-      dx_inner.assign(static_cast<size_t>(T_ * N * In), T(0));
+      dx_inner.assign(static_cast<size_t>(T_ * N * In), "for the RNN's inner gradients");
       dx = dx_inner.data();
     } else if (req[0]) {
       dx = ig[0].ptr<T>();
@@ -351,7 +353,8 @@ void rnn_backward(const OpContext &, const Params &p, const BlobList &in, const 
     }
     if (l > 0) {
       // The layer below's output gradient: through the dropout mask, if any.
-      dy_inner.assign(dx_inner.begin(), dx_inner.end());
+      dy_inner.assign(dx_inner.size(), "for the RNN's inner gradients");
+      std::memcpy(dy_inner.data(), dx_inner.data(), dx_inner.size() * sizeof(T));
       if (r.dropout) {
         const T *mask = rs + r.inner_off(l - 1) + r.layer_out();
         for (int64_t i = 0; i < r.layer_out(); ++i) dy_inner[i] *= mask[i];
