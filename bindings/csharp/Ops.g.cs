@@ -1519,7 +1519,7 @@ public static partial class Op
     }
     private static OpHandle s_reciprocal;
 
-    /// <summary>Rectified linear unit, elementwise: max(x, 0).</summary>
+    /// <summary>Rectified linear unit, elementwise: max(x, 0); NaN passes through (MXNet).</summary>
     /// <param name="data">Input 'data'.</param>
     /// <param name="out">Write the result into this array instead of a new one.</param>
     /// <returns>The result (the op 'relu').</returns>

@@ -1424,7 +1424,7 @@ public static partial class Sym
         return Symbol.Create("reciprocal", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Rectified linear unit, elementwise: max(x, 0).</summary>
+    /// <summary>Rectified linear unit, elementwise: max(x, 0); NaN passes through (MXNet).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="data">Input 'data' (null: a new variable).</param>
     /// <returns>The new node's symbol (its outputs: out).</returns>
@@ -2884,7 +2884,7 @@ public sealed partial class Symbol
         return Create("reciprocal", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Rectified linear unit, elementwise: max(x, 0).</summary>
+    /// <summary>Rectified linear unit, elementwise: max(x, 0); NaN passes through (MXNet).</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <returns>The new node's symbol, with this symbol as its input 'data'.</returns>
     public Symbol Relu(string? name)
