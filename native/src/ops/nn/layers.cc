@@ -410,8 +410,15 @@ const int kRegistered = [] {
   });
   es.set_backward([](const OpContext &, const Params &, const BlobList &, const BlobList &,
                      const BlobList &og, const BlobList &ig, const ReqList &req) {
-    for (size_t k = 0; k < ig.size(); ++k)
-      if (req[k]) std::memcpy(ig[k].dptr, og[0].dptr, static_cast<size_t>(og[0].size()) * dtype_size(og[0].dtype));
+    // Each input's gradient is a copy of dy, made in parallel blocks.
+    const int64_t bytes = og[0].size() * static_cast<int64_t>(dtype_size(og[0].dtype));
+    const char *g = static_cast<const char *>(og[0].dptr);
+    for (size_t k = 0; k < ig.size(); ++k) {
+      if (!req[k]) continue;
+      char *d = static_cast<char *>(ig[k].dptr);
+      if (d == g) continue;  // in place: dy is already there
+      parallel_ranges(bytes, 1 << 18, [&](int64_t b, int64_t e) { std::memcpy(d + b, g + b, static_cast<size_t>(e - b)); });
+    }
   });
 
   // ------------------------------------------------------------ Embedding
