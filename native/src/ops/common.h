@@ -163,6 +163,31 @@ inline T wrap_add(T a, T b) {
     return a + b;
   }
 }
+// out[i] = in[0][i] + in[1][i] + ... in input order (after 0 + in[0][i] when
+// from_zero, which turns -0 into +0 as a sum starting at 0 does), whichever
+// thread adds it: blocks of 2048 elements stay in cache while the inputs are
+// added one at a time, in loops the compiler vectorises. `out` may be one of the
+// inputs' buffers: each block is read whole before it is written.
+template <typename T>
+void sum_in_order(const T *const *in, size_t k, T *out, int64_t n, bool from_zero) {
+  parallel_ranges(n, 1 << 15, [&](int64_t b0, int64_t b1) {
+    constexpr int64_t kBlock = 2048;
+    T acc[kBlock];
+    for (int64_t i0 = b0; i0 < b1; i0 += kBlock) {
+      const int64_t m = std::min(kBlock, b1 - i0);
+      const T *a = in[0] + i0;
+      if (from_zero)
+        for (int64_t i = 0; i < m; ++i) acc[i] = wrap_add(T(0), a[i]);
+      else
+        std::copy(a, a + m, acc);
+      for (size_t j = 1; j < k; ++j) {
+        const T *x = in[j] + i0;
+        for (int64_t i = 0; i < m; ++i) acc[i] = wrap_add(acc[i], x[i]);
+      }
+      std::copy(acc, acc + m, out + i0);
+    }
+  });
+}
 template <typename T>
 inline T wrap_sub(T a, T b) {
   if constexpr (std::is_integral_v<T>) {

@@ -13,6 +13,7 @@
 
 #include "imperative/autograd.h"
 #include "common/parallel.h"
+#include "ops/common.h"
 #include "ops/nn/fused.h"
 
 namespace loom {
@@ -620,28 +621,12 @@ bool planning_enabled() {
 }
 
 // Elementwise sum of the inputs into out (out may alias an input).
-// Each element is in[0] + in[1] + ... in input order, whichever thread adds it:
-// blocks of 2048 elements stay in cache while the inputs are added one at a
-// time, in loops the compiler vectorises. The output may share an input's buffer
-// (each block is read whole before it is written).
+// Gradient sums: in[0] + in[1] + ... in input order (sum_in_order).
 void sum_kernel(const BlobList &in, const TBlob &out) {
   LOOM_DTYPE_SWITCH(out.dtype, T, {
-    T *o = out.ptr<T>();
     SmallVec<const T *, 8> src;
     for (const TBlob &b : in) src.push_back(b.ptr<T>());
-    parallel_ranges(out.size(), 1 << 15, [&](int64_t b0, int64_t b1) {
-      constexpr int64_t kBlock = 2048;
-      T acc[kBlock];
-      for (int64_t i0 = b0; i0 < b1; i0 += kBlock) {
-        const int64_t m = std::min(kBlock, b1 - i0);
-        std::memcpy(acc, src[0] + i0, static_cast<size_t>(m) * sizeof(T));
-        for (size_t k = 1; k < src.size(); ++k) {
-          const T *x = src[k] + i0;
-          for (int64_t i = 0; i < m; ++i) acc[i] += x[i];
-        }
-        std::memcpy(o + i0, acc, static_cast<size_t>(m) * sizeof(T));
-      }
-    });
+    sum_in_order(src.data(), src.size(), out.ptr<T>(), out.size(), false);
   });
 }
 

@@ -384,28 +384,12 @@ const int kRegistered = [] {
     out[0] = in[0];
   });
   es.set_compute([](const OpContext &, const Params &, const BlobList &in, const BlobList &out) {
-    // Each element is 0 + in[0] + in[1] + ... in input order (the bits do not
-    // depend on the threads); blocks of 2048 elements stay in cache while the
-    // inputs are added one at a time, in loops the compiler vectorizes. The output
-    // may be input 0's buffer (in place), and input k may be input 0 itself.
+    // Each element is 0 + in[0] + in[1] + ... in input order (sum_in_order); the
+    // output may be input 0's buffer (in place), and input k may be input 0 itself.
     LOOM_DTYPE_SWITCH(out[0].dtype, T, {
-      T *o = out[0].ptr<T>();
       SmallVec<const T *, 8> src;
       for (const TBlob &b : in) src.push_back(b.ptr<T>());
-      parallel_ranges(out[0].size(), 1 << 15, [&](int64_t b0, int64_t b1) {
-        constexpr int64_t kBlock = 2048;
-        T acc[kBlock];
-        for (int64_t i0 = b0; i0 < b1; i0 += kBlock) {
-          const int64_t m = std::min(kBlock, b1 - i0);
-          const T *a = src[0] + i0;
-          for (int64_t i = 0; i < m; ++i) acc[i] = wrap_add(T(0), a[i]);
-          for (size_t k = 1; k < src.size(); ++k) {
-            const T *x = src[k] + i0;
-            for (int64_t i = 0; i < m; ++i) acc[i] = wrap_add(acc[i], x[i]);
-          }
-          std::memcpy(o + i0, acc, static_cast<size_t>(m) * sizeof(T));
-        }
-      });
+      sum_in_order(src.data(), src.size(), out[0].ptr<T>(), out[0].size(), true);
     });
   });
   es.set_backward([](const OpContext &, const Params &, const BlobList &, const BlobList &,
