@@ -517,6 +517,12 @@ TEST(Ops, ReshapeSpecialCodes) {
   std::vector<Arr> outs;
   EXPECT_EQ(invoke("reshape", {&a}, {{"shape", "(5,5)"}}, &outs), LOOM_ERR_SHAPE);
   EXPECT_NE(std::string(loom_last_error()).find("(2,3,4)"), std::string::npos);
+  // Extents whose product does not fit 64 bits are a shape error, not an overflow.
+  for (const char *huge : {"(6666066666666,66666666)", "(66666666,66666666,66666666)"}) {
+    EXPECT_EQ(invoke("reshape", {&a}, {{"shape", huge}}, &outs), LOOM_ERR_SHAPE) << huge;
+    EXPECT_NE(std::string(loom_last_error()).find("64-bit"), std::string::npos) << loom_last_error();
+    EXPECT_NE(invoke("zeros", {}, {{"shape", huge}}, &outs), LOOM_OK) << huge;
+  }
 }
 
 COVERS("one_hot");

@@ -286,6 +286,23 @@ class LoadingTests(unittest.TestCase):
             self.assertIn("has ABI version 99 but these bindings were generated for ABI version 1", r.stderr)
             self.assertIn(lib, r.stderr)
 
+    def test_exiting_with_work_in_flight_waits_for_it(self):
+        # The process ends while products are still running on the engine's workers:
+        # the library waits for them at exit, before OpenBLAS shuts its threads down
+        # (without that wait the exit hung in OpenBLAS's thread join, or crashed).
+        script = ("import sys, numpy as np, loom\n"
+                  "from loom import nd\n"
+                  "x = loom.from_numpy(np.random.rand(512, 1024).astype(np.float32))\n"
+                  "w = loom.from_numpy(np.random.rand(1024, 1024).astype(np.float32))\n"
+                  "b = loom.from_numpy(np.random.rand(1024).astype(np.float32))\n"
+                  "ys = [nd.FullyConnected(x, w, b, num_hidden=1024) for _ in range(6)]\n"
+                  "sys.exit(3)\n")
+        env = dict(os.environ, LOOM_CPU_KERNELS="reference")
+        for _ in range(4):
+            r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                               text=True, timeout=120)
+            self.assertEqual(r.returncode, 3, r.stderr)
+
 
 # The simulated GPU backend plugin the native suite builds (tests/native/backend/simdev.cc).
 SIMDEV = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(loom.library_path))),

@@ -137,9 +137,14 @@ struct Shape {
                " dimensions; at most ", LOOM_MAX_NDIM, " are supported");
     return from(v.data(), static_cast<int32_t>(v.size()));
   }
+  // The element count; a shape whose count does not fit 64 bits is an error (fuzzed
+  // or mistyped extents such as reshape's shape=(6666066666666,66666666)).
   int64_t size() const {
     int64_t n = 1;
-    for (int i = 0; i < ndim; ++i) n *= d[i];
+    for (int i = 0; i < ndim; ++i) {
+      if (__builtin_mul_overflow(n, d[i], &n))
+        fail(LOOM_ERR_SHAPE, "shape ", str(), " has more elements than a 64-bit count holds");
+    }
     return n;
   }
   // The byte count of the shape's elements of `esize` bytes, false when an extent

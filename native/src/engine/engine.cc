@@ -98,6 +98,23 @@ void dedup(VarList &reads, VarList &writes) {
 }
 }  // namespace
 
+namespace {
+std::atomic<Engine *> g_engine{nullptr};
+// Registered when the engine is made, so it runs before the exit handlers that
+// came earlier (OpenBLAS's shutdown joins its threads and hangs, or frees memory
+// under a running product, when a worker is still inside a call).
+void drain_at_exit() { Engine::drain(std::chrono::seconds(30)); }
+}  // namespace
+
+void Engine::drain(std::chrono::milliseconds limit) {
+  Engine *e = g_engine.load();
+  if (!e || t_on_worker) return;
+  std::unique_lock<std::mutex> lk(e->all_mu_);
+  e->all_waiters_.fetch_add(1);
+  e->all_cv_.wait_for(lk, limit, [e] { return e->pending_.load() == 0; });
+  e->all_waiters_.fetch_sub(1);
+}
+
 Engine &Engine::get() {
   // Never destroyed: workers may still be finishing when static destructors run.
   static Engine *engine = [] {
@@ -107,6 +124,8 @@ Engine &Engine::get() {
     auto *e = new Engine(naive, env_int("LOOM_CPU_WORKERS", hw > 0 ? hw : 2));
     const char *mp = std::getenv("LOOM_MAX_PENDING");
     if (mp && std::atoll(mp) > 0) e->set_max_pending(std::atoll(mp));
+    g_engine.store(e);
+    std::atexit(drain_at_exit);
     return e;
   }();
   return *engine;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -127,6 +128,11 @@ class Engine {
   using Fn = std::function<void()>;
 
   static Engine &get();
+  // Waits (at most `limit`) for every pushed operation to finish, if an engine
+  // exists and the caller is not one of its workers. Runs at process exit, so no
+  // operation is still inside a kernel while the libraries it calls (OpenBLAS,
+  // oneDNN) and static objects are torn down.
+  static void drain(std::chrono::milliseconds limit);
 
   // Pushes `fn` to run on `ctx`'s workers once the vars are ready. `fn`
   // throwing loom::Error (or any exception) marks every written var as failed.

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
+
 namespace loom {
 namespace profiler {
 namespace {
@@ -22,6 +24,8 @@ struct Table {
   std::mutex mu;
   std::map<std::string, Entry> rows;
   ~Table() {
+    Engine::drain(std::chrono::seconds(30));  // no worker records into a destroyed table
+    std::lock_guard<std::mutex> lk(mu);
     if (rows.empty()) return;
     std::vector<std::pair<std::string, Entry>> v(rows.begin(), rows.end());
     std::sort(v.begin(), v.end(),

@@ -16,8 +16,8 @@ void ensure_single_threaded_blas() {
 
 namespace {
 std::shared_mutex &blas_mode() {
-  static std::shared_mutex mu;
-  return mu;
+  static auto *mu = new std::shared_mutex;  // never destroyed: workers may hold it at exit
+  return *mu;
 }
 thread_local bool in_threaded_call = false;  // this thread holds blas_mode() exclusively
 }  // namespace
