@@ -98,6 +98,44 @@ int main() {
     for (size_t i = 0; i < m; ++i) EXPECT(inplace[i] == want[i], "in-place pushpull element %zu: %.9g", i, inplace[i]);
     for (auto h : {p0, po, pin, later}) loom_ndarray_free(h);
   }
+  // A pushpull into weights a convolution has read: the next convolution sees the
+  // new weights, not a layout-converted copy kept for the old ones (the sum is
+  // written behind the engine's back, so it must count as a write of the array).
+  {
+    const int64_t xs[4] = {2, 16, 9, 9}, ws[4] = {32, 16, 3, 3};
+    std::vector<float> xv(2 * 16 * 9 * 9), wv(32 * 16 * 3 * 3);
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] = static_cast<float>((i * 37) % 17) / 16.0f - 0.5f;
+    for (size_t i = 0; i < wv.size(); ++i) wv[i] = static_cast<float>((i * 11) % 13) / 12.0f - 0.5f;
+    loom_ndarray x = nullptr, cw = nullptr;
+    loom_ndarray_create(&x, xs, 4, LOOM_DTYPE_FLOAT32, LOOM_DEVICE_CPU, 0);
+    loom_ndarray_create(&cw, ws, 4, LOOM_DTYPE_FLOAT32, LOOM_DEVICE_CPU, 0);
+    loom_ndarray_copy_from_host(x, xv.data(), xv.size() * 4);
+    loom_ndarray_copy_from_host(cw, wv.data(), wv.size() * 4);
+    loom_op conv = nullptr;
+    loom_op_find(&conv, "Convolution");
+    const char *ck[] = {"kernel", "num_filter", "no_bias", "pad"};
+    const char *cv[] = {"(3,3)", "32", "true", "(1,1)"};
+    auto run = [&](std::vector<float> *out) {
+      loom_ndarray ins[] = {x, cw}, y = nullptr;
+      EXPECT(loom_imperative_invoke(&y, 1, conv, ins, 2, ck, cv, 4) == LOOM_OK, "conv: %s", loom_last_error());
+      *out = read(y, 2 * 32 * 9 * 9);
+      loom_ndarray_free(y);
+    };
+    std::vector<float> y1, y2;
+    run(&y1);
+    const char *wk[] = {"conv_w"};
+    EXPECT(loom_kvstore_init(kv, 1, wk, &cw) == LOOM_OK, "init conv_w: %s", loom_last_error());
+    EXPECT(loom_kvstore_pushpull(kv, 1, wk, &cw, 1, wk, &cw, 0) == LOOM_OK, "pushpull conv_w: %s",
+           loom_last_error());
+    run(&y2);  // the weights are n times what they were: so is every output
+    size_t bad = 0;
+    for (size_t i = 0; i < y1.size(); ++i)
+      if (std::fabs(y2[i] - static_cast<float>(n) * y1[i]) > 1e-4f * (1 + std::fabs(y2[i]))) ++bad;
+    EXPECT(bad == 0, "rank %d: %zu of %zu outputs after pushpull into the weights are not %d times the "
+           "earlier ones (e.g. %.6g vs %.6g)", rank, bad, y1.size(), n, y2[0], y1[0]);
+    loom_ndarray_free(x);
+    loom_ndarray_free(cw);
+  }
   // Every rank holds the same bits: gather them through the store itself.
   EXPECT(loom_kvstore_barrier(kv) == LOOM_OK, "barrier: %s", loom_last_error());
   // A rank pushing another key is an error on every rank, naming the key.

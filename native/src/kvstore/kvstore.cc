@@ -117,14 +117,6 @@ void KVStore::allreduce(const NDArray &src, const NDArray &dst) {
   src.wait_to_read();
   dst.wait_to_write();  // its buffer is written below
   const int n = workers_;
-  // Two ranks add one pair per element, and a + b == b + a in IEEE arithmetic: MPI's
-  // own all-reduce gives the rank-order bits on both ranks, and is faster.
-  if (n == 2 && (src.dtype() == kFloat32 || src.dtype() == kFloat64)) {
-    comm_check(comm().allreduce_sum(src.data(), dst.data(), static_cast<size_t>(src.size()),
-                                    src.dtype() == kFloat32 ? LOOM_COMM_FLOAT32 : LOOM_COMM_FLOAT64),
-               "push (all-reduce)");
-    return;
-  }
   const int64_t count = src.size();
   const int64_t q = (count + n - 1) / n;
   const size_t es = dtype_size(src.dtype()), block = static_cast<size_t>(q) * es;
