@@ -525,6 +525,50 @@ TEST(Ops, ReshapeSpecialCodes) {
   }
 }
 
+COVERS("SoftmaxOutput", "SoftmaxActivation");
+TEST(Ops, SoftmaxRowsOfEveryLengthAndNonFiniteEntries) {
+  // Float32 rows take a vectorised exponential: against a float64 softmax for row
+  // lengths around the 8-lane sum, a long row, rows far below their max (which
+  // underflow to 0), -inf entries (masked: exactly 0), and rows the general loop
+  // keeps (NaN anywhere gives a NaN row, +inf a NaN for every entry as 0 * inf).
+  const double inf = INFINITY, nan = NAN;
+  for (int64_t k : {1, 2, 7, 8, 9, 15, 16, 17, 1000}) {
+    std::vector<double> v = random_values(3 * k, -30, 30, static_cast<uint32_t>(k));
+    v[0] = -inf;  // row 0 masked at 0 (row 0 of length 1 is all -inf: NaN)
+    if (k > 2) v[k + 1] = v[k] - 200;  // row 1: one entry e^-200 below another
+    Arr x = make({3, k}, v);
+    Arr lab = make({3}, {0, 0, 0});
+    for (const char *op : {"SoftmaxOutput", "SoftmaxActivation"}) {
+      std::vector<double> want(v.size());
+      for (int64_t r = 0; r < 3; ++r) {
+        double mx = -inf, z = 0;
+        for (int64_t c = 0; c < k; ++c) mx = std::max(mx, double(float(v[r * k + c])));
+        for (int64_t c = 0; c < k; ++c) z += std::exp(double(float(v[r * k + c])) - mx);
+        for (int64_t c = 0; c < k; ++c) want[r * k + c] = std::exp(double(float(v[r * k + c])) - mx) / z;
+      }
+      Arr y = std::string(op) == "SoftmaxOutput" ? call(op, {&x, &lab}) : call(op, {&x});
+      std::vector<double> got = read(y);
+      expect_close(got, want, LOOM_DTYPE_FLOAT32, std::string(op) + " k=" + std::to_string(k));
+      if (k > 1) {
+        EXPECT_EQ(got[0], 0.0) << op << " k=" << k << ": a -inf entry";
+      }
+      for (int64_t r = 0; r < 3 && k > 1; ++r) {
+        double sum = 0;
+        for (int64_t c = 0; c < k; ++c) sum += got[r * k + c];
+        EXPECT_NEAR(sum, 1.0, 1e-6) << op << " k=" << k << " row " << r;
+      }
+    }
+  }
+  Arr odd = make({3, 9}, {1, 2, nan, 4, 5, 6, 7, 8, 9,  //
+                          1, 2, 3, inf, 5, 6, 7, 8, 9,  //
+                          -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf});
+  Arr lab = make({3}, {0, 0, 0});
+  std::vector<double> got = read(call("SoftmaxOutput", {&odd, &lab}));
+  for (int c = 0; c < 9; ++c) EXPECT_TRUE(std::isnan(got[c])) << "NaN row at " << c;
+  for (int c = 0; c < 9; ++c) EXPECT_TRUE(std::isnan(got[9 + c])) << "+inf row at " << c;
+  for (int c = 0; c < 9; ++c) EXPECT_TRUE(std::isnan(got[18 + c])) << "all -inf row at " << c;
+}
+
 COVERS("one_hot");
 TEST(Ops, OneHotMatchesReference) {
   Arr idx = make({2, 2}, {0, 3, 2, 1}, LOOM_DTYPE_INT32);

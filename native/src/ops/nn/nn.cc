@@ -269,19 +269,54 @@ struct SoftmaxDims {
 // so the split never changes a result).
 int64_t softmax_grain(const SoftmaxDims &s) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.k, 1)); }
 
+// One float32 row of unit stride whose max is finite and which holds no NaN:
+// e^(x - max) by exp_approx (within 2 ulp; 0 below e^-87, where float's own
+// exponential is denormal) kept in y, summed in double over 8 fixed lanes (the same
+// order every time), then scaled by 1/sum in double. Returns false, writing
+// nothing, for a row the general loop must take (NaN, or an infinite max).
+LOOM_VECTOR_CLONES bool softmax_row_f32(const float *x, float *y, int64_t k) {
+  float mx = -INFINITY;
+  int nan = 0;
+  for (int64_t c = 0; c < k; ++c) {
+    mx = x[c] > mx ? x[c] : mx;
+    nan |= x[c] != x[c];
+  }
+  if (nan || !(mx < INFINITY && mx > -INFINITY)) return false;
+  for (int64_t c = 0; c < k; ++c) {
+    float r = x[c] - mx;
+    float e = exp_approx(r);
+    y[c] = r < -87.0f ? 0.0f : e;
+  }
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t c = 0;
+  for (; c + 8 <= k; c += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += double(y[c + l]);
+  double sum = 0;
+  for (int l = 0; l < 8; ++l) sum += lane[l];
+  for (; c < k; ++c) sum += double(y[c]);
+  const double inv = 1.0 / sum;
+  for (int64_t i = 0; i < k; ++i) y[i] = static_cast<float>(double(y[i]) * inv);
+  return true;
+}
+
 // Softmax over the k entries of each (outer, inner) position, k strided by inner;
-// accumulated in double (SoftmaxOutput and SoftmaxActivation).
+// accumulated in double (SoftmaxOutput and SoftmaxActivation). Float32 rows of
+// unit stride take softmax_row_f32.
 void softmax_forward(const TBlob &in, const TBlob &out, const SoftmaxDims &s) {
   LOOM_FLOAT_SWITCH(in.dtype, T, {
     const T *x = in.ptr<T>();
     T *y = out.ptr<T>();
     // Each exponential is computed once and kept (in double) for the division.
     parallel_ranges(s.outer * s.inner, softmax_grain(s), [&](int64_t b, int64_t e) {
-      std::vector<double> ex(static_cast<size_t>(s.k));
+      std::vector<double> ex;
       for (int64_t idx = b; idx < e; ++idx) {
         int64_t o = idx / s.inner, j = idx % s.inner;
         const T *xr = x + o * s.k * s.inner + j;
         T *yr = y + o * s.k * s.inner + j;
+        if (std::is_same<T, float>::value && s.inner == 1 &&
+            softmax_row_f32(reinterpret_cast<const float *>(xr), reinterpret_cast<float *>(yr), s.k))
+          continue;
+        ex.resize(static_cast<size_t>(s.k));
         double mx = -INFINITY, sum = 0;
         for (int64_t c = 0; c < s.k; ++c) mx = std::max(mx, double(xr[c * s.inner]));
         for (int64_t c = 0; c < s.k; ++c) sum += (ex[c] = std::exp(double(xr[c * s.inner]) - mx));
@@ -429,6 +464,17 @@ const int kSoftmaxOutput = [] {
           double l = lab[idx];
           bool skip = use_ignore && ignored(l);
           int64_t cls = static_cast<int64_t>(l);
+          if (s.inner == 1 && !dy) {  // a contiguous row: the same values, in a loop that vectorises
+            T *dr = dx + o * s.k;
+            const T *yr = y + o * s.k;
+            if (skip) {
+              std::fill(dr, dr + s.k, T(0));
+              continue;
+            }
+            for (int64_t c = 0; c < s.k; ++c) dr[c] = static_cast<T>((double(yr[c]) - smooth) * factor);
+            dr[cls] = static_cast<T>((double(yr[cls]) - (1.0 - alpha)) * factor);
+            continue;
+          }
           for (int64_t c = 0; c < s.k; ++c) {
             int64_t at = (o * s.k + c) * s.inner + j;
             double g = 0.0;
