@@ -98,6 +98,32 @@ int main() {
     for (size_t i = 0; i < m; ++i) EXPECT(inplace[i] == want[i], "in-place pushpull element %zu: %.9g", i, inplace[i]);
     for (auto h : {p0, po, pin, later}) loom_ndarray_free(h);
   }
+  // A key of 32 MB or more: with two ranks the store's own reduce-scatter and
+  // all-gather (smaller keys go through MPI's all-reduce), with three or more every
+  // key does. The same sums, in and out of place, and an odd length (padding).
+  {
+    const size_t m = (size_t{32} << 20) / 4 + 3;
+    const char *bk[] = {"big"};
+    std::vector<float> bv(m), want(m, 0.0f);
+    for (size_t i = 0; i < m; ++i) bv[i] = 0.5f * static_cast<float>(i % 1000) + 1e3f * static_cast<float>(rank);
+    for (size_t i = 0; i < m; ++i)
+      for (int r = 0; r < n; ++r) want[i] += 0.5f * static_cast<float>(i % 1000) + 1e3f * static_cast<float>(r);
+    loom_ndarray b0 = array(std::vector<float>(m, 0)), bo = array(std::vector<float>(m, 0)), bin = array(bv);
+    EXPECT(loom_kvstore_init(kv, 1, bk, &b0) == LOOM_OK, "init big: %s", loom_last_error());
+    EXPECT(loom_kvstore_pushpull(kv, 1, bk, &bin, 1, bk, &bo, 0) == LOOM_OK, "pushpull big: %s", loom_last_error());
+    std::vector<float> got_b = read(bo, m);
+    size_t wrong = 0;
+    for (size_t i = 0; i < m; ++i) wrong += got_b[i] != want[i];
+    EXPECT(wrong == 0, "rank %d: %zu of %zu sums of the 32 MB key are wrong (first %.9g, want %.9g)", rank, wrong, m,
+           got_b[0], want[0]);
+    EXPECT(loom_kvstore_pushpull(kv, 1, bk, &bin, 1, bk, &bin, 0) == LOOM_OK, "pushpull big in place: %s",
+           loom_last_error());
+    std::vector<float> inplace = read(bin, m);
+    wrong = 0;
+    for (size_t i = 0; i < m; ++i) wrong += inplace[i] != want[i];
+    EXPECT(wrong == 0, "rank %d: %zu in-place sums of the 32 MB key are wrong", rank, wrong);
+    for (auto h : {b0, bo, bin}) loom_ndarray_free(h);
+  }
   // A pushpull into weights a convolution has read: the next convolution sees the
   // new weights, not a layout-converted copy kept for the old ones (the sum is
   // written behind the engine's back, so it must count as a write of the array).
