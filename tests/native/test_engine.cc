@@ -385,6 +385,73 @@ TEST(Engine, ProductsGiveTheSameBitsWhateverRunsBesideThem) {
   EXPECT_EQ(differed, 0) << "of 40 single-threaded products beside a threaded one";
 }
 
+// C = A . B^T with few rows of A and a large B (a fully connected layer at a small
+// batch) takes Loom's own kernel where the CPU has AVX2: against a float64 loop, over
+// row counts around the tile sizes, inner lengths around the 8 lanes and their tail,
+// strided rows, alpha and beta (beta 0 never reads C: it starts as NaN). Columns
+// computed apart give the same bits (so the thread count cannot matter), and gemm
+// routes these shapes to it.
+TEST(Engine, SkinnyProductsMatchAFloat64Reference) {
+  struct Case {
+    int64_t m, n, k;
+  };
+  const Case cases[] = {{1, 1024, 1024}, {2, 1024, 1029}, {3, 1, int64_t(1) << 20}, {4, 5, 209716}, {5, 3, 349526},
+                        {7, 1030, 1031}, {16, 1031, 1025}, {17, 258, 4100}, {31, 257, 4099}, {32, 4096, 257}};
+  const bool has_kernel = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          !(std::getenv("LOOM_SKINNY_GEMM") && std::string(std::getenv("LOOM_SKINNY_GEMM")) == "0");
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const Case &cs : cases)
+    for (int variant = 0; variant < 2; ++variant) {
+      const int64_t m = cs.m, n = cs.n, k = cs.k;
+      const int64_t lda = k + (variant ? 3 : 0), ldb = k + (variant ? 5 : 0), ldc = n + (variant ? 2 : 0);
+      const float alpha = variant ? -0.5f : 1.0f, beta = variant ? 0.75f : 0.0f;
+      std::vector<float> a(m * lda), b(n * ldb), c(m * ldc), c0;
+      for (auto &v : a) v = u(rng);
+      for (auto &v : b) v = u(rng);
+      for (auto &v : c) v = variant ? u(rng) : std::nanf("");
+      c0 = c;
+      const bool taken = loom::skinny_sgemm(false, true, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+      ASSERT_EQ(taken, has_kernel) << m << "x" << n << "x" << k;
+      if (!taken) continue;
+      int64_t bad = 0;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double s = 0, mag = 0;
+          for (int64_t p = 0; p < k; ++p) {
+            s += double(a[i * lda + p]) * b[j * ldb + p];
+            mag += std::fabs(double(a[i * lda + p]) * b[j * ldb + p]);
+          }
+          const double want = alpha * s + (beta != 0 ? beta * double(c0[i * ldc + j]) : 0.0);
+          const double tol = (double(k) / 8 + 16) * 6e-8 * mag + 1e-6;
+          if (!(std::fabs(c[i * ldc + j] - want) <= tol) && bad++ < 3)
+            ADD_FAILURE() << m << "x" << n << "x" << k << " variant " << variant << " C[" << i << "," << j
+                          << "] = " << c[i * ldc + j] << ", float64 " << want << " (tolerance " << tol << ")";
+        }
+      EXPECT_EQ(bad, 0) << m << "x" << n << "x" << k << " variant " << variant;
+      // C's columns from 3 on, computed on their own: the same bits.
+      if (n > 3) {
+        std::vector<float> part = c0;
+        if (loom::skinny_sgemm(false, true, m, n - 3, k, alpha, a.data(), lda, b.data() + 3 * ldb, ldb, beta,
+                               part.data() + 3, ldc)) {
+          for (int64_t i = 0; i < m; ++i)
+            EXPECT_EQ(0, std::memcmp(part.data() + i * ldc + 3, c.data() + i * ldc + 3, (n - 3) * sizeof(float)))
+                << m << "x" << n << "x" << k << " row " << i;
+        }
+      }
+      // gemm sends the product here.
+      std::vector<float> via = c0;
+      loom::gemm<float>(false, true, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, via.data(), ldc);
+      EXPECT_EQ(0, std::memcmp(via.data(), c.data(), c.size() * sizeof(float))) << m << "x" << n << "x" << k;
+    }
+  // Other shapes are left to OpenBLAS: 33 rows, a transposed A, B under 4 MB, B not transposed.
+  std::vector<float> x(33 * 1024, 1.0f), y(1024 * 1024, 1.0f), z(33 * 1024);
+  EXPECT_FALSE(loom::skinny_sgemm(false, true, 33, 1024, 1024, 1, x.data(), 1024, y.data(), 1024, 0, z.data(), 1024));
+  EXPECT_FALSE(loom::skinny_sgemm(true, true, 8, 1024, 1024, 1, x.data(), 8, y.data(), 1024, 0, z.data(), 1024));
+  EXPECT_FALSE(loom::skinny_sgemm(false, true, 8, 1000, 1000, 1, x.data(), 1000, y.data(), 1000, 0, z.data(), 1000));
+  EXPECT_FALSE(loom::skinny_sgemm(false, false, 8, 1024, 1024, 1, x.data(), 1024, y.data(), 1024, 0, z.data(), 1024));
+}
+
 TEST(Engine, SingletonHonoursEnvironment) {
   auto &e = Engine::get();
   const char *kind = std::getenv("LOOM_ENGINE");

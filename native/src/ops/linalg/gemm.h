@@ -74,9 +74,21 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
   }
 }
 
+// Float C = A . B^T with at most 32 rows of A and a B of 4 MB or more (a fully
+// connected layer's forward pass at a small batch): computed by Loom's own kernel
+// (skinny.cc) where the CPU has AVX2, split over the kernel threads. Returns false
+// (nothing done) for any other product. LOOM_SKINNY_GEMM=0 sends them to OpenBLAS.
+bool skinny_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 template <typename T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T *a,
           int64_t lda, const T *b, int64_t ldb, double beta, T *c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (k > 0 && skinny_sgemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta),
+                              c, ldc))
+      return;
+  }
   ensure_single_threaded_blas();
   if (std::is_floating_point_v<T> && kernel_threads() > 1 && m * n * k >= (int64_t(1) << 27)) {
     run_with_blas_threads([&] { gemm_serial<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
