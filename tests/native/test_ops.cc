@@ -1419,6 +1419,83 @@ TEST(Ops, ConvolutionAndPoolingMatchReference) {
   EXPECT_EQ(invoke("Pooling", {&P}, {{"kernel", "(2,2)"}, {"pool_type", "median"}}, &outs), LOOM_ERR_INVALID_ARGUMENT);
 }
 
+// Max pooling and its gradient against a naive row-major scan, exactly, in both
+// float types, over window sizes (the 2x2 and 3x3 kernels and the general one),
+// strides, padding and both conventions, on data with ties and NaN cells: the
+// maximum passes NaN over, and the first cell (row-major) equal to the maximum
+// takes the window's gradient (MXNet's pool.h and unpool_max).
+TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
+  const int64_t N = 2, C = 3, H = 9, W = 8;
+  auto v = random_values(N * C * H * W, -1, 1, 311);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i % 7 == 0) v[i] = 0.5;  // ties
+    if (i % 23 == 5) v[i] = std::nan("");
+  }
+  struct Geo {
+    int64_t kh, kw, sh, sw, ph, pw;
+    bool full;
+  };
+  const Geo geos[] = {{3, 3, 2, 2, 1, 1, false}, {3, 3, 2, 2, 0, 0, false}, {3, 3, 1, 1, 1, 1, false},
+                      {3, 3, 2, 2, 1, 1, true},  {3, 3, 3, 3, 2, 2, true},  {2, 2, 2, 2, 0, 0, false},
+                      {2, 2, 2, 2, 1, 1, false}, {2, 2, 1, 1, 0, 0, true},  {3, 2, 2, 1, 1, 0, false},
+                      {1, 1, 1, 1, 0, 0, false}, {4, 3, 3, 2, 2, 1, true}};
+  for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64})
+    for (const Geo &g : geos) {
+      auto len = [&](int64_t n, int64_t k, int64_t st, int64_t pd) {
+        int64_t span = n + 2 * pd - k;
+        return g.full ? (span + st - 1) / st + 1 : span / st + 1;
+      };
+      const int64_t oh = len(H, g.kh, g.sh, g.ph), ow = len(W, g.kw, g.sw, g.pw);
+      const std::string what = "kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " +
+                                std::to_string(g.sh) + "x" + std::to_string(g.sw) + " pad " + std::to_string(g.ph) +
+                                "x" + std::to_string(g.pw) + (g.full ? " full " : " valid ") +
+                                (dt == LOOM_DTYPE_FLOAT32 ? "float32" : "float64");
+      auto xv = as_dtype(v, dt);
+      Arr X = make({N, C, H, W}, xv, dt), dX = make({N, C, H, W}, std::vector<double>(v.size(), 0.0), dt);
+      ASSERT_EQ(loom_autograd_mark_variables(&X.h, &dX.h, nullptr, 1), LOOM_OK);
+      int32_t prev = 0;
+      loom_autograd_set_recording(&prev, 1);
+      Arr Y = call("Pooling", {&X},
+                   {{"kernel", "(" + std::to_string(g.kh) + "," + std::to_string(g.kw) + ")"},
+                    {"stride", "(" + std::to_string(g.sh) + "," + std::to_string(g.sw) + ")"},
+                    {"pad", "(" + std::to_string(g.ph) + "," + std::to_string(g.pw) + ")"},
+                    {"pooling_convention", g.full ? "full" : "valid"}, {"pool_type", "max"}});
+      loom_autograd_set_recording(nullptr, prev);
+      ASSERT_EQ(shape_of(Y), (std::vector<int64_t>{N, C, oh, ow})) << what;
+      auto dyv = as_dtype(random_values(N * C * oh * ow, -1, 1, 312), dt);
+      Arr dY = make({N, C, oh, ow}, dyv, dt);
+      ASSERT_EQ(loom_autograd_backward(&Y.h, &dY.h, 1), LOOM_OK) << loom_last_error();
+      auto y = read(Y), dx = read(dX);
+      std::vector<double> want_dx(v.size(), 0.0);
+      const double lowest = dt == LOOM_DTYPE_FLOAT32 ? double(std::numeric_limits<float>::lowest())
+                                                     : std::numeric_limits<double>::lowest();
+      int64_t bad = 0;
+      for (int64_t nc = 0; nc < N * C; ++nc)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) {
+            double m = lowest;
+            int64_t best = -1;
+            for (int64_t a = 0; a < g.kh; ++a)
+              for (int64_t b = 0; b < g.kw; ++b) {
+                int64_t ii = i * g.sh - g.ph + a, jj = j * g.sw - g.pw + b;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                int64_t k = (nc * H + ii) * W + jj;
+                if (xv[k] > m || (best < 0 && xv[k] == m)) m = xv[best = k];
+              }
+            const int64_t o = (nc * oh + i) * ow + j;
+            if (best >= 0)  // added in the dtype, output by output in row-major order, as the kernel does
+              want_dx[best] = dt == LOOM_DTYPE_FLOAT32 ? double(float(want_dx[best]) + float(dyv[o]))
+                                                       : want_dx[best] + dyv[o];
+            if (y[o] != m && bad++ < 3) ADD_FAILURE() << what << ": y[" << o << "] = " << y[o] << ", want " << m;
+          }
+      for (size_t k = 0; k < want_dx.size(); ++k) {
+        if (dx[k] != want_dx[k] && bad++ < 6)
+          ADD_FAILURE() << what << ": dx[" << k << "] = " << dx[k] << ", want " << want_dx[k];
+      }
+      EXPECT_EQ(bad, 0) << what;
+    }
+}
+
 COVERS("LeakyReLU", "Dropout", "BlockGrad", "MakeLoss", "LinearRegressionOutput",
        "LogisticRegressionOutput", "SwapAxis", "ElementWiseSum", "Embedding", "UpSampling", "SliceChannel");
 TEST(Ops, MoreLayersMatchReference) {

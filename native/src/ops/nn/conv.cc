@@ -748,40 +748,78 @@ const int kDeconvolution = [] {
   return 0;
 }();
 
-// True when no pooling window reaches past the image or into padding.
-bool inside(const Geometry &g) {
-  return g.ph == 0 && g.pw == 0 && (g.oh - 1) * g.sh + g.kh <= g.h && (g.ow - 1) * g.sw + g.kw <= g.w;
-}
-
-// Max pooling of one plane whose windows all lie inside it.
-template <typename T>
+// Max pooling of one plane, in T. A window is clipped to the image (padding and
+// the cells past it are passed over, so a window with no cell gives T's lowest),
+// and scanned row-major: `v > m` passes NaN over and keeps the first of equal
+// cells, as MXNet's pool.h (and the double-precision loop below) do. KH and KW
+// fix the window at compile time for the common 2x2 and 3x3 (0: g.kh, g.kw).
+template <typename T, int KH, int KW>
 void max_pool_plane(const T *x, T *y, const Geometry &g) {
-  for (int64_t oi = 0; oi < g.oh; ++oi)
+  const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
+  for (int64_t oi = 0; oi < g.oh; ++oi) {
+    const int64_t i0 = oi * g.sh - g.ph;
+    const bool rows_in = i0 >= 0 && i0 + kh <= g.h;
+    const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min(i0 + kh, g.h);
     for (int64_t oj = 0; oj < g.ow; ++oj) {
-      const T *w0 = x + oi * g.sh * g.w + oj * g.sw;
-      T m = std::numeric_limits<T>::lowest();  // as MXNet's pool.h: NaN cells are passed over
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) m = w0[i * g.w + j] > m ? w0[i * g.w + j] : m;
+      const int64_t j0 = oj * g.sw - g.pw;
+      T m = std::numeric_limits<T>::lowest();
+      if (rows_in && j0 >= 0 && j0 + kw <= g.w) {
+        const T *w0 = x + i0 * g.w + j0;
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j) m = w0[i * g.w + j] > m ? w0[i * g.w + j] : m;
+      } else {
+        const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
+        for (int64_t i = r0; i < r1; ++i)
+          for (int64_t j = c0; j < c1; ++j) m = x[i * g.w + j] > m ? x[i * g.w + j] : m;
+      }
       y[oi * g.ow + oj] = m;
     }
+  }
 }
 
-// Its gradient: as MXNet's unpool_max, the first cell of each window (row-major)
-// equal to the window's maximum takes dy; a NaN cell never does, and a window
-// with no such cell (all NaN) passes none.
-template <typename T>
+// Its gradient: as MXNet's unpool_max, the first cell of each (clipped) window,
+// row-major, equal to the window's maximum takes dy; a NaN cell never does, and a
+// window with no such cell (all NaN, or no cell) passes none.
+template <typename T, int KH, int KW>
 void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
-  for (int64_t oi = 0; oi < g.oh; ++oi)
+  const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
+  for (int64_t oi = 0; oi < g.oh; ++oi) {
+    const int64_t i0 = oi * g.sh - g.ph;
+    const bool rows_in = i0 >= 0 && i0 + kh <= g.h;
+    const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min(i0 + kh, g.h);
     for (int64_t oj = 0; oj < g.ow; ++oj) {
-      int64_t base = oi * g.sh * g.w + oj * g.sw, best = -1;
+      const int64_t j0 = oj * g.sw - g.pw;
+      int64_t best = -1;
       T m = std::numeric_limits<T>::lowest();
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) {
-          int64_t k = base + i * g.w + j;
-          if (x[k] > m || (best < 0 && x[k] == m)) m = x[best = k];
-        }
+      if (rows_in && j0 >= 0 && j0 + kw <= g.w) {
+        const int64_t base = i0 * g.w + j0;
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t k = base + i * g.w + j;
+            if (x[k] > m || (best < 0 && x[k] == m)) m = x[best = k];
+          }
+      } else {
+        const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
+        for (int64_t i = r0; i < r1; ++i)
+          for (int64_t j = c0; j < c1; ++j) {
+            const int64_t k = i * g.w + j;
+            if (x[k] > m || (best < 0 && x[k] == m)) m = x[best = k];
+          }
+      }
       if (best >= 0) dx[best] += dy[oi * g.ow + oj];
     }
+  }
+}
+
+// Calls f with the plane functions for this window size.
+template <typename T, typename F>
+void with_max_pool_kernels(const Geometry &g, F &&f) {
+  if (g.kh == 3 && g.kw == 3)
+    f(max_pool_plane<T, 3, 3>, max_pool_grad_plane<T, 3, 3>);
+  else if (g.kh == 2 && g.kw == 2)
+    f(max_pool_plane<T, 2, 2>, max_pool_grad_plane<T, 2, 2>);
+  else
+    f(max_pool_plane<T, 0, 0>, max_pool_grad_plane<T, 0, 0>);
 }
 
 const int kPooling = [] {
@@ -837,10 +875,11 @@ const int kPooling = [] {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
-      if (is_max && inside(g)) {  // every window lies inside the image: no clamping
-        parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
-          for (int64_t nc = p0; nc < p1; ++nc)
-            max_pool_plane(x + nc * g.h * g.w, y + nc * g.oh * g.ow, g);
+      if (is_max) {
+        with_max_pool_kernels<T>(g, [&](auto plane, auto) {
+          parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+            for (int64_t nc = p0; nc < p1; ++nc) plane(x + nc * g.h * g.w, y + nc * g.oh * g.ow, g);
+          });
         });
         return;
       }
@@ -852,12 +891,9 @@ const int kPooling = [] {
           for (int64_t oj = 0; oj < g.ow; ++oj) {
             int64_t i0, i1, j0, j1;
             double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
-            double acc = is_max ? double(std::numeric_limits<T>::lowest()) : 0.0;
+            double acc = 0.0;  // average or sum (max pooling returned above)
             for (int64_t i = i0; i < i1; ++i)
-              for (int64_t j = j0; j < j1; ++j) {
-                double v = xp[i * g.w + j];
-                acc = is_max ? std::max(acc, v) : acc + v;
-              }
+              for (int64_t j = j0; j < j1; ++j) acc += xp[i * g.w + j];
             if (is_avg) acc = area > 0 ? acc / area : 0.0;
             yp[oi * g.ow + oj] = static_cast<T>(acc);
           }
@@ -877,41 +913,29 @@ const int kPooling = [] {
       const T *x = in[0].ptr<T>();
       const T *dy = og[0].ptr<T>();
       T *dx = ig[0].ptr<T>();
-      if (is_max && inside(g)) {
-        parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
-          std::fill(dx + p0 * g.h * g.w, dx + p1 * g.h * g.w, T(0));
-          for (int64_t nc = p0; nc < p1; ++nc)
-            max_pool_grad_plane(x + nc * g.h * g.w, dy + nc * g.oh * g.ow, dx + nc * g.h * g.w, g);
+      if (is_max) {
+        with_max_pool_kernels<T>(g, [&](auto, auto grad_plane) {
+          parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+            std::fill(dx + p0 * g.h * g.w, dx + p1 * g.h * g.w, T(0));
+            for (int64_t nc = p0; nc < p1; ++nc)
+              grad_plane(x + nc * g.h * g.w, dy + nc * g.oh * g.ow, dx + nc * g.h * g.w, g);
+          });
         });
         return;
       }
       parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {  // planes are disjoint
       std::fill(dx + p0 * g.h * g.w, dx + p1 * g.h * g.w, T(0));
       for (int64_t nc = p0; nc < p1; ++nc) {
-        const T *xp = x + nc * g.h * g.w;
         T *dxp = dx + nc * g.h * g.w;
         const T *dyp = dy + nc * g.oh * g.ow;
         for (int64_t oi = 0; oi < g.oh; ++oi)
           for (int64_t oj = 0; oj < g.ow; ++oj) {
             int64_t i0, i1, j0, j1;
             double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
-            double gy = dyp[oi * g.ow + oj];
-            if (is_max) {  // the first cell equal to the maximum takes the gradient (NaN never is)
-              int64_t bi = -1, bj = -1;
-              T m = std::numeric_limits<T>::lowest();
-              for (int64_t i = i0; i < i1; ++i)
-                for (int64_t j = j0; j < j1; ++j)
-                  if (xp[i * g.w + j] > m || (bi < 0 && xp[i * g.w + j] == m)) {
-                    bi = i;
-                    bj = j;
-                    m = xp[i * g.w + j];
-                  }
-              if (bi >= 0) dxp[bi * g.w + bj] += static_cast<T>(gy);
-            } else {
-              double share = is_avg ? (area > 0 ? gy / area : 0.0) : gy;
-              for (int64_t i = i0; i < i1; ++i)
-                for (int64_t j = j0; j < j1; ++j) dxp[i * g.w + j] += static_cast<T>(share);
-            }
+            double gy = dyp[oi * g.ow + oj];  // average or sum (max pooling returned above)
+            double share = is_avg ? (area > 0 ? gy / area : 0.0) : gy;
+            for (int64_t i = i0; i < i1; ++i)
+              for (int64_t j = j0; j < j1; ++j) dxp[i * g.w + j] += static_cast<T>(share);
           }
       }
       });
