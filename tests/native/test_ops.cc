@@ -1438,7 +1438,7 @@ TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
   const Geo geos[] = {{3, 3, 2, 2, 1, 1, false}, {3, 3, 2, 2, 0, 0, false}, {3, 3, 1, 1, 1, 1, false},
                       {3, 3, 2, 2, 1, 1, true},  {3, 3, 3, 3, 2, 2, true},  {2, 2, 2, 2, 0, 0, false},
                       {2, 2, 2, 2, 1, 1, false}, {2, 2, 1, 1, 0, 0, true},  {3, 2, 2, 1, 1, 0, false},
-                      {1, 1, 1, 1, 0, 0, false}, {4, 3, 3, 2, 2, 1, true}};
+                      {1, 1, 1, 1, 0, 0, false}, {4, 3, 3, 2, 2, 1, true},  {3, 3, 3, 3, 0, 0, false}};
   for (int32_t dt : {LOOM_DTYPE_FLOAT32, LOOM_DTYPE_FLOAT64})
     for (const Geo &g : geos) {
       auto len = [&](int64_t n, int64_t k, int64_t st, int64_t pd) {
@@ -1451,7 +1451,8 @@ TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
                                 "x" + std::to_string(g.pw) + (g.full ? " full " : " valid ") +
                                 (dt == LOOM_DTYPE_FLOAT32 ? "float32" : "float64");
       auto xv = as_dtype(v, dt);
-      Arr X = make({N, C, H, W}, xv, dt), dX = make({N, C, H, W}, std::vector<double>(v.size(), 0.0), dt);
+      // The gradient buffer starts full of 7s: a written gradient replaces every cell.
+      Arr X = make({N, C, H, W}, xv, dt), dX = make({N, C, H, W}, std::vector<double>(v.size(), 7.0), dt);
       ASSERT_EQ(loom_autograd_mark_variables(&X.h, &dX.h, nullptr, 1), LOOM_OK);
       int32_t prev = 0;
       loom_autograd_set_recording(&prev, 1);
