@@ -133,6 +133,10 @@ const std::vector<ConvCase> &cases() {
       {9, 1, 28, 28, 20, 5, 5, 1, 0, 1, 1, true, false},   // LeNet's first layer
       {2, 3, 1, 10, 4, 1, 3, 1, 0, 1, 1, true, true},      // 1-D
       {3, 16, 1, 20, 32, 1, 5, 2, 1, 1, 1, false, true},   // 1-D, strided and padded
+      // more strided 1x1s: stride 3 on rectangular extents, grouped, 1-D
+      {3, 16, 10, 11, 32, 1, 1, 3, 0, 1, 1, true, false},
+      {2, 32, 9, 9, 32, 1, 1, 2, 0, 1, 2, false, false},   // grouped
+      {3, 16, 1, 21, 16, 1, 1, 2, 0, 1, 1, false, true},   // 1-D
   };
   return v;
 }
@@ -172,9 +176,9 @@ TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
     expect_near_rel(dnn.y, want, "forward vs naive float64");
     expect_matches_reference(dnn, ref, c.bias);
   }
-  // 11 of the 19 cases fill 16-channel blocks and run on oneDNN; the others
+  // 14 of the 22 cases fill 16-channel blocks and run on oneDNN; the others
   // check the fall-back to the reference kernels.
-  EXPECT_EQ(taken, 11);
+  EXPECT_EQ(taken, 14);
 }
 
 // Deconvolution rides on the convolution kernels (its forward pass is a
