@@ -120,9 +120,8 @@ void KVStore::allreduce(const NDArray &src, const NDArray &dst) {
   const int64_t count = src.size();
   // Two ranks below 32 MB: MPI's own all-reduce. With two ranks each element is
   // one addition, a + b == b + a, so the bits cannot depend on MPI's algorithm.
-  // Open MPI 4.1 is faster there (its in-place exchange works in cache: 1.3-1.7x
-  // ours at 1-24 MB measured); from 32 MB on it switches to a segmented
-  // algorithm that ours beats (1.2-1.5x at 32-100 MB).
+  // Open MPI 4.1 is faster there (1.1-1.9x ours at 1-24 MB measured); between
+  // 24 and 32 MB it switches algorithm, and from there ours is 1.2-1.6x faster.
   constexpr size_t kMpiBelow = size_t{32} << 20;
   const bool floats = src.dtype() == LOOM_DTYPE_FLOAT32 || src.dtype() == LOOM_DTYPE_FLOAT64;
   if (n == 2 && floats && src.nbytes() < kMpiBelow) {
