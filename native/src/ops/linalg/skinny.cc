@@ -21,7 +21,9 @@
 
 // The 256-bit vectors pass between inlined helpers only, never across a call
 // compiled for another target, so GCC's note on their calling convention does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
