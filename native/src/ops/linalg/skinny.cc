@@ -2,8 +2,8 @@
 // or more): a fully connected layer's forward pass at a small batch, B being the
 // weight. OpenBLAS packs B first and reaches a third of the machine's rate on
 // these shapes; this kernel reads B once, in place, a few rows at a time, while
-// A's rows stay in cache and the dot products in registers (1.6-2.3x OpenBLAS
-// with 2 threads on 16 x 4096 x 9216 and 16-32 x 4096 x 4096; the same
+// A's rows stay in cache and the dot products in registers (1.4-2.3x OpenBLAS
+// with 2 threads on 16-32 x 4096 x 9216 and 16-32 x 4096 x 4096; the same
 // formulation for the backward products was slower than OpenBLAS and is not used).
 //
 // Every output element is summed by one thread in a fixed order (over k in 8
@@ -100,13 +100,6 @@ LOOM_INLINE void nt_columns(int64_t m, int64_t k, float alpha, const float *a, i
   }
 }
 
-// C (m x n) = A (m x k) . B (n x k)^T, small m: a range of B's rows (C's columns).
-template <int MB, int NB>
-LOOM_INLINE void skinny_body(int64_t m, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
-                             int64_t ldb, float beta, float *c, int64_t ldc, int64_t j0, int64_t j1) {
-  nt_columns<MB, NB>(m, k, alpha, a, lda, b, ldb, beta, c, ldc, j0, j1);
-}
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LOOM_SKINNY_X86 1
 // 4 x 4 tiles need 24 vector registers: AVX-512's 32 (used at 256 bits). AVX2 has 16.
@@ -114,13 +107,13 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void skinny_avx512(int64_t 
                                                                        const float *a, int64_t lda, const float *b,
                                                                        int64_t ldb, float beta, float *c,
                                                                        int64_t ldc, int64_t j0, int64_t j1) {
-  skinny_body<4, 4>(m, k, alpha, a, lda, b, ldb, beta, c, ldc, j0, j1);
+  nt_columns<4, 4>(m, k, alpha, a, lda, b, ldb, beta, c, ldc, j0, j1);
 }
 
 __attribute__((target("avx2,fma"))) void skinny_avx2(int64_t m, int64_t k, float alpha, const float *a, int64_t lda,
                                                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
                                                      int64_t j0, int64_t j1) {
-  skinny_body<2, 4>(m, k, alpha, a, lda, b, ldb, beta, c, ldc, j0, j1);
+  nt_columns<2, 4>(m, k, alpha, a, lda, b, ldb, beta, c, ldc, j0, j1);
 }
 #endif
 

@@ -751,7 +751,7 @@ const int kDeconvolution = [] {
 // Max pooling of one plane, in T. A window is clipped to the image (padding and
 // the cells past it are passed over, so a window with no cell gives T's lowest),
 // and scanned row-major: `v > m` passes NaN over and keeps the first of equal
-// cells, as MXNet's pool.h (and the double-precision loop below) do. KH and KW
+// cells, as MXNet's pool.h does. KH and KW
 // fix the window at compile time for the common 2x2 and 3x3 (0: g.kh, g.kw).
 template <typename T, int KH, int KW>
 void max_pool_plane(const T *x, T *y, const Geometry &g) {
