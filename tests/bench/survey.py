@@ -286,11 +286,12 @@ def torch_net(net):
     return nn.Sequential(*layers)
 
 
-def run_torch(net, steps, threads):
+def run_torch(net, steps, threads, batch=None):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    desc, batch, cfg = NETS[net]
+    desc, default_batch, cfg = NETS[net]
+    batch = batch or default_batch
     x, y = synthetic(net, batch)
     model = torch_net(net)
     params = sum(p.numel() for p in model.parameters())

@@ -573,6 +573,60 @@ TEST(Executor, PlanningReusesMemory) {
   EXPECT_EQ(train.argument_bytes, 2 * 40000);
 }
 
+// What a backward pass keeps follows what each gradient reads (MXNet's
+// ElemwiseGradUseNone/In/Out): a residual block y = relu(fc(x) + x) keeps only y for
+// the backward pass, since add's gradient reads nothing (the fc output is freed after
+// the add, which writes over it, and the relu writes over the sum); multiply's reads
+// both inputs, so fc(x) and the product stay too.
+TEST(Executor, TrainingKeepsOnlyWhatTheGradientsRead) {
+  auto net = [](const char *combine) {
+    Sym cur = var("data");
+    for (int b = 0; b < 6; ++b) {
+      std::string k = std::to_string(b);
+      Sym f = op("FullyConnected", "fc" + k, {&cur}, {{"num_hidden", "100"}});
+      Sym t = op(combine, "combine" + k, {&f, &cur});
+      cur = op("Activation", "relu" + k, {&t}, {{"act_type", "relu"}});
+    }
+    return cur;
+  };
+  Shapes sh{{"data", {100, 100}}};
+  auto plan = [&](const Sym &s) {
+    loom_memory_plan m{};
+    EXPECT_EQ(loom_symbol_plan_memory(&m, s.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 0, nullptr,
+                                      nullptr, LOOM_GRAD_WRITE, 1),
+              LOOM_OK)
+        << loom_last_error();
+    return m;
+  };
+  const int64_t act = 100 * 100 * 4;
+  Sym add = net("add"), mul = net("multiply");
+  loom_memory_plan a = plan(add), m = plan(mul);
+  // add: the 6 relu outputs, and a few gradient buffers at a time.
+  EXPECT_LE(a.planned_bytes, 10 * act) << a.planned_bytes / act << " activations";
+  // multiply: also each block's fc output.
+  EXPECT_GE(m.planned_bytes, a.planned_bytes + 5 * act) << m.planned_bytes / act << " vs " << a.planned_bytes / act;
+  // The same gradients, bit for bit, as a binding whose values all have memory of
+  // their own (LOOM_EXEC_PLAN=0), for both forms.
+  for (const Sym *net_sym : {&add, &mul}) {
+    std::vector<std::vector<double>> grads[2];
+    for (int planned = 0; planned < 2; ++planned) {
+      if (!planned) setenv("LOOM_EXEC_PLAN", "0", 1);
+      Exec ex = simple_bind(*net_sym, sh);
+      unsetenv("LOOM_EXEC_PLAN");
+      int32_t nargs = 0;
+      ASSERT_EQ(loom_executor_count(&nargs, ex.h, LOOM_EXEC_ARGUMENT), LOOM_OK);
+      for (int i = 0; i < nargs; ++i) {
+        Arr arg = get(ex, LOOM_EXEC_ARGUMENT, i);
+        fill(arg, random_values(numel(shape_of(arg)), -0.3, 0.3, 900 + i));
+      }
+      ASSERT_EQ(loom_executor_forward(ex.h, 1), LOOM_OK) << loom_last_error();
+      ASSERT_EQ(loom_executor_backward(ex.h, 0, nullptr), LOOM_OK) << loom_last_error();
+      for (int i = 0; i < nargs; ++i) grads[planned].push_back(read(get(ex, LOOM_EXEC_GRADIENT, i)));
+    }
+    EXPECT_EQ(grads[0], grads[1]);
+  }
+}
+
 // Backward mirroring (MXNet's MXNET_BACKWARD_DO_MIRROR and __force_mirroring__): the
 // backward pass recomputes BatchNorm and Activation outputs instead of keeping them, so
 // training plans less memory, and every gradient and moving statistic has the same bits.

@@ -36,11 +36,16 @@ inline double binary_grad(BinGrad op, int side, double x, double y, double gy) {
   }
 }
 
+// add and subtract need no value of the forward pass (MXNet's ElemwiseGradUseNone:
+// the executor then keeps neither input nor the output for them, so a residual add's
+// inputs are freed after the forward add and its output can be a relu's in place);
+// the others need the inputs but not the output (ElemwiseGradUseIn).
 void set_binary_grad(const char *name, BinGrad op) {
-  Registry::get().add(name).set_backward([op](const OpContext &, const Params &,
-                                              const BlobList &in, const BlobList &,
-                                              const BlobList &og, const BlobList &ig,
-                                              const ReqList &req) {
+  const bool linear = op == BinGrad::Add || op == BinGrad::Subtract;
+  OpDef &def = Registry::get().add(name);
+  def.set_backward_uses(linear ? kBwdNone : kBwdInputs);
+  def.set_backward([op, linear](const OpContext &, const Params &, const BlobList &in, const BlobList &,
+                                const BlobList &og, const BlobList &ig, const ReqList &req) {
     LOOM_FLOAT_SWITCH(og[0].dtype, T, {
       const Shape &os = og[0].shape;
       BroadcastIndexer il(in[0].shape, os), ir(in[1].shape, os);
@@ -54,11 +59,18 @@ void set_binary_grad(const char *name, BinGrad op) {
         if (same) {  // no broadcast: one term per element, rounded as the sum below would be
           if (op == BinGrad::Add || (op == BinGrad::Subtract && side == 0)) {
             parallel_for(os.size(), [&](int64_t i) { d[i] = g[i]; });
+          } else if (op == BinGrad::Subtract) {
+            parallel_for(os.size(), [&](int64_t i) { d[i] = -g[i]; });
           } else {
             parallel_for(os.size(), [&](int64_t i) {
               d[i] = static_cast<T>(binary_grad(op, side, a[i], b[i], g[i]));
             });
           }
+          continue;
+        }
+        if (linear) {  // the inputs' values are not kept: only their shapes are used
+          const double sign = op == BinGrad::Subtract && side == 1 ? -1.0 : 1.0;
+          reduce_fn_to<T>(ig[side], os, [&](int64_t i) -> double { return sign * double(g[i]); });
           continue;
         }
         reduce_fn_to<T>(ig[side], os, [&](int64_t i) -> double {
@@ -72,50 +84,54 @@ void set_binary_grad(const char *name, BinGrad op) {
 // Unary gradients from the input x, output y and incoming gradient g.
 struct UnaryGrad {
   const char *name;
+  // What f reads of the forward pass (MXNet's ElemwiseGradUseNone/In/Out): the
+  // executor keeps only that, and the kernel reads nothing else (0 is passed).
+  uint8_t uses;
   double (*f)(double x, double y, double g);
 };
 const UnaryGrad kUnaryGrads[] = {
-    {"negative", [](double, double, double g) { return -g; }},
-    {"abs", [](double x, double, double g) { return g * double((x > 0) - (x < 0)); }},  // g * sign(x)
-    {"exp", [](double, double y, double g) { return g * y; }},
-    {"log", [](double x, double, double g) { return g / x; }},
-    {"sqrt", [](double, double y, double g) { return g / (2 * y); }},
-    {"square", [](double x, double, double g) { return 2 * x * g; }},
+    {"negative", kBwdNone, [](double, double, double g) { return -g; }},
+    {"abs", kBwdInputs, [](double x, double, double g) { return g * double((x > 0) - (x < 0)); }},  // g * sign(x)
+    {"exp", kBwdOutputs, [](double, double y, double g) { return g * y; }},
+    {"log", kBwdInputs, [](double x, double, double g) { return g / x; }},
+    {"sqrt", kBwdOutputs, [](double, double y, double g) { return g / (2 * y); }},
+    {"square", kBwdInputs, [](double x, double, double g) { return 2 * x * g; }},
     // MXNet: g * relu_grad(y), relu_grad(NaN) = NaN; y > 0 exactly when x > 0.
-    {"relu", [](double x, double, double g) { return g * (x != x ? x : (x > 0 ? 1.0 : 0.0)); }},
-    {"sigmoid", [](double, double y, double g) { return g * y * (1 - y); }},
-    {"tanh", [](double, double y, double g) { return g * (1 - y * y); }},
-    {"copy", [](double, double, double g) { return g; }},
+    {"relu", kBwdInputs, [](double x, double, double g) { return g * (x != x ? x : (x > 0 ? 1.0 : 0.0)); }},
+    {"sigmoid", kBwdOutputs, [](double, double y, double g) { return g * y * (1 - y); }},
+    {"tanh", kBwdOutputs, [](double, double y, double g) { return g * (1 - y * y); }},
+    {"copy", kBwdNone, [](double, double, double g) { return g; }},
     // Piecewise constant: zero gradient (as in MXNet and PyTorch).
-    {"ceil", [](double, double, double) { return 0.0; }},
-    {"floor", [](double, double, double) { return 0.0; }},
-    {"round", [](double, double, double) { return 0.0; }},
-    {"sign", [](double, double, double) { return 0.0; }},
-    {"sin", [](double x, double, double g) { return g * std::cos(x); }},
-    {"cos", [](double x, double, double g) { return -g * std::sin(x); }},
-    {"expm1", [](double, double y, double g) { return g * (y + 1); }},
-    {"log1p", [](double x, double, double g) { return g / (1 + x); }},
-    {"softsign", [](double x, double, double g) { return g / ((1 + std::fabs(x)) * (1 + std::fabs(x))); }},
-    {"rsqrt", [](double, double y, double g) { return -0.5 * g * y * y * y; }},
-    {"reciprocal", [](double, double y, double g) { return -g * y * y; }},
-    {"reshape", [](double, double, double g) { return g; }},
+    {"ceil", kBwdNone, [](double, double, double) { return 0.0; }},
+    {"floor", kBwdNone, [](double, double, double) { return 0.0; }},
+    {"round", kBwdNone, [](double, double, double) { return 0.0; }},
+    {"sign", kBwdNone, [](double, double, double) { return 0.0; }},
+    {"sin", kBwdInputs, [](double x, double, double g) { return g * std::cos(x); }},
+    {"cos", kBwdInputs, [](double x, double, double g) { return -g * std::sin(x); }},
+    {"expm1", kBwdOutputs, [](double, double y, double g) { return g * (y + 1); }},
+    {"log1p", kBwdInputs, [](double x, double, double g) { return g / (1 + x); }},
+    {"softsign", kBwdInputs, [](double x, double, double g) { return g / ((1 + std::fabs(x)) * (1 + std::fabs(x))); }},
+    {"rsqrt", kBwdOutputs, [](double, double y, double g) { return -0.5 * g * y * y * y; }},
+    {"reciprocal", kBwdOutputs, [](double, double y, double g) { return -g * y * y; }},
+    {"reshape", kBwdNone, [](double, double, double g) { return g; }},
 };
 
 struct ScalarGrad {
   const char *name;
+  uint8_t uses;  // kBwdInputs where f reads x (it is 0 otherwise)
   double (*f)(double x, double s, double g);
 };
 const ScalarGrad kScalarGrads[] = {
-    {"add_scalar", [](double, double, double g) { return g; }},
-    {"subtract_scalar", [](double, double, double g) { return g; }},
-    {"rsubtract_scalar", [](double, double, double g) { return -g; }},
-    {"multiply_scalar", [](double, double s, double g) { return g * s; }},
-    {"divide_scalar", [](double, double s, double g) { return g / s; }},
-    {"power_scalar", [](double x, double s, double g) { return g * s * std::pow(x, s - 1); }},
-    {"rdivide_scalar", [](double x, double s, double g) { return -g * s / (x * x); }},
-    {"rpower_scalar", [](double x, double s, double g) { return g * std::pow(s, x) * std::log(s); }},
-    {"maximum_scalar", [](double x, double s, double g) { return g * double(x >= s); }},
-    {"minimum_scalar", [](double x, double s, double g) { return g * double(x <= s); }},
+    {"add_scalar", kBwdNone, [](double, double, double g) { return g; }},
+    {"subtract_scalar", kBwdNone, [](double, double, double g) { return g; }},
+    {"rsubtract_scalar", kBwdNone, [](double, double, double g) { return -g; }},
+    {"multiply_scalar", kBwdNone, [](double, double s, double g) { return g * s; }},
+    {"divide_scalar", kBwdNone, [](double, double s, double g) { return g / s; }},
+    {"power_scalar", kBwdInputs, [](double x, double s, double g) { return g * s * std::pow(x, s - 1); }},
+    {"rdivide_scalar", kBwdInputs, [](double x, double s, double g) { return -g * s / (x * x); }},
+    {"rpower_scalar", kBwdInputs, [](double x, double s, double g) { return g * std::pow(s, x) * std::log(s); }},
+    {"maximum_scalar", kBwdInputs, [](double x, double s, double g) { return g * double(x >= s); }},
+    {"minimum_scalar", kBwdInputs, [](double x, double s, double g) { return g * double(x <= s); }},
 };
 
 const int kRegistered = [] {
@@ -140,24 +156,30 @@ const int kRegistered = [] {
 
   for (const UnaryGrad &u : kUnaryGrads) {
     auto f = u.f;
-    reg.add(u.name).set_backward([f](const OpContext &, const Params &, const BlobList &in,
-                                     const BlobList &out, const BlobList &og, const BlobList &ig,
-                                     const ReqList &req) {
+    const bool ux = u.uses & kBwdInputs, uy = u.uses & kBwdOutputs;
+    OpDef &def = reg.add(u.name);
+    def.set_backward_uses(u.uses);
+    def.set_backward([f, ux, uy](const OpContext &, const Params &, const BlobList &in, const BlobList &out,
+                                 const BlobList &og, const BlobList &ig, const ReqList &req) {
       if (!req[0]) return;
       LOOM_FLOAT_SWITCH(in[0].dtype, T, {
         const T *x = in[0].ptr<T>();
         const T *y = out[0].ptr<T>();
         const T *g = og[0].ptr<T>();
         T *d = ig[0].ptr<T>();
-        parallel_for(in[0].size(), [&](int64_t i) { d[i] = static_cast<T>(f(x[i], y[i], g[i])); });
+        parallel_for(in[0].size(), [&](int64_t i) {
+          d[i] = static_cast<T>(f(ux ? double(x[i]) : 0.0, uy ? double(y[i]) : 0.0, g[i]));
+        });
       });
     });
   }
   for (const ScalarGrad &u : kScalarGrads) {
     auto f = u.f;
-    reg.add(u.name).set_backward([f](const OpContext &, const Params &p, const BlobList &in,
-                                     const BlobList &, const BlobList &og, const BlobList &ig,
-                                     const ReqList &req) {
+    const bool ux = u.uses & kBwdInputs;
+    OpDef &def = reg.add(u.name);
+    def.set_backward_uses(u.uses);
+    def.set_backward([f, ux](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                             const BlobList &og, const BlobList &ig, const ReqList &req) {
       if (!req[0]) return;
       LOOM_FLOAT_SWITCH(in[0].dtype, T, {
         // The scalar in the array's type, as the forward pass and MXNet use it.
@@ -165,7 +187,7 @@ const int kRegistered = [] {
         const T *x = in[0].ptr<T>();
         const T *g = og[0].ptr<T>();
         T *d = ig[0].ptr<T>();
-        parallel_for(in[0].size(), [&](int64_t i) { d[i] = static_cast<T>(f(x[i], s, g[i])); });
+        parallel_for(in[0].size(), [&](int64_t i) { d[i] = static_cast<T>(f(ux ? double(x[i]) : 0.0, s, g[i])); });
       });
     });
   }
