@@ -1,6 +1,7 @@
 """BatchNorm folded into the layer before it (Symbol.fold_batchnorm, native): predictions equal
 the unfolded network's, the folded BatchNorms are gone, and what cannot be folded stays."""
 import json
+import os
 import unittest
 
 import numpy as np
@@ -67,6 +68,55 @@ class FoldBatchNorm(unittest.TestCase):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         # the given arrays are not changed
         np.testing.assert_array_equal(_predict(net, arg, aux, data=x, softmax_label=label)[0], want)
+
+    def test_prediction_executor_folds_as_fold_batchnorm_does(self):
+        """A graph bound for prediction folds each BatchNorm after a oneDNN convolution into the
+        convolution's weights and bias itself: the same bits as the graph Symbol.fold_batchnorm
+        gives, near the per-channel post-op form (LOOM_EXEC_FOLD=0), and folded again after a
+        weight or a moving statistic changes."""
+        data = sym.Variable("data")
+        c1 = sym.Convolution(data, name="c1", kernel=(3, 3), num_filter=16, pad=(1, 1), no_bias=True)
+        r1 = sym.Activation(sym.BatchNorm(c1, name="bn1", fix_gamma=False), act_type="relu", name="r1")
+        c2 = sym.Convolution(r1, name="c2", kernel=(1, 1), num_filter=16)
+        r2 = sym.Activation(sym.BatchNorm(c2, name="bn2", fix_gamma=False) + r1, act_type="relu", name="r2")
+        c3 = sym.Convolution(r2, name="c3", kernel=(3, 3), num_filter=32, stride=(2, 2), pad=(1, 1), no_bias=True)
+        net = sym.BatchNorm(c3, name="bn3", fix_gamma=True, eps=1e-5)
+        rng = np.random.default_rng(1)
+        shape = (2, 16, 9, 9)
+        arg, aux = _params(net, rng, data=shape)
+        x = rng.normal(size=shape).astype(np.float32)
+        onednn = "onednn" in loom.backend_describe(1) and os.environ.get("LOOM_CPU_KERNELS", "") != "reference"
+
+        ex = net.simple_bind(loom.cpu(), grad_req="null", data=shape)
+        ex.copy_params_from(arg, aux)
+
+        def check(post=True):
+            got = ex.forward(is_train=False, data=x)[0].asnumpy()
+            folded, arg2, aux2, n = net.fold_batchnorm(arg, aux)
+            self.assertEqual(n, 3)
+            want = _predict(folded, arg2, aux2, data=x)[0]
+            if onednn:
+                np.testing.assert_array_equal(got, want)
+            else:  # the reference kernels run the BatchNorm after the convolution
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+            if post:  # (its reordered weights take the place of the kept fold: not in the loop below)
+                os.environ["LOOM_EXEC_FOLD"] = "0"
+                try:
+                    unfolded = ex.forward(is_train=False, data=x)[0].asnumpy()
+                finally:
+                    del os.environ["LOOM_EXEC_FOLD"]
+                np.testing.assert_allclose(got, unfolded, rtol=1e-4, atol=1e-5)
+            return got
+
+        check()
+        first = check(post=False)  # the fold kept from the call before
+        # Each written into the bound executor's own array alone: a statistic or beta
+        # leaves the weight's version as it was, so only the fold's key sees it.
+        for name, d, mine in (("bn2_moving_var", aux, ex.aux_dict), ("bn3_beta", arg, ex.arg_dict),
+                              ("c1_weight", arg, ex.arg_dict)):
+            d[name].copyfrom(d[name].asnumpy() * 1.5 + 0.25)
+            mine[name].copyfrom(d[name].asnumpy())
+            self.assertFalse(np.array_equal(check(post=False), first), name)
 
     def test_float64_reference(self):
         """One channel checked against MXNet's inference formula in float64."""

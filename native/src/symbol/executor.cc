@@ -323,6 +323,13 @@ bool fusion_enabled() {
   return !(e && std::strcmp(e, "0") == 0);
 }
 
+// Whether a fused prediction step folds its BatchNorm into the convolution's
+// weights (LOOM_EXEC_FOLD=0: per-channel post-ops instead). Read at each call.
+bool fold_enabled() {
+  const char *e = std::getenv("LOOM_EXEC_FOLD");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
 // Blocked layouts between oneDNN convolutions (prediction): a value a oneDNN
 // convolution step produces, with channels a multiple of 16, no output of the
 // graph, and read only as the data of oneDNN convolution steps or as the addend
@@ -980,7 +987,25 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   const TBlob *addend = f.add ? &in[in.size() - 1] : nullptr;
   ConvEpilogue ep;
-  if (f.bn) ep.scale = scale.data(), ep.shift = shift.data();
+  // With oneDNN the BatchNorm is folded into the weights and bias (kept between
+  // calls; LOOM_EXEC_FOLD=0 applies it as per-channel post-ops instead), so the
+  // convolution is followed by nothing per channel and sums the addend fast.
+  std::shared_ptr<const FoldedConv> fold;
+  BlobList dnn_in = conv_in;
+  if (f.bn && affine && use_onednn() && f.onednn && fold_enabled())
+    fold = fold_batchnorm_into_conv(*f.bn->parsed, conv_in, bn_in);
+  if (fold) {
+    dnn_in[1].dptr = const_cast<float *>(fold->weight.data());
+    TBlob b{const_cast<float *>(fold->bias.data()), Shape{static_cast<int64_t>(fold->bias.size())}, kFloat32,
+            conv_in[1].ctx, nullptr};
+    if (dnn_in.size() > 2)
+      dnn_in[2] = b;
+    else
+      dnn_in.push_back(b);
+    ep.weights_id = fold->id;
+  }
+  const bool bn_post = f.bn && !fold;  // the BatchNorm as oneDNN post-ops
+  if (bn_post) ep.scale = scale.data(), ep.shift = shift.data();
   ep.src_blocked = f.src_blocked;
   ep.dst_blocked = f.dst_blocked;
   // Without a BatchNorm, the addend is summed by oneDNN from y: y is its buffer
@@ -988,9 +1013,9 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // oneDNN 2.6 has only its slow reference kernel for per-channel post-ops
   // followed by a sum: with a BatchNorm, a blocked addend is a binary post-op
   // of its own, and a plain one is added in one pass after (with the relu).
-  const bool addend_op = addend && f.bn && f.dst_blocked;
+  const bool addend_op = addend && bn_post && f.dst_blocked;
   if (addend_op) ep.addend = addend->ptr<float>();
-  if (affine && use_onednn() && f.onednn && addend && !f.bn) {
+  if (affine && use_onednn() && f.onednn && addend && !bn_post) {
     ep.sum = true;
     if (y.dptr != addend->dptr) {
       char *o = static_cast<char *>(y.dptr);
@@ -999,11 +1024,11 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
                       [&](int64_t b, int64_t e) { std::memcpy(o + b, a + b, static_cast<size_t>(e - b)); });
     }
   }
-  if (affine && (!addend || ep.sum || f.bn) && conv_forward_with_epilogue(ctx, *call.params, conv_in, y, ep)) {
+  if (affine && (!addend || ep.sum || bn_post) && conv_forward_with_epilogue(ctx, *call.params, dnn_in, y, ep)) {
     // The rest in one pass: y = relu(y + addend), as the add then the Activation
     // do. The relu is MXNet's (NaN passes through), not a oneDNN post-op (which
     // turns NaN into 0); elementwise, so the layout does not matter.
-    const bool relu = f.act != nullptr, add = addend && f.bn && !addend_op;
+    const bool relu = f.act != nullptr, add = addend && bn_post && !addend_op;
     if (relu || add) {
       float *o = y.ptr<float>();
       const float *a = add ? addend->ptr<float>() : nullptr;

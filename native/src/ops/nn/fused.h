@@ -3,6 +3,8 @@
 // relu, in one pass where oneDNN takes the convolution.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "op/registry.h"
@@ -28,5 +30,21 @@ bool conv_onednn_takes(const Params &conv, const Shape &data);
 // statistics instead (training without use_global_stats).
 bool batchnorm_prediction_affine(const OpContext &ctx, const Params &bn, const BlobList &in,
                                  std::vector<float> &scale, std::vector<float> &shift);
+
+// BatchNorm (parameters `bn`, inputs `bn_in` as above) folded into the weight and
+// bias of the Convolution before it (inputs `conv_in`: data, weight[, bias]), as
+// Symbol.FoldBatchNorm folds them:
+// W'[f] = W[f] * s[f] and b'[f] = (b[f] - moving_mean[f]) * s[f] + beta[f], with
+// s[f] = gamma[f] / sqrt(moving_var[f] + eps), in float64 rounded once. Kept on the
+// weight's var for its version, under a key that holds every BatchNorm input and
+// the bias, so a change to any of them folds again. Null where the weight is no
+// stable float32 input (nothing can be kept then) or the BatchNorm's inputs are
+// not one value per output channel.
+struct FoldedConv {
+  std::vector<float> weight, bias;
+  uint64_t id = 0;  // unique per fold (ConvEpilogue::weights_id)
+};
+std::shared_ptr<const FoldedConv> fold_batchnorm_into_conv(const Params &bn, const BlobList &conv_in,
+                                                           const BlobList &bn_in);
 
 }  // namespace loom

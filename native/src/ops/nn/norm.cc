@@ -1,5 +1,10 @@
 // BatchNorm (moving statistics as auxiliary states) and the Concat layer
 // with its gradient (MXNet's definitions and parameter names).
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "engine/engine.h"
 #include "ops/common.h"
 #include "ops/nn/fused.h"
 
@@ -367,6 +372,50 @@ bool batchnorm_prediction_affine(const OpContext &ctx, const Params &p, const Bl
     shift[c] = static_cast<float>(double(beta[c]) - double(mm[c]) * s);
   }
   return true;
+}
+
+std::shared_ptr<const FoldedConv> fold_batchnorm_into_conv(const Params &bn, const BlobList &conv_in,
+                                                           const BlobList &bn_in) {
+  Var *keep = conv_in[1].stable;
+  const TBlob &w = conv_in[1];
+  if (!keep || w.dtype != kFloat32 || w.shape.ndim < 1 || bn_in.size() < 5) return nullptr;
+  const int64_t f = w.shape.d[0], per = f ? w.size() / f : 0;
+  for (size_t k = 1; k < 5; ++k)
+    if (bn_in[k].dtype != kFloat32 || bn_in[k].size() != f) return nullptr;
+  const bool has_bias = conv_in.size() > 2 && conv_in[2].dptr;
+  if (has_bias && (conv_in[2].dtype != kFloat32 || conv_in[2].size() != f)) return nullptr;
+  const double eps = bn.f("eps");
+  const bool fix = bn.b("fix_gamma");
+  // The key: where the weight is (one var may hold several arrays) and every value
+  // the fold reads; the weight's own values are covered by its var's version.
+  std::string key("loom.fold_batchnorm:");
+  auto put = [&key](const void *p, size_t n) { key.append(static_cast<const char *>(p), n); };
+  const void *wp = w.dptr;
+  const int64_t wn = w.size();
+  put(&wp, sizeof wp);
+  put(&wn, sizeof wn);
+  put(&eps, sizeof eps);
+  key.push_back(fix ? 1 : 0);
+  key.push_back(has_bias ? 1 : 0);
+  const size_t fb = static_cast<size_t>(f) * sizeof(float);
+  for (size_t k = 1; k < 5; ++k) put(bn_in[k].dptr, fb);
+  if (has_bias) put(conv_in[2].dptr, fb);
+  if (auto kept = keep->derived(key)) return std::static_pointer_cast<const FoldedConv>(kept);
+  auto r = std::make_shared<FoldedConv>();
+  r->weight.resize(static_cast<size_t>(wn));
+  r->bias.resize(static_cast<size_t>(f));
+  const float *wv = w.ptr<float>(), *gamma = bn_in[1].ptr<float>(), *beta = bn_in[2].ptr<float>(),
+              *mm = bn_in[3].ptr<float>(), *mv = bn_in[4].ptr<float>();
+  const float *b = has_bias ? conv_in[2].ptr<float>() : nullptr;
+  for (int64_t c = 0; c < f; ++c) {
+    const double s = (fix ? 1.0 : double(gamma[c])) / std::sqrt(double(mv[c]) + eps);
+    for (int64_t k = 0; k < per; ++k) r->weight[c * per + k] = static_cast<float>(wv[c * per + k] * s);
+    r->bias[c] = static_cast<float>(((b ? double(b[c]) : 0.0) - mm[c]) * s + beta[c]);
+  }
+  static std::atomic<uint64_t> next_id{1};
+  r->id = next_id.fetch_add(1);
+  keep->keep_derived(key, r);
+  return r;
 }
 
 }  // namespace loom

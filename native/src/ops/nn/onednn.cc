@@ -299,19 +299,19 @@ const void *weights_as(const ConvShape &s, const float *w, const memory::desc &w
 // The key under which a convolution keeps its reordered weights on the weight's
 // var: where the weights start (one var may hold several arrays), the geometry
 // and the plan variant (which fix the layout).
-std::string kept_key(const ConvShape &s, const float *w, int64_t variant) {
+std::string kept_key(const ConvShape &s, const float *w, int64_t variant, uint64_t weights_id) {
   const int64_t k[] = {reinterpret_cast<int64_t>(w), s.n, s.c, s.h, s.w, s.f, s.groups, s.kh, s.kw, s.sh,
-                       s.sw, s.ph, s.pw, s.dh, s.dw, s.oh, s.ow, variant};
+                       s.sw, s.ph, s.pw, s.dh, s.dw, s.oh, s.ow, variant, static_cast<int64_t>(weights_id)};
   return std::string("onednn.conv.weights:") + std::string(reinterpret_cast<const char *>(k), sizeof k);
 }
 
 // weights_as, keeping the reordered copy on `keep` (when given) for later calls;
 // `hold` keeps it alive for this call.
 const void *kept_weights_as(const ConvShape &s, const float *w, const memory::desc &want, int64_t variant,
-                            Var *keep, std::shared_ptr<const void> &hold, dnnl::stream &st) {
+                            uint64_t weights_id, Var *keep, std::shared_ptr<const void> &hold, dnnl::stream &st) {
   memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
   if (want == plain || !keep) return weights_as(s, w, want, 4, st);
-  const std::string key = kept_key(s, w, variant);
+  const std::string key = kept_key(s, w, variant, weights_id);
   hold = keep->derived(key);
   if (hold) return hold.get();
   std::shared_ptr<void> buf = aligned_buffer(want.get_size(), "for reordered weights");
@@ -445,7 +445,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
   // The weight pieces, kept on the weight's var when it is given and already
   // reordered for this version; else reordered below.
-  const std::string key = keep ? kept_key(s, w, 1000 + pieces + bits) : std::string();
+  const std::string key = keep ? kept_key(s, w, 1000 + pieces + bits, ep.weights_id) : std::string();
   std::shared_ptr<const void> kept = keep ? keep->derived(key) : nullptr;
   std::shared_ptr<void> fresh = keep && !kept ? aligned_buffer(wsize * pieces, "for reordered weights") : nullptr;
   char *wbuf = kept ? static_cast<char *>(const_cast<void *>(kept.get()))
@@ -539,7 +539,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   const auto &prim_last = plan->prim_last ? *plan->prim_last : prim;
   dnnl::stream st(cpu_engine());
   std::shared_ptr<const void> hold;
-  const void *wr = kept_weights_as(s, w, pd->weights_desc(), (bias != nullptr ? 1 : 0) + bits, keep, hold, st);
+  const void *wr =
+      kept_weights_as(s, w, pd->weights_desc(), (bias != nullptr ? 1 : 0) + bits, ep.weights_id, keep, hold, st);
   for_items(s.n, [&](int64_t, int64_t n0, int64_t bn) {
     const auto &p = bn == per ? *pd : *pd_last;
     const auto &pr = bn == per ? prim : prim_last;

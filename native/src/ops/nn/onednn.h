@@ -60,6 +60,10 @@ struct ConvEpilogue {
   // (channels a multiple of 16): prediction executors keep it between
   // consecutive oneDNN convolutions.
   bool src_blocked = false, dst_blocked = false;
+  // Non-zero: the weights are a copy derived from the weight array (BatchNorm
+  // folded into them), named by this id, which the copies kept in oneDNN's layout
+  // on the weight's var are keyed by too (an address alone could be reused).
+  uint64_t weights_id = 0;
 };
 
 // Reorders an (n, c, h, w) float32 array between plain NCHW and nChw16c (c a
