@@ -1008,11 +1008,12 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   if (bn_post) ep.scale = scale.data(), ep.shift = shift.data();
   ep.src_blocked = f.src_blocked;
   ep.dst_blocked = f.dst_blocked;
-  // Without a BatchNorm, the addend is summed by oneDNN from y: y is its buffer
-  // (planned in place) or gets a copy (same layout: both blocked or both plain).
-  // oneDNN 2.6 has only its slow reference kernel for per-channel post-ops
-  // followed by a sum: with a BatchNorm, a blocked addend is a binary post-op
-  // of its own, and a plain one is added in one pass after (with the relu).
+  // Without a BatchNorm as post-ops (none, or folded), the addend is summed by
+  // oneDNN from y: y is its buffer (planned in place) or gets a copy (same layout:
+  // both blocked or both plain). oneDNN 2.6 has only its slow reference kernel for
+  // per-channel post-ops followed by a sum: with the BatchNorm as post-ops, a
+  // blocked addend is a binary post-op of its own, and a plain one is added in
+  // one pass after (with the relu).
   const bool addend_op = addend && bn_post && f.dst_blocked;
   if (addend_op) ep.addend = addend->ptr<float>();
   if (affine && use_onednn() && f.onednn && addend && !bn_post) {

@@ -5,6 +5,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "ops/nn/fused.h"
+
 namespace loom {
 
 namespace {
@@ -124,13 +126,8 @@ FoldResult fold_batchnorm(const Symbol &sym, const std::map<std::string, NDArray
                    static_cast<int64_t>(var.size()) == f,
                LOOM_ERR_SHAPE, "fold_batchnorm: BatchNorm '", bn.name, "' has parameters of another length than the ",
                f, " outputs of '", n.name, "'");
-    const double eps = bp.f("eps");
-    const bool fix_gamma = bp.b("fix_gamma");
-    for (int64_t c = 0; c < f; ++c) {
-      double s = (fix_gamma ? 1.0 : static_cast<double>(gamma[c])) / std::sqrt(static_cast<double>(var[c]) + eps);
-      for (int64_t k = 0; k < per; ++k) w[c * per + k] = static_cast<float>(w[c * per + k] * s);
-      b[c] = static_cast<float>((static_cast<double>(b[c]) - mean[c]) * s + beta[c]);
-    }
+    fold_batchnorm_values(f, per, bp.f("eps"), bp.b("fix_gamma"), gamma.data(), beta.data(), mean.data(), var.data(),
+                          w.data(), b.data());
     out_params[wname] = host_array(w, W.shape());
     out_params[bname] = host_array(b, Shape{f});
     StrPairs ps;

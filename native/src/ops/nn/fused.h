@@ -31,6 +31,14 @@ bool conv_onednn_takes(const Params &conv, const Shape &data);
 bool batchnorm_prediction_affine(const OpContext &ctx, const Params &bn, const BlobList &in,
                                  std::vector<float> &scale, std::vector<float> &shift);
 
+// The fold itself, in place: w holds f rows of `per` weights and b the f biases
+// (zeros where the layer has none); W'[f] = W[f] * s[f] and b'[f] = (b[f] - mean[f])
+// * s[f] + beta[f], with s[f] = gamma[f] / sqrt(var[f] + eps) (gamma taken as 1
+// under fix_gamma), in float64 rounded once. Symbol.FoldBatchNorm and the fused
+// prediction step both fold with it, so they give the same bits.
+void fold_batchnorm_values(int64_t f, int64_t per, double eps, bool fix_gamma, const float *gamma, const float *beta,
+                           const float *mean, const float *var, float *w, float *b);
+
 // BatchNorm (parameters `bn`, inputs `bn_in` as above) folded into the weight and
 // bias of the Convolution before it (inputs `conv_in`: data, weight[, bias]), as
 // Symbol.FoldBatchNorm folds them:

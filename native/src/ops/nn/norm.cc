@@ -374,6 +374,15 @@ bool batchnorm_prediction_affine(const OpContext &ctx, const Params &p, const Bl
   return true;
 }
 
+void fold_batchnorm_values(int64_t f, int64_t per, double eps, bool fix_gamma, const float *gamma, const float *beta,
+                           const float *mean, const float *var, float *w, float *b) {
+  for (int64_t c = 0; c < f; ++c) {
+    const double s = (fix_gamma ? 1.0 : double(gamma[c])) / std::sqrt(double(var[c]) + eps);
+    for (int64_t k = 0; k < per; ++k) w[c * per + k] = static_cast<float>(w[c * per + k] * s);
+    b[c] = static_cast<float>((double(b[c]) - mean[c]) * s + beta[c]);
+  }
+}
+
 std::shared_ptr<const FoldedConv> fold_batchnorm_into_conv(const Params &bn, const BlobList &conv_in,
                                                            const BlobList &bn_in) {
   Var *keep = conv_in[1].stable;
@@ -402,16 +411,13 @@ std::shared_ptr<const FoldedConv> fold_batchnorm_into_conv(const Params &bn, con
   if (has_bias) put(conv_in[2].dptr, fb);
   if (auto kept = keep->derived(key)) return std::static_pointer_cast<const FoldedConv>(kept);
   auto r = std::make_shared<FoldedConv>();
-  r->weight.resize(static_cast<size_t>(wn));
-  r->bias.resize(static_cast<size_t>(f));
-  const float *wv = w.ptr<float>(), *gamma = bn_in[1].ptr<float>(), *beta = bn_in[2].ptr<float>(),
-              *mm = bn_in[3].ptr<float>(), *mv = bn_in[4].ptr<float>();
-  const float *b = has_bias ? conv_in[2].ptr<float>() : nullptr;
-  for (int64_t c = 0; c < f; ++c) {
-    const double s = (fix ? 1.0 : double(gamma[c])) / std::sqrt(double(mv[c]) + eps);
-    for (int64_t k = 0; k < per; ++k) r->weight[c * per + k] = static_cast<float>(wv[c * per + k] * s);
-    r->bias[c] = static_cast<float>(((b ? double(b[c]) : 0.0) - mm[c]) * s + beta[c]);
-  }
+  r->weight.assign(w.ptr<float>(), w.ptr<float>() + wn);
+  if (has_bias)
+    r->bias.assign(conv_in[2].ptr<float>(), conv_in[2].ptr<float>() + f);
+  else
+    r->bias.assign(static_cast<size_t>(f), 0.0f);
+  fold_batchnorm_values(f, per, eps, fix, bn_in[1].ptr<float>(), bn_in[2].ptr<float>(), bn_in[3].ptr<float>(),
+                        bn_in[4].ptr<float>(), r->weight.data(), r->bias.data());
   static std::atomic<uint64_t> next_id{1};
   r->id = next_id.fetch_add(1);
   keep->keep_derived(key, r);
