@@ -60,7 +60,7 @@ def main():
             for m in kinds:
                 res[(b, m)].append(spawn(b, m, threads, 2))
     print("ResNet-50 v1.5 training: Loom with and without backward mirroring, and PyTorch %s; %d threads,"
-          " median of %d interleaved runs" % (survey_torch_version(), threads, reps))
+          " median of %d interleaved runs" % (torch_version(), threads, reps))
     print("%6s %16s %8s %8s %12s %12s %12s" % ("batch", "run", "step s", "img/s", "peak RSS MB", "/ PyTorch's",
                                                 "planned MB"))
     med = lambda b, m, k: statistics.median(x[k] for x in res[(b, m)])  # noqa: E731
@@ -75,7 +75,7 @@ def main():
           " whole process, Python and the libraries included, for both)")
 
 
-def survey_torch_version():
+def torch_version():
     out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                          text=True).stdout.strip()
     return out or "(not found)"
