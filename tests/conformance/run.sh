@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every case in C, C# and Python (and in Python again under the naive
-# engine and with 1 and 4 workers), then compares the digests with each other
+# engine, with 1 and 4 workers and with 1 and 3 kernel threads), then compares the digests with each other
 # and with the goldens of each CPU kernel set. Usage: run.sh BUILD_DIR [--update]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,9 +30,12 @@ run_set() {  # KERNELS GOLDEN [--update]: every case in every language under one
   py LOOM_ENGINE=naive > "$tmp/python-naive.txt" || true
   py LOOM_CPU_WORKERS=1 > "$tmp/python-1-worker.txt" || true
   py LOOM_CPU_WORKERS=4 > "$tmp/python-4-workers.txt" || true
+  py LOOM_KERNEL_THREADS=1 > "$tmp/python-1-kernel-thread.txt" || true
+  py LOOM_KERNEL_THREADS=3 > "$tmp/python-3-kernel-threads.txt" || true
   out=$(/usr/bin/python3 "$here/compare.py" "$golden" "$@" python="$tmp/python.txt" c="$tmp/c.txt" \
     csharp="$tmp/csharp.txt" python-naive-engine="$tmp/python-naive.txt" python-1-worker="$tmp/python-1-worker.txt" \
-    python-4-workers="$tmp/python-4-workers.txt")
+    python-4-workers="$tmp/python-4-workers.txt" python-1-kernel-thread="$tmp/python-1-kernel-thread.txt" \
+    python-3-kernel-threads="$tmp/python-3-kernel-threads.txt")
   echo "$out" | sed "s/^/[$set] /"
   read -r p f <<<"$(echo "$out" | sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' | tail -1)"
   passed=$((passed + ${p:-0})) failed=$((failed + ${f:-1}))

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -12,6 +13,7 @@
 
 #include "common/parallel.h"
 #include "ops/linalg/gemm.h"
+#include "ops/nn/onednn.h"
 #include "engine/engine.h"
 
 using loom::Context;
@@ -383,6 +385,64 @@ TEST(Engine, ProductsGiveTheSameBitsWhateverRunsBesideThem) {
   stop = true;
   threaded.join();
   EXPECT_EQ(differed, 0) << "of 40 single-threaded products beside a threaded one";
+}
+
+// The oneDNN kernel set's float products (oneDNN's sgemm over pieces cut by the
+// shape): against a float64 loop in every transpose, with alpha and beta, for
+// shapes below the cut (one call), cut by columns and cut by rows, pieces of
+// uneven width; the same bits with the kernel pool busy (the pieces then run one
+// after another on this thread) and run again. The reference set still runs
+// OpenBLAS, whose bits differ from oneDNN's somewhere in these products.
+TEST(Engine, OneDnnProductsMatchAFloat64Reference) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  struct Case {
+    int64_t m, n, k;
+  };
+  const Case cases[] = {{1, 1, 1}, {3, 7, 5}, {100, 10, 64}, {100, 128, 784}, {128, 784, 100},
+                        {784, 128, 100}, {50, 1000, 33}, {1000, 50, 33}, {65, 200, 300}};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const loom::CpuKernels before = loom::cpu_kernels();
+  int differs_from_openblas = 0;
+  for (const Case &cs : cases)
+    for (int t = 0; t < 4; ++t)
+      for (double beta : {0.0, 1.0}) {
+        const bool ta = t & 1, tb = t & 2;
+        const int64_t m = cs.m, n = cs.n, k = cs.k, lda = ta ? m : k, ldb = tb ? k : n;
+        const double alpha = t == 3 ? 0.5 : 1.0;
+        std::vector<float> a(m * k), b(k * n), c0(m * n);
+        for (auto &v : a) v = u(rng);
+        for (auto &v : b) v = u(rng);
+        for (auto &v : c0) v = u(rng);
+        std::vector<float> c1 = c0, c2 = c0, c3 = c0;
+        loom::set_cpu_kernels(loom::CpuKernels::OneDnn);
+        loom::gemm<float>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c1.data(), n);
+        {
+          BusyPool busy;
+          loom::gemm<float>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c2.data(), n);
+        }
+        loom::set_cpu_kernels(loom::CpuKernels::Reference);
+        loom::gemm<float>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c3.data(), n);
+        loom::set_cpu_kernels(before);
+        EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)))
+            << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb << ": the pool was busy";
+        differs_from_openblas += std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(float)) != 0;
+        double worst = 0;
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double acc = 0, mag = 0;
+            for (int64_t p = 0; p < k; ++p) {
+              const double x = ta ? a[p * lda + i] : a[i * lda + p], y = tb ? b[j * ldb + p] : b[p * ldb + j];
+              acc += x * y;
+              mag += std::fabs(x * y);
+            }
+            const double want = alpha * acc + beta * c0[i * n + j];
+            const double scale = alpha * mag + std::fabs(beta * c0[i * n + j]) + 1e-30;
+            worst = std::max(worst, std::fabs(c1[i * n + j] - want) / scale);
+          }
+        EXPECT_LT(worst, 1e-6) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb << " beta " << beta;
+      }
+  EXPECT_GT(differs_from_openblas, 0) << "the oneDNN set gave OpenBLAS's bits everywhere: is it running?";
 }
 
 // C = A . B^T with few rows of A and a large B (a fully connected layer at a small

@@ -415,6 +415,56 @@ class AgainstPyTorch(unittest.TestCase):
                             self.assertEqual(g.sum(), np.sum(w != lowest))
                             self.assertEqual((g[2, 1], g[2, 2]), (1, 0))  # 3, NaN, 4, 4: the first 4
 
+    def test_max_pooling_gradient_picks_the_first_maximum_of_each_window(self):
+        """pool.h's unpool_max, from a float64 reference loop: in each window (row-major) the
+        first cell equal to the window's maximum takes the gradient; NaN cells never do, and
+        neither does -inf (the scan starts from the dtype's lowest value, which -inf is
+        below); a window with no such cell passes none. Random windows with NaN, -inf, ties
+        and negative zeros, in float32 and float64, at 2x2 stride 2 over planes that the
+        windows tile exactly, over planes with a row and a column left over, and at 3x3
+        stride 2 (other kernels)."""
+        rng = np.random.default_rng(5)
+
+        def reference(x, gy, k, s):
+            n, c, h, w = x.shape
+            oh, ow = (h - k) // s + 1, (w - k) // s + 1
+            gx = np.zeros(x.shape)
+            lowest = float(np.finfo(x.dtype).min)
+            for i in range(n):
+                for j in range(c):
+                    for a in range(oh):
+                        for b in range(ow):
+                            best, most = None, lowest
+                            for u in range(a * s, a * s + k):
+                                for v in range(b * s, b * s + k):
+                                    val = float(x[i, j, u, v])
+                                    if val > most or (best is None and val == most):
+                                        best, most = (u, v), val
+                            if best is not None:
+                                gx[i, j][best] += float(gy[i, j, a, b])
+            return gx
+
+        for dtype in (np.float32, np.float64):
+            for shape, k, s in (((2, 3, 6, 8), 2, 2), ((2, 2, 7, 9), 2, 2), ((1, 2, 7, 7), 3, 2)):
+                with self.subTest(dtype=dtype.__name__, shape=shape, kernel=k):
+                    # few distinct values, so windows tie
+                    x = rng.integers(-2, 3, size=shape).astype(dtype)
+                    x[rng.random(shape) < 0.15] = np.nan
+                    x[rng.random(shape) < 0.1] = -np.inf
+                    x[rng.random(shape) < 0.1] = -0.0
+                    x[0, 0, :2, :2] = np.nan  # a window of NaN only
+                    x[0, 0, :2, 2:4] = [[-np.inf, np.nan], [-np.inf, -np.inf]]  # nothing takeable
+                    lx = loom.from_numpy(x)
+                    lx.attach_grad()
+                    with loom.record(train=True):
+                        y = nd.Pooling(lx, kernel=(k, k), stride=(s, s), pool_type="max")
+                    gy = rng.standard_normal(y.shape).astype(dtype)
+                    gy[0, 0, 0, 1] = -0.0
+                    y.backward(loom.from_numpy(gy))
+                    g = lx.grad.asnumpy()
+                    np.testing.assert_array_equal(g, reference(x, gy, k, s).astype(dtype))
+                    self.assertFalse(np.signbit(g[g == 0]).any())  # 0 + (-0) is +0
+
     def test_gradient_clipping_lets_nan_through(self):
         """MXNet's optimizers clip with mshadow_op::clip (x > b ? b : x < -b ? -b : x): a NaN
         gradient reaches the weight instead of becoming +clip_gradient."""

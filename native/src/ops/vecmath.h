@@ -1,14 +1,20 @@
 // Branch-free float math that compilers vectorise, and a marker that compiles
-// a loop twice (AVX2 and the baseline) and picks one when the library loads.
+// a loop three times (AVX-512, AVX2 and the baseline) and picks one when the
+// library loads. The library is built with -ffp-contract=off, so all three
+// round every element alike.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define LOOM_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define LOOM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// For loops over short rows (a dozen values), where a 16-lane loop never runs
+// and its AVX-512 remainder is scalar: AVX2 and the baseline only.
+#define LOOM_VECTOR_CLONES_AVX2 __attribute__((target_clones("avx2", "default")))
 #else
 #define LOOM_VECTOR_CLONES
+#define LOOM_VECTOR_CLONES_AVX2
 #endif
 
 namespace loom {

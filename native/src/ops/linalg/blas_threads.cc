@@ -1,5 +1,6 @@
 #include <cblas.h>
 
+#include <algorithm>
 #include <mutex>
 #include <shared_mutex>
 
@@ -41,6 +42,34 @@ void run_with_blas_threads(const std::function<void()> &f) {
   in_threaded_call = true;
   openblas_set_num_threads(kernel_threads());
   f();
+}
+
+void onednn_sgemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  // Below ~2 MFLOP one call; above, pieces of at least 64 columns (or rows), at
+  // most 16, their edges on multiples of 16.
+  const bool cols = n >= m;
+  const int64_t extent = cols ? n : m;
+  const int64_t pieces = m * n * k < (int64_t(1) << 20) ? 1 : std::clamp<int64_t>(extent / 64, 1, 16);
+  auto edge = [&](int64_t p) { return p == pieces ? extent : extent * p / pieces / 16 * 16; };
+  parallel_ranges(pieces, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t e0 = edge(p), e1 = edge(p + 1);
+      const float *ap = a, *bp = b;
+      float *cp = c;
+      int64_t mp = m, np = n;
+      if (cols) {
+        bp = tb ? b + e0 * ldb : b + e0;
+        cp = c + e0;
+        np = e1 - e0;
+      } else {
+        ap = ta ? a + e0 : a + e0 * lda;
+        cp = c + e0 * ldc;
+        mp = e1 - e0;
+      }
+      gemm_serial<float>(ta, tb, mp, np, k, alpha, ap, lda, bp, ldb, beta, cp, ldc);
+    }
+  });
 }
 
 }  // namespace loom

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "common/parallel.h"
+#include "ops/nn/onednn.h"
 
 namespace loom {
 
@@ -48,6 +49,9 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
   }
   auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
+    if (use_onednn() && onednn_sgemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb,
+                                     static_cast<float>(beta), c, ldc))
+      return;
     BlasCallGuard guard;
     cblas_sgemm(CblasRowMajor, TA, TB, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), static_cast<float>(alpha), a, static_cast<int>(lda), b,
@@ -81,6 +85,13 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
 bool skinny_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+// Float products in the oneDNN kernel set: oneDNN's sgemm over pieces of C's
+// columns (or rows) cut by a rule of the shape alone, on the kernel threads, so
+// the bits do not depend on the thread count (oneDNN's kernels round a product
+// differently depending on its extents).
+void onednn_sgemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 template <typename T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T *a,
           int64_t lda, const T *b, int64_t ldb, double beta, T *c, int64_t ldc) {
@@ -88,6 +99,11 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
     if (k > 0 && skinny_sgemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta),
                               c, ldc))
       return;
+    if (m > 0 && n > 0 && k > 0 && use_onednn() && onednn_built()) {
+      onednn_sgemm_split(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c,
+                         ldc);
+      return;
+    }
   }
   ensure_single_threaded_blas();
   if (std::is_floating_point_v<T> && kernel_threads() > 1 && m * n * k >= (int64_t(1) << 27)) {

@@ -2,6 +2,7 @@
 // float64 [numerator, denominator]: sum the results over batches and divide
 // for the metric over all of them.
 #include "ops/common.h"
+#include "ops/vecmath.h"
 
 #include <atomic>
 #include <cmath>
@@ -68,6 +69,18 @@ void elementwise_metric(const char *name, const char *doc, double (*term)(double
     });
     write_pair(out, s, double(n));
   });
+}
+
+// Whether any of n float32 values (as bits) is infinite or NaN: the largest
+// magnitude's bits reach the all-ones exponent. A max over the span
+// vectorises (AVX2 where the CPU has it) where a compare per value does not.
+LOOM_VECTOR_CLONES uint32_t float32_not_finite(const uint32_t *x, int64_t n) {
+  uint32_t most = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t a = x[i] & 0x7fffffffu;
+    most = a > most ? a : most;
+  }
+  return most >= 0x7f800000u;
 }
 
 const int kRegistered = [] {
@@ -210,8 +223,7 @@ const int kRegistered = [] {
       parallel_ranges(b.size(), 1 << 16, [&](int64_t lo, int64_t hi) {
         uint32_t bad = 0;
         if (b.dtype == kFloat32) {
-          const uint32_t *x = static_cast<const uint32_t *>(b.dptr);
-          for (int64_t i = lo; i < hi; ++i) bad |= static_cast<uint32_t>((x[i] & 0x7f800000u) == 0x7f800000u);
+          bad = float32_not_finite(static_cast<const uint32_t *>(b.dptr) + lo, hi - lo);
         } else {  // float64, cast to float32 first as MXNet does
           const double *x = static_cast<const double *>(b.dptr);
           for (int64_t i = lo; i < hi; ++i) bad |= static_cast<uint32_t>(!std::isfinite(static_cast<float>(x[i])));

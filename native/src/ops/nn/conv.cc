@@ -8,6 +8,7 @@
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
 #include "ops/nn/onednn.h"
+#include "ops/vecmath.h"
 #include "ops/nn/fused.h"
 #include "ops/nn/volume.h"
 
@@ -151,9 +152,28 @@ inline void valid_cols(const Geometry &g, int64_t kj, int64_t *lo, int64_t *hi) 
   if (*hi < *lo) *hi = *lo;
 }
 
-// col (cg*kh*kw rows, columns with stride ld) from one image's channel group x (cg, h, w).
+// Copies n values of a row. Small convolutions copy rows of a few values
+// (LeNet's second layer: 8) hundreds of thousands of times per batch, where a
+// call to memcpy costs more than the copy: pieces of 8 values are moved by
+// fixed-size copies the compiler inlines.
 template <typename T>
-void im2col(const T *x, int64_t cg, const Geometry &g, T *col, int64_t ld) {
+inline void copy_row(T *dst, const T *src, int64_t n) {
+  if (n >= 64) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+    return;
+  }
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) __builtin_memcpy(dst + i, src + i, 8 * sizeof(T));
+  for (; i + 2 <= n; i += 2) __builtin_memcpy(dst + i, src + i, 2 * sizeof(T));
+  if (i < n) dst[i] = src[i];
+}
+
+// col (cg*kh*kw rows, columns with stride ld) from one image's channel group x (cg, h, w).
+// The geometry is copied in: through a reference every row's copy (which may
+// alias anything) would make the compiler reload all of it.
+template <typename T>
+void im2col(const T *x, int64_t cg, const Geometry &geometry, T *col, int64_t ld) {
+  const Geometry g = geometry;
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -168,19 +188,21 @@ void im2col(const T *x, int64_t cg, const Geometry &g, T *col, int64_t ld) {
             continue;
           }
           const T *xr = x + (c * g.h + ii) * g.w + off;
-          std::fill(r, r + lo, T(0));
+          // (The fills are skipped when empty: each is a call to memset.)
+          if (lo > 0) std::fill(r, r + lo, T(0));
           if (g.sw == 1)
-            std::memcpy(r + lo, xr + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+            copy_row(r + lo, xr + lo, hi - lo);
           else
             for (int64_t oj = lo; oj < hi; ++oj) r[oj] = xr[oj * g.sw];
-          std::fill(r + hi, r + g.ow, T(0));
+          if (hi < g.ow) std::fill(r + hi, r + g.ow, T(0));
         }
       }
 }
 
 // Adds col back into dx (cg, h, w): the transpose of im2col.
 template <typename T>
-void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
+void col2im(const T *col, int64_t cg, const Geometry &geometry, T *dx, int64_t ld) {
+  const Geometry g = geometry;
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -754,7 +776,8 @@ const int kDeconvolution = [] {
 // cells, as MXNet's pool.h does. KH and KW
 // fix the window at compile time for the common 2x2 and 3x3 (0: g.kh, g.kw).
 template <typename T, int KH, int KW>
-void max_pool_plane(const T *x, T *y, const Geometry &g) {
+void max_pool_plane(const T *x, T *y, const Geometry &geometry) {
+  const Geometry g = geometry;
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
   for (int64_t oi = 0; oi < g.oh; ++oi) {
     const int64_t i0 = oi * g.sh - g.ph;
@@ -781,7 +804,8 @@ void max_pool_plane(const T *x, T *y, const Geometry &g) {
 // row-major, equal to the window's maximum takes dy; a NaN cell never does, and a
 // window with no such cell (all NaN, or no cell) passes none.
 template <typename T, int KH, int KW>
-void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
+void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &geometry) {
+  const Geometry g = geometry;
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
   for (int64_t oi = 0; oi < g.oh; ++oi) {
     const int64_t i0 = oi * g.sh - g.ph;
@@ -792,11 +816,16 @@ void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
       int64_t best = -1;
       T m = std::numeric_limits<T>::lowest();
       if (rows_in && j0 >= 0 && j0 + kw <= g.w) {
+        // Selected without branches (conditional moves): which cell wins is
+        // data-dependent, and mispredicted branches cost more than the scan.
         const int64_t base = i0 * g.w + j0;
         for (int64_t i = 0; i < kh; ++i)
           for (int64_t j = 0; j < kw; ++j) {
             const int64_t k = base + i * g.w + j;
-            if (x[k] > m || (best < 0 && x[k] == m)) m = x[best = k];
+            const T v = x[k];
+            const bool take = (v > m) | ((best < 0) & (v == m));
+            m = take ? v : m;
+            best = take ? k : best;
           }
       } else {
         const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
@@ -807,6 +836,42 @@ void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
           }
       }
       if (best >= 0) dx[best] += dy[oi * g.ow + oj];
+    }
+  }
+}
+
+// Float max-pooling gradient of one plane for 2x2 windows at stride 2 with no
+// padding, whose windows tile the top-left 2*oh x 2*ow of the plane. The same
+// choice as above, written so that it vectorises over oj: the cells that the
+// scan above can never take (NaN, and -inf, which is below its starting
+// lowest()) become -inf; the window's maximum, if a takeable cell holds it, goes
+// to the first cell (row-major) equal to it, a claimed maximum being replaced by
+// NaN, which equals nothing. Each cell is written once with 0 + dy (the general
+// kernel adds dy to a zeroed dx: a -0 gradient gives +0 in both). The cells
+// outside the tiling are left as the caller zeroed them.
+LOOM_VECTOR_CLONES_AVX2 void max_pool_grad_plane_2x2s2(const float *__restrict x, const float *__restrict dy,
+                                                  float *__restrict dx, int64_t w, int64_t oh, int64_t ow) {
+  const float lo = std::numeric_limits<float>::lowest(), ninf = -std::numeric_limits<float>::infinity(),
+              nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t oi = 0; oi < oh; ++oi) {
+    const float *x0 = x + 2 * oi * w, *x1 = x0 + w;
+    float *d0 = dx + 2 * oi * w, *d1 = d0 + w;
+    const float *g = dy + oi * ow;
+    for (int64_t oj = 0; oj < ow; ++oj) {
+      float a = x0[2 * oj], b = x0[2 * oj + 1], c = x1[2 * oj], d = x1[2 * oj + 1];
+      a = a >= lo ? a : ninf;
+      b = b >= lo ? b : ninf;
+      c = c >= lo ? c : ninf;
+      d = d >= lo ? d : ninf;
+      const float ab = a > b ? a : b, cd = c > d ? c : d, most = ab > cd ? ab : cd;
+      const float gi = most >= lo ? 0.0f + g[oj] : 0.0f;
+      const float left0 = a == most ? nan : most;  // the maximum still to be claimed
+      const float left1 = b == left0 ? nan : left0;
+      const float left2 = c == left1 ? nan : left1;
+      d0[2 * oj] = a == most ? gi : 0.0f;
+      d0[2 * oj + 1] = b == left0 ? gi : 0.0f;
+      d1[2 * oj] = c == left1 ? gi : 0.0f;
+      d1[2 * oj + 1] = d == left2 ? gi : 0.0f;
     }
   }
 }
@@ -915,10 +980,28 @@ const int kPooling = [] {
       T *dx = ig[0].ptr<T>();
       if (is_max) {
         with_max_pool_kernels<T>(g, [&](auto, auto grad_plane) {
+          const bool tiles = std::is_same<T, float>::value && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 &&
+                             g.ph == 0 && g.pw == 0 && 2 * g.oh <= g.h && 2 * g.ow <= g.w;
+          // Windows that tile the planes exactly: consecutive planes continue
+          // the rows of 2x2 windows, so a range of planes is one call and no
+          // cell needs zeroing first.
+          const bool exact = tiles && g.h == 2 * g.oh && g.w == 2 * g.ow;
           parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+            if (exact) {
+              max_pool_grad_plane_2x2s2(reinterpret_cast<const float *>(x + p0 * g.h * g.w),
+                                        reinterpret_cast<const float *>(dy + p0 * g.oh * g.ow),
+                                        reinterpret_cast<float *>(dx + p0 * g.h * g.w), g.w, (p1 - p0) * g.oh, g.ow);
+              return;
+            }
             std::fill(dx + p0 * g.h * g.w, dx + p1 * g.h * g.w, T(0));
-            for (int64_t nc = p0; nc < p1; ++nc)
-              grad_plane(x + nc * g.h * g.w, dy + nc * g.oh * g.ow, dx + nc * g.h * g.w, g);
+            for (int64_t nc = p0; nc < p1; ++nc) {
+              if (tiles)
+                max_pool_grad_plane_2x2s2(reinterpret_cast<const float *>(x + nc * g.h * g.w),
+                                          reinterpret_cast<const float *>(dy + nc * g.oh * g.ow),
+                                          reinterpret_cast<float *>(dx + nc * g.h * g.w), g.w, g.oh, g.ow);
+              else
+                grad_plane(x + nc * g.h * g.w, dy + nc * g.oh * g.ow, dx + nc * g.h * g.w, g);
+            }
           });
         });
         return;

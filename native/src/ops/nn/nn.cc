@@ -274,7 +274,7 @@ int64_t softmax_grain(const SoftmaxDims &s) { return std::max<int64_t>(1, (int64
 // exponential is denormal) kept in y, summed in double over 8 fixed lanes (the same
 // order every time), then scaled by 1/sum in double. Returns false, writing
 // nothing, for a row the general loop must take (NaN, or an infinite max).
-LOOM_VECTOR_CLONES bool softmax_row_f32(const float *x, float *y, int64_t k) {
+LOOM_VECTOR_CLONES_AVX2 bool softmax_row_f32(const float *x, float *y, int64_t k) {
   float mx = -INFINITY;
   int nan = 0;
   for (int64_t c = 0; c < k; ++c) {

@@ -3,6 +3,7 @@
 #include "ops/nn/onednn.h"
 
 #include <array>
+#include <chrono>
 #include <atomic>
 #include <map>
 #include <cstdlib>
@@ -83,6 +84,10 @@ const char *cpu_kernels_describe() {
   return "reference (Loom's kernels and OpenBLAS; built without oneDNN)";
 }
 bool onednn_conv_takes(const ConvShape &) { return false; }
+bool onednn_sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t, float,
+                  float *, int64_t) {
+  return false;
+}
 void onednn_blocked_layout(const float *, float *, int64_t, int64_t, int64_t, int64_t, bool) {
   fail(LOOM_ERR_INTERNAL, "nChw16c layouts need a build with oneDNN");
 }
@@ -387,7 +392,8 @@ std::string describe_text() {
   OneOpenMpThread one;
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
-         ") for 2-D float32 Convolution and Deconvolution; Loom's kernels and OpenBLAS for the rest";
+         ") for 2-D float32 Convolution and Deconvolution and float32 matrix products; Loom's kernels and "
+         "OpenBLAS for the rest";
 }
 
 }  // namespace
@@ -402,6 +408,43 @@ void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, i
   else
     reorder(blocked, src, plain, dst, st);
   st.wait();
+}
+
+// oneDNN makes its sgemm kernels on first use and keeps them in static tables
+// that its exit handlers free. An exit handler runs before the handlers
+// registered before it, so the engine's drain (registered when the engine was
+// made) would come after the kernels are gone, and a worker still inside a
+// product at exit would jump into freed code. So the first call makes every
+// kind of kernel (transposes, alpha and beta cases, vector and small-n shapes,
+// a general one) on one thread, and then registers a drain of its own, which
+// runs before oneDNN frees them.
+void drain_before_onednn_exit() { Engine::drain(std::chrono::seconds(30)); }
+
+void warm_sgemm_kernels() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    OneOpenMpThread one;
+    const int64_t shapes[][3] = {{1, 1, 1}, {1, 37, 64}, {37, 1, 64}, {3, 3, 3},   {64, 2, 64},
+                                 {64, 4, 300}, {4, 64, 300}, {100, 100, 100}, {200, 150, 260}};
+    std::vector<float> a(200 * 300, 0.5f), b(300 * 200, 0.25f), c(200 * 200, 0.0f);
+    for (auto &sh : shapes)
+      for (int t = 0; t < 4; ++t)
+        for (float alpha : {1.0f, 2.0f})
+          for (float beta : {0.0f, 1.0f}) {
+            const int64_t m = sh[0], n = sh[1], k = sh[2];
+            const bool ta = t & 1, tb = t & 2;
+            dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a.data(), ta ? m : k, b.data(), tb ? k : n,
+                       beta, c.data(), n);
+          }
+    std::atexit(drain_before_onednn_exit);
+  });
+}
+
+bool onednn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  warm_sgemm_kernels();
+  OneOpenMpThread one;
+  return dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == dnnl_success;
 }
 
 const char *cpu_kernels_describe() {

@@ -29,6 +29,14 @@ const char *cpu_kernels_describe();
 // True when the oneDNN kernel set is selected.
 inline bool use_onednn() { return cpu_kernels() == CpuKernels::OneDnn; }
 
+// Row-major float32 C = alpha * op(A) * op(B) + beta * C by oneDNN's sgemm on
+// the calling thread (its JIT kernels use AVX-512 where the CPU has it; OpenBLAS
+// 0.3.21 stops at AVX2). False (nothing written) in a build without oneDNN or
+// when oneDNN refuses the call; the caller then runs OpenBLAS. Its rounding
+// depends on the shape of each call, so callers split a product by shape only.
+bool onednn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 // 2-D convolution geometry in NCHW (1-D data is H = 1); MXNet's dilation (1 = dense).
 struct ConvShape {
   int64_t n, c, h, w;  // input
