@@ -287,7 +287,7 @@ count_from() {
 # Cross-language conformance: every case in C, C# and Python, bit for bit, against
 # the committed golden digests (tests/conformance). Each case counts as one test.
 run_conformance() {
-  log "conformance (C, C#, Python; naive engine; 1 and 4 workers)"
+  log "conformance (C, C#, Python; naive engine; 1 and 4 workers; 1 and 3 kernel threads)"
   local out
   out=$("$ROOT/tests/conformance/run.sh" "$BUILD" 2>&1) || true
   echo "$out" | grep -v '^[0-9]* passed' >&2 || true
