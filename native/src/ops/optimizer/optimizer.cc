@@ -75,27 +75,15 @@ void sgd_span_any(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
   }
 }
 
-template <typename T, bool kClip, bool kNesterov>
-inline void sgd_mom_span_inplace(const SgdStep &s, T *w, const T *g, T *m, int64_t n) {
-  const double lr = s.lr, wd = s.wd, rs = s.rs, clip = s.clip, mu = s.mu;
-  for (int64_t i = 0; i < n; ++i) {
-    const double wi = w[i], gi = kClip ? grad_of(g[i], rs, clip) : double(g[i]) * rs;
-    const double step = gi + wd * wi;
-    const double mi = mu * double(m[i]) - lr * step;
-    m[i] = static_cast<T>(mi);
-    w[i] = static_cast<T>(kNesterov ? wi + mu * mi - lr * step : wi + mi);
-  }
-}
-
 template <typename T>
 void sgd_mom_span_any(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
   if (ow == w && om == m) {
     if (s.clip >= 0) {
-      if (s.nesterov) sgd_mom_span_inplace<T, true, true>(s, ow, g, om, n);
-      else sgd_mom_span_inplace<T, true, false>(s, ow, g, om, n);
+      if (s.nesterov) sgd_mom_span_body<T, true, true>(s, ow, g, om, ow, om, n);
+      else sgd_mom_span_body<T, true, false>(s, ow, g, om, ow, om, n);
     } else {
-      if (s.nesterov) sgd_mom_span_inplace<T, false, true>(s, ow, g, om, n);
-      else sgd_mom_span_inplace<T, false, false>(s, ow, g, om, n);
+      if (s.nesterov) sgd_mom_span_body<T, false, true>(s, ow, g, om, ow, om, n);
+      else sgd_mom_span_body<T, false, false>(s, ow, g, om, ow, om, n);
     }
     return;
   }
