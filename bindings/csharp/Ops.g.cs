@@ -850,7 +850,7 @@ public static partial class Op
     }
     private static OpHandle s_divide_scalar;
 
-    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
+    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32 uses the CPU kernel set's sgemm (oneDNN's by default, OpenBLAS's with LOOM_CPU_KERNELS=reference), float64 OpenBLAS's dgemm.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
     /// <param name="rhs">Input 'rhs'.</param>
     /// <param name="transposeA">Use the transpose of lhs. Default: false.</param>

@@ -802,7 +802,7 @@ public static partial class Sym
         return Symbol.Create("divide_scalar", name, new Symbol?[] { data }, new[] { "data" }, __params);
     }
 
-    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
+    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32 uses the CPU kernel set's sgemm (oneDNN's by default, OpenBLAS's with LOOM_CPU_KERNELS=reference), float64 OpenBLAS's dgemm.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
@@ -2450,7 +2450,7 @@ public sealed partial class Symbol
         return Create("divide_scalar", name, new Symbol?[] { this }, new[] { "data" }, __params);
     }
 
-    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32/float64 use OpenBLAS gemm.</summary>
+    /// <summary>Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b apply to 2-D operands. float32 uses the CPU kernel set's sgemm (oneDNN's by default, OpenBLAS's with LOOM_CPU_KERNELS=reference), float64 OpenBLAS's dgemm.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="rhs">Input 'rhs' (null: a new variable).</param>
     /// <param name="transposeA">Use the transpose of lhs. Default: false.</param>

@@ -58,7 +58,8 @@ const int kRegistered = [] {
       .set_doc(
           "Matrix product. lhs (..., k) times rhs (k, ...) gives lhs.shape[:-1] + rhs.shape[1:]; "
           "two 1-D vectors give their inner product with shape (1,) (MXNet 1.x). transpose_a/b "
-          "apply to 2-D operands. float32/float64 use OpenBLAS gemm.")
+          "apply to 2-D operands. float32 uses the CPU kernel set's sgemm (oneDNN's by default, OpenBLAS's "
+          "with LOOM_CPU_KERNELS=reference), float64 OpenBLAS's dgemm.")
       .set_inputs({"lhs", "rhs"})
       .param("transpose_a", ParamType::Bool, "false", "Use the transpose of lhs.")
       .param("transpose_b", ParamType::Bool, "false", "Use the transpose of rhs.")
