@@ -271,7 +271,7 @@ switch ($Command) {
             @{ Dir = "build-asan"; San = "address,undefined"; Regex = "";
                Env = @{ LOOM_POOL = "0"; ASAN_OPTIONS = "detect_leaks=1"; UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1" } },
             @{ Dir = "build-tsan"; San = "thread"; Regex = "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore";
-               Env = @{ TSAN_OPTIONS = "halt_on_error=1" } })
+               Env = @{ TSAN_OPTIONS = "halt_on_error=1 suppressions=$(Join-Path $PSScriptRoot 'tests/native/tsan.supp')" } })
         foreach ($r in $runs) {
             $dir = Join-Path $PSScriptRoot $r.Dir
             cmake -S $PSScriptRoot -B $dir -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" "-DCMAKE_C_FLAGS_DEBUG=-g -O1" "-DLOOM_SANITIZE=$($r.San)" "-DLOOM_BUILD_BENCH=OFF" | Out-Null

@@ -426,7 +426,7 @@ sanitize() {
   fi
   log "ThreadSanitizer: engine, API, executor, data and device tests"
   if sanitizer_build "$ROOT/build-tsan" thread; then
-    TSAN_OPTIONS=halt_on_error=1 ctest_in "$ROOT/build-tsan" tsan -j"$(nproc)" \
+    TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/native/tsan.supp" ctest_in "$ROOT/build-tsan" tsan -j"$(nproc)" \
       -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore|Trace'
   else
     echo "the ThreadSanitizer build failed" >&2
