@@ -152,28 +152,9 @@ inline void valid_cols(const Geometry &g, int64_t kj, int64_t *lo, int64_t *hi) 
   if (*hi < *lo) *hi = *lo;
 }
 
-// Copies n values of a row. Small convolutions copy rows of a few values
-// (LeNet's second layer: 8) hundreds of thousands of times per batch, where a
-// call to memcpy costs more than the copy: pieces of 8 values are moved by
-// fixed-size copies the compiler inlines.
-template <typename T>
-inline void copy_row(T *dst, const T *src, int64_t n) {
-  if (n >= 64) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
-    return;
-  }
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) __builtin_memcpy(dst + i, src + i, 8 * sizeof(T));
-  for (; i + 2 <= n; i += 2) __builtin_memcpy(dst + i, src + i, 2 * sizeof(T));
-  if (i < n) dst[i] = src[i];
-}
-
 // col (cg*kh*kw rows, columns with stride ld) from one image's channel group x (cg, h, w).
-// The geometry is copied in: through a reference every row's copy (which may
-// alias anything) would make the compiler reload all of it.
 template <typename T>
-void im2col(const T *x, int64_t cg, const Geometry &geometry, T *col, int64_t ld) {
-  const Geometry g = geometry;
+void im2col(const T *x, int64_t cg, const Geometry &g, T *col, int64_t ld) {
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -188,21 +169,19 @@ void im2col(const T *x, int64_t cg, const Geometry &geometry, T *col, int64_t ld
             continue;
           }
           const T *xr = x + (c * g.h + ii) * g.w + off;
-          // (The fills are skipped when empty: each is a call to memset.)
-          if (lo > 0) std::fill(r, r + lo, T(0));
+          std::fill(r, r + lo, T(0));
           if (g.sw == 1)
-            copy_row(r + lo, xr + lo, hi - lo);
+            std::memcpy(r + lo, xr + lo, static_cast<size_t>(hi - lo) * sizeof(T));
           else
             for (int64_t oj = lo; oj < hi; ++oj) r[oj] = xr[oj * g.sw];
-          if (hi < g.ow) std::fill(r + hi, r + g.ow, T(0));
+          std::fill(r + hi, r + g.ow, T(0));
         }
       }
 }
 
 // Adds col back into dx (cg, h, w): the transpose of im2col.
 template <typename T>
-void col2im(const T *col, int64_t cg, const Geometry &geometry, T *dx, int64_t ld) {
-  const Geometry g = geometry;
+void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -776,8 +755,7 @@ const int kDeconvolution = [] {
 // cells, as MXNet's pool.h does. KH and KW
 // fix the window at compile time for the common 2x2 and 3x3 (0: g.kh, g.kw).
 template <typename T, int KH, int KW>
-void max_pool_plane(const T *x, T *y, const Geometry &geometry) {
-  const Geometry g = geometry;
+void max_pool_plane(const T *x, T *y, const Geometry &g) {
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
   for (int64_t oi = 0; oi < g.oh; ++oi) {
     const int64_t i0 = oi * g.sh - g.ph;
@@ -804,8 +782,7 @@ void max_pool_plane(const T *x, T *y, const Geometry &geometry) {
 // row-major, equal to the window's maximum takes dy; a NaN cell never does, and a
 // window with no such cell (all NaN, or no cell) passes none.
 template <typename T, int KH, int KW>
-void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &geometry) {
-  const Geometry g = geometry;
+void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
   for (int64_t oi = 0; oi < g.oh; ++oi) {
     const int64_t i0 = oi * g.sh - g.ph;
@@ -816,16 +793,11 @@ void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &geometr
       int64_t best = -1;
       T m = std::numeric_limits<T>::lowest();
       if (rows_in && j0 >= 0 && j0 + kw <= g.w) {
-        // Selected without branches (conditional moves): which cell wins is
-        // data-dependent, and mispredicted branches cost more than the scan.
         const int64_t base = i0 * g.w + j0;
         for (int64_t i = 0; i < kh; ++i)
           for (int64_t j = 0; j < kw; ++j) {
             const int64_t k = base + i * g.w + j;
-            const T v = x[k];
-            const bool take = (v > m) | ((best < 0) & (v == m));
-            m = take ? v : m;
-            best = take ? k : best;
+            if (x[k] > m || (best < 0 && x[k] == m)) m = x[best = k];
           }
       } else {
         const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
