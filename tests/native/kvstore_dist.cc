@@ -1,13 +1,42 @@
 // Run by mpirun with several ranks (ctest kvstore.dist_sync): a dist_sync store sums
 // every rank's values in rank order, identically on every rank, starts every key
-// from rank 0's value, and reports a rank that pushes another key by name.
+// from rank 0's value, and reports a rank that pushes another key by name. Every
+// rank is on this host, so keys are summed in shared memory, unless
+// LOOM_KVSTORE_SHM=0, where MPI carries them (ctest runs both).
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "mpi_check.h"
+
+// How many of this process's mappings are a store's shared-memory segments.
+static int shared_segments() {
+  std::ifstream maps("/proc/self/maps");
+  int found = 0;
+  for (std::string line; std::getline(maps, line);) found += line.find("/loom-kv-") != std::string::npos;
+  return found;
+}
+
+template <typename T>
+static loom_ndarray typed(const std::vector<T> &v, int32_t dtype) {
+  int64_t shape[1] = {static_cast<int64_t>(v.size())};
+  loom_ndarray h = nullptr;
+  loom_ndarray_create(&h, shape, 1, dtype, LOOM_DEVICE_CPU, 0);
+  loom_ndarray_copy_from_host(h, v.data(), v.size() * sizeof(T));
+  return h;
+}
+
+template <typename T>
+static std::vector<T> typed_read(loom_ndarray h, size_t n) {
+  std::vector<T> v(n);
+  loom_ndarray_copy_to_host(v.data(), n * sizeof(T), h);
+  return v;
+}
 
 int main() {
   loom_kvstore kv = nullptr;
@@ -161,6 +190,121 @@ int main() {
            "earlier ones (e.g. %.6g vs %.6g)", rank, bad, y1.size(), n, y2[0], y1[0]);
     loom_ndarray_free(x);
     loom_ndarray_free(cw);
+  }
+  // The path this run takes: a segment mapped per key, or none with LOOM_KVSTORE_SHM=0.
+  {
+    const char *shm = std::getenv("LOOM_KVSTORE_SHM");
+    const bool want = !(shm && std::string(shm) == "0");
+    const int segments = shared_segments();
+    EXPECT(want ? segments > 0 : segments == 0, "rank %d: %d shared segments mapped with LOOM_KVSTORE_SHM=%s", rank,
+           segments, shm ? shm : "(unset)");
+  }
+  // Pulls queued behind pushpulls (not waited for) each get their own pushpull's
+  // sum: no rank changes a sum while another rank's pull of it is pending. Each
+  // pull waits behind a product of some milliseconds (the tests run one engine
+  // worker), so the next pushpull starts while it is still queued.
+  {
+    const int64_t side = 1024, mshape[2] = {side, side};
+    loom_ndarray ma = nullptr;
+    loom_ndarray_create(&ma, mshape, 2, LOOM_DTYPE_FLOAT32, LOOM_DEVICE_CPU, 0);
+    loom_ndarray_copy_from_host(ma, std::vector<float>(side * side, 0.5f).data(), side * side * 4);
+    loom_op dot = nullptr;
+    loom_op_find(&dot, "dot");
+    const size_t m = (size_t{4} << 20) / 4 + 5;
+    const char *qk[] = {"queued"};
+    loom_ndarray q0 = array(std::vector<float>(m, 0));
+    EXPECT(loom_kvstore_init(kv, 1, qk, &q0) == LOOM_OK, "init queued: %s", loom_last_error());
+    const int steps = 6;
+    std::vector<loom_ndarray> grads, pulled;
+    for (int it = 0; it < steps; ++it) {
+      std::vector<float> g(m);
+      for (size_t i = 0; i < m; ++i) g[i] = static_cast<float>((i + 7 * it) % 101) + 1000.0f * (rank + 1) * (it + 1);
+      grads.push_back(array(g));
+      pulled.push_back(array(std::vector<float>(m, -1)));
+      EXPECT(loom_kvstore_pushpull(kv, 1, qk, &grads.back(), 1, qk, &grads.back(), 0) == LOOM_OK, "pushpull queued: %s",
+             loom_last_error());
+      loom_ndarray ins[] = {ma, ma}, prod = nullptr;
+      EXPECT(loom_imperative_invoke(&prod, 1, dot, ins, 2, nullptr, nullptr, 0) == LOOM_OK, "dot: %s",
+             loom_last_error());
+      loom_ndarray_free(prod);  // still computed: the engine holds it until then
+      EXPECT(loom_kvstore_pull(kv, 1, qk, &pulled.back(), 0) == LOOM_OK, "pull queued: %s", loom_last_error());
+    }
+    loom_ndarray_free(ma);
+    for (int it = 0; it < steps; ++it) {
+      std::vector<float> got_q = read(pulled[it], m), got_g = read(grads[it], m);
+      size_t wrong = 0, first = m;
+      for (size_t i = 0; i < m; ++i) {
+        float want = 0;
+        for (int r = 0; r < n; ++r) want += static_cast<float>((i + 7 * it) % 101) + 1000.0f * (r + 1) * (it + 1);
+        const bool bad = got_q[i] != want || got_g[i] != want;
+        wrong += bad;
+        if (bad && first == m) first = i;
+      }
+      EXPECT(wrong == 0, "rank %d step %d: %zu of %zu pulled or reduced values wrong (first at %zu)", rank, it, wrong, m,
+             first);
+    }
+    for (auto h : grads) loom_ndarray_free(h);
+    for (auto h : pulled) loom_ndarray_free(h);
+    loom_ndarray_free(q0);
+  }
+  // int32 keys wrap around as NumPy's do, and float64 keys add in rank order.
+  {
+    const size_t m = 3 * static_cast<size_t>(n) + 1;
+    const char *ik[] = {"ints", "doubles"};
+    std::vector<int32_t> iv(m);
+    std::vector<double> dv(m);
+    for (size_t i = 0; i < m; ++i) {
+      iv[i] = INT32_MAX - static_cast<int32_t>(i) - rank;
+      dv[i] = (rank % 2 ? -1e16 : 1e16) + 0.5 * static_cast<double>(i) + rank;
+    }
+    loom_ndarray init_vals[] = {typed(iv, LOOM_DTYPE_INT32), typed(dv, LOOM_DTYPE_FLOAT64)};
+    loom_ndarray outs[] = {typed(std::vector<int32_t>(m, 0), LOOM_DTYPE_INT32),
+                           typed(std::vector<double>(m, 0), LOOM_DTYPE_FLOAT64)};
+    EXPECT(loom_kvstore_init(kv, 2, ik, init_vals) == LOOM_OK, "init ints: %s", loom_last_error());
+    EXPECT(loom_kvstore_pushpull(kv, 2, ik, init_vals, 2, ik, outs, 0) == LOOM_OK, "pushpull ints: %s",
+           loom_last_error());
+    std::vector<int32_t> gi = typed_read<int32_t>(outs[0], m);
+    std::vector<double> gd = typed_read<double>(outs[1], m);
+    for (size_t i = 0; i < m; ++i) {
+      uint32_t wi = 0;
+      double wd = 0;
+      for (int r = 0; r < n; ++r) {
+        wi += static_cast<uint32_t>(INT32_MAX - static_cast<int32_t>(i) - r);
+        wd = r ? wd + ((r % 2 ? -1e16 : 1e16) + 0.5 * static_cast<double>(i) + r)
+               : (r % 2 ? -1e16 : 1e16) + 0.5 * static_cast<double>(i) + r;
+      }
+      EXPECT(gi[i] == static_cast<int32_t>(wi), "rank %d int32 element %zu: %d, want %d", rank, i, gi[i],
+             static_cast<int32_t>(wi));
+      EXPECT(gd[i] == wd, "rank %d float64 element %zu: %.17g, want %.17g", rank, i, gd[i], wd);
+    }
+    for (auto h : {init_vals[0], init_vals[1], outs[0], outs[1]}) loom_ndarray_free(h);
+  }
+  // An updater: every rank applies each summed gradient once, to its own weights,
+  // for a key initialised before set_updater and one initialised after.
+  {
+    loom_kvstore ukv = nullptr;
+    EXPECT(loom_kvstore_create(&ukv, "dist_sync") == LOOM_OK, "second store: %s", loom_last_error());
+    const size_t m = 2 * static_cast<size_t>(n) + 1;
+    const char *before[] = {"before"}, *after[] = {"after"};
+    loom_ndarray w0 = array(std::vector<float>(m, 1.0f));
+    EXPECT(loom_kvstore_init(ukv, 1, before, &w0) == LOOM_OK, "init before: %s", loom_last_error());
+    const char *pk2[] = {"lr"}, *pv2[] = {"0.5"};
+    EXPECT(loom_kvstore_set_updater(ukv, "sgd_update", 1, pk2, pv2) == LOOM_OK, "set_updater: %s", loom_last_error());
+    EXPECT(loom_kvstore_init(ukv, 1, after, &w0) == LOOM_OK, "init after: %s", loom_last_error());
+    loom_ndarray g = array(std::vector<float>(m, static_cast<float>(rank + 1)));
+    loom_ndarray got_w = array(std::vector<float>(m, 0));
+    for (const char **k : {before, after}) {
+      float want = 1.0f;
+      for (int step = 0; step < 2; ++step) {
+        EXPECT(loom_kvstore_push(ukv, 1, k, &g, 0) == LOOM_OK, "push %s: %s", k[0], loom_last_error());
+        want -= 0.5f * static_cast<float>(n * (n + 1) / 2);
+      }
+      EXPECT(loom_kvstore_pull(ukv, 1, k, &got_w, 0) == LOOM_OK, "pull %s: %s", k[0], loom_last_error());
+      for (float x : read(got_w, m))
+        EXPECT(x == want, "rank %d key '%s' after 2 updates: %g, want %g", rank, k[0], x, want);
+    }
+    for (auto h : {w0, g, got_w}) loom_ndarray_free(h);
+    loom_kvstore_free(ukv);
   }
   // Every rank holds the same bits: gather them through the store itself.
   EXPECT(loom_kvstore_barrier(kv) == LOOM_OK, "barrier: %s", loom_last_error());

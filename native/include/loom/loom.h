@@ -824,7 +824,9 @@ LOOM_API void loom_summary_writer_free(loom_summary_writer writer);
  *  order (device type and index, then the order given), so results never depend
  *  on timing. Every operation is pushed to the engine like an operator: it
  *  returns at once and is ordered after pending writes of its arrays.
- *  "dist_sync" sums every rank's push (all ranks push the same keys together);
+ *  "dist_sync" sums every rank's push (all ranks push the same keys together),
+ *  in shared memory where every rank is on one host (each key's init maps a
+ *  segment; LOOM_KVSTORE_SHM=0 turns this off), else over MPI: the same bits;
  *  "dist_async" is MXNet's asynchronous parameter server: every rank also serves
  *  the keys it owns from a thread of its own, applies each push with the updater
  *  as it arrives (an updater is required, as in MXNet) and answers pulls with the

@@ -54,6 +54,8 @@ KVStore::KVStore(const std::string &type) : type_(type) {
     }
     dist_ = true;
     async_ = type == "dist_async";
+    const char *shm = std::getenv("LOOM_KVSTORE_SHM");
+    shared_memory_ = !(shm && std::string(shm) == "0");
     if (async_) start_server();
     return;
   }
@@ -108,12 +110,90 @@ void KVStore::check_push_agrees(const std::vector<std::string> &keys, const std:
   }
 }
 
+namespace {
+// Where a key's sums live in its shared segment: the whole sum first (chunk j
+// written by rank j), then one region per rank whose chunk j (j != r) holds rank
+// r's values of the chunk rank j sums. A chunk is an equal share of the array in
+// whole cache lines, so no two ranks write one line; areas start on pages.
+struct SharedLayout {
+  int64_t chunk;  // elements
+  size_t sum_bytes, region_bytes;
+  SharedLayout(int64_t count, int ranks, size_t es) {
+    const int64_t line = std::max<int64_t>(1, 64 / static_cast<int64_t>(es));
+    chunk = ((count + ranks - 1) / ranks + line - 1) / line * line;
+    const size_t page = 4096;
+    sum_bytes = region_bytes = (static_cast<size_t>(chunk) * es * ranks + page - 1) / page * page;
+  }
+  size_t total(int ranks) const { return sum_bytes + region_bytes * static_cast<size_t>(ranks); }
+};
+}  // namespace
+
+void KVStore::allreduce(const NDArray &src, const NDArray &dst, const Entry &e, bool into_value) {
+  if (e.shared) return allreduce_shared(e, src, dst, into_value && !e.value.same_memory(e.sum) ? &e.value : nullptr);
+  allreduce_mpi(src, dst);
+  if (into_value) call("copy", ArrayList{dst}, ArrayList{e.value});  // an engine op, off the caller's path
+}
+
+// Every rank on this host. Each rank copies its values of the chunks others own
+// into its region; after a barrier it adds its own chunk in rank order (its own
+// values read in place) into the shared sum and `dst`; after a second barrier it
+// copies the others' chunks of the sum into `dst`. With two ranks each reads
+// about two arrays' worth and writes one and a half, less than MPI's all-reduce
+// between processes, and the key's value is that shared sum (without an
+// updater), so keeping it costs nothing. No rank writes the shared memory before
+// the next call's first barrier, and every rank first waits for its own pending
+// reads of the sum (pulls), so none is read while it changes. The additions are
+// allreduce_mpi's, in the same order: the same bits.
+void KVStore::allreduce_shared(const Entry &e, const NDArray &src, const NDArray &dst, const NDArray *also) {
+  src.wait_to_read();
+  e.sum.wait_to_write();
+  const bool into_dst = !dst.same_memory(e.sum);
+  if (into_dst) dst.wait_to_write();
+  if (also) also->wait_to_write();
+  const int n = workers_, me = rank_;
+  const size_t es = dtype_size(src.dtype());
+  const int64_t count = src.size();
+  const SharedLayout at(count, n, es);
+  const int64_t q = at.chunk;
+  auto begin = [&](int j) { return std::min(count, q * j); };
+  auto end = [&](int j) { return std::min(count, q * (j + 1)); };
+  char *const sum = e.shared->base();
+  auto region = [&](int r) { return sum + at.sum_bytes + at.region_bytes * static_cast<size_t>(r); };
+  const char *in = static_cast<const char *>(src.data());
+  char *outs[2] = {into_dst ? static_cast<char *>(dst.data()) : nullptr,
+                   also ? static_cast<char *>(also->data()) : nullptr};
+  for (int j = 0; j < n; ++j)
+    if (j != me) std::memcpy(region(me) + begin(j) * es, in + begin(j) * es, (end(j) - begin(j)) * es);
+  comm_check(comm().barrier(), "push (all-reduce in shared memory)");
+  LOOM_DTYPE_SWITCH(src.dtype(), T, {
+    const int64_t b = begin(me), len = end(me) - b;
+    std::vector<const T *> part(n);
+    for (int r = 0; r < n; ++r) part[r] = reinterpret_cast<const T *>(r == me ? in : region(r)) + b;
+    constexpr int64_t kBlock = 2048;  // stays in cache while the ranks' values are added
+    for (int64_t i0 = 0; i0 < len; i0 += kBlock) {
+      const int64_t m = std::min(kBlock, len - i0);
+      T *acc = reinterpret_cast<T *>(sum) + b + i0;
+      std::copy(part[0] + i0, part[0] + i0 + m, acc);
+      for (int r = 1; r < n; ++r) {
+        const T *x = part[r] + i0;
+        for (int64_t i = 0; i < m; ++i) acc[i] = wrap_add(acc[i], x[i]);
+      }
+      for (char *o : outs)
+        if (o) std::copy(acc, acc + m, reinterpret_cast<T *>(o) + b + i0);
+    }
+  });
+  comm_check(comm().barrier(), "push (all-reduce in shared memory)");
+  for (char *o : outs)
+    for (int j = 0; o && j < n; ++j)
+      if (j != me) std::memcpy(o + begin(j) * es, sum + begin(j) * es, (end(j) - begin(j)) * es);
+}
+
 // Sums `src` over the ranks into `dst` (which may be `src`), in rank order, with
 // the same bits on every rank: a reduce-scatter by all-to-all, each chunk summed
 // by its owner in rank order, then an all-gather of the sums straight into `dst`:
 // 2 (N-1)/N of the array moved each way, like a ring all-reduce. Both arrays are
 // CPU arrays of the same size and dtype.
-void KVStore::allreduce(const NDArray &src, const NDArray &dst) {
+void KVStore::allreduce_mpi(const NDArray &src, const NDArray &dst) {
   src.wait_to_read();
   dst.wait_to_write();  // its buffer is written below
   const int n = workers_;
@@ -179,8 +259,29 @@ void KVStore::init(const std::vector<std::string> &keys, const std::vector<NDArr
     Context where = type_ == "local" || dist_ ? Context{} : values[i].ctx();
     NDArray v = copy_to(values[i], where);
     if (dist_) broadcast(v);  // every worker starts from rank 0's value
+    std::shared_ptr<SharedSegment> shared;
+    if (dist_ && !async_ && workers_ > 1) {
+      const SharedLayout at(v.size(), workers_, dtype_size(v.dtype()));
+      shared = SharedSegment::open(comm(), at.total(workers_), shared_memory_ && v.size() > 0);
+    }
+    NDArray sum;
+    if (shared) {
+      // The key's value becomes the shared sum (a private copy once an updater is
+      // set): each rank writes its chunk of rank 0's value, then all wait.
+      sum = NDArray::external(shared->base(), v.shape(), v.dtype(), v.ctx(), [shared] {});
+      const SharedLayout at(v.size(), workers_, dtype_size(v.dtype()));
+      const size_t es = dtype_size(v.dtype());
+      const int64_t b = std::min(v.size(), at.chunk * rank_), e = std::min(v.size(), at.chunk * (rank_ + 1));
+      v.wait_to_read();
+      std::memcpy(shared->base() + b * es, static_cast<const char *>(v.data()) + b * es, (e - b) * es);
+      barrier();
+      if (updater_.empty()) v = sum;
+    }
     std::lock_guard<std::mutex> slk(server_mu_);
-    store_[keys[i]].value = v;
+    Entry &e = store_[keys[i]];
+    e.value = v;
+    e.shared = std::move(shared);
+    e.sum = sum;
   }
 }
 
@@ -245,17 +346,17 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
                    "kvstore push: key '", key, "' holds ", e.value.shape().str(), " ", dtype_name(e.value.dtype()),
                    ", but a value of ", vals[0].shape().str(), " ", dtype_name(vals[0].dtype()), " was pushed (rank ",
                    rank(), ")");
-        allreduce(vals[0], e.value);
+        allreduce(vals[0], e.value, e);
       } else {
         NDArray merged = reduce(key, vals);
         if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
-        allreduce(merged, e.value);
+        allreduce(merged, e.value, e);
       }
       continue;
     }
     NDArray merged = reduce(key, groups[key]);
     if (merged.ctx() != e.value.ctx()) merged = copy_to(merged, e.value.ctx());
-    if (dist_) allreduce(merged, merged);  // devices first, then ranks
+    if (dist_) allreduce(merged, merged, e);  // devices first, then ranks
     if (updater_.empty()) {
       call("copy", ArrayList{merged}, ArrayList{e.value});
       continue;
@@ -322,10 +423,7 @@ void KVStore::pushpull(const std::vector<std::string> &keys, const std::vector<N
       std::vector<int64_t> sizes;
       for (const std::string &key : keys) sizes.push_back(store_[key].value.size());
       check_push_agrees(keys, sizes);
-      for (size_t i = 0; i < keys.size(); ++i) {
-        allreduce(values[i], outs[i]);
-        call("copy", ArrayList{outs[i]}, ArrayList{store_[keys[i]].value});
-      }
+      for (size_t i = 0; i < keys.size(); ++i) allreduce(values[i], outs[i], store_[keys[i]], true);
       return;
     }
   }
@@ -355,6 +453,13 @@ void KVStore::set_updater(const std::string &op_name,
     updater_ = op_name;
     updater_params_ = params;
   }
+  // Every rank updates its own weights: a value kept in shared memory becomes a
+  // private copy (finished here, before any rank can change the shared sum).
+  for (auto &[key, e] : store_)
+    if (e.shared && e.value.same_memory(e.sum)) {
+      e.value = copy_to(e.sum, e.sum.ctx());
+      e.value.wait_to_read();
+    }
   // dist_async: every rank serves keys with its own updater, so every worker sets
   // it, and nobody pushes before all servers have it (MXNet's set_optimizer on a
   // distributed store reaches every server before it returns).

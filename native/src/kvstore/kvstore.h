@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "kvstore/shared_segment.h"
 #include "ndarray/ndarray.h"
 
 namespace loom {
@@ -43,7 +44,8 @@ class KVStore {
   void pull(const std::vector<std::string> &keys, const std::vector<NDArray> &outs);
   // push(keys, values) then pull(out_keys, outs). Across processes without an
   // updater, where each key has one value and one CPU output, the sum goes straight
-  // into the output and is copied into the store asynchronously (an engine op).
+  // into the output and the store's value (in the same passes where the ranks sum
+  // in shared memory, else by an engine op after).
   void pushpull(const std::vector<std::string> &keys, const std::vector<NDArray> &values,
                 const std::vector<std::string> &out_keys, const std::vector<NDArray> &outs);
   // The update op (an optimizer op such as sgd_mom_update: inputs weight, grad,
@@ -61,6 +63,10 @@ class KVStore {
     NDArray value;
     std::vector<NDArray> states;
     int64_t updates = 0;
+    // dist_sync with every rank on this host: the memory the ranks sum this key
+    // in, and its sum as an array (the value itself while no updater is set).
+    std::shared_ptr<SharedSegment> shared;
+    NDArray sum;
   };
   Entry &entry(const std::string &key, const char *what);
   void apply_update(Entry &e, const NDArray &grad);
@@ -79,13 +85,17 @@ class KVStore {
   void reduce_check(const std::string &key, const std::vector<NDArray> &values);
   // Every rank pushes the same keys with the same sizes (one exchange per push).
   void check_push_agrees(const std::vector<std::string> &keys, const std::vector<int64_t> &sizes);
-  // Sums a CPU array over the ranks into dst, in rank order, identically on every rank.
-  void allreduce(const NDArray &src, const NDArray &dst);
+  // Sums a CPU array of key `e` over the ranks into dst, in rank order, identically on
+  // every rank; with `into_value` the sum is also written to the key's value.
+  void allreduce(const NDArray &src, const NDArray &dst, const Entry &e, bool into_value = false);
+  void allreduce_shared(const Entry &e, const NDArray &src, const NDArray &dst, const NDArray *also);
+  void allreduce_mpi(const NDArray &src, const NDArray &dst);
   // Rank 0's value of a CPU array, on every rank.
   void broadcast(const NDArray &a);
 
   std::string type_;
   bool dist_ = false, async_ = false;
+  bool shared_memory_ = true;  // LOOM_KVSTORE_SHM=0 turns the shared-memory sums off
   int rank_ = 0, workers_ = 1;
   std::mutex mu_;  // one worker call at a time
   // dist_async: the server thread, and what it shares with the worker's calls (the
