@@ -44,7 +44,7 @@ int main() {
     // gradient before it is pushed, so no call finds its input colder than another.
     auto refill = [&] {
       loom_ndarray_copy_from_host(a, fresh.data(), n * 4);
-      loom_wait_all();  // also ends the store's own copy of the previous sum
+      loom_wait_all();  // also ends, over MPI, the store's copy of the previous sum
       std::copy(fresh.begin(), fresh.end(), host.begin());
       MPI_Barrier(MPI_COMM_WORLD);
       return now();
