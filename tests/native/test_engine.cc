@@ -1,9 +1,11 @@
 // The dependency engine: ordering against a sequential replay, read/write
 // exclusion under many threads, asynchronous error propagation, naive mode.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -268,6 +270,20 @@ TEST(Engine, ParallelRangesVisitEveryIndexOnceFromManyThreads) {
   for (int t = 0; t < callers; ++t)
     for (int64_t i = 0; i < n; ++i) total += hits[t][i].load();
   EXPECT_EQ(total, int64_t(callers) * 5 * n);
+}
+
+// Without LOOM_KERNEL_THREADS a loop splits over the cores this process may run
+// on: one under `mpirun`'s binding to a core or `taskset -c 0`, not the machine's.
+TEST(Engine, KernelThreadsDefaultToTheCoresThisProcessMayUse) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(loom::available_cpus(), CPU_COUNT(&set));
+  const char *env = std::getenv("LOOM_KERNEL_THREADS");
+  if (env && std::atoi(env) > 0)
+    EXPECT_EQ(loom::kernel_threads(), std::atoi(env));
+  else
+    EXPECT_EQ(loom::kernel_threads(), CPU_COUNT(&set));
 }
 
 // Back-to-back small loops from several threads: every call must have run each

@@ -1,6 +1,13 @@
 #include "common/parallel.h"
 
+#include <sched.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -10,13 +17,31 @@
 namespace loom {
 namespace {
 
+// Waits up to `spin` for ready() to hold, polling; false when it did not.
+template <typename F>
+bool spin_until(std::chrono::microseconds spin, F &&ready) {
+  if (spin.count() <= 0) return ready();
+  const auto end = std::chrono::steady_clock::now() + spin;
+  for (unsigned i = 1;; ++i) {
+    if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= end) return ready();
+  }
+}
+
 // One loop at a time runs on the pool. A helper copies the loop (a job) under the
 // lock when it wakes, and claims chunks from one atomic word holding the job's
 // generation and the next chunk, so a helper still finishing an earlier job can
-// never claim (or count) a chunk of the next one.
+// never claim (or count) a chunk of the next one. Before blocking, a helper
+// waiting for the next job and a caller waiting for the helpers poll for a
+// short while (kernel_spin_us): a thread that has blocked takes tens of
+// microseconds to wake on some machines (virtual ones especially), as long as a
+// small product itself, while loops follow one another closely in training.
 class Pool {
  public:
-  explicit Pool(int helpers) {
+  Pool(int helpers, std::chrono::microseconds spin) : spin_(spin) {
     for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { loop(); });
   }
   // The pool lives for the process; helpers block on the condition variable.
@@ -31,9 +56,11 @@ class Pool {
       job_ = job;
       done_.store(0);
       claim_.store(static_cast<uint64_t>(job.generation) << 32);
+      posted_.store(job.generation, std::memory_order_release);
     }
     cv_.notify_all();
     work(job);
+    if (spin_until(spin_, [&] { return done_.load() == chunks; })) return true;
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return done_.load() == chunks; });
     return true;
@@ -65,6 +92,7 @@ class Pool {
     uint32_t seen = 0;
     for (;;) {
       Job j;
+      spin_until(spin_, [&] { return posted_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return generation_ != seen; });
@@ -80,19 +108,28 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   Job job_;                          // the current loop (under mu_)
   uint32_t generation_ = 0;          // under mu_
+  std::atomic<uint32_t> posted_{0};  // generation_, for polling without the lock
+  const std::chrono::microseconds spin_;
   std::atomic<uint64_t> claim_{0};   // generation << 32 | next chunk
   std::atomic<int64_t> done_{0};     // chunks finished of the current loop
 };
 
 int threads_from_env() {
   const char *v = std::getenv("LOOM_KERNEL_THREADS");
-  int hw = static_cast<int>(std::thread::hardware_concurrency());
   if (v && std::atoi(v) > 0) return std::atoi(v);
-  return hw > 0 ? hw : 1;
+  return available_cpus();
+}
+
+// Polling only where every kernel thread has a core of its own: a thread that
+// polls on a shared core holds it from the thread it waits for.
+std::chrono::microseconds spin_from_env() {
+  const char *v = std::getenv("LOOM_KERNEL_SPIN_US");
+  const long long us = v && *v ? std::atoll(v) : 50;
+  return std::chrono::microseconds(kernel_threads() <= available_cpus() ? std::max(0LL, us) : 0);
 }
 
 Pool *pool() {
-  static Pool *p = kernel_threads() > 1 ? new Pool(kernel_threads() - 1) : nullptr;
+  static Pool *p = kernel_threads() > 1 ? new Pool(kernel_threads() - 1, spin_from_env()) : nullptr;
   return p;
 }
 
@@ -100,6 +137,17 @@ Pool *pool() {
 
 int kernel_threads() {
   static const int n = threads_from_env();
+  return n;
+}
+
+int available_cpus() {
+  static const int n = [] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    const int hw = static_cast<int>(std::thread::hardware_concurrency());
+    return hw > 0 ? hw : 1;
+  }();
   return n;
 }
 

@@ -1,7 +1,8 @@
 // Fork-join parallel loops on a small pool of helper threads that sleep when
-// idle (no spinning: on small machines spinning helpers steal the cores that
-// OpenBLAS and the engine workers need). Each index is computed independently,
-// so results never depend on the number of threads.
+// idle, after polling for the next loop for at most LOOM_KERNEL_SPIN_US
+// microseconds (default 50; 0 sleeps at once; no polling at all where there are
+// more kernel threads than cores). Each index is computed independently, so
+// results never depend on the number of threads.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,12 @@ namespace loom {
 // so a kernel that rounds differently at range edges still gives the same bits.
 void parallel_ranges(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
 
-// Number of threads a parallel loop can use (LOOM_KERNEL_THREADS, default: cores).
+// Number of threads a parallel loop can use (LOOM_KERNEL_THREADS, default:
+// available_cpus()).
 int kernel_threads();
+
+// The cores this process may run on (its affinity mask, as mpirun's binding or
+// taskset set it; else the machine's).
+int available_cpus();
 
 }  // namespace loom

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "backend/device.h"
+#include "common/parallel.h"
 #include "engine/profiler.h"
 
 namespace loom {
@@ -120,8 +121,7 @@ Engine &Engine::get() {
   static Engine *engine = [] {
     const char *kind = std::getenv("LOOM_ENGINE");
     bool naive = kind && std::string(kind) == "naive";
-    int hw = static_cast<int>(std::thread::hardware_concurrency());
-    auto *e = new Engine(naive, env_int("LOOM_CPU_WORKERS", hw > 0 ? hw : 2));
+    auto *e = new Engine(naive, env_int("LOOM_CPU_WORKERS", available_cpus()));
     const char *mp = std::getenv("LOOM_MAX_PENDING");
     if (mp && std::atoll(mp) > 0) e->set_max_pending(std::atoll(mp));
     g_engine.store(e);
