@@ -308,6 +308,18 @@ int main() {
   }
   // Every rank holds the same bits: gather them through the store itself.
   EXPECT(loom_kvstore_barrier(kv) == LOOM_OK, "barrier: %s", loom_last_error());
+  // Ranks initialising a key with other shapes: an error on every rank naming the
+  // key and its size, and nothing sent (rank 0's value would not fit).
+  {
+    const char *mk[] = {"mismatched"};
+    loom_ndarray mv = array(std::vector<float>(rank == 0 ? 7 : 9, 1.0f));
+    loom_status ms = loom_kvstore_init(kv, 1, mk, &mv);
+    EXPECT(ms == LOOM_ERR_INVALID_ARGUMENT, "rank %d: a mismatched init gave %d", rank, ms);
+    EXPECT(std::strstr(loom_last_error(), "every worker must initialise the same keys") != nullptr &&
+               std::strstr(loom_last_error(), rank == 0 ? "'mismatched' (28 bytes)" : "'mismatched' (36 bytes)"),
+           "message: %s", loom_last_error());
+    loom_ndarray_free(mv);
+  }
   // A rank pushing another key is an error on every rank, naming the key.
   const char *k2[] = {"b"};
   loom_ndarray b = array(std::vector<float>(len, 0));

@@ -81,11 +81,12 @@ void KVStore::broadcast(const NDArray &a) {
   a.copy_from_host(all.data(), bytes);
 }
 
-// Before a push moves any data, every rank must be pushing the same keys with the
-// same sizes: one exchange of a small fixed-size header per push call (the key
+// Before a push or an init moves any data, every rank must be calling it with the
+// same keys and sizes: one exchange of a small fixed-size header per call (the key
 // count and a hash of the keys and sizes), so a mismatch is an error naming the
 // keys and ranks on every rank, not a hang or garbage.
-void KVStore::check_push_agrees(const std::vector<std::string> &keys, const std::vector<int64_t> &sizes) {
+void KVStore::check_agrees(const Agreement &call, const std::vector<std::string> &keys,
+                           const std::vector<int64_t> &sizes) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a over "key\0size\0..."
   auto mix = [&h](const void *p, size_t n) {
     for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char *>(p)[i]) * 1099511628211ull;
@@ -96,17 +97,17 @@ void KVStore::check_push_agrees(const std::vector<std::string> &keys, const std:
   }
   uint64_t header[2] = {static_cast<uint64_t>(keys.size()), h};
   std::vector<uint64_t> headers(2 * static_cast<size_t>(workers_));
-  const std::string what = "push of key '" + (keys.empty() ? std::string() : keys[0]) + "'";
+  const std::string what = std::string(call.op) + " of key '" + (keys.empty() ? std::string() : keys[0]) + "'";
   comm_check(comm().allgather(header, sizeof header, headers.data()), what.c_str());
   for (int r = 0; r < workers_; ++r) {
     if (headers[2 * r] == header[0] && headers[2 * r + 1] == header[1]) continue;
     std::string mine;
     for (size_t i = 0; i < keys.size() && i < 4; ++i)
-      mine += (i ? ", '" : "'") + keys[i] + "' (" + std::to_string(sizes[i]) + " values)";
+      mine += (i ? ", '" : "'") + keys[i] + "' (" + std::to_string(sizes[i]) + " " + call.unit + ")";
     if (keys.size() > 4) mine += ", ...";
-    fail(LOOM_ERR_INVALID_ARGUMENT, "kvstore push: rank ", rank_, " pushed ", keys.size(), " key(s) ", mine,
-         ", but rank ", r, " pushed ", headers[2 * r], " key(s) with other names or sizes at the same time; "
-         "every worker must push the same keys in the same order");
+    fail(LOOM_ERR_INVALID_ARGUMENT, "kvstore ", call.op, ": rank ", rank_, " ", call.did, " ", keys.size(),
+         " key(s) ", mine, ", but rank ", r, " ", call.did, " ", headers[2 * r],
+         " key(s) with other names or sizes at the same time; every worker must ", call.rule);
   }
 }
 
@@ -255,6 +256,11 @@ void KVStore::init(const std::vector<std::string> &keys, const std::vector<NDArr
   for (size_t i = 0; i < keys.size(); ++i)
     LOOM_CHECK(!store_.count(keys[i]), LOOM_ERR_INVALID_ARGUMENT, "kvstore init: key '", keys[i],
                "' is already initialised");
+  if (dist_) {  // rank 0's values are sent to every rank: the same keys, shapes and dtypes
+    std::vector<int64_t> bytes;
+    for (const NDArray &v : values) bytes.push_back(static_cast<int64_t>(v.nbytes()));
+    check_agrees(kInitAgreement, keys, bytes);
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
     Context where = type_ == "local" || dist_ ? Context{} : values[i].ctx();
     NDArray v = copy_to(values[i], where);
@@ -333,7 +339,7 @@ void KVStore::push(const std::vector<std::string> &keys, const std::vector<NDArr
   if (dist_) {
     std::vector<int64_t> sizes;
     for (const std::string &key : order) sizes.push_back(store_[key].value.size());
-    check_push_agrees(order, sizes);
+    check_agrees(kPushAgreement, order, sizes);
   }
   for (const std::string &key : order) {
     Entry &e = store_[key];
@@ -422,7 +428,7 @@ void KVStore::pushpull(const std::vector<std::string> &keys, const std::vector<N
     if (direct) {
       std::vector<int64_t> sizes;
       for (const std::string &key : keys) sizes.push_back(store_[key].value.size());
-      check_push_agrees(keys, sizes);
+      check_agrees(kPushAgreement, keys, sizes);
       for (size_t i = 0; i < keys.size(); ++i) allreduce(values[i], outs[i], store_[keys[i]], true);
       return;
     }

@@ -83,8 +83,15 @@ class KVStore {
   NDArray reduce(const std::string &key, std::vector<NDArray> values);
   // Every value has the key's shape and dtype (an error naming both otherwise).
   void reduce_check(const std::string &key, const std::vector<NDArray> &values);
-  // Every rank pushes the same keys with the same sizes (one exchange per push).
-  void check_push_agrees(const std::vector<std::string> &keys, const std::vector<int64_t> &sizes);
+  // Every rank pushes (or initialises) the same keys with the same sizes (one
+  // exchange per call); the error's words come from `call`.
+  struct Agreement {
+    const char *op, *did, *unit, *rule;
+  };
+  static constexpr Agreement kPushAgreement{"push", "pushed", "values", "push the same keys in the same order"};
+  static constexpr Agreement kInitAgreement{"init", "initialised", "bytes",
+                                            "initialise the same keys, with the same shapes and dtypes, in the same order"};
+  void check_agrees(const Agreement &call, const std::vector<std::string> &keys, const std::vector<int64_t> &sizes);
   // Sums a CPU array of key `e` over the ranks into dst, in rank order, identically on
   // every rank; with `into_value` the sum is also written to the key's value.
   void allreduce(const NDArray &src, const NDArray &dst, const Entry &e, bool into_value = false);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,8 +21,10 @@ std::shared_ptr<SharedSegment> SharedSegment::open(const loom_comm &c, size_t to
   // A rank on another host finds no such object, and the segment is not used.
   struct Record {
     int32_t ok;
-    char name[60];
+    uint64_t bytes;  // each rank's size: a rank that asks for another maps nothing
+    char name[48];
   } mine{};
+  mine.bytes = total;
   int fd = -1;
   bool created = false;
   if (rank == 0 && want) {
@@ -44,9 +47,13 @@ std::shared_ptr<SharedSegment> SharedSegment::open(const loom_comm &c, size_t to
     return nullptr;
   }
   const Record &made = records[0];
-  if (rank != 0 && made.ok) fd = shm_open(made.name, O_RDWR, 0600);
+  bool same = true;
+  for (const Record &r : records) same = same && r.bytes == total;
+  if (rank != 0 && made.ok && same) fd = shm_open(made.name, O_RDWR, 0600);
   void *base = MAP_FAILED;
-  if (made.ok && fd >= 0 && total > 0) base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  struct stat st {};
+  if (made.ok && same && fd >= 0 && total > 0 && fstat(fd, &st) == 0 && static_cast<size_t>(st.st_size) == total)
+    base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (fd >= 0) close(fd);
   int32_t mapped = want && base != MAP_FAILED;
   std::vector<int32_t> everyone(static_cast<size_t>(ranks));
