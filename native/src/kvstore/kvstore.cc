@@ -117,15 +117,18 @@ namespace {
 // r's values of the chunk rank j sums. A chunk is an equal share of the array in
 // whole cache lines, so no two ranks write one line; areas start on pages.
 struct SharedLayout {
-  int64_t chunk;  // elements
+  int64_t count, chunk;  // elements
   size_t sum_bytes, region_bytes;
-  SharedLayout(int64_t count, int ranks, size_t es) {
+  SharedLayout(int64_t count_, int ranks, size_t es) : count(count_) {
     const int64_t line = std::max<int64_t>(1, 64 / static_cast<int64_t>(es));
     chunk = ((count + ranks - 1) / ranks + line - 1) / line * line;
     const size_t page = 4096;
     sum_bytes = region_bytes = (static_cast<size_t>(chunk) * es * ranks + page - 1) / page * page;
   }
   size_t total(int ranks) const { return sum_bytes + region_bytes * static_cast<size_t>(ranks); }
+  // The elements [begin(j), end(j)) rank j sums.
+  int64_t begin(int j) const { return std::min(count, chunk * j); }
+  int64_t end(int j) const { return std::min(count, chunk * (j + 1)); }
 };
 }  // namespace
 
@@ -153,21 +156,17 @@ void KVStore::allreduce_shared(const Entry &e, const NDArray &src, const NDArray
   if (also) also->wait_to_write();
   const int n = workers_, me = rank_;
   const size_t es = dtype_size(src.dtype());
-  const int64_t count = src.size();
-  const SharedLayout at(count, n, es);
-  const int64_t q = at.chunk;
-  auto begin = [&](int j) { return std::min(count, q * j); };
-  auto end = [&](int j) { return std::min(count, q * (j + 1)); };
+  const SharedLayout at(src.size(), n, es);
   char *const sum = e.shared->base();
   auto region = [&](int r) { return sum + at.sum_bytes + at.region_bytes * static_cast<size_t>(r); };
   const char *in = static_cast<const char *>(src.data());
   char *outs[2] = {into_dst ? static_cast<char *>(dst.data()) : nullptr,
                    also ? static_cast<char *>(also->data()) : nullptr};
   for (int j = 0; j < n; ++j)
-    if (j != me) std::memcpy(region(me) + begin(j) * es, in + begin(j) * es, (end(j) - begin(j)) * es);
+    if (j != me) std::memcpy(region(me) + at.begin(j) * es, in + at.begin(j) * es, (at.end(j) - at.begin(j)) * es);
   comm_check(comm().barrier(), "push (all-reduce in shared memory)");
   LOOM_DTYPE_SWITCH(src.dtype(), T, {
-    const int64_t b = begin(me), len = end(me) - b;
+    const int64_t b = at.begin(me), len = at.end(me) - b;
     std::vector<const T *> part(n);
     for (int r = 0; r < n; ++r) part[r] = reinterpret_cast<const T *>(r == me ? in : region(r)) + b;
     constexpr int64_t kBlock = 2048;  // stays in cache while the ranks' values are added
@@ -186,7 +185,7 @@ void KVStore::allreduce_shared(const Entry &e, const NDArray &src, const NDArray
   comm_check(comm().barrier(), "push (all-reduce in shared memory)");
   for (char *o : outs)
     for (int j = 0; o && j < n; ++j)
-      if (j != me) std::memcpy(o + begin(j) * es, sum + begin(j) * es, (end(j) - begin(j)) * es);
+      if (j != me) std::memcpy(o + at.begin(j) * es, sum + at.begin(j) * es, (at.end(j) - at.begin(j)) * es);
 }
 
 // Sums `src` over the ranks into `dst` (which may be `src`), in rank order, with
@@ -266,18 +265,16 @@ void KVStore::init(const std::vector<std::string> &keys, const std::vector<NDArr
     NDArray v = copy_to(values[i], where);
     if (dist_) broadcast(v);  // every worker starts from rank 0's value
     std::shared_ptr<SharedSegment> shared;
-    if (dist_ && !async_ && workers_ > 1) {
-      const SharedLayout at(v.size(), workers_, dtype_size(v.dtype()));
+    const size_t es = dtype_size(v.dtype());
+    const SharedLayout at(v.size(), workers_, es);
+    if (dist_ && !async_ && workers_ > 1)
       shared = SharedSegment::open(comm(), at.total(workers_), shared_memory_ && v.size() > 0);
-    }
     NDArray sum;
     if (shared) {
       // The key's value becomes the shared sum (a private copy once an updater is
       // set): each rank writes its chunk of rank 0's value, then all wait.
       sum = NDArray::external(shared->base(), v.shape(), v.dtype(), v.ctx(), [shared] {});
-      const SharedLayout at(v.size(), workers_, dtype_size(v.dtype()));
-      const size_t es = dtype_size(v.dtype());
-      const int64_t b = std::min(v.size(), at.chunk * rank_), e = std::min(v.size(), at.chunk * (rank_ + 1));
+      const int64_t b = at.begin(rank_), e = at.end(rank_);
       v.wait_to_read();
       std::memcpy(shared->base() + b * es, static_cast<const char *>(v.data()) + b * es, (e - b) * es);
       barrier();

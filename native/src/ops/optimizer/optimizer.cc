@@ -61,32 +61,14 @@ inline void sgd_mom_span_body(const SgdStep &s, const T *w, const T *g, const T 
   }
 }
 
-// In place (the usual call) the output pointers are the inputs': the loops are
-// instantiated with one pointer for both, so no run-time overlap check sends
-// them to their scalar versions.
+// The loop for the step's clipping and Nesterov choices.
 template <typename T>
-void sgd_span_any(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
-  if (o == w) {
-    if (s.clip >= 0) sgd_span_body<T, true>(s, o, g, o, n);
-    else sgd_span_body<T, false>(s, o, g, o, n);
-  } else {
-    if (s.clip >= 0) sgd_span_body<T, true>(s, w, g, o, n);
-    else sgd_span_body<T, false>(s, w, g, o, n);
-  }
+inline void sgd_span_pick(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
+  if (s.clip >= 0) sgd_span_body<T, true>(s, w, g, o, n);
+  else sgd_span_body<T, false>(s, w, g, o, n);
 }
-
 template <typename T>
-void sgd_mom_span_any(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
-  if (ow == w && om == m) {
-    if (s.clip >= 0) {
-      if (s.nesterov) sgd_mom_span_body<T, true, true>(s, ow, g, om, ow, om, n);
-      else sgd_mom_span_body<T, true, false>(s, ow, g, om, ow, om, n);
-    } else {
-      if (s.nesterov) sgd_mom_span_body<T, false, true>(s, ow, g, om, ow, om, n);
-      else sgd_mom_span_body<T, false, false>(s, ow, g, om, ow, om, n);
-    }
-    return;
-  }
+inline void sgd_mom_span_pick(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
   if (s.clip >= 0) {
     if (s.nesterov) sgd_mom_span_body<T, true, true>(s, w, g, m, ow, om, n);
     else sgd_mom_span_body<T, true, false>(s, w, g, m, ow, om, n);
@@ -94,6 +76,21 @@ void sgd_mom_span_any(const SgdStep &s, const T *w, const T *g, const T *m, T *o
     if (s.nesterov) sgd_mom_span_body<T, false, true>(s, w, g, m, ow, om, n);
     else sgd_mom_span_body<T, false, false>(s, w, g, m, ow, om, n);
   }
+}
+
+// In place (the usual call) the output pointers are the inputs': the loops are
+// given one pointer for both, so no run-time overlap check sends them to their
+// scalar versions.
+template <typename T>
+void sgd_span_any(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
+  if (o == w) sgd_span_pick<T>(s, o, g, o, n);
+  else sgd_span_pick<T>(s, w, g, o, n);
+}
+
+template <typename T>
+void sgd_mom_span_any(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
+  if (ow == w && om == m) sgd_mom_span_pick<T>(s, ow, g, om, ow, om, n);
+  else sgd_mom_span_pick<T>(s, w, g, m, ow, om, n);
 }
 
 LOOM_VECTOR_CLONES void sgd_span(const SgdStep &s, const float *w, const float *g, float *o, int64_t n) {
