@@ -272,6 +272,37 @@ TEST(Engine, ParallelRangesVisitEveryIndexOnceFromManyThreads) {
   EXPECT_EQ(total, int64_t(callers) * 5 * n);
 }
 
+// parallel_ranges_indexed names each range by its index among
+// parallel_range_count(n, grain): distinct, in range, and the range is the one
+// parallel_ranges gives that index (n * c / count to n * (c + 1) / count), from
+// two callers at once (one of them runs its ranges on its own thread).
+TEST(Engine, IndexedRangesNameEachRangeOnce) {
+  auto check = [](int64_t n, int64_t grain) {
+    const int64_t count = loom::parallel_range_count(n, grain);
+    ASSERT_GE(count, 1);
+    ASSERT_LE(count, std::max<int64_t>(1, n));
+    std::vector<std::atomic<int>> seen(count);
+    std::atomic<int64_t> covered{0};
+    std::atomic<bool> bad{false};
+    loom::parallel_ranges_indexed(n, grain, [&](int64_t c, int64_t b, int64_t e) {
+      if (c < 0 || c >= count || b != n * c / count || e != n * (c + 1) / count) bad = true;
+      else seen[c].fetch_add(1);
+      covered += e - b;
+    });
+    EXPECT_FALSE(bad) << "n " << n << " grain " << grain;
+    EXPECT_EQ(covered.load(), n);
+    for (int64_t c = 0; c < count; ++c) EXPECT_EQ(seen[c].load(), 1) << "n " << n << " range " << c;
+  };
+  std::thread other([&] {
+    for (int64_t n : {1, 2, 3, 7, 8, 13, 1000}) check(n, 1);
+  });
+  for (int64_t n : {1, 2, 3, 5, 8, 9, 16, 17, 100, 4097}) {
+    check(n, 1);
+    check(n, 4);
+  }
+  other.join();
+}
+
 // Without LOOM_KERNEL_THREADS a loop splits over the cores this process may run
 // on: one under `mpirun`'s binding to a core or `taskset -c 0`, not the machine's.
 TEST(Engine, KernelThreadsDefaultToTheCoresThisProcessMayUse) {

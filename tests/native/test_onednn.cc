@@ -181,6 +181,83 @@ TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
   EXPECT_EQ(taken, 14);
 }
 
+// A bound executor gives oneDNN's convolutions work memory planned with the
+// graph's (OpDef::temp_bytes, backward_temp_bytes) instead of each thread's own
+// buffers: the same bits as imperative calls, which use the threads' buffers,
+// for every case (tails, strides, groups, the few-image channel pieces).
+TEST(OneDnn, ExecutorsPlanTheConvolutionsWorkMemory) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  uint32_t seed = 700;
+  int64_t both = 0;  // cases whose forward and backward passes both used planned memory
+  for (const ConvCase &c : cases()) {
+    SCOPED_TRACE(c.name());
+    auto x = as_dtype(random_values(numel(c.xshape()), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto w = as_dtype(random_values(numel(c.wshape()), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    int64_t oh, ow;
+    const size_t ny = naive_conv2d(x, w, {}, c.n, c.c, c.one_d ? 1 : c.h, c.w, c.f, c.one_d ? 1 : c.kh, c.kw, c.s,
+                                   c.one_d ? 0 : c.p, c.p, c.d, c.g, &oh, &ow)
+                          .size();
+    auto hy = as_dtype(random_values(ny, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    ConvResult want = run_conv(c, x, w, b, hy);
+    // The executor: Convolution(data) with its weight (and bias) arguments.
+    loom_symbol data = nullptr, conv = nullptr;
+    ASSERT_EQ(loom_symbol_variable(&data, "data"), LOOM_OK);
+    loom_op h = nullptr;
+    ASSERT_EQ(loom_op_find(&h, "Convolution"), LOOM_OK);
+    Params ps = c.params();
+    std::vector<const char *> keys, vals;
+    for (auto &kv : ps) keys.push_back(kv.first.c_str()), vals.push_back(kv.second.c_str());
+    ASSERT_EQ(loom_symbol_create(&conv, h, "c", 1, &data, nullptr, int32_t(keys.size()), keys.data(), vals.data()),
+              LOOM_OK)
+        << loom_last_error();
+    const char *name = "data";
+    std::vector<int64_t> xs = c.xshape();
+    int32_t nd = int32_t(xs.size());
+    loom_executor ex = nullptr;
+    ASSERT_EQ(loom_executor_simple_bind(&ex, conv, LOOM_DEVICE_CPU, 0, 1, &name, &nd, xs.data(), nullptr, 0,
+                                        nullptr, nullptr, LOOM_GRAD_WRITE),
+              LOOM_OK)
+        << loom_last_error();
+    auto arg = [&](int kind, int i) {
+      loom_ndarray a = nullptr;
+      EXPECT_EQ(loom_executor_get(&a, ex, kind, i), LOOM_OK);
+      return Arr(a);
+    };
+    auto put = [&](const Arr &a, const std::vector<double> &v) {
+      std::vector<float> f(v.begin(), v.end());
+      ASSERT_EQ(loom_ndarray_copy_from_host(a.h, f.data(), f.size() * sizeof(float)), LOOM_OK);
+    };
+    put(arg(LOOM_EXEC_ARGUMENT, 0), x);
+    put(arg(LOOM_EXEC_ARGUMENT, 1), w);
+    if (c.bias) put(arg(LOOM_EXEC_ARGUMENT, 2), b);
+    Arr head = make(want.shape, hy, LOOM_DTYPE_FLOAT32);
+    const int64_t before = loom::onednn_planned_work_calls(), misses = loom::onednn_planned_work_misses();
+    ASSERT_EQ(loom_executor_forward(ex, 1), LOOM_OK);
+    ASSERT_EQ(loom_executor_backward(ex, 1, &head.h), LOOM_OK) << loom_last_error();
+    EXPECT_EQ(read(arg(LOOM_EXEC_OUTPUT, 0)), want.y);
+    EXPECT_EQ(read(arg(LOOM_EXEC_GRADIENT, 0)), want.dx);
+    EXPECT_EQ(read(arg(LOOM_EXEC_GRADIENT, 1)), want.dw);
+    if (c.bias) {
+      EXPECT_EQ(read(arg(LOOM_EXEC_GRADIENT, 2)), want.db);
+    }
+    // Every pass oneDNN takes, but the forward pass of fewer than 4 images cut
+    // into channel pieces (which keeps its threads' buffers).
+    loom::ConvShape cs{c.n, c.c, c.one_d ? 1 : c.h, c.w, c.f, c.g, c.one_d ? 1 : c.kh, c.kw, c.one_d ? 1 : c.s,
+                       c.s, c.one_d ? 0 : c.p, c.p, c.one_d ? 1 : c.d, c.d, c.one_d ? 1 : oh, ow};
+    const bool pieces = c.n < 4 && c.g == 1 && c.f % 32 == 0;
+    EXPECT_EQ(loom::onednn_planned_work_calls() - before, loom::onednn_conv_takes(cs) ? (pieces ? 1 : 2) : 0);
+    both += loom::onednn_conv_takes(cs) && !pieces;
+    EXPECT_EQ(loom::onednn_planned_work_misses(), misses) << "the planned work memory missed buffers";
+    loom_executor_free(ex);
+    loom_symbol_free(conv);
+    loom_symbol_free(data);
+  }
+  // 8 cases ran both passes in planned memory.
+  EXPECT_EQ(both, 8);
+}
+
 // Deconvolution rides on the convolution kernels (its forward pass is a
 // convolution's data gradient): forward, data, weight and bias gradients
 // against the reference kernels, including adj and target-free padding.

@@ -749,6 +749,123 @@ TEST(Executor, BackwardMirroringSavesMemoryWithIdenticalResults) {
   EXPECT_EQ(with.num_steps, without.num_steps);
 }
 
+// Offset planning: a value that dies leaves a region two smaller values can share
+// at once. a = sigmoid(x) (2 units) dies into f = fc(a) (1 unit); then b = exp(f)
+// and c = sin(f) live together beside f; b * c is written over b and the output
+// b * c * f over that. At most 3 units are ever live, and 3 units are planned: b
+// and c both go where a was (one buffer per value group took 4).
+TEST(Executor, PlanningPlacesValuesInTheGapsDeadValuesLeave) {
+  Sym x = var("data");
+  Sym a = op("sigmoid", "a", {&x}, {});
+  Sym f = op("FullyConnected", "f", {&a}, {{"num_hidden", "100"}});
+  Sym b = op("exp", "b", {&f}, {});
+  Sym c = op("sin", "c", {&f}, {});
+  Sym d = op("multiply", "d", {&b, &c}, {});
+  Sym e = op("multiply", "e", {&d, &f}, {});
+  Shapes sh{{"data", {100, 200}}};
+  const int64_t unit = 100 * 100 * 4;
+  loom_memory_plan m{};
+  ASSERT_EQ(loom_symbol_plan_memory(&m, e.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 0, nullptr,
+                                    nullptr, LOOM_GRAD_WRITE, 0),
+            LOOM_OK)
+      << loom_last_error();
+  EXPECT_EQ(m.unplanned_bytes, 7 * unit);
+  EXPECT_EQ(m.num_inplace, 2);
+  EXPECT_EQ(m.planned_bytes, 3 * unit);
+  // The same output, bit for bit, as a binding without planning.
+  std::vector<double> out[2];
+  for (int planned = 0; planned < 2; ++planned) {
+    if (!planned) setenv("LOOM_EXEC_PLAN", "0", 1);
+    Exec ex = simple_bind(e, sh, LOOM_GRAD_NULL);
+    unsetenv("LOOM_EXEC_PLAN");
+    for (int i = 0; i < 3; ++i) {
+      Arr arg = get(ex, LOOM_EXEC_ARGUMENT, i);
+      fill(arg, random_values(numel(shape_of(arg)), -0.5, 0.5, 40 + i));
+    }
+    ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK);
+    out[planned] = read(get(ex, LOOM_EXEC_OUTPUT, 0));
+  }
+  EXPECT_EQ(out[0], out[1]);
+}
+
+// Regions share bytes only between values whose lifetimes never meet, but on
+// parallel branches the engine could still run the later value's writer while
+// the earlier value's last reader runs: the writer waits for it. Here q = sigmoid(y)
+// goes where a = sigmoid(x) was, and a's reader is a large product on the other
+// branch; every pass gives the product of the unplanned binding.
+TEST(Executor, AValueWrittenOverADeadOneWaitsForItsLastReader) {
+  Sym x = var("x"), y = var("y");
+  Sym a = op("sigmoid", "a", {&x}, {});
+  Sym p = op("FullyConnected", "p", {&a}, {{"num_hidden", "512"}, {"no_bias", "true"}});
+  Sym q = op("sigmoid", "q", {&y}, {});
+  Sym r = op("sum", "r", {&q}, {});
+  loom_symbol parts[] = {p.h, r.h};
+  Sym g;
+  ASSERT_EQ(loom_symbol_group(&g.h, parts, 2), LOOM_OK);
+  Shapes sh{{"x", {256, 1024}}, {"y", {256, 1024}}};
+  loom_memory_plan m{};
+  ASSERT_EQ(loom_symbol_plan_memory(&m, g.h, sh.n(), sh.ptrs.data(), sh.ndims.data(), sh.dims.data(), 0, nullptr,
+                                    nullptr, LOOM_GRAD_WRITE, 0),
+            LOOM_OK)
+      << loom_last_error();
+  EXPECT_LE(m.planned_bytes, m.unplanned_bytes - 256 * 1024 * 4 + 64);  // q shares a's bytes
+  std::vector<double> want;
+  for (int planned = 0; planned < 2; ++planned) {
+    if (!planned) setenv("LOOM_EXEC_PLAN", "0", 1);
+    Exec ex = simple_bind(g, sh, LOOM_GRAD_NULL);
+    unsetenv("LOOM_EXEC_PLAN");
+    for (int i = 0; i < 3; ++i) {
+      Arr arg = get(ex, LOOM_EXEC_ARGUMENT, i);
+      fill(arg, random_values(numel(shape_of(arg)), -1, 1, 70 + i));
+    }
+    for (int pass = 0; pass < (planned ? 8 : 1); ++pass) {
+      // a's last reader is queued behind nothing, q's writer behind nothing: only
+      // the planned dependency orders them.
+      ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK);
+      auto got = read(get(ex, LOOM_EXEC_OUTPUT, 0));
+      if (!planned) want = got;
+      else ASSERT_EQ(got, want) << "pass " << pass;
+    }
+  }
+}
+
+// Executors that share planned memory (reshape) may be run one after the other
+// without waiting: each pass waits for the other executor's passes on that memory.
+TEST(Executor, ExecutorsSharingMemoryRunOneAfterTheOther) {
+  Sym data = var("data");
+  Sym fc1 = op("FullyConnected", "fc1", {&data}, {{"num_hidden", "1024"}});
+  Sym a1 = op("Activation", "relu1", {&fc1}, {{"act_type", "relu"}});
+  Sym fc2 = op("FullyConnected", "fc2", {&a1}, {{"num_hidden", "1024"}});
+  Sym a2 = op("Activation", "relu2", {&fc2}, {{"act_type", "tanh"}});
+  Sym net = op("FullyConnected", "fc3", {&a2}, {{"num_hidden", "10"}});
+  Exec big = simple_bind(net, Shapes{{"data", {512, 256}}}, LOOM_GRAD_NULL);
+  loom_executor h = nullptr;
+  Shapes s256{{"data", {256, 256}}};
+  ASSERT_EQ(loom_executor_reshape(&h, big.h, s256.n(), s256.ptrs.data(), s256.ndims.data(), s256.dims.data()),
+            LOOM_OK)
+      << loom_last_error();
+  Exec small(h);
+  for (int i = 0; i < 7; ++i) {
+    Arr arg = get(big, LOOM_EXEC_ARGUMENT, i);
+    fill(arg, random_values(numel(shape_of(arg)), -0.1, 0.1, 90 + i));
+  }
+  fill(get(small, LOOM_EXEC_ARGUMENT, 0), random_values(256 * 256, -1, 1, 99));
+  ASSERT_EQ(loom_executor_forward(big.h, 0), LOOM_OK);
+  auto want_big = read(get(big, LOOM_EXEC_OUTPUT, 0));
+  ASSERT_EQ(loom_executor_forward(small.h, 0), LOOM_OK);
+  auto want_small = read(get(small, LOOM_EXEC_OUTPUT, 0));
+  // The outputs live in the shared memory too: each is read before the other
+  // executor runs again.
+  for (int pass = 0; pass < 20; ++pass) {
+    ASSERT_EQ(loom_executor_forward(small.h, 0), LOOM_OK);
+    ASSERT_EQ(loom_executor_forward(big.h, 0), LOOM_OK);
+    ASSERT_EQ(read(get(big, LOOM_EXEC_OUTPUT, 0)), want_big) << "pass " << pass;
+    ASSERT_EQ(loom_executor_forward(big.h, 0), LOOM_OK);
+    ASSERT_EQ(loom_executor_forward(small.h, 0), LOOM_OK);
+    ASSERT_EQ(read(get(small, LOOM_EXEC_OUTPUT, 0)), want_small) << "pass " << pass;
+  }
+}
+
 TEST(Executor, ReshapeSharesParametersAndBadBindsAreReported) {
   Sym net = mlp();
   Exec ex = simple_bind(net, Shapes{{"data", {8, 6}}});

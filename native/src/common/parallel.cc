@@ -151,15 +151,29 @@ int available_cpus() {
   return n;
 }
 
+int64_t parallel_range_count(int64_t n, int64_t grain) {
+  const int threads = kernel_threads();
+  if (n <= 0) return 0;
+  if (threads <= 1 || n < 2 * grain) return 1;
+  return std::min<int64_t>(threads, n / grain);
+}
+
+void parallel_ranges_indexed(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t, int64_t)> &body) {
+  const int64_t chunks = parallel_range_count(n, grain);
+  // Range c starts at n * c / chunks (chunks <= n): c is the one integer in
+  // [begin * chunks / n, (begin + 1) * chunks / n).
+  parallel_ranges(n, grain, [&](int64_t b, int64_t e) { body((b * chunks + n - 1) / n, b, e); });
+}
+
 void parallel_ranges(int64_t n, int64_t grain,
                      const std::function<void(int64_t, int64_t)> &body) {
   if (n <= 0) return;
-  int threads = kernel_threads();
-  if (threads <= 1 || n < 2 * grain) {
+  const int64_t chunks = parallel_range_count(n, grain);
+  if (chunks == 1) {
     body(0, n);
     return;
   }
-  int64_t chunks = std::min<int64_t>(threads, n / grain);
   if (pool()->try_run(n, chunks, body)) return;
   // The pool is busy (another caller): the same ranges, one after another. Kernels
   // may round differently at a range's edges (a vector body and its scalar tail, a

@@ -17,6 +17,15 @@ namespace loom {
 // so a kernel that rounds differently at range edges still gives the same bits.
 void parallel_ranges(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body);
 
+// How many ranges parallel_ranges(n, grain, ...) cuts [0, n) into.
+int64_t parallel_range_count(int64_t n, int64_t grain);
+
+// parallel_ranges, telling the body which of the parallel_range_count(n, grain)
+// ranges it runs: body(range, begin, end). No two ranges run at once with the
+// same index, so a range may use work memory of its own.
+void parallel_ranges_indexed(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t, int64_t)> &body);
+
 // Number of threads a parallel loop can use (LOOM_KERNEL_THREADS, default:
 // available_cpus()).
 int kernel_threads();

@@ -53,7 +53,6 @@ struct Call {
   std::shared_ptr<const Params> params_holder;  // shared with autograd's record
   const Params &params() const { return *params_holder; }
   OpContext ctx;
-  BlockPtr temp;
   SmallVec<NDArray, 3> arrays;  // inputs, then outputs
   size_t nin = 0;
   uint64_t seq = 0;  // this process's imperative calls, numbered from 1
@@ -166,14 +165,6 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
   opctx->is_train = autograd::is_training();
   if (autograd::is_recording())
     autograd::record(op, call->params_holder, inputs, outs, outputs);
-  if (op.temp_bytes) {
-    size_t bytes = op.temp_bytes(*params, in_shapes);
-    if (bytes) {
-      call->temp = Storage::alloc(bytes, ctx);
-      opctx->temp = call->temp->ptr;
-      opctx->temp_bytes = bytes;
-    }
-  }
   if (op.draws(*params)) next_random_stream(&opctx->rng_key, &opctx->rng_stream);
   call->arrays.reserve(nin + nout);
   for (const NDArray &a : inputs) call->arrays.push_back(a);

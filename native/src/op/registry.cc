@@ -232,7 +232,7 @@ const std::string &OpDef::describe() const {
     for (size_t j = 0; j < inplace.size(); ++j)
       o += std::string(j ? ", " : "") + "[" + std::to_string(inplace[j].first) + ", " +
            std::to_string(inplace[j].second) + "]";
-    o += std::string("], \"temp_space\": ") + (temp_bytes ? "true" : "false") +
+    o += std::string("], \"temp_space\": ") + (temp_bytes || backward_temp_bytes ? "true" : "false") +
          ", \"differentiable\": " + (backward ? "true" : "false") + "}";
     describe_ = o;
   });

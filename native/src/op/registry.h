@@ -72,7 +72,7 @@ class Params {
 struct OpContext {
   Context ctx;
   bool is_train = false;  // training mode (autograd's train/predict switch)
-  void *temp = nullptr;  // temp space, when the op declared it
+  void *temp = nullptr;  // work memory an executor planned (OpDef::temp_bytes); else null
   size_t temp_bytes = 0;
   uint64_t rng_key = 0;  // random stream, for random ops
   uint64_t rng_stream = 0;
@@ -122,7 +122,13 @@ struct OpDef {
   int num_aux = 0;
   uint8_t backward_uses = kBwdAll;
   std::vector<std::pair<int, int>> inplace;  // (input, output) that may share memory
-  std::function<size_t(const Params &, const ShapeList &)> temp_bytes;
+  // Work memory for the kernel (ctx.temp) that a bound executor plans with the
+  // graph's memory, from the inputs' shapes and dtypes: it shares buffers with
+  // values that are dead while the step runs. Imperative calls get none (ctx.temp
+  // is null) and the kernel uses its own buffers.
+  std::function<size_t(const Params &, const ShapeList &, const DTypeList &)> temp_bytes;
+  // The same for the backward kernel, knowing which input gradients are wanted.
+  std::function<size_t(const Params &, const ShapeList &, const DTypeList &, const ReqList &)> backward_temp_bytes;
   bool random = false;       // draws from the seeded generator
   std::function<bool(const Params &)> random_when;  // draws for some parameters only
   bool any_context = false;  // inputs and outputs may live on different devices

@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
+#include <limits>
+#include <map>
 #include <set>
 
 #include "imperative/autograd.h"
@@ -126,9 +129,11 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
     s.kind = StepKind::Forward;
     s.node = static_cast<int>(i);
     ShapeList in_shapes;
+    DTypeList in_dtypes;
     for (auto &e : n.inputs) {
       s.in.push_back(g.entry(e));
       in_shapes.push_back(info.shape[g.entry(e)]);
+      in_dtypes.push_back(info.dtype[g.entry(e)]);
     }
     for (int j = 0; j < n.num_outputs(); ++j) s.out.push_back(g.entry_base[i] + j);
     s.reads = s.in;
@@ -136,7 +141,7 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
       if (io.first < static_cast<int>(s.in.size()) && io.second < static_cast<int>(s.out.size()))
         s.inplace.push_back(io);
     if (n.op->temp_bytes) {
-      size_t b = n.op->temp_bytes(*n.parsed, in_shapes);
+      size_t b = n.op->temp_bytes(*n.parsed, in_shapes, in_dtypes);
       if (b) {
         Value t;
         t.scratch = true;
@@ -248,6 +253,17 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
       }
       s.out.push_back(gv);
       contrib[e].push_back(gv);
+    }
+    if (n.op->backward_temp_bytes) {
+      ShapeList in_shapes;
+      DTypeList in_dtypes;
+      for (int e : s.fin) in_shapes.push_back(p.values[e].shape), in_dtypes.push_back(p.values[e].dtype);
+      if (size_t b = n.op->backward_temp_bytes(*n.parsed, in_shapes, in_dtypes, s.req)) {
+        Value t;
+        t.scratch = true;
+        t.bytes = b;
+        s.temp = add_value(t);
+      }
     }
     if (n.op->backward_uses & kBwdInputs) s.reads.insert(s.reads.end(), s.fin.begin(), s.fin.end());
     if (n.op->backward_uses & kBwdOutputs)
@@ -544,62 +560,75 @@ void apply_mirror(Program &p) {
 }
 
 struct Planned {
-  std::vector<int> storage;       // per value; -1 external
-  std::vector<size_t> sizes;      // per storage
+  std::vector<int> storage;  // per value: its region (-1: external, or never written)
+  // Per region: where it starts in the executor's one allocation, its bytes, the
+  // step that first writes it, and the regions that share some of its bytes at
+  // other times (that step waits for everything pushed on them).
+  std::vector<size_t> offset, sizes;
+  std::vector<int> first;
+  std::vector<std::vector<int>> overlaps;
+  size_t total = 0;  // the allocation's bytes
   MemoryPlan stats;
 };
 
+// Memory planning in two passes.
+//
+// 1. In step order: which outputs may overwrite an input (the op allows it, the
+//    input has no later reader, same size), and each value's lifetime, from the
+//    step that writes it to the last step that reads it (never ends for heads;
+//    a step's scratch lives for that step only). A value and the outputs written
+//    over it form one group, one region of memory, one lifetime.
+// 2. The regions are placed in one allocation: in decreasing size (ties: earlier
+//    first), each at the offset of the smallest gap that fits between the regions
+//    already placed whose lifetimes meet its own, else above them all ("greedy by
+//    size" offset planning, as in Pisarchyk and Lee's TensorFlow Lite planner).
+//    Lifetimes are closed step ranges: an output never shares memory with the
+//    same step's inputs unless it overwrites one.
+//
+// Each region is its own array (its own engine variable), so steps on regions
+// that never share bytes run in parallel; the first step that writes a region
+// also writes the variables of the regions it shares bytes with, so it waits for
+// their last readers (in this pass, or the previous one).
 Planned plan(const Program &p, bool enabled) {
   Planned r;
   const size_t nv = p.values.size();
+  const int nsteps = static_cast<int>(p.steps.size());
   r.storage.assign(nv, -1);
   std::vector<int> refs(nv, 0);
   for (auto &s : p.steps)
     for (int v : s.reads) refs[v]++;
   for (int h : p.head_values) refs[h]++;  // outputs stay readable
-  std::vector<int> live;                  // per storage: values mapped to it
-  std::multimap<size_t, int> free_list;
   auto internal = [&](int v) { return v >= 0 && p.values[v].src == Src::Internal; };
-  auto alloc = [&](int v) {
-    size_t need = std::max<size_t>(p.values[v].nbytes(), 1);
-    r.stats.unplanned_bytes += static_cast<int64_t>(need);
+  auto bytes = [&](int v) { return std::max<size_t>(p.values[v].nbytes(), 1); };
+  // Pass 1: groups and lifetimes.
+  std::vector<int> group(nv, -1);  // per value: its group
+  struct Group {
+    int first = 0, last = std::numeric_limits<int>::max();
+    size_t bytes = 0;
+    int live = 0;  // members written and not yet read for the last time
+  };
+  std::vector<Group> groups;
+  auto open = [&](int v, int step) {
+    group[v] = static_cast<int>(groups.size());
+    groups.push_back(Group{step, std::numeric_limits<int>::max(), bytes(v), 1});
+    r.stats.unplanned_bytes += static_cast<int64_t>(bytes(v));
     r.stats.num_values++;
-    int s = -1;
-    if (enabled && !free_list.empty()) {
-      auto it = free_list.lower_bound(need);
-      if (it != free_list.end() && it->first <= need * 16) {
-        s = it->second;
-        free_list.erase(it);
-      } else if (it != free_list.begin()) {
-        --it;  // the largest smaller buffer, grown
-        s = it->second;
-        free_list.erase(it);
-        r.sizes[s] = need;
-      }
-    }
-    if (s < 0) {
-      s = static_cast<int>(r.sizes.size());
-      r.sizes.push_back(need);
-      live.push_back(0);
-    }
-    r.storage[v] = s;
-    live[s]++;
   };
-  auto release = [&](int v) {
-    int s = r.storage[v];
-    if (--live[s] == 0) free_list.emplace(r.sizes[s], s);
+  auto close = [&](int v, int step) {
+    Group &gr = groups[group[v]];
+    if (--gr.live == 0) gr.last = step;
   };
-  for (auto &s : p.steps) {
+  for (int i = 0; i < nsteps; ++i) {
+    const Step &s = p.steps[i];
     std::vector<char> done(s.out.size(), 0);
     if (enabled) {
       for (auto &io : s.inplace) {
         int u = s.in[io.first], v = s.out[io.second];
         if (!internal(u) || !internal(v) || done[io.second]) continue;
-        int st = r.storage[u];
-        if (refs[u] != 1 || live[st] != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
+        if (refs[u] != 1 || groups[group[u]].live != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
         if (std::count(s.in.begin(), s.in.end(), u) != 1) continue;
-        r.storage[v] = st;
-        live[st]++;
+        group[v] = group[u];
+        groups[group[u]].live++;
         done[io.second] = 1;
         r.stats.num_inplace++;
         r.stats.unplanned_bytes += static_cast<int64_t>(p.values[v].nbytes());
@@ -607,16 +636,64 @@ Planned plan(const Program &p, bool enabled) {
       }
     }
     for (size_t j = 0; j < s.out.size(); ++j)
-      if (internal(s.out[j]) && !done[j]) alloc(s.out[j]);
-    if (s.temp >= 0) alloc(s.temp);
+      if (internal(s.out[j]) && !done[j]) open(s.out[j], i);
+    if (s.temp >= 0) open(s.temp, i);
     for (int u : s.reads)
-      if (--refs[u] == 0 && internal(u)) release(u);
-    if (s.temp >= 0) release(s.temp);
+      if (--refs[u] == 0 && internal(u)) close(u, i);
+    if (s.temp >= 0) close(s.temp, i);
     for (int v : s.out)
-      if (internal(v) && refs[v] == 0) release(v);
+      if (internal(v) && refs[v] == 0) close(v, i);
   }
-  for (size_t sz : r.sizes) r.stats.planned_bytes += static_cast<int64_t>(sz);
-  r.stats.num_buffers = static_cast<int32_t>(r.sizes.size());
+  // Pass 2: offsets.
+  const size_t ng = groups.size();
+  auto up = [](size_t b) { return (b + 63) / 64 * 64; };  // regions start on cache lines
+  r.offset.assign(ng, 0);
+  r.sizes.resize(ng);
+  r.first.resize(ng);
+  r.overlaps.resize(ng);
+  for (size_t k = 0; k < ng; ++k) r.sizes[k] = groups[k].bytes, r.first[k] = groups[k].first;
+  if (enabled) {
+    std::vector<int> order(ng);
+    for (size_t k = 0; k < ng; ++k) order[k] = static_cast<int>(k);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return groups[a].bytes > groups[b].bytes; });
+    std::vector<int> placed;
+    std::vector<std::pair<size_t, size_t>> meet;  // (offset, end) of placed regions alive at the same time
+    for (int k : order) {
+      const Group &gr = groups[k];
+      meet.clear();
+      for (int j : placed)
+        if (groups[j].first <= gr.last && gr.first <= groups[j].last)
+          meet.emplace_back(r.offset[j], r.offset[j] + up(groups[j].bytes));
+      std::sort(meet.begin(), meet.end());
+      const size_t need = up(gr.bytes);
+      size_t end = 0, best = 0, best_gap = std::numeric_limits<size_t>::max();
+      for (auto &m : meet) {
+        if (m.first >= end + need && m.first - end < best_gap) best = end, best_gap = m.first - end;
+        end = std::max(end, m.second);
+      }
+      r.offset[k] = best_gap != std::numeric_limits<size_t>::max() ? best : end;
+      placed.push_back(k);
+    }
+  } else {
+    for (size_t k = 0; k < ng; ++k) r.offset[k] = r.total, r.total += up(groups[k].bytes);
+  }
+  // Regions sharing bytes (their lifetimes never meet), by a sweep in offset order.
+  std::vector<int> by_offset(ng);
+  for (size_t k = 0; k < ng; ++k) by_offset[k] = static_cast<int>(k);
+  std::sort(by_offset.begin(), by_offset.end(), [&](int a, int b) { return r.offset[a] < r.offset[b]; });
+  for (size_t a = 0; a < ng; ++a) {
+    const int ka = by_offset[a];
+    const size_t end_a = r.offset[ka] + up(groups[ka].bytes);
+    r.total = std::max(r.total, end_a);
+    for (size_t b = a + 1; b < ng && r.offset[by_offset[b]] < end_a; ++b) {
+      r.overlaps[ka].push_back(by_offset[b]);
+      r.overlaps[by_offset[b]].push_back(ka);
+    }
+  }
+  for (size_t v = 0; v < nv; ++v) r.storage[v] = group[v];
+  r.stats.planned_bytes = static_cast<int64_t>(r.total);
+  r.stats.num_buffers = static_cast<int32_t>(ng);
   r.stats.num_steps = static_cast<int32_t>(p.steps.size());
   if (!enabled) r.stats.planned_bytes = r.stats.unplanned_bytes;
   return r;
@@ -664,7 +741,8 @@ void require_kernels(const Program &p, const Context &ctx) {
 struct Executor::Impl {
   Program prog;
   Planned planned;
-  std::vector<NDArray> buffers;  // per storage
+  NDArray memory;                // the planned memory, in one allocation
+  std::vector<NDArray> regions;  // per region: an array over its bytes, with its own variable
   std::vector<NDArray> arrays;   // per value
   std::vector<NDArray> head_grads;
   std::vector<std::string> arg_names, aux_names;
@@ -770,16 +848,19 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   Program &p = im.prog;
   ex->plan_ = im.planned.stats;
   if (!planning_enabled()) ex->plan_.planned_bytes = plan(p, true).stats.planned_bytes;
-  // Buffers: reuse the shared executor's where they are large enough.
-  for (size_t s = 0; s < im.planned.sizes.size(); ++s) {
-    size_t need = im.planned.sizes[s];
-    if (share && s < share->impl_->buffers.size() && share->impl_->buffers[s].nbytes() >= need) {
-      im.buffers.push_back(share->impl_->buffers[s]);
-    } else {
-      im.buffers.push_back(NDArray::empty(Shape{static_cast<int64_t>(need)}, kUInt8, spec.ctx));
-    }
-    ex->plan_.allocated_bytes += static_cast<int64_t>(im.buffers.back().nbytes());
-  }
+  // The planned memory: the shared executor's when it is large enough.
+  const size_t total = std::max<size_t>(im.planned.total, 1);
+  if (share && share->impl_->memory.chunk() && share->impl_->memory.nbytes() >= total &&
+      share->impl_->memory.ctx() == spec.ctx)
+    im.memory = share->impl_->memory;
+  else
+    im.memory = NDArray::empty(Shape{static_cast<int64_t>(total)}, kUInt8, spec.ctx);
+  ex->plan_.allocated_bytes = static_cast<int64_t>(im.planned.total);
+  NDArray whole = im.memory;  // kept alive by every region
+  for (size_t k = 0; k < im.planned.sizes.size(); ++k)
+    im.regions.push_back(NDArray::external(static_cast<char *>(whole.data()) + im.planned.offset[k],
+                                           Shape{static_cast<int64_t>(im.planned.sizes[k])}, kUInt8, spec.ctx,
+                                           [whole] {}));
   im.arrays.resize(p.values.size());
   for (size_t h = 0; h < p.head_grad_values.size(); ++h) {
     im.head_grads.emplace_back();
@@ -809,9 +890,9 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
         int s = im.planned.storage[v];
         if (s < 0) break;  // never produced (unused)
         if (val.scratch)
-          im.arrays[v] = im.buffers[s].view(Shape{static_cast<int64_t>(val.bytes)}, kUInt8);
+          im.arrays[v] = im.regions[s].view(Shape{static_cast<int64_t>(val.bytes)}, kUInt8);
         else
-          im.arrays[v] = im.buffers[s].view(val.shape, val.dtype);
+          im.arrays[v] = im.regions[s].view(val.shape, val.dtype);
         break;
       }
     }
@@ -901,15 +982,18 @@ struct Pushed {
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
   SmallVec<char, 4> in_stable;  // in[k] is a bound argument (Forward steps)
+  NDArray temp;                 // the step's scratch (ctx.temp), kept alive with the call
   std::shared_ptr<const Fused> fused;
   ReqList req;
   std::string label;  // "op node" for the profiler; lives as long as the pushed call
 };
 
 // Prepares one step: its call, and the vars it reads and writes.
-std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &arrays,
-                                  const Step &s, const Context &ctx, bool is_train,
+std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const Context &ctx, bool is_train,
                                   VarList &reads, VarList &writes) {
+  const Program &p = im.prog;
+  const std::vector<NDArray> &arrays = im.arrays;
+  const Step &s = p.steps[step];
   auto call = std::make_shared<Pushed>();
   call->kind = s.kind;
   call->ctx.ctx = ctx;
@@ -934,15 +1018,23 @@ std::shared_ptr<Pushed> make_call(const Program &p, const std::vector<NDArray> &
     call->out.push_back(arr(v));
     writes.push_back(arr(v).var());
   }
+  // A region's first writer waits for the last readers of the regions it shares
+  // bytes with (Planned::overlaps).
+  auto after_overlaps = [&](int v) {
+    const int r = v >= 0 ? im.planned.storage[v] : -1;
+    if (r >= 0 && im.planned.first[r] == static_cast<int>(step))
+      for (int o : im.planned.overlaps[r]) writes.push_back(im.regions[o].var());
+  };
+  for (int v : s.out) after_overlaps(v);
+  after_overlaps(s.temp);
+  if (s.temp >= 0) {
+    call->temp = arr(s.temp);
+    call->ctx.temp = call->temp.data();
+    call->ctx.temp_bytes = call->temp.nbytes();
+    writes.push_back(call->temp.var());
+  }
   if (s.kind == StepKind::Forward) {
     if (node->op->draws(*node->parsed)) next_random_stream(&call->ctx.rng_key, &call->ctx.rng_stream);
-    if (s.temp >= 0) {
-      const NDArray &t = arr(s.temp);
-      call->ctx.temp = t.data();
-      call->ctx.temp_bytes = t.nbytes();
-      call->fin.push_back(t);  // keeps the buffer alive
-      writes.push_back(t.var());
-    }
   } else if (s.kind == StepKind::Backward) {
     for (int v : s.fin) call->fin.push_back(arr(v));
     // Auxiliary states are updated by the backward pass in training (BatchNorm's
@@ -1160,8 +1252,13 @@ size_t output_bytes(const std::vector<NDArray> &arrays, const Step &s) {
 // Pushes steps [first, last): large steps alone, runs of small ones as bulks.
 // A bulk runs its steps in order on one worker; it reads what its steps read
 // and writes what they write (the engine drops reads that are also writes).
-void push_steps(const Program &p, const std::vector<NDArray> &arrays, size_t first, size_t last,
-                const Context &ctx, bool is_train) {
+//
+// Every step reads the variable of the planned memory as a whole, and the first
+// step of a forward pass writes it: a pass waits for everything pushed before on
+// that memory, which an executor bound with `share` may have in use too.
+void push_steps(const Executor::Impl &im, size_t first, size_t last, const Context &ctx, bool is_train) {
+  const Program &p = im.prog;
+  const std::vector<NDArray> &arrays = im.arrays;
   const int limit = bulk_limit();
   size_t i = first;
   while (i < last) {
@@ -1172,8 +1269,8 @@ void push_steps(const Program &p, const std::vector<NDArray> &arrays, size_t fir
         ++j;
     VarList reads, writes;
     std::vector<std::shared_ptr<Pushed>> calls;
-    for (size_t k = i; k < j; ++k)
-      calls.push_back(make_call(p, arrays, p.steps[k], ctx, is_train, reads, writes));
+    for (size_t k = i; k < j; ++k) calls.push_back(make_call(im, k, ctx, is_train, reads, writes));
+    (i == 0 ? writes : reads).push_back(im.memory.var());
     PushOptions po;
     po.backward = p.steps[i].kind == StepKind::Backward;
     if (calls.size() == 1) {
@@ -1235,7 +1332,7 @@ void Executor::rebind(Bound which, size_t index, const NDArray &array) {
 
 void Executor::forward(bool is_train) {
   const Program &p = impl_->prog;
-  push_steps(p, impl_->arrays, 0, p.num_forward, spec_.ctx, is_train);
+  push_steps(*impl_, 0, p.num_forward, spec_.ctx, is_train);
 }
 
 void Executor::backward(const std::vector<NDArray> &head_grads) {
@@ -1270,7 +1367,7 @@ void Executor::backward(const std::vector<NDArray> &head_grads) {
       autograd::set_recording(was);
     }
   }
-  push_steps(p, impl_->arrays, p.num_forward, p.steps.size(), spec_.ctx, true);
+  push_steps(*impl_, p.num_forward, p.steps.size(), spec_.ctx, true);
 }
 
 }  // namespace loom

@@ -313,7 +313,7 @@ bool conv_forward_with_epilogue(const OpContext &ctx, const Params &p, const Blo
   if (in[0].dtype != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0].shape)) return false;
   return onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(), in[1].ptr<float>(),
                              in.size() > 2 ? in[2].ptr<float>() : nullptr, out.ptr<float>(),
-                             ctx.is_train ? nullptr : in[1].stable, ep);
+                             ctx.is_train ? nullptr : in[1].stable, ep, ctx.temp, ctx.temp_bytes);
 }
 
 namespace {
@@ -401,7 +401,8 @@ const int kConvolution = [] {
     if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
         onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(),
                             in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
-                            out[0].ptr<float>(), ctx.is_train ? nullptr : in[1].stable))
+                            out[0].ptr<float>(), ctx.is_train ? nullptr : in[1].stable, ConvEpilogue(),
+                            ctx.temp, ctx.temp_bytes))
       return;
     {
       const ConvPlan c(p, in[0].shape, dtype_size(in[0].dtype));
@@ -446,7 +447,17 @@ const int kConvolution = [] {
   // rows; dX by COL = W_g^T . dY and col2im (images are disjoint); dW summed
   // over the items into per-slot partials (item i goes to slot i % slots) that
   // are added in slot order, so the result does not depend on the threads.
-  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+  // An executor plans oneDNN's work memory with the graph's (imperative calls use
+  // each thread's own buffers).
+  d.temp_bytes = [](const Params &p, const ShapeList &in, const DTypeList &dt) {
+    if (dt[0] != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0])) return size_t(0);
+    return onednn_conv_forward_scratch(conv_shape(ConvPlan(p, in[0], 4)), !p.b("no_bias"));
+  };
+  d.backward_temp_bytes = [](const Params &p, const ShapeList &in, const DTypeList &dt, const ReqList &req) {
+    if (dt[0] != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0])) return size_t(0);
+    return onednn_conv_backward_scratch(conv_shape(ConvPlan(p, in[0], 4)), req[0] != kNullOp, req[1] != kNullOp);
+  };
+  d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
     if (is_volume(p, in[0].shape)) return conv3d_backward(p, in, og, ig, req);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
@@ -460,7 +471,8 @@ const int kConvolution = [] {
                                     reinterpret_cast<const float *>(w),
                                     reinterpret_cast<const float *>(dy),
                                     req[0] ? reinterpret_cast<float *>(ig[0].ptr<T>()) : nullptr,
-                                    req[1] ? reinterpret_cast<float *>(ig[1].ptr<T>()) : nullptr);
+                                    req[1] ? reinterpret_cast<float *>(ig[1].ptr<T>()) : nullptr,
+                                    ctx.temp, ctx.temp_bytes);
       if (!done && pointwise(c) && (req[0] || req[1])) {
         pointwise_backward<T>(c, x, w, dy, req[0] ? ig[0].ptr<T>() : nullptr, req[1] ? ig[1].ptr<T>() : nullptr);
         done = true;

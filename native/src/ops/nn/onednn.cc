@@ -47,11 +47,14 @@ int parse_kernels_env() {
 std::atomic<int> g_kernels{-1};
 std::atomic<int64_t> g_conv_calls{0};
 std::atomic<int64_t> g_weight_reorders{0};
+std::atomic<int64_t> g_planned_work{0}, g_work_misses{0};
 
 }  // namespace
 
 int64_t onednn_conv_calls() { return g_conv_calls.load(); }
 int64_t onednn_weight_reorders() { return g_weight_reorders.load(); }
+int64_t onednn_planned_work_calls() { return g_planned_work.load(); }
+int64_t onednn_planned_work_misses() { return g_work_misses.load(); }
 
 bool onednn_built() {
 #ifdef LOOM_HAVE_ONEDNN
@@ -92,13 +95,15 @@ void onednn_blocked_layout(const float *, float *, int64_t, int64_t, int64_t, in
   fail(LOOM_ERR_INTERNAL, "nChw16c layouts need a build with oneDNN");
 }
 bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *,
-                         const ConvEpilogue &) {
+                         const ConvEpilogue &, void *, size_t) {
   return false;
 }
+size_t onednn_conv_forward_scratch(const ConvShape &, bool) { return 0; }
 bool onednn_conv_backward(const ConvShape &, const float *, const float *, const float *, float *,
-                          float *) {
+                          float *, void *, size_t) {
   return false;
 }
+size_t onednn_conv_backward_scratch(const ConvShape &, bool, bool) { return 0; }
 
 #else  // LOOM_HAVE_ONEDNN
 
@@ -289,13 +294,63 @@ void reorder(const memory::desc &plain, const void *from, const memory::desc &wa
   dnnl::reorder(a, b).execute(st, a, b);
 }
 
+// Whether weights in the layout `want` need a reorder from the plain layout.
+bool weights_reordered(const ConvShape &s, const memory::desc &want) {
+  return !(want == memory::desc(dims_for(s, 1).wei, dt::f32, weight_tag(s)));
+}
+
+// Work memory of one call: the caller's (the weights in oneDNN's layout) and
+// four buffers per range of work items (parallel_ranges_indexed). An executor
+// plans it with the graph's memory (ctx.temp, sized at bind by the *_scratch
+// functions); without it, or when it is too small (another kernel set, or a
+// fused step whose epilogue needs other buffers), each thread's own buffers.
+struct WorkSizes {
+  size_t caller = 0;
+  size_t slot[4] = {0, 0, 0, 0};
+  static size_t up(size_t n) { return (n + 63) / 64 * 64; }
+  size_t per_range() const { return up(slot[0]) + up(slot[1]) + up(slot[2]) + up(slot[3]); }
+  size_t bytes(int64_t ranges) const { return up(caller) + static_cast<size_t>(ranges) * per_range(); }
+};
+
+class Work {
+ public:
+  // Uses `temp` from byte `skip` on when it holds that much.
+  Work(const WorkSizes &z, int64_t ranges, void *temp, size_t temp_bytes, size_t skip = 0) : z_(z) {
+    if (temp && temp_bytes >= skip + z.bytes(ranges)) {
+      base_ = static_cast<char *>(temp) + skip;
+      g_planned_work.fetch_add(1);
+    }
+  }
+  // A buffer the sizes did not foresee (a defect: tests count them) comes from
+  // the thread's own buffers: this runs on kernel threads, where nothing may throw.
+  void *caller(size_t n) const {
+    if (base_ && n <= z_.caller) return base_;
+    if (base_) g_work_misses.fetch_add(1);
+    return thread_buffer(4, n);
+  }
+  void *range(int64_t r, int slot, size_t n) const {
+    if (!base_ || n > z_.slot[slot]) {
+      if (base_) g_work_misses.fetch_add(1);
+      return thread_buffer(slot, n);
+    }
+    char *p = base_ + WorkSizes::up(z_.caller) + static_cast<size_t>(r) * z_.per_range();
+    for (int k = 0; k < slot; ++k) p += WorkSizes::up(z_.slot[k]);
+    return p;
+  }
+  bool planned() const { return base_ != nullptr; }
+
+ private:
+  WorkSizes z_;
+  char *base_ = nullptr;
+};
+
 // The weights in the layout `want`: the user's buffer when it is already
-// plain, else a reordered copy in the caller's thread buffer `slot`.
-const void *weights_as(const ConvShape &s, const float *w, const memory::desc &want, int slot,
+// plain, else a reordered copy in the caller's work memory.
+const void *weights_as(const ConvShape &s, const float *w, const memory::desc &want, const Work &work,
                        dnnl::stream &st) {
   memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
   if (want == plain) return w;
-  void *to = thread_buffer(slot, want.get_size());
+  void *to = work.caller(want.get_size());
   reorder(plain, w, want, to, st);
   g_weight_reorders.fetch_add(1);
   return to;
@@ -313,9 +368,10 @@ std::string kept_key(const ConvShape &s, const float *w, int64_t variant, uint64
 // weights_as, keeping the reordered copy on `keep` (when given) for later calls;
 // `hold` keeps it alive for this call.
 const void *kept_weights_as(const ConvShape &s, const float *w, const memory::desc &want, int64_t variant,
-                            uint64_t weights_id, Var *keep, std::shared_ptr<const void> &hold, dnnl::stream &st) {
+                            uint64_t weights_id, Var *keep, std::shared_ptr<const void> &hold, const Work &work,
+                            dnnl::stream &st) {
   memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
-  if (want == plain || !keep) return weights_as(s, w, want, 4, st);
+  if (want == plain || !keep) return weights_as(s, w, want, work, st);
   const std::string key = kept_key(s, w, variant, weights_id);
   hold = keep->derived(key);
   if (hold) return hold.get();
@@ -328,13 +384,22 @@ const void *kept_weights_as(const ConvShape &s, const float *w, const memory::de
   return buf.get();
 }
 
-// Runs `body(n0, bn)` for every work item over Loom's kernel threads.
+// Work items of a batch of n images: how many, of `per` images each, the last of `last`.
+struct Items {
+  int64_t per, count, last;
+  explicit Items(int64_t n)
+      : per(item_images(n)), count((n + per - 1) / per), last(n - (count - 1) * per) {}
+  // How many ranges for_items runs them in (each with its own work buffers).
+  int64_t ranges() const { return parallel_range_count(count, 1); }
+};
+
+// Runs `body(range, item, n0, bn)` for every work item over Loom's kernel threads.
 template <typename F>
 void for_items(int64_t n, F &&body) {
-  int64_t per = item_images(n), items = (n + per - 1) / per;
-  parallel_ranges(items, 1, [&](int64_t i0, int64_t i1) {
+  const Items it(n);
+  parallel_ranges_indexed(it.count, 1, [&](int64_t r, int64_t i0, int64_t i1) {
     OneOpenMpThread one;
-    for (int64_t i = i0; i < i1; ++i) body(i, i * per, std::min(per, n - i * per));
+    for (int64_t i = i0; i < i1; ++i) body(r, i, i * it.per, std::min(it.per, n - i * it.per));
   });
 }
 
@@ -556,35 +621,66 @@ bool onednn_conv_takes(const ConvShape &s) {
   return fg % 16 == 0 && (cg % 16 == 0 || cg <= 4);
 }
 
-bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y, Var *keep, const ConvEpilogue &ep) {
-  if (!onednn_conv_takes(s)) return false;
-  OneOpenMpThread one;
-  if (int64_t pieces = channel_pieces(s); pieces > 1)
-    return conv_forward_pieces(s, pieces, x, w, bias, y, keep, ep);
-  int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
-  const int64_t bits = epilogue_bits(ep);
-  auto plan = cached<ForwardPlan>(s, (bias != nullptr ? 1 : 0) + bits, [&](ForwardPlan &f) {
-    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias != nullptr, bits)));
+// The forward plan of a convolution cut into work items (built on first use),
+// or null when oneDNN does not take it.
+std::shared_ptr<const ForwardPlan> forward_plan(const ConvShape &s, bool bias, int64_t bits) {
+  const int64_t per = Items(s.n).per, last = Items(s.n).last;
+  return cached<ForwardPlan>(s, (bias ? 1 : 0) + bits, [&](ForwardPlan &f) {
+    f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias, bits)));
     if (bits && slow(*f.pd)) return false;
     if (last != per)
-      f.pd_last.reset(
-          new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias != nullptr, bits)));
+      f.pd_last.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, last, bias, bits)));
     // Both batch sizes share the weights' layout (checked; else the reference runs).
     if (f.pd_last && !(f.pd_last->weights_desc() == f.pd->weights_desc())) return false;
     f.prim.reset(new dnnl::convolution_forward(*f.pd));
     if (f.pd_last) f.prim_last.reset(new dnnl::convolution_forward(*f.pd_last));
     return true;
   });
+}
+
+// The work memory of the forward pass: the weights, and per range each item's
+// input and output in oneDNN's layouts and its scratchpad.
+WorkSizes forward_sizes(const ConvShape &s, const ForwardPlan &plan, const ConvEpilogue &ep) {
+  WorkSizes z;
+  if (weights_reordered(s, plan.pd->weights_desc())) z.caller = plan.pd->weights_desc().get_size();
+  for (const auto *p : {plan.pd.get(), plan.pd_last.get()}) {
+    if (!p) continue;
+    Dims d = dims_for(s, p->src_desc().dims()[0]);
+    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? tag::aBcd16b : tag::nchw),
+        udst(d.dst, dt::f32, ep.dst_blocked ? tag::aBcd16b : tag::nchw);
+    if (!(p->src_desc() == usrc)) z.slot[0] = std::max(z.slot[0], p->src_desc().get_size());
+    if (!(p->dst_desc() == udst)) z.slot[1] = std::max(z.slot[1], p->dst_desc().get_size());
+    z.slot[2] = std::max(z.slot[2], p->scratchpad_desc().get_size());
+  }
+  return z;
+}
+
+size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias) {
+  if (!onednn_conv_takes(s) || channel_pieces(s) > 1) return 0;
+  OneOpenMpThread one;
+  auto plan = forward_plan(s, bias, 0);
+  return plan ? forward_sizes(s, *plan, ConvEpilogue()).bytes(Items(s.n).ranges()) : 0;
+}
+
+bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
+                         float *y, Var *keep, const ConvEpilogue &ep, void *scratch, size_t scratch_bytes) {
+  if (!onednn_conv_takes(s)) return false;
+  OneOpenMpThread one;
+  if (int64_t pieces = channel_pieces(s); pieces > 1)
+    return conv_forward_pieces(s, pieces, x, w, bias, y, keep, ep);
+  const int64_t per = Items(s.n).per;
+  const int64_t bits = epilogue_bits(ep);
+  auto plan = forward_plan(s, bias != nullptr, bits);
   if (!plan) return false;
   const auto *pd = plan->pd.get(), *pd_last = plan->pd_last.get();
   const auto &prim = *plan->prim;
   const auto &prim_last = plan->prim_last ? *plan->prim_last : prim;
+  const Work work(forward_sizes(s, *plan, ep), Items(s.n).ranges(), scratch, scratch_bytes);
   dnnl::stream st(cpu_engine());
   std::shared_ptr<const void> hold;
-  const void *wr =
-      kept_weights_as(s, w, pd->weights_desc(), (bias != nullptr ? 1 : 0) + bits, ep.weights_id, keep, hold, st);
-  for_items(s.n, [&](int64_t, int64_t n0, int64_t bn) {
+  const void *wr = kept_weights_as(s, w, pd->weights_desc(), (bias != nullptr ? 1 : 0) + bits, ep.weights_id,
+                                   keep, hold, work, st);
+  for_items(s.n, [&](int64_t r, int64_t, int64_t n0, int64_t bn) {
     const auto &p = bn == per ? *pd : *pd_last;
     const auto &pr = bn == per ? prim : prim_last;
     dnnl::stream ts(cpu_engine());
@@ -595,15 +691,15 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     float *yd = y + n0 * s.f * s.oh * s.ow;
     void *src = const_cast<float *>(xs);
     if (!(p.src_desc() == usrc)) {
-      src = thread_buffer(0, p.src_desc().get_size());
+      src = work.range(r, 0, p.src_desc().get_size());
       reorder(usrc, xs, p.src_desc(), src, ts);
     }
     bool direct = p.dst_desc() == udst;
-    void *dst = direct ? static_cast<void *>(yd) : thread_buffer(1, p.dst_desc().get_size());
+    void *dst = direct ? static_cast<void *>(yd) : work.range(r, 1, p.dst_desc().get_size());
     if (ep.sum && !direct) reorder(udst, yd, p.dst_desc(), dst, ts);  // the addend, to be summed
     memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), const_cast<void *>(wr)),
         md(p.dst_desc(), cpu_engine(), dst),
-        mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
+        mpad(p.scratchpad_desc(), cpu_engine(), work.range(r, 2, p.scratchpad_desc().get_size()));
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
                                          {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias)));
@@ -616,12 +712,11 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   return true;
 }
 
-bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw) {
-  if (!onednn_conv_takes(s)) return false;
-  OneOpenMpThread one;
-  int64_t per = item_images(s.n), items = (s.n + per - 1) / per, last = s.n - (items - 1) * per;
-  auto plan = cached<BackwardPlan>(s, (dx ? 2 : 0) + (dw ? 4 : 0), [&](BackwardPlan &b) {
+// The backward plan of a convolution (built on first use), or null when oneDNN
+// does not take it.
+std::shared_ptr<const BackwardPlan> backward_plan(const ConvShape &s, bool dx, bool dw) {
+  const int64_t per = Items(s.n).per, last = Items(s.n).last;
+  return cached<BackwardPlan>(s, (dx ? 2 : 0) + (dw ? 4 : 0), [&](BackwardPlan &b) {
     auto make = [&](int64_t bn, BackwardPlan::Pds &out) {
       dnnl::convolution_forward::primitive_desc hint = forward_pd(s, bn, false);
       Dims d = dims_for(s, bn);
@@ -652,20 +747,76 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
     }
     return true;
   });
+}
+
+// The work memory of the backward pass: the weights (for dX), and per range
+// each item's dY (slot 0) and dX or second dY (1) in oneDNN's layouts, the
+// scratchpads (2) and the input in the weight gradient's layout (3).
+WorkSizes backward_sizes(const ConvShape &s, const BackwardPlan &plan, bool dx, bool dw) {
+  WorkSizes z;
+  if (dx && weights_reordered(s, plan.full.data->weights_desc())) z.caller = plan.full.data->weights_desc().get_size();
+  for (const BackwardPlan::Pds *p : {&plan.full, &plan.tail}) {
+    if (dx ? !p->data : !p->weights) continue;  // no tail
+    const memory::desc &want_dy = dx ? p->data->diff_dst_desc() : p->weights->diff_dst_desc();
+    Dims d = dims_for(s, want_dy.dims()[0]);
+    memory::desc usrc(d.src, dt::f32, tag::nchw), udst(d.dst, dt::f32, tag::nchw);
+    if (!(want_dy == udst)) z.slot[0] = std::max(z.slot[0], want_dy.get_size());
+    if (dx) {
+      if (!(p->data->diff_src_desc() == usrc)) z.slot[1] = std::max(z.slot[1], p->data->diff_src_desc().get_size());
+      z.slot[2] = std::max(z.slot[2], p->data->scratchpad_desc().get_size());
+    }
+    if (dw) {
+      if (!(p->weights->diff_dst_desc() == want_dy))
+        z.slot[1] = std::max(z.slot[1], p->weights->diff_dst_desc().get_size());
+      z.slot[2] = std::max(z.slot[2], p->weights->scratchpad_desc().get_size());
+      if (!(p->weights->src_desc() == usrc)) z.slot[3] = std::max(z.slot[3], p->weights->src_desc().get_size());
+    }
+  }
+  return z;
+}
+
+// Bytes of the weight gradient's per-item pieces (they come first in the scratch).
+size_t pieces_bytes(const ConvShape &s, const BackwardPlan &plan, bool dw) {
+  return dw ? WorkSizes::up(static_cast<size_t>(Items(s.n).count) * plan.full.weights->diff_weights_desc().get_size())
+            : 0;
+}
+
+size_t onednn_conv_backward_scratch(const ConvShape &s, bool dx, bool dw) {
+  if (!(dx || dw) || !onednn_conv_takes(s)) return 0;
+  OneOpenMpThread one;
+  auto plan = backward_plan(s, dx, dw);
+  if (!plan) return 0;
+  return pieces_bytes(s, *plan, dw) + backward_sizes(s, *plan, dx, dw).bytes(Items(s.n).ranges());
+}
+
+bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, void *scratch, size_t scratch_bytes) {
+  if (!onednn_conv_takes(s)) return false;
+  OneOpenMpThread one;
+  const int64_t per = Items(s.n).per, items = Items(s.n).count;
+  auto plan = backward_plan(s, dx != nullptr, dw != nullptr);
   if (!plan) return false;
   const BackwardPlan::Pds &full = plan->full, &tail = plan->tail;
+  // The weight gradient's pieces, then the work buffers: in the executor's
+  // planned scratch when it holds them all.
+  const size_t pbytes = pieces_bytes(s, *plan, dw != nullptr);
+  const Work work(backward_sizes(s, *plan, dx != nullptr, dw != nullptr), Items(s.n).ranges(), scratch,
+                  scratch_bytes, pbytes);
   dnnl::stream st(cpu_engine());
-  const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), 4, st) : nullptr;
+  const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), work, st) : nullptr;
   // Per-item weight gradients in oneDNN's layout, added in item order below.
   size_t wbytes = 0;
   std::shared_ptr<void> pieces;  // every element is written by oneDNN: no zeroing
   float *partial = nullptr;
   if (dw) {
     wbytes = full.weights->diff_weights_desc().get_size();
-    pieces = reusable_scratch(static_cast<size_t>(items) * wbytes, "for the oneDNN weight gradient's pieces");
-    partial = static_cast<float *>(pieces.get());
+    if (work.planned())
+      partial = static_cast<float *>(scratch);
+    else
+      pieces = reusable_scratch(static_cast<size_t>(items) * wbytes, "for the oneDNN weight gradient's pieces");
+    if (!partial) partial = static_cast<float *>(pieces.get());
   }
-  for_items(s.n, [&](int64_t item, int64_t n0, int64_t bn) {
+  for_items(s.n, [&](int64_t r, int64_t item, int64_t n0, int64_t bn) {
     const BackwardPlan::Pds &p = bn == per ? full : tail;
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
@@ -675,16 +826,16 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
     const memory::desc &want_dy = dx ? p.data->diff_dst_desc() : p.weights->diff_dst_desc();
     void *dyr = const_cast<float *>(dys);
     if (!(want_dy == udst)) {
-      dyr = thread_buffer(0, want_dy.get_size());
+      dyr = work.range(r, 0, want_dy.get_size());
       reorder(udst, dys, want_dy, dyr, ts);
     }
     if (dx) {
       float *dxd = dx + n0 * s.c * s.h * s.w;
       bool direct = p.data->diff_src_desc() == usrc;
-      void *dsrc = direct ? static_cast<void *>(dxd) : thread_buffer(1, p.data->diff_src_desc().get_size());
+      void *dsrc = direct ? static_cast<void *>(dxd) : work.range(r, 1, p.data->diff_src_desc().get_size());
       memory mdy(want_dy, cpu_engine(), dyr), mw(p.data->weights_desc(), cpu_engine(), const_cast<void *>(wr)),
           mdx(p.data->diff_src_desc(), cpu_engine(), dsrc),
-          mpad(p.data->scratchpad_desc(), cpu_engine(), thread_buffer(2, p.data->scratchpad_desc().get_size()));
+          mpad(p.data->scratchpad_desc(), cpu_engine(), work.range(r, 2, p.data->scratchpad_desc().get_size()));
       p.pdata->execute(ts, {{DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, mdx},
                         {DNNL_ARG_SCRATCHPAD, mpad}});
       if (!direct) reorder(p.data->diff_src_desc(), dsrc, usrc, dxd, ts);
@@ -693,20 +844,20 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
       const memory::desc &wdy = p.weights->diff_dst_desc();
       void *dyw = dyr;
       if (!(wdy == want_dy)) {
-        dyw = thread_buffer(1, wdy.get_size());
+        dyw = work.range(r, 1, wdy.get_size());
         reorder(udst, dys, wdy, dyw, ts);
       }
       const float *xs = x + n0 * s.c * s.h * s.w;
       void *src = const_cast<float *>(xs);
       if (!(p.weights->src_desc() == usrc)) {
-        src = thread_buffer(3, p.weights->src_desc().get_size());
+        src = work.range(r, 3, p.weights->src_desc().get_size());
         reorder(usrc, xs, p.weights->src_desc(), src, ts);
       }
       memory ms(p.weights->src_desc(), cpu_engine(), src), mdy(wdy, cpu_engine(), dyw),
           mdw(p.weights->diff_weights_desc(), cpu_engine(),
               partial + static_cast<size_t>(item) * (wbytes / sizeof(float))),
           mpad(p.weights->scratchpad_desc(), cpu_engine(),
-               thread_buffer(2, p.weights->scratchpad_desc().get_size()));
+               work.range(r, 2, p.weights->scratchpad_desc().get_size()));
       p.pw->execute(ts, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_DIFF_WEIGHTS, mdw},
                         {DNNL_ARG_SCRATCHPAD, mpad}});
     }

@@ -9,6 +9,7 @@
 // of threads or engine workers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace loom {
@@ -82,15 +83,32 @@ void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, i
 // `keep`, when given, is the weight's var: the weights in oneDNN's layout are
 // kept there for the weight's version (prediction passes reorder them once, not
 // on every call); the caller gives it only when the weight is a stable input.
+// `scratch` (optional): work memory of at least onednn_conv_forward_scratch bytes
+// (an executor's planned scratch); without it each thread's own buffers are used.
 bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y, class Var *keep = nullptr, const ConvEpilogue &ep = ConvEpilogue());
+                         float *y, class Var *keep = nullptr, const ConvEpilogue &ep = ConvEpilogue(),
+                         void *scratch = nullptr, size_t scratch_bytes = 0);
+// The work memory onednn_conv_forward uses without an epilogue (0: none, or oneDNN
+// does not take the convolution). Builds the plan, so an executor asks at bind.
+size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias);
+// `scratch` (optional): memory of at least onednn_conv_backward_scratch bytes for
+// the weight gradient's pieces and the work buffers; without it they come from
+// reusable_scratch and each thread's own buffers.
 bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw);
+                          float *dx, float *dw, void *scratch = nullptr, size_t scratch_bytes = 0);
+// The scratch onednn_conv_backward uses for these wanted gradients (0: oneDNN does
+// not take the convolution). Builds the plan, so an executor asks at bind.
+size_t onednn_conv_backward_scratch(const ConvShape &s, bool dx, bool dw);
 // How many convolution passes oneDNN has computed in this process (tests check
 // that the path they compare really ran).
 int64_t onednn_conv_calls();
 // How many times a convolution's weights were reordered into oneDNN's layout
 // (tests check that kept weights are reused, and dropped after a write).
 int64_t onednn_weight_reorders();
+// How many convolution passes used work memory an executor planned (ctx.temp)
+// rather than their threads' own buffers.
+int64_t onednn_planned_work_calls();
+// How many buffers such a pass needed beyond what was planned (a defect).
+int64_t onednn_planned_work_misses();
 
 }  // namespace loom
