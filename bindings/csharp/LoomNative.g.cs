@@ -175,7 +175,7 @@ public struct StorageStats
 public struct MemoryPlan
 {
     /// <summary>
-    /// internal bytes with in-place and reuse planning
+    /// internal bytes with in-place and reuse planning (one allocation)
     /// </summary>
     public long PlannedBytes;
     /// <summary>
@@ -195,7 +195,7 @@ public struct MemoryPlan
     /// </summary>
     public int NumValues;
     /// <summary>
-    /// buffers after planning
+    /// regions of that allocation: values after in-place sharing
     /// </summary>
     public int NumBuffers;
     /// <summary>

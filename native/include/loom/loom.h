@@ -462,12 +462,12 @@ LOOM_API void loom_dlpack_delete(void *managed_tensor);
 /** Memory of a bound graph. Byte counts cover intermediate values and op
  *  scratch space ("internal" memory), not arguments or their gradients. */
 typedef struct loom_memory_plan {
-  int64_t planned_bytes;   /**< internal bytes with in-place and reuse planning */
+  int64_t planned_bytes;   /**< internal bytes with in-place and reuse planning (one allocation) */
   int64_t unplanned_bytes; /**< internal bytes with one buffer per value */
   int64_t allocated_bytes; /**< internal bytes this executor holds (0 for a plan only) */
   int64_t argument_bytes;  /**< arguments, gradients and auxiliary states */
   int32_t num_values;      /**< intermediate values */
-  int32_t num_buffers;     /**< buffers after planning */
+  int32_t num_buffers;     /**< regions of that allocation: values after in-place sharing */
   int32_t num_steps;       /**< kernels per forward+backward */
   int32_t num_inplace;     /**< values computed in place of an input */
 } loom_memory_plan;
