@@ -749,6 +749,21 @@ TEST(Executor, BackwardMirroringSavesMemoryWithIdenticalResults) {
   EXPECT_EQ(with.num_steps, without.num_steps);
 }
 
+// A prediction binding, planned or with bytes of its own for every value
+// (LOOM_EXEC_PLAN=0), its `nargs` arguments filled from `seed` on.
+namespace {
+Exec bind_filled(const Sym &s, const Shapes &sh, bool planned, int nargs, double lo, double hi, uint32_t seed) {
+  if (!planned) setenv("LOOM_EXEC_PLAN", "0", 1);
+  Exec ex = simple_bind(s, sh, LOOM_GRAD_NULL);
+  unsetenv("LOOM_EXEC_PLAN");
+  for (int i = 0; i < nargs; ++i) {
+    Arr arg = get(ex, LOOM_EXEC_ARGUMENT, i);
+    fill(arg, random_values(numel(shape_of(arg)), lo, hi, seed + i));
+  }
+  return ex;
+}
+}  // namespace
+
 // Offset planning: a value that dies leaves a region two smaller values can share
 // at once. a = sigmoid(x) (2 units) dies into f = fc(a) (1 unit); then b = exp(f)
 // and c = sin(f) live together beside f; b * c is written over b and the output
@@ -775,13 +790,7 @@ TEST(Executor, PlanningPlacesValuesInTheGapsDeadValuesLeave) {
   // The same output, bit for bit, as a binding without planning.
   std::vector<double> out[2];
   for (int planned = 0; planned < 2; ++planned) {
-    if (!planned) setenv("LOOM_EXEC_PLAN", "0", 1);
-    Exec ex = simple_bind(e, sh, LOOM_GRAD_NULL);
-    unsetenv("LOOM_EXEC_PLAN");
-    for (int i = 0; i < 3; ++i) {
-      Arr arg = get(ex, LOOM_EXEC_ARGUMENT, i);
-      fill(arg, random_values(numel(shape_of(arg)), -0.5, 0.5, 40 + i));
-    }
+    Exec ex = bind_filled(e, sh, planned, 3, -0.5, 0.5, 40);
     ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK);
     out[planned] = read(get(ex, LOOM_EXEC_OUTPUT, 0));
   }
@@ -811,13 +820,7 @@ TEST(Executor, AValueWrittenOverADeadOneWaitsForItsLastReader) {
   EXPECT_LE(m.planned_bytes, m.unplanned_bytes - 256 * 1024 * 4 + 64);  // q shares a's bytes
   std::vector<double> want;
   for (int planned = 0; planned < 2; ++planned) {
-    if (!planned) setenv("LOOM_EXEC_PLAN", "0", 1);
-    Exec ex = simple_bind(g, sh, LOOM_GRAD_NULL);
-    unsetenv("LOOM_EXEC_PLAN");
-    for (int i = 0; i < 3; ++i) {
-      Arr arg = get(ex, LOOM_EXEC_ARGUMENT, i);
-      fill(arg, random_values(numel(shape_of(arg)), -1, 1, 70 + i));
-    }
+    Exec ex = bind_filled(g, sh, planned, 3, -1, 1, 70);
     for (int pass = 0; pass < (planned ? 8 : 1); ++pass) {
       // a's last reader is queued behind nothing, q's writer behind nothing: only
       // the planned dependency orders them.
