@@ -294,10 +294,11 @@ void reorder(const memory::desc &plain, const void *from, const memory::desc &wa
   dnnl::reorder(a, b).execute(st, a, b);
 }
 
+// The weights' (and their gradient's) plain layout, as the caller holds them.
+memory::desc plain_weights(const ConvShape &s) { return memory::desc(dims_for(s, 1).wei, dt::f32, weight_tag(s)); }
+
 // Whether weights in the layout `want` need a reorder from the plain layout.
-bool weights_reordered(const ConvShape &s, const memory::desc &want) {
-  return !(want == memory::desc(dims_for(s, 1).wei, dt::f32, weight_tag(s)));
-}
+bool weights_reordered(const ConvShape &s, const memory::desc &want) { return !(want == plain_weights(s)); }
 
 // Work memory of one call: the caller's (the weights in oneDNN's layout) and
 // four buffers per range of work items (parallel_ranges_indexed). An executor
@@ -348,8 +349,8 @@ class Work {
 // plain, else a reordered copy in the caller's work memory.
 const void *weights_as(const ConvShape &s, const float *w, const memory::desc &want, const Work &work,
                        dnnl::stream &st) {
-  memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
-  if (want == plain) return w;
+  if (!weights_reordered(s, want)) return w;
+  const memory::desc plain = plain_weights(s);
   void *to = work.caller(want.get_size());
   reorder(plain, w, want, to, st);
   g_weight_reorders.fetch_add(1);
@@ -370,13 +371,12 @@ std::string kept_key(const ConvShape &s, const float *w, int64_t variant, uint64
 const void *kept_weights_as(const ConvShape &s, const float *w, const memory::desc &want, int64_t variant,
                             uint64_t weights_id, Var *keep, std::shared_ptr<const void> &hold, const Work &work,
                             dnnl::stream &st) {
-  memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
-  if (want == plain || !keep) return weights_as(s, w, want, work, st);
+  if (!weights_reordered(s, want) || !keep) return weights_as(s, w, want, work, st);
   const std::string key = kept_key(s, w, variant, weights_id);
   hold = keep->derived(key);
   if (hold) return hold.get();
   std::shared_ptr<void> buf = aligned_buffer(want.get_size(), "for reordered weights");
-  reorder(plain, w, want, buf.get(), st);
+  reorder(plain_weights(s), w, want, buf.get(), st);
   st.wait();
   g_weight_reorders.fetch_add(1);
   keep->keep_derived(key, buf);
@@ -624,7 +624,8 @@ bool onednn_conv_takes(const ConvShape &s) {
 // The forward plan of a convolution cut into work items (built on first use),
 // or null when oneDNN does not take it.
 std::shared_ptr<const ForwardPlan> forward_plan(const ConvShape &s, bool bias, int64_t bits) {
-  const int64_t per = Items(s.n).per, last = Items(s.n).last;
+  const Items it(s.n);
+  const int64_t per = it.per, last = it.last;
   return cached<ForwardPlan>(s, (bias ? 1 : 0) + bits, [&](ForwardPlan &f) {
     f.pd.reset(new dnnl::convolution_forward::primitive_desc(forward_pd(s, per, bias, bits)));
     if (bits && slow(*f.pd)) return false;
@@ -715,7 +716,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
 // The backward plan of a convolution (built on first use), or null when oneDNN
 // does not take it.
 std::shared_ptr<const BackwardPlan> backward_plan(const ConvShape &s, bool dx, bool dw) {
-  const int64_t per = Items(s.n).per, last = Items(s.n).last;
+  const Items it(s.n);
+  const int64_t per = it.per, last = it.last;
   return cached<BackwardPlan>(s, (dx ? 2 : 0) + (dw ? 4 : 0), [&](BackwardPlan &b) {
     auto make = [&](int64_t bn, BackwardPlan::Pds &out) {
       dnnl::convolution_forward::primitive_desc hint = forward_pd(s, bn, false);
@@ -793,14 +795,15 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
                           float *dx, float *dw, void *scratch, size_t scratch_bytes) {
   if (!onednn_conv_takes(s)) return false;
   OneOpenMpThread one;
-  const int64_t per = Items(s.n).per, items = Items(s.n).count;
+  const Items its(s.n);
+  const int64_t per = its.per, items = its.count;
   auto plan = backward_plan(s, dx != nullptr, dw != nullptr);
   if (!plan) return false;
   const BackwardPlan::Pds &full = plan->full, &tail = plan->tail;
   // The weight gradient's pieces, then the work buffers: in the executor's
   // planned scratch when it holds them all.
   const size_t pbytes = pieces_bytes(s, *plan, dw != nullptr);
-  const Work work(backward_sizes(s, *plan, dx != nullptr, dw != nullptr), Items(s.n).ranges(), scratch,
+  const Work work(backward_sizes(s, *plan, dx != nullptr, dw != nullptr), its.ranges(), scratch,
                   scratch_bytes, pbytes);
   dnnl::stream st(cpu_engine());
   const void *wr = dx ? weights_as(s, w, full.data->weights_desc(), work, st) : nullptr;
@@ -873,8 +876,7 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
         for (int64_t j = j0; j < j1; ++j) sum[j] += src[j];
       }
     });
-    memory::desc plain(dims_for(s, 1).wei, dt::f32, weight_tag(s));
-    reorder(full.weights->diff_weights_desc(), sum, plain, dw, st);
+    reorder(full.weights->diff_weights_desc(), sum, plain_weights(s), dw, st);
     st.wait();
   }
   g_conv_calls.fetch_add(1);
