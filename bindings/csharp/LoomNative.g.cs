@@ -666,6 +666,7 @@ public static unsafe partial class LoomNative
     /// Describes the operator as JSON, the single source from which bindings and
     ///  documentation are generated:
     ///  {"name", "doc", "inputs": [names], "variadic": bool, "outputs": [names],
+    ///   "variable_outputs": bool (how many outputs depends on the parameters),
     ///   "params": [{"name","type","default","required","doc","choices"}],
     ///   "inplace": [[input, output]...], "temp_space": bool}.
     ///  Static string, never freed.

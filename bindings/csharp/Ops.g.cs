@@ -1285,6 +1285,50 @@ public static partial class Op
     }
     private static OpHandle s_multi_all_finite;
 
+    /// <summary>sgd_mom_update for several weights in one call: inputs weight 0, grad 0, mom 0, weight 1, ...; outputs weight 0, mom 0, weight 1, mom 1, ... (update them in place). Weight i takes lrs[i] and wds[i].</summary>
+    /// <param name="data">Input 'data' (one or more).</param>
+    /// <param name="lrs">Learning rates, one per weight.</param>
+    /// <param name="wds">Weight decays, one per weight.</param>
+    /// <param name="rescaleGrad">Multiplies the gradients first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradients to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="numWeights">Number of weights updated. Default: 1.</param>
+    /// <param name="momentum">Momentum factor. Default: 0.0.</param>
+    /// <param name="out">Write the results into these arrays (weight, mom) instead of new ones.</param>
+    /// <returns>The result (the op 'multi_sgd_mom_update').</returns>
+    public static NDArray[] MultiSgdMomUpdate(NDArray[] data, double[] lrs, double[] wds, double? rescaleGrad = null, double? clipGradient = null, long? numWeights = null, double? momentum = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lrs", lrs);
+        (__params ??= new()).Add("wds", wds);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (numWeights is not null) (__params ??= new()).Add("num_weights", numWeights.Value);
+        if (momentum is not null) (__params ??= new()).Add("momentum", momentum.Value);
+        return Imperative.InvokeMany(ref s_multi_sgd_mom_update, "multi_sgd_mom_update", data, __params, @out);
+    }
+    private static OpHandle s_multi_sgd_mom_update;
+
+    /// <summary>sgd_update for several weights in one call: inputs weight 0, grad 0, weight 1, grad 1, ...; outputs the weights (update them in place). Weight i takes lrs[i] and wds[i].</summary>
+    /// <param name="data">Input 'data' (one or more).</param>
+    /// <param name="lrs">Learning rates, one per weight.</param>
+    /// <param name="wds">Weight decays, one per weight.</param>
+    /// <param name="rescaleGrad">Multiplies the gradients first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradients to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="numWeights">Number of weights updated. Default: 1.</param>
+    /// <param name="out">Write the results into these arrays (weight) instead of new ones.</param>
+    /// <returns>The result (the op 'multi_sgd_update').</returns>
+    public static NDArray[] MultiSgdUpdate(NDArray[] data, double[] lrs, double[] wds, double? rescaleGrad = null, double? clipGradient = null, long? numWeights = null, NDArray[]? @out = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lrs", lrs);
+        (__params ??= new()).Add("wds", wds);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (numWeights is not null) (__params ??= new()).Add("num_weights", numWeights.Value);
+        return Imperative.InvokeMany(ref s_multi_sgd_update, "multi_sgd_update", data, __params, @out);
+    }
+    private static OpHandle s_multi_sgd_update;
+
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
     /// <param name="lhs">Input 'lhs'.</param>
     /// <param name="rhs">Input 'rhs'.</param>

@@ -1206,6 +1206,48 @@ public static partial class Sym
         return Symbol.Create("multi_all_finite", name, data, null, __params);
     }
 
+    /// <summary>sgd_mom_update for several weights in one call: inputs weight 0, grad 0, mom 0, weight 1, ...; outputs weight 0, mom 0, weight 1, mom 1, ... (update them in place). Weight i takes lrs[i] and wds[i].</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Inputs 'data' (one or more).</param>
+    /// <param name="lrs">Learning rates, one per weight.</param>
+    /// <param name="wds">Weight decays, one per weight.</param>
+    /// <param name="rescaleGrad">Multiplies the gradients first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradients to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="numWeights">Number of weights updated. Default: 1.</param>
+    /// <param name="momentum">Momentum factor. Default: 0.0.</param>
+    /// <returns>The new node's symbol.</returns>
+    public static Symbol MultiSgdMomUpdate(string? name, Symbol[] data, double[] lrs, double[] wds, double? rescaleGrad = null, double? clipGradient = null, long? numWeights = null, double? momentum = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lrs", lrs);
+        (__params ??= new()).Add("wds", wds);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (numWeights is not null) (__params ??= new()).Add("num_weights", numWeights.Value);
+        if (momentum is not null) (__params ??= new()).Add("momentum", momentum.Value);
+        return Symbol.Create("multi_sgd_mom_update", name, data, null, __params);
+    }
+
+    /// <summary>sgd_update for several weights in one call: inputs weight 0, grad 0, weight 1, grad 1, ...; outputs the weights (update them in place). Weight i takes lrs[i] and wds[i].</summary>
+    /// <param name="name">Node name (null: automatic).</param>
+    /// <param name="data">Inputs 'data' (one or more).</param>
+    /// <param name="lrs">Learning rates, one per weight.</param>
+    /// <param name="wds">Weight decays, one per weight.</param>
+    /// <param name="rescaleGrad">Multiplies the gradients first. Default: 1.0.</param>
+    /// <param name="clipGradient">Clips the rescaled gradients to [-c, c]; negative means no clipping. Default: -1.0.</param>
+    /// <param name="numWeights">Number of weights updated. Default: 1.</param>
+    /// <returns>The new node's symbol.</returns>
+    public static Symbol MultiSgdUpdate(string? name, Symbol[] data, double[] lrs, double[] wds, double? rescaleGrad = null, double? clipGradient = null, long? numWeights = null)
+    {
+        OpParams? __params = null;
+        (__params ??= new()).Add("lrs", lrs);
+        (__params ??= new()).Add("wds", wds);
+        if (rescaleGrad is not null) (__params ??= new()).Add("rescale_grad", rescaleGrad.Value);
+        if (clipGradient is not null) (__params ??= new()).Add("clip_gradient", clipGradient.Value);
+        if (numWeights is not null) (__params ??= new()).Add("num_weights", numWeights.Value);
+        return Symbol.Create("multi_sgd_update", name, data, null, __params);
+    }
+
     /// <summary>Elementwise lhs * rhs with NumPy broadcasting.</summary>
     /// <param name="name">Node name (null: automatic).</param>
     /// <param name="lhs">Input 'lhs' (null: a new variable).</param>

@@ -267,9 +267,9 @@ def generate_abi(header, out_dir, docs_dir=None, py_dir=None):
 
 
 # --------------------------------------------------------------------- ops
-CS_PARAM = {"int": "long?", "float": "double?", "bool": "bool?", "tuple": "long[]?",
+CS_PARAM = {"int": "long?", "float": "double?", "bool": "bool?", "tuple": "long[]?", "floats": "double[]?",
             "string": "string?", "enum": "string?", "dtype": "DType?", "context": "Context?"}
-CS_REQUIRED = {"int": "long", "float": "double", "bool": "bool", "tuple": "long[]",
+CS_REQUIRED = {"int": "long", "float": "double", "bool": "bool", "tuple": "long[]", "floats": "double[]",
                "string": "string", "enum": "string", "dtype": "DType", "context": "Context"}
 
 
@@ -472,7 +472,7 @@ def param_add_lines(op, names, indent="        "):
         v = safe_ident(camel(p["name"]))
         if p["type"] == "enum":
             val = "OpEnums.Text(%s%s)" % (v, "" if p["required"] else ".Value")
-        elif not p["required"] and p["type"] not in ("tuple", "string"):
+        elif not p["required"] and p["type"] not in ("tuple", "floats", "string"):
             val = v + ".Value"
         else:
             val = v
@@ -530,7 +530,9 @@ def generate_ops(lib_path, out_dir):
             sig.append("%s %s" % (cs_param_type(op, p, enames, True), safe_ident(camel(p["name"]))))
         for p in optional:
             sig.append("%s %s = null" % (cs_param_type(op, p, enames, False), safe_ident(camel(p["name"]))))
-        multi = len(op["outputs"]) > 1
+        # Several outputs, or outputs that come in groups as a variadic op's inputs
+        # do (multi_sgd_update: one weight out per weight and gradient in).
+        multi = len(op["outputs"]) > 1 or (op["variadic"] and op.get("variable_outputs", False))
         sig.append("NDArray[]? @out = null" if multi else "NDArray? @out = null")
         lines.append("    /// <summary>%s</summary>" % xml_escape(op["doc"]))
         for inp in op["inputs"]:

@@ -53,6 +53,15 @@ public sealed class OpParams
         for (int i = 0; i < value.Length; i++) parts[i] = value[i].ToString(CultureInfo.InvariantCulture);
         Add(key, "(" + string.Join(",", parts) + (value.Length == 1 ? ",)" : ")"));
     }
+    /// <summary>Adds a tuple of numbers.</summary>
+    /// <param name="key">The attribute's name.</param>
+    /// <param name="value">The value.</param>
+    public void Add(string key, double[] value)
+    {
+        var parts = new string[value.Length];
+        for (int i = 0; i < value.Length; i++) parts[i] = value[i].ToString("R", CultureInfo.InvariantCulture);
+        Add(key, "(" + string.Join(",", parts) + (value.Length == 1 ? ",)" : ")"));
+    }
     /// <summary>Adds a dtype by name.</summary>
     /// <param name="key">The attribute's name.</param>
     /// <param name="value">The value.</param>

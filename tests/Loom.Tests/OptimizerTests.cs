@@ -52,6 +52,50 @@ public class OptimizerTests
     }
 
     [Test]
+    public void SgdAggregatedUpdatesGiveThePerWeightBits()
+    {
+        // MXNet's SGD updates groups of weights with multi_sgd_(mom_)update; a module trained
+        // with groups of 3 or 4 (and a learning-rate multiplier, clipping and weight decay)
+        // ends with the bits of one update per weight.
+        foreach (double momentum in new[] { 0.0, 0.9 })
+        {
+            Dictionary<string, float[]>? first = null;
+            foreach (int size in new[] { 1, 3, 4 })
+            {
+                var (train, _) = Blobs();
+                using var m = new Module(Mlp());
+                var sgd = new SGD(0.3, momentum: momentum, wd: 0.01) { AggregateNum = size, ClipGradient = 0.2 };
+                sgd.LrMult[1] = 0.5;
+                Rand.Seed(4);
+                m.Fit(train, sgd, 2, init: new XavierInit());
+                var got = m.GetParams().Args.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>());
+                if (first is null)
+                {
+                    first = got;
+                    continue;
+                }
+                foreach (var (name, values) in first)
+                    Assert.That(got[name], Is.EqualTo(values), $"momentum {momentum}, groups of {size}: {name}");
+            }
+        }
+        // One batch call against one call per weight, with a weight named twice (two steps).
+        var a = new SGD(0.1, momentum: 0.9);
+        var b = new SGD(0.1, momentum: 0.9) { AggregateNum = 1 };
+        var wa = new[] { NDArray.FromArray(new float[] { 1, 2, 3 }), NDArray.FromArray(new float[] { -1, 0.5f }) };
+        var wb = wa.Select(w => w.CopyTo(Context.Cpu())).ToArray();
+        var g = new[] { NDArray.FromArray(new float[] { 0.5f, -1, 2 }), NDArray.FromArray(new float[] { 3, -2 }) };
+        a.Update(new[] { 0, 1, 0 }, new[] { wa[0], wa[1], wa[0] }, new[] { g[0], g[1], g[0] });
+        b.Update(0, wb[0], g[0]);
+        b.Update(1, wb[1], g[1]);
+        b.Update(0, wb[0], g[0]);
+        for (int i = 0; i < 2; i++) Assert.That(wa[i].ToArray<float>(), Is.EqualTo(wb[i].ToArray<float>()));
+        var e = Assert.Throws<LoomException>(() => a.Update(new[] { 0, 1 }, wa, new[] { g[0] }))!;
+        Assert.That(e.Message, Does.Contain("SGD.Update: 2 indices, 2 weights and 1 gradients"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => a.AggregateNum = 0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => a.AggregateNum = 61);
+    }
+
+    [Test]
     public void ModuleRescalesGradientsByTheBatchAsMXNetDoes()
     {
         // MXNet's Module.init_optimizer: rescale_grad = 1/batch_size unless the user set one

@@ -176,6 +176,12 @@ case("pick_axis1_wrap", "pick", [inp([3, 4, 2], D), inp([3, 1, 2], F, -6, 6, cas
 # LeakyReLU rrelu in prediction, with its hidden mask output (the mid slope).
 case("LeakyReLU_rrelu_predict", "LeakyReLU", [inp([3, 4], F, -2, 2)],
      {"act_type": "rrelu", "lower_bound": 0.1, "upper_bound": 0.3}, outputs=2)
+# MXNet's aggregated SGD steps: several weights (of several shapes) in one call.
+case("multi_sgd_update", "multi_sgd_update", [inp([10]), inp([10]), inp([3, 4]), inp([3, 4]), inp([5]), inp([5])],
+     {"lrs": [0.1, 0.05, 0.2], "wds": [0.01, 0, 0.1], "clip_gradient": 0.5, "num_weights": 3}, outputs=3)
+case("multi_sgd_mom_update", "multi_sgd_mom_update", [inp([6], D), inp([6], D), inp([6], D), inp([2, 3], D),
+                                                      inp([2, 3], D), inp([2, 3], D)],
+     {"lrs": [0.1, 0.2], "wds": [0.001, 0.01], "momentum": 0.9, "rescale_grad": 0.5, "num_weights": 2}, outputs=4)
 
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "cases", "ops.json"), "w") as f:

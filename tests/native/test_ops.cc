@@ -3,6 +3,7 @@
 #include <functional>
 #include <numeric>
 #include <set>
+#include <sstream>
 
 #include "testutil.h"
 
@@ -848,6 +849,156 @@ TEST(Ops, OptimizerUpdatesMatchReference) {
   EXPECT_EQ(invoke("sgd_update", {&W, &G}, {{"lr", "0.1"}}, &outs), LOOM_ERR_SHAPE);
   EXPECT_NE(std::string(loom_last_error()).find("grad) has shape (5,)"), std::string::npos) << loom_last_error();
   EXPECT_EQ(invoke("sgd_update", {&W, &W}, {}, &outs), LOOM_ERR_INVALID_ARGUMENT);
+}
+
+// Invokes `op` writing into `outs` (in place when they are inputs).
+loom_status invoke_into(const std::string &op, const std::vector<const Arr *> &ins,
+                        const std::vector<const Arr *> &outs, const Params &params) {
+  loom_op h = nullptr;
+  loom_status s = loom_op_find(&h, op.c_str());
+  if (s != LOOM_OK) return s;
+  std::vector<loom_ndarray> in, out;
+  for (auto *a : ins) in.push_back(a->h);
+  for (auto *a : outs) out.push_back(a->h);
+  std::vector<const char *> k, v;
+  for (auto &kv : params) k.push_back(kv.first.c_str()), v.push_back(kv.second.c_str());
+  return loom_imperative_invoke(out.data(), static_cast<int32_t>(out.size()), h, in.data(),
+                                static_cast<int32_t>(in.size()), k.data(), v.data(), static_cast<int32_t>(k.size()));
+}
+
+std::string num_text(double v) {
+  std::ostringstream o;
+  o.precision(17);
+  o << v;
+  return o.str();
+}
+
+std::string tuple_text(const std::vector<double> &v) {
+  std::string t = "(";
+  for (size_t i = 0; i < v.size(); ++i) t += (i ? "," : "") + num_text(v[i]);
+  return t + ")";
+}
+
+// The aggregated updates against a float64 loop written from MXNet's
+// MultiSGDKernel (mom = momentum*mom - lr*wd*w - lr*clip(rescale*g); w += mom,
+// with mom = 0 and not kept without momentum), and bit for bit against one
+// sgd_update / sgd_mom_update per weight. The sizes put weights of 0, 1 and
+// 70001 elements together, so the ranges the kernel threads take cross weights.
+COVERS("multi_sgd_update", "multi_sgd_mom_update");
+TEST(Ops, MultiSgdUpdatesMatchMXNetsKernelAndPerWeightSteps) {
+  const std::vector<int64_t> sizes = {70001, 3, 0, 1, 40000, 17};
+  const int64_t n = static_cast<int64_t>(sizes.size());
+  const std::vector<double> lrs = {0.1, 0.05, 0.2, 0.3, 0.01, 0.7}, wds = {0.01, 0, 0.1, 0.001, 0.5, 0};
+  uint32_t seed = 300;
+  for (int32_t dt : kFloatTypes)
+    for (double clip : {-1.0, 0.5})
+      for (double mu : {0.0, 0.9}) {
+        const bool mom = mu != 0;
+        const double rs = 0.25;
+        std::vector<std::vector<double>> w, g, m;
+        for (int64_t s : sizes) {
+          w.push_back(as_dtype(random_values(s, -1, 1, seed++), dt));
+          g.push_back(as_dtype(random_values(s, -5, 5, seed++), dt));
+          m.push_back(as_dtype(random_values(s, -1, 1, seed++), dt));
+        }
+        std::vector<Arr> W, G, M, W1, M1;
+        for (int64_t i = 0; i < n; ++i) {
+          W.push_back(make({sizes[i]}, w[i], dt));
+          G.push_back(make({sizes[i]}, g[i], dt));
+          M.push_back(make({sizes[i]}, m[i], dt));
+          W1.push_back(make({sizes[i]}, w[i], dt));
+          M1.push_back(make({sizes[i]}, m[i], dt));
+        }
+        Params common = {{"rescale_grad", "0.25"}, {"clip_gradient", clip < 0 ? "-1" : "0.5"}};
+        Params multi = common;
+        multi.insert(multi.end(), {{"lrs", tuple_text(lrs)}, {"wds", tuple_text(wds)},
+                                   {"num_weights", std::to_string(n)}});
+        if (mom) multi.push_back({"momentum", "0.9"});
+        std::vector<const Arr *> ins, outs;
+        for (int64_t i = 0; i < n; ++i) {
+          ins.push_back(&W[i]);
+          ins.push_back(&G[i]);
+          outs.push_back(&W[i]);
+          if (mom) {
+            ins.push_back(&M[i]);
+            outs.push_back(&M[i]);
+          }
+        }
+        const std::string op = mom ? "multi_sgd_mom_update" : "multi_sgd_update";
+        ASSERT_EQ(invoke_into(op, ins, outs, multi), LOOM_OK) << loom_last_error();
+        for (int64_t i = 0; i < n; ++i) {
+          const std::string what = op + " weight " + std::to_string(i) + (dt == LOOM_DTYPE_FLOAT32 ? " f32" : " f64") +
+                                   (clip < 0 ? "" : " clipped");
+          // The per-weight op, in place as optimizers call it.
+          Params one = common;
+          one.insert(one.end(), {{"lr", num_text(lrs[i])}, {"wd", num_text(wds[i])}});
+          if (mom) {
+            one.push_back({"momentum", "0.9"});
+            ASSERT_EQ(invoke_into("sgd_mom_update", {&W1[i], &G[i], &M1[i]}, {&W1[i], &M1[i]}, one), LOOM_OK)
+                << loom_last_error();
+          } else {
+            ASSERT_EQ(invoke_into("sgd_update", {&W1[i], &G[i]}, {&W1[i]}, one), LOOM_OK) << loom_last_error();
+          }
+          EXPECT_EQ(read(W[i]), read(W1[i])) << what << ": not the per-weight step's bits";
+          if (mom) {
+            EXPECT_EQ(read(M[i]), read(M1[i])) << what << ": momentum not the per-weight step's bits";
+          }
+          std::vector<double> ww(sizes[i]), wm(sizes[i]);
+          for (int64_t k = 0; k < sizes[i]; ++k) {
+            double gk = rs * g[i][k];
+            if (clip >= 0) gk = std::max(-clip, std::min(clip, gk));
+            double mk = (mom ? mu * m[i][k] : 0.0) - lrs[i] * wds[i] * w[i][k] - lrs[i] * gk;
+            wm[k] = mk;
+            ww[k] = w[i][k] + mk;
+          }
+          expect_close(read(W[i]), as_dtype(ww, dt), dt, what);
+          if (mom) {
+            expect_close(read(M[i]), as_dtype(wm, dt), dt, what + " mom");
+          } else {
+            EXPECT_EQ(read(M[i]), m[i]) << what << ": without momentum no state is written";
+          }
+        }
+      }
+}
+
+TEST(Ops, MultiSgdUpdatesRejectInconsistentGroups) {
+  Arr W0 = make({4}, {1, 2, 3, 4}), G0 = make({4}, {1, 1, 1, 1}), W1 = make({2, 3}, std::vector<double>(6, 1)),
+      G1 = make({3, 2}, std::vector<double>(6, 1)), G1ok = make({2, 3}, std::vector<double>(6, 1));
+  auto expect_error = [](loom_status got, loom_status want, const std::vector<std::string> &parts) {
+    EXPECT_EQ(got, want) << loom_last_error();
+    const std::string msg = loom_last_error();
+    for (const auto &p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  };
+  const Params two = {{"lrs", "(0.1,0.2)"}, {"wds", "(0,0)"}, {"num_weights", "2"}};
+  // A gradient whose shape is not its weight's, named with both shapes.
+  expect_error(invoke_into("multi_sgd_update", {&W0, &G0, &W1, &G1}, {&W0, &W1}, two), LOOM_ERR_SHAPE,
+               {"multi_sgd_update", "grad 1 (input 3) has shape (3,2)", "weight 1 has shape (2,3)"});
+  // Inputs that do not come in whole groups.
+  expect_error(invoke_into("multi_sgd_update", {&W0, &G0, &W1}, {&W0, &W1}, two), LOOM_ERR_INVALID_ARGUMENT,
+               {"multi_sgd_update", "num_weights=2 needs 4 inputs", "got 3"});
+  expect_error(invoke_into("multi_sgd_mom_update", {&W0, &G0, &W1, &G1ok}, {&W0, &W0, &W1, &W1}, two),
+               LOOM_ERR_INVALID_ARGUMENT, {"multi_sgd_mom_update", "needs 6 inputs (weight, grad, mom"});
+  // Learning rates or weight decays that are not one per weight.
+  expect_error(invoke_into("multi_sgd_update", {&W0, &G0, &W1, &G1ok}, {&W0, &W1},
+                           {{"lrs", "(0.1,)"}, {"wds", "(0,0)"}, {"num_weights", "2"}}),
+               LOOM_ERR_INVALID_ARGUMENT, {"lrs has 1 values but num_weights=2"});
+  expect_error(invoke_into("multi_sgd_update", {&W0, &G0, &W1, &G1ok}, {&W0, &W1},
+                           {{"lrs", "(0.1,0.2)"}, {"wds", "(0,0,0)"}, {"num_weights", "2"}}),
+               LOOM_ERR_INVALID_ARGUMENT, {"wds has 3 values but num_weights=2"});
+  // Malformed tuples of numbers, and counts out of range.
+  expect_error(invoke_into("multi_sgd_update", {&W0, &G0}, {&W0}, {{"lrs", "(0.1,x)"}, {"wds", "(0,)"}}),
+               LOOM_ERR_INVALID_ARGUMENT, {"parameter 'lrs' expects a tuple of numbers", "(0.1,x)"});
+  for (const char *bad : {"0", "61"})
+    expect_error(invoke_into("multi_sgd_update", {&W0, &G0}, {&W0}, {{"lrs", "(0.1,)"}, {"wds", "(0,)"}, {"num_weights", bad}}),
+                 LOOM_ERR_INVALID_ARGUMENT, {std::string("num_weights=") + bad + " must be in [1, 60]"});
+  // Integer weights, and a missing output.
+  Arr I0 = make({4}, {1, 2, 3, 4}, LOOM_DTYPE_INT32), I1 = make({4}, {1, 2, 3, 4}, LOOM_DTYPE_INT32);
+  EXPECT_EQ(invoke_into("multi_sgd_update", {&I0, &I1}, {&I0}, {{"lrs", "(0.1,)"}, {"wds", "(0,)"}}), LOOM_ERR_DTYPE)
+      << loom_last_error();
+  EXPECT_EQ(invoke_into("multi_sgd_update", {&W0, &G0, &W1, &G1ok}, {&W0}, two), LOOM_ERR_INVALID_ARGUMENT);
+  // Nothing was written by the refused calls.
+  EXPECT_EQ(read(W0), (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(read(W1), std::vector<double>(6, 1));
 }
 
 COVERS("adagrad_update", "rmsprop_update", "adadelta_update");

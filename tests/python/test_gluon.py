@@ -219,6 +219,57 @@ class GluonTests(unittest.TestCase):
             with self.assertRaisesRegex(loom.LoomError, r"no value for 'badmlp_dense0_bias' \(32,\)"):
                 net.load_parameters(path)
 
+    def test_sgd_aggregated_updates_give_the_per_weight_bits(self):
+        # MXNet's SGD updates groups of weights with multi_sgd_(mom_)update; the weights after
+        # three steps are the bits of one sgd_(mom_)update per weight, for any group size.
+        from unittest import mock
+        rng = np.random.default_rng(11)
+        x = arr(rng.normal(size=(5, 1, 8, 8)))
+        y = arr(rng.integers(0, 10, size=(5,)), "float32")
+        for opts in ({"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01},
+                     {"learning_rate": 0.2, "wd": 0.001, "clip_gradient": 0.05}):
+            results = {}
+            for size in (1, 3, 4, 60):
+                loom.seed(3)
+                net = ConvNet()
+                net.initialize()
+                trainer = gluon.Trainer(net.collect_params(), "sgd", opts)
+                trainer.aggregate_num = size
+                calls = []
+                real = gluon._invoke
+
+                def spy(name, *a, **k):
+                    calls.append(name)
+                    return real(name, *a, **k)
+                with mock.patch.object(gluon, "_invoke", spy):
+                    for _ in range(3):
+                        with loom.record(train=True):
+                            gluon.SoftmaxCrossEntropyLoss()(net(x), y).backward()
+                        trainer.step(5)
+                live = [p for p in net.collect_params().values() if p.grad_req != "null"]
+                single = "sgd_mom_update" if "momentum" in opts else "sgd_update"
+                if size == 1:
+                    self.assertEqual(calls.count(single), 3 * len(live))
+                else:
+                    groups = -(-len(live) // size)
+                    self.assertEqual(calls.count("multi_" + single), 3 * groups, (size, calls))
+                    self.assertNotIn(single, calls)
+                results[size] = [p.data().asnumpy() for p in live]
+            for size in (3, 4, 60):
+                for a, b in zip(results[1], results[size]):
+                    np.testing.assert_array_equal(a, b, err_msg="%s, groups of %d" % (opts, size))
+        old = os.environ.get("LOOM_OPTIMIZER_AGGREGATION_SIZE")
+        try:
+            os.environ["LOOM_OPTIMIZER_AGGREGATION_SIZE"] = "61"
+            with self.assertRaisesRegex(loom.LoomError, r"LOOM_OPTIMIZER_AGGREGATION_SIZE must be an integer in "
+                                        r"\[1, 60\], got '61'"):
+                gluon.Trainer(ConvNet().collect_params(), "sgd")
+        finally:
+            if old is None:
+                del os.environ["LOOM_OPTIMIZER_AGGREGATION_SIZE"]
+            else:
+                os.environ["LOOM_OPTIMIZER_AGGREGATION_SIZE"] = old
+
     def test_trainer_optimizers_match_pytorch(self):
         # Three steps of each optimizer (MXNet's names and options) on a Dense layer under an
         # L2 loss, against torch.optim on the same layer, data and start.

@@ -238,6 +238,8 @@ NO_COUNTERPART = {
     "mae_count": "metric counter", "f1_count": "metric counter",
     "all_finite": "a flag: compared with torch.isfinite in test_all_finite_matches_torch_isfinite",
     "multi_all_finite": "a flag: compared with torch.isfinite in test_all_finite_matches_torch_isfinite",
+    "multi_sgd_update": "compared with torch.optim.SGD param groups in test_multi_sgd_matches_torch_param_groups",
+    "multi_sgd_mom_update": "compared with torch.optim.SGD param groups in test_multi_sgd_matches_torch_param_groups",
 }
 
 
@@ -464,6 +466,38 @@ class AgainstPyTorch(unittest.TestCase):
                     g = lx.grad.asnumpy()
                     np.testing.assert_array_equal(g, reference(x, gy, k, s).astype(dtype))
                     self.assertFalse(np.signbit(g[g == 0]).any())  # 0 + (-0) is +0
+
+    def test_multi_sgd_matches_torch_param_groups(self):
+        """multi_sgd_(mom_)update against torch.optim.SGD with one param group per weight (its
+        own lr and weight_decay), three steps in float64. PyTorch keeps buf = mu*buf + g and
+        steps w -= lr*buf; MXNet keeps mom = mu*mom - lr*g and steps w += mom, the same
+        weights for a fixed lr."""
+        shapes = [(4, 3), (7,), (2, 2, 2)]
+        lrs, wds = [0.1, 0.05, 0.3], [0.01, 0.0, 0.2]
+        for momentum in (0.0, 0.9):
+            with self.subTest(momentum=momentum):
+                ws = [rand(s) for s in shapes]
+                grads = [[rand(s, -3, 3) for s in shapes] for _ in range(3)]
+                lw = [loom.from_numpy(w.copy()) for w in ws]
+                lm = [loom.from_numpy(np.zeros(s)) for s in shapes]
+                tw = [torch.tensor(w.copy(), requires_grad=True) for w in ws]
+                opt = torch.optim.SGD([{"params": [t], "lr": lr, "weight_decay": wd}
+                                       for t, lr, wd in zip(tw, lrs, wds)], lr=0.1, momentum=momentum)
+                for step in grads:
+                    lg = [loom.from_numpy(g) for g in step]
+                    if momentum:
+                        data = [a for w, g, m in zip(lw, lg, lm) for a in (w, g, m)]
+                        out = [a for w, m in zip(lw, lm) for a in (w, m)]
+                        nd.multi_sgd_mom_update(*data, lrs=lrs, wds=wds, momentum=momentum,
+                                                num_weights=3, out=out)
+                    else:
+                        nd.multi_sgd_update(*[a for w, g in zip(lw, lg) for a in (w, g)], lrs=lrs, wds=wds,
+                                            num_weights=3, out=lw)
+                    for t, g in zip(tw, step):
+                        t.grad = torch.tensor(g)
+                    opt.step()
+                for w, t in zip(lw, tw):
+                    np.testing.assert_allclose(w.asnumpy(), t.detach().numpy(), rtol=1e-12, atol=1e-14)
 
     def test_gradient_clipping_lets_nan_through(self):
         """MXNet's optimizers clip with mshadow_op::clip (x > b ? b : x < -b ? -b : x): a NaN

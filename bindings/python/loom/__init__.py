@@ -435,7 +435,10 @@ def _format(value):
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
     if isinstance(value, (tuple, list)):
-        return "(" + ",".join(str(int(v)) for v in value) + ("," if len(value) == 1 else "") + ")"
+        # Whole numbers as integers (integer tuples), others as numbers (tuples of
+        # numbers, such as lrs); an integer tuple given 2.5 is refused, not truncated.
+        items = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in value]
+        return "(" + ",".join(items) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, Context):
         return repr(value)
     return str(value)

@@ -119,7 +119,7 @@ FUNCTIONS = {
     "loom_op_get_name": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p], ["out", "op"],
         "The operator's name. Static string, never freed."),
     "loom_op_describe": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p], ["out", "op"],
-        'Describes the operator as JSON, the single source from which bindings and documentation are generated: {"name", "doc", "inputs": [names], "variadic": bool, "outputs": [names], "params": [{"name","type","default","required","doc","choices"}], "inplace": [[input, output]...], "temp_space": bool}. Static string, never freed.'),
+        'Describes the operator as JSON, the single source from which bindings and documentation are generated: {"name", "doc", "inputs": [names], "variadic": bool, "outputs": [names], "variable_outputs": bool (how many outputs depends on the parameters), "params": [{"name","type","default","required","doc","choices"}], "inplace": [[input, output]...], "temp_space": bool}. Static string, never freed.'),
     "loom_op_num_outputs": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_int32), ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p), ctypes.c_int32], ["out", "op", "keys", "values", "num_params"],
         'Number of outputs the operator produces with the given parameters.'),
     "loom_imperative_invoke": (ctypes.c_int32, [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int32, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p), ctypes.c_int32], ["outputs", "num_outputs", "op", "inputs", "num_inputs", "keys", "values", "num_params"],

@@ -2,6 +2,7 @@
 loom_executor_* ABI."""
 import ctypes
 import json
+import os
 
 import numpy as np
 
@@ -301,9 +302,24 @@ def _ratio(counts):
     return float(ratio.asnumpy()[0])
 
 
+def _aggregation_size():
+    """Weights per aggregated SGD update: LOOM_OPTIMIZER_AGGREGATION_SIZE, 4 by default, in
+    [1, 60] (the most multi_sgd_update takes)."""
+    text = os.environ.get("LOOM_OPTIMIZER_AGGREGATION_SIZE", "4")
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 60:
+        raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "LOOM_OPTIMIZER_AGGREGATION_SIZE must be an integer "
+                        "in [1, 60], got %r" % (text,))
+    return n
+
+
 class Module:
     """A small training loop: a symbol with a `data` input and a label, trained with
-    SGD (the native sgd_mom_update op) over the native batch iterator."""
+    SGD (the native multi_sgd_mom_update op, LOOM_OPTIMIZER_AGGREGATION_SIZE weights a call)
+    over the native batch iterator."""
 
     def __init__(self, symbol, data_name="data", label_name="softmax_label"):
         self.symbol, self.data_name, self.label_name = symbol, data_name, label_name
@@ -398,6 +414,7 @@ class Module:
         names = [n for n in self.symbol.list_arguments() if n not in (self.data_name, self.label_name)]
         args, grads = ex.arg_dict, ex.grad_dict
         moms = {n: _invoke("zeros", [], {"shape": args[n].shape, "dtype": args[n].dtype}) for n in names}
+        group = _aggregation_size()
         acc = 0.0
         for epoch in range(1, epochs + 1):
             counts = _invoke("zeros", [], {"shape": (2,), "dtype": "float64"})
@@ -406,10 +423,14 @@ class Module:
                 _check(_LIB.loom_ndarray_copy_to(args[self.label_name].handle, lab.handle))
                 ex.forward(is_train=True)
                 ex.backward()
-                for n in names:
-                    _invoke("sgd_mom_update", [args[n], grads[n], moms[n]],
-                            {"lr": lr, "momentum": momentum, "wd": wd, "rescale_grad": rescale_grad},
-                            out=[args[n], moms[n]])
+                # MXNet's Module updates its weights in groups (multi_sgd_mom_update), with
+                # the bits of one sgd_mom_update per weight.
+                for k in range(0, len(names), group):
+                    part = names[k:k + group]
+                    _invoke("multi_sgd_mom_update", [a for n in part for a in (args[n], grads[n], moms[n])],
+                            {"lrs": [lr] * len(part), "wds": [wd] * len(part), "momentum": momentum,
+                             "rescale_grad": rescale_grad, "num_weights": len(part)},
+                            out=[a for n in part for a in (args[n], moms[n])])
                 _invoke("add", [counts, _invoke("accuracy_count", [ex.outputs[0], lab], {})], {}, out=counts)
             acc = _ratio(counts)
             if log:

@@ -10,7 +10,7 @@ import threading
 from functools import reduce
 
 from . import _abi, _invoke, _check, _LIB, LoomError, NDArray, cpu, nd, zeros, save, load
-from ._symbol import Symbol
+from ._symbol import Symbol, _aggregation_size
 
 _COUNTS = {}
 
@@ -830,7 +830,10 @@ class Trainer:
     update op (sgd, adam, adagrad, rmsprop, adadelta) on every parameter that takes a gradient.
     A parameter with copies on several devices has its gradients summed first (through a
     local store), and every copy gets the same update; with a kvstore (a loom.kv store or
-    its type, such as "dist_sync") every gradient is summed through it, across processes."""
+    its type, such as "dist_sync") every gradient is summed through it, across processes.
+    SGD updates its weights in groups of aggregate_num (LOOM_OPTIMIZER_AGGREGATION_SIZE,
+    default 4, as MXNet's SGD does) with multi_sgd_update or multi_sgd_mom_update, which give
+    the same bits as one update per weight; set aggregate_num = 1 for one call per weight."""
 
     def __init__(self, params, optimizer="sgd", optimizer_params=None, kvstore=None):
         if isinstance(params, dict):
@@ -869,6 +872,9 @@ class Trainer:
         self._kv_ready = False
         self._states = {}
         self._counts = {}
+        # MXNet's SGD updates groups of weights with one call each (its
+        # MXNET_OPTIMIZER_AGGREGATION_SIZE, 4 by default); 1 updates them one by one.
+        self.aggregate_num = _aggregation_size()
 
     @property
     def optimizer(self):
@@ -911,6 +917,7 @@ class Trainer:
         self._sum_gradients()
         common = {"lr": self.learning_rate, "rescale_grad": 1.0 / batch_size}
         common.update(self._options)
+        groups = {}  # SGD's weights by dtype and device, for the aggregated updates
         for i, p in enumerate(self._params):
             if p.grad_req == "null":
                 continue
@@ -923,5 +930,28 @@ class Trainer:
                 if key not in self._states:
                     self._states[key] = [zeros(w.shape, w.dtype, ctx=w.context) for _ in self._slots]
                 st = self._states[key]
+                if self._aggregates():
+                    groups.setdefault((w.dtype, repr(w.context)), []).append((w, st))
+                    continue
                 params = dict(common, t=t) if self._op == "adam_update" else common
                 _invoke(self._op, [w, w.grad] + st, params, out=[w] + st if st else w)
+        for items in groups.values():
+            for k in range(0, len(items), self.aggregate_num):
+                self._multi_sgd(items[k:k + self.aggregate_num], common)
+
+    def _aggregates(self):
+        return self._op in ("sgd_update", "sgd_mom_update") and not self._options.get("nesterov") \
+            and self.aggregate_num > 1
+
+    def _multi_sgd(self, items, common):
+        """MXNet's aggregated SGD step (multi_sgd_update, multi_sgd_mom_update) for a
+        group of weights; each weight's result is the same as sgd_update's or
+        sgd_mom_update's."""
+        n = len(items)
+        params = {k: v for k, v in common.items() if k not in ("lr", "wd")}
+        params.update(lrs=[common["lr"]] * n, wds=[common.get("wd", 0.0)] * n, num_weights=n)
+        data, out = [], []
+        for w, st in items:
+            data += [w, w.grad] + st
+            out += [w] + st
+        _invoke("multi_" + self._op, data, params, out=out)

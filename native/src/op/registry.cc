@@ -19,6 +19,7 @@ const char *param_type_name(ParamType t) {
     case ParamType::Enum: return "enum";
     case ParamType::DType: return "dtype";
     case ParamType::Context: return "context";
+    case ParamType::Floats: return "floats";
   }
   return "?";
 }
@@ -42,6 +43,37 @@ bool parse_int(const std::string &s, int64_t *out) {
   return true;
 }
 
+bool parse_float(const std::string &s, double *out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char *end = nullptr;
+  *out = std::strtod(s.c_str(), &end);
+  return !*end && !(errno == ERANGE && std::isinf(*out));
+}
+
+// The items of "(a, b)", "[a, b]" or "a, b" (trimmed; a trailing comma is
+// allowed, an empty item elsewhere is not); `bad` is called on a malformed text.
+template <typename Bad>
+std::vector<std::string> tuple_items(const std::string &s, Bad &&bad) {
+  std::string body = s;
+  if (!body.empty() && (body.front() == '(' || body.front() == '[')) {
+    char close = body.front() == '(' ? ')' : ']';
+    if (body.back() != close) bad();
+    body = body.substr(1, body.size() - 2);
+  }
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= body.size()) {
+    size_t comma = body.find(',', start);
+    std::string item = trim(body.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (!item.empty()) items.push_back(item);
+    else if (comma != std::string::npos && comma + 1 < body.size()) bad();
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return items;
+}
+
 ParamValue parse_value(const OpDef &op, const ParamDef &def, const std::string &raw) {
   ParamValue v;
   std::string s = trim(raw);
@@ -58,44 +90,30 @@ ParamValue parse_value(const OpDef &op, const ParamDef &def, const std::string &
     case ParamType::Int:
       if (!parse_int(s, &v.i)) bad("an integer");
       break;
-    case ParamType::Float: {
-      char *end = nullptr;
-      errno = 0;
-      v.f = std::strtod(s.c_str(), &end);
-      if (s.empty() || *end || (errno == ERANGE && std::isinf(v.f))) bad("a number");
+    case ParamType::Float:
+      if (!parse_float(s, &v.f)) bad("a number");
       break;
-    }
     case ParamType::Bool:
       if (s == "1" || s == "true" || s == "True") v.i = 1;
       else if (s == "0" || s == "false" || s == "False") v.i = 0;
       else bad("a boolean (true/false/1/0)");
       break;
-    case ParamType::Tuple: {
-      std::string body = s;
-      if (!body.empty() && (body.front() == '(' || body.front() == '[')) {
-        char close = body.front() == '(' ? ')' : ']';
-        if (body.back() != close) bad("a tuple of integers like (2,3)");
-        body = body.substr(1, body.size() - 2);
-      }
-      size_t start = 0;
-      while (start <= body.size()) {
-        size_t comma = body.find(',', start);
-        std::string item = trim(body.substr(start, comma == std::string::npos ? std::string::npos
-                                                                              : comma - start));
-        if (!item.empty()) {
-          int64_t x;
-          if (item == "None") x = INT64_MIN;  // "no bound" inside slice tuples
-          else if (!parse_int(item, &x)) bad("a tuple of integers like (2,3)");
-          v.tuple.push_back(x);
-        } else if (comma != std::string::npos && comma + 1 < body.size()) {
-          bad("a tuple of integers like (2,3)");
-        }
-        if (comma == std::string::npos) break;
-        start = comma + 1;
+    case ParamType::Tuple:
+      for (const std::string &item : tuple_items(s, [&] { bad("a tuple of integers like (2,3)"); })) {
+        int64_t x;
+        if (item == "None") x = INT64_MIN;  // "no bound" inside slice tuples
+        else if (!parse_int(item, &x)) bad("a tuple of integers like (2,3)");
+        v.tuple.push_back(x);
       }
       if (v.tuple.size() > 64) bad("a tuple of at most 64 integers");
       break;
-    }
+    case ParamType::Floats:
+      for (const std::string &item : tuple_items(s, [&] { bad("a tuple of numbers like (0.1,0.2)"); })) {
+        double x;
+        if (!parse_float(item, &x)) bad("a tuple of numbers like (0.1,0.2)");
+        v.floats.push_back(x);
+      }
+      break;
     case ParamType::String:
       v.s = raw;
       break;
@@ -220,7 +238,8 @@ const std::string &OpDef::describe() const {
                     "\", \"inputs\": " + json_list(inputs) +
                     ", \"variadic\": " + (variadic ? "true" : "false") +
                     ", \"optional_inputs\": " + std::to_string(optional_inputs) +
-                    ", \"outputs\": " + json_list(outputs) + ", \"params\": [";
+                    ", \"outputs\": " + json_list(outputs) +
+                    ", \"variable_outputs\": " + (num_outputs ? "true" : "false") + ", \"params\": [";
     for (size_t j = 0; j < params.size(); ++j) {
       const ParamDef &p = params[j];
       o += std::string(j ? ", " : "") + "{\"name\": \"" + json_escape(p.name) +

@@ -21,7 +21,7 @@ using ShapeList = SmallVec<Shape, 3>;
 using DTypeList = SmallVec<int32_t, 4>;
 using BlobList = SmallVec<TBlob, 4>;
 
-enum class ParamType { Int, Float, Bool, Tuple, String, Enum, DType, Context };
+enum class ParamType { Int, Float, Bool, Tuple, String, Enum, DType, Context, Floats };
 const char *param_type_name(ParamType t);
 
 struct ParamDef {
@@ -38,6 +38,7 @@ struct ParamValue {
   int64_t i = 0;
   double f = 0;
   std::vector<int64_t> tuple;
+  std::vector<double> floats;  // ParamType::Floats
   std::string s;
   Context ctx;
 };
@@ -58,6 +59,7 @@ class Params {
   double f(const char *name) const { return get(name).f; }
   bool b(const char *name) const { return get(name).i != 0; }
   const std::vector<int64_t> &tuple(const char *name) const { return get(name).tuple; }
+  const std::vector<double> &floats(const char *name) const { return get(name).floats; }
   const std::string &s(const char *name) const { return get(name).s; }
   int32_t dtype(const char *name) const { return static_cast<int32_t>(get(name).i); }
   const Context &ctx(const char *name) const { return get(name).ctx; }

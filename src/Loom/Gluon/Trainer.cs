@@ -80,21 +80,33 @@ public sealed class Trainer
                 foreach (var g in grads) g.Dispose();
             }
         }
-        for (int i = 0; i < _params.Length; i++)
+        var indices = new List<int>();
+        var weights = new List<NDArray>();
+        var gradients = new List<NDArray>();
+        try
         {
-            var p = _params[i];
-            if (p.GradReq == GradReq.Null) continue;
-            var ctxs = p.Contexts;
-            for (int c = 0; c < ctxs.Count; c++)
+            for (int i = 0; i < _params.Length; i++)
             {
-                // Each device's copy has its own optimizer state: the same update on the same
-                // values and the same summed gradient keeps the copies identical.
-                int index = i * ctxs.Count + c;
-                if (p.LrMult != 1.0) Optimizer.LrMult[index] = p.LrMult;
-                if (p.WdMult != 1.0) Optimizer.WdMult[index] = p.WdMult;
-                using var g = p.Grad(ctxs[c]);
-                Optimizer.Update(index, p.Data(ctxs[c]), g);
+                var p = _params[i];
+                if (p.GradReq == GradReq.Null) continue;
+                var ctxs = p.Contexts;
+                for (int c = 0; c < ctxs.Count; c++)
+                {
+                    // Each device's copy has its own optimizer state: the same update on the same
+                    // values and the same summed gradient keeps the copies identical.
+                    int index = i * ctxs.Count + c;
+                    if (p.LrMult != 1.0) Optimizer.LrMult[index] = p.LrMult;
+                    if (p.WdMult != 1.0) Optimizer.WdMult[index] = p.WdMult;
+                    indices.Add(index);
+                    weights.Add(p.Data(ctxs[c]));
+                    gradients.Add(p.Grad(ctxs[c]));
+                }
             }
+            Optimizer.Update(indices, weights, gradients);
+        }
+        finally
+        {
+            foreach (var g in gradients) g.Dispose();
         }
     }
 

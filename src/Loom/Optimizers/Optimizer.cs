@@ -81,13 +81,70 @@ public abstract class Optimizer
     {
         ArgumentNullException.ThrowIfNull(weight);
         ArgumentNullException.ThrowIfNull(grad);
+        var s = Prepare(index, weight);
+        Step(weight, grad, s.Slots, s.Lr, s.Wd, s.T);
+        Commit(index, s.T);
+    }
+
+    /// <summary>Updates several parameters in place, with the results of
+    /// <see cref="Update(int, NDArray, NDArray)"/> called for each in turn. An optimizer may
+    /// update them together: <see cref="SGD"/> does, in groups (MXNet's aggregated update).</summary>
+    /// <param name="indices">The parameters' indices (distinct).</param>
+    /// <param name="weights">The parameters, updated in place.</param>
+    /// <param name="grads">Their gradients.</param>
+    /// <exception cref="LoomException">The three lists differ in length.</exception>
+    public void Update(IReadOnlyList<int> indices, IReadOnlyList<NDArray> weights, IReadOnlyList<NDArray> grads)
+    {
+        ArgumentNullException.ThrowIfNull(indices);
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(grads);
+        if (weights.Count != indices.Count || grads.Count != indices.Count)
+            throw new LoomException(LoomStatus.InvalidArgument,
+                $"{GetType().Name}.Update: {indices.Count} indices, {weights.Count} weights and {grads.Count} gradients; give one of each per parameter");
+        if (indices.Distinct().Count() != indices.Count)
+        {
+            // A parameter named twice is updated twice, one step after the other.
+            for (int j = 0; j < indices.Count; j++) Update(indices[j], weights[j], grads[j]);
+            return;
+        }
+        var steps = new StepArgs[indices.Count];
+        for (int j = 0; j < steps.Length; j++)
+        {
+            ArgumentNullException.ThrowIfNull(weights[j]);
+            ArgumentNullException.ThrowIfNull(grads[j]);
+            steps[j] = Prepare(indices[j], weights[j]);
+        }
+        StepMany(weights, grads, steps);
+        for (int j = 0; j < steps.Length; j++) Commit(indices[j], steps[j].T);
+    }
+
+    /// <summary>One parameter's step: its state arrays, scheduled and multiplied learning rate
+    /// and weight decay, and its update count (from 1).</summary>
+    protected readonly record struct StepArgs(NDArray[] Slots, double Lr, double Wd, long T);
+
+    /// <summary>Steps for several parameters; by default <see cref="Step"/> for each in turn.</summary>
+    /// <param name="weights">The parameters, updated in place.</param>
+    /// <param name="grads">Their gradients.</param>
+    /// <param name="steps">Each one's state, learning rate, weight decay and count.</param>
+    protected virtual void StepMany(IReadOnlyList<NDArray> weights, IReadOnlyList<NDArray> grads, StepArgs[] steps)
+    {
+        for (int j = 0; j < steps.Length; j++)
+            Step(weights[j], grads[j], steps[j].Slots, steps[j].Lr, steps[j].Wd, steps[j].T);
+    }
+
+    private StepArgs Prepare(int index, NDArray weight)
+    {
         long t = (_counts.TryGetValue(index, out var c) ? c : 0) + 1;
         double lr = Scheduler?.LearningRate(LearningRate, t - 1) ?? LearningRate;
         if (LrMult.TryGetValue(index, out var lm)) lr *= lm;
         double wd = WeightDecay * (WdMult.TryGetValue(index, out var wm) ? wm : 1.0);
         if (!_slots.TryGetValue(index, out var slots))
             _slots[index] = slots = SlotNames.Select(_ => OwnedZeros(weight)).ToArray();
-        Step(weight, grad, slots, lr, wd, t);
+        return new StepArgs(slots, lr, wd, t);
+    }
+
+    private void Commit(int index, long t)
+    {
         _counts[index] = t;
         NumUpdate = Math.Max(NumUpdate, t);
     }

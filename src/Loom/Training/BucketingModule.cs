@@ -173,7 +173,8 @@ public sealed class BucketingModule : IDisposable
     public void Update()
     {
         var opt = _opt ?? throw new LoomException(LoomStatus.InvalidArgument, "BucketingModule: call InitOptimizer (or Fit) first");
-        for (int i = 0; i < _paramNames.Length; i++) opt.Update(i, _params[_paramNames[i]], _grads[_paramNames[i]]);
+        opt.Update(Enumerable.Range(0, _paramNames.Length).ToArray(), _paramNames.Select(n => _params[n]).ToArray(),
+            _paramNames.Select(n => _grads[n]).ToArray());
     }
 
     /// <summary>The first output of the last forward pass.</summary>

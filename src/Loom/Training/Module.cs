@@ -397,7 +397,8 @@ public sealed class Module : IDisposable
         var opt = _opt ?? throw new LoomException(LoomStatus.InvalidArgument, "Module: call InitOptimizer (or Fit) first");
         if (_kv is null)
         {
-            foreach (int i in _paramIndex) opt.Update(i, Executor.Arguments[i], Executor.Gradients[i]!);
+            opt.Update(_paramIndex, _paramIndex.Select(i => Executor.Arguments[i]).ToArray(),
+                _paramIndex.Select(i => Executor.Gradients[i]!).ToArray());
             return;
         }
         var args = Symbol.ListArguments();
@@ -418,13 +419,21 @@ public sealed class Module : IDisposable
             _kv.Pull(keys, weights);
             return;
         }
+        var indices = new List<int>();
+        var ws = new List<NDArray>();
+        var gs = new List<NDArray>();
         foreach (int i in _paramIndex)
         {
             var grads = Enumerable.Range(0, _contexts.Length).Select(k => ExecutorOf(k).Gradients[i]!).ToArray();
             _kv!.PushPull(args[i], grads, grads);
             for (int k = 0; k < _contexts.Length; k++)
-                opt.Update(OptimizerIndex(i, k), ExecutorOf(k).Arguments[i], grads[k]);
+            {
+                indices.Add(OptimizerIndex(i, k));
+                ws.Add(ExecutorOf(k).Arguments[i]);
+                gs.Add(grads[k]);
+            }
         }
+        opt.Update(indices, ws, gs);
     }
 
     // Adds every device's outputs and labels of the last forward pass to the metric.

@@ -4,7 +4,9 @@
 //   adam_update(w, g, mean, var) -> (w, mean, var);
 //   adagrad_update(w, g, history) -> (w, history);
 //   rmsprop_update(w, g, n) -> (w, n);
-//   adadelta_update(w, g, acc_g, acc_delta) -> (w, acc_g, acc_delta).
+//   adadelta_update(w, g, acc_g, acc_delta) -> (w, acc_g, acc_delta);
+//   multi_sgd_update(w0, g0, w1, g1, ...) -> (w0, w1, ...);
+//   multi_sgd_mom_update(w0, g0, m0, w1, g1, m1, ...) -> (w0, m0, w1, m1, ...).
 // lr_schedule computes the learning rate for an update count.
 #include "ops/common.h"
 #include "ops/vecmath.h"
@@ -131,6 +133,55 @@ void same_shapes_infer(const Params &p, const ShapeList &in, const DTypeList &dt
   }
 }
 
+// MXNet's aggregated SGD (multi_sgd_update, multi_sgd_mom_update): `stride`
+// inputs per weight (weight, grad[, mom]), the weights' learning rates and
+// weight decays as tuples. MXNet's kernel holds at most 60 weights a call.
+constexpr int64_t kMultiMaxWeights = 60;
+
+int64_t multi_weights(const Params &p) {
+  const int64_t n = p.i("num_weights");
+  LOOM_CHECK(n >= 1 && n <= kMultiMaxWeights, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": num_weights=", n,
+             " must be in [1, ", kMultiMaxWeights, "]");
+  return n;
+}
+
+InferFn multi_infer(int stride) {
+  return [stride](const Params &p, const ShapeList &in, const DTypeList &dt, ShapeList &out, DTypeList &odt) {
+    const int64_t n = multi_weights(p);
+    const char *per = stride == 2 ? "weight, grad" : "weight, grad, mom";
+    LOOM_CHECK(static_cast<int64_t>(in.size()) == stride * n, LOOM_ERR_INVALID_ARGUMENT, p.op().name,
+               ": num_weights=", n, " needs ", stride * n, " inputs (", per, " for each weight), got ", in.size());
+    for (const char *name : {"lrs", "wds"})
+      LOOM_CHECK(static_cast<int64_t>(p.floats(name).size()) == n, LOOM_ERR_INVALID_ARGUMENT, p.op().name, ": ",
+                 name, " has ", p.floats(name).size(), " values but num_weights=", n);
+    const int32_t t = same_dtype(p, dt);
+    const int outs_per = stride == 2 ? 1 : 2;
+    for (int64_t i = 0; i < n; ++i) {
+      const Shape &w = in[stride * i];
+      for (int j = 1; j < stride; ++j)
+        if (in[stride * i + j] != w)
+          shape_fail(p, std::string(j == 1 ? "grad " : "mom ") + std::to_string(i) + " (input " +
+                            std::to_string(stride * i + j) + ") has shape " + in[stride * i + j].str() +
+                            " but weight " + std::to_string(i) + " has shape " + w.str());
+      for (int k = 0; k < outs_per; ++k) {
+        out[outs_per * i + k] = w;
+        odt[outs_per * i + k] = t;
+      }
+    }
+  };
+}
+
+// Weight i's elements [b, e), in the concatenation of all the weights' elements.
+template <typename F>
+void multi_ranges(const BlobList &in, int stride, int64_t n, F &&body) {
+  std::vector<int64_t> start(static_cast<size_t>(n) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) start[i + 1] = start[i] + in[stride * i].size();
+  ranges_of(start[n], [&](int64_t b, int64_t e) {
+    for (int64_t i = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1; i < n && start[i] < e; ++i)
+      if (start[i + 1] > start[i]) body(i, std::max(b, start[i]) - start[i], std::min(e, start[i + 1]) - start[i]);
+  });
+}
+
 const int kRegistered = [] {
   auto &reg = Registry::get();
   OpDef &sgd = reg.add("sgd_update");
@@ -172,6 +223,70 @@ const int kRegistered = [] {
       const SgdStep step{lr, wd, rs, clip, mu, nesterov};
       ranges_of(in[0].size(),
                 [&](int64_t b, int64_t e) { sgd_mom_span(step, w + b, g + b, m + b, ow + b, om + b, e - b); });
+    });
+  });
+
+
+  // MXNet 1.9's aggregated updates, what its SGD optimizer calls for groups of
+  // weights (MXNET_OPTIMIZER_AGGREGATION_SIZE). Each weight's step is
+  // sgd_update's or sgd_mom_update's (computed in double, rounded once), so an
+  // aggregated step and per-weight steps give the same bits.
+  std::vector<std::pair<int, int>> pairs2, pairs3;
+  for (int i = 0; i < kMultiMaxWeights; ++i) {
+    pairs2.emplace_back(2 * i, i);
+    pairs3.emplace_back(3 * i, 2 * i);
+    pairs3.emplace_back(3 * i + 2, 2 * i + 1);
+  }
+  auto multi_params = [](OpDef &d) {
+    d.required("lrs", ParamType::Floats, "Learning rates, one per weight.")
+        .required("wds", ParamType::Floats, "Weight decays, one per weight.")
+        .param("rescale_grad", ParamType::Float, "1.0", "Multiplies the gradients first.")
+        .param("clip_gradient", ParamType::Float, "-1.0",
+               "Clips the rescaled gradients to [-c, c]; negative means no clipping.")
+        .param("num_weights", ParamType::Int, "1", "Number of weights updated.");
+    d.float_only = true;
+    d.variadic = true;
+  };
+  OpDef &msgd = reg.add("multi_sgd_update");
+  msgd.set_doc("sgd_update for several weights in one call: inputs weight 0, grad 0, weight 1, grad 1, ...; "
+               "outputs the weights (update them in place). Weight i takes lrs[i] and wds[i].")
+      .set_inputs({"data"});
+  multi_params(msgd);
+  msgd.outputs = {"weight"};
+  msgd.num_outputs = [](const Params &p) { return static_cast<int>(multi_weights(p)); };
+  msgd.set_inplace(pairs2).set_infer(multi_infer(2));
+  msgd.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    const int64_t n = multi_weights(p);
+    const auto &lrs = p.floats("lrs"), &wds = p.floats("wds");
+    const double rs = p.f("rescale_grad"), clip = p.f("clip_gradient");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      multi_ranges(in, 2, n, [&](int64_t i, int64_t b, int64_t e) {
+        const SgdStep step{lrs[i], wds[i], rs, clip, 0, false};
+        sgd_span(step, in[2 * i].ptr<T>() + b, in[2 * i + 1].ptr<T>() + b, out[i].ptr<T>() + b, e - b);
+      });
+    });
+  });
+
+  OpDef &mmom = reg.add("multi_sgd_mom_update");
+  mmom.set_doc("sgd_mom_update for several weights in one call: inputs weight 0, grad 0, mom 0, weight 1, ...; "
+               "outputs weight 0, mom 0, weight 1, mom 1, ... (update them in place). Weight i takes lrs[i] "
+               "and wds[i].")
+      .set_inputs({"data"});
+  mmom.outputs = {"weight", "mom"};
+  multi_params(mmom);
+  mmom.param("momentum", ParamType::Float, "0.0", "Momentum factor.");
+  mmom.num_outputs = [](const Params &p) { return static_cast<int>(2 * multi_weights(p)); };
+  mmom.set_inplace(pairs3).set_infer(multi_infer(3));
+  mmom.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+    const int64_t n = multi_weights(p);
+    const auto &lrs = p.floats("lrs"), &wds = p.floats("wds");
+    const double rs = p.f("rescale_grad"), clip = p.f("clip_gradient"), mu = p.f("momentum");
+    LOOM_FLOAT_SWITCH(in[0].dtype, T, {
+      multi_ranges(in, 3, n, [&](int64_t i, int64_t b, int64_t e) {
+        const SgdStep step{lrs[i], wds[i], rs, clip, mu, false};
+        sgd_mom_span(step, in[3 * i].ptr<T>() + b, in[3 * i + 1].ptr<T>() + b, in[3 * i + 2].ptr<T>() + b,
+                     out[2 * i].ptr<T>() + b, out[2 * i + 1].ptr<T>() + b, e - b);
+      });
     });
   });
 
