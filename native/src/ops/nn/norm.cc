@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 #include "ops/common.h"
 #include "ops/nn/fused.h"
+#include "ops/vecmath.h"
 
 namespace loom {
 namespace {
@@ -37,27 +38,103 @@ inline double sum8(int64_t n, F &&f) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+// One channel's mean and biased variance, accumulated in double over its
+// `outer` rows of `inner` values, `stride` values apart.
+template <typename T>
+inline void stats_body(const T *x, int64_t outer, int64_t inner, int64_t stride, double *mean, double *var) {
+  const double m = double(std::max<int64_t>(outer * inner, 1));
+  double s = 0, s2 = 0;
+  for (int64_t o = 0; o < outer; ++o) {
+    const T *row = x + o * stride;
+    s += sum8(inner, [row](int64_t i) { return double(row[i]); });
+  }
+  const double mu = s / m;
+  for (int64_t o = 0; o < outer; ++o) {
+    const T *row = x + o * stride;
+    s2 += sum8(inner, [row, mu](int64_t i) {
+      double v = double(row[i]) - mu;
+      return v * v;
+    });
+  }
+  *mean = mu;
+  *var = s2 / m;
+}
+
+// The element loops, compiled for AVX-512, AVX2 and the baseline (vecmath.h):
+// the same operations in the same order, so the same bits on every CPU.
+LOOM_VECTOR_CLONES void bn_stats(const float *x, int64_t outer, int64_t inner, int64_t stride, double *mean,
+                                 double *var) {
+  stats_body(x, outer, inner, stride, mean, var);
+}
+LOOM_VECTOR_CLONES void bn_stats(const double *x, int64_t outer, int64_t inner, int64_t stride, double *mean,
+                                 double *var) {
+  stats_body(x, outer, inner, stride, mean, var);
+}
+
+// y = x * scale + shift over a row.
+template <typename T>
+inline void scale_body(const T *x, T *y, int64_t n, double scale, double shift) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(double(x[i]) * scale + shift);
+}
+LOOM_VECTOR_CLONES void bn_scale_row(const float *x, float *y, int64_t n, double scale, double shift) {
+  scale_body(x, y, n, scale, shift);
+}
+LOOM_VECTOR_CLONES void bn_scale_row(const double *x, double *y, int64_t n, double scale, double shift) {
+  scale_body(x, y, n, scale, shift);
+}
+
+// One channel's backward pass: the sums of dy and dy * (x - mean) over its rows
+// (*sdy, and *sdyx scaled by invstd), then, when dx is given, its gradient:
+// with the batch's statistics g * invstd * (dy - sdy/m - xhat * sdyx/m),
+// else g * invstd * dy.
+struct BnBackward {
+  double mean, invstd, g, m;
+  bool batch;
+};
+template <typename T>
+inline void backward_body(const BnBackward &b, const T *x, const T *dy, T *dx, int64_t outer, int64_t inner,
+                          int64_t stride, double *out_sdy, double *out_sdyx) {
+  const double mu = b.mean;
+  double sdy = 0, sdyx = 0;
+  for (int64_t o = 0; o < outer; ++o) {
+    const T *xr = x + o * stride, *gr = dy + o * stride;
+    sdy += sum8(inner, [gr](int64_t i) { return double(gr[i]); });
+    sdyx += sum8(inner, [gr, xr, mu](int64_t i) { return double(gr[i]) * (double(xr[i]) - mu); });
+  }
+  sdyx *= b.invstd;
+  *out_sdy = sdy;
+  *out_sdyx = sdyx;
+  if (!dx) return;
+  const double invstd = b.invstd, g = b.g, m = b.m;
+  for (int64_t o = 0; o < outer; ++o) {
+    const T *xr = x + o * stride, *gr = dy + o * stride;
+    T *dr = dx + o * stride;
+    if (b.batch) {
+      for (int64_t i = 0; i < inner; ++i) {
+        double xh = (double(xr[i]) - mu) * invstd;
+        dr[i] = static_cast<T>(g * invstd * (double(gr[i]) - sdy / m - xh * sdyx / m));
+      }
+    } else {
+      for (int64_t i = 0; i < inner; ++i) dr[i] = static_cast<T>(g * invstd * double(gr[i]));
+    }
+  }
+}
+LOOM_VECTOR_CLONES void bn_backward(const BnBackward &b, const float *x, const float *dy, float *dx, int64_t outer,
+                                    int64_t inner, int64_t stride, double *sdy, double *sdyx) {
+  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx);
+}
+LOOM_VECTOR_CLONES void bn_backward(const BnBackward &b, const double *x, const double *dy, double *dx,
+                                    int64_t outer, int64_t inner, int64_t stride, double *sdy, double *sdyx) {
+  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx);
+}
+
 // Per-channel mean and biased variance, accumulated in double.
 template <typename T>
 void channel_stats(const T *x, const BNDims &d, std::vector<double> &mean, std::vector<double> &var) {
   mean.assign(d.c, 0);
   var.assign(d.c, 0);
   parallel_for(d.c, [&](int64_t c) {
-    double s = 0, s2 = 0;
-    for (int64_t o = 0; o < d.outer; ++o) {
-      const T *row = x + (o * d.c + c) * d.inner;
-      s += sum8(d.inner, [row](int64_t i) { return double(row[i]); });
-    }
-    double mu = s / double(std::max<int64_t>(d.m(), 1));
-    for (int64_t o = 0; o < d.outer; ++o) {
-      const T *row = x + (o * d.c + c) * d.inner;
-      s2 += sum8(d.inner, [row, mu](int64_t i) {
-        double v = double(row[i]) - mu;
-        return v * v;
-      });
-    }
-    mean[c] = mu;
-    var[c] = s2 / double(std::max<int64_t>(d.m(), 1));
+    bn_stats(x + c * d.inner, d.outer, d.inner, d.c * d.inner, &mean[c], &var[c]);
   }, 1);
 }
 
@@ -140,9 +217,7 @@ const int kBatchNorm = [] {
         int64_t c = oc % dm.c;
         double g = fix ? 1.0 : double(gamma[c]);
         double scale = g / std::sqrt(var[c] + eps), shift = double(beta[c]) - mean[c] * scale;
-        const T *xr = x + oc * dm.inner;
-        T *yr = y + oc * dm.inner;
-        for (int64_t i = 0; i < dm.inner; ++i) yr[i] = static_cast<T>(double(xr[i]) * scale + shift);
+        bn_scale_row(x + oc * dm.inner, y + oc * dm.inner, dm.inner, scale, shift);
       }, 1 + (1 << 14) / std::max<int64_t>(dm.inner, 1));
       if (out.size() > 2) {
         T *om = out[1].ptr<T>(), *ov = out[2].ptr<T>();
@@ -177,35 +252,13 @@ const int kBatchNorm = [] {
       }
       const double m = double(std::max<int64_t>(dm.m(), 1));
       parallel_for(dm.c, [&](int64_t c) {
-        double invstd = 1 / std::sqrt(var[c] + eps);
-        double sdy = 0, sdyx = 0;
-        const double mu = mean[c];
-        for (int64_t o = 0; o < dm.outer; ++o) {
-          const T *xr = x + (o * dm.c + c) * dm.inner;
-          const T *gr = dy + (o * dm.c + c) * dm.inner;
-          sdy += sum8(dm.inner, [gr](int64_t i) { return double(gr[i]); });
-          sdyx += sum8(dm.inner, [gr, xr, mu](int64_t i) { return double(gr[i]) * (double(xr[i]) - mu); });
-        }
-        sdyx *= invstd;
-        double g = fix ? 1.0 : double(gamma[c]);
+        const BnBackward b{mean[c], 1 / std::sqrt(var[c] + eps), fix ? 1.0 : double(gamma[c]), m, batch};
+        const int64_t at = c * dm.inner;
+        double sdy, sdyx;
+        bn_backward(b, x + at, dy + at, req[0] ? ig[0].ptr<T>() + at : nullptr, dm.outer, dm.inner,
+                    dm.c * dm.inner, &sdy, &sdyx);
         if (req[1]) ig[1].ptr<T>()[c] = static_cast<T>(fix ? 0.0 : sdyx);
         if (req[2]) ig[2].ptr<T>()[c] = static_cast<T>(sdy);
-        if (!req[0]) return;
-        for (int64_t o = 0; o < dm.outer; ++o) {
-          const T *xr = x + (o * dm.c + c) * dm.inner;
-          const T *gr = dy + (o * dm.c + c) * dm.inner;
-          T *dx = ig[0].ptr<T>() + (o * dm.c + c) * dm.inner;
-          for (int64_t i = 0; i < dm.inner; ++i) {
-            double v;
-            if (batch) {
-              double xh = (double(xr[i]) - mean[c]) * invstd;
-              v = g * invstd * (double(gr[i]) - sdy / m - xh * sdyx / m);
-            } else {
-              v = g * invstd * double(gr[i]);
-            }
-            dx[i] = static_cast<T>(v);
-          }
-        }
       }, 1);
     });
   });
