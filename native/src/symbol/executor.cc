@@ -409,7 +409,8 @@ void choose_blocked_layouts(Program &p) {
 // order, no intermediate value an output of the graph) becomes one step at the
 // last absorbed step's place. That step runs the convolution through oneDNN with
 // the BatchNorm and relu as post-ops (the add, when present, and then the relu
-// follow in one pass), or, where oneDNN does not take it or the BatchNorm uses
+// follow on each piece of the output as oneDNN writes it), or, where oneDNN does
+// not take it or the BatchNorm uses
 // the batch's statistics (forward with is_train), the original kernels one after
 // another through a scratch buffer.
 void fuse_for_prediction(Program &p) {
@@ -1103,8 +1104,8 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // oneDNN from y: y is its buffer (planned in place) or gets a copy (same layout:
   // both blocked or both plain). oneDNN 2.6 has only its slow reference kernel for
   // per-channel post-ops followed by a sum: with the BatchNorm as post-ops, a
-  // blocked addend is a binary post-op of its own, and a plain one is added in
-  // one pass after (with the relu).
+  // blocked addend is a binary post-op of its own, and a plain one is added
+  // after oneDNN (with the relu, below).
   const bool addend_op = addend && bn_post && f.dst_blocked;
   if (addend_op) ep.addend = addend->ptr<float>();
   if (affine && use_onednn() && f.onednn && addend && !bn_post) {
@@ -1116,28 +1117,14 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
                       [&](int64_t b, int64_t e) { std::memcpy(o + b, a + b, static_cast<size_t>(e - b)); });
     }
   }
-  if (affine && (!addend || ep.sum || bn_post) && conv_forward_with_epilogue(ctx, *call.params, dnn_in, y, ep)) {
-    // The rest in one pass: y = relu(y + addend), as the add then the Activation
-    // do. The relu is MXNet's (NaN passes through), not a oneDNN post-op (which
-    // turns NaN into 0); elementwise, so the layout does not matter.
-    const bool relu = f.act != nullptr, add = addend && bn_post && !addend_op;
-    if (relu || add) {
-      float *o = y.ptr<float>();
-      const float *a = add ? addend->ptr<float>() : nullptr;
-      parallel_ranges(y.size(), 1 << 15, [&](int64_t b, int64_t e) {
-        if (add && relu)
-          for (int64_t i = b; i < e; ++i) {
-            float v = o[i] + a[i];
-            o[i] = (v > 0.0f || v != v) ? v : 0.0f;
-          }
-        else if (add)
-          for (int64_t i = b; i < e; ++i) o[i] = o[i] + a[i];
-        else
-          for (int64_t i = b; i < e; ++i) o[i] = (o[i] > 0.0f || o[i] != o[i]) ? o[i] : 0.0f;
-      });
-    }
+  // The rest, y = relu(y + addend) as the add then the Activation do, Loom applies
+  // to each piece of the output as soon as oneDNN has written it (ConvEpilogue::
+  // after_add, relu). The relu is MXNet's (NaN passes through), not a oneDNN
+  // post-op (which turns NaN into 0); elementwise, so the layout does not matter.
+  ep.relu = f.act != nullptr;
+  if (addend && bn_post && !addend_op) ep.after_add = addend->ptr<float>();
+  if (affine && (!addend || ep.sum || bn_post) && conv_forward_with_epilogue(ctx, *call.params, dnn_in, y, ep))
     return;
-  }
   // The original kernels (the reference kernel set, a case oneDNN does not
   // take, a BatchNorm on the batch's statistics), on plain arrays: blocked data,
   // output and addend are reordered to and from plain buffers.

@@ -1,6 +1,7 @@
 // oneDNN glue: the kernel-set switch and float32 2-D convolution (forward, data
 // and weight gradients) with oneDNN's blocked layouts inside each call.
 #include "ops/nn/onednn.h"
+#include "ops/vecmath.h"
 
 #include <array>
 #include <chrono>
@@ -226,6 +227,27 @@ constexpr int64_t kEpScaleShift = 1 << 20, kEpSum = 1 << 22, kEpAddend = 1 << 23
 int64_t epilogue_bits(const ConvEpilogue &ep) {
   return (ep.scale ? kEpScaleShift : 0) | (ep.sum ? kEpSum : 0) |
          (ep.addend ? kEpAddend : 0);
+}
+
+// The epilogue Loom applies itself (ConvEpilogue::after_add, relu) to n values
+// of the output at y, whose addend values start at a. Compiled for AVX-512, AVX2
+// and the baseline (vecmath.h): selects and one add, the same bits on each.
+template <bool kAdd, bool kRelu>
+inline void after_body(float *y, const float *a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = kAdd ? y[i] + a[i] : y[i];
+    y[i] = !kRelu || v > 0.0f || v != v ? v : 0.0f;
+  }
+}
+LOOM_VECTOR_CLONES void after_add_relu(float *y, const float *a, int64_t n) { after_body<true, true>(y, a, n); }
+LOOM_VECTOR_CLONES void after_add(float *y, const float *a, int64_t n) { after_body<true, false>(y, a, n); }
+LOOM_VECTOR_CLONES void after_relu(float *y, int64_t n) { after_body<false, true>(y, nullptr, n); }
+
+// Applies it to the `n` values of the output at offset `at`.
+void apply_after(const ConvEpilogue &ep, float *y, int64_t at, int64_t n) {
+  if (ep.after_add && ep.relu) after_add_relu(y + at, ep.after_add + at, n);
+  else if (ep.after_add) after_add(y + at, ep.after_add + at, n);
+  else if (ep.relu) after_relu(y + at, n);
 }
 
 // The scratchpad mode and the epilogue's post-ops for an output of extents `dst`:
@@ -605,6 +627,8 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
       prim.execute(ts, args);
       if (!direct) reorder(p.dst_desc(), dst, slice, out, ts);
       ts.wait();
+      // The piece's channels are one stretch of the image's output in either layout.
+      apply_after(ep, y, n * s.f * plane + k * sp.f * plane, sp.f * plane);
     }
   });
   g_conv_calls.fetch_add(1);
@@ -708,6 +732,7 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     pr.execute(ts, args);
     if (!direct) reorder(p.dst_desc(), dst, udst, yd, ts);
     ts.wait();
+    apply_after(ep, y, n0 * s.f * s.oh * s.ow, bn * s.f * s.oh * s.ow);
   });
   g_conv_calls.fetch_add(1);
   return true;

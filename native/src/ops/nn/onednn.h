@@ -69,6 +69,12 @@ struct ConvEpilogue {
   // (channels a multiple of 16): prediction executors keep it between
   // consecutive oneDNN convolutions.
   bool src_blocked = false, dst_blocked = false;
+  // Applied by Loom to each work item's output as soon as oneDNN has written it,
+  // while it is still in cache: y = y + after_add (an array of the output's shape
+  // and layout, when given), then MXNet's relu (NaN passes through; oneDNN's
+  // eltwise relu would make it 0), when relu is set.
+  const float *after_add = nullptr;
+  bool relu = false;
   // Non-zero: the weights are a copy derived from the weight array (BatchNorm
   // folded into them), named by this id, which the copies kept in oneDNN's layout
   // on the weight's var are keyed by too (an address alone could be reused).
