@@ -996,6 +996,14 @@ TEST(Ops, MultiSgdUpdatesRejectInconsistentGroups) {
   EXPECT_EQ(invoke_into("multi_sgd_update", {&I0, &I1}, {&I0}, {{"lrs", "(0.1,)"}, {"wds", "(0,)"}}), LOOM_ERR_DTYPE)
       << loom_last_error();
   EXPECT_EQ(invoke_into("multi_sgd_update", {&W0, &G0, &W1, &G1ok}, {&W0}, two), LOOM_ERR_INVALID_ARGUMENT);
+  // One array given as two outputs: the same weight twice, or a weight as its own state.
+  expect_error(invoke_into("multi_sgd_update", {&W0, &G0, &W0, &G0}, {&W0, &W0}, two), LOOM_ERR_INVALID_ARGUMENT,
+               {"multi_sgd_update: outputs 0 (weight) and 1 (weight) are the same array"});
+  expect_error(invoke_into("multi_sgd_mom_update", {&W0, &G0, &G0, &W1, &G1ok, &W1}, {&W0, &G0, &W1, &W1},
+                           {{"lrs", "(0.1,0.2)"}, {"wds", "(0,0)"}, {"num_weights", "2"}}),
+               LOOM_ERR_INVALID_ARGUMENT, {"outputs 2 (weight) and 3 (mom) are the same array"});
+  expect_error(invoke_into("sgd_mom_update", {&W0, &G0, &W0}, {&W0, &W0}, {{"lr", "0.1"}}), LOOM_ERR_INVALID_ARGUMENT,
+               {"sgd_mom_update: outputs 0 (weight) and 1 (mom) are the same array"});
   // Nothing was written by the refused calls.
   EXPECT_EQ(read(W0), (std::vector<double>{1, 2, 3, 4}));
   EXPECT_EQ(read(W1), std::vector<double>(6, 1));

@@ -319,7 +319,8 @@ LOOM_API loom_status loom_op_num_outputs(int32_t *out, loom_op op, const char *c
 /** Invokes an operator imperatively (pushed to the engine, asynchronous).
  *  `outputs` has `num_outputs` slots, which must equal loom_op_num_outputs.
  *  A slot holding NULL receives a new array the caller owns; a slot holding an
- *  array is written in place (its shape and dtype must match what the op infers).
+ *  array is written in place (its shape and dtype must match what the op infers;
+ *  two slots may not hold the same array or overlapping views of one).
  *  Parameters are string-keyed: keys[i] = values[i]. Unknown keys, bad values,
  *  wrong input counts, shapes, dtypes and devices are reported before anything
  *  is pushed, with messages naming the op, the argument and the shapes. */

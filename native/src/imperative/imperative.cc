@@ -10,6 +10,14 @@
 namespace loom {
 
 namespace {
+
+// The name of output j: the op's name for it, else "out<j>" (ops whose outputs
+// repeat a group, such as multi_sgd_mom_update's weight, mom, weight, ...).
+std::string output_name(const OpDef &op, int j) {
+  if (op.outputs.empty()) return "out" + std::to_string(j);
+  if (op.variadic && op.num_outputs) return op.outputs[static_cast<size_t>(j) % op.outputs.size()];
+  return j < static_cast<int>(op.outputs.size()) ? op.outputs[j] : "out" + std::to_string(j);
+}
 std::atomic<uint64_t> g_seed{0x5EEDu};
 std::atomic<uint64_t> g_stream{0};
 
@@ -135,8 +143,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
   for (int j = 0; j < nout; ++j) {
     NDArray &o = outputs[j];
     if (!is_set(o)) continue;
-    const std::string oname = j < static_cast<int>(op.outputs.size()) ? op.outputs[j]
-                                                                      : "out" + std::to_string(j);
+    const std::string oname = output_name(op, j);
     LOOM_CHECK(o.shape() == out_shapes[j] && o.dtype() == out_dtypes[j], LOOM_ERR_SHAPE, op.name,
                ": output ", j, " (", oname, ") has shape ", o.shape().str(), " ",
                dtype_name(o.dtype()), ", but the op produces ", out_shapes[j].str(), " ",
@@ -144,6 +151,18 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
     LOOM_CHECK(op.any_context || o.ctx() == ctx, LOOM_ERR_INVALID_ARGUMENT, op.name, ": output ",
                j, " (", oname, ") is on ", o.ctx().str(), " but the inputs are on ", ctx.str());
   }
+  // Two outputs writing the same bytes would race, or one result would be lost
+  // (an optimizer's weight given again as its state, one weight given twice).
+  for (int j = 0; j < nout; ++j)
+    for (int k = j + 1; k < nout; ++k) {
+      const NDArray &a = outputs[j], &b = outputs[k];
+      if (!is_set(a) || !is_set(b) || a.var().get() != b.var().get()) continue;
+      const size_t ab = a.offset(), ae = ab + static_cast<size_t>(a.size()) * dtype_size(a.dtype());
+      const size_t bb = b.offset(), be = bb + static_cast<size_t>(b.size()) * dtype_size(b.dtype());
+      LOOM_CHECK(ae <= bb || be <= ab, LOOM_ERR_INVALID_ARGUMENT, op.name, ": outputs ", j, " (",
+                 output_name(op, j), ") and ", k, " (", output_name(op, k),
+                 ") are the same array or overlap; give each output its own");
+    }
   // An op that may cross devices places new outputs with its ctx parameter.
   Context out_ctx = ctx;
   if (op.any_context && nin > 0 && params->has("ctx")) {

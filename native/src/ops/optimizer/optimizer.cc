@@ -226,7 +226,6 @@ const int kRegistered = [] {
     });
   });
 
-
   // MXNet 1.9's aggregated updates, what its SGD optimizer calls for groups of
   // weights (MXNET_OPTIMIZER_AGGREGATION_SIZE). Each weight's step is
   // sgd_update's or sgd_mom_update's (computed in double, rounded once), so an
