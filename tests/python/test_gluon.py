@@ -226,7 +226,7 @@ class GluonTests(unittest.TestCase):
         rng = np.random.default_rng(11)
         x = arr(rng.normal(size=(5, 1, 8, 8)))
         y = arr(rng.integers(0, 10, size=(5,)), "float32")
-        for opts in ({"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01},
+        for opts in ({"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01, "nesterov": False},
                      {"learning_rate": 0.2, "wd": 0.001, "clip_gradient": 0.05}):
             results = {}
             for size in (1, 3, 4, 60):

@@ -948,7 +948,7 @@ class Trainer:
         group of weights; each weight's result is the same as sgd_update's or
         sgd_mom_update's."""
         n = len(items)
-        params = {k: v for k, v in common.items() if k not in ("lr", "wd")}
+        params = {k: v for k, v in common.items() if k not in ("lr", "wd", "nesterov")}
         params.update(lrs=[common["lr"]] * n, wds=[common.get("wd", 0.0)] * n, num_weights=n)
         data, out = [], []
         for w, st in items:
