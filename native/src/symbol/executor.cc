@@ -480,9 +480,11 @@ void fuse_for_prediction(Program &p) {
     if (addend >= 0) fs.in.push_back(addend);
     fs.out = {cur};
     fs.reads = fs.in;
-    // Without a BatchNorm the output may take the addend's buffer (its last
-    // reader): oneDNN sums in place (run_fused).
-    if (addend >= 0 && !f->bn) fs.inplace.emplace_back(static_cast<int>(fs.in.size()) - 1, 0);
+    // The output may take the addend's buffer (its last reader): oneDNN sums in
+    // place (run_fused), where a copy of the addend into the output would cost a
+    // pass over memory as large as the output. With a BatchNorm that oneDNN does
+    // not take, the original kernels would need that copy anyway.
+    if (addend >= 0 && (!f->bn || f->onednn)) fs.inplace.emplace_back(static_cast<int>(fs.in.size()) - 1, 0);
     fs.temp = s.temp;  // the convolution's own scratch
     fs.fused = f;
     taken[i] = 1;
@@ -1098,6 +1100,17 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   const bool bn_post = f.bn && !fold;  // the BatchNorm as oneDNN post-ops
   if (bn_post) ep.scale = scale.data(), ep.shift = shift.data();
+  // With the BatchNorm as post-ops the addend is not summed from y, so an addend
+  // planned in place (y is its buffer) is kept apart first.
+  std::unique_ptr<float[]> addend_apart;
+  TBlob apart;
+  if (addend && bn_post && addend->dptr == y.dptr) {
+    addend_apart.reset(new float[static_cast<size_t>(std::max<int64_t>(addend->size(), 1))]);
+    std::memcpy(addend_apart.get(), addend->dptr, static_cast<size_t>(addend->size()) * sizeof(float));
+    apart = *addend;
+    apart.dptr = addend_apart.get();
+    addend = &apart;
+  }
   ep.src_blocked = f.src_blocked;
   ep.dst_blocked = f.dst_blocked;
   // Without a BatchNorm as post-ops (none, or folded), the addend is summed by

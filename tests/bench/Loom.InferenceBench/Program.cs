@@ -6,6 +6,8 @@
 // ONNX file imported (Onnx.Import), whose outputs are checked against ONNX Runtime's.
 // Prints numbers; it is not a test.
 // Usage: Loom.InferenceBench MODEL.onnx [THREADS] [REPS]
+// ORT_NOSPIN=1 turns off ONNX Runtime's spinning between its threads' work items
+// (session.intra_op.allow_spinning=0): its batch-1 latency then roughly doubles here.
 using System.Diagnostics;
 using Loom;
 using Microsoft.ML.OnnxRuntime;
@@ -84,6 +86,8 @@ var options = new SessionOptions
     InterOpNumThreads = 1,
     GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
 };
+if (Environment.GetEnvironmentVariable("ORT_NOSPIN") == "1")
+    options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
 using var session = new InferenceSession(model, options);
 string input = session.InputMetadata.Keys.First();
 var rng = new Random(7);
