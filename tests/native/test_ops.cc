@@ -1584,12 +1584,22 @@ TEST(Ops, ConvolutionAndPoolingMatchReference) {
 // maximum passes NaN over, and the first cell (row-major) equal to the maximum
 // takes the window's gradient (MXNet's pool.h and unpool_max).
 TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
-  const int64_t N = 2, C = 3, H = 9, W = 8;
+  // 8 columns, and 45 (3x3 windows inside the plane run through a kernel of their
+  // own for float: many of them, past a vector's width, between the clipped ones).
+  for (const int64_t W : {8, 45}) {
+  const int64_t N = 2, C = 3, H = 9;
   auto v = random_values(N * C * H * W, -1, 1, 311);
   for (size_t i = 0; i < v.size(); ++i) {
     if (i % 7 == 0) v[i] = 0.5;  // ties
     if (i % 23 == 5) v[i] = std::nan("");
+    if (W > 8 && i % 31 == 3) v[i] = -std::numeric_limits<double>::infinity();  // never taken
+    if (W > 8 && i % 37 == 4) v[i] = double(std::numeric_limits<float>::lowest());  // taken as a tie
+    if (W > 8 && i % 41 == 2) v[i] = std::numeric_limits<double>::infinity();
   }
+  // a window of -inf and NaN alone passes no gradient
+  if (W > 8)
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < 4; ++j) v[(1 * H + 2 + i) * W + 10 + j] = (i + j) % 2 ? std::nan("") : -INFINITY;
   struct Geo {
     int64_t kh, kw, sh, sw, ph, pw;
     bool full;
@@ -1605,7 +1615,7 @@ TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
         return g.full ? (span + st - 1) / st + 1 : span / st + 1;
       };
       const int64_t oh = len(H, g.kh, g.sh, g.ph), ow = len(W, g.kw, g.sw, g.pw);
-      const std::string what = "kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " +
+      const std::string what = std::to_string(W) + " columns, kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " +
                                 std::to_string(g.sh) + "x" + std::to_string(g.sw) + " pad " + std::to_string(g.ph) +
                                 "x" + std::to_string(g.pw) + (g.full ? " full " : " valid ") +
                                 (dt == LOOM_DTYPE_FLOAT32 ? "float32" : "float64");
@@ -1654,6 +1664,7 @@ TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
       }
       EXPECT_EQ(bad, 0) << what;
     }
+  }
 }
 
 COVERS("LeakyReLU", "Dropout", "BlockGrad", "MakeLoss", "LinearRegressionOutput",
