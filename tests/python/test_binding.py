@@ -208,6 +208,48 @@ class SymbolTests(unittest.TestCase):
         for n in w:
             np.testing.assert_allclose(ex.grad_dict[n].asnumpy(), w[n].grad.asnumpy(), rtol=1e-12, atol=1e-15)
 
+    def test_sums_pass_their_gradient_on_without_copies(self):
+        """An add of same-shape values and ElementWiseSum hand their output's gradient to their
+        inputs as it is (no copy, no step): gradients of a graph of such sums, with a repeated
+        input, an argument and an output among the summed values and a broadcasting add that
+        must reduce, match PyTorch's in float64, written and added to (grad_req add)."""
+        import ctypes
+        import torch
+        from loom import _abi
+        x, w1, w2, c = sym.Variable("x"), sym.Variable("w1"), sym.Variable("w2"), sym.Variable("c")
+        a = sym.FullyConnected(x, w1, num_hidden=5, no_bias=True, name="fa")
+        b = sym.FullyConnected(x, w2, num_hidden=5, no_bias=True, name="fb")
+        s = a + b
+        t = sym.ElementWiseSum(s, a, s)
+        out = (sym.Activation(t, act_type="tanh") + x) + c  # the last one broadcasts c
+        net = sym.Group(out, s)
+        rng = np.random.default_rng(7)
+        vals = {"x": rng.standard_normal((4, 5)), "w1": rng.standard_normal((5, 5)),
+                "w2": rng.standard_normal((5, 5)), "c": rng.standard_normal((1, 5))}
+        heads = [rng.standard_normal((4, 5)), rng.standard_normal((4, 5))]
+        tv = {n: torch.tensor(v, requires_grad=True) for n, v in vals.items()}
+        ta = tv["x"] @ tv["w1"].T
+        ts = ta + tv["x"] @ tv["w2"].T
+        tout = torch.tanh(ts + ta + ts) + tv["x"] + tv["c"]
+        torch.autograd.backward([tout, ts], [torch.tensor(h) for h in heads])
+        for req in ("write", "add"):
+            ex = net.simple_bind(dtype="float64", grad_req=req, x=(4, 5), w1=(5, 5), w2=(5, 5), c=(1, 5))
+            for n, v in vals.items():
+                ex.arg_dict[n].copyfrom(v)
+                ex.grad_dict[n].copyfrom(np.full(v.shape, 0.5))
+            ex.forward(is_train=True)
+            ex.backward([loom.from_numpy(h) for h in heads])
+            for n in vals:
+                want = tv[n].grad.numpy() + (0.5 if req == "add" else 0.0)
+                np.testing.assert_allclose(ex.grad_dict[n].asnumpy(), want, rtol=1e-12, atol=1e-12, err_msg=n + " " + req)
+            # forward: the 2 products, 3 adds, the sum of three and tanh; backward: the products,
+            # tanh and the broadcasting add (none for the other three sums); and the sums of
+            # gradients: of s (its head's and t's twice), of a, of x into its array, and with
+            # grad_req add of w1, w2 and c into theirs
+            plan = _abi.loom_memory_plan()
+            loom._check(loom._LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
+            self.assertEqual(plan.num_steps, 7 + 4 + (3 if req == "write" else 6), req)
+
     def test_module_fits_separable_blobs(self):
         loom.seed(5)
         rng = np.random.default_rng(5)

@@ -82,6 +82,19 @@ std::string shape_list(const std::vector<std::string> &names) {
 
 void apply_mirror(Program &p);
 
+// Whether node i's gradient for each input is its output's gradient unchanged: an
+// add or ElementWiseSum whose inputs all have the output's shape and dtype.
+bool identity_gradient(const IndexedGraph &g, size_t i, const std::vector<Value> &values) {
+  const Node &n = *g.nodes[i];
+  if ((n.op->name != "add" && n.op->name != "ElementWiseSum") || n.num_outputs() != 1) return false;
+  const Value &out = values[g.entry_base[i]];
+  for (size_t k = 0; k < n.inputs.size(); ++k) {
+    const Value &in = values[g.entry(n.inputs[k])];
+    if (n.input_is_aux(k) || !(in.shape == out.shape) || in.dtype != out.dtype) return false;
+  }
+  return true;
+}
+
 Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_t> &grad_req,
               bool for_training) {
   Program p;
@@ -220,6 +233,18 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
     LOOM_CHECK(n.op->backward, LOOM_ERR_INVALID_ARGUMENT, "bind: node '", n.name, "' (",
                n.op->name, ") has no gradient, but a gradient must flow through it to ",
                "the arguments; wrap it in BlockGrad or set their grad_req to null");
+    // A sum of values of the output's shape and dtype (add without broadcasting,
+    // ElementWiseSum): each input's gradient is the output's gradient itself, not a
+    // copy of it (a ResNet's residual adds copied 36 ms of a 1.6 s step); where a
+    // value needs it written apart (an argument's gradient array), a later step copies.
+    if (identity_gradient(g, i, p.values)) {
+      const int og = combine(g.entry_base[i]);
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        const int e = g.entry(n.inputs[k]);
+        if (!n.input_is_aux(k) && needs[e]) contrib[e].push_back(og);
+      }
+      continue;
+    }
     Step s;
     s.kind = StepKind::Backward;
     s.node = static_cast<int>(i);
