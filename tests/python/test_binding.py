@@ -250,6 +250,37 @@ class SymbolTests(unittest.TestCase):
             loom._check(loom._LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
             self.assertEqual(plan.num_steps, 7 + 4 + (3 if req == "write" else 6), req)
 
+    def test_a_gradient_is_written_over_one_only_its_last_reader_reads(self):
+        """relu's backward writes its input's gradient over its output's gradient where no later
+        step reads that: here both relus read the add's output gradient itself (the add passes
+        it on as it is), so the first to run keeps it and the second writes over it; the
+        gradients match PyTorch's."""
+        import ctypes
+        import torch
+        from loom import _abi
+        x, w1, w2 = sym.Variable("x"), sym.Variable("w1"), sym.Variable("w2")
+        u = sym.FullyConnected(x, w1, num_hidden=6, no_bias=True, name="fu")
+        v = sym.FullyConnected(x, w2, num_hidden=6, no_bias=True, name="fv")
+        net = sym.Activation(sym.Activation(u, act_type="relu") + sym.Activation(v, act_type="relu"), act_type="tanh")
+        rng = np.random.default_rng(8)
+        vals = {"x": rng.standard_normal((5, 4)), "w1": rng.standard_normal((6, 4)), "w2": rng.standard_normal((6, 4))}
+        head = rng.standard_normal((5, 6))
+        tv = {n: torch.tensor(a, requires_grad=True) for n, a in vals.items()}
+        torch.tanh(torch.relu(tv["x"] @ tv["w1"].T) + torch.relu(tv["x"] @ tv["w2"].T)).backward(torch.tensor(head))
+        ex = net.simple_bind(dtype="float64", x=(5, 4), w1=(6, 4), w2=(6, 4))
+        for n, a in vals.items():
+            ex.arg_dict[n].copyfrom(a)
+        ex.forward(is_train=True)
+        ex.backward(loom.from_numpy(head))
+        for n in vals:
+            np.testing.assert_allclose(ex.grad_dict[n].asnumpy(), tv[n].grad.numpy(), rtol=1e-12, atol=1e-12, err_msg=n)
+        plan = _abi.loom_memory_plan()
+        loom._check(loom._LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
+        # the relus over the products' outputs, the add over a relu's, and the second relu's gradient
+        # forward: each relu over its product's output, tanh over the sum; backward: the
+        # second relu's gradient over the sum's (without it, 3)
+        self.assertEqual(plan.num_inplace, 4)
+
     def test_module_fits_separable_blobs(self):
         loom.seed(5)
         rng = np.random.default_rng(5)

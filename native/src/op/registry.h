@@ -124,6 +124,10 @@ struct OpDef {
   int num_aux = 0;
   uint8_t backward_uses = kBwdAll;
   std::vector<std::pair<int, int>> inplace;  // (input, output) that may share memory
+  // (output gradient, input gradient) that may share memory in a bound executor's
+  // backward pass: the kernel reads each element of the one before writing it in
+  // the other, at the same index.
+  std::vector<std::pair<int, int>> backward_inplace;
   // Work memory for the kernel (ctx.temp) that a bound executor plans with the
   // graph's memory, from the inputs' shapes and dtypes: it shares buffers with
   // values that are dead while the step runs. Imperative calls get none (ctx.temp
@@ -165,6 +169,7 @@ struct OpDef {
   OpDef &set_infer(InferFn f) { infer = std::move(f); return *this; }
   OpDef &set_compute(ComputeFn f) { compute = std::move(f); return *this; }
   OpDef &set_inplace(std::vector<std::pair<int, int>> v) { inplace = std::move(v); return *this; }
+  OpDef &set_backward_inplace(std::vector<std::pair<int, int>> v) { backward_inplace = std::move(v); return *this; }
   OpDef &set_backward(BackwardFn f) { backward = std::move(f); return *this; }
   OpDef &set_infer_inputs(InferInputsFn f) { infer_inputs = std::move(f); return *this; }
   OpDef &set_backward_uses(uint8_t u) { backward_uses = u; return *this; }

@@ -60,6 +60,8 @@ struct Step {
   int temp = -1;           // scratch value
   std::vector<int> reads;  // values whose contents the step reads (for planning)
   std::vector<std::pair<int, int>> inplace;  // (position in `in`, position in `out`)
+  // Backward: (position in `ograd`, position in `out`) that may share memory.
+  std::vector<std::pair<int, int>> grad_inplace;
   std::shared_ptr<Fused> fused;              // a fused Convolution step (prediction)
 };
 
@@ -278,6 +280,10 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
       s.out.push_back(gv);
       contrib[e].push_back(gv);
     }
+    for (auto &io : n.op->backward_inplace)
+      if (io.first < static_cast<int>(s.ograd.size()) && io.second < static_cast<int>(s.out.size()) &&
+          s.out[io.second] >= 0)
+        s.grad_inplace.push_back(io);
     if (n.op->backward_temp_bytes) {
       ShapeList in_shapes;
       DTypeList in_dtypes;
@@ -654,6 +660,20 @@ Planned plan(const Program &p, bool enabled) {
         if (!internal(u) || !internal(v) || done[io.second]) continue;
         if (refs[u] != 1 || groups[group[u]].live != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
         if (std::count(s.in.begin(), s.in.end(), u) != 1) continue;
+        group[v] = group[u];
+        groups[group[u]].live++;
+        done[io.second] = 1;
+        r.stats.num_inplace++;
+        r.stats.unplanned_bytes += static_cast<int64_t>(p.values[v].nbytes());
+        r.stats.num_values++;
+      }
+      // A backward step's input gradient over an output gradient it reads last.
+      for (auto &io : s.grad_inplace) {
+        int u = s.ograd[io.first], v = s.out[io.second];
+        if (!internal(u) || !internal(v) || done[io.second]) continue;
+        if (refs[u] != 1 || groups[group[u]].live != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
+        if (std::count(s.ograd.begin(), s.ograd.end(), u) != 1 || std::count(s.reads.begin(), s.reads.end(), u) != 1)
+          continue;
         group[v] = group[u];
         groups[group[u]].live++;
         done[io.second] = 1;

@@ -176,7 +176,8 @@ const int kActivation = [] {
       .set_inputs({"data"})
       .param("act_type", ParamType::Enum, "relu", "Activation function.",
              {"relu", "sigmoid", "tanh", "softrelu", "softsign"})
-      .set_inplace({{0, 0}});
+      .set_inplace({{0, 0}})
+      .set_backward_inplace({{0, 0}});
   d.float_only = true;
   d.infer_inputs = same_shape_hint;
   d.backward_uses = kBwdOutputs;
