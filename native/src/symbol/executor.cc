@@ -655,31 +655,28 @@ Planned plan(const Program &p, bool enabled) {
     const Step &s = p.steps[i];
     std::vector<char> done(s.out.size(), 0);
     if (enabled) {
-      for (auto &io : s.inplace) {
-        int u = s.in[io.first], v = s.out[io.second];
-        if (!internal(u) || !internal(v) || done[io.second]) continue;
-        if (refs[u] != 1 || groups[group[u]].live != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
-        if (std::count(s.in.begin(), s.in.end(), u) != 1) continue;
+      // Output j takes input value u's buffer when u is internal, read by no later step,
+      // alone in its group and of the same size (`once`: u is read once by this step).
+      auto take_over = [&](int u, int j, bool once) {
+        const int v = s.out[j];
+        if (!internal(u) || !internal(v) || done[j] || !once) return;
+        if (refs[u] != 1 || groups[group[u]].live != 1 || p.values[u].nbytes() != p.values[v].nbytes()) return;
         group[v] = group[u];
         groups[group[u]].live++;
-        done[io.second] = 1;
+        done[j] = 1;
         r.stats.num_inplace++;
         r.stats.unplanned_bytes += static_cast<int64_t>(p.values[v].nbytes());
         r.stats.num_values++;
+      };
+      for (auto &io : s.inplace) {
+        const int u = s.in[io.first];
+        take_over(u, io.second, std::count(s.in.begin(), s.in.end(), u) == 1);
       }
       // A backward step's input gradient over an output gradient it reads last.
       for (auto &io : s.grad_inplace) {
-        int u = s.ograd[io.first], v = s.out[io.second];
-        if (!internal(u) || !internal(v) || done[io.second]) continue;
-        if (refs[u] != 1 || groups[group[u]].live != 1 || p.values[u].nbytes() != p.values[v].nbytes()) continue;
-        if (std::count(s.ograd.begin(), s.ograd.end(), u) != 1 || std::count(s.reads.begin(), s.reads.end(), u) != 1)
-          continue;
-        group[v] = group[u];
-        groups[group[u]].live++;
-        done[io.second] = 1;
-        r.stats.num_inplace++;
-        r.stats.unplanned_bytes += static_cast<int64_t>(p.values[v].nbytes());
-        r.stats.num_values++;
+        const int u = s.ograd[io.first];
+        take_over(u, io.second,
+                  std::count(s.ograd.begin(), s.ograd.end(), u) == 1 && std::count(s.reads.begin(), s.reads.end(), u) == 1);
       }
     }
     for (size_t j = 0; j < s.out.size(); ++j)
