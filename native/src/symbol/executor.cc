@@ -675,8 +675,9 @@ Planned plan(const Program &p, bool enabled) {
       // A backward step's input gradient over an output gradient it reads last.
       for (auto &io : s.grad_inplace) {
         const int u = s.ograd[io.first];
-        take_over(u, io.second,
-                  std::count(s.ograd.begin(), s.ograd.end(), u) == 1 && std::count(s.reads.begin(), s.reads.end(), u) == 1);
+        const bool once = std::count(s.ograd.begin(), s.ograd.end(), u) == 1 &&
+                          std::count(s.reads.begin(), s.reads.end(), u) == 1;
+        take_over(u, io.second, once);
       }
     }
     for (size_t j = 0; j < s.out.size(); ++j)
@@ -1142,12 +1143,15 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   const bool bn_post = f.bn && !fold;  // the BatchNorm as oneDNN post-ops
   if (bn_post) ep.scale = scale.data(), ep.shift = shift.data();
+  auto buffer = [](int64_t n) {
+    return std::unique_ptr<float[]>(new float[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+  };
   // With the BatchNorm as post-ops the addend is not summed from y, so an addend
   // planned in place (y is its buffer) is kept apart first.
   std::unique_ptr<float[]> addend_apart;
   TBlob apart;
   if (addend && bn_post && addend->dptr == y.dptr) {
-    addend_apart.reset(new float[static_cast<size_t>(std::max<int64_t>(addend->size(), 1))]);
+    addend_apart = buffer(addend->size());
     std::memcpy(addend_apart.get(), addend->dptr, static_cast<size_t>(addend->size()) * sizeof(float));
     apart = *addend;
     apart.dptr = addend_apart.get();
@@ -1183,7 +1187,6 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // The original kernels (the reference kernel set, a case oneDNN does not
   // take, a BatchNorm on the batch's statistics), on plain arrays: blocked data,
   // output and addend are reordered to and from plain buffers.
-  auto buffer = [](int64_t n) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(std::max<int64_t>(n, 1))]); };
   auto relayout = [](const TBlob &b, const float *src, float *dst, bool to_blocked) {
     onednn_blocked_layout(src, dst, b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3], to_blocked);
   };

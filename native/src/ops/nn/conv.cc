@@ -892,7 +892,8 @@ template <int S>
 void max_pool_grad_plane_3x3(const float *x, const float *dy, float *dx, const Geometry &g, int32_t *pick) {
   // Columns whose window lies inside the plane: j0 = oj * S - pw >= 0 and j0 + 3 <= w.
   const int64_t lo = std::min<int64_t>((g.pw + S - 1) / S, g.ow);
-  const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(g.w - 3 + g.pw >= 0 ? (g.w - 3 + g.pw) / S + 1 : 0, g.ow));
+  const int64_t inside = g.w - 3 + g.pw >= 0 ? (g.w - 3 + g.pw) / S + 1 : 0;
+  const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(inside, g.ow));
   auto clipped = [&](int64_t oi, int64_t oj) {
     const int64_t i0 = oi * g.sh - g.ph, j0 = oj * S - g.pw;
     const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min<int64_t>(i0 + 3, g.h);
@@ -1044,6 +1045,7 @@ const int kPooling = [] {
             const bool three = std::is_same<T, float>::value && g.kh == 3 && g.kw == 3 && (g.sw == 1 || g.sw == 2);
             std::vector<int32_t> pick(three ? static_cast<size_t>(g.ow) : 0);
             for (int64_t nc = p0; nc < p1; ++nc) {
+              // (float planes: only the float kernels below read them)
               const float *xf = reinterpret_cast<const float *>(x + nc * g.h * g.w),
                           *dyf = reinterpret_cast<const float *>(dy + nc * g.oh * g.ow);
               float *dxf = reinterpret_cast<float *>(dx + nc * g.h * g.w);
@@ -1052,9 +1054,7 @@ const int kPooling = [] {
               else if (three)
                 max_pool_grad_plane_3x3<1>(xf, dyf, dxf, g, pick.data());
               else if (tiles)
-                max_pool_grad_plane_2x2s2(reinterpret_cast<const float *>(x + nc * g.h * g.w),
-                                          reinterpret_cast<const float *>(dy + nc * g.oh * g.ow),
-                                          reinterpret_cast<float *>(dx + nc * g.h * g.w), g.w, g.oh, g.ow);
+                max_pool_grad_plane_2x2s2(xf, dyf, dxf, g.w, g.oh, g.ow);
               else
                 grad_plane(x + nc * g.h * g.w, dy + nc * g.oh * g.ow, dx + nc * g.h * g.w, g);
             }
