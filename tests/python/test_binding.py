@@ -440,6 +440,54 @@ except loom.LoomError as e:
         self.assertIn("LOOM_CPU_KERNELS=fastest is not a kernel set", r["error"])
 
 
+class ConvolutionWeightGradientTests(unittest.TestCase):
+    """A convolution's weight gradient is summed from per-item pieces in item order; the
+    pieces are held a round of kernel threads at a time (threads + 1 of them), not one per
+    item, and the bits do not depend on the thread count."""
+
+    SCRIPT = """
+import ctypes, hashlib, json, numpy as np, loom
+from loom import sym, _abi
+rng = np.random.default_rng(3)
+x, w = rng.uniform(-1, 1, (16, 128, 5, 5)), rng.uniform(-0.1, 0.1, (128, 128, 3, 3))
+head = rng.uniform(-1, 1, (16, 128, 5, 5))
+net = sym.Convolution(sym.Variable("x"), sym.Variable("w"), kernel=(3, 3), num_filter=128, pad=(1, 1), no_bias=True)
+ex = net.simple_bind(x=x.shape, w=w.shape)
+ex.arg_dict["x"].copyfrom(x.astype(np.float32))
+ex.arg_dict["w"].copyfrom(w.astype(np.float32))
+ex.forward(is_train=True)
+ex.backward(loom.from_numpy(head.astype(np.float32)))
+plan = _abi.loom_memory_plan()
+loom._check(loom._LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
+dw, dx = ex.grad_dict["w"].asnumpy(), ex.grad_dict["x"].asnumpy()
+print(json.dumps({"describe": loom.backend_describe(1), "planned": plan.planned_bytes,
+                  "dw": dw.astype(np.float64).ravel().tolist(),
+                  "digest": hashlib.sha256(dw.tobytes() + dx.tobytes()).hexdigest()}))
+"""
+
+    def test_pieces_are_held_one_round_at_a_time_with_the_same_bits(self):
+        import torch
+        rng = np.random.default_rng(3)
+        x, w = rng.uniform(-1, 1, (16, 128, 5, 5)), rng.uniform(-0.1, 0.1, (128, 128, 3, 3))
+        head = rng.uniform(-1, 1, (16, 128, 5, 5))
+        tx, tw = torch.tensor(x.astype(np.float32).astype(np.float64)), torch.tensor(
+            w.astype(np.float32).astype(np.float64), requires_grad=True)
+        torch.nn.functional.conv2d(tx, tw, padding=1).backward(torch.tensor(head.astype(np.float32).astype(np.float64)))
+        wbytes = w.size * 4
+        runs = {}
+        for threads in (1, 2, 3):
+            env = dict(os.environ, LOOM_KERNEL_THREADS=str(threads))
+            r = subprocess.run([sys.executable, "-c", self.SCRIPT], env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            runs[threads] = json.loads(r.stdout.strip().splitlines()[-1])
+            np.testing.assert_allclose(np.array(runs[threads]["dw"]).reshape(w.shape), tw.grad.numpy(),
+                                       rtol=1e-4, atol=1e-4, err_msg="threads %d" % threads)
+            if "onednn" in runs[threads]["describe"]:
+                # 16 images are 8 items: one piece per item would be 8 weights' bytes alone
+                self.assertLess(runs[threads]["planned"], (threads + 3) * wbytes, "threads %d" % threads)
+        self.assertEqual(len({r["digest"] for r in runs.values()}), 1)
+
+
 class DeviceTests(unittest.TestCase):
     def test_without_a_backend_gpu_contexts_are_refused_with_the_reason(self):
         if os.environ.get("LOOM_CUDA_LIBRARY"):
