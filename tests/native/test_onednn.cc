@@ -258,6 +258,91 @@ TEST(OneDnn, ExecutorsPlanTheConvolutionsWorkMemory) {
   EXPECT_EQ(both, 8);
 }
 
+// Prediction with Winograd (the node's __winograd__ attribute; LOOM_CONV_WINOGRAD=1
+// does the same for every node): the 3x3 stride-1 convolutions on images of at
+// least 14x14 run by oneDNN's Winograd algorithm, within 1e-4 of a naive float64
+// convolution relative to the largest output (the direct algorithm keeps 1e-5);
+// the others, and every convolution bound without it, by the direct algorithm.
+// The cases cover the few-image channel pieces (halves, or none), items, a bias,
+// and the cases that do not qualify or that oneDNN does not take.
+TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  struct Case {
+    int64_t n, c, h, f, s;
+    bool bias, qualifies;
+  };
+  const Case cases[] = {
+      {1, 16, 14, 32, 1, true, true},    // one image: two channel pieces
+      {1, 32, 16, 48, 1, false, true},   // 48 channels: not cut
+      {2, 64, 14, 64, 1, true, true},
+      {12, 16, 15, 32, 1, false, true},  // items of 2 images
+      // items of 2 and a tail of 1: oneDNN's Winograd lays the weights out one way for 2
+      // images and another for 1, so the direct algorithm runs for all of them
+      {13, 16, 15, 16, 1, false, false},
+      {4, 32, 13, 32, 1, true, false},   // 13x13 outputs: too few for Winograd
+      {4, 32, 28, 32, 2, true, false},   // stride 2
+  };
+  uint32_t seed = 900;
+  for (const Case &c : cases) {
+    for (bool wino : {true, false}) {
+      SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + " f" +
+                   std::to_string(c.f) + " s" + std::to_string(c.s) + (wino ? " winograd" : " direct"));
+      std::vector<int64_t> xs{c.n, c.c, c.h, c.h}, ws{c.f, c.c, 3, 3};
+      auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+      auto w = as_dtype(random_values(numel(ws), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+      auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+      int64_t oh, ow;
+      auto want = naive_conv2d(x, w, c.bias ? b : std::vector<double>{}, c.n, c.c, c.h, c.h, c.f, 3, 3, c.s, 1, 1,
+                               1, 1, &oh, &ow);
+      loom_symbol data = nullptr, conv = nullptr;
+      ASSERT_EQ(loom_symbol_variable(&data, "data"), LOOM_OK);
+      loom_op h = nullptr;
+      ASSERT_EQ(loom_op_find(&h, "Convolution"), LOOM_OK);
+      const std::string stride = "(" + std::to_string(c.s) + "," + std::to_string(c.s) + ")";
+      const char *keys[] = {"kernel", "num_filter", "pad", "stride", "no_bias"};
+      const std::string f = std::to_string(c.f);
+      const char *vals[] = {"(3,3)", f.c_str(), "(1,1)", stride.c_str(), c.bias ? "false" : "true"};
+      ASSERT_EQ(loom_symbol_create(&conv, h, "c", 1, &data, nullptr, 5, keys, vals), LOOM_OK) << loom_last_error();
+      if (wino) {
+        ASSERT_EQ(loom_symbol_set_attr(conv, "__winograd__", "True"), LOOM_OK);
+      }
+      const char *name = "data";
+      int32_t nd = 4;
+      loom_executor ex = nullptr;
+      ASSERT_EQ(loom_executor_simple_bind(&ex, conv, LOOM_DEVICE_CPU, 0, 1, &name, &nd, xs.data(), nullptr, 0,
+                                          nullptr, nullptr, LOOM_GRAD_NULL),
+                LOOM_OK)
+          << loom_last_error();
+      auto put = [&](int i, const std::vector<double> &v) {
+        loom_ndarray a = nullptr;
+        ASSERT_EQ(loom_executor_get(&a, ex, LOOM_EXEC_ARGUMENT, i), LOOM_OK);
+        Arr arr(a);
+        std::vector<float> fv(v.begin(), v.end());
+        ASSERT_EQ(loom_ndarray_copy_from_host(arr.h, fv.data(), fv.size() * sizeof(float)), LOOM_OK);
+      };
+      put(0, x);
+      put(1, w);
+      if (c.bias) put(2, b);
+      const int64_t before = loom::onednn_winograd_calls(), misses = loom::onednn_planned_work_misses();
+      ASSERT_EQ(loom_executor_forward(ex, 0), LOOM_OK) << loom_last_error();
+      loom_ndarray out = nullptr;
+      ASSERT_EQ(loom_executor_get(&out, ex, LOOM_EXEC_OUTPUT, 0), LOOM_OK);
+      std::vector<double> got = read(Arr(out));
+      EXPECT_EQ(loom::onednn_winograd_calls() - before, wino && c.qualifies ? 1 : 0) << "the algorithm that ran";
+      EXPECT_EQ(loom::onednn_planned_work_misses(), misses) << "the planned work memory missed buffers";
+      ASSERT_EQ(got.size(), want.size());
+      double scale = 1, worst = 0;
+      for (double v : want) scale = std::max(scale, std::fabs(v));
+      for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / scale);
+      EXPECT_LE(worst, wino && c.qualifies ? 1e-4 : 1e-5);
+      loom_executor_free(ex);
+      loom_symbol_free(conv);
+      loom_symbol_free(data);
+    }
+  }
+}
+
 // Deconvolution rides on the convolution kernels (its forward pass is a
 // convolution's data gradient): forward, data, weight and bias gradients
 // against the reference kernels, including adj and target-free padding.

@@ -184,5 +184,61 @@ class PredictionFusion(unittest.TestCase):
         self.assertIn("c2", str(cm.exception))
         self.assertIn("(32,31,3,3)", str(cm.exception).replace(" ", ""))
 
+class WinogradPrediction(unittest.TestCase):
+    """LOOM_CONV_WINOGRAD=1 at bind (or a node's __winograd__ attribute): the fused prediction
+    steps run 3x3 stride-1 convolutions on images of 14x14 or more by oneDNN's Winograd
+    algorithm. The predictions stay within 1e-4 of the direct algorithm's relative to the
+    largest output, differ from them in some bits (so Winograd ran), and have the same bits
+    for any count of kernel threads."""
+
+    SCRIPT = """
+import hashlib, sys, numpy as np
+sys.path.insert(0, %r)
+import test_fusion as t
+rng = np.random.default_rng(5)
+net = t.residual_net()
+out = []
+for batch in (1, 4):
+    shapes = {"data": (batch, 16, 14, 14)}
+    params = t._params(net, shapes, rng)
+    x = rng.normal(size=shapes["data"]).astype(np.float32)
+    ex = t._bind(net, shapes, True, params)
+    out += [o.asnumpy().tobytes() for o in ex.forward(is_train=False, data=x)]
+print(hashlib.sha256(b"".join(out)).hexdigest())
+"""
+
+    def test_winograd_predictions_are_close_and_do_not_depend_on_threads(self):
+        onednn = "onednn" in loom.backend_describe(1) and os.environ.get("LOOM_CPU_KERNELS", "") != "reference"
+        rng = np.random.default_rng(5)
+        net = residual_net()
+        for batch in (1, 2, 4):  # channel halves for fewer than 4 images, items of one image for 4
+            shapes = {"data": (batch, 16, 14, 14)}
+            params = _params(net, shapes, rng)
+            x = rng.normal(size=shapes["data"]).astype(np.float32)
+            plain = _bind(net, shapes, False, params)
+            direct = _bind(net, shapes, True, params)
+            os.environ["LOOM_CONV_WINOGRAD"] = "1"
+            try:
+                wino = _bind(net, shapes, True, params)
+            finally:
+                del os.environ["LOOM_CONV_WINOGRAD"]
+            want = [o.asnumpy() for o in plain.forward(is_train=False, data=x)]
+            same = [o.asnumpy() for o in direct.forward(is_train=False, data=x)]
+            got = [o.asnumpy() for o in wino.forward(is_train=False, data=x)]
+            for g, d, w in zip(got, same, want):
+                self.assertLess(np.abs(g - w).max() / np.abs(w).max(), 1e-4, batch)
+                self.assertLess(np.abs(d - w).max() / np.abs(w).max(), 1e-5, batch)
+            if onednn:
+                self.assertFalse(all(np.array_equal(g, d) for g, d in zip(got, same)), "Winograd did not run")
+        digests = set()
+        for threads in ("1", "3"):
+            env = dict(os.environ, LOOM_KERNEL_THREADS=threads, LOOM_CONV_WINOGRAD="1")
+            r = subprocess.run([sys.executable, "-c", self.SCRIPT % os.path.dirname(os.path.abspath(__file__))],
+                               env=env, capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            digests.add(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(len(digests), 1)
+
+
 if __name__ == "__main__":
     unittest.main()

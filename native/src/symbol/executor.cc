@@ -46,6 +46,7 @@ struct Fused {
   int add_chain_pos = 0;   // which input of the add the convolution's chain is
   size_t conv_inputs = 0;  // data, weight[, bias]; then gamma, beta, mean, var; then the addend
   bool onednn = false;     // oneDNN takes the convolution (at bind)
+  bool winograd = false;   // LOOM_CONV_WINOGRAD=1 at bind (ConvEpilogue::winograd)
   // The data, and the output (and the addend), in nChw16c rather than NCHW.
   bool src_blocked = false, dst_blocked = false;
 };
@@ -470,6 +471,22 @@ void fuse_for_prediction(Program &p) {
     auto f = std::make_shared<Fused>();
     f->conv_inputs = s.in.size();
     f->onednn = conv_onednn_takes(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape);
+    // Winograd: the node's __winograd__ attribute, else LOOM_CONV_WINOGRAD=1; its
+    // work memory may be larger than the direct algorithm's.
+    bool wino;
+    f->winograd = f->onednn && (attr_flag(node(static_cast<int>(i)), "winograd", &wino) ? wino : winograd_requested());
+    if (f->winograd) {
+      const size_t b = conv_winograd_scratch(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape);
+      if (s.temp >= 0) {
+        p.values[s.temp].bytes = std::max(p.values[s.temp].bytes, b);
+      } else if (b) {
+        Value t;
+        t.scratch = true;
+        t.bytes = b;
+        s.temp = static_cast<int>(p.values.size());
+        p.values.push_back(t);
+      }
+    }
     std::vector<int> absorbed;
     int cur = s.out[0], addend = -1;
     int r = sole(cur);
@@ -1159,6 +1176,7 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   ep.src_blocked = f.src_blocked;
   ep.dst_blocked = f.dst_blocked;
+  ep.winograd = f.winograd;
   // Without a BatchNorm as post-ops (none, or folded), the addend is summed by
   // oneDNN from y: y is its buffer (planned in place) or gets a copy (same layout:
   // both blocked or both plain). oneDNN 2.6 has only its slow reference kernel for

@@ -5,7 +5,8 @@
 // BatchNorm as separate ops, random weights, which do not change the work) and the same
 // ONNX file imported (Onnx.Import), whose outputs are checked against ONNX Runtime's.
 // Prints numbers; it is not a test.
-// Usage: Loom.InferenceBench MODEL.onnx [THREADS] [REPS]
+// Usage: Loom.InferenceBench MODEL.onnx [THREADS] [REPS]   (THREADS other than the cores: set
+// LOOM_KERNEL_THREADS to the same count)
 // ORT_NOSPIN=1 turns off ONNX Runtime's spinning between its threads' work items
 // (session.intra_op.allow_spinning=0): its batch-1 latency then roughly doubles here.
 using System.Diagnostics;
@@ -22,6 +23,14 @@ string model = args[0];
 int threads = args.Length > 1 ? int.Parse(args[1]) : Environment.ProcessorCount;
 int reps = args.Length > 2 ? int.Parse(args[2]) : 5;
 int[] batches = { 1, 32 };
+// Loom's kernel threads come from LOOM_KERNEL_THREADS (read by libloom when it loads;
+// default: the cores): the comparison is only fair when both use the same count.
+if (threads != (int.TryParse(Environment.GetEnvironmentVariable("LOOM_KERNEL_THREADS"), out int lt) ? lt
+                                                                                               : Environment.ProcessorCount))
+{
+    Console.Error.WriteLine($"Loom would not use {threads} threads: set LOOM_KERNEL_THREADS={threads} too");
+    return 2;
+}
 
 Rand.Seed(7);
 var modules = new Dictionary<int, (Module mod, NDArray x)>();
@@ -55,6 +64,30 @@ var foldedExec = batches.ToDictionary(b => b, b =>
 double FoldedSeconds(int b)
 {
     var ex = foldedExec[b];
+    var sw = Stopwatch.StartNew();
+    ex.Forward(isTrain: false);
+    ex.Outputs[0].WaitToRead();
+    return sw.Elapsed.TotalSeconds;
+}
+
+// Loom's ResNet-50 with every convolution marked for Winograd (__winograd__, what
+// LOOM_CONV_WINOGRAD=1 does for all): oneDNN's Winograd algorithm runs the 3x3
+// stride-1 ones on images of 14x14 or more; same parameters as Loom's.
+Symbol winoNet;
+using (Symbol.AttrScope(("__winograd__", "True"))) winoNet = Models.ResNet(50);
+var winoExec = batches.ToDictionary(b => b, b =>
+{
+    var ex = winoNet.SimpleBind(Context.Cpu(), new Dictionary<string, long[]>
+        { ["data"] = new long[] { b, 3, 224, 224 }, ["softmax_label"] = new long[] { b } }, GradReq.Null);
+    var (args, aux) = modules[b].mod.GetParams();
+    foreach (var (k, v) in args) v.CopyTo(ex.ArgDict[k]);
+    foreach (var (k, v) in aux) v.CopyTo(ex.AuxDict[k]);
+    modules[b].x.CopyTo(ex.ArgDict["data"]);
+    return ex;
+});
+double WinogradSeconds(int b)
+{
+    var ex = winoExec[b];
     var sw = Stopwatch.StartNew();
     ex.Forward(isTrain: false);
     ex.Outputs[0].WaitToRead();
@@ -119,15 +152,16 @@ double OrtSeconds(int b)
 }
 
 // Warm up both (first calls plan memory, create primitives, JIT), then interleave.
-foreach (int b in batches) { LoomSeconds(b); FoldedSeconds(b); ImportedSeconds(b); OrtSeconds(b); }
+foreach (int b in batches) { LoomSeconds(b); FoldedSeconds(b); WinogradSeconds(b); ImportedSeconds(b); OrtSeconds(b); }
 var loom = batches.ToDictionary(b => b, _ => new List<double>());
 var imp = batches.ToDictionary(b => b, _ => new List<double>());
 var fold = batches.ToDictionary(b => b, _ => new List<double>());
+var wino = batches.ToDictionary(b => b, _ => new List<double>());
 var ort = batches.ToDictionary(b => b, _ => new List<double>());
 // ONNX Runtime's threads spin for a while after a run and would slow whatever runs next:
 // each measurement starts after a pause, and the order rotates between repetitions.
 var runs = new (Func<int, double> run, Dictionary<int, List<double>> into)[]
-    { (LoomSeconds, loom), (FoldedSeconds, fold), (ImportedSeconds, imp), (OrtSeconds, ort) };
+    { (LoomSeconds, loom), (FoldedSeconds, fold), (WinogradSeconds, wino), (ImportedSeconds, imp), (OrtSeconds, ort) };
 for (int r = 0; r < reps; r++)
     foreach (int b in batches)
         for (int k = 0; k < runs.Length; k++)
@@ -141,17 +175,22 @@ double Median(List<double> v) { var s = v.OrderBy(t => t).ToList(); return s[s.C
 Console.WriteLine($"ResNet-50 v1.5 inference, {threads} threads, median of {reps} interleaved runs; Loom's CPU kernels: {Backend.Describe(DeviceType.Cpu)}");
 Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()} ({model})");
 const double gflopPerImage = 2 * 4.089184256;  // 2 x multiply-adds, counted in tests/bench/survey.py
-double l1 = Median(loom[1]), f1 = Median(fold[1]), i1 = Median(imp[1]), o1 = Median(ort[1]);
-Console.WriteLine($"Loom's ResNet-50 with BatchNorm folded ({foldedCount} BatchNorms, Symbol.FoldBatchNorm)");
+double l1 = Median(loom[1]), f1 = Median(fold[1]), w1 = Median(wino[1]), i1 = Median(imp[1]), o1 = Median(ort[1]);
+Console.WriteLine($"Loom's ResNet-50 with BatchNorm folded ({foldedCount} BatchNorms, Symbol.FoldBatchNorm), " +
+                  "and with Winograd (__winograd__ / LOOM_CONV_WINOGRAD=1)");
 Console.WriteLine($"batch 1 latency:     Loom {l1 * 1e3:F1} ms, BatchNorm folded {f1 * 1e3:F1} ms, " +
-                  $"Loom on the imported ONNX file {i1 * 1e3:F1} ms, ONNX Runtime {o1 * 1e3:F1} ms; " +
-                  $"Loom/ORT speed {o1 / l1:F2}, folded {o1 / f1:F2}, imported {o1 / i1:F2}");
-double l32 = Median(loom[32]), f32 = Median(fold[32]), i32 = Median(imp[32]), o32 = Median(ort[32]);
+                  $"Winograd {w1 * 1e3:F1} ms, Loom on the imported ONNX file {i1 * 1e3:F1} ms, " +
+                  $"ONNX Runtime {o1 * 1e3:F1} ms; Loom/ORT speed {o1 / l1:F2}, folded {o1 / f1:F2}, " +
+                  $"Winograd {o1 / w1:F2}, imported {o1 / i1:F2}");
+double l32 = Median(loom[32]), f32 = Median(fold[32]), w32 = Median(wino[32]), i32 = Median(imp[32]),
+    o32 = Median(ort[32]);
 Console.WriteLine($"batch 32 throughput: Loom {32 / l32:F1} img/s ({32 * gflopPerImage / l32:F0} GFLOP/s), " +
-                  $"BatchNorm folded {32 / f32:F1} img/s, imported {32 / i32:F1} img/s, " +
-                  $"ONNX Runtime {32 / o32:F1} img/s ({32 * gflopPerImage / o32:F0} GFLOP/s); " +
-                  $"Loom/ORT speed {o32 / l32:F2}, folded {o32 / f32:F2}, imported {o32 / i32:F2}");
+                  $"BatchNorm folded {32 / f32:F1} img/s, Winograd {32 / w32:F1} img/s, " +
+                  $"imported {32 / i32:F1} img/s, ONNX Runtime {32 / o32:F1} img/s " +
+                  $"({32 * gflopPerImage / o32:F0} GFLOP/s); Loom/ORT speed {o32 / l32:F2}, folded {o32 / f32:F2}, " +
+                  $"Winograd {o32 / w32:F2}, imported {o32 / i32:F2}");
 foreach (var (mod, x) in modules.Values) { mod.Dispose(); x.Dispose(); }
 foreach (var ex in importedExec.Values) ex.Dispose();
 foreach (var ex in foldedExec.Values) ex.Dispose();
+foreach (var ex in winoExec.Values) ex.Dispose();
 return 0;

@@ -308,6 +308,11 @@ bool conv_onednn_takes(const Params &p, const Shape &data) {
          onednn_conv_takes(conv_shape(ConvPlan(p, data, 4)));
 }
 
+size_t conv_winograd_scratch(const Params &p, const Shape &data) {
+  if (!conv_onednn_takes(p, data)) return 0;
+  return onednn_conv_forward_scratch(conv_shape(ConvPlan(p, data, 4)), !p.b("no_bias"), true);
+}
+
 bool conv_forward_with_epilogue(const OpContext &ctx, const Params &p, const BlobList &in, const TBlob &out,
                                 const ConvEpilogue &ep) {
   if (in[0].dtype != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0].shape)) return false;

@@ -21,6 +21,9 @@ bool conv_forward_with_epilogue(const OpContext &ctx, const Params &conv, const 
 // Whether the oneDNN kernel set, selected now, runs this 2-D float32
 // Convolution (parameters `conv`, data of shape `data`) through oneDNN.
 bool conv_onednn_takes(const Params &conv, const Shape &data);
+// The work memory its forward pass with Winograd allowed (ConvEpilogue::winograd)
+// uses: the most of either algorithm's (0 where oneDNN does not take it).
+size_t conv_winograd_scratch(const Params &conv, const Shape &data);
 
 // BatchNorm (parameters `bn`; inputs data, gamma, beta, moving_mean,
 // moving_var, float32, channel axis 1) as out = data * scale + shift per

@@ -79,7 +79,19 @@ struct ConvEpilogue {
   // folded into them), named by this id, which the copies kept in oneDNN's layout
   // on the weight's var are keyed by too (an address alone could be reused).
   uint64_t weights_id = 0;
+  // Prediction (LOOM_CONV_WINOGRAD=1 at bind): a convolution that qualifies
+  // (onednn_winograd_qualifies) runs by oneDNN's Winograd algorithm when oneDNN
+  // takes it with this epilogue, else by the direct one.
+  bool winograd = false;
 };
+
+// Whether LOOM_CONV_WINOGRAD=1 is set now (executors read it at bind).
+bool winograd_requested();
+// The convolutions Winograd runs: 3x3, stride 1, no dilation or groups, input
+// channels a multiple of 16 and at least 14x14 outputs per image. On smaller
+// images (ResNet-50's 7x7 stage) its larger transformed weights cost more than the
+// products it saves: 5.5 against 3.6 ms for 4 images of 512 channels here.
+bool onednn_winograd_qualifies(const ConvShape &s);
 
 // Reorders an (n, c, h, w) float32 array between plain NCHW and nChw16c (c a
 // multiple of 16). Only in builds with oneDNN.
@@ -96,7 +108,9 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
                          void *scratch = nullptr, size_t scratch_bytes = 0);
 // The work memory onednn_conv_forward uses without an epilogue (0: none, or oneDNN
 // does not take the convolution). Builds the plan, so an executor asks at bind.
-size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias);
+// With `winograd`, the most either algorithm uses (the executor does not know at
+// bind which one oneDNN will take).
+size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias, bool winograd = false);
 // `scratch` (optional): memory of at least onednn_conv_backward_scratch bytes for
 // the weight gradient's pieces and the work buffers; without it they come from
 // reusable_scratch and each thread's own buffers.
@@ -111,6 +125,8 @@ int64_t onednn_conv_calls();
 // How many times a convolution's weights were reordered into oneDNN's layout
 // (tests check that kept weights are reused, and dropped after a write).
 int64_t onednn_weight_reorders();
+// How many convolution passes ran by the Winograd algorithm.
+int64_t onednn_winograd_calls();
 // How many convolution passes used work memory an executor planned (ctx.temp)
 // rather than their threads' own buffers.
 int64_t onednn_planned_work_calls();
