@@ -280,7 +280,9 @@ TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
       // items of 2 and a tail of 1: oneDNN's Winograd lays the weights out one way for 2
       // images and another for 1, so the direct algorithm runs for all of them
       {13, 16, 15, 16, 1, false, false},
-      {4, 32, 13, 32, 1, true, false},   // 13x13 outputs: too few for Winograd
+      {4, 32, 13, 32, 1, true, false},   // 13x13 outputs: too few for Winograd on 4 images
+      {1, 32, 7, 32, 1, true, true},     // 7x7 outputs: enough for one image
+      {4, 32, 7, 32, 1, true, false},
       {4, 32, 28, 32, 2, true, false},   // stride 2
   };
   uint32_t seed = 900;

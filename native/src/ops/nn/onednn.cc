@@ -59,7 +59,7 @@ bool winograd_requested() {
 }
 bool onednn_winograd_qualifies(const ConvShape &s) {
   return s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.groups == 1 &&
-         s.c % 16 == 0 && s.f % 16 == 0 && s.oh * s.ow >= 14 * 14;
+         s.c % 16 == 0 && s.f % 16 == 0 && s.oh * s.ow >= (s.n < 4 ? 7 * 7 : 14 * 14);
 }
 int64_t onednn_winograd_calls() { return g_winograd_calls.load(); }
 
