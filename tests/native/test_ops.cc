@@ -435,6 +435,54 @@ TEST(Ops, SoftmaxMatchesReference) {
   }
 }
 
+// Float32 rows along the last axis take the vectorised rows (softmax_rows.h): row
+// lengths around the 8-lane sums and the 256 where the AVX-512 variant starts, with
+// and without a temperature, -inf entries (softmax 0, log_softmax -inf) and rows
+// far below their max, against float64; a NaN row goes to the general loop (NaN).
+TEST(Ops, SoftmaxAndLogSoftmaxRowsOfEveryLength) {
+  const double inf = INFINITY;
+  for (int64_t k : {1, 7, 8, 9, 17, 255, 256, 257, 3000})
+    for (bool lg : {false, true})
+      for (double t : {1.0, 2.5}) {
+        SCOPED_TRACE(std::string(lg ? "log_softmax" : "softmax") + " k=" + std::to_string(k) + " t=" +
+                     std::to_string(t));
+        std::vector<double> v = as_dtype(random_values(3 * k, -30, 30, static_cast<uint32_t>(k)), LOOM_DTYPE_FLOAT32);
+        if (k > 1) v[1] = -inf;
+        if (k > 2) v[k + 1] = v[k] - 200;
+        Arr x = make({3, k}, v);
+        std::vector<double> got = read(call(lg ? "log_softmax" : "softmax", {&x}, {{"temperature", std::to_string(t)}}));
+        for (int64_t r = 0; r < 3; ++r) {
+          double mx = -inf, z = 0;
+          for (int64_t c = 0; c < k; ++c) mx = std::max(mx, v[r * k + c]);
+          for (int64_t c = 0; c < k; ++c) z += std::exp((v[r * k + c] - mx) / t);
+          for (int64_t c = 0; c < k; ++c) {
+            const double zc = (v[r * k + c] - mx) / t, want = lg ? zc - std::log(z) : std::exp(zc) / z;
+            const double g = got[r * k + c];
+            if (std::isinf(zc)) {  // a -inf entry: exactly 0, or -inf for log_softmax
+              EXPECT_EQ(g, want) << "row " << r << " [" << c << "]";
+            } else {
+              // r = (x - max) / t rounded to float (|r| * 2^-24, twice), 2 ulp of exp,
+              // the sum and the result's rounding
+              const double dr = std::fabs(zc) * 1.2e-7;
+              const double tol = lg ? dr + 4e-7 * (1 + std::fabs(want)) : want * (dr + 4e-7) + 1e-37;
+              EXPECT_NEAR(g, want, tol) << "row " << r << " [" << c << "]";
+            }
+          }
+        }
+        if (k > 1 && !lg) {
+          EXPECT_EQ(got[1], 0.0) << "a -inf entry";
+        }
+      }
+  std::vector<double> v(600, 1.0);
+  v[17] = NAN;
+  Arr odd = make({2, 300}, v);
+  for (const char *op : {"softmax", "log_softmax"}) {
+    std::vector<double> got = read(call(op, {&odd}));
+    for (int c = 0; c < 300; ++c) EXPECT_TRUE(std::isnan(got[c])) << op << " NaN row at " << c;
+    for (int c = 300; c < 600; ++c) EXPECT_NEAR(got[c], std::string(op) == "softmax" ? 1.0 / 300 : -std::log(300.0), 1e-6);
+  }
+}
+
 COVERS("transpose");
 TEST(Ops, TransposeMatchesReference) {
   std::vector<int64_t> s{2, 3, 4};

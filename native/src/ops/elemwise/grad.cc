@@ -268,8 +268,11 @@ const int kRegistered = [] {
         const T *y = out[0].ptr<T>();
         const T *g = og[0].ptr<T>();
         T *d = ig[0].ptr<T>();
-        for (int64_t o = 0; o < outer; ++o)
-          for (int64_t j = 0; j < inner; ++j) {
+        // Positions are independent: ranges of about 32K values.
+        const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(mid, 1));
+        parallel_ranges(outer * inner, grain, [&](int64_t b, int64_t e) {
+          for (int64_t idx = b; idx < e; ++idx) {
+            const int64_t o = idx / inner, j = idx % inner;
             double s = 0;
             for (int64_t c = 0; c < mid; ++c) {
               int64_t at = (o * mid + c) * inner + j;
@@ -282,6 +285,7 @@ const int kRegistered = [] {
               d[at] = static_cast<T>(v / t);
             }
           }
+        });
       });
     });
   }

@@ -2,6 +2,7 @@
 // SoftmaxOutput, Flatten (MXNet's definitions and parameter names).
 #include "ops/common.h"
 #include "ops/vecmath.h"
+#include "ops/softmax_rows.h"
 #include "ops/linalg/gemm.h"
 
 namespace loom {
@@ -269,36 +270,6 @@ struct SoftmaxDims {
 // Positions per thread range: about 32K values each (positions are independent,
 // so the split never changes a result).
 int64_t softmax_grain(const SoftmaxDims &s) { return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(s.k, 1)); }
-
-// One float32 row of unit stride whose max is finite and which holds no NaN:
-// e^(x - max) by exp_approx (within 2 ulp; 0 below e^-87, where float's own
-// exponential is denormal) kept in y, summed in double over 8 fixed lanes (the same
-// order every time), then scaled by 1/sum in double. Returns false, writing
-// nothing, for a row the general loop must take (NaN, or an infinite max).
-LOOM_VECTOR_CLONES_AVX2 bool softmax_row_f32(const float *x, float *y, int64_t k) {
-  float mx = -INFINITY;
-  int nan = 0;
-  for (int64_t c = 0; c < k; ++c) {
-    mx = x[c] > mx ? x[c] : mx;
-    nan |= x[c] != x[c];
-  }
-  if (nan || !(mx < INFINITY && mx > -INFINITY)) return false;
-  for (int64_t c = 0; c < k; ++c) {
-    float r = x[c] - mx;
-    float e = exp_approx(r);
-    y[c] = r < -87.0f ? 0.0f : e;
-  }
-  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t c = 0;
-  for (; c + 8 <= k; c += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += double(y[c + l]);
-  double sum = 0;
-  for (int l = 0; l < 8; ++l) sum += lane[l];
-  for (; c < k; ++c) sum += double(y[c]);
-  const double inv = 1.0 / sum;
-  for (int64_t i = 0; i < k; ++i) y[i] = static_cast<float>(double(y[i]) * inv);
-  return true;
-}
 
 // Softmax over the k entries of each (outer, inner) position, k strided by inner;
 // accumulated in double (SoftmaxOutput and SoftmaxActivation). Float32 rows of

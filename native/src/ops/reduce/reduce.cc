@@ -1,10 +1,11 @@
 // Reductions over axes (sum, mean, prod, max, min), argmax/argmin, and
 // softmax/log_softmax. Each output element is accumulated sequentially in
 // input order (double for floats, int64 for integers), so results do not
-// depend on thread counts.
+// depend on thread counts (float32 softmax rows: softmax_rows.h).
 #include <limits>
 
 #include "ops/common.h"
+#include "ops/softmax_rows.h"
 
 namespace loom {
 namespace {
@@ -300,29 +301,37 @@ void register_arg(const char *name, bool is_max, const char *doc) {
       });
 }
 
+// Float32 rows along the last axis take softmax_row_f32 (exp_approx, sums in
+// double lanes); the rest (other axes, float64, rows with NaN or an infinite
+// max) are computed in double. Positions are independent, so the ranges (about
+// 32K values each) never change a result.
 template <typename T>
 void softmax_kernel(bool log_form, double temperature, const TBlob &in, const TBlob &out,
                     int64_t outer, int64_t mid, int64_t inner) {
   const T *a = in.ptr<T>();
   T *o = out.ptr<T>();
-  parallel_for(
-      outer * inner,
-      [&](int64_t idx) {
-        int64_t oo = idx / inner, j = idx % inner;
-        const T *x = a + oo * mid * inner + j;
-        T *y = o + oo * mid * inner + j;
-        double mx = -std::numeric_limits<double>::infinity();
-        for (int64_t k = 0; k < mid; ++k) mx = std::max(mx, static_cast<double>(x[k * inner]));
-        double sum = 0;
-        for (int64_t k = 0; k < mid; ++k)
-          sum += std::exp((static_cast<double>(x[k * inner]) - mx) / temperature);
-        double lse = std::log(sum);
-        for (int64_t k = 0; k < mid; ++k) {
-          double z = (static_cast<double>(x[k * inner]) - mx) / temperature;
-          y[k * inner] = static_cast<T>(log_form ? z - lse : std::exp(z) / sum);
-        }
-      },
-      1 << 10);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(mid, 1));
+  parallel_ranges(outer * inner, grain, [&](int64_t b, int64_t e) {
+    for (int64_t idx = b; idx < e; ++idx) {
+      int64_t oo = idx / inner, j = idx % inner;
+      const T *x = a + oo * mid * inner + j;
+      T *y = o + oo * mid * inner + j;
+      if (std::is_same<T, float>::value && inner == 1 &&
+          softmax_row_f32(reinterpret_cast<const float *>(x), reinterpret_cast<float *>(y), mid,
+                          static_cast<float>(temperature), log_form))
+        continue;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t k = 0; k < mid; ++k) mx = std::max(mx, static_cast<double>(x[k * inner]));
+      double sum = 0;
+      for (int64_t k = 0; k < mid; ++k)
+        sum += std::exp((static_cast<double>(x[k * inner]) - mx) / temperature);
+      double lse = std::log(sum);
+      for (int64_t k = 0; k < mid; ++k) {
+        double z = (static_cast<double>(x[k * inner]) - mx) / temperature;
+        y[k * inner] = static_cast<T>(log_form ? z - lse : std::exp(z) / sum);
+      }
+    }
+  });
 }
 
 void register_softmax(const char *name, bool log_form, const char *doc) {

@@ -1,0 +1,74 @@
+#include "ops/softmax_rows.h"
+
+#include <cmath>
+
+#include "ops/vecmath.h"
+
+namespace loom {
+namespace {
+
+template <bool kScaled, bool kLog>
+inline bool row_body(const float *x, float *y, int64_t k, float t) {
+  float mx = -INFINITY;
+  int nan = 0;
+  for (int64_t c = 0; c < k; ++c) {
+    mx = x[c] > mx ? x[c] : mx;
+    nan |= x[c] != x[c];
+  }
+  if (nan || !(mx < INFINITY && mx > -INFINITY)) return false;
+  for (int64_t c = 0; c < k; ++c) {
+    float r = kScaled ? (x[c] - mx) / t : x[c] - mx;
+    float e = exp_approx(r);
+    y[c] = r < -87.0f ? 0.0f : e;
+  }
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t c = 0;
+  for (; c + 8 <= k; c += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += double(y[c + l]);
+  double sum = 0;
+  for (int l = 0; l < 8; ++l) sum += lane[l];
+  for (; c < k; ++c) sum += double(y[c]);
+  if (kLog) {
+    const double lse = std::log(sum);
+    for (int64_t i = 0; i < k; ++i) {
+      float r = kScaled ? (x[i] - mx) / t : x[i] - mx;
+      y[i] = static_cast<float>(double(r) - lse);
+    }
+  } else {
+    const double inv = 1.0 / sum;
+    for (int64_t i = 0; i < k; ++i) y[i] = static_cast<float>(double(y[i]) * inv);
+  }
+  return true;
+}
+
+template <bool kScaled, bool kLog>
+bool dispatch(const float *x, float *y, int64_t k, float t);
+
+// Compiled twice: AVX-512 pays off on long rows only (its remainder loops are
+// scalar, and a row of a dozen values never enters a 16-lane loop); both give
+// the same bits.
+#define LOOM_SOFTMAX_ROWS(S, L)                                                                       \
+  LOOM_VECTOR_CLONES_AVX2 bool row_short_##S##L(const float *x, float *y, int64_t k, float t) {       \
+    return row_body<S, L>(x, y, k, t);                                                                \
+  }                                                                                                   \
+  LOOM_VECTOR_CLONES bool row_long_##S##L(const float *x, float *y, int64_t k, float t) {             \
+    return row_body<S, L>(x, y, k, t);                                                                \
+  }                                                                                                   \
+  template <>                                                                                         \
+  bool dispatch<S, L>(const float *x, float *y, int64_t k, float t) {                                 \
+    return k >= 256 ? row_long_##S##L(x, y, k, t) : row_short_##S##L(x, y, k, t);                    \
+  }
+LOOM_SOFTMAX_ROWS(false, false)
+LOOM_SOFTMAX_ROWS(false, true)
+LOOM_SOFTMAX_ROWS(true, false)
+LOOM_SOFTMAX_ROWS(true, true)
+#undef LOOM_SOFTMAX_ROWS
+
+}  // namespace
+
+bool softmax_row_f32(const float *x, float *y, int64_t k, float t, bool log_form) {
+  if (t == 1.0f) return log_form ? dispatch<false, true>(x, y, k, t) : dispatch<false, false>(x, y, k, t);
+  return log_form ? dispatch<true, true>(x, y, k, t) : dispatch<true, false>(x, y, k, t);
+}
+
+}  // namespace loom
