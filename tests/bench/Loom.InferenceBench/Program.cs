@@ -50,49 +50,41 @@ double LoomSeconds(int b)
     return sw.Elapsed.TotalSeconds;
 }
 
-// Loom's ResNet-50 with its BatchNorms folded into the convolutions (Symbol.FoldBatchNorm).
-var (foldedNet, foldedArgs, _, foldedCount) = modules[1].mod.Symbol.FoldBatchNorm(
-    modules[1].mod.GetParams().Args, modules[1].mod.GetParams().Aux);
-var foldedExec = batches.ToDictionary(b => b, b =>
+// One prediction pass of a bound executor.
+double Seconds(Executor ex)
 {
-    var ex = foldedNet.SimpleBind(Context.Cpu(), new Dictionary<string, long[]>
-        { ["data"] = new long[] { b, 3, 224, 224 }, ["softmax_label"] = new long[] { b } }, GradReq.Null);
-    foreach (var (k, v) in foldedArgs) v.CopyTo(ex.ArgDict[k]);
-    modules[b].x.CopyTo(ex.ArgDict["data"]);
-    return ex;
-});
-double FoldedSeconds(int b)
-{
-    var ex = foldedExec[b];
     var sw = Stopwatch.StartNew();
     ex.Forward(isTrain: false);
     ex.Outputs[0].WaitToRead();
     return sw.Elapsed.TotalSeconds;
 }
+// `net` bound for prediction at each batch size over Loom's parameters (`args`; `aux`
+// too when given) and input.
+Dictionary<int, Executor> BindResNet(Symbol net, Func<int, Dictionary<string, NDArray>> args,
+                                     Func<int, Dictionary<string, NDArray>>? aux) =>
+    batches.ToDictionary(b => b, b =>
+    {
+        var ex = net.SimpleBind(Context.Cpu(), new Dictionary<string, long[]>
+            { ["data"] = new long[] { b, 3, 224, 224 }, ["softmax_label"] = new long[] { b } }, GradReq.Null);
+        foreach (var (k, v) in args(b)) v.CopyTo(ex.ArgDict[k]);
+        if (aux != null) foreach (var (k, v) in aux(b)) v.CopyTo(ex.AuxDict[k]);
+        modules[b].x.CopyTo(ex.ArgDict["data"]);
+        return ex;
+    });
+
+// Loom's ResNet-50 with its BatchNorms folded into the convolutions (Symbol.FoldBatchNorm).
+var (foldedNet, foldedArgs, _, foldedCount) = modules[1].mod.Symbol.FoldBatchNorm(
+    modules[1].mod.GetParams().Args, modules[1].mod.GetParams().Aux);
+var foldedExec = BindResNet(foldedNet, _ => foldedArgs, null);
+double FoldedSeconds(int b) => Seconds(foldedExec[b]);
 
 // Loom's ResNet-50 with every convolution marked for Winograd (__winograd__, what
 // LOOM_CONV_WINOGRAD=1 does for all): oneDNN's Winograd algorithm runs the 3x3
 // stride-1 ones on images of 14x14 or more; same parameters as Loom's.
 Symbol winoNet;
 using (Symbol.AttrScope(("__winograd__", "True"))) winoNet = Models.ResNet(50);
-var winoExec = batches.ToDictionary(b => b, b =>
-{
-    var ex = winoNet.SimpleBind(Context.Cpu(), new Dictionary<string, long[]>
-        { ["data"] = new long[] { b, 3, 224, 224 }, ["softmax_label"] = new long[] { b } }, GradReq.Null);
-    var (args, aux) = modules[b].mod.GetParams();
-    foreach (var (k, v) in args) v.CopyTo(ex.ArgDict[k]);
-    foreach (var (k, v) in aux) v.CopyTo(ex.AuxDict[k]);
-    modules[b].x.CopyTo(ex.ArgDict["data"]);
-    return ex;
-});
-double WinogradSeconds(int b)
-{
-    var ex = winoExec[b];
-    var sw = Stopwatch.StartNew();
-    ex.Forward(isTrain: false);
-    ex.Outputs[0].WaitToRead();
-    return sw.Elapsed.TotalSeconds;
-}
+var winoExec = BindResNet(winoNet, b => modules[b].mod.GetParams().Args, b => modules[b].mod.GetParams().Aux);
+double WinogradSeconds(int b) => Seconds(winoExec[b]);
 
 // The ONNX file imported: one executor per batch size over the imported parameters.
 var imported = Onnx.Import(model);
@@ -104,14 +96,7 @@ var importedExec = batches.ToDictionary(b => b, b =>
     foreach (var (k, v) in imported.AuxParams) v.CopyTo(ex.AuxDict[k]);
     return ex;
 });
-double ImportedSeconds(int b)
-{
-    var ex = importedExec[b];
-    var sw = Stopwatch.StartNew();
-    ex.Forward(isTrain: false);
-    ex.Outputs[0].WaitToRead();
-    return sw.Elapsed.TotalSeconds;
-}
+double ImportedSeconds(int b) => Seconds(importedExec[b]);
 
 var options = new SessionOptions
 {
