@@ -230,6 +230,29 @@ print(hashlib.sha256(b"".join(out)).hexdigest())
                 self.assertLess(np.abs(d - w).max() / np.abs(w).max(), 1e-5, batch)
             if onednn:
                 self.assertFalse(all(np.array_equal(g, d) for g, d in zip(got, same)), "Winograd did not run")
+        # A node's __winograd__ attribute decides for that node, whatever LOOM_CONV_WINOGRAD says.
+        def two_convs(attr):
+            c1 = conv(sym.Variable("data"), "a1", 32)
+            c2 = conv(relu(c1.set_attr("__winograd__", attr) if attr else c1, "ar"), "a2", 32)
+            return c2.set_attr("__winograd__", attr) if attr else c2
+
+        for attr, env in (("False", "1"), ("True", None)):
+            net2 = two_convs(attr)
+            shapes = {"data": (1, 16, 14, 14)}
+            params = _params(net2, shapes, rng)
+            x = rng.normal(size=shapes["data"]).astype(np.float32)
+            direct = _bind(two_convs(None), shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
+            if env:
+                os.environ["LOOM_CONV_WINOGRAD"] = env
+            try:
+                got = _bind(net2, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
+            finally:
+                os.environ.pop("LOOM_CONV_WINOGRAD", None)
+            self.assertLess(np.abs(got - direct).max() / np.abs(direct).max(), 1e-4)
+            if attr == "False" or not onednn:
+                np.testing.assert_array_equal(got, direct)
+            else:
+                self.assertFalse(np.array_equal(got, direct), "the attribute did not ask for Winograd")
         digests = set()
         for threads in ("1", "3"):
             env = dict(os.environ, LOOM_KERNEL_THREADS=threads, LOOM_CONV_WINOGRAD="1")
