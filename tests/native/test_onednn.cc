@@ -480,3 +480,64 @@ TEST(OneDnn, PredictionKeepsReorderedWeightsUntilTheyAreWritten) {
     EXPECT_NE(y1, y0);
   }
 }
+
+// LRN in the oneDNN kernel set (4-D float32) against the reference kernels, forward
+// and gradient, within 1e-5 relative to the largest value, over window sizes,
+// channel counts on and off oneDNN's 16-channel blocks, extents and parameters;
+// oneDNN computed every pass it was given, and its bits do not depend on how the
+// images are spread over the threads (one image alone gives the same values).
+TEST(OneDnn, LrnMatchesReferenceKernels) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  struct Case {
+    int64_t n, c, h, w, nsize;
+    const char *alpha, *beta, *knorm;
+  };
+  const Case cases[] = {
+      {2, 5, 3, 3, 3, "0.001", "0.75", "2"},  {3, 16, 7, 5, 5, "0.0001", "0.75", "2"},
+      {2, 32, 5, 6, 3, "0.01", "0.75", "2"},  // a window of 3: the reference kernels
+      {2, 32, 5, 6, 5, "0.01", "0.75", "2"},
+      {2, 20, 6, 6, 5, "0.5", "0.6", "1.5"},  {1, 96, 13, 13, 5, "1", "0.75", "1"},
+      {4, 3, 9, 4, 1, "2", "0.4", "0.5"},      {2, 33, 4, 8, 7, "0.3", "1.2", "3"},
+  };
+  uint32_t seed = 1300;
+  for (const Case &c : cases) {
+    SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + "x" +
+                 std::to_string(c.w) + " nsize " + std::to_string(c.nsize));
+    std::vector<int64_t> shape{c.n, c.c, c.h, c.w};
+    auto x = as_dtype(random_values(numel(shape), -2, 2, seed++), LOOM_DTYPE_FLOAT32);
+    auto hy = as_dtype(random_values(numel(shape), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    const Params params{{"nsize", std::to_string(c.nsize)}, {"alpha", c.alpha}, {"beta", c.beta}, {"knorm", c.knorm}};
+    auto run = [&](loom::CpuKernels kernels, int64_t images) {
+      KernelScope k(kernels);
+      std::vector<int64_t> s = shape;
+      s[0] = images;
+      const size_t count = static_cast<size_t>(numel(s));
+      std::vector<double> xs(x.begin(), x.begin() + count), hs(hy.begin(), hy.begin() + count);
+      Arr X = make(s, xs, LOOM_DTYPE_FLOAT32), dX = make(s, std::vector<double>(count, 0), LOOM_DTYPE_FLOAT32);
+      EXPECT_EQ(loom_autograd_mark_variables(&X.h, &dX.h, nullptr, 1), LOOM_OK);
+      int32_t prev = 0;
+      loom_autograd_set_recording(&prev, 1);
+      std::vector<const Arr *> ins{&X};
+      std::vector<Arr> outs;
+      EXPECT_EQ(invoke("LRN", ins, params, &outs), LOOM_OK) << loom_last_error();
+      loom_autograd_set_recording(nullptr, prev);
+      Arr HY = make(s, hs, LOOM_DTYPE_FLOAT32);
+      loom_ndarray head = outs[0].h, hg = HY.h;
+      EXPECT_EQ(loom_autograd_backward(&head, &hg, 1), LOOM_OK) << loom_last_error();
+      return std::make_pair(read(outs[0]), read(dX));
+    };
+    auto ref = run(loom::CpuKernels::Reference, c.n);
+    const int64_t before = loom::onednn_lrn_calls();
+    auto dnn = run(loom::CpuKernels::OneDnn, c.n);
+    // oneDNN's fast kernels take a window of 5 over channels in whole 16-channel blocks
+    // (the NCHW forward kernel: multiples of 8); the others run the reference kernels.
+    EXPECT_EQ(loom::onednn_lrn_calls() - before, c.c % 16 == 0 && c.nsize == 5 ? 2 : 0)
+        << "the passes oneDNN computed";
+    expect_near_rel(dnn.first, ref.first, "forward vs reference kernel");
+    expect_near_rel(dnn.second, ref.second, "gradient vs reference kernel");
+    auto one = run(loom::CpuKernels::OneDnn, 1);
+    const size_t plane = static_cast<size_t>(c.c * c.h * c.w);
+    EXPECT_EQ(one.first, std::vector<double>(dnn.first.begin(), dnn.first.begin() + plane));
+    EXPECT_EQ(one.second, std::vector<double>(dnn.second.begin(), dnn.second.begin() + plane));
+  }
+}

@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "ops/common.h"
+#include "ops/nn/onednn.h"
 #include "ops/nn/fused.h"
 #include "ops/vecmath.h"
 
@@ -359,9 +360,20 @@ const int kLRN = [] {
     out[0] = in[0];
     odt[0] = dt[0];
   });
-  d.set_compute([](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
+  // 4-D float32 data in the oneDNN kernel set: oneDNN's LRN (onednn_lrn_forward).
+  auto dnn_dims = [](const Params &p, const TBlob &x, int64_t *d) {
+    if (x.dtype != kFloat32 || x.shape.ndim != 4 || !use_onednn()) return false;
+    for (int i = 0; i < 4; ++i) d[i] = x.shape.d[i];
+    return x.shape.size() > 0;
+  };
+  d.set_compute([dnn_dims](const OpContext &, const Params &p, const BlobList &in, const BlobList &out) {
     int64_t half = p.i("nsize") / 2;
     double a = p.f("alpha") / double(p.i("nsize")), beta = p.f("beta"), k = p.f("knorm");
+    int64_t dm[4];
+    if (dnn_dims(p, in[0], dm) &&
+        onednn_lrn_forward(dm[0], dm[1], dm[2], dm[3], p.i("nsize"), static_cast<float>(p.f("alpha")),
+                           static_cast<float>(beta), static_cast<float>(k), in[0].ptr<float>(), out[0].ptr<float>()))
+      return;
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
@@ -374,11 +386,17 @@ const int kLRN = [] {
       });
     });
   });
-  d.set_backward([](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
-                    const BlobList &og, const BlobList &ig, const ReqList &req) {
+  d.set_backward([dnn_dims](const OpContext &, const Params &p, const BlobList &in, const BlobList &,
+                            const BlobList &og, const BlobList &ig, const ReqList &req) {
     if (!req[0]) return;
     int64_t half = p.i("nsize") / 2;
     double a = p.f("alpha") / double(p.i("nsize")), beta = p.f("beta"), k = p.f("knorm");
+    int64_t dm[4];
+    if (dnn_dims(p, in[0], dm) &&
+        onednn_lrn_backward(dm[0], dm[1], dm[2], dm[3], p.i("nsize"), static_cast<float>(p.f("alpha")),
+                            static_cast<float>(beta), static_cast<float>(k), in[0].ptr<float>(),
+                            og[0].ptr<float>(), ig[0].ptr<float>()))
+      return;
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *dy = og[0].ptr<T>();
       T *dx = ig[0].ptr<T>();

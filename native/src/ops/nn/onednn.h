@@ -121,6 +121,21 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
 // The scratch onednn_conv_backward uses for these wanted gradients (0: oneDNN does
 // not take the convolution). Builds the plan, so an executor asks at bind.
 size_t onednn_conv_backward_scratch(const ConvShape &s, bool dx, bool dw);
+// LRN across channels (float32 (n, c, h, w), an odd window of `size` channels) in
+// the oneDNN kernel set: MXNet's out = x / (k + alpha / size * sum of x^2)^beta.
+// One image per oneDNN call, spread over the kernel threads (each value is computed
+// alone, so the bits do not depend on the threads). The forward pass runs on NCHW;
+// the backward pass on nChw16c (oneDNN has only its reference kernel for NCHW),
+// recomputing the forward pass's workspace. oneDNN 2.6's fast kernels take a window
+// of 5 only (NCHW forward: channels a multiple of 8; nChw16c: of 16). False,
+// writing nothing, when oneDNN is not selected or has only its reference kernel.
+bool onednn_lrn_forward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t size, float alpha, float beta,
+                        float k, const float *x, float *y);
+bool onednn_lrn_backward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t size, float alpha, float beta,
+                         float k, const float *x, const float *dy, float *dx);
+// How many LRN passes oneDNN has computed in this process.
+int64_t onednn_lrn_calls();
+
 // How many convolution passes oneDNN has computed in this process (tests check
 // that the path they compare really ran).
 int64_t onednn_conv_calls();
