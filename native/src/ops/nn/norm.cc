@@ -361,7 +361,7 @@ const int kLRN = [] {
     odt[0] = dt[0];
   });
   // 4-D float32 data in the oneDNN kernel set: oneDNN's LRN (onednn_lrn_forward).
-  auto dnn_dims = [](const Params &p, const TBlob &x, int64_t *d) {
+  auto dnn_dims = [](const TBlob &x, int64_t *d) {
     if (x.dtype != kFloat32 || x.shape.ndim != 4 || !use_onednn()) return false;
     for (int i = 0; i < 4; ++i) d[i] = x.shape.d[i];
     return x.shape.size() > 0;
@@ -370,7 +370,7 @@ const int kLRN = [] {
     int64_t half = p.i("nsize") / 2;
     double a = p.f("alpha") / double(p.i("nsize")), beta = p.f("beta"), k = p.f("knorm");
     int64_t dm[4];
-    if (dnn_dims(p, in[0], dm) &&
+    if (dnn_dims(in[0], dm) &&
         onednn_lrn_forward(dm[0], dm[1], dm[2], dm[3], p.i("nsize"), static_cast<float>(p.f("alpha")),
                            static_cast<float>(beta), static_cast<float>(k), in[0].ptr<float>(), out[0].ptr<float>()))
       return;
@@ -392,7 +392,7 @@ const int kLRN = [] {
     int64_t half = p.i("nsize") / 2;
     double a = p.f("alpha") / double(p.i("nsize")), beta = p.f("beta"), k = p.f("knorm");
     int64_t dm[4];
-    if (dnn_dims(p, in[0], dm) &&
+    if (dnn_dims(in[0], dm) &&
         onednn_lrn_backward(dm[0], dm[1], dm[2], dm[3], p.i("nsize"), static_cast<float>(p.f("alpha")),
                             static_cast<float>(beta), static_cast<float>(k), in[0].ptr<float>(),
                             og[0].ptr<float>(), ig[0].ptr<float>()))

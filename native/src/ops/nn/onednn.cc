@@ -852,12 +852,14 @@ size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias, bool winograd)
   if (!onednn_conv_takes(s) || channel_pieces(s, winograd) > 1) return 0;
   OneOpenMpThread one;
   size_t most = 0;
-  for (int64_t bits : {int64_t(0), winograd ? kEpWinograd : int64_t(-1)}) {
-    if (bits < 0) continue;
+  auto take = [&](bool wino) {
     ConvEpilogue ep;
-    ep.winograd = bits != 0;
-    if (auto plan = forward_plan(s, bias, bits)) most = std::max(most, forward_sizes(s, *plan, ep).bytes(Items(s.n).ranges()));
-  }
+    ep.winograd = wino;
+    if (auto plan = forward_plan(s, bias, wino ? kEpWinograd : 0))
+      most = std::max(most, forward_sizes(s, *plan, ep).bytes(Items(s.n).ranges()));
+  };
+  take(false);
+  if (winograd) take(true);
   return most;
 }
 
