@@ -437,8 +437,8 @@ TEST(Ops, SoftmaxMatchesReference) {
 
 // Float32 rows along the last axis take the vectorised rows (softmax_rows.h): row
 // lengths around the 8-lane sums and the 256 where the AVX-512 variant starts, with
-// and without a temperature, -inf entries (softmax 0, log_softmax -inf) and rows
-// far below their max, against float64; a NaN row goes to the general loop (NaN).
+// and without a temperature, -inf entries (softmax 0, log_softmax -inf), values
+// far below their max and a max far above the rest, against float64; a NaN row goes to the general loop (NaN).
 TEST(Ops, SoftmaxAndLogSoftmaxRowsOfEveryLength) {
   const double inf = INFINITY;
   for (int64_t k : {1, 7, 8, 9, 17, 255, 256, 257, 3000})
@@ -449,6 +449,9 @@ TEST(Ops, SoftmaxAndLogSoftmaxRowsOfEveryLength) {
         std::vector<double> v = as_dtype(random_values(3 * k, -30, 30, static_cast<uint32_t>(k)), LOOM_DTYPE_FLOAT32);
         if (k > 1) v[1] = -inf;
         if (k > 2) v[k + 1] = v[k] - 200;
+        // a max far above the rest, early in the row: a max taken wrongly (say from
+        // the row's last values) leaves r = x - max above exp's range
+        if (k > 16) v[2 * k + 3] = 130;
         Arr x = make({3, k}, v);
         std::vector<double> got = read(call(lg ? "log_softmax" : "softmax", {&x}, {{"temperature", std::to_string(t)}}));
         for (int64_t r = 0; r < 3; ++r) {

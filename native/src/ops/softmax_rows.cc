@@ -1,6 +1,7 @@
 #include "ops/softmax_rows.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "ops/vecmath.h"
 
@@ -8,12 +9,31 @@ namespace loom {
 namespace {
 
 template <bool kScaled, bool kLog>
-inline bool row_body(const float *x, float *y, int64_t k, float t) {
+__attribute__((always_inline)) inline bool row_body(const float *x, float *y, int64_t k, float t) {
+  // The max and the NaN test in 16 independent lanes of a vector (a single
+  // chain of selects stays scalar); a max does not depend on the order it is
+  // taken in, and a row with a NaN goes to the caller anyway.
+  typedef float F16 __attribute__((vector_size(64)));
+  typedef int32_t I16 __attribute__((vector_size(64)));
+  F16 lmx;
+  I16 lnan = {};
+  for (int l = 0; l < 16; ++l) lmx[l] = -INFINITY;
+  int64_t c0 = 0;
+  for (; c0 + 16 <= k; c0 += 16) {
+    F16 v;
+    std::memcpy(&v, x + c0, sizeof v);
+    lmx = v > lmx ? v : lmx;
+    lnan |= v != v;
+  }
   float mx = -INFINITY;
   int nan = 0;
-  for (int64_t c = 0; c < k; ++c) {
-    mx = x[c] > mx ? x[c] : mx;
-    nan |= x[c] != x[c];
+  for (; c0 < k; ++c0) {
+    mx = x[c0] > mx ? x[c0] : mx;
+    nan |= x[c0] != x[c0];
+  }
+  for (int l = 0; l < 16; ++l) {
+    mx = lmx[l] > mx ? lmx[l] : mx;
+    nan |= lnan[l] != 0;
   }
   if (nan || !(mx < INFINITY && mx > -INFINITY)) return false;
   for (int64_t c = 0; c < k; ++c) {
