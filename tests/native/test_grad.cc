@@ -174,6 +174,9 @@ const GradCase kCases[] = {
     {"UpSampling", {{1, 2, 2, 2}, {1, 2, 1, 1}}, {{"scale", "2"}, {"num_args", "2"}, {"multi_input_mode", "sum"}}, {}},
     {"BatchNorm", {{4, 3, 2, 2}, {3}, {3}, {3}, {3}}, {{"fix_gamma", "false"}}, {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, true, 3},
     {"BatchNorm", {{5, 2, 3}, {3}, {3}, {3}, {3}}, {{"fix_gamma", "true"}, {"axis", "-1"}, {"eps", "0.01"}}, {}, true, 3},
+    // rows of 15 and 24 values per channel: the kernels' 8-lane loops and their remainders
+    {"BatchNorm", {{2, 3, 3, 5}, {3}, {3}, {3}, {3}}, {{"fix_gamma", "false"}}, {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, true, 3},
+    {"BatchNorm", {{3, 2, 4, 6}, {2}, {2}, {2}, {2}}, {{"fix_gamma", "false"}}, {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, true, 3},
     {"BatchNorm", {{3, 2, 2}, {2}, {2}, {2}, {2}}, {{"fix_gamma", "false"}, {"use_global_stats", "true"}},
      {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, true, 3},
     {"BatchNorm", {{3, 2}, {2}, {2}, {2}, {2}}, {{"fix_gamma", "false"}}, {{-1, 1}, kPos, {-1, 1}, {-1, 1}, kPos}, false, 3},

@@ -225,32 +225,42 @@ TEST(MXNet, WhereWithAVectorConditionSelectsRows) {
 // src/operator/nn/batch_norm.cc: the moving statistics change in the backward
 // pass of training (not in a forward pass alone); fix_gamma writes 1 into gamma.
 TEST(MXNet, BatchNormUpdatesMovingStatisticsInBackwardAndFixGammaWritesOne) {
+  // S values per channel and image: rows shorter than the kernels' 8 lanes, and
+  // rows that fill them with a remainder.
+  for (int S : {4, 13}) {
+    SCOPED_TRACE("S=" + std::to_string(S));
+    auto x = random_values(3 * 2 * S, -2, 2, 17);
+    std::vector<Arr> ins;
+    ins.push_back(make({3, 2, S}, x, LOOM_DTYPE_FLOAT64));
+    ins.push_back(make({2}, {1.5, -0.5}, LOOM_DTYPE_FLOAT64));
+    ins.push_back(make({2}, {0.2, 0.1}, LOOM_DTYPE_FLOAT64));
+    ins.push_back(make({2}, {0.1, -0.2}, LOOM_DTYPE_FLOAT64));
+    ins.push_back(make({2}, {1.2, 0.8}, LOOM_DTYPE_FLOAT64));
+    Params pp{{"momentum", "0.8"}, {"eps", "0.01"}};
+    int32_t prev;
+    loom_autograd_set_training(&prev, 1);
+    Arr y = call("BatchNorm", {&ins[0], &ins[1], &ins[2], &ins[3], &ins[4]}, pp);
+    loom_autograd_set_training(nullptr, prev);
+    read(y);
+    EXPECT_EQ(read(ins[3]), (std::vector<double>{0.1, -0.2})) << "a forward pass leaves the moving mean";
+    EXPECT_EQ(read(ins[4]), (std::vector<double>{1.2, 0.8}));
+    EXPECT_EQ(read(ins[1]), (std::vector<double>{1, 1})) << "fix_gamma (the default) writes 1 into gamma";
+    backward_of("BatchNorm", ins, pp, nullptr, 1, 3);
+    for (int c = 0; c < 2; ++c) {
+      double mean = 0, var = 0;
+      for (int n = 0; n < 3; ++n)
+        for (int i = 0; i < S; ++i) mean += x[(n * 2 + c) * S + i] / (3 * S);
+      for (int n = 0; n < 3; ++n)
+        for (int i = 0; i < S; ++i) var += std::pow(x[(n * 2 + c) * S + i] - mean, 2) / (3 * S);
+      EXPECT_NEAR(read(ins[3])[c], 0.8 * (c ? -0.2 : 0.1) + 0.2 * mean, 1e-12);
+      EXPECT_NEAR(read(ins[4])[c], 0.8 * (c ? 0.8 : 1.2) + 0.2 * var, 1e-12);
+    }
+  }
   auto x = random_values(3 * 2 * 4, -2, 2, 17);
   std::vector<Arr> ins;
   ins.push_back(make({3, 2, 4}, x, LOOM_DTYPE_FLOAT64));
-  ins.push_back(make({2}, {1.5, -0.5}, LOOM_DTYPE_FLOAT64));
-  ins.push_back(make({2}, {0.2, 0.1}, LOOM_DTYPE_FLOAT64));
-  ins.push_back(make({2}, {0.1, -0.2}, LOOM_DTYPE_FLOAT64));
-  ins.push_back(make({2}, {1.2, 0.8}, LOOM_DTYPE_FLOAT64));
-  Params pp{{"momentum", "0.8"}, {"eps", "0.01"}};
+  for (int k = 0; k < 4; ++k) ins.push_back(make({2}, {1.5, -0.5}, LOOM_DTYPE_FLOAT64));
   int32_t prev;
-  loom_autograd_set_training(&prev, 1);
-  Arr y = call("BatchNorm", {&ins[0], &ins[1], &ins[2], &ins[3], &ins[4]}, pp);
-  loom_autograd_set_training(nullptr, prev);
-  read(y);
-  EXPECT_EQ(read(ins[3]), (std::vector<double>{0.1, -0.2})) << "a forward pass leaves the moving mean";
-  EXPECT_EQ(read(ins[4]), (std::vector<double>{1.2, 0.8}));
-  EXPECT_EQ(read(ins[1]), (std::vector<double>{1, 1})) << "fix_gamma (the default) writes 1 into gamma";
-  backward_of("BatchNorm", ins, pp, nullptr, 1, 3);
-  for (int c = 0; c < 2; ++c) {
-    double mean = 0, var = 0;
-    for (int n = 0; n < 3; ++n)
-      for (int i = 0; i < 4; ++i) mean += x[(n * 2 + c) * 4 + i] / 12;
-    for (int n = 0; n < 3; ++n)
-      for (int i = 0; i < 4; ++i) var += std::pow(x[(n * 2 + c) * 4 + i] - mean, 2) / 12;
-    EXPECT_NEAR(read(ins[3])[c], 0.8 * (c ? -0.2 : 0.1) + 0.2 * mean, 1e-12);
-    EXPECT_NEAR(read(ins[4])[c], 0.8 * (c ? 0.8 : 1.2) + 0.2 * var, 1e-12);
-  }
   // output_mean_var: the mean and 1/sqrt(var + eps) are outputs 1 and 2.
   std::vector<Arr> outs;
   loom_autograd_set_training(&prev, 1);

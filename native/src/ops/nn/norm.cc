@@ -39,6 +39,40 @@ inline double sum8(int64_t n, F &&f) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+// Over one row of x and dy, in one pass: the sums of (x - mu)^2, dy and
+// dy * (x - mu), each in eight accumulators combined in sum8's tree, so each
+// has the bits sum8 gives it alone.
+template <typename T>
+__attribute__((always_inline)) inline void sums_var_dy(const T *x, const T *dy, int64_t n, double mu, double *out) {
+  // The eight accumulators of each sum are the lanes of a vector (GCC's vector
+  // extension: with 24 scalar accumulators the loop stays scalar).
+  typedef double D8 __attribute__((vector_size(64)));
+  typedef T T8 __attribute__((vector_size(8 * sizeof(T))));
+  D8 va = {}, vb = {}, vc = {};
+  const D8 vmu = D8{} + mu;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    T8 xt, gt;
+    std::memcpy(&xt, x + i, sizeof xt);
+    std::memcpy(&gt, dy + i, sizeof gt);
+    const D8 d = __builtin_convertvector(xt, D8) - vmu, g = __builtin_convertvector(gt, D8);
+    va += d * d;
+    vb += g;
+    vc += g * d;
+  }
+  double a[8], b[8], c[8];
+  for (int k = 0; k < 8; ++k) a[k] = va[k], b[k] = vb[k], c[k] = vc[k];
+  for (int k = 0; i < n; ++i, ++k) {
+    const double d = double(x[i]) - mu, g = double(dy[i]);
+    a[k] += d * d;
+    b[k] += g;
+    c[k] += g * d;
+  }
+  out[0] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  out[1] = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+  out[2] = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+}
+
 // One channel's mean and biased variance, accumulated in double over its
 // `outer` rows of `inner` values, `stride` values apart.
 template <typename T>
@@ -87,21 +121,48 @@ LOOM_VECTOR_CLONES void bn_scale_row(const double *x, double *y, int64_t n, doub
 // One channel's backward pass: the sums of dy and dy * (x - mean) over its rows
 // (*sdy, and *sdyx scaled by invstd), then, when dx is given, its gradient:
 // with the batch's statistics g * invstd * (dy - sdy/m - xhat * sdyx/m),
-// else g * invstd * dy.
+// else g * invstd * dy. With the batch's statistics (b.batch) the channel's
+// mean and variance are computed here first, as bn_stats computes them (*mean,
+// *var, and b.invstd from them): the mean in one pass over x, then the variance
+// in the same pass as the two sums (each sum with its own accumulators, so the
+// bits are those of separate passes), one pass over x fewer.
 struct BnBackward {
-  double mean, invstd, g, m;
+  double mean, invstd, g, m, eps;
   bool batch;
 };
 template <typename T>
-inline void backward_body(const BnBackward &b, const T *x, const T *dy, T *dx, int64_t outer, int64_t inner,
-                          int64_t stride, double *out_sdy, double *out_sdyx) {
-  const double mu = b.mean;
+__attribute__((always_inline)) inline void backward_body(BnBackward b, const T *x, const T *dy, T *dx, int64_t outer, int64_t inner,
+                          int64_t stride, double *out_sdy, double *out_sdyx, double *out_mean, double *out_var) {
   double sdy = 0, sdyx = 0;
-  for (int64_t o = 0; o < outer; ++o) {
-    const T *xr = x + o * stride, *gr = dy + o * stride;
-    sdy += sum8(inner, [gr](int64_t i) { return double(gr[i]); });
-    sdyx += sum8(inner, [gr, xr, mu](int64_t i) { return double(gr[i]) * (double(xr[i]) - mu); });
+  if (b.batch) {
+    double s = 0, s2 = 0;
+    for (int64_t o = 0; o < outer; ++o) {
+      const T *row = x + o * stride;
+      s += sum8(inner, [row](int64_t i) { return double(row[i]); });
+    }
+    const double mu = s / b.m;
+    for (int64_t o = 0; o < outer; ++o) {
+      const T *xr = x + o * stride, *gr = dy + o * stride;
+      double r[3];
+      sums_var_dy(xr, gr, inner, mu, r);
+      s2 += r[0];
+      sdy += r[1];
+      sdyx += r[2];
+    }
+    b.mean = mu;
+    const double var = s2 / b.m;
+    b.invstd = 1 / std::sqrt(var + b.eps);
+    *out_mean = mu;
+    *out_var = var;
+  } else {
+    const double mu = b.mean;
+    for (int64_t o = 0; o < outer; ++o) {
+      const T *xr = x + o * stride, *gr = dy + o * stride;
+      sdy += sum8(inner, [gr](int64_t i) { return double(gr[i]); });
+      sdyx += sum8(inner, [gr, xr, mu](int64_t i) { return double(gr[i]) * (double(xr[i]) - mu); });
+    }
   }
+  const double mu = b.mean;
   sdyx *= b.invstd;
   *out_sdy = sdy;
   *out_sdyx = sdyx;
@@ -121,12 +182,14 @@ inline void backward_body(const BnBackward &b, const T *x, const T *dy, T *dx, i
   }
 }
 LOOM_VECTOR_CLONES void bn_backward(const BnBackward &b, const float *x, const float *dy, float *dx, int64_t outer,
-                                    int64_t inner, int64_t stride, double *sdy, double *sdyx) {
-  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx);
+                                    int64_t inner, int64_t stride, double *sdy, double *sdyx, double *mean,
+                                    double *var) {
+  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx, mean, var);
 }
 LOOM_VECTOR_CLONES void bn_backward(const BnBackward &b, const double *x, const double *dy, double *dx,
-                                    int64_t outer, int64_t inner, int64_t stride, double *sdy, double *sdyx) {
-  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx);
+                                    int64_t outer, int64_t inner, int64_t stride, double *sdy, double *sdyx,
+                                    double *mean, double *var) {
+  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx, mean, var);
 }
 
 // Per-channel mean and biased variance, accumulated in double.
@@ -237,9 +300,25 @@ const int kBatchNorm = [] {
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>();
       const T *dy = og[0].ptr<T>();
-      std::vector<double> mean, var;
+      // With the batch's statistics each channel's are computed by bn_backward;
+      // otherwise the moving ones are used.
+      std::vector<double> mean(dm.c, 0.0), var(dm.c, 0.0);
+      if (!batch) {
+        mean.assign(in[3].ptr<T>(), in[3].ptr<T>() + dm.c);
+        var.assign(in[4].ptr<T>(), in[4].ptr<T>() + dm.c);
+      }
+      const double m = double(std::max<int64_t>(dm.m(), 1));
+      parallel_for(dm.c, [&](int64_t c) {
+        const BnBackward b{mean[c], batch ? 0.0 : 1 / std::sqrt(var[c] + eps), fix ? 1.0 : double(gamma[c]), m,
+                           eps, batch};
+        const int64_t at = c * dm.inner;
+        double sdy, sdyx;
+        bn_backward(b, x + at, dy + at, req[0] ? ig[0].ptr<T>() + at : nullptr, dm.outer, dm.inner,
+                    dm.c * dm.inner, &sdy, &sdyx, &mean[c], &var[c]);
+        if (req[1]) ig[1].ptr<T>()[c] = static_cast<T>(fix ? 0.0 : sdyx);
+        if (req[2]) ig[2].ptr<T>()[c] = static_cast<T>(sdy);
+      }, 1);
       if (batch) {
-        channel_stats(x, dm, mean, var);
         // The moving statistics take the batch's in the backward pass (MXNet 1.9).
         const double mom = p.f("momentum");
         T *mm = in[3].ptr<T>(), *mv = in[4].ptr<T>();
@@ -247,20 +326,7 @@ const int kBatchNorm = [] {
           mm[c] = static_cast<T>(mom * double(mm[c]) + (1 - mom) * mean[c]);
           mv[c] = static_cast<T>(mom * double(mv[c]) + (1 - mom) * var[c]);
         }
-      } else {
-        mean.assign(in[3].ptr<T>(), in[3].ptr<T>() + dm.c);
-        var.assign(in[4].ptr<T>(), in[4].ptr<T>() + dm.c);
       }
-      const double m = double(std::max<int64_t>(dm.m(), 1));
-      parallel_for(dm.c, [&](int64_t c) {
-        const BnBackward b{mean[c], 1 / std::sqrt(var[c] + eps), fix ? 1.0 : double(gamma[c]), m, batch};
-        const int64_t at = c * dm.inner;
-        double sdy, sdyx;
-        bn_backward(b, x + at, dy + at, req[0] ? ig[0].ptr<T>() + at : nullptr, dm.outer, dm.inner,
-                    dm.c * dm.inner, &sdy, &sdyx);
-        if (req[1]) ig[1].ptr<T>()[c] = static_cast<T>(fix ? 0.0 : sdyx);
-        if (req[2]) ig[2].ptr<T>()[c] = static_cast<T>(sdy);
-      }, 1);
     });
   });
   return 0;
