@@ -9,7 +9,7 @@ namespace loom {
 namespace {
 
 template <bool kScaled, bool kLog>
-__attribute__((always_inline)) inline bool row_body(const float *x, float *y, int64_t k, float t) {
+LOOM_CLONE_BODY bool row_body(const float *x, float *y, int64_t k, float t) {
   // The max and the NaN test in 16 independent lanes of a vector (a single
   // chain of selects stays scalar); a max does not depend on the order it is
   // taken in, and a row with a NaN goes to the caller anyway.

@@ -30,7 +30,7 @@ BNDims bn_dims(const Params &p, const Shape &s) {
 // fixed tree: eight independent chains instead of one (the summation order is
 // fixed, so the bits do not depend on threads).
 template <typename F>
-inline double sum8(int64_t n, F &&f) {
+LOOM_CLONE_BODY double sum8(int64_t n, F &&f) {
   double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -43,7 +43,7 @@ inline double sum8(int64_t n, F &&f) {
 // dy * (x - mu), each in eight accumulators combined in sum8's tree, so each
 // has the bits sum8 gives it alone.
 template <typename T>
-__attribute__((always_inline)) inline void sums_var_dy(const T *x, const T *dy, int64_t n, double mu, double *out) {
+LOOM_CLONE_BODY void sums_var_dy(const T *x, const T *dy, int64_t n, double mu, double *out) {
   // The eight accumulators of each sum are the lanes of a vector (GCC's vector
   // extension: with 24 scalar accumulators the loop stays scalar).
   typedef double D8 __attribute__((vector_size(64)));
@@ -76,7 +76,7 @@ __attribute__((always_inline)) inline void sums_var_dy(const T *x, const T *dy, 
 // One channel's mean and biased variance, accumulated in double over its
 // `outer` rows of `inner` values, `stride` values apart.
 template <typename T>
-inline void stats_body(const T *x, int64_t outer, int64_t inner, int64_t stride, double *mean, double *var) {
+LOOM_CLONE_BODY void stats_body(const T *x, int64_t outer, int64_t inner, int64_t stride, double *mean, double *var) {
   const double m = double(std::max<int64_t>(outer * inner, 1));
   double s = 0, s2 = 0;
   for (int64_t o = 0; o < outer; ++o) {
@@ -108,7 +108,7 @@ LOOM_VECTOR_CLONES void bn_stats(const double *x, int64_t outer, int64_t inner, 
 
 // y = x * scale + shift over a row.
 template <typename T>
-inline void scale_body(const T *x, T *y, int64_t n, double scale, double shift) {
+LOOM_CLONE_BODY void scale_body(const T *x, T *y, int64_t n, double scale, double shift) {
   for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(double(x[i]) * scale + shift);
 }
 LOOM_VECTOR_CLONES void bn_scale_row(const float *x, float *y, int64_t n, double scale, double shift) {
@@ -131,7 +131,7 @@ struct BnBackward {
   bool batch;
 };
 template <typename T>
-__attribute__((always_inline)) inline void backward_body(BnBackward b, const T *x, const T *dy, T *dx, int64_t outer, int64_t inner,
+LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx, int64_t outer, int64_t inner,
                           int64_t stride, double *out_sdy, double *out_sdyx, double *out_mean, double *out_var) {
   double sdy = 0, sdyx = 0;
   if (b.batch) {

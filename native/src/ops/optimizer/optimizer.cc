@@ -27,7 +27,7 @@ void common_params(OpDef &d, const char *lr_default = "", const char *lr_doc = "
 
 // The rescaled, clipped gradient. MXNet's clip (mshadow_op.h) lets NaN through:
 // a NaN gradient reaches the weight rather than becoming +clip_gradient.
-inline double grad_of(double g, double rescale, double clip) {
+LOOM_CLONE_BODY double grad_of(double g, double rescale, double clip) {
   g *= rescale;
   if (clip >= 0) g = g > clip ? clip : (g < -clip ? -clip : g);
   return g;
@@ -43,7 +43,7 @@ struct SgdStep {
 };
 
 template <typename T, bool kClip>
-inline void sgd_span_body(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
+LOOM_CLONE_BODY void sgd_span_body(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
   const double lr = s.lr, wd = s.wd, rs = s.rs, clip = s.clip;
   for (int64_t i = 0; i < n; ++i) {
     const double gi = kClip ? grad_of(g[i], rs, clip) : double(g[i]) * rs;
@@ -52,7 +52,7 @@ inline void sgd_span_body(const SgdStep &s, const T *w, const T *g, T *o, int64_
 }
 
 template <typename T, bool kClip, bool kNesterov>
-inline void sgd_mom_span_body(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
+LOOM_CLONE_BODY void sgd_mom_span_body(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
   const double lr = s.lr, wd = s.wd, rs = s.rs, clip = s.clip, mu = s.mu;
   for (int64_t i = 0; i < n; ++i) {
     const double wi = w[i], gi = kClip ? grad_of(g[i], rs, clip) : double(g[i]) * rs;
@@ -65,12 +65,12 @@ inline void sgd_mom_span_body(const SgdStep &s, const T *w, const T *g, const T 
 
 // The loop for the step's clipping and Nesterov choices.
 template <typename T>
-inline void sgd_span_pick(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
+LOOM_CLONE_BODY void sgd_span_pick(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
   if (s.clip >= 0) sgd_span_body<T, true>(s, w, g, o, n);
   else sgd_span_body<T, false>(s, w, g, o, n);
 }
 template <typename T>
-inline void sgd_mom_span_pick(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
+LOOM_CLONE_BODY void sgd_mom_span_pick(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
   if (s.clip >= 0) {
     if (s.nesterov) sgd_mom_span_body<T, true, true>(s, w, g, m, ow, om, n);
     else sgd_mom_span_body<T, true, false>(s, w, g, m, ow, om, n);
@@ -84,13 +84,13 @@ inline void sgd_mom_span_pick(const SgdStep &s, const T *w, const T *g, const T 
 // given one pointer for both, so no run-time overlap check sends them to their
 // scalar versions.
 template <typename T>
-void sgd_span_any(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
+LOOM_CLONE_BODY void sgd_span_any(const SgdStep &s, const T *w, const T *g, T *o, int64_t n) {
   if (o == w) sgd_span_pick<T>(s, o, g, o, n);
   else sgd_span_pick<T>(s, w, g, o, n);
 }
 
 template <typename T>
-void sgd_mom_span_any(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
+LOOM_CLONE_BODY void sgd_mom_span_any(const SgdStep &s, const T *w, const T *g, const T *m, T *ow, T *om, int64_t n) {
   if (ow == w && om == m) sgd_mom_span_pick<T>(s, ow, g, om, ow, om, n);
   else sgd_mom_span_pick<T>(s, w, g, m, ow, om, n);
 }
