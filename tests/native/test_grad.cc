@@ -126,6 +126,10 @@ const GradCase kCases[] = {
     {"SoftmaxActivation", {{2, 3, 4}}, {}, {}},
     {"SoftmaxActivation", {{2, 3, 2, 2}}, {{"mode", "channel"}}, {}},
     {"log_softmax", {{3, 4}}, {{"axis", "0"}, {"temperature", "2"}}, {}},
+    // rows of 19 and 21: the gradients' 8-lane sums and their remainders
+    {"softmax", {{2, 19}}, {{"temperature", "1.5"}}, {}},
+    {"log_softmax", {{3, 21}}, {{"temperature", "2"}}, {}},
+    {"SoftmaxActivation", {{2, 19}}, {}, {}},
     {"transpose", {{2, 3, 4}}, {{"axes", "(1,0,2)"}}, {}},
     {"FullyConnected", {{3, 2, 2}, {5, 4}, {5}}, {{"num_hidden", "5"}}, {}},
     {"FullyConnected", {{3, 4}, {2, 4}}, {{"num_hidden", "2"}, {"no_bias", "true"}}, {}},

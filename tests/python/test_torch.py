@@ -85,6 +85,11 @@ if torch:
     case("SoftmaxActivation", lambda x: nd.SoftmaxActivation(x, mode="channel"), lambda x: torch.softmax(x, 1),
          [((2, 3, 2, 2), -3, 3)], key="SoftmaxActivation_channel")
     case("log_softmax", lambda x: nd.log_softmax(x, axis=1), lambda x: torch.log_softmax(x, 1), [((3, 5), -3, 3)])
+    # rows longer than the gradient's 8 double lanes, with a remainder
+    case("softmax", lambda x: nd.softmax(x, axis=-1), lambda x: torch.softmax(x, -1), [((3, 37), -3, 3)],
+         key="softmax_long_rows")
+    case("log_softmax", lambda x: nd.log_softmax(x, axis=-1), lambda x: torch.log_softmax(x, -1), [((3, 37), -3, 3)],
+         key="log_softmax_long_rows")
     case("dot", nd.dot, torch.matmul, [((4, 5), -1, 1), ((5, 3), -1, 1)])
     case("batch_dot", nd.batch_dot, torch.bmm, [((2, 4, 5), -1, 1), ((2, 5, 3), -1, 1)])
     case("transpose", lambda x: nd.transpose(x, axes=(2, 0, 1)), lambda x: x.permute(2, 0, 1), [((2, 3, 4), -1, 1)])

@@ -16,4 +16,10 @@ namespace loom {
 // infinite max).
 bool softmax_row_f32(const float *x, float *y, int64_t k, float t = 1.0f, bool log_form = false);
 
+// The gradient of one such row (softmax or log_softmax, temperature t): with
+// s = the sum of dy * y (softmax) or of dy (log_softmax), in double over 8 fixed
+// lanes, dx = y * (dy - s) / t, or (dy - e^y * s) / t, each value in double.
+void softmax_grad_row(const float *y, const float *dy, float *dx, int64_t k, double t, bool log_form);
+void softmax_grad_row(const double *y, const double *dy, double *dx, int64_t k, double t, bool log_form);
+
 }  // namespace loom

@@ -2,6 +2,7 @@
 // to the ops registered in their own files. Broadcast inputs receive the
 // output gradient summed over the broadcast axes (in a fixed order).
 #include "ops/common.h"
+#include "ops/softmax_rows.h"
 #include "ops/linalg/gemm.h"
 
 namespace loom {
@@ -273,6 +274,10 @@ const int kRegistered = [] {
         parallel_ranges(outer * inner, grain, [&](int64_t b, int64_t e) {
           for (int64_t idx = b; idx < e; ++idx) {
             const int64_t o = idx / inner, j = idx % inner;
+            if (inner == 1) {  // a row of unit stride
+              softmax_grad_row(y + o * mid, g + o * mid, d + o * mid, mid, t, lg);
+              continue;
+            }
             double s = 0;
             for (int64_t c = 0; c < mid; ++c) {
               int64_t at = (o * mid + c) * inner + j;

@@ -505,6 +505,10 @@ const int kSoftmaxActivation = [] {
       T *dx = ig[0].ptr<T>();
       parallel_for(s.outer * s.inner, [&](int64_t idx) {
         int64_t base = (idx / s.inner) * s.k * s.inner + idx % s.inner;
+        if (s.inner == 1) {  // a row of unit stride
+          softmax_grad_row(y + base, g + base, dx + base, s.k, 1.0, false);
+          return;
+        }
         double dot = 0;
         for (int64_t c = 0; c < s.k; ++c) dot += double(g[base + c * s.inner]) * double(y[base + c * s.inner]);
         for (int64_t c = 0; c < s.k; ++c) {
