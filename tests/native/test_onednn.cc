@@ -5,6 +5,8 @@
 #include <cmath>
 #include <thread>
 
+#include "ndarray/ndarray.h"
+#include "op/registry.h"
 #include "ops/nn/onednn.h"
 #include "testutil.h"
 
@@ -539,5 +541,151 @@ TEST(OneDnn, LrnMatchesReferenceKernels) {
     const size_t plane = static_cast<size_t>(c.c * c.h * c.w);
     EXPECT_EQ(one.first, std::vector<double>(dnn.first.begin(), dnn.first.begin() + plane));
     EXPECT_EQ(one.second, std::vector<double>(dnn.second.begin(), dnn.second.begin() + plane));
+  }
+}
+
+// ---- nChw16c data (TBlob::blocked16), as a training executor keeps it
+namespace {
+
+// An op's kernel called directly on float32 buffers, each plain or in nChw16c.
+struct Buf {
+  std::vector<int64_t> shape;
+  std::vector<float> v;
+  bool blocked = false;
+  loom::TBlob blob() {
+    loom::TBlob b;
+    b.dptr = v.data();
+    b.shape = loom::Shape::from(shape);
+    b.dtype = LOOM_DTYPE_FLOAT32;
+    b.blocked16 = blocked;
+    return b;
+  }
+};
+Buf buf(const std::vector<int64_t> &shape, const std::vector<double> &values) {
+  Buf b{shape, std::vector<float>(values.begin(), values.end()), false};
+  return b;
+}
+// The same values in nChw16c, and back.
+Buf to_blocked(const Buf &b) {
+  Buf r = b;
+  loom::onednn_blocked_layout(b.v.data(), r.v.data(), b.shape[0], b.shape[1], b.shape[2], b.shape[3], true);
+  r.blocked = true;
+  return r;
+}
+std::vector<float> plain_values(const Buf &b) {
+  if (!b.blocked) return b.v;
+  std::vector<float> r(b.v.size());
+  loom::onednn_blocked_layout(b.v.data(), r.data(), b.shape[0], b.shape[1], b.shape[2], b.shape[3], false);
+  return r;
+}
+loom::Params op_params(const loom::OpDef &op, const Params &kv) {
+  std::vector<const char *> k, v;
+  for (auto &p : kv) k.push_back(p.first.c_str()), v.push_back(p.second.c_str());
+  return loom::Params(op, k.data(), v.data(), static_cast<int32_t>(kv.size()));
+}
+void expect_same_bits(const std::vector<float> &a, const std::vector<float> &b, const std::string &what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  size_t bad = 0;
+  for (size_t i = 0; i < a.size(); ++i) bad += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << a.size() << " values differ";
+}
+
+// BatchNorm's forward and backward passes on `x`, plain or blocked: the output,
+// data gradient, gamma and beta gradients, the moving statistics after the
+// backward pass and the mean and inverse-deviation outputs, all as plain values.
+std::vector<std::vector<float>> batchnorm_pass(const Params &kv, bool train, const Buf &x0, bool blocked,
+                                               const std::vector<double> &gamma, const std::vector<double> &hy) {
+  const loom::OpDef &op = loom::Registry::get().lookup("BatchNorm");
+  const loom::Params p = op_params(op, kv);
+  const int64_t c = x0.shape[1];
+  Buf x = blocked ? to_blocked(x0) : x0, dy = buf(x0.shape, hy);
+  if (blocked) dy = to_blocked(dy);
+  Buf g = buf({c}, gamma), beta = buf({c}, random_values(c, -1, 1, 5)), mm = buf({c}, random_values(c, -1, 1, 6)),
+      mv = buf({c}, random_values(c, 0.5, 2, 7)), y{x.shape, std::vector<float>(x.v.size()), blocked},
+      mean{{c}, std::vector<float>(c)}, inv{{c}, std::vector<float>(c)},
+      dx{x.shape, std::vector<float>(x.v.size()), blocked}, dg{{c}, std::vector<float>(c)},
+      db{{c}, std::vector<float>(c)};
+  loom::OpContext ctx;
+  ctx.is_train = train;
+  loom::BlobList in{x.blob(), g.blob(), beta.blob(), mm.blob(), mv.blob()};
+  loom::BlobList out{y.blob(), mean.blob(), inv.blob()};
+  op.compute(ctx, p, in, out);
+  loom::ReqList req{loom::kWriteTo, loom::kWriteTo, loom::kWriteTo, loom::kNullOp, loom::kNullOp};
+  op.backward(ctx, p, in, out, loom::BlobList{dy.blob()}, loom::BlobList{dx.blob(), dg.blob(), db.blob(), {}, {}},
+              req);
+  return {plain_values(y), plain_values(dx), dg.v, db.v, mm.v, mv.v, mean.v, inv.v, g.v};
+}
+
+}  // namespace
+
+// BatchNorm's kernels for nChw16c give each channel the bits of the NCHW
+// kernels: training and prediction, fix_gamma, use_global_stats, positions per
+// channel that fill 8 lanes with and without a remainder, one and several
+// blocks of 16 channels and one image or several.
+TEST(OneDnn, BlockedBatchNormHasThePlainBits) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  const char *names[] = {"out", "data gradient", "gamma gradient", "beta gradient", "moving mean",
+                         "moving var",  "mean output",  "inverse deviation", "gamma"};
+  for (auto shape : {std::vector<int64_t>{2, 16, 7, 7}, {3, 32, 5, 3}, {1, 48, 4, 4}, {4, 16, 1, 1}})
+    for (bool train : {true, false})
+      for (const char *fix : {"false", "true"})
+        for (const char *global : {"false", "true"}) {
+          const Params kv{{"fix_gamma", fix}, {"use_global_stats", global}, {"eps", "0.001"},
+                          {"momentum", "0.8"}, {"output_mean_var", "true"}};
+          const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+          const Buf x = buf(shape, random_values(n, -3, 5, static_cast<uint32_t>(n)));
+          const auto gamma = random_values(shape[1], 0.5, 1.5, 3), hy = random_values(n, -1, 1, 4);
+          SCOPED_TRACE("shape " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]) + "x" +
+                       std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + (train ? " training" : " prediction") +
+                       " fix_gamma " + fix + " use_global_stats " + global);
+          auto plain = batchnorm_pass(kv, train, x, false, gamma, hy);
+          auto blocked = batchnorm_pass(kv, train, x, true, gamma, hy);
+          for (size_t k = 0; k < plain.size(); ++k) expect_same_bits(blocked[k], plain[k], names[k]);
+        }
+}
+
+// A Convolution given nChw16c data, output or gradients: through oneDNN without
+// its reorders, and where oneDNN does not take it (groups of 8 channels) through
+// the reference kernels on plain copies: the plain call's bits either way.
+TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  const loom::OpDef &op = loom::Registry::get().lookup("Convolution");
+  struct Case {
+    int64_t n, c, h, f, k, s, g;
+  };
+  for (Case cs : {Case{3, 16, 9, 32, 3, 1, 1}, Case{2, 32, 8, 16, 1, 2, 1}, Case{2, 16, 6, 16, 3, 1, 2}}) {
+    const Params kv{{"kernel", "(" + std::to_string(cs.k) + "," + std::to_string(cs.k) + ")"},
+                    {"stride", "(" + std::to_string(cs.s) + "," + std::to_string(cs.s) + ")"},
+                    {"pad", "(" + std::to_string(cs.k / 2) + "," + std::to_string(cs.k / 2) + ")"},
+                    {"num_filter", std::to_string(cs.f)}, {"num_group", std::to_string(cs.g)}, {"no_bias", "true"}};
+    const loom::Params p = op_params(op, kv);
+    const int64_t oh = (cs.h + 2 * (cs.k / 2) - cs.k) / cs.s + 1;
+    const std::vector<int64_t> xs{cs.n, cs.c, cs.h, cs.h}, ys{cs.n, cs.f, oh, oh};
+    const Buf x = buf(xs, random_values(cs.n * cs.c * cs.h * cs.h, -1, 1, 11)),
+              w = buf({cs.f, cs.c / cs.g, cs.k, cs.k}, random_values(cs.f * cs.c / cs.g * cs.k * cs.k, -1, 1, 12)),
+              hy = buf(ys, random_values(cs.n * cs.f * oh * oh, -1, 1, 13));
+    std::vector<std::vector<float>> want;
+    for (int mask = 0; mask < 4; ++mask) {  // bit 0: data and its gradient blocked; bit 1: output and its gradient
+      SCOPED_TRACE("c" + std::to_string(cs.c) + " f" + std::to_string(cs.f) + " groups " + std::to_string(cs.g) +
+                   " layouts " + std::to_string(mask));
+      Buf xi = mask & 1 ? to_blocked(x) : x, dyi = mask & 2 ? to_blocked(hy) : hy, wi = w;
+      Buf y{ys, std::vector<float>(hy.v.size()), (mask & 2) != 0}, dx{xs, std::vector<float>(x.v.size()), (mask & 1) != 0},
+          dw{w.shape, std::vector<float>(w.v.size())};
+      loom::OpContext ctx;
+      ctx.is_train = true;
+      loom::BlobList in{xi.blob(), wi.blob()};
+      op.compute(ctx, p, in, loom::BlobList{y.blob()});
+      op.backward(ctx, p, in, loom::BlobList{y.blob()}, loom::BlobList{dyi.blob()},
+                  loom::BlobList{dx.blob(), dw.blob()}, loom::ReqList{loom::kWriteTo, loom::kWriteTo});
+      std::vector<std::vector<float>> got{plain_values(y), plain_values(dx), dw.v};
+      if (mask == 0) {
+        want = got;
+        continue;
+      }
+      expect_same_bits(got[0], want[0], "output");
+      expect_same_bits(got[1], want[1], "data gradient");
+      expect_same_bits(got[2], want[2], "weight gradient");
+    }
   }
 }

@@ -23,6 +23,11 @@ struct TBlob {
   // kernel runs except through the var (a bound argument, an imperative input):
   // the kernel may keep data derived from it there (Var::keep_derived).
   Var *stable = nullptr;
+  // Float32 (n, c, h, w) data held in oneDNN's nChw16c layout (c a multiple of
+  // 16) instead of NCHW: a training executor keeps values so between the steps
+  // that take it (symbol/executor.cc, choose_training_layouts); every other
+  // kernel is only ever given plain data.
+  bool blocked16 = false;
   template <typename T>
   T *ptr() const {
     return static_cast<T *>(dptr);

@@ -32,6 +32,7 @@ struct Value {
   int index = -1;    // argument / aux / head index for external values
   size_t bytes = 0;  // scratch values: raw bytes (shape unused)
   bool scratch = false;
+  bool blocked = false;  // held in nChw16c (choose_training_layouts); copied into its gradient's value
   size_t nbytes() const {
     return scratch ? bytes : static_cast<size_t>(shape.size()) * dtype_size(dtype);
   }
@@ -98,8 +99,10 @@ bool identity_gradient(const IndexedGraph &g, size_t i, const std::vector<Value>
   return true;
 }
 
+void choose_training_layouts(Program &p);
+
 Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_t> &grad_req,
-              bool for_training) {
+              bool for_training, bool blocked_layouts = false) {
   Program p;
   p.g = sym.index();
   p.info = info;
@@ -170,6 +173,8 @@ Program build(const Symbol &sym, const ShapeInfo &info, const std::vector<int32_
   p.head_values = g.heads;
   p.head_grad_values.assign(g.heads.size(), -1);
   if (!for_training) return p;
+  // Before the gradients' values are made: each copies its value's layout.
+  if (blocked_layouts) choose_training_layouts(p);
 
   // Which values carry a gradient (depend on an argument that wants one).
   std::vector<char> needs(p.values.size(), 0);
@@ -432,6 +437,93 @@ void choose_blocked_layouts(Program &p) {
       f->src_blocked = blocked[p.steps[i].in[0]];
       f->dst_blocked = blocked[p.steps[i].out[0]];
     }
+}
+
+// Blocked layouts in training (LOOM_EXEC_BLOCKED=0 turns them off): a value kept
+// in oneDNN's nChw16c layout between the steps that take it spares the oneDNN
+// convolutions that write or read it their reorders to and from NCHW (about a
+// tenth of a ResNet-50 step). The steps that take such values: a Convolution
+// oneDNN runs (its data and its output, each on its own), and steps whose
+// values all share one layout: BatchNorm over axis 1 (its data and output;
+// its kernels compute each channel as on NCHW, in the same order), relu and
+// the other Activations, and adds of same-shape values (elementwise). A value
+// is kept blocked when it is float32 (n, c, h, w) with c a multiple of 16, is
+// no output of the graph, is made by such a step and read only by such steps,
+// and every value sharing a layout with it is kept blocked too (to a fixed
+// point). Gradients take their values' layouts; the backward kernels of those
+// ops take them (TBlob::blocked16). Results are the same bits either way.
+bool training_layouts_enabled() {
+  const char *e = std::getenv("LOOM_EXEC_BLOCKED");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
+void choose_training_layouts(Program &p) {
+  const IndexedGraph &g = p.g;
+  const size_t nv = p.values.size();
+  // The values of each forward step that share its layout (empty: none), and
+  // whether it is a Convolution oneDNN runs.
+  std::vector<std::vector<int>> group(p.num_forward);
+  std::vector<char> conv(p.num_forward, 0);
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    const Step &s = p.steps[i];
+    if (s.kind != StepKind::Forward || s.node < 0) continue;
+    const Node &n = *g.nodes[s.node];
+    const std::string &op = n.op->name;
+    if (op == "Convolution") {
+      conv[i] = p.values[s.in[0]].dtype == kFloat32 && conv_onednn_takes(*n.parsed, p.values[s.in[0]].shape);
+    } else if (op == "BatchNorm") {
+      const Value &x = p.values[s.in[0]];
+      if (x.shape.ndim == 4 && normalize_axis(n.parsed->i("axis"), 4, op, "axis") == 1)
+        group[i] = {s.in[0], s.out[0]};
+    } else if (op == "Activation" || op == "relu") {
+      group[i] = {s.in[0], s.out[0]};
+    } else if (identity_gradient(g, s.node, p.values)) {
+      group[i] = s.in;
+      group[i].push_back(s.out[0]);
+    }
+  }
+  std::vector<std::vector<int>> readers(nv);
+  for (size_t i = 0; i < p.num_forward; ++i)
+    for (int v : p.steps[i].in)
+      if (v >= 0) readers[v].push_back(static_cast<int>(i));
+  std::vector<char> blocked(nv, 0);
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    const Step &s = p.steps[i];
+    if (!conv[i] && group[i].empty()) continue;
+    const int v = s.out[0];
+    const Value &val = p.values[v];
+    blocked[v] = val.src == Src::Internal && val.dtype == kFloat32 && val.shape.ndim == 4 && val.shape.d[1] % 16 == 0;
+  }
+  for (int h : p.head_values) blocked[h] = 0;
+  // A reader takes v blocked where it reads v only as a convolution's data or as
+  // one of the values sharing its layout.
+  auto takes = [&](int r, int v) {
+    const Step &s = p.steps[r];
+    for (size_t k = 0; k < s.in.size(); ++k) {
+      if (s.in[k] != v) continue;
+      if (conv[r] ? k != 0 : std::find(group[r].begin(), group[r].end(), v) == group[r].end()) return false;
+    }
+    return conv[r] || !group[r].empty();
+  };
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t v = 0; v < nv; ++v)
+      if (blocked[v])
+        for (int r : readers[v])
+          if (!takes(r, static_cast<int>(v))) {
+            blocked[v] = 0;
+            changed = true;
+            break;
+          }
+    for (size_t i = 0; i < p.num_forward; ++i) {
+      const auto &gr = group[i];
+      const bool all = std::all_of(gr.begin(), gr.end(), [&](int v) { return blocked[v] != 0; });
+      if (all) continue;
+      for (int v : gr)
+        if (blocked[v]) blocked[v] = 0, changed = true;
+    }
+  }
+  for (size_t v = 0; v < nv; ++v) p.values[v].blocked = blocked[v] != 0;
 }
 
 // Prediction fusion (a graph bound without gradients on the CPU; LOOM_EXEC_FUSE=0
@@ -902,7 +994,9 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   Impl &im = *ex->impl_;
   im.arg_names = arg_names;
   im.aux_names = aux_names;
-  im.prog = build(sym, info, spec.grad_req, training);
+  im.prog = build(sym, info, spec.grad_req, training,
+                  training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && use_onednn() &&
+                      training_layouts_enabled());
   if (!training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
     fuse_for_prediction(im.prog);
   require_kernels(im.prog, spec.ctx);
@@ -1044,6 +1138,9 @@ struct Pushed {
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
   SmallVec<char, 4> in_stable;  // in[k] is a bound argument (Forward steps)
+  // Which arrays are in nChw16c (Value::blocked), in the order of in, out, fin,
+  // fout and ograd; empty when none is.
+  std::vector<char> blocked;
   NDArray temp;                 // the step's scratch (ctx.temp), kept alive with the call
   std::shared_ptr<const Fused> fused;
   ReqList req;
@@ -1110,6 +1207,17 @@ std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const C
     call->req = s.req;
   }
   call->fused = s.fused;
+  {
+    std::vector<char> b;
+    bool any = false;
+    for (const std::vector<int> *list : {&s.in, &s.out, &s.fin, &s.fout, &s.ograd})
+      for (int v : *list) {
+        const bool bl = v >= 0 && p.values[v].blocked;
+        b.push_back(bl);
+        any |= bl;
+      }
+    if (any) call->blocked = std::move(b);
+  }
   if (node && profiler::enabled() && s.fused) {
     const Fused &f = *s.fused;
     call->label = node->op->name + (f.bn ? "+BatchNorm" : "") + (f.add ? "+" + f.add->op->name : "") +
@@ -1269,6 +1377,13 @@ void run_call(Pushed &call) {
   for (size_t k = 0; k < call.in.size(); ++k)
     in.push_back(call.in_stable[k] ? call.in[k].stable_blob() : call.in[k].blob());
   for (auto &a : call.out) out.push_back(a.chunk() ? a.blob() : TBlob{});
+  // Marks the blobs of arrays kept in nChw16c, list by list as make_call recorded them.
+  size_t at = 0;
+  auto mark = [&](BlobList &list) {
+    for (auto &b : list) b.blocked16 = !call.blocked.empty() && call.blocked[at++];
+  };
+  mark(in);
+  mark(out);
   switch (call.kind) {
     case StepKind::Forward:
       if (call.fused)
@@ -1281,6 +1396,9 @@ void run_call(Pushed &call) {
       for (auto &a : call.fin) fi.push_back(a.blob());
       for (auto &a : call.fout) fo.push_back(a.blob());
       for (auto &a : call.ograd) og.push_back(a.blob());
+      mark(fi);
+      mark(fo);
+      mark(og);
       run_backward(*call.op, call.ctx, *call.params, fi, fo, og, out, call.req);
       break;
     }

@@ -260,6 +260,46 @@ void bias_gradient(const T *dy, int64_t n, int64_t f, int64_t plane, T *db) {
   });
 }
 
+// Plain NCHW copies of arrays a training executor keeps in nChw16c
+// (TBlob::blocked16), for kernels that read and write NCHW: read() gives a copy
+// of an input, write() a buffer for an output, which write_back() reorders
+// into the output. Blobs that are plain pass through unchanged.
+class PlainCopies {
+ public:
+  TBlob read(const TBlob &b) {
+    if (!b.blocked16) return b;
+    TBlob c = plain(b);
+    onednn_blocked_layout(b.ptr<float>(), c.ptr<float>(), b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3],
+                          false);
+    return c;
+  }
+  TBlob write(const TBlob &b) {
+    if (!b.blocked16) return b;
+    TBlob c = plain(b);
+    outs_.emplace_back(c, b);
+    return c;
+  }
+  void write_back() {
+    for (auto &o : outs_)
+      onednn_blocked_layout(o.first.ptr<float>(), o.second.ptr<float>(), o.second.shape.d[0], o.second.shape.d[1],
+                            o.second.shape.d[2], o.second.shape.d[3], true);
+  }
+
+ private:
+  TBlob plain(const TBlob &b) {
+    LOOM_CHECK(b.dtype == LOOM_DTYPE_FLOAT32 && b.shape.ndim == 4 && b.shape.d[1] % 16 == 0, LOOM_ERR_INTERNAL,
+               "Convolution: nChw16c data of shape ", b.shape.str(), " (needs float32, 4-D, channels a multiple of 16)");
+    bufs_.emplace_back(new float[static_cast<size_t>(std::max<int64_t>(b.size(), 1))]);
+    TBlob c = b;
+    c.dptr = bufs_.back().get();
+    c.blocked16 = false;
+    c.stable = nullptr;
+    return c;
+  }
+  std::vector<std::unique_ptr<float[]>> bufs_;
+  std::vector<std::pair<TBlob, TBlob>> outs_;
+};
+
 // Sizes shared by the forward and backward kernels.
 struct ConvPlan {
   Geometry g;
@@ -465,12 +505,25 @@ const int kConvolution = [] {
     if (is_volume(p, in[0].shape)) return conv3d_forward(p, in, out);
     // Prediction keeps the weights in oneDNN's layout on their var (training
     // changes them every step, and the copy would only cost memory).
+    ConvEpilogue layouts;
+    layouts.src_blocked = in[0].blocked16;
+    layouts.dst_blocked = out[0].blocked16;
     if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
         onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(),
                             in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
-                            out[0].ptr<float>(), ctx.is_train ? nullptr : in[1].stable, ConvEpilogue(),
+                            out[0].ptr<float>(), ctx.is_train ? nullptr : in[1].stable, layouts,
                             ctx.temp, ctx.temp_bytes))
       return;
+    if (in[0].blocked16 || out[0].blocked16) {
+      // oneDNN did not take it after all: the kernels below on plain copies.
+      PlainCopies pc;
+      BlobList pin = in, pout = out;
+      pin[0] = pc.read(in[0]);
+      pout[0] = pc.write(out[0]);
+      Registry::get().lookup("Convolution").compute(ctx, p, pin, pout);
+      pc.write_back();
+      return;
+    }
     {
       const ConvPlan c(p, in[0].shape, dtype_size(in[0].dtype));
       if (pointwise(c)) {
@@ -533,13 +586,28 @@ const int kConvolution = [] {
       const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>(), *dy = og[0].ptr<T>();
       const int64_t wsize = c.f * c.krows;
       bool done = false;
+      ConvLayouts lay;
+      lay.x = in[0].blocked16;
+      lay.dy = og[0].blocked16;
+      lay.dx = req[0] && ig[0].blocked16;
       if (std::is_same<T, float>::value && use_onednn() && (req[0] || req[1]))
         done = onednn_conv_backward(conv_shape(c), reinterpret_cast<const float *>(x),
                                     reinterpret_cast<const float *>(w),
                                     reinterpret_cast<const float *>(dy),
                                     req[0] ? reinterpret_cast<float *>(ig[0].ptr<T>()) : nullptr,
                                     req[1] ? reinterpret_cast<float *>(ig[1].ptr<T>()) : nullptr,
-                                    ctx.temp, ctx.temp_bytes);
+                                    ctx.temp, ctx.temp_bytes, lay);
+      if (!done && (lay.x || lay.dy || lay.dx)) {
+        // oneDNN did not take it after all: the kernels below on plain copies.
+        PlainCopies pc;
+        BlobList pin = in, pog = og, pig = ig;
+        pin[0] = pc.read(in[0]);
+        pog[0] = pc.read(og[0]);
+        if (req[0]) pig[0] = pc.write(ig[0]);
+        Registry::get().lookup("Convolution").backward(ctx, p, pin, BlobList{}, pog, pig, req);
+        pc.write_back();
+        return;
+      }
       if (!done && pointwise(c) && (req[0] || req[1])) {
         pointwise_backward<T>(c, x, w, dy, req[0] ? ig[0].ptr<T>() : nullptr, req[1] ? ig[1].ptr<T>() : nullptr);
         done = true;
@@ -595,7 +663,9 @@ const int kConvolution = [] {
       }
       }  // reference kernel
       if (in.size() > 2 && req[2]) {
-        bias_gradient(dy, g.n, c.f, c.plane, ig[2].ptr<T>());
+        // Summed over NCHW planes in their order: a blocked dY is read plain.
+        PlainCopies pc;
+        bias_gradient(pc.read(og[0]).ptr<T>(), g.n, c.f, c.plane, ig[2].ptr<T>());
       }
     });
   });

@@ -202,8 +202,237 @@ void channel_stats(const T *x, const BNDims &d, std::vector<double> &mean, std::
   }, 1);
 }
 
+// ---- BatchNorm on nChw16c data (TBlob::blocked16, from a training executor)
+// Each of the 16 channels of a block is computed exactly as above: the same
+// sums in the same order (sum8's lanes over each image's positions, images in
+// order), so a channel's bits do not depend on the layout. The 16 channels are
+// the lanes of a vector, as they lie side by side in memory.
+// 16 doubles as two native 8-lane vectors (one vector of 16 doubles is kept in
+// memory between its uses by GCC: the backward pass ran 35% slower than on NCHW).
+typedef float F8v __attribute__((vector_size(32)));
+typedef double D8v __attribute__((vector_size(64)));
+struct D16v {
+  D8v lo = {}, hi = {};
+  double operator[](int l) const { return l < 8 ? lo[l] : hi[l - 8]; }
+};
+LOOM_CLONE_BODY D16v operator+(D16v a, D16v b) { return {a.lo + b.lo, a.hi + b.hi}; }
+LOOM_CLONE_BODY D16v operator-(D16v a, D16v b) { return {a.lo - b.lo, a.hi - b.hi}; }
+LOOM_CLONE_BODY D16v operator*(D16v a, D16v b) { return {a.lo * b.lo, a.hi * b.hi}; }
+LOOM_CLONE_BODY D16v operator/(D16v a, double b) { return {a.lo / b, a.hi / b}; }
+LOOM_CLONE_BODY D16v &operator+=(D16v &a, D16v b) { return a = a + b; }
+LOOM_CLONE_BODY D16v &operator*=(D16v &a, D16v b) { return a = a * b; }
+LOOM_CLONE_BODY D16v load16(const float *p) {
+  F8v a, b;
+  std::memcpy(&a, p, sizeof a);
+  std::memcpy(&b, p + 8, sizeof b);
+  return {__builtin_convertvector(a, D8v), __builtin_convertvector(b, D8v)};
+}
+LOOM_CLONE_BODY void store16(float *p, D16v v) {
+  const F8v a = __builtin_convertvector(v.lo, F8v), b = __builtin_convertvector(v.hi, F8v);
+  std::memcpy(p, &a, sizeof a);
+  std::memcpy(p + 8, &b, sizeof b);
+}
+LOOM_CLONE_BODY D16v lanes16(const double *v) {
+  D16v r;
+  std::memcpy(&r.lo, v, sizeof r.lo);
+  std::memcpy(&r.hi, v + 8, sizeof r.hi);
+  return r;
+}
+// sum8 for 16 channels at once: f(i) gives position i's 16 values.
+template <typename F>
+LOOM_CLONE_BODY D16v sum8_16(int64_t n, F &&f) {
+  D16v a[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) a[k] += f(i + k);
+  for (int k = 0; i < n; ++i, ++k) a[k] += f(i);
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// One block's mean and variance (stats_body): `outer` rows of `inner` positions,
+// row o at x + o * stride.
+LOOM_VECTOR_CLONES void bn_stats16(const float *x, int64_t outer, int64_t inner, int64_t stride, double *mean,
+                                   double *var) {
+  const double m = double(std::max<int64_t>(outer * inner, 1));
+  D16v s = {}, s2 = {};
+  for (int64_t o = 0; o < outer; ++o) {
+    const float *row = x + o * stride;
+    s += sum8_16(inner, [row](int64_t i) { return load16(row + 16 * i); });
+  }
+  const D16v mu = s / m;
+  for (int64_t o = 0; o < outer; ++o) {
+    const float *row = x + o * stride;
+    s2 += sum8_16(inner, [row, mu](int64_t i) {
+      const D16v v = load16(row + 16 * i) - mu;
+      return v * v;
+    });
+  }
+  const D16v var16 = s2 / m;
+  for (int l = 0; l < 16; ++l) mean[l] = mu[l], var[l] = var16[l];
+}
+
+// y = x * scale + shift over `inner` positions of one block (scale_body).
+LOOM_VECTOR_CLONES void bn_scale16(const float *x, float *y, int64_t inner, const double *scale,
+                                   const double *shift) {
+  const D16v sc = lanes16(scale), sh = lanes16(shift);
+  for (int64_t i = 0; i < inner; ++i) store16(y + 16 * i, load16(x + 16 * i) * sc + sh);
+}
+
+// One block's backward pass (backward_body): mean, invstd and g per channel in
+// `b16` (mean and invstd filled in here with the batch's statistics).
+struct BnBackward16 {
+  double mean[16], invstd[16], g[16], var[16];
+  double m, eps;
+  bool batch;
+};
+LOOM_VECTOR_CLONES void bn_backward16(BnBackward16 &b, const float *x, const float *dy, float *dx, int64_t outer,
+                                      int64_t inner, int64_t stride, double *out_sdy, double *out_sdyx) {
+  D16v sdy = {}, sdyx = {}, mu, invstd;
+  if (b.batch) {
+    D16v s = {}, s2 = {};
+    for (int64_t o = 0; o < outer; ++o) {
+      const float *row = x + o * stride;
+      s += sum8_16(inner, [row](int64_t i) { return load16(row + 16 * i); });
+    }
+    mu = s / b.m;
+    for (int64_t o = 0; o < outer; ++o) {
+      const float *xr = x + o * stride, *gr = dy + o * stride;
+      s2 += sum8_16(inner, [xr, mu](int64_t i) {
+        const D16v d = load16(xr + 16 * i) - mu;
+        return d * d;
+      });
+      sdy += sum8_16(inner, [gr](int64_t i) { return load16(gr + 16 * i); });
+      sdyx += sum8_16(inner, [xr, gr, mu](int64_t i) { return load16(gr + 16 * i) * (load16(xr + 16 * i) - mu); });
+    }
+    const D16v var = s2 / b.m;
+    for (int l = 0; l < 16; ++l) {
+      b.mean[l] = mu[l];
+      b.var[l] = var[l];
+      b.invstd[l] = 1 / std::sqrt(var[l] + b.eps);
+    }
+  } else {
+    mu = lanes16(b.mean);
+    for (int64_t o = 0; o < outer; ++o) {
+      const float *xr = x + o * stride, *gr = dy + o * stride;
+      sdy += sum8_16(inner, [gr](int64_t i) { return load16(gr + 16 * i); });
+      sdyx += sum8_16(inner, [xr, gr, mu](int64_t i) { return load16(gr + 16 * i) * (load16(xr + 16 * i) - mu); });
+    }
+  }
+  invstd = lanes16(b.invstd);
+  sdyx *= invstd;
+  for (int l = 0; l < 16; ++l) out_sdy[l] = sdy[l], out_sdyx[l] = sdyx[l];
+  if (!dx) return;
+  const D16v g = lanes16(b.g);
+  for (int64_t o = 0; o < outer; ++o) {
+    const float *xr = x + o * stride, *gr = dy + o * stride;
+    float *dr = dx + o * stride;
+    if (b.batch) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const D16v xh = (load16(xr + 16 * i) - mu) * invstd;
+        store16(dr + 16 * i, g * invstd * (load16(gr + 16 * i) - sdy / b.m - xh * sdyx / b.m));
+      }
+    } else {
+      for (int64_t i = 0; i < inner; ++i) store16(dr + 16 * i, g * invstd * load16(gr + 16 * i));
+    }
+  }
+}
+
+// Whether BatchNorm's data is given in nChw16c (float32, 4-D, channel axis 1).
+bool bn_blocked(const Params &p, const TBlob &x) {
+  if (!x.blocked16) return false;
+  LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && x.shape.d[1] % 16 == 0 &&
+                 normalize_axis(p.i("axis"), 4, p.op().name, "axis") == 1,
+             LOOM_ERR_INTERNAL, p.op().name, ": nChw16c data of shape ", x.shape.str(),
+             " (needs float32, 4-D, channels a multiple of 16 on axis 1)");
+  return true;
+}
+
 bool batch_stats(const OpContext &ctx, const Params &p) {
   return ctx.is_train && !p.b("use_global_stats");
+}
+
+// BatchNorm's forward and backward passes on nChw16c (bn_blocked), as the op's
+// own loops below compute them channel by channel.
+void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
+                        const BNDims &dm) {
+  const double eps = p.f("eps");
+  const bool fix = p.b("fix_gamma");
+  const int64_t C = dm.c, inner = dm.inner, blocks = C / 16;
+  const float *x = in[0].ptr<float>(), *gamma = in[1].ptr<float>(), *beta = in[2].ptr<float>();
+  float *y = out[0].ptr<float>();
+  if (fix) {
+    float *gw = in[1].ptr<float>();
+    for (int64_t c = 0; c < C; ++c)
+      if (gw[c] != 1.0f) gw[c] = 1.0f;
+  }
+  std::vector<double> mean(C), var(C), scale(C), shift(C);
+  if (batch_stats(ctx, p)) {
+    parallel_for(blocks, [&](int64_t cb) {
+      bn_stats16(x + cb * inner * 16, dm.outer, inner, C * inner, &mean[cb * 16], &var[cb * 16]);
+    }, 1);
+  } else {
+    mean.assign(in[3].ptr<float>(), in[3].ptr<float>() + C);
+    var.assign(in[4].ptr<float>(), in[4].ptr<float>() + C);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const double g = fix ? 1.0 : double(gamma[c]);
+    scale[c] = g / std::sqrt(var[c] + eps);
+    shift[c] = double(beta[c]) - mean[c] * scale[c];
+  }
+  parallel_for(dm.outer * blocks, [&](int64_t ob) {
+    const int64_t cb = ob % blocks;
+    bn_scale16(x + ob * inner * 16, y + ob * inner * 16, inner, &scale[cb * 16], &shift[cb * 16]);
+  }, 1 + (1 << 10) / std::max<int64_t>(inner, 1));
+  if (out.size() > 2) {
+    float *om = out[1].ptr<float>(), *ov = out[2].ptr<float>();
+    for (int64_t c = 0; c < C; ++c) {
+      om[c] = static_cast<float>(mean[c]);
+      ov[c] = static_cast<float>(1 / std::sqrt(var[c] + eps));
+    }
+  }
+}
+
+void bn_backward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &og,
+                         const BlobList &ig, const ReqList &req, const BNDims &dm) {
+  LOOM_CHECK(!req[0] || ig[0].blocked16, LOOM_ERR_INTERNAL, p.op().name,
+             ": the data's gradient must be nChw16c like the data");
+  LOOM_CHECK(og[0].blocked16, LOOM_ERR_INTERNAL, p.op().name, ": the output's gradient must be nChw16c like the data");
+  const double eps = p.f("eps");
+  const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
+  const int64_t C = dm.c, inner = dm.inner, blocks = C / 16;
+  const float *x = in[0].ptr<float>(), *gamma = in[1].ptr<float>(), *dy = og[0].ptr<float>();
+  std::vector<double> mean(C, 0.0), var(C, 0.0);
+  const double m = double(std::max<int64_t>(dm.m(), 1));
+  parallel_for(blocks, [&](int64_t cb) {
+    BnBackward16 b;
+    b.m = m;
+    b.eps = eps;
+    b.batch = batch;
+    for (int l = 0; l < 16; ++l) {
+      const int64_t c = cb * 16 + l;
+      b.g[l] = fix ? 1.0 : double(gamma[c]);
+      b.mean[l] = batch ? 0.0 : double(in[3].ptr<float>()[c]);
+      b.invstd[l] = batch ? 0.0 : 1 / std::sqrt(double(in[4].ptr<float>()[c]) + eps);
+    }
+    double sdy[16], sdyx[16];
+    const int64_t at = cb * inner * 16;
+    bn_backward16(b, x + at, dy + at, req[0] ? ig[0].ptr<float>() + at : nullptr, dm.outer, inner, C * inner, sdy,
+                  sdyx);
+    for (int l = 0; l < 16; ++l) {
+      const int64_t c = cb * 16 + l;
+      if (batch) mean[c] = b.mean[l], var[c] = b.var[l];
+      if (req[1]) ig[1].ptr<float>()[c] = static_cast<float>(fix ? 0.0 : sdyx[l]);
+      if (req[2]) ig[2].ptr<float>()[c] = static_cast<float>(sdy[l]);
+    }
+  }, 1);
+  if (batch) {  // the moving statistics take the batch's (MXNet 1.9), as below
+    const double mom = p.f("momentum");
+    float *mm = in[3].ptr<float>(), *mv = in[4].ptr<float>();
+    for (int64_t c = 0; c < C; ++c) {
+      mm[c] = static_cast<float>(mom * double(mm[c]) + (1 - mom) * mean[c]);
+      mv[c] = static_cast<float>(mom * double(mv[c]) + (1 - mom) * var[c]);
+    }
+  }
 }
 
 const int kBatchNorm = [] {
@@ -261,6 +490,7 @@ const int kBatchNorm = [] {
     BNDims dm = bn_dims(p, in[0].shape);
     const double eps = p.f("eps");
     const bool fix = p.b("fix_gamma");
+    if (bn_blocked(p, in[0])) return bn_forward_blocked(ctx, p, in, out, dm);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>(), *beta = in[2].ptr<T>();
       const T *mm = in[3].ptr<T>(), *mv = in[4].ptr<T>();
@@ -297,6 +527,7 @@ const int kBatchNorm = [] {
     BNDims dm = bn_dims(p, in[0].shape);
     const double eps = p.f("eps");
     const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
+    if (bn_blocked(p, in[0])) return bn_backward_blocked(ctx, p, in, og, ig, req, dm);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>();
       const T *dy = og[0].ptr<T>();

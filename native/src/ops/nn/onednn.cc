@@ -115,7 +115,7 @@ bool onednn_conv_forward(const ConvShape &, const float *, const float *, const 
 }
 size_t onednn_conv_forward_scratch(const ConvShape &, bool, bool) { return 0; }
 bool onednn_conv_backward(const ConvShape &, const float *, const float *, const float *, float *,
-                          float *, void *, size_t) {
+                          float *, void *, size_t, const ConvLayouts &) {
   return false;
 }
 size_t onednn_conv_backward_scratch(const ConvShape &, bool, bool) { return 0; }
@@ -1002,7 +1002,7 @@ size_t onednn_conv_backward_scratch(const ConvShape &s, bool dx, bool dw) {
 }
 
 bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, void *scratch, size_t scratch_bytes) {
+                          float *dx, float *dw, void *scratch, size_t scratch_bytes, const ConvLayouts &lay) {
   if (!onednn_conv_takes(s)) return false;
   OneOpenMpThread one;
   const Items its(s.n);
@@ -1037,7 +1037,10 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
     const BackwardPlan::Pds &p = bn == per ? full : tail;
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
-    memory::desc usrc(d.src, dt::f32, tag::nchw), udst(d.dst, dt::f32, tag::nchw);
+    // The caller's layouts: an image's values are contiguous in either.
+    const memory::desc ux(d.src, dt::f32, lay.x ? tag::aBcd16b : tag::nchw),
+        udx(d.src, dt::f32, lay.dx ? tag::aBcd16b : tag::nchw),
+        udst(d.dst, dt::f32, lay.dy ? tag::aBcd16b : tag::nchw);
     const float *dys = dy + n0 * s.f * s.oh * s.ow;
     // dY in the layout each primitive wants (both usually want the same).
     const memory::desc &want_dy = dx ? p.data->diff_dst_desc() : p.weights->diff_dst_desc();
@@ -1048,14 +1051,14 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
     }
     if (dx) {
       float *dxd = dx + n0 * s.c * s.h * s.w;
-      bool direct = p.data->diff_src_desc() == usrc;
+      bool direct = p.data->diff_src_desc() == udx;
       void *dsrc = direct ? static_cast<void *>(dxd) : work.range(r, 1, p.data->diff_src_desc().get_size());
       memory mdy(want_dy, cpu_engine(), dyr), mw(p.data->weights_desc(), cpu_engine(), const_cast<void *>(wr)),
           mdx(p.data->diff_src_desc(), cpu_engine(), dsrc),
           mpad(p.data->scratchpad_desc(), cpu_engine(), work.range(r, 2, p.data->scratchpad_desc().get_size()));
       p.pdata->execute(ts, {{DNNL_ARG_DIFF_DST, mdy}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, mdx},
                         {DNNL_ARG_SCRATCHPAD, mpad}});
-      if (!direct) reorder(p.data->diff_src_desc(), dsrc, usrc, dxd, ts);
+      if (!direct) reorder(p.data->diff_src_desc(), dsrc, udx, dxd, ts);
     }
     if (dw) {
       const memory::desc &wdy = p.weights->diff_dst_desc();
@@ -1066,9 +1069,9 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
       }
       const float *xs = x + n0 * s.c * s.h * s.w;
       void *src = const_cast<float *>(xs);
-      if (!(p.weights->src_desc() == usrc)) {
+      if (!(p.weights->src_desc() == ux)) {
         src = work.range(r, 3, p.weights->src_desc().get_size());
-        reorder(usrc, xs, p.weights->src_desc(), src, ts);
+        reorder(ux, xs, p.weights->src_desc(), src, ts);
       }
       memory ms(p.weights->src_desc(), cpu_engine(), src), mdy(wdy, cpu_engine(), dyw),
           mdw(p.weights->diff_weights_desc(), cpu_engine(),

@@ -116,8 +116,13 @@ size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias, bool winograd 
 // `scratch` (optional): memory of at least onednn_conv_backward_scratch bytes for
 // the weight gradient's pieces and the work buffers; without it they come from
 // reusable_scratch and each thread's own buffers.
+// `lay`: which of x, dy and dx are in nChw16c (TBlob::blocked16) rather than NCHW.
+struct ConvLayouts {
+  bool x = false, dy = false, dx = false;
+};
 bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, void *scratch = nullptr, size_t scratch_bytes = 0);
+                          float *dx, float *dw, void *scratch = nullptr, size_t scratch_bytes = 0,
+                          const ConvLayouts &lay = ConvLayouts());
 // The scratch onednn_conv_backward uses for these wanted gradients (0: oneDNN does
 // not take the convolution). Builds the plan, so an executor asks at bind.
 size_t onednn_conv_backward_scratch(const ConvShape &s, bool dx, bool dw);
