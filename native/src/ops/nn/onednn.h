@@ -67,7 +67,8 @@ struct ConvEpilogue {
   const float *addend = nullptr;
   // The data and the output in oneDNN's nChw16c layout instead of plain NCHW
   // (channels a multiple of 16): prediction executors keep it between
-  // consecutive oneDNN convolutions.
+  // consecutive oneDNN convolutions, training executors between the steps that
+  // take it (TBlob::blocked16).
   bool src_blocked = false, dst_blocked = false;
   // Applied by Loom to each work item's output as soon as oneDNN has written it,
   // while it is still in cache: y = y + after_add (an array of the output's shape
