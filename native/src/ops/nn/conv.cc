@@ -405,6 +405,13 @@ ConvShape conv_shape(const ConvPlan &c) {
 
 }  // namespace
 
+void conv_bias_gradient(const float *dy, int64_t n, int64_t f, int64_t plane, float *db) {
+  bias_gradient(dy, n, f, plane, db);
+}
+void conv_bias_gradient(const double *dy, int64_t n, int64_t f, int64_t plane, double *db) {
+  bias_gradient(dy, n, f, plane, db);
+}
+
 bool conv_onednn_takes(const Params &p, const Shape &data) {
   return use_onednn() && data.ndim == 4 && !is_volume(p, data) &&
          onednn_conv_takes(conv_shape(ConvPlan(p, data, 4)));

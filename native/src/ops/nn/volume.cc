@@ -175,15 +175,6 @@ void add_bias(T *y, const T *bias, int64_t n, int64_t f, int64_t plane) {
     }
 }
 
-template <typename T>
-void bias_grad(const T *dy, T *db, int64_t n, int64_t f, int64_t plane) {
-  for (int64_t k = 0; k < f; ++k) {
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < plane; ++j) s += dy[(i * f + k) * plane + j];
-    db[k] = static_cast<T>(s);
-  }
-}
 
 }  // namespace
 
@@ -246,7 +237,7 @@ void conv3d_backward(const Params &p, const BlobList &in, const BlobList &og, co
           col2vol(col.data(), cg, g, ig[0].ptr<T>() + (n * g.c + gr * cg) * g.in_size());
         }
       }
-    if (in.size() > 2 && req[2]) bias_grad(dy, ig[2].ptr<T>(), g.n, f, P);
+    if (in.size() > 2 && req[2]) conv_bias_gradient(dy, g.n, f, P, ig[2].ptr<T>());
   });
 }
 
@@ -306,7 +297,7 @@ void deconv3d_backward(const Params &p, const BlobList &in, const BlobList &og, 
           gemm<T>(false, true, cg, krows, P, 1.0, x + (n * c + gr * cg) * P, P, col.data(), P,
                   n == 0 ? 0.0 : 1.0, ig[1].ptr<T>() + gr * cg * krows, krows);
       }
-    if (in.size() > 2 && req[2]) bias_grad(dy, ig[2].ptr<T>(), g.n, f, g.in_size());
+    if (in.size() > 2 && req[2]) conv_bias_gradient(dy, g.n, f, g.in_size(), ig[2].ptr<T>());
   });
 }
 

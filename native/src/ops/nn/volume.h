@@ -9,6 +9,12 @@
 
 namespace loom {
 
+// db[k] = the sum of dy over channel k of every image ((n, f, plane) data), each
+// plane summed in eight double lanes and the planes added in order (conv.cc):
+// the bias gradient of every convolution and deconvolution.
+void conv_bias_gradient(const float *dy, int64_t n, int64_t f, int64_t plane, float *db);
+void conv_bias_gradient(const double *dy, int64_t n, int64_t f, int64_t plane, double *db);
+
 // Whether a Convolution/Deconvolution/Pooling call works on volumes (NCDHW).
 bool is_volume(const Params &p, const Shape &data);
 
