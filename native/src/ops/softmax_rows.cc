@@ -84,32 +84,13 @@ LOOM_SOFTMAX_ROWS(true, false)
 LOOM_SOFTMAX_ROWS(true, true)
 #undef LOOM_SOFTMAX_ROWS
 
-// The sum of dy * y (or of dy) over a row in double: eight lanes, combined in a
-// fixed tree, then the values past the last whole eight in order.
-template <typename T, bool kLog>
-LOOM_CLONE_BODY double grad_dot(const T *y, const T *dy, int64_t k) {
-  typedef double D8 __attribute__((vector_size(64)));
-  typedef T T8 __attribute__((vector_size(8 * sizeof(T))));
-  D8 acc = {};
-  int64_t c = 0;
-  for (; c + 8 <= k; c += 8) {
-    T8 a, b;
-    std::memcpy(&a, dy + c, sizeof a);
-    std::memcpy(&b, y + c, sizeof b);
-    acc += kLog ? __builtin_convertvector(a, D8) : __builtin_convertvector(a, D8) * __builtin_convertvector(b, D8);
-  }
-  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; c < k; ++c) s += kLog ? double(dy[c]) : double(dy[c]) * double(y[c]);
-  return s;
-}
-
 template <typename T>
 LOOM_CLONE_BODY void grad_row_body(const T *y, const T *dy, T *dx, int64_t k, double t, bool log_form) {
   if (log_form) {
-    const double s = grad_dot<T, true>(y, dy, k);
+    const double s = lane_sum8<false>(dy, dy, k);  // the sum of dy
     for (int64_t c = 0; c < k; ++c) dx[c] = static_cast<T>((double(dy[c]) - std::exp(double(y[c])) * s) / t);
   } else {
-    const double s = grad_dot<T, false>(y, dy, k);
+    const double s = lane_sum8<true>(dy, y, k);  // the sum of dy * y
     for (int64_t c = 0; c < k; ++c) dx[c] = static_cast<T>(double(y[c]) * (double(dy[c]) - s) / t);
   }
 }

@@ -53,4 +53,26 @@ inline float tanh_approx(float v) {
   return v2 < 0.01f ? small : big;
 }
 
+// The sum of a[i] (or, with kProduct, of a[i] * b[i]) over n values in double:
+// eight lanes (lane l takes every eighth value), combined in a fixed tree, then
+// the values past the last whole eight in order. One accumulator would make
+// each addition wait for the last (a bias gradient's chain took 9% of a LeNet step).
+template <bool kProduct, typename T>
+LOOM_CLONE_BODY double lane_sum8(const T *a, const T *b, int64_t n) {
+  typedef double D8 __attribute__((vector_size(64)));
+  typedef T T8 __attribute__((vector_size(8 * sizeof(T))));
+  D8 acc = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    T8 va, vb;
+    std::memcpy(&va, a + i, sizeof va);
+    if (kProduct) std::memcpy(&vb, b + i, sizeof vb);
+    acc += kProduct ? __builtin_convertvector(va, D8) * __builtin_convertvector(vb, D8)
+                    : __builtin_convertvector(va, D8);
+  }
+  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += kProduct ? double(a[i]) * double(b[i]) : double(a[i]);
+  return s;
+}
+
 }  // namespace loom

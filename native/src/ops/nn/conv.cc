@@ -226,27 +226,10 @@ void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
     }
 }
 
-// The sum of n values in double: eight lanes (lane l takes every eighth value),
-// combined in a fixed tree, then the values past the last whole eight in order.
-// A bias gradient is such sums over its channel's planes, added plane by plane
-// (one chain of additions took 9% of a LeNet step: each waited for the last).
-template <typename T>
-LOOM_CLONE_BODY double lane_sum_body(const T *x, int64_t n) {
-  typedef double D8 __attribute__((vector_size(64)));
-  typedef T T8 __attribute__((vector_size(8 * sizeof(T))));
-  D8 acc = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    T8 v;
-    std::memcpy(&v, x + i, sizeof v);
-    acc += __builtin_convertvector(v, D8);
-  }
-  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += double(x[i]);
-  return s;
-}
-LOOM_VECTOR_CLONES double lane_sum(const float *x, int64_t n) { return lane_sum_body(x, n); }
-LOOM_VECTOR_CLONES double lane_sum(const double *x, int64_t n) { return lane_sum_body(x, n); }
+// A plane's sum (lane_sum8): a bias gradient is such sums over its channel's
+// planes, added plane by plane.
+LOOM_VECTOR_CLONES double lane_sum(const float *x, int64_t n) { return lane_sum8<false>(x, x, n); }
+LOOM_VECTOR_CLONES double lane_sum(const double *x, int64_t n) { return lane_sum8<false>(x, x, n); }
 
 // db[k] = the sum of dy over channel k of every image ((n, f, plane) data).
 template <typename T>
