@@ -658,27 +658,31 @@ TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
     const Params kv{{"kernel", "(" + std::to_string(cs.k) + "," + std::to_string(cs.k) + ")"},
                     {"stride", "(" + std::to_string(cs.s) + "," + std::to_string(cs.s) + ")"},
                     {"pad", "(" + std::to_string(cs.k / 2) + "," + std::to_string(cs.k / 2) + ")"},
-                    {"num_filter", std::to_string(cs.f)}, {"num_group", std::to_string(cs.g)}, {"no_bias", "true"}};
+                    {"num_filter", std::to_string(cs.f)}, {"num_group", std::to_string(cs.g)},
+                    {"no_bias", cs.g == 1 ? "false" : "true"}};  // the bias gradient sums a blocked dY
     const loom::Params p = op_params(op, kv);
     const int64_t oh = (cs.h + 2 * (cs.k / 2) - cs.k) / cs.s + 1;
     const std::vector<int64_t> xs{cs.n, cs.c, cs.h, cs.h}, ys{cs.n, cs.f, oh, oh};
     const Buf x = buf(xs, random_values(cs.n * cs.c * cs.h * cs.h, -1, 1, 11)),
               w = buf({cs.f, cs.c / cs.g, cs.k, cs.k}, random_values(cs.f * cs.c / cs.g * cs.k * cs.k, -1, 1, 12)),
-              hy = buf(ys, random_values(cs.n * cs.f * oh * oh, -1, 1, 13));
+              hy = buf(ys, random_values(cs.n * cs.f * oh * oh, -1, 1, 13)), bias = buf({cs.f}, random_values(cs.f, -1, 1, 14));
+    const bool has_bias = cs.g == 1;
     std::vector<std::vector<float>> want;
     for (int mask = 0; mask < 4; ++mask) {  // bit 0: data and its gradient blocked; bit 1: output and its gradient
       SCOPED_TRACE("c" + std::to_string(cs.c) + " f" + std::to_string(cs.f) + " groups " + std::to_string(cs.g) +
                    " layouts " + std::to_string(mask));
       Buf xi = mask & 1 ? to_blocked(x) : x, dyi = mask & 2 ? to_blocked(hy) : hy, wi = w;
       Buf y{ys, std::vector<float>(hy.v.size()), (mask & 2) != 0}, dx{xs, std::vector<float>(x.v.size()), (mask & 1) != 0},
-          dw{w.shape, std::vector<float>(w.v.size())};
+          dw{w.shape, std::vector<float>(w.v.size())}, db{{cs.f}, std::vector<float>(cs.f)};
       loom::OpContext ctx;
       ctx.is_train = true;
-      loom::BlobList in{xi.blob(), wi.blob()};
+      loom::BlobList in{xi.blob(), wi.blob()}, grads{dx.blob(), dw.blob()};
+      loom::ReqList req{loom::kWriteTo, loom::kWriteTo};
+      Buf bi = bias;
+      if (has_bias) in.push_back(bi.blob()), grads.push_back(db.blob()), req.push_back(loom::kWriteTo);
       op.compute(ctx, p, in, loom::BlobList{y.blob()});
-      op.backward(ctx, p, in, loom::BlobList{y.blob()}, loom::BlobList{dyi.blob()},
-                  loom::BlobList{dx.blob(), dw.blob()}, loom::ReqList{loom::kWriteTo, loom::kWriteTo});
-      std::vector<std::vector<float>> got{plain_values(y), plain_values(dx), dw.v};
+      op.backward(ctx, p, in, loom::BlobList{y.blob()}, loom::BlobList{dyi.blob()}, grads, req);
+      std::vector<std::vector<float>> got{plain_values(y), plain_values(dx), dw.v, db.v};
       if (mask == 0) {
         want = got;
         continue;
@@ -686,6 +690,74 @@ TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
       expect_same_bits(got[0], want[0], "output");
       expect_same_bits(got[1], want[1], "data gradient");
       expect_same_bits(got[2], want[2], "weight gradient");
+      expect_same_bits(got[3], want[3], "bias gradient");
     }
   }
+}
+
+// Pooling given nChw16c data (a training or prediction executor keeps it blocked
+// between the steps around it): each channel gets the bits of the NCHW kernels in
+// both passes. Max, average (padding counted and not) and sum; 2x2, 3x3 and other
+// windows, strides and paddings, the full convention (windows past the padded
+// input), padding wider than the window (windows with no cell), global pooling;
+// values with ties, NaN, infinities and float's lowest value.
+TEST(OneDnn, BlockedPoolingHasThePlainBits) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  const loom::OpDef &op = loom::Registry::get().lookup("Pooling");
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN(),
+              lowest = std::numeric_limits<float>::lowest();
+  const std::vector<Params> cases = {
+      {{"kernel", "(3,3)"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"pool_type", "max"}},
+      {{"kernel", "(2,2)"}, {"stride", "(2,2)"}, {"pool_type", "max"}},
+      {{"kernel", "(3,3)"}, {"stride", "(1,1)"}, {"pad", "(1,1)"}, {"pool_type", "max"}},
+      {{"kernel", "(5,4)"}, {"stride", "(2,3)"}, {"pad", "(2,1)"}, {"pool_type", "max"},
+       {"pooling_convention", "full"}},
+      {{"kernel", "(1,1)"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"pool_type", "max"}},
+      {{"kernel", "(1,1)"}, {"global_pool", "true"}, {"pool_type", "max"}},
+      {{"kernel", "(3,3)"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"pool_type", "avg"}},
+      {{"kernel", "(3,3)"}, {"stride", "(2,2)"}, {"pad", "(1,1)"}, {"pool_type", "avg"},
+       {"count_include_pad", "false"}},
+      {{"kernel", "(3,2)"}, {"stride", "(2,2)"}, {"pad", "(1,0)"}, {"pool_type", "avg"},
+       {"pooling_convention", "full"}},
+      {{"kernel", "(2,2)"}, {"stride", "(1,1)"}, {"pool_type", "sum"}},
+      {{"kernel", "(1,1)"}, {"global_pool", "true"}, {"pool_type", "avg"}},
+  };
+  for (auto shape : {std::vector<int64_t>{2, 16, 7, 7}, {1, 32, 9, 8}, {3, 16, 4, 5}})
+    for (size_t ci = 0; ci < cases.size(); ++ci)
+      for (bool special : {false, true}) {
+        const loom::Params p = op_params(op, cases[ci]);
+        const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+        // Few distinct values, so windows hold ties; then NaN, infinities and lowest here and there.
+        std::vector<double> v = random_values(n, -3, 3, static_cast<uint32_t>(n + ci));
+        for (auto &e : v) e = std::round(e);
+        if (special)
+          for (int64_t i = 0; i < n; i += 3) v[i] = i % 4 == 0 ? nan : i % 4 == 1 ? -inf : i % 4 == 2 ? lowest : inf;
+        const Buf x = buf(shape, v);
+        loom::ShapeList os(1);
+        loom::DTypeList ot(1);
+        op.infer(p, loom::ShapeList{loom::Shape::from(shape)}, loom::DTypeList{LOOM_DTYPE_FLOAT32}, os, ot);
+        std::vector<int64_t> ys(os[0].d, os[0].d + 4);
+        const Buf hy = buf(ys, random_values(os[0].size(), -1, 1, 17));
+        SCOPED_TRACE("case " + std::to_string(ci) + " shape " + std::to_string(shape[0]) + "x" +
+                     std::to_string(shape[1]) + "x" + std::to_string(shape[2]) + "x" + std::to_string(shape[3]) +
+                     (special ? " with NaN, infinities and lowest" : ""));
+        std::vector<std::vector<float>> want;
+        for (bool blocked : {false, true}) {
+          Buf xi = blocked ? to_blocked(x) : x, dyi = blocked ? to_blocked(hy) : hy;
+          Buf y{ys, std::vector<float>(hy.v.size()), blocked}, dx{shape, std::vector<float>(x.v.size(), 7.0f), blocked};
+          loom::OpContext ctx;
+          ctx.is_train = true;
+          loom::BlobList in{xi.blob()};
+          op.compute(ctx, p, in, loom::BlobList{y.blob()});
+          op.backward(ctx, p, in, loom::BlobList{y.blob()}, loom::BlobList{dyi.blob()}, loom::BlobList{dx.blob()},
+                      loom::ReqList{loom::kWriteTo});
+          std::vector<std::vector<float>> got{plain_values(y), plain_values(dx)};
+          if (!blocked) {
+            want = got;
+            continue;
+          }
+          expect_same_bits(got[0], want[0], "output");
+          expect_same_bits(got[1], want[1], "data gradient");
+        }
+      }
 }

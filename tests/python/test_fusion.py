@@ -184,6 +184,56 @@ class PredictionFusion(unittest.TestCase):
         self.assertIn("c2", str(cm.exception))
         self.assertIn("(32,31,3,3)", str(cm.exception).replace(" ", ""))
 
+def pooled_net():
+    """Fused convolutions with poolings between them: a max pooling and an average pooling
+    keep the values around them in nChw16c."""
+    data = sym.Variable("data")
+    a = relu(bn(conv(data, "p1", 32), "pb1"), "pr1")
+    a = sym.Pooling(a, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max", name="pool1")
+    b = relu(bn(conv(a, "p2", 32), "pb2"), "pr2")
+    b = sym.Pooling(b, kernel=(2, 2), stride=(2, 2), pool_type="avg", name="pool2")
+    return conv(b, "p3", 16)
+
+
+class PoolingBetweenFusedSteps(unittest.TestCase):
+    """In the oneDNN kernel set, a prediction keeps a pooling's data and output in nChw16c
+    where the steps around it are oneDNN convolutions: its predictions equal the unfused
+    graph's, and no value around the poolings is reordered (oneDNN's verbose log)."""
+    SCRIPT = ("import sys, numpy as np; sys.path.insert(0, %r); import test_fusion as t\n"
+              "shapes = {'data': (2, 3, 12, 12)}; net = t.pooled_net()\n"
+              "p = t._params(net, shapes, np.random.default_rng(3))\n"
+              "t._bind(net, shapes, sys.argv[1] == '1', p).forward(is_train=False)[0].asnumpy()\n")
+
+    def test_predictions_equal_the_unfused_graph(self):
+        rng = np.random.default_rng(4)
+        net = pooled_net()
+        for batch in (1, 2, 5):
+            shapes = {"data": (batch, 3, 12, 12)}
+            params = _params(net, shapes, rng)
+            x = rng.normal(size=shapes["data"]).astype(np.float32)
+            want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
+            got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
+            self.assertEqual(got.shape, (batch, 16, 3, 3))
+            self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
+
+    def test_values_around_the_poolings_are_not_reordered(self):
+        if "onednn" not in loom.backend_describe(1) or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
+            self.skipTest("blocked layouts are the oneDNN kernel set's")
+        shapes = {}
+        for fuse in ("0", "1"):
+            env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+            log = subprocess.run([sys.executable, "-c", self.SCRIPT % os.path.dirname(os.path.abspath(__file__)), fuse],
+                                 env=env, check=True, capture_output=True, text=True, timeout=300).stdout
+            shapes[fuse] = [line.split(",")[-2] for line in log.splitlines() if ",exec,cpu,reorder," in line]
+        # Reorders of values (per image and per piece of channels) around the poolings: the
+        # convolutions' outputs (12x12, then 6x6) and the poolings' outputs (6x6, then 3x3 with
+        # 32 channels); the data's 3 channels are taken plain, the last output is reordered.
+        def around(sh):
+            return sh.endswith(("x12x12", "x6x6")) or sh in ("1x32x3x3", "2x32x3x3")
+        self.assertTrue([sh for sh in shapes["0"] if around(sh)], shapes["0"])  # unfused: reordered
+        self.assertFalse([sh for sh in shapes["1"] if around(sh)], shapes["1"])
+
+
 class WinogradPrediction(unittest.TestCase):
     """LOOM_CONV_WINOGRAD=1 at bind (or a node's __winograd__ attribute): the fused prediction
     steps run 3x3 stride-1 convolutions on images of 14x14 or more by oneDNN's Winograd

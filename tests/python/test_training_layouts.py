@@ -1,6 +1,6 @@
 """Blocked layouts in training (symbol/executor.cc, choose_training_layouts): in the oneDNN
 kernel set a graph bound for training keeps the values between its oneDNN convolutions,
-BatchNorms, relus and residual adds in oneDNN's nChw16c layout (LOOM_EXEC_BLOCKED=0 turns
+BatchNorms, relus, poolings and residual adds in oneDNN's nChw16c layout (LOOM_EXEC_BLOCKED=0 turns
 it off). Training gives the same bits either way: every weight, moving statistic and output
 after several steps, at several batch sizes, with fix_gamma on and off, with backward
 mirroring, and in a forward pass for prediction on the training executor; and the
@@ -105,9 +105,11 @@ class TrainingLayouts(unittest.TestCase):
             counts[b] = sum(1 for line in log.splitlines()
                             if line.startswith(("onednn_verbose,exec,cpu,reorder", "dnnl_verbose,exec,cpu,reorder")))
         # One step of the 14 convolutions: their data, outputs and gradients stay blocked
-        # except at the stem, the pooling and the classifier.
+        # except at the stem's data and the global pooling before the classifier (the max
+        # pooling after the stem keeps them blocked too: 142 of 393 reorders without that,
+        # 98 with it).
         self.assertGreater(counts["0"], 0, "oneDNN's verbose log shows no reorders")
-        self.assertLess(counts["1"], counts["0"] / 2, counts)
+        self.assertLess(counts["1"], counts["0"] / 3, counts)
 
 
 if __name__ == "__main__":

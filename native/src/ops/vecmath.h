@@ -75,4 +75,43 @@ LOOM_CLONE_BODY double lane_sum8(const T *a, const T *b, int64_t n) {
   return s;
 }
 
+// 16 floats, and 16 doubles as two native 8-lane vectors (one vector of 16
+// doubles is kept in memory between its uses by GCC: BatchNorm's backward pass
+// ran 35% slower), for kernels over the 16 channels of an nChw16c block.
+typedef float F16v __attribute__((vector_size(64)));
+typedef int32_t I16v __attribute__((vector_size(64)));
+// (Taken and given by reference: a 64-byte vector passed by value changes the
+// ABI between the clones.)
+LOOM_CLONE_BODY void loadf16(F16v &v, const float *p) { std::memcpy(&v, p, sizeof v); }
+LOOM_CLONE_BODY void storef16(float *p, const F16v &v) { std::memcpy(p, &v, sizeof v); }
+typedef float F8v __attribute__((vector_size(32)));
+typedef double D8v __attribute__((vector_size(64)));
+struct D16v {
+  D8v lo = {}, hi = {};
+  double operator[](int l) const { return l < 8 ? lo[l] : hi[l - 8]; }
+};
+LOOM_CLONE_BODY D16v operator+(D16v a, D16v b) { return {a.lo + b.lo, a.hi + b.hi}; }
+LOOM_CLONE_BODY D16v operator-(D16v a, D16v b) { return {a.lo - b.lo, a.hi - b.hi}; }
+LOOM_CLONE_BODY D16v operator*(D16v a, D16v b) { return {a.lo * b.lo, a.hi * b.hi}; }
+LOOM_CLONE_BODY D16v operator/(D16v a, double b) { return {a.lo / b, a.hi / b}; }
+LOOM_CLONE_BODY D16v &operator+=(D16v &a, D16v b) { return a = a + b; }
+LOOM_CLONE_BODY D16v &operator*=(D16v &a, D16v b) { return a = a * b; }
+LOOM_CLONE_BODY D16v load16(const float *p) {
+  F8v a, b;
+  std::memcpy(&a, p, sizeof a);
+  std::memcpy(&b, p + 8, sizeof b);
+  return {__builtin_convertvector(a, D8v), __builtin_convertvector(b, D8v)};
+}
+LOOM_CLONE_BODY void store16(float *p, D16v v) {
+  const F8v a = __builtin_convertvector(v.lo, F8v), b = __builtin_convertvector(v.hi, F8v);
+  std::memcpy(p, &a, sizeof a);
+  std::memcpy(p + 8, &b, sizeof b);
+}
+LOOM_CLONE_BODY D16v lanes16(const double *v) {
+  D16v r;
+  std::memcpy(&r.lo, v, sizeof r.lo);
+  std::memcpy(&r.hi, v + 8, sizeof r.hi);
+  return r;
+}
+
 }  // namespace loom

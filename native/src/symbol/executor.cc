@@ -384,11 +384,13 @@ bool fold_enabled() {
 
 // Blocked layouts between oneDNN convolutions (prediction): a value a oneDNN
 // convolution step produces, with channels a multiple of 16, no output of the
-// graph, and read only as the data of oneDNN convolution steps or as the addend
-// of such a step whose own output is blocked, stays in oneDNN's nChw16c layout:
-// neither its producer nor its readers reorder it. A step whose output is
-// blocked and that adds an addend needs the addend blocked too. Kept to a fixed
-// point; the values' sizes do not change.
+// graph, and read only as the data of oneDNN convolution steps, as the addend
+// of such a step whose own output is blocked, or as the data of a 2-D Pooling
+// whose output is blocked too, stays in oneDNN's nChw16c layout: neither its
+// producer nor its readers reorder it. Such a pooling's output is blocked under
+// the same rules (the pooling runs its nChw16c kernels, TBlob::blocked16). A step
+// whose output is blocked and that adds an addend needs the addend blocked too.
+// Kept to a fixed point; the values' sizes do not change.
 void choose_blocked_layouts(Program &p) {
   const size_t nv = p.values.size();
   std::vector<std::vector<int>> readers(nv);
@@ -399,11 +401,19 @@ void choose_blocked_layouts(Program &p) {
     const Step &s = p.steps[i];
     return s.kind == StepKind::Forward && s.fused && s.fused->onednn ? s.fused.get() : nullptr;
   };
+  std::vector<char> pool(p.num_forward, 0);
   for (size_t i = 0; i < p.num_forward; ++i) {
-    if (!dnn(static_cast<int>(i))) continue;
+    const Step &s = p.steps[i];
+    if (s.kind != StepKind::Forward || s.fused || s.node < 0) continue;
+    const Node &n = *p.g.nodes[s.node];
+    pool[i] = n.op->name == "Pooling" && s.in.size() == 1 && p.values[s.in[0]].dtype == kFloat32 &&
+              pooling_takes_blocked(*n.parsed, p.values[s.in[0]].shape);
+  }
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    if (!dnn(static_cast<int>(i)) && !pool[i]) continue;
     int v = p.steps[i].out[0];
-    const Shape &sh = p.values[v].shape;
-    blocked[v] = sh.ndim == 4 && sh.d[1] % 16 == 0;
+    const Value &val = p.values[v];
+    blocked[v] = val.dtype == kFloat32 && val.shape.ndim == 4 && val.shape.d[1] % 16 == 0;
   }
   for (int h : p.head_values) blocked[h] = 0;
   for (bool changed = true; changed;) {
@@ -413,10 +423,11 @@ void choose_blocked_layouts(Program &p) {
       for (int r : readers[v]) {
         const Step &rs = p.steps[r];
         const Fused *f = dnn(r);
-        bool ok = f != nullptr;  // each use is as the data, or as the addend of a blocked output
+        // each use is as the data, or as the addend of a blocked output
+        bool ok = f != nullptr || (pool[r] && blocked[rs.out[0]]);
         for (size_t k = 0; ok && k < rs.in.size(); ++k)
           if (rs.in[k] == static_cast<int>(v))
-            ok = k == 0 || (f->add && k + 1 == rs.in.size() && blocked[rs.out[0]]);
+            ok = k == 0 || (f && f->add && k + 1 == rs.in.size() && blocked[rs.out[0]]);
         if (!ok) {
           blocked[v] = 0;
           changed = true;
@@ -426,8 +437,10 @@ void choose_blocked_layouts(Program &p) {
     }
     for (size_t i = 0; i < p.num_forward; ++i) {
       Fused *f = dnn(static_cast<int>(i));
-      if (f && f->add && blocked[p.steps[i].out[0]] && !blocked[p.steps[i].in.back()]) {
-        blocked[p.steps[i].out[0]] = 0;
+      const Step &s = p.steps[i];
+      if ((f && f->add && blocked[s.out[0]] && !blocked[s.in.back()]) ||
+          (pool[i] && blocked[s.out[0]] && !blocked[s.in[0]])) {
+        blocked[s.out[0]] = 0;
         changed = true;
       }
     }
@@ -436,6 +449,9 @@ void choose_blocked_layouts(Program &p) {
     if (Fused *f = dnn(static_cast<int>(i))) {
       f->src_blocked = blocked[p.steps[i].in[0]];
       f->dst_blocked = blocked[p.steps[i].out[0]];
+    } else if (pool[i] && blocked[p.steps[i].out[0]]) {
+      p.values[p.steps[i].in[0]].blocked = true;
+      p.values[p.steps[i].out[0]].blocked = true;
     }
 }
 
@@ -477,6 +493,8 @@ void choose_training_layouts(Program &p) {
         group[i] = {s.in[0], s.out[0]};
     } else if (op == "Activation" || op == "relu") {
       group[i] = {s.in[0], s.out[0]};
+    } else if (op == "Pooling") {
+      if (pooling_takes_blocked(*n.parsed, p.values[s.in[0]].shape)) group[i] = {s.in[0], s.out[0]};
     } else if (identity_gradient(g, s.node, p.values)) {
       group[i] = s.in;
       group[i].push_back(s.out[0]);
@@ -1382,8 +1400,11 @@ void run_call(Pushed &call) {
   auto mark = [&](BlobList &list) {
     for (auto &b : list) b.blocked16 = !call.blocked.empty() && call.blocked[at++];
   };
-  mark(in);
-  mark(out);
+  // (A fused step takes its layouts from Fused::src_blocked and dst_blocked.)
+  if (!call.fused) {
+    mark(in);
+    mark(out);
+  }
   switch (call.kind) {
     case StepKind::Forward:
       if (call.fused)

@@ -243,6 +243,30 @@ void bias_gradient(const T *dy, int64_t n, int64_t f, int64_t plane, T *db) {
   });
 }
 
+// bias_gradient for float dy in nChw16c: each of a block's 16 channels summed as
+// lane_sum8 sums its plane (8 lanes over the whole eights, their tree, then the
+// rest in order) and the planes added image by image, so the bits are the same.
+LOOM_VECTOR_CLONES void bias_gradient_block16(const float *dy, int64_t n, int64_t blocks, int64_t cb, int64_t plane,
+                                              float *db) {
+  D16v total = {};
+  for (int64_t b = 0; b < n; ++b) {
+    const float *row = dy + (b * blocks + cb) * plane * 16;
+    D16v a[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= plane; i += 8)
+      for (int k = 0; k < 8; ++k) a[k] += load16(row + 16 * (i + k));
+    D16v t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < plane; ++i) t += load16(row + 16 * i);
+    total += t;
+  }
+  store16(db + cb * 16, total);
+}
+void bias_gradient_blocked(const float *dy, int64_t n, int64_t f, int64_t plane, float *db) {
+  parallel_ranges(f / 16, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t cb = c0; cb < c1; ++cb) bias_gradient_block16(dy, n, f / 16, cb, plane, db);
+  });
+}
+
 // Plain NCHW copies of arrays a training executor keeps in nChw16c
 // (TBlob::blocked16), for kernels that read and write NCHW: read() gives a copy
 // of an input, write() a buffer for an output, which write_back() reorders
@@ -653,9 +677,11 @@ const int kConvolution = [] {
       }
       }  // reference kernel
       if (in.size() > 2 && req[2]) {
-        // Summed over NCHW planes in their order: a blocked dY is read plain.
-        PlainCopies pc;
-        bias_gradient(pc.read(og[0]).ptr<T>(), g.n, c.f, c.plane, ig[2].ptr<T>());
+        // Summed over NCHW planes in their order (a blocked dY in the same order).
+        if (og[0].blocked16)
+          bias_gradient_blocked(og[0].ptr<float>(), g.n, c.f, c.plane, ig[2].ptr<float>());
+        else
+          bias_gradient(dy, g.n, c.f, c.plane, ig[2].ptr<T>());
       }
     });
   });
@@ -1048,6 +1074,205 @@ void with_max_pool_kernels(const Geometry &g, F &&f) {
     f(max_pool_plane<T, 0, 0>, max_pool_grad_plane<T, 0, 0>);
 }
 
+// The window of output (oi, oj) clipped to the input, and the divisor of
+// average pooling: the window clipped to the padded input (in + pad), or to
+// the input itself without count_include_pad (pool.h's pool_sum_*_cpu).
+LOOM_CLONE_BODY double pool_window(const Geometry &g, bool include_pad, int64_t oi, int64_t oj, int64_t *i0,
+                                   int64_t *i1, int64_t *j0, int64_t *j1) {
+  *i0 = oi * g.sh - g.ph;
+  *j0 = oj * g.sw - g.pw;
+  int64_t pad_area = (std::min(*i0 + g.kh, g.h + g.ph) - *i0) * (std::min(*j0 + g.kw, g.w + g.pw) - *j0);
+  *i1 = std::min(*i0 + g.kh, g.h);
+  *j1 = std::min(*j0 + g.kw, g.w);
+  *i0 = std::max<int64_t>(*i0, 0);
+  *j0 = std::max<int64_t>(*j0, 0);
+  return double(include_pad ? pad_area : std::max<int64_t>(*i1 - *i0, 0) * std::max<int64_t>(*j1 - *j0, 0));
+}
+
+// ---- Pooling on nChw16c (TBlob::blocked16, from an executor that keeps the
+// values around it blocked). Each block of 16 channels is an (h, w) plane of
+// 16-float cells, the channels being the lanes of a vector, and each lane
+// computes its channel exactly as the NCHW kernels above do: the maximum by
+// `v > m` from the lowest value; its gradient to the first cell (row-major)
+// equal to the window's maximum (which is the cell the scan above takes: NaN
+// and -inf equal no maximum, and a window whose maximum is the lowest value
+// takes its first cell holding it), added output by output in row-major order
+// (other cells add +0, which changes no gradient: a sum that starts at +0 is
+// never -0); average and sum in double, row-major, then divided, and their
+// gradient's shares added in the same order. So the bits are the NCHW kernels'.
+template <int KH, int KW>
+LOOM_VECTOR_CLONES void max_pool_block16(const float *x, float *y, const Geometry &g) {
+  const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
+  F16v lo;
+  for (int l = 0; l < 16; ++l) lo[l] = std::numeric_limits<float>::lowest();
+  for (int64_t oi = 0; oi < g.oh; ++oi) {
+    const int64_t i0 = oi * g.sh - g.ph;
+    const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min(i0 + kh, g.h);
+    const bool rows_in = i0 >= 0 && i0 + kh <= g.h;
+    for (int64_t oj = 0; oj < g.ow; ++oj) {
+      const int64_t j0 = oj * g.sw - g.pw;
+      F16v m = lo, v;
+      if (rows_in && j0 >= 0 && j0 + kw <= g.w) {
+        const float *w0 = x + (i0 * g.w + j0) * 16;
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j) {
+            loadf16(v, w0 + (i * g.w + j) * 16);
+            m = v > m ? v : m;
+          }
+      } else {
+        const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
+        for (int64_t i = r0; i < r1; ++i)
+          for (int64_t j = c0; j < c1; ++j) {
+            loadf16(v, x + (i * g.w + j) * 16);
+            m = v > m ? v : m;
+          }
+      }
+      storef16(y + (oi * g.ow + oj) * 16, m);
+    }
+  }
+}
+
+template <int KH, int KW>
+LOOM_VECTOR_CLONES void max_pool_grad_block16(const float *x, const float *dy, float *dx, const Geometry &g) {
+  const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
+  std::fill(dx, dx + g.h * g.w * 16, 0.0f);
+  F16v lo, zero = {};
+  for (int l = 0; l < 16; ++l) lo[l] = std::numeric_limits<float>::lowest();
+  for (int64_t oi = 0; oi < g.oh; ++oi) {
+    const int64_t i0 = oi * g.sh - g.ph;
+    const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min(i0 + kh, g.h);
+    for (int64_t oj = 0; oj < g.ow; ++oj) {
+      const int64_t j0 = oj * g.sw - g.pw;
+      const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
+      F16v m = lo, v, gy, d;
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = c0; j < c1; ++j) {
+          loadf16(v, x + (i * g.w + j) * 16);
+          m = v > m ? v : m;
+        }
+      loadf16(gy, dy + (oi * g.ow + oj) * 16);
+      I16v taken = {};
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = c0; j < c1; ++j) {
+          const int64_t at = (i * g.w + j) * 16;
+          loadf16(v, x + at);
+          const I16v first = (v == m) & ~taken;
+          taken |= first;
+          loadf16(d, dx + at);
+          d += first ? gy : zero;
+          storef16(dx + at, d);
+        }
+    }
+  }
+}
+
+LOOM_VECTOR_CLONES void avg_pool_block16(const float *x, float *y, const Geometry &g, bool is_avg,
+                                         bool include_pad) {
+  for (int64_t oi = 0; oi < g.oh; ++oi)
+    for (int64_t oj = 0; oj < g.ow; ++oj) {
+      int64_t i0, i1, j0, j1;
+      const double area = pool_window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
+      D16v acc = {};
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = j0; j < j1; ++j) acc += load16(x + (i * g.w + j) * 16);
+      if (is_avg) acc = area > 0 ? acc / area : D16v{};
+      store16(y + (oi * g.ow + oj) * 16, acc);
+    }
+}
+
+LOOM_VECTOR_CLONES void avg_pool_grad_block16(const float *dy, float *dx, const Geometry &g, bool is_avg,
+                                              bool include_pad) {
+  std::fill(dx, dx + g.h * g.w * 16, 0.0f);
+  for (int64_t oi = 0; oi < g.oh; ++oi)
+    for (int64_t oj = 0; oj < g.ow; ++oj) {
+      int64_t i0, i1, j0, j1;
+      const double area = pool_window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
+      D16v share = load16(dy + (oi * g.ow + oj) * 16);
+      if (is_avg) share = area > 0 ? share / area : D16v{};
+      const F8v s_lo = __builtin_convertvector(share.lo, F8v), s_hi = __builtin_convertvector(share.hi, F8v);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = j0; j < j1; ++j) {
+          float *d = dx + (i * g.w + j) * 16;
+          F8v a, b;
+          std::memcpy(&a, d, sizeof a);
+          std::memcpy(&b, d + 8, sizeof b);
+          a += s_lo;
+          b += s_hi;
+          std::memcpy(d, &a, sizeof a);
+          std::memcpy(d + 8, &b, sizeof b);
+        }
+    }
+}
+
+// Whether Pooling's data is given in nChw16c; such data needs its output (or, in
+// the backward pass, both gradients) in nChw16c too.
+bool pool_blocked(const Params &p, const TBlob &x, std::initializer_list<const TBlob *> same) {
+  if (!x.blocked16) return false;
+  LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && x.shape.d[1] % 16 == 0, LOOM_ERR_INTERNAL,
+             p.op().name, ": nChw16c data of shape ", x.shape.str(),
+             " (needs float32, 4-D, channels a multiple of 16)");
+  for (const TBlob *b : same)
+    LOOM_CHECK(b->blocked16, LOOM_ERR_INTERNAL, p.op().name, ": nChw16c data needs its output and gradients in nChw16c");
+  return true;
+}
+
+}  // namespace
+
+bool pooling_takes_blocked(const Params &p, const Shape &data) {
+  if (data.ndim != 4 || data.d[1] % 16 != 0 || (p.has("layout") && p.s("layout") != "NCHW")) return false;
+  return p.b("global_pool") || p.tuple("kernel").size() == 2;
+}
+
+namespace {
+
+// Calls f(block index) for each of the batch's 16-channel blocks, over the kernel threads.
+template <typename F>
+void for_blocks16(const Geometry &g, F &&f) {
+  parallel_ranges(g.n * (g.c / 16), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) f(b);
+  });
+}
+
+void pool_forward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &out) {
+  const std::string &ts = p.s("pool_type");
+  const float *x = in.ptr<float>();
+  float *y = out.ptr<float>();
+  const int64_t xs = g.h * g.w * 16, ys = g.oh * g.ow * 16;
+  if (ts == "max") {
+    auto run = [&](auto kernel) { for_blocks16(g, [&](int64_t b) { kernel(x + b * xs, y + b * ys, g); }); };
+    if (g.kh == 3 && g.kw == 3)
+      run(max_pool_block16<3, 3>);
+    else if (g.kh == 2 && g.kw == 2)
+      run(max_pool_block16<2, 2>);
+    else
+      run(max_pool_block16<0, 0>);
+    return;
+  }
+  const bool is_avg = ts == "avg", include_pad = p.b("count_include_pad");
+  for_blocks16(g, [&](int64_t b) { avg_pool_block16(x + b * xs, y + b * ys, g, is_avg, include_pad); });
+}
+
+void pool_backward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &og, const TBlob &ig) {
+  const std::string &ts = p.s("pool_type");
+  const float *x = in.ptr<float>(), *dy = og.ptr<float>();
+  float *dx = ig.ptr<float>();
+  const int64_t xs = g.h * g.w * 16, ys = g.oh * g.ow * 16;
+  if (ts == "max") {
+    auto run = [&](auto kernel) {
+      for_blocks16(g, [&](int64_t b) { kernel(x + b * xs, dy + b * ys, dx + b * xs, g); });
+    };
+    if (g.kh == 3 && g.kw == 3)
+      run(max_pool_grad_block16<3, 3>);
+    else if (g.kh == 2 && g.kw == 2)
+      run(max_pool_grad_block16<2, 2>);
+    else
+      run(max_pool_grad_block16<0, 0>);
+    return;
+  }
+  const bool is_avg = ts == "avg", include_pad = p.b("count_include_pad");
+  for_blocks16(g, [&](int64_t b) { avg_pool_grad_block16(dy + b * ys, dx + b * xs, g, is_avg, include_pad); });
+}
+
 const int kPooling = [] {
   OpDef &d = Registry::get().add("Pooling");
   d.set_doc("Max, average or sum pooling over NCDHW (3-D), NCHW (2-D) or NCW (1-D) data. Output extent: "
@@ -1078,24 +1303,11 @@ const int kPooling = [] {
     Geometry g = geometry(p, in[0], true);
     out[0] = out_shape(g, g.c);
   });
-  // The window of output (oi, oj) clipped to the input, and the divisor of
-  // average pooling: the window clipped to the padded input (in + pad), or to
-  // the input itself without count_include_pad (pool.h's pool_sum_*_cpu).
-  auto window = [](const Geometry &g, bool include_pad, int64_t oi, int64_t oj, int64_t *i0,
-                   int64_t *i1, int64_t *j0, int64_t *j1) -> double {
-    *i0 = oi * g.sh - g.ph;
-    *j0 = oj * g.sw - g.pw;
-    int64_t pad_area = (std::min(*i0 + g.kh, g.h + g.ph) - *i0) * (std::min(*j0 + g.kw, g.w + g.pw) - *j0);
-    *i1 = std::min(*i0 + g.kh, g.h);
-    *j1 = std::min(*j0 + g.kw, g.w);
-    *i0 = std::max<int64_t>(*i0, 0);
-    *j0 = std::max<int64_t>(*j0, 0);
-    return double(include_pad ? pad_area : std::max<int64_t>(*i1 - *i0, 0) * std::max<int64_t>(*j1 - *j0, 0));
-  };
-  d.set_compute([window](const OpContext &, const Params &p, const BlobList &in,
+  d.set_compute([](const OpContext &, const Params &p, const BlobList &in,
                          const BlobList &out) {
     if (is_volume(p, in[0].shape)) return pool3d_forward(p, in, out);
     Geometry g = geometry(p, in[0].shape, true);
+    if (pool_blocked(p, in[0], {&out[0]})) return pool_forward_blocked(p, g, in[0], out[0]);
     const std::string &ts = p.s("pool_type");
     const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
@@ -1116,7 +1328,7 @@ const int kPooling = [] {
         for (int64_t oi = 0; oi < g.oh; ++oi)
           for (int64_t oj = 0; oj < g.ow; ++oj) {
             int64_t i0, i1, j0, j1;
-            double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
+            double area = pool_window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
             double acc = 0.0;  // average or sum (max pooling returned above)
             for (int64_t i = i0; i < i1; ++i)
               for (int64_t j = j0; j < j1; ++j) acc += xp[i * g.w + j];
@@ -1127,12 +1339,13 @@ const int kPooling = [] {
       });
     });
   });
-  d.set_backward([window](const OpContext &, const Params &p, const BlobList &in,
+  d.set_backward([](const OpContext &, const Params &p, const BlobList &in,
                           const BlobList &, const BlobList &og, const BlobList &ig,
                           const ReqList &req) {
     if (is_volume(p, in[0].shape)) return pool3d_backward(p, in, og, ig, req);
     if (!req[0]) return;
     Geometry g = geometry(p, in[0].shape, true);
+    if (pool_blocked(p, in[0], {&og[0], &ig[0]})) return pool_backward_blocked(p, g, in[0], og[0], ig[0]);
     const std::string &ts = p.s("pool_type");
     const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
@@ -1183,7 +1396,7 @@ const int kPooling = [] {
         for (int64_t oi = 0; oi < g.oh; ++oi)
           for (int64_t oj = 0; oj < g.ow; ++oj) {
             int64_t i0, i1, j0, j1;
-            double area = window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
+            double area = pool_window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
             double gy = dyp[oi * g.ow + oj];  // average or sum (max pooling returned above)
             double share = is_avg ? (area > 0 ? gy / area : 0.0) : gy;
             for (int64_t i = i0; i < i1; ++i)

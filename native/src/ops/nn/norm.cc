@@ -207,37 +207,6 @@ void channel_stats(const T *x, const BNDims &d, std::vector<double> &mean, std::
 // sums in the same order (sum8's lanes over each image's positions, images in
 // order), so a channel's bits do not depend on the layout. The 16 channels are
 // the lanes of a vector, as they lie side by side in memory.
-// 16 doubles as two native 8-lane vectors (one vector of 16 doubles is kept in
-// memory between its uses by GCC: the backward pass ran 35% slower than on NCHW).
-typedef float F8v __attribute__((vector_size(32)));
-typedef double D8v __attribute__((vector_size(64)));
-struct D16v {
-  D8v lo = {}, hi = {};
-  double operator[](int l) const { return l < 8 ? lo[l] : hi[l - 8]; }
-};
-LOOM_CLONE_BODY D16v operator+(D16v a, D16v b) { return {a.lo + b.lo, a.hi + b.hi}; }
-LOOM_CLONE_BODY D16v operator-(D16v a, D16v b) { return {a.lo - b.lo, a.hi - b.hi}; }
-LOOM_CLONE_BODY D16v operator*(D16v a, D16v b) { return {a.lo * b.lo, a.hi * b.hi}; }
-LOOM_CLONE_BODY D16v operator/(D16v a, double b) { return {a.lo / b, a.hi / b}; }
-LOOM_CLONE_BODY D16v &operator+=(D16v &a, D16v b) { return a = a + b; }
-LOOM_CLONE_BODY D16v &operator*=(D16v &a, D16v b) { return a = a * b; }
-LOOM_CLONE_BODY D16v load16(const float *p) {
-  F8v a, b;
-  std::memcpy(&a, p, sizeof a);
-  std::memcpy(&b, p + 8, sizeof b);
-  return {__builtin_convertvector(a, D8v), __builtin_convertvector(b, D8v)};
-}
-LOOM_CLONE_BODY void store16(float *p, D16v v) {
-  const F8v a = __builtin_convertvector(v.lo, F8v), b = __builtin_convertvector(v.hi, F8v);
-  std::memcpy(p, &a, sizeof a);
-  std::memcpy(p + 8, &b, sizeof b);
-}
-LOOM_CLONE_BODY D16v lanes16(const double *v) {
-  D16v r;
-  std::memcpy(&r.lo, v, sizeof r.lo);
-  std::memcpy(&r.hi, v + 8, sizeof r.hi);
-  return r;
-}
 // sum8 for 16 channels at once: f(i) gives position i's 16 values.
 template <typename F>
 LOOM_CLONE_BODY D16v sum8_16(int64_t n, F &&f) {
