@@ -750,14 +750,20 @@ const char *cpu_kernels_describe() {
 }
 
 // Batches of fewer than 4 images leave threads idle when cut by images alone;
-// their output channels are cut into 2, 4 or 8 pieces of whole 16-channel blocks
-// too. The cut depends on the shapes only. Winograd's pieces are halves at most:
-// each piece transforms the whole input again, and four pieces of ResNet-50's
-// 64-channel layer took 0.2-0.4 ms each against 0.27 ms for each of two.
+// their output channels are cut into 2 or 4 pieces of whole 16-channel blocks
+// too: 4 where each has at least 32 channels, else 2. The cut depends on the shapes only (the bits
+// depend on it: oneDNN blocks a piece's loops by its channel count). Each piece is
+// a primitive call of its own that reads the whole input: at batch 1 on two
+// threads, ResNet-50 took 22.2-22.4 ms a pass cut into up to 8 pieces of 16 or
+// more channels, 20.7-21.2 ms cut into up to 4 of 32 or more (and 20.5-21.3 ms
+// into halves, which would leave any third thread idle), 2026-12-04. Winograd's
+// pieces are halves at most: each piece transforms the whole input again, and
+// four pieces of ResNet-50's 64-channel layer took 0.2-0.4 ms each against 0.27
+// ms for each of two.
 int64_t channel_pieces(const ConvShape &s, bool winograd) {
   if (s.n >= 4 || s.groups != 1) return 1;
-  for (int64_t k : {8, 4, 2})
-    if ((k == 2 || !winograd) && s.f % (16 * k) == 0) return k;
+  for (int64_t k : {4, 2})
+    if ((k == 2 || !winograd) && s.f % (16 * k) == 0 && (k == 2 || s.f / k >= 32)) return k;
   return 1;
 }
 
