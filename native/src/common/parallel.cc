@@ -124,7 +124,7 @@ int threads_from_env() {
 // polls on a shared core holds it from the thread it waits for.
 std::chrono::microseconds spin_from_env() {
   const char *v = std::getenv("LOOM_KERNEL_SPIN_US");
-  const long long us = v && *v ? std::atoll(v) : 50;
+  const long long us = v && *v ? std::atoll(v) : 200;
   return std::chrono::microseconds(kernel_threads() <= available_cpus() ? std::max(0LL, us) : 0);
 }
 

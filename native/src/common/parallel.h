@@ -1,6 +1,6 @@
 // Fork-join parallel loops on a small pool of helper threads that sleep when
 // idle, after polling for the next loop for at most LOOM_KERNEL_SPIN_US
-// microseconds (default 50; 0 sleeps at once; no polling at all where there are
+// microseconds (default 200; 0 sleeps at once; no polling at all where there are
 // more kernel threads than cores). Each index is computed independently, so
 // results never depend on the number of threads.
 #pragma once
