@@ -1636,12 +1636,16 @@ TEST(Ops, ConvolutionAndPoolingMatchReference) {
 // takes the window's gradient (MXNet's pool.h and unpool_max).
 TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
   // 8 columns, and 45 (3x3 windows inside the plane run through a kernel of their
-  // own for float: many of them, past a vector's width, between the clipped ones).
-  for (const int64_t W : {8, 45}) {
-  const int64_t N = 2, C = 3, H = 9;
+  // own for float: many of them, past a vector's width, between the clipped ones);
+  // 9 rows, and 8 with 8 or 44 columns, which 2x2 windows at stride 2 tile exactly
+  // (a kernel of their own for float, over runs of planes, four windows a vector).
+  for (const auto &hw : {std::pair<int64_t, int64_t>{9, 8}, {9, 45}, {8, 8}, {8, 44}}) {
+  const int64_t N = 2, C = 3, H = hw.first, W = hw.second;
   auto v = random_values(N * C * H * W, -1, 1, 311);
   for (size_t i = 0; i < v.size(); ++i) {
     if (i % 7 == 0) v[i] = 0.5;  // ties
+    if (i % 11 == 1 || i % 11 == 2) v[i] = 0.75;  // ties of neighbours (rows of a 2x2 window)
+    if (H == 8 && (i / W) % 2 == 1 && i % 13 == 3) v[i] = v[i - W];  // ties down a column
     if (i % 23 == 5) v[i] = std::nan("");
     if (W > 8 && i % 31 == 3) v[i] = -std::numeric_limits<double>::infinity();  // never taken
     if (W > 8 && i % 37 == 4) v[i] = double(std::numeric_limits<float>::lowest());  // taken as a tie
@@ -1666,7 +1670,7 @@ TEST(Ops, MaxPoolingAndItsGradientMatchARowMajorScan) {
         return g.full ? (span + st - 1) / st + 1 : span / st + 1;
       };
       const int64_t oh = len(H, g.kh, g.sh, g.ph), ow = len(W, g.kw, g.sw, g.pw);
-      const std::string what = std::to_string(W) + " columns, kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " +
+      const std::string what = std::to_string(H) + " rows, " + std::to_string(W) + " columns, kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " stride " +
                                 std::to_string(g.sh) + "x" + std::to_string(g.sw) + " pad " + std::to_string(g.ph) +
                                 "x" + std::to_string(g.pw) + (g.full ? " full " : " valid ") +
                                 (dt == LOOM_DTYPE_FLOAT32 ? "float32" : "float64");

@@ -176,49 +176,87 @@ struct ValidRanges {
   }
 };
 
+// Copies n values: rows of a few dozen values (LeNet's second layer copies
+// 400 thousand rows of 8 a pass) in pieces of 32 bytes that the compiler moves
+// inline, where a call to memcpy costs more than the copy.
+template <typename T>
+LOOM_CLONE_BODY void copy_row(T *dst, const T *src, int64_t n) {
+  constexpr int64_t kPiece = 32 / sizeof(T);
+  if (n > 8 * kPiece) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+    return;
+  }
+  int64_t i = 0;
+  for (; i + kPiece <= n; i += kPiece) __builtin_memcpy(dst + i, src + i, 32);
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // col (cg*kh*kw rows, columns with stride ld) from one image's channel group x (cg, h, w).
 template <typename T>
 void im2col(const T *x, int64_t cg, const Geometry &g, T *col, int64_t ld) {
   const ValidRanges v(g);
+  const int64_t oh = g.oh, ow = g.ow, h = g.h, w = g.w, kh = g.kh, kw = g.kw;
   for (int64_t c = 0; c < cg; ++c)
-    for (int64_t ki = 0; ki < g.kh; ++ki) {
+    for (int64_t ki = 0; ki < kh; ++ki) {
       const int64_t r0 = v.row_lo[ki], r1 = v.row_hi[ki];
-      for (int64_t kj = 0; kj < g.kw; ++kj) {
-        T *row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+      for (int64_t kj = 0; kj < kw; ++kj) {
+        T *row = col + ((c * kh + ki) * kw + kj) * ld;
         const int64_t lo = v.col_lo[kj], hi = v.col_hi[kj], off = kj * g.dw - g.pw;
-        std::fill(row, row + r0 * g.ow, T(0));
-        std::fill(row + r1 * g.ow, row + g.oh * g.ow, T(0));
+        const T *x0 = x + c * h * w + off + (r0 * g.sh - g.ph + ki * g.dh) * w;
+        if (g.sw == 1 && g.sh == 1 && lo == 0 && hi == ow && r0 == 0 && r1 == oh) {
+          // The whole row of windows inside the image: oh rows of ow values.
+          for (int64_t oi = 0; oi < oh; ++oi) copy_row(row + oi * ow, x0 + oi * w, ow);
+          continue;
+        }
+        std::fill(row, row + r0 * ow, T(0));
+        std::fill(row + r1 * ow, row + oh * ow, T(0));
         for (int64_t oi = r0; oi < r1; ++oi) {
-          const int64_t ii = oi * g.sh - g.ph + ki * g.dh;
-          T *r = row + oi * g.ow;
-          const T *xr = x + (c * g.h + ii) * g.w + off;
+          T *r = row + oi * ow;
+          const T *xr = x0 + (oi - r0) * g.sh * w;
           std::fill(r, r + lo, T(0));
           if (g.sw == 1)
-            std::memcpy(r + lo, xr + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+            copy_row(r + lo, xr + lo, hi - lo);
           else
             for (int64_t oj = lo; oj < hi; ++oj) r[oj] = xr[oj * g.sw];
-          std::fill(r + hi, r + g.ow, T(0));
+          std::fill(r + hi, r + ow, T(0));
         }
       }
     }
 }
 
 // Adds col back into dx (cg, h, w): the transpose of im2col.
+// dst[i] += src[i] for n values, in pieces of 32 bytes (rows of a few values).
+template <typename T>
+LOOM_CLONE_BODY void add_row(T *__restrict dst, const T *__restrict src, int64_t n) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t kPiece = 32 / sizeof(T);
+  int64_t i = 0;
+  for (; i + kPiece <= n; i += kPiece) {
+    V a, b;
+    __builtin_memcpy(&a, dst + i, 32);
+    __builtin_memcpy(&b, src + i, 32);
+    a += b;
+    __builtin_memcpy(dst + i, &a, 32);
+  }
+  for (; i < n; ++i) dst[i] += src[i];
+}
+
 template <typename T>
 void col2im(const T *col, int64_t cg, const Geometry &g, T *dx, int64_t ld) {
   const ValidRanges v(g);
+  const int64_t ow = g.ow, h = g.h, w = g.w, kh = g.kh, kw = g.kw;
   for (int64_t c = 0; c < cg; ++c)
-    for (int64_t ki = 0; ki < g.kh; ++ki) {
+    for (int64_t ki = 0; ki < kh; ++ki) {
       const int64_t r0 = v.row_lo[ki], r1 = v.row_hi[ki];
-      for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const T *row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+      for (int64_t kj = 0; kj < kw; ++kj) {
+        const T *row = col + ((c * kh + ki) * kw + kj) * ld;
         const int64_t lo = v.col_lo[kj], hi = v.col_hi[kj], off = kj * g.dw - g.pw;
+        T *d0 = dx + c * h * w + off + (r0 * g.sh - g.ph + ki * g.dh) * w;
         for (int64_t oi = r0; oi < r1; ++oi) {
-          const int64_t ii = oi * g.sh - g.ph + ki * g.dh;
-          const T *r = row + oi * g.ow;
-          T *dr = dx + (c * g.h + ii) * g.w + off;
+          const T *r = row + oi * ow;
+          T *dr = d0 + (oi - r0) * g.sh * w;
           if (g.sw == 1)
-            for (int64_t oj = lo; oj < hi; ++oj) dr[oj] += r[oj];
+            add_row(dr + lo, r + lo, hi - lo);
           else
             for (int64_t oj = lo; oj < hi; ++oj) dr[oj * g.sw] += r[oj];
         }
@@ -965,22 +1003,50 @@ void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
 
 // Float max-pooling gradient of one plane for 2x2 windows at stride 2 with no
 // padding, whose windows tile the top-left 2*oh x 2*ow of the plane. The same
-// choice as above, written so that it vectorises over oj: the cells that the
-// scan above can never take (NaN, and -inf, which is below its starting
-// lowest()) become -inf; the window's maximum, if a takeable cell holds it, goes
-// to the first cell (row-major) equal to it, a claimed maximum being replaced by
-// NaN, which equals nothing. Each cell is written once with 0 + dy (the general
-// kernel adds dy to a zeroed dx: a -0 gradient gives +0 in both). The cells
-// outside the tiling are left as the caller zeroed them.
+// choice as above, without branches: the cells that the scan above can never take
+// (NaN, and -inf, which is below its starting lowest()) become -inf; the window's
+// maximum, if a takeable cell holds it, goes to the first cell (row-major) equal
+// to it. Each cell is written once with 0 + dy (the general kernel adds dy to a
+// zeroed dx: a -0 gradient gives +0 in both). The cells outside the tiling are
+// left as the caller zeroed them. Four windows at a time are the 8 lanes of a
+// vector (a row pair's top cells a b a b ..., its bottom cells c d c d ...), so
+// the short rows of small images (LeNet's 4 and 12 windows) vectorise too.
+typedef int32_t I8v __attribute__((vector_size(32)));
+LOOM_CLONE_BODY void pool2x2_pair_swap(const F8v &v, F8v &out) { out = __builtin_shuffle(v, I8v{1, 0, 3, 2, 5, 4, 7, 6}); }
+LOOM_CLONE_BODY void pool2x2_pair_swap(const I8v &v, I8v &out) { out = __builtin_shuffle(v, I8v{1, 0, 3, 2, 5, 4, 7, 6}); }
 LOOM_VECTOR_CLONES_AVX2 void max_pool_grad_plane_2x2s2(const float *__restrict x, const float *__restrict dy,
                                                   float *__restrict dx, int64_t w, int64_t oh, int64_t ow) {
   const float lo = std::numeric_limits<float>::lowest(), ninf = -std::numeric_limits<float>::infinity(),
               nan = std::numeric_limits<float>::quiet_NaN();
+  const F8v lov = {lo, lo, lo, lo, lo, lo, lo, lo}, ninfv = {ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf},
+            zero = {};
+  const I8v odd = {0, -1, 0, -1, 0, -1, 0, -1};
   for (int64_t oi = 0; oi < oh; ++oi) {
     const float *x0 = x + 2 * oi * w, *x1 = x0 + w;
     float *d0 = dx + 2 * oi * w, *d1 = d0 + w;
     const float *g = dy + oi * ow;
-    for (int64_t oj = 0; oj < ow; ++oj) {
+    int64_t oj = 0;
+    for (; oj + 4 <= ow; oj += 4) {
+      F8v t, b, ts, bs, gv;
+      std::memcpy(&t, x0 + 2 * oj, sizeof t);
+      std::memcpy(&b, x1 + 2 * oj, sizeof b);
+      t = t >= lov ? t : ninfv;
+      b = b >= lov ? b : ninfv;
+      pool2x2_pair_swap(t, ts);
+      pool2x2_pair_swap(b, bs);
+      const F8v mt = t > ts ? t : ts, mb = b > bs ? b : bs, most = mt > mb ? mt : mb;
+      const F8v g4 = {g[oj], g[oj], g[oj + 1], g[oj + 1], g[oj + 2], g[oj + 2], g[oj + 3], g[oj + 3]};
+      gv = most >= lov ? zero + g4 : zero;
+      const I8v et = t == most, eb = b == most;
+      I8v ets, ebs;
+      pool2x2_pair_swap(et, ets);
+      pool2x2_pair_swap(eb, ebs);
+      const I8v taken_t = et & ~(ets & odd), taken_b = eb & ~(et | ets) & ~(ebs & odd);
+      const F8v ot = taken_t ? gv : zero, ob = taken_b ? gv : zero;
+      std::memcpy(d0 + 2 * oj, &ot, sizeof ot);
+      std::memcpy(d1 + 2 * oj, &ob, sizeof ob);
+    }
+    for (; oj < ow; ++oj) {
       float a = x0[2 * oj], b = x0[2 * oj + 1], c = x1[2 * oj], d = x1[2 * oj + 1];
       a = a >= lo ? a : ninf;
       b = b >= lo ? b : ninf;
@@ -995,6 +1061,40 @@ LOOM_VECTOR_CLONES_AVX2 void max_pool_grad_plane_2x2s2(const float *__restrict x
       d0[2 * oj + 1] = b == left0 ? gi : 0.0f;
       d1[2 * oj] = c == left1 ? gi : 0.0f;
       d1[2 * oj + 1] = d == left2 ? gi : 0.0f;
+    }
+  }
+}
+
+// max_pool_plane for float 2x2 windows at stride 2 with no padding over `oh` row
+// pairs (consecutive planes that the windows tile exactly continue the rows), in
+// the same way: cells below lowest (and NaN) count as lowest, and the maximum does
+// not depend on the order.
+LOOM_VECTOR_CLONES_AVX2 void max_pool_plane_2x2s2(const float *__restrict x, float *__restrict y, int64_t w,
+                                             int64_t oh, int64_t ow) {
+  const float lo = std::numeric_limits<float>::lowest();
+  const F8v lov = {lo, lo, lo, lo, lo, lo, lo, lo};
+  for (int64_t oi = 0; oi < oh; ++oi) {
+    const float *x0 = x + 2 * oi * w, *x1 = x0 + w;
+    float *yr = y + oi * ow;
+    int64_t oj = 0;
+    for (; oj + 4 <= ow; oj += 4) {
+      F8v t, b, ts, bs;
+      std::memcpy(&t, x0 + 2 * oj, sizeof t);
+      std::memcpy(&b, x1 + 2 * oj, sizeof b);
+      t = t > lov ? t : lov;
+      b = b > lov ? b : lov;
+      pool2x2_pair_swap(t, ts);
+      pool2x2_pair_swap(b, bs);
+      const F8v mt = t > ts ? t : ts, mb = b > bs ? b : bs, m = mt > mb ? mt : mb;
+      yr[oj] = m[0];
+      yr[oj + 1] = m[2];
+      yr[oj + 2] = m[4];
+      yr[oj + 3] = m[6];
+    }
+    for (; oj < ow; ++oj) {
+      float m = lo;
+      for (float v : {x0[2 * oj], x0[2 * oj + 1], x1[2 * oj], x1[2 * oj + 1]}) m = v > m ? v : m;
+      yr[oj] = m;
     }
   }
 }
@@ -1314,6 +1414,15 @@ const int kPooling = [] {
       const T *x = in[0].ptr<T>();
       T *y = out[0].ptr<T>();
       if (is_max) {
+        if (std::is_same<T, float>::value && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 &&
+            g.pw == 0 && g.h == 2 * g.oh && g.w == 2 * g.ow) {
+          // Windows that tile the planes exactly: a range of planes is one run of row pairs.
+          parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
+            max_pool_plane_2x2s2(reinterpret_cast<const float *>(x + p0 * g.h * g.w),
+                                 reinterpret_cast<float *>(y + p0 * g.oh * g.ow), g.w, (p1 - p0) * g.oh, g.ow);
+          });
+          return;
+        }
         with_max_pool_kernels<T>(g, [&](auto plane, auto) {
           parallel_ranges(g.n * g.c, 16, [&](int64_t p0, int64_t p1) {
             for (int64_t nc = p0; nc < p1; ++nc) plane(x + nc * g.h * g.w, y + nc * g.oh * g.ow, g);
