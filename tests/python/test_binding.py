@@ -51,6 +51,24 @@ class ArrayTests(unittest.TestCase):
             loom.load("/no/such/file.params")
         self.assertIn("/no/such/file.params", str(e.exception))
 
+    def test_repeated_calls_reuse_their_parameters_by_value_and_type(self):
+        # A call's formatted parameters are kept for its next call with equal values of the
+        # same types: 1, 1.0 and True are equal in Python but format apart, and a list
+        # changed in place between calls is formatted again.
+        a = loom.from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3))
+        for _ in range(2):
+            self.assertEqual(nd.sum(a, axis=1, keepdims=True).shape, (2, 1))
+            self.assertEqual(nd.sum(a, axis=1, keepdims=False).shape, (2,))
+            with self.assertRaises(loom.LoomError) as e:
+                loom._invoke("sum", [a], {"axis": 1.5})
+            self.assertIn("'1.5'", str(e.exception))
+            self.assertEqual(loom._invoke("sum", [a], {"axis": 1}).shape, (2,))
+        shape = [3, 2]
+        self.assertEqual(loom._invoke("reshape", [a], {"shape": shape}).shape, (3, 2))
+        shape[:] = [6, 1]
+        self.assertEqual(loom._invoke("reshape", [a], {"shape": shape}).shape, (6, 1))
+        self.assertEqual(loom._invoke("reshape", [a], {"shape": (1, 6)}).shape, (1, 6))
+
     def test_autograd(self):
         x = loom.from_numpy(np.array([1.0, -2.0, 3.0])).attach_grad()
         loom._LIB.loom_autograd_set_recording(None, 1)

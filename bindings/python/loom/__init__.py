@@ -455,21 +455,57 @@ def _op_handle(name):
     return _OPS[name]
 
 
-def _invoke(name, inputs, params, out=None):
+# Parameters as the registry takes them, and the op's output count, per call shape:
+# a training loop calls the same ops with the same parameters on every step, and
+# formatting and counting them cost more than the call itself.
+_CALLS = {}
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _call_key(name, params):
+    """A key for parameters of plain values (numbers, strings and lists of them), else None."""
+    key = [name]
+    for k, v in params.items():
+        if type(v) in _PLAIN:  # with its type: True == 1 == 1.0, but they format apart
+            key.append((k, type(v), v))
+        elif type(v) in (list, tuple) and all(type(e) in _PLAIN for e in v):
+            key.append((k, type(v), tuple((type(e), e) for e in v)))
+        else:
+            return None
+    return tuple(key)
+
+
+def _prepared(name, params):
+    key = _call_key(name, params)
+    hit = _CALLS.get(key) if key is not None else None
+    if hit is not None:
+        return hit
     op = _op_handle(name)
     keys = [k for k, v in params.items() if v is not None]
     vals = [_format(params[k]) for k in keys]
     ck, cv = _strs(keys), _strs(vals)
     n = ctypes.c_int32()
     _check(_LIB.loom_op_num_outputs(ctypes.byref(n), op, ck, cv, len(keys)))
+    hit = (op, ck, cv, len(keys), n.value)
+    if key is not None:
+        if len(_CALLS) >= 4096:
+            _CALLS.clear()
+        _CALLS[key] = hit
+    return hit
+
+
+def _invoke(name, inputs, params, out=None):
+    op, ck, cv, nkeys, n = _prepared(name, params)
     outs = out if isinstance(out, (list, tuple)) else ([out] if out is not None else [])
-    if outs and len(outs) != n.value:
+    if outs and len(outs) != n:
         raise LoomError(_abi.LOOM_ERR_INVALID_ARGUMENT, "%s: out has %d arrays, the op has %d outputs"
-                        % (name, len(outs), n.value))
-    slots = (ctypes.c_void_p * max(n.value, 1))(*[o.handle.value for o in outs])
+                        % (name, len(outs), n))
+    slots = (ctypes.c_void_p * max(n, 1))(*[o.handle.value for o in outs])
     ins = (ctypes.c_void_p * max(len(inputs), 1))(*[a.handle.value for a in inputs])
-    _check(_LIB.loom_imperative_invoke(slots, n.value, op, ins, len(inputs), ck, cv, len(keys)))
-    results = list(outs) if outs else [NDArray(slots[i]) for i in range(n.value)]
+    _check(_LIB.loom_imperative_invoke(slots, n, op, ins, len(inputs), ck, cv, nkeys))
+    results = list(outs) if outs else [NDArray(slots[i]) for i in range(n)]
     return results[0] if len(results) == 1 else results
 
 
