@@ -184,6 +184,43 @@ class PredictionFusion(unittest.TestCase):
         self.assertIn("c2", str(cm.exception))
         self.assertIn("(32,31,3,3)", str(cm.exception).replace(" ", ""))
 
+def dense_net():
+    """FullyConnected + Activation pairs: relu and tanh fuse; an output of the graph and a
+    value read twice stay apart."""
+    data = sym.Variable("data")
+    a = sym.Activation(sym.FullyConnected(data, num_hidden=32, name="d1"), act_type="relu", name="a1")
+    b = sym.Activation(sym.FullyConnected(a, num_hidden=24, name="d2"), act_type="tanh", name="a2")
+    c = sym.FullyConnected(b, num_hidden=16, name="d3")                 # also an output
+    d = sym.Activation(c, act_type="sigmoid", name="a3")
+    e = sym.FullyConnected(d, num_hidden=8, no_bias=True, name="d4")    # read twice
+    f = sym.Activation(e, act_type="relu", name="a4") + e
+    return sym.Group(sym.Activation(sym.FullyConnected(f, num_hidden=4, name="d5"), act_type="softrelu"), c)
+
+
+class DenseFusion(unittest.TestCase):
+    """A prediction runs FullyConnected and the Activation after it as one step: the same
+    kernels one after the other, so the unfused graph's bits, with NaN passing the relu as
+    it passes MXNet's."""
+
+    def test_fused_predictions_have_the_unfused_bits(self):
+        rng = np.random.default_rng(8)
+        net = dense_net()
+        for batch in (1, 7):
+            shapes = {"data": (batch, 20)}
+            params = _params(net, shapes, rng)
+            x = rng.normal(size=shapes["data"]).astype(np.float32)
+            x[0, 3] = np.nan
+            plain, fused = _bind(net, shapes, False, params), _bind(net, shapes, True, params)
+            want = [o.asnumpy() for o in plain.forward(is_train=False, data=x)]
+            got = [o.asnumpy() for o in fused.forward(is_train=False, data=x)]
+            for g, w in zip(got, want):
+                self.assertEqual(g.shape, w.shape)
+                self.assertTrue(np.array_equal(g.view(np.uint32), w.view(np.uint32)))
+            self.assertTrue(np.isnan(got[0]).any())
+            # d1+a1, d2+a2 and d5+softrelu fuse; d3 (an output) and d4 (read twice) stay
+            self.assertEqual(_steps(plain) - _steps(fused), 3)
+
+
 def pooled_net():
     """Fused convolutions with poolings between them: a max pooling and an average pooling
     keep the values around them in nChw16c."""

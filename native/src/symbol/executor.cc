@@ -41,9 +41,13 @@ struct Value {
 enum class StepKind : int8_t { Forward, Backward, Sum, Zero };
 
 // A Convolution step of a graph bound for prediction with the steps it absorbed
-// (fuse_for_prediction): BatchNorm, an add of another value, relu, in that order.
+// (fuse_for_prediction): BatchNorm, an add of another value, relu, in that order;
+// or a FullyConnected step with its Activation.
 struct Fused {
   const Node *bn = nullptr, *add = nullptr, *act = nullptr;
+  // A FullyConnected step with the Activation after it (act, any act_type), not a
+  // Convolution: its product, then the activation in place on its output.
+  bool fc = false;
   int add_chain_pos = 0;   // which input of the add the convolution's chain is
   size_t conv_inputs = 0;  // data, weight[, bias]; then gamma, beta, mean, var; then the addend
   bool onednn = false;     // oneDNN takes the convolution (at bind)
@@ -554,7 +558,10 @@ void choose_training_layouts(Program &p) {
 // follow on each piece of the output as oneDNN writes it), or, where oneDNN does
 // not take it or the BatchNorm uses
 // the batch's statistics (forward with is_train), the original kernels one after
-// another through a scratch buffer.
+// another through a scratch buffer. A FullyConnected whose output only an
+// Activation reads (no output of the graph) becomes one step too: the product into
+// the activation's output, then the activation over it in place (MXNet's oneDNN
+// FullyConnected+Activation fusion; the same kernels, so the same bits).
 void fuse_for_prediction(Program &p) {
   const IndexedGraph &g = p.g;
   const size_t nv = p.values.size();
@@ -577,6 +584,28 @@ void fuse_for_prediction(Program &p) {
   for (size_t i = 0; i < p.num_forward; ++i) {
     Step &s = p.steps[i];
     if (taken[i] || s.node < 0 || s.kind != StepKind::Forward || s.fused) continue;
+    if (node(static_cast<int>(i)).op->name == "FullyConnected" && s.out.size() == 1 && s.temp < 0) {
+      const int r = sole(s.out[0]);
+      if (r < 0 || node(r).op->name != "Activation" || p.steps[r].out.size() != 1 ||
+          !(p.values[p.steps[r].out[0]].shape == p.values[s.out[0]].shape) ||
+          p.values[p.steps[r].out[0]].dtype != p.values[s.out[0]].dtype)
+        continue;
+      auto f = std::make_shared<Fused>();
+      f->fc = true;
+      f->act = &node(r);
+      f->conv_inputs = s.in.size();
+      Step fs;
+      fs.kind = StepKind::Forward;
+      fs.node = s.node;
+      fs.in = s.in;
+      fs.out = p.steps[r].out;
+      fs.reads = fs.in;
+      fs.fused = f;
+      taken[i] = taken[r] = 1;
+      remove.push_back(static_cast<int>(i));
+      p.steps[r] = std::move(fs);
+      continue;
+    }
     if (node(static_cast<int>(i)).op->name != "Convolution" || s.out.size() != 1 || !f32(s.out[0])) continue;
     auto f = std::make_shared<Fused>();
     f->conv_inputs = s.in.size();
@@ -1239,7 +1268,7 @@ std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const C
   if (node && profiler::enabled() && s.fused) {
     const Fused &f = *s.fused;
     call->label = node->op->name + (f.bn ? "+BatchNorm" : "") + (f.add ? "+" + f.add->op->name : "") +
-                  (f.act ? "+relu" : "") + " " + node->name;
+                  (f.act ? "+" + f.act->parsed->s("act_type") : "") + " " + node->name;
   } else if (node && profiler::enabled()) call->label = node->op->name + " " + node->name;
   else call->label = node ? node->op->name : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
   return call;
@@ -1252,6 +1281,14 @@ void run_original(const Pushed &call, const OpContext &ctx, const BlobList &conv
 // BatchNorm's gamma, beta, mean and var, then the addend; out = the last value.
 void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   const Fused &f = *call.fused;
+  if (f.fc) {  // FullyConnected, then its Activation in place
+    run_forward(*call.op, call.ctx, *call.params, in, BlobList{y});
+    OpContext plain = call.ctx;
+    plain.temp = nullptr;
+    plain.temp_bytes = 0;
+    run_forward(*f.act->op, plain, *f.act->parsed, BlobList{y}, BlobList{y});
+    return;
+  }
   const size_t nc = f.conv_inputs;
   BlobList conv_in, bn_in;
   for (size_t k = 0; k < nc; ++k) conv_in.push_back(in[k]);
