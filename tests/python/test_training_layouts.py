@@ -5,6 +5,7 @@ it off). Training gives the same bits either way: every weight, moving statistic
 after several steps, at several batch sizes, with fix_gamma on and off, with backward
 mirroring, and in a forward pass for prediction on the training executor; and the
 convolutions' reorders to and from NCHW are gone (counted by oneDNN's verbose log)."""
+import ctypes
 import os
 import subprocess
 import sys
@@ -40,10 +41,12 @@ def residual_net(fix_gamma=False):
     return sym.SoftmaxOutput(x, name="softmax")
 
 
-def train(blocked, batch, steps=3, fix_gamma=False, mirror=False):
+def train(blocked, batch, steps=3, fix_gamma=False, mirror=False, fuse=True, nan=False, steps_out=None):
     """Every argument, auxiliary state and output after `steps` SGD steps from fixed values,
-    then the outputs of a forward pass for prediction."""
+    then the outputs of a forward pass for prediction. `fuse`: LOOM_EXEC_FUSE (training
+    fusion: a BatchNorm writes the relu after it); `nan`: NaN in the data."""
     os.environ["LOOM_EXEC_BLOCKED"] = "1" if blocked else "0"
+    os.environ["LOOM_EXEC_FUSE"] = "1" if fuse else "0"
     if mirror:
         os.environ["LOOM_BACKWARD_MIRROR"] = "1"
     try:
@@ -52,7 +55,12 @@ def train(blocked, batch, steps=3, fix_gamma=False, mirror=False):
                              softmax_label=(batch,))
     finally:
         del os.environ["LOOM_EXEC_BLOCKED"]
+        del os.environ["LOOM_EXEC_FUSE"]
         os.environ.pop("LOOM_BACKWARD_MIRROR", None)
+    if steps_out is not None:
+        plan = loom._abi.loom_memory_plan()
+        loom._check(loom._LIB.loom_executor_memory(ctypes.byref(plan), ex._h))
+        steps_out.append(plan.num_steps)
     rng = np.random.default_rng(batch)
     for n in sorted(ex.arg_dict):
         a = ex.arg_dict[n]
@@ -61,7 +69,10 @@ def train(blocked, batch, steps=3, fix_gamma=False, mirror=False):
         elif n.endswith("gamma"):
             a.copyfrom((1 + 0.1 * rng.standard_normal(a.shape)).astype(np.float32))
         else:
-            a.copyfrom((rng.standard_normal(a.shape) * (1.0 if n == "data" else 0.3)).astype(np.float32))
+            v = (rng.standard_normal(a.shape) * (1.0 if n == "data" else 0.3)).astype(np.float32)
+            if nan and n == "data":
+                v[0, 0, 2, 3] = np.nan
+            a.copyfrom(v)
     names = [n for n in net.list_arguments() if n not in ("data", "softmax_label")]
     for _ in range(steps):
         ex.forward(is_train=True)
@@ -90,6 +101,20 @@ class TrainingLayouts(unittest.TestCase):
                 with self.subTest(batch=batch, fix_gamma=fix_gamma):
                     self.assert_same_bits(train(False, batch, fix_gamma=fix_gamma),
                                           train(True, batch, fix_gamma=fix_gamma))
+
+    def test_batchnorm_fused_with_its_relu_has_the_same_bits(self):
+        # Training fusion: each BatchNorm that only a relu reads writes the relu's output (7 of
+        # the 12 BatchNorms here), in both layouts; NaN data passes the fused relu as MXNet's.
+        for blocked in (False, True):
+            for batch in (1, 5):
+                with self.subTest(blocked=blocked, batch=batch):
+                    n_plain, n_fused = [], []
+                    self.assert_same_bits(train(blocked, batch, fuse=False, steps_out=n_plain),
+                                          train(blocked, batch, fuse=True, steps_out=n_fused))
+                    self.assertEqual(n_plain[0] - n_fused[0], 7)
+        a, b = train(True, 3, fuse=False, nan=True), train(True, 3, fuse=True, nan=True)
+        self.assertTrue(np.isnan(a["training output"]).any())
+        self.assert_same_bits(a, b)
 
     def test_backward_mirroring_has_the_same_bits(self):
         self.assert_same_bits(train(False, 5, mirror=True), train(True, 5, mirror=True))

@@ -78,6 +78,9 @@ struct OpContext {
   size_t temp_bytes = 0;
   uint64_t rng_key = 0;  // random stream, for random ops
   uint64_t rng_stream = 0;
+  // A training executor's BatchNorm step that took in the relu reading its output:
+  // the op applies MXNet's relu (NaN passes) to its output as it writes it.
+  bool relu_after = false;
 };
 
 using InferFn = std::function<void(const Params &, const ShapeList &in_shapes,

@@ -69,6 +69,7 @@ struct Step {
   // Backward: (position in `ograd`, position in `out`) that may share memory.
   std::vector<std::pair<int, int>> grad_inplace;
   std::shared_ptr<Fused> fused;              // a fused Convolution step (prediction)
+  bool relu_after = false;  // a BatchNorm that took in its relu (training; OpContext::relu_after)
 };
 
 // The step list of one binding, independent of any memory.
@@ -548,6 +549,74 @@ void choose_training_layouts(Program &p) {
   for (size_t v = 0; v < nv; ++v) p.values[v].blocked = blocked[v] != 0;
 }
 
+// Training fusion (a graph bound for training on the CPU; LOOM_EXEC_FUSE=0 turns it
+// off): a BatchNorm whose output only a relu reads (Activation relu; the output no
+// output of the graph, its statistics outputs read by nothing, neither node
+// mirrored) writes the relu's output itself, MXNet's relu applied as it stores
+// each value, and the relu's forward step is gone: a pass over the activation
+// less (the relu's backward step stays: it reads only the relu's output). The
+// values are computed as the two ops compute them, so the bits are the same.
+void fuse_relu_into_batchnorm(Program &p) {
+  const IndexedGraph &g = p.g;
+  const size_t nv = p.values.size();
+  std::vector<std::vector<int>> readers(nv);
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    for (int v : p.steps[i].reads) readers[v].push_back(static_cast<int>(i));
+    for (int v : p.steps[i].in)
+      if (v >= 0 && std::find(p.steps[i].reads.begin(), p.steps[i].reads.end(), v) == p.steps[i].reads.end())
+        readers[v].push_back(static_cast<int>(i));
+  }
+  std::vector<char> head(nv, 0);
+  for (int h : p.head_values) head[h] = 1;
+  const bool by_default = env_mirror();
+  std::vector<char> gone(p.steps.size(), 0);
+  bool any = false;
+  for (size_t i = 0; i < p.num_forward; ++i) {
+    Step &s = p.steps[i];
+    if (s.kind != StepKind::Forward || s.node < 0 || s.fused) continue;
+    const Node &bn = *g.nodes[s.node];
+    if (bn.op->name != "BatchNorm" || mirrorable(bn, by_default) || head[s.out[0]]) continue;
+    bool stats_unread = true;
+    for (size_t k = 1; k < s.out.size(); ++k) stats_unread &= readers[s.out[k]].empty() && !head[s.out[k]];
+    const int y = s.out[0];
+    if (!stats_unread || readers[y].size() != 1) continue;
+    const int r = readers[y][0];
+    const Step &rs = p.steps[r];
+    if (static_cast<size_t>(r) >= p.num_forward || rs.kind != StepKind::Forward || rs.node < 0 || gone[r]) continue;
+    const Node &act = *g.nodes[rs.node];
+    if (act.op->name != "Activation" || act.parsed->s("act_type") != "relu" || mirrorable(act, by_default) ||
+        rs.in.size() != 1 || rs.in[0] != y || rs.out.size() != 1 || rs.temp >= 0 ||
+        !(p.values[rs.out[0]].shape == p.values[y].shape) || p.values[rs.out[0]].dtype != p.values[y].dtype ||
+        p.values[rs.out[0]].blocked != p.values[y].blocked)
+      continue;
+    const int z = rs.out[0];
+    // Backward steps naming the BatchNorm's output (the relu's, as its data; the
+    // BatchNorm's, as its output) read neither (backward_uses): they name z now.
+    for (size_t k = p.num_forward; k < p.steps.size(); ++k) {
+      Step &b = p.steps[k];
+      for (auto *list : {&b.fin, &b.fout})
+        for (int &v : *list)
+          if (v == y) v = z;
+      LOOM_CHECK(std::find(b.reads.begin(), b.reads.end(), y) == b.reads.end(), LOOM_ERR_INTERNAL,
+                 "bind: a backward step reads the output of '", bn.name, "' fused with its relu");
+    }
+    s.out[0] = z;
+    s.relu_after = true;
+    gone[r] = 1;
+    any = true;
+  }
+  if (!any) return;
+  std::vector<Step> kept;
+  size_t forward = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    if (gone[i]) continue;
+    if (i < p.num_forward) ++forward;
+    kept.push_back(std::move(p.steps[i]));
+  }
+  p.steps = std::move(kept);
+  p.num_forward = forward;
+}
+
 // Prediction fusion (a graph bound without gradients on the CPU; LOOM_EXEC_FUSE=0
 // turns it off): a Convolution whose output only a BatchNorm (channel axis 1, no
 // statistics outputs) reads, whose output only an add of two same-shape float32
@@ -980,6 +1049,7 @@ MemoryPlan Executor::plan_only(const Symbol &sym, const std::map<std::string, Sh
   std::vector<int32_t> rq = reqs_for(g, reqs, default_req);
   Program p = build(sym, info, rq, for_training);
   if (!for_training && fusion_enabled()) fuse_for_prediction(p);
+  if (for_training && fusion_enabled()) fuse_relu_into_batchnorm(p);
   Planned on = plan(p, true);
   MemoryPlan m = on.stats;
   for (auto &v : p.values)
@@ -1046,6 +1116,8 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
                       training_layouts_enabled());
   if (!training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
     fuse_for_prediction(im.prog);
+  if (training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
+    fuse_relu_into_batchnorm(im.prog);
   require_kernels(im.prog, spec.ctx);
   im.planned = plan(im.prog, planning_enabled());
   Program &p = im.prog;
@@ -1204,6 +1276,7 @@ std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const C
   call->kind = s.kind;
   call->ctx.ctx = ctx;
   call->ctx.is_train = is_train;
+  call->ctx.relu_after = s.relu_after;
   auto arr = [&](int v) -> const NDArray & { return arrays[v]; };
   const Node *node = s.node >= 0 ? p.g.nodes[s.node] : nullptr;
   if (node) {
@@ -1269,7 +1342,9 @@ std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const C
     const Fused &f = *s.fused;
     call->label = node->op->name + (f.bn ? "+BatchNorm" : "") + (f.add ? "+" + f.add->op->name : "") +
                   (f.act ? "+" + f.act->parsed->s("act_type") : "") + " " + node->name;
-  } else if (node && profiler::enabled()) call->label = node->op->name + " " + node->name;
+  } else if (node && profiler::enabled()) {
+    call->label = node->op->name + (s.relu_after ? "+relu " : " ") + node->name;
+  }
   else call->label = node ? node->op->name : (s.kind == StepKind::Sum ? "grad_sum" : "grad_zero");
   return call;
 }

@@ -106,16 +106,27 @@ LOOM_VECTOR_CLONES void bn_stats(const double *x, int64_t outer, int64_t inner, 
   stats_body(x, outer, inner, stride, mean, var);
 }
 
-// y = x * scale + shift over a row.
+// MXNet's relu (mshadow_op.h), as the Activation op computes it: NaN passes.
 template <typename T>
-LOOM_CLONE_BODY void scale_body(const T *x, T *y, int64_t n, double scale, double shift) {
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(double(x[i]) * scale + shift);
+LOOM_CLONE_BODY T relu_of(T v) {
+  return ((v > T(0)) | (v != v)) ? v : T(0);
 }
-LOOM_VECTOR_CLONES void bn_scale_row(const float *x, float *y, int64_t n, double scale, double shift) {
-  scale_body(x, y, n, scale, shift);
+
+// y = x * scale + shift over a row, then with `relu` MXNet's relu of each value
+// (a training executor's BatchNorm that took in the relu after it).
+template <typename T>
+LOOM_CLONE_BODY void scale_body(const T *x, T *y, int64_t n, double scale, double shift, bool relu) {
+  if (relu)
+    for (int64_t i = 0; i < n; ++i) y[i] = relu_of(static_cast<T>(double(x[i]) * scale + shift));
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(double(x[i]) * scale + shift);
 }
-LOOM_VECTOR_CLONES void bn_scale_row(const double *x, double *y, int64_t n, double scale, double shift) {
-  scale_body(x, y, n, scale, shift);
+LOOM_VECTOR_CLONES void bn_scale_row(const float *x, float *y, int64_t n, double scale, double shift, bool relu) {
+  scale_body(x, y, n, scale, shift, relu);
+}
+LOOM_VECTOR_CLONES void bn_scale_row(const double *x, double *y, int64_t n, double scale, double shift,
+                                     bool relu) {
+  scale_body(x, y, n, scale, shift, relu);
 }
 
 // One channel's backward pass: the sums of dy and dy * (x - mean) over its rows
@@ -240,11 +251,24 @@ LOOM_VECTOR_CLONES void bn_stats16(const float *x, int64_t outer, int64_t inner,
   for (int l = 0; l < 16; ++l) mean[l] = mu[l], var[l] = var16[l];
 }
 
-// y = x * scale + shift over `inner` positions of one block (scale_body).
+// y = x * scale + shift over `inner` positions of one block (scale_body), then
+// with `relu` MXNet's relu of each value.
 LOOM_VECTOR_CLONES void bn_scale16(const float *x, float *y, int64_t inner, const double *scale,
-                                   const double *shift) {
+                                   const double *shift, bool relu) {
   const D16v sc = lanes16(scale), sh = lanes16(shift);
-  for (int64_t i = 0; i < inner; ++i) store16(y + 16 * i, load16(x + 16 * i) * sc + sh);
+  if (!relu) {
+    for (int64_t i = 0; i < inner; ++i) store16(y + 16 * i, load16(x + 16 * i) * sc + sh);
+    return;
+  }
+  const F8v zero = {};
+  for (int64_t i = 0; i < inner; ++i) {
+    const D16v v = load16(x + 16 * i) * sc + sh;
+    F8v a = __builtin_convertvector(v.lo, F8v), b = __builtin_convertvector(v.hi, F8v);
+    a = ((a > zero) | (a != a)) ? a : zero;
+    b = ((b > zero) | (b != b)) ? b : zero;
+    std::memcpy(y + 16 * i, &a, sizeof a);
+    std::memcpy(y + 16 * i + 8, &b, sizeof b);
+  }
 }
 
 // One block's backward pass (backward_body): mean, invstd and g per channel in
@@ -350,7 +374,7 @@ void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &i
   }
   parallel_for(dm.outer * blocks, [&](int64_t ob) {
     const int64_t cb = ob % blocks;
-    bn_scale16(x + ob * inner * 16, y + ob * inner * 16, inner, &scale[cb * 16], &shift[cb * 16]);
+    bn_scale16(x + ob * inner * 16, y + ob * inner * 16, inner, &scale[cb * 16], &shift[cb * 16], ctx.relu_after);
   }, 1 + (1 << 10) / std::max<int64_t>(inner, 1));
   if (out.size() > 2) {
     float *om = out[1].ptr<float>(), *ov = out[2].ptr<float>();
@@ -480,7 +504,7 @@ const int kBatchNorm = [] {
         int64_t c = oc % dm.c;
         double g = fix ? 1.0 : double(gamma[c]);
         double scale = g / std::sqrt(var[c] + eps), shift = double(beta[c]) - mean[c] * scale;
-        bn_scale_row(x + oc * dm.inner, y + oc * dm.inner, dm.inner, scale, shift);
+        bn_scale_row(x + oc * dm.inner, y + oc * dm.inner, dm.inner, scale, shift, ctx.relu_after);
       }, 1 + (1 << 14) / std::max<int64_t>(dm.inner, 1));
       if (out.size() > 2) {
         T *om = out[1].ptr<T>(), *ov = out[2].ptr<T>();
