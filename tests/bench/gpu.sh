@@ -3,7 +3,9 @@
 # the device, and ResNet-50 training images/s, each beside PyTorch on the same GPU in the
 # same run. Loom's side uses whatever GPU backend libloom finds (LOOM_CUDA_LIBRARY, beside
 # libloom, the library path); without one it says so and measures nothing.
-#   tests/bench/gpu.sh            (EPOCHS, LENET_EPOCHS, RESNET_BATCH, RESNET_STEPS override)
+#   tests/bench/gpu.sh            (EPOCHS, LENET_EPOCHS, RESNET_BATCH, RESNET_STEPS override;
+#   LOOM_EXAMPLES: a published Loom.Examples program to run instead of `dotnet run`;
+#   PYTHON: the Python with PyTorch, default /usr/bin/python3)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 EPOCHS=${EPOCHS:-4}
@@ -12,16 +14,21 @@ RESNET_BATCH=${RESNET_BATCH:-64}
 RESNET_STEPS=${RESNET_STEPS:-10}
 THREADS=$(nproc)
 export LOOM_DATA_DIR="$ROOT/data"
-run() { dotnet run -c Release --no-build --project "$ROOT/src/Loom.Examples" -- "$@"; }
+PYTHON=${PYTHON:-/usr/bin/python3}
+if [ -n "${LOOM_EXAMPLES:-}" ]; then
+  run() { "$LOOM_EXAMPLES" "$@"; }
+else
+  run() { dotnet run -c Release --no-build --project "$ROOT/src/Loom.Examples" -- "$@"; }
+fi
 
-gpus=$(PYTHONPATH="$ROOT/bindings/python" /usr/bin/python3 -c 'import loom; print(loom.num_gpus())')
-PYTHONPATH="$ROOT/bindings/python" /usr/bin/python3 -c 'import loom; print(loom.backend_describe())'
+gpus=$(PYTHONPATH="$ROOT/bindings/python" "$PYTHON" -c 'import loom; print(loom.num_gpus())')
+PYTHONPATH="$ROOT/bindings/python" "$PYTHON" -c 'import loom; print(loom.backend_describe())'
 if [ "$gpus" = 0 ]; then
   echo "no GPU backend: nothing measured"
   exit 0
 fi
 torch_cuda=0
-if /usr/bin/python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   torch_cuda=1
 else
   echo "PyTorch has no CUDA device here: Loom's numbers only"
@@ -37,7 +44,7 @@ for net in mlp lenet; do
   loom=$(awk -v s="$secs" 'BEGIN { printf "%.0f", 60000 / s }')
   echo "$net epoch on gpu(0), batch 100: Loom ${secs} s ($loom img/s)"
   if [ $torch_cuda = 1 ]; then
-    torch=$(/usr/bin/python3 "$ROOT/tests/bench/peer_torch.py" "$ROOT/data/mnist" "$THREADS" $net "$n" cuda)
+    torch=$("$PYTHON" "$ROOT/tests/bench/peer_torch.py" "$ROOT/data/mnist" "$THREADS" $net "$n" cuda)
     echo "$net epoch, same setup: PyTorch $torch img/s; Loom/PyTorch = $(ratio "$loom" "$torch")"
   fi
 done
@@ -46,6 +53,6 @@ out=$(run resnet "$RESNET_BATCH" "$RESNET_STEPS" "--ctx=gpu(0)")
 echo "$out"
 loom=$(echo "$out" | sed -nE 's/.*: ([0-9.]+) img\/s.*/\1/p')
 if [ $torch_cuda = 1 ]; then
-  torch=$(/usr/bin/python3 "$ROOT/tests/bench/peer_torch_resnet.py" "$THREADS" "$RESNET_BATCH" "$RESNET_STEPS" cuda)
+  torch=$("$PYTHON" "$ROOT/tests/bench/peer_torch_resnet.py" "$THREADS" "$RESNET_BATCH" "$RESNET_STEPS" cuda)
   echo "ResNet-50 training, same setup: PyTorch $torch img/s; Loom/PyTorch = $(ratio "$loom" "$torch")"
 fi

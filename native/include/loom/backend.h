@@ -114,6 +114,9 @@ typedef struct loom_backend_host {
   int32_t (*param_float)(const void *params, const char *name, double *out);
   int32_t (*param_tuple)(const void *params, const char *name, const int64_t **out_values,
                          int32_t *out_count);
+  /** String and enum parameters; also a list of floats (multi_sgd_update's lrs, say)
+   *  as its values joined by commas, each printed exactly (%.17g), that text valid
+   *  until the calling thread's next param_string call. */
   int32_t (*param_string)(const void *params, const char *name, const char **out);
   /** Runs libloom's CPU kernel for call->op (its gradient when call->backward)
    *  on tensors whose data, and workspace, are HOST memory; call->stream is

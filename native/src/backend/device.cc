@@ -2,6 +2,7 @@
 #include "ops/nn/onednn.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -59,8 +60,22 @@ int32_t host_param_tuple(const void *params, const char *name, const int64_t **v
 
 int32_t host_param_string(const void *params, const char *name, const char **out) {
   const ParamValue *v = find_param(params, name, ParamType::String, ParamType::Enum);
+  if (v && out) {
+    *out = v->s.c_str();
+    return 0;
+  }
+  // A list of floats (ParamType::Floats, e.g. multi_sgd_update's lrs) as its values
+  // joined by commas, each printed exactly; valid until this thread's next call.
+  v = find_param(params, name, ParamType::Floats, ParamType::Floats);
   if (!v || !out) return 1;
-  *out = v->s.c_str();
+  thread_local std::string text;
+  text.clear();
+  char buf[40];
+  for (size_t k = 0; k < v->floats.size(); ++k) {
+    std::snprintf(buf, sizeof buf, "%s%.17g", k ? "," : "", v->floats[k]);
+    text += buf;
+  }
+  *out = text.c_str();
   return 0;
 }
 
