@@ -49,10 +49,15 @@ for net in mlp lenet; do
   fi
 done
 
-out=$(run resnet "$RESNET_BATCH" "$RESNET_STEPS" "--ctx=gpu(0)")
-echo "$out"
-loom=$(echo "$out" | sed -nE 's/.*: ([0-9.]+) img\/s.*/\1/p')
-if [ $torch_cuda = 1 ]; then
-  torch=$("$PYTHON" "$ROOT/tests/bench/peer_torch_resnet.py" "$THREADS" "$RESNET_BATCH" "$RESNET_STEPS" cuda)
-  echo "ResNet-50 training, same setup: PyTorch $torch img/s; Loom/PyTorch = $(ratio "$loom" "$torch")"
-fi
+# ResNet-50 twice: float32 arithmetic on both sides (Loom's default; PyTorch with
+# TF32 off), then TF32 tensor cores allowed on both (LOOM_CUDA_TF32=1; PyTorch's
+# default lets its convolutions use TF32).
+for tf32 in 0 1; do
+  out=$(LOOM_CUDA_TF32=$tf32 run resnet "$RESNET_BATCH" "$RESNET_STEPS" "--ctx=gpu(0)")
+  echo "TF32 $([ $tf32 = 1 ] && echo allowed || echo off): $out"
+  loom=$(echo "$out" | sed -nE 's/.*: ([0-9.]+) img\/s.*/\1/p')
+  if [ $torch_cuda = 1 ]; then
+    torch=$(TORCH_TF32=$tf32 "$PYTHON" "$ROOT/tests/bench/peer_torch_resnet.py" "$THREADS" "$RESNET_BATCH" "$RESNET_STEPS" cuda)
+    echo "ResNet-50 training, same setup (TF32 $([ $tf32 = 1 ] && echo allowed || echo off)): PyTorch $torch img/s; Loom/PyTorch = $(ratio "$loom" "$torch")"
+  fi
+done

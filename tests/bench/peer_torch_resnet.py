@@ -3,6 +3,7 @@ torchvision's architecture (v1.5, written out here: torchvision is not packaged 
 Debian's torch), random 3x224x224 images, SGD lr 0.01 momentum 0.9 wd 1e-4, one
 warm-up step then STEPS timed. Prints images/s.
 Usage: peer_torch_resnet.py THREADS BATCH STEPS [cpu|cuda]"""
+import os
 import sys
 import time
 
@@ -43,6 +44,12 @@ def main():
     threads, batch, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     torch.set_num_threads(threads)
+    # TORCH_TF32=0: float32 convolutions and products in float32 (PyTorch's default lets
+    # cuDNN's convolutions use TF32 tensor cores); =1: both may use TF32.
+    tf32 = os.environ.get("TORCH_TF32")
+    if tf32 in ("0", "1") and device == "cuda":
+        torch.backends.cudnn.allow_tf32 = tf32 == "1"
+        torch.backends.cuda.matmul.allow_tf32 = tf32 == "1"
     torch.manual_seed(0)
     net = resnet50().to(device)
     assert sum(p.numel() for p in net.parameters()) == 25_557_032  # torchvision's resnet50

@@ -87,6 +87,12 @@ if want examples; then
     LOOM_CUDA_FALLBACK_LOG=1 timeout 180 $W/ex/Loom.Examples $ex "--ctx=gpu(0)" >>"$OUT/examples.log" 2>&1
     stamp "$ex rc=$?"; grep -E "time =|ccuracy|staged|rror" "$OUT/examples.log" | tail -6 | tee -a "$OUT/summary.log"
   done
+  # PROFILE="resnet 64 3": that example once more, each kernel waited for, with the
+  # engine's per-op table (LOOM_PROFILE=1) appended to examples.log.
+  if [ -n "${PROFILE:-}" ]; then
+    LOOM_GPU_ASYNC=0 LOOM_PROFILE=1 timeout 120 $W/ex/Loom.Examples $PROFILE "--ctx=gpu(0)" >>"$OUT/examples.log" 2>&1
+    stamp "profile of $PROFILE rc=$?"
+  fi
 fi
 
 if want bench; then

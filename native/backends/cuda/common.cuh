@@ -31,6 +31,10 @@ int32_t decline(const loom_kernel_call *c, const std::string &why);
 // host, runs libloom's CPU kernel and copies the outputs back.
 int32_t run_on_host(const loom_kernel_call *c);
 bool host_fallback_enabled();
+// LOOM_CUDA_TF32=1: float32 convolutions and matrix products may use TF32 tensor
+// cores (PyTorch's default for convolutions; results then differ from the CPU's
+// by about 1e-3). Off by default: float32 products in float32, within 1e-5 of the CPU.
+bool tf32_enabled();
 
 using KernelMap = std::map<std::string, loom_kernel_fn>;
 void register_elemwise(KernelMap &fwd, KernelMap &bwd);
@@ -129,6 +133,32 @@ int32_t on_device(const loom_kernel_call *c) {
     case LOOM_DTYPE_INT8: { typedef int8_t T; __VA_ARGS__; } break;    \
     default: other;                                                  \
   }
+
+// Bad input a kernel finds (a label outside the classes, a NaN index): the
+// first is recorded in this device-visible record (pinned host memory) instead
+// of making the host wait for the kernel, and the plugin reports it at the next
+// stream or event synchronisation, as CUDA reports its own errors.
+struct DeviceError {
+  int code;  // 0 none; kErrLabel, kErrIndex
+  int done;  // set last, once the fields below are written
+  long long pos;
+  double value, limit;
+};
+constexpr int kErrLabel = 1;  // SoftmaxOutput: a label outside [0, limit)
+constexpr int kErrIndex = 2;  // take: a NaN index
+// The device's record (a device-usable pointer), or nullptr when it cannot be made.
+DeviceError *device_error(int32_t dev);
+// After a synchronisation: 0, or fail() with the recorded error (then cleared).
+int32_t take_device_error(int32_t dev);
+
+__device__ __forceinline__ void record_error(DeviceError *e, int code, long long pos, double value, double limit) {
+  if (!e || atomicCAS(&e->code, 0, code) != 0) return;
+  e->pos = pos;
+  e->value = value;
+  e->limit = limit;
+  __threadfence_system();
+  *static_cast<volatile int *>(&e->done) = 1;
+}
 
 // Per-device scratch memory of the plugin's own (cuDNN workspaces, counters),
 // grown on demand; used on the device's compute stream only.

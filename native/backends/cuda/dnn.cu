@@ -112,7 +112,10 @@ int32_t make_descs(const loom_kernel_call *c, const Conv &g, Descs *d) {
                                                 int(g.dw), CUDNN_CROSS_CORRELATION, t),
                 c, "convolution descriptor") ||
       dnn_check(cudnnSetConvolutionGroupCount(d->conv, int(g.groups)), c, "group count") ||
-      dnn_check(cudnnSetConvolutionMathType(d->conv, CUDNN_FMA_MATH), c, "math type"))
+      dnn_check(cudnnSetConvolutionMathType(d->conv, tf32_enabled() && g.dtype == LOOM_DTYPE_FLOAT32
+                                                         ? CUDNN_TENSOR_OP_MATH
+                                                         : CUDNN_FMA_MATH),
+                c, "math type"))
     return 1;
   return 0;
 }

@@ -46,7 +46,8 @@ int32_t gemm(const loom_kernel_call *c, bool ta, bool tb, int64_t m, int64_t n, 
   if (!bl.h) {
     cublasStatus_t s = cublasCreate(&bl.h);
     if (s != CUBLAS_STATUS_SUCCESS) return fail(std::string("cublasCreate: ") + blas_error(s));
-    cublasSetMathMode(bl.h, CUBLAS_PEDANTIC_MATH);  // float32 products in float32 (no TF32), as on the CPU
+    // float32 products in float32 (no TF32), as on the CPU, unless LOOM_CUDA_TF32=1
+    cublasSetMathMode(bl.h, tf32_enabled() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH);
   }
   cublasSetStream(bl.h, stream_of(c));
   cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -234,6 +235,11 @@ __global__ void label_stats(const T *lab, int64_t nlabels, int64_t used, int64_t
   }
 }
 
+__global__ void init_stats(unsigned long long *stats) {
+  stats[0] = 0;
+  stats[1] = ~0ull;
+}
+
 struct SmGrad {
   SmDims s;
   double scale, alpha, smooth;
@@ -245,7 +251,12 @@ struct SmGrad {
 
 template <typename T>
 __global__ void softmax_output_grad(const T *y, const T *lab, const T *dy, T *dx, SmGrad a,
-                                    const unsigned long long *stats, int32_t req) {
+                                    const unsigned long long *stats, int32_t req, DeviceError *err) {
+  // A label outside [0, k): the first such position is reported at the next wait.
+  if (blockIdx.x == 0 && threadIdx.x == 0 && stats[1] != ~0ull) {
+    const long long pos = static_cast<long long>(stats[1]) - 1;
+    record_error(err, kErrLabel, pos, double(lab[pos]), double(a.s.k));
+  }
   double count = 1;
   if (a.norm == 1) count = double(a.multi ? a.s.outer : a.nlabels);
   else if (a.norm == 2) count = double(stats[0] > 0 ? stats[0] : 1);
@@ -308,24 +319,15 @@ int32_t k_softmax_output_grad(const loom_kernel_call *c) {
     const int64_t used = a.s.outer * a.s.inner;
     auto *stats = static_cast<unsigned long long *>(scratch(c->dev_id, 2 * sizeof(unsigned long long)));
     if (!stats) return fail(std::string(c->op) + ": no device memory for the label check");
-    unsigned long long init[2] = {0, ~0ull};
-    if (check(cudaMemcpyAsync(stats, init, sizeof init, cudaMemcpyHostToDevice, st), c->op)) return 1;
+    init_stats<<<1, 1, 0, st>>>(stats);  // not a copy from pageable memory: that would wait for the stream
     label_stats<T><<<grid_for(a.nlabels), kThreads, 0, st>>>(static_cast<const T *>(lab.data), a.nlabels, used, a.s.k,
                                                           a.ignore, a.use_ignore, stats);
     if (int32_t rc = launched(c)) return rc;
-    // A label outside [0, k) is an error, as on the CPU: the labels are checked before the gradient is written.
-    unsigned long long got[2];
-    if (check(cudaMemcpyAsync(got, stats, sizeof got, cudaMemcpyDeviceToHost, st), c->op)) return 1;
-    if (check(cudaStreamSynchronize(st), c->op)) return 1;
-    if (got[1] != ~0ull) {
-      int64_t pos = int64_t(got[1]) - 1;
-      T bad;
-      if (check(cudaMemcpy(&bad, static_cast<const T *>(lab.data) + pos, sizeof(T), cudaMemcpyDeviceToHost), c->op)) return 1;
-      return fail("SoftmaxOutput: label " + std::to_string(double(bad)) + " at position " + std::to_string(pos) +
-                  " is outside [0, " + std::to_string(a.s.k) + ")");
-    }
+    // A label outside [0, k) is an error, as on the CPU; it is reported at the next wait
+    // for the device rather than making the host wait here.
     softmax_output_grad<T><<<grid_for(used), kThreads, 0, st>>>(static_cast<const T *>(y.data), static_cast<const T *>(lab.data),
-                                                             dy, static_cast<T *>(c->outputs[0].data), a, stats, c->req[0]);
+                                                             dy, static_cast<T *>(c->outputs[0].data), a, stats, c->req[0],
+                                                             device_error(c->dev_id));
     return launched(c);
   });
   return 0;
@@ -789,10 +791,11 @@ int32_t k_pooling_grad(const loom_kernel_call *c) {
 
 
 // ------------------------------------------------------------ BatchNorm
-// One block per channel, sums in double over the channel's (outer, inner)
-// cells: the batch's mean and biased variance (two passes, as the CPU's
-// channel_stats), then y = x * scale + shift. The moving statistics take the
-// batch's in the backward pass (MXNet 1.9's CPU operator).
+// Each channel's cells are cut into `split` slices; a block sums one slice of
+// one channel in double (grid channels x split), a second kernel combines a
+// channel's slices, and an elementwise kernel writes the outputs. The batch's
+// variance is the mean square less the squared mean, in double. The moving
+// statistics take the batch's in the backward pass (MXNet 1.9's CPU operator).
 __device__ double block_sum(double v, double *sh) {
   sh[threadIdx.x] = v;
   __syncthreads();
@@ -806,41 +809,86 @@ __device__ double block_sum(double v, double *sh) {
 }
 
 struct BnArgs {
-  int64_t outer, c, inner;
+  int64_t outer, c, inner, split;
   double eps, momentum;
   bool fix, batch;
 };
 
+__device__ __forceinline__ int64_t bn_at(const BnArgs &a, int64_t ch, int64_t q) {
+  return (q / a.inner) * a.c * a.inner + ch * a.inner + q % a.inner;
+}
+
+// part[(ch * split + s) * 4 + k]: sums over slice s of channel ch of x, x^2,
+// dy and dy * x (the last two when dy is given).
 template <typename T>
-__global__ void bn_forward(const T *x, T *gamma, const T *beta, const T *mm, const T *mv, T *y, T *out_mean,
-                           T *out_invstd, BnArgs a) {
+__global__ void bn_partial(const T *x, const T *dy, double *part, BnArgs a) {
   __shared__ double sh[kThreads];
-  const int64_t ch = blockIdx.x, m = a.outer * a.inner, stride = a.c * a.inner;
-  double mean, var;
-  if (a.batch) {
-    double s = 0;
-    for (int64_t q = threadIdx.x; q < m; q += blockDim.x) s += double(x[(q / a.inner) * stride + ch * a.inner + q % a.inner]);
-    mean = block_sum(s, sh) / double(m > 0 ? m : 1);
-    double s2 = 0;
-    for (int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-      double d = double(x[(q / a.inner) * stride + ch * a.inner + q % a.inner]) - mean;
-      s2 += d * d;
+  const int64_t ch = blockIdx.x, s = blockIdx.y, m = a.outer * a.inner;
+  const int64_t per = (m + a.split - 1) / a.split, q0 = s * per, q1 = q0 + per < m ? q0 + per : m;
+  double sx = 0, sxx = 0, sg = 0, sgx = 0;
+  for (int64_t q = q0 + threadIdx.x; q < q1; q += blockDim.x) {
+    const int64_t i = bn_at(a, ch, q);
+    const double v = double(x[i]);
+    sx += v;
+    sxx += v * v;
+    if (dy) {
+      const double g = double(dy[i]);
+      sg += g;
+      sgx += g * v;
     }
-    var = block_sum(s2, sh) / double(m > 0 ? m : 1);
-  } else {
-    mean = double(mm[ch]);
-    var = double(mv[ch]);
   }
-  if (a.fix && threadIdx.x == 0 && gamma[ch] != T(1)) gamma[ch] = T(1);
-  const double g = a.fix ? 1.0 : double(gamma[ch]);
-  const double invstd = 1 / sqrt(var + a.eps), scale = g * invstd, shift = double(beta[ch]) - mean * scale;
-  for (int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-    int64_t at = (q / a.inner) * stride + ch * a.inner + q % a.inner;
-    y[at] = static_cast<T>(double(x[at]) * scale + shift);
+  double *o = part + (ch * a.split + s) * 4;
+  sx = block_sum(sx, sh);
+  sxx = block_sum(sxx, sh);
+  if (dy) {
+    sg = block_sum(sg, sh);
+    sgx = block_sum(sgx, sh);
   }
-  if (out_mean && threadIdx.x == 0) {
-    out_mean[ch] = static_cast<T>(mean);
-    out_invstd[ch] = static_cast<T>(invstd);
+  if (threadIdx.x == 0) {
+    o[0] = sx;
+    o[1] = sxx;
+    o[2] = sg;
+    o[3] = sgx;
+  }
+}
+
+// Forward, per channel: the statistics used, then y = x * coef[0] + coef[1].
+template <typename T>
+__global__ void bn_forward_coef(const double *part, T *gamma, const T *beta, const T *mm, const T *mv, double *coef,
+                                T *out_mean, T *out_invstd, BnArgs a) {
+  LOOM_GRID_LOOP(ch, a.c) {
+    const double m = double(a.outer * a.inner > 0 ? a.outer * a.inner : 1);
+    double mean, var;
+    if (a.batch) {
+      double sx = 0, sxx = 0;
+      for (int64_t s = 0; s < a.split; ++s) {
+        sx += part[(ch * a.split + s) * 4];
+        sxx += part[(ch * a.split + s) * 4 + 1];
+      }
+      mean = sx / m;
+      var = sxx / m - mean * mean;
+      if (var < 0) var = 0;
+    } else {
+      mean = double(mm[ch]);
+      var = double(mv[ch]);
+    }
+    if (a.fix && gamma[ch] != T(1)) gamma[ch] = T(1);
+    const double g = a.fix ? 1.0 : double(gamma[ch]);
+    const double invstd = 1 / sqrt(var + a.eps), scale = g * invstd;
+    coef[ch * 2] = scale;
+    coef[ch * 2 + 1] = double(beta[ch]) - mean * scale;
+    if (out_mean) {
+      out_mean[ch] = static_cast<T>(mean);
+      out_invstd[ch] = static_cast<T>(invstd);
+    }
+  }
+}
+
+template <typename T>
+__global__ void bn_apply(const T *x, T *y, const double *coef, BnArgs a, int64_t n) {
+  LOOM_GRID_LOOP(i, n) {
+    const int64_t ch = (i / a.inner) % a.c;
+    y[i] = static_cast<T>(double(x[i]) * coef[ch * 2] + coef[ch * 2 + 1]);
   }
 }
 
@@ -856,6 +904,12 @@ bool bn_dims(const loom_kernel_call *c, const loom_backend_tensor &x, BnArgs *a)
   a->momentum = param_f(c, "momentum", 0.9);
   a->fix = param_i(c, "fix_gamma", 1) != 0;
   a->batch = c->is_train && !param_i(c, "use_global_stats", 0);
+  // About 1024 blocks in all, each slice at least 2048 cells.
+  const int64_t m = a->outer * a->inner;
+  int64_t split = a->c > 0 ? (1024 + a->c - 1) / a->c : 1;
+  const int64_t most = (m + 2047) / 2048;
+  if (split > most) split = most;
+  a->split = split < 1 ? 1 : (split > 1024 ? 1024 : split);
   return a->c > 0 && a->c <= INT32_MAX;
 }
 
@@ -864,65 +918,81 @@ int32_t k_batchnorm(const loom_kernel_call *c) {
   const loom_backend_tensor &x = c->inputs[0];
   BnArgs a;
   if (!bn_dims(c, x, &a)) return decline(c, "data " + shape_str(x));
-  LOOM_CUDA_FLOATS(x.dtype, T, return decline(c, std::string("dtype ") + dtype_str(x.dtype)),
-    bn_forward<T><<<unsigned(a.c), kThreads, 0, stream_of(c)>>>(
-        cin<T>(c, 0), static_cast<T *>(c->inputs[1].data), cin<T>(c, 2), cin<T>(c, 3), cin<T>(c, 4), outp<T>(c, 0),
-        c->num_outputs > 2 ? outp<T>(c, 1) : nullptr, c->num_outputs > 2 ? outp<T>(c, 2) : nullptr, a));
+  const int64_t n = numel(x);
+  const size_t part_doubles = size_t(a.c * a.split * 4), coef_doubles = size_t(a.c * 2);
+  double *buf = static_cast<double *>(scratch(c->dev_id, (part_doubles + coef_doubles) * sizeof(double)));
+  if (!buf) return fail("BatchNorm: no device memory for the statistics");
+  double *part = buf, *coef = buf + part_doubles;
+  cudaStream_t st = stream_of(c);
+  LOOM_CUDA_FLOATS(x.dtype, T, return decline(c, std::string("dtype ") + dtype_str(x.dtype)), {
+    if (a.batch && n) {
+      bn_partial<T><<<dim3(unsigned(a.c), unsigned(a.split)), kThreads, 0, st>>>(cin<T>(c, 0), nullptr, part, a);
+      if (int32_t rc = launched(c)) return rc;
+    } else if (a.batch) {  // no cells: mean and variance 0, as on the CPU
+      if (check(cudaMemsetAsync(part, 0, part_doubles * sizeof(double), st), c->op)) return 1;
+    }
+    bn_forward_coef<T><<<grid_for(a.c), kThreads, 0, st>>>(
+        part, static_cast<T *>(c->inputs[1].data), cin<T>(c, 2), cin<T>(c, 3), cin<T>(c, 4), coef,
+        c->num_outputs > 2 ? outp<T>(c, 1) : nullptr, c->num_outputs > 2 ? outp<T>(c, 2) : nullptr, a);
+    if (int32_t rc = launched(c)) return rc;
+    if (n) bn_apply<T><<<grid_for(n), kThreads, 0, st>>>(cin<T>(c, 0), outp<T>(c, 0), coef, a, n);
+  });
   return launched(c);
 }
 
+// Backward, per channel: the statistics, the gradients of gamma and beta, the
+// moving statistics' update, and dx = coef[0] * dy + coef[1] * x + coef[2].
 template <typename T>
-__global__ void bn_backward(const T *x, const T *gamma, T *mm, T *mv, const T *dy, T *dx, T *dgamma, T *dbeta,
-                            BnArgs a, int32_t rx, int32_t rg, int32_t rb) {
-  __shared__ double sh[kThreads];
-  const int64_t ch = blockIdx.x, m = a.outer * a.inner, stride = a.c * a.inner;
-  const double mcount = double(m > 0 ? m : 1);
-  auto at = [&](int64_t q) { return (q / a.inner) * stride + ch * a.inner + q % a.inner; };
-  double mu, invstd, var = 0;
-  if (a.batch) {
-    double s = 0;
-    for (int64_t q = threadIdx.x; q < m; q += blockDim.x) s += double(x[at(q)]);
-    mu = block_sum(s, sh) / mcount;
-  } else {
-    mu = double(mm[ch]);
-  }
-  double s2 = 0, sdy = 0, sdyx = 0;
-  for (int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-    int64_t i = at(q);
-    double d = double(x[i]) - mu, g = double(dy[i]);
-    s2 += d * d;
-    sdy += g;
-    sdyx += g * d;
-  }
-  sdy = block_sum(sdy, sh);
-  sdyx = block_sum(sdyx, sh);
-  if (a.batch) {
-    var = block_sum(s2, sh) / mcount;
-    invstd = 1 / sqrt(var + a.eps);
-  } else {
-    invstd = 1 / sqrt(double(mv[ch]) + a.eps);
-  }
-  sdyx *= invstd;
-  const double g = a.fix ? 1.0 : double(gamma[ch]);
-  if (rx)
-    for (int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-      int64_t i = at(q);
-      double v;
-      if (a.batch) {
-        double xh = (double(x[i]) - mu) * invstd;
-        v = g * invstd * (double(dy[i]) - sdy / mcount - xh * sdyx / mcount);
-      } else {
-        v = g * invstd * double(dy[i]);
-      }
-      store_req(dx + i, rx, static_cast<T>(v));
+__global__ void bn_backward_coef(const double *part, const T *gamma, T *mm, T *mv, T *dgamma, T *dbeta, double *coef,
+                                 BnArgs a, int32_t rg, int32_t rb) {
+  LOOM_GRID_LOOP(ch, a.c) {
+    const double m = double(a.outer * a.inner > 0 ? a.outer * a.inner : 1);
+    double sx = 0, sxx = 0, sg = 0, sgx = 0;
+    for (int64_t s = 0; s < a.split; ++s) {
+      const double *p = part + (ch * a.split + s) * 4;
+      sx += p[0];
+      sxx += p[1];
+      sg += p[2];
+      sgx += p[3];
     }
-  if (threadIdx.x == 0) {
+    double mu, var = 0, invstd;
+    if (a.batch) {
+      mu = sx / m;
+      var = sxx / m - mu * mu;
+      if (var < 0) var = 0;
+      invstd = 1 / sqrt(var + a.eps);
+    } else {
+      mu = double(mm[ch]);
+      invstd = 1 / sqrt(double(mv[ch]) + a.eps);
+    }
+    const double sdy = sg, sdyx = (sgx - mu * sg) * invstd;  // sum dy * (x - mu) * invstd
+    const double g = a.fix ? 1.0 : double(gamma[ch]);
+    if (a.batch) {
+      // g invstd (dy - sdy/m - (x - mu) invstd sdyx/m)
+      const double k1 = g * invstd, k2 = k1 * invstd * sdyx / m;
+      coef[ch * 3] = k1;
+      coef[ch * 3 + 1] = -k2;
+      coef[ch * 3 + 2] = -k1 * sdy / m + k2 * mu;
+    } else {
+      coef[ch * 3] = g * invstd;
+      coef[ch * 3 + 1] = 0;
+      coef[ch * 3 + 2] = 0;
+    }
     if (rg) store_req(dgamma + ch, rg, static_cast<T>(a.fix ? 0.0 : sdyx));
     if (rb) store_req(dbeta + ch, rb, static_cast<T>(sdy));
     if (a.batch) {
       mm[ch] = static_cast<T>(a.momentum * double(mm[ch]) + (1 - a.momentum) * mu);
       mv[ch] = static_cast<T>(a.momentum * double(mv[ch]) + (1 - a.momentum) * var);
     }
+  }
+}
+
+template <typename T>
+__global__ void bn_apply_grad(const T *x, const T *dy, T *dx, const double *coef, BnArgs a, int64_t n, int32_t req) {
+  LOOM_GRID_LOOP(i, n) {
+    const int64_t ch = (i / a.inner) % a.c;
+    const double *k = coef + ch * 3;
+    store_req(dx + i, req, static_cast<T>(k[0] * double(dy[i]) + k[1] * double(x[i]) + k[2]));
   }
 }
 
@@ -935,12 +1005,28 @@ int32_t k_batchnorm_grad(const loom_kernel_call *c) {
   if (!bn_dims(c, x, &a)) return decline(c, "data " + shape_str(x));
   int32_t r[3] = {0, 0, 0};
   for (int32_t i = 0; i < c->num_outputs && i < 3; ++i) r[i] = c->req[i];
-  LOOM_CUDA_FLOATS(x.dtype, T, return decline(c, std::string("dtype ") + dtype_str(x.dtype)),
-    bn_backward<T><<<unsigned(a.c), kThreads, 0, stream_of(c)>>>(
-        cin<T>(c, 0), cin<T>(c, 1), static_cast<T *>(c->inputs[3].data), static_cast<T *>(c->inputs[4].data),
-        static_cast<const T *>(dy.data), c->num_outputs > 0 ? outp<T>(c, 0) : nullptr,
-        c->num_outputs > 1 ? outp<T>(c, 1) : nullptr, c->num_outputs > 2 ? outp<T>(c, 2) : nullptr, a, r[0], r[1],
-        r[2]));
+  const int64_t n = numel(x);
+  const size_t part_doubles = size_t(a.c * a.split * 4), coef_doubles = size_t(a.c * 3);
+  double *buf = static_cast<double *>(scratch(c->dev_id, (part_doubles + coef_doubles) * sizeof(double)));
+  if (!buf) return fail("BatchNorm (gradient): no device memory for the sums");
+  double *part = buf, *coef = buf + part_doubles;
+  cudaStream_t st = stream_of(c);
+  LOOM_CUDA_FLOATS(x.dtype, T, return decline(c, std::string("dtype ") + dtype_str(x.dtype)), {
+    if (n) {
+      bn_partial<T><<<dim3(unsigned(a.c), unsigned(a.split)), kThreads, 0, st>>>(cin<T>(c, 0), static_cast<const T *>(dy.data),
+                                                                               part, a);
+    } else {
+      if (check(cudaMemsetAsync(part, 0, part_doubles * sizeof(double), st), c->op)) return 1;
+    }
+    if (int32_t rc = launched(c)) return rc;
+    bn_backward_coef<T><<<grid_for(a.c), kThreads, 0, st>>>(
+        part, cin<T>(c, 1), static_cast<T *>(c->inputs[3].data), static_cast<T *>(c->inputs[4].data),
+        c->num_outputs > 1 ? outp<T>(c, 1) : nullptr, c->num_outputs > 2 ? outp<T>(c, 2) : nullptr, coef, a, r[1], r[2]);
+    if (int32_t rc = launched(c)) return rc;
+    if (n && r[0])
+      bn_apply_grad<T><<<grid_for(n), kThreads, 0, st>>>(cin<T>(c, 0), static_cast<const T *>(dy.data), outp<T>(c, 0),
+                                                         coef, a, n, r[0]);
+  });
   return launched(c);
 }
 

@@ -6,7 +6,8 @@
 // Environment: LOOM_CUDA_HOST_FALLBACK=0 turns the staged CPU path off, so an
 // op without a CUDA kernel is reported as unsupported on the device (what
 // tests/conformance/device_check.py --require-all counts);
-// LOOM_CUDA_FALLBACK_LOG=1 prints each op the first time it is staged.
+// LOOM_CUDA_FALLBACK_LOG=1 prints each op the first time it is staged;
+// LOOM_CUDA_TF32=1 lets float32 convolutions and products use TF32 tensor cores.
 #include "common.cuh"
 
 #include <cstdio>
@@ -123,11 +124,72 @@ void *scratch(int32_t dev, size_t bytes) {
   return s.ptr;
 }
 
+// ------------------------------------------------------------ device errors
+namespace {
+struct ErrorSlot {
+  std::mutex mu;
+  DeviceError *host = nullptr, *dev = nullptr;
+};
+ErrorSlot g_error_slots[64];
+}  // namespace
+
+DeviceError *device_error(int32_t dev) {
+  if (dev < 0 || dev >= 64) return nullptr;
+  ErrorSlot &e = g_error_slots[dev];
+  std::lock_guard<std::mutex> lk(e.mu);
+  if (!e.host) {
+    void *h = nullptr, *d = nullptr;
+    if (cudaHostAlloc(&h, sizeof(DeviceError), cudaHostAllocMapped) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    if (cudaHostGetDevicePointer(&d, h, 0) != cudaSuccess) {
+      cudaGetLastError();
+      cudaFreeHost(h);
+      return nullptr;
+    }
+    std::memset(h, 0, sizeof(DeviceError));
+    e.host = static_cast<DeviceError *>(h);
+    e.dev = static_cast<DeviceError *>(d);
+  }
+  return e.dev;
+}
+
+int32_t take_device_error(int32_t dev) {
+  if (dev < 0 || dev >= 64) return 0;
+  ErrorSlot &e = g_error_slots[dev];
+  std::lock_guard<std::mutex> lk(e.mu);
+  if (!e.host) return 0;
+  volatile DeviceError *r = e.host;
+  if (!r->done) return 0;
+  const int code = r->code;
+  const long long pos = r->pos;
+  const double value = r->value, limit = r->limit;
+  r->done = 0;
+  r->code = 0;
+  char v[64], l[64];
+  std::snprintf(v, sizeof v, "%g", value);
+  std::snprintf(l, sizeof l, "%.0f", limit);
+  if (code == kErrLabel)
+    return fail(std::string("SoftmaxOutput: label ") + v + " at position " + std::to_string(pos) +
+                " is outside [0, " + l + ")");
+  return fail(std::string("take: index ") + v + " at position " + std::to_string(pos) + " is outside [0, " + l +
+              ") (a NaN index)");
+}
+
 // ------------------------------------------------------------ staged CPU path
 bool host_fallback_enabled() {
   static const bool on = [] {
     const char *v = std::getenv("LOOM_CUDA_HOST_FALLBACK");
     return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+bool tf32_enabled() {
+  static const bool on = [] {
+    const char *v = std::getenv("LOOM_CUDA_TF32");
+    return v && std::strcmp(v, "1") == 0;
   }();
   return on;
 }
@@ -260,7 +322,8 @@ void stream_destroy(int32_t dev, void *s) {
 
 int32_t stream_sync(int32_t dev, void *s) {
   if (check(cudaSetDevice(dev), "cudaSetDevice")) return 1;
-  return check(cudaStreamSynchronize(static_cast<cudaStream_t>(s)), "a queued device operation failed");
+  if (check(cudaStreamSynchronize(static_cast<cudaStream_t>(s)), "a queued device operation failed")) return 1;
+  return take_device_error(dev);
 }
 
 int32_t event_create(int32_t dev, void **out) {
@@ -290,7 +353,8 @@ int32_t stream_wait_event(int32_t dev, void *s, void *e) {
 
 int32_t event_sync(int32_t dev, void *e) {
   if (check(cudaSetDevice(dev), "cudaSetDevice")) return 1;
-  return check(cudaEventSynchronize(static_cast<cudaEvent_t>(e)), "cudaEventSynchronize");
+  if (check(cudaEventSynchronize(static_cast<cudaEvent_t>(e)), "cudaEventSynchronize")) return 1;
+  return take_device_error(dev);
 }
 
 int32_t memcpy_async(int32_t dev, void *dst, int32_t dst_dev, const void *src, int32_t src_dev,

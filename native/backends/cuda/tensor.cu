@@ -61,9 +61,14 @@ __global__ void take_kernel(const T *data, const I *idx, T *out, Take t) {
   }
 }
 
+// The first NaN index's position (atomicMin from all ones: none).
 template <typename I>
-__global__ void any_nan(const I *idx, int64_t n, int *flag) {
-  LOOM_GRID_LOOP(i, n) if (idx[i] != idx[i]) *flag = 1;
+__global__ void first_nan(const I *idx, int64_t n, unsigned long long *first) {
+  LOOM_GRID_LOOP(i, n) if (idx[i] != idx[i]) atomicMin(first, static_cast<unsigned long long>(i));
+}
+
+__global__ void report_nan(const unsigned long long *first, DeviceError *err, double n) {
+  if (*first != ~0ull) record_error(err, kErrIndex, static_cast<long long>(*first), NAN, n);
 }
 
 int32_t k_take(const loom_kernel_call *c) {
@@ -73,17 +78,14 @@ int32_t k_take(const loom_kernel_call *c) {
   int64_t n = numel(out);
   if (n == 0) return 0;
   if (idx.dtype == LOOM_DTYPE_FLOAT32 || idx.dtype == LOOM_DTYPE_FLOAT64) {
-    // NaN indices are an error on the CPU: look for one first (a small wait).
-    int *flag = static_cast<int *>(scratch(c->dev_id, sizeof(int)));
-    if (!flag) return fail("take: no device memory for the index check");
-    int zero = 0, got = 0;
-    if (check(cudaMemcpyAsync(flag, &zero, sizeof zero, cudaMemcpyHostToDevice, stream_of(c)), c->op)) return 1;
+    // A NaN index is an error, as on the CPU: reported at the next wait for the device.
+    auto *first = static_cast<unsigned long long *>(scratch(c->dev_id, sizeof(unsigned long long)));
+    if (!first) return fail("take: no device memory for the index check");
+    if (check(cudaMemsetAsync(first, 0xff, sizeof(unsigned long long), stream_of(c)), c->op)) return 1;
     LOOM_CUDA_FLOATS(idx.dtype, I, return 1,
-                     any_nan<I><<<grid_for(t.nidx), kThreads, 0, stream_of(c)>>>(static_cast<const I *>(idx.data), t.nidx, flag));
-    if (check(cudaMemcpyAsync(&got, flag, sizeof got, cudaMemcpyDeviceToHost, stream_of(c)), c->op) ||
-        check(cudaStreamSynchronize(stream_of(c)), c->op))
-      return 1;
-    if (got) return decline(c, "a NaN index");
+                     first_nan<I><<<grid_for(t.nidx), kThreads, 0, stream_of(c)>>>(static_cast<const I *>(idx.data), t.nidx, first));
+    report_nan<<<1, 1, 0, stream_of(c)>>>(first, device_error(c->dev_id), double(t.n));
+    if (int32_t rc = launched(c)) return rc;
   }
   LOOM_CUDA_ALL(data.dtype, T, return decline(c, what(data.dtype)),
     LOOM_CUDA_ALL(idx.dtype, I, return decline(c, what(idx.dtype)),
