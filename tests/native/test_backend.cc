@@ -131,6 +131,18 @@ TEST(Backend, ImperativeKernelsMatchTheCpuBitForBit) {
   lt::Params sgd{{"lr", "0.1"}, {"wd", "0.01"}, {"rescale_grad", "0.5"}, {"clip_gradient", "1"}};
   Arr w1 = lt::call("sgd_update", {&w, &b}, sgd), dw1 = lt::call("sgd_update", {&dw, &gb}, sgd);
   EXPECT_EQ(lt::read(dw1), lt::read(w1));
+  // A list-of-floats parameter reaches the plugin (param_string) exactly: lrs and wds
+  // per weight, printed and parsed back to the same doubles.
+  Arr v = lt::make({64, 64}, vb), dv = gpu(v);
+  lt::Params multi{{"lrs", "(0.1, 0.0333333333333333)"}, {"wds", "(0.01, 1e-300)"}, {"num_weights", "2"},
+                   {"rescale_grad", "0.5"}, {"clip_gradient", "1"}};
+  std::vector<Arr> outs, douts;
+  ASSERT_EQ(lt::invoke("multi_sgd_update", {&w, &b, &v, &a}, multi, &outs, 2), LOOM_OK) << loom_last_error();
+  ASSERT_EQ(lt::invoke("multi_sgd_update", {&dw, &gb, &dv, &ga}, multi, &douts, 2), LOOM_OK) << loom_last_error();
+  ASSERT_EQ(douts.size(), 2u);
+  EXPECT_EQ(dev_type_of(douts[1]), LOOM_DEVICE_GPU);
+  EXPECT_EQ(lt::read(douts[0]), lt::read(outs[0]));
+  EXPECT_EQ(lt::read(douts[1]), lt::read(outs[1]));
 }
 
 TEST(Backend, InputsOnDifferentDevicesAreRefused) {

@@ -9,7 +9,7 @@
 //  - each device has a memory budget (LOOM_SIMDEV_MEMORY bytes, default
 //    64 MiB) and malloc beyond it reports LOOM_BACKEND_OUT_OF_MEMORY.
 // Kernels: full, zeros, ones, add, multiply (and its gradient), relu (and its
-// gradient), ElementWiseSum, sgd_update; float32 only, as a real backend may
+// gradient), ElementWiseSum, sgd_update, multi_sgd_update; float32 only, as a real backend may
 // support a subset. LOOM_SIMDEV_ALL_OPS=1 runs every other op through
 // libloom's CPU kernel on the device's memory, so whole networks can run.
 //
@@ -492,6 +492,41 @@ int32_t k_sgd(const loom_kernel_call *c) {
   });
 }
 
+// multi_sgd_update(w0, g0, w1, g1, ...) -> (w0, w1, ...): reads its per-weight
+// lrs and wds (lists of floats) through the host's param_string, as a real
+// backend must, and computes each weight as k_sgd does.
+int32_t k_multi_sgd(const loom_kernel_call *c) {
+  int64_t n = 0;
+  if (g_host->param_int(c->params, "num_weights", &n) != 0 || n < 1 || c->num_inputs != 2 * n)
+    return error("multi_sgd_update: num_weights does not match the inputs");
+  std::vector<double> lrs, wds;
+  for (auto name_list : {std::make_pair("lrs", &lrs), std::make_pair("wds", &wds)}) {
+    const char *text = nullptr;
+    if (g_host->param_string(c->params, name_list.first, &text) != 0 || !text)
+      return error(std::string("multi_sgd_update: cannot read ") + name_list.first);
+    for (const char *p = text; *p;) {
+      char *end = nullptr;
+      name_list.second->push_back(std::strtod(p, &end));
+      if (end == p) return error(std::string("multi_sgd_update: bad list ") + text);
+      p = *end == ',' ? end + 1 : end;
+    }
+    if (static_cast<int64_t>(name_list.second->size()) != n)
+      return error(std::string("multi_sgd_update: ") + name_list.first + " has the wrong length: " + text);
+  }
+  double rescale = 1, clip = -1;
+  g_host->param_float(c->params, "rescale_grad", &rescale);
+  g_host->param_float(c->params, "clip_gradient", &clip);
+  return queue_kernel(c, [=](std::vector<float *> &p, std::vector<int64_t> &sz) {
+    for (int64_t k = 0; k < n; ++k)
+      for (int64_t i = 0; i < sz[2 * k]; ++i) {
+        double g = p[2 * k + 1][i] * rescale;
+        if (clip >= 0) g = g > clip ? clip : (g < -clip ? -clip : g);
+        double w = p[2 * k][i];
+        p[2 * n + k][i] = static_cast<float>(w - lrs[k] * (g + wds[k] * w));
+      }
+  });
+}
+
 size_t dtype_bytes(int32_t dtype) {
   switch (dtype) {
     case LOOM_DTYPE_FLOAT64:
@@ -540,7 +575,7 @@ loom_kernel_fn own_kernel(const char *op, int32_t backward) {
   static const std::map<std::string, loom_kernel_fn> fwd = {
       {"full", k_full},         {"zeros", k_full}, {"ones", k_full},
       {"add", k_add},           {"multiply", k_multiply}, {"relu", k_relu},
-      {"ElementWiseSum", k_sum}, {"sgd_update", k_sgd}};
+      {"ElementWiseSum", k_sum}, {"sgd_update", k_sgd}, {"multi_sgd_update", k_multi_sgd}};
   static const std::map<std::string, loom_kernel_fn> bwd = {{"multiply", k_multiply_grad},
                                                             {"relu", k_relu_grad}};
   const auto &m = backward ? bwd : fwd;
