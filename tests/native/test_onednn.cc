@@ -333,7 +333,9 @@ TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
       loom_ndarray out = nullptr;
       ASSERT_EQ(loom_executor_get(&out, ex, LOOM_EXEC_OUTPUT, 0), LOOM_OK);
       std::vector<double> got = read(Arr(out));
-      EXPECT_EQ(loom::onednn_winograd_calls() - before, wino && c.qualifies ? 1 : 0) << "the algorithm that ran";
+      // oneDNN 2.6 has Winograd convolutions for AVX-512 only; elsewhere the direct ones run.
+      EXPECT_EQ(loom::onednn_winograd_calls() - before, wino && c.qualifies && loom::onednn_avx512() ? 1 : 0)
+          << "the algorithm that ran";
       EXPECT_EQ(loom::onednn_planned_work_misses(), misses) << "the planned work memory missed buffers";
       ASSERT_EQ(got.size(), want.size());
       double scale = 1, worst = 0;
@@ -533,7 +535,8 @@ TEST(OneDnn, LrnMatchesReferenceKernels) {
     auto dnn = run(loom::CpuKernels::OneDnn, c.n);
     // oneDNN's fast kernels take a window of 5 over channels in whole 16-channel blocks
     // (the NCHW forward kernel: multiples of 8); the others run the reference kernels.
-    EXPECT_EQ(loom::onednn_lrn_calls() - before, c.c % 16 == 0 && c.nsize == 5 ? 2 : 0)
+    // Without AVX-512 oneDNN 2.6's nChw16c backward pass is its reference kernel: Loom's runs.
+    EXPECT_EQ(loom::onednn_lrn_calls() - before, c.c % 16 == 0 && c.nsize == 5 ? (loom::onednn_avx512() ? 2 : 1) : 0)
         << "the passes oneDNN computed";
     expect_near_rel(dnn.first, ref.first, "forward vs reference kernel");
     expect_near_rel(dnn.second, ref.second, "gradient vs reference kernel");
@@ -583,10 +586,14 @@ loom::Params op_params(const loom::OpDef &op, const Params &kv) {
   for (auto &p : kv) k.push_back(p.first.c_str()), v.push_back(p.second.c_str());
   return loom::Params(op, k.data(), v.data(), static_cast<int32_t>(kv.size()));
 }
+// The same bits, except that any NaN equals any NaN: which operand's NaN an addition
+// passes on (and so its sign) depends on the order the compiler gave the operands,
+// which differs between builds of one loop (AVX2 against AVX-512).
 void expect_same_bits(const std::vector<float> &a, const std::vector<float> &b, const std::string &what) {
   ASSERT_EQ(a.size(), b.size()) << what;
   size_t bad = 0;
-  for (size_t i = 0; i < a.size(); ++i) bad += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    bad += !(std::isnan(a[i]) && std::isnan(b[i])) && std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << a.size() << " values differ";
 }
 

@@ -268,7 +268,10 @@ class PoolingBetweenFusedSteps(unittest.TestCase):
         def around(sh):
             return sh.endswith(("x12x12", "x6x6")) or sh in ("1x32x3x3", "2x32x3x3")
         self.assertTrue([sh for sh in shapes["0"] if around(sh)], shapes["0"])  # unfused: reordered
-        self.assertFalse([sh for sh in shapes["1"] if around(sh)], shapes["1"])
+        if "avx512" in loom.backend_describe(1):
+            self.assertFalse([sh for sh in shapes["1"] if around(sh)], shapes["1"])
+        else:  # oneDNN prefers nChw8c there: executors keep every value plain
+            self.assertTrue([sh for sh in shapes["1"] if around(sh)], shapes["1"])
 
 
 class WinogradPrediction(unittest.TestCase):
@@ -295,7 +298,10 @@ print(hashlib.sha256(b"".join(out)).hexdigest())
 """
 
     def test_winograd_predictions_are_close_and_do_not_depend_on_threads(self):
-        onednn = "onednn" in loom.backend_describe(1) and os.environ.get("LOOM_CPU_KERNELS", "") != "reference"
+        # oneDNN 2.6 has Winograd convolutions for AVX-512 only; elsewhere the direct ones run.
+        describe = loom.backend_describe(1)
+        onednn = ("onednn" in describe and "avx512" in describe
+                  and os.environ.get("LOOM_CPU_KERNELS", "") != "reference")
         rng = np.random.default_rng(5)
         net = residual_net()
         for batch in (1, 2, 4):  # channel halves for fewer than 4 images, items of one image for 4

@@ -134,7 +134,10 @@ class TrainingLayouts(unittest.TestCase):
         # pooling after the stem keeps them blocked too: 142 of 393 reorders without that,
         # 98 with it).
         self.assertGreater(counts["0"], 0, "oneDNN's verbose log shows no reorders")
-        self.assertLess(counts["1"], counts["0"] / 3, counts)
+        if "avx512" in loom.backend_describe(1):
+            self.assertLess(counts["1"], counts["0"] / 3, counts)
+        else:  # oneDNN's convolutions prefer nChw8c there: executors keep every value plain
+            self.assertEqual(counts["1"], counts["0"], counts)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,17 @@ inline bool same_shape(const loom_backend_tensor &a, const loom_backend_tensor &
   return true;
 }
 
+inline size_t dtype_bytes(int32_t dtype) {
+  switch (dtype) {
+    case LOOM_DTYPE_FLOAT64:
+    case LOOM_DTYPE_INT64: return 8;
+    case LOOM_DTYPE_FLOAT32:
+    case LOOM_DTYPE_INT32: return 4;
+    case LOOM_DTYPE_FLOAT16: return 2;
+    default: return 1;
+  }
+}
+
 std::string shape_str(const loom_backend_tensor &t);
 const char *dtype_str(int32_t dtype);
 

@@ -29,17 +29,6 @@ int32_t k_full(const loom_kernel_call *c) {
   return launched(c);
 }
 
-size_t elem_bytes(int32_t dtype) {
-  switch (dtype) {
-    case LOOM_DTYPE_FLOAT64:
-    case LOOM_DTYPE_INT64: return 8;
-    case LOOM_DTYPE_FLOAT32:
-    case LOOM_DTYPE_INT32: return 4;
-    case LOOM_DTYPE_FLOAT16: return 2;
-    default: return 1;
-  }
-}
-
 template <typename T>
 __global__ void add_into_kernel(T *o, const T *a, int64_t n) {
   LOOM_GRID_LOOP(i, n) o[i] += a[i];
@@ -60,7 +49,7 @@ int32_t copy_req(const loom_kernel_call *c, const loom_backend_tensor &src,
     return launched(c);
   }
   if (src.data == dst.data) return 0;
-  return check(cudaMemcpyAsync(dst.data, src.data, size_t(n) * elem_bytes(dst.dtype),
+  return check(cudaMemcpyAsync(dst.data, src.data, size_t(n) * dtype_bytes(dst.dtype),
                                cudaMemcpyDeviceToDevice, stream_of(c)),
                c->op);
 }
@@ -77,7 +66,7 @@ int32_t k_identity_grad(const loom_kernel_call *c) {
 int32_t k_blockgrad_grad(const loom_kernel_call *c) {
   const loom_backend_tensor &g = c->outputs[0];
   if (c->req[0] != LOOM_REQ_WRITE || numel(g) == 0) return 0;
-  return check(cudaMemsetAsync(g.data, 0, size_t(numel(g)) * elem_bytes(g.dtype), stream_of(c)), c->op);
+  return check(cudaMemsetAsync(g.data, 0, size_t(numel(g)) * dtype_bytes(g.dtype), stream_of(c)), c->op);
 }
 
 template <typename S, typename D>

@@ -292,7 +292,7 @@ int32_t k_softmax_output_grad(const loom_kernel_call *c) {
   cudaStream_t st = stream_of(c);
   if (lab.dtype != x.dtype) return decline(c, "labels of another dtype");
   if (c->req[1] == LOOM_REQ_WRITE && numel(c->outputs[1]))
-    if (check(cudaMemsetAsync(c->outputs[1].data, 0, size_t(numel(c->outputs[1])) * (x.dtype == LOOM_DTYPE_FLOAT64 ? 8 : 4), st),
+    if (check(cudaMemsetAsync(c->outputs[1].data, 0, size_t(numel(c->outputs[1])) * dtype_bytes(x.dtype), st),
               c->op))
       return 1;
   if (!c->req[0]) return 0;

@@ -195,17 +195,6 @@ bool tf32_enabled() {
 }
 
 namespace {
-size_t dtype_bytes(int32_t dtype) {
-  switch (dtype) {
-    case LOOM_DTYPE_FLOAT64:
-    case LOOM_DTYPE_INT64: return 8;
-    case LOOM_DTYPE_FLOAT32:
-    case LOOM_DTYPE_INT32: return 4;
-    case LOOM_DTYPE_FLOAT16: return 2;
-    default: return 1;
-  }
-}
-
 void note_staged(const loom_kernel_call *c) {
   static std::mutex mu;
   static std::set<std::string> seen;

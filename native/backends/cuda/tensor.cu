@@ -118,7 +118,7 @@ int32_t k_take_grad(const loom_kernel_call *c) {
   const int64_t nd = numel(data);
   if (c->req[1] == LOOM_REQ_WRITE && numel(c->outputs[1]))
     if (check(cudaMemsetAsync(c->outputs[1].data, 0, size_t(numel(c->outputs[1])) *
-                                  (idx.dtype == LOOM_DTYPE_FLOAT64 || idx.dtype == LOOM_DTYPE_INT64 ? 8 : idx.dtype == LOOM_DTYPE_FLOAT32 || idx.dtype == LOOM_DTYPE_INT32 ? 4 : 1),
+                                  dtype_bytes(idx.dtype),
                               stream_of(c)),
               c->op))
       return 1;
@@ -474,17 +474,6 @@ int32_t k_permute_grad(const loom_kernel_call *c) {
 }
 
 // ------------------------------------------------------------ concat, Concat, SliceChannel
-size_t elem_size(int32_t dtype) {
-  switch (dtype) {
-    case LOOM_DTYPE_FLOAT64:
-    case LOOM_DTYPE_INT64: return 8;
-    case LOOM_DTYPE_FLOAT32:
-    case LOOM_DTYPE_INT32: return 4;
-    case LOOM_DTYPE_FLOAT16: return 2;
-    default: return 1;
-  }
-}
-
 // The (outer, mid, inner) split of `t` around `axis`.
 bool split3(const loom_backend_tensor &t, int64_t axis, int64_t *outer, int64_t *mid, int64_t *inner) {
   if (axis < 0) axis += t.ndim;
@@ -509,7 +498,7 @@ int32_t k_concat(const loom_kernel_call *c) {
   const loom_backend_tensor &o = c->outputs[0];
   int64_t outer, mid, inner;
   if (!split3(o, param_i(c, "dim", 1), &outer, &mid, &inner)) return decline(c, "dim");
-  const size_t es = elem_size(o.dtype);
+  const size_t es = dtype_bytes(o.dtype);
   int64_t offset = 0;
   const int64_t ax = param_i(c, "dim", 1) < 0 ? param_i(c, "dim", 1) + o.ndim : param_i(c, "dim", 1);
   for (int32_t k = 0; k < c->num_inputs; ++k) {
@@ -530,7 +519,7 @@ int32_t k_concat_grad(const loom_kernel_call *c) {
   if (!split3(g, param_i(c, "dim", 1), &outer, &mid, &inner)) return decline(c, "dim");
   for (int32_t k = 0; k < c->num_outputs; ++k)
     if (c->req[k] == LOOM_REQ_ADD) return decline(c, "adding to a gradient");
-  const size_t es = elem_size(g.dtype);
+  const size_t es = dtype_bytes(g.dtype);
   const int64_t ax = param_i(c, "dim", 1) < 0 ? param_i(c, "dim", 1) + g.ndim : param_i(c, "dim", 1);
   int64_t offset = 0;
   for (int32_t k = 0; k < c->num_outputs; ++k) {
@@ -551,7 +540,7 @@ int32_t k_slice_channel(const loom_kernel_call *c) {
   int64_t outer, mid, inner;
   if (!split3(x, param_i(c, "axis", 1), &outer, &mid, &inner)) return decline(c, "axis");
   const int64_t k = c->num_outputs;
-  const size_t es = elem_size(x.dtype), part = size_t(mid / k * inner) * es;
+  const size_t es = dtype_bytes(x.dtype), part = size_t(mid / k * inner) * es;
   for (int64_t j = 0; j < k; ++j)
     if (int32_t rc = copy_rows(c, c->outputs[j].data, part, static_cast<const char *>(x.data) + j * part,
                                size_t(mid * inner) * es, part, outer))
@@ -567,7 +556,7 @@ int32_t k_slice_channel_grad(const loom_kernel_call *c) {
   int64_t outer, mid, inner;
   if (!split3(x, param_i(c, "axis", 1), &outer, &mid, &inner)) return decline(c, "axis");
   const int64_t k = c->num_fwd_outputs;
-  const size_t es = elem_size(x.dtype), part = size_t(mid / k * inner) * es;
+  const size_t es = dtype_bytes(x.dtype), part = size_t(mid / k * inner) * es;
   for (int64_t j = 0; j < k; ++j)
     if (int32_t rc = copy_rows(c, static_cast<char *>(c->outputs[0].data) + j * part, size_t(mid * inner) * es,
                                c->inputs[1 + k + j].data, part, part, outer))

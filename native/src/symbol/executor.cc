@@ -17,6 +17,7 @@
 #include "common/parallel.h"
 #include "ops/common.h"
 #include "ops/nn/fused.h"
+#include "ops/nn/onednn.h"
 
 namespace loom {
 
@@ -397,6 +398,7 @@ bool fold_enabled() {
 // whose output is blocked and that adds an addend needs the addend blocked too.
 // Kept to a fixed point; the values' sizes do not change.
 void choose_blocked_layouts(Program &p) {
+  if (!onednn_avx512()) return;  // oneDNN's convolutions prefer other layouts there (nChw8c on AVX2)
   const size_t nv = p.values.size();
   std::vector<std::vector<int>> readers(nv);
   for (size_t i = 0; i < p.num_forward; ++i)
@@ -549,6 +551,19 @@ void choose_training_layouts(Program &p) {
   for (size_t v = 0; v < nv; ++v) p.values[v].blocked = blocked[v] != 0;
 }
 
+// Removes the steps marked in `gone`, keeping the count of forward steps right.
+void drop_steps(Program &p, const std::vector<char> &gone) {
+  std::vector<Step> kept;
+  size_t forward = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    if (gone[i]) continue;
+    if (i < p.num_forward) ++forward;
+    kept.push_back(std::move(p.steps[i]));
+  }
+  p.steps = std::move(kept);
+  p.num_forward = forward;
+}
+
 // Training fusion (a graph bound for training on the CPU; LOOM_EXEC_FUSE=0 turns it
 // off): a BatchNorm whose output only a relu reads (Activation relu; the output no
 // output of the graph, its statistics outputs read by nothing, neither node
@@ -605,16 +620,7 @@ void fuse_relu_into_batchnorm(Program &p) {
     gone[r] = 1;
     any = true;
   }
-  if (!any) return;
-  std::vector<Step> kept;
-  size_t forward = 0;
-  for (size_t i = 0; i < p.steps.size(); ++i) {
-    if (gone[i]) continue;
-    if (i < p.num_forward) ++forward;
-    kept.push_back(std::move(p.steps[i]));
-  }
-  p.steps = std::move(kept);
-  p.num_forward = forward;
+  if (any) drop_steps(p, gone);
 }
 
 // Prediction fusion (a graph bound without gradients on the CPU; LOOM_EXEC_FUSE=0
@@ -752,15 +758,7 @@ void fuse_for_prediction(Program &p) {
   if (!remove.empty()) {
     std::vector<char> gone(p.steps.size(), 0);
     for (int i : remove) gone[i] = 1;
-    std::vector<Step> kept;
-    size_t forward = 0;
-    for (size_t i = 0; i < p.steps.size(); ++i) {
-      if (gone[i]) continue;
-      if (i < p.num_forward) ++forward;
-      kept.push_back(std::move(p.steps[i]));
-    }
-    p.steps = std::move(kept);
-    p.num_forward = forward;
+    drop_steps(p, gone);
   }
   choose_blocked_layouts(p);
 }
@@ -1113,7 +1111,7 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   im.aux_names = aux_names;
   im.prog = build(sym, info, spec.grad_req, training,
                   training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && use_onednn() &&
-                      training_layouts_enabled());
+                      onednn_avx512() && training_layouts_enabled());
   if (!training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
     fuse_for_prediction(im.prog);
   if (training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())

@@ -79,6 +79,19 @@ bool onednn_built() {
 #endif
 }
 
+bool onednn_avx512() {
+#ifdef LOOM_HAVE_ONEDNN
+  static const bool on = [] {
+    const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const unsigned need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & need) == need;  // the ISA values are supersets of bits
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
 CpuKernels cpu_kernels() {
   int k = g_kernels.load(std::memory_order_acquire);
   if (k < 0) {

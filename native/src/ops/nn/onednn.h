@@ -24,6 +24,11 @@ CpuKernels cpu_kernels();
 void set_cpu_kernels(CpuKernels k);
 // True when built with oneDNN.
 bool onednn_built();
+// Whether oneDNN runs its AVX-512 kernels here (its effective ISA includes
+// avx512_core). Only then are its convolutions' preferred layouts nChw16c, which
+// the executors' blocked layouts assume, and only then does oneDNN 2.6 have
+// Winograd convolutions and the fast nChw16c LRN backward pass.
+bool onednn_avx512();
 // "onednn 2.6.3 (avx512_core ...)" or "reference (...)": what runs which op.
 const char *cpu_kernels_describe();
 
