@@ -1012,8 +1012,9 @@ void max_pool_grad_plane(const T *x, const T *dy, T *dx, const Geometry &g) {
 // vector (a row pair's top cells a b a b ..., its bottom cells c d c d ...), so
 // the short rows of small images (LeNet's 4 and 12 windows) vectorise too.
 typedef int32_t I8v __attribute__((vector_size(32)));
-LOOM_CLONE_BODY void pool2x2_pair_swap(const F8v &v, F8v &out) { out = __builtin_shuffle(v, I8v{1, 0, 3, 2, 5, 4, 7, 6}); }
-LOOM_CLONE_BODY void pool2x2_pair_swap(const I8v &v, I8v &out) { out = __builtin_shuffle(v, I8v{1, 0, 3, 2, 5, 4, 7, 6}); }
+// (__builtin_shufflevector: GCC 12 and clang both have it; GCC's __builtin_shuffle is GCC's alone.)
+LOOM_CLONE_BODY void pool2x2_pair_swap(const F8v &v, F8v &out) { out = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6); }
+LOOM_CLONE_BODY void pool2x2_pair_swap(const I8v &v, I8v &out) { out = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6); }
 LOOM_VECTOR_CLONES_AVX2 void max_pool_grad_plane_2x2s2(const float *__restrict x, const float *__restrict dy,
                                                   float *__restrict dx, int64_t w, int64_t oh, int64_t ow) {
   const float lo = std::numeric_limits<float>::lowest(), ninf = -std::numeric_limits<float>::infinity(),
