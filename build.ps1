@@ -127,88 +127,135 @@ switch ($Command) {
     "build" { Build-All }
     "test" {
         $passed = 0; $failed = 0; $skips = [System.Collections.Generic.List[string]]::new()
-        try { Build-All } catch { Write-Host $_; Write-Output "0 passed, 1 failed"; exit 1 }
-        $tmp = Join-Path ([IO.Path]::GetTempPath()) ([Guid]::NewGuid())
-        Invoke-Generate (Join-Path $tmp "csharp") (Join-Path $tmp "docs") (Join-Path $tmp "python") | Out-Null
-        git diff --no-index --quiet bindings/csharp (Join-Path $tmp "csharp")
-        $stale = $LASTEXITCODE
-        git diff --no-index --quiet docs/operators.md (Join-Path $tmp "docs/operators.md")
-        $stale += $LASTEXITCODE
-        git diff --no-index --quiet docs/c-api.md (Join-Path $tmp "docs/c-api.md")
-        $stale += $LASTEXITCODE
-        git diff --no-index --quiet bindings/python/loom/_abi.py (Join-Path $tmp "python/_abi.py")
-        $stale += $LASTEXITCODE
-        Invoke-CSharpDocs (Join-Path $tmp "docs/csharp-api.md") | Out-Null
-        git diff --no-index --quiet docs/csharp-api.md (Join-Path $tmp "docs/csharp-api.md")
-        if ($stale -or $LASTEXITCODE) { $failed++ } else { $passed++ }
-        Push-Location $Build
-        $ctest = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
-        Pop-Location
-        Write-Host $ctest
-        $ctestSkips = @([regex]::Matches($ctest, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest: " + $_.Groups[1].Value })
-        foreach ($k in $ctestSkips) { $skips.Add($k) }
-        if ($ctest -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $ctestSkips.Count } else { $failed++ }
-        # Built with oneDNN, the suite runs again on Loom's own kernels alone.
-        if ((ldd (Join-Path $Build "lib/libloom.so") 2>$null | Out-String) -match 'libdnnl') {
-            Push-Location $Build
-            $env:LOOM_CPU_KERNELS = "reference"
-            $ctestRef = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
-            Remove-Item Env:LOOM_CPU_KERNELS
-            Pop-Location
-            Write-Host $ctestRef
-            $refSkips = @([regex]::Matches($ctestRef, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest (reference kernels): " + $_.Groups[1].Value })
-            foreach ($k in $refSkips) { $skips.Add($k) }
-            if ($ctestRef -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $refSkips.Count } else { $failed++ }
+        # LOOM_TEST_SKIP="SUITE ..." leaves those suites out, each counted as one skipped test
+        # (as build.sh; .ci/run: this twin leaves out the bash scripts build.sh ran before it).
+        $suites = "generated ctest nunit python conformance nuget cmake pip aot powershell readme dist reliability fuzz broken-build" -split " "
+        $leftOut = @(if ($env:LOOM_TEST_SKIP) { $env:LOOM_TEST_SKIP -split '\s+' | Where-Object { $_ } })
+        foreach ($s in $leftOut) {
+            if ($s -notin $suites) { Write-Host "LOOM_TEST_SKIP: no suite '$s' (suites: $suites)"; Write-Output "0 passed, 1 failed"; exit 1 }
         }
-        $nunit = dotnet test tests/Loom.Tests/Loom.Tests.csproj -c $Config --no-build -nologo 2>&1 | Out-String
-        Write-Host $nunit
-        if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)') {
-            $failed += [int]$Matches[1]; $passed += [int]$Matches[2]
-            for ($i = 0; $i -lt [int]$Matches[3]; $i++) { $skips.Add("NUnit: see the NUnit output above") }
-        } else { $failed++ }
-        # The Python suite and the cross-language conformance suite.
-        $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
-        $env:LOOM_LIBRARY_PATH = Join-Path $Build "lib/libloom.so"
-        Push-Location tests/python
-        $py = & $Python -m unittest discover -s . -v 2>&1 | Out-String
-        Pop-Location
-        Write-Host $py
-        $pySkips = @([regex]::Matches($py, "(?m)^(test\S*) \(([^)]*)\)(?: .*)? \.\.\. skipped '(.*)'\s*$") | ForEach-Object { "Python: " + $_.Groups[2].Value + ": " + $_.Groups[3].Value })
-        foreach ($k in $pySkips) { $skips.Add($k) }
-        if ($py -match 'Ran (\d+) test') { $ran = [int]$Matches[1]; $bad = ([regex]::Matches($py, '\.\.\. (FAIL|ERROR)')).Count; $passed += $ran - $bad - $pySkips.Count; $failed += $bad } else { $failed++ }
-        $conf = bash tests/conformance/run.sh $Build 2>&1 | Out-String
-        Write-Host $conf
-        if ($conf -match '(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
-        # Consumers outside the tree: the NuGet package and the installed CMake package.
-        try { Invoke-Pack; bash tests/consumers/nuget/run.sh artifacts $Version; if ($LASTEXITCODE) { $failed++ } else { $passed++ } } catch { $failed++ }
-        bash tests/consumers/cmake/run.sh $Build
-        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
-        bash tests/consumers/python/run.sh artifacts $Version
-        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
-        bash tests/consumers/aot/run.sh $Build
-        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
-        bash tests/consumers/powershell/run.sh
-        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
-        # Every C#, C and Python snippet of the README, run as shown.
-        Get-Mnist
-        $readme = bash tests/readme/run.sh $Build 2>&1 | Out-String
-        Write-Host $readme
-        if ($readme -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
-        # Distributed training over 2 MPI ranks.
-        $dist = bash tests/dist/run.sh 2>&1 | Out-String
-        Write-Host $dist
-        if ($dist -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
-        # kill -9 during checkpoint saves: every surviving set loads whole.
-        bash tests/reliability/checkpoint_kills.sh 50
-        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
-        # Every libFuzzer harness under ASan+UBSan for a short time (tests/fuzz).
-        $fuzzSeconds = if ($env:LOOM_FUZZ_SECONDS) { $env:LOOM_FUZZ_SECONDS } else { "10" }
-        $fuzz = bash tests/fuzz/run.sh $fuzzSeconds 2>&1 | Out-String
-        Write-Host $fuzz
-        if ($fuzz -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
-        # A broken build must fail this command too.
-        bash tests/build/broken_build.sh $Build ps1
-        if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        function Test-Wanted([string]$Suite) {
+            if ($Suite -in $leftOut) { $skips.Add("${Suite}: left out by LOOM_TEST_SKIP"); return $false }
+            return $true
+        }
+        try { Build-All } catch { Write-Host $_; Write-Output "0 passed, 1 failed"; exit 1 }
+        if (Test-Wanted "generated") {
+            $tmp = Join-Path ([IO.Path]::GetTempPath()) ([Guid]::NewGuid())
+            Invoke-Generate (Join-Path $tmp "csharp") (Join-Path $tmp "docs") (Join-Path $tmp "python") | Out-Null
+            git diff --no-index --quiet bindings/csharp (Join-Path $tmp "csharp")
+            $stale = $LASTEXITCODE
+            git diff --no-index --quiet docs/operators.md (Join-Path $tmp "docs/operators.md")
+            $stale += $LASTEXITCODE
+            git diff --no-index --quiet docs/c-api.md (Join-Path $tmp "docs/c-api.md")
+            $stale += $LASTEXITCODE
+            git diff --no-index --quiet bindings/python/loom/_abi.py (Join-Path $tmp "python/_abi.py")
+            $stale += $LASTEXITCODE
+            Invoke-CSharpDocs (Join-Path $tmp "docs/csharp-api.md") | Out-Null
+            git diff --no-index --quiet docs/csharp-api.md (Join-Path $tmp "docs/csharp-api.md")
+            if ($stale -or $LASTEXITCODE) { $failed++ } else { $passed++ }
+        }
+        if (Test-Wanted "ctest") {
+            Push-Location $Build
+            $ctest = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
+            Pop-Location
+            Write-Host $ctest
+            $ctestSkips = @([regex]::Matches($ctest, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest: " + $_.Groups[1].Value })
+            foreach ($k in $ctestSkips) { $skips.Add($k) }
+            if ($ctest -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $ctestSkips.Count } else { $failed++ }
+            # Built with oneDNN, the suite runs again on Loom's own kernels alone.
+            if ((ldd (Join-Path $Build "lib/libloom.so") 2>$null | Out-String) -match 'libdnnl') {
+                Push-Location $Build
+                $env:LOOM_CPU_KERNELS = "reference"
+                $ctestRef = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
+                Remove-Item Env:LOOM_CPU_KERNELS
+                Pop-Location
+                Write-Host $ctestRef
+                $refSkips = @([regex]::Matches($ctestRef, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest (reference kernels): " + $_.Groups[1].Value })
+                foreach ($k in $refSkips) { $skips.Add($k) }
+                if ($ctestRef -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $refSkips.Count } else { $failed++ }
+            }
+        }
+        if (Test-Wanted "nunit") {
+            $nunit = dotnet test tests/Loom.Tests/Loom.Tests.csproj -c $Config --no-build -nologo 2>&1 | Out-String
+            Write-Host $nunit
+            if ($nunit -match 'Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)') {
+                $failed += [int]$Matches[1]; $passed += [int]$Matches[2]
+                for ($i = 0; $i -lt [int]$Matches[3]; $i++) { $skips.Add("NUnit: see the NUnit output above") }
+            } else { $failed++ }
+        }
+        if (Test-Wanted "python") {
+            # The Python suite (tests/python), against the build tree's libloom.
+            $env:PYTHONPATH = Join-Path $PSScriptRoot "bindings/python"
+            $env:LOOM_LIBRARY_PATH = Join-Path $Build "lib/libloom.so"
+            Push-Location tests/python
+            $py = & $Python -m unittest discover -s . -v 2>&1 | Out-String
+            Pop-Location
+            Write-Host $py
+            $pySkips = @([regex]::Matches($py, "(?m)^(test\S*) \(([^)]*)\)(?: .*)? \.\.\. skipped '(.*)'\s*$") | ForEach-Object { "Python: " + $_.Groups[2].Value + ": " + $_.Groups[3].Value })
+            foreach ($k in $pySkips) { $skips.Add($k) }
+            if ($py -match 'Ran (\d+) test') { $ran = [int]$Matches[1]; $bad = ([regex]::Matches($py, '\.\.\. (FAIL|ERROR)')).Count; $passed += $ran - $bad - $pySkips.Count; $failed += $bad } else { $failed++ }
+        }
+        if (Test-Wanted "conformance") {
+            # The cross-language conformance suite (C, C#, Python against the goldens).
+            $conf = bash tests/conformance/run.sh $Build 2>&1 | Out-String
+            Write-Host $conf
+            if ($conf -match '(?m)^(\d+) passed, (\d+) failed\s*$') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
+        }
+        # Consumers outside the tree: the NuGet package, the installed CMake package, the
+        # wheel installed by pip, a trimmed and NativeAOT program, and this script's parse.
+        $packed = $false
+        if (Test-Wanted "nuget") {
+            try { Invoke-Pack; $packed = $true; bash tests/consumers/nuget/run.sh artifacts $Version; if ($LASTEXITCODE) { $failed++ } else { $passed++ } } catch { $failed++ }
+        }
+        if (Test-Wanted "cmake") {
+            bash tests/consumers/cmake/run.sh $Build
+            if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        }
+        if (Test-Wanted "pip") {
+            try {
+                if (-not $packed) { Invoke-Pack }
+                bash tests/consumers/python/run.sh artifacts $Version
+                if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+            } catch { $failed++ }
+        }
+        if (Test-Wanted "aot") {
+            bash tests/consumers/aot/run.sh $Build
+            if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        }
+        if (Test-Wanted "powershell") {
+            bash tests/consumers/powershell/run.sh
+            if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        }
+        if (Test-Wanted "readme") {
+            # Every C#, C and Python snippet of the README, run as shown.
+            Get-Mnist
+            $readme = bash tests/readme/run.sh $Build 2>&1 | Out-String
+            Write-Host $readme
+            if ($readme -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
+        }
+        if (Test-Wanted "dist") {
+            # Distributed training over 2 MPI ranks.
+            $dist = bash tests/dist/run.sh 2>&1 | Out-String
+            Write-Host $dist
+            if ($dist -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
+        }
+        if (Test-Wanted "reliability") {
+            # kill -9 during checkpoint saves: every surviving set loads whole.
+            bash tests/reliability/checkpoint_kills.sh 50
+            if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        }
+        if (Test-Wanted "fuzz") {
+            # Every libFuzzer harness under ASan+UBSan for a short time (tests/fuzz).
+            $fuzzSeconds = if ($env:LOOM_FUZZ_SECONDS) { $env:LOOM_FUZZ_SECONDS } else { "10" }
+            $fuzz = bash tests/fuzz/run.sh $fuzzSeconds 2>&1 | Out-String
+            Write-Host $fuzz
+            if ($fuzz -match '(?m)^(\d+) passed, (\d+) failed') { $passed += [int]$Matches[1]; $failed += [int]$Matches[2] } else { $failed++ }
+        }
+        if (Test-Wanted "broken-build") {
+            # A broken build must fail this command too.
+            bash tests/build/broken_build.sh $Build ps1
+            if ($LASTEXITCODE) { $failed++ } else { $passed++ }
+        }
         foreach ($k in $skips) { Write-Output "skipped: $k" }
         Write-Output "$passed passed, $failed failed, $($skips.Count) skipped"
         if ($failed) { exit 1 }
@@ -263,20 +310,19 @@ switch ($Command) {
     { $_ -in "generate", "docs" } { Build-Native; Invoke-Generate; Build-DotNet; Invoke-CSharpDocs }
     "sanitize" {
         # Every native test under AddressSanitizer + UndefinedBehaviorSanitizer (one build,
-        # pool off so every block is checked), then the engine, API and device tests under
-        # ThreadSanitizer (GCC or Clang; not MSVC); Debug at -O1, as build.sh.
+        # pool off so every block is checked; the fuzz harnesses' tree too), then the engine,
+        # API and device tests under ThreadSanitizer: Debug builds at -O1, as build.sh.
         Install-Deps
         $failedSuites = 0
         $runs = @(
-            @{ Dir = "build-asan"; San = "address,undefined"; Regex = "";
+            @{ Dir = "build-asan"; Kind = "asan"; Regex = "";
                Env = @{ LOOM_POOL = "0"; ASAN_OPTIONS = "detect_leaks=1"; UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1" } },
-            @{ Dir = "build-tsan"; San = "thread"; Regex = "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore";
+            @{ Dir = "build-tsan"; Kind = "tsan"; Regex = "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore|Trace";
                Env = @{ TSAN_OPTIONS = "halt_on_error=1 suppressions=$(Join-Path $PSScriptRoot 'tests/native/tsan.supp')" } })
         foreach ($r in $runs) {
             $dir = Join-Path $PSScriptRoot $r.Dir
-            cmake -S $PSScriptRoot -B $dir -G Ninja "-DCMAKE_BUILD_TYPE=Debug" "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" "-DCMAKE_C_FLAGS_DEBUG=-g -O1" "-DLOOM_SANITIZE=$($r.San)" "-DLOOM_BUILD_BENCH=OFF" | Out-Null
-            cmake --build $dir --parallel
-            if ($LASTEXITCODE) { Write-Host "the $($r.San) sanitizer build failed"; $failedSuites++; continue }
+            bash tests/build/sanitizer_build.sh $dir "$($r.Kind)"
+            if ($LASTEXITCODE) { Write-Host "the $($r.Kind) sanitizer build failed"; $failedSuites++; continue }
             foreach ($k in $r.Env.Keys) { Set-Item "Env:$k" $r.Env[$k] }
             Push-Location $dir
             if ($r.Regex) { ctest --output-on-failure -j ([Environment]::ProcessorCount) -R $r.Regex } else { ctest --output-on-failure -j ([Environment]::ProcessorCount) }

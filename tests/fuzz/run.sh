@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses with clang under AddressSanitizer and
-# UndefinedBehaviorSanitizer (build-fuzz/), replays every committed regression input,
+# UndefinedBehaviorSanitizer (build-asan/, the tree ./build.sh sanitize runs the
+# native tests in: tests/build/sanitizer_build.sh), replays every committed regression input,
 # then fuzzes each harness for SECONDS from its committed seed corpus (in a scratch
 # copy). A finding is saved into tests/fuzz/regressions/<harness>/ to be committed
 # with its fix. The seed is fixed (LOOM_FUZZ_SEED, default 1), so a short CI run
@@ -9,18 +10,9 @@ set -uo pipefail
 shopt -s nullglob
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-60}
-build="$root/build-fuzz"
+build="$root/build-asan"
 harnesses=(params idx csv symbol op)
-if ! command -v clang++-14 >/dev/null || [ ! -f /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ]; then
-  echo "FAIL clang-14 with libFuzzer is not installed (Debian: clang-14 libclang-rt-14-dev)"
-  echo "0 passed, ${#harnesses[@]} failed"
-  exit 1
-fi
-if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_FUZZ=ON -DLOOM_SANITIZE=address,undefined \
-         -DCMAKE_CXX_FLAGS=-fno-sanitize-recover=all -DLOOM_BUILD_TESTS=OFF -DLOOM_BUILD_BENCH=OFF >/dev/null &&
-       cmake --build "$build" --parallel >/dev/null; }; then
-  cmake --build "$build" 2>&1 | grep -E "error" | head -20
+if ! "$root/tests/build/sanitizer_build.sh" "$build" asan; then
   echo "FAIL the fuzz harnesses do not build"
   echo "0 passed, ${#harnesses[@]} failed"
   exit 1
