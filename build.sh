@@ -301,47 +301,28 @@ run_conformance() {
 run_consumers() {
   log "package consumers"
   local packed=
-  if wanted nuget; then
-    if pack && packed=1 && "$ROOT/tests/consumers/nuget/run.sh" "$ROOT/artifacts" "$VERSION" >&2; then
-      count 1 0
-    else
-      echo "NuGet consumer failed" >&2
-      count 0 1
-    fi
-  fi
-  if wanted cmake; then
-    if "$ROOT/tests/consumers/cmake/run.sh" "$BUILD" >&2; then
-      count 1 0
-    else
-      echo "CMake consumer failed" >&2
-      count 0 1
-    fi
-  fi
-  if wanted pip; then
-    if { [ -n "$packed" ] || pack; } && "$ROOT/tests/consumers/python/run.sh" "$ROOT/artifacts" "$VERSION" >&2; then
-      count 1 0
-    else
-      echo "Python (pip) consumer failed" >&2
-      count 0 1
-    fi
-  fi
-  if wanted aot; then
-    if "$ROOT/tests/consumers/aot/run.sh" "$BUILD" >&2; then
-      count 1 0
-    else
-      echo "trimmed / NativeAOT training program failed" >&2
-      count 0 1
-    fi
-  fi
+  consumer nuget "NuGet consumer failed" eval 'pack && packed=1 && "$ROOT/tests/consumers/nuget/run.sh" "$ROOT/artifacts" "$VERSION"'
+  consumer cmake "CMake consumer failed" "$ROOT/tests/consumers/cmake/run.sh" "$BUILD"
+  consumer pip "Python (pip) consumer failed" \
+    eval '{ [ -n "$packed" ] || pack; } && "$ROOT/tests/consumers/python/run.sh" "$ROOT/artifacts" "$VERSION"'
+  consumer aot "trimmed / NativeAOT training program failed" "$ROOT/tests/consumers/aot/run.sh" "$BUILD"
   # build.ps1 is run by .ci/run (pwsh ./build.ps1 test); here it is parsed, and its
   # commands compared with this script's, so a drift shows in either command.
-  if wanted powershell; then
-    if "$ROOT/tests/consumers/powershell/run.sh" >&2; then
-      count 1 0
-    else
-      echo "build.ps1 does not mirror build.sh (tests/consumers/powershell)" >&2
-      count 0 1
-    fi
+  consumer powershell "build.ps1 does not mirror build.sh (tests/consumers/powershell)" \
+    "$ROOT/tests/consumers/powershell/run.sh"
+}
+
+# consumer SUITE MESSAGE COMMAND...: one test, passed when COMMAND succeeds (its
+# output to stderr), else MESSAGE; none when LOOM_TEST_SKIP leaves SUITE out.
+consumer() {
+  local suite=$1 message=$2
+  shift 2
+  wanted "$suite" || return 0
+  if "$@" >&2; then
+    count 1 0
+  else
+    echo "$message" >&2
+    count 0 1
   fi
 }
 
