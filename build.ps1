@@ -162,11 +162,12 @@ switch ($Command) {
             $ctestSkips = @([regex]::Matches($ctest, '(?m)^\s*\d+ - (.*) \(Skipped\)\s*$') | ForEach-Object { "ctest: " + $_.Groups[1].Value })
             foreach ($k in $ctestSkips) { $skips.Add($k) }
             if ($ctest -match '(\d+) tests failed out of (\d+)') { $failed += [int]$Matches[1]; $passed += [int]$Matches[2] - [int]$Matches[1] - $ctestSkips.Count } else { $failed++ }
-            # Built with oneDNN, the suite runs again on Loom's own kernels alone.
+            # Built with oneDNN, the suite runs again on Loom's own kernels alone, less the
+            # checks of the build's files that run no kernel (label build_check).
             if ((ldd (Join-Path $Build "lib/libloom.so") 2>$null | Out-String) -match 'libdnnl') {
                 Push-Location $Build
                 $env:LOOM_CPU_KERNELS = "reference"
-                $ctestRef = ctest --output-on-failure -j ([Environment]::ProcessorCount) 2>&1 | Out-String
+                $ctestRef = ctest --output-on-failure -j ([Environment]::ProcessorCount) -LE build_check 2>&1 | Out-String
                 Remove-Item Env:LOOM_CPU_KERNELS
                 Pop-Location
                 Write-Host $ctestRef
@@ -311,13 +312,16 @@ switch ($Command) {
     "sanitize" {
         # Every native test under AddressSanitizer + UndefinedBehaviorSanitizer (one build,
         # pool off so every block is checked; the fuzz harnesses' tree too), then the engine,
-        # API and device tests under ThreadSanitizer: Debug builds at -O1, as build.sh.
+        # API and device tests under ThreadSanitizer: Debug builds at -O1 (the tests' own code
+        # mostly at -O0), as build.sh.
         Install-Deps
         $failedSuites = 0
         $runs = @(
-            @{ Dir = "build-asan"; Kind = "asan"; Regex = "";
+            # Less the checks of the build's files (label build_check) and the Engine and
+            # OneDnn tests again confined to one core, which run here anyway (as build.sh).
+            @{ Dir = "build-asan"; Kind = "asan"; Args = @("-LE", "build_check", "-E", "^engine_on_one_core$");
                Env = @{ LOOM_POOL = "0"; ASAN_OPTIONS = "detect_leaks=1"; UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1" } },
-            @{ Dir = "build-tsan"; Kind = "tsan"; Regex = "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore|Trace";
+            @{ Dir = "build-tsan"; Kind = "tsan"; Args = @("-R", "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore|Trace");
                Env = @{ TSAN_OPTIONS = "halt_on_error=1 suppressions=$(Join-Path $PSScriptRoot 'tests/native/tsan.supp')" } })
         foreach ($r in $runs) {
             $dir = Join-Path $PSScriptRoot $r.Dir
@@ -325,7 +329,7 @@ switch ($Command) {
             if ($LASTEXITCODE) { Write-Host "the $($r.Kind) sanitizer build failed"; $failedSuites++; continue }
             foreach ($k in $r.Env.Keys) { Set-Item "Env:$k" $r.Env[$k] }
             Push-Location $dir
-            if ($r.Regex) { ctest --output-on-failure -j ([Environment]::ProcessorCount) -R $r.Regex } else { ctest --output-on-failure -j ([Environment]::ProcessorCount) }
+            ctest --output-on-failure -j ([Environment]::ProcessorCount) @($r.Args)
             if ($LASTEXITCODE) { $failedSuites++ }
             Pop-Location
             foreach ($k in $r.Env.Keys) { Remove-Item "Env:$k" }

@@ -183,13 +183,14 @@ ctest_in() {
 run_ctest() {
   log "native suite (ctest)"
   ctest_in "$BUILD" ctest -j"$(nproc)"
-  # Built with oneDNN, the suite runs again on Loom's own kernels alone. (ldd's output is
+  # Built with oneDNN, the suite runs again on Loom's own kernels alone, less the checks
+  # of the build's files that run no kernel (label build_check). (ldd's output is
   # read whole: `ldd | grep -q` can end ldd with SIGPIPE, which pipefail turns into "no".)
   local deps
   deps=$(ldd "$BUILD/lib/libloom.so" 2>/dev/null || true)
   if [[ $deps == *libdnnl* ]]; then
     log "native suite (ctest), LOOM_CPU_KERNELS=reference"
-    LOOM_CPU_KERNELS=reference ctest_in "$BUILD" ctest-reference -j"$(nproc)"
+    LOOM_CPU_KERNELS=reference ctest_in "$BUILD" ctest-reference -j"$(nproc)" -LE build_check
   fi
 }
 
@@ -414,16 +415,18 @@ run_tests() {
 
 # Every native test under AddressSanitizer and UndefinedBehaviorSanitizer together
 # (one instrumented build; any finding fails its test), then the engine, API and
-# threaded tests under ThreadSanitizer: Debug builds at -O1 (clang, GCC), without the
-# benchmarks (tests/build/sanitizer_build.sh; the ASan tree is the fuzz harnesses'
+# threaded tests under ThreadSanitizer: Debug builds at -O1 (clang, GCC; the tests' own
+# code mostly at -O0), without the benchmarks (tests/build/sanitizer_build.sh; the ASan tree is the fuzz harnesses'
 # too). Ends "N passed, N failed[, N skipped]"; .ci/run runs it once beside the two
 # test commands.
 sanitize() {
   if ! ensure_deps; then echo "0 passed, 1 failed"; return 1; fi
   log "AddressSanitizer + UndefinedBehaviorSanitizer: all native tests (pool off, so every block is checked)"
+  # Less the checks of the build's files (label build_check) and the Engine and OneDnn
+  # tests again confined to one core (engine_on_one_core), which run here anyway.
   if "$ROOT/tests/build/sanitizer_build.sh" "$ROOT/build-asan" asan; then
     LOOM_POOL=0 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      ctest_in "$ROOT/build-asan" asan+ubsan -j"$(nproc)"
+      ctest_in "$ROOT/build-asan" asan+ubsan -j"$(nproc)" -LE build_check -E '^engine_on_one_core$'
   else
     echo "the AddressSanitizer + UndefinedBehaviorSanitizer build failed" >&2
     count 0 1
