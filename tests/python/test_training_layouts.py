@@ -41,10 +41,10 @@ def residual_net(fix_gamma=False):
     return sym.SoftmaxOutput(x, name="softmax")
 
 
-def train(blocked, batch, steps=3, fix_gamma=False, mirror=False, fuse=True, nan=False, steps_out=None):
+def train(blocked, batch, steps=3, fix_gamma=False, mirror=False, fuse=True, nan=False, steps_out=None, dtype="float32"):
     """Every argument, auxiliary state and output after `steps` SGD steps from fixed values,
     then the outputs of a forward pass for prediction. `fuse`: LOOM_EXEC_FUSE (training
-    fusion: a BatchNorm writes the relu after it); `nan`: NaN in the data."""
+    fusion: a BatchNorm writes the relu after it); `nan`: NaN in the data; `dtype`: every array's."""
     os.environ["LOOM_EXEC_BLOCKED"] = "1" if blocked else "0"
     os.environ["LOOM_EXEC_FUSE"] = "1" if fuse else "0"
     if mirror:
@@ -52,7 +52,7 @@ def train(blocked, batch, steps=3, fix_gamma=False, mirror=False, fuse=True, nan
     try:
         net = residual_net(fix_gamma)
         ex = net.simple_bind(grad_req={"data": "null", "softmax_label": "null"}, data=(batch, 3, 16, 16),
-                             softmax_label=(batch,))
+                             softmax_label=(batch,), dtype=dtype)
     finally:
         del os.environ["LOOM_EXEC_BLOCKED"]
         del os.environ["LOOM_EXEC_FUSE"]
@@ -65,11 +65,11 @@ def train(blocked, batch, steps=3, fix_gamma=False, mirror=False, fuse=True, nan
     for n in sorted(ex.arg_dict):
         a = ex.arg_dict[n]
         if n == "softmax_label":
-            a.copyfrom(rng.integers(0, 10, a.shape).astype(np.float32))
+            a.copyfrom(rng.integers(0, 10, a.shape).astype(dtype))
         elif n.endswith("gamma"):
-            a.copyfrom((1 + 0.1 * rng.standard_normal(a.shape)).astype(np.float32))
+            a.copyfrom((1 + 0.1 * rng.standard_normal(a.shape)).astype(dtype))
         else:
-            v = (rng.standard_normal(a.shape) * (1.0 if n == "data" else 0.3)).astype(np.float32)
+            v = (rng.standard_normal(a.shape) * (1.0 if n == "data" else 0.3)).astype(dtype)
             if nan and n == "data":
                 v[0, 0, 2, 3] = np.nan
             a.copyfrom(v)
@@ -87,13 +87,30 @@ def train(blocked, batch, steps=3, fix_gamma=False, mirror=False, fuse=True, nan
     return out
 
 
+def assert_same_bits(test, a, b):
+    test.assertEqual(sorted(a), sorted(b))
+    for k in a:
+        bits = np.uint64 if a[k].dtype == np.float64 else np.uint32
+        test.assertTrue(np.array_equal(a[k].view(bits), b[k].view(bits)),
+                        "%s differs: largest difference %g" % (k, np.max(np.abs(a[k] - b[k]))))
+
+
+class TrainingFusionFloat64(unittest.TestCase):
+    def test_batchnorm_fused_with_its_relu_in_float64_has_the_same_bits(self):
+        # Loom's kernels (oneDNN takes float32 only): the fused forward and backward steps in
+        # float64, NaN data too.
+        for nan in (False, True):
+            with self.subTest(nan=nan):
+                n_plain, n_fused = [], []
+                assert_same_bits(self, train(False, 3, fuse=False, nan=nan, steps_out=n_plain, dtype="float64"),
+                                 train(False, 3, fuse=True, nan=nan, steps_out=n_fused, dtype="float64"))
+                self.assertEqual(n_plain[0] - n_fused[0], 14)
+
+
 @unittest.skipUnless(ONEDNN, "blocked layouts are the oneDNN kernel set's")
 class TrainingLayouts(unittest.TestCase):
     def assert_same_bits(self, a, b):
-        self.assertEqual(sorted(a), sorted(b))
-        for k in a:
-            self.assertTrue(np.array_equal(a[k].view(np.uint32), b[k].view(np.uint32)),
-                            "%s differs: largest difference %g" % (k, np.max(np.abs(a[k] - b[k]))))
+        assert_same_bits(self, a, b)
 
     def test_training_has_the_same_bits(self):
         for batch in (1, 4, 11):
@@ -104,17 +121,21 @@ class TrainingLayouts(unittest.TestCase):
 
     def test_batchnorm_fused_with_its_relu_has_the_same_bits(self):
         # Training fusion: each BatchNorm that only a relu reads writes the relu's output (7 of
-        # the 12 BatchNorms here), in both layouts; NaN data passes the fused relu as MXNet's.
+        # the 12 BatchNorms here), in both layouts, and in plain layouts its backward step
+        # takes in the relu's too (7 steps more); NaN data passes the fused relu and its
+        # gradient as MXNet's.
         for blocked in (False, True):
+            kept_blocked = blocked and "avx512" in loom.backend_describe(1)  # else plain (nChw8c CPUs)
             for batch in (1, 5):
-                with self.subTest(blocked=blocked, batch=batch):
-                    n_plain, n_fused = [], []
-                    self.assert_same_bits(train(blocked, batch, fuse=False, steps_out=n_plain),
-                                          train(blocked, batch, fuse=True, steps_out=n_fused))
-                    self.assertEqual(n_plain[0] - n_fused[0], 7)
-        a, b = train(True, 3, fuse=False, nan=True), train(True, 3, fuse=True, nan=True)
-        self.assertTrue(np.isnan(a["training output"]).any())
-        self.assert_same_bits(a, b)
+                for fix_gamma in (False, True):
+                    with self.subTest(blocked=blocked, batch=batch, fix_gamma=fix_gamma):
+                        n_plain, n_fused = [], []
+                        self.assert_same_bits(train(blocked, batch, fix_gamma=fix_gamma, fuse=False, steps_out=n_plain),
+                                              train(blocked, batch, fix_gamma=fix_gamma, fuse=True, steps_out=n_fused))
+                        self.assertEqual(n_plain[0] - n_fused[0], 7 if kept_blocked else 14)
+            a, b = train(blocked, 3, fuse=False, nan=True), train(blocked, 3, fuse=True, nan=True)
+            self.assertTrue(np.isnan(a["training output"]).any())
+            self.assert_same_bits(a, b)
 
     def test_backward_mirroring_has_the_same_bits(self):
         self.assert_same_bits(train(False, 5, mirror=True), train(True, 5, mirror=True))

@@ -53,6 +53,15 @@ inline float tanh_approx(float v) {
   return v2 < 0.01f ? small : big;
 }
 
+// MXNet's relu gradient from the relu's output y (mshadow_op.h relu_grad): 1 above
+// zero, else 0, and NaN for NaN, so a NaN output reaches the input's gradient.
+// The relu's backward step (nn.cc) and BatchNorm's backward fused with it (norm.cc)
+// both multiply the incoming gradient by it, so their bits agree.
+template <typename T>
+LOOM_CLONE_BODY T relu_grad(T y) {
+  return y != y ? y : (y > T(0) ? T(1) : T(0));
+}
+
 // The sum of a[i] (or, with kProduct, of a[i] * b[i]) over n values in double:
 // eight lanes (lane l takes every eighth value), combined in a fixed tree, then
 // the values past the last whole eight in order. One accumulator would make

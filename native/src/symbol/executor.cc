@@ -564,12 +564,51 @@ void drop_steps(Program &p, const std::vector<char> &gone) {
   p.num_forward = forward;
 }
 
+// The backward half, for a BatchNorm (node `bn`) fused with its relu (node `act`,
+// output z) in plain layouts: the relu's backward step is gone too, and the
+// BatchNorm's reads the relu's output gradient and z in its place (OpContext::
+// relu_after in a backward call), forming each channel's gradient as the relu's
+// step would (norm.cc), so the bits are the same and a pass writing the
+// activation's gradient and two reading it are saved. Only when the relu's input
+// gradient reaches the BatchNorm's step alone (no sum) and nothing else reads it.
+// Blocked layouts keep the relu's step (their BatchNorm kernels take no relu).
+void fuse_relu_backward(Program &p, int bn, int act, int z, std::vector<char> &gone) {
+  int rb = -1, bb = -1;
+  for (size_t k = p.num_forward; k < p.steps.size(); ++k) {
+    const Step &b = p.steps[k];
+    if (b.kind != StepKind::Backward || gone[k]) continue;
+    if (b.node == act) rb = static_cast<int>(k);
+    if (b.node == bn) bb = static_cast<int>(k);
+  }
+  if (rb < 0 || bb < 0) return;
+  Step &r = p.steps[rb], &b = p.steps[bb];
+  if (r.out.size() != 1 || r.out[0] < 0 || r.ograd.size() != 1 || r.ograd[0] < 0 || b.ograd.empty() ||
+      b.ograd[0] != r.out[0] || b.fout.empty() || b.fout[0] != z || r.temp >= 0)
+    return;
+  const int dy = r.out[0], dz = r.ograd[0];
+  for (int v : {z, dy, dz})
+    if (p.values[v].blocked) return;
+  if (std::find(p.head_grad_values.begin(), p.head_grad_values.end(), dy) != p.head_grad_values.end()) return;
+  for (size_t k = 0; k < p.steps.size(); ++k) {
+    if (static_cast<int>(k) == rb || static_cast<int>(k) == bb || gone[k]) continue;
+    const Step &o = p.steps[k];
+    for (const std::vector<int> *list : {&o.in, &o.reads, &o.fin, &o.fout, &o.ograd})
+      if (std::find(list->begin(), list->end(), dy) != list->end()) return;
+  }
+  b.ograd[0] = dz;
+  for (int &v : b.reads)
+    if (v == dy) v = dz;
+  if (std::find(b.reads.begin(), b.reads.end(), z) == b.reads.end()) b.reads.push_back(z);
+  b.relu_after = true;
+  gone[rb] = 1;
+}
+
 // Training fusion (a graph bound for training on the CPU; LOOM_EXEC_FUSE=0 turns it
 // off): a BatchNorm whose output only a relu reads (Activation relu; the output no
 // output of the graph, its statistics outputs read by nothing, neither node
 // mirrored) writes the relu's output itself, MXNet's relu applied as it stores
 // each value, and the relu's forward step is gone: a pass over the activation
-// less (the relu's backward step stays: it reads only the relu's output). The
+// less (and in plain layouts its backward step too: fuse_relu_backward). The
 // values are computed as the two ops compute them, so the bits are the same.
 void fuse_relu_into_batchnorm(Program &p) {
   const IndexedGraph &g = p.g;
@@ -619,6 +658,7 @@ void fuse_relu_into_batchnorm(Program &p) {
     s.relu_after = true;
     gone[r] = 1;
     any = true;
+    fuse_relu_backward(p, s.node, rs.node, z, gone);
   }
   if (any) drop_steps(p, gone);
 }

@@ -146,8 +146,7 @@ LOOM_VECTOR_CLONES void sigmoid_grad_span(const float *y, const float *dy, float
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] * (1.0f - y[i]) * dy[i];
 }
 LOOM_VECTOR_CLONES void relu_grad_span(const float *y, const float *dy, float *dx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    dx[i] = dy[i] * (y[i] != y[i] ? y[i] : (y[i] > 0.0f ? 1.0f : 0.0f));
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * relu_grad(y[i]);
 }
 bool float_span(const float *x, float *y, int64_t n, Act a) {
   switch (a) {
@@ -233,7 +232,7 @@ const int kActivation = [] {
       parallel_for(in[0].size(), [&](int64_t i) {
         double g, v = double(y[i]);
         switch (a) {
-          case Act::Relu: g = v != v ? v : (v > 0 ? 1 : 0); break;
+          case Act::Relu: g = relu_grad(v); break;
           case Act::Sigmoid: g = v * (1 - v); break;
           case Act::Tanh: g = 1 - v * v; break;
           case Act::SoftRelu: g = -std::expm1(-v); break;  // sigmoid(x) = 1 - e^-y

@@ -143,7 +143,8 @@ struct BnBackward {
 };
 template <typename T>
 LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx, int64_t outer, int64_t inner,
-                          int64_t stride, double *out_sdy, double *out_sdyx, double *out_mean, double *out_var) {
+                          int64_t stride, int64_t dy_stride, double *out_sdy, double *out_sdyx, double *out_mean,
+                          double *out_var) {
   double sdy = 0, sdyx = 0;
   if (b.batch) {
     double s = 0, s2 = 0;
@@ -153,7 +154,7 @@ LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx,
     }
     const double mu = s / b.m;
     for (int64_t o = 0; o < outer; ++o) {
-      const T *xr = x + o * stride, *gr = dy + o * stride;
+      const T *xr = x + o * stride, *gr = dy + o * dy_stride;
       double r[3];
       sums_var_dy(xr, gr, inner, mu, r);
       s2 += r[0];
@@ -168,7 +169,7 @@ LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx,
   } else {
     const double mu = b.mean;
     for (int64_t o = 0; o < outer; ++o) {
-      const T *xr = x + o * stride, *gr = dy + o * stride;
+      const T *xr = x + o * stride, *gr = dy + o * dy_stride;
       sdy += sum8(inner, [gr](int64_t i) { return double(gr[i]); });
       sdyx += sum8(inner, [gr, xr, mu](int64_t i) { return double(gr[i]) * (double(xr[i]) - mu); });
     }
@@ -180,7 +181,7 @@ LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx,
   if (!dx) return;
   const double invstd = b.invstd, g = b.g, m = b.m;
   for (int64_t o = 0; o < outer; ++o) {
-    const T *xr = x + o * stride, *gr = dy + o * stride;
+    const T *xr = x + o * stride, *gr = dy + o * dy_stride;
     T *dr = dx + o * stride;
     if (b.batch) {
       for (int64_t i = 0; i < inner; ++i) {
@@ -193,14 +194,36 @@ LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx,
   }
 }
 LOOM_VECTOR_CLONES void bn_backward(const BnBackward &b, const float *x, const float *dy, float *dx, int64_t outer,
-                                    int64_t inner, int64_t stride, double *sdy, double *sdyx, double *mean,
-                                    double *var) {
-  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx, mean, var);
+                                    int64_t inner, int64_t stride, int64_t dy_stride, double *sdy, double *sdyx,
+                                    double *mean, double *var) {
+  backward_body(b, x, dy, dx, outer, inner, stride, dy_stride, sdy, sdyx, mean, var);
 }
 LOOM_VECTOR_CLONES void bn_backward(const BnBackward &b, const double *x, const double *dy, double *dx,
-                                    int64_t outer, int64_t inner, int64_t stride, double *sdy, double *sdyx,
-                                    double *mean, double *var) {
-  backward_body(b, x, dy, dx, outer, inner, stride, sdy, sdyx, mean, var);
+                                    int64_t outer, int64_t inner, int64_t stride, int64_t dy_stride, double *sdy,
+                                    double *sdyx, double *mean, double *var) {
+  backward_body(b, x, dy, dx, outer, inner, stride, dy_stride, sdy, sdyx, mean, var);
+}
+
+// A training BatchNorm fused with the relu after it (OpContext::relu_after): the
+// gradient reaching it is the relu's, dz, and its output the relu's, z. One
+// channel's `outer` rows of `inner` values (rows `stride` apart) of the gradient
+// MXNet's relu backward gives, dz * relu_grad(z) with relu_grad(NaN) = NaN, as
+// Activation's backward computes it (nn.cc), into dy (rows packed).
+template <typename T>
+LOOM_CLONE_BODY void relu_grad_rows_body(const T *dz, const T *z, T *dy, int64_t outer, int64_t inner, int64_t stride) {
+  for (int64_t o = 0; o < outer; ++o) {
+    const T *gr = dz + o * stride, *zr = z + o * stride;
+    T *dr = dy + o * inner;
+    for (int64_t i = 0; i < inner; ++i) dr[i] = gr[i] * relu_grad(zr[i]);
+  }
+}
+LOOM_VECTOR_CLONES void relu_grad_rows(const float *dz, const float *z, float *dy, int64_t outer, int64_t inner,
+                                       int64_t stride) {
+  relu_grad_rows_body(dz, z, dy, outer, inner, stride);
+}
+LOOM_VECTOR_CLONES void relu_grad_rows(const double *dz, const double *z, double *dy, int64_t outer, int64_t inner,
+                                       int64_t stride) {
+  relu_grad_rows_body(dz, z, dy, outer, inner, stride);
 }
 
 // Per-channel mean and biased variance, accumulated in double.
@@ -515,15 +538,21 @@ const int kBatchNorm = [] {
       }
     });
   });
-  d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &,
+  d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
     BNDims dm = bn_dims(p, in[0].shape);
     const double eps = p.f("eps");
     const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
-    if (bn_blocked(p, in[0])) return bn_backward_blocked(ctx, p, in, og, ig, req, dm);
+    if (bn_blocked(p, in[0])) {
+      LOOM_CHECK(!ctx.relu_after, LOOM_ERR_INTERNAL, p.op().name, ": a blocked backward pass fused with a relu");
+      return bn_backward_blocked(ctx, p, in, og, ig, req, dm);
+    }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>();
-      const T *dy = og[0].ptr<T>();
+      // Fused with the relu after it (ctx.relu_after; executor.cc,
+      // fuse_relu_into_batchnorm): og[0] is the relu's output gradient and out[0]
+      // its output; each channel's gradient is formed first, in the relu's bits.
+      const T *dy = og[0].ptr<T>(), *z = ctx.relu_after ? out[0].ptr<T>() : nullptr;
       // With the batch's statistics each channel's are computed by bn_backward;
       // otherwise the moving ones are used.
       std::vector<double> mean(dm.c, 0.0), var(dm.c, 0.0);
@@ -537,8 +566,17 @@ const int kBatchNorm = [] {
                            eps, batch};
         const int64_t at = c * dm.inner;
         double sdy, sdyx;
-        bn_backward(b, x + at, dy + at, req[0] ? ig[0].ptr<T>() + at : nullptr, dm.outer, dm.inner,
-                    dm.c * dm.inner, &sdy, &sdyx, &mean[c], &var[c]);
+        const T *g = dy + at;
+        int64_t g_stride = dm.c * dm.inner;
+        thread_local std::vector<T> fused;  // one channel's gradient, packed
+        if (z) {
+          fused.resize(static_cast<size_t>(dm.outer * dm.inner));
+          relu_grad_rows(dy + at, z + at, fused.data(), dm.outer, dm.inner, dm.c * dm.inner);
+          g = fused.data();
+          g_stride = dm.inner;
+        }
+        bn_backward(b, x + at, g, req[0] ? ig[0].ptr<T>() + at : nullptr, dm.outer, dm.inner, dm.c * dm.inner,
+                    g_stride, &sdy, &sdyx, &mean[c], &var[c]);
         if (req[1]) ig[1].ptr<T>()[c] = static_cast<T>(fix ? 0.0 : sdyx);
         if (req[2]) ig[2].ptr<T>()[c] = static_cast<T>(sdy);
       }, 1);
