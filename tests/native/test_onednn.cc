@@ -547,10 +547,22 @@ TEST(OneDnn, LrnMatchesReferenceKernels) {
   }
 }
 
-// ---- nChw16c data (TBlob::blocked16), as a training executor keeps it
+// ---- Blocked data (TBlob::blocked: nChw16c, or nChw8c on AVX2), as executors keep it
 namespace {
 
-// An op's kernel called directly on float32 buffers, each plain or in nChw16c.
+// The blocked layout's width for a scope: each test below runs its kernels with
+// both widths, whichever the CPU would pick.
+class BlockScope {
+ public:
+  explicit BlockScope(int block) : before_(loom::set_onednn_block(block)) {}
+  ~BlockScope() { loom::set_onednn_block(before_); }
+
+ private:
+  int before_;
+};
+const int kBlocks[] = {16, 8};
+
+// An op's kernel called directly on float32 buffers, each plain or blocked.
 struct Buf {
   std::vector<int64_t> shape;
   std::vector<float> v;
@@ -560,7 +572,7 @@ struct Buf {
     b.dptr = v.data();
     b.shape = loom::Shape::from(shape);
     b.dtype = LOOM_DTYPE_FLOAT32;
-    b.blocked16 = blocked;
+    b.blocked = blocked;
     return b;
   }
 };
@@ -568,7 +580,7 @@ Buf buf(const std::vector<int64_t> &shape, const std::vector<double> &values) {
   Buf b{shape, std::vector<float>(values.begin(), values.end()), false};
   return b;
 }
-// The same values in nChw16c, and back.
+// The same values in the blocked layout, and back.
 Buf to_blocked(const Buf &b) {
   Buf r = b;
   loom::onednn_blocked_layout(b.v.data(), r.v.data(), b.shape[0], b.shape[1], b.shape[2], b.shape[3], true);
@@ -625,24 +637,28 @@ std::vector<std::vector<float>> batchnorm_pass(const Params &kv, bool train, con
 
 }  // namespace
 
-// BatchNorm's kernels for nChw16c give each channel the bits of the NCHW
-// kernels: training and prediction, fix_gamma, use_global_stats, positions per
-// channel that fill 8 lanes with and without a remainder, one and several
-// blocks of 16 channels and one image or several.
+// BatchNorm's kernels for blocked data (blocks of 16 and of 8 channels) give each
+// channel the bits of the NCHW kernels: training and prediction, fix_gamma,
+// use_global_stats, positions per channel that fill 8 lanes with and without a
+// remainder, one and several blocks and one image or several.
 TEST(OneDnn, BlockedBatchNormHasThePlainBits) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   const char *names[] = {"out", "data gradient", "gamma gradient", "beta gradient", "moving mean",
                          "moving var",  "mean output",  "inverse deviation", "gamma"};
-  for (auto shape : {std::vector<int64_t>{2, 16, 7, 7}, {3, 32, 5, 3}, {1, 48, 4, 4}, {4, 16, 1, 1}})
+  for (int block : kBlocks)
+  for (auto shape : {std::vector<int64_t>{2, 16, 7, 7}, {3, 32, 5, 3}, {1, 48, 4, 4}, {4, 16, 1, 1}, {2, 24, 5, 5},
+                     {1, 8, 3, 9}})
     for (bool train : {true, false})
       for (const char *fix : {"false", "true"})
         for (const char *global : {"false", "true"}) {
+          if (shape[1] % block) continue;
+          BlockScope scope(block);
           const Params kv{{"fix_gamma", fix}, {"use_global_stats", global}, {"eps", "0.001"},
                           {"momentum", "0.8"}, {"output_mean_var", "true"}};
           const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
           const Buf x = buf(shape, random_values(n, -3, 5, static_cast<uint32_t>(n)));
           const auto gamma = random_values(shape[1], 0.5, 1.5, 3), hy = random_values(n, -1, 1, 4);
-          SCOPED_TRACE("shape " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]) + "x" +
+          SCOPED_TRACE("block " + std::to_string(block) + " shape " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]) + "x" +
                        std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + (train ? " training" : " prediction") +
                        " fix_gamma " + fix + " use_global_stats " + global);
           auto plain = batchnorm_pass(kv, train, x, false, gamma, hy);
@@ -651,7 +667,8 @@ TEST(OneDnn, BlockedBatchNormHasThePlainBits) {
         }
 }
 
-// A Convolution given nChw16c data, output or gradients: through oneDNN without
+// A Convolution given blocked data, output or gradients (blocks of 16 and of 8
+// channels): through oneDNN without
 // its reorders, and where oneDNN does not take it (groups of 8 channels) through
 // the reference kernels on plain copies: the plain call's bits either way.
 TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
@@ -661,7 +678,11 @@ TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
   struct Case {
     int64_t n, c, h, f, k, s, g;
   };
-  for (Case cs : {Case{3, 16, 9, 32, 3, 1, 1}, Case{2, 32, 8, 16, 1, 2, 1}, Case{2, 16, 6, 16, 3, 1, 2}}) {
+  for (int block : kBlocks)
+  for (Case cs : {Case{3, 16, 9, 32, 3, 1, 1}, Case{2, 32, 8, 16, 1, 2, 1}, Case{2, 16, 6, 16, 3, 1, 2},
+                  Case{2, 24, 6, 8, 3, 1, 1}}) {
+    if (cs.c % block || cs.f % block) continue;  // 24 and 8 channels: blocks of 8 only, on the reference kernels
+    BlockScope scope(block);
     const Params kv{{"kernel", "(" + std::to_string(cs.k) + "," + std::to_string(cs.k) + ")"},
                     {"stride", "(" + std::to_string(cs.s) + "," + std::to_string(cs.s) + ")"},
                     {"pad", "(" + std::to_string(cs.k / 2) + "," + std::to_string(cs.k / 2) + ")"},
@@ -676,7 +697,7 @@ TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
     const bool has_bias = cs.g == 1;
     std::vector<std::vector<float>> want;
     for (int mask = 0; mask < 4; ++mask) {  // bit 0: data and its gradient blocked; bit 1: output and its gradient
-      SCOPED_TRACE("c" + std::to_string(cs.c) + " f" + std::to_string(cs.f) + " groups " + std::to_string(cs.g) +
+      SCOPED_TRACE("block " + std::to_string(block) + " c" + std::to_string(cs.c) + " f" + std::to_string(cs.f) + " groups " + std::to_string(cs.g) +
                    " layouts " + std::to_string(mask));
       Buf xi = mask & 1 ? to_blocked(x) : x, dyi = mask & 2 ? to_blocked(hy) : hy, wi = w;
       Buf y{ys, std::vector<float>(hy.v.size()), (mask & 2) != 0}, dx{xs, std::vector<float>(x.v.size()), (mask & 1) != 0},
@@ -702,9 +723,9 @@ TEST(OneDnn, BlockedConvolutionHasThePlainBits) {
   }
 }
 
-// Pooling given nChw16c data (a training or prediction executor keeps it blocked
-// between the steps around it): each channel gets the bits of the NCHW kernels in
-// both passes. Max, average (padding counted and not) and sum; 2x2, 3x3 and other
+// Pooling given blocked data (blocks of 16 and of 8 channels; a training or
+// prediction executor keeps it blocked between the steps around it): each channel
+// gets the bits of the NCHW kernels in both passes. Max, average (padding counted and not) and sum; 2x2, 3x3 and other
 // windows, strides and paddings, the full convention (windows past the padded
 // input), padding wider than the window (windows with no cell), global pooling;
 // values with ties, NaN, infinities and float's lowest value.
@@ -729,9 +750,12 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
       {{"kernel", "(2,2)"}, {"stride", "(1,1)"}, {"pool_type", "sum"}},
       {{"kernel", "(1,1)"}, {"global_pool", "true"}, {"pool_type", "avg"}},
   };
-  for (auto shape : {std::vector<int64_t>{2, 16, 7, 7}, {1, 32, 9, 8}, {3, 16, 4, 5}})
+  for (int block : kBlocks)
+  for (auto shape : {std::vector<int64_t>{2, 16, 7, 7}, {1, 32, 9, 8}, {3, 16, 4, 5}, {2, 24, 5, 6}})
     for (size_t ci = 0; ci < cases.size(); ++ci)
       for (bool special : {false, true}) {
+        if (shape[1] % block) continue;
+        BlockScope scope(block);
         const loom::Params p = op_params(op, cases[ci]);
         const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
         // Few distinct values, so windows hold ties; then NaN, infinities and lowest here and there.
@@ -745,7 +769,7 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
         op.infer(p, loom::ShapeList{loom::Shape::from(shape)}, loom::DTypeList{LOOM_DTYPE_FLOAT32}, os, ot);
         std::vector<int64_t> ys(os[0].d, os[0].d + 4);
         const Buf hy = buf(ys, random_values(os[0].size(), -1, 1, 17));
-        SCOPED_TRACE("case " + std::to_string(ci) + " shape " + std::to_string(shape[0]) + "x" +
+        SCOPED_TRACE("block " + std::to_string(block) + " case " + std::to_string(ci) + " shape " + std::to_string(shape[0]) + "x" +
                      std::to_string(shape[1]) + "x" + std::to_string(shape[2]) + "x" + std::to_string(shape[3]) +
                      (special ? " with NaN, infinities and lowest" : ""));
         std::vector<std::vector<float>> want;

@@ -268,9 +268,9 @@ class PoolingBetweenFusedSteps(unittest.TestCase):
         def around(sh):
             return sh.endswith(("x12x12", "x6x6")) or sh in ("1x32x3x3", "2x32x3x3")
         self.assertTrue([sh for sh in shapes["0"] if around(sh)], shapes["0"])  # unfused: reordered
-        if "avx512" in loom.backend_describe(1):
+        if "blocked layout nChw" in loom.backend_describe(1):  # nChw16c, or nChw8c on AVX2
             self.assertFalse([sh for sh in shapes["1"] if around(sh)], shapes["1"])
-        else:  # oneDNN prefers nChw8c there: executors keep every value plain
+        else:  # no blocked layouts on this CPU: executors keep every value plain
             self.assertTrue([sh for sh in shapes["1"] if around(sh)], shapes["1"])
 
 

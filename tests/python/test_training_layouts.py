@@ -1,6 +1,7 @@
 """Blocked layouts in training (symbol/executor.cc, choose_training_layouts): in the oneDNN
 kernel set a graph bound for training keeps the values between its oneDNN convolutions,
-BatchNorms, relus, poolings and residual adds in oneDNN's nChw16c layout (LOOM_EXEC_BLOCKED=0 turns
+BatchNorms, relus, poolings and residual adds in oneDNN's blocked layout (nChw16c, or nChw8c on
+AVX2; LOOM_EXEC_BLOCKED=0 turns
 it off). Training gives the same bits either way: every weight, moving statistic and output
 after several steps, at several batch sizes, with fix_gamma on and off, with backward
 mirroring, and in a forward pass for prediction on the training executor; and the
@@ -125,7 +126,7 @@ class TrainingLayouts(unittest.TestCase):
         # takes in the relu's too (7 steps more); NaN data passes the fused relu and its
         # gradient as MXNet's.
         for blocked in (False, True):
-            kept_blocked = blocked and "avx512" in loom.backend_describe(1)  # else plain (nChw8c CPUs)
+            kept_blocked = blocked and "blocked layout nChw" in loom.backend_describe(1)  # else plain
             for batch in (1, 5):
                 for fix_gamma in (False, True):
                     with self.subTest(blocked=blocked, batch=batch, fix_gamma=fix_gamma):
@@ -155,9 +156,9 @@ class TrainingLayouts(unittest.TestCase):
         # pooling after the stem keeps them blocked too: 142 of 393 reorders without that,
         # 98 with it).
         self.assertGreater(counts["0"], 0, "oneDNN's verbose log shows no reorders")
-        if "avx512" in loom.backend_describe(1):
+        if "blocked layout nChw" in loom.backend_describe(1):  # nChw16c, or nChw8c on AVX2
             self.assertLess(counts["1"], counts["0"] / 3, counts)
-        else:  # oneDNN's convolutions prefer nChw8c there: executors keep every value plain
+        else:  # no blocked layouts on this CPU: executors keep every value plain
             self.assertEqual(counts["1"], counts["0"], counts)
 
 

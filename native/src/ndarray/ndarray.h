@@ -23,11 +23,12 @@ struct TBlob {
   // kernel runs except through the var (a bound argument, an imperative input):
   // the kernel may keep data derived from it there (Var::keep_derived).
   Var *stable = nullptr;
-  // Float32 (n, c, h, w) data held in oneDNN's nChw16c layout (c a multiple of
-  // 16) instead of NCHW: a training executor keeps values so between the steps
+  // Float32 (n, c, h, w) data held in oneDNN's blocked layout (nChw16c, or
+  // nChw8c on AVX2: onednn_block(); c a multiple of the block) instead of NCHW:
+  // an executor keeps values so between the steps
   // that take it (symbol/executor.cc, choose_training_layouts); every other
   // kernel is only ever given plain data.
-  bool blocked16 = false;
+  bool blocked = false;
   template <typename T>
   T *ptr() const {
     return static_cast<T *>(dptr);

@@ -95,16 +95,41 @@ LOOM_CLONE_BODY void loadf16(F16v &v, const float *p) { std::memcpy(&v, p, sizeo
 LOOM_CLONE_BODY void storef16(float *p, const F16v &v) { std::memcpy(p, &v, sizeof v); }
 typedef float F8v __attribute__((vector_size(32)));
 typedef double D8v __attribute__((vector_size(64)));
-struct D16v {
-  D8v lo = {}, hi = {};
-  double operator[](int l) const { return l < 8 ? lo[l] : hi[l - 8]; }
+typedef double D4v __attribute__((vector_size(32)));
+// 2H doubles as two H-lane vectors.
+template <typename V, int H>
+struct DoublePair {
+  V lo = {}, hi = {};
+  double operator[](int l) const { return l < H ? lo[l] : hi[l - H]; }
 };
-LOOM_CLONE_BODY D16v operator+(D16v a, D16v b) { return {a.lo + b.lo, a.hi + b.hi}; }
-LOOM_CLONE_BODY D16v operator-(D16v a, D16v b) { return {a.lo - b.lo, a.hi - b.hi}; }
-LOOM_CLONE_BODY D16v operator*(D16v a, D16v b) { return {a.lo * b.lo, a.hi * b.hi}; }
-LOOM_CLONE_BODY D16v operator/(D16v a, double b) { return {a.lo / b, a.hi / b}; }
-LOOM_CLONE_BODY D16v &operator+=(D16v &a, D16v b) { return a = a + b; }
-LOOM_CLONE_BODY D16v &operator*=(D16v &a, D16v b) { return a = a * b; }
+template <typename V, int H>
+LOOM_CLONE_BODY DoublePair<V, H> operator+(DoublePair<V, H> a, DoublePair<V, H> b) {
+  return {a.lo + b.lo, a.hi + b.hi};
+}
+template <typename V, int H>
+LOOM_CLONE_BODY DoublePair<V, H> operator-(DoublePair<V, H> a, DoublePair<V, H> b) {
+  return {a.lo - b.lo, a.hi - b.hi};
+}
+template <typename V, int H>
+LOOM_CLONE_BODY DoublePair<V, H> operator*(DoublePair<V, H> a, DoublePair<V, H> b) {
+  return {a.lo * b.lo, a.hi * b.hi};
+}
+template <typename V, int H>
+LOOM_CLONE_BODY DoublePair<V, H> operator/(DoublePair<V, H> a, double b) {
+  return {a.lo / b, a.hi / b};
+}
+template <typename V, int H>
+LOOM_CLONE_BODY DoublePair<V, H> &operator+=(DoublePair<V, H> &a, DoublePair<V, H> b) {
+  return a = a + b;
+}
+template <typename V, int H>
+LOOM_CLONE_BODY DoublePair<V, H> &operator*=(DoublePair<V, H> &a, DoublePair<V, H> b) {
+  return a = a * b;
+}
+typedef DoublePair<D8v, 8> D16v;
+// 8 doubles as two 4-lane vectors, as D16v is two 8-lane ones (a 64-byte vector
+// returned by value would change the ABI between the clones).
+typedef DoublePair<D4v, 4> D8p;
 LOOM_CLONE_BODY D16v load16(const float *p) {
   F8v a, b;
   std::memcpy(&a, p, sizeof a);
@@ -121,6 +146,95 @@ LOOM_CLONE_BODY D16v lanes16(const double *v) {
   std::memcpy(&r.lo, v, sizeof r.lo);
   std::memcpy(&r.hi, v + 8, sizeof r.hi);
   return r;
+}
+
+// Kernels over the W channels of a blocked layout's block (nChw16c, or nChw8c on
+// AVX2), the channels being the lanes of a vector: ChannelBlock<W>'s vectors of W floats
+// (F), of W int32 masks (I) and of W doubles (D), and their loads and stores.
+template <int W>
+struct ChannelBlock;
+template <>
+struct ChannelBlock<16> {
+  typedef F16v F;
+  typedef I16v I;
+  typedef D16v D;
+  static LOOM_CLONE_BODY D load(const float *p) { return load16(p); }
+  static LOOM_CLONE_BODY void store(float *p, const D &v) { store16(p, v); }
+  static LOOM_CLONE_BODY D lanes(const double *v) { return lanes16(v); }
+  // Stores MXNet's relu of v (NaN passes through).
+  static LOOM_CLONE_BODY void store_relu(float *p, const D &v) {
+    const F8v zero = {};
+    F8v a = __builtin_convertvector(v.lo, F8v), b = __builtin_convertvector(v.hi, F8v);
+    a = ((a > zero) | (a != a)) ? a : zero;
+    b = ((b > zero) | (b != b)) ? b : zero;
+    std::memcpy(p, &a, sizeof a);
+    std::memcpy(p + 8, &b, sizeof b);
+  }
+  // Adds v, rounded to float, to the W floats at p.
+  static LOOM_CLONE_BODY void add_to(float *p, const D &v) {
+    const F8v s_lo = __builtin_convertvector(v.lo, F8v), s_hi = __builtin_convertvector(v.hi, F8v);
+    F8v a, b;
+    std::memcpy(&a, p, sizeof a);
+    std::memcpy(&b, p + 8, sizeof b);
+    a += s_lo;
+    b += s_hi;
+    std::memcpy(p, &a, sizeof a);
+    std::memcpy(p + 8, &b, sizeof b);
+  }
+};
+typedef int32_t I8v __attribute__((vector_size(32)));
+typedef float F4v __attribute__((vector_size(16)));
+template <>
+struct ChannelBlock<8> {
+  typedef F8v F;
+  typedef I8v I;
+  typedef D8p D;
+  static LOOM_CLONE_BODY D load(const float *p) {
+    F4v a, b;
+    std::memcpy(&a, p, sizeof a);
+    std::memcpy(&b, p + 4, sizeof b);
+    return {__builtin_convertvector(a, D4v), __builtin_convertvector(b, D4v)};
+  }
+  // v rounded to float (by reference: see loadf16).
+  static LOOM_CLONE_BODY void narrow(F8v &r, const D &v) {
+    const F4v a = __builtin_convertvector(v.lo, F4v), b = __builtin_convertvector(v.hi, F4v);
+    std::memcpy(&r, &a, sizeof a);
+    std::memcpy(reinterpret_cast<float *>(&r) + 4, &b, sizeof b);
+  }
+  static LOOM_CLONE_BODY void store(float *p, const D &v) {
+    const F4v a = __builtin_convertvector(v.lo, F4v), b = __builtin_convertvector(v.hi, F4v);
+    std::memcpy(p, &a, sizeof a);
+    std::memcpy(p + 4, &b, sizeof b);
+  }
+  static LOOM_CLONE_BODY D lanes(const double *v) {
+    D r;
+    std::memcpy(&r.lo, v, sizeof r.lo);
+    std::memcpy(&r.hi, v + 4, sizeof r.hi);
+    return r;
+  }
+  static LOOM_CLONE_BODY void store_relu(float *p, const D &v) {
+    const F8v zero = {};
+    F8v a;
+    narrow(a, v);
+    a = ((a > zero) | (a != a)) ? a : zero;
+    std::memcpy(p, &a, sizeof a);
+  }
+  static LOOM_CLONE_BODY void add_to(float *p, const D &v) {
+    F8v a, b;
+    std::memcpy(&a, p, sizeof a);
+    narrow(b, v);
+    a += b;
+    std::memcpy(p, &a, sizeof a);
+  }
+};
+// W floats, loaded and stored by reference (see loadf16).
+template <typename F>
+LOOM_CLONE_BODY void loadf(F &v, const float *p) {
+  std::memcpy(&v, p, sizeof v);
+}
+template <typename F>
+LOOM_CLONE_BODY void storef(float *p, const F &v) {
+  std::memcpy(p, &v, sizeof v);
 }
 
 }  // namespace loom

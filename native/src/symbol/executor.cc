@@ -33,7 +33,7 @@ struct Value {
   int index = -1;    // argument / aux / head index for external values
   size_t bytes = 0;  // scratch values: raw bytes (shape unused)
   bool scratch = false;
-  bool blocked = false;  // held in nChw16c (choose_training_layouts); copied into its gradient's value
+  bool blocked = false;  // held in oneDNN's blocked layout (onednn_block()); copied into its gradient's value
   size_t nbytes() const {
     return scratch ? bytes : static_cast<size_t>(shape.size()) * dtype_size(dtype);
   }
@@ -53,7 +53,7 @@ struct Fused {
   size_t conv_inputs = 0;  // data, weight[, bias]; then gamma, beta, mean, var; then the addend
   bool onednn = false;     // oneDNN takes the convolution (at bind)
   bool winograd = false;   // LOOM_CONV_WINOGRAD=1 at bind (ConvEpilogue::winograd)
-  // The data, and the output (and the addend), in nChw16c rather than NCHW.
+  // The data, and the output (and the addend), in the blocked layout rather than NCHW.
   bool src_blocked = false, dst_blocked = false;
 };
 
@@ -388,17 +388,26 @@ bool fold_enabled() {
   return !(e && std::strcmp(e, "0") == 0);
 }
 
+// Whether executors keep blocked layouts (LOOM_EXEC_BLOCKED=0: every value
+// stays NCHW, in prediction and in training). Read at each bind.
+bool blocked_layouts_enabled() {
+  const char *e = std::getenv("LOOM_EXEC_BLOCKED");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
 // Blocked layouts between oneDNN convolutions (prediction): a value a oneDNN
-// convolution step produces, with channels a multiple of 16, no output of the
+// convolution step produces, with channels a multiple of the block (16, or 8 on
+// AVX2: onednn_block()), no output of the
 // graph, and read only as the data of oneDNN convolution steps, as the addend
 // of such a step whose own output is blocked, or as the data of a 2-D Pooling
-// whose output is blocked too, stays in oneDNN's nChw16c layout: neither its
+// whose output is blocked too, stays in oneDNN's blocked layout: neither its
 // producer nor its readers reorder it. Such a pooling's output is blocked under
-// the same rules (the pooling runs its nChw16c kernels, TBlob::blocked16). A step
+// the same rules (the pooling runs its blocked kernels, TBlob::blocked). A step
 // whose output is blocked and that adds an addend needs the addend blocked too.
 // Kept to a fixed point; the values' sizes do not change.
 void choose_blocked_layouts(Program &p) {
-  if (!onednn_avx512()) return;  // oneDNN's convolutions prefer other layouts there (nChw8c on AVX2)
+  const int block = onednn_block();  // 16, or 8 on AVX2: oneDNN's convolutions' preferred layout
+  if (!block || !blocked_layouts_enabled()) return;
   const size_t nv = p.values.size();
   std::vector<std::vector<int>> readers(nv);
   for (size_t i = 0; i < p.num_forward; ++i)
@@ -420,7 +429,7 @@ void choose_blocked_layouts(Program &p) {
     if (!dnn(static_cast<int>(i)) && !pool[i]) continue;
     int v = p.steps[i].out[0];
     const Value &val = p.values[v];
-    blocked[v] = val.dtype == kFloat32 && val.shape.ndim == 4 && val.shape.d[1] % 16 == 0;
+    blocked[v] = val.dtype == kFloat32 && val.shape.ndim == 4 && val.shape.d[1] % block == 0;
   }
   for (int h : p.head_values) blocked[h] = 0;
   for (bool changed = true; changed;) {
@@ -462,24 +471,19 @@ void choose_blocked_layouts(Program &p) {
     }
 }
 
-// Blocked layouts in training (LOOM_EXEC_BLOCKED=0 turns them off): a value kept
-// in oneDNN's nChw16c layout between the steps that take it spares the oneDNN
-// convolutions that write or read it their reorders to and from NCHW (about a
-// tenth of a ResNet-50 step). The steps that take such values: a Convolution
+// Blocked layouts in training: a value kept in oneDNN's blocked layout (nChw16c,
+// or nChw8c on AVX2: onednn_block()) between the steps that take it spares the
+// oneDNN convolutions that write or read it their reorders to and from NCHW (about
+// a tenth of a ResNet-50 step). The steps that take such values: a Convolution
 // oneDNN runs (its data and its output, each on its own), and steps whose
 // values all share one layout: BatchNorm over axis 1 (its data and output;
 // its kernels compute each channel as on NCHW, in the same order), relu and
 // the other Activations, and adds of same-shape values (elementwise). A value
-// is kept blocked when it is float32 (n, c, h, w) with c a multiple of 16, is
+// is kept blocked when it is float32 (n, c, h, w) with c a multiple of the block, is
 // no output of the graph, is made by such a step and read only by such steps,
 // and every value sharing a layout with it is kept blocked too (to a fixed
 // point). Gradients take their values' layouts; the backward kernels of those
-// ops take them (TBlob::blocked16). Results are the same bits either way.
-bool training_layouts_enabled() {
-  const char *e = std::getenv("LOOM_EXEC_BLOCKED");
-  return !(e && std::strcmp(e, "0") == 0);
-}
-
+// ops take them (TBlob::blocked). Results are the same bits either way.
 void choose_training_layouts(Program &p) {
   const IndexedGraph &g = p.g;
   const size_t nv = p.values.size();
@@ -517,7 +521,8 @@ void choose_training_layouts(Program &p) {
     if (!conv[i] && group[i].empty()) continue;
     const int v = s.out[0];
     const Value &val = p.values[v];
-    blocked[v] = val.src == Src::Internal && val.dtype == kFloat32 && val.shape.ndim == 4 && val.shape.d[1] % 16 == 0;
+    blocked[v] = val.src == Src::Internal && val.dtype == kFloat32 && val.shape.ndim == 4 &&
+                 val.shape.d[1] % onednn_block() == 0;
   }
   for (int h : p.head_values) blocked[h] = 0;
   // A reader takes v blocked where it reads v only as a convolution's data or as
@@ -1151,7 +1156,7 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
   im.aux_names = aux_names;
   im.prog = build(sym, info, spec.grad_req, training,
                   training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && use_onednn() &&
-                      onednn_avx512() && training_layouts_enabled());
+                      onednn_block() != 0 && blocked_layouts_enabled());
   if (!training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
     fuse_for_prediction(im.prog);
   if (training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
@@ -1295,7 +1300,7 @@ struct Pushed {
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
   SmallVec<char, 4> in_stable;  // in[k] is a bound argument (Forward steps)
-  // Which arrays are in nChw16c (Value::blocked), in the order of in, out, fin,
+  // Which arrays are blocked (Value::blocked), in the order of in, out, fin,
   // fout and ograd; empty when none is.
   std::vector<char> blocked;
   NDArray temp;                 // the step's scratch (ctx.temp), kept alive with the call
@@ -1545,10 +1550,10 @@ void run_call(Pushed &call) {
   for (size_t k = 0; k < call.in.size(); ++k)
     in.push_back(call.in_stable[k] ? call.in[k].stable_blob() : call.in[k].blob());
   for (auto &a : call.out) out.push_back(a.chunk() ? a.blob() : TBlob{});
-  // Marks the blobs of arrays kept in nChw16c, list by list as make_call recorded them.
+  // Marks the blobs of arrays kept blocked, list by list as make_call recorded them.
   size_t at = 0;
   auto mark = [&](BlobList &list) {
-    for (auto &b : list) b.blocked16 = !call.blocked.empty() && call.blocked[at++];
+    for (auto &b : list) b.blocked = !call.blocked.empty() && call.blocked[at++];
   };
   // (A fused step takes its layouts from Fused::src_blocked and dst_blocked.)
   if (!call.fused) {

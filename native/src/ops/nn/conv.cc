@@ -281,45 +281,54 @@ void bias_gradient(const T *dy, int64_t n, int64_t f, int64_t plane, T *db) {
   });
 }
 
-// bias_gradient for float dy in nChw16c: each of a block's 16 channels summed as
-// lane_sum8 sums its plane (8 lanes over the whole eights, their tree, then the
-// rest in order) and the planes added image by image, so the bits are the same.
-LOOM_VECTOR_CLONES void bias_gradient_block16(const float *dy, int64_t n, int64_t blocks, int64_t cb, int64_t plane,
-                                              float *db) {
-  D16v total = {};
+// bias_gradient for float dy in a blocked layout (W channels a block): each of a
+// block's channels summed as lane_sum8 sums its plane (8 lanes over the whole
+// eights, their tree, then the rest in order) and the planes added image by
+// image, so the bits are the same.
+template <int W>
+LOOM_VECTOR_CLONES void bias_gradient_block(const float *dy, int64_t n, int64_t blocks, int64_t cb, int64_t plane,
+                                            float *db) {
+  typedef ChannelBlock<W> B;
+  typedef typename B::D D;
+  D total = {};
   for (int64_t b = 0; b < n; ++b) {
-    const float *row = dy + (b * blocks + cb) * plane * 16;
-    D16v a[8] = {};
+    const float *row = dy + (b * blocks + cb) * plane * W;
+    D a[8] = {};
     int64_t i = 0;
     for (; i + 8 <= plane; i += 8)
-      for (int k = 0; k < 8; ++k) a[k] += load16(row + 16 * (i + k));
-    D16v t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    for (; i < plane; ++i) t += load16(row + 16 * i);
+      for (int k = 0; k < 8; ++k) a[k] += B::load(row + W * (i + k));
+    D t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < plane; ++i) t += B::load(row + W * i);
     total += t;
   }
-  store16(db + cb * 16, total);
+  B::store(db + cb * W, total);
 }
-void bias_gradient_blocked(const float *dy, int64_t n, int64_t f, int64_t plane, float *db) {
-  parallel_ranges(f / 16, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t cb = c0; cb < c1; ++cb) bias_gradient_block16(dy, n, f / 16, cb, plane, db);
+template <int W>
+void bias_gradient_blocked_w(const float *dy, int64_t n, int64_t f, int64_t plane, float *db) {
+  parallel_ranges(f / W, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t cb = c0; cb < c1; ++cb) bias_gradient_block<W>(dy, n, f / W, cb, plane, db);
   });
 }
+void bias_gradient_blocked(const float *dy, int64_t n, int64_t f, int64_t plane, float *db) {
+  if (onednn_block() == 8) return bias_gradient_blocked_w<8>(dy, n, f, plane, db);
+  bias_gradient_blocked_w<16>(dy, n, f, plane, db);
+}
 
-// Plain NCHW copies of arrays a training executor keeps in nChw16c
-// (TBlob::blocked16), for kernels that read and write NCHW: read() gives a copy
+// Plain NCHW copies of arrays a training executor keeps blocked
+// (TBlob::blocked), for kernels that read and write NCHW: read() gives a copy
 // of an input, write() a buffer for an output, which write_back() reorders
 // into the output. Blobs that are plain pass through unchanged.
 class PlainCopies {
  public:
   TBlob read(const TBlob &b) {
-    if (!b.blocked16) return b;
+    if (!b.blocked) return b;
     TBlob c = plain(b);
     onednn_blocked_layout(b.ptr<float>(), c.ptr<float>(), b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3],
                           false);
     return c;
   }
   TBlob write(const TBlob &b) {
-    if (!b.blocked16) return b;
+    if (!b.blocked) return b;
     TBlob c = plain(b);
     outs_.emplace_back(c, b);
     return c;
@@ -332,12 +341,14 @@ class PlainCopies {
 
  private:
   TBlob plain(const TBlob &b) {
-    LOOM_CHECK(b.dtype == LOOM_DTYPE_FLOAT32 && b.shape.ndim == 4 && b.shape.d[1] % 16 == 0, LOOM_ERR_INTERNAL,
-               "Convolution: nChw16c data of shape ", b.shape.str(), " (needs float32, 4-D, channels a multiple of 16)");
+    LOOM_CHECK(b.dtype == LOOM_DTYPE_FLOAT32 && b.shape.ndim == 4 && onednn_block() != 0 &&
+                   b.shape.d[1] % onednn_block() == 0,
+               LOOM_ERR_INTERNAL, "Convolution: blocked data of shape ", b.shape.str(),
+               " (needs float32, 4-D, channels a multiple of ", onednn_block(), ")");
     bufs_.emplace_back(new float[static_cast<size_t>(std::max<int64_t>(b.size(), 1))]);
     TBlob c = b;
     c.dptr = bufs_.back().get();
-    c.blocked16 = false;
+    c.blocked = false;
     c.stable = nullptr;
     return c;
   }
@@ -558,15 +569,15 @@ const int kConvolution = [] {
     // Prediction keeps the weights in oneDNN's layout on their var (training
     // changes them every step, and the copy would only cost memory).
     ConvEpilogue layouts;
-    layouts.src_blocked = in[0].blocked16;
-    layouts.dst_blocked = out[0].blocked16;
+    layouts.src_blocked = in[0].blocked;
+    layouts.dst_blocked = out[0].blocked;
     if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
         onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(),
                             in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
                             out[0].ptr<float>(), ctx.is_train ? nullptr : in[1].stable, layouts,
                             ctx.temp, ctx.temp_bytes))
       return;
-    if (in[0].blocked16 || out[0].blocked16) {
+    if (in[0].blocked || out[0].blocked) {
       // oneDNN did not take it after all: the kernels below on plain copies.
       PlainCopies pc;
       BlobList pin = in, pout = out;
@@ -639,9 +650,9 @@ const int kConvolution = [] {
       const int64_t wsize = c.f * c.krows;
       bool done = false;
       ConvLayouts lay;
-      lay.x = in[0].blocked16;
-      lay.dy = og[0].blocked16;
-      lay.dx = req[0] && ig[0].blocked16;
+      lay.x = in[0].blocked;
+      lay.dy = og[0].blocked;
+      lay.dx = req[0] && ig[0].blocked;
       if (std::is_same<T, float>::value && use_onednn() && (req[0] || req[1]))
         done = onednn_conv_backward(conv_shape(c), reinterpret_cast<const float *>(x),
                                     reinterpret_cast<const float *>(w),
@@ -716,7 +727,7 @@ const int kConvolution = [] {
       }  // reference kernel
       if (in.size() > 2 && req[2]) {
         // Summed over NCHW planes in their order (a blocked dY in the same order).
-        if (og[0].blocked16)
+        if (og[0].blocked)
           bias_gradient_blocked(og[0].ptr<float>(), g.n, c.f, c.plane, ig[2].ptr<float>());
         else
           bias_gradient(dy, g.n, c.f, c.plane, ig[2].ptr<T>());
@@ -1190,9 +1201,9 @@ LOOM_CLONE_BODY double pool_window(const Geometry &g, bool include_pad, int64_t 
   return double(include_pad ? pad_area : std::max<int64_t>(*i1 - *i0, 0) * std::max<int64_t>(*j1 - *j0, 0));
 }
 
-// ---- Pooling on nChw16c (TBlob::blocked16, from an executor that keeps the
-// values around it blocked). Each block of 16 channels is an (h, w) plane of
-// 16-float cells, the channels being the lanes of a vector, and each lane
+// ---- Pooling on blocked data (TBlob::blocked: nChw16c, or nChw8c on AVX2; from
+// an executor that keeps the values around it blocked). Each block of W channels
+// is an (h, w) plane of W-float cells, the channels being the lanes of a vector, and each lane
 // computes its channel exactly as the NCHW kernels above do: the maximum by
 // `v > m` from the lowest value; its gradient to the first cell (row-major)
 // equal to the window's maximum (which is the cell the scan above takes: NaN
@@ -1201,177 +1212,186 @@ LOOM_CLONE_BODY double pool_window(const Geometry &g, bool include_pad, int64_t 
 // (other cells add +0, which changes no gradient: a sum that starts at +0 is
 // never -0); average and sum in double, row-major, then divided, and their
 // gradient's shares added in the same order. So the bits are the NCHW kernels'.
-template <int KH, int KW>
-LOOM_VECTOR_CLONES void max_pool_block16(const float *x, float *y, const Geometry &g) {
+template <int W, int KH, int KW>
+LOOM_VECTOR_CLONES void max_pool_block(const float *x, float *y, const Geometry &g) {
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
-  F16v lo;
-  for (int l = 0; l < 16; ++l) lo[l] = std::numeric_limits<float>::lowest();
+  typename ChannelBlock<W>::F lo;
+  for (int l = 0; l < W; ++l) lo[l] = std::numeric_limits<float>::lowest();
   for (int64_t oi = 0; oi < g.oh; ++oi) {
     const int64_t i0 = oi * g.sh - g.ph;
     const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min(i0 + kh, g.h);
     const bool rows_in = i0 >= 0 && i0 + kh <= g.h;
     for (int64_t oj = 0; oj < g.ow; ++oj) {
       const int64_t j0 = oj * g.sw - g.pw;
-      F16v m = lo, v;
+      typename ChannelBlock<W>::F m = lo, v;
       if (rows_in && j0 >= 0 && j0 + kw <= g.w) {
-        const float *w0 = x + (i0 * g.w + j0) * 16;
+        const float *w0 = x + (i0 * g.w + j0) * W;
         for (int64_t i = 0; i < kh; ++i)
           for (int64_t j = 0; j < kw; ++j) {
-            loadf16(v, w0 + (i * g.w + j) * 16);
+            loadf(v, w0 + (i * g.w + j) * W);
             m = v > m ? v : m;
           }
       } else {
         const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
         for (int64_t i = r0; i < r1; ++i)
           for (int64_t j = c0; j < c1; ++j) {
-            loadf16(v, x + (i * g.w + j) * 16);
+            loadf(v, x + (i * g.w + j) * W);
             m = v > m ? v : m;
           }
       }
-      storef16(y + (oi * g.ow + oj) * 16, m);
+      storef(y + (oi * g.ow + oj) * W, m);
     }
   }
 }
 
-template <int KH, int KW>
-LOOM_VECTOR_CLONES void max_pool_grad_block16(const float *x, const float *dy, float *dx, const Geometry &g) {
+template <int W, int KH, int KW>
+LOOM_VECTOR_CLONES void max_pool_grad_block(const float *x, const float *dy, float *dx, const Geometry &g) {
+  typedef typename ChannelBlock<W>::F F;
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
-  std::fill(dx, dx + g.h * g.w * 16, 0.0f);
-  F16v lo, zero = {};
-  for (int l = 0; l < 16; ++l) lo[l] = std::numeric_limits<float>::lowest();
+  std::fill(dx, dx + g.h * g.w * W, 0.0f);
+  F lo, zero = {};
+  for (int l = 0; l < W; ++l) lo[l] = std::numeric_limits<float>::lowest();
   for (int64_t oi = 0; oi < g.oh; ++oi) {
     const int64_t i0 = oi * g.sh - g.ph;
     const int64_t r0 = std::max<int64_t>(i0, 0), r1 = std::min(i0 + kh, g.h);
     for (int64_t oj = 0; oj < g.ow; ++oj) {
       const int64_t j0 = oj * g.sw - g.pw;
       const int64_t c0 = std::max<int64_t>(j0, 0), c1 = std::min(j0 + kw, g.w);
-      F16v m = lo, v, gy, d;
+      F m = lo, v, gy, d;
       for (int64_t i = r0; i < r1; ++i)
         for (int64_t j = c0; j < c1; ++j) {
-          loadf16(v, x + (i * g.w + j) * 16);
+          loadf(v, x + (i * g.w + j) * W);
           m = v > m ? v : m;
         }
-      loadf16(gy, dy + (oi * g.ow + oj) * 16);
-      I16v taken = {};
+      loadf(gy, dy + (oi * g.ow + oj) * W);
+      typename ChannelBlock<W>::I taken = {};
       for (int64_t i = r0; i < r1; ++i)
         for (int64_t j = c0; j < c1; ++j) {
-          const int64_t at = (i * g.w + j) * 16;
-          loadf16(v, x + at);
-          const I16v first = (v == m) & ~taken;
+          const int64_t at = (i * g.w + j) * W;
+          loadf(v, x + at);
+          const typename ChannelBlock<W>::I first = (v == m) & ~taken;
           taken |= first;
-          loadf16(d, dx + at);
+          loadf(d, dx + at);
           d += first ? gy : zero;
-          storef16(dx + at, d);
+          storef(dx + at, d);
         }
     }
   }
 }
 
-LOOM_VECTOR_CLONES void avg_pool_block16(const float *x, float *y, const Geometry &g, bool is_avg,
-                                         bool include_pad) {
+template <int W>
+LOOM_VECTOR_CLONES void avg_pool_block(const float *x, float *y, const Geometry &g, bool is_avg, bool include_pad) {
+  typedef ChannelBlock<W> B;
   for (int64_t oi = 0; oi < g.oh; ++oi)
     for (int64_t oj = 0; oj < g.ow; ++oj) {
       int64_t i0, i1, j0, j1;
       const double area = pool_window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
-      D16v acc = {};
+      typename B::D acc = {};
       for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) acc += load16(x + (i * g.w + j) * 16);
-      if (is_avg) acc = area > 0 ? acc / area : D16v{};
-      store16(y + (oi * g.ow + oj) * 16, acc);
+        for (int64_t j = j0; j < j1; ++j) acc += B::load(x + (i * g.w + j) * W);
+      if (is_avg) acc = area > 0 ? acc / area : typename B::D{};
+      B::store(y + (oi * g.ow + oj) * W, acc);
     }
 }
 
-LOOM_VECTOR_CLONES void avg_pool_grad_block16(const float *dy, float *dx, const Geometry &g, bool is_avg,
-                                              bool include_pad) {
-  std::fill(dx, dx + g.h * g.w * 16, 0.0f);
+template <int W>
+LOOM_VECTOR_CLONES void avg_pool_grad_block(const float *dy, float *dx, const Geometry &g, bool is_avg,
+                                            bool include_pad) {
+  typedef ChannelBlock<W> B;
+  std::fill(dx, dx + g.h * g.w * W, 0.0f);
   for (int64_t oi = 0; oi < g.oh; ++oi)
     for (int64_t oj = 0; oj < g.ow; ++oj) {
       int64_t i0, i1, j0, j1;
       const double area = pool_window(g, include_pad, oi, oj, &i0, &i1, &j0, &j1);
-      D16v share = load16(dy + (oi * g.ow + oj) * 16);
-      if (is_avg) share = area > 0 ? share / area : D16v{};
-      const F8v s_lo = __builtin_convertvector(share.lo, F8v), s_hi = __builtin_convertvector(share.hi, F8v);
+      typename B::D share = B::load(dy + (oi * g.ow + oj) * W);
+      if (is_avg) share = area > 0 ? share / area : typename B::D{};
       for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) {
-          float *d = dx + (i * g.w + j) * 16;
-          F8v a, b;
-          std::memcpy(&a, d, sizeof a);
-          std::memcpy(&b, d + 8, sizeof b);
-          a += s_lo;
-          b += s_hi;
-          std::memcpy(d, &a, sizeof a);
-          std::memcpy(d + 8, &b, sizeof b);
-        }
+        for (int64_t j = j0; j < j1; ++j) B::add_to(dx + (i * g.w + j) * W, share);
     }
 }
 
-// Whether Pooling's data is given in nChw16c; such data needs its output (or, in
-// the backward pass, both gradients) in nChw16c too.
+// Whether Pooling's data is given blocked; such data needs its output (or, in
+// the backward pass, both gradients) blocked too.
 bool pool_blocked(const Params &p, const TBlob &x, std::initializer_list<const TBlob *> same) {
-  if (!x.blocked16) return false;
-  LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && x.shape.d[1] % 16 == 0, LOOM_ERR_INTERNAL,
-             p.op().name, ": nChw16c data of shape ", x.shape.str(),
-             " (needs float32, 4-D, channels a multiple of 16)");
+  if (!x.blocked) return false;
+  LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && onednn_block() != 0 &&
+                 x.shape.d[1] % onednn_block() == 0,
+             LOOM_ERR_INTERNAL, p.op().name, ": blocked data of shape ", x.shape.str(),
+             " (needs float32, 4-D, channels a multiple of ", onednn_block(), ")");
   for (const TBlob *b : same)
-    LOOM_CHECK(b->blocked16, LOOM_ERR_INTERNAL, p.op().name, ": nChw16c data needs its output and gradients in nChw16c");
+    LOOM_CHECK(b->blocked, LOOM_ERR_INTERNAL, p.op().name, ": blocked data needs its output and gradients blocked");
   return true;
 }
 
 }  // namespace
 
 bool pooling_takes_blocked(const Params &p, const Shape &data) {
-  if (data.ndim != 4 || data.d[1] % 16 != 0 || (p.has("layout") && p.s("layout") != "NCHW")) return false;
+  const int block = onednn_block();
+  if (!block || data.ndim != 4 || data.d[1] % block != 0 || (p.has("layout") && p.s("layout") != "NCHW"))
+    return false;
   return p.b("global_pool") || p.tuple("kernel").size() == 2;
 }
 
 namespace {
 
-// Calls f(block index) for each of the batch's 16-channel blocks, over the kernel threads.
-template <typename F>
-void for_blocks16(const Geometry &g, F &&f) {
-  parallel_ranges(g.n * (g.c / 16), 1, [&](int64_t b0, int64_t b1) {
+// Calls f(block index) for each of the batch's W-channel blocks, over the kernel threads.
+template <int W, typename F>
+void for_blocks(const Geometry &g, F &&f) {
+  parallel_ranges(g.n * (g.c / W), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) f(b);
   });
 }
 
-void pool_forward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &out) {
+template <int W>
+void pool_forward_blocked_w(const Params &p, const Geometry &g, const TBlob &in, const TBlob &out) {
   const std::string &ts = p.s("pool_type");
   const float *x = in.ptr<float>();
   float *y = out.ptr<float>();
-  const int64_t xs = g.h * g.w * 16, ys = g.oh * g.ow * 16;
+  const int64_t xs = g.h * g.w * W, ys = g.oh * g.ow * W;
   if (ts == "max") {
-    auto run = [&](auto kernel) { for_blocks16(g, [&](int64_t b) { kernel(x + b * xs, y + b * ys, g); }); };
+    auto run = [&](auto kernel) { for_blocks<W>(g, [&](int64_t b) { kernel(x + b * xs, y + b * ys, g); }); };
     if (g.kh == 3 && g.kw == 3)
-      run(max_pool_block16<3, 3>);
+      run(max_pool_block<W, 3, 3>);
     else if (g.kh == 2 && g.kw == 2)
-      run(max_pool_block16<2, 2>);
+      run(max_pool_block<W, 2, 2>);
     else
-      run(max_pool_block16<0, 0>);
+      run(max_pool_block<W, 0, 0>);
     return;
   }
   const bool is_avg = ts == "avg", include_pad = p.b("count_include_pad");
-  for_blocks16(g, [&](int64_t b) { avg_pool_block16(x + b * xs, y + b * ys, g, is_avg, include_pad); });
+  for_blocks<W>(g, [&](int64_t b) { avg_pool_block<W>(x + b * xs, y + b * ys, g, is_avg, include_pad); });
 }
 
-void pool_backward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &og, const TBlob &ig) {
+void pool_forward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &out) {
+  if (onednn_block() == 8) return pool_forward_blocked_w<8>(p, g, in, out);
+  pool_forward_blocked_w<16>(p, g, in, out);
+}
+
+template <int W>
+void pool_backward_blocked_w(const Params &p, const Geometry &g, const TBlob &in, const TBlob &og, const TBlob &ig) {
   const std::string &ts = p.s("pool_type");
   const float *x = in.ptr<float>(), *dy = og.ptr<float>();
   float *dx = ig.ptr<float>();
-  const int64_t xs = g.h * g.w * 16, ys = g.oh * g.ow * 16;
+  const int64_t xs = g.h * g.w * W, ys = g.oh * g.ow * W;
   if (ts == "max") {
     auto run = [&](auto kernel) {
-      for_blocks16(g, [&](int64_t b) { kernel(x + b * xs, dy + b * ys, dx + b * xs, g); });
+      for_blocks<W>(g, [&](int64_t b) { kernel(x + b * xs, dy + b * ys, dx + b * xs, g); });
     };
     if (g.kh == 3 && g.kw == 3)
-      run(max_pool_grad_block16<3, 3>);
+      run(max_pool_grad_block<W, 3, 3>);
     else if (g.kh == 2 && g.kw == 2)
-      run(max_pool_grad_block16<2, 2>);
+      run(max_pool_grad_block<W, 2, 2>);
     else
-      run(max_pool_grad_block16<0, 0>);
+      run(max_pool_grad_block<W, 0, 0>);
     return;
   }
   const bool is_avg = ts == "avg", include_pad = p.b("count_include_pad");
-  for_blocks16(g, [&](int64_t b) { avg_pool_grad_block16(dy + b * ys, dx + b * xs, g, is_avg, include_pad); });
+  for_blocks<W>(g, [&](int64_t b) { avg_pool_grad_block<W>(dy + b * ys, dx + b * xs, g, is_avg, include_pad); });
+}
+
+void pool_backward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &og, const TBlob &ig) {
+  if (onednn_block() == 8) return pool_backward_blocked_w<8>(p, g, in, og, ig);
+  pool_backward_blocked_w<16>(p, g, in, og, ig);
 }
 
 const int kPooling = [] {

@@ -22,8 +22,9 @@ bool conv_forward_with_epilogue(const OpContext &ctx, const Params &conv, const 
 // Convolution (parameters `conv`, data of shape `data`) through oneDNN.
 bool conv_onednn_takes(const Params &conv, const Shape &data);
 // Whether Pooling (parameters `pool`, data of shape `data`) takes float32 data in
-// nChw16c (TBlob::blocked16): 2-D pooling of (n, c, h, w) data with c a multiple
-// of 16, in either kernel set (its blocked kernels give the NCHW kernels' bits).
+// the blocked layout (TBlob::blocked): 2-D pooling of (n, c, h, w) data with c a
+// multiple of onednn_block() (never where that is 0), in either kernel set (its
+// blocked kernels give the NCHW kernels' bits).
 bool pooling_takes_blocked(const Params &pool, const Shape &data);
 // The work memory its forward pass with Winograd allowed (ConvEpilogue::winograd)
 // uses: the most of either algorithm's (0 where oneDNN does not take it).

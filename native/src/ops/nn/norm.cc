@@ -236,15 +236,16 @@ void channel_stats(const T *x, const BNDims &d, std::vector<double> &mean, std::
   }, 1);
 }
 
-// ---- BatchNorm on nChw16c data (TBlob::blocked16, from a training executor)
-// Each of the 16 channels of a block is computed exactly as above: the same
+// ---- BatchNorm on blocked data (TBlob::blocked: nChw16c, or nChw8c on AVX2)
+// Each of the W channels of a block is computed exactly as above: the same
 // sums in the same order (sum8's lanes over each image's positions, images in
-// order), so a channel's bits do not depend on the layout. The 16 channels are
-// the lanes of a vector, as they lie side by side in memory.
-// sum8 for 16 channels at once: f(i) gives position i's 16 values.
-template <typename F>
-LOOM_CLONE_BODY D16v sum8_16(int64_t n, F &&f) {
-  D16v a[8] = {};
+// order), so a channel's bits do not depend on the layout. The W channels are
+// the lanes of a vector (ChannelBlock<W>), as they lie side by side in memory.
+// sum8 for W channels at once: f(i) gives position i's W values.
+template <int W, typename F>
+LOOM_CLONE_BODY typename ChannelBlock<W>::D sum8_block(int64_t n, F &&f) {
+  typedef typename ChannelBlock<W>::D D;
+  D a[8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     for (int k = 0; k < 8; ++k) a[k] += f(i + k);
@@ -254,112 +255,112 @@ LOOM_CLONE_BODY D16v sum8_16(int64_t n, F &&f) {
 
 // One block's mean and variance (stats_body): `outer` rows of `inner` positions,
 // row o at x + o * stride.
-LOOM_VECTOR_CLONES void bn_stats16(const float *x, int64_t outer, int64_t inner, int64_t stride, double *mean,
-                                   double *var) {
+template <int W>
+LOOM_VECTOR_CLONES void bn_stats_block(const float *x, int64_t outer, int64_t inner, int64_t stride, double *mean,
+                                       double *var) {
+  typedef ChannelBlock<W> B;
   const double m = double(std::max<int64_t>(outer * inner, 1));
-  D16v s = {}, s2 = {};
+  typename B::D s = {}, s2 = {};
   for (int64_t o = 0; o < outer; ++o) {
     const float *row = x + o * stride;
-    s += sum8_16(inner, [row](int64_t i) { return load16(row + 16 * i); });
+    s += sum8_block<W>(inner, [row](int64_t i) { return B::load(row + W * i); });
   }
-  const D16v mu = s / m;
+  const typename B::D mu = s / m;
   for (int64_t o = 0; o < outer; ++o) {
     const float *row = x + o * stride;
-    s2 += sum8_16(inner, [row, mu](int64_t i) {
-      const D16v v = load16(row + 16 * i) - mu;
+    s2 += sum8_block<W>(inner, [row, mu](int64_t i) {
+      const typename B::D v = B::load(row + W * i) - mu;
       return v * v;
     });
   }
-  const D16v var16 = s2 / m;
-  for (int l = 0; l < 16; ++l) mean[l] = mu[l], var[l] = var16[l];
+  const typename B::D varw = s2 / m;
+  for (int l = 0; l < W; ++l) mean[l] = mu[l], var[l] = varw[l];
 }
 
 // y = x * scale + shift over `inner` positions of one block (scale_body), then
 // with `relu` MXNet's relu of each value.
-LOOM_VECTOR_CLONES void bn_scale16(const float *x, float *y, int64_t inner, const double *scale,
-                                   const double *shift, bool relu) {
-  const D16v sc = lanes16(scale), sh = lanes16(shift);
+template <int W>
+LOOM_VECTOR_CLONES void bn_scale_block(const float *x, float *y, int64_t inner, const double *scale,
+                                       const double *shift, bool relu) {
+  typedef ChannelBlock<W> B;
+  const typename B::D sc = B::lanes(scale), sh = B::lanes(shift);
   if (!relu) {
-    for (int64_t i = 0; i < inner; ++i) store16(y + 16 * i, load16(x + 16 * i) * sc + sh);
+    for (int64_t i = 0; i < inner; ++i) B::store(y + W * i, B::load(x + W * i) * sc + sh);
     return;
   }
-  const F8v zero = {};
-  for (int64_t i = 0; i < inner; ++i) {
-    const D16v v = load16(x + 16 * i) * sc + sh;
-    F8v a = __builtin_convertvector(v.lo, F8v), b = __builtin_convertvector(v.hi, F8v);
-    a = ((a > zero) | (a != a)) ? a : zero;
-    b = ((b > zero) | (b != b)) ? b : zero;
-    std::memcpy(y + 16 * i, &a, sizeof a);
-    std::memcpy(y + 16 * i + 8, &b, sizeof b);
-  }
+  for (int64_t i = 0; i < inner; ++i) B::store_relu(y + W * i, B::load(x + W * i) * sc + sh);
 }
 
 // One block's backward pass (backward_body): mean, invstd and g per channel in
-// `b16` (mean and invstd filled in here with the batch's statistics).
-struct BnBackward16 {
+// `b` (mean and invstd filled in here with the batch's statistics).
+struct BnBackwardBlock {
   double mean[16], invstd[16], g[16], var[16];
   double m, eps;
   bool batch;
 };
-LOOM_VECTOR_CLONES void bn_backward16(BnBackward16 &b, const float *x, const float *dy, float *dx, int64_t outer,
-                                      int64_t inner, int64_t stride, double *out_sdy, double *out_sdyx) {
-  D16v sdy = {}, sdyx = {}, mu, invstd;
+template <int W>
+LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, const float *dy, float *dx,
+                                          int64_t outer, int64_t inner, int64_t stride, double *out_sdy,
+                                          double *out_sdyx) {
+  typedef ChannelBlock<W> B;
+  typedef typename B::D D;
+  D sdy = {}, sdyx = {}, mu, invstd;
   if (b.batch) {
-    D16v s = {}, s2 = {};
+    D s = {}, s2 = {};
     for (int64_t o = 0; o < outer; ++o) {
       const float *row = x + o * stride;
-      s += sum8_16(inner, [row](int64_t i) { return load16(row + 16 * i); });
+      s += sum8_block<W>(inner, [row](int64_t i) { return B::load(row + W * i); });
     }
     mu = s / b.m;
     for (int64_t o = 0; o < outer; ++o) {
       const float *xr = x + o * stride, *gr = dy + o * stride;
-      s2 += sum8_16(inner, [xr, mu](int64_t i) {
-        const D16v d = load16(xr + 16 * i) - mu;
+      s2 += sum8_block<W>(inner, [xr, mu](int64_t i) {
+        const D d = B::load(xr + W * i) - mu;
         return d * d;
       });
-      sdy += sum8_16(inner, [gr](int64_t i) { return load16(gr + 16 * i); });
-      sdyx += sum8_16(inner, [xr, gr, mu](int64_t i) { return load16(gr + 16 * i) * (load16(xr + 16 * i) - mu); });
+      sdy += sum8_block<W>(inner, [gr](int64_t i) { return B::load(gr + W * i); });
+      sdyx += sum8_block<W>(inner, [xr, gr, mu](int64_t i) { return B::load(gr + W * i) * (B::load(xr + W * i) - mu); });
     }
-    const D16v var = s2 / b.m;
-    for (int l = 0; l < 16; ++l) {
+    const D var = s2 / b.m;
+    for (int l = 0; l < W; ++l) {
       b.mean[l] = mu[l];
       b.var[l] = var[l];
       b.invstd[l] = 1 / std::sqrt(var[l] + b.eps);
     }
   } else {
-    mu = lanes16(b.mean);
+    mu = B::lanes(b.mean);
     for (int64_t o = 0; o < outer; ++o) {
       const float *xr = x + o * stride, *gr = dy + o * stride;
-      sdy += sum8_16(inner, [gr](int64_t i) { return load16(gr + 16 * i); });
-      sdyx += sum8_16(inner, [xr, gr, mu](int64_t i) { return load16(gr + 16 * i) * (load16(xr + 16 * i) - mu); });
+      sdy += sum8_block<W>(inner, [gr](int64_t i) { return B::load(gr + W * i); });
+      sdyx += sum8_block<W>(inner, [xr, gr, mu](int64_t i) { return B::load(gr + W * i) * (B::load(xr + W * i) - mu); });
     }
   }
-  invstd = lanes16(b.invstd);
+  invstd = B::lanes(b.invstd);
   sdyx *= invstd;
-  for (int l = 0; l < 16; ++l) out_sdy[l] = sdy[l], out_sdyx[l] = sdyx[l];
+  for (int l = 0; l < W; ++l) out_sdy[l] = sdy[l], out_sdyx[l] = sdyx[l];
   if (!dx) return;
-  const D16v g = lanes16(b.g);
+  const D g = B::lanes(b.g);
   for (int64_t o = 0; o < outer; ++o) {
     const float *xr = x + o * stride, *gr = dy + o * stride;
     float *dr = dx + o * stride;
     if (b.batch) {
       for (int64_t i = 0; i < inner; ++i) {
-        const D16v xh = (load16(xr + 16 * i) - mu) * invstd;
-        store16(dr + 16 * i, g * invstd * (load16(gr + 16 * i) - sdy / b.m - xh * sdyx / b.m));
+        const D xh = (B::load(xr + W * i) - mu) * invstd;
+        B::store(dr + W * i, g * invstd * (B::load(gr + W * i) - sdy / b.m - xh * sdyx / b.m));
       }
     } else {
-      for (int64_t i = 0; i < inner; ++i) store16(dr + 16 * i, g * invstd * load16(gr + 16 * i));
+      for (int64_t i = 0; i < inner; ++i) B::store(dr + W * i, g * invstd * B::load(gr + W * i));
     }
   }
 }
 
-// Whether BatchNorm's data is given in nChw16c (float32, 4-D, channel axis 1).
+// Whether BatchNorm's data is given blocked (float32, 4-D, channel axis 1).
 bool bn_blocked(const Params &p, const TBlob &x) {
-  if (!x.blocked16) return false;
-  LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && x.shape.d[1] % 16 == 0 &&
-                 normalize_axis(p.i("axis"), 4, p.op().name, "axis") == 1,
-             LOOM_ERR_INTERNAL, p.op().name, ": nChw16c data of shape ", x.shape.str(),
-             " (needs float32, 4-D, channels a multiple of 16 on axis 1)");
+  if (!x.blocked) return false;
+  LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && onednn_block() != 0 &&
+                 x.shape.d[1] % onednn_block() == 0 && normalize_axis(p.i("axis"), 4, p.op().name, "axis") == 1,
+             LOOM_ERR_INTERNAL, p.op().name, ": blocked data of shape ", x.shape.str(),
+             " (needs float32, 4-D, channels a multiple of ", onednn_block(), " on axis 1)");
   return true;
 }
 
@@ -367,13 +368,14 @@ bool batch_stats(const OpContext &ctx, const Params &p) {
   return ctx.is_train && !p.b("use_global_stats");
 }
 
-// BatchNorm's forward and backward passes on nChw16c (bn_blocked), as the op's
-// own loops below compute them channel by channel.
-void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
+// BatchNorm's forward and backward passes on blocked data (bn_blocked), as the
+// op's own loops below compute them channel by channel.
+template <int W>
+void bn_forward_blocked_w(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
                         const BNDims &dm) {
   const double eps = p.f("eps");
   const bool fix = p.b("fix_gamma");
-  const int64_t C = dm.c, inner = dm.inner, blocks = C / 16;
+  const int64_t C = dm.c, inner = dm.inner, blocks = C / W;
   const float *x = in[0].ptr<float>(), *gamma = in[1].ptr<float>(), *beta = in[2].ptr<float>();
   float *y = out[0].ptr<float>();
   if (fix) {
@@ -384,7 +386,7 @@ void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &i
   std::vector<double> mean(C), var(C), scale(C), shift(C);
   if (batch_stats(ctx, p)) {
     parallel_for(blocks, [&](int64_t cb) {
-      bn_stats16(x + cb * inner * 16, dm.outer, inner, C * inner, &mean[cb * 16], &var[cb * 16]);
+      bn_stats_block<W>(x + cb * inner * W, dm.outer, inner, C * inner, &mean[cb * W], &var[cb * W]);
     }, 1);
   } else {
     mean.assign(in[3].ptr<float>(), in[3].ptr<float>() + C);
@@ -397,7 +399,7 @@ void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &i
   }
   parallel_for(dm.outer * blocks, [&](int64_t ob) {
     const int64_t cb = ob % blocks;
-    bn_scale16(x + ob * inner * 16, y + ob * inner * 16, inner, &scale[cb * 16], &shift[cb * 16], ctx.relu_after);
+    bn_scale_block<W>(x + ob * inner * W, y + ob * inner * W, inner, &scale[cb * W], &shift[cb * W], ctx.relu_after);
   }, 1 + (1 << 10) / std::max<int64_t>(inner, 1));
   if (out.size() > 2) {
     float *om = out[1].ptr<float>(), *ov = out[2].ptr<float>();
@@ -408,34 +410,35 @@ void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &i
   }
 }
 
-void bn_backward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &og,
+template <int W>
+void bn_backward_blocked_w(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &og,
                          const BlobList &ig, const ReqList &req, const BNDims &dm) {
-  LOOM_CHECK(!req[0] || ig[0].blocked16, LOOM_ERR_INTERNAL, p.op().name,
-             ": the data's gradient must be nChw16c like the data");
-  LOOM_CHECK(og[0].blocked16, LOOM_ERR_INTERNAL, p.op().name, ": the output's gradient must be nChw16c like the data");
+  LOOM_CHECK(!req[0] || ig[0].blocked, LOOM_ERR_INTERNAL, p.op().name,
+             ": the data's gradient must be blocked like the data");
+  LOOM_CHECK(og[0].blocked, LOOM_ERR_INTERNAL, p.op().name, ": the output's gradient must be blocked like the data");
   const double eps = p.f("eps");
   const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
-  const int64_t C = dm.c, inner = dm.inner, blocks = C / 16;
+  const int64_t C = dm.c, inner = dm.inner, blocks = C / W;
   const float *x = in[0].ptr<float>(), *gamma = in[1].ptr<float>(), *dy = og[0].ptr<float>();
   std::vector<double> mean(C, 0.0), var(C, 0.0);
   const double m = double(std::max<int64_t>(dm.m(), 1));
   parallel_for(blocks, [&](int64_t cb) {
-    BnBackward16 b;
+    BnBackwardBlock b;
     b.m = m;
     b.eps = eps;
     b.batch = batch;
-    for (int l = 0; l < 16; ++l) {
-      const int64_t c = cb * 16 + l;
+    for (int l = 0; l < W; ++l) {
+      const int64_t c = cb * W + l;
       b.g[l] = fix ? 1.0 : double(gamma[c]);
       b.mean[l] = batch ? 0.0 : double(in[3].ptr<float>()[c]);
       b.invstd[l] = batch ? 0.0 : 1 / std::sqrt(double(in[4].ptr<float>()[c]) + eps);
     }
-    double sdy[16], sdyx[16];
-    const int64_t at = cb * inner * 16;
-    bn_backward16(b, x + at, dy + at, req[0] ? ig[0].ptr<float>() + at : nullptr, dm.outer, inner, C * inner, sdy,
+    double sdy[W], sdyx[W];
+    const int64_t at = cb * inner * W;
+    bn_backward_block<W>(b, x + at, dy + at, req[0] ? ig[0].ptr<float>() + at : nullptr, dm.outer, inner, C * inner, sdy,
                   sdyx);
-    for (int l = 0; l < 16; ++l) {
-      const int64_t c = cb * 16 + l;
+    for (int l = 0; l < W; ++l) {
+      const int64_t c = cb * W + l;
       if (batch) mean[c] = b.mean[l], var[c] = b.var[l];
       if (req[1]) ig[1].ptr<float>()[c] = static_cast<float>(fix ? 0.0 : sdyx[l]);
       if (req[2]) ig[2].ptr<float>()[c] = static_cast<float>(sdy[l]);
@@ -449,6 +452,18 @@ void bn_backward_blocked(const OpContext &ctx, const Params &p, const BlobList &
       mv[c] = static_cast<float>(mom * double(mv[c]) + (1 - mom) * var[c]);
     }
   }
+}
+
+void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
+                        const BNDims &dm) {
+  if (onednn_block() == 8) return bn_forward_blocked_w<8>(ctx, p, in, out, dm);
+  bn_forward_blocked_w<16>(ctx, p, in, out, dm);
+}
+
+void bn_backward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &og,
+                         const BlobList &ig, const ReqList &req, const BNDims &dm) {
+  if (onednn_block() == 8) return bn_backward_blocked_w<8>(ctx, p, in, og, ig, req, dm);
+  bn_backward_blocked_w<16>(ctx, p, in, og, ig, req, dm);
 }
 
 const int kBatchNorm = [] {

@@ -92,6 +92,33 @@ bool onednn_avx512() {
 #endif
 }
 
+namespace {
+std::atomic<int> g_block{-1};
+}
+
+int onednn_block() {
+  int b = g_block.load(std::memory_order_acquire);
+  if (b >= 0) return b;
+#ifdef LOOM_HAVE_ONEDNN
+  const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const unsigned avx2 = static_cast<unsigned>(dnnl::cpu_isa::avx2);
+  b = onednn_avx512() ? 16 : (isa & avx2) == avx2 ? 8 : 0;
+#else
+  b = 0;
+#endif
+  int expected = -1;
+  g_block.compare_exchange_strong(expected, b, std::memory_order_acq_rel);
+  return g_block.load(std::memory_order_acquire);
+}
+
+int set_onednn_block(int block) {
+  LOOM_CHECK(block == 0 || (onednn_built() && (block == 8 || block == 16)), LOOM_ERR_INVALID_ARGUMENT,
+             "a blocked layout of ", block, " channels", onednn_built() ? " (0, 8 or 16)" : " in a build without oneDNN");
+  const int before = onednn_block();
+  g_block.store(block, std::memory_order_release);
+  return before;
+}
+
 CpuKernels cpu_kernels() {
   int k = g_kernels.load(std::memory_order_acquire);
   if (k < 0) {
@@ -120,7 +147,7 @@ bool onednn_sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float *, i
   return false;
 }
 void onednn_blocked_layout(const float *, float *, int64_t, int64_t, int64_t, int64_t, bool) {
-  fail(LOOM_ERR_INTERNAL, "nChw16c layouts need a build with oneDNN");
+  fail(LOOM_ERR_INTERNAL, "blocked layouts need a build with oneDNN");
 }
 bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *,
                          const ConvEpilogue &, void *, size_t) {
@@ -160,6 +187,9 @@ const char *isa_name(dnnl::cpu_isa isa) {
     default: return "other";
   }
 }
+
+// The executors' blocked layout (onednn_block()): nChw16c or nChw8c.
+tag blocked_tag() { return onednn_block() == 8 ? tag::aBcd8b : tag::aBcd16b; }
 
 dnnl::engine &cpu_engine() {
   static dnnl::engine *e = new dnnl::engine(dnnl::engine::kind::cpu, 0);  // kept for the process
@@ -298,7 +328,7 @@ dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
     po.append_binary(dnnl::algorithm::binary_mul, pc);
     po.append_binary(dnnl::algorithm::binary_add, pc);
   }
-  if (ep_bits & kEpAddend) po.append_binary(dnnl::algorithm::binary_add, memory::desc(dst, dt::f32, tag::aBcd16b));
+  if (ep_bits & kEpAddend) po.append_binary(dnnl::algorithm::binary_add, memory::desc(dst, dt::f32, blocked_tag()));
   if (ep_bits & kEpSum) po.append_sum(1.0f);
   a.set_post_ops(po);
   return a;
@@ -320,7 +350,7 @@ void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue
   }
   if (ep.addend)
     args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1,
-                 memory(memory::desc(dst, dt::f32, tag::aBcd16b), cpu_engine(), const_cast<float *>(addend)));
+                 memory(memory::desc(dst, dt::f32, blocked_tag()), cpu_engine(), const_cast<float *>(addend)));
 }
 
 // oneDNN's reference implementation, which it picks for post-op combinations its
@@ -368,9 +398,9 @@ void reorder(const memory::desc &plain, const void *from, const memory::desc &wa
 memory::desc plain_weights(const ConvShape &s) { return memory::desc(dims_for(s, 1).wei, dt::f32, weight_tag(s)); }
 
 // Weights reordered between the plain layout and oneDNN's blocked one (`to_plain`
-// says which way), spread over the kernel threads in whole blocks of 16 of the
-// blocked layout's outer dimension (output channels for ABcd.., input channels for
-// BAcd..), each range a contiguous piece of the blocked weights: one thread took
+// says which way), spread over the kernel threads in whole blocks (of 16, or 8
+// on AVX2) of the blocked layout's outer dimension (output channels for ABcd..,
+// input channels for BAcd..), each range a contiguous piece of the blocked weights: one thread took
 // 40 ms of a ResNet-50 step. Other layouts, or channels not in whole blocks,
 // take one reorder. A reorder copies, so the bits are the same either way.
 void reorder_weights(const ConvShape &s, const memory::desc &blocked, const void *from, void *to, bool to_plain,
@@ -383,32 +413,41 @@ void reorder_weights(const ConvShape &s, const memory::desc &blocked, const void
       reorder(plain, from, blocked, to, st);
   };
   const int64_t O = s.f, I = s.c, kk = s.kh * s.kw;
-  if (s.groups != 1 || O % 16 || I % 16) return whole();
+  if (s.groups != 1) return whole();
   int outer = -1;  // 0: output channels, 1: input channels
+  int64_t bw = 0;  // the block's width
   tag bt = tag::undef;
-  for (tag t : {tag::ABcd16b16a, tag::ABcd16a16b, tag::BAcd16a16b, tag::BAcd16b16a})
-    if (blocked == memory::desc({O, I, s.kh, s.kw}, dt::f32, t)) {
-      bt = t;
-      outer = t == tag::BAcd16a16b || t == tag::BAcd16b16a ? 1 : 0;
+  struct Known {
+    tag t;
+    int64_t w;
+    int outer;
+  };
+  for (const Known &k : {Known{tag::ABcd16b16a, 16, 0}, Known{tag::ABcd16a16b, 16, 0}, Known{tag::BAcd16a16b, 16, 1},
+                         Known{tag::BAcd16b16a, 16, 1}, Known{tag::ABcd8b8a, 8, 0}, Known{tag::ABcd8a8b, 8, 0}})
+    if (bt == tag::undef && O % k.w == 0 && I % k.w == 0 &&
+        blocked == memory::desc({O, I, s.kh, s.kw}, dt::f32, k.t)) {
+      bt = k.t;
+      bw = k.w;
+      outer = k.outer;
     }
   if (bt == tag::undef) return whole();
-  const int64_t blocks = (outer == 0 ? O : I) / 16;
+  const int64_t blocks = (outer == 0 ? O : I) / bw;
   st.wait();
   parallel_ranges(blocks, 1, [&](int64_t b0, int64_t b1) {
     OneOpenMpThread one;
     dnnl::stream ts(cpu_engine());
-    const int64_t cnt = 16 * (b1 - b0);
+    const int64_t cnt = bw * (b1 - b0);
     memory::desc bsub, psub;
     size_t boff, poff;  // in floats
     if (outer == 0) {
       bsub = memory::desc({cnt, I, s.kh, s.kw}, dt::f32, bt);
       psub = memory::desc({cnt, I, s.kh, s.kw}, dt::f32, tag::abcd);
-      boff = poff = static_cast<size_t>(16 * b0 * I * kk);
+      boff = poff = static_cast<size_t>(bw * b0 * I * kk);
     } else {
       bsub = memory::desc({O, cnt, s.kh, s.kw}, dt::f32, bt);
       psub = memory::desc({O, cnt, s.kh, s.kw}, dt::f32, memory::dims{I * kk, kk, s.kw, 1});
-      boff = static_cast<size_t>(16 * b0 * O * kk);
-      poff = static_cast<size_t>(16 * b0 * kk);
+      boff = static_cast<size_t>(bw * b0 * O * kk);
+      poff = static_cast<size_t>(bw * b0 * kk);
     }
     const float *f = static_cast<const float *>(from);
     float *t = static_cast<float *>(to);
@@ -585,6 +624,7 @@ std::string describe_text() {
   OneOpenMpThread one;
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
+         (onednn_block() ? ", executors' blocked layout nChw" + std::to_string(onednn_block()) + "c" : std::string()) +
          ") for 2-D float32 Convolution and Deconvolution, float32 matrix products and 4-D float32 LRN; "
          "Loom's kernels and OpenBLAS for the rest";
 }
@@ -593,8 +633,10 @@ std::string describe_text() {
 
 void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
                            bool to_blocked) {
+  LOOM_CHECK(onednn_block() != 0 && c % onednn_block() == 0, LOOM_ERR_INTERNAL, "a blocked layout of (", n, ", ", c,
+             ", ", h, ", ", w, ") data: ", onednn_block() ? "channels not whole blocks" : "no blocked layout on this CPU");
   OneOpenMpThread one;
-  memory::desc plain({n, c, h, w}, dt::f32, tag::nchw), blocked({n, c, h, w}, dt::f32, tag::aBcd16b);
+  memory::desc plain({n, c, h, w}, dt::f32, tag::nchw), blocked({n, c, h, w}, dt::f32, blocked_tag());
   dnnl::stream st(cpu_engine());
   if (to_blocked)
     reorder(plain, src, blocked, dst, st);
@@ -799,7 +841,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const auto &p = *plan->pd;
   const auto &prim = *plan->prim;
   Dims d = dims_for(sp, 1);
-  memory::desc usrc(d.src, dt::f32, ep.src_blocked ? tag::aBcd16b : tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
+  memory::desc usrc(d.src, dt::f32, ep.src_blocked ? blocked_tag() : tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
   // Weights and inputs in oneDNN's layouts, in the caller's buffers.
   const size_t wsize = p.weights_desc().get_size(), ssize = p.src_desc().get_size();
   const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
@@ -830,10 +872,10 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   if (fresh) keep->keep_derived(key, fresh);
   const int64_t plane = s.oh * s.ow;
   // The output's channels [k * f', (k + 1) * f') of one image: strided in plain
-  // NCHW; whole 16-channel blocks, one after another, in nChw16c (f' is a
+  // NCHW; whole blocks, one after another, in the blocked layout (f' is a
   // multiple of 16), where oneDNN may write them directly.
   memory::desc slice = ep.dst_blocked
-                           ? memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, tag::aBcd16b)
+                           ? memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, blocked_tag())
                            : memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
   const bool direct = p.dst_desc() == slice;
   parallel_ranges(s.n * pieces, 1, [&](int64_t i0, int64_t i1) {
@@ -909,8 +951,8 @@ WorkSizes forward_sizes(const ConvShape &s, const ForwardPlan &plan, const ConvE
   for (const auto *p : {plan.pd.get(), plan.pd_last.get()}) {
     if (!p) continue;
     Dims d = dims_for(s, p->src_desc().dims()[0]);
-    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? tag::aBcd16b : tag::nchw),
-        udst(d.dst, dt::f32, ep.dst_blocked ? tag::aBcd16b : tag::nchw);
+    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? blocked_tag() : tag::nchw),
+        udst(d.dst, dt::f32, ep.dst_blocked ? blocked_tag() : tag::nchw);
     if (!(p->src_desc() == usrc)) z.slot[0] = std::max(z.slot[0], p->src_desc().get_size());
     if (!(p->dst_desc() == udst)) z.slot[1] = std::max(z.slot[1], p->dst_desc().get_size());
     z.slot[2] = std::max(z.slot[2], p->scratchpad_desc().get_size());
@@ -957,8 +999,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     const auto &pr = bn == per ? prim : prim_last;
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
-    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? tag::aBcd16b : tag::nchw),
-        udst(d.dst, dt::f32, ep.dst_blocked ? tag::aBcd16b : tag::nchw);
+    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? blocked_tag() : tag::nchw),
+        udst(d.dst, dt::f32, ep.dst_blocked ? blocked_tag() : tag::nchw);
     const float *xs = x + n0 * s.c * s.h * s.w;
     float *yd = y + n0 * s.f * s.oh * s.ow;
     void *src = const_cast<float *>(xs);
@@ -1109,9 +1151,9 @@ bool onednn_conv_backward(const ConvShape &s, const float *x, const float *w, co
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
     // The caller's layouts: an image's values are contiguous in either.
-    const memory::desc ux(d.src, dt::f32, lay.x ? tag::aBcd16b : tag::nchw),
-        udx(d.src, dt::f32, lay.dx ? tag::aBcd16b : tag::nchw),
-        udst(d.dst, dt::f32, lay.dy ? tag::aBcd16b : tag::nchw);
+    const memory::desc ux(d.src, dt::f32, lay.x ? blocked_tag() : tag::nchw),
+        udx(d.src, dt::f32, lay.dx ? blocked_tag() : tag::nchw),
+        udst(d.dst, dt::f32, lay.dy ? blocked_tag() : tag::nchw);
     const float *dys = dy + n0 * s.f * s.oh * s.ow;
     // dY in the layout each primitive wants (both usually want the same).
     const memory::desc &want_dy = dx ? p.data->diff_dst_desc() : p.weights->diff_dst_desc();

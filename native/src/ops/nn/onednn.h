@@ -25,10 +25,18 @@ void set_cpu_kernels(CpuKernels k);
 // True when built with oneDNN.
 bool onednn_built();
 // Whether oneDNN runs its AVX-512 kernels here (its effective ISA includes
-// avx512_core). Only then are its convolutions' preferred layouts nChw16c, which
-// the executors' blocked layouts assume, and only then does oneDNN 2.6 have
-// Winograd convolutions and the fast nChw16c LRN backward pass.
+// avx512_core). Only then does oneDNN 2.6 have Winograd convolutions and the
+// fast nChw16c LRN backward pass.
 bool onednn_avx512();
+// The channel block of oneDNN's preferred convolution layouts here, which the
+// executors' blocked layouts (TBlob::blocked) use: 16 (nChw16c) where oneDNN
+// runs its AVX-512 kernels, 8 (nChw8c) where it runs its AVX2 ones, 0 (no
+// blocked layouts) in a build without oneDNN or on an older CPU.
+int onednn_block();
+// Sets the block (8 or 16 in a build with oneDNN, or 0) and returns the previous one:
+// the op tests run the blocked kernels with both widths on one CPU. Arrays made
+// or executors bound before keep the old one, so nothing else calls it.
+int set_onednn_block(int block);
 // "onednn 2.6.3 (avx512_core ...)" or "reference (...)": what runs which op.
 const char *cpu_kernels_describe();
 
@@ -66,14 +74,14 @@ bool onednn_conv_takes(const ConvShape &s);
 struct ConvEpilogue {
   const float *scale = nullptr, *shift = nullptr;  // per output channel, both or neither
   bool sum = false;  // add what the output holds (an addend copied there)
-  // An array of the output's shape, in nChw16c like the output (dst_blocked), added after
+  // An array of the output's shape, blocked like the output (dst_blocked), added after
   // scale and shift (a binary post-op: oneDNN 2.6 fuses per-channel
   // post-ops followed by this, but not followed by a sum).
   const float *addend = nullptr;
-  // The data and the output in oneDNN's nChw16c layout instead of plain NCHW
-  // (channels a multiple of 16): prediction executors keep it between
+  // The data and the output in oneDNN's blocked layout (onednn_block()) instead
+  // of plain NCHW (channels a multiple of the block): prediction executors keep it between
   // consecutive oneDNN convolutions, training executors between the steps that
-  // take it (TBlob::blocked16).
+  // take it (TBlob::blocked).
   bool src_blocked = false, dst_blocked = false;
   // Applied by Loom to each work item's output as soon as oneDNN has written it,
   // while it is still in cache: y = y + after_add (an array of the output's shape
@@ -101,8 +109,9 @@ bool winograd_requested();
 // channels here, where one image takes 0.47 against 0.77 ms per half.
 bool onednn_winograd_qualifies(const ConvShape &s);
 
-// Reorders an (n, c, h, w) float32 array between plain NCHW and nChw16c (c a
-// multiple of 16). Only in builds with oneDNN.
+// Reorders an (n, c, h, w) float32 array between plain NCHW and the blocked
+// layout of onednn_block() channels (c a multiple of it). Only where
+// onednn_block() is not 0.
 void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
                            bool to_blocked);
 
@@ -122,7 +131,7 @@ size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias, bool winograd 
 // `scratch` (optional): memory of at least onednn_conv_backward_scratch bytes for
 // the weight gradient's pieces and the work buffers; without it they come from
 // reusable_scratch and each thread's own buffers.
-// `lay`: which of x, dy and dx are in nChw16c (TBlob::blocked16) rather than NCHW.
+// `lay`: which of x, dy and dx are blocked (TBlob::blocked) rather than NCHW.
 struct ConvLayouts {
   bool x = false, dy = false, dx = false;
 };
