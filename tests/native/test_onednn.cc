@@ -612,8 +612,11 @@ void expect_same_bits(const std::vector<float> &a, const std::vector<float> &b, 
 // BatchNorm's forward and backward passes on `x`, plain or blocked: the output,
 // data gradient, gamma and beta gradients, the moving statistics after the
 // backward pass and the mean and inverse-deviation outputs, all as plain values.
+// With `relu`, fused with the relu after it as a training executor runs it
+// (OpContext::relu_after: the output is the relu's, `hy` the relu's output gradient).
 std::vector<std::vector<float>> batchnorm_pass(const Params &kv, bool train, const Buf &x0, bool blocked,
-                                               const std::vector<double> &gamma, const std::vector<double> &hy) {
+                                               const std::vector<double> &gamma, const std::vector<double> &hy,
+                                               bool relu) {
   const loom::OpDef &op = loom::Registry::get().lookup("BatchNorm");
   const loom::Params p = op_params(op, kv);
   const int64_t c = x0.shape[1];
@@ -626,6 +629,7 @@ std::vector<std::vector<float>> batchnorm_pass(const Params &kv, bool train, con
       db{{c}, std::vector<float>(c)};
   loom::OpContext ctx;
   ctx.is_train = train;
+  ctx.relu_after = relu;
   loom::BlobList in{x.blob(), g.blob(), beta.blob(), mm.blob(), mv.blob()};
   loom::BlobList out{y.blob(), mean.blob(), inv.blob()};
   op.compute(ctx, p, in, out);
@@ -639,8 +643,9 @@ std::vector<std::vector<float>> batchnorm_pass(const Params &kv, bool train, con
 
 // BatchNorm's kernels for blocked data (blocks of 16 and of 8 channels) give each
 // channel the bits of the NCHW kernels: training and prediction, fix_gamma,
-// use_global_stats, positions per channel that fill 8 lanes with and without a
-// remainder, one and several blocks and one image or several.
+// use_global_stats, alone and fused with the relu after it (both passes),
+// positions per channel that fill 8 lanes with and without a remainder, one and
+// several blocks and one image or several.
 TEST(OneDnn, BlockedBatchNormHasThePlainBits) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   const char *names[] = {"out", "data gradient", "gamma gradient", "beta gradient", "moving mean",
@@ -650,21 +655,22 @@ TEST(OneDnn, BlockedBatchNormHasThePlainBits) {
                      {1, 8, 3, 9}})
     for (bool train : {true, false})
       for (const char *fix : {"false", "true"})
-        for (const char *global : {"false", "true"}) {
-          if (shape[1] % block) continue;
-          BlockScope scope(block);
-          const Params kv{{"fix_gamma", fix}, {"use_global_stats", global}, {"eps", "0.001"},
-                          {"momentum", "0.8"}, {"output_mean_var", "true"}};
-          const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
-          const Buf x = buf(shape, random_values(n, -3, 5, static_cast<uint32_t>(n)));
-          const auto gamma = random_values(shape[1], 0.5, 1.5, 3), hy = random_values(n, -1, 1, 4);
-          SCOPED_TRACE("block " + std::to_string(block) + " shape " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]) + "x" +
-                       std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + (train ? " training" : " prediction") +
-                       " fix_gamma " + fix + " use_global_stats " + global);
-          auto plain = batchnorm_pass(kv, train, x, false, gamma, hy);
-          auto blocked = batchnorm_pass(kv, train, x, true, gamma, hy);
-          for (size_t k = 0; k < plain.size(); ++k) expect_same_bits(blocked[k], plain[k], names[k]);
-        }
+        for (const char *global : {"false", "true"})
+          for (bool relu : {false, true}) {
+            if (shape[1] % block) continue;
+            BlockScope scope(block);
+            const Params kv{{"fix_gamma", fix}, {"use_global_stats", global}, {"eps", "0.001"},
+                            {"momentum", "0.8"}, {"output_mean_var", "true"}};
+            const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+            const Buf x = buf(shape, random_values(n, -3, 5, static_cast<uint32_t>(n)));
+            const auto gamma = random_values(shape[1], 0.5, 1.5, 3), hy = random_values(n, -1, 1, 4);
+            SCOPED_TRACE("block " + std::to_string(block) + " shape " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]) + "x" +
+                         std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + (train ? " training" : " prediction") +
+                         " fix_gamma " + fix + " use_global_stats " + global + (relu ? " fused with a relu" : ""));
+            auto plain = batchnorm_pass(kv, train, x, false, gamma, hy, relu);
+            auto blocked = batchnorm_pass(kv, train, x, true, gamma, hy, relu);
+            for (size_t k = 0; k < plain.size(); ++k) expect_same_bits(blocked[k], plain[k], names[k]);
+          }
 }
 
 // A Convolution given blocked data, output or gradients (blocks of 16 and of 8

@@ -148,6 +148,29 @@ LOOM_CLONE_BODY D16v lanes16(const double *v) {
   return r;
 }
 
+typedef float F4v __attribute__((vector_size(16)));
+// g * relu_grad(z) lane by lane (relu_grad: z for NaN, else 1 where z > 0 and 0
+// elsewhere), into g (by reference: see loadf16).
+template <typename V>
+LOOM_CLONE_BODY void times_relu_grad(V &g, const V &z) {
+  const V one = V{} + 1.0f, zero = {};
+  const V r = z > zero ? one : zero;
+  g = g * (z != z ? z : r);
+}
+
+// dz * relu_grad(z) at 2H positions in float, widened to two H-lane double vectors.
+template <typename F, typename Dv, int H>
+LOOM_CLONE_BODY DoublePair<Dv, H> relu_grad_pair(const float *dz, const float *z) {
+  F g0, g1, z0, z1;
+  std::memcpy(&g0, dz, sizeof g0);
+  std::memcpy(&g1, dz + H, sizeof g1);
+  std::memcpy(&z0, z, sizeof z0);
+  std::memcpy(&z1, z + H, sizeof z1);
+  times_relu_grad(g0, z0);
+  times_relu_grad(g1, z1);
+  return {__builtin_convertvector(g0, Dv), __builtin_convertvector(g1, Dv)};
+}
+
 // Kernels over the W channels of a blocked layout's block (nChw16c, or nChw8c on
 // AVX2), the channels being the lanes of a vector: ChannelBlock<W>'s vectors of W floats
 // (F), of W int32 masks (I) and of W doubles (D), and their loads and stores.
@@ -170,6 +193,11 @@ struct ChannelBlock<16> {
     std::memcpy(p, &a, sizeof a);
     std::memcpy(p + 8, &b, sizeof b);
   }
+  // MXNet's relu gradient dz * relu_grad(z) in float (Activation's backward
+  // pass, NaN passing), at W positions, widened.
+  static LOOM_CLONE_BODY D load_relu_grad(const float *dz, const float *z) {
+    return relu_grad_pair<F8v, D8v, 8>(dz, z);
+  }
   // Adds v, rounded to float, to the W floats at p.
   static LOOM_CLONE_BODY void add_to(float *p, const D &v) {
     const F8v s_lo = __builtin_convertvector(v.lo, F8v), s_hi = __builtin_convertvector(v.hi, F8v);
@@ -183,7 +211,6 @@ struct ChannelBlock<16> {
   }
 };
 typedef int32_t I8v __attribute__((vector_size(32)));
-typedef float F4v __attribute__((vector_size(16)));
 template <>
 struct ChannelBlock<8> {
   typedef F8v F;
@@ -218,6 +245,9 @@ struct ChannelBlock<8> {
     narrow(a, v);
     a = ((a > zero) | (a != a)) ? a : zero;
     std::memcpy(p, &a, sizeof a);
+  }
+  static LOOM_CLONE_BODY D load_relu_grad(const float *dz, const float *z) {
+    return relu_grad_pair<F4v, D4v, 4>(dz, z);
   }
   static LOOM_CLONE_BODY void add_to(float *p, const D &v) {
     F8v a, b;

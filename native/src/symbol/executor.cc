@@ -570,13 +570,13 @@ void drop_steps(Program &p, const std::vector<char> &gone) {
 }
 
 // The backward half, for a BatchNorm (node `bn`) fused with its relu (node `act`,
-// output z) in plain layouts: the relu's backward step is gone too, and the
-// BatchNorm's reads the relu's output gradient and z in its place (OpContext::
-// relu_after in a backward call), forming each channel's gradient as the relu's
-// step would (norm.cc), so the bits are the same and a pass writing the
-// activation's gradient and two reading it are saved. Only when the relu's input
-// gradient reaches the BatchNorm's step alone (no sum) and nothing else reads it.
-// Blocked layouts keep the relu's step (their BatchNorm kernels take no relu).
+// output z): the relu's backward step is gone too, and the BatchNorm's reads the
+// relu's output gradient and z in its place (OpContext::relu_after in a backward
+// call), forming each channel's gradient as the relu's step would (norm.cc; in
+// plain layouts into a per-thread buffer, in blocked ones as each value is
+// read), so the bits are the same and a pass writing the activation's gradient
+// is saved. Only when the relu's input gradient reaches the BatchNorm's step
+// alone (no sum) and nothing else reads it, and all three share one layout.
 void fuse_relu_backward(Program &p, int bn, int act, int z, std::vector<char> &gone) {
   int rb = -1, bb = -1;
   for (size_t k = p.num_forward; k < p.steps.size(); ++k) {
@@ -591,8 +591,9 @@ void fuse_relu_backward(Program &p, int bn, int act, int z, std::vector<char> &g
       b.ograd[0] != r.out[0] || b.fout.empty() || b.fout[0] != z || r.temp >= 0)
     return;
   const int dy = r.out[0], dz = r.ograd[0];
-  for (int v : {z, dy, dz})
-    if (p.values[v].blocked) return;
+  const bool blocked = p.values[z].blocked;  // the BatchNorm's kernels take both layouts
+  for (int v : {dy, dz})
+    if (p.values[v].blocked != blocked) return;
   if (std::find(p.head_grad_values.begin(), p.head_grad_values.end(), dy) != p.head_grad_values.end()) return;
   for (size_t k = 0; k < p.steps.size(); ++k) {
     if (static_cast<int>(k) == rb || static_cast<int>(k) == bb || gone[k]) continue;
@@ -613,7 +614,7 @@ void fuse_relu_backward(Program &p, int bn, int act, int z, std::vector<char> &g
 // output of the graph, its statistics outputs read by nothing, neither node
 // mirrored) writes the relu's output itself, MXNet's relu applied as it stores
 // each value, and the relu's forward step is gone: a pass over the activation
-// less (and in plain layouts its backward step too: fuse_relu_backward). The
+// less (and its backward step too: fuse_relu_backward). The
 // values are computed as the two ops compute them, so the bits are the same.
 void fuse_relu_into_batchnorm(Program &p) {
   const IndexedGraph &g = p.g;

@@ -298,9 +298,19 @@ struct BnBackwardBlock {
   double m, eps;
   bool batch;
 };
-template <int W>
-LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, const float *dy, float *dx,
-                                          int64_t outer, int64_t inner, int64_t stride, double *out_sdy,
+// The output gradient's W values at g; with kRelu (the BatchNorm fused with its
+// relu) g is the relu's output gradient and z its output, and the values are
+// the relu's backward pass's, dz * relu_grad(z) in float.
+template <int W, bool kRelu>
+LOOM_CLONE_BODY typename ChannelBlock<W>::D load_grad(const float *g, const float *z) {
+  if constexpr (kRelu)
+    return ChannelBlock<W>::load_relu_grad(g, z);
+  else
+    return ChannelBlock<W>::load(g);
+}
+template <int W, bool kRelu>
+LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, const float *dy, const float *z,
+                                          float *dx, int64_t outer, int64_t inner, int64_t stride, double *out_sdy,
                                           double *out_sdyx) {
   typedef ChannelBlock<W> B;
   typedef typename B::D D;
@@ -313,13 +323,15 @@ LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, co
     }
     mu = s / b.m;
     for (int64_t o = 0; o < outer; ++o) {
-      const float *xr = x + o * stride, *gr = dy + o * stride;
+      const float *xr = x + o * stride, *gr = dy + o * stride, *zr = kRelu ? z + o * stride : gr;  // (unread without kRelu)
       s2 += sum8_block<W>(inner, [xr, mu](int64_t i) {
         const D d = B::load(xr + W * i) - mu;
         return d * d;
       });
-      sdy += sum8_block<W>(inner, [gr](int64_t i) { return B::load(gr + W * i); });
-      sdyx += sum8_block<W>(inner, [xr, gr, mu](int64_t i) { return B::load(gr + W * i) * (B::load(xr + W * i) - mu); });
+      sdy += sum8_block<W>(inner, [gr, zr](int64_t i) { return load_grad<W, kRelu>(gr + W * i, zr + W * i); });
+      sdyx += sum8_block<W>(inner, [xr, gr, zr, mu](int64_t i) {
+        return load_grad<W, kRelu>(gr + W * i, zr + W * i) * (B::load(xr + W * i) - mu);
+      });
     }
     const D var = s2 / b.m;
     for (int l = 0; l < W; ++l) {
@@ -330,9 +342,11 @@ LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, co
   } else {
     mu = B::lanes(b.mean);
     for (int64_t o = 0; o < outer; ++o) {
-      const float *xr = x + o * stride, *gr = dy + o * stride;
-      sdy += sum8_block<W>(inner, [gr](int64_t i) { return B::load(gr + W * i); });
-      sdyx += sum8_block<W>(inner, [xr, gr, mu](int64_t i) { return B::load(gr + W * i) * (B::load(xr + W * i) - mu); });
+      const float *xr = x + o * stride, *gr = dy + o * stride, *zr = kRelu ? z + o * stride : gr;  // (unread without kRelu)
+      sdy += sum8_block<W>(inner, [gr, zr](int64_t i) { return load_grad<W, kRelu>(gr + W * i, zr + W * i); });
+      sdyx += sum8_block<W>(inner, [xr, gr, zr, mu](int64_t i) {
+        return load_grad<W, kRelu>(gr + W * i, zr + W * i) * (B::load(xr + W * i) - mu);
+      });
     }
   }
   invstd = B::lanes(b.invstd);
@@ -341,15 +355,15 @@ LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, co
   if (!dx) return;
   const D g = B::lanes(b.g);
   for (int64_t o = 0; o < outer; ++o) {
-    const float *xr = x + o * stride, *gr = dy + o * stride;
+    const float *xr = x + o * stride, *gr = dy + o * stride, *zr = kRelu ? z + o * stride : gr;  // (unread without kRelu)
     float *dr = dx + o * stride;
     if (b.batch) {
       for (int64_t i = 0; i < inner; ++i) {
         const D xh = (B::load(xr + W * i) - mu) * invstd;
-        B::store(dr + W * i, g * invstd * (B::load(gr + W * i) - sdy / b.m - xh * sdyx / b.m));
+        B::store(dr + W * i, g * invstd * (load_grad<W, kRelu>(gr + W * i, zr + W * i) - sdy / b.m - xh * sdyx / b.m));
       }
     } else {
-      for (int64_t i = 0; i < inner; ++i) B::store(dr + W * i, g * invstd * B::load(gr + W * i));
+      for (int64_t i = 0; i < inner; ++i) B::store(dr + W * i, g * invstd * load_grad<W, kRelu>(gr + W * i, zr + W * i));
     }
   }
 }
@@ -411,8 +425,8 @@ void bn_forward_blocked_w(const OpContext &ctx, const Params &p, const BlobList 
 }
 
 template <int W>
-void bn_backward_blocked_w(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &og,
-                         const BlobList &ig, const ReqList &req, const BNDims &dm) {
+void bn_backward_blocked_w(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
+                           const BlobList &og, const BlobList &ig, const ReqList &req, const BNDims &dm) {
   LOOM_CHECK(!req[0] || ig[0].blocked, LOOM_ERR_INTERNAL, p.op().name,
              ": the data's gradient must be blocked like the data");
   LOOM_CHECK(og[0].blocked, LOOM_ERR_INTERNAL, p.op().name, ": the output's gradient must be blocked like the data");
@@ -420,6 +434,10 @@ void bn_backward_blocked_w(const OpContext &ctx, const Params &p, const BlobList
   const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
   const int64_t C = dm.c, inner = dm.inner, blocks = C / W;
   const float *x = in[0].ptr<float>(), *gamma = in[1].ptr<float>(), *dy = og[0].ptr<float>();
+  // Fused with the relu after it (ctx.relu_after): og[0] is the relu's output
+  // gradient and out[0] its output, in the BatchNorm's layout.
+  const float *z = ctx.relu_after ? out[0].ptr<float>() : nullptr;
+  LOOM_CHECK(!z || out[0].blocked, LOOM_ERR_INTERNAL, p.op().name, ": the relu's output must be blocked like the data");
   std::vector<double> mean(C, 0.0), var(C, 0.0);
   const double m = double(std::max<int64_t>(dm.m(), 1));
   parallel_for(blocks, [&](int64_t cb) {
@@ -435,8 +453,11 @@ void bn_backward_blocked_w(const OpContext &ctx, const Params &p, const BlobList
     }
     double sdy[W], sdyx[W];
     const int64_t at = cb * inner * W;
-    bn_backward_block<W>(b, x + at, dy + at, req[0] ? ig[0].ptr<float>() + at : nullptr, dm.outer, inner, C * inner, sdy,
-                  sdyx);
+    float *dx = req[0] ? ig[0].ptr<float>() + at : nullptr;
+    if (z)
+      bn_backward_block<W, true>(b, x + at, dy + at, z + at, dx, dm.outer, inner, C * inner, sdy, sdyx);
+    else
+      bn_backward_block<W, false>(b, x + at, dy + at, nullptr, dx, dm.outer, inner, C * inner, sdy, sdyx);
     for (int l = 0; l < W; ++l) {
       const int64_t c = cb * W + l;
       if (batch) mean[c] = b.mean[l], var[c] = b.var[l];
@@ -460,10 +481,10 @@ void bn_forward_blocked(const OpContext &ctx, const Params &p, const BlobList &i
   bn_forward_blocked_w<16>(ctx, p, in, out, dm);
 }
 
-void bn_backward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &og,
-                         const BlobList &ig, const ReqList &req, const BNDims &dm) {
-  if (onednn_block() == 8) return bn_backward_blocked_w<8>(ctx, p, in, og, ig, req, dm);
-  bn_backward_blocked_w<16>(ctx, p, in, og, ig, req, dm);
+void bn_backward_blocked(const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &out,
+                         const BlobList &og, const BlobList &ig, const ReqList &req, const BNDims &dm) {
+  if (onednn_block() == 8) return bn_backward_blocked_w<8>(ctx, p, in, out, og, ig, req, dm);
+  bn_backward_blocked_w<16>(ctx, p, in, out, og, ig, req, dm);
 }
 
 const int kBatchNorm = [] {
@@ -558,10 +579,7 @@ const int kBatchNorm = [] {
     BNDims dm = bn_dims(p, in[0].shape);
     const double eps = p.f("eps");
     const bool fix = p.b("fix_gamma"), batch = batch_stats(ctx, p);
-    if (bn_blocked(p, in[0])) {
-      LOOM_CHECK(!ctx.relu_after, LOOM_ERR_INTERNAL, p.op().name, ": a blocked backward pass fused with a relu");
-      return bn_backward_blocked(ctx, p, in, og, ig, req, dm);
-    }
+    if (bn_blocked(p, in[0])) return bn_backward_blocked(ctx, p, in, out, og, ig, req, dm);
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const T *x = in[0].ptr<T>(), *gamma = in[1].ptr<T>();
       // Fused with the relu after it (ctx.relu_after; executor.cc,
