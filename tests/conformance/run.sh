@@ -19,7 +19,9 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; t
 fi
 # Each CPU kernel set has its goldens: golden.sha256 for Loom's reference kernels and,
 # where libloom is built with oneDNN, golden.onednn.sha256 with oneDNN pinned to its
-# AVX2 kernels (as OpenBLAS above), so the digests hold on any AVX2 machine.
+# AVX2 kernels (as OpenBLAS above), so the digests hold on any AVX2 machine, and its
+# matrix products on oneDNN's sgemm (LOOM_SGEMM=onednn: on AVX2 they would run on
+# OpenBLAS's by default, whose bits the reference set's goldens already hold).
 run_set() {  # KERNELS GOLDEN [--update]: every case in every language under one kernel set
   local set=$1 golden=$2 out
   shift 2
@@ -45,6 +47,6 @@ passed=0 failed=0
 run_set reference "$here/golden.sha256" "$@"
 deps=$(ldd "$build/lib/libloom.so" 2>/dev/null || true)  # read whole: see build.sh's run_ctest
 if [[ $deps == *libdnnl* ]]; then
-  DNNL_MAX_CPU_ISA=AVX2 run_set onednn "$here/golden.onednn.sha256" "$@"
+  DNNL_MAX_CPU_ISA=AVX2 LOOM_SGEMM=onednn run_set onednn "$here/golden.onednn.sha256" "$@"
 fi
 echo "$passed passed, $failed failed"

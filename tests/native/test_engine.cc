@@ -450,6 +450,7 @@ TEST(Engine, OneDnnProductsMatchAFloat64Reference) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1, 1);
   const loom::CpuKernels before = loom::cpu_kernels();
+  const loom::SgemmChoice sgemm_before = loom::set_sgemm_choice(loom::SgemmChoice::OneDnn);  // on any CPU
   int differs_from_openblas = 0;
   for (const Case &cs : cases)
     for (int t = 0; t < 4; ++t)
@@ -489,7 +490,62 @@ TEST(Engine, OneDnnProductsMatchAFloat64Reference) {
           }
         EXPECT_LT(worst, 1e-6) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb << " beta " << beta;
       }
+  loom::set_sgemm_choice(sgemm_before);
   EXPECT_GT(differs_from_openblas, 0) << "the oneDNN set gave OpenBLAS's bits everywhere: is it running?";
+}
+
+// Where the oneDNN set runs its products on OpenBLAS's sgemm (LOOM_SGEMM=openblas,
+// and without AVX-512 where all three extents are 512 or more), they have the reference set's
+// bits, idle or busy pool; with oneDNN's they differ somewhere (the test above).
+TEST(Engine, OneDnnSetProductsOnOpenBlasHaveTheReferenceBits) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  const loom::CpuKernels before = loom::cpu_kernels();
+  const loom::SgemmChoice sgemm_before = loom::set_sgemm_choice(loom::SgemmChoice::OpenBlas);
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int64_t m : {3, 100, 300})
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const int64_t n = 257, k = m == 300 ? 1500 : 784, lda = ta ? m : k, ldb = tb ? k : n;
+      std::vector<float> a(m * k), b(k * n), c0(m * n);
+      for (auto &v : a) v = u(rng);
+      for (auto &v : b) v = u(rng);
+      for (auto &v : c0) v = u(rng);
+      std::vector<float> c1 = c0, c2 = c0, c3 = c0;
+      loom::set_cpu_kernels(loom::CpuKernels::OneDnn);
+      loom::gemm<float>(ta, tb, m, n, k, 1.0, a.data(), lda, b.data(), ldb, 1.0, c1.data(), n);
+      {
+        BusyPool busy;
+        loom::gemm<float>(ta, tb, m, n, k, 1.0, a.data(), lda, b.data(), ldb, 1.0, c2.data(), n);
+      }
+      loom::set_cpu_kernels(loom::CpuKernels::Reference);
+      loom::gemm<float>(ta, tb, m, n, k, 1.0, a.data(), lda, b.data(), ldb, 1.0, c3.data(), n);
+      loom::set_cpu_kernels(before);
+      EXPECT_EQ(0, std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(float))) << m << "x" << n << "x" << k << " t " << t;
+      EXPECT_EQ(0, std::memcmp(c2.data(), c3.data(), c2.size() * sizeof(float))) << m << "x" << n << "x" << k << " t " << t;
+    }
+  // Without AVX-512 (BySize): products whose extents are all 512 or more run on
+  // OpenBLAS's, the others on oneDNN's; the choice follows the shape alone.
+  for (int64_t e : {511, 512}) {
+    std::vector<float> a(e * e), b(e * e);
+    for (auto &v : a) v = u(rng);
+    for (auto &v : b) v = u(rng);
+    auto product = [&](loom::CpuKernels kernels, loom::SgemmChoice choice) {
+      std::vector<float> c(e * e);
+      loom::set_cpu_kernels(kernels);
+      loom::set_sgemm_choice(choice);
+      loom::gemm<float>(false, false, e, e, e, 1.0, a.data(), e, b.data(), e, 0.0, c.data(), e);
+      return c;
+    };
+    const auto by_size = product(loom::CpuKernels::OneDnn, loom::SgemmChoice::BySize),
+               onednn = product(loom::CpuKernels::OneDnn, loom::SgemmChoice::OneDnn),
+               openblas = product(loom::CpuKernels::Reference, loom::SgemmChoice::BySize);
+    loom::set_cpu_kernels(before);
+    const auto &want = e == 512 ? openblas : onednn;
+    EXPECT_EQ(0, std::memcmp(by_size.data(), want.data(), want.size() * sizeof(float))) << e << " cubed";
+    EXPECT_NE(0, std::memcmp(onednn.data(), openblas.data(), want.size() * sizeof(float))) << e << " cubed";
+  }
+  loom::set_sgemm_choice(sgemm_before);
 }
 
 // C = A . B^T with few rows of A and a large B (a fully connected layer at a small

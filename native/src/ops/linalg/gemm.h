@@ -49,7 +49,7 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha
   }
   auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
-    if (use_onednn() && onednn_sgemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb,
+    if (use_onednn_sgemm(m, n, k) && onednn_sgemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb,
                                      static_cast<float>(beta), c, ldc))
       return;
     BlasCallGuard guard;
@@ -99,7 +99,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
     if (k > 0 && skinny_sgemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta),
                               c, ldc))
       return;
-    if (m > 0 && n > 0 && k > 0 && use_onednn() && onednn_built()) {
+    if (m > 0 && n > 0 && k > 0 && use_onednn_sgemm(m, n, k) && onednn_built()) {
       onednn_sgemm_split(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c,
                          ldc);
       return;

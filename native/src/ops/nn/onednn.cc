@@ -3,6 +3,7 @@
 #include "ops/nn/onednn.h"
 #include "ops/vecmath.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <atomic>
@@ -109,6 +110,40 @@ int onednn_block() {
   int expected = -1;
   g_block.compare_exchange_strong(expected, b, std::memory_order_acq_rel);
   return g_block.load(std::memory_order_acquire);
+}
+
+namespace {
+std::atomic<int> g_sgemm{-1};
+}
+
+SgemmChoice sgemm_choice() {
+  int v = g_sgemm.load(std::memory_order_acquire);
+  if (v >= 0) return static_cast<SgemmChoice>(v);
+  const char *e = std::getenv("LOOM_SGEMM");
+  const std::string s = e ? e : "";
+  if (s.empty())
+    v = static_cast<int>(onednn_avx512() ? SgemmChoice::OneDnn : SgemmChoice::BySize);
+  else if (s == "onednn")
+    v = static_cast<int>(SgemmChoice::OneDnn);
+  else if (s == "openblas")
+    v = static_cast<int>(SgemmChoice::OpenBlas);
+  else
+    fail(LOOM_ERR_INVALID_ARGUMENT, "LOOM_SGEMM=", s, " is not an sgemm; use onednn, openblas or leave it unset");
+  int expected = -1;
+  g_sgemm.compare_exchange_strong(expected, v, std::memory_order_acq_rel);
+  return static_cast<SgemmChoice>(g_sgemm.load(std::memory_order_acquire));
+}
+
+SgemmChoice set_sgemm_choice(SgemmChoice c) {
+  const SgemmChoice before = sgemm_choice();
+  g_sgemm.store(static_cast<int>(c), std::memory_order_release);
+  return before;
+}
+
+bool use_onednn_sgemm(int64_t m, int64_t n, int64_t k) {
+  if (!use_onednn()) return false;
+  const SgemmChoice c = sgemm_choice();
+  return c == SgemmChoice::OneDnn || (c == SgemmChoice::BySize && std::min({m, n, k}) < 512);
 }
 
 int set_onednn_block(int block) {
@@ -625,8 +660,15 @@ std::string describe_text() {
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
          (onednn_block() ? ", executors' blocked layout nChw" + std::to_string(onednn_block()) + "c" : std::string()) +
-         ") for 2-D float32 Convolution and Deconvolution, float32 matrix products and 4-D float32 LRN; "
-         "Loom's kernels and OpenBLAS for the rest";
+         (sgemm_choice() == SgemmChoice::OneDnn
+              ? ") for 2-D float32 Convolution and Deconvolution, float32 matrix products and 4-D float32 LRN; "
+                "Loom's kernels and OpenBLAS for the rest"
+              : sgemm_choice() == SgemmChoice::BySize
+                    ? ") for 2-D float32 Convolution and Deconvolution, float32 matrix products with an extent "
+                      "under 512 (OpenBLAS for the others: LOOM_SGEMM) and 4-D float32 LRN; Loom's kernels and "
+                      "OpenBLAS for the rest"
+                    : ") for 2-D float32 Convolution and Deconvolution and 4-D float32 LRN; OpenBLAS for matrix "
+                      "products (LOOM_SGEMM); Loom's kernels for the rest");
 }
 
 }  // namespace

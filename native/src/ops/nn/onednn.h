@@ -43,6 +43,24 @@ const char *cpu_kernels_describe();
 // True when the oneDNN kernel set is selected.
 inline bool use_onednn() { return cpu_kernels() == CpuKernels::OneDnn; }
 
+// Whose sgemm the oneDNN kernel set runs a float32 matrix product on. Where oneDNN
+// runs its AVX-512 kernels, always oneDNN's (OneDnn). Elsewhere (BySize) OpenBLAS's
+// for products whose three extents are all 512 or more, oneDNN's for the others: on
+// AVX2 both are AVX2 code, and on two cores of an AMD EPYC OpenBLAS's ran
+// 1024x3072x3072 at 65-68 against 38-54 GFLOP/s and 2048^3 at 70 against 46-53
+// (the survey's FCN-R trained about 20% faster), while oneDNN's were faster for
+// the skinny products of FCN-S (batch 64; 20% slower on OpenBLAS's) and the MLP.
+// The choice depends on the shape alone, so the bits do not depend on the thread
+// count. LOOM_SGEMM=onednn or openblas decides for every product instead (read on
+// first use; any other value is an error). The reference set runs OpenBLAS's.
+enum class SgemmChoice { OpenBlas = 0, OneDnn = 1, BySize = 2 };
+SgemmChoice sgemm_choice();
+// Sets it for the process (the tests check either sgemm on any CPU) and returns
+// the previous choice.
+SgemmChoice set_sgemm_choice(SgemmChoice c);
+// The oneDNN kernel set is selected and runs an m x n x k product on oneDNN's sgemm.
+bool use_onednn_sgemm(int64_t m, int64_t n, int64_t k);
+
 // Row-major float32 C = alpha * op(A) * op(B) + beta * C by oneDNN's sgemm on
 // the calling thread (its JIT kernels use AVX-512 where the CPU has it; OpenBLAS
 // 0.3.21 stops at AVX2). False (nothing written) in a build without oneDNN or
