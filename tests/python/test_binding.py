@@ -457,6 +457,38 @@ except loom.LoomError as e:
         r = self.run_with("fastest")
         self.assertIn("LOOM_CPU_KERNELS=fastest is not a kernel set", r["error"])
 
+    def test_sgemm_choice_is_named_and_a_bad_one_refused(self):
+        # LOOM_SGEMM: whose sgemm the oneDNN set's products run on; a product of
+        # extents 512 or more, a float64 reference, and the choice named in the description.
+        script = (
+            "import json, numpy as np, loom\n"
+            "rng = np.random.default_rng(2)\n"
+            "a, b = rng.uniform(-1, 1, (512, 600)), rng.uniform(-1, 1, (600, 520))\n"
+            "try:\n"
+            "    c = loom._invoke('dot', [loom.from_numpy(a.astype(np.float32)), loom.from_numpy(b.astype(np.float32))], {})\n"
+            "    err = float(np.abs(c.asnumpy() - a.astype(np.float32).astype(np.float64) @ b.astype(np.float32).astype(np.float64)).max())\n"
+            "    print(json.dumps({'describe': loom.backend_describe(1), 'err': err}))\n"
+            "except loom.LoomError as e:\n"
+            "    print(json.dumps({'error': str(e)}))\n")
+        for value in ("onednn", "openblas", ""):
+            env = dict(os.environ, LOOM_SGEMM=value)
+            env.pop("LOOM_CPU_KERNELS", None)
+            r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+            with self.subTest(LOOM_SGEMM=value):
+                self.assertLess(out["err"], 1e-3)
+                if "onednn" in out["describe"] and value == "openblas":
+                    self.assertIn("OpenBLAS for matrix products (LOOM_SGEMM)", out["describe"])
+                if "onednn" in out["describe"] and value == "onednn":
+                    self.assertIn("float32 matrix products and 4-D", out["describe"])
+        env = dict(os.environ, LOOM_SGEMM="mkl")
+        env.pop("LOOM_CPU_KERNELS", None)
+        r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        if "error" in out or "onednn" in loom.backend_describe(1):
+            self.assertIn("LOOM_SGEMM=mkl is not an sgemm", out.get("error", ""))
+
 
 class ConvolutionWeightGradientTests(unittest.TestCase):
     """A convolution's weight gradient is summed from per-item pieces in item order; the
