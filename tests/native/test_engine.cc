@@ -434,6 +434,34 @@ TEST(Engine, ProductsGiveTheSameBitsWhateverRunsBesideThem) {
   EXPECT_EQ(differed, 0) << "of 40 single-threaded products beside a threaded one";
 }
 
+// One float32 product C = alpha * op(A) . op(B) + beta * C0 (uniform values from
+// `rng`) in the oneDNN set with the pool idle and busy, and in the reference set.
+struct SetProducts {
+  std::vector<float> a, b, c0, onednn, onednn_busy, reference;
+};
+SetProducts products_by_set(std::mt19937 &rng, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                            double beta) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  SetProducts r;
+  r.a.resize(m * k), r.b.resize(k * n), r.c0.resize(m * n);
+  for (auto &v : r.a) v = u(rng);
+  for (auto &v : r.b) v = u(rng);
+  for (auto &v : r.c0) v = u(rng);
+  r.onednn = r.onednn_busy = r.reference = r.c0;
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const loom::CpuKernels before = loom::cpu_kernels();
+  loom::set_cpu_kernels(loom::CpuKernels::OneDnn);
+  loom::gemm<float>(ta, tb, m, n, k, alpha, r.a.data(), lda, r.b.data(), ldb, beta, r.onednn.data(), n);
+  {
+    BusyPool busy;
+    loom::gemm<float>(ta, tb, m, n, k, alpha, r.a.data(), lda, r.b.data(), ldb, beta, r.onednn_busy.data(), n);
+  }
+  loom::set_cpu_kernels(loom::CpuKernels::Reference);
+  loom::gemm<float>(ta, tb, m, n, k, alpha, r.a.data(), lda, r.b.data(), ldb, beta, r.reference.data(), n);
+  loom::set_cpu_kernels(before);
+  return r;
+}
+
 // The oneDNN kernel set's float products (oneDNN's sgemm over pieces cut by the
 // shape): against a float64 loop in every transpose, with alpha and beta, for
 // shapes below the cut (one call), cut by columns and cut by rows, pieces of
@@ -448,8 +476,6 @@ TEST(Engine, OneDnnProductsMatchAFloat64Reference) {
   const Case cases[] = {{1, 1, 1}, {3, 7, 5}, {100, 10, 64}, {100, 128, 784}, {128, 784, 100},
                         {784, 128, 100}, {50, 1000, 33}, {1000, 50, 33}, {65, 200, 300}};
   std::mt19937 rng(11);
-  std::uniform_real_distribution<float> u(-1, 1);
-  const loom::CpuKernels before = loom::cpu_kernels();
   const loom::SgemmChoice sgemm_before = loom::set_sgemm_choice(loom::SgemmChoice::OneDnn);  // on any CPU
   int differs_from_openblas = 0;
   for (const Case &cs : cases)
@@ -458,20 +484,9 @@ TEST(Engine, OneDnnProductsMatchAFloat64Reference) {
         const bool ta = t & 1, tb = t & 2;
         const int64_t m = cs.m, n = cs.n, k = cs.k, lda = ta ? m : k, ldb = tb ? k : n;
         const double alpha = t == 3 ? 0.5 : 1.0;
-        std::vector<float> a(m * k), b(k * n), c0(m * n);
-        for (auto &v : a) v = u(rng);
-        for (auto &v : b) v = u(rng);
-        for (auto &v : c0) v = u(rng);
-        std::vector<float> c1 = c0, c2 = c0, c3 = c0;
-        loom::set_cpu_kernels(loom::CpuKernels::OneDnn);
-        loom::gemm<float>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c1.data(), n);
-        {
-          BusyPool busy;
-          loom::gemm<float>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c2.data(), n);
-        }
-        loom::set_cpu_kernels(loom::CpuKernels::Reference);
-        loom::gemm<float>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c3.data(), n);
-        loom::set_cpu_kernels(before);
+        const SetProducts p = products_by_set(rng, ta, tb, m, n, k, alpha, beta);
+        const std::vector<float> &a = p.a, &b = p.b, &c0 = p.c0, &c1 = p.onednn, &c2 = p.onednn_busy,
+                                 &c3 = p.reference;
         EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)))
             << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb << ": the pool was busy";
         differs_from_openblas += std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(float)) != 0;
@@ -505,24 +520,11 @@ TEST(Engine, OneDnnSetProductsOnOpenBlasHaveTheReferenceBits) {
   std::uniform_real_distribution<float> u(-1, 1);
   for (int64_t m : {3, 100, 300})
     for (int t = 0; t < 4; ++t) {
-      const bool ta = t & 1, tb = t & 2;
-      const int64_t n = 257, k = m == 300 ? 1500 : 784, lda = ta ? m : k, ldb = tb ? k : n;
-      std::vector<float> a(m * k), b(k * n), c0(m * n);
-      for (auto &v : a) v = u(rng);
-      for (auto &v : b) v = u(rng);
-      for (auto &v : c0) v = u(rng);
-      std::vector<float> c1 = c0, c2 = c0, c3 = c0;
-      loom::set_cpu_kernels(loom::CpuKernels::OneDnn);
-      loom::gemm<float>(ta, tb, m, n, k, 1.0, a.data(), lda, b.data(), ldb, 1.0, c1.data(), n);
-      {
-        BusyPool busy;
-        loom::gemm<float>(ta, tb, m, n, k, 1.0, a.data(), lda, b.data(), ldb, 1.0, c2.data(), n);
-      }
-      loom::set_cpu_kernels(loom::CpuKernels::Reference);
-      loom::gemm<float>(ta, tb, m, n, k, 1.0, a.data(), lda, b.data(), ldb, 1.0, c3.data(), n);
-      loom::set_cpu_kernels(before);
-      EXPECT_EQ(0, std::memcmp(c1.data(), c3.data(), c1.size() * sizeof(float))) << m << "x" << n << "x" << k << " t " << t;
-      EXPECT_EQ(0, std::memcmp(c2.data(), c3.data(), c2.size() * sizeof(float))) << m << "x" << n << "x" << k << " t " << t;
+      const int64_t n = 257, k = m == 300 ? 1500 : 784;
+      const SetProducts p = products_by_set(rng, t & 1, t & 2, m, n, k, 1.0, 1.0);
+      const size_t bytes = p.reference.size() * sizeof(float);
+      EXPECT_EQ(0, std::memcmp(p.onednn.data(), p.reference.data(), bytes)) << m << "x" << n << "x" << k << " t " << t;
+      EXPECT_EQ(0, std::memcmp(p.onednn_busy.data(), p.reference.data(), bytes)) << m << "x" << n << "x" << k << " t " << t;
     }
   // Without AVX-512 (BySize): products whose extents are all 512 or more run on
   // OpenBLAS's, the others on oneDNN's; the choice follows the shape alone.
