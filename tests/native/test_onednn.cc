@@ -260,38 +260,61 @@ TEST(OneDnn, ExecutorsPlanTheConvolutionsWorkMemory) {
   EXPECT_EQ(both, 8);
 }
 
+namespace {
+// A process-wide setting for a scope, through its setter (which returns the previous value).
+class SettingScope {
+ public:
+  SettingScope(int (*set)(int), int value) : set_(set), before_(set(value)) {}
+  ~SettingScope() { set_(before_); }
+
+ private:
+  int (*set_)(int);
+  int before_;
+};
+// Loom's Winograd mode (set_loom_winograd) for a scope.
+struct LoomWinogradScope : SettingScope {
+  explicit LoomWinogradScope(int mode) : SettingScope(loom::set_loom_winograd, mode) {}
+};
+}  // namespace
+
 // Prediction with Winograd (the node's __winograd__ attribute; LOOM_CONV_WINOGRAD=1
 // does the same for every node): the 3x3 stride-1 convolutions on images of at
-// least 14x14 run by oneDNN's Winograd algorithm, within 1e-4 of a naive float64
-// convolution relative to the largest output (the direct algorithm keeps 1e-5);
-// the others, and every convolution bound without it, by the direct algorithm.
-// The cases cover the few-image channel pieces (halves, or none), items, a bias,
-// and the cases that do not qualify or that oneDNN does not take.
+// least 14x14 run by a Winograd algorithm (oneDNN's also on 7x7 for fewer than 4
+// images): oneDNN's (AVX-512 only), within 1e-4 of a naive float64 convolution relative to the largest
+// output, or Loom's F(2x2,3x3), within 1e-5 as the direct algorithm; the others, and
+// every convolution bound without it, by the direct algorithm. Each case runs with
+// Loom's kernel off (oneDNN's where it has one) and on for every CPU. The cases cover
+// the few-image channel pieces (halves, or none), items, a bias, and the cases that
+// do not qualify or that oneDNN does not take.
 TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   KernelScope k(loom::CpuKernels::OneDnn);
   struct Case {
     int64_t n, c, h, f, s;
-    bool bias, qualifies;
+    bool bias, qualifies, loom_takes;
   };
   const Case cases[] = {
-      {1, 16, 14, 32, 1, true, true},    // one image: two channel pieces
-      {1, 32, 16, 48, 1, false, true},   // 48 channels: not cut
-      {2, 64, 14, 64, 1, true, true},
-      {12, 16, 15, 32, 1, false, true},  // items of 2 images
+      {1, 16, 14, 32, 1, true, true, true},    // one image: two channel pieces
+      {1, 32, 16, 48, 1, false, true, true},   // 48 channels: not cut
+      {2, 64, 14, 64, 1, true, true, true},
+      {12, 16, 15, 32, 1, false, true, true},  // items of 2 images
       // items of 2 and a tail of 1: oneDNN's Winograd lays the weights out one way for 2
-      // images and another for 1, so the direct algorithm runs for all of them
-      {13, 16, 15, 16, 1, false, false},
-      {4, 32, 13, 32, 1, true, false},   // 13x13 outputs: too few for Winograd on 4 images
-      {1, 32, 7, 32, 1, true, true},     // 7x7 outputs: enough for one image
-      {4, 32, 7, 32, 1, true, false},
-      {4, 32, 28, 32, 2, true, false},   // stride 2
+      // images and another for 1, so its direct algorithm runs for all of them
+      {13, 16, 15, 16, 1, false, false, true},
+      {4, 32, 13, 32, 1, true, false, false},  // 13x13 outputs: too few for Winograd on 4 images
+      {1, 32, 7, 32, 1, true, true, false},    // 7x7 outputs: enough for oneDNN's on one image
+      {4, 32, 7, 32, 1, true, false, false},
+      {4, 32, 28, 32, 2, true, false, false},  // stride 2
   };
   uint32_t seed = 900;
+  for (int mode : {0, 1})
   for (const Case &c : cases) {
+    LoomWinogradScope scope(mode);
     for (bool wino : {true, false}) {
       SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + " f" +
-                   std::to_string(c.f) + " s" + std::to_string(c.s) + (wino ? " winograd" : " direct"));
+                   std::to_string(c.f) + " s" + std::to_string(c.s) + (wino ? " winograd" : " direct") +
+                   (mode ? ", Loom's kernel" : ", oneDNN's"));
+      const bool ran = wino && (mode ? c.loom_takes : c.qualifies && loom::onednn_avx512());
       std::vector<int64_t> xs{c.n, c.c, c.h, c.h}, ws{c.f, c.c, 3, 3};
       auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
       auto w = as_dtype(random_values(numel(ws), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
@@ -333,15 +356,14 @@ TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
       loom_ndarray out = nullptr;
       ASSERT_EQ(loom_executor_get(&out, ex, LOOM_EXEC_OUTPUT, 0), LOOM_OK);
       std::vector<double> got = read(Arr(out));
-      // oneDNN 2.6 has Winograd convolutions for AVX-512 only; elsewhere the direct ones run.
-      EXPECT_EQ(loom::onednn_winograd_calls() - before, wino && c.qualifies && loom::onednn_avx512() ? 1 : 0)
-          << "the algorithm that ran";
+      // oneDNN 2.6 has Winograd convolutions for AVX-512 only; elsewhere its direct ones run.
+      EXPECT_EQ(loom::onednn_winograd_calls() - before, ran ? 1 : 0) << "the algorithm that ran";
       EXPECT_EQ(loom::onednn_planned_work_misses(), misses) << "the planned work memory missed buffers";
       ASSERT_EQ(got.size(), want.size());
       double scale = 1, worst = 0;
       for (double v : want) scale = std::max(scale, std::fabs(v));
       for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / scale);
-      EXPECT_LE(worst, wino && c.qualifies ? 1e-4 : 1e-5);
+      EXPECT_LE(worst, ran && !mode ? 1e-4 : 1e-5);
       loom_executor_free(ex);
       loom_symbol_free(conv);
       loom_symbol_free(data);
@@ -552,13 +574,8 @@ namespace {
 
 // The blocked layout's width for a scope: each test below runs its kernels with
 // both widths, whichever the CPU would pick.
-class BlockScope {
- public:
-  explicit BlockScope(int block) : before_(loom::set_onednn_block(block)) {}
-  ~BlockScope() { loom::set_onednn_block(before_); }
-
- private:
-  int before_;
+struct BlockScope : SettingScope {
+  explicit BlockScope(int block) : SettingScope(loom::set_onednn_block, block) {}
 };
 const int kBlocks[] = {16, 8};
 
@@ -797,4 +814,95 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
           expect_same_bits(got[1], want[1], "data gradient");
         }
       }
+}
+
+// Loom's Winograd F(2x2,3x3) called directly (set_loom_winograd(1) is not needed for
+// that): within 1e-5 of a naive float64 convolution relative to the largest value,
+// with each part of the epilogue (a bias; scale and shift; an addend; the sum with what
+// the output holds; after_add; MXNet's relu, which passes NaN through) and with the
+// data and the output each plain or blocked, in both widths. The shapes have odd
+// sizes, paddings 0 to 2, chunks of tiles with a shorter last one, and single images
+// whose output channels are cut into 2 and 4 pieces.
+TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  struct Case {
+    int64_t n, c, h, w, f, ph, pw;
+  };
+  const Case cases[] = {{1, 16, 14, 14, 32, 1, 1}, {2, 16, 15, 13, 16, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
+                        {1, 64, 28, 28, 64, 1, 1}, {1, 16, 10, 10, 128, 1, 1}, {5, 16, 14, 13, 16, 2, 1},
+                        {40, 16, 8, 8, 16, 1, 1}};
+  uint32_t seed = 4200;
+  int ran = 0;
+  for (const Case &c : cases) {
+    const int64_t oh = c.h + 2 * c.ph - 2, ow = c.w + 2 * c.pw - 2;
+    const loom::ConvShape s{c.n, c.c, c.h, c.w, c.f, 1, 3, 3, 1, 1, c.ph, c.pw, 1, 1, oh, ow};
+    const std::vector<int64_t> xs{c.n, c.c, c.h, c.w}, ys{c.n, c.f, oh, ow};
+    auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto w = as_dtype(random_values(c.f * c.c * 9, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto scale = as_dtype(random_values(c.f, 0.5, 2, seed++), LOOM_DTYPE_FLOAT32);
+    auto shift = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto addend = as_dtype(random_values(numel(ys), -4, 4, seed++), LOOM_DTYPE_FLOAT32);
+    auto before = as_dtype(random_values(numel(ys), -4, 4, seed++), LOOM_DTYPE_FLOAT32);
+    auto after = as_dtype(random_values(numel(ys), -4, 4, seed++), LOOM_DTYPE_FLOAT32);
+    after[numel(ys) / 3] = std::nan("");
+    int64_t h2, w2;
+    const auto conv = naive_conv2d(x, w, {}, c.n, c.c, c.h, c.w, c.f, 3, 3, 1, c.ph, c.pw, 1, 1, &h2, &w2);
+    ASSERT_EQ(h2 * w2, oh * ow);
+    const std::vector<float> wf(w.begin(), w.end()), bf(b.begin(), b.end()), sf(scale.begin(), scale.end()),
+        tf(shift.begin(), shift.end());
+    // 0: a bias; 1: scale and shift, an addend, relu; 2: a bias, the sum, after_add, relu; 3: scale and shift, the sum
+    for (int variant = 0; variant < 4; ++variant)
+      for (int block : kBlocks)
+        for (int lay = 0; lay < 4; ++lay) {
+          if (block == 8 && lay == 0) continue;  // plain data and output: once
+          BlockScope bs(block);
+          SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + "x" +
+                       std::to_string(c.w) + " f" + std::to_string(c.f) + " pad " + std::to_string(c.ph) +
+                       std::to_string(c.pw) + " variant " + std::to_string(variant) + " block " +
+                       std::to_string(block) + " layouts " + std::to_string(lay));
+          const bool bias = variant == 0 || variant == 2, ss = variant == 1 || variant == 3;
+          loom::ConvEpilogue ep;
+          ep.src_blocked = lay & 1;
+          ep.dst_blocked = lay & 2;
+          auto out_layout = [&](const std::vector<double> &v) {
+            Buf r = buf(ys, v);
+            return ep.dst_blocked ? to_blocked(r) : r;
+          };
+          Buf xb = buf(xs, x), yb = out_layout(before), ab = out_layout(addend), fb = out_layout(after);
+          if (ep.src_blocked) xb = to_blocked(xb);
+          if (ss) ep.scale = sf.data(), ep.shift = tf.data();
+          if (variant == 1) ep.addend = ab.v.data();
+          ep.sum = variant >= 2;
+          if (variant == 2) ep.after_add = fb.v.data();
+          ep.relu = variant == 1 || variant == 2;
+          loom::loom_winograd_forward(s, xb.v.data(), wf.data(), bias ? bf.data() : nullptr, yb.v.data(), nullptr,
+                                      ep);
+          const std::vector<float> got = plain_values(yb);
+          double scale_max = 1, worst = 0;
+          std::vector<double> want(conv.size());
+          for (size_t i = 0; i < conv.size(); ++i) {
+            const int64_t f = static_cast<int64_t>(i) / (oh * ow) % c.f;
+            double v = conv[i] + (bias ? b[f] : 0.0);
+            if (ss) v = v * scale[f] + shift[f];
+            if (variant == 1) v += addend[i];
+            if (ep.sum) v += before[i];
+            if (variant == 2) v += after[i];
+            if (ep.relu && !(v > 0) && v == v) v = 0;
+            want[i] = v;
+            if (v == v) scale_max = std::max(scale_max, std::fabs(v));
+          }
+          for (size_t i = 0; i < want.size(); ++i) {
+            if (want[i] != want[i]) {
+              EXPECT_TRUE(std::isnan(got[i])) << "NaN in after_add at " << i;
+              continue;
+            }
+            worst = std::max(worst, std::fabs(got[i] - want[i]) / scale_max);
+          }
+          EXPECT_LE(worst, 1e-5);
+          ++ran;
+        }
+  }
+  EXPECT_EQ(ran, 7 * 4 * 7);
 }

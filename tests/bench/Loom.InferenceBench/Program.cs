@@ -79,8 +79,9 @@ var foldedExec = BindResNet(foldedNet, _ => foldedArgs, null);
 double FoldedSeconds(int b) => Seconds(foldedExec[b]);
 
 // Loom's ResNet-50 with every convolution marked for Winograd (__winograd__, what
-// LOOM_CONV_WINOGRAD=1 does for all): oneDNN's Winograd algorithm runs the 3x3
-// stride-1 ones on images of 14x14 or more; same parameters as Loom's.
+// LOOM_CONV_WINOGRAD=1 does for all): a Winograd algorithm (oneDNN's with AVX-512,
+// Loom's F(2x2,3x3) elsewhere) runs the 3x3 stride-1 ones on images of 14x14 or
+// more; same parameters as Loom's.
 Symbol winoNet;
 using (Symbol.AttrScope(("__winograd__", "True"))) winoNet = Models.ResNet(50);
 var winoExec = BindResNet(winoNet, b => modules[b].mod.GetParams().Args, b => modules[b].mod.GetParams().Aux);

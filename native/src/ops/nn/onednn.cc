@@ -660,6 +660,7 @@ std::string describe_text() {
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
          (onednn_block() ? ", executors' blocked layout nChw" + std::to_string(onednn_block()) + "c" : std::string()) +
+         (onednn_avx512() ? std::string() : std::string(", Loom's Winograd F(2x2,3x3) for LOOM_CONV_WINOGRAD=1")) +
          (sgemm_choice() == SgemmChoice::OneDnn
               ? ") for 2-D float32 Convolution and Deconvolution, float32 matrix products and 4-D float32 LRN; "
                 "Loom's kernels and OpenBLAS for the rest"
@@ -1022,6 +1023,12 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
                          float *y, Var *keep, const ConvEpilogue &ep, void *scratch, size_t scratch_bytes) {
   if (!onednn_conv_takes(s)) return false;
   OneOpenMpThread one;
+  if (ep.winograd && loom_winograd_runs(s)) {
+    loom_winograd_forward(s, x, w, bias, y, keep, ep);
+    g_conv_calls.fetch_add(1);
+    g_winograd_calls.fetch_add(1);
+    return true;
+  }
   if (int64_t pieces = channel_pieces(s, ep.winograd && onednn_winograd_qualifies(s)); pieces > 1)
     return conv_forward_pieces(s, pieces, x, w, bias, y, keep, ep);
   const int64_t per = Items(s.n).per;

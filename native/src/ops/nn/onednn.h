@@ -127,6 +127,23 @@ bool winograd_requested();
 // channels here, where one image takes 0.47 against 0.77 ms per half.
 bool onednn_winograd_qualifies(const ConvShape &s);
 
+// Loom's own Winograd convolution, F(2x2, 3x3) (winograd.cc), for the convolutions
+// marked for Winograd where oneDNN 2.6 has none (CPUs without AVX-512): the
+// inputs' 4x4 tiles and the filters transformed, 16 products of oneDNN's sgemm per
+// chunk of tiles, the 2x2 outputs transformed back with the epilogue applied. Within
+// 1e-5 of a float64 convolution relative to the largest output (about 1e-6 measured).
+// ResNet-50's 3x3 layers ran 1.3-1.5x faster than oneDNN's direct AVX2 ones on two
+// cores of an AMD EPYC (docs/backends.md).
+// Whether it runs this convolution when it is marked for Winograd.
+bool loom_winograd_runs(const ConvShape &s);
+// Computes the convolution with the epilogue (any layouts it names); `keep` as
+// for onednn_conv_forward (the transformed filters are kept there).
+void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, const float *bias, float *y,
+                           class Var *keep, const ConvEpilogue &ep);
+// For tests: -1 (where oneDNN has no Winograd, the default), 1 (everywhere, so the
+// kernel is tested on any CPU) or 0 (never); returns the previous mode.
+int set_loom_winograd(int mode);
+
 // Reorders an (n, c, h, w) float32 array between plain NCHW and the blocked
 // layout of onednn_block() channels (c a multiple of it). Only where
 // onednn_block() is not 0.
