@@ -3,6 +3,7 @@
 // many geometries, in float32 within 1e-5 relative, with the oneDNN path
 // checked to have run; the kernel-set switch and its errors.
 #include <cmath>
+#include <cstdio>
 #include <thread>
 
 #include "ndarray/ndarray.h"
@@ -280,8 +281,8 @@ struct LoomWinogradScope : SettingScope {
 // Prediction with Winograd (the node's __winograd__ attribute; LOOM_CONV_WINOGRAD=1
 // does the same for every node): the 3x3 stride-1 convolutions on images of at
 // least 14x14 run by a Winograd algorithm (oneDNN's also on 7x7 for fewer than 4
-// images): oneDNN's (AVX-512 only), within 1e-4 of a naive float64 convolution relative to the largest
-// output, or Loom's F(2x2,3x3), within 1e-5 as the direct algorithm; the others, and
+// images), oneDNN's (AVX-512 only) or Loom's, within 1e-4 of a naive float64
+// convolution relative to the largest output (the direct algorithm: 1e-5); the others, and
 // every convolution bound without it, by the direct algorithm. Each case runs with
 // Loom's kernel off (oneDNN's where it has one) and on for every CPU. The cases cover
 // the few-image channel pieces (halves, or none), items, a bias, and the cases that
@@ -363,7 +364,7 @@ TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
       double scale = 1, worst = 0;
       for (double v : want) scale = std::max(scale, std::fabs(v));
       for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / scale);
-      EXPECT_LE(worst, ran && !mode ? 1e-4 : 1e-5);
+      EXPECT_LE(worst, ran ? 1e-4 : 1e-5);
       loom_executor_free(ex);
       loom_symbol_free(conv);
       loom_symbol_free(data);
@@ -816,9 +817,9 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
       }
 }
 
-// Loom's Winograd F(2x2,3x3) called directly (set_loom_winograd(1) is not needed for
-// that): within 1e-5 of a naive float64 convolution relative to the largest value,
-// with each part of the epilogue (a bias; scale and shift; an addend; the sum with what
+// Loom's Winograd kernels called directly (set_loom_winograd(1) is not needed for
+// that), F(4x4,3x3) within 1e-4 and F(2x2,3x3) within 1e-5 of a naive float64
+// convolution relative to the largest value, with each part of the epilogue (a bias; scale and shift; an addend; the sum with what
 // the output holds; after_add; MXNet's relu, which passes NaN through) and with the
 // data and the output each plain or blocked, in both widths. The shapes have odd
 // sizes, paddings 0 to 2, chunks of tiles with a shorter last one, and single images
@@ -831,9 +832,10 @@ TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
   };
   const Case cases[] = {{1, 16, 14, 14, 32, 1, 1}, {2, 16, 15, 13, 16, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
                         {1, 64, 28, 28, 64, 1, 1}, {1, 16, 10, 10, 128, 1, 1}, {5, 16, 14, 13, 16, 2, 1},
-                        {40, 16, 8, 8, 16, 1, 1}};
+                        {40, 16, 16, 16, 16, 1, 1}, {1, 256, 9, 10, 16, 1, 1}};
   uint32_t seed = 4200;
   int ran = 0;
+  double most[2] = {0, 0};
   for (const Case &c : cases) {
     const int64_t oh = c.h + 2 * c.ph - 2, ow = c.w + 2 * c.pw - 2;
     const loom::ConvShape s{c.n, c.c, c.h, c.w, c.f, 1, 3, 3, 1, 1, c.ph, c.pw, 1, 1, oh, ow};
@@ -853,12 +855,14 @@ TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
     const std::vector<float> wf(w.begin(), w.end()), bf(b.begin(), b.end()), sf(scale.begin(), scale.end()),
         tf(shift.begin(), shift.end());
     // 0: a bias; 1: scale and shift, an addend, relu; 2: a bias, the sum, after_add, relu; 3: scale and shift, the sum
+    for (int tile : {4, 2})
     for (int variant = 0; variant < 4; ++variant)
       for (int block : kBlocks)
         for (int lay = 0; lay < 4; ++lay) {
           if (block == 8 && lay == 0) continue;  // plain data and output: once
           BlockScope bs(block);
-          SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + "x" +
+          SettingScope ts(loom::set_loom_winograd_tile, tile);
+          SCOPED_TRACE("tile " + std::to_string(tile) + " n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + "x" +
                        std::to_string(c.w) + " f" + std::to_string(c.f) + " pad " + std::to_string(c.ph) +
                        std::to_string(c.pw) + " variant " + std::to_string(variant) + " block " +
                        std::to_string(block) + " layouts " + std::to_string(lay));
@@ -900,9 +904,11 @@ TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
             }
             worst = std::max(worst, std::fabs(got[i] - want[i]) / scale_max);
           }
-          EXPECT_LE(worst, 1e-5);
+          EXPECT_LE(worst, tile == 4 ? 1e-4 : 1e-5);
+          most[tile == 4] = std::max(most[tile == 4], worst);
           ++ran;
         }
   }
-  EXPECT_EQ(ran, 7 * 4 * 7);
+  EXPECT_EQ(ran, 8 * 2 * 4 * 7);
+  std::printf("worst error relative to the largest output: 2x2 tiles %.2g, 4x4 tiles %.2g\n", most[0], most[1]);
 }

@@ -6,6 +6,7 @@ read twice, BatchNorm statistics outputs, another activation) stays apart; a for
 is_train=True (BatchNorm on the batch's statistics) and the reference kernel set run the
 original kernels and give the unfused bits exactly."""
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -301,7 +302,7 @@ print(hashlib.sha256(b"".join(out)).hexdigest())
     def test_winograd_predictions_are_close_and_do_not_depend_on_threads(self):
         # oneDNN 2.6 has Winograd convolutions for AVX-512 only; elsewhere Loom's run.
         describe = loom.backend_describe(1)
-        onednn = ("onednn" in describe and ("avx512" in describe or "Winograd" in describe)
+        onednn = ("onednn" in describe and ("avx512" in describe or "Loom's Winograd" in describe)
                   and os.environ.get("LOOM_CPU_KERNELS", "") != "reference")
         rng = np.random.default_rng(5)
         net = residual_net()
@@ -355,6 +356,46 @@ print(hashlib.sha256(b"".join(out)).hexdigest())
             self.assertEqual(r.returncode, 0, r.stderr)
             digests.add(r.stdout.strip().splitlines()[-1])
         self.assertEqual(len(digests), 1)
+
+    TILE_SCRIPT = """
+import json, sys, numpy as np, loom
+sys.path.insert(0, %r)
+import test_fusion as t
+rng = np.random.default_rng(8)
+net = t.residual_net()
+shapes = {"data": (2, 16, 14, 14)}
+params = t._params(net, shapes, rng)
+x = rng.normal(size=shapes["data"]).astype(np.float32)
+want = [o.asnumpy() for o in t._bind(net, shapes, False, params).forward(is_train=False, data=x)]
+try:
+    ex = t._bind(net, shapes, True, params)
+    got = [o.asnumpy() for o in ex.forward(is_train=False, data=x)]
+    print(json.dumps({"err": max(float(np.abs(g - w).max() / np.abs(w).max()) for g, w in zip(got, want)),
+                      "bits": [g.tobytes().hex()[:4000] for g in got]}))
+except loom.LoomError as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+    def test_loom_winograd_tiles_and_a_bad_tile(self):
+        # LOOM_WINOGRAD_TILE, where Loom's Winograd kernels run: 4 (the default, unset) and 2
+        # both stay close to the plain graph's predictions (2x2 tiles within 1e-5) and give
+        # different bits; any other value is refused by name when a convolution runs.
+        describe = loom.backend_describe(1)
+        if "Loom's Winograd" not in describe or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
+            self.skipTest("Loom's Winograd kernels do not run here (oneDNN's do, or the reference set)")
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = {}
+        for tile in ("", "4", "2", "3"):
+            env = dict(os.environ, LOOM_CONV_WINOGRAD="1", LOOM_WINOGRAD_TILE=tile)
+            r = subprocess.run([sys.executable, "-c", self.TILE_SCRIPT % here], env=env, capture_output=True,
+                               text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out[tile] = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertLess(out[""]["err"], 1e-4)
+        self.assertEqual(out[""]["bits"], out["4"]["bits"])
+        self.assertLess(out["2"]["err"], 1e-5)
+        self.assertNotEqual(out["2"]["bits"], out["4"]["bits"])
+        self.assertIn("LOOM_WINOGRAD_TILE=3 is not a tile size", out["3"].get("error", ""))
 
 
 if __name__ == "__main__":

@@ -660,7 +660,7 @@ std::string describe_text() {
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
          (onednn_block() ? ", executors' blocked layout nChw" + std::to_string(onednn_block()) + "c" : std::string()) +
-         (onednn_avx512() ? std::string() : std::string(", Loom's Winograd F(2x2,3x3) for LOOM_CONV_WINOGRAD=1")) +
+         (onednn_avx512() ? std::string() : std::string(", Loom's Winograd kernels for LOOM_CONV_WINOGRAD=1")) +
          (sgemm_choice() == SgemmChoice::OneDnn
               ? ") for 2-D float32 Convolution and Deconvolution, float32 matrix products and 4-D float32 LRN; "
                 "Loom's kernels and OpenBLAS for the rest"

@@ -127,13 +127,13 @@ bool winograd_requested();
 // channels here, where one image takes 0.47 against 0.77 ms per half.
 bool onednn_winograd_qualifies(const ConvShape &s);
 
-// Loom's own Winograd convolution, F(2x2, 3x3) (winograd.cc), for the convolutions
-// marked for Winograd where oneDNN 2.6 has none (CPUs without AVX-512): the
-// inputs' 4x4 tiles and the filters transformed, 16 products of oneDNN's sgemm per
-// chunk of tiles, the 2x2 outputs transformed back with the epilogue applied. Within
-// 1e-5 of a float64 convolution relative to the largest output (about 1e-6 measured).
-// ResNet-50's 3x3 layers ran 1.3-1.5x faster than oneDNN's direct AVX2 ones on two
-// cores of an AMD EPYC (docs/backends.md).
+// Loom's own Winograd convolutions (winograd.cc) for the convolutions marked for
+// Winograd where oneDNN 2.6 has none (CPUs without AVX-512): the inputs' tiles and
+// the filters transformed, (m + 2)^2 products of oneDNN's sgemm per chunk of tiles,
+// the m x m outputs transformed back with the epilogue applied. F(4x4, 3x3) by
+// default: within 1e-4 of a float64 convolution relative to the largest output, as
+// oneDNN's Winograd (about 1e-5 measured); LOOM_WINOGRAD_TILE=2 picks F(2x2, 3x3),
+// within 1e-5 as the direct algorithm (about 1e-6) and slower (docs/backends.md).
 // Whether it runs this convolution when it is marked for Winograd.
 bool loom_winograd_runs(const ConvShape &s);
 // Computes the convolution with the epilogue (any layouts it names); `keep` as
@@ -143,6 +143,10 @@ void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, c
 // For tests: -1 (where oneDNN has no Winograd, the default), 1 (everywhere, so the
 // kernel is tested on any CPU) or 0 (never); returns the previous mode.
 int set_loom_winograd(int mode);
+// The output tile, 4 or 2 (LOOM_WINOGRAD_TILE, read on first use; any other value is
+// an error), and a setter for the process that returns the previous tile.
+int loom_winograd_tile();
+int set_loom_winograd_tile(int tile);
 
 // Reorders an (n, c, h, w) float32 array between plain NCHW and the blocked
 // layout of onednn_block() channels (c a multiple of it). Only where

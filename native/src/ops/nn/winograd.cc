@@ -1,8 +1,9 @@
-// Loom's Winograd convolution F(2x2, 3x3) for prediction (onednn.h): each 2x2
-// block of outputs from a 4x4 tile of inputs with 16 products per input and
-// output channel instead of 36. Lavin and Gray's transforms:
+// Loom's Winograd convolutions F(4x4, 3x3) and F(2x2, 3x3) for prediction
+// (onednn.h): each m x m block of outputs from an (m + 2) x (m + 2) tile of
+// inputs, with (m + 2)^2 products per input and output channel where the direct
+// algorithm needs 9 m^2 (36 against 144, 16 against 36). Lavin and Gray's transforms:
 //   V = B^T d B (input tile), U = G g G^T (filter), Y = A^T (sum over channels of U . V) A,
-// the channel sums as 16 matrix products per chunk of tiles (oneDNN's sgemm).
+// the channel sums as (m + 2)^2 matrix products per chunk of tiles (oneDNN's sgemm).
 #include "ops/nn/onednn.h"
 #include "ops/vecmath.h"
 
@@ -21,21 +22,51 @@ namespace loom {
 namespace {
 
 std::atomic<int> g_mode{-1};
+std::atomic<int> g_tile{0};
 
-// The cut of a convolution into work items: chunks of `tc` tiles (2x2 output
+int tile_from_env() {
+  const char *e = std::getenv("LOOM_WINOGRAD_TILE");
+  if (!e || !*e || std::strcmp(e, "4") == 0) return 4;
+  if (std::strcmp(e, "2") == 0) return 2;
+  fail(LOOM_ERR_INVALID_ARGUMENT, "LOOM_WINOGRAD_TILE=", e, " is not a tile size; use 4 (the default) or 2");
+}
+
+// The transforms' matrices for output tiles of M x M (T = M + 2 inputs a side).
+template <int M>
+struct Wino;
+template <>
+struct Wino<2> {
+  static constexpr float BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr float AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+template <>
+struct Wino<4> {
+  static constexpr float BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                     {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
+  static constexpr float AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+};
+
+// The cut of a convolution into work items: chunks of `tc` tiles (m x m output
 // blocks, counted over the whole batch) by pieces of `fp` output channels. It
 // depends on the shape alone, so the bits do not depend on the thread count.
 struct Cut {
   int64_t th, tw, tiles, tc, chunks, fpieces, fp;
 };
-Cut cut_for(const ConvShape &s) {
+Cut cut_for(const ConvShape &s, int m) {
   Cut p;
-  p.th = (s.oh + 1) / 2;
-  p.tw = (s.ow + 1) / 2;
+  p.th = (s.oh + m - 1) / m;
+  p.tw = (s.ow + m - 1) / m;
   p.tiles = s.n * p.th * p.tw;
-  // A chunk's transformed inputs (16 x tc x c floats) take about 1 MB: they and
+  // A chunk's transformed inputs ((m + 2)^2 x tc x c floats) take 0.6-1 MB: they and
   // the products stay near the core between the transforms and the products.
-  const int64_t most = std::clamp<int64_t>(16384 / s.c, 16, 256);
+  const int64_t most = std::clamp<int64_t>((m == 2 ? 16384 : 4096) / s.c, 16, 256);
   const int64_t even = (p.tiles + most - 1) / most;  // chunks of about equal size
   p.tc = (p.tiles + even - 1) / even;
   p.chunks = (p.tiles + p.tc - 1) / p.tc;
@@ -49,10 +80,10 @@ Cut cut_for(const ConvShape &s) {
 
 typedef int32_t I8v __attribute__((vector_size(32)));
 
-// The floats from one of a chunk's 16 matrices (rows x cols) to the next: 16 more
-// than the matrix, so the 16 values of a tile, written and read together, are not
-// 4 KB multiples apart (with 256 tiles of 64 channels they would be: one set of the
-// L1 cache for all 16).
+// The floats from one of a chunk's matrices (rows x cols) to the next: 16 more than
+// the matrix, so the values of a tile, written and read together, are not 4 KB
+// multiples apart (with 256 tiles of 64 channels they would be: one set of the L1
+// cache for all of them).
 inline int64_t matrix_floats(int64_t rows, int64_t cols) { return rows * cols + 16; }
 
 // Where the 8 channels [8g, 8g + 8) of image n at position p start, and the
@@ -84,47 +115,72 @@ LOOM_CLONE_BODY void store8(float *p, const F8v &v, int64_t stride) {
   for (int l = 0; l < 8; ++l) p[l * stride] = v[l];
 }
 
-// U[xi][c][f] = (G g G^T)[xi] for the filters g = w[f][c] (OIHW), G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
+// out = sum over q of row[q] * in[q], the zero coefficients skipped and the ones of
+// 1 and -1 added and subtracted (the loops unroll over constant rows, so each
+// output is its few terms).
+template <int N>
+LOOM_CLONE_BODY void combine(F8v &out, const float (&row)[N], const F8v *in, int step) {
+  bool first = true;
+  out = F8v{};
+#pragma GCC unroll 8
+  for (int q = 0; q < N; ++q) {
+    const float c = row[q];
+    if (c == 0) continue;
+    const F8v &x = in[q * step];
+    if (first)
+      out = c == 1 ? x : c == -1 ? -x : c * x;
+    else if (c == 1)
+      out += x;
+    else if (c == -1)
+      out -= x;
+    else
+      out += c * x;
+    first = false;
+  }
+}
+
+// U[xi][c][f] = (G g G^T)[xi] for the filters g = w[f][c] (OIHW), in double, rounded once.
+template <int M>
 void transform_weights(const ConvShape &s, const float *w, float *u) {
+  constexpr int T = M + 2;
+  const auto &G = Wino<M>::G;
   parallel_ranges(s.f, 8, [&](int64_t f0, int64_t f1) {
     for (int64_t f = f0; f < f1; ++f)
       for (int64_t c = 0; c < s.c; ++c) {
         const float *g = w + (f * s.c + c) * 9;
-        float t[4][3];
-        for (int j = 0; j < 3; ++j) {
-          t[0][j] = g[j];
-          t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-          t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-          t[3][j] = g[6 + j];
-        }
-        for (int i = 0; i < 4; ++i) {
-          const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                              t[i][2]};
-          for (int j = 0; j < 4; ++j) u[((i * 4 + j) * s.c + c) * s.f + f] = r[j];
-        }
+        double t[T][3];
+        for (int i = 0; i < T; ++i)
+          for (int j = 0; j < 3; ++j) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+        for (int i = 0; i < T; ++i)
+          for (int j = 0; j < T; ++j)
+            u[((i * T + j) * s.c + c) * s.f + f] =
+                static_cast<float>(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
       }
   });
 }
 
-// V[xi][k][c] = (B^T d B)[xi] for the tiles [t0, t0 + tc) of the chunk, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1];
-// inputs outside the image are the padding's zeros.
-LOOM_VECTOR_CLONES void transform_inputs(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
-                                         int64_t t0, int64_t tc, float *v) {
+// V[xi][k][c] = (B^T d B)[xi] for the tiles [t0, t0 + tc) of the chunk; inputs
+// outside the image are the padding's zeros.
+template <int M>
+LOOM_CLONE_BODY void transform_inputs_body(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
+                                           int64_t t0, int64_t tc, float *v) {
+  constexpr int T = M + 2;
+  const auto &BT = Wino<M>::BT;
   const F8v zero = {};
-  const int64_t stride = lx.lane(), per_image = p.th * p.tw;
+  const int64_t stride = lx.lane(), per_image = p.th * p.tw, next = matrix_floats(tc, s.c);
   for (int64_t k = 0; k < tc; ++k) {
     const int64_t t = t0 + k, n = t / per_image, i = (t % per_image) / p.tw, j = t % p.tw;
-    const int64_t r0 = 2 * i - s.ph, c0 = 2 * j - s.pw;
-    const bool inside = r0 >= 0 && r0 + 4 <= s.h && c0 >= 0 && c0 + 4 <= s.w;
+    const int64_t r0 = M * i - s.ph, c0 = M * j - s.pw;
+    const bool inside = r0 >= 0 && r0 + T <= s.h && c0 >= 0 && c0 + T <= s.w;
     for (int64_t g = 0; g < s.c / 8; ++g) {
-      F8v d[4][4];
+      F8v d[T][T];
       const float *xg = x + lx.at(n, g, 0);
       if (inside) {
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) load8(d[a][b], xg + ((r0 + a) * s.w + c0 + b) * lx.block, stride);
+        for (int a = 0; a < T; ++a)
+          for (int b = 0; b < T; ++b) load8(d[a][b], xg + ((r0 + a) * s.w + c0 + b) * lx.block, stride);
       } else {
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) {
+        for (int a = 0; a < T; ++a)
+          for (int b = 0; b < T; ++b) {
             const int64_t r = r0 + a, c = c0 + b;
             if (r >= 0 && r < s.h && c >= 0 && c < s.w)
               load8(d[a][b], xg + (r * s.w + c) * lx.block, stride);
@@ -132,61 +188,73 @@ LOOM_VECTOR_CLONES void transform_inputs(const ConvShape &s, const Cut &p, const
               d[a][b] = zero;
           }
       }
-      F8v e[4][4];
-      for (int b = 0; b < 4; ++b) {
-        e[0][b] = d[0][b] - d[2][b];
-        e[1][b] = d[1][b] + d[2][b];
-        e[2][b] = d[2][b] - d[1][b];
-        e[3][b] = d[1][b] - d[3][b];
-      }
+      F8v e[T][T];  // B^T d
+#pragma GCC unroll 8
+      for (int a = 0; a < T; ++a)
+#pragma GCC unroll 8
+        for (int b = 0; b < T; ++b) combine<T>(e[a][b], BT[a], &d[0][b], T);
       float *o = v + k * s.c + 8 * g;
-      const int64_t next = matrix_floats(tc, s.c);
-      for (int a = 0; a < 4; ++a) {
-        const F8v q[4] = {e[a][0] - e[a][2], e[a][1] + e[a][2], e[a][2] - e[a][1], e[a][1] - e[a][3]};
-        for (int b = 0; b < 4; ++b) std::memcpy(o + (a * 4 + b) * next, &q[b], sizeof(F8v));
-      }
+#pragma GCC unroll 8
+      for (int a = 0; a < T; ++a)
+#pragma GCC unroll 8
+        for (int b = 0; b < T; ++b) {  // (B^T d) B
+          F8v q;
+          combine<T>(q, BT[b], &e[a][0], 1);
+          std::memcpy(o + (a * T + b) * next, &q, sizeof q);
+        }
     }
   }
 }
+LOOM_VECTOR_CLONES void transform_inputs2(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
+                                          int64_t t0, int64_t tc, float *v) {
+  transform_inputs_body<2>(s, p, x, lx, t0, tc, v);
+}
+LOOM_VECTOR_CLONES void transform_inputs4(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
+                                          int64_t t0, int64_t tc, float *v) {
+  transform_inputs_body<4>(s, p, x, lx, t0, tc, v);
+}
 
-// Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], for the chunk's tiles and the piece's
-// channels [f0, f0 + fp) from M[xi][k][f - f0], then the epilogue as oneDNN's
-// post-ops and Loom's after-steps apply it: + bias, * scale + shift, + addend,
-// + what y held (sum), + after_add, MXNet's relu (NaN passes through).
-LOOM_VECTOR_CLONES void transform_outputs(const ConvShape &s, const Cut &p, const float *m, int64_t t0, int64_t tc,
-                                          int64_t f0, const float *bias, float *y, const Layout &ly,
-                                          const ConvEpilogue &ep) {
+// Y = A^T m A for the chunk's tiles and the piece's channels [f0, f0 + fp) from
+// M[xi][k][f - f0], then the epilogue as oneDNN's post-ops and Loom's after-steps
+// apply it: + bias, * scale + shift, + addend, + what y held (sum), + after_add,
+// MXNet's relu (NaN passes through).
+template <int M>
+LOOM_CLONE_BODY void transform_outputs_body(const ConvShape &s, const Cut &p, const float *m, int64_t t0,
+                                            int64_t tc, int64_t f0, const float *bias, float *y, const Layout &ly,
+                                            const ConvEpilogue &ep) {
+  constexpr int T = M + 2;
+  const auto &AT = Wino<M>::AT;
   const F8v zero = {};
   const int64_t stride = ly.lane(), per_image = p.th * p.tw, next = matrix_floats(tc, p.fp);
   for (int64_t k = 0; k < tc; ++k) {
     const int64_t t = t0 + k, n = t / per_image, i = (t % per_image) / p.tw, j = t % p.tw;
     for (int64_t gf = 0; gf < p.fp / 8; ++gf) {
       const int64_t g = f0 / 8 + gf;
-      F8v q[2][4];
-      for (int b = 0; b < 4; ++b) {
-        F8v m0, m1, m2, m3;
-        std::memcpy(&m0, m + (0 * 4 + b) * next + k * p.fp + 8 * gf, sizeof m0);
-        std::memcpy(&m1, m + (1 * 4 + b) * next + k * p.fp + 8 * gf, sizeof m1);
-        std::memcpy(&m2, m + (2 * 4 + b) * next + k * p.fp + 8 * gf, sizeof m2);
-        std::memcpy(&m3, m + (3 * 4 + b) * next + k * p.fp + 8 * gf, sizeof m3);
-        q[0][b] = m0 + m1 + m2;
-        q[1][b] = m1 - m2 - m3;
-      }
+      F8v mv[T][T];
+      for (int a = 0; a < T; ++a)
+        for (int b = 0; b < T; ++b) std::memcpy(&mv[a][b], m + (a * T + b) * next + k * p.fp + 8 * gf, sizeof(F8v));
+      F8v q[M][T];  // A^T m
+#pragma GCC unroll 8
+      for (int a = 0; a < M; ++a)
+#pragma GCC unroll 8
+        for (int b = 0; b < T; ++b) combine<T>(q[a][b], AT[a], &mv[0][b], T);
       F8v bv = {}, sc = {}, sh = {};
       if (bias) std::memcpy(&bv, bias + 8 * g, sizeof bv);
       if (ep.scale) {
         std::memcpy(&sc, ep.scale + 8 * g, sizeof sc);
         std::memcpy(&sh, ep.shift + 8 * g, sizeof sh);
       }
-      for (int a = 0; a < 2; ++a) {
-        const int64_t r = 2 * i + a;
+#pragma GCC unroll 4
+      for (int a = 0; a < M; ++a) {
+        const int64_t r = M * i + a;
         if (r >= s.oh) continue;
-        const F8v out[2] = {q[a][0] + q[a][1] + q[a][2], q[a][1] - q[a][2] - q[a][3]};
-        for (int b = 0; b < 2; ++b) {
-          const int64_t c = 2 * j + b;
+#pragma GCC unroll 4
+        for (int b = 0; b < M; ++b) {
+          const int64_t c = M * j + b;
           if (c >= s.ow) continue;
           const int64_t at = ly.at(n, g, r * s.ow + c);
-          F8v v = out[b], add = {};
+          F8v v, add = {};
+          combine<T>(v, AT[b], &q[a][0], 1);  // (A^T m) A
           if (bias) v += bv;
           if (ep.scale) v = v * sc + sh;
           if (ep.addend) {
@@ -214,6 +282,16 @@ LOOM_VECTOR_CLONES void transform_outputs(const ConvShape &s, const Cut &p, cons
     }
   }
 }
+LOOM_VECTOR_CLONES void transform_outputs2(const ConvShape &s, const Cut &p, const float *m, int64_t t0, int64_t tc,
+                                           int64_t f0, const float *bias, float *y, const Layout &ly,
+                                           const ConvEpilogue &ep) {
+  transform_outputs_body<2>(s, p, m, t0, tc, f0, bias, y, ly, ep);
+}
+LOOM_VECTOR_CLONES void transform_outputs4(const ConvShape &s, const Cut &p, const float *m, int64_t t0, int64_t tc,
+                                           int64_t f0, const float *bias, float *y, const Layout &ly,
+                                           const ConvEpilogue &ep) {
+  transform_outputs_body<4>(s, p, m, t0, tc, f0, bias, y, ly, ep);
+}
 
 // A buffer of each thread's that grows and is reused.
 float *thread_floats(int slot, size_t n) {
@@ -235,36 +313,26 @@ float *thread_floats(int slot, size_t n) {
   return h.p.get();
 }
 
-}  // namespace
-
-int set_loom_winograd(int mode) { return g_mode.exchange(mode); }
-
-bool loom_winograd_runs(const ConvShape &s) {
-  const int mode = g_mode.load();
-  // oneDNN's rule, but never on 7x7 outputs: there the transformed filters (16 x c x f
-  // floats, 16 MB for ResNet-50's 512 channels) are read for a few tiles, and one image
-  // took about as long as by the direct algorithm.
-  return (mode < 0 ? !onednn_avx512() : mode == 1) && onednn_winograd_qualifies(s) && s.oh * s.ow >= 14 * 14;
-}
-
-void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, const float *bias, float *y, Var *keep,
-                           const ConvEpilogue &ep) {
-  const Cut p = cut_for(s);
-  // The transformed filters (16 x c x f floats), kept on the weight's var when given.
+template <int M>
+void forward(const ConvShape &s, const float *x, const float *w, const float *bias, float *y, Var *keep,
+             const ConvEpilogue &ep) {
+  constexpr int T = M + 2;
+  const Cut p = cut_for(s, M);
+  // The transformed filters (T^2 x c x f floats), kept on the weight's var when given.
   std::shared_ptr<const void> hold;
   std::string key;
   if (keep) {
-    const int64_t k[] = {reinterpret_cast<int64_t>(w), s.c, s.f, static_cast<int64_t>(ep.weights_id)};
+    const int64_t k[] = {reinterpret_cast<int64_t>(w), s.c, s.f, M, static_cast<int64_t>(ep.weights_id)};
     key = std::string("loom.winograd.weights:") + std::string(reinterpret_cast<const char *>(k), sizeof k);
     hold = keep->derived(key);
   }
   if (!hold) {
     void *q = nullptr;
-    const size_t bytes = sizeof(float) * 16 * s.c * s.f;
+    const size_t bytes = sizeof(float) * T * T * s.c * s.f;
     LOOM_CHECK(posix_memalign(&q, 64, bytes) == 0, LOOM_ERR_OUT_OF_MEMORY,
                "Winograd convolution: could not allocate ", bytes, " bytes for transformed weights");
     std::shared_ptr<void> buf(q, [](void *b) { std::free(b); });
-    transform_weights(s, w, static_cast<float *>(buf.get()));
+    transform_weights<M>(s, w, static_cast<float *>(buf.get()));
     if (keep) keep->keep_derived(key, buf);
     hold = buf;
   }
@@ -274,21 +342,57 @@ void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, c
              "Winograd convolution: blocked data, but the block is ", block);
   const Layout lx{s.c, s.h * s.w, ep.src_blocked ? block : 1}, ly{s.f, s.oh * s.ow, ep.dst_blocked ? block : 1};
   parallel_ranges(p.chunks * p.fpieces, 1, [&](int64_t i0, int64_t i1) {
-    float *v = thread_floats(0, 16 * matrix_floats(p.tc, s.c)), *m = thread_floats(1, 16 * matrix_floats(p.tc, p.fp));
+    float *v = thread_floats(0, T * T * matrix_floats(p.tc, s.c)), *m = thread_floats(1, T * T * matrix_floats(p.tc, p.fp));
     int64_t transformed = -1;  // the chunk whose inputs v holds
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t chunk = i / p.fpieces, f0 = (i % p.fpieces) * p.fp;
       const int64_t t0 = chunk * p.tc, tc = std::min(p.tc, p.tiles - t0);
-      if (chunk != transformed) transform_inputs(s, p, x, lx, t0, tc, v);
+      if (chunk != transformed) (M == 2 ? transform_inputs2 : transform_inputs4)(s, p, x, lx, t0, tc, v);
       transformed = chunk;
-      for (int xi = 0; xi < 16; ++xi)
+      for (int xi = 0; xi < T * T; ++xi)
         LOOM_CHECK(onednn_sgemm(false, false, tc, p.fp, s.c, 1.0f, v + xi * matrix_floats(tc, s.c), s.c,
                                 u + xi * s.c * s.f + f0, s.f, 0.0f, m + xi * matrix_floats(tc, p.fp), p.fp),
                    LOOM_ERR_INTERNAL, "Winograd convolution: oneDNN's sgemm refused a ", tc, "x", p.fp, "x", s.c,
                    " product");
-      transform_outputs(s, p, m, t0, tc, f0, bias, y, ly, ep);
+      (M == 2 ? transform_outputs2 : transform_outputs4)(s, p, m, t0, tc, f0, bias, y, ly, ep);
     }
   });
+}
+
+}  // namespace
+
+int set_loom_winograd(int mode) { return g_mode.exchange(mode); }
+
+int loom_winograd_tile() {
+  int t = g_tile.load();
+  if (t) return t;
+  t = tile_from_env();
+  int expected = 0;
+  g_tile.compare_exchange_strong(expected, t);
+  return g_tile.load();
+}
+
+int set_loom_winograd_tile(int tile) {
+  LOOM_CHECK(tile == 2 || tile == 4, LOOM_ERR_INVALID_ARGUMENT, "a Winograd tile of ", tile, ": use 2 or 4");
+  const int before = loom_winograd_tile();
+  g_tile.store(tile);
+  return before;
+}
+
+bool loom_winograd_runs(const ConvShape &s) {
+  const int mode = g_mode.load();
+  // oneDNN's rule, but never on 7x7 outputs: there the transformed filters (16 x c x f
+  // floats in 2x2 tiles, 16 MB for ResNet-50's 512 channels) are read for a few tiles,
+  // and one image took about as long as by the direct algorithm.
+  return (mode < 0 ? !onednn_avx512() : mode == 1) && onednn_winograd_qualifies(s) && s.oh * s.ow >= 14 * 14;
+}
+
+void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, const float *bias, float *y, Var *keep,
+                           const ConvEpilogue &ep) {
+  if (loom_winograd_tile() == 2)
+    forward<2>(s, x, w, bias, y, keep, ep);
+  else
+    forward<4>(s, x, w, bias, y, keep, ep);
 }
 
 }  // namespace loom
