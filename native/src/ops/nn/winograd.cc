@@ -58,6 +58,12 @@ struct Wino<4> {
 // depends on the shape alone, so the bits do not depend on the thread count.
 struct Cut {
   int64_t th, tw, tiles, tc, chunks, fpieces, fp;
+  // Tile t's image and its row and column among the image's tiles.
+  void locate(int64_t t, int64_t &n, int64_t &i, int64_t &j) const {
+    n = t / (th * tw);
+    i = (t % (th * tw)) / tw;
+    j = t % tw;
+  }
 };
 Cut cut_for(const ConvShape &s, int m) {
   Cut p;
@@ -167,9 +173,10 @@ LOOM_CLONE_BODY void transform_inputs_body(const ConvShape &s, const Cut &p, con
   constexpr int T = M + 2;
   const auto &BT = Wino<M>::BT;
   const F8v zero = {};
-  const int64_t stride = lx.lane(), per_image = p.th * p.tw, next = matrix_floats(tc, s.c);
+  const int64_t stride = lx.lane(), next = matrix_floats(tc, s.c);
   for (int64_t k = 0; k < tc; ++k) {
-    const int64_t t = t0 + k, n = t / per_image, i = (t % per_image) / p.tw, j = t % p.tw;
+    int64_t n, i, j;
+    p.locate(t0 + k, n, i, j);
     const int64_t r0 = M * i - s.ph, c0 = M * j - s.pw;
     const bool inside = r0 >= 0 && r0 + T <= s.h && c0 >= 0 && c0 + T <= s.w;
     for (int64_t g = 0; g < s.c / 8; ++g) {
@@ -225,9 +232,10 @@ LOOM_CLONE_BODY void transform_outputs_body(const ConvShape &s, const Cut &p, co
   constexpr int T = M + 2;
   const auto &AT = Wino<M>::AT;
   const F8v zero = {};
-  const int64_t stride = ly.lane(), per_image = p.th * p.tw, next = matrix_floats(tc, p.fp);
+  const int64_t stride = ly.lane(), next = matrix_floats(tc, p.fp);
   for (int64_t k = 0; k < tc; ++k) {
-    const int64_t t = t0 + k, n = t / per_image, i = (t % per_image) / p.tw, j = t % p.tw;
+    int64_t n, i, j;
+    p.locate(t0 + k, n, i, j);
     for (int64_t gf = 0; gf < p.fp / 8; ++gf) {
       const int64_t g = f0 / 8 + gf;
       F8v mv[T][T];
