@@ -398,5 +398,83 @@ except loom.LoomError as e:
         self.assertIn("LOOM_WINOGRAD_TILE=3 is not a tile size", out["3"].get("error", ""))
 
 
+
+class WinogradTraining(unittest.TestCase):
+    """LOOM_CONV_WINOGRAD=1 at bind (or __winograd__) in a graph bound for training: where Loom's
+    Winograd kernels run, each marked 3x3 stride-1 convolution's forward pass and data gradient
+    run by them (the weight gradient stays direct). Outputs and every gradient, the data's too,
+    stay within 1e-4 of the direct algorithm's relative to their largest value, in blocked and
+    plain layouts, and differ from them in some bits (so Winograd ran); an attribute False keeps
+    a node direct."""
+
+    @staticmethod
+    def net(attr=None):
+        data = sym.Variable("data")
+        a = relu(bn(conv(data, "w1", 32), "wb1"), "wr1")
+        b = conv(a, "w2", 32, bias=True)
+        if attr:
+            b = b.set_attr("__winograd__", attr)
+        c = relu(b + a, "wr2")  # no BatchNorm after w2: its bias has a gradient
+        x = sym.Pooling(c, kernel=(1, 1), global_pool=True, pool_type="avg")
+        return sym.SoftmaxOutput(sym.FullyConnected(sym.Flatten(x), num_hidden=10, name="wfc"), name="softmax")
+
+    def run_net(self, net, wino, blocked):
+        os.environ["LOOM_EXEC_BLOCKED"] = "1" if blocked else "0"
+        if wino:
+            os.environ["LOOM_CONV_WINOGRAD"] = "1"
+        try:
+            ex = net.simple_bind(grad_req={"softmax_label": "null"}, data=(3, 16, 14, 14), softmax_label=(3,))
+        finally:
+            del os.environ["LOOM_EXEC_BLOCKED"]
+            os.environ.pop("LOOM_CONV_WINOGRAD", None)
+        rng = np.random.default_rng(21)
+        for n in sorted(ex.arg_dict):
+            a = ex.arg_dict[n]
+            if n == "softmax_label":
+                a.copyfrom(rng.integers(0, 10, a.shape).astype(np.float32))
+            else:
+                a.copyfrom((rng.standard_normal(a.shape) * (1.0 if n == "data" else 0.2)).astype(np.float32))
+        outs = [o.asnumpy() for o in ex.forward(is_train=True)]
+        ex.backward()
+        grads = {n: g.asnumpy() for n, g in ex.grad_dict.items() if g is not None}
+        return outs, grads
+
+    def test_training_with_winograd_is_close_to_direct(self):
+        describe = loom.backend_describe(1)
+        runs = "Loom's Winograd" in describe and os.environ.get("LOOM_CPU_KERNELS", "") != "reference"
+        for blocked in (True, False):
+            want_o, want_g = self.run_net(self.net(), False, blocked)
+            got_o, got_g = self.run_net(self.net(), True, blocked)
+            self.assertIn("data", got_g)
+            for n in want_g:
+                scale = max(np.abs(want_g[n]).max(), 1e-30)
+                self.assertLess(np.abs(got_g[n] - want_g[n]).max() / scale, 1e-4, (n, blocked))
+            for g, w in zip(got_o, want_o):
+                self.assertLess(np.abs(g - w).max() / np.abs(w).max(), 1e-4, blocked)
+            differ = [n for n in want_g if not np.array_equal(got_g[n], want_g[n])]
+            if runs:
+                # the data gradient (w1's data gradient by Winograd) and w2's inputs' gradients
+                self.assertIn("data", differ, blocked)
+                self.assertIn("w1_weight", differ, blocked)
+            else:
+                self.assertEqual(differ, [], blocked)
+        if runs:
+            # w2 marked False, w1 by the environment: w2's weight gradient comes from its
+            # output gradient (direct through the head) and w1's output, which w1's Winograd
+            # forward pass changed; with both marked False nothing changes.
+            def both_false():
+                data = sym.Variable("data")
+                a = relu(bn(conv(data, "w1", 32).set_attr("__winograd__", "False"), "wb1"), "wr1")
+                b = conv(a, "w2", 32, bias=True).set_attr("__winograd__", "False")
+                c = relu(b + a, "wr2")
+                x = sym.Pooling(c, kernel=(1, 1), global_pool=True, pool_type="avg")
+                return sym.SoftmaxOutput(sym.FullyConnected(sym.Flatten(x), num_hidden=10, name="wfc"),
+                                         name="softmax")
+            want_o, want_g = self.run_net(self.net(), False, True)
+            got_o, got_g = self.run_net(both_false(), True, True)
+            for n in want_g:
+                np.testing.assert_array_equal(got_g[n], want_g[n], n)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -81,6 +81,11 @@ struct OpContext {
   // A training executor's BatchNorm step that took in the relu reading its output:
   // the op applies MXNet's relu (NaN passes) to its output as it writes it.
   bool relu_after = false;
+  // A training executor's Convolution step marked for Winograd (LOOM_CONV_WINOGRAD=1
+  // at bind, or the node's __winograd__ attribute): its forward pass and its data
+  // gradient run Loom's Winograd kernels where they take the convolution
+  // (loom_winograd_runs; the weight gradient stays direct).
+  bool winograd = false;
 };
 
 using InferFn = std::function<void(const Params &, const ShapeList &in_shapes,

@@ -71,6 +71,7 @@ struct Step {
   std::vector<std::pair<int, int>> grad_inplace;
   std::shared_ptr<Fused> fused;              // a fused Convolution step (prediction)
   bool relu_after = false;  // a BatchNorm that took in its relu (training; OpContext::relu_after)
+  bool winograd = false;    // a Convolution's steps marked for Winograd (training; OpContext::winograd)
 };
 
 // The step list of one binding, independent of any memory.
@@ -669,6 +670,20 @@ void fuse_relu_into_batchnorm(Program &p) {
   if (any) drop_steps(p, gone);
 }
 
+// Training with Winograd (a graph bound for training on the CPU): the forward and
+// backward steps of each Convolution whose __winograd__ attribute is true, or of
+// every Convolution without the attribute when LOOM_CONV_WINOGRAD=1 at bind, are
+// marked (OpContext::winograd); the op decides per shape whether Loom's kernels run.
+void mark_training_winograd(Program &p) {
+  for (Step &s : p.steps) {
+    if (s.node < 0 || (s.kind != StepKind::Forward && s.kind != StepKind::Backward)) continue;
+    const Node &n = *p.g.nodes[s.node];
+    if (n.op->name != "Convolution") continue;
+    bool wino;
+    s.winograd = attr_flag(n, "winograd", &wino) ? wino : winograd_requested();
+  }
+}
+
 // Prediction fusion (a graph bound without gradients on the CPU; LOOM_EXEC_FUSE=0
 // turns it off): a Convolution whose output only a BatchNorm (channel axis 1, no
 // statistics outputs) reads, whose output only an add of two same-shape float32
@@ -1162,6 +1177,7 @@ std::unique_ptr<Executor> Executor::bind(const Symbol &sym, BindSpec spec, const
     fuse_for_prediction(im.prog);
   if (training && spec.fuse && spec.ctx.dev_type == LOOM_DEVICE_CPU && fusion_enabled())
     fuse_relu_into_batchnorm(im.prog);
+  if (training && spec.ctx.dev_type == LOOM_DEVICE_CPU) mark_training_winograd(im.prog);
   require_kernels(im.prog, spec.ctx);
   im.planned = plan(im.prog, planning_enabled());
   Program &p = im.prog;
@@ -1321,6 +1337,7 @@ std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const C
   call->ctx.ctx = ctx;
   call->ctx.is_train = is_train;
   call->ctx.relu_after = s.relu_after;
+  call->ctx.winograd = s.winograd;
   auto arr = [&](int v) -> const NDArray & { return arrays[v]; };
   const Node *node = s.node >= 0 ? p.g.nodes[s.node] : nullptr;
   if (node) {

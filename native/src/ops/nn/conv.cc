@@ -478,6 +478,40 @@ size_t conv_winograd_scratch(const Params &p, const Shape &data) {
   return onednn_conv_forward_scratch(conv_shape(ConvPlan(p, data, 4)), !p.b("no_bias"), true);
 }
 
+// The data gradient of a 3x3 stride-1 convolution is the convolution of the output
+// gradient with the filters turned 180 degrees and their input and output channels
+// swapped, padded by 2 - pad: Loom's Winograd kernels compute it when they take that
+// convolution (false, nothing written, when not).
+namespace {
+bool conv_data_gradient_by_winograd(const Params &p, const BlobList &in, const TBlob &dy, const TBlob &dx) {
+  if (in[0].shape.ndim != 4) return false;
+  const ConvShape s = conv_shape(ConvPlan(p, in[0].shape, 4));
+  if (!onednn_conv_takes(s) || s.ph > 2 || s.pw > 2) return false;
+  ConvShape t = s;
+  t.c = s.f;
+  t.f = s.c;
+  t.h = s.oh;
+  t.w = s.ow;
+  t.oh = s.h;
+  t.ow = s.w;
+  t.ph = 2 - s.ph;
+  t.pw = 2 - s.pw;
+  if (!loom_winograd_runs(t)) return false;
+  std::vector<float> turned(static_cast<size_t>(s.f * s.c * 9));
+  const float *w = in[1].ptr<float>();
+  parallel_ranges(s.c, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t f = 0; f < s.f; ++f)
+        for (int k = 0; k < 9; ++k) turned[(c * s.f + f) * 9 + k] = w[(f * s.c + c) * 9 + (8 - k)];
+  });
+  ConvEpilogue lay;
+  lay.src_blocked = dy.blocked;
+  lay.dst_blocked = dx.blocked;
+  loom_winograd_forward(t, dy.ptr<float>(), turned.data(), nullptr, dx.ptr<float>(), nullptr, lay);
+  return true;
+}
+}  // namespace
+
 bool conv_forward_with_epilogue(const OpContext &ctx, const Params &p, const BlobList &in, const TBlob &out,
                                 const ConvEpilogue &ep) {
   if (in[0].dtype != LOOM_DTYPE_FLOAT32 || !use_onednn() || is_volume(p, in[0].shape)) return false;
@@ -571,6 +605,10 @@ const int kConvolution = [] {
     ConvEpilogue layouts;
     layouts.src_blocked = in[0].blocked;
     layouts.dst_blocked = out[0].blocked;
+    // A training step marked for Winograd: Loom's kernels where they take it (oneDNN's
+    // Winograd stays with prediction, whose executors plan its work memory).
+    layouts.winograd = ctx.winograd && in[0].shape.ndim == 4 &&
+                       loom_winograd_runs(conv_shape(ConvPlan(p, in[0].shape, 4)));
     if (in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
         onednn_conv_forward(conv_shape(ConvPlan(p, in[0].shape, 4)), in[0].ptr<float>(),
                             in[1].ptr<float>(), in.size() > 2 ? in[2].ptr<float>() : nullptr,
@@ -643,6 +681,17 @@ const int kConvolution = [] {
   d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
     if (is_volume(p, in[0].shape)) return conv3d_backward(p, in, og, ig, req);
+    if (ctx.winograd && req[0] && in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
+        conv_data_gradient_by_winograd(p, in, og[0], ig[0])) {
+      // The data gradient is written; the weight gradient (if wanted) as without Winograd.
+      if (!req[1]) return;
+      OpContext rest = ctx;
+      rest.winograd = false;
+      ReqList wreq = req;
+      wreq[0] = kNullOp;
+      Registry::get().lookup("Convolution").backward(rest, p, in, BlobList{}, og, ig, wreq);
+      return;
+    }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
