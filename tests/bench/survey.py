@@ -7,11 +7,13 @@ the same run.
 
 The CPU speed networks (MLP and LeNet on MNIST-shaped data, ResNet-50 v1.5) run the
 same way. Loom runs twice: with its default CPU kernel set (oneDNN where built with
-it) and with LOOM_CPU_KERNELS=reference (its own kernels), so both are in one table.
+it) and with LOOM_CPU_KERNELS=reference (its own kernels), so both are in one table;
+ResNet-50 runs a third time with LOOM_CONV_WINOGRAD=1 (its 3x3 layers by Winograd),
+printed on a line of its own.
 
 Usage: survey.py [THREADS] [REPS] [NET ...]
        (nets: fcn-s fcn-r alexnet-s alexnet-r lstm mlp lenet resnet50; default: all)
-A worker call: survey.py --worker loom|loom-ref|torch|sgemm NET THREADS STEPS"""
+A worker call: survey.py --worker loom|loom-ref|loom-wino|torch|sgemm NET THREADS STEPS"""
 import json
 import os
 import statistics
@@ -40,6 +42,8 @@ NETS = {
 # millisecond, and Loom's first few dozen steps ran up to 1.7x slower than the rest in some
 # processes (PyTorch's did not): its median is taken over 600.
 STEPS = {"fcn-s": 6, "fcn-r": 6, "alexnet-s": 4, "alexnet-r": 6, "lstm": 3, "mlp": 600, "lenet": 20, "resnet50": 3}
+# Networks also trained with LOOM_CONV_WINOGRAD=1 (not the default: results within 1e-4 instead of 1e-5).
+WINOGRAD_NETS = ("resnet50",)
 
 
 def resnet50_units():
@@ -345,7 +349,7 @@ def kernels_describe():
 
 def worker(argv):
     kind, net, threads, steps = argv[0], argv[1], int(argv[2]), int(argv[3])
-    if kind in ("loom", "loom-ref"):
+    if kind in ("loom", "loom-ref", "loom-wino"):
         r = run_loom(net, steps)
     elif kind == "torch":
         r = run_torch(net, steps, threads)
@@ -360,6 +364,8 @@ def spawn(kind, net, threads, steps):
     env = dict(os.environ, LOOM_CPU_WORKERS=str(threads), OMP_NUM_THREADS=str(threads))
     if kind in ("loom-ref", "sgemm-ref"):
         env["LOOM_CPU_KERNELS"] = "reference"
+    if kind == "loom-wino":
+        env["LOOM_CONV_WINOGRAD"] = "1"
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", kind, net, str(threads), str(steps)],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["value"]
@@ -373,13 +379,15 @@ def main():
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     nets = sys.argv[3:] or list(NETS)
     have_torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
-    sgemm, sgemm_ref, res = [], [], {n: {"loom": [], "loom-ref": [], "torch": []} for n in nets}
+    sgemm, sgemm_ref, res = [], [], {n: {"loom": [], "loom-ref": [], "loom-wino": [], "torch": []} for n in nets}
     for rep in range(reps):  # interleaved: every network and framework once per round
         sgemm.append(spawn("sgemm", "-", threads, 0))
         sgemm_ref.append(spawn("sgemm-ref", "-", threads, 0))
         for net in nets:
             res[net]["loom"].append(spawn("loom", net, threads, STEPS[net]))
             res[net]["loom-ref"].append(spawn("loom-ref", net, threads, STEPS[net]))
+            if net in WINOGRAD_NETS:
+                res[net]["loom-wino"].append(spawn("loom-wino", net, threads, STEPS[net]))
             if have_torch:
                 res[net]["torch"].append(spawn("torch", net, threads, STEPS[net]))
     # The machine's sgemm rate: the faster of the two sets' (oneDNN's AVX-512 kernels where the CPU has them,
@@ -401,9 +409,13 @@ def main():
         rt = statistics.median(res[net]["loom-ref"])
         tt = statistics.median(res[net]["torch"]) if have_torch else float("nan")
         unit = batch
-        print("%-10s %6d %10d %10.1f %10.1f %10.1f %7.2f %8.1f%% %8.1f%%" % (
+        print("%-10s %6d %10d %10.2f %10.2f %10.2f %7.2f %8.1f%% %8.1f%%" % (
             net, batch, params, unit / lt, unit / rt, unit / tt, tt / lt, 100 * flops / lt / rate,
             100 * flops / rt / rate))
+        if res[net]["loom-wino"]:
+            wt = statistics.median(res[net]["loom-wino"])
+            print("%-10s %6s %10s %10.2f %10s %10s %7.2f %8.1f%%   (LOOM_CONV_WINOGRAD=1)" % (
+                "  Winograd", "", "", unit / wt, "", "", tt / wt, 100 * flops / wt / rate))
     for net in nets:
         params, macs = count(net)
         print("  %s; %d parameters, %.2f GFLOP per training step" % (NETS[net][0], params,

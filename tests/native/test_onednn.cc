@@ -912,3 +912,70 @@ TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
   EXPECT_EQ(ran, 8 * 2 * 4 * 7);
   std::printf("worst error relative to the largest output: 2x2 tiles %.2g, 4x4 tiles %.2g\n", most[0], most[1]);
 }
+
+// The weight gradient by Loom's Winograd tiles against naive float64 sums over the
+// batch, in both tiles, with x and dy each plain or blocked in both widths, in one
+// pass of the tiles and in passes of 16 tiles (a shorter last one): F(4x4,3x3)
+// within 1e-4 and F(2x2,3x3) within 1e-5 relative to the largest value. Shapes with
+// odd sizes, 7x7 outputs, paddings 0 to 2 and more output than input channels.
+TEST(OneDnn, LoomWinogradWeightGradientMatchesNaiveLoops) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  struct Case {
+    int64_t n, c, h, w, f, ph, pw;
+  };
+  const Case cases[] = {{1, 16, 7, 7, 16, 1, 1},   {2, 16, 15, 13, 32, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
+                        {5, 16, 14, 13, 16, 2, 1}, {40, 16, 16, 16, 16, 1, 1}, {2, 64, 9, 9, 32, 1, 0}};
+  uint32_t seed = 5200;
+  int ran = 0;
+  double most[2] = {0, 0};
+  for (const Case &c : cases) {
+    const int64_t oh = c.h + 2 * c.ph - 2, ow = c.w + 2 * c.pw - 2;
+    const loom::ConvShape s{c.n, c.c, c.h, c.w, c.f, 1, 3, 3, 1, 1, c.ph, c.pw, 1, 1, oh, ow};
+    const std::vector<int64_t> xs{c.n, c.c, c.h, c.w}, ys{c.n, c.f, oh, ow};
+    const auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    const auto dy = as_dtype(random_values(numel(ys), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    std::vector<double> want(static_cast<size_t>(c.f * c.c * 9), 0.0);
+    double scale_max = 1e-30;
+    for (int64_t f = 0; f < c.f; ++f)
+      for (int64_t ch = 0; ch < c.c; ++ch)
+        for (int r = 0; r < 3; ++r)
+          for (int q = 0; q < 3; ++q) {
+            double acc = 0;
+            for (int64_t n = 0; n < c.n; ++n)
+              for (int64_t oy = 0; oy < oh; ++oy)
+                for (int64_t ox = 0; ox < ow; ++ox) {
+                  const int64_t iy = oy + r - c.ph, ix = ox + q - c.pw;
+                  if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
+                  acc += dy[((n * c.f + f) * oh + oy) * ow + ox] * x[((n * c.c + ch) * c.h + iy) * c.w + ix];
+                }
+            want[((f * c.c + ch) * 3 + r) * 3 + q] = acc;
+            scale_max = std::max(scale_max, std::fabs(acc));
+          }
+    for (int tile : {4, 2})
+      for (size_t pass : {size_t(32) << 20, size_t(1)})
+        for (int block : kBlocks)
+          for (int lay = 0; lay < 4; ++lay) {
+            if (block == 8 && lay == 0) continue;  // plain x and dy: once
+            BlockScope bs(block);
+            SettingScope ts(loom::set_loom_winograd_tile, tile);
+            SCOPED_TRACE("tile " + std::to_string(tile) + " n" + std::to_string(c.n) + " c" + std::to_string(c.c) +
+                         " " + std::to_string(c.h) + "x" + std::to_string(c.w) + " f" + std::to_string(c.f) +
+                         " pad " + std::to_string(c.ph) + std::to_string(c.pw) + " pass " + std::to_string(pass) +
+                         " block " + std::to_string(block) + " layouts " + std::to_string(lay));
+            Buf xb = buf(xs, x), db = buf(ys, dy);
+            if (lay & 1) xb = to_blocked(xb);
+            if (lay & 2) db = to_blocked(db);
+            std::vector<float> dw(want.size(), 7.0f);
+            loom::loom_winograd_weight_gradient(s, xb.v.data(), db.v.data(), dw.data(), lay & 1, lay & 2, pass);
+            double worst = 0;
+            for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(dw[i] - want[i]) / scale_max);
+            EXPECT_LE(worst, tile == 4 ? 1e-4 : 1e-5);
+            most[tile == 4] = std::max(most[tile == 4], worst);
+            ++ran;
+          }
+  }
+  EXPECT_EQ(ran, 6 * 2 * 2 * 7);
+  std::printf("worst weight-gradient error relative to the largest value: 2x2 tiles %.2g, 4x4 tiles %.2g\n", most[0],
+              most[1]);
+}

@@ -401,8 +401,8 @@ except loom.LoomError as e:
 
 class WinogradTraining(unittest.TestCase):
     """LOOM_CONV_WINOGRAD=1 at bind (or __winograd__) in a graph bound for training: where Loom's
-    Winograd kernels run, each marked 3x3 stride-1 convolution's forward pass and data gradient
-    run by them (the weight gradient stays direct). Outputs and every gradient, the data's too,
+    Winograd kernels run, each marked 3x3 stride-1 convolution's forward pass, data gradient and
+    weight gradient run by them. Outputs and every gradient, the data's too,
     stay within 1e-4 of the direct algorithm's relative to their largest value, in blocked and
     plain layouts, and differ from them in some bits (so Winograd ran); an attribute False keeps
     a node direct."""
@@ -474,6 +474,43 @@ class WinogradTraining(unittest.TestCase):
             got_o, got_g = self.run_net(both_false(), True, True)
             for n in want_g:
                 np.testing.assert_array_equal(got_g[n], want_g[n], n)
+
+    def test_weight_gradient_alone(self):
+        """A lone convolution given its output gradient: its weight gradient by Winograd differs
+        from direct in some bits (only that path could change it) and stays within 1e-4, also
+        for 7x7 outputs, where the forward pass and the data gradient stay direct."""
+        runs = "Loom's Winograd" in loom.backend_describe(1) and \
+            os.environ.get("LOOM_CPU_KERNELS", "") != "reference"
+        rng = np.random.default_rng(5)
+        for shape, pad in (((4, 16, 14, 14), 1), ((8, 32, 9, 9), 0), ((2, 16, 12, 11), 2)):
+            data = sym.Variable("data")
+            net = sym.Convolution(data, kernel=(3, 3), pad=(pad, pad), num_filter=32, no_bias=True, name="c")
+            x = rng.standard_normal(shape).astype(np.float32)
+            w = (rng.standard_normal((32, shape[1], 3, 3)) * 0.2).astype(np.float32)
+            grads = []
+            for wino in (False, True):
+                for blocked in (False, True):
+                    os.environ["LOOM_EXEC_BLOCKED"] = "1" if blocked else "0"
+                    if wino:
+                        os.environ["LOOM_CONV_WINOGRAD"] = "1"
+                    try:
+                        ex = net.simple_bind(grad_req={"data": "null", "c_weight": "write"}, data=shape)
+                    finally:
+                        del os.environ["LOOM_EXEC_BLOCKED"]
+                        os.environ.pop("LOOM_CONV_WINOGRAD", None)
+                    ex.arg_dict["data"].copyfrom(x)
+                    ex.arg_dict["c_weight"].copyfrom(w)
+                    out = ex.forward(is_train=True)[0]
+                    head = np.cos(np.arange(out.size, dtype=np.float32)).reshape(out.shape)
+                    ex.backward(loom.array(head))
+                    grads.append(ex.grad_dict["c_weight"].asnumpy())
+            want = grads[0]
+            scale = np.abs(want).max()
+            for got in grads[1:]:
+                self.assertLess(np.abs(got - want).max() / scale, 1e-4, shape)
+            np.testing.assert_array_equal(grads[1], want)  # direct in both layouts: the same bits
+            for got in grads[2:]:
+                self.assertEqual(not np.array_equal(got, want), runs, shape)
 
 
 if __name__ == "__main__":

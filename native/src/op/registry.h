@@ -84,7 +84,7 @@ struct OpContext {
   // A training executor's Convolution step marked for Winograd (LOOM_CONV_WINOGRAD=1
   // at bind, or the node's __winograd__ attribute): its forward pass and its data
   // gradient run Loom's Winograd kernels where they take the convolution
-  // (loom_winograd_runs; the weight gradient stays direct).
+  // (loom_winograd_runs), its weight gradient where loom_winograd_weight_gradient_runs.
   bool winograd = false;
 };
 

@@ -510,6 +510,16 @@ bool conv_data_gradient_by_winograd(const Params &p, const BlobList &in, const T
   loom_winograd_forward(t, dy.ptr<float>(), turned.data(), nullptr, dx.ptr<float>(), nullptr, lay);
   return true;
 }
+
+// The weight gradient by Loom's Winograd kernels when they take it (false, nothing
+// written, when not).
+bool conv_weight_gradient_by_winograd(const Params &p, const BlobList &in, const TBlob &dy, const TBlob &dw) {
+  if (in[0].shape.ndim != 4) return false;
+  const ConvShape s = conv_shape(ConvPlan(p, in[0].shape, 4));
+  if (!onednn_conv_takes(s) || !loom_winograd_weight_gradient_runs(s)) return false;
+  loom_winograd_weight_gradient(s, in[0].ptr<float>(), dy.ptr<float>(), dw.ptr<float>(), in[0].blocked, dy.blocked);
+  return true;
+}
 }  // namespace
 
 bool conv_forward_with_epilogue(const OpContext &ctx, const Params &p, const BlobList &in, const TBlob &out,
@@ -681,23 +691,27 @@ const int kConvolution = [] {
   d.set_backward([](const OpContext &ctx, const Params &p, const BlobList &in, const BlobList &,
                     const BlobList &og, const BlobList &ig, const ReqList &req) {
     if (is_volume(p, in[0].shape)) return conv3d_backward(p, in, og, ig, req);
-    if (ctx.winograd && req[0] && in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn() &&
-        conv_data_gradient_by_winograd(p, in, og[0], ig[0])) {
-      // The data gradient is written; the weight gradient (if wanted) as without Winograd.
-      if (!req[1]) return;
-      OpContext rest = ctx;
-      rest.winograd = false;
-      ReqList wreq = req;
-      wreq[0] = kNullOp;
-      Registry::get().lookup("Convolution").backward(rest, p, in, BlobList{}, og, ig, wreq);
-      return;
+    if (ctx.winograd && in[0].dtype == LOOM_DTYPE_FLOAT32 && use_onednn()) {
+      // A step marked for Winograd: the data and weight gradients Loom's kernels
+      // take, the rest (and the bias gradient) as without Winograd.
+      ReqList rest = req;
+      if (req[0] && conv_data_gradient_by_winograd(p, in, og[0], ig[0])) rest[0] = kNullOp;
+      if (req[1] && conv_weight_gradient_by_winograd(p, in, og[0], ig[1])) rest[1] = kNullOp;
+      if (rest[0] != req[0] || rest[1] != req[1]) {
+        if (rest[0] || rest[1] || (in.size() > 2 && req[2])) {
+          OpContext direct = ctx;
+          direct.winograd = false;
+          Registry::get().lookup("Convolution").backward(direct, p, in, BlobList{}, og, ig, rest);
+        }
+        return;
+      }
     }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
       const Geometry &g = c.g;
       const T *x = in[0].ptr<T>(), *w = in[1].ptr<T>(), *dy = og[0].ptr<T>();
       const int64_t wsize = c.f * c.krows;
-      bool done = false;
+      bool done = !req[0] && !req[1];  // the bias gradient alone: nothing else to compute
       ConvLayouts lay;
       lay.x = in[0].blocked;
       lay.dy = og[0].blocked;

@@ -140,6 +140,14 @@ bool loom_winograd_runs(const ConvShape &s);
 // for onednn_conv_forward (the transformed filters are kept there).
 void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, const float *bias, float *y,
                            class Var *keep, const ConvEpilogue &ep);
+// Training: the weight gradient dW (OIHW, written) of such a 3x3 convolution by the
+// same tiles, dW = G^T (sum over tiles of (A dY A^T) . (B^T x B)) G. It runs where
+// the forward kernels do, on outputs down to 7x7 (the sums over the batch's tiles
+// read no transformed filters); x and dy plain or blocked as flagged. The tiles'
+// transforms are held for passes of at most `pass_bytes` (tests make it small).
+bool loom_winograd_weight_gradient_runs(const ConvShape &s);
+void loom_winograd_weight_gradient(const ConvShape &s, const float *x, const float *dy, float *dw, bool x_blocked,
+                                   bool dy_blocked, size_t pass_bytes = size_t(32) << 20);
 // For tests: -1 (where oneDNN has no Winograd, the default), 1 (everywhere, so the
 // kernel is tested on any CPU) or 0 (never); returns the previous mode.
 int set_loom_winograd(int mode);

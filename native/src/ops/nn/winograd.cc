@@ -4,6 +4,9 @@
 // algorithm needs 9 m^2 (36 against 144, 16 against 36). Lavin and Gray's transforms:
 //   V = B^T d B (input tile), U = G g G^T (filter), Y = A^T (sum over channels of U . V) A,
 // the channel sums as (m + 2)^2 matrix products per chunk of tiles (oneDNN's sgemm).
+// The weight gradient of training by the same tiles: as Y is linear in U,
+//   dW = G^T (sum over tiles and images of (A dY A^T) . V) G,
+// the sums as (m + 2)^2 products of the output gradients' and the inputs' transforms.
 #include "ops/nn/onednn.h"
 #include "ops/vecmath.h"
 
@@ -13,9 +16,11 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "common/base.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "engine/engine.h"
 
 namespace loom {
@@ -39,6 +44,7 @@ struct Wino<2> {
   static constexpr float BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
   static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   static constexpr float AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+  static constexpr float A[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
 };
 template <>
 struct Wino<4> {
@@ -51,7 +57,17 @@ struct Wino<4> {
                                      {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                      {0, 0, 1}};
   static constexpr float AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  static constexpr float A[6][4] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
 };
+// A is written out (combine takes its rows) and must be AT's transpose.
+template <int M>
+constexpr bool a_is_at_transposed() {
+  for (int a = 0; a < M + 2; ++a)
+    for (int i = 0; i < M; ++i)
+      if (Wino<M>::A[a][i] != Wino<M>::AT[i][a]) return false;
+  return true;
+}
+static_assert(a_is_at_transposed<2>() && a_is_at_transposed<4>(), "Winograd: A is not AT's transpose");
 
 // The cut of a convolution into work items: chunks of `tc` tiles (m x m output
 // blocks, counted over the whole batch) by pieces of `fp` output channels. It
@@ -105,6 +121,14 @@ struct Layout {
   }
   int64_t lane() const { return block == 1 ? plane : 1; }
 };
+
+// The layouts of a convolution's input and output (or their gradients).
+std::pair<Layout, Layout> layouts(const ConvShape &s, bool x_blocked, bool y_blocked) {
+  const int64_t block = onednn_block();
+  LOOM_CHECK(!(x_blocked || y_blocked) || block == 8 || block == 16, LOOM_ERR_INTERNAL,
+             "Winograd convolution: blocked data, but the block is ", block);
+  return {Layout{s.c, s.h * s.w, x_blocked ? block : 1}, Layout{s.f, s.oh * s.ow, y_blocked ? block : 1}};
+}
 
 LOOM_CLONE_BODY void load8(F8v &v, const float *p, int64_t stride) {
   if (stride == 1) {
@@ -166,14 +190,14 @@ void transform_weights(const ConvShape &s, const float *w, float *u) {
 }
 
 // V[xi][k][c] = (B^T d B)[xi] for the tiles [t0, t0 + tc) of the chunk; inputs
-// outside the image are the padding's zeros.
+// outside the image are the padding's zeros. The matrices V[xi] are `next` floats apart.
 template <int M>
 LOOM_CLONE_BODY void transform_inputs_body(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
-                                           int64_t t0, int64_t tc, float *v) {
+                                           int64_t t0, int64_t tc, float *v, int64_t next) {
   constexpr int T = M + 2;
   const auto &BT = Wino<M>::BT;
   const F8v zero = {};
-  const int64_t stride = lx.lane(), next = matrix_floats(tc, s.c);
+  const int64_t stride = lx.lane();
   for (int64_t k = 0; k < tc; ++k) {
     int64_t n, i, j;
     p.locate(t0 + k, n, i, j);
@@ -213,12 +237,60 @@ LOOM_CLONE_BODY void transform_inputs_body(const ConvShape &s, const Cut &p, con
   }
 }
 LOOM_VECTOR_CLONES void transform_inputs2(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
-                                          int64_t t0, int64_t tc, float *v) {
-  transform_inputs_body<2>(s, p, x, lx, t0, tc, v);
+                                          int64_t t0, int64_t tc, float *v, int64_t next) {
+  transform_inputs_body<2>(s, p, x, lx, t0, tc, v, next);
 }
 LOOM_VECTOR_CLONES void transform_inputs4(const ConvShape &s, const Cut &p, const float *x, const Layout &lx,
-                                          int64_t t0, int64_t tc, float *v) {
-  transform_inputs_body<4>(s, p, x, lx, t0, tc, v);
+                                          int64_t t0, int64_t tc, float *v, int64_t next) {
+  transform_inputs_body<4>(s, p, x, lx, t0, tc, v, next);
+}
+
+// D[xi][k][f] = (A e A^T)[xi] for the output gradients e (m x m, zero beyond the
+// outputs) of the tiles [t0, t0 + tc); the matrices D[xi] are `next` floats apart.
+template <int M>
+LOOM_CLONE_BODY void transform_gradients_body(const ConvShape &s, const Cut &p, const float *dy, const Layout &ly,
+                                              int64_t t0, int64_t tc, float *d, int64_t next) {
+  constexpr int T = M + 2;
+  const auto &A = Wino<M>::A;
+  const int64_t stride = ly.lane();
+  for (int64_t k = 0; k < tc; ++k) {
+    int64_t n, i, j;
+    p.locate(t0 + k, n, i, j);
+    for (int64_t g = 0; g < s.f / 8; ++g) {
+      F8v e[M][M] = {};
+      const float *eg = dy + ly.at(n, g, 0);
+      for (int a = 0; a < M; ++a)
+        for (int b = 0; b < M; ++b) {
+          const int64_t r = M * i + a, c = M * j + b;
+          if (r < s.oh && c < s.ow)
+            load8(e[a][b], eg + (r * s.ow + c) * ly.block, stride);
+          else
+            e[a][b] = F8v{};
+        }
+      F8v q[T][M];  // A e
+#pragma GCC unroll 8
+      for (int a = 0; a < T; ++a)
+#pragma GCC unroll 4
+        for (int b = 0; b < M; ++b) combine<M>(q[a][b], A[a], &e[0][b], M);
+      float *o = d + k * s.f + 8 * g;
+#pragma GCC unroll 8
+      for (int a = 0; a < T; ++a)
+#pragma GCC unroll 8
+        for (int b = 0; b < T; ++b) {  // (A e) A^T
+          F8v r;
+          combine<M>(r, A[b], &q[a][0], 1);
+          std::memcpy(o + (a * T + b) * next, &r, sizeof r);
+        }
+    }
+  }
+}
+LOOM_VECTOR_CLONES void transform_gradients2(const ConvShape &s, const Cut &p, const float *dy, const Layout &ly,
+                                             int64_t t0, int64_t tc, float *d, int64_t next) {
+  transform_gradients_body<2>(s, p, dy, ly, t0, tc, d, next);
+}
+LOOM_VECTOR_CLONES void transform_gradients4(const ConvShape &s, const Cut &p, const float *dy, const Layout &ly,
+                                             int64_t t0, int64_t tc, float *d, int64_t next) {
+  transform_gradients_body<4>(s, p, dy, ly, t0, tc, d, next);
 }
 
 // Y = A^T m A for the chunk's tiles and the piece's channels [f0, f0 + fp) from
@@ -345,17 +417,16 @@ void forward(const ConvShape &s, const float *x, const float *w, const float *bi
     hold = buf;
   }
   const float *u = static_cast<const float *>(hold.get());
-  const int64_t block = onednn_block();
-  LOOM_CHECK(!(ep.src_blocked || ep.dst_blocked) || block == 8 || block == 16, LOOM_ERR_INTERNAL,
-             "Winograd convolution: blocked data, but the block is ", block);
-  const Layout lx{s.c, s.h * s.w, ep.src_blocked ? block : 1}, ly{s.f, s.oh * s.ow, ep.dst_blocked ? block : 1};
+  const auto lay = layouts(s, ep.src_blocked, ep.dst_blocked);
+  const Layout &lx = lay.first, &ly = lay.second;
   parallel_ranges(p.chunks * p.fpieces, 1, [&](int64_t i0, int64_t i1) {
     float *v = thread_floats(0, T * T * matrix_floats(p.tc, s.c)), *m = thread_floats(1, T * T * matrix_floats(p.tc, p.fp));
     int64_t transformed = -1;  // the chunk whose inputs v holds
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t chunk = i / p.fpieces, f0 = (i % p.fpieces) * p.fp;
       const int64_t t0 = chunk * p.tc, tc = std::min(p.tc, p.tiles - t0);
-      if (chunk != transformed) (M == 2 ? transform_inputs2 : transform_inputs4)(s, p, x, lx, t0, tc, v);
+      if (chunk != transformed)
+        (M == 2 ? transform_inputs2 : transform_inputs4)(s, p, x, lx, t0, tc, v, matrix_floats(tc, s.c));
       transformed = chunk;
       for (int xi = 0; xi < T * T; ++xi)
         LOOM_CHECK(onednn_sgemm(false, false, tc, p.fp, s.c, 1.0f, v + xi * matrix_floats(tc, s.c), s.c,
@@ -364,6 +435,59 @@ void forward(const ConvShape &s, const float *x, const float *w, const float *bi
                    " product");
       (M == 2 ? transform_outputs2 : transform_outputs4)(s, p, m, t0, tc, f0, bias, y, ly, ep);
     }
+  });
+}
+
+// dW = G^T M G with M[xi] = sum over the batch's tiles of D[xi]^T V[xi] (f x c).
+// The tiles go in passes of at most `pass_bytes` of transforms; each pass's (m + 2)^2
+// products, one thread's each, add to M in pass order, so the bits do not depend
+// on the threads.
+template <int M>
+void weight_gradient(const ConvShape &s, const float *x, const float *dy, float *dw, const Layout &lx,
+                     const Layout &ly, size_t pass_bytes) {
+  constexpr int T = M + 2;
+  const Cut p = cut_for(s, M);
+  const int64_t pass = std::clamp<int64_t>(static_cast<int64_t>(pass_bytes) / (int64_t(sizeof(float)) * T * T * (s.c + s.f)),
+                                           16, std::max<int64_t>(p.tiles, 16));
+  auto vd = reusable_scratch(sizeof(float) * T * T * (matrix_floats(pass, s.c) + matrix_floats(pass, s.f)),
+                             "for the Winograd weight gradient's transforms");
+  auto mm = reusable_scratch(sizeof(float) * T * T * s.f * s.c, "for the Winograd weight gradient's sums");
+  float *sums = static_cast<float *>(mm.get());
+  for (int64_t t0 = 0; t0 < p.tiles; t0 += pass) {
+    const int64_t tc = std::min(pass, p.tiles - t0), nv = matrix_floats(tc, s.c), nd = matrix_floats(tc, s.f);
+    float *v = static_cast<float *>(vd.get()), *d = v + T * T * nv;
+    parallel_ranges(tc, 8, [&](int64_t k0, int64_t k1) {
+      (M == 2 ? transform_inputs2 : transform_inputs4)(s, p, x, lx, t0 + k0, k1 - k0, v + k0 * s.c, nv);
+      (M == 2 ? transform_gradients2 : transform_gradients4)(s, p, dy, ly, t0 + k0, k1 - k0, d + k0 * s.f, nd);
+    });
+    parallel_ranges(T * T, 1, [&](int64_t x0, int64_t x1) {
+      for (int64_t xi = x0; xi < x1; ++xi)
+        LOOM_CHECK(onednn_sgemm(true, false, s.f, s.c, tc, 1.0f, d + xi * nd, s.f, v + xi * nv, s.c,
+                                t0 ? 1.0f : 0.0f, sums + xi * s.f * s.c, s.c),
+                   LOOM_ERR_INTERNAL, "Winograd weight gradient: oneDNN's sgemm refused a ", s.f, "x", s.c, "x", tc,
+                   " product");
+    });
+  }
+  const auto &G = Wino<M>::G;
+  parallel_ranges(s.f, 8, [&](int64_t f0, int64_t f1) {
+    for (int64_t f = f0; f < f1; ++f)
+      for (int64_t c = 0; c < s.c; ++c) {
+        const float *q = sums + f * s.c + c;
+        double t[3][T];  // G^T M
+        for (int r = 0; r < 3; ++r)
+          for (int b = 0; b < T; ++b) {
+            double acc = 0;
+            for (int a = 0; a < T; ++a) acc += G[a][r] * q[(a * T + b) * s.f * s.c];
+            t[r][b] = acc;
+          }
+        float *o = dw + (f * s.c + c) * 9;
+        for (int r = 0; r < 3; ++r)
+          for (int k = 0; k < 3; ++k) {
+            double acc = 0;
+            for (int b = 0; b < T; ++b) acc += t[r][b] * G[b][k];
+            o[r * 3 + k] = static_cast<float>(acc);
+          }
+      }
   });
 }
 
@@ -393,6 +517,21 @@ bool loom_winograd_runs(const ConvShape &s) {
   // floats in 2x2 tiles, 16 MB for ResNet-50's 512 channels) are read for a few tiles,
   // and one image took about as long as by the direct algorithm.
   return (mode < 0 ? !onednn_avx512() : mode == 1) && onednn_winograd_qualifies(s) && s.oh * s.ow >= 14 * 14;
+}
+
+bool loom_winograd_weight_gradient_runs(const ConvShape &s) {
+  const int mode = g_mode.load();
+  return (mode < 0 ? !onednn_avx512() : mode == 1) && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 &&
+         s.dh == 1 && s.dw == 1 && s.groups == 1 && s.c % 16 == 0 && s.f % 16 == 0 && s.oh * s.ow >= 7 * 7;
+}
+
+void loom_winograd_weight_gradient(const ConvShape &s, const float *x, const float *dy, float *dw, bool x_blocked,
+                                   bool dy_blocked, size_t pass_bytes) {
+  const auto lay = layouts(s, x_blocked, dy_blocked);
+  if (loom_winograd_tile() == 2)
+    weight_gradient<2>(s, x, dy, dw, lay.first, lay.second, pass_bytes);
+  else
+    weight_gradient<4>(s, x, dy, dw, lay.first, lay.second, pass_bytes);
 }
 
 void loom_winograd_forward(const ConvShape &s, const float *x, const float *w, const float *bias, float *y, Var *keep,
