@@ -41,16 +41,31 @@ inline float exp_approx(float x) {
   return p * s;
 }
 
-// tanh for float, absolute error below 2e-7: 1 - 2 / (e^2x + 1), and a
-// Taylor series below |x| = 0.1 where that form would cancel.
-inline float tanh_approx(float v) {
-  float v2 = v * v;
-  float small =
-      v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315 + v2 * (62.0f / 2835)))));
-  float c = v > 10.0f ? 10.0f : v;
-  c = c < -10.0f ? -10.0f : c;
-  float big = 1.0f - 2.0f / (exp_approx(2.0f * c) + 1.0f);
-  return v2 < 0.01f ? small : big;
+// tanh for float within 3.7e-7 absolute and relative (6 ulp): an odd rational
+// function, degree 13 over degree 6 in x, fitted over [-c, c] where
+// c = 7.90531111 is the smallest argument at which it gives exactly 1 (the form
+// and coefficients of Eigen's fast float tanh); beyond c it is +-1 and below
+// |x| = 4e-4, where tanh x is x within an ulp, x itself. NaN stays NaN. A
+// third of the operations of 1 - 2 / (e^2x + 1) with a series near 0, which it
+// replaced (LeNet's tanh layers took 8% of a training step).
+inline float tanh_approx(float x) {
+  const float c = 7.90531110763549805f;
+  float v = x > c ? c : x;
+  v = v < -c ? -c : v;
+  const float v2 = v * v;
+  float p = -2.76076847742355e-16f;
+  p = p * v2 + 2.00018790482477e-13f;
+  p = p * v2 - 8.60467152213735e-11f;
+  p = p * v2 + 5.12229709037114e-08f;
+  p = p * v2 + 1.48572235717979e-05f;
+  p = p * v2 + 6.37261928875436e-04f;
+  p = p * v2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * v2 + 1.18534705686654e-04f;
+  q = q * v2 + 2.26843463243900e-03f;
+  q = q * v2 + 4.89352518554385e-03f;
+  const float r = v * p / q;
+  return (x < 4e-4f && x > -4e-4f) ? x : r;
 }
 
 // MXNet's relu gradient from the relu's output y (mshadow_op.h relu_grad): 1 above
