@@ -497,7 +497,8 @@ bool conv_data_gradient_by_winograd(const Params &p, const BlobList &in, const T
   t.ph = 2 - s.ph;
   t.pw = 2 - s.pw;
   if (!loom_winograd_runs(t)) return false;
-  std::vector<float> turned(static_cast<size_t>(s.f * s.c * 9));
+  auto hold = reusable_scratch(sizeof(float) * static_cast<size_t>(s.f * s.c * 9), "for the turned filters");
+  float *turned = static_cast<float *>(hold.get());
   const float *w = in[1].ptr<float>();
   parallel_ranges(s.c, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
@@ -507,7 +508,7 @@ bool conv_data_gradient_by_winograd(const Params &p, const BlobList &in, const T
   ConvEpilogue lay;
   lay.src_blocked = dy.blocked;
   lay.dst_blocked = dx.blocked;
-  loom_winograd_forward(t, dy.ptr<float>(), turned.data(), nullptr, dx.ptr<float>(), nullptr, lay);
+  loom_winograd_forward(t, dy.ptr<float>(), turned, nullptr, dx.ptr<float>(), nullptr, lay);
   return true;
 }
 

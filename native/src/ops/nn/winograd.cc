@@ -407,11 +407,18 @@ void forward(const ConvShape &s, const float *x, const float *w, const float *bi
     hold = keep->derived(key);
   }
   if (!hold) {
-    void *q = nullptr;
+    // Kept: a buffer of the var's own. For one call (training, whose weights change
+    // every step): one of the reusable buffers, not pages mapped afresh each call.
     const size_t bytes = sizeof(float) * T * T * s.c * s.f;
-    LOOM_CHECK(posix_memalign(&q, 64, bytes) == 0, LOOM_ERR_OUT_OF_MEMORY,
-               "Winograd convolution: could not allocate ", bytes, " bytes for transformed weights");
-    std::shared_ptr<void> buf(q, [](void *b) { std::free(b); });
+    std::shared_ptr<void> buf;
+    if (keep) {
+      void *q = nullptr;
+      LOOM_CHECK(posix_memalign(&q, 64, bytes) == 0, LOOM_ERR_OUT_OF_MEMORY,
+                 "Winograd convolution: could not allocate ", bytes, " bytes for transformed weights");
+      buf.reset(q, [](void *b) { std::free(b); });
+    } else {
+      buf = reusable_scratch(bytes, "for the Winograd convolution's transformed weights");
+    }
     transform_weights<M>(s, w, static_cast<float *>(buf.get()));
     if (keep) keep->keep_derived(key, buf);
     hold = buf;
