@@ -475,6 +475,34 @@ class WinogradTraining(unittest.TestCase):
             for n in want_g:
                 np.testing.assert_array_equal(got_g[n], want_g[n], n)
 
+    THREAD_SCRIPT = """
+import hashlib, sys
+sys.path.insert(0, %r)
+import test_fusion as t
+h = hashlib.sha256()
+for blocked in (True, False):
+    outs, grads = t.WinogradTraining.run_net(None, t.WinogradTraining.net(), True, blocked)
+    for o in outs:
+        h.update(o.tobytes())
+    for n in sorted(grads):
+        h.update(n.encode())
+        h.update(grads[n].tobytes())
+print(h.hexdigest())
+"""
+
+    def test_training_bits_do_not_depend_on_threads(self):
+        """Outputs and every gradient of a Winograd training step, 1 and 3 kernel threads: the
+        same bits (each of the weight gradient's products is one thread's, added in pass order)."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        digests = set()
+        for threads in ("1", "3"):
+            env = dict(os.environ, LOOM_KERNEL_THREADS=threads)
+            r = subprocess.run([sys.executable, "-c", self.THREAD_SCRIPT % here], env=env, capture_output=True,
+                               text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            digests.add(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(len(digests), 1)
+
     def test_weight_gradient_alone(self):
         """A lone convolution given its output gradient: its weight gradient by Winograd differs
         from direct in some bits (only that path could change it) and stays within 1e-4, also
