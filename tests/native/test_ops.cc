@@ -1,6 +1,8 @@
 // Every registered operator against an independent naive float64 reference.
 #include <algorithm>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -70,6 +72,40 @@ TEST(Ops, UnaryMatchesReference) {
         expect_close(read(o), as_dtype(want, dt), dt,
                      std::string(u.name) + " " + loom::dtype_name(dt) + " " + shape_str(shape));
       }
+    }
+  }
+}
+
+// Activation's float32 tanh (tanh_approx, a rational function): within 3.7e-7 of
+// tanh absolute and relative over a dense sweep of [-12, 12] and tiny values down
+// to 1e-30, odd, exactly +-1 from 7.9053 on and at the infinities, NaN kept.
+TEST(Ops, ActivationTanhIsCloseOddAndSaturates) {
+  std::vector<double> xs;
+  for (double v = -12; v < 12; v += 1.3e-4) xs.push_back(static_cast<float>(v));
+  for (double v = 1e-30; v < 1; v *= 1.05) xs.push_back(static_cast<float>(v)), xs.push_back(-static_cast<float>(v));
+  const double inf = std::numeric_limits<double>::infinity();
+  xs.insert(xs.end(), {0.0, inf, -inf, 7.90531110763549805, -7.90531110763549805, 4e-4, -4e-4});
+  const size_t nan_at = xs.size();
+  xs.push_back(std::nan(""));
+  Arr a = make({static_cast<int64_t>(xs.size())}, xs, LOOM_DTYPE_FLOAT32);
+  const std::vector<double> y = read(call("Activation", {&a}, {{"act_type", "tanh"}}));
+  ASSERT_EQ(y.size(), xs.size());
+  EXPECT_TRUE(std::isnan(y[nan_at]));
+  double worst_abs = 0, worst_rel = 0;
+  for (size_t i = 0; i < nan_at; ++i) {
+    const double x = static_cast<float>(xs[i]), want = std::tanh(x);
+    worst_abs = std::max(worst_abs, std::fabs(y[i] - want));
+    if (want != 0) worst_rel = std::max(worst_rel, std::fabs(y[i] - want) / std::fabs(want));
+    if (std::fabs(x) >= 7.90531110763549805) {
+      EXPECT_EQ(y[i], x > 0 ? 1.0 : -1.0) << "at " << x;
+    }
+  }
+  EXPECT_LE(worst_abs, 3.7e-7);
+  EXPECT_LE(worst_rel, 3.7e-7);
+  // Odd: the sweep's values at x and -x (the tiny pairs) have opposite bits.
+  for (size_t i = 0; i + 1 < nan_at; ++i) {
+    if (xs[i] > 0 && xs[i + 1] == -xs[i]) {
+      EXPECT_EQ(y[i + 1], -y[i]) << "at " << xs[i];
     }
   }
 }
