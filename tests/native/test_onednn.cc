@@ -817,6 +817,15 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
       }
 }
 
+// A 3x3 stride-1 convolution of the Winograd tests: n images of c channels, h x w,
+// f filters, padding ph and pw.
+struct WinoCase {
+  int64_t n, c, h, w, f, ph, pw;
+  int64_t oh() const { return h + 2 * ph - 2; }
+  int64_t ow() const { return w + 2 * pw - 2; }
+  loom::ConvShape shape() const { return {n, c, h, w, f, 1, 3, 3, 1, 1, ph, pw, 1, 1, oh(), ow()}; }
+};
+
 // Loom's Winograd kernels called directly (set_loom_winograd(1) is not needed for
 // that), F(4x4,3x3) within 1e-4 and F(2x2,3x3) within 1e-5 of a naive float64
 // convolution relative to the largest value, with each part of the epilogue (a bias; scale and shift; an addend; the sum with what
@@ -827,18 +836,15 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
 TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   KernelScope k(loom::CpuKernels::OneDnn);
-  struct Case {
-    int64_t n, c, h, w, f, ph, pw;
-  };
-  const Case cases[] = {{1, 16, 14, 14, 32, 1, 1}, {2, 16, 15, 13, 16, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
-                        {1, 64, 28, 28, 64, 1, 1}, {1, 16, 10, 10, 128, 1, 1}, {5, 16, 14, 13, 16, 2, 1},
-                        {40, 16, 16, 16, 16, 1, 1}, {1, 256, 9, 10, 16, 1, 1}};
+  const WinoCase cases[] = {{1, 16, 14, 14, 32, 1, 1}, {2, 16, 15, 13, 16, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
+                            {1, 64, 28, 28, 64, 1, 1}, {1, 16, 10, 10, 128, 1, 1}, {5, 16, 14, 13, 16, 2, 1},
+                            {40, 16, 16, 16, 16, 1, 1}, {1, 256, 9, 10, 16, 1, 1}};
   uint32_t seed = 4200;
   int ran = 0;
   double most[2] = {0, 0};
-  for (const Case &c : cases) {
-    const int64_t oh = c.h + 2 * c.ph - 2, ow = c.w + 2 * c.pw - 2;
-    const loom::ConvShape s{c.n, c.c, c.h, c.w, c.f, 1, 3, 3, 1, 1, c.ph, c.pw, 1, 1, oh, ow};
+  for (const WinoCase &c : cases) {
+    const int64_t oh = c.oh(), ow = c.ow();
+    const loom::ConvShape s = c.shape();
     const std::vector<int64_t> xs{c.n, c.c, c.h, c.w}, ys{c.n, c.f, oh, ow};
     auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
     auto w = as_dtype(random_values(c.f * c.c * 9, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
@@ -921,17 +927,14 @@ TEST(OneDnn, LoomWinogradMatchesNaiveLoops) {
 TEST(OneDnn, LoomWinogradWeightGradientMatchesNaiveLoops) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   KernelScope k(loom::CpuKernels::OneDnn);
-  struct Case {
-    int64_t n, c, h, w, f, ph, pw;
-  };
-  const Case cases[] = {{1, 16, 7, 7, 16, 1, 1},   {2, 16, 15, 13, 32, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
-                        {5, 16, 14, 13, 16, 2, 1}, {40, 16, 16, 16, 16, 1, 1}, {2, 64, 9, 9, 32, 1, 0}};
+  const WinoCase cases[] = {{1, 16, 7, 7, 16, 1, 1},   {2, 16, 15, 13, 32, 1, 1}, {3, 32, 9, 11, 48, 0, 0},
+                            {5, 16, 14, 13, 16, 2, 1}, {40, 16, 16, 16, 16, 1, 1}, {2, 64, 9, 9, 32, 1, 0}};
   uint32_t seed = 5200;
   int ran = 0;
   double most[2] = {0, 0};
-  for (const Case &c : cases) {
-    const int64_t oh = c.h + 2 * c.ph - 2, ow = c.w + 2 * c.pw - 2;
-    const loom::ConvShape s{c.n, c.c, c.h, c.w, c.f, 1, 3, 3, 1, 1, c.ph, c.pw, 1, 1, oh, ow};
+  for (const WinoCase &c : cases) {
+    const int64_t oh = c.oh(), ow = c.ow();
+    const loom::ConvShape s = c.shape();
     const std::vector<int64_t> xs{c.n, c.c, c.h, c.w}, ys{c.n, c.f, oh, ow};
     const auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
     const auto dy = as_dtype(random_values(numel(ys), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
