@@ -179,17 +179,17 @@ LOOM_CLONE_BODY void backward_body(BnBackward b, const T *x, const T *dy, T *dx,
   *out_sdy = sdy;
   *out_sdyx = sdyx;
   if (!dx) return;
-  const double invstd = b.invstd, g = b.g, m = b.m;
+  // MXNet's order of operations (BatchNormBackwardImpl), in double: with the
+  // batch's statistics (dy - sdy/m - (x - mean) * k) * iw, k = dotp * invstd^2 / m
+  // (sdyx is dotp * invstd), else dy * iw, iw = invstd * g; no division per value.
+  const double iw = b.invstd * b.g, gmean = sdy / b.m, k = sdyx * b.invstd / b.m;
   for (int64_t o = 0; o < outer; ++o) {
     const T *xr = x + o * stride, *gr = dy + o * dy_stride;
     T *dr = dx + o * stride;
     if (b.batch) {
-      for (int64_t i = 0; i < inner; ++i) {
-        double xh = (double(xr[i]) - mu) * invstd;
-        dr[i] = static_cast<T>(g * invstd * (double(gr[i]) - sdy / m - xh * sdyx / m));
-      }
+      for (int64_t i = 0; i < inner; ++i) dr[i] = static_cast<T>((double(gr[i]) - gmean - (double(xr[i]) - mu) * k) * iw);
     } else {
-      for (int64_t i = 0; i < inner; ++i) dr[i] = static_cast<T>(g * invstd * double(gr[i]));
+      for (int64_t i = 0; i < inner; ++i) dr[i] = static_cast<T>(double(gr[i]) * iw);
     }
   }
 }
@@ -353,17 +353,16 @@ LOOM_VECTOR_CLONES void bn_backward_block(BnBackwardBlock &b, const float *x, co
   sdyx *= invstd;
   for (int l = 0; l < W; ++l) out_sdy[l] = sdy[l], out_sdyx[l] = sdyx[l];
   if (!dx) return;
-  const D g = B::lanes(b.g);
+  // backward_body's formula, lane by lane.
+  const D iw = invstd * B::lanes(b.g), gmean = sdy / b.m, k = sdyx * invstd / b.m;
   for (int64_t o = 0; o < outer; ++o) {
     const float *xr = x + o * stride, *gr = dy + o * stride, *zr = kRelu ? z + o * stride : gr;  // (unread without kRelu)
     float *dr = dx + o * stride;
     if (b.batch) {
-      for (int64_t i = 0; i < inner; ++i) {
-        const D xh = (B::load(xr + W * i) - mu) * invstd;
-        B::store(dr + W * i, g * invstd * (load_grad<W, kRelu>(gr + W * i, zr + W * i) - sdy / b.m - xh * sdyx / b.m));
-      }
+      for (int64_t i = 0; i < inner; ++i)
+        B::store(dr + W * i, (load_grad<W, kRelu>(gr + W * i, zr + W * i) - gmean - (B::load(xr + W * i) - mu) * k) * iw);
     } else {
-      for (int64_t i = 0; i < inner; ++i) B::store(dr + W * i, g * invstd * load_grad<W, kRelu>(gr + W * i, zr + W * i));
+      for (int64_t i = 0; i < inner; ++i) B::store(dr + W * i, load_grad<W, kRelu>(gr + W * i, zr + W * i) * iw);
     }
   }
 }
