@@ -144,6 +144,7 @@ const std::pair<std::vector<int64_t>, std::vector<int64_t>> kBroadcastCases[] = 
     {{2, 3}, {2, 3}}, {{2, 3}, {3}},       {{2, 1, 4}, {3, 1}}, {{}, {2, 2}},
     {{4, 1}, {1, 5}}, {{1}, {5}},          {{0, 3}, {1, 3}},    {{2, 3, 1, 2}, {3, 4, 1}},
     {{5}, {}},        {{300, 257}, {257}},
+    {{3, 40001}, {3, 40001}},  // same shapes, split over the kernel threads in runs of 16384
 };
 
 const bool binary_covered = [] {

@@ -127,7 +127,11 @@ void binary_loop(const T *a, const T *b, T *o, const BroadcastIndexer &ia,
                  const BroadcastIndexer &ib, int64_t n) {
   if (ia.identity && ib.identity) {
     if constexpr (std::is_floating_point_v<T> && OP != Bin::Pow && OP != Bin::RPow) {
-      for (int64_t i = 0; i < n; ++i) o[i] = bin_apply<T>(OP, a[i], b[i]);
+      // Contiguous runs the compiler vectorises, over the kernel threads (each value
+      // is one operation, so the bits do not depend on the split).
+      parallel_ranges(n, int64_t(1) << 14, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) o[i] = bin_apply<T>(OP, a[i], b[i]);
+      });
     } else {
       parallel_for(n, [&](int64_t i) { o[i] = bin_apply<T>(OP, a[i], b[i]); });
     }
