@@ -131,8 +131,8 @@ LOOM_VECTOR_CLONES void bn_scale_row(const double *x, double *y, int64_t n, doub
 
 // One channel's backward pass: the sums of dy and dy * (x - mean) over its rows
 // (*sdy, and *sdyx scaled by invstd), then, when dx is given, its gradient:
-// with the batch's statistics g * invstd * (dy - sdy/m - xhat * sdyx/m),
-// else g * invstd * dy. With the batch's statistics (b.batch) the channel's
+// with the batch's statistics g * invstd * (dy - sdy/m - xhat * sdyx/m) (in
+// MXNet's order of operations, below), else g * invstd * dy. With the batch's statistics (b.batch) the channel's
 // mean and variance are computed here first, as bn_stats computes them (*mean,
 // *var, and b.invstd from them): the mean in one pass over x, then the variance
 // in the same pass as the two sums (each sum with its own accumulators, so the
