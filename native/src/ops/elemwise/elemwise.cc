@@ -128,10 +128,16 @@ void binary_loop(const T *a, const T *b, T *o, const BroadcastIndexer &ia,
   if (ia.identity && ib.identity) {
     if constexpr (std::is_floating_point_v<T> && OP != Bin::Pow && OP != Bin::RPow) {
       // Contiguous runs the compiler vectorises, over the kernel threads (each value
-      // is one operation, so the bits do not depend on the split).
-      parallel_ranges(n, int64_t(1) << 14, [&](int64_t i0, int64_t i1) {
+      // is one operation, so the bits do not depend on the split); a short array
+      // directly, without the dispatch (the imperative call's cost).
+      auto run = [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) o[i] = bin_apply<T>(OP, a[i], b[i]);
-      });
+      };
+      constexpr int64_t kRun = int64_t(1) << 14;
+      if (n <= kRun)
+        run(0, n);
+      else
+        parallel_ranges(n, kRun, run);
     } else {
       parallel_for(n, [&](int64_t i) { o[i] = bin_apply<T>(OP, a[i], b[i]); });
     }
