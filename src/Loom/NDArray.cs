@@ -43,7 +43,9 @@ public sealed unsafe partial class NDArray : IDisposable
     {
         if (handle.IsInvalid) return;
         // One call for the small arrays of most imperative code: no element is over 8 bytes.
-        if (LoomNative.loom_ndarray_get_size(out long n, handle) != 0 || n * 8 < PressureThreshold) return;
+        // The handle is not yet published, so it is read raw (no reference counting).
+        if (LoomNative.loom_ndarray_get_size(out long n, handle.DangerousGetHandle()) != 0 ||
+            n * 8 < PressureThreshold) return;
         if (LoomNative.loom_ndarray_get_dtype(out int dt, handle) != 0) return;
         long bytes = n * DTypes.Size((DType)dt);
         if (bytes < PressureThreshold) return;

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "common/parallel.h"
+#include "common/pointer_set.h"
+#include "common/spinlock.h"
 #include "ops/linalg/gemm.h"
 #include "ops/nn/onednn.h"
 #include "engine/engine.h"
@@ -227,6 +229,86 @@ TEST(Engine, WaitToWriteWaitsForReaders) {
       Context{}, {v}, {});
   engine.wait_to_write(v);
   EXPECT_TRUE(done.load());
+}
+
+// A wait on a var nothing is pending on returns without pushing; it must still
+// see an op that is registered on the var while it waits on another var, report
+// the var's failure, and (to write) count as a write: the version moves on and
+// data derived from the old contents is dropped, as after a pushed wait.
+TEST(Engine, WaitsOnIdleVarsKeepTheirMeaning) {
+  Engine engine(false, 2);
+  auto u = std::make_shared<loom::Var>(), v = std::make_shared<loom::Var>();
+  std::atomic<bool> second_ran{false};
+  engine.push([] { std::this_thread::sleep_for(std::chrono::milliseconds(30)); }, Context{}, {},
+              {u});
+  engine.push([&] { second_ran = true; }, Context{}, {u}, {v});  // waits on u, writes v
+  EXPECT_EQ(engine.wait_to_read(v), nullptr);
+  EXPECT_TRUE(second_ran.load()) << "the wait on v returned before the write queued on it ran";
+  engine.wait_all();
+
+  const uint64_t before = v->version();
+  v->keep_derived("reordered", std::make_shared<int>(7));
+  EXPECT_EQ(engine.wait_to_read(v), nullptr);
+  EXPECT_EQ(v->version(), before) << "a wait to read changed the version";
+  EXPECT_NE(v->derived("reordered"), nullptr) << "a wait to read dropped derived data";
+  EXPECT_EQ(engine.wait_to_write(v), nullptr);
+  EXPECT_EQ(v->version(), before + 1) << "a wait to write on an idle var did not count as a write";
+  EXPECT_EQ(v->derived("reordered"), nullptr) << "derived data outlived a wait to write";
+
+  engine.push([] { throw loom::Error(LOOM_ERR_SHAPE, "boom"); }, Context{}, {}, {v});
+  engine.wait_all();
+  auto e = engine.wait_to_read(v);  // idle now, and failed
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->status, LOOM_ERR_SHAPE);
+  engine.push([] {}, Context{}, {}, {v});
+  engine.wait_all();
+  EXPECT_EQ(engine.wait_to_read(v), nullptr) << "a later write clears the failure";
+}
+
+// The lock of vars and array handles: no two holders at once, from eight
+// threads, and every increment kept.
+TEST(Engine, SpinLockExcludesEightThreads) {
+  loom::SpinLock lock;
+  int64_t count = 0;
+  std::atomic<int> holders{0}, overlaps{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20000; ++i) {
+        std::lock_guard<loom::SpinLock> lk(lock);
+        if (holders.fetch_add(1) != 0) overlaps.fetch_add(1);
+        ++count;
+        holders.fetch_sub(1);
+      }
+    });
+  for (auto &t : threads) t.join();
+  EXPECT_EQ(count, 8 * 20000);
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_TRUE(lock.try_lock());
+  EXPECT_FALSE(lock.try_lock());
+  lock.unlock();
+}
+
+// The live-handle set against std::set: random adds and removes of nearby
+// addresses (heap pointers share their low bits), through several growths and
+// rebuilds that clear removed entries.
+TEST(Engine, PointerSetMatchesStdSet) {
+  loom::PointerSet set;
+  std::set<uintptr_t> ref;
+  std::mt19937_64 rng(11);
+  for (int step = 0; step < 200000; ++step) {
+    uintptr_t p = 0x10000 + 16 * (rng() % 5000);
+    const void *vp = reinterpret_cast<const void *>(p);
+    switch (rng() % 3) {
+      case 0: ASSERT_EQ(set.insert(vp), ref.insert(p).second) << "step " << step; break;
+      case 1: ASSERT_EQ(set.erase(vp), ref.erase(p) == 1) << "step " << step; break;
+      default: ASSERT_EQ(set.contains(vp), ref.count(p) == 1) << "step " << step;
+    }
+    ASSERT_EQ(set.size(), ref.size());
+  }
+  for (uintptr_t p : ref) EXPECT_TRUE(set.contains(reinterpret_cast<const void *>(p)));
+  EXPECT_FALSE(set.contains(nullptr));
+  EXPECT_FALSE(set.insert(nullptr));
 }
 
 TEST(Engine, FastProducerIsHeldBackAtMaxPending) {

@@ -1,12 +1,14 @@
 // Shared by the ABI entry points: handle tables, error capture, argument checks.
 #pragma once
 
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
+#include "common/pointer_set.h"
+#include "common/spinlock.h"
 #include "loom/loom.h"
 #include "ndarray/ndarray.h"
 #include "op/registry.h"
@@ -31,19 +33,22 @@ inline loom_status set_error(loom_status s, const char *msg) {
 
 // Live handles of one kind. Every use checks membership under the lock and
 // copies out what it needs, so a concurrent free never leaves a dangling use.
-template <typename T>
+// Arrays, which every imperative call looks up, use a SpinLock: their uses
+// under the lock are a few copies.
+template <typename T, typename Lock = std::mutex>
 class HandleTable {
  public:
   T *add(T *p) {
-    std::lock_guard<std::mutex> lk(mu_);
+    std::unique_ptr<T> owned(p);  // freed if the table cannot grow
+    std::lock_guard<Lock> lk(mu_);
     live_.insert(p);
-    return p;
+    return owned.release();
   }
   template <typename F>
   auto with(T *p, const char *kind, const char *arg, F &&f) {
     LOOM_CHECK(p, LOOM_ERR_INVALID_ARGUMENT, "argument '", arg, "' is a NULL ", kind, " handle");
-    std::lock_guard<std::mutex> lk(mu_);
-    LOOM_CHECK(live_.count(p), LOOM_ERR_INVALID_ARGUMENT, "argument '", arg, "' is a ", kind,
+    std::lock_guard<Lock> lk(mu_);
+    LOOM_CHECK(live_.contains(p), LOOM_ERR_INVALID_ARGUMENT, "argument '", arg, "' is a ", kind,
                " handle that was already freed (or was never created by Loom)");
     return f(*p);
   }
@@ -51,27 +56,27 @@ class HandleTable {
   template <typename F>
   bool try_with(T *p, F &&f) {
     if (!p) return false;
-    std::lock_guard<std::mutex> lk(mu_);
-    if (!live_.count(p)) return false;
+    std::lock_guard<Lock> lk(mu_);
+    if (!live_.contains(p)) return false;
     f(*p);
     return true;
   }
   void remove(T *p) {
     if (!p) return;
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      std::lock_guard<Lock> lk(mu_);
       if (!live_.erase(p)) return;  // double free: ignore
     }
     delete p;
   }
 
  private:
-  std::mutex mu_;
-  std::unordered_set<T *> live_;
+  Lock mu_;
+  loom::PointerSet live_;
 };
 
-inline HandleTable<loom_ndarray_s> &arrays() {
-  static auto *t = new HandleTable<loom_ndarray_s>;
+inline HandleTable<loom_ndarray_s, loom::SpinLock> &arrays() {
+  static auto *t = new HandleTable<loom_ndarray_s, loom::SpinLock>;
   return *t;
 }
 inline HandleTable<loom_ndarray_list_s> &lists() {
@@ -97,10 +102,9 @@ inline loom_ndarray new_handle(loom::NDArray a) {
 
 inline const loom::OpDef &get_op(loom_op op) {
   LOOM_CHECK(op, LOOM_ERR_INVALID_ARGUMENT, "argument 'op' is a NULL op handle");
-  auto *def = reinterpret_cast<const loom::OpDef *>(op);
-  for (const loom::OpDef *d : loom::Registry::get().list())
-    if (d == def) return *def;
-  fail(LOOM_ERR_INVALID_ARGUMENT, "argument 'op' is not an op handle from loom_op_get/loom_op_find");
+  LOOM_CHECK(loom::Registry::get().contains(op), LOOM_ERR_INVALID_ARGUMENT,
+             "argument 'op' is not an op handle from loom_op_get/loom_op_find");
+  return *reinterpret_cast<const loom::OpDef *>(op);
 }
 
 template <typename T>

@@ -154,7 +154,7 @@ Engine::WorkerPool &Engine::pool_for(const Context &ctx, bool copy) {
 }
 
 std::shared_ptr<const void> Var::derived(const std::string &key) {
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<SpinLock> lk(mu_);
   for (const Derived &d : derived_)
     if (d.version == version_ && d.key == key) return d.data;
   return nullptr;
@@ -162,7 +162,7 @@ std::shared_ptr<const void> Var::derived(const std::string &key) {
 
 void Var::keep_derived(const std::string &key, std::shared_ptr<const void> data) {
   std::shared_ptr<const void> dropped;  // freed outside the lock
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<SpinLock> lk(mu_);
   if (external_) return;
   for (Derived &d : derived_)
     if (d.key == key || d.version != version_) {
@@ -217,7 +217,7 @@ void Engine::push(Fn fn, const Context &ctx, VarList reads, VarList writes,
 void Engine::append_read(Var *v, OprBlock *op) {
   bool granted;
   {
-    std::lock_guard<std::mutex> lk(v->mu_);
+    std::lock_guard<SpinLock> lk(v->mu_);
     granted = !v->writing_ && v->queue_.empty();
     if (granted)
       ++v->running_reads_;
@@ -230,7 +230,7 @@ void Engine::append_read(Var *v, OprBlock *op) {
 void Engine::append_write(Var *v, OprBlock *op) {
   bool granted;
   {
-    std::lock_guard<std::mutex> lk(v->mu_);
+    std::lock_guard<SpinLock> lk(v->mu_);
     granted = !v->writing_ && v->running_reads_ == 0 && v->queue_.empty();
     if (granted)
       v->writing_ = true;
@@ -302,7 +302,7 @@ OprBlock *Engine::run_one(OprBlock *op) {
   if (!op->opts.keep_errors) {
     for (auto &v : op->writes) {
       if (!err && !v->has_error_.load(std::memory_order_acquire)) continue;
-      std::lock_guard<std::mutex> lk(v->mu_);
+      std::lock_guard<SpinLock> lk(v->mu_);
       v->error_ = err;  // a successful write clears an old failure
       v->has_error_.store(err != nullptr, std::memory_order_release);
     }
@@ -310,7 +310,7 @@ OprBlock *Engine::run_one(OprBlock *op) {
   OprBlock *next = nullptr;
   if (naive_) {
     for (auto &v : op->writes) {
-      std::lock_guard<std::mutex> lk(v->mu_);
+      std::lock_guard<SpinLock> lk(v->mu_);
       ++v->version_;
     }
     delete op;
@@ -342,7 +342,7 @@ void Engine::complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable) {
   SmallVec<OprBlock *, 8> ready;
   for (auto &vp : op->reads) {
     Var *v = vp.get();
-    std::lock_guard<std::mutex> lk(v->mu_);
+    std::lock_guard<SpinLock> lk(v->mu_);
     if (--v->running_reads_ == 0 && !v->queue_.empty()) {
       // Only a write can be waiting behind running reads.
       auto next = v->queue_.front();
@@ -351,12 +351,16 @@ void Engine::complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable) {
       ready.push_back(next.op);
     }
   }
+  std::vector<Var::Derived> stale;  // freed after the lock (reordered weights can be large)
   for (auto &vp : op->writes) {
     Var *v = vp.get();
-    std::lock_guard<std::mutex> lk(v->mu_);
+    std::lock_guard<SpinLock> lk(v->mu_);
     v->writing_ = false;
     ++v->version_;
-    if (!v->derived_.empty()) v->derived_.clear();  // stale now
+    if (!v->derived_.empty()) {
+      for (auto &d : v->derived_) stale.push_back(std::move(d));
+      v->derived_.clear();
+    }
     if (!v->queue_.empty() && v->queue_.front().write) {
       ready.push_back(v->queue_.front().op);
       v->queue_.pop_front();
@@ -375,8 +379,26 @@ void Engine::complete(OprBlock *op, SmallVec<OprBlock *, 8> &runnable) {
     if (dec_wait_ready(r)) runnable.push_back(r);
 }
 
-// Pushes a no-op that reads (or writes) `var` and blocks until it has run.
+// Blocks until the ops pushed before are done with `var`: at once when none is
+// pending, else by pushing a no-op that reads (or writes) it and waiting for it.
 ErrorPtr Engine::wait_on(const VarPtr &var, bool write) {
+  // No write running or queued on the var (and, to write, no read running):
+  // everything pushed before this wait is done with it, so there is nothing to
+  // wait for. Each push registers with all its vars at once, even while it
+  // waits on others, so this sees every earlier op on the var. A wait to write
+  // counts as the write that follows it, as the pushed wait does in complete():
+  // the version moves on and data derived from the old contents goes.
+  if (!naive_) {
+    std::vector<Var::Derived> stale;  // freed after the lock
+    std::lock_guard<SpinLock> lk(var->mu_);
+    if (!var->writing_ && var->queue_.empty() && (!write || var->running_reads_ == 0)) {
+      if (write) {
+        ++var->version_;
+        stale.swap(var->derived_);
+      }
+      return var->error_;
+    }
+  }
   std::promise<void> done;
   auto fut = done.get_future();
   PushOptions o;

@@ -15,6 +15,7 @@
 
 #include "common/base.h"
 #include "common/small_vector.h"
+#include "common/spinlock.h"
 
 namespace loom {
 
@@ -33,12 +34,12 @@ class Var {
  public:
   // Version counter: bumped by every completed write.
   uint64_t version() {
-    std::lock_guard<std::mutex> lk(mu_);
+    std::lock_guard<SpinLock> lk(mu_);
     return version_;
   }
   ErrorPtr error() {
     if (!has_error_.load(std::memory_order_acquire)) return nullptr;
-    std::lock_guard<std::mutex> lk(mu_);
+    std::lock_guard<SpinLock> lk(mu_);
     return error_;
   }
 
@@ -55,9 +56,10 @@ class Var {
   // The memory is shared with another library (zero-copy arrays, DLPack
   // exports): writes there bump no version, so nothing is derived and kept.
   void set_external() {
-    std::lock_guard<std::mutex> lk(mu_);
+    std::vector<Derived> dropped;  // freed after the lock
+    std::lock_guard<SpinLock> lk(mu_);
     external_ = true;
-    derived_.clear();
+    dropped.swap(derived_);
   }
 
  private:
@@ -88,7 +90,7 @@ class Var {
       while (head) pop_front();
     }
   };
-  std::mutex mu_;
+  SpinLock mu_;  // held for a few instructions at a time (every push takes it)
   Queue queue_;
   int running_reads_ = 0;
   bool writing_ = false;

@@ -56,10 +56,9 @@ namespace {
 // Everything a pushed call needs, in one allocation shared by its closure.
 struct Call {
   Call(const OpDef &op, const char *const *keys, const char *const *values, int32_t n)
-      : op(&op), params_holder(std::make_shared<Params>(op, keys, values, n)) {}
+      : op(&op), params(op, keys, values, n) {}
   const OpDef *op;
-  std::shared_ptr<const Params> params_holder;  // shared with autograd's record
-  const Params &params() const { return *params_holder; }
+  Params params;  // in the call's own allocation; autograd's record takes a copy
   OpContext ctx;
   SmallVec<NDArray, 3> arrays;  // inputs, then outputs
   size_t nin = 0;
@@ -85,7 +84,7 @@ std::string async_context(const Call &c) {
 void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
             const char *const *keys, const char *const *values, int32_t num_params) {
   auto call = std::make_shared<Call>(op, keys, values, num_params);
-  const Params *params = call->params_holder.get();
+  const Params *params = &call->params;
   const size_t nin = inputs.size();
   if (op.variadic) {
     LOOM_CHECK(nin >= 1, LOOM_ERR_INVALID_ARGUMENT, op.name, ": expects at least one input (",
@@ -183,7 +182,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
   opctx->ctx = ctx;
   opctx->is_train = autograd::is_training();
   if (autograd::is_recording())
-    autograd::record(op, call->params_holder, inputs, outs, outputs);
+    autograd::record(op, std::make_shared<const Params>(call->params), inputs, outs, outputs);
   if (op.draws(*params)) next_random_stream(&opctx->rng_key, &opctx->rng_stream);
   call->arrays.reserve(nin + nout);
   for (const NDArray &a : inputs) call->arrays.push_back(a);
@@ -217,7 +216,7 @@ void invoke(const OpDef &op, const ArrayList &inputs, ArrayList &outputs,
         for (size_t i = 0; i < call->nin; ++i) in[i] = a[i].stable_blob();
         for (size_t i = call->nin; i < a.size(); ++i) out[i - call->nin] = a[i].blob();
         try {
-          run_forward(*call->op, call->ctx, call->params(), in, out);
+          run_forward(*call->op, call->ctx, call->params, in, out);
         } catch (const Error &e) {
           throw Error(e.status(), e.what() + async_context(*call));
         }

@@ -315,6 +315,16 @@ const std::vector<const OpDef *> &Registry::list() const {
   return sorted_;
 }
 
+bool Registry::contains(const void *p) const {
+  // Built on first use, after every op is registered (as list() is).
+  static const std::vector<const void *> by_address = [this] {
+    std::vector<const void *> v(list().begin(), list().end());
+    std::sort(v.begin(), v.end(), std::less<const void *>());
+    return v;
+  }();
+  return std::binary_search(by_address.begin(), by_address.end(), p, std::less<const void *>());
+}
+
 void shape_fail(const Params &p, const std::string &what) {
   fail(LOOM_ERR_SHAPE, p.op().name, ": ", what);
 }

@@ -198,6 +198,9 @@ class Registry {
   // Throws LOOM_ERR_NOT_FOUND naming close matches.
   const OpDef &lookup(const std::string &name) const;
   const std::vector<const OpDef *> &list() const;
+  // Whether `p` is one of the registered ops (a binary search: every ABI call
+  // that takes an op handle checks it).
+  bool contains(const void *p) const;
   // The name MXNet 1.9 registers for `op` (what symbol JSON is written with).
   const std::string &mxnet_name(const OpDef &op) const;
 

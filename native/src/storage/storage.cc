@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/device.h"
+#include "common/spinlock.h"
 
 namespace loom {
 namespace {
@@ -39,49 +40,65 @@ class Pool {
  public:
   void init(const Context &ctx) { ctx_ = ctx; }
 
+  // The lock covers the free lists and counters only: device allocations and
+  // frees run outside it, so it stays a few instructions long.
   void *take(size_t cls) {
-    std::lock_guard<std::mutex> lk(mu_);
-    ++stats_.alloc_calls;
-    auto it = free_.find(cls);
-    void *p = nullptr;
-    if (it != free_.end() && !it->second.empty()) {
-      p = it->second.back();
-      it->second.pop_back();
-      stats_.bytes_pooled -= static_cast<int64_t>(cls);
-      ++stats_.pool_hits;
-    } else {
-      p = raw_alloc(cls);
-      if (!p) {  // give the cache back to the device and try once more
-        release_locked();
-        p = raw_alloc(cls);
+    {
+      std::lock_guard<SpinLock> lk(mu_);
+      ++stats_.alloc_calls;
+      auto it = free_.find(cls);
+      if (it != free_.end() && !it->second.empty()) {
+        void *p = it->second.back();
+        it->second.pop_back();
+        stats_.bytes_pooled -= static_cast<int64_t>(cls);
+        ++stats_.pool_hits;
+        count_in_use(cls);
+        return p;
       }
-      if (!p) out_of_memory(cls);
     }
-    stats_.bytes_in_use += static_cast<int64_t>(cls);
-    if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
-      stats_.peak_bytes_in_use = stats_.bytes_in_use;
+    void *p = raw_alloc(cls);
+    if (!p) {  // give the cache back to the device and try once more
+      release();
+      p = raw_alloc(cls);
+    }
+    if (!p) out_of_memory(cls);
+    std::lock_guard<SpinLock> lk(mu_);
+    count_in_use(cls);
     return p;
   }
   void give(void *p, size_t cls) {
-    std::lock_guard<std::mutex> lk(mu_);
-    stats_.bytes_in_use -= static_cast<int64_t>(cls);
-    if (pooling_enabled()) {
-      free_[cls].push_back(p);
-      stats_.bytes_pooled += static_cast<int64_t>(cls);
-    } else {
-      raw_free(p);
+    {
+      std::lock_guard<SpinLock> lk(mu_);
+      stats_.bytes_in_use -= static_cast<int64_t>(cls);
+      if (pooling_enabled()) {
+        free_[cls].push_back(p);
+        stats_.bytes_pooled += static_cast<int64_t>(cls);
+        return;
+      }
     }
+    raw_free(p);
   }
   loom_storage_stats stats() {
-    std::lock_guard<std::mutex> lk(mu_);
+    std::lock_guard<SpinLock> lk(mu_);
     return stats_;
   }
   void release() {
-    std::lock_guard<std::mutex> lk(mu_);
-    release_locked();
+    std::map<size_t, std::vector<void *>> blocks;
+    {
+      std::lock_guard<SpinLock> lk(mu_);
+      blocks.swap(free_);
+      stats_.bytes_pooled = 0;
+    }
+    for (auto &kv : blocks)
+      for (void *p : kv.second) raw_free(p);
   }
 
  private:
+  void count_in_use(size_t cls) {
+    stats_.bytes_in_use += static_cast<int64_t>(cls);
+    if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
+      stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  }
   bool on_gpu() const { return ctx_.dev_type == LOOM_DEVICE_GPU; }
   void *raw_alloc(size_t cls) {
     return on_gpu() ? device::raw_alloc(ctx_, cls) : std::aligned_alloc(kAlign, cls);
@@ -91,23 +108,18 @@ class Pool {
     else std::free(p);
   }
   [[noreturn]] void out_of_memory(size_t cls) {
+    int64_t in_use = stats().bytes_in_use;
     if (!on_gpu())
-      fail(LOOM_ERR_OUT_OF_MEMORY, "out of memory: asked for ", cls, " bytes on the CPU; ",
-           stats_.bytes_in_use, " bytes are in use");
+      fail(LOOM_ERR_OUT_OF_MEMORY, "out of memory: asked for ", cls, " bytes on the CPU; ", in_use,
+           " bytes are in use");
     size_t free_bytes = 0, total = 0;
     device::mem_info(ctx_, &free_bytes, &total);
     fail(LOOM_ERR_OUT_OF_MEMORY, "out of memory on ", ctx_.str(), ": asked for ", cls,
          " bytes; the device has ", free_bytes, " bytes free of ", total, "; Loom's arrays hold ",
-         stats_.bytes_in_use, " bytes (its cache was released and the allocation retried)");
-  }
-  void release_locked() {
-    for (auto &kv : free_)
-      for (void *p : kv.second) raw_free(p);
-    free_.clear();
-    stats_.bytes_pooled = 0;
+         in_use, " bytes (its cache was released and the allocation retried)");
   }
   Context ctx_;
-  std::mutex mu_;
+  SpinLock mu_;
   std::map<size_t, std::vector<void *>> free_;
   loom_storage_stats stats_{};
 };
