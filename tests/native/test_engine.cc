@@ -309,6 +309,18 @@ TEST(Engine, PointerSetMatchesStdSet) {
   for (uintptr_t p : ref) EXPECT_TRUE(set.contains(reinterpret_cast<const void *>(p)));
   EXPECT_FALSE(set.contains(nullptr));
   EXPECT_FALSE(set.insert(nullptr));
+  // The address marking removed entries, passed as a garbage handle, is not found
+  // and removes nothing, in tables left full of removed entries by 50 patterns.
+  const void *marker = reinterpret_cast<const void *>(uintptr_t{1});
+  for (uintptr_t pattern = 1; pattern <= 50; ++pattern) {
+    loom::PointerSet holes;
+    for (uintptr_t j = 1; j <= 40; ++j) holes.insert(reinterpret_cast<const void *>(0x10000 * pattern + 48 * j));
+    for (uintptr_t j = 1; j <= 40; j += 2) holes.erase(reinterpret_cast<const void *>(0x10000 * pattern + 48 * j));
+    ASSERT_FALSE(holes.contains(marker)) << "pattern " << pattern;
+    ASSERT_FALSE(holes.erase(marker)) << "pattern " << pattern;
+    ASSERT_FALSE(holes.insert(marker)) << "pattern " << pattern;
+    ASSERT_EQ(holes.size(), 20u) << "pattern " << pattern;
+  }
 }
 
 TEST(Engine, FastProducerIsHeldBackAtMaxPending) {

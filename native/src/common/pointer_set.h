@@ -11,8 +11,10 @@ namespace loom {
 
 class PointerSet {
  public:
+  // Null and the address that marks removed entries are never members (a caller
+  // may pass any garbage as a handle).
   bool contains(const void *p) const {
-    if (slots_.empty() || !p) return false;
+    if (slots_.empty() || !storable(p)) return false;
     for (size_t i = home(p);; i = (i + 1) & mask()) {
       if (slots_[i] == p) return true;
       if (slots_[i] == nullptr) return false;
@@ -20,7 +22,7 @@ class PointerSet {
   }
   // Returns false if `p` was already there.
   bool insert(const void *p) {
-    if (!p || contains(p)) return false;
+    if (!storable(p) || contains(p)) return false;
     if ((size_ + removed_ + 1) * 4 > slots_.size() * 3) rebuild();
     size_t i = home(p);
     while (slots_[i] != nullptr && slots_[i] != removed()) i = (i + 1) & mask();
@@ -31,7 +33,7 @@ class PointerSet {
   }
   // Returns false if `p` was not there.
   bool erase(const void *p) {
-    if (slots_.empty() || !p) return false;
+    if (slots_.empty() || !storable(p)) return false;
     for (size_t i = home(p);; i = (i + 1) & mask()) {
       if (slots_[i] == p) {
         slots_[i] = removed();
@@ -47,6 +49,7 @@ class PointerSet {
  private:
   // A removed entry keeps probe chains intact; no object lives at this address.
   static const void *removed() { return reinterpret_cast<const void *>(uintptr_t{1}); }
+  static bool storable(const void *p) { return p != nullptr && p != removed(); }
   size_t mask() const { return slots_.size() - 1; }
   size_t home(const void *p) const {
     // Fibonacci hashing of the address (heap pointers share their low bits).
