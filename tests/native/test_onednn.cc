@@ -8,6 +8,7 @@
 
 #include "ndarray/ndarray.h"
 #include "op/registry.h"
+#include "ops/nn/direct_conv.h"
 #include "ops/nn/onednn.h"
 #include "testutil.h"
 
@@ -984,4 +985,166 @@ TEST(OneDnn, LoomWinogradWeightGradientMatchesNaiveLoops) {
   EXPECT_EQ(ran, 6 * 2 * 2 * 7);
   std::printf("worst weight-gradient error relative to the largest value: 2x2 tiles %.2g, 4x4 tiles %.2g\n", most[0],
               most[1]);
+}
+
+namespace {
+
+// The weight and data gradients of a stride-1, undilated convolution in float64,
+// from the definition (dy: (n, f, oh, ow)).
+void naive_conv_grads(const ConvCase &c, const std::vector<double> &x, const std::vector<double> &w,
+                      const std::vector<double> &dy, int64_t oh, int64_t ow, std::vector<double> *dw,
+                      std::vector<double> *dx) {
+  const int64_t h = c.one_d ? 1 : c.h, kh = c.one_d ? 1 : c.kh, ph = c.one_d ? 0 : c.p;
+  const int64_t cg = c.c / c.g, fg = c.f / c.g;
+  dw->assign(w.size(), 0.0);
+  dx->assign(x.size(), 0.0);
+  for (int64_t n = 0; n < c.n; ++n)
+    for (int64_t f = 0; f < c.f; ++f)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          const double g = dy[((n * c.f + f) * oh + i) * ow + j];
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t ki = 0; ki < kh; ++ki)
+              for (int64_t kj = 0; kj < c.kw; ++kj) {
+                const int64_t ii = i - ph + ki, jj = j - c.p + kj;
+                if (ii < 0 || ii >= h || jj < 0 || jj >= c.w) continue;
+                const int64_t xi = ((n * c.c + (f / fg) * cg + ci) * h + ii) * c.w + jj;
+                const int64_t wi = ((f * cg + ci) * kh + ki) * c.kw + kj;
+                (*dw)[wi] += g * x[xi];
+                (*dx)[xi] += g * w[wi];
+              }
+        }
+}
+
+struct LanesScope {
+  int prev;
+  explicit LanesScope(int lanes) : prev(loom::set_direct_conv_lanes(lanes)) {}
+  ~LanesScope() { loom::set_direct_conv_lanes(prev); }
+};
+
+void expect_bits(const std::vector<double> &a, const std::vector<double> &b, const std::string &what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  size_t bad = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(double)) != 0 && bad++ < 3)
+      ADD_FAILURE() << what << " [" << i << "]: " << a[i] << " vs " << b[i];
+  EXPECT_EQ(bad, 0u) << what;
+}
+
+// Stride-1 convolutions with few inputs an output: LeNet's first layer, 3 channels
+// of 5x5, groups, padding, odd channel counts, rows that are not whole vectors of
+// 16 or 8 outputs, more images than the weight gradient's 64 slots, 1-D.
+const std::vector<ConvCase> &direct_cases() {
+  static const std::vector<ConvCase> v = {
+      {9, 1, 28, 28, 20, 5, 5, 1, 0, 1, 1, true, false},    // LeNet: rows of 24
+      {2, 3, 32, 32, 24, 5, 5, 1, 2, 1, 1, true, false},    // 75 inputs an output
+      {130, 1, 6, 11, 7, 3, 3, 1, 1, 1, 1, false, false},  // 130 images, rows of 11, 7 filters
+      {4, 4, 9, 13, 6, 3, 3, 1, 1, 1, 2, true, false},     // 2 groups of 2 channels, rows of 13
+      {3, 2, 5, 40, 3, 2, 4, 1, 0, 1, 1, true, false},     // rows of 37
+      {2, 6, 7, 7, 9, 3, 3, 1, 1, 1, 3, false, false},     // 3 groups of 3 filters
+      {5, 3, 1, 50, 5, 1, 7, 1, 3, 1, 1, true, true},      // 1-D, padded
+      {2, 1, 3, 3, 1, 2, 2, 1, 0, 1, 1, true, false},      // one filter, rows of 2
+      {1, 2, 20, 17, 15, 4, 4, 1, 0, 1, 1, true, false},   // one image, 15 filters
+  };
+  return v;
+}
+
+}  // namespace
+
+// The direct kernels (the oneDNN set's, for what oneDNN does not take) against
+// naive float64 loops, forward and every gradient, and their AVX-512 and AVX2
+// builds bit for bit.
+TEST(OneDnn, DirectConvolutionMatchesNaiveLoops) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  if (loom::direct_conv_lanes() == 0) GTEST_SKIP() << "no AVX2 and FMA here, or LOOM_DIRECT_CONV=0";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  uint32_t seed = 900;
+  std::vector<int> widths{8};
+  if (loom::direct_conv_lanes() == 16) widths.push_back(16);
+  for (const ConvCase &c : direct_cases()) {
+    SCOPED_TRACE(c.name());
+    auto x = as_dtype(random_values(numel(c.xshape()), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto w = as_dtype(random_values(numel(c.wshape()), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    int64_t oh, ow;
+    auto want = naive_conv2d(x, w, c.bias ? b : std::vector<double>{}, c.n, c.c, c.one_d ? 1 : c.h, c.w, c.f,
+                             c.one_d ? 1 : c.kh, c.kw, 1, c.one_d ? 0 : c.p, c.p, 1, c.g, &oh, &ow);
+    auto hy = as_dtype(random_values(want.size(), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    std::vector<double> want_dw, want_dx, want_db(c.f, 0.0);
+    naive_conv_grads(c, x, w, hy, oh, ow, &want_dw, &want_dx);
+    for (size_t i = 0; i < hy.size(); ++i) want_db[(i / static_cast<size_t>(oh * ow)) % c.f] += hy[i];
+    std::vector<ConvResult> got;
+    for (int lanes : widths) {
+      SCOPED_TRACE("lanes " + std::to_string(lanes));
+      LanesScope ls(lanes);
+      ASSERT_EQ(loom::direct_conv_lanes(), lanes);
+      const int64_t before = loom::direct_conv_calls();
+      got.push_back(run_conv(c, x, w, b, hy));
+      EXPECT_EQ(loom::direct_conv_calls() - before, 2) << "the direct kernels did not compute both passes";
+      const ConvResult &r = got.back();
+      expect_near_rel(r.y, want, "forward vs naive float64");
+      expect_near_rel(r.dw, want_dw, "weight gradient vs naive float64");
+      expect_near_rel(r.dx, want_dx, "data gradient vs naive float64");
+      if (c.bias) expect_near_rel(r.db, want_db, "bias gradient vs naive float64");
+    }
+    if (got.size() == 2) {
+      expect_bits(got[0].y, got[1].y, "forward: AVX2 vs AVX-512 bits");
+      expect_bits(got[0].dw, got[1].dw, "weight gradient: AVX2 vs AVX-512 bits");
+    }
+  }
+}
+
+// What the direct kernels leave to the others (stride, dilation, more than 75
+// inputs an output, a 1x1 kernel, the reference set), and an infinity or NaN in
+// the data: the weight gradient's infinities and NaNs where the reference
+// kernels put them (the direct kernels never multiply an input outside its
+// window, not even by 0).
+TEST(OneDnn, DirectConvolutionTakesOnlyItsShapesAndKeepsNonFiniteValuesInPlace) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  if (loom::direct_conv_lanes() == 0) GTEST_SKIP() << "no AVX2 and FMA here, or LOOM_DIRECT_CONV=0";
+  auto shape = [](int64_t c, int64_t kh, int64_t kw, int64_t s, int64_t d) {
+    return loom::DirectConvShape{2, c, 12, 12, 4, 1, kh, kw, s, s, 0, 0, d, d, (12 - d * (kh - 1) - 1) / s + 1,
+                                 (12 - d * (kw - 1) - 1) / s + 1};
+  };
+  {
+    KernelScope k(loom::CpuKernels::OneDnn);
+    EXPECT_TRUE(loom::direct_conv_takes(shape(3, 5, 5, 1, 1)));
+    EXPECT_FALSE(loom::direct_conv_takes(shape(4, 5, 5, 1, 1)));  // 100 inputs an output
+    EXPECT_FALSE(loom::direct_conv_takes(shape(1, 3, 3, 2, 1)));  // stride 2
+    EXPECT_FALSE(loom::direct_conv_takes(shape(1, 3, 3, 1, 2)));  // dilated
+    EXPECT_FALSE(loom::direct_conv_takes(shape(1, 1, 1, 1, 1)));  // 1x1
+  }
+  {
+    KernelScope k(loom::CpuKernels::Reference);
+    EXPECT_FALSE(loom::direct_conv_takes(shape(1, 5, 5, 1, 1)));
+  }
+  const ConvCase c{3, 1, 9, 11, 5, 3, 3, 1, 0, 1, 1, true, false};
+  auto x = as_dtype(random_values(numel(c.xshape()), -1, 1, 77), LOOM_DTYPE_FLOAT32);
+  auto w = as_dtype(random_values(numel(c.wshape()), -1, 1, 78), LOOM_DTYPE_FLOAT32);
+  auto b = as_dtype(random_values(c.f, -1, 1, 79), LOOM_DTYPE_FLOAT32);
+  x[0] = INFINITY;                 // image 0's corner: tap (0, 0) alone sees it
+  x[99 + 5 * 11 + 10] = NAN;       // image 1, row 5, last column: taps (*, 2)
+  x[2 * 99 + 8 * 11 + 3] = -INFINITY;  // image 2, last row: taps (2, *)
+  std::vector<double> hy(static_cast<size_t>(c.n * c.f * 7 * 9));
+  for (size_t i = 0; i < hy.size(); ++i) hy[i] = (i % 3) + 0.5;  // positive: infinities keep their sign
+  ConvResult ref, direct;
+  {
+    KernelScope k(loom::CpuKernels::Reference);
+    ref = run_conv(c, x, w, b, hy);
+  }
+  {
+    KernelScope k(loom::CpuKernels::OneDnn);
+    const int64_t before = loom::direct_conv_calls();
+    direct = run_conv(c, x, w, b, hy);
+    EXPECT_EQ(loom::direct_conv_calls() - before, 2);
+  }
+  auto kind = [](double v) { return std::isnan(v) ? 'n' : std::isinf(v) ? (v > 0 ? '+' : '-') : 'f'; };
+  int nonfinite = 0;
+  for (size_t i = 0; i < ref.dw.size(); ++i) {
+    EXPECT_EQ(kind(direct.dw[i]), kind(ref.dw[i])) << "weight gradient [" << i << "]";
+    nonfinite += kind(ref.dw[i]) != 'f';
+  }
+  for (size_t i = 0; i < ref.y.size(); ++i) EXPECT_EQ(kind(direct.y[i]), kind(ref.y[i])) << "output [" << i << "]";
+  EXPECT_GT(nonfinite, 0);
+  EXPECT_LT(nonfinite, static_cast<int>(ref.dw.size()));
 }

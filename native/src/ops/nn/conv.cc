@@ -8,6 +8,7 @@
 #include "common/scratch.h"
 #include "ops/common.h"
 #include "ops/linalg/gemm.h"
+#include "ops/nn/direct_conv.h"
 #include "ops/nn/onednn.h"
 #include "ops/vecmath.h"
 #include "ops/nn/fused.h"
@@ -479,6 +480,13 @@ void pointwise_backward(const ConvPlan &c, const T *x, const T *w, const T *dy, 
   }
 }
 
+// The direct kernels' description of a planned convolution.
+DirectConvShape direct_shape(const ConvPlan &c) {
+  const Geometry &g = c.g;
+  return DirectConvShape{g.n,  g.c,  g.h,  g.w,  c.f,  c.groups, g.kh, g.kw,
+                         g.sh, g.sw, g.ph, g.pw, g.dh, g.dw,     g.oh, g.ow};
+}
+
 // The oneDNN description of a planned convolution.
 ConvShape conv_shape(const ConvPlan &c) {
   const Geometry &g = c.g;
@@ -672,6 +680,10 @@ const int kConvolution = [] {
         });
         return;
       }
+      if (in[0].dtype == LOOM_DTYPE_FLOAT32 &&
+          direct_conv_forward(direct_shape(c), in[0].ptr<float>(), in[1].ptr<float>(),
+                              in.size() > 2 ? in[2].ptr<float>() : nullptr, out[0].ptr<float>()))
+        return;
     }
     LOOM_FLOAT_SWITCH(in[0].dtype, T, {
       const ConvPlan c(p, in[0].shape, sizeof(T));
@@ -764,6 +776,17 @@ const int kConvolution = [] {
       }
       if (!done && pointwise(c) && (req[0] || req[1])) {
         pointwise_backward<T>(c, x, w, dy, req[0] ? ig[0].ptr<T>() : nullptr, req[1] ? ig[1].ptr<T>() : nullptr);
+        done = true;
+      }
+      if (!done && req[1] && in[0].dtype == LOOM_DTYPE_FLOAT32 &&
+          direct_conv_weight_gradient(direct_shape(c), reinterpret_cast<const float *>(x),
+                                      reinterpret_cast<const float *>(dy), reinterpret_cast<float *>(ig[1].ptr<T>()))) {
+        if (req[0]) {  // the data gradient by the kernels below
+          ReqList rest = req;
+          rest[1] = kNullOp;
+          if (rest.size() > 2) rest[2] = kNullOp;
+          Registry::get().lookup("Convolution").backward(ctx, p, in, BlobList{}, og, ig, rest);
+        }
         done = true;
       }
       if (!done) {

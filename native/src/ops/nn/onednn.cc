@@ -1,6 +1,7 @@
 // oneDNN glue: the kernel-set switch and float32 2-D convolution (forward, data
 // and weight gradients) with oneDNN's blocked layouts inside each call.
 #include "ops/nn/onednn.h"
+#include "ops/nn/direct_conv.h"
 #include "ops/vecmath.h"
 
 #include <algorithm>
@@ -669,7 +670,12 @@ std::string describe_text() {
                       "under 512 (OpenBLAS for the others: LOOM_SGEMM) and 4-D float32 LRN; Loom's kernels and "
                       "OpenBLAS for the rest"
                     : ") for 2-D float32 Convolution and Deconvolution and 4-D float32 LRN; OpenBLAS for matrix "
-                      "products (LOOM_SGEMM); Loom's kernels for the rest");
+                      "products (LOOM_SGEMM); Loom's kernels for the rest") +
+         (direct_conv_lanes() ? std::string("; Loom's direct kernels (") +
+                                    (direct_conv_lanes() == 16 ? "AVX-512" : "AVX2") +
+                                    ") for the stride-1 float32 convolutions oneDNN does not take with at most 75 "
+                                    "inputs an output (LOOM_DIRECT_CONV)"
+                              : std::string());
 }
 
 }  // namespace
