@@ -322,7 +322,7 @@ switch ($Command) {
             @{ Dir = "build-asan"; Kind = "asan"; Args = @("-LE", "build_check", "-E", "^engine_on_one_core$");
                Env = @{ LOOM_POOL = "0"; ASAN_OPTIONS = "detect_leaks=1"; UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1" } },
             @{ Dir = "build-tsan"; Kind = "tsan"; Args = @("-R", "Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore|Trace");
-               Env = @{ TSAN_OPTIONS = "halt_on_error=1 suppressions=$(Join-Path $PSScriptRoot 'tests/native/tsan.supp')" } })
+               Env = @{ TSAN_OPTIONS = "halt_on_error=1 suppressions=$(Join-Path $PSScriptRoot 'tests/native/tsan.supp')"; LOOM_CPU_WORKERS = "2" } })
         foreach ($r in $runs) {
             $dir = Join-Path $PSScriptRoot $r.Dir
             bash tests/build/sanitizer_build.sh $dir "$($r.Kind)"

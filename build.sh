@@ -432,8 +432,10 @@ sanitize() {
     count 0 1
   fi
   log "ThreadSanitizer: engine, API, executor, data and device tests"
+  # Two engine workers (the default runs one op at a time where the kernel threads
+  # take every core), so ops run side by side under the race checks too.
   if "$ROOT/tests/build/sanitizer_build.sh" "$ROOT/build-tsan" tsan; then
-    TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/native/tsan.supp" ctest_in "$ROOT/build-tsan" tsan -j"$(nproc)" \
+    LOOM_CPU_WORKERS=2 TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/native/tsan.supp" ctest_in "$ROOT/build-tsan" tsan -j"$(nproc)" \
       -R 'Engine|Api|Grad|Executor|Symbol|DataIter|Csv|DLPack|Backend|backend|KVStore|Trace'
   else
     echo "the ThreadSanitizer build failed" >&2

@@ -35,7 +35,7 @@ def torch_worker(batch, steps, threads):
 
 def spawn(batch, mirror, threads, steps):
     """mirror: 0 or 1 for Loom, "torch" for PyTorch."""
-    env = dict(os.environ, LOOM_CPU_WORKERS=str(threads), OMP_NUM_THREADS=str(threads),
+    env = dict(os.environ, LOOM_KERNEL_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                LOOM_BACKWARD_MIRROR="1" if mirror == 1 else "0")
     kind = "--torch-worker" if mirror == "torch" else "--worker"
     out = subprocess.run([sys.executable, os.path.abspath(__file__), kind, str(batch), str(steps), str(threads)],

@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 THREADS=${THREADS:-$(nproc)}
-out=$(LOOM_CPU_WORKERS=$THREADS LOOM_DATA_DIR="$ROOT/data" dotnet run -c Release --no-build \
+out=$(LOOM_KERNEL_THREADS=$THREADS LOOM_DATA_DIR="$ROOT/data" dotnet run -c Release --no-build \
   --project "$ROOT/src/Loom.Examples" -- mnist 4)
 # Median of epochs 2-4 (epoch 1 warms up).
 secs=$(echo "$out" | grep 'time =' | tail -3 | awk '{print $4}' | sort -n | sed -n 2p)
@@ -19,7 +19,7 @@ fi
 
 # LeNet: one warm-up epoch and one timed epoch each (an epoch takes about a minute).
 if [ "${LENET:-1}" = 1 ]; then
-  out=$(LOOM_CPU_WORKERS=$THREADS LOOM_DATA_DIR="$ROOT/data" dotnet run -c Release --no-build \
+  out=$(LOOM_KERNEL_THREADS=$THREADS LOOM_DATA_DIR="$ROOT/data" dotnet run -c Release --no-build \
     --project "$ROOT/src/Loom.Examples" -- lenet 2)
   secs=$(echo "$out" | grep 'time =' | tail -1 | awk '{print $4}')
   loom=$(awk -v s="$secs" 'BEGIN { printf "%.0f", 60000 / s }')
@@ -34,7 +34,7 @@ fi
 if [ "${RESNET:-1}" = 1 ]; then
   BATCH=${RESNET_BATCH:-16}
   STEPS=${RESNET_STEPS:-3}
-  out=$(LOOM_CPU_WORKERS=$THREADS dotnet run -c Release --no-build --project "$ROOT/src/Loom.Examples" -- resnet "$BATCH" "$STEPS")
+  out=$(LOOM_KERNEL_THREADS=$THREADS dotnet run -c Release --no-build --project "$ROOT/src/Loom.Examples" -- resnet "$BATCH" "$STEPS")
   echo "$out"
   loom=$(echo "$out" | sed -nE 's/.*: ([0-9.]+) img\/s.*/\1/p')
   if /usr/bin/python3 -c "import torch" 2>/dev/null; then

@@ -361,7 +361,7 @@ def worker(argv):
 # ------------------------------------------------------------------ driver
 
 def spawn(kind, net, threads, steps):
-    env = dict(os.environ, LOOM_CPU_WORKERS=str(threads), OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, LOOM_KERNEL_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     if kind in ("loom-ref", "sgemm-ref"):
         env["LOOM_CPU_KERNELS"] = "reference"
     if kind == "loom-wino":

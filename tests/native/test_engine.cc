@@ -718,6 +718,13 @@ TEST(Engine, SingletonHonoursEnvironment) {
   const char *w = std::getenv("LOOM_CPU_WORKERS");
   if (w) {
     EXPECT_EQ(e.cpu_workers(), std::atoi(w));
+  } else {
+    // One op at a time where the kernel threads take every core (MXNet's default
+    // MXNET_CPU_WORKER_NTHREADS=1); the spare cores' worth of workers otherwise.
+    EXPECT_EQ(e.cpu_workers(), std::max(1, loom::available_cpus() / loom::kernel_threads()));
+    if (!std::getenv("LOOM_KERNEL_THREADS")) {
+      EXPECT_EQ(e.cpu_workers(), 1);
+    }
   }
   EXPECT_GE(e.cpu_workers(), 1);
 }

@@ -121,7 +121,12 @@ Engine &Engine::get() {
   static Engine *engine = [] {
     const char *kind = std::getenv("LOOM_ENGINE");
     bool naive = kind && std::string(kind) == "naive";
-    auto *e = new Engine(naive, env_int("LOOM_CPU_WORKERS", available_cpus()));
+    // One op at a time by default, each split over the kernel threads (MXNet's
+    // MXNET_CPU_WORKER_NTHREADS is 1 too): two ops at once on two workers shared the
+    // kernel threads' cores, the second one running its ranges on one thread, and a
+    // training step took longer (docs/backends.md). With fewer kernel threads than
+    // cores, the workers take the rest.
+    auto *e = new Engine(naive, env_int("LOOM_CPU_WORKERS", std::max(1, available_cpus() / kernel_threads())));
     const char *mp = std::getenv("LOOM_MAX_PENDING");
     if (mp && std::atoll(mp) > 0) e->set_max_pending(std::atoll(mp));
     g_engine.store(e);
