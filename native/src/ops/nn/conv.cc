@@ -195,19 +195,40 @@ LOOM_CLONE_BODY void copy_row(T *dst, const T *src, int64_t n) {
   for (; i < n; ++i) dst[i] = src[i];
 }
 
-// copy_row over `rows` rows (dst rows dld apart, src rows sld apart), with the
-// choice of moves made once: LeNet's second layer copies rows of 8 floats, one
-// 32-byte move each, where the per-row checks had cost more than the move.
+// dst[i] += src[i] for n values, in pieces of 32 bytes (rows of a few values).
 template <typename T>
-LOOM_CLONE_BODY void copy_rows(T *dst, int64_t dld, const T *src, int64_t sld, int64_t rows, int64_t n) {
+LOOM_CLONE_BODY void add_row(T *__restrict dst, const T *__restrict src, int64_t n) {
+  typedef T V __attribute__((vector_size(32), aligned(sizeof(T))));
+  constexpr int64_t kPiece = 32 / sizeof(T);
+  int64_t i = 0;
+  for (; i + kPiece <= n; i += kPiece)
+    *reinterpret_cast<V *>(dst + i) += *reinterpret_cast<const V *>(src + i);
+  for (; i < n; ++i) dst[i] += src[i];
+}
+
+// copy_row (or, with ADD, add_row) over `rows` rows, dst rows dld apart and src
+// rows sld apart, the choice of moves made once: LeNet's second layer moves rows
+// of 8 floats, one 32-byte move each, where the per-row checks had cost more
+// than the move. The same values and sums in the same order.
+template <bool ADD, typename T>
+LOOM_CLONE_BODY void move_rows(T *__restrict dst, int64_t dld, const T *__restrict src, int64_t sld, int64_t rows,
+                               int64_t n) {
   constexpr int64_t kPiece = 32 / sizeof(T);
   typedef T V __attribute__((vector_size(32), aligned(sizeof(T))));
   if (n == kPiece) {
-    for (int64_t r = 0; r < rows; ++r)
-      *reinterpret_cast<V *>(dst + r * dld) = *reinterpret_cast<const V *>(src + r * sld);
+    for (int64_t r = 0; r < rows; ++r) {
+      V &d = *reinterpret_cast<V *>(dst + r * dld);
+      const V v = *reinterpret_cast<const V *>(src + r * sld);
+      d = ADD ? d + v : v;
+    }
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) copy_row(dst + r * dld, src + r * sld, n);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (ADD)
+      add_row(dst + r * dld, src + r * sld, n);
+    else
+      copy_row(dst + r * dld, src + r * sld, n);
+  }
 }
 
 // col (cg*kh*kw rows, columns with stride ld) from one image's channel group x (cg, h, w).
@@ -224,7 +245,7 @@ LOOM_CLONE_BODY void im2col_body(const T *x, int64_t cg, const Geometry &g, cons
         const T *x0 = x + c * h * w + off + (r0 * g.sh - g.ph + ki * g.dh) * w;
         if (g.sw == 1 && g.sh == 1 && lo == 0 && hi == ow && r0 == 0 && r1 == oh) {
           // The whole row of windows inside the image: oh rows of ow values.
-          copy_rows(row, ow, x0, w, oh, ow);
+          move_rows<false>(row, ow, x0, w, oh, ow);
           continue;
         }
         std::fill(row, row + r0 * ow, T(0));
@@ -260,32 +281,6 @@ void im2col(const T *x, int64_t cg, const Geometry &g, T *col, int64_t ld) {
 }
 
 // Adds col back into dx (cg, h, w): the transpose of im2col.
-// dst[i] += src[i] for n values, in pieces of 32 bytes (rows of a few values).
-template <typename T>
-LOOM_CLONE_BODY void add_row(T *__restrict dst, const T *__restrict src, int64_t n) {
-  typedef T V __attribute__((vector_size(32), aligned(sizeof(T))));
-  constexpr int64_t kPiece = 32 / sizeof(T);
-  int64_t i = 0;
-  for (; i + kPiece <= n; i += kPiece)
-    *reinterpret_cast<V *>(dst + i) += *reinterpret_cast<const V *>(src + i);
-  for (; i < n; ++i) dst[i] += src[i];
-}
-
-// add_row over `rows` rows (dst rows dld apart, src rows sld apart): the same
-// sums in the same order, the choice of moves made once.
-template <typename T>
-LOOM_CLONE_BODY void add_rows(T *__restrict dst, int64_t dld, const T *__restrict src, int64_t sld, int64_t rows,
-                              int64_t n) {
-  constexpr int64_t kPiece = 32 / sizeof(T);
-  typedef T V __attribute__((vector_size(32), aligned(sizeof(T))));
-  if (n == kPiece) {
-    for (int64_t r = 0; r < rows; ++r)
-      *reinterpret_cast<V *>(dst + r * dld) += *reinterpret_cast<const V *>(src + r * sld);
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r) add_row(dst + r * dld, src + r * sld, n);
-}
-
 template <typename T>
 LOOM_CLONE_BODY void col2im_body(const T *col, int64_t cg, const Geometry &g, const ValidRanges &v, T *dx,
                                  int64_t ld) {
@@ -298,7 +293,7 @@ LOOM_CLONE_BODY void col2im_body(const T *col, int64_t cg, const Geometry &g, co
         const int64_t lo = v.col_lo[kj], hi = v.col_hi[kj], off = kj * g.dw - g.pw;
         T *d0 = dx + c * h * w + off + (r0 * g.sh - g.ph + ki * g.dh) * w;
         if (g.sw == 1) {
-          add_rows(d0 + lo, g.sh * w, row + r0 * ow + lo, ow, r1 - r0, hi - lo);
+          move_rows<true>(d0 + lo, g.sh * w, row + r0 * ow + lo, ow, r1 - r0, hi - lo);
           continue;
         }
         for (int64_t oi = r0; oi < r1; ++oi) {
