@@ -136,23 +136,31 @@ TEST(DataIter, BadInputAndConcurrentUse) {
   int64_t pad;
   EXPECT_EQ(loom_dataiter_next(&has, &a, &b, &pad, freed), LOOM_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(loom_last_error()).find("already freed"), std::string::npos);
-  // Four threads draining one iterator get each batch exactly once.
-  std::atomic<int> batches{0};
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t)
-    ts.emplace_back([&] {
-      for (;;) {
-        int32_t h = 0;
-        loom_ndarray x = nullptr, y = nullptr;
-        int64_t p;
-        if (loom_dataiter_next(&h, &x, &y, &p, it.h) != LOOM_OK || !h) return;
-        loom_ndarray_free(x);
-        loom_ndarray_free(y);
-        ++batches;
-      }
-    });
-  for (auto &t : ts) t.join();
-  EXPECT_EQ(batches.load(), 5);
+  // Four threads draining one iterator get each batch exactly once, also when
+  // they all make its first call (which starts the epoch) at once: 30 fresh
+  // iterators, the threads released together.
+  for (int round = 0; round < 30; ++round) {
+    Iter fresh;
+    ASSERT_EQ(loom_dataiter_create(&fresh.h, d.x.h, d.y.h, 2, 1, 0, round % 3), LOOM_OK);
+    std::atomic<int> batches{0}, ready{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&] {
+        ++ready;
+        while (ready.load() < 4) std::this_thread::yield();
+        for (;;) {
+          int32_t h = 0;
+          loom_ndarray x = nullptr, y = nullptr;
+          int64_t p;
+          if (loom_dataiter_next(&h, &x, &y, &p, fresh.h) != LOOM_OK || !h) return;
+          loom_ndarray_free(x);
+          loom_ndarray_free(y);
+          ++batches;
+        }
+      });
+    for (auto &t : ts) t.join();
+    EXPECT_EQ(batches.load(), 5) << "round " << round << ", prefetch " << round % 3;
+  }
   // Freeing an iterator in the middle of an epoch stops its thread.
   Iter mid;
   ASSERT_EQ(loom_dataiter_create(&mid.h, d.x.h, d.y.h, 1, 0, 0, 4), LOOM_OK);

@@ -54,6 +54,10 @@ void BatchIter::stop_worker() {
 
 void BatchIter::reset() {
   std::lock_guard<std::mutex> api(api_mu_);
+  reset_locked();
+}
+
+void BatchIter::reset_locked() {
   stop_worker();
   int64_t n = data_.shape().d[0];
   order_ = carry_;
@@ -160,26 +164,24 @@ void BatchIter::produce() {
 }
 
 bool BatchIter::next(Batch *out) {
-  {
-    std::lock_guard<std::mutex> api(api_mu_);
-    if (started_) {
-      if (cursor_ >= num_batches_) return false;
-      if (prefetch_ == 0) {
-        *out = gather(cursor_++);
-        return true;
-      }
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return !queue_.empty() || error_; });
-      if (queue_.empty()) std::rethrow_exception(error_);
-      *out = std::move(queue_.front());
-      queue_.pop_front();
-      ++cursor_;
-      cv_.notify_all();
-      return true;
-    }
+  std::lock_guard<std::mutex> api(api_mu_);
+  // The first call starts the epoch under the same lock: callers that came in
+  // together once each started one, and the second restarted the epoch the
+  // first had begun to read (its batches were handed out twice).
+  if (!started_) reset_locked();
+  if (cursor_ >= num_batches_) return false;
+  if (prefetch_ == 0) {
+    *out = gather(cursor_++);
+    return true;
   }
-  reset();
-  return next(out);
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return !queue_.empty() || error_; });
+  if (queue_.empty()) std::rethrow_exception(error_);
+  *out = std::move(queue_.front());
+  queue_.pop_front();
+  ++cursor_;
+  cv_.notify_all();
+  return true;
 }
 
 NDArray read_csv(const std::string &path, int32_t dtype, int64_t header_rows) {

@@ -39,6 +39,7 @@ class BatchIter {
   bool next(Batch *out);
 
  private:
+  void reset_locked();  // reset() with api_mu_ held
   void stop_worker();
   void produce();
   Batch gather(int64_t b) const;
