@@ -1148,3 +1148,34 @@ TEST(OneDnn, DirectConvolutionTakesOnlyItsShapesAndKeepsNonFiniteValuesInPlace) 
   EXPECT_GT(nonfinite, 0);
   EXPECT_LT(nonfinite, static_cast<int>(ref.dw.size()));
 }
+
+// im2col's work items when a batch needs several (LeNet's second layer at 37 and
+// 100 images: 8 and 16 items of uneven size, the images dealt out evenly):
+// forward and every gradient against float64 loops in both kernel sets.
+TEST(OneDnn, ConvolutionWorkItemsOfUnevenSizeMatchNaiveLoops) {
+  uint32_t seed = 4000;
+  for (int64_t n : {37, 100}) {
+    const ConvCase c{n, 20, 12, 12, 50, 5, 5, 1, 0, 1, 1, true, false};
+    SCOPED_TRACE(c.name());
+    auto x = as_dtype(random_values(numel(c.xshape()), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto w = as_dtype(random_values(numel(c.wshape()), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    auto b = as_dtype(random_values(c.f, -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    int64_t oh, ow;
+    auto want = naive_conv2d(x, w, b, c.n, c.c, c.h, c.w, c.f, c.kh, c.kw, 1, 0, 0, 1, 1, &oh, &ow);
+    auto hy = as_dtype(random_values(want.size(), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
+    std::vector<double> want_dw, want_dx, want_db(c.f, 0.0);
+    naive_conv_grads(c, x, w, hy, oh, ow, &want_dw, &want_dx);
+    for (size_t i = 0; i < hy.size(); ++i) want_db[(i / static_cast<size_t>(oh * ow)) % c.f] += hy[i];
+    std::vector<loom::CpuKernels> sets{loom::CpuKernels::Reference};
+    if (loom::onednn_built()) sets.push_back(loom::CpuKernels::OneDnn);
+    for (auto set : sets) {
+      SCOPED_TRACE(set == loom::CpuKernels::OneDnn ? "oneDNN set" : "reference set");
+      KernelScope k(set);
+      const ConvResult r = run_conv(c, x, w, b, hy);
+      expect_near_rel(r.y, want, "forward vs naive float64");
+      expect_near_rel(r.dw, want_dw, "weight gradient vs naive float64");
+      expect_near_rel(r.dx, want_dx, "data gradient vs naive float64");
+      expect_near_rel(r.db, want_db, "bias gradient vs naive float64");
+    }
+  }
+}
