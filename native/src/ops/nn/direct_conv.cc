@@ -21,6 +21,7 @@
 
 #include "common/base.h"
 #include "common/parallel.h"
+#include "common/scratch.h"
 #include "ops/nn/onednn.h"
 
 namespace loom {
@@ -282,7 +283,9 @@ bool direct_conv_weight_gradient(const DirectConvShape &s, const float *x, const
   // Images in min(n, 64) contiguous runs, each summed in image order into its own
   // slot, the slots then added in order: the same bits on any thread count.
   const int64_t slots = std::min<int64_t>(s.n, 64);
-  std::vector<float> partial(static_cast<size_t>(slots * wsize));
+  // Kept between calls (common/scratch.h): a fresh buffer of slots * wsize floats
+  // would page-fault on every call.
+  ScratchArray<float> partial(static_cast<size_t>(slots * wsize), "for the weight gradient's pieces");
   g_calls.fetch_add(1, std::memory_order_relaxed);
   parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
     float *xp = buffer(0, p.xp_size);
