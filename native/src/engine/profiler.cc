@@ -15,10 +15,22 @@ namespace loom {
 namespace profiler {
 namespace {
 
+// An op's calls: their count and total, and the durations of up to kKept of them
+// for the median (the first kKept calls; on a machine shared with other work a
+// few slow calls move the mean far more than the median).
+constexpr size_t kKept = 1 << 16;
 struct Entry {
   long calls = 0;
   double seconds = 0;
+  std::vector<float> each;
 };
+
+double median(std::vector<float> v) {
+  if (v.empty()) return 0;
+  auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  return *mid;
+}
 
 struct Table {
   std::mutex mu;
@@ -33,11 +45,12 @@ struct Table {
     double total = 0;
     for (auto &r : v) total += r.second.seconds;
     std::fprintf(stderr, "\nLoom profile (LOOM_PROFILE=1): time inside ops, all threads\n");
-    std::fprintf(stderr, "%-36s %10s %12s %12s %7s\n", "op", "calls", "total ms", "mean us", "share");
+    std::fprintf(stderr, "%-36s %10s %12s %12s %12s %7s\n", "op", "calls", "total ms", "mean us", "median us",
+                 "share");
     for (auto &r : v)
-      std::fprintf(stderr, "%-36s %10ld %12.1f %12.1f %6.1f%%\n", r.first.c_str(), r.second.calls,
+      std::fprintf(stderr, "%-36s %10ld %12.1f %12.1f %12.1f %6.1f%%\n", r.first.c_str(), r.second.calls,
                    r.second.seconds * 1e3, r.second.seconds * 1e6 / double(r.second.calls),
-                   100 * r.second.seconds / total);
+                   median(r.second.each) * 1e6, 100 * r.second.seconds / total);
     std::fprintf(stderr, "%-36s %10s %12.1f\n", "total", "", total * 1e3);
   }
 };
@@ -64,6 +77,7 @@ void record(const char *name, bool backward, double seconds) {
   Entry &e = t.rows[key];
   ++e.calls;
   e.seconds += seconds;
+  if (e.each.size() < kKept) e.each.push_back(static_cast<float>(seconds));
 }
 
 }  // namespace profiler
