@@ -304,7 +304,7 @@ switch ($Command) {
         # ResNet-50 inference beside ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime 1.31.1).
         $onnx = Join-Path $PSScriptRoot "data/resnet50-random.onnx"
         if (-not (Test-Path $onnx)) { & $Python tests/bench/export_resnet50_onnx.py $onnx }
-        dotnet run -c $Config --project tests/bench/Loom.InferenceBench "--" $onnx (nproc) 5
+        dotnet run -c $Config --project tests/bench/Loom.InferenceBench "--" $onnx (nproc) 9
     }
     "pack" { Build-All; Invoke-Pack }
     "conformance" { Build-All; bash tests/conformance/run.sh $Build @Rest }

@@ -476,7 +476,7 @@ bench() {
   log "ResNet-50 inference beside ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime 1.31.1)"
   local onnx="$ROOT/data/resnet50-random.onnx"
   [ -f "$onnx" ] || "$PY" "$ROOT/tests/bench/export_resnet50_onnx.py" "$onnx"
-  dotnet run -c $CONFIG --project "$ROOT/tests/bench/Loom.InferenceBench" -- "$onnx" "$(nproc)" 5
+  dotnet run -c $CONFIG --project "$ROOT/tests/bench/Loom.InferenceBench" -- "$onnx" "$(nproc)" 9
 }
 
 case "${1:-build}" in
