@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <condition_variable>
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <map>
 #include <set>
 #include <random>
 #include <thread>
@@ -487,6 +489,60 @@ TEST(Engine, ParallelRangesDoNotDependOnAConcurrentCaller) {
     busy_pool = ranges();
   }
   EXPECT_EQ(free_pool, busy_pool);
+}
+
+// parallel_items runs each index once, names slots among
+// parallel_range_count(n, 1) with no slot on two threads at once, and hands the
+// indices out as threads come free: with one index stalled, the other threads
+// take the rest (contiguous ranges would leave half of them behind the stall).
+// With the pool busy, slot 0 runs them all in order on the calling thread.
+TEST(Engine, ParallelItemsRunEachIndexOnceAndGoToWhicheverThreadIsFree) {
+  for (int64_t n : {0, 1, 2, 3, 7, 64, 1000}) {
+    const int64_t slots = loom::parallel_range_count(n, 1);
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n)), busy(static_cast<size_t>(std::max<int64_t>(slots, 1)));
+    std::atomic<int> bad{0};
+    loom::parallel_items(n, [&](int64_t slot, int64_t i) {
+      if (slot < 0 || slot >= slots || i < 0 || i >= n) {
+        ++bad;
+        return;
+      }
+      if (busy[static_cast<size_t>(slot)].exchange(1)) ++bad;
+      hits[static_cast<size_t>(i)].fetch_add(1);
+      busy[static_cast<size_t>(slot)].store(0);
+    });
+    EXPECT_EQ(bad.load(), 0) << "n " << n;
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "n " << n << " index " << i;
+  }
+  {
+    std::vector<int64_t> order;
+    std::set<int64_t> slots_seen;
+    BusyPool busy;
+    loom::parallel_items(50, [&](int64_t slot, int64_t i) {  // one thread: no lock needed
+      order.push_back(i);
+      slots_seen.insert(slot);
+    });
+    ASSERT_EQ(order.size(), 50u);
+    for (int64_t i = 0; i < 50; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
+    EXPECT_EQ(slots_seen, std::set<int64_t>{0});
+  }
+  if (loom::kernel_threads() < 2) GTEST_SKIP() << "one kernel thread: nothing to hand out";
+  const int64_t n = 41;
+  std::mutex mu;
+  std::map<std::thread::id, int> per_thread;
+  std::thread::id stalled;
+  loom::parallel_items(n, [&](int64_t, int64_t i) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      ++per_thread[std::this_thread::get_id()];
+      if (i == 0) stalled = std::this_thread::get_id();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 300 : 2));
+  });
+  int others = 0;
+  for (auto &[id, count] : per_thread)
+    if (id != stalled) others += count;
+  // 40 items of 2 ms beside one of 300 ms: the free threads take (nearly) all 40.
+  EXPECT_GE(others, 34) << "the thread with the stalled item took " << per_thread[stalled] << " of " << n;
 }
 
 // The same product with the pool free, with it busy, and beside a threaded BLAS call

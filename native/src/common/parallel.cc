@@ -166,6 +166,19 @@ void parallel_ranges_indexed(int64_t n, int64_t grain,
   parallel_ranges(n, grain, [&](int64_t b, int64_t e) { body((b * chunks + n - 1) / n, b, e); });
 }
 
+void parallel_items(int64_t n, const std::function<void(int64_t, int64_t)> &body) {
+  if (n <= 0) return;
+  const int64_t slots = parallel_range_count(n, 1);
+  std::atomic<int64_t> next{0};
+  // One range per slot (parallel_ranges cuts `slots` indices into `slots` ranges).
+  parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t slot = s0; slot < s1; ++slot)
+      for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+           i = next.fetch_add(1, std::memory_order_relaxed))
+        body(slot, i);
+  });
+}
+
 void parallel_ranges(int64_t n, int64_t grain,
                      const std::function<void(int64_t, int64_t)> &body) {
   if (n <= 0) return;

@@ -26,6 +26,15 @@ int64_t parallel_range_count(int64_t n, int64_t grain);
 void parallel_ranges_indexed(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t, int64_t)> &body);
 
+// Runs body(slot, i) for every i in [0, n), each exactly once: the calling
+// thread and idle helpers, min(kernel threads, n) slots in all, each take the
+// next index in turn until none is left, so a thread the machine slows down
+// takes fewer. Which slot runs an index depends on timing, so body(slot, i) must
+// compute index i's result alone (a slot may keep work memory of its own: no two
+// run at once with the same slot). When the pool is busy, slot 0 runs them all
+// on the calling thread, in order.
+void parallel_items(int64_t n, const std::function<void(int64_t, int64_t)> &body);
+
 // Number of threads a parallel loop can use (LOOM_KERNEL_THREADS, default:
 // available_cpus()).
 int kernel_threads();

@@ -729,24 +729,23 @@ const int kConvolution = [] {
       const T *bias = in.size() > 2 ? in[2].ptr<T>() : nullptr;
       T *y = out[0].ptr<T>();
       ensure_single_threaded_blas();
-      parallel_ranges(c.items, 1, [&](int64_t i0, int64_t i1) {
+      // Each thread takes the next work item when done with one (parallel_items).
+      parallel_items(c.items, [&](int64_t, int64_t item) {
         T *col = c.columns<T>();
         T *tmp = c.group_rows<T>();
-        for (int64_t item = i0; item < i1; ++item) {
-          int64_t n0 = c.first(item), bn = c.count(item), ld = bn * c.plane;
-          for (int64_t gr = 0; gr < c.groups; ++gr) {
-            for (int64_t b = 0; b < bn; ++b)
-              im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
-            gemm_serial<T>(false, false, c.fg, ld, c.krows, 1.0, w + gr * c.fg * c.krows, c.krows,
-                           col, ld, 0.0, tmp, ld);
-            for (int64_t b = 0; b < bn; ++b)
-              for (int64_t k = 0; k < c.fg; ++k) {
-                const T *src = tmp + k * ld + b * c.plane;
-                T *dst = y + ((n0 + b) * c.f + gr * c.fg + k) * c.plane;
-                const T bk = bias ? bias[gr * c.fg + k] : T(0);
-                for (int64_t i = 0; i < c.plane; ++i) dst[i] = src[i] + bk;
-              }
-          }
+        int64_t n0 = c.first(item), bn = c.count(item), ld = bn * c.plane;
+        for (int64_t gr = 0; gr < c.groups; ++gr) {
+          for (int64_t b = 0; b < bn; ++b)
+            im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
+          gemm_serial<T>(false, false, c.fg, ld, c.krows, 1.0, w + gr * c.fg * c.krows, c.krows,
+                         col, ld, 0.0, tmp, ld);
+          for (int64_t b = 0; b < bn; ++b)
+            for (int64_t k = 0; k < c.fg; ++k) {
+              const T *src = tmp + k * ld + b * c.plane;
+              T *dst = y + ((n0 + b) * c.f + gr * c.fg + k) * c.plane;
+              const T bk = bias ? bias[gr * c.fg + k] : T(0);
+              for (int64_t i = 0; i < c.plane; ++i) dst[i] = src[i] + bk;
+            }
         }
       });
     });
@@ -838,34 +837,34 @@ const int kConvolution = [] {
       T *partial = static_cast<T *>(pieces.get());
       if (partial) std::fill(partial, partial + slots * wsize, T(0));
       ensure_single_threaded_blas();
-      parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
+      // Each thread takes the next slot when done with one (parallel_items).
+      parallel_items(slots, [&](int64_t, int64_t slot) {
         T *col = c.columns<T>();
         T *dyb = c.group_rows<T>();
-        for (int64_t slot = s0; slot < s1; ++slot)
-          for (int64_t item = slot; item < c.items; item += slots) {
-            int64_t n0 = c.first(item), bn = c.count(item), ld = bn * c.plane;
-            if (req[0]) std::fill(ig[0].ptr<T>() + n0 * g.c * g.h * g.w,
-                                  ig[0].ptr<T>() + (n0 + bn) * g.c * g.h * g.w, T(0));
-            for (int64_t gr = 0; gr < c.groups; ++gr) {
+        for (int64_t item = slot; item < c.items; item += slots) {
+          int64_t n0 = c.first(item), bn = c.count(item), ld = bn * c.plane;
+          if (req[0]) std::fill(ig[0].ptr<T>() + n0 * g.c * g.h * g.w,
+                                ig[0].ptr<T>() + (n0 + bn) * g.c * g.h * g.w, T(0));
+          for (int64_t gr = 0; gr < c.groups; ++gr) {
+            for (int64_t b = 0; b < bn; ++b)
+              for (int64_t k = 0; k < c.fg; ++k)
+                std::memcpy(dyb + k * ld + b * c.plane, dy + ((n0 + b) * c.f + gr * c.fg + k) * c.plane,
+                            static_cast<size_t>(c.plane) * sizeof(T));
+            if (req[1]) {  // partial dW_g += dY (fg, ld) . COL^T (ld, krows)
               for (int64_t b = 0; b < bn; ++b)
-                for (int64_t k = 0; k < c.fg; ++k)
-                  std::memcpy(dyb + k * ld + b * c.plane, dy + ((n0 + b) * c.f + gr * c.fg + k) * c.plane,
-                              static_cast<size_t>(c.plane) * sizeof(T));
-              if (req[1]) {  // partial dW_g += dY (fg, ld) . COL^T (ld, krows)
-                for (int64_t b = 0; b < bn; ++b)
-                  im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
-                gemm_serial<T>(false, true, c.fg, c.krows, ld, 1.0, dyb, ld, col, ld,
-                               item == slot ? 0.0 : 1.0, partial + slot * wsize + gr * c.fg * c.krows,
-                               c.krows);
-              }
-              if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
-                gemm_serial<T>(true, false, c.krows, ld, c.fg, 1.0, w + gr * c.fg * c.krows, c.krows, dyb,
-                               ld, 0.0, col, ld);
-                for (int64_t b = 0; b < bn; ++b)
-                  col2im(col + b * c.plane, c.cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, ld);
-              }
+                im2col(x + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, c.cg, g, col + b * c.plane, ld);
+              gemm_serial<T>(false, true, c.fg, c.krows, ld, 1.0, dyb, ld, col, ld,
+                             item == slot ? 0.0 : 1.0, partial + slot * wsize + gr * c.fg * c.krows,
+                             c.krows);
+            }
+            if (req[0]) {  // COL = W_g^T (krows, fg) . dY (fg, ld); dx += col2im(COL)
+              gemm_serial<T>(true, false, c.krows, ld, c.fg, 1.0, w + gr * c.fg * c.krows, c.krows, dyb,
+                             ld, 0.0, col, ld);
+              for (int64_t b = 0; b < bn; ++b)
+                col2im(col + b * c.plane, c.cg, g, ig[0].ptr<T>() + ((n0 + b) * g.c + gr * c.cg) * g.h * g.w, ld);
             }
           }
+        }
       });
       if (req[1]) {
         T *dw = ig[1].ptr<T>();

@@ -260,14 +260,13 @@ bool direct_conv_forward(const DirectConvShape &s, const float *x, const float *
   const float *b = bias ? bias : zeros.data();
   const Runs &r = p.slots;
   g_calls.fetch_add(1, std::memory_order_relaxed);
-  parallel_ranges(s.n * s.groups, 1, [&](int64_t i0, int64_t i1) {
+  // One image's group an item, each thread taking the next when done (parallel_items).
+  parallel_items(s.n * s.groups, [&](int64_t, int64_t item) {
     float *xp = buffer(0, p.xp_size);
-    for (int64_t item = i0; item < i1; ++item) {
-      const int64_t n = item / s.groups, gr = item % s.groups;
-      pad_copy(s, p, x + (n * s.c + gr * p.cg) * s.h * s.w, xp);
-      k.forward_group(xp, p.off.data(), p.krows, w + gr * p.fg * p.krows, b + gr * p.fg, p.fg, r.in.data(),
-                      r.out.data(), r.whole, r.parts, r.count, y + (n * s.f + gr * p.fg) * plane, plane);
-    }
+    const int64_t n = item / s.groups, gr = item % s.groups;
+    pad_copy(s, p, x + (n * s.c + gr * p.cg) * s.h * s.w, xp);
+    k.forward_group(xp, p.off.data(), p.krows, w + gr * p.fg * p.krows, b + gr * p.fg, p.fg, r.in.data(),
+                    r.out.data(), r.whole, r.parts, r.count, y + (n * s.f + gr * p.fg) * plane, plane);
   });
   return true;
 }
@@ -287,27 +286,31 @@ bool direct_conv_weight_gradient(const DirectConvShape &s, const float *x, const
   // would page-fault on every call.
   ScratchArray<float> partial(static_cast<size_t>(slots * wsize), "for the weight gradient's pieces");
   g_calls.fetch_add(1, std::memory_order_relaxed);
-  parallel_ranges(slots, 1, [&](int64_t s0, int64_t s1) {
+  // Slots taken by whichever thread is free (parallel_items); its work memory per thread.
+  const int64_t threads = parallel_range_count(slots, 1);
+  std::vector<std::vector<float>> sums_of(static_cast<size_t>(threads));
+  std::vector<std::vector<const float *>> chans_of(static_cast<size_t>(threads));
+  parallel_items(slots, [&](int64_t t, int64_t slot) {
     float *xp = buffer(0, p.xp_size);
-    std::vector<float> sums(static_cast<size_t>(vectors * per * p.krows));
-    std::vector<const float *> chans(static_cast<size_t>(vectors * per));
-    for (int64_t slot = s0; slot < s1; ++slot) {
-      float *part = partial.data() + slot * wsize;
-      const int64_t n0 = slot * s.n / slots, n1 = (slot + 1) * s.n / slots;
-      for (int64_t n = n0; n < n1; ++n)
-        for (int64_t gr = 0; gr < s.groups; ++gr) {
-          pad_copy(s, p, x + (n * s.c + gr * p.cg) * s.h * s.w, xp);
-          for (int64_t co = 0; co < vectors * per; ++co)
-            chans[static_cast<size_t>(co)] = dy + (n * s.f + gr * p.fg + std::min(co, p.fg - 1)) * plane;
-          k.weight_sums(xp, p.off.data(), p.krows, chans.data(), vectors, r.in.data(), r.out.data(), r.whole,
-                        r.parts, r.count, sums.data());
-          float *dst = part + gr * gsize;
-          if (n == n0)
-            std::memcpy(dst, sums.data(), static_cast<size_t>(gsize) * sizeof(float));
-          else
-            for (int64_t i = 0; i < gsize; ++i) dst[i] += sums[static_cast<size_t>(i)];
-        }
-    }
+    std::vector<float> &sums = sums_of[static_cast<size_t>(t)];
+    std::vector<const float *> &chans = chans_of[static_cast<size_t>(t)];
+    sums.resize(static_cast<size_t>(vectors * per * p.krows));
+    chans.resize(static_cast<size_t>(vectors * per));
+    float *part = partial.data() + slot * wsize;
+    const int64_t n0 = slot * s.n / slots, n1 = (slot + 1) * s.n / slots;
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t gr = 0; gr < s.groups; ++gr) {
+        pad_copy(s, p, x + (n * s.c + gr * p.cg) * s.h * s.w, xp);
+        for (int64_t co = 0; co < vectors * per; ++co)
+          chans[static_cast<size_t>(co)] = dy + (n * s.f + gr * p.fg + std::min(co, p.fg - 1)) * plane;
+        k.weight_sums(xp, p.off.data(), p.krows, chans.data(), vectors, r.in.data(), r.out.data(), r.whole,
+                      r.parts, r.count, sums.data());
+        float *dst = part + gr * gsize;
+        if (n == n0)
+          std::memcpy(dst, sums.data(), static_cast<size_t>(gsize) * sizeof(float));
+        else
+          for (int64_t i = 0; i < gsize; ++i) dst[i] += sums[static_cast<size_t>(i)];
+      }
   });
   std::memcpy(dw, partial.data(), static_cast<size_t>(wsize) * sizeof(float));
   for (int64_t sl = 1; sl < slots; ++sl) {

@@ -591,14 +591,18 @@ struct Items {
 };
 
 // Runs `body(range, item, n0, bn)` for the work items [first, first + count)
-// (all of them by default) over Loom's kernel threads.
+// (all of them by default) over Loom's kernel threads, each thread taking the
+// next item when done with one (parallel_items); `range` names the work memory
+// the call may use, one set per thread. An item's result is its own, so the bits
+// do not depend on which thread computed it.
 template <typename F>
 void for_items(int64_t n, F &&body, int64_t first = 0, int64_t count = -1) {
   const Items it(n);
   if (count < 0) count = it.count - first;
-  parallel_ranges_indexed(count, 1, [&](int64_t r, int64_t i0, int64_t i1) {
+  parallel_items(count, [&](int64_t r, int64_t k) {
     OneOpenMpThread one;
-    for (int64_t i = first + i0; i < first + i1; ++i) body(r, i, i * it.per, std::min(it.per, n - i * it.per));
+    const int64_t i = first + k;
+    body(r, i, i * it.per, std::min(it.per, n - i * it.per));
   });
 }
 
@@ -927,30 +931,29 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
                            ? memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, blocked_tag())
                            : memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
   const bool direct = p.dst_desc() == slice;
-  parallel_ranges(s.n * pieces, 1, [&](int64_t i0, int64_t i1) {
+  // Work item (image, piece), taken by whichever thread is free (parallel_items).
+  parallel_items(s.n * pieces, [&](int64_t, int64_t i) {
     OneOpenMpThread one;
     dnnl::stream ts(cpu_engine());
-    for (int64_t i = i0; i < i1; ++i) {
-      int64_t n = i / pieces, k = i % pieces;
-      void *src = plain_src ? const_cast<float *>(x + n * xplane) : static_cast<void *>(sbuf + n * ssize);
-      float *out = y + n * s.f * plane + k * sp.f * plane;
-      void *dst = direct ? static_cast<void *>(out) : thread_buffer(1, p.dst_desc().get_size());
-      if (ep.sum && !direct) reorder(slice, out, p.dst_desc(), dst, ts);  // the addend, to be summed
-      memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), wbuf + k * wsize),
-          md(p.dst_desc(), cpu_engine(), dst),
-          mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
-                                           {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
-      if (bias)
-        args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias + k * sp.f)));
-      add_epilogue_args(args, ep, {1, sp.f, s.oh, s.ow}, k * sp.f,
-                        ep.addend ? ep.addend + n * s.f * plane + k * sp.f * plane : nullptr);
-      prim.execute(ts, args);
-      if (!direct) reorder(p.dst_desc(), dst, slice, out, ts);
-      ts.wait();
-      // The piece's channels are one stretch of the image's output in either layout.
-      apply_after(ep, y, n * s.f * plane + k * sp.f * plane, sp.f * plane);
-    }
+    int64_t n = i / pieces, k = i % pieces;
+    void *src = plain_src ? const_cast<float *>(x + n * xplane) : static_cast<void *>(sbuf + n * ssize);
+    float *out = y + n * s.f * plane + k * sp.f * plane;
+    void *dst = direct ? static_cast<void *>(out) : thread_buffer(1, p.dst_desc().get_size());
+    if (ep.sum && !direct) reorder(slice, out, p.dst_desc(), dst, ts);  // the addend, to be summed
+    memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), wbuf + k * wsize),
+        md(p.dst_desc(), cpu_engine(), dst),
+        mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, p.scratchpad_desc().get_size()));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                         {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
+    if (bias)
+      args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias + k * sp.f)));
+    add_epilogue_args(args, ep, {1, sp.f, s.oh, s.ow}, k * sp.f,
+                      ep.addend ? ep.addend + n * s.f * plane + k * sp.f * plane : nullptr);
+    prim.execute(ts, args);
+    if (!direct) reorder(p.dst_desc(), dst, slice, out, ts);
+    ts.wait();
+    // The piece's channels are one stretch of the image's output in either layout.
+    apply_after(ep, y, n * s.f * plane + k * sp.f * plane, sp.f * plane);
   });
   g_conv_calls.fetch_add(1);
   if (plan->winograd) g_winograd_calls.fetch_add(1);
