@@ -52,23 +52,22 @@ void onednn_sgemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float
   const int64_t extent = cols ? n : m;
   const int64_t pieces = m * n * k < (int64_t(1) << 20) ? 1 : std::clamp<int64_t>(extent / 64, 1, 16);
   auto edge = [&](int64_t p) { return p == pieces ? extent : extent * p / pieces / 16 * 16; };
-  parallel_ranges(pieces, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t e0 = edge(p), e1 = edge(p + 1);
-      const float *ap = a, *bp = b;
-      float *cp = c;
-      int64_t mp = m, np = n;
-      if (cols) {
-        bp = tb ? b + e0 * ldb : b + e0;
-        cp = c + e0;
-        np = e1 - e0;
-      } else {
-        ap = ta ? a + e0 : a + e0 * lda;
-        cp = c + e0 * ldc;
-        mp = e1 - e0;
-      }
-      gemm_serial<float>(ta, tb, mp, np, k, alpha, ap, lda, bp, ldb, beta, cp, ldc);
+  // Each thread takes the next piece when done with one (parallel_items).
+  parallel_items(pieces, [&](int64_t, int64_t p) {
+    const int64_t e0 = edge(p), e1 = edge(p + 1);
+    const float *ap = a, *bp = b;
+    float *cp = c;
+    int64_t mp = m, np = n;
+    if (cols) {
+      bp = tb ? b + e0 * ldb : b + e0;
+      cp = c + e0;
+      np = e1 - e0;
+    } else {
+      ap = ta ? a + e0 : a + e0 * lda;
+      cp = c + e0 * ldc;
+      mp = e1 - e0;
     }
+    gemm_serial<float>(ta, tb, mp, np, k, alpha, ap, lda, bp, ldb, beta, cp, ldc);
   });
 }
 
