@@ -286,16 +286,10 @@ bool direct_conv_weight_gradient(const DirectConvShape &s, const float *x, const
   // would page-fault on every call.
   ScratchArray<float> partial(static_cast<size_t>(slots * wsize), "for the weight gradient's pieces");
   g_calls.fetch_add(1, std::memory_order_relaxed);
-  // Slots taken by whichever thread is free (parallel_items); its work memory per thread.
-  const int64_t threads = parallel_range_count(slots, 1);
-  std::vector<std::vector<float>> sums_of(static_cast<size_t>(threads));
-  std::vector<std::vector<const float *>> chans_of(static_cast<size_t>(threads));
-  parallel_items(slots, [&](int64_t t, int64_t slot) {
-    float *xp = buffer(0, p.xp_size);
-    std::vector<float> &sums = sums_of[static_cast<size_t>(t)];
-    std::vector<const float *> &chans = chans_of[static_cast<size_t>(t)];
-    sums.resize(static_cast<size_t>(vectors * per * p.krows));
-    chans.resize(static_cast<size_t>(vectors * per));
+  // Slots taken by whichever thread is free (parallel_items), each thread's work memory its own.
+  parallel_items(slots, [&](int64_t, int64_t slot) {
+    float *xp = buffer(0, p.xp_size), *sums = buffer(1, vectors * per * p.krows);
+    std::vector<const float *> chans(static_cast<size_t>(vectors * per));
     float *part = partial.data() + slot * wsize;
     const int64_t n0 = slot * s.n / slots, n1 = (slot + 1) * s.n / slots;
     for (int64_t n = n0; n < n1; ++n)
@@ -304,12 +298,12 @@ bool direct_conv_weight_gradient(const DirectConvShape &s, const float *x, const
         for (int64_t co = 0; co < vectors * per; ++co)
           chans[static_cast<size_t>(co)] = dy + (n * s.f + gr * p.fg + std::min(co, p.fg - 1)) * plane;
         k.weight_sums(xp, p.off.data(), p.krows, chans.data(), vectors, r.in.data(), r.out.data(), r.whole,
-                      r.parts, r.count, sums.data());
+                      r.parts, r.count, sums);
         float *dst = part + gr * gsize;
         if (n == n0)
-          std::memcpy(dst, sums.data(), static_cast<size_t>(gsize) * sizeof(float));
+          std::memcpy(dst, sums, static_cast<size_t>(gsize) * sizeof(float));
         else
-          for (int64_t i = 0; i < gsize; ++i) dst[i] += sums[static_cast<size_t>(i)];
+          for (int64_t i = 0; i < gsize; ++i) dst[i] += sums[i];
       }
   });
   std::memcpy(dw, partial.data(), static_cast<size_t>(wsize) * sizeof(float));
