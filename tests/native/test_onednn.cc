@@ -141,6 +141,14 @@ const std::vector<ConvCase> &cases() {
       {3, 16, 10, 11, 32, 1, 1, 3, 0, 1, 1, true, false},
       {2, 32, 9, 9, 32, 1, 1, 2, 0, 1, 2, false, false},   // grouped
       {3, 16, 1, 21, 16, 1, 1, 2, 0, 1, 1, false, true},   // 1-D
+      // fewer than 4 images on AVX-512: bands of output rows, uneven, with padded
+      // first and last rows, strides, dilation and padding wider than the kernel's reach
+      {1, 16, 31, 9, 16, 3, 3, 1, 1, 1, 1, true, false},   // 31 rows: 4 bands of 7-8
+      {1, 16, 57, 20, 32, 3, 3, 2, 1, 1, 1, false, false}, // stride 2 on an odd extent
+      {2, 16, 28, 10, 32, 3, 3, 1, 2, 2, 1, true, false},  // dilated, 4 bands
+      {1, 16, 30, 8, 16, 3, 3, 1, 3, 1, 1, true, false},   // a first band of padding alone
+      {1, 32, 29, 7, 16, 3, 3, 2, 1, 1, 1, true, false},   // 15 rows: 2 bands of 7 and 8
+      {2, 16, 14, 6, 16, 1, 1, 1, 0, 1, 1, false, false},  // 1x1, 2 bands
   };
   return v;
 }
@@ -180,9 +188,9 @@ TEST(OneDnn, ConvolutionMatchesReferenceKernelsAndNaiveLoops) {
     expect_near_rel(dnn.y, want, "forward vs naive float64");
     expect_matches_reference(dnn, ref, c.bias);
   }
-  // 14 of the 22 cases fill 16-channel blocks and run on oneDNN; the others
+  // 20 of the 28 cases fill 16-channel blocks and run on oneDNN; the others
   // check the fall-back to the reference kernels.
-  EXPECT_EQ(taken, 14);
+  EXPECT_EQ(taken, 20);
 }
 
 // A bound executor gives oneDNN's convolutions work memory planned with the
@@ -247,10 +255,10 @@ TEST(OneDnn, ExecutorsPlanTheConvolutionsWorkMemory) {
       EXPECT_EQ(read(arg(LOOM_EXEC_GRADIENT, 2)), want.db);
     }
     // Every pass oneDNN takes, but the forward pass of fewer than 4 images cut
-    // into channel pieces (which keeps its threads' buffers).
+    // into bands of rows or channel pieces (which keeps its threads' buffers).
     loom::ConvShape cs{c.n, c.c, c.one_d ? 1 : c.h, c.w, c.f, c.g, c.one_d ? 1 : c.kh, c.kw, c.one_d ? 1 : c.s,
                        c.s, c.one_d ? 0 : c.p, c.p, c.one_d ? 1 : c.d, c.d, c.one_d ? 1 : oh, ow};
-    const bool pieces = c.n < 4 && c.g == 1 && c.f % 32 == 0;
+    const bool pieces = (c.n < 4 && c.g == 1 && c.f % 32 == 0) || loom::onednn_conv_row_bands(cs) > 0;
     EXPECT_EQ(loom::onednn_planned_work_calls() - before, loom::onednn_conv_takes(cs) ? (pieces ? 1 : 2) : 0);
     both += loom::onednn_conv_takes(cs) && !pieces;
     EXPECT_EQ(loom::onednn_planned_work_misses(), misses) << "the planned work memory missed buffers";
@@ -258,8 +266,9 @@ TEST(OneDnn, ExecutorsPlanTheConvolutionsWorkMemory) {
     loom_symbol_free(conv);
     loom_symbol_free(data);
   }
-  // 8 cases ran both passes in planned memory.
-  EXPECT_EQ(both, 8);
+  // 12 cases ran both passes in planned memory; on AVX-512, 4 of them have
+  // fewer than 4 images and are cut into bands of rows.
+  EXPECT_EQ(both, loom::onednn_avx512() ? 8 : 12);
 }
 
 namespace {
@@ -297,7 +306,7 @@ TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
     bool bias, qualifies, loom_takes;
   };
   const Case cases[] = {
-      {1, 16, 14, 32, 1, true, true, true},    // one image: two channel pieces
+      {1, 16, 14, 32, 1, true, true, true},    // one image: two channel pieces (bands of rows on AVX-512)
       {1, 32, 16, 48, 1, false, true, true},   // 48 channels: not cut
       {2, 64, 14, 64, 1, true, true, true},
       {12, 16, 15, 32, 1, false, true, true},  // items of 2 images
@@ -317,8 +326,11 @@ TEST(OneDnn, WinogradPredictionMatchesNaiveLoops) {
       SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + " f" +
                    std::to_string(c.f) + " s" + std::to_string(c.s) + (wino ? " winograd" : " direct") +
                    (mode ? ", Loom's kernel" : ", oneDNN's"));
-      // Where Loom's kernel does not take a convolution, oneDNN's Winograd runs if it has one.
-      const bool onednns = c.qualifies && loom::onednn_avx512();
+      // Where Loom's kernel does not take a convolution, oneDNN's Winograd runs if it
+      // has one, but not on fewer than 4 images with 14 or more output rows: those
+      // are cut into bands of rows on AVX-512, which run the direct algorithm.
+      const int64_t rows = (c.h + 2 - 3) / c.s + 1;
+      const bool onednns = c.qualifies && loom::onednn_avx512() && !(c.n < 4 && rows >= 14);
       const bool ran = wino && (mode ? c.loom_takes || onednns : onednns);
       std::vector<int64_t> xs{c.n, c.c, c.h, c.h}, ws{c.f, c.c, 3, 3};
       auto x = as_dtype(random_values(numel(xs), -1, 1, seed++), LOOM_DTYPE_FLOAT32);
@@ -434,19 +446,23 @@ TEST(OneDnn, DeconvolutionMatchesReferenceKernels) {
 TEST(OneDnn, ConvolutionBitsDoNotDependOnConcurrentCallers) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   KernelScope k(loom::CpuKernels::OneDnn);
-  ConvCase c{13, 32, 9, 9, 48, 3, 3, 1, 1, 1, 1, true, false};
-  auto x = random_values(numel(c.xshape()), -1, 1, 601), w = random_values(numel(c.wshape()), -1, 1, 602),
-       b = random_values(c.f, -1, 1, 603);
-  auto hy = random_values(c.n * c.f * 81, -1, 1, 604);
-  ConvResult alone = run_conv(c, x, w, b, hy);
-  std::vector<ConvResult> got(3);
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 3; ++t) ts.emplace_back([&, t] { got[t] = run_conv(c, x, w, b, hy); });
-  for (auto &t : ts) t.join();
-  for (const auto &r : got) {
-    EXPECT_EQ(r.y, alone.y);
-    EXPECT_EQ(r.dx, alone.dx);
-    EXPECT_EQ(r.dw, alone.dw);
+  // items of images; one image in bands of rows (on AVX-512)
+  for (ConvCase c : {ConvCase{13, 32, 9, 9, 48, 3, 3, 1, 1, 1, 1, true, false},
+                     ConvCase{1, 32, 30, 30, 48, 3, 3, 1, 1, 1, 1, true, false}}) {
+    SCOPED_TRACE(c.name());
+    auto x = random_values(numel(c.xshape()), -1, 1, 601), w = random_values(numel(c.wshape()), -1, 1, 602),
+         b = random_values(c.f, -1, 1, 603);
+    auto hy = random_values(c.n * c.f * c.h * c.w, -1, 1, 604);
+    ConvResult alone = run_conv(c, x, w, b, hy);
+    std::vector<ConvResult> got(3);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t) ts.emplace_back([&, t] { got[t] = run_conv(c, x, w, b, hy); });
+    for (auto &t : ts) t.join();
+    for (const auto &r : got) {
+      EXPECT_EQ(r.y, alone.y);
+      EXPECT_EQ(r.dx, alone.dx);
+      EXPECT_EQ(r.dw, alone.dw);
+    }
   }
 }
 
@@ -1176,6 +1192,103 @@ TEST(OneDnn, ConvolutionWorkItemsOfUnevenSizeMatchNaiveLoops) {
       expect_near_rel(r.dw, want_dw, "weight gradient vs naive float64");
       expect_near_rel(r.dx, want_dx, "data gradient vs naive float64");
       expect_near_rel(r.db, want_db, "bias gradient vs naive float64");
+    }
+  }
+}
+
+// Convolutions of fewer than 4 images cut into bands of output rows (AVX-512),
+// called with the data and the output each plain, blocked or channels last and
+// with each epilogue the executors give oneDNN (a bias, a sum into the output,
+// per-channel scale and shift, an addend as a post-op, Loom's add and relu after):
+// the plain call's bits in all nine layout pairs, and the plain call within 1e-5
+// of float64 loops. Uneven bands, strides, padding wider than the kernel's reach.
+TEST(OneDnn, RowBandsGiveThePlainBitsInEveryLayout) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  if (!loom::onednn_avx512()) GTEST_SKIP() << "bands of rows run on AVX-512 only";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  struct Case {
+    int64_t n, c, h, w, f, k, s, p;
+  };
+  enum Lay { kPlain, kBlocked, kLast };
+  const char *lay_names[] = {"plain", "blocked", "channels last"};
+  // Values of an (n, c, h, w) array from plain into layout l, and back.
+  auto to = [](const std::vector<float> &v, const std::vector<int64_t> &d, int l) {
+    std::vector<float> r(v.size());
+    if (l == kPlain) return v;
+    if (l == kBlocked) loom::onednn_blocked_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], true);
+    if (l == kLast) loom::onednn_channels_last_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], true);
+    return r;
+  };
+  auto back = [](const std::vector<float> &v, const std::vector<int64_t> &d, int l) {
+    std::vector<float> r(v.size());
+    if (l == kPlain) return v;
+    if (l == kBlocked) loom::onednn_blocked_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], false);
+    if (l == kLast) loom::onednn_channels_last_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], false);
+    return r;
+  };
+  uint32_t seed = 1300;
+  for (Case c : {Case{1, 16, 30, 9, 32, 3, 1, 1}, Case{2, 32, 29, 13, 48, 3, 2, 1}, Case{1, 16, 14, 14, 16, 1, 1, 0},
+                 Case{3, 16, 40, 5, 16, 5, 1, 3}}) {
+    int64_t oh = 0, ow = 0;
+    const auto xd = random_values(c.n * c.c * c.h * c.w, -1, 1, seed++),
+               wd = random_values(c.f * c.c * c.k * c.k, -1, 1, seed++);
+    const auto conv = naive_conv2d(xd, wd, {}, c.n, c.c, c.h, c.w, c.f, c.k, c.k, c.s, c.p, c.p, 1, 1, &oh, &ow);
+    const loom::ConvShape s{c.n, c.c, c.h, c.w, c.f, 1, c.k, c.k, c.s, c.s, c.p, c.p, 1, 1, oh, ow};
+    ASSERT_GT(loom::onednn_conv_row_bands(s), 0) << "the case is not cut into bands";
+    const std::vector<int64_t> xs{c.n, c.c, c.h, c.w}, ys{c.n, c.f, oh, ow};
+    const size_t ny = conv.size(), plane = static_cast<size_t>(oh * ow);
+    auto floats = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
+    const auto x = floats(xd), w = floats(wd), bias = floats(random_values(c.f, -1, 1, seed++)),
+               prior = floats(random_values(ny, -1, 1, seed++)), addend = floats(random_values(ny, -1, 1, seed++)),
+               scale = floats(random_values(c.f, 0.5, 1.5, seed++)), shift = floats(random_values(c.f, -1, 1, seed++));
+    for (int e = 0; e < 6; ++e) {
+      // 0 bias; 1 bias and sum; 2 bias and relu; 3 sum and relu; 4 scale, shift and
+      // an addend post-op; 5 scale and shift, Loom's add and relu
+      const bool has_bias = e <= 2, sum = e == 1 || e == 3, relu = e == 2 || e == 3 || e == 5,
+                 affine = e >= 4, post_addend = e == 4, after = e == 5;
+      std::vector<double> want(ny);
+      for (size_t i = 0; i < ny; ++i) {
+        const size_t f = (i / plane) % static_cast<size_t>(c.f);
+        double v = conv[i] + (has_bias ? bias[f] : 0.0);
+        if (affine) v = v * scale[f] + shift[f];
+        if (post_addend || after) v += addend[i];
+        if (sum) v += prior[i];
+        want[i] = relu ? std::max(v, 0.0) : v;
+      }
+      std::vector<float> plain_bits;
+      for (int xl : {kPlain, kBlocked, kLast})
+        for (int yl : {kPlain, kBlocked, kLast}) {
+          SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + "x" +
+                       std::to_string(c.w) + " f" + std::to_string(c.f) + " k" + std::to_string(c.k) + " s" +
+                       std::to_string(c.s) + " p" + std::to_string(c.p) + " epilogue " + std::to_string(e) +
+                       ", data " + lay_names[xl] + ", output " + lay_names[yl]);
+          const auto xi = to(x, xs, xl), ai = to(addend, ys, yl);
+          auto y = sum ? to(prior, ys, yl) : std::vector<float>(ny, 0.0f);
+          loom::ConvEpilogue ep;
+          ep.src_blocked = xl != kPlain;
+          ep.src_last = xl == kLast;
+          ep.dst_blocked = yl != kPlain;
+          ep.dst_last = yl == kLast;
+          ep.sum = sum;
+          ep.relu = relu;
+          if (affine) ep.scale = scale.data(), ep.shift = shift.data();
+          if (post_addend) ep.addend = ai.data();
+          if (after) ep.after_add = ai.data();
+          const int64_t before = loom::onednn_row_band_calls();
+          ASSERT_TRUE(loom::onednn_conv_forward(s, xi.data(), w.data(), has_bias ? bias.data() : nullptr, y.data(),
+                                                nullptr, ep));
+          EXPECT_EQ(loom::onednn_row_band_calls() - before, 1) << "not computed in bands of rows";
+          const auto got = back(y, ys, yl);
+          if (xl == kPlain && yl == kPlain) {
+            plain_bits = got;
+            double scale_max = 1, worst = 0;
+            for (double v : want) scale_max = std::max(scale_max, std::fabs(v));
+            for (size_t i = 0; i < ny; ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / scale_max);
+            EXPECT_LE(worst, 1e-5) << "against float64 loops";
+          } else {
+            expect_same_bits(got, plain_bits, "output");
+          }
+        }
     }
   }
 }

@@ -279,7 +279,8 @@ class WinogradPrediction(unittest.TestCase):
     """LOOM_CONV_WINOGRAD=1 at bind (or a node's __winograd__ attribute): the fused prediction
     steps run 3x3 stride-1 convolutions on images of 14x14 or more by a Winograd algorithm
     (oneDNN's with AVX-512, else Loom's F(2x2,3x3), with their epilogues: folded BatchNorm,
-    residual additions, relu). The predictions stay within 1e-4 of the direct algorithm's relative to the
+    residual additions, relu), but on AVX-512 not those of fewer than 4 images with 14 or more
+    output rows, which run direct in bands of rows. The predictions stay within 1e-4 of the direct algorithm's relative to the
     largest output, differ from them in some bits (so Winograd ran), and have the same bits
     for any count of kernel threads."""
 
@@ -323,8 +324,13 @@ print(hashlib.sha256(b"".join(out)).hexdigest())
             for g, d, w in zip(got, same, want):
                 self.assertLess(np.abs(g - w).max() / np.abs(w).max(), 1e-4, batch)
                 self.assertLess(np.abs(d - w).max() / np.abs(w).max(), 1e-5, batch)
-            if onednn:
+            # On AVX-512, fewer than 4 images of 14 or more output rows are cut into bands of
+            # rows, which run the direct algorithm.
+            if onednn and not (batch < 4 and "avx512" in describe):
                 self.assertFalse(all(np.array_equal(g, d) for g, d in zip(got, same)), "Winograd did not run")
+            elif batch < 4:
+                for g, d in zip(got, same):
+                    np.testing.assert_array_equal(g, d)
         # A node's __winograd__ attribute decides for that node, whatever LOOM_CONV_WINOGRAD says.
         def two_convs(attr):
             c1 = conv(sym.Variable("data"), "a1", 32)
@@ -333,7 +339,7 @@ print(hashlib.sha256(b"".join(out)).hexdigest())
 
         for attr, env in (("False", "1"), ("True", None)):
             net2 = two_convs(attr)
-            shapes = {"data": (1, 16, 14, 14)}
+            shapes = {"data": (4, 16, 14, 14)}
             params = _params(net2, shapes, rng)
             x = rng.normal(size=shapes["data"]).astype(np.float32)
             direct = _bind(two_convs(None), shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()

@@ -55,6 +55,9 @@ struct Fused {
   bool winograd = false;   // LOOM_CONV_WINOGRAD=1 at bind (ConvEpilogue::winograd)
   // The data, and the output (and the addend), in the blocked layout rather than NCHW.
   bool src_blocked = false, dst_blocked = false;
+  // Which of those is in channels last (NHWC) instead (ConvEpilogue::src_last, dst_last).
+  bool src_last = false, dst_last = false;
+  bool row_bands = false;  // oneDNN cuts its forward pass into bands of rows (at bind)
 };
 
 struct Step {
@@ -400,20 +403,27 @@ bool blocked_layouts_enabled() {
 // convolution step produces, with channels a multiple of the block (16, or 8 on
 // AVX2: onednn_block()), no output of the
 // graph, and read only as the data of oneDNN convolution steps, as the addend
-// of such a step whose own output is blocked, or as the data of a 2-D Pooling
+// of such a step whose own output is in the same layout, or as the data of a 2-D Pooling
 // whose output is blocked too, stays in oneDNN's blocked layout: neither its
 // producer nor its readers reorder it. Such a pooling's output is blocked under
 // the same rules (the pooling runs its blocked kernels, TBlob::blocked). A step
-// whose output is blocked and that adds an addend needs the addend blocked too.
-// Kept to a fixed point; the values' sizes do not change.
+// whose output is kept so and that adds an addend needs the addend in the same
+// layout. Kept to a fixed point; the values' sizes do not change.
+//
+// The output of a step cut into bands of rows (batches under 4 on AVX-512:
+// onednn_conv_row_bands) is kept in channels last (NHWC) instead, any channel
+// count, where no pooling or Winograd step reads it: a band's input rows and
+// output rows are each one dense stretch there (onednn.cc, row_bands). The
+// other convolution steps read and write either layout (they reorder).
 void choose_blocked_layouts(Program &p) {
   const int block = onednn_block();  // 16, or 8 on AVX2: oneDNN's convolutions' preferred layout
   if (!block || !blocked_layouts_enabled()) return;
+  enum Lay : char { kPlain, kBlocked, kLast };
   const size_t nv = p.values.size();
   std::vector<std::vector<int>> readers(nv);
   for (size_t i = 0; i < p.num_forward; ++i)
     for (int v : p.steps[i].reads) readers[v].push_back(static_cast<int>(i));
-  std::vector<char> blocked(nv, 0);
+  std::vector<char> lay(nv, kPlain);
   auto dnn = [&](int i) -> Fused * {
     const Step &s = p.steps[i];
     return s.kind == StepKind::Forward && s.fused && s.fused->onednn ? s.fused.get() : nullptr;
@@ -426,27 +436,37 @@ void choose_blocked_layouts(Program &p) {
     pool[i] = n.op->name == "Pooling" && s.in.size() == 1 && p.values[s.in[0]].dtype == kFloat32 &&
               pooling_takes_blocked(*n.parsed, p.values[s.in[0]].shape);
   }
+  // What a reader takes: the data of a convolution step in any layout (but
+  // Loom's Winograd kernels', not in channels last); a pooling's data, blocked.
+  auto takes_last = [&](int r) {
+    const Fused *f = dnn(r);
+    return f && (!f->winograd || f->row_bands);
+  };
   for (size_t i = 0; i < p.num_forward; ++i) {
-    if (!dnn(static_cast<int>(i)) && !pool[i]) continue;
+    const Fused *f = dnn(static_cast<int>(i));
+    if (!f && !pool[i]) continue;
     int v = p.steps[i].out[0];
     const Value &val = p.values[v];
-    blocked[v] = val.dtype == kFloat32 && val.shape.ndim == 4 && val.shape.d[1] % block == 0;
+    if (val.dtype != kFloat32 || val.shape.ndim != 4) continue;
+    const bool last = f && f->row_bands && std::all_of(readers[v].begin(), readers[v].end(), takes_last);
+    lay[v] = last ? kLast : val.shape.d[1] % block == 0 ? kBlocked : kPlain;
   }
-  for (int h : p.head_values) blocked[h] = 0;
+  for (int h : p.head_values) lay[h] = kPlain;
   for (bool changed = true; changed;) {
     changed = false;
     for (size_t v = 0; v < nv; ++v) {
-      if (!blocked[v]) continue;
+      if (lay[v] == kPlain) continue;
       for (int r : readers[v]) {
         const Step &rs = p.steps[r];
         const Fused *f = dnn(r);
-        // each use is as the data, or as the addend of a blocked output
-        bool ok = f != nullptr || (pool[r] && blocked[rs.out[0]]);
+        // each use is as the data, or as the addend of an output in the same layout
+        bool ok = (f && (lay[v] == kBlocked || takes_last(r))) ||
+                  (pool[r] && lay[v] == kBlocked && lay[rs.out[0]] == kBlocked);
         for (size_t k = 0; ok && k < rs.in.size(); ++k)
           if (rs.in[k] == static_cast<int>(v))
-            ok = k == 0 || (f && f->add && k + 1 == rs.in.size() && blocked[rs.out[0]]);
+            ok = k == 0 || (f && f->add && k + 1 == rs.in.size() && lay[rs.out[0]] == lay[v]);
         if (!ok) {
-          blocked[v] = 0;
+          lay[v] = kPlain;
           changed = true;
           break;
         }
@@ -455,18 +475,21 @@ void choose_blocked_layouts(Program &p) {
     for (size_t i = 0; i < p.num_forward; ++i) {
       Fused *f = dnn(static_cast<int>(i));
       const Step &s = p.steps[i];
-      if ((f && f->add && blocked[s.out[0]] && !blocked[s.in.back()]) ||
-          (pool[i] && blocked[s.out[0]] && !blocked[s.in[0]])) {
-        blocked[s.out[0]] = 0;
+      if ((f && f->add && lay[s.out[0]] != kPlain && lay[s.in.back()] != lay[s.out[0]]) ||
+          (pool[i] && lay[s.out[0]] == kBlocked && lay[s.in[0]] != kBlocked)) {
+        lay[s.out[0]] = kPlain;
         changed = true;
       }
     }
   }
   for (size_t i = 0; i < p.num_forward; ++i)
     if (Fused *f = dnn(static_cast<int>(i))) {
-      f->src_blocked = blocked[p.steps[i].in[0]];
-      f->dst_blocked = blocked[p.steps[i].out[0]];
-    } else if (pool[i] && blocked[p.steps[i].out[0]]) {
+      const int x = p.steps[i].in[0], y = p.steps[i].out[0];
+      f->src_blocked = lay[x] != kPlain;
+      f->src_last = lay[x] == kLast;
+      f->dst_blocked = lay[y] != kPlain;
+      f->dst_last = lay[y] == kLast;
+    } else if (pool[i] && lay[p.steps[i].out[0]] == kBlocked) {
       p.values[p.steps[i].in[0]].blocked = true;
       p.values[p.steps[i].out[0]].blocked = true;
     }
@@ -750,6 +773,8 @@ void fuse_for_prediction(Program &p) {
     // work memory may be larger than the direct algorithm's.
     bool wino;
     f->winograd = f->onednn && (attr_flag(node(static_cast<int>(i)), "winograd", &wino) ? wino : winograd_requested());
+    f->row_bands =
+        f->onednn && conv_onednn_row_bands(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape, f->winograd);
     if (f->winograd) {
       const size_t b = conv_winograd_scratch(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape);
       if (s.temp >= 0) {
@@ -1475,6 +1500,8 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   ep.src_blocked = f.src_blocked;
   ep.dst_blocked = f.dst_blocked;
+  ep.src_last = f.src_last;
+  ep.dst_last = f.dst_last;
   ep.winograd = f.winograd;
   // Without a BatchNorm as post-ops (none, or folded), the addend is summed by
   // oneDNN from y: y is its buffer (planned in place) or gets a copy (same layout:
@@ -1504,13 +1531,16 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // The original kernels (the reference kernel set, a case oneDNN does not
   // take, a BatchNorm on the batch's statistics), on plain arrays: blocked data,
   // output and addend are reordered to and from plain buffers.
-  auto relayout = [](const TBlob &b, const float *src, float *dst, bool to_blocked) {
-    onednn_blocked_layout(src, dst, b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3], to_blocked);
+  auto relayout = [](const TBlob &b, const float *src, float *dst, bool to_blocked, bool last) {
+    if (last)
+      onednn_channels_last_layout(src, dst, b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3], to_blocked);
+    else
+      onednn_blocked_layout(src, dst, b.shape.d[0], b.shape.d[1], b.shape.d[2], b.shape.d[3], to_blocked);
   };
   std::unique_ptr<float[]> plain_x, plain_y, plain_a;
   if (f.src_blocked) {
     plain_x = buffer(conv_in[0].size());
-    relayout(conv_in[0], conv_in[0].ptr<float>(), plain_x.get(), false);
+    relayout(conv_in[0], conv_in[0].ptr<float>(), plain_x.get(), false, f.src_last);
     conv_in[0].dptr = plain_x.get();
   }
   TBlob yb = y;
@@ -1526,13 +1556,13 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
     yb.dptr = plain_y.get();
     if (addend) {
       plain_a = buffer(addend->size());
-      relayout(*addend, addend->ptr<float>(), plain_a.get(), false);
+      relayout(*addend, addend->ptr<float>(), plain_a.get(), false, f.dst_last);
       ab.dptr = plain_a.get();
       addend = &ab;
     }
   }
   run_original(call, ctx, conv_in, bn_in, addend, yb);
-  if (f.dst_blocked) relayout(y, yb.ptr<float>(), y.ptr<float>(), true);
+  if (f.dst_blocked) relayout(y, yb.ptr<float>(), y.ptr<float>(), true, f.dst_last);
 }
 
 // The fused step's original kernels, one after another, on plain arrays: the

@@ -21,6 +21,10 @@ bool conv_forward_with_epilogue(const OpContext &ctx, const Params &conv, const 
 // Whether the oneDNN kernel set, selected now, runs this 2-D float32
 // Convolution (parameters `conv`, data of shape `data`) through oneDNN.
 bool conv_onednn_takes(const Params &conv, const Shape &data);
+// Whether oneDNN takes it and cuts its forward pass into bands of output rows
+// (onednn_conv_row_bands: fewer than 4 images on AVX-512), which take the data
+// and the output in channels last (ConvEpilogue::channels_last).
+bool conv_onednn_row_bands(const Params &conv, const Shape &data, bool winograd);
 // Whether Pooling (parameters `pool`, data of shape `data`) takes float32 data in
 // the blocked layout (TBlob::blocked): 2-D pooling of (n, c, h, w) data with c a
 // multiple of onednn_block() (never where that is 0), in either kernel set (its

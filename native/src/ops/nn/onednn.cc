@@ -53,6 +53,7 @@ std::atomic<int64_t> g_conv_calls{0};
 std::atomic<int64_t> g_weight_reorders{0};
 std::atomic<int64_t> g_planned_work{0}, g_work_misses{0};
 std::atomic<int64_t> g_winograd_calls{0};
+std::atomic<int64_t> g_band_calls{0};
 std::atomic<int64_t> g_lrn_calls{0};
 
 }  // namespace
@@ -66,6 +67,7 @@ bool onednn_winograd_qualifies(const ConvShape &s) {
          s.c % 16 == 0 && s.f % 16 == 0 && s.oh * s.ow >= (s.n < 4 ? 7 * 7 : 14 * 14);
 }
 int64_t onednn_winograd_calls() { return g_winograd_calls.load(); }
+int64_t onednn_row_band_calls() { return g_band_calls.load(); }
 int64_t onednn_lrn_calls() { return g_lrn_calls.load(); }
 
 int64_t onednn_conv_calls() { return g_conv_calls.load(); }
@@ -185,6 +187,10 @@ bool onednn_sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float *, i
 void onednn_blocked_layout(const float *, float *, int64_t, int64_t, int64_t, int64_t, bool) {
   fail(LOOM_ERR_INTERNAL, "blocked layouts need a build with oneDNN");
 }
+void onednn_channels_last_layout(const float *, float *, int64_t, int64_t, int64_t, int64_t, bool) {
+  fail(LOOM_ERR_INTERNAL, "channels-last layouts need a build with oneDNN");
+}
+int64_t onednn_conv_row_bands(const ConvShape &, bool) { return 0; }
 bool onednn_conv_forward(const ConvShape &, const float *, const float *, const float *, float *, Var *,
                          const ConvEpilogue &, void *, size_t) {
   return false;
@@ -226,6 +232,9 @@ const char *isa_name(dnnl::cpu_isa isa) {
 
 // The executors' blocked layout (onednn_block()): nChw16c or nChw8c.
 tag blocked_tag() { return onednn_block() == 8 ? tag::aBcd8b : tag::aBcd16b; }
+// The oneDNN tag of one side of a convolution: plain NCHW, oneDNN's blocked
+// layout, or channels last (ConvEpilogue's src_blocked/src_last, dst_*).
+tag side_tag(bool blocked, bool last) { return !blocked ? tag::nchw : last ? tag::nhwc : blocked_tag(); }
 
 dnnl::engine &cpu_engine() {
   static dnnl::engine *e = new dnnl::engine(dnnl::engine::kind::cpu, 0);  // kept for the process
@@ -323,9 +332,11 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 // Plan variants carry the epilogue's parts in these bits.
-constexpr int64_t kEpScaleShift = 1 << 20, kEpSum = 1 << 22, kEpAddend = 1 << 23, kEpWinograd = 1 << 24;
+constexpr int64_t kEpScaleShift = 1 << 20, kEpSum = 1 << 22, kEpAddend = 1 << 23, kEpWinograd = 1 << 24,
+                  kEpAddendLast = 1 << 25;  // the addend in channels last
 int64_t epilogue_bits(const ConvShape &s, const ConvEpilogue &ep) {
   return (ep.scale ? kEpScaleShift : 0) | (ep.sum ? kEpSum : 0) | (ep.addend ? kEpAddend : 0) |
+         (ep.addend && ep.dst_blocked && ep.dst_last ? kEpAddendLast : 0) |
          (ep.winograd && onednn_winograd_qualifies(s) ? kEpWinograd : 0);
 }
 
@@ -355,7 +366,7 @@ void apply_after(const ConvEpilogue &ep, float *y, int64_t at, int64_t n) {
 // the output's shape, then the sum with what the output holds. No relu: oneDNN's
 // eltwise relu and clip turn NaN into 0 where MXNet's relu passes it through,
 // so the executor applies the relu itself.
-dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
+dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits, tag addend_tag = tag::undef) {
   dnnl::primitive_attr a = user_scratchpad();
   if (!ep_bits) return a;
   dnnl::post_ops po;
@@ -364,7 +375,12 @@ dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
     po.append_binary(dnnl::algorithm::binary_mul, pc);
     po.append_binary(dnnl::algorithm::binary_add, pc);
   }
-  if (ep_bits & kEpAddend) po.append_binary(dnnl::algorithm::binary_add, memory::desc(dst, dt::f32, blocked_tag()));
+  if (ep_bits & kEpAddend)
+    po.append_binary(dnnl::algorithm::binary_add,
+                     memory::desc(dst, dt::f32,
+                                  addend_tag != tag::undef            ? addend_tag
+                                  : (ep_bits & kEpAddendLast) != 0 ? tag::nhwc
+                                                                    : blocked_tag()));
   if (ep_bits & kEpSum) po.append_sum(1.0f);
   a.set_post_ops(po);
   return a;
@@ -374,7 +390,7 @@ dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits) {
 // primitive's arguments. `dst`: the primitive's output extents; `addend`: where
 // its part of the addend starts.
 void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue &ep, const memory::dims &dst,
-                       int64_t c0, const float *addend) {
+                       int64_t c0, const float *addend, tag addend_tag = tag::undef) {
   int index = 0;
   if (ep.scale) {
     memory::desc pc({1, dst[1], 1, 1}, dt::f32, tag::abcd);
@@ -386,7 +402,8 @@ void add_epilogue_args(std::unordered_map<int, memory> &args, const ConvEpilogue
   }
   if (ep.addend)
     args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1,
-                 memory(memory::desc(dst, dt::f32, blocked_tag()), cpu_engine(), const_cast<float *>(addend)));
+                 memory(memory::desc(dst, dt::f32, addend_tag == tag::undef ? blocked_tag() : addend_tag), cpu_engine(),
+                        const_cast<float *>(addend)));
 }
 
 // oneDNN's reference implementation, which it picks for post-op combinations its
@@ -665,6 +682,7 @@ std::string describe_text() {
   return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + " (" + isa_name(dnnl::get_effective_cpu_isa()) +
          (onednn_block() ? ", executors' blocked layout nChw" + std::to_string(onednn_block()) + "c" : std::string()) +
+         (onednn_avx512() ? std::string(", batches under 4 in bands of rows in channels last") : std::string()) +
          (onednn_avx512() ? std::string() : std::string(", Loom's Winograd kernels for LOOM_CONV_WINOGRAD=1")) +
          (sgemm_choice() == SgemmChoice::OneDnn
               ? ") for 2-D float32 Convolution and Deconvolution, float32 matrix products and 4-D float32 LRN; "
@@ -695,6 +713,18 @@ void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, i
     reorder(plain, src, blocked, dst, st);
   else
     reorder(blocked, src, plain, dst, st);
+  st.wait();
+}
+
+void onednn_channels_last_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
+                                 bool to_channels_last) {
+  OneOpenMpThread one;
+  memory::desc plain({n, c, h, w}, dt::f32, tag::nchw), last({n, c, h, w}, dt::f32, tag::nhwc);
+  dnnl::stream st(cpu_engine());
+  if (to_channels_last)
+    reorder(plain, src, last, dst, st);
+  else
+    reorder(last, src, plain, dst, st);
   st.wait();
 }
 
@@ -880,6 +910,8 @@ int64_t channel_pieces(const ConvShape &s, bool winograd) {
 // its slice of the weights and writes them into the plain output.
 bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, const float *w,
                          const float *bias, float *y, Var *keep, const ConvEpilogue &ep) {
+  const bool ylast = ep.dst_blocked && ep.dst_last;
+  if (ep.addend && ylast) return false;  // a binary addend's piece of channels is no dense array
   ConvShape sp = s;
   sp.f = s.f / pieces;
   const int64_t bits = epilogue_bits(s, ep);
@@ -894,7 +926,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const auto &p = *plan->pd;
   const auto &prim = *plan->prim;
   Dims d = dims_for(sp, 1);
-  memory::desc usrc(d.src, dt::f32, ep.src_blocked ? blocked_tag() : tag::nchw), uwei(d.wei, dt::f32, weight_tag(sp));
+  memory::desc usrc(d.src, dt::f32, side_tag(ep.src_blocked, ep.src_last)), uwei(d.wei, dt::f32, weight_tag(sp));
   // Weights and inputs in oneDNN's layouts, in the caller's buffers.
   const size_t wsize = p.weights_desc().get_size(), ssize = p.src_desc().get_size();
   const int64_t wpiece = sp.f * s.c * s.kh * s.kw, xplane = s.c * s.h * s.w;
@@ -909,15 +941,20 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   const int64_t wreorders = kept ? 0 : pieces;
   const bool plain_src = p.src_desc() == usrc;
   char *sbuf = plain_src ? nullptr : static_cast<char *>(thread_buffer(3, ssize * s.n));
-  // Reorders, spread over the threads: the weight pieces, then the images.
-  parallel_ranges(wreorders + (plain_src ? 0 : s.n), 1, [&](int64_t i0, int64_t i1) {
+  // Reorders, spread over the threads: the weight pieces, then each image's
+  // rows in two halves.
+  const int64_t halves = s.h >= 2 ? 2 : 1;
+  parallel_items(wreorders + (plain_src ? 0 : s.n * halves), [&](int64_t, int64_t i) {
     OneOpenMpThread one;
     dnnl::stream ts(cpu_engine());
-    for (int64_t i = i0; i < i1; ++i) {
-      if (i < wreorders)
-        reorder(uwei, w + i * wpiece, p.weights_desc(), wbuf + i * wsize, ts);
-      else
-        reorder(usrc, x + (i - wreorders) * xplane, p.src_desc(), sbuf + (i - wreorders) * ssize, ts);
+    if (i < wreorders) {
+      reorder(uwei, w + i * wpiece, p.weights_desc(), wbuf + i * wsize, ts);
+    } else {
+      const int64_t n = (i - wreorders) / halves, k = (i - wreorders) % halves;
+      const int64_t h0 = s.h * k / halves, h1 = s.h * (k + 1) / halves;
+      const memory::dims rows{1, s.c, h1 - h0, s.w}, at{0, 0, h0, 0};
+      reorder(usrc.submemory_desc(rows, at), x + n * xplane, p.src_desc().submemory_desc(rows, at),
+              sbuf + n * ssize, ts);
     }
     ts.wait();
   });
@@ -925,11 +962,12 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
   if (fresh) keep->keep_derived(key, fresh);
   const int64_t plane = s.oh * s.ow;
   // The output's channels [k * f', (k + 1) * f') of one image: strided in plain
-  // NCHW; whole blocks, one after another, in the blocked layout (f' is a
-  // multiple of 16), where oneDNN may write them directly.
-  memory::desc slice = ep.dst_blocked
-                           ? memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, blocked_tag())
-                           : memory::desc({1, sp.f, s.oh, s.ow}, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1});
+  // NCHW and in channels last; whole blocks, one after another, in the blocked
+  // layout (f' is a multiple of 16), where oneDNN may write them directly.
+  const memory::dims sdims{1, sp.f, s.oh, s.ow};
+  memory::desc slice = !ep.dst_blocked ? memory::desc(sdims, dt::f32, memory::dims{s.f * plane, plane, s.ow, 1})
+                       : ylast         ? memory::desc(sdims, dt::f32, memory::dims{s.f * plane, 1, s.ow * s.f, s.f})
+                                       : memory::desc(sdims, dt::f32, blocked_tag());
   const bool direct = p.dst_desc() == slice;
   // Work item (image, piece), taken by whichever thread is free (parallel_items).
   parallel_items(s.n * pieces, [&](int64_t, int64_t i) {
@@ -937,7 +975,7 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
     dnnl::stream ts(cpu_engine());
     int64_t n = i / pieces, k = i % pieces;
     void *src = plain_src ? const_cast<float *>(x + n * xplane) : static_cast<void *>(sbuf + n * ssize);
-    float *out = y + n * s.f * plane + k * sp.f * plane;
+    float *out = y + n * s.f * plane + k * sp.f * (ylast ? 1 : plane);
     void *dst = direct ? static_cast<void *>(out) : thread_buffer(1, p.dst_desc().get_size());
     if (ep.sum && !direct) reorder(slice, out, p.dst_desc(), dst, ts);  // the addend, to be summed
     memory ms(p.src_desc(), cpu_engine(), src), mw(p.weights_desc(), cpu_engine(), wbuf + k * wsize),
@@ -952,11 +990,179 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
     prim.execute(ts, args);
     if (!direct) reorder(p.dst_desc(), dst, slice, out, ts);
     ts.wait();
-    // The piece's channels are one stretch of the image's output in either layout.
-    apply_after(ep, y, n * s.f * plane + k * sp.f * plane, sp.f * plane);
+    // The piece's channels are one stretch of the image's output in plain and
+    // blocked layouts, one a pixel in channels last.
+    if (!ylast)
+      apply_after(ep, y, n * s.f * plane + k * sp.f * plane, sp.f * plane);
+    else if (ep.after_add || ep.relu)
+      for (int64_t q = 0; q < plane; ++q) apply_after(ep, y, n * s.f * plane + q * s.f + k * sp.f, sp.f);
   });
   g_conv_calls.fetch_add(1);
   if (plan->winograd) g_winograd_calls.fetch_add(1);
+  return true;
+}
+
+// Batches under 4 on AVX-512, cut by output rows instead (onednn_conv_row_bands):
+// 4 bands where there are 28 or more output rows, else 2. Each band is a
+// single-threaded oneDNN call on the whole image in channels last (NHWC),
+// where the rows a band reads and the rows it writes are each one dense stretch
+// of memory, so every call keeps all output channels: oneDNN's kernels block
+// their loops over 4 or more 16-channel blocks, where a channel piece of 32
+// gave them 2. ResNet-50's convolutions at batch 1 on two threads, 2026-12-06,
+// timed alone in one process: the 3x3 64-channel layer 0.92 against 1.16 ms in
+// channel pieces, the 1x1 512-to-128 one 0.41 against 0.62 ms. On 7x7 planes
+// two bands split the rows 3 and 4 and took 5-33% longer than channel pieces,
+// and a first layer of 3 channels in channels last took 1.5 times as long:
+// those keep the channel pieces.
+int64_t row_bands(const ConvShape &s) {
+  if (s.n >= 4 || s.groups != 1 || s.c % 16 != 0 || s.oh < 14 || !onednn_avx512()) return 0;
+  return s.oh >= 28 ? 4 : 2;
+}
+
+struct BandPlan {
+  struct Band {
+    int64_t r0 = 0, r1 = 0, i0 = 0;  // output rows [r0, r1); the first input row read
+    std::unique_ptr<dnnl::convolution_forward::primitive_desc> pd;
+    std::unique_ptr<dnnl::convolution_forward> prim;
+  };
+  std::vector<Band> bands;
+  size_t scratch = 0;  // the largest band's scratchpad
+};
+
+// Band b of `count`: output rows [oh * b / count, oh * (b + 1) / count), reading
+// input rows from r0 * sh - ph on (clipped to the image, the rest padding).
+bool build_bands(const ConvShape &s, int64_t count, bool bias, int64_t bits, BandPlan &plan) {
+  const Dims d = dims_for(s, 1);
+  const int64_t reach = (s.kh - 1) * s.dh + 1;  // input rows one output row reads
+  for (int64_t b = 0; b < count; ++b) {
+    BandPlan::Band band;
+    band.r0 = s.oh * b / count;
+    band.r1 = s.oh * (b + 1) / count;
+    const int64_t in0 = band.r0 * s.sh - s.ph, in1 = (band.r1 - 1) * s.sh - s.ph + reach;
+    const int64_t top = std::max<int64_t>(0, -in0), bottom = std::max<int64_t>(0, in1 - s.h);
+    band.i0 = std::max<int64_t>(in0, 0);
+    const int64_t rows = std::min(in1, s.h) - band.i0;
+    memory::dims src{1, s.c, rows, s.w}, dst{1, s.f, band.r1 - band.r0, s.ow};
+    memory::desc sd(src, dt::f32, tag::nhwc), wd(d.wei, dt::f32, tag::any), dd(dst, dt::f32, tag::nhwc),
+        bd(bias ? memory::dims{s.f} : memory::dims{}, dt::f32, tag::x);
+    memory::dims padl{top, d.padl[1]}, padr{bottom, d.padr[1]};
+    auto desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                                       dnnl::algorithm::convolution_direct, sd, wd, bd, dd,
+                                                       d.strides, d.dil, padl, padr)
+                     : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                                       dnnl::algorithm::convolution_direct, sd, wd, dd, d.strides,
+                                                       d.dil, padl, padr);
+    band.pd.reset(new dnnl::convolution_forward::primitive_desc(desc, conv_attr(dst, bits, tag::nhwc), cpu_engine()));
+    if (slow(*band.pd)) return false;  // oneDNN's reference kernel: the channel pieces run instead
+    // Every band reads the same reordered weights.
+    if (b > 0 && !(band.pd->weights_desc() == plan.bands[0].pd->weights_desc())) return false;
+    band.prim.reset(new dnnl::convolution_forward(*band.pd));
+    plan.scratch = std::max(plan.scratch, band.pd->scratchpad_desc().get_size());
+    plan.bands.push_back(std::move(band));
+  }
+  return true;
+}
+
+// The layouts an (n, c, h, w) array may be given in to the bands: plain NCHW,
+// oneDNN's blocked one (TBlob::blocked) or channels last (ConvEpilogue::src_last, dst_last).
+enum class Lay { Plain, Blocked, Last };
+memory::desc lay_desc(Lay l, const memory::dims &d) {
+  return memory::desc(d, dt::f32, l == Lay::Plain ? tag::nchw : l == Lay::Blocked ? blocked_tag() : tag::nhwc);
+}
+
+// Applies the epilogue Loom computes (apply_after) to rows [r0, r1) of image n's
+// output in layout l: one stretch in channels last, one per channel or block of
+// channels in the others.
+void apply_after_rows(const ConvEpilogue &ep, float *y, const ConvShape &s, Lay l, int64_t n, int64_t r0,
+                      int64_t r1) {
+  if (!ep.after_add && !ep.relu) return;
+  const int64_t plane = s.oh * s.ow, image = n * s.f * plane, rows = r1 - r0;
+  if (l == Lay::Last) return apply_after(ep, y, image + r0 * s.ow * s.f, rows * s.ow * s.f);
+  const int64_t b = l == Lay::Blocked ? onednn_block() : 1;
+  for (int64_t c = 0; c < s.f; c += b) apply_after(ep, y, image + c * plane + r0 * s.ow * b, rows * s.ow * b);
+}
+
+// The forward pass cut into bands of rows. x and y may each be plain, blocked
+// or channels last (ep.src_blocked and src_last, ep.dst_blocked and dst_last), and give
+// the same bits in each: data not in channels last is reordered into it first
+// (each image's rows in two halves, spread over the threads), and a band of an
+// output not in channels last is computed into a buffer and reordered into
+// place (as is its addend, when oneDNN adds one). Work item (image, band) is
+// taken by whichever thread is free.
+bool conv_forward_bands(const ConvShape &s, int64_t count, const float *x, const float *w, const float *bias,
+                        float *y, Var *keep, const ConvEpilogue &ep) {
+  const Lay xl = !ep.src_blocked ? Lay::Plain : ep.src_last ? Lay::Last : Lay::Blocked;
+  const Lay yl = !ep.dst_blocked ? Lay::Plain : ep.dst_last ? Lay::Last : Lay::Blocked;
+  if ((xl == Lay::Blocked && s.c % onednn_block() != 0) || (yl == Lay::Blocked && s.f % onednn_block() != 0))
+    return false;
+  const int64_t bits = epilogue_bits(s, ep) & ~kEpWinograd;
+  auto plan = cached<BandPlan>(s, 4000 + 2 * count + (bias != nullptr ? 1 : 0) + bits,
+                               [&](BandPlan &p) { return build_bands(s, count, bias != nullptr, bits, p); });
+  if (!plan) return false;
+  const memory::desc &wdesc = plan->bands[0].pd->weights_desc();
+  const int64_t xplane = s.c * s.h * s.w, plane = s.oh * s.ow;
+  // The weights in oneDNN's layout: kept on the weight's var, or reordered here.
+  const std::string key = keep ? kept_key(s, w, 4000 + count + bits, ep.weights_id) : std::string();
+  std::shared_ptr<const void> kept = keep ? keep->derived(key) : nullptr;
+  const void *wr = kept.get();
+  if (!wr) {
+    std::shared_ptr<void> fresh = keep ? aligned_buffer(wdesc.get_size(), "for reordered weights") : nullptr;
+    void *to = fresh ? fresh.get() : thread_buffer(4, wdesc.get_size());
+    dnnl::stream st(cpu_engine());
+    reorder_weights(s, wdesc, w, to, false, st);
+    st.wait();
+    g_weight_reorders.fetch_add(1);
+    if (fresh) keep->keep_derived(key, fresh), kept = fresh;
+    wr = to;
+  }
+  // The data in channels last, rows [h0, h1) of an image at a time.
+  const float *xc = x;
+  if (xl != Lay::Last) {
+    float *buf = static_cast<float *>(thread_buffer(3, static_cast<size_t>(s.n * xplane) * sizeof(float)));
+    const int64_t halves = s.h >= 2 ? 2 : 1;
+    parallel_items(s.n * halves, [&](int64_t, int64_t i) {
+      OneOpenMpThread one;
+      dnnl::stream ts(cpu_engine());
+      const int64_t n = i / halves, h0 = s.h * (i % halves) / halves, h1 = s.h * (i % halves + 1) / halves;
+      const memory::desc part = lay_desc(xl, {1, s.c, s.h, s.w}).submemory_desc({1, s.c, h1 - h0, s.w}, {0, 0, h0, 0});
+      reorder(part, x + n * xplane, lay_desc(Lay::Last, {1, s.c, h1 - h0, s.w}), buf + n * xplane + h0 * s.w * s.c,
+              ts);
+      ts.wait();
+    });
+    xc = buf;
+  }
+  const int64_t nb = static_cast<int64_t>(plan->bands.size());
+  parallel_items(s.n * nb, [&](int64_t, int64_t i) {
+    OneOpenMpThread one;
+    dnnl::stream ts(cpu_engine());
+    const int64_t n = i / nb;
+    const BandPlan::Band &b = plan->bands[i % nb];
+    const auto &p = *b.pd;
+    const int64_t rows = b.r1 - b.r0, image = n * s.f * plane, at = image + b.r0 * s.ow * s.f;
+    // The band of the image's output (and of the addend) where it is not in channels last.
+    const memory::desc part = lay_desc(yl, {1, s.f, s.oh, s.ow}).submemory_desc({1, s.f, rows, s.ow}, {0, 0, b.r0, 0});
+    void *dst = yl == Lay::Last ? static_cast<void *>(y + at) : thread_buffer(1, p.dst_desc().get_size());
+    if (ep.sum && yl != Lay::Last) reorder(part, y + image, p.dst_desc(), dst, ts);  // the addend, to be summed
+    const float *addend = ep.addend ? ep.addend + at : nullptr;
+    if (ep.addend && yl != Lay::Last) {
+      void *to = thread_buffer(0, p.dst_desc().get_size());
+      reorder(part, ep.addend + image, p.dst_desc(), to, ts);
+      addend = static_cast<const float *>(to);
+    }
+    memory ms(p.src_desc(), cpu_engine(), const_cast<float *>(xc + n * xplane + b.i0 * s.w * s.c)),
+        mw(p.weights_desc(), cpu_engine(), const_cast<void *>(wr)), md(p.dst_desc(), cpu_engine(), dst),
+        mpad(p.scratchpad_desc(), cpu_engine(), thread_buffer(2, plan->scratch));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                         {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias)));
+    add_epilogue_args(args, ep, {1, s.f, rows, s.ow}, 0, addend, tag::nhwc);
+    b.prim->execute(ts, args);
+    if (yl != Lay::Last) reorder(p.dst_desc(), dst, part, y + image, ts);
+    ts.wait();
+    apply_after_rows(ep, y, s, yl, n, b.r0, b.r1);
+  });
+  g_conv_calls.fetch_add(1);
+  g_band_calls.fetch_add(1);
   return true;
 }
 
@@ -965,6 +1171,10 @@ bool conv_forward_pieces(const ConvShape &s, int64_t pieces, const float *x, con
 // (LeNet trains at 3630 against 3250 images/s here), so oneDNN takes a
 // convolution only when its output channels (per group) fill whole blocks and its
 // input channels do too or are few (a first layer on images).
+int64_t onednn_conv_row_bands(const ConvShape &s, bool winograd) {
+  return onednn_conv_takes(s) && !(winograd && loom_winograd_runs(s)) ? row_bands(s) : 0;
+}
+
 bool onednn_conv_takes(const ConvShape &s) {
   int64_t cg = s.c / s.groups, fg = s.f / s.groups;
   return fg % 16 == 0 && (cg % 16 == 0 || cg <= 4);
@@ -1003,8 +1213,8 @@ WorkSizes forward_sizes(const ConvShape &s, const ForwardPlan &plan, const ConvE
   for (const auto *p : {plan.pd.get(), plan.pd_last.get()}) {
     if (!p) continue;
     Dims d = dims_for(s, p->src_desc().dims()[0]);
-    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? blocked_tag() : tag::nchw),
-        udst(d.dst, dt::f32, ep.dst_blocked ? blocked_tag() : tag::nchw);
+    memory::desc usrc(d.src, dt::f32, side_tag(ep.src_blocked, ep.src_last)),
+        udst(d.dst, dt::f32, side_tag(ep.dst_blocked, ep.dst_last));
     if (!(p->src_desc() == usrc)) z.slot[0] = std::max(z.slot[0], p->src_desc().get_size());
     if (!(p->dst_desc() == udst)) z.slot[1] = std::max(z.slot[1], p->dst_desc().get_size());
     z.slot[2] = std::max(z.slot[2], p->scratchpad_desc().get_size());
@@ -1014,7 +1224,7 @@ WorkSizes forward_sizes(const ConvShape &s, const ForwardPlan &plan, const ConvE
 
 size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias, bool winograd) {
   winograd = winograd && onednn_winograd_qualifies(s);
-  if (!onednn_conv_takes(s) || channel_pieces(s, winograd) > 1) return 0;
+  if (!onednn_conv_takes(s) || channel_pieces(s, winograd) > 1 || row_bands(s) > 0) return 0;
   OneOpenMpThread one;
   size_t most = 0;
   auto take = [&](bool wino) {
@@ -1032,13 +1242,22 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
                          float *y, Var *keep, const ConvEpilogue &ep, void *scratch, size_t scratch_bytes) {
   if (!onednn_conv_takes(s)) return false;
   OneOpenMpThread one;
-  if (ep.winograd && loom_winograd_runs(s)) {
+  // Loom's Winograd kernels take plain and blocked layouts (the executors give
+  // them no channels-last arrays).
+  if (ep.winograd && loom_winograd_runs(s) && !(ep.src_blocked && ep.src_last) && !(ep.dst_blocked && ep.dst_last)) {
     loom_winograd_forward(s, x, w, bias, y, keep, ep);
     g_conv_calls.fetch_add(1);
     g_winograd_calls.fetch_add(1);
     return true;
   }
-  if (int64_t pieces = channel_pieces(s, ep.winograd && onednn_winograd_qualifies(s)); pieces > 1)
+  const bool winograd = ep.winograd && onednn_winograd_qualifies(s);
+  // Bands of rows, channel pieces or whole images, each in any layout. Where
+  // oneDNN has no band plan for the shape and epilogue (the same in every
+  // layout), the channel pieces or whole images run. Bands run the direct
+  // algorithm, where Winograd was asked for too (onednn_conv_row_bands).
+  if (int64_t bands = row_bands(s); bands > 0)
+    if (conv_forward_bands(s, bands, x, w, bias, y, keep, ep)) return true;
+  if (int64_t pieces = channel_pieces(s, winograd); pieces > 1)
     return conv_forward_pieces(s, pieces, x, w, bias, y, keep, ep);
   const int64_t per = Items(s.n).per;
   const int64_t bits = epilogue_bits(s, ep);
@@ -1057,8 +1276,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     const auto &pr = bn == per ? prim : prim_last;
     dnnl::stream ts(cpu_engine());
     Dims d = dims_for(s, bn);
-    memory::desc usrc(d.src, dt::f32, ep.src_blocked ? blocked_tag() : tag::nchw),
-        udst(d.dst, dt::f32, ep.dst_blocked ? blocked_tag() : tag::nchw);
+    memory::desc usrc(d.src, dt::f32, side_tag(ep.src_blocked, ep.src_last)),
+        udst(d.dst, dt::f32, side_tag(ep.dst_blocked, ep.dst_last));
     const float *xs = x + n0 * s.c * s.h * s.w;
     float *yd = y + n0 * s.f * s.oh * s.ow;
     void *src = const_cast<float *>(xs);
@@ -1075,7 +1294,8 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
                                          {DNNL_ARG_DST, md}, {DNNL_ARG_SCRATCHPAD, mpad}};
     if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias_desc(), cpu_engine(), const_cast<float *>(bias)));
-    add_epilogue_args(args, ep, d.dst, 0, ep.addend ? ep.addend + n0 * s.f * s.oh * s.ow : nullptr);
+    add_epilogue_args(args, ep, d.dst, 0, ep.addend ? ep.addend + n0 * s.f * s.oh * s.ow : nullptr,
+                      side_tag(ep.dst_blocked, ep.dst_last));
     pr.execute(ts, args);
     if (!direct) reorder(p.dst_desc(), dst, udst, yd, ts);
     ts.wait();

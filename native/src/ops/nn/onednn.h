@@ -101,6 +101,10 @@ struct ConvEpilogue {
   // consecutive oneDNN convolutions, training executors between the steps that
   // take it (TBlob::blocked).
   bool src_blocked = false, dst_blocked = false;
+  // With src_blocked or dst_blocked: the layout that side is in is channels last
+  // (NHWC) rather than the blocked one. Prediction executors keep it after the
+  // convolutions cut into bands of rows (onednn_conv_row_bands).
+  bool src_last = false, dst_last = false;
   // Applied by Loom to each work item's output as soon as oneDNN has written it,
   // while it is still in cache: y = y + after_add (an array of the output's shape
   // and layout, when given), then MXNet's relu (NaN passes through; oneDNN's
@@ -161,6 +165,20 @@ int set_loom_winograd_tile(int tile);
 // onednn_block() is not 0.
 void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
                            bool to_blocked);
+// The same between plain NCHW and channels last (NHWC), any c.
+void onednn_channels_last_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
+                                 bool to_channels_last);
+
+// Batches under 4 on AVX-512: how many bands of output rows each image's
+// convolution is cut into, each band one oneDNN call on the image in channels
+// last (NHWC) by the direct algorithm, whatever layouts the data and the output
+// are given in and whether Winograd was asked for (ConvEpilogue::winograd); 0
+// where it is not cut so (4 or more images, groups, input channels not in
+// whole blocks of 16, fewer than 14 output rows, a CPU without AVX-512, or
+// Loom's Winograd kernels running it). The cut depends on the shape only.
+int64_t onednn_conv_row_bands(const ConvShape &s, bool winograd = false);
+// How many forward passes ran in bands of rows (for tests).
+int64_t onednn_row_band_calls();
 
 // `keep`, when given, is the weight's var: the weights in oneDNN's layout are
 // kept there for the weight's version (prediction passes reorder them once, not
