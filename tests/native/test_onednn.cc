@@ -1211,20 +1211,17 @@ TEST(OneDnn, RowBandsGiveThePlainBitsInEveryLayout) {
   };
   enum Lay { kPlain, kBlocked, kLast };
   const char *lay_names[] = {"plain", "blocked", "channels last"};
-  // Values of an (n, c, h, w) array from plain into layout l, and back.
-  auto to = [](const std::vector<float> &v, const std::vector<int64_t> &d, int l) {
+  // Values of an (n, c, h, w) array from plain into layout l (`into`), or back.
+  auto convert = [](const std::vector<float> &v, const std::vector<int64_t> &d, int l, bool into) {
     std::vector<float> r(v.size());
     if (l == kPlain) return v;
-    if (l == kBlocked) loom::onednn_blocked_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], true);
-    if (l == kLast) loom::onednn_channels_last_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], true);
+    if (l == kBlocked) loom::onednn_blocked_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], into);
+    if (l == kLast) loom::onednn_channels_last_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], into);
     return r;
   };
-  auto back = [](const std::vector<float> &v, const std::vector<int64_t> &d, int l) {
-    std::vector<float> r(v.size());
-    if (l == kPlain) return v;
-    if (l == kBlocked) loom::onednn_blocked_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], false);
-    if (l == kLast) loom::onednn_channels_last_layout(v.data(), r.data(), d[0], d[1], d[2], d[3], false);
-    return r;
+  auto to = [&](const std::vector<float> &v, const std::vector<int64_t> &d, int l) { return convert(v, d, l, true); };
+  auto back = [&](const std::vector<float> &v, const std::vector<int64_t> &d, int l) {
+    return convert(v, d, l, false);
   };
   uint32_t seed = 1300;
   for (Case c : {Case{1, 16, 30, 9, 32, 3, 1, 1}, Case{2, 32, 29, 13, 48, 3, 2, 1}, Case{1, 16, 14, 14, 16, 1, 1, 0},

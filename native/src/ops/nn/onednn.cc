@@ -702,30 +702,30 @@ std::string describe_text() {
 
 }  // namespace
 
+namespace {
+// An (n, c, h, w) float32 array reordered between plain NCHW and the layout `other`.
+void relayout(const float *src, float *dst, const memory::dims &d, tag other, bool to_other) {
+  OneOpenMpThread one;
+  memory::desc plain(d, dt::f32, tag::nchw), them(d, dt::f32, other);
+  dnnl::stream st(cpu_engine());
+  if (to_other)
+    reorder(plain, src, them, dst, st);
+  else
+    reorder(them, src, plain, dst, st);
+  st.wait();
+}
+}  // namespace
+
 void onednn_blocked_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
                            bool to_blocked) {
   LOOM_CHECK(onednn_block() != 0 && c % onednn_block() == 0, LOOM_ERR_INTERNAL, "a blocked layout of (", n, ", ", c,
              ", ", h, ", ", w, ") data: ", onednn_block() ? "channels not whole blocks" : "no blocked layout on this CPU");
-  OneOpenMpThread one;
-  memory::desc plain({n, c, h, w}, dt::f32, tag::nchw), blocked({n, c, h, w}, dt::f32, blocked_tag());
-  dnnl::stream st(cpu_engine());
-  if (to_blocked)
-    reorder(plain, src, blocked, dst, st);
-  else
-    reorder(blocked, src, plain, dst, st);
-  st.wait();
+  relayout(src, dst, {n, c, h, w}, blocked_tag(), to_blocked);
 }
 
 void onednn_channels_last_layout(const float *src, float *dst, int64_t n, int64_t c, int64_t h, int64_t w,
                                  bool to_channels_last) {
-  OneOpenMpThread one;
-  memory::desc plain({n, c, h, w}, dt::f32, tag::nchw), last({n, c, h, w}, dt::f32, tag::nhwc);
-  dnnl::stream st(cpu_engine());
-  if (to_channels_last)
-    reorder(plain, src, last, dst, st);
-  else
-    reorder(last, src, plain, dst, st);
-  st.wait();
+  relayout(src, dst, {n, c, h, w}, tag::nhwc, to_channels_last);
 }
 
 namespace {
