@@ -23,7 +23,7 @@ bool conv_forward_with_epilogue(const OpContext &ctx, const Params &conv, const 
 bool conv_onednn_takes(const Params &conv, const Shape &data);
 // Whether oneDNN takes it and cuts its forward pass into bands of output rows
 // (onednn_conv_row_bands: fewer than 4 images on AVX-512), which take the data
-// and the output in channels last (ConvEpilogue::channels_last).
+// and the output in channels last (ConvEpilogue::src_last, dst_last).
 bool conv_onednn_row_bands(const Params &conv, const Shape &data, bool winograd);
 // Whether Pooling (parameters `pool`, data of shape `data`) takes float32 data in
 // the blocked layout (TBlob::blocked): 2-D pooling of (n, c, h, w) data with c a
