@@ -58,6 +58,7 @@ struct Fused {
   // Which of those is in channels last (NHWC) instead (ConvEpilogue::src_last, dst_last).
   bool src_last = false, dst_last = false;
   bool row_bands = false;  // oneDNN cuts its forward pass into bands of rows (at bind)
+  bool loom_winograd = false;  // Loom's Winograd kernels run it (winograd; at bind)
 };
 
 struct Step {
@@ -412,7 +413,7 @@ bool blocked_layouts_enabled() {
 //
 // The output of a step cut into bands of rows (batches under 4 on AVX-512:
 // onednn_conv_row_bands) is kept in channels last (NHWC) instead, any channel
-// count, where no pooling or Winograd step reads it: a band's input rows and
+// count, where no pooling or Loom's Winograd kernels read it: a band's input rows and
 // output rows are each one dense stretch there (onednn.cc, row_bands). The
 // other convolution steps read and write either layout (they reorder).
 void choose_blocked_layouts(Program &p) {
@@ -440,7 +441,7 @@ void choose_blocked_layouts(Program &p) {
   // Loom's Winograd kernels', not in channels last); a pooling's data, blocked.
   auto takes_last = [&](int r) {
     const Fused *f = dnn(r);
-    return f && (!f->winograd || f->row_bands);
+    return f && !f->loom_winograd;
   };
   for (size_t i = 0; i < p.num_forward; ++i) {
     const Fused *f = dnn(static_cast<int>(i));
@@ -775,6 +776,8 @@ void fuse_for_prediction(Program &p) {
     f->winograd = f->onednn && (attr_flag(node(static_cast<int>(i)), "winograd", &wino) ? wino : winograd_requested());
     f->row_bands =
         f->onednn && conv_onednn_row_bands(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape, f->winograd);
+    f->loom_winograd =
+        f->winograd && conv_loom_winograd_runs(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape);
     if (f->winograd) {
       const size_t b = conv_winograd_scratch(*node(static_cast<int>(i)).parsed, p.values[s.in[0]].shape);
       if (s.temp >= 0) {

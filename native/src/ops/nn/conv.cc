@@ -549,6 +549,10 @@ bool conv_onednn_row_bands(const Params &p, const Shape &data, bool winograd) {
   return conv_onednn_takes(p, data) && onednn_conv_row_bands(conv_shape(ConvPlan(p, data, 4)), winograd) > 0;
 }
 
+bool conv_loom_winograd_runs(const Params &p, const Shape &data) {
+  return conv_onednn_takes(p, data) && loom_winograd_runs(conv_shape(ConvPlan(p, data, 4)));
+}
+
 size_t conv_winograd_scratch(const Params &p, const Shape &data) {
   if (!conv_onednn_takes(p, data)) return 0;
   return onednn_conv_forward_scratch(conv_shape(ConvPlan(p, data, 4)), !p.b("no_bias"), true);

@@ -25,6 +25,9 @@ bool conv_onednn_takes(const Params &conv, const Shape &data);
 // (onednn_conv_row_bands: fewer than 4 images on AVX-512), which take the data
 // and the output in channels last (ConvEpilogue::src_last, dst_last).
 bool conv_onednn_row_bands(const Params &conv, const Shape &data, bool winograd);
+// Whether Loom's Winograd kernels run it when it is marked for Winograd
+// (loom_winograd_runs); they take no channels-last arrays.
+bool conv_loom_winograd_runs(const Params &conv, const Shape &data);
 // Whether Pooling (parameters `pool`, data of shape `data`) takes float32 data in
 // the blocked layout (TBlob::blocked): 2-D pooling of (n, c, h, w) data with c a
 // multiple of onednn_block() (never where that is 0), in either kernel set (its
