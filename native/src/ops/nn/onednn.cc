@@ -1042,6 +1042,7 @@ bool build_bands(const ConvShape &s, int64_t count, bool bias, int64_t bits, Ban
     const int64_t top = std::max<int64_t>(0, -in0), bottom = std::max<int64_t>(0, in1 - s.h);
     band.i0 = std::max<int64_t>(in0, 0);
     const int64_t rows = std::min(in1, s.h) - band.i0;
+    if (rows <= 0) return false;  // a band of padding alone: the channel pieces run instead
     memory::dims src{1, s.c, rows, s.w}, dst{1, s.f, band.r1 - band.r0, s.ow};
     memory::desc sd(src, dt::f32, tag::nhwc), wd(d.wei, dt::f32, tag::any), dd(dst, dt::f32, tag::nhwc),
         bd(bias ? memory::dims{s.f} : memory::dims{}, dt::f32, tag::x);
