@@ -1102,20 +1102,13 @@ bool conv_forward_bands(const ConvShape &s, int64_t count, const float *x, const
   if (!plan) return false;
   const memory::desc &wdesc = plan->bands[0].pd->weights_desc();
   const int64_t xplane = s.c * s.h * s.w, plane = s.oh * s.ow;
-  // The weights in oneDNN's layout: kept on the weight's var, or reordered here.
-  const std::string key = keep ? kept_key(s, w, 4000 + count + bits, ep.weights_id) : std::string();
-  std::shared_ptr<const void> kept = keep ? keep->derived(key) : nullptr;
-  const void *wr = kept.get();
-  if (!wr) {
-    std::shared_ptr<void> fresh = keep ? aligned_buffer(wdesc.get_size(), "for reordered weights") : nullptr;
-    void *to = fresh ? fresh.get() : thread_buffer(4, wdesc.get_size());
-    dnnl::stream st(cpu_engine());
-    reorder_weights(s, wdesc, w, to, false, st);
-    st.wait();
-    g_weight_reorders.fetch_add(1);
-    if (fresh) keep->keep_derived(key, fresh), kept = fresh;
-    wr = to;
-  }
+  // The weights in oneDNN's layout: kept on the weight's var, or reordered into
+  // this thread's buffer (a Work without planned memory).
+  dnnl::stream st(cpu_engine());
+  std::shared_ptr<const void> hold;
+  const void *wr = kept_weights_as(s, w, wdesc, 4000 + count + bits, ep.weights_id, keep, hold,
+                                   Work(WorkSizes(), 0, nullptr, 0), st);
+  st.wait();
   // The data in channels last, rows [h0, h1) of an image at a time.
   const float *xc = x;
   if (xl != Lay::Last) {
