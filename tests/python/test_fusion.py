@@ -233,6 +233,17 @@ def pooled_net():
     return conv(b, "p3", 16)
 
 
+def global_pooled_net():
+    """A residual unit ending in a global pooling and a classifier, as ResNet's last stage: the
+    pooling's (n, 32, 1, 1) output reads the same in nChw16c as in NCHW, so the values before
+    it stay in nChw16c although a FullyConnected reads it."""
+    data = sym.Variable("data")
+    a = relu(bn(conv(data, "g1", 32), "gb1"), "gr1")
+    b = relu(bn(conv(a, "g2", 32), "gb2") + a, "gr2")
+    b = sym.Pooling(b, kernel=(1, 1), global_pool=True, pool_type="avg", name="gpool")
+    return sym.FullyConnected(sym.Flatten(b), num_hidden=10, name="gfc")
+
+
 class PoolingBetweenFusedSteps(unittest.TestCase):
     """In the oneDNN kernel set, a prediction keeps a pooling's data and output in nChw16c
     where the steps around it are oneDNN convolutions: its predictions equal the unfused
@@ -252,6 +263,31 @@ class PoolingBetweenFusedSteps(unittest.TestCase):
             want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
             got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
             self.assertEqual(got.shape, (batch, 16, 3, 3))
+            self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
+
+    def test_values_before_a_global_pooling_are_not_reordered(self):
+        if "onednn" not in loom.backend_describe(1) or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
+            self.skipTest("blocked layouts are the oneDNN kernel set's")
+        script = self.SCRIPT.replace("pooled_net()", "global_pooled_net()").replace("(2, 3, 12, 12)", "(5, 3, 12, 12)")
+        shapes = {}
+        for fuse in ("0", "1"):
+            env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+            log = subprocess.run([sys.executable, "-c", script % os.path.dirname(os.path.abspath(__file__)), fuse],
+                                 env=env, check=True, capture_output=True, text=True, timeout=300).stdout
+            shapes[fuse] = [line.split(",")[-2] for line in log.splitlines() if ",exec,cpu,reorder," in line]
+        # Reorders of the two convolutions' 12x12 outputs (the addend's among them)
+        self.assertTrue([sh for sh in shapes["0"] if sh.endswith("x12x12")], shapes["0"])  # unfused: reordered
+        if "blocked layout nChw" in loom.backend_describe(1):  # nChw16c, or nChw8c on AVX2
+            self.assertFalse([sh for sh in shapes["1"] if sh.endswith("x12x12")], shapes["1"])
+        rng = np.random.default_rng(6)
+        net = global_pooled_net()
+        for batch in (1, 5):
+            shapes = {"data": (batch, 3, 12, 12)}
+            params = _params(net, shapes, rng)
+            x = rng.normal(size=shapes["data"]).astype(np.float32)
+            want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
+            got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
+            self.assertEqual(got.shape, (batch, 10))
             self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
 
     def test_values_around_the_poolings_are_not_reordered(self):

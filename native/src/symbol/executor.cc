@@ -405,7 +405,8 @@ bool blocked_layouts_enabled() {
 // AVX2: onednn_block()), no output of the
 // graph, and read only as the data of oneDNN convolution steps, as the addend
 // of such a step whose own output is in the same layout, or as the data of a 2-D Pooling
-// whose output is blocked too, stays in oneDNN's blocked layout: neither its
+// whose output is blocked too (or reads the same either way: a global pooling's
+// (n, c, 1, 1), blocked_same_as_plain), stays in oneDNN's blocked layout: neither its
 // producer nor its readers reorder it. Such a pooling's output is blocked under
 // the same rules (the pooling runs its blocked kernels, TBlob::blocked). A step
 // whose output is kept so and that adds an addend needs the addend in the same
@@ -462,7 +463,8 @@ void choose_blocked_layouts(Program &p) {
         const Fused *f = dnn(r);
         // each use is as the data, or as the addend of an output in the same layout
         bool ok = (f && (lay[v] == kBlocked || takes_last(r))) ||
-                  (pool[r] && lay[v] == kBlocked && lay[rs.out[0]] == kBlocked);
+                  (pool[r] && lay[v] == kBlocked &&
+                   (lay[rs.out[0]] == kBlocked || blocked_same_as_plain(p.values[rs.out[0]].shape)));
         for (size_t k = 0; ok && k < rs.in.size(); ++k)
           if (rs.in[k] == static_cast<int>(v))
             ok = k == 0 || (f && f->add && k + 1 == rs.in.size() && lay[rs.out[0]] == lay[v]);
@@ -490,9 +492,10 @@ void choose_blocked_layouts(Program &p) {
       f->src_last = lay[x] == kLast;
       f->dst_blocked = lay[y] != kPlain;
       f->dst_last = lay[y] == kLast;
-    } else if (pool[i] && lay[p.steps[i].out[0]] == kBlocked) {
+    } else if (pool[i] && lay[p.steps[i].in[0]] == kBlocked) {
+      // its output blocked, or plain where both read the same (blocked_same_as_plain)
       p.values[p.steps[i].in[0]].blocked = true;
-      p.values[p.steps[i].out[0]].blocked = true;
+      p.values[p.steps[i].out[0]].blocked = lay[p.steps[i].out[0]] == kBlocked;
     }
 }
 
@@ -503,7 +506,8 @@ void choose_blocked_layouts(Program &p) {
 // oneDNN runs (its data and its output, each on its own), and steps whose
 // values all share one layout: BatchNorm over axis 1 (its data and output;
 // its kernels compute each channel as on NCHW, in the same order), relu and
-// the other Activations, and adds of same-shape values (elementwise). A value
+// the other Activations, 2-D Pooling (a global pooling's output, which reads the
+// same in both layouts, may be either), and adds of same-shape values (elementwise). A value
 // is kept blocked when it is float32 (n, c, h, w) with c a multiple of the block, is
 // no output of the graph, is made by such a step and read only by such steps,
 // and every value sharing a layout with it is kept blocked too (to a fixed
@@ -530,7 +534,10 @@ void choose_training_layouts(Program &p) {
     } else if (op == "Activation" || op == "relu") {
       group[i] = {s.in[0], s.out[0]};
     } else if (op == "Pooling") {
-      if (pooling_takes_blocked(*n.parsed, p.values[s.in[0]].shape)) group[i] = {s.in[0], s.out[0]};
+      // an output that reads the same in both layouts may be either (global pooling)
+      if (pooling_takes_blocked(*n.parsed, p.values[s.in[0]].shape))
+        group[i] = blocked_same_as_plain(p.values[s.out[0]].shape) ? std::vector<int>{s.in[0]}
+                                                                     : std::vector<int>{s.in[0], s.out[0]};
     } else if (identity_gradient(g, s.node, p.values)) {
       group[i] = s.in;
       group[i].push_back(s.out[0]);

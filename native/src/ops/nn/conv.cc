@@ -1477,11 +1477,17 @@ bool pool_blocked(const Params &p, const TBlob &x, std::initializer_list<const T
              LOOM_ERR_INTERNAL, p.op().name, ": blocked data of shape ", x.shape.str(),
              " (needs float32, 4-D, channels a multiple of ", onednn_block(), ")");
   for (const TBlob *b : same)
-    LOOM_CHECK(b->blocked, LOOM_ERR_INTERNAL, p.op().name, ": blocked data needs its output and gradients blocked");
+    LOOM_CHECK(b->blocked || blocked_same_as_plain(b->shape), LOOM_ERR_INTERNAL, p.op().name,
+               ": blocked data needs its output and gradients blocked");
   return true;
 }
 
 }  // namespace
+
+bool blocked_same_as_plain(const Shape &s) {
+  const int block = onednn_block();
+  return block && s.ndim == 4 && s.d[1] % block == 0 && s.d[2] == 1 && s.d[3] == 1;
+}
 
 bool pooling_takes_blocked(const Params &p, const Shape &data) {
   const int block = onednn_block();

@@ -33,6 +33,11 @@ bool conv_loom_winograd_runs(const Params &conv, const Shape &data);
 // multiple of onednn_block() (never where that is 0), in either kernel set (its
 // blocked kernels give the NCHW kernels' bits).
 bool pooling_takes_blocked(const Params &pool, const Shape &data);
+// Whether an array of this shape reads the same in the blocked layout as in
+// NCHW: (n, c, 1, 1) with c a multiple of onednn_block(). A pooling whose output
+// is such (global pooling) takes blocked data and writes its output for readers
+// of either layout, so the values before it stay blocked.
+bool blocked_same_as_plain(const Shape &s);
 // The work memory its forward pass with Winograd allowed (ConvEpilogue::winograd)
 // uses: the most of either algorithm's (0 where oneDNN does not take it).
 size_t conv_winograd_scratch(const Params &conv, const Shape &data);
