@@ -606,12 +606,14 @@ struct Buf {
   std::vector<int64_t> shape;
   std::vector<float> v;
   bool blocked = false;
+  bool last = false;  // with blocked: channels last instead
   loom::TBlob blob() {
     loom::TBlob b;
     b.dptr = v.data();
     b.shape = loom::Shape::from(shape);
     b.dtype = LOOM_DTYPE_FLOAT32;
     b.blocked = blocked;
+    b.last = last;
     return b;
   }
 };
@@ -629,6 +631,10 @@ Buf to_blocked(const Buf &b) {
 std::vector<float> plain_values(const Buf &b) {
   if (!b.blocked) return b.v;
   std::vector<float> r(b.v.size());
+  if (b.last) {
+    loom::onednn_channels_last_layout(b.v.data(), r.data(), b.shape[0], b.shape[1], b.shape[2], b.shape[3], false);
+    return r;
+  }
   loom::onednn_blocked_layout(b.v.data(), r.data(), b.shape[0], b.shape[1], b.shape[2], b.shape[3], false);
   return r;
 }
@@ -835,6 +841,28 @@ TEST(OneDnn, BlockedPoolingHasThePlainBits) {
           expect_same_bits(got[0], want[0], "output");
           expect_same_bits(got[1], want[1], "data gradient");
         }
+        // Blocked data, the output in channels last (a prediction executor's, read by
+        // convolutions in bands of rows), and plain where it reads the same (1x1 outputs).
+        const Buf xb = to_blocked(x);
+        for (bool last : {true, false}) {
+          if (!last && !(ys[2] == 1 && ys[3] == 1)) continue;
+          Buf y{ys, std::vector<float>(hy.v.size(), 7.0f), last, last};
+          loom::OpContext ctx;
+          Buf xi = xb;
+          op.compute(ctx, p, loom::BlobList{xi.blob()}, loom::BlobList{y.blob()});
+          expect_same_bits(plain_values(y), want[0], last ? "output in channels last" : "plain 1x1 output");
+        }
+        // Channels last is an output's alone: data or gradients in it are refused.
+        Buf xl = xb, y{ys, std::vector<float>(hy.v.size()), true}, dyl = to_blocked(hy),
+            dx{shape, std::vector<float>(x.v.size()), true};
+        xl.last = true;
+        loom::OpContext ctx;
+        EXPECT_THROW(op.compute(ctx, p, loom::BlobList{xl.blob()}, loom::BlobList{y.blob()}), loom::Error);
+        dyl.last = true;
+        Buf xi = xb;
+        EXPECT_THROW(op.backward(ctx, p, loom::BlobList{xi.blob()}, loom::BlobList{y.blob()}, loom::BlobList{dyl.blob()},
+                                 loom::BlobList{dx.blob()}, loom::ReqList{loom::kWriteTo}),
+                     loom::Error);
       }
 }
 

@@ -244,6 +244,15 @@ def global_pooled_net():
     return sym.FullyConnected(sym.Flatten(b), num_hidden=10, name="gfc")
 
 
+def banded_pool_net():
+    """A max pooling read by two convolutions of 16x16 outputs: for one image on AVX-512 they run
+    in bands of rows in channels last, which the pooling writes directly."""
+    data = sym.Variable("data")
+    a = relu(bn(conv(data, "q1", 32), "qb1"), "qr1")
+    a = sym.Pooling(a, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max", name="qpool")
+    return relu(bn(conv(a, "q2", 32), "qb2"), "qr2") + conv(a, "q3", 32, k=1)
+
+
 class PoolingBetweenFusedSteps(unittest.TestCase):
     """In the oneDNN kernel set, a prediction keeps a pooling's data and output in nChw16c
     where the steps around it are oneDNN convolutions: its predictions equal the unfused
@@ -288,6 +297,27 @@ class PoolingBetweenFusedSteps(unittest.TestCase):
             want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
             got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
             self.assertEqual(got.shape, (batch, 10))
+            self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
+
+    def test_a_pooling_read_by_bands_of_rows_writes_channels_last(self):
+        if "bands of rows" not in loom.backend_describe(1) or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
+            self.skipTest("bands of rows are the oneDNN kernel set's, on AVX-512")
+        script = self.SCRIPT.replace("pooled_net()", "banded_pool_net()").replace("(2, 3, 12, 12)", "(1, 3, 32, 32)")
+        env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+        log = subprocess.run([sys.executable, "-c", script % os.path.dirname(os.path.abspath(__file__)), "1"],
+                             env=env, check=True, capture_output=True, text=True, timeout=300).stdout
+        reorders = [line for line in log.splitlines() if ",exec,cpu,reorder," in line]
+        self.assertTrue(reorders, "oneDNN's verbose log shows no reorders")
+        # the pooling's blocked output reordered into channels last by each reader: gone
+        self.assertFalse([r for r in reorders if "aBcd16b" in r and "acdb" in r], reorders)
+        rng = np.random.default_rng(7)
+        net = banded_pool_net()
+        for batch in (1, 2, 4):
+            shapes = {"data": (batch, 3, 32, 32)}
+            params = _params(net, shapes, rng)
+            x = rng.normal(size=shapes["data"]).astype(np.float32)
+            want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
+            got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
             self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
 
     def test_values_around_the_poolings_are_not_reordered(self):

@@ -29,6 +29,10 @@ struct TBlob {
   // that take it (symbol/executor.cc, choose_training_layouts); every other
   // kernel is only ever given plain data.
   bool blocked = false;
+  // With blocked: channels last (NHWC) instead. A prediction executor gives a
+  // pooling's output so where the convolutions reading it run in bands of rows
+  // (onednn_conv_row_bands); no other kernel is given it.
+  bool last = false;
   template <typename T>
   T *ptr() const {
     return static_cast<T *>(dptr);

@@ -34,6 +34,7 @@ struct Value {
   size_t bytes = 0;  // scratch values: raw bytes (shape unused)
   bool scratch = false;
   bool blocked = false;  // held in oneDNN's blocked layout (onednn_block()); copied into its gradient's value
+  bool last = false;     // with blocked: in channels last (NHWC) instead (a pooling's output, prediction)
   size_t nbytes() const {
     return scratch ? bytes : static_cast<size_t>(shape.size()) * dtype_size(dtype);
   }
@@ -415,8 +416,9 @@ bool blocked_layouts_enabled() {
 // The output of a step cut into bands of rows (batches under 4 on AVX-512:
 // onednn_conv_row_bands) is kept in channels last (NHWC) instead, any channel
 // count, where no pooling or Loom's Winograd kernels read it: a band's input rows and
-// output rows are each one dense stretch there (onednn.cc, row_bands). The
-// other convolution steps read and write either layout (they reorder).
+// output rows are each one dense stretch there (onednn.cc, row_bands). So is a
+// blocked pooling's output read by such steps alone (the pooling writes it so:
+// TBlob::last). The other convolution steps read and write either layout (they reorder).
 void choose_blocked_layouts(Program &p) {
   const int block = onednn_block();  // 16, or 8 on AVX2: oneDNN's convolutions' preferred layout
   if (!block || !blocked_layouts_enabled()) return;
@@ -450,7 +452,11 @@ void choose_blocked_layouts(Program &p) {
     int v = p.steps[i].out[0];
     const Value &val = p.values[v];
     if (val.dtype != kFloat32 || val.shape.ndim != 4) continue;
-    const bool last = f && f->row_bands && std::all_of(readers[v].begin(), readers[v].end(), takes_last);
+    // A pooling's output in channels last where every reader takes it and one at least runs in bands.
+    const bool bands = f ? f->row_bands != 0 : std::any_of(readers[v].begin(), readers[v].end(), [&](int r) {
+      return dnn(r) && dnn(r)->row_bands;
+    });
+    const bool last = bands && std::all_of(readers[v].begin(), readers[v].end(), takes_last);
     lay[v] = last ? kLast : val.shape.d[1] % block == 0 ? kBlocked : kPlain;
   }
   for (int h : p.head_values) lay[h] = kPlain;
@@ -464,7 +470,7 @@ void choose_blocked_layouts(Program &p) {
         // each use is as the data, or as the addend of an output in the same layout
         bool ok = (f && (lay[v] == kBlocked || takes_last(r))) ||
                   (pool[r] && lay[v] == kBlocked &&
-                   (lay[rs.out[0]] == kBlocked || blocked_same_as_plain(p.values[rs.out[0]].shape)));
+                   (lay[rs.out[0]] != kPlain || blocked_same_as_plain(p.values[rs.out[0]].shape)));
         for (size_t k = 0; ok && k < rs.in.size(); ++k)
           if (rs.in[k] == static_cast<int>(v))
             ok = k == 0 || (f && f->add && k + 1 == rs.in.size() && lay[rs.out[0]] == lay[v]);
@@ -479,7 +485,7 @@ void choose_blocked_layouts(Program &p) {
       Fused *f = dnn(static_cast<int>(i));
       const Step &s = p.steps[i];
       if ((f && f->add && lay[s.out[0]] != kPlain && lay[s.in.back()] != lay[s.out[0]]) ||
-          (pool[i] && lay[s.out[0]] == kBlocked && lay[s.in[0]] != kBlocked)) {
+          (pool[i] && lay[s.out[0]] != kPlain && lay[s.in[0]] != kBlocked)) {
         lay[s.out[0]] = kPlain;
         changed = true;
       }
@@ -495,7 +501,8 @@ void choose_blocked_layouts(Program &p) {
     } else if (pool[i] && lay[p.steps[i].in[0]] == kBlocked) {
       // its output blocked, or plain where both read the same (blocked_same_as_plain)
       p.values[p.steps[i].in[0]].blocked = true;
-      p.values[p.steps[i].out[0]].blocked = lay[p.steps[i].out[0]] == kBlocked;
+      p.values[p.steps[i].out[0]].blocked = lay[p.steps[i].out[0]] != kPlain;
+      p.values[p.steps[i].out[0]].last = lay[p.steps[i].out[0]] == kLast;
     }
 }
 
@@ -1352,8 +1359,8 @@ struct Pushed {
   OpContext ctx;
   SmallVec<NDArray, 4> in, out, fin, fout, ograd;
   SmallVec<char, 4> in_stable;  // in[k] is a bound argument (Forward steps)
-  // Which arrays are blocked (Value::blocked), in the order of in, out, fin,
-  // fout and ograd; empty when none is.
+  // Which arrays are blocked (Value::blocked: 1, or 2 in channels last), in the
+  // order of in, out, fin, fout and ograd; empty when none is.
   std::vector<char> blocked;
   NDArray temp;                 // the step's scratch (ctx.temp), kept alive with the call
   std::shared_ptr<const Fused> fused;
@@ -1429,7 +1436,7 @@ std::shared_ptr<Pushed> make_call(const Executor::Impl &im, size_t step, const C
     for (const std::vector<int> *list : {&s.in, &s.out, &s.fin, &s.fout, &s.ograd})
       for (int v : *list) {
         const bool bl = v >= 0 && p.values[v].blocked;
-        b.push_back(bl);
+        b.push_back(bl ? (p.values[v].last ? 2 : 1) : 0);
         any |= bl;
       }
     if (any) call->blocked = std::move(b);
@@ -1611,7 +1618,11 @@ void run_call(Pushed &call) {
   // Marks the blobs of arrays kept blocked, list by list as make_call recorded them.
   size_t at = 0;
   auto mark = [&](BlobList &list) {
-    for (auto &b : list) b.blocked = !call.blocked.empty() && call.blocked[at++];
+    for (auto &b : list) {
+      const char c = call.blocked.empty() ? 0 : call.blocked[at++];
+      b.blocked = c != 0;
+      b.last = c == 2;
+    }
   };
   // (A fused step takes its layouts from Fused::src_blocked and dst_blocked.)
   if (!call.fused) {

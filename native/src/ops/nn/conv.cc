@@ -1370,8 +1370,10 @@ LOOM_CLONE_BODY double pool_window(const Geometry &g, bool include_pad, int64_t 
 // (other cells add +0, which changes no gradient: a sum that starts at +0 is
 // never -0); average and sum in double, row-major, then divided, and their
 // gradient's shares added in the same order. So the bits are the NCHW kernels'.
+// The forward kernels write output cell p's W floats at y + p * ys: ys = W in
+// the blocked layout, the channel count in channels last (TBlob::last).
 template <int W, int KH, int KW>
-LOOM_VECTOR_CLONES void max_pool_block(const float *x, float *y, const Geometry &g) {
+LOOM_VECTOR_CLONES void max_pool_block(const float *x, float *y, const Geometry &g, int64_t ys) {
   const int64_t kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
   typename ChannelBlock<W>::F lo;
   for (int l = 0; l < W; ++l) lo[l] = std::numeric_limits<float>::lowest();
@@ -1397,7 +1399,7 @@ LOOM_VECTOR_CLONES void max_pool_block(const float *x, float *y, const Geometry 
             m = v > m ? v : m;
           }
       }
-      storef(y + (oi * g.ow + oj) * W, m);
+      storef(y + (oi * g.ow + oj) * ys, m);
     }
   }
 }
@@ -1438,7 +1440,8 @@ LOOM_VECTOR_CLONES void max_pool_grad_block(const float *x, const float *dy, flo
 }
 
 template <int W>
-LOOM_VECTOR_CLONES void avg_pool_block(const float *x, float *y, const Geometry &g, bool is_avg, bool include_pad) {
+LOOM_VECTOR_CLONES void avg_pool_block(const float *x, float *y, const Geometry &g, int64_t ys, bool is_avg,
+                                       bool include_pad) {
   typedef ChannelBlock<W> B;
   for (int64_t oi = 0; oi < g.oh; ++oi)
     for (int64_t oj = 0; oj < g.ow; ++oj) {
@@ -1448,7 +1451,7 @@ LOOM_VECTOR_CLONES void avg_pool_block(const float *x, float *y, const Geometry 
       for (int64_t i = i0; i < i1; ++i)
         for (int64_t j = j0; j < j1; ++j) acc += B::load(x + (i * g.w + j) * W);
       if (is_avg) acc = area > 0 ? acc / area : typename B::D{};
-      B::store(y + (oi * g.ow + oj) * W, acc);
+      B::store(y + (oi * g.ow + oj) * ys, acc);
     }
 }
 
@@ -1469,7 +1472,8 @@ LOOM_VECTOR_CLONES void avg_pool_grad_block(const float *dy, float *dx, const Ge
 }
 
 // Whether Pooling's data is given blocked; such data needs its output (or, in
-// the backward pass, both gradients) blocked too.
+// the backward pass, both gradients) blocked too, where the output may be in
+// channels last (TBlob::last; the forward pass only).
 bool pool_blocked(const Params &p, const TBlob &x, std::initializer_list<const TBlob *> same) {
   if (!x.blocked) return false;
   LOOM_CHECK(x.dtype == LOOM_DTYPE_FLOAT32 && x.shape.ndim == 4 && onednn_block() != 0 &&
@@ -1479,6 +1483,7 @@ bool pool_blocked(const Params &p, const TBlob &x, std::initializer_list<const T
   for (const TBlob *b : same)
     LOOM_CHECK(b->blocked || blocked_same_as_plain(b->shape), LOOM_ERR_INTERNAL, p.op().name,
                ": blocked data needs its output and gradients blocked");
+  LOOM_CHECK(!x.last, LOOM_ERR_INTERNAL, p.op().name, ": data in channels last");
   return true;
 }
 
@@ -1511,9 +1516,14 @@ void pool_forward_blocked_w(const Params &p, const Geometry &g, const TBlob &in,
   const std::string &ts = p.s("pool_type");
   const float *x = in.ptr<float>();
   float *y = out.ptr<float>();
-  const int64_t xs = g.h * g.w * W, ys = g.oh * g.ow * W;
+  const int64_t xs = g.h * g.w * W, blocks = g.c / W;
+  // Where block b's output starts, and the step from one output cell to the next.
+  const int64_t cell = out.last ? g.c : W;
+  auto at = [&](int64_t b) {
+    return out.last ? y + (b / blocks) * g.c * g.oh * g.ow + (b % blocks) * W : y + b * g.oh * g.ow * W;
+  };
   if (ts == "max") {
-    auto run = [&](auto kernel) { for_blocks<W>(g, [&](int64_t b) { kernel(x + b * xs, y + b * ys, g); }); };
+    auto run = [&](auto kernel) { for_blocks<W>(g, [&](int64_t b) { kernel(x + b * xs, at(b), g, cell); }); };
     if (g.kh == 3 && g.kw == 3)
       run(max_pool_block<W, 3, 3>);
     else if (g.kh == 2 && g.kw == 2)
@@ -1523,7 +1533,7 @@ void pool_forward_blocked_w(const Params &p, const Geometry &g, const TBlob &in,
     return;
   }
   const bool is_avg = ts == "avg", include_pad = p.b("count_include_pad");
-  for_blocks<W>(g, [&](int64_t b) { avg_pool_block<W>(x + b * xs, y + b * ys, g, is_avg, include_pad); });
+  for_blocks<W>(g, [&](int64_t b) { avg_pool_block<W>(x + b * xs, at(b), g, cell, is_avg, include_pad); });
 }
 
 void pool_forward_blocked(const Params &p, const Geometry &g, const TBlob &in, const TBlob &out) {
@@ -1592,6 +1602,7 @@ const int kPooling = [] {
                          const BlobList &out) {
     if (is_volume(p, in[0].shape)) return pool3d_forward(p, in, out);
     Geometry g = geometry(p, in[0].shape, true);
+    LOOM_CHECK(!out[0].last || in[0].blocked, LOOM_ERR_INTERNAL, p.op().name, ": a channels-last output of plain data");
     if (pool_blocked(p, in[0], {&out[0]})) return pool_forward_blocked(p, g, in[0], out[0]);
     const std::string &ts = p.s("pool_type");
     const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
@@ -1639,6 +1650,7 @@ const int kPooling = [] {
     if (is_volume(p, in[0].shape)) return pool3d_backward(p, in, og, ig, req);
     if (!req[0]) return;
     Geometry g = geometry(p, in[0].shape, true);
+    LOOM_CHECK(!og[0].last && !ig[0].last, LOOM_ERR_INTERNAL, p.op().name, ": gradients in channels last");
     if (pool_blocked(p, in[0], {&og[0], &ig[0]})) return pool_backward_blocked(p, g, in[0], og[0], ig[0]);
     const std::string &ts = p.s("pool_type");
     const bool is_max = ts == "max", is_avg = ts == "avg", include_pad = p.b("count_include_pad");
