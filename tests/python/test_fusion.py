@@ -262,73 +262,54 @@ class PoolingBetweenFusedSteps(unittest.TestCase):
               "p = t._params(net, shapes, np.random.default_rng(3))\n"
               "t._bind(net, shapes, sys.argv[1] == '1', p).forward(is_train=False)[0].asnumpy()\n")
 
-    def test_predictions_equal_the_unfused_graph(self):
-        rng = np.random.default_rng(4)
-        net = pooled_net()
-        for batch in (1, 2, 5):
-            shapes = {"data": (batch, 3, 12, 12)}
+    def assert_fused_equals_unfused(self, net, batches, hw, seed, classes=None):
+        """The fused executor's predictions within 1e-5 of the unfused graph's, 3-channel data."""
+        rng = np.random.default_rng(seed)
+        for batch in batches:
+            shapes = {"data": (batch, 3) + hw}
             params = _params(net, shapes, rng)
             x = rng.normal(size=shapes["data"]).astype(np.float32)
             want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
             got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
-            self.assertEqual(got.shape, (batch, 16, 3, 3))
+            if classes:
+                self.assertEqual(got.shape, (batch,) + classes)
             self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
+
+    def reorders(self, fuse, net="pooled_net", data=(2, 3, 12, 12)):
+        """oneDNN's verbose lines of the reorders one prediction of `net` runs, in a process of its own."""
+        script = self.SCRIPT.replace("pooled_net()", net + "()").replace("(2, 3, 12, 12)", str(data))
+        env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+        log = subprocess.run([sys.executable, "-c", script % os.path.dirname(os.path.abspath(__file__)), fuse],
+                             env=env, check=True, capture_output=True, text=True, timeout=300).stdout
+        return [line for line in log.splitlines() if ",exec,cpu,reorder," in line]
+
+    def test_predictions_equal_the_unfused_graph(self):
+        self.assert_fused_equals_unfused(pooled_net(), (1, 2, 5), (12, 12), 4, classes=(16, 3, 3))
 
     def test_values_before_a_global_pooling_are_not_reordered(self):
         if "onednn" not in loom.backend_describe(1) or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
             self.skipTest("blocked layouts are the oneDNN kernel set's")
-        script = self.SCRIPT.replace("pooled_net()", "global_pooled_net()").replace("(2, 3, 12, 12)", "(5, 3, 12, 12)")
-        shapes = {}
-        for fuse in ("0", "1"):
-            env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
-            log = subprocess.run([sys.executable, "-c", script % os.path.dirname(os.path.abspath(__file__)), fuse],
-                                 env=env, check=True, capture_output=True, text=True, timeout=300).stdout
-            shapes[fuse] = [line.split(",")[-2] for line in log.splitlines() if ",exec,cpu,reorder," in line]
+        shapes = {fuse: [line.split(",")[-2] for line in self.reorders(fuse, "global_pooled_net", (5, 3, 12, 12))]
+                  for fuse in ("0", "1")}
         # Reorders of the two convolutions' 12x12 outputs (the addend's among them)
         self.assertTrue([sh for sh in shapes["0"] if sh.endswith("x12x12")], shapes["0"])  # unfused: reordered
         if "blocked layout nChw" in loom.backend_describe(1):  # nChw16c, or nChw8c on AVX2
             self.assertFalse([sh for sh in shapes["1"] if sh.endswith("x12x12")], shapes["1"])
-        rng = np.random.default_rng(6)
-        net = global_pooled_net()
-        for batch in (1, 5):
-            shapes = {"data": (batch, 3, 12, 12)}
-            params = _params(net, shapes, rng)
-            x = rng.normal(size=shapes["data"]).astype(np.float32)
-            want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
-            got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
-            self.assertEqual(got.shape, (batch, 10))
-            self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
+        self.assert_fused_equals_unfused(global_pooled_net(), (1, 5), (12, 12), 6, classes=(10,))
 
     def test_a_pooling_read_by_bands_of_rows_writes_channels_last(self):
         if "bands of rows" not in loom.backend_describe(1) or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
             self.skipTest("bands of rows are the oneDNN kernel set's, on AVX-512")
-        script = self.SCRIPT.replace("pooled_net()", "banded_pool_net()").replace("(2, 3, 12, 12)", "(1, 3, 32, 32)")
-        env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
-        log = subprocess.run([sys.executable, "-c", script % os.path.dirname(os.path.abspath(__file__)), "1"],
-                             env=env, check=True, capture_output=True, text=True, timeout=300).stdout
-        reorders = [line for line in log.splitlines() if ",exec,cpu,reorder," in line]
+        reorders = self.reorders("1", "banded_pool_net", (1, 3, 32, 32))
         self.assertTrue(reorders, "oneDNN's verbose log shows no reorders")
         # the pooling's blocked output reordered into channels last by each reader: gone
         self.assertFalse([r for r in reorders if "aBcd16b" in r and "acdb" in r], reorders)
-        rng = np.random.default_rng(7)
-        net = banded_pool_net()
-        for batch in (1, 2, 4):
-            shapes = {"data": (batch, 3, 32, 32)}
-            params = _params(net, shapes, rng)
-            x = rng.normal(size=shapes["data"]).astype(np.float32)
-            want = _bind(net, shapes, False, params).forward(is_train=False, data=x)[0].asnumpy()
-            got = _bind(net, shapes, True, params).forward(is_train=False, data=x)[0].asnumpy()
-            self.assertLess(np.abs(got - want).max() / (1 + np.abs(want).max()), 1e-5)
+        self.assert_fused_equals_unfused(banded_pool_net(), (1, 2, 4), (32, 32), 7)
 
     def test_values_around_the_poolings_are_not_reordered(self):
         if "onednn" not in loom.backend_describe(1) or os.environ.get("LOOM_CPU_KERNELS", "") == "reference":
             self.skipTest("blocked layouts are the oneDNN kernel set's")
-        shapes = {}
-        for fuse in ("0", "1"):
-            env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
-            log = subprocess.run([sys.executable, "-c", self.SCRIPT % os.path.dirname(os.path.abspath(__file__)), fuse],
-                                 env=env, check=True, capture_output=True, text=True, timeout=300).stdout
-            shapes[fuse] = [line.split(",")[-2] for line in log.splitlines() if ",exec,cpu,reorder," in line]
+        shapes = {fuse: [line.split(",")[-2] for line in self.reorders(fuse)] for fuse in ("0", "1")}
         # Reorders of values (per image and per piece of channels) around the poolings: the
         # convolutions' outputs (12x12, then 6x6) and the poolings' outputs (6x6, then 3x3 with
         # 32 channels); the data's 3 channels are taken plain, the last output is reordered.
