@@ -185,6 +185,88 @@ class PredictionFusion(unittest.TestCase):
         self.assertIn("c2", str(cm.exception))
         self.assertIn("(32,31,3,3)", str(cm.exception).replace(" ", ""))
 
+
+def banded_net():
+    """A residual unit on 28x28 images of 16 channels: batches under 4 run in bands of rows
+    (AVX-512), larger ones by images."""
+    data = sym.Variable("data")
+    a = relu(bn(conv(data, "d1", 16), "e1"), "s1")
+    return relu(bn(conv(a, "d2", 16), "e2") + a, "s2")
+
+
+class OnednnRelu(unittest.TestCase):
+    """LOOM_EXEC_RELU=onednn (or a relu's __onednn_relu__ attribute): a fused convolution's
+    relu is oneDNN's post-op, max(x, 0), where NaN gives 0 as in MXNet's oneDNN builds;
+    by default it is Loom's, where NaN passes through as in MXNet's reference relu.
+    Elsewhere the two agree bit for bit (both give +0 for -0)."""
+
+    def setUp(self):
+        self.rng = np.random.default_rng(5)
+        self.onednn = "onednn" in loom.backend_describe(1) and os.environ.get("LOOM_CPU_KERNELS", "") != "reference"
+
+    def bind(self, net, shapes, params, env=None):
+        if env is not None:
+            os.environ["LOOM_EXEC_RELU"] = env
+        try:
+            return _bind(net, shapes, True, params)
+        finally:
+            os.environ.pop("LOOM_EXEC_RELU", None)
+
+    def cases(self):
+        for make, chans, hw in ((residual_net, 16, 10), (banded_net, 16, 28)):
+            for batch in (1, 5):
+                net = make()
+                shapes = {"data": (batch, chans, hw, hw)}
+                yield net, shapes, _params(net, shapes, self.rng)
+
+    def test_the_same_bits_without_nan(self):
+        for net, shapes, params in self.cases():
+            x = self.rng.normal(size=shapes["data"]).astype(np.float32)
+            x[0, 0, :2, :] = 0.0  # exact zeros and -0 products on the way
+            mine = [o.asnumpy() for o in self.bind(net, shapes, params).forward(is_train=False, data=x)]
+            theirs = [o.asnumpy() for o in self.bind(net, shapes, params, "onednn").forward(is_train=False, data=x)]
+            for m, t in zip(mine, theirs):
+                np.testing.assert_array_equal(m.view(np.uint32), t.view(np.uint32))
+
+    def test_nan_gives_zero_only_with_onednn_relu(self):
+        for net, shapes, params in self.cases():
+            x = self.rng.normal(size=shapes["data"]).astype(np.float32)
+            x[0, 3, 4, 5] = np.nan
+            mine = self.bind(net, shapes, params).forward(is_train=False, data=x)[0].asnumpy()
+            theirs = self.bind(net, shapes, params, "onednn").forward(is_train=False, data=x)[0].asnumpy()
+            # Every path from the data goes through a fused relu first: oneDNN's stops the NaN.
+            self.assertTrue(np.isnan(mine).any())
+            if self.onednn:
+                self.assertFalse(np.isnan(theirs).any(), "oneDNN's relu did not run")
+                ok = ~np.isnan(mine)
+                np.testing.assert_array_equal(mine[ok], theirs[ok])
+            else:  # Loom's kernels alone: the option changes nothing
+                np.testing.assert_array_equal(np.isnan(theirs), np.isnan(mine))
+
+    def test_a_relu_attribute_decides_for_its_node(self):
+        shapes = {"data": (2, 16, 10, 10)}
+        x = self.rng.normal(size=shapes["data"]).astype(np.float32)
+        x[1, 2, 3, 4] = np.nan
+
+        def net(attr):
+            c = bn(conv(sym.Variable("data"), "a1", 16), "a2")
+            r = relu(c, "a3")
+            return conv(r.set_attr("__onednn_relu__", attr) if attr else r, "a4", 8)
+
+        params = _params(net(None), shapes, self.rng)
+        for attr, env, stops in (("True", None, True), ("False", "onednn", False), (None, "mxnet", False),
+                                 (None, "onednn", True)):
+            got = self.bind(net(attr), shapes, params, env).forward(is_train=False, data=x)[0].asnumpy()
+            self.assertEqual(not np.isnan(got).any(), stops and self.onednn, (attr, env))
+
+    def test_a_bad_value_is_refused_at_bind(self):
+        net = banded_net()
+        shapes = {"data": (1, 16, 28, 28)}
+        with self.assertRaises(loom.LoomError) as e:
+            self.bind(net, shapes, _params(net, shapes, self.rng), "fast")
+        self.assertIn("LOOM_EXEC_RELU=fast", str(e.exception))
+        self.assertIn("onednn", str(e.exception))
+
 def dense_net():
     """FullyConnected + Activation pairs: relu and tanh fuse; an output of the graph and a
     value read twice stay apart."""

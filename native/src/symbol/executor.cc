@@ -54,6 +54,7 @@ struct Fused {
   size_t conv_inputs = 0;  // data, weight[, bias]; then gamma, beta, mean, var; then the addend
   bool onednn = false;     // oneDNN takes the convolution (at bind)
   bool winograd = false;   // LOOM_CONV_WINOGRAD=1 at bind (ConvEpilogue::winograd)
+  bool onednn_relu = false;  // LOOM_EXEC_RELU=onednn at bind, with act (ConvEpilogue::onednn_relu)
   // The data, and the output (and the addend), in the blocked layout rather than NCHW.
   bool src_blocked = false, dst_blocked = false;
   // Which of those is in channels last (NHWC) instead (ConvEpilogue::src_last, dst_last).
@@ -729,7 +730,9 @@ void mark_training_winograd(Program &p) {
 // order, no intermediate value an output of the graph) becomes one step at the
 // last absorbed step's place. That step runs the convolution through oneDNN with
 // the BatchNorm and relu as post-ops (the add, when present, and then the relu
-// follow on each piece of the output as oneDNN writes it), or, where oneDNN does
+// follow on each piece of the output as oneDNN writes it; with LOOM_EXEC_RELU=onednn
+// or the relu's __onednn_relu__ attribute, oneDNN's relu post-op, where NaN gives
+// 0, is the last post-op instead), or, where oneDNN does
 // not take it or the BatchNorm uses
 // the batch's statistics (forward with is_train), the original kernels one after
 // another through a scratch buffer. A FullyConnected whose output only an
@@ -754,6 +757,7 @@ void fuse_for_prediction(Program &p) {
     return std::count(s.in.begin(), s.in.end(), v) == 1 ? r : -1;
   };
   auto f32 = [&](int v) { return p.values[v].dtype == kFloat32; };
+  const bool onednn_relu = onednn_relu_requested();
   std::vector<int> remove;
   for (size_t i = 0; i < p.num_forward; ++i) {
     Step &s = p.steps[i];
@@ -829,6 +833,10 @@ void fuse_for_prediction(Program &p) {
     }
     if (r >= 0 && node(r).op->name == "Activation" && node(r).parsed->s("act_type") == "relu") {
       f->act = &node(r);
+      // oneDNN's relu post-op (NaN gives 0): the relu node's __onednn_relu__
+      // attribute, else LOOM_EXEC_RELU=onednn.
+      bool own;
+      f->onednn_relu = f->onednn && (attr_flag(node(r), "onednn_relu", &own) ? own : onednn_relu);
       absorbed.push_back(r);
       cur = p.steps[r].out[0];
     }
@@ -1542,6 +1550,7 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   // after_add, relu). The relu is MXNet's (NaN passes through), not a oneDNN
   // post-op (which turns NaN into 0); elementwise, so the layout does not matter.
   ep.relu = f.act != nullptr;
+  ep.onednn_relu = f.onednn_relu;
   if (addend && bn_post && !addend_op) ep.after_add = addend->ptr<float>();
   if (affine && (!addend || ep.sum || bn_post) && conv_forward_with_epilogue(ctx, *call.params, dnn_in, y, ep))
     return;

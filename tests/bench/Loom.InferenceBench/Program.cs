@@ -87,6 +87,15 @@ using (Symbol.AttrScope(("__winograd__", "True"))) winoNet = Models.ResNet(50);
 var winoExec = BindResNet(winoNet, b => modules[b].mod.GetParams().Args, b => modules[b].mod.GetParams().Aux);
 double WinogradSeconds(int b) => Seconds(winoExec[b]);
 
+// Loom's ResNet-50 with oneDNN's relu (__onednn_relu__, what LOOM_EXEC_RELU=onednn does
+// for all): each fused convolution's relu is oneDNN's last post-op, in registers, where
+// NaN gives 0 (MXNet's oneDNN builds), instead of Loom's pass over each piece of the
+// output, where NaN passes through (MXNet's reference relu); same parameters as Loom's.
+Symbol reluNet;
+using (Symbol.AttrScope(("__onednn_relu__", "True"))) reluNet = Models.ResNet(50);
+var reluExec = BindResNet(reluNet, b => modules[b].mod.GetParams().Args, b => modules[b].mod.GetParams().Aux);
+double ReluSeconds(int b) => Seconds(reluExec[b]);
+
 // The ONNX file imported: one executor per batch size over the imported parameters.
 var imported = Onnx.Import(model);
 var importedExec = batches.ToDictionary(b => b, b =>
@@ -138,16 +147,21 @@ double OrtSeconds(int b)
 }
 
 // Warm up both (first calls plan memory, create primitives, JIT), then interleave.
-foreach (int b in batches) { LoomSeconds(b); FoldedSeconds(b); WinogradSeconds(b); ImportedSeconds(b); OrtSeconds(b); }
+foreach (int b in batches)
+{
+    LoomSeconds(b); FoldedSeconds(b); WinogradSeconds(b); ReluSeconds(b); ImportedSeconds(b); OrtSeconds(b);
+}
 var loom = batches.ToDictionary(b => b, _ => new List<double>());
 var imp = batches.ToDictionary(b => b, _ => new List<double>());
 var fold = batches.ToDictionary(b => b, _ => new List<double>());
 var wino = batches.ToDictionary(b => b, _ => new List<double>());
+var relu = batches.ToDictionary(b => b, _ => new List<double>());
 var ort = batches.ToDictionary(b => b, _ => new List<double>());
 // ONNX Runtime's threads spin for a while after a run and would slow whatever runs next:
 // each measurement starts after a pause, and the order rotates between repetitions.
 var runs = new (Func<int, double> run, Dictionary<int, List<double>> into)[]
-    { (LoomSeconds, loom), (FoldedSeconds, fold), (WinogradSeconds, wino), (ImportedSeconds, imp), (OrtSeconds, ort) };
+    { (LoomSeconds, loom), (FoldedSeconds, fold), (WinogradSeconds, wino), (ReluSeconds, relu), (ImportedSeconds, imp),
+      (OrtSeconds, ort) };
 for (int r = 0; r < reps; r++)
     foreach (int b in batches)
         for (int k = 0; k < runs.Length; k++)
@@ -161,22 +175,26 @@ double Median(List<double> v) { var s = v.OrderBy(t => t).ToList(); return s[s.C
 Console.WriteLine($"ResNet-50 v1.5 inference, {threads} threads, median of {reps} interleaved runs; Loom's CPU kernels: {Backend.Describe(DeviceType.Cpu)}");
 Console.WriteLine($"ONNX Runtime {OrtEnv.Instance().GetVersionString()} ({model})");
 const double gflopPerImage = 2 * 4.089184256;  // 2 x multiply-adds, counted in tests/bench/survey.py
-double l1 = Median(loom[1]), f1 = Median(fold[1]), w1 = Median(wino[1]), i1 = Median(imp[1]), o1 = Median(ort[1]);
+double l1 = Median(loom[1]), f1 = Median(fold[1]), w1 = Median(wino[1]), r1 = Median(relu[1]), i1 = Median(imp[1]),
+    o1 = Median(ort[1]);
 Console.WriteLine($"Loom's ResNet-50 with BatchNorm folded ({foldedCount} BatchNorms, Symbol.FoldBatchNorm), " +
-                  "and with Winograd (__winograd__ / LOOM_CONV_WINOGRAD=1)");
+                  "with Winograd (__winograd__ / LOOM_CONV_WINOGRAD=1), and with oneDNN's relu " +
+                  "(__onednn_relu__ / LOOM_EXEC_RELU=onednn: NaN gives 0)");
 Console.WriteLine($"batch 1 latency:     Loom {l1 * 1e3:F1} ms, BatchNorm folded {f1 * 1e3:F1} ms, " +
-                  $"Winograd {w1 * 1e3:F1} ms, Loom on the imported ONNX file {i1 * 1e3:F1} ms, " +
+                  $"Winograd {w1 * 1e3:F1} ms, oneDNN relu {r1 * 1e3:F1} ms, " +
+                  $"Loom on the imported ONNX file {i1 * 1e3:F1} ms, " +
                   $"ONNX Runtime {o1 * 1e3:F1} ms; Loom/ORT speed {o1 / l1:F2}, folded {o1 / f1:F2}, " +
-                  $"Winograd {o1 / w1:F2}, imported {o1 / i1:F2}");
-double l32 = Median(loom[32]), f32 = Median(fold[32]), w32 = Median(wino[32]), i32 = Median(imp[32]),
-    o32 = Median(ort[32]);
+                  $"Winograd {o1 / w1:F2}, oneDNN relu {o1 / r1:F2}, imported {o1 / i1:F2}");
+double l32 = Median(loom[32]), f32 = Median(fold[32]), w32 = Median(wino[32]), r32 = Median(relu[32]),
+    i32 = Median(imp[32]), o32 = Median(ort[32]);
 Console.WriteLine($"batch 32 throughput: Loom {32 / l32:F1} img/s ({32 * gflopPerImage / l32:F0} GFLOP/s), " +
                   $"BatchNorm folded {32 / f32:F1} img/s, Winograd {32 / w32:F1} img/s, " +
-                  $"imported {32 / i32:F1} img/s, ONNX Runtime {32 / o32:F1} img/s " +
+                  $"oneDNN relu {32 / r32:F1} img/s, imported {32 / i32:F1} img/s, ONNX Runtime {32 / o32:F1} img/s " +
                   $"({32 * gflopPerImage / o32:F0} GFLOP/s); Loom/ORT speed {o32 / l32:F2}, folded {o32 / f32:F2}, " +
-                  $"Winograd {o32 / w32:F2}, imported {o32 / i32:F2}");
+                  $"Winograd {o32 / w32:F2}, oneDNN relu {o32 / r32:F2}, imported {o32 / i32:F2}");
 foreach (var (mod, x) in modules.Values) { mod.Dispose(); x.Dispose(); }
 foreach (var ex in importedExec.Values) ex.Dispose();
 foreach (var ex in foldedExec.Values) ex.Dispose();
 foreach (var ex in winoExec.Values) ex.Dispose();
+foreach (var ex in reluExec.Values) ex.Dispose();
 return 0;

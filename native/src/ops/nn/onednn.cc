@@ -62,6 +62,15 @@ bool winograd_requested() {
   const char *e = std::getenv("LOOM_CONV_WINOGRAD");
   return e && std::strcmp(e, "1") == 0;
 }
+bool onednn_relu_requested() {
+  const char *e = std::getenv("LOOM_EXEC_RELU");
+  const std::string v = e ? e : "";
+  if (v.empty() || v == "mxnet") return false;
+  if (v == "onednn") return true;
+  fail(LOOM_ERR_INVALID_ARGUMENT, "LOOM_EXEC_RELU=", v,
+       " is not a relu for fused convolutions; use mxnet (NaN passes through, the default) or onednn "
+       "(oneDNN's post-op: NaN gives 0)");
+}
 bool onednn_winograd_qualifies(const ConvShape &s) {
   return s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.groups == 1 &&
          s.c % 16 == 0 && s.f % 16 == 0 && s.oh * s.ow >= (s.n < 4 ? 7 * 7 : 14 * 14);
@@ -333,11 +342,12 @@ dnnl::primitive_attr user_scratchpad() {
 
 // Plan variants carry the epilogue's parts in these bits.
 constexpr int64_t kEpScaleShift = 1 << 20, kEpSum = 1 << 22, kEpAddend = 1 << 23, kEpWinograd = 1 << 24,
-                  kEpAddendLast = 1 << 25;  // the addend in channels last
+                  kEpAddendLast = 1 << 25,  // the addend in channels last
+    kEpRelu = 1 << 26;                      // oneDNN's relu last (ConvEpilogue::onednn_relu)
 int64_t epilogue_bits(const ConvShape &s, const ConvEpilogue &ep) {
   return (ep.scale ? kEpScaleShift : 0) | (ep.sum ? kEpSum : 0) | (ep.addend ? kEpAddend : 0) |
          (ep.addend && ep.dst_blocked && ep.dst_last ? kEpAddendLast : 0) |
-         (ep.winograd && onednn_winograd_qualifies(s) ? kEpWinograd : 0);
+         (ep.winograd && onednn_winograd_qualifies(s) ? kEpWinograd : 0) | (ep.onednn_relu ? kEpRelu : 0);
 }
 
 // The epilogue Loom applies itself (ConvEpilogue::after_add, relu) to n values
@@ -363,9 +373,9 @@ void apply_after(const ConvEpilogue &ep, float *y, int64_t at, int64_t n) {
 
 // The scratchpad mode and the epilogue's post-ops for an output of extents `dst`:
 // binary multiply and add by per-channel vectors, a binary add of an addend of
-// the output's shape, then the sum with what the output holds. No relu: oneDNN's
-// eltwise relu and clip turn NaN into 0 where MXNet's relu passes it through,
-// so the executor applies the relu itself.
+// the output's shape, then the sum with what the output holds, then oneDNN's relu
+// only where asked for (kEpRelu): its eltwise relu and clip turn NaN into 0 where
+// MXNet's relu passes it through, so by default the relu is Loom's (apply_after).
 dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits, tag addend_tag = tag::undef) {
   dnnl::primitive_attr a = user_scratchpad();
   if (!ep_bits) return a;
@@ -382,6 +392,7 @@ dnnl::primitive_attr conv_attr(const memory::dims &dst, int64_t ep_bits, tag add
                                   : (ep_bits & kEpAddendLast) != 0 ? tag::nhwc
                                                                     : blocked_tag()));
   if (ep_bits & kEpSum) po.append_sum(1.0f);
+  if (ep_bits & kEpRelu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
   a.set_post_ops(po);
   return a;
 }
@@ -1232,9 +1243,10 @@ size_t onednn_conv_forward_scratch(const ConvShape &s, bool bias, bool winograd)
   return most;
 }
 
-bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
-                         float *y, Var *keep, const ConvEpilogue &ep, void *scratch, size_t scratch_bytes) {
-  if (!onednn_conv_takes(s)) return false;
+namespace {
+
+bool conv_forward_epilogue(const ConvShape &s, const float *x, const float *w, const float *bias, float *y,
+                           Var *keep, const ConvEpilogue &ep, void *scratch, size_t scratch_bytes) {
   // With padding as wide as the kernel's reach, some outputs' windows hold only
   // padding, and oneDNN 2.6 left the addend of a binary post-op out of them (the
   // error was a tenth of the largest output): such a case is refused.
@@ -1246,7 +1258,9 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   // Loom's Winograd kernels take plain and blocked layouts (the executors give
   // them no channels-last arrays).
   if (ep.winograd && loom_winograd_runs(s) && !(ep.src_blocked && ep.src_last) && !(ep.dst_blocked && ep.dst_last)) {
-    loom_winograd_forward(s, x, w, bias, y, keep, ep);
+    ConvEpilogue own = ep;  // their relu is Loom's, in registers
+    if (own.onednn_relu) own.relu = true, own.onednn_relu = false;
+    loom_winograd_forward(s, x, w, bias, y, keep, own);
     g_conv_calls.fetch_add(1);
     g_winograd_calls.fetch_add(1);
     return true;
@@ -1305,6 +1319,25 @@ bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, con
   g_conv_calls.fetch_add(1);
   if (plan->winograd) g_winograd_calls.fetch_add(1);
   return true;
+}
+
+}  // namespace
+
+bool onednn_conv_forward(const ConvShape &s, const float *x, const float *w, const float *bias,
+                         float *y, Var *keep, const ConvEpilogue &ep, void *scratch, size_t scratch_bytes) {
+  if (!onednn_conv_takes(s)) return false;
+  if (!ep.onednn_relu) return conv_forward_epilogue(s, x, w, bias, y, keep, ep, scratch, scratch_bytes);
+  // oneDNN's relu: the last post-op, Loom's pass left out. Without a relu, or
+  // with an addition after oneDNN (after_add), or where oneDNN has only its
+  // reference kernel for these post-ops, Loom's relu as by default.
+  ConvEpilogue e = ep;
+  if (ep.relu && !ep.after_add) {
+    e.relu = false;
+    if (conv_forward_epilogue(s, x, w, bias, y, keep, e, scratch, scratch_bytes)) return true;
+    e.relu = true;
+  }
+  e.onednn_relu = false;
+  return conv_forward_epilogue(s, x, w, bias, y, keep, e, scratch, scratch_bytes);
 }
 
 // The backward plan of a convolution (built on first use), or null when oneDNN

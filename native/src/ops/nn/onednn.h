@@ -119,10 +119,19 @@ struct ConvEpilogue {
   // (onednn_winograd_qualifies) runs by oneDNN's Winograd algorithm when oneDNN
   // takes it with this epilogue, else by the direct one.
   bool winograd = false;
+  // With relu: oneDNN may apply it as an eltwise post-op, in registers, where it
+  // runs the convolution without after_add (LOOM_EXEC_RELU=onednn at bind). That
+  // relu is max(x, 0): NaN gives 0, as in MXNet's oneDNN builds, not MXNet's
+  // reference relu (NaN passes through). Where oneDNN has no fast kernel for it,
+  // and in Loom's Winograd kernels, the relu stays Loom's.
+  bool onednn_relu = false;
 };
 
 // Whether LOOM_CONV_WINOGRAD=1 is set now (executors read it at bind).
 bool winograd_requested();
+// Whether LOOM_EXEC_RELU=onednn is set now (executors read it at bind; unset or
+// `mxnet`: Loom's relu, NaN passing through; any other value is refused).
+bool onednn_relu_requested();
 // The convolutions Winograd runs: 3x3, stride 1, no dilation or groups, input
 // channels a multiple of 16 and at least 14x14 outputs per image, or 7x7 for
 // batches under 4 (one image per oneDNN call, where it picks its 2x3 variant). On
