@@ -1231,6 +1231,89 @@ TEST(OneDnn, ConvolutionWorkItemsOfUnevenSizeMatchNaiveLoops) {
 // per-channel scale and shift, an addend as a post-op, Loom's add and relu after):
 // the plain call's bits in all nine layout pairs, and the plain call within 1e-5
 // of float64 loops. Uneven bands, strides, padding wider than the kernel's reach.
+// ConvEpilogue::onednn_relu (LOOM_EXEC_RELU=onednn): oneDNN's relu post-op gives the bits
+// of Loom's relu in channel pieces (one image), whole images and bands of rows, with a
+// bias, a sum, the BatchNorm and an addend as post-ops, and with Loom's add (which keeps
+// Loom's relu), for data with zeros and -0; a NaN in the data gives 0 where Loom's relu
+// passes NaN, except after Loom's add.
+TEST(OneDnn, OnednnReluHasLoomsReluBitsButNaNGivesZero) {
+  if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  KernelScope k(loom::CpuKernels::OneDnn);
+  uint32_t seed = 1400;
+  struct Case {
+    int64_t n, c, h, f, k;
+  };
+  for (Case c : {Case{1, 32, 10, 32, 3}, Case{5, 16, 10, 16, 1}, Case{1, 16, 28, 32, 3}, Case{2, 16, 14, 16, 1}}) {
+    const int64_t p = c.k / 2, hw = c.h * c.h;
+    const loom::ConvShape s{c.n, c.c, c.h, c.h, c.f, 1, c.k, c.k, 1, 1, p, p, 1, 1, c.h, c.h};
+    const size_t ny = static_cast<size_t>(c.n * c.f * hw);
+    auto floats = [](const std::vector<double> &v) { return std::vector<float>(v.begin(), v.end()); };
+    auto x = floats(random_values(static_cast<size_t>(c.n * c.c * hw), -1, 1, seed++));
+    for (int64_t i = 0; i < c.h; ++i) x[static_cast<size_t>(i)] = 0.0f, x[static_cast<size_t>(hw + i)] = -0.0f;
+    const auto w = floats(random_values(static_cast<size_t>(c.f * c.c * c.k * c.k), -1, 1, seed++)),
+               bias = floats(random_values(static_cast<size_t>(c.f), -1, 1, seed++)),
+               prior = floats(random_values(ny, -1, 1, seed++)), addend = floats(random_values(ny, -1, 1, seed++)),
+               scale = floats(random_values(static_cast<size_t>(c.f), 0.5, 1.5, seed++)),
+               shift = floats(random_values(static_cast<size_t>(c.f), -1, 1, seed++));
+    for (int e = 0; e < 4; ++e)  // 0 bias; 1 sum; 2 scale, shift and an addend post-op; 3 Loom's add
+      for (bool nan : {false, true}) {
+        SCOPED_TRACE("n" + std::to_string(c.n) + " c" + std::to_string(c.c) + " " + std::to_string(c.h) + "x" +
+                     std::to_string(c.h) + " f" + std::to_string(c.f) + " k" + std::to_string(c.k) + " epilogue " +
+                     std::to_string(e) + (nan ? ", a NaN in the data" : ""));
+        auto xi = x;
+        if (nan) xi[static_cast<size_t>(hw + c.h + 3)] = NAN;  // channel 1 of image 0, row 1
+        // Blocked data and output for the addend post-op (the executor's case), else plain.
+        const bool blocked = e == 2;
+        std::vector<float> xb(xi.size()), ab(ny);
+        if (blocked) {
+          loom::onednn_blocked_layout(xi.data(), xb.data(), c.n, c.c, c.h, c.h, true);
+          loom::onednn_blocked_layout(addend.data(), ab.data(), c.n, c.f, c.h, c.h, true);
+        }
+        std::vector<float> out[2];
+        for (int onednn = 0; onednn < 2; ++onednn) {
+          std::vector<float> y = e == 1 ? prior : std::vector<float>(ny, 0.0f);
+          loom::ConvEpilogue ep;
+          ep.relu = true;
+          ep.onednn_relu = onednn == 1;
+          ep.sum = e == 1;
+          ep.src_blocked = ep.dst_blocked = blocked;
+          if (e >= 2) ep.scale = scale.data(), ep.shift = shift.data();
+          if (e == 2) ep.addend = ab.data();
+          if (e == 3) ep.after_add = addend.data();
+          ASSERT_TRUE(loom::onednn_conv_forward(s, blocked ? xb.data() : xi.data(), w.data(),
+                                                e <= 1 ? bias.data() : nullptr, y.data(), nullptr, ep));
+          if (blocked) {
+            std::vector<float> plain(ny);
+            loom::onednn_blocked_layout(y.data(), plain.data(), c.n, c.f, c.h, c.h, false);
+            y = plain;
+          }
+          out[onednn] = y;
+        }
+        size_t nans = 0, stopped = 0;
+        for (size_t i = 0; i < ny; ++i) {
+          if (std::isnan(out[0][i])) {
+            ++nans;
+            if (e != 3) {
+              EXPECT_EQ(out[1][i], 0.0f) << "element " << i << ": oneDNN's relu gives 0 for NaN";
+              stopped += out[1][i] == 0.0f;
+            } else {
+              EXPECT_TRUE(std::isnan(out[1][i])) << "element " << i << ": after Loom's add the relu is Loom's";
+            }
+            continue;
+          }
+          uint32_t a, b;
+          std::memcpy(&a, &out[0][i], 4);
+          std::memcpy(&b, &out[1][i], 4);
+          ASSERT_EQ(a, b) << "element " << i << ": " << out[0][i] << " against " << out[1][i];
+        }
+        EXPECT_EQ(nans > 0, nan) << "a NaN in the data reaches Loom's relu";
+        if (nan && e != 3) {
+          EXPECT_EQ(stopped, nans);
+        }
+      }
+  }
+}
+
 TEST(OneDnn, RowBandsGiveThePlainBitsInEveryLayout) {
   if (!loom::onednn_built()) GTEST_SKIP() << "built without oneDNN";
   if (!loom::onednn_avx512()) GTEST_SKIP() << "bands of rows run on AVX-512 only";
