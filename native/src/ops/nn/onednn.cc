@@ -343,7 +343,7 @@ dnnl::primitive_attr user_scratchpad() {
 // Plan variants carry the epilogue's parts in these bits.
 constexpr int64_t kEpScaleShift = 1 << 20, kEpSum = 1 << 22, kEpAddend = 1 << 23, kEpWinograd = 1 << 24,
                   kEpAddendLast = 1 << 25,  // the addend in channels last
-    kEpRelu = 1 << 26;                      // oneDNN's relu last (ConvEpilogue::onednn_relu)
+                  kEpRelu = 1 << 26;        // oneDNN's relu last (ConvEpilogue::onednn_relu)
 int64_t epilogue_bits(const ConvShape &s, const ConvEpilogue &ep) {
   return (ep.scale ? kEpScaleShift : 0) | (ep.sum ? kEpSum : 0) | (ep.addend ? kEpAddend : 0) |
          (ep.addend && ep.dst_blocked && ep.dst_last ? kEpAddendLast : 0) |
