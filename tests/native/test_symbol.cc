@@ -1,11 +1,17 @@
 // Symbols, inference, JSON and executors, through the C ABI: graphs are
 // checked against the imperative path, gradients against finite differences.
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
+#include "c_api/c_api_internal.h"
+#include "engine/engine.h"
 #include "testutil.h"
 
 using namespace lt;
@@ -1066,6 +1072,68 @@ TEST(Symbol, FoldBatchNormThroughTheAbi) {
 // convolution (one image: channel pieces; three: batches of images), predict
 // what the unfused graph (LOOM_EXEC_FUSE=0) predicts, with 4 steps fewer; a
 // training-mode forward pass gives the unfused bits.
+// A fused prediction step still queued when its executor is freed runs on and
+// writes the output the caller kept: it reads what it absorbed (BatchNorm, add,
+// relu) from its own share of their parameters, not from the freed graph. (It
+// read the freed BatchNorm node's parameters before: a crash in one CI run, a
+// race under ThreadSanitizer, a heap-use-after-free under AddressSanitizer.)
+TEST(Symbol, AFusedStepQueuedWhenItsExecutorIsFreedStillRuns) {
+  Shapes sh{{"data", {2, 16, 8, 8}}};
+  std::vector<double> want;
+  for (int freed : {0, 1}) {
+    std::vector<Sym> syms;  // the graph, freed with the executor
+    syms.push_back(var("data"));
+    syms.push_back(op("Convolution", "c", {&syms[0]},
+                      {{"kernel", "(3,3)"}, {"pad", "(1,1)"}, {"num_filter", "16"}, {"no_bias", "true"}}));
+    syms.push_back(op("BatchNorm", "b", {&syms[1]}, {{"fix_gamma", "false"}}));
+    syms.push_back(op("ElementWiseSum", "sum", {&syms[2], &syms[0]}));
+    syms.push_back(op("Activation", "r", {&syms[3]}, {{"act_type", "relu"}}));
+    const Sym &net = syms.back();
+    setenv("LOOM_EXEC_FUSE", "1", 1);
+    Exec ex = simple_bind(net, sh, LOOM_GRAD_NULL);
+    unsetenv("LOOM_EXEC_FUSE");
+    for (int kind : {LOOM_EXEC_ARGUMENT, LOOM_EXEC_AUXILIARY_STATE}) {
+      int32_t count = 0;
+      ASSERT_EQ(loom_executor_count(&count, ex.h, kind), LOOM_OK);
+      for (int32_t i = 0; i < count; ++i) {
+        Arr a = get(ex, kind, i);
+        fill(a, random_values(numel(shape_of(a)), 0.5, 1.5, uint64_t(100 * kind + i)));
+      }
+    }
+    Arr out = get(ex, LOOM_EXEC_OUTPUT, 0);
+    // A gate holds the data (argument 0) until after the executor is freed, so the
+    // forward pass is still queued then. Another thread opens it, in case freeing
+    // waited for the queued work.
+    Arr x = get(ex, LOOM_EXEC_ARGUMENT, 0);
+    std::mutex m;
+    std::condition_variable cv;
+    bool open = false;
+    loom::Engine::get().push(
+        [&] {
+          std::unique_lock<std::mutex> l(m);
+          cv.wait(l, [&] { return open; });
+        },
+        loom::Context{}, {}, {loom_capi::get_array(x.h, "data").var()});
+    std::thread opener([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard<std::mutex> l(m);
+      open = true;
+      cv.notify_all();
+    });
+    ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK) << loom_last_error();
+    if (freed) {
+      ex = Exec();
+      syms.clear();
+    }
+    auto y = read(out);
+    opener.join();
+    if (!freed)
+      want = y;
+    else
+      EXPECT_EQ(y, want) << "the queued step's output";
+  }
+}
+
 TEST(Symbol, PredictionFusionMatchesTheUnfusedGraph) {
   Sym data = var("data");
   Sym c1 = op("Convolution", "c1", {&data}, {{"kernel", "(3,3)"}, {"pad", "(1,1)"}, {"num_filter", "32"}, {"no_bias", "true"}});

@@ -46,7 +46,17 @@ enum class StepKind : int8_t { Forward, Backward, Sum, Zero };
 // (fuse_for_prediction): BatchNorm, an add of another value, relu, in that order;
 // or a FullyConnected step with its Activation.
 struct Fused {
+  // The absorbed nodes, for bind time (the executor's graph owns them).
   const Node *bn = nullptr, *add = nullptr, *act = nullptr;
+  // What the step runs of each of them: its op and a share of its parameters. A
+  // pushed call outlives the graph when the executor is freed with the call still
+  // queued, so it must not read the nodes then (the output it writes stays alive).
+  struct Part {
+    const OpDef *op = nullptr;
+    std::shared_ptr<const Params> params;
+  };
+  Part bn_run, add_run, act_run;
+  static Part part(const Node &n) { return Part{n.op, n.parsed}; }
   // A FullyConnected step with the Activation after it (act, any act_type), not a
   // Convolution: its product, then the activation in place on its output.
   bool fc = false;
@@ -771,6 +781,7 @@ void fuse_for_prediction(Program &p) {
       auto f = std::make_shared<Fused>();
       f->fc = true;
       f->act = &node(r);
+      f->act_run = Fused::part(node(r));
       f->conv_inputs = s.in.size();
       Step fs;
       fs.kind = StepKind::Forward;
@@ -814,6 +825,7 @@ void fuse_for_prediction(Program &p) {
     if (r >= 0 && node(r).op->name == "BatchNorm" && p.steps[r].in[0] == cur && p.steps[r].out.size() == 1 &&
         node(r).parsed->i("axis") == 1) {
       f->bn = &node(r);
+      f->bn_run = Fused::part(node(r));
       absorbed.push_back(r);
       cur = p.steps[r].out[0];
       r = sole(cur);
@@ -824,6 +836,7 @@ void fuse_for_prediction(Program &p) {
       if (other >= 0 && other != cur && f32(other) && a.out.size() == 1 &&
           p.values[other].shape == p.values[cur].shape && p.values[a.out[0]].shape == p.values[cur].shape) {
         f->add = &node(r);
+        f->add_run = Fused::part(node(r));
         f->add_chain_pos = a.in[0] == cur ? 0 : 1;
         addend = other;
         absorbed.push_back(r);
@@ -833,6 +846,7 @@ void fuse_for_prediction(Program &p) {
     }
     if (r >= 0 && node(r).op->name == "Activation" && node(r).parsed->s("act_type") == "relu") {
       f->act = &node(r);
+      f->act_run = Fused::part(node(r));
       // oneDNN's relu post-op (NaN gives 0): the relu node's __onednn_relu__
       // attribute, else LOOM_EXEC_RELU=onednn.
       bool own;
@@ -1472,7 +1486,7 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
     OpContext plain = call.ctx;
     plain.temp = nullptr;
     plain.temp_bytes = 0;
-    run_forward(*f.act->op, plain, *f.act->parsed, BlobList{y}, BlobList{y});
+    run_forward(*f.act_run.op, plain, *f.act_run.params, BlobList{y}, BlobList{y});
     return;
   }
   const size_t nc = f.conv_inputs;
@@ -1486,7 +1500,7 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
     for (size_t k = 0; k < 4; ++k) bn_in.push_back(in[nc + k]);
     bn_in[0].shape = y.shape;
     bn_in[0].dtype = y.dtype;
-    affine = batchnorm_prediction_affine(call.ctx, *f.bn->parsed, bn_in, scale, shift);
+    affine = batchnorm_prediction_affine(call.ctx, *f.bn_run.params, bn_in, scale, shift);
   }
   const TBlob *addend = f.add ? &in[in.size() - 1] : nullptr;
   ConvEpilogue ep;
@@ -1496,7 +1510,7 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   std::shared_ptr<const FoldedConv> fold;
   BlobList dnn_in = conv_in;
   if (f.bn && affine && use_onednn() && f.onednn && fold_enabled())
-    fold = fold_batchnorm_into_conv(*f.bn->parsed, conv_in, bn_in);
+    fold = fold_batchnorm_into_conv(*f.bn_run.params, conv_in, bn_in);
   if (fold) {
     dnn_in[1].dptr = const_cast<float *>(fold->weight.data());
     TBlob b{const_cast<float *>(fold->bias.data()), Shape{static_cast<int64_t>(fold->bias.size())}, kFloat32,
@@ -1609,14 +1623,14 @@ void run_original(const Pushed &call, const OpContext &ctx, const BlobList &conv
   plain.temp_bytes = 0;
   if (f.bn) {
     bn_in[0] = conv_out;
-    run_forward(*f.bn->op, plain, *f.bn->parsed, bn_in, BlobList{y});
+    run_forward(*f.bn_run.op, plain, *f.bn_run.params, bn_in, BlobList{y});
   }
   if (addend) {
     BlobList ab{y, *addend};
     if (f.add_chain_pos == 1) std::swap(ab[0], ab[1]);
-    run_forward(*f.add->op, plain, *f.add->parsed, ab, BlobList{y});
+    run_forward(*f.add_run.op, plain, *f.add_run.params, ab, BlobList{y});
   }
-  if (f.act) run_forward(*f.act->op, plain, *f.act->parsed, BlobList{y}, BlobList{y});
+  if (f.act) run_forward(*f.act_run.op, plain, *f.act_run.params, BlobList{y}, BlobList{y});
 }
 
 void run_call(Pushed &call) {
