@@ -1072,6 +1072,23 @@ TEST(Symbol, FoldBatchNormThroughTheAbi) {
 // convolution (one image: channel pieces; three: batches of images), predict
 // what the unfused graph (LOOM_EXEC_FUSE=0) predicts, with 4 steps fewer; a
 // training-mode forward pass gives the unfused bits.
+// `net` bound without gradients, LOOM_EXEC_FUSE=`fuse` (1: fusion), its arguments
+// and auxiliary states filled with values in [0.5, 1.5) seeded by their position.
+Exec bind_for_prediction(const Sym &net, const Shapes &sh, const char *fuse) {
+  setenv("LOOM_EXEC_FUSE", fuse, 1);
+  Exec ex = simple_bind(net, sh, LOOM_GRAD_NULL);
+  unsetenv("LOOM_EXEC_FUSE");
+  for (int kind : {LOOM_EXEC_ARGUMENT, LOOM_EXEC_AUXILIARY_STATE}) {
+    int32_t count = 0;
+    EXPECT_EQ(loom_executor_count(&count, ex.h, kind), LOOM_OK);
+    for (int32_t i = 0; i < count; ++i) {
+      Arr a = get(ex, kind, i);
+      fill(a, random_values(numel(shape_of(a)), 0.5, 1.5, uint64_t(100 * kind + i)));
+    }
+  }
+  return ex;
+}
+
 // A fused prediction step still queued when its executor is freed runs on and
 // writes the output the caller kept: it reads what it absorbed (BatchNorm, add,
 // relu) from its own share of their parameters, not from the freed graph. (It
@@ -1089,17 +1106,7 @@ TEST(Symbol, AFusedStepQueuedWhenItsExecutorIsFreedStillRuns) {
     syms.push_back(op("ElementWiseSum", "sum", {&syms[2], &syms[0]}));
     syms.push_back(op("Activation", "r", {&syms[3]}, {{"act_type", "relu"}}));
     const Sym &net = syms.back();
-    setenv("LOOM_EXEC_FUSE", "1", 1);
-    Exec ex = simple_bind(net, sh, LOOM_GRAD_NULL);
-    unsetenv("LOOM_EXEC_FUSE");
-    for (int kind : {LOOM_EXEC_ARGUMENT, LOOM_EXEC_AUXILIARY_STATE}) {
-      int32_t count = 0;
-      ASSERT_EQ(loom_executor_count(&count, ex.h, kind), LOOM_OK);
-      for (int32_t i = 0; i < count; ++i) {
-        Arr a = get(ex, kind, i);
-        fill(a, random_values(numel(shape_of(a)), 0.5, 1.5, uint64_t(100 * kind + i)));
-      }
-    }
+    Exec ex = bind_for_prediction(net, sh, "1");
     Arr out = get(ex, LOOM_EXEC_OUTPUT, 0);
     // A gate holds the data (argument 0) until after the executor is freed, so the
     // forward pass is still queued then. Another thread opens it, in case freeing
@@ -1149,17 +1156,7 @@ TEST(Symbol, PredictionFusionMatchesTheUnfusedGraph) {
     std::vector<std::vector<float>> outs;
     std::vector<int32_t> steps;
     for (const char *fuse : {"1", "0"}) {
-      setenv("LOOM_EXEC_FUSE", fuse, 1);
-      Exec ex = simple_bind(net, sh, LOOM_GRAD_NULL);
-      unsetenv("LOOM_EXEC_FUSE");
-      for (int kind : {LOOM_EXEC_ARGUMENT, LOOM_EXEC_AUXILIARY_STATE}) {
-        int32_t count = 0;
-        ASSERT_EQ(loom_executor_count(&count, ex.h, kind), LOOM_OK);
-        for (int32_t i = 0; i < count; ++i) {
-          Arr a = get(ex, kind, i);
-          fill(a, random_values(numel(shape_of(a)), 0.5, 1.5, uint64_t(100 * kind + i)));
-        }
-      }
+      Exec ex = bind_for_prediction(net, sh, fuse);
       for (int train : {0, 1}) {
         ASSERT_EQ(loom_executor_forward(ex.h, train), LOOM_OK) << loom_last_error();
         auto y = read(get(ex, LOOM_EXEC_OUTPUT, 0));
