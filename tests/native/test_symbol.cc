@@ -1109,24 +1109,25 @@ TEST(Symbol, AFusedStepQueuedWhenItsExecutorIsFreedStillRuns) {
     Exec ex = bind_for_prediction(net, sh, "1");
     Arr out = get(ex, LOOM_EXEC_OUTPUT, 0);
     // A gate holds the data (argument 0) until after the executor is freed, so the
-    // forward pass is still queued then. Another thread opens it, in case freeing
-    // waited for the queued work.
+    // forward pass is still queued then. Another thread opens it, started first:
+    // the naive engine runs the gate inside push, and freeing might wait for the
+    // queued work.
     Arr x = get(ex, LOOM_EXEC_ARGUMENT, 0);
     std::mutex m;
     std::condition_variable cv;
     bool open = false;
-    loom::Engine::get().push(
-        [&] {
-          std::unique_lock<std::mutex> l(m);
-          cv.wait(l, [&] { return open; });
-        },
-        loom::Context{}, {}, {loom_capi::get_array(x.h, "data").var()});
     std::thread opener([&] {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       std::lock_guard<std::mutex> l(m);
       open = true;
       cv.notify_all();
     });
+    loom::Engine::get().push(
+        [&] {
+          std::unique_lock<std::mutex> l(m);
+          cv.wait(l, [&] { return open; });
+        },
+        loom::Context{}, {}, {loom_capi::get_array(x.h, "data").var()});
     ASSERT_EQ(loom_executor_forward(ex.h, 0), LOOM_OK) << loom_last_error();
     if (freed) {
       ex = Exec();
