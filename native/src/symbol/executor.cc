@@ -1561,8 +1561,9 @@ void run_fused(const Pushed &call, const BlobList &in, const TBlob &y) {
   }
   // The rest, y = relu(y + addend) as the add then the Activation do, Loom applies
   // to each piece of the output as soon as oneDNN has written it (ConvEpilogue::
-  // after_add, relu). The relu is MXNet's (NaN passes through), not a oneDNN
-  // post-op (which turns NaN into 0); elementwise, so the layout does not matter.
+  // after_add, relu). By default the relu is MXNet's (NaN passes through), not a
+  // oneDNN post-op (which turns NaN into 0); elementwise, so the layout does not
+  // matter. With onednn_relu (at bind) oneDNN applies its own instead, where it can.
   ep.relu = f.act != nullptr;
   ep.onednn_relu = f.onednn_relu;
   if (addend && bn_post && !addend_op) ep.after_add = addend->ptr<float>();
